@@ -7,3 +7,5 @@
 
 pub mod bars;
 pub mod ea;
+pub mod link_auth;
+pub mod trade;
