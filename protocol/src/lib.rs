@@ -4,8 +4,58 @@
 //! It is pure: no sockets, no clocks, no randomness it was not handed, no tokio, no `std::fs`.
 //! Drivers in the node and the hub feed it bytes, time and random numbers; tests feed it a
 //! seeded simulator.
+//!
+//! # The API other crates call
+//!
+//! - Identities ([`identity`]): [`Identity::generate(&mut rng)`](Identity::generate),
+//!   [`Identity::from_secret_bytes`], `identity.device_id()`, `identity.identity_key()`,
+//!   `identity.sealing_public_key()`; [`DeviceId`] (20 bytes of SHA-256 of the Ed25519 key) with
+//!   its checksummed text form ([`DeviceId::to_text`], [`DeviceId::parse`]); [`IdentityKey`]
+//!   (public Ed25519, [`IdentityKey::from_bytes`]).
+//! - Domain types ([`domain`]): [`Signal`], [`Modify`], [`Close`], [`Approval`], [`Execution`],
+//!   [`PositionSnapshot`], [`TradeClosed`], [`EquityPoint`], [`Heartbeat`], [`DeviceKeys`],
+//!   [`Command`] (`CloseAll`, `Modify`, `Close`), all serde (JSON: snake_case, decimal strings,
+//!   unix ms) and postcard.
+//! - Records ([`record`]):
+//!   [`Record::sign(&identity, HeaderFields { stream, seq, prev_hash, created_at_ms }, &Body::Signal(signal))`](Record::sign),
+//!   [`Record::sign_sealed`] for private streams (with a [`StreamKey`] and an RNG),
+//!   `record.verify(&author_key) -> Result<(), VerifyError>`, `record.encode() -> Vec<u8>`,
+//!   [`Record::decode(&bytes)`](Record::decode) `-> Result<Record, DecodeError>`,
+//!   `record.header_hash()`, `record.body()` / `record.open(&stream_key)`.
+//! - Chains ([`chain`]): [`ChainTip::genesis`], `tip.extend(&record, &key)`, [`verify_chain`].
+//!   The chain hash is **BLAKE3** ([`ChainHash`]).
+//! - Receipts ([`receipt`]): [`Receipt::sign(&hub_identity, &record, received_at_ms)`](Receipt::sign),
+//!   `receipt.verify(&hub_key)`, signed under `tradecast/receipt/v1`.
+//! - Sealing ([`seal`]): [`StreamKey::derive(&identity, &author, stream)`](StreamKey::derive),
+//!   XChaCha20-Poly1305 with AAD = encoded (author, stream, seq).
+//!
+//! Every error is a typed `thiserror` enum ([`DecodeError`], [`VerifyError`], [`ChainError`],
+//! [`OpenError`], [`DeviceIdParseError`]); no input bytes make this crate panic.
 
 pub mod bars;
+pub mod chain;
+pub mod domain;
 pub mod ea;
+pub mod hash;
+pub mod identity;
 pub mod link_auth;
+pub mod receipt;
+pub mod record;
+pub mod seal;
 pub mod trade;
+
+pub use chain::{ChainError, ChainTip, verify_chain};
+pub use domain::{
+    Approval, Close, Command, DecidedBy, Decision, DeviceKeys, EntryKind, EquityPoint, Execution,
+    Heartbeat, IndicatorValue, Modify, Position, PositionSnapshot, Side, Signal, SignalId,
+    Timeframe, TradeClosed,
+};
+pub use hash::ChainHash;
+pub use identity::{
+    DeviceId, DeviceIdParseError, Identity, IdentityKey, KeyError, SealingPublicKey, Signature,
+};
+pub use receipt::{Receipt, ReceiptFields};
+pub use record::{
+    Body, BodyError, DecodeError, Header, HeaderFields, Kind, Record, StreamId, VerifyError,
+};
+pub use seal::{OpenError, StreamKey};

@@ -1,0 +1,61 @@
+//! JSON forms of the domain types: what the hub's HTTP API and the node's local API accept.
+
+use serde_json::json;
+use tradecast_protocol::{Command, Signal};
+
+use crate::support::{dec, identity, signal};
+
+#[test]
+fn a_signal_is_snake_case_json_with_decimal_strings_and_unix_ms() {
+    let provider = identity(1);
+    let s = signal(&provider, 7);
+    let value = serde_json::to_value(&s).unwrap();
+    assert_eq!(
+        value,
+        json!({
+            "id": "07070707070707070707070707070707",
+            "provider": provider.device_id().to_text(),
+            "strategy_id": "fib-rsi",
+            "strategy_version": 3,
+            "symbol": "EURUSD",
+            "timeframe": "H1",
+            "side": "buy",
+            "entry_kind": "limit",
+            "entry": "1.08250",
+            "stop": "1.08010",
+            "tp1": "1.08610",
+            "tp2": "1.08970",
+            "bar_time_ms": 1_764_000_000_000i64,
+            "expires_at_ms": 1_764_003_600_000i64,
+            "leg": 1,
+            "indicators": [
+                {"name": "rsi", "value": "27.43"},
+                {"name": "fib_618", "value": "1.08243"}
+            ],
+            "rr": "1.5"
+        })
+    );
+    let back: Signal = serde_json::from_value(value).unwrap();
+    assert_eq!(back, s);
+}
+
+#[test]
+fn json_refuses_bad_ids_and_floats_keep_exactness() {
+    let provider = identity(2);
+    let mut value = serde_json::to_value(signal(&provider, 1)).unwrap();
+    value["id"] = json!("xyz");
+    assert!(serde_json::from_value::<Signal>(value.clone()).is_err());
+    value["id"] = json!("01010101010101010101010101010101");
+    value["provider"] = json!("AAAAAAAA-BBBBBBBB");
+    assert!(serde_json::from_value::<Signal>(value).is_err());
+    // Prices are decimal strings: 0.1 + 0.2 is exactly 0.3.
+    assert_eq!(dec("0.1") + dec("0.2"), dec("0.3"));
+}
+
+#[test]
+fn commands_are_externally_tagged() {
+    let command = Command::CloseAll { symbol: None, reason: "drawdown".into(), at_ms: 5 };
+    let value = serde_json::to_value(&command).unwrap();
+    assert_eq!(value, json!({"close_all": {"symbol": null, "reason": "drawdown", "at_ms": 5}}));
+    assert_eq!(serde_json::from_value::<Command>(value).unwrap(), command);
+}
