@@ -1,7 +1,10 @@
 //! Integration tests of `tradecast-protocol`: one test binary (link time), one module per area.
 //! Tests whose names start with `slow_` run only in the slow suite (`TRADECAST_SLOW=1`).
 
+mod chain;
 mod identity;
 mod json;
+mod proptests;
 mod records;
+mod seal;
 mod support;
