@@ -5,5 +5,6 @@
 //!
 //! Modules so far: [`strategy`] (Fib-RSI v1, streaming and batch).
 
+pub mod orders;
 pub mod strategy;
 pub mod synthetic;
