@@ -1,15 +1,20 @@
 //! The `tradecast-node` command line: thin, it parses arguments and calls the library.
 
 use clap::Parser;
+use tradecast_node::cli::{self, Cli};
 
-/// Tradecast node: runs beside MetaTrader 5 and executes signals under the trader's own rules.
-#[derive(Debug, Parser)]
-#[command(name = "tradecast-node", version, about)]
-struct Cli {}
-
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!(
-        "the node's commands arrive with their issues (strategy, node core); nothing runs yet"
-    )
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut err = std::io::stderr();
+    let result = cli::run(cli, &mut out, &mut err);
+    let flushed = std::io::Write::flush(&mut out);
+    match result.map_err(anyhow::Error::from).and(flushed.map_err(anyhow::Error::from)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tradecast-node: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -59,8 +59,9 @@ pub struct NotDecimal {
     pub value: f64,
 }
 
-/// `x` rounded to 8 decimal places (half to even, on the exact binary value).
-fn to_decimal_8(field: &'static str, value: f64) -> Result<Decimal, NotDecimal> {
+/// `value` rounded to 8 decimal places (half to even, on the exact binary value), the form the
+/// wire carries strategy prices in.
+pub fn decimal_8(field: &'static str, value: f64) -> Result<Decimal, NotDecimal> {
     // `Decimal::from_f64` is exact-enough only for short values; going through the 8-place
     // rendering of the exact binary value gives the same decimal on every platform.
     if !value.is_finite() {
@@ -78,10 +79,10 @@ impl SignalLevels {
     pub fn from_signal(signal: &Signal, expires_unix_ms: i64) -> Result<Self, NotDecimal> {
         Ok(Self {
             side: signal.side,
-            entry: to_decimal_8("entry", signal.entry)?,
-            stop: to_decimal_8("stop", signal.stop)?,
-            tp1: to_decimal_8("tp1", signal.tp1)?,
-            tp2: to_decimal_8("tp2", signal.tp2)?,
+            entry: decimal_8("entry", signal.entry)?,
+            stop: decimal_8("stop", signal.stop)?,
+            tp1: decimal_8("tp1", signal.tp1)?,
+            tp2: decimal_8("tp2", signal.tp2)?,
             expires_unix_ms,
         })
     }

@@ -1,6 +1,8 @@
 //! The node's integration tests, one binary (link time): the strategy on real and generated
 //! data, the indicators against TA-Lib, the order builder, the backtest and its command line.
 
+mod backtest;
+mod cli;
 mod indicators;
 mod strategy;
 
