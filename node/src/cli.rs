@@ -67,25 +67,34 @@ pub struct BacktestArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Strategy (fib-rsi.md)")]
 pub struct StrategyArgs {
+    /// Wilder RSI period, bars.
     #[arg(long, default_value_t = 14)]
     pub rsi_period: usize,
+    /// Wilder ATR period, bars.
     #[arg(long, default_value_t = 14)]
     pub atr_period: usize,
     /// Swing strength k: bars on each side.
     #[arg(long, default_value_t = 5)]
     pub swing_strength: usize,
+    /// How far back a swing may lie, bars.
     #[arg(long, default_value_t = 120)]
     pub swing_lookback: usize,
+    /// The zone's shallow edge, fraction of the leg.
     #[arg(long, default_value_t = 0.5)]
     pub zone_shallow: f64,
+    /// The zone's deep edge (also the stop), fraction of the leg.
     #[arg(long, default_value_t = 0.786)]
     pub zone_deep: f64,
+    /// RSI level a long needs crossed upwards.
     #[arg(long, default_value_t = 40.0)]
     pub long_cross: f64,
+    /// RSI level a short needs crossed downwards.
     #[arg(long, default_value_t = 60.0)]
     pub short_cross: f64,
+    /// Minimum leg range, in ATRs.
     #[arg(long, default_value_t = 1.5)]
     pub min_range_atr: f64,
+    /// tp2's extension beyond the leg, fraction of the leg.
     #[arg(long, default_value_t = 0.272)]
     pub extension: f64,
     /// Minimum reward/risk to tp1 (the strategy's rule, and the order's after spread).
@@ -136,10 +145,13 @@ pub struct AccountArgs {
     /// Account currency per tick per lot (1 for EURUSD on a USD account with 0.00001 ticks).
     #[arg(long, default_value = "1")]
     pub tick_value: Decimal,
+    /// The broker's minimum volume, lots.
     #[arg(long, default_value = "0.01")]
     pub volume_min: Decimal,
+    /// The broker's maximum volume, lots.
     #[arg(long, default_value = "100")]
     pub volume_max: Decimal,
+    /// The broker's volume step, lots.
     #[arg(long, default_value = "0.01")]
     pub volume_step: Decimal,
     /// The broker's stops level, points.
