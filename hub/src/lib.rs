@@ -1,3 +1,228 @@
 //! `tradecast-hub`: the central service that verifies provider-signed signals and fans them out.
 //!
 //! It depends on `tradecast-protocol` only among our crates: never on the node or the sim.
+//! This crate owns the HTTP API (`api`, `http`), the SQL store (`db`, migrations embedded from
+//! `migrations/`), accounts (`accounts`, `tokens`), abuse controls (`ratelimit`), the audit
+//! chain (`audit`), devices, plans, signals and approvals. [`start`] runs a hub on a listener;
+//! [`run`] is what `tradecast-hub serve` calls.
+
+pub mod accounts;
+pub mod api;
+pub mod apikeys;
+pub mod approvals;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod devices;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod plans;
+pub mod ratelimit;
+pub mod secrets;
+pub mod signals;
+pub mod state;
+pub mod telemetry;
+pub mod tokens;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::Digest;
+
+use crate::config::{Config, ConfigError};
+use crate::db::{Db, DbError};
+use crate::ids::Clock;
+use crate::ratelimit::{LimitError, MemoryLimiter, RateLimiter, RedisLimiter};
+use crate::secrets::{DirSecrets, EnvSecrets, HubSecrets, SecretError, SecretProvider};
+use crate::state::{AppState, Inner};
+use crate::tokens::JwtKeys;
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Configuration refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Secrets missing, malformed or weak.
+    #[error(transparent)]
+    Secrets(#[from] SecretError),
+    /// Database unreachable or migrations failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Redis unreachable.
+    #[error("rate limiter: {0}")]
+    Limiter(#[from] LimitError),
+    /// The listener could not be bound, or the data dir created.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The database URL the config selects: `database_url`, or SQLite in the data dir.
+pub fn database_url(config: &Config) -> Result<String, StartError> {
+    match &config.database_url {
+        Some(url) => Ok(url.expose().to_string()),
+        None => {
+            let dir = config.resolved_data_dir()?;
+            std::fs::create_dir_all(&dir)?;
+            Ok(Db::sqlite_url_in(&dir))
+        }
+    }
+}
+
+/// Connects to the configured database and applies pending migrations.
+pub async fn open_db(config: &Config) -> Result<Db, StartError> {
+    let db = Db::connect(&database_url(config)?, config.database_max_connections).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// The secret providers of `config`: `secrets_dir` first, then the environment.
+pub fn secret_providers(
+    config: &Config,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Vec<Box<dyn SecretProvider>> {
+    let mut providers: Vec<Box<dyn SecretProvider>> = Vec::new();
+    if let Some(dir) = &config.secrets_dir {
+        providers.push(Box::new(DirSecrets::new(dir)));
+    }
+    providers.push(Box::new(EnvSecrets::new(env)));
+    providers
+}
+
+/// Loads the hub's secrets as `config.mode` requires (development generates missing ones into
+/// `<data_dir>/secrets`).
+pub fn load_secrets(
+    config: &Config,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<HubSecrets, StartError> {
+    let generated = config.resolved_data_dir()?.join("secrets");
+    Ok(HubSecrets::load(&secret_providers(config, env), config.mode, &generated)?)
+}
+
+/// The hub's protocol identity from its secret seed. The X25519 half is derived from the seed
+/// under its own domain tag, so one secret carries both.
+pub fn hub_identity(secrets: &HubSecrets) -> tradecast_protocol::Identity {
+    let mut h = sha2::Sha256::new();
+    h.update(b"tradecast/hub/x25519/v1");
+    h.update(&secrets.hub_identity_key[..]);
+    let mut x = zeroize::Zeroizing::new([0u8; 32]);
+    x.copy_from_slice(&h.finalize());
+    tradecast_protocol::Identity::from_secret_bytes(&secrets.hub_identity_key, &x)
+}
+
+/// Builds the shared state on an open, migrated database.
+pub async fn build_state(
+    config: Config,
+    secrets: HubSecrets,
+    db: Db,
+    clock: Clock,
+) -> Result<AppState, StartError> {
+    let limiter: Arc<dyn RateLimiter> = match &config.redis_url {
+        Some(url) => Arc::new(RedisLimiter::connect(url.expose(), "tradecast:rl:").await?),
+        None => Arc::new(MemoryLimiter::new()),
+    };
+    let jwt = JwtKeys::new(&secrets);
+    let hub_identity = hub_identity(&secrets);
+    Ok(AppState(Arc::new(Inner {
+        config,
+        db,
+        jwt,
+        secrets,
+        hub_identity,
+        limiter,
+        clock,
+        metrics: telemetry::metrics_handle(),
+    })))
+}
+
+/// A hub serving on a socket.
+#[derive(Debug)]
+pub struct Started {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// The shared state (tests reach the database and the clock through it).
+    pub state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    janitor: tokio::task::JoinHandle<()>,
+}
+
+impl Started {
+    /// Stops accepting, finishes in-flight requests, closes the pool.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.janitor.abort();
+        let result = match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        self.state.db.close().await;
+        result
+    }
+
+    /// Resolves when the server task ends by itself (an I/O error).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// Opens the database, builds the state and serves on `config.listen`.
+pub async fn start(config: Config, secrets: HubSecrets) -> Result<Started, StartError> {
+    let db = open_db(&config).await?;
+    start_with(config, secrets, db, Clock::default()).await
+}
+
+/// [`start`] on an already opened, migrated database and a given clock.
+pub async fn start_with(
+    config: Config,
+    secrets: HubSecrets,
+    db: Db,
+    clock: Clock,
+) -> Result<Started, StartError> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let state = build_state(config, secrets, db, clock).await?;
+    let app = api::app(state.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(http::serve(listener, app, async move {
+        let _ = rx.await;
+    }));
+    let janitor_state = state.clone();
+    let janitor = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = signals::prune_nonces(&janitor_state.db, janitor_state.now_ms()).await {
+                tracing::warn!(error = %e, "pruning HMAC nonces failed");
+            }
+        }
+    });
+    tracing::info!(%addr, backend = ?state.db.backend(), mode = ?state.config.mode, "hub listening");
+    Ok(Started { addr, state, shutdown: Some(tx), task, janitor })
+}
+
+/// `tradecast-hub serve`: starts and runs until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    env: impl IntoIterator<Item = (String, String)>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
+    let secrets = load_secrets(&config, env)?;
+    let mut hub = start(config, secrets).await?;
+    tokio::select! {
+        r = hub.wait() => return Ok(r?),
+        () = shutdown => {}
+    }
+    tracing::info!("shutting down");
+    hub.stop().await?;
+    Ok(())
+}

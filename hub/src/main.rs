@@ -1,13 +1,5 @@
-//! The `tradecast-hub` command line: thin, it parses arguments and calls the library.
+//! The `tradecast-hub` command line: thin, it hands over to [`tradecast_hub::cli::main`].
 
-use clap::Parser;
-
-/// Tradecast hub: verifies provider-signed signals and fans them out to subscribers.
-#[derive(Debug, Parser)]
-#[command(name = "tradecast-hub", version, about)]
-struct Cli {}
-
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!("the hub's commands arrive with the hub foundations issue; nothing runs yet")
+fn main() -> std::process::ExitCode {
+    tradecast_hub::cli::main()
 }

@@ -1,0 +1,170 @@
+//! `/api/v1/devices`: enrolment codes, enrolment by a node, list, rename, revoke, and the
+//! remote approval requests waiting for a device.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{Authed, ClientIp, Json, Path, RequestId, enforce};
+use crate::approvals::{self, ApprovalRequest};
+use crate::devices::{self, Device, Enrolled, EnrolmentCode};
+use crate::error::{ApiError, Problem};
+use crate::signals::RecordBody;
+use crate::state::AppState;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_code))
+        .routes(routes!(enrol))
+        .routes(routes!(list))
+        .routes(routes!(rename))
+        .routes(routes!(revoke))
+        .routes(routes!(pending_requests))
+}
+
+/// Enrolment by a node.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    /// The code shown to the trader (`XXXXX-XXXXX`).
+    pub code: String,
+    /// The node's self-signed `DeviceKeys` record (base64); its label names the device.
+    pub keys_record: String,
+}
+
+/// A new name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rename {
+    /// 1-64 characters.
+    pub name: String,
+}
+
+/// Create a single-use enrolment code for one of the caller's devices.
+#[utoipa::path(post, path = "/api/v1/devices/enrolment-codes", tag = "devices", security(("bearer" = [])), responses(
+    (status = 201, body = EnrolmentCode),
+    (status = 401, description = "unauthenticated", body = Problem, content_type = "application/problem+json"),
+))]
+async fn create_code(
+    State(state): State<AppState>,
+    authed: Authed,
+) -> Result<(StatusCode, axum::Json<EnrolmentCode>), ApiError> {
+    let code = devices::create_code(
+        &state.db,
+        state.now_ms(),
+        state.config.devices.enrolment_code_ttl_s,
+        &authed.user_id,
+        &authed.request_id,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(code)))
+}
+
+/// Enrol a node with an enrolment code and its self-signed public keys; the answer carries the
+/// hub's identity key for the node to pin.
+#[utoipa::path(post, path = "/api/v1/devices/enrol", tag = "devices", request_body = EnrolRequest, responses(
+    (status = 201, body = Enrolled),
+    (status = 401, description = "invalid-enrolment-code", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "conflict: already enrolled", body = Problem, content_type = "application/problem+json"),
+    (status = 422, description = "invalid-record", body = Problem, content_type = "application/problem+json"),
+    (status = 429, description = "rate-limited", body = Problem, content_type = "application/problem+json"),
+))]
+async fn enrol(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
+    Json(req): Json<EnrolRequest>,
+) -> Result<(StatusCode, axum::Json<Enrolled>), ApiError> {
+    // Codes are guessable only by brute force: the login bucket bounds that per IP.
+    enforce(&state, &format!("enrol:{ip}"), state.config.rate_limits.login_per_ip).await?;
+    let (bytes, _) = crate::signals::decode_record(&RecordBody { record: req.keys_record })?;
+    let enrolled = devices::enrol(
+        &state.db,
+        state.now_ms(),
+        &req.code,
+        &bytes,
+        &state.hub_identity.identity_key(),
+        &request_id,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(enrolled)))
+}
+
+/// The caller's devices (an admin sees every device).
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", security(("bearer" = [])), responses(
+    (status = 200, body = Vec<Device>),
+    (status = 401, description = "unauthenticated", body = Problem, content_type = "application/problem+json"),
+))]
+async fn list(
+    State(state): State<AppState>,
+    authed: Authed,
+) -> Result<axum::Json<Vec<Device>>, ApiError> {
+    let scope = (!authed.role.is_admin()).then_some(authed.user_id.as_str());
+    Ok(axum::Json(devices::list(&state.db, scope).await?))
+}
+
+/// Rename a device.
+#[utoipa::path(patch, path = "/api/v1/devices/{id}", tag = "devices", request_body = Rename,
+    params(("id" = String, Path, description = "device id, text form")), security(("bearer" = [])), responses(
+    (status = 200, body = Device),
+    (status = 404, description = "not-found", body = Problem, content_type = "application/problem+json"),
+    (status = 422, description = "validation", body = Problem, content_type = "application/problem+json"),
+))]
+async fn rename(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<String>,
+    Json(req): Json<Rename>,
+) -> Result<axum::Json<Device>, ApiError> {
+    let d = devices::rename(
+        &state.db,
+        state.now_ms(),
+        &id,
+        &req.name,
+        &authed.user_id,
+        authed.role.is_admin(),
+        &authed.request_id,
+    )
+    .await?;
+    Ok(axum::Json(d))
+}
+
+/// Revoke a device: it is refused from now on, and nothing more is queued for it.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/revoke", tag = "devices",
+    params(("id" = String, Path, description = "device id, text form")), security(("bearer" = [])), responses(
+    (status = 200, body = Device),
+    (status = 404, description = "not-found", body = Problem, content_type = "application/problem+json"),
+))]
+async fn revoke(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Device>, ApiError> {
+    let d = devices::revoke(
+        &state.db,
+        state.now_ms(),
+        &id,
+        &authed.user_id,
+        authed.role.is_admin(),
+        &authed.request_id,
+    )
+    .await?;
+    Ok(axum::Json(d))
+}
+
+/// Remote decisions waiting for this device.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/approval-requests", tag = "approvals",
+    params(("id" = String, Path, description = "device id, text form")), security(("bearer" = [])), responses(
+    (status = 200, body = Vec<ApprovalRequest>),
+    (status = 404, description = "not-found", body = Problem, content_type = "application/problem+json"),
+))]
+async fn pending_requests(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Vec<ApprovalRequest>>, ApiError> {
+    Ok(axum::Json(approvals::pending_requests(&state.db, &authed.user_id, &id).await?))
+}

@@ -1,0 +1,145 @@
+//! `/api/v1/plans` and `/api/v1/entitlements`: providers offer plans, admins grant them.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{Admin, Authed, Json, Path, Query, Require};
+use crate::error::{ApiError, Problem};
+use crate::plans::{self, Entitlement, Grant, NewPlan, Plan};
+use crate::state::AppState;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_plan, list_plans))
+        .routes(routes!(archive_plan))
+        .routes(routes!(grant, list_entitlements))
+        .routes(routes!(revoke_entitlement))
+}
+
+/// Plan filter.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PlanFilter {
+    /// Only this provider's plans.
+    pub provider_user_id: Option<String>,
+    /// Include archived plans.
+    pub include_archived: Option<bool>,
+}
+
+/// Entitlement filter.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EntitlementFilter {
+    /// Admins: only this account.
+    pub user_id: Option<String>,
+}
+
+/// Create a plan (a provider for itself; an admin for a named provider).
+#[utoipa::path(post, path = "/api/v1/plans", tag = "plans", request_body = NewPlan, security(("bearer" = [])), responses(
+    (status = 201, body = Plan),
+    (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
+    (status = 422, description = "validation", body = Problem, content_type = "application/problem+json"),
+))]
+async fn create_plan(
+    State(state): State<AppState>,
+    authed: Authed,
+    Json(req): Json<NewPlan>,
+) -> Result<(StatusCode, axum::Json<Plan>), ApiError> {
+    let plan = plans::create(
+        &state.db,
+        state.now_ms(),
+        &authed.user_id,
+        authed.role,
+        &req,
+        &authed.request_id,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(plan)))
+}
+
+/// Plans on offer.
+#[utoipa::path(get, path = "/api/v1/plans", tag = "plans", params(PlanFilter), security(("bearer" = [])), responses(
+    (status = 200, body = Vec<Plan>),
+))]
+async fn list_plans(
+    State(state): State<AppState>,
+    _authed: Authed,
+    Query(f): Query<PlanFilter>,
+) -> Result<axum::Json<Vec<Plan>>, ApiError> {
+    Ok(axum::Json(
+        plans::list(&state.db, f.provider_user_id.as_deref(), f.include_archived.unwrap_or(false))
+            .await?,
+    ))
+}
+
+/// Withdraw a plan.
+#[utoipa::path(post, path = "/api/v1/plans/{id}/archive", tag = "plans",
+    params(("id" = String, Path, description = "plan id")), security(("bearer" = [])), responses(
+    (status = 200, body = Plan),
+    (status = 404, description = "not-found", body = Problem, content_type = "application/problem+json"),
+))]
+async fn archive_plan(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Plan>, ApiError> {
+    Ok(axum::Json(
+        plans::archive(
+            &state.db,
+            state.now_ms(),
+            &id,
+            &authed.user_id,
+            authed.role,
+            &authed.request_id,
+        )
+        .await?,
+    ))
+}
+
+/// Grant a plan to an account (admins).
+#[utoipa::path(post, path = "/api/v1/entitlements", tag = "plans", request_body = Grant, security(("bearer" = [])), responses(
+    (status = 201, body = Entitlement),
+    (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
+    (status = 422, description = "validation", body = Problem, content_type = "application/problem+json"),
+))]
+async fn grant(
+    State(state): State<AppState>,
+    Require(actor, ..): Admin,
+    Json(req): Json<Grant>,
+) -> Result<(StatusCode, axum::Json<Entitlement>), ApiError> {
+    let e =
+        plans::grant(&state.db, state.now_ms(), &actor.user_id, &req, &actor.request_id).await?;
+    Ok((StatusCode::CREATED, axum::Json(e)))
+}
+
+/// The caller's entitlements (admins: anyone's, filtered by `user_id`).
+#[utoipa::path(get, path = "/api/v1/entitlements", tag = "plans", params(EntitlementFilter), security(("bearer" = [])), responses(
+    (status = 200, body = Vec<Entitlement>),
+))]
+async fn list_entitlements(
+    State(state): State<AppState>,
+    authed: Authed,
+    Query(f): Query<EntitlementFilter>,
+) -> Result<axum::Json<Vec<Entitlement>>, ApiError> {
+    let scope = if authed.role.is_admin() { f.user_id } else { Some(authed.user_id.clone()) };
+    Ok(axum::Json(plans::entitlements(&state.db, scope.as_deref()).await?))
+}
+
+/// Revoke an entitlement (admins).
+#[utoipa::path(post, path = "/api/v1/entitlements/{id}/revoke", tag = "plans",
+    params(("id" = String, Path, description = "entitlement id")), security(("bearer" = [])), responses(
+    (status = 204, description = "revoked"),
+    (status = 404, description = "not-found", body = Problem, content_type = "application/problem+json"),
+))]
+async fn revoke_entitlement(
+    State(state): State<AppState>,
+    Require(actor, ..): Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    plans::revoke(&state.db, state.now_ms(), &actor.user_id, &id, &actor.request_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

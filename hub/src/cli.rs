@@ -1,0 +1,192 @@
+//! The command line: `serve`, `migrate`, `admin create-owner`, `audit verify`. Parses flags,
+//! loads the configuration (file ← environment ← flags), installs logging, runs the command.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::accounts::{self, NewUser, Role};
+use crate::config::{Config, Overrides};
+
+/// Tradecast hub: verifies provider-signed signals and fans them out to subscribers.
+#[derive(Debug, Parser)]
+#[command(name = "tradecast-hub", version, about)]
+pub struct Cli {
+    /// TOML configuration file (also `TRADECAST_HUB_CONFIG`).
+    #[arg(long, global = true, env = "TRADECAST_HUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command understands.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Data directory (SQLite file, development secrets). Default: the platform data dir.
+    #[arg(long = "data", global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://…` to use PostgreSQL instead of SQLite.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (migrations are applied first).
+    Serve {
+        /// Address to listen on. Default 127.0.0.1:7480.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Share rate limits through Redis.
+        #[arg(long, value_name = "URL")]
+        redis_url: Option<String>,
+        /// Production mode: every secret provided and strong.
+        #[arg(long)]
+        production: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Account administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// `admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create the first owner account; the password is read from the first line of stdin.
+    CreateOwner {
+        /// Login email.
+        #[arg(long)]
+        email: String,
+        /// Name shown to people.
+        #[arg(long, default_value = "Owner")]
+        display_name: String,
+    },
+}
+
+/// `audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit hash chain; exit status 1 if it is broken.
+    Verify,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut overrides = Overrides {
+        data_dir: cli.common.data_dir.clone(),
+        database_url: cli.common.database_url.clone(),
+        ..Default::default()
+    };
+    if let Command::Serve { listen, redis_url, production } = &cli.command {
+        overrides.listen = *listen;
+        overrides.redis_url = redis_url.clone();
+        overrides.production = *production;
+    }
+    let config = match Config::load(cli.config.as_deref(), std::env::vars(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tradecast-hub: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init_tracing(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tradecast-hub: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command, config)) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = %e, "tradecast-hub failed");
+            eprintln!("tradecast-hub: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { .. } => {
+            crate::run(config, std::env::vars(), shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            let db = crate::open_db(&config).await?;
+            db.ready().await?;
+            println!("migrations applied ({:?})", db.backend());
+        }
+        Command::Admin { command: AdminCommand::CreateOwner { email, display_name } } => {
+            let db = crate::open_db(&config).await?;
+            if accounts::count_role(&db, Role::Owner).await? > 0 {
+                anyhow::bail!(
+                    "an owner exists already; further accounts are created through the API"
+                );
+            }
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            let password = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
+            let now = crate::ids::Clock::default().now_ms();
+            let new = NewUser {
+                email: &email,
+                password: &password,
+                role: Role::Owner,
+                display_name: &display_name,
+            };
+            let user = accounts::create_user(&db, &config.auth, now, &new, "cli", "cli")
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("owner created: {} ({})", user.email, user.id);
+        }
+        Command::Audit { command: AuditCommand::Verify } => {
+            let db = crate::open_db(&config).await?;
+            match crate::audit::verify(&db).await {
+                Ok(r) => println!("audit chain ok: {} entries, head {}", r.n_entries, r.head_hash),
+                Err(e) => {
+                    println!("audit chain BROKEN: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,563 @@
+//! The hub's one typed [`Config`]: defaults, then a TOML file, then `TRADECAST_HUB_*`
+//! environment variables, then command-line flags; validated once at start, with errors that
+//! name the field.
+//!
+//! Secrets are not part of this struct (see `secrets`), except the database and Redis URLs,
+//! which may carry passwords: they are wrapped in [`RedactedUrl`] so `Debug` never shows them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Environment variables with this prefix override config fields: `TRADECAST_HUB_LISTEN`,
+/// and nested fields with `__`: `TRADECAST_HUB_HTTP__REQUEST_TIMEOUT_MS`.
+pub const ENV_PREFIX: &str = "TRADECAST_HUB_";
+
+/// Environment variables under [`ENV_PREFIX`] that are not config fields.
+const ENV_NOT_CONFIG: &[&str] = &["CONFIG", "SECRET_", "LOG"];
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or does not match the schema (the message names the field).
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    /// A field has a value the hub refuses.
+    #[error("invalid configuration: `{field}`: {reason}")]
+    Invalid {
+        /// Dotted path of the field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The platform has no data directory and none was given.
+    #[error("invalid configuration: `data_dir`: no platform data directory; pass --data DIR")]
+    NoDataDir,
+}
+
+/// Development generates missing secrets into the data dir; production refuses to start
+/// without strong ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Missing secrets are generated and kept in `<data_dir>/secrets/`.
+    #[default]
+    Development,
+    /// Every secret must be provided and strong; weak password hashing is refused.
+    Production,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line, with the request id of the span it was logged in.
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// A URL that may contain a password. `Debug` and `Display` show only the scheme.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct RedactedUrl(String);
+
+impl RedactedUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedactedUrl(url.into())
+    }
+    /// The URL itself, for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// The scheme (`postgres`, `sqlite`, `redis`), safe to log.
+    pub fn scheme(&self) -> &str {
+        self.0.split_once(':').map(|(s, _)| s).unwrap_or("?")
+    }
+}
+
+impl std::fmt::Debug for RedactedUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://[redacted]", self.scheme())
+    }
+}
+
+/// The whole configuration. Every field has a safe default; units are in the names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `development` (default) or `production`.
+    pub mode: Mode,
+    /// Address of the HTTP API. Default `127.0.0.1:7480`: loopback only.
+    pub listen: SocketAddr,
+    /// Where the SQLite file and development secrets live. Default: the platform data dir
+    /// (`~/.local/share/tradecast-hub` on Linux).
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://…` to use PostgreSQL; default: SQLite `hub.sqlite3` in `data_dir`.
+    pub database_url: Option<RedactedUrl>,
+    /// Maximum connections in the database pool. Default 8.
+    pub database_max_connections: u32,
+    /// `redis://[:password@]host[:port][/db]` to share rate limits between hub instances; default: in-process buckets.
+    pub redis_url: Option<RedactedUrl>,
+    /// A directory holding one file per secret (Docker/Kubernetes style), read before env.
+    pub secrets_dir: Option<PathBuf>,
+    /// `json` (default) or `pretty`.
+    pub log_format: LogFormat,
+    /// HTTP limits.
+    pub http: HttpConfig,
+    /// Accounts, tokens and password hashing.
+    pub auth: AuthConfig,
+    /// Token buckets.
+    pub rate_limits: RateLimitConfig,
+    /// The signals API.
+    pub signals: SignalsConfig,
+    /// Device enrolment.
+    pub devices: DevicesConfig,
+}
+
+/// HTTP limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request body on ordinary routes. Default 65 536 bytes.
+    pub body_limit_bytes: usize,
+    /// Largest body on `POST /api/v1/signals`. Default 32 768 bytes (32 KiB).
+    pub signal_body_limit_bytes: usize,
+    /// A request that takes longer is answered 503 `timeout`. Default 10 000 ms.
+    pub request_timeout_ms: u64,
+}
+
+/// Accounts, tokens and password hashing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of an access token (JWT). Default 900 s.
+    pub access_token_ttl_s: u64,
+    /// Lifetime of a refresh token. Default 2 592 000 s (30 days).
+    pub refresh_token_ttl_s: u64,
+    /// Argon2id memory cost. Default 19 456 KiB (OWASP minimum); production refuses less.
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations. Default 2; production refuses less.
+    pub argon2_iterations: u32,
+    /// Failed logins (per email) allowed before delays start. Default 3.
+    pub login_free_failures: u32,
+    /// First delay after `login_free_failures`; doubles with each further failure. Default 1 s.
+    pub login_delay_base_s: u64,
+    /// Failed logins that lock the account. Default 10.
+    pub login_lock_failures: u32,
+    /// How long a lock lasts. Default 900 s.
+    pub login_lock_s: u64,
+    /// Failures older than this are forgotten. Default 3 600 s.
+    pub login_failure_window_s: u64,
+}
+
+/// One token bucket: `burst` tokens, refilled at `per_minute` tokens a minute.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    /// Bucket size.
+    pub burst: u32,
+    /// Refill rate.
+    pub per_minute: u32,
+}
+
+/// Token buckets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Every `/api` request, per client IP. Default 120 burst, 1 200/min.
+    pub per_ip: BucketConfig,
+    /// Every authenticated request, per account. Default 120 burst, 1 200/min.
+    pub per_account: BucketConfig,
+    /// Login attempts per client IP. Default 10 burst, 30/min.
+    pub login_per_ip: BucketConfig,
+    /// Signal posts per provider API key. Default 60 burst, 600/min.
+    pub signals_per_key: BucketConfig,
+}
+
+/// The signals API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignalsConfig {
+    /// A signal is refused when received more than this after (or before) its
+    /// `created_at_ms`. Default 60 000 ms.
+    pub max_age_ms: u64,
+}
+
+/// Device enrolment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesConfig {
+    /// Lifetime of an enrolment code. Default 600 s.
+    pub enrolment_code_ttl_s: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Development,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7480)),
+            data_dir: None,
+            database_url: None,
+            database_max_connections: 8,
+            redis_url: None,
+            secrets_dir: None,
+            log_format: LogFormat::Json,
+            http: HttpConfig::default(),
+            auth: AuthConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            signals: SignalsConfig::default(),
+            devices: DevicesConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            body_limit_bytes: 64 * 1024,
+            signal_body_limit_bytes: 32 * 1024,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            access_token_ttl_s: 900,
+            refresh_token_ttl_s: 30 * 24 * 3600,
+            argon2_memory_kib: ARGON2_MIN_MEMORY_KIB,
+            argon2_iterations: ARGON2_MIN_ITERATIONS,
+            login_free_failures: 3,
+            login_delay_base_s: 1,
+            login_lock_failures: 10,
+            login_lock_s: 900,
+            login_failure_window_s: 3600,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_ip: BucketConfig { burst: 120, per_minute: 1200 },
+            per_account: BucketConfig { burst: 120, per_minute: 1200 },
+            login_per_ip: BucketConfig { burst: 10, per_minute: 30 },
+            signals_per_key: BucketConfig { burst: 60, per_minute: 600 },
+        }
+    }
+}
+
+impl Default for SignalsConfig {
+    fn default() -> Self {
+        SignalsConfig { max_age_ms: 60_000 }
+    }
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        DevicesConfig { enrolment_code_ttl_s: 600 }
+    }
+}
+
+/// OWASP's minimum Argon2id parameters (m = 19 MiB, t = 2, p = 1).
+pub const ARGON2_MIN_MEMORY_KIB: u32 = 19_456;
+/// See [`ARGON2_MIN_MEMORY_KIB`].
+pub const ARGON2_MIN_ITERATIONS: u32 = 2;
+
+/// Command-line values that override everything else (only those given).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--redis-url`.
+    pub redis_url: Option<String>,
+    /// `--production`.
+    pub production: bool,
+}
+
+impl Config {
+    /// Loads defaults ← `file` ← environment (`env` yields `(name, value)` pairs, normally
+    /// `std::env::vars()`) ← `overrides`, then validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse(e.to_string()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            if ENV_NOT_CONFIG.iter().any(|p| rest.starts_with(p)) {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            set_path(&mut table, &path, env_value(&value)).map_err(|()| {
+                ConfigError::Parse(format!("environment variable {name} conflicts with a table"))
+            })?;
+        }
+        let s = |v: String| toml::Value::String(v);
+        if let Some(l) = overrides.listen {
+            table.insert("listen".into(), s(l.to_string()));
+        }
+        if let Some(d) = &overrides.data_dir {
+            table.insert("data_dir".into(), s(d.display().to_string()));
+        }
+        if let Some(u) = &overrides.database_url {
+            table.insert("database_url".into(), s(u.clone()));
+        }
+        if let Some(u) = &overrides.redis_url {
+            table.insert("redis_url".into(), s(u.clone()));
+        }
+        if overrides.production {
+            table.insert("mode".into(), s("production".into()));
+        }
+        let config: Config = table.try_into().map_err(|e: toml::de::Error| {
+            ConfigError::Parse(e.to_string().trim_end().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but are unacceptable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(field: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid { field, reason: reason.into() })
+        }
+        if let Some(url) = &self.database_url
+            && !matches!(url.scheme(), "postgres" | "postgresql" | "sqlite")
+        {
+            return bad("database_url", "must start with postgres://, postgresql:// or sqlite:");
+        }
+        if let Some(url) = &self.redis_url
+            && url.scheme() != "redis"
+        {
+            return bad("redis_url", "must start with redis://");
+        }
+        if self.database_max_connections == 0 || self.database_max_connections > 512 {
+            return bad("database_max_connections", "must be between 1 and 512");
+        }
+        let h = &self.http;
+        if !(1024..=16 * 1024 * 1024).contains(&h.body_limit_bytes) {
+            return bad("http.body_limit_bytes", "must be between 1024 and 16777216");
+        }
+        if !(1024..=1024 * 1024).contains(&h.signal_body_limit_bytes) {
+            return bad("http.signal_body_limit_bytes", "must be between 1024 and 1048576");
+        }
+        if !(100..=600_000).contains(&h.request_timeout_ms) {
+            return bad("http.request_timeout_ms", "must be between 100 and 600000");
+        }
+        let a = &self.auth;
+        if !(10..=86_400).contains(&a.access_token_ttl_s) {
+            return bad("auth.access_token_ttl_s", "must be between 10 and 86400");
+        }
+        if a.refresh_token_ttl_s < a.access_token_ttl_s {
+            return bad("auth.refresh_token_ttl_s", "must be at least auth.access_token_ttl_s");
+        }
+        if a.argon2_memory_kib < 8 || a.argon2_iterations == 0 {
+            return bad("auth.argon2_memory_kib", "argon2 needs at least 8 KiB and 1 iteration");
+        }
+        if self.mode == Mode::Production
+            && (a.argon2_memory_kib < ARGON2_MIN_MEMORY_KIB
+                || a.argon2_iterations < ARGON2_MIN_ITERATIONS)
+        {
+            return bad(
+                "auth.argon2_memory_kib",
+                format!(
+                    "production refuses password hashing weaker than m={ARGON2_MIN_MEMORY_KIB} KiB, t={ARGON2_MIN_ITERATIONS}"
+                ),
+            );
+        }
+        if a.login_lock_failures <= a.login_free_failures {
+            return bad(
+                "auth.login_lock_failures",
+                "must be greater than auth.login_free_failures",
+            );
+        }
+        if a.login_lock_s == 0 || a.login_delay_base_s == 0 {
+            return bad("auth.login_lock_s", "login delays and locks must be at least 1 s");
+        }
+        let r = &self.rate_limits;
+        for (field, b) in [
+            ("rate_limits.per_ip", r.per_ip),
+            ("rate_limits.per_account", r.per_account),
+            ("rate_limits.login_per_ip", r.login_per_ip),
+            ("rate_limits.signals_per_key", r.signals_per_key),
+        ] {
+            if b.burst == 0 || b.per_minute == 0 {
+                return bad(field, "burst and per_minute must be at least 1");
+            }
+        }
+        if !(1_000..=3_600_000).contains(&self.signals.max_age_ms) {
+            return bad("signals.max_age_ms", "must be between 1000 and 3600000");
+        }
+        if !(30..=86_400).contains(&self.devices.enrolment_code_ttl_s) {
+            return bad("devices.enrolment_code_ttl_s", "must be between 30 and 86400");
+        }
+        Ok(())
+    }
+
+    /// The data directory: `data_dir`, or the platform's (`dirs::data_dir()/tradecast-hub`).
+    pub fn resolved_data_dir(&self) -> Result<PathBuf, ConfigError> {
+        match &self.data_dir {
+            Some(d) => Ok(d.clone()),
+            None => platform_data_dir(|k| std::env::var_os(k))
+                .map(|d| d.join("tradecast-hub"))
+                .ok_or(ConfigError::NoDataDir),
+        }
+    }
+}
+
+/// The platform's per-user data directory, from the environment (what the `dirs` crate does,
+/// without its MPL-licensed dependency): `$XDG_DATA_HOME` or `~/.local/share` on Linux and
+/// other Unix, `~/Library/Application Support` on macOS, `%LOCALAPPDATA%` on Windows.
+pub fn platform_data_dir(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let absolute = |v: Option<std::ffi::OsString>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    if cfg!(windows) {
+        return absolute(var("LOCALAPPDATA"));
+    }
+    let home = absolute(var("HOME"));
+    if cfg!(target_os = "macos") {
+        return home.map(|h| h.join("Library").join("Application Support"));
+    }
+    absolute(var("XDG_DATA_HOME")).or_else(|| home.map(|h| h.join(".local").join("share")))
+}
+
+/// An environment value as TOML: integers and booleans as such, anything else a string.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), ()> {
+    match path {
+        [] => Err(()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(Default::default()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml_text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("tc-hub-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("{}.toml", crate::ids::random_hex(8)));
+        std::fs::write(&file, toml_text).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let out = Config::load(Some(&file), env, &Overrides::default());
+        std::fs::remove_file(&file).unwrap();
+        out
+    }
+
+    fn check_err(toml_text: &str, env: &[(&str, &str)], expect_in_message: &str) {
+        let err = load(toml_text, env).expect_err("config should be refused").to_string();
+        assert!(err.contains(expect_in_message), "{err:?} should contain {expect_in_message:?}");
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7480".parse().unwrap());
+        assert_eq!(c.mode, Mode::Development);
+        assert_eq!(c.http.signal_body_limit_bytes, 32 * 1024);
+        assert_eq!(c.auth.argon2_memory_kib, ARGON2_MIN_MEMORY_KIB);
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let c = load(
+            "listen = \"127.0.0.1:9000\"\n[http]\nrequest_timeout_ms = 5000\n",
+            &[("TRADECAST_HUB_HTTP__REQUEST_TIMEOUT_MS", "7000"), ("OTHER", "x")],
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.http.request_timeout_ms, 7000);
+        let o = Overrides { listen: Some("127.0.0.1:9100".parse().unwrap()), ..Default::default() };
+        let c = Config::load(None, [("TRADECAST_HUB_LISTEN".into(), "127.0.0.1:9050".into())], &o)
+            .unwrap();
+        assert_eq!(c.listen.port(), 9100);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        check_err("[http]\nrequest_timeout_ms = \"soon\"\n", &[], "http.request_timeout_ms");
+        check_err("listen = \"nowhere\"\n", &[], "listen");
+        check_err("colour = 1\n", &[], "colour");
+        check_err("", &[("TRADECAST_HUB_HTTP__BODY_LIMIT_BYTES", "big")], "http.body_limit_bytes");
+        check_err("[http]\nrequest_timeout_ms = 5\n", &[], "`http.request_timeout_ms`");
+        check_err("[rate_limits.per_ip]\nburst = 0\nper_minute = 1\n", &[], "`rate_limits.per_ip`");
+        check_err("database_url = \"mysql://x\"\n", &[], "`database_url`");
+        check_err(
+            "mode = \"production\"\n[auth]\nargon2_memory_kib = 1024\n",
+            &[],
+            "`auth.argon2_memory_kib`",
+        );
+        check_err("mode = \"staging\"\n", &[], "mode");
+    }
+
+    #[cfg(all(unix, not(target_os = "macos")))]
+    #[test]
+    fn data_dir_follows_xdg() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).into())
+        };
+        let check = |pairs: &'static [(&'static str, &'static str)], expect: Option<&str>| {
+            assert_eq!(platform_data_dir(env(pairs)), expect.map(PathBuf::from), "{pairs:?}");
+        };
+        check(&[("HOME", "/home/a")], Some("/home/a/.local/share"));
+        check(&[("HOME", "/home/a"), ("XDG_DATA_HOME", "/x")], Some("/x"));
+        check(&[("HOME", "/home/a"), ("XDG_DATA_HOME", "rel")], Some("/home/a/.local/share"));
+        check(&[], None);
+    }
+
+    #[test]
+    fn urls_are_redacted_in_debug() {
+        let c = load("database_url = \"postgres://hub:hunter2@db/hub\"\n", &[]).unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("postgres://[redacted]"), "{debug}");
+    }
+}

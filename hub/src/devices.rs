@@ -1,0 +1,387 @@
+//! The device registry: enrolment codes (short, single-use, expiring, stored hashed) created by
+//! an account; enrolment of a node with its self-signed `DeviceKeys` record, answered with the
+//! hub's identity key for the node to pin; list, rename, revoke. A revoked device is refused
+//! by every later check ([`active_device`]).
+
+use serde::Serialize;
+use sqlx::Row;
+use tradecast_protocol::{Body, DeviceId, IdentityKey, Kind, Record};
+
+use crate::audit::{self, Entry};
+use crate::db::{Db, DbError, is_unique_violation};
+use crate::error::ApiError;
+use crate::ids;
+
+/// Enrolment code alphabet: Crockford base32 without I, L, O, U (no look-alikes).
+const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Characters in a code (50 bits), shown as `XXXXX-XXXXX`.
+const CODE_LEN: usize = 10;
+
+/// A device as the API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Device {
+    /// Checksummed text form of the device id.
+    pub id: String,
+    /// Owning account.
+    pub user_id: String,
+    /// Human label.
+    pub name: String,
+    /// Ed25519 identity key, hex.
+    pub identity_key: String,
+    /// X25519 sealing key, hex.
+    pub sealing_key: String,
+    /// Enrolment time, unix ms.
+    pub enrolled_at_ms: i64,
+    /// Set once revoked.
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// A fresh enrolment code.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct EnrolmentCode {
+    /// `XXXXX-XXXXX`, shown once.
+    pub code: String,
+    /// Unusable after this instant, unix ms.
+    pub expires_at_ms: i64,
+}
+
+/// Normalises a typed code: uppercase, separators dropped, look-alikes mapped (O→0, I/L→1).
+fn normalise_code(raw: &str) -> Option<String> {
+    let mut out = String::with_capacity(CODE_LEN);
+    for c in raw.chars() {
+        let c = match c.to_ascii_uppercase() {
+            '-' | ' ' => continue,
+            'O' => '0',
+            'I' | 'L' => '1',
+            c => c,
+        };
+        if !c.is_ascii() || !CODE_ALPHABET.contains(&(c as u8)) || out.len() >= CODE_LEN {
+            return None;
+        }
+        out.push(c);
+    }
+    (out.len() == CODE_LEN).then_some(out)
+}
+
+fn code_hash(normalised: &str) -> String {
+    ids::sha256_hex(format!("tradecast/enrolment-code/v1:{normalised}").as_bytes())
+}
+
+/// Creates an enrolment code for `user_id`, valid `ttl_s` seconds.
+pub async fn create_code(
+    db: &Db,
+    now_ms: i64,
+    ttl_s: u64,
+    user_id: &str,
+    request_id: &str,
+) -> Result<EnrolmentCode, ApiError> {
+    let random = ids::random_bytes(CODE_LEN);
+    let plain: String = random.iter().map(|b| CODE_ALPHABET[usize::from(b % 32)] as char).collect();
+    let expires_at_ms = now_ms + i64::try_from(ttl_s).unwrap_or(600) * 1000;
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO enrolment_codes (code_hash, user_id, created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(code_hash(&plain))
+    .bind(user_id)
+    .bind(now_ms)
+    .bind(expires_at_ms)
+    .execute(&mut *tx)
+    .await
+    .map_err(DbError::from)?;
+    let entry = Entry {
+        actor: user_id,
+        action: "device.code_create",
+        subject: user_id,
+        detail: serde_json::json!({ "expires_at_ms": expires_at_ms }),
+        request_id,
+    };
+    audit::append(&mut tx, db.backend(), now_ms, &entry).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(EnrolmentCode { code: format!("{}-{}", &plain[..5], &plain[5..]), expires_at_ms })
+}
+
+/// What enrolment returns: the new device and the hub key to pin.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Enrolled {
+    /// The device.
+    pub device: Device,
+    /// The hub's Ed25519 identity key, hex: pin it.
+    pub hub_identity_key: String,
+    /// The hub's device id (text form).
+    pub hub_device_id: String,
+}
+
+/// Enrols the node whose self-signed `DeviceKeys` record is `keys_record`, consuming `code`.
+pub async fn enrol(
+    db: &Db,
+    now_ms: i64,
+    code: &str,
+    keys_record: &[u8],
+    hub_key: &IdentityKey,
+    request_id: &str,
+) -> Result<Enrolled, ApiError> {
+    let code = normalise_code(code).ok_or(ApiError::InvalidEnrolmentCode)?;
+    let record = Record::decode(keys_record).map_err(|e| ApiError::InvalidRecord(e.to_string()))?;
+    let header = *record.header();
+    if header.kind != Kind::DeviceKeys || header.sealed {
+        return Err(ApiError::InvalidRecord("expected an unsealed DeviceKeys record".into()));
+    }
+    let Body::DeviceKeys(keys) =
+        record.body().map_err(|e| ApiError::InvalidRecord(e.to_string()))?
+    else {
+        return Err(ApiError::InvalidRecord("expected a DeviceKeys body".into()));
+    };
+    // Self-signed: the record's author is the device of the identity key it announces.
+    record.verify(&keys.identity).map_err(|e| ApiError::InvalidRecord(e.to_string()))?;
+    let device_id = DeviceId::of(&keys.identity);
+    let name = keys.label.trim();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(ApiError::Validation("the device label must be 1-64 characters".into()));
+    }
+
+    let mut tx = db.begin_write().await?;
+    let row = sqlx::query(
+        "SELECT user_id, expires_at_ms, used_at_ms FROM enrolment_codes WHERE code_hash = $1",
+    )
+    .bind(code_hash(&code))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(DbError::from)?
+    .ok_or(ApiError::InvalidEnrolmentCode)?;
+    let user_id: String = row.try_get(0).map_err(DbError::from)?;
+    let expires: i64 = row.try_get(1).map_err(DbError::from)?;
+    let used: Option<i64> = row.try_get(2).map_err(DbError::from)?;
+    if used.is_some() || expires <= now_ms {
+        return Err(ApiError::InvalidEnrolmentCode);
+    }
+    let device = Device {
+        id: device_id.to_text(),
+        user_id: user_id.clone(),
+        name: name.to_string(),
+        identity_key: hex::encode(keys.identity.to_bytes()),
+        sealing_key: hex::encode(keys.sealing.0),
+        enrolled_at_ms: now_ms,
+        revoked_at_ms: None,
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO devices (id, user_id, name, identity_key, sealing_key, enrolled_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&device.id)
+    .bind(&device.user_id)
+    .bind(&device.name)
+    .bind(&device.identity_key)
+    .bind(&device.sealing_key)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ApiError::Conflict("this device is already enrolled".into()));
+        }
+        other => other.map_err(DbError::from)?,
+    };
+    sqlx::query("UPDATE enrolment_codes SET used_at_ms = $1, device_id = $2 WHERE code_hash = $3")
+        .bind(now_ms)
+        .bind(&device.id)
+        .bind(code_hash(&code))
+        .execute(&mut *tx)
+        .await
+        .map_err(DbError::from)?;
+    let entry = Entry {
+        actor: &user_id,
+        action: "device.enrol",
+        subject: &device.id,
+        detail: serde_json::json!({ "name": device.name }),
+        request_id,
+    };
+    audit::append(&mut tx, db.backend(), now_ms, &entry).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(Enrolled {
+        device,
+        hub_identity_key: hex::encode(hub_key.to_bytes()),
+        hub_device_id: hub_key.device_id().to_text(),
+    })
+}
+
+const COLUMNS: &str = "id, user_id, name, identity_key, sealing_key, enrolled_at_ms, revoked_at_ms";
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Device, DbError> {
+    Ok(Device {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        name: row.try_get(2)?,
+        identity_key: row.try_get(3)?,
+        sealing_key: row.try_get(4)?,
+        enrolled_at_ms: row.try_get(5)?,
+        revoked_at_ms: row.try_get(6)?,
+    })
+}
+
+/// Devices of `user_id` (or every device when `None`), newest first.
+pub async fn list(db: &Db, user_id: Option<&str>) -> Result<Vec<Device>, DbError> {
+    let rows = sqlx::query(crate::sql!(
+        "SELECT {COLUMNS} FROM devices WHERE ($1 = '' OR user_id = $1) ORDER BY enrolled_at_ms DESC, id"
+    ))
+    .bind(user_id.unwrap_or(""))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The device with this id.
+pub async fn by_id(db: &Db, id: &str) -> Result<Option<Device>, DbError> {
+    let row = sqlx::query(crate::sql!("SELECT {COLUMNS} FROM devices WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// The device `id` if it is enrolled and not revoked, with its identity key; otherwise
+/// `device-refused`.
+pub async fn active_device(db: &Db, id: &DeviceId) -> Result<(Device, IdentityKey), ApiError> {
+    let device = by_id(db, &id.to_text()).await?.ok_or_else(|| {
+        ApiError::DeviceRefused(format!("device {} is not enrolled", id.fmt_short()))
+    })?;
+    if device.revoked_at_ms.is_some() {
+        return Err(ApiError::DeviceRefused(format!("device {} is revoked", id.fmt_short())));
+    }
+    let key = IdentityKey::from_hex(&device.identity_key)
+        .map_err(|e| DbError::Corrupt(format!("device {} key: {e}", device.id)))?;
+    Ok((device, key))
+}
+
+/// Loads `id` for a change by `actor` (its owner, or an admin when `is_admin`).
+async fn owned(db: &Db, id: &str, actor: &str, is_admin: bool) -> Result<Device, ApiError> {
+    let device =
+        by_id(db, id).await?.ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
+    if device.user_id != actor && !is_admin {
+        // Not revealing other accounts' devices: same answer as a missing one.
+        return Err(ApiError::NotFound(format!("no device {id}")));
+    }
+    Ok(device)
+}
+
+/// Renames a device.
+pub async fn rename(
+    db: &Db,
+    now_ms: i64,
+    id: &str,
+    name: &str,
+    actor: &str,
+    is_admin: bool,
+    request_id: &str,
+) -> Result<Device, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(ApiError::Validation("`name` must be 1-64 characters".into()));
+    }
+    let device = owned(db, id, actor, is_admin).await?;
+    let mut tx = db.begin_write().await?;
+    sqlx::query("UPDATE devices SET name = $1 WHERE id = $2")
+        .bind(name)
+        .bind(&device.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(DbError::from)?;
+    let entry = Entry {
+        actor,
+        action: "device.rename",
+        subject: &device.id,
+        detail: serde_json::json!({ "from": device.name, "to": name }),
+        request_id,
+    };
+    audit::append(&mut tx, db.backend(), now_ms, &entry).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(Device { name: name.to_string(), ..device })
+}
+
+/// Revokes a device (idempotent: revoking again keeps the first time).
+pub async fn revoke(
+    db: &Db,
+    now_ms: i64,
+    id: &str,
+    actor: &str,
+    is_admin: bool,
+    request_id: &str,
+) -> Result<Device, ApiError> {
+    let device = owned(db, id, actor, is_admin).await?;
+    if device.revoked_at_ms.is_some() {
+        return Ok(device);
+    }
+    let mut tx = db.begin_write().await?;
+    sqlx::query("UPDATE devices SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL")
+        .bind(now_ms)
+        .bind(&device.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(DbError::from)?;
+    // Nothing more is delivered to a revoked device.
+    sqlx::query("DELETE FROM fanout_queue WHERE device_id = $1 AND delivered_at_ms IS NULL")
+        .bind(&device.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(DbError::from)?;
+    let entry = Entry {
+        actor,
+        action: "device.revoke",
+        subject: &device.id,
+        detail: serde_json::json!({}),
+        request_id,
+    };
+    audit::append(&mut tx, db.backend(), now_ms, &entry).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(Device { revoked_at_ms: Some(now_ms), ..device })
+}
+
+/// Figures for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct Gauges {
+    /// Enrolled, unrevoked devices.
+    pub devices_active: i64,
+    /// Undelivered fan-out entries.
+    pub fanout_queued: i64,
+    /// Age of the oldest undelivered entry, ms.
+    pub fanout_lag_ms: i64,
+}
+
+/// Reads the gauges.
+pub async fn gauges(db: &Db, now_ms: i64) -> Result<Gauges, DbError> {
+    let devices_active: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE revoked_at_ms IS NULL")
+            .fetch_one(db.pool())
+            .await?;
+    let row = sqlx::query(
+        "SELECT COUNT(*), MIN(enqueued_at_ms) FROM fanout_queue WHERE delivered_at_ms IS NULL",
+    )
+    .fetch_one(db.pool())
+    .await?;
+    let fanout_queued: i64 = row.try_get(0)?;
+    let oldest: Option<i64> = row.try_get(1)?;
+    Ok(Gauges {
+        devices_active,
+        fanout_queued,
+        fanout_lag_ms: oldest.map(|o| (now_ms - o).max(0)).unwrap_or(0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_normalise() {
+        let check = |raw: &str, expect: Option<&str>| {
+            assert_eq!(normalise_code(raw).as_deref(), expect, "{raw}")
+        };
+        check("ABCDE-12345", Some("ABCDE12345"));
+        check("abcde 12345", Some("ABCDE12345"));
+        check("oooooiiiii", Some("0000011111"));
+        check("ABCDE-1234", None);
+        check("ABCDE-123456", None);
+        check("ABCDU-12345", None);
+        check("ABCDÉ-12345", None);
+        check("", None);
+    }
+}

@@ -1,0 +1,458 @@
+//! Signal ingest (board PR-021): a provider posts its own signed `Signal` record over HTTP, the
+//! request authenticated by HMAC-SHA256 with a per-provider API key (the EA link's scheme,
+//! `tradecast_protocol::link_auth`). The hub never signs for a provider: it checks, in order,
+//! the request's HMAC and nonce, the record (decodes, is an unsealed `Signal` on the signals
+//! stream, signed by an active device of the key's provider account), the signal's schema, the
+//! provider's active plan, and that it was received within `signals.max_age_ms` of its
+//! `created_at_ms`; then deduplicates by signal id (same record → 200 with the stored one,
+//! different → 409), stores it, queues it for every entitled device, and audits it — one
+//! transaction. The answer carries the hub's signed `Receipt`.
+//!
+//! [`client`] builds such a request for scripts and tests.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use tradecast_protocol::link_auth::{self, AuthError, ParsedHeaders};
+use tradecast_protocol::{Body, Identity, Kind, Receipt, Record, Side, Signal, StreamId};
+
+use crate::accounts::{self, Role};
+use crate::audit::{self, Entry};
+use crate::db::{Db, DbError, is_unique_violation};
+use crate::devices;
+use crate::error::ApiError;
+use crate::plans;
+
+/// The JSON body of `POST /api/v1/signals` (and of approvals): one encoded record.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordBody {
+    /// The record's bytes (`Record::encode`), standard base64 with padding.
+    pub record: String,
+}
+
+/// A stored signal as answered.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoredSignal {
+    /// Signal id, 32 hex digits.
+    pub signal_id: String,
+    /// The provider's account.
+    pub provider_user_id: String,
+    /// The signing device (text form).
+    pub author: String,
+    /// Position in the author's signals stream.
+    pub seq: i64,
+    /// The signal as JSON (decimal strings, unix ms).
+    #[schema(value_type = Object)]
+    pub signal: serde_json::Value,
+    /// `created_at_ms` of the record header.
+    pub created_at_ms: i64,
+    /// When the hub committed it.
+    pub received_at_ms: i64,
+    /// The record exactly as posted (base64).
+    pub record: String,
+    /// The hub's signed receipt for the record.
+    #[schema(value_type = Object)]
+    pub receipt: serde_json::Value,
+    /// Devices the signal was queued for.
+    pub n_devices_queued: i64,
+}
+
+/// Outcome of an ingest.
+#[derive(Debug)]
+pub enum Ingested {
+    /// Stored now (201).
+    Created(StoredSignal),
+    /// Already stored with the identical record (200).
+    Duplicate(StoredSignal),
+}
+
+/// Maps an HMAC refusal to its problem.
+pub fn auth_error(e: AuthError) -> ApiError {
+    ApiError::LinkAuth(e)
+}
+
+/// Checks the request's HMAC and burns its nonce; returns the provider account of the key.
+pub async fn authenticate(
+    db: &Db,
+    wrapping: &[u8; 32],
+    headers: &ParsedHeaders<'_>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    now_ms: i64,
+) -> Result<String, ApiError> {
+    let (user_id, secret) = crate::apikeys::secret_of(db, wrapping, headers.key_id)
+        .await?
+        .ok_or(ApiError::LinkAuth(AuthError::UnknownKey))?;
+    // The nonce table is durable and shared by every instance, so no start-time rule is needed.
+    link_auth::verify_request(&secret, headers, method, path, body, now_ms, 0)
+        .map_err(auth_error)?;
+    // Only after the signature verified, so an unsigned request cannot burn a nonce.
+    let inserted =
+        sqlx::query("INSERT INTO hmac_nonces (key_id, nonce, seen_at_ms) VALUES ($1, $2, $3)")
+            .bind(headers.key_id)
+            .bind(headers.nonce)
+            .bind(headers.timestamp_ms)
+            .execute(db.pool())
+            .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => return Err(ApiError::LinkAuth(AuthError::Replayed)),
+        other => other.map_err(DbError::from)?,
+    };
+    Ok(user_id)
+}
+
+/// Forgets nonces whose timestamps are outside the freshness window (they are refused as stale
+/// anyway). Returns how many were dropped.
+pub async fn prune_nonces(db: &Db, now_ms: i64) -> Result<u64, DbError> {
+    let horizon = now_ms - 2 * link_auth::FRESHNESS_MS;
+    Ok(sqlx::query("DELETE FROM hmac_nonces WHERE seen_at_ms < $1")
+        .bind(horizon)
+        .execute(db.pool())
+        .await?
+        .rows_affected())
+}
+
+/// Decodes the base64 record of a [`RecordBody`].
+pub fn decode_record(body: &RecordBody) -> Result<(Vec<u8>, Record), ApiError> {
+    if body.record.len() > 4 * (tradecast_protocol::record::MAX_RECORD_LEN / 3 + 1) {
+        return Err(ApiError::InvalidRecord("record too long".into()));
+    }
+    let bytes = data_encoding::BASE64
+        .decode(body.record.as_bytes())
+        .map_err(|_| ApiError::InvalidRecord("`record` is not standard base64".into()))?;
+    let record = Record::decode(&bytes).map_err(|e| ApiError::InvalidRecord(e.to_string()))?;
+    Ok((bytes, record))
+}
+
+fn check_signal(signal: &Signal, record: &Record) -> Result<(), ApiError> {
+    let bad = |m: &str| Err(ApiError::InvalidRecord(m.to_string()));
+    let header = record.header();
+    if signal.provider != header.author {
+        return bad("signal.provider is not the record's author");
+    }
+    let symbol_ok = (1..=32).contains(&signal.symbol.len())
+        && signal.symbol.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-#".contains(&b));
+    if !symbol_ok {
+        return bad("signal.symbol must be 1-32 characters of [A-Za-z0-9._-#]");
+    }
+    if signal.strategy_id.is_empty() || signal.strategy_id.len() > 64 {
+        return bad("signal.strategy_id must be 1-64 bytes");
+    }
+    if signal.indicators.len() > 32
+        || signal.indicators.iter().any(|i| i.name.is_empty() || i.name.len() > 32)
+    {
+        return bad("signal.indicators: at most 32, names 1-32 bytes");
+    }
+    if signal.leg == 0 {
+        return bad("signal.leg starts at 1");
+    }
+    let z = Decimal::ZERO;
+    if signal.entry <= z
+        || signal.stop <= z
+        || signal.tp1 <= z
+        || signal.tp2.is_some_and(|t| t <= z)
+    {
+        return bad("signal prices must be positive");
+    }
+    let ordered = match signal.side {
+        Side::Buy => {
+            signal.stop < signal.entry
+                && signal.entry < signal.tp1
+                && signal.tp2.is_none_or(|t| t > signal.tp1)
+        }
+        Side::Sell => {
+            signal.stop > signal.entry
+                && signal.entry > signal.tp1
+                && signal.tp2.is_none_or(|t| t < signal.tp1)
+        }
+    };
+    if !ordered {
+        return bad("signal prices out of order for its side (buy: stop < entry < tp1 < tp2)");
+    }
+    if signal.expires_at_ms <= header.created_at_ms {
+        return bad("signal.expires_at_ms must be after the record's created_at_ms");
+    }
+    if signal.rr < z {
+        return bad("signal.rr must not be negative");
+    }
+    Ok(())
+}
+
+fn side_str(side: Side) -> &'static str {
+    match side {
+        Side::Buy => "buy",
+        Side::Sell => "sell",
+    }
+}
+
+fn answer(
+    hub: &Identity,
+    record: &Record,
+    bytes: &[u8],
+    signal: &Signal,
+    provider_user_id: &str,
+    received_at_ms: i64,
+    n_devices_queued: i64,
+) -> StoredSignal {
+    let receipt = Receipt::sign(hub, record, received_at_ms);
+    StoredSignal {
+        signal_id: signal.id.to_hex(),
+        provider_user_id: provider_user_id.to_string(),
+        author: record.header().author.to_text(),
+        seq: i64::try_from(record.header().seq).unwrap_or(i64::MAX),
+        signal: serde_json::to_value(signal).unwrap_or_default(),
+        created_at_ms: record.header().created_at_ms,
+        received_at_ms,
+        record: data_encoding::BASE64.encode(bytes),
+        receipt: serde_json::to_value(receipt).unwrap_or_default(),
+        n_devices_queued,
+    }
+}
+
+/// Everything [`ingest`] needs besides the record.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestRules {
+    /// `signals.max_age_ms`.
+    pub max_age_ms: i64,
+}
+
+/// Where and when an ingest happens.
+#[derive(Debug)]
+pub struct Ingest<'a> {
+    /// The store.
+    pub db: &'a Db,
+    /// The hub's identity (signs receipts).
+    pub hub: &'a Identity,
+    /// Limits.
+    pub rules: IngestRules,
+    /// Reception time, unix ms.
+    pub now_ms: i64,
+    /// For the audit entry.
+    pub request_id: &'a str,
+}
+
+/// Checks, deduplicates, stores, queues and audits one signal posted by `provider_user_id`.
+pub async fn ingest(
+    ctx: &Ingest<'_>,
+    provider_user_id: &str,
+    bytes: Vec<u8>,
+    record: Record,
+) -> Result<Ingested, ApiError> {
+    let Ingest { db, hub, rules, now_ms, request_id } = *ctx;
+    let header = *record.header();
+    if header.kind != Kind::Signal || header.sealed || header.stream != StreamId::SIGNALS {
+        return Err(ApiError::InvalidRecord(
+            "expected an unsealed Signal record on the signals stream".into(),
+        ));
+    }
+    let provider = accounts::user_by_id(db, provider_user_id)
+        .await?
+        .filter(|u| u.disabled_at_ms.is_none())
+        .ok_or_else(|| ApiError::Forbidden("the API key's account is disabled".into()))?;
+    if provider.role != Role::Provider {
+        return Err(ApiError::Forbidden("only provider accounts publish signals".into()));
+    }
+    let (device, key) = devices::active_device(db, &header.author).await?;
+    if device.user_id != provider.id {
+        return Err(ApiError::DeviceRefused(
+            "the record's author is not a device of this provider".into(),
+        ));
+    }
+    record.verify(&key).map_err(|e| ApiError::InvalidRecord(e.to_string()))?;
+    let Body::Signal(signal) = record.body().map_err(|e| ApiError::InvalidRecord(e.to_string()))?
+    else {
+        return Err(ApiError::InvalidRecord("expected a Signal body".into()));
+    };
+    check_signal(&signal, &record)?;
+    if !plans::has_active_plan(db, &provider.id).await? {
+        return Err(ApiError::NoActivePlan);
+    }
+    let signal_id = signal.id.to_hex();
+    let record_hash = record.header_hash().to_hex();
+
+    // Dedupe before the age check: a retry of a stored signal gets its stored answer.
+    if let Some(stored) = stored_by_id(db, hub, &signal_id).await? {
+        return if stored.1 == record_hash {
+            Ok(Ingested::Duplicate(stored.0))
+        } else {
+            Err(ApiError::SignalConflict(signal_id))
+        };
+    }
+    let age_ms = now_ms - header.created_at_ms;
+    if age_ms.abs() > rules.max_age_ms {
+        return Err(ApiError::StaleSignal { age_ms, limit_ms: rules.max_age_ms });
+    }
+
+    let mut tx = db.begin_write().await?;
+    let seq = i64::try_from(header.seq)
+        .map_err(|_| ApiError::InvalidRecord("seq out of range".into()))?;
+    let inserted = sqlx::query(
+        "INSERT INTO signals (id, provider_user_id, author, stream, seq, record, record_hash, symbol, side, \
+         entry, stop, tp1, created_at_ms, expires_at_ms, received_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(&signal_id)
+    .bind(&provider.id)
+    .bind(header.author.to_text())
+    .bind(i64::from(header.stream.0))
+    .bind(seq)
+    .bind(bytes.clone())
+    .bind(&record_hash)
+    .bind(&signal.symbol)
+    .bind(side_str(signal.side))
+    .bind(signal.entry.to_string())
+    .bind(signal.stop.to_string())
+    .bind(signal.tp1.to_string())
+    .bind(header.created_at_ms)
+    .bind(signal.expires_at_ms)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            drop(tx);
+            // A concurrent post of the same id, or a second record at the same (author, seq).
+            if let Some(stored) = stored_by_id(db, hub, &signal_id).await? {
+                return if stored.1 == record_hash {
+                    Ok(Ingested::Duplicate(stored.0))
+                } else {
+                    Err(ApiError::SignalConflict(signal_id))
+                };
+            }
+            return Err(ApiError::Conflict(format!(
+                "seq {} of this author's signals stream already holds another record",
+                header.seq
+            )));
+        }
+        other => other.map_err(DbError::from)?,
+    };
+    let queued = sqlx::query(crate::sql!(
+        "INSERT INTO fanout_queue (signal_id, device_id, enqueued_at_ms) \
+         SELECT DISTINCT $3, d.id, $2 FROM devices d JOIN users u ON u.id = d.user_id \
+         JOIN entitlements e ON e.user_id = d.user_id JOIN plans p ON p.id = e.plan_id \
+         WHERE p.provider_user_id = $1 AND {}",
+        plans::ENTITLED_SQL
+    ))
+    .bind(&provider.id)
+    .bind(now_ms)
+    .bind(&signal_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(DbError::from)?
+    .rows_affected();
+    let n_queued = i64::try_from(queued).unwrap_or(i64::MAX);
+    let detail = serde_json::json!({
+        "author": header.author.to_text(), "seq": header.seq, "symbol": signal.symbol,
+        "side": side_str(signal.side), "record_hash": record_hash, "n_devices_queued": n_queued,
+    });
+    let entry = Entry {
+        actor: &provider.id,
+        action: "signal.ingest",
+        subject: &signal_id,
+        detail,
+        request_id,
+    };
+    audit::append(&mut tx, db.backend(), now_ms, &entry).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    metrics::counter!(crate::telemetry::SIGNALS_INGESTED).increment(1);
+    Ok(Ingested::Created(answer(hub, &record, &bytes, &signal, &provider.id, now_ms, n_queued)))
+}
+
+/// The stored signal `signal_id` with its record hash.
+pub async fn stored_by_id(
+    db: &Db,
+    hub: &Identity,
+    signal_id: &str,
+) -> Result<Option<(StoredSignal, String)>, ApiError> {
+    let row = sqlx::query(
+        "SELECT s.provider_user_id, s.record, s.record_hash, s.received_at_ms, \
+         (SELECT COUNT(*) FROM fanout_queue f WHERE f.signal_id = s.id) FROM signals s WHERE s.id = $1",
+    )
+    .bind(signal_id)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(DbError::from)?;
+    let Some(row) = row else { return Ok(None) };
+    let provider: String = row.try_get(0).map_err(DbError::from)?;
+    let bytes: Vec<u8> = row.try_get(1).map_err(DbError::from)?;
+    let hash: String = row.try_get(2).map_err(DbError::from)?;
+    let received: i64 = row.try_get(3).map_err(DbError::from)?;
+    let n: i64 = row.try_get(4).map_err(DbError::from)?;
+    let record =
+        Record::decode(&bytes).map_err(|e| DbError::Corrupt(format!("signal {signal_id}: {e}")))?;
+    let Ok(Body::Signal(signal)) = record.body() else {
+        return Err(DbError::Corrupt(format!("signal {signal_id}: body is not a signal")).into());
+    };
+    Ok(Some((answer(hub, &record, &bytes, &signal, &provider, received, n), hash)))
+}
+
+/// Signal ids visible to a caller: a provider its own, an admin all, a subscriber those of the
+/// providers it is entitled to.
+pub async fn list_ids(
+    db: &Db,
+    user_id: &str,
+    role: Role,
+    now_ms: i64,
+    limit: i64,
+) -> Result<Vec<String>, DbError> {
+    let sql = match role {
+        Role::Owner | Role::Admin => "SELECT id FROM signals WHERE $1 <> '' OR $2 = $2 ORDER BY received_at_ms DESC, id LIMIT $3".to_string(),
+        Role::Provider => "SELECT id FROM signals WHERE provider_user_id = $1 AND $2 = $2 ORDER BY received_at_ms DESC, id LIMIT $3".to_string(),
+        Role::Subscriber => "SELECT s.id FROM signals s WHERE s.provider_user_id IN (SELECT p.provider_user_id FROM plans p \
+             JOIN entitlements e ON e.plan_id = p.id WHERE e.user_id = $1 AND e.revoked_at_ms IS NULL \
+             AND e.starts_at_ms <= $2 AND (e.expires_at_ms IS NULL OR e.expires_at_ms > $2)) \
+             ORDER BY s.received_at_ms DESC, s.id LIMIT $3"
+            .to_string(),
+    };
+    Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(user_id)
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?)
+}
+
+/// Building signed requests for the signals API, for scripts, tools and tests.
+pub mod client {
+    use tradecast_protocol::link_auth;
+    use tradecast_protocol::{Body, HeaderFields, Identity, Record, Signal};
+
+    use super::RecordBody;
+
+    /// The path of the signals API.
+    pub const SIGNALS_PATH: &str = "/api/v1/signals";
+
+    /// Signs `signal` as a record of `identity` with `fields` (stream, seq, prev_hash,
+    /// created_at_ms) and returns the record and the JSON body to POST.
+    pub fn signal_body(
+        identity: &Identity,
+        fields: HeaderFields,
+        signal: &Signal,
+    ) -> (Record, Vec<u8>) {
+        let record = Record::sign(identity, fields, &Body::Signal(signal.clone()));
+        let body = RecordBody { record: data_encoding::BASE64.encode(&record.encode()) };
+        // A struct of one string always serializes.
+        (record, serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// The four authentication headers for `POST path` with `body`.
+    pub fn auth_headers(
+        key_id: &str,
+        secret: &str,
+        path: &str,
+        body: &[u8],
+        timestamp_ms: i64,
+        nonce: &str,
+    ) -> [(&'static str, String); 4] {
+        let ts = timestamp_ms.to_string();
+        let sig = link_auth::sign_request(secret.as_bytes(), "POST", path, &ts, nonce, body);
+        [
+            (link_auth::HEADER_KEY, key_id.to_string()),
+            (link_auth::HEADER_TIMESTAMP, ts),
+            (link_auth::HEADER_NONCE, nonce.to_string()),
+            (link_auth::HEADER_SIGNATURE, sig),
+        ]
+    }
+}

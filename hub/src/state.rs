@@ -1,0 +1,61 @@
+//! The shared state every handler receives: configuration, database, keys, rate limiter,
+//! clock and metrics. Built once at start, cheap to clone.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::ids::Clock;
+use crate::ratelimit::RateLimiter;
+use crate::secrets::HubSecrets;
+use crate::tokens::JwtKeys;
+
+/// What handlers share.
+pub struct Inner {
+    /// Validated configuration.
+    pub config: Config,
+    /// The SQL store.
+    pub db: Db,
+    /// Access-token keys.
+    pub jwt: JwtKeys,
+    /// Secrets (redacted `Debug`).
+    pub secrets: HubSecrets,
+    /// The hub's identity, pinned by nodes at enrolment.
+    pub hub_identity: tradecast_protocol::Identity,
+    /// Token buckets.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Time.
+    pub clock: Clock,
+    /// Prometheus registry.
+    pub metrics: PrometheusHandle,
+}
+
+/// Cheap, cloneable handle on [`Inner`].
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .field("db", &self.db.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Current time, unix ms.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
