@@ -331,7 +331,7 @@ pub fn run(bars: &[Bar], config: &Config) -> Result<Backtest, BacktestError> {
 
         // 2. The strategy at this bar's close.
         let Some(signal) = engine.push(&bar.to_f64()) else { continue };
-        let expires_unix_ms = bar.time_unix_ms + 2 * tf_ms;
+        let expires_unix_ms = signal.expires_unix_ms(config.timeframe);
         let levels = SignalLevels::from_signal(&signal, expires_unix_ms)?;
         let quote = Quote { bid: bar.close, ask: bar.close + spread };
         let policy = OrderPolicy {

@@ -148,6 +148,14 @@ pub struct Signal {
     pub rr: f64,
 }
 
+impl Signal {
+    /// When the signal stops being actionable: the close of bar t+1 (fib-rsi.md, The signal),
+    /// on the market clock, for bars of `timeframe`.
+    pub fn expires_unix_ms(&self, timeframe: crate::timeframe::Timeframe) -> i64 {
+        self.time_unix_ms + 2 * timeframe.duration_ms()
+    }
+}
+
 /// Streams `bars` through a fresh [`Engine`] and collects its signals.
 pub fn run(bars: &[BarF64], params: &Params) -> Result<Vec<Signal>, ParamsError> {
     let mut engine = Engine::new(*params)?;

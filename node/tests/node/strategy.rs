@@ -112,3 +112,38 @@ fn invalid_parameters_are_refused() {
     let err = batch::signals(&[], &p).expect_err("NaN");
     assert_eq!(err.to_string(), "min_rr must be a finite number, got NaN");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Streaming = batch for any series and any valid parameters, not only the defaults.
+    #[test]
+    fn streaming_equals_batch_for_random_series_and_parameters(
+        seed in proptest::prelude::any::<u64>(),
+        two_digits in proptest::prelude::any::<bool>(),
+        n in 20usize..3000,
+        k in 1usize..8,
+        lookback in 1usize..200,
+        rsi_period in 1usize..30,
+        atr_period in 1usize..30,
+        min_range_atr in 0.0f64..3.0,
+        min_rr in 0.0f64..2.0,
+        zone in (0.0f64..0.6, 0.6f64..1.0),
+    ) {
+        let bars = to_f64(&synthetic::bars(n, seed, if two_digits { 2 } else { 5 }));
+        let p = Params {
+            swing_strength: k,
+            swing_lookback: lookback,
+            rsi_period,
+            atr_period,
+            min_range_atr,
+            min_rr,
+            zone_shallow: zone.0,
+            zone_deep: zone.1,
+            ..Params::default()
+        };
+        let streamed = strategy::run(&bars, &p).expect("valid params");
+        let batched = batch::signals(&bars, &p).expect("valid params");
+        proptest::prop_assert_eq!(streamed, batched);
+    }
+}
