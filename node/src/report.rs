@@ -35,6 +35,7 @@ const GREEN: RGBColor = RGBColor(0, 140, 70);
 const RED_: RGBColor = RGBColor(200, 30, 30);
 const GREY: RGBColor = RGBColor(120, 120, 120);
 const PRICE: RGBColor = RGBColor(40, 70, 140);
+const MESH: RGBColor = RGBColor(242, 242, 242);
 const LIGHT_GREEN: RGBColor = RGBColor(110, 200, 150);
 
 /// An entry marker in pixels around its point: a triangle pointing up for a buy, down for a sell.
@@ -82,6 +83,7 @@ fn equity_svg(b: &Backtest) -> Result<String, ReportError> {
             .configure_mesh()
             .x_labels(8)
             .x_label_formatter(&date_label)
+            .light_line_style(MESH)
             .y_label_formatter(&|v| format!("{v:.0}"))
             .draw()
             .map_err(chart_err("equity"))?;
@@ -125,6 +127,7 @@ fn drawdown_svg(b: &Backtest) -> Result<String, ReportError> {
             .configure_mesh()
             .x_labels(8)
             .x_label_formatter(&date_label)
+            .light_line_style(MESH)
             .y_label_formatter(&|v| format!("{v:.1} %"))
             .draw()
             .map_err(chart_err("drawdown"))?;
@@ -188,6 +191,7 @@ fn price_svg(bars: &[Bar], b: &Backtest) -> Result<String, ReportError> {
             .configure_mesh()
             .x_labels(8)
             .x_label_formatter(&date_label)
+            .light_line_style(MESH)
             .y_label_formatter(&|v| price((v * 1e5).round() / 1e5))
             .draw()
             .map_err(chart_err("price"))?;

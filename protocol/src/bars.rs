@@ -23,6 +23,7 @@
 //! - MT5's export: tab-separated, header `<DATE> <TIME> <OPEN> <HIGH> <LOW> <CLOSE> <TICKVOL>
 //!   <VOL> <SPREAD>`, dates `YYYY.MM.DD`, times `HH:MM[:SS]`, `<TIME>` absent for daily bars.
 //!   UTF-8 or UTF-16 (MT5 writes UTF-16LE with a byte-order mark), with or without a BOM.
+//!   A cell may be wrapped in double quotes (spreadsheet exports); quotes never hide a delimiter.
 //! - Generic CSV: comma or semicolon separated (tab also works); the time column is the one named
 //!   `time`, `date`, `datetime` or `timestamp` (any case, `<…>` allowed), or an unnamed first
 //!   column; when both `date` and `time` columns exist they are joined. `open`, `high`, `low`,
@@ -288,7 +289,7 @@ pub fn parse_bars_with(bytes: &[u8], options: &ParseOptions) -> Result<Vec<Bar>,
             return Err(BarFileError::BlankLine { line: blank });
         }
         cells.clear();
-        cells.extend(line.split(layout.delimiter).map(str::trim));
+        cells.extend(line.split(layout.delimiter).map(unquote));
         let bar = layout.row(line_no, &cells, offset_ms)?;
         if let Some(prev) = bars.last().map(|b: &Bar| b.time_unix_ms)
             && bar.time_unix_ms <= prev
@@ -370,7 +371,7 @@ impl Layout {
         } else {
             ','
         };
-        let names: Vec<String> = header.split(delimiter).map(|n| n.trim().to_owned()).collect();
+        let names: Vec<String> = header.split(delimiter).map(|n| unquote(n).to_owned()).collect();
         let mut slots: [Option<usize>; 8] = [None; 8];
         const DATE: usize = 0;
         const TIME: usize = 1;
@@ -496,6 +497,13 @@ impl Layout {
     }
 }
 
+/// A cell without surrounding blanks and one pair of surrounding double quotes (spreadsheets
+/// quote every cell); a delimiter inside quotes is not supported, no bar file needs one.
+fn unquote(cell: &str) -> &str {
+    let cell = cell.trim();
+    cell.strip_prefix('"').and_then(|c| c.strip_suffix('"')).map_or(cell, str::trim)
+}
+
 /// A plain decimal: optional sign, digits, optional `.` and digits. No exponent, no `_`, no
 /// spaces, no bare `.5` or `5.`.
 fn parse_decimal(s: &str) -> Option<Decimal> {
@@ -594,6 +602,17 @@ mod tests {
         );
         assert_eq!(bars[0].open, dec("1"));
         assert_eq!(bars[0].close, dec("1.5"));
+    }
+
+    #[test]
+    fn quoted_cells_are_unquoted() {
+        let text = "\"Date\",\"Open\",\"High\",\"Low\",\"Close\"\n\"2017-05-02 04:00\",\"1\",\"2\",\"0.5\",\"1.5\"\n";
+        let bars = parse_bars(text.as_bytes()).expect("valid file");
+        assert_eq!(bars[0].low, dec("0.5"));
+        check_err(
+            "time,open,high,low,close\n2017-05-02 04:00,\"1\",2,\"0,5\",1.5\n",
+            "line 2: 6 cells, the header has 5",
+        );
     }
 
     #[test]
