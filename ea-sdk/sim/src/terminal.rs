@@ -1,0 +1,1025 @@
+//! One simulated terminal: an account on the shared [`Broker`] driven over the real EA link the
+//! way the MQL5 EA does it (`ea-link.md`): hello, then a loop of bar/deal/state pushes and a
+//! long-poll; every order and trading command looked up by its magic before it is sent and again
+//! after an unknown outcome; acks with MT5's own retcodes; the equity floor enforced on its own
+//! when the node is silent.
+//!
+//! Memory versus state: the broker (positions, orders, deals) is the trade server's and
+//! survives a terminal crash; everything in [`Terminal`] itself (session, cursors, floor, what
+//! was pushed) is the EA's memory and is lost by [`Faults::crash`].
+//!
+//! Fault controls ([`Faults`], shareable with a test while the terminal runs): go silent, answer
+//! the next sends with any retcode, requote, time out after filling (the outcome `unknown`,
+//! optionally hidden from the next look-up as a lagging history would), fill partially, crash
+//! and restart.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use tradecast_protocol::ea::{
+    self, Ack, AckAnswer, BarCursor, Bars, BarsAnswer, Call, CloseAllScope, Command, Deals,
+    DealsAnswer, FloorBreach, Hello, HelloAnswer, LinkBar, MarginMode, Order, Outcome, Poll,
+    PollAnswer, Side, State, StateAnswer, TickValue, Timeframe,
+};
+
+use crate::broker::{Broker, TradeAction, TradeRequest, TradeResult};
+use crate::link::{LinkClient, LinkError, wall_ms};
+use crate::retcode;
+
+/// The broker every terminal of a simulation shares (one price stream). Never held across an
+/// await.
+pub type SharedBroker = Arc<Mutex<Broker>>;
+
+/// Locks the broker; a poisoned lock (a panicked test thread) still yields the data, which the
+/// broker keeps consistent between calls.
+pub fn lock(b: &SharedBroker) -> MutexGuard<'_, Broker> {
+    b.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Most deals pushed in one call.
+const DEALS_PER_PUSH: usize = 500;
+/// Most bars pushed in one call.
+const BARS_PER_PUSH: usize = 1_000;
+/// A day, in ms: how far back the look-up reads the deals history.
+const LOOKUP_HISTORY_MS: i64 = 86_400_000;
+
+/// A terminal's settings: the EA's inputs plus the account it runs on.
+#[derive(Debug, Clone)]
+pub struct TerminalConfig {
+    /// The node's base URL (`http://127.0.0.1:7341`).
+    pub node_url: String,
+    /// The EA key id.
+    pub key_id: String,
+    /// The EA secret (ASCII, as displayed by the node).
+    pub secret: String,
+    /// The broker account.
+    pub login: u64,
+    /// The EA's magic input: the high 32 bits of every Tradecast magic.
+    pub input_magic: u32,
+    /// Deviation in points when an order does not say.
+    pub max_slippage_points: u32,
+    /// The allow-list of symbols (empty: every broker symbol).
+    pub symbols: Vec<String>,
+    /// The EA version reported at hello.
+    pub ea_version: String,
+    /// The terminal build reported at hello.
+    pub terminal_build: u32,
+    /// The node is "silent" after this long without a signed answer: the EA then enforces the
+    /// equity floor on its own.
+    pub floor_silence_ms: i64,
+    /// Overrides the node's poll wait (0 in `--speed max` replays so a bar is not held up).
+    pub poll_wait_override_ms: Option<u32>,
+}
+
+impl TerminalConfig {
+    /// Defaults for everything but the link credentials and the login: magic 20260101,
+    /// 10 points of deviation, every symbol, 10 s of silence before the floor acts.
+    pub fn new(node_url: &str, key_id: &str, secret: &str, login: u64) -> TerminalConfig {
+        TerminalConfig {
+            node_url: node_url.to_owned(),
+            key_id: key_id.to_owned(),
+            secret: secret.to_owned(),
+            login,
+            input_magic: 20_260_101,
+            max_slippage_points: 10,
+            symbols: Vec::new(),
+            ea_version: concat!("tradecast-sim ", env!("CARGO_PKG_VERSION")).to_owned(),
+            terminal_build: 4_755,
+            floor_silence_ms: 10_000,
+            poll_wait_override_ms: None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    silent: bool,
+    forced: VecDeque<u32>,
+    requotes: u32,
+    timeouts_after_fill: VecDeque<bool>,
+    partial: VecDeque<Decimal>,
+    crash: bool,
+}
+
+/// Fault controls, cloneable and shared with the test that drives a terminal.
+#[derive(Debug, Clone, Default)]
+pub struct Faults(Arc<Mutex<FaultState>>);
+
+impl Faults {
+    fn state(&self) -> MutexGuard<'_, FaultState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops (or resumes) every call to the node: the EA hangs, the terminal keeps trading.
+    pub fn set_silent(&self, silent: bool) {
+        self.state().silent = silent;
+    }
+
+    /// Whether the terminal is silent.
+    pub fn is_silent(&self) -> bool {
+        self.state().silent
+    }
+
+    /// The next send answers `retcode` without trading (10012/10031 make the outcome unknown).
+    pub fn force_retcode(&self, retcode: u32) {
+        self.state().forced.push_back(retcode);
+    }
+
+    /// The next `n` market sends are requoted (10004).
+    pub fn requote_next(&self, n: u32) {
+        self.state().requotes += n;
+    }
+
+    /// The next send is carried out by the server but the terminal sees 10012 (timeout). With
+    /// `visible_to_lookup` false the following look-up misses it too (the history lags), so the
+    /// ack says `unknown`; the look-up after that finds it.
+    pub fn timeout_after_fill(&self, visible_to_lookup: bool) {
+        self.state().timeouts_after_fill.push_back(visible_to_lookup);
+    }
+
+    /// The next market send fills only `fraction` of its volume (10010).
+    pub fn partial_fill(&self, fraction: Decimal) {
+        self.state().partial.push_back(fraction);
+    }
+
+    /// Crashes the terminal: at its next step it restarts with no memory (the broker's state,
+    /// positions and history, is kept).
+    pub fn crash(&self) {
+        self.state().crash = true;
+    }
+}
+
+/// What the terminal did, for tests and the CLI's summary.
+#[derive(Debug, Clone, Default)]
+pub struct TerminalStats {
+    /// Hellos answered.
+    pub hellos: u32,
+    /// Polls answered.
+    pub polls: u32,
+    /// Trade requests sent to the broker.
+    pub sends: u32,
+    /// Look-ups that found the order already there (no send).
+    pub found_by_lookup: u32,
+    /// Acks the node accepted, in order.
+    pub acks: Vec<Ack>,
+    /// Answers ignored for a missing or wrong signature.
+    pub ignored_answers: u32,
+    /// Restarts after a crash.
+    pub restarts: u32,
+    /// Floor breaches the EA handled on its own.
+    pub floor_breaches: u32,
+}
+
+#[derive(Debug, Clone)]
+struct LinkSession {
+    id: String,
+    poll_wait_ms: u32,
+    bars_from: BTreeMap<(String, Timeframe), i64>,
+    bars_pushed: BTreeMap<(String, Timeframe), i64>,
+    deals_from_ms: i64,
+    deals_pushed: BTreeSet<u64>,
+}
+
+/// The EA's memory: lost on a crash.
+#[derive(Debug, Default)]
+struct Memory {
+    session: Option<LinkSession>,
+    equity_floor: Option<Decimal>,
+    spec_requests: BTreeSet<String>,
+    backfills: Vec<(String, Timeframe, i64, i64)>,
+    floor_breach: Option<FloorBreach>,
+    last_contact_wall_ms: i64,
+    hidden_from_lookup: HashSet<u64>,
+    last_state: Vec<u8>,
+    last_state_wall_ms: i64,
+    last_poll_idle: bool,
+}
+
+/// What the look-up found for a magic.
+#[derive(Debug, Clone, Default)]
+struct Found {
+    order_ticket: Option<u64>,
+    deal_ticket: Option<u64>,
+    position_id: Option<u64>,
+    price: Option<Decimal>,
+    volume: Option<Decimal>,
+    time_ms: Option<i64>,
+}
+
+/// One simulated terminal with its EA.
+#[derive(Debug)]
+pub struct Terminal {
+    cfg: TerminalConfig,
+    broker: SharedBroker,
+    link: LinkClient,
+    faults: Faults,
+    mem: Memory,
+    stats: TerminalStats,
+}
+
+impl Terminal {
+    /// A terminal on `broker`'s account `cfg.login`, not yet introduced to the node.
+    pub fn new(
+        cfg: TerminalConfig,
+        broker: SharedBroker,
+        faults: Faults,
+    ) -> Result<Terminal, LinkError> {
+        let link = LinkClient::new(&cfg.node_url, &cfg.key_id, &cfg.secret)?;
+        Ok(Terminal {
+            cfg,
+            broker,
+            link,
+            faults,
+            mem: Memory::default(),
+            stats: TerminalStats::default(),
+        })
+    }
+
+    /// The fault controls.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// What the terminal did so far.
+    pub fn stats(&self) -> &TerminalStats {
+        &self.stats
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TerminalConfig {
+        &self.cfg
+    }
+
+    /// The shared broker.
+    pub fn broker(&self) -> &SharedBroker {
+        &self.broker
+    }
+
+    /// The current session id, if the node has answered a hello.
+    pub fn session_id(&self) -> Option<&str> {
+        self.mem.session.as_ref().map(|s| s.id.as_str())
+    }
+
+    /// The equity floor the node set.
+    pub fn equity_floor(&self) -> Option<Decimal> {
+        self.mem.equity_floor
+    }
+
+    /// Whether the node has taken in everything: a session, every closed bar of every
+    /// subscription pushed, and the last poll brought nothing to do.
+    pub fn caught_up(&self) -> bool {
+        let Some(s) = &self.mem.session else { return false };
+        if !self.mem.last_poll_idle || !self.mem.backfills.is_empty() {
+            return false;
+        }
+        let b = lock(&self.broker);
+        s.bars_from.iter().all(|((sym, tf), from)| {
+            let last = s.bars_pushed.get(&(sym.clone(), *tf)).copied().unwrap_or(i64::MIN);
+            b.bars(sym, *tf, *from, i64::MAX)
+                .map(|bars| bars.iter().all(|bar| bar.time_unix_ms <= last))
+                .unwrap_or(true)
+        })
+    }
+
+    fn wait_ms(&self) -> u32 {
+        self.cfg.poll_wait_override_ms.unwrap_or_else(|| {
+            self.mem.session.as_ref().map(|s| s.poll_wait_ms).unwrap_or(ea::DEFAULT_POLL_WAIT_MS)
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.wait_ms()) + u64::from(ea::EA_TIMEOUT_SLACK_MS))
+    }
+
+    fn market_ms(&self) -> i64 {
+        lock(&self.broker).time_ms()
+    }
+
+    /// One signed call; a 409 `hello-required` drops the session, an unsigned or wrongly signed
+    /// answer is counted and ignored.
+    async fn call<Req: serde::Serialize, Ans: serde::de::DeserializeOwned>(
+        &mut self,
+        call: Call,
+        req: &Req,
+    ) -> Result<Ans, LinkError> {
+        let timeout = self.timeout();
+        let r = self.link.call(call, req, timeout).await;
+        match &r {
+            Ok(_) | Err(LinkError::Refused { .. }) | Err(LinkError::Body(_)) => {
+                self.mem.last_contact_wall_ms = wall_ms();
+            }
+            Err(LinkError::Unsigned(_)) | Err(LinkError::BadSignature(_)) => {
+                self.stats.ignored_answers += 1;
+                tracing::warn!(target: "tradecast_sim::link", ?call, "answer ignored: missing or wrong signature");
+            }
+            Err(_) => {}
+        }
+        if let Err(e) = &r
+            && e.problem_code() == Some(ea::PROBLEM_HELLO_REQUIRED)
+        {
+            self.mem.session = None;
+        }
+        r
+    }
+
+    /// One cycle of the EA's timer: restart after a crash, the floor, hello if needed, pushes,
+    /// one poll and everything it brought.
+    pub async fn step(&mut self) -> Result<(), LinkError> {
+        if std::mem::take(&mut self.faults.state().crash) {
+            self.mem = Memory::default();
+            self.link = LinkClient::new(&self.cfg.node_url, &self.cfg.key_id, &self.cfg.secret)?;
+            self.stats.restarts += 1;
+        }
+        self.enforce_floor_if_node_silent();
+        if self.faults.is_silent() {
+            return Ok(());
+        }
+        if self.mem.session.is_none() {
+            self.hello().await?;
+        }
+        self.push_bars().await?;
+        self.push_deals().await?;
+        self.push_state(false).await?;
+        let answer = self.poll().await?;
+        let busy = !answer.orders.is_empty() || !answer.commands.is_empty();
+        self.mem.last_poll_idle = !busy;
+        for order in answer.orders {
+            self.execute_order(order).await?;
+        }
+        for command in answer.commands {
+            self.execute_command(command).await?;
+        }
+        if busy || !self.mem.spec_requests.is_empty() {
+            self.push_bars().await?;
+            self.push_deals().await?;
+            self.push_state(true).await?;
+        }
+        Ok(())
+    }
+
+    /// Introduces the account (and reports a floor breach the EA handled alone).
+    pub async fn hello(&mut self) -> Result<(), LinkError> {
+        let hello = {
+            let b = lock(&self.broker);
+            let info =
+                b.account_info(self.cfg.login).map_err(|e| LinkError::Transport(e.to_string()))?;
+            let names: Vec<String> = b
+                .symbol_names()
+                .into_iter()
+                .filter(|s| self.cfg.symbols.is_empty() || self.cfg.symbols.contains(s))
+                .collect();
+            Hello {
+                login: self.cfg.login,
+                server: b.config().server.clone(),
+                company: b.config().company.clone(),
+                currency: info.currency.clone(),
+                leverage: info.leverage,
+                margin_mode: info.margin_mode,
+                terminal_build: self.cfg.terminal_build,
+                ea_version: self.cfg.ea_version.clone(),
+                server_utc_offset_s: b.config().server_utc_offset_s,
+                terminal_time_ms: b.time_ms(),
+                symbols: names.iter().filter_map(|s| b.symbol_spec(s, &info.currency)).collect(),
+                floor_breach: self.mem.floor_breach.clone(),
+            }
+        };
+        let a: HelloAnswer = self.call(Call::Hello, &hello).await?;
+        self.stats.hellos += 1;
+        self.mem.floor_breach = None;
+        self.mem.equity_floor = a.equity_floor;
+        let mut bars_from = BTreeMap::new();
+        for s in &a.subscriptions {
+            bars_from.insert((s.symbol.clone(), s.timeframe), i64::MIN);
+        }
+        for c in &a.bars_from {
+            bars_from.insert((c.symbol.clone(), c.timeframe), c.from_ms);
+        }
+        self.mem.session = Some(LinkSession {
+            id: a.session_id,
+            poll_wait_ms: a.poll_wait_ms,
+            bars_from,
+            bars_pushed: BTreeMap::new(),
+            deals_from_ms: a.deals_from_ms,
+            deals_pushed: BTreeSet::new(),
+        });
+        Ok(())
+    }
+
+    async fn poll(&mut self) -> Result<PollAnswer, LinkError> {
+        let Some(s) = &self.mem.session else { return Ok(empty_poll()) };
+        let req = Poll {
+            session_id: s.id.clone(),
+            wait_ms: self.wait_ms(),
+            terminal_time_ms: self.market_ms(),
+        };
+        let a: PollAnswer = self.call(Call::Poll, &req).await?;
+        self.stats.polls += 1;
+        self.mem.equity_floor = a.equity_floor;
+        Ok(a)
+    }
+
+    async fn push_bars(&mut self) -> Result<(), LinkError> {
+        let Some(s) = self.mem.session.clone() else { return Ok(()) };
+        let mut bars: Vec<LinkBar> = Vec::new();
+        let mut pushed = s.bars_pushed.clone();
+        {
+            let b = lock(&self.broker);
+            let backfills = std::mem::take(&mut self.mem.backfills);
+            for (sym, tf, from, to) in backfills {
+                for bar in b.bars(&sym, tf, from, to).unwrap_or_default() {
+                    bars.push(link_bar(&sym, tf, &bar));
+                }
+            }
+            for ((sym, tf), from) in &s.bars_from {
+                let last = pushed.get(&(sym.clone(), *tf)).copied().unwrap_or(i64::MIN);
+                for bar in b.bars(sym, *tf, *from, i64::MAX).unwrap_or_default() {
+                    if bar.time_unix_ms > last && bars.len() < BARS_PER_PUSH {
+                        bars.push(link_bar(sym, *tf, &bar));
+                        pushed.insert((sym.clone(), *tf), bar.time_unix_ms);
+                    }
+                }
+            }
+        }
+        if bars.is_empty() {
+            return Ok(());
+        }
+        let req = Bars { session_id: s.id.clone(), bars };
+        let a: BarsAnswer = self.call(Call::Bars, &req).await?;
+        if let Some(sess) = &mut self.mem.session {
+            sess.bars_pushed = pushed;
+            for c in a.bars_from {
+                sess.bars_from.insert((c.symbol, c.timeframe), c.from_ms);
+            }
+        }
+        Ok(())
+    }
+
+    async fn push_deals(&mut self) -> Result<(), LinkError> {
+        let Some(s) = self.mem.session.clone() else { return Ok(()) };
+        let deals: Vec<_> = lock(&self.broker)
+            .deals(self.cfg.login, s.deals_from_ms, i64::MAX)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| !s.deals_pushed.contains(&d.deal_ticket))
+            .take(DEALS_PER_PUSH)
+            .collect();
+        if deals.is_empty() {
+            return Ok(());
+        }
+        let tickets: Vec<u64> = deals.iter().map(|d| d.deal_ticket).collect();
+        let req = Deals { session_id: s.id.clone(), from_ms: s.deals_from_ms, deals };
+        let a: DealsAnswer = self.call(Call::Deals, &req).await?;
+        if let Some(sess) = &mut self.mem.session {
+            sess.deals_pushed.extend(tickets);
+            sess.deals_from_ms = a.deals_from_ms;
+        }
+        Ok(())
+    }
+
+    fn state_body(&self, session_id: &str) -> Result<State, LinkError> {
+        let b = lock(&self.broker);
+        let login = self.cfg.login;
+        let info = b.account_info(login).map_err(|e| LinkError::Transport(e.to_string()))?;
+        let positions = b.positions(login).unwrap_or_default();
+        let pending = b.orders(login).unwrap_or_default();
+        let traded: BTreeSet<&str> = positions
+            .iter()
+            .map(|p| p.symbol.as_str())
+            .chain(pending.iter().map(|o| o.symbol.as_str()))
+            .collect();
+        let tick_values = traded
+            .iter()
+            .filter_map(|s| {
+                b.tick_values(s, &info.currency).map(|(p, l)| TickValue {
+                    symbol: (*s).to_owned(),
+                    tick_value_profit: p.round_dp(8).normalize(),
+                    tick_value_loss: l.round_dp(8).normalize(),
+                })
+            })
+            .collect();
+        let specs = self
+            .mem
+            .spec_requests
+            .iter()
+            .filter_map(|s| b.symbol_spec(s, &info.currency))
+            .collect();
+        Ok(State {
+            session_id: session_id.to_owned(),
+            terminal_time_ms: b.time_ms(),
+            balance: info.balance,
+            equity: info.equity,
+            margin: info.margin,
+            free_margin: info.free_margin,
+            credit: info.credit,
+            positions,
+            pending,
+            tick_values,
+            specs,
+        })
+    }
+
+    /// Pushes the state when it changed, when `force`d, or every 5 s.
+    async fn push_state(&mut self, force: bool) -> Result<(), LinkError> {
+        let Some(id) = self.mem.session.as_ref().map(|s| s.id.clone()) else { return Ok(()) };
+        let state = self.state_body(&id)?;
+        let fingerprint = ea::encode(&State { terminal_time_ms: 0, ..state.clone() });
+        let stale = wall_ms() - self.mem.last_state_wall_ms > 5_000;
+        if !force && !stale && fingerprint == self.mem.last_state && state.specs.is_empty() {
+            return Ok(());
+        }
+        let _: StateAnswer = self.call(Call::State, &state).await?;
+        self.mem.last_state = fingerprint;
+        self.mem.last_state_wall_ms = wall_ms();
+        self.mem.spec_requests.clear();
+        Ok(())
+    }
+
+    async fn ack(&mut self, ack: Ack) -> Result<(), LinkError> {
+        let _: AckAnswer = self.call(Call::Ack, &ack).await?;
+        if ack.found_by_lookup {
+            self.stats.found_by_lookup += 1;
+        }
+        self.stats.acks.push(ack);
+        Ok(())
+    }
+
+    fn session_id_owned(&self) -> String {
+        self.mem.session.as_ref().map(|s| s.id.clone()).unwrap_or_default()
+    }
+
+    /// The look-up by magic: open positions, pending orders, the last day's deals (netting:
+    /// deals first, since merged positions keep the first order's magic).
+    fn lookup(&mut self, magic: u64) -> Option<Found> {
+        if self.mem.hidden_from_lookup.remove(&magic) {
+            return None;
+        }
+        let b = lock(&self.broker);
+        let login = self.cfg.login;
+        let netting =
+            b.account_info(login).map(|i| i.margin_mode == MarginMode::Netting).unwrap_or(false);
+        let by_deals = || {
+            b.deals(login, b.time_ms() - LOOKUP_HISTORY_MS, i64::MAX)
+                .unwrap_or_default()
+                .into_iter()
+                .rev()
+                .find(|d| d.magic == magic)
+                .map(|d| Found {
+                    order_ticket: Some(d.order_ticket),
+                    deal_ticket: Some(d.deal_ticket),
+                    position_id: Some(d.position_id),
+                    price: Some(d.price),
+                    volume: Some(d.volume),
+                    time_ms: Some(d.time_ms),
+                })
+        };
+        if netting && let Some(f) = by_deals() {
+            return Some(f);
+        }
+        if let Some(p) =
+            b.positions(login).unwrap_or_default().into_iter().find(|p| p.magic == magic)
+        {
+            return Some(Found {
+                order_ticket: Some(p.position_id),
+                deal_ticket: None,
+                position_id: Some(p.position_id),
+                price: Some(p.open_price),
+                volume: Some(p.volume),
+                time_ms: Some(p.open_time_ms),
+            });
+        }
+        if let Some(o) = b.orders(login).unwrap_or_default().into_iter().find(|o| o.magic == magic)
+        {
+            return Some(Found {
+                order_ticket: Some(o.order_ticket),
+                price: Some(o.price),
+                volume: Some(o.volume),
+                time_ms: Some(o.time_setup_ms),
+                ..Found::default()
+            });
+        }
+        by_deals()
+    }
+
+    /// `OrderSend` with the faults applied; `None` is "no result at all".
+    fn send(&mut self, req: &TradeRequest) -> Option<TradeResult> {
+        self.stats.sends += 1;
+        let mut f = self.faults.state();
+        if let Some(code) = f.forced.pop_front() {
+            return Some(TradeResult {
+                retcode: code,
+                comment: retcode::describe(code).into(),
+                ..TradeResult::default()
+            });
+        }
+        if req.action == TradeAction::Deal && f.requotes > 0 {
+            f.requotes -= 1;
+            let mut r = TradeResult { retcode: retcode::REQUOTE, ..TradeResult::default() };
+            r.comment = retcode::describe(retcode::REQUOTE).into();
+            return Some(r);
+        }
+        if let Some(visible) = f.timeouts_after_fill.pop_front() {
+            drop(f);
+            let r = lock(&self.broker).send(self.cfg.login, req);
+            if retcode::is_success(r.retcode) && !visible {
+                self.mem.hidden_from_lookup.insert(req.magic);
+            }
+            return Some(TradeResult {
+                retcode: retcode::TIMEOUT,
+                comment: retcode::describe(retcode::TIMEOUT).into(),
+                ..TradeResult::default()
+            });
+        }
+        let partial = if req.action == TradeAction::Deal { f.partial.pop_front() } else { None };
+        drop(f);
+        let mut b = lock(&self.broker);
+        Some(match partial {
+            Some(frac) => b.send_partial(self.cfg.login, req, req.volume * frac),
+            None => b.send(self.cfg.login, req),
+        })
+    }
+
+    /// Turns a send's result into an ack: success → done; 10012, 10031 or no result → look up
+    /// again (done if found, unknown if not); anything else → rejected.
+    fn settle(&mut self, order_id: &str, magic: u64, result: Option<TradeResult>) -> Ack {
+        let session_id = self.session_id_owned();
+        match result {
+            Some(r) if retcode::is_success(r.retcode) => Ack {
+                session_id,
+                order_id: order_id.to_owned(),
+                outcome: Outcome::Done,
+                retcode: r.retcode,
+                message: r.comment,
+                found_by_lookup: false,
+                order_ticket: (r.order != 0).then_some(r.order),
+                deal_ticket: (r.deal != 0).then_some(r.deal),
+                position_id: (r.position_id != 0).then_some(r.position_id),
+                price: (r.deal != 0 || r.order != 0).then_some(r.price),
+                volume: (r.deal != 0 || r.order != 0).then_some(r.volume),
+                time_ms: Some(r.time_ms),
+            },
+            Some(r) if !retcode::is_unknown(r.retcode) => Ack {
+                session_id,
+                order_id: order_id.to_owned(),
+                outcome: Outcome::Rejected,
+                retcode: r.retcode,
+                message: r.comment,
+                found_by_lookup: false,
+                order_ticket: None,
+                deal_ticket: None,
+                position_id: None,
+                price: None,
+                volume: None,
+                time_ms: None,
+            },
+            other => {
+                let code = other.as_ref().map(|r| r.retcode).unwrap_or(0);
+                match self.lookup(magic) {
+                    Some(f) => found_ack(session_id, order_id, f),
+                    None => Ack {
+                        session_id,
+                        order_id: order_id.to_owned(),
+                        outcome: Outcome::Unknown,
+                        retcode: code,
+                        message: retcode::describe(code).to_owned(),
+                        found_by_lookup: false,
+                        order_ticket: None,
+                        deal_ticket: None,
+                        position_id: None,
+                        price: None,
+                        volume: None,
+                        time_ms: None,
+                    },
+                }
+            }
+        }
+    }
+
+    async fn execute_order(&mut self, o: Order) -> Result<(), LinkError> {
+        let magic = ea::magic(self.cfg.input_magic, o.order_no);
+        if let Some(f) = self.lookup(magic) {
+            let ack = found_ack(self.session_id_owned(), &o.order_id, f);
+            return self.ack(ack).await;
+        }
+        let req = TradeRequest {
+            action: if o.kind.is_market() { TradeAction::Deal } else { TradeAction::Pending },
+            symbol: o.symbol.clone(),
+            volume: o.volume,
+            kind: o.kind,
+            price: o.price,
+            sl: o.sl,
+            tp: o.tp,
+            deviation_points: o.max_slippage_points.unwrap_or(self.cfg.max_slippage_points),
+            magic,
+            comment: ea::order_comment(&o.order_id),
+            position: None,
+            order: None,
+            expiration_ms: o.expiration_ms,
+        };
+        let result = self.send(&req);
+        let ack = self.settle(&o.order_id, magic, result);
+        self.ack(ack).await
+    }
+
+    async fn execute_command(&mut self, c: Command) -> Result<(), LinkError> {
+        match c {
+            Command::Close { order_id, order_no, position_id, symbol: _, volume } => {
+                let magic = ea::magic(self.cfg.input_magic, order_no);
+                if let Some(f) = self.lookup(magic) {
+                    let ack = found_ack(self.session_id_owned(), &order_id, f);
+                    return self.ack(ack).await;
+                }
+                let pos = lock(&self.broker)
+                    .positions(self.cfg.login)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|p| p.position_id == position_id);
+                let result = match pos {
+                    None => Some(TradeResult {
+                        retcode: retcode::POSITION_CLOSED,
+                        comment: retcode::describe(retcode::POSITION_CLOSED).into(),
+                        ..TradeResult::default()
+                    }),
+                    Some(p) => {
+                        let req = self.close_request(&p, volume, magic, &order_id);
+                        self.send(&req)
+                    }
+                };
+                let ack = self.settle(&order_id, magic, result);
+                self.ack(ack).await
+            }
+            Command::Modify { order_id, order_no, position_id, order_ticket, sl, tp } => {
+                let magic = ea::magic(self.cfg.input_magic, order_no);
+                let (action, symbol) = {
+                    let b = lock(&self.broker);
+                    match (position_id, order_ticket) {
+                        (Some(id), _) => (
+                            TradeAction::Sltp,
+                            b.positions(self.cfg.login)
+                                .unwrap_or_default()
+                                .into_iter()
+                                .find(|p| p.position_id == id)
+                                .map(|p| p.symbol),
+                        ),
+                        (None, Some(t)) => (
+                            TradeAction::Modify,
+                            b.orders(self.cfg.login)
+                                .unwrap_or_default()
+                                .into_iter()
+                                .find(|o| o.order_ticket == t)
+                                .map(|o| o.symbol),
+                        ),
+                        (None, None) => (TradeAction::Sltp, None),
+                    }
+                };
+                let result = match symbol {
+                    None => Some(TradeResult {
+                        retcode: if action == TradeAction::Sltp {
+                            retcode::POSITION_CLOSED
+                        } else {
+                            retcode::INVALID_ORDER
+                        },
+                        ..TradeResult::default()
+                    }),
+                    Some(symbol) => {
+                        let req = TradeRequest {
+                            action,
+                            sl,
+                            tp,
+                            magic,
+                            comment: ea::order_comment(&order_id),
+                            position: position_id,
+                            order: order_ticket,
+                            ..TradeRequest::market(&symbol, ea::OrderKind::Buy, Decimal::ZERO)
+                        };
+                        let mut r = self.send(&req);
+                        // "No changes" means the levels are already what the node wants.
+                        if let Some(res) = &mut r
+                            && res.retcode == retcode::NO_CHANGES
+                        {
+                            res.retcode = retcode::DONE;
+                        }
+                        // An unknown outcome is settled by reading the levels back.
+                        if r.as_ref().is_none_or(|res| retcode::is_unknown(res.retcode))
+                            && self.levels_are(position_id, order_ticket, sl, tp)
+                        {
+                            r = Some(TradeResult {
+                                retcode: retcode::DONE,
+                                position_id: position_id.unwrap_or(0),
+                                ..TradeResult::default()
+                            });
+                        }
+                        r
+                    }
+                };
+                let mut ack = self.settle(&order_id, u64::MAX, result);
+                ack.message = retcode::describe(ack.retcode).to_owned();
+                self.ack(ack).await
+            }
+            Command::CloseAll { order_id, scope } => {
+                let ack = self.close_all(&order_id, scope);
+                self.ack(ack).await
+            }
+            Command::RequestSpec { symbols } => {
+                self.mem.spec_requests.extend(symbols);
+                Ok(())
+            }
+            Command::Backfill { symbol, timeframe, from_ms, to_ms } => {
+                self.mem.backfills.push((symbol, timeframe, from_ms, to_ms));
+                self.push_bars().await
+            }
+        }
+    }
+
+    fn levels_are(
+        &self,
+        position_id: Option<u64>,
+        order_ticket: Option<u64>,
+        sl: Option<Decimal>,
+        tp: Option<Decimal>,
+    ) -> bool {
+        let b = lock(&self.broker);
+        if let Some(id) = position_id {
+            return b
+                .positions(self.cfg.login)
+                .unwrap_or_default()
+                .iter()
+                .any(|p| p.position_id == id && p.sl == sl && p.tp == tp);
+        }
+        order_ticket.is_some_and(|t| {
+            b.orders(self.cfg.login)
+                .unwrap_or_default()
+                .iter()
+                .any(|o| o.order_ticket == t && o.sl == sl && o.tp == tp)
+        })
+    }
+
+    fn close_request(
+        &self,
+        p: &ea::Position,
+        volume: Option<Decimal>,
+        magic: u64,
+        order_id: &str,
+    ) -> TradeRequest {
+        let kind = match p.side {
+            Side::Buy => ea::OrderKind::Sell,
+            Side::Sell => ea::OrderKind::Buy,
+        };
+        TradeRequest {
+            deviation_points: self.cfg.max_slippage_points,
+            magic,
+            comment: ea::order_comment(order_id),
+            position: Some(p.position_id),
+            ..TradeRequest::market(&p.symbol, kind, volume.unwrap_or(p.volume))
+        }
+    }
+
+    /// Closes the positions and deletes the pending orders with Tradecast's magic (or all with
+    /// `everything`). Done when nothing of that scope is left; otherwise rejected with the first
+    /// failure's retcode (the node sends it again).
+    fn close_all(&mut self, order_id: &str, scope: CloseAllScope) -> Ack {
+        let (positions, orders) = {
+            let b = lock(&self.broker);
+            (
+                b.positions(self.cfg.login).unwrap_or_default(),
+                b.orders(self.cfg.login).unwrap_or_default(),
+            )
+        };
+        let input_magic = self.cfg.input_magic;
+        let ours =
+            |m: u64| scope == CloseAllScope::Everything || ea::is_tradecast_magic(m, input_magic);
+        let magic = ea::magic(self.cfg.input_magic, 0);
+        let mut first_failure: Option<u32> = None;
+        for p in positions.iter().filter(|p| ours(p.magic)) {
+            let req = self.close_request(p, None, magic, order_id);
+            let r = self.send(&req);
+            let code = r.map(|r| r.retcode).unwrap_or(0);
+            if !retcode::is_success(code) {
+                first_failure.get_or_insert(code);
+            }
+        }
+        for o in orders.iter().filter(|o| ours(o.magic)) {
+            let req = TradeRequest {
+                action: TradeAction::Remove,
+                order: Some(o.order_ticket),
+                magic,
+                ..TradeRequest::market(&o.symbol, o.kind, o.volume)
+            };
+            let r = self.send(&req);
+            let code = r.map(|r| r.retcode).unwrap_or(0);
+            if !retcode::is_success(code) {
+                first_failure.get_or_insert(code);
+            }
+        }
+        let (outcome, code) = match first_failure {
+            None => (Outcome::Done, retcode::DONE),
+            Some(c) if retcode::is_unknown(c) => (Outcome::Unknown, c),
+            Some(c) => (Outcome::Rejected, c),
+        };
+        Ack {
+            session_id: self.session_id_owned(),
+            order_id: order_id.to_owned(),
+            outcome,
+            retcode: code,
+            message: retcode::describe(code).to_owned(),
+            found_by_lookup: false,
+            order_ticket: None,
+            deal_ticket: None,
+            position_id: None,
+            price: None,
+            volume: None,
+            time_ms: Some(self.market_ms()),
+        }
+    }
+
+    /// The EA's own guard: when the node has been silent for `floor_silence_ms` and equity is
+    /// below the floor, close Tradecast's positions and remember it for the next hello.
+    fn enforce_floor_if_node_silent(&mut self) {
+        let Some(floor) = self.mem.equity_floor else { return };
+        if wall_ms() - self.mem.last_contact_wall_ms < self.cfg.floor_silence_ms {
+            return;
+        }
+        let (equity, positions) = {
+            let b = lock(&self.broker);
+            let Ok(info) = b.account_info(self.cfg.login) else { return };
+            (info.equity, b.positions(self.cfg.login).unwrap_or_default())
+        };
+        let ours: Vec<_> = positions
+            .into_iter()
+            .filter(|p| ea::is_tradecast_magic(p.magic, self.cfg.input_magic))
+            .collect();
+        if equity >= floor || ours.is_empty() {
+            return;
+        }
+        let magic = ea::magic(self.cfg.input_magic, 0);
+        let (mut n_closed, mut n_failed) = (0u32, 0u32);
+        for p in &ours {
+            let req = self.close_request(p, None, magic, "equity-floor");
+            match self.send(&req) {
+                Some(r) if retcode::is_success(r.retcode) => n_closed += 1,
+                _ => n_failed += 1,
+            }
+        }
+        tracing::warn!(target: "tradecast_sim::floor", %equity, %floor, n_closed, n_failed, "equity below the floor while the node is silent: closed Tradecast's positions");
+        self.stats.floor_breaches += 1;
+        let prev = self.mem.floor_breach.take();
+        self.mem.floor_breach = Some(FloorBreach {
+            time_ms: prev.as_ref().map(|b| b.time_ms).unwrap_or_else(|| self.market_ms()),
+            equity,
+            floor,
+            n_closed: n_closed + prev.as_ref().map(|b| b.n_closed).unwrap_or(0),
+            n_failed,
+        });
+        // The breach is reported at the next hello.
+        self.mem.session = None;
+    }
+}
+
+fn empty_poll() -> PollAnswer {
+    PollAnswer { orders: Vec::new(), commands: Vec::new(), equity_floor: None }
+}
+
+fn link_bar(symbol: &str, timeframe: Timeframe, bar: &tradecast_protocol::bars::Bar) -> LinkBar {
+    LinkBar {
+        symbol: symbol.to_owned(),
+        timeframe,
+        time_ms: bar.time_unix_ms,
+        open: bar.open,
+        high: bar.high,
+        low: bar.low,
+        close: bar.close,
+        tick_volume: 0,
+        spread_points: None,
+    }
+}
+
+fn found_ack(session_id: String, order_id: &str, f: Found) -> Ack {
+    Ack {
+        session_id,
+        order_id: order_id.to_owned(),
+        outcome: Outcome::Done,
+        retcode: retcode::DONE,
+        message: "found by magic look-up".to_owned(),
+        found_by_lookup: true,
+        order_ticket: f.order_ticket,
+        deal_ticket: f.deal_ticket,
+        position_id: f.position_id,
+        price: f.price,
+        volume: f.volume,
+        time_ms: f.time_ms,
+    }
+}
+
+/// Cursor helper for tests: the bars cursor a node would answer after taking `bars`.
+pub fn cursors_after(bars: &[LinkBar]) -> Vec<BarCursor> {
+    let mut last: BTreeMap<(String, Timeframe), i64> = BTreeMap::new();
+    for b in bars {
+        let step = b.timeframe.seconds().unwrap_or(0) * 1_000;
+        let e = last.entry((b.symbol.clone(), b.timeframe)).or_insert(i64::MIN);
+        *e = (*e).max(b.time_ms + step.max(1));
+    }
+    last.into_iter()
+        .map(|((symbol, timeframe), from_ms)| BarCursor { symbol, timeframe, from_ms })
+        .collect()
+}
