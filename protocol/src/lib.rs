@@ -42,6 +42,8 @@ pub mod link_auth;
 pub mod receipt;
 pub mod record;
 pub mod seal;
+pub mod session;
+pub mod sim;
 pub mod trade;
 
 pub use chain::{ChainError, ChainTip, verify_chain};

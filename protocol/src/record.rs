@@ -337,7 +337,7 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    fn from_postcard(error: postcard::Error) -> DecodeError {
+    pub(crate) fn from_postcard(error: postcard::Error) -> DecodeError {
         use postcard::Error as E;
         match error {
             E::DeserializeUnexpectedEnd => DecodeError::Truncated,

@@ -7,4 +7,5 @@ mod json;
 mod proptests;
 mod records;
 mod seal;
+mod sim;
 mod support;

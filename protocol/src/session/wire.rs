@@ -1,0 +1,194 @@
+//! The session's messages and their frames.
+//!
+//! ```text
+//! frame = version:u8 (=1) ‖ postcard(Message) ‖ check:[u8;8]
+//! check = BLAKE3(version ‖ postcard(Message))[..8]
+//! ```
+//!
+//! The transport (QUIC, TLS) already protects integrity; the check is a cheap second line that
+//! turns any corruption into a typed [`FrameError`] and a closed session instead of a plausible
+//! wrong ack. Records inside messages are carried as their own encoding and decoded (and
+//! verified) one by one by the sessions. Every length is bounded: a frame by
+//! [`MAX_FRAME_LEN`], a batch by [`MAX_BATCH_RECORDS`]. No I/O here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::ChainHash;
+use crate::identity::{DeviceId, IdentityKey};
+use crate::record::{DecodeError, StreamId};
+
+/// Version byte of session frames.
+pub const SESSION_VERSION: u8 = 1;
+/// Upper bound of one frame.
+pub const MAX_FRAME_LEN: usize = 1 << 20;
+/// Upper bound of records (or feed items) in one message.
+pub const MAX_BATCH_RECORDS: usize = 256;
+const CHECK_LEN: usize = 8;
+
+/// The highest contiguous committed `seq` of one stream and its header hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamMark {
+    pub stream: StreamId,
+    pub seq: u64,
+    pub header_hash: ChainHash,
+}
+
+/// Why the hub refused a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RefusedReason {
+    /// Same `seq`, different header hash: the stream is quarantined.
+    Equivocation,
+    /// A validly signed record that does not extend the chain.
+    BrokenChain,
+    /// The stream is quarantined until a person decides.
+    Quarantined,
+}
+
+/// One item of a device's downstream feed: the hub's feed `seq` and a record (any author's,
+/// relayed unchanged), encoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedItemWire {
+    pub seq: u64,
+    pub record: Vec<u8>,
+}
+
+/// Everything node and hub say to each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Message {
+    /// node → hub, first on every connection: who I am and my committed feed mark.
+    Hello {
+        device: DeviceId,
+        identity: IdentityKey,
+        feed_mark: u64,
+        feed_mark_hash: ChainHash,
+    },
+    /// hub → node: who the hub is and its committed marks of every stream of this node.
+    Welcome {
+        hub: DeviceId,
+        identity: IdentityKey,
+        marks: Vec<StreamMark>,
+    },
+    /// node → hub: a batch of records of this node.
+    Records {
+        records: Vec<Vec<u8>>,
+    },
+    /// hub → node: everything up to `seq` of `stream` is durably committed.
+    Ack {
+        stream: StreamId,
+        seq: u64,
+    },
+    /// hub → node: a gap; send again from `from_seq`.
+    Resend {
+        stream: StreamId,
+        from_seq: u64,
+    },
+    /// hub → node: a record was refused and the stream quarantined.
+    Refused {
+        stream: StreamId,
+        seq: u64,
+        reason: RefusedReason,
+    },
+    /// hub → node: a batch of feed items.
+    Feed {
+        items: Vec<FeedItemWire>,
+    },
+    /// node → hub: feed items up to `seq` are durably committed.
+    FeedAck {
+        seq: u64,
+    },
+    /// node → hub: a gap in the feed; send again from `from_seq`.
+    FeedResend {
+        from_seq: u64,
+    },
+    /// Heartbeat, either way.
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
+}
+
+/// Every way a frame can be wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    #[error("frame of {0} bytes exceeds the limit")]
+    Oversized(usize),
+    #[error("frame truncated")]
+    Truncated,
+    #[error("unknown session version {0}")]
+    UnknownVersion(u8),
+    #[error("frame check failed (corrupted bytes)")]
+    BadCheck,
+    #[error("batch of {0} exceeds the limit")]
+    BatchTooLarge(usize),
+    #[error("malformed message: {0}")]
+    Malformed(DecodeError),
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+}
+
+fn check(bytes: &[u8]) -> [u8; CHECK_LEN] {
+    let hash = blake3::hash(bytes);
+    let mut out = [0u8; CHECK_LEN];
+    out.copy_from_slice(&hash.as_bytes()[..CHECK_LEN]);
+    out
+}
+
+/// Encodes a message into one frame.
+pub fn encode(message: &Message) -> Vec<u8> {
+    let mut out = vec![SESSION_VERSION];
+    // Messages are plain data; serializing into a Vec cannot fail.
+    out.extend_from_slice(&postcard::to_allocvec(message).unwrap_or_default());
+    let sum = check(&out);
+    out.extend_from_slice(&sum);
+    out
+}
+
+/// Re-seals a frame's check after its bytes were changed (for the simulator's adversary, which
+/// tampers inside a frame the way a compromised relay could).
+pub fn reseal(frame: &mut [u8]) {
+    if frame.len() < 1 + CHECK_LEN {
+        return;
+    }
+    let body_len = frame.len() - CHECK_LEN;
+    let sum = check(&frame[..body_len]);
+    frame[body_len..].copy_from_slice(&sum);
+}
+
+/// Decodes one frame. Never panics; every failure is a [`FrameError`].
+pub fn decode(frame: &[u8]) -> Result<Message, FrameError> {
+    if frame.len() > MAX_FRAME_LEN {
+        return Err(FrameError::Oversized(frame.len()));
+    }
+    if frame.len() < 1 + CHECK_LEN {
+        return Err(FrameError::Truncated);
+    }
+    if frame[0] != SESSION_VERSION {
+        return Err(FrameError::UnknownVersion(frame[0]));
+    }
+    let (body, sum) = frame.split_at(frame.len() - CHECK_LEN);
+    if check(body) != sum {
+        return Err(FrameError::BadCheck);
+    }
+    let (message, rest): (Message, _) = postcard::take_from_bytes(&body[1..])
+        .map_err(|e| FrameError::Malformed(DecodeError::from_postcard(e)))?;
+    if !rest.is_empty() {
+        return Err(FrameError::TrailingBytes(rest.len()));
+    }
+    match &message {
+        Message::Records { records } if records.len() > MAX_BATCH_RECORDS => {
+            Err(FrameError::BatchTooLarge(records.len()))
+        }
+        Message::Feed { items } if items.len() > MAX_BATCH_RECORDS => {
+            Err(FrameError::BatchTooLarge(items.len()))
+        }
+        Message::Welcome { marks, .. } if marks.len() > MAX_BATCH_RECORDS => {
+            Err(FrameError::BatchTooLarge(marks.len()))
+        }
+        _ => Ok(message),
+    }
+}

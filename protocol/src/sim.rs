@@ -1,0 +1,1360 @@
+//! The deterministic simulator of the sync session (protocol.md, "What the simulator must
+//! prove").
+//!
+//! One `u64` seed drives everything: a node and a hub, each a [`NodeSession`]/[`HubSession`]
+//! over a durable store, talk over a link that drops, duplicates, reorders, delays and corrupts
+//! frames; either side crashes and restarts keeping only what it had committed; the node is
+//! sometimes restored from an older backup; an adversary injects equivocating records (validly
+//! signed, same `seq`, other content) and tampers with record bytes inside well-formed frames.
+//! Then the faults stop and the run must converge. For every seed it checks:
+//!
+//! 1. every record the node appended is committed at the hub exactly once, in order, and the
+//!    stored chain verifies with the node's key;
+//! 2. the same for the downstream feed at the node;
+//! 3. every injected equivocation raised its alarm at once, and no alarm was raised otherwise;
+//! 4. every corrupted or tampered frame was refused (a violation closed the session, or the
+//!    record was dropped as a harmless duplicate/gap) and nothing tampered was ever committed;
+//!    no violation without tampering;
+//! 5. nothing panicked, and the stores' constraints (append in order, idempotent duplicates)
+//!    never fired.
+//!
+//! [`Sabotage`] breaks one property on purpose so tests can see each checker fire. Records are
+//! signed once per process and signature checks are memoized ([`MemoCheck`]) so thousands of
+//! seeds run in seconds even in debug builds. Pure: seeded RNG, simulated time, no I/O.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::sync::{Mutex, OnceLock};
+
+use chacha20::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use rust_decimal::Decimal;
+
+use crate::chain::ChainTip;
+use crate::domain::{EntryKind, EquityPoint, Side, Signal, SignalId, Timeframe};
+use crate::hash::ChainHash;
+use crate::identity::{Identity, IdentityKey};
+use crate::record::{Body, HeaderFields, Record, StreamId, VerifyError};
+use crate::seal::StreamKey;
+use crate::session::wire::{self, FeedItemWire, Message};
+use crate::session::{
+    Alarm, Backoff, CloseReason, FeedItem, HubAction, HubEvent, HubSession, HubSetup, LocalStream,
+    NodeAction, NodeEvent, NodeSession, NodeSetup, RecordCheck, SessionConfig, StoredStream,
+};
+
+/// A property broken on purpose, to see its checker fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Sabotage {
+    /// The hub's store keeps a record twice.
+    HubCommitsTwice,
+    /// The hub's store loses one record but reports it committed.
+    HubLosesCommit,
+    /// The node's store commits feed items without order (swaps two).
+    NodeReordersFeed,
+    /// A restored node appends before it learnt its tips.
+    NodeAppendsBeforeTips,
+    /// The hub's equivocation alarms are swallowed.
+    HideEquivocationAlarm,
+    /// The hub's store keeps a tampered copy of a record.
+    HubStoresTampered,
+    /// Violations caused by corrupted frames are swallowed (the session is not closed).
+    IgnoreCorruption,
+    /// The simulation panics midway.
+    Panic,
+}
+
+impl Sabotage {
+    pub const ALL: [Sabotage; 8] = [
+        Sabotage::HubCommitsTwice,
+        Sabotage::HubLosesCommit,
+        Sabotage::NodeReordersFeed,
+        Sabotage::NodeAppendsBeforeTips,
+        Sabotage::HideEquivocationAlarm,
+        Sabotage::HubStoresTampered,
+        Sabotage::IgnoreCorruption,
+        Sabotage::Panic,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Sabotage::HubCommitsTwice => "hub-commits-twice",
+            Sabotage::HubLosesCommit => "hub-loses-commit",
+            Sabotage::NodeReordersFeed => "node-reorders-feed",
+            Sabotage::NodeAppendsBeforeTips => "node-appends-before-tips",
+            Sabotage::HideEquivocationAlarm => "hide-equivocation-alarm",
+            Sabotage::HubStoresTampered => "hub-stores-tampered",
+            Sabotage::IgnoreCorruption => "ignore-corruption",
+            Sabotage::Panic => "panic",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Sabotage> {
+        Sabotage::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// Knobs of one run. [`SimOptions::for_seed`] derives everything else from the seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimOptions {
+    pub seed: u64,
+    pub sabotage: Option<Sabotage>,
+    /// No faults at all (throughput measurement).
+    pub calm: bool,
+    /// Record a trace of events (printed on failure by the runner).
+    pub trace: bool,
+}
+
+impl SimOptions {
+    pub fn for_seed(seed: u64) -> SimOptions {
+        SimOptions { seed, sabotage: None, calm: false, trace: false }
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimReport {
+    pub seed: u64,
+    pub events: u64,
+    pub sim_time_ms: i64,
+    pub records_committed: u64,
+    pub feed_committed: u64,
+    pub frames_sent: u64,
+    pub connections: u64,
+    pub crashes: u64,
+    pub restores: u64,
+    pub equivocations_injected: u64,
+    pub tampered_frames: u64,
+    pub violations_caught: u64,
+}
+
+/// A seed that broke a property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimFailure {
+    pub seed: u64,
+    pub property: String,
+    /// The last trace lines, when tracing was on.
+    pub trace: Vec<String>,
+}
+
+impl core::fmt::Display for SimFailure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "seed {}: {}", self.seed, self.property)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared, memoized material: identities, signed records, signature checks.
+
+const NODE_IDENTITIES: usize = 2;
+const PROVIDER: usize = NODE_IDENTITIES;
+const HUB: usize = NODE_IDENTITIES + 1;
+
+fn identities() -> &'static [Identity] {
+    static IDS: OnceLock<Vec<Identity>> = OnceLock::new();
+    IDS.get_or_init(|| {
+        (0..=HUB)
+            .map(|i| Identity::generate(&mut ChaCha8Rng::seed_from_u64(0x5eed_0000 + i as u64)))
+            .collect()
+    })
+}
+
+static SIGNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static VERIFIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many records this process signed and verified for real (memo misses), for the
+/// throughput figures.
+pub fn crypto_counters() -> (u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (SIGNED.load(Relaxed), VERIFIED.load(Relaxed))
+}
+
+type RecordKey = (usize, u32, u64, [u8; 32], u32);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep using it.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The record `author` writes at (stream, seq) after `prev`, content `variant`. Deterministic
+/// (Ed25519 signatures and the seeded nonce are), memoized per process.
+pub fn sim_record(
+    author: usize,
+    stream: StreamId,
+    seq: u64,
+    prev: ChainHash,
+    variant: u32,
+) -> Record {
+    static MEMO: OnceLock<Mutex<HashMap<RecordKey, Record>>> = OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    let key = (author, stream.0, seq, prev.0, variant);
+    if let Some(r) = lock(memo).get(&key) {
+        return r.clone();
+    }
+    SIGNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let identity = &identities()[author];
+    let fields = HeaderFields {
+        stream,
+        seq,
+        prev_hash: prev,
+        created_at_ms: 1_764_000_000_000 + seq as i64,
+    };
+    let tag = u64::from(variant) << 32 | seq;
+    let record = if stream == StreamId::PRIVATE {
+        let body = Body::EquityPoint(EquityPoint {
+            device: identity.device_id(),
+            at_ms: fields.created_at_ms,
+            balance: Decimal::new(1_000_000 + tag as i64 % 1000, 2),
+            equity: Decimal::new(999_000 + seq as i64, 2),
+        });
+        let key = StreamKey::derive(identity, &identity.device_id(), stream);
+        let mut rng = ChaCha8Rng::seed_from_u64(tag ^ (author as u64) << 56);
+        Record::sign_sealed(identity, fields, &body, &key, &mut rng)
+    } else {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&tag.to_be_bytes());
+        id[8] = author as u8;
+        id[9..13].copy_from_slice(&stream.0.to_be_bytes());
+        let body = Body::Signal(Signal {
+            id: SignalId(id),
+            provider: identity.device_id(),
+            strategy_id: "fib-rsi".into(),
+            strategy_version: 1,
+            symbol: "EURUSD".into(),
+            timeframe: Timeframe::H1,
+            side: if seq.is_multiple_of(2) { Side::Buy } else { Side::Sell },
+            entry_kind: EntryKind::Market,
+            entry: Decimal::new(108_250 + tag as i64 % 97, 5),
+            stop: Decimal::new(108_010, 5),
+            tp1: Decimal::new(108_610, 5),
+            tp2: None,
+            bar_time_ms: fields.created_at_ms,
+            expires_at_ms: fields.created_at_ms + 3_600_000,
+            leg: 1,
+            indicators: Vec::new(),
+            rr: Decimal::new(15, 1),
+        });
+        Record::sign(identity, fields, &body)
+    };
+    lock(memo).insert(key, record.clone());
+    record
+}
+
+/// A [`RecordCheck`] that verifies each distinct (key, header, signature) once per process.
+/// Author and body hash are checked every time; only the Ed25519 verification is memoized,
+/// which is sound because it is a pure function of those bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoCheck;
+
+impl RecordCheck for MemoCheck {
+    fn verify(&mut self, record: &Record, key: &IdentityKey) -> Result<(), VerifyError> {
+        type Memo = Mutex<HashMap<[u8; 32], Result<(), VerifyError>>>;
+        static MEMO: OnceLock<Memo> = OnceLock::new();
+        let memo = MEMO.get_or_init(Default::default);
+        if key.device_id() != record.header().author {
+            return record.verify(key);
+        }
+        if ChainHash::of(record.body_bytes()) != record.header().body_hash {
+            return Err(VerifyError::BodyHashMismatch);
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&key.to_bytes());
+        hasher.update(record.header_bytes());
+        hasher.update(&record.signature().0);
+        let memo_key = *hasher.finalize().as_bytes();
+        if let Some(result) = lock(memo).get(&memo_key) {
+            return result.clone();
+        }
+        VERIFIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let result = record.verify(key);
+        lock(memo).insert(memo_key, result.clone());
+        result
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The world.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Side2 {
+    Node,
+    Hub,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tamper {
+    None,
+    /// Random bytes flipped (the frame check must catch it).
+    Corrupt,
+    /// A record inside re-encoded with a changed byte, frame check valid.
+    Record,
+    /// A validly signed conflicting record (equivocation).
+    Equivocation,
+}
+
+#[derive(Debug)]
+enum Ev {
+    Deliver { to: Side2, conn: u64, bytes: Vec<u8>, tamper: Tamper },
+    Timer { side: Side2, conn: u64, at: i64 },
+    HubCommitDone { epoch: u64, conn: u64, record: Record },
+    NodeFeedCommitDone { epoch: u64, conn: u64, item: FeedItem },
+    Append { stream: StreamId },
+    FeedAppend,
+    Crash { side: Side2, restore: bool },
+    Restart { side: Side2 },
+    Connect,
+    InjectEquivocation,
+    InjectFeedEquivocation,
+    Calm,
+    CheckConverged,
+}
+
+struct NodeStore {
+    /// Records durably in the outbox, by stream and seq.
+    streams: BTreeMap<StreamId, BTreeMap<u64, Record>>,
+    /// The tip each stream continues from (differs from the last record after adopting).
+    tips: BTreeMap<StreamId, (u64, ChainHash)>,
+    feed: Vec<Record>,
+    feed_quarantined: bool,
+}
+
+struct HubStore {
+    streams: BTreeMap<StreamId, Vec<Record>>,
+    quarantined: BTreeSet<StreamId>,
+    feed: Vec<Record>,
+    feed_acked: u64,
+}
+
+struct World {
+    opt: SimOptions,
+    rng: ChaCha8Rng,
+    now: i64,
+    queue: BinaryHeap<Reverse<(i64, u64)>>,
+    events: HashMap<u64, Ev>,
+    next_event: u64,
+    cfg: SessionConfig,
+    author: usize,
+    // link faults
+    p_drop: u32,
+    p_dup: u32,
+    p_corrupt: u32,
+    p_tamper: u32,
+    latency_ms: i64,
+    jitter_ms: i64,
+    calm: bool,
+    // processes
+    node_up: bool,
+    hub_up: bool,
+    node_epoch: u64,
+    hub_epoch: u64,
+    node_inflight: u64,
+    hub_inflight: u64,
+    node_commit_tail: i64,
+    hub_commit_tail: i64,
+    node_restored: bool,
+    node_tips_known: bool,
+    variant: u32,
+    conn: u64,
+    node: Option<NodeSession<MemoCheck>>,
+    hub: Option<HubSession<MemoCheck>>,
+    node_timer: Option<i64>,
+    hub_timer: Option<i64>,
+    connect_scheduled: bool,
+    backoff: Backoff,
+    // durable state
+    ns: NodeStore,
+    hs: HubStore,
+    // plan
+    appends_left: BTreeMap<StreamId, u64>,
+    feed_left: u64,
+    // expectations and findings
+    expected_alarms: u64,
+    alarms_seen: u64,
+    sabotage_fired: bool,
+    report: SimReport,
+    trace: Vec<String>,
+    failure: Option<String>,
+}
+
+const CHAOS_MS: i64 = 30_000;
+const CALM_LIMIT_MS: i64 = 180_000;
+
+impl World {
+    fn new(opt: SimOptions) -> World {
+        let mut rng = ChaCha8Rng::seed_from_u64(opt.seed);
+        let calm = opt.calm;
+        let pick = |rng: &mut ChaCha8Rng, n: u64| rng.next_u64() % n.max(1);
+        let cfg = SessionConfig {
+            window: 1 + pick(&mut rng, 48),
+            batch_records: 1 + pick(&mut rng, 24) as usize,
+            batch_bytes: 1024 + pick(&mut rng, 64 * 1024) as usize,
+            retransmit_ms: 300 + pick(&mut rng, 2000) as i64,
+            hello_retry_ms: 500 + pick(&mut rng, 2000) as i64,
+            heartbeat_ms: 2_000 + pick(&mut rng, 3000) as i64,
+            dead_after_ms: 8_000 + pick(&mut rng, 8000) as i64,
+            recent_hashes: 4096,
+        };
+        let author = pick(&mut rng, NODE_IDENTITIES as u64) as usize;
+        let faulty = !calm;
+        let mut w = World {
+            opt,
+            cfg,
+            author,
+            p_drop: if faulty { pick(&mut rng, 250) as u32 } else { 0 },
+            p_dup: if faulty { pick(&mut rng, 150) as u32 } else { 0 },
+            p_corrupt: if faulty && pick(&mut rng, 3) == 0 { pick(&mut rng, 30) as u32 } else { 0 },
+            p_tamper: if faulty && pick(&mut rng, 3) == 0 { pick(&mut rng, 60) as u32 } else { 0 },
+            latency_ms: 1 + pick(&mut rng, 60) as i64,
+            jitter_ms: if faulty { pick(&mut rng, 400) as i64 } else { 0 },
+            calm,
+            rng,
+            now: 0,
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            next_event: 0,
+            node_up: true,
+            hub_up: true,
+            node_epoch: 0,
+            hub_epoch: 0,
+            node_inflight: 0,
+            hub_inflight: 0,
+            node_commit_tail: 0,
+            hub_commit_tail: 0,
+            node_restored: false,
+            node_tips_known: true,
+            variant: 0,
+            conn: 0,
+            node: None,
+            hub: None,
+            node_timer: None,
+            hub_timer: None,
+            connect_scheduled: false,
+            backoff: Backoff::new(50, 5_000),
+            ns: NodeStore {
+                streams: BTreeMap::new(),
+                tips: BTreeMap::new(),
+                feed: Vec::new(),
+                feed_quarantined: false,
+            },
+            hs: HubStore {
+                streams: BTreeMap::new(),
+                quarantined: BTreeSet::new(),
+                feed: Vec::new(),
+                feed_acked: 0,
+            },
+            appends_left: BTreeMap::new(),
+            feed_left: 0,
+            expected_alarms: 0,
+            alarms_seen: 0,
+            sabotage_fired: false,
+            report: SimReport { seed: opt.seed, ..SimReport::default() },
+            trace: Vec::new(),
+            failure: None,
+        };
+        w.plan();
+        w
+    }
+
+    fn roll(&mut self, per_mille: u32) -> bool {
+        per_mille > 0 && (self.rng.next_u32() % 1000) < per_mille
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.rng.next_u64() % n.max(1)
+    }
+
+    fn schedule(&mut self, at: i64, ev: Ev) {
+        let id = self.next_event;
+        self.next_event += 1;
+        self.events.insert(id, ev);
+        self.queue.push(Reverse((at.max(self.now), id)));
+    }
+
+    fn log(&mut self, line: impl FnOnce() -> String) {
+        if self.opt.trace {
+            let line = format!("{:>7} {}", self.now, line());
+            self.trace.push(line);
+        }
+    }
+
+    fn fail(&mut self, property: String) {
+        if self.failure.is_none() {
+            self.log(|| format!("FAIL {property}"));
+            self.failure = Some(property);
+        }
+    }
+
+    fn plan(&mut self) {
+        let signals = if self.calm { 100 } else { self.below(25) };
+        let private = if self.calm { 50 } else { self.below(13) };
+        let feed = if self.calm { 100 } else { self.below(17) };
+        let span = if self.calm { 2_000 } else { CHAOS_MS - 5_000 };
+        for (stream, n) in [(StreamId::SIGNALS, signals), (StreamId::PRIVATE, private)] {
+            self.appends_left.insert(stream, n);
+            for _ in 0..n {
+                let at = self.below(span as u64) as i64;
+                self.schedule(at, Ev::Append { stream });
+            }
+        }
+        self.feed_left = feed;
+        for _ in 0..feed {
+            let at = self.below(span as u64) as i64;
+            self.schedule(at, Ev::FeedAppend);
+        }
+        self.schedule(0, Ev::Connect);
+        self.connect_scheduled = true;
+        if !self.calm {
+            for side in [Side2::Node, Side2::Hub] {
+                for _ in 0..self.below(4) {
+                    let at = self.below(CHAOS_MS as u64) as i64;
+                    let restore = side == Side2::Node && self.below(5) == 0;
+                    self.schedule(at, Ev::Crash { side, restore });
+                }
+            }
+            if self.below(6) == 0 {
+                let at = 2_000 + self.below(CHAOS_MS as u64) as i64;
+                self.schedule(at, Ev::InjectEquivocation);
+            }
+            if self.below(8) == 0 {
+                let at = 2_000 + self.below(CHAOS_MS as u64) as i64;
+                self.schedule(at, Ev::InjectFeedEquivocation);
+            }
+        }
+        let calm_at = if self.calm { 0 } else { CHAOS_MS };
+        self.schedule(calm_at, Ev::Calm);
+    }
+
+    fn run(&mut self) {
+        while let Some(Reverse((at, id))) = self.queue.pop() {
+            if self.failure.is_some() {
+                return;
+            }
+            let Some(ev) = self.events.remove(&id) else { continue };
+            self.now = at;
+            self.report.events += 1;
+            if self.now > CHAOS_MS + CALM_LIMIT_MS {
+                self.fail("liveness: not converged within the calm period".into());
+                return;
+            }
+            if self.opt.sabotage == Some(Sabotage::Panic) && self.report.events == 100 {
+                panic!("sabotage: a panic in the middle of seed {}", self.opt.seed);
+            }
+            self.step(ev);
+            if self.report.events > 2_000_000 {
+                self.fail("runaway: more than 2M events".into());
+                return;
+            }
+        }
+    }
+
+    fn step(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver { to, conn, bytes, tamper } => {
+                if conn == self.conn {
+                    self.deliver(to, &bytes, tamper);
+                }
+            }
+            Ev::Timer { side, conn, at } => {
+                let current = match side {
+                    Side2::Node => self.node_timer,
+                    Side2::Hub => self.hub_timer,
+                };
+                if conn == self.conn && current == Some(at) {
+                    match side {
+                        Side2::Node => self.node_handle(NodeEvent::TimerFired, Tamper::None),
+                        Side2::Hub => self.hub_handle(HubEvent::TimerFired, Tamper::None),
+                    }
+                }
+            }
+            Ev::HubCommitDone { epoch, conn, record } => {
+                if epoch != self.hub_epoch {
+                    return; // the hub crashed before the commit was durable
+                }
+                self.hub_inflight -= 1;
+                let header = *record.header();
+                self.hub_store_commit(record);
+                if conn == self.conn && self.hub.is_some() {
+                    let ev = HubEvent::Committed { stream: header.stream, seq: header.seq };
+                    self.hub_handle(ev, Tamper::None);
+                }
+            }
+            Ev::NodeFeedCommitDone { epoch, conn, item } => {
+                if epoch != self.node_epoch {
+                    return;
+                }
+                self.node_inflight -= 1;
+                let seq = item.seq;
+                self.node_store_feed(item);
+                if conn == self.conn && self.node.is_some() {
+                    self.node_handle(NodeEvent::FeedCommitted { seq }, Tamper::None);
+                }
+            }
+            Ev::Append { stream } => self.append(stream),
+            Ev::FeedAppend => {
+                if !self.hub_up {
+                    let at = self.now + 100 + self.below(500) as i64;
+                    self.schedule(at, Ev::FeedAppend);
+                    return;
+                }
+                let seq = self.hs.feed.len() as u64 + 1;
+                let prev = self.hs.feed.last().map_or(ChainHash::GENESIS, Record::header_hash);
+                let record = sim_record(PROVIDER, StreamId::SIGNALS, seq, prev, 0);
+                self.hs.feed.push(record.clone());
+                self.feed_left -= 1;
+                self.log(|| format!("hub feed append {seq}"));
+                if self.hub.is_some() {
+                    let item = Box::new(FeedItem { seq, record });
+                    self.hub_handle(HubEvent::FeedAppended(item), Tamper::None);
+                }
+            }
+            Ev::Crash { side, restore } => self.crash(side, restore),
+            Ev::Restart { side } => {
+                match side {
+                    Side2::Node => self.node_up = true,
+                    Side2::Hub => self.hub_up = true,
+                }
+                self.log(|| format!("{side:?} restarts"));
+                self.ensure_connect(0);
+            }
+            Ev::Connect => {
+                self.connect_scheduled = false;
+                self.connect();
+            }
+            Ev::InjectEquivocation => self.inject_equivocation(),
+            Ev::InjectFeedEquivocation => self.inject_feed_equivocation(),
+            Ev::Calm => {
+                self.calm = true;
+                self.p_drop = 0;
+                self.p_dup = 0;
+                self.p_corrupt = 0;
+                self.p_tamper = 0;
+                self.jitter_ms = 0;
+                for side in [Side2::Node, Side2::Hub] {
+                    let up = match side {
+                        Side2::Node => self.node_up,
+                        Side2::Hub => self.hub_up,
+                    };
+                    if !up {
+                        self.schedule(self.now, Ev::Restart { side });
+                    }
+                }
+                self.schedule(self.now + 1_000, Ev::CheckConverged);
+            }
+            Ev::CheckConverged => {
+                if self.converged() {
+                    self.queue.clear();
+                    self.events.clear();
+                } else {
+                    self.schedule(self.now + 1_000, Ev::CheckConverged);
+                }
+            }
+        }
+    }
+
+    // ---- processes and connections
+
+    fn crash(&mut self, side: Side2, restore: bool) {
+        let up = match side {
+            Side2::Node => self.node_up,
+            Side2::Hub => self.hub_up,
+        };
+        if !up || self.calm {
+            return;
+        }
+        self.report.crashes += 1;
+        self.log(|| format!("{side:?} crashes (restore from backup: {restore})"));
+        self.disconnect();
+        match side {
+            Side2::Node => {
+                self.node_up = false;
+                self.node_epoch += 1;
+                self.node_inflight = 0;
+                if restore {
+                    self.restore_node();
+                }
+            }
+            Side2::Hub => {
+                self.hub_up = false;
+                self.hub_epoch += 1;
+                self.hub_inflight = 0;
+            }
+        }
+        let at = self.now + 100 + self.below(3_000) as i64;
+        self.schedule(at, Ev::Restart { side });
+    }
+
+    /// The node's disk is lost and restored from an older backup.
+    fn restore_node(&mut self) {
+        self.report.restores += 1;
+        for (stream, records) in self.ns.streams.iter_mut() {
+            let keep = self.rng.next_u64() % (records.len() as u64 + 1);
+            records.retain(|seq, _| *seq <= keep);
+            let tip = records.get(&keep).map_or(ChainHash::GENESIS, Record::header_hash);
+            self.ns.tips.insert(*stream, (keep, tip));
+        }
+        let keep = self.rng.next_u64() % (self.ns.feed.len() as u64 + 1);
+        self.ns.feed.truncate(keep as usize);
+        self.node_restored = true;
+        self.node_tips_known = self.opt.sabotage == Some(Sabotage::NodeAppendsBeforeTips);
+        // New content from now on: what was lost is not rewritten identically.
+        self.variant += 1;
+    }
+
+    fn disconnect(&mut self) {
+        if self.node.is_none() && self.hub.is_none() {
+            return;
+        }
+        self.log(|| "connection closed".into());
+        self.node = None;
+        self.hub = None;
+        self.node_timer = None;
+        self.hub_timer = None;
+        self.conn += 1;
+        let delay = self.backoff.next_delay_ms(&mut self.rng) as i64;
+        self.ensure_connect(delay);
+    }
+
+    fn ensure_connect(&mut self, delay: i64) {
+        if !self.connect_scheduled {
+            self.connect_scheduled = true;
+            self.schedule(self.now + delay, Ev::Connect);
+        }
+    }
+
+    fn connect(&mut self) {
+        if self.node.is_some() || !self.node_up || !self.hub_up {
+            return;
+        }
+        if self.node_inflight > 0 || self.hub_inflight > 0 {
+            // Drivers build a new session only after the previous one's commits settled.
+            self.ensure_connect(20);
+            return;
+        }
+        self.conn += 1;
+        self.report.connections += 1;
+        self.log(|| "connect".into());
+        let ids = identities();
+        let node_key = ids[self.author].identity_key();
+        let hub_key = ids[HUB].identity_key();
+        let streams = self
+            .ns
+            .tips
+            .iter()
+            .map(|(stream, (seq, hash))| LocalStream {
+                stream: *stream,
+                tip_seq: *seq,
+                tip_hash: *hash,
+                unacked: self
+                    .ns
+                    .streams
+                    .get(stream)
+                    .map(|m| m.values().cloned().collect())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let feed_recent =
+            self.ns.feed.iter().enumerate().map(|(i, r)| (i as u64 + 1, r.header_hash())).collect();
+        let restored =
+            self.node_restored && self.opt.sabotage != Some(Sabotage::NodeAppendsBeforeTips);
+        let node = NodeSession::new(
+            self.cfg,
+            NodeSetup {
+                identity: node_key,
+                hub: hub_key,
+                streams,
+                feed_committed: self.ns.feed.len() as u64,
+                feed_recent,
+                authors: vec![ids[PROVIDER].identity_key()],
+                restored,
+            },
+            MemoCheck,
+        );
+        let stored = self
+            .hs
+            .streams
+            .iter()
+            .map(|(stream, records)| StoredStream {
+                stream: *stream,
+                committed: records.len() as u64,
+                recent: records.iter().map(|r| (r.header().seq, r.header_hash())).collect(),
+                quarantined: self.hs.quarantined.contains(stream),
+            })
+            .collect();
+        let feed_unacked = self
+            .hs
+            .feed
+            .iter()
+            .enumerate()
+            .skip(self.hs.feed_acked as usize)
+            .map(|(i, r)| FeedItem { seq: i as u64 + 1, record: r.clone() })
+            .collect();
+        let hub = HubSession::new(
+            self.cfg,
+            HubSetup {
+                hub: hub_key,
+                peer: node_key,
+                streams: stored,
+                feed_acked: self.hs.feed_acked,
+                feed_tip: self.hs.feed.len() as u64,
+                feed_unacked,
+            },
+            MemoCheck,
+            self.now,
+        );
+        self.node = Some(node);
+        self.hub = Some(hub);
+        self.drain_hub(Tamper::None);
+        self.node_handle(NodeEvent::Connected, Tamper::None);
+    }
+
+    // ---- the link
+
+    fn transmit(&mut self, to: Side2, bytes: Vec<u8>) {
+        self.report.frames_sent += 1;
+        if self.roll(self.p_drop) {
+            self.log(|| format!("drop frame to {to:?}"));
+            return;
+        }
+        let copies = if self.roll(self.p_dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let mut bytes = bytes.clone();
+            let mut tamper = Tamper::None;
+            if self.roll(self.p_corrupt) && !bytes.is_empty() {
+                let i = self.below(bytes.len() as u64) as usize;
+                let flip = 1 + self.below(255) as u8;
+                bytes[i] ^= flip;
+                tamper = Tamper::Corrupt;
+            } else if self.roll(self.p_tamper)
+                && let Some(t) = self.tamper_record(&bytes)
+            {
+                bytes = t;
+                tamper = Tamper::Record;
+            }
+            if tamper != Tamper::None {
+                self.report.tampered_frames += 1;
+            }
+            let delay = self.latency_ms + self.below(self.jitter_ms as u64 + 1) as i64;
+            let at = self.now + delay;
+            self.schedule(at, Ev::Deliver { to, conn: self.conn, bytes, tamper });
+        }
+    }
+
+    /// Changes one byte inside one record of a Records/Feed frame and re-seals the frame.
+    fn tamper_record(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
+        let mut message = wire::decode(frame).ok()?;
+        let record = match &mut message {
+            Message::Records { records } if !records.is_empty() => {
+                let i = self.below(records.len() as u64) as usize;
+                &mut records[i]
+            }
+            Message::Feed { items } if !items.is_empty() => {
+                let i = self.below(items.len() as u64) as usize;
+                &mut items[i].record
+            }
+            _ => return None,
+        };
+        let at = self.below(record.len() as u64) as usize;
+        record[at] ^= 1 + self.below(255) as u8;
+        Some(wire::encode(&message))
+    }
+
+    fn deliver(&mut self, to: Side2, bytes: &[u8], tamper: Tamper) {
+        match to {
+            Side2::Node if self.node.is_some() => {
+                self.node_handle(NodeEvent::BytesReceived(bytes), tamper);
+            }
+            Side2::Hub if self.hub.is_some() => {
+                self.hub_handle(HubEvent::BytesReceived(bytes), tamper);
+            }
+            _ => {}
+        }
+    }
+
+    // ---- node driver
+
+    fn append(&mut self, stream: StreamId) {
+        let gated = !self.node_tips_known;
+        if !self.node_up || gated {
+            let at = self.now + 100 + self.below(400) as i64;
+            self.schedule(at, Ev::Append { stream });
+            return;
+        }
+        let (tip_seq, tip_hash) =
+            self.ns.tips.get(&stream).copied().unwrap_or((0, ChainHash::GENESIS));
+        let record = sim_record(self.author, stream, tip_seq + 1, tip_hash, self.variant);
+        self.ns.streams.entry(stream).or_default().insert(tip_seq + 1, record.clone());
+        self.ns.tips.insert(stream, (tip_seq + 1, record.header_hash()));
+        if let Some(left) = self.appends_left.get_mut(&stream) {
+            *left = left.saturating_sub(1);
+        }
+        self.log(|| format!("node append {stream:?} seq {}", tip_seq + 1));
+        if let Some(node) = self.node.as_mut() {
+            if let Err(e) = node.handle(self.now, NodeEvent::RecordAppended(record)) {
+                if self.opt.sabotage == Some(Sabotage::NodeAppendsBeforeTips) {
+                    self.sabotage_fired = true;
+                    // The sabotaged driver drops the session's refusal on the floor.
+                } else {
+                    self.fail(format!("the session refused an append the driver made: {e}"));
+                }
+            }
+            self.drain_node(Tamper::None);
+        }
+    }
+
+    fn node_handle(&mut self, ev: NodeEvent<'_>, tamper: Tamper) {
+        let Some(node) = self.node.as_mut() else { return };
+        if let Err(e) = node.handle(self.now, ev) {
+            self.fail(format!("node session refused an event: {e}"));
+        }
+        self.drain_node(tamper);
+    }
+
+    fn drain_node(&mut self, tamper: Tamper) {
+        while let Some(action) = self.node.as_mut().and_then(NodeSession::poll_action) {
+            match action {
+                NodeAction::Send(bytes) => self.transmit(Side2::Hub, bytes),
+                NodeAction::SetTimer { at_ms } => {
+                    self.node_timer = Some(at_ms);
+                    self.schedule(
+                        at_ms,
+                        Ev::Timer { side: Side2::Node, conn: self.conn, at: at_ms },
+                    );
+                }
+                NodeAction::CommitFeed(item) => {
+                    self.node_inflight += 1;
+                    // A store commits in order: completions are FIFO.
+                    let at = (self.now + 1 + self.below(30) as i64).max(self.node_commit_tail);
+                    self.node_commit_tail = at;
+                    let ev =
+                        Ev::NodeFeedCommitDone { epoch: self.node_epoch, conn: self.conn, item };
+                    self.schedule(at, ev);
+                }
+                NodeAction::AdoptTip { stream, seq, header_hash } => {
+                    self.log(|| format!("node adopts tip {stream:?} {seq}"));
+                    self.ns.tips.insert(stream, (seq, header_hash));
+                }
+                NodeAction::TipsKnown => {
+                    self.node_tips_known = true;
+                    self.node_restored = false;
+                    self.backoff.reset();
+                }
+                NodeAction::Acked { .. } | NodeAction::KeyPinned(_) => {}
+                NodeAction::LoadRecords { stream, from_seq } => {
+                    let records: Vec<Record> = self
+                        .ns
+                        .streams
+                        .get(&stream)
+                        .map(|m| m.range(from_seq..).map(|(_, r)| r.clone()).collect())
+                        .unwrap_or_default();
+                    if let Some(node) = self.node.as_mut() {
+                        let _ = node.handle(self.now, NodeEvent::RecordsLoaded(records));
+                    }
+                }
+                NodeAction::Alarm(alarm) => self.on_alarm(alarm, tamper),
+                NodeAction::Close(reason) => {
+                    if matches!(reason, CloseReason::Violation(_)) {
+                        if self.opt.sabotage == Some(Sabotage::IgnoreCorruption) {
+                            self.sabotage_fired = true;
+                            continue;
+                        }
+                        self.on_violation(Side2::Node, &reason, tamper);
+                    }
+                    self.log(|| format!("node closes: {reason}"));
+                    self.disconnect();
+                    return;
+                }
+            }
+        }
+        self.check_tamper_outcome(Side2::Node, tamper);
+    }
+
+    fn node_store_feed(&mut self, item: FeedItem) {
+        let tip = self.ns.feed.len() as u64;
+        if self.opt.sabotage == Some(Sabotage::NodeReordersFeed) && item.seq == tip + 1 && tip >= 1
+        {
+            self.sabotage_fired = true;
+            self.ns.feed.insert(tip as usize - 1, item.record);
+            return;
+        }
+        if item.seq == tip + 1 {
+            self.ns.feed.push(item.record);
+        } else if item.seq <= tip {
+            if self.ns.feed[item.seq as usize - 1].header_hash() != item.record.header_hash() {
+                self.fail(format!("node store: conflicting feed item at {}", item.seq));
+            }
+        } else {
+            self.fail(format!("node store: feed commit out of order ({} after {tip})", item.seq));
+        }
+    }
+
+    // ---- hub driver
+
+    fn hub_handle(&mut self, ev: HubEvent<'_>, tamper: Tamper) {
+        let Some(hub) = self.hub.as_mut() else { return };
+        hub.handle(self.now, ev);
+        self.drain_hub(tamper);
+    }
+
+    fn drain_hub(&mut self, tamper: Tamper) {
+        while let Some(action) = self.hub.as_mut().and_then(HubSession::poll_action) {
+            match action {
+                HubAction::Send(bytes) => self.transmit(Side2::Node, bytes),
+                HubAction::SetTimer { at_ms } => {
+                    self.hub_timer = Some(at_ms);
+                    self.schedule(
+                        at_ms,
+                        Ev::Timer { side: Side2::Hub, conn: self.conn, at: at_ms },
+                    );
+                }
+                HubAction::Commit { record, .. } => {
+                    if tamper == Tamper::Record && !self.node_chain_has(&record) {
+                        self.fail("a tampered record reached the hub's commit".into());
+                    }
+                    self.hub_inflight += 1;
+                    let at = (self.now + 1 + self.below(30) as i64).max(self.hub_commit_tail);
+                    self.hub_commit_tail = at;
+                    let ev = Ev::HubCommitDone { epoch: self.hub_epoch, conn: self.conn, record };
+                    self.schedule(at, ev);
+                }
+                HubAction::FeedAcked { seq } => self.hs.feed_acked = self.hs.feed_acked.max(seq),
+                HubAction::LoadFeed { from_seq } => {
+                    let items: Vec<FeedItem> = self
+                        .hs
+                        .feed
+                        .iter()
+                        .enumerate()
+                        .skip(from_seq.saturating_sub(1) as usize)
+                        .map(|(i, r)| FeedItem { seq: i as u64 + 1, record: r.clone() })
+                        .collect();
+                    if let Some(hub) = self.hub.as_mut() {
+                        hub.handle(self.now, HubEvent::FeedLoaded(items));
+                    }
+                }
+                HubAction::Quarantine { stream, .. } => {
+                    self.hs.quarantined.insert(stream);
+                }
+                HubAction::Alarm(alarm) => {
+                    if self.opt.sabotage == Some(Sabotage::HideEquivocationAlarm)
+                        && matches!(alarm, Alarm::Equivocation { .. })
+                    {
+                        self.sabotage_fired = true;
+                        continue;
+                    }
+                    self.on_alarm(alarm, tamper);
+                }
+                HubAction::Close(reason) => {
+                    if matches!(reason, CloseReason::Violation(_)) {
+                        if self.opt.sabotage == Some(Sabotage::IgnoreCorruption) {
+                            self.sabotage_fired = true;
+                            continue;
+                        }
+                        self.on_violation(Side2::Hub, &reason, tamper);
+                    }
+                    self.log(|| format!("hub closes: {reason}"));
+                    self.disconnect();
+                    return;
+                }
+            }
+        }
+        self.check_tamper_outcome(Side2::Hub, tamper);
+    }
+
+    /// Whether `record` is one the node really appended (at any time).
+    fn node_chain_has(&self, record: &Record) -> bool {
+        let header = record.header();
+        let mut prev = ChainHash::GENESIS;
+        if header.seq > 1 {
+            match self.hs.streams.get(&header.stream).and_then(|v| v.get(header.seq as usize - 2)) {
+                Some(r) => prev = r.header_hash(),
+                None => return true, // cannot tell here; the final chain check decides
+            }
+        }
+        (0..=self.variant).any(|v| {
+            sim_record(self.author, header.stream, header.seq, prev, v).header_hash()
+                == record.header_hash()
+        })
+    }
+
+    fn hub_store_commit(&mut self, record: Record) {
+        let header = *record.header();
+        let stored = self.hs.streams.entry(header.stream).or_default();
+        let tip = stored.len() as u64;
+        match self.opt.sabotage {
+            Some(Sabotage::HubCommitsTwice) if header.seq == tip + 1 && header.seq == 3 => {
+                self.sabotage_fired = true;
+                stored.push(record.clone());
+                stored.push(record);
+                return;
+            }
+            Some(Sabotage::HubLosesCommit) if header.seq == tip + 1 && header.seq == 2 => {
+                self.sabotage_fired = true;
+                // Pretend: the next commit will look like seq 2.
+                stored.push(sim_record(self.author, header.stream, 2, header.prev_hash, 999));
+                return;
+            }
+            Some(Sabotage::HubStoresTampered) if header.seq == tip + 1 && header.seq == 2 => {
+                self.sabotage_fired = true;
+                let mut bytes = record.encode();
+                let sig_at = 2 + 1 + record.header_bytes().len();
+                bytes[sig_at] ^= 1;
+                if let Ok(tampered) = Record::decode(&bytes) {
+                    stored.push(tampered);
+                }
+                return;
+            }
+            _ => {}
+        }
+        if header.seq == tip + 1 {
+            stored.push(record);
+            self.report.records_committed += 1;
+        } else if header.seq <= tip {
+            if stored[header.seq as usize - 1].header_hash() != record.header_hash() {
+                self.fail(format!(
+                    "hub store: conflicting record at {:?} {}",
+                    header.stream, header.seq
+                ));
+            }
+        } else {
+            self.fail(format!("hub store: commit out of order ({} after {tip})", header.seq));
+        }
+    }
+
+    // ---- adversary
+
+    fn inject_equivocation(&mut self) {
+        let committed = self.hs.streams.get(&StreamId::SIGNALS).map_or(0, Vec::len) as u64;
+        let open = self.hub.as_ref().is_some_and(HubSession::is_open);
+        if !open || committed == 0 || self.hs.quarantined.contains(&StreamId::SIGNALS) {
+            if self.now < CHAOS_MS {
+                let at = self.now + 500;
+                self.schedule(at, Ev::InjectEquivocation);
+            }
+            return;
+        }
+        let seq = 1 + self.below(committed);
+        let stored = &self.hs.streams[&StreamId::SIGNALS];
+        let prev =
+            if seq == 1 { ChainHash::GENESIS } else { stored[seq as usize - 2].header_hash() };
+        let alt = sim_record(self.author, StreamId::SIGNALS, seq, prev, 10_000 + seq as u32);
+        self.report.equivocations_injected += 1;
+        self.expected_alarms += 1;
+        self.log(|| format!("inject equivocation at SIGNALS {seq}"));
+        let frame = wire::encode(&Message::Records { records: vec![alt.encode()] });
+        let before = self.alarms_seen;
+        self.hub_handle(HubEvent::BytesReceived(&frame), Tamper::Equivocation);
+        if self.alarms_seen == before && self.failure.is_none() {
+            self.fail(format!("equivocation at SIGNALS seq {seq} was not detected"));
+        }
+    }
+
+    fn inject_feed_equivocation(&mut self) {
+        let committed = self.ns.feed.len() as u64;
+        let open = self.node.as_ref().is_some_and(NodeSession::is_open);
+        if !open || committed == 0 || self.ns.feed_quarantined {
+            if self.now < CHAOS_MS {
+                let at = self.now + 500;
+                self.schedule(at, Ev::InjectFeedEquivocation);
+            }
+            return;
+        }
+        let seq = 1 + self.below(committed);
+        let prev = if seq == 1 {
+            ChainHash::GENESIS
+        } else {
+            self.ns.feed[seq as usize - 2].header_hash()
+        };
+        let alt = sim_record(PROVIDER, StreamId::SIGNALS, seq, prev, 20_000 + seq as u32);
+        self.report.equivocations_injected += 1;
+        self.expected_alarms += 1;
+        self.ns.feed_quarantined = true;
+        self.log(|| format!("inject feed equivocation at {seq}"));
+        let frame = wire::encode(&Message::Feed {
+            items: vec![FeedItemWire { seq, record: alt.encode() }],
+        });
+        let before = self.alarms_seen;
+        self.node_handle(NodeEvent::BytesReceived(&frame), Tamper::Equivocation);
+        if self.alarms_seen == before && self.failure.is_none() {
+            self.fail(format!("feed equivocation at {seq} was not detected"));
+        }
+    }
+
+    fn on_alarm(&mut self, alarm: Alarm, tamper: Tamper) {
+        self.log(|| format!("ALARM {alarm:?}"));
+        let injected = tamper == Tamper::Equivocation
+            && matches!(alarm, Alarm::Equivocation { .. } | Alarm::FeedEquivocation { .. });
+        // The node hears that its stream is quarantined: a consequence, not a new finding.
+        let consequence =
+            matches!(alarm, Alarm::Refused { stream, .. } if self.hs.quarantined.contains(&stream));
+        if injected {
+            self.alarms_seen += 1;
+        } else if !consequence {
+            self.fail(format!("unexpected alarm: {alarm:?}"));
+        }
+    }
+
+    fn on_violation(&mut self, side: Side2, reason: &CloseReason, tamper: Tamper) {
+        if matches!(tamper, Tamper::Corrupt | Tamper::Record) {
+            self.report.violations_caught += 1;
+        } else {
+            self.fail(format!("{side:?} closed for a violation without tampering: {reason}"));
+        }
+    }
+
+    /// Called when a delivery did not close the session.
+    fn check_tamper_outcome(&mut self, side: Side2, tamper: Tamper) {
+        if tamper == Tamper::Corrupt {
+            // Corruption may only pass unnoticed if the frame check collided (2^-64).
+            self.fail(format!("a corrupted frame to {side:?} was accepted"));
+        }
+    }
+
+    // ---- convergence and the final checks
+
+    fn converged(&self) -> bool {
+        if self.appends_left.values().any(|n| *n > 0) || self.feed_left > 0 {
+            return false;
+        }
+        if self.node_inflight > 0 || self.hub_inflight > 0 {
+            return false;
+        }
+        for (stream, (tip, _)) in &self.ns.tips {
+            if self.hs.quarantined.contains(stream) {
+                continue;
+            }
+            if self.hs.streams.get(stream).map_or(0, Vec::len) as u64 != *tip {
+                return false;
+            }
+        }
+        self.ns.feed_quarantined || self.ns.feed.len() == self.hs.feed.len()
+    }
+
+    fn final_checks(&mut self) {
+        if self.failure.is_some() {
+            return;
+        }
+        if !self.converged() {
+            self.fail("liveness: the run ended without converging".into());
+            return;
+        }
+        if self.alarms_seen != self.expected_alarms {
+            self.fail(format!(
+                "{} equivocations injected, {} alarms raised",
+                self.expected_alarms, self.alarms_seen
+            ));
+            return;
+        }
+        let ids = identities();
+        let node_key = ids[self.author].identity_key();
+        for (stream, (tip, tip_hash)) in self.ns.tips.clone() {
+            let stored = self.hs.streams.get(&stream).cloned().unwrap_or_default();
+            if let Err(e) = memo_verify_chain(&stored, &node_key, stream) {
+                self.fail(format!("hub chain of {stream:?} does not verify: {e}"));
+                return;
+            }
+            let quarantined = self.hs.quarantined.contains(&stream);
+            if !quarantined {
+                if stored.len() as u64 != tip {
+                    self.fail(format!(
+                        "hub holds {} of {stream:?}, node appended {tip}",
+                        stored.len()
+                    ));
+                    return;
+                }
+                if tip > 0 && stored[tip as usize - 1].header_hash() != tip_hash {
+                    self.fail(format!("hub tip of {stream:?} differs from the node's"));
+                    return;
+                }
+            }
+            if let Some(local) = self.ns.streams.get(&stream) {
+                for (seq, record) in local {
+                    match stored.get(*seq as usize - 1) {
+                        Some(r) if r.header_hash() == record.header_hash() => {}
+                        None if quarantined => {}
+                        _ => {
+                            self.fail(format!("node's {stream:?} seq {seq} is not the hub's"));
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        let provider_key = ids[PROVIDER].identity_key();
+        if let Err(e) = memo_verify_chain(&self.ns.feed, &provider_key, StreamId::SIGNALS) {
+            self.fail(format!("node's feed does not verify: {e}"));
+            return;
+        }
+        let n = self.ns.feed.len();
+        if self.ns.feed[..] != self.hs.feed[..n]
+            || (!self.ns.feed_quarantined && n != self.hs.feed.len())
+        {
+            self.fail(format!("node's feed ({n}) is not the hub's ({})", self.hs.feed.len()));
+            return;
+        }
+        self.report.feed_committed = n as u64;
+        self.report.sim_time_ms = self.now;
+    }
+}
+
+/// [`verify_chain`](crate::chain::verify_chain) with memoized signature checks (each distinct
+/// record is still verified for real once per process).
+fn memo_verify_chain(
+    records: &[Record],
+    key: &IdentityKey,
+    stream: StreamId,
+) -> Result<(), crate::chain::ChainError> {
+    let mut tip = ChainTip::genesis(key.device_id(), stream);
+    for record in records {
+        tip = tip.check_link(record)?;
+        MemoCheck.verify(record, key).map_err(|error| crate::chain::ChainError::Verify {
+            seq: record.header().seq,
+            error,
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs one seed. Returns what happened, or the first property that broke.
+pub fn run(opt: SimOptions) -> Result<SimReport, SimFailure> {
+    let mut world = World::new(opt);
+    world.run();
+    world.final_checks();
+    if opt.sabotage.is_some() && !world.sabotage_fired && world.failure.is_none() {
+        // The sabotage found nothing to break in this seed (e.g. no restore happened).
+        return Ok(world.report);
+    }
+    match world.failure.take() {
+        None => Ok(world.report),
+        Some(property) => {
+            let start = world.trace.len().saturating_sub(400);
+            Err(SimFailure { seed: opt.seed, property, trace: world.trace.split_off(start) })
+        }
+    }
+}
+
+/// Runs one seed and turns a panic into a failure too.
+pub fn run_catching(opt: SimOptions) -> Result<SimReport, SimFailure> {
+    match std::panic::catch_unwind(|| run(opt)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            Err(SimFailure {
+                seed: opt.seed,
+                property: format!("panicked: {message}"),
+                trace: vec![],
+            })
+        }
+    }
+}
+
+/// The command that replays `seed` with a trace.
+pub fn replay_command(seed: u64, sabotage: Option<Sabotage>) -> String {
+    let sabotage = sabotage.map(|s| format!(" --sabotage {}", s.name())).unwrap_or_default();
+    format!(
+        "cargo run --release -p tradecast-protocol --bin tradecast-sim -- --seeds {seed}..{} --trace{sabotage}",
+        seed + 1
+    )
+}
