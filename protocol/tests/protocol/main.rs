@@ -7,5 +7,6 @@ mod json;
 mod proptests;
 mod records;
 mod seal;
+mod session;
 mod sim;
 mod support;
