@@ -286,20 +286,26 @@ pub fn build_order(
         Side::Buy => Decimal::ONE,
         Side::Sell => Decimal::NEGATIVE_ONE,
     };
-    let risk_per_unit = (fill - stop) * dir;
-    let reward_per_unit = (tp1 - fill) * dir;
+    let diff = |a: Decimal, b: Decimal| {
+        a.checked_sub(b).map(|d| d * dir).ok_or(overflow("a price distance"))
+    };
+    let risk_per_unit = diff(fill, stop)?;
+    let reward_per_unit = diff(tp1, fill)?;
     if risk_per_unit <= Decimal::ZERO {
         return Err(Skip::WrongSide { level: "stop", price: stop, fill });
     }
     if reward_per_unit <= Decimal::ZERO {
         return Err(Skip::WrongSide { level: "tp1", price: tp1, fill });
     }
-    let min_distance = spec.point * Decimal::from(spec.stops_level_points);
+    let min_distance = spec
+        .point
+        .checked_mul(Decimal::from(spec.stops_level_points))
+        .ok_or(overflow("the stops level"))?;
     // MT5 measures a buy's levels from the bid, a sell's from the ask; `dir` makes each distance
     // positive when the level lies where it belongs.
-    let mut distances = vec![("stop", (level_ref - stop) * dir), ("tp1", (tp1 - level_ref) * dir)];
+    let mut distances = vec![("stop", diff(level_ref, stop)?), ("tp1", diff(tp1, level_ref)?)];
     if policy.split == Split::Halves {
-        distances.push(("tp2", (tp2 - level_ref) * dir));
+        distances.push(("tp2", diff(tp2, level_ref)?));
     }
     for (level, distance) in distances {
         if distance < min_distance {
@@ -682,6 +688,28 @@ mod tests {
         assert_eq!(err.to_string(), "invalid equity: -5");
         let p = OrderPolicy { risk_pct: d("150"), ..policy() };
         assert!(build_order(&first_signal(), &eurusd(), &q, &p).is_err());
+        let huge = sig(
+            Side::Sell,
+            "79228162514264337593543950000",
+            "79228162514264337593543950335",
+            "1",
+            "0.5",
+        );
+        let q_huge = quote("79228162514264337593543950000", "79228162514264337593543950335");
+        let err = build_order(&huge, &eurusd(), &q_huge, &policy()).expect_err("no panic");
+        assert!(
+            matches!(err, Skip::Overflow { .. } | Skip::RewardRisk { .. } | Skip::TooClose { .. }),
+            "{err}"
+        );
+        let far = sig(
+            Side::Buy,
+            "1",
+            "-79228162514264337593543950335",
+            "79228162514264337593543950335",
+            "79228162514264337593543950335",
+        );
+        let err = build_order(&far, &eurusd(), &quote("1", "1"), &policy()).expect_err("no panic");
+        assert!(matches!(err, Skip::Overflow { .. }), "{err}");
         let spec = SymbolSpec { tick_value_loss: d("0.0000000000000000000000001"), ..eurusd() };
         let p = OrderPolicy { equity: Decimal::MAX, ..policy() };
         assert!(build_order(&first_signal(), &spec, &q, &p).is_err());

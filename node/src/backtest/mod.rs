@@ -166,7 +166,10 @@ impl Trade {
         if volume.is_zero() {
             return Decimal::ZERO;
         }
-        self.fills.iter().map(|f| f.price * f.volume).sum::<Decimal>() / volume
+        let notional = self.fills.iter().try_fold(Decimal::ZERO, |acc, f| {
+            f.price.checked_mul(f.volume).and_then(|x| acc.checked_add(x))
+        });
+        notional.and_then(|n| n.checked_div(volume)).unwrap_or(Decimal::ZERO)
     }
 }
 
@@ -222,6 +225,11 @@ struct Live {
     open_time_unix_ms: i64,
 }
 
+/// `a + b`, or an error instead of rust_decimal's panic when absurd prices overflow.
+fn add(a: Decimal, b: Decimal) -> Result<Decimal, BacktestError> {
+    a.checked_add(b).ok_or(BacktestError::Overflow("a price or the equity"))
+}
+
 fn dec_f64(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
 }
@@ -248,8 +256,10 @@ pub fn run(bars: &[Bar], config: &Config) -> Result<Backtest, BacktestError> {
                volume: Decimal|
      -> Result<Decimal, BacktestError> {
         let dir = if side == Side::Buy { Decimal::ONE } else { Decimal::NEGATIVE_ONE };
-        ((price - entry) * dir)
-            .checked_div(spec.tick_size)
+        price
+            .checked_sub(entry)
+            .map(|d| d * dir)
+            .and_then(|d| d.checked_div(spec.tick_size))
             .and_then(|ticks| ticks.checked_mul(spec.tick_value_loss))
             .and_then(|per_lot| per_lot.checked_mul(volume))
             .ok_or(BacktestError::Overflow("P&L"))
@@ -266,9 +276,13 @@ pub fn run(bars: &[Bar], config: &Config) -> Result<Backtest, BacktestError> {
                 .commission_per_lot
                 .checked_mul(l.order.volume)
                 .ok_or(BacktestError::Overflow("commission"))?;
-            *balance -= commission;
-            let gross: Decimal = l.fills.iter().map(|f| f.pnl_money).sum();
-            let net = gross - commission;
+            *balance = balance.checked_sub(commission).ok_or(BacktestError::Overflow("equity"))?;
+            let gross = l
+                .fills
+                .iter()
+                .try_fold(Decimal::ZERO, |acc, f| acc.checked_add(f.pnl_money))
+                .ok_or(BacktestError::Overflow("P&L"))?;
+            let net = gross.checked_sub(commission).ok_or(BacktestError::Overflow("P&L"))?;
             let risk = l.order.risk_money;
             let r = if risk.is_zero() { 0.0 } else { dec_f64(net) / dec_f64(risk) };
             let last = l.fills.last().map_or((0, 0), |f| (f.bar, f.time_unix_ms));
@@ -293,13 +307,16 @@ pub fn run(bars: &[Bar], config: &Config) -> Result<Backtest, BacktestError> {
         while k < live.len() {
             let l = &mut live[k];
             let shift = if l.order.side == Side::Sell { spread } else { Decimal::ZERO };
-            let range =
-                BarRange { open: bar.open + shift, high: bar.high + shift, low: bar.low + shift };
+            let range = BarRange {
+                open: add(bar.open, shift)?,
+                high: add(bar.high, shift)?,
+                low: add(bar.low, shift)?,
+            };
             let step = l.follow.on_bar(&range);
             for e in step.exits() {
                 let volume = part_volume(&l.order, e.part);
                 let money = pnl(l.order.side, l.order.fill_ref, e.price, volume)?;
-                balance += money;
+                balance = add(balance, money)?;
                 l.fills.push(Fill {
                     bar: i,
                     time_unix_ms: close_ms,
@@ -333,7 +350,7 @@ pub fn run(bars: &[Bar], config: &Config) -> Result<Backtest, BacktestError> {
         let Some(signal) = engine.push(&bar.to_f64()) else { continue };
         let expires_unix_ms = signal.expires_unix_ms(config.timeframe);
         let levels = SignalLevels::from_signal(&signal, expires_unix_ms)?;
-        let quote = Quote { bid: bar.close, ask: bar.close + spread };
+        let quote = Quote { bid: bar.close, ask: add(bar.close, spread)? };
         let policy = OrderPolicy {
             equity: balance,
             risk_pct: config.risk_pct,
@@ -378,7 +395,8 @@ pub fn run(bars: &[Bar], config: &Config) -> Result<Backtest, BacktestError> {
     if let Some((last_i, last)) = bars.iter().enumerate().next_back() {
         let close_ms = last.time_unix_ms + tf_ms;
         for mut l in std::mem::take(&mut live) {
-            let price = if l.order.side == Side::Sell { last.close + spread } else { last.close };
+            let price =
+                if l.order.side == Side::Sell { add(last.close, spread)? } else { last.close };
             let parts: Vec<Part> = match (config.split, l.fills.is_empty()) {
                 (Split::Whole, _) => vec![Part::Whole],
                 (Split::Halves, true) => vec![Part::First, Part::Second],
@@ -387,7 +405,7 @@ pub fn run(bars: &[Bar], config: &Config) -> Result<Backtest, BacktestError> {
             for part in parts {
                 let volume = part_volume(&l.order, part);
                 let money = pnl(l.order.side, l.order.fill_ref, price, volume)?;
-                balance += money;
+                balance = add(balance, money)?;
                 l.fills.push(Fill {
                     bar: last_i,
                     time_unix_ms: close_ms,

@@ -77,8 +77,8 @@ impl Summary {
         let rs: Vec<f64> = trades.iter().map(|t| t.r).collect();
         let money: Vec<f64> = trades.iter().map(|t| f(t.pnl_money)).collect();
         let pf = |xs: &[f64]| {
-            let won: f64 = xs.iter().filter(|x| **x > 0.0).sum();
-            let lost: f64 = -xs.iter().filter(|x| **x < 0.0).sum::<f64>();
+            let won = xs.iter().filter(|x| **x > 0.0).fold(0.0, |a, x| a + x);
+            let lost = -xs.iter().filter(|x| **x < 0.0).fold(0.0, |a, x| a + x);
             (lost > 0.0).then(|| won / lost)
         };
         let mut streak = 0;
@@ -91,7 +91,9 @@ impl Summary {
         let (dd_r, _) = max_drawdown(0.0, rs.iter().copied());
         let (dd_money, dd_peak) = max_drawdown(initial, money.iter().copied());
         let held_ms: i64 = trades.iter().map(|t| t.close_time_unix_ms - t.open_time_unix_ms).sum();
-        let net: f64 = money.iter().sum();
+        // Folds from +0.0: `Sum` for f64 starts at −0.0, which prints as "-0.00".
+        let sum = |xs: &[f64]| xs.iter().fold(0.0, |a, x| a + x);
+        let net = sum(&money);
         Self {
             n_bars,
             n_signals: rows.len(),
@@ -102,11 +104,11 @@ impl Summary {
             win_rate: money.iter().filter(|m| **m > 0.0).count() as f64 / nf,
             profit_factor_r: pf(&rs),
             profit_factor_money: pf(&money),
-            expectancy_r: rs.iter().sum::<f64>() / nf,
+            expectancy_r: sum(&rs) / nf,
             expectancy_money: net / nf,
-            total_r: rs.iter().sum(),
+            total_r: sum(&rs),
             net_profit_money: net,
-            commission_money: trades.iter().map(|t| f(t.commission)).sum(),
+            commission_money: trades.iter().fold(0.0, |a, t| a + f(t.commission)),
             initial_equity: initial,
             final_equity: initial + net,
             max_drawdown_r: dd_r,

@@ -35,6 +35,17 @@ pub struct Engine {
     high_since_low: Option<f64>,
     /// The leg (sl, sh) that produced the last signal.
     last_leg: Option<(usize, usize)>,
+    /// The last bar's open time.
+    last_time_unix_ms: Option<i64>,
+}
+
+/// A bar that is not after the previous one: a duplicate (an EA resending after a reconnect)
+/// or a step back in time. The engine's state is left as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("bar at {time_unix_ms} ms is not after the previous bar at {previous_unix_ms} ms")]
+pub struct OutOfOrder {
+    pub time_unix_ms: i64,
+    pub previous_unix_ms: i64,
 }
 
 impl Engine {
@@ -55,6 +66,7 @@ impl Engine {
             low_since_high: None,
             high_since_low: None,
             last_leg: None,
+            last_time_unix_ms: None,
         })
     }
 
@@ -68,8 +80,21 @@ impl Engine {
         self.t
     }
 
-    /// Takes the next closed bar; returns the signal it produces, if any.
+    /// Takes the next closed bar after checking that it is later than the last one: what a live
+    /// feed calls, where a bar can arrive twice.
+    pub fn try_push(&mut self, bar: &BarF64) -> Result<Option<Signal>, OutOfOrder> {
+        match self.last_time_unix_ms {
+            Some(previous_unix_ms) if bar.time_unix_ms <= previous_unix_ms => {
+                Err(OutOfOrder { time_unix_ms: bar.time_unix_ms, previous_unix_ms })
+            }
+            _ => Ok(self.push(bar)),
+        }
+    }
+
+    /// Takes the next closed bar; returns the signal it produces, if any. The caller guarantees
+    /// the order (the bar-file reader does); see [`Engine::try_push`] otherwise.
     pub fn push(&mut self, bar: &BarF64) -> Option<Signal> {
+        self.last_time_unix_ms = Some(bar.time_unix_ms);
         let t = self.t;
         self.t += 1;
         let k = self.params.swing_strength;

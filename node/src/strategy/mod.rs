@@ -4,7 +4,8 @@
 //!
 //! - [`Params`] (defaults = fib-rsi.md's table), checked by [`Params::validate`].
 //! - [`Engine`] (streaming, what provider mode runs live): `Engine::new(params)?`, then
-//!   `engine.push(&bar_f64) -> Option<Signal>` once per closed bar, oldest first. O(1) amortised
+//!   `engine.push(&bar_f64) -> Option<Signal>` once per closed bar, oldest first
+//!   (`try_push` refuses a bar not after the last one, for live feeds). O(1) amortised
 //!   work per bar (O(k) for the swing check, k = swing strength) and memory bounded by `2k + 1`
 //!   bars, whatever the length of the series.
 //! - [`batch::signals`]`(&bars, &params)`: an independent, whole-array transcription of the spec
@@ -20,7 +21,7 @@ pub mod batch;
 mod engine;
 pub mod indicators;
 
-pub use engine::Engine;
+pub use engine::{Engine, OutOfOrder};
 pub use tradecast_protocol::trade::Side;
 
 use tradecast_protocol::bars::BarF64;

@@ -198,3 +198,33 @@ fn a_long_generated_series_runs_and_adds_up() {
     assert!((s.net_profit_money - net).abs() < 1e-6);
     assert!(s.max_drawdown_pct >= 0.0 && s.max_drawdown_pct <= 100.0);
 }
+
+#[test]
+fn absurd_prices_are_an_error_not_a_panic() {
+    // A generated series scaled to ~10^28, near rust_decimal's limit: the strategy still sees
+    // legs (f64 keeps the shape), and every money and price step must fail cleanly.
+    let scale = Decimal::from_i128_with_scale(10_i128.pow(23), 0);
+    let bars: Vec<Bar> = synthetic::bars(5_000, 3, 2)
+        .into_iter()
+        .map(|b| {
+            let up = |p: Decimal| (p * Decimal::ONE_HUNDRED).trunc() * scale;
+            Bar { open: up(b.open), high: up(b.high), low: up(b.low), close: up(b.close), ..b }
+        })
+        .collect();
+    let signals = strategy::run(&to_f64(&bars), &Params::default()).expect("valid params");
+    assert!(!signals.is_empty(), "the scaled series must still give signals");
+    // Ticks of 0.00001 on 10^28 prices overflow in the order builder: each signal is skipped
+    // with that reason, and no trade is invented.
+    let plain = backtest::run(&bars, &Config::fx_defaults()).expect("skips, not errors");
+    assert_eq!(plain.rows.len(), signals.len());
+    for row in &plain.rows {
+        match &row.outcome {
+            Outcome::Skipped(Skip::Overflow { .. }) => {}
+            other => panic!("expected an overflow skip, got {other:?}"),
+        }
+    }
+    assert_eq!(plain.summary.expectancy_r.to_bits(), 0.0_f64.to_bits(), "no -0.0 in the summary");
+    let config = Config { spread: d("70000000000000000000000000000"), ..Config::fx_defaults() };
+    let err = backtest::run(&bars, &config).expect_err("the ask overflows");
+    assert_eq!(err.to_string(), "arithmetic overflow in the backtest (a price or the equity)");
+}

@@ -147,3 +147,26 @@ proptest::proptest! {
         proptest::prop_assert_eq!(streamed, batched);
     }
 }
+
+#[test]
+fn try_push_refuses_a_repeated_or_earlier_bar_and_keeps_its_state() {
+    let bars = to_f64(&eurusd());
+    let mut engine = strategy::Engine::new(Params::default()).expect("valid params");
+    let mut signals = Vec::new();
+    for (i, b) in bars.iter().enumerate() {
+        signals.extend(engine.try_push(b).expect("in order"));
+        if i > 0 && i % 97 == 0 {
+            let err = engine.try_push(b).expect_err("the same bar again");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "bar at {} ms is not after the previous bar at {} ms",
+                    b.time_unix_ms, b.time_unix_ms
+                )
+            );
+            assert!(engine.try_push(&bars[i - 1]).is_err(), "an earlier bar");
+        }
+    }
+    assert_eq!(engine.n_bars(), bars.len());
+    assert_eq!(signals, strategy::run(&bars, &Params::default()).expect("valid params"));
+}
