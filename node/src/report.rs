@@ -4,7 +4,7 @@
 //! signal table; the main charts are also written as separate SVG files. Drawn with plotters'
 //! SVG backend, so no browser and no font files are needed.
 //!
-//! Public API: [`write`]`(dir, title, &bars, &config, &backtest) -> Result<PathBuf, ReportError>`
+//! Public API: [`write()`]`(dir, title, &bars, &config, &backtest) -> Result<PathBuf, ReportError>`
 //! returns the page's path.
 
 use std::fmt::Write as _;
