@@ -140,10 +140,12 @@ pub enum BarFileError {
     #[error("line 1: the file is empty, expected a header line")]
     Empty,
     /// The bytes are not UTF-8 (nor UTF-16 with a byte-order mark).
-    #[error("line {line}: not UTF-8 text")]
+    #[error("line {line}, character {character}: not UTF-8 text")]
     NotText {
         /// The line holding the first invalid byte.
         line: usize,
+        /// 1-based position of the first invalid character in that line.
+        character: usize,
     },
     /// The header names no column for a required field.
     #[error(
@@ -185,8 +187,8 @@ pub enum BarFileError {
         /// The first missing column.
         missing: Column,
     },
-    /// A row with more cells than the header.
-    #[error("line {line}: {found} cells, the header has {expected}")]
+    /// A row with more cells than the header; the first extra cell is column `expected + 1`.
+    #[error("line {line}, column {}: {found} cells, the header has {expected}", expected + 1)]
     LongRow {
         /// The row's line.
         line: usize,
@@ -316,20 +318,22 @@ fn decode(bytes: &[u8]) -> Result<std::borrow::Cow<'_, str>, BarFileError> {
     let utf16 = |rest: &[u8], from: fn([u8; 2]) -> u16| {
         let units = rest.chunks(2).map(|c| from([c[0], *c.get(1).unwrap_or(&0)]));
         let mut out = String::with_capacity(rest.len() / 2);
-        let mut line = 1;
+        let (mut line, mut character) = (1, 1);
         for ch in char::decode_utf16(units) {
             match ch {
                 Ok(c) => {
                     if c == '\n' {
-                        line += 1;
+                        (line, character) = (line + 1, 1);
+                    } else {
+                        character += 1;
                     }
                     out.push(c);
                 }
-                Err(_) => return Err(BarFileError::NotText { line }),
+                Err(_) => return Err(BarFileError::NotText { line, character }),
             }
         }
         if rest.len() % 2 == 1 {
-            return Err(BarFileError::NotText { line });
+            return Err(BarFileError::NotText { line, character });
         }
         Ok(std::borrow::Cow::Owned(out))
     };
@@ -342,8 +346,13 @@ fn decode(bytes: &[u8]) -> Result<std::borrow::Cow<'_, str>, BarFileError> {
     match std::str::from_utf8(bytes) {
         Ok(s) => Ok(std::borrow::Cow::Borrowed(s)),
         Err(e) => {
-            let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
-            Err(BarFileError::NotText { line })
+            let valid = &bytes[..e.valid_up_to()];
+            let line = 1 + valid.iter().filter(|&&b| b == b'\n').count();
+            let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            // The prefix is valid UTF-8 by definition of `valid_up_to`.
+            let character =
+                1 + std::str::from_utf8(&valid[line_start..]).map_or(0, |s| s.chars().count());
+            Err(BarFileError::NotText { line, character })
         }
     }
 }
@@ -611,7 +620,7 @@ mod tests {
         assert_eq!(bars[0].low, dec("0.5"));
         check_err(
             "time,open,high,low,close\n2017-05-02 04:00,\"1\",2,\"0,5\",1.5\n",
-            "line 2: 6 cells, the header has 5",
+            "line 2, column 6: 6 cells, the header has 5",
         );
     }
 
@@ -638,7 +647,14 @@ mod tests {
         let mut bytes = format!("{HEADER}\n2017-05-02,1,2,0.5,1.5,0\n").into_bytes();
         bytes.extend([0xC3, 0x28, b'\n']);
         let err = parse_bars(&bytes).expect_err("invalid UTF-8");
-        assert_eq!(err.to_string(), "line 3: not UTF-8 text");
+        assert_eq!(err.to_string(), "line 3, character 1: not UTF-8 text");
+        let err = parse_bars(b"time,op\xe9n,high,low,close\n").expect_err("Latin-1 header");
+        assert_eq!(err.to_string(), "line 1, character 8: not UTF-8 text");
+        let mut utf16 = vec![0xFF, 0xFE];
+        utf16.extend("time\nab".encode_utf16().flat_map(u16::to_le_bytes));
+        utf16.extend(0xD800u16.to_le_bytes());
+        let err = parse_bars(&utf16).expect_err("a lone surrogate");
+        assert_eq!(err.to_string(), "line 2, character 3: not UTF-8 text");
     }
 
     #[test]
@@ -669,7 +685,7 @@ mod tests {
     fn long_row() {
         check_err(
             &format!("{HEADER}\n2017-05-02 04:00,1,2,0.5,1.5,7,8\n"),
-            "line 2: 7 cells, the header has 6",
+            "line 2, column 7: 7 cells, the header has 6",
         );
     }
 
