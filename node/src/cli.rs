@@ -399,7 +399,11 @@ fn write_summary(out: &mut dyn Write, s: &Summary) -> io::Result<()> {
         ),
         (
             "profit factor",
-            format!("{} (in R: {})", ratio(s.profit_factor_money), ratio(s.profit_factor_r)),
+            if s.n_trades == 0 {
+                "no trades".to_owned()
+            } else {
+                format!("{} (in R: {})", ratio(s.profit_factor_money), ratio(s.profit_factor_r))
+            },
         ),
         ("expectancy", format!("{:+.3} R, {:+.2} a trade", s.expectancy_r, s.expectancy_money)),
         (

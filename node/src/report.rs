@@ -454,7 +454,11 @@ volume {}–{} step {}; {}.</p>",
         ),
         (
             "Profit factor",
-            format!("{} (in R: {})", pf(s.profit_factor_money), pf(s.profit_factor_r)),
+            if s.n_trades == 0 {
+                "no trades".to_owned()
+            } else {
+                format!("{} (in R: {})", pf(s.profit_factor_money), pf(s.profit_factor_r))
+            },
         ),
         ("Expectancy", format!("{:+.3} R, {:+.2} a trade", s.expectancy_r, s.expectancy_money)),
         (

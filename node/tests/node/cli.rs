@@ -169,3 +169,34 @@ fn strategy_flags_change_the_signals() {
     assert!(!rrs.is_empty() && rrs.len() < 20, "{} signals", rrs.len());
     assert!(rrs.iter().all(|rr| *rr >= 2.0));
 }
+
+#[test]
+fn a_file_without_signals_still_gives_a_summary_and_a_report() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("XAUUSD_D1.csv");
+    std::fs::write(
+        &path,
+        "<DATE>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\n2024.01.02\t2062.5\t2070.25\t2055\t2064\n",
+    )
+    .expect("write");
+    let report = dir.path().join("r");
+    let out = node(&[
+        "backtest",
+        "--csv",
+        path.to_str().expect("UTF-8 path"),
+        "--timeframe",
+        "D1",
+        "--report",
+        report.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    assert!(
+        stdout.starts_with("fib-rsi/1 backtest: XAUUSD D1, 1 bars, 2024-01-02 00:00"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tick 0.01 worth 1"), "the tick is inferred from the prices: {stdout}");
+    assert!(stdout.contains("signals                0 (0 traded, 0 skipped)"), "{stdout}");
+    assert!(stdout.contains("profit factor          no trades"), "{stdout}");
+    assert!(report.join("index.html").exists());
+}
