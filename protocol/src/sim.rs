@@ -309,6 +309,7 @@ enum Ev {
     CheckConverged,
 }
 
+#[derive(Clone)]
 struct NodeStore {
     /// Records durably in the outbox, by stream and seq.
     streams: BTreeMap<StreamId, BTreeMap<u64, Record>>,
@@ -364,6 +365,8 @@ struct World {
     // durable state
     ns: NodeStore,
     hs: HubStore,
+    /// Snapshots of the node's store, the backups a restore picks from.
+    backups: Vec<NodeStore>,
     // plan
     appends_left: BTreeMap<StreamId, u64>,
     feed_left: u64,
@@ -442,6 +445,7 @@ impl World {
                 feed: Vec::new(),
                 feed_acked: 0,
             },
+            backups: Vec::new(),
             appends_left: BTreeMap::new(),
             feed_left: 0,
             expected_alarms: 0,
@@ -451,6 +455,7 @@ impl World {
             trace: Vec::new(),
             failure: None,
         };
+        w.backups.push(w.ns.clone());
         w.plan();
         w
     }
@@ -683,17 +688,14 @@ impl World {
         self.schedule(at, Ev::Restart { side });
     }
 
-    /// The node's disk is lost and restored from an older backup.
+    /// The node's disk is lost and restored from an older backup: one of the snapshots taken
+    /// along the way (the empty store included).
     fn restore_node(&mut self) {
         self.report.restores += 1;
-        for (stream, records) in self.ns.streams.iter_mut() {
-            let keep = self.rng.next_u64() % (records.len() as u64 + 1);
-            records.retain(|seq, _| *seq <= keep);
-            let tip = records.get(&keep).map_or(ChainHash::GENESIS, Record::header_hash);
-            self.ns.tips.insert(*stream, (keep, tip));
+        let pick = self.below(self.backups.len() as u64) as usize;
+        if let Some(backup) = self.backups.get(pick) {
+            self.ns = backup.clone();
         }
-        let keep = self.rng.next_u64() % (self.ns.feed.len() as u64 + 1);
-        self.ns.feed.truncate(keep as usize);
         self.node_restored = true;
         self.node_tips_known = self.opt.sabotage == Some(Sabotage::NodeAppendsBeforeTips);
         // New content from now on: what was lost is not rewritten identically.
@@ -888,6 +890,9 @@ impl World {
             *left = left.saturating_sub(1);
         }
         self.log(|| format!("node append {stream:?} seq {}", tip_seq + 1));
+        if self.below(4) == 0 {
+            self.backups.push(self.ns.clone());
+        }
         if let Some(node) = self.node.as_mut() {
             if let Err(e) = node.handle(self.now, NodeEvent::RecordAppended(record)) {
                 if self.opt.sabotage == Some(Sabotage::NodeAppendsBeforeTips) {
@@ -932,6 +937,16 @@ impl World {
                 NodeAction::AdoptTip { stream, seq, header_hash } => {
                     self.log(|| format!("node adopts tip {stream:?} {seq}"));
                     self.ns.tips.insert(stream, (seq, header_hash));
+                    // Drop superseded local records (a real node would fetch the hub's copies).
+                    let hub = self.hs.streams.get(&stream);
+                    if let Some(local) = self.ns.streams.get_mut(&stream) {
+                        local.retain(|s, r| {
+                            *s <= seq
+                                && hub
+                                    .and_then(|h| h.get(*s as usize - 1))
+                                    .is_some_and(|h| h.header_hash() == r.header_hash())
+                        });
+                    }
                 }
                 NodeAction::TipsKnown => {
                     self.node_tips_known = true;

@@ -35,7 +35,8 @@ pub enum NodeAction {
     SetTimer { at_ms: i64 },
     /// Durably commit this feed item, then report [`NodeEvent::FeedCommitted`].
     CommitFeed(FeedItem),
-    /// A restored node learns its stream tip from the hub: append after it.
+    /// A restored node learns its stream tip from the hub: append after it, and drop local
+    /// records above the common prefix (they never reached the hub and are superseded).
     AdoptTip { stream: StreamId, seq: u64, header_hash: ChainHash },
     /// The tips are known: appends are allowed from now on.
     TipsKnown,
@@ -381,7 +382,18 @@ impl<C: RecordCheck> NodeSession<C> {
             let mark =
                 marks.get(&stream).map_or((0, ChainHash::GENESIS), |m| (m.seq, m.header_hash));
             let Some(up) = self.streams.get_mut(&stream) else { continue };
-            if mark.0 > up.tip_seq {
+            let ours = if mark.0 == 0 || mark.0 > up.tip_seq {
+                None
+            } else if mark.0 == up.tip_seq {
+                Some(up.tip_hash)
+            } else {
+                up.held.get(&mark.0).map(Record::header_hash)
+            };
+            let forked = ours.is_some_and(|h| h != mark.1);
+            if mark.0 > up.tip_seq || (forked && self.restored) {
+                // The hub is ahead, or a restored node's backup holds records that never
+                // reached the hub and were superseded: never reuse a seq, continue after the
+                // hub's tip (the driver drops its local records above the common prefix).
                 if !self.restored {
                     self.out.push_back(NodeAction::Alarm(Alarm::HubAhead {
                         stream,
@@ -389,7 +401,6 @@ impl<C: RecordCheck> NodeSession<C> {
                         hub_seq: mark.0,
                     }));
                 }
-                // Never reuse a seq: continue after the hub's tip.
                 up.tip_seq = mark.0;
                 up.tip_hash = mark.1;
                 up.held.clear();
@@ -398,16 +409,9 @@ impl<C: RecordCheck> NodeSession<C> {
                     seq: mark.0,
                     header_hash: mark.1,
                 });
-            } else if mark.0 > 0 {
-                let ours = if mark.0 == up.tip_seq {
-                    Some(up.tip_hash)
-                } else {
-                    up.held.get(&mark.0).map(Record::header_hash)
-                };
-                if ours.is_some_and(|h| h != mark.1) {
-                    up.quarantined = true;
-                    self.out.push_back(NodeAction::Alarm(Alarm::Forked { stream, seq: mark.0 }));
-                }
+            } else if forked {
+                up.quarantined = true;
+                self.out.push_back(NodeAction::Alarm(Alarm::Forked { stream, seq: mark.0 }));
             }
             up.acked = mark.0;
             up.held.retain(|seq, _| *seq > mark.0);
