@@ -270,7 +270,12 @@ fn trade_svg(
             hi = hi.max(v);
         }
         let side = s.side.as_str();
-        let caption = format!("#{row_no} {side} bar {} {}", s.bar, short_time(s.time_unix_ms));
+        let outcome = match t {
+            Some(t) => format!("{}, {:+.2} R", t.close_reason().as_str(), t.r),
+            None => "skipped".to_owned(),
+        };
+        let caption =
+            format!("#{row_no} {side} bar {} {}: {outcome}", s.bar, short_time(s.time_unix_ms));
         let mut chart = ChartBuilder::on(&root)
             .caption(caption, ("sans-serif", 14))
             .margin(6)
