@@ -208,3 +208,81 @@ fn fresh_nonces_are_well_formed_and_unique() {
         assert!(seen.insert(n));
     }
 }
+
+fn mql5_sources() -> String {
+    let dir = vectors_dir().join("..").join("mql5");
+    let mut text = std::fs::read_to_string(dir.join("TradecastEA.mq5")).expect("TradecastEA.mq5");
+    for inc in ["Crypto.mqh", "Json.mqh", "Link.mqh", "Trade.mqh"] {
+        text.push_str(&std::fs::read_to_string(dir.join("Tradecast").join(inc)).expect("include"));
+    }
+    text
+}
+
+/// The EA refuses to start unless its HMAC reproduces these vectors: keep the two in step.
+#[test]
+fn the_eas_self_test_uses_the_shared_vectors() {
+    let src = std::fs::read_to_string(
+        vectors_dir().join("..").join("mql5").join("Tradecast").join("Crypto.mqh"),
+    )
+    .expect("Crypto.mqh");
+    let req = load::<RequestVector>("hmac.json");
+    let resp = load::<ResponseVector>("hmac-response.json");
+    for sig in [&req[0].signature, &req[1].signature, &resp[0].signature] {
+        assert!(src.contains(sig.as_str()), "Crypto.mqh's self-test lacks {sig}");
+    }
+}
+
+/// Every MQL5 function the README's rule table names is defined in the EA's sources, so the
+/// table cannot point a reviewer at something that is not there.
+#[test]
+fn the_readme_table_names_only_functions_that_exist() {
+    let readme =
+        std::fs::read_to_string(vectors_dir().join("..").join("README.md")).expect("README");
+    let src = mql5_sources();
+    let table: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("## Every rule of ea-link.md"))
+        .take_while(|l| !l.starts_with("## tradecast-sim"))
+        .filter(|l| l.starts_with("| "))
+        .collect();
+    assert!(table.len() >= 46, "the table has {} rows", table.len());
+    let mut named = 0;
+    for line in table {
+        for (i, token) in line.split('`').enumerate() {
+            if i % 2 == 0 {
+                continue;
+            }
+            let first = token.split("::").next().unwrap_or(token);
+            let is_fn =
+                (first.starts_with("Tc") || first.starts_with("CTc") || first.starts_with("On"))
+                    && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            if !is_fn {
+                continue;
+            }
+            for name in token.split("::") {
+                named += 1;
+                let defined = src.lines().any(|l| is_definition(l, name));
+                assert!(defined, "README names `{token}`, which the MQL5 sources do not define");
+            }
+        }
+    }
+    assert!(named >= 40, "only {named} functions named");
+}
+
+/// Whether `line` defines `name`: `type [*]name(` (a return type, no keyword, not a call), or
+/// `class name` / `struct name`.
+fn is_definition(line: &str, name: &str) -> bool {
+    let l = line.trim();
+    if l.starts_with(&format!("class {name}")) || l.starts_with(&format!("struct {name}")) {
+        return true;
+    }
+    let Some(at) = l.find(&format!("{name}(")) else { return false };
+    let prefix = l[..at].trim_end_matches(['*', '&', ' ']);
+    let before_ok = l[..at].chars().last().is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+    let type_like = !prefix.is_empty()
+        && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ' ' || c == '*');
+    let keyword = ["return", "if", "else", "while", "for", "switch", "case", "delete", "new"]
+        .iter()
+        .any(|k| prefix.split_whitespace().next() == Some(*k));
+    before_ok && type_like && !keyword && !l.ends_with(';')
+}

@@ -1,0 +1,149 @@
+//+------------------------------------------------------------------+
+//| Tradecast/Link.mqh                                                |
+//| The signed WebRequest wrapper of the EA link (ea-link.md,        |
+//| "Transport" and "Authentication"): the four X-Tradecast-*        |
+//| headers, UTF-8 bodies without a trailing NUL, timestamps from    |
+//| TimeGMT(), and the node's answer signature checked before        |
+//| anything in the answer is believed.                              |
+//+------------------------------------------------------------------+
+#property strict
+
+#include "Crypto.mqh"
+
+#define TC_LINK_OK            0   // a signed answer (any status)
+#define TC_LINK_NO_ANSWER     1   // WebRequest failed or timed out
+#define TC_LINK_BAD_SIGNATURE 2   // answer unsigned or wrongly signed: ignored
+
+class CTcLink
+  {
+private:
+   string            m_base;
+   string            m_key;
+   string            m_secret;
+   ulong             m_counter;
+   ulong             m_lastContactTick;
+   bool              m_warnedUrl;
+
+   //--- The signature header of an answer ("Name: value\r\n" lines; names are case-insensitive).
+   string            AnswerSignature(const string headers)
+     {
+      string lines[];
+      int n = StringSplit(headers, '\n', lines);
+      for(int i = 0; i < n; i++)
+        {
+         string line = lines[i];
+         StringTrimRight(line);
+         StringTrimLeft(line);
+         int colon = StringFind(line, ":");
+         if(colon <= 0)
+            continue;
+         string name = StringSubstr(line, 0, colon);
+         StringToLower(name);
+         if(name == "x-tradecast-signature")
+           {
+            string value = StringSubstr(line, colon + 1);
+            StringTrimLeft(value);
+            StringTrimRight(value);
+            return value;
+           }
+        }
+      return "";
+     }
+
+public:
+                     CTcLink(void) { m_counter = 0; m_lastContactTick = 0; m_warnedUrl = false; }
+
+   void              Init(const string base, const string key, const string secret)
+     {
+      m_base = base;
+      // "http://127.0.0.1:7341/" and "http://127.0.0.1:7341" are the same node.
+      while(StringLen(m_base) > 0 && StringGetCharacter(m_base, StringLen(m_base) - 1) == '/')
+         m_base = StringSubstr(m_base, 0, StringLen(m_base) - 1);
+      m_key = key;
+      m_secret = secret;
+     }
+
+   //--- Unix ms from TimeGMT() (the EA's wall clock; the node allows ±30 s).
+   string            Timestamp(void)
+     {
+      long ms = (long)TimeGMT() * 1000 + (long)((GetMicrosecondCount() / 1000) % 1000);
+      return IntegerToString(ms);
+     }
+
+   //--- A fresh nonce: 24 lowercase hex characters (within [A-Za-z0-9_-], 16-64 long), from a
+   //--- hash of a counter, the clocks and the account, so it never repeats in a session.
+   string            Nonce(void)
+     {
+      m_counter++;
+      string seed = StringFormat("%I64u|%I64u|%I64u|%I64d|%d", m_counter, GetMicrosecondCount(),
+                                 GetTickCount64(), AccountInfoInteger(ACCOUNT_LOGIN), MathRand());
+      uchar bytes[];
+      TcUtf8(seed, bytes);
+      string h = TcSha256Hex(bytes);
+      return StringSubstr(h, 0, 24);
+     }
+
+   //--- GetTickCount64() of the last signed answer: the node's silence is measured from it.
+   ulong             LastContactTick(void) { return m_lastContactTick; }
+
+   //--- POSTs `body` to `path` (e.g. "/ea/v1/poll"). Returns TC_LINK_OK with `status` and
+   //--- `answer` only when the answer is signed with our secret over status, nonce and body.
+   int               Post(const string path, const string body, const int timeout_ms,
+                          int &status, string &answer)
+     {
+      status = 0;
+      answer = "";
+      uchar bytes[];
+      int n = TcUtf8(body, bytes);
+      string ts = Timestamp();
+      string nonce = Nonce();
+      string sig = TcSignRequest(m_secret, "POST", path, ts, nonce, bytes);
+      string headers = "Content-Type: application/json\r\n"
+                       + "X-Tradecast-Key: " + m_key + "\r\n"
+                       + "X-Tradecast-Timestamp: " + ts + "\r\n"
+                       + "X-Tradecast-Nonce: " + nonce + "\r\n"
+                       + "X-Tradecast-Signature: " + sig + "\r\n";
+      char data[];
+      ArrayResize(data, n);
+      for(int i = 0; i < n; i++)
+         data[i] = (char)bytes[i];
+      char result[];
+      string resultHeaders = "";
+      ResetLastError();
+      int code = WebRequest("POST", m_base + path, headers, timeout_ms, data, result, resultHeaders);
+      if(code == -1)
+        {
+         int err = GetLastError();
+         if(err == 4014 && !m_warnedUrl)
+           {
+            PrintFormat("Tradecast: WebRequest is not allowed for %s. Add it under Tools > Options > Expert Advisors > \"Allow WebRequest for listed URL\".", m_base);
+            m_warnedUrl = true;
+           }
+         else
+            PrintFormat("Tradecast: no answer from the node at %s%s (error %d)", m_base, path, err);
+         return TC_LINK_NO_ANSWER;
+        }
+      int rn = ArraySize(result);
+      uchar raw[];
+      ArrayResize(raw, rn);
+      for(int i = 0; i < rn; i++)
+         raw[i] = (uchar)result[i];
+      string given = AnswerSignature(resultHeaders);
+      if(given == "")
+        {
+         PrintFormat("Tradecast: answer ignored: no signature (status %d) from %s", code, path);
+         return TC_LINK_BAD_SIGNATURE;
+        }
+      string expected = TcSignResponse(m_secret, code, nonce, raw);
+      if(!TcConstantTimeEquals(expected, given))
+        {
+         PrintFormat("Tradecast: answer ignored: wrong signature (status %d) from %s", code, path);
+         return TC_LINK_BAD_SIGNATURE;
+        }
+      m_lastContactTick = GetTickCount64();
+      status = code;
+      answer = TcFromUtf8(raw);
+      return TC_LINK_OK;
+     }
+  };
+//+------------------------------------------------------------------+

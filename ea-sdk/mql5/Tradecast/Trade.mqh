@@ -1,0 +1,257 @@
+//+------------------------------------------------------------------+
+//| Tradecast/Trade.mqh                                               |
+//| Execution for the EA link (ea-link.md, "Never twice, never       |
+//| lost"): magic = (input_magic << 32) | order_no, comment           |
+//| "tc:<order id>", the look-up by magic among positions, pending   |
+//| orders and the last day's deals before every send and after      |
+//| every unknown outcome, CloseAll limited to Tradecast's magic,    |
+//| and the conversions of broker server time to UTC.                |
+//+------------------------------------------------------------------+
+#property strict
+
+//--- Broker server time minus UTC, seconds (set at OnInit and before every hello).
+int g_tcOffset = 0;
+
+//--- TimeTradeServer() - TimeGMT(), rounded to the quarter hour (brokers use whole offsets;
+//--- the two clocks are read a few ms apart).
+int TcServerUtcOffset()
+  {
+   long diff = (long)TimeTradeServer() - (long)TimeGMT();
+   return (int)(MathRound(diff / 900.0) * 900);
+  }
+
+//--- Server time (seconds) to unix ms UTC.
+long TcUtcMs(const datetime server_time) { return ((long)server_time - g_tcOffset) * 1000; }
+//--- Server time in ms (the *_TIME_MSC properties) to unix ms UTC.
+long TcUtcMsFromMsc(const long server_msc) { return server_msc - (long)g_tcOffset * 1000; }
+//--- Unix ms UTC to server time (seconds).
+datetime TcServerTime(const long utc_ms) { return (datetime)(utc_ms / 1000 + g_tcOffset); }
+
+ulong TcMagic(const uint input_magic, const uint order_no)
+  {
+   return ((ulong)input_magic << 32) | (ulong)order_no;
+  }
+
+bool TcIsOurs(const ulong magic, const uint input_magic)
+  {
+   return (uint)(magic >> 32) == input_magic;
+  }
+
+string TcComment(const string order_id) { return "tc:" + order_id; }
+
+bool TcIsNetting()
+  {
+   return AccountInfoInteger(ACCOUNT_MARGIN_MODE) != ACCOUNT_MARGIN_MODE_RETAIL_HEDGING;
+  }
+
+//--- Digits of a volume step (0.01 -> 2), so volumes go out as "0.10".
+int TcVolumeDigits(const string symbol)
+  {
+   double step = SymbolInfoDouble(symbol, SYMBOL_VOLUME_STEP);
+   int d = 0;
+   while(d < 8 && MathAbs(step * MathPow(10, d) - MathRound(step * MathPow(10, d))) > 1e-9)
+      d++;
+   return d;
+  }
+
+int TcDigits(const string symbol) { return (int)SymbolInfoInteger(symbol, SYMBOL_DIGITS); }
+
+//--- The filling mode the symbol allows (FOK, else IOC, else RETURN).
+ENUM_ORDER_TYPE_FILLING TcFilling(const string symbol)
+  {
+   long modes = SymbolInfoInteger(symbol, SYMBOL_FILLING_MODE);
+   if((modes & SYMBOL_FILLING_FOK) != 0)
+      return ORDER_FILLING_FOK;
+   if((modes & SYMBOL_FILLING_IOC) != 0)
+      return ORDER_FILLING_IOC;
+   return ORDER_FILLING_RETURN;
+  }
+
+//--- What the look-up found.
+struct TcFound
+  {
+   bool              found;
+   ulong             order_ticket;
+   ulong             deal_ticket;
+   ulong             position_id;
+   double            price;
+   double            volume;
+   long              time_ms;
+   string            symbol;
+  };
+
+void TcFoundClear(TcFound &f)
+  {
+   f.found = false;
+   f.order_ticket = 0;
+   f.deal_ticket = 0;
+   f.position_id = 0;
+   f.price = 0;
+   f.volume = 0;
+   f.time_ms = 0;
+   f.symbol = "";
+  }
+
+//--- The last day's deals (HistorySelect) with this magic, newest first.
+bool TcLookupDeals(const ulong magic, TcFound &f)
+  {
+   datetime now = TimeTradeServer();
+   if(!HistorySelect(now - 86400, now + 3600))
+      return false;
+   for(int i = HistoryDealsTotal() - 1; i >= 0; i--)
+     {
+      ulong t = HistoryDealGetTicket(i);
+      if(t == 0 || (ulong)HistoryDealGetInteger(t, DEAL_MAGIC) != magic)
+         continue;
+      f.found = true;
+      f.deal_ticket = t;
+      f.order_ticket = (ulong)HistoryDealGetInteger(t, DEAL_ORDER);
+      f.position_id = (ulong)HistoryDealGetInteger(t, DEAL_POSITION_ID);
+      f.price = HistoryDealGetDouble(t, DEAL_PRICE);
+      f.volume = HistoryDealGetDouble(t, DEAL_VOLUME);
+      f.time_ms = TcUtcMsFromMsc(HistoryDealGetInteger(t, DEAL_TIME_MSC));
+      f.symbol = HistoryDealGetString(t, DEAL_SYMBOL);
+      return true;
+     }
+   return false;
+  }
+
+//--- The look-up by magic, before every send and after every unknown outcome: open positions,
+//--- pending orders, the last day's deals. On a netting account a second order merges into the
+//--- open position (which keeps the first order's magic), so the deals are read first there.
+bool TcLookup(const ulong magic, TcFound &f)
+  {
+   TcFoundClear(f);
+   if(TcIsNetting() && TcLookupDeals(magic, f))
+      return true;
+   for(int i = PositionsTotal() - 1; i >= 0; i--)
+     {
+      ulong t = PositionGetTicket(i);
+      if(t == 0 || (ulong)PositionGetInteger(POSITION_MAGIC) != magic)
+         continue;
+      f.found = true;
+      f.order_ticket = t;
+      f.position_id = (ulong)PositionGetInteger(POSITION_IDENTIFIER);
+      f.price = PositionGetDouble(POSITION_PRICE_OPEN);
+      f.volume = PositionGetDouble(POSITION_VOLUME);
+      f.time_ms = TcUtcMsFromMsc(PositionGetInteger(POSITION_TIME_MSC));
+      f.symbol = PositionGetString(POSITION_SYMBOL);
+      return true;
+     }
+   for(int i = OrdersTotal() - 1; i >= 0; i--)
+     {
+      ulong t = OrderGetTicket(i);
+      if(t == 0 || (ulong)OrderGetInteger(ORDER_MAGIC) != magic)
+         continue;
+      f.found = true;
+      f.order_ticket = t;
+      f.price = OrderGetDouble(ORDER_PRICE_OPEN);
+      f.volume = OrderGetDouble(ORDER_VOLUME_CURRENT);
+      f.time_ms = TcUtcMsFromMsc(OrderGetInteger(ORDER_TIME_SETUP_MSC));
+      f.symbol = OrderGetString(ORDER_SYMBOL);
+      return true;
+     }
+   return TcLookupDeals(magic, f);
+  }
+
+//--- How a send ended, in the link's words.
+#define TC_OUTCOME_DONE     0
+#define TC_OUTCOME_REJECTED 1
+#define TC_OUTCOME_UNKNOWN  2
+
+//--- 10008 placed, 10009 done, 10010 partial: done. 10012 timeout, 10031 no connection, or no
+//--- result at all (retcode 0): unknown, never rejected. Anything else: rejected.
+int TcClassify(const uint retcode)
+  {
+   if(retcode == TRADE_RETCODE_PLACED || retcode == TRADE_RETCODE_DONE || retcode == TRADE_RETCODE_DONE_PARTIAL)
+      return TC_OUTCOME_DONE;
+   if(retcode == 0 || retcode == TRADE_RETCODE_TIMEOUT || retcode == TRADE_RETCODE_CONNECTION)
+      return TC_OUTCOME_UNKNOWN;
+   return TC_OUTCOME_REJECTED;
+  }
+
+//--- OrderSend, recording MT5's own retcode (0 when there is no result).
+bool TcOrderSend(MqlTradeRequest &req, MqlTradeResult &res)
+  {
+   ZeroMemory(res);
+   ResetLastError();
+   bool ok = OrderSend(req, res);
+   if(!ok && res.retcode == 0)
+      PrintFormat("Tradecast: OrderSend gave no result (error %d)", GetLastError());
+   return ok;
+  }
+
+//--- The position a deal belongs to (0 when unknown).
+ulong TcDealPosition(const ulong deal)
+  {
+   if(deal == 0 || !HistoryDealSelect(deal))
+      return 0;
+   return (ulong)HistoryDealGetInteger(deal, DEAL_POSITION_ID);
+  }
+
+//--- A market close of one position (all of it when volume is 0).
+bool TcClosePosition(const ulong position_id, const double volume, const ulong magic,
+                     const string comment, const uint deviation, MqlTradeResult &res)
+  {
+   ZeroMemory(res);
+   if(!PositionSelectByTicket(position_id))
+     {
+      res.retcode = TRADE_RETCODE_POSITION_CLOSED;
+      return false;
+     }
+   MqlTradeRequest req;
+   ZeroMemory(req);
+   string symbol = PositionGetString(POSITION_SYMBOL);
+   bool isBuy = PositionGetInteger(POSITION_TYPE) == POSITION_TYPE_BUY;
+   req.action = TRADE_ACTION_DEAL;
+   req.position = position_id;
+   req.symbol = symbol;
+   req.volume = (volume > 0) ? volume : PositionGetDouble(POSITION_VOLUME);
+   req.type = isBuy ? ORDER_TYPE_SELL : ORDER_TYPE_BUY;
+   req.price = isBuy ? SymbolInfoDouble(symbol, SYMBOL_BID) : SymbolInfoDouble(symbol, SYMBOL_ASK);
+   req.deviation = deviation;
+   req.magic = magic;
+   req.comment = comment;
+   req.type_filling = TcFilling(symbol);
+   return TcOrderSend(req, res);
+  }
+
+//--- CloseAll: positions and pending orders whose magic's high 32 bits are input_magic, or
+//--- everything when `everything` (only when the trader asked). Returns the first failing
+//--- retcode, or TRADE_RETCODE_DONE when nothing of that scope is left.
+uint TcCloseAll(const uint input_magic, const bool everything, const string comment, const uint deviation)
+  {
+   uint firstFailure = 0;
+   ulong magic = TcMagic(input_magic, 0);
+   for(int i = PositionsTotal() - 1; i >= 0; i--)
+     {
+      ulong t = PositionGetTicket(i);
+      if(t == 0)
+         continue;
+      if(!everything && !TcIsOurs((ulong)PositionGetInteger(POSITION_MAGIC), input_magic))
+         continue;
+      ulong id = (ulong)PositionGetInteger(POSITION_IDENTIFIER);
+      MqlTradeResult res;
+      TcClosePosition(id, 0, magic, comment, deviation, res);
+      if(TcClassify(res.retcode) != TC_OUTCOME_DONE && firstFailure == 0)
+         firstFailure = (res.retcode == 0) ? TRADE_RETCODE_TIMEOUT : res.retcode;
+     }
+   for(int i = OrdersTotal() - 1; i >= 0; i--)
+     {
+      ulong t = OrderGetTicket(i);
+      if(t == 0)
+         continue;
+      if(!everything && !TcIsOurs((ulong)OrderGetInteger(ORDER_MAGIC), input_magic))
+         continue;
+      MqlTradeRequest req;
+      MqlTradeResult res;
+      ZeroMemory(req);
+      req.action = TRADE_ACTION_REMOVE;
+      req.order = t;
+      TcOrderSend(req, res);
+      if(TcClassify(res.retcode) != TC_OUTCOME_DONE && firstFailure == 0)
+         firstFailure = (res.retcode == 0) ? TRADE_RETCODE_TIMEOUT : res.retcode;
+     }
+   return (firstFailure == 0) ? TRADE_RETCODE_DONE : firstFailure;
+  }
+//+------------------------------------------------------------------+
