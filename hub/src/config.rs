@@ -111,6 +111,9 @@ pub struct Config {
     pub database_max_connections: u32,
     /// `redis://[:password@]host[:port][/db]` to share rate limits between hub instances; default: in-process buckets.
     pub redis_url: Option<RedactedUrl>,
+    /// Prefix of the rate-limit keys in Redis (hubs sharing limits use the same). Default
+    /// `tradecast:rl:`.
+    pub redis_key_prefix: String,
     /// A directory holding one file per secret (Docker/Kubernetes style), read before env.
     pub secrets_dir: Option<PathBuf>,
     /// `json` (default) or `pretty`.
@@ -213,6 +216,7 @@ impl Default for Config {
             database_url: None,
             database_max_connections: 8,
             redis_url: None,
+            redis_key_prefix: "tradecast:rl:".into(),
             secrets_dir: None,
             log_format: LogFormat::Json,
             http: HttpConfig::default(),

@@ -122,7 +122,7 @@ pub async fn build_state(
     clock: Clock,
 ) -> Result<AppState, StartError> {
     let limiter: Arc<dyn RateLimiter> = match &config.redis_url {
-        Some(url) => Arc::new(RedisLimiter::connect(url.expose(), "tradecast:rl:").await?),
+        Some(url) => Arc::new(RedisLimiter::connect(url.expose(), &config.redis_key_prefix).await?),
         None => Arc::new(MemoryLimiter::new()),
     };
     let jwt = JwtKeys::new(&secrets);

@@ -107,6 +107,9 @@ pub async fn create(
     new: &NewPlan,
     request_id: &str,
 ) -> Result<Plan, ApiError> {
+    if !(actor_role.is_admin() || actor_role == Role::Provider) {
+        return Err(ApiError::Forbidden("this needs the provider, owner or admin role".into()));
+    }
     let provider = match (&new.provider_user_id, actor_role) {
         (Some(p), r) if r.is_admin() => p.clone(),
         (None, Role::Provider) => actor.to_string(),

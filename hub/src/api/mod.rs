@@ -74,6 +74,7 @@ pub fn app(state: AppState) -> Router {
     let json = openapi.to_json().unwrap_or_else(|_| "{}".into());
     let docs = ops::docs_page(&openapi);
     let api = api
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.http.body_limit_bytes))
         .route(
             "/api/v1/openapi.json",
             axum::routing::get(move || {

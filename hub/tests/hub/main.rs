@@ -1,1 +1,20 @@
-//! The hub integration tests.
+//! The hub's integration tests: one binary. Every test that touches storage runs twice, on a
+//! fresh SQLite file and on a fresh PostgreSQL database (created per test on the local server
+//! and dropped after), against the real app on 127.0.0.1:0 over real HTTP.
+//!
+//! `TEST_LOG=1` prints the hub's logs. PostgreSQL: `TRADECAST_TEST_PG` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); Redis: `TRADECAST_TEST_REDIS` (default
+//! `redis://127.0.0.1:6379`).
+
+mod helpers;
+
+mod approvals;
+mod audit;
+mod auth;
+mod binary;
+mod devices;
+mod edge;
+mod plans;
+mod ratelimit;
+mod signals;
+mod users;

@@ -1,0 +1,380 @@
+//! The signals API: HMAC-authenticated ingest of provider-signed records, every check with its
+//! exact status and problem type, dedupe, fan-out queueing to entitled devices only, receipts.
+
+use serde_json::json;
+use tradecast_protocol::{Body, IdentityKey, Receipt, Record};
+
+use crate::helpers::{
+    Backend, TestHub, b64, fields, nonce, post_signal, post_signal_raw, provider_kit, signal,
+};
+use crate::on_both;
+
+on_both!(ingest_dedupe_and_fanout, ingest_refusals, hmac_refusals, provider_conditions);
+
+async fn ingest_dedupe_and_fanout(b: Backend) {
+    let hub = TestHub::start(b).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    // Two subscribers: one entitled with two devices (one revoked), one not entitled.
+    let sub = hub.user(&owner, "subscriber").await;
+    let (_, dev1) = hub.enrol(&sub, "pc").await;
+    let (_, dev2) = hub.enrol(&sub, "vps").await;
+    hub.post(&format!("/api/v1/devices/{dev2}/revoke"), Some(&sub.token), json!({})).await.ok(200);
+    let outsider = hub.user(&owner, "subscriber").await;
+    hub.enrol(&outsider, "pc").await;
+    hub.post(
+        "/api/v1/entitlements",
+        Some(&owner.token),
+        json!({ "user_id": sub.user_id, "plan_id": kit.plan_id }),
+    )
+    .await
+    .ok(201);
+
+    let s = signal(&kit.identity, hub.clock.now_ms());
+    let (record, r) = post_signal(&hub, &kit, &s, 1).await;
+    let stored = r.ok(201).clone();
+    assert_eq!(stored["signal_id"], s.id.to_hex());
+    assert_eq!(stored["author"], kit.device_id);
+    assert_eq!(stored["n_devices_queued"], 1);
+    assert_eq!(stored["signal"]["entry"], "1.09128");
+    assert_eq!(stored["signal"]["symbol"], "EURUSD");
+    assert_eq!(stored["record"], b64(&record.encode()));
+    // The receipt is the hub's signature over this exact record.
+    let receipt: Receipt = serde_json::from_value(stored["receipt"].clone()).unwrap();
+    receipt.verify(&hub.state().hub_identity.identity_key()).unwrap();
+    assert!(receipt.covers(&record));
+    // The record the hub returns verifies against the provider's key, unchanged.
+    let back = Record::decode(
+        &data_encoding::BASE64.decode(stored["record"].as_str().unwrap().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    back.verify(&kit.identity.identity_key()).unwrap();
+    assert!(matches!(back.body().unwrap(), Body::Signal(x) if x == s));
+
+    // Same record again (a retry with a fresh nonce): 200 with the stored signal.
+    let r = post_signal_raw(
+        &hub,
+        &kit.key_id,
+        &kit.secret,
+        serde_json::to_vec(&json!({ "record": stored["record"] })).unwrap(),
+        hub.clock.now_ms(),
+        &nonce(),
+    )
+    .await;
+    let again = r.ok(200).clone();
+    assert_eq!(again["received_at_ms"], stored["received_at_ms"]);
+    assert_eq!(again["receipt"], stored["receipt"]);
+    // Same id, another record (different stop): 409.
+    let mut changed = s.clone();
+    changed.stop = "1.08000".parse().unwrap();
+    post_signal(&hub, &kit, &changed, 2).await.1.problem(409, "signal-conflict");
+    // Another signal at a seq already used: 409 conflict (equivocation).
+    post_signal(&hub, &kit, &signal(&kit.identity, hub.clock.now_ms()), 1)
+        .await
+        .1
+        .problem(409, "conflict");
+
+    // Fan-out queue: only the entitled, unrevoked device.
+    let queued: Vec<String> =
+        sqlx::query_scalar("SELECT device_id FROM fanout_queue WHERE signal_id = $1")
+            .bind(s.id.to_hex())
+            .fetch_all(hub.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(queued, vec![dev1.clone()]);
+    let entitled =
+        tradecast_hub::plans::entitled(&hub.db, &kit.session.user_id, hub.clock.now_ms())
+            .await
+            .unwrap();
+    assert_eq!(entitled, vec![dev1]);
+    hub.clock.advance_ms(5_000);
+    let m = hub.get("/metrics", None).await;
+    assert!(m.text.contains("tradecast_fanout_queued 1"), "{}", m.text);
+    assert!(m.text.contains("tradecast_fanout_lag_seconds 5"), "{}", m.text);
+    assert!(m.text.contains("tradecast_signals_ingested_total 1"), "{}", m.text);
+
+    // Who sees it.
+    assert_eq!(
+        hub.get("/api/v1/signals", Some(&sub.token)).await.ok(200).as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(
+        hub.get("/api/v1/signals", Some(&outsider.token)).await.ok(200).as_array().unwrap().len(),
+        0
+    );
+    assert_eq!(
+        hub.get("/api/v1/signals", Some(&kit.session.token))
+            .await
+            .ok(200)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let path = format!("/api/v1/signals/{}", s.id.to_hex());
+    assert_eq!(hub.get(&path, Some(&sub.token)).await.ok(200)["signal_id"], s.id.to_hex());
+    hub.get(&path, Some(&outsider.token)).await.problem(404, "not-found");
+
+    let audit = hub.get("/api/v1/audit?action=signal.ingest", Some(&owner.token)).await;
+    assert_eq!(audit.ok(200).as_array().unwrap().len(), 1);
+    hub.stop().await;
+}
+
+async fn ingest_refusals(b: Backend) {
+    let hub = TestHub::start(b).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    let now = hub.clock.now_ms();
+    let post = |body: Vec<u8>| {
+        let (hub, kit) = (&hub, &kit);
+        async move { post_signal_raw(hub, &kit.key_id, &kit.secret, body, now, &nonce()).await }
+    };
+
+    post(b"{\"record\": ".to_vec()).await.problem(400, "malformed-json");
+    post(br#"{"record": 5}"#.to_vec()).await.problem(422, "invalid-body");
+    post(br#"{"recrd": "AA=="}"#.to_vec()).await.problem(422, "invalid-body");
+    post(br#"{"record": "@@@"}"#.to_vec()).await.problem(422, "invalid-record");
+    post(format!(r#"{{"record": "{}"}}"#, b64(b"not a record")).into_bytes())
+        .await
+        .problem(422, "invalid-record");
+    // Over 32 KiB.
+    post(format!(r#"{{"record": "{}"}}"#, "A".repeat(33 * 1024)).into_bytes())
+        .await
+        .problem(413, "payload-too-large");
+
+    // A record of another kind.
+    let keys = crate::helpers::keys_record(&kit.identity, "x", now);
+    post(format!(r#"{{"record": "{keys}"}}"#).into_bytes()).await.problem(422, "invalid-record");
+    // Signed by a device that is not enrolled.
+    let stranger = crate::helpers::new_identity();
+    let (_, body) = tradecast_hub::signals::client::signal_body(
+        &stranger,
+        fields(1, now),
+        &signal(&stranger, now),
+    );
+    post(body).await.problem(403, "device-refused");
+    // signal.provider is not the author.
+    let mut s = signal(&kit.identity, now);
+    s.provider = stranger.device_id();
+    let (_, body) = tradecast_hub::signals::client::signal_body(&kit.identity, fields(1, now), &s);
+    post(body).await.problem(422, "invalid-record");
+    // Schema: prices out of order, empty symbol, expiry before creation.
+    for mutate in [
+        (|s: &mut tradecast_protocol::Signal| s.stop = "1.1".parse().unwrap())
+            as fn(&mut tradecast_protocol::Signal),
+        |s| s.symbol = String::new(),
+        |s| s.expires_at_ms = 0,
+        |s| s.leg = 0,
+        |s| s.entry = "-1".parse().unwrap(),
+    ] {
+        let mut s = signal(&kit.identity, now);
+        mutate(&mut s);
+        let (_, body) =
+            tradecast_hub::signals::client::signal_body(&kit.identity, fields(1, now), &s);
+        post(body).await.problem(422, "invalid-record");
+    }
+    // A tampered record: signature no longer verifies (flip a byte of the body).
+    let (record, _) = tradecast_hub::signals::client::signal_body(
+        &kit.identity,
+        fields(1, now),
+        &signal(&kit.identity, now),
+    );
+    let mut bytes = record.encode();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    post(format!(r#"{{"record": "{}"}}"#, b64(&bytes)).into_bytes())
+        .await
+        .problem(422, "invalid-record");
+    // Stale: created 61 s before reception (the request itself is fresh).
+    let old = now - 61_000;
+    let (_, body) = tradecast_hub::signals::client::signal_body(
+        &kit.identity,
+        fields(1, old),
+        &signal(&kit.identity, old),
+    );
+    let r = post(body).await;
+    r.problem(422, "stale-signal");
+    // From the future by more than the limit as well.
+    let future = now + 61_000;
+    let (_, body) = tradecast_hub::signals::client::signal_body(
+        &kit.identity,
+        fields(1, future),
+        &signal(&kit.identity, future),
+    );
+    post(body).await.problem(422, "stale-signal");
+    // 59 s old is accepted.
+    let ok = now - 59_000;
+    let (_, body) = tradecast_hub::signals::client::signal_body(
+        &kit.identity,
+        fields(1, ok),
+        &signal(&kit.identity, ok),
+    );
+    post(body).await.ok(201);
+    // Wrong content type with a valid signature.
+    let (_, body) = tradecast_hub::signals::client::signal_body(
+        &kit.identity,
+        fields(2, now),
+        &signal(&kit.identity, now),
+    );
+    let path = tradecast_hub::signals::client::SIGNALS_PATH;
+    let mut req =
+        hub.http.post(hub.url(path)).header("content-type", "text/plain").body(body.clone());
+    for (k, v) in tradecast_hub::signals::client::auth_headers(
+        &kit.key_id,
+        &kit.secret,
+        path,
+        &body,
+        now,
+        &nonce(),
+    ) {
+        req = req.header(k, v);
+    }
+    crate::helpers::Resp::from(req.send().await.unwrap())
+        .await
+        .problem(415, "unsupported-media-type");
+    hub.stop().await;
+}
+
+async fn hmac_refusals(b: Backend) {
+    let hub = TestHub::start(b).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    let now = hub.clock.now_ms();
+    let (_, body) = tradecast_hub::signals::client::signal_body(
+        &kit.identity,
+        fields(1, now),
+        &signal(&kit.identity, now),
+    );
+    let path = tradecast_hub::signals::client::SIGNALS_PATH;
+
+    // No headers at all.
+    hub.post_raw(path, "application/json", body.clone()).await.problem(401, "missing-header");
+    // Wrong secret, unknown key, malformed nonce, stale and future timestamps.
+    post_signal_raw(&hub, &kit.key_id, "not the secret", body.clone(), now, &nonce())
+        .await
+        .problem(401, "bad-signature");
+    post_signal_raw(&hub, "tck_unknown", &kit.secret, body.clone(), now, &nonce())
+        .await
+        .problem(401, "unknown-key");
+    post_signal_raw(&hub, &kit.key_id, &kit.secret, body.clone(), now, "short")
+        .await
+        .problem(401, "malformed-nonce");
+    post_signal_raw(&hub, &kit.key_id, &kit.secret, body.clone(), now - 31_000, &nonce())
+        .await
+        .problem(401, "stale-timestamp");
+    post_signal_raw(&hub, &kit.key_id, &kit.secret, body.clone(), now + 31_000, &nonce())
+        .await
+        .problem(401, "future-timestamp");
+    // The signature covers the body: another body under the same headers is refused.
+    let headers = tradecast_hub::signals::client::auth_headers(
+        &kit.key_id,
+        &kit.secret,
+        path,
+        &body,
+        now,
+        &nonce(),
+    );
+    let mut req = hub
+        .http
+        .post(hub.url(path))
+        .header("content-type", "application/json")
+        .body(b"{}".to_vec());
+    for (k, v) in headers.clone() {
+        req = req.header(k, v);
+    }
+    crate::helpers::Resp::from(req.send().await.unwrap()).await.problem(401, "bad-signature");
+    // A replayed nonce: the first use succeeds, the exact same request again is refused.
+    let n = nonce();
+    post_signal_raw(&hub, &kit.key_id, &kit.secret, body.clone(), now, &n).await.ok(201);
+    post_signal_raw(&hub, &kit.key_id, &kit.secret, body.clone(), now, &n)
+        .await
+        .problem(401, "replayed-nonce");
+    // A bad signature does not burn a nonce.
+    let n2 = nonce();
+    post_signal_raw(&hub, &kit.key_id, "wrong", body.clone(), now, &n2)
+        .await
+        .problem(401, "bad-signature");
+    post_signal_raw(&hub, &kit.key_id, &kit.secret, body.clone(), now, &n2).await.ok(200);
+    // A revoked key is unknown from then on.
+    hub.post(
+        &format!("/api/v1/api-keys/{}/revoke", kit.key_id),
+        Some(&kit.session.token),
+        json!({}),
+    )
+    .await
+    .ok(204);
+    post_signal_raw(&hub, &kit.key_id, &kit.secret, body.clone(), now, &nonce())
+        .await
+        .problem(401, "unknown-key");
+    let keys = hub.get("/api/v1/api-keys", Some(&kit.session.token)).await;
+    assert!(keys.ok(200)[0]["revoked_at_ms"].is_i64());
+    assert!(!keys.text.contains(&kit.secret), "a listed key must not show its secret");
+    // Secrets are sealed at rest.
+    let sealed: String = sqlx::query_scalar("SELECT secret_sealed FROM api_keys WHERE id = $1")
+        .bind(&kit.key_id)
+        .fetch_one(hub.db.pool())
+        .await
+        .unwrap();
+    assert!(!sealed.contains(&kit.secret));
+    hub.stop().await;
+}
+
+async fn provider_conditions(b: Backend) {
+    let hub = TestHub::start(b).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    // No active plan: refused.
+    hub.post(
+        &format!("/api/v1/plans/{}/archive", kit.plan_id),
+        Some(&kit.session.token),
+        json!({}),
+    )
+    .await
+    .ok(200);
+    let s = signal(&kit.identity, hub.clock.now_ms());
+    post_signal(&hub, &kit, &s, 1).await.1.problem(403, "no-active-plan");
+    hub.post(
+        "/api/v1/plans",
+        Some(&kit.session.token),
+        json!({ "name": "B", "price_minor": 100, "currency": "USD", "period_days": 30 }),
+    )
+    .await
+    .ok(201);
+    // A record by another provider's device, posted with this provider's key.
+    let other = provider_kit(&hub, &owner).await;
+    let now = hub.clock.now_ms();
+    let (_, body) = tradecast_hub::signals::client::signal_body(
+        &other.identity,
+        fields(1, now),
+        &signal(&other.identity, now),
+    );
+    post_signal_raw(&hub, &kit.key_id, &kit.secret, body, now, &nonce())
+        .await
+        .problem(403, "device-refused");
+    // The provider's device revoked: refused.
+    hub.post(
+        &format!("/api/v1/devices/{}/revoke", kit.device_id),
+        Some(&kit.session.token),
+        json!({}),
+    )
+    .await
+    .ok(200);
+    post_signal(&hub, &kit, &s, 1).await.1.problem(403, "device-refused");
+    // A provider demoted to subscriber: its key no longer publishes.
+    let (_, r) = post_signal(&hub, &other, &signal(&other.identity, now), 1).await;
+    r.ok(201);
+    hub.send(
+        "PUT",
+        &format!("/api/v1/users/{}/role", other.session.user_id),
+        Some(&owner.token),
+        Some(json!({ "role": "subscriber" })),
+    )
+    .await
+    .ok(200);
+    post_signal(&hub, &other, &signal(&other.identity, now), 2).await.1.problem(403, "forbidden");
+    // The hub key that signs receipts is the one enrolment pins.
+    let k = IdentityKey::from_hex(&hex::encode(hub.state().hub_identity.identity_key().to_bytes()))
+        .unwrap();
+    assert_eq!(k.device_id(), hub.state().hub_identity.device_id());
+    hub.stop().await;
+}
