@@ -45,6 +45,7 @@ pub mod seal;
 pub mod session;
 pub mod sim;
 pub mod trade;
+pub mod vectors;
 
 pub use chain::{ChainError, ChainTip, verify_chain};
 pub use domain::{

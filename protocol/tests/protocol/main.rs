@@ -10,3 +10,4 @@ mod seal;
 mod session;
 mod sim;
 mod support;
+mod vectors;
