@@ -64,6 +64,8 @@ pub struct SimConfig {
     pub server_utc_offset_s: i32,
     /// Offset of the bar file's times from UTC, seconds (MT5 exports are in server time).
     pub file_utc_offset_s: i32,
+    /// Wall ms between an EA's send and the fill.
+    pub send_latency_ms: u64,
 }
 
 /// Why the simulator could not run.
@@ -151,6 +153,7 @@ pub async fn run(cfg: SimConfig, shutdown: watch::Receiver<bool>) -> Result<RunS
     for (i, (key, secret)) in cfg.keys.iter().enumerate() {
         let mut tc = TerminalConfig::new(&cfg.node_url, key, secret, cfg.first_login + i as u64);
         tc.input_magic = cfg.input_magic;
+        tc.send_latency_ms = cfg.send_latency_ms;
         if cfg.speed == Speed::Max {
             tc.poll_wait_override_ms = Some(0);
         }

@@ -428,7 +428,12 @@ pub struct Broker {
 }
 
 fn money(d: Decimal) -> Decimal {
-    d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+    let mut m = d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    // No "-0.00" on the wire: a zero is a zero.
+    if m.is_zero() {
+        m.set_sign_positive(true);
+    }
+    m
 }
 
 fn on_grid(value: Decimal, step: Decimal) -> bool {
@@ -1076,7 +1081,7 @@ impl Broker {
             self.accounts.get(&login).map(|a| a.cfg.currency.clone()).unwrap_or_default();
         let commission_per_lot =
             self.symbols.get(&f.symbol).map(|s| s.cfg.commission_per_lot).unwrap_or_default();
-        let commission = -money(commission_per_lot * f.volume);
+        let commission = money(-(commission_per_lot * f.volume));
         let target = f
             .target
             .and_then(|id| self.accounts.get(&login).and_then(|a| a.positions.get(&id)).cloned());

@@ -8,6 +8,7 @@
 //! - `auth-stale`, `auth-future`, `auth-replayed`, `auth-unknown-key`, `auth-wrong-secret`,
 //!   `auth-unsigned`, `auth-malformed-nonce`, `auth-malformed-timestamp`,
 //!   `auth-malformed-signature`: 401 with an `application/problem+json` body;
+//! - `auth-nothing-processed`: a deal pushed with a wrong signature does not move the cursor;
 //! - `body-malformed` (400), `body-missing-field` (400 naming `wait_ms`), `body-trailing-nul`
 //!   (400 `trailing-nul`), `body-oversized` (413);
 //! - `answer-signatures`: every answer to a correctly signed request is signed with the secret
@@ -333,6 +334,7 @@ impl Suite {
             return;
         };
         self.auth_matrix().await;
+        self.nothing_processed(&session).await;
         self.bodies(&session).await;
         self.poll_bounded(&session).await;
         self.cursors().await;
@@ -428,6 +430,46 @@ impl Suite {
             Err(e) => fail(e.to_string()),
         };
         self.report.push("auth-replayed", outcome);
+    }
+
+    /// A refused request changes nothing: a deal pushed with a wrong signature must not move
+    /// the deals cursor.
+    async fn nothing_processed(&mut self, session: &str) {
+        let far = wall_ms() + 3_600_000;
+        let deal = Deal {
+            deal_ticket: 9_100_000_999,
+            order_ticket: 9_100_000_999,
+            position_id: 9_100_000_999,
+            symbol: self.options.symbol.clone(),
+            kind: DealKind::Buy,
+            entry: DealEntry::In,
+            reason: DealReason::Client,
+            volume: d("0.01"),
+            price: d("1.07000"),
+            commission: d("0"),
+            swap: d("0"),
+            profit: d("0"),
+            fee: d("0"),
+            magic: 0,
+            comment: "forged".into(),
+            time_ms: far,
+        };
+        let body =
+            ea::encode(&Deals { session_id: session.to_owned(), from_ms: 0, deals: vec![deal] });
+        let t = Tamper { secret: Some(b"forged-secret".to_vec()), ..Tamper::default() };
+        let refused = self.tampered(Call::Deals, &body, t, 401).await;
+        let o = match refused {
+            CheckOutcome::Passed => match self.hello().await {
+                Ok(h) if h.deals_from_ms < far => CheckOutcome::Passed,
+                Ok(h) => fail(format!(
+                    "the deals cursor moved to {} after a refused push",
+                    h.deals_from_ms
+                )),
+                Err(e) => fail(e),
+            },
+            other => other,
+        };
+        self.report.push("auth-nothing-processed", o);
     }
 
     async fn bodies(&mut self, session: &str) {

@@ -70,6 +70,9 @@ struct Cli {
     /// The bar file's times minus UTC, seconds.
     #[arg(long, default_value_t = 0)]
     file_offset: i32,
+    /// Wall milliseconds between a send and its fill (the price may move meanwhile).
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
 }
 
 #[tokio::main]
@@ -102,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         instant_execution: cli.instant,
         server_utc_offset_s: cli.server_offset,
         file_utc_offset_s: cli.file_offset,
+        send_latency_ms: cli.latency_ms,
     };
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

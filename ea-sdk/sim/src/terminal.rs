@@ -71,6 +71,10 @@ pub struct TerminalConfig {
     pub floor_silence_ms: i64,
     /// Overrides the node's poll wait (0 in `--speed max` replays so a bar is not held up).
     pub poll_wait_override_ms: Option<u32>,
+    /// Wall time between the EA's `OrderSend` and the trade server's fill (the round trip to
+    /// the broker): in a `Speed::Factor` replay the price moves meanwhile, so the fill is at the
+    /// price current after it.
+    pub send_latency_ms: u64,
 }
 
 impl TerminalConfig {
@@ -89,6 +93,7 @@ impl TerminalConfig {
             terminal_build: 4_755,
             floor_silence_ms: 10_000,
             poll_wait_override_ms: None,
+            send_latency_ms: 0,
         }
     }
 }
@@ -602,6 +607,13 @@ impl Terminal {
         by_deals()
     }
 
+    /// Waits the configured round trip to the trade server.
+    async fn latency(&self) {
+        if self.cfg.send_latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.cfg.send_latency_ms)).await;
+        }
+    }
+
     /// `OrderSend` with the faults applied; `None` is "no result at all".
     fn send(&mut self, req: &TradeRequest) -> Option<TradeResult> {
         self.stats.sends += 1;
@@ -717,6 +729,7 @@ impl Terminal {
             order: None,
             expiration_ms: o.expiration_ms,
         };
+        self.latency().await;
         let result = self.send(&req);
         let ack = self.settle(&o.order_id, magic, result);
         self.ack(ack).await
@@ -743,6 +756,7 @@ impl Terminal {
                     }),
                     Some(p) => {
                         let req = self.close_request(&p, volume, magic, &order_id);
+                        self.latency().await;
                         self.send(&req)
                     }
                 };

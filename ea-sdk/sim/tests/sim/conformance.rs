@@ -23,7 +23,7 @@ async fn a_correct_node_passes_every_check() {
     let report =
         conformance::run_with(&n.url, KEY, SECRET, options).await.unwrap_or_else(|r| panic!("{r}"));
     assert!(report.not_run().is_empty(), "{report}");
-    assert_eq!(report.checks.len(), 23, "{report}");
+    assert_eq!(report.checks.len(), 24, "{report}");
     assert!(report.checks.iter().all(|c| c.outcome == CheckOutcome::Passed), "{report}");
 }
 
@@ -53,6 +53,7 @@ async fn a_link_that_skips_signature_checks_fails() {
         "auth-malformed-nonce",
         "auth-malformed-timestamp",
         "auth-malformed-signature",
+        "auth-nothing-processed",
     ] {
         assert!(failures.contains(&name), "{name} should fail:\n{report}");
     }

@@ -364,3 +364,130 @@ async fn a_lockstep_replay_pushes_every_closed_bar_and_backfills() {
     assert_eq!(p1.len() + p2.len(), 2);
     assert_eq!(lock(&b).time_ms(), MONDAY_10 + 3_600_000 * 50);
 }
+
+#[tokio::test]
+async fn a_fill_after_the_latency_takes_the_price_of_then() {
+    let (node, b, _) = setup(Broken::default(), MarginMode::Hedging).await;
+    let mut cfg = TerminalConfig::new(&node.url, KEY, SECRET, LOGIN);
+    cfg.poll_wait_override_ms = Some(50);
+    cfg.send_latency_ms = 300;
+    let mut t = Terminal::new(cfg, b.clone(), Faults::default()).expect("terminal");
+    steps(&mut t, 1).await;
+    let (id, _) = node.add_order(Order { sl: None, ..market(OrderKind::Buy, "0.10") });
+    let mover = b.clone();
+    let moved = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        lock(&mover)
+            .set_quote("EURUSD", d("1.07250"), d("1.07260"), MONDAY_10 + 1_000)
+            .expect("quote");
+    });
+    steps(&mut t, 1).await;
+    moved.await.expect("mover");
+    let acks = node.acks_for(&id);
+    assert_eq!(acks.len(), 1, "{acks:?}");
+    assert_eq!(acks[0].price, Some(d("1.07260")), "filled at the ask after the latency");
+}
+
+#[tokio::test]
+async fn the_command_line_library_runs_a_generated_replay_against_a_node() {
+    use tradecast_sim::app::{self, SimConfig, Source};
+    let node = RefNode::start(KEY, SECRET, Broken::default()).await;
+    node.lock().subscriptions =
+        vec![BarSubscription { symbol: "EURUSD".into(), timeframe: Timeframe::H1 }];
+    let cfg = SimConfig {
+        node_url: node.url.clone(),
+        keys: vec![(KEY.into(), SECRET.into())],
+        source: Source::Generated { seed: 5, n: 60 },
+        symbol: "EURUSD".into(),
+        digits: 5,
+        speed: Speed::Max,
+        first_login: LOGIN,
+        balance: d("10000"),
+        leverage: 100,
+        margin_mode: MarginMode::Hedging,
+        input_magic: 20_260_101,
+        spread_points: 10,
+        slippage_points: 0,
+        instant_execution: false,
+        server_utc_offset_s: 7_200,
+        file_utc_offset_s: 0,
+        send_latency_ms: 0,
+    };
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let summary = app::run(cfg, rx).await.expect("run");
+    assert_eq!(summary.replay.bars, 60);
+    assert_eq!(summary.replay.link_errors, 0);
+    assert_eq!(summary.terminals.len(), 1);
+    assert_eq!(node.lock().bars.len(), 60);
+    let bad = SimConfig {
+        keys: Vec::new(),
+        ..SimConfig {
+            node_url: node.url.clone(),
+            keys: Vec::new(),
+            source: Source::File("/nonexistent/bars.csv".into()),
+            symbol: "EURUSD".into(),
+            digits: 5,
+            speed: Speed::Max,
+            first_login: LOGIN,
+            balance: d("1"),
+            leverage: 1,
+            margin_mode: MarginMode::Netting,
+            input_magic: 1,
+            spread_points: 1,
+            slippage_points: 0,
+            instant_execution: false,
+            server_utc_offset_s: 0,
+            file_utc_offset_s: 0,
+            send_latency_ms: 0,
+        }
+    };
+    let (_tx2, rx2) = tokio::sync::watch::channel(false);
+    assert!(matches!(app::run(bad, rx2).await, Err(app::SimError::NoKeys)));
+}
+
+/// The shared real data replays through the broker: 5,000 EURUSD H1 bars with a position
+/// protected by SL and TP, closed by the intrabar rule at one of its levels.
+#[test]
+fn the_shared_eurusd_file_replays_through_the_broker() {
+    use tradecast_sim::feed::SpreadModel;
+    let path =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/EURUSD-H1.csv");
+    let bytes = std::fs::read(&path).expect("testdata/EURUSD-H1.csv");
+    let mut feed =
+        Feed::from_file("EURUSD", &bytes, &Default::default(), SpreadModel::default(), 1)
+            .expect("the shared file reads");
+    assert_eq!((feed.len(), feed.bar_seconds()), (5_000, 3_600));
+    let mut b = Broker::new(BrokerConfig::default());
+    b.add_symbol(SymbolConfig::forex("EURUSD", 5));
+    b.open_account(AccountConfig {
+        login: LOGIN,
+        currency: "USD".into(),
+        leverage: 100,
+        margin_mode: MarginMode::Hedging,
+        balance: d("10000"),
+    })
+    .expect("account");
+    let mut n = 0;
+    let mut sl_tp_deals = 0;
+    while let Some((bar, spread)) = feed.next_bar(7_200) {
+        let events = b.on_bar("EURUSD", &bar, spread, 3_600).expect("bars in order");
+        sl_tp_deals += events.len();
+        n += 1;
+        if n == 10 {
+            let q = b.quote("EURUSD").expect("quote");
+            let mut req = TradeRequest::market("EURUSD", OrderKind::Buy, d("0.10"));
+            req.sl = Some(q.bid - d("0.00500"));
+            req.tp = Some(q.bid + d("0.00500"));
+            assert_eq!(b.send(LOGIN, &req).retcode, retcode::DONE);
+        }
+    }
+    assert_eq!(n, 5_000);
+    assert_eq!(sl_tp_deals, 1);
+    let deals = b.deals(LOGIN, 0, i64::MAX).expect("account");
+    let out = deals.last().expect("closing deal");
+    assert!(matches!(out.reason, ea::DealReason::Sl | ea::DealReason::Tp), "{out:?}");
+    // Entry at the ask (bid + 10 points): the target is 49 points away, the stop 51.
+    let expect = if out.reason == ea::DealReason::Tp { d("49.00") } else { d("-51.00") };
+    assert_eq!(out.profit, expect, "{out:?}");
+    assert_eq!(out.commission.to_string(), "0", "no negative zero");
+}
