@@ -854,9 +854,10 @@ void TcPushBars()
    ArrayResize(newPushed, ArraySize(g_subSym));
    for(int i = 0; i < ArraySize(g_subSym); i++)
      {
-      newPushed[i] = g_barsPushed[i];
-      long from = MathMax(g_barsFrom[i], g_barsPushed[i] + 1);
-      total += TcWriteBars(w, g_subSym[i], g_subTf[i], from, LONG_MAX, TC_MAX_BARS - total, newPushed[i]);
+      long last = g_barsPushed[i];
+      long from = (g_barsFrom[i] > g_barsPushed[i] + 1) ? g_barsFrom[i] : g_barsPushed[i] + 1;
+      total += TcWriteBars(w, g_subSym[i], g_subTf[i], from, LONG_MAX, TC_MAX_BARS - total, last);
+      newPushed[i] = last;
      }
    w.EndArray();
    w.EndObject();

@@ -7,6 +7,8 @@
 //| by TcSelfTest() at OnInit.                                        |
 //+------------------------------------------------------------------+
 #property strict
+#ifndef TC_CRYPTO_MQH
+#define TC_CRYPTO_MQH
 
 #define TC_HMAC_BLOCK 64
 
@@ -135,7 +137,7 @@ bool TcConstantTimeEquals(const string a, const string b)
   {
    int la = StringLen(a), lb = StringLen(b);
    int diff = la ^ lb;
-   int n = MathMax(la, lb);
+   int n = (la > lb) ? la : lb;
    for(int i = 0; i < n; i++)
      {
       int ca = (i < la) ? StringGetCharacter(a, i) : 0;
@@ -168,3 +170,4 @@ bool TcSelfTest()
    return good;
   }
 //+------------------------------------------------------------------+
+#endif // TC_CRYPTO_MQH

@@ -7,6 +7,8 @@
 //| node's answers are simply never looked at (forward compatible).  |
 //+------------------------------------------------------------------+
 #property strict
+#ifndef TC_JSON_MQH
+#define TC_JSON_MQH
 
 #define TC_JSON_MAX_DEPTH 32
 
@@ -392,3 +394,4 @@ public:
    string            Text(void) { return m_out; }
   };
 //+------------------------------------------------------------------+
+#endif // TC_JSON_MQH

@@ -7,6 +7,8 @@
 //| anything in the answer is believed.                              |
 //+------------------------------------------------------------------+
 #property strict
+#ifndef TC_LINK_MQH
+#define TC_LINK_MQH
 
 #include "Crypto.mqh"
 
@@ -147,3 +149,4 @@ public:
      }
   };
 //+------------------------------------------------------------------+
+#endif // TC_LINK_MQH

@@ -8,6 +8,8 @@
 //| and the conversions of broker server time to UTC.                |
 //+------------------------------------------------------------------+
 #property strict
+#ifndef TC_TRADE_MQH
+#define TC_TRADE_MQH
 
 //--- Broker server time minus UTC, seconds (set at OnInit and before every hello).
 int g_tcOffset = 0;
@@ -255,3 +257,4 @@ uint TcCloseAll(const uint input_magic, const bool everything, const string comm
    return (firstFailure == 0) ? TRADE_RETCODE_DONE : firstFailure;
   }
 //+------------------------------------------------------------------+
+#endif // TC_TRADE_MQH

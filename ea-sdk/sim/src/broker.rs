@@ -17,11 +17,14 @@
 //!   Wednesday), profit with the tick value in account currency, which moves with price when the
 //!   profit currency is not the account's (cross pairs);
 //! - SL/TP and pending triggers through the shared intrabar rule
-//!   ([`tradecast_protocol::trade::intrabar_exit`]): bid prices for a buy, ask for a sell.
+//!   ([`tradecast_protocol::trade::intrabar_exit`]): bid prices for a buy, ask for a sell;
+//! - stop-out: when equity / margin falls below the stop-out level, the most losing position is
+//!   closed (deal reason `stop_out`) until the level holds again.
 //!
 //! Simplifications (documented, not hidden): a position opened by a pending order that triggers
-//! inside a bar is checked for SL/TP from the next bar on; hedged margin is not reduced; there is
-//! no stop-out; deals inside a bar carry the bar's open time.
+//! inside a bar is checked for SL/TP from the next bar on; hedged margin is not reduced; the
+//! stop-out level is checked at each new price (a bar's close, a set quote), not inside a bar;
+//! deals inside a bar carry the bar's open time.
 
 use std::collections::BTreeMap;
 
@@ -137,6 +140,9 @@ pub struct BrokerConfig {
     pub server: String,
     /// The broker's name.
     pub company: String,
+    /// Stop-out level: margin level (equity ÷ margin, percent) below which positions are closed,
+    /// the most losing first. Zero disables it.
+    pub stop_out_level_pct: Decimal,
 }
 
 impl Default for BrokerConfig {
@@ -147,6 +153,7 @@ impl Default for BrokerConfig {
             server_utc_offset_s: 7_200,
             server: "Tradecast-Sim".to_owned(),
             company: "Tradecast Simulated Broker".to_owned(),
+            stop_out_level_pct: Decimal::from(50),
         }
     }
 }
@@ -590,7 +597,63 @@ impl Broker {
         if let Some(s) = self.symbols.get_mut(symbol) {
             s.quote = Some(Quote { bid, ask, time_ms });
         }
+        let mut events = Vec::new();
+        self.stop_out(&mut events);
         Ok(())
+    }
+
+    /// Closes the most losing position of every account whose margin level is below the
+    /// stop-out level, until it is not (MT5's stop-out; deal reason `stop_out`).
+    fn stop_out(&mut self, events: &mut Vec<BrokerEvent>) {
+        let level = self.cfg.stop_out_level_pct;
+        if level <= Decimal::ZERO {
+            return;
+        }
+        for login in self.logins() {
+            // Each pass closes one position, so the loop ends within the number of positions.
+            loop {
+                let Some(acc) = self.accounts.get(&login) else { break };
+                let margin = self.margin_of(acc);
+                if margin <= Decimal::ZERO
+                    || self.equity_of(acc) * Decimal::from(100) >= level * margin
+                {
+                    break;
+                }
+                let currency = acc.cfg.currency.clone();
+                let Some(worst) = acc
+                    .positions
+                    .values()
+                    .min_by_key(|p| self.position_profit(p, &currency))
+                    .cloned()
+                else {
+                    break;
+                };
+                let Some(q) = self.quote(&worst.symbol) else { break };
+                let price = match worst.side {
+                    Side::Buy => q.bid,
+                    Side::Sell => q.ask,
+                };
+                let order = self.take_order_ticket();
+                let deal = self.execute(
+                    login,
+                    Fill {
+                        symbol: worst.symbol.clone(),
+                        side: opposite(worst.side),
+                        volume: worst.volume,
+                        price,
+                        order,
+                        target: Some(worst.position_id),
+                        sl: None,
+                        tp: None,
+                        magic: worst.magic,
+                        comment: format!("[so {}]", price),
+                        reason: DealReason::StopOut,
+                        time_ms: self.time_ms,
+                    },
+                );
+                events.push(BrokerEvent::Deal { login, deal });
+            }
+        }
     }
 
     /// Conversion rate from `from` to `to` currency using the symbols' quotes: a direct pair
@@ -1384,6 +1447,7 @@ impl Broker {
         if let Some(s) = self.symbols.get_mut(symbol) {
             s.quote = Some(Quote { bid: bar.close, ask: bar.close + spread, time_ms: close_ms });
         }
+        self.stop_out(&mut events);
         Ok(events)
     }
 

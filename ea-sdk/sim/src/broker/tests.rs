@@ -500,3 +500,44 @@ fn balance_operations_are_balance_deals() {
     assert_eq!((deal.kind, deal.profit), (DealKind::Balance, d("-500")));
     assert_eq!(b.account_info(HEDGING).expect("account").balance, d("9500"));
 }
+
+#[test]
+fn stop_out_closes_the_most_losing_position_below_the_level() {
+    let mut b = broker();
+    b.open_account(AccountConfig {
+        login: 1003,
+        currency: "USD".into(),
+        leverage: 100,
+        margin_mode: MarginMode::Hedging,
+        balance: d("1000"),
+    })
+    .expect("fresh login");
+    // 0.90 lot: margin 964.89 USD; the spread costs 9 USD and the commission 6.30 USD.
+    check(&mut b, 1003, buy("0.50"), retcode::DONE);
+    check(&mut b, 1003, buy("0.40"), retcode::DONE);
+    // 50 points down: equity 534.70, margin level 55 %: nothing happens.
+    b.set_quote("EURUSD", d("1.06700"), d("1.06710"), MONDAY_10 + 1_000).expect("quote");
+    assert_eq!(b.positions(1003).expect("account").len(), 2);
+    // 60 points down: equity 444.70, level 46 % < 50 %: the bigger loser (0.50 lot) goes.
+    let events = b
+        .on_bar(
+            "EURUSD",
+            &bar(MONDAY_10 + HOUR, "1.06700", "1.06700", "1.06600", "1.06600"),
+            10,
+            3_600,
+        )
+        .expect("bar");
+    let closed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            BrokerEvent::Deal { login: 1003, deal } => Some(deal.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed.len(), 1, "{events:?}");
+    assert_eq!((closed[0].reason, closed[0].volume), (DealReason::StopOut, d("0.50")));
+    let info = b.account_info(1003).expect("account");
+    assert!(info.equity * Decimal::from(100) >= d("50") * info.margin, "{info:?}");
+    // The other accounts had no positions and are untouched.
+    assert!(b.positions(HEDGING).expect("account").is_empty());
+}
