@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Environment variables with this prefix override config fields: `TRADECAST_HUB_LISTEN`,
 /// and nested fields with `__`: `TRADECAST_HUB_HTTP__REQUEST_TIMEOUT_MS`.
@@ -47,7 +47,7 @@ pub enum ConfigError {
 
 /// Development generates missing secrets into the data dir; production refuses to start
 /// without strong ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Missing secrets are generated and kept in `<data_dir>/secrets/`.
@@ -58,7 +58,7 @@ pub enum Mode {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One JSON object per line, with the request id of the span it was logged in.
@@ -69,7 +69,7 @@ pub enum LogFormat {
 }
 
 /// A URL that may contain a password. `Debug` and `Display` show only the scheme.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct RedactedUrl(String);
 
@@ -95,7 +95,7 @@ impl std::fmt::Debug for RedactedUrl {
 }
 
 /// The whole configuration. Every field has a safe default; units are in the names.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `development` (default) or `production`.
@@ -131,7 +131,7 @@ pub struct Config {
 }
 
 /// HTTP limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Largest request body on ordinary routes. Default 65 536 bytes.
@@ -143,7 +143,7 @@ pub struct HttpConfig {
 }
 
 /// Accounts, tokens and password hashing.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Lifetime of an access token (JWT). Default 900 s.
@@ -167,7 +167,7 @@ pub struct AuthConfig {
 }
 
 /// One token bucket: `burst` tokens, refilled at `per_minute` tokens a minute.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BucketConfig {
     /// Bucket size.
@@ -177,7 +177,7 @@ pub struct BucketConfig {
 }
 
 /// Token buckets.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Every `/api` request, per client IP. Default 120 burst, 1 200/min.
@@ -191,7 +191,7 @@ pub struct RateLimitConfig {
 }
 
 /// The signals API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SignalsConfig {
     /// A signal is refused when received more than this after (or before) its
@@ -200,7 +200,7 @@ pub struct SignalsConfig {
 }
 
 /// Device enrolment.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DevicesConfig {
     /// Lifetime of an enrolment code. Default 600 s.
@@ -305,14 +305,16 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigError> {
-        let mut table = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse(e.to_string()))?
-            }
-            None => toml::Table::new(),
-        };
+        // Every layer is merged into the defaults, so a layer may set one field of a table.
+        let mut table = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError::Parse(format!("defaults: {e}")))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            let from_file =
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse(e.to_string()))?;
+            merge(&mut table, from_file);
+        }
         for (name, value) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
             if ENV_NOT_CONFIG.iter().any(|p| rest.starts_with(p)) {
@@ -450,6 +452,18 @@ pub fn platform_data_dir(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Op
     absolute(var("XDG_DATA_HOME")).or_else(|| home.map(|h| h.join(".local").join("share")))
 }
 
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
 /// An environment value as TOML: integers and booleans as such, anything else a string.
 fn env_value(raw: &str) -> toml::Value {
     if let Ok(i) = raw.parse::<i64>() {
@@ -526,6 +540,18 @@ mod tests {
     }
 
     #[test]
+    fn one_field_of_a_table_can_be_set() {
+        let c = load(
+            "[rate_limits.per_ip]\nburst = 7\n",
+            &[("TRADECAST_HUB_RATE_LIMITS__LOGIN_PER_IP__BURST", "99")],
+        )
+        .unwrap();
+        assert_eq!(c.rate_limits.per_ip, BucketConfig { burst: 7, per_minute: 1200 });
+        assert_eq!(c.rate_limits.login_per_ip, BucketConfig { burst: 99, per_minute: 30 });
+        assert_eq!(c.auth.login_lock_s, 900);
+    }
+
+    #[test]
     fn errors_name_the_field() {
         check_err("[http]\nrequest_timeout_ms = \"soon\"\n", &[], "http.request_timeout_ms");
         check_err("listen = \"nowhere\"\n", &[], "listen");
@@ -540,6 +566,7 @@ mod tests {
             "`auth.argon2_memory_kib`",
         );
         check_err("mode = \"staging\"\n", &[], "mode");
+        check_err("[rate_limits.per_ip]\nburst = 5\nper_minute = 1\nspeed = 2\n", &[], "speed");
     }
 
     #[cfg(all(unix, not(target_os = "macos")))]
