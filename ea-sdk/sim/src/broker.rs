@@ -611,8 +611,7 @@ impl Broker {
         }
         for login in self.logins() {
             // Each pass closes one position, so the loop ends within the number of positions.
-            loop {
-                let Some(acc) = self.accounts.get(&login) else { break };
+            while let Some(acc) = self.accounts.get(&login) {
                 let margin = self.margin_of(acc);
                 if margin <= Decimal::ZERO
                     || self.equity_of(acc) * Decimal::from(100) >= level * margin
