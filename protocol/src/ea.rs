@@ -1293,4 +1293,44 @@ mod tests {
         assert!(!String::from_utf8_lossy(&bytes).contains("floor_breach"));
         assert_eq!(decode::<Hello>(&bytes).expect("hello"), h);
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// No body, however broken, panics the decoder; every refusal names a kind.
+            #[test]
+            fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = decode::<Hello>(&bytes);
+                let _ = decode::<PollAnswer>(&bytes);
+                let _ = decode::<Ack>(&bytes);
+                let _ = decode::<State>(&bytes);
+                let _ = decode::<Deals>(&bytes);
+                let _ = decode::<Bars>(&bytes);
+            }
+
+            /// Decimals survive the wire exactly, scale included.
+            #[test]
+            fn order_roundtrips(mantissa in -1_000_000_000i64..1_000_000_000, scale in 0u32..10,
+                                order_no: u32, expiry in proptest::option::of(any::<i64>())) {
+                let v = Decimal::new(mantissa, scale);
+                let o = Order {
+                    order_id: "ABCDEFGHJKMN".into(),
+                    order_no,
+                    symbol: "EURUSD".into(),
+                    kind: OrderKind::BuyStop,
+                    volume: v,
+                    price: Some(v),
+                    sl: None,
+                    tp: Some(v),
+                    max_slippage_points: None,
+                    expiration_ms: expiry,
+                };
+                let back: Order = decode(&encode(&o)).expect("roundtrip");
+                prop_assert_eq!(back.volume.to_string(), v.to_string());
+                prop_assert_eq!(back, o);
+            }
+        }
+    }
 }

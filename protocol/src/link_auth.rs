@@ -536,4 +536,41 @@ mod tests {
         let codes: HashSet<_> = all.iter().map(|e| e.code()).collect();
         assert_eq!(codes.len(), all.len());
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Header parsing and verification never panic on any header text.
+            #[test]
+            fn verify_never_panics(ts in ".{0,24}", nonce in ".{0,80}", sig in ".{0,80}",
+                                   body in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let h = RequestHeaders { key: Some("k"), timestamp: Some(&ts), nonce: Some(&nonce), signature: Some(&sig) };
+                if let Ok(p) = h.parse() {
+                    let _ = verify_request(b"s", &p, "POST", "/ea/v1/poll", &body, p.timestamp_ms, 0);
+                }
+                let _ = verify_response(b"s", 200, &nonce, &body, Some(&sig));
+            }
+
+            /// What one side signs the other verifies; any other body does not.
+            #[test]
+            fn sign_then_verify(secret in proptest::collection::vec(any::<u8>(), 0..100),
+                                body in proptest::collection::vec(any::<u8>(), 0..200),
+                                ts in 0i64..4_000_000_000_000, query in "[a-z=&]{0,12}") {
+                let path = format!("/ea/v1/state?{query}");
+                let tss = ts.to_string();
+                let nonce = "abcdefghijklmnop_-";
+                let sig = sign_request(&secret, "POST", &path, &tss, nonce, &body);
+                let h = RequestHeaders { key: Some("k"), timestamp: Some(&tss), nonce: Some(nonce), signature: Some(&sig) };
+                let p = h.parse().expect("well formed");
+                prop_assert_eq!(verify_request(&secret, &p, "POST", &path, &body, ts, 0), Ok(()));
+                let mut other = body.clone();
+                other.push(0);
+                prop_assert_eq!(verify_request(&secret, &p, "POST", &path, &other, ts, 0), Err(AuthError::BadSignature));
+                let rs = sign_response(&secret, 200, nonce, &body);
+                prop_assert_eq!(verify_response(&secret, 200, nonce, &body, Some(&rs)), Ok(()));
+            }
+        }
+    }
 }

@@ -114,6 +114,8 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let summary = app::run(cfg, rx).await?;
+    let unreached: Vec<u64> =
+        summary.terminals.iter().filter(|(_, s)| s.hellos == 0).map(|(login, _)| *login).collect();
     println!("bars replayed: {}, link errors: {}", summary.replay.bars, summary.replay.link_errors);
     for (login, s) in summary.terminals {
         println!(
@@ -126,5 +128,6 @@ async fn main() -> anyhow::Result<()> {
             s.ignored_answers
         );
     }
+    anyhow::ensure!(unreached.is_empty(), "never reached the node for account(s) {unreached:?}");
     Ok(())
 }
