@@ -286,3 +286,50 @@ fn is_definition(line: &str, name: &str) -> bool {
         .any(|k| prefix.split_whitespace().next() == Some(*k));
     before_ok && type_like && !keyword && !l.ends_with(';')
 }
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex")).collect()
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    unhex(&link_auth::body_hash_hex(bytes))
+}
+
+/// `TcHmacSha256` of Crypto.mqh step by step (64-byte block, longer keys hashed first, zero
+/// padding, 0x36/0x5c pads) on SHA-256 alone, as the EA builds it on `CryptEncode`.
+fn hmac_as_the_ea_builds_it(key: &[u8], msg: &[u8]) -> String {
+    let mut k = if key.len() > 64 { sha256(key) } else { key.to_vec() };
+    k.resize(64, 0);
+    let mut inner: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    inner.extend_from_slice(msg);
+    let mut outer: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    outer.extend(sha256(&inner));
+    link_auth::body_hash_hex(&outer)
+}
+
+#[test]
+fn the_eas_hmac_construction_reproduces_every_vector() {
+    let reqs = load::<RequestVector>("hmac.json");
+    assert!(
+        reqs.iter().any(|v| v.secret.len() > 64),
+        "one vector must exercise a key longer than the block"
+    );
+    for v in reqs {
+        let msg = link_auth::request_string_to_sign(
+            &v.method,
+            &v.path,
+            &v.timestamp,
+            &v.nonce,
+            v.body.as_bytes(),
+        );
+        assert_eq!(
+            hmac_as_the_ea_builds_it(v.secret.as_bytes(), msg.as_bytes()),
+            v.signature,
+            "{v:?}"
+        );
+    }
+    for v in load::<ResponseVector>("hmac-response.json") {
+        let msg = link_auth::response_string_to_sign(v.status, &v.nonce, v.body.as_bytes());
+        assert_eq!(hmac_as_the_ea_builds_it(v.secret.as_bytes(), msg.as_bytes()), v.signature);
+    }
+}
