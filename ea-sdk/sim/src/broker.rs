@@ -867,6 +867,9 @@ impl Broker {
         from_ms: i64,
         to_ms: i64,
     ) -> Option<Vec<Bar>> {
+        // Cursors come from the node: clamp them so no arithmetic below can overflow.
+        let from_ms = from_ms.clamp(0, i64::MAX / 4);
+        let to_ms = to_ms.clamp(-1, i64::MAX / 4);
         let s = self.symbols.get(symbol)?;
         let tf_s = timeframe.seconds()?;
         if s.bar_seconds == 0 {

@@ -580,7 +580,7 @@ impl Suite {
         let req = Deals {
             session_id: h.session_id.clone(),
             from_ms: h.deals_from_ms,
-            deals: vec![deal(9_100_000_001, t), deal(9_100_000_002, t + 1)],
+            deals: vec![deal(9_100_000_001, t), deal(9_100_000_002, t.saturating_add(1))],
         };
         let o = match self.call::<_, DealsAnswer>(Call::Deals, &req).await {
             Err(e) => fail(e),
@@ -617,6 +617,12 @@ impl Suite {
             .find(|c| c.symbol == sub.symbol && c.timeframe == sub.timeframe)
             .map(|c| c.from_ms)
             .unwrap_or(i64::MIN);
+        if from > wall_ms() + 86_400_000 {
+            let why = format!("the bars cursor {from} is more than a day in the future");
+            self.report.push("bars-cursor-survives-restart", fail(why.clone()));
+            self.report.push("bar-gap-backfill", fail(why));
+            return;
+        }
         let t0 = (wall_ms() - 20 * tf_ms).max(from).div_euclid(tf_ms) * tf_ms + tf_ms;
         let bar = |i: i64| LinkBar {
             symbol: sub.symbol.clone(),

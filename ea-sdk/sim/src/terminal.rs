@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use tradecast_protocol::ea::{
-    self, Ack, AckAnswer, BarCursor, Bars, BarsAnswer, Call, CloseAllScope, Command, Deals,
-    DealsAnswer, FloorBreach, Hello, HelloAnswer, LinkBar, MarginMode, Order, Outcome, Poll,
-    PollAnswer, Side, State, StateAnswer, TickValue, Timeframe,
+    self, Ack, AckAnswer, Bars, BarsAnswer, Call, CloseAllScope, Command, Deals, DealsAnswer,
+    FloorBreach, Hello, HelloAnswer, LinkBar, MarginMode, Order, Outcome, Poll, PollAnswer, Side,
+    State, StateAnswer, TickValue, Timeframe,
 };
 
 use crate::broker::{Broker, TradeAction, TradeRequest, TradeResult};
@@ -1023,17 +1023,4 @@ fn found_ack(session_id: String, order_id: &str, f: Found) -> Ack {
         volume: f.volume,
         time_ms: f.time_ms,
     }
-}
-
-/// Cursor helper for tests: the bars cursor a node would answer after taking `bars`.
-pub fn cursors_after(bars: &[LinkBar]) -> Vec<BarCursor> {
-    let mut last: BTreeMap<(String, Timeframe), i64> = BTreeMap::new();
-    for b in bars {
-        let step = b.timeframe.seconds().unwrap_or(0) * 1_000;
-        let e = last.entry((b.symbol.clone(), b.timeframe)).or_insert(i64::MIN);
-        *e = (*e).max(b.time_ms + step.max(1));
-    }
-    last.into_iter()
-        .map(|((symbol, timeframe), from_ms)| BarCursor { symbol, timeframe, from_ms })
-        .collect()
 }

@@ -541,3 +541,19 @@ fn stop_out_closes_the_most_losing_position_below_the_level() {
     // The other accounts had no positions and are untouched.
     assert!(b.positions(HEDGING).expect("account").is_empty());
 }
+
+#[test]
+fn bar_queries_with_hostile_cursors_do_not_panic() {
+    let mut b = broker();
+    b.on_bar("EURUSD", &bar(MONDAY_10, "1.07200", "1.07300", "1.07100", "1.07250"), 10, 3_600)
+        .expect("bar");
+    for tf in Timeframe::ALL {
+        for (from, to) in
+            [(i64::MIN, i64::MAX), (i64::MAX, i64::MIN), (i64::MIN, i64::MIN), (i64::MAX, i64::MAX)]
+        {
+            let _ = b.bars("EURUSD", tf, from, to);
+        }
+    }
+    assert_eq!(b.bars("EURUSD", Timeframe::H1, i64::MIN, i64::MAX).map(|v| v.len()), Some(1));
+    assert_eq!(b.bars("EURUSD", Timeframe::H1, i64::MAX, i64::MIN), Some(Vec::new()));
+}
