@@ -66,6 +66,8 @@ pub struct NodeState {
     pub polls: u32,
     /// Settle orders from pushed deals and positions carrying their comment.
     pub reconcile: bool,
+    /// Bars received, duplicates included.
+    pub bars_received: usize,
 }
 
 /// A running reference node.
@@ -111,6 +113,7 @@ impl RefNode {
             poll_wait_ms: 200,
             polls: 0,
             reconcile: true,
+            bars_received: 0,
         }));
         let app = Router::new()
             .route("/ea/v1/{call}", axum::routing::post(handle))
@@ -441,6 +444,7 @@ async fn process(
             if !session_ok(&s, &bars.session_id) {
                 return problem(409, ea::PROBLEM_HELLO_REQUIRED, None);
             }
+            s.bars_received += bars.bars.len();
             for b in bars.bars {
                 let Some(tf_ms) = b.timeframe.seconds().map(|x| x * 1_000) else { continue };
                 let key = (b.symbol.clone(), b.timeframe);

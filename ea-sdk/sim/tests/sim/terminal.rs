@@ -491,3 +491,27 @@ fn the_shared_eurusd_file_replays_through_the_broker() {
     assert_eq!(out.profit, expect, "{out:?}");
     assert_eq!(out.commission.to_string(), "0", "no negative zero");
 }
+
+#[tokio::test]
+async fn after_a_crash_bars_continue_from_the_nodes_cursor() {
+    let (node, b, mut t) = setup(Broken::default(), MarginMode::Hedging).await;
+    node.lock().subscriptions =
+        vec![BarSubscription { symbol: "EURUSD".into(), timeframe: Timeframe::H1 }];
+    let feed =
+        Feed::generated("EURUSD", 3, 24, MONDAY_10 + 3_600_000, 3_600, d("1.07200"), 5, 15, &[]);
+    let mut replay = Replay::new(b.clone(), vec![feed]);
+    for i in 0..24 {
+        assert!(replay.advance().expect("bar"));
+        steps(&mut t, 1).await;
+        if i == 11 {
+            t.faults().crash();
+        }
+    }
+    steps(&mut t, 1).await;
+    assert!(!replay.advance().expect("end"));
+    assert_eq!(t.stats().restarts, 1);
+    assert_eq!(t.stats().hellos, 2);
+    let s = node.lock();
+    assert_eq!(s.bars.len(), 24);
+    assert_eq!(s.bars_received, 24, "nothing pushed twice: the restart resumed at the cursor");
+}
