@@ -414,6 +414,40 @@ pub async fn list_ids(
         .await?)
 }
 
+/// Whether `user_id` (with `role`) may see signal `signal_id`: admins all, a provider its own, a
+/// subscriber those of providers it is currently entitled to.
+pub async fn visible_to(
+    db: &Db,
+    user_id: &str,
+    role: Role,
+    now_ms: i64,
+    signal_id: &str,
+) -> Result<bool, DbError> {
+    let provider: Option<String> =
+        sqlx::query_scalar("SELECT provider_user_id FROM signals WHERE id = $1")
+            .bind(signal_id)
+            .fetch_optional(db.pool())
+            .await?;
+    let Some(provider) = provider else { return Ok(false) };
+    Ok(match role {
+        Role::Owner | Role::Admin => true,
+        Role::Provider => provider == user_id,
+        Role::Subscriber => {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM plans p JOIN entitlements e ON e.plan_id = p.id \
+                 WHERE p.provider_user_id = $1 AND e.user_id = $2 AND e.revoked_at_ms IS NULL \
+                 AND e.starts_at_ms <= $3 AND (e.expires_at_ms IS NULL OR e.expires_at_ms > $3)",
+            )
+            .bind(&provider)
+            .bind(user_id)
+            .bind(now_ms)
+            .fetch_one(db.pool())
+            .await?;
+            n > 0
+        }
+    })
+}
+
 /// Building signed requests for the signals API, for scripts, tools and tests.
 pub mod client {
     use tradecast_protocol::link_auth;

@@ -110,7 +110,7 @@ async fn login(
     ClientIp(ip): ClientIp,
     RequestId(request_id): RequestId,
     Json(req): Json<LoginRequest>,
-) -> Result<Json2<TokenResponse>, ApiError> {
+) -> Result<axum::Json<TokenResponse>, ApiError> {
     enforce(&state, &format!("login:{ip}"), state.config.rate_limits.login_per_ip).await?;
     let now = state.now_ms();
     let user = accounts::login(
@@ -131,8 +131,6 @@ async fn login(
     Ok(axum::Json(tokens(&state, &user, refresh)?))
 }
 
-type Json2<T> = axum::Json<T>;
-
 /// Exchange a refresh token for new tokens. The presented token is consumed; presenting it again
 /// revokes every token of its family.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
@@ -145,7 +143,7 @@ async fn refresh(
     ClientIp(ip): ClientIp,
     RequestId(request_id): RequestId,
     Json(req): Json<RefreshRequest>,
-) -> Result<Json2<TokenResponse>, ApiError> {
+) -> Result<axum::Json<TokenResponse>, ApiError> {
     enforce(&state, &format!("login:{ip}"), state.config.rate_limits.login_per_ip).await?;
     let (user, next) = accounts::rotate_refresh(
         &state.db,
@@ -182,7 +180,7 @@ async fn logout(
 
 /// Public keys that verify access tokens, by `kid`.
 #[utoipa::path(get, path = "/api/v1/auth/jwks.json", tag = "auth", responses((status = 200, body = Jwks)))]
-async fn jwks(State(state): State<AppState>) -> Json2<Jwks> {
+async fn jwks(State(state): State<AppState>) -> axum::Json<Jwks> {
     axum::Json(Jwks { keys: state.jwt.jwks().to_vec() })
 }
 
@@ -191,7 +189,7 @@ async fn jwks(State(state): State<AppState>) -> Json2<Jwks> {
     (status = 200, body = User),
     (status = 401, description = "unauthenticated, invalid-token or token-expired", body = Problem, content_type = "application/problem+json"),
 ))]
-async fn me(State(state): State<AppState>, authed: Authed) -> Result<Json2<User>, ApiError> {
+async fn me(State(state): State<AppState>, authed: Authed) -> Result<axum::Json<User>, ApiError> {
     accounts::user_by_id(&state.db, &authed.user_id)
         .await?
         .map(axum::Json)

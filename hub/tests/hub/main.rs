@@ -16,5 +16,6 @@ mod devices;
 mod edge;
 mod plans;
 mod ratelimit;
+mod schemathesis;
 mod signals;
 mod users;

@@ -114,6 +114,20 @@ async fn ingest_dedupe_and_fanout(b: Backend) {
     let path = format!("/api/v1/signals/{}", s.id.to_hex());
     assert_eq!(hub.get(&path, Some(&sub.token)).await.ok(200)["signal_id"], s.id.to_hex());
     hub.get(&path, Some(&outsider.token)).await.problem(404, "not-found");
+    assert_eq!(
+        hub.get("/api/v1/signals", Some(&owner.token)).await.ok(200).as_array().unwrap().len(),
+        1
+    );
+    hub.get(&path, Some(&owner.token)).await.ok(200);
+    hub.get("/api/v1/signals/ffff", Some(&owner.token)).await.problem(404, "not-found");
+    // An entitlement revoked: the subscriber no longer sees the provider's signals.
+    let ents =
+        hub.get(&format!("/api/v1/entitlements?user_id={}", sub.user_id), Some(&owner.token)).await;
+    let e_id = ents.ok(200)[0]["id"].as_str().unwrap().to_string();
+    hub.post(&format!("/api/v1/entitlements/{e_id}/revoke"), Some(&owner.token), json!({}))
+        .await
+        .ok(204);
+    hub.get(&path, Some(&sub.token)).await.problem(404, "not-found");
 
     let audit = hub.get("/api/v1/audit?action=signal.ingest", Some(&owner.token)).await;
     assert_eq!(audit.ok(200).as_array().unwrap().len(), 1);
