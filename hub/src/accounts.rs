@@ -379,23 +379,38 @@ pub async fn login(
             if user.disabled_at_ms.is_some() { Err(ApiError::AccountDisabled) } else { Ok(user) }
         }
         _ => {
-            let n = failures + 1;
-            let lock = (n >= i64::from(cfg.login_lock_failures))
-                .then(|| now_ms + i64::try_from(cfg.login_lock_s).unwrap_or(900) * 1000);
+            // Counted in SQL, inside the write transaction, so concurrent failures are never
+            // lost: a fresh count after the window or after an expired lock, else one more.
             sqlx::query(
                 "INSERT INTO login_failures (email, failures, last_failure_at_ms, locked_until_ms) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (email) DO UPDATE SET \
-                 failures = $2, last_failure_at_ms = $3, locked_until_ms = $4",
+                 VALUES ($1, 1, $2, NULL) ON CONFLICT (email) DO UPDATE SET \
+                 failures = CASE WHEN login_failures.last_failure_at_ms < $3 \
+                   OR (login_failures.locked_until_ms IS NOT NULL AND login_failures.locked_until_ms <= $2) \
+                   THEN 1 ELSE login_failures.failures + 1 END, \
+                 locked_until_ms = CASE WHEN login_failures.locked_until_ms <= $2 THEN NULL \
+                   ELSE login_failures.locked_until_ms END, \
+                 last_failure_at_ms = $2",
             )
             .bind(&email)
-            .bind(n)
             .bind(now_ms)
-            .bind(lock)
+            .bind(now_ms - window_ms)
             .execute(&mut *tx)
             .await
             .map_err(DbError::from)?;
-            if lock.is_some() {
-                tracing::warn!(target: "tradecast_hub::lockout", failures = n, "login locked");
+            let until = now_ms + i64::try_from(cfg.login_lock_s).unwrap_or(900) * 1000;
+            let locked = sqlx::query(
+                "UPDATE login_failures SET locked_until_ms = $1 \
+                 WHERE email = $2 AND failures >= $3 AND locked_until_ms IS NULL",
+            )
+            .bind(until)
+            .bind(&email)
+            .bind(i64::from(cfg.login_lock_failures))
+            .execute(&mut *tx)
+            .await
+            .map_err(DbError::from)?
+            .rows_affected();
+            if locked > 0 {
+                tracing::warn!(target: "tradecast_hub::lockout", "login locked after repeated failures");
             }
             Err(ApiError::InvalidCredentials)
         }

@@ -11,7 +11,8 @@ on_both!(
     token_refusals,
     brute_force_is_throttled_then_locked,
     unknown_emails_are_throttled_too,
-    login_attempts_per_ip_are_limited
+    login_attempts_per_ip_are_limited,
+    concurrent_failures_are_all_counted
 );
 
 async fn login_refresh_logout(b: Backend) {
@@ -197,4 +198,54 @@ async fn login_attempts_per_ip_are_limited(b: Backend) {
     r.problem(429, "rate-limited");
     assert_eq!(r.headers["retry-after"], "2");
     hub.stop().await;
+}
+
+async fn concurrent_failures_are_all_counted(b: Backend) {
+    let hub = TestHub::start_with(b, |c| {
+        c.auth.login_free_failures = 50;
+        c.auth.login_lock_failures = 51;
+        c.rate_limits.login_per_ip.burst = 1000;
+    })
+    .await;
+    let owner = hub.owner().await;
+    let attempts = (0..12).map(|_| {
+        hub.post(
+            "/api/v1/auth/login",
+            None,
+            json!({ "email": owner.email, "password": "wrong password!!" }),
+        )
+    });
+    for r in futures_join(attempts).await {
+        r.problem(401, "invalid-credentials");
+    }
+    let n: i64 = sqlx::query_scalar("SELECT failures FROM login_failures WHERE email = $1")
+        .bind(&owner.email)
+        .fetch_one(hub.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 12, "every concurrent failure is counted");
+    hub.stop().await;
+}
+
+/// Runs the futures concurrently on this task (no extra dependency).
+async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    out.into_iter().map(|o| o.unwrap()).collect()
 }

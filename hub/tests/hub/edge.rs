@@ -19,6 +19,11 @@ async fn ops_routes_answer(b: Backend) {
     let hub = TestHub::start(b).await;
     assert_eq!(hub.get("/health", None).await.ok(200)["status"], "ok");
     assert_eq!(hub.get("/ready", None).await.ok(200)["status"], "ready");
+    if b == Backend::Sqlite {
+        let mode: String =
+            sqlx::query_scalar("PRAGMA journal_mode").fetch_one(hub.db.pool()).await.unwrap();
+        assert_eq!(mode, "wal");
+    }
 
     let doc = hub.get("/api/v1/openapi.json", None).await;
     let paths = doc.ok(200)["paths"].as_object().unwrap().clone();

@@ -303,6 +303,9 @@ async fn hmac_refusals(b: Backend) {
     post_signal_raw(&hub, &kit.key_id, &kit.secret, body.clone(), now, &n)
         .await
         .problem(401, "replayed-nonce");
+    // Nonces outside the freshness window are pruned (requests that old are refused anyway).
+    let pruned = tradecast_hub::signals::prune_nonces(&hub.db, now + 61_000).await.unwrap();
+    assert!(pruned >= 1, "{pruned}");
     // A bad signature does not burn a nonce.
     let n2 = nonce();
     post_signal_raw(&hub, &kit.key_id, "wrong", body.clone(), now, &n2)
