@@ -36,6 +36,7 @@ pub mod bars;
 pub mod chain;
 pub mod domain;
 pub mod ea;
+pub mod fuzzing;
 pub mod hash;
 pub mod identity;
 pub mod link_auth;

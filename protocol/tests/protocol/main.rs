@@ -2,6 +2,7 @@
 //! Tests whose names start with `slow_` run only in the slow suite (`TRADECAST_SLOW=1`).
 
 mod chain;
+mod fuzz_corpus;
 mod identity;
 mod json;
 mod proptests;
