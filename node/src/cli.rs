@@ -32,6 +32,15 @@ pub struct Cli {
 pub enum Command {
     /// Replay a bar file through Fib-RSI v1 and simulate its trades.
     Backtest(BacktestArgs),
+    /// Create a data dir: identity (OS CSPRNG), store, config file, local API token.
+    Init(crate::commands::InitArgs),
+    /// EA keys: `ea-key new` prints a key id and its secret, once.
+    #[command(subcommand)]
+    EaKey(crate::commands::EaKeyCommand),
+    /// Run the node: the EA link and the local API on 127.0.0.1.
+    Run(crate::commands::RunArgs),
+    /// Show a running node's status (through its local API).
+    Status(crate::commands::StatusArgs),
 }
 
 /// `tradecast-node backtest`.
@@ -179,12 +188,19 @@ pub enum CliError {
     /// Writing the output failed (a closed pipe, a full disk).
     #[error("writing the output: {0}")]
     Output(#[from] io::Error),
+    /// A node command failed.
+    #[error(transparent)]
+    Node(#[from] crate::commands::CommandError),
 }
 
 /// Runs a parsed command line, writing its output to `out` and notes to `err`.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
     match cli.command {
         Command::Backtest(args) => backtest_command(&args, out, err),
+        Command::Init(args) => Ok(crate::commands::init(&args, out)?),
+        Command::EaKey(c) => Ok(crate::commands::ea_key(&c, out)?),
+        Command::Run(args) => Ok(crate::commands::run(&args)?),
+        Command::Status(args) => Ok(crate::commands::status(&args, out)?),
     }
 }
 
@@ -438,7 +454,7 @@ mod tests {
     fn strategy_flag_defaults_are_the_locked_parameters() {
         let cli =
             Cli::try_parse_from(["tradecast-node", "backtest", "--csv", "x.csv"]).expect("parses");
-        let Command::Backtest(a) = cli.command;
+        let Command::Backtest(a) = cli.command else { unreachable!("parsed as backtest") };
         assert_eq!(Params::from(&a.strategy), Params::default());
         assert_eq!(a.timeframe, Timeframe::H1);
     }
@@ -465,7 +481,7 @@ mod tests {
             "--utc-offset-seconds=-3600",
         ])
         .expect("parses");
-        let Command::Backtest(a) = cli.command;
+        let Command::Backtest(a) = cli.command else { unreachable!("parsed as backtest") };
         let want = Params {
             rsi_period: 2,
             atr_period: 3,

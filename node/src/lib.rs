@@ -3,14 +3,34 @@
 //! It owns the trader's local state and every decision about the trader's account. It depends on
 //! `tradecast-protocol` only among our crates: never on the hub, never on the simulated terminal.
 //!
-//! Modules so far: [`strategy`] (Fib-RSI v1, streaming and batch), [`orders`] (orders from
-//! signals), [`backtest`] (trade simulation and summary), [`report`] (HTML/SVG), [`cli`] (the
-//! command line), [`timeframe`], [`synthetic`] (generated bars).
+//! Modules: [`strategy`] (Fib-RSI v1, streaming and batch), [`orders`] (orders from signals),
+//! [`backtest`] (trade simulation and summary), [`report`] (HTML/SVG), [`cli`] (the command
+//! line), [`timeframe`], [`synthetic`] (generated bars); the running node: [`store`] (redb),
+//! [`keys`] (identity, EA keys, sealing), [`config`], [`runtime`] (orders, reconciliation,
+//! drawdown guard, provider mode), [`link`] (the EA link server), [`api`] (the local API) and
+//! [`serve`] (init, start, run).
+//!
+//! # The API other crates call
+//!
+//! - [`serve::init`]`(data)`, [`serve::start`]`(data, &config, shutdown) -> Running { ea_addr,
+//!   api_addr, node }`, [`serve::run`]; [`config::Config`] (TOML, `deny_unknown_fields`).
+//! - [`runtime::Node`]: `hello`/`poll`/`ack`/`state`/`deals`/`bars` (the EA link's calls, each
+//!   committed before it returns), `submit_signal`, `queue`, `close_all`, `unlock`, `status`,
+//!   `orders`/`positions`/`deal_list`/`equity`/`signals`; the outbox is read with
+//!   `node.store().read()?.outbox(stream)` (records signed and chained, `seq` from 1 per stream).
 
+pub mod api;
 pub mod backtest;
 pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod keys;
+pub mod link;
 pub mod orders;
 pub mod report;
+pub mod runtime;
+pub mod serve;
+pub mod store;
 pub mod strategy;
 pub mod synthetic;
 pub mod timeframe;

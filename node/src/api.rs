@@ -1,0 +1,324 @@
+//! The local API on 127.0.0.1 (default `127.0.0.1:7342`): JSON under `/api/v1/`, for the CLI,
+//! the UI and tests. Every call needs `Authorization: Bearer <token>`, the token `init` wrote to
+//! `<data>/api-token` (compared in constant time). Errors are problem+json (RFC 9457): 4xx say
+//! what was wrong, 5xx stay generic and the cause is logged once.
+//!
+//! | call | does |
+//! | --- | --- |
+//! | `GET /api/v1/status` | device id, mode, EA link health, accounts with equity, floor, lock |
+//! | `GET /api/v1/signals`, `POST /api/v1/signals` | list; submit one (the node signs it; `execute` also trades it) |
+//! | `GET /api/v1/orders`, `/positions`, `/deals`, `/equity` | an account's book (`?account=login@server`) |
+//! | `POST /api/v1/close-all`, `POST /api/v1/unlock` | the trader's close-all; unlock auto mode after the guard |
+//! | `GET /api/v1/settings` | the settings in force |
+//! | `GET /api/v1/ea-keys`, `POST /api/v1/ea-keys` | key ids; a new key (its secret shown once) |
+
+use std::sync::Arc;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tradecast_protocol::{EntryKind, Side, SignalId};
+use zeroize::Zeroizing;
+
+use crate::keys;
+use crate::runtime::{Node, NodeError, wall_ms};
+
+#[derive(Clone)]
+struct Api {
+    node: Arc<Node>,
+    token: Arc<Zeroizing<String>>,
+}
+
+/// An API error: problem+json.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "type": format!("urn:tradecast:problem:{}", self.code),
+            "title": self.code,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string())
+            .into_response()
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Refused(m) => {
+                ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "refused", detail: m }
+            }
+            NodeError::UnknownOrder(m) => {
+                ApiError { status: StatusCode::NOT_FOUND, code: "unknown-order", detail: m }
+            }
+            e => {
+                tracing::error!(target: "tradecast::api", error = %e, "API call failed");
+                ApiError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    code: "internal",
+                    detail: "internal error".into(),
+                }
+            }
+        }
+    }
+}
+
+/// The router (the caller binds the listener).
+pub fn router(node: Arc<Node>, token: Zeroizing<String>) -> Router {
+    let api = Api { node, token: Arc::new(token) };
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/signals", get(signals).post(submit_signal))
+        .route("/api/v1/orders", get(orders))
+        .route("/api/v1/positions", get(positions))
+        .route("/api/v1/deals", get(deals))
+        .route("/api/v1/equity", get(equity))
+        .route("/api/v1/settings", get(settings))
+        .route("/api/v1/ea-keys", get(ea_keys).post(new_ea_key))
+        .route("/api/v1/close-all", post(close_all))
+        .route("/api/v1/unlock", post(unlock))
+        .layer(middleware::from_fn_with_state(api.clone(), auth))
+        .with_state(api)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: Arc<Node>,
+    token: Zeroizing<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(node, token)).with_graceful_shutdown(shutdown).await
+}
+
+async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let ok: bool = given.as_bytes().ct_eq(api.token.as_bytes()).into();
+    if !ok {
+        return ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            detail: "Authorization: Bearer <the token in the data dir's api-token file>".into(),
+        }
+        .into_response();
+    }
+    next.run(req).await
+}
+
+#[derive(Debug, Deserialize)]
+struct AccountQuery {
+    account: Option<String>,
+}
+
+async fn status(State(api): State<Api>) -> Result<Response, ApiError> {
+    Ok(Json(api.node.status(wall_ms())?).into_response())
+}
+
+async fn signals(State(api): State<Api>) -> Result<Response, ApiError> {
+    Ok(Json(api.node.signals()?).into_response())
+}
+
+async fn orders(
+    State(api): State<Api>,
+    Query(q): Query<AccountQuery>,
+) -> Result<Response, ApiError> {
+    let account = api.node.pick_account(q.account.as_deref())?;
+    Ok(Json(api.node.orders(&account)?).into_response())
+}
+
+async fn positions(
+    State(api): State<Api>,
+    Query(q): Query<AccountQuery>,
+) -> Result<Response, ApiError> {
+    let account = api.node.pick_account(q.account.as_deref())?;
+    Ok(Json(api.node.positions(&account)?).into_response())
+}
+
+async fn deals(
+    State(api): State<Api>,
+    Query(q): Query<AccountQuery>,
+) -> Result<Response, ApiError> {
+    let account = api.node.pick_account(q.account.as_deref())?;
+    Ok(Json(api.node.deal_list(&account)?).into_response())
+}
+
+async fn equity(
+    State(api): State<Api>,
+    Query(q): Query<AccountQuery>,
+) -> Result<Response, ApiError> {
+    let account = api.node.pick_account(q.account.as_deref())?;
+    Ok(Json(api.node.equity(&account)?).into_response())
+}
+
+#[derive(Serialize)]
+struct SettingsView {
+    poll_wait_ms: u32,
+    link_down_after_ms: i64,
+    subscriptions: Vec<String>,
+    mode: &'static str,
+    self_trade: bool,
+    drawdown_max_pct: Decimal,
+    risk_pct: Decimal,
+    ea_magic: u32,
+}
+
+async fn settings(State(api): State<Api>) -> Json<SettingsView> {
+    let s = api.node.settings();
+    Json(SettingsView {
+        poll_wait_ms: s.poll_wait_ms,
+        link_down_after_ms: s.link_down_after_ms,
+        subscriptions: s.subscriptions.iter().map(|(a, t)| format!("{a}:{}", t.name())).collect(),
+        mode: if s.provider { "provider" } else { "subscriber" },
+        self_trade: s.self_trade,
+        drawdown_max_pct: s.drawdown_max_pct,
+        risk_pct: s.risk_pct,
+        ea_magic: s.ea_magic,
+    })
+}
+
+async fn ea_keys(State(api): State<Api>) -> Json<Vec<String>> {
+    Json(api.node.ea_key_ids())
+}
+
+#[derive(Serialize)]
+struct NewKey {
+    key_id: String,
+    secret: String,
+}
+
+async fn new_ea_key(State(api): State<Api>) -> Result<Response, ApiError> {
+    let k = api.node.new_ea_key()?;
+    let body = NewKey { key_id: k.key_id.clone(), secret: k.secret.to_string() };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct Reason {
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn close_all(
+    State(api): State<Api>,
+    body: Option<Json<Reason>>,
+) -> Result<Response, ApiError> {
+    let r = body.map(|b| b.0).unwrap_or(Reason { account: None, reason: None });
+    let account = api.node.pick_account(r.account.as_deref())?;
+    let reason = r.reason.unwrap_or_else(|| "the trader asked to close everything".into());
+    let row = api.node.close_all(&account, &reason)?;
+    Ok((StatusCode::ACCEPTED, Json(row)).into_response())
+}
+
+async fn unlock(State(api): State<Api>, body: Option<Json<Reason>>) -> Result<Response, ApiError> {
+    let r = body.map(|b| b.0).unwrap_or(Reason { account: None, reason: None });
+    let account = api.node.pick_account(r.account.as_deref())?;
+    api.node.unlock(&account)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A signal posted by an external strategy (the node signs it).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitSignal {
+    /// `login@server`; default: the only account.
+    #[serde(default)]
+    pub account: Option<String>,
+    pub symbol: String,
+    /// `M1` … `W1`.
+    pub timeframe: tradecast_protocol::Timeframe,
+    pub side: Side,
+    pub entry: Decimal,
+    pub stop: Decimal,
+    pub tp1: Decimal,
+    #[serde(default)]
+    pub tp2: Option<Decimal>,
+    /// Market clock; default: one hour after the terminal's clock.
+    #[serde(default)]
+    pub expires_at_ms: Option<i64>,
+    /// Trade it on this account too.
+    #[serde(default)]
+    pub execute: bool,
+    /// Lots; default: sized by the risk setting.
+    #[serde(default)]
+    pub volume: Option<Decimal>,
+}
+
+async fn submit_signal(
+    State(api): State<Api>,
+    body: Result<Json<SubmitSignal>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(s) = body.map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid-body",
+        detail: e.body_text(),
+    })?;
+    let wrong = |m: &str| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid-signal",
+        detail: m.to_owned(),
+    };
+    let long = s.side == Side::Buy;
+    if s.entry <= Decimal::ZERO || s.stop <= Decimal::ZERO || s.tp1 <= Decimal::ZERO {
+        return Err(wrong("entry, stop and tp1 must be positive"));
+    }
+    let ordered = if long {
+        s.stop < s.entry && s.entry < s.tp1
+    } else {
+        s.tp1 < s.entry && s.entry < s.stop
+    };
+    if !ordered {
+        return Err(wrong("a buy needs stop < entry < tp1, a sell tp1 < entry < stop"));
+    }
+    if s.volume.is_some_and(|v| v <= Decimal::ZERO) {
+        return Err(wrong("volume must be positive"));
+    }
+    let account = api.node.pick_account(s.account.as_deref())?;
+    let market = api.node.account(&account)?.map(|a| a.market_ms).unwrap_or(0);
+    let id = keys::random_bytes::<16>().map_err(NodeError::from)?;
+    let risk = (s.entry - s.stop).abs();
+    let rr =
+        if risk.is_zero() { Decimal::ZERO } else { ((s.tp1 - s.entry).abs() / risk).round_dp(8) };
+    let signal = tradecast_protocol::Signal {
+        id: SignalId(*id),
+        provider: api.node.device_id(),
+        strategy_id: "external/api".into(),
+        strategy_version: 1,
+        symbol: s.symbol,
+        timeframe: s.timeframe,
+        side: s.side,
+        entry_kind: EntryKind::Market,
+        entry: s.entry,
+        stop: s.stop,
+        tp1: s.tp1,
+        tp2: s.tp2,
+        bar_time_ms: market,
+        expires_at_ms: s.expires_at_ms.unwrap_or(market + 3_600_000),
+        leg: 1,
+        indicators: Vec::new(),
+        rr,
+    };
+    let row = api.node.submit_signal(&account, signal, s.execute, s.volume)?;
+    Ok((StatusCode::CREATED, Json(row)).into_response())
+}

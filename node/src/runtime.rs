@@ -1,0 +1,1839 @@
+//! The node's state machine behind the EA link and the local API: accounts and EA sessions,
+//! orders (due → sent → acked / rejected / unknown / expired), reconciliation of `state` and
+//! `deals` pushes, bars with cursors and backfill requests, the drawdown guard, provider mode
+//! (the streaming Fib-RSI engine on the EA's closed bars) and the records for the hub.
+//!
+//! Every method that changes state commits it in one durable store transaction before it returns,
+//! so the HTTP layer ([`crate::link`], [`crate::api`]) answers only facts that are on disk. One
+//! mutex serializes those transactions with the in-memory session table, so an ack and a poll
+//! can never interleave on the same order. Times: `now_ms` is the wall clock (freshness, link
+//! health); the market clock is the terminal time the EA reports (expiry, 10018 retries, equity
+//! minutes, signals).
+//!
+//! It owns no socket; [`crate::link`] and [`crate::api`] are the edges.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tradecast_protocol::ea::{
+    self, Ack, AckAnswer, Bars, BarsAnswer, CloseAllScope, Deal, DealEntry, DealKind, Deals,
+    DealsAnswer, Hello, HelloAnswer, Outcome, Poll, PollAnswer, State, StateAnswer,
+};
+use tradecast_protocol::link_auth::NonceCache;
+use tradecast_protocol::{
+    Body, DeviceId, EntryKind, EquityPoint, Execution, Identity, PositionSnapshot, SignalId,
+    StreamId, TradeClosed,
+};
+use zeroize::Zeroizing;
+
+use crate::keys;
+use crate::store::{self, Store, StoreError};
+use crate::strategy::{Engine, Params};
+
+/// How many bars before the terminal's clock a new subscription starts (engine warm-up).
+const WARMUP_BARS: i64 = 300;
+/// How far back the deals cursor starts for a new account.
+const DEALS_LOOKBACK_MS: i64 = 86_400_000;
+/// How many sessions of one account stay valid at once.
+const SESSIONS_PER_ACCOUNT: usize = 4;
+/// A poll is held at most this long, whatever the EA asks.
+pub const POLL_WAIT_MAX_MS: u32 = 30_000;
+/// An order offered in a session and not acked is offered again after this (wall clock): an ack
+/// lost on the way is harmless, the EA's look-up finds what it did.
+const REOFFER_AFTER_MS: i64 = 10_000;
+/// A close refused with 10018 (market closed) is offered again after this much market time.
+const MARKET_CLOSED_RETRY_MS: i64 = 60_000;
+/// An equity point at least this often (market clock) …
+const EQUITY_EVERY_MS: i64 = 60_000;
+/// … or when equity moves by this fraction.
+const EQUITY_MOVE: Decimal = Decimal::from_parts(1, 0, 0, false, 3);
+
+/// The node's settings that the runtime needs (parsed from [`crate::config::Config`]).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The long-poll wait the EA is told to ask for.
+    pub poll_wait_ms: u32,
+    /// The link is down after this much silence (wall clock).
+    pub link_down_after_ms: i64,
+    /// Bar subscriptions: (broker symbol, timeframe).
+    pub subscriptions: Vec<(String, ea::Timeframe)>,
+    /// Provider mode: run Fib-RSI on the subscribed bars and publish signals.
+    pub provider: bool,
+    /// Also execute the signals this node makes.
+    pub self_trade: bool,
+    /// The drawdown cap: percent below peak equity.
+    pub drawdown_max_pct: Decimal,
+    /// Percent of equity risked per trade when the node sizes an order.
+    pub risk_pct: Decimal,
+    /// The EA's `input_magic` (the magic's high 32 bits), to tell Tradecast's positions apart.
+    pub ea_magic: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            poll_wait_ms: ea::DEFAULT_POLL_WAIT_MS,
+            link_down_after_ms: 10_000,
+            subscriptions: vec![("EURUSD".to_owned(), ea::Timeframe::H1)],
+            provider: false,
+            self_trade: false,
+            drawdown_max_pct: Decimal::from(20),
+            risk_pct: Decimal::ONE,
+            ea_magic: 20_260_101,
+        }
+    }
+}
+
+/// Why a link or API call was refused; the edges map each to a status and a problem code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// No current session with this id: the EA must say hello (409 `hello-required`).
+    #[error("no session {0:?}: say hello first")]
+    HelloRequired(String),
+    /// A second poll while one is in flight in the session (409 `poll-in-flight`).
+    #[error("a poll is already in flight in this session")]
+    PollInFlight,
+    /// The ack names an order the node does not have (404 `unknown-order`).
+    #[error("no order {0:?} on this account")]
+    UnknownOrder(String),
+    /// The request is well formed but cannot be done (422, with words).
+    #[error("{0}")]
+    Refused(String),
+    /// The store failed (500; nothing was told to the peer).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A secret could not be made or opened.
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows.
+
+/// An account as the EA introduced it, and the guard's memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountRow {
+    /// `login@server`.
+    pub account: String,
+    pub login: u64,
+    pub server: String,
+    pub company: String,
+    pub currency: String,
+    pub margin_mode: ea::MarginMode,
+    pub server_utc_offset_s: i32,
+    #[serde(default)]
+    pub symbols: Vec<ea::SymbolSpec>,
+    /// Peak equity, adjusted for deposits and withdrawals.
+    #[serde(default)]
+    pub peak_equity: Option<Decimal>,
+    /// Auto mode locked by the guard until the trader unlocks it.
+    #[serde(default)]
+    pub locked: bool,
+    #[serde(default)]
+    pub lock_reason: String,
+    #[serde(default)]
+    pub balance: Option<Decimal>,
+    #[serde(default)]
+    pub equity: Option<Decimal>,
+    /// The last equity point written: (market ms, equity).
+    #[serde(default)]
+    pub last_point: Option<(i64, Decimal)>,
+    /// What the last position snapshot showed, to write one only on change.
+    #[serde(default)]
+    pub last_snapshot: String,
+    /// The next `order_no`.
+    #[serde(default = "one")]
+    pub next_order_no: u32,
+    /// The terminal's clock at the last call (market clock).
+    #[serde(default)]
+    pub market_ms: i64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// Waiting for the EA's next poll.
+    Due,
+    /// In a poll answer, no ack committed yet: offered again after a restart or a while.
+    Sent,
+    /// Done, ack committed.
+    Acked,
+    /// MT5 refused it (retcode and words stored).
+    Rejected,
+    /// The send's end is unknown (timeout, no connection): open until an ack or reconciliation.
+    Unknown,
+    /// Its signal expired before it reached the EA; it never will.
+    Expired,
+}
+
+impl OrderState {
+    /// Whether the order is settled for good.
+    pub fn is_final(self) -> bool {
+        matches!(self, OrderState::Acked | OrderState::Rejected | OrderState::Expired)
+    }
+}
+
+/// What an order does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OrderAction {
+    /// Open a position (or place a pending order).
+    Open(ea::Order),
+    /// Close a position, wholly or partly.
+    Close { position_id: u64, symbol: String, volume: Option<Decimal> },
+    /// Change a position's SL/TP.
+    Modify { position_id: u64, sl: Option<Decimal>, tp: Option<Decimal> },
+    /// Close everything Tradecast opened.
+    CloseAll { scope: CloseAllScope },
+}
+
+/// What the EA's ack said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckFacts {
+    pub found_by_lookup: bool,
+    pub order_ticket: Option<u64>,
+    pub deal_ticket: Option<u64>,
+    pub position_id: Option<u64>,
+    pub price: Option<Decimal>,
+    pub volume: Option<Decimal>,
+    pub time_ms: Option<i64>,
+}
+
+/// An order and its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRow {
+    pub order_id: String,
+    pub order_no: u32,
+    pub account: String,
+    pub action: OrderAction,
+    #[serde(default)]
+    pub signal_id: Option<SignalId>,
+    pub state: OrderState,
+    /// Wall clock.
+    pub created_at_ms: i64,
+    /// Market clock: never sent after this.
+    #[serde(default)]
+    pub expires_at_ms: Option<i64>,
+    /// Market clock: not offered before this (a close refused with 10018).
+    #[serde(default)]
+    pub not_before_ms: Option<i64>,
+    #[serde(default)]
+    pub sent_session: Option<String>,
+    #[serde(default)]
+    pub sent_at_ms: Option<i64>,
+    #[serde(default)]
+    pub n_offers: u32,
+    #[serde(default)]
+    pub retcode: Option<u32>,
+    /// MT5's words.
+    #[serde(default)]
+    pub message: String,
+    /// The retcode in a trader's words.
+    #[serde(default)]
+    pub explained: String,
+    #[serde(default)]
+    pub ack: Option<AckFacts>,
+    /// `ack` or `reconciliation`.
+    #[serde(default)]
+    pub settled_by: String,
+}
+
+/// A position the node follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionRow {
+    pub position_id: u64,
+    #[serde(default)]
+    pub order_id: Option<String>,
+    #[serde(default)]
+    pub signal_id: Option<SignalId>,
+    pub symbol: String,
+    pub side: ea::Side,
+    /// Lots open now.
+    pub volume: Decimal,
+    /// Lots at the open.
+    pub volume_opened: Decimal,
+    pub open_price: Decimal,
+    pub open_time_ms: i64,
+    #[serde(default)]
+    pub sl: Option<Decimal>,
+    #[serde(default)]
+    pub tp: Option<Decimal>,
+    #[serde(default)]
+    pub profit: Decimal,
+    /// Still open.
+    pub open: bool,
+    /// Opened by this node from its own signal (provider mode: its changes become records).
+    #[serde(default)]
+    pub own_signal: bool,
+}
+
+/// A signal the node made, received or was handed, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalRow {
+    pub signal: tradecast_protocol::Signal,
+    /// Where it came from: `strategy`, `api`.
+    pub source: String,
+    /// The order made from it, if any.
+    #[serde(default)]
+    pub order_id: Option<String>,
+    /// Why no order was made, if none.
+    #[serde(default)]
+    pub skipped: String,
+}
+
+/// A stored bar.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BarRow {
+    open: Decimal,
+    high: Decimal,
+    low: Decimal,
+    close: Decimal,
+}
+
+/// MT5 trade return codes in words a trader understands.
+pub fn explain_retcode(retcode: u32) -> &'static str {
+    match retcode {
+        0 => "no answer from the trade server",
+        10004 => "requote: the price changed before the order was filled",
+        10006 => "the broker rejected the order",
+        10007 => "the order was cancelled",
+        10008 => "the order was placed",
+        10009 => "done: the order was filled",
+        10010 => "only part of the order was filled",
+        10011 => "the trade server could not process the request",
+        10012 => "the request timed out: whether it was filled is not known yet",
+        10013 => "the request was invalid",
+        10014 => "the volume is not allowed for this symbol",
+        10015 => "the price is not valid",
+        10016 => "the stop loss or take profit is too close to the price or invalid",
+        10017 => "trading is disabled for this account or symbol",
+        10018 => "the market is closed",
+        10019 => "not enough money to open the position",
+        10020 => "prices changed",
+        10021 => "no quotes to process the request",
+        10024 => "too many requests",
+        10026 => "auto trading is disabled on the server",
+        10027 => "auto trading is disabled in the terminal (the Algo Trading button)",
+        10030 => "the fill type is not supported by the broker",
+        10031 => "no connection to the trade server: whether it was filled is not known yet",
+        10033 => "the limit of pending orders is reached",
+        10034 => "the volume limit for this symbol is reached",
+        10036 => "the position is already closed",
+        10038 => "the close volume is larger than the position",
+        _ => "the terminal reported an unlisted error",
+    }
+}
+
+/// 12 characters of Crockford base32 from 60 random bits.
+fn new_order_id() -> Result<String, keys::KeyError> {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let b = keys::random_bytes::<8>()?;
+    let n = u64::from_le_bytes(*b);
+    Ok((0..12).map(|i| char::from(ALPHABET[((n >> (i * 5)) & 31) as usize])).collect())
+}
+
+fn new_session_id() -> Result<String, keys::KeyError> {
+    let b = keys::random_bytes::<12>()?;
+    Ok(format!("s_{}", hex::encode(&b[..])))
+}
+
+/// The wall clock, unix ms.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn series_name(symbol: &str, tf: ea::Timeframe) -> String {
+    format!("{symbol}:{}", tf.name())
+}
+
+fn to_domain_tf(tf: ea::Timeframe) -> tradecast_protocol::Timeframe {
+    use tradecast_protocol::Timeframe as T;
+    match tf {
+        ea::Timeframe::M1 => T::M1,
+        ea::Timeframe::M5 => T::M5,
+        ea::Timeframe::M15 => T::M15,
+        ea::Timeframe::M30 => T::M30,
+        ea::Timeframe::H1 => T::H1,
+        ea::Timeframe::H4 => T::H4,
+        ea::Timeframe::D1 => T::D1,
+        ea::Timeframe::W1 => T::W1,
+        ea::Timeframe::MN1 => T::MN1,
+    }
+}
+
+fn domain_side(s: ea::Side) -> tradecast_protocol::Side {
+    match s {
+        ea::Side::Buy => tradecast_protocol::Side::Buy,
+        ea::Side::Sell => tradecast_protocol::Side::Sell,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// In memory.
+
+#[derive(Debug)]
+struct Session {
+    account: String,
+    poll_in_flight: bool,
+}
+
+#[derive(Default)]
+struct AccountMem {
+    /// Commands that need no ack (backfill), offered at the next poll.
+    commands: Vec<ea::Command>,
+    /// Gaps already asked for: (series, from).
+    asked: HashSet<(String, i64)>,
+    /// Provider mode: one engine per series, and the last bar fed.
+    engines: HashMap<String, (Engine, i64)>,
+}
+
+struct Inner {
+    secrets: Secrets,
+    nonces: NonceCache,
+    sessions: HashMap<String, Session>,
+    /// Live session ids per account, oldest first.
+    current: HashMap<String, Vec<String>>,
+    accounts: HashMap<String, AccountMem>,
+    last_seen_ms: Option<i64>,
+}
+
+/// What `status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub device_id: String,
+    pub mode: String,
+    pub self_trade: bool,
+    pub started_at_ms: i64,
+    pub ea_last_seen_ms: Option<i64>,
+    pub link_up: bool,
+    pub accounts: Vec<AccountStatus>,
+    pub outbox_len: u64,
+}
+
+/// One account in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountStatus {
+    pub account: String,
+    pub balance: Option<Decimal>,
+    pub equity: Option<Decimal>,
+    pub peak_equity: Option<Decimal>,
+    pub equity_floor: Option<Decimal>,
+    pub locked: bool,
+    pub lock_reason: String,
+    pub n_open_positions: usize,
+    pub n_open_orders: usize,
+}
+
+/// The node: store, identity, settings and the in-memory session state.
+pub struct Node {
+    store: Store,
+    identity: Identity,
+    settings: Settings,
+    start_ms: i64,
+    inner: Mutex<Inner>,
+    work: tokio::sync::watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("device", &self.identity.device_id().fmt_short()).finish()
+    }
+}
+
+/// Reads the identity and opens the EA secrets of a store.
+type Secrets = HashMap<String, Zeroizing<Vec<u8>>>;
+
+fn load(store: &Store) -> Result<(Identity, Secrets), NodeError> {
+    let view = store.read()?;
+    let identity = view.identity()?.ok_or(StoreError::NotInitialized)?;
+    let mut secrets = HashMap::new();
+    for (key_id, sealed) in view.ea_keys()? {
+        let secret = keys::open_secret(&identity, &key_id, &sealed)?;
+        secrets.insert(key_id, secret);
+    }
+    Ok((identity, secrets))
+}
+
+impl Node {
+    /// A node over an initialized store. `start_ms` is the wall clock at start: EA requests
+    /// stamped earlier are refused (the nonce cache is memory only).
+    pub fn new(store: Store, settings: Settings, start_ms: i64) -> Result<Arc<Node>, NodeError> {
+        let (identity, secrets) = load(&store)?;
+        let (work, _) = tokio::sync::watch::channel(0);
+        Ok(Arc::new(Node {
+            store,
+            identity,
+            settings,
+            start_ms,
+            inner: Mutex::new(Inner {
+                secrets,
+                nonces: NonceCache::new(100_000),
+                sessions: HashMap::new(),
+                current: HashMap::new(),
+                accounts: HashMap::new(),
+                last_seen_ms: None,
+            }),
+            work,
+        }))
+    }
+
+    /// The device id.
+    pub fn device_id(&self) -> DeviceId {
+        self.identity.device_id()
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The store (read views for the API).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// When the node started (wall clock).
+    pub fn start_ms(&self) -> i64 {
+        self.start_ms
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock would be a bug; the state it guards is rebuilt from the
+        // store on restart, so recovering the guard is safe.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake(&self) {
+        self.work.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Authentication support for the link.
+
+    /// The secret of an EA key, if known.
+    pub fn ea_secret(&self, key_id: &str) -> Option<Zeroizing<Vec<u8>>> {
+        self.lock().secrets.get(key_id).cloned()
+    }
+
+    /// Remembers a nonce of a verified request; refuses a replay.
+    pub fn check_nonce(
+        &self,
+        nonce: &str,
+        timestamp_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), tradecast_protocol::link_auth::AuthError> {
+        self.lock().nonces.check_and_insert(nonce, timestamp_ms, now_ms)
+    }
+
+    /// Notes an authenticated EA call (link health).
+    pub fn seen(&self, now_ms: i64) {
+        self.lock().last_seen_ms = Some(now_ms);
+    }
+
+    /// Makes an EA key; the secret is returned once and stored sealed.
+    pub fn new_ea_key(&self) -> Result<keys::EaKey, NodeError> {
+        let key = keys::new_ea_key()?;
+        let sealed = keys::seal_secret(&self.identity, &key.key_id, &key.secret)?;
+        self.store.write(|tx| tx.put_ea_key(&key.key_id, &sealed))?;
+        self.lock()
+            .secrets
+            .insert(key.key_id.clone(), Zeroizing::new(key.secret.as_bytes().to_vec()));
+        tracing::info!(target: "tradecast::keys", key_id = %key.key_id, "EA key created");
+        Ok(key)
+    }
+
+    /// The EA key ids.
+    pub fn ea_key_ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.lock().secrets.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // hello
+
+    /// The EA introduces the account: a new session (the previous one of this account ends).
+    pub fn hello(&self, h: Hello, now_ms: i64) -> Result<HelloAnswer, NodeError> {
+        let account = format!("{}@{}", h.login, h.server);
+        let session_id = new_session_id()?;
+        let mut inner = self.lock();
+        let subs = self.settings.subscriptions.clone();
+        let device = self.identity.device_id();
+        let identity = &self.identity;
+        let (row, deals_from, bars_from) = self.store.write(|tx| {
+            let prev: Option<AccountRow> = tx.get_json(store::ACCOUNTS, "accounts", &account)?;
+            let mut row = prev.unwrap_or(AccountRow {
+                account: account.clone(),
+                login: h.login,
+                server: h.server.clone(),
+                company: String::new(),
+                currency: String::new(),
+                margin_mode: h.margin_mode,
+                server_utc_offset_s: 0,
+                symbols: Vec::new(),
+                peak_equity: None,
+                locked: false,
+                lock_reason: String::new(),
+                balance: None,
+                equity: None,
+                last_point: None,
+                last_snapshot: String::new(),
+                next_order_no: 1,
+                market_ms: 0,
+            });
+            row.company = h.company.clone();
+            row.currency = h.currency.clone();
+            row.margin_mode = h.margin_mode;
+            row.server_utc_offset_s = h.server_utc_offset_s;
+            row.symbols = h.symbols.clone();
+            row.market_ms = row.market_ms.max(h.terminal_time_ms);
+            if let Some(b) = &h.floor_breach {
+                // The EA closed Tradecast's positions on its own while the node was silent.
+                row.locked = true;
+                row.lock_reason = format!(
+                    "the EA closed {} position(s) on its own: equity {} fell below the floor {} \
+                     while the node was silent",
+                    b.n_closed, b.equity, b.floor
+                );
+                let cmd = tradecast_protocol::Command::CloseAll {
+                    symbol: None,
+                    reason: row.lock_reason.clone(),
+                    at_ms: b.time_ms,
+                };
+                tx.append_record(identity, StreamId::COMMANDS, &Body::Command(cmd), now_ms)?;
+            }
+            let deals_from = match tx.cursor(&account, "deals")? {
+                Some(c) => c,
+                None => {
+                    let c = h.terminal_time_ms.saturating_sub(DEALS_LOOKBACK_MS);
+                    tx.set_cursor(&account, "deals", c)?;
+                    c
+                }
+            };
+            let mut bars_from = Vec::new();
+            for (symbol, tf) in &subs {
+                let name = format!("bars:{}", series_name(symbol, *tf));
+                let from = match tx.cursor(&account, &name)? {
+                    Some(c) => c,
+                    None => {
+                        let tf_ms = tf.seconds().unwrap_or(3_600) * 1_000;
+                        let c =
+                            (h.terminal_time_ms - WARMUP_BARS * tf_ms).div_euclid(tf_ms) * tf_ms;
+                        tx.set_cursor(&account, &name, c)?;
+                        c
+                    }
+                };
+                bars_from.push(ea::BarCursor {
+                    symbol: symbol.clone(),
+                    timeframe: *tf,
+                    from_ms: from,
+                });
+            }
+            tx.put_json(store::ACCOUNTS, "accounts", &account, &row)?;
+            Ok((row, deals_from, bars_from))
+        })?;
+        let _ = device;
+        // The newest sessions of an account stay valid (an EA's hello does not cut off a poll
+        // of the one before it already in flight); the oldest beyond the bound end.
+        let live = inner.current.entry(account.clone()).or_default();
+        live.push(session_id.clone());
+        let ended: Vec<String> =
+            if live.len() > SESSIONS_PER_ACCOUNT { live.drain(..1).collect() } else { Vec::new() };
+        for old in ended {
+            inner.sessions.remove(&old);
+        }
+        inner.sessions.insert(
+            session_id.clone(),
+            Session { account: account.clone(), poll_in_flight: false },
+        );
+        inner.accounts.entry(account.clone()).or_default();
+        drop(inner);
+        self.wake();
+        tracing::info!(target: "tradecast::link", %account, session = %session_id, "EA hello");
+        Ok(HelloAnswer {
+            session_id,
+            poll_wait_ms: self.settings.poll_wait_ms,
+            subscriptions: self
+                .settings
+                .subscriptions
+                .iter()
+                .map(|(s, t)| ea::BarSubscription { symbol: s.clone(), timeframe: *t })
+                .collect(),
+            equity_floor: self.floor(&row),
+            deals_from_ms: deals_from,
+            bars_from,
+        })
+    }
+
+    fn floor(&self, row: &AccountRow) -> Option<Decimal> {
+        let peak = row.peak_equity?;
+        let keep = Decimal::ONE_HUNDRED.checked_sub(self.settings.drawdown_max_pct)?;
+        peak.checked_mul(keep)?.checked_div(Decimal::ONE_HUNDRED).map(|d| d.round_dp(2))
+    }
+
+    fn session_account(&self, inner: &Inner, session_id: &str) -> Result<String, NodeError> {
+        inner
+            .sessions
+            .get(session_id)
+            .map(|s| s.account.clone())
+            .ok_or_else(|| NodeError::HelloRequired(session_id.to_owned()))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // poll
+
+    /// The long-poll: answers as soon as something is due, or after `wait_ms` (at most
+    /// [`POLL_WAIT_MAX_MS`]) with nothing. One poll per session in flight.
+    pub async fn poll(&self, p: Poll) -> Result<PollAnswer, NodeError> {
+        let account = {
+            let mut inner = self.lock();
+            let account = self.session_account(&inner, &p.session_id)?;
+            let s = inner
+                .sessions
+                .get_mut(&p.session_id)
+                .ok_or_else(|| NodeError::HelloRequired(p.session_id.clone()))?;
+            if s.poll_in_flight {
+                return Err(NodeError::PollInFlight);
+            }
+            s.poll_in_flight = true;
+            account
+        };
+        let _flag = InFlight { node: self, session_id: &p.session_id };
+        let wait = Duration::from_millis(u64::from(p.wait_ms.min(POLL_WAIT_MAX_MS)));
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut rx = self.work.subscribe();
+        loop {
+            rx.borrow_and_update();
+            let answer = self.take_due(&account, &p.session_id, p.terminal_time_ms, wall_ms())?;
+            if !answer.orders.is_empty()
+                || !answer.commands.is_empty()
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(answer);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                // Deadline: one last look, then answer.
+                continue;
+            }
+        }
+    }
+
+    /// What is due now for the session, marked sent (committed) before it is returned.
+    pub fn take_due(
+        &self,
+        account: &str,
+        session_id: &str,
+        market_ms: i64,
+        now_ms: i64,
+    ) -> Result<PollAnswer, NodeError> {
+        let mut inner = self.lock();
+        if !inner.sessions.contains_key(session_id) {
+            // The session ended while the poll waited.
+            return Ok(PollAnswer { orders: Vec::new(), commands: Vec::new(), equity_floor: None });
+        }
+        let mut commands: Vec<ea::Command> = inner
+            .accounts
+            .get_mut(account)
+            .map(|m| std::mem::take(&mut m.commands))
+            .unwrap_or_default();
+        let (orders, trade_cmds, floor) = self.store.write(|tx| {
+            let mut row: Option<AccountRow> = tx.get_json(store::ACCOUNTS, "accounts", account)?;
+            if let Some(r) = row.as_mut()
+                && market_ms > r.market_ms
+            {
+                r.market_ms = market_ms;
+                tx.put_json(store::ACCOUNTS, "accounts", account, r)?;
+            }
+            let mut rows: Vec<OrderRow> = tx.orders(account)?;
+            rows.retain(|o| !o.state.is_final());
+            rows.sort_by_key(|o| o.order_no);
+            let mut orders = Vec::new();
+            let mut cmds = Vec::new();
+            for mut o in rows {
+                let offer = match o.state {
+                    OrderState::Due => {
+                        if o.expires_at_ms.is_some_and(|e| market_ms > e) {
+                            o.state = OrderState::Expired;
+                            o.explained = "the signal expired before it reached the terminal".into();
+                            tx.put_order(account, &o.order_id, &o)?;
+                            tracing::info!(target: "tradecast::orders", order_id = %o.order_id, "expired");
+                            continue;
+                        }
+                        o.not_before_ms.is_none_or(|t| market_ms >= t)
+                    }
+                    OrderState::Sent => {
+                        o.sent_session.as_deref() != Some(session_id)
+                            || o.sent_at_ms.is_some_and(|t| now_ms - t >= REOFFER_AFTER_MS)
+                    }
+                    OrderState::Unknown => o.sent_session.as_deref() != Some(session_id),
+                    _ => false,
+                };
+                if !offer {
+                    continue;
+                }
+                if o.state == OrderState::Due {
+                    o.state = OrderState::Sent;
+                }
+                o.sent_session = Some(session_id.to_owned());
+                o.sent_at_ms = Some(now_ms);
+                o.n_offers += 1;
+                tx.put_order(account, &o.order_id, &o)?;
+                match &o.action {
+                    OrderAction::Open(order) => orders.push(order.clone()),
+                    OrderAction::Close { position_id, symbol, volume } => {
+                        cmds.push(ea::Command::Close {
+                            order_id: o.order_id.clone(),
+                            order_no: o.order_no,
+                            position_id: *position_id,
+                            symbol: symbol.clone(),
+                            volume: *volume,
+                        })
+                    }
+                    OrderAction::Modify { position_id, sl, tp } => cmds.push(ea::Command::Modify {
+                        order_id: o.order_id.clone(),
+                        order_no: o.order_no,
+                        position_id: Some(*position_id),
+                        order_ticket: None,
+                        sl: *sl,
+                        tp: *tp,
+                    }),
+                    OrderAction::CloseAll { scope } => cmds.push(ea::Command::CloseAll {
+                        order_id: o.order_id.clone(),
+                        scope: *scope,
+                    }),
+                }
+            }
+            let floor = row.as_ref().and_then(|r| self.floor(r));
+            Ok((orders, cmds, floor))
+        })?;
+        let mut all = trade_cmds;
+        all.append(&mut commands);
+        Ok(PollAnswer { orders, commands: all, equity_floor: floor })
+    }
+
+    fn poll_done(&self, session_id: &str) {
+        if let Some(s) = self.lock().sessions.get_mut(session_id) {
+            s.poll_in_flight = false;
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Orders.
+
+    /// Queues an order (or a trading command) for the account; committed before it returns.
+    /// The EA's next poll gets it.
+    pub fn queue(
+        &self,
+        account: &str,
+        action: impl FnOnce(&str, u32) -> OrderAction,
+        signal_id: Option<SignalId>,
+        expires_at_ms: Option<i64>,
+    ) -> Result<OrderRow, NodeError> {
+        let order_id = new_order_id()?;
+        let _inner = self.lock();
+        let row = self
+            .store
+            .write(|tx| self.queue_in(tx, account, &order_id, action, signal_id, expires_at_ms))?;
+        drop(_inner);
+        self.wake();
+        Ok(row)
+    }
+
+    fn queue_in(
+        &self,
+        tx: &mut store::Tx<'_>,
+        account: &str,
+        order_id: &str,
+        action: impl FnOnce(&str, u32) -> OrderAction,
+        signal_id: Option<SignalId>,
+        expires_at_ms: Option<i64>,
+    ) -> Result<OrderRow, StoreError> {
+        let mut acc: AccountRow =
+            tx.get_json(store::ACCOUNTS, "accounts", account)?.ok_or(StoreError::Row {
+                table: "accounts",
+                message: format!("no account {account}"),
+            })?;
+        let order_no = acc.next_order_no;
+        acc.next_order_no = acc.next_order_no.wrapping_add(1).max(1);
+        tx.put_json(store::ACCOUNTS, "accounts", account, &acc)?;
+        let row = OrderRow {
+            order_id: order_id.to_owned(),
+            order_no,
+            account: account.to_owned(),
+            action: action(order_id, order_no),
+            signal_id,
+            state: OrderState::Due,
+            created_at_ms: wall_ms(),
+            expires_at_ms,
+            not_before_ms: None,
+            sent_session: None,
+            sent_at_ms: None,
+            n_offers: 0,
+            retcode: None,
+            message: String::new(),
+            explained: String::new(),
+            ack: None,
+            settled_by: String::new(),
+        };
+        tx.put_order(account, order_id, &row)?;
+        tracing::info!(target: "tradecast::orders", %account, order_id, order_no, "order due");
+        Ok(row)
+    }
+
+    /// The trader's (or the guard's) close-all: Tradecast's magic only.
+    pub fn close_all(&self, account: &str, reason: &str) -> Result<OrderRow, NodeError> {
+        let row = self.queue(
+            account,
+            |_, _| OrderAction::CloseAll { scope: CloseAllScope::Tradecast },
+            None,
+            None,
+        )?;
+        let market = self.account(account)?.map(|a| a.market_ms).unwrap_or(0);
+        let cmd = tradecast_protocol::Command::CloseAll {
+            symbol: None,
+            reason: reason.to_owned(),
+            at_ms: market,
+        };
+        let _inner = self.lock();
+        self.store.write(|tx| {
+            tx.append_record(&self.identity, StreamId::COMMANDS, &Body::Command(cmd), wall_ms())
+        })?;
+        Ok(row)
+    }
+
+    /// Unlocks auto mode after the guard locked it.
+    pub fn unlock(&self, account: &str) -> Result<(), NodeError> {
+        let _inner = self.lock();
+        self.store.write(|tx| {
+            let mut acc: AccountRow =
+                tx.get_json(store::ACCOUNTS, "accounts", account)?.ok_or(StoreError::Row {
+                    table: "accounts",
+                    message: format!("no account {account}"),
+                })?;
+            acc.locked = false;
+            acc.lock_reason.clear();
+            // The cap restarts from today's equity.
+            acc.peak_equity = acc.equity;
+            tx.put_json(store::ACCOUNTS, "accounts", account, &acc)
+        })?;
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // ack
+
+    /// How an order ended; committed before the answer.
+    pub fn ack(&self, a: Ack, now_ms: i64) -> Result<AckAnswer, NodeError> {
+        let inner = self.lock();
+        let account = self.session_account(&inner, &a.session_id)?;
+        let device = self.identity.device_id();
+        self.store
+            .write(|tx| {
+                let mut o: OrderRow = tx
+                    .order(&account, &a.order_id)?
+                    .ok_or(StoreError::Row { table: "orders", message: String::new() })
+                    .map_err(|_| StoreError::Row {
+                        table: "orders",
+                        message: format!("no order {}", a.order_id),
+                    })?;
+                if o.state.is_final() {
+                    // A repeated ack (the answer to the first was lost): already committed.
+                    return Ok(());
+                }
+                let acc: Option<AccountRow> = tx.get_json(store::ACCOUNTS, "accounts", &account)?;
+                let market = acc.map(|r| r.market_ms).unwrap_or(0);
+                o.retcode = Some(a.retcode);
+                o.message = a.message.clone();
+                o.explained = explain_retcode(a.retcode).to_owned();
+                o.ack = Some(AckFacts {
+                    found_by_lookup: a.found_by_lookup,
+                    order_ticket: a.order_ticket,
+                    deal_ticket: a.deal_ticket,
+                    position_id: a.position_id,
+                    price: a.price,
+                    volume: a.volume,
+                    time_ms: a.time_ms,
+                });
+                match a.outcome {
+                    Outcome::Done => {
+                        o.state = OrderState::Acked;
+                        o.settled_by = "ack".into();
+                        self.record_fill(tx, &account, &o, device, now_ms)?;
+                    }
+                    Outcome::Rejected
+                        if a.retcode == 10018
+                            && matches!(
+                                o.action,
+                                OrderAction::Close { .. } | OrderAction::CloseAll { .. }
+                            ) =>
+                    {
+                        o.state = OrderState::Due;
+                        o.not_before_ms = Some(market + MARKET_CLOSED_RETRY_MS);
+                        o.explained =
+                            "the market is closed: the close is sent again when it opens".into();
+                    }
+                    Outcome::Rejected => {
+                        o.state = OrderState::Rejected;
+                        o.settled_by = "ack".into();
+                    }
+                    Outcome::Unknown => {
+                        o.state = OrderState::Unknown;
+                    }
+                }
+                tx.put_order(&account, &o.order_id, &o)?;
+                tracing::info!(target: "tradecast::orders", %account, order_id = %o.order_id,
+                retcode = a.retcode, state = ?o.state, "ack committed");
+                Ok(())
+            })
+            .map_err(|e| match e {
+                StoreError::Row { table: "orders", message } if message.starts_with("no order") => {
+                    NodeError::UnknownOrder(a.order_id.clone())
+                }
+                e => NodeError::Store(e),
+            })?;
+        drop(inner);
+        self.wake();
+        Ok(AckAnswer { ok: true })
+    }
+
+    /// A filled open order: the position row and the execution record.
+    fn record_fill(
+        &self,
+        tx: &mut store::Tx<'_>,
+        account: &str,
+        o: &OrderRow,
+        device: DeviceId,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let OrderAction::Open(order) = &o.action else { return Ok(()) };
+        let Some(ack) = &o.ack else { return Ok(()) };
+        if let Some(pid) = ack.position_id
+            && tx.position::<PositionRow>(account, pid)?.is_none()
+        {
+            let volume = ack.volume.unwrap_or(order.volume);
+            let row = PositionRow {
+                position_id: pid,
+                order_id: Some(o.order_id.clone()),
+                signal_id: o.signal_id,
+                symbol: order.symbol.clone(),
+                side: if order.kind.is_buy() { ea::Side::Buy } else { ea::Side::Sell },
+                volume,
+                volume_opened: volume,
+                open_price: ack.price.or(order.price).unwrap_or_default(),
+                open_time_ms: ack.time_ms.unwrap_or(0),
+                sl: order.sl,
+                tp: order.tp,
+                profit: Decimal::ZERO,
+                open: true,
+                own_signal: self.settings.provider && o.signal_id.is_some(),
+            };
+            tx.put_position(account, pid, &row)?;
+        }
+        if let Some(signal_id) = o.signal_id {
+            let e = Execution {
+                order_id: u64::from(o.order_no),
+                signal_id,
+                device,
+                retcode: o.retcode.unwrap_or(0),
+                ticket: ack.position_id.or(ack.order_ticket),
+                fill_price: ack.price,
+                volume: ack.volume.unwrap_or(order.volume),
+                at_ms: ack.time_ms.unwrap_or(now_ms),
+            };
+            tx.put_execution(account, &o.order_id, &e)?;
+            tx.append_record(&self.identity, StreamId::SHARED, &Body::Execution(e), now_ms)?;
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // deals
+
+    /// Deals since the cursor: deduplicated by ticket, reconciled, cursor moved; committed.
+    pub fn deals(&self, d: Deals, now_ms: i64) -> Result<DealsAnswer, NodeError> {
+        let inner = self.lock();
+        let account = self.session_account(&inner, &d.session_id)?;
+        let cursor = self.store.write(|tx| {
+            let mut cursor = tx.cursor(&account, "deals")?.unwrap_or(i64::MIN);
+            let mut deals = d.deals.clone();
+            deals.sort_by_key(|x| (x.time_ms, x.deal_ticket));
+            for deal in &deals {
+                if tx.has_deal(&account, deal.deal_ticket)? {
+                    continue;
+                }
+                tx.put_deal(&account, deal.deal_ticket, deal)?;
+                cursor = cursor.max(deal.time_ms);
+                self.reconcile_deal(tx, &account, deal, now_ms)?;
+            }
+            tx.set_cursor(&account, "deals", cursor)?;
+            Ok(cursor)
+        })?;
+        drop(inner);
+        self.wake();
+        Ok(DealsAnswer { ok: true, deals_from_ms: cursor })
+    }
+
+    fn is_ours(&self, magic: u64, comment: &str) -> bool {
+        ea::is_tradecast_magic(magic, self.settings.ea_magic)
+            || comment.starts_with(ea::COMMENT_PREFIX)
+    }
+
+    /// The order a magic/comment points to, if it is ours.
+    fn order_of(
+        &self,
+        tx: &store::Tx<'_>,
+        account: &str,
+        magic: u64,
+        comment: &str,
+    ) -> Result<Option<OrderRow>, StoreError> {
+        if let Some(id) = comment.strip_prefix(ea::COMMENT_PREFIX)
+            && let Some(o) = tx.order::<OrderRow>(account, id)?
+        {
+            return Ok(Some(o));
+        }
+        if !ea::is_tradecast_magic(magic, self.settings.ea_magic) {
+            return Ok(None);
+        }
+        let (_, no) = ea::split_magic(magic);
+        let rows: Vec<OrderRow> = tx.orders(account)?;
+        Ok(rows.into_iter().find(|o| o.order_no == no))
+    }
+
+    fn reconcile_deal(
+        &self,
+        tx: &mut store::Tx<'_>,
+        account: &str,
+        deal: &Deal,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let device = self.identity.device_id();
+        if deal.kind == DealKind::Balance {
+            // A deposit or withdrawal moves the peak with it, so it is not a drawdown.
+            let mut acc: Option<AccountRow> = tx.get_json(store::ACCOUNTS, "accounts", account)?;
+            if let Some(a) = acc.as_mut() {
+                if let Some(p) = a.peak_equity {
+                    a.peak_equity = p.checked_add(deal.profit).or(Some(p));
+                }
+                tx.put_json(store::ACCOUNTS, "accounts", account, a)?;
+            }
+            return Ok(());
+        }
+        match deal.entry {
+            DealEntry::In => {
+                if !self.is_ours(deal.magic, &deal.comment) {
+                    return Ok(());
+                }
+                if let Some(mut o) = self.order_of(tx, account, deal.magic, &deal.comment)?
+                    && matches!(o.state, OrderState::Sent | OrderState::Unknown | OrderState::Due)
+                    && matches!(o.action, OrderAction::Open(_))
+                {
+                    // The fill is proven by the deal: settle the order by reconciliation.
+                    o.state = OrderState::Acked;
+                    o.settled_by = "reconciliation".into();
+                    o.retcode = Some(o.retcode.unwrap_or(10009));
+                    o.explained = "filled (found in the terminal's deals)".into();
+                    o.ack = Some(AckFacts {
+                        found_by_lookup: true,
+                        order_ticket: Some(deal.order_ticket),
+                        deal_ticket: Some(deal.deal_ticket),
+                        position_id: Some(deal.position_id),
+                        price: Some(deal.price),
+                        volume: Some(deal.volume),
+                        time_ms: Some(deal.time_ms),
+                    });
+                    tx.put_order(account, &o.order_id, &o)?;
+                    self.record_fill(tx, account, &o, device, now_ms)?;
+                    tracing::info!(target: "tradecast::orders", %account, order_id = %o.order_id, "settled by reconciliation");
+                }
+            }
+            DealEntry::Out | DealEntry::OutBy | DealEntry::Inout => {
+                let Some(mut p) = tx.position::<PositionRow>(account, deal.position_id)? else {
+                    return Ok(());
+                };
+                let closed = deal.volume.min(p.volume);
+                let fraction = if p.volume > Decimal::ZERO {
+                    closed.checked_div(p.volume).unwrap_or(Decimal::ONE)
+                } else {
+                    Decimal::ONE
+                };
+                p.volume = (p.volume - closed).max(Decimal::ZERO);
+                if p.volume.is_zero() {
+                    p.open = false;
+                }
+                tx.put_position(account, p.position_id, &p)?;
+                let tc = TradeClosed {
+                    signal_id: p.signal_id,
+                    device,
+                    ticket: p.position_id,
+                    symbol: p.symbol.clone(),
+                    side: domain_side(p.side),
+                    volume: closed,
+                    open_price: p.open_price,
+                    close_price: deal.price,
+                    opened_at_ms: p.open_time_ms,
+                    closed_at_ms: deal.time_ms,
+                    profit: deal.profit,
+                    commission: deal.commission,
+                    swap: deal.swap,
+                };
+                tx.append_record(
+                    &self.identity,
+                    StreamId::PRIVATE,
+                    &Body::TradeClosed(tc),
+                    now_ms,
+                )?;
+                tracing::info!(target: "tradecast::reconcile", %account, position_id = p.position_id,
+                    reason = ?deal.reason, volume = %closed, "position closed");
+                if p.own_signal
+                    && let Some(signal_id) = p.signal_id
+                {
+                    let c = tradecast_protocol::Close {
+                        signal_id,
+                        fraction,
+                        price: Some(deal.price),
+                        reason: format!("{:?}", deal.reason).to_lowercase(),
+                        at_ms: deal.time_ms,
+                    };
+                    tx.append_record(&self.identity, StreamId::SIGNALS, &Body::Close(c), now_ms)?;
+                }
+            }
+            DealEntry::None => {}
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // state
+
+    /// The account and its book: reconciliation, equity points, the drawdown guard.
+    pub fn state(&self, s: State, now_ms: i64) -> Result<StateAnswer, NodeError> {
+        let inner = self.lock();
+        let account = self.session_account(&inner, &s.session_id)?;
+        let device = self.identity.device_id();
+        let mut breached = None;
+        let out_of_line = self.store.write(|tx| {
+            let mut acc: AccountRow =
+                tx.get_json(store::ACCOUNTS, "accounts", &account)?.ok_or(StoreError::Row {
+                    table: "accounts",
+                    message: format!("no account {account}"),
+                })?;
+            acc.market_ms = acc.market_ms.max(s.terminal_time_ms);
+            let market = acc.market_ms;
+            let mut out = Vec::new();
+            let mut seen = HashSet::new();
+            for p in &s.positions {
+                if !self.is_ours(p.magic, &p.comment) {
+                    out.push(ea::OutOfLine {
+                        position_id: Some(p.position_id),
+                        order_ticket: None,
+                        reason: "not opened by Tradecast: left alone".into(),
+                    });
+                    continue;
+                }
+                seen.insert(p.position_id);
+                let known: Option<PositionRow> = tx.position(&account, p.position_id)?;
+                let mut row = match known {
+                    Some(r) => r,
+                    None => {
+                        // A Tradecast position the node has no ack for: settle its order.
+                        let order = self.order_of(tx, &account, p.magic, &p.comment)?;
+                        if let Some(mut o) = order.clone()
+                            && !o.state.is_final()
+                        {
+                            o.state = OrderState::Acked;
+                            o.settled_by = "reconciliation".into();
+                            o.explained = "filled (found among the terminal's positions)".into();
+                            o.ack = Some(AckFacts {
+                                found_by_lookup: true,
+                                order_ticket: None,
+                                deal_ticket: None,
+                                position_id: Some(p.position_id),
+                                price: Some(p.open_price),
+                                volume: Some(p.volume),
+                                time_ms: Some(p.open_time_ms),
+                            });
+                            tx.put_order(&account, &o.order_id, &o)?;
+                            self.record_fill(tx, &account, &o, device, now_ms)?;
+                        }
+                        let existing: Option<PositionRow> = tx.position(&account, p.position_id)?;
+                        existing.unwrap_or(PositionRow {
+                            position_id: p.position_id,
+                            order_id: order.as_ref().map(|o| o.order_id.clone()),
+                            signal_id: order.as_ref().and_then(|o| o.signal_id),
+                            symbol: p.symbol.clone(),
+                            side: p.side,
+                            volume: p.volume,
+                            volume_opened: p.volume,
+                            open_price: p.open_price,
+                            open_time_ms: p.open_time_ms,
+                            sl: p.sl,
+                            tp: p.tp,
+                            profit: p.profit,
+                            open: true,
+                            own_signal: false,
+                        })
+                    }
+                };
+                if row.own_signal
+                    && (row.sl != p.sl || row.tp != p.tp)
+                    && let Some(signal_id) = row.signal_id
+                {
+                    let m = tradecast_protocol::Modify {
+                        signal_id,
+                        stop: p.sl,
+                        tp1: p.tp,
+                        tp2: None,
+                        reason: "the provider changed its position".into(),
+                        at_ms: market,
+                    };
+                    tx.append_record(&self.identity, StreamId::SIGNALS, &Body::Modify(m), now_ms)?;
+                }
+                row.volume = p.volume;
+                row.sl = p.sl;
+                row.tp = p.tp;
+                row.profit = p.profit;
+                row.open = true;
+                tx.put_position(&account, p.position_id, &row)?;
+            }
+            for p in tx.positions::<PositionRow>(&account)? {
+                if p.open && !seen.contains(&p.position_id) {
+                    // Gone from the terminal: its closing deal comes with the deals push; the
+                    // TradeClosed record is written from that deal.
+                    out.push(ea::OutOfLine {
+                        position_id: Some(p.position_id),
+                        order_ticket: None,
+                        reason: "closed in the terminal: waiting for its deal".into(),
+                    });
+                }
+            }
+            // Snapshot on change.
+            let mut snap: Vec<tradecast_protocol::Position> = Vec::new();
+            for p in tx.positions::<PositionRow>(&account)? {
+                if p.open && seen.contains(&p.position_id) {
+                    snap.push(tradecast_protocol::Position {
+                        ticket: p.position_id,
+                        signal_id: p.signal_id,
+                        symbol: p.symbol.clone(),
+                        side: domain_side(p.side),
+                        volume: p.volume,
+                        open_price: p.open_price,
+                        stop: p.sl,
+                        tp: p.tp,
+                        profit: Decimal::ZERO,
+                        opened_at_ms: p.open_time_ms,
+                    });
+                }
+            }
+            let key = serde_json::to_string(&snap).unwrap_or_default();
+            if key != acc.last_snapshot {
+                acc.last_snapshot = key;
+                let ps = PositionSnapshot {
+                    device,
+                    at_ms: market,
+                    balance: s.balance,
+                    equity: s.equity,
+                    margin: s.margin,
+                    positions: snap,
+                };
+                tx.append_record(
+                    &self.identity,
+                    StreamId::PRIVATE,
+                    &Body::PositionSnapshot(ps),
+                    now_ms,
+                )?;
+            }
+            // Equity points.
+            let due = match acc.last_point {
+                None => true,
+                Some((at, eq)) => {
+                    market - at >= EQUITY_EVERY_MS
+                        || (eq > Decimal::ZERO
+                            && (s.equity - eq)
+                                .abs()
+                                .checked_div(eq)
+                                .is_some_and(|m| m >= EQUITY_MOVE))
+                }
+            };
+            if due {
+                let ep =
+                    EquityPoint { device, at_ms: market, balance: s.balance, equity: s.equity };
+                tx.put_equity(&account, market, &ep)?;
+                tx.append_record(
+                    &self.identity,
+                    StreamId::PRIVATE,
+                    &Body::EquityPoint(ep),
+                    now_ms,
+                )?;
+                acc.last_point = Some((market, s.equity));
+            }
+            acc.balance = Some(s.balance);
+            acc.equity = Some(s.equity);
+            // The drawdown guard.
+            if !acc.locked {
+                acc.peak_equity = Some(acc.peak_equity.map_or(s.equity, |p| p.max(s.equity)));
+            }
+            if let Some(floor) = self.floor(&acc)
+                && s.equity < floor
+                && !acc.locked
+            {
+                acc.locked = true;
+                acc.lock_reason = format!(
+                    "drawdown guard: equity {} fell below {} ({} % below the peak {})",
+                    s.equity,
+                    floor,
+                    self.settings.drawdown_max_pct,
+                    acc.peak_equity.unwrap_or_default()
+                );
+                let order_id = new_order_id()
+                    .map_err(|e| StoreError::Row { table: "orders", message: e.to_string() })?;
+                tx.put_json(store::ACCOUNTS, "accounts", &account, &acc)?;
+                self.queue_in(
+                    tx,
+                    &account,
+                    &order_id,
+                    |_, _| OrderAction::CloseAll { scope: CloseAllScope::Tradecast },
+                    None,
+                    None,
+                )?;
+                acc = tx.get_json(store::ACCOUNTS, "accounts", &account)?.unwrap_or(acc);
+                let cmd = tradecast_protocol::Command::CloseAll {
+                    symbol: None,
+                    reason: acc.lock_reason.clone(),
+                    at_ms: market,
+                };
+                tx.append_record(&self.identity, StreamId::COMMANDS, &Body::Command(cmd), now_ms)?;
+                breached = Some(acc.lock_reason.clone());
+            }
+            tx.put_json(store::ACCOUNTS, "accounts", &account, &acc)?;
+            Ok(out)
+        })?;
+        drop(inner);
+        if let Some(reason) = breached {
+            tracing::error!(target: "tradecast::guard", %account, %reason, "DRAWDOWN GUARD: closing everything Tradecast opened, auto mode locked");
+            self.wake();
+        }
+        Ok(StateAnswer { ok: true, out_of_line })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // bars
+
+    /// Closed bars: deduplicated, cursors moved, gaps asked for, and in provider mode fed to
+    /// the engine (its signals committed with the bars).
+    pub fn bars(&self, b: Bars, now_ms: i64) -> Result<BarsAnswer, NodeError> {
+        let mut inner = self.lock();
+        let account = self.session_account(&inner, &b.session_id)?;
+        let mut bars = b.bars.clone();
+        bars.sort_by_key(|x| (x.symbol.clone(), x.timeframe, x.time_ms));
+        let subs: Vec<(String, ea::Timeframe)> = self.settings.subscriptions.clone();
+        let mut new_cmds = Vec::new();
+        let mut fresh: BTreeMap<String, Vec<ea::LinkBar>> = BTreeMap::new();
+        let cursors = self.store.write(|tx| {
+            let mem = inner.accounts.entry(account.clone()).or_default();
+            for bar in &bars {
+                let Some(tf_ms) = bar.timeframe.seconds().map(|s| s * 1_000) else { continue };
+                let series = series_name(&bar.symbol, bar.timeframe);
+                if tx.has_bar(&account, &series, bar.time_ms)? {
+                    continue;
+                }
+                let cname = format!("bars:{series}");
+                let cursor = tx.cursor(&account, &cname)?;
+                if let Some(c) = cursor
+                    && bar.time_ms > c
+                    && mem.asked.insert((series.clone(), c))
+                {
+                    new_cmds.push(ea::Command::Backfill {
+                        symbol: bar.symbol.clone(),
+                        timeframe: bar.timeframe,
+                        from_ms: c,
+                        to_ms: bar.time_ms - tf_ms,
+                    });
+                }
+                let row = BarRow { open: bar.open, high: bar.high, low: bar.low, close: bar.close };
+                tx.put_bar(&account, &series, bar.time_ms, &row)?;
+                let next = bar.time_ms.saturating_add(tf_ms);
+                if cursor.is_none_or(|c| next > c) {
+                    tx.set_cursor(&account, &cname, next)?;
+                }
+                fresh.entry(series).or_default().push(bar.clone());
+            }
+            if self.settings.provider {
+                for (series, list) in &fresh {
+                    for bar in list {
+                        self.feed_engine(tx, mem, &account, series, bar, now_ms)?;
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            for (symbol, tf) in &subs {
+                let name = format!("bars:{}", series_name(symbol, *tf));
+                if let Some(c) = tx.cursor(&account, &name)? {
+                    out.push(ea::BarCursor { symbol: symbol.clone(), timeframe: *tf, from_ms: c });
+                }
+            }
+            Ok(out)
+        })?;
+        if !new_cmds.is_empty() {
+            inner.accounts.entry(account.clone()).or_default().commands.extend(new_cmds);
+        }
+        drop(inner);
+        self.wake();
+        Ok(BarsAnswer { ok: true, bars_from: cursors })
+    }
+
+    fn feed_engine(
+        &self,
+        tx: &mut store::Tx<'_>,
+        mem: &mut AccountMem,
+        account: &str,
+        series: &str,
+        bar: &ea::LinkBar,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let entry = match mem.engines.entry(series.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let engine = Engine::new(Params::default())
+                    .map_err(|e| StoreError::Row { table: "bars", message: e.to_string() })?;
+                v.insert((engine, i64::MIN))
+            }
+        };
+        if bar.time_ms <= entry.1 {
+            return Ok(());
+        }
+        let f = |d: Decimal| -> f64 {
+            rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(f64::NAN)
+        };
+        let b64 = tradecast_protocol::bars::BarF64 {
+            time_unix_ms: bar.time_ms,
+            open: f(bar.open),
+            high: f(bar.high),
+            low: f(bar.low),
+            close: f(bar.close),
+        };
+        entry.1 = bar.time_ms;
+        let Ok(Some(sig)) = entry.0.try_push(&b64) else { return Ok(()) };
+        let tf_ms = bar.timeframe.seconds().unwrap_or(3_600) * 1_000;
+        let expires = sig.time_unix_ms + 2 * tf_ms;
+        let levels = match crate::orders::SignalLevels::from_signal(&sig, expires) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(target: "tradecast::strategy", error = %e, "signal without decimals skipped");
+                return Ok(());
+            }
+        };
+        let id_bytes = keys::random_bytes::<16>()
+            .map_err(|e| StoreError::Row { table: "signals", message: e.to_string() })?;
+        let signal = tradecast_protocol::Signal {
+            id: SignalId(*id_bytes),
+            provider: self.identity.device_id(),
+            strategy_id: crate::strategy::STRATEGY_ID.to_owned(),
+            strategy_version: 1,
+            symbol: bar.symbol.clone(),
+            timeframe: to_domain_tf(bar.timeframe),
+            side: match sig.side {
+                crate::strategy::Side::Buy => tradecast_protocol::Side::Buy,
+                crate::strategy::Side::Sell => tradecast_protocol::Side::Sell,
+            },
+            entry_kind: EntryKind::Market,
+            entry: levels.entry,
+            stop: levels.stop,
+            tp1: levels.tp1,
+            tp2: Some(levels.tp2),
+            bar_time_ms: sig.time_unix_ms,
+            expires_at_ms: expires,
+            leg: 1,
+            indicators: vec![tradecast_protocol::IndicatorValue {
+                name: "rsi".into(),
+                value: crate::orders::decimal_8("rsi", sig.rsi).unwrap_or_default(),
+            }],
+            rr: crate::orders::decimal_8("rr", sig.rr).unwrap_or_default(),
+        };
+        tracing::info!(target: "tradecast::strategy", %account, series, bar_time_ms = sig.time_unix_ms, side = ?sig.side, "signal");
+        self.publish_in(tx, account, signal, "strategy", self.settings.self_trade, None, now_ms)?;
+        Ok(())
+    }
+
+    /// Signs and appends a signal, and when `execute` queues its order (sized by risk, or
+    /// `volume` lots).
+    #[allow(clippy::too_many_arguments)]
+    fn publish_in(
+        &self,
+        tx: &mut store::Tx<'_>,
+        account: &str,
+        signal: tradecast_protocol::Signal,
+        source: &str,
+        execute: bool,
+        volume: Option<Decimal>,
+        now_ms: i64,
+    ) -> Result<SignalRow, StoreError> {
+        tx.append_record(&self.identity, StreamId::SIGNALS, &Body::Signal(signal.clone()), now_ms)?;
+        let mut row = SignalRow {
+            signal: signal.clone(),
+            source: source.to_owned(),
+            order_id: None,
+            skipped: String::new(),
+        };
+        if execute {
+            match self.order_for(tx, account, &signal, volume)? {
+                Ok(order_fn) => {
+                    let order_id = new_order_id()
+                        .map_err(|e| StoreError::Row { table: "orders", message: e.to_string() })?;
+                    let o = self.queue_in(
+                        tx,
+                        account,
+                        &order_id,
+                        order_fn,
+                        Some(signal.id),
+                        Some(signal.expires_at_ms),
+                    )?;
+                    row.order_id = Some(o.order_id);
+                }
+                Err(why) => {
+                    tracing::info!(target: "tradecast::orders", %account, signal_id = %signal.id.to_hex(), %why, "no order");
+                    row.skipped = why;
+                }
+            }
+        }
+        tx.put_json(store::SIGNALS, "signals", &signal.id.to_hex(), &row)?;
+        Ok(row)
+    }
+
+    /// The order for a signal on this account, or why none.
+    #[allow(clippy::type_complexity)]
+    fn order_for(
+        &self,
+        tx: &store::Tx<'_>,
+        account: &str,
+        signal: &tradecast_protocol::Signal,
+        volume: Option<Decimal>,
+    ) -> Result<Result<Box<dyn FnOnce(&str, u32) -> OrderAction>, String>, StoreError> {
+        let Some(acc) = tx.get_json::<AccountRow>(store::ACCOUNTS, "accounts", account)? else {
+            return Ok(Err(format!("no account {account}")));
+        };
+        if acc.locked {
+            return Ok(Err(format!("auto mode is locked: {}", acc.lock_reason)));
+        }
+        let Some(spec) = acc.symbols.iter().find(|s| s.symbol == signal.symbol).cloned() else {
+            return Ok(Err(format!("the terminal did not report {}", signal.symbol)));
+        };
+        let is_buy = signal.side == tradecast_protocol::Side::Buy;
+        let open = tx
+            .positions::<PositionRow>(account)?
+            .into_iter()
+            .filter(|p| p.open && p.symbol == signal.symbol)
+            .count();
+        let pending = tx
+            .orders::<OrderRow>(account)?
+            .into_iter()
+            .filter(|o| {
+                !o.state.is_final()
+                    && matches!(&o.action, OrderAction::Open(x) if x.symbol == signal.symbol)
+            })
+            .count();
+        let (lots, sl, tp) = match volume {
+            Some(v) => (v, signal.stop, signal.tp1),
+            None => {
+                let equity = acc.equity.unwrap_or_default();
+                let levels = crate::orders::SignalLevels {
+                    side: if is_buy {
+                        crate::strategy::Side::Buy
+                    } else {
+                        crate::strategy::Side::Sell
+                    },
+                    entry: signal.entry,
+                    stop: signal.stop,
+                    tp1: signal.tp1,
+                    tp2: signal.tp2.unwrap_or(signal.tp1),
+                    expires_unix_ms: signal.expires_at_ms,
+                };
+                let ospec = crate::orders::SymbolSpec {
+                    point: spec.point,
+                    tick_size: spec.tick_size,
+                    tick_value_loss: spec.tick_value_loss,
+                    volume_min: spec.volume_min,
+                    volume_max: spec.volume_max,
+                    volume_step: spec.volume_step,
+                    stops_level_points: spec.stops_level,
+                };
+                let quote = crate::orders::Quote { bid: signal.entry, ask: signal.entry };
+                let policy = crate::orders::OrderPolicy {
+                    equity,
+                    risk_pct: self.settings.risk_pct,
+                    min_rr: Decimal::ZERO,
+                    split: crate::orders::Split::Whole,
+                    one_position: true,
+                    open_positions: open + pending,
+                    now_unix_ms: acc.market_ms,
+                };
+                match crate::orders::build_order(&levels, &ospec, &quote, &policy) {
+                    Ok(o) => (o.volume, o.stop, o.tp1),
+                    Err(e) => return Ok(Err(e.to_string())),
+                }
+            }
+        };
+        let symbol = signal.symbol.clone();
+        let entry = signal.entry;
+        Ok(Ok(Box::new(move |order_id: &str, order_no: u32| {
+            OrderAction::Open(ea::Order {
+                order_id: order_id.to_owned(),
+                order_no,
+                symbol,
+                kind: if is_buy { ea::OrderKind::Buy } else { ea::OrderKind::Sell },
+                volume: lots,
+                price: Some(entry),
+                sl: Some(sl),
+                tp: Some(tp),
+                max_slippage_points: None,
+                expiration_ms: None,
+            })
+        })))
+    }
+
+    /// A signal handed in through the local API: signed by this node, and executed on the
+    /// account when `execute`.
+    pub fn submit_signal(
+        &self,
+        account: &str,
+        signal: tradecast_protocol::Signal,
+        execute: bool,
+        volume: Option<Decimal>,
+    ) -> Result<SignalRow, NodeError> {
+        let inner = self.lock();
+        let row = self
+            .store
+            .write(|tx| self.publish_in(tx, account, signal, "api", execute, volume, wall_ms()))?;
+        drop(inner);
+        self.wake();
+        Ok(row)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Reading.
+
+    /// An account row.
+    pub fn account(&self, account: &str) -> Result<Option<AccountRow>, NodeError> {
+        Ok(self.store.read()?.get_json(store::ACCOUNTS, "accounts", account)?)
+    }
+
+    /// Every account.
+    pub fn accounts(&self) -> Result<Vec<AccountRow>, NodeError> {
+        Ok(self.store.read()?.all_json(store::ACCOUNTS, "accounts")?)
+    }
+
+    /// The only account, or the one named (the API's default).
+    pub fn pick_account(&self, name: Option<&str>) -> Result<String, NodeError> {
+        let all = self.accounts()?;
+        match name {
+            Some(n) if all.iter().any(|a| a.account == n) => Ok(n.to_owned()),
+            Some(n) => Err(NodeError::Refused(format!("no account {n}"))),
+            None => all
+                .first()
+                .map(|a| a.account.clone())
+                .ok_or_else(|| NodeError::Refused("no EA has said hello yet".into())),
+        }
+    }
+
+    /// Orders of an account, by order number.
+    pub fn orders(&self, account: &str) -> Result<Vec<OrderRow>, NodeError> {
+        let mut v: Vec<OrderRow> = self.store.read()?.orders(account)?;
+        v.sort_by_key(|o| o.order_no);
+        Ok(v)
+    }
+
+    /// Positions of an account.
+    pub fn positions(&self, account: &str) -> Result<Vec<PositionRow>, NodeError> {
+        Ok(self.store.read()?.positions(account)?)
+    }
+
+    /// Deals of an account.
+    pub fn deal_list(&self, account: &str) -> Result<Vec<Deal>, NodeError> {
+        Ok(self.store.read()?.deals(account)?)
+    }
+
+    /// Equity points of an account.
+    pub fn equity(&self, account: &str) -> Result<Vec<EquityPoint>, NodeError> {
+        Ok(self.store.read()?.equity(account)?)
+    }
+
+    /// Every signal.
+    pub fn signals(&self) -> Result<Vec<SignalRow>, NodeError> {
+        let mut v: Vec<SignalRow> = self.store.read()?.all_json(store::SIGNALS, "signals")?;
+        v.sort_by_key(|s| s.signal.bar_time_ms);
+        Ok(v)
+    }
+
+    /// Whether the EA link is up: an authenticated call within the silence limit.
+    pub fn link_up(&self, now_ms: i64) -> bool {
+        self.lock().last_seen_ms.is_some_and(|t| now_ms - t < self.settings.link_down_after_ms)
+    }
+
+    /// The status.
+    pub fn status(&self, now_ms: i64) -> Result<Status, NodeError> {
+        let last = self.lock().last_seen_ms;
+        let view = self.store.read()?;
+        let mut accounts = Vec::new();
+        for a in view.all_json::<AccountRow>(store::ACCOUNTS, "accounts")? {
+            let pos: Vec<PositionRow> = view.positions(&a.account)?;
+            let ord: Vec<OrderRow> = view.orders(&a.account)?;
+            accounts.push(AccountStatus {
+                account: a.account.clone(),
+                balance: a.balance,
+                equity: a.equity,
+                peak_equity: a.peak_equity,
+                equity_floor: self.floor(&a),
+                locked: a.locked,
+                lock_reason: a.lock_reason.clone(),
+                n_open_positions: pos.iter().filter(|p| p.open).count(),
+                n_open_orders: ord.iter().filter(|o| !o.state.is_final()).count(),
+            });
+        }
+        let outbox_len =
+            [StreamId::SIGNALS, StreamId::SHARED, StreamId::PRIVATE, StreamId::COMMANDS]
+                .iter()
+                .map(|s| view.outbox(*s).map(|v| v.len() as u64))
+                .sum::<Result<u64, _>>()?;
+        Ok(Status {
+            device_id: self.identity.device_id().to_text(),
+            mode: if self.settings.provider { "provider" } else { "subscriber" }.into(),
+            self_trade: self.settings.self_trade,
+            started_at_ms: self.start_ms,
+            ea_last_seen_ms: last,
+            link_up: last.is_some_and(|t| now_ms - t < self.settings.link_down_after_ms),
+            accounts,
+            outbox_len,
+        })
+    }
+}
+
+/// Clears a session's poll-in-flight flag when the poll ends (answered, failed or dropped).
+struct InFlight<'a> {
+    node: &'a Node,
+    session_id: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.node.poll_done(self.session_id);
+    }
+}
+
+/// Initializes a data dir's store: a fresh identity from the OS CSPRNG. Returns the device id.
+pub fn init_store(store: &Store) -> Result<DeviceId, NodeError> {
+    let identity = keys::new_identity()?;
+    let id = identity.device_id();
+    store.write(|tx| tx.put_identity(&identity))?;
+    Ok(id)
+}

@@ -1,0 +1,211 @@
+//! Starting and running a node: `init` (identity, store, config, API token in a data dir),
+//! `ea-key new`, and [`run`], which opens the store, binds the EA link and the local API on
+//! loopback and serves both until shutdown. The binaries (CLI, desktop shell) call these; tests
+//! call [`start`] to get the bound addresses back.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::config::{Config, ConfigError, TOKEN_FILE};
+use crate::keys::{self, EaKey};
+use crate::runtime::{self, Node, NodeError, wall_ms};
+use crate::store::{self, Store, StoreError};
+
+/// Why starting or running failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The configuration was refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The node refused.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// A file or a socket failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let what = what.into();
+    move |source| RunError::Io { what, source }
+}
+
+/// Creates a data dir: config with defaults (if none), store with a fresh identity, API token.
+/// Returns the device id's text form.
+pub fn init(data: &Path) -> Result<String, RunError> {
+    std::fs::create_dir_all(data).map_err(io(format!("create {}", data.display())))?;
+    if !data.join(crate::config::FILE_NAME).exists() {
+        Config::default().write(data)?;
+    }
+    let store = Store::open(&data.join(store::FILE_NAME))?;
+    let id = runtime::init_store(&store)?;
+    let token = keys::new_api_token().map_err(NodeError::from)?;
+    write_private(&data.join(TOKEN_FILE), token.as_bytes())?;
+    Ok(id.to_text())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RunError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io(format!("write {}", path.display())))?;
+    f.write_all(bytes).map_err(io(format!("write {}", path.display())))?;
+    f.sync_all().map_err(io(format!("sync {}", path.display())))
+}
+
+/// Reads the local API token of a data dir.
+pub fn api_token(data: &Path) -> Result<Zeroizing<String>, RunError> {
+    let path = data.join(TOKEN_FILE);
+    let t = std::fs::read_to_string(&path).map_err(io(format!("read {}", path.display())))?;
+    Ok(Zeroizing::new(t.trim().to_owned()))
+}
+
+/// Makes an EA key in a data dir whose node is not running (the store is locked while it runs;
+/// then use the API's `POST /api/v1/ea-keys`).
+pub fn new_ea_key(data: &Path) -> Result<EaKey, RunError> {
+    let store = Store::open(&data.join(store::FILE_NAME))?;
+    let identity = store.read()?.identity()?.ok_or(StoreError::NotInitialized)?;
+    let key = keys::new_ea_key().map_err(NodeError::from)?;
+    let sealed = keys::seal_secret(&identity, &key.key_id, &key.secret).map_err(NodeError::from)?;
+    store.write(|tx| tx.put_ea_key(&key.key_id, &sealed))?;
+    Ok(key)
+}
+
+/// A started node: its addresses and the node itself.
+#[derive(Debug)]
+pub struct Running {
+    /// The EA link's bound address.
+    pub ea_addr: SocketAddr,
+    /// The local API's bound address.
+    pub api_addr: SocketAddr,
+    /// The node.
+    pub node: Arc<Node>,
+    tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// Waits for both servers to end (after shutdown).
+    pub async fn join(self) -> Result<(), RunError> {
+        for t in self.tasks {
+            match t.await {
+                Ok(r) => r.map_err(io("serve"))?,
+                Err(e) => {
+                    return Err(RunError::Io {
+                        what: "serve".into(),
+                        source: std::io::Error::other(e),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens the data dir's store, binds both listeners and spawns the servers. Shutdown when
+/// `shutdown` is cancelled.
+pub async fn start(
+    data: &Path,
+    config: &Config,
+    shutdown: tokio_util_shutdown::Shutdown,
+) -> Result<Running, RunError> {
+    let settings = config.settings()?;
+    let store = Store::open(&data.join(store::FILE_NAME))?;
+    let node = Node::new(store, settings, wall_ms())?;
+    let token = api_token(data)?;
+    let ea = tokio::net::TcpListener::bind(config.ea_listen)
+        .await
+        .map_err(io(format!("bind the EA link on {}", config.ea_listen)))?;
+    let api = tokio::net::TcpListener::bind(config.api_listen)
+        .await
+        .map_err(io(format!("bind the API on {}", config.api_listen)))?;
+    let ea_addr = ea.local_addr().map_err(io("EA link address"))?;
+    let api_addr = api.local_addr().map_err(io("API address"))?;
+    tracing::info!(target: "tradecast::node", device = %node.device_id().fmt_short(), %ea_addr, %api_addr,
+        mode = if node.settings().provider { "provider" } else { "subscriber" }, "node running");
+    let s1 = shutdown.clone();
+    let t1 = tokio::spawn(crate::link::serve(ea, node.clone(), async move { s1.wait().await }));
+    let s2 = shutdown.clone();
+    let t2 =
+        tokio::spawn(crate::api::serve(api, node.clone(), token, async move { s2.wait().await }));
+    Ok(Running { ea_addr, api_addr, node, tasks: vec![t1, t2] })
+}
+
+/// Runs a node until Ctrl-C / SIGTERM.
+pub async fn run(data: PathBuf, config: Config) -> Result<(), RunError> {
+    let shutdown = tokio_util_shutdown::Shutdown::new();
+    let running = start(&data, &config, shutdown.clone()).await?;
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!(target: "tradecast::node", "shutting down");
+        trigger.trigger();
+    });
+    running.join().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub mod tokio_util_shutdown {
+    //! A cloneable shutdown signal (a `watch` channel), so the node needs no extra crate.
+
+    /// Cloneable; [`Shutdown::trigger`] wakes every [`Shutdown::wait`].
+    #[derive(Debug, Clone)]
+    pub struct Shutdown {
+        tx: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    }
+
+    impl Default for Shutdown {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl Shutdown {
+        /// Not triggered yet.
+        pub fn new() -> Self {
+            let (tx, _) = tokio::sync::watch::channel(false);
+            Shutdown { tx: std::sync::Arc::new(tx) }
+        }
+
+        /// Triggers it.
+        pub fn trigger(&self) {
+            self.tx.send_replace(true);
+        }
+
+        /// Resolves once triggered.
+        pub async fn wait(&self) {
+            let mut rx = self.tx.subscribe();
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    }
+}

@@ -1,0 +1,610 @@
+//! The node's durable state: one redb file in the data dir (`node.redb`).
+//!
+//! Tables (state is keyed by account, `login@server`, so a second account needs no migration):
+//! `meta` (schema version), `secrets` (the device identity), `settings`, `ea_keys` (EA secrets,
+//! sealed), `accounts`, `signals`, `orders` (with their state machine), `executions`,
+//! `positions`, `deals`, `equity`, `bars`, `outbox` (the signed, chained records for the hub,
+//! keyed by stream and `seq`) and `cursors` (deals, bars, the inbox watermark, order numbers).
+//!
+//! Every write goes through [`Store::write`], one redb transaction committed with
+//! `Durability::Immediate` (fsync) before the closure's result is handed back: a caller that
+//! tells another party something (an ack to the EA, later to the hub) does so only after
+//! `write` returned `Ok`. Rows are JSON (serde) so that an upgrade can read an older row with
+//! `#[serde(default)]` fields; the outbox holds the records' own encoding.
+//!
+//! Schema upgrades are [`UPGRADES`]: step `i` turns version `i + 1` into `i + 2`. Opening runs the
+//! missing steps in one transaction; a file from a newer node is refused with
+//! [`StoreError::NewerSchema`] and never written to.
+//!
+//! This module owns no network and no clock; times are arguments.
+
+use std::path::Path;
+
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    StorageBackend, TableDefinition, WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tradecast_protocol::{Body, ChainHash, HeaderFields, Identity, Record, StreamId};
+
+/// The schema this node writes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// The store's file name in the data dir.
+pub const FILE_NAME: &str = "node.redb";
+
+pub(crate) const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
+pub(crate) const SECRETS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("secrets");
+pub(crate) const SETTINGS: TableDefinition<'static, &str, &str> = TableDefinition::new("settings");
+pub(crate) const EA_KEYS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("ea_keys");
+pub(crate) const ACCOUNTS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("accounts");
+pub(crate) const SIGNALS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("signals");
+pub(crate) const ORDERS: TableDefinition<'static, (&str, &str), &[u8]> =
+    TableDefinition::new("orders");
+pub(crate) const EXECUTIONS: TableDefinition<'static, (&str, &str), &[u8]> =
+    TableDefinition::new("executions");
+pub(crate) const POSITIONS: TableDefinition<'static, (&str, u64), &[u8]> =
+    TableDefinition::new("positions");
+pub(crate) const DEALS: TableDefinition<'static, (&str, u64), &[u8]> =
+    TableDefinition::new("deals");
+pub(crate) const EQUITY: TableDefinition<'static, (&str, i64), &[u8]> =
+    TableDefinition::new("equity");
+pub(crate) const BARS: TableDefinition<'static, (&str, &str, i64), &[u8]> =
+    TableDefinition::new("bars");
+pub(crate) const OUTBOX: TableDefinition<'static, (u32, u64), &[u8]> =
+    TableDefinition::new("outbox");
+pub(crate) const CURSORS: TableDefinition<'static, (&str, &str), i64> =
+    TableDefinition::new("cursors");
+
+const KEY_SCHEMA: &str = "schema_version";
+const KEY_IDENTITY: &str = "identity";
+
+/// Why the store refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// redb failed (I/O, corruption, a full disk).
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+    /// The file was written by a newer node; it is left untouched.
+    #[error("the store has schema version {found}, this node knows up to {SCHEMA_VERSION}")]
+    NewerSchema {
+        /// The version in the file.
+        found: u64,
+    },
+    /// A row does not decode (written by a bug or a foreign tool).
+    #[error("store row in {table} does not decode: {message}")]
+    Row {
+        /// The table.
+        table: &'static str,
+        /// serde's words.
+        message: String,
+    },
+    /// The store has no identity: `init` was not run.
+    #[error("the data dir has no identity: run `tradecast-node init` first")]
+    NotInitialized,
+    /// The store already has an identity (`init` twice).
+    #[error("the data dir already has an identity")]
+    AlreadyInitialized,
+    /// A sealed value does not open (wrong identity or tampering).
+    #[error("a sealed value in the store does not open")]
+    Unseal,
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// A schema upgrade step: runs inside the opening transaction.
+pub type Upgrade = fn(&WriteTransaction) -> Result<(), StoreError>;
+
+/// The upgrade steps, oldest first: `UPGRADES[i]` turns version `i + 1` into `i + 2`. Version 1
+/// is the first schema, so there is none yet; the mechanism is tested with synthetic steps
+/// ([`Store::open_db_with_upgrades`]).
+pub const UPGRADES: &[Upgrade] = &[];
+
+/// The node's redb store.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+fn row_err(table: &'static str, e: serde_json::Error) -> StoreError {
+    StoreError::Row { table, message: e.to_string() }
+}
+
+pub(crate) fn to_row<T: Serialize>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| row_err(table, e))
+}
+
+pub(crate) fn from_row<T: DeserializeOwned>(
+    table: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| row_err(table, e))
+}
+
+impl Store {
+    /// Opens (or creates) the store file, upgrading an older schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        Store::open_db_with_upgrades(db, UPGRADES, SCHEMA_VERSION)
+    }
+
+    /// Opens a store on any redb backend (tests: in memory, or failing on purpose).
+    pub fn open_backend(backend: impl StorageBackend) -> Result<Store, StoreError> {
+        let db = Database::builder().create_with_backend(backend)?;
+        Store::open_db_with_upgrades(db, UPGRADES, SCHEMA_VERSION)
+    }
+
+    /// Opens `db` whose current schema is `current`, running `upgrades` (step `i`: version
+    /// `i + 1` → `i + 2`) on an older file. Public so the upgrade mechanism is testable with
+    /// synthetic steps; the node itself calls [`Store::open`].
+    pub fn open_db_with_upgrades(
+        db: Database,
+        upgrades: &[Upgrade],
+        current: u64,
+    ) -> Result<Store, StoreError> {
+        let mut tx = db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        let found = {
+            let meta = tx.open_table(META)?;
+            meta.get(KEY_SCHEMA)?.map(|v| v.value())
+        };
+        match found {
+            None => {
+                create_tables(&tx)?;
+                tx.open_table(META)?.insert(KEY_SCHEMA, current)?;
+            }
+            Some(v) if v > current => return Err(StoreError::NewerSchema { found: v }),
+            Some(v) => {
+                for version in v..current {
+                    let step = usize::try_from(version - 1)
+                        .ok()
+                        .and_then(|i| upgrades.get(i))
+                        .ok_or(StoreError::NewerSchema { found: v })?;
+                    step(&tx)?;
+                    tx.open_table(META)?.insert(KEY_SCHEMA, version + 1)?;
+                }
+                create_tables(&tx)?;
+            }
+        }
+        tx.commit()?;
+        Ok(Store { db })
+    }
+
+    /// The schema version in the file.
+    pub fn schema_version(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta.get(KEY_SCHEMA)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Runs `f` in one write transaction and commits it durably (fsync) before returning. If
+    /// `f` fails, nothing is written.
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut wtx = self.db.begin_write()?;
+        wtx.set_durability(Durability::Immediate)?;
+        let out = {
+            let mut tx = Tx { tx: &wtx };
+            f(&mut tx)?
+        };
+        wtx.commit()?;
+        Ok(out)
+    }
+
+    /// A consistent read view.
+    pub fn read(&self) -> Result<View, StoreError> {
+        Ok(View { tx: self.db.begin_read()? })
+    }
+}
+
+fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
+    tx.open_table(META)?;
+    tx.open_table(SECRETS)?;
+    tx.open_table(SETTINGS)?;
+    tx.open_table(EA_KEYS)?;
+    tx.open_table(ACCOUNTS)?;
+    tx.open_table(SIGNALS)?;
+    tx.open_table(ORDERS)?;
+    tx.open_table(EXECUTIONS)?;
+    tx.open_table(POSITIONS)?;
+    tx.open_table(DEALS)?;
+    tx.open_table(EQUITY)?;
+    tx.open_table(BARS)?;
+    tx.open_table(OUTBOX)?;
+    tx.open_table(CURSORS)?;
+    Ok(())
+}
+
+/// One write transaction; committed by [`Store::write`].
+pub struct Tx<'a> {
+    tx: &'a WriteTransaction,
+}
+
+/// Stored identity: the Ed25519 seed and the X25519 secret.
+fn identity_from_bytes(bytes: &[u8]) -> Option<Identity> {
+    let seed: [u8; 32] = bytes.get(..32)?.try_into().ok()?;
+    let x: [u8; 32] = bytes.get(32..64)?.try_into().ok()?;
+    Some(Identity::from_secret_bytes(&seed, &x))
+}
+
+/// The tip of one outbox stream: `(seq, header hash)` of its last record.
+fn stream_tip(
+    table: &impl ReadableTable<(u32, u64), &'static [u8]>,
+    stream: StreamId,
+) -> Result<(u64, ChainHash), StoreError> {
+    let last = table.range((stream.0, 0)..=(stream.0, u64::MAX))?.next_back();
+    match last {
+        None => Ok((0, ChainHash::GENESIS)),
+        Some(entry) => {
+            let (k, v) = entry?;
+            let record = Record::decode(v.value())
+                .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })?;
+            Ok((k.value().1, record.header_hash()))
+        }
+    }
+}
+
+impl Tx<'_> {
+    /// Stores the device identity once.
+    pub fn put_identity(&mut self, identity: &Identity) -> Result<(), StoreError> {
+        let mut t = self.tx.open_table(SECRETS)?;
+        if t.get(KEY_IDENTITY)?.is_some() {
+            return Err(StoreError::AlreadyInitialized);
+        }
+        let s = identity.to_secret_bytes();
+        let mut bytes = zeroize::Zeroizing::new([0u8; 64]);
+        bytes[..32].copy_from_slice(&s.ed25519_seed[..]);
+        bytes[32..].copy_from_slice(&s.x25519_secret[..]);
+        t.insert(KEY_IDENTITY, &bytes[..])?;
+        Ok(())
+    }
+
+    /// A JSON row of a string-keyed table.
+    pub(crate) fn get_json<T: DeserializeOwned>(
+        &self,
+        def: TableDefinition<'static, &str, &[u8]>,
+        name: &'static str,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let t = self.tx.open_table(def)?;
+        let v = t.get(key)?;
+        v.map(|v| from_row(name, v.value())).transpose()
+    }
+
+    pub(crate) fn put_json<T: Serialize>(
+        &mut self,
+        def: TableDefinition<'static, &str, &[u8]>,
+        name: &'static str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = to_row(name, value)?;
+        self.tx.open_table(def)?.insert(key, bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// A setting (JSON text).
+    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let t = self.tx.open_table(SETTINGS)?;
+        Ok(t.get(key)?.map(|v| v.value().to_owned()))
+    }
+
+    /// Sets a setting (JSON text).
+    pub fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.tx.open_table(SETTINGS)?.insert(key, value)?;
+        Ok(())
+    }
+
+    /// Stores an EA key's sealed secret.
+    pub fn put_ea_key(&mut self, key_id: &str, sealed: &[u8]) -> Result<(), StoreError> {
+        self.tx.open_table(EA_KEYS)?.insert(key_id, sealed)?;
+        Ok(())
+    }
+
+    /// Removes an EA key; whether it existed.
+    pub fn remove_ea_key(&mut self, key_id: &str) -> Result<bool, StoreError> {
+        Ok(self.tx.open_table(EA_KEYS)?.remove(key_id)?.is_some())
+    }
+
+    /// An order row.
+    pub fn order<T: DeserializeOwned>(
+        &self,
+        account: &str,
+        order_id: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let t = self.tx.open_table(ORDERS)?;
+        let v = t.get((account, order_id))?;
+        v.map(|v| from_row("orders", v.value())).transpose()
+    }
+
+    /// Writes an order row.
+    pub fn put_order<T: Serialize>(
+        &mut self,
+        account: &str,
+        order_id: &str,
+        row: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = to_row("orders", row)?;
+        self.tx.open_table(ORDERS)?.insert((account, order_id), bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Every order row of an account.
+    pub fn orders<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
+        let t = self.tx.open_table(ORDERS)?;
+        collect_range(t.range((account, "")..(account, "\u{10FFFF}"))?, "orders")
+    }
+
+    /// Writes an execution row, keyed by order id.
+    pub fn put_execution<T: Serialize>(
+        &mut self,
+        account: &str,
+        order_id: &str,
+        row: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = to_row("executions", row)?;
+        self.tx.open_table(EXECUTIONS)?.insert((account, order_id), bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// A position row.
+    pub fn position<T: DeserializeOwned>(
+        &self,
+        account: &str,
+        position_id: u64,
+    ) -> Result<Option<T>, StoreError> {
+        let t = self.tx.open_table(POSITIONS)?;
+        let v = t.get((account, position_id))?;
+        v.map(|v| from_row("positions", v.value())).transpose()
+    }
+
+    /// Writes a position row.
+    pub fn put_position<T: Serialize>(
+        &mut self,
+        account: &str,
+        position_id: u64,
+        row: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = to_row("positions", row)?;
+        self.tx.open_table(POSITIONS)?.insert((account, position_id), bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Every position row of an account.
+    pub fn positions<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
+        let t = self.tx.open_table(POSITIONS)?;
+        collect_range(t.range((account, 0)..=(account, u64::MAX))?, "positions")
+    }
+
+    /// Whether a deal is known (deduplication by deal ticket).
+    pub fn has_deal(&self, account: &str, ticket: u64) -> Result<bool, StoreError> {
+        Ok(self.tx.open_table(DEALS)?.get((account, ticket))?.is_some())
+    }
+
+    /// Stores a deal.
+    pub fn put_deal<T: Serialize>(
+        &mut self,
+        account: &str,
+        ticket: u64,
+        row: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = to_row("deals", row)?;
+        self.tx.open_table(DEALS)?.insert((account, ticket), bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Every deal of an account, by ticket.
+    pub fn deals<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
+        let t = self.tx.open_table(DEALS)?;
+        collect_range(t.range((account, 0)..=(account, u64::MAX))?, "deals")
+    }
+
+    /// Whether a bar is known (deduplication by symbol, timeframe, time).
+    pub fn has_bar(&self, account: &str, series: &str, time_ms: i64) -> Result<bool, StoreError> {
+        Ok(self.tx.open_table(BARS)?.get((account, series, time_ms))?.is_some())
+    }
+
+    /// Stores a bar of `series` (`EURUSD:H1`) for an account.
+    pub fn put_bar<T: Serialize>(
+        &mut self,
+        account: &str,
+        series: &str,
+        time_ms: i64,
+        row: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = to_row("bars", row)?;
+        self.tx.open_table(BARS)?.insert((account, series, time_ms), bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Appends an equity point.
+    pub fn put_equity<T: Serialize>(
+        &mut self,
+        account: &str,
+        at_ms: i64,
+        row: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = to_row("equity", row)?;
+        self.tx.open_table(EQUITY)?.insert((account, at_ms), bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// A cursor (deals, bars per series, the inbox watermark, the order-number counter).
+    pub fn cursor(&self, account: &str, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.tx.open_table(CURSORS)?.get((account, name))?.map(|v| v.value()))
+    }
+
+    /// Sets a cursor.
+    pub fn set_cursor(&mut self, account: &str, name: &str, value: i64) -> Result<(), StoreError> {
+        self.tx.open_table(CURSORS)?.insert((account, name), value)?;
+        Ok(())
+    }
+
+    /// Signs `body` as the next record of `stream` (seq = tip + 1, prev_hash = tip's header
+    /// hash) and appends it to the outbox in this transaction.
+    pub fn append_record(
+        &mut self,
+        identity: &Identity,
+        stream: StreamId,
+        body: &Body,
+        created_at_ms: i64,
+    ) -> Result<Record, StoreError> {
+        let mut t = self.tx.open_table(OUTBOX)?;
+        let (seq, prev_hash) = stream_tip(&t, stream)?;
+        let seq = seq + 1;
+        let record =
+            Record::sign(identity, HeaderFields { stream, seq, prev_hash, created_at_ms }, body);
+        t.insert((stream.0, seq), record.encode().as_slice())?;
+        Ok(record)
+    }
+}
+
+fn collect_range<K: redb::Key + 'static, T: DeserializeOwned>(
+    range: redb::Range<'_, K, &'static [u8]>,
+    name: &'static str,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for entry in range {
+        let (_, v) = entry?;
+        out.push(from_row(name, v.value())?);
+    }
+    Ok(out)
+}
+
+/// A consistent read view of the store.
+pub struct View {
+    tx: ReadTransaction,
+}
+
+impl View {
+    /// The device identity, if `init` ran.
+    pub fn identity(&self) -> Result<Option<Identity>, StoreError> {
+        let t = self.tx.open_table(SECRETS)?;
+        let v = t.get(KEY_IDENTITY)?;
+        match v {
+            None => Ok(None),
+            Some(v) => identity_from_bytes(v.value()).map(Some).ok_or(StoreError::Row {
+                table: "secrets",
+                message: "identity is not 64 bytes".into(),
+            }),
+        }
+    }
+
+    /// A setting (JSON text).
+    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let t = self.tx.open_table(SETTINGS)?;
+        Ok(t.get(key)?.map(|v| v.value().to_owned()))
+    }
+
+    /// Every EA key: `(key id, sealed secret)`.
+    pub fn ea_keys(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let t = self.tx.open_table(EA_KEYS)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            let (k, v) = e?;
+            out.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// A JSON row of a string-keyed table.
+    pub(crate) fn get_json<T: DeserializeOwned>(
+        &self,
+        def: TableDefinition<'static, &str, &[u8]>,
+        name: &'static str,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let t = self.tx.open_table(def)?;
+        let v = t.get(key)?;
+        v.map(|v| from_row(name, v.value())).transpose()
+    }
+
+    /// Every row of a string-keyed JSON table.
+    pub(crate) fn all_json<T: DeserializeOwned>(
+        &self,
+        def: TableDefinition<'static, &str, &[u8]>,
+        name: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
+        let t = self.tx.open_table(def)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            let (_, v) = e?;
+            out.push(from_row(name, v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Every order row of an account.
+    pub fn orders<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
+        let t = self.tx.open_table(ORDERS)?;
+        collect_range(t.range((account, "")..(account, "\u{10FFFF}"))?, "orders")
+    }
+
+    /// Every execution row of an account.
+    pub fn executions<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
+        let t = self.tx.open_table(EXECUTIONS)?;
+        collect_range(t.range((account, "")..(account, "\u{10FFFF}"))?, "executions")
+    }
+
+    /// Every position row of an account.
+    pub fn positions<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
+        let t = self.tx.open_table(POSITIONS)?;
+        collect_range(t.range((account, 0)..=(account, u64::MAX))?, "positions")
+    }
+
+    /// Every deal of an account, by ticket.
+    pub fn deals<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
+        let t = self.tx.open_table(DEALS)?;
+        collect_range(t.range((account, 0)..=(account, u64::MAX))?, "deals")
+    }
+
+    /// Every equity point of an account, oldest first.
+    pub fn equity<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
+        let t = self.tx.open_table(EQUITY)?;
+        collect_range(t.range((account, i64::MIN)..=(account, i64::MAX))?, "equity")
+    }
+
+    /// A cursor.
+    pub fn cursor(&self, account: &str, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.tx.open_table(CURSORS)?.get((account, name))?.map(|v| v.value()))
+    }
+
+    /// Number of bars stored.
+    pub fn n_bars(&self) -> Result<u64, StoreError> {
+        Ok(self.tx.open_table(BARS)?.len()?)
+    }
+
+    /// The outbox records of a stream, in `seq` order.
+    pub fn outbox(&self, stream: StreamId) -> Result<Vec<Record>, StoreError> {
+        let t = self.tx.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for e in t.range((stream.0, 0)..=(stream.0, u64::MAX))? {
+            let (_, v) = e?;
+            out.push(
+                Record::decode(v.value())
+                    .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })?,
+            );
+        }
+        Ok(out)
+    }
+}
