@@ -73,6 +73,12 @@ pub enum StoreError {
         /// The version in the file.
         found: u64,
     },
+    /// The file's version is older than this node's but no upgrade step leads from it.
+    #[error("no upgrade from schema version {from}")]
+    NoUpgrade {
+        /// The version without a step.
+        from: u64,
+    },
     /// A row does not decode (written by a bug or a foreign tool).
     #[error("store row in {table} does not decode: {message}")]
     Row {
@@ -177,7 +183,7 @@ impl Store {
                     let step = usize::try_from(version - 1)
                         .ok()
                         .and_then(|i| upgrades.get(i))
-                        .ok_or(StoreError::NewerSchema { found: v })?;
+                        .ok_or(StoreError::NoUpgrade { from: version })?;
                     step(&tx)?;
                     tx.open_table(META)?.insert(KEY_SCHEMA, version + 1)?;
                 }
@@ -186,6 +192,11 @@ impl Store {
         }
         tx.commit()?;
         Ok(Store { db })
+    }
+
+    /// The redb database itself (upgrade tests and maintenance tools).
+    pub fn db(&self) -> &Database {
+        &self.db
     }
 
     /// The schema version in the file.

@@ -1,9 +1,11 @@
 //! The node's integration tests, one binary (link time): the strategy on real and generated
-//! data, the indicators against TA-Lib, the order builder, the backtest and its command line.
+//! data, the indicators against TA-Lib, the order builder, the backtest and its command line;
+//! the store (crashes, upgrades), the runtime (orders, reconciliation, guard) and the EA link.
 
 mod backtest;
 mod cli;
 mod indicators;
+mod store;
 mod strategy;
 
 use std::path::PathBuf;
