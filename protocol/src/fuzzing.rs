@@ -128,6 +128,7 @@ pub fn session_receive(data: &[u8]) {
             feed_recent: vec![],
             authors: vec![],
             restored: false,
+            feed_quarantined: false,
         },
         SignatureCheck,
     );

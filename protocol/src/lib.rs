@@ -29,6 +29,15 @@
 //! - Sealing ([`seal`]): [`StreamKey::derive(&identity, &author, stream)`](StreamKey::derive),
 //!   XChaCha20-Poly1305 with AAD = encoded (author, stream, seq).
 //!
+//! - The sync session ([`session`]), sans-IO: [`session::NodeSession`] (outbox → hub, feed ←
+//!   hub) and [`session::HubSession`] take events (`handle(now_ms, event)`) and hand out actions
+//!   (`poll_action()`): bytes to send, a timer, records to commit, tips to adopt, alarms,
+//!   quarantine, close. [`session::Backoff`] spaces reconnects with jitter from a handed RNG.
+//! - The simulator ([`sim`]): `sim::run(SimOptions::for_seed(n))` checks the properties of
+//!   protocol.md for one seed; the `tradecast-sim` binary runs ranges (`--seeds A..B`).
+//! - Test vectors ([`vectors`], `tests/vectors/v1.json`) and the fuzz targets' bodies
+//!   ([`fuzzing`]).
+//!
 //! Every error is a typed `thiserror` enum ([`DecodeError`], [`VerifyError`], [`ChainError`],
 //! [`OpenError`], [`DeviceIdParseError`]); no input bytes make this crate panic.
 

@@ -768,6 +768,7 @@ impl World {
                 feed_recent,
                 authors: vec![ids[PROVIDER].identity_key()],
                 restored,
+                feed_quarantined: self.ns.feed_quarantined,
             },
             MemoCheck,
         );
@@ -953,6 +954,7 @@ impl World {
                     self.node_restored = false;
                     self.backoff.reset();
                 }
+                NodeAction::QuarantineFeed => self.ns.feed_quarantined = true,
                 NodeAction::Acked { .. } | NodeAction::KeyPinned(_) => {}
                 NodeAction::LoadRecords { stream, from_seq } => {
                     let records: Vec<Record> = self
@@ -1181,7 +1183,6 @@ impl World {
         let alt = sim_record(PROVIDER, StreamId::SIGNALS, seq, prev, 20_000 + seq as u32);
         self.report.equivocations_injected += 1;
         self.expected_alarms += 1;
-        self.ns.feed_quarantined = true;
         self.log(|| format!("inject feed equivocation at {seq}"));
         let frame = wire::encode(&Message::Feed {
             items: vec![FeedItemWire { seq, record: alt.encode() }],
@@ -1190,6 +1191,9 @@ impl World {
         self.node_handle(NodeEvent::BytesReceived(&frame), Tamper::Equivocation);
         if self.alarms_seen == before && self.failure.is_none() {
             self.fail(format!("feed equivocation at {seq} was not detected"));
+        }
+        if self.failure.is_none() && !self.ns.feed_quarantined {
+            self.fail(format!("feed equivocation at {seq} did not quarantine the feed"));
         }
     }
 

@@ -47,6 +47,8 @@ pub enum NodeAction {
     LoadRecords { stream: StreamId, from_seq: u64 },
     /// A key pinned on first sight from a self-signed `DeviceKeys` feed record.
     KeyPinned(IdentityKey),
+    /// Persist: the feed is quarantined (the hub sent two records under one feed `seq`).
+    QuarantineFeed,
     /// Raise an alarm to a person.
     Alarm(Alarm),
     /// Close the connection; the session is over (reconnect with a new one after a backoff).
@@ -93,6 +95,9 @@ pub struct NodeSetup {
     pub authors: Vec<IdentityKey>,
     /// The node was restored from a backup: no append before the hub's tips are known.
     pub restored: bool,
+    /// The feed was quarantined after the hub equivocated ([`NodeAction::QuarantineFeed`]):
+    /// nothing more is committed from it until a person decides.
+    pub feed_quarantined: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -182,7 +187,7 @@ impl<C: RecordCheck> NodeSession<C> {
                 pending: setup.feed_committed,
                 recent: Recent::new(cfg.recent_hashes, setup.feed_recent),
                 resend_asked_at: None,
-                quarantined: false,
+                quarantined: setup.feed_quarantined,
             },
             authors,
             restored: setup.restored,
@@ -482,6 +487,7 @@ impl<C: RecordCheck> NodeSession<C> {
                             return;
                         }
                         self.feed.quarantined = true;
+                        self.out.push_back(NodeAction::QuarantineFeed);
                         self.out.push_back(NodeAction::Alarm(Alarm::FeedEquivocation {
                             seq: item.seq,
                             known,

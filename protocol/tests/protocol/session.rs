@@ -140,6 +140,7 @@ fn pair(local: &[Record], hub_has: &[Record], restored: bool) -> Pair {
             feed_recent: vec![],
             authors: vec![],
             restored,
+            feed_quarantined: false,
         },
         SignatureCheck,
     );
