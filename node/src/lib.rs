@@ -8,7 +8,7 @@
 //! line), [`timeframe`], [`synthetic`] (generated bars); the running node: [`store`] (redb),
 //! [`keys`] (identity, EA keys, sealing), [`config`], [`runtime`] (orders, reconciliation,
 //! drawdown guard, provider mode), [`link`] (the EA link server), [`api`] (the local API) and
-//! [`serve`] (init, start, run).
+//! [`serve`] (init, start, run); [`policy`] (copy policy, market hours, sizing, approvals).
 //!
 //! # The API other crates call
 //!
@@ -27,6 +27,7 @@ pub mod config;
 pub mod keys;
 pub mod link;
 pub mod orders;
+pub mod policy;
 pub mod report;
 pub mod runtime;
 pub mod serve;

@@ -1,0 +1,330 @@
+//! Account-level gates before a new position: the drawdown lock, the daily loss limit on the
+//! broker's server day, and the number of open positions (in total and per symbol).
+//!
+//! The server day is the broker's calendar day in server time (UTC plus the offset the EA sends
+//! at hello), the day MT5's daily statistics use; its start comes from [`server_day_start_ms`]
+//! on the market clock, never the wall clock.
+
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// The account-level limits (part of [`super::PolicySettings`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RiskSettings {
+    /// Most positions Tradecast holds at once on the account. Default 5.
+    pub max_open_positions: u32,
+    /// Most positions Tradecast holds at once on one broker symbol. Default 1.
+    pub max_open_per_symbol: u32,
+    /// No new position once the server day's loss reaches this percent of the equity at the
+    /// day's start. Default `"5"`; `None` (remove the key) disables it.
+    pub daily_loss_limit_pct: Option<Decimal>,
+    /// The same limit in account currency. Default none. Both may be set; the first reached wins.
+    pub daily_loss_limit_money: Option<Decimal>,
+    /// No new position while equity is this percent or more below its peak (deposits and
+    /// withdrawals adjusted by the drawdown guard). Default `"20"`, the guard's cap.
+    pub drawdown_lock_pct: Decimal,
+}
+
+impl Default for RiskSettings {
+    fn default() -> Self {
+        Self {
+            max_open_positions: 5,
+            max_open_per_symbol: 1,
+            daily_loss_limit_pct: Some(Decimal::from(5)),
+            daily_loss_limit_money: None,
+            drawdown_lock_pct: Decimal::from(20),
+        }
+    }
+}
+
+/// The equity at the start of one server day, as the node recorded it at the first state push
+/// of that day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayStart {
+    /// [`server_day_start_ms`] of that day.
+    pub day_start_ms: i64,
+    pub equity: Decimal,
+}
+
+/// The account figures the gates read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountRisk {
+    pub equity: Decimal,
+    /// Peak equity, adjusted for deposits and withdrawals (the drawdown guard's).
+    pub peak_equity: Decimal,
+    /// The drawdown guard has locked auto mode; only the trader unlocks it.
+    pub guard_locked: bool,
+    pub day_start: Option<DayStart>,
+    pub now_ms: i64,
+    pub server_utc_offset_s: i32,
+}
+
+/// Why a gate closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RiskStop {
+    GuardLocked,
+    Drawdown { equity: Decimal, peak: Decimal, drawdown_pct: Decimal, lock_pct: Decimal },
+    DayStartUnknown,
+    DailyLoss { loss: Decimal, limit: Decimal, day_start_equity: Decimal },
+    MaxOpen { open: usize, max: u32 },
+    MaxOpenOnSymbol { symbol: String, open: usize, max: u32 },
+    Overflow,
+}
+
+impl fmt::Display for RiskStop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RiskStop::GuardLocked => {
+                f.write_str("copying is locked by the drawdown guard until you unlock it")
+            }
+            RiskStop::Drawdown { equity, peak, drawdown_pct, lock_pct } => write!(
+                f,
+                "equity {equity} is {drawdown_pct} % below its peak {peak}, the drawdown lock is at {lock_pct} %"
+            ),
+            RiskStop::DayStartUnknown => f.write_str(
+                "the equity at the start of the broker's server day is not known yet (daily loss limit)",
+            ),
+            RiskStop::DailyLoss { loss, limit, day_start_equity } => write!(
+                f,
+                "today's loss {loss} reached the daily limit {limit} (equity {day_start_equity} at the server day's start)"
+            ),
+            RiskStop::MaxOpen { open, max } => {
+                write!(f, "{open} positions open, limit {max}")
+            }
+            RiskStop::MaxOpenOnSymbol { symbol, open, max } => {
+                write!(f, "{open} positions open on {symbol}, limit {max} per symbol")
+            }
+            RiskStop::Overflow => f.write_str("arithmetic overflow in the risk limits"),
+        }
+    }
+}
+
+/// The start of the broker's server day containing `now_ms` (unix ms UTC), where server time is
+/// UTC + `server_utc_offset_s`.
+pub fn server_day_start_ms(now_ms: i64, server_utc_offset_s: i32) -> i64 {
+    let offset_ms = i64::from(server_utc_offset_s) * 1_000;
+    let server_ms = now_ms.saturating_add(offset_ms);
+    server_ms.div_euclid(86_400_000).saturating_mul(86_400_000).saturating_sub(offset_ms)
+}
+
+fn pct_of(x: Decimal, pct: Decimal) -> Option<Decimal> {
+    x.checked_mul(pct)?.checked_div(Decimal::ONE_HUNDRED)
+}
+
+/// The drawdown gates: the guard's lock, then the distance from the peak.
+pub fn check_drawdown(settings: &RiskSettings, account: &AccountRisk) -> Result<(), RiskStop> {
+    if account.guard_locked {
+        return Err(RiskStop::GuardLocked);
+    }
+    if account.peak_equity > Decimal::ZERO {
+        let drop = account.peak_equity - account.equity;
+        let drawdown_pct = drop
+            .checked_mul(Decimal::ONE_HUNDRED)
+            .and_then(|x| x.checked_div(account.peak_equity))
+            .ok_or(RiskStop::Overflow)?;
+        if drawdown_pct >= settings.drawdown_lock_pct {
+            return Err(RiskStop::Drawdown {
+                equity: account.equity,
+                peak: account.peak_equity,
+                drawdown_pct: drawdown_pct.round_dp(2),
+                lock_pct: settings.drawdown_lock_pct,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The daily loss limit on the server day containing `now_ms`.
+pub fn check_daily_loss(settings: &RiskSettings, account: &AccountRisk) -> Result<(), RiskStop> {
+    if settings.daily_loss_limit_pct.is_none() && settings.daily_loss_limit_money.is_none() {
+        return Ok(());
+    }
+    let today = server_day_start_ms(account.now_ms, account.server_utc_offset_s);
+    let start = match account.day_start {
+        Some(s) if s.day_start_ms == today => s,
+        _ => return Err(RiskStop::DayStartUnknown),
+    };
+    let loss = start.equity - account.equity;
+    let by_pct = match settings.daily_loss_limit_pct {
+        Some(pct) => Some(pct_of(start.equity, pct).ok_or(RiskStop::Overflow)?),
+        None => None,
+    };
+    let limit = match (by_pct, settings.daily_loss_limit_money) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => return Ok(()),
+    };
+    if loss >= limit {
+        return Err(RiskStop::DailyLoss {
+            loss: loss.round_dp(2),
+            limit: limit.round_dp(2),
+            day_start_equity: start.equity,
+        });
+    }
+    Ok(())
+}
+
+/// The open-position limits; `open_symbols` are the broker symbols of Tradecast's open positions.
+pub fn check_open_positions<'a>(
+    settings: &RiskSettings,
+    broker_symbol: &str,
+    open_symbols: impl IntoIterator<Item = &'a str>,
+) -> Result<(), RiskStop> {
+    let mut total = 0usize;
+    let mut on_symbol = 0usize;
+    for s in open_symbols {
+        total += 1;
+        if s == broker_symbol {
+            on_symbol += 1;
+        }
+    }
+    if total >= settings.max_open_positions as usize {
+        return Err(RiskStop::MaxOpen { open: total, max: settings.max_open_positions });
+    }
+    if on_symbol >= settings.max_open_per_symbol as usize {
+        return Err(RiskStop::MaxOpenOnSymbol {
+            symbol: broker_symbol.to_string(),
+            open: on_symbol,
+            max: settings.max_open_per_symbol,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().expect("decimal literal")
+    }
+
+    /// 2026-11-25 00:00 UTC.
+    const DAY: i64 = 1_795_564_800_000;
+    const H: i64 = 3_600_000;
+
+    #[test]
+    fn the_server_day_starts_at_server_midnight() {
+        let check = |now: i64, offset_s: i32, expect: i64| {
+            assert_eq!(server_day_start_ms(now, offset_s), expect, "{now} at {offset_s}");
+        };
+        check(DAY + 5 * H, 0, DAY);
+        check(DAY, 0, DAY);
+        check(DAY - 1, 0, DAY - 24 * H);
+        // UTC+2 (a typical EET broker): server midnight is 22:00 UTC the day before.
+        check(DAY + 5 * H, 7_200, DAY - 2 * H);
+        check(DAY + 22 * H, 7_200, DAY + 22 * H);
+        check(DAY + 22 * H - 1, 7_200, DAY - 2 * H);
+        // UTC-5: server midnight is 05:00 UTC.
+        check(DAY + 4 * H, -18_000, DAY - 19 * H);
+        check(DAY + 5 * H, -18_000, DAY + 5 * H);
+        // Absurd clocks saturate instead of panicking.
+        let _ = server_day_start_ms(i64::MAX, i32::MAX);
+        let _ = server_day_start_ms(i64::MIN, i32::MIN);
+    }
+
+    fn account(equity: &str, day_start_equity: Option<&str>) -> AccountRisk {
+        AccountRisk {
+            equity: d(equity),
+            peak_equity: d("10000"),
+            guard_locked: false,
+            day_start: day_start_equity
+                .map(|e| DayStart { day_start_ms: DAY - 2 * H, equity: d(e) }),
+            now_ms: DAY + 10 * H,
+            server_utc_offset_s: 7_200,
+        }
+    }
+
+    fn check_daily(settings: &RiskSettings, a: &AccountRisk, expect: Result<(), &str>) {
+        let got = check_daily_loss(settings, a).map_err(|e| e.to_string());
+        assert_eq!(got, expect.map_err(str::to_string), "{a:?}");
+    }
+
+    #[test]
+    fn daily_loss_limit() {
+        let s = RiskSettings::default();
+        check_daily(&s, &account("9600", Some("10000")), Ok(()));
+        check_daily(
+            &s,
+            &account("9500", Some("10000")),
+            Err(
+                "today's loss 500 reached the daily limit 500 (equity 10000 at the server day's start)",
+            ),
+        );
+        // A gain is no loss.
+        check_daily(&s, &account("12000", Some("10000")), Ok(()));
+        let money = RiskSettings { daily_loss_limit_money: Some(d("300")), ..s.clone() };
+        check_daily(
+            &money,
+            &account("9690", Some("10000")),
+            Err(
+                "today's loss 310 reached the daily limit 300 (equity 10000 at the server day's start)",
+            ),
+        );
+        let off = RiskSettings { daily_loss_limit_pct: None, ..s.clone() };
+        check_daily(&off, &account("1", Some("10000")), Ok(()));
+        check_daily(&off, &account("1", None), Ok(()));
+        // Unknown or yesterday's day start: refused, never guessed.
+        let unknown = "the equity at the start of the broker's server day is not known yet (daily loss limit)";
+        check_daily(&s, &account("9600", None), Err(unknown));
+        let mut yesterday = account("9600", Some("10000"));
+        yesterday.now_ms = DAY + 22 * H; // server midnight passed at 22:00 UTC
+        check_daily(&s, &yesterday, Err(unknown));
+    }
+
+    #[test]
+    fn drawdown_lock_and_the_guard() {
+        let s = RiskSettings::default();
+        let check = |equity: &str, locked: bool, expect: Result<(), &str>| {
+            let a = AccountRisk { guard_locked: locked, ..account(equity, None) };
+            assert_eq!(
+                check_drawdown(&s, &a).map_err(|e| e.to_string()),
+                expect.map_err(str::to_string)
+            );
+        };
+        check("8001", false, Ok(()));
+        check(
+            "8000",
+            false,
+            Err("equity 8000 is 20 % below its peak 10000, the drawdown lock is at 20 %"),
+        );
+        check(
+            "7012.5",
+            false,
+            Err("equity 7012.5 is 29.88 % below its peak 10000, the drawdown lock is at 20 %"),
+        );
+        check("11000", true, Err("copying is locked by the drawdown guard until you unlock it"));
+        let no_peak = AccountRisk { peak_equity: d("0"), ..account("5", None) };
+        assert_eq!(check_drawdown(&s, &no_peak), Ok(()));
+    }
+
+    #[test]
+    fn open_position_limits() {
+        let s =
+            RiskSettings { max_open_positions: 3, max_open_per_symbol: 1, ..Default::default() };
+        let check = |symbol: &str, open: &[&str], expect: Result<(), &str>| {
+            let got =
+                check_open_positions(&s, symbol, open.iter().copied()).map_err(|e| e.to_string());
+            assert_eq!(got, expect.map_err(str::to_string), "{symbol} {open:?}");
+        };
+        check("EURUSD.m", &[], Ok(()));
+        check("EURUSD.m", &["GBPUSD.m", "XAUUSD"], Ok(()));
+        check("EURUSD.m", &["EURUSD.m"], Err("1 positions open on EURUSD.m, limit 1 per symbol"));
+        check("EURUSD.m", &["GBPUSD.m", "XAUUSD", "US500"], Err("3 positions open, limit 3"));
+        let two = RiskSettings { max_open_per_symbol: 2, ..s.clone() };
+        assert_eq!(check_open_positions(&two, "EURUSD.m", ["EURUSD.m"]), Ok(()));
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = RiskSettings::default();
+        assert_eq!(s.max_open_positions, 5);
+        assert_eq!(s.max_open_per_symbol, 1);
+        assert_eq!(s.daily_loss_limit_pct, Some(d("5")));
+        assert_eq!(s.daily_loss_limit_money, None);
+        assert_eq!(s.drawdown_lock_pct, d("20"));
+    }
+}

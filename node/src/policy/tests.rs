@@ -1,0 +1,746 @@
+//! The policy's evaluation, one rule at a time: a scenario that passes every rule, then one change
+//! per case and the copy-log line it must produce.
+
+use super::*;
+use rust_decimal::Decimal;
+use tradecast_protocol::ea::Session;
+use tradecast_protocol::{IndicatorValue, Side as WireSide};
+
+fn d(s: &str) -> Decimal {
+    s.parse().expect("decimal literal")
+}
+
+/// 2026-11-25 15:00:30 UTC, a Wednesday (10:00 New York).
+const NOW: i64 = 1_795_618_830_000;
+const H: i64 = 3_600_000;
+
+fn eurusd_spec(symbol: &str) -> ea::SymbolSpec {
+    ea::SymbolSpec {
+        symbol: symbol.into(),
+        digits: 5,
+        point: d("0.00001"),
+        tick_size: d("0.00001"),
+        tick_value_profit: d("1"),
+        tick_value_loss: d("1"),
+        contract_size: d("100000"),
+        volume_min: d("0.01"),
+        volume_max: d("50"),
+        volume_step: d("0.01"),
+        stops_level: 0,
+        freeze_level: 0,
+        trade_mode: TradeMode::Full,
+        currency_base: "EUR".into(),
+        currency_profit: "USD".into(),
+        currency_margin: "EUR".into(),
+        sessions: vec![],
+    }
+}
+
+fn signal() -> Signal {
+    Signal {
+        id: SignalId([9; 16]),
+        provider: tradecast_protocol::Identity::from_secret_bytes(&[1; 32], &[2; 32]).device_id(),
+        strategy_id: "fib-rsi".into(),
+        strategy_version: 1,
+        symbol: "EURUSD".into(),
+        timeframe: Timeframe::H1,
+        side: WireSide::Buy,
+        entry_kind: EntryKind::Market,
+        entry: d("1.10000"),
+        stop: d("1.09900"),
+        tp1: d("1.10200"),
+        tp2: Some(d("1.10300")),
+        // The 14:00 UTC bar, closed at 15:00:00.
+        bar_time_ms: NOW - 30_000 - H,
+        expires_at_ms: NOW + H,
+        leg: 1,
+        indicators: vec![IndicatorValue { name: "rsi".into(), value: d("27.4") }],
+        rr: d("2"),
+    }
+}
+
+fn position(symbol: &str) -> ea::Position {
+    ea::Position {
+        position_id: 1,
+        symbol: symbol.into(),
+        side: ea::Side::Buy,
+        volume: d("0.1"),
+        open_price: d("1.2"),
+        open_time_ms: NOW - H,
+        sl: None,
+        tp: None,
+        price_current: d("1.2"),
+        swap: d("0"),
+        profit: d("0"),
+        magic: 1 << 32,
+        comment: String::new(),
+    }
+}
+
+/// Everything an evaluation reads, owned, so each case changes one thing.
+#[derive(Clone)]
+struct Scenario {
+    settings: PolicySettings,
+    signal: Signal,
+    provider_lots: Option<Decimal>,
+    specs: Vec<ea::SymbolSpec>,
+    tick_values: Vec<ea::TickValue>,
+    quotes: BTreeMap<String, Quote>,
+    balance: Decimal,
+    equity: Decimal,
+    peak_equity: Decimal,
+    guard_locked: bool,
+    day_start: Option<DayStart>,
+    open_positions: Vec<ea::Position>,
+    now_ms: i64,
+    server_utc_offset_s: i32,
+    calendar: HolidayCalendar,
+}
+
+fn base() -> Scenario {
+    let settings = PolicySettings {
+        symbols: SymbolSettings { suffix: ".m".into(), ..Default::default() },
+        ..Default::default()
+    };
+    Scenario {
+        settings,
+        signal: signal(),
+        provider_lots: None,
+        specs: vec![eurusd_spec("EURUSD.m"), eurusd_spec("GBPUSD.m")],
+        tick_values: vec![],
+        quotes: [("EURUSD.m".to_string(), Quote { bid: d("1.10000"), ask: d("1.10002") })].into(),
+        balance: d("10000"),
+        equity: d("10000"),
+        peak_equity: d("10000"),
+        guard_locked: false,
+        day_start: Some(DayStart {
+            day_start_ms: risk::server_day_start_ms(NOW, 7_200),
+            equity: d("10000"),
+        }),
+        open_positions: vec![],
+        now_ms: NOW,
+        server_utc_offset_s: 7_200,
+        calendar: HolidayCalendar::default_calendar(),
+    }
+}
+
+impl Scenario {
+    fn run(&self) -> Evaluation {
+        let input = EvaluationInput {
+            signal: &self.signal,
+            provider_lots: self.provider_lots,
+            specs: &self.specs,
+            tick_values: &self.tick_values,
+            quotes: &self.quotes,
+            balance: self.balance,
+            equity: self.equity,
+            peak_equity: self.peak_equity,
+            guard_locked: self.guard_locked,
+            day_start: self.day_start,
+            open_positions: &self.open_positions,
+            now_ms: self.now_ms,
+            server_utc_offset_s: self.server_utc_offset_s,
+            calendar: &self.calendar,
+        };
+        evaluate(&self.settings, &input)
+    }
+}
+
+/// Runs the scenario after `change` and compares the copy-log line.
+fn check(change: impl FnOnce(&mut Scenario), expect: &str) {
+    let mut s = base();
+    change(&mut s);
+    let e = s.run();
+    assert_eq!(e.log_line(), expect);
+    // The last step carries the verdict; every earlier one passed.
+    let (last, earlier) = e.steps.split_last().expect("at least one step");
+    assert!(earlier.iter().all(|st| st.passed), "{:?}", e.steps);
+    match &e.outcome {
+        Outcome::Skip(reason) => {
+            assert!(!last.passed);
+            assert_eq!(last.detail, reason.to_string());
+        }
+        Outcome::Accept(_) => {
+            assert!(last.passed);
+            assert_eq!(last.rule, Rule::Order);
+        }
+    }
+}
+
+fn plan(s: &Scenario) -> OrderPlan {
+    match s.run().outcome {
+        Outcome::Accept(plan) => plan,
+        Outcome::Skip(reason) => panic!("expected an order, got {reason}"),
+    }
+}
+
+#[test]
+fn the_base_scenario_is_accepted_with_every_step_recorded() {
+    let e = base().run();
+    let rules: Vec<Rule> = e.steps.iter().map(|s| s.rule).collect();
+    assert_eq!(
+        rules,
+        [
+            Rule::Settings,
+            Rule::Copying,
+            Rule::Symbol,
+            Rule::TradeMode,
+            Rule::MarketHours,
+            Rule::Expiry,
+            Rule::Age,
+            Rule::Drawdown,
+            Rule::DailyLoss,
+            Rule::OpenPositions,
+            Rule::Price,
+            Rule::Order,
+        ]
+    );
+    let details: Vec<&str> = e.steps.iter().map(|s| s.detail.as_str()).collect();
+    assert_eq!(
+        details,
+        [
+            "consistent",
+            "on",
+            "EURUSD → EURUSD.m",
+            "buy allowed",
+            "open",
+            "expires in 3600 s",
+            "30 s old, limit 60 s",
+            "equity 10000 of peak 10000",
+            "within the limit",
+            "0 open",
+            "fill 1.10002, 2 points from the entry 1.10000",
+            "buy 0.98 lots (1 % of equity at risk), stop 1.09900 tp 1.10200, risk 99.96, reward/risk 1.94",
+        ]
+    );
+    assert_eq!(e.log_line(), "accepted: EURUSD.m buy 0.98 lots at 1.10002");
+    let p = plan(&base());
+    assert_eq!(
+        p,
+        OrderPlan {
+            signal_id: SignalId([9; 16]),
+            canonical_symbol: "EURUSD".into(),
+            symbol: "EURUSD.m".into(),
+            kind: OrderKind::Buy,
+            price: d("1.10002"),
+            legs: vec![PlannedLeg {
+                volume: d("0.98"),
+                sl: Some(d("1.09900")),
+                tp: Some(d("1.10200"))
+            }],
+            volume: d("0.98"),
+            risk_money: d("99.96"),
+            rr: p.rr,
+            max_slippage_points: Some(10),
+            expires_at_ms: NOW + H,
+            reversed: false,
+            lot_mode: LotMode::RiskPercent { percent: d("1") },
+        }
+    );
+    assert_eq!(p.rr.round_dp(4), d("1.9412"));
+}
+
+#[test]
+fn settings_copying_and_symbols() {
+    check(|s| s.settings.copying = false, "skipped: copying is switched off");
+    check(
+        |s| s.settings.lot_min = Some(d("-1")),
+        "skipped: policy setting lot_min: -1 must be above 0",
+    );
+    check(
+        |s| s.settings.symbols.suffix = String::new(),
+        "skipped: EURUSD is not in the broker's Market Watch (map it, or set a prefix/suffix)",
+    );
+    check(
+        |s| s.settings.symbols.exclude = vec!["EURUSD".into()],
+        "skipped: EURUSD is in the exclude list",
+    );
+    check(
+        |s| s.settings.symbols.include = vec!["GBPUSD".into()],
+        "skipped: EURUSD is not in the include list",
+    );
+    check(
+        |s| {
+            s.settings
+                .symbols
+                .per_symbol
+                .insert("EURUSD".into(), symbols::SymbolRule { enabled: false, lot: None });
+        },
+        "skipped: EURUSD is switched off",
+    );
+    check(
+        |s| {
+            s.settings.symbols.map.insert("EURUSD".into(), "EURUSD.pro".into());
+        },
+        "skipped: EURUSD maps to EURUSD.pro, which is not in the broker's Market Watch",
+    );
+}
+
+#[test]
+fn the_broker_trade_mode() {
+    check(
+        |s| s.specs[0].trade_mode = TradeMode::CloseOnly,
+        "skipped: EURUSD.m allows no new buy (close only)",
+    );
+    check(
+        |s| s.specs[0].trade_mode = TradeMode::ShortOnly,
+        "skipped: EURUSD.m allows no new buy (short only)",
+    );
+    check(
+        |s| s.specs[0].trade_mode = TradeMode::Disabled,
+        "skipped: EURUSD.m allows no new buy (trading disabled)",
+    );
+    check(
+        |s| s.specs[0].trade_mode = TradeMode::LongOnly,
+        "accepted: EURUSD.m buy 0.98 lots at 1.10002",
+    );
+}
+
+/// Moves the market clock and the signal with it (same age, same expiry distance).
+fn at(s: &mut Scenario, now_ms: i64) {
+    let shift = now_ms - s.now_ms;
+    s.now_ms = now_ms;
+    s.signal.bar_time_ms += shift;
+    s.signal.expires_at_ms += shift;
+    s.day_start = Some(DayStart {
+        day_start_ms: risk::server_day_start_ms(now_ms, s.server_utc_offset_s),
+        equity: d("10000"),
+    });
+}
+
+#[test]
+fn market_hours_on_the_market_clock() {
+    // Saturday 2026-11-28 15:00:30 UTC.
+    check(|s| at(s, NOW + 72 * H), "skipped: EURUSD.m market closed (Saturday)");
+    // Friday 2026-11-27 22:30 UTC = 17:30 New York.
+    check(
+        |s| at(s, NOW + 55 * H + 1_800_000),
+        "skipped: EURUSD.m market closed (Friday after 17:00 New York)",
+    );
+    // Christmas Day 2026 (a Friday), 15:00 UTC.
+    check(|s| at(s, NOW + 30 * 24 * H), "skipped: EURUSD.m market closed (Christmas Day)");
+    // The broker's session for the symbol ends at 14:00 UTC on Wednesdays.
+    check(
+        |s| {
+            s.specs[0].sessions =
+                vec![Session { from_week_s: 3 * 86_400, to_week_s: 3 * 86_400 + 14 * 3_600 }]
+        },
+        "skipped: EURUSD.m market closed (outside the broker's trading session)",
+    );
+    check(
+        |s| {
+            at(s, NOW + 72 * H);
+            s.settings.market_hours.enabled = false;
+        },
+        "accepted: EURUSD.m buy 0.98 lots at 1.10002",
+    );
+    // A replay of 2017: the market clock, not the wall clock, decides. 2017-05-06 was a Saturday.
+    check(|s| at(s, 1_494_082_800_000), "skipped: EURUSD.m market closed (Saturday)");
+}
+
+#[test]
+fn expiry_and_age() {
+    check(
+        |s| s.signal.expires_at_ms = NOW - 12_000,
+        "skipped: signal expired 12 s ago (at 2026-11-25 15:00:18 UTC)",
+    );
+    check(
+        |s| s.signal.expires_at_ms = NOW,
+        "skipped: signal expired 0 s ago (at 2026-11-25 15:00:30 UTC)",
+    );
+    check(|s| s.signal.bar_time_ms -= 63_000, "skipped: signal 93 s old, limit 60 s");
+    check(|s| s.settings.max_signal_age_s = 20, "skipped: signal 30 s old, limit 20 s");
+    // A signal from the future of a lagging terminal clock counts as fresh.
+    check(|s| s.signal.bar_time_ms += 10 * 60_000, "accepted: EURUSD.m buy 0.98 lots at 1.10002");
+}
+
+#[test]
+fn signal_issue_time_is_the_bar_close() {
+    let mut s = signal();
+    s.bar_time_ms = 1_000;
+    for (tf, expect) in [
+        (Timeframe::M1, 61_000),
+        (Timeframe::M15, 901_000),
+        (Timeframe::H4, 14_401_000),
+        (Timeframe::D1, 86_401_000),
+        (Timeframe::W1, 604_801_000),
+    ] {
+        s.timeframe = tf;
+        assert_eq!(signal_issued_ms(&s), Some(expect), "{tf:?}");
+    }
+    // MN1: a calendar month (February 2026 has 28 days).
+    s.timeframe = Timeframe::MN1;
+    s.bar_time_ms = 1_769_904_000_000; // 2026-02-01 00:00 UTC
+    assert_eq!(signal_issued_ms(&s), Some(1_769_904_000_000 + 28 * 86_400_000));
+    s.bar_time_ms = i64::MAX;
+    assert_eq!(signal_issued_ms(&s), None);
+    s.timeframe = Timeframe::H1;
+    assert_eq!(signal_issued_ms(&s), None);
+}
+
+#[test]
+fn account_risk_gates() {
+    check(
+        |s| s.guard_locked = true,
+        "skipped: copying is locked by the drawdown guard until you unlock it",
+    );
+    check(
+        |s| {
+            s.peak_equity = d("12500");
+            s.equity = d("10000");
+        },
+        "skipped: equity 10000 is 20 % below its peak 12500, the drawdown lock is at 20 %",
+    );
+    check(
+        |s| s.equity = d("9500"),
+        "skipped: today's loss 500 reached the daily limit 500 (equity 10000 at the server day's start)",
+    );
+    check(
+        |s| s.day_start = None,
+        "skipped: the equity at the start of the broker's server day is not known yet (daily loss limit)",
+    );
+    check(
+        |s| {
+            s.day_start = None;
+            s.settings.risk.daily_loss_limit_pct = None;
+        },
+        "accepted: EURUSD.m buy 0.98 lots at 1.10002",
+    );
+    check(
+        |s| s.open_positions = vec![position("EURUSD.m")],
+        "skipped: 1 positions open on EURUSD.m, limit 1 per symbol",
+    );
+    check(
+        |s| s.open_positions = (0..5).map(|_| position("GBPUSD.m")).collect(),
+        "skipped: 5 positions open, limit 5",
+    );
+    check(
+        |s| {
+            s.open_positions = vec![position("EURUSD.m")];
+            s.settings.risk.max_open_per_symbol = 2;
+        },
+        "accepted: EURUSD.m buy 0.98 lots at 1.10002",
+    );
+}
+
+#[test]
+fn price_moved_from_the_entry() {
+    check(
+        |s| {
+            s.quotes.clear();
+        },
+        "skipped: no current price for EURUSD.m",
+    );
+    // 30 points up on a 100-point stop: 0.3 of the stop distance, the default limit is 0.25.
+    check(
+        |s| {
+            s.quotes.insert("EURUSD.m".into(), Quote { bid: d("1.10028"), ask: d("1.10030") });
+        },
+        "skipped: EURUSD.m price moved 30 points from the entry, 0.3 of the stop distance, limit 0.25",
+    );
+    check(
+        |s| s.settings.max_price_move_points = Some(1),
+        "skipped: EURUSD.m price moved 2 points from the entry 1.10000, limit 1",
+    );
+    check(
+        |s| {
+            s.settings.max_price_move_points = Some(2);
+            s.settings.max_price_move_stop_fraction = None;
+        },
+        "accepted: EURUSD.m buy 0.98 lots at 1.10002",
+    );
+    // A sell fills at the bid: 20 points below the entry is 0.2 of the stop.
+    check(
+        |s| {
+            s.signal.side = WireSide::Sell;
+            s.signal.stop = d("1.10100");
+            s.signal.tp1 = d("1.09700");
+            s.signal.tp2 = None;
+            s.quotes.insert("EURUSD.m".into(), Quote { bid: d("1.09980"), ask: d("1.09982") });
+        },
+        "accepted: EURUSD.m sell 0.83 lots at 1.09980",
+    );
+}
+
+#[test]
+fn the_order_rules_from_build_order() {
+    check(
+        |s| s.settings.min_rr = d("2"),
+        "skipped: EURUSD.m: reward/risk 1.9412 is below the minimum 2",
+    );
+    check(
+        |s| s.specs[0].stops_level = 150,
+        "skipped: EURUSD.m: stop is 100 points from the price, the broker's stops level is 150",
+    );
+    check(
+        |s| {
+            s.equity = d("50");
+            s.balance = d("50");
+            s.peak_equity = d("50");
+            s.day_start = Some(DayStart {
+                day_start_ms: risk::server_day_start_ms(NOW, 7_200),
+                equity: d("50"),
+            });
+        },
+        "skipped: EURUSD.m: the lot 0.0049 lots is below the broker's minimum 0.01 (risk 0.50 allows no more)",
+    );
+    // The broker's current loss tick value (EURJPY-like cross) changes the lot.
+    check(
+        |s| {
+            s.tick_values = vec![ea::TickValue {
+                symbol: "EURUSD.m".into(),
+                tick_value_profit: d("2"),
+                tick_value_loss: d("2"),
+            }];
+        },
+        "accepted: EURUSD.m buy 0.49 lots at 1.10002",
+    );
+}
+
+#[test]
+fn lot_modes_and_clamps() {
+    let with = |f: &dyn Fn(&mut Scenario)| {
+        let mut s = base();
+        f(&mut s);
+        s
+    };
+    let p = plan(&with(&|s| s.settings.lot = LotMode::Fixed { lots: d("0.3") }));
+    assert_eq!((p.volume, p.risk_money), (d("0.3"), d("30.6")));
+    let p = plan(&with(&|s| {
+        s.settings.lot = LotMode::Multiplier { factor: d("2") };
+        s.provider_lots = Some(d("0.15"));
+    }));
+    assert_eq!(p.volume, d("0.30"));
+    check(
+        |s| s.settings.lot = LotMode::Multiplier { factor: d("2") },
+        "skipped: EURUSD.m: the signal carries no provider lot for the multiplier lot mode",
+    );
+    let p = plan(&with(&|s| {
+        s.settings.lot = LotMode::Proportional { lots: d("0.01"), per_balance: d("500") };
+    }));
+    assert_eq!(p.volume, d("0.20"));
+    let p = plan(&with(&|s| s.settings.lot_max = Some(d("0.5"))));
+    assert_eq!(p.volume, d("0.5"));
+    // A per-symbol lot mode wins.
+    let p = plan(&with(&|s| {
+        s.settings.symbols.per_symbol.insert(
+            "EURUSD".into(),
+            symbols::SymbolRule { enabled: true, lot: Some(LotMode::Fixed { lots: d("0.07") }) },
+        );
+    }));
+    assert_eq!((p.volume, p.lot_mode.clone()), (d("0.07"), LotMode::Fixed { lots: d("0.07") }));
+    check(
+        |s| s.settings.lot = LotMode::Fixed { lots: d("6") },
+        "skipped: EURUSD.m: the trade risks 612 (6.12 % of equity) at the stop, limit 5 %",
+    );
+    // Halves to tp1 and tp2.
+    let p = plan(&with(&|s| s.settings.split = Split::Halves));
+    assert_eq!(
+        p.legs,
+        [
+            PlannedLeg { volume: d("0.49"), sl: Some(d("1.09900")), tp: Some(d("1.10200")) },
+            PlannedLeg { volume: d("0.49"), sl: Some(d("1.09900")), tp: Some(d("1.10300")) },
+        ]
+    );
+    // Without a tp2 the split falls back to one position.
+    let p = plan(&with(&|s| {
+        s.settings.split = Split::Halves;
+        s.signal.tp2 = None;
+    }));
+    assert_eq!(p.legs.len(), 1);
+}
+
+#[test]
+fn reverse_and_copy_sl_tp() {
+    let mut s = base();
+    s.settings.reverse = true;
+    s.settings.min_rr = d("0.1");
+    // Reversed: a sell at the bid 1.10000, stop at the provider's tp1, target the provider's stop.
+    let p = plan(&s);
+    assert_eq!((p.kind, p.price, p.reversed), (OrderKind::Sell, d("1.10000"), true));
+    assert_eq!(
+        p.legs,
+        [PlannedLeg { volume: d("0.5"), sl: Some(d("1.10200")), tp: Some(d("1.09900")) }]
+    );
+    assert_eq!(s.run().log_line(), "accepted: EURUSD.m sell 0.50 lots at 1.10000 (reversed)");
+    // The default reward/risk floor refuses the reversed trade (1/1.94 < 1).
+    check(
+        |s| s.settings.reverse = true,
+        "skipped: EURUSD.m: reward/risk 0.50 is below the minimum 1",
+    );
+    let mut s = base();
+    s.settings.copy_tp = false;
+    assert_eq!(plan(&s).legs[0].tp, None);
+    assert_eq!(plan(&s).legs[0].sl, Some(d("1.09900")));
+    let mut s = base();
+    s.settings.copy_sl = false;
+    s.settings.lot = LotMode::Fixed { lots: d("0.1") };
+    assert_eq!(plan(&s).legs, [PlannedLeg { volume: d("0.1"), sl: None, tp: Some(d("1.10200")) }]);
+    check(
+        |s| s.settings.copy_sl = false,
+        "skipped: policy setting lot: risk % sizing needs the stop: turn copy_sl on or pick another lot mode",
+    );
+}
+
+#[test]
+fn pending_entries() {
+    let limit = |s: &mut Scenario| {
+        s.signal.entry_kind = EntryKind::Limit;
+        s.signal.entry = d("1.09950");
+        s.signal.stop = d("1.09850");
+        s.signal.tp1 = d("1.10150");
+    };
+    let mut s = base();
+    limit(&mut s);
+    let p = plan(&s);
+    // Sized at its own price: 100 points to the stop, 1 % of 10,000 → 1 lot.
+    assert_eq!(
+        (p.kind, p.price, p.volume, p.max_slippage_points),
+        (OrderKind::BuyLimit, d("1.09950"), d("1"), None)
+    );
+    check(
+        |s| {
+            limit(s);
+            s.settings.copy_pending = false;
+        },
+        "skipped: limit entries are not copied (copy_pending is off)",
+    );
+    check(
+        |s| {
+            limit(s);
+            s.quotes.insert("EURUSD.m".into(), Quote { bid: d("1.09940"), ask: d("1.09942") });
+        },
+        "skipped: EURUSD.m buy limit at 1.09950 is on the wrong side of the market 1.09942",
+    );
+    check(
+        |s| {
+            limit(s);
+            s.specs[0].stops_level = 80;
+        },
+        "skipped: EURUSD.m pending price is 52 points from the market, the broker's stops level is 80",
+    );
+    // A stop entry above the market; reversed it becomes a sell limit at the same price.
+    let mut s = base();
+    s.signal.entry_kind = EntryKind::Stop;
+    s.signal.entry = d("1.10100");
+    s.signal.stop = d("1.10000");
+    s.signal.tp1 = d("1.10400");
+    assert_eq!(plan(&s).kind, OrderKind::BuyStop);
+    s.settings.reverse = true;
+    s.settings.min_rr = d("0.1");
+    assert_eq!(plan(&s).kind, OrderKind::SellLimit);
+}
+
+#[test]
+fn settings_defaults_toml_and_validation() {
+    let s = PolicySettings::default();
+    assert!(s.copying);
+    assert_eq!(s.approval.mode, approval::ApprovalMode::Manual);
+    assert!(!s.approval.remote_approval);
+    assert_eq!(s.approval.consent_version, 0);
+    assert_eq!(s.max_signal_age_s, 60);
+    assert_eq!(s.max_price_move_points, None);
+    assert_eq!(s.max_price_move_stop_fraction, Some(d("0.25")));
+    assert_eq!(s.max_slippage_points, 10);
+    assert_eq!(s.lot, LotMode::RiskPercent { percent: d("1") });
+    assert_eq!((s.lot_min, s.lot_max), (None, None));
+    assert_eq!((s.max_risk_pct, s.min_rr), (d("5"), d("1")));
+    assert_eq!(s.split, Split::Whole);
+    assert!(!s.reverse);
+    assert!(
+        s.copy_sl && s.copy_tp && s.copy_modifications && s.copy_partial_closes && s.copy_pending
+    );
+    assert_eq!(s.validate(), Ok(()));
+    assert_eq!(PolicySettings::from_toml(""), Ok(PolicySettings::default()));
+
+    let text = r#"
+max_signal_age_s = 30
+max_price_move_points = 15
+lot = { mode = "fixed", lots = "0.05" }
+lot_max = "1"
+reverse = false
+copy_tp = false
+[approval]
+mode = "auto"
+remote_approval = true
+consent_version = 2
+[symbols]
+suffix = ".m"
+exclude = ["USDTRY"]
+[symbols.map]
+DAX = "GER40.cash"
+[symbols.per_symbol.XAUUSD]
+enabled = false
+[market_hours]
+always_open = ["BTCUSD"]
+[risk]
+max_open_positions = 3
+daily_loss_limit_money = "250"
+"#;
+    let s = PolicySettings::from_toml(text).expect("settings");
+    assert_eq!(s.max_signal_age_s, 30);
+    assert_eq!(s.lot, LotMode::Fixed { lots: d("0.05") });
+    assert_eq!(s.approval.mode, approval::ApprovalMode::Auto);
+    assert_eq!(s.symbols.broker_name("DAX"), "GER40.cash");
+    assert!(!s.symbols.rule("XAUUSD").enabled);
+    assert_eq!(s.risk.max_open_positions, 3);
+    assert_eq!(s.risk.daily_loss_limit_money, Some(d("250")));
+    assert_eq!(s.risk.daily_loss_limit_pct, Some(d("5")));
+    // A round trip through TOML keeps every value.
+    let written = toml::to_string(&s).expect("serialise");
+    assert_eq!(PolicySettings::from_toml(&written), Ok(s));
+
+    let refuse = |text: &str, expect: &str| {
+        let got = PolicySettings::from_toml(text).map_err(|e| e.to_string());
+        assert_eq!(got, Err(expect.to_string()), "{text}");
+    };
+    refuse(
+        "lot = { mode = \"risk_percent\", percent = \"150\" }",
+        "policy setting lot.percent: 150 is above 100",
+    );
+    refuse(
+        "lot = { mode = \"fixed\", lots = \"0\" }",
+        "policy setting lot.lots: 0 must be above 0",
+    );
+    refuse("lot_min = \"2\"\nlot_max = \"1\"", "policy setting lot_min: 2 is above lot_max 1");
+    refuse(
+        "max_risk_pct = \"0\"",
+        "policy setting max_risk_pct: 0 is not a percentage in (0, 100]",
+    );
+    refuse(
+        "[risk]\ndrawdown_lock_pct = \"101\"",
+        "policy setting risk.drawdown_lock_pct: 101 is not a percentage in (0, 100]",
+    );
+    refuse(
+        "[risk]\ndaily_loss_limit_money = \"-5\"",
+        "policy setting risk.daily_loss_limit_money: -5 must be above 0",
+    );
+    refuse(
+        "max_price_move_stop_fraction = \"0\"",
+        "policy setting max_price_move_stop_fraction: 0 must be above 0",
+    );
+    refuse("min_rr = \"-1\"", "policy setting min_rr: -1 must not be negative");
+    refuse(
+        "[risk]\nmax_open_positions = 0",
+        "policy setting risk.max_open_positions: 0 would copy nothing: set copying = false",
+    );
+    refuse(
+        "reverse = true\nsplit = \"halves\"",
+        "policy setting split: halves need tp2, which a reversed trade does not have",
+    );
+    refuse(
+        "[symbols.per_symbol.EURUSD]\nlot = { mode = \"multiplier\", factor = \"0\" }",
+        "policy setting symbols.per_symbol.EURUSD.lot.factor: 0 must be above 0",
+    );
+    let unknown = PolicySettings::from_toml("max_signal_age = 30").expect_err("misspelt key");
+    assert!(unknown.to_string().contains("max_signal_age"), "{unknown}");
+}
+
+#[test]
+fn skip_lines_a_trader_reads() {
+    // The two lines from the issue, verbatim.
+    check(|s| at(s, NOW + 72 * H), "skipped: EURUSD.m market closed (Saturday)");
+    check(|s| s.signal.bar_time_ms -= 63_000, "skipped: signal 93 s old, limit 60 s");
+    assert_eq!(fmt_utc(i64::MAX), format!("{} ms", i64::MAX));
+    assert_eq!(fmt_utc(0), "1970-01-01 00:00:00 UTC");
+}
