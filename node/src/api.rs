@@ -295,7 +295,7 @@ async fn submit_signal(
         return Err(wrong("volume must be positive"));
     }
     let account = api.node.pick_account(s.account.as_deref())?;
-    let market = api.node.account(&account)?.map(|a| a.market_ms).unwrap_or(0);
+    let market = api.node.market_ms(&account)?;
     let id = keys::random_bytes::<16>().map_err(NodeError::from)?;
     let risk = (s.entry - s.stop).abs();
     let rr =

@@ -397,6 +397,8 @@ struct AccountMem {
     asked: HashSet<(String, i64)>,
     /// Provider mode: one engine per series, and the last bar fed.
     engines: HashMap<String, (Engine, i64)>,
+    /// The terminal's clock at the last poll (market clock).
+    market_ms: i64,
 }
 
 struct Inner {
@@ -492,6 +494,11 @@ impl Node {
     /// The device id.
     pub fn device_id(&self) -> DeviceId {
         self.identity.device_id()
+    }
+
+    /// The device's public identity key (to verify its records).
+    pub fn identity_key(&self) -> tradecast_protocol::IdentityKey {
+        self.identity.identity_key()
     }
 
     /// The settings in force.
@@ -748,76 +755,82 @@ impl Node {
             .get_mut(account)
             .map(|m| std::mem::take(&mut m.commands))
             .unwrap_or_default();
-        let (orders, trade_cmds, floor) = self.store.write(|tx| {
-            let mut row: Option<AccountRow> = tx.get_json(store::ACCOUNTS, "accounts", account)?;
-            if let Some(r) = row.as_mut()
-                && market_ms > r.market_ms
-            {
-                r.market_ms = market_ms;
-                tx.put_json(store::ACCOUNTS, "accounts", account, r)?;
+        let mem = inner.accounts.entry(account.to_owned()).or_default();
+        mem.market_ms = mem.market_ms.max(market_ms);
+        let view = self.store.read()?;
+        let row: Option<AccountRow> = view.get_json(store::ACCOUNTS, "accounts", account)?;
+        let mut rows: Vec<OrderRow> = view.orders(account)?;
+        drop(view);
+        rows.retain(|o| !o.state.is_final());
+        rows.sort_by_key(|o| o.order_no);
+        let mut orders = Vec::new();
+        let mut trade_cmds = Vec::new();
+        let mut changed = Vec::new();
+        for mut o in rows {
+            let offer = match o.state {
+                OrderState::Due => {
+                    if o.expires_at_ms.is_some_and(|e| market_ms > e) {
+                        o.state = OrderState::Expired;
+                        o.explained = "the signal expired before it reached the terminal".into();
+                        tracing::info!(target: "tradecast::orders", order_id = %o.order_id, "expired");
+                        changed.push(o);
+                        continue;
+                    }
+                    o.not_before_ms.is_none_or(|t| market_ms >= t)
+                }
+                OrderState::Sent => {
+                    o.sent_session.as_deref() != Some(session_id)
+                        || o.sent_at_ms.is_some_and(|t| now_ms - t >= REOFFER_AFTER_MS)
+                }
+                OrderState::Unknown => o.sent_session.as_deref() != Some(session_id),
+                _ => false,
+            };
+            if !offer {
+                continue;
             }
-            let mut rows: Vec<OrderRow> = tx.orders(account)?;
-            rows.retain(|o| !o.state.is_final());
-            rows.sort_by_key(|o| o.order_no);
-            let mut orders = Vec::new();
-            let mut cmds = Vec::new();
-            for mut o in rows {
-                let offer = match o.state {
-                    OrderState::Due => {
-                        if o.expires_at_ms.is_some_and(|e| market_ms > e) {
-                            o.state = OrderState::Expired;
-                            o.explained = "the signal expired before it reached the terminal".into();
-                            tx.put_order(account, &o.order_id, &o)?;
-                            tracing::info!(target: "tradecast::orders", order_id = %o.order_id, "expired");
-                            continue;
-                        }
-                        o.not_before_ms.is_none_or(|t| market_ms >= t)
-                    }
-                    OrderState::Sent => {
-                        o.sent_session.as_deref() != Some(session_id)
-                            || o.sent_at_ms.is_some_and(|t| now_ms - t >= REOFFER_AFTER_MS)
-                    }
-                    OrderState::Unknown => o.sent_session.as_deref() != Some(session_id),
-                    _ => false,
-                };
-                if !offer {
-                    continue;
+            if o.state == OrderState::Due {
+                o.state = OrderState::Sent;
+            }
+            o.sent_session = Some(session_id.to_owned());
+            o.sent_at_ms = Some(now_ms);
+            o.n_offers += 1;
+            match &o.action {
+                OrderAction::Open(order) => orders.push(order.clone()),
+                OrderAction::Close { position_id, symbol, volume } => {
+                    trade_cmds.push(ea::Command::Close {
+                        order_id: o.order_id.clone(),
+                        order_no: o.order_no,
+                        position_id: *position_id,
+                        symbol: symbol.clone(),
+                        volume: *volume,
+                    })
                 }
-                if o.state == OrderState::Due {
-                    o.state = OrderState::Sent;
-                }
-                o.sent_session = Some(session_id.to_owned());
-                o.sent_at_ms = Some(now_ms);
-                o.n_offers += 1;
-                tx.put_order(account, &o.order_id, &o)?;
-                match &o.action {
-                    OrderAction::Open(order) => orders.push(order.clone()),
-                    OrderAction::Close { position_id, symbol, volume } => {
-                        cmds.push(ea::Command::Close {
-                            order_id: o.order_id.clone(),
-                            order_no: o.order_no,
-                            position_id: *position_id,
-                            symbol: symbol.clone(),
-                            volume: *volume,
-                        })
-                    }
-                    OrderAction::Modify { position_id, sl, tp } => cmds.push(ea::Command::Modify {
+                OrderAction::Modify { position_id, sl, tp } => {
+                    trade_cmds.push(ea::Command::Modify {
                         order_id: o.order_id.clone(),
                         order_no: o.order_no,
                         position_id: Some(*position_id),
                         order_ticket: None,
                         sl: *sl,
                         tp: *tp,
-                    }),
-                    OrderAction::CloseAll { scope } => cmds.push(ea::Command::CloseAll {
-                        order_id: o.order_id.clone(),
-                        scope: *scope,
-                    }),
+                    })
                 }
+                OrderAction::CloseAll { scope } => trade_cmds
+                    .push(ea::Command::CloseAll { order_id: o.order_id.clone(), scope: *scope }),
             }
-            let floor = row.as_ref().and_then(|r| self.floor(r));
-            Ok((orders, cmds, floor))
-        })?;
+            changed.push(o);
+        }
+        if !changed.is_empty() {
+            // Offered orders are marked sent (and expired ones expired) durably before the
+            // answer leaves.
+            self.store.write(|tx| {
+                for o in &changed {
+                    tx.put_order(account, &o.order_id, o)?;
+                }
+                Ok(())
+            })?;
+        }
+        let floor = row.as_ref().and_then(|r| self.floor(r));
         let mut all = trade_cmds;
         all.append(&mut commands);
         Ok(PollAnswer { orders, commands: all, equity_floor: floor })
@@ -900,7 +913,7 @@ impl Node {
             None,
             None,
         )?;
-        let market = self.account(account)?.map(|a| a.market_ms).unwrap_or(0);
+        let market = self.market_ms(account)?;
         let cmd = tradecast_protocol::Command::CloseAll {
             symbol: None,
             reason: reason.to_owned(),
@@ -1676,7 +1689,7 @@ impl Node {
                     split: crate::orders::Split::Whole,
                     one_position: true,
                     open_positions: open + pending,
-                    now_unix_ms: acc.market_ms,
+                    now_unix_ms: acc.market_ms.max(signal.bar_time_ms),
                 };
                 match crate::orders::build_order(&levels, &ospec, &quote, &policy) {
                     Ok(o) => (o.volume, o.stop, o.tp1),
@@ -1726,6 +1739,12 @@ impl Node {
     /// An account row.
     pub fn account(&self, account: &str) -> Result<Option<AccountRow>, NodeError> {
         Ok(self.store.read()?.get_json(store::ACCOUNTS, "accounts", account)?)
+    }
+
+    /// The market clock of an account: the latest terminal time the EA reported.
+    pub fn market_ms(&self, account: &str) -> Result<i64, NodeError> {
+        let mem = self.lock().accounts.get(account).map(|m| m.market_ms).unwrap_or(0);
+        Ok(self.account(account)?.map(|a| a.market_ms).unwrap_or(0).max(mem))
     }
 
     /// Every account.

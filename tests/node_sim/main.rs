@@ -3,6 +3,7 @@
 //! node, with a trigger that makes the node create orders and a close-all through its local API.
 
 mod conformance;
+mod replay;
 
 use std::net::SocketAddr;
 use std::path::Path;
