@@ -38,6 +38,39 @@
 //! - Test vectors ([`vectors`], `tests/vectors/v1.json`) and the fuzz targets' bodies
 //!   ([`fuzzing`]).
 //!
+//! ```
+//! use rand::SeedableRng;
+//! use tradecast_protocol::{Body, ChainHash, ChainTip, HeaderFields, Identity, Modify, Record,
+//!                          SignalId, StreamId};
+//!
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(7); // drivers hand in the OS CSPRNG
+//! let provider = Identity::generate(&mut rng);
+//! let body = Body::Modify(Modify {
+//!     signal_id: SignalId([1; 16]),
+//!     stop: Some("1.08250".parse().unwrap()),
+//!     tp1: None,
+//!     tp2: None,
+//!     reason: "break-even".into(),
+//!     at_ms: 1_764_000_000_000,
+//! });
+//! let fields = HeaderFields {
+//!     stream: StreamId::SIGNALS,
+//!     seq: 1,
+//!     prev_hash: ChainHash::GENESIS,
+//!     created_at_ms: 1_764_000_000_000,
+//! };
+//! let bytes = Record::sign(&provider, fields, &body).encode();
+//!
+//! // Anyone holding the provider's key, the hub included, checks it without trusting the carrier.
+//! let record = Record::decode(&bytes)?;
+//! record.verify(&provider.identity_key())?;
+//! let tip = ChainTip::genesis(provider.device_id(), StreamId::SIGNALS)
+//!     .extend(&record, &provider.identity_key())?;
+//! assert_eq!(tip.header_hash, record.header_hash());
+//! assert_eq!(record.body()?, body);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Every error is a typed `thiserror` enum ([`DecodeError`], [`VerifyError`], [`ChainError`],
 //! [`OpenError`], [`DeviceIdParseError`]); no input bytes make this crate panic.
 
