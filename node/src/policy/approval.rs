@@ -2,10 +2,11 @@
 //! [`Approval`] value that the node signs into a record elsewhere.
 //!
 //! - A signal the policy skipped is rejected by rule at once, the skip line as the reason.
-//! - Auto mode (with consent to the terms, `consent_version` ≥ 1): an accepted signal is approved
-//!   by rule at once.
-//! - Manual mode (or auto mode without consent): the signal waits for the trader until its expiry
-//!   on the market clock; [`PendingApproval::expire`] records `Expired` once that has passed.
+//! - Auto mode (with consent to the terms, `consent_version` ≥ 1, and the drawdown guard not
+//!   locked: [`Evaluation::auto_suspended`]): an accepted signal is approved by rule at once.
+//! - Manual mode (or auto mode without consent or under the guard's lock): the signal waits for
+//!   the trader until its expiry on the market clock; [`PendingApproval::expire`] records
+//!   `Expired` once that has passed. A signal the policy found expired is recorded `Expired`.
 //! - A trader decides in the UI or through the local API; a remote decision (Telegram, the Mini
 //!   App, relayed by the hub) is a request, honoured only when `remote_approval` is on.
 //! - Every approval, local or remote, is honoured only within the policy: the caller re-evaluates
@@ -22,7 +23,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use tradecast_protocol::{Approval, DecidedBy, Decision, DeviceId, SignalId};
 
-use super::{Outcome, fmt_utc};
+use super::{Evaluation, Outcome, SkipReason, fmt_utc};
 
 /// Manual or automatic approval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -116,6 +117,8 @@ fn decision_word(d: Decision) -> &'static str {
     }
 }
 
+impl std::error::Error for Refused {}
+
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -171,19 +174,27 @@ pub struct PendingApproval {
 }
 
 impl PendingApproval {
-    /// Starts the approval of a signal the policy has just evaluated (`outcome`) at `now_ms`
-    /// (market clock).
+    /// Starts the approval of a signal the policy has just evaluated at `now_ms` (market clock).
     pub fn start(
         signal_id: SignalId,
         device: DeviceId,
         expires_at_ms: i64,
-        outcome: &Outcome,
+        evaluation: &Evaluation,
         settings: &ApprovalSettings,
         now_ms: i64,
     ) -> PendingApproval {
         let mut p =
             PendingApproval { signal_id, device, expires_at_ms, state: ApprovalState::Waiting };
-        match outcome {
+        match &evaluation.outcome {
+            Outcome::Skip(reason @ SkipReason::Expired { .. }) => {
+                p.state = ApprovalState::Decided(p.approval(
+                    Decision::Expired,
+                    DecidedBy::Policy,
+                    settings,
+                    reason.to_string(),
+                    now_ms,
+                ));
+            }
             Outcome::Skip(reason) => {
                 p.state = ApprovalState::Decided(p.approval(
                     Decision::Rejected,
@@ -196,7 +207,7 @@ impl PendingApproval {
             Outcome::Accept(_) if now_ms >= expires_at_ms => {
                 p.expire(now_ms, settings);
             }
-            Outcome::Accept(_) if settings.auto_in_force() => {
+            Outcome::Accept(_) if settings.auto_in_force() && !evaluation.auto_suspended => {
                 p.state = ApprovalState::Decided(p.approval(
                     Decision::Approved,
                     DecidedBy::Policy,
@@ -360,7 +371,8 @@ mod tests {
     }
 
     fn start(outcome: &Outcome, s: &ApprovalSettings, now: i64) -> PendingApproval {
-        PendingApproval::start(SignalId([1; 16]), device(), EXPIRES, outcome, s, now)
+        let e = Evaluation { outcome: outcome.clone(), steps: vec![], auto_suspended: false };
+        PendingApproval::start(SignalId([1; 16]), device(), EXPIRES, &e, s, now)
     }
 
     fn ui(verdict: Verdict, reason: &str) -> DecisionRequest {
@@ -418,6 +430,24 @@ mod tests {
         // Already expired on arrival.
         let p = start(&accept(), &manual(), EXPIRES);
         assert_eq!(p.decided().map(|a| a.decision), Some(Decision::Expired));
+        // The policy found it expired: recorded as expired, not rejected.
+        let late =
+            Outcome::Skip(SkipReason::Expired { expires_at_ms: EXPIRES, now_ms: EXPIRES + 2_000 });
+        let p = start(&late, &auto(), EXPIRES + 2_000);
+        assert_eq!(
+            p.decided().map(summary),
+            Some((
+                Decision::Expired,
+                DecidedBy::Policy,
+                3,
+                "skipped: signal expired 2 s ago (at 2026-11-25 09:46:40 UTC)".into(),
+                EXPIRES + 2_000
+            ))
+        );
+        // The drawdown guard's lock suspends auto mode: the trader decides.
+        let e = Evaluation { outcome: accept(), steps: vec![], auto_suspended: true };
+        let p = PendingApproval::start(SignalId([1; 16]), device(), EXPIRES, &e, &auto(), NOW);
+        assert_eq!(p.state, ApprovalState::Waiting);
     }
 
     #[test]

@@ -20,7 +20,9 @@
 //!   data dir at init), [`market_hours::check_open`].
 //! - [`approval::PendingApproval`]: `start`, `decide`, `expire`; [`approval::DecisionRequest`].
 //! - [`follow::follow_modify`], [`follow::follow_close`].
-//! - [`risk::server_day_start_ms`]: when the node records the day's opening equity.
+//! - [`risk::DayStart::roll`] on every state push (the equity at the start of the broker's server
+//!   day, [`risk::server_day_start_ms`]), stored by the node and passed back in.
+//! - [`copy_log::CopyLogEntry::new`]: the stored, serde form of an evaluation for the copy log.
 //!
 //! # The steps, in order (the first that fails is the skip)
 //!
@@ -35,11 +37,13 @@
 //! 6. `expiry`: the market clock is before the signal's `expires_at_ms`.
 //! 7. `age`: the signal was issued (its bar's close: `bar_time_ms` + the timeframe) at most
 //!    `max_signal_age_s` ago on the market clock.
-//! 8. `drawdown`: the drawdown guard has not locked copying; equity is less than
-//!    `risk.drawdown_lock_pct` below its peak.
+//! 8. `drawdown`: equity is less than `risk.drawdown_lock_pct` below its peak (in any approval
+//!    mode). When the drawdown guard has locked auto mode the step passes but says so, and
+//!    [`Evaluation::auto_suspended`] makes the signal wait for the trader even in auto mode.
 //! 9. `daily_loss`: the loss since the start of the broker's server day is below the limit.
 //! 10. `open_positions`: fewer than `risk.max_open_positions` in total and
-//!     `risk.max_open_per_symbol` on the symbol.
+//!     `risk.max_open_per_symbol` on the symbol, counting Tradecast's open positions, pending
+//!     orders and orders sent but not settled.
 //! 11. `price`: a current quote exists; for a market entry the fill price (ask for a buy, bid for a
 //!     sell) has moved at most `max_price_move_points` and at most `max_price_move_stop_fraction`
 //!     of the stop distance from the signal's entry; a pending entry lies on its side of the
@@ -102,6 +106,7 @@
 
 pub mod approval;
 pub mod calendar;
+pub mod copy_log;
 pub mod follow;
 pub mod market_hours;
 pub mod risk;
@@ -294,8 +299,8 @@ impl PolicySettings {
     }
 }
 
-/// Everything one evaluation reads. The caller filters `open_positions` to Tradecast's own (by
-/// magic) and takes the figures from the EA's latest hello and state push.
+/// Everything one evaluation reads, from the EA's latest hello and state push and the node's
+/// own records.
 #[derive(Debug, Clone, Copy)]
 pub struct EvaluationInput<'a> {
     /// The provider's signal (verified, stored).
@@ -312,12 +317,13 @@ pub struct EvaluationInput<'a> {
     pub equity: Decimal,
     /// Peak equity, deposits and withdrawals adjusted (the drawdown guard's).
     pub peak_equity: Decimal,
-    /// The drawdown guard has locked copying.
+    /// The drawdown guard has locked auto mode: accepted signals wait for the trader.
     pub guard_locked: bool,
     /// The equity recorded at the start of the current server day.
     pub day_start: Option<DayStart>,
-    /// Tradecast's open positions.
-    pub open_positions: &'a [ea::Position],
+    /// Tradecast's exposure by broker symbol: one entry per open position (magic is
+    /// Tradecast's), pending order, and order sent but not yet settled.
+    pub open_symbols: &'a [String],
     /// Now, market clock, unix ms UTC.
     pub now_ms: i64,
     /// Broker server time minus UTC, seconds (from hello).
@@ -526,6 +532,8 @@ pub enum Outcome {
 pub struct Evaluation {
     pub outcome: Outcome,
     pub steps: Vec<Step>,
+    /// The drawdown guard has locked auto mode: even in auto mode the trader decides.
+    pub auto_suspended: bool,
 }
 
 impl Evaluation {
@@ -603,6 +611,7 @@ fn order_kind(side: Side, entry: EntryKind, reversed: bool) -> OrderKind {
 
 struct Recorder {
     steps: Vec<Step>,
+    auto_suspended: bool,
 }
 
 impl Recorder {
@@ -612,13 +621,17 @@ impl Recorder {
 
     fn fail(mut self, rule: Rule, reason: SkipReason) -> Evaluation {
         self.steps.push(Step { rule, passed: false, detail: reason.to_string() });
-        Evaluation { outcome: Outcome::Skip(reason), steps: self.steps }
+        Evaluation {
+            outcome: Outcome::Skip(reason),
+            steps: self.steps,
+            auto_suspended: self.auto_suspended,
+        }
     }
 }
 
 /// Evaluates one signal (see the module doc for the steps).
 pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evaluation {
-    let mut rec = Recorder { steps: Vec::new() };
+    let mut rec = Recorder { steps: Vec::new(), auto_suspended: input.guard_locked };
     let signal = input.signal;
 
     if let Err(e) = settings.validate() {
@@ -632,17 +645,21 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
     rec.pass(Rule::Copying, "on");
 
     let canonical = signal.symbol.as_str();
-    let symbol =
-        match settings.symbols.map_symbol(canonical, input.specs.iter().map(|s| s.symbol.as_str()))
-        {
-            Ok(s) => s,
-            Err(u) => return rec.fail(Rule::Symbol, SkipReason::Symbol(u)),
-        };
-    rec.pass(Rule::Symbol, format!("{canonical} → {symbol}"));
-    let Some(spec) = input.specs.iter().find(|s| s.symbol == symbol) else {
-        // map_symbol only returns names from `specs`.
-        unreachable!("a mapped symbol has a spec");
+    let mapped =
+        settings.symbols.map_symbol(canonical, input.specs.iter().map(|s| s.symbol.as_str()));
+    // map_symbol only returns names from `specs`, so the look-up finds one; if it ever did not,
+    // the symbol is treated as missing at the broker rather than trusted.
+    let spec = match mapped.map(|name| input.specs.iter().find(|s| s.symbol == name)) {
+        Ok(Some(spec)) => spec,
+        Ok(None) => {
+            let broker = settings.symbols.broker_name(canonical);
+            let u = Unmapped::NotAtBroker { canonical: canonical.to_string(), broker };
+            return rec.fail(Rule::Symbol, SkipReason::Symbol(u));
+        }
+        Err(u) => return rec.fail(Rule::Symbol, SkipReason::Symbol(u)),
     };
+    let symbol = spec.symbol.clone();
+    rec.pass(Rule::Symbol, format!("{canonical} → {symbol}"));
 
     let reversed = settings.reverse;
     let side = if reversed { flip(side_of(signal.side)) } else { side_of(signal.side) };
@@ -692,7 +709,6 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
     let account = AccountRisk {
         equity: input.equity,
         peak_equity: input.peak_equity,
-        guard_locked: input.guard_locked,
         day_start: input.day_start,
         now_ms: input.now_ms,
         server_utc_offset_s: input.server_utc_offset_s,
@@ -700,7 +716,17 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
     if let Err(stop) = risk::check_drawdown(&settings.risk, &account) {
         return rec.fail(Rule::Drawdown, SkipReason::Risk(stop));
     }
-    rec.pass(Rule::Drawdown, format!("equity {} of peak {}", input.equity, input.peak_equity));
+    rec.pass(
+        Rule::Drawdown,
+        if input.guard_locked {
+            format!(
+                "equity {} of peak {}; the drawdown guard locked auto mode, the trader decides",
+                input.equity, input.peak_equity
+            )
+        } else {
+            format!("equity {} of peak {}", input.equity, input.peak_equity)
+        },
+    );
     if let Err(stop) = risk::check_daily_loss(&settings.risk, &account) {
         return rec.fail(Rule::DailyLoss, SkipReason::Risk(stop));
     }
@@ -708,11 +734,11 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
     if let Err(stop) = risk::check_open_positions(
         &settings.risk,
         &symbol,
-        input.open_positions.iter().map(|p| p.symbol.as_str()),
+        input.open_symbols.iter().map(String::as_str),
     ) {
         return rec.fail(Rule::OpenPositions, SkipReason::Risk(stop));
     }
-    rec.pass(Rule::OpenPositions, format!("{} open", input.open_positions.len()));
+    rec.pass(Rule::OpenPositions, format!("{} open", input.open_symbols.len()));
 
     // Price.
     let Some(quote) = input.quotes.get(&symbol).copied() else {
@@ -913,7 +939,11 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
         reversed,
         lot_mode,
     };
-    Evaluation { outcome: Outcome::Accept(plan), steps: rec.steps }
+    Evaluation {
+        outcome: Outcome::Accept(plan),
+        steps: rec.steps,
+        auto_suspended: input.guard_locked,
+    }
 }
 
 #[cfg(test)]

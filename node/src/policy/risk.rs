@@ -49,14 +49,31 @@ pub struct DayStart {
     pub equity: Decimal,
 }
 
+impl DayStart {
+    /// The day start to keep after a state push at `now_ms` with `equity`: `current` if it is
+    /// today's (server day), else a new one with this equity. The node calls it on every state
+    /// push and stores the result; after a restart mid-day the first equity seen that day stands
+    /// in for the day's opening equity (losses before it are not counted).
+    pub fn roll(
+        current: Option<DayStart>,
+        now_ms: i64,
+        server_utc_offset_s: i32,
+        equity: Decimal,
+    ) -> DayStart {
+        let today = server_day_start_ms(now_ms, server_utc_offset_s);
+        match current {
+            Some(c) if c.day_start_ms == today => c,
+            _ => DayStart { day_start_ms: today, equity },
+        }
+    }
+}
+
 /// The account figures the gates read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccountRisk {
     pub equity: Decimal,
     /// Peak equity, adjusted for deposits and withdrawals (the drawdown guard's).
     pub peak_equity: Decimal,
-    /// The drawdown guard has locked auto mode; only the trader unlocks it.
-    pub guard_locked: bool,
     pub day_start: Option<DayStart>,
     pub now_ms: i64,
     pub server_utc_offset_s: i32,
@@ -65,7 +82,6 @@ pub struct AccountRisk {
 /// Why a gate closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RiskStop {
-    GuardLocked,
     Drawdown { equity: Decimal, peak: Decimal, drawdown_pct: Decimal, lock_pct: Decimal },
     DayStartUnknown,
     DailyLoss { loss: Decimal, limit: Decimal, day_start_equity: Decimal },
@@ -77,9 +93,6 @@ pub enum RiskStop {
 impl fmt::Display for RiskStop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RiskStop::GuardLocked => {
-                f.write_str("copying is locked by the drawdown guard until you unlock it")
-            }
             RiskStop::Drawdown { equity, peak, drawdown_pct, lock_pct } => write!(
                 f,
                 "equity {equity} is {drawdown_pct} % below its peak {peak}, the drawdown lock is at {lock_pct} %"
@@ -114,11 +127,10 @@ fn pct_of(x: Decimal, pct: Decimal) -> Option<Decimal> {
     x.checked_mul(pct)?.checked_div(Decimal::ONE_HUNDRED)
 }
 
-/// The drawdown gates: the guard's lock, then the distance from the peak.
+/// The drawdown lock: no new position while equity is `drawdown_lock_pct` or more below its
+/// peak, in any approval mode. (The guard's own lock suspends auto mode instead: see
+/// [`super::approval`]; it is not a gate here.)
 pub fn check_drawdown(settings: &RiskSettings, account: &AccountRisk) -> Result<(), RiskStop> {
-    if account.guard_locked {
-        return Err(RiskStop::GuardLocked);
-    }
     if account.peak_equity > Decimal::ZERO {
         let drop = account.peak_equity - account.equity;
         let drawdown_pct = drop
@@ -167,7 +179,8 @@ pub fn check_daily_loss(settings: &RiskSettings, account: &AccountRisk) -> Resul
     Ok(())
 }
 
-/// The open-position limits; `open_symbols` are the broker symbols of Tradecast's open positions.
+/// The open-position limits; `open_symbols` are the broker symbols of Tradecast's exposure, one
+/// entry per open position, pending order and order sent but not yet settled.
 pub fn check_open_positions<'a>(
     settings: &RiskSettings,
     broker_symbol: &str,
@@ -226,11 +239,23 @@ mod tests {
         let _ = server_day_start_ms(i64::MIN, i32::MIN);
     }
 
+    #[test]
+    fn the_day_start_rolls_at_server_midnight() {
+        let first = DayStart::roll(None, DAY + 5 * H, 7_200, d("10000"));
+        assert_eq!(first, DayStart { day_start_ms: DAY - 2 * H, equity: d("10000") });
+        // Later the same server day: kept, whatever the equity now.
+        assert_eq!(DayStart::roll(Some(first), DAY + 21 * H, 7_200, d("9000")), first);
+        // 22:00 UTC is server midnight at UTC+2: a new day with the equity then.
+        assert_eq!(
+            DayStart::roll(Some(first), DAY + 22 * H, 7_200, d("9000")),
+            DayStart { day_start_ms: DAY + 22 * H, equity: d("9000") }
+        );
+    }
+
     fn account(equity: &str, day_start_equity: Option<&str>) -> AccountRisk {
         AccountRisk {
             equity: d(equity),
             peak_equity: d("10000"),
-            guard_locked: false,
             day_start: day_start_equity
                 .map(|e| DayStart { day_start_ms: DAY - 2 * H, equity: d(e) }),
             now_ms: DAY + 10 * H,
@@ -276,27 +301,25 @@ mod tests {
     }
 
     #[test]
-    fn drawdown_lock_and_the_guard() {
+    fn drawdown_lock() {
         let s = RiskSettings::default();
-        let check = |equity: &str, locked: bool, expect: Result<(), &str>| {
-            let a = AccountRisk { guard_locked: locked, ..account(equity, None) };
+        let check = |equity: &str, expect: Result<(), &str>| {
+            let a = account(equity, None);
             assert_eq!(
                 check_drawdown(&s, &a).map_err(|e| e.to_string()),
                 expect.map_err(str::to_string)
             );
         };
-        check("8001", false, Ok(()));
+        check("8001", Ok(()));
         check(
             "8000",
-            false,
             Err("equity 8000 is 20 % below its peak 10000, the drawdown lock is at 20 %"),
         );
         check(
             "7012.5",
-            false,
             Err("equity 7012.5 is 29.88 % below its peak 10000, the drawdown lock is at 20 %"),
         );
-        check("11000", true, Err("copying is locked by the drawdown guard until you unlock it"));
+        check("11000", Ok(()));
         let no_peak = AccountRisk { peak_equity: d("0"), ..account("5", None) };
         assert_eq!(check_drawdown(&s, &no_peak), Ok(()));
     }

@@ -59,24 +59,6 @@ fn signal() -> Signal {
     }
 }
 
-fn position(symbol: &str) -> ea::Position {
-    ea::Position {
-        position_id: 1,
-        symbol: symbol.into(),
-        side: ea::Side::Buy,
-        volume: d("0.1"),
-        open_price: d("1.2"),
-        open_time_ms: NOW - H,
-        sl: None,
-        tp: None,
-        price_current: d("1.2"),
-        swap: d("0"),
-        profit: d("0"),
-        magic: 1 << 32,
-        comment: String::new(),
-    }
-}
-
 /// Everything an evaluation reads, owned, so each case changes one thing.
 #[derive(Clone)]
 struct Scenario {
@@ -91,7 +73,7 @@ struct Scenario {
     peak_equity: Decimal,
     guard_locked: bool,
     day_start: Option<DayStart>,
-    open_positions: Vec<ea::Position>,
+    open_symbols: Vec<String>,
     now_ms: i64,
     server_utc_offset_s: i32,
     calendar: HolidayCalendar,
@@ -117,7 +99,7 @@ fn base() -> Scenario {
             day_start_ms: risk::server_day_start_ms(NOW, 7_200),
             equity: d("10000"),
         }),
-        open_positions: vec![],
+        open_symbols: vec![],
         now_ms: NOW,
         server_utc_offset_s: 7_200,
         calendar: HolidayCalendar::default_calendar(),
@@ -137,7 +119,7 @@ impl Scenario {
             peak_equity: self.peak_equity,
             guard_locked: self.guard_locked,
             day_start: self.day_start,
-            open_positions: &self.open_positions,
+            open_symbols: &self.open_symbols,
             now_ms: self.now_ms,
             server_utc_offset_s: self.server_utc_offset_s,
             calendar: &self.calendar,
@@ -380,10 +362,17 @@ fn signal_issue_time_is_the_bar_close() {
 
 #[test]
 fn account_risk_gates() {
-    check(
-        |s| s.guard_locked = true,
-        "skipped: copying is locked by the drawdown guard until you unlock it",
+    // The guard's lock does not skip: it suspends auto mode (the approval waits for the trader).
+    let mut s = base();
+    s.guard_locked = true;
+    let e = s.run();
+    assert!(e.auto_suspended);
+    assert_eq!(e.log_line(), "accepted: EURUSD.m buy 0.98 lots at 1.10002");
+    assert_eq!(
+        e.steps.iter().find(|st| st.rule == Rule::Drawdown).map(|st| st.detail.as_str()),
+        Some("equity 10000 of peak 10000; the drawdown guard locked auto mode, the trader decides")
     );
+    assert!(!base().run().auto_suspended);
     check(
         |s| {
             s.peak_equity = d("12500");
@@ -407,16 +396,13 @@ fn account_risk_gates() {
         "accepted: EURUSD.m buy 0.98 lots at 1.10002",
     );
     check(
-        |s| s.open_positions = vec![position("EURUSD.m")],
+        |s| s.open_symbols = vec!["EURUSD.m".into()],
         "skipped: 1 positions open on EURUSD.m, limit 1 per symbol",
     );
-    check(
-        |s| s.open_positions = (0..5).map(|_| position("GBPUSD.m")).collect(),
-        "skipped: 5 positions open, limit 5",
-    );
+    check(|s| s.open_symbols = vec!["GBPUSD.m".into(); 5], "skipped: 5 positions open, limit 5");
     check(
         |s| {
-            s.open_positions = vec![position("EURUSD.m")];
+            s.open_symbols = vec!["EURUSD.m".into()];
             s.settings.risk.max_open_per_symbol = 2;
         },
         "accepted: EURUSD.m buy 0.98 lots at 1.10002",
@@ -743,4 +729,20 @@ fn skip_lines_a_trader_reads() {
     check(|s| s.signal.bar_time_ms -= 63_000, "skipped: signal 93 s old, limit 60 s");
     assert_eq!(fmt_utc(i64::MAX), format!("{} ms", i64::MAX));
     assert_eq!(fmt_utc(0), "1970-01-01 00:00:00 UTC");
+}
+
+#[test]
+fn copy_log_entries_from_real_evaluations() {
+    let s = base();
+    let ok = copy_log::CopyLogEntry::new(&s.signal, &s.run(), NOW);
+    assert!(ok.accepted);
+    assert_eq!(ok.failed_rule, None);
+    assert_eq!(ok.line, "accepted: EURUSD.m buy 0.98 lots at 1.10002");
+    assert_eq!(ok.steps.len(), 12);
+    let mut s = base();
+    at(&mut s, NOW + 72 * H);
+    let skipped = copy_log::CopyLogEntry::new(&s.signal, &s.run(), s.now_ms);
+    assert!(!skipped.accepted);
+    assert_eq!(skipped.failed_rule, Some(Rule::MarketHours));
+    assert_eq!(skipped.line, "skipped: EURUSD.m market closed (Saturday)");
 }
