@@ -431,6 +431,7 @@ async fn main() {
             (None, None)
         };
         let hub = start_hub(data.path(), url.as_deref());
+        let idle_kib = rss_kib(hub.child.id()).0;
         let http = reqwest::Client::new();
         let kit = setup(&http, &hub.base).await;
         // Warm-up (connections, caches), not counted; the measured run continues the stream.
@@ -438,11 +439,12 @@ async fn main() {
         let _ = load(&hub, &kit, warm, a.concurrency, 1).await;
         let f = load(&hub, &kit, a.requests, a.concurrency, warm as u64 + 1).await;
         println!(
-            "{:<10} {:>10.0} {:>9.2} {:>9.2} {:>10.1} {:>11.1}",
+            "{:<10} {:>10.0} {:>9.2} {:>9.2} {:>12.1} {:>10.1} {:>11.1}",
             backend,
             f.rps,
             f.p50_ms,
             f.p99_ms,
+            idle_kib as f64 / 1024.0,
             f.rss_kib as f64 / 1024.0,
             f.peak_kib as f64 / 1024.0
         );

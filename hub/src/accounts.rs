@@ -6,7 +6,6 @@
 
 use std::str::FromStr;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use subtle::ConstantTimeEq;
@@ -114,35 +113,114 @@ pub fn check_password(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn argon2(cfg: &AuthConfig) -> Result<argon2::Argon2<'static>, ApiError> {
-    let params = argon2::Params::new(cfg.argon2_memory_kib, cfg.argon2_iterations, 1, None)
-        .map_err(|e| ApiError::Internal(e.to_string().into()))?;
-    Ok(argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params))
+/// Concurrent Argon2 computations are bounded (one per CPU) and their memory (19 MiB each at
+/// the default cost) is reused: without this, glibc keeps every freed 19 MiB area and a busy
+/// hub's RSS grows by that much per concurrent login.
+struct HashPool {
+    permits: tokio::sync::Semaphore,
+    buffers: std::sync::Mutex<Vec<Vec<argon2::Block>>>,
 }
 
-/// Argon2id PHC string of `password` (on a blocking thread: it takes tens of milliseconds).
+fn pool() -> &'static HashPool {
+    static POOL: std::sync::OnceLock<HashPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| HashPool {
+        permits: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        ),
+        buffers: std::sync::Mutex::new(Vec::new()),
+    })
+}
+
+/// Runs Argon2id (`params`) over `password` and `salt` on a blocking thread with pooled memory.
+async fn argon2id(
+    params: argon2::Params,
+    password: &str,
+    salt: Vec<u8>,
+    out_len: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let pool = pool();
+    let _permit = pool.permits.acquire().await.map_err(ApiError::internal)?;
+    // A poisoned lock only means a thread panicked while pushing or popping a buffer.
+    let mut blocks =
+        pool.buffers.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
+    let password = zeroize::Zeroizing::new(password.to_owned());
+    let (blocks, result) = tokio::task::spawn_blocking(move || {
+        let n = params.block_count();
+        if blocks.len() < n {
+            blocks.resize(n, argon2::Block::new());
+        }
+        let hasher =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut out = vec![0u8; out_len];
+        let r = hasher.hash_password_into_with_memory(
+            password.as_bytes(),
+            &salt,
+            &mut out,
+            &mut blocks[..n],
+        );
+        (blocks, r.map(|()| out))
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    pool.buffers.lock().unwrap_or_else(|p| p.into_inner()).push(blocks);
+    result.map_err(|e| ApiError::Internal(e.to_string().into()))
+}
+
+/// PHC's base64: standard alphabet, no padding.
+const PHC_B64: data_encoding::Encoding = data_encoding::BASE64_NOPAD;
+
+/// Argon2id PHC string of `password` (`$argon2id$v=19$m=…,t=…,p=1$salt$hash`).
 pub async fn hash_password(cfg: &AuthConfig, password: &str) -> Result<String, ApiError> {
-    let hasher = argon2(cfg)?;
-    let password = zeroize::Zeroizing::new(password.to_owned());
-    tokio::task::spawn_blocking(move || {
-        hasher
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| ApiError::Internal(e.to_string().into()))
-    })
-    .await
-    .map_err(ApiError::internal)?
+    let params = argon2::Params::new(cfg.argon2_memory_kib, cfg.argon2_iterations, 1, Some(32))
+        .map_err(|e| ApiError::Internal(e.to_string().into()))?;
+    let salt = ids::random_bytes(16);
+    let hash = argon2id(params, password, salt.clone(), 32).await?;
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p=1${}${}",
+        cfg.argon2_memory_kib,
+        cfg.argon2_iterations,
+        PHC_B64.encode(&salt),
+        PHC_B64.encode(&hash)
+    ))
 }
 
-/// Checks `password` against a PHC string (parameters come from the string itself).
+/// Parses an Argon2id v19 PHC string into (params, salt, hash).
+fn parse_phc(phc: &str) -> Option<(argon2::Params, Vec<u8>, Vec<u8>)> {
+    let mut parts = phc.split('$');
+    let ("", "argon2id", "v=19", Some(params), Some(salt), Some(hash), None) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let (mut m, mut t, mut p) = (None, None, None);
+    for kv in params.split(',') {
+        let (k, v) = kv.split_once('=')?;
+        let v: u32 = v.parse().ok()?;
+        match k {
+            "m" => m = Some(v),
+            "t" => t = Some(v),
+            "p" => p = Some(v),
+            _ => return None,
+        }
+    }
+    let salt = PHC_B64.decode(salt.as_bytes()).ok()?;
+    let hash = PHC_B64.decode(hash.as_bytes()).ok()?;
+    let params = argon2::Params::new(m?, t?, p?, Some(hash.len())).ok()?;
+    Some((params, salt, hash))
+}
+
+/// Checks `password` against a PHC string (its parameters come from the string itself).
 pub async fn verify_password(phc: String, password: &str) -> Result<bool, ApiError> {
-    let password = zeroize::Zeroizing::new(password.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let Ok(parsed) = PasswordHash::new(&phc) else { return false };
-        argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
-    })
-    .await
-    .map_err(ApiError::internal)
+    let Some((params, salt, expected)) = parse_phc(&phc) else { return Ok(false) };
+    let len = expected.len();
+    let got = argon2id(params, password, salt, len).await?;
+    Ok(bool::from(got.ct_eq(&expected)))
 }
 
 const USER_COLUMNS: &str = "id, email, role, display_name, created_at_ms, disabled_at_ms";
@@ -428,6 +506,40 @@ pub async fn login(
     audit::append(&mut tx, db.backend(), now_ms, &entry).await?;
     tx.commit().await.map_err(DbError::from)?;
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> AuthConfig {
+        AuthConfig { argon2_memory_kib: 64, argon2_iterations: 1, ..AuthConfig::default() }
+    }
+
+    #[tokio::test]
+    async fn password_hashes_verify_and_interoperate() {
+        let phc = hash_password(&cfg(), "a long password!").await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
+        assert!(verify_password(phc.clone(), "a long password!").await.unwrap());
+        assert!(!verify_password(phc.clone(), "a long password?").await.unwrap());
+        // A hash made by the argon2 crate's own PHC hasher verifies here, and ours there.
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
+        let params = argon2::Params::new(64, 1, 1, None).unwrap();
+        let theirs =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let other = theirs.hash_password(b"a long password!").unwrap().to_string();
+        assert!(verify_password(other, "a long password!").await.unwrap());
+        let parsed = PasswordHash::new(&phc).unwrap();
+        assert!(argon2::Argon2::default().verify_password(b"a long password!", &parsed).is_ok());
+        for bad in [
+            "",
+            "$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaA",
+            "$argon2id$v=19$m=64$x$y",
+            "$argon2id$v=19$m=64,t=1,p=1,q=2$c2FsdHNhbHQ$aGFzaA",
+        ] {
+            assert!(!verify_password(bad.into(), "x").await.unwrap(), "{bad}");
+        }
+    }
 }
 
 fn ceil_s(ms: i64) -> u64 {
