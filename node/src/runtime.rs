@@ -46,6 +46,9 @@ pub const POLL_WAIT_MAX_MS: u32 = 30_000;
 const REOFFER_AFTER_MS: i64 = 10_000;
 /// A close refused with 10018 (market closed) is offered again after this much market time.
 const MARKET_CLOSED_RETRY_MS: i64 = 60_000;
+/// An order that reached the EA but shows no fill this long (market clock) after its expiry
+/// was never executed.
+const STALE_AFTER_EXPIRY_MS: i64 = 300_000;
 /// An equity point at least this often (market clock) …
 const EQUITY_EVERY_MS: i64 = 60_000;
 /// … or when equity moves by this fraction.
@@ -297,6 +300,18 @@ struct BarRow {
     high: Decimal,
     low: Decimal,
     close: Decimal,
+}
+
+fn bar_f64(time_ms: i64, b: &BarRow) -> tradecast_protocol::bars::BarF64 {
+    let f =
+        |d: Decimal| -> f64 { rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(f64::NAN) };
+    tradecast_protocol::bars::BarF64 {
+        time_unix_ms: time_ms,
+        open: f(b.open),
+        high: f(b.high),
+        low: f(b.low),
+        close: f(b.close),
+    }
 }
 
 /// MT5 trade return codes in words a trader understands.
@@ -778,6 +793,10 @@ impl Node {
                     }
                     o.not_before_ms.is_none_or(|t| market_ms >= t)
                 }
+                // Past its expiry an order that reached the EA is not offered again (the EA
+                // would send a stale order if its look-up finds nothing): reconciliation
+                // settles it from the deals and positions.
+                _ if o.expires_at_ms.is_some_and(|e| market_ms > e) => false,
                 OrderState::Sent => {
                     o.sent_session.as_deref() != Some(session_id)
                         || o.sent_at_ms.is_some_and(|t| now_ms - t >= REOFFER_AFTER_MS)
@@ -1331,6 +1350,38 @@ impl Node {
                     });
                 }
             }
+            // Orders that reached the EA, expired, and left no trace well after their expiry:
+            // never executed.
+            let with_magic: HashSet<u32> = s
+                .positions
+                .iter()
+                .filter(|p| ea::is_tradecast_magic(p.magic, self.settings.ea_magic))
+                .map(|p| ea::split_magic(p.magic).1)
+                .collect();
+            for mut o in tx.orders::<OrderRow>(&account)? {
+                let stale = matches!(o.state, OrderState::Sent | OrderState::Unknown)
+                    && o.expires_at_ms
+                        .is_some_and(|e| market > e.saturating_add(STALE_AFTER_EXPIRY_MS))
+                    && matches!(o.action, OrderAction::Open(_))
+                    && !with_magic.contains(&o.order_no);
+                if !stale {
+                    continue;
+                }
+                let filled = tx.deals::<Deal>(&account)?.iter().any(|d| {
+                    d.entry == DealEntry::In
+                        && (d.comment == ea::order_comment(&o.order_id)
+                            || (ea::is_tradecast_magic(d.magic, self.settings.ea_magic)
+                                && ea::split_magic(d.magic).1 == o.order_no))
+                });
+                if filled {
+                    continue;
+                }
+                o.state = OrderState::Expired;
+                o.settled_by = "reconciliation".into();
+                o.explained =
+                    "not executed: the signal expired and the terminal shows no fill".into();
+                tx.put_order(&account, &o.order_id, &o)?;
+            }
             // Snapshot on change.
             let mut snap: Vec<tradecast_protocol::Position> = Vec::new();
             for p in tx.positions::<PositionRow>(&account)? {
@@ -1518,24 +1569,27 @@ impl Node {
         let entry = match mem.engines.entry(series.to_owned()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let engine = Engine::new(Params::default())
+                // After a restart the engine is rebuilt from the stored bars, silently: the
+                // signals of those bars were committed with them.
+                let mut engine = Engine::new(Params::default())
                     .map_err(|e| StoreError::Row { table: "bars", message: e.to_string() })?;
-                v.insert((engine, i64::MIN))
+                let mut last = i64::MIN;
+                for (time_ms, row) in tx.bars::<BarRow>(account, series)? {
+                    if time_ms >= bar.time_ms {
+                        break;
+                    }
+                    let _ = engine.try_push(&bar_f64(time_ms, &row));
+                    last = time_ms;
+                }
+                v.insert((engine, last))
             }
         };
         if bar.time_ms <= entry.1 {
             return Ok(());
         }
-        let f = |d: Decimal| -> f64 {
-            rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(f64::NAN)
-        };
-        let b64 = tradecast_protocol::bars::BarF64 {
-            time_unix_ms: bar.time_ms,
-            open: f(bar.open),
-            high: f(bar.high),
-            low: f(bar.low),
-            close: f(bar.close),
-        };
+        let row = BarRow { open: bar.open, high: bar.high, low: bar.low, close: bar.close };
+        let b64 = bar_f64(bar.time_ms, &row);
+
         entry.1 = bar.time_ms;
         let Ok(Some(sig)) = entry.0.try_push(&b64) else { return Ok(()) };
         let tf_ms = bar.timeframe.seconds().unwrap_or(3_600) * 1_000;

@@ -448,6 +448,21 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The stored bars of `series` for an account, oldest first: `(open time, row)`.
+    pub fn bars<T: DeserializeOwned>(
+        &self,
+        account: &str,
+        series: &str,
+    ) -> Result<Vec<(i64, T)>, StoreError> {
+        let t = self.tx.open_table(BARS)?;
+        let mut out = Vec::new();
+        for e in t.range((account, series, i64::MIN)..=(account, series, i64::MAX))? {
+            let (k, v) = e?;
+            out.push((k.value().2, from_row("bars", v.value())?));
+        }
+        Ok(out)
+    }
+
     /// Appends an equity point.
     pub fn put_equity<T: Serialize>(
         &mut self,

@@ -3,7 +3,9 @@
 //! node, with a trigger that makes the node create orders and a close-all through its local API.
 
 mod conformance;
+mod crash;
 mod replay;
+mod rig;
 
 use std::net::SocketAddr;
 use std::path::Path;
