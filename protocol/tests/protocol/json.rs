@@ -59,3 +59,43 @@ fn commands_are_externally_tagged() {
     assert_eq!(value, json!({"close_all": {"symbol": null, "reason": "drawdown", "at_ms": 5}}));
     assert_eq!(serde_json::from_value::<Command>(value).unwrap(), command);
 }
+
+/// Every body type survives JSON (the hub's HTTP API and the node's local API carry them).
+#[test]
+fn every_body_type_round_trips_through_json() {
+    fn check<T>(value: &T)
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let json = serde_json::to_string(value).unwrap();
+        fn no_floats(v: &serde_json::Value) -> bool {
+            match v {
+                serde_json::Value::Number(n) => n.is_i64() || n.is_u64(),
+                serde_json::Value::Array(a) => a.iter().all(no_floats),
+                serde_json::Value::Object(o) => o.values().all(no_floats),
+                _ => true,
+            }
+        }
+        assert!(no_floats(&serde_json::from_str(&json).unwrap()), "a float in {json}");
+        assert_eq!(&serde_json::from_str::<T>(&json).unwrap(), value, "{json}");
+    }
+    let author = identity(8);
+    for body in crate::records::every_body(&author) {
+        use tradecast_protocol::Body as B;
+        match &body {
+            B::Signal(v) => check(v),
+            B::Modify(v) => check(v),
+            B::Close(v) => check(v),
+            B::Approval(v) => check(v),
+            B::Execution(v) => check(v),
+            B::PositionSnapshot(v) => check(v),
+            B::TradeClosed(v) => check(v),
+            B::EquityPoint(v) => check(v),
+            B::Heartbeat(v) => check(v),
+            B::DeviceKeys(v) => check(v),
+            B::Receipt(v) => check(v),
+            B::Command(v) => check(v),
+            other => panic!("a body kind without a JSON check: {:?}", other.kind()),
+        }
+    }
+}
