@@ -123,10 +123,14 @@ pub fn follow_close(
             reason: "not applied: copying partial closes is off".into(),
         };
     }
-    if rules.volume_step <= Decimal::ZERO {
-        return FollowAction::Ignore {
-            reason: format!("not applied: invalid volume step {}", rules.volume_step),
-        };
+    for (what, value) in [
+        ("volume step", rules.volume_step),
+        ("minimum volume", rules.volume_min),
+        ("position volume", copy.volume),
+    ] {
+        if value <= Decimal::ZERO {
+            return FollowAction::Ignore { reason: format!("not applied: invalid {what} {value}") };
+        }
     }
     let wanted = copy.volume.checked_mul(close.fraction);
     let part = wanted.and_then(|w| round(w, rules.volume_step, false));
@@ -144,7 +148,7 @@ pub fn follow_close(
             ),
         };
     }
-    if copy.volume - part < rules.volume_min {
+    if copy.volume.checked_sub(part).is_none_or(|rest| rest < rules.volume_min) {
         return FollowAction::Close { volume: None };
     }
     FollowAction::Close { volume: Some(part) }
@@ -223,6 +227,12 @@ mod tests {
             ),
         );
         check_close(&s, "0", "1", ignore("not applied: close fraction 0 is not in (0, 1]"));
+        check_close(&s, "0.5", "-1", ignore("not applied: invalid position volume -1"));
+        let zero_min = VolumeRules { volume_min: d("0"), ..rules() };
+        assert_eq!(
+            follow_close(&s, &close("0.5"), &copy("1"), &zero_min),
+            ignore("not applied: invalid minimum volume 0")
+        );
         let off = PolicySettings { copy_partial_closes: false, ..PolicySettings::default() };
         check_close(&off, "0.5", "0.30", ignore("not applied: copying partial closes is off"));
         // A full close is applied whatever the settings.

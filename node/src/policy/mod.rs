@@ -694,7 +694,7 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
     }
     rec.pass(
         Rule::Expiry,
-        format!("expires in {} s", (signal.expires_at_ms - input.now_ms) / 1_000),
+        format!("expires in {} s", signal.expires_at_ms.saturating_sub(input.now_ms) / 1_000),
     );
 
     // A signal from the market clock's future (a lagging terminal clock) counts as fresh.
@@ -759,10 +759,16 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
         );
     }
     let in_points = |x: Decimal| x.checked_div(point).map(|p| p.round_dp(1).normalize());
+    // Prices come from the EA and the provider: a difference that overflows is a skip, not a
+    // panic.
+    let distance = |a: Decimal, b: Decimal| a.checked_sub(b).map(|x| x.abs());
+    let overflow = |symbol: String| SkipReason::Order { symbol, skip: SizeSkip::Overflow };
     let sizing_quote = match signal.entry_kind {
         EntryKind::Market => {
             let fill = if side == Side::Buy { quote.ask } else { quote.bid };
-            let moved = (fill - signal.entry).abs();
+            let Some(moved) = distance(fill, signal.entry) else {
+                return rec.fail(Rule::Price, overflow(symbol));
+            };
             let moved_points = in_points(moved).unwrap_or(Decimal::MAX);
             if let Some(limit) = settings.max_price_move_points
                 && moved_points > Decimal::from(limit)
@@ -778,7 +784,9 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
                 );
             }
             if let Some(limit) = settings.max_price_move_stop_fraction {
-                let stop_distance = (signal.entry - signal.stop).abs();
+                let Some(stop_distance) = distance(signal.entry, signal.stop) else {
+                    return rec.fail(Rule::Price, overflow(symbol));
+                };
                 let fraction = moved.checked_div(stop_distance).unwrap_or(Decimal::MAX);
                 if fraction > limit {
                     return rec.fail(
@@ -813,7 +821,10 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
                 OrderKind::Buy | OrderKind::Sell => unreachable!("pending entry kinds only"),
             };
             let price = signal.entry;
-            let distance = if below { market - price } else { price - market };
+            let gap = if below { market.checked_sub(price) } else { price.checked_sub(market) };
+            let Some(distance) = gap else {
+                return rec.fail(Rule::Price, overflow(symbol));
+            };
             if distance <= Decimal::ZERO {
                 return rec.fail(
                     Rule::Price,

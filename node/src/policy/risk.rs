@@ -132,7 +132,7 @@ fn pct_of(x: Decimal, pct: Decimal) -> Option<Decimal> {
 /// [`super::approval`]; it is not a gate here.)
 pub fn check_drawdown(settings: &RiskSettings, account: &AccountRisk) -> Result<(), RiskStop> {
     if account.peak_equity > Decimal::ZERO {
-        let drop = account.peak_equity - account.equity;
+        let drop = account.peak_equity.checked_sub(account.equity).ok_or(RiskStop::Overflow)?;
         let drawdown_pct = drop
             .checked_mul(Decimal::ONE_HUNDRED)
             .and_then(|x| x.checked_div(account.peak_equity))
@@ -159,7 +159,7 @@ pub fn check_daily_loss(settings: &RiskSettings, account: &AccountRisk) -> Resul
         Some(s) if s.day_start_ms == today => s,
         _ => return Err(RiskStop::DayStartUnknown),
     };
-    let loss = start.equity - account.equity;
+    let loss = start.equity.checked_sub(account.equity).ok_or(RiskStop::Overflow)?;
     let by_pct = match settings.daily_loss_limit_pct {
         Some(pct) => Some(pct_of(start.equity, pct).ok_or(RiskStop::Overflow)?),
         None => None,

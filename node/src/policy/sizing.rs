@@ -307,7 +307,10 @@ fn with_volume(
         }
     };
     let volume: Decimal = legs.iter().map(|l| l.volume).sum();
-    let ticks = (order.fill_ref - order.stop)
+    let ticks = order
+        .fill_ref
+        .checked_sub(order.stop)
+        .ok_or(SizeSkip::Overflow)?
         .abs()
         .checked_div(spec.tick_size)
         .ok_or(SizeSkip::Overflow)?;
