@@ -206,15 +206,15 @@ pub fn size_order(
             order
         }
         _ => {
-            let geometry =
-                build_order(levels, spec, quote, &policy(Decimal::ONE_HUNDRED, Split::Whole))
-                    .map_err(|skip| match skip {
-                        Skip::BelowMinimumVolume { .. } => SizeSkip::MinimumLotTooRisky {
-                            volume_min: spec.volume_min,
-                            equity: account.equity,
-                        },
-                        other => SizeSkip::Order(other),
-                    })?;
+            // With the split asked for, so tp2 is checked against the stops level too.
+            let geometry = build_order(levels, spec, quote, &policy(Decimal::ONE_HUNDRED, split))
+                .map_err(|skip| match skip {
+                Skip::BelowMinimumVolume { .. } => SizeSkip::MinimumLotTooRisky {
+                    volume_min: spec.volume_min,
+                    equity: account.equity,
+                },
+                other => SizeSkip::Order(other),
+            })?;
             let raw = match mode {
                 LotMode::Fixed { lots } => setting("lots", *lots)?,
                 LotMode::Multiplier { factor } => {
@@ -518,6 +518,38 @@ mod tests {
             h,
             Err("lot 0.005 is below the broker's minimum 0.01"),
         );
+        // tp2 is held to the broker's stops level in every lot mode: tp1 200 points from the
+        // price (and the stop 100) pass a stops level of 80, a tp2 50 points away does not.
+        let tp2_close = SignalLevels { tp2: d("1.10050"), ..levels() };
+        let spec = SymbolSpec { stops_level_points: 80, ..eurusd() };
+        let err = size_order(
+            &tp2_close,
+            &spec,
+            &quote(),
+            &LotMode::Fixed { lots: d("0.25") },
+            None,
+            account(),
+            limits(),
+            h,
+            0,
+        )
+        .expect_err("tp2 too close");
+        assert_eq!(
+            err.to_string(),
+            "tp2 is 50 points from the price, the broker's stops level is 80"
+        );
+        let whole = size_order(
+            &tp2_close,
+            &spec,
+            &quote(),
+            &LotMode::Fixed { lots: d("0.25") },
+            None,
+            account(),
+            limits(),
+            Split::Whole,
+            0,
+        );
+        assert_eq!(whole.map(|o| o.volume), Ok(d("0.25")), "one position does not carry tp2");
         let o = size_order(
             &levels(),
             &eurusd(),
