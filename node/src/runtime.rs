@@ -44,6 +44,8 @@ pub const POLL_WAIT_MAX_MS: u32 = 30_000;
 /// An order offered in a session and not acked is offered again after this (wall clock): an ack
 /// lost on the way is harmless, the EA's look-up finds what it did.
 const REOFFER_AFTER_MS: i64 = 10_000;
+/// How often an order refused by a requote (10004, 10020, 10021) is sent again.
+pub const REQUOTE_RETRIES: u32 = 3;
 /// A close refused with 10018 (market closed) is offered again after this much market time.
 const MARKET_CLOSED_RETRY_MS: i64 = 60_000;
 /// An order that reached the EA but shows no fill this long (market clock) after its expiry
@@ -248,6 +250,9 @@ pub struct OrderRow {
     /// `ack` or `reconciliation`.
     #[serde(default)]
     pub settled_by: String,
+    /// Requotes so far (the order is sent again up to [`REQUOTE_RETRIES`] times).
+    #[serde(default)]
+    pub n_requotes: u32,
 }
 
 /// A position the node follows.
@@ -918,6 +923,7 @@ impl Node {
             explained: String::new(),
             ack: None,
             settled_by: String::new(),
+            n_requotes: 0,
         };
         tx.put_order(account, order_id, &row)?;
         tracing::info!(target: "tradecast::orders", %account, order_id, order_no, "order due");
@@ -1015,6 +1021,21 @@ impl Node {
                         o.not_before_ms = Some(market + MARKET_CLOSED_RETRY_MS);
                         o.explained =
                             "the market is closed: the close is sent again when it opens".into();
+                    }
+                    Outcome::Rejected
+                        if matches!(a.retcode, 10004 | 10020 | 10021)
+                            && matches!(o.action, OrderAction::Open(_))
+                            && o.n_requotes < REQUOTE_RETRIES =>
+                    {
+                        // The price moved before the fill: nothing was opened, send it again
+                        // (the signal's expiry still bounds it).
+                        o.n_requotes += 1;
+                        o.state = OrderState::Due;
+                        o.explained = format!(
+                            "{}: sent again ({} of {REQUOTE_RETRIES})",
+                            explain_retcode(a.retcode),
+                            o.n_requotes
+                        );
                     }
                     Outcome::Rejected => {
                         o.state = OrderState::Rejected;

@@ -4,6 +4,7 @@
 
 mod conformance;
 mod crash;
+mod faults;
 mod replay;
 mod rig;
 

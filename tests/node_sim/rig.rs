@@ -31,6 +31,17 @@ pub struct Rig {
 impl Rig {
     /// The first `n_bars` bars of the EURUSD file against the node at `url`.
     pub fn new(url: &str, key_id: &str, secret: &str, n_bars: usize) -> Rig {
+        Rig::with(url, key_id, secret, n_bars, |_| {})
+    }
+
+    /// As [`Rig::new`], with the terminal's config edited.
+    pub fn with(
+        url: &str,
+        key_id: &str,
+        secret: &str,
+        n_bars: usize,
+        edit: impl FnOnce(&mut TerminalConfig),
+    ) -> Rig {
         let text = std::fs::read_to_string(crate::replay::eurusd()).expect("EURUSD file");
         let head: Vec<&str> = text.lines().take(n_bars + 1).collect();
         let spread = SpreadModel { base_points: 10, ..SpreadModel::default() };
@@ -57,6 +68,7 @@ impl Rig {
         let mut tc = TerminalConfig::new(url, key_id, secret, LOGIN);
         tc.input_magic = MAGIC;
         tc.poll_wait_override_ms = Some(0);
+        edit(&mut tc);
         let faults = Faults::default();
         let terminal = Terminal::new(tc, broker.clone(), faults.clone()).expect("terminal");
         let replay = Replay::new(broker.clone(), vec![feed]);
