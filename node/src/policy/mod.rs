@@ -57,7 +57,7 @@
 //! the order actually sent. `copy_sl`/`copy_tp` decide whether the legs carry the stop and the
 //! target; the checks always use the provider's levels (they define the trade idea and the risk).
 //!
-//! # Settings (TOML; decimals as strings, e.g. `"1.5"`; every key optional)
+//! # Settings (TOML; decimals as strings, e.g. `"1.5"`; every key optional, a missing key is its default)
 //!
 //! | key | default | unit / meaning |
 //! | --- | --- | --- |
@@ -70,7 +70,7 @@
 //! | `market_hours.always_open` | `[]` | canonical symbols exempt from the FX week and holidays (crypto) |
 //! | `max_signal_age_s` | `60` | seconds, market clock, since the signal's bar closed |
 //! | `max_price_move_points` | none | points between the signal's entry and the fill price |
-//! | `max_price_move_stop_fraction` | `"0.25"` | the same move as a fraction of the entry–stop distance |
+//! | `max_price_move_stop_fraction` | `"0.25"` | the same move as a fraction of the entry–stop distance; `"0"`: off |
 //! | `max_slippage_points` | `10` | points, the deviation the EA accepts when it sends |
 //! | `copy_pending` | `true` | copy limit/stop entries as pending orders |
 //! | `symbols.map` | `{}` | canonical → broker name (`EURUSD = "EURUSD.m"`) |
@@ -90,7 +90,7 @@
 //! | `copy_partial_closes` | `true` | apply the provider's partial closes in proportion (a full close is always applied) |
 //! | `risk.max_open_positions` | `5` | positions Tradecast holds at once |
 //! | `risk.max_open_per_symbol` | `1` | per broker symbol |
-//! | `risk.daily_loss_limit_pct` | `"5"` | percent of the equity at the server day's start |
+//! | `risk.daily_loss_limit_pct` | `"5"` | percent of the equity at the server day's start; `"0"`: off |
 //! | `risk.daily_loss_limit_money` | none | account currency |
 //! | `risk.drawdown_lock_pct` | `"20"` | percent below peak equity |
 //!
@@ -139,7 +139,7 @@ pub struct PolicySettings {
     pub market_hours: MarketHoursSettings,
     pub max_signal_age_s: u32,
     pub max_price_move_points: Option<u32>,
-    pub max_price_move_stop_fraction: Option<Decimal>,
+    pub max_price_move_stop_fraction: Decimal,
     pub max_slippage_points: u32,
     pub copy_pending: bool,
     pub symbols: SymbolSettings,
@@ -165,7 +165,7 @@ impl Default for PolicySettings {
             market_hours: MarketHoursSettings::default(),
             max_signal_age_s: 60,
             max_price_move_points: None,
-            max_price_move_stop_fraction: Some(Decimal::new(25, 2)),
+            max_price_move_stop_fraction: Decimal::new(25, 2),
             max_slippage_points: 10,
             copy_pending: true,
             symbols: SymbolSettings::default(),
@@ -258,18 +258,19 @@ impl PolicySettings {
         };
         pct("max_risk_pct", self.max_risk_pct)?;
         pct("risk.drawdown_lock_pct", self.risk.drawdown_lock_pct)?;
-        if let Some(p) = self.risk.daily_loss_limit_pct {
-            pct("risk.daily_loss_limit_pct", p)?;
+        if self.risk.daily_loss_limit_pct != Decimal::ZERO {
+            pct("risk.daily_loss_limit_pct", self.risk.daily_loss_limit_pct)?;
         }
         if let Some(m) = self.risk.daily_loss_limit_money
             && m <= Decimal::ZERO
         {
             return Err(invalid("risk.daily_loss_limit_money", format!("{m} must be above 0")));
         }
-        if let Some(f) = self.max_price_move_stop_fraction
-            && f <= Decimal::ZERO
-        {
-            return Err(invalid("max_price_move_stop_fraction", format!("{f} must be above 0")));
+        if self.max_price_move_stop_fraction < Decimal::ZERO {
+            return Err(invalid(
+                "max_price_move_stop_fraction",
+                format!("{} must not be negative", self.max_price_move_stop_fraction),
+            ));
         }
         if self.min_rr < Decimal::ZERO {
             return Err(invalid("min_rr", format!("{} must not be negative", self.min_rr)));
@@ -783,7 +784,8 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
                     },
                 );
             }
-            if let Some(limit) = settings.max_price_move_stop_fraction {
+            let limit = settings.max_price_move_stop_fraction;
+            if limit > Decimal::ZERO {
                 let Some(stop_distance) = distance(signal.entry, signal.stop) else {
                     return rec.fail(Rule::Price, overflow(symbol));
                 };

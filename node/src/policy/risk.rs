@@ -19,9 +19,11 @@ pub struct RiskSettings {
     /// Most positions Tradecast holds at once on one broker symbol. Default 1.
     pub max_open_per_symbol: u32,
     /// No new position once the server day's loss reaches this percent of the equity at the
-    /// day's start. Default `"5"`; `None` (remove the key) disables it.
-    pub daily_loss_limit_pct: Option<Decimal>,
-    /// The same limit in account currency. Default none. Both may be set; the first reached wins.
+    /// day's start. Default `"5"`; `"0"` switches it off (a missing key means the default, so
+    /// off is a value, not an absence).
+    pub daily_loss_limit_pct: Decimal,
+    /// The same limit in account currency. Default none (no money limit). Both may be set; the
+    /// first reached wins.
     pub daily_loss_limit_money: Option<Decimal>,
     /// No new position while equity is this percent or more below its peak (deposits and
     /// withdrawals adjusted by the drawdown guard). Default `"20"`, the guard's cap.
@@ -33,7 +35,7 @@ impl Default for RiskSettings {
         Self {
             max_open_positions: 5,
             max_open_per_symbol: 1,
-            daily_loss_limit_pct: Some(Decimal::from(5)),
+            daily_loss_limit_pct: Decimal::from(5),
             daily_loss_limit_money: None,
             drawdown_lock_pct: Decimal::from(20),
         }
@@ -151,7 +153,8 @@ pub fn check_drawdown(settings: &RiskSettings, account: &AccountRisk) -> Result<
 
 /// The daily loss limit on the server day containing `now_ms`.
 pub fn check_daily_loss(settings: &RiskSettings, account: &AccountRisk) -> Result<(), RiskStop> {
-    if settings.daily_loss_limit_pct.is_none() && settings.daily_loss_limit_money.is_none() {
+    let pct = Some(settings.daily_loss_limit_pct).filter(|p| *p > Decimal::ZERO);
+    if pct.is_none() && settings.daily_loss_limit_money.is_none() {
         return Ok(());
     }
     let today = server_day_start_ms(account.now_ms, account.server_utc_offset_s);
@@ -160,7 +163,7 @@ pub fn check_daily_loss(settings: &RiskSettings, account: &AccountRisk) -> Resul
         _ => return Err(RiskStop::DayStartUnknown),
     };
     let loss = start.equity.checked_sub(account.equity).ok_or(RiskStop::Overflow)?;
-    let by_pct = match settings.daily_loss_limit_pct {
+    let by_pct = match pct {
         Some(pct) => Some(pct_of(start.equity, pct).ok_or(RiskStop::Overflow)?),
         None => None,
     };
@@ -289,7 +292,7 @@ mod tests {
                 "today's loss 310 reached the daily limit 300 (equity 10000 at the server day's start)",
             ),
         );
-        let off = RiskSettings { daily_loss_limit_pct: None, ..s.clone() };
+        let off = RiskSettings { daily_loss_limit_pct: Decimal::ZERO, ..s.clone() };
         check_daily(&off, &account("1", Some("10000")), Ok(()));
         check_daily(&off, &account("1", None), Ok(()));
         // Unknown or yesterday's day start: refused, never guessed.
@@ -346,7 +349,7 @@ mod tests {
         let s = RiskSettings::default();
         assert_eq!(s.max_open_positions, 5);
         assert_eq!(s.max_open_per_symbol, 1);
-        assert_eq!(s.daily_loss_limit_pct, Some(d("5")));
+        assert_eq!(s.daily_loss_limit_pct, d("5"));
         assert_eq!(s.daily_loss_limit_money, None);
         assert_eq!(s.drawdown_lock_pct, d("20"));
     }

@@ -391,7 +391,7 @@ fn account_risk_gates() {
     check(
         |s| {
             s.day_start = None;
-            s.settings.risk.daily_loss_limit_pct = None;
+            s.settings.risk.daily_loss_limit_pct = Decimal::ZERO;
         },
         "accepted: EURUSD.m buy 0.98 lots at 1.10002",
     );
@@ -431,7 +431,7 @@ fn price_moved_from_the_entry() {
     check(
         |s| {
             s.settings.max_price_move_points = Some(2);
-            s.settings.max_price_move_stop_fraction = None;
+            s.settings.max_price_move_stop_fraction = Decimal::ZERO;
         },
         "accepted: EURUSD.m buy 0.98 lots at 1.10002",
     );
@@ -626,7 +626,7 @@ fn settings_defaults_toml_and_validation() {
     assert_eq!(s.approval.consent_version, 0);
     assert_eq!(s.max_signal_age_s, 60);
     assert_eq!(s.max_price_move_points, None);
-    assert_eq!(s.max_price_move_stop_fraction, Some(d("0.25")));
+    assert_eq!(s.max_price_move_stop_fraction, d("0.25"));
     assert_eq!(s.max_slippage_points, 10);
     assert_eq!(s.lot, LotMode::RiskPercent { percent: d("1") });
     assert_eq!((s.lot_min, s.lot_max), (None, None));
@@ -671,7 +671,7 @@ daily_loss_limit_money = "250"
     assert!(!s.symbols.rule("XAUUSD").enabled);
     assert_eq!(s.risk.max_open_positions, 3);
     assert_eq!(s.risk.daily_loss_limit_money, Some(d("250")));
-    assert_eq!(s.risk.daily_loss_limit_pct, Some(d("5")));
+    assert_eq!(s.risk.daily_loss_limit_pct, d("5"));
     // A round trip through TOML keeps every value.
     let written = toml::to_string(&s).expect("serialise");
     assert_eq!(PolicySettings::from_toml(&written), Ok(s));
@@ -702,9 +702,21 @@ daily_loss_limit_money = "250"
         "policy setting risk.daily_loss_limit_money: -5 must be above 0",
     );
     refuse(
-        "max_price_move_stop_fraction = \"0\"",
-        "policy setting max_price_move_stop_fraction: 0 must be above 0",
+        "max_price_move_stop_fraction = \"-0.1\"",
+        "policy setting max_price_move_stop_fraction: -0.1 must not be negative",
     );
+    refuse(
+        "[risk]\ndaily_loss_limit_pct = \"-1\"",
+        "policy setting risk.daily_loss_limit_pct: -1 is not a percentage in (0, 100]",
+    );
+    // Off is a value that survives a round trip (a missing key would mean the default).
+    let off = PolicySettings::from_toml(
+        "max_price_move_stop_fraction = \"0\"\n[risk]\ndaily_loss_limit_pct = \"0\"",
+    )
+    .expect("off");
+    assert_eq!(off.risk.daily_loss_limit_pct, Decimal::ZERO);
+    let again = toml::to_string(&off).expect("serialise");
+    assert_eq!(PolicySettings::from_toml(&again), Ok(off));
     refuse("min_rr = \"-1\"", "policy setting min_rr: -1 must not be negative");
     refuse(
         "[risk]\nmax_open_positions = 0",
@@ -830,7 +842,7 @@ mod properties {
             s.settings.lot = lot;
             s.settings.lot_max = lot_max;
             s.settings.min_rr = Decimal::ZERO;
-            s.settings.max_price_move_stop_fraction = None;
+            s.settings.max_price_move_stop_fraction = Decimal::ZERO;
             s.provider_lots = provider_lots;
             s
         }
