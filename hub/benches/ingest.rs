@@ -417,10 +417,14 @@ async fn main() {
         "signal ingest: {} requests, {} concurrent, HMAC + Ed25519 verify + dedupe + audit + fan-out to 10 devices",
         a.requests, a.concurrency
     );
-    println!("machine: {cpus} CPUs; hub and load generator share them");
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let loadavg = loadavg.split_whitespace().next().unwrap_or("?");
     println!(
-        "{:<10} {:>10} {:>9} {:>9} {:>10} {:>11}",
-        "backend", "req/s", "p50 ms", "p99 ms", "RSS MiB", "peak MiB"
+        "machine: {cpus} CPUs, load average {loadavg} at start; hub and load generator share them"
+    );
+    println!(
+        "{:<10} {:>10} {:>9} {:>9} {:>12} {:>10} {:>11}",
+        "backend", "req/s", "p50 ms", "p99 ms", "RSS idle MiB", "RSS MiB", "peak MiB"
     );
     for backend in &a.backends {
         let data = tempfile::tempdir().unwrap();
