@@ -23,6 +23,8 @@
 //! - [`risk::DayStart::roll`] on every state push (the equity at the start of the broker's server
 //!   day, [`risk::server_day_start_ms`]), stored by the node and passed back in.
 //! - [`copy_log::CopyLogEntry::new`]: the stored, serde form of an evaluation for the copy log.
+//! - [`OrderPlan::ea_order`]: one leg as the EA's order; [`quote_from_bar`]: a quote from the
+//!   last closed bar and its spread.
 //!
 //! # The steps, in order (the first that fails is the skip)
 //!
@@ -368,6 +370,35 @@ pub struct OrderPlan {
     pub reversed: bool,
     /// The lot mode that sized it.
     pub lot_mode: LotMode,
+}
+
+impl OrderPlan {
+    /// The EA order for leg `leg` (0-based), with the id and number the node core allocated;
+    /// `None` when there is no such leg. A pending order expires at the signal's expiry; a
+    /// market order carries the price the node expected and the slippage limit.
+    pub fn ea_order(&self, leg: usize, order_id: String, order_no: u32) -> Option<ea::Order> {
+        let l = self.legs.get(leg)?;
+        Some(ea::Order {
+            order_id,
+            order_no,
+            symbol: self.symbol.clone(),
+            kind: self.kind,
+            volume: l.volume,
+            price: Some(self.price),
+            sl: l.sl,
+            tp: l.tp,
+            max_slippage_points: self.max_slippage_points,
+            expiration_ms: (!self.kind.is_market()).then_some(self.expires_at_ms),
+        })
+    }
+}
+
+/// A quote from the last closed bar the EA pushed (the link carries no ticks): the bid is the
+/// bar's close, the ask the bid plus the spread at the close (`spread_points` × point; no
+/// spread known: the bid, which under-states a buy's cost by the spread).
+pub fn quote_from_bar(close_bid: Decimal, spread_points: Option<u32>, point: Decimal) -> Quote {
+    let spread = point.checked_mul(Decimal::from(spread_points.unwrap_or(0))).unwrap_or_default();
+    Quote { bid: close_bid, ask: close_bid.checked_add(spread).unwrap_or(close_bid) }
 }
 
 /// The policy's rules, in evaluation order.

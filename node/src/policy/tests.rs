@@ -744,6 +744,48 @@ fn skip_lines_a_trader_reads() {
 }
 
 #[test]
+fn plans_become_ea_orders() {
+    let p = plan(&base());
+    assert_eq!(
+        p.ea_order(0, "0123456789AB".into(), 7),
+        Some(ea::Order {
+            order_id: "0123456789AB".into(),
+            order_no: 7,
+            symbol: "EURUSD.m".into(),
+            kind: OrderKind::Buy,
+            volume: d("0.98"),
+            price: Some(d("1.10002")),
+            sl: Some(d("1.09900")),
+            tp: Some(d("1.10200")),
+            max_slippage_points: Some(10),
+            expiration_ms: None,
+        })
+    );
+    assert_eq!(p.ea_order(1, "X".into(), 8), None);
+    let mut s = base();
+    s.signal.entry_kind = EntryKind::Limit;
+    s.signal.entry = d("1.09950");
+    s.signal.stop = d("1.09850");
+    s.signal.tp1 = d("1.10150");
+    s.settings.copy_tp = false;
+    let o = plan(&s).ea_order(0, "P".into(), 9).expect("a leg");
+    assert_eq!(
+        (o.kind, o.price, o.tp, o.max_slippage_points, o.expiration_ms),
+        (OrderKind::BuyLimit, Some(d("1.09950")), None, None, Some(NOW + H))
+    );
+}
+
+#[test]
+fn quotes_from_the_last_bar() {
+    let q = quote_from_bar(d("1.10000"), Some(12), d("0.00001"));
+    assert_eq!((q.bid, q.ask), (d("1.10000"), d("1.10012")));
+    let q = quote_from_bar(d("1.10000"), None, d("0.00001"));
+    assert_eq!((q.bid, q.ask), (d("1.10000"), d("1.10000")));
+    let q = quote_from_bar(Decimal::MAX, Some(u32::MAX), Decimal::MAX);
+    assert_eq!((q.bid, q.ask), (Decimal::MAX, Decimal::MAX));
+}
+
+#[test]
 fn copy_log_entries_from_real_evaluations() {
     let s = base();
     let ok = copy_log::CopyLogEntry::new(&s.signal, &s.run(), NOW);
