@@ -5,6 +5,8 @@
 mod backtest;
 mod cli;
 mod indicators;
+mod link;
+mod node_cli;
 mod store;
 mod strategy;
 

@@ -1,0 +1,293 @@
+//! The EA link served by the real node on 127.0.0.1:0, spoken to by a minimal signed client
+//! (the sim's full conformance suite runs in the root package): one poll in flight per session,
+//! a long-poll woken by a new order, answers signed, 413 and `trailing-nul`, a close refused with
+//! 10018 waiting for the market, retcodes in words, and the secret never in the logs.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rust_decimal::Decimal;
+use tradecast_node::config::Config;
+use tradecast_node::runtime::{OrderAction, OrderState, explain_retcode};
+use tradecast_node::serve::{self, Running, tokio_util_shutdown::Shutdown};
+use tradecast_protocol::ea::{self, Call, Hello, HelloAnswer, MarginMode, Poll, PollAnswer};
+use tradecast_protocol::link_auth;
+
+struct Link {
+    running: std::sync::Arc<Running>,
+    shutdown: Shutdown,
+    key_id: String,
+    secret: String,
+    client: reqwest::Client,
+    n: u64,
+    prefix: String,
+    _dir: std::sync::Arc<tempfile::TempDir>,
+}
+
+fn now() -> i64 {
+    tradecast_node::runtime::wall_ms()
+}
+
+impl Link {
+    async fn start() -> Link {
+        let dir = tempfile::tempdir().expect("tempdir");
+        serve::init(dir.path()).expect("init");
+        let key = serve::new_ea_key(dir.path()).expect("key");
+        let config = Config {
+            ea_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Config::default()
+        };
+        let shutdown = Shutdown::new();
+        let running = serve::start(dir.path(), &config, shutdown.clone()).await.expect("start");
+        Link {
+            running: std::sync::Arc::new(running),
+            shutdown,
+            key_id: key.key_id.clone(),
+            secret: key.secret.to_string(),
+            client: reqwest::Client::new(),
+            n: 0,
+            prefix: "a".into(),
+            _dir: std::sync::Arc::new(dir),
+        }
+    }
+
+    /// Another client of the same node (its own nonces).
+    fn another(&self, prefix: &str) -> Link {
+        Link {
+            running: self.running.clone(),
+            shutdown: self.shutdown.clone(),
+            key_id: self.key_id.clone(),
+            secret: self.secret.clone(),
+            client: reqwest::Client::new(),
+            n: 0,
+            prefix: prefix.into(),
+            _dir: self._dir.clone(),
+        }
+    }
+
+    /// A signed POST; (status, body, answer signature valid).
+    async fn raw(&mut self, call: Call, body: Vec<u8>) -> (u16, Vec<u8>, bool) {
+        self.n += 1;
+        let nonce = format!("test-nonce-{}-{:016}", self.prefix, self.n);
+        let ts = now().to_string();
+        let sig = link_auth::sign_request(
+            self.secret.as_bytes(),
+            "POST",
+            call.path(),
+            &ts,
+            &nonce,
+            &body,
+        );
+        let resp = self
+            .client
+            .post(format!("http://{}{}", self.running.ea_addr, call.path()))
+            .header(link_auth::HEADER_KEY, &self.key_id)
+            .header(link_auth::HEADER_TIMESTAMP, &ts)
+            .header(link_auth::HEADER_NONCE, &nonce)
+            .header(link_auth::HEADER_SIGNATURE, sig)
+            .body(body)
+            .send()
+            .await
+            .expect("the node answers");
+        let status = resp.status().as_u16();
+        let answer_sig = resp
+            .headers()
+            .get(link_auth::HEADER_SIGNATURE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = resp.bytes().await.expect("body").to_vec();
+        let ok = link_auth::verify_response(
+            self.secret.as_bytes(),
+            status,
+            &nonce,
+            &bytes,
+            answer_sig.as_deref(),
+        )
+        .is_ok();
+        (status, bytes, ok)
+    }
+
+    async fn call<T: serde::Serialize, A: serde::de::DeserializeOwned>(
+        &mut self,
+        call: Call,
+        req: &T,
+    ) -> A {
+        let (status, body, signed) = self.raw(call, ea::encode(req)).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert!(signed, "the answer is signed");
+        ea::decode(&body).expect("answer decodes")
+    }
+
+    async fn hello(&mut self, terminal_time_ms: i64) -> HelloAnswer {
+        let spec = ea::SymbolSpec {
+            symbol: "EURUSD".into(),
+            digits: 5,
+            point: Decimal::new(1, 5),
+            tick_size: Decimal::new(1, 5),
+            tick_value_profit: Decimal::ONE,
+            tick_value_loss: Decimal::ONE,
+            contract_size: Decimal::from(100_000),
+            volume_min: Decimal::new(1, 2),
+            volume_max: Decimal::from(100),
+            volume_step: Decimal::new(1, 2),
+            stops_level: 0,
+            freeze_level: 0,
+            trade_mode: ea::TradeMode::Full,
+            currency_base: "EUR".into(),
+            currency_profit: "USD".into(),
+            currency_margin: "EUR".into(),
+            sessions: Vec::new(),
+        };
+        let h = Hello {
+            login: 42,
+            server: "Test-Server".into(),
+            company: "Test".into(),
+            currency: "USD".into(),
+            leverage: 100,
+            margin_mode: MarginMode::Hedging,
+            terminal_build: 1,
+            ea_version: "test".into(),
+            server_utc_offset_s: 0,
+            terminal_time_ms,
+            symbols: vec![spec],
+            floor_breach: None,
+        };
+        self.call(Call::Hello, &h).await
+    }
+
+    async fn poll(&mut self, session: &str, wait_ms: u32, terminal_time_ms: i64) -> PollAnswer {
+        let p = Poll { session_id: session.to_owned(), wait_ms, terminal_time_ms };
+        self.call(Call::Poll, &p).await
+    }
+}
+
+fn problem_code(body: &[u8]) -> String {
+    ea::decode::<ea::Problem>(body).map(|p| p.code).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_poll_in_flight_per_session_and_a_new_order_wakes_the_poll() {
+    let mut link = Link::start().await;
+    let t = now();
+    let h = link.hello(t).await;
+    // A long poll is held …
+    let mut second = link.another("b");
+    let session = h.session_id.clone();
+    let held = tokio::spawn({
+        let mut l = link.another("c");
+        let session = session.clone();
+        async move {
+            let start = Instant::now();
+            let a = l.poll(&session, 3_000, t).await;
+            (a, start.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // … a second one in the same session is refused with 409 …
+    let p = Poll { session_id: session.clone(), wait_ms: 0, terminal_time_ms: t };
+    let (status, body, signed) = second.raw(Call::Poll, ea::encode(&p)).await;
+    assert_eq!((status, problem_code(&body).as_str(), signed), (409, "poll-in-flight", true));
+    // … and an order queued meanwhile answers the held poll at once.
+    let node = link.running.node.clone();
+    let account = node.pick_account(None).expect("account");
+    let row = node
+        .queue(
+            &account,
+            |_, _| OrderAction::Close { position_id: 7, symbol: "EURUSD".into(), volume: None },
+            None,
+            None,
+        )
+        .expect("queue");
+    let (answer, elapsed) = held.await.expect("poll task");
+    assert!(elapsed < Duration::from_millis(1_500), "woken after {elapsed:?}");
+    assert!(
+        matches!(&answer.commands[..], [ea::Command::Close { order_id, .. }] if *order_id == row.order_id),
+        "{answer:?}"
+    );
+    link.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_poll_answers_within_wait_plus_100_ms() {
+    let mut link = Link::start().await;
+    let h = link.hello(now()).await;
+    for wait in [0u32, 50, 300] {
+        let start = Instant::now();
+        let a = link.poll(&h.session_id, wait, now()).await;
+        let ms = start.elapsed().as_millis();
+        assert!(a.orders.is_empty() && a.commands.is_empty());
+        assert!(ms >= u128::from(wait), "answered early: {ms} ms for {wait}");
+        assert!(ms <= u128::from(wait) + 100, "answered late: {ms} ms for {wait}");
+    }
+    link.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_256_kib_and_trailing_nuls_are_refused_signed() {
+    let mut link = Link::start().await;
+    let (status, body, signed) = link.raw(Call::Hello, vec![b' '; ea::MAX_BODY_BYTES + 1]).await;
+    assert_eq!((status, signed), (413, true), "{}", String::from_utf8_lossy(&body));
+    let (status, body, signed) = link.raw(Call::Poll, b"{}\0".to_vec()).await;
+    assert_eq!((status, problem_code(&body).as_str(), signed), (400, "trailing-nul", true));
+    let (status, body, _) = link.raw(Call::Ack, b"{\"session_id\":\"x\"}".to_vec()).await;
+    let p: ea::Problem = ea::decode(&body).expect("problem");
+    assert_eq!((status, p.field.as_deref()), (400, Some("order_id")));
+    link.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_refused_with_10018_waits_for_the_market() {
+    let mut link = Link::start().await;
+    let t0 = 1_700_000_000_000;
+    let h = link.hello(t0).await;
+    let node = link.running.node.clone();
+    let account = node.pick_account(None).expect("account");
+    let row = node
+        .queue(
+            &account,
+            |_, _| OrderAction::Close { position_id: 9, symbol: "EURUSD".into(), volume: None },
+            None,
+            None,
+        )
+        .expect("queue");
+    let a = link.poll(&h.session_id, 0, t0).await;
+    assert_eq!(a.commands.len(), 1);
+    let ack = ea::Ack {
+        session_id: h.session_id.clone(),
+        order_id: row.order_id.clone(),
+        outcome: ea::Outcome::Rejected,
+        retcode: 10_018,
+        message: "Market closed".into(),
+        found_by_lookup: false,
+        order_ticket: None,
+        deal_ticket: None,
+        position_id: None,
+        price: None,
+        volume: None,
+        time_ms: None,
+    };
+    let _: ea::AckAnswer = link.call(Call::Ack, &ack).await;
+    let o = node.orders(&account).expect("orders").remove(0);
+    assert_eq!(o.state, OrderState::Due, "a close refused with 10018 stays due");
+    assert!(o.explained.contains("market is closed"), "{}", o.explained);
+    // Not offered while the market clock has not moved on …
+    let a = link.poll(&h.session_id, 0, t0 + 1_000).await;
+    assert!(a.commands.is_empty(), "{a:?}");
+    // … offered again once it has.
+    let a = link.poll(&h.session_id, 0, t0 + 61_000).await;
+    assert_eq!(a.commands.len(), 1, "{a:?}");
+    link.shutdown.trigger();
+}
+
+#[test]
+fn retcodes_are_explained_in_words() {
+    let check = |code: u32, words: &str| assert_eq!(explain_retcode(code), words, "{code}");
+    check(10_009, "done: the order was filled");
+    check(10_004, "requote: the price changed before the order was filled");
+    check(10_018, "the market is closed");
+    check(10_019, "not enough money to open the position");
+    check(10_016, "the stop loss or take profit is too close to the price or invalid");
+    check(10_012, "the request timed out: whether it was filled is not known yet");
+    check(99_999, "the terminal reported an unlisted error");
+}
