@@ -224,7 +224,11 @@ fn read_reply<'a, R: tokio::io::AsyncBufRead + Unpin + Send>(
     Box::pin(async move {
         use tokio::io::AsyncReadExt;
         let line = read_line(r).await?;
-        let (tag, rest) = line.split_at(line.len().min(1));
+        // `get` rather than slicing: a first byte that starts a multi-byte character is an
+        // error, never a panic.
+        let (Some(tag), Some(rest)) = (line.get(..1), line.get(1..)) else {
+            return Err(LimitError::Protocol("malformed reply line".into()));
+        };
         let num = || {
             rest.parse::<i64>().map_err(|_| LimitError::Protocol(format!("bad number {rest:?}")))
         };
@@ -400,6 +404,8 @@ mod tests {
         assert!(parse(b":12").await.is_err());
         assert!(parse(b"?\r\n").await.is_err());
         assert!(parse(b"").await.is_err());
+        assert!(parse("é1\r\n".as_bytes()).await.is_err());
+        assert!(parse(b"\r\n").await.is_err());
     }
 
     fn check(seq: &[(i64, Decision)], rule: BucketConfig) {
