@@ -79,8 +79,8 @@
 //! | `symbols.prefix`, `symbols.suffix` | `""` | broker name = prefix + canonical + suffix when not mapped |
 //! | `symbols.include` | `[]` | only these canonical symbols (empty: all) |
 //! | `symbols.exclude` | `[]` | never these |
-//! | `symbols.per_symbol.<SYM>.enabled` | `true` | the per-symbol switch |
-//! | `symbols.per_symbol.<SYM>.lot` | none | a lot mode for this symbol |
+//! | `symbols.per_symbol.<SYM>.enabled` | `true` | the per-symbol switch; `<SYM>` is the canonical name (`EURUSD`, not `EURUSD.m`) |
+//! | `symbols.per_symbol.<SYM>.lot` | none | a lot mode for this symbol, same form as `lot` |
 //! | `lot` | `{ mode = "risk_percent", percent = "1" }` | `fixed` (`lots`), `multiplier` (`factor` × the provider's lot), `proportional` (`lots` per `per_balance` of balance), `risk_percent` (`percent` of equity at the stop, broker's current loss tick value) |
 //! | `lot_min`, `lot_max` | none | lots; clamp (risk %: below `lot_min` is skipped, never raised) |
 //! | `max_risk_pct` | `"5"` | percent of equity lost at the stop, any lot mode |
