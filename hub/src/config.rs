@@ -140,6 +140,9 @@ pub struct HttpConfig {
     pub signal_body_limit_bytes: usize,
     /// A request that takes longer is answered 503 `timeout`. Default 10 000 ms.
     pub request_timeout_ms: u64,
+    /// Requests handled at once; more are answered 503 `overloaded` at once (`/health`,
+    /// `/ready` and `/metrics` are exempt). Default 1 024.
+    pub max_in_flight: usize,
 }
 
 /// Accounts, tokens and password hashing.
@@ -234,6 +237,7 @@ impl Default for HttpConfig {
             body_limit_bytes: 64 * 1024,
             signal_body_limit_bytes: 32 * 1024,
             request_timeout_ms: 10_000,
+            max_in_flight: 1024,
         }
     }
 }
@@ -375,6 +379,9 @@ impl Config {
         }
         if !(100..=600_000).contains(&h.request_timeout_ms) {
             return bad("http.request_timeout_ms", "must be between 100 and 600000");
+        }
+        if !(1..=1_000_000).contains(&h.max_in_flight) {
+            return bad("http.max_in_flight", "must be between 1 and 1000000");
         }
         let a = &self.auth;
         if !(10..=86_400).contains(&a.access_token_ttl_s) {

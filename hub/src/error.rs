@@ -137,6 +137,9 @@ pub enum ApiError {
     /// The handler did not finish in time.
     #[error("request timed out")]
     Timeout,
+    /// Too many requests in flight: shed before any work is done.
+    #[error("the hub is at its limit of requests in flight; retry shortly")]
+    Overloaded,
     /// A dependency (database, Redis) is not available.
     #[error("service unavailable")]
     Unavailable,
@@ -171,7 +174,7 @@ impl ApiError {
             Conflict(_) | SignalConflict(_) | ApprovalConflict => StatusCode::CONFLICT,
             RateLimited { .. } | LoginThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             AccountLocked { .. } => StatusCode::LOCKED,
-            Timeout | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Timeout | Unavailable | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -210,6 +213,7 @@ impl ApiError {
             InvalidEnrolmentCode => "invalid-enrolment-code",
             Timeout => "timeout",
             Unavailable => "unavailable",
+            Overloaded => "overloaded",
             Internal(_) => "internal",
         }
     }
@@ -224,6 +228,7 @@ impl ApiError {
             ApiError::RateLimited { retry_after_s }
             | ApiError::LoginThrottled { retry_after_s }
             | ApiError::AccountLocked { retry_after_s } => Some((*retry_after_s).max(1)),
+            ApiError::Overloaded => Some(1),
             _ => None,
         }
     }

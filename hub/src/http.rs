@@ -34,11 +34,14 @@ impl MakeRequestId for RandomRequestId {
 /// Wraps the API router with the edge layers.
 pub fn edge(router: Router<AppState>, state: AppState) -> Router {
     let timeout_ms = state.config.http.request_timeout_ms;
+    let in_flight =
+        std::sync::Arc::new(tokio::sync::Semaphore::new(state.config.http.max_in_flight));
     router
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), per_ip_limit))
         .layer(middleware::from_fn(move |req, next| timeout(timeout_ms, req, next)))
+        .layer(middleware::from_fn(move |req, next| shed(in_flight.clone(), req, next)))
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
@@ -70,6 +73,22 @@ async fn timeout(timeout_ms: u64, req: Request, next: Next) -> Response {
     match tokio::time::timeout(Duration::from_millis(timeout_ms), next.run(req)).await {
         Ok(res) => res,
         Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+/// Answers 503 `overloaded` when `max_in_flight` requests are already being handled, before
+/// doing any work for this one; operations routes always pass.
+async fn shed(
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if matches!(req.uri().path(), "/health" | "/ready" | "/metrics") {
+        return next.run(req).await;
+    }
+    match in_flight.try_acquire_owned() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => ApiError::Overloaded.into_response(),
     }
 }
 

@@ -8,6 +8,7 @@ use crate::helpers::{Backend, TestDb, TestHub, test_config};
 use crate::on_both;
 
 on_both!(
+    load_is_shed_beyond_max_in_flight,
     ops_routes_answer,
     request_ids_propagate,
     generic_problems,
@@ -172,5 +173,40 @@ async fn handlers_time_out(b: Backend) {
         )
         .await;
     r.problem(503, "timeout");
+    hub.stop().await;
+}
+
+async fn load_is_shed_beyond_max_in_flight(b: Backend) {
+    let hub = TestHub::start_with(b, |c| c.http.max_in_flight = 1).await;
+    let owner = hub.owner().await;
+    // A login at OWASP cost takes about a second in a test build: it holds the only slot.
+    let mut heavy = hub.state().config.auth.clone();
+    heavy.argon2_memory_kib = 19_456;
+    heavy.argon2_iterations = 2;
+    let hash = tradecast_hub::accounts::hash_password(&heavy, "heavy password 1").await.unwrap();
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        .bind(hash)
+        .bind(&owner.user_id)
+        .execute(hub.db.pool())
+        .await
+        .unwrap();
+    let slow = hub.post(
+        "/api/v1/auth/login",
+        None,
+        json!({ "email": owner.email, "password": "heavy password 1" }),
+    );
+    let probe = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let shed = hub.get("/api/v1/auth/jwks.json", None).await;
+        let health = hub.get("/health", None).await;
+        (shed, health)
+    };
+    let (login, (shed, health)) = tokio::join!(slow, probe);
+    login.ok(200);
+    shed.problem(503, "overloaded");
+    assert_eq!(shed.headers["retry-after"], "1");
+    health.ok(200);
+    // The slot is free again.
+    hub.get("/api/v1/auth/jwks.json", None).await.ok(200);
     hub.stop().await;
 }
