@@ -155,7 +155,8 @@ impl fmt::Display for Refused {
 }
 
 /// Where a signal's approval stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ApprovalState {
     /// Waiting for the trader until the expiry.
     Waiting,
@@ -163,8 +164,9 @@ pub enum ApprovalState {
     Decided(Approval),
 }
 
-/// One signal's approval for this device.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One signal's approval for this device; serde, so the node keeps it in its store across
+/// restarts (a waiting signal still waits, in market time, after a restart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingApproval {
     pub signal_id: SignalId,
     pub device: DeviceId,
@@ -482,6 +484,18 @@ mod tests {
                 NOW
             ))
         );
+    }
+
+    #[test]
+    fn a_waiting_approval_survives_the_store() {
+        let p = start(&accept(), &manual(), NOW);
+        let json = serde_json::to_string(&p).expect("json");
+        let mut back: PendingApproval = serde_json::from_str(&json).expect("back");
+        assert_eq!(back, p);
+        let a = back.decide(&ui(Verdict::Approve, ""), &accept(), &manual(), NOW).cloned();
+        let json = serde_json::to_string(&back).expect("json");
+        let again: PendingApproval = serde_json::from_str(&json).expect("back");
+        assert_eq!(again.decided().cloned(), a.ok());
     }
 
     #[test]

@@ -25,6 +25,8 @@
 //! - [`copy_log::CopyLogEntry::new`]: the stored, serde form of an evaluation for the copy log.
 //! - [`OrderPlan::ea_order`]: one leg as the EA's order; [`quote_from_bar`]: a quote from the
 //!   last closed bar and its spread.
+//! - [`symbols::candidates`]: broker names that could be a canonical symbol (for the settings
+//!   page); [`approval::PendingApproval`] is serde, for the store.
 //!
 //! # The steps, in order (the first that fails is the skip)
 //!

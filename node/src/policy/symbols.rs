@@ -119,6 +119,24 @@ impl SymbolSettings {
     }
 }
 
+/// For the settings page: the broker symbols that are `prefix + canonical + suffix` for some
+/// prefix and suffix (`EURUSD` → `EURUSD.m`, `m.EURUSD`, `EURUSDpro`), the exact name first, then
+/// shortest first. One candidate is a suggestion; several are for the trader to choose from. It
+/// never maps anything by itself.
+pub fn candidates<'a>(
+    canonical: &str,
+    broker_symbols: impl IntoIterator<Item = &'a str>,
+) -> Vec<&'a str> {
+    if canonical.is_empty() {
+        return Vec::new();
+    }
+    let mut found: Vec<&str> =
+        broker_symbols.into_iter().filter(|b| b.contains(canonical)).collect();
+    found.sort_by_key(|b| (*b != canonical, b.len(), *b));
+    found.dedup();
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +211,15 @@ mod tests {
         check(&off, "GBPUSD", Ok("GBPUSD.m"));
         assert_eq!(off.rule("GBPUSD"), SymbolRule::default());
         assert!(SymbolRule::default().enabled);
+    }
+
+    #[test]
+    fn candidates_for_the_settings_page() {
+        let broker = ["GBPUSD.m", "EURUSD.pro", "EURUSD.m", "m.EURUSD", "EURGBP", "EURUSD.m"];
+        assert_eq!(candidates("EURUSD", broker), ["EURUSD.m", "m.EURUSD", "EURUSD.pro"]);
+        assert_eq!(candidates("EURUSD", ["EURUSD", "EURUSD.m"]), ["EURUSD", "EURUSD.m"]);
+        assert_eq!(candidates("USDJPY", broker), Vec::<&str>::new());
+        assert_eq!(candidates("", broker), Vec::<&str>::new());
     }
 
     #[test]
