@@ -194,6 +194,21 @@ async fn cli_migrate_create_owner_and_verify(b: Backend) {
     let (code, out) = run(cmd(&["audit", "verify"]), None);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("audit chain ok: 1 entries"), "{out}");
+    // Altered history (protection dropped first, as only a superuser could): exit status 1.
+    let tamper = tradecast_hub::db::Db::connect(&db.url, 1).await.unwrap();
+    let drop_trigger = match b {
+        Backend::Sqlite => "DROP TRIGGER audit_log_no_update",
+        Backend::Postgres => "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete",
+    };
+    sqlx::raw_sql(drop_trigger).execute(tamper.pool()).await.unwrap();
+    sqlx::query("UPDATE audit_log SET detail = '{}' WHERE seq = 1")
+        .execute(tamper.pool())
+        .await
+        .unwrap();
+    tamper.close().await;
+    let (code, out) = run(cmd(&["audit", "verify"]), None);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("audit chain BROKEN: audit chain broken at seq 1"), "{out}");
 }
 
 async fn secrets_never_reach_the_logs(b: Backend) {
