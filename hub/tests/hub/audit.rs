@@ -62,3 +62,55 @@ async fn chain_is_append_only_and_verified(b: Backend) {
     hub.get("/api/v1/audit", Some(&sub.token)).await.problem(403, "forbidden");
     hub.stop().await;
 }
+
+on_both!(two_instances_append_one_chain);
+
+/// Two hub instances on one database (the multi-instance deployment) append concurrently: the
+/// chain stays contiguous and verifies.
+async fn two_instances_append_one_chain(b: Backend) {
+    let hub = TestHub::start_with(b, |c| c.rate_limits.per_account.burst = 10_000).await;
+    let owner = hub.owner().await;
+    let mut config = hub.state().config.clone();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let url = config.database_url.as_ref().unwrap().expose().to_string();
+    let db2 = tradecast_hub::db::Db::connect(&url, 4).await.unwrap();
+    let second = tradecast_hub::start_with(
+        config,
+        tradecast_hub::secrets::HubSecrets::generate_ephemeral(),
+        db2,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let base2 = format!("http://{}", second.addr);
+    let login2: serde_json::Value = hub
+        .http
+        .post(format!("{base2}/api/v1/auth/login"))
+        .json(&serde_json::json!({ "email": owner.email, "password": owner.password }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token2 = login2["access_token"].as_str().unwrap().to_string();
+    let before = tradecast_hub::audit::verify(&hub.db).await.unwrap().n_entries;
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (http, url, token) = if i % 2 == 0 {
+            (hub.http.clone(), hub.url("/api/v1/devices/enrolment-codes"), owner.token.clone())
+        } else {
+            (hub.http.clone(), format!("{base2}/api/v1/devices/enrolment-codes"), token2.clone())
+        };
+        tasks.push(tokio::spawn(async move {
+            http.post(url).bearer_auth(token).send().await.unwrap().status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 201);
+    }
+    let report = tradecast_hub::audit::verify(&hub.db).await.unwrap();
+    assert_eq!(report.n_entries, before + 40);
+    second.stop().await.unwrap();
+    hub.stop().await;
+}
