@@ -373,6 +373,56 @@ pub async fn change_role(
     Ok(User { role: new_role, ..target })
 }
 
+/// Disables or re-enables an account (owners and admins; only an owner touches owner and admin
+/// accounts, and nobody disables the last owner). Disabling revokes every refresh token.
+pub async fn set_disabled(
+    db: &Db,
+    now_ms: i64,
+    actor: &User,
+    target_id: &str,
+    disabled: bool,
+    request_id: &str,
+) -> Result<User, ApiError> {
+    let target = user_by_id(db, target_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no account {target_id}")))?;
+    if target.role.is_admin() && actor.role != Role::Owner {
+        return Err(ApiError::Forbidden(
+            "only an owner can disable owner and admin accounts".into(),
+        ));
+    }
+    if disabled && target.role == Role::Owner && count_role(db, Role::Owner).await? <= 1 {
+        return Err(ApiError::Conflict("the last owner cannot be disabled".into()));
+    }
+    let at = disabled.then_some(now_ms);
+    let mut tx = db.begin_write().await?;
+    sqlx::query("UPDATE users SET disabled_at_ms = $1 WHERE id = $2")
+        .bind(at)
+        .bind(&target.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(DbError::from)?;
+    if disabled {
+        sqlx::query("UPDATE refresh_tokens SET revoked_at_ms = $1 WHERE user_id = $2 AND revoked_at_ms IS NULL")
+            .bind(now_ms)
+            .bind(&target.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(DbError::from)?;
+    }
+    let action = if disabled { "user.disable" } else { "user.enable" };
+    let entry = Entry {
+        actor: &actor.id,
+        action,
+        subject: &target.id,
+        detail: serde_json::json!({}),
+        request_id,
+    };
+    audit::append(&mut tx, db.backend(), now_ms, &entry).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(User { disabled_at_ms: at, ..target })
+}
+
 /// The hash of a random password under the configured parameters, verified when the email is
 /// unknown so that both paths cost the same.
 static DUMMY_HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();

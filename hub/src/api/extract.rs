@@ -103,7 +103,7 @@ pub fn client_ip(parts: &Parts) -> IpAddr {
 pub struct Authed {
     /// Account id.
     pub user_id: String,
-    /// Role carried by the token.
+    /// The account's current role (read from the store on every request).
     pub role: Role,
     /// The request id, for audit entries.
     pub request_id: String,
@@ -126,8 +126,15 @@ impl FromRequestParts<AppState> for Authed {
         let rule = state.config.rate_limits.per_account;
         let key = format!("acct:{}", claims.sub);
         enforce(state, &key, rule).await?;
-        let authed =
-            Authed { user_id: claims.sub, role: claims.role, request_id: request_id_of(parts) };
+        // The stored account decides, not the token: a disabled account or a changed role takes
+        // effect at once, not when the token expires.
+        let user = crate::accounts::user_by_id(&state.db, &claims.sub)
+            .await?
+            .ok_or(ApiError::InvalidToken)?;
+        if user.disabled_at_ms.is_some() {
+            return Err(ApiError::AccountDisabled);
+        }
+        let authed = Authed { user_id: user.id, role: user.role, request_id: request_id_of(parts) };
         parts.extensions.insert(authed.clone());
         Ok(authed)
     }

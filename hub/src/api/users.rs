@@ -14,7 +14,11 @@ use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_user, list_users)).routes(routes!(set_role))
+    OpenApiRouter::new()
+        .routes(routes!(create_user, list_users))
+        .routes(routes!(set_role))
+        .routes(routes!(disable))
+        .routes(routes!(enable))
 }
 
 /// A new account.
@@ -145,4 +149,56 @@ async fn set_role(
         )
         .await?,
     ))
+}
+
+async fn set_disabled(
+    state: &AppState,
+    actor: &crate::api::extract::Authed,
+    id: &str,
+    disabled: bool,
+) -> Result<axum::Json<User>, ApiError> {
+    let actor_user = accounts::user_by_id(&state.db, &actor.user_id)
+        .await?
+        .ok_or_else(|| ApiError::Forbidden("account no longer exists".into()))?;
+    let user = accounts::set_disabled(
+        &state.db,
+        state.now_ms(),
+        &actor_user,
+        id,
+        disabled,
+        &actor.request_id,
+    )
+    .await?;
+    Ok(axum::Json(user))
+}
+
+/// Disable an account: its logins, refreshes and live access tokens are refused at once.
+#[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "users",
+    params(("id" = String, Path, description = "account id")), security(("bearer" = [])), responses(
+    (status = 200, body = User),
+    (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
+    (status = 404, description = "not-found", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "conflict: last owner", body = Problem, content_type = "application/problem+json"),
+))]
+async fn disable(
+    State(state): State<AppState>,
+    Require(actor, ..): Admin,
+    Path(id): Path<String>,
+) -> Result<axum::Json<User>, ApiError> {
+    set_disabled(&state, &actor, &id, true).await
+}
+
+/// Re-enable an account.
+#[utoipa::path(post, path = "/api/v1/users/{id}/enable", tag = "users",
+    params(("id" = String, Path, description = "account id")), security(("bearer" = [])), responses(
+    (status = 200, body = User),
+    (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
+    (status = 404, description = "not-found", body = Problem, content_type = "application/problem+json"),
+))]
+async fn enable(
+    State(state): State<AppState>,
+    Require(actor, ..): Admin,
+    Path(id): Path<String>,
+) -> Result<axum::Json<User>, ApiError> {
+    set_disabled(&state, &actor, &id, false).await
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::helpers::{Backend, TestHub};
 use crate::on_both;
 
-on_both!(roles_are_enforced);
+on_both!(roles_are_enforced, disabled_accounts_are_refused_at_once);
 
 async fn roles_are_enforced(b: Backend) {
     let hub = TestHub::start(b).await;
@@ -89,5 +89,43 @@ async fn roles_are_enforced(b: Backend) {
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[1]["actor"], admin.user_id);
     assert_eq!(entries[1]["detail"], r#"{"from":"provider","to":"subscriber"}"#);
+    hub.stop().await;
+}
+
+async fn disabled_accounts_are_refused_at_once(b: Backend) {
+    let hub = TestHub::start(b).await;
+    let owner = hub.owner().await;
+    let admin = hub.user(&owner, "admin").await;
+    let sub = hub.user(&owner, "subscriber").await;
+    hub.post(&format!("/api/v1/users/{}/disable", owner.user_id), Some(&admin.token), json!({}))
+        .await
+        .problem(403, "forbidden");
+    hub.post(&format!("/api/v1/users/{}/disable", owner.user_id), Some(&owner.token), json!({}))
+        .await
+        .problem(409, "conflict");
+    hub.post("/api/v1/users/nobody/disable", Some(&admin.token), json!({}))
+        .await
+        .problem(404, "not-found");
+    hub.post(&format!("/api/v1/users/{}/disable", sub.user_id), Some(&sub.token), json!({}))
+        .await
+        .problem(403, "forbidden");
+    let r = hub
+        .post(&format!("/api/v1/users/{}/disable", sub.user_id), Some(&admin.token), json!({}))
+        .await;
+    assert!(r.ok(200)["disabled_at_ms"].is_i64());
+    // Its live access token, its refresh token and its password are all refused now.
+    hub.get("/api/v1/me", Some(&sub.token)).await.problem(403, "account-disabled");
+    hub.post("/api/v1/auth/refresh", None, json!({ "refresh_token": sub.refresh }))
+        .await
+        .problem(401, "invalid-refresh-token");
+    hub.post("/api/v1/auth/login", None, json!({ "email": sub.email, "password": sub.password }))
+        .await
+        .problem(403, "account-disabled");
+    hub.post(&format!("/api/v1/users/{}/enable", sub.user_id), Some(&admin.token), json!({}))
+        .await
+        .ok(200);
+    hub.login(&sub.email, &sub.password).await;
+    let audit = hub.get("/api/v1/audit?action=user.disable", Some(&owner.token)).await;
+    assert_eq!(audit.ok(200).as_array().unwrap().len(), 1);
     hub.stop().await;
 }
