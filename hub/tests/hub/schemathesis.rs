@@ -33,8 +33,12 @@ async fn slow_schemathesis_finds_no_server_errors(b: Backend) {
     let owner = hub.owner().await;
     let url = hub.url("/api/v1/openapi.json");
     let token = owner.token.clone();
+    // schemathesis keeps a cache in its working directory: not in the source tree.
+    let workdir = tempfile::tempdir().unwrap();
+    let cwd = workdir.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         schemathesis()
+            .current_dir(cwd)
             .args(["run", &url, "--checks", "not_a_server_error", "-n", "30", "--workers", "1"])
             .args(["-H", &format!("Authorization: Bearer {token}")])
             .env("NO_COLOR", "1")
