@@ -521,6 +521,20 @@ impl Node {
         self.identity.identity_key()
     }
 
+    /// The body of one of this node's records, opened if it is sealed.
+    pub fn open_record(&self, record: &tradecast_protocol::Record) -> Option<Body> {
+        if record.header().sealed {
+            let key = tradecast_protocol::StreamKey::derive(
+                &self.identity,
+                &self.identity.device_id(),
+                record.header().stream,
+            );
+            record.open(&key).ok()
+        } else {
+            record.body().ok()
+        }
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &Settings {
         &self.settings

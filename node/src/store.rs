@@ -26,7 +26,7 @@ use redb::{
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tradecast_protocol::{Body, ChainHash, HeaderFields, Identity, Record, StreamId};
+use tradecast_protocol::{Body, ChainHash, HeaderFields, Identity, Record, StreamId, StreamKey};
 
 /// The schema this node writes.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -93,6 +93,9 @@ pub enum StoreError {
     /// The store already has an identity (`init` twice).
     #[error("the data dir already has an identity")]
     AlreadyInitialized,
+    /// The OS random source failed (sealing a private record needs a fresh nonce).
+    #[error("the operating system's random source failed: {0}")]
+    Random(String),
     /// A sealed value does not open (wrong identity or tampering).
     #[error("a sealed value in the store does not open")]
     Unseal,
@@ -487,7 +490,8 @@ impl Tx<'_> {
     }
 
     /// Signs `body` as the next record of `stream` (seq = tip + 1, prev_hash = tip's header
-    /// hash) and appends it to the outbox in this transaction.
+    /// hash) and appends it to the outbox in this transaction. On the private stream the body
+    /// is sealed (XChaCha20-Poly1305 under the device's own stream key).
     pub fn append_record(
         &mut self,
         identity: &Identity,
@@ -498,8 +502,17 @@ impl Tx<'_> {
         let mut t = self.tx.open_table(OUTBOX)?;
         let (seq, prev_hash) = stream_tip(&t, stream)?;
         let seq = seq + 1;
-        let record =
-            Record::sign(identity, HeaderFields { stream, seq, prev_hash, created_at_ms }, body);
+        let fields = HeaderFields { stream, seq, prev_hash, created_at_ms };
+        let record = if stream == StreamId::PRIVATE {
+            // What the trader shares with nobody is sealed to the trader's own devices.
+            let seed =
+                crate::keys::random_bytes::<32>().map_err(|e| StoreError::Random(e.to_string()))?;
+            let mut rng = <chacha20::ChaCha20Rng as rand_core::SeedableRng>::from_seed(*seed);
+            let key = StreamKey::derive(identity, &identity.device_id(), stream);
+            Record::sign_sealed(identity, fields, body, &key, &mut rng)
+        } else {
+            Record::sign(identity, fields, body)
+        };
         t.insert((stream.0, seq), record.encode().as_slice())?;
         Ok(record)
     }

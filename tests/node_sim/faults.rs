@@ -202,6 +202,11 @@ async fn the_drawdown_guard_flattens_the_book_within_one_poll_and_locks_auto_mod
         v["order_id"].is_null() && v["skipped"].as_str().is_some_and(|w| w.contains("locked")),
         "{v}"
     );
+    // Until the trader unlocks it.
+    let (status, _) = s.node.api(reqwest::Method::POST, "/api/v1/unlock", None).await;
+    assert_eq!(status, 204);
+    let (_, st) = s.node.api(reqwest::Method::GET, "/api/v1/status", None).await;
+    assert_eq!(st["accounts"][0]["locked"], serde_json::json!(false), "{st}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,11 +84,22 @@ async fn a_self_trading_provider_executes_its_signals_and_reconciles_every_close
     let private = view.outbox(StreamId::PRIVATE).expect("outbox");
     let closed_tickets: Vec<u64> = private
         .iter()
-        .filter_map(|r| match r.body() {
-            Ok(Body::TradeClosed(t)) => Some(t.ticket),
-            _ => None,
+        .filter_map(|r| {
+            assert!(r.header().sealed, "private records are sealed");
+            assert!(r.body().is_err(), "a sealed body does not read without the key");
+            match n.open_record(r) {
+                Some(Body::TradeClosed(t)) => Some(t.ticket),
+                _ => None,
+            }
         })
         .collect();
+    // Equity points: one a minute of market time at least, or on a 0.1 % move.
+    let points = n.equity(&account).expect("equity");
+    assert!(points.len() > 100, "{} equity points", points.len());
+    for w in points.windows(2) {
+        let moved = (w[1].equity - w[0].equity).abs() / w[0].equity >= Decimal::new(1, 3);
+        assert!(w[1].at_ms - w[0].at_ms >= 60_000 || moved, "{:?}", w);
+    }
     assert_eq!(positions.len(), opens.len(), "one position per fill");
     let n_open = positions.iter().filter(|p| p.open).count();
     assert!(n_open <= 1, "{n_open} positions still open");
@@ -99,6 +110,11 @@ async fn a_self_trading_provider_executes_its_signals_and_reconciles_every_close
     let chain = view.outbox(StreamId::SIGNALS).expect("signals chain");
     tradecast_protocol::verify_chain(&chain, &n.identity_key(), StreamId::SIGNALS)
         .expect("the provider's chain verifies");
+    // The provider's own closes are published, keyed by signal id: one per closed position.
+    let n_close_records = chain.iter().filter(|r| matches!(r.body(), Ok(Body::Close(_)))).count();
+    assert!(n_close_records >= closed_tickets.len(), "{n_close_records} Close records");
+    tradecast_protocol::verify_chain(&private, &n.identity_key(), StreamId::PRIVATE)
+        .expect("the private chain verifies without opening it");
     println!(
         "{} signals, {} executed, {} skipped (one position), {} closes reconciled",
         signals.len(),

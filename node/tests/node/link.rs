@@ -291,3 +291,52 @@ fn retcodes_are_explained_in_words() {
     check(10_012, "the request timed out: whether it was filled is not known yet");
     check(99_999, "the terminal reported an unlisted error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_not_opened_by_tradecast_are_left_alone_and_reported() {
+    let mut link = Link::start().await;
+    let h = link.hello(now()).await;
+    let foreign = ea::Position {
+        position_id: 555,
+        symbol: "EURUSD".into(),
+        side: ea::Side::Buy,
+        volume: Decimal::ONE,
+        open_price: Decimal::new(107_000, 5),
+        open_time_ms: now(),
+        sl: None,
+        tp: None,
+        price_current: Decimal::new(107_100, 5),
+        swap: Decimal::ZERO,
+        profit: Decimal::from(100),
+        magic: 0,
+        comment: "manual".into(),
+    };
+    let state = ea::State {
+        session_id: h.session_id.clone(),
+        terminal_time_ms: now(),
+        balance: Decimal::from(10_000),
+        equity: Decimal::from(10_100),
+        margin: Decimal::from(1_070),
+        free_margin: Decimal::from(9_030),
+        credit: Decimal::ZERO,
+        positions: vec![foreign],
+        pending: Vec::new(),
+        tick_values: Vec::new(),
+        specs: Vec::new(),
+    };
+    let a: ea::StateAnswer = link.call(Call::State, &state).await;
+    assert!(
+        matches!(&a.out_of_line[..], [o] if o.position_id == Some(555) && o.reason.contains("not opened by Tradecast")),
+        "{a:?}"
+    );
+    let node = link.running.node.clone();
+    let account = node.pick_account(None).expect("account");
+    assert!(node.positions(&account).expect("positions").is_empty(), "not adopted");
+    assert!(node.orders(&account).expect("orders").is_empty(), "nothing sent against it");
+    // The account's equity is followed: the first state writes an equity point and sets the peak.
+    let st = node.status(now()).expect("status");
+    assert_eq!(st.accounts[0].peak_equity, Some(Decimal::from(10_100)));
+    assert_eq!(st.accounts[0].equity_floor, Some(Decimal::from(8_080)));
+    assert_eq!(node.equity(&account).expect("equity").len(), 1);
+    link.shutdown.trigger();
+}
