@@ -32,15 +32,12 @@ pub enum Decision {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LimitError {
-    /// Redis is unreachable or the connection failed.
+    /// Redis is unreachable, refused the command or answered something unexpected.
     #[error("redis: {0}")]
-    Io(#[from] std::io::Error),
-    /// Redis answered with an error.
-    #[error("redis error reply: {0}")]
-    Server(String),
-    /// Redis answered something this client does not expect.
-    #[error("redis protocol: {0}")]
-    Protocol(String),
+    Redis(#[from] redis::RedisError),
+    /// Redis did not answer in time.
+    #[error("redis: no answer in time")]
+    Timeout,
 }
 
 /// A boxed future (the trait is used as `dyn`).
@@ -139,185 +136,41 @@ return {allowed, wait}
 
 /// Buckets in Redis, shared by every hub instance using the same server and prefix.
 ///
-/// Speaks RESP2 itself over one TCP connection (reconnected after any error): the `redis`
-/// crate pulls a BSL-licensed hash crate that our licence policy refuses, and the limiter
-/// needs exactly two commands (`AUTH`/`SELECT` at connect, `EVAL` per check).
+/// One multiplexed connection through the `redis` crate's [`ConnectionManager`], which
+/// reconnects by itself after an error; each check is one `EVALSHA` of [`LUA_BUCKET`] (loaded
+/// on first use), so the read-modify-write of a bucket is atomic across instances.
 pub struct RedisLimiter {
-    target: RedisTarget,
-    conn: tokio::sync::Mutex<Option<tokio::io::BufStream<tokio::net::TcpStream>>>,
+    conn: redis::aio::ConnectionManager,
+    script: redis::Script,
     prefix: String,
-}
-
-#[derive(Clone)]
-struct RedisTarget {
-    addr: String,
-    password: Option<String>,
-    db: u32,
 }
 
 impl std::fmt::Debug for RedisLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisLimiter")
-            .field("addr", &self.target.addr)
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
+        // The URL may carry a password: never print it.
+        f.debug_struct("RedisLimiter").field("prefix", &self.prefix).finish_non_exhaustive()
     }
 }
 
-/// A RESP reply (only what the limiter needs).
-#[derive(Debug, PartialEq, Eq)]
-enum Reply {
-    Simple(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Vec<Reply>),
-}
-
-/// Bounds on what a server may send us.
-const RESP_MAX_LINE: usize = 4096;
-const RESP_MAX_BULK: usize = 64 * 1024;
-const RESP_MAX_ARRAY: usize = 64;
-
-fn parse_redis_url(url: &str) -> Result<RedisTarget, LimitError> {
-    let bad = |m: &str| LimitError::Protocol(format!("redis_url: {m}"));
-    let rest = url.strip_prefix("redis://").ok_or_else(|| bad("only redis:// is supported"))?;
-    let (auth, hostpart) = match rest.rsplit_once('@') {
-        Some((a, h)) => (Some(a), h),
-        None => (None, rest),
-    };
-    let (hostport, db) = match hostpart.split_once('/') {
-        Some((h, d)) if !d.is_empty() => {
-            (h, d.parse::<u32>().map_err(|_| bad("database must be a number"))?)
-        }
-        Some((h, _)) => (h, 0),
-        None => (hostpart, 0),
-    };
-    if hostport.is_empty() {
-        return Err(bad("no host"));
-    }
-    let addr = if hostport.contains(':') && !hostport.ends_with(']') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:6379")
-    };
-    let password = auth
-        .map(|a| a.split_once(':').map(|(_, p)| p).unwrap_or(a).to_string())
-        .filter(|p| !p.is_empty());
-    Ok(RedisTarget { addr, password, db })
-}
-
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Result<String, LimitError> {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
-    let mut buf = Vec::new();
-    let n = (&mut *r).take(RESP_MAX_LINE as u64).read_until(b'\n', &mut buf).await?;
-    if n == 0 || !buf.ends_with(b"\r\n") {
-        return Err(LimitError::Protocol("truncated or overlong line".into()));
-    }
-    buf.truncate(buf.len() - 2);
-    String::from_utf8(buf).map_err(|_| LimitError::Protocol("non-UTF-8 line".into()))
-}
-
-fn read_reply<'a, R: tokio::io::AsyncBufRead + Unpin + Send>(
-    r: &'a mut R,
-    depth: u8,
-) -> BoxFuture<'a, Result<Reply, LimitError>> {
-    Box::pin(async move {
-        use tokio::io::AsyncReadExt;
-        let line = read_line(r).await?;
-        // `get` rather than slicing: a first byte that starts a multi-byte character is an
-        // error, never a panic.
-        let (Some(tag), Some(rest)) = (line.get(..1), line.get(1..)) else {
-            return Err(LimitError::Protocol("malformed reply line".into()));
-        };
-        let num = || {
-            rest.parse::<i64>().map_err(|_| LimitError::Protocol(format!("bad number {rest:?}")))
-        };
-        match tag {
-            "+" => Ok(Reply::Simple(rest.to_string())),
-            "-" => Err(LimitError::Server(rest.to_string())),
-            ":" => Ok(Reply::Int(num()?)),
-            "$" => {
-                let n = num()?;
-                if n < 0 {
-                    return Ok(Reply::Bulk(None));
-                }
-                let n = usize::try_from(n).unwrap_or(usize::MAX);
-                if n > RESP_MAX_BULK {
-                    return Err(LimitError::Protocol("bulk reply too large".into()));
-                }
-                let mut data = vec![0u8; n + 2];
-                r.read_exact(&mut data).await?;
-                data.truncate(n);
-                Ok(Reply::Bulk(Some(data)))
-            }
-            "*" => {
-                let n = num()?;
-                if n < 0 {
-                    return Ok(Reply::Bulk(None));
-                }
-                let n = usize::try_from(n).unwrap_or(usize::MAX);
-                if n > RESP_MAX_ARRAY || depth > 4 {
-                    return Err(LimitError::Protocol("array reply too large or deep".into()));
-                }
-                let mut items = Vec::with_capacity(n);
-                for _ in 0..n {
-                    items.push(read_reply(r, depth + 1).await?);
-                }
-                Ok(Reply::Array(items))
-            }
-            _ => Err(LimitError::Protocol(format!("unknown reply type {tag:?}"))),
-        }
-    })
-}
-
-fn encode_command(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-async fn command(
-    conn: &mut tokio::io::BufStream<tokio::net::TcpStream>,
-    args: &[&[u8]],
-) -> Result<Reply, LimitError> {
-    use tokio::io::AsyncWriteExt;
-    conn.write_all(&encode_command(args)).await?;
-    conn.flush().await?;
-    read_reply(conn, 0).await
-}
+/// How long one Redis round trip may take before the check fails (and the request passes).
+const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl RedisLimiter {
     /// Connects to `url` (`redis://[:password@]host[:port][/db]`); keys are
     /// `<prefix><bucket key>`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, LimitError> {
-        let target = parse_redis_url(url)?;
-        let limiter =
-            RedisLimiter { target, conn: tokio::sync::Mutex::new(None), prefix: prefix.into() };
-        let conn = limiter.open().await?;
-        *limiter.conn.lock().await = Some(conn);
-        Ok(limiter)
-    }
-
-    async fn open(&self) -> Result<tokio::io::BufStream<tokio::net::TcpStream>, LimitError> {
-        let stream = tokio::time::timeout(
-            std::time::Duration::from_secs(3),
-            tokio::net::TcpStream::connect(&self.target.addr),
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(3)))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1);
+        let conn = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            redis::aio::ConnectionManager::new_with_config(client, config),
         )
         .await
-        .map_err(|_| LimitError::Protocol("connect timed out".into()))??;
-        stream.set_nodelay(true)?;
-        let mut conn = tokio::io::BufStream::new(stream);
-        if let Some(p) = &self.target.password {
-            command(&mut conn, &[b"AUTH", p.as_bytes()]).await?;
-        }
-        if self.target.db != 0 {
-            command(&mut conn, &[b"SELECT", self.target.db.to_string().as_bytes()]).await?;
-        }
-        Ok(conn)
+        .map_err(|_| LimitError::Timeout)??;
+        Ok(RedisLimiter { conn, script: redis::Script::new(LUA_BUCKET), prefix: prefix.into() })
     }
 }
 
@@ -329,46 +182,19 @@ impl RateLimiter for RedisLimiter {
         now_ms: i64,
     ) -> BoxFuture<'a, Result<Decision, LimitError>> {
         Box::pin(async move {
-            let mut guard = self.conn.lock().await;
-            let conn = match guard.as_mut() {
-                Some(c) => c,
-                None => guard.insert(self.open().await?),
-            };
-            let full_key = format!("{}{key}", self.prefix);
-            let cap = (i64::from(rule.burst) * UNIT).to_string();
-            let per_ms = i64::from(rule.per_minute.max(1)).to_string();
-            let now = now_ms.to_string();
-            let args: [&[u8]; 7] = [
-                b"EVAL",
-                LUA_BUCKET.as_bytes(),
-                b"1",
-                full_key.as_bytes(),
-                cap.as_bytes(),
-                per_ms.as_bytes(),
-                now.as_bytes(),
-            ];
-            let reply =
-                tokio::time::timeout(std::time::Duration::from_secs(2), command(conn, &args))
+            let mut conn = self.conn.clone();
+            let cap = i64::from(rule.burst) * UNIT;
+            let per_ms = i64::from(rule.per_minute.max(1));
+            let mut invocation = self.script.key(format!("{}{key}", self.prefix));
+            invocation.arg(cap).arg(per_ms).arg(now_ms);
+            let (allowed, wait): (i64, i64) =
+                tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async(&mut conn))
                     .await
-                    .unwrap_or_else(|_| Err(LimitError::Protocol("redis timed out".into())));
-            let reply = match reply {
-                Ok(r) => r,
-                Err(e) => {
-                    // The stream may be mid-reply: start over on the next check.
-                    *guard = None;
-                    return Err(e);
-                }
-            };
-            match reply {
-                Reply::Array(items) => match items.as_slice() {
-                    [Reply::Int(1), Reply::Int(_)] => Ok(Decision::Allowed),
-                    [Reply::Int(0), Reply::Int(wait)] => {
-                        Ok(Decision::Limited { retry_after_ms: u64::try_from(*wait).unwrap_or(1) })
-                    }
-                    _ => Err(LimitError::Protocol("unexpected EVAL reply".into())),
-                },
-                _ => Err(LimitError::Protocol("unexpected EVAL reply".into())),
-            }
+                    .map_err(|_| LimitError::Timeout)??;
+            Ok(match allowed {
+                1 => Decision::Allowed,
+                _ => Decision::Limited { retry_after_ms: u64::try_from(wait).unwrap_or(1) },
+            })
         })
     }
 }
@@ -376,37 +202,6 @@ impl RateLimiter for RedisLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redis_urls() {
-        let t = parse_redis_url("redis://127.0.0.1:6379").unwrap();
-        assert_eq!((t.addr.as_str(), t.password.as_deref(), t.db), ("127.0.0.1:6379", None, 0));
-        let t = parse_redis_url("redis://:pw@cache/3").unwrap();
-        assert_eq!((t.addr.as_str(), t.password.as_deref(), t.db), ("cache:6379", Some("pw"), 3));
-        assert!(parse_redis_url("rediss://cache").is_err());
-        assert!(parse_redis_url("redis:///1").is_err());
-    }
-
-    #[tokio::test]
-    async fn resp_replies_are_bounded() {
-        async fn parse(bytes: &[u8]) -> Result<Reply, LimitError> {
-            let mut r = tokio::io::BufReader::new(bytes);
-            read_reply(&mut r, 0).await
-        }
-        assert_eq!(
-            parse(b"*2\r\n:1\r\n:0\r\n").await.unwrap(),
-            Reply::Array(vec![Reply::Int(1), Reply::Int(0)])
-        );
-        assert_eq!(parse(b"$3\r\nabc\r\n").await.unwrap(), Reply::Bulk(Some(b"abc".to_vec())));
-        assert!(matches!(parse(b"-ERR nope\r\n").await, Err(LimitError::Server(_))));
-        assert!(parse(b"*100000\r\n").await.is_err());
-        assert!(parse(b"$99999999\r\n").await.is_err());
-        assert!(parse(b":12").await.is_err());
-        assert!(parse(b"?\r\n").await.is_err());
-        assert!(parse(b"").await.is_err());
-        assert!(parse("é1\r\n".as_bytes()).await.is_err());
-        assert!(parse(b"\r\n").await.is_err());
-    }
 
     fn check(seq: &[(i64, Decision)], rule: BucketConfig) {
         let mut state = None;

@@ -45,18 +45,13 @@ async fn redis_backend_is_shared_between_instances() {
 }
 
 async fn redis_cmd(args: &[&str]) -> i64 {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-    let addr = redis_url().trim_start_matches("redis://").trim_end_matches('/').to_string();
-    let mut s = tokio::io::BufStream::new(tokio::net::TcpStream::connect(addr).await.unwrap());
-    let mut out = format!("*{}\r\n", args.len());
-    for a in args {
-        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
     }
-    s.write_all(out.as_bytes()).await.unwrap();
-    s.flush().await.unwrap();
-    let mut line = String::new();
-    s.read_line(&mut line).await.unwrap();
-    line.trim().trim_start_matches(':').parse().unwrap()
+    cmd.query_async(&mut conn).await.unwrap()
 }
 
 #[tokio::test]
