@@ -105,6 +105,9 @@ pub struct RunArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub data: DataArg,
+    /// The running node's API address, when `run` was told another than the config's.
+    #[arg(long, env = "TRADECAST_API_LISTEN", value_name = "ADDR")]
+    pub api_listen: Option<SocketAddr>,
     /// Print the API's JSON.
     #[arg(long)]
     pub json: bool,
@@ -215,7 +218,8 @@ pub fn api_get(data: &Path, addr: SocketAddr, path: &str) -> Result<String, Comm
 /// `status`.
 pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<(), CommandError> {
     let config = Config::load(&args.data.data).map_err(RunError::from)?;
-    let body = api_get(&args.data.data, config.api_listen, "/api/v1/status")?;
+    let addr = args.api_listen.unwrap_or(config.api_listen);
+    let body = api_get(&args.data.data, addr, "/api/v1/status")?;
     if args.json {
         writeln!(out, "{body}")?;
         return Ok(());

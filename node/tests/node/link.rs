@@ -30,14 +30,19 @@ fn now() -> i64 {
 
 impl Link {
     async fn start() -> Link {
+        Link::start_with(|_| {}).await
+    }
+
+    async fn start_with(edit: impl FnOnce(&mut Config)) -> Link {
         let dir = tempfile::tempdir().expect("tempdir");
         serve::init(dir.path()).expect("init");
         let key = serve::new_ea_key(dir.path()).expect("key");
-        let config = Config {
+        let mut config = Config {
             ea_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Config::default()
         };
+        edit(&mut config);
         let shutdown = Shutdown::new();
         let running = serve::start(dir.path(), &config, shutdown.clone()).await.expect("start");
         Link {
@@ -338,5 +343,181 @@ async fn positions_not_opened_by_tradecast_are_left_alone_and_reported() {
     assert_eq!(st.accounts[0].peak_equity, Some(Decimal::from(10_100)));
     assert_eq!(st.accounts[0].equity_floor, Some(Decimal::from(8_080)));
     assert_eq!(node.equity(&account).expect("equity").len(), 1);
+    link.shutdown.trigger();
+}
+
+fn state(
+    session: &str,
+    t: i64,
+    balance: i64,
+    equity: i64,
+    positions: Vec<ea::Position>,
+) -> ea::State {
+    ea::State {
+        session_id: session.to_owned(),
+        terminal_time_ms: t,
+        balance: Decimal::from(balance),
+        equity: Decimal::from(equity),
+        margin: Decimal::ZERO,
+        free_margin: Decimal::from(equity),
+        credit: Decimal::ZERO,
+        positions,
+        pending: Vec::new(),
+        tick_values: Vec::new(),
+        specs: Vec::new(),
+    }
+}
+
+fn deal(ticket: u64, kind: ea::DealKind, entry: ea::DealEntry, t: i64) -> ea::Deal {
+    ea::Deal {
+        deal_ticket: ticket,
+        order_ticket: ticket,
+        position_id: 0,
+        symbol: String::new(),
+        kind,
+        entry,
+        reason: ea::DealReason::Client,
+        volume: Decimal::ZERO,
+        price: Decimal::ZERO,
+        commission: Decimal::ZERO,
+        swap: Decimal::ZERO,
+        profit: Decimal::ZERO,
+        fee: Decimal::ZERO,
+        magic: 0,
+        comment: String::new(),
+        time_ms: t,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_moves_the_peak_and_is_no_drawdown() {
+    let mut link = Link::start().await;
+    let t = now();
+    let h = link.hello(t).await;
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, t, 10_000, 10_000, vec![])).await;
+    let mut w = deal(1, ea::DealKind::Balance, ea::DealEntry::None, t + 1);
+    w.profit = Decimal::from(-5_000);
+    let deals =
+        ea::Deals { session_id: h.session_id.clone(), from_ms: h.deals_from_ms, deals: vec![w] };
+    let _: ea::DealsAnswer = link.call(Call::Deals, &deals).await;
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, t + 2, 5_000, 5_000, vec![])).await;
+    let node = link.running.node.clone();
+    let a = &node.status(now()).expect("status").accounts[0];
+    assert!(!a.locked, "a withdrawal is not a drawdown: {a:?}");
+    assert_eq!(
+        (a.peak_equity, a.equity_floor),
+        (Some(Decimal::from(5_000)), Some(Decimal::from(4_000)))
+    );
+    // A real loss below the floor does trip it.
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, t + 3, 5_000, 3_900, vec![])).await;
+    let a = &node.status(now()).expect("status").accounts[0];
+    assert!(a.locked && a.lock_reason.contains("drawdown guard"), "{a:?}");
+    let p = link.poll(&h.session_id, 0, t + 4).await;
+    assert!(
+        matches!(
+            &p.commands[..],
+            [ea::Command::CloseAll { scope: ea::CloseAllScope::Tradecast, .. }]
+        ),
+        "{p:?}"
+    );
+    assert_eq!(p.equity_floor, Some(Decimal::from(4_000)));
+    link.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_publishes_modify_and_close_of_its_own_position() {
+    use tradecast_protocol::{Body, StreamId};
+    let mut link = Link::start_with(|c| c.mode = tradecast_node::config::Mode::Provider).await;
+    let t = now();
+    let h = link.hello(t).await;
+    let node = link.running.node.clone();
+    let account = node.pick_account(None).expect("account");
+    let id = tradecast_node::keys::random_bytes::<16>().expect("rng");
+    let signal = tradecast_protocol::Signal {
+        id: tradecast_protocol::SignalId(*id),
+        provider: node.device_id(),
+        strategy_id: "test".into(),
+        strategy_version: 1,
+        symbol: "EURUSD".into(),
+        timeframe: tradecast_protocol::Timeframe::H1,
+        side: tradecast_protocol::Side::Buy,
+        entry_kind: tradecast_protocol::EntryKind::Market,
+        entry: Decimal::new(107_000, 5),
+        stop: Decimal::new(106_000, 5),
+        tp1: Decimal::new(109_000, 5),
+        tp2: None,
+        bar_time_ms: t,
+        expires_at_ms: t + 3_600_000,
+        leg: 1,
+        indicators: Vec::new(),
+        rr: Decimal::TWO,
+    };
+    node.submit_signal(&account, signal.clone(), true, Some(Decimal::new(10, 2))).expect("signal");
+    let p = link.poll(&h.session_id, 0, t).await;
+    let o = p.orders.first().expect("the order").clone();
+    let ack = ea::Ack {
+        session_id: h.session_id.clone(),
+        order_id: o.order_id.clone(),
+        outcome: ea::Outcome::Done,
+        retcode: 10_009,
+        message: String::new(),
+        found_by_lookup: false,
+        order_ticket: Some(77),
+        deal_ticket: Some(78),
+        position_id: Some(77),
+        price: Some(Decimal::new(107_010, 5)),
+        volume: Some(o.volume),
+        time_ms: Some(t),
+    };
+    let _: ea::AckAnswer = link.call(Call::Ack, &ack).await;
+    let pos = |sl: i64| ea::Position {
+        position_id: 77,
+        symbol: "EURUSD".into(),
+        side: ea::Side::Buy,
+        volume: o.volume,
+        open_price: Decimal::new(107_010, 5),
+        open_time_ms: t,
+        sl: Some(Decimal::new(sl, 5)),
+        tp: o.tp,
+        price_current: Decimal::new(107_100, 5),
+        swap: Decimal::ZERO,
+        profit: Decimal::ZERO,
+        magic: ea::magic(20_260_101, o.order_no),
+        comment: ea::order_comment(&o.order_id),
+    };
+    // The provider moves its stop to break-even …
+    let _: ea::StateAnswer = link
+        .call(Call::State, &state(&h.session_id, t + 1, 10_000, 10_000, vec![pos(106_000)]))
+        .await;
+    let _: ea::StateAnswer = link
+        .call(Call::State, &state(&h.session_id, t + 2, 10_000, 10_000, vec![pos(107_010)]))
+        .await;
+    // … then closes half.
+    let mut out = deal(79, ea::DealKind::Sell, ea::DealEntry::Out, t + 3);
+    out.position_id = 77;
+    out.symbol = "EURUSD".into();
+    out.volume = o.volume / Decimal::TWO;
+    out.price = Decimal::new(107_500, 5);
+    out.profit = Decimal::from(24);
+    let deals =
+        ea::Deals { session_id: h.session_id.clone(), from_ms: h.deals_from_ms, deals: vec![out] };
+    let _: ea::DealsAnswer = link.call(Call::Deals, &deals).await;
+    let chain = node.store().read().expect("read").outbox(StreamId::SIGNALS).expect("signals");
+    let bodies: Vec<Body> = chain.iter().map(|r| r.body().expect("public body")).collect();
+    assert!(matches!(&bodies[0], Body::Signal(s) if s.id == signal.id));
+    assert!(
+        bodies.iter().any(|b| matches!(b, Body::Modify(m) if m.signal_id == signal.id && m.stop == Some(Decimal::new(107_010, 5)))),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies.iter().any(|b| matches!(b, Body::Close(c) if c.signal_id == signal.id && c.fraction == Decimal::new(5, 1))),
+        "{bodies:?}"
+    );
+    let positions = node.positions(&account).expect("positions");
+    assert_eq!(positions[0].volume, o.volume / Decimal::TWO);
+    assert!(positions[0].open);
     link.shutdown.trigger();
 }

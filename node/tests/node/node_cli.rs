@@ -130,6 +130,14 @@ fn run_takes_env_over_the_config_logs_json_and_never_a_secret() {
         assert_eq!(r.status().as_u16(), 401, "the API needs the token");
         v["secret"].as_str().expect("secret").to_owned()
     });
+    // `status` finds the node where the environment put it, and shows the link.
+    let st = Command::new(env!("CARGO_BIN_EXE_tradecast-node"))
+        .args(["status", "--data", &data])
+        .env("TRADECAST_API_LISTEN", by_env.to_string())
+        .output()
+        .expect("status");
+    let text = stdout(&st);
+    assert!(text.contains("device") && text.contains("EA link"), "{text}");
     let _ = child.kill();
     let _ = child.wait();
     let log = std::fs::read_to_string(&log_path).expect("log");
