@@ -95,6 +95,9 @@ pub struct RunArgs {
     /// Drawdown cap, percent below peak equity.
     #[arg(long, env = "TRADECAST_DRAWDOWN_MAX_PCT")]
     pub drawdown_max_pct: Option<Decimal>,
+    /// Daily loss limit, percent below the equity at the start of the broker's day.
+    #[arg(long, env = "TRADECAST_DAILY_LOSS_MAX_PCT")]
+    pub daily_loss_max_pct: Option<Decimal>,
     /// Bar subscriptions, `SYMBOL:TIMEFRAME`, comma separated.
     #[arg(long, env = "TRADECAST_SUBSCRIPTIONS", value_delimiter = ',')]
     pub subscriptions: Option<Vec<String>>,
@@ -158,6 +161,9 @@ pub fn resolve(args: &RunArgs) -> Result<Config, CommandError> {
     }
     if let Some(d) = args.drawdown_max_pct {
         c.drawdown_max_pct = d;
+    }
+    if let Some(d) = args.daily_loss_max_pct {
+        c.daily_loss_max_pct = Some(d);
     }
     if let Some(s) = &args.subscriptions {
         c.subscriptions = s.clone();

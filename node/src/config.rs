@@ -62,6 +62,9 @@ pub struct Config {
     pub subscriptions: Vec<String>,
     /// Drawdown cap: percent below peak equity. Default 20.
     pub drawdown_max_pct: Decimal,
+    /// Daily loss limit: percent below the equity at the start of the broker's server day.
+    /// Default none.
+    pub daily_loss_max_pct: Option<Decimal>,
     /// Percent of equity risked per trade when the node sizes an order. Default 1.
     pub risk_pct: Decimal,
     /// The EA's `input_magic` (high 32 bits of Tradecast's magic). Default 20260101.
@@ -81,6 +84,7 @@ impl Default for Config {
             link_down_after_s: 10,
             subscriptions: vec!["EURUSD:H1".to_owned()],
             drawdown_max_pct: Decimal::from(20),
+            daily_loss_max_pct: None,
             risk_pct: Decimal::ONE,
             ea_magic: 20_260_101,
             log_format: LogFormat::Text,
@@ -154,6 +158,13 @@ impl Config {
                 message: "must be between 0 and 100".into(),
             });
         }
+        if self.daily_loss_max_pct.is_some_and(|d| d <= Decimal::ZERO || d >= Decimal::ONE_HUNDRED)
+        {
+            return Err(ConfigError::Invalid {
+                field: "daily_loss_max_pct",
+                message: "must be between 0 and 100".into(),
+            });
+        }
         if self.risk_pct <= Decimal::ZERO || self.risk_pct > Decimal::from(10) {
             return Err(ConfigError::Invalid {
                 field: "risk_pct",
@@ -183,6 +194,7 @@ impl Config {
             provider: self.mode == Mode::Provider,
             self_trade: self.self_trade,
             drawdown_max_pct: self.drawdown_max_pct,
+            daily_loss_max_pct: self.daily_loss_max_pct,
             risk_pct: self.risk_pct,
             ea_magic: self.ea_magic,
         })

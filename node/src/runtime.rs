@@ -71,6 +71,9 @@ pub struct Settings {
     pub self_trade: bool,
     /// The drawdown cap: percent below peak equity.
     pub drawdown_max_pct: Decimal,
+    /// The optional daily loss limit: percent below the equity at the start of the broker's
+    /// server day.
+    pub daily_loss_max_pct: Option<Decimal>,
     /// Percent of equity risked per trade when the node sizes an order.
     pub risk_pct: Decimal,
     /// The EA's `input_magic` (the magic's high 32 bits), to tell Tradecast's positions apart.
@@ -86,6 +89,7 @@ impl Default for Settings {
             provider: false,
             self_trade: false,
             drawdown_max_pct: Decimal::from(20),
+            daily_loss_max_pct: None,
             risk_pct: Decimal::ONE,
             ea_magic: 20_260_101,
         }
@@ -156,6 +160,12 @@ pub struct AccountRow {
     /// The terminal's clock at the last call (market clock).
     #[serde(default)]
     pub market_ms: i64,
+    /// The broker's server day (days since the epoch in server time) of `day_start_equity`.
+    #[serde(default)]
+    pub day: i64,
+    /// Equity at the first state of the broker's server day (the daily loss limit's base).
+    #[serde(default)]
+    pub day_start_equity: Option<Decimal>,
 }
 
 fn one() -> u32 {
@@ -633,6 +643,8 @@ impl Node {
                 last_snapshot: String::new(),
                 next_order_no: 1,
                 market_ms: 0,
+                day: 0,
+                day_start_equity: None,
             });
             row.company = h.company.clone();
             row.currency = h.currency.clone();
@@ -1193,6 +1205,9 @@ impl Node {
                 if let Some(p) = a.peak_equity {
                     a.peak_equity = p.checked_add(deal.profit).or(Some(p));
                 }
+                if let Some(d) = a.day_start_equity {
+                    a.day_start_equity = d.checked_add(deal.profit).or(Some(d));
+                }
                 tx.put_json(store::ACCOUNTS, "accounts", account, a)?;
             }
             return Ok(());
@@ -1483,18 +1498,46 @@ impl Node {
             if !acc.locked {
                 acc.peak_equity = Some(acc.peak_equity.map_or(s.equity, |p| p.max(s.equity)));
             }
+            // The daily loss limit, on the broker's server day.
+            let offset_ms = i64::from(acc.server_utc_offset_s) * 1_000;
+            let day = market.saturating_add(offset_ms).div_euclid(86_400_000);
+            if acc.day != day || acc.day_start_equity.is_none() {
+                acc.day = day;
+                acc.day_start_equity = Some(s.equity);
+            }
+            let mut trip = None;
             if let Some(floor) = self.floor(&acc)
                 && s.equity < floor
-                && !acc.locked
             {
-                acc.locked = true;
-                acc.lock_reason = format!(
+                trip = Some(format!(
                     "drawdown guard: equity {} fell below {} ({} % below the peak {})",
                     s.equity,
                     floor,
                     self.settings.drawdown_max_pct,
                     acc.peak_equity.unwrap_or_default()
-                );
+                ));
+            } else if let (Some(pct), Some(start)) =
+                (self.settings.daily_loss_max_pct, acc.day_start_equity)
+                && let Some(limit) = Decimal::ONE_HUNDRED
+                    .checked_sub(pct)
+                    .and_then(|k| start.checked_mul(k))
+                    .and_then(|v| v.checked_div(Decimal::ONE_HUNDRED))
+                && s.equity < limit
+            {
+                trip = Some(format!(
+                    "daily loss limit: equity {} fell below {} ({} % below {} at the start of \
+                     the broker's day)",
+                    s.equity,
+                    limit.round_dp(2),
+                    pct,
+                    start
+                ));
+            }
+            if let Some(reason) = trip
+                && !acc.locked
+            {
+                acc.locked = true;
+                acc.lock_reason = reason;
                 let order_id = new_order_id()
                     .map_err(|e| StoreError::Row { table: "orders", message: e.to_string() })?;
                 tx.put_json(store::ACCOUNTS, "accounts", &account, &acc)?;
@@ -1520,7 +1563,7 @@ impl Node {
         })?;
         drop(inner);
         if let Some(reason) = breached {
-            tracing::error!(target: "tradecast::guard", %account, %reason, "DRAWDOWN GUARD: closing everything Tradecast opened, auto mode locked");
+            tracing::error!(target: "tradecast::guard", %account, %reason, "GUARD TRIPPED: closing everything Tradecast opened, auto mode locked");
             self.wake();
         }
         Ok(StateAnswer { ok: true, out_of_line })

@@ -521,3 +521,29 @@ async fn a_provider_publishes_modify_and_close_of_its_own_position() {
     assert!(positions[0].open);
     link.shutdown.trigger();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_loss_limit_counts_from_the_start_of_the_brokers_day() {
+    let mut link = Link::start_with(|c| c.daily_loss_max_pct = Some(Decimal::TWO)).await;
+    // 2023-11-14 22:13:20 UTC; the hello says server time is UTC+0.
+    let t = 1_700_000_000_000;
+    let h = link.hello(t).await;
+    let node = link.running.node.clone();
+    let locked = |node: &tradecast_node::runtime::Node| {
+        node.status(now()).expect("status").accounts[0].locked
+    };
+    let push = |eq: i64, at: i64| state(&h.session_id, at, 10_000, eq, vec![]);
+    let _: ea::StateAnswer = link.call(Call::State, &push(10_000, t)).await;
+    let _: ea::StateAnswer = link.call(Call::State, &push(9_850, t + 60_000)).await;
+    assert!(!locked(&node), "1.5 % down: within the day's limit");
+    // A new server day starts from that day's first equity.
+    let next_day = t + 2 * 3_600_000;
+    let _: ea::StateAnswer = link.call(Call::State, &push(9_700, next_day)).await;
+    assert!(!locked(&node), "3 % below yesterday's start, but a new day");
+    let _: ea::StateAnswer = link.call(Call::State, &push(9_500, next_day + 60_000)).await;
+    let a = &node.status(now()).expect("status").accounts[0];
+    assert!(a.locked && a.lock_reason.starts_with("daily loss limit"), "{a:?}");
+    let p = link.poll(&h.session_id, 0, next_day + 61_000).await;
+    assert!(matches!(&p.commands[..], [ea::Command::CloseAll { .. }]), "{p:?}");
+    link.shutdown.trigger();
+}
