@@ -317,6 +317,25 @@ struct BarRow {
     close: Decimal,
 }
 
+/// When a market closed at `market_ms` opens again: the next session start in the symbol's UTC
+/// week, or a minute later when the broker reported no sessions (or says it is open now, a
+/// holiday the sessions do not know).
+pub fn next_open(sessions: &[ea::Session], market_ms: i64) -> i64 {
+    let ws = i64::from(ea::week_second(market_ms));
+    let open_now = sessions.iter().any(|s| s.contains(market_ms));
+    let next = sessions
+        .iter()
+        .map(|s| {
+            let from = i64::from(s.from_week_s);
+            if from > ws { from - ws } else { from + i64::from(ea::WEEK_S) - ws }
+        })
+        .min();
+    match next {
+        Some(wait_s) if !open_now => market_ms - market_ms.rem_euclid(1_000) + wait_s * 1_000,
+        _ => market_ms + MARKET_CLOSED_RETRY_MS,
+    }
+}
+
 fn bar_f64(time_ms: i64, b: &BarRow) -> tradecast_protocol::bars::BarF64 {
     let f =
         |d: Decimal| -> f64 { rust_decimal::prelude::ToPrimitive::to_f64(&d).unwrap_or(f64::NAN) };
@@ -1002,6 +1021,7 @@ impl Node {
     pub fn ack(&self, a: Ack, now_ms: i64) -> Result<AckAnswer, NodeError> {
         let inner = self.lock();
         let account = self.session_account(&inner, &a.session_id)?;
+        let mem_market = inner.accounts.get(&account).map(|m| m.market_ms).unwrap_or(0);
         let device = self.identity.device_id();
         self.store
             .write(|tx| {
@@ -1017,7 +1037,7 @@ impl Node {
                     return Ok(());
                 }
                 let acc: Option<AccountRow> = tx.get_json(store::ACCOUNTS, "accounts", &account)?;
-                let market = acc.map(|r| r.market_ms).unwrap_or(0);
+                let market = acc.as_ref().map(|r| r.market_ms).unwrap_or(0).max(mem_market);
                 o.retcode = Some(a.retcode);
                 o.message = a.message.clone();
                 o.explained = explain_retcode(a.retcode).to_owned();
@@ -1044,7 +1064,16 @@ impl Node {
                             ) =>
                     {
                         o.state = OrderState::Due;
-                        o.not_before_ms = Some(market + MARKET_CLOSED_RETRY_MS);
+                        let sessions = match (&o.action, &acc) {
+                            (OrderAction::Close { symbol, .. }, Some(acc)) => acc
+                                .symbols
+                                .iter()
+                                .find(|sp| sp.symbol == *symbol)
+                                .map(|sp| sp.sessions.clone())
+                                .unwrap_or_default(),
+                            _ => Vec::new(),
+                        };
+                        o.not_before_ms = Some(next_open(&sessions, market));
                         o.explained =
                             "the market is closed: the close is sent again when it opens".into();
                     }

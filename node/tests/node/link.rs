@@ -125,6 +125,14 @@ impl Link {
     }
 
     async fn hello(&mut self, terminal_time_ms: i64) -> HelloAnswer {
+        self.hello_sessions(terminal_time_ms, Vec::new()).await
+    }
+
+    async fn hello_sessions(
+        &mut self,
+        terminal_time_ms: i64,
+        sessions: Vec<ea::Session>,
+    ) -> HelloAnswer {
         let spec = ea::SymbolSpec {
             symbol: "EURUSD".into(),
             digits: 5,
@@ -142,7 +150,7 @@ impl Link {
             currency_base: "EUR".into(),
             currency_profit: "USD".into(),
             currency_margin: "EUR".into(),
-            sessions: Vec::new(),
+            sessions,
         };
         let h = Hello {
             login: 42,
@@ -545,5 +553,48 @@ async fn the_daily_loss_limit_counts_from_the_start_of_the_brokers_day() {
     assert!(a.locked && a.lock_reason.starts_with("daily loss limit"), "{a:?}");
     let p = link.poll(&h.session_id, 0, next_day + 61_000).await;
     assert!(matches!(&p.commands[..], [ea::Command::CloseAll { .. }]), "{p:?}");
+    link.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_refused_on_a_weekend_is_sent_again_when_the_session_opens() {
+    let mut link = Link::start().await;
+    // Saturday 2023-11-18 12:00 UTC; the FX week runs Sunday 22:00 to Friday 22:00 UTC.
+    let saturday = 1_700_308_800_000;
+    let sunday_open = 1_700_431_200_000;
+    let week = vec![ea::Session { from_week_s: 79_200, to_week_s: 511_200 }];
+    let h = link.hello_sessions(saturday, week.clone()).await;
+    assert_eq!(tradecast_node::runtime::next_open(&week, saturday), sunday_open);
+    let node = link.running.node.clone();
+    let account = node.pick_account(None).expect("account");
+    let row = node
+        .queue(
+            &account,
+            |_, _| OrderAction::Close { position_id: 3, symbol: "EURUSD".into(), volume: None },
+            None,
+            None,
+        )
+        .expect("queue");
+    assert_eq!(link.poll(&h.session_id, 0, saturday).await.commands.len(), 1);
+    let ack = ea::Ack {
+        session_id: h.session_id.clone(),
+        order_id: row.order_id.clone(),
+        outcome: ea::Outcome::Rejected,
+        retcode: 10_018,
+        message: "Market closed".into(),
+        found_by_lookup: false,
+        order_ticket: None,
+        deal_ticket: None,
+        position_id: None,
+        price: None,
+        volume: None,
+        time_ms: None,
+    };
+    let _: ea::AckAnswer = link.call(Call::Ack, &ack).await;
+    let o = node.orders(&account).expect("orders").remove(0);
+    assert_eq!((o.state, o.not_before_ms), (OrderState::Due, Some(sunday_open)));
+    assert!(link.poll(&h.session_id, 0, saturday + 3_600_000).await.commands.is_empty());
+    assert!(link.poll(&h.session_id, 0, sunday_open - 1_000).await.commands.is_empty());
+    assert_eq!(link.poll(&h.session_id, 0, sunday_open).await.commands.len(), 1);
     link.shutdown.trigger();
 }
