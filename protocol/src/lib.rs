@@ -34,7 +34,7 @@
 //!   (`poll_action()`): bytes to send, a timer, records to commit, tips to adopt, alarms,
 //!   quarantine, close. [`session::Backoff`] spaces reconnects with jitter from a handed RNG.
 //! - The simulator ([`sim`]): `sim::run(SimOptions::for_seed(n))` checks the properties of
-//!   protocol.md for one seed; the `tradecast-sim` binary runs ranges (`--seeds A..B`).
+//!   protocol.md for one seed; the `tradecast-syncsim` binary runs ranges (`--seeds A..B`).
 //! - Test vectors ([`vectors`], `tests/vectors/v1.json`) and the fuzz targets' bodies
 //!   ([`fuzzing`]).
 //!

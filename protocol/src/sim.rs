@@ -1373,7 +1373,7 @@ pub fn run_catching(opt: SimOptions) -> Result<SimReport, SimFailure> {
 pub fn replay_command(seed: u64, sabotage: Option<Sabotage>) -> String {
     let sabotage = sabotage.map(|s| format!(" --sabotage {}", s.name())).unwrap_or_default();
     format!(
-        "cargo run --release -p tradecast-protocol --bin tradecast-sim -- --seeds {seed}..{} --trace{sabotage}",
+        "cargo run --release -p tradecast-protocol --bin tradecast-syncsim -- --seeds {seed}..{} --trace{sabotage}",
         seed + 1
     )
 }

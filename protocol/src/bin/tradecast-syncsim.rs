@@ -1,7 +1,7 @@
-//! `tradecast-sim`: runs the sync-session simulator over a range of seeds.
+//! `tradecast-syncsim`: runs the sync-session simulator over a range of seeds.
 //!
 //! ```text
-//! cargo run --release -p tradecast-protocol --bin tradecast-sim -- --seeds 0..100000 [--jobs 2]
+//! cargo run --release -p tradecast-protocol --bin tradecast-syncsim -- --seeds 0..100000 [--jobs 2]
 //!     [--sabotage NAME] [--trace] [--calm]
 //! ```
 //!
@@ -54,7 +54,7 @@ fn parse_args() -> Result<Args, String> {
             "--trace" => args.trace = true,
             "--calm" => args.calm = true,
             "-h" | "--help" => {
-                return Err("usage: tradecast-sim --seeds A..B [--jobs N] [--sabotage NAME] \
+                return Err("usage: tradecast-syncsim --seeds A..B [--jobs N] [--sabotage NAME] \
                             [--trace] [--calm]"
                     .into());
             }

@@ -1,5 +1,5 @@
 //! The session simulator: thousands of seeds with faults, a calm run, and a sabotage test per
-//! checker. Long runs are `slow_*` (and the `tradecast-sim` binary).
+//! checker. Long runs are `slow_*` (and the `tradecast-syncsim` binary).
 
 use tradecast_protocol::sim::{self, Sabotage, SimOptions};
 
