@@ -1032,7 +1032,8 @@ impl Node {
                         table: "orders",
                         message: format!("no order {}", a.order_id),
                     })?;
-                if o.state.is_final() {
+                let proves_fill = a.outcome == Outcome::Done && o.state == OrderState::Expired;
+                if o.state.is_final() && !proves_fill {
                     // A repeated ack (the answer to the first was lost): already committed.
                     return Ok(());
                 }
@@ -1247,7 +1248,13 @@ impl Node {
                     return Ok(());
                 }
                 if let Some(mut o) = self.order_of(tx, account, deal.magic, &deal.comment)?
-                    && matches!(o.state, OrderState::Sent | OrderState::Unknown | OrderState::Due)
+                    && matches!(
+                        o.state,
+                        OrderState::Sent
+                            | OrderState::Unknown
+                            | OrderState::Due
+                            | OrderState::Expired
+                    )
                     && matches!(o.action, OrderAction::Open(_))
                 {
                     // The fill is proven by the deal: settle the order by reconciliation.
@@ -1360,8 +1367,9 @@ impl Node {
                     None => {
                         // A Tradecast position the node has no ack for: settle its order.
                         let order = self.order_of(tx, &account, p.magic, &p.comment)?;
+                        // A fill proves the order ran, even one settled as expired.
                         if let Some(mut o) = order.clone()
-                            && !o.state.is_final()
+                            && (!o.state.is_final() || o.state == OrderState::Expired)
                         {
                             o.state = OrderState::Acked;
                             o.settled_by = "reconciliation".into();
