@@ -58,6 +58,9 @@ pub(crate) const CURSORS: TableDefinition<'static, (&str, &str), i64> =
     TableDefinition::new("cursors");
 
 const KEY_SCHEMA: &str = "schema_version";
+/// Cursors of the device rather than of an account live under this account key.
+const DEVICE_KEY: &str = "";
+const INBOX_CURSOR: &str = "inbox";
 const KEY_IDENTITY: &str = "identity";
 
 /// Why the store refused or failed.
@@ -489,6 +492,13 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The inbox watermark: the highest downstream `seq` committed (the sync client acks it
+    /// to the hub only after this commit).
+    pub fn set_inbox_watermark(&mut self, seq: u64) -> Result<(), StoreError> {
+        let v = i64::try_from(seq).unwrap_or(i64::MAX);
+        self.set_cursor(DEVICE_KEY, INBOX_CURSOR, v)
+    }
+
     /// Signs `body` as the next record of `stream` (seq = tip + 1, prev_hash = tip's header
     /// hash) and appends it to the outbox in this transaction. On the private stream the body
     /// is sealed (XChaCha20-Poly1305 under the device's own stream key).
@@ -631,6 +641,26 @@ impl View {
     /// Number of bars stored.
     pub fn n_bars(&self) -> Result<u64, StoreError> {
         Ok(self.tx.open_table(BARS)?.len()?)
+    }
+
+    /// The inbox watermark (0 before any downstream record).
+    pub fn inbox_watermark(&self) -> Result<u64, StoreError> {
+        let v = self.cursor(DEVICE_KEY, INBOX_CURSOR)?.unwrap_or(0);
+        Ok(u64::try_from(v).unwrap_or(0))
+    }
+
+    /// The outbox records of a stream from `seq` on (a resend from the hub's mark).
+    pub fn outbox_from(&self, stream: StreamId, seq: u64) -> Result<Vec<Record>, StoreError> {
+        let t = self.tx.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for e in t.range((stream.0, seq)..=(stream.0, u64::MAX))? {
+            let (_, v) = e?;
+            out.push(
+                Record::decode(v.value())
+                    .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })?,
+            );
+        }
+        Ok(out)
     }
 
     /// The outbox records of a stream, in `seq` order.

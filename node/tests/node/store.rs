@@ -394,3 +394,35 @@ fn a_newer_file_is_refused_and_left_untouched() {
         Err(StoreError::NoUpgrade { from: 1 })
     ));
 }
+
+#[test]
+fn the_inbox_watermark_and_a_resend_from_the_mark() {
+    let store = Store::open_backend(redb::backends::InMemoryBackend::new()).expect("store");
+    let id = identity();
+    assert_eq!(store.read().expect("read").inbox_watermark().expect("mark"), 0);
+    store
+        .write(|tx| {
+            tx.set_inbox_watermark(41)?;
+            for i in 0..5 {
+                let hb = Heartbeat {
+                    device: id.device_id(),
+                    at_ms: i,
+                    ea_connected: false,
+                    terminal_time_ms: None,
+                };
+                tx.append_record(&id, StreamId::DEVICE, &Body::Heartbeat(hb), i)?;
+            }
+            Ok(())
+        })
+        .expect("write");
+    let view = store.read().expect("read");
+    assert_eq!(view.inbox_watermark().expect("mark"), 41);
+    let from3: Vec<u64> = view
+        .outbox_from(StreamId::DEVICE, 3)
+        .expect("outbox")
+        .iter()
+        .map(|r| r.header().seq)
+        .collect();
+    assert_eq!(from3, vec![3, 4, 5]);
+    assert!(view.outbox_from(StreamId::SIGNALS, 1).expect("other stream").is_empty());
+}
