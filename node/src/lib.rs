@@ -16,8 +16,13 @@
 //!   api_addr, node }`, [`serve::run`]; [`config::Config`] (TOML, `deny_unknown_fields`).
 //! - [`runtime::Node`]: `hello`/`poll`/`ack`/`state`/`deals`/`bars` (the EA link's calls, each
 //!   committed before it returns), `submit_signal`, `queue`, `close_all`, `unlock`, `status`,
-//!   `orders`/`positions`/`deal_list`/`equity`/`signals`; the outbox is read with
-//!   `node.store().read()?.outbox(stream)` (records signed and chained, `seq` from 1 per stream).
+//!   `orders`/`positions`/`deal_list`/`equity`/`signals`, `open_record` (a private record
+//!   opened with the device's own stream key).
+//! - For the sync client: the outbox is `node.store().read()?.outbox(stream)` /
+//!   `.outbox_from(stream, seq)` (records signed and chained, `seq` from 1 per stream, the
+//!   private stream sealed); new records are appended inside a `store.write(|tx| …)` with
+//!   `tx.append_record(identity, stream, &body, now)`; the inbox watermark is
+//!   `tx.set_inbox_watermark(seq)` / `view.inbox_watermark()`, committed before the hub is acked.
 
 pub mod api;
 pub mod backtest;
