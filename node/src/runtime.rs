@@ -317,6 +317,30 @@ struct BarRow {
     close: Decimal,
 }
 
+fn sessions_of(symbols: &[ea::SymbolSpec], symbol: &str) -> Vec<ea::Session> {
+    symbols.iter().find(|s| s.symbol == symbol).map(|s| s.sessions.clone()).unwrap_or_default()
+}
+
+/// Whether a bar could have been missed between `from_ms` (inclusive) and `to_ms` (exclusive):
+/// some bar open time in the range falls in a trading session. Without sessions every gap
+/// counts; a weekend or a holiday the sessions know is no gap.
+pub fn gap_in_session(sessions: &[ea::Session], from_ms: i64, to_ms: i64, tf_ms: i64) -> bool {
+    if sessions.is_empty() {
+        return true;
+    }
+    let mut t = from_ms;
+    let mut n = 0;
+    while t < to_ms && n < 10_000 {
+        if sessions.iter().any(|s| s.contains(t)) {
+            return true;
+        }
+        t = t.saturating_add(tf_ms.max(60_000));
+        n += 1;
+    }
+    // A gap too long to walk is asked for.
+    n >= 10_000
+}
+
 /// When a market closed at `market_ms` opens again: the next session start in the symbol's UTC
 /// week, or a minute later when the broker reported no sessions (or says it is open now, a
 /// holiday the sessions do not know).
@@ -1620,6 +1644,10 @@ impl Node {
         let mut new_cmds = Vec::new();
         let mut fresh: BTreeMap<String, Vec<ea::LinkBar>> = BTreeMap::new();
         let cursors = self.store.write(|tx| {
+            let symbols = tx
+                .get_json::<AccountRow>(store::ACCOUNTS, "accounts", &account)?
+                .map(|a| a.symbols)
+                .unwrap_or_default();
             let mem = inner.accounts.entry(account.clone()).or_default();
             for bar in &bars {
                 let Some(tf_ms) = bar.timeframe.seconds().map(|s| s * 1_000) else { continue };
@@ -1631,6 +1659,7 @@ impl Node {
                 let cursor = tx.cursor(&account, &cname)?;
                 if let Some(c) = cursor
                     && bar.time_ms > c
+                    && gap_in_session(&sessions_of(&symbols, &bar.symbol), c, bar.time_ms, tf_ms)
                     && mem.asked.insert((series.clone(), c))
                 {
                     new_cmds.push(ea::Command::Backfill {

@@ -598,3 +598,20 @@ async fn a_close_refused_on_a_weekend_is_sent_again_when_the_session_opens() {
     assert_eq!(link.poll(&h.session_id, 0, sunday_open).await.commands.len(), 1);
     link.shutdown.trigger();
 }
+
+#[test]
+fn a_weekend_is_no_gap_in_the_bars() {
+    use tradecast_node::runtime::gap_in_session;
+    let week = vec![ea::Session { from_week_s: 79_200, to_week_s: 511_200 }];
+    let h1 = 3_600_000;
+    // Friday 2023-11-17 21:00 UTC is the last H1 bar; Sunday 22:00 the next.
+    let friday_22 = 1_700_258_400_000;
+    let sunday_22 = 1_700_431_200_000;
+    assert!(!gap_in_session(&week, friday_22, sunday_22, h1), "the weekend");
+    assert!(gap_in_session(&week, friday_22 - 2 * h1, sunday_22, h1), "Friday's last bars missing");
+    assert!(
+        gap_in_session(&week, sunday_22, sunday_22 + 2 * h1, h1),
+        "Sunday night's bars missing"
+    );
+    assert!(gap_in_session(&[], friday_22, sunday_22, h1), "without sessions every gap counts");
+}
