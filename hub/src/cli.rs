@@ -42,6 +42,9 @@ pub enum Command {
         /// Address to listen on. Default 127.0.0.1:7480.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// UDP address of the nodes' QUIC endpoint. Default: the HTTP address's IP and port.
+        #[arg(long)]
+        quic_listen: Option<std::net::SocketAddr>,
         /// Share rate limits through Redis.
         #[arg(long, value_name = "URL")]
         redis_url: Option<String>,
@@ -92,8 +95,9 @@ pub fn main() -> ExitCode {
         database_url: cli.common.database_url.clone(),
         ..Default::default()
     };
-    if let Command::Serve { listen, redis_url, production } = &cli.command {
+    if let Command::Serve { listen, quic_listen, redis_url, production } = &cli.command {
         overrides.listen = *listen;
+        overrides.quic_listen = *quic_listen;
         overrides.redis_url = redis_url.clone();
         overrides.production = *production;
     }

@@ -102,6 +102,8 @@ pub struct Config {
     pub mode: Mode,
     /// Address of the HTTP API. Default `127.0.0.1:7480`: loopback only.
     pub listen: SocketAddr,
+    /// Address of the nodes' QUIC endpoint (UDP). Default: `listen`'s IP and port over UDP.
+    pub quic_listen: Option<SocketAddr>,
     /// Where the SQLite file and development secrets live. Default: the platform data dir
     /// (`~/.local/share/tradecast-hub` on Linux).
     pub data_dir: Option<PathBuf>,
@@ -215,6 +217,7 @@ impl Default for Config {
         Config {
             mode: Mode::Development,
             listen: SocketAddr::from(([127, 0, 0, 1], 7480)),
+            quic_listen: None,
             data_dir: None,
             database_url: None,
             database_max_connections: 8,
@@ -291,6 +294,8 @@ pub const ARGON2_MIN_ITERATIONS: u32 = 2;
 pub struct Overrides {
     /// `--listen`.
     pub listen: Option<SocketAddr>,
+    /// `--quic-listen`.
+    pub quic_listen: Option<SocketAddr>,
     /// `--data`.
     pub data_dir: Option<PathBuf>,
     /// `--database-url`.
@@ -332,6 +337,9 @@ impl Config {
         let s = |v: String| toml::Value::String(v);
         if let Some(l) = overrides.listen {
             table.insert("listen".into(), s(l.to_string()));
+        }
+        if let Some(l) = overrides.quic_listen {
+            table.insert("quic_listen".into(), s(l.to_string()));
         }
         if let Some(d) = &overrides.data_dir {
             table.insert("data_dir".into(), s(d.display().to_string()));

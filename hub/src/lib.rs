@@ -4,7 +4,8 @@
 //! This crate owns the HTTP API (`api`, `http`), the SQL store (`db`, migrations embedded from
 //! `migrations/`), accounts (`accounts`, `tokens`), abuse controls (`ratelimit`), the audit
 //! chain (`audit`), devices, plans, signals and approvals. [`start`] runs a hub on a listener;
-//! [`run`] is what `tradecast-hub serve` calls.
+//! [`run`] is what `tradecast-hub serve` calls. [`quic`] is the nodes' QUIC endpoint, started
+//! beside the HTTP listener.
 
 pub mod accounts;
 pub mod api;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod plans;
+pub mod quic;
 pub mod ratelimit;
 pub mod secrets;
 pub mod signals;
@@ -59,6 +61,9 @@ pub enum StartError {
     /// The listener could not be bound, or the data dir created.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The QUIC endpoint could not start.
+    #[error(transparent)]
+    Quic(#[from] quic::QuicError),
 }
 
 /// The database URL the config selects: `database_url`, or SQLite in the data dir.
@@ -136,6 +141,7 @@ pub async fn build_state(
         limiter,
         clock,
         metrics: telemetry::metrics_handle(),
+        quic_peers: quic::Peers::default(),
     })))
 }
 
@@ -144,11 +150,14 @@ pub async fn build_state(
 pub struct Started {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// The bound QUIC (UDP) address of the nodes' endpoint.
+    pub quic_addr: SocketAddr,
     /// The shared state (tests reach the database and the clock through it).
     pub state: AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     janitor: tokio::task::JoinHandle<()>,
+    quic: Option<quic::QuicHub>,
 }
 
 impl Started {
@@ -158,6 +167,9 @@ impl Started {
             let _ = tx.send(());
         }
         self.janitor.abort();
+        if let Some(q) = self.quic.take() {
+            q.stop().await;
+        }
         let result = match (&mut self.task).await {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
@@ -191,6 +203,8 @@ pub async fn start_with(
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let state = build_state(config, secrets, db, clock).await?;
+    let quic = start_quic(&state, addr)?;
+    let quic_addr = quic.addr;
     let app = api::app(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(http::serve(listener, app, async move {
@@ -207,7 +221,27 @@ pub async fn start_with(
         }
     });
     tracing::info!(%addr, backend = ?state.db.backend(), mode = ?state.config.mode, "hub listening");
-    Ok(Started { addr, state, shutdown: Some(tx), task, janitor })
+    tracing::info!(
+        %quic_addr,
+        hub_device_id = %state.hub_identity.device_id().to_text(),
+        "hub quic endpoint listening (nodes pin this key)"
+    );
+    Ok(Started { addr, quic_addr, state, shutdown: Some(tx), task, janitor, quic: Some(quic) })
+}
+
+/// Starts the QUIC endpoint on `quic_listen`, or by default on the HTTP address's IP and port
+/// over UDP (an ephemeral UDP port when that one is taken and the HTTP port was ephemeral).
+fn start_quic(state: &AppState, http_addr: SocketAddr) -> Result<quic::QuicHub, StartError> {
+    if let Some(addr) = state.config.quic_listen {
+        return Ok(quic::start(state.clone(), addr)?);
+    }
+    match quic::start(state.clone(), http_addr) {
+        Ok(q) => Ok(q),
+        Err(quic::QuicError::Io(_)) if state.config.listen.port() == 0 => {
+            Ok(quic::start(state.clone(), SocketAddr::new(http_addr.ip(), 0))?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `tradecast-hub serve`: starts and runs until `shutdown` resolves.

@@ -31,6 +31,8 @@ pub struct Inner {
     pub clock: Clock,
     /// Prometheus registry.
     pub metrics: PrometheusHandle,
+    /// Live QUIC connections by device (a revocation closes them).
+    pub quic_peers: crate::quic::Peers,
 }
 
 /// Cheap, cloneable handle on [`Inner`].

@@ -152,6 +152,14 @@ async fn revoke(
         &authed.request_id,
     )
     .await?;
+    // Its open QUIC connections end now, not at their next check.
+    if let Ok(device) = tradecast_protocol::DeviceId::parse(&d.id) {
+        state.quic_peers.close_device(
+            &device,
+            crate::quic::close_code::DEVICE_REFUSED,
+            "device revoked",
+        );
+    }
     Ok(axum::Json(d))
 }
 

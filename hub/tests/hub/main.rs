@@ -15,6 +15,7 @@ mod binary;
 mod devices;
 mod edge;
 mod plans;
+mod quic;
 mod ratelimit;
 mod schemathesis;
 mod signals;

@@ -1,0 +1,265 @@
+//! The hub's QUIC endpoint (quinn + rustls): where enrolled nodes connect for the sync session.
+//!
+//! - **Listening**: UDP on `quic_listen` (default: the HTTP address's IP and port, over UDP,
+//!   so loopback by default). [`start`] binds and accepts; [`QuicHub`] is the running endpoint.
+//! - **Authentication** ([`tls`]): both sides present self-signed certificates for their
+//!   Ed25519 identity keys; the handshake signatures are checked against those keys. Right after
+//!   the handshake, before reading anything, the hub looks the node's key up among enrolled,
+//!   unrevoked devices ([`crate::devices::active_device`]) and closes the connection with
+//!   [`close_code::DEVICE_REFUSED`] otherwise.
+//! - **Hello**: the node opens the first bidirectional stream and sends [`HELLO_MAGIC`] and its
+//!   protocol version (u16, big-endian). The hub answers [`HELLO_ACCEPTED`] and its version, or
+//!   [`HELLO_UPGRADE`] and the minimum version it accepts, then closes with
+//!   [`close_code::UPGRADE_REQUIRED`] and a readable reason: an old node fails fast and says
+//!   "upgrade", it never hangs. That stream is then the session's stream (length-prefixed
+//!   frames, [`MAX_FRAME_LEN`]).
+//! - **Revocation**: every live connection is registered by device in [`Peers`] (held in the
+//!   app state); revoking a device through the API closes its connections at once. A device is
+//!   registered *before* its enrolment is checked, so a revocation racing a handshake is seen by
+//!   one side or the other.
+//!
+//! Not here yet (issue 9, slice 2): the session drivers on the hello stream.
+
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tradecast_protocol::DeviceId;
+
+use crate::state::AppState;
+
+/// The sync protocol version this hub speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The oldest node protocol version this hub accepts.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// First bytes of the hello, before the version.
+pub const HELLO_MAGIC: &[u8; 3] = b"TCH";
+/// Hello answer: accepted, followed by the hub's version (u16 BE).
+pub const HELLO_ACCEPTED: u8 = 0;
+/// Hello answer: the node must upgrade, followed by the minimum version (u16 BE).
+pub const HELLO_UPGRADE: u8 = 1;
+/// Upper bound of one session frame on the stream (the protocol's own bound).
+pub const MAX_FRAME_LEN: usize = tradecast_protocol::session::wire::MAX_FRAME_LEN;
+/// How long a node has to complete the handshake and say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections held at once by one device (a second node run on the same data dir, a
+/// reconnect racing the old connection's close); more are refused.
+const MAX_CONNECTIONS_PER_DEVICE: usize = 4;
+
+/// QUIC application close codes.
+pub mod close_code {
+    /// The hub is shutting down.
+    pub const SHUTDOWN: u32 = 0;
+    /// The device is not enrolled, or revoked.
+    pub const DEVICE_REFUSED: u32 = 0x10;
+    /// The node's protocol version is too old.
+    pub const UPGRADE_REQUIRED: u32 = 0x11;
+    /// The hello was malformed or late.
+    pub const BAD_HELLO: u32 = 0x12;
+    /// Too many connections for one device.
+    pub const TOO_MANY: u32 = 0x13;
+}
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuicError {
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The UDP socket could not be bound.
+    #[error("quic listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Live connections by device, so a revocation can close them.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    inner: Arc<Mutex<PeersInner>>,
+}
+
+#[derive(Debug, Default)]
+struct PeersInner {
+    next_id: u64,
+    by_device: HashMap<DeviceId, Vec<(u64, quinn::Connection)>>,
+}
+
+impl Peers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PeersInner> {
+        // A panic while holding this lock leaves plain data; keep serving.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a connection; `None` when the device holds too many already.
+    fn register(&self, device: DeviceId, conn: quinn::Connection) -> Option<u64> {
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        let list = inner.by_device.entry(device).or_default();
+        if list.len() >= MAX_CONNECTIONS_PER_DEVICE {
+            return None;
+        }
+        list.push((id, conn));
+        Some(id)
+    }
+
+    fn unregister(&self, device: &DeviceId, id: u64) {
+        let mut inner = self.lock();
+        if let Some(list) = inner.by_device.get_mut(device) {
+            list.retain(|(i, _)| *i != id);
+            if list.is_empty() {
+                inner.by_device.remove(device);
+            }
+        }
+    }
+
+    /// Closes every connection of `device` with `code` and `reason`; returns how many.
+    pub fn close_device(&self, device: &DeviceId, code: u32, reason: &str) -> usize {
+        let list = self.lock().by_device.remove(device).unwrap_or_default();
+        for (_, conn) in &list {
+            conn.close(code.into(), reason.as_bytes());
+        }
+        list.len()
+    }
+
+    /// Devices connected now.
+    pub fn connected(&self) -> Vec<DeviceId> {
+        self.lock().by_device.keys().copied().collect()
+    }
+
+    /// Whether `device` holds a connection now.
+    pub fn is_connected(&self, device: &DeviceId) -> bool {
+        self.lock().by_device.contains_key(device)
+    }
+}
+
+/// The running endpoint.
+#[derive(Debug)]
+pub struct QuicHub {
+    /// The bound UDP address.
+    pub addr: SocketAddr,
+    endpoint: quinn::Endpoint,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl QuicHub {
+    /// Closes every connection and stops accepting.
+    pub async fn stop(self) {
+        self.endpoint.close(close_code::SHUTDOWN.into(), b"hub stopping");
+        self.task.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Binds `addr` (UDP) and accepts nodes.
+pub fn start(state: AppState, addr: SocketAddr) -> Result<QuicHub, QuicError> {
+    let config = tls::server_config(&state.hub_identity)?;
+    let endpoint = quinn::Endpoint::server(config, addr)?;
+    let addr = endpoint.local_addr()?;
+    let accept = endpoint.clone();
+    let task = tokio::spawn(async move {
+        while let Some(incoming) = accept.accept().await {
+            let state = state.clone();
+            tokio::spawn(async move {
+                if let Err(e) = serve_connection(state, incoming).await {
+                    tracing::debug!(error = %e, "quic connection ended");
+                }
+            });
+        }
+    });
+    Ok(QuicHub { addr, endpoint, task })
+}
+
+/// Why one connection ended (logged, never shown to the peer beyond its close reason).
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("handshake: {0}")]
+    Handshake(#[from] quinn::ConnectionError),
+    #[error("handshake or hello timed out")]
+    Timeout,
+    #[error("peer certificate without an Ed25519 identity key")]
+    NoKey,
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("hello: {0}")]
+    Hello(String),
+}
+
+fn peer_key(conn: &quinn::Connection) -> Option<tradecast_protocol::IdentityKey> {
+    let any = conn.peer_identity()?;
+    let certs = any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok()?;
+    tls::cert_identity_key(certs.first()?)
+}
+
+async fn serve_connection(state: AppState, incoming: quinn::Incoming) -> Result<(), ConnError> {
+    let conn =
+        tokio::time::timeout(HELLO_TIMEOUT, incoming).await.map_err(|_| ConnError::Timeout)??;
+    let key = peer_key(&conn).ok_or(ConnError::NoKey)?;
+    let device = key.device_id();
+    let Some(reg) = state.quic_peers.register(device, conn.clone()) else {
+        conn.close(close_code::TOO_MANY.into(), b"too many connections for this device");
+        return Err(ConnError::Refused("too many connections".into()));
+    };
+    let result = serve_registered(&state, &conn, &key).await;
+    state.quic_peers.unregister(&device, reg);
+    result
+}
+
+async fn serve_registered(
+    state: &AppState,
+    conn: &quinn::Connection,
+    key: &tradecast_protocol::IdentityKey,
+) -> Result<(), ConnError> {
+    let device = key.device_id();
+    match crate::devices::active_device(&state.db, &device).await {
+        Ok((_, enrolled)) if enrolled == *key => {}
+        Ok(_) => {
+            conn.close(close_code::DEVICE_REFUSED.into(), b"device refused: key mismatch");
+            return Err(ConnError::Refused("key mismatch".into()));
+        }
+        Err(e) => {
+            let reason = format!("device refused: {e}");
+            conn.close(close_code::DEVICE_REFUSED.into(), reason.as_bytes());
+            return Err(ConnError::Refused(reason));
+        }
+    }
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, async {
+        let (send, mut recv) = conn.accept_bi().await?;
+        let mut buf = [0u8; 5];
+        recv.read_exact(&mut buf).await.map_err(|e| ConnError::Hello(e.to_string()))?;
+        Ok::<_, ConnError>((send, recv, buf))
+    })
+    .await
+    .map_err(|_| ConnError::Timeout)?;
+    let (mut send, _recv, buf) = hello?;
+    if &buf[..3] != HELLO_MAGIC {
+        conn.close(close_code::BAD_HELLO.into(), b"bad hello");
+        return Err(ConnError::Hello("bad magic".into()));
+    }
+    let version = u16::from_be_bytes([buf[3], buf[4]]);
+    if version < MIN_PROTOCOL_VERSION {
+        let mut answer = vec![HELLO_UPGRADE];
+        answer.extend_from_slice(&MIN_PROTOCOL_VERSION.to_be_bytes());
+        let _ = send.write_all(&answer).await;
+        let _ = send.finish();
+        let reason = format!(
+            "upgrade required: this node speaks protocol {version}, the hub needs {MIN_PROTOCOL_VERSION} or later; upgrade tradecast-node"
+        );
+        // Give the answer a moment to leave before the close overtakes it.
+        let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
+        conn.close(close_code::UPGRADE_REQUIRED.into(), reason.as_bytes());
+        return Err(ConnError::Hello(reason));
+    }
+    let mut answer = vec![HELLO_ACCEPTED];
+    answer.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    send.write_all(&answer).await.map_err(|e| ConnError::Hello(e.to_string()))?;
+    tracing::info!(device = %device.fmt_short(), version, "node connected over quic");
+    // Slice 2 runs the session driver on (send, recv) here; until then the connection stays
+    // open (heartbeats by QUIC keep-alive) until the node leaves or is revoked.
+    let closed = conn.closed().await;
+    tracing::info!(device = %device.fmt_short(), reason = %closed, "node disconnected");
+    Ok(())
+}
