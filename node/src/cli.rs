@@ -41,6 +41,8 @@ pub enum Command {
     Run(crate::commands::RunArgs),
     /// Show a running node's status (through its local API).
     Status(crate::commands::StatusArgs),
+    /// Enrol this node with a hub (a one-time code) and pin the hub's key.
+    Enrol(crate::sync::enrol::EnrolArgs),
 }
 
 /// `tradecast-node backtest`.
@@ -191,6 +193,9 @@ pub enum CliError {
     /// A node command failed.
     #[error(transparent)]
     Node(#[from] crate::commands::CommandError),
+    /// Enrolment failed.
+    #[error(transparent)]
+    Enrol(#[from] crate::sync::enrol::EnrolError),
 }
 
 /// Runs a parsed command line, writing its output to `out` and notes to `err`.
@@ -201,6 +206,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
         Command::EaKey(c) => Ok(crate::commands::ea_key(&c, out)?),
         Command::Run(args) => Ok(crate::commands::run(&args)?),
         Command::Status(args) => Ok(crate::commands::status(&args, out)?),
+        Command::Enrol(args) => Ok(crate::sync::enrol::enrol_command(&args, out)?),
     }
 }
 

@@ -8,7 +8,8 @@
 //! line), [`timeframe`], [`synthetic`] (generated bars); the running node: [`store`] (redb),
 //! [`keys`] (identity, EA keys, sealing), [`config`], [`runtime`] (orders, reconciliation,
 //! drawdown guard, provider mode), [`link`] (the EA link server), [`api`] (the local API) and
-//! [`serve`] (init, start, run); [`policy`] (copy policy, market hours, sizing, approvals).
+//! [`serve`] (init, start, run); [`policy`] (copy policy, market hours, sizing, approvals);
+//! [`sync`] (enrolment with the hub, the QUIC connection to it).
 //!
 //! # The API other crates call
 //!
@@ -38,5 +39,6 @@ pub mod runtime;
 pub mod serve;
 pub mod store;
 pub mod strategy;
+pub mod sync;
 pub mod synthetic;
 pub mod timeframe;

@@ -9,6 +9,7 @@ mod link;
 mod node_cli;
 mod store;
 mod strategy;
+mod sync;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,193 @@
+//! Enrolment with a hub: the node's `DeviceKeys` record and a one-time code go to the hub's
+//! `POST /api/v1/devices/enrol`; the hub's identity key in the answer is pinned in the store.
+//!
+//! The answer must name this very device (the id derived from our key) and carry a well-formed
+//! hub key whose device id matches the one it states; otherwise nothing is pinned. The request
+//! goes over plain HTTP to `http://HOST:PORT` (loopback or a trusted network; the code is
+//! single-use and short-lived, and the keys record is public by design); an `https://` prefix
+//! on `--hub` is used as given.
+
+use std::time::Duration;
+
+use tradecast_protocol::{Body, DeviceId, DeviceKeys, IdentityKey, Kind, Record, StreamId};
+
+use super::{HubPin, SETTING_HUB_ADDR, SETTING_HUB_DEVICE_ID, SETTING_HUB_KEY};
+use crate::store::{Store, StoreError};
+
+/// Largest enrolment answer read.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// Why enrolment failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnrolError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `init` was not run.
+    #[error("the data dir has no identity: run `tradecast-node init` first")]
+    NoIdentity,
+    /// The hub could not be reached.
+    #[error("cannot reach the hub at {addr}: {message}")]
+    Unreachable { addr: String, message: String },
+    /// The hub refused (bad or used code, already enrolled, rate limited …).
+    #[error("the hub refused the enrolment ({status}): {detail}")]
+    Refused { status: u16, detail: String },
+    /// The hub's answer is not what an enrolment returns; nothing was pinned.
+    #[error("the hub's answer is not a valid enrolment: {0}")]
+    BadAnswer(String),
+    /// The async runtime could not start, or the output could not be written.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The store already holds a hub pin.
+    #[error("this node is already enrolled with a hub ({0}); use a new data dir")]
+    OtherHub(String),
+}
+
+/// What enrolment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolment {
+    /// This device.
+    pub device_id: DeviceId,
+    /// The pinned hub.
+    pub hub: HubPin,
+    /// The hub's device id (its key's fingerprint), for a person to compare.
+    pub hub_device_id: DeviceId,
+}
+
+#[derive(serde::Deserialize)]
+struct Answer {
+    device: AnswerDevice,
+    hub_identity_key: String,
+    hub_device_id: String,
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerDevice {
+    id: String,
+}
+
+/// The node's `DeviceKeys` record: the first one on its `DEVICE` stream, appended if missing.
+fn device_keys_record(store: &Store, label: &str, now_ms: i64) -> Result<Record, EnrolError> {
+    let identity = store.read()?.identity()?.ok_or(EnrolError::NoIdentity)?;
+    let existing = store.read()?.outbox(StreamId::DEVICE)?;
+    if let Some(r) = existing.into_iter().find(|r| r.header().kind == Kind::DeviceKeys) {
+        return Ok(r);
+    }
+    let keys = DeviceKeys {
+        identity: identity.identity_key(),
+        sealing: identity.sealing_public_key(),
+        label: label.to_string(),
+        at_ms: now_ms,
+    };
+    Ok(store.write(|tx| {
+        tx.append_record(&identity, StreamId::DEVICE, &Body::DeviceKeys(keys), now_ms)
+    })?)
+}
+
+fn base_url(hub: &str) -> String {
+    if hub.starts_with("http://") || hub.starts_with("https://") {
+        hub.trim_end_matches('/').to_string()
+    } else {
+        format!("http://{hub}")
+    }
+}
+
+/// Enrols this node with the hub at `hub` (`HOST:PORT`) using `code`, and pins the hub's key.
+pub async fn enrol(
+    store: &Store,
+    hub: &str,
+    code: &str,
+    label: &str,
+    now_ms: i64,
+) -> Result<Enrolment, EnrolError> {
+    if let Some(pin) = super::hub_pin(store).map_err(|e| EnrolError::BadAnswer(e.to_string()))? {
+        // Enrolling again would silently move the node to another hub (or repeat this one,
+        // which the hub refuses as already enrolled): refuse here.
+        return Err(EnrolError::OtherHub(pin.key.device_id().to_text()));
+    }
+    let record = device_keys_record(store, label, now_ms)?;
+    let device_id = record.header().author;
+    let unreachable = |e: reqwest::Error| EnrolError::Unreachable {
+        addr: hub.to_string(),
+        message: e.to_string(),
+    };
+    let client =
+        reqwest::Client::builder().timeout(Duration::from_secs(20)).build().map_err(unreachable)?;
+    let body = serde_json::json!({
+        "code": code,
+        "keys_record": data_encoding::BASE64.encode(&record.encode()),
+    });
+    let resp = client
+        .post(format!("{}/api/v1/devices/enrol", base_url(hub)))
+        .json(&body)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.map_err(unreachable)?;
+    if bytes.len() > MAX_ANSWER {
+        return Err(EnrolError::BadAnswer(format!("{} bytes", bytes.len())));
+    }
+    if status != 201 {
+        let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| {
+                v.get("detail").or(v.get("title")).and_then(|d| d.as_str()).map(String::from)
+            })
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned()
+            });
+        return Err(EnrolError::Refused { status, detail });
+    }
+    let answer: Answer =
+        serde_json::from_slice(&bytes).map_err(|e| EnrolError::BadAnswer(e.to_string()))?;
+    if answer.device.id != device_id.to_text() {
+        return Err(EnrolError::BadAnswer(format!(
+            "the hub enrolled {} instead of this device {}",
+            answer.device.id,
+            device_id.to_text()
+        )));
+    }
+    let key = IdentityKey::from_hex(&answer.hub_identity_key)
+        .map_err(|e| EnrolError::BadAnswer(format!("hub key: {e}")))?;
+    let hub_device_id = key.device_id();
+    if hub_device_id.to_text() != answer.hub_device_id {
+        return Err(EnrolError::BadAnswer("the hub's device id does not match its key".into()));
+    }
+    let hub_addr = hub.to_string();
+    store.write(|tx| {
+        tx.set_setting(SETTING_HUB_ADDR, &hub_addr)?;
+        tx.set_setting(SETTING_HUB_KEY, &hex::encode(key.to_bytes()))?;
+        tx.set_setting(SETTING_HUB_DEVICE_ID, &hub_device_id.to_text())
+    })?;
+    Ok(Enrolment { device_id, hub: HubPin { addr: hub_addr, key }, hub_device_id })
+}
+
+/// `tradecast-node enrol`.
+#[derive(Debug, clap::Args)]
+pub struct EnrolArgs {
+    #[command(flatten)]
+    pub data: crate::commands::DataArg,
+    /// The hub, `HOST:PORT` (its HTTP API; QUIC on the same port over UDP).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub hub: String,
+    /// The enrolment code the hub showed (`XXXXX-XXXXX`).
+    #[arg(long)]
+    pub code: String,
+    /// A name for this device in the hub's list.
+    #[arg(long, default_value = "tradecast-node")]
+    pub label: String,
+}
+
+/// Runs `enrol` and prints this device's id and the pinned hub key's fingerprint.
+pub fn enrol_command(args: &EnrolArgs, out: &mut dyn std::io::Write) -> Result<(), EnrolError> {
+    let store = Store::open(&args.data.data.join(crate::store::FILE_NAME))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let e = rt.block_on(enrol(&store, &args.hub, &args.code, &args.label, now_ms))?;
+    writeln!(out, "enrolled {}", e.device_id.to_text())?;
+    writeln!(out, "hub {} pinned, key {}", e.hub.addr, e.hub_device_id.to_text())?;
+    Ok(())
+}

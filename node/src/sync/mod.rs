@@ -1,0 +1,82 @@
+//! The node's side of the hub link: enrolment over the hub's HTTP API and the QUIC connection
+//! to the hub (issue 9).
+//!
+//! - [`enrol`]: `tradecast-node enrol --data DIR --hub HOST:PORT --code CODE` sends the node's
+//!   self-signed `DeviceKeys` record (the first record of its `DEVICE` stream, appended to the
+//!   outbox if missing) with the code to `POST /api/v1/devices/enrol`, checks the answer names
+//!   this device, and pins the hub's identity key and address in the store's settings
+//!   ([`HubPin`]), durably, before reporting success.
+//! - [`client`]: [`client::connect`] opens a QUIC connection (quinn + rustls, ALPN
+//!   `tradecast/1`) authenticated by the node's identity key and accepting only the pinned hub
+//!   key ([`tls`]), says hello with [`PROTOCOL_VERSION`] and returns the session stream, or a
+//!   typed refusal: not enrolled / revoked, upgrade required, wrong hub key.
+//!
+//! Not here yet (issue 9, slice 2): the session drivers (outbox upstream, feed downstream),
+//! reconnect with backoff, heartbeats.
+
+pub mod client;
+pub mod enrol;
+pub mod tls;
+
+use tradecast_protocol::IdentityKey;
+
+use crate::store::{Store, StoreError};
+
+/// The sync protocol version this node speaks in its hello.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// First bytes of the hello, before the version.
+pub const HELLO_MAGIC: &[u8; 3] = b"TCH";
+/// Hello answer: accepted, followed by the hub's version (u16 BE).
+pub const HELLO_ACCEPTED: u8 = 0;
+/// Hello answer: this node must upgrade, followed by the minimum version (u16 BE).
+pub const HELLO_UPGRADE: u8 = 1;
+
+/// QUIC application close codes the hub uses (mirrors `tradecast_hub::quic::close_code`).
+pub mod close_code {
+    /// The hub is shutting down.
+    pub const SHUTDOWN: u64 = 0;
+    /// The device is not enrolled, or revoked.
+    pub const DEVICE_REFUSED: u64 = 0x10;
+    /// The node's protocol version is too old.
+    pub const UPGRADE_REQUIRED: u64 = 0x11;
+    /// The hello was malformed or late.
+    pub const BAD_HELLO: u64 = 0x12;
+    /// Too many connections for one device.
+    pub const TOO_MANY: u64 = 0x13;
+}
+
+/// Store settings of the pin.
+const SETTING_HUB_ADDR: &str = "hub.addr";
+const SETTING_HUB_KEY: &str = "hub.identity_key";
+const SETTING_HUB_DEVICE_ID: &str = "hub.device_id";
+
+/// The hub this node enrolled with: where it is and the key it must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubPin {
+    /// `HOST:PORT` of the hub (HTTP over TCP, QUIC over UDP on the same port by default).
+    pub addr: String,
+    /// The hub's Ed25519 identity key.
+    pub key: IdentityKey,
+}
+
+/// Why the pin could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PinError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored key does not parse (a hand-edited or damaged store).
+    #[error("the pinned hub key in the store is damaged: {0}")]
+    Damaged(String),
+}
+
+/// The pinned hub, if this node enrolled.
+pub fn hub_pin(store: &Store) -> Result<Option<HubPin>, PinError> {
+    let view = store.read()?;
+    let (Some(addr), Some(key)) = (view.setting(SETTING_HUB_ADDR)?, view.setting(SETTING_HUB_KEY)?)
+    else {
+        return Ok(None);
+    };
+    let key = IdentityKey::from_hex(&key).map_err(|e| PinError::Damaged(e.to_string()))?;
+    Ok(Some(HubPin { addr, key }))
+}

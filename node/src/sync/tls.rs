@@ -1,0 +1,243 @@
+//! TLS for the node's QUIC connection to the hub: a self-signed certificate for the node's
+//! Ed25519 identity key (rcgen, the key handed over as PKCS#8), and a verifier that accepts the
+//! hub only if it holds the key pinned at enrolment — not a CA.
+//!
+//! The hub's certificate is only a carrier for its Ed25519 public key: [`cert_identity_key`]
+//! walks the DER to the `subjectPublicKeyInfo` and accepts exactly an Ed25519 key, which must be
+//! the pin; the TLS 1.3 `CertificateVerify` signature is then checked against that very key
+//! (rustls' `verify_tls13_signature_with_raw_key`), so the hub proves it holds the pinned key.
+//! The hub checks the node the same way and then against its enrolled, unrevoked devices.
+//! TLS 1.3 only, Ed25519 only, one crypto provider: aws-lc-rs. The hub crate holds the mirror
+//! image of this module (`tradecast_hub::quic::tls`); the two never depend on each other, so the
+//! certificate code is written twice and both are tested against each other in `tests/sync`.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::SubjectPublicKeyInfoDer;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tradecast_protocol::{Identity, IdentityKey};
+
+/// The ALPN protocol of the sync session.
+pub const ALPN: &[u8] = b"tradecast/1";
+
+/// PKCS#8 v1 prefix of an Ed25519 private key (RFC 8410): the 32-byte seed follows.
+const PKCS8_ED25519_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+/// DER `SubjectPublicKeyInfo` prefix of an Ed25519 public key: the 32-byte key follows.
+const SPKI_ED25519_PREFIX: [u8; 12] =
+    [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The certificate could not be made.
+    #[error("certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+    /// rustls refused the configuration.
+    #[error("tls: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// quinn refused the rustls configuration.
+    #[error("quic tls: {0}")]
+    Quic(String),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A self-signed certificate for `identity`'s Ed25519 key, and that key as PKCS#8.
+pub fn self_signed(
+    identity: &Identity,
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsError> {
+    let secrets = identity.to_secret_bytes();
+    let mut pkcs8 = zeroize::Zeroizing::new(Vec::with_capacity(48));
+    pkcs8.extend_from_slice(&PKCS8_ED25519_PREFIX);
+    pkcs8.extend_from_slice(&secrets.ed25519_seed[..]);
+    let der = PrivatePkcs8KeyDer::from(pkcs8.to_vec());
+    let key_pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519)?;
+    let params = rcgen::CertificateParams::new(vec![identity.device_id().to_hex()])?;
+    let cert = params.self_signed(&key_pair)?;
+    Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(der)))
+}
+
+/// One DER TLV at the start of `input`: (tag, contents, rest). `None` on anything malformed.
+fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let mut len = 0usize;
+        for &b in &rest[..n] {
+            len = (len << 8) | usize::from(b);
+        }
+        rest = &rest[n..];
+        len
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// The DER `SubjectPublicKeyInfo` of an X.509 certificate (the 7th field of `tbsCertificate`
+/// when a version is present, the 6th otherwise), whole.
+fn cert_spki(cert: &[u8]) -> Option<&[u8]> {
+    let (0x30, cert_body, _) = der_tlv(cert)? else { return None };
+    let (0x30, tbs, _) = der_tlv(cert_body)? else { return None };
+    let mut rest = tbs;
+    // [0] EXPLICIT version, optional.
+    if rest.first() == Some(&0xa0) {
+        rest = der_tlv(rest)?.2;
+    }
+    // serialNumber, signature, issuer, validity, subject.
+    for _ in 0..5 {
+        rest = der_tlv(rest)?.2;
+    }
+    let (tag, contents, after) = der_tlv(rest)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let _ = contents;
+    Some(&rest[..rest.len() - after.len()])
+}
+
+/// The Ed25519 identity key a certificate carries, if it is exactly one.
+pub fn cert_identity_key(cert: &CertificateDer<'_>) -> Option<IdentityKey> {
+    let spki = cert_spki(cert.as_ref())?;
+    let key = spki.strip_prefix(&SPKI_ED25519_PREFIX[..])?;
+    let key: &[u8; 32] = key.try_into().ok()?;
+    IdentityKey::from_bytes(key).ok()
+}
+
+fn spki_of(key: &IdentityKey) -> SubjectPublicKeyInfoDer<'static> {
+    let mut v = SPKI_ED25519_PREFIX.to_vec();
+    v.extend_from_slice(&key.to_bytes());
+    SubjectPublicKeyInfoDer::from(v)
+}
+
+fn bad_cert() -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+}
+
+/// Checks a TLS 1.3 handshake signature against the key the certificate carries.
+fn verify_with_cert_key(
+    algs: &WebPkiSupportedAlgorithms,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let key = cert_identity_key(cert).ok_or_else(bad_cert)?;
+    rustls::crypto::verify_tls13_signature_with_raw_key(message, &spki_of(&key), dss, algs)
+}
+
+const SCHEMES: [SignatureScheme; 1] = [SignatureScheme::ED25519];
+
+/// Client side: the server must hold the pinned key.
+#[derive(Debug)]
+pub struct PinnedServer {
+    pin: IdentityKey,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match cert_identity_key(end_entity) {
+            Some(k) if k == self.pin => Ok(ServerCertVerified::assertion()),
+            Some(_) => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )),
+            None => Err(bad_cert()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_with_cert_key(&self.algs, message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        SCHEMES.to_vec()
+    }
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(quinn::VarInt::from_u32(30_000).into()));
+    t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    t.max_concurrent_bidi_streams(4u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    Arc::new(t)
+}
+
+/// The node's client configuration: its identity's certificate; only a hub holding `hub_key`.
+pub fn client_config(
+    identity: &Identity,
+    hub_key: IdentityKey,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let provider = provider();
+    let (cert, key) = self_signed(identity)?;
+    let verifier =
+        Arc::new(PinnedServer { pin: hub_key, algs: provider.signature_verification_algorithms });
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(vec![cert], key)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport());
+    Ok(config)
+}
+
+/// The TLS server name a node uses (the certificate's name is not checked; the key is).
+pub const SERVER_NAME: &str = "tradecast-hub";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_carries_its_identity_key() {
+        let id = Identity::from_secret_bytes(&[7; 32], &[9; 32]);
+        let (cert, _) = self_signed(&id).unwrap();
+        assert_eq!(cert_identity_key(&cert), Some(id.identity_key()));
+        // Truncations and garbage never panic and never yield a key.
+        for n in 0..cert.as_ref().len() {
+            let cut = CertificateDer::from(cert.as_ref()[..n].to_vec());
+            assert_eq!(cert_identity_key(&cut), None, "prefix of {n} bytes");
+        }
+        assert_eq!(cert_identity_key(&CertificateDer::from(vec![0x30, 0x84, 0xff, 0xff])), None);
+    }
+}

@@ -1,0 +1,258 @@
+//! End-to-end sync tests (issue 9): a real hub (SQLite in a temporary dir) and real node data
+//! dirs, talking over real HTTP and real QUIC on 127.0.0.1 — enrolment from the node's CLI,
+//! the pinned hub key, mutual authentication, the versioned hello and revocation.
+//!
+//! The root package is the only place where the hub and the node meet: neither crate depends on
+//! the other.
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::{Value, json};
+use tradecast_hub::Started;
+use tradecast_hub::config::Config;
+use tradecast_hub::secrets::HubSecrets;
+use tradecast_node::store::Store;
+use tradecast_node::sync::client::{self, ConnectError};
+use tradecast_node::sync::enrol::{self, EnrolError};
+use tradecast_protocol::Identity;
+
+struct Hub {
+    started: Started,
+    http: reqwest::Client,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
+    )
+    .unwrap()
+}
+
+impl Hub {
+    async fn start() -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: Some(dir.path().to_owned()),
+            ..Default::default()
+        };
+        config.auth.argon2_memory_kib = 64;
+        config.auth.argon2_iterations = 1;
+        let started = tradecast_hub::start(config, HubSecrets::generate_ephemeral()).await.unwrap();
+        let email = "owner@example.com";
+        let password = "owner password 123";
+        let state = &started.state;
+        let new = tradecast_hub::accounts::NewUser {
+            email,
+            password,
+            role: tradecast_hub::accounts::Role::Owner,
+            display_name: "Owner",
+        };
+        tradecast_hub::accounts::create_user(
+            &state.db,
+            &state.config.auth,
+            now_ms(),
+            &new,
+            "t",
+            "t",
+        )
+        .await
+        .unwrap();
+        let http = reqwest::Client::new();
+        let login: Value = http
+            .post(format!("http://{}/api/v1/auth/login", started.addr))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["access_token"].as_str().expect("logged in").to_string();
+        Hub { started, http, token, _dir: dir }
+    }
+
+    fn http_addr(&self) -> String {
+        self.started.addr.to_string()
+    }
+
+    async fn post(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("http://{}{path}", self.started.addr))
+            .bearer_auth(&self.token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn code(&self) -> String {
+        let (status, body) = self.post("/api/v1/devices/enrolment-codes").await;
+        assert_eq!(status, 201, "{body}");
+        body["code"].as_str().unwrap().to_string()
+    }
+
+    fn is_connected(&self, identity: &Identity) -> bool {
+        self.started.state.quic_peers.is_connected(&identity.device_id())
+    }
+}
+
+/// A fresh node data dir (`init`).
+fn node_dir() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let id = tradecast_node::serve::init(dir.path()).unwrap();
+    (dir, id)
+}
+
+fn open_store(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join(tradecast_node::store::FILE_NAME)).unwrap()
+}
+
+fn identity(store: &Store) -> Identity {
+    store.read().unwrap().identity().unwrap().expect("init ran")
+}
+
+/// Enrols through the node's own command line, as a trader would.
+async fn enrol_by_cli(dir: &tempfile::TempDir, hub: &Hub) -> String {
+    let code = hub.code().await;
+    let args = vec![
+        "tradecast-node".to_string(),
+        "enrol".into(),
+        "--data".into(),
+        dir.path().display().to_string(),
+        "--hub".into(),
+        hub.http_addr(),
+        "--code".into(),
+        code,
+        "--label".into(),
+        "test node".into(),
+    ];
+    tokio::task::spawn_blocking(move || {
+        let cli = tradecast_node::cli::Cli::parse_from(args);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        tradecast_node::cli::run(cli, &mut out, &mut err).map_err(|e| e.to_string())?;
+        Ok::<_, String>(String::from_utf8(out).unwrap())
+    })
+    .await
+    .unwrap()
+    .expect("enrol succeeds")
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(5), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_enrol_pins_the_hub_key_and_the_node_connects() {
+    let hub = Hub::start().await;
+    let (dir, device_text) = node_dir();
+    let out = enrol_by_cli(&dir, &hub).await;
+    let hub_key = hub.started.state.hub_identity.identity_key();
+    assert!(out.contains(&format!("enrolled {device_text}")), "{out}");
+    assert!(out.contains(&hub_key.device_id().to_text()), "{out}");
+
+    let store = open_store(&dir);
+    let pin = tradecast_node::sync::hub_pin(&store).unwrap().expect("pinned");
+    assert_eq!(pin.key, hub_key);
+    assert_eq!(pin.addr, hub.http_addr());
+    // The DeviceKeys record sent at enrolment is the first record of the DEVICE stream.
+    let device_stream = store.read().unwrap().outbox(tradecast_protocol::StreamId::DEVICE).unwrap();
+    assert_eq!(device_stream.len(), 1);
+    assert_eq!(device_stream[0].header().kind, tradecast_protocol::Kind::DeviceKeys);
+
+    let node = identity(&store);
+    let conn = client::connect(&node, pin.key, hub.started.quic_addr).await.expect("connected");
+    assert_eq!(conn.hub_version, tradecast_hub::quic::PROTOCOL_VERSION);
+    wait_until("the hub to see the node", || hub.is_connected(&node)).await;
+
+    // A second enrolment of the same data dir is refused locally, before any request.
+    let code = hub.code().await;
+    let again = enrol::enrol(&store, &hub.http_addr(), &code, "again", now_ms()).await;
+    assert!(matches!(again, Err(EnrolError::OtherHub(_))), "{again:?}");
+    hub.started.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_a_bad_code_pins_nothing() {
+    let hub = Hub::start().await;
+    let (dir, _) = node_dir();
+    let store = open_store(&dir);
+    let r = enrol::enrol(&store, &hub.http_addr(), "ABCDE-12345", "node", now_ms()).await;
+    assert!(matches!(r, Err(EnrolError::Refused { status: 401, .. })), "{r:?}");
+    assert_eq!(tradecast_node::sync::hub_pin(&store).unwrap(), None);
+    // A hub that is not there: a clear error, not a hang.
+    let r = enrol::enrol(&store, "127.0.0.1:9", "ABCDE-12345", "node", now_ms()).await;
+    assert!(matches!(r, Err(EnrolError::Unreachable { .. })), "{r:?}");
+    hub.started.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_revocation_cuts_the_node_off_at_once_and_for_good() {
+    let hub = Hub::start().await;
+    let (dir, device_text) = node_dir();
+    enrol_by_cli(&dir, &hub).await;
+    let store = open_store(&dir);
+    let node = identity(&store);
+    let pin = tradecast_node::sync::hub_pin(&store).unwrap().unwrap();
+    let conn = client::connect(&node, pin.key, hub.started.quic_addr).await.expect("connected");
+    wait_until("the hub to see the node", || hub.is_connected(&node)).await;
+
+    let revoked_at = Instant::now();
+    let (status, body) = hub.post(&format!("/api/v1/devices/{device_text}/revoke")).await;
+    assert_eq!(status, 200, "{body}");
+    let why = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await.expect("closed");
+    let took = revoked_at.elapsed();
+    assert!(matches!(&why, ConnectError::Refused(r) if r.contains("revoked")), "{why}");
+    assert!(took < Duration::from_secs(1), "cut off {took:?} after the revocation");
+
+    let again = client::connect(&node, pin.key, hub.started.quic_addr).await;
+    assert!(matches!(&again, Err(ConnectError::Refused(r)) if r.contains("revoked")), "{again:?}");
+    hub.started.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_an_old_node_is_told_to_upgrade_without_a_hang() {
+    let hub = Hub::start().await;
+    let (dir, _) = node_dir();
+    enrol_by_cli(&dir, &hub).await;
+    let store = open_store(&dir);
+    let node = identity(&store);
+    let pin = tradecast_node::sync::hub_pin(&store).unwrap().unwrap();
+    let started = Instant::now();
+    let r = client::connect_with_version(&node, pin.key, hub.started.quic_addr, 0).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let err = r.expect_err("version 0 is too old");
+    assert!(matches!(err, ConnectError::UpgradeRequired { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("upgrade tradecast-node"), "{err}");
+    hub.started.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_only_the_pinned_hub_and_only_enrolled_nodes() {
+    let hub = Hub::start().await;
+    let (dir, _) = node_dir();
+    enrol_by_cli(&dir, &hub).await;
+    let store = open_store(&dir);
+    let node = identity(&store);
+    // The node pins another key: this hub is an impostor to it; the TLS handshake fails.
+    let (other_dir, _) = node_dir();
+    let other = identity(&open_store(&other_dir));
+    let r = client::connect(&node, other.identity_key(), hub.started.quic_addr).await;
+    assert!(matches!(r, Err(ConnectError::Handshake(_))), "{r:?}");
+    assert!(!hub.is_connected(&node));
+    // A node that never enrolled is refused by the hub.
+    let hub_key = hub.started.state.hub_identity.identity_key();
+    let r = client::connect(&other, hub_key, hub.started.quic_addr).await;
+    assert!(matches!(&r, Err(ConnectError::Refused(m)) if m.contains("not enrolled")), "{r:?}");
+    hub.started.stop().await.unwrap();
+}
