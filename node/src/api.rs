@@ -11,6 +11,9 @@
 //! | `POST /api/v1/close-all`, `POST /api/v1/unlock` | the trader's close-all; unlock auto mode after the guard |
 //! | `GET /api/v1/settings` | the settings in force |
 //! | `GET /api/v1/ea-keys`, `POST /api/v1/ea-keys` | key ids; a new key (its secret shown once) |
+//! | `POST /api/v1/signals/{id}/approve`, `/reject` | the trader's decision (`{user?, reason?, via?}`; `via` makes it a remote request); 409 when refused (expired, already decided, remote disabled, outside the policy) |
+//! | `GET /api/v1/approvals`, `GET /api/v1/copy-log` | every signal's approval; every evaluation with its steps |
+//! | `GET /api/v1/policy`, `PUT /api/v1/policy` | the copy policy in force; save a new one (JSON, validated) |
 
 use std::sync::Arc;
 
@@ -27,6 +30,8 @@ use tradecast_protocol::{EntryKind, Side, SignalId};
 use zeroize::Zeroizing;
 
 use crate::keys;
+use crate::policy::PolicySettings;
+use crate::policy::approval::{Channel, Decider, DecisionRequest, Refused, Verdict};
 use crate::runtime::{Node, NodeError, wall_ms};
 
 #[derive(Clone)]
@@ -66,6 +71,27 @@ impl From<NodeError> for ApiError {
             NodeError::UnknownOrder(m) => {
                 ApiError { status: StatusCode::NOT_FOUND, code: "unknown-order", detail: m }
             }
+            NodeError::UnknownSignal(_) => ApiError {
+                status: StatusCode::NOT_FOUND,
+                code: "unknown-signal",
+                detail: e.to_string(),
+            },
+            NodeError::Decision(r) => ApiError {
+                status: StatusCode::CONFLICT,
+                code: match r {
+                    Refused::AlreadyDecided { .. } => "already-decided",
+                    Refused::Expired { .. } => "signal-expired",
+                    Refused::RemoteDisabled => "remote-approval-disabled",
+                    Refused::OutsidePolicy { .. } => "outside-policy",
+                    _ => "decision-refused",
+                },
+                detail: r.to_string(),
+            },
+            NodeError::Policy(p) => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid-policy",
+                detail: p.to_string(),
+            },
             e => {
                 tracing::error!(target: "tradecast::api", error = %e, "API call failed");
                 ApiError {
@@ -92,6 +118,11 @@ pub fn router(node: Arc<Node>, token: Zeroizing<String>) -> Router {
         .route("/api/v1/ea-keys", get(ea_keys).post(new_ea_key))
         .route("/api/v1/close-all", post(close_all))
         .route("/api/v1/unlock", post(unlock))
+        .route("/api/v1/signals/{id}/approve", post(approve))
+        .route("/api/v1/signals/{id}/reject", post(reject))
+        .route("/api/v1/approvals", get(approvals))
+        .route("/api/v1/copy-log", get(copy_log))
+        .route("/api/v1/policy", get(policy).put(set_policy))
         .layer(middleware::from_fn_with_state(api.clone(), auth))
         .with_state(api)
 }
@@ -321,4 +352,76 @@ async fn submit_signal(
     };
     let row = api.node.submit_signal(&account, signal, s.execute, s.volume)?;
     Ok((StatusCode::CREATED, Json(row)).into_response())
+}
+
+/// A decision's body (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    /// Who decides; default `trader`.
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    /// Set by a relay (the hub, for Telegram or the Mini App): a remote request.
+    #[serde(default)]
+    via: Option<String>,
+}
+
+async fn decide(
+    api: Api,
+    id: String,
+    verdict: Verdict,
+    body: Option<Json<DecisionBody>>,
+) -> Result<Response, ApiError> {
+    let b = body.map(|b| b.0).unwrap_or_default();
+    let user = b.user.unwrap_or_else(|| "trader".into());
+    let by = match b.via {
+        Some(via) => Decider::Remote { user, via },
+        None => Decider::Trader { user, channel: Channel::LocalApi },
+    };
+    let request = DecisionRequest { verdict, by, reason: b.reason.unwrap_or_default() };
+    let approval = api.node.decide(&id, &request)?;
+    Ok(Json(approval).into_response())
+}
+
+async fn approve(
+    State(api): State<Api>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Option<Json<DecisionBody>>,
+) -> Result<Response, ApiError> {
+    decide(api, id, Verdict::Approve, body).await
+}
+
+async fn reject(
+    State(api): State<Api>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Option<Json<DecisionBody>>,
+) -> Result<Response, ApiError> {
+    decide(api, id, Verdict::Reject, body).await
+}
+
+async fn approvals(State(api): State<Api>) -> Result<Response, ApiError> {
+    Ok(Json(api.node.approvals()?).into_response())
+}
+
+async fn copy_log(State(api): State<Api>) -> Result<Response, ApiError> {
+    Ok(Json(api.node.copy_log()?).into_response())
+}
+
+async fn policy(State(api): State<Api>) -> Result<Response, ApiError> {
+    Ok(Json(api.node.policy()?).into_response())
+}
+
+async fn set_policy(
+    State(api): State<Api>,
+    body: Result<Json<PolicySettings>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(p) = body.map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid-body",
+        detail: e.body_text(),
+    })?;
+    api.node.set_policy(&p)?;
+    Ok(Json(api.node.policy()?).into_response())
 }

@@ -13,6 +13,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tradecast_protocol::ea;
 
+use crate::policy::PolicySettings;
+use crate::policy::calendar::HolidayCalendar;
 use crate::runtime::Settings;
 
 /// The config file's name in the data dir.
@@ -71,6 +73,9 @@ pub struct Config {
     pub ea_magic: u32,
     /// `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// The copy policy (`[policy]`, every key in [`crate::policy`]'s table). The trader's
+    /// settings page saves its own into the store, which then wins over this table.
+    pub policy: PolicySettings,
 }
 
 impl Default for Config {
@@ -88,6 +93,7 @@ impl Default for Config {
             risk_pct: Decimal::ONE,
             ea_magic: 20_260_101,
             log_format: LogFormat::Text,
+            policy: PolicySettings::default(),
         }
     }
 }
@@ -187,6 +193,9 @@ impl Config {
                 }
             }
         }
+        self.policy
+            .validate()
+            .map_err(|e| ConfigError::Invalid { field: "policy", message: e.to_string() })?;
         Ok(Settings {
             poll_wait_ms: self.poll_wait_ms.min(crate::runtime::POLL_WAIT_MAX_MS),
             link_down_after_ms: i64::from(self.link_down_after_s) * 1_000,
@@ -197,6 +206,24 @@ impl Config {
             daily_loss_max_pct: self.daily_loss_max_pct,
             risk_pct: self.risk_pct,
             ea_magic: self.ea_magic,
+            policy: self.policy.clone(),
+            calendar: HolidayCalendar::default_calendar(),
         })
+    }
+}
+
+/// The holiday calendar's file name in the data dir.
+pub const HOLIDAYS_FILE: &str = "holidays.toml";
+
+/// Reads `holidays.toml` from the data dir (the default calendar when absent).
+pub fn load_calendar(data: &Path) -> Result<HolidayCalendar, ConfigError> {
+    let path = data.join(HOLIDAYS_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => HolidayCalendar::parse(&text)
+            .map_err(|e| ConfigError::Parse { path, message: e.to_string() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(HolidayCalendar::default_calendar())
+        }
+        Err(source) => Err(ConfigError::Io { path, source }),
     }
 }

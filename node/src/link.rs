@@ -75,7 +75,10 @@ fn node_problem(e: &NodeError) -> Problem {
         NodeError::UnknownOrder(_) => {
             Problem::new(404, "unknown-order", "unknown order", e.to_string())
         }
-        NodeError::Refused(_) => Problem::new(422, "refused", "refused", e.to_string()),
+        NodeError::Refused(_)
+        | NodeError::UnknownSignal(_)
+        | NodeError::Decision(_)
+        | NodeError::Policy(_) => Problem::new(422, "refused", "refused", e.to_string()),
         NodeError::Store(_) | NodeError::Key(_) => {
             tracing::error!(target: "tradecast::link", error = %e, "link call failed");
             Problem::new(500, "internal", "internal error", "the node could not commit this; retry")

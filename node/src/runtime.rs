@@ -30,6 +30,10 @@ use tradecast_protocol::{
 use zeroize::Zeroizing;
 
 use crate::keys;
+use crate::policy::approval::{DecisionRequest, PendingApproval, Refused};
+use crate::policy::calendar::HolidayCalendar;
+use crate::policy::copy_log::CopyLogEntry;
+use crate::policy::{self, PolicySettings};
 use crate::store::{self, Store, StoreError};
 use crate::strategy::{Engine, Params};
 
@@ -78,6 +82,10 @@ pub struct Settings {
     pub risk_pct: Decimal,
     /// The EA's `input_magic` (the magic's high 32 bits), to tell Tradecast's positions apart.
     pub ea_magic: u32,
+    /// The copy policy in force until the trader saves another ([`Node::set_policy`]).
+    pub policy: PolicySettings,
+    /// The holiday calendar (`holidays.toml` in the data dir).
+    pub calendar: HolidayCalendar,
 }
 
 impl Default for Settings {
@@ -92,6 +100,8 @@ impl Default for Settings {
             daily_loss_max_pct: None,
             risk_pct: Decimal::ONE,
             ea_magic: 20_260_101,
+            policy: PolicySettings::default(),
+            calendar: HolidayCalendar::default_calendar(),
         }
     }
 }
@@ -118,6 +128,16 @@ pub enum NodeError {
     /// A secret could not be made or opened.
     #[error(transparent)]
     Key(#[from] keys::KeyError),
+    /// No signal with this id waits for, or had, an approval on this node (404).
+    #[error("no signal {0} to decide")]
+    UnknownSignal(String),
+    /// A decision the approval refused: after expiry, a second one, remote while disabled,
+    /// outside the policy (409, the trader's words).
+    #[error("{0}")]
+    Decision(Refused),
+    /// Policy settings that do not validate (422).
+    #[error(transparent)]
+    Policy(#[from] policy::SettingsError),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -308,6 +328,39 @@ pub struct SignalRow {
     pub skipped: String,
 }
 
+/// The settings key of the trader's saved policy (JSON).
+const POLICY_KEY: &str = "policy";
+
+/// A signal's approval on this node, with what re-evaluating it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRow {
+    /// `login@server` it would trade on.
+    pub account: String,
+    /// The provider's lot, if the signal carried one.
+    #[serde(default)]
+    pub provider_lots: Option<Decimal>,
+    pub pending: PendingApproval,
+    /// The copy-log line of the evaluation that started it.
+    pub line: String,
+}
+
+/// One leg of a plan as the EA's order (what [`policy::OrderPlan::ea_order`] does, for a leg
+/// already in hand).
+fn leg_order(plan: &policy::OrderPlan, leg: policy::PlannedLeg, id: &str, no: u32) -> ea::Order {
+    ea::Order {
+        order_id: id.to_owned(),
+        order_no: no,
+        symbol: plan.symbol.clone(),
+        kind: plan.kind,
+        volume: leg.volume,
+        price: Some(plan.price),
+        sl: leg.sl,
+        tp: leg.tp,
+        max_slippage_points: plan.max_slippage_points,
+        expiration_ms: (!plan.kind.is_market()).then_some(plan.expires_at_ms),
+    }
+}
+
 /// A stored bar.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct BarRow {
@@ -472,6 +525,8 @@ struct AccountMem {
     engines: HashMap<String, (Engine, i64)>,
     /// The terminal's clock at the last poll (market clock).
     market_ms: i64,
+    /// The latest quote per broker symbol, from the last closed bar the EA pushed.
+    quotes: BTreeMap<String, (i64, crate::orders::Quote)>,
 }
 
 struct Inner {
@@ -1620,6 +1675,7 @@ impl Node {
                 breached = Some(acc.lock_reason.clone());
             }
             tx.put_json(store::ACCOUNTS, "accounts", &account, &acc)?;
+            self.expire_in(tx, &account, market, now_ms)?;
             Ok(out)
         })?;
         drop(inner);
@@ -1677,13 +1733,25 @@ impl Node {
                 }
                 fresh.entry(series).or_default().push(bar.clone());
             }
-            if self.settings.provider {
-                for (series, list) in &fresh {
-                    for bar in list {
+            for (series, list) in &fresh {
+                for bar in list {
+                    // The bar's close is the quote a signal made on it is evaluated against.
+                    let tf_ms = bar.timeframe.seconds().unwrap_or(0) * 1_000;
+                    let close_ms = bar.time_ms.saturating_add(tf_ms);
+                    if let Some(spec) = symbols.iter().find(|s| s.symbol == bar.symbol)
+                        && mem.quotes.get(&bar.symbol).is_none_or(|(t, _)| close_ms >= *t)
+                    {
+                        let q = policy::quote_from_bar(bar.close, bar.spread_points, spec.point);
+                        mem.quotes.insert(bar.symbol.clone(), (close_ms, q));
+                    }
+                    if self.settings.provider {
                         self.feed_engine(tx, mem, &account, series, bar, now_ms)?;
                     }
                 }
             }
+            // The market clock moved: signals waiting past their expiry are recorded expired.
+            let market = self.account_market_in(tx, &account, Some(&*mem))?;
+            self.expire_in(tx, &account, market, now_ms)?;
             let mut out = Vec::new();
             for (symbol, tf) in &subs {
                 let name = format!("bars:{}", series_name(symbol, *tf));
@@ -1773,12 +1841,23 @@ impl Node {
             rr: crate::orders::decimal_8("rr", sig.rr).unwrap_or_default(),
         };
         tracing::info!(target: "tradecast::strategy", %account, series, bar_time_ms = sig.time_unix_ms, side = ?sig.side, "signal");
-        self.publish_in(tx, account, signal, "strategy", self.settings.self_trade, None, now_ms)?;
+        self.publish_in(
+            tx,
+            account,
+            signal,
+            "strategy",
+            self.settings.self_trade,
+            None,
+            Some(&*mem),
+            now_ms,
+        )?;
         Ok(())
     }
 
-    /// Signs and appends a signal, and when `execute` queues its order (sized by risk, or
-    /// `volume` lots).
+    /// Signs and appends a signal; when `execute`, the copy policy evaluates it on the account
+    /// (the copy log records every step), its approval starts (auto mode decides at once, manual
+    /// mode waits until the expiry) and an approved plan is queued. `volume` is the provider's
+    /// lot (the multiplier lot mode scales it).
     #[allow(clippy::too_many_arguments)]
     fn publish_in(
         &self,
@@ -1788,6 +1867,7 @@ impl Node {
         source: &str,
         execute: bool,
         volume: Option<Decimal>,
+        mem: Option<&AccountMem>,
         now_ms: i64,
     ) -> Result<SignalRow, StoreError> {
         tx.append_record(&self.identity, StreamId::SIGNALS, &Body::Signal(signal.clone()), now_ms)?;
@@ -1797,24 +1877,36 @@ impl Node {
             order_id: None,
             skipped: String::new(),
         };
+        tx.put_json(store::SIGNALS, "signals", &signal.id.to_hex(), &row)?;
         if execute {
-            match self.order_for(tx, account, &signal, volume)? {
-                Ok(order_fn) => {
-                    let order_id = new_order_id()
-                        .map_err(|e| StoreError::Row { table: "orders", message: e.to_string() })?;
-                    let o = self.queue_in(
-                        tx,
-                        account,
-                        &order_id,
-                        order_fn,
-                        Some(signal.id),
-                        Some(signal.expires_at_ms),
-                    )?;
-                    row.order_id = Some(o.order_id);
-                }
-                Err(why) => {
-                    tracing::info!(target: "tradecast::orders", %account, signal_id = %signal.id.to_hex(), %why, "no order");
-                    row.skipped = why;
+            let policy = self.policy_in(tx)?;
+            match self.evaluate_in(tx, account, &signal, volume, &policy, mem)? {
+                None => row.skipped = format!("skipped: no account {account}"),
+                Some((evaluation, market)) => {
+                    let pending = PendingApproval::start(
+                        signal.id,
+                        self.identity.device_id(),
+                        signal.expires_at_ms,
+                        &evaluation,
+                        &policy.approval,
+                        market,
+                    );
+                    let mut arow = ApprovalRow {
+                        account: account.to_owned(),
+                        provider_lots: volume,
+                        pending,
+                        line: evaluation.log_line(),
+                    };
+                    if let policy::Outcome::Skip(_) = &evaluation.outcome {
+                        row.skipped = evaluation.log_line();
+                    }
+                    tracing::info!(target: "tradecast::policy", %account, signal_id = %signal.id.to_hex(), line = %arow.line, "copy log");
+                    self.settle_in(tx, &mut arow, &evaluation, now_ms)?;
+                    row =
+                        tx.get_json(store::SIGNALS, "signals", &signal.id.to_hex())?.unwrap_or(row);
+                    if let policy::Outcome::Skip(_) = &evaluation.outcome {
+                        row.skipped = evaluation.log_line();
+                    }
                 }
             }
         }
@@ -1822,95 +1914,248 @@ impl Node {
         Ok(row)
     }
 
-    /// The order for a signal on this account, or why none.
-    #[allow(clippy::type_complexity)]
-    fn order_for(
+    /// The policy in force: the one the trader saved, else the configured one.
+    fn policy_in(&self, tx: &store::Tx<'_>) -> Result<PolicySettings, StoreError> {
+        match tx.setting(POLICY_KEY)? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Row { table: "settings", message: e.to_string() }),
+            None => Ok(self.settings.policy.clone()),
+        }
+    }
+
+    /// Evaluates `signal` for `account` now (market clock) and writes the copy-log entry; `None`
+    /// when the account is unknown.
+    fn evaluate_in(
+        &self,
+        tx: &mut store::Tx<'_>,
+        account: &str,
+        signal: &tradecast_protocol::Signal,
+        provider_lots: Option<Decimal>,
+        settings: &PolicySettings,
+        mem: Option<&AccountMem>,
+    ) -> Result<Option<(policy::Evaluation, i64)>, StoreError> {
+        let Some(acc) = tx.get_json::<AccountRow>(store::ACCOUNTS, "accounts", account)? else {
+            return Ok(None);
+        };
+        let market = acc.market_ms.max(mem.map(|m| m.market_ms).unwrap_or(0));
+        let mut open_symbols: Vec<String> = tx
+            .positions::<PositionRow>(account)?
+            .into_iter()
+            .filter(|p| p.open)
+            .map(|p| p.symbol)
+            .collect();
+        for o in tx.orders::<OrderRow>(account)? {
+            if let OrderAction::Open(x) = &o.action
+                && !o.state.is_final()
+            {
+                open_symbols.push(x.symbol.clone());
+            }
+        }
+        let quotes: BTreeMap<String, crate::orders::Quote> = mem
+            .map(|m| m.quotes.iter().map(|(k, (_, q))| (k.clone(), *q)).collect())
+            .unwrap_or_default();
+        let equity = acc.equity.unwrap_or_default();
+        let day_start = acc.day_start_equity.map(|e| policy::risk::DayStart {
+            day_start_ms: policy::risk::server_day_start_ms(market, acc.server_utc_offset_s),
+            equity: e,
+        });
+        let input = policy::EvaluationInput {
+            signal,
+            provider_lots,
+            specs: &acc.symbols,
+            tick_values: &[],
+            quotes: &quotes,
+            balance: acc.balance.unwrap_or_default(),
+            equity,
+            peak_equity: acc.peak_equity.unwrap_or(equity),
+            guard_locked: acc.locked,
+            day_start,
+            open_symbols: &open_symbols,
+            now_ms: market,
+            server_utc_offset_s: acc.server_utc_offset_s,
+            calendar: &self.settings.calendar,
+        };
+        let evaluation = policy::evaluate(settings, &input);
+        let entry = CopyLogEntry::new(signal, &evaluation, market);
+        let key = format!("{:020}:{}", market.max(0), signal.id.to_hex());
+        tx.put_json(store::COPY_LOG, "copy_log", &key, &entry)?;
+        Ok(Some((evaluation, market)))
+    }
+
+    /// After an approval step: a new decision is signed into the outbox (shared stream); an
+    /// approval queues the plan's orders. Stores the approval row.
+    fn settle_in(
+        &self,
+        tx: &mut store::Tx<'_>,
+        arow: &mut ApprovalRow,
+        evaluation: &policy::Evaluation,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let hex = arow.pending.signal_id.to_hex();
+        if let Some(a) = arow.pending.decided() {
+            let a = a.clone();
+            tx.append_record(&self.identity, StreamId::SHARED, &Body::Approval(a.clone()), now_ms)?;
+            tracing::info!(target: "tradecast::policy", account = %arow.account, signal_id = %hex, decision = ?a.decision, reason = %a.reason, "approval");
+            if a.decision == tradecast_protocol::Decision::Approved
+                && let policy::Outcome::Accept(plan) = &evaluation.outcome
+            {
+                let mut first = None;
+                for (i, leg) in plan.legs.iter().enumerate() {
+                    let order_id = new_order_id()
+                        .map_err(|e| StoreError::Row { table: "orders", message: e.to_string() })?;
+                    let (signal_id, expires) = (plan.signal_id, plan.expires_at_ms);
+                    let (plan, leg) = (plan.clone(), *leg);
+                    let o = self.queue_in(
+                        tx,
+                        &arow.account,
+                        &order_id,
+                        move |id, no| OrderAction::Open(leg_order(&plan, leg, id, no)),
+                        Some(signal_id),
+                        Some(expires),
+                    )?;
+                    tracing::debug!(target: "tradecast::orders", leg = i, order_id = %o.order_id, "leg queued");
+                    first.get_or_insert(o.order_id);
+                }
+                if let Some(mut srow) = tx.get_json::<SignalRow>(store::SIGNALS, "signals", &hex)? {
+                    srow.order_id = first;
+                    tx.put_json(store::SIGNALS, "signals", &hex, &srow)?;
+                }
+            }
+        }
+        tx.put_json(store::APPROVALS, "approvals", &hex, &*arow)?;
+        Ok(())
+    }
+
+    /// Records `Expired` for every signal of `account` still waiting past its expiry (market
+    /// clock), each signed into the outbox.
+    fn expire_in(
+        &self,
+        tx: &mut store::Tx<'_>,
+        account: &str,
+        market: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let policy = self.policy_in(tx)?;
+        let rows: Vec<ApprovalRow> = tx.all_json(store::APPROVALS, "approvals")?;
+        for mut r in rows {
+            if r.account != account || r.pending.decided().is_some() {
+                continue;
+            }
+            if r.pending.expire(market, &policy.approval).is_some() {
+                let none = policy::Evaluation {
+                    outcome: policy::Outcome::Skip(policy::SkipReason::Expired {
+                        expires_at_ms: r.pending.expires_at_ms,
+                        now_ms: market,
+                    }),
+                    steps: Vec::new(),
+                    auto_suspended: false,
+                };
+                self.settle_in(tx, &mut r, &none, now_ms)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The trader's (or a relayed) decision on a waiting signal: re-evaluated under the policy
+    /// now, signed, and on approval its orders queued. A refused decision is an error with the
+    /// trader's words; an expiry found on the way is still recorded.
+    pub fn decide(
+        &self,
+        signal_hex: &str,
+        request: &DecisionRequest,
+    ) -> Result<tradecast_protocol::Approval, NodeError> {
+        let inner = self.lock();
+        let now_ms = wall_ms();
+        let result = self.store.write(|tx| {
+            let Some(mut arow) =
+                tx.get_json::<ApprovalRow>(store::APPROVALS, "approvals", signal_hex)?
+            else {
+                return Ok(Err(NodeError::UnknownSignal(signal_hex.to_owned())));
+            };
+            let Some(srow) = tx.get_json::<SignalRow>(store::SIGNALS, "signals", signal_hex)?
+            else {
+                return Ok(Err(NodeError::UnknownSignal(signal_hex.to_owned())));
+            };
+            let policy = self.policy_in(tx)?;
+            let mem = inner.accounts.get(&arow.account);
+            let was_waiting = arow.pending.decided().is_none();
+            let evaluation = if was_waiting {
+                self.evaluate_in(
+                    tx,
+                    &arow.account.clone(),
+                    &srow.signal,
+                    arow.provider_lots,
+                    &policy,
+                    mem,
+                )?
+            } else {
+                None
+            };
+            let market = match &evaluation {
+                Some((_, m)) => *m,
+                None => self.account_market_in(tx, &arow.account, mem)?,
+            };
+            let outcome = evaluation.as_ref().map(|(e, _)| e.outcome.clone()).unwrap_or(
+                policy::Outcome::Skip(policy::SkipReason::Settings(policy::SettingsError::Toml(
+                    "no account".into(),
+                ))),
+            );
+            let decided = arow.pending.decide(request, &outcome, &policy.approval, market).cloned();
+            let newly = was_waiting && arow.pending.decided().is_some();
+            if newly {
+                let ev = evaluation.map(|(e, _)| e).unwrap_or(policy::Evaluation {
+                    outcome,
+                    steps: Vec::new(),
+                    auto_suspended: false,
+                });
+                self.settle_in(tx, &mut arow, &ev, now_ms)?;
+            }
+            Ok(decided.map_err(NodeError::Decision))
+        })?;
+        drop(inner);
+        self.wake();
+        result
+    }
+
+    fn account_market_in(
         &self,
         tx: &store::Tx<'_>,
         account: &str,
-        signal: &tradecast_protocol::Signal,
-        volume: Option<Decimal>,
-    ) -> Result<Result<Box<dyn FnOnce(&str, u32) -> OrderAction>, String>, StoreError> {
-        let Some(acc) = tx.get_json::<AccountRow>(store::ACCOUNTS, "accounts", account)? else {
-            return Ok(Err(format!("no account {account}")));
-        };
-        if acc.locked {
-            return Ok(Err(format!("auto mode is locked: {}", acc.lock_reason)));
+        mem: Option<&AccountMem>,
+    ) -> Result<i64, StoreError> {
+        let acc = tx.get_json::<AccountRow>(store::ACCOUNTS, "accounts", account)?;
+        Ok(acc.map(|a| a.market_ms).unwrap_or(0).max(mem.map(|m| m.market_ms).unwrap_or(0)))
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Result<PolicySettings, NodeError> {
+        let text = self.store.read()?.setting(POLICY_KEY)?;
+        match text {
+            Some(t) => serde_json::from_str(&t).map_err(|e| {
+                NodeError::Store(StoreError::Row { table: "settings", message: e.to_string() })
+            }),
+            None => Ok(self.settings.policy.clone()),
         }
-        let Some(spec) = acc.symbols.iter().find(|s| s.symbol == signal.symbol).cloned() else {
-            return Ok(Err(format!("the terminal did not report {}", signal.symbol)));
-        };
-        let is_buy = signal.side == tradecast_protocol::Side::Buy;
-        let open = tx
-            .positions::<PositionRow>(account)?
-            .into_iter()
-            .filter(|p| p.open && p.symbol == signal.symbol)
-            .count();
-        let pending = tx
-            .orders::<OrderRow>(account)?
-            .into_iter()
-            .filter(|o| {
-                !o.state.is_final()
-                    && matches!(&o.action, OrderAction::Open(x) if x.symbol == signal.symbol)
-            })
-            .count();
-        let (lots, sl, tp) = match volume {
-            Some(v) => (v, signal.stop, signal.tp1),
-            None => {
-                let equity = acc.equity.unwrap_or_default();
-                let levels = crate::orders::SignalLevels {
-                    side: if is_buy {
-                        crate::strategy::Side::Buy
-                    } else {
-                        crate::strategy::Side::Sell
-                    },
-                    entry: signal.entry,
-                    stop: signal.stop,
-                    tp1: signal.tp1,
-                    tp2: signal.tp2.unwrap_or(signal.tp1),
-                    expires_unix_ms: signal.expires_at_ms,
-                };
-                let ospec = crate::orders::SymbolSpec {
-                    point: spec.point,
-                    tick_size: spec.tick_size,
-                    tick_value_loss: spec.tick_value_loss,
-                    volume_min: spec.volume_min,
-                    volume_max: spec.volume_max,
-                    volume_step: spec.volume_step,
-                    stops_level_points: spec.stops_level,
-                };
-                let quote = crate::orders::Quote { bid: signal.entry, ask: signal.entry };
-                let policy = crate::orders::OrderPolicy {
-                    equity,
-                    risk_pct: self.settings.risk_pct,
-                    min_rr: Decimal::ZERO,
-                    split: crate::orders::Split::Whole,
-                    one_position: true,
-                    open_positions: open + pending,
-                    now_unix_ms: acc.market_ms.max(signal.bar_time_ms),
-                };
-                match crate::orders::build_order(&levels, &ospec, &quote, &policy) {
-                    Ok(o) => (o.volume, o.stop, o.tp1),
-                    Err(e) => return Ok(Err(e.to_string())),
-                }
-            }
-        };
-        let symbol = signal.symbol.clone();
-        let entry = signal.entry;
-        Ok(Ok(Box::new(move |order_id: &str, order_no: u32| {
-            OrderAction::Open(ea::Order {
-                order_id: order_id.to_owned(),
-                order_no,
-                symbol,
-                kind: if is_buy { ea::OrderKind::Buy } else { ea::OrderKind::Sell },
-                volume: lots,
-                price: Some(entry),
-                sl: Some(sl),
-                tp: Some(tp),
-                max_slippage_points: None,
-                expiration_ms: None,
-            })
-        })))
+    }
+
+    /// Saves the trader's policy (validated first); it applies to the next evaluation.
+    pub fn set_policy(&self, settings: &PolicySettings) -> Result<(), NodeError> {
+        settings.validate()?;
+        let text = serde_json::to_string(settings)
+            .map_err(|e| NodeError::Refused(format!("policy settings: {e}")))?;
+        let _inner = self.lock();
+        self.store.write(|tx| tx.set_setting(POLICY_KEY, &text))?;
+        Ok(())
+    }
+
+    /// The copy log, oldest first.
+    pub fn copy_log(&self) -> Result<Vec<CopyLogEntry>, NodeError> {
+        Ok(self.store.read()?.all_json(store::COPY_LOG, "copy_log")?)
+    }
+
+    /// Every signal's approval.
+    pub fn approvals(&self) -> Result<Vec<ApprovalRow>, NodeError> {
+        Ok(self.store.read()?.all_json(store::APPROVALS, "approvals")?)
     }
 
     /// A signal handed in through the local API: signed by this node, and executed on the
@@ -1923,9 +2168,10 @@ impl Node {
         volume: Option<Decimal>,
     ) -> Result<SignalRow, NodeError> {
         let inner = self.lock();
-        let row = self
-            .store
-            .write(|tx| self.publish_in(tx, account, signal, "api", execute, volume, wall_ms()))?;
+        let mem = inner.accounts.get(account);
+        let row = self.store.write(|tx| {
+            self.publish_in(tx, account, signal, "api", execute, volume, mem, wall_ms())
+        })?;
         drop(inner);
         self.wake();
         Ok(row)

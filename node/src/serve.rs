@@ -49,6 +49,11 @@ pub fn init(data: &Path) -> Result<String, RunError> {
     if !data.join(crate::config::FILE_NAME).exists() {
         Config::default().write(data)?;
     }
+    let holidays = data.join(crate::config::HOLIDAYS_FILE);
+    if !holidays.exists() {
+        std::fs::write(&holidays, crate::policy::calendar::default_calendar_toml())
+            .map_err(io(format!("write {}", holidays.display())))?;
+    }
     let store = Store::open(&data.join(store::FILE_NAME))?;
     let id = runtime::init_store(&store)?;
     let token = keys::new_api_token().map_err(NodeError::from)?;
@@ -125,7 +130,8 @@ pub async fn start(
     config: &Config,
     shutdown: tokio_util_shutdown::Shutdown,
 ) -> Result<Running, RunError> {
-    let settings = config.settings()?;
+    let mut settings = config.settings()?;
+    settings.calendar = crate::config::load_calendar(data)?;
     let store = Store::open(&data.join(store::FILE_NAME))?;
     let node = Node::new(store, settings, wall_ms())?;
     let token = api_token(data)?;

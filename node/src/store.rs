@@ -4,7 +4,9 @@
 //! `meta` (schema version), `secrets` (the device identity), `settings`, `ea_keys` (EA secrets,
 //! sealed), `accounts`, `signals`, `orders` (with their state machine), `executions`,
 //! `positions`, `deals`, `equity`, `bars`, `outbox` (the signed, chained records for the hub,
-//! keyed by stream and `seq`) and `cursors` (deals, bars, the inbox watermark, order numbers).
+//! keyed by stream and `seq`), `cursors` (deals, bars, the inbox watermark, order numbers),
+//! `copy_log` (every policy evaluation with its steps, in time order) and `approvals` (each
+//! signal's approval: waiting or decided).
 //!
 //! Every write goes through [`Store::write`], one redb transaction committed with
 //! `Durability::Immediate` (fsync) before the closure's result is handed back: a caller that
@@ -56,6 +58,11 @@ pub(crate) const OUTBOX: TableDefinition<'static, (u32, u64), &[u8]> =
     TableDefinition::new("outbox");
 pub(crate) const CURSORS: TableDefinition<'static, (&str, &str), i64> =
     TableDefinition::new("cursors");
+/// The copy log: one policy evaluation per row, keyed `{at_ms:020}:{signal hex}` (time order).
+pub(crate) const COPY_LOG: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("copy_log");
+/// Each signal's approval (`PendingApproval`), keyed by the signal's hex id.
+pub(crate) const APPROVALS: TableDefinition<'static, &str, &[u8]> =
+    TableDefinition::new("approvals");
 
 const KEY_SCHEMA: &str = "schema_version";
 /// Cursors of the device rather than of an account live under this account key.
@@ -249,6 +256,8 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(BARS)?;
     tx.open_table(OUTBOX)?;
     tx.open_table(CURSORS)?;
+    tx.open_table(COPY_LOG)?;
+    tx.open_table(APPROVALS)?;
     Ok(())
 }
 
@@ -318,6 +327,21 @@ impl Tx<'_> {
         let bytes = to_row(name, value)?;
         self.tx.open_table(def)?.insert(key, bytes.as_slice())?;
         Ok(())
+    }
+
+    /// Every row of a string-keyed JSON table.
+    pub(crate) fn all_json<T: DeserializeOwned>(
+        &self,
+        def: TableDefinition<'static, &str, &[u8]>,
+        name: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
+        let t = self.tx.open_table(def)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            let (_, v) = e?;
+            out.push(from_row(name, v.value())?);
+        }
+        Ok(out)
     }
 
     /// A setting (JSON text).

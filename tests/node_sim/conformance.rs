@@ -7,11 +7,58 @@ use tradecast_sim::conformance::{self, CheckOutcome, Options, Trigger, TriggerRe
 
 use crate::TestNode;
 
-fn trigger(api: String, token: String) -> Trigger {
+/// What a running EA reports before the trader's first signal: the account's balance and
+/// equity (the suite's scripted EA never pushes a state, and the copy policy does not size a trade
+/// on an account whose equity it has not seen). Pushed in-process through a session of its own.
+fn report_equity(node: &tradecast_node::runtime::Node) -> Result<(), String> {
+    use tradecast_protocol::ea::{Hello, State};
+    let account = node.pick_account(None).map_err(|e| e.to_string())?;
+    let acc = node.account(&account).map_err(|e| e.to_string())?.ok_or("no account")?;
+    if acc.equity.is_some() {
+        return Ok(());
+    }
+    let now = tradecast_node::runtime::wall_ms();
+    let hello = Hello {
+        login: acc.login,
+        server: acc.server.clone(),
+        company: acc.company.clone(),
+        currency: acc.currency.clone(),
+        leverage: 100,
+        margin_mode: acc.margin_mode,
+        terminal_build: 4_755,
+        ea_version: "conformance trigger".into(),
+        server_utc_offset_s: acc.server_utc_offset_s,
+        terminal_time_ms: now,
+        symbols: acc.symbols.clone(),
+        floor_breach: None,
+    };
+    let h = node.hello(hello, now).map_err(|e| e.to_string())?;
+    let ten_k = rust_decimal::Decimal::from(10_000);
+    let state = State {
+        session_id: h.session_id,
+        terminal_time_ms: now,
+        balance: ten_k,
+        equity: ten_k,
+        margin: rust_decimal::Decimal::ZERO,
+        free_margin: ten_k,
+        credit: rust_decimal::Decimal::ZERO,
+        positions: Vec::new(),
+        pending: Vec::new(),
+        tick_values: Vec::new(),
+        specs: Vec::new(),
+    };
+    node.state(state, now).map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn trigger(api: String, token: String, node: Arc<tradecast_node::runtime::Node>) -> Trigger {
     Arc::new(move |req: TriggerRequest| {
         let api = api.clone();
         let token = token.clone();
+        let node = node.clone();
         Box::pin(async move {
+            if matches!(req, TriggerRequest::MarketOrder { .. }) {
+                report_equity(&node)?;
+            }
             let client = reqwest::Client::new();
             let (path, body) = match req {
                 TriggerRequest::MarketOrder { symbol } => (
@@ -49,7 +96,7 @@ async fn the_sim_conformance_suite_passes_against_the_node() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = TestNode::start(dir.path(), |_| {}).await;
     let options = Options {
-        trigger: Some(trigger(node.api_url(""), node.token.clone())),
+        trigger: Some(trigger(node.api_url(""), node.token.clone(), node.running.node.clone())),
         ..Options::default()
     };
     let report =

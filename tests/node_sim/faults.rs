@@ -198,9 +198,20 @@ async fn the_drawdown_guard_flattens_the_book_within_one_poll_and_locks_auto_mod
             })),
         )
         .await;
+    // Locked auto mode approves nothing by rule: the signal waits for the trader.
+    assert!(v["order_id"].is_null(), "{v}");
+    let id = v["signal"]["id"].as_str().expect("signal id").to_owned();
+    let approvals = node.approvals().expect("approvals");
+    let a = approvals.iter().find(|a| a.pending.signal_id.to_hex() == id).expect("its approval");
+    assert!(a.pending.decided().is_none(), "waits for the trader under the lock: {a:?}");
+    let log = node.copy_log().expect("copy log");
+    let entry = log.iter().find(|e| e.signal_id.to_hex() == id).expect("its copy-log entry");
     assert!(
-        v["order_id"].is_null() && v["skipped"].as_str().is_some_and(|w| w.contains("locked")),
-        "{v}"
+        entry
+            .steps
+            .iter()
+            .any(|s| s.rule == tradecast_node::policy::Rule::Drawdown && s.detail.contains("lock")),
+        "the drawdown step says the guard locked auto mode: {entry:?}"
     );
     // Until the trader unlocks it.
     let (status, _) = s.node.api(reqwest::Method::POST, "/api/v1/unlock", None).await;

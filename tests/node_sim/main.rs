@@ -5,6 +5,7 @@
 mod conformance;
 mod crash;
 mod faults;
+mod policy;
 mod replay;
 mod rig;
 
@@ -13,6 +14,36 @@ use std::path::Path;
 
 use tradecast_node::config::Config;
 use tradecast_node::serve::{self, Running, tokio_util_shutdown::Shutdown};
+
+/// The copy policy these tests run under unless they set their own: auto mode (consent
+/// given), the provider's lot as sent (`volume` of a submitted signal), no reward/risk floor and no
+/// price-move limit (the quote is the last closed bar, the tests price off the live tick), up to
+/// all of the equity at the stop (the guard tests open big positions on purpose), up to ten
+/// positions per symbol. Every other rule keeps its default.
+pub fn auto_policy() -> tradecast_node::policy::PolicySettings {
+    use tradecast_node::policy::{PolicySettings, approval::ApprovalMode, sizing::LotMode};
+    let mut p = PolicySettings::default();
+    p.approval.mode = ApprovalMode::Auto;
+    p.approval.consent_version = 1;
+    p.lot = LotMode::Multiplier { factor: rust_decimal::Decimal::ONE };
+    p.min_rr = rust_decimal::Decimal::ZERO;
+    p.max_risk_pct = rust_decimal::Decimal::ONE_HUNDRED;
+    p.max_price_move_stop_fraction = rust_decimal::Decimal::ZERO;
+    p.risk.max_open_positions = 10;
+    p.risk.max_open_per_symbol = 10;
+    p
+}
+
+/// [`auto_policy`] for a self-trading provider: its signals carry no provider lot, so sized by
+/// 1 % risk, one position at a time (the backtest's rule).
+pub fn self_trade_policy() -> tradecast_node::policy::PolicySettings {
+    let mut p = auto_policy();
+    p.lot = tradecast_node::policy::sizing::LotMode::RiskPercent {
+        percent: rust_decimal::Decimal::ONE,
+    };
+    p.risk.max_open_per_symbol = 1;
+    p
+}
 
 /// A fresh node in `dir` on ephemeral loopback ports, with one EA key.
 pub struct TestNode {
@@ -30,6 +61,7 @@ impl TestNode {
         let mut config = Config {
             ea_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            policy: auto_policy(),
             ..Config::default()
         };
         edit(&mut config);

@@ -173,6 +173,7 @@ pub fn data_dir(root: &Path, name: &str) -> (PathBuf, String, String) {
         mode: tradecast_node::config::Mode::Provider,
         self_trade: true,
         api_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        policy: crate::self_trade_policy(),
         ..tradecast_node::config::Config::default()
     };
     c.write(&dir).expect("config");

@@ -438,9 +438,35 @@ async fn a_withdrawal_moves_the_peak_and_is_no_drawdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_publishes_modify_and_close_of_its_own_position() {
     use tradecast_protocol::{Body, StreamId};
-    let mut link = Link::start_with(|c| c.mode = tradecast_node::config::Mode::Provider).await;
+    let mut link = Link::start_with(|c| {
+        c.mode = tradecast_node::config::Mode::Provider;
+        // Auto mode at the provider's lot, any day of the week (the terminal clock is the wall
+        // clock here).
+        c.policy.approval.mode = tradecast_node::policy::approval::ApprovalMode::Auto;
+        c.policy.approval.consent_version = 1;
+        c.policy.lot = tradecast_node::policy::sizing::LotMode::Multiplier { factor: Decimal::ONE };
+        c.policy.market_hours.enabled = false;
+    })
+    .await;
     let t = now();
     let h = link.hello(t).await;
+    // The account's equity and a closed bar (the quote) before the signal.
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, t, 10_000, 10_000, vec![])).await;
+    let hour = t - t.rem_euclid(3_600_000) - 3_600_000;
+    let bar = ea::LinkBar {
+        symbol: "EURUSD".into(),
+        timeframe: ea::Timeframe::H1,
+        time_ms: hour,
+        open: Decimal::new(107_000, 5),
+        high: Decimal::new(107_050, 5),
+        low: Decimal::new(106_950, 5),
+        close: Decimal::new(107_000, 5),
+        tick_volume: 1,
+        spread_points: Some(10),
+    };
+    let bars = ea::Bars { session_id: h.session_id.clone(), bars: vec![bar] };
+    let _: ea::BarsAnswer = link.call(Call::Bars, &bars).await;
     let node = link.running.node.clone();
     let account = node.pick_account(None).expect("account");
     let id = tradecast_node::keys::random_bytes::<16>().expect("rng");
