@@ -5,17 +5,19 @@
 //! The root package is the only place where the hub and the node meet: neither crate depends on
 //! the other.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::{Value, json};
 use tradecast_hub::Started;
 use tradecast_hub::config::Config;
-use tradecast_hub::secrets::HubSecrets;
 use tradecast_node::store::Store;
 use tradecast_node::sync::client::{self, ConnectError};
+use tradecast_node::sync::driver::{self, SyncConfig, SyncError};
 use tradecast_node::sync::enrol::{self, EnrolError};
-use tradecast_protocol::Identity;
+use tradecast_protocol::{Body, Heartbeat, Identity, StreamId};
 
 struct Hub {
     started: Started,
@@ -31,17 +33,24 @@ fn now_ms() -> i64 {
     .unwrap()
 }
 
+async fn start_hub(
+    data: &std::path::Path,
+    listen: SocketAddr,
+    quic_listen: Option<SocketAddr>,
+) -> Started {
+    let mut config =
+        Config { listen, quic_listen, data_dir: Some(data.to_owned()), ..Default::default() };
+    config.auth.argon2_memory_kib = 64;
+    config.auth.argon2_iterations = 1;
+    // Development mode keeps generated secrets in the data dir: a restarted hub keeps its key.
+    let secrets = tradecast_hub::load_secrets(&config, std::iter::empty()).unwrap();
+    tradecast_hub::start(config, secrets).await.unwrap()
+}
+
 impl Hub {
     async fn start() -> Hub {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: Some(dir.path().to_owned()),
-            ..Default::default()
-        };
-        config.auth.argon2_memory_kib = 64;
-        config.auth.argon2_iterations = 1;
-        let started = tradecast_hub::start(config, HubSecrets::generate_ephemeral()).await.unwrap();
+        let started = start_hub(dir.path(), "127.0.0.1:0".parse().unwrap(), None).await;
         let email = "owner@example.com";
         let password = "owner password 123";
         let state = &started.state;
@@ -73,6 +82,16 @@ impl Hub {
             .unwrap();
         let token = login["access_token"].as_str().expect("logged in").to_string();
         Hub { started, http, token, _dir: dir }
+    }
+
+    /// Stops the hub (its QUIC connections close) and starts it again on the same data dir and
+    /// addresses; returns how long it was down.
+    async fn restart(self) -> Hub {
+        let Hub { started, http, token, _dir } = self;
+        let (addr, quic) = (started.addr, started.quic_addr);
+        started.stop().await.unwrap();
+        let started = start_hub(_dir.path(), addr, Some(quic)).await;
+        Hub { started, http, token, _dir }
     }
 
     fn http_addr(&self) -> String {
@@ -254,5 +273,133 @@ async fn sync_only_the_pinned_hub_and_only_enrolled_nodes() {
     let hub_key = hub.started.state.hub_identity.identity_key();
     let r = client::connect(&other, hub_key, hub.started.quic_addr).await;
     assert!(matches!(&r, Err(ConnectError::Refused(m)) if m.contains("not enrolled")), "{r:?}");
+    hub.started.stop().await.unwrap();
+}
+
+/// Appends `n` heartbeats to the node's DEVICE stream in one durable transaction.
+fn append_heartbeats(store: &Store, n: usize) {
+    let me = identity(store);
+    store
+        .write(|tx| {
+            for _ in 0..n {
+                let at_ms = now_ms();
+                let body = Body::Heartbeat(Heartbeat {
+                    device: me.device_id(),
+                    at_ms,
+                    ea_connected: false,
+                    terminal_time_ms: None,
+                });
+                tx.append_record(&me, StreamId::DEVICE, &body, at_ms)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+async fn wait_acked(sync: &driver::SyncHandle, stream: StreamId, seq: u64, within: Duration) {
+    let mut acked = sync.acked();
+    let done = tokio::time::timeout(within, acked.wait_for(|m| m.get(&stream) >= Some(&seq)))
+        .await
+        .is_ok();
+    assert!(done, "acked {:?}, waited for {seq} on {stream:?}", *sync.acked().borrow());
+}
+
+/// Rows the hub holds of `node`'s DEVICE stream.
+async fn hub_rows(hub: &Hub, node: &Identity) -> usize {
+    tradecast_hub::quic::store::records(&hub.started.state.db, &node.device_id(), StreamId::DEVICE)
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_upstream_commits_every_record_once_across_a_hub_restart() {
+    let hub = Hub::start().await;
+    let (dir, _) = node_dir();
+    enrol_by_cli(&dir, &hub).await;
+    let store = Arc::new(open_store(&dir));
+    let node = identity(&store);
+    let pin = tradecast_node::sync::hub_pin(&store).unwrap().unwrap();
+    let config = SyncConfig { backoff_base_ms: 50, backoff_max_ms: 500, ..Default::default() };
+    let sync =
+        driver::spawn(store.clone(), identity(&store), pin.key, hub.started.quic_addr, config);
+
+    // The DeviceKeys record (seq 1) and 30 heartbeats reach the hub's SQL store, acked.
+    append_heartbeats(&store, 30);
+    sync.appended();
+    let started = Instant::now();
+    wait_acked(&sync, StreamId::DEVICE, 31, Duration::from_secs(10)).await;
+    let first = started.elapsed();
+    assert_eq!(hub_rows(&hub, &node).await, 31);
+
+    // 500 more; the hub stops mid-stream and comes back on the same data dir and addresses.
+    append_heartbeats(&store, 500);
+    sync.appended();
+    let mut acked = sync.acked();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        acked.wait_for(|m| m.get(&StreamId::DEVICE) > Some(&31)),
+    )
+    .await
+    .expect("progress before the restart")
+    .expect("the client runs");
+    let hub = hub.restart().await;
+    let at_restart = hub_rows(&hub, &node).await;
+    assert!(at_restart > 31 && at_restart < 531, "the restart was mid-stream: {at_restart} rows");
+
+    let restarted = Instant::now();
+    wait_acked(&sync, StreamId::DEVICE, 531, Duration::from_secs(30)).await;
+    let caught_up = restarted.elapsed();
+    // Nothing lost, nothing twice: 531 rows, seq 1..=531, one chain, signed by the node.
+    assert_eq!(hub_rows(&hub, &node).await, 531);
+    let records = tradecast_hub::quic::store::records(
+        &hub.started.state.db,
+        &node.device_id(),
+        StreamId::DEVICE,
+    )
+    .await
+    .unwrap();
+    let seqs: Vec<u64> = records.iter().map(|r| r.header().seq).collect();
+    assert_eq!(seqs, (1..=531).collect::<Vec<u64>>());
+    tradecast_protocol::verify_chain(&records, &node.identity_key(), StreamId::DEVICE)
+        .expect("the hub holds the node's chain intact");
+    // The outbox matches what the hub holds, record for record.
+    let outbox = store.read().unwrap().outbox(StreamId::DEVICE).unwrap();
+    assert_eq!(outbox, records);
+    eprintln!(
+        "first 31 records acked in {first:?}; {at_restart} rows when the hub stopped; all 531 acked {caught_up:?} after the restart"
+    );
+    assert!(*sync.connected().borrow());
+    sync.stop().await.unwrap();
+    hub.started.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_a_revoked_node_stops_syncing_with_the_refusal() {
+    let hub = Hub::start().await;
+    let (dir, device_text) = node_dir();
+    enrol_by_cli(&dir, &hub).await;
+    let store = Arc::new(open_store(&dir));
+    let pin = tradecast_node::sync::hub_pin(&store).unwrap().unwrap();
+    let sync = driver::spawn(
+        store.clone(),
+        identity(&store),
+        pin.key,
+        hub.started.quic_addr,
+        SyncConfig::default(),
+    );
+    wait_acked(&sync, StreamId::DEVICE, 1, Duration::from_secs(10)).await;
+    let (status, body) = hub.post(&format!("/api/v1/devices/{device_text}/revoke")).await;
+    assert_eq!(status, 200, "{body}");
+    let mut connected = sync.connected();
+    tokio::time::timeout(Duration::from_secs(5), connected.wait_for(|c| !*c))
+        .await
+        .expect("cut off")
+        .expect("the client ran");
+    let end = tokio::time::timeout(Duration::from_secs(5), sync.stop()).await.expect("ends");
+    assert!(
+        matches!(&end, Err(SyncError::Refused(ConnectError::Refused(r))) if r.contains("revoked")),
+        "{end:?}"
+    );
     hub.started.stop().await.unwrap();
 }

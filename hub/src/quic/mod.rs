@@ -18,8 +18,12 @@
 //!   registered *before* its enrolment is checked, so a revocation racing a handshake is seen by
 //!   one side or the other.
 //!
-//! Not here yet (issue 9, slice 2): the session drivers on the hello stream.
+//! - **Session**: after the hello, [`driver`] runs the protocol's `HubSession` on the hello
+//!   stream; [`store`] commits upstream records to SQL before they are acknowledged. The
+//!   downstream feed (fan-out queue → device) is not driven yet.
 
+pub mod driver;
+pub mod store;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -61,6 +65,8 @@ pub mod close_code {
     pub const BAD_HELLO: u32 = 0x12;
     /// Too many connections for one device.
     pub const TOO_MANY: u32 = 0x13;
+    /// The sync session closed (dead peer, protocol violation); the node reconnects.
+    pub const SESSION_CLOSED: u32 = 0x14;
 }
 
 /// Why the endpoint could not start.
@@ -186,6 +192,8 @@ enum ConnError {
     Refused(String),
     #[error("hello: {0}")]
     Hello(String),
+    #[error("session: {0}")]
+    Session(String),
 }
 
 fn peer_key(conn: &quinn::Connection) -> Option<tradecast_protocol::IdentityKey> {
@@ -234,7 +242,7 @@ async fn serve_registered(
     })
     .await
     .map_err(|_| ConnError::Timeout)?;
-    let (mut send, _recv, buf) = hello?;
+    let (mut send, recv, buf) = hello?;
     if &buf[..3] != HELLO_MAGIC {
         conn.close(close_code::BAD_HELLO.into(), b"bad hello");
         return Err(ConnError::Hello("bad magic".into()));
@@ -257,9 +265,13 @@ async fn serve_registered(
     answer.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
     send.write_all(&answer).await.map_err(|e| ConnError::Hello(e.to_string()))?;
     tracing::info!(device = %device.fmt_short(), version, "node connected over quic");
-    // Slice 2 runs the session driver on (send, recv) here; until then the connection stays
-    // open (heartbeats by QUIC keep-alive) until the node leaves or is revoked.
-    let closed = conn.closed().await;
-    tracing::info!(device = %device.fmt_short(), reason = %closed, "node disconnected");
-    Ok(())
+    let ended = driver::run(state, conn, *key, send, recv).await;
+    match &ended {
+        Ok(()) => tracing::info!(device = %device.fmt_short(), "sync session ended"),
+        Err(e) => {
+            tracing::info!(device = %device.fmt_short(), error = %e, "sync session ended");
+            conn.close(close_code::SESSION_CLOSED.into(), b"session ended");
+        }
+    }
+    ended.map_err(|e| ConnError::Session(e.to_string()))
 }

@@ -19,4 +19,5 @@ mod quic;
 mod ratelimit;
 mod schemathesis;
 mod signals;
+mod sync;
 mod users;

@@ -30,8 +30,12 @@ async fn connect(
     Ok((ep, conn))
 }
 
-/// Says hello with `version`; the hub's answer (code, version) or the connection's end.
-async fn hello(conn: &quinn::Connection, version: u16) -> Result<(u8, u16), String> {
+/// Says hello with `version`; the hub's answer (code, version) or the connection's end. The
+/// session stream stays open while the returned streams live (finishing it ends the session).
+async fn hello_streams(
+    conn: &quinn::Connection,
+    version: u16,
+) -> Result<((u8, u16), (quinn::SendStream, quinn::RecvStream)), String> {
     let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
     let mut msg = quic::HELLO_MAGIC.to_vec();
     msg.extend_from_slice(&version.to_be_bytes());
@@ -41,7 +45,12 @@ async fn hello(conn: &quinn::Connection, version: u16) -> Result<(u8, u16), Stri
         .await
         .map_err(|_| "no answer within 5 s".to_string())?
         .map_err(|e| e.to_string())?;
-    Ok((answer[0], u16::from_be_bytes([answer[1], answer[2]])))
+    Ok(((answer[0], u16::from_be_bytes([answer[1], answer[2]])), (send, recv)))
+}
+
+/// [`hello_streams`] when the session stream is not needed afterwards.
+async fn hello(conn: &quinn::Connection, version: u16) -> Result<(u8, u16), String> {
+    hello_streams(conn, version).await.map(|(a, _)| a)
 }
 
 /// The application close code and reason the connection ended with.
@@ -80,10 +89,8 @@ async fn quic_enrolled_device_connects_and_says_hello(backend: Backend) {
             .as_deref(),
         Some(tls::ALPN)
     );
-    assert_eq!(
-        hello(&conn, quic::PROTOCOL_VERSION).await,
-        Ok((quic::HELLO_ACCEPTED, quic::PROTOCOL_VERSION))
-    );
+    let (answer, _streams) = hello_streams(&conn, quic::PROTOCOL_VERSION).await.unwrap();
+    assert_eq!(answer, (quic::HELLO_ACCEPTED, quic::PROTOCOL_VERSION));
     let peers = hub.state().quic_peers.clone();
     let device = node.device_id();
     wait_until("the hub to register the device", || peers.is_connected(&device)).await;
@@ -142,7 +149,8 @@ async fn quic_revocation_closes_the_open_connection_at_once(backend: Backend) {
     let owner = hub.owner().await;
     let (node, device_text) = hub.enrol(&owner, "stolen laptop").await;
     let (_ep, conn) = connect(&hub, &node, hub_key(&hub)).await.expect("handshake");
-    assert_eq!(hello(&conn, quic::PROTOCOL_VERSION).await.map(|a| a.0), Ok(quic::HELLO_ACCEPTED));
+    let (answer, _streams) = hello_streams(&conn, quic::PROTOCOL_VERSION).await.unwrap();
+    assert_eq!(answer.0, quic::HELLO_ACCEPTED);
     let peers = hub.state().quic_peers.clone();
     wait_until("registration", || peers.is_connected(&node.device_id())).await;
 

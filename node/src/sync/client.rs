@@ -65,13 +65,20 @@ pub struct HubConnection {
 }
 
 impl HubConnection {
+    /// The parts: the connection, the session stream and the endpoint (keep it alive).
+    pub fn into_parts(
+        self,
+    ) -> (quinn::Connection, quinn::SendStream, quinn::RecvStream, quinn::Endpoint) {
+        (self.conn, self.send, self.recv, self._endpoint)
+    }
+
     /// Why the connection ended, once it has (waits).
     pub async fn closed(&self) -> ConnectError {
         from_connection_error(self.conn.closed().await)
     }
 }
 
-fn from_connection_error(e: quinn::ConnectionError) -> ConnectError {
+pub(crate) fn from_connection_error(e: quinn::ConnectionError) -> ConnectError {
     match e {
         quinn::ConnectionError::ApplicationClosed(c) => {
             let reason = String::from_utf8_lossy(&c.reason).into_owned();

@@ -11,10 +11,12 @@
 //!   key ([`tls`]), says hello with [`PROTOCOL_VERSION`] and returns the session stream, or a
 //!   typed refusal: not enrolled / revoked, upgrade required, wrong hub key.
 //!
-//! Not here yet (issue 9, slice 2): the session drivers (outbox upstream, feed downstream),
-//! reconnect with backoff, heartbeats.
+//! - [`driver`]: the session driver (outbox upstream with acks after the hub's SQL commit,
+//!   reconnect with backoff and jitter, the session's heartbeats). The downstream feed is not
+//!   driven yet.
 
 pub mod client;
+pub mod driver;
 pub mod enrol;
 pub mod tls;
 

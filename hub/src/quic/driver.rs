@@ -1,0 +1,161 @@
+//! The hub's driver of [`HubSession`] on one node's session stream: read a frame, handle it,
+//! drain the actions (send, commit to SQL then report `Committed`, persist quarantines, log
+//! alarms, close), arm the timer. It makes no protocol decision.
+//!
+//! Frames on the stream: `len:u32 BE ‖ frame`, `len` ≤ [`MAX_FRAME_LEN`] checked before
+//! allocating. A reader task feeds frames through a bounded channel (so the select stays
+//! cancel-safe). A record is acknowledged only after its row is committed: `Committed` is
+//! reported after the SQL insert returns. The downstream feed is empty for now (slice 2b:
+//! the per-device feed from the fan-out queue): `LoadFeed` is answered with no items.
+
+use std::time::Duration;
+
+use tradecast_protocol::IdentityKey;
+use tradecast_protocol::session::{
+    HubAction, HubEvent, HubSession, HubSetup, SessionConfig, SignatureCheck,
+};
+
+use super::{MAX_FRAME_LEN, close_code, store};
+use crate::state::AppState;
+
+/// Frames read ahead of the session.
+const READ_AHEAD: usize = 16;
+
+/// Why a session ended on the hub's side.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DriverError {
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("stream: {0}")]
+    Stream(String),
+    #[error("frame of {0} bytes exceeds the limit")]
+    Oversized(usize),
+}
+
+/// Reads one length-prefixed frame; `Ok(None)` at a clean end of stream.
+pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Option<Vec<u8>>, DriverError> {
+    let mut len = [0u8; 4];
+    match recv.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(DriverError::Stream(e.to_string())),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(DriverError::Oversized(len));
+    }
+    let mut buf = vec![0u8; len];
+    recv.read_exact(&mut buf).await.map_err(|e| DriverError::Stream(e.to_string()))?;
+    Ok(Some(buf))
+}
+
+/// Writes one length-prefixed frame.
+pub async fn write_frame(send: &mut quinn::SendStream, frame: &[u8]) -> Result<(), DriverError> {
+    let len = u32::try_from(frame.len()).map_err(|_| DriverError::Oversized(frame.len()))?;
+    if frame.len() > MAX_FRAME_LEN {
+        return Err(DriverError::Oversized(frame.len()));
+    }
+    let mut buf = Vec::with_capacity(4 + frame.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(frame);
+    send.write_all(&buf).await.map_err(|e| DriverError::Stream(e.to_string()))
+}
+
+fn now_ms(state: &AppState) -> i64 {
+    state.now_ms()
+}
+
+/// Runs the session with `peer` on (`send`, `recv`) until it closes.
+pub async fn run(
+    state: &AppState,
+    conn: &quinn::Connection,
+    peer: IdentityKey,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> Result<(), DriverError> {
+    let cfg = SessionConfig::default();
+    let device = peer.device_id();
+    let streams = store::load_streams(&state.db, &device, cfg.recent_hashes).await?;
+    let setup = HubSetup {
+        hub: state.hub_identity.identity_key(),
+        peer,
+        streams,
+        feed_acked: 0,
+        feed_tip: 0,
+        feed_unacked: Vec::new(),
+    };
+    let mut session = HubSession::new(cfg, setup, SignatureCheck, now_ms(state));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, DriverError>>(READ_AHEAD);
+    let reader = tokio::spawn(async move {
+        loop {
+            let r = read_frame(&mut recv).await;
+            let end = !matches!(r, Ok(Some(_)));
+            let item = match r {
+                Ok(Some(f)) => Ok(f),
+                Ok(None) => Err(DriverError::Stream("the node finished its stream".into())),
+                Err(e) => Err(e),
+            };
+            if tx.send(item).await.is_err() || end {
+                break;
+            }
+        }
+        // Keep `recv` alive until here.
+        let _ = recv.read_to_end(0).await;
+    });
+    let result = drive(state, conn, &mut session, &mut send, &mut rx).await;
+    reader.abort();
+    result
+}
+
+async fn drive(
+    state: &AppState,
+    conn: &quinn::Connection,
+    session: &mut HubSession<SignatureCheck>,
+    send: &mut quinn::SendStream,
+    rx: &mut tokio::sync::mpsc::Receiver<Result<Vec<u8>, DriverError>>,
+) -> Result<(), DriverError> {
+    let mut timer: Option<i64> = None;
+    loop {
+        while let Some(action) = session.poll_action() {
+            match action {
+                HubAction::Send(frame) => write_frame(send, &frame).await?,
+                HubAction::SetTimer { at_ms } => timer = Some(at_ms),
+                HubAction::Commit { record, received_at_ms } => {
+                    let (stream, seq) = (record.header().stream, record.header().seq);
+                    store::commit(&state.db, &state.hub_identity, &record, received_at_ms).await?;
+                    session.handle(now_ms(state), HubEvent::Committed { stream, seq });
+                }
+                HubAction::FeedAcked { .. } => {}
+                HubAction::LoadFeed { .. } => {
+                    session.handle(now_ms(state), HubEvent::FeedLoaded(Vec::new()));
+                }
+                HubAction::Quarantine { author, stream } => {
+                    store::quarantine(&state.db, &author, stream, now_ms(state)).await?;
+                }
+                HubAction::Alarm(alarm) => {
+                    tracing::warn!(?alarm, "sync alarm");
+                }
+                HubAction::Close(reason) => {
+                    let text = reason.to_string();
+                    conn.close(close_code::SESSION_CLOSED.into(), text.as_bytes());
+                    return Ok(());
+                }
+            }
+        }
+        let wait = timer.map_or(Duration::from_secs(3600), |at| {
+            Duration::from_millis(u64::try_from(at - now_ms(state)).unwrap_or(0))
+        });
+        tokio::select! {
+            frame = rx.recv() => match frame {
+                Some(Ok(bytes)) => session.handle(now_ms(state), HubEvent::BytesReceived(&bytes)),
+                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+            },
+            () = tokio::time::sleep(wait) => {
+                timer = None;
+                session.handle(now_ms(state), HubEvent::TimerFired);
+            }
+        }
+    }
+}

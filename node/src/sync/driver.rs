@@ -1,0 +1,406 @@
+//! The node's driver of [`NodeSession`]: connect to the pinned hub, run the session on the
+//! hello stream, reconnect after a [`Backoff`] with jitter. It makes no protocol decision: read
+//! a frame, handle it, drain the actions, write, arm the timer.
+//!
+//! - **Upstream**: the session starts from the store's outbox (every stream's tip and the
+//!   records above the last ack this process saw); records appended later are found by
+//!   [`SyncHandle::appended`] (a nudge) or by a tip check every [`TIP_POLL`], and handed over as
+//!   `RecordAppended` in `seq` order. `LoadRecords` reads the outbox from the asked `seq`. The
+//!   hub acknowledges only what it committed in SQL; [`SyncHandle::acked`] shows the marks.
+//! - **Downstream** is not driven yet (issue 9, slice 2b): a `CommitFeed` ends the session
+//!   without an ack (nothing is committed or acknowledged that the node did not store).
+//! - **Refusals**: a hub that refuses the device (not enrolled, revoked) or asks for an upgrade
+//!   ends the client with that error instead of retrying; anything else is retried.
+//! - Heartbeats and dead-peer detection are the session's (`Ping` every `heartbeat_ms`, close
+//!   after `dead_after_ms` of silence), plus QUIC keep-alives.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tradecast_protocol::session::{
+    Backoff, LocalStream, NodeAction, NodeEvent, NodeSession, NodeSetup, SessionConfig,
+    SignatureCheck,
+};
+use tradecast_protocol::{Identity, IdentityKey, Record, StreamId};
+
+use super::client::{self, ConnectError};
+use crate::store::{Store, StoreError};
+
+/// How often the outbox tips are checked for records appended without a nudge.
+pub const TIP_POLL: Duration = Duration::from_millis(250);
+/// Frames read ahead of the session.
+const READ_AHEAD: usize = 16;
+/// Largest frame accepted from the hub.
+const MAX_FRAME_LEN: usize = tradecast_protocol::session::wire::MAX_FRAME_LEN;
+/// The streams a node authors.
+const STREAMS: [StreamId; 5] =
+    [StreamId::SIGNALS, StreamId::SHARED, StreamId::PRIVATE, StreamId::DEVICE, StreamId::COMMANDS];
+
+/// Why the sync client stopped (it retries everything else).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The hub refused this device or asked for an upgrade.
+    #[error(transparent)]
+    Refused(ConnectError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why one session ended (logged; the client reconnects).
+#[derive(Debug, thiserror::Error)]
+enum SessionEnd {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("stream: {0}")]
+    Stream(String),
+    #[error("session closed: {0}")]
+    Closed(String),
+    #[error("the hub sent a feed item; the downstream feed is not driven yet")]
+    FeedUnsupported,
+    #[error("stop")]
+    Stop,
+}
+
+/// Reconnect pacing.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncConfig {
+    pub session: SessionConfig,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            session: SessionConfig::default(),
+            backoff_base_ms: 200,
+            backoff_max_ms: 30_000,
+        }
+    }
+}
+
+/// A running sync client.
+#[derive(Debug)]
+pub struct SyncHandle {
+    acked: watch::Receiver<BTreeMap<StreamId, u64>>,
+    connected: watch::Receiver<bool>,
+    appended: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), SyncError>>,
+}
+
+impl SyncHandle {
+    /// The hub's committed marks per stream, as acknowledged in this process.
+    pub fn acked(&self) -> watch::Receiver<BTreeMap<StreamId, u64>> {
+        self.acked.clone()
+    }
+
+    /// Whether a session with the hub is up.
+    pub fn connected(&self) -> watch::Receiver<bool> {
+        self.connected.clone()
+    }
+
+    /// Nudge: a record was appended to the outbox (otherwise found within [`TIP_POLL`]).
+    pub fn appended(&self) {
+        self.appended.notify_one();
+    }
+
+    /// Stops the client (closing its connection) and returns how it ended.
+    pub async fn stop(self) -> Result<(), SyncError> {
+        let _ = self.stop.send(true);
+        match self.task.await {
+            Ok(r) => r,
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Starts the sync client of `store`'s node with the hub holding `hub_key` at `addr`.
+pub fn spawn(
+    store: Arc<Store>,
+    identity: Identity,
+    hub_key: IdentityKey,
+    addr: SocketAddr,
+    config: SyncConfig,
+) -> SyncHandle {
+    let (acked_tx, acked) = watch::channel(BTreeMap::new());
+    let (connected_tx, connected) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(false);
+    let appended = Arc::new(Notify::new());
+    let ctx = Ctx {
+        store,
+        identity,
+        hub_key,
+        addr,
+        config,
+        acked: acked_tx,
+        connected: connected_tx,
+        appended: appended.clone(),
+        stop: stop_rx,
+    };
+    let task = tokio::spawn(run(ctx));
+    SyncHandle { acked, connected, appended, stop, task }
+}
+
+struct Ctx {
+    store: Arc<Store>,
+    identity: Identity,
+    hub_key: IdentityKey,
+    addr: SocketAddr,
+    config: SyncConfig,
+    acked: watch::Sender<BTreeMap<StreamId, u64>>,
+    connected: watch::Sender<bool>,
+    appended: Arc<Notify>,
+    stop: watch::Receiver<bool>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn jitter_rng() -> impl rand_core::Rng {
+    let seed = crate::keys::random_bytes::<32>().map(|s| *s).unwrap_or([7; 32]);
+    <chacha20::ChaCha20Rng as rand_core::SeedableRng>::from_seed(seed)
+}
+
+async fn run(mut ctx: Ctx) -> Result<(), SyncError> {
+    let mut backoff = Backoff::new(ctx.config.backoff_base_ms, ctx.config.backoff_max_ms);
+    let mut rng = jitter_rng();
+    loop {
+        if *ctx.stop.borrow() {
+            return Ok(());
+        }
+        let connect = client::connect(&ctx.identity, ctx.hub_key, ctx.addr);
+        let conn = tokio::select! {
+            c = connect => c,
+            _ = ctx.stop.changed() => return Ok(()),
+        };
+        match conn {
+            Ok(hub) => {
+                let (conn, send, recv, _endpoint) = hub.into_parts();
+                ctx.connected.send_replace(true);
+                let end = session(&mut ctx, send, recv, &mut backoff).await;
+                ctx.connected.send_replace(false);
+                // The hub may have closed for a reason the node must act on (revocation).
+                let hub_closed = conn.close_reason();
+                match end {
+                    Err(SessionEnd::Stop) => {
+                        conn.close(0u32.into(), b"node stopping");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "sync session ended; reconnecting");
+                        conn.close(0u32.into(), b"session ended");
+                    }
+                    Ok(()) => {}
+                }
+                if let Some(e @ (ConnectError::Refused(_) | ConnectError::UpgradeRequired { .. })) =
+                    hub_closed.map(client::from_connection_error)
+                {
+                    return Err(SyncError::Refused(e));
+                }
+            }
+            Err(e @ (ConnectError::Refused(_) | ConnectError::UpgradeRequired { .. })) => {
+                return Err(SyncError::Refused(e));
+            }
+            Err(e) => tracing::info!(error = %e, "cannot reach the hub; retrying"),
+        }
+        let delay = Duration::from_millis(backoff.next_delay_ms(&mut rng));
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = ctx.stop.changed() => return Ok(()),
+        }
+    }
+}
+
+/// The node's session setup from the store: tips and the records above the last seen ack.
+fn setup(ctx: &Ctx) -> Result<(NodeSetup, BTreeMap<StreamId, u64>), StoreError> {
+    let view = ctx.store.read()?;
+    let acked = ctx.acked.borrow().clone();
+    let mut streams = Vec::new();
+    let mut tips = BTreeMap::new();
+    for stream in STREAMS {
+        let from = acked.get(&stream).copied().unwrap_or(0) + 1;
+        let mut unacked = view.outbox_from(stream, from)?;
+        if unacked.is_empty() {
+            // Nothing above the ack: the tip is the last record (if any).
+            let all = view.outbox_from(stream, from.saturating_sub(1).max(1))?;
+            let Some(last) = all.last() else { continue };
+            tips.insert(stream, last.header().seq);
+            streams.push(LocalStream {
+                stream,
+                tip_seq: last.header().seq,
+                tip_hash: last.header_hash(),
+                unacked: Vec::new(),
+            });
+            continue;
+        }
+        unacked.sort_by_key(|r| r.header().seq);
+        let last = unacked.last().map(|r| (r.header().seq, r.header_hash()));
+        if let Some((seq, hash)) = last {
+            tips.insert(stream, seq);
+            streams.push(LocalStream { stream, tip_seq: seq, tip_hash: hash, unacked });
+        }
+    }
+    let setup = NodeSetup {
+        identity: ctx.identity.identity_key(),
+        hub: ctx.hub_key,
+        streams,
+        feed_committed: view.inbox_watermark()?,
+        feed_recent: Vec::new(),
+        authors: Vec::new(),
+        restored: false,
+        feed_quarantined: false,
+    };
+    Ok((setup, tips))
+}
+
+/// Records appended since `tips`, in `seq` order per stream.
+fn new_records(
+    store: &Store,
+    tips: &mut BTreeMap<StreamId, u64>,
+) -> Result<Vec<Record>, StoreError> {
+    let view = store.read()?;
+    let mut out = Vec::new();
+    for stream in STREAMS {
+        let tip = tips.get(&stream).copied().unwrap_or(0);
+        let fresh = view.outbox_from(stream, tip + 1)?;
+        if let Some(last) = fresh.last() {
+            tips.insert(stream, last.header().seq);
+        }
+        out.extend(fresh);
+    }
+    Ok(out)
+}
+
+async fn write_frame(send: &mut quinn::SendStream, frame: &[u8]) -> Result<(), SessionEnd> {
+    let len =
+        u32::try_from(frame.len()).map_err(|_| SessionEnd::Stream("frame too large".into()))?;
+    let mut buf = Vec::with_capacity(4 + frame.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(frame);
+    send.write_all(&buf).await.map_err(|e| SessionEnd::Stream(e.to_string()))
+}
+
+async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, SessionEnd> {
+    let mut len = [0u8; 4];
+    recv.read_exact(&mut len).await.map_err(|e| SessionEnd::Stream(e.to_string()))?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(SessionEnd::Stream(format!("frame of {len} bytes exceeds the limit")));
+    }
+    let mut buf = vec![0u8; len];
+    recv.read_exact(&mut buf).await.map_err(|e| SessionEnd::Stream(e.to_string()))?;
+    Ok(buf)
+}
+
+async fn session(
+    ctx: &mut Ctx,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    backoff: &mut Backoff,
+) -> Result<(), SessionEnd> {
+    let (setup, mut tips) = setup(ctx)?;
+    let mut session = NodeSession::new(ctx.config.session, setup, SignatureCheck);
+    let _ = session.handle(now_ms(), NodeEvent::Connected);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, SessionEnd>>(READ_AHEAD);
+    let reader = tokio::spawn(async move {
+        loop {
+            let r = read_frame(&mut recv).await;
+            let end = r.is_err();
+            if tx.send(r).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    let result = drive(ctx, &mut session, &mut send, &mut rx, &mut tips, backoff).await;
+    reader.abort();
+    result
+}
+
+async fn drive(
+    ctx: &mut Ctx,
+    session: &mut NodeSession<SignatureCheck>,
+    send: &mut quinn::SendStream,
+    rx: &mut tokio::sync::mpsc::Receiver<Result<Vec<u8>, SessionEnd>>,
+    tips: &mut BTreeMap<StreamId, u64>,
+    backoff: &mut Backoff,
+) -> Result<(), SessionEnd> {
+    let mut timer: Option<i64> = None;
+    let mut poll = tokio::time::interval(TIP_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        while let Some(action) = session.poll_action() {
+            match action {
+                NodeAction::Send(frame) => write_frame(send, &frame).await?,
+                NodeAction::SetTimer { at_ms } => timer = Some(at_ms),
+                NodeAction::CommitFeed(_) => return Err(SessionEnd::FeedUnsupported),
+                NodeAction::AdoptTip { stream, seq, .. } => {
+                    tracing::warn!(
+                        stream = stream.0,
+                        seq,
+                        "the hub offered a tip to adopt; this node is not restored"
+                    );
+                }
+                NodeAction::TipsKnown => backoff.reset(),
+                NodeAction::Acked { stream, seq } => {
+                    backoff.reset();
+                    ctx.acked.send_modify(|m| {
+                        let e = m.entry(stream).or_insert(0);
+                        *e = (*e).max(seq);
+                    });
+                }
+                NodeAction::LoadRecords { stream, from_seq } => {
+                    let records = ctx.store.read()?.outbox_from(stream, from_seq)?;
+                    let _ = session.handle(now_ms(), NodeEvent::RecordsLoaded(records));
+                }
+                NodeAction::KeyPinned(key) => {
+                    tracing::info!(device = %key.device_id().fmt_short(), "author key pinned");
+                }
+                NodeAction::QuarantineFeed => tracing::error!("the hub equivocated on the feed"),
+                NodeAction::Alarm(alarm) => tracing::warn!(?alarm, "sync alarm"),
+                NodeAction::Close(reason) => return Err(SessionEnd::Closed(reason.to_string())),
+            }
+        }
+        let wait = timer.map_or(Duration::from_secs(3600), |at| {
+            Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+        });
+        tokio::select! {
+            frame = rx.recv() => match frame {
+                Some(Ok(bytes)) => {
+                    let _ = session.handle(now_ms(), NodeEvent::BytesReceived(&bytes));
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Err(SessionEnd::Stream("reader ended".into())),
+            },
+            () = tokio::time::sleep(wait) => {
+                timer = None;
+                let _ = session.handle(now_ms(), NodeEvent::TimerFired);
+            }
+            () = ctx.appended.notified() => append_new(ctx, session, tips)?,
+            _ = poll.tick() => append_new(ctx, session, tips)?,
+            _ = ctx.stop.changed() => return Err(SessionEnd::Stop),
+        }
+    }
+}
+
+fn append_new(
+    ctx: &Ctx,
+    session: &mut NodeSession<SignatureCheck>,
+    tips: &mut BTreeMap<StreamId, u64>,
+) -> Result<(), SessionEnd> {
+    for record in new_records(&ctx.store, tips)? {
+        if let Err(e) = session.handle(now_ms(), NodeEvent::RecordAppended(record)) {
+            // Not the next record as the session sees it: a new session reloads the outbox.
+            return Err(SessionEnd::Closed(format!("append refused: {e}")));
+        }
+    }
+    Ok(())
+}
