@@ -1,5 +1,6 @@
 //! The local API on 127.0.0.1 (default `127.0.0.1:7342`): JSON under `/api/v1/`, for the CLI,
-//! the UI and tests. Every call needs `Authorization: Bearer <token>`, the token `init` wrote to
+//! the UI and tests; the same listener serves the web UI ([`crate::ui`]) and refuses any request
+//! whose `Host` is not the loopback address served. Every call needs `Authorization: Bearer <token>`, the token `init` wrote to
 //! `<data>/api-token` (compared in constant time). Errors are problem+json (RFC 9457): 4xx say
 //! what was wrong, 5xx stay generic and the cause is logged once.
 //!
@@ -104,8 +105,14 @@ impl From<NodeError> for ApiError {
     }
 }
 
-/// The router (the caller binds the listener).
-pub fn router(node: Arc<Node>, token: Zeroizing<String>) -> Router {
+/// The router for the listener bound on `addr`: the API (bearer token) and the web UI
+/// ([`crate::ui`], session cookie), both behind the Host check ([`crate::ui::guard`]).
+pub fn router(node: Arc<Node>, token: Zeroizing<String>, addr: std::net::SocketAddr) -> Router {
+    let ui = crate::ui::Ui::new(node.clone(), token.clone(), addr).router();
+    api_router(node, token).merge(ui).layer(middleware::from_fn_with_state(addr, crate::ui::guard))
+}
+
+fn api_router(node: Arc<Node>, token: Zeroizing<String>) -> Router {
     let api = Api { node, token: Arc::new(token) };
     Router::new()
         .route("/api/v1/status", get(status))
@@ -134,7 +141,8 @@ pub async fn serve(
     token: Zeroizing<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(node, token)).with_graceful_shutdown(shutdown).await
+    let addr = listener.local_addr()?;
+    axum::serve(listener, router(node, token, addr)).with_graceful_shutdown(shutdown).await
 }
 
 async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {

@@ -41,6 +41,9 @@ pub enum Command {
     Run(crate::commands::RunArgs),
     /// Show a running node's status (through its local API).
     Status(crate::commands::StatusArgs),
+    /// Print the URL that opens the node's web UI (it carries the local token: open it on this
+    /// machine, or through the SSH tunnel on the same port).
+    UiUrl(crate::commands::StatusArgs),
     /// Enrol this node with a hub (a one-time code) and pin the hub's key.
     Enrol(crate::sync::enrol::EnrolArgs),
 }
@@ -206,6 +209,12 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
         Command::EaKey(c) => Ok(crate::commands::ea_key(&c, out)?),
         Command::Run(args) => Ok(crate::commands::run(&args)?),
         Command::Status(args) => Ok(crate::commands::status(&args, out)?),
+        Command::UiUrl(args) => {
+            let url = crate::serve::ui_url(&args.data.data, args.api_listen)
+                .map_err(crate::commands::CommandError::from)?;
+            writeln!(out, "{url}").map_err(crate::commands::CommandError::from)?;
+            Ok(())
+        }
         Command::Enrol(args) => Ok(crate::sync::enrol::enrol_command(&args, out)?),
     }
 }

@@ -42,3 +42,4 @@ pub mod strategy;
 pub mod sync;
 pub mod synthetic;
 pub mod timeframe;
+pub mod ui;

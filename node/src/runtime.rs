@@ -168,6 +168,11 @@ pub struct AccountRow {
     pub balance: Option<Decimal>,
     #[serde(default)]
     pub equity: Option<Decimal>,
+    /// Margin in use and free margin, from the last state push.
+    #[serde(default)]
+    pub margin: Option<Decimal>,
+    #[serde(default)]
+    pub free_margin: Option<Decimal>,
     /// The last equity point written: (market ms, equity).
     #[serde(default)]
     pub last_point: Option<(i64, Decimal)>,
@@ -648,6 +653,11 @@ impl Node {
         &self.settings
     }
 
+    /// Wakes on every change the node commits that the EA or the UI should see.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.work.subscribe()
+    }
+
     /// The store (read views for the API).
     pub fn store(&self) -> &Store {
         &self.store
@@ -737,6 +747,8 @@ impl Node {
                 lock_reason: String::new(),
                 balance: None,
                 equity: None,
+                margin: None,
+                free_margin: None,
                 last_point: None,
                 last_snapshot: String::new(),
                 next_order_no: 1,
@@ -1610,6 +1622,8 @@ impl Node {
             }
             acc.balance = Some(s.balance);
             acc.equity = Some(s.equity);
+            acc.margin = Some(s.margin);
+            acc.free_margin = Some(s.free_margin);
             // The drawdown guard.
             if !acc.locked {
                 acc.peak_equity = Some(acc.peak_equity.map_or(s.equity, |p| p.max(s.equity)));

@@ -82,6 +82,13 @@ pub fn api_token(data: &Path) -> Result<Zeroizing<String>, RunError> {
     Ok(Zeroizing::new(t.trim().to_owned()))
 }
 
+/// The URL that opens the web UI of the data dir's node (`api_listen`, else the config's).
+pub fn ui_url(data: &Path, api_listen: Option<SocketAddr>) -> Result<String, RunError> {
+    let config = Config::load(data)?;
+    let token = api_token(data)?;
+    Ok(crate::ui::login_url(api_listen.unwrap_or(config.api_listen), &token))
+}
+
 /// Makes an EA key in a data dir whose node is not running (the store is locked while it runs;
 /// then use the API's `POST /api/v1/ea-keys`).
 pub fn new_ea_key(data: &Path) -> Result<EaKey, RunError> {

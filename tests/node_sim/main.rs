@@ -8,6 +8,7 @@ mod faults;
 mod policy;
 mod replay;
 mod rig;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,0 +1,325 @@
+//! The node's web UI through real HTTP, beside the simulated terminal: the Host check (DNS
+//! rebinding), the login URL that sets a `SameSite=Strict; HttpOnly` cookie, CSRF refusal, the
+//! Content-Security-Policy, the pages showing the node's real data (balance, a pending signal,
+//! the position it opened once approved in the UI, the copy log, the history, the policy), the
+//! settings form saving a lot mode, and the server-sent events.
+
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, COOKIE, HOST, ORIGIN, SET_COOKIE};
+use rust_decimal::Decimal;
+use tradecast_node::policy::approval::ApprovalMode;
+use tradecast_node::policy::sizing::LotMode;
+use tradecast_node::ui::CSP;
+use tradecast_sim::terminal::lock;
+
+use crate::TestNode;
+use crate::rig::Rig;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
+struct Scene {
+    node: TestNode,
+    rig: Rig,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn scene() -> Scene {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path(), |c| c.policy.approval.mode = ApprovalMode::Manual).await;
+    let mut rig = Rig::new(&node.ea_url(), &node.key_id, &node.secret, 800);
+    for _ in 0..30 {
+        rig.replay.advance().expect("advance");
+        rig.catch_up(20).await;
+    }
+    Scene { node, rig, http: client(), _dir: dir }
+}
+
+impl Scene {
+    fn url(&self, path: &str) -> String {
+        self.node.api_url(path)
+    }
+
+    /// Logs in through the URL the CLI prints; the cookie header to send.
+    async fn login(&self) -> String {
+        let url = tradecast_node::ui::login_url(self.node.running.api_addr, &self.node.token);
+        let r = self.http.get(url).send().await.expect("login");
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], "/");
+        let set = r.headers()[SET_COOKIE].to_str().expect("cookie").to_owned();
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        set.split(';').next().expect("pair").to_owned()
+    }
+
+    async fn page(&self, cookie: &str, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+        let r = self.http.get(self.url(path)).header(COOKIE, cookie).send().await.expect("page");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, headers, r.text().await.expect("body"))
+    }
+
+    /// A buy for execution at the live ask; its signal id.
+    async fn buy(&mut self) -> String {
+        let ask = lock(&self.rig.broker).quote("EURUSD").expect("quote").ask;
+        let (status, v) = self
+            .node
+            .api(
+                reqwest::Method::POST,
+                "/api/v1/signals",
+                Some(serde_json::json!({
+                    "symbol": "EURUSD", "timeframe": "H1", "side": "buy",
+                    "entry": ask.to_string(), "stop": (ask - Decimal::new(200, 4)).to_string(),
+                    "tp1": (ask + Decimal::new(300, 4)).to_string(), "volume": "0.10", "execute": true
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        v["signal"]["id"].as_str().expect("id").to_owned()
+    }
+}
+
+/// `application/x-www-form-urlencoded`, as a browser posts a form.
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    let enc = |v: &str| {
+        v.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".into(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+}
+
+trait FormExt {
+    fn form(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl FormExt for reqwest::RequestBuilder {
+    fn form(self, pairs: &[(&str, &str)]) -> Self {
+        self.header(CONTENT_TYPE, "application/x-www-form-urlencoded").body(form_body(pairs))
+    }
+}
+
+/// The CSRF token a page carries in its forms.
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..].split('"').next().expect("value").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_host_is_refused_on_the_api_and_the_ui() {
+    let s = scene().await;
+    let port = s.node.running.api_addr.port();
+    for host in
+        [format!("evil.example:{port}"), format!("127.0.0.1.nip.io:{port}"), "127.0.0.1:1".into()]
+    {
+        for path in ["/api/v1/status", "/login", "/"] {
+            let r = s
+                .http
+                .get(s.url(path))
+                .header(HOST, host.as_str())
+                .bearer_auth(&s.node.token)
+                .send()
+                .await
+                .expect("answer");
+            assert_eq!(r.status(), 421, "{host} {path}");
+        }
+    }
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let r = s
+            .http
+            .get(s.url("/api/v1/status"))
+            .header(HOST, host.as_str())
+            .bearer_auth(&s.node.token)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 200, "{host}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_url_sets_a_strict_cookie_and_pages_need_it() {
+    let s = scene().await;
+    // No session: no page.
+    let (status, _, body) = s.page("", "/").await;
+    assert_eq!(status, 401);
+    assert!(body.contains("ui-url"), "the sign-in page says how: {body}");
+    // A wrong token opens nothing.
+    let r = s.http.get(s.url("/login?token=nope")).send().await.expect("login");
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get(SET_COOKIE).is_none());
+    // A made-up cookie opens nothing.
+    let (status, _, _) = s.page("tc_session=00ff", "/").await;
+    assert_eq!(status, 401);
+    // The URL the CLI prints.
+    let cookie = s.login().await;
+    let (status, headers, body) = s.page(&cookie, "/").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-security-policy"], CSP);
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(CSP.contains("script-src 'self'") && !CSP.contains("unsafe-inline"));
+    assert!(!body.contains("<script>") && !body.contains("style=\""), "nothing inline");
+    // The node's real figures: the sim's account has a 10,000 USD balance.
+    assert!(body.contains("10000.00 USD") || body.contains("10000 USD"), "{body}");
+    assert!(body.contains("EA link up"), "{body}");
+    // Vendored assets and their licences are served (no session needed).
+    let r = s.http.get(s.url("/assets/vendor/htmx.min.js")).send().await.expect("asset");
+    assert_eq!(r.headers()[CONTENT_TYPE], "text/javascript");
+    assert!(r.text().await.expect("js").len() > 10_000);
+    let r = s.http.get(s.url("/assets/vendor/uPlot.LICENSE")).send().await.expect("licence");
+    assert!(r.text().await.expect("text").contains("MIT"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approving_in_the_ui_needs_the_csrf_token_and_opens_the_position() {
+    let mut s = scene().await;
+    let id = s.buy().await;
+    let cookie = s.login().await;
+    let (_, _, body) = s.page(&cookie, "/").await;
+    assert!(body.contains(&format!("pending-{id}")), "the pending signal is listed");
+    assert!(body.contains("accepted: EURUSD buy 0.10 lots"), "{body}");
+    assert!(body.contains("data-remaining-ms"), "with a countdown");
+    let csrf = csrf_of(&body);
+    let approve = s.url(&format!("/ui/signals/{id}/approve"));
+
+    // No token, a wrong one, a cross-site Origin: refused, nothing decided.
+    let r = s.http.post(&approve).header(COOKIE, &cookie).send().await.expect("post");
+    assert_eq!(r.status(), 403);
+    let r = s
+        .http
+        .post(&approve)
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", "0".repeat(64))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    let r = s
+        .http
+        .post(&approve)
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .header(ORIGIN, "http://evil.example")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    // Without the cookie the token alone is nothing.
+    let r = s.http.post(&approve).header("x-csrf-token", &csrf).send().await.expect("post");
+    assert_eq!(r.status(), 401);
+    let node = s.node.running.node.clone();
+    let waiting = node.approvals().expect("approvals");
+    assert!(waiting.iter().all(|a| a.pending.decided().is_none()), "nothing decided yet");
+
+    // The form as the browser posts it.
+    let r = s
+        .http
+        .post(&approve)
+        .header(COOKIE, &cookie)
+        .header(ORIGIN, format!("http://{}", s.node.running.api_addr))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.expect("body");
+    assert!(body.contains("approved in the UI"), "{body}");
+    for _ in 0..4 {
+        let _ = s.rig.terminal.step().await;
+    }
+    assert_eq!(s.rig.open_positions().len(), 1, "filled");
+    // The dashboard shows the position; the copy log the line and the decision.
+    let (_, _, body) = s.page(&cookie, "/").await;
+    assert!(body.contains("No signal waits for you."), "{body}");
+    assert!(body.contains("<td>EURUSD</td><td>buy</td><td>0.10</td>"), "{body}");
+    let (_, _, log) = s.page(&cookie, "/copy-log").await;
+    assert!(log.contains("accepted: EURUSD buy 0.10 lots"), "{log}");
+    assert!(log.contains("approved in the UI"), "{log}");
+    assert!(log.contains("acked"), "the order's state: {log}");
+    // A second decision in the UI is refused in words.
+    let r = s
+        .http
+        .post(s.url(&format!("/ui/signals/{id}/reject")))
+        .header(COOKIE, &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.expect("body").contains("already approved"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settings_form_saves_the_lot_mode_and_history_renders() {
+    let s = scene().await;
+    let cookie = s.login().await;
+    let (status, _, body) = s.page(&cookie, "/settings").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("value=\"multiplier\" selected"), "the policy in force: {body}");
+    let csrf = csrf_of(&body);
+    let mut form = vec![
+        ("copying", "on"),
+        ("approval_mode", "manual"),
+        ("lot_mode", "fixed"),
+        ("lot_value", "0.25"),
+        ("per_balance", ""),
+        ("max_open_positions", "5"),
+        ("max_open_per_symbol", "2"),
+        ("max_signal_age_s", "60"),
+        ("min_rr", "0"),
+        ("max_risk_pct", "50"),
+        ("daily_loss_limit_pct", "5"),
+        ("drawdown_lock_pct", "20"),
+        ("exclude", "GBPJPY, xauusd"),
+        ("copy_sl", "on"),
+        ("copy_tp", "on"),
+    ];
+    // Without the token: refused, nothing saved.
+    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form(&form).send().await;
+    assert_eq!(r.expect("post").status(), 403);
+    form.push(("csrf", csrf.as_str()));
+    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form(&form).send().await;
+    let r = r.expect("post");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("body").contains("Saved"));
+    let p = s.node.running.node.policy().expect("policy");
+    assert_eq!(p.lot, LotMode::Fixed { lots: Decimal::new(25, 2) });
+    assert_eq!(p.symbols.exclude, vec!["GBPJPY".to_owned(), "XAUUSD".to_owned()]);
+    assert_eq!(p.risk.max_open_per_symbol, 2);
+    // An invalid value is refused with the policy's words and changes nothing.
+    let bad: Vec<_> =
+        form.iter().map(|(k, v)| if *k == "lot_value" { (*k, "0") } else { (*k, *v) }).collect();
+    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form(&bad).send().await;
+    let r = r.expect("post");
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.expect("body").contains("must be above 0"));
+    assert_eq!(s.node.running.node.policy().expect("policy"), p);
+    let (status, _, body) = s.page(&cookie, "/history").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Per symbol") && body.contains("Daily P&amp;L"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_sends_refresh() {
+    let s = scene().await;
+    let cookie = s.login().await;
+    let r = s.http.get(s.url("/ui/events")).send().await.expect("events");
+    assert_eq!(r.status(), 401, "no session, no stream");
+    let mut r =
+        s.http.get(s.url("/ui/events")).header(COOKIE, &cookie).send().await.expect("events");
+    assert_eq!(r.headers()[CONTENT_TYPE], "text/event-stream");
+    let chunk = tokio::time::timeout(Duration::from_secs(8), r.chunk())
+        .await
+        .expect("an event within 8 s")
+        .expect("stream")
+        .expect("a chunk");
+    assert!(String::from_utf8_lossy(&chunk).contains("event: refresh"));
+}
