@@ -37,7 +37,7 @@
         width: el.clientWidth || 800, height: 240,
         series: [{}, { label: "Equity", stroke: "#4aa3ff", width: 2 }, { label: "Balance", stroke: "#8b98a8", width: 1 },
                  { label: "Drawdown %", stroke: "#ef5b5b", width: 1, scale: "%" }],
-        axes: [{ stroke: "#8b98a8", grid: { stroke: "#243040" } }, { stroke: "#8b98a8", grid: { stroke: "#243040" } },
+        axes: [{ stroke: "#8b98a8", grid: { stroke: "#243040" } }, { stroke: "#8b98a8", size: 70, grid: { stroke: "#243040" } },
                { side: 1, scale: "%", stroke: "#ef5b5b", grid: { show: false } }]
       };
       plot = new uPlot(opts, [d.t, d.equity, d.balance, d.drawdown], el);

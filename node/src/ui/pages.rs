@@ -124,7 +124,8 @@ pub fn dashboard(node: &Node, csrf: &str, notice: Option<Result<String, String>>
     let accounts = node.accounts().unwrap_or_default();
     let acc: Option<&AccountRow> = accounts.first();
     let currency = acc.map(|a| a.currency.as_str()).unwrap_or("");
-    let market = acc.map(|a| a.market_ms).unwrap_or(0);
+    // The market clock: the latest terminal time the EA reported (polls included).
+    let market = acc.and_then(|a| node.market_ms(&a.account).ok()).unwrap_or(0);
     let positions: Vec<_> = acc
         .and_then(|a| node.positions(&a.account).ok())
         .unwrap_or_default()

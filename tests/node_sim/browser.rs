@@ -1,0 +1,256 @@
+//! The web UI in a real browser (the slow suite): Debian's chromium, headless, driven through
+//! chromedriver's WebDriver API (plain HTTP + JSON), against a real node beside the simulated
+//! terminal. The trader opens the login URL, sees a pending signal with its countdown, clicks
+//! Approve, and sees the position open; a screenshot of every page goes to `test-artifacts/`.
+//! Needs `chromium` and `chromium-driver` (apt); `.ci/run` installs them.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use tradecast_node::policy::approval::ApprovalMode;
+use tradecast_sim::terminal::lock;
+
+use crate::TestNode;
+use crate::rig::{Rig, free_addr};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    child: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let addr = free_addr();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={}", addr.port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt-get install chromium chromium-driver)");
+        let base = format!("http://{addr}");
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(format!("{base}/status")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1366,1000", "--hide-scrollbars"]
+            }
+        }}});
+        let v: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("json");
+        let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned();
+        Driver { child, base, session, http }
+    }
+
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut req = self.http.request(method, url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let v: Value = req.send().await.expect("webdriver").json().await.expect("json");
+        assert!(v["value"]["error"].is_null(), "webdriver {path}: {v}");
+        v["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.cmd(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self
+            .cmd(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        let id = e[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {e}")).to_owned();
+        self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
+    }
+
+    /// Saves a PNG screenshot under `test-artifacts/`; its path.
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64(v.as_str().expect("base64"));
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
+        std::fs::create_dir_all(&dir).expect("artifacts dir");
+        let path = dir.join(format!("ui-{name}.png"));
+        std::fs::write(&path, png).expect("write screenshot");
+        path
+    }
+
+    /// The browser console's messages so far.
+    async fn console(&self) -> Vec<String> {
+        let url = format!("{}/session/{}/se/log", self.base, self.session);
+        let v: Value = self
+            .http
+            .post(url)
+            .json(&json!({"type": "browser"}))
+            .send()
+            .await
+            .expect("log")
+            .json()
+            .await
+            .expect("json");
+        v["value"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["message"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Waits until `script` returns true (bounded).
+    async fn until(&self, script: &str) -> bool {
+        for _ in 0..50 {
+            if self.js(script).await == json!(true) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+}
+
+/// Standard base64 (the screenshot), no crate needed.
+fn base64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().filter_map(val) {
+        acc = (acc << 6) | u32::from(c);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_browser_approves_a_pending_signal_and_sees_the_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path(), |c| c.policy.approval.mode = ApprovalMode::Manual).await;
+    let mut rig = Rig::new(&node.ea_url(), &node.key_id, &node.secret, 800);
+    for _ in 0..120 {
+        rig.replay.advance().expect("advance");
+        rig.catch_up(20).await;
+    }
+    let ask = lock(&rig.broker).quote("EURUSD").expect("quote").ask;
+    let (status, v) = node
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/signals",
+            Some(json!({
+                "symbol": "EURUSD", "timeframe": "H1", "side": "buy",
+                "entry": ask.to_string(), "stop": (ask - Decimal::new(150, 4)).to_string(),
+                "tp1": (ask + Decimal::new(300, 4)).to_string(), "volume": "0.20", "execute": true
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["signal"]["id"].as_str().expect("id").to_owned();
+
+    let b = Driver::start().await;
+    b.go(&tradecast_node::ui::login_url(node.running.api_addr, &node.token)).await;
+    assert!(
+        b.until(&format!("return !!document.getElementById('pending-{id}')")).await,
+        "pending row"
+    );
+    assert!(
+        b.until("return !!document.querySelector('#equity-chart canvas')").await,
+        "uPlot drew the equity chart"
+    );
+    // The countdown runs in the browser (app.js), on the market clock's remaining time.
+    let countdown = b.js("return document.querySelector('.countdown').textContent").await;
+    assert!(countdown.as_str().is_some_and(|t| t.ends_with('s')), "{countdown}");
+    let shot = b.screenshot("dashboard-pending").await;
+    println!("screenshot: {}", shot.display());
+
+    // Approve in the page (htmx posts with the CSRF header and the form's token).
+    b.click(&format!("#pending-{id} button.approve")).await;
+    assert!(
+        b.until("return document.body.textContent.includes('approved in the UI')").await,
+        "the decision shows"
+    );
+    let a = node.running.node.approvals().expect("approvals");
+    let a = a.iter().find(|a| a.pending.signal_id.to_hex() == id).expect("approval");
+    assert_eq!(
+        a.pending.decided().map(|d| d.decision),
+        Some(tradecast_protocol::Decision::Approved)
+    );
+    for _ in 0..4 {
+        let _ = rig.terminal.step().await;
+    }
+    assert_eq!(rig.open_positions().len(), 1, "filled at the broker");
+    // Live: the server-sent refresh (or a reload) shows the position.
+    b.go(&node.api_url("/")).await;
+    assert!(
+        b.until("return document.body.textContent.includes('0.20') && !document.querySelector('.countdown')").await,
+        "the open position is listed and nothing waits"
+    );
+    b.screenshot("dashboard-position").await;
+    for page in ["copy-log", "history", "settings"] {
+        b.go(&node.api_url(&format!("/{page}"))).await;
+        assert!(b.until("return document.readyState === 'complete'").await);
+        b.screenshot(page).await;
+    }
+    b.go(&node.api_url("/copy-log")).await;
+    assert!(
+        b.until("return document.body.textContent.includes('accepted: EURUSD buy 0.20 lots')")
+            .await
+    );
+    // The strict CSP let every script and style of the page run: no violation in the console.
+    let console = b.console().await;
+    let violations: Vec<_> = console
+        .iter()
+        .filter(|m| m.contains("Content Security Policy") || m.contains("Refused"))
+        .collect();
+    assert!(violations.is_empty(), "{violations:#?}");
+}
