@@ -1,7 +1,8 @@
 //! The web UI in a real browser (the slow suite): Debian's chromium, headless, driven through
 //! chromedriver's WebDriver API (plain HTTP + JSON), against a real node beside the simulated
 //! terminal. The trader opens the login URL, sees a pending signal with its countdown, clicks
-//! Approve, and sees the position open; a screenshot of every page goes to `test-artifacts/`.
+//! Approve, and sees the position open; changes the lot mode in the settings form and sees the
+//! next order sized by it; a screenshot of every page goes to `test-artifacts/`.
 //! Needs `chromium` and `chromium-driver` (apt); `.ci/run` installs them.
 
 use std::path::PathBuf;
@@ -245,6 +246,49 @@ async fn slow_browser_approves_a_pending_signal_and_sees_the_position() {
     assert!(
         b.until("return document.body.textContent.includes('accepted: EURUSD buy 0.20 lots')")
             .await
+    );
+
+    // The trader changes the lot mode in the settings form; the next signal is sized by it.
+    b.go(&node.api_url("/settings")).await;
+    assert!(b.until("return !!document.getElementById('lot_mode')").await);
+    b.js("document.getElementById('lot_mode').value = 'fixed'; document.getElementById('lot_value').value = '0.05'; return true;").await;
+    b.click("button.primary").await;
+    assert!(
+        b.until("return document.body.textContent.includes('Saved')").await,
+        "saved in the page"
+    );
+    b.screenshot("settings-saved").await;
+    let ask = lock(&rig.broker).quote("EURUSD").expect("quote").ask;
+    let (status, v) = node
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/signals",
+            Some(json!({
+                "symbol": "EURUSD", "timeframe": "H1", "side": "buy",
+                "entry": ask.to_string(), "stop": (ask - Decimal::new(150, 4)).to_string(),
+                "tp1": (ask + Decimal::new(300, 4)).to_string(), "volume": "0.20", "execute": true
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let second = v["signal"]["id"].as_str().expect("id").to_owned();
+    b.go(&node.api_url("/")).await;
+    assert!(b.until(&format!("return !!document.getElementById('pending-{second}')")).await);
+    assert!(
+        b.until("return document.body.textContent.includes('accepted: EURUSD buy 0.05 lots')")
+            .await
+    );
+    b.click(&format!("#pending-{second} button.approve")).await;
+    assert!(b.until("return document.body.textContent.includes('approved in the UI')").await);
+    for _ in 0..4 {
+        let _ = rig.terminal.step().await;
+    }
+    let mut volumes: Vec<Decimal> = rig.open_positions().iter().map(|p| p.volume).collect();
+    volumes.sort();
+    assert_eq!(
+        volumes,
+        vec![Decimal::new(5, 2), Decimal::new(20, 2)],
+        "the next order used the new lot mode"
     );
     // The strict CSP let every script and style of the page run: no violation in the console.
     let console = b.console().await;
