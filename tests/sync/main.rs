@@ -343,7 +343,9 @@ async fn sync_upstream_commits_every_record_once_across_a_hub_restart() {
     .await
     .expect("progress before the restart")
     .expect("the client runs");
+    let down = Instant::now();
     let hub = hub.restart().await;
+    let restart_took = down.elapsed();
     let at_restart = hub_rows(&hub, &node).await;
     assert!(at_restart > 31 && at_restart < 531, "the restart was mid-stream: {at_restart} rows");
 
@@ -367,9 +369,21 @@ async fn sync_upstream_commits_every_record_once_across_a_hub_restart() {
     let outbox = store.read().unwrap().outbox(StreamId::DEVICE).unwrap();
     assert_eq!(outbox, records);
     eprintln!(
-        "first 31 records acked in {first:?}; {at_restart} rows when the hub stopped; all 531 acked {caught_up:?} after the restart"
+        "first 31 records acked in {first:?}; {at_restart} rows when the hub stopped; hub restart took {restart_took:?}; all 531 acked {caught_up:?} after it"
     );
     assert!(*sync.connected().borrow());
+
+    // Upstream throughput with a connected hub: 500 more records, durable on both sides.
+    append_heartbeats(&store, 500);
+    let t = Instant::now();
+    sync.appended();
+    wait_acked(&sync, StreamId::DEVICE, 1_031, Duration::from_secs(60)).await;
+    let took = t.elapsed();
+    eprintln!(
+        "upstream: 500 records committed at the hub and acked in {took:?} ({:.0} records/s, debug build)",
+        500.0 / took.as_secs_f64()
+    );
+    assert_eq!(hub_rows(&hub, &node).await, 1_031);
     sync.stop().await.unwrap();
     hub.started.stop().await.unwrap();
 }

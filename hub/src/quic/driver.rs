@@ -1,5 +1,5 @@
 //! The hub's driver of [`HubSession`] on one node's session stream: read a frame, handle it,
-//! drain the actions (send, commit to SQL then report `Committed`, persist quarantines, log
+//! drain the actions (send, commit to SQL then report `Committed` (consecutive commits in one transaction), persist quarantines, log
 //! alarms, close), arm the timer. It makes no protocol decision.
 //!
 //! Frames on the stream: `len:u32 BE ‖ frame`, `len` ≤ [`MAX_FRAME_LEN`] checked before
@@ -116,16 +116,26 @@ async fn drive(
     rx: &mut tokio::sync::mpsc::Receiver<Result<Vec<u8>, DriverError>>,
 ) -> Result<(), DriverError> {
     let mut timer: Option<i64> = None;
+    let mut batch: Vec<(tradecast_protocol::Record, i64)> = Vec::new();
     loop {
-        while let Some(action) = session.poll_action() {
+        loop {
+            let Some(action) = session.poll_action() else {
+                if batch.is_empty() {
+                    break;
+                }
+                flush(state, session, &mut batch).await?;
+                continue;
+            };
+            if let HubAction::Commit { record, received_at_ms } = action {
+                // Consecutive commits share one transaction; acks follow the commit.
+                batch.push((record, received_at_ms));
+                continue;
+            }
+            flush(state, session, &mut batch).await?;
             match action {
                 HubAction::Send(frame) => write_frame(send, &frame).await?,
                 HubAction::SetTimer { at_ms } => timer = Some(at_ms),
-                HubAction::Commit { record, received_at_ms } => {
-                    let (stream, seq) = (record.header().stream, record.header().seq);
-                    store::commit(&state.db, &state.hub_identity, &record, received_at_ms).await?;
-                    session.handle(now_ms(state), HubEvent::Committed { stream, seq });
-                }
+                HubAction::Commit { .. } => {}
                 HubAction::FeedAcked { .. } => {}
                 HubAction::LoadFeed { .. } => {
                     session.handle(now_ms(state), HubEvent::FeedLoaded(Vec::new()));
@@ -158,4 +168,21 @@ async fn drive(
             }
         }
     }
+}
+
+/// Commits the batched records in one transaction, then reports each as committed.
+async fn flush(
+    state: &AppState,
+    session: &mut HubSession<SignatureCheck>,
+    batch: &mut Vec<(tradecast_protocol::Record, i64)>,
+) -> Result<(), DriverError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    store::commit_batch(&state.db, &state.hub_identity, batch).await?;
+    for (record, _) in batch.drain(..) {
+        let h = record.header();
+        session.handle(now_ms(state), HubEvent::Committed { stream: h.stream, seq: h.seq });
+    }
+    Ok(())
 }

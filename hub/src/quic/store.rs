@@ -103,41 +103,54 @@ pub async fn commit(
     record: &Record,
     received_at_ms: i64,
 ) -> Result<Receipt, StoreError> {
-    let h = record.header();
-    let author = h.author.to_text();
-    let hash = record.header_hash().to_hex();
-    let receipt = Receipt::sign(hub, record, received_at_ms);
-    let inserted = sqlx::query(
-        "INSERT INTO sync_records (author, stream, seq, header_hash, record, received_at_ms, receipt_signature) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&author)
-    .bind(i64::from(h.stream.0))
-    .bind(i64_of(h.seq))
-    .bind(&hash)
-    .bind(record.encode())
-    .bind(received_at_ms)
-    .bind(hex::encode(receipt.signature.0))
-    .execute(db.pool())
-    .await;
-    match inserted {
-        Ok(_) => Ok(receipt),
-        Err(e) if is_unique_violation(&e) => {
+    let mut receipts = commit_batch(db, hub, &[(record.clone(), received_at_ms)]).await?;
+    receipts.pop().ok_or_else(|| StoreError::Corrupt("no receipt".into()))
+}
+
+/// Commits verified records in one transaction (one fsync), each idempotently; returns their
+/// receipts in order. An equivocating record fails the whole batch: nothing of it is
+/// committed (the session closes and the node resends).
+pub async fn commit_batch(
+    db: &Db,
+    hub: &Identity,
+    records: &[(Record, i64)],
+) -> Result<Vec<Receipt>, StoreError> {
+    let mut tx = db.begin_write().await?;
+    let mut receipts = Vec::with_capacity(records.len());
+    for (record, received_at_ms) in records {
+        let h = record.header();
+        let author = h.author.to_text();
+        let hash = record.header_hash().to_hex();
+        let receipt = Receipt::sign(hub, record, *received_at_ms);
+        let inserted = sqlx::query(
+            "INSERT INTO sync_records (author, stream, seq, header_hash, record, received_at_ms, receipt_signature) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (author, stream, seq) DO NOTHING",
+        )
+        .bind(&author)
+        .bind(i64::from(h.stream.0))
+        .bind(i64_of(h.seq))
+        .bind(&hash)
+        .bind(record.encode())
+        .bind(*received_at_ms)
+        .bind(hex::encode(receipt.signature.0))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
             let stored: String = sqlx::query_scalar(
                 "SELECT header_hash FROM sync_records WHERE author = $1 AND stream = $2 AND seq = $3",
             )
             .bind(&author)
             .bind(i64::from(h.stream.0))
             .bind(i64_of(h.seq))
-            .fetch_one(db.pool())
+            .fetch_one(&mut *tx)
             .await?;
-            if stored == hash {
-                Ok(receipt)
-            } else {
-                Err(StoreError::Equivocation { author, stream: h.stream.0, seq: h.seq })
+            if stored != hash {
+                return Err(StoreError::Equivocation { author, stream: h.stream.0, seq: h.seq });
             }
         }
-        Err(e) => Err(e.into()),
+        receipts.push(receipt);
     }
+    tx.commit().await?;
+    Ok(receipts)
 }
 
 /// Persists a quarantine (idempotent).
