@@ -91,6 +91,9 @@ pub struct Peers {
 struct PeersInner {
     next_id: u64,
     by_device: HashMap<DeviceId, Vec<(u64, quinn::Connection)>>,
+    /// One session per device at a time: a new one starts after the previous one's driver
+    /// returned (its in-flight commits settled), as the protocol asks.
+    sessions: HashMap<DeviceId, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Peers {
@@ -118,8 +121,26 @@ impl Peers {
             list.retain(|(i, _)| *i != id);
             if list.is_empty() {
                 inner.by_device.remove(device);
+                inner.sessions.remove(device);
             }
         }
+    }
+
+    /// Closes the device's other connections (a node runs one session; a newer connection
+    /// replaces an older one) and returns the device's session lock.
+    fn take_over(&self, device: &DeviceId, id: u64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut inner = self.lock();
+        if let Some(list) = inner.by_device.get(device) {
+            for (other, conn) in list {
+                if *other != id {
+                    conn.close(
+                        close_code::SESSION_CLOSED.into(),
+                        b"replaced by a newer connection",
+                    );
+                }
+            }
+        }
+        inner.sessions.entry(*device).or_default().clone()
     }
 
     /// Closes every connection of `device` with `code` and `reason`; returns how many.
@@ -211,7 +232,7 @@ async fn serve_connection(state: AppState, incoming: quinn::Incoming) -> Result<
         conn.close(close_code::TOO_MANY.into(), b"too many connections for this device");
         return Err(ConnError::Refused("too many connections".into()));
     };
-    let result = serve_registered(&state, &conn, &key).await;
+    let result = serve_registered(&state, &conn, &key, reg).await;
     state.quic_peers.unregister(&device, reg);
     result
 }
@@ -220,6 +241,7 @@ async fn serve_registered(
     state: &AppState,
     conn: &quinn::Connection,
     key: &tradecast_protocol::IdentityKey,
+    reg: u64,
 ) -> Result<(), ConnError> {
     let device = key.device_id();
     match crate::devices::active_device(&state.db, &device).await {
@@ -265,6 +287,8 @@ async fn serve_registered(
     answer.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
     send.write_all(&answer).await.map_err(|e| ConnError::Hello(e.to_string()))?;
     tracing::info!(device = %device.fmt_short(), version, "node connected over quic");
+    let lock = state.quic_peers.take_over(&device, reg);
+    let _session = lock.lock_owned().await;
     let ended = driver::run(state, conn, *key, send, recv).await;
     match &ended {
         Ok(()) => tracing::info!(device = %device.fmt_short(), "sync session ended"),

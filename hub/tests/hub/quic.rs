@@ -179,7 +179,28 @@ async fn quic_revocation_closes_the_open_connection_at_once(backend: Backend) {
     hub.stop().await;
 }
 
+async fn quic_a_newer_connection_replaces_the_older_one(backend: Backend) {
+    let hub = TestHub::start(backend).await;
+    let owner = hub.owner().await;
+    let (node, _) = hub.enrol(&owner, "office PC").await;
+    let (_ep1, first) = connect(&hub, &node, hub_key(&hub)).await.expect("handshake");
+    let (a1, _s1) = hello_streams(&first, quic::PROTOCOL_VERSION).await.unwrap();
+    assert_eq!(a1.0, quic::HELLO_ACCEPTED);
+    let (_ep2, second) = connect(&hub, &node, hub_key(&hub)).await.expect("handshake");
+    let (a2, _s2) = hello_streams(&second, quic::PROTOCOL_VERSION).await.unwrap();
+    assert_eq!(a2.0, quic::HELLO_ACCEPTED);
+    // One session per device: the older connection is closed, the newer one stays.
+    let (code, reason) = closed_with(&first).await;
+    assert_eq!(code, u64::from(close_code::SESSION_CLOSED));
+    assert!(reason.contains("replaced"), "{reason}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(second.close_reason().is_none(), "{:?}", second.close_reason());
+    assert!(hub.state().quic_peers.is_connected(&node.device_id()));
+    hub.stop().await;
+}
+
 on_both!(
+    quic_a_newer_connection_replaces_the_older_one,
     quic_enrolled_device_connects_and_says_hello,
     quic_unenrolled_device_is_refused,
     quic_a_hub_without_the_pinned_key_is_refused,
