@@ -54,6 +54,8 @@ async fn metrics_text(State(state): State<AppState>) -> Result<impl IntoResponse
     let now = state.now_ms();
     let gauges = crate::devices::gauges(&state.db, now).await?;
     metrics::gauge!(crate::telemetry::DEVICES_ACTIVE).set(gauges.devices_active as f64);
+    metrics::gauge!(crate::telemetry::DEVICES_CONNECTED)
+        .set(state.quic_peers.connected().len() as f64);
     metrics::gauge!(crate::telemetry::FANOUT_QUEUED).set(gauges.fanout_queued as f64);
     metrics::gauge!(crate::telemetry::FANOUT_LAG).set(gauges.fanout_lag_ms as f64 / 1000.0);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()))

@@ -95,6 +95,8 @@ async fn quic_enrolled_device_connects_and_says_hello(backend: Backend) {
     let device = node.device_id();
     wait_until("the hub to register the device", || peers.is_connected(&device)).await;
     assert_eq!(peers.connected(), vec![device]);
+    let metrics = hub.http.get(hub.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tradecast_devices_connected 1"), "{metrics}");
     conn.close(0u32.into(), b"bye");
     wait_until("the hub to forget the device", || !peers.is_connected(&device)).await;
     hub.stop().await;
