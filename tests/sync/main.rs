@@ -417,3 +417,46 @@ async fn sync_a_revoked_node_stops_syncing_with_the_refusal() {
     );
     hub.started.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_a_restarted_node_sends_its_backlog_from_the_hub_mark_in_batches() {
+    let hub = Hub::start().await;
+    let (dir, _) = node_dir();
+    enrol_by_cli(&dir, &hub).await;
+    let store = Arc::new(open_store(&dir));
+    let node = identity(&store);
+    let pin = tradecast_node::sync::hub_pin(&store).unwrap().unwrap();
+    // The node worked offline: 300 records after its DeviceKeys record, none at the hub.
+    append_heartbeats(&store, 300);
+    let config = SyncConfig {
+        backoff_base_ms: 50,
+        backoff_max_ms: 500,
+        load_batch: 64,
+        ..Default::default()
+    };
+    let addr = hub.started.quic_addr;
+    // A fresh client holds only each stream's tip; it loads the backlog 64 records at a time.
+    let sync = driver::spawn(store.clone(), identity(&store), pin.key, addr, config);
+    wait_acked(&sync, StreamId::DEVICE, 301, Duration::from_secs(30)).await;
+    sync.stop().await.unwrap();
+    assert_eq!(hub_rows(&hub, &node).await, 301);
+
+    // Restarted again with everything at the hub: nothing is resent, new records flow.
+    append_heartbeats(&store, 10);
+    let sync = driver::spawn(store.clone(), identity(&store), pin.key, addr, config);
+    wait_acked(&sync, StreamId::DEVICE, 311, Duration::from_secs(10)).await;
+    let records = tradecast_hub::quic::store::records(
+        &hub.started.state.db,
+        &node.device_id(),
+        StreamId::DEVICE,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        records.iter().map(|r| r.header().seq).collect::<Vec<_>>(),
+        (1..=311).collect::<Vec<u64>>()
+    );
+    tradecast_protocol::verify_chain(&records, &node.identity_key(), StreamId::DEVICE).unwrap();
+    sync.stop().await.unwrap();
+    hub.started.stop().await.unwrap();
+}

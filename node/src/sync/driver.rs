@@ -2,8 +2,8 @@
 //! hello stream, reconnect after a [`Backoff`] with jitter. It makes no protocol decision: read
 //! a frame, handle it, drain the actions, write, arm the timer.
 //!
-//! - **Upstream**: the session starts from the store's outbox (every stream's tip and the
-//!   records above the last ack this process saw); records appended later are found by
+//! - **Upstream**: the session starts from each stream's tip; after the hub's `Welcome` it
+//!   loads the records above the hub's mark, [`LOAD_BATCH`] at a time; records appended later are found by
 //!   [`SyncHandle::appended`] (a nudge) or by a tip check every [`TIP_POLL`], and handed over as
 //!   `RecordAppended` in `seq` order. `LoadRecords` reads the outbox from the asked `seq`. The
 //!   hub acknowledges only what it committed in SQL; [`SyncHandle::acked`] shows the marks.
@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use redb::ReadableDatabase;
 use tokio::sync::{Notify, watch};
 use tradecast_protocol::session::{
     Backoff, LocalStream, NodeAction, NodeEvent, NodeSession, NodeSetup, SessionConfig,
@@ -72,6 +73,8 @@ pub struct SyncConfig {
     pub session: SessionConfig,
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
+    /// Outbox records read per `LoadRecords`. Default [`LOAD_BATCH`].
+    pub load_batch: usize,
 }
 
 impl Default for SyncConfig {
@@ -80,6 +83,7 @@ impl Default for SyncConfig {
             session: SessionConfig::default(),
             backoff_base_ms: 200,
             backoff_max_ms: 30_000,
+            load_batch: LOAD_BATCH,
         }
     }
 }
@@ -220,35 +224,65 @@ async fn run(mut ctx: Ctx) -> Result<(), SyncError> {
     }
 }
 
-/// The node's session setup from the store: tips and the records above the last seen ack.
+/// Outbox records loaded per `LoadRecords` (the session asks again for the rest), so a long
+/// backlog is never held in memory at once.
+pub const LOAD_BATCH: usize = 1024;
+
+/// Up to `max` outbox records of `stream` from `from_seq`, in `seq` order.
+fn load_range(
+    store: &Store,
+    stream: StreamId,
+    from_seq: u64,
+    max: usize,
+) -> Result<Vec<Record>, StoreError> {
+    let rtx = store.db().begin_read().map_err(redb::Error::from)?;
+    let table = rtx.open_table(crate::store::OUTBOX).map_err(redb::Error::from)?;
+    let mut out = Vec::new();
+    for entry in table
+        .range((stream.0, from_seq)..=(stream.0, u64::MAX))
+        .map_err(redb::Error::from)?
+        .take(max)
+    {
+        let (_, v) = entry.map_err(redb::Error::from)?;
+        out.push(
+            Record::decode(v.value())
+                .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })?,
+        );
+    }
+    Ok(out)
+}
+
+/// The last outbox record of `stream`.
+fn tip_record(store: &Store, stream: StreamId) -> Result<Option<Record>, StoreError> {
+    let rtx = store.db().begin_read().map_err(redb::Error::from)?;
+    let table = rtx.open_table(crate::store::OUTBOX).map_err(redb::Error::from)?;
+    let last =
+        table.range((stream.0, 0)..=(stream.0, u64::MAX)).map_err(redb::Error::from)?.next_back();
+    match last {
+        None => Ok(None),
+        Some(entry) => {
+            let (_, v) = entry.map_err(redb::Error::from)?;
+            Record::decode(v.value())
+                .map(Some)
+                .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })
+        }
+    }
+}
+
+/// The node's session setup from the store: each stream's tip record only. The hub's `Welcome`
+/// says what it holds; the session then asks for the records above that mark
+/// (`LoadRecords`, [`LOAD_BATCH`] at a time), so a restarted node does not read its whole
+/// outbox into memory.
 fn setup(ctx: &Ctx) -> Result<(NodeSetup, BTreeMap<StreamId, u64>), StoreError> {
-    let view = ctx.store.read()?;
-    let acked = ctx.acked.borrow().clone();
     let mut streams = Vec::new();
     let mut tips = BTreeMap::new();
     for stream in STREAMS {
-        let from = acked.get(&stream).copied().unwrap_or(0) + 1;
-        let mut unacked = view.outbox_from(stream, from)?;
-        if unacked.is_empty() {
-            // Nothing above the ack: the tip is the last record (if any).
-            let all = view.outbox_from(stream, from.saturating_sub(1).max(1))?;
-            let Some(last) = all.last() else { continue };
-            tips.insert(stream, last.header().seq);
-            streams.push(LocalStream {
-                stream,
-                tip_seq: last.header().seq,
-                tip_hash: last.header_hash(),
-                unacked: Vec::new(),
-            });
-            continue;
-        }
-        unacked.sort_by_key(|r| r.header().seq);
-        let last = unacked.last().map(|r| (r.header().seq, r.header_hash()));
-        if let Some((seq, hash)) = last {
-            tips.insert(stream, seq);
-            streams.push(LocalStream { stream, tip_seq: seq, tip_hash: hash, unacked });
-        }
+        let Some(tip) = tip_record(&ctx.store, stream)? else { continue };
+        let (seq, hash) = (tip.header().seq, tip.header_hash());
+        tips.insert(stream, seq);
+        streams.push(LocalStream { stream, tip_seq: seq, tip_hash: hash, unacked: vec![tip] });
     }
+    let view = ctx.store.read()?;
     let setup = NodeSetup {
         identity: ctx.identity.identity_key(),
         hub: ctx.hub_key,
@@ -358,7 +392,15 @@ async fn drive(
                     });
                 }
                 NodeAction::LoadRecords { stream, from_seq } => {
-                    let records = ctx.store.read()?.outbox_from(stream, from_seq)?;
+                    let records =
+                        load_range(&ctx.store, stream, from_seq, ctx.config.load_batch.max(1))?;
+                    if records.is_empty() {
+                        // The session asked for records the outbox does not hold.
+                        return Err(SessionEnd::Closed(format!(
+                            "no outbox records of stream {} from seq {from_seq}",
+                            stream.0
+                        )));
+                    }
                     let _ = session.handle(now_ms(), NodeEvent::RecordsLoaded(records));
                 }
                 NodeAction::KeyPinned(key) => {
