@@ -70,11 +70,15 @@ fn hub_and_node_never_depend_on_each_other_or_on_the_sim() {
         &["tradecast-hub", "tradecast-node", "tradecast-desktop"],
     );
     check_forbidden("desktop/Cargo.toml", &["tradecast-hub", "tradecast-sim"]);
+    check_forbidden(
+        "protocol/quic/Cargo.toml",
+        &["tradecast-hub", "tradecast-node", "tradecast-sim", "tradecast-desktop"],
+    );
 }
 
 #[test]
 fn every_crate_uses_workspace_lints_and_versions() {
-    for m in ["protocol", "node", "hub", "desktop", "ea-sdk/sim"] {
+    for m in ["protocol", "protocol/quic", "node", "hub", "desktop", "ea-sdk/sim"] {
         let t = manifest(&format!("{m}/Cargo.toml"));
         let lints = t.get("lints").and_then(|l| l.get("workspace")).and_then(|w| w.as_bool());
         assert_eq!(lints, Some(true), "{m}: [lints] workspace = true is missing");

@@ -24,7 +24,7 @@
 
 pub mod driver;
 pub mod store;
-pub mod tls;
+pub use tradecast_quic as tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

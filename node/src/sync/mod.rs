@@ -18,7 +18,7 @@
 pub mod client;
 pub mod driver;
 pub mod enrol;
-pub mod tls;
+pub use tradecast_quic as tls;
 
 use tradecast_protocol::IdentityKey;
 

@@ -1,15 +1,17 @@
-//! TLS for the node's QUIC connection to the hub: a self-signed certificate for the node's
-//! Ed25519 identity key (rcgen, the key handed over as PKCS#8), and a verifier that accepts the
-//! hub only if it holds the key pinned at enrolment — not a CA.
+//! `tradecast-quic`: the TLS of Tradecast's QUIC sync, shared by the hub's endpoint and the
+//! node's client so both ends run the very same certificate and verifier code: a self-signed
+//! certificate for an Ed25519 identity key (rcgen, the key handed over as PKCS#8), and verifiers
+//! that check the peer's *key*, not a CA. It depends on `tradecast-protocol` only; the hub and
+//! the node depend on it and still never on each other.
 //!
-//! The hub's certificate is only a carrier for its Ed25519 public key: [`cert_identity_key`]
-//! walks the DER to the `subjectPublicKeyInfo` and accepts exactly an Ed25519 key, which must be
-//! the pin; the TLS 1.3 `CertificateVerify` signature is then checked against that very key
-//! (rustls' `verify_tls13_signature_with_raw_key`), so the hub proves it holds the pinned key.
-//! The hub checks the node the same way and then against its enrolled, unrevoked devices.
-//! TLS 1.3 only, Ed25519 only, one crypto provider: aws-lc-rs. The hub crate holds the mirror
-//! image of this module (`tradecast_hub::quic::tls`); the two never depend on each other, so the
-//! certificate code is written twice and both are tested against each other in `tests/sync`.
+//! The peer's certificate is only a carrier for its Ed25519 public key: [`cert_identity_key`]
+//! walks the DER to the `subjectPublicKeyInfo` and accepts exactly an Ed25519 key. The TLS 1.3
+//! `CertificateVerify` signature is then checked against that very key (rustls'
+//! `verify_tls13_signature_with_raw_key`), so a peer proves it holds the key it names. Who may
+//! connect is decided elsewhere: the client (node side) compares the key with its pin inside
+//! the verifier; the hub accepts any well-formed key here and checks the device against its
+//! enrolled, unrevoked devices right after the handshake, before reading a single byte.
+//! TLS 1.3 only, Ed25519 only, one crypto provider: aws-lc-rs.
 
 use std::sync::Arc;
 
@@ -17,7 +19,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::SubjectPublicKeyInfoDer;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tradecast_protocol::{Identity, IdentityKey};
 
 /// The ALPN protocol of the sync session.
@@ -190,6 +193,50 @@ impl ServerCertVerifier for PinnedServer {
     }
 }
 
+/// Server side: any client holding an Ed25519 key (which one may connect is the hub's check
+/// after the handshake).
+#[derive(Debug)]
+pub struct AnyIdentityClient {
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyIdentityClient {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        cert_identity_key(end_entity).map(|_| ClientCertVerified::assertion()).ok_or_else(bad_cert)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_with_cert_key(&self.algs, message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        SCHEMES.to_vec()
+    }
+}
+
 fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(quinn::VarInt::from_u32(30_000).into()));
@@ -199,7 +246,25 @@ fn transport() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
-/// The node's client configuration: its identity's certificate; only a hub holding `hub_key`.
+/// The hub's server configuration: its identity's certificate, client certificates required.
+pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, TlsError> {
+    let provider = provider();
+    let (cert, key) = self_signed(identity)?;
+    let verifier = Arc::new(AnyIdentityClient { algs: provider.signature_verification_algorithms });
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert], key)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(transport());
+    Ok(config)
+}
+
+/// A client configuration for `identity` that accepts only a server holding `hub_key` (the
+/// node's side; the hub's tests use it as the reference client).
 pub fn client_config(
     identity: &Identity,
     hub_key: IdentityKey,
