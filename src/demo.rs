@@ -21,6 +21,7 @@
 //! own bookkeeping: [`Report`] is what the end-to-end tests assert on.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,6 +65,8 @@ pub struct Options {
     pub exit_when_done: bool,
     /// Keep the data dirs here instead of a temporary folder.
     pub data: Option<PathBuf>,
+    /// Faults to inject (the end-to-end tests; `--lossy` on the command line).
+    pub faults: FaultPlan,
 }
 
 impl Default for Options {
@@ -73,8 +76,25 @@ impl Default for Options {
             bars: None,
             exit_when_done: false,
             data: None,
+            faults: FaultPlan::default(),
         }
     }
+}
+
+/// Faults a run injects. The report must come out the same as without them.
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    /// Every node reaches the hub's QUIC endpoint through a proxy that drops, delays and
+    /// duplicates datagrams ([`crate::lossy`]).
+    pub lossy: Option<crate::lossy::Faults>,
+    /// Stop the hub after this bar and start it again on the same data dir and addresses
+    /// `hub_down_bars` bars later (the nodes work offline meanwhile and catch up).
+    pub restart_hub_at_bar: Option<usize>,
+    /// Bars the hub stays down.
+    pub hub_down_bars: usize,
+    /// Stop this subscriber's node after this bar and start it again at once on the same data
+    /// dir and addresses (its terminal says hello again).
+    pub restart_node_at_bar: Option<(String, usize)>,
 }
 
 /// One provider signal and what became of it.
@@ -137,6 +157,10 @@ pub struct Report {
     pub chains_verified: usize,
     /// Records the hub holds, all streams.
     pub hub_records: usize,
+    /// Streams whose records the hub does not all hold at the end (empty: everything synced).
+    pub unsynced: Vec<String>,
+    /// What the lossy proxy did, when there was one.
+    pub lossy: Option<crate::lossy::Counts>,
 }
 
 /// A running node of the demo.
@@ -149,9 +173,32 @@ struct DemoNode {
     login: u64,
     device: tradecast_protocol::DeviceId,
     api_token: String,
+    config: tradecast_node::config::Config,
 }
 
 impl DemoNode {
+    /// Stops the node and starts it again on the same data dir and addresses.
+    async fn restart(self) -> anyhow::Result<DemoNode> {
+        let DemoNode {
+            name,
+            policy,
+            data,
+            running,
+            shutdown,
+            login,
+            device,
+            api_token,
+            mut config,
+        } = self;
+        config.ea_listen = running.ea_addr;
+        config.api_listen = running.api_addr;
+        shutdown.trigger();
+        running.join().await?;
+        let shutdown = Shutdown::new();
+        let running = tradecast_node::serve::start(&data, &config, shutdown.clone()).await?;
+        Ok(DemoNode { name, policy, data, running, shutdown, login, device, api_token, config })
+    }
+
     fn node(&self) -> &Arc<Node> {
         &self.running.node
     }
@@ -170,18 +217,28 @@ fn wall_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+async fn hub_server(
+    dir: &Path,
+    listen: SocketAddr,
+    quic_listen: Option<SocketAddr>,
+) -> anyhow::Result<tradecast_hub::Started> {
+    let mut config = tradecast_hub::config::Config {
+        listen,
+        quic_listen,
+        data_dir: Some(dir.to_owned()),
+        ..Default::default()
+    };
+    // Demo accounts on a throwaway hub: light password hashing keeps the start quick.
+    config.auth.argon2_memory_kib = 1024;
+    config.auth.argon2_iterations = 1;
+    // Development mode keeps its generated secrets in the data dir: a restart keeps the key.
+    let secrets = tradecast_hub::load_secrets(&config, std::iter::empty())?;
+    Ok(tradecast_hub::start(config, secrets).await?)
+}
+
 impl DemoHub {
     async fn start(dir: &Path) -> anyhow::Result<DemoHub> {
-        let mut config = tradecast_hub::config::Config {
-            listen: "127.0.0.1:0".parse()?,
-            data_dir: Some(dir.to_owned()),
-            ..Default::default()
-        };
-        // Demo accounts on a throwaway hub: light password hashing keeps the start quick.
-        config.auth.argon2_memory_kib = 1024;
-        config.auth.argon2_iterations = 1;
-        let secrets = tradecast_hub::load_secrets(&config, std::iter::empty())?;
-        let started = tradecast_hub::start(config, secrets).await?;
+        let started = hub_server(dir, "127.0.0.1:0".parse()?, None).await?;
         let new = tradecast_hub::accounts::NewUser {
             email: "owner@demo.invalid",
             password: "demo owner password",
@@ -262,6 +319,7 @@ fn node_config(mode: &str, extra: &str) -> anyhow::Result<tradecast_node::config
     toml::from_str(&text).context("demo node config")
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn start_node(
     root: &Path,
     hub: &DemoHub,
@@ -270,6 +328,7 @@ async fn start_node(
     login: u64,
     config: tradecast_node::config::Config,
     policy: &str,
+    quic_via: Option<SocketAddr>,
 ) -> anyhow::Result<(DemoNode, tradecast_node::keys::EaKey)> {
     let data = root.join(name);
     std::fs::create_dir_all(&data)?;
@@ -286,6 +345,9 @@ async fn start_node(
             wall_ms(),
         )
         .await?;
+        if let Some(via) = quic_via {
+            tradecast_node::sync::move_hub(&store, &via.to_string())?;
+        }
     }
     let key = tradecast_node::serve::new_ea_key(&data)?;
     let shutdown = Shutdown::new();
@@ -301,6 +363,7 @@ async fn start_node(
         login,
         device,
         api_token,
+        config,
     };
     Ok((node, key))
 }
@@ -348,7 +411,7 @@ fn settled(m: &[u64]) -> bool {
 
 /// Runs rounds of terminal steps until every party has taken in everything and nothing moves.
 async fn settle(
-    hub: &DemoHub,
+    hub: Option<&DemoHub>,
     provider: &DemoNode,
     subs: &[DemoNode],
     terminals: &mut [Terminal],
@@ -356,10 +419,17 @@ async fn settle(
     let started = Instant::now();
     let mut last: Option<Vec<u64>> = None;
     loop {
-        for t in terminals.iter_mut() {
+        // Subscribers' terminals first: each subscriber holds the bar's quote before the
+        // provider's node closes the bar and signs a signal, so a signal is always judged on the
+        // price of its own bar (the provider's terminal is the first).
+        for t in terminals.iter_mut().rev() {
             catch_up(t).await;
         }
-        let m = marks(hub, provider, subs).await?;
+        // With the hub down the nodes work offline: only the terminals are waited for.
+        let m = match hub {
+            Some(hub) => marks(hub, provider, subs).await?,
+            None => Vec::new(),
+        };
         if settled(&m) && last.as_ref() == Some(&m) && terminals.iter().all(Terminal::caught_up) {
             return Ok(());
         }
@@ -457,7 +527,7 @@ impl Narrator {
 #[allow(clippy::too_many_arguments)]
 async fn narrate(
     narrator: &mut Narrator,
-    hub: &DemoHub,
+    hub: Option<&DemoHub>,
     provider: &DemoNode,
     subs: &[DemoNode],
     market_ms: i64,
@@ -482,14 +552,17 @@ async fn narrate(
             ),
             out,
         );
-        if let Some(stored) = tradecast_hub::signals::stored_by_id(
-            &hub.started.state.db,
-            &hub.started.state.hub_identity,
-            &hex,
-        )
-        .await
-        .map_err(|e| anyhow!("hub: {e:?}"))?
-        {
+        let stored = match hub {
+            Some(hub) => tradecast_hub::signals::stored_by_id(
+                &hub.started.state.db,
+                &hub.started.state.hub_identity,
+                &hex,
+            )
+            .await
+            .map_err(|e| anyhow!("hub: {e:?}"))?,
+            None => None,
+        };
+        if let Some(stored) = stored {
             let s0 = stored.0;
             narrator.once(
                 format!("{hex}:hub"),
@@ -672,18 +745,43 @@ fn percentile(sorted: &[i64], p: usize) -> i64 {
 
 /// Verifies every chain the hub holds: signatures against the enrolled keys, `seq` from 1 with
 /// no gap, each `prev_hash` the previous header's hash. Returns (streams, records).
+const STREAMS: [StreamId; 5] =
+    [StreamId::SIGNALS, StreamId::SHARED, StreamId::PRIVATE, StreamId::DEVICE, StreamId::COMMANDS];
+
+/// Waits (bounded) until the hub holds every record of every node's outbox; returns the streams
+/// that still differ, as "name stream N: local L, hub H".
+async fn wait_synced(hub: &DemoHub, nodes: &[&DemoNode]) -> anyhow::Result<Vec<String>> {
+    let db = &hub.started.state.db;
+    let started = Instant::now();
+    loop {
+        let mut behind = Vec::new();
+        for node in nodes {
+            let view = node.node().store().read()?;
+            for stream in STREAMS {
+                let local = view.outbox_from(stream, 1)?.len() as u64;
+                let at_hub =
+                    tradecast_hub::quic::store::committed(db, &node.device, stream).await?;
+                if local != at_hub {
+                    behind.push(format!(
+                        "{} stream {}: local {local}, hub {at_hub}",
+                        node.name, stream.0
+                    ));
+                }
+            }
+        }
+        if behind.is_empty() || started.elapsed() > SETTLE_LIMIT {
+            return Ok(behind);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn verify_hub_chains(hub: &DemoHub, nodes: &[&DemoNode]) -> anyhow::Result<(usize, usize)> {
     let db = &hub.started.state.db;
     let (mut streams, mut records) = (0, 0);
     for node in nodes {
         let key = node.node().identity_key();
-        for stream in [
-            StreamId::SIGNALS,
-            StreamId::SHARED,
-            StreamId::PRIVATE,
-            StreamId::DEVICE,
-            StreamId::COMMANDS,
-        ] {
+        for stream in STREAMS {
             let held = tradecast_hub::quic::store::records(db, &node.device, stream).await?;
             if held.is_empty() {
                 continue;
@@ -720,7 +818,13 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
     out(
         "Starting the Tradecast demo on 127.0.0.1 (data in temporary folders, no database server).",
     );
-    let hub = DemoHub::start(&root.join("hub")).await?;
+    let hub_dir = root.join("hub");
+    let hub = DemoHub::start(&hub_dir).await?;
+    let proxy = match opts.faults.lossy {
+        Some(f) => Some(crate::lossy::start(hub.started.quic_addr, f).await?),
+        None => None,
+    };
+    let via = proxy.as_ref().map(|p| p.addr);
     let (provider_id, provider_token) = hub.user("provider", "provider").await?;
     let plan = hub
         .call(
@@ -746,6 +850,7 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
             "self_trade = true\n[policy.approval]\nmode = \"auto\"\nconsent_version = 1\n",
         )?,
         provider_policy,
+        via,
     )
     .await?;
     keys.push(key);
@@ -771,13 +876,21 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
             json!({ "user_id": user_id, "plan_id": plan_id }),
         )
         .await?;
-        let (node, key) =
-            start_node(&root, &hub, name, &token, login, node_config("subscriber", extra)?, policy)
-                .await?;
+        let (node, key) = start_node(
+            &root,
+            &hub,
+            name,
+            &token,
+            login,
+            node_config("subscriber", extra)?,
+            policy,
+            via,
+        )
+        .await?;
         nodes.push(node);
         keys.push(key);
     }
-    let subs = nodes;
+    let mut subs = nodes;
 
     // One broker, one price stream, one terminal per node.
     let mut broker = Broker::new(BrokerConfig::default());
@@ -842,23 +955,58 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
         }
     ));
 
+    if let Some(p) = &proxy {
+        out(&format!(
+            "(every node reaches the hub's QUIC endpoint through a lossy proxy on {})",
+            p.addr
+        ));
+    }
     let http = reqwest::Client::new();
     let mut narrator = Narrator::default();
     let mut clicked = BTreeSet::new();
     let mut bars = 0usize;
-    let bob = subs.iter().find(|s| s.name == "bob");
+    // The hub restarts on the same data dir and addresses.
+    let hub_addrs = (hub.started.addr, hub.started.quic_addr);
+    let mut hub = Some(hub);
+    let mut hub_back_at: Option<usize> = None;
+    let mut stopped_hub: Option<(reqwest::Client, String)> = None;
     loop {
         let bar_started = Instant::now();
-        settle(&hub, &provider, &subs, &mut terminals).await?;
-        if let Some(bob) = bob {
+        settle(hub.as_ref(), &provider, &subs, &mut terminals).await?;
+        if let Some(bob) = subs.iter().find(|s| s.name == "bob") {
             let before = clicked.len();
             click(bob, &http, &mut clicked).await?;
             if clicked.len() != before {
-                settle(&hub, &provider, &subs, &mut terminals).await?;
+                settle(hub.as_ref(), &provider, &subs, &mut terminals).await?;
             }
         }
         let market = lock(&broker).time_ms();
-        narrate(&mut narrator, &hub, &provider, &subs, market, out).await?;
+        narrate(&mut narrator, hub.as_ref(), &provider, &subs, market, out).await?;
+        // Faults, between bars.
+        if opts.faults.restart_hub_at_bar == Some(bars)
+            && let Some(h) = hub.take()
+        {
+            out(&format!("[{}] hub stopped: the nodes go on offline", fmt_market(market)));
+            let DemoHub { started, http: http_c, owner_token } = h;
+            started.stop().await?;
+            hub_back_at = Some(bars + opts.faults.hub_down_bars.max(1));
+            stopped_hub = Some((http_c, owner_token));
+        }
+        if hub_back_at == Some(bars)
+            && let Some((http_c, owner_token)) = stopped_hub.take()
+        {
+            let started = hub_server(&hub_dir, hub_addrs.0, Some(hub_addrs.1)).await?;
+            hub = Some(DemoHub { started, http: http_c, owner_token });
+            out(&format!("[{}] hub back on the same data dir and addresses", fmt_market(market)));
+        }
+        if let Some((name, at)) = &opts.faults.restart_node_at_bar
+            && *at == bars
+            && let Some(i) = subs.iter().position(|s| &s.name == name)
+        {
+            let node = subs.remove(i);
+            subs.insert(i, node.restart().await?);
+            out(&format!("[{}] {name}'s node stopped and started again", fmt_market(market)));
+        }
         if !replay.advance().map_err(|e| anyhow!("{e}"))? {
             break;
         }
@@ -870,10 +1018,15 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
             }
         }
     }
+    if let Some((http_c, owner_token)) = stopped_hub.take() {
+        let started = hub_server(&hub_dir, hub_addrs.0, Some(hub_addrs.1)).await?;
+        hub = Some(DemoHub { started, http: http_c, owner_token });
+    }
+    let hub = hub.ok_or_else(|| anyhow!("the hub is not running"))?;
     // Past the last bar: one more settle so every close and record is in.
-    settle(&hub, &provider, &subs, &mut terminals).await?;
+    settle(Some(&hub), &provider, &subs, &mut terminals).await?;
     let market = lock(&broker).time_ms();
-    narrate(&mut narrator, &hub, &provider, &subs, market, out).await?;
+    narrate(&mut narrator, Some(&hub), &provider, &subs, market, out).await?;
 
     // The report, from signed records and the broker's deals.
     let mut signals = Vec::new();
@@ -916,9 +1069,18 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
     let latency_ms = (!lat.is_empty())
         .then(|| (percentile(&lat, 50), percentile(&lat, 99), *lat.last().unwrap_or(&0)));
     let all: Vec<&DemoNode> = std::iter::once(&provider).chain(subs.iter()).collect();
+    let unsynced = wait_synced(&hub, &all).await?;
     let (chains_verified, hub_records) = verify_hub_chains(&hub, &all).await?;
-    let report =
-        Report { bars, signals, subscribers: totals_v, latency_ms, chains_verified, hub_records };
+    let report = Report {
+        bars,
+        signals,
+        subscribers: totals_v,
+        latency_ms,
+        chains_verified,
+        hub_records,
+        unsynced,
+        lossy: proxy.as_ref().map(crate::lossy::Proxy::counts),
+    };
     print_summary(&report, out);
 
     if !opts.exit_when_done {
@@ -971,4 +1133,15 @@ fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {
         "hub: {} records in {} chains, every one verified (signatures, seq, previous hash)",
         r.hub_records, r.chains_verified
     ));
+    if let Some(c) = r.lossy {
+        out(&format!(
+            "lossy proxy: {} datagrams forwarded, {} dropped, {} duplicated",
+            c.forwarded, c.dropped, c.duplicated
+        ));
+    }
+    if r.unsynced.is_empty() {
+        out("every record each node signed is at the hub, once");
+    } else {
+        out(&format!("not yet at the hub: {}", r.unsynced.join("; ")));
+    }
 }

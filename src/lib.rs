@@ -3,3 +3,4 @@
 //! simulated terminal together.
 
 pub mod demo;
+pub mod lossy;

@@ -37,6 +37,10 @@ enum Command {
         /// Keep the hub's and the nodes' data dirs in DIR instead of a temporary folder.
         #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
+        /// Route every node's QUIC traffic to the hub through a local proxy that drops 5 %,
+        /// duplicates 3 % and delays up to 20 ms of the datagrams: the results stay the same.
+        #[arg(long)]
+        lossy: bool,
     },
 }
 
@@ -49,9 +53,13 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Demo { speed, bars, exit_when_done, data } => {
+        Command::Demo { speed, bars, exit_when_done, data, lossy } => {
             let speed: Speed = speed.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-            let opts = Options { speed, bars, exit_when_done, data };
+            let faults = demo::FaultPlan {
+                lossy: lossy.then(tradecast::lossy::Faults::default),
+                ..Default::default()
+            };
+            let opts = Options { speed, bars, exit_when_done, data, faults };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async {
                 let mut print = |line: &str| println!("{line}");

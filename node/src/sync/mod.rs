@@ -148,3 +148,13 @@ pub fn providers_command(
     }
     Ok(())
 }
+
+/// The hub moved (a new address, the same key): later connections go to `addr` (`HOST:PORT`),
+/// still accepting only the pinned key. Run with the node stopped.
+pub fn move_hub(store: &Store, addr: &str) -> Result<(), PinError> {
+    if hub_pin(store)?.is_none() {
+        return Err(PinError::Damaged("this node is not enrolled with a hub".into()));
+    }
+    store.write(|tx| tx.set_setting(SETTING_HUB_ADDR, addr))?;
+    Ok(())
+}
