@@ -10,6 +10,7 @@ pub mod extract;
 pub mod ops;
 pub mod plans;
 pub mod signals;
+pub mod sync;
 pub mod users;
 
 use axum::Router;
@@ -65,6 +66,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(plans::router())
         .merge(signals::router(state))
         .merge(approvals::router())
+        .merge(sync::router())
         .split_for_parts()
 }
 

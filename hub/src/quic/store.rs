@@ -11,7 +11,7 @@ use sqlx::Row;
 use tradecast_protocol::session::StoredStream;
 use tradecast_protocol::{Body, ChainHash, DeviceId, Identity, Receipt, Record, StreamId};
 
-use crate::db::{Db, DbError, is_unique_violation};
+use crate::db::{Db, DbError};
 use crate::signals::{self, IngestRules, Relay};
 
 /// Why a sync store operation failed.
@@ -232,23 +232,153 @@ async fn outcome(tx: &mut crate::feed::Tx, record: &Record, now_ms: i64) -> Resu
     Ok(())
 }
 
-/// Persists a quarantine (idempotent).
+/// Persists a quarantine (idempotent); a new one is an audited alarm (`sync.quarantine`) that
+/// owners see in `GET /api/v1/sync/quarantines` until one of them releases it.
 pub async fn quarantine(
     db: &Db,
     author: &DeviceId,
     stream: StreamId,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let r = sqlx::query("INSERT INTO sync_quarantine (author, stream, at_ms) VALUES ($1, $2, $3)")
-        .bind(author.to_text())
-        .bind(i64::from(stream.0))
-        .bind(now_ms)
-        .execute(db.pool())
-        .await;
-    match r {
-        Err(e) if !is_unique_violation(&e) => Err(e.into()),
-        _ => Ok(()),
+    let mut tx = db.begin_write().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO sync_quarantine (author, stream, at_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (author, stream) DO NOTHING",
+    )
+    .bind(author.to_text())
+    .bind(i64::from(stream.0))
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted > 0 {
+        tracing::error!(author = %author.fmt_short(), stream = stream.0,
+            "ALARM: equivocation — two records signed for one seq; the stream is quarantined until an owner releases it");
+        let subject = format!("{}/{}", author.to_text(), stream.0);
+        let entry = crate::audit::Entry {
+            actor: "system",
+            action: "sync.quarantine",
+            subject: &subject,
+            detail: serde_json::json!({ "author": author.to_text(), "stream": stream.0 }),
+            request_id: "sync",
+        };
+        crate::audit::append(&mut tx, db.backend(), now_ms, &entry).await?;
     }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A quarantined stream, for the owner's alarm list.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Quarantined {
+    /// The author's device id (text form).
+    pub author: String,
+    /// The device's name and account, if it is enrolled here.
+    pub device_name: Option<String>,
+    pub user_id: Option<String>,
+    /// The stream id (1 signals, 2 shared, 3 private, 4 device, 5 commands).
+    pub stream: i64,
+    /// When the hub quarantined it, unix ms.
+    pub at_ms: i64,
+}
+
+/// Every quarantined stream, newest first.
+pub async fn quarantined(db: &Db) -> Result<Vec<Quarantined>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT q.author, d.name, d.user_id, q.stream, q.at_ms FROM sync_quarantine q \
+         LEFT JOIN devices d ON d.id = q.author ORDER BY q.at_ms DESC, q.author, q.stream",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Quarantined {
+                author: r.try_get(0)?,
+                device_name: r.try_get(1)?,
+                user_id: r.try_get(2)?,
+                stream: r.try_get(3)?,
+                at_ms: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
+/// Lifts a quarantine (an owner decided); whether there was one. Audited as `sync.release`.
+pub async fn release(
+    db: &Db,
+    author: &str,
+    stream: i64,
+    actor: &str,
+    request_id: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let mut tx = db.begin_write().await?;
+    let n = sqlx::query("DELETE FROM sync_quarantine WHERE author = $1 AND stream = $2")
+        .bind(author)
+        .bind(stream)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n > 0 {
+        let subject = format!("{author}/{stream}");
+        let entry = crate::audit::Entry {
+            actor,
+            action: "sync.release",
+            subject: &subject,
+            detail: serde_json::json!({ "author": author, "stream": stream }),
+            request_id,
+        };
+        crate::audit::append(&mut tx, db.backend(), now_ms, &entry).await?;
+    }
+    tx.commit().await?;
+    Ok(n > 0)
+}
+
+/// What one subscriber device did with a signal: the provider's per-signal status.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Outcome {
+    pub device_id: String,
+    /// Queued for the device, unix ms.
+    pub queued_at_ms: i64,
+    /// The device's node committed it (its feed ack), unix ms.
+    pub delivered_at_ms: Option<i64>,
+    /// `approved`, `rejected` or `expired`, from the node's signed approval.
+    pub decision: Option<String>,
+    pub decided_at_ms: Option<i64>,
+    /// MT5's return code of the execution (10009: done).
+    pub retcode: Option<i64>,
+    /// Decimal strings.
+    pub fill_price: Option<String>,
+    pub fill_volume: Option<String>,
+    pub filled_at_ms: Option<i64>,
+}
+
+/// Every device a signal was queued for, with what it did.
+pub async fn outcomes(db: &Db, signal_id: &str) -> Result<Vec<Outcome>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT f.device_id, f.enqueued_at_ms, f.delivered_at_ms, o.decision, o.decided_at_ms, \
+         o.retcode, o.fill_price, o.fill_volume, o.filled_at_ms FROM fanout_queue f \
+         LEFT JOIN signal_outcomes o ON o.signal_id = f.signal_id AND o.device_id = f.device_id \
+         WHERE f.signal_id = $1 ORDER BY f.device_id",
+    )
+    .bind(signal_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Outcome {
+                device_id: r.try_get(0)?,
+                queued_at_ms: r.try_get(1)?,
+                delivered_at_ms: r.try_get(2)?,
+                decision: r.try_get(3)?,
+                decided_at_ms: r.try_get(4)?,
+                retcode: r.try_get(5)?,
+                fill_price: r.try_get(6)?,
+                fill_volume: r.try_get(7)?,
+                filled_at_ms: r.try_get(8)?,
+            })
+        })
+        .collect()
 }
 
 /// The records of `author`'s `stream` the hub holds, in `seq` order (tests, export).

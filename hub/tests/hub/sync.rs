@@ -67,3 +67,102 @@ async fn sync_store_commits_once_and_refuses_equivocation(backend: Backend) {
 }
 
 on_both!(sync_store_commits_once_and_refuses_equivocation);
+
+on_both!(sync_outcomes_for_the_provider_and_quarantine_alarms_for_the_owner);
+
+fn shared(node: &Identity, seq: u64, prev: ChainHash, body: Body, at_ms: i64) -> Record {
+    let fields =
+        HeaderFields { stream: StreamId::SHARED, seq, prev_hash: prev, created_at_ms: at_ms };
+    Record::sign(node, fields, &body)
+}
+
+async fn sync_outcomes_for_the_provider_and_quarantine_alarms_for_the_owner(backend: Backend) {
+    use serde_json::json;
+    use tradecast_protocol::{Approval, DecidedBy, Decision, Execution};
+    let hub = TestHub::start(backend).await;
+    let owner = hub.owner().await;
+    let kit = crate::helpers::provider_kit(&hub, &owner).await;
+    let sub = hub.user(&owner, "subscriber").await;
+    let (node, dev) = hub.enrol(&sub, "pc").await;
+    hub.post(
+        "/api/v1/entitlements",
+        Some(&owner.token),
+        json!({ "user_id": sub.user_id, "plan_id": kit.plan_id }),
+    )
+    .await
+    .ok(201);
+    let s = crate::helpers::signal(&kit.identity, hub.clock.now_ms());
+    crate::helpers::post_signal(&hub, &kit, &s, 1).await.1.ok(201);
+    let path = format!("/api/v1/signals/{}/outcomes", s.id.to_hex());
+    let o = hub.get(&path, Some(&kit.session.token)).await;
+    assert_eq!(o.ok(200).as_array().unwrap().len(), 1);
+    assert_eq!(o.body[0]["device_id"], dev);
+    assert!(o.body[0]["decision"].is_null() && o.body[0]["delivered_at_ms"].is_null());
+
+    // The subscriber's node syncs its signed approval and execution: the provider sees them.
+    let now = hub.clock.now_ms();
+    let approval = Body::Approval(Approval {
+        signal_id: s.id,
+        device: node.device_id(),
+        decision: Decision::Approved,
+        decided_by: DecidedBy::Policy,
+        consent_version: 1,
+        reason: "auto".into(),
+        decided_at_ms: now,
+    });
+    let r1 = shared(&node, 1, ChainHash::GENESIS, approval, now);
+    let execution = Body::Execution(Execution {
+        order_id: 7,
+        signal_id: s.id,
+        device: node.device_id(),
+        retcode: 10009,
+        ticket: Some(42),
+        fill_price: Some("1.09130".parse().unwrap()),
+        volume: "0.35".parse().unwrap(),
+        at_ms: now + 5,
+    });
+    let r2 = shared(&node, 2, r1.header_hash(), execution, now + 5);
+    let db = &hub.state().db;
+    store::commit(db, &hub.state().hub_identity, &r1, now).await.unwrap();
+    store::commit(db, &hub.state().hub_identity, &r2, now + 6).await.unwrap();
+    tradecast_hub::feed::ack(db, &dev, 2, now + 7).await.unwrap();
+    let o = hub.get(&path, Some(&kit.session.token)).await;
+    let row = &o.ok(200)[0];
+    assert_eq!(row["decision"], "approved");
+    assert_eq!(row["retcode"], 10009);
+    assert_eq!(row["fill_price"], "1.09130");
+    assert_eq!(row["fill_volume"], "0.35");
+    assert_eq!(row["delivered_at_ms"], now + 7);
+    // Nobody else sees them: the subscriber, another provider.
+    hub.get(&path, Some(&sub.token)).await.problem(404, "not-found");
+    let other = crate::helpers::provider_kit(&hub, &owner).await;
+    hub.get(&path, Some(&other.session.token)).await.problem(404, "not-found");
+    hub.get(&path, Some(&owner.token)).await.ok(200);
+
+    // Equivocation: the quarantine is an alarm on the owner's list until an owner releases it.
+    let list = hub.get("/api/v1/sync/quarantines", Some(&owner.token)).await;
+    assert!(list.ok(200).as_array().unwrap().is_empty());
+    store::quarantine(db, &node.device_id(), StreamId::SHARED, now).await.unwrap();
+    store::quarantine(db, &node.device_id(), StreamId::SHARED, now + 1).await.unwrap();
+    let list = hub.get("/api/v1/sync/quarantines", Some(&owner.token)).await;
+    let q = list.ok(200).as_array().unwrap().clone();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["author"], dev);
+    assert_eq!(q[0]["device_name"], "pc");
+    assert_eq!(q[0]["stream"], 2);
+    hub.get("/api/v1/sync/quarantines", Some(&sub.token)).await.problem(403, "forbidden");
+    let audit = hub.get("/api/v1/audit?action=sync.quarantine", Some(&owner.token)).await;
+    assert_eq!(audit.ok(200).as_array().unwrap().len(), 1, "one alarm, audited once");
+    let release = format!("/api/v1/sync/quarantines/{dev}/2/release");
+    hub.post(&release, Some(&sub.token), json!({})).await.problem(403, "forbidden");
+    hub.post(&release, Some(&owner.token), json!({})).await.ok(204);
+    hub.post(&release, Some(&owner.token), json!({})).await.problem(404, "not-found");
+    assert!(
+        store::load_streams(db, &node.device_id(), 16)
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| !s.quarantined)
+    );
+    hub.stop().await;
+}
