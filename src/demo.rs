@@ -161,6 +161,10 @@ pub struct Report {
     pub unsynced: Vec<String>,
     /// What the lossy proxy did, when there was one.
     pub lossy: Option<crate::lossy::Counts>,
+    /// The provider's signals-stream records (signals, modifications, closes) and how many of
+    /// them it holds the hub's verified receipt for.
+    pub provider_records: usize,
+    pub provider_receipts: usize,
 }
 
 /// A running node of the demo.
@@ -1070,6 +1074,17 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
         .then(|| (percentile(&lat, 50), percentile(&lat, 99), *lat.last().unwrap_or(&0)));
     let all: Vec<&DemoNode> = std::iter::once(&provider).chain(subs.iter()).collect();
     let unsynced = wait_synced(&hub, &all).await?;
+    // The receipts come back through the provider's feed: wait (bounded) for the last ones.
+    let provider_records = provider.node().store().read()?.outbox_from(StreamId::SIGNALS, 1)?.len();
+    let receipts_since = Instant::now();
+    let mut provider_receipts;
+    loop {
+        provider_receipts = provider.node().store().read()?.receipts(StreamId::SIGNALS)?.len();
+        if provider_receipts >= provider_records || receipts_since.elapsed() > SETTLE_LIMIT {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (chains_verified, hub_records) = verify_hub_chains(&hub, &all).await?;
     let report = Report {
         bars,
@@ -1080,6 +1095,8 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
         hub_records,
         unsynced,
         lossy: proxy.as_ref().map(crate::lossy::Proxy::counts),
+        provider_records,
+        provider_receipts,
     };
     print_summary(&report, out);
 
@@ -1132,6 +1149,10 @@ fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {
     out(&format!(
         "hub: {} records in {} chains, every one verified (signatures, seq, previous hash)",
         r.hub_records, r.chains_verified
+    ));
+    out(&format!(
+        "provider: the hub's signed receipt held for {} of its {} track-record records",
+        r.provider_receipts, r.provider_records
     ));
     if let Some(c) = r.lossy {
         out(&format!(

@@ -188,6 +188,40 @@ pub async fn append_for_signal(
     Ok(devices)
 }
 
+/// Appends `record` (the hub's own) to one device's feed; returns the feed `seq`.
+pub async fn append_to_device(
+    tx: &mut Tx,
+    device: &str,
+    record: &Record,
+    now_ms: i64,
+) -> Result<u64, DbError> {
+    let hash = store_record(tx, record, now_ms).await?;
+    sqlx::query(
+        "INSERT INTO device_feeds (device_id, tip, acked) VALUES ($1, 0, 0) \
+         ON CONFLICT (device_id) DO NOTHING",
+    )
+    .bind(device)
+    .execute(&mut **tx)
+    .await?;
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE device_feeds SET tip = tip + 1 WHERE device_id = $1 RETURNING tip",
+    )
+    .bind(device)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO feed_items (device_id, seq, header_hash, signal_id, enqueued_at_ms) \
+         VALUES ($1, $2, $3, NULL, $4)",
+    )
+    .bind(device)
+    .bind(seq)
+    .bind(&hash)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(u64::try_from(seq).unwrap_or(0))
+}
+
 /// A device's feed: (tip, acked).
 pub async fn marks(db: &Db, device: &str) -> Result<(u64, u64), DbError> {
     let row = sqlx::query("SELECT tip, acked FROM device_feeds WHERE device_id = $1")

@@ -52,3 +52,12 @@ CREATE TABLE signal_outcomes (
     updated_at_ms BIGINT NOT NULL,
     PRIMARY KEY (signal_id, device_id)
 );
+
+-- The hub's own record streams (its receipts chain): tip seq and header hash, one row per
+-- stream, updated in the transaction that appends (the row lock orders appends across hub
+-- instances). The records themselves are in sync_records under the hub's device id.
+CREATE TABLE hub_chains (
+    stream BIGINT PRIMARY KEY,
+    tip_seq BIGINT NOT NULL,
+    tip_hash TEXT NOT NULL
+);

@@ -2324,6 +2324,8 @@ pub enum FeedOutcome {
     Signal { signal_id: SignalId, line: String },
     /// A provider's modification or close was applied to the copies (one line per copy).
     Followed { signal_id: SignalId, lines: Vec<String> },
+    /// The hub's receipt for one of this node's records, verified and kept.
+    Receipt { stream: StreamId, seq: u64 },
     /// Kept in the feed only, and why.
     Ignored(String),
 }
@@ -2375,6 +2377,26 @@ impl Node {
             Ok(b) => b,
             Err(e) => return Ok(FeedOutcome::Ignored(format!("body does not open: {e}"))),
         };
+        if let Body::Receipt(receipt) = &body {
+            // The hub's receipt for one of this node's records: kept when it is the pinned
+            // hub's signature over exactly that record.
+            let hub_key = crate::sync::pinned_hub_key(tx)?;
+            let f = receipt.fields;
+            let own = tx.outbox_record(f.stream, f.seq)?;
+            let ok = hub_key.is_some_and(|k| receipt.verify(&k).is_ok())
+                && f.author == self.identity.device_id()
+                && own.as_ref().is_some_and(|r| receipt.covers(r));
+            if ok {
+                tx.put_receipt(receipt)?;
+                return Ok(FeedOutcome::Receipt { stream: f.stream, seq: f.seq });
+            }
+            tracing::error!(target: "tradecast::feed", stream = f.stream.0, seq = f.seq,
+                "ALARM: a receipt that does not match this node's record (or the pinned hub)");
+            return Ok(FeedOutcome::Ignored(format!(
+                "receipt for stream {} seq {} does not match the record this node signed",
+                f.stream.0, f.seq
+            )));
+        }
         if let Body::DeviceKeys(keys) = &body {
             if tx.author(&author)?.is_some() {
                 return Ok(FeedOutcome::Ignored("author already pinned".into()));

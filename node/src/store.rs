@@ -68,6 +68,9 @@ pub(crate) const APPROVALS: TableDefinition<'static, &str, &[u8]> =
 /// The downstream feed as committed: feed `seq` → the record's bytes, unchanged (the inbox
 /// watermark is its highest key).
 pub(crate) const FEED: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("feed");
+/// The hub's receipts for this node's own records: (stream, seq) → the receipt (JSON).
+pub(crate) const RECEIPTS: TableDefinition<'static, (u32, u64), &[u8]> =
+    TableDefinition::new("receipts");
 /// Authors whose feed records this node accepts: device id (text) → JSON [`PinnedAuthor`].
 pub(crate) const AUTHORS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("authors");
 
@@ -283,6 +286,7 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(APPROVALS)?;
     tx.open_table(FEED)?;
     tx.open_table(AUTHORS)?;
+    tx.open_table(RECEIPTS)?;
     Ok(())
 }
 
@@ -560,6 +564,25 @@ impl Tx<'_> {
         self.set_inbox_watermark(seq)
     }
 
+    /// This node's outbox record at (`stream`, `seq`).
+    pub fn outbox_record(&self, stream: StreamId, seq: u64) -> Result<Option<Record>, StoreError> {
+        let t = self.tx.open_table(OUTBOX)?;
+        let v = t.get((stream.0, seq))?;
+        v.map(|v| {
+            Record::decode(v.value())
+                .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })
+        })
+        .transpose()
+    }
+
+    /// Keeps the hub's receipt for this node's record (`stream`, `seq`).
+    pub fn put_receipt(&mut self, receipt: &tradecast_protocol::Receipt) -> Result<(), StoreError> {
+        let bytes = to_row("receipts", receipt)?;
+        let key = (receipt.fields.stream.0, receipt.fields.seq);
+        self.tx.open_table(RECEIPTS)?.insert(key, bytes.as_slice())?;
+        Ok(())
+    }
+
     /// A pinned author, if any.
     pub fn author(&self, device: &DeviceId) -> Result<Option<PinnedAuthor>, StoreError> {
         self.get_json(AUTHORS, "authors", &device.to_text())
@@ -746,6 +769,20 @@ impl View {
         for e in t.iter()? {
             let (_, v) = e?;
             out.push(from_row("authors", v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The hub's receipts this node holds for its records of `stream`, in `seq` order.
+    pub fn receipts(
+        &self,
+        stream: StreamId,
+    ) -> Result<Vec<tradecast_protocol::Receipt>, StoreError> {
+        let t = self.tx.open_table(RECEIPTS)?;
+        let mut out = Vec::new();
+        for e in t.range((stream.0, 0)..=(stream.0, u64::MAX))? {
+            let (_, v) = e?;
+            out.push(from_row("receipts", v.value())?);
         }
         Ok(out)
     }

@@ -78,6 +78,9 @@ fn check(report: &Report, lines: &[String]) {
     // they wrote (device keys, signals, approvals and executions, private records).
     assert!(report.chains_verified >= 9, "{} chains", report.chains_verified);
     assert!(lines.iter().any(|l| l.starts_with("Summary")), "{lines:#?}");
+    // The provider holds the hub's verified receipt for every record of its track record.
+    assert!(report.provider_records >= report.signals.len());
+    assert_eq!(report.provider_receipts, report.provider_records);
     // Nothing lost upstream: the hub holds every record of every node's outbox.
     assert!(report.unsynced.is_empty(), "{:?}", report.unsynced);
 }

@@ -162,6 +162,20 @@ pub async fn commit_batch(
                 return Err(StoreError::Equivocation { author, stream: h.stream.0, seq: h.seq });
             }
         } else if h.stream == StreamId::SIGNALS {
+            // The track record: the author gets the hub's receipt back in its feed, as a record
+            // of the hub's own receipts chain (a provider holds proof of when each signal,
+            // modification and close reached the hub).
+            let receipt_record = hub_record(
+                &mut tx,
+                hub,
+                StreamId::RECEIPTS,
+                &Body::Receipt(receipt),
+                *received_at_ms,
+            )
+            .await?;
+            crate::feed::append_to_device(&mut tx, &author, &receipt_record, *received_at_ms)
+                .await?;
+            done.touched.push(author.clone());
             match signals::accept_synced(&mut tx, db.backend(), rules, record, *received_at_ms)
                 .await?
             {
@@ -182,6 +196,61 @@ pub async fn commit_batch(
     }
     tx.commit().await?;
     Ok(done)
+}
+
+/// Signs `body` as the next record of the hub's own `stream` and stores it with the others
+/// (author: the hub's device id), inside `tx`.
+pub async fn hub_record(
+    tx: &mut crate::feed::Tx,
+    hub: &Identity,
+    stream: StreamId,
+    body: &Body,
+    now_ms: i64,
+) -> Result<Record, StoreError> {
+    sqlx::query(
+        "INSERT INTO hub_chains (stream, tip_seq, tip_hash) VALUES ($1, 0, $2) \
+         ON CONFLICT (stream) DO NOTHING",
+    )
+    .bind(i64::from(stream.0))
+    .bind(ChainHash::GENESIS.to_hex())
+    .execute(&mut **tx)
+    .await?;
+    // The update takes the row's lock first: appends are ordered across hub instances.
+    let row = sqlx::query(
+        "UPDATE hub_chains SET tip_seq = tip_seq + 1 WHERE stream = $1 RETURNING tip_seq, tip_hash",
+    )
+    .bind(i64::from(stream.0))
+    .fetch_one(&mut **tx)
+    .await?;
+    let seq: i64 = row.try_get(0)?;
+    let prev: String = row.try_get(1)?;
+    let fields = tradecast_protocol::HeaderFields {
+        stream,
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt("hub chain seq".into()))?,
+        prev_hash: hash_from_hex(&prev)?,
+        created_at_ms: now_ms,
+    };
+    let record = Record::sign(hub, fields, body);
+    let hash = record.header_hash().to_hex();
+    sqlx::query("UPDATE hub_chains SET tip_hash = $2 WHERE stream = $1")
+        .bind(i64::from(stream.0))
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await?;
+    let own_receipt = Receipt::sign(hub, &record, now_ms);
+    sqlx::query(
+        "INSERT INTO sync_records (author, stream, seq, header_hash, record, received_at_ms, receipt_signature) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(hub.device_id().to_text())
+    .bind(i64::from(stream.0))
+    .bind(seq)
+    .bind(&hash)
+    .bind(record.encode())
+    .bind(now_ms)
+    .bind(hex::encode(own_receipt.signature.0))
+    .execute(&mut **tx)
+    .await?;
+    Ok(record)
 }
 
 /// A subscriber's approval or execution, as the provider's per-signal outcome (ignored for a

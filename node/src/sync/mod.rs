@@ -72,6 +72,11 @@ pub enum PinError {
     Damaged(String),
 }
 
+/// The pinned hub key, read inside a write transaction (`None`: not enrolled or damaged).
+pub fn pinned_hub_key(tx: &crate::store::Tx<'_>) -> Result<Option<IdentityKey>, StoreError> {
+    Ok(tx.setting(SETTING_HUB_KEY)?.and_then(|k| IdentityKey::from_hex(&k).ok()))
+}
+
 /// The pinned hub, if this node enrolled.
 pub fn hub_pin(store: &Store) -> Result<Option<HubPin>, PinError> {
     let view = store.read()?;
