@@ -910,12 +910,14 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
             expires_unix_ms: signal.expires_at_ms,
         }
     };
-    let tick_value_loss = input
+    // The broker's current loss tick value (a state push) over the spec's (hello), which goes
+    // stale on a cross pair; a value that cannot size anything is not used.
+    let (tick_value_loss, tick_value_source) = input
         .tick_values
         .iter()
-        .find(|t| t.symbol == symbol)
-        .map(|t| t.tick_value_loss)
-        .unwrap_or(spec.tick_value_loss);
+        .find(|t| t.symbol == symbol && t.tick_value_loss > Decimal::ZERO)
+        .map(|t| (t.tick_value_loss, "current"))
+        .unwrap_or((spec.tick_value_loss, "from the symbol's spec"));
     let order_spec = SymbolSpec {
         point: spec.point,
         tick_size: spec.tick_size,
@@ -952,13 +954,14 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
     rec.pass(
         Rule::Order,
         format!(
-            "{} {} lots ({lot_mode}), stop {} tp {}, risk {}, reward/risk {}",
+            "{} {} lots ({lot_mode}), stop {} tp {}, risk {}, reward/risk {}, loss tick value {} ({tick_value_source})",
             kind_name(kind),
             order.volume,
             order.stop,
             order.tp1,
             order.risk_money,
-            order.rr.round_dp(2)
+            order.rr.round_dp(2),
+            tick_value_loss.normalize()
         ),
     );
     let legs = order
