@@ -296,6 +296,13 @@ pub struct SubmitSignal {
     /// Market clock; default: one hour after the terminal's clock.
     #[serde(default)]
     pub expires_at_ms: Option<i64>,
+    /// `market` (default), `limit` or `stop`: a pending entry at `entry`.
+    #[serde(default)]
+    pub entry_kind: Option<EntryKind>,
+    /// The open time of the bar the signal was made on (unix ms UTC, market clock); the signal
+    /// is issued at its close. Default: the terminal's clock (issued now).
+    #[serde(default)]
+    pub bar_time_ms: Option<i64>,
     /// Trade it on this account too.
     #[serde(default)]
     pub execute: bool,
@@ -347,12 +354,12 @@ async fn submit_signal(
         symbol: s.symbol,
         timeframe: s.timeframe,
         side: s.side,
-        entry_kind: EntryKind::Market,
+        entry_kind: s.entry_kind.unwrap_or(EntryKind::Market),
         entry: s.entry,
         stop: s.stop,
         tp1: s.tp1,
         tp2: s.tp2,
-        bar_time_ms: market,
+        bar_time_ms: s.bar_time_ms.unwrap_or(market),
         expires_at_ms: s.expires_at_ms.unwrap_or(market + 3_600_000),
         leg: 1,
         indicators: Vec::new(),

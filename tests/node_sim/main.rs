@@ -9,6 +9,7 @@ mod faults;
 mod policy;
 mod replay;
 mod rig;
+mod rules;
 mod ui;
 
 use std::net::SocketAddr;
