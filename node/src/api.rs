@@ -12,6 +12,7 @@
 //! | `POST /api/v1/close-all`, `POST /api/v1/unlock` | the trader's close-all; unlock auto mode after the guard |
 //! | `GET /api/v1/settings` | the settings in force |
 //! | `GET /api/v1/ea-keys`, `POST /api/v1/ea-keys` | key ids; a new key (its secret shown once) |
+//! | `DELETE /api/v1/ea-keys/{id}` | revoke a key: the EA holding it is refused from its next call (404 if unknown) |
 //! | `POST /api/v1/signals/{id}/approve`, `/reject` | the trader's decision (`{user?, reason?, via?}`; `via` makes it a remote request); 409 when refused (expired, already decided, remote disabled, outside the policy) |
 //! | `GET /api/v1/approvals`, `GET /api/v1/copy-log` | every signal's approval; every evaluation with its steps |
 //! | `GET /api/v1/policy`, `PUT /api/v1/policy` | the copy policy in force; save a new one (JSON, validated) |
@@ -123,6 +124,7 @@ fn api_router(node: Arc<Node>, token: Zeroizing<String>) -> Router {
         .route("/api/v1/equity", get(equity))
         .route("/api/v1/settings", get(settings))
         .route("/api/v1/ea-keys", get(ea_keys).post(new_ea_key))
+        .route("/api/v1/ea-keys/{id}", axum::routing::delete(revoke_ea_key))
         .route("/api/v1/close-all", post(close_all))
         .route("/api/v1/unlock", post(unlock))
         .route("/api/v1/signals/{id}/approve", post(approve))
@@ -249,6 +251,21 @@ async fn new_ea_key(State(api): State<Api>) -> Result<Response, ApiError> {
     let k = api.node.new_ea_key()?;
     let body = NewKey { key_id: k.key_id.clone(), secret: k.secret.to_string() };
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn revoke_ea_key(
+    State(api): State<Api>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    if api.node.revoke_ea_key(&id)? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "no-such-key",
+            detail: format!("no EA key {id}"),
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]

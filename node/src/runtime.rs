@@ -350,6 +350,9 @@ pub struct OrderRow {
     /// Requotes so far (the order is sent again up to [`REQUOTE_RETRIES`] times).
     #[serde(default)]
     pub n_requotes: u32,
+    /// Wall clock when the EA's fill ack was committed (the UI's order → fill time).
+    #[serde(default)]
+    pub filled_at_ms: Option<i64>,
 }
 
 /// A position the node follows.
@@ -643,6 +646,8 @@ pub struct Node {
     start_ms: i64,
     inner: Mutex<Inner>,
     work: tokio::sync::watch::Sender<u64>,
+    /// The sync driver's connected flag, once one runs ([`Node::set_hub_link`]).
+    hub_link: std::sync::OnceLock<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -685,6 +690,7 @@ impl Node {
                 last_seen_ms: None,
             }),
             work,
+            hub_link: std::sync::OnceLock::new(),
         }))
     }
 
@@ -775,6 +781,27 @@ impl Node {
             .insert(key.key_id.clone(), Zeroizing::new(key.secret.as_bytes().to_vec()));
         tracing::info!(target: "tradecast::keys", key_id = %key.key_id, "EA key created");
         Ok(key)
+    }
+
+    /// Revokes an EA key: removed from the store and from memory, so the EA's next call signed
+    /// with it is refused. Whether the key existed.
+    pub fn revoke_ea_key(&self, key_id: &str) -> Result<bool, NodeError> {
+        let stored = self.store.write(|tx| tx.remove_ea_key(key_id))?;
+        let live = self.lock().secrets.remove(key_id).is_some();
+        if stored || live {
+            tracing::info!(target: "tradecast::keys", %key_id, "EA key revoked");
+        }
+        Ok(stored || live)
+    }
+
+    /// Hands the node the hub session's connected flag (the sync driver's), for status and UI.
+    pub fn set_hub_link(&self, connected: tokio::sync::watch::Receiver<bool>) {
+        let _ = self.hub_link.set(connected);
+    }
+
+    /// Whether the hub session is connected; `None` when no sync driver runs in this process.
+    pub fn hub_connected(&self) -> Option<bool> {
+        self.hub_link.get().map(|rx| *rx.borrow())
     }
 
     /// The EA key ids.
@@ -1149,6 +1176,7 @@ impl Node {
             ack: None,
             settled_by: String::new(),
             n_requotes: 0,
+            filled_at_ms: None,
         };
         tx.put_order(account, order_id, &row)?;
         tracing::info!(target: "tradecast::orders", %account, order_id, order_no, "order due");
@@ -1235,6 +1263,7 @@ impl Node {
                     Outcome::Done => {
                         o.state = OrderState::Acked;
                         o.settled_by = "ack".into();
+                        o.filled_at_ms = Some(now_ms);
                         self.record_fill(tx, &account, &o, device, now_ms)?;
                     }
                     Outcome::Rejected
