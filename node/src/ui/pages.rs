@@ -362,6 +362,66 @@ fn net(d: &ea::Deal) -> Decimal {
     d.profit + d.commission + d.swap + d.fee
 }
 
+/// One symbol's closed deals, costs included.
+#[derive(Debug, Default, Clone, Copy)]
+struct SymbolStats {
+    closes: u32,
+    won: u32,
+    gross_profit: Decimal,
+    gross_loss: Decimal,
+}
+
+impl SymbolStats {
+    fn add(&mut self, net: Decimal) {
+        self.closes += 1;
+        if net > Decimal::ZERO {
+            self.won += 1;
+            self.gross_profit += net;
+        } else {
+            self.gross_loss += net;
+        }
+    }
+
+    fn merge(self, o: &SymbolStats) -> SymbolStats {
+        SymbolStats {
+            closes: self.closes + o.closes,
+            won: self.won + o.won,
+            gross_profit: self.gross_profit + o.gross_profit,
+            gross_loss: self.gross_loss + o.gross_loss,
+        }
+    }
+
+    fn net(&self) -> Decimal {
+        self.gross_profit + self.gross_loss
+    }
+}
+
+fn stats_row(name: &str, st: &SymbolStats, currency: &str, total: bool) -> Markup {
+    let rate = Decimal::from(st.won * 100)
+        .checked_div(Decimal::from(st.closes.max(1)))
+        .unwrap_or_default()
+        .round_dp(0);
+    let pf = if st.gross_loss.is_zero() {
+        if st.gross_profit > Decimal::ZERO { "∞".to_owned() } else { "—".to_owned() }
+    } else {
+        (st.gross_profit / -st.gross_loss).round_dp(2).to_string()
+    };
+    let average = st.net().checked_div(Decimal::from(st.closes.max(1))).unwrap_or_default();
+    html! {
+        tr class=(if total { "total" } else { "" }) {
+            td { (name) }
+            td { (st.closes) }
+            td { (st.won) }
+            td { (rate) " %" }
+            td.up { (money(Some(st.gross_profit), currency)) }
+            td.down { (money(Some(st.gross_loss), currency)) }
+            td { (pf) }
+            td class=(signed_class(average)) { (money(Some(average), currency)) }
+            td class=(signed_class(st.net())) { (money(Some(st.net()), currency)) }
+        }
+    }
+}
+
 /// The history: closed trades, per-symbol stats, P&L by day, week and month (server time of the
 /// deal, UTC here).
 pub fn history(node: &Node, csrf: &str) -> Markup {
@@ -372,18 +432,13 @@ pub fn history(node: &Node, csrf: &str) -> Markup {
         .flat_map(|a| node.deal_list(&a.account).unwrap_or_default())
         .filter(|d| matches!(d.entry, DealEntry::Out | DealEntry::OutBy | DealEntry::Inout))
         .collect();
-    let mut by_symbol: BTreeMap<String, (u32, u32, Decimal)> = BTreeMap::new();
+    let mut by_symbol: BTreeMap<String, SymbolStats> = BTreeMap::new();
     let mut by_day: BTreeMap<String, Decimal> = BTreeMap::new();
     let mut by_week: BTreeMap<String, Decimal> = BTreeMap::new();
     let mut by_month: BTreeMap<String, Decimal> = BTreeMap::new();
     for d in &deals {
         let p = net(d);
-        let e = by_symbol.entry(d.symbol.clone()).or_default();
-        e.0 += 1;
-        if p > Decimal::ZERO {
-            e.1 += 1;
-        }
-        e.2 += p;
+        by_symbol.entry(d.symbol.clone()).or_default().add(p);
         if let Ok(ts) = jiff::Timestamp::from_millisecond(d.time_ms) {
             let dt = ts;
             *by_day.entry(dt.strftime("%Y-%m-%d").to_string()).or_default() += p;
@@ -409,16 +464,13 @@ pub fn history(node: &Node, csrf: &str) -> Markup {
         section {
             h2 { "Per symbol" }
             @if by_symbol.is_empty() { div.empty { "No closed trade yet." } } @else {
+                @let total = by_symbol.values().fold(SymbolStats::default(), |a, b| a.merge(b));
                 table {
-                    tr { th { "Symbol" } th { "Closes" } th { "Win rate" } th { "Net P&L" } }
-                    @for (sym, (n, wins, pnl)) in &by_symbol {
-                        tr {
-                            td { (sym) }
-                            td { (n) }
-                            td { (format!("{:.0} %", f64::from(*wins) * 100.0 / f64::from((*n).max(1)))) }
-                            td class=(signed_class(*pnl)) { (money(Some(*pnl), &currency)) }
-                        }
+                    tr { th { "Symbol" } th { "Closes" } th { "Won" } th { "Win rate" } th { "Gross profit" } th { "Gross loss" } th { "Profit factor" } th { "Average" } th { "Net P&L" } }
+                    @for (sym, st) in &by_symbol {
+                        (stats_row(sym, st, &currency, false))
                     }
+                    @if by_symbol.len() > 1 { (stats_row("All symbols", &total, &currency, true)) }
                 }
             }
         }
@@ -757,17 +809,7 @@ pub fn settings(node: &Node, csrf: &str, notice: Option<SettingsNotice>) -> Mark
     let body = html! {
         @match &notice {
             Some(SettingsNotice::Saved(n)) => (notice_banner(&Some(n.clone()))),
-            Some(SettingsNotice::NewKey { key_id, secret }) => {
-                div.banner.ok id="new-key" {
-                    strong { "New EA key created. " }
-                    "Paste both values into the Tradecast EA's inputs now: the secret is shown only this once and is stored sealed."
-                    div.keypair {
-                        span.k { "Key id" } code { (key_id) }
-                        span.k { "Secret" } code id="new-secret" { (secret) }
-                    }
-                }
-            }
-            None => {},
+            _ => {},
         }
         form method="post" action="/settings" hx-post="/settings" hx-target="#main" hx-select="#main" hx-swap="outerHTML" {
             input type="hidden" name="csrf" value=(csrf);
@@ -777,8 +819,8 @@ pub fn settings(node: &Node, csrf: &str, notice: Option<SettingsNotice>) -> Mark
                     (check("copying", p.copying, "Copy signals"))
                     label for="approval_mode" { "Approval" }
                     select id="approval_mode" name="approval_mode" {
-                        option value="manual" selected[p.approval.mode == ApprovalMode::Manual] { "Manual: each signal waits for me until it expires" }
-                        option value="auto" selected[p.approval.mode == ApprovalMode::Auto] { "Automatic: approve every signal the rules accept" }
+                        option value="manual" selected[p.approval.mode == ApprovalMode::Manual] { "Manual: I approve each signal" }
+                        option value="auto" selected[p.approval.mode == ApprovalMode::Auto] { "Automatic: the rules approve" }
                     }
                     (check("consent", p.approval.consent_version >= 1, "I accept the terms for automatic execution (auto mode needs this)"))
                     (check("remote_approval", p.approval.remote_approval, "Honour approvals from Telegram and the Mini App (only within these rules)"))
@@ -823,8 +865,8 @@ pub fn settings(node: &Node, csrf: &str, notice: Option<SettingsNotice>) -> Mark
                         div { (field("max_open_per_symbol", "Max open per symbol", &p.risk.max_open_per_symbol.to_string(), "")) }
                     }
                     div.pair {
-                        div { (field("min_rr", "Min reward/risk", &p.min_rr.to_string(), "")) }
-                        div { (field("max_risk_pct", "Max risk per trade (% of equity)", &p.max_risk_pct.to_string(), "")) }
+                        div { (field("min_rr", "Min reward/risk", &p.min_rr.to_string(), "To the first target, after spread")) }
+                        div { (field("max_risk_pct", "Max risk per trade (%)", &p.max_risk_pct.to_string(), "Of equity, lost at the stop")) }
                     }
                     div.pair {
                         div { (field("daily_loss_limit_pct", "Daily loss limit (%)", &p.risk.daily_loss_limit_pct.to_string(), "Broker's server day; 0: off")) }
@@ -872,6 +914,16 @@ pub fn settings(node: &Node, csrf: &str, notice: Option<SettingsNotice>) -> Mark
         div.grid2 {
             section id="ea-keys" {
                 h2 { "EA keys" }
+                @if let Some(SettingsNotice::NewKey { key_id, secret }) = &notice {
+                    div.banner.ok id="new-key" {
+                        strong { "New EA key created. " }
+                        "Paste both values into the Tradecast EA's inputs now: the secret is shown only this once and is stored sealed."
+                        div.keypair {
+                            span.k { "Key id" } code { (key_id) }
+                            span.k { "Secret" } code id="new-secret" { (secret) }
+                        }
+                    }
+                }
                 p.mute { "The Tradecast EA in MetaTrader 5 signs every call with one of these keys. Revoke a key you no longer use: the EA holding it is refused at its next call." }
                 @if keys.is_empty() {
                     div.empty { "No key yet: create one and paste it into the EA's inputs." }
