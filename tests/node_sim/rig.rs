@@ -27,11 +27,13 @@ pub struct Broking {
     /// The account currency (`USD`: a EURUSD lot's tick value is fixed; `EUR`: it moves with
     /// the rate).
     pub currency: String,
+    /// More Market Watch symbols, with no price feed.
+    pub unquoted: Vec<String>,
 }
 
 impl Default for Broking {
     fn default() -> Self {
-        Broking { symbol: "EURUSD".into(), currency: "USD".into() }
+        Broking { symbol: "EURUSD".into(), currency: "USD".into(), unquoted: Vec::new() }
     }
 }
 
@@ -82,6 +84,9 @@ impl Rig {
         .expect("feed");
         let mut broker = Broker::new(BrokerConfig::default());
         broker.add_symbol(SymbolConfig::forex(&broking.symbol, 5));
+        for name in &broking.unquoted {
+            broker.add_symbol(SymbolConfig::forex(name, 5));
+        }
         broker
             .open_account(AccountConfig {
                 login: LOGIN,

@@ -54,6 +54,8 @@ struct Submit {
     entry_offset: Decimal,
     stop_distance: Decimal,
     tp_distance: Decimal,
+    /// A second target this far from the entry.
+    tp2_distance: Option<Decimal>,
     volume: &'static str,
     entry_kind: &'static str,
     /// `bar_time_ms` relative to the market clock.
@@ -69,6 +71,7 @@ impl Default for Submit {
             entry_offset: Decimal::ZERO,
             stop_distance: d("0.0020"),
             tp_distance: d("0.0030"),
+            tp2_distance: None,
             volume: "0.10",
             entry_kind: "market",
             bar_age_ms: 0,
@@ -102,8 +105,9 @@ impl Scene {
         } else {
             (entry + s.stop_distance, entry - s.tp_distance)
         };
+        let tp2 = s.tp2_distance.map(|x| if buy { entry + x } else { entry - x }.to_string());
         let body = json!({
-            "symbol": "EURUSD", "timeframe": "H1", "side": s.side,
+            "symbol": "EURUSD", "timeframe": "H1", "side": s.side, "tp2": tp2,
             "entry": entry.to_string(), "stop": stop.to_string(), "tp1": tp.to_string(),
             "volume": s.volume, "execute": true, "entry_kind": s.entry_kind,
             "bar_time_ms": market - s.bar_age_ms, "expires_at_ms": market + s.expires_in_ms,
@@ -184,7 +188,8 @@ impl Scene {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rule_skips_with_its_line_or_shapes_the_order_at_the_broker() {
-    let mut s = scene(Broking::default(), 30).await;
+    let broking = Broking { unquoted: vec!["GBPUSD".into()], ..Broking::default() };
+    let mut s = scene(broking, 30).await;
 
     // settings: a policy that does not validate is refused where it is saved, naming the key.
     let mut bad = crate::auto_policy();
@@ -227,6 +232,13 @@ async fn every_rule_skips_with_its_line_or_shapes_the_order_at_the_broker() {
         "skipped: EURUSD maps to EURUSD.m, which is not in the broker's Market Watch",
     )
     .await;
+
+    // price: a symbol at the broker with no closed bar pushed yet has no current price.
+    s.policy(|p| {
+        p.symbols.map.insert("EURUSD".into(), "GBPUSD".into());
+    })
+    .await;
+    s.skipped(Submit::default(), Rule::Price, "skipped: no current price for GBPUSD").await;
 
     // expiry and age, on the market clock.
     s.policy(|_| {}).await;
@@ -374,6 +386,20 @@ async fn every_rule_skips_with_its_line_or_shapes_the_order_at_the_broker() {
     let o = s.accepted(Submit::default()).await;
     assert_eq!(o[0].max_slippage_points, Some(3));
 
+    // Two halves, to tp1 and tp2: two positions at the broker.
+    s.policy(|p| {
+        p.split = tradecast_node::orders::Split::Halves;
+        p.lot = LotMode::Fixed { lots: d("0.20") };
+    })
+    .await;
+    let o = s.accepted(Submit { tp2_distance: Some(d("0.0060")), ..Submit::default() }).await;
+    assert_eq!(o.len(), 2, "{o:?}");
+    assert_eq!((o[0].volume, o[1].volume), (d("0.10"), d("0.10")));
+    assert!(o[0].tp < o[1].tp, "the first half to tp1, the second to tp2: {o:?}");
+    for leg in &o {
+        assert!(s.broker_position(leg.order_no).is_some(), "{leg:?} filled");
+    }
+
     // A pending entry is a pending order at the broker.
     s.policy(|_| {}).await;
     let o = s
@@ -385,7 +411,11 @@ async fn every_rule_skips_with_its_line_or_shapes_the_order_at_the_broker() {
 
     // open positions: per symbol and in total.
     let open = s.rig.open_positions().len() + pending.len();
-    s.policy(|p| p.risk.max_open_per_symbol = 2).await;
+    s.policy(|p| {
+        p.risk.max_open_per_symbol = 2;
+        p.risk.max_open_positions = 20;
+    })
+    .await;
     s.skipped(
         Submit::default(),
         Rule::OpenPositions,
@@ -449,7 +479,7 @@ fn next_saturday_noon(ms: i64) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suffixed_broker_symbol_is_closed_on_saturday_in_the_trader_s_words() {
-    let mut s = scene(Broking { symbol: "EURUSD.m".into(), currency: "USD".into() }, 30).await;
+    let mut s = scene(Broking { symbol: "EURUSD.m".into(), ..Broking::default() }, 30).await;
     // Without the suffix the provider's EURUSD is not at this broker.
     s.policy(|_| {}).await;
     s.skipped(
@@ -480,7 +510,7 @@ async fn a_suffixed_broker_symbol_is_closed_on_saturday_in_the_trader_s_words() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn risk_percent_sizes_with_the_broker_s_current_tick_value_not_the_hello_one() {
     // A EUR account: a EURUSD lot's tick value is 1 USD in EUR, so it moves with the rate.
-    let mut s = scene(Broking { symbol: "EURUSD".into(), currency: "EUR".into() }, 1).await;
+    let mut s = scene(Broking { currency: "EUR".into(), ..Broking::default() }, 1).await;
     let account = s.account();
     let at_hello = {
         let acc = s.node.running.node.account(&account).expect("row").expect("acc");

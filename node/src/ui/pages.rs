@@ -422,8 +422,8 @@ fn stats_row(name: &str, st: &SymbolStats, currency: &str, total: bool) -> Marku
     }
 }
 
-/// The history: closed trades, per-symbol stats, P&L by day, week and month (server time of the
-/// deal, UTC here).
+/// The history: closed trades, per-symbol stats, P&L by day, week and month of the broker's
+/// server time (the deal's UTC time plus the offset the EA reported at hello).
 pub fn history(node: &Node, csrf: &str) -> Markup {
     let accounts = node.accounts().unwrap_or_default();
     let currency = accounts.first().map(|a| a.currency.clone()).unwrap_or_default();
@@ -436,11 +436,13 @@ pub fn history(node: &Node, csrf: &str) -> Markup {
     let mut by_day: BTreeMap<String, Decimal> = BTreeMap::new();
     let mut by_week: BTreeMap<String, Decimal> = BTreeMap::new();
     let mut by_month: BTreeMap<String, Decimal> = BTreeMap::new();
+    let offset_ms = accounts.first().map(|a| i64::from(a.server_utc_offset_s) * 1_000).unwrap_or(0);
     for d in &deals {
         let p = net(d);
         by_symbol.entry(d.symbol.clone()).or_default().add(p);
-        if let Ok(ts) = jiff::Timestamp::from_millisecond(d.time_ms) {
-            let dt = ts;
+        // The broker's server day, as MT5 shows it (the daily loss limit uses the same day).
+        let server_ms = d.time_ms.saturating_add(offset_ms);
+        if let Ok(dt) = jiff::Timestamp::from_millisecond(server_ms) {
             *by_day.entry(dt.strftime("%Y-%m-%d").to_string()).or_default() += p;
             *by_week.entry(dt.strftime("%G-W%V").to_string()).or_default() += p;
             *by_month.entry(dt.strftime("%Y-%m").to_string()).or_default() += p;
@@ -475,7 +477,7 @@ pub fn history(node: &Node, csrf: &str) -> Markup {
             }
         }
         div.grid2 {
-            (period("Daily P&L", &by_day))
+            (period("Daily P&L (broker's server day)", &by_day))
             div { (period("Weekly P&L", &by_week)) (period("Monthly P&L", &by_month)) }
         }
         section {
