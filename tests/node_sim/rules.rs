@@ -5,7 +5,8 @@
 //! reached the simulated broker (volume, side, stop and target, pending order). The quotes,
 //! specs, tick values, equity and market clock the rules read all come from the sim's EA.
 //!
-//! `policy/tests.rs` (in the node crate) holds the unit tests of the same rules.
+//! `policy/tests.rs` (in the node crate) holds the unit tests of the same rules; `policy.rs` here
+//! the approvals (manual, expiry, remote) and the holiday file.
 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};

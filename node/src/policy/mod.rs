@@ -55,7 +55,9 @@
 //! 12. `order`: [`crate::orders::build_order`] rounds the levels to ticks, checks the sides, the
 //!     broker's stops level and `min_rr` (after rounding and the spread); the lot mode sizes the
 //!     lot ([`sizing`]), clamped to `lot_min`/`lot_max`, the volume step and the broker's
-//!     min/max; the money lost at the stop is at most `max_risk_pct` of equity.
+//!     min/max; the money lost at the stop is at most `max_risk_pct` of equity. The loss tick
+//!     value is the broker's current one from [`EvaluationInput::tick_values`] (the EA's state
+//!     pushes and the specs the node asks for), else the spec's; the step says which.
 //!
 //! `reverse` swaps the side and the stop with tp1 before steps 11–12, so every check applies to
 //! the order actually sent. `copy_sl`/`copy_tp` decide whether the legs carry the stop and the

@@ -6,14 +6,18 @@
 //! Pages: `/` (dashboard: balance/equity/margin, health, pending signals with approve/reject and
 //! a countdown on the market clock, open positions with floating P&L, the equity and drawdown
 //! chart), `/copy-log`, `/history` (closed trades, per-symbol stats, daily/weekly/monthly P&L),
-//! `/settings` (the copy policy). `/ui/events` is a server-sent-event stream (`refresh` on every
-//! change the node commits, and every few seconds); the page's `<main>` re-renders through htmx.
+//! `/settings` (the whole copy policy, EA keys, the hub connection). `/ui/events` is a
+//! server-sent-event stream (`refresh` on every change the node commits, and every few seconds);
+//! the page's `<main>` and health header re-render through htmx (not on the settings form).
+//! Actions (POST, CSRF-checked): approve/reject, unlock, close-all, create/revoke an EA key,
+//! sign out.
 //!
 //! Safety of a loopback UI ([`guard`] on every request, API included):
 //! - the `Host` header must name the loopback address and port served (DNS rebinding);
 //! - `/login?token=<api token>` (the URL `tradecast-node ui-url` prints) opens a session: a
 //!   random id in a `SameSite=Strict; HttpOnly` cookie, the token leaves the address bar by a
-//!   redirect; sessions live in memory (a restart logs out);
+//!   redirect; the store keeps a BLAKE3 hash of each session id with its CSRF token (setting
+//!   `ui.sessions`), so a session survives a restart and lasts 30 days or until sign-out;
 //! - every state-changing request carries the session's CSRF token (`X-CSRF-Token` header, sent
 //!   by htmx from the body's `hx-headers`, or the form's `csrf` field) and, when the browser sends
 //!   one, an `Origin` equal to the served origin;

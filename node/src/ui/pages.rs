@@ -1,6 +1,7 @@
-//! The UI's pages, rendered from the node's store on every request: the layout (nav, health,
-//! the CSRF token in `hx-headers`), the dashboard, the copy log, the history and the settings
-//! form ([`SettingsForm`], applied onto the policy in force and validated before it is saved).
+//! The UI's pages, rendered from the node's store on every request: the layout (nav, health:
+//! EA link, hub link, last signal age, signal→fill; the CSRF token in `hx-headers`), the
+//! dashboard, the copy log, the history and the settings page ([`SettingsForm`], applied onto
+//! the policy in force and validated before it is saved; EA keys; the hub connection).
 
 use std::collections::BTreeMap;
 
