@@ -234,9 +234,10 @@ fn merge_tick_values(acc: &mut AccountRow, s: &State, market_ms: i64) {
 }
 
 /// A `RequestSpec` for the subscribed broker symbols (the ones the node has quotes for, so the
-/// ones it can trade) whose tick value is missing or older than [`TICK_VALUE_REFRESH_MS`] on the
-/// market clock and not asked for within that time: their next state push carries the broker's
-/// current values.
+/// ones it can trade) quoted in another currency than the account's (their tick value moves with
+/// a rate) whose tick value is missing or older than [`TICK_VALUE_REFRESH_MS`] on the market
+/// clock and not asked for within that time: their next state push carries the broker's current
+/// values.
 fn request_stale_specs(
     acc: &AccountRow,
     market_ms: i64,
@@ -246,7 +247,9 @@ fn request_stale_specs(
     let old = |at: i64| market_ms.saturating_sub(at) >= TICK_VALUE_REFRESH_MS;
     let mut symbols: Vec<String> = Vec::new();
     for (sym, _) in subscriptions {
-        let known = acc.symbols.iter().any(|x| &x.symbol == sym);
+        // A symbol whose profit currency is the account's has a fixed tick value: no need.
+        let known =
+            acc.symbols.iter().any(|x| &x.symbol == sym && x.currency_profit != acc.currency);
         let stale = acc.tick_values.get(sym).is_none_or(|(at, _)| old(*at));
         let asked = asked_ms.get(sym).is_some_and(|at| !old(*at));
         if known && stale && !asked && !symbols.contains(sym) {

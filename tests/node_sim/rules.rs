@@ -15,7 +15,7 @@ use tradecast_node::policy::{PolicySettings, Rule};
 use tradecast_node::runtime::OrderAction;
 use tradecast_protocol::ea::{self, Session, TradeMode};
 use tradecast_sim::broker::SymbolConfig;
-use tradecast_sim::terminal::lock;
+use tradecast_sim::terminal::{Terminal, lock};
 
 use crate::TestNode;
 use crate::rig::{Broking, LOGIN, Rig};
@@ -161,8 +161,8 @@ impl Scene {
         self.rig.open_positions().into_iter().find(|p| ea::split_magic(p.magic).1 == order_no)
     }
 
-    /// Replaces the broker's symbol configuration; the node learns it from the spec it asks
-    /// for once the market clock moved (one more bar).
+    /// Replaces the broker's symbol configuration; the EA is restarted (as a trader reattaches
+    /// it) and its hello brings the new spec.
     async fn broker_changes_symbol(&mut self, edit: impl FnOnce(&mut SymbolConfig)) {
         {
             let mut b = lock(&self.rig.broker);
@@ -170,6 +170,9 @@ impl Scene {
             edit(&mut cfg);
             b.add_symbol(cfg);
         }
+        let cfg = self.rig.terminal.config().clone();
+        self.rig.terminal =
+            Terminal::new(cfg, self.rig.broker.clone(), self.rig.faults.clone()).expect("terminal");
         self.rig.replay.advance().expect("advance");
         self.rig.catch_up(20).await;
         for _ in 0..4 {
@@ -441,11 +444,11 @@ async fn every_rule_skips_with_its_line_or_shapes_the_order_at_the_broker() {
     s.skipped(Submit::default(), Rule::DailyLoss, "skipped: today's loss").await;
     s.close_everything().await;
 
-    // trade mode: the broker makes EURUSD long-only; the node takes the new spec.
+    // trade mode: the broker makes EURUSD long-only; the node takes the new spec from the EA.
     s.broker_changes_symbol(|c| c.trade_mode = TradeMode::LongOnly).await;
     let acc = s.node.running.node.account(&s.account()).expect("row").expect("acc");
     let spec = acc.symbols.iter().find(|x| x.symbol == "EURUSD").expect("spec");
-    assert_eq!(spec.trade_mode, TradeMode::LongOnly, "the node asked for the spec again");
+    assert_eq!(spec.trade_mode, TradeMode::LongOnly, "the node took the new spec");
     s.policy(|_| {}).await;
     s.skipped(
         Submit { side: "sell", ..Submit::default() },

@@ -876,6 +876,12 @@ pub fn settings(node: &Node, csrf: &str, notice: Option<SettingsNotice>) -> Mark
                         div { (field("daily_loss_limit_money", "Daily loss limit (money)", &opt(p.risk.daily_loss_limit_money), "Blank: none")) }
                     }
                     (field("drawdown_lock_pct", "Drawdown lock (% below peak equity)", &p.risk.drawdown_lock_pct.to_string(), "No new position while equity is this far below its peak"))
+                    @let guard = node.settings();
+                    div.guard {
+                        div { strong { "Drawdown guard: " } (guard.drawdown_max_pct) " % below the peak"
+                            @if let Some(d) = guard.daily_loss_max_pct { ", daily loss " (d) " %" } }
+                        div.hint { "Below it the node closes everything Tradecast opened and locks auto mode until you unlock it; the EA keeps the floor on its own if the node goes silent. Set by drawdown_max_pct and daily_loss_max_pct in config.toml (read at start)." }
+                    }
                 }
                 section {
                     h2 { "Symbols" }
