@@ -1,8 +1,11 @@
 //! `tradecast`: the one-command local demo (hub + provider node + subscriber nodes + simulated
-//! terminals on loopback). This is the only crate that may depend on the hub, the node and the
-//! sim together.
+//! terminals on loopback).
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use tradecast::demo::{self, Options};
+use tradecast_sim::replay::Speed;
 
 /// Tradecast: provider-signed trade signals, verified and executed on the trader's own machine.
 #[derive(Debug, Parser)]
@@ -14,31 +17,54 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole system locally: a hub, a provider node and subscriber nodes, each beside a
-    /// simulated MT5 terminal replaying the bundled EURUSD H1 bars.
-    Demo,
+    /// Run the whole system locally: a hub on SQLite, a provider node running Fib-RSI and two
+    /// subscriber nodes (auto-copy at 1 % risk; manual approvals), each beside a simulated MT5
+    /// terminal, all on one simulated broker replaying the bundled EURUSD H1 bars.
+    Demo {
+        /// Bar pace: `max` (as fast as every party takes each bar in), or bar-seconds per wall
+        /// second. The default shows the whole sample (20 signals) in about a minute. Every
+        /// pace gives the same signals, decisions and fills: the replay waits for every party
+        /// after each bar.
+        #[arg(long, default_value_t = demo::DEFAULT_SPEED.to_string())]
+        speed: String,
+        /// Replay only the first N bars of the sample (5,000 bars).
+        #[arg(long)]
+        bars: Option<usize>,
+        /// Exit when the replay ends (otherwise the hub and the nodes keep serving their pages
+        /// until Ctrl-C).
+        #[arg(long)]
+        exit_when_done: bool,
+        /// Keep the hub's and the nodes' data dirs in DIR instead of a temporary folder.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Route every node's QUIC traffic to the hub through a local proxy that drops 5 %,
+        /// duplicates 3 % and delays up to 20 ms of the datagrams: the results stay the same.
+        #[arg(long)]
+        lossy: bool,
+    },
 }
-
-/// What the demo will show once the sync issue lands; printed instead of pretending.
-const DEMO_PLAN: &str = "\
-The Tradecast demo is not available yet.
-
-When it lands (the 'signals flow end to end' issue) it will start, on loopback and in
-temporary folders with no database server:
-  - a hub on SQLite,
-  - a provider node running Fib-RSI v1 on the bundled EURUSD H1 bars,
-  - two subscriber nodes with different policies (auto-copy at 1 % risk; manual approvals),
-  - a simulated MT5 terminal beside each node, all on one simulated broker,
-and print each signal as it is created, received, decided and filled, then a summary table.
-
-Nothing was started.";
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(
+            |_| tracing_subscriber::EnvFilter::new("warn,tradecast_hub::secrets=error"),
+        ))
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
-        Command::Demo => {
-            eprintln!("{DEMO_PLAN}");
-            std::process::exit(2);
+        Command::Demo { speed, bars, exit_when_done, data, lossy } => {
+            let speed: Speed = speed.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let faults = demo::FaultPlan {
+                lossy: lossy.then(tradecast::lossy::Faults::default),
+                ..Default::default()
+            };
+            let opts = Options { speed, bars, exit_when_done, data, faults };
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async {
+                let mut print = |line: &str| println!("{line}");
+                demo::run(&opts, &mut print).await.map(|_| ())
+            })
         }
     }
 }

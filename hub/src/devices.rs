@@ -165,7 +165,7 @@ pub async fn enrol(
         revoked_at_ms: None,
     };
     let inserted = sqlx::query(
-        "INSERT INTO devices (id, user_id, name, identity_key, sealing_key, enrolled_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO devices (id, user_id, name, identity_key, sealing_key, enrolled_at_ms, keys_record) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&device.id)
     .bind(&device.user_id)
@@ -173,6 +173,8 @@ pub async fn enrol(
     .bind(&device.identity_key)
     .bind(&device.sealing_key)
     .bind(now_ms)
+    // Relayed to subscribers before this device's first record in their feeds.
+    .bind(record.encode())
     .execute(&mut *tx)
     .await;
     match inserted {

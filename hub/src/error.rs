@@ -311,6 +311,13 @@ impl From<QueryRejection> for ApiError {
 
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
+        // Text PostgreSQL cannot store (22021: a NUL byte; 22P05: untranslatable) is the
+        // client's input, refused as such: the extractors catch it first, this is the backstop.
+        if let crate::db::DbError::Sqlx(sqlx::Error::Database(d)) = &e
+            && matches!(d.code().as_deref(), Some("22021" | "22P05"))
+        {
+            return ApiError::Validation("text holds a character that cannot be stored".into());
+        }
         ApiError::internal(e)
     }
 }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod db;
 pub mod devices;
 pub mod error;
+pub mod feed;
 pub mod http;
 pub mod ids;
 pub mod plans;
@@ -142,6 +143,7 @@ pub async fn build_state(
         clock,
         metrics: telemetry::metrics_handle(),
         quic_peers: quic::Peers::default(),
+        feed_bell: feed::FeedBell::default(),
     })))
 }
 

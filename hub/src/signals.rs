@@ -14,13 +14,16 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use tradecast_protocol::link_auth::{self, AuthError, ParsedHeaders};
-use tradecast_protocol::{Body, Identity, Kind, Receipt, Record, Side, Signal, StreamId};
+use tradecast_protocol::{
+    Body, Close, Identity, Kind, Modify, Receipt, Record, Side, Signal, StreamId,
+};
 
 use crate::accounts::{self, Role};
 use crate::audit::{self, Entry};
 use crate::db::{Db, DbError, is_unique_violation};
 use crate::devices;
 use crate::error::ApiError;
+use crate::feed;
 use crate::plans;
 
 /// The JSON body of `POST /api/v1/signals` (and of approvals): one encoded record.
@@ -137,13 +140,20 @@ fn check_signal(signal: &Signal, record: &Record) -> Result<(), ApiError> {
     if !symbol_ok {
         return bad("signal.symbol must be 1-32 characters of [A-Za-z0-9._-#]");
     }
-    if signal.strategy_id.is_empty() || signal.strategy_id.len() > 64 {
-        return bad("signal.strategy_id must be 1-64 bytes");
+    let printable = |s: &str| !s.chars().any(char::is_control);
+    if signal.strategy_id.is_empty()
+        || signal.strategy_id.len() > 64
+        || !printable(&signal.strategy_id)
+    {
+        return bad("signal.strategy_id must be 1-64 bytes of printable text");
     }
     if signal.indicators.len() > 32
-        || signal.indicators.iter().any(|i| i.name.is_empty() || i.name.len() > 32)
+        || signal
+            .indicators
+            .iter()
+            .any(|i| i.name.is_empty() || i.name.len() > 32 || !printable(&i.name))
     {
-        return bad("signal.indicators: at most 32, names 1-32 bytes");
+        return bad("signal.indicators: at most 32, names 1-32 bytes of printable text");
     }
     if signal.leg == 0 {
         return bad("signal.leg starts at 1");
@@ -171,8 +181,10 @@ fn check_signal(signal: &Signal, record: &Record) -> Result<(), ApiError> {
     if !ordered {
         return bad("signal prices out of order for its side (buy: stop < entry < tp1 < tp2)");
     }
-    if signal.expires_at_ms <= header.created_at_ms {
-        return bad("signal.expires_at_ms must be after the record's created_at_ms");
+    // Both on the market clock (system.md, Time): a replay of old data signs today's wall
+    // time into the header but the market's time into the signal.
+    if signal.expires_at_ms <= signal.bar_time_ms {
+        return bad("signal.expires_at_ms must be after its bar_time_ms (both market time)");
     }
     if signal.rr < z {
         return bad("signal.rr must not be negative");
@@ -231,6 +243,8 @@ pub struct Ingest<'a> {
     pub now_ms: i64,
     /// For the audit entry.
     pub request_id: &'a str,
+    /// Rung for the devices whose feed grew.
+    pub bell: &'a feed::FeedBell,
 }
 
 /// Checks, deduplicates, stores, queues and audits one signal posted by `provider_user_id`.
@@ -240,7 +254,7 @@ pub async fn ingest(
     bytes: Vec<u8>,
     record: Record,
 ) -> Result<Ingested, ApiError> {
-    let Ingest { db, hub, rules, now_ms, request_id } = *ctx;
+    let Ingest { db, hub, rules, now_ms, request_id, .. } = *ctx;
     let header = *record.header();
     if header.kind != Kind::Signal || header.sealed || header.stream != StreamId::SIGNALS {
         return Err(ApiError::InvalidRecord(
@@ -328,36 +342,183 @@ pub async fn ingest(
         }
         other => other.map_err(DbError::from)?,
     };
+    let (n_queued, touched) =
+        queue_in(&mut tx, db.backend(), &provider.id, &record, &signal, now_ms, request_id).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    metrics::counter!(crate::telemetry::SIGNALS_INGESTED).increment(1);
+    ctx.bell.ring(&touched);
+    Ok(Ingested::Created(answer(hub, &record, &bytes, &signal, &provider.id, now_ms, n_queued)))
+}
+
+/// Queues a stored signal for every entitled device of its provider, appends it to their feeds
+/// and audits it, inside `tx`. Returns how many devices and which (ring them after the commit).
+async fn queue_in(
+    tx: &mut feed::Tx,
+    backend: crate::db::Backend,
+    provider_user_id: &str,
+    record: &Record,
+    signal: &Signal,
+    now_ms: i64,
+    request_id: &str,
+) -> Result<(i64, Vec<String>), DbError> {
+    let header = record.header();
+    let signal_id = signal.id.to_hex();
     let queued = sqlx::query(crate::sql!(
         "INSERT INTO fanout_queue (signal_id, device_id, enqueued_at_ms) \
          SELECT DISTINCT $3, d.id, $2 FROM devices d JOIN users u ON u.id = d.user_id \
          JOIN entitlements e ON e.user_id = d.user_id JOIN plans p ON p.id = e.plan_id \
-         WHERE p.provider_user_id = $1 AND {}",
+         WHERE p.provider_user_id = $1 AND d.user_id <> $1 AND {}",
         plans::ENTITLED_SQL
     ))
-    .bind(&provider.id)
+    .bind(provider_user_id)
     .bind(now_ms)
     .bind(&signal_id)
-    .execute(&mut *tx)
-    .await
-    .map_err(DbError::from)?
+    .execute(&mut **tx)
+    .await?
     .rows_affected();
     let n_queued = i64::try_from(queued).unwrap_or(i64::MAX);
+    let touched = if queued > 0 {
+        feed::append_for_signal(tx, &signal_id, record, now_ms).await?
+    } else {
+        Vec::new()
+    };
     let detail = serde_json::json!({
         "author": header.author.to_text(), "seq": header.seq, "symbol": signal.symbol,
-        "side": side_str(signal.side), "record_hash": record_hash, "n_devices_queued": n_queued,
+        "side": side_str(signal.side), "record_hash": record.header_hash().to_hex(),
+        "n_devices_queued": n_queued,
     });
     let entry = Entry {
-        actor: &provider.id,
+        actor: provider_user_id,
         action: "signal.ingest",
         subject: &signal_id,
         detail,
         request_id,
     };
-    audit::append(&mut tx, db.backend(), now_ms, &entry).await?;
-    tx.commit().await.map_err(DbError::from)?;
-    metrics::counter!(crate::telemetry::SIGNALS_INGESTED).increment(1);
-    Ok(Ingested::Created(answer(hub, &record, &bytes, &signal, &provider.id, now_ms, n_queued)))
+    audit::append(tx, backend, now_ms, &entry).await?;
+    Ok((n_queued, touched))
+}
+
+/// What became of a provider's record that arrived over sync (it is in the author's chain
+/// either way: the chain is the track record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relay {
+    /// Appended to these devices' feeds (ring them after the commit).
+    Relayed(Vec<String>),
+    /// Not relayed, and why (logged and counted).
+    NotRelayed(String),
+}
+
+/// Decides, inside the sync commit's transaction, whether a record of a node's signals stream
+/// is relayed: a `Signal` passes the same checks as the signals API (author an active device of
+/// an enabled provider with a plan, schema, freshness, unique id) and is stored, queued, fed and
+/// audited; a `Modify` or `Close` of a signal by the same author goes to every device that
+/// signal reached. Everything else stays in the chain only.
+pub async fn accept_synced(
+    tx: &mut feed::Tx,
+    backend: crate::db::Backend,
+    rules: IngestRules,
+    record: &Record,
+    now_ms: i64,
+) -> Result<Relay, DbError> {
+    let header = *record.header();
+    let no = |why: &str| Ok(Relay::NotRelayed(why.to_string()));
+    if header.stream != StreamId::SIGNALS || header.sealed {
+        return no("not on the signals stream");
+    }
+    let body = match record.body() {
+        Ok(b) => b,
+        Err(e) => return Ok(Relay::NotRelayed(format!("body does not decode: {e}"))),
+    };
+    let author = header.author.to_text();
+    match body {
+        Body::Signal(signal) => {
+            let row = sqlx::query(
+                "SELECT d.user_id, u.role, u.disabled_at_ms, d.revoked_at_ms FROM devices d \
+                 JOIN users u ON u.id = d.user_id WHERE d.id = $1",
+            )
+            .bind(&author)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(row) = row else { return no("the author is not an enrolled device") };
+            let user_id: String = row.try_get(0)?;
+            let role: String = row.try_get(1)?;
+            let disabled: Option<i64> = row.try_get(2)?;
+            let revoked: Option<i64> = row.try_get(3)?;
+            if revoked.is_some() || disabled.is_some() {
+                return no("the author's device or account is disabled");
+            }
+            if role != Role::Provider.as_str() {
+                return no("only provider accounts publish signals");
+            }
+            if let Err(e) = check_signal(&signal, record) {
+                return Ok(Relay::NotRelayed(e.to_string()));
+            }
+            let plans: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM plans WHERE provider_user_id = $1 AND archived_at_ms IS NULL",
+            )
+            .bind(&user_id)
+            .fetch_one(&mut **tx)
+            .await?;
+            if plans == 0 {
+                return no("the provider has no active plan");
+            }
+            let age_ms = now_ms - header.created_at_ms;
+            if age_ms.abs() > rules.max_age_ms {
+                return Ok(Relay::NotRelayed(format!(
+                    "received {age_ms} ms after it was created (limit {} ms)",
+                    rules.max_age_ms
+                )));
+            }
+            let signal_id = signal.id.to_hex();
+            let inserted = sqlx::query(
+                "INSERT INTO signals (id, provider_user_id, author, stream, seq, record, record_hash, symbol, side, \
+                 entry, stop, tp1, created_at_ms, expires_at_ms, received_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING",
+            )
+            .bind(&signal_id)
+            .bind(&user_id)
+            .bind(&author)
+            .bind(i64::from(header.stream.0))
+            .bind(i64::try_from(header.seq).unwrap_or(i64::MAX))
+            .bind(record.encode())
+            .bind(record.header_hash().to_hex())
+            .bind(&signal.symbol)
+            .bind(side_str(signal.side))
+            .bind(signal.entry.to_string())
+            .bind(signal.stop.to_string())
+            .bind(signal.tp1.to_string())
+            .bind(header.created_at_ms)
+            .bind(signal.expires_at_ms)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return no("a signal with this id (or at this seq) is already stored");
+            }
+            let request_id = format!("sync:{author}:{}", header.seq);
+            let (_, touched) =
+                queue_in(tx, backend, &user_id, record, &signal, now_ms, &request_id).await?;
+            metrics::counter!(crate::telemetry::SIGNALS_INGESTED).increment(1);
+            Ok(Relay::Relayed(touched))
+        }
+        Body::Modify(Modify { signal_id, .. }) | Body::Close(Close { signal_id, .. }) => {
+            let signal_id = signal_id.to_hex();
+            let signal_author: Option<String> =
+                sqlx::query_scalar("SELECT author FROM signals WHERE id = $1")
+                    .bind(&signal_id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            match signal_author {
+                Some(a) if a == author => Ok(Relay::Relayed(
+                    feed::append_for_signal(tx, &signal_id, record, now_ms).await?,
+                )),
+                Some(_) => no("the signal belongs to another author"),
+                None => no("no such signal (it was never relayed)"),
+            }
+        }
+        _ => no("not a signal, modification or close"),
+    }
 }
 
 /// The stored signal `signal_id` with its record hash.

@@ -33,6 +33,8 @@ pub struct Inner {
     pub metrics: PrometheusHandle,
     /// Live QUIC connections by device (a revocation closes them).
     pub quic_peers: crate::quic::Peers,
+    /// Wakes the sync sessions of devices whose feed grew.
+    pub feed_bell: crate::feed::FeedBell,
 }
 
 /// Cheap, cloneable handle on [`Inner`].

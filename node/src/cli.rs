@@ -46,6 +46,9 @@ pub enum Command {
     UiUrl(crate::commands::StatusArgs),
     /// Enrol this node with a hub (a one-time code) and pin the hub's key.
     Enrol(crate::sync::enrol::EnrolArgs),
+    /// The provider keys this node pinned from its feed; `--trust ID` trusts a new one (a second
+    /// provider key is not acted on until you do). Run it with the node stopped.
+    Providers(crate::sync::ProvidersArgs),
 }
 
 /// `tradecast-node backtest`.
@@ -199,6 +202,9 @@ pub enum CliError {
     /// Enrolment failed.
     #[error(transparent)]
     Enrol(#[from] crate::sync::enrol::EnrolError),
+    /// Listing or trusting provider keys failed.
+    #[error(transparent)]
+    Providers(#[from] crate::sync::ProvidersError),
 }
 
 /// Runs a parsed command line, writing its output to `out` and notes to `err`.
@@ -216,6 +222,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
             Ok(())
         }
         Command::Enrol(args) => Ok(crate::sync::enrol::enrol_command(&args, out)?),
+        Command::Providers(args) => Ok(crate::sync::providers_command(&args, out)?),
     }
 }
 

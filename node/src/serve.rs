@@ -157,7 +157,64 @@ pub async fn start(
     let s2 = shutdown.clone();
     let t2 =
         tokio::spawn(crate::api::serve(api, node.clone(), token, async move { s2.wait().await }));
-    Ok(Running { ea_addr, api_addr, node, tasks: vec![t1, t2] })
+    let mut tasks = vec![t1, t2];
+    if let Some(t) = start_sync(&node, shutdown.clone()).await? {
+        tasks.push(t);
+    }
+    Ok(Running { ea_addr, api_addr, node, tasks })
+}
+
+/// Starts the QUIC sync client when the node enrolled with a hub (the pinned hub in the store);
+/// it runs until `shutdown`. A hub that refuses the device (revoked, upgrade needed) stops the
+/// client with that error in the log; the node keeps running offline.
+async fn start_sync(
+    node: &Arc<Node>,
+    shutdown: tokio_util_shutdown::Shutdown,
+) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>, RunError> {
+    let pin = crate::sync::hub_pin(node.store()).map_err(|e| RunError::Io {
+        what: "read the hub pin".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let Some(pin) = pin else {
+        tracing::info!(target: "tradecast::node", "not enrolled with a hub: running standalone");
+        return Ok(None);
+    };
+    let addr = tokio::net::lookup_host(&pin.addr)
+        .await
+        .map_err(io(format!("resolve the hub address {}", pin.addr)))?
+        .next()
+        .ok_or_else(|| RunError::Io {
+            what: format!("resolve the hub address {}", pin.addr),
+            source: std::io::Error::other("no address"),
+        })?;
+    let identity =
+        node.store().read()?.identity()?.ok_or(crate::store::StoreError::NotInitialized)?;
+    let host: Arc<dyn crate::sync::driver::SyncHost> = node.clone();
+    let sync = crate::sync::driver::spawn(
+        host,
+        identity,
+        pin.key,
+        addr,
+        crate::sync::driver::SyncConfig::default(),
+    );
+    tracing::info!(target: "tradecast::node", hub = %pin.addr, "syncing with the hub over QUIC");
+    // Every commit of the node may have appended records: nudge the client at once instead of
+    // leaving it to its tip poll.
+    let nudge = sync.nudger();
+    let mut changes = node.changes();
+    let forward = tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            nudge.notify_one();
+        }
+    });
+    Ok(Some(tokio::spawn(async move {
+        shutdown.wait().await;
+        forward.abort();
+        if let Err(e) = sync.stop().await {
+            tracing::error!(target: "tradecast::node", error = %e, "the hub refused this node");
+        }
+        Ok(())
+    })))
 }
 
 /// Runs a node until Ctrl-C / SIGTERM.

@@ -26,9 +26,11 @@ use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     StorageBackend, TableDefinition, WriteTransaction,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tradecast_protocol::{Body, ChainHash, HeaderFields, Identity, Record, StreamId, StreamKey};
+use serde::{Deserialize, Serialize};
+use tradecast_protocol::{
+    Body, ChainHash, DeviceId, HeaderFields, Identity, Record, StreamId, StreamKey,
+};
 
 /// The schema this node writes.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -63,12 +65,33 @@ pub(crate) const COPY_LOG: TableDefinition<'static, &str, &[u8]> = TableDefiniti
 /// Each signal's approval (`PendingApproval`), keyed by the signal's hex id.
 pub(crate) const APPROVALS: TableDefinition<'static, &str, &[u8]> =
     TableDefinition::new("approvals");
+/// The downstream feed as committed: feed `seq` → the record's bytes, unchanged (the inbox
+/// watermark is its highest key).
+pub(crate) const FEED: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("feed");
+/// Authors whose feed records this node accepts: device id (text) → JSON [`PinnedAuthor`].
+pub(crate) const AUTHORS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("authors");
 
 const KEY_SCHEMA: &str = "schema_version";
 /// Cursors of the device rather than of an account live under this account key.
 const DEVICE_KEY: &str = "";
 const INBOX_CURSOR: &str = "inbox";
 const KEY_IDENTITY: &str = "identity";
+
+/// A feed author this node pinned: the provider key it verifies records against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedAuthor {
+    /// The author's Ed25519 identity key (its device id derives from it).
+    pub key: tradecast_protocol::IdentityKey,
+    /// The label of its `DeviceKeys` record.
+    pub label: String,
+    /// Feed `seq` of the `DeviceKeys` record that pinned it.
+    pub pinned_at_seq: u64,
+    /// Wall clock, unix ms.
+    pub pinned_at_ms: i64,
+    /// Whether its signals are acted on. The first provider key is trusted on first sight; a
+    /// later, different key is an alarm and waits for the trader (`tradecast-node trust`).
+    pub trusted: bool,
+}
 
 /// Why the store refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +281,8 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(CURSORS)?;
     tx.open_table(COPY_LOG)?;
     tx.open_table(APPROVALS)?;
+    tx.open_table(FEED)?;
+    tx.open_table(AUTHORS)?;
     Ok(())
 }
 
@@ -523,6 +548,33 @@ impl Tx<'_> {
         self.set_cursor(DEVICE_KEY, INBOX_CURSOR, v)
     }
 
+    /// The inbox watermark (0 before any downstream record).
+    pub fn inbox_watermark(&self) -> Result<u64, StoreError> {
+        let v = self.cursor(DEVICE_KEY, INBOX_CURSOR)?.unwrap_or(0);
+        Ok(u64::try_from(v).unwrap_or(0))
+    }
+
+    /// Stores feed item `seq` (the record unchanged) and moves the inbox watermark to it.
+    pub fn put_feed(&mut self, seq: u64, record: &Record) -> Result<(), StoreError> {
+        self.tx.open_table(FEED)?.insert(seq, record.encode().as_slice())?;
+        self.set_inbox_watermark(seq)
+    }
+
+    /// A pinned author, if any.
+    pub fn author(&self, device: &DeviceId) -> Result<Option<PinnedAuthor>, StoreError> {
+        self.get_json(AUTHORS, "authors", &device.to_text())
+    }
+
+    /// Pins (or updates) an author.
+    pub fn put_author(&mut self, author: &PinnedAuthor) -> Result<(), StoreError> {
+        self.put_json(AUTHORS, "authors", &author.key.device_id().to_text(), author)
+    }
+
+    /// Every pinned author.
+    pub fn authors(&self) -> Result<Vec<PinnedAuthor>, StoreError> {
+        self.all_json(AUTHORS, "authors")
+    }
+
     /// Signs `body` as the next record of `stream` (seq = tip + 1, prev_hash = tip's header
     /// hash) and appends it to the outbox in this transaction. On the private stream the body
     /// is sealed (XChaCha20-Poly1305 under the device's own stream key).
@@ -683,6 +735,44 @@ impl View {
                 Record::decode(v.value())
                     .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })?,
             );
+        }
+        Ok(out)
+    }
+
+    /// Every pinned author.
+    pub fn authors(&self) -> Result<Vec<PinnedAuthor>, StoreError> {
+        let t = self.tx.open_table(AUTHORS)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            let (_, v) = e?;
+            out.push(from_row("authors", v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// (seq, header hash) of the last `n` committed feed items, in `seq` order.
+    pub fn feed_recent(&self, n: usize) -> Result<Vec<(u64, ChainHash)>, StoreError> {
+        let t = self.tx.open_table(FEED)?;
+        let mut out = Vec::new();
+        for e in t.iter()?.rev().take(n) {
+            let (k, v) = e?;
+            let record = Record::decode(v.value())
+                .map_err(|e| StoreError::Row { table: "feed", message: e.to_string() })?;
+            out.push((k.value(), record.header_hash()));
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The committed feed items from `seq` on, in order.
+    pub fn feed_from(&self, seq: u64) -> Result<Vec<(u64, Record)>, StoreError> {
+        let t = self.tx.open_table(FEED)?;
+        let mut out = Vec::new();
+        for e in t.range(seq..)? {
+            let (k, v) = e?;
+            let record = Record::decode(v.value())
+                .map_err(|e| StoreError::Row { table: "feed", message: e.to_string() })?;
+            out.push((k.value(), record));
         }
         Ok(out)
     }

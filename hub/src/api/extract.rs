@@ -6,6 +6,7 @@
 use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -15,18 +16,58 @@ use crate::error::ApiError;
 use crate::ratelimit::Decision;
 use crate::state::AppState;
 
-/// A JSON body; a rejection is a problem (400 malformed, 422 wrong shape, 413, 415).
+/// A JSON body; a rejection is a problem (400 malformed, 422 wrong shape or a NUL character in
+/// any string, 413, 415).
 #[derive(Debug)]
 pub struct Json<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        axum::Json::<T>::from_request(req, state)
-            .await
-            .map(|axum::Json(v)| Json(v))
-            .map_err(ApiError::from)
+        if !is_json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await?;
+        if has_nul_escape(&bytes) {
+            return Err(ApiError::Validation(NUL_REFUSED.into()));
+        }
+        axum::Json::<T>::from_bytes(&bytes).map(|axum::Json(v)| Json(v)).map_err(ApiError::from)
     }
+}
+
+/// Why text holding U+0000 is refused: no text column (PostgreSQL's least of all) stores it, and
+/// no field of ours has a use for it.
+const NUL_REFUSED: &str = "text must not contain the NUL character (U+0000)";
+
+/// `application/json` or any `application/*+json`, parameters ignored (as axum's `Json`).
+fn is_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else { return false };
+    let Ok(value) = value.to_str() else { return false };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json"
+        || essence.strip_prefix("application/").is_some_and(|sub| sub.ends_with("+json"))
+}
+
+/// Whether a JSON text holds the escape `\u0000` (the only way a JSON string can carry NUL: the
+/// raw byte is not valid JSON). An escape is a backslash preceded by an even run of backslashes.
+pub fn has_nul_escape(json: &[u8]) -> bool {
+    let mut backslashes = 0usize;
+    for (i, &b) in json.iter().enumerate() {
+        if b == b'\\' {
+            backslashes += 1;
+            continue;
+        }
+        if b == b'u' && backslashes % 2 == 1 && json.get(i + 1..i + 5) == Some(b"0000".as_slice()) {
+            return true;
+        }
+        backslashes = 0;
+    }
+    false
+}
+
+/// Whether a raw (still percent-encoded) path or query holds an encoded NUL.
+fn has_encoded_nul(raw: &str) -> bool {
+    raw.as_bytes().windows(3).any(|w| w == b"%00")
 }
 
 /// Path parameters; a rejection is a 400 `invalid-parameter` problem.
@@ -36,6 +77,9 @@ pub struct Path<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if has_encoded_nul(parts.uri.path()) {
+            return Err(ApiError::InvalidParameter(NUL_REFUSED.into()));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))
@@ -50,6 +94,9 @@ pub struct Query<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if has_encoded_nul(parts.uri.query().unwrap_or_default()) {
+            return Err(ApiError::InvalidParameter(NUL_REFUSED.into()));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| Query(v))

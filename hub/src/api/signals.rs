@@ -118,8 +118,14 @@ async fn ingest(
     let rules = IngestRules {
         max_age_ms: i64::try_from(state.config.signals.max_age_ms).unwrap_or(60_000),
     };
-    let ctx =
-        signals::Ingest { db: &state.db, hub: &state.hub_identity, rules, now_ms: now, request_id };
+    let ctx = signals::Ingest {
+        db: &state.db,
+        hub: &state.hub_identity,
+        rules,
+        now_ms: now,
+        request_id,
+        bell: &state.feed_bell,
+    };
     match signals::ingest(&ctx, &provider, bytes, record).await? {
         Ingested::Created(s) => Ok((StatusCode::CREATED, axum::Json(s))),
         Ingested::Duplicate(s) => Ok((StatusCode::OK, axum::Json(s))),

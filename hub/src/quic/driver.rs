@@ -5,8 +5,13 @@
 //! Frames on the stream: `len:u32 BE ‖ frame`, `len` ≤ [`MAX_FRAME_LEN`] checked before
 //! allocating. A reader task feeds frames through a bounded channel (so the select stays
 //! cancel-safe). A record is acknowledged only after its row is committed: `Committed` is
-//! reported after the SQL insert returns. The downstream feed is empty for now (slice 2b:
-//! the per-device feed from the fan-out queue): `LoadFeed` is answered with no items.
+//! reported after the SQL insert returns.
+//!
+//! Downstream: the session starts from the device's feed marks ([`crate::feed`]) and asks for
+//! items with `LoadFeed` ([`FEED_LOAD_BATCH`] at a time); items appended while it runs are found
+//! when the device's [`crate::feed::FeedBell`] rings (rung after the appending transaction
+//! commits) or by a tip check every [`FEED_POLL`] (another hub instance may have appended), and
+//! handed over as `FeedAppended` in `seq` order. `FeedAcked` moves the device's mark in SQL.
 
 use std::time::Duration;
 
@@ -20,6 +25,10 @@ use crate::state::AppState;
 
 /// Frames read ahead of the session.
 const READ_AHEAD: usize = 16;
+/// Feed items read per `LoadFeed` or tip check.
+pub const FEED_LOAD_BATCH: usize = 256;
+/// How often a session checks its device's feed tip without a bell.
+pub const FEED_POLL: Duration = Duration::from_secs(2);
 
 /// Why a session ended on the hub's side.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +36,8 @@ const READ_AHEAD: usize = 16;
 pub enum DriverError {
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
+    #[error("feed: {0}")]
+    Feed(#[from] crate::db::DbError),
     #[error("stream: {0}")]
     Stream(String),
     #[error("frame of {0} bytes exceeds the limit")]
@@ -76,13 +87,17 @@ pub async fn run(
 ) -> Result<(), DriverError> {
     let cfg = SessionConfig::default();
     let device = peer.device_id();
+    let device_text = device.to_text();
+    // The bell first: an append committed after the marks are read still rings it.
+    let bell = state.feed_bell.subscribe(&device_text);
     let streams = store::load_streams(&state.db, &device, cfg.recent_hashes).await?;
+    let (feed_tip, feed_acked) = crate::feed::marks(&state.db, &device_text).await?;
     let setup = HubSetup {
         hub: state.hub_identity.identity_key(),
         peer,
         streams,
-        feed_acked: 0,
-        feed_tip: 0,
+        feed_acked,
+        feed_tip,
         feed_unacked: Vec::new(),
     };
     let mut session = HubSession::new(cfg, setup, SignatureCheck, now_ms(state));
@@ -103,9 +118,45 @@ pub async fn run(
         // Keep `recv` alive until here.
         let _ = recv.read_to_end(0).await;
     });
-    let result = drive(state, conn, &mut session, &mut send, &mut rx).await;
+    let mut feed = FeedCursor { device: device_text.clone(), tip: feed_tip, bell: bell.clone() };
+    let result = drive(state, conn, &mut session, &mut send, &mut rx, &mut feed).await;
     reader.abort();
+    state.feed_bell.release(&device_text, bell);
     result
+}
+
+/// The driver's view of the device's feed: the tip handed to the session so far.
+struct FeedCursor {
+    device: String,
+    tip: u64,
+    bell: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// Hands the session the items appended above `feed.tip`, in order.
+async fn feed_appended(
+    state: &AppState,
+    session: &mut HubSession<SignatureCheck>,
+    feed: &mut FeedCursor,
+) -> Result<(), DriverError> {
+    loop {
+        let items =
+            crate::feed::items(&state.db, &feed.device, feed.tip + 1, FEED_LOAD_BATCH).await?;
+        let n = items.len();
+        for item in items {
+            if item.seq != feed.tip + 1 {
+                return Err(DriverError::Stream(format!(
+                    "feed of {} has a gap at {}",
+                    feed.device,
+                    feed.tip + 1
+                )));
+            }
+            feed.tip = item.seq;
+            session.handle(now_ms(state), HubEvent::FeedAppended(Box::new(item)));
+        }
+        if n < FEED_LOAD_BATCH {
+            return Ok(());
+        }
+    }
 }
 
 async fn drive(
@@ -114,8 +165,11 @@ async fn drive(
     session: &mut HubSession<SignatureCheck>,
     send: &mut quinn::SendStream,
     rx: &mut tokio::sync::mpsc::Receiver<Result<Vec<u8>, DriverError>>,
+    feed: &mut FeedCursor,
 ) -> Result<(), DriverError> {
     let mut timer: Option<i64> = None;
+    let mut poll = tokio::time::interval(FEED_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<(tradecast_protocol::Record, i64)> = Vec::new();
     loop {
         loop {
@@ -136,9 +190,14 @@ async fn drive(
                 HubAction::Send(frame) => write_frame(send, &frame).await?,
                 HubAction::SetTimer { at_ms } => timer = Some(at_ms),
                 HubAction::Commit { .. } => {}
-                HubAction::FeedAcked { .. } => {}
-                HubAction::LoadFeed { .. } => {
-                    session.handle(now_ms(state), HubEvent::FeedLoaded(Vec::new()));
+                HubAction::FeedAcked { seq } => {
+                    crate::feed::ack(&state.db, &feed.device, seq, now_ms(state)).await?;
+                }
+                HubAction::LoadFeed { from_seq } => {
+                    let items =
+                        crate::feed::items(&state.db, &feed.device, from_seq, FEED_LOAD_BATCH)
+                            .await?;
+                    session.handle(now_ms(state), HubEvent::FeedLoaded(items));
                 }
                 HubAction::Quarantine { author, stream } => {
                     store::quarantine(&state.db, &author, stream, now_ms(state)).await?;
@@ -166,6 +225,8 @@ async fn drive(
                 timer = None;
                 session.handle(now_ms(state), HubEvent::TimerFired);
             }
+            () = feed.bell.notified() => feed_appended(state, session, feed).await?,
+            _ = poll.tick() => feed_appended(state, session, feed).await?,
         }
     }
 }
@@ -179,7 +240,11 @@ async fn flush(
     if batch.is_empty() {
         return Ok(());
     }
-    store::commit_batch(&state.db, &state.hub_identity, batch).await?;
+    let rules = crate::signals::IngestRules {
+        max_age_ms: i64::try_from(state.config.signals.max_age_ms).unwrap_or(60_000),
+    };
+    let done = store::commit_batch(&state.db, &state.hub_identity, rules, batch).await?;
+    state.feed_bell.ring(&done.touched);
     for (record, _) in batch.drain(..) {
         let h = record.header();
         session.handle(now_ms(state), HubEvent::Committed { stream: h.stream, seq: h.seq });

@@ -9,9 +9,10 @@
 
 use sqlx::Row;
 use tradecast_protocol::session::StoredStream;
-use tradecast_protocol::{ChainHash, DeviceId, Identity, Receipt, Record, StreamId};
+use tradecast_protocol::{Body, ChainHash, DeviceId, Identity, Receipt, Record, StreamId};
 
 use crate::db::{Db, DbError, is_unique_violation};
+use crate::signals::{self, IngestRules, Relay};
 
 /// Why a sync store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,26 +98,40 @@ pub async fn load_streams(
 }
 
 /// Commits one verified record (idempotently) with the hub's receipt; returns the receipt.
+/// Signals are judged with the default freshness (tests, tools).
 pub async fn commit(
     db: &Db,
     hub: &Identity,
     record: &Record,
     received_at_ms: i64,
 ) -> Result<Receipt, StoreError> {
-    let mut receipts = commit_batch(db, hub, &[(record.clone(), received_at_ms)]).await?;
-    receipts.pop().ok_or_else(|| StoreError::Corrupt("no receipt".into()))
+    let rules = IngestRules { max_age_ms: 60_000 };
+    let mut done = commit_batch(db, hub, rules, &[(record.clone(), received_at_ms)]).await?;
+    done.receipts.pop().ok_or_else(|| StoreError::Corrupt("no receipt".into()))
+}
+
+/// What a committed batch produced.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// The hub's receipts, in the batch's order.
+    pub receipts: Vec<Receipt>,
+    /// Devices whose feed grew (ring them).
+    pub touched: Vec<String>,
 }
 
 /// Commits verified records in one transaction (one fsync), each idempotently; returns their
 /// receipts in order. An equivocating record fails the whole batch: nothing of it is
-/// committed (the session closes and the node resends).
+/// committed (the session closes and the node resends). In the same transaction, a provider's
+/// new signals-stream record is judged and relayed ([`signals::accept_synced`]) and a
+/// subscriber's approvals and executions update the provider's per-signal outcomes.
 pub async fn commit_batch(
     db: &Db,
     hub: &Identity,
+    rules: IngestRules,
     records: &[(Record, i64)],
-) -> Result<Vec<Receipt>, StoreError> {
+) -> Result<Committed, StoreError> {
     let mut tx = db.begin_write().await?;
-    let mut receipts = Vec::with_capacity(records.len());
+    let mut done = Committed { receipts: Vec::with_capacity(records.len()), touched: Vec::new() };
     for (record, received_at_ms) in records {
         let h = record.header();
         let author = h.author.to_text();
@@ -146,11 +161,75 @@ pub async fn commit_batch(
             if stored != hash {
                 return Err(StoreError::Equivocation { author, stream: h.stream.0, seq: h.seq });
             }
+        } else if h.stream == StreamId::SIGNALS {
+            match signals::accept_synced(&mut tx, db.backend(), rules, record, *received_at_ms)
+                .await?
+            {
+                Relay::Relayed(devices) => done.touched.extend(devices),
+                Relay::NotRelayed(why) => {
+                    metrics::counter!(crate::telemetry::SIGNALS_REJECTED, "kind" => "sync")
+                        .increment(1);
+                    tracing::warn!(
+                        author = %h.author.fmt_short(), seq = h.seq, kind = ?h.kind, why,
+                        "signals-stream record kept in the chain, not relayed"
+                    );
+                }
+            }
+        } else if h.stream == StreamId::SHARED && !h.sealed {
+            outcome(&mut tx, record, *received_at_ms).await?;
         }
-        receipts.push(receipt);
+        done.receipts.push(receipt);
     }
     tx.commit().await?;
-    Ok(receipts)
+    Ok(done)
+}
+
+/// A subscriber's approval or execution, as the provider's per-signal outcome (ignored for a
+/// signal the hub never relayed).
+async fn outcome(tx: &mut crate::feed::Tx, record: &Record, now_ms: i64) -> Result<(), StoreError> {
+    let device = record.header().author.to_text();
+    let (signal_id, decision, decided_at, retcode, price, volume, filled_at) = match record.body() {
+        Ok(Body::Approval(a)) => {
+            let decision = format!("{:?}", a.decision).to_lowercase();
+            (a.signal_id, Some(decision), Some(a.decided_at_ms), None, None, None, None)
+        }
+        Ok(Body::Execution(e)) => (
+            e.signal_id,
+            None,
+            None,
+            Some(i64::from(e.retcode)),
+            e.fill_price.map(|p| p.to_string()),
+            Some(e.volume.to_string()),
+            Some(e.at_ms),
+        ),
+        _ => return Ok(()),
+    };
+    sqlx::query(
+        "INSERT INTO signal_outcomes (signal_id, device_id, decision, decided_at_ms, retcode, \
+         fill_price, fill_volume, filled_at_ms, updated_at_ms) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM signals WHERE id = $1) \
+         AND EXISTS (SELECT 1 FROM devices WHERE id = $2) \
+         ON CONFLICT (signal_id, device_id) DO UPDATE SET \
+         decision = COALESCE(excluded.decision, signal_outcomes.decision), \
+         decided_at_ms = COALESCE(excluded.decided_at_ms, signal_outcomes.decided_at_ms), \
+         retcode = COALESCE(excluded.retcode, signal_outcomes.retcode), \
+         fill_price = COALESCE(excluded.fill_price, signal_outcomes.fill_price), \
+         fill_volume = COALESCE(excluded.fill_volume, signal_outcomes.fill_volume), \
+         filled_at_ms = COALESCE(excluded.filled_at_ms, signal_outcomes.filled_at_ms), \
+         updated_at_ms = excluded.updated_at_ms",
+    )
+    .bind(signal_id.to_hex())
+    .bind(device)
+    .bind(decision)
+    .bind(decided_at)
+    .bind(retcode)
+    .bind(price)
+    .bind(volume)
+    .bind(filled_at)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Persists a quarantine (idempotent).
@@ -191,4 +270,15 @@ pub async fn records(
             Record::decode(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
         })
         .collect()
+}
+
+/// The highest `seq` of `author`'s `stream` the hub has committed (0 for none).
+pub async fn committed(db: &Db, author: &DeviceId, stream: StreamId) -> Result<u64, StoreError> {
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(seq) FROM sync_records WHERE author = $1 AND stream = $2")
+            .bind(author.to_text())
+            .bind(i64::from(stream.0))
+            .fetch_one(db.pool())
+            .await?;
+    Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
 }

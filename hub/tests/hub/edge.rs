@@ -124,7 +124,24 @@ async fn generic_problems(b: Backend) {
     hub.post_raw("/api/v1/auth/login", "application/json", big.into_bytes())
         .await
         .problem(413, "payload-too-large");
+    // NUL in any string (PostgreSQL cannot store it) is the client's error, never a 500; the
+    // escaped backslash before `u0000` is six ordinary characters and passes.
+    let nul = br#"{"email": "a\u0000@b.c", "password": "x"}"#.to_vec();
+    hub.post_raw("/api/v1/auth/login", "application/json", nul).await.problem(422, "validation");
+    let nul_key = br#"{"email": "a@b.c", "password": "x", "\u0000": 1}"#.to_vec();
+    hub.post_raw("/api/v1/auth/login", "application/json", nul_key)
+        .await
+        .problem(422, "validation");
+    let not_nul = br#"{"email": "a\\u0000@b.c", "password": "x"}"#.to_vec();
+    hub.post_raw("/api/v1/auth/login", "application/problem+json", not_nul)
+        .await
+        .problem(401, "invalid-credentials");
     let admin = hub.owner().await;
+    hub.get("/api/v1/signals/ab%00cd", Some(&admin.token)).await.problem(400, "invalid-parameter");
+    hub.get("/api/v1/devices/ab%00cd/approval-requests", Some(&admin.token))
+        .await
+        .problem(400, "invalid-parameter");
+    hub.get("/api/v1/users?limit=%00", Some(&admin.token)).await.problem(400, "invalid-parameter");
     hub.get("/api/v1/users?limit=0", Some(&admin.token)).await.problem(400, "invalid-parameter");
     hub.get("/api/v1/users?limit=abc", Some(&admin.token)).await.problem(400, "invalid-parameter");
     hub.stop().await;

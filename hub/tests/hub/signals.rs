@@ -82,16 +82,60 @@ async fn ingest_dedupe_and_fanout(b: Backend) {
             .await
             .unwrap();
     assert_eq!(queued, vec![dev1.clone()]);
+    // The device's feed: the provider's self-signed keys first (pinned on first sight), then
+    // the signal, both unchanged.
+    let feed = tradecast_hub::feed::items(&hub.db, &dev1, 1, 100).await.unwrap();
+    assert_eq!(feed.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(
+        matches!(feed[0].record.body().unwrap(), Body::DeviceKeys(k) if k.identity == kit.identity.identity_key())
+    );
+    assert_eq!(feed[1].record, record);
+    assert_eq!(tradecast_hub::feed::marks(&hub.db, &dev1).await.unwrap(), (2, 0));
+    // The provider's close of that signal, arriving over sync, follows it to the same device
+    // (no second copy of the keys); a close of an unknown signal stays in the chain only.
+    let close = |signal_id, seq| {
+        let body = Body::Close(tradecast_protocol::Close {
+            signal_id,
+            fraction: rust_decimal::Decimal::ONE,
+            price: None,
+            reason: "provider closed".into(),
+            at_ms: hub.clock.now_ms(),
+        });
+        Record::sign(&kit.identity, fields(seq, hub.clock.now_ms()), &body)
+    };
+    let hub_id = &hub.state().hub_identity;
+    let c = close(s.id, 2);
+    tradecast_hub::quic::store::commit(&hub.db, hub_id, &c, hub.clock.now_ms()).await.unwrap();
+    let stray = close(tradecast_protocol::SignalId([9; 16]), 3);
+    tradecast_hub::quic::store::commit(&hub.db, hub_id, &stray, hub.clock.now_ms()).await.unwrap();
+    let feed = tradecast_hub::feed::items(&hub.db, &dev1, 1, 100).await.unwrap();
+    assert_eq!(feed.len(), 3);
+    assert_eq!(feed[2].record, c);
     let entitled =
         tradecast_hub::plans::entitled(&hub.db, &kit.session.user_id, hub.clock.now_ms())
             .await
             .unwrap();
-    assert_eq!(entitled, vec![dev1]);
+    assert_eq!(entitled, vec![dev1.clone()]);
     hub.clock.advance_ms(5_000);
     let m = hub.get("/metrics", None).await;
     assert!(m.text.contains("tradecast_fanout_queued 1"), "{}", m.text);
     assert!(m.text.contains("tradecast_fanout_lag_seconds 5"), "{}", m.text);
     assert!(m.text.contains("tradecast_signals_ingested_total 1"), "{}", m.text);
+    // The node's ack marks the signal delivered (the queue gauge drops).
+    let acked_at = hub.clock.now_ms();
+    tradecast_hub::feed::ack(&hub.db, &dev1, 2, acked_at).await.unwrap();
+    assert_eq!(tradecast_hub::feed::marks(&hub.db, &dev1).await.unwrap(), (3, 2));
+    let delivered: Option<i64> = sqlx::query_scalar(
+        "SELECT delivered_at_ms FROM fanout_queue WHERE signal_id = $1 AND device_id = $2",
+    )
+    .bind(s.id.to_hex())
+    .bind(&dev1)
+    .fetch_one(hub.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(delivered, Some(acked_at));
+    let m = hub.get("/metrics", None).await;
+    assert!(m.text.contains("tradecast_fanout_queued 0"), "{}", m.text);
 
     // Who sees it.
     assert_eq!(
@@ -172,7 +216,7 @@ async fn ingest_refusals(b: Backend) {
     s.provider = stranger.device_id();
     let (_, body) = tradecast_hub::signals::client::signal_body(&kit.identity, fields(1, now), &s);
     post(body).await.problem(422, "invalid-record");
-    // Schema: prices out of order, empty symbol, expiry before creation.
+    // Schema: prices out of order, empty symbol, expiry before its bar.
     for mutate in [
         (|s: &mut tradecast_protocol::Signal| s.stop = "1.1".parse().unwrap())
             as fn(&mut tradecast_protocol::Signal),

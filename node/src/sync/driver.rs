@@ -7,8 +7,12 @@
 //!   [`SyncHandle::appended`] (a nudge) or by a tip check every [`TIP_POLL`], and handed over as
 //!   `RecordAppended` in `seq` order. `LoadRecords` reads the outbox from the asked `seq`. The
 //!   hub acknowledges only what it committed in SQL; [`SyncHandle::acked`] shows the marks.
-//! - **Downstream** is not driven yet (issue 9, slice 2b): a `CommitFeed` ends the session
-//!   without an ack (nothing is committed or acknowledged that the node did not store).
+//! - **Downstream**: the session starts from the store's inbox watermark, the hashes of the last
+//!   committed feed items and the pinned author keys; each `CommitFeed` (a record the session
+//!   verified against its author's pinned key, or a self-signed `DeviceKeys` pinning one) goes
+//!   to the [`FeedSink`] — the node's runtime commits the item with everything it causes in one
+//!   durable write — and only then is `FeedCommitted` reported, so the hub's ack follows the
+//!   commit. A sink failure ends the session unacknowledged; the hub resends.
 //! - **Refusals**: a hub that refuses the device (not enrolled, revoked) or asks for an upgrade
 //!   ends the client with that error instead of retrying; anything else is retried.
 //! - Heartbeats and dead-peer detection are the session's (`Ping` every `heartbeat_ms`, close
@@ -40,6 +44,51 @@ const MAX_FRAME_LEN: usize = tradecast_protocol::session::wire::MAX_FRAME_LEN;
 const STREAMS: [StreamId; 5] =
     [StreamId::SIGNALS, StreamId::SHARED, StreamId::PRIVATE, StreamId::DEVICE, StreamId::COMMANDS];
 
+/// What the driver syncs: a store's outbox, and where committed feed items go.
+pub trait SyncHost: Send + Sync + 'static {
+    /// The store whose outbox goes upstream.
+    fn store(&self) -> &Store;
+    /// Durably commits feed item `seq` (and what it causes) before returning.
+    fn commit_feed(&self, seq: u64, record: &Record) -> Result<(), String>;
+}
+
+/// A bare store keeps the items (and the watermark) without acting on them.
+impl SyncHost for Store {
+    fn store(&self) -> &Store {
+        self
+    }
+
+    fn commit_feed(&self, seq: u64, record: &Record) -> Result<(), String> {
+        self.write(|tx| {
+            if seq > tx.inbox_watermark()? {
+                tx.put_feed(seq, record)?;
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The node commits each item with what it causes (pinning, policy, following).
+impl SyncHost for crate::runtime::Node {
+    fn store(&self) -> &Store {
+        crate::runtime::Node::store(self)
+    }
+
+    fn commit_feed(&self, seq: u64, record: &Record) -> Result<(), String> {
+        match self.receive_feed(seq, record) {
+            Ok(outcome) => {
+                tracing::info!(target: "tradecast::feed", seq, ?outcome, "feed item committed");
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Feed hashes remembered for duplicate detection across reconnects.
+const FEED_RECENT: usize = 4096;
+
 /// Why the sync client stopped (it retries everything else).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -61,8 +110,8 @@ enum SessionEnd {
     Stream(String),
     #[error("session closed: {0}")]
     Closed(String),
-    #[error("the hub sent a feed item; the downstream feed is not driven yet")]
-    FeedUnsupported,
+    #[error("feed commit failed: {0}")]
+    Feed(String),
     #[error("stop")]
     Stop,
 }
@@ -114,6 +163,11 @@ impl SyncHandle {
         self.appended.notify_one();
     }
 
+    /// The nudge itself, for a task that watches the node's commits.
+    pub fn nudger(&self) -> Arc<Notify> {
+        self.appended.clone()
+    }
+
     /// Stops the client (closing its connection) and returns how it ended.
     pub async fn stop(self) -> Result<(), SyncError> {
         let _ = self.stop.send(true);
@@ -126,7 +180,7 @@ impl SyncHandle {
 
 /// Starts the sync client of `store`'s node with the hub holding `hub_key` at `addr`.
 pub fn spawn(
-    store: Arc<Store>,
+    host: Arc<dyn SyncHost>,
     identity: Identity,
     hub_key: IdentityKey,
     addr: SocketAddr,
@@ -137,7 +191,7 @@ pub fn spawn(
     let (stop, stop_rx) = watch::channel(false);
     let appended = Arc::new(Notify::new());
     let ctx = Ctx {
-        store,
+        host,
         identity,
         hub_key,
         addr,
@@ -147,12 +201,18 @@ pub fn spawn(
         appended: appended.clone(),
         stop: stop_rx,
     };
-    let task = tokio::spawn(run(ctx));
+    let task = tokio::spawn(async move {
+        let end = run(ctx).await;
+        if let Err(e) = &end {
+            tracing::error!(target: "tradecast::sync", error = %e, "sync with the hub stopped");
+        }
+        end
+    });
     SyncHandle { acked, connected, appended, stop, task }
 }
 
 struct Ctx {
-    store: Arc<Store>,
+    host: Arc<dyn SyncHost>,
     identity: Identity,
     hub_key: IdentityKey,
     addr: SocketAddr,
@@ -277,19 +337,19 @@ fn setup(ctx: &Ctx) -> Result<(NodeSetup, BTreeMap<StreamId, u64>), StoreError> 
     let mut streams = Vec::new();
     let mut tips = BTreeMap::new();
     for stream in STREAMS {
-        let Some(tip) = tip_record(&ctx.store, stream)? else { continue };
+        let Some(tip) = tip_record(ctx.host.store(), stream)? else { continue };
         let (seq, hash) = (tip.header().seq, tip.header_hash());
         tips.insert(stream, seq);
         streams.push(LocalStream { stream, tip_seq: seq, tip_hash: hash, unacked: vec![tip] });
     }
-    let view = ctx.store.read()?;
+    let view = ctx.host.store().read()?;
     let setup = NodeSetup {
         identity: ctx.identity.identity_key(),
         hub: ctx.hub_key,
         streams,
         feed_committed: view.inbox_watermark()?,
-        feed_recent: Vec::new(),
-        authors: Vec::new(),
+        feed_recent: view.feed_recent(FEED_RECENT)?,
+        authors: view.authors()?.into_iter().map(|a| a.key).collect(),
         restored: false,
         feed_quarantined: false,
     };
@@ -375,7 +435,16 @@ async fn drive(
             match action {
                 NodeAction::Send(frame) => write_frame(send, &frame).await?,
                 NodeAction::SetTimer { at_ms } => timer = Some(at_ms),
-                NodeAction::CommitFeed(_) => return Err(SessionEnd::FeedUnsupported),
+                NodeAction::CommitFeed(item) => {
+                    let host = ctx.host.clone();
+                    let seq = item.seq;
+                    let record = item.record;
+                    tokio::task::spawn_blocking(move || host.commit_feed(seq, &record))
+                        .await
+                        .map_err(|e| SessionEnd::Feed(e.to_string()))?
+                        .map_err(SessionEnd::Feed)?;
+                    let _ = session.handle(now_ms(), NodeEvent::FeedCommitted { seq });
+                }
                 NodeAction::AdoptTip { stream, seq, .. } => {
                     tracing::warn!(
                         stream = stream.0,
@@ -392,8 +461,12 @@ async fn drive(
                     });
                 }
                 NodeAction::LoadRecords { stream, from_seq } => {
-                    let records =
-                        load_range(&ctx.store, stream, from_seq, ctx.config.load_batch.max(1))?;
+                    let records = load_range(
+                        ctx.host.store(),
+                        stream,
+                        from_seq,
+                        ctx.config.load_batch.max(1),
+                    )?;
                     if records.is_empty() {
                         // The session asked for records the outbox does not hold.
                         return Err(SessionEnd::Closed(format!(
@@ -438,7 +511,7 @@ fn append_new(
     session: &mut NodeSession<SignatureCheck>,
     tips: &mut BTreeMap<StreamId, u64>,
 ) -> Result<(), SessionEnd> {
-    for record in new_records(&ctx.store, tips)? {
+    for record in new_records(ctx.host.store(), tips)? {
         if let Err(e) = session.handle(now_ms(), NodeEvent::RecordAppended(record)) {
             // Not the next record as the session sees it: a new session reloads the outbox.
             return Err(SessionEnd::Closed(format!("append refused: {e}")));

@@ -82,3 +82,79 @@ pub fn hub_pin(store: &Store) -> Result<Option<HubPin>, PinError> {
     let key = IdentityKey::from_hex(&key).map_err(|e| PinError::Damaged(e.to_string()))?;
     Ok(Some(HubPin { addr, key }))
 }
+
+/// `tradecast-node providers`: the provider keys this node pinned from its feed.
+#[derive(Debug, clap::Args)]
+pub struct ProvidersArgs {
+    #[command(flatten)]
+    pub data: crate::commands::DataArg,
+    /// Trust this pinned key (its device id, as listed): its signals are acted on from now on.
+    /// Check the id with your provider first: a new key may be a new device of theirs, or
+    /// someone else.
+    #[arg(long, value_name = "DEVICE_ID")]
+    pub trust: Option<String>,
+}
+
+/// Why `providers` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProvidersError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("`{0}` is not a device id")]
+    BadId(String),
+    #[error("no pinned provider key {0}")]
+    Unknown(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Lists the pinned provider keys (and trusts one with `--trust`). The node must be stopped
+/// (its store is locked while it runs).
+pub fn providers_command(
+    args: &ProvidersArgs,
+    out: &mut dyn std::io::Write,
+) -> Result<(), ProvidersError> {
+    let store = Store::open(&args.data.data.join(crate::store::FILE_NAME))?;
+    if let Some(text) = &args.trust {
+        let id = text
+            .trim()
+            .parse::<tradecast_protocol::DeviceId>()
+            .map_err(|_| ProvidersError::BadId(text.clone()))?;
+        let trusted = store.write(|tx| {
+            let Some(mut a) = tx.author(&id)? else { return Ok(false) };
+            a.trusted = true;
+            tx.put_author(&a)?;
+            Ok(true)
+        })?;
+        if !trusted {
+            return Err(ProvidersError::Unknown(text.clone()));
+        }
+        writeln!(out, "trusted {}", id.to_text())?;
+    }
+    let authors = store.read()?.authors()?;
+    if authors.is_empty() {
+        writeln!(out, "no provider key pinned yet (the first one arrives with its first signal)")?;
+    }
+    for a in authors {
+        writeln!(
+            out,
+            "{}  {:<9}  {}  (pinned at feed item {})",
+            a.key.device_id().to_text(),
+            if a.trusted { "trusted" } else { "NOT TRUSTED" },
+            a.label,
+            a.pinned_at_seq
+        )?;
+    }
+    Ok(())
+}
+
+/// The hub moved (a new address, the same key): later connections go to `addr` (`HOST:PORT`),
+/// still accepting only the pinned key. Run with the node stopped.
+pub fn move_hub(store: &Store, addr: &str) -> Result<(), PinError> {
+    if hub_pin(store)?.is_none() {
+        return Err(PinError::Damaged("this node is not enrolled with a hub".into()));
+    }
+    store.write(|tx| tx.set_setting(SETTING_HUB_ADDR, addr))?;
+    Ok(())
+}

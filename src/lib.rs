@@ -1,0 +1,6 @@
+//! `tradecast`: the root package — the one-command local demo ([`demo`]) and, in `tests/`, the
+//! cross-crate end-to-end tests. The only crate that may depend on the hub, the node and the
+//! simulated terminal together.
+
+pub mod demo;
+pub mod lossy;
