@@ -6,6 +6,7 @@ mod browser;
 mod conformance;
 mod crash;
 mod faults;
+mod hub_ui;
 mod policy;
 mod replay;
 mod rig;
