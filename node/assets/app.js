@@ -33,8 +33,16 @@
     el.setAttribute("data-drawn", "1");
     fetch("/ui/equity.json", { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (d) {
       if (!d.t.length) { el.textContent = "No equity points yet."; return; }
+      // Money around its own range (a flat line stays mid-chart, not on a 0-based axis); the
+      // drawdown from 0 to a little above its worst.
+      var money = function (u, min, max) {
+        var pad = Math.max((max - min) * 0.1, Math.abs(max) * 0.002, 1);
+        return [min - pad, max + pad];
+      };
+      var pct = function (u, min, max) { return [0, Math.max(1, max * 1.2)]; };
       var opts = {
         width: el.clientWidth || 800, height: 240,
+        scales: { y: { range: money }, "%": { range: pct } },
         series: [{}, { label: "Equity", stroke: "#4aa3ff", width: 2 }, { label: "Balance", stroke: "#8b98a8", width: 1 },
                  { label: "Drawdown %", stroke: "#ef5b5b", width: 1, scale: "%" }],
         axes: [{ stroke: "#8b98a8", grid: { stroke: "#243040" } }, { stroke: "#8b98a8", size: 70, grid: { stroke: "#243040" } },

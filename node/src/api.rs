@@ -12,6 +12,7 @@
 //! | `POST /api/v1/close-all`, `POST /api/v1/unlock` | the trader's close-all; unlock auto mode after the guard |
 //! | `GET /api/v1/settings` | the settings in force |
 //! | `GET /api/v1/ea-keys`, `POST /api/v1/ea-keys` | key ids; a new key (its secret shown once) |
+//! | `DELETE /api/v1/ea-keys/{id}` | revoke a key: the EA holding it is refused from its next call (404 if unknown) |
 //! | `POST /api/v1/signals/{id}/approve`, `/reject` | the trader's decision (`{user?, reason?, via?}`; `via` makes it a remote request); 409 when refused (expired, already decided, remote disabled, outside the policy) |
 //! | `GET /api/v1/approvals`, `GET /api/v1/copy-log` | every signal's approval; every evaluation with its steps |
 //! | `GET /api/v1/policy`, `PUT /api/v1/policy` | the copy policy in force; save a new one (JSON, validated) |
@@ -123,6 +124,7 @@ fn api_router(node: Arc<Node>, token: Zeroizing<String>) -> Router {
         .route("/api/v1/equity", get(equity))
         .route("/api/v1/settings", get(settings))
         .route("/api/v1/ea-keys", get(ea_keys).post(new_ea_key))
+        .route("/api/v1/ea-keys/{id}", axum::routing::delete(revoke_ea_key))
         .route("/api/v1/close-all", post(close_all))
         .route("/api/v1/unlock", post(unlock))
         .route("/api/v1/signals/{id}/approve", post(approve))
@@ -251,6 +253,21 @@ async fn new_ea_key(State(api): State<Api>) -> Result<Response, ApiError> {
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+async fn revoke_ea_key(
+    State(api): State<Api>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    if api.node.revoke_ea_key(&id)? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "no-such-key",
+            detail: format!("no EA key {id}"),
+        })
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct Reason {
     #[serde(default)]
@@ -296,6 +313,13 @@ pub struct SubmitSignal {
     /// Market clock; default: one hour after the terminal's clock.
     #[serde(default)]
     pub expires_at_ms: Option<i64>,
+    /// `market` (default), `limit` or `stop`: a pending entry at `entry`.
+    #[serde(default)]
+    pub entry_kind: Option<EntryKind>,
+    /// The open time of the bar the signal was made on (unix ms UTC, market clock); the signal
+    /// is issued at its close. Default: the terminal's clock (issued now).
+    #[serde(default)]
+    pub bar_time_ms: Option<i64>,
     /// Trade it on this account too.
     #[serde(default)]
     pub execute: bool,
@@ -347,12 +371,12 @@ async fn submit_signal(
         symbol: s.symbol,
         timeframe: s.timeframe,
         side: s.side,
-        entry_kind: EntryKind::Market,
+        entry_kind: s.entry_kind.unwrap_or(EntryKind::Market),
         entry: s.entry,
         stop: s.stop,
         tp1: s.tp1,
         tp2: s.tp2,
-        bar_time_ms: market,
+        bar_time_ms: s.bar_time_ms.unwrap_or(market),
         expires_at_ms: s.expires_at_ms.unwrap_or(market + 3_600_000),
         leg: 1,
         indicators: Vec::new(),

@@ -191,10 +191,75 @@ pub struct AccountRow {
     /// Equity at the first state of the broker's server day (the daily loss limit's base).
     #[serde(default)]
     pub day_start_equity: Option<Decimal>,
+    /// The broker's current tick values by broker symbol, with the market time the EA reported
+    /// them (state pushes: symbols with a position or order, and the specs the node asks for).
+    /// Risk-% sizing uses these over the hello spec's, which go stale on cross pairs.
+    #[serde(default)]
+    pub tick_values: BTreeMap<String, (i64, ea::TickValue)>,
+    /// Tradecast's pending orders in the terminal at the last state push (they count as
+    /// exposure for the open-position limits until they fill or go).
+    #[serde(default)]
+    pub pending_orders: Vec<ea::PendingOrder>,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// How old (market clock) a subscribed symbol's tick value may be before the node asks the EA
+/// for its spec again: tick values of cross pairs move with the rate.
+const TICK_VALUE_REFRESH_MS: i64 = 5 * 60 * 1_000;
+
+/// Takes the tick values and specs of a state push into the account row: a spec replaces the
+/// hello's (and is a current tick value), a tick value is kept with the market time it came.
+fn merge_tick_values(acc: &mut AccountRow, s: &State, market_ms: i64) {
+    for spec in &s.specs {
+        match acc.symbols.iter_mut().find(|x| x.symbol == spec.symbol) {
+            Some(known) => *known = spec.clone(),
+            None => acc.symbols.push(spec.clone()),
+        }
+        let tv = ea::TickValue {
+            symbol: spec.symbol.clone(),
+            tick_value_profit: spec.tick_value_profit,
+            tick_value_loss: spec.tick_value_loss,
+        };
+        acc.tick_values.insert(spec.symbol.clone(), (market_ms, tv));
+    }
+    for tv in &s.tick_values {
+        // A zero or negative tick value cannot size anything: the spec's stays in use.
+        if tv.tick_value_loss > Decimal::ZERO {
+            acc.tick_values.insert(tv.symbol.clone(), (market_ms, tv.clone()));
+        }
+    }
+}
+
+/// A `RequestSpec` for the subscribed broker symbols (the ones the node has quotes for, so the
+/// ones it can trade) quoted in another currency than the account's (their tick value moves with
+/// a rate) whose tick value is missing or older than [`TICK_VALUE_REFRESH_MS`] on the market
+/// clock and not asked for within that time: their next state push carries the broker's current
+/// values.
+fn request_stale_specs(
+    acc: &AccountRow,
+    market_ms: i64,
+    subscriptions: &[(String, ea::Timeframe)],
+    asked_ms: &mut HashMap<String, i64>,
+) -> Option<ea::Command> {
+    let old = |at: i64| market_ms.saturating_sub(at) >= TICK_VALUE_REFRESH_MS;
+    let mut symbols: Vec<String> = Vec::new();
+    for (sym, _) in subscriptions {
+        // A symbol whose profit currency is the account's has a fixed tick value: no need.
+        let known =
+            acc.symbols.iter().any(|x| &x.symbol == sym && x.currency_profit != acc.currency);
+        let stale = acc.tick_values.get(sym).is_none_or(|(at, _)| old(*at));
+        let asked = asked_ms.get(sym).is_some_and(|at| !old(*at));
+        if known && stale && !asked && !symbols.contains(sym) {
+            symbols.push(sym.clone());
+        }
+    }
+    for sym in &symbols {
+        asked_ms.insert(sym.clone(), market_ms);
+    }
+    (!symbols.is_empty()).then_some(ea::Command::RequestSpec { symbols })
 }
 
 /// Where an order is in its life.
@@ -288,6 +353,9 @@ pub struct OrderRow {
     /// Requotes so far (the order is sent again up to [`REQUOTE_RETRIES`] times).
     #[serde(default)]
     pub n_requotes: u32,
+    /// Wall clock when the EA's fill ack was committed (the UI's order → fill time).
+    #[serde(default)]
+    pub filled_at_ms: Option<i64>,
 }
 
 /// A position the node follows.
@@ -532,6 +600,8 @@ struct AccountMem {
     market_ms: i64,
     /// The latest quote per broker symbol, from the last closed bar the EA pushed.
     quotes: BTreeMap<String, (i64, crate::orders::Quote)>,
+    /// When (market clock) the node last asked the EA for a symbol's spec.
+    spec_asked_ms: HashMap<String, i64>,
 }
 
 struct Inner {
@@ -579,6 +649,8 @@ pub struct Node {
     start_ms: i64,
     inner: Mutex<Inner>,
     work: tokio::sync::watch::Sender<u64>,
+    /// The sync driver's connected flag, once one runs ([`Node::set_hub_link`]).
+    hub_link: std::sync::OnceLock<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -621,6 +693,7 @@ impl Node {
                 last_seen_ms: None,
             }),
             work,
+            hub_link: std::sync::OnceLock::new(),
         }))
     }
 
@@ -713,6 +786,27 @@ impl Node {
         Ok(key)
     }
 
+    /// Revokes an EA key: removed from the store and from memory, so the EA's next call signed
+    /// with it is refused. Whether the key existed.
+    pub fn revoke_ea_key(&self, key_id: &str) -> Result<bool, NodeError> {
+        let stored = self.store.write(|tx| tx.remove_ea_key(key_id))?;
+        let live = self.lock().secrets.remove(key_id).is_some();
+        if stored || live {
+            tracing::info!(target: "tradecast::keys", %key_id, "EA key revoked");
+        }
+        Ok(stored || live)
+    }
+
+    /// Hands the node the hub session's connected flag (the sync driver's), for status and UI.
+    pub fn set_hub_link(&self, connected: tokio::sync::watch::Receiver<bool>) {
+        let _ = self.hub_link.set(connected);
+    }
+
+    /// Whether the hub session is connected; `None` when no sync driver runs in this process.
+    pub fn hub_connected(&self) -> Option<bool> {
+        self.hub_link.get().map(|rx| *rx.borrow())
+    }
+
     /// The EA key ids.
     pub fn ea_key_ids(&self) -> Vec<String> {
         let mut v: Vec<String> = self.lock().secrets.keys().cloned().collect();
@@ -755,6 +849,8 @@ impl Node {
                 market_ms: 0,
                 day: 0,
                 day_start_equity: None,
+                tick_values: BTreeMap::new(),
+                pending_orders: Vec::new(),
             });
             row.company = h.company.clone();
             row.currency = h.currency.clone();
@@ -762,6 +858,19 @@ impl Node {
             row.server_utc_offset_s = h.server_utc_offset_s;
             row.symbols = h.symbols.clone();
             row.market_ms = row.market_ms.max(h.terminal_time_ms);
+            // The hello's specs carry the tick values of this moment.
+            row.tick_values = h
+                .symbols
+                .iter()
+                .map(|x| {
+                    let tv = ea::TickValue {
+                        symbol: x.symbol.clone(),
+                        tick_value_profit: x.tick_value_profit,
+                        tick_value_loss: x.tick_value_loss,
+                    };
+                    (x.symbol.clone(), (h.terminal_time_ms, tv))
+                })
+                .collect();
             if let Some(b) = &h.floor_breach {
                 // The EA closed Tradecast's positions on its own while the node was silent.
                 row.locked = true;
@@ -917,6 +1026,16 @@ impl Node {
         let row: Option<AccountRow> = view.get_json(store::ACCOUNTS, "accounts", account)?;
         let mut rows: Vec<OrderRow> = view.orders(account)?;
         drop(view);
+        if let Some(acc) = &row
+            && let Some(cmd) = request_stale_specs(
+                acc,
+                mem.market_ms,
+                &self.settings.subscriptions,
+                &mut mem.spec_asked_ms,
+            )
+        {
+            commands.push(cmd);
+        }
         rows.retain(|o| !o.state.is_final());
         rows.sort_by_key(|o| o.order_no);
         let mut orders = Vec::new();
@@ -1060,6 +1179,7 @@ impl Node {
             ack: None,
             settled_by: String::new(),
             n_requotes: 0,
+            filled_at_ms: None,
         };
         tx.put_order(account, order_id, &row)?;
         tracing::info!(target: "tradecast::orders", %account, order_id, order_no, "order due");
@@ -1146,6 +1266,7 @@ impl Node {
                     Outcome::Done => {
                         o.state = OrderState::Acked;
                         o.settled_by = "ack".into();
+                        o.filled_at_ms = Some(now_ms);
                         self.record_fill(tx, &account, &o, device, now_ms)?;
                     }
                     Outcome::Rejected
@@ -1440,6 +1561,9 @@ impl Node {
                 })?;
             acc.market_ms = acc.market_ms.max(s.terminal_time_ms);
             let market = acc.market_ms;
+            merge_tick_values(&mut acc, &s, market);
+            acc.pending_orders =
+                s.pending.iter().filter(|o| self.is_ours(o.magic, &o.comment)).cloned().collect();
             let mut out = Vec::new();
             let mut seen = HashSet::new();
             for p in &s.positions {
@@ -1982,10 +2106,13 @@ impl Node {
                 open_symbols.push(x.symbol.clone());
             }
         }
+        open_symbols.extend(acc.pending_orders.iter().map(|o| o.symbol.clone()));
         let quotes: BTreeMap<String, crate::orders::Quote> = mem
             .map(|m| m.quotes.iter().map(|(k, (_, q))| (k.clone(), *q)).collect())
             .unwrap_or_default();
         let equity = acc.equity.unwrap_or_default();
+        let tick_values: Vec<ea::TickValue> =
+            acc.tick_values.values().map(|(_, tv)| tv.clone()).collect();
         let day_start = acc.day_start_equity.map(|e| policy::risk::DayStart {
             day_start_ms: policy::risk::server_day_start_ms(market, acc.server_utc_offset_s),
             equity: e,
@@ -1994,7 +2121,7 @@ impl Node {
             signal,
             provider_lots,
             specs: &acc.symbols,
-            tick_values: &[],
+            tick_values: &tick_values,
             quotes: &quotes,
             balance: acc.balance.unwrap_or_default(),
             equity,

@@ -2,7 +2,9 @@
 //! chromedriver's WebDriver API (plain HTTP + JSON), against a real node beside the simulated
 //! terminal. The trader opens the login URL, sees a pending signal with its countdown, clicks
 //! Approve, and sees the position open; changes the lot mode in the settings form and sees the
-//! next order sized by it; a screenshot of every page goes to `test-artifacts/`.
+//! next order sized by it; watches the drawdown guard trip (the lock appears in the open page by
+//! itself) and unlocks it; reads skips in the copy log; makes an EA key. A whole-page screenshot
+//! of every page goes to `test-artifacts/`.
 //! Needs `chromium` and `chromium-driver` (apt); `.ci/run` installs them.
 
 use std::path::PathBuf;
@@ -108,9 +110,20 @@ impl Driver {
         self.cmd(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
     }
 
-    /// Saves a PNG screenshot under `test-artifacts/`; its path.
+    /// Saves a PNG screenshot of the whole page under `test-artifacts/` (the window grown to
+    /// the page's height for the shot); its path.
     async fn screenshot(&self, name: &str) -> PathBuf {
+        let height = self
+            .js("return document.documentElement.scrollHeight")
+            .await
+            .as_i64()
+            .unwrap_or(1000)
+            .clamp(1000, 4000);
+        let rect = |h: i64| Some(json!({"width": 1366, "height": h}));
+        self.cmd(reqwest::Method::POST, "/window/rect", rect(height + 90)).await;
+        self.js("window.scrollTo(0, 0); return true;").await;
         let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        self.cmd(reqwest::Method::POST, "/window/rect", rect(1000)).await;
         let png = base64(v.as_str().expect("base64"));
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
@@ -291,6 +304,122 @@ async fn slow_browser_approves_a_pending_signal_and_sees_the_position() {
         "the next order used the new lot mode"
     );
     // The strict CSP let every script and style of the page run: no violation in the console.
+    let console = b.console().await;
+    let violations: Vec<_> = console
+        .iter()
+        .filter(|m| m.contains("Content Security Policy") || m.contains("Refused"))
+        .collect();
+    assert!(violations.is_empty(), "{violations:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_browser_shows_the_drawdown_lock_live_and_the_trader_unlocks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A 1 % cap, auto mode: a 3-lot position trips it within a few bars.
+    let node = TestNode::start(dir.path(), |c| c.drawdown_max_pct = Decimal::ONE).await;
+    let mut rig = Rig::new(&node.ea_url(), &node.key_id, &node.secret, 800);
+    for _ in 0..30 {
+        rig.replay.advance().expect("advance");
+        rig.catch_up(20).await;
+    }
+    let b = Driver::start().await;
+    b.go(&tradecast_node::ui::login_url(node.running.api_addr, &node.token)).await;
+    assert!(b.until("return document.body.textContent.includes('No open position.')").await);
+
+    let ask = lock(&rig.broker).quote("EURUSD").expect("quote").ask;
+    let (status, v) = node
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/signals",
+            Some(json!({
+                "symbol": "EURUSD", "timeframe": "H1", "side": "buy",
+                "entry": ask.to_string(), "stop": (ask - Decimal::new(200, 4)).to_string(),
+                "tp1": (ask + Decimal::new(200, 4)).to_string(), "volume": "3.00", "execute": true
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    for _ in 0..3 {
+        let _ = rig.terminal.step().await;
+    }
+    assert_eq!(rig.open_positions().len(), 1);
+    // Live: the page shows the position without a reload (server-sent refresh).
+    assert!(b.until("return !!document.getElementById('close-all')").await, "position listed");
+    b.screenshot("dashboard-open-position").await;
+
+    let account = node.running.node.pick_account(None).expect("account");
+    let mut locked = false;
+    for _ in 0..400 {
+        rig.replay.advance().expect("advance");
+        let _ = rig.terminal.step().await;
+        if node.running.node.account(&account).expect("account").expect("row").locked {
+            locked = true;
+            break;
+        }
+    }
+    assert!(locked, "the guard never tripped");
+    for _ in 0..2 {
+        let _ = rig.terminal.step().await;
+    }
+    assert!(rig.open_positions().is_empty(), "the guard flattened Tradecast's book");
+    // The lock appears in the open page by itself (SSE → htmx re-render), with its reason.
+    assert!(
+        b.until("var e = document.getElementById('guard-lock'); return !!e && e.textContent.includes('drawdown guard: equity')").await,
+        "the lock banner"
+    );
+    assert!(b.until("return document.body.textContent.includes('No open position.')").await);
+    let shot = b.screenshot("dashboard-locked").await;
+    println!("screenshot: {}", shot.display());
+
+    // The trader unlocks from the banner (a confirm dialog first).
+    b.click("#unlock").await;
+    b.cmd(reqwest::Method::POST, "/alert/accept", Some(json!({}))).await;
+    assert!(
+        b.until("return document.body.textContent.includes('Auto mode unlocked') && !document.getElementById('guard-lock')").await,
+        "unlocked in the page"
+    );
+    assert!(!node.running.node.account(&account).expect("account").expect("row").locked);
+
+    // Skips read as sentences in the copy log, each with its steps.
+    let market = node.running.node.market_ms(&account).expect("market");
+    let ask = lock(&rig.broker).quote("EURUSD").expect("quote").ask;
+    for extra in
+        [json!({"expires_at_ms": market - 90_000}), json!({"bar_time_ms": market - 7_200_000})]
+    {
+        let mut body = json!({
+            "symbol": "EURUSD", "timeframe": "H1", "side": "sell",
+            "entry": ask.to_string(), "stop": (ask + Decimal::new(200, 4)).to_string(),
+            "tp1": (ask - Decimal::new(300, 4)).to_string(), "volume": "0.10", "execute": true
+        });
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let (status, v) = node.api(reqwest::Method::POST, "/api/v1/signals", Some(body)).await;
+        assert_eq!(status, 201, "{v}");
+        assert!(v["skipped"].as_str().is_some_and(|l| l.starts_with("skipped: signal")), "{v}");
+    }
+    b.go(&node.api_url("/copy-log")).await;
+    assert!(
+        b.until("return document.body.textContent.includes('skipped: signal expired 90 s ago')")
+            .await
+    );
+    assert!(
+        b.until(
+            "return document.body.textContent.includes('skipped: signal 3600 s old, limit 60 s')"
+        )
+        .await
+    );
+    b.js("document.querySelector('details').open = true; return true;").await;
+    b.screenshot("copy-log-skips").await;
+
+    // The closing deal is in the history; a new EA key shows its secret once.
+    b.go(&node.api_url("/history")).await;
+    assert!(b.until("return document.body.textContent.includes('EURUSD')").await);
+    b.screenshot("history-after-guard").await;
+    b.go(&node.api_url("/settings")).await;
+    b.click("#new-ea-key").await;
+    assert!(b.until("return !!document.getElementById('new-secret')").await, "the secret shows");
+    b.screenshot("settings-new-key").await;
     let console = b.console().await;
     let violations: Vec<_> = console
         .iter()

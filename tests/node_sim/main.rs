@@ -6,9 +6,11 @@ mod browser;
 mod conformance;
 mod crash;
 mod faults;
+mod hub_ui;
 mod policy;
 mod replay;
 mod rig;
+mod rules;
 mod ui;
 
 use std::net::SocketAddr;

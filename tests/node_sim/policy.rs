@@ -282,3 +282,50 @@ async fn a_lot_mode_saved_through_the_api_sizes_the_next_order() {
     assert_eq!((status, problem["code"].as_str()), (422, Some("invalid-policy")), "{problem}");
     assert_eq!(s.node.running.node.policy().expect("policy"), p);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_approval_is_a_request_honoured_only_when_enabled_and_within_the_policy() {
+    let remote = |c: &mut Config| {
+        c.policy.approval.mode = ApprovalMode::Manual;
+        c.policy.approval.remote_approval = true;
+    };
+    let mut s = scene(remote, |_| {}).await;
+    let v = s.buy("0.10", None).await;
+    let id = v["signal"]["id"].as_str().expect("id").to_owned();
+    let policy = s.node.running.node.policy().expect("policy");
+
+    // The trader excludes EURUSD while the signal waits: a remote approval is now outside the
+    // policy, refused, and the signal still waits (only the trader's rules decide).
+    let mut excluded = policy.clone();
+    excluded.symbols.exclude = vec!["EURUSD".into()];
+    let body = serde_json::to_value(&excluded).expect("json");
+    let (status, _) = s.node.api(reqwest::Method::PUT, "/api/v1/policy", Some(body)).await;
+    assert_eq!(status, 200);
+    let (status, p) =
+        s.decide(&id, "approve", serde_json::json!({"user": "tg:42", "via": "telegram"})).await;
+    assert_eq!((status, p["code"].as_str()), (409, Some("outside-policy")), "{p}");
+    assert!(p["detail"].as_str().is_some_and(|d| d.contains("exclude list")), "{p}");
+    s.steps(3).await;
+    assert!(s.rig.open_positions().is_empty());
+
+    // Back within the policy, the same remote request is honoured, signed, and executed.
+    let body = serde_json::to_value(&policy).expect("json");
+    let (status, _) = s.node.api(reqwest::Method::PUT, "/api/v1/policy", Some(body)).await;
+    assert_eq!(status, 200);
+    let (status, a) =
+        s.decide(&id, "approve", serde_json::json!({"user": "tg:42", "via": "telegram"})).await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["decision"], "approved", "{a}");
+    assert!(
+        a["reason"].as_str().is_some_and(|r| r.contains("by remote request via telegram")),
+        "{a}"
+    );
+    s.steps(4).await;
+    assert_eq!(s.rig.open_positions().len(), 1, "filled once approved");
+    // The copy log's decision column and the approval record name the channel.
+    let approvals = s.node.running.node.approvals().expect("approvals");
+    let row = approvals.iter().find(|r| r.pending.signal_id.to_hex() == id).expect("approval");
+    let d = row.pending.decided().expect("decided");
+    assert_eq!(d.decision, Decision::Approved);
+    assert!(d.reason.contains("telegram"), "{d:?}");
+}

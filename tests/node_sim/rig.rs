@@ -20,6 +20,23 @@ pub const LOGIN: u64 = 8_000_001;
 /// The EA's magic input.
 pub const MAGIC: u32 = 20_260_101;
 
+/// How the simulated broker names the file's EURUSD and which currency the account keeps.
+pub struct Broking {
+    /// The broker's name for EURUSD (`EURUSD`, `EURUSD.m`, …).
+    pub symbol: String,
+    /// The account currency (`USD`: a EURUSD lot's tick value is fixed; `EUR`: it moves with
+    /// the rate).
+    pub currency: String,
+    /// More Market Watch symbols, with no price feed.
+    pub unquoted: Vec<String>,
+}
+
+impl Default for Broking {
+    fn default() -> Self {
+        Broking { symbol: "EURUSD".into(), currency: "USD".into(), unquoted: Vec::new() }
+    }
+}
+
 /// Broker, feed and terminal.
 pub struct Rig {
     pub broker: SharedBroker,
@@ -42,11 +59,23 @@ impl Rig {
         n_bars: usize,
         edit: impl FnOnce(&mut TerminalConfig),
     ) -> Rig {
+        Rig::at_broker(url, key_id, secret, n_bars, &Broking::default(), edit)
+    }
+
+    /// As [`Rig::with`], the broker's symbol name and the account's currency chosen.
+    pub fn at_broker(
+        url: &str,
+        key_id: &str,
+        secret: &str,
+        n_bars: usize,
+        broking: &Broking,
+        edit: impl FnOnce(&mut TerminalConfig),
+    ) -> Rig {
         let text = std::fs::read_to_string(crate::replay::eurusd()).expect("EURUSD file");
         let head: Vec<&str> = text.lines().take(n_bars + 1).collect();
         let spread = SpreadModel { base_points: 10, ..SpreadModel::default() };
         let feed = Feed::from_file(
-            "EURUSD",
+            &broking.symbol,
             head.join("\n").as_bytes(),
             &ParseOptions { utc_offset_seconds: 0 },
             spread,
@@ -54,11 +83,14 @@ impl Rig {
         )
         .expect("feed");
         let mut broker = Broker::new(BrokerConfig::default());
-        broker.add_symbol(SymbolConfig::forex("EURUSD", 5));
+        broker.add_symbol(SymbolConfig::forex(&broking.symbol, 5));
+        for name in &broking.unquoted {
+            broker.add_symbol(SymbolConfig::forex(name, 5));
+        }
         broker
             .open_account(AccountConfig {
                 login: LOGIN,
-                currency: "USD".into(),
+                currency: broking.currency.clone(),
                 leverage: 100,
                 margin_mode: MarginMode::Hedging,
                 balance: Decimal::from(10_000),

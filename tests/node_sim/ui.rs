@@ -168,7 +168,7 @@ async fn the_login_url_sets_a_strict_cookie_and_pages_need_it() {
     assert!(CSP.contains("script-src 'self'") && !CSP.contains("unsafe-inline"));
     assert!(!body.contains("<script>") && !body.contains("style=\""), "nothing inline");
     // The node's real figures: the sim's account has a 10,000 USD balance.
-    assert!(body.contains("10000.00 USD") || body.contains("10000 USD"), "{body}");
+    assert!(body.contains("10,000.00 USD"), "{body}");
     assert!(body.contains("EA link up"), "{body}");
     // Vendored assets and their licences are served (no session needed).
     let r = s.http.get(s.url("/assets/vendor/htmx.min.js")).send().await.expect("asset");
@@ -322,4 +322,177 @@ async fn the_event_stream_sends_refresh() {
         .expect("stream")
         .expect("a chunk");
     assert!(String::from_utf8_lossy(&chunk).contains("event: refresh"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settings_page_edits_symbols_and_switches_and_leaves_unsent_fields_alone() {
+    let mut s = scene().await;
+    let _ = s.buy().await; // a signal for EURUSD: the symbol table lists it
+    let cookie = s.login().await;
+    let (status, _, body) = s.page(&cookie, "/settings").await;
+    assert_eq!(status, 200);
+    for section in ["Symbols", "EA keys", "Hub connection", "Market and timing", "Lot size", "Risk"]
+    {
+        assert!(body.contains(section), "{section}");
+    }
+    assert!(
+        body.contains("name=\"sym_listed\" value=\"EURUSD\""),
+        "EURUSD in the switches: {body}"
+    );
+    assert!(body.contains("Not enrolled"), "the hub block says so: {body}");
+    // The settings page is not re-rendered under the trader's fingers by live refresh.
+    assert!(!body.contains("hx-trigger=\"tc-refresh from:body\""), "{body}");
+    let csrf = csrf_of(&body);
+    let before = s.node.running.node.policy().expect("policy");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("symbol_map", "GER40 = DE40.cash\r\nxauusd=GOLD\r\n"),
+        ("include", "EURUSD, GBPUSD GER40"),
+        ("sym_listed", "EURUSD"),
+        ("sym_listed", "GBPUSD"),
+        ("sym_on", "EURUSD"),
+        ("max_price_move_points", "15"),
+        ("lot_max", "2.5"),
+        ("split", "halves"),
+        ("copy_partial_closes", "off"),
+        ("daily_loss_limit_money", "250"),
+    ];
+    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form(&form).send().await;
+    let r = r.expect("post");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let p = s.node.running.node.policy().expect("policy");
+    assert_eq!(
+        p.symbols.map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(),
+        vec![("GER40", "DE40.cash"), ("XAUUSD", "GOLD")]
+    );
+    assert_eq!(p.symbols.include, vec!["EURUSD", "GBPUSD", "GER40"]);
+    assert!(p.symbols.rule("EURUSD").enabled);
+    assert!(!p.symbols.rule("GBPUSD").enabled, "unticked: switched off");
+    assert_eq!(p.max_price_move_points, Some(15));
+    assert_eq!(p.lot_max, Some(Decimal::new(25, 1)));
+    assert_eq!(p.split, tradecast_node::orders::Split::Halves);
+    assert!(!p.copy_partial_closes);
+    assert_eq!(p.risk.daily_loss_limit_money, Some(Decimal::from(250)));
+    // What the form did not send kept its value.
+    assert_eq!(
+        (p.lot.clone(), p.copy_sl, p.approval.clone()),
+        (before.lot, before.copy_sl, before.approval)
+    );
+    let (_, _, page) = s.page(&cookie, "/settings").await;
+    assert!(page.contains("GER40 = DE40.cash"), "the map shows as saved");
+    // A malformed map line is refused with its line number, nothing saved.
+    let bad = [("csrf", csrf.as_str()), ("symbol_map", "EURUSD EURUSD.m")];
+    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form(&bad).send().await;
+    let r = r.expect("post");
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.expect("body").contains("symbol map, line 1"));
+    assert_eq!(s.node.running.node.policy().expect("policy"), p);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ea_key_made_in_the_ui_shows_its_secret_once_and_a_revoked_key_is_refused() {
+    let s = scene().await;
+    let cookie = s.login().await;
+    let (_, _, body) = s.page(&cookie, "/settings").await;
+    let csrf = csrf_of(&body);
+    assert!(body.contains(&s.node.key_id), "the rig's key is listed");
+    let r = s
+        .http
+        .post(s.url("/ui/ea-keys"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store", "the secret is never cached");
+    let page = r.text().await.expect("body");
+    let secret = page
+        .split("id=\"new-secret\">")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .expect("the secret shown")
+        .to_owned();
+    assert!(secret.starts_with("tcs_"), "{secret}");
+    let keys = s.node.running.node.ea_key_ids();
+    assert_eq!(keys.len(), 2);
+    // Shown once: the page reloaded does not show it.
+    let (_, _, again) = s.page(&cookie, "/settings").await;
+    assert!(!again.contains(&secret));
+    // Without the CSRF token nothing is made.
+    let r = s.http.post(s.url("/ui/ea-keys")).header(COOKIE, &cookie).send().await.expect("post");
+    assert_eq!(r.status(), 403);
+    assert_eq!(s.node.running.node.ea_key_ids().len(), 2);
+
+    // Revoking the rig's key: the EA's next call is refused.
+    let path = format!("/ui/ea-keys/{}/revoke", s.node.key_id);
+    let r = s
+        .http
+        .post(s.url(&path))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("body").contains("revoked"));
+    assert!(!s.node.running.node.ea_key_ids().contains(&s.node.key_id));
+    let mut rig = Rig::new(&s.node.ea_url(), &s.node.key_id, &s.node.secret, 50);
+    rig.replay.advance().expect("advance");
+    assert!(rig.terminal.step().await.is_err(), "a revoked key is refused");
+    // Through the API too: an unknown key is 404.
+    let (status, p) = s
+        .node
+        .api(reqwest::Method::DELETE, &format!("/api/v1/ea-keys/{}", s.node.key_id), None)
+        .await;
+    assert_eq!((status, p["code"].as_str()), (404, Some("no-such-key")), "{p}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ui_session_survives_a_node_restart_and_ends_at_sign_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = TestNode::start(dir.path(), |_| {}).await;
+    let http = client();
+    let login = tradecast_node::ui::login_url(node.running.api_addr, &node.token);
+    let r = http.get(login).send().await.expect("login");
+    let set = r.headers()[SET_COOKIE].to_str().expect("cookie").to_owned();
+    assert!(set.contains("Max-Age="), "{set}");
+    let cookie = set.split(';').next().expect("pair").to_owned();
+    let id = cookie.split_once('=').expect("id").1.to_owned();
+    // The store keeps a hash of the session id, never the id itself.
+    let stored = std::fs::read(dir.path().join("node.redb")).expect("store file");
+    assert!(
+        !stored.windows(id.len()).any(|w| w == id.as_bytes()),
+        "the cookie is not in the store"
+    );
+
+    let TestNode { running, shutdown, .. } = node;
+    shutdown.trigger();
+    running.join().await.expect("stopped");
+    let config = tradecast_node::config::Config {
+        ea_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        api_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..tradecast_node::config::Config::default()
+    };
+    let shutdown = tradecast_node::serve::tokio_util_shutdown::Shutdown::new();
+    let running =
+        tradecast_node::serve::start(dir.path(), &config, shutdown.clone()).await.expect("restart");
+    let url = |p: &str| format!("http://{}{p}", running.api_addr);
+    let r = http.get(url("/settings")).header(COOKIE, &cookie).send().await.expect("page");
+    assert_eq!(r.status(), 200, "still signed in after the restart");
+    let body = r.text().await.expect("body");
+    let csrf = csrf_of(&body);
+    let r = http
+        .post(url("/ui/logout"))
+        .header(COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()[SET_COOKIE].to_str().expect("cookie").contains("Max-Age=0"));
+    let r = http.get(url("/")).header(COOKIE, &cookie).send().await.expect("page");
+    assert_eq!(r.status(), 401, "signed out");
+    shutdown.trigger();
+    running.join().await.expect("stopped");
 }

@@ -55,7 +55,9 @@
 //! 12. `order`: [`crate::orders::build_order`] rounds the levels to ticks, checks the sides, the
 //!     broker's stops level and `min_rr` (after rounding and the spread); the lot mode sizes the
 //!     lot ([`sizing`]), clamped to `lot_min`/`lot_max`, the volume step and the broker's
-//!     min/max; the money lost at the stop is at most `max_risk_pct` of equity.
+//!     min/max; the money lost at the stop is at most `max_risk_pct` of equity. The loss tick
+//!     value is the broker's current one from [`EvaluationInput::tick_values`] (the EA's state
+//!     pushes and the specs the node asks for), else the spec's; the step says which.
 //!
 //! `reverse` swaps the side and the stop with tp1 before steps 11–12, so every check applies to
 //! the order actually sent. `copy_sl`/`copy_tp` decide whether the legs carry the stop and the
@@ -910,12 +912,14 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
             expires_unix_ms: signal.expires_at_ms,
         }
     };
-    let tick_value_loss = input
+    // The broker's current loss tick value (a state push) over the spec's (hello), which goes
+    // stale on a cross pair; a value that cannot size anything is not used.
+    let (tick_value_loss, tick_value_source) = input
         .tick_values
         .iter()
-        .find(|t| t.symbol == symbol)
-        .map(|t| t.tick_value_loss)
-        .unwrap_or(spec.tick_value_loss);
+        .find(|t| t.symbol == symbol && t.tick_value_loss > Decimal::ZERO)
+        .map(|t| (t.tick_value_loss, "current"))
+        .unwrap_or((spec.tick_value_loss, "from the symbol's spec"));
     let order_spec = SymbolSpec {
         point: spec.point,
         tick_size: spec.tick_size,
@@ -952,13 +956,14 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
     rec.pass(
         Rule::Order,
         format!(
-            "{} {} lots ({lot_mode}), stop {} tp {}, risk {}, reward/risk {}",
+            "{} {} lots ({lot_mode}), stop {} tp {}, risk {}, reward/risk {}, loss tick value {} ({tick_value_source})",
             kind_name(kind),
             order.volume,
             order.stop,
             order.tp1,
             order.risk_money,
-            order.rr.round_dp(2)
+            order.rr.round_dp(2),
+            tick_value_loss.normalize()
         ),
     );
     let legs = order

@@ -192,7 +192,7 @@ fn the_base_scenario_is_accepted_with_every_step_recorded() {
             "within the limit",
             "0 open",
             "fill 1.10002, 2 points from the entry 1.10000",
-            "buy 0.98 lots (1 % of equity at risk), stop 1.09900 tp 1.10200, risk 99.96, reward/risk 1.94",
+            "buy 0.98 lots (1 % of equity at risk), stop 1.09900 tp 1.10200, risk 99.96, reward/risk 1.94, loss tick value 1 (from the symbol's spec)",
         ]
     );
     assert_eq!(e.log_line(), "accepted: EURUSD.m buy 0.98 lots at 1.10002");
@@ -481,6 +481,28 @@ fn the_order_rules_from_build_order() {
         },
         "accepted: EURUSD.m buy 0.49 lots at 1.10002",
     );
+    // A current tick value of another symbol, or one of zero, leaves the spec's in use.
+    for (symbol, value) in [("GBPUSD", "2"), ("EURUSD.m", "0")] {
+        let mut s = base();
+        s.tick_values = vec![ea::TickValue {
+            symbol: symbol.into(),
+            tick_value_profit: d(value),
+            tick_value_loss: d(value),
+        }];
+        let e = s.run();
+        let order = e.steps.iter().find(|st| st.rule == Rule::Order).expect("order step");
+        assert!(order.detail.contains("0.98 lots"), "{order:?}");
+        assert!(order.detail.ends_with("loss tick value 1 (from the symbol's spec)"), "{order:?}");
+    }
+    let mut s = base();
+    s.tick_values = vec![ea::TickValue {
+        symbol: "EURUSD.m".into(),
+        tick_value_profit: d("2"),
+        tick_value_loss: d("2"),
+    }];
+    let e = s.run();
+    let order = e.steps.iter().find(|st| st.rule == Rule::Order).expect("order step");
+    assert!(order.detail.ends_with("loss tick value 2 (current)"), "{order:?}");
 }
 
 #[test]

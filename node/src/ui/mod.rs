@@ -6,14 +6,18 @@
 //! Pages: `/` (dashboard: balance/equity/margin, health, pending signals with approve/reject and
 //! a countdown on the market clock, open positions with floating P&L, the equity and drawdown
 //! chart), `/copy-log`, `/history` (closed trades, per-symbol stats, daily/weekly/monthly P&L),
-//! `/settings` (the copy policy). `/ui/events` is a server-sent-event stream (`refresh` on every
-//! change the node commits, and every few seconds); the page's `<main>` re-renders through htmx.
+//! `/settings` (the whole copy policy, EA keys, the hub connection). `/ui/events` is a
+//! server-sent-event stream (`refresh` on every change the node commits, and every few seconds);
+//! the page's `<main>` and health header re-render through htmx (not on the settings form).
+//! Actions (POST, CSRF-checked): approve/reject, unlock, close-all, create/revoke an EA key,
+//! sign out.
 //!
 //! Safety of a loopback UI ([`guard`] on every request, API included):
 //! - the `Host` header must name the loopback address and port served (DNS rebinding);
 //! - `/login?token=<api token>` (the URL `tradecast-node ui-url` prints) opens a session: a
 //!   random id in a `SameSite=Strict; HttpOnly` cookie, the token leaves the address bar by a
-//!   redirect; sessions live in memory (a restart logs out);
+//!   redirect; the store keeps a BLAKE3 hash of each session id with its CSRF token (setting
+//!   `ui.sessions`), so a session survives a restart and lasts 30 days or until sign-out;
 //! - every state-changing request carries the session's CSRF token (`X-CSRF-Token` header, sent
 //!   by htmx from the body's `hx-headers`, or the form's `csrf` field) and, when the browser sends
 //!   one, an `Origin` equal to the served origin;
@@ -70,8 +74,8 @@ pub fn login_url(api_addr: SocketAddr, token: &str) -> String {
 pub struct Ui {
     node: Arc<Node>,
     token: Arc<Zeroizing<String>>,
-    /// Session id → its CSRF token.
-    sessions: Arc<Mutex<HashMap<String, String>>>,
+    /// BLAKE3 of the session id (hex) → the session, mirrored in the store.
+    sessions: Arc<Mutex<HashMap<String, StoredSession>>>,
     addr: SocketAddr,
 }
 
@@ -79,12 +83,62 @@ pub struct Ui {
 #[derive(Debug, Clone)]
 struct Session {
     csrf: String,
+    /// The key of the session in [`Ui::sessions`].
+    key: String,
+}
+
+/// A session as kept in the store's settings (`ui.sessions`): only a hash of the cookie's id,
+/// so the store file alone never holds a usable cookie.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+struct StoredSession {
+    csrf: String,
+    /// Wall clock when it was opened.
+    created_ms: i64,
+}
+
+/// The store setting holding the sessions.
+const SESSIONS_SETTING: &str = "ui.sessions";
+/// A session lasts this long after its login (wall clock); then the trader opens the URL again.
+pub const SESSION_TTL_MS: i64 = 30 * 86_400_000;
+/// Most sessions kept (the oldest goes first).
+const MAX_SESSIONS: usize = 16;
+
+fn session_key(id: &str) -> String {
+    blake3::hash(id.as_bytes()).to_hex().to_string()
 }
 
 impl Ui {
     /// The UI of `node`, served on `addr` (the bound address: the Host check needs its port).
+    /// Sessions opened before a restart are read back from the store and stay valid until
+    /// [`SESSION_TTL_MS`] after their login.
     pub fn new(node: Arc<Node>, token: Zeroizing<String>, addr: SocketAddr) -> Ui {
-        Ui { node, token: Arc::new(token), sessions: Arc::new(Mutex::new(HashMap::new())), addr }
+        let sessions = load_sessions(&node);
+        Ui { node, token: Arc::new(token), sessions: Arc::new(Mutex::new(sessions)), addr }
+    }
+
+    /// Writes the sessions to the store (dropping expired ones first).
+    fn persist(&self, sessions: &mut HashMap<String, StoredSession>) {
+        let now = crate::runtime::wall_ms();
+        sessions.retain(|_, s| now.saturating_sub(s.created_ms) < SESSION_TTL_MS);
+        while sessions.len() > MAX_SESSIONS {
+            let Some(oldest) =
+                sessions.iter().min_by_key(|(_, s)| s.created_ms).map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            sessions.remove(&oldest);
+        }
+        let text = match serde_json::to_string(&*sessions) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(target: "tradecast::ui", error = %e, "sessions not saved");
+                return;
+            }
+        };
+        if let Err(e) = self.node.store().write(|tx| tx.set_setting(SESSIONS_SETTING, &text)) {
+            // Sessions then last until the node stops.
+            tracing::error!(target: "tradecast::ui", error = %e, "sessions not saved");
+        }
     }
 
     /// The UI's routes (pages, assets, login, events, actions); merge with the API's.
@@ -94,6 +148,11 @@ impl Ui {
             .route("/copy-log", get(copy_log))
             .route("/history", get(history))
             .route("/settings", get(settings).post(save_settings))
+            .route("/ui/ea-keys", post(create_ea_key))
+            .route("/ui/ea-keys/{id}/revoke", post(revoke_ea_key))
+            .route("/ui/logout", post(logout))
+            .route("/ui/unlock", post(unlock))
+            .route("/ui/close-all", post(close_all))
             .route("/ui/events", get(events))
             .route("/ui/equity.json", get(equity_json))
             .route("/ui/signals/{id}/approve", post(approve))
@@ -127,8 +186,30 @@ impl Ui {
 
     fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let id = cookie(headers, SESSION_COOKIE)?;
+        let key = session_key(&id);
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.get(&id).map(|csrf| Session { csrf: csrf.clone() })
+        let s = sessions.get(&key)?;
+        if crate::runtime::wall_ms().saturating_sub(s.created_ms) >= SESSION_TTL_MS {
+            return None;
+        }
+        Some(Session { csrf: s.csrf.clone(), key })
+    }
+}
+
+/// The sessions in the store; none when the setting is missing or unreadable (the trader signs
+/// in again).
+fn load_sessions(node: &Node) -> HashMap<String, StoredSession> {
+    let text = node.store().read().and_then(|v| v.setting(SESSIONS_SETTING));
+    match text {
+        Ok(Some(t)) => serde_json::from_str(&t).unwrap_or_else(|e| {
+            tracing::warn!(target: "tradecast::ui", error = %e, "stored UI sessions unreadable: signed out");
+            HashMap::new()
+        }),
+        Ok(None) => HashMap::new(),
+        Err(e) => {
+            tracing::warn!(target: "tradecast::ui", error = %e, "stored UI sessions unreadable: signed out");
+            HashMap::new()
+        }
     }
 }
 
@@ -244,8 +325,16 @@ async fn login(State(ui): State<Ui>, Query(q): Query<LoginQuery>) -> Response {
     let (Some(id), Some(csrf)) = (random_hex(), random_hex()) else {
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "no randomness; try again");
     };
-    ui.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), csrf);
-    let cookie = format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict");
+    {
+        let mut sessions = ui.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let created_ms = crate::runtime::wall_ms();
+        sessions.insert(session_key(&id), StoredSession { csrf, created_ms });
+        ui.persist(&mut sessions);
+    }
+    let cookie = format!(
+        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        SESSION_TTL_MS / 1_000
+    );
     let mut resp = Redirect::to("/").into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -258,7 +347,7 @@ fn html(markup: maud::Markup) -> Response {
 }
 
 fn session_of(req: &axum::http::Extensions) -> Session {
-    req.get::<Session>().cloned().unwrap_or(Session { csrf: String::new() })
+    req.get::<Session>().cloned().unwrap_or(Session { csrf: String::new(), key: String::new() })
 }
 
 async fn dashboard(State(ui): State<Ui>, req: Request) -> Response {
@@ -341,17 +430,19 @@ async fn reject(
     decide(ui, session, headers, id, Verdict::Reject, form.map(|f| f.0).unwrap_or_default()).await
 }
 
+fn csrf_refused() -> Response {
+    plain(StatusCode::FORBIDDEN, "refused: missing or wrong CSRF token; reload the page")
+}
+
 async fn save_settings(
     State(ui): State<Ui>,
     axum::Extension(session): axum::Extension<Session>,
     headers: HeaderMap,
-    Form(form): Form<pages::SettingsForm>,
+    form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    if !csrf_ok(&session, &headers, form.csrf.as_deref()) {
-        return plain(
-            StatusCode::FORBIDDEN,
-            "refused: missing or wrong CSRF token; reload the page",
-        );
+    let form = pages::SettingsForm::from_pairs(form.map(|f| f.0).unwrap_or_default());
+    if !csrf_ok(&session, &headers, form.csrf()) {
+        return csrf_refused();
     }
     let result = ui
         .node
@@ -362,7 +453,138 @@ async fn save_settings(
     let status = if result.is_ok() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let notice =
         result.map(|_| "Saved: the next signal is evaluated under these settings.".to_owned());
-    (status, html(pages::settings(&ui.node, &session.csrf, Some(notice)))).into_response()
+    let page = pages::settings(&ui.node, &session.csrf, Some(pages::SettingsNotice::Saved(notice)));
+    (status, html(page)).into_response()
+}
+
+/// A form that carries only the CSRF token.
+#[derive(Debug, Default, Deserialize)]
+struct TokenForm {
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+async fn create_ea_key(
+    State(ui): State<Ui>,
+    axum::Extension(session): axum::Extension<Session>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    if !csrf_ok(&session, &headers, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    let notice = match ui.node.new_ea_key() {
+        Ok(k) => {
+            pages::SettingsNotice::NewKey { key_id: k.key_id.clone(), secret: k.secret.to_string() }
+        }
+        Err(e) => {
+            tracing::error!(target: "tradecast::ui", error = %e, "EA key not created");
+            pages::SettingsNotice::Saved(Err(
+                "The key could not be created; see the node's log.".into()
+            ))
+        }
+    };
+    html(pages::settings(&ui.node, &session.csrf, Some(notice)))
+}
+
+async fn revoke_ea_key(
+    State(ui): State<Ui>,
+    Path(id): Path<String>,
+    axum::Extension(session): axum::Extension<Session>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    if !csrf_ok(&session, &headers, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    let (status, notice) = match ui.node.revoke_ea_key(&id) {
+        Ok(true) => (
+            StatusCode::OK,
+            Ok(format!("Key {id} revoked: the EA holding it is refused from its next call.")),
+        ),
+        Ok(false) => (StatusCode::NOT_FOUND, Err(format!("No key {id}."))),
+        Err(e) => {
+            tracing::error!(target: "tradecast::ui", error = %e, "EA key not revoked");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Err("The key could not be revoked; see the node's log.".into()),
+            )
+        }
+    };
+    let page = pages::settings(&ui.node, &session.csrf, Some(pages::SettingsNotice::Saved(notice)));
+    (status, html(page)).into_response()
+}
+
+async fn unlock(
+    State(ui): State<Ui>,
+    axum::Extension(session): axum::Extension<Session>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    account_action(ui, session, headers, form, |node, account| {
+        node.unlock(account)
+            .map(|()| "Auto mode unlocked: accepted signals are approved by rule again.".to_owned())
+    })
+}
+
+async fn close_all(
+    State(ui): State<Ui>,
+    axum::Extension(session): axum::Extension<Session>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    account_action(ui, session, headers, form, |node, account| {
+        node.close_all(account, "closed by the trader in the UI")
+            .map(|_| "Close-all sent: the EA closes Tradecast's positions and pending orders at its next poll.".to_owned())
+    })
+}
+
+/// A dashboard button acting on the account (the only one, as the dashboard shows it).
+fn account_action(
+    ui: Ui,
+    session: Session,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+    act: impl FnOnce(&Node, &str) -> Result<String, crate::runtime::NodeError>,
+) -> Response {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    if !csrf_ok(&session, &headers, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    let notice =
+        ui.node.pick_account(None).and_then(|a| act(&ui.node, &a)).map_err(|e| e.to_string());
+    let status = if notice.is_ok() { StatusCode::OK } else { StatusCode::CONFLICT };
+    (status, html(pages::dashboard(&ui.node, &session.csrf, Some(notice)))).into_response()
+}
+
+async fn logout(
+    State(ui): State<Ui>,
+    axum::Extension(session): axum::Extension<Session>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    if !csrf_ok(&session, &headers, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    {
+        let mut sessions = ui.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.remove(&session.key);
+        ui.persist(&mut sessions);
+    }
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        pages::signed_out().into_string(),
+    )
+        .into_response();
+    let expire = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(v) = HeaderValue::from_str(&expire) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
 }
 
 async fn events(State(ui): State<Ui>) -> impl IntoResponse {

@@ -169,9 +169,13 @@ impl Link {
         self.call(Call::Hello, &h).await
     }
 
+    /// A poll; the node's periodic spec requests (fresh tick values for sizing, tested in the
+    /// root `node_sim rules`) are left out of the answer's commands.
     async fn poll(&mut self, session: &str, wait_ms: u32, terminal_time_ms: i64) -> PollAnswer {
         let p = Poll { session_id: session.to_owned(), wait_ms, terminal_time_ms };
-        self.call(Call::Poll, &p).await
+        let mut a: PollAnswer = self.call(Call::Poll, &p).await;
+        a.commands.retain(|c| !matches!(c, ea::Command::RequestSpec { .. }));
+        a
     }
 }
 
