@@ -165,6 +165,8 @@ pub struct Report {
     /// them it holds the hub's verified receipt for.
     pub provider_records: usize,
     pub provider_receipts: usize,
+    /// Each node's hub link as its own health page shows it, at the end.
+    pub hub_links: Vec<(String, Option<bool>)>,
 }
 
 /// A running node of the demo.
@@ -1097,6 +1099,7 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
         lossy: proxy.as_ref().map(crate::lossy::Proxy::counts),
         provider_records,
         provider_receipts,
+        hub_links: all.iter().map(|n| (n.name.clone(), n.node().hub_connected())).collect(),
     };
     print_summary(&report, out);
 

@@ -78,6 +78,8 @@ fn check(report: &Report, lines: &[String]) {
     // they wrote (device keys, signals, approvals and executions, private records).
     assert!(report.chains_verified >= 9, "{} chains", report.chains_verified);
     assert!(lines.iter().any(|l| l.starts_with("Summary")), "{lines:#?}");
+    // Every node's health shows its hub link up.
+    assert!(report.hub_links.iter().all(|(_, up)| *up == Some(true)), "{:?}", report.hub_links);
     // The provider holds the hub's verified receipt for every record of its track record.
     assert!(report.provider_records >= report.signals.len());
     assert_eq!(report.provider_receipts, report.provider_records);
