@@ -4,6 +4,7 @@
 
 mod backtest;
 mod cli;
+mod feed;
 mod indicators;
 mod link;
 mod node_cli;
