@@ -524,12 +524,12 @@ fn int(name: &str, v: &str) -> Result<u32, String> {
 
 /// A comma- or space-separated list of symbols, upper-cased.
 fn symbol_list(v: &str) -> Vec<String> {
-    let mut out: Vec<String> = v
-        .split([',', ' ', '\n', '\r', '\t'])
-        .map(|s| s.trim().to_uppercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    out.dedup();
+    let mut out: Vec<String> = Vec::new();
+    for s in v.split([',', ' ', '\n', '\r', '\t']).map(|s| s.trim().to_uppercase()) {
+        if !s.is_empty() && !out.contains(&s) {
+            out.push(s);
+        }
+    }
     out
 }
 
@@ -743,6 +743,8 @@ struct SymbolLine {
     canonical: String,
     broker: Result<String, String>,
     enabled: bool,
+    /// Its own lot mode (`symbols.per_symbol.<SYM>.lot`), if any.
+    lot: Option<LotMode>,
 }
 
 /// The canonical symbols the trader may want to switch: the ones signals came for, the ones the
@@ -779,8 +781,8 @@ fn symbol_lines(node: &Node, p: &PolicySettings) -> Vec<SymbolLine> {
                 Ok(name) => Ok(name.to_owned()),
                 Err(e) => Err(e.to_string()),
             };
-            let enabled = p.symbols.rule(&canonical).enabled;
-            SymbolLine { canonical, broker, enabled }
+            let rule = p.symbols.rule(&canonical);
+            SymbolLine { canonical, broker, enabled: rule.enabled, lot: rule.lot }
         })
         .collect()
 }
@@ -901,7 +903,10 @@ pub fn settings(node: &Node, csrf: &str, notice: Option<SettingsNotice>) -> Mark
                             tr { th { "Symbol" } th { "At the broker" } th { "Copy" } }
                             @for l in &lines {
                                 tr {
-                                    td { (l.canonical) }
+                                    td {
+                                        (l.canonical)
+                                        @if let Some(lot) = &l.lot { div.hint { "own lot: " (lot) } }
+                                    }
                                     td {
                                         @match &l.broker {
                                             Ok(name) => span { (name) },
@@ -1041,4 +1046,99 @@ pub fn equity_series(node: &Node) -> EquitySeries {
         s.drawdown.push(dd);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().expect("decimal")
+    }
+
+    #[test]
+    fn amounts_read_like_money() {
+        for (v, want) in [
+            ("0", "0.00"),
+            ("5", "5.00"),
+            ("999.994", "999.99"),
+            ("1000", "1,000.00"),
+            ("1234567.891", "1,234,567.89"),
+            ("-1234.5", "-1,234.50"),
+            ("-0.004", "0.00"),
+            ("100000", "100,000.00"),
+        ] {
+            assert_eq!(amount(d(v)), want, "{v}");
+        }
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> SettingsForm {
+        SettingsForm::from_pairs(
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        )
+    }
+
+    #[test]
+    fn a_form_changes_only_what_it_sends() {
+        let base = PolicySettings::default();
+        assert_eq!(form(&[("csrf", "x")]).apply(base.clone()), Ok(base.clone()));
+        // A checkbox: the hidden `off`, then `on` when ticked; the last value wins.
+        let p = form(&[("reverse", "off"), ("reverse", "on"), ("copy_tp", "off")])
+            .apply(base.clone())
+            .expect("valid");
+        assert!(p.reverse && !p.copy_tp && p.copy_sl);
+        // Optional numbers: blank is none.
+        let p = form(&[("lot_max", "2"), ("max_price_move_points", "12")]).apply(base.clone());
+        let p = p.expect("valid");
+        assert_eq!((p.lot_max, p.max_price_move_points), (Some(d("2")), Some(12)));
+        let p = form(&[("lot_max", " "), ("max_price_move_points", "")]).apply(p).expect("valid");
+        assert_eq!((p.lot_max, p.max_price_move_points), (None, None));
+    }
+
+    #[test]
+    fn symbol_lists_maps_and_switches() {
+        let p = form(&[
+            ("symbol_map", "ger40 = DE40.cash\n\n XAUUSD=GOLD "),
+            ("include", "eurusd,GBPUSD  usdjpy\nEURUSD"),
+            ("sym_listed", "EURUSD"),
+            ("sym_listed", "usdjpy"),
+            ("sym_on", "EURUSD"),
+        ])
+        .apply(PolicySettings::default())
+        .expect("valid");
+        assert_eq!(p.symbols.map.get("GER40").map(String::as_str), Some("DE40.cash"));
+        assert_eq!(p.symbols.map.get("XAUUSD").map(String::as_str), Some("GOLD"));
+        assert_eq!(p.symbols.include, vec!["EURUSD", "GBPUSD", "USDJPY"]);
+        assert!(p.symbols.rule("EURUSD").enabled && !p.symbols.rule("USDJPY").enabled);
+        assert!(!p.symbols.per_symbol.contains_key("EURUSD"), "on and no own lot: no entry");
+        // Switched back on, the entry goes.
+        let p = form(&[("sym_listed", "USDJPY"), ("sym_on", "USDJPY")]).apply(p).expect("valid");
+        assert!(p.symbols.per_symbol.is_empty());
+        for (text, want) in [
+            ("EURUSD EURUSD.m", "symbol map, line 1"),
+            ("EURUSD = EURUSD.m\n= GOLD", "symbol map, line 2"),
+            ("EURUSD = EUR USD", "symbol map, line 1"),
+        ] {
+            let e = form(&[("symbol_map", text)]).apply(PolicySettings::default());
+            assert!(e.as_ref().is_err_and(|m| m.starts_with(want)), "{text:?}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn bad_numbers_and_invalid_policies_are_refused_in_words() {
+        let base = PolicySettings::default();
+        for (pairs, want) in [
+            (
+                vec![("max_open_positions", "five")],
+                "max open positions: \"five\" is not a whole number",
+            ),
+            (vec![("min_rr", "1,5")], "min reward/risk: \"1,5\" is not a number"),
+            (vec![("lot_mode", "fixed"), ("lot_value", "0")], "must be above 0"),
+            (vec![("lot_min", "2"), ("lot_max", "1")], "lot_min"),
+            (vec![("lot_mode", "risk_percent"), ("lot_value", "1"), ("copy_sl", "off")], "copy_sl"),
+        ] {
+            let e = form(&pairs).apply(base.clone());
+            assert!(e.as_ref().is_err_and(|m| m.contains(want)), "{pairs:?}: {e:?}");
+        }
+    }
 }
