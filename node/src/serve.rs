@@ -198,8 +198,6 @@ async fn start_sync(
         crate::sync::driver::SyncConfig::default(),
     );
     tracing::info!(target: "tradecast::node", hub = %pin.addr, "syncing with the hub over QUIC");
-    // The UI's health shows the hub link.
-    node.set_hub_link(sync.connected());
     // The UI's health and settings show whether the session is up.
     node.set_hub_link(sync.connected());
     // Every commit of the node may have appended records: nudge the client at once instead of
