@@ -6,7 +6,7 @@
 //! Pages: `/` (dashboard: balance/equity/margin, health, pending signals with approve/reject and
 //! a countdown on the market clock, open positions with floating P&L, the equity and drawdown
 //! chart), `/copy-log`, `/history` (closed trades, per-symbol stats, daily/weekly/monthly P&L),
-//! `/settings` (the copy policy). `/ui/events` is a server-sent-event stream (`refresh` on every
+//! `/settings` (the copy policy), `/setup` (first-run setup, [`setup`]). `/ui/events` is a server-sent-event stream (`refresh` on every
 //! change the node commits, and every few seconds); the page's `<main>` re-renders through htmx.
 //!
 //! Safety of a loopback UI ([`guard`] on every request, API included):
@@ -24,6 +24,7 @@
 //! [`CSP`], [`SESSION_COOKIE`], [`login_url`].
 
 mod pages;
+pub mod setup;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -98,6 +99,7 @@ impl Ui {
             .route("/ui/equity.json", get(equity_json))
             .route("/ui/signals/{id}/approve", post(approve))
             .route("/ui/signals/{id}/reject", post(reject))
+            .merge(setup::pages())
             .layer(middleware::from_fn_with_state(self.clone(), session_layer));
         Router::new()
             .route("/login", get(login))
@@ -120,6 +122,7 @@ impl Ui {
                 "/assets/vendor/uPlot.LICENSE",
                 get(|| async { asset("text/plain", UPLOT_LICENSE) }),
             )
+            .merge(setup::assets())
             .merge(pages)
             .layer(middleware::from_fn(security_headers))
             .with_state(self)
@@ -189,7 +192,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: under `no-referrer` WebKit (the desktop app's webview)
+    // sends `Origin: null` on the UI's own form posts, which the Origin check must refuse. Other
+    // sites still get no referrer.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -229,6 +235,9 @@ fn csrf_ok(session: &Session, headers: &HeaderMap, field: Option<&str>) -> bool 
 struct LoginQuery {
     #[serde(default)]
     token: String,
+    /// Where to go once signed in: one of [`setup::next_allowed`]'s paths, else `/`.
+    #[serde(default)]
+    next: Option<String>,
 }
 
 async fn login(State(ui): State<Ui>, Query(q): Query<LoginQuery>) -> Response {
@@ -246,7 +255,8 @@ async fn login(State(ui): State<Ui>, Query(q): Query<LoginQuery>) -> Response {
     };
     ui.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), csrf);
     let cookie = format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict");
-    let mut resp = Redirect::to("/").into_response();
+    let next = q.next.as_deref().filter(|n| setup::next_allowed(n)).unwrap_or("/");
+    let mut resp = Redirect::to(next).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
