@@ -21,10 +21,13 @@ impl Drop for Kid {
     }
 }
 
-/// An Xvfb server on a free display.
+/// An Xvfb server on a free display, and a session bus (the tray, notifications and the
+/// single-instance lock use D-Bus).
 pub struct Display {
     _xvfb: Kid,
+    _bus: Kid,
     pub name: String,
+    pub bus: String,
 }
 
 impl Display {
@@ -39,7 +42,23 @@ impl Display {
         let stdout = child.stdout.take().expect("Xvfb stdout");
         BufReader::new(stdout).read_line(&mut line).expect("Xvfb display number");
         let n: u32 = line.trim().parse().unwrap_or_else(|_| panic!("Xvfb said {line:?}"));
-        Display { _xvfb: Kid(child), name: format!(":{n}") }
+        let xvfb = Kid(child);
+        let mut bus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (apt-get install dbus-x11)");
+        let mut address = String::new();
+        let stdout = bus.stdout.take().expect("dbus stdout");
+        BufReader::new(stdout).read_line(&mut address).expect("bus address");
+        assert!(address.starts_with("unix:"), "dbus-daemon said {address:?}");
+        Display {
+            _xvfb: xvfb,
+            _bus: Kid(bus),
+            name: format!(":{n}"),
+            bus: address.trim().to_owned(),
+        }
     }
 }
 
@@ -57,14 +76,15 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Starts WebKitWebDriver on `display` (inside its own session bus), and a session that
+    /// Starts WebKitWebDriver on `display` (and its session bus), and a session that
     /// launches `app` with `args`; the app's and the driver's output go to `log`.
     pub async fn start(display: &Display, app: &Path, args: &[String], log: &Path) -> Driver {
         let port = free_port();
         let log_file = std::fs::File::create(log).expect("log file");
-        let child = Command::new("dbus-run-session")
-            .args(["--", "WebKitWebDriver", &format!("--port={port}")])
+        let child = Command::new("WebKitWebDriver")
+            .arg(format!("--port={port}"))
             .env("DISPLAY", &display.name)
+            .env("DBUS_SESSION_BUS_ADDRESS", &display.bus)
             .env("TAURI_WEBVIEW_AUTOMATION", "true")
             .env("RUST_LOG", "info")
             .env_remove("WAYLAND_DISPLAY")

@@ -30,20 +30,24 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-/// The `tradecast-sim` binary, built by cargo from this workspace (a separate process: the
-/// desktop crate never depends on the sim).
-fn sim_binary() -> PathBuf {
+/// A binary of another workspace package, built by cargo (a separate process: the desktop
+/// crate never depends on the sim, and runs the node's daemon as a user would).
+fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "-p", "tradecast-sim", "--bin", "tradecast-sim"])
+        .args(["build", "-p", package, "--bin", bin])
         .current_dir(root())
         .status()
-        .expect("cargo build -p tradecast-sim");
-    assert!(status.success(), "building tradecast-sim failed");
+        .expect("cargo build");
+    assert!(status.success(), "building {bin} failed");
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_tradecast-desktop")).parent().expect("bin dir");
-    let sim = bin_dir.join("tradecast-sim");
-    assert!(sim.exists(), "{} missing after the build", sim.display());
-    sim
+    let path = bin_dir.join(bin);
+    assert!(path.exists(), "{} missing after the build", path.display());
+    path
+}
+
+fn sim_binary() -> PathBuf {
+    workspace_binary("tradecast-sim", "tradecast-sim")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,9 +100,9 @@ async fn slow_deb_builds_installs_and_runs_the_window_story() {
     let listing = Command::new("dpkg-deb").arg("-c").arg(&deb).output().expect("dpkg-deb -c");
     let listing = String::from_utf8_lossy(&listing.stdout);
     for want in [
-        "./usr/bin/tradecast-desktop",
-        "./usr/share/applications/Tradecast.desktop",
-        "./usr/share/icons/hicolor/128x128/apps/tradecast-desktop.png",
+        " usr/bin/tradecast-desktop\n",
+        " usr/share/applications/Tradecast.desktop\n",
+        " usr/share/icons/hicolor/128x128/apps/tradecast-desktop.png\n",
     ] {
         assert!(listing.contains(want), "{want} not in the .deb:\n{listing}");
     }
@@ -116,4 +120,83 @@ async fn slow_deb_builds_installs_and_runs_the_window_story() {
         "{version:?}"
     );
     story::run(&installed, &sim_binary(), "deb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_window_attaches_to_a_running_node_daemon() {
+    use tradecast_node::config::Config;
+    let node = workspace_binary("tradecast-node", "tradecast-node");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("node");
+    let init = Command::new(&node).args(["init", "--data"]).arg(&data).output().expect("init");
+    assert!(init.status.success(), "{init:?}");
+    let config = Config {
+        ea_listen: format!("127.0.0.1:{}", driver::free_port()).parse().expect("addr"),
+        api_listen: format!("127.0.0.1:{}", driver::free_port()).parse().expect("addr"),
+        ..Config::load(&data).expect("config")
+    };
+    config.write(&data).expect("config.toml");
+    let _daemon = driver::Kid(
+        Command::new(&node)
+            .args(["run", "--data"])
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tradecast-node run"),
+    );
+    let token = std::fs::read_to_string(data.join("api-token")).expect("token").trim().to_owned();
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let status_url = format!("http://{}/api/v1/status", config.api_listen);
+    let status = || async {
+        http.get(&status_url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+    };
+    let mut up = None;
+    for _ in 0..100 {
+        if let Some(r) = status().await {
+            up = Some(r.json::<serde_json::Value>().await.expect("json"));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let device = up.expect("the daemon answers")["device_id"].as_str().expect("id").to_owned();
+    assert!(data.join("running.json").exists(), "the daemon announces itself");
+
+    let display = driver::Display::start();
+    let log = artifacts().join("desktop-attach-app.log");
+    let args = vec!["--data".to_owned(), data.display().to_string()];
+    let d = driver::Driver::start(
+        &display,
+        &PathBuf::from(env!("CARGO_BIN_EXE_tradecast-desktop")),
+        &args,
+        &log,
+    )
+    .await;
+    d.until(
+        "the daemon's setup page",
+        90,
+        "return location.pathname === '/setup' && !!document.getElementById('step-identity')",
+    )
+    .await;
+    assert!(
+        d.url().await.starts_with(&format!("http://{}/", config.api_listen)),
+        "the daemon's origin"
+    );
+    let shown = d.js("return document.querySelector('#step-identity code').textContent").await;
+    assert_eq!(shown.as_str(), Some(device.as_str()), "the daemon's identity");
+    d.screenshot("attach-setup").await;
+    d.quit().await;
+    drop(display);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(status().await.is_some(), "the daemon keeps running after the app quits");
+    assert!(data.join("running.json").exists(), "and still owns the data dir");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("attached to the running node"), "see {}", log.display());
+    assert!(!text.contains("node running"), "the app started a second node: {}", log.display());
+    assert!(!text.contains(&token), "the API token is in {}", log.display());
 }

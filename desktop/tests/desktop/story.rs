@@ -121,6 +121,34 @@ pub async fn run(app: &Path, sim: &Path, tag: &str) {
     assert_eq!(shown.as_str(), Some(device.as_str()), "step 1 shows this node's identity");
     d.screenshot(&format!("{tag}-1-setup")).await;
 
+    // A second start hands over to the running app and exits: no second node.
+    let second_log = crate::artifacts().join(format!("desktop-{tag}-second.log"));
+    let second = Command::new(app)
+        .args(&args)
+        .env("DISPLAY", &display.name)
+        .env("DBUS_SESSION_BUS_ADDRESS", &display.bus)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&second_log).expect("log"))
+        .spawn()
+        .expect("second start");
+    let mut second = Kid(second);
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(s) = second.0.try_wait().expect("wait") {
+            exited = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(exited.is_some_and(|s| s.success()), "the second start did not exit: {exited:?}");
+    let second_text = std::fs::read_to_string(&second_log).unwrap_or_default();
+    assert!(!second_text.contains("node ready"), "a second node started: {second_text}");
+    assert_eq!(
+        api.get("/api/v1/status").await["device_id"],
+        device.as_str(),
+        "the first still serves"
+    );
+
     // Step 2: stay standalone.
     d.click("#stay-standalone").await;
     d.until("standalone recorded", 30, "return !!document.querySelector('#step-hub.done') && !!document.querySelector('.banner.ok')").await;
