@@ -181,9 +181,12 @@ pub async fn run(app: &Path, sim: &Path, tag: &str) {
     let ea = format!("http://{}", config.ea_listen);
     let out = sim_cmd(sim, &ea, key_id, secret, &part1, "max").output().expect("sim");
     assert!(out.status.success(), "sim phase 1 failed");
-    d.until("the EA shown connected", 20, "return !!document.querySelector('#ea-status .dot.ok')")
+    d.until("the EA shown connected", 20, "return !!document.querySelector('#ea-status .dot.ok') && !!document.querySelector('#mt5-num.ok')")
         .await;
     d.js("document.getElementById('step-mt5').scrollIntoView(); return true").await;
+    d.until("step 4 in view", 5, "return window.scrollY > 0").await;
+    // Let WebKit paint the scrolled view before the screenshot.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     d.screenshot(&format!("{tag}-3-mt5-connected")).await;
 
     // Back on the page: the secret is shown no more.

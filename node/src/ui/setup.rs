@@ -176,7 +176,7 @@ fn render(ui: &Ui, csrf: &str, shown: Shown) -> Markup {
                         }
                     }
                     section.step.done[link_up] id="step-mt5" {
-                        h2 { span.num { "4" } "Allow Tradecast in MetaTrader 5" }
+                        h2 { (mt5_number(link_up, false)) "Allow Tradecast in MetaTrader 5" }
                         ol.howto {
                             li { "In MetaTrader 5 open " strong { "Tools → Options → Expert Advisors" } " and tick " strong { "Allow WebRequest for listed URL" } "." }
                             li {
@@ -206,6 +206,12 @@ fn render(ui: &Ui, csrf: &str, shown: Shown) -> Markup {
     }
 }
 
+/// Step 4's number, ticked once the EA is connected; `oob` when it rides along the status
+/// poll's answer (htmx swaps it in place by id).
+fn mt5_number(link_up: bool, oob: bool) -> Markup {
+    html! { span.num.ok[link_up] id="mt5-num" hx-swap-oob=[oob.then_some("true")] { "4" } }
+}
+
 fn ea_status_markup(link_up: bool) -> Markup {
     html! {
         p.linkstate {
@@ -217,9 +223,10 @@ fn ea_status_markup(link_up: bool) -> Markup {
 
 async fn ea_status(State(ui): State<Ui>) -> Response {
     let up = ui.node.link_up(wall_ms());
-    html(
-        html! { div id="ea-status" hx-get="/setup/ea-status" hx-trigger="every 2s" hx-swap="outerHTML" { (ea_status_markup(up)) } },
-    )
+    html(html! {
+        div id="ea-status" hx-get="/setup/ea-status" hx-trigger="every 2s" hx-swap="outerHTML" { (ea_status_markup(up)) }
+        (mt5_number(up, true))
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
