@@ -87,6 +87,9 @@ impl Driver {
             .env("DBUS_SESSION_BUS_ADDRESS", &display.bus)
             .env("TAURI_WEBVIEW_AUTOMATION", "true")
             .env("RUST_LOG", "info")
+            // A trader's session has a locale; without one WebKit reports the language "C",
+            // which `Intl` refuses (uPlot's date formatting throws and the chart stays empty).
+            .env("LANG", "en_US.UTF-8")
             .env_remove("WAYLAND_DISPLAY")
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file)
