@@ -15,6 +15,10 @@
 //!
 //! - [`serve::init`]`(data)`, [`serve::start`]`(data, &config, shutdown) -> Running { ea_addr,
 //!   api_addr, node }`, [`serve::run`]; [`config::Config`] (TOML, `deny_unknown_fields`).
+//! - For the desktop shell: a started node writes `running.json` into its data dir
+//!   ([`serve::RUNNING_FILE`]; [`serve::running_node`] reads it) so another process attaches
+//!   through the local API instead of opening the store twice; `/setup` ([`ui::setup`]) is the
+//!   first-run flow and `/login?token=…&next=/ui/start` opens it until setup is done.
 //! - [`runtime::Node`]: `hello`/`poll`/`ack`/`state`/`deals`/`bars` (the EA link's calls, each
 //!   committed before it returns), `submit_signal`, `queue`, `close_all`, `unlock`, `status`,
 //!   `orders`/`positions`/`deal_list`/`equity`/`signals`, `open_record` (a private record

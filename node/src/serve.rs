@@ -2,6 +2,14 @@
 //! `ea-key new`, and [`run`], which opens the store, binds the EA link and the local API on
 //! loopback and serves both until shutdown. The binaries (CLI, desktop shell) call these; tests
 //! call [`start`] to get the bound addresses back.
+//!
+//! For the desktop shell: [`start`] hands back the bound addresses and the node (shut it down
+//! with the [`tokio_util_shutdown::Shutdown`] it was given, then [`Running::join`]); a started
+//! node writes [`RUNNING_FILE`] into its data dir (process id and both addresses, no secret) and
+//! [`Running::join`] removes it, so another process finds a node that already owns the data dir
+//! with [`running_node`] and talks to it through the local API instead of opening the store
+//! twice. The EA link's URL is also kept in the store ([`EA_URL_SETTING`]) for the UI's setup
+//! page, which must tell the trader the exact URL to allow in MT5.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +21,40 @@ use crate::config::{Config, ConfigError, TOKEN_FILE};
 use crate::keys::{self, EaKey};
 use crate::runtime::{self, Node, NodeError, wall_ms};
 use crate::store::{self, Store, StoreError};
+
+/// The file a started node writes into its data dir (JSON [`RunningNode`]) and removes when it
+/// stops. A crash leaves it behind: readers check that the node answers before they trust it.
+pub const RUNNING_FILE: &str = "running.json";
+
+/// The store setting holding the EA link's URL as bound (`http://127.0.0.1:7341`), written at
+/// every start.
+pub const EA_URL_SETTING: &str = "ea.link_url";
+
+/// What [`RUNNING_FILE`] says: which process serves the data dir, and where.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunningNode {
+    /// The node's process id.
+    pub pid: u32,
+    /// The local API's bound address (API and web UI).
+    pub api_addr: SocketAddr,
+    /// The EA link's bound address.
+    pub ea_addr: SocketAddr,
+}
+
+/// The node that says it owns `data` ([`RUNNING_FILE`]), if the file is there and well formed.
+/// The file may be stale (a crash): ask the API before trusting it. A damaged file is `None`.
+pub fn running_node(data: &Path) -> Option<RunningNode> {
+    let text = std::fs::read_to_string(data.join(RUNNING_FILE)).ok()?;
+    match serde_json::from_str::<RunningNode>(&text) {
+        Ok(r) if r.api_addr.ip().is_loopback() && r.ea_addr.ip().is_loopback() => Some(r),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(target: "tradecast::node", error = %e, "ignoring a damaged {RUNNING_FILE}");
+            None
+        }
+    }
+}
 
 /// Why starting or running failed.
 #[derive(Debug, thiserror::Error)]
@@ -110,23 +152,27 @@ pub struct Running {
     /// The node.
     pub node: Arc<Node>,
     tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The data dir, whose [`RUNNING_FILE`] `join` removes.
+    data: PathBuf,
 }
 
 impl Running {
-    /// Waits for both servers to end (after shutdown).
+    /// Waits for both servers to end (after shutdown), then removes [`RUNNING_FILE`].
     pub async fn join(self) -> Result<(), RunError> {
+        let mut result = Ok(());
         for t in self.tasks {
-            match t.await {
-                Ok(r) => r.map_err(io("serve"))?,
+            let r = match t.await {
+                Ok(r) => r.map_err(io("serve")),
                 Err(e) => {
-                    return Err(RunError::Io {
-                        what: "serve".into(),
-                        source: std::io::Error::other(e),
-                    });
+                    Err(RunError::Io { what: "serve".into(), source: std::io::Error::other(e) })
                 }
+            };
+            if result.is_ok() {
+                result = r;
             }
         }
-        Ok(())
+        let _ = std::fs::remove_file(self.data.join(RUNNING_FILE));
+        result
     }
 }
 
@@ -150,6 +196,11 @@ pub async fn start(
         .map_err(io(format!("bind the API on {}", config.api_listen)))?;
     let ea_addr = ea.local_addr().map_err(io("EA link address"))?;
     let api_addr = api.local_addr().map_err(io("API address"))?;
+    let ea_url = format!("http://{ea_addr}");
+    node.store().write(|tx| tx.set_setting(EA_URL_SETTING, &ea_url))?;
+    let running = RunningNode { pid: std::process::id(), api_addr, ea_addr };
+    let json = serde_json::to_vec(&running).map_err(|e| io("running file")(e.into()))?;
+    write_private(&data.join(RUNNING_FILE), &json)?;
     tracing::info!(target: "tradecast::node", device = %node.device_id().fmt_short(), %ea_addr, %api_addr,
         mode = if node.settings().provider { "provider" } else { "subscriber" }, "node running");
     let s1 = shutdown.clone();
@@ -161,7 +212,7 @@ pub async fn start(
     if let Some(t) = start_sync(&node, shutdown.clone()).await? {
         tasks.push(t);
     }
-    Ok(Running { ea_addr, api_addr, node, tasks })
+    Ok(Running { ea_addr, api_addr, node, tasks, data: data.to_owned() })
 }
 
 /// Starts the QUIC sync client when the node enrolled with a hub (the pinned hub in the store);

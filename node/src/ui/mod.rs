@@ -6,11 +6,11 @@
 //! Pages: `/` (dashboard: balance/equity/margin, health, pending signals with approve/reject and
 //! a countdown on the market clock, open positions with floating P&L, the equity and drawdown
 //! chart), `/copy-log`, `/history` (closed trades, per-symbol stats, daily/weekly/monthly P&L),
-//! `/settings` (the whole copy policy, EA keys, the hub connection). `/ui/events` is a
-//! server-sent-event stream (`refresh` on every change the node commits, and every few seconds);
-//! the page's `<main>` and health header re-render through htmx (not on the settings form).
-//! Actions (POST, CSRF-checked): approve/reject, unlock, close-all, create/revoke an EA key,
-//! sign out.
+//! `/settings` (the whole copy policy, EA keys, the hub connection), `/setup` (first-run setup,
+//! [`setup`]). `/ui/events` is a server-sent-event stream (`refresh` on every change the node
+//! commits, and every few seconds); the page's `<main>` and health header re-render through htmx
+//! (not on the settings form). Actions (POST, CSRF-checked): approve/reject, unlock, close-all,
+//! create/revoke an EA key, sign out.
 //!
 //! Safety of a loopback UI ([`guard`] on every request, API included):
 //! - the `Host` header must name the loopback address and port served (DNS rebinding);
@@ -28,6 +28,7 @@
 //! [`CSP`], [`SESSION_COOKIE`], [`login_url`].
 
 mod pages;
+pub mod setup;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -157,6 +158,7 @@ impl Ui {
             .route("/ui/equity.json", get(equity_json))
             .route("/ui/signals/{id}/approve", post(approve))
             .route("/ui/signals/{id}/reject", post(reject))
+            .merge(setup::pages())
             .layer(middleware::from_fn_with_state(self.clone(), session_layer));
         Router::new()
             .route("/login", get(login))
@@ -179,6 +181,7 @@ impl Ui {
                 "/assets/vendor/uPlot.LICENSE",
                 get(|| async { asset("text/plain", UPLOT_LICENSE) }),
             )
+            .merge(setup::assets())
             .merge(pages)
             .layer(middleware::from_fn(security_headers))
             .with_state(self)
@@ -270,7 +273,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: under `no-referrer` WebKit (the desktop app's webview)
+    // sends `Origin: null` on the UI's own form posts, which the Origin check must refuse. Other
+    // sites still get no referrer.
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -310,6 +316,9 @@ fn csrf_ok(session: &Session, headers: &HeaderMap, field: Option<&str>) -> bool 
 struct LoginQuery {
     #[serde(default)]
     token: String,
+    /// Where to go once signed in: one of [`setup::next_allowed`]'s paths, else `/`.
+    #[serde(default)]
+    next: Option<String>,
 }
 
 async fn login(State(ui): State<Ui>, Query(q): Query<LoginQuery>) -> Response {
@@ -335,7 +344,8 @@ async fn login(State(ui): State<Ui>, Query(q): Query<LoginQuery>) -> Response {
         "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
         SESSION_TTL_MS / 1_000
     );
-    let mut resp = Redirect::to("/").into_response();
+    let next = q.next.as_deref().filter(|n| setup::next_allowed(n)).unwrap_or("/");
+    let mut resp = Redirect::to(next).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
