@@ -322,6 +322,14 @@ async fn every_rule_skips_with_its_line_or_shapes_the_order_at_the_broker() {
     s.policy(|p| p.lot = LotMode::Fixed { lots: d("0.001") }).await;
     let line = s.skipped(Submit::default(), Rule::Order, "skipped: EURUSD: lot ").await;
     assert!(line.contains("is below the broker's minimum 0.01"), "{line}");
+    // Risk %: a lot below the trader's own minimum is skipped, never raised to it.
+    s.policy(|p| {
+        p.lot = LotMode::RiskPercent { percent: d("0.5") };
+        p.lot_min = Some(d("0.50"));
+    })
+    .await;
+    let line = s.skipped(Submit::default(), Rule::Order, "skipped: EURUSD: the risk allows").await;
+    assert!(line.contains("below your minimum 0.50 (raising it would risk more)"), "{line}");
     let line = s
         .skipped(
             Submit {
@@ -509,6 +517,35 @@ async fn a_suffixed_broker_symbol_is_closed_on_saturday_in_the_trader_s_words() 
     }
     s.skipped(Submit::default(), Rule::MarketHours, "skipped: EURUSD.m market closed (Saturday)")
         .await;
+    // A symbol the trader marks as open around the clock (crypto) is exempt from the FX week,
+    // and with the market-hours rule off nothing is checked: the market-hours step passes and
+    // says why (the broker still refuses what its own session does not allow).
+    for (edit, says) in [
+        (
+            (|p: &mut PolicySettings| {
+                p.symbols.suffix = ".m".into();
+                p.market_hours.always_open = vec!["EURUSD".into()];
+                p.market_hours.broker_sessions = false;
+            }) as fn(&mut PolicySettings),
+            "open",
+        ),
+        (
+            |p: &mut PolicySettings| {
+                p.symbols.suffix = ".m".into();
+                p.market_hours.enabled = false;
+            },
+            "not checked",
+        ),
+    ] {
+        s.policy(edit).await;
+        let v = s.submit(Submit::default()).await;
+        let log = s.node.running.node.copy_log().expect("copy log");
+        let e = log.iter().rfind(|e| e.signal_id.to_hex() == v["signal"]["id"]).expect("entry");
+        let step = e.steps.iter().find(|st| st.rule == Rule::MarketHours).expect("market step");
+        assert!(step.passed, "{says}: {e:?}");
+        assert!(step.detail.contains(says), "{says}: {}", step.detail);
+        assert_ne!(e.failed_rule, Some(Rule::MarketHours), "{e:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
