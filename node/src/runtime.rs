@@ -1720,18 +1720,19 @@ impl Node {
                     now_ms,
                 )?;
             }
-            // Equity points.
-            let due = match acc.last_point {
-                None => true,
-                Some((at, eq)) => {
-                    market - at >= EQUITY_EVERY_MS
-                        || (eq > Decimal::ZERO
-                            && (s.equity - eq)
-                                .abs()
-                                .checked_div(eq)
-                                .is_some_and(|m| m >= EQUITY_MOVE))
-                }
-            };
+            // Equity points (on the market clock: none before the terminal has one).
+            let due = market > 0
+                && match acc.last_point {
+                    None => true,
+                    Some((at, eq)) => {
+                        market - at >= EQUITY_EVERY_MS
+                            || (eq > Decimal::ZERO
+                                && (s.equity - eq)
+                                    .abs()
+                                    .checked_div(eq)
+                                    .is_some_and(|m| m >= EQUITY_MOVE))
+                    }
+                };
             if due {
                 let ep =
                     EquityPoint { device, at_ms: market, balance: s.balance, equity: s.equity };
