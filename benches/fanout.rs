@@ -608,6 +608,8 @@ struct Marks {
     epoch: Instant,
     /// Per subscriber: ns since `epoch` + 1 when its FeedAck of the signal was written; 0 = not.
     signal_acked: Vec<AtomicU64>,
+    /// Per subscriber: ns since `epoch` + 1 when the signal arrived (before its commit).
+    signal_received: Vec<AtomicU64>,
     acked_count: AtomicUsize,
     done: tokio::sync::Notify,
     failures: AtomicUsize,
@@ -669,6 +671,10 @@ async fn drive_subscriber(
                     NodeAction::SetTimer { at_ms } => timer = Some(at_ms),
                     NodeAction::CommitFeed(item) => {
                         let is_signal = item.record.header().kind == Kind::Signal;
+                        if is_signal {
+                            let ns = u64::try_from(marks.epoch.elapsed().as_nanos()).unwrap_or(0);
+                            marks.signal_received[ix].store(ns + 1, Ordering::Relaxed);
+                        }
                         store.commit(ix as u32, item.seq, item.record.encode()).await?;
                         let _ = session
                             .handle(session_now(), NodeEvent::FeedCommitted { seq: item.seq });
@@ -779,6 +785,7 @@ async fn fanout(a: &Args) {
     let marks = Arc::new(Marks {
         epoch: Instant::now(),
         signal_acked: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        signal_received: (0..n).map(|_| AtomicU64::new(0)).collect(),
         acked_count: AtomicUsize::new(0),
         done: tokio::sync::Notify::new(),
         failures: AtomicUsize::new(0),
@@ -959,7 +966,9 @@ async fn fanout(a: &Args) {
                 .fetch_one(db.pool())
                 .await
                 .unwrap();
-        if hub_acked as usize >= connected {
+        // Sessions that ended before acking the signal never will (counted below).
+        let alive = connected.saturating_sub(marks.failures.load(Ordering::Relaxed));
+        if hub_acked as usize >= alive {
             hub_all_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
             break;
         }
@@ -976,6 +985,17 @@ async fn fanout(a: &Args) {
     let cpu_f1 = cpu_s(pid);
     let bench_f1 = cpu_s(std::process::id());
     let (rss2, hwm2) = rss_kib(pid);
+    let since_post = |v: &[AtomicU64]| -> Vec<f64> {
+        v.iter()
+            .filter_map(|m| {
+                let v = m.load(Ordering::Relaxed);
+                (v > 0).then(|| {
+                    (Duration::from_nanos(v - 1).saturating_sub(t_post)).as_secs_f64() * 1000.0
+                })
+            })
+            .collect()
+    };
+    let mut received_ms = since_post(&marks.signal_received);
     let mut sub_ms: Vec<f64> = marks
         .signal_acked
         .iter()
@@ -1000,13 +1020,17 @@ async fn fanout(a: &Args) {
             .unwrap();
     match hub_all_ms {
         Some(ms) => println!(
-            "fan-out: all {connected} committed and acked (hub: device_feeds.acked) {ms:.0} ms after the post began"
+            "fan-out: {hub_acked} of {connected} connected subscribers committed and acked (hub: device_feeds.acked) {ms:.0} ms after the post began"
         ),
         None => println!(
             "fan-out: NOT complete after {} s: {hub_acked}/{connected} acked at the hub",
             a.timeout_s
         ),
     }
+    println!(
+        "  per subscriber, signal received (Feed frame decoded and verified): {}",
+        summary(&mut received_ms)
+    );
     println!(
         "  per subscriber, FeedAck written after its durable commit (bench clock): {}",
         summary(&mut sub_ms)

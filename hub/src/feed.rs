@@ -351,8 +351,14 @@ async fn ack_all(db: &Db, group: &[PendingAck]) -> Result<(), DbError> {
 
 async fn ack_in(tx: &mut Tx, device: &str, seq: u64, now_ms: i64) -> Result<(), DbError> {
     let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    // The signals between the previous mark and `seq`, found by the keys (feed_items by device
+    // and seq, fanout_queue by signal and device): never a scan of every pending delivery,
+    // which made each ack cost O(devices) when one signal was pending for thousands.
     sqlx::query(
-        "UPDATE device_feeds SET acked = $2, acked_at_ms = $3 WHERE device_id = $1 AND acked < $2",
+        "UPDATE fanout_queue SET delivered_at_ms = COALESCE(delivered_at_ms, $3) \
+         WHERE device_id = $1 AND signal_id IN (SELECT signal_id FROM feed_items \
+         WHERE device_id = $1 AND seq <= $2 AND signal_id IS NOT NULL \
+         AND seq > (SELECT acked FROM device_feeds WHERE device_id = $1))",
     )
     .bind(device)
     .bind(seq)
@@ -360,9 +366,7 @@ async fn ack_in(tx: &mut Tx, device: &str, seq: u64, now_ms: i64) -> Result<(), 
     .execute(&mut **tx)
     .await?;
     sqlx::query(
-        "UPDATE fanout_queue SET delivered_at_ms = $3 WHERE device_id = $1 \
-         AND delivered_at_ms IS NULL AND signal_id IN \
-         (SELECT signal_id FROM feed_items WHERE device_id = $1 AND seq <= $2 AND signal_id IS NOT NULL)",
+        "UPDATE device_feeds SET acked = $2, acked_at_ms = $3 WHERE device_id = $1 AND acked < $2",
     )
     .bind(device)
     .bind(seq)
