@@ -2,7 +2,8 @@
 //! test.
 //!
 //! `cargo bench -p tradecast --bench fanout -- [--subscribers N] [--backend sqlite|postgres]
-//! [--records R] [--only fanout|upstream|all] [--wave W] [--per-endpoint E] [--timeout-s S]`
+//! [--records R] [--only fanout|upstream|all] [--wave W] [--per-endpoint E] [--timeout-s S]
+//! [--client-rcvbuf BYTES]`
 //!
 //! - **The hub** runs in a child process: this very binary re-executed with `--hub-child`, which
 //!   calls `tradecast_hub::start` (SQLite in a temporary data dir, or a fresh PostgreSQL database
