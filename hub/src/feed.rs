@@ -13,6 +13,11 @@
 //!   reconnect.
 //! - **Acknowledging**: the node's `FeedAck` (after its own durable commit) moves the device's
 //!   mark ([`ack`]) and marks the signals up to it as delivered (`fanout_queue.delivered_at_ms`).
+//!   Sessions go through [`FeedBell::ack`], which commits the acks of all sessions that arrive
+//!   together in one transaction (a signal fanned out to 10,000 devices is acknowledged in a
+//!   few commits, not 10,000).
+//! - **Tip check**: [`FeedBell::watch_tips`] looks, once per hub every 2 s, for feeds that grew
+//!   without a bell (another hub instance appended) and rings their connected sessions.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,10 +36,30 @@ fn kind_str(kind: Kind) -> String {
     format!("{kind:?}").to_lowercase()
 }
 
-/// Wakes the sessions of devices whose feed grew (one [`Notify`] per connected device).
+/// Wakes the sessions of devices whose feed grew (one [`Notify`] per connected device), and
+/// group-commits their acks ([`FeedBell::ack`]).
 #[derive(Debug, Clone, Default)]
 pub struct FeedBell {
     inner: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    acks: Arc<AckGroup>,
+    watching: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Acks queued by the sessions; one of them at a time (the leader) commits all that are queued
+/// in one transaction.
+#[derive(Debug, Default)]
+struct AckGroup {
+    queue: Mutex<Vec<PendingAck>>,
+    leader: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct PendingAck {
+    device: String,
+    seq: u64,
+    now_ms: i64,
+    /// `true` once committed; `false` when the group's transaction failed.
+    done: tokio::sync::oneshot::Sender<bool>,
 }
 
 impl FeedBell {
@@ -62,6 +87,85 @@ impl FeedBell {
         for d in devices {
             if let Some(bell) = map.get(d) {
                 bell.notify_one();
+            }
+        }
+    }
+
+    /// Starts, once per hub, the tip check for feeds that grew without a bell (another hub
+    /// instance appended): every `every`, one query lists the devices whose feed holds items
+    /// they have not acknowledged, and the connected ones among them are rung (a session that
+    /// has nothing new finds nothing). One query per hub instead of one per connected session.
+    /// The task ends when the database closes or the bell is dropped.
+    pub fn watch_tips(&self, db: &Db, every: std::time::Duration) {
+        if self.watching.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let map = Arc::downgrade(&self.inner);
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if map.strong_count() == 0 || db.pool().is_closed() {
+                    return;
+                }
+                let devices: Vec<String> = match sqlx::query_scalar(
+                    "SELECT device_id FROM device_feeds WHERE tip > acked",
+                )
+                .fetch_all(db.pool())
+                .await
+                {
+                    Ok(d) => d,
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "feed tip check failed");
+                        continue;
+                    }
+                };
+                let Some(map) = map.upgrade() else { return };
+                let map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for d in &devices {
+                    if let Some(bell) = map.get(d) {
+                        bell.notify_one();
+                    }
+                }
+            }
+        });
+    }
+
+    /// [`ack`], group-committed: the acks that sessions queue while one transaction commits
+    /// are committed together in the next (one fsync for all of them, not one per device, so a
+    /// signal fanned out to thousands of devices is not acknowledged at one commit per
+    /// device). Returns once this ack is durable. If a group's transaction fails, each of its
+    /// acks is retried alone, so one bad ack cannot fail the others.
+    pub async fn ack(&self, db: &Db, device: &str, seq: u64, now_ms: i64) -> Result<(), DbError> {
+        let (done, mut result) = tokio::sync::oneshot::channel();
+        let pending = PendingAck { device: device.to_string(), seq, now_ms, done };
+        self.acks.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(pending);
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut result => {
+                    return match r {
+                        Ok(true) => Ok(()),
+                        // The group failed (or its leader was cancelled): commit this one alone.
+                        Ok(false) | Err(_) => ack(db, device, seq, now_ms).await,
+                    };
+                }
+                _leader = self.acks.leader.lock() => {
+                    let group = std::mem::take(
+                        &mut *self.acks.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+                    );
+                    // Empty: a previous leader took ours and has answered (it answers before
+                    // it lets go of the lock).
+                    if !group.is_empty() {
+                        let ok = ack_all(db, &group).await.is_ok();
+                        for p in group {
+                            let _ = p.done.send(ok);
+                        }
+                    }
+                }
             }
         }
     }
@@ -262,28 +366,142 @@ pub async fn items(
 }
 
 /// The node committed its feed up to `seq`: move the mark (never back) and mark the signals up
-/// to it as delivered.
+/// to it as delivered. Sessions use [`FeedBell::ack`], which commits many acks at once.
 pub async fn ack(db: &Db, device: &str, seq: u64, now_ms: i64) -> Result<(), DbError> {
-    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
     let mut tx = db.begin_write().await?;
+    ack_in(&mut tx, device, seq, now_ms).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn ack_all(db: &Db, group: &[PendingAck]) -> Result<(), DbError> {
+    let mut tx = db.begin_write().await?;
+    for p in group {
+        ack_in(&mut tx, &p.device, p.seq, p.now_ms).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn ack_in(tx: &mut Tx, device: &str, seq: u64, now_ms: i64) -> Result<(), DbError> {
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    // The signals between the previous mark and `seq`, found by the keys (feed_items by device
+    // and seq, fanout_queue by signal and device): never a scan of every pending delivery,
+    // which made each ack cost O(devices) when one signal was pending for thousands.
+    sqlx::query(
+        "UPDATE fanout_queue SET delivered_at_ms = COALESCE(delivered_at_ms, $3) \
+         WHERE device_id = $1 AND signal_id IN (SELECT signal_id FROM feed_items \
+         WHERE device_id = $1 AND seq <= $2 AND signal_id IS NOT NULL \
+         AND seq > (SELECT acked FROM device_feeds WHERE device_id = $1))",
+    )
+    .bind(device)
+    .bind(seq)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query(
         "UPDATE device_feeds SET acked = $2, acked_at_ms = $3 WHERE device_id = $1 AND acked < $2",
     )
     .bind(device)
     .bind(seq)
     .bind(now_ms)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    sqlx::query(
-        "UPDATE fanout_queue SET delivered_at_ms = $3 WHERE device_id = $1 \
-         AND delivered_at_ms IS NULL AND signal_id IN \
-         (SELECT signal_id FROM feed_items WHERE device_id = $1 AND seq <= $2 AND signal_id IS NOT NULL)",
-    )
-    .bind(device)
-    .bind(seq)
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn db_with_feeds(dir: &std::path::Path, n: usize, tip: i64) -> (Db, Vec<String>) {
+        let db = Db::connect(&Db::sqlite_url_in(dir), 4).await.unwrap();
+        db.migrate().await.unwrap();
+        sqlx::query(
+            "INSERT INTO users (id, email, password_hash, role, display_name, created_at_ms) \
+             VALUES ('u', 'u@example.com', '!', 'subscriber', 'u', 0)",
+        )
+        .execute(db.pool())
+        .await
+        .unwrap();
+        let mut devices = Vec::new();
+        for i in 0..n {
+            let d = format!("dev{i}");
+            sqlx::query(
+                "INSERT INTO devices (id, user_id, name, identity_key, sealing_key, enrolled_at_ms) \
+                 VALUES ($1, 'u', $1, $1, $1, 0)",
+            )
+            .bind(&d)
+            .execute(db.pool())
+            .await
+            .unwrap();
+            sqlx::query("INSERT INTO device_feeds (device_id, tip, acked) VALUES ($1, $2, 0)")
+                .bind(&d)
+                .bind(tip)
+                .execute(db.pool())
+                .await
+                .unwrap();
+            devices.push(d);
+        }
+        (db, devices)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_acks_are_committed_together_and_never_move_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, devices) = db_with_feeds(dir.path(), 40, 3).await;
+        let bell = FeedBell::default();
+        let mut set = tokio::task::JoinSet::new();
+        for d in &devices {
+            let (bell, db, d) = (bell.clone(), db.clone(), d.clone());
+            set.spawn(async move { bell.ack(&db, &d, 2, 1_000).await });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap().unwrap();
+        }
+        for d in &devices {
+            assert_eq!(marks(&db, d).await.unwrap(), (3, 2));
+        }
+        let at: Vec<Option<i64>> = sqlx::query_scalar("SELECT acked_at_ms FROM device_feeds")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        assert!(at.iter().all(|a| *a == Some(1_000)), "{at:?}");
+        // An older ack does not move the mark back.
+        bell.ack(&db, &devices[0], 1, 2_000).await.unwrap();
+        assert_eq!(marks(&db, &devices[0]).await.unwrap(), (3, 2));
+        bell.ack(&db, &devices[0], 3, 3_000).await.unwrap();
+        assert_eq!(marks(&db, &devices[0]).await.unwrap(), (3, 3));
+        db.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_tip_check_rings_only_connected_devices_with_unacked_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, devices) = db_with_feeds(dir.path(), 2, 0).await;
+        let bell = FeedBell::default();
+        let grown = bell.subscribe(&devices[0]);
+        let idle = bell.subscribe(&devices[1]);
+        bell.watch_tips(&db, std::time::Duration::from_millis(50));
+        bell.watch_tips(&db, std::time::Duration::from_millis(50)); // once per hub
+        // Nothing appended: nobody is rung.
+        let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+            tokio::select! { () = grown.notified() => {}, () = idle.notified() => {} }
+        })
+        .await;
+        assert!(quiet.is_err(), "rung without a new item");
+        // Another hub instance appends to the first device's feed (no bell here).
+        sqlx::query("UPDATE device_feeds SET tip = 1 WHERE device_id = $1")
+            .bind(&devices[0])
+            .execute(db.pool())
+            .await
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), grown.notified())
+            .await
+            .expect("the tip check rings the grown feed");
+        let other =
+            tokio::time::timeout(std::time::Duration::from_millis(200), idle.notified()).await;
+        assert!(other.is_err(), "the device without new items was rung");
+        db.close().await;
+    }
 }

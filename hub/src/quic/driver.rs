@@ -11,7 +11,9 @@
 //! items with `LoadFeed` ([`FEED_LOAD_BATCH`] at a time); items appended while it runs are found
 //! when the device's [`crate::feed::FeedBell`] rings (rung after the appending transaction
 //! commits) or by a tip check every [`FEED_POLL`] (another hub instance may have appended), and
-//! handed over as `FeedAppended` in `seq` order. `FeedAcked` moves the device's mark in SQL.
+//! handed over as `FeedAppended` in `seq` order (the tip check is one query per hub for all
+//! sessions, [`crate::feed::FeedBell::watch_tips`]). `FeedAcked` moves the device's mark in SQL,
+//! group-committed with other sessions' acks ([`crate::feed::FeedBell::ack`]).
 
 use std::time::Duration;
 
@@ -90,6 +92,7 @@ pub async fn run(
     let device_text = device.to_text();
     // The bell first: an append committed after the marks are read still rings it.
     let bell = state.feed_bell.subscribe(&device_text);
+    state.feed_bell.watch_tips(&state.db, FEED_POLL);
     let streams = store::load_streams(&state.db, &device, cfg.recent_hashes).await?;
     let (feed_tip, feed_acked) = crate::feed::marks(&state.db, &device_text).await?;
     let setup = HubSetup {
@@ -168,8 +171,6 @@ async fn drive(
     feed: &mut FeedCursor,
 ) -> Result<(), DriverError> {
     let mut timer: Option<i64> = None;
-    let mut poll = tokio::time::interval(FEED_POLL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch: Vec<(tradecast_protocol::Record, i64)> = Vec::new();
     loop {
         loop {
@@ -191,7 +192,7 @@ async fn drive(
                 HubAction::SetTimer { at_ms } => timer = Some(at_ms),
                 HubAction::Commit { .. } => {}
                 HubAction::FeedAcked { seq } => {
-                    crate::feed::ack(&state.db, &feed.device, seq, now_ms(state)).await?;
+                    state.feed_bell.ack(&state.db, &feed.device, seq, now_ms(state)).await?;
                 }
                 HubAction::LoadFeed { from_seq } => {
                     let items =
@@ -226,7 +227,6 @@ async fn drive(
                 session.handle(now_ms(state), HubEvent::TimerFired);
             }
             () = feed.bell.notified() => feed_appended(state, session, feed).await?,
-            _ = poll.tick() => feed_appended(state, session, feed).await?,
         }
     }
 }
