@@ -181,10 +181,43 @@ impl QuicHub {
     }
 }
 
+/// UDP receive buffer asked for: thousands of nodes connecting at once overflow the system
+/// default (about 208 KiB here) and their handshakes time out (see the README's performance
+/// section). The kernel caps it at `net.core.rmem_max`; a smaller grant is logged, not fatal.
+pub const UDP_RECV_BUFFER: usize = 4 << 20;
+
+/// The endpoint's socket: bound to `addr`, with the larger receive buffer.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Err(e) = socket.set_recv_buffer_size(UDP_RECV_BUFFER) {
+        tracing::warn!(error = %e, "could not raise the QUIC socket's receive buffer");
+    }
+    let granted = socket.recv_buffer_size().unwrap_or(0);
+    if granted < UDP_RECV_BUFFER {
+        tracing::info!(
+            granted,
+            asked = UDP_RECV_BUFFER,
+            "QUIC socket receive buffer (capped by net.core.rmem_max)"
+        );
+    }
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
 /// Binds `addr` (UDP) and accepts nodes.
 pub fn start(state: AppState, addr: SocketAddr) -> Result<QuicHub, QuicError> {
     let config = tls::server_config(&state.hub_identity)?;
-    let endpoint = quinn::Endpoint::server(config, addr)?;
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        udp_socket(addr)?,
+        Arc::new(quinn::TokioRuntime),
+    )?;
     let addr = endpoint.local_addr()?;
     let accept = endpoint.clone();
     let task = tokio::spawn(async move {
