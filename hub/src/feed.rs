@@ -251,22 +251,7 @@ pub async fn append_for_signal(
     if !new_for_author.is_empty() {
         let keys_hash = store_record(tx, &keys, now_ms).await?;
         for device in &new_for_author {
-            let seq: i64 = sqlx::query_scalar(
-                "UPDATE device_feeds SET tip = tip + 1 WHERE device_id = $1 RETURNING tip",
-            )
-            .bind(device)
-            .fetch_one(&mut **tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO feed_items (device_id, seq, header_hash, signal_id, enqueued_at_ms) \
-                 VALUES ($1, $2, $3, NULL, $4)",
-            )
-            .bind(device)
-            .bind(seq)
-            .bind(&keys_hash)
-            .bind(now_ms)
-            .execute(&mut **tx)
-            .await?;
+            append_item(tx, device, &keys_hash, now_ms).await?;
         }
     }
     let devices: Vec<String> = sqlx::query_scalar(
@@ -307,6 +292,17 @@ pub async fn append_to_device(
     .bind(device)
     .execute(&mut **tx)
     .await?;
+    append_item(tx, device, &hash, now_ms).await
+}
+
+/// Appends the stored record `header_hash` at the next `seq` of `device`'s feed (whose
+/// `device_feeds` row exists); returns that `seq`.
+async fn append_item(
+    tx: &mut Tx,
+    device: &str,
+    header_hash: &str,
+    now_ms: i64,
+) -> Result<u64, DbError> {
     let seq: i64 = sqlx::query_scalar(
         "UPDATE device_feeds SET tip = tip + 1 WHERE device_id = $1 RETURNING tip",
     )
@@ -319,7 +315,7 @@ pub async fn append_to_device(
     )
     .bind(device)
     .bind(seq)
-    .bind(&hash)
+    .bind(header_hash)
     .bind(now_ms)
     .execute(&mut **tx)
     .await?;

@@ -300,20 +300,52 @@ pub async fn ingest(
     }
 
     let mut tx = db.begin_write().await?;
-    let seq = i64::try_from(header.seq)
-        .map_err(|_| ApiError::InvalidRecord("seq out of range".into()))?;
+    i64::try_from(header.seq).map_err(|_| ApiError::InvalidRecord("seq out of range".into()))?;
+    if !insert_signal(&mut tx, &provider.id, &record, &signal, now_ms).await? {
+        drop(tx);
+        // A concurrent post of the same id, or a second record at the same (author, seq).
+        if let Some(stored) = stored_by_id(db, hub, &signal_id).await? {
+            return if stored.1 == record_hash {
+                Ok(Ingested::Duplicate(stored.0))
+            } else {
+                Err(ApiError::SignalConflict(signal_id))
+            };
+        }
+        return Err(ApiError::Conflict(format!(
+            "seq {} of this author's signals stream already holds another record",
+            header.seq
+        )));
+    }
+    let (n_queued, touched) =
+        queue_in(&mut tx, db.backend(), &provider.id, &record, &signal, now_ms, request_id).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    metrics::counter!(crate::telemetry::SIGNALS_INGESTED).increment(1);
+    ctx.bell.ring(&touched);
+    Ok(Ingested::Created(answer(hub, &record, &bytes, &signal, &provider.id, now_ms, n_queued)))
+}
+
+/// Stores an accepted signal in `signals`; `false` when its id, or its (author, stream, seq),
+/// is already there (nothing written: the transaction stays usable on both backends).
+async fn insert_signal(
+    tx: &mut feed::Tx,
+    provider_user_id: &str,
+    record: &Record,
+    signal: &Signal,
+    now_ms: i64,
+) -> Result<bool, DbError> {
+    let header = record.header();
     let inserted = sqlx::query(
         "INSERT INTO signals (id, provider_user_id, author, stream, seq, record, record_hash, symbol, side, \
          entry, stop, tp1, created_at_ms, expires_at_ms, received_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING",
     )
-    .bind(&signal_id)
-    .bind(&provider.id)
+    .bind(signal.id.to_hex())
+    .bind(provider_user_id)
     .bind(header.author.to_text())
     .bind(i64::from(header.stream.0))
-    .bind(seq)
-    .bind(bytes.clone())
-    .bind(&record_hash)
+    .bind(i64::try_from(header.seq).unwrap_or(i64::MAX))
+    .bind(record.encode())
+    .bind(record.header_hash().to_hex())
     .bind(&signal.symbol)
     .bind(side_str(signal.side))
     .bind(signal.entry.to_string())
@@ -322,32 +354,10 @@ pub async fn ingest(
     .bind(header.created_at_ms)
     .bind(signal.expires_at_ms)
     .bind(now_ms)
-    .execute(&mut *tx)
-    .await;
-    match inserted {
-        Err(e) if is_unique_violation(&e) => {
-            drop(tx);
-            // A concurrent post of the same id, or a second record at the same (author, seq).
-            if let Some(stored) = stored_by_id(db, hub, &signal_id).await? {
-                return if stored.1 == record_hash {
-                    Ok(Ingested::Duplicate(stored.0))
-                } else {
-                    Err(ApiError::SignalConflict(signal_id))
-                };
-            }
-            return Err(ApiError::Conflict(format!(
-                "seq {} of this author's signals stream already holds another record",
-                header.seq
-            )));
-        }
-        other => other.map_err(DbError::from)?,
-    };
-    let (n_queued, touched) =
-        queue_in(&mut tx, db.backend(), &provider.id, &record, &signal, now_ms, request_id).await?;
-    tx.commit().await.map_err(DbError::from)?;
-    metrics::counter!(crate::telemetry::SIGNALS_INGESTED).increment(1);
-    ctx.bell.ring(&touched);
-    Ok(Ingested::Created(answer(hub, &record, &bytes, &signal, &provider.id, now_ms, n_queued)))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted > 0)
 }
 
 /// Queues a stored signal for every entitled device of its provider, appends it to their feeds
@@ -469,31 +479,7 @@ pub async fn accept_synced(
                     rules.max_age_ms
                 )));
             }
-            let signal_id = signal.id.to_hex();
-            let inserted = sqlx::query(
-                "INSERT INTO signals (id, provider_user_id, author, stream, seq, record, record_hash, symbol, side, \
-                 entry, stop, tp1, created_at_ms, expires_at_ms, received_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING",
-            )
-            .bind(&signal_id)
-            .bind(&user_id)
-            .bind(&author)
-            .bind(i64::from(header.stream.0))
-            .bind(i64::try_from(header.seq).unwrap_or(i64::MAX))
-            .bind(record.encode())
-            .bind(record.header_hash().to_hex())
-            .bind(&signal.symbol)
-            .bind(side_str(signal.side))
-            .bind(signal.entry.to_string())
-            .bind(signal.stop.to_string())
-            .bind(signal.tp1.to_string())
-            .bind(header.created_at_ms)
-            .bind(signal.expires_at_ms)
-            .bind(now_ms)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
+            if !insert_signal(tx, &user_id, record, &signal, now_ms).await? {
                 return no("a signal with this id (or at this seq) is already stored");
             }
             let request_id = format!("sync:{author}:{}", header.seq);
