@@ -402,10 +402,7 @@ async fn decide(
     form: DecisionForm,
 ) -> Response {
     if !csrf_ok(&session, &headers, form.csrf.as_deref()) {
-        return plain(
-            StatusCode::FORBIDDEN,
-            "refused: missing or wrong CSRF token; reload the page",
-        );
+        return csrf_refused();
     }
     let request = DecisionRequest {
         verdict,
@@ -444,6 +441,23 @@ fn csrf_refused() -> Response {
     plain(StatusCode::FORBIDDEN, "refused: missing or wrong CSRF token; reload the page")
 }
 
+/// A button's POST (a form that carries only the CSRF token), checked: the handler gets the
+/// signed-in session, or the request is refused with 403 before it runs.
+struct Checked(Session);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Checked {
+    type Rejection = Response;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let session = req.extensions().get::<Session>().cloned().ok_or_else(csrf_refused)?;
+        let headers = req.headers().clone();
+        let form = Form::<TokenForm>::from_request(req, state).await.map(|f| f.0);
+        if !csrf_ok(&session, &headers, form.unwrap_or_default().csrf.as_deref()) {
+            return Err(csrf_refused());
+        }
+        Ok(Checked(session))
+    }
+}
+
 async fn save_settings(
     State(ui): State<Ui>,
     axum::Extension(session): axum::Extension<Session>,
@@ -474,16 +488,7 @@ struct TokenForm {
     csrf: Option<String>,
 }
 
-async fn create_ea_key(
-    State(ui): State<Ui>,
-    axum::Extension(session): axum::Extension<Session>,
-    headers: HeaderMap,
-    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let form = form.map(|f| f.0).unwrap_or_default();
-    if !csrf_ok(&session, &headers, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
+async fn create_ea_key(State(ui): State<Ui>, Checked(session): Checked) -> Response {
     let notice = match ui.node.new_ea_key() {
         Ok(k) => {
             pages::SettingsNotice::NewKey { key_id: k.key_id.clone(), secret: k.secret.to_string() }
@@ -501,14 +506,8 @@ async fn create_ea_key(
 async fn revoke_ea_key(
     State(ui): State<Ui>,
     Path(id): Path<String>,
-    axum::Extension(session): axum::Extension<Session>,
-    headers: HeaderMap,
-    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+    Checked(session): Checked,
 ) -> Response {
-    let form = form.map(|f| f.0).unwrap_or_default();
-    if !csrf_ok(&session, &headers, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
     let (status, notice) = match ui.node.revoke_ea_key(&id) {
         Ok(true) => (
             StatusCode::OK,
@@ -527,25 +526,15 @@ async fn revoke_ea_key(
     (status, html(page)).into_response()
 }
 
-async fn unlock(
-    State(ui): State<Ui>,
-    axum::Extension(session): axum::Extension<Session>,
-    headers: HeaderMap,
-    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    account_action(ui, session, headers, form, |node, account| {
+async fn unlock(State(ui): State<Ui>, Checked(session): Checked) -> Response {
+    account_action(ui, session, |node, account| {
         node.unlock(account)
             .map(|()| "Auto mode unlocked: accepted signals are approved by rule again.".to_owned())
     })
 }
 
-async fn close_all(
-    State(ui): State<Ui>,
-    axum::Extension(session): axum::Extension<Session>,
-    headers: HeaderMap,
-    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    account_action(ui, session, headers, form, |node, account| {
+async fn close_all(State(ui): State<Ui>, Checked(session): Checked) -> Response {
+    account_action(ui, session, |node, account| {
         node.close_all(account, "closed by the trader in the UI")
             .map(|_| "Close-all sent: the EA closes Tradecast's positions and pending orders at its next poll.".to_owned())
     })
@@ -555,30 +544,15 @@ async fn close_all(
 fn account_action(
     ui: Ui,
     session: Session,
-    headers: HeaderMap,
-    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
     act: impl FnOnce(&Node, &str) -> Result<String, crate::runtime::NodeError>,
 ) -> Response {
-    let form = form.map(|f| f.0).unwrap_or_default();
-    if !csrf_ok(&session, &headers, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
     let notice =
         ui.node.pick_account(None).and_then(|a| act(&ui.node, &a)).map_err(|e| e.to_string());
     let status = if notice.is_ok() { StatusCode::OK } else { StatusCode::CONFLICT };
     (status, html(pages::dashboard(&ui.node, &session.csrf, Some(notice)))).into_response()
 }
 
-async fn logout(
-    State(ui): State<Ui>,
-    axum::Extension(session): axum::Extension<Session>,
-    headers: HeaderMap,
-    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let form = form.map(|f| f.0).unwrap_or_default();
-    if !csrf_ok(&session, &headers, form.csrf.as_deref()) {
-        return csrf_refused();
-    }
+async fn logout(State(ui): State<Ui>, Checked(session): Checked) -> Response {
     {
         let mut sessions = ui.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions.remove(&session.key);
