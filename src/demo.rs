@@ -4,6 +4,11 @@
 //! terminals on one simulated broker replaying the bundled EURUSD H1 bars (the market clock of
 //! every node).
 //!
+//! The hub and every node run in processes of their own ([`crate::procs`]: this program's
+//! hidden `hub` and `node` commands, the same code as `tradecast-hub` and `tradecast-node`),
+//! which the fault tests kill with SIGKILL. The demo sees a node only through its local API and
+//! the hub through its API and its SQLite file.
+//!
 //! Everything talks as in production: the hub's HTTP API for accounts, plans, entitlements and
 //! enrolment codes; each node enrols with its own code and syncs over QUIC with the pinned hub
 //! key; the provider's signals travel, signed by the provider, through the hub's feed to every
@@ -21,6 +26,7 @@
 //! own bookkeeping: [`Report`] is what the end-to-end tests assert on.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -29,11 +35,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use tradecast_node::runtime::Node;
-use tradecast_node::serve::tokio_util_shutdown::Shutdown;
+use tradecast_node::api::{ExportedRecord, RECORDS_PAGE_MAX};
+use tradecast_node::runtime::{ApprovalRow, OrderRow, SignalRow, Status};
 use tradecast_protocol::bars::ParseOptions;
 use tradecast_protocol::ea::{self, DealEntry, MarginMode};
-use tradecast_protocol::{Body, Decision, Record, Side, Signal, SignalId, StreamId};
+use tradecast_protocol::{
+    Body, Decision, DeviceId, IdentityKey, Record, Side, Signal, SignalId, StreamId,
+};
+
+use crate::procs::Proc;
 use tradecast_sim::broker::{AccountConfig, Broker, BrokerConfig, SymbolConfig};
 use tradecast_sim::feed::{Feed, SpreadModel};
 use tradecast_sim::replay::{Replay, Speed};
@@ -53,6 +63,8 @@ const POINT: Decimal = Decimal::from_parts(1, 0, 0, false, 5);
 const AUTO_SUBSCRIBERS: [&str; 1] = ["alice"];
 /// Longest a bar may take to settle across all parties before the demo says so.
 const SETTLE_LIMIT: Duration = Duration::from_secs(20);
+/// Longest a process may take to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How to run the demo.
 #[derive(Debug, Clone)]
@@ -67,6 +79,9 @@ pub struct Options {
     pub data: Option<PathBuf>,
     /// Faults to inject (the end-to-end tests; `--lossy` on the command line).
     pub faults: FaultPlan,
+    /// The `tradecast` executable whose hidden `hub` and `node` commands run the hub and the
+    /// nodes, each in a process of its own (normally this very program).
+    pub program: PathBuf,
 }
 
 impl Default for Options {
@@ -77,6 +92,7 @@ impl Default for Options {
             exit_when_done: false,
             data: None,
             faults: FaultPlan::default(),
+            program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tradecast")),
         }
     }
 }
@@ -87,14 +103,15 @@ pub struct FaultPlan {
     /// Every node reaches the hub's QUIC endpoint through a proxy that drops, delays and
     /// duplicates datagrams ([`crate::lossy`]).
     pub lossy: Option<crate::lossy::Faults>,
-    /// Stop the hub after this bar and start it again on the same data dir and addresses
-    /// `hub_down_bars` bars later (the nodes work offline meanwhile and catch up).
-    pub restart_hub_at_bar: Option<usize>,
+    /// Kill the hub's process (SIGKILL) after this bar and start a new one on the same data
+    /// dir and addresses `hub_down_bars` bars later (the nodes work offline meanwhile and catch
+    /// up).
+    pub kill_hub_at_bar: Option<usize>,
     /// Bars the hub stays down.
     pub hub_down_bars: usize,
-    /// Stop this subscriber's node after this bar and start it again at once on the same data
-    /// dir and addresses (its terminal says hello again).
-    pub restart_node_at_bar: Option<(String, usize)>,
+    /// Kill this subscriber's node process (SIGKILL) after this bar and start a new one at once
+    /// on the same data dir and addresses (its terminal says hello again).
+    pub kill_node_at_bar: Option<(String, usize)>,
 }
 
 /// One provider signal and what became of it.
@@ -167,52 +184,143 @@ pub struct Report {
     pub provider_receipts: usize,
     /// Each node's hub link as its own health page shows it, at the end.
     pub hub_links: Vec<(String, Option<bool>)>,
+    /// Bars that did not settle within the limit (a party stuck, or a link waiting out a
+    /// timeout): 0 in a healthy run, faults included.
+    pub settle_timeouts: usize,
 }
 
-/// A running node of the demo.
+/// A running node of the demo: a process of its own (`tradecast node run`), seen only through
+/// its local API, as the trader's UI and CLI see it.
 struct DemoNode {
     name: String,
     policy: String,
     data: PathBuf,
-    running: tradecast_node::serve::Running,
-    shutdown: Shutdown,
+    proc: Option<Proc>,
+    ea_addr: SocketAddr,
+    api_addr: SocketAddr,
     login: u64,
-    device: tradecast_protocol::DeviceId,
+    device: DeviceId,
+    /// The node's identity key, as its status states it: every record it exports must verify.
+    key: IdentityKey,
     api_token: String,
-    config: tradecast_node::config::Config,
+    http: reqwest::Client,
+    /// The records the node signed, per stream, as read so far (an outbox only grows).
+    records: Mutex<BTreeMap<u32, Vec<Record>>>,
 }
 
 impl DemoNode {
-    /// Stops the node and starts it again on the same data dir and addresses.
-    async fn restart(self) -> anyhow::Result<DemoNode> {
-        let DemoNode {
-            name,
-            policy,
-            data,
-            running,
-            shutdown,
-            login,
-            device,
-            api_token,
-            mut config,
-        } = self;
-        config.ea_listen = running.ea_addr;
-        config.api_listen = running.api_addr;
-        shutdown.trigger();
-        running.join().await?;
-        let shutdown = Shutdown::new();
-        let running = tradecast_node::serve::start(&data, &config, shutdown.clone()).await?;
-        Ok(DemoNode { name, policy, data, running, shutdown, login, device, api_token, config })
+    /// Starts a node's process on its data dir (`tradecast node run --data DIR`) and waits
+    /// until its API answers.
+    async fn spawn(
+        program: &Path,
+        name: &str,
+        data: &Path,
+        api_addr: SocketAddr,
+        api_token: &str,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<Proc> {
+        let args: [&OsStr; 4] =
+            ["node".as_ref(), "run".as_ref(), "--data".as_ref(), data.as_os_str()];
+        let mut proc = Proc::spawn(program, &args, &format!("{name}'s node"))?;
+        let url = format!("http://{api_addr}/api/v1/status");
+        proc.ready(http, &url, Some(api_token)).await?;
+        Ok(proc)
     }
 
-    fn node(&self) -> &Arc<Node> {
-        &self.running.node
+    /// `kill -9` of the node's process, and a new one on the same data dir and addresses.
+    async fn kill_and_restart(&mut self, program: &Path) -> anyhow::Result<()> {
+        if let Some(p) = self.proc.take() {
+            p.kill()?;
+        }
+        let (data, addr, token) = (&self.data, self.api_addr, &self.api_token);
+        self.proc = Some(Self::spawn(program, &self.name, data, addr, token, &self.http).await?);
+        Ok(())
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let url = format!("http://{}{path}", self.api_addr);
+        let r = self.http.get(&url).bearer_auth(&self.api_token).send().await?;
+        let status = r.status();
+        if !status.is_success() {
+            bail!("{}'s node answered {status} to GET {path}: {}", self.name, r.text().await?);
+        }
+        Ok(r.json().await?)
+    }
+
+    async fn status(&self) -> anyhow::Result<Status> {
+        self.get("/api/v1/status").await
+    }
+
+    async fn signals(&self) -> anyhow::Result<Vec<SignalRow>> {
+        self.get("/api/v1/signals").await
+    }
+
+    async fn approvals(&self) -> anyhow::Result<Vec<ApprovalRow>> {
+        self.get("/api/v1/approvals").await
+    }
+
+    /// Every record the node signed on `stream`, each verified against its key.
+    async fn records(&self, stream: StreamId) -> anyhow::Result<Vec<Record>> {
+        let have = self.lock_records()?.get(&stream.0).map_or(0, Vec::len);
+        let mut fresh = Vec::new();
+        loop {
+            let from = have + fresh.len() + 1;
+            let page: Vec<ExportedRecord> =
+                self.get(&format!("/api/v1/records/{}?from={from}", stream.0)).await?;
+            let n = page.len();
+            for row in page {
+                let bytes = hex::decode(&row.record)?;
+                let r = Record::decode(&bytes).map_err(|e| anyhow!("{}: {e}", self.name))?;
+                r.verify(&self.key)
+                    .map_err(|e| anyhow!("{}'s record {}: {e}", self.name, row.seq))?;
+                fresh.push(r);
+            }
+            if n < RECORDS_PAGE_MAX {
+                break;
+            }
+        }
+        let mut all = self.lock_records()?;
+        let v = all.entry(stream.0).or_default();
+        if v.len() == have {
+            v.extend(fresh);
+        }
+        Ok(v.clone())
+    }
+
+    fn lock_records(
+        &self,
+    ) -> anyhow::Result<std::sync::MutexGuard<'_, BTreeMap<u32, Vec<Record>>>> {
+        self.records.lock().map_err(|_| anyhow!("records cache poisoned"))
     }
 }
 
-/// The demo's hub: the server and an owner session.
+/// What one node's pages show at a moment, for the narration and the report.
+struct Snapshot {
+    signals: Vec<SignalRow>,
+    approvals: Vec<ApprovalRow>,
+    /// The shared-stream records it signed (approvals and executions).
+    shared: Vec<Record>,
+}
+
+impl Snapshot {
+    async fn of(node: &DemoNode) -> anyhow::Result<Snapshot> {
+        Ok(Snapshot {
+            signals: node.signals().await?,
+            approvals: node.approvals().await?,
+            shared: node.records(StreamId::SHARED).await?,
+        })
+    }
+}
+
+/// The demo's hub: a process of its own (`tradecast hub serve`) on a SQLite file this process
+/// also reads (to wait for it and to check its chains), and an owner session.
 struct DemoHub {
-    started: tradecast_hub::Started,
+    proc: Option<Proc>,
+    config_file: PathBuf,
+    addr: SocketAddr,
+    quic_addr: SocketAddr,
+    db: tradecast_hub::db::Db,
+    identity: tradecast_protocol::Identity,
     http: reqwest::Client,
     owner_token: String,
 }
@@ -223,52 +331,107 @@ fn wall_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-async fn hub_server(
-    dir: &Path,
-    listen: SocketAddr,
-    quic_listen: Option<SocketAddr>,
-) -> anyhow::Result<tradecast_hub::Started> {
-    let mut config = tradecast_hub::config::Config {
-        listen,
-        quic_listen,
-        data_dir: Some(dir.to_owned()),
-        ..Default::default()
-    };
-    // Demo accounts on a throwaway hub: light password hashing keeps the start quick.
-    config.auth.argon2_memory_kib = 1024;
-    config.auth.argon2_iterations = 1;
-    // Development mode keeps its generated secrets in the data dir: a restart keeps the key.
-    let secrets = tradecast_hub::load_secrets(&config, std::iter::empty())?;
-    Ok(tradecast_hub::start(config, secrets).await?)
+/// A loopback address with a free TCP port.
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A loopback port free over TCP and UDP both: the hub's HTTP API and its QUIC endpoint share
+/// it, as by default (a node enrolled at `HOST:PORT` syncs with UDP `HOST:PORT`).
+fn free_tcp_and_udp() -> anyhow::Result<SocketAddr> {
+    for _ in 0..50 {
+        let addr = free_addr()?;
+        if std::net::UdpSocket::bind(addr).is_ok() {
+            return Ok(addr);
+        }
+    }
+    bail!("no loopback port free over both TCP and UDP")
 }
 
 impl DemoHub {
-    async fn start(dir: &Path) -> anyhow::Result<DemoHub> {
-        let started = hub_server(dir, "127.0.0.1:0".parse()?, None).await?;
-        let new = tradecast_hub::accounts::NewUser {
-            email: "owner@demo.invalid",
-            password: "demo owner password",
-            role: tradecast_hub::accounts::Role::Owner,
-            display_name: "Owner",
-        };
-        let state = &started.state;
-        tradecast_hub::accounts::create_user(
-            &state.db,
-            &state.config.auth,
-            wall_ms(),
-            &new,
-            "demo",
-            "demo",
-        )
-        .await?;
+    async fn start(program: &Path, dir: &Path) -> anyhow::Result<DemoHub> {
+        std::fs::create_dir_all(dir)?;
+        let addr = free_tcp_and_udp()?;
+        let quic_addr = addr;
+        let config_file = dir.join("hub.toml");
+        let data = toml::Value::String(dir.display().to_string());
+        // Demo accounts on a throwaway hub: light password hashing keeps the start quick.
+        std::fs::write(
+            &config_file,
+            format!(
+                "listen = \"{addr}\"\ndata_dir = {data}\n\n\
+                 [auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n"
+            ),
+        )?;
+        let config = tradecast_hub::config::Config::load(
+            Some(&config_file),
+            std::iter::empty(),
+            &tradecast_hub::config::Overrides::default(),
+        )?;
+        // The owner account, as an operator creates it: `admin create-owner`, password on stdin.
+        let conf = config_file.as_os_str();
+        let args: [&OsStr; 6] = [
+            "hub".as_ref(),
+            "--config".as_ref(),
+            conf,
+            "admin".as_ref(),
+            "create-owner".as_ref(),
+            "--email=owner@demo.invalid".as_ref(),
+        ];
+        Proc::run_with_input(program, &args, "demo owner password\n")
+            .context("create the hub's owner")?;
         let http = reqwest::Client::new();
-        let mut hub = DemoHub { started, http, owner_token: String::new() };
+        let proc = Self::spawn(program, &config_file, addr, &http).await?;
+        let db = tradecast_hub::open_db(&config).await?;
+        let identity =
+            tradecast_hub::hub_identity(&tradecast_hub::load_secrets(&config, std::iter::empty())?);
+        let mut hub = DemoHub {
+            proc: Some(proc),
+            config_file,
+            addr,
+            quic_addr,
+            db,
+            identity,
+            http,
+            owner_token: String::new(),
+        };
         hub.owner_token = hub.login("owner@demo.invalid", "demo owner password").await?;
         Ok(hub)
     }
 
+    async fn spawn(
+        program: &Path,
+        config_file: &Path,
+        addr: SocketAddr,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<Proc> {
+        let args: [&OsStr; 4] =
+            ["hub".as_ref(), "--config".as_ref(), config_file.as_os_str(), "serve".as_ref()];
+        let mut proc = Proc::spawn(program, &args, "hub")?;
+        proc.ready(http, &format!("http://{addr}/health"), None).await?;
+        Ok(proc)
+    }
+
+    fn up(&self) -> bool {
+        self.proc.is_some()
+    }
+
+    /// `kill -9` of the hub's process.
+    fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(p) = self.proc.take() {
+            p.kill()?;
+        }
+        Ok(())
+    }
+
+    /// A new hub process on the same data dir and addresses.
+    async fn restart(&mut self, program: &Path) -> anyhow::Result<()> {
+        self.proc = Some(Self::spawn(program, &self.config_file, self.addr, &self.http).await?);
+        Ok(())
+    }
+
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.started.addr)
+        format!("http://{}{path}", self.addr)
     }
 
     async fn call(&self, path: &str, token: &str, body: Value) -> anyhow::Result<Value> {
@@ -316,36 +479,53 @@ impl DemoHub {
     }
 }
 
-/// A node's config: loopback on free ports, the EA told not to hold its polls (lockstep).
-fn node_config(mode: &str, extra: &str) -> anyhow::Result<tradecast_node::config::Config> {
+/// A node's config: loopback on the given ports, the EA told not to hold its polls (lockstep).
+fn node_config(
+    mode: &str,
+    extra: &str,
+    ea: SocketAddr,
+    api: SocketAddr,
+) -> anyhow::Result<tradecast_node::config::Config> {
     let text = format!(
-        "ea_listen = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:0\"\nmode = \"{mode}\"\n\
+        "ea_listen = \"{ea}\"\napi_listen = \"{api}\"\nmode = \"{mode}\"\n\
          poll_wait_ms = 0\n{extra}"
     );
     toml::from_str(&text).context("demo node config")
 }
 
+/// Sets up a node's data dir as a trader would (init, enrol with a code, an EA key, the
+/// settings file) and starts its process.
 #[allow(clippy::too_many_arguments)]
 async fn start_node(
+    program: &Path,
     root: &Path,
     hub: &DemoHub,
     name: &str,
     token: &str,
     login: u64,
-    config: tradecast_node::config::Config,
+    (mode, extra): (&str, &str),
     policy: &str,
     quic_via: Option<SocketAddr>,
 ) -> anyhow::Result<(DemoNode, tradecast_node::keys::EaKey)> {
     let data = root.join(name);
     std::fs::create_dir_all(&data)?;
     tradecast_node::serve::init(&data)?;
+    let (ea_addr, api_addr) = {
+        // Both held at once, so they differ.
+        let (a, b) = (
+            std::net::TcpListener::bind("127.0.0.1:0")?,
+            std::net::TcpListener::bind("127.0.0.1:0")?,
+        );
+        (a.local_addr()?, b.local_addr()?)
+    };
+    node_config(mode, extra, ea_addr, api_addr)?.write(&data)?;
     let code = hub.enrolment_code(token).await?;
     {
         let store =
             tradecast_node::store::Store::open(&data.join(tradecast_node::store::FILE_NAME))?;
         tradecast_node::sync::enrol::enrol(
             &store,
-            &hub.started.addr.to_string(),
+            &hub.addr.to_string(),
             &code,
             &format!("{name}'s node"),
             wall_ms(),
@@ -356,20 +536,35 @@ async fn start_node(
         }
     }
     let key = tradecast_node::serve::new_ea_key(&data)?;
-    let shutdown = Shutdown::new();
-    let running = tradecast_node::serve::start(&data, &config, shutdown.clone()).await?;
-    let device = running.node.device_id();
     let api_token = tradecast_node::serve::api_token(&data)?.to_string();
+    let http = reqwest::Client::new();
+    let proc = DemoNode::spawn(program, name, &data, api_addr, &api_token, &http).await?;
+    let status: Status = http
+        .get(format!("http://{api_addr}/api/v1/status"))
+        .bearer_auth(&api_token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let node_key = IdentityKey::from_hex(&status.sync.identity_key)?;
+    let device = node_key.device_id();
+    if device.to_text() != status.device_id {
+        bail!("{name}'s node states a key that is not its device's");
+    }
     let node = DemoNode {
         name: name.to_owned(),
         policy: policy.to_owned(),
         data,
-        running,
-        shutdown,
+        proc: Some(proc),
+        ea_addr,
+        api_addr,
         login,
         device,
+        key: node_key,
         api_token,
-        config,
+        http,
+        records: Mutex::new(BTreeMap::new()),
     };
     Ok((node, key))
 }
@@ -394,19 +589,39 @@ async fn catch_up(t: &mut Terminal) -> usize {
     errors
 }
 
+/// A stream's tip in a node's status (0 before its first record).
+fn tip(status: &Status, stream: StreamId) -> u64 {
+    status.sync.streams.iter().find(|s| s.stream == stream.0).map_or(0, |s| s.tip)
+}
+
+/// What the nodes' statuses say moved: every stream tip and feed watermark, in order. The
+/// narration runs again only when this changes.
+fn progress(statuses: &[Status]) -> Vec<u64> {
+    statuses
+        .iter()
+        .flat_map(|s| {
+            std::iter::once(s.sync.inbox_watermark).chain(s.sync.streams.iter().map(|x| x.tip))
+        })
+        .collect()
+}
+
 /// Where the records stand: the provider's signals-stream tip at home and at the hub, and each
-/// subscriber's committed feed against the hub's tip for it.
-async fn marks(hub: &DemoHub, provider: &DemoNode, subs: &[DemoNode]) -> anyhow::Result<Vec<u64>> {
-    let db = &hub.started.state.db;
-    let home = provider.node().store().read()?.outbox_from(StreamId::SIGNALS, 1)?.len() as u64;
+/// subscriber's committed feed against the hub's tip for it. `statuses`: provider first.
+async fn marks(
+    hub: &DemoHub,
+    provider: &DemoNode,
+    subs: &[DemoNode],
+    statuses: &[Status],
+) -> anyhow::Result<Vec<u64>> {
+    let db = &hub.db;
+    let home = statuses.first().map_or(0, |s| tip(s, StreamId::SIGNALS));
     let at_hub =
         tradecast_hub::quic::store::committed(db, &provider.device, StreamId::SIGNALS).await?;
     let mut out = vec![home, at_hub];
-    for s in subs {
+    for (s, st) in subs.iter().zip(statuses.iter().skip(1)) {
         let (tip, _) = tradecast_hub::feed::marks(db, &s.device.to_text()).await?;
-        let mine = s.node().store().read()?.inbox_watermark()?;
         out.push(tip);
-        out.push(mine);
+        out.push(st.sync.inbox_watermark);
     }
     Ok(out)
 }
@@ -415,13 +630,25 @@ fn settled(m: &[u64]) -> bool {
     m.chunks(2).all(|pair| pair.first() == pair.get(1))
 }
 
-/// Runs rounds of terminal steps until every party has taken in everything and nothing moves.
+/// Every node's status, provider first.
+async fn statuses(provider: &DemoNode, subs: &[DemoNode]) -> anyhow::Result<Vec<Status>> {
+    let mut out = vec![provider.status().await?];
+    for s in subs {
+        out.push(s.status().await?);
+    }
+    Ok(out)
+}
+
+/// Runs rounds of terminal steps until every party has taken in everything and nothing moves;
+/// returns what the nodes' statuses say then ([`progress`]). A bar that does not settle within
+/// [`SETTLE_LIMIT`] is counted in `timeouts` and the replay goes on.
 async fn settle(
-    hub: Option<&DemoHub>,
+    hub: &DemoHub,
     provider: &DemoNode,
     subs: &[DemoNode],
     terminals: &mut [Terminal],
-) -> anyhow::Result<()> {
+    timeouts: &mut usize,
+) -> anyhow::Result<Vec<u64>> {
     let started = Instant::now();
     let mut last: Option<Vec<u64>> = None;
     loop {
@@ -431,19 +658,23 @@ async fn settle(
         for t in terminals.iter_mut().rev() {
             catch_up(t).await;
         }
+        let st = statuses(provider, subs).await?;
         // With the hub down the nodes work offline: only the terminals are waited for.
-        let m = match hub {
-            Some(hub) => marks(hub, provider, subs).await?,
-            None => Vec::new(),
+        let mut m = match hub.up() {
+            true => marks(hub, provider, subs, &st).await?,
+            false => Vec::new(),
         };
-        if settled(&m) && last.as_ref() == Some(&m) && terminals.iter().all(Terminal::caught_up) {
-            return Ok(());
+        let done = settled(&m);
+        m.extend(progress(&st));
+        if done && last.as_ref() == Some(&m) && terminals.iter().all(Terminal::caught_up) {
+            return Ok(progress(&st));
         }
         if started.elapsed() > SETTLE_LIMIT {
             tracing::warn!(target: "tradecast::demo", marks = ?m, "a bar did not settle in time; going on");
-            return Ok(());
+            *timeouts += 1;
+            return Ok(progress(&st));
         }
-        if !settled(&m) {
+        if !done {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         last = Some(m);
@@ -451,8 +682,8 @@ async fn settle(
 }
 
 /// The provider's signed signals so far: (signal, record created_at_ms).
-fn provider_signals(provider: &DemoNode) -> anyhow::Result<Vec<(Signal, i64)>> {
-    let records = provider.node().store().read()?.outbox_from(StreamId::SIGNALS, 1)?;
+async fn provider_signals(provider: &DemoNode) -> anyhow::Result<Vec<(Signal, i64)>> {
+    let records = provider.records(StreamId::SIGNALS).await?;
     Ok(records
         .iter()
         .filter_map(|r| match r.body() {
@@ -462,25 +693,15 @@ fn provider_signals(provider: &DemoNode) -> anyhow::Result<Vec<(Signal, i64)>> {
         .collect())
 }
 
-/// A subscriber's shared-stream records (approvals and executions it signed).
-fn shared_records(node: &DemoNode) -> anyhow::Result<Vec<Record>> {
-    Ok(node.node().store().read()?.outbox_from(StreamId::SHARED, 1)?)
-}
-
-fn outcome_of(
-    node: &DemoNode,
-    id: SignalId,
-    shared: &[Record],
-) -> anyhow::Result<SubscriberOutcome> {
+fn outcome_of(seen: &Snapshot, id: SignalId) -> SubscriberOutcome {
     let mut o = SubscriberOutcome::default();
-    let hex = id.to_hex();
-    if let Some(row) = node.node().signals()?.into_iter().find(|r| r.signal.id == id) {
+    if let Some(row) = seen.signals.iter().find(|r| r.signal.id == id) {
         o.received = true;
         if !row.skipped.is_empty() {
-            o.skipped = Some(row.skipped);
+            o.skipped = Some(row.skipped.clone());
         }
     }
-    for r in shared {
+    for r in &seen.shared {
         match r.body() {
             Ok(Body::Approval(a)) if a.signal_id == id => o.decision = Some(a.decision),
             Ok(Body::Execution(e)) if e.signal_id == id => match e.fill_price {
@@ -494,13 +715,12 @@ fn outcome_of(
     }
     if o.skipped.is_none()
         && o.decision.is_none()
-        && let Some(a) =
-            node.node().approvals()?.into_iter().find(|a| a.pending.signal_id.to_hex() == hex)
+        && let Some(a) = seen.approvals.iter().find(|a| a.pending.signal_id == id)
         && a.line.starts_with("skipped")
     {
-        o.skipped = Some(a.line);
+        o.skipped = Some(a.line.clone());
     }
-    Ok(o)
+    o
 }
 
 fn fmt_market(ms: i64) -> String {
@@ -533,7 +753,7 @@ impl Narrator {
 #[allow(clippy::too_many_arguments)]
 async fn narrate(
     narrator: &mut Narrator,
-    hub: Option<&DemoHub>,
+    hub: &DemoHub,
     provider: &DemoNode,
     subs: &[DemoNode],
     market_ms: i64,
@@ -541,7 +761,11 @@ async fn narrate(
 ) -> anyhow::Result<()> {
     let t = fmt_market(market_ms);
     let pad = " ".repeat(t.len() + 2);
-    for (i, (s, created)) in provider_signals(provider)?.into_iter().enumerate() {
+    let mut seen = Vec::new();
+    for sub in subs {
+        seen.push(Snapshot::of(sub).await?);
+    }
+    for (i, (s, created)) in provider_signals(provider).await?.into_iter().enumerate() {
         let n = i + 1;
         let hex = s.id.to_hex();
         narrator.once(
@@ -558,16 +782,10 @@ async fn narrate(
             ),
             out,
         );
-        let stored = match hub {
-            Some(hub) => tradecast_hub::signals::stored_by_id(
-                &hub.started.state.db,
-                &hub.started.state.hub_identity,
-                &hex,
-            )
+        // The hub's file is read even while its process is down: what it committed is there.
+        let stored = tradecast_hub::signals::stored_by_id(&hub.db, &hub.identity, &hex)
             .await
-            .map_err(|e| anyhow!("hub: {e:?}"))?,
-            None => None,
-        };
+            .map_err(|e| anyhow!("hub: {e:?}"))?;
         if let Some(stored) = stored {
             let s0 = stored.0;
             narrator.once(
@@ -580,9 +798,8 @@ async fn narrate(
                 out,
             );
         }
-        for sub in subs {
-            let shared = shared_records(sub)?;
-            let o = outcome_of(sub, s.id, &shared)?;
+        for (sub, seen) in subs.iter().zip(&seen) {
+            let o = outcome_of(seen, s.id);
             let name = format!("{:<9}", sub.name);
             if o.received {
                 narrator.once(
@@ -637,12 +854,8 @@ async fn narrate(
 
 /// The manual subscriber's scripted clicks: approves every other waiting signal through its
 /// local API (as the UI's button does) and leaves the others to expire.
-async fn click(
-    node: &DemoNode,
-    http: &reqwest::Client,
-    clicked: &mut BTreeSet<String>,
-) -> anyhow::Result<()> {
-    for a in node.node().approvals()? {
+async fn click(node: &DemoNode, clicked: &mut BTreeSet<String>) -> anyhow::Result<()> {
+    for a in node.approvals().await? {
         let hex = a.pending.signal_id.to_hex();
         if a.pending.decided().is_some() || clicked.contains(&hex) {
             continue;
@@ -652,8 +865,9 @@ async fn click(
         if n % 2 == 1 {
             continue; // left to expire
         }
-        let url = format!("http://{}/api/v1/signals/{hex}/approve", node.running.api_addr);
-        let r = http
+        let url = format!("http://{}/api/v1/signals/{hex}/approve", node.api_addr);
+        let r = node
+            .http
             .post(url)
             .bearer_auth(&node.api_token)
             .json(&json!({ "user": "demo click", "reason": "approved in the demo" }))
@@ -666,20 +880,23 @@ async fn click(
     Ok(())
 }
 
-fn totals(
+async fn totals(
     node: &DemoNode,
     broker: &SharedBroker,
     signals: &[SignalReport],
 ) -> anyhow::Result<SubscriberTotals> {
-    let b = lock(broker);
-    let deals = b.deals(node.login, i64::MIN, i64::MAX).map_err(|e| anyhow!("{e:?}"))?;
-    let open = b
-        .positions(node.login)
-        .map_err(|e| anyhow!("{e:?}"))?
-        .into_iter()
-        .filter(|p| ea::is_tradecast_magic(p.magic, MAGIC))
-        .count();
-    drop(b);
+    let orders: Vec<OrderRow> = node.get("/api/v1/orders").await?;
+    let (deals, open) = {
+        let b = lock(broker);
+        let deals = b.deals(node.login, i64::MIN, i64::MAX).map_err(|e| anyhow!("{e:?}"))?;
+        let open = b
+            .positions(node.login)
+            .map_err(|e| anyhow!("{e:?}"))?
+            .into_iter()
+            .filter(|p| ea::is_tradecast_magic(p.magic, MAGIC))
+            .count();
+        (deals, open)
+    };
     let ours: Vec<&ea::Deal> =
         deals.iter().filter(|d| ea::is_tradecast_magic(d.magic, MAGIC)).collect();
     let mut entries_per_order = BTreeMap::new();
@@ -695,11 +912,6 @@ fn totals(
         .sum();
     // R: map each position to its signal through the node's orders (the order number is in the
     // magic), then weigh each exit by its volume.
-    let account = node.node().accounts()?.into_iter().next().map(|a| a.account);
-    let orders = match &account {
-        Some(a) => node.node().orders(a)?,
-        None => Vec::new(),
-    };
     let by_no: BTreeMap<u32, SignalId> =
         orders.iter().filter_map(|o| o.signal_id.map(|s| (o.order_no, s))).collect();
     let mut pnl_r = Decimal::ZERO;
@@ -757,16 +969,15 @@ const STREAMS: [StreamId; 5] =
 /// Waits (bounded) until the hub holds every record of every node's outbox; returns the streams
 /// that still differ, as "name stream N: local L, hub H".
 async fn wait_synced(hub: &DemoHub, nodes: &[&DemoNode]) -> anyhow::Result<Vec<String>> {
-    let db = &hub.started.state.db;
     let started = Instant::now();
     loop {
         let mut behind = Vec::new();
         for node in nodes {
-            let view = node.node().store().read()?;
+            let status = node.status().await?;
             for stream in STREAMS {
-                let local = view.outbox_from(stream, 1)?.len() as u64;
+                let local = tip(&status, stream);
                 let at_hub =
-                    tradecast_hub::quic::store::committed(db, &node.device, stream).await?;
+                    tradecast_hub::quic::store::committed(&hub.db, &node.device, stream).await?;
                 if local != at_hub {
                     behind.push(format!(
                         "{} stream {}: local {local}, hub {at_hub}",
@@ -783,18 +994,17 @@ async fn wait_synced(hub: &DemoHub, nodes: &[&DemoNode]) -> anyhow::Result<Vec<S
 }
 
 async fn verify_hub_chains(hub: &DemoHub, nodes: &[&DemoNode]) -> anyhow::Result<(usize, usize)> {
-    let db = &hub.started.state.db;
     let (mut streams, mut records) = (0, 0);
     for node in nodes {
-        let key = node.node().identity_key();
         for stream in STREAMS {
-            let held = tradecast_hub::quic::store::records(db, &node.device, stream).await?;
+            let held = tradecast_hub::quic::store::records(&hub.db, &node.device, stream).await?;
             if held.is_empty() {
                 continue;
             }
             let mut prev = tradecast_protocol::ChainHash::GENESIS;
             for (i, r) in held.iter().enumerate() {
-                r.verify(&key).map_err(|e| anyhow!("{} stream {}: {e}", node.name, stream.0))?;
+                r.verify(&node.key)
+                    .map_err(|e| anyhow!("{} stream {}: {e}", node.name, stream.0))?;
                 let h = r.header();
                 if h.seq != i as u64 + 1 || h.prev_hash != prev {
                     bail!("{}'s stream {} breaks at seq {}", node.name, stream.0, h.seq);
@@ -824,10 +1034,10 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
     out(
         "Starting the Tradecast demo on 127.0.0.1 (data in temporary folders, no database server).",
     );
-    let hub_dir = root.join("hub");
-    let hub = DemoHub::start(&hub_dir).await?;
+    let program = opts.program.as_path();
+    let mut hub = DemoHub::start(program, &root.join("hub")).await?;
     let proxy = match opts.faults.lossy {
-        Some(f) => Some(crate::lossy::start(hub.started.quic_addr, f).await?),
+        Some(f) => Some(crate::lossy::start(hub.quic_addr, f).await?),
         None => None,
     };
     let via = proxy.as_ref().map(|p| p.addr);
@@ -846,15 +1056,16 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
     let mut keys = Vec::new();
     let provider_policy = "provider: Fib-RSI v1 on EURUSD H1, trades its own signals";
     let (provider, key) = start_node(
+        program,
         &root,
         &hub,
         "provider",
         &provider_token,
         9_000_001,
-        node_config(
+        (
             "provider",
             "self_trade = true\n[policy.approval]\nmode = \"auto\"\nconsent_version = 1\n",
-        )?,
+        ),
         provider_policy,
         via,
     )
@@ -883,12 +1094,13 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
         )
         .await?;
         let (node, key) = start_node(
+            program,
             &root,
             &hub,
             name,
             &token,
             login,
-            node_config("subscriber", extra)?,
+            ("subscriber", extra),
             policy,
             via,
         )
@@ -916,7 +1128,7 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
     let mut terminals = Vec::new();
     for (node, key) in std::iter::once(&provider).chain(subs.iter()).zip(keys.iter()) {
         let mut tc = TerminalConfig::new(
-            &format!("http://{}", node.running.ea_addr),
+            &format!("http://{}", node.ea_addr),
             &key.key_id,
             &key.secret,
             node.login,
@@ -945,12 +1157,12 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
 
     out(&format!(
         "hub       http://{}  (QUIC {}, key {})",
-        hub.started.addr,
-        hub.started.quic_addr,
-        hub.started.state.hub_identity.device_id().fmt_short()
+        hub.addr,
+        hub.quic_addr,
+        hub.identity.device_id().fmt_short()
     ));
     for n in std::iter::once(&provider).chain(subs.iter()) {
-        let url = tradecast_node::ui::login_url(n.running.api_addr, &n.api_token);
+        let url = tradecast_node::ui::login_url(n.api_addr, &n.api_token);
         out(&format!("{:<9} {url}  ({})", n.name, n.policy));
     }
     out(&format!(
@@ -967,51 +1179,51 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
             p.addr
         ));
     }
-    let http = reqwest::Client::new();
     let mut narrator = Narrator::default();
     let mut clicked = BTreeSet::new();
+    let mut narrated: Option<Vec<u64>> = None;
+    let mut settle_timeouts = 0;
     let mut bars = 0usize;
-    // The hub restarts on the same data dir and addresses.
-    let hub_addrs = (hub.started.addr, hub.started.quic_addr);
-    let mut hub = Some(hub);
     let mut hub_back_at: Option<usize> = None;
-    let mut stopped_hub: Option<(reqwest::Client, String)> = None;
     loop {
         let bar_started = Instant::now();
-        settle(hub.as_ref(), &provider, &subs, &mut terminals).await?;
-        if let Some(bob) = subs.iter().find(|s| s.name == "bob") {
-            let before = clicked.len();
-            click(bob, &http, &mut clicked).await?;
-            if clicked.len() != before {
-                settle(hub.as_ref(), &provider, &subs, &mut terminals).await?;
+        let mut moved =
+            settle(&hub, &provider, &subs, &mut terminals, &mut settle_timeouts).await?;
+        // Clicks and narration only when a node's records moved (every line comes from them).
+        if narrated.as_ref() != Some(&moved) {
+            if let Some(bob) = subs.iter().find(|s| s.name == "bob") {
+                let before = clicked.len();
+                click(bob, &mut clicked).await?;
+                if clicked.len() != before {
+                    moved = settle(&hub, &provider, &subs, &mut terminals, &mut settle_timeouts)
+                        .await?;
+                }
             }
+            let market = lock(&broker).time_ms();
+            narrate(&mut narrator, &hub, &provider, &subs, market, out).await?;
+            narrated = Some(moved);
         }
         let market = lock(&broker).time_ms();
-        narrate(&mut narrator, hub.as_ref(), &provider, &subs, market, out).await?;
-        // Faults, between bars.
-        if opts.faults.restart_hub_at_bar == Some(bars)
-            && let Some(h) = hub.take()
-        {
-            out(&format!("[{}] hub stopped: the nodes go on offline", fmt_market(market)));
-            let DemoHub { started, http: http_c, owner_token } = h;
-            started.stop().await?;
+        // Faults, between bars: kill -9, and a new process on the same data dir and addresses.
+        if opts.faults.kill_hub_at_bar == Some(bars) && hub.up() {
+            hub.kill()?;
+            out(&format!("[{}] hub killed (SIGKILL): the nodes go on offline", fmt_market(market)));
             hub_back_at = Some(bars + opts.faults.hub_down_bars.max(1));
-            stopped_hub = Some((http_c, owner_token));
         }
-        if hub_back_at == Some(bars)
-            && let Some((http_c, owner_token)) = stopped_hub.take()
-        {
-            let started = hub_server(&hub_dir, hub_addrs.0, Some(hub_addrs.1)).await?;
-            hub = Some(DemoHub { started, http: http_c, owner_token });
+        if hub_back_at == Some(bars) {
+            hub.restart(program).await?;
+            hub_back_at = None;
             out(&format!("[{}] hub back on the same data dir and addresses", fmt_market(market)));
         }
-        if let Some((name, at)) = &opts.faults.restart_node_at_bar
+        if let Some((name, at)) = &opts.faults.kill_node_at_bar
             && *at == bars
-            && let Some(i) = subs.iter().position(|s| &s.name == name)
+            && let Some(node) = subs.iter_mut().find(|s| &s.name == name)
         {
-            let node = subs.remove(i);
-            subs.insert(i, node.restart().await?);
-            out(&format!("[{}] {name}'s node stopped and started again", fmt_market(market)));
+            node.kill_and_restart(program).await?;
+            out(&format!(
+                "[{}] {name}'s node killed (SIGKILL) and started again",
+                fmt_market(market)
+            ));
         }
         if !replay.advance().map_err(|e| anyhow!("{e}"))? {
             break;
@@ -1024,29 +1236,27 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
             }
         }
     }
-    if let Some((http_c, owner_token)) = stopped_hub.take() {
-        let started = hub_server(&hub_dir, hub_addrs.0, Some(hub_addrs.1)).await?;
-        hub = Some(DemoHub { started, http: http_c, owner_token });
+    if !hub.up() {
+        hub.restart(program).await?;
     }
-    let hub = hub.ok_or_else(|| anyhow!("the hub is not running"))?;
     // Past the last bar: one more settle so every close and record is in.
-    settle(Some(&hub), &provider, &subs, &mut terminals).await?;
+    settle(&hub, &provider, &subs, &mut terminals, &mut settle_timeouts).await?;
     let market = lock(&broker).time_ms();
-    narrate(&mut narrator, Some(&hub), &provider, &subs, market, out).await?;
+    narrate(&mut narrator, &hub, &provider, &subs, market, out).await?;
 
     // The report, from signed records and the broker's deals.
     let mut signals = Vec::new();
-    for (i, (s, created)) in provider_signals(&provider)?.into_iter().enumerate() {
-        let stored = tradecast_hub::signals::stored_by_id(
-            &hub.started.state.db,
-            &hub.started.state.hub_identity,
-            &s.id.to_hex(),
-        )
-        .await
-        .map_err(|e| anyhow!("hub: {e:?}"))?;
+    let mut seen = Vec::new();
+    for sub in &subs {
+        seen.push(Snapshot::of(sub).await?);
+    }
+    for (i, (s, created)) in provider_signals(&provider).await?.into_iter().enumerate() {
+        let stored = tradecast_hub::signals::stored_by_id(&hub.db, &hub.identity, &s.id.to_hex())
+            .await
+            .map_err(|e| anyhow!("hub: {e:?}"))?;
         let mut per = BTreeMap::new();
-        for sub in &subs {
-            per.insert(sub.name.clone(), outcome_of(sub, s.id, &shared_records(sub)?)?);
+        for (sub, seen) in subs.iter().zip(&seen) {
+            per.insert(sub.name.clone(), outcome_of(seen, s.id));
         }
         signals.push(SignalReport {
             number: i + 1,
@@ -1058,7 +1268,7 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
     }
     let mut totals_v = Vec::new();
     for sub in &subs {
-        totals_v.push(totals(sub, &broker, &signals)?);
+        totals_v.push(totals(sub, &broker, &signals).await?);
     }
     // Latency of the machines only: the auto-copy subscriber's fills (a manual approval waits
     // for a person).
@@ -1077,17 +1287,21 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
     let all: Vec<&DemoNode> = std::iter::once(&provider).chain(subs.iter()).collect();
     let unsynced = wait_synced(&hub, &all).await?;
     // The receipts come back through the provider's feed: wait (bounded) for the last ones.
-    let provider_records = provider.node().store().read()?.outbox_from(StreamId::SIGNALS, 1)?.len();
     let receipts_since = Instant::now();
-    let mut provider_receipts;
-    loop {
-        provider_receipts = provider.node().store().read()?.receipts(StreamId::SIGNALS)?.len();
-        if provider_receipts >= provider_records || receipts_since.elapsed() > SETTLE_LIMIT {
-            break;
+    let (provider_records, provider_receipts) = loop {
+        let status = provider.status().await?;
+        let signals = status.sync.streams.iter().find(|s| s.stream == StreamId::SIGNALS.0);
+        let (n, held) = signals.map_or((0, 0), |s| (s.tip as usize, s.receipts as usize));
+        if held >= n || receipts_since.elapsed() > SETTLE_LIMIT {
+            break (n, held);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
     let (chains_verified, hub_records) = verify_hub_chains(&hub, &all).await?;
+    let mut hub_links = Vec::new();
+    for n in &all {
+        hub_links.push((n.name.clone(), n.status().await?.sync.hub_connected));
+    }
     let report = Report {
         bars,
         signals,
@@ -1099,7 +1313,8 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
         lossy: proxy.as_ref().map(crate::lossy::Proxy::counts),
         provider_records,
         provider_receipts,
-        hub_links: all.iter().map(|n| (n.name.clone(), n.node().hub_connected())).collect(),
+        hub_links,
+        settle_timeouts,
     };
     print_summary(&report, out);
 
@@ -1109,17 +1324,19 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
         );
         tokio::signal::ctrl_c().await.ok();
     }
-    for n in std::iter::once(&provider).chain(subs.iter()) {
-        n.shutdown.trigger();
-    }
+    // SIGTERM: each process finishes what it has in hand; the hub last.
     for n in std::iter::once(provider).chain(subs) {
-        let name = n.name.clone();
-        if let Err(e) = n.running.join().await {
-            tracing::warn!(target: "tradecast::demo", node = %name, error = %e, "node stop");
+        if let Some(p) = n.proc
+            && !p.stop(STOP_GRACE).await?
+        {
+            tracing::warn!(target: "tradecast::demo", node = %n.name, "did not stop in time; killed");
         }
-        let _ = n.data;
     }
-    hub.started.stop().await?;
+    if let Some(p) = hub.proc.take()
+        && !p.stop(STOP_GRACE).await?
+    {
+        tracing::warn!(target: "tradecast::demo", "the hub did not stop in time; killed");
+    }
     Ok(report)
 }
 
@@ -1161,6 +1378,13 @@ fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {
         out(&format!(
             "lossy proxy: {} datagrams forwarded, {} dropped, {} duplicated",
             c.forwarded, c.dropped, c.duplicated
+        ));
+    }
+    if r.settle_timeouts > 0 {
+        out(&format!(
+            "{} bar(s) did not settle within {} s (see the warnings above)",
+            r.settle_timeouts,
+            SETTLE_LIMIT.as_secs()
         ));
     }
     if r.unsynced.is_empty() {

@@ -1,7 +1,9 @@
 //! `tradecast`: the one-command local demo (hub + provider node + subscriber nodes + simulated
 //! terminals on loopback).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tradecast::demo::{self, Options};
@@ -19,7 +21,8 @@ struct Cli {
 enum Command {
     /// Run the whole system locally: a hub on SQLite, a provider node running Fib-RSI and two
     /// subscriber nodes (auto-copy at 1 % risk; manual approvals), each beside a simulated MT5
-    /// terminal, all on one simulated broker replaying the bundled EURUSD H1 bars.
+    /// terminal, all on one simulated broker replaying the bundled EURUSD H1 bars. The hub and
+    /// each node run in a process of their own.
     Demo {
         /// Bar pace: `max` (as fast as every party takes each bar in), or bar-seconds per wall
         /// second. The default shows the whole sample (20 signals) in about a minute. Every
@@ -42,29 +45,69 @@ enum Command {
         #[arg(long)]
         lossy: bool,
     },
+    /// The hub's command line (`tradecast-hub`), as the demo runs its hub process.
+    #[command(hide = true, disable_help_flag = true, disable_version_flag = true)]
+    Hub {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// The node's command line (`tradecast-node`), as the demo runs each node process.
+    #[command(hide = true, disable_help_flag = true, disable_version_flag = true)]
+    Node {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (speed, bars, exit_when_done, data, lossy) = match cli.command {
+        // The hub and the node install their own logging.
+        Command::Hub { args } => {
+            return tradecast_hub::cli::main_from(
+                std::iter::once(OsString::from("tradecast-hub")).chain(args),
+            );
+        }
+        Command::Node { args } => {
+            return tradecast_node::cli::main_from(
+                std::iter::once(OsString::from("tradecast-node")).chain(args),
+            );
+        }
+        Command::Demo { speed, bars, exit_when_done, data, lossy } => {
+            (speed, bars, exit_when_done, data, lossy)
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(
             |_| tracing_subscriber::EnvFilter::new("warn,tradecast_hub::secrets=error"),
         ))
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
-        Command::Demo { speed, bars, exit_when_done, data, lossy } => {
-            let speed: Speed = speed.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-            let faults = demo::FaultPlan {
-                lossy: lossy.then(tradecast::lossy::Faults::default),
-                ..Default::default()
-            };
-            let opts = Options { speed, bars, exit_when_done, data, faults };
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(async {
-                let mut print = |line: &str| println!("{line}");
-                demo::run(&opts, &mut print).await.map(|_| ())
-            })
+    match demo_main(speed, bars, exit_when_done, data, lossy) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tradecast: {e:#}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn demo_main(
+    speed: String,
+    bars: Option<usize>,
+    exit_when_done: bool,
+    data: Option<PathBuf>,
+    lossy: bool,
+) -> anyhow::Result<()> {
+    let speed: Speed = speed.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let faults = demo::FaultPlan {
+        lossy: lossy.then(tradecast::lossy::Faults::default),
+        ..Default::default()
+    };
+    let opts = Options { speed, bars, exit_when_done, data, faults, ..Options::default() };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let mut print = |line: &str| println!("{line}");
+        demo::run(&opts, &mut print).await.map(|_| ())
+    })
 }

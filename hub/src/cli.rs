@@ -89,7 +89,17 @@ pub enum AuditCommand {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    main_from(std::env::args_os())
+}
+
+/// The command line from `args` (the program name first): what `tradecast-hub` runs, and what
+/// `tradecast demo` runs in its hub process.
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
     let mut overrides = Overrides {
         data_dir: cli.common.data_dir.clone(),
         database_url: cli.common.database_url.clone(),

@@ -16,6 +16,7 @@
 //! | `POST /api/v1/signals/{id}/approve`, `/reject` | the trader's decision (`{user?, reason?, via?}`; `via` makes it a remote request); 409 when refused (expired, already decided, remote disabled, outside the policy) |
 //! | `GET /api/v1/approvals`, `GET /api/v1/copy-log` | every signal's approval; every evaluation with its steps |
 //! | `GET /api/v1/policy`, `PUT /api/v1/policy` | the copy policy in force; save a new one (JSON, validated) |
+//! | `GET /api/v1/records/{stream}?from=SEQ&limit=N` | the records this node signed on a stream (1 signals, 2 shared, 3 private, 4 device, 5 commands), oldest first, each as its wire bytes in hex: verify them against `status.sync.identity_key`, or compare with the hub's copy |
 
 use std::sync::Arc;
 
@@ -132,6 +133,7 @@ fn api_router(node: Arc<Node>, token: Zeroizing<String>) -> Router {
         .route("/api/v1/approvals", get(approvals))
         .route("/api/v1/copy-log", get(copy_log))
         .route("/api/v1/policy", get(policy).put(set_policy))
+        .route("/api/v1/records/{stream}", get(records))
         .layer(middleware::from_fn_with_state(api.clone(), auth))
         .with_state(api)
 }
@@ -435,6 +437,68 @@ async fn reject(
 
 async fn approvals(State(api): State<Api>) -> Result<Response, ApiError> {
     Ok(Json(api.node.approvals()?).into_response())
+}
+
+/// `?from=SEQ&limit=N` of the records export.
+#[derive(Debug, Deserialize)]
+struct RecordsQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// One record of `GET /api/v1/records/{stream}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportedRecord {
+    pub seq: u64,
+    pub kind: String,
+    pub created_at_ms: i64,
+    pub sealed: bool,
+    /// The record's wire bytes (header, signature, body), hex.
+    pub record: String,
+}
+
+/// Most records one export call returns (a shorter page is the last).
+pub const RECORDS_PAGE_MAX: usize = 1_000;
+
+fn bad_request(detail: String) -> ApiError {
+    ApiError { status: StatusCode::BAD_REQUEST, code: "bad-request", detail }
+}
+
+async fn records(
+    State(api): State<Api>,
+    stream: Result<axum::extract::Path<u32>, axum::extract::rejection::PathRejection>,
+    query: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let stream = stream.map_err(|e| bad_request(format!("stream: {e}")))?.0;
+    let q = query.map_err(|e| bad_request(e.body_text()))?.0;
+    let stream = tradecast_protocol::StreamId(stream);
+    if !(1..=5).contains(&stream.0) {
+        return Err(bad_request(format!(
+            "stream {} is not one a node writes (1 signals, 2 shared, 3 private, 4 device, 5 commands)",
+            stream.0
+        )));
+    }
+    let limit = q.limit.unwrap_or(RECORDS_PAGE_MAX).clamp(1, RECORDS_PAGE_MAX);
+    let page = api.node.store().read().map_err(NodeError::from)?.outbox_page(
+        stream,
+        q.from.unwrap_or(1),
+        limit,
+    );
+    let out: Vec<ExportedRecord> = page
+        .map_err(NodeError::from)?
+        .iter()
+        .map(|r| {
+            let h = r.header();
+            ExportedRecord {
+                seq: h.seq,
+                kind: format!("{:?}", h.kind),
+                created_at_ms: h.created_at_ms,
+                sealed: h.sealed,
+                record: hex::encode(r.encode()),
+            }
+        })
+        .collect();
+    Ok(Json(out).into_response())
 }
 
 async fn copy_log(State(api): State<Api>) -> Result<Response, ApiError> {

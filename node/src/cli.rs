@@ -27,6 +27,28 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The command line from `args` (the program name first), with its exit status: what
+/// `tradecast-node` runs, and what `tradecast demo` runs in each node process.
+pub fn main_from<I, T>(args: I) -> std::process::ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = <Cli as clap::Parser>::parse_from(args);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut err = std::io::stderr();
+    let result = run(cli, &mut out, &mut err);
+    let flushed = Write::flush(&mut out);
+    match result.map_err(anyhow::Error::from).and(flushed.map_err(anyhow::Error::from)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(err, "tradecast-node: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The node's verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {

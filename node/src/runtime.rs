@@ -625,6 +625,31 @@ pub struct Status {
     pub link_up: bool,
     pub accounts: Vec<AccountStatus>,
     pub outbox_len: u64,
+    /// What this node signed and took in, and its hub link.
+    #[serde(default)]
+    pub sync: SyncStatus,
+}
+
+/// The sync side of [`Status`]: enough for anyone holding the local token to check, against
+/// the hub, that nothing this node signed is missing there and nothing sent to it is pending.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// This node's identity key, hex: every record it signed verifies against it.
+    pub identity_key: String,
+    /// Whether the hub session is up; `None` when no sync client runs (not enrolled).
+    pub hub_connected: Option<bool>,
+    /// The last feed item committed (the hub's feed for this device).
+    pub inbox_watermark: u64,
+    /// Per stream this node writes: the last `seq` signed and the hub receipts held.
+    pub streams: Vec<StreamStatus>,
+}
+
+/// One stream in [`SyncStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamStatus {
+    pub stream: u32,
+    pub tip: u64,
+    pub receipts: u64,
 }
 
 /// One account in `status`.
@@ -2427,6 +2452,29 @@ impl Node {
                 .iter()
                 .map(|s| view.outbox(*s).map(|v| v.len() as u64))
                 .sum::<Result<u64, _>>()?;
+        let mut streams = Vec::new();
+        for stream in [
+            StreamId::SIGNALS,
+            StreamId::SHARED,
+            StreamId::PRIVATE,
+            StreamId::DEVICE,
+            StreamId::COMMANDS,
+        ] {
+            let tip = view.outbox_tip(stream)?;
+            if tip > 0 {
+                streams.push(StreamStatus {
+                    stream: stream.0,
+                    tip,
+                    receipts: view.receipt_count(stream)?,
+                });
+            }
+        }
+        let sync = SyncStatus {
+            identity_key: hex::encode(self.identity.identity_key().to_bytes()),
+            hub_connected: self.hub_connected(),
+            inbox_watermark: view.inbox_watermark()?,
+            streams,
+        };
         Ok(Status {
             device_id: self.identity.device_id().to_text(),
             mode: if self.settings.provider { "provider" } else { "subscriber" }.into(),
@@ -2436,6 +2484,7 @@ impl Node {
             link_up: last.is_some_and(|t| now_ms - t < self.settings.link_down_after_ms),
             accounts,
             outbox_len,
+            sync,
         })
     }
 }

@@ -814,6 +814,43 @@ impl View {
         Ok(out)
     }
 
+    /// At most `limit` outbox records of a stream from `seq` on (the local API's export).
+    pub fn outbox_page(
+        &self,
+        stream: StreamId,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let t = self.tx.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for e in t.range((stream.0, seq)..=(stream.0, u64::MAX))?.take(limit) {
+            let (_, v) = e?;
+            out.push(
+                Record::decode(v.value())
+                    .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The last `seq` this node signed on a stream (0 before the first record).
+    pub fn outbox_tip(&self, stream: StreamId) -> Result<u64, StoreError> {
+        let t = self.tx.open_table(OUTBOX)?;
+        let last = t.range((stream.0, 0)..=(stream.0, u64::MAX))?.next_back().transpose()?;
+        Ok(last.map_or(0, |(k, _)| k.value().1))
+    }
+
+    /// How many of the hub's receipts this node holds for its records of `stream`.
+    pub fn receipt_count(&self, stream: StreamId) -> Result<u64, StoreError> {
+        let t = self.tx.open_table(RECEIPTS)?;
+        let mut n = 0;
+        for e in t.range((stream.0, 0)..=(stream.0, u64::MAX))? {
+            e?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The outbox records of a stream, in `seq` order.
     pub fn outbox(&self, stream: StreamId) -> Result<Vec<Record>, StoreError> {
         let t = self.tx.open_table(OUTBOX)?;

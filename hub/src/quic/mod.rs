@@ -209,11 +209,54 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// The key of the endpoint's stateless resets, derived from the hub's identity so that it
+/// survives a restart: a hub killed and started again answers the packets of connections it
+/// lost with resets the nodes accept, and they reconnect at once instead of waiting out the idle
+/// timeout. (A random key per start, quinn's default, makes those resets unverifiable.)
+struct ResetKey(zeroize::Zeroizing<[u8; 64]>);
+
+impl ResetKey {
+    /// Domain of the deterministic Ed25519 signature the key is taken from.
+    const DOMAIN: &'static [u8] = b"tradecast/quic-stateless-reset/v1";
+
+    fn of(identity: &tradecast_protocol::Identity) -> ResetKey {
+        ResetKey(zeroize::Zeroizing::new(identity.sign(Self::DOMAIN, b"").0))
+    }
+
+    fn mac(&self) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::KeyInit;
+        // 64 bytes: SHA-256's block, HMAC's key as is.
+        <hmac::Hmac<sha2::Sha256> as KeyInit>::new(&(*self.0).into())
+    }
+}
+
+impl quinn::crypto::HmacKey for ResetKey {
+    fn sign(&self, data: &[u8], signature_out: &mut [u8]) {
+        use hmac::Mac;
+        let mut m = self.mac();
+        m.update(data);
+        let tag = m.finalize().into_bytes();
+        let n = signature_out.len().min(tag.len());
+        signature_out[..n].copy_from_slice(&tag[..n]);
+    }
+
+    fn signature_len(&self) -> usize {
+        32
+    }
+
+    fn verify(&self, data: &[u8], signature: &[u8]) -> Result<(), quinn::crypto::CryptoError> {
+        use hmac::Mac;
+        let mut m = self.mac();
+        m.update(data);
+        m.verify_slice(signature).map_err(|_| quinn::crypto::CryptoError)
+    }
+}
+
 /// Binds `addr` (UDP) and accepts nodes.
 pub fn start(state: AppState, addr: SocketAddr) -> Result<QuicHub, QuicError> {
     let config = tls::server_config(&state.hub_identity)?;
     let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        quinn::EndpointConfig::new(Arc::new(ResetKey::of(&state.hub_identity))),
         Some(config),
         udp_socket(addr)?,
         Arc::new(quinn::TokioRuntime),
@@ -331,4 +374,31 @@ async fn serve_registered(
         }
     }
     ended.map_err(|e| ConnError::Session(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use quinn::crypto::HmacKey;
+    use tradecast_protocol::Identity;
+
+    use super::ResetKey;
+
+    /// The reset key of a hub started again on the same identity is the same key (its resets
+    /// verify at the nodes); another hub's is not.
+    #[test]
+    fn the_stateless_reset_key_survives_a_restart_and_is_the_hubs_own() {
+        let hub = Identity::from_secret_bytes(&[3; 32], &[4; 32]);
+        let (before, after) = (ResetKey::of(&hub), ResetKey::of(&hub));
+        let other = ResetKey::of(&Identity::from_secret_bytes(&[5; 32], &[6; 32]));
+        let cid = b"connection id 1";
+        let mut tag = [0u8; 32];
+        before.sign(cid, &mut tag);
+        assert_eq!(before.signature_len(), tag.len());
+        assert!(after.verify(cid, &tag).is_ok());
+        assert!(after.verify(b"connection id 2", &tag).is_err());
+        assert!(other.verify(cid, &tag).is_err());
+        let mut other_tag = [0u8; 32];
+        other.sign(cid, &mut other_tag);
+        assert_ne!(tag, other_tag);
+    }
 }
