@@ -104,6 +104,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Address of the nodes' QUIC endpoint (UDP). Default: `listen`'s IP and port over UDP.
     pub quic_listen: Option<SocketAddr>,
+    /// A WebPKI certificate for the QUIC endpoint (`[quic_tls]`). Default: none, the hub
+    /// presents a self-signed certificate for its identity key, which nodes pin.
+    pub quic_tls: Option<QuicTlsConfig>,
     /// Where the SQLite file and development secrets live. Default: the platform data dir
     /// (`~/.local/share/tradecast-hub` on Linux).
     pub data_dir: Option<PathBuf>,
@@ -204,6 +207,21 @@ pub struct SignalsConfig {
     pub max_age_ms: u64,
 }
 
+/// The QUIC endpoint's WebPKI certificate (`[quic_tls]`): a public CA's chain for the hub's DNS
+/// name. Nodes enrolled from then on check that chain and name (against their system's trust
+/// anchors, plus their `hub_ca_file`) instead of pinning the self-signed identity certificate;
+/// the hub's identity key is still pinned for its receipts. Nodes enrolled before keep pinning.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuicTlsConfig {
+    /// PEM certificate chain, leaf first (e.g. Let's Encrypt's `fullchain.pem`).
+    pub cert_file: PathBuf,
+    /// PEM private key of the leaf (e.g. `privkey.pem`).
+    pub key_file: PathBuf,
+    /// The DNS name the certificate is for; nodes verify it (told at enrolment).
+    pub server_name: String,
+}
+
 /// Device enrolment.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -218,6 +236,7 @@ impl Default for Config {
             mode: Mode::Development,
             listen: SocketAddr::from(([127, 0, 0, 1], 7480)),
             quic_listen: None,
+            quic_tls: None,
             data_dir: None,
             database_url: None,
             database_max_connections: 8,
@@ -435,6 +454,11 @@ impl Config {
         if !(1_000..=3_600_000).contains(&self.signals.max_age_ms) {
             return bad("signals.max_age_ms", "must be between 1000 and 3600000");
         }
+        if let Some(t) = &self.quic_tls
+            && !tradecast_quic::is_dns_name(&t.server_name)
+        {
+            return bad("quic_tls.server_name", "must be the DNS name the certificate is for");
+        }
         if !(30..=86_400).contains(&self.devices.enrolment_code_ttl_s) {
             return bad("devices.enrolment_code_ttl_s", "must be between 30 and 86400");
         }
@@ -570,6 +594,15 @@ mod tests {
     fn errors_name_the_field() {
         check_err("[http]\nrequest_timeout_ms = \"soon\"\n", &[], "http.request_timeout_ms");
         check_err("listen = \"nowhere\"\n", &[], "listen");
+        let tls = |name: &str| {
+            format!(
+                "[quic_tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nserver_name = \"{name}\"\n"
+            )
+        };
+        check_err(&tls("127.0.0.1"), &[], "quic_tls.server_name");
+        check_err(&tls("not a name"), &[], "quic_tls.server_name");
+        check_err("[quic_tls]\ncert_file = \"c.pem\"\n", &[], "key_file");
+        assert!(load(&tls("hub.example.com"), &[]).is_ok());
         check_err("colour = 1\n", &[], "colour");
         check_err("", &[("TRADECAST_HUB_HTTP__BODY_LIMIT_BYTES", "big")], "http.body_limit_bytes");
         check_err("[http]\nrequest_timeout_ms = 5\n", &[], "`http.request_timeout_ms`");

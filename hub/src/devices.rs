@@ -110,6 +110,10 @@ pub struct Enrolled {
     pub hub_identity_key: String,
     /// The hub's device id (text form).
     pub hub_device_id: String,
+    /// Present when the hub's QUIC endpoint has a WebPKI certificate: the DNS name the node
+    /// must verify it for (instead of pinning the identity certificate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic_tls_name: Option<String>,
 }
 
 /// Enrols the node whose self-signed `DeviceKeys` record is `keys_record`, consuming `code`.
@@ -203,6 +207,7 @@ pub async fn enrol(
         device,
         hub_identity_key: hex::encode(hub_key.to_bytes()),
         hub_device_id: hub_key.device_id().to_text(),
+        quic_tls_name: None,
     })
 }
 

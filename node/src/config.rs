@@ -71,6 +71,9 @@ pub struct Config {
     pub risk_pct: Decimal,
     /// The EA's `input_magic` (high 32 bits of Tradecast's magic). Default 20260101.
     pub ea_magic: u32,
+    /// Extra trust anchors (PEM) for a hub whose QUIC endpoint has a WebPKI certificate from a
+    /// private CA; the system's anchors are always used. Default: none.
+    pub hub_ca_file: Option<std::path::PathBuf>,
     /// `text` (default) or `json`.
     pub log_format: LogFormat,
     /// The copy policy (`[policy]`, every key in [`crate::policy`]'s table). The trader's
@@ -92,6 +95,7 @@ impl Default for Config {
             daily_loss_max_pct: None,
             risk_pct: Decimal::ONE,
             ea_magic: 20_260_101,
+            hub_ca_file: None,
             log_format: LogFormat::Text,
             policy: PolicySettings::default(),
         }

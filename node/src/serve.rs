@@ -209,7 +209,7 @@ pub async fn start(
     let t2 =
         tokio::spawn(crate::api::serve(api, node.clone(), token, async move { s2.wait().await }));
     let mut tasks = vec![t1, t2];
-    if let Some(t) = start_sync(&node, shutdown.clone()).await? {
+    if let Some(t) = start_sync(&node, config.hub_ca_file.as_deref(), shutdown.clone()).await? {
         tasks.push(t);
     }
     Ok(Running { ea_addr, api_addr, node, tasks, data: data.to_owned() })
@@ -220,6 +220,7 @@ pub async fn start(
 /// client with that error in the log; the node keeps running offline.
 async fn start_sync(
     node: &Arc<Node>,
+    hub_ca_file: Option<&Path>,
     shutdown: tokio_util_shutdown::Shutdown,
 ) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>, RunError> {
     let pin = crate::sync::hub_pin(node.store()).map_err(|e| RunError::Io {
@@ -241,13 +242,16 @@ async fn start_sync(
     let identity =
         node.store().read()?.identity()?.ok_or(crate::store::StoreError::NotInitialized)?;
     let host: Arc<dyn crate::sync::driver::SyncHost> = node.clone();
-    let sync = crate::sync::driver::spawn(
-        host,
-        identity,
-        pin.key,
-        addr,
-        crate::sync::driver::SyncConfig::default(),
-    );
+    let mut sync_config = crate::sync::driver::SyncConfig::default();
+    if let Some(server_name) = pin.tls_name.clone() {
+        let roots = tradecast_quic::webpki_roots(hub_ca_file).map_err(|e| RunError::Io {
+            what: "load the trust anchors for the hub's certificate".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        sync_config.tls =
+            Some(tradecast_quic::HubTrust::WebPki { server_name, roots: Arc::new(roots) });
+    }
+    let sync = crate::sync::driver::spawn(host, identity, pin.key, addr, sync_config);
     tracing::info!(target: "tradecast::node", hub = %pin.addr, "syncing with the hub over QUIC");
     // The UI's health and settings show whether the session is up.
     node.set_hub_link(sync.connected());

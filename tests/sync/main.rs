@@ -38,8 +38,22 @@ async fn start_hub(
     listen: SocketAddr,
     quic_listen: Option<SocketAddr>,
 ) -> Started {
-    let mut config =
-        Config { listen, quic_listen, data_dir: Some(data.to_owned()), ..Default::default() };
+    start_hub_with(data, listen, quic_listen, None).await
+}
+
+async fn start_hub_with(
+    data: &std::path::Path,
+    listen: SocketAddr,
+    quic_listen: Option<SocketAddr>,
+    quic_tls: Option<tradecast_hub::config::QuicTlsConfig>,
+) -> Started {
+    let mut config = Config {
+        listen,
+        quic_listen,
+        quic_tls,
+        data_dir: Some(data.to_owned()),
+        ..Default::default()
+    };
     config.auth.argon2_memory_kib = 64;
     config.auth.argon2_iterations = 1;
     // Development mode keeps generated secrets in the data dir: a restarted hub keeps its key.
@@ -49,8 +63,13 @@ async fn start_hub(
 
 impl Hub {
     async fn start() -> Hub {
+        Hub::start_with(None).await
+    }
+
+    async fn start_with(quic_tls: Option<tradecast_hub::config::QuicTlsConfig>) -> Hub {
         let dir = tempfile::tempdir().unwrap();
-        let started = start_hub(dir.path(), "127.0.0.1:0".parse().unwrap(), None).await;
+        let started =
+            start_hub_with(dir.path(), "127.0.0.1:0".parse().unwrap(), None, quic_tls).await;
         let email = "owner@example.com";
         let password = "owner password 123";
         let state = &started.state;
@@ -436,7 +455,7 @@ async fn sync_a_restarted_node_sends_its_backlog_from_the_hub_mark_in_batches() 
     };
     let addr = hub.started.quic_addr;
     // A fresh client holds only each stream's tip; it loads the backlog 64 records at a time.
-    let sync = driver::spawn(store.clone(), identity(&store), pin.key, addr, config);
+    let sync = driver::spawn(store.clone(), identity(&store), pin.key, addr, config.clone());
     wait_acked(&sync, StreamId::DEVICE, 301, Duration::from_secs(30)).await;
     sync.stop().await.unwrap();
     assert_eq!(hub_rows(&hub, &node).await, 301);
@@ -459,4 +478,90 @@ async fn sync_a_restarted_node_sends_its_backlog_from_the_hub_mark_in_batches() 
     tradecast_protocol::verify_chain(&records, &node.identity_key(), StreamId::DEVICE).unwrap();
     sync.stop().await.unwrap();
     hub.started.stop().await.unwrap();
+}
+
+/// A CA (self-signed) and a leaf certificate it signs for `name`, as PEM files in `dir`:
+/// (CA file, leaf chain file, leaf key file).
+fn pki(dir: &std::path::Path, tag: &str, name: &str) -> [std::path::PathBuf; 3] {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, format!("{tag} test CA"));
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let files = [
+        dir.join(format!("{tag}-ca.pem")),
+        dir.join(format!("{tag}-chain.pem")),
+        dir.join(format!("{tag}-key.pem")),
+    ];
+    std::fs::write(&files[0], ca_cert.pem()).unwrap();
+    std::fs::write(&files[1], format!("{}{}", leaf.pem(), ca_cert.pem())).unwrap();
+    std::fs::write(&files[2], leaf_key.serialize_pem()).unwrap();
+    files
+}
+
+/// A hub deployed with a WebPKI certificate (here from a private CA): enrolment tells the node
+/// the name to check; the node accepts the hub only with a chain to a trusted anchor and that
+/// name (not with another CA, another name, or a key pin, which that certificate does not
+/// carry), and then syncs as usual; the hub still checks the node's identity key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_a_hub_with_a_webpki_certificate_is_checked_by_chain_and_name() {
+    use tradecast_node::sync::tls::{HubTrust, webpki_roots};
+    let pki_dir = tempfile::tempdir().unwrap();
+    let name = "hub.tradecast.test";
+    let [ca, chain, key] = pki(pki_dir.path(), "good", name);
+    let [other_ca, _, _] = pki(pki_dir.path(), "other", name);
+    let hub = Hub::start_with(Some(tradecast_hub::config::QuicTlsConfig {
+        cert_file: chain,
+        key_file: key,
+        server_name: name.to_string(),
+    }))
+    .await;
+    let (dir, _) = node_dir();
+    let store = Arc::new(open_store(&dir));
+    let code = hub.code().await;
+    let e = enrol::enrol(&store, &hub.http_addr(), &code, "webpki node", now_ms()).await.unwrap();
+    assert_eq!(e.hub.tls_name.as_deref(), Some(name));
+    let pin = tradecast_node::sync::hub_pin(&store).unwrap().unwrap();
+    assert_eq!(pin.tls_name.as_deref(), Some(name), "the name is kept with the pin");
+    let node = identity(&store);
+    let quic = hub.started.quic_addr;
+    let version = tradecast_node::sync::PROTOCOL_VERSION;
+    let trust = |ca: &std::path::Path, server_name: &str| HubTrust::WebPki {
+        server_name: server_name.to_string(),
+        roots: Arc::new(webpki_roots(Some(ca)).unwrap()),
+    };
+
+    let refused = [
+        ("another CA", trust(&other_ca, name)),
+        ("another name", trust(&ca, "other.tradecast.test")),
+        ("a key pin", HubTrust::Pinned(pin.key)),
+    ];
+    for (why, t) in refused {
+        let r = client::connect_trusting(&node, &t, quic, version).await;
+        assert!(
+            matches!(r, Err(ConnectError::Handshake(_))),
+            "{why}: {:?}",
+            r.map(|_| "connected")
+        );
+    }
+    let conn = client::connect_trusting(&node, &trust(&ca, name), quic, version).await;
+    let conn = conn.expect("the chain and the name check out");
+    wait_until("the hub registers the node", || hub.is_connected(&node)).await;
+    drop(conn);
+
+    // The sync driver with that trust commits the node's records at the hub: its DeviceKeys
+    // record (seq 1) and three heartbeats.
+    append_heartbeats(&store, 3);
+    let config = SyncConfig { tls: Some(trust(&ca, name)), ..SyncConfig::default() };
+    let sync = driver::spawn(store.clone(), identity(&store), pin.key, quic, config);
+    sync.appended();
+    wait_acked(&sync, StreamId::DEVICE, 4, Duration::from_secs(20)).await;
+    assert_eq!(hub_rows(&hub, &node).await, 4);
+    sync.stop().await.unwrap();
 }

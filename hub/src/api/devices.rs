@@ -81,7 +81,7 @@ async fn enrol(
     // Codes are guessable only by brute force: the login bucket bounds that per IP.
     enforce(&state, &format!("enrol:{ip}"), state.config.rate_limits.login_per_ip).await?;
     let (bytes, _) = crate::signals::decode_record(&RecordBody { record: req.keys_record })?;
-    let enrolled = devices::enrol(
+    let mut enrolled = devices::enrol(
         &state.db,
         state.now_ms(),
         &req.code,
@@ -90,6 +90,7 @@ async fn enrol(
         &request_id,
     )
     .await?;
+    enrolled.quic_tls_name = state.config.quic_tls.as_ref().map(|t| t.server_name.clone());
     Ok((StatusCode::CREATED, axum::Json(enrolled)))
 }
 

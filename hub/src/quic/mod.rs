@@ -210,9 +210,10 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 }
 
 /// The key of the endpoint's stateless resets, derived from the hub's identity so that it
-/// survives a restart: a hub killed and started again answers the packets of connections it
-/// lost with resets the nodes accept, and they reconnect at once instead of waiting out the idle
-/// timeout. (A random key per start, quinn's default, makes those resets unverifiable.)
+/// survives a restart (RFC 9000 §10.3.2): a hub killed and started again answers the packets of
+/// connections it lost with resets the nodes can verify and act on, instead of leaving them to
+/// notice the silence. (A random key per start, quinn's default, makes those resets
+/// unverifiable.)
 struct ResetKey(zeroize::Zeroizing<[u8; 64]>);
 
 impl ResetKey {
@@ -254,7 +255,13 @@ impl quinn::crypto::HmacKey for ResetKey {
 
 /// Binds `addr` (UDP) and accepts nodes.
 pub fn start(state: AppState, addr: SocketAddr) -> Result<QuicHub, QuicError> {
-    let config = tls::server_config(&state.hub_identity)?;
+    let config = match &state.config.quic_tls {
+        None => tls::server_config(&state.hub_identity)?,
+        Some(t) => tls::server_config_with_chain(
+            tls::load_pem_certs(&t.cert_file)?,
+            tls::load_pem_key(&t.key_file)?,
+        )?,
+    };
     let endpoint = quinn::Endpoint::new(
         quinn::EndpointConfig::new(Arc::new(ResetKey::of(&state.hub_identity))),
         Some(config),

@@ -100,15 +100,26 @@ pub async fn connect_with_version(
     addr: SocketAddr,
     version: u16,
 ) -> Result<HubConnection, ConnectError> {
+    connect_trusting(identity, &tls::HubTrust::Pinned(hub_key), addr, version).await
+}
+
+/// Connects to the hub at `addr` as `identity`, accepting the hub `trust` describes (its pinned
+/// identity key, or a WebPKI certificate for its name), and says hello with `version`.
+pub async fn connect_trusting(
+    identity: &Identity,
+    trust: &tls::HubTrust,
+    addr: SocketAddr,
+    version: u16,
+) -> Result<HubConnection, ConnectError> {
     let bind: SocketAddr = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
         .parse()
         .map_err(|_| ConnectError::BadAnswer)?;
     let bind = if addr.ip().is_loopback() { SocketAddr::new(addr.ip(), 0) } else { bind };
     let mut endpoint = quinn::Endpoint::client(bind)?;
-    endpoint.set_default_client_config(tls::client_config(identity, hub_key)?);
+    endpoint.set_default_client_config(tls::client_config_for(identity, trust)?);
     let attempt = async {
         let connecting = endpoint
-            .connect(addr, tls::SERVER_NAME)
+            .connect(addr, trust.server_name())
             .map_err(|e| ConnectError::Handshake(e.to_string()))?;
         let conn = connecting.await.map_err(|e| match e {
             quinn::ConnectionError::ApplicationClosed(_) => from_connection_error(e),

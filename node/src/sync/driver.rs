@@ -117,13 +117,16 @@ enum SessionEnd {
 }
 
 /// Reconnect pacing.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SyncConfig {
     pub session: SessionConfig,
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
     /// Outbox records read per `LoadRecords`. Default [`LOAD_BATCH`].
     pub load_batch: usize,
+    /// How the hub's certificate is checked. Default `None`: the hub's self-signed certificate
+    /// must carry the pinned identity key; `Some` for a hub with a WebPKI certificate.
+    pub tls: Option<tradecast_quic::HubTrust>,
 }
 
 impl Default for SyncConfig {
@@ -133,6 +136,7 @@ impl Default for SyncConfig {
             backoff_base_ms: 200,
             backoff_max_ms: 30_000,
             load_batch: LOAD_BATCH,
+            tls: None,
         }
     }
 }
@@ -241,7 +245,9 @@ async fn run(mut ctx: Ctx) -> Result<(), SyncError> {
         if *ctx.stop.borrow() {
             return Ok(());
         }
-        let connect = client::connect(&ctx.identity, ctx.hub_key, ctx.addr);
+        let trust = ctx.config.tls.clone().unwrap_or(tradecast_quic::HubTrust::Pinned(ctx.hub_key));
+        let connect =
+            client::connect_trusting(&ctx.identity, &trust, ctx.addr, super::PROTOCOL_VERSION);
         let conn = tokio::select! {
             c = connect => c,
             _ = ctx.stop.changed() => return Ok(()),

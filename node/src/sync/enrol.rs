@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use tradecast_protocol::{Body, DeviceId, DeviceKeys, IdentityKey, Kind, Record, StreamId};
 
-use super::{HubPin, SETTING_HUB_ADDR, SETTING_HUB_DEVICE_ID, SETTING_HUB_KEY};
+use super::{
+    HubPin, SETTING_HUB_ADDR, SETTING_HUB_DEVICE_ID, SETTING_HUB_KEY, SETTING_HUB_TLS_NAME,
+};
 use crate::store::{Store, StoreError};
 
 /// Largest enrolment answer read.
@@ -59,6 +61,9 @@ struct Answer {
     device: AnswerDevice,
     hub_identity_key: String,
     hub_device_id: String,
+    /// Set when the hub's QUIC endpoint has a WebPKI certificate for this DNS name.
+    #[serde(default)]
+    quic_tls_name: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -154,13 +159,22 @@ pub async fn enrol(
     if hub_device_id.to_text() != answer.hub_device_id {
         return Err(EnrolError::BadAnswer("the hub's device id does not match its key".into()));
     }
+    let tls_name = answer.quic_tls_name;
+    if let Some(name) = &tls_name
+        && !tradecast_quic::is_dns_name(name)
+    {
+        return Err(EnrolError::BadAnswer(format!("`{name}` is not a DNS name")));
+    }
     let hub_addr = hub.to_string();
     store.write(|tx| {
         tx.set_setting(SETTING_HUB_ADDR, &hub_addr)?;
         tx.set_setting(SETTING_HUB_KEY, &hex::encode(key.to_bytes()))?;
+        if let Some(name) = &tls_name {
+            tx.set_setting(SETTING_HUB_TLS_NAME, name)?;
+        }
         tx.set_setting(SETTING_HUB_DEVICE_ID, &hub_device_id.to_text())
     })?;
-    Ok(Enrolment { device_id, hub: HubPin { addr: hub_addr, key }, hub_device_id })
+    Ok(Enrolment { device_id, hub: HubPin { addr: hub_addr, key, tls_name }, hub_device_id })
 }
 
 /// `tradecast-node enrol`.
@@ -189,5 +203,8 @@ pub fn enrol_command(args: &EnrolArgs, out: &mut dyn std::io::Write) -> Result<(
     let e = rt.block_on(enrol(&store, &args.hub, &args.code, &args.label, now_ms))?;
     writeln!(out, "enrolled {}", e.device_id.to_text())?;
     writeln!(out, "hub {} pinned, key {}", e.hub.addr, e.hub_device_id.to_text())?;
+    if let Some(name) = &e.hub.tls_name {
+        writeln!(out, "the hub's QUIC certificate is checked as {name}'s (WebPKI)")?;
+    }
     Ok(())
 }

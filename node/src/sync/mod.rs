@@ -51,6 +51,8 @@ pub mod close_code {
 const SETTING_HUB_ADDR: &str = "hub.addr";
 const SETTING_HUB_KEY: &str = "hub.identity_key";
 const SETTING_HUB_DEVICE_ID: &str = "hub.device_id";
+/// The DNS name of the hub's WebPKI certificate, when it has one (told at enrolment).
+const SETTING_HUB_TLS_NAME: &str = "hub.quic_tls_name";
 
 /// The hub this node enrolled with: where it is and the key it must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +61,9 @@ pub struct HubPin {
     pub addr: String,
     /// The hub's Ed25519 identity key.
     pub key: IdentityKey,
+    /// The DNS name of the hub's WebPKI certificate for QUIC, if it has one; otherwise its
+    /// self-signed certificate must carry `key`.
+    pub tls_name: Option<String>,
 }
 
 /// Why the pin could not be read.
@@ -85,7 +90,8 @@ pub fn hub_pin(store: &Store) -> Result<Option<HubPin>, PinError> {
         return Ok(None);
     };
     let key = IdentityKey::from_hex(&key).map_err(|e| PinError::Damaged(e.to_string()))?;
-    Ok(Some(HubPin { addr, key }))
+    let tls_name = view.setting(SETTING_HUB_TLS_NAME)?;
+    Ok(Some(HubPin { addr, key, tls_name }))
 }
 
 /// `tradecast-node providers`: the provider keys this node pinned from its feed.

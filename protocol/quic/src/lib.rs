@@ -47,6 +47,9 @@ pub enum TlsError {
     /// quinn refused the rustls configuration.
     #[error("quic tls: {0}")]
     Quic(String),
+    /// A PEM file could not be read or holds no usable item.
+    #[error("{path}: {message}")]
+    Pem { path: String, message: String },
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -248,13 +251,24 @@ fn transport() -> Arc<quinn::TransportConfig> {
 
 /// The hub's server configuration: its identity's certificate, client certificates required.
 pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, TlsError> {
-    let provider = provider();
     let (cert, key) = self_signed(identity)?;
+    server_config_with_chain(vec![cert], key)
+}
+
+/// The hub's server configuration with the certificate chain of a public CA (WebPKI, e.g. Let's
+/// Encrypt) for its DNS name instead of the identity's self-signed certificate: nodes enrolled
+/// with such a hub check the chain and the name ([`HubTrust::WebPki`]). Client certificates
+/// (the nodes' identity keys) are still required and checked the same way.
+pub fn server_config_with_chain(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<quinn::ServerConfig, TlsError> {
+    let provider = provider();
     let verifier = Arc::new(AnyIdentityClient { algs: provider.signature_verification_algorithms });
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![cert], key)?;
+        .with_single_cert(chain, key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
@@ -263,21 +277,64 @@ pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, TlsErro
     Ok(config)
 }
 
+/// How a node knows its hub at the TLS layer.
+#[derive(Debug, Clone)]
+pub enum HubTrust {
+    /// The hub presents a self-signed certificate for its identity key: that key must be the
+    /// one pinned at enrolment.
+    Pinned(IdentityKey),
+    /// The hub presents a WebPKI certificate: it must chain to one of `roots` and name
+    /// `server_name` (the name the hub stated at enrolment).
+    WebPki { server_name: String, roots: Arc<rustls::RootCertStore> },
+}
+
+impl HubTrust {
+    /// The TLS server name to connect with.
+    pub fn server_name(&self) -> &str {
+        match self {
+            HubTrust::Pinned(_) => SERVER_NAME,
+            HubTrust::WebPki { server_name, .. } => server_name,
+        }
+    }
+}
+
 /// A client configuration for `identity` that accepts only a server holding `hub_key` (the
 /// node's side; the hub's tests use it as the reference client).
 pub fn client_config(
     identity: &Identity,
     hub_key: IdentityKey,
 ) -> Result<quinn::ClientConfig, TlsError> {
+    client_config_for(identity, &HubTrust::Pinned(hub_key))
+}
+
+/// A client configuration for `identity` that accepts the hub `trust` describes; the node
+/// always presents its identity's certificate.
+pub fn client_config_for(
+    identity: &Identity,
+    trust: &HubTrust,
+) -> Result<quinn::ClientConfig, TlsError> {
     let provider = provider();
     let (cert, key) = self_signed(identity)?;
-    let verifier =
-        Arc::new(PinnedServer { pin: hub_key, algs: provider.signature_verification_algorithms });
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(vec![cert], key)?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?;
+    let builder = match trust {
+        HubTrust::Pinned(pin) => {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(PinnedServer {
+                pin: *pin,
+                algs: provider.signature_verification_algorithms,
+            }))
+        }
+        HubTrust::WebPki { roots, .. } => {
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                roots.clone(),
+                provider,
+            )
+            .build()
+            .map_err(|e| TlsError::Quic(e.to_string()))?;
+            builder.with_webpki_verifier(verifier)
+        }
+    };
+    let mut tls = builder.with_client_auth_cert(vec![cert], key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
@@ -286,8 +343,52 @@ pub fn client_config(
     Ok(config)
 }
 
-/// The TLS server name a node uses (the certificate's name is not checked; the key is).
+/// The TLS server name a node uses with a pinned hub (the certificate's name is not checked;
+/// the key is).
 pub const SERVER_NAME: &str = "tradecast-hub";
+
+/// Whether `name` is a DNS name a WebPKI certificate can be for (not an IP address).
+pub fn is_dns_name(name: &str) -> bool {
+    matches!(ServerName::try_from(name), Ok(ServerName::DnsName(_)))
+}
+
+fn pem_error(path: &std::path::Path, message: impl ToString) -> TlsError {
+    TlsError::Pem { path: path.display().to_string(), message: message.to_string() }
+}
+
+/// The certificates of a PEM file (a chain, leaf first; or trust anchors), at least one.
+pub fn load_pem_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, e))?;
+    if certs.is_empty() {
+        return Err(pem_error(path, "no CERTIFICATE in the file"));
+    }
+    Ok(certs)
+}
+
+/// The private key of a PEM file (PKCS#8, SEC1 or PKCS#1).
+pub fn load_pem_key(path: &std::path::Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_error(path, e))
+}
+
+/// The operating system's trust anchors (rustls-native-certs), plus the certificates of
+/// `extra` (a private CA), as the roots of [`HubTrust::WebPki`]. Unreadable system
+/// certificates are skipped, as browsers do.
+pub fn webpki_roots(extra: Option<&std::path::Path>) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = extra {
+        for cert in load_pem_certs(path)? {
+            roots.add(cert).map_err(|e| pem_error(path, e))?;
+        }
+    }
+    Ok(roots)
+}
 
 #[cfg(test)]
 mod tests {
