@@ -794,10 +794,11 @@ async fn fanout(a: &Args) {
     let endpoints: Vec<quinn::Endpoint> =
         (0..n.div_ceil(a.per_endpoint)).map(|_| client_endpoint(a.client_rcvbuf)).collect();
     println!(
-        "UDP receive buffers: hub socket as the hub sets it (system default net.core.rmem_default = {} bytes); client endpoints SO_RCVBUF {} bytes asked (net.core.rmem_max = {})",
-        sysctl("net/core/rmem_default"),
+        "UDP receive buffers: hub socket SO_RCVBUF {} bytes asked by the hub, client endpoints {} bytes asked (both capped by net.core.rmem_max = {}; system default {})",
+        tradecast_hub::quic::UDP_RECV_BUFFER,
         a.client_rcvbuf,
         sysctl("net/core/rmem_max"),
+        sysctl("net/core/rmem_default"),
     );
     let hub_drops0 = udp_drops(hub.quic.port()).unwrap_or(0);
     let client_drops0: u64 = endpoints
