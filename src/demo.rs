@@ -184,6 +184,9 @@ pub struct Report {
     pub provider_receipts: usize,
     /// Each node's hub link as its own health page shows it, at the end.
     pub hub_links: Vec<(String, Option<bool>)>,
+    /// Streams whose records a hub receipt does not cover up to the last at the end, as
+    /// "name stream N: receipted to R of T" (empty: the hub vouched for every record).
+    pub unreceipted: Vec<String>,
     /// Bars that did not settle within the limit (a party stuck, or a link waiting out a
     /// timeout): 0 in a healthy run, faults included.
     pub settle_timeouts: usize,
@@ -1297,6 +1300,24 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    // Every other stream: the hub's receipt for the last record of each batch comes back too.
+    let unreceipted = loop {
+        let mut short = Vec::new();
+        for n in &all {
+            for s in n.status().await?.sync.streams {
+                if s.receipted_to < s.tip {
+                    short.push(format!(
+                        "{} stream {}: receipted to {} of {}",
+                        n.name, s.stream, s.receipted_to, s.tip
+                    ));
+                }
+            }
+        }
+        if short.is_empty() || receipts_since.elapsed() > SETTLE_LIMIT {
+            break short;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let (chains_verified, hub_records) = verify_hub_chains(&hub, &all).await?;
     let mut hub_links = Vec::new();
     for n in &all {
@@ -1315,6 +1336,7 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
         provider_receipts,
         hub_links,
         settle_timeouts,
+        unreceipted,
     };
     print_summary(&report, out);
 
@@ -1386,6 +1408,11 @@ fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {
             r.settle_timeouts,
             SETTLE_LIMIT.as_secs()
         ));
+    }
+    if r.unreceipted.is_empty() {
+        out("every node holds the hub's signed receipt covering every record it signed");
+    } else {
+        out(&format!("not covered by a hub receipt yet: {}", r.unreceipted.join("; ")));
     }
     if r.unsynced.is_empty() {
         out("every record each node signed is at the hub, once");

@@ -648,8 +648,15 @@ pub struct SyncStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamStatus {
     pub stream: u32,
+    /// The last `seq` this node signed.
     pub tip: u64,
+    /// The hub's receipts held (one per record on the signals stream, one per commit batch on
+    /// the others).
     pub receipts: u64,
+    /// The highest `seq` a hub receipt covers: through the hash chain, it vouches for every
+    /// record up to it. Equal to `tip` when the hub holds everything.
+    #[serde(default)]
+    pub receipted_to: u64,
 }
 
 /// One account in `status`.
@@ -2462,11 +2469,8 @@ impl Node {
         ] {
             let tip = view.outbox_tip(stream)?;
             if tip > 0 {
-                streams.push(StreamStatus {
-                    stream: stream.0,
-                    tip,
-                    receipts: view.receipt_count(stream)?,
-                });
+                let (receipts, receipted_to) = view.receipt_count(stream)?;
+                streams.push(StreamStatus { stream: stream.0, tip, receipts, receipted_to });
             }
         }
         let sync = SyncStatus {

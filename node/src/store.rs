@@ -840,15 +840,17 @@ impl View {
         Ok(last.map_or(0, |(k, _)| k.value().1))
     }
 
-    /// How many of the hub's receipts this node holds for its records of `stream`.
-    pub fn receipt_count(&self, stream: StreamId) -> Result<u64, StoreError> {
+    /// How many of the hub's receipts this node holds for its records of `stream`, and the
+    /// highest `seq` they cover (0 without any).
+    pub fn receipt_count(&self, stream: StreamId) -> Result<(u64, u64), StoreError> {
         let t = self.tx.open_table(RECEIPTS)?;
-        let mut n = 0;
+        let (mut n, mut last) = (0, 0);
         for e in t.range((stream.0, 0)..=(stream.0, u64::MAX))? {
-            e?;
+            let (k, _) = e?;
             n += 1;
+            last = k.value().1;
         }
-        Ok(n)
+        Ok((n, last))
     }
 
     /// The outbox records of a stream, in `seq` order.

@@ -90,8 +90,10 @@ fn check(report: &Report, lines: &[String]) {
     // The provider holds the hub's verified receipt for every record of its track record.
     assert!(report.provider_records >= report.signals.len());
     assert_eq!(report.provider_receipts, report.provider_records);
-    // Nothing lost upstream: the hub holds every record of every node's outbox.
+    // Nothing lost upstream: the hub holds every record of every node's outbox, and every node
+    // holds the hub's receipt covering all it signed.
     assert!(report.unsynced.is_empty(), "{:?}", report.unsynced);
+    assert!(report.unreceipted.is_empty(), "{:?}", report.unreceipted);
     // Every bar settled: no party stuck, no link waiting out a timeout.
     assert_eq!(report.settle_timeouts, 0, "{lines:#?}");
 }

@@ -132,6 +132,9 @@ pub async fn commit_batch(
 ) -> Result<Committed, StoreError> {
     let mut tx = db.begin_write().await?;
     let mut done = Committed { receipts: Vec::with_capacity(records.len()), touched: Vec::new() };
+    // Per (author, stream) outside the signals stream: the last record this batch committed,
+    // whose receipt goes back to the author (see below).
+    let mut tips: Vec<(String, StreamId, Receipt, i64)> = Vec::new();
     for (record, received_at_ms) in records {
         let h = record.header();
         let author = h.author.to_text();
@@ -189,10 +192,29 @@ pub async fn commit_batch(
                     );
                 }
             }
-        } else if h.stream == StreamId::SHARED && !h.sealed {
-            outcome(&mut tx, record, *received_at_ms).await?;
+        } else {
+            if h.stream == StreamId::SHARED && !h.sealed {
+                outcome(&mut tx, record, *received_at_ms).await?;
+            }
+            match tips.iter_mut().find(|t| t.0 == author && t.1 == h.stream) {
+                Some(t) => (t.2, t.3) = (receipt, *received_at_ms),
+                None => tips.push((author.clone(), h.stream, receipt, *received_at_ms)),
+            }
         }
         done.receipts.push(receipt);
+    }
+    // Every other stream: one receipt back to the author per stream and batch, for the batch's
+    // last record. The hub took the records in chain order (each `prev_hash` the previous
+    // header's hash), so a receipt for seq N vouches for seq 1..=N: every committed record is
+    // receipted without doubling the author's downstream with one receipt per equity point.
+    for (author, _, receipt, received_at_ms) in tips {
+        let receipt_record =
+            hub_record(&mut tx, hub, StreamId::RECEIPTS, &Body::Receipt(receipt), received_at_ms)
+                .await?;
+        crate::feed::append_to_device(&mut tx, &author, &receipt_record, received_at_ms).await?;
+        if !done.touched.contains(&author) {
+            done.touched.push(author);
+        }
     }
     tx.commit().await?;
     Ok(done)

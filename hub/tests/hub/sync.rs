@@ -23,13 +23,27 @@ async fn sync_store_commits_once_and_refuses_equivocation(backend: Backend) {
     let hub = TestHub::start(backend).await;
     let db = &hub.state().db;
     let hub_id = &hub.state().hub_identity;
-    let node = new_identity();
+    // An enrolled device: the hub's receipts go back into its feed.
+    let owner = hub.owner().await;
+    let (node, _) = hub.enrol(&owner, "node").await;
     let r1 = heartbeat(&node, 1, ChainHash::GENESIS, 1_000);
     let r2 = heartbeat(&node, 2, r1.header_hash(), 2_000);
 
     let receipt = store::commit(db, hub_id, &r1, 1_500).await.unwrap();
     receipt.verify(&hub_id.identity_key()).unwrap();
     assert!(receipt.covers(&r1));
+    // The author's feed holds the hub's receipt for the batch's last record (here r1),
+    // signed by the hub.
+    let feed = tradecast_hub::feed::items(db, &node.device_id().to_text(), 1, 100).await.unwrap();
+    let back: Vec<_> = feed
+        .iter()
+        .filter_map(|i| match i.record.body() {
+            Ok(Body::Receipt(r)) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(back.len(), 1, "{feed:?}");
+    assert!(back[0].covers(&r1) && back[0].verify(&hub_id.identity_key()).is_ok());
     // The same record again (a resend after a lost ack or a restart): success, no second row.
     store::commit(db, hub_id, &r1, 1_600).await.unwrap();
     store::commit(db, hub_id, &r2, 2_500).await.unwrap();
