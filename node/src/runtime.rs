@@ -2454,12 +2454,9 @@ impl Node {
                 n_open_orders: ord.iter().filter(|o| !o.state.is_final()).count(),
             });
         }
-        let outbox_len =
-            [StreamId::SIGNALS, StreamId::SHARED, StreamId::PRIVATE, StreamId::COMMANDS]
-                .iter()
-                .map(|s| view.outbox(*s).map(|v| v.len() as u64))
-                .sum::<Result<u64, _>>()?;
-        let mut streams = Vec::new();
+        // An outbox stream holds seq 1..=tip and is never pruned: its tip is its length, read
+        // without decoding every record (status is polled).
+        let (mut streams, mut outbox_len) = (Vec::new(), 0);
         for stream in [
             StreamId::SIGNALS,
             StreamId::SHARED,
@@ -2468,8 +2465,11 @@ impl Node {
             StreamId::COMMANDS,
         ] {
             let tip = view.outbox_tip(stream)?;
+            if stream != StreamId::DEVICE {
+                outbox_len += tip;
+            }
             if tip > 0 {
-                let (receipts, receipted_to) = view.receipt_count(stream)?;
+                let (receipts, receipted_to) = view.receipts_held(stream)?;
                 streams.push(StreamStatus { stream: stream.0, tip, receipts, receipted_to });
             }
         }

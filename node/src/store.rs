@@ -750,16 +750,7 @@ impl View {
 
     /// The outbox records of a stream from `seq` on (a resend from the hub's mark).
     pub fn outbox_from(&self, stream: StreamId, seq: u64) -> Result<Vec<Record>, StoreError> {
-        let t = self.tx.open_table(OUTBOX)?;
-        let mut out = Vec::new();
-        for e in t.range((stream.0, seq)..=(stream.0, u64::MAX))? {
-            let (_, v) = e?;
-            out.push(
-                Record::decode(v.value())
-                    .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })?,
-            );
-        }
-        Ok(out)
+        self.outbox_page(stream, seq, usize::MAX)
     }
 
     /// Every pinned author.
@@ -814,7 +805,7 @@ impl View {
         Ok(out)
     }
 
-    /// At most `limit` outbox records of a stream from `seq` on (the local API's export).
+    /// At most `limit` outbox records of a stream from `seq` on, in `seq` order.
     pub fn outbox_page(
         &self,
         stream: StreamId,
@@ -835,14 +826,12 @@ impl View {
 
     /// The last `seq` this node signed on a stream (0 before the first record).
     pub fn outbox_tip(&self, stream: StreamId) -> Result<u64, StoreError> {
-        let t = self.tx.open_table(OUTBOX)?;
-        let last = t.range((stream.0, 0)..=(stream.0, u64::MAX))?.next_back().transpose()?;
-        Ok(last.map_or(0, |(k, _)| k.value().1))
+        Ok(stream_tip(&self.tx.open_table(OUTBOX)?, stream)?.0)
     }
 
     /// How many of the hub's receipts this node holds for its records of `stream`, and the
     /// highest `seq` they cover (0 without any).
-    pub fn receipt_count(&self, stream: StreamId) -> Result<(u64, u64), StoreError> {
+    pub fn receipts_held(&self, stream: StreamId) -> Result<(u64, u64), StoreError> {
         let t = self.tx.open_table(RECEIPTS)?;
         let (mut n, mut last) = (0, 0);
         for e in t.range((stream.0, 0)..=(stream.0, u64::MAX))? {
@@ -855,15 +844,6 @@ impl View {
 
     /// The outbox records of a stream, in `seq` order.
     pub fn outbox(&self, stream: StreamId) -> Result<Vec<Record>, StoreError> {
-        let t = self.tx.open_table(OUTBOX)?;
-        let mut out = Vec::new();
-        for e in t.range((stream.0, 0)..=(stream.0, u64::MAX))? {
-            let (_, v) = e?;
-            out.push(
-                Record::decode(v.value())
-                    .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })?,
-            );
-        }
-        Ok(out)
+        self.outbox_page(stream, 0, usize::MAX)
     }
 }
