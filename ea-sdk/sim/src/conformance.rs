@@ -69,6 +69,41 @@ pub struct Options {
     pub symbol: String,
     /// The hook for the order checks.
     pub trigger: Option<Trigger>,
+    /// The terminal's clock the suite reports (hello, state, polls, deals, bars): the market
+    /// clock the node trades by. Never the wall clock's day, so the order checks see an open
+    /// market at any instant of the week (the wall clock still signs every request).
+    pub market: MarketClock,
+}
+
+/// The market clock a scripted terminal reports: a chosen instant that advances with the wall
+/// clock from the moment it was made, so the node sees time pass but never a weekend it did not
+/// ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarketClock {
+    start_ms: i64,
+    wall_at_start_ms: i64,
+}
+
+impl MarketClock {
+    /// Wednesday 2026-03-04 12:00 UTC: every FX session open, no holiday, no DST change within
+    /// weeks (the default market clock of the suite).
+    pub const WEEKDAY_NOON_MS: i64 = 1_772_625_600_000;
+
+    /// A clock that reads `start_ms` now and advances with the wall clock.
+    pub fn starting_at(start_ms: i64) -> MarketClock {
+        MarketClock { start_ms, wall_at_start_ms: wall_ms() }
+    }
+
+    /// The market time now, UTC unix ms.
+    pub fn now_ms(&self) -> i64 {
+        self.start_ms + wall_ms().saturating_sub(self.wall_at_start_ms).max(0)
+    }
+}
+
+impl Default for MarketClock {
+    fn default() -> Self {
+        MarketClock::starting_at(MarketClock::WEEKDAY_NOON_MS)
+    }
 }
 
 impl Default for Options {
@@ -78,6 +113,7 @@ impl Default for Options {
             input_magic: 20_260_101,
             symbol: "EURUSD".to_owned(),
             trigger: None,
+            market: MarketClock::default(),
         }
     }
 }
@@ -89,6 +125,7 @@ impl fmt::Debug for Options {
             .field("input_magic", &self.input_magic)
             .field("symbol", &self.symbol)
             .field("trigger", &self.trigger.is_some())
+            .field("market", &self.market)
             .finish()
     }
 }
@@ -214,6 +251,11 @@ fn fail(why: impl Into<String>) -> CheckOutcome {
 }
 
 impl Suite {
+    /// The terminal's clock (the market clock), as opposed to the wall clock that signs requests.
+    fn market_ms(&self) -> i64 {
+        self.options.market.now_ms()
+    }
+
     fn spec(&self) -> SymbolSpec {
         SymbolSpec {
             symbol: self.options.symbol.clone(),
@@ -247,7 +289,7 @@ impl Suite {
             terminal_build: 4_755,
             ea_version: concat!("conformance ", env!("CARGO_PKG_VERSION")).into(),
             server_utc_offset_s: 0,
-            terminal_time_ms: wall_ms(),
+            terminal_time_ms: self.market_ms(),
             symbols: vec![self.spec()],
             floor_breach: None,
         }
@@ -294,7 +336,8 @@ impl Suite {
     }
 
     async fn poll(&mut self, session_id: &str, wait_ms: u32) -> Result<PollAnswer, String> {
-        let p = Poll { session_id: session_id.to_owned(), wait_ms, terminal_time_ms: wall_ms() };
+        let p =
+            Poll { session_id: session_id.to_owned(), wait_ms, terminal_time_ms: self.market_ms() };
         self.call(Call::Poll, &p).await
     }
 
@@ -351,7 +394,7 @@ impl Suite {
         let p = Poll {
             session_id: "conformance-no-such-session".into(),
             wait_ms: 0,
-            terminal_time_ms: wall_ms(),
+            terminal_time_ms: self.market_ms(),
         };
         let outcome = match self.signed(Call::Poll, &ea::encode(&p)).await {
             Err(e) => fail(e),
@@ -435,7 +478,7 @@ impl Suite {
     /// A refused request changes nothing: a deal pushed with a wrong signature must not move
     /// the deals cursor.
     async fn nothing_processed(&mut self, session: &str) {
-        let far = wall_ms() + 3_600_000;
+        let far = self.market_ms() + 3_600_000;
         let deal = Deal {
             deal_ticket: 9_100_000_999,
             order_ticket: 9_100_000_999,
@@ -499,7 +542,7 @@ impl Suite {
         let mut nul = ea::encode(&Poll {
             session_id: session.to_owned(),
             wait_ms: 0,
-            terminal_time_ms: wall_ms(),
+            terminal_time_ms: self.market_ms(),
         });
         nul.push(0);
         let o = match self.signed(Call::Poll, &nul).await {
@@ -558,7 +601,7 @@ impl Suite {
             }
         };
         // Deals: two foreign deals (magic 0), then an EA restart (a new hello).
-        let t = wall_ms().max(h.deals_from_ms);
+        let t = self.market_ms().max(h.deals_from_ms);
         let deal = |ticket: u64, time_ms: i64| Deal {
             deal_ticket: ticket,
             order_ticket: ticket,
@@ -617,13 +660,13 @@ impl Suite {
             .find(|c| c.symbol == sub.symbol && c.timeframe == sub.timeframe)
             .map(|c| c.from_ms)
             .unwrap_or(i64::MIN);
-        if from > wall_ms() + 86_400_000 {
+        if from > self.market_ms() + 86_400_000 {
             let why = format!("the bars cursor {from} is more than a day in the future");
             self.report.push("bars-cursor-survives-restart", fail(why.clone()));
             self.report.push("bar-gap-backfill", fail(why));
             return;
         }
-        let t0 = (wall_ms() - 20 * tf_ms).max(from).div_euclid(tf_ms) * tf_ms + tf_ms;
+        let t0 = (self.market_ms() - 20 * tf_ms).max(from).div_euclid(tf_ms) * tf_ms + tf_ms;
         let bar = |i: i64| LinkBar {
             symbol: sub.symbol.clone(),
             timeframe: sub.timeframe,
@@ -744,7 +787,7 @@ impl Suite {
             position_id: done.then_some(9_200_000_000 + u64::from(o.order_no)),
             price: if done { Some(o.price.unwrap_or(d("1.07000"))) } else { None },
             volume: if done { Some(o.volume) } else { None },
-            time_ms: Some(wall_ms()),
+            time_ms: Some(self.market_ms()),
         }
     }
 
@@ -834,7 +877,7 @@ impl Suite {
             fee: d("0"),
             magic,
             comment: ea::order_comment(&o.order_id),
-            time_ms: wall_ms(),
+            time_ms: self.market_ms(),
         };
         let req = Deals {
             session_id: h2.session_id.clone(),
@@ -844,7 +887,7 @@ impl Suite {
         let _: DealsAnswer = self.call(Call::Deals, &req).await?;
         let state = State {
             session_id: h2.session_id.clone(),
-            terminal_time_ms: wall_ms(),
+            terminal_time_ms: self.market_ms(),
             balance: d("10000"),
             equity: d("10000"),
             margin: d("10"),
@@ -856,7 +899,7 @@ impl Suite {
                 side: if o.kind.is_buy() { Side::Buy } else { Side::Sell },
                 volume: o.volume,
                 open_price: o.price.unwrap_or(d("1.07000")),
-                open_time_ms: wall_ms(),
+                open_time_ms: self.market_ms(),
                 sl: o.sl,
                 tp: o.tp,
                 price_current: o.price.unwrap_or(d("1.07000")),
@@ -909,7 +952,7 @@ impl Suite {
                         position_id: None,
                         price: None,
                         volume: None,
-                        time_ms: Some(wall_ms()),
+                        time_ms: Some(self.market_ms()),
                     };
                     let _: AckAnswer = self.call(Call::Ack, &ack).await?;
                     return Ok(CheckOutcome::Passed);
