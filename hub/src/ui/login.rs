@@ -220,3 +220,24 @@ pub async fn logout(
     resp.headers_mut().insert(header::SET_COOKIE, session::clear_cookie(&state));
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_is_a_local_page_only() {
+        let check = |next: &str, ok: bool| assert_eq!(safe_next(next).is_some(), ok, "{next}");
+        check("/billing?plan=1", true);
+        check("/a/b", true);
+        check("/", false);
+        check("/login?next=/x", false);
+        check("/logout", false);
+        check("//evil.example.com/", false);
+        check("/\\evil.example.com", false);
+        check("https://evil.example.com/", false);
+        check("billing", false);
+        check("/a\nb", false);
+        check("", false);
+    }
+}

@@ -15,6 +15,7 @@ on_both!(
     console_sessions_end,
     console_login_is_rate_limited,
     console_checks_host_and_serves_assets,
+    console_store_failure_is_an_error_page,
 );
 
 fn form_body(fields: &[(&str, &str)]) -> String {
@@ -250,7 +251,7 @@ async fn console_refuses_forged_and_cross_site_posts(b: Backend) {
 }
 
 async fn console_refuses_other_roles_at_once(b: Backend) {
-    let hub = TestHub::start(b).await;
+    let hub = TestHub::start_with(b, |c| c.rate_limits.login_per_ip.burst = 100).await;
     let owner = hub.owner().await;
 
     // A subscriber and a provider with the right password: told the console is not theirs.
@@ -273,7 +274,22 @@ async fn console_refuses_other_roles_at_once(b: Backend) {
     let r = page(&hub, "GET", "/", Some(&cookie), &[], None).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     assert!(r.text.contains("The console is for owners and admins") && !r.text.contains("fig-"));
-    // Promoted again, the same session works; disabled, it ends.
+    // Promoted again, the same session works; disabled, it ends. (A session refused for its
+    // role can still sign out, from the 403 page's own form.)
+    let other = hub.user(&owner, "admin").await;
+    let other_cookie = console_cookie(&hub, &other.email, &other.password).await;
+    let other_path = format!("/api/v1/users/{}/role", other.user_id);
+    hub.send("PUT", &other_path, Some(&owner.token), Some(json!({ "role": "provider" })))
+        .await
+        .ok(200);
+    let refused = page(&hub, "GET", "/", Some(&other_cookie), &[], None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let form = [("csrf", csrf_of(&refused))];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = page(&hub, "POST", "/logout", Some(&other_cookie), &[], Some(&form)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = page(&hub, "GET", "/", Some(&other_cookie), &[], None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     hub.send("PUT", &path, Some(&owner.token), Some(json!({ "role": "admin" }))).await.ok(200);
     assert_eq!(page(&hub, "GET", "/", Some(&cookie), &[], None).await.status, StatusCode::OK);
     hub.post(&format!("/api/v1/users/{}/disable", admin.user_id), Some(&owner.token), json!({}))
@@ -411,5 +427,25 @@ async fn console_checks_host_and_serves_assets(b: Backend) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let (r, _) = sign_in(&hub, &owner.email, &owner.password).await;
     assert!(set_cookie(&r).unwrap().contains("; Secure"), "{:?}", set_cookie(&r));
+    hub.stop().await;
+}
+
+async fn console_store_failure_is_an_error_page(b: Backend) {
+    let hub = TestHub::start(b).await;
+    let owner = hub.owner().await;
+    let cookie = console_cookie(&hub, &owner.email, &owner.password).await;
+    // A table the overview reads goes missing: the page says it failed, it never shows zeros.
+    let exec = |sql: &'static str| sqlx::query(sql).execute(hub.db.pool());
+    exec("ALTER TABLE plans RENAME TO plans_away").await.unwrap();
+    let r = page(&hub, "GET", "/", Some(&cookie), &[], None).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text);
+    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(r.text.contains("could not answer this page"), "{}", r.text);
+    assert!(!r.text.contains("fig-") && !r.text.contains("plans_away"), "{}", r.text);
+    assert!(
+        r.headers.contains_key("x-request-id") && r.headers.contains_key("content-security-policy")
+    );
+    exec("ALTER TABLE plans_away RENAME TO plans").await.unwrap();
+    assert_eq!(page(&hub, "GET", "/", Some(&cookie), &[], None).await.status, StatusCode::OK);
     hub.stop().await;
 }
