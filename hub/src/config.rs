@@ -133,6 +133,116 @@ pub struct Config {
     pub signals: SignalsConfig,
     /// Device enrolment.
     pub devices: DevicesConfig,
+    /// The hub's externally reachable base URL (`https://hub.example.com`), for links, webhooks
+    /// and the console: its host is the one `Host` the pages answer besides loopback names, and
+    /// an `https` URL makes the session cookie `Secure`. Default: none (loopback only).
+    pub public_url: Option<PublicUrl>,
+    /// The owner's console (`[console]`).
+    pub console: ConsoleConfig,
+}
+
+/// The owner's console.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// How long a console session lasts after its login (absolute, not sliding). Default
+    /// 28 800 s (8 h).
+    pub session_ttl_s: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { session_ttl_s: 8 * 3600 }
+    }
+}
+
+/// An absolute `http` or `https` base URL with a host and no query or fragment, parsed once.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PublicUrl {
+    url: String,
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+impl PublicUrl {
+    /// Parses `raw` (a trailing `/` is dropped).
+    pub fn parse(raw: &str) -> Result<PublicUrl, String> {
+        let url = raw.trim().trim_end_matches('/').to_string();
+        let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err("must start with http:// or https://".into());
+        };
+        if url.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("must be a base URL without query, fragment or spaces".into());
+        }
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err("must not carry credentials".into());
+        }
+        let default_port = if https { 443 } else { 80 };
+        let (host, port) = split_authority(authority, default_port)
+            .ok_or_else(|| "must name a host (and an optional port)".to_string())?;
+        Ok(PublicUrl { url, https, host, port })
+    }
+
+    /// The URL as configured, without a trailing `/`.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether the URL is `https` (the console's cookie is then `Secure`).
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// Whether a request's `Host` header value names this URL's host and port (the port may be
+    /// omitted when it is the scheme's default).
+    pub fn matches_host(&self, host_header: &str) -> bool {
+        let default_port = if self.https { 443 } else { 80 };
+        split_authority(host_header, default_port)
+            .is_some_and(|(h, p)| h == self.host && p == self.port)
+    }
+}
+
+/// `host[:port]` (or `[v6]:port`) lowercased, with `default_port` when none is given.
+pub fn split_authority(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    let authority = authority.to_ascii_lowercase();
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (inside, after) = v6.split_once(']')?;
+        let port = match after {
+            "" => default_port,
+            p => p.strip_prefix(':')?.parse().ok()?,
+        };
+        (format!("[{inside}]"), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().ok()?),
+            None => (authority.clone(), default_port),
+        }
+    };
+    let ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'));
+    ok.then_some((host, port))
+}
+
+impl TryFrom<String> for PublicUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        PublicUrl::parse(&s)
+    }
+}
+
+impl From<PublicUrl> for String {
+    fn from(u: PublicUrl) -> String {
+        u.url
+    }
 }
 
 /// HTTP limits.
@@ -249,6 +359,8 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             signals: SignalsConfig::default(),
             devices: DevicesConfig::default(),
+            public_url: None,
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -462,6 +574,9 @@ impl Config {
         if !(30..=86_400).contains(&self.devices.enrolment_code_ttl_s) {
             return bad("devices.enrolment_code_ttl_s", "must be between 30 and 86400");
         }
+        if !(60..=30 * 86_400).contains(&self.console.session_ttl_s) {
+            return bad("console.session_ttl_s", "must be between 60 and 2592000");
+        }
         Ok(())
     }
 
@@ -615,6 +730,31 @@ mod tests {
         );
         check_err("mode = \"staging\"\n", &[], "mode");
         check_err("[rate_limits.per_ip]\nburst = 5\nper_minute = 1\nspeed = 2\n", &[], "speed");
+        check_err("public_url = \"ftp://hub.example.com\"\n", &[], "public_url");
+        check_err("public_url = \"https://\"\n", &[], "public_url");
+        check_err("public_url = \"https://a@hub.example.com\"\n", &[], "public_url");
+        check_err("[console]\nsession_ttl_s = 5\n", &[], "`console.session_ttl_s`");
+    }
+
+    #[test]
+    fn public_url_names_the_console_host() {
+        let c = load("public_url = \"https://Hub.Example.com/\"\n", &[]).unwrap();
+        let u = c.public_url.unwrap();
+        assert_eq!(u.as_str(), "https://Hub.Example.com");
+        assert!(u.is_https());
+        for (host, ok) in [
+            ("hub.example.com", true),
+            ("HUB.example.com:443", true),
+            ("hub.example.com:8443", false),
+            ("evil.example.com", false),
+            ("hub.example.com.evil.com", false),
+            ("", false),
+        ] {
+            assert_eq!(u.matches_host(host), ok, "{host}");
+        }
+        let u = PublicUrl::parse("http://[::1]:8080/hub").unwrap();
+        assert!(!u.is_https());
+        assert!(u.matches_host("[::1]:8080") && !u.matches_host("[::1]"));
     }
 
     #[cfg(all(unix, not(target_os = "macos")))]

@@ -5,7 +5,8 @@
 //! `migrations/`), accounts (`accounts`, `tokens`), abuse controls (`ratelimit`), the audit
 //! chain (`audit`), devices, plans, signals and approvals. [`start`] runs a hub on a listener;
 //! [`run`] is what `tradecast-hub serve` calls. [`quic`] is the nodes' QUIC endpoint, started
-//! beside the HTTP listener.
+//! beside the HTTP listener. [`ui`] is the owner's console: server-rendered pages on the HTTP
+//! listener, with a cookie session of hub accounts.
 
 pub mod accounts;
 pub mod api;
@@ -28,6 +29,7 @@ pub mod signals;
 pub mod state;
 pub mod telemetry;
 pub mod tokens;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -207,7 +209,7 @@ pub async fn start_with(
     let state = build_state(config, secrets, db, clock).await?;
     let quic = start_quic(&state, addr)?;
     let quic_addr = quic.addr;
-    let app = api::app(state.clone());
+    let app = api::app(state.clone(), addr);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(http::serve(listener, app, async move {
         let _ = rx.await;
@@ -219,6 +221,9 @@ pub async fn start_with(
             tick.tick().await;
             if let Err(e) = signals::prune_nonces(&janitor_state.db, janitor_state.now_ms()).await {
                 tracing::warn!(error = %e, "pruning HMAC nonces failed");
+            }
+            if let Err(e) = ui::session::prune(&janitor_state.db, janitor_state.now_ms()).await {
+                tracing::warn!(error = %e, "pruning expired console sessions failed");
             }
         }
     });

@@ -561,6 +561,14 @@ pub async fn list_ids(
         .await?)
 }
 
+/// Signals the hub accepted at or after `since_ms` (by reception time, from either door).
+pub async fn count_received_since(db: &Db, since_ms: i64) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM signals WHERE received_at_ms >= $1")
+        .bind(since_ms)
+        .fetch_one(db.pool())
+        .await?)
+}
+
 /// Whether `user_id` (with `role`) may see signal `signal_id`: admins all, a provider its own, a
 /// subscriber those of providers it is currently entitled to.
 pub async fn visible_to(

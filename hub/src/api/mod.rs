@@ -70,8 +70,9 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .split_for_parts()
 }
 
-/// Builds the full application: API routes, OpenAPI document and docs page, edge layers.
-pub fn app(state: AppState) -> Router {
+/// Builds the full application: API routes, OpenAPI document and docs page, the pages
+/// (`crate::ui`, whose Host check needs the bound address `served`), edge layers.
+pub fn app(state: AppState, served: std::net::SocketAddr) -> Router {
     let (api, openapi) = router(&state);
     let json = openapi.to_json().unwrap_or_else(|_| "{}".into());
     let docs = ops::docs_page(&openapi);
@@ -90,6 +91,7 @@ pub fn app(state: AppState) -> Router {
                 let docs = docs.clone();
                 async move { axum::response::Html(docs) }
             }),
-        );
+        )
+        .merge(crate::ui::router(&state, served));
     crate::http::edge(api, state)
 }

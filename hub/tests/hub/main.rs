@@ -12,6 +12,7 @@ mod approvals;
 mod audit;
 mod auth;
 mod binary;
+mod console;
 mod devices;
 mod edge;
 mod plans;
