@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use rust_decimal::Decimal;
 use tradecast_protocol::ea::{
-    self, CloseAllScope, Deal, DealEntry, DealKind, Deals, DealsAnswer, State, StateAnswer,
+    self, Deal, DealEntry, DealKind, Deals, DealsAnswer, State, StateAnswer,
 };
 use tradecast_protocol::{Body, EquityPoint, PositionSnapshot, StreamId, TradeClosed};
 
@@ -14,7 +14,7 @@ use crate::store::{self, StoreError};
 
 use super::mt5::{domain_side, merge_tick_values};
 use super::rows::{AccountRow, AckFacts, OrderAction, OrderRow, OrderState, PositionRow};
-use super::{Node, NodeError, new_order_id};
+use super::{Node, NodeError};
 
 /// An order that reached the EA but shows no fill this long (market clock) after its expiry
 /// was never executed.
@@ -389,69 +389,9 @@ impl Node {
             acc.equity = Some(s.equity);
             acc.margin = Some(s.margin);
             acc.free_margin = Some(s.free_margin);
-            // The drawdown guard.
-            if !acc.locked {
-                acc.peak_equity = Some(acc.peak_equity.map_or(s.equity, |p| p.max(s.equity)));
-            }
-            // The daily loss limit, on the broker's server day.
-            let offset_ms = i64::from(acc.server_utc_offset_s) * 1_000;
-            let day = market.saturating_add(offset_ms).div_euclid(86_400_000);
-            if acc.day != day || acc.day_start_equity.is_none() {
-                acc.day = day;
-                acc.day_start_equity = Some(s.equity);
-            }
-            let mut trip = None;
-            if let Some(floor) = self.floor(&acc)
-                && s.equity < floor
-            {
-                trip = Some(format!(
-                    "drawdown guard: equity {} fell below {} ({} % below the peak {})",
-                    s.equity,
-                    floor,
-                    self.settings.drawdown_max_pct,
-                    acc.peak_equity.unwrap_or_default()
-                ));
-            } else if let (Some(pct), Some(start)) =
-                (self.settings.daily_loss_max_pct, acc.day_start_equity)
-                && let Some(limit) = Decimal::ONE_HUNDRED
-                    .checked_sub(pct)
-                    .and_then(|k| start.checked_mul(k))
-                    .and_then(|v| v.checked_div(Decimal::ONE_HUNDRED))
-                && s.equity < limit
-            {
-                trip = Some(format!(
-                    "daily loss limit: equity {} fell below {} ({} % below {} at the start of \
-                     the broker's day)",
-                    s.equity,
-                    limit.round_dp(2),
-                    pct,
-                    start
-                ));
-            }
-            if let Some(reason) = trip
-                && !acc.locked
-            {
-                acc.locked = true;
-                acc.lock_reason = reason;
-                let order_id = new_order_id()
-                    .map_err(|e| StoreError::Row { table: "orders", message: e.to_string() })?;
-                tx.put_json(store::ACCOUNTS, "accounts", &account, &acc)?;
-                self.queue_in(
-                    tx,
-                    &account,
-                    &order_id,
-                    |_, _| OrderAction::CloseAll { scope: CloseAllScope::Tradecast },
-                    None,
-                    None,
-                )?;
-                acc = tx.get_json(store::ACCOUNTS, "accounts", &account)?.unwrap_or(acc);
-                let cmd = tradecast_protocol::Command::CloseAll {
-                    symbol: None,
-                    reason: acc.lock_reason.clone(),
-                    at_ms: market,
-                };
-                tx.append_record(&self.identity, StreamId::COMMANDS, &Body::Command(cmd), now_ms)?;
-                breached = Some(acc.lock_reason.clone());
+            // The drawdown guard and the daily loss limit.
+            if let Some(reason) = self.guard_in(tx, &account, &mut acc, &s, market, now_ms)? {
+                breached = Some(reason);
             }
             tx.put_json(store::ACCOUNTS, "accounts", &account, &acc)?;
             self.expire_in(tx, &account, market, now_ms)?;
