@@ -12,7 +12,8 @@ use crate::store::{self, StoreError};
 use super::rows::{
     AccountRow, ApprovalRow, OrderAction, OrderRow, OrderState, PositionRow, SignalRow,
 };
-use super::{AccountMem, Node, NodeError, new_order_id, wall_ms};
+use super::{AccountMem, Node, NodeError, new_order_id};
+use crate::clock::wall_ms;
 
 /// What one committed feed item did (for the sync driver's log and the demo).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +80,7 @@ impl Node {
         if let Body::Receipt(receipt) = &body {
             // The hub's receipt for one of this node's records: kept when it is the pinned
             // hub's signature over exactly that record.
-            let hub_key = crate::sync::pinned_hub_key(tx)?;
+            let hub_key = crate::store::hub_pin::pinned_hub_key(tx)?;
             let f = receipt.fields;
             let own = tx.outbox_record(f.stream, f.seq)?;
             let ok = hub_key.is_some_and(|k| receipt.verify(&k).is_ok())

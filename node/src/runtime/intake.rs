@@ -14,7 +14,8 @@ use crate::policy::{self, PolicySettings};
 use crate::store::{self, StoreError};
 
 use super::rows::{AccountRow, ApprovalRow, OrderAction, OrderRow, PositionRow, SignalRow};
-use super::{AccountMem, Node, NodeError, new_order_id, wall_ms};
+use super::{AccountMem, Node, NodeError, new_order_id};
+use crate::clock::wall_ms;
 
 /// The settings key of the trader's saved policy (JSON).
 const POLICY_KEY: &str = "policy";

@@ -49,6 +49,8 @@ use crate::policy::{self, PolicySettings};
 use crate::store::{Store, StoreError};
 use crate::strategy::Engine;
 
+/// The wall clock, re-exported for the callers of `runtime::wall_ms` (it lives in [`crate::clock`]).
+pub use crate::clock::wall_ms;
 pub use ack::REQUOTE_RETRIES;
 pub use feed::FeedOutcome;
 pub use mt5::{explain_retcode, gap_in_session, next_open};
@@ -339,14 +341,6 @@ fn new_order_id() -> Result<String, keys::KeyError> {
 fn new_session_id() -> Result<String, keys::KeyError> {
     let b = keys::random_bytes::<12>()?;
     Ok(format!("s_{}", hex::encode(&b[..])))
-}
-
-/// The wall clock, unix ms.
-pub fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Clears a session's poll-in-flight flag when the poll ends (answered, failed or dropped).

@@ -8,7 +8,8 @@ use crate::store::{self, StoreError};
 
 use super::mt5::request_stale_specs;
 use super::rows::{AccountRow, OrderAction, OrderRow, OrderState};
-use super::{Node, NodeError, new_order_id, wall_ms};
+use super::{Node, NodeError, new_order_id};
+use crate::clock::wall_ms;
 
 /// An order offered in a session and not acked is offered again after this (wall clock): an ack
 /// lost on the way is harmless, the EA's look-up finds what it did.
