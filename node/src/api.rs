@@ -32,10 +32,11 @@ use subtle::ConstantTimeEq;
 use tradecast_protocol::{EntryKind, Side, SignalId};
 use zeroize::Zeroizing;
 
+use crate::clock::wall_ms;
 use crate::keys;
 use crate::policy::PolicySettings;
 use crate::policy::approval::{Channel, Decider, DecisionRequest, Refused, Verdict};
-use crate::runtime::{Node, NodeError, wall_ms};
+use crate::runtime::{Node, NodeError};
 
 #[derive(Clone)]
 struct Api {

@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 use tradecast_protocol::bars::{self, BarFileError, ParseOptions, format_rfc3339};
 
 use crate::backtest::{self, Backtest, BacktestError, Config, Outcome, Split, Summary};
+use crate::display::{price, short_time};
 use crate::orders::SymbolSpec;
 use crate::report::{self, ReportError};
 use crate::strategy::{Params, STRATEGY_ID, Signal};
@@ -67,10 +68,10 @@ pub enum Command {
     /// machine, or through the SSH tunnel on the same port).
     UiUrl(crate::commands::StatusArgs),
     /// Enrol this node with a hub (a one-time code) and pin the hub's key.
-    Enrol(crate::sync::enrol::EnrolArgs),
+    Enrol(crate::commands::EnrolArgs),
     /// The provider keys this node pinned from its feed; `--trust ID` trusts a new one (a second
     /// provider key is not acted on until you do). Run it with the node stopped.
-    Providers(crate::sync::ProvidersArgs),
+    Providers(crate::commands::ProvidersArgs),
 }
 
 /// `tradecast-node backtest`.
@@ -243,8 +244,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
             writeln!(out, "{url}").map_err(crate::commands::CommandError::from)?;
             Ok(())
         }
-        Command::Enrol(args) => Ok(crate::sync::enrol::enrol_command(&args, out)?),
-        Command::Providers(args) => Ok(crate::sync::providers_command(&args, out)?),
+        Command::Enrol(args) => Ok(crate::commands::enrol_command(&args, out)?),
+        Command::Providers(args) => Ok(crate::commands::providers_command(&args, out)?),
     }
 }
 
@@ -350,19 +351,6 @@ struct Title<'a> {
     symbol: &'a str,
     timeframe: Timeframe,
     bars: &'a [bars::Bar],
-}
-
-/// `2017-05-02 04:00` for tables.
-pub fn short_time(unix_ms: i64) -> String {
-    let s = format_rfc3339(unix_ms);
-    s.get(..16).map(|p| p.replace('T', " ")).unwrap_or(s)
-}
-
-/// A price to at most 8 decimals, trailing zeros dropped.
-pub fn price(x: f64) -> String {
-    let s = format!("{x:.8}");
-    let s = s.trim_end_matches('0');
-    s.strip_suffix('.').unwrap_or(s).to_owned()
 }
 
 fn ratio(x: Option<f64>) -> String {
@@ -542,13 +530,5 @@ mod tests {
         assert_eq!(Params::from(&a.strategy), want);
         assert_eq!(a.timeframe, Timeframe::M15);
         assert_eq!(a.utc_offset_seconds, -3600);
-    }
-
-    #[test]
-    fn prices_and_times_for_tables() {
-        assert_eq!(price(1.091_793_64), "1.09179364");
-        assert_eq!(price(1.088), "1.088");
-        assert_eq!(price(1870.0), "1870");
-        assert_eq!(short_time(1_493_697_600_000), "2017-05-02 04:00");
     }
 }

@@ -16,6 +16,9 @@ use rust_decimal::Decimal;
 
 use crate::config::{Config, LogFormat, Mode};
 use crate::serve::{self, RunError};
+use crate::store::Store;
+use crate::sync::ProvidersError;
+use crate::sync::enrol::{EnrolError, enrol};
 
 /// Why a node command failed.
 #[derive(Debug, thiserror::Error)]
@@ -250,6 +253,88 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<(), CommandError
                 }
             )?;
         }
+    }
+    Ok(())
+}
+
+/// `tradecast-node enrol`.
+#[derive(Debug, clap::Args)]
+pub struct EnrolArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// The hub, `HOST:PORT` (its HTTP API; QUIC on the same port over UDP).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub hub: String,
+    /// The enrolment code the hub showed (`XXXXX-XXXXX`).
+    #[arg(long)]
+    pub code: String,
+    /// A name for this device in the hub's list.
+    #[arg(long, default_value = "tradecast-node")]
+    pub label: String,
+}
+
+/// Runs `enrol` and prints this device's id and the pinned hub key's fingerprint.
+pub fn enrol_command(args: &EnrolArgs, out: &mut dyn std::io::Write) -> Result<(), EnrolError> {
+    let store = Store::open(&args.data.data.join(crate::store::FILE_NAME))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let now_ms = crate::clock::wall_ms();
+    let e = rt.block_on(enrol(&store, &args.hub, &args.code, &args.label, now_ms))?;
+    writeln!(out, "enrolled {}", e.device_id.to_text())?;
+    writeln!(out, "hub {} pinned, key {}", e.hub.addr, e.hub_device_id.to_text())?;
+    if let Some(name) = &e.hub.tls_name {
+        writeln!(out, "the hub's QUIC certificate is checked as {name}'s (WebPKI)")?;
+    }
+    Ok(())
+}
+
+/// `tradecast-node providers`: the provider keys this node pinned from its feed.
+#[derive(Debug, clap::Args)]
+pub struct ProvidersArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// Trust this pinned key (its device id, as listed): its signals are acted on from now on.
+    /// Check the id with your provider first: a new key may be a new device of theirs, or
+    /// someone else.
+    #[arg(long, value_name = "DEVICE_ID")]
+    pub trust: Option<String>,
+}
+
+/// Lists the pinned provider keys (and trusts one with `--trust`). The node must be stopped
+/// (its store is locked while it runs).
+pub fn providers_command(
+    args: &ProvidersArgs,
+    out: &mut dyn std::io::Write,
+) -> Result<(), ProvidersError> {
+    let store = Store::open(&args.data.data.join(crate::store::FILE_NAME))?;
+    if let Some(text) = &args.trust {
+        let id = text
+            .trim()
+            .parse::<tradecast_protocol::DeviceId>()
+            .map_err(|_| ProvidersError::BadId(text.clone()))?;
+        let trusted = store.write(|tx| {
+            let Some(mut a) = tx.author(&id)? else { return Ok(false) };
+            a.trusted = true;
+            tx.put_author(&a)?;
+            Ok(true)
+        })?;
+        if !trusted {
+            return Err(ProvidersError::Unknown(text.clone()));
+        }
+        writeln!(out, "trusted {}", id.to_text())?;
+    }
+    let authors = store.read()?.authors()?;
+    if authors.is_empty() {
+        writeln!(out, "no provider key pinned yet (the first one arrives with its first signal)")?;
+    }
+    for a in authors {
+        writeln!(
+            out,
+            "{}  {:<9}  {}  (pinned at feed item {})",
+            a.key.device_id().to_text(),
+            if a.trusted { "trusted" } else { "NOT TRUSTED" },
+            a.label,
+            a.pinned_at_seq
+        )?;
     }
     Ok(())
 }

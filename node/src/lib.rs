@@ -4,12 +4,15 @@
 //! `tradecast-protocol` only among our crates: never on the hub, never on the simulated terminal.
 //!
 //! Modules: [`strategy`] (Fib-RSI v1, streaming and batch), [`orders`] (orders from signals),
-//! [`backtest`] (trade simulation and summary), [`report`] (HTML/SVG), [`cli`] (the command
-//! line), [`timeframe`], [`synthetic`] (generated bars); the running node: [`store`] (redb),
-//! [`keys`] (identity, EA keys, sealing), [`config`], [`runtime`] (orders, reconciliation,
-//! drawdown guard, provider mode), [`link`] (the EA link server), [`api`] (the local API) and
-//! [`serve`] (init, start, run); [`policy`] (copy policy, market hours, sizing, approvals);
-//! [`sync`] (enrolment with the hub, the QUIC connection to it).
+//! [`backtest`] (trade simulation and summary), [`report`] (HTML/SVG), [`display`] (times and
+//! prices for tables), [`cli`] (the command line) and [`commands`] (its verbs), [`timeframe`],
+//! [`synthetic`] (generated bars); the running node: [`store`] (redb, the hub pin), [`keys`]
+//! (identity, EA keys, sealing), [`config`], [`clock`] (the wall clock), [`runtime`] (orders,
+//! reconciliation, drawdown guard, provider mode: one file per responsibility), [`link`] (the
+//! EA link server), [`api`] (the local API) and [`serve`] (init, start, run); [`policy`] (copy
+//! policy, market hours, sizing, approvals); [`sync`] (enrolment with the hub, the QUIC
+//! connection to it). The modules import each other without a circle (checked by the root
+//! package's `tests/workspace`).
 //!
 //! # The API other crates call
 //!
@@ -32,8 +35,10 @@
 pub mod api;
 pub mod backtest;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod display;
 pub mod keys;
 pub mod link;
 pub mod orders;

@@ -21,7 +21,8 @@ use tradecast_protocol::ea::{self, Call, Problem};
 use tradecast_protocol::link_auth::{self, AuthError, RequestHeaders};
 use zeroize::Zeroizing;
 
-use crate::runtime::{Node, NodeError, wall_ms};
+use crate::clock::wall_ms;
+use crate::runtime::{Node, NodeError};
 
 /// The link's router (no listener: [`serve`] binds one; tests may `oneshot` it).
 pub fn router(node: Arc<Node>) -> Router {

@@ -15,7 +15,7 @@ use rust_decimal::prelude::ToPrimitive;
 use tradecast_protocol::bars::Bar;
 
 use crate::backtest::{Backtest, Config, Outcome, Split, Trade};
-use crate::cli::{price, short_time};
+use crate::display::{price, short_time};
 use crate::strategy::Side;
 
 /// Why the report could not be written.

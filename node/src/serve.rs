@@ -17,18 +17,17 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use crate::clock::wall_ms;
 use crate::config::{Config, ConfigError, TOKEN_FILE};
 use crate::keys::{self, EaKey};
-use crate::runtime::{self, Node, NodeError, wall_ms};
+use crate::runtime::{self, Node, NodeError};
 use crate::store::{self, Store, StoreError};
 
 /// The file a started node writes into its data dir (JSON [`RunningNode`]) and removes when it
 /// stops. A crash leaves it behind: readers check that the node answers before they trust it.
 pub const RUNNING_FILE: &str = "running.json";
 
-/// The store setting holding the EA link's URL as bound (`http://127.0.0.1:7341`), written at
-/// every start.
-pub const EA_URL_SETTING: &str = "ea.link_url";
+pub use crate::store::EA_URL_SETTING;
 
 /// What [`RUNNING_FILE`] says: which process serves the data dir, and where.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -223,7 +222,7 @@ async fn start_sync(
     hub_ca_file: Option<&Path>,
     shutdown: tokio_util_shutdown::Shutdown,
 ) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>, RunError> {
-    let pin = crate::sync::hub_pin(node.store()).map_err(|e| RunError::Io {
+    let pin = crate::store::hub_pin::hub_pin(node.store()).map_err(|e| RunError::Io {
         what: "read the hub pin".into(),
         source: std::io::Error::other(e.to_string()),
     })?;

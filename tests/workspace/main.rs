@@ -127,3 +127,111 @@ fn every_module_opens_with_a_doc_comment() {
         .collect();
     assert!(missing.is_empty(), "modules without a `//!` doc comment: {missing:?}");
 }
+
+/// The top-level modules of `node/src` a source file refers to through `crate::…` paths (in
+/// `use` declarations and in code; comments are skipped).
+fn crate_refs(text: &str) -> Vec<String> {
+    let code: String = text
+        .lines()
+        .map(|l| match l.find("//") {
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |s: &str| -> String {
+        s.trim_start().chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()
+    };
+    let mut out = Vec::new();
+    let mut rest = code.as_str();
+    while let Some(i) = rest.find("crate::") {
+        let before = rest[..i].chars().next_back();
+        rest = &rest[i + "crate::".len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | ':' | '$')) {
+            continue; // `$crate::`, `tradecast_node::crate_…`, `foo::crate::`
+        }
+        if let Some(group) = rest.trim_start().strip_prefix('{') {
+            // `crate::{a, b::{c, d}}`: the first segment of each top-level item.
+            let (mut depth, mut item_start) = (0usize, true);
+            for c in group.char_indices() {
+                match c.1 {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    _ if item_start && !c.1.is_whitespace() => {
+                        out.push(ident(&group[c.0..]));
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            out.push(ident(rest));
+        }
+    }
+    out.retain(|m| !m.is_empty() && m != "self");
+    out
+}
+
+/// The node's modules import each other without a circle (issue 15): a module low in the
+/// graph (the store, the clock, the row schema) never reaches back up to the edges (`serve`,
+/// `cli`, `ui`). Edges are between top-level modules of `node/src` (a file or a directory).
+#[test]
+fn node_modules_import_without_a_circle() {
+    let src = root().join("node/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut edges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for f in &files {
+        let rel = f.strip_prefix(&src).expect("under node/src");
+        let first = rel.components().next().expect("a path").as_os_str().to_string_lossy();
+        let module = first.trim_end_matches(".rs").to_owned();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let targets = edges.entry(module.clone()).or_default();
+        targets.extend(crate_refs(&text).into_iter().filter(|t| *t != module));
+    }
+    assert!(edges.len() >= 10, "found too few node modules: {:?}", edges.keys());
+    assert!(edges.get("runtime").is_some_and(|t| t.contains("store")), "no edge runtime → store");
+    // Depth-first search; a back edge is a circle.
+    fn visit<'a>(
+        m: &'a str,
+        edges: &'a std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut std::collections::BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| *p == m) {
+            let mut circle: Vec<String> = path[i..].iter().map(|s| s.to_string()).collect();
+            circle.push(m.to_owned());
+            return Some(circle);
+        }
+        if !done.insert(m) {
+            return None;
+        }
+        path.push(m);
+        for t in edges.get(m).into_iter().flatten() {
+            if let Some(c) = visit(t, edges, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    for m in edges.keys() {
+        if let Some(circle) = visit(m, &edges, &mut Vec::new(), &mut done) {
+            panic!("node/src modules import each other in a circle: {}", circle.join(" → "));
+        }
+    }
+}
+
+#[test]
+fn crate_refs_reads_paths_and_groups() {
+    let text = "use crate::store::{self, Store};\nuse crate::{keys, policy::{self, X}};\n\
+                // crate::ui in a comment\nlet x = crate::clock::wall_ms(); $crate::nope";
+    assert_eq!(crate_refs(text), ["store", "keys", "policy", "clock"]);
+}

@@ -228,9 +228,7 @@ struct Ctx {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    crate::clock::wall_ms()
 }
 
 fn jitter_rng() -> impl rand_core::Rng {

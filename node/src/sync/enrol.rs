@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tradecast_protocol::{Body, DeviceId, DeviceKeys, IdentityKey, Kind, Record, StreamId};
 
-use super::{
+use crate::store::hub_pin::{
     HubPin, SETTING_HUB_ADDR, SETTING_HUB_DEVICE_ID, SETTING_HUB_KEY, SETTING_HUB_TLS_NAME,
 };
 use crate::store::{Store, StoreError};
@@ -105,7 +105,9 @@ pub async fn enrol(
     label: &str,
     now_ms: i64,
 ) -> Result<Enrolment, EnrolError> {
-    if let Some(pin) = super::hub_pin(store).map_err(|e| EnrolError::BadAnswer(e.to_string()))? {
+    if let Some(pin) =
+        crate::store::hub_pin::hub_pin(store).map_err(|e| EnrolError::BadAnswer(e.to_string()))?
+    {
         // Enrolling again would silently move the node to another hub (or repeat this one,
         // which the hub refuses as already enrolled): refuse here.
         return Err(EnrolError::OtherHub(pin.key.device_id().to_text()));
@@ -175,36 +177,4 @@ pub async fn enrol(
         tx.set_setting(SETTING_HUB_DEVICE_ID, &hub_device_id.to_text())
     })?;
     Ok(Enrolment { device_id, hub: HubPin { addr: hub_addr, key, tls_name }, hub_device_id })
-}
-
-/// `tradecast-node enrol`.
-#[derive(Debug, clap::Args)]
-pub struct EnrolArgs {
-    #[command(flatten)]
-    pub data: crate::commands::DataArg,
-    /// The hub, `HOST:PORT` (its HTTP API; QUIC on the same port over UDP).
-    #[arg(long, value_name = "HOST:PORT")]
-    pub hub: String,
-    /// The enrolment code the hub showed (`XXXXX-XXXXX`).
-    #[arg(long)]
-    pub code: String,
-    /// A name for this device in the hub's list.
-    #[arg(long, default_value = "tradecast-node")]
-    pub label: String,
-}
-
-/// Runs `enrol` and prints this device's id and the pinned hub key's fingerprint.
-pub fn enrol_command(args: &EnrolArgs, out: &mut dyn std::io::Write) -> Result<(), EnrolError> {
-    let store = Store::open(&args.data.data.join(crate::store::FILE_NAME))?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let e = rt.block_on(enrol(&store, &args.hub, &args.code, &args.label, now_ms))?;
-    writeln!(out, "enrolled {}", e.device_id.to_text())?;
-    writeln!(out, "hub {} pinned, key {}", e.hub.addr, e.hub_device_id.to_text())?;
-    if let Some(name) = &e.hub.tls_name {
-        writeln!(out, "the hub's QUIC certificate is checked as {name}'s (WebPKI)")?;
-    }
-    Ok(())
 }

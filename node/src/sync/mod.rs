@@ -11,6 +11,8 @@
 //!   key ([`tls`]), says hello with [`PROTOCOL_VERSION`] and returns the session stream, or a
 //!   typed refusal: not enrolled / revoked, upgrade required, wrong hub key.
 //!
+//! - The pin itself is kept in the store ([`crate::store::hub_pin`], re-exported here); the
+//!   command-line verbs `enrol` and `providers` are in [`crate::commands`].
 //! - [`driver`]: the session driver (outbox upstream with acks after the hub's SQL commit,
 //!   reconnect with backoff and jitter, the session's heartbeats). The downstream feed is not
 //!   driven yet.
@@ -20,9 +22,10 @@ pub mod driver;
 pub mod enrol;
 pub use tradecast_quic as tls;
 
-use tradecast_protocol::IdentityKey;
+/// The hub pin lives in the store; re-exported here for the callers of `sync::hub_pin` & co.
+pub use crate::store::hub_pin::{HubPin, PinError, hub_pin, move_hub, pinned_hub_key};
 
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 /// The sync protocol version this node speaks in its hello.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -47,65 +50,6 @@ pub mod close_code {
     pub const TOO_MANY: u64 = 0x13;
 }
 
-/// Store settings of the pin.
-const SETTING_HUB_ADDR: &str = "hub.addr";
-const SETTING_HUB_KEY: &str = "hub.identity_key";
-const SETTING_HUB_DEVICE_ID: &str = "hub.device_id";
-/// The DNS name of the hub's WebPKI certificate, when it has one (told at enrolment).
-const SETTING_HUB_TLS_NAME: &str = "hub.quic_tls_name";
-
-/// The hub this node enrolled with: where it is and the key it must hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HubPin {
-    /// `HOST:PORT` of the hub (HTTP over TCP, QUIC over UDP on the same port by default).
-    pub addr: String,
-    /// The hub's Ed25519 identity key.
-    pub key: IdentityKey,
-    /// The DNS name of the hub's WebPKI certificate for QUIC, if it has one; otherwise its
-    /// self-signed certificate must carry `key`.
-    pub tls_name: Option<String>,
-}
-
-/// Why the pin could not be read.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PinError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The stored key does not parse (a hand-edited or damaged store).
-    #[error("the pinned hub key in the store is damaged: {0}")]
-    Damaged(String),
-}
-
-/// The pinned hub key, read inside a write transaction (`None`: not enrolled or damaged).
-pub fn pinned_hub_key(tx: &crate::store::Tx<'_>) -> Result<Option<IdentityKey>, StoreError> {
-    Ok(tx.setting(SETTING_HUB_KEY)?.and_then(|k| IdentityKey::from_hex(&k).ok()))
-}
-
-/// The pinned hub, if this node enrolled.
-pub fn hub_pin(store: &Store) -> Result<Option<HubPin>, PinError> {
-    let view = store.read()?;
-    let (Some(addr), Some(key)) = (view.setting(SETTING_HUB_ADDR)?, view.setting(SETTING_HUB_KEY)?)
-    else {
-        return Ok(None);
-    };
-    let key = IdentityKey::from_hex(&key).map_err(|e| PinError::Damaged(e.to_string()))?;
-    let tls_name = view.setting(SETTING_HUB_TLS_NAME)?;
-    Ok(Some(HubPin { addr, key, tls_name }))
-}
-
-/// `tradecast-node providers`: the provider keys this node pinned from its feed.
-#[derive(Debug, clap::Args)]
-pub struct ProvidersArgs {
-    #[command(flatten)]
-    pub data: crate::commands::DataArg,
-    /// Trust this pinned key (its device id, as listed): its signals are acted on from now on.
-    /// Check the id with your provider first: a new key may be a new device of theirs, or
-    /// someone else.
-    #[arg(long, value_name = "DEVICE_ID")]
-    pub trust: Option<String>,
-}
-
 /// Why `providers` failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -118,54 +62,4 @@ pub enum ProvidersError {
     Unknown(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
-}
-
-/// Lists the pinned provider keys (and trusts one with `--trust`). The node must be stopped
-/// (its store is locked while it runs).
-pub fn providers_command(
-    args: &ProvidersArgs,
-    out: &mut dyn std::io::Write,
-) -> Result<(), ProvidersError> {
-    let store = Store::open(&args.data.data.join(crate::store::FILE_NAME))?;
-    if let Some(text) = &args.trust {
-        let id = text
-            .trim()
-            .parse::<tradecast_protocol::DeviceId>()
-            .map_err(|_| ProvidersError::BadId(text.clone()))?;
-        let trusted = store.write(|tx| {
-            let Some(mut a) = tx.author(&id)? else { return Ok(false) };
-            a.trusted = true;
-            tx.put_author(&a)?;
-            Ok(true)
-        })?;
-        if !trusted {
-            return Err(ProvidersError::Unknown(text.clone()));
-        }
-        writeln!(out, "trusted {}", id.to_text())?;
-    }
-    let authors = store.read()?.authors()?;
-    if authors.is_empty() {
-        writeln!(out, "no provider key pinned yet (the first one arrives with its first signal)")?;
-    }
-    for a in authors {
-        writeln!(
-            out,
-            "{}  {:<9}  {}  (pinned at feed item {})",
-            a.key.device_id().to_text(),
-            if a.trusted { "trusted" } else { "NOT TRUSTED" },
-            a.label,
-            a.pinned_at_seq
-        )?;
-    }
-    Ok(())
-}
-
-/// The hub moved (a new address, the same key): later connections go to `addr` (`HOST:PORT`),
-/// still accepting only the pinned key. Run with the node stopped.
-pub fn move_hub(store: &Store, addr: &str) -> Result<(), PinError> {
-    if hub_pin(store)?.is_none() {
-        return Err(PinError::Damaged("this node is not enrolled with a hub".into()));
-    }
-    store.write(|tx| tx.set_setting(SETTING_HUB_ADDR, addr))?;
-    Ok(())
 }

@@ -119,7 +119,7 @@ impl Ui {
 
     /// Writes the sessions to the store (dropping expired ones first).
     fn persist(&self, sessions: &mut HashMap<String, StoredSession>) {
-        let now = crate::runtime::wall_ms();
+        let now = crate::clock::wall_ms();
         sessions.retain(|_, s| now.saturating_sub(s.created_ms) < SESSION_TTL_MS);
         while sessions.len() > MAX_SESSIONS {
             let Some(oldest) =
@@ -192,7 +192,7 @@ impl Ui {
         let key = session_key(&id);
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let s = sessions.get(&key)?;
-        if crate::runtime::wall_ms().saturating_sub(s.created_ms) >= SESSION_TTL_MS {
+        if crate::clock::wall_ms().saturating_sub(s.created_ms) >= SESSION_TTL_MS {
             return None;
         }
         Some(Session { csrf: s.csrf.clone(), key })
@@ -336,7 +336,7 @@ async fn login(State(ui): State<Ui>, Query(q): Query<LoginQuery>) -> Response {
     };
     {
         let mut sessions = ui.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let created_ms = crate::runtime::wall_ms();
+        let created_ms = crate::clock::wall_ms();
         sessions.insert(session_key(&id), StoredSession { csrf, created_ms });
         ui.persist(&mut sessions);
     }

@@ -10,12 +10,13 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use tradecast_protocol::ea::{self, DealEntry};
 
+use crate::clock::wall_ms;
 use crate::orders::Split;
 use crate::policy::PolicySettings;
 use crate::policy::approval::ApprovalMode;
 use crate::policy::fmt_utc;
 use crate::policy::sizing::LotMode;
-use crate::runtime::{AccountRow, Node, wall_ms};
+use crate::runtime::{AccountRow, Node};
 
 fn layout(node: &Node, csrf: &str, active: &str, body: Markup) -> Markup {
     layout_with(node, csrf, active, true, body)
@@ -49,7 +50,7 @@ fn layout_with(node: &Node, csrf: &str, active: &str, live: bool, body: Markup) 
     let last_signal = node.signals().ok().and_then(|v| v.last().map(|s| s.signal.bar_time_ms));
     let accounts = node.accounts().unwrap_or_default();
     let market = accounts.first().map(|a| a.market_ms).unwrap_or(0);
-    let hub = match crate::sync::hub_pin(node.store()) {
+    let hub = match crate::store::hub_pin::hub_pin(node.store()) {
         Ok(Some(_)) => match node.hub_connected() {
             Some(true) => (true, "connected"),
             Some(false) => (false, "offline"),
@@ -979,7 +980,7 @@ pub fn settings(node: &Node, csrf: &str, notice: Option<SettingsNotice>) -> Mark
 
 /// The hub block of the settings page: enrolled or not, the pinned key, the link.
 fn hub_view(node: &Node) -> Markup {
-    let pin = crate::sync::hub_pin(node.store());
+    let pin = crate::store::hub_pin::hub_pin(node.store());
     let device = node.device_id();
     html! {
         @match pin {

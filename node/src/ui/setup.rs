@@ -20,10 +20,10 @@ use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
 use super::{Session, Ui, asset, csrf_ok, html, plain, session_of};
-use crate::runtime::wall_ms;
+use crate::clock::wall_ms;
 
 /// Store setting: `standalone` once the trader chose to run without a hub (enrolment pins the
-/// hub itself, [`crate::sync::hub_pin`]).
+/// hub itself, [`crate::store::hub_pin`]).
 pub const SETUP_HUB: &str = "setup.hub";
 /// Store setting: set once the trader finished setup (the wall-clock ms of that moment).
 pub const SETUP_DONE: &str = "setup.done";
@@ -88,9 +88,9 @@ async fn page(State(ui): State<Ui>, req: Request) -> Response {
 
 fn render(ui: &Ui, csrf: &str, shown: Shown) -> Markup {
     let node = &ui.node;
-    let hub = crate::sync::hub_pin(node.store()).ok().flatten();
+    let hub = crate::store::hub_pin::hub_pin(node.store()).ok().flatten();
     let standalone = setting(ui, SETUP_HUB).as_deref() == Some("standalone");
-    let ea_url = setting(ui, crate::serve::EA_URL_SETTING).unwrap_or_else(|| {
+    let ea_url = setting(ui, crate::store::EA_URL_SETTING).unwrap_or_else(|| {
         format!("http://{}", std::net::SocketAddr::from(([127, 0, 0, 1], 7341)))
     });
     let keys = node.ea_key_ids();

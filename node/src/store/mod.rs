@@ -20,6 +20,8 @@
 //!
 //! This module owns no network and no clock; times are arguments.
 
+pub mod hub_pin;
+
 use std::path::Path;
 
 use redb::{
@@ -37,6 +39,10 @@ pub const SCHEMA_VERSION: u64 = 1;
 
 /// The store's file name in the data dir.
 pub const FILE_NAME: &str = "node.redb";
+
+/// The store setting holding the EA link's URL as bound (`http://127.0.0.1:7341`), written at
+/// every start (by [`crate::serve`], read by the UI's setup page).
+pub const EA_URL_SETTING: &str = "ea.link_url";
 
 pub(crate) const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
 pub(crate) const SECRETS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("secrets");

@@ -1,0 +1,168 @@
+//! The EA's ack of an order: its state (requotes sent again, a 10018 close retried at the next
+//! open) and, for a fill, the position row and the `Execution` record; committed before the answer.
+
+use rust_decimal::Decimal;
+use tradecast_protocol::ea::{self, Ack, AckAnswer, Outcome};
+use tradecast_protocol::{Body, DeviceId, Execution, StreamId};
+
+use crate::store::{self, StoreError};
+
+use super::mt5::{explain_retcode, next_open};
+use super::rows::{AccountRow, AckFacts, OrderAction, OrderRow, OrderState, PositionRow};
+use super::{Node, NodeError};
+
+/// How often an order refused by a requote (10004, 10020, 10021) is sent again.
+pub const REQUOTE_RETRIES: u32 = 3;
+
+impl Node {
+    /// How an order ended; committed before the answer.
+    pub fn ack(&self, a: Ack, now_ms: i64) -> Result<AckAnswer, NodeError> {
+        let inner = self.lock();
+        let account = self.session_account(&inner, &a.session_id)?;
+        let mem_market = inner.accounts.get(&account).map(|m| m.market_ms).unwrap_or(0);
+        let device = self.identity.device_id();
+        self.store
+            .write(|tx| {
+                let mut o: OrderRow = tx
+                    .order(&account, &a.order_id)?
+                    .ok_or(StoreError::Row { table: "orders", message: String::new() })
+                    .map_err(|_| StoreError::Row {
+                        table: "orders",
+                        message: format!("no order {}", a.order_id),
+                    })?;
+                let proves_fill = a.outcome == Outcome::Done && o.state == OrderState::Expired;
+                if o.state.is_final() && !proves_fill {
+                    // A repeated ack (the answer to the first was lost): already committed.
+                    return Ok(());
+                }
+                let acc: Option<AccountRow> = tx.get_json(store::ACCOUNTS, "accounts", &account)?;
+                let market = acc.as_ref().map(|r| r.market_ms).unwrap_or(0).max(mem_market);
+                o.retcode = Some(a.retcode);
+                o.message = a.message.clone();
+                o.explained = explain_retcode(a.retcode).to_owned();
+                o.ack = Some(AckFacts {
+                    found_by_lookup: a.found_by_lookup,
+                    order_ticket: a.order_ticket,
+                    deal_ticket: a.deal_ticket,
+                    position_id: a.position_id,
+                    price: a.price,
+                    volume: a.volume,
+                    time_ms: a.time_ms,
+                });
+                match a.outcome {
+                    Outcome::Done => {
+                        o.state = OrderState::Acked;
+                        o.settled_by = "ack".into();
+                        o.filled_at_ms = Some(now_ms);
+                        self.record_fill(tx, &account, &o, device, now_ms)?;
+                    }
+                    Outcome::Rejected
+                        if a.retcode == 10018
+                            && matches!(
+                                o.action,
+                                OrderAction::Close { .. } | OrderAction::CloseAll { .. }
+                            ) =>
+                    {
+                        o.state = OrderState::Due;
+                        let sessions = match (&o.action, &acc) {
+                            (OrderAction::Close { symbol, .. }, Some(acc)) => acc
+                                .symbols
+                                .iter()
+                                .find(|sp| sp.symbol == *symbol)
+                                .map(|sp| sp.sessions.clone())
+                                .unwrap_or_default(),
+                            _ => Vec::new(),
+                        };
+                        o.not_before_ms = Some(next_open(&sessions, market));
+                        o.explained =
+                            "the market is closed: the close is sent again when it opens".into();
+                    }
+                    Outcome::Rejected
+                        if matches!(a.retcode, 10004 | 10020 | 10021)
+                            && matches!(o.action, OrderAction::Open(_))
+                            && o.n_requotes < REQUOTE_RETRIES =>
+                    {
+                        // The price moved before the fill: nothing was opened, send it again
+                        // (the signal's expiry still bounds it).
+                        o.n_requotes += 1;
+                        o.state = OrderState::Due;
+                        o.explained = format!(
+                            "{}: sent again ({} of {REQUOTE_RETRIES})",
+                            explain_retcode(a.retcode),
+                            o.n_requotes
+                        );
+                    }
+                    Outcome::Rejected => {
+                        o.state = OrderState::Rejected;
+                        o.settled_by = "ack".into();
+                    }
+                    Outcome::Unknown => {
+                        o.state = OrderState::Unknown;
+                    }
+                }
+                tx.put_order(&account, &o.order_id, &o)?;
+                tracing::info!(target: "tradecast::orders", %account, order_id = %o.order_id,
+                retcode = a.retcode, state = ?o.state, "ack committed");
+                Ok(())
+            })
+            .map_err(|e| match e {
+                StoreError::Row { table: "orders", message } if message.starts_with("no order") => {
+                    NodeError::UnknownOrder(a.order_id.clone())
+                }
+                e => NodeError::Store(e),
+            })?;
+        drop(inner);
+        self.wake();
+        Ok(AckAnswer { ok: true })
+    }
+
+    /// A filled open order: the position row and the execution record.
+    pub(super) fn record_fill(
+        &self,
+        tx: &mut store::Tx<'_>,
+        account: &str,
+        o: &OrderRow,
+        device: DeviceId,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let OrderAction::Open(order) = &o.action else { return Ok(()) };
+        let Some(ack) = &o.ack else { return Ok(()) };
+        if let Some(pid) = ack.position_id
+            && tx.position::<PositionRow>(account, pid)?.is_none()
+        {
+            let volume = ack.volume.unwrap_or(order.volume);
+            let row = PositionRow {
+                position_id: pid,
+                order_id: Some(o.order_id.clone()),
+                signal_id: o.signal_id,
+                symbol: order.symbol.clone(),
+                side: if order.kind.is_buy() { ea::Side::Buy } else { ea::Side::Sell },
+                volume,
+                volume_opened: volume,
+                open_price: ack.price.or(order.price).unwrap_or_default(),
+                open_time_ms: ack.time_ms.unwrap_or(0),
+                sl: order.sl,
+                tp: order.tp,
+                profit: Decimal::ZERO,
+                open: true,
+                own_signal: self.settings.provider && o.signal_id.is_some(),
+            };
+            tx.put_position(account, pid, &row)?;
+        }
+        if let Some(signal_id) = o.signal_id {
+            let e = Execution {
+                order_id: u64::from(o.order_no),
+                signal_id,
+                device,
+                retcode: o.retcode.unwrap_or(0),
+                ticket: ack.position_id.or(ack.order_ticket),
+                fill_price: ack.price,
+                volume: ack.volume.unwrap_or(order.volume),
+                at_ms: ack.time_ms.unwrap_or(now_ms),
+            };
+            tx.put_execution(account, &o.order_id, &e)?;
+            tx.append_record(&self.identity, StreamId::SHARED, &Body::Execution(e), now_ms)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,383 @@
+//! Signal intake: a signal (made here, handed in, or from the feed) stored and run through the
+//! copy policy (the copy log, the approval, and on approval its orders), decisions, expiries and
+//! the trader's saved policy.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use tradecast_protocol::ea;
+use tradecast_protocol::{Body, StreamId};
+
+use crate::policy::approval::{DecisionRequest, PendingApproval};
+use crate::policy::copy_log::CopyLogEntry;
+use crate::policy::{self, PolicySettings};
+use crate::store::{self, StoreError};
+
+use super::rows::{AccountRow, ApprovalRow, OrderAction, OrderRow, PositionRow, SignalRow};
+use super::{AccountMem, Node, NodeError, new_order_id};
+use crate::clock::wall_ms;
+
+/// The settings key of the trader's saved policy (JSON).
+const POLICY_KEY: &str = "policy";
+
+/// One leg of a plan as the EA's order (what [`policy::OrderPlan::ea_order`] does, for a leg
+/// already in hand).
+fn leg_order(plan: &policy::OrderPlan, leg: policy::PlannedLeg, id: &str, no: u32) -> ea::Order {
+    ea::Order {
+        order_id: id.to_owned(),
+        order_no: no,
+        symbol: plan.symbol.clone(),
+        kind: plan.kind,
+        volume: leg.volume,
+        price: Some(plan.price),
+        sl: leg.sl,
+        tp: leg.tp,
+        max_slippage_points: plan.max_slippage_points,
+        expiration_ms: (!plan.kind.is_market()).then_some(plan.expires_at_ms),
+    }
+}
+
+impl Node {
+    /// Signs and appends a signal; when `execute`, the copy policy evaluates it on the account
+    /// (the copy log records every step), its approval starts (auto mode decides at once, manual
+    /// mode waits until the expiry) and an approved plan is queued. `volume` is the provider's
+    /// lot (the multiplier lot mode scales it).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn publish_in(
+        &self,
+        tx: &mut store::Tx<'_>,
+        account: &str,
+        signal: tradecast_protocol::Signal,
+        source: &str,
+        execute: bool,
+        volume: Option<Decimal>,
+        mem: Option<&AccountMem>,
+        now_ms: i64,
+    ) -> Result<SignalRow, StoreError> {
+        tx.append_record(&self.identity, StreamId::SIGNALS, &Body::Signal(signal.clone()), now_ms)?;
+        self.take_in(tx, account, signal, source, execute, volume, mem, now_ms)
+    }
+
+    /// Stores a signal (made here or received) and, when `execute`, runs the policy on it for
+    /// `account`: the copy log, the approval, and on approval the orders.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn take_in(
+        &self,
+        tx: &mut store::Tx<'_>,
+        account: &str,
+        signal: tradecast_protocol::Signal,
+        source: &str,
+        execute: bool,
+        volume: Option<Decimal>,
+        mem: Option<&AccountMem>,
+        now_ms: i64,
+    ) -> Result<SignalRow, StoreError> {
+        let mut row = SignalRow {
+            signal: signal.clone(),
+            source: source.to_owned(),
+            order_id: None,
+            skipped: String::new(),
+        };
+        tx.put_json(store::SIGNALS, "signals", &signal.id.to_hex(), &row)?;
+        if execute {
+            let policy = self.policy_in(tx)?;
+            match self.evaluate_in(tx, account, &signal, volume, &policy, mem)? {
+                None => row.skipped = format!("skipped: no account {account}"),
+                Some((evaluation, market)) => {
+                    let pending = PendingApproval::start(
+                        signal.id,
+                        self.identity.device_id(),
+                        signal.expires_at_ms,
+                        &evaluation,
+                        &policy.approval,
+                        market,
+                    );
+                    let mut arow = ApprovalRow {
+                        account: account.to_owned(),
+                        provider_lots: volume,
+                        pending,
+                        line: evaluation.log_line(),
+                    };
+                    if let policy::Outcome::Skip(_) = &evaluation.outcome {
+                        row.skipped = evaluation.log_line();
+                    }
+                    tracing::info!(target: "tradecast::policy", %account, signal_id = %signal.id.to_hex(), line = %arow.line, "copy log");
+                    self.settle_in(tx, &mut arow, &evaluation, now_ms)?;
+                    row =
+                        tx.get_json(store::SIGNALS, "signals", &signal.id.to_hex())?.unwrap_or(row);
+                    if let policy::Outcome::Skip(_) = &evaluation.outcome {
+                        row.skipped = evaluation.log_line();
+                    }
+                }
+            }
+        }
+        tx.put_json(store::SIGNALS, "signals", &signal.id.to_hex(), &row)?;
+        Ok(row)
+    }
+
+    /// The policy in force: the one the trader saved, else the configured one.
+    pub(super) fn policy_in(&self, tx: &store::Tx<'_>) -> Result<PolicySettings, StoreError> {
+        match tx.setting(POLICY_KEY)? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Row { table: "settings", message: e.to_string() }),
+            None => Ok(self.settings.policy.clone()),
+        }
+    }
+
+    /// Evaluates `signal` for `account` now (market clock) and writes the copy-log entry; `None`
+    /// when the account is unknown.
+    fn evaluate_in(
+        &self,
+        tx: &mut store::Tx<'_>,
+        account: &str,
+        signal: &tradecast_protocol::Signal,
+        provider_lots: Option<Decimal>,
+        settings: &PolicySettings,
+        mem: Option<&AccountMem>,
+    ) -> Result<Option<(policy::Evaluation, i64)>, StoreError> {
+        let Some(acc) = tx.get_json::<AccountRow>(store::ACCOUNTS, "accounts", account)? else {
+            return Ok(None);
+        };
+        let market = acc.market_ms.max(mem.map(|m| m.market_ms).unwrap_or(0));
+        let mut open_symbols: Vec<String> = tx
+            .positions::<PositionRow>(account)?
+            .into_iter()
+            .filter(|p| p.open)
+            .map(|p| p.symbol)
+            .collect();
+        for o in tx.orders::<OrderRow>(account)? {
+            if let OrderAction::Open(x) = &o.action
+                && !o.state.is_final()
+            {
+                open_symbols.push(x.symbol.clone());
+            }
+        }
+        open_symbols.extend(acc.pending_orders.iter().map(|o| o.symbol.clone()));
+        let quotes: BTreeMap<String, crate::orders::Quote> = mem
+            .map(|m| m.quotes.iter().map(|(k, (_, q))| (k.clone(), *q)).collect())
+            .unwrap_or_default();
+        let equity = acc.equity.unwrap_or_default();
+        let tick_values: Vec<ea::TickValue> =
+            acc.tick_values.values().map(|(_, tv)| tv.clone()).collect();
+        let day_start = acc.day_start_equity.map(|e| policy::risk::DayStart {
+            day_start_ms: policy::risk::server_day_start_ms(market, acc.server_utc_offset_s),
+            equity: e,
+        });
+        let input = policy::EvaluationInput {
+            signal,
+            provider_lots,
+            specs: &acc.symbols,
+            tick_values: &tick_values,
+            quotes: &quotes,
+            balance: acc.balance.unwrap_or_default(),
+            equity,
+            peak_equity: acc.peak_equity.unwrap_or(equity),
+            guard_locked: acc.locked,
+            day_start,
+            open_symbols: &open_symbols,
+            now_ms: market,
+            server_utc_offset_s: acc.server_utc_offset_s,
+            calendar: &self.settings.calendar,
+        };
+        let evaluation = policy::evaluate(settings, &input);
+        let entry = CopyLogEntry::new(signal, &evaluation, market);
+        let key = format!("{:020}:{}", market.max(0), signal.id.to_hex());
+        tx.put_json(store::COPY_LOG, "copy_log", &key, &entry)?;
+        Ok(Some((evaluation, market)))
+    }
+
+    /// After an approval step: a new decision is signed into the outbox (shared stream); an
+    /// approval queues the plan's orders. Stores the approval row.
+    fn settle_in(
+        &self,
+        tx: &mut store::Tx<'_>,
+        arow: &mut ApprovalRow,
+        evaluation: &policy::Evaluation,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let hex = arow.pending.signal_id.to_hex();
+        if let Some(a) = arow.pending.decided() {
+            let a = a.clone();
+            tx.append_record(&self.identity, StreamId::SHARED, &Body::Approval(a.clone()), now_ms)?;
+            tracing::info!(target: "tradecast::policy", account = %arow.account, signal_id = %hex, decision = ?a.decision, reason = %a.reason, "approval");
+            if a.decision == tradecast_protocol::Decision::Approved
+                && let policy::Outcome::Accept(plan) = &evaluation.outcome
+            {
+                let mut first = None;
+                for (i, leg) in plan.legs.iter().enumerate() {
+                    let order_id = new_order_id()
+                        .map_err(|e| StoreError::Row { table: "orders", message: e.to_string() })?;
+                    let (signal_id, expires) = (plan.signal_id, plan.expires_at_ms);
+                    let (plan, leg) = (plan.clone(), *leg);
+                    let o = self.queue_in(
+                        tx,
+                        &arow.account,
+                        &order_id,
+                        move |id, no| OrderAction::Open(leg_order(&plan, leg, id, no)),
+                        Some(signal_id),
+                        Some(expires),
+                    )?;
+                    tracing::debug!(target: "tradecast::orders", leg = i, order_id = %o.order_id, "leg queued");
+                    first.get_or_insert(o.order_id);
+                }
+                if let Some(mut srow) = tx.get_json::<SignalRow>(store::SIGNALS, "signals", &hex)? {
+                    srow.order_id = first;
+                    tx.put_json(store::SIGNALS, "signals", &hex, &srow)?;
+                }
+            }
+        }
+        tx.put_json(store::APPROVALS, "approvals", &hex, &*arow)?;
+        Ok(())
+    }
+
+    /// Records `Expired` for every signal of `account` still waiting past its expiry (market
+    /// clock), each signed into the outbox.
+    pub(super) fn expire_in(
+        &self,
+        tx: &mut store::Tx<'_>,
+        account: &str,
+        market: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let policy = self.policy_in(tx)?;
+        let rows: Vec<ApprovalRow> = tx.all_json(store::APPROVALS, "approvals")?;
+        for mut r in rows {
+            if r.account != account || r.pending.decided().is_some() {
+                continue;
+            }
+            if r.pending.expire(market, &policy.approval).is_some() {
+                let none = policy::Evaluation {
+                    outcome: policy::Outcome::Skip(policy::SkipReason::Expired {
+                        expires_at_ms: r.pending.expires_at_ms,
+                        now_ms: market,
+                    }),
+                    steps: Vec::new(),
+                    auto_suspended: false,
+                };
+                self.settle_in(tx, &mut r, &none, now_ms)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The trader's (or a relayed) decision on a waiting signal: re-evaluated under the policy
+    /// now, signed, and on approval its orders queued. A refused decision is an error with the
+    /// trader's words; an expiry found on the way is still recorded.
+    pub fn decide(
+        &self,
+        signal_hex: &str,
+        request: &DecisionRequest,
+    ) -> Result<tradecast_protocol::Approval, NodeError> {
+        let inner = self.lock();
+        let now_ms = wall_ms();
+        let result = self.store.write(|tx| {
+            let Some(mut arow) =
+                tx.get_json::<ApprovalRow>(store::APPROVALS, "approvals", signal_hex)?
+            else {
+                return Ok(Err(NodeError::UnknownSignal(signal_hex.to_owned())));
+            };
+            let Some(srow) = tx.get_json::<SignalRow>(store::SIGNALS, "signals", signal_hex)?
+            else {
+                return Ok(Err(NodeError::UnknownSignal(signal_hex.to_owned())));
+            };
+            let policy = self.policy_in(tx)?;
+            let mem = inner.accounts.get(&arow.account);
+            let was_waiting = arow.pending.decided().is_none();
+            let evaluation = if was_waiting {
+                self.evaluate_in(
+                    tx,
+                    &arow.account.clone(),
+                    &srow.signal,
+                    arow.provider_lots,
+                    &policy,
+                    mem,
+                )?
+            } else {
+                None
+            };
+            let market = match &evaluation {
+                Some((_, m)) => *m,
+                None => self.account_market_in(tx, &arow.account, mem)?,
+            };
+            let outcome = evaluation.as_ref().map(|(e, _)| e.outcome.clone()).unwrap_or(
+                policy::Outcome::Skip(policy::SkipReason::Settings(policy::SettingsError::Toml(
+                    "no account".into(),
+                ))),
+            );
+            let decided = arow.pending.decide(request, &outcome, &policy.approval, market).cloned();
+            let newly = was_waiting && arow.pending.decided().is_some();
+            if newly {
+                let ev = evaluation.map(|(e, _)| e).unwrap_or(policy::Evaluation {
+                    outcome,
+                    steps: Vec::new(),
+                    auto_suspended: false,
+                });
+                self.settle_in(tx, &mut arow, &ev, now_ms)?;
+            }
+            Ok(decided.map_err(NodeError::Decision))
+        })?;
+        drop(inner);
+        self.wake();
+        result
+    }
+
+    pub(super) fn account_market_in(
+        &self,
+        tx: &store::Tx<'_>,
+        account: &str,
+        mem: Option<&AccountMem>,
+    ) -> Result<i64, StoreError> {
+        let acc = tx.get_json::<AccountRow>(store::ACCOUNTS, "accounts", account)?;
+        Ok(acc.map(|a| a.market_ms).unwrap_or(0).max(mem.map(|m| m.market_ms).unwrap_or(0)))
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Result<PolicySettings, NodeError> {
+        let text = self.store.read()?.setting(POLICY_KEY)?;
+        match text {
+            Some(t) => serde_json::from_str(&t).map_err(|e| {
+                NodeError::Store(StoreError::Row { table: "settings", message: e.to_string() })
+            }),
+            None => Ok(self.settings.policy.clone()),
+        }
+    }
+
+    /// Saves the trader's policy (validated first); it applies to the next evaluation.
+    pub fn set_policy(&self, settings: &PolicySettings) -> Result<(), NodeError> {
+        settings.validate()?;
+        let text = serde_json::to_string(settings)
+            .map_err(|e| NodeError::Refused(format!("policy settings: {e}")))?;
+        let _inner = self.lock();
+        self.store.write(|tx| tx.set_setting(POLICY_KEY, &text))?;
+        Ok(())
+    }
+
+    /// The copy log, oldest first.
+    pub fn copy_log(&self) -> Result<Vec<CopyLogEntry>, NodeError> {
+        Ok(self.store.read()?.all_json(store::COPY_LOG, "copy_log")?)
+    }
+
+    /// Every signal's approval.
+    pub fn approvals(&self) -> Result<Vec<ApprovalRow>, NodeError> {
+        Ok(self.store.read()?.all_json(store::APPROVALS, "approvals")?)
+    }
+
+    /// A signal handed in through the local API: signed by this node, and executed on the
+    /// account when `execute`.
+    pub fn submit_signal(
+        &self,
+        account: &str,
+        signal: tradecast_protocol::Signal,
+        execute: bool,
+        volume: Option<Decimal>,
+    ) -> Result<SignalRow, NodeError> {
+        let inner = self.lock();
+        let mem = inner.accounts.get(account);
+        let row = self.store.write(|tx| {
+            self.publish_in(tx, account, signal, "api", execute, volume, mem, wall_ms())
+        })?;
+        drop(inner);
+        self.wake();
+        Ok(row)
+    }
+}

@@ -1,0 +1,65 @@
+//! The hub this node enrolled with, pinned in the store's `settings` table: its address, its
+//! identity key (the only key the QUIC client accepts and receipts must verify against) and,
+//! when it has one, its WebPKI name. Enrolment writes it ([`crate::sync::enrol`]); the sync
+//! client, the feed's receipt check, the UI and `serve` read it.
+
+use tradecast_protocol::IdentityKey;
+
+use super::{Store, StoreError, Tx};
+
+/// Store settings of the pin.
+pub(crate) const SETTING_HUB_ADDR: &str = "hub.addr";
+pub(crate) const SETTING_HUB_KEY: &str = "hub.identity_key";
+pub(crate) const SETTING_HUB_DEVICE_ID: &str = "hub.device_id";
+/// The DNS name of the hub's WebPKI certificate, when it has one (told at enrolment).
+pub(crate) const SETTING_HUB_TLS_NAME: &str = "hub.quic_tls_name";
+
+/// The hub this node enrolled with: where it is and the key it must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubPin {
+    /// `HOST:PORT` of the hub (HTTP over TCP, QUIC over UDP on the same port by default).
+    pub addr: String,
+    /// The hub's Ed25519 identity key.
+    pub key: IdentityKey,
+    /// The DNS name of the hub's WebPKI certificate for QUIC, if it has one; otherwise its
+    /// self-signed certificate must carry `key`.
+    pub tls_name: Option<String>,
+}
+
+/// Why the pin could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PinError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored key does not parse (a hand-edited or damaged store).
+    #[error("the pinned hub key in the store is damaged: {0}")]
+    Damaged(String),
+}
+
+/// The pinned hub key, read inside a write transaction (`None`: not enrolled or damaged).
+pub fn pinned_hub_key(tx: &Tx<'_>) -> Result<Option<IdentityKey>, StoreError> {
+    Ok(tx.setting(SETTING_HUB_KEY)?.and_then(|k| IdentityKey::from_hex(&k).ok()))
+}
+
+/// The pinned hub, if this node enrolled.
+pub fn hub_pin(store: &Store) -> Result<Option<HubPin>, PinError> {
+    let view = store.read()?;
+    let (Some(addr), Some(key)) = (view.setting(SETTING_HUB_ADDR)?, view.setting(SETTING_HUB_KEY)?)
+    else {
+        return Ok(None);
+    };
+    let key = IdentityKey::from_hex(&key).map_err(|e| PinError::Damaged(e.to_string()))?;
+    let tls_name = view.setting(SETTING_HUB_TLS_NAME)?;
+    Ok(Some(HubPin { addr, key, tls_name }))
+}
+
+/// The hub moved (a new address, the same key): later connections go to `addr` (`HOST:PORT`),
+/// still accepting only the pinned key. Run with the node stopped.
+pub fn move_hub(store: &Store, addr: &str) -> Result<(), PinError> {
+    if hub_pin(store)?.is_none() {
+        return Err(PinError::Damaged("this node is not enrolled with a hub".into()));
+    }
+    store.write(|tx| tx.set_setting(SETTING_HUB_ADDR, addr))?;
+    Ok(())
+}
