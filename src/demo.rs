@@ -7,7 +7,8 @@
 //! The hub and every node run in processes of their own ([`crate::procs`]: this program's
 //! hidden `hub` and `node` commands, the same code as `tradecast-hub` and `tradecast-node`),
 //! which the fault tests kill with SIGKILL. The demo sees a node only through its local API and
-//! the hub through its API and its SQLite file.
+//! the hub through its API and its SQLite file. However the demo ends, none of them outlives it
+//! and its temporary data goes ([`run`], and `crate::procs` for a demo killed outright).
 //!
 //! Everything talks as in production: the hub's HTTP API for accounts, plans, entitlements and
 //! enrolment codes; each node enrols with its own code and syncs over QUIC with the pinned hub
@@ -43,7 +44,7 @@ use tradecast_protocol::{
     Body, Decision, DeviceId, IdentityKey, Record, Side, Signal, SignalId, StreamId,
 };
 
-use crate::procs::Proc;
+use crate::procs::{DataRoot, Proc, STOP_GRACE, StopSignal};
 use tradecast_sim::broker::{AccountConfig, Broker, BrokerConfig, SymbolConfig};
 use tradecast_sim::feed::{Feed, SpreadModel};
 use tradecast_sim::replay::{Replay, Speed};
@@ -63,8 +64,6 @@ const POINT: Decimal = Decimal::from_parts(1, 0, 0, false, 5);
 const AUTO_SUBSCRIBERS: [&str; 1] = ["alice"];
 /// Longest a bar may take to settle across all parties before the demo says so.
 const SETTLE_LIMIT: Duration = Duration::from_secs(20);
-/// Longest a process may take to stop after SIGTERM before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How to run the demo.
 #[derive(Debug, Clone)]
@@ -73,7 +72,7 @@ pub struct Options {
     pub speed: Speed,
     /// Replay only the first `bars` bars of the sample.
     pub bars: Option<usize>,
-    /// Stop when the replay ends instead of serving the UIs until Ctrl-C.
+    /// Stop when the replay ends instead of serving the UIs until asked to stop.
     pub exit_when_done: bool,
     /// Keep the data dirs here instead of a temporary folder.
     pub data: Option<PathBuf>,
@@ -1021,22 +1020,95 @@ async fn verify_hub_chains(hub: &DemoHub, nodes: &[&DemoNode]) -> anyhow::Result
     Ok((streams, records))
 }
 
-/// Runs the demo; `out` gets every line meant for the person watching.
-pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Report> {
-    let tmp;
+/// The demo was stopped by a signal before the replay ended: its processes are stopped and its
+/// temporary data removed, as at the end of a whole run.
+#[derive(Debug)]
+pub struct Interrupted(pub StopSignal);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped by {} before the replay ended", self.0.name())
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Runs the demo; `out` gets every line meant for the person watching. `shutdown` resolves when
+/// the demo is asked to stop (the command line passes [`crate::procs::Shutdown::first`]:
+/// SIGINT, SIGTERM or SIGHUP): before the replay's end the demo stops at once and returns
+/// [`Interrupted`]; after it, unless `exit_when_done`, the demo serves its pages until then.
+/// Either way every process is stopped the same way (the nodes, then the hub; SIGTERM, then
+/// SIGKILL past [`STOP_GRACE`]) and then the temporary data is removed.
+pub async fn run(
+    opts: &Options,
+    shutdown: impl Future<Output = StopSignal>,
+    out: &mut dyn FnMut(&str),
+) -> anyhow::Result<Report> {
+    // Dropped last: the processes that use it are stopped first.
     let root = match &opts.data {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_owned()
-        }
+        Some(d) => DataRoot::kept(d)?,
+        None => DataRoot::temporary(&opts.program)?,
     };
-    out(
-        "Starting the Tradecast demo on 127.0.0.1 (data in temporary folders, no database server).",
-    );
+    out(&format!(
+        "Starting the Tradecast demo on 127.0.0.1 (data in {}, {}; no database server).",
+        root.path().display(),
+        if root.is_temporary() { "removed when the demo stops" } else { "kept" }
+    ));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let (report, parties) = tokio::select! {
+        r = Box::pin(replay(opts, root.path(), out)) => r?,
+        // The replay is dropped before this runs, and with it every process it started, each
+        // stopped as `Parties::stop` stops them (`Proc`'s `Drop`).
+        signal = &mut shutdown => return Err(Interrupted(signal).into()),
+    };
+    if !opts.exit_when_done {
+        out(
+            "\nThe replay is over; the hub and the nodes keep serving their pages. Ctrl-C stops the demo.",
+        );
+        shutdown.await;
+    }
+    parties.stop().await?;
+    Ok(report)
+}
+
+/// The processes of a finished replay, serving their pages until the demo stops (fields in
+/// the order they stop when dropped: the nodes, then the hub).
+struct Parties {
+    /// The provider, then the subscribers.
+    nodes: Vec<DemoNode>,
+    hub: DemoHub,
+    /// The lossy proxy between the nodes and the hub, if any: it keeps forwarding meanwhile.
+    _proxy: Option<crate::lossy::Proxy>,
+}
+
+impl Parties {
+    /// SIGTERM: each process finishes what it has in hand; the nodes first, so that they hand
+    /// the hub theirs, the hub last.
+    async fn stop(self) -> anyhow::Result<()> {
+        let Parties { nodes, mut hub, _proxy } = self;
+        for n in nodes {
+            if let Some(p) = n.proc
+                && !p.stop(STOP_GRACE).await?
+            {
+                tracing::warn!(target: "tradecast::demo", node = %n.name, "did not stop in time; killed");
+            }
+        }
+        if let Some(p) = hub.proc.take()
+            && !p.stop(STOP_GRACE).await?
+        {
+            tracing::warn!(target: "tradecast::demo", "the hub did not stop in time; killed");
+        }
+        Ok(())
+    }
+}
+
+/// Starts every party in `root`, replays the bars and reports; returns the report and the
+/// parties, still running.
+async fn replay(
+    opts: &Options,
+    root: &Path,
+    out: &mut dyn FnMut(&str),
+) -> anyhow::Result<(Report, Parties)> {
     let program = opts.program.as_path();
     let mut hub = DemoHub::start(program, &root.join("hub")).await?;
     let proxy = match opts.faults.lossy {
@@ -1060,7 +1132,7 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
     let provider_policy = "provider: Fib-RSI v1 on EURUSD H1, trades its own signals";
     let (provider, key) = start_node(
         program,
-        &root,
+        root,
         &hub,
         "provider",
         &provider_token,
@@ -1098,7 +1170,7 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
         .await?;
         let (node, key) = start_node(
             program,
-            &root,
+            root,
             &hub,
             name,
             &token,
@@ -1339,27 +1411,8 @@ pub async fn run(opts: &Options, out: &mut dyn FnMut(&str)) -> anyhow::Result<Re
         unreceipted,
     };
     print_summary(&report, out);
-
-    if !opts.exit_when_done {
-        out(
-            "\nThe replay is over; the hub and the nodes keep serving their pages. Ctrl-C stops the demo.",
-        );
-        tokio::signal::ctrl_c().await.ok();
-    }
-    // SIGTERM: each process finishes what it has in hand; the hub last.
-    for n in std::iter::once(provider).chain(subs) {
-        if let Some(p) = n.proc
-            && !p.stop(STOP_GRACE).await?
-        {
-            tracing::warn!(target: "tradecast::demo", node = %n.name, "did not stop in time; killed");
-        }
-    }
-    if let Some(p) = hub.proc.take()
-        && !p.stop(STOP_GRACE).await?
-    {
-        tracing::warn!(target: "tradecast::demo", "the hub did not stop in time; killed");
-    }
-    Ok(report)
+    let nodes = std::iter::once(provider).chain(subs).collect();
+    Ok((report, Parties { nodes, hub, _proxy: proxy }))
 }
 
 fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {

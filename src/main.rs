@@ -7,12 +7,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tradecast::demo::{self, Options};
+use tradecast::procs;
 use tradecast_sim::replay::Speed;
 
 /// Tradecast: provider-signed trade signals, verified and executed on the trader's own machine.
 #[derive(Debug, Parser)]
 #[command(name = "tradecast", version, about)]
 struct Cli {
+    /// Die with process PID, the demo that started this one (its hub and node processes):
+    /// SIGKILL when it ends, however it ends (`tradecast::procs`).
+    #[arg(long = "die-with-parent", value_name = "PID", hide = true)]
+    die_with_parent: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,7 +39,7 @@ enum Command {
         #[arg(long)]
         bars: Option<usize>,
         /// Exit when the replay ends (otherwise the hub and the nodes keep serving their pages
-        /// until Ctrl-C).
+        /// until Ctrl-C, SIGTERM or SIGHUP).
         #[arg(long)]
         exit_when_done: bool,
         /// Keep the hub's and the nodes' data dirs in DIR instead of a temporary folder.
@@ -57,10 +62,17 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// The demo's cleaner: removes DIR once its standard input ends (the demo ended, however)
+    /// and no process uses DIR any more.
+    #[command(name = "clean-up", hide = true)]
+    CleanUp { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(pid) = cli.die_with_parent {
+        procs::die_with_parent(pid);
+    }
     let (speed, bars, exit_when_done, data, lossy) = match cli.command {
         // The hub and the node install their own logging.
         Command::Hub { args } => {
@@ -72,6 +84,15 @@ fn main() -> ExitCode {
             return tradecast_node::cli::main_from(
                 std::iter::once(OsString::from("tradecast-node")).chain(args),
             );
+        }
+        Command::CleanUp { dir } => {
+            return match procs::clean_up_when_closed(&dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tradecast clean-up: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Command::Demo { speed, bars, exit_when_done, data, lossy } => {
             (speed, bars, exit_when_done, data, lossy)
@@ -87,7 +108,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tradecast: {e:#}");
-            ExitCode::FAILURE
+            // Stopped by a signal mid-replay: that signal's status, as a shell reports it.
+            match e.downcast_ref::<demo::Interrupted>() {
+                Some(stopped) => ExitCode::from(stopped.0.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -107,7 +132,10 @@ fn demo_main(
     let opts = Options { speed, bars, exit_when_done, data, faults, ..Options::default() };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
+        // Before anything is started: from here on SIGINT, SIGTERM and SIGHUP stop the demo
+        // the same way (`tradecast::procs`).
+        let shutdown = procs::Shutdown::listen()?;
         let mut print = |line: &str| println!("{line}");
-        demo::run(&opts, &mut print).await.map(|_| ())
+        demo::run(&opts, shutdown.first(), &mut print).await.map(|_| ())
     })
 }

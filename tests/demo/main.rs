@@ -1,7 +1,11 @@
 //! The demo end to end (issue 9): a hub on SQLite, a provider node running Fib-RSI, two
 //! subscriber nodes with different policies and a simulated terminal beside each, on one
 //! simulated broker, over real HTTP, real QUIC and the real EA link on 127.0.0.1 — asserted from
-//! the records each party signed and from the broker's deals.
+//! the records each party signed and from the broker's deals; and how the demo process ends on
+//! a signal (`signals`).
+
+#[cfg(target_os = "linux")]
+mod signals;
 
 use rust_decimal::Decimal;
 use tradecast::demo::{self, FaultPlan, Options, Report};
@@ -22,7 +26,10 @@ async fn run_with(bars: Option<usize>, faults: FaultPlan) -> (Report, Vec<String
         faults,
         program: env!("CARGO_BIN_EXE_tradecast").into(),
     };
-    let report = demo::run(&opts, &mut |l: &str| lines.push(l.to_owned())).await.expect("demo");
+    let never_stopped = std::future::pending();
+    let report = demo::run(&opts, never_stopped, &mut |l: &str| lines.push(l.to_owned()))
+        .await
+        .expect("demo");
     (report, lines)
 }
 

@@ -4,9 +4,12 @@
 //! Approve, and sees the position open; changes the lot mode in the settings form and sees the
 //! next order sized by it; watches the drawdown guard trip (the lock appears in the open page by
 //! itself) and unlocks it; reads skips in the copy log; makes an EA key. A whole-page screenshot
-//! of every page goes to `test-artifacts/`.
+//! of every page goes to `test-artifacts/`. Each test ends its WebDriver session before it
+//! stops chromedriver, on a failure too, and checks that no process of its browser is left
+//! ([`Driver`]).
 //! Needs `chromium` and `chromium-driver` (apt); `.ci/run` installs them.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -21,33 +24,59 @@ use crate::rig::{Rig, free_addr};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// chromedriver, its one WebDriver session and the headless chromium it started, on a profile
+/// folder of their own (`--user-data-dir`) whose path also marks every process of that browser:
+/// on its command line, or in its environment (chromedriver passes its environment on to
+/// chromium, which passes it to its crash handlers; its zygotes clear theirs but their children
+/// carry the profile flag). However the test ends — at its end through [`Driver::quit`], or
+/// unwinding from a failed assertion through `Drop` — the session is ended first
+/// (`DELETE /session/{id}`: chromedriver closes the browser), then chromedriver is stopped, then
+/// whatever process of that browser is still there after a while is killed: killing
+/// chromedriver alone would orphan the browser.
 struct Driver {
-    child: Child,
+    chromedriver: Child,
+    addr: SocketAddr,
     base: String,
-    session: String,
+    /// None until the session is made, and again once it is ended.
+    session: Option<String>,
     http: reqwest::Client,
+    profile: tempfile::TempDir,
 }
+
+/// The environment variable that marks the browser's processes (its value: the profile path).
+const MARK_VAR: &str = "TRADECAST_BROWSER_TEST_PROFILE";
+/// Longest the browser's processes may take to end once the session is ended.
+const BROWSER_END_LIMIT: Duration = Duration::from_secs(15);
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let left = self.end();
+        if !left.is_empty() {
+            eprintln!("browser processes still running after the session ended, killed: {left:#?}");
+        }
     }
 }
 
 impl Driver {
     async fn start() -> Driver {
         let addr = free_addr();
-        let child = Command::new("chromedriver")
+        let profile = tempfile::Builder::new()
+            .prefix("tradecast-browser-test-")
+            .tempdir()
+            .expect("profile dir");
+        let chromedriver = Command::new("chromedriver")
             .arg(format!("--port={}", addr.port()))
+            .env(MARK_VAR, profile.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver (apt-get install chromium chromium-driver)");
         let base = format!("http://{addr}");
         let http = reqwest::Client::new();
+        // From here on a failure drops the guard: chromedriver stopped, nothing of it left.
+        let mut driver = Driver { chromedriver, addr, base, session: None, http, profile };
         for _ in 0..100 {
-            if http.get(format!("{base}/status")).send().await.is_ok() {
+            if driver.http.get(format!("{}/status", driver.base)).send().await.is_ok() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -58,11 +87,13 @@ impl Driver {
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--window-size=1366,1000", "--hide-scrollbars"]
+                         "--window-size=1366,1000", "--hide-scrollbars",
+                         format!("--user-data-dir={}", driver.profile.path().display())]
             }
         }}});
-        let v: Value = http
-            .post(format!("{base}/session"))
+        let v: Value = driver
+            .http
+            .post(format!("{}/session", driver.base))
             .json(&caps)
             .send()
             .await
@@ -71,11 +102,47 @@ impl Driver {
             .await
             .expect("json");
         let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("{v}")).to_owned();
-        Driver { child, base, session, http }
+        driver.session = Some(session);
+        driver
+    }
+
+    /// Ends the session, stops chromedriver and checks that no process of the browser is left.
+    fn quit(mut self) {
+        let left = self.end();
+        assert!(left.is_empty(), "browser processes left after the session ended: {left:#?}");
+    }
+
+    /// Ends the session (`DELETE /session/{id}`), stops chromedriver, waits (bounded) for the
+    /// browser's processes to end and kills those that did not; returns what it had to kill.
+    fn end(&mut self) -> Vec<String> {
+        if let Some(id) = self.session.take()
+            && let Err(e) = delete_session(self.addr, &id)
+        {
+            eprintln!("DELETE /session/{id}: {e}");
+        }
+        let _ = self.chromedriver.kill();
+        let _ = self.chromedriver.wait();
+        let started = std::time::Instant::now();
+        loop {
+            let left = marked_processes(self.profile.path());
+            if left.is_empty() {
+                return Vec::new();
+            }
+            if started.elapsed() > BROWSER_END_LIMIT {
+                for (pid, _) in &left {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(*pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                return left.into_iter().map(|(pid, cmd)| format!("{pid} {cmd}")).collect();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let url = format!("{}/session/{}{path}", self.base, self.session());
         let mut req = self.http.request(method, url);
         if let Some(b) = body {
             req = req.json(&b);
@@ -83,6 +150,10 @@ impl Driver {
         let v: Value = req.send().await.expect("webdriver").json().await.expect("json");
         assert!(v["value"]["error"].is_null(), "webdriver {path}: {v}");
         v["value"].clone()
+    }
+
+    fn session(&self) -> &str {
+        self.session.as_deref().expect("a session")
     }
 
     async fn go(&self, url: &str) {
@@ -135,7 +206,7 @@ impl Driver {
 
     /// The browser console's messages so far.
     async fn console(&self) -> Vec<String> {
-        let url = format!("{}/session/{}/se/log", self.base, self.session);
+        let url = format!("{}/session/{}/se/log", self.base, self.session());
         let v: Value = self
             .http
             .post(url)
@@ -162,6 +233,67 @@ impl Driver {
         }
         false
     }
+}
+
+/// `DELETE /session/{id}` over a plain blocking connection (it runs in `Drop`, which cannot
+/// await): chromedriver answers once it has closed the browser. The answer is read up to its
+/// `Content-Length`: chromedriver keeps the connection open after it, `Connection: close` or not.
+fn delete_session(addr: SocketAddr, id: &str) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    conn.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(
+        conn,
+        "DELETE /session/{id} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = conn.read(&mut chunk)?;
+        answer.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        let complete = text.find("\r\n\r\n").is_some_and(|head| {
+            let body_len = text[..head]
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            answer.len() >= head + 4 + body_len
+        });
+        if n == 0 || complete {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    if !text.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(text.into_owned()));
+    }
+    Ok(())
+}
+
+/// Running processes (pid, command line) that carry `profile`: in their command line (the
+/// browser's `--user-data-dir`) or their environment ([`MARK_VAR`]). A zombie has neither.
+fn marked_processes(profile: &std::path::Path) -> Vec<(i32, String)> {
+    use std::os::unix::ffi::OsStrExt;
+    let needle = profile.as_os_str().as_bytes();
+    let has = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        if has(&cmdline) || has(&environ) {
+            let cmd = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push((pid, cmd.chars().take(160).collect()));
+        }
+    }
+    found
 }
 
 /// Standard base64 (the screenshot), no crate needed.
@@ -310,6 +442,8 @@ async fn slow_browser_approves_a_pending_signal_and_sees_the_position() {
         .filter(|m| m.contains("Content Security Policy") || m.contains("Refused"))
         .collect();
     assert!(violations.is_empty(), "{violations:#?}");
+    // Nothing of the browser is left: the session ended, chromedriver stopped.
+    b.quit();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,4 +560,6 @@ async fn slow_browser_shows_the_drawdown_lock_live_and_the_trader_unlocks() {
         .filter(|m| m.contains("Content Security Policy") || m.contains("Refused"))
         .collect();
     assert!(violations.is_empty(), "{violations:#?}");
+    // Nothing of the browser is left: the session ended, chromedriver stopped.
+    b.quit();
 }
