@@ -189,6 +189,9 @@ pub struct Report {
     /// Bars that did not settle within the limit (a party stuck, or a link waiting out a
     /// timeout): 0 in a healthy run, faults included.
     pub settle_timeouts: usize,
+    /// The figures of the hub console's overview as the owner sees them after signing in with
+    /// the browser's form (`fig-…` element id without the prefix → value).
+    pub console: BTreeMap<String, i64>,
 }
 
 /// A running node of the demo: a process of its own (`tradecast node run`), seen only through
@@ -372,15 +375,16 @@ impl DemoHub {
         )?;
         // The owner account, as an operator creates it: `admin create-owner`, password on stdin.
         let conf = config_file.as_os_str();
+        let email_arg = format!("--email={}", DEMO_OWNER.0);
         let args: [&OsStr; 6] = [
             "hub".as_ref(),
             "--config".as_ref(),
             conf,
             "admin".as_ref(),
             "create-owner".as_ref(),
-            "--email=owner@demo.invalid".as_ref(),
+            email_arg.as_ref(),
         ];
-        Proc::run_with_input(program, &args, "demo owner password\n")
+        Proc::run_with_input(program, &args, &format!("{}\n", DEMO_OWNER.1))
             .context("create the hub's owner")?;
         let http = reqwest::Client::new();
         let proc = Self::spawn(program, &config_file, addr, &http).await?;
@@ -397,7 +401,7 @@ impl DemoHub {
             http,
             owner_token: String::new(),
         };
-        hub.owner_token = hub.login("owner@demo.invalid", "demo owner password").await?;
+        hub.owner_token = hub.login(DEMO_OWNER.0, DEMO_OWNER.1).await?;
         Ok(hub)
     }
 
@@ -444,6 +448,44 @@ impl DemoHub {
             bail!("hub answered {status} to POST {path}: {body}");
         }
         Ok(body)
+    }
+
+    /// Signs in to the hub's console as a browser does (the login form, the session cookie) and
+    /// reads the overview's figures: what the owner sees at `/`.
+    async fn console_overview(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> anyhow::Result<BTreeMap<String, i64>> {
+        let browser =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        // application/x-www-form-urlencoded, encoded by the URL parser's query serializer.
+        let mut form = reqwest::Url::parse("http://form.invalid/")?;
+        form.query_pairs_mut().append_pair("email", email).append_pair("password", password);
+        let r = browser
+            .post(self.url("/login"))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form.query().unwrap_or_default().to_owned())
+            .send()
+            .await?;
+        let cookie = r
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("tc_hub_session="))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("the console refused the owner's sign-in ({})", r.status()))?;
+        let page = browser
+            .get(self.url("/"))
+            .header(reqwest::header::COOKIE, cookie)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(console_figures(&page))
     }
 
     async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
@@ -1231,10 +1273,12 @@ async fn replay(
     let mut replay = Replay::new(broker.clone(), vec![feed]);
 
     out(&format!(
-        "hub       http://{}  (QUIC {}, key {})",
+        "hub       http://{}/  (QUIC {}, key {}; console: sign in as {} with \"{}\")",
         hub.addr,
         hub.quic_addr,
-        hub.identity.device_id().fmt_short()
+        hub.identity.device_id().fmt_short(),
+        DEMO_OWNER.0,
+        DEMO_OWNER.1,
     ));
     for n in std::iter::once(&provider).chain(subs.iter()) {
         let url = tradecast_node::ui::login_url(n.api_addr, &n.api_token);
@@ -1395,6 +1439,7 @@ async fn replay(
     for n in &all {
         hub_links.push((n.name.clone(), n.status().await?.sync.hub_connected));
     }
+    let console = hub.console_overview(DEMO_OWNER.0, DEMO_OWNER.1).await?;
     let report = Report {
         bars,
         signals,
@@ -1409,10 +1454,26 @@ async fn replay(
         hub_links,
         settle_timeouts,
         unreceipted,
+        console,
     };
     print_summary(&report, out);
     let nodes = std::iter::once(provider).chain(subs).collect();
     Ok((report, Parties { nodes, hub, _proxy: proxy }))
+}
+
+/// The hub owner's account on the demo's throwaway hub: e-mail and password.
+const DEMO_OWNER: (&str, &str) = ("owner@demo.invalid", "demo owner password");
+
+/// The console overview's figures: every `id="fig-NAME">VALUE<` of the page.
+fn console_figures(page: &str) -> BTreeMap<String, i64> {
+    page.split("id=\"fig-")
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once('"')?;
+            let value = rest.split_once('>')?.1.split_once('<')?.0;
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {
@@ -1472,4 +1533,13 @@ fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {
     } else {
         out(&format!("not yet at the hub: {}", r.unsynced.join("; ")));
     }
+    let fig = |k: &str| r.console.get(k).map_or("?".to_owned(), i64::to_string);
+    out(&format!(
+        "hub console (the owner, signed in): {} subscriber and {} provider accounts, {} devices, {} signals today, {} plan(s)",
+        fig("accounts-subscriber"),
+        fig("accounts-provider"),
+        fig("devices-active"),
+        fig("signals-today"),
+        fig("plans-active"),
+    ));
 }

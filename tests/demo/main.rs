@@ -103,6 +103,15 @@ fn check(report: &Report, lines: &[String]) {
     assert!(report.unreceipted.is_empty(), "{:?}", report.unreceipted);
     // Every bar settled: no party stuck, no link waiting out a timeout.
     assert_eq!(report.settle_timeouts, 0, "{lines:#?}");
+    // The owner signs in to the hub's console and sees the demo's accounts and devices.
+    let fig = |k: &str| report.console.get(k).copied();
+    assert_eq!(fig("accounts-owner"), Some(1), "{:?}", report.console);
+    assert_eq!(fig("accounts-provider"), Some(1), "{:?}", report.console);
+    assert_eq!(fig("accounts-subscriber"), Some(2), "{:?}", report.console);
+    assert_eq!(fig("devices-active"), Some(3), "{:?}", report.console);
+    assert!(
+        lines.iter().any(|l| l.starts_with("hub console (the owner, signed in): 2 subscriber"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
