@@ -67,12 +67,42 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-/// A WebDriver session on a WebKitWebDriver that launched `app`.
+/// A WebDriver session on a WebKitWebDriver that launched `app`. Ended by [`Driver::quit`],
+/// or, when a test fails before it, by `Drop` (the session is deleted before the driver is
+/// killed, so the app it launched never outlives the test).
 pub struct Driver {
     _driver: Kid,
     base: String,
     session: String,
     http: reqwest::Client,
+    ended: bool,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        // Drop cannot await, and may run inside the test's runtime: the DELETE gets a thread
+        // and a runtime of its own. WebKitWebDriver answers once it has closed the app.
+        let url = format!("{}/session/{}", self.base, self.session);
+        let ended = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let r = reqwest::Client::new()
+                    .delete(url)
+                    .timeout(Duration::from_secs(20))
+                    .send()
+                    .await
+                    .ok()?;
+                Some(r.status())
+            })
+        })
+        .join();
+        if !matches!(&ended, Ok(Some(s)) if s.is_success()) {
+            eprintln!("DELETE /session/{}: {ended:?}", self.session);
+        }
+    }
 }
 
 impl Driver {
@@ -127,7 +157,7 @@ impl Driver {
             .as_str()
             .unwrap_or_else(|| panic!("no session: {v}; see {}", log.display()))
             .to_owned();
-        Driver { _driver: driver, base, session, http }
+        Driver { _driver: driver, base, session, http, ended: false }
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -200,9 +230,10 @@ impl Driver {
     }
 
     /// Ends the session (WebKitWebDriver closes the app).
-    pub async fn quit(self) {
+    pub async fn quit(mut self) {
         let url = format!("{}/session/{}", self.base, self.session);
         let _ = self.http.delete(url).send().await;
+        self.ended = true;
     }
 }
 

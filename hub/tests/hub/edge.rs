@@ -169,12 +169,14 @@ async fn unmigrated_database_is_not_ready(b: Backend) {
 }
 
 async fn handlers_time_out(b: Backend) {
-    let hub = TestHub::start_with(b, |c| c.http.request_timeout_ms = 100).await;
+    // The limit must pass a cheap login (the owner's, below) on a loaded CI machine and cut a
+    // heavy one: 500 ms against a hash that takes seconds to verify.
+    let hub = TestHub::start_with(b, |c| c.http.request_timeout_ms = 500).await;
     let owner = hub.owner().await;
-    // A hash at OWASP parameters takes about a second to verify in a test build.
+    // A hash at OWASP memory with 6 passes takes about three seconds to verify in a test build.
     let mut heavy = hub.state().config.auth.clone();
     heavy.argon2_memory_kib = 19_456;
-    heavy.argon2_iterations = 2;
+    heavy.argon2_iterations = 6;
     let hash = tradecast_hub::accounts::hash_password(&heavy, "heavy password 1").await.unwrap();
     sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
         .bind(hash)
