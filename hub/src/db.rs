@@ -79,6 +79,19 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
+    /// Opens a SQLite file that no one writes (a backup) read-only, as it is: no WAL switch,
+    /// no locking (`immutable`).
+    pub async fn open_sqlite_copy(path: &Path) -> Result<Db, DbError> {
+        install_default_drivers();
+        let url = format!("sqlite://{}?mode=ro&immutable=true", path.display());
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await?;
+        Ok(Db { pool, backend: Backend::Sqlite })
+    }
+
     /// The engine in use.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -89,7 +102,8 @@ impl Db {
         &self.pool
     }
 
-    fn migrator(&self) -> &'static Migrator {
+    /// The migrations embedded for this backend.
+    pub fn migrator(&self) -> &'static Migrator {
         match self.backend {
             Backend::Sqlite => &MIGRATOR_SQLITE,
             Backend::Postgres => &MIGRATOR_POSTGRES,

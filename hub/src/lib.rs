@@ -13,6 +13,7 @@ pub mod api;
 pub mod apikeys;
 pub mod approvals;
 pub mod audit;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -162,6 +163,8 @@ pub struct Started {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     janitor: tokio::task::JoinHandle<()>,
     quic: Option<quic::QuicHub>,
+    /// SQLite: the data's lock, held shared while the hub runs (restore refuses meanwhile).
+    _lock: Option<backup::DataLock>,
 }
 
 impl Started {
@@ -204,6 +207,12 @@ pub async fn start_with(
     db: Db,
     clock: Clock,
 ) -> Result<Started, StartError> {
+    let lock = match backup::sqlite_path(&database_url(&config)?) {
+        Some(path) => {
+            Some(backup::DataLock::serve(&path).map_err(|e| std::io::Error::other(e.to_string()))?)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let state = build_state(config, secrets, db, clock).await?;
@@ -233,7 +242,16 @@ pub async fn start_with(
         hub_device_id = %state.hub_identity.device_id().to_text(),
         "hub quic endpoint listening (nodes pin this key)"
     );
-    Ok(Started { addr, quic_addr, state, shutdown: Some(tx), task, janitor, quic: Some(quic) })
+    Ok(Started {
+        addr,
+        quic_addr,
+        state,
+        shutdown: Some(tx),
+        task,
+        janitor,
+        quic: Some(quic),
+        _lock: lock,
+    })
 }
 
 /// Starts the QUIC endpoint on `quic_listen`, or by default on the HTTP address's IP and port

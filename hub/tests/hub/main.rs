@@ -11,6 +11,7 @@ mod helpers;
 mod approvals;
 mod audit;
 mod auth;
+mod backup;
 mod binary;
 mod console;
 mod devices;
