@@ -21,6 +21,8 @@
 //! cookie.
 
 pub mod assets;
+pub mod audit;
+pub mod fmt;
 pub mod layout;
 pub mod login;
 pub mod overview;
@@ -51,6 +53,7 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
     let hosts = Hosts { public: state.config.public_url.clone(), port: served.port() };
     Router::new()
         .route("/", get(overview::show))
+        .route("/audit", get(audit::show))
         .route("/login", get(login::form).post(login::login))
         .route("/logout", post(login::logout))
         .route("/assets/{*path}", get(assets::serve))

@@ -14,6 +14,7 @@ mod auth;
 mod backup;
 mod binary;
 mod console;
+mod console_pages;
 mod devices;
 mod edge;
 mod plans;
