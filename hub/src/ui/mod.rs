@@ -27,6 +27,7 @@ pub mod layout;
 pub mod login;
 pub mod overview;
 pub mod session;
+pub mod subscribers;
 
 use std::net::SocketAddr;
 
@@ -54,6 +55,16 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
     Router::new()
         .route("/", get(overview::show))
         .route("/audit", get(audit::show))
+        .route("/subscribers", get(subscribers::search))
+        .route("/subscribers/{id}", get(subscribers::show))
+        .route("/subscribers/{id}/disable", post(subscribers::disable))
+        .route("/subscribers/{id}/enable", post(subscribers::enable))
+        .route("/subscribers/{id}/grant", post(subscribers::grant))
+        .route("/subscribers/{id}/devices/{device}/revoke", post(subscribers::revoke_device))
+        .route(
+            "/subscribers/{id}/entitlements/{entitlement}/revoke",
+            post(subscribers::revoke_entitlement),
+        )
         .route("/login", get(login::form).post(login::login))
         .route("/logout", post(login::logout))
         .route("/assets/{*path}", get(assets::serve))

@@ -6,11 +6,19 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::console::{console_cookie, is_login_page, page};
-use crate::helpers::{Backend, Resp, Session, TestHub};
+use crate::console::{console_cookie, csrf_of, is_login_page, page};
+use crate::helpers::{Backend, Resp, Session, TestHub, post_signal, provider_kit, signal};
 use crate::on_both;
 
-on_both!(console_audit_page);
+on_both!(console_audit_page, console_subscriber_pages_and_actions);
+
+/// With `TRADECAST_CONSOLE_SHOTS=DIR`, saves the page's HTML as `DIR/NAME.html` (to render and
+/// look at: the screenshots of the README).
+fn keep(name: &str, r: &Resp) {
+    if let Some(dir) = std::env::var_os("TRADECAST_CONSOLE_SHOTS") {
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.html")), &r.text).unwrap();
+    }
+}
 
 /// Rows of the table `id`.
 fn rows(r: &Resp, id: &str) -> Vec<String> {
@@ -105,6 +113,7 @@ async fn console_audit_page(b: Backend) {
         };
         tradecast_hub::audit::record(&hub.db, hub.clock.now_ms(), &entry).await.unwrap();
     }
+    keep("audit", &page(&hub, "GET", "/audit", Some(&cookie), &[], None).await);
     let r = page(&hub, "GET", "/audit?action=test.fill", Some(&cookie), &[], None).await;
     assert_eq!(rows(&r, "audit").len(), 50);
     let at = r.text.find("id=\"older\" href=\"").expect("an older page") + 17;
@@ -114,4 +123,161 @@ async fn console_audit_page(b: Backend) {
     assert_eq!(found.len(), 10, "{older}");
     assert!(found.last().unwrap().contains("s0") && !r.text.contains("id=\"older\""));
     hub.stop().await;
+}
+
+/// How many audit entries `actor` has for `action`.
+async fn audited(hub: &TestHub, actor: &str, action: &str) -> usize {
+    let filter = tradecast_hub::audit::Filter {
+        actor: Some(actor.into()),
+        action: Some(action.into()),
+        ..Default::default()
+    };
+    tradecast_hub::audit::search(&hub.db, &filter, 1000).await.unwrap().len()
+}
+
+async fn console_subscriber_pages_and_actions(b: Backend) {
+    let hub = TestHub::start_with(b, |c| c.rate_limits.login_per_ip.burst = 100).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    let sub = hub.user(&owner, "subscriber").await;
+    let (_, device) = hub.enrol(&sub, "trading laptop").await;
+    let account = format!("/subscribers/{}", sub.user_id);
+    pages_by_role(&hub, &owner, &["/subscribers", "/subscribers?email=subscriber", &account]).await;
+    let cookie = console_cookie(&hub, &owner.email, &owner.password).await;
+    let origin = format!("http://{}", hub.addr);
+    let same = [("origin", origin.as_str()), ("sec-fetch-site", "same-origin")];
+
+    // Search by e-mail.
+    keep("subscribers", &page(&hub, "GET", "/subscribers", Some(&cookie), &[], None).await);
+    let r = page(&hub, "GET", "/subscribers?email=SUBSCRIBER-", Some(&cookie), &[], None).await;
+    let found = rows(&r, "accounts");
+    assert_eq!(found.len(), 1, "{}", r.text);
+    assert!(found[0].contains(&sub.email) && found[0].contains(&account));
+    for q in ["nobody", "%", "_"] {
+        let r =
+            page(&hub, "GET", &format!("/subscribers?email={q}"), Some(&cookie), &[], None).await;
+        assert!(r.text.contains("No account matches."), "{q}: {}", r.text);
+    }
+    let r = page(&hub, "GET", "/subscribers/nope", Some(&cookie), &[], None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // The account's page.
+    let r = page(&hub, "GET", &account, Some(&cookie), &[], None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains(&sub.email) && r.text.contains("enabled"), "{}", r.text);
+    assert!(rows(&r, "entitlements")[0].contains("No plan granted."));
+    let dev_rows = rows(&r, "devices");
+    assert!(dev_rows[0].contains("trading laptop") && dev_rows[0].contains("not connected here"));
+    let csrf = csrf_of(&r);
+
+    // Actions without the token or from another site: refused, nothing done.
+    let grant = format!("{account}/grant");
+    let fields = [("plan_id", kit.plan_id.as_str()), ("days", "30")];
+    let with_csrf = [("csrf", csrf.as_str()), ("plan_id", kit.plan_id.as_str()), ("days", "30")];
+    let r = page(&hub, "POST", &grant, Some(&cookie), &same, Some(&fields)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    for headers in [[("origin", "https://evil.example.com")], [("sec-fetch-site", "cross-site")]] {
+        let r = page(&hub, "POST", &grant, Some(&cookie), &headers, Some(&with_csrf)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{headers:?}: {}", r.text);
+    }
+    assert_eq!(audited(&hub, &owner.user_id, "entitlement.grant").await, 0);
+
+    // Grant a plan: audited under the owner, shown active; a signal then reaches the device.
+    let r = page(&hub, "POST", &grant, Some(&cookie), &same, Some(&with_csrf)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(r.headers["location"], format!("{account}?done=granted"));
+    assert_eq!(audited(&hub, &owner.user_id, "entitlement.grant").await, 1);
+    let now = hub.clock.now_ms();
+    post_signal(&hub, &kit, &signal(&kit.identity, now), 1).await.1.ok(201);
+    let r = page(&hub, "GET", &format!("{account}?done=granted"), Some(&cookie), &[], None).await;
+    keep("subscriber", &r);
+    assert!(r.text.contains("Plan granted."), "{}", r.text);
+    let ents = rows(&r, "entitlements");
+    assert!(
+        ents[0].contains("Gold") && ents[0].contains("49.00 USD") && ents[0].contains("active"),
+        "{ents:?}"
+    );
+    let received = rows(&r, "received");
+    assert_eq!(received.len(), 1, "{}", r.text);
+    assert!(
+        received[0].contains("EURUSD") && received[0].contains("trading laptop"),
+        "{received:?}"
+    );
+    let bad_days = [("csrf", csrf.as_str()), ("plan_id", kit.plan_id.as_str()), ("days", "0")];
+    let r = page(&hub, "POST", &grant, Some(&cookie), &same, Some(&bad_days)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+
+    // Revoke the entitlement, then the device: audited, shown.
+    let ent_id = plans_of(&hub, &sub.user_id).await;
+    let path = format!("{account}/entitlements/{ent_id}/revoke");
+    let token = [("csrf", csrf.as_str())];
+    let r = page(&hub, "POST", &path, Some(&cookie), &same, Some(&token)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(audited(&hub, &owner.user_id, "entitlement.revoke").await, 1);
+    let path = format!("{account}/devices/{device}/revoke");
+    let r = page(&hub, "POST", &path, Some(&cookie), &same, Some(&[])).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "no token: {}", r.text);
+    let r = page(&hub, "POST", &path, Some(&cookie), &same, Some(&token)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(audited(&hub, &owner.user_id, "device.revoke").await, 1);
+    let r = page(&hub, "GET", &account, Some(&cookie), &[], None).await;
+    assert!(rows(&r, "devices")[0].contains("revoked"), "{}", r.text);
+    assert!(rows(&r, "entitlements")[0].contains("revoked"));
+    // Another account's device through this account's page: not found.
+    let path = format!("/subscribers/{}/devices/{device}/revoke", owner.user_id);
+    let r = page(&hub, "POST", &path, Some(&cookie), &same, Some(&token)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+
+    // Disable: the account's sign-ins are refused at once; enable.
+    let r =
+        page(&hub, "POST", &format!("{account}/disable"), Some(&cookie), &same, Some(&token)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(audited(&hub, &owner.user_id, "user.disable").await, 1);
+    let login = json!({ "email": sub.email, "password": sub.password });
+    hub.post("/api/v1/auth/login", None, login.clone()).await.problem(403, "account-disabled");
+    let r = page(&hub, "GET", &format!("{account}?done=disabled"), Some(&cookie), &[], None).await;
+    assert!(
+        r.text.contains("Account disabled") && r.text.contains("Enable the account"),
+        "{}",
+        r.text
+    );
+    let r =
+        page(&hub, "POST", &format!("{account}/enable"), Some(&cookie), &same, Some(&token)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(audited(&hub, &owner.user_id, "user.enable").await, 1);
+    hub.post("/api/v1/auth/login", None, login).await.ok(200);
+
+    // An admin may not disable the owner (the account rules), and once demoted is refused at
+    // once, before anything is done.
+    let admin = hub.user(&owner, "admin").await;
+    let admin_cookie = console_cookie(&hub, &admin.email, &admin.password).await;
+    let r = page(&hub, "GET", &account, Some(&admin_cookie), &[], None).await;
+    let admin_token = [("csrf", csrf_of(&r))];
+    let admin_token: Vec<(&str, &str)> =
+        admin_token.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let path = format!("/subscribers/{}/disable", owner.user_id);
+    let r = page(&hub, "POST", &path, Some(&admin_cookie), &same, Some(&admin_token)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert!(r.text.contains("only an owner can disable"), "{}", r.text);
+    let role_path = format!("/api/v1/users/{}/role", admin.user_id);
+    hub.send("PUT", &role_path, Some(&owner.token), Some(json!({ "role": "subscriber" })))
+        .await
+        .ok(200);
+    let r = page(
+        &hub,
+        "POST",
+        &format!("{account}/disable"),
+        Some(&admin_cookie),
+        &same,
+        Some(&admin_token),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(audited(&hub, &admin.user_id, "user.disable").await, 0);
+    hub.stop().await;
+}
+
+/// The id of `user_id`'s first entitlement.
+async fn plans_of(hub: &TestHub, user_id: &str) -> String {
+    tradecast_hub::plans::entitlements(&hub.db, Some(user_id)).await.unwrap()[0].id.clone()
 }
