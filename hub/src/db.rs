@@ -116,8 +116,8 @@ impl Db {
         Ok(())
     }
 
-    /// The database answers and every embedded migration is applied.
-    pub async fn ready(&self) -> Result<(), DbError> {
+    /// The highest applied migration (`None`: none yet) and the highest embedded one.
+    pub async fn migration_versions(&self) -> Result<(Option<i64>, i64), DbError> {
         let expected = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
         let found: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
@@ -130,6 +130,12 @@ impl Db {
                     }
                     _ => Err(e),
                 })?;
+        Ok((found, expected))
+    }
+
+    /// The database answers and every embedded migration is applied.
+    pub async fn ready(&self) -> Result<(), DbError> {
+        let (found, expected) = self.migration_versions().await?;
         if found.unwrap_or(0) < expected {
             return Err(DbError::NotMigrated { found, expected });
         }

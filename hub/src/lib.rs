@@ -136,6 +136,7 @@ pub async fn build_state(
     };
     let jwt = JwtKeys::new(&secrets);
     let hub_identity = hub_identity(&secrets);
+    let started_at_ms = clock.now_ms();
     Ok(AppState(Arc::new(Inner {
         config,
         db,
@@ -147,6 +148,7 @@ pub async fn build_state(
         metrics: telemetry::metrics_handle(),
         quic_peers: quic::Peers::default(),
         feed_bell: feed::FeedBell::default(),
+        started_at_ms,
     })))
 }
 

@@ -25,6 +25,7 @@ pub mod audit;
 pub mod fmt;
 pub mod layout;
 pub mod login;
+pub mod operations;
 pub mod overview;
 pub mod session;
 pub mod subscribers;
@@ -55,6 +56,7 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
     Router::new()
         .route("/", get(overview::show))
         .route("/audit", get(audit::show))
+        .route("/operations", get(operations::show))
         .route("/subscribers", get(subscribers::search))
         .route("/subscribers/{id}", get(subscribers::show))
         .route("/subscribers/{id}/disable", post(subscribers::disable))

@@ -10,7 +10,7 @@ use crate::console::{console_cookie, csrf_of, is_login_page, page};
 use crate::helpers::{Backend, Resp, Session, TestHub, post_signal, provider_kit, signal};
 use crate::on_both;
 
-on_both!(console_audit_page, console_subscriber_pages_and_actions);
+on_both!(console_audit_page, console_subscriber_pages_and_actions, console_operations_page,);
 
 /// With `TRADECAST_CONSOLE_SHOTS=DIR`, saves the page's HTML as `DIR/NAME.html` (to render and
 /// look at: the screenshots of the README).
@@ -280,4 +280,44 @@ async fn console_subscriber_pages_and_actions(b: Backend) {
 /// The id of `user_id`'s first entitlement.
 async fn plans_of(hub: &TestHub, user_id: &str) -> String {
     tradecast_hub::plans::entitlements(&hub.db, Some(user_id)).await.unwrap()[0].id.clone()
+}
+
+async fn console_operations_page(b: Backend) {
+    let hub = TestHub::start_with(b, |c| c.rate_limits.login_per_ip.burst = 100).await;
+    let owner = hub.owner().await;
+    pages_by_role(&hub, &owner, &["/operations"]).await;
+    let cookie = console_cookie(&hub, &owner.email, &owner.password).await;
+    let r = page(&hub, "GET", "/operations", Some(&cookie), &[], None).await;
+    assert!(r.text.contains(&format!("<dd id=\"version\">{}</dd>", env!("CARGO_PKG_VERSION"))));
+    let backend = if b == Backend::Sqlite { "SQLite" } else { "PostgreSQL" };
+    assert!(r.text.contains(&format!("<dd id=\"backend\">{backend}</dd>")), "{}", r.text);
+    let (applied, embedded) = hub.db.migration_versions().await.unwrap();
+    assert_eq!(applied, Some(embedded));
+    assert!(r.text.contains(&format!("applied {embedded:04}, this binary's {embedded:04}")));
+    assert!(r.text.contains("up to date") && r.text.contains("arrive with billing"));
+    assert!(rows(&r, "sessions")[0].contains("No node is connected"));
+
+    // A subscriber's node connects over QUIC: listed here and on its account's page.
+    let sub = hub.user(&owner, "subscriber").await;
+    let (node, device) = hub.enrol(&sub, "office PC").await;
+    let (_ep, conn) =
+        crate::quic::connect(&hub, &node, crate::quic::hub_key(&hub)).await.expect("handshake");
+    let (_, _streams) =
+        crate::quic::hello_streams(&conn, tradecast_hub::quic::PROTOCOL_VERSION).await.unwrap();
+    let peers = hub.state().quic_peers.clone();
+    let id = node.device_id();
+    crate::quic::wait_until("registration", || peers.is_connected(&id)).await;
+    hub.clock.advance_ms(2 * 3_600_000);
+    let r = page(&hub, "GET", "/operations", Some(&cookie), &[], None).await;
+    keep("operations", &r);
+    let sessions = rows(&r, "sessions");
+    assert_eq!(sessions.len(), 1, "{}", r.text);
+    assert!(sessions[0].contains(&device) && sessions[0].contains("office PC"));
+    assert!(sessions[0].contains(&sub.email), "{sessions:?}");
+    assert!(r.text.contains("<dd id=\"uptime\">2 h 0 min</dd>"), "{}", r.text);
+    let r =
+        page(&hub, "GET", &format!("/subscribers/{}", sub.user_id), Some(&cookie), &[], None).await;
+    assert!(rows(&r, "devices")[0].contains("connected here"), "{}", r.text);
+    conn.close(0u32.into(), b"bye");
+    hub.stop().await;
 }
