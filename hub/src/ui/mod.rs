@@ -27,6 +27,7 @@ pub mod layout;
 pub mod login;
 pub mod operations;
 pub mod overview;
+pub mod providers;
 pub mod session;
 pub mod subscribers;
 
@@ -57,6 +58,9 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
         .route("/", get(overview::show))
         .route("/audit", get(audit::show))
         .route("/operations", get(operations::show))
+        .route("/providers", get(providers::show))
+        .route("/providers/{id}", get(providers::provider))
+        .route("/providers/quarantine/release", post(providers::release))
         .route("/subscribers", get(subscribers::search))
         .route("/subscribers/{id}", get(subscribers::show))
         .route("/subscribers/{id}/disable", post(subscribers::disable))

@@ -10,7 +10,12 @@ use crate::console::{console_cookie, csrf_of, is_login_page, page};
 use crate::helpers::{Backend, Resp, Session, TestHub, post_signal, provider_kit, signal};
 use crate::on_both;
 
-on_both!(console_audit_page, console_subscriber_pages_and_actions, console_operations_page,);
+on_both!(
+    console_audit_page,
+    console_subscriber_pages_and_actions,
+    console_operations_page,
+    console_providers_and_plans,
+);
 
 /// With `TRADECAST_CONSOLE_SHOTS=DIR`, saves the page's HTML as `DIR/NAME.html` (to render and
 /// look at: the screenshots of the README).
@@ -319,5 +324,82 @@ async fn console_operations_page(b: Backend) {
         page(&hub, "GET", &format!("/subscribers/{}", sub.user_id), Some(&cookie), &[], None).await;
     assert!(rows(&r, "devices")[0].contains("connected here"), "{}", r.text);
     conn.close(0u32.into(), b"bye");
+    hub.stop().await;
+}
+
+async fn console_providers_and_plans(b: Backend) {
+    let hub = TestHub::start_with(b, |c| c.rate_limits.login_per_ip.burst = 100).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    let sub = hub.user(&owner, "subscriber").await;
+    hub.enrol(&sub, "desk").await;
+    let grant = json!({ "user_id": sub.user_id, "plan_id": kit.plan_id });
+    hub.post("/api/v1/entitlements", Some(&owner.token), grant).await.ok(201);
+    let now = hub.clock.now_ms();
+    post_signal(&hub, &kit, &signal(&kit.identity, now), 1).await.1.ok(201);
+    let provider_page = format!("/providers/{}", kit.session.user_id);
+    pages_by_role(&hub, &owner, &["/providers", &provider_page]).await;
+    let cookie = console_cookie(&hub, &owner.email, &owner.password).await;
+
+    let r = page(&hub, "GET", "/providers", Some(&cookie), &[], None).await;
+    let plans = rows(&r, "plans");
+    assert_eq!(plans.len(), 1, "{}", r.text);
+    assert!(plans[0].contains("Gold") && plans[0].contains("49.00 USD / 30 d"), "{plans:?}");
+    assert!(plans[0].contains("<td class=\"num\">1</td>"), "one account entitled: {plans:?}");
+    assert!(rows(&r, "providers")[0].contains(&kit.session.email));
+    assert!(rows(&r, "quarantine")[0].contains("Nothing quarantined."));
+    let r =
+        page(&hub, "GET", &format!("/providers/{}", sub.user_id), Some(&cookie), &[], None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // A provider's signals with their per-device outcomes.
+    let r = page(&hub, "GET", &provider_page, Some(&cookie), &[], None).await;
+    keep("provider", &r);
+    let signals = rows(&r, "signals");
+    assert!(signals[0].contains("EURUSD") && signals[0].contains("1.09128"), "{signals:?}");
+    assert!(signals[0].contains("<td class=\"num\">1</td>"), "queued for one device: {signals:?}");
+    assert!(r.text.contains("Per device") && r.text.contains("desk"), "{}", r.text);
+
+    // The quarantine list, released by an owner only, with the token, audited.
+    let author = kit.identity.device_id();
+    tradecast_hub::quic::store::quarantine(
+        &hub.db,
+        &author,
+        tradecast_protocol::StreamId::SIGNALS,
+        now,
+    )
+    .await
+    .unwrap();
+    let r = page(&hub, "GET", "/providers", Some(&cookie), &[], None).await;
+    keep("providers", &r);
+    let q = rows(&r, "quarantine");
+    assert!(q[0].contains("provider node") && q[0].contains("Release"), "{q:?}");
+    let csrf = csrf_of(&r);
+    let author_text = author.to_text();
+    let origin = format!("http://{}", hub.addr);
+    let same = [("origin", origin.as_str())];
+    let form = [("author", author_text.as_str()), ("stream", "1")];
+    let path = "/providers/quarantine/release";
+    let r = page(&hub, "POST", path, Some(&cookie), &same, Some(&form)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let admin = hub.user(&owner, "admin").await;
+    let admin_cookie = console_cookie(&hub, &admin.email, &admin.password).await;
+    let r = page(&hub, "GET", "/providers", Some(&admin_cookie), &[], None).await;
+    assert!(rows(&r, "quarantine")[0].contains("an owner releases"));
+    let admin_csrf = csrf_of(&r);
+    let admin_form = [("csrf", admin_csrf.as_str()), form[0], form[1]];
+    let r = page(&hub, "POST", path, Some(&admin_cookie), &same, Some(&admin_form)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let owner_form = [("csrf", csrf.as_str()), form[0], form[1]];
+    let r = page(&hub, "POST", path, Some(&cookie), &same, Some(&owner_form)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(audited(&hub, &owner.user_id, "sync.release").await, 1);
+    let r = page(&hub, "GET", "/providers?done=released", Some(&cookie), &[], None).await;
+    assert!(
+        r.text.contains("Quarantine released.")
+            && rows(&r, "quarantine")[0].contains("Nothing quarantined.")
+    );
+    let r = page(&hub, "POST", path, Some(&cookie), &same, Some(&owner_form)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
     hub.stop().await;
 }
