@@ -6,7 +6,7 @@
 //! chain (`audit`), devices, plans, signals and approvals. [`start`] runs a hub on a listener;
 //! [`run`] is what `tradecast-hub serve` calls. [`quic`] is the nodes' QUIC endpoint, started
 //! beside the HTTP listener. [`ui`] is the owner's console: server-rendered pages on the HTTP
-//! listener, with a cookie session of hub accounts.
+//! listener, with a cookie session of hub accounts. [`backup`] is `backup` and `restore`.
 
 pub mod accounts;
 pub mod api;

@@ -2,7 +2,9 @@
 //! the binary with their licences ([`assets`]), so `cargo build` alone builds every page. This
 //! module is the shell other issues add their pages into: the [`layout`] (navigation by role,
 //! notice area, footer), the cookie [`session`] of hub accounts, the [`login`] pages, the error
-//! view ([`PageError`]) and the console's [`overview`] at `/`.
+//! view ([`PageError`]) and the console's [`overview`] at `/`. One module per page, each a view
+//! of the API's domain functions: [`subscribers`], [`providers`] (and plans), [`operations`],
+//! [`audit`]; [`fmt`] shows times and money.
 //!
 //! Safety, on every route of [`router`]:
 //! - the `Host` header must be `public_url`'s host or a loopback name with the served port
