@@ -311,9 +311,29 @@ pub async fn user_by_id(db: &Db, id: &str) -> Result<Option<User>, DbError> {
 
 /// Every account, oldest first.
 pub async fn list_users(db: &Db, limit: i64, offset: i64) -> Result<Vec<User>, DbError> {
+    search_users(db, "", limit, offset).await
+}
+
+/// Accounts whose e-mail contains `email_part` (case-insensitive; empty: every account),
+/// oldest first: the API's list and the console's search.
+pub async fn search_users(
+    db: &Db,
+    email_part: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<User>, DbError> {
+    // Stored e-mails are lowercase; `\` escapes LIKE's wildcards in what was typed.
+    let escaped = email_part
+        .trim()
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
     let rows = sqlx::query(crate::sql!(
-        "SELECT {USER_COLUMNS} FROM users ORDER BY created_at_ms, id LIMIT $1 OFFSET $2"
+        "SELECT {USER_COLUMNS} FROM users WHERE email LIKE $1 ESCAPE '\\' \
+         ORDER BY created_at_ms, id LIMIT $2 OFFSET $3"
     ))
+    .bind(format!("%{escaped}%"))
     .bind(limit)
     .bind(offset)
     .fetch_all(db.pool())

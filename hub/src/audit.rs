@@ -153,16 +153,45 @@ fn stored(row: &sqlx::any::AnyRow) -> Result<Stored, sqlx::Error> {
 
 const COLUMNS: &str = "seq, at_ms, actor, action, subject, detail, request_id, prev_hash, hash";
 
-/// The latest `limit` entries, newest first, optionally only `action`.
-pub async fn list(db: &Db, action: Option<&str>, limit: i64) -> Result<Vec<Stored>, DbError> {
+/// Which entries [`search`] returns; every field optional (empty: no condition).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only this actor (a user id, `device:<id>`, `system`, …).
+    pub actor: Option<String>,
+    /// Only this action (`auth.login`, `signal.ingest`, …).
+    pub action: Option<String>,
+    /// Only entries at or after this time, unix ms.
+    pub from_ms: Option<i64>,
+    /// Only entries before this time, unix ms.
+    pub to_ms: Option<i64>,
+    /// Only entries older than this seq (the next page after a page ending at it).
+    pub before_seq: Option<i64>,
+}
+
+/// The latest `limit` entries matching `filter`, newest first: what `GET /api/v1/audit` and the
+/// console's audit page read.
+pub async fn search(db: &Db, filter: &Filter, limit: i64) -> Result<Vec<Stored>, DbError> {
     let rows = sqlx::query(crate::sql!(
-        "SELECT {COLUMNS} FROM audit_log WHERE ($1 = '' OR action = $1) ORDER BY seq DESC LIMIT $2"
+        "SELECT {COLUMNS} FROM audit_log \
+         WHERE ($1 = '' OR action = $1) AND ($2 = '' OR actor = $2) \
+         AND at_ms >= $3 AND at_ms < $4 AND seq < $5 \
+         ORDER BY seq DESC LIMIT $6"
     ))
-    .bind(action.unwrap_or(""))
+    .bind(filter.action.as_deref().unwrap_or(""))
+    .bind(filter.actor.as_deref().unwrap_or(""))
+    .bind(filter.from_ms.unwrap_or(i64::MIN))
+    .bind(filter.to_ms.unwrap_or(i64::MAX))
+    .bind(filter.before_seq.unwrap_or(i64::MAX))
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
     Ok(rows.iter().map(stored).collect::<Result<_, _>>()?)
+}
+
+/// The latest `limit` entries, newest first, optionally only `action`.
+pub async fn list(db: &Db, action: Option<&str>, limit: i64) -> Result<Vec<Stored>, DbError> {
+    let filter = Filter { action: action.map(str::to_owned), ..Filter::default() };
+    search(db, &filter, limit).await
 }
 
 /// What [`verify`] checked.

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `admin create-owner`, `audit verify`. Parses flags,
+//! The command line: `serve`, `migrate`, `admin create-owner`, `audit verify`, `backup`,
+//! `restore`. Parses flags,
 //! loads the configuration (file ← environment ← flags), installs logging, runs the command.
 
 use std::io::BufRead;
@@ -63,6 +64,20 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// SQLite: write an online, consistent copy of the database (the hub may run). PostgreSQL:
+    /// print the `pg_dump` command to use.
+    Backup {
+        /// The file to write (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// SQLite: replace the database with a backup (stop the hub first; the current file is
+    /// kept aside). PostgreSQL: print the `pg_restore` command to use.
+    Restore {
+        /// The backup to restore.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
     },
 }
 
@@ -177,6 +192,10 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
                     return Ok(ExitCode::from(1));
                 }
             }
+        }
+        Command::Backup { out } => println!("{}", crate::backup::backup(&config, &out).await?),
+        Command::Restore { from } => {
+            println!("{}", crate::backup::restore(&config, &from).await?);
         }
     }
     Ok(ExitCode::SUCCESS)

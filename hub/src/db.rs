@@ -79,6 +79,19 @@ impl Db {
         Ok(Db { pool, backend })
     }
 
+    /// Opens a SQLite file that no one writes (a backup) read-only, as it is: no WAL switch,
+    /// no locking (`immutable`).
+    pub async fn open_sqlite_copy(path: &Path) -> Result<Db, DbError> {
+        install_default_drivers();
+        let url = format!("sqlite://{}?mode=ro&immutable=true", path.display());
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await?;
+        Ok(Db { pool, backend: Backend::Sqlite })
+    }
+
     /// The engine in use.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -89,7 +102,8 @@ impl Db {
         &self.pool
     }
 
-    fn migrator(&self) -> &'static Migrator {
+    /// The migrations embedded for this backend.
+    pub fn migrator(&self) -> &'static Migrator {
         match self.backend {
             Backend::Sqlite => &MIGRATOR_SQLITE,
             Backend::Postgres => &MIGRATOR_POSTGRES,
@@ -102,8 +116,8 @@ impl Db {
         Ok(())
     }
 
-    /// The database answers and every embedded migration is applied.
-    pub async fn ready(&self) -> Result<(), DbError> {
+    /// The highest applied migration (`None`: none yet) and the highest embedded one.
+    pub async fn migration_versions(&self) -> Result<(Option<i64>, i64), DbError> {
         let expected = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
         let found: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
@@ -116,6 +130,12 @@ impl Db {
                     }
                     _ => Err(e),
                 })?;
+        Ok((found, expected))
+    }
+
+    /// The database answers and every embedded migration is applied.
+    pub async fn ready(&self) -> Result<(), DbError> {
+        let (found, expected) = self.migration_versions().await?;
         if found.unwrap_or(0) < expected {
             return Err(DbError::NotMigrated { found, expected });
         }

@@ -334,6 +334,35 @@ pub async fn marks(db: &Db, device: &str) -> Result<(u64, u64), DbError> {
     Ok((u64::try_from(tip).unwrap_or(0), u64::try_from(acked).unwrap_or(0)))
 }
 
+/// What the hub knows of a device's link: its feed's marks and when it was last heard from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkHealth {
+    /// The feed's last seq and the seq the node committed.
+    pub tip: u64,
+    pub acked: u64,
+    /// When the node last acknowledged its feed, unix ms.
+    pub last_ack_ms: Option<i64>,
+    /// When the hub last stored a record the device sent upstream, unix ms.
+    pub last_record_ms: Option<i64>,
+}
+
+/// `device`'s [`LinkHealth`].
+pub async fn link_health(db: &Db, device: &str) -> Result<LinkHealth, DbError> {
+    let (tip, acked) = marks(db, device).await?;
+    let last_ack_ms: Option<i64> =
+        sqlx::query_scalar("SELECT acked_at_ms FROM device_feeds WHERE device_id = $1")
+            .bind(device)
+            .fetch_optional(db.pool())
+            .await?
+            .flatten();
+    let last_record_ms: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(received_at_ms) FROM sync_records WHERE author = $1")
+            .bind(device)
+            .fetch_one(db.pool())
+            .await?;
+    Ok(LinkHealth { tip, acked, last_ack_ms, last_record_ms })
+}
+
 /// Up to `max` items of `device`'s feed from `from_seq`, in `seq` order.
 pub async fn items(
     db: &Db,

@@ -6,13 +6,14 @@
 //! chain (`audit`), devices, plans, signals and approvals. [`start`] runs a hub on a listener;
 //! [`run`] is what `tradecast-hub serve` calls. [`quic`] is the nodes' QUIC endpoint, started
 //! beside the HTTP listener. [`ui`] is the owner's console: server-rendered pages on the HTTP
-//! listener, with a cookie session of hub accounts.
+//! listener, with a cookie session of hub accounts. [`backup`] is `backup` and `restore`.
 
 pub mod accounts;
 pub mod api;
 pub mod apikeys;
 pub mod approvals;
 pub mod audit;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -135,6 +136,7 @@ pub async fn build_state(
     };
     let jwt = JwtKeys::new(&secrets);
     let hub_identity = hub_identity(&secrets);
+    let started_at_ms = clock.now_ms();
     Ok(AppState(Arc::new(Inner {
         config,
         db,
@@ -146,6 +148,7 @@ pub async fn build_state(
         metrics: telemetry::metrics_handle(),
         quic_peers: quic::Peers::default(),
         feed_bell: feed::FeedBell::default(),
+        started_at_ms,
     })))
 }
 
@@ -162,6 +165,8 @@ pub struct Started {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     janitor: tokio::task::JoinHandle<()>,
     quic: Option<quic::QuicHub>,
+    /// SQLite: the data's lock, held shared while the hub runs (restore refuses meanwhile).
+    _lock: Option<backup::DataLock>,
 }
 
 impl Started {
@@ -204,6 +209,12 @@ pub async fn start_with(
     db: Db,
     clock: Clock,
 ) -> Result<Started, StartError> {
+    let lock = match backup::sqlite_path(&database_url(&config)?) {
+        Some(path) => {
+            Some(backup::DataLock::serve(&path).map_err(|e| std::io::Error::other(e.to_string()))?)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let state = build_state(config, secrets, db, clock).await?;
@@ -233,7 +244,16 @@ pub async fn start_with(
         hub_device_id = %state.hub_identity.device_id().to_text(),
         "hub quic endpoint listening (nodes pin this key)"
     );
-    Ok(Started { addr, quic_addr, state, shutdown: Some(tx), task, janitor, quic: Some(quic) })
+    Ok(Started {
+        addr,
+        quic_addr,
+        state,
+        shutdown: Some(tx),
+        task,
+        janitor,
+        quic: Some(quic),
+        _lock: lock,
+    })
 }
 
 /// Starts the QUIC endpoint on `quic_listen`, or by default on the HTTP address's IP and port

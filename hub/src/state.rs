@@ -35,6 +35,8 @@ pub struct Inner {
     pub quic_peers: crate::quic::Peers,
     /// Wakes the sync sessions of devices whose feed grew.
     pub feed_bell: crate::feed::FeedBell,
+    /// When this instance's state was built (its start), unix ms.
+    pub started_at_ms: i64,
 }
 
 /// Cheap, cloneable handle on [`Inner`].

@@ -21,6 +21,14 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 pub struct AuditFilter {
     /// Only this action (`auth.login`, `signal.ingest`, …).
     pub action: Option<String>,
+    /// Only this actor (a user id, `device:<id>`, `system`, …).
+    pub actor: Option<String>,
+    /// Only entries at or after this time (unix ms).
+    pub from_ms: Option<i64>,
+    /// Only entries before this time (unix ms).
+    pub to_ms: Option<i64>,
+    /// Only entries with a smaller seq (paging: the last seq of the previous page).
+    pub before_seq: Option<i64>,
     /// At most this many, newest first (default 100, max 1000).
     pub limit: Option<i64>,
 }
@@ -48,7 +56,14 @@ async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::InvalidParameter("limit must be 1..=1000".into()));
     }
-    Ok(axum::Json(audit::list(&state.db, f.action.as_deref(), limit).await?))
+    let filter = audit::Filter {
+        actor: f.actor,
+        action: f.action,
+        from_ms: f.from_ms,
+        to_ms: f.to_ms,
+        before_seq: f.before_seq,
+    };
+    Ok(axum::Json(audit::search(&state.db, &filter, limit).await?))
 }
 
 /// Recompute the whole hash chain.

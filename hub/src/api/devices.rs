@@ -144,15 +144,21 @@ async fn revoke(
     authed: Authed,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Device>, ApiError> {
-    let d = devices::revoke(
-        &state.db,
-        state.now_ms(),
-        &id,
-        &authed.user_id,
-        authed.role.is_admin(),
-        &authed.request_id,
-    )
-    .await?;
+    let d = revoke_device(&state, &id, &authed.user_id, authed.role.is_admin(), &authed.request_id)
+        .await?;
+    Ok(axum::Json(d))
+}
+
+/// Revokes device `id` for `actor` ([`devices::revoke`]) and closes its QUIC connections on this
+/// instance: what the API and the console's revoke do.
+pub(crate) async fn revoke_device(
+    state: &AppState,
+    id: &str,
+    actor: &str,
+    is_admin: bool,
+    request_id: &str,
+) -> Result<Device, ApiError> {
+    let d = devices::revoke(&state.db, state.now_ms(), id, actor, is_admin, request_id).await?;
     // Its open QUIC connections end now, not at their next check.
     if let Ok(device) = tradecast_protocol::DeviceId::parse(&d.id) {
         state.quic_peers.close_device(
@@ -161,7 +167,7 @@ async fn revoke(
             "device revoked",
         );
     }
-    Ok(axum::Json(d))
+    Ok(d)
 }
 
 /// Remote decisions waiting for this device.

@@ -444,29 +444,74 @@ pub struct Outcome {
     pub filled_at_ms: Option<i64>,
 }
 
+const OUTCOME_COLUMNS: &str = "f.device_id, f.enqueued_at_ms, f.delivered_at_ms, o.decision, \
+     o.decided_at_ms, o.retcode, o.fill_price, o.fill_volume, o.filled_at_ms";
+const OUTCOME_JOIN: &str = "fanout_queue f LEFT JOIN signal_outcomes o \
+     ON o.signal_id = f.signal_id AND o.device_id = f.device_id";
+
+fn outcome_of(r: &sqlx::any::AnyRow) -> Result<Outcome, sqlx::Error> {
+    Ok(Outcome {
+        device_id: r.try_get(0)?,
+        queued_at_ms: r.try_get(1)?,
+        delivered_at_ms: r.try_get(2)?,
+        decision: r.try_get(3)?,
+        decided_at_ms: r.try_get(4)?,
+        retcode: r.try_get(5)?,
+        fill_price: r.try_get(6)?,
+        fill_volume: r.try_get(7)?,
+        filled_at_ms: r.try_get(8)?,
+    })
+}
+
 /// Every device a signal was queued for, with what it did.
 pub async fn outcomes(db: &Db, signal_id: &str) -> Result<Vec<Outcome>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT f.device_id, f.enqueued_at_ms, f.delivered_at_ms, o.decision, o.decided_at_ms, \
-         o.retcode, o.fill_price, o.fill_volume, o.filled_at_ms FROM fanout_queue f \
-         LEFT JOIN signal_outcomes o ON o.signal_id = f.signal_id AND o.device_id = f.device_id \
-         WHERE f.signal_id = $1 ORDER BY f.device_id",
-    )
+    let rows = sqlx::query(crate::sql!(
+        "SELECT {OUTCOME_COLUMNS} FROM {OUTCOME_JOIN} WHERE f.signal_id = $1 ORDER BY f.device_id"
+    ))
     .bind(signal_id)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.iter().map(outcome_of).collect::<Result<_, _>>()?)
+}
+
+/// A signal queued for one of an account's devices, with what the device did.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The signal's id (hex).
+    pub signal_id: String,
+    /// Its symbol and side.
+    pub symbol: String,
+    pub side: String,
+    /// The provider's account.
+    pub provider_user_id: String,
+    /// The device's status for it.
+    pub outcome: Outcome,
+}
+
+/// The latest `limit` signals queued for `user_id`'s devices, newest first, each with the same
+/// per-device outcome [`outcomes`] gives the provider.
+pub async fn received_by_account(
+    db: &Db,
+    user_id: &str,
+    limit: i64,
+) -> Result<Vec<Received>, StoreError> {
+    let rows = sqlx::query(crate::sql!(
+        "SELECT {OUTCOME_COLUMNS}, s.id, s.symbol, s.side, s.provider_user_id FROM {OUTCOME_JOIN} \
+         JOIN signals s ON s.id = f.signal_id JOIN devices d ON d.id = f.device_id \
+         WHERE d.user_id = $1 ORDER BY f.enqueued_at_ms DESC, f.signal_id, f.device_id LIMIT $2"
+    ))
+    .bind(user_id)
+    .bind(limit)
     .fetch_all(db.pool())
     .await?;
     rows.iter()
         .map(|r| {
-            Ok(Outcome {
-                device_id: r.try_get(0)?,
-                queued_at_ms: r.try_get(1)?,
-                delivered_at_ms: r.try_get(2)?,
-                decision: r.try_get(3)?,
-                decided_at_ms: r.try_get(4)?,
-                retcode: r.try_get(5)?,
-                fill_price: r.try_get(6)?,
-                fill_volume: r.try_get(7)?,
-                filled_at_ms: r.try_get(8)?,
+            Ok(Received {
+                outcome: outcome_of(r)?,
+                signal_id: r.try_get(9)?,
+                symbol: r.try_get(10)?,
+                side: r.try_get(11)?,
+                provider_user_id: r.try_get(12)?,
             })
         })
         .collect()

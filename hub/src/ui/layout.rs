@@ -39,6 +39,10 @@ const ADMINS: &[Role] = &[Role::Owner, Role::Admin];
 /// The navigation, in order.
 pub static NAV: &[NavItem] = &[
     NavItem { href: "/", label: "Overview", roles: ADMINS },
+    NavItem { href: "/subscribers", label: "Subscribers", roles: ADMINS },
+    NavItem { href: "/providers", label: "Providers and plans", roles: ADMINS },
+    NavItem { href: "/operations", label: "Operations", roles: ADMINS },
+    NavItem { href: "/audit", label: "Audit", roles: ADMINS },
     NavItem { href: "/api/v1/docs", label: "API", roles: ADMINS },
 ];
 

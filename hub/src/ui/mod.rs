@@ -2,7 +2,9 @@
 //! the binary with their licences ([`assets`]), so `cargo build` alone builds every page. This
 //! module is the shell other issues add their pages into: the [`layout`] (navigation by role,
 //! notice area, footer), the cookie [`session`] of hub accounts, the [`login`] pages, the error
-//! view ([`PageError`]) and the console's [`overview`] at `/`.
+//! view ([`PageError`]) and the console's [`overview`] at `/`. One module per page, each a view
+//! of the API's domain functions: [`subscribers`], [`providers`] (and plans), [`operations`],
+//! [`audit`]; [`fmt`] shows times and money.
 //!
 //! Safety, on every route of [`router`]:
 //! - the `Host` header must be `public_url`'s host or a loopback name with the served port
@@ -21,10 +23,15 @@
 //! cookie.
 
 pub mod assets;
+pub mod audit;
+pub mod fmt;
 pub mod layout;
 pub mod login;
+pub mod operations;
 pub mod overview;
+pub mod providers;
 pub mod session;
+pub mod subscribers;
 
 use std::net::SocketAddr;
 
@@ -51,6 +58,21 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
     let hosts = Hosts { public: state.config.public_url.clone(), port: served.port() };
     Router::new()
         .route("/", get(overview::show))
+        .route("/audit", get(audit::show))
+        .route("/operations", get(operations::show))
+        .route("/providers", get(providers::show))
+        .route("/providers/{id}", get(providers::provider))
+        .route("/providers/quarantine/release", post(providers::release))
+        .route("/subscribers", get(subscribers::search))
+        .route("/subscribers/{id}", get(subscribers::show))
+        .route("/subscribers/{id}/disable", post(subscribers::disable))
+        .route("/subscribers/{id}/enable", post(subscribers::enable))
+        .route("/subscribers/{id}/grant", post(subscribers::grant))
+        .route("/subscribers/{id}/devices/{device}/revoke", post(subscribers::revoke_device))
+        .route(
+            "/subscribers/{id}/entitlements/{entitlement}/revoke",
+            post(subscribers::revoke_entitlement),
+        )
         .route("/login", get(login::form).post(login::login))
         .route("/logout", post(login::logout))
         .route("/assets/{*path}", get(assets::serve))

@@ -18,7 +18,7 @@ on_both!(
     console_store_failure_is_an_error_page,
 );
 
-fn form_body(fields: &[(&str, &str)]) -> String {
+pub(crate) fn form_body(fields: &[(&str, &str)]) -> String {
     let enc = |s: &str| {
         s.bytes()
             .map(|b| match b {
@@ -34,7 +34,7 @@ fn form_body(fields: &[(&str, &str)]) -> String {
 }
 
 /// A browser-like request: no redirects followed, the cookie and headers given.
-async fn page(
+pub(crate) async fn page(
     hub: &TestHub,
     method: &str,
     path: &str,
@@ -57,12 +57,12 @@ async fn page(
     Resp::from(r.send().await.unwrap()).await
 }
 
-fn set_cookie(r: &Resp) -> Option<String> {
+pub(crate) fn set_cookie(r: &Resp) -> Option<String> {
     r.headers.get("set-cookie").map(|v| v.to_str().unwrap().to_string())
 }
 
 /// Signs in through the form; returns the answer and the `Cookie` value it set.
-async fn sign_in(hub: &TestHub, email: &str, password: &str) -> (Resp, Option<String>) {
+pub(crate) async fn sign_in(hub: &TestHub, email: &str, password: &str) -> (Resp, Option<String>) {
     let r =
         page(hub, "POST", "/login", None, &[], Some(&[("email", email), ("password", password)]))
             .await;
@@ -71,13 +71,13 @@ async fn sign_in(hub: &TestHub, email: &str, password: &str) -> (Resp, Option<St
 }
 
 /// Signs in an owner or admin and returns the cookie.
-async fn console_cookie(hub: &TestHub, email: &str, password: &str) -> String {
+pub(crate) async fn console_cookie(hub: &TestHub, email: &str, password: &str) -> String {
     let (r, cookie) = sign_in(hub, email, password).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
     cookie.expect("a session cookie")
 }
 
-fn csrf_of(r: &Resp) -> String {
+pub(crate) fn csrf_of(r: &Resp) -> String {
     let at = r.text.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     r.text[at..at + 64].to_string()
 }
@@ -89,7 +89,7 @@ fn figure(r: &Resp, id: &str) -> i64 {
     r.text[at..].split('<').next().unwrap().parse().unwrap()
 }
 
-fn is_login_page(r: &Resp) -> bool {
+pub(crate) fn is_login_page(r: &Resp) -> bool {
     r.text.contains("Sign in to the console") && r.text.contains("action=\"/login\"")
 }
 

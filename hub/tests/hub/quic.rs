@@ -10,16 +10,16 @@ use tradecast_protocol::{Identity, IdentityKey};
 use crate::helpers::{Backend, TestHub, new_identity};
 use crate::on_both;
 
-fn quic_addr(hub: &TestHub) -> std::net::SocketAddr {
+pub(crate) fn quic_addr(hub: &TestHub) -> std::net::SocketAddr {
     hub.started.as_ref().expect("running").quic_addr
 }
 
-fn hub_key(hub: &TestHub) -> IdentityKey {
+pub(crate) fn hub_key(hub: &TestHub) -> IdentityKey {
     hub.state().hub_identity.identity_key()
 }
 
 /// A client endpoint for `id` pinning `pin`, connected to the hub (handshake done).
-async fn connect(
+pub(crate) async fn connect(
     hub: &TestHub,
     id: &Identity,
     pin: IdentityKey,
@@ -32,7 +32,7 @@ async fn connect(
 
 /// Says hello with `version`; the hub's answer (code, version) or the connection's end. The
 /// session stream stays open while the returned streams live (finishing it ends the session).
-async fn hello_streams(
+pub(crate) async fn hello_streams(
     conn: &quinn::Connection,
     version: u16,
 ) -> Result<((u8, u16), (quinn::SendStream, quinn::RecvStream)), String> {
@@ -66,7 +66,7 @@ async fn closed_with(conn: &quinn::Connection) -> (u64, String) {
     }
 }
 
-async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(start.elapsed() < Duration::from_secs(5), "timed out waiting for {what}");

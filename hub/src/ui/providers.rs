@@ -1,0 +1,267 @@
+//! `/providers`: plans and prices with the accounts entitled to each (`plans::list`,
+//! `plans::entitlements`), the provider accounts, and the quarantine list (streams quarantined
+//! after an equivocation, `quic::store::quarantined`) with release for owners
+//! (`quic::store::release`, what `POST /api/v1/sync/quarantines/{author}/{stream}/release`
+//! does, audited `sync.release`). `/providers/{id}`: one provider's plans and latest signals,
+//! each with its per-device outcomes (`quic::store::outcomes`, what
+//! `GET /api/v1/signals/{id}/outcomes` answers).
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::PageError;
+use super::fmt;
+use super::layout::{self, Frame, Notice};
+use super::session::{Console, csrf_ok};
+use crate::accounts::{self, Role};
+use crate::api::extract::RequestId;
+use crate::error::ApiError;
+use crate::plans::{self, Plan};
+use crate::quic::store;
+use crate::state::AppState;
+
+/// Signals a provider's page lists.
+pub const SIGNALS_SHOWN: i64 = 20;
+
+fn store_err(e: store::StoreError) -> PageError {
+    PageError(ApiError::internal(e))
+}
+
+fn price(p: &Plan) -> String {
+    format!("{} / {} d", fmt::money(p.price_minor, &p.currency), p.period_days)
+}
+
+fn plans_table(
+    plans: &[Plan],
+    ents: &[plans::Entitlement],
+    now: i64,
+    with_provider: &dyn Fn(&str) -> Markup,
+) -> Markup {
+    html! {
+        table #plans {
+            thead { tr { th { "Plan" } th { "Provider" } th { "Price" } th { "Created (UTC)" } th { "State" } th.num { "Entitled now" } th.num { "Granted ever" } } }
+            tbody {
+                @for p in plans {
+                    @let of_plan: Vec<_> = ents.iter().filter(|e| e.plan_id == p.id).collect();
+                    @let active = of_plan.iter().filter(|e| e.revoked_at_ms.is_none() && e.starts_at_ms <= now && e.expires_at_ms.is_none_or(|x| x > now)).count();
+                    tr {
+                        td { (p.name) }
+                        td { (with_provider(&p.provider_user_id)) }
+                        td.nowrap { (price(p)) }
+                        td.nowrap { (fmt::when(Some(p.created_at_ms))) }
+                        td { @if p.archived_at_ms.is_some() { span.tag { "archived" } } @else { span.tag.ok { "offered" } } }
+                        td.num { (active) }
+                        td.num { (of_plan.len()) }
+                    }
+                }
+                @if plans.is_empty() { (fmt::none_row(7, "No plan.")) }
+            }
+        }
+    }
+}
+
+/// `GET /providers`.
+pub async fn show(
+    State(state): State<AppState>,
+    Console(signed): Console,
+    axum::extract::Query(q): axum::extract::Query<DoneQuery>,
+) -> Result<Response, PageError> {
+    let now = state.now_ms();
+    let all_plans = plans::list(&state.db, None, true).await?;
+    let ents = plans::entitlements(&state.db, None).await?;
+    let users = accounts::list_users(&state.db, 10_000, 0).await?;
+    let providers: Vec<_> = users.iter().filter(|u| u.role == Role::Provider).collect();
+    let email =
+        |id: &str| users.iter().find(|u| u.id == id).map_or(id.to_string(), |u| u.email.clone());
+    let provider_link = |id: &str| html! { a href=(format!("/providers/{id}")) { (email(id)) } };
+    let quarantined = store::quarantined(&state.db).await.map_err(store_err)?;
+    let owner = signed.user.role == Role::Owner;
+    let body = html! {
+        h2 { "Plans and prices" }
+        (plans_table(&all_plans, &ents, now, &provider_link))
+        h2 { "Providers" }
+        table #providers {
+            thead { tr { th { "Provider" } th { "Status" } th.num { "Plans offered" } } }
+            tbody {
+                @for u in &providers {
+                    tr {
+                        td { a href=(format!("/providers/{}", u.id)) { (u.email) } }
+                        td { @if u.disabled_at_ms.is_some() { span.tag.bad { "disabled" } } @else { span.tag.ok { "enabled" } } }
+                        td.num { (all_plans.iter().filter(|p| p.provider_user_id == u.id && p.archived_at_ms.is_none()).count()) }
+                    }
+                }
+                @if providers.is_empty() { (fmt::none_row(3, "No provider account.")) }
+            }
+        }
+        h2 { "Quarantine" }
+        p.mute { "Streams the hub stopped taking after an equivocation (two records signed for one seq). Releasing accepts the node's next session again; a record that still conflicts is refused again." }
+        table #quarantine {
+            thead { tr { th { "Since (UTC)" } th { "Author device" } th { "Device" } th { "Account" } th { "Stream" } th {} } }
+            tbody {
+                @for qd in &quarantined {
+                    tr {
+                        td.nowrap { (fmt::when(Some(qd.at_ms))) }
+                        td { (fmt::short(&qd.author)) }
+                        td { (qd.device_name.as_deref().unwrap_or("—")) }
+                        td { @if let Some(u) = &qd.user_id { (provider_link(u)) } @else { "—" } }
+                        td.num { (qd.stream) }
+                        td {
+                            @if owner {
+                                form.inline method="post" action="/providers/quarantine/release" {
+                                    input type="hidden" name="csrf" value=(signed.csrf);
+                                    input type="hidden" name="author" value=(qd.author);
+                                    input type="hidden" name="stream" value=(qd.stream);
+                                    button.link type="submit" { "Release" }
+                                }
+                            } @else { span.mute { "an owner releases" } }
+                        }
+                    }
+                }
+                @if quarantined.is_empty() { (fmt::none_row(6, "Nothing quarantined.")) }
+            }
+        }
+    };
+    let notice =
+        (q.done.as_deref() == Some("released")).then(|| Notice::Ok("Quarantine released.".into()));
+    let frame = Frame {
+        signed: &signed,
+        title: "Providers and plans",
+        active: "/providers",
+        notice: notice.as_ref(),
+    };
+    Ok(layout::html(layout::page(&frame, body)))
+}
+
+/// `?done=` after an action.
+#[derive(Debug, Default, Deserialize)]
+pub struct DoneQuery {
+    done: Option<String>,
+}
+
+/// `GET /providers/{id}`.
+pub async fn provider(
+    State(state): State<AppState>,
+    Console(signed): Console,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let user = accounts::user_by_id(&state.db, &id)
+        .await?
+        .filter(|u| u.role == Role::Provider)
+        .ok_or_else(|| PageError(ApiError::NotFound(format!("no provider {id}"))))?;
+    let now = state.now_ms();
+    let own_plans = plans::list(&state.db, Some(&user.id), true).await?;
+    let ents = plans::entitlements(&state.db, None).await?;
+    let ids =
+        crate::signals::list_ids(&state.db, &user.id, Role::Provider, now, SIGNALS_SHOWN).await?;
+    let mut signals = Vec::with_capacity(ids.len());
+    for sid in &ids {
+        if let Some((stored, _)) =
+            crate::signals::stored_by_id(&state.db, &state.hub_identity, sid).await?
+        {
+            let outcomes = store::outcomes(&state.db, sid).await.map_err(store_err)?;
+            signals.push((stored, outcomes));
+        }
+    }
+    let devices = crate::devices::list(&state.db, None).await?;
+    let device_name =
+        |did: &str| devices.iter().find(|d| d.id == did).map_or(String::new(), |d| d.name.clone());
+    let field = |v: &serde_json::Value, k: &str| {
+        v.get(k).map(|x| x.as_str().map_or(x.to_string(), str::to_owned)).unwrap_or_default()
+    };
+    let me = user.email.clone();
+    let body = html! {
+        h2 { "Plans" }
+        (plans_table(&own_plans, &ents, now, &|_| html! { (me) }))
+        h2 { "Latest signals" }
+        table #signals {
+            thead { tr { th { "Received (UTC)" } th { "Signal" } th { "Symbol" } th { "Entry / stop / TP1" } th.num { "Queued" } th.num { "Delivered" } th.num { "Approved" } th.num { "Filled" } } }
+            tbody {
+                @for (s, outs) in &signals {
+                    tr {
+                        td.nowrap { (fmt::when(Some(s.received_at_ms))) }
+                        td { (fmt::short(&s.signal_id)) }
+                        td { (field(&s.signal, "symbol")) " " span.mute { (field(&s.signal, "side")) } }
+                        td.nowrap { (field(&s.signal, "entry")) " / " (field(&s.signal, "stop")) " / " (field(&s.signal, "tp1")) }
+                        td.num { (outs.len()) }
+                        td.num { (outs.iter().filter(|o| o.delivered_at_ms.is_some()).count()) }
+                        td.num { (outs.iter().filter(|o| o.decision.as_deref() == Some("approved")).count()) }
+                        td.num { (outs.iter().filter(|o| o.fill_price.is_some()).count()) }
+                    }
+                    @if !outs.is_empty() {
+                        tr.detail {
+                            td colspan="8" {
+                                details {
+                                    summary { "Per device" }
+                                    table.inner {
+                                        thead { tr { th { "Device" } th { "Queued" } th { "Delivered" } th { "Decision" } th { "Retcode" } th { "Fill" } } }
+                                        tbody {
+                                            @for o in outs {
+                                                tr {
+                                                    td { (device_name(&o.device_id)) " " (fmt::short(&o.device_id)) }
+                                                    td.nowrap { (fmt::when(Some(o.queued_at_ms))) }
+                                                    td.nowrap { (fmt::when(o.delivered_at_ms)) }
+                                                    td { (o.decision.as_deref().unwrap_or("—")) }
+                                                    td { (o.retcode.map_or("—".to_string(), |r| r.to_string())) }
+                                                    td.nowrap { @if let (Some(p), Some(v)) = (&o.fill_price, &o.fill_volume) { (v) " @ " (p) " " (fmt::when(o.filled_at_ms)) } @else { "—" } }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if signals.is_empty() { (fmt::none_row(8, "No signal yet.")) }
+            }
+        }
+    };
+    let title = format!("Provider {}", user.email);
+    let frame = Frame { signed: &signed, title: &title, active: "/providers", notice: None };
+    Ok(layout::html(layout::page(&frame, body)))
+}
+
+/// The release form.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReleaseForm {
+    csrf: Option<String>,
+    author: String,
+    stream: i64,
+}
+
+/// `POST /providers/quarantine/release` (owners, as the API).
+pub async fn release(
+    State(state): State<AppState>,
+    Console(signed): Console,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    Form(form): Form<ReleaseForm>,
+) -> Result<Response, PageError> {
+    if !csrf_ok(&signed, &headers, form.csrf.as_deref()) {
+        return Err(PageError::csrf());
+    }
+    if signed.user.role != Role::Owner {
+        return Err(PageError(ApiError::Forbidden("only an owner releases a quarantine".into())));
+    }
+    let released = store::release(
+        &state.db,
+        &form.author,
+        form.stream,
+        &signed.user.id,
+        &request_id,
+        state.now_ms(),
+    )
+    .await
+    .map_err(store_err)?;
+    if !released {
+        return Err(PageError(ApiError::NotFound(format!(
+            "no quarantine of {} stream {}",
+            form.author, form.stream
+        ))));
+    }
+    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, "/providers?done=released")]).into_response())
+}
