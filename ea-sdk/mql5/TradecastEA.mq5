@@ -13,7 +13,7 @@
 //| own when the node is silent.                                      |
 //+------------------------------------------------------------------+
 #property copyright "Tradecast"
-#property version   "1.00"
+#property version   "1.10"
 #property strict
 #property description "Tradecast EA link: executes what the Tradecast node decides."
 
@@ -22,7 +22,7 @@
 #include "Tradecast/Link.mqh"
 #include "Tradecast/Trade.mqh"
 
-#define TC_EA_VERSION    "1.0.0"
+#define TC_EA_VERSION    "1.1.0"
 #define TC_TIMER_MS      100
 #define TC_MAX_BARS      1000
 #define TC_MAX_DEALS     500
@@ -502,7 +502,7 @@ void TcExecuteOrder(CTcJson *o)
 bool TcLevelsAre(const ulong position_id, const ulong order_ticket, const double sl, const double tp, const int digits)
   {
    double eps = MathPow(10, -digits) / 2;
-   if(position_id > 0 && PositionSelectByTicket(position_id))
+   if(position_id > 0 && TcSelectPosition(position_id) != 0)
       return MathAbs(PositionGetDouble(POSITION_SL) - sl) < eps && MathAbs(PositionGetDouble(POSITION_TP) - tp) < eps;
    if(order_ticket > 0 && OrderSelect(order_ticket))
       return MathAbs(OrderGetDouble(ORDER_SL) - sl) < eps && MathAbs(OrderGetDouble(ORDER_TP) - tp) < eps;
@@ -541,11 +541,12 @@ void TcExecuteCommand(CTcJson *c)
       ZeroMemory(req);
       ZeroMemory(res);
       string symbol = "";
-      if(position > 0 && PositionSelectByTicket(position))
+      ulong positionTicket = TcSelectPosition(position);
+      if(positionTicket != 0)
         {
          symbol = PositionGetString(POSITION_SYMBOL);
          req.action = TRADE_ACTION_SLTP;
-         req.position = position;
+         req.position = positionTicket;   // the ticket, not the identifier (TcSelectPosition)
         }
       else if(ticket > 0 && OrderSelect(ticket))
         {

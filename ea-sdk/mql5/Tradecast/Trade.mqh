@@ -191,12 +191,30 @@ ulong TcDealPosition(const ulong deal)
    return (ulong)HistoryDealGetInteger(deal, DEAL_POSITION_ID);
   }
 
-//--- A market close of one position (all of it when volume is 0).
+//--- Selects the open position whose POSITION_IDENTIFIER is `position_id` (what the link
+//--- carries) and returns its POSITION_TICKET, 0 when none is open. The two differ after a
+//--- netting reversal and at brokers that roll swap by re-opening positions, and MT5 wants the
+//--- ticket: PositionSelectByTicket(identifier) and req.position = identifier are refused (10036).
+ulong TcSelectPosition(const ulong position_id)
+  {
+   if(position_id == 0)
+      return 0;
+   for(int i = PositionsTotal() - 1; i >= 0; i--)
+     {
+      ulong t = PositionGetTicket(i);   // selects it
+      if(t != 0 && (ulong)PositionGetInteger(POSITION_IDENTIFIER) == position_id)
+         return t;
+     }
+   return 0;
+  }
+
+//--- A market close of one position, named by its identifier (all of it when volume is 0).
 bool TcClosePosition(const ulong position_id, const double volume, const ulong magic,
                      const string comment, const uint deviation, MqlTradeResult &res)
   {
    ZeroMemory(res);
-   if(!PositionSelectByTicket(position_id))
+   ulong ticket = TcSelectPosition(position_id);
+   if(ticket == 0)
      {
       res.retcode = TRADE_RETCODE_POSITION_CLOSED;
       return false;
@@ -206,7 +224,7 @@ bool TcClosePosition(const ulong position_id, const double volume, const ulong m
    string symbol = PositionGetString(POSITION_SYMBOL);
    bool isBuy = PositionGetInteger(POSITION_TYPE) == POSITION_TYPE_BUY;
    req.action = TRADE_ACTION_DEAL;
-   req.position = position_id;
+   req.position = ticket;
    req.symbol = symbol;
    req.volume = (volume > 0) ? volume : PositionGetDouble(POSITION_VOLUME);
    req.type = isBuy ? ORDER_TYPE_SELL : ORDER_TYPE_BUY;

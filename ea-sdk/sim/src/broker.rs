@@ -143,6 +143,13 @@ pub struct BrokerConfig {
     /// Stop-out level: margin level (equity ÷ margin, percent) below which positions are closed,
     /// the most losing first. Zero disables it.
     pub stop_out_level_pct: Decimal,
+    /// A netting reversal gives the position a new ticket (`POSITION_TICKET`, the reversing
+    /// order's) while its identifier (`POSITION_IDENTIFIER`) stays, as MT5 does. Off: the
+    /// ticket stays the identifier.
+    pub new_ticket_on_reversal: bool,
+    /// Swap is rolled over by closing and re-opening every position at the rollover: each gets
+    /// a new ticket, its identifier stays (brokers that do this exist).
+    pub reopen_on_rollover: bool,
 }
 
 impl Default for BrokerConfig {
@@ -154,6 +161,8 @@ impl Default for BrokerConfig {
             server: "Tradecast-Sim".to_owned(),
             company: "Tradecast Simulated Broker".to_owned(),
             stop_out_level_pct: Decimal::from(50),
+            new_ticket_on_reversal: false,
+            reopen_on_rollover: false,
         }
     }
 }
@@ -289,8 +298,12 @@ impl TradeResult {
 /// An open position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenPosition {
-    /// Identifier (the opening order's ticket).
+    /// Identifier (`POSITION_IDENTIFIER`: the opening order's ticket, for life).
     pub position_id: u64,
+    /// Ticket (`POSITION_TICKET`): what `PositionSelectByTicket` and a request's `position`
+    /// name. The identifier at first; a new one after a reversal or a re-opening rollover when
+    /// the broker's options say so.
+    pub ticket: u64,
     /// Symbol.
     pub symbol: String,
     /// Side.
@@ -577,6 +590,16 @@ impl Broker {
                     }
                 }
             }
+            if self.cfg.reopen_on_rollover {
+                let mut next = self.next_order;
+                for acc in self.accounts.values_mut() {
+                    for p in acc.positions.values_mut() {
+                        p.ticket = next;
+                        next += 1;
+                    }
+                }
+                self.next_order = next;
+            }
         }
         self.time_ms = time_ms;
     }
@@ -823,6 +846,12 @@ impl Broker {
             .collect())
     }
 
+    /// The ticket (`POSITION_TICKET`) of the open position with identifier `position_id`
+    /// (`POSITION_IDENTIFIER`), if it is open.
+    pub fn position_ticket(&self, login: u64, position_id: u64) -> Option<u64> {
+        self.accounts.get(&login)?.positions.get(&position_id).map(|p| p.ticket)
+    }
+
     /// The pending orders as the EA reports them.
     pub fn orders(&self, login: u64) -> Result<Vec<ea::PendingOrder>, BrokerError> {
         let acc = self.account(login)?;
@@ -1028,7 +1057,7 @@ impl Broker {
         }
         // Which position this deal reduces, if any.
         let target = match (mode, req.position) {
-            (_, Some(id)) => match acc.positions.get(&id) {
+            (_, Some(ticket)) => match acc.positions.values().find(|p| p.ticket == ticket) {
                 None => return TradeResult::code(retcode::POSITION_CLOSED),
                 Some(p) if p.side == side || p.symbol != req.symbol => {
                     return TradeResult::code(retcode::INVALID);
@@ -1173,6 +1202,7 @@ impl Broker {
         };
         let new_position = |id: u64, volume: Decimal| OpenPosition {
             position_id: id,
+            ticket: id,
             symbol: f.symbol.clone(),
             side: f.side,
             volume,
@@ -1225,6 +1255,8 @@ impl Broker {
                     deal.entry = DealEntry::Inout;
                     let mut reversed = new_position(p.position_id, f.volume - p.volume);
                     reversed.open_time_ms = p.open_time_ms;
+                    reversed.ticket =
+                        if self.cfg.new_ticket_on_reversal { f.order } else { p.ticket };
                     update = Some(reversed);
                 }
             }
@@ -1306,7 +1338,11 @@ impl Broker {
     fn sltp(&mut self, login: u64, req: &TradeRequest) -> TradeResult {
         let Some(p) = req
             .position
-            .and_then(|id| self.accounts.get(&login).and_then(|a| a.positions.get(&id)))
+            .and_then(|ticket| {
+                self.accounts
+                    .get(&login)
+                    .and_then(|a| a.positions.values().find(|p| p.ticket == ticket))
+            })
             .cloned()
         else {
             return TradeResult::code(retcode::POSITION_CLOSED);

@@ -803,7 +803,7 @@ impl Terminal {
                             tp,
                             magic,
                             comment: ea::order_comment(&order_id),
-                            position: position_id,
+                            position: position_id.map(|id| self.position_ticket(id).unwrap_or(id)),
                             order: order_ticket,
                             ..TradeRequest::market(&symbol, ea::OrderKind::Buy, Decimal::ZERO)
                         };
@@ -884,9 +884,17 @@ impl Terminal {
             deviation_points: self.cfg.max_slippage_points,
             magic,
             comment: ea::order_comment(order_id),
-            position: Some(p.position_id),
+            // MT5 wants the position's ticket, which is not its identifier after a netting
+            // reversal or a re-opening swap rollover (`TcClosePosition`).
+            position: Some(self.position_ticket(p.position_id).unwrap_or(p.position_id)),
             ..TradeRequest::market(&p.symbol, kind, volume.unwrap_or(p.volume))
         }
+    }
+
+    /// `TcSelectPosition`: the open position whose `POSITION_IDENTIFIER` is `position_id`,
+    /// found by walking the positions (`PositionGetTicket(i)`), and its `POSITION_TICKET`.
+    fn position_ticket(&self, position_id: u64) -> Option<u64> {
+        lock(&self.broker).position_ticket(self.cfg.login, position_id)
     }
 
     /// Closes the positions and deletes the pending orders with Tradecast's magic (or all with

@@ -557,3 +557,39 @@ fn bar_queries_with_hostile_cursors_do_not_panic() {
     assert_eq!(b.bars("EURUSD", Timeframe::H1, i64::MIN, i64::MAX).map(|v| v.len()), Some(1));
     assert_eq!(b.bars("EURUSD", Timeframe::H1, i64::MAX, i64::MIN), Some(Vec::new()));
 }
+
+#[test]
+fn a_position_named_by_its_old_ticket_answers_10036() {
+    let cfg = BrokerConfig {
+        new_ticket_on_reversal: true,
+        reopen_on_rollover: true,
+        ..BrokerConfig::default()
+    };
+    let mut b = broker_with(cfg);
+    let id = check(&mut b, NETTING, buy("0.10"), retcode::DONE).position_id;
+    assert_eq!(b.position_ticket(NETTING, id), Some(id));
+    // A netting reversal: the identifier stays, the ticket is the reversing order's.
+    let rev = check(&mut b, NETTING, sell("0.30"), retcode::DONE);
+    assert_eq!(rev.position_id, id);
+    assert_eq!(b.position_ticket(NETTING, id), Some(rev.order));
+    let by_id = TradeRequest { position: Some(id), ..buy("0.20") };
+    check(&mut b, NETTING, by_id, retcode::POSITION_CLOSED);
+    // A rollover that re-opens: a new ticket again.
+    b.set_quote("EURUSD", d("1.07200"), d("1.07210"), MONDAY_10 + 24 * HOUR).expect("symbol");
+    let ticket = b.position_ticket(NETTING, id).expect("open");
+    assert_ne!(ticket, rev.order);
+    let by_old = TradeRequest { position: Some(rev.order), sl: Some(d("1.08000")), ..buy("0.20") };
+    check(
+        &mut b,
+        NETTING,
+        TradeRequest { action: TradeAction::Sltp, ..by_old },
+        retcode::POSITION_CLOSED,
+    );
+    check(&mut b, NETTING, TradeRequest { position: Some(ticket), ..buy("0.20") }, retcode::DONE);
+    assert!(b.positions(NETTING).expect("account").is_empty());
+    // Off (the default): the ticket is the identifier for life.
+    let mut b = broker();
+    let id = check(&mut b, NETTING, buy("0.10"), retcode::DONE).position_id;
+    check(&mut b, NETTING, sell("0.30"), retcode::DONE);
+    assert_eq!(b.position_ticket(NETTING, id), Some(id));
+}
