@@ -465,7 +465,6 @@ void TcExecuteOrder(CTcJson *o)
    req.magic = magic;
    req.comment = TcComment(id);
    req.deviation = o.IsNull("max_slippage_points") ? InpMaxSlippagePoints : (uint)o.Long("max_slippage_points");
-   req.type_filling = TcFilling(symbol);
    if(kind == "buy" || kind == "sell")
      {
       req.action = TRADE_ACTION_DEAL;
@@ -485,7 +484,6 @@ void TcExecuteOrder(CTcJson *o)
          return;
         }
       req.price = NormalizeDouble(o.Dec("price"), digits);
-      req.type_filling = ORDER_FILLING_RETURN;
       if(!o.IsNull("expiration_ms"))
         {
          req.type_time = ORDER_TIME_SPECIFIED;
@@ -494,6 +492,7 @@ void TcExecuteOrder(CTcJson *o)
       else
          req.type_time = ORDER_TIME_GTC;
      }
+   req.type_filling = TcFilling(symbol, req.type);
    TcOrderSend(req, res);
    TcSettle(id, magic, res, symbol);
   }

@@ -58,14 +58,24 @@ int TcVolumeDigits(const string symbol)
 
 int TcDigits(const string symbol) { return (int)SymbolInfoInteger(symbol, SYMBOL_DIGITS); }
 
-//--- The filling mode the symbol allows (FOK, else IOC, else RETURN).
-ENUM_ORDER_TYPE_FILLING TcFilling(const string symbol)
+//--- The filling policy MT5 accepts for an order of `type` on `symbol`, from its execution mode
+//--- (SYMBOL_TRADE_EXEMODE) and filling flags (SYMBOL_FILLING_MODE); anything else is refused
+//--- with 10030. Limit orders: RETURN (always allowed). Market and stop orders (a stop becomes a
+//--- market order when it triggers): FOK if flagged, else IOC if flagged, else FOK under
+//--- instant or request execution (always allowed there, RETURN never is), else RETURN
+//--- (exchange execution, or a market-execution symbol that sets no flag).
+ENUM_ORDER_TYPE_FILLING TcFilling(const string symbol, const ENUM_ORDER_TYPE type)
   {
+   if(type == ORDER_TYPE_BUY_LIMIT || type == ORDER_TYPE_SELL_LIMIT)
+      return ORDER_FILLING_RETURN;
    long modes = SymbolInfoInteger(symbol, SYMBOL_FILLING_MODE);
    if((modes & SYMBOL_FILLING_FOK) != 0)
       return ORDER_FILLING_FOK;
    if((modes & SYMBOL_FILLING_IOC) != 0)
       return ORDER_FILLING_IOC;
+   ENUM_SYMBOL_TRADE_EXECUTION exe = (ENUM_SYMBOL_TRADE_EXECUTION)SymbolInfoInteger(symbol, SYMBOL_TRADE_EXEMODE);
+   if(exe == SYMBOL_TRADE_EXECUTION_INSTANT || exe == SYMBOL_TRADE_EXECUTION_REQUEST)
+      return ORDER_FILLING_FOK;
    return ORDER_FILLING_RETURN;
   }
 
@@ -232,7 +242,7 @@ bool TcClosePosition(const ulong position_id, const double volume, const ulong m
    req.deviation = deviation;
    req.magic = magic;
    req.comment = comment;
-   req.type_filling = TcFilling(symbol);
+   req.type_filling = TcFilling(symbol, req.type);
    return TcOrderSend(req, res);
   }
 

@@ -76,6 +76,8 @@ pub struct SymbolConfig {
     pub swap_long_per_lot: Decimal,
     /// Swap per lot per rollover for a short, account currency.
     pub swap_short_per_lot: Decimal,
+    /// `SYMBOL_FILLING_MODE`: [`SYMBOL_FILLING_FOK`] | [`SYMBOL_FILLING_IOC`] flags.
+    pub filling_modes: u32,
 }
 
 impl SymbolConfig {
@@ -102,6 +104,7 @@ impl SymbolConfig {
             commission_per_lot: Decimal::ZERO,
             swap_long_per_lot: Decimal::ZERO,
             swap_short_per_lot: Decimal::ZERO,
+            filling_modes: SYMBOL_FILLING_FOK | SYMBOL_FILLING_IOC,
         }
     }
 
@@ -116,7 +119,7 @@ pub fn forex_week() -> Vec<Session> {
     vec![Session { from_week_s: 21 * 3_600, to_week_s: 5 * 86_400 + 22 * 3_600 }]
 }
 
-/// How market orders execute.
+/// How market orders execute (MT5 `SYMBOL_TRADE_EXEMODE`; here one mode for every symbol).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Execution {
     /// Market execution: fills at the current price whatever the deviation.
@@ -125,13 +128,70 @@ pub enum Execution {
     /// Instant execution: requotes (10004) when the fill would be beyond the deviation from the
     /// request's price.
     Instant,
+    /// Request execution: like instant here (the dealer requotes beyond the deviation).
+    Request,
+    /// Exchange execution: fills at the current price whatever the deviation.
+    Exchange,
+}
+
+impl Execution {
+    /// Whether the dealer compares the fill with the request's price (and requotes).
+    pub fn requotes(self) -> bool {
+        matches!(self, Execution::Instant | Execution::Request)
+    }
+}
+
+/// `SYMBOL_FILLING_FOK`: fill-or-kill allowed.
+pub const SYMBOL_FILLING_FOK: u32 = 1;
+/// `SYMBOL_FILLING_IOC`: immediate-or-cancel allowed.
+pub const SYMBOL_FILLING_IOC: u32 = 2;
+
+/// A request's filling policy (MT5 `ORDER_FILLING_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Filling {
+    /// `ORDER_FILLING_FOK`.
+    #[default]
+    Fok,
+    /// `ORDER_FILLING_IOC`.
+    Ioc,
+    /// `ORDER_FILLING_RETURN`.
+    Return,
+}
+
+/// Whether MT5 accepts `filling` for an order of `kind` on a symbol with execution mode
+/// `execution` and `SYMBOL_FILLING_MODE` flags `modes`. Market and stop orders (a stop becomes
+/// a market order when it triggers): FOK when its flag is set, and always under instant or
+/// request execution; IOC when its flag is set; RETURN only under exchange execution or when
+/// the symbol sets no flag (outside instant and request execution). Limit orders: RETURN always,
+/// FOK and IOC by their flags.
+pub fn filling_allowed(
+    execution: Execution,
+    modes: u32,
+    kind: OrderKind,
+    filling: Filling,
+) -> bool {
+    let fok = modes & SYMBOL_FILLING_FOK != 0;
+    let ioc = modes & SYMBOL_FILLING_IOC != 0;
+    let limit = matches!(kind, OrderKind::BuyLimit | OrderKind::SellLimit);
+    match filling {
+        Filling::Fok => fok || (!limit && execution.requotes()),
+        Filling::Ioc => ioc,
+        Filling::Return => {
+            limit
+                || execution == Execution::Exchange
+                || (modes & (SYMBOL_FILLING_FOK | SYMBOL_FILLING_IOC) == 0 && !execution.requotes())
+        }
+    }
 }
 
 /// The broker's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerConfig {
-    /// Market or instant execution.
+    /// Market, instant, request or exchange execution (every symbol's `SYMBOL_TRADE_EXEMODE`).
     pub execution: Execution,
+    /// Refuse a filling policy the execution mode and the symbol's `filling_modes` do not allow
+    /// with 10030, as MT5 does ([`filling_allowed`]). Off: any filling is taken.
+    pub check_filling: bool,
     /// Adverse slippage on every market fill, in points.
     pub slippage_points: u32,
     /// Server time minus UTC, seconds (the server day, hence rollover, follows it).
@@ -163,6 +223,7 @@ impl Default for BrokerConfig {
             stop_out_level_pct: Decimal::from(50),
             new_ticket_on_reversal: false,
             reopen_on_rollover: false,
+            check_filling: false,
         }
     }
 }
@@ -237,6 +298,8 @@ pub struct TradeRequest {
     pub order: Option<u64>,
     /// A pending order's expiry, UTC.
     pub expiration_ms: Option<i64>,
+    /// The filling policy (`type_filling`).
+    pub filling: Filling,
 }
 
 impl TradeRequest {
@@ -256,6 +319,7 @@ impl TradeRequest {
             position: None,
             order: None,
             expiration_ms: None,
+            filling: Filling::Fok,
         }
     }
 }
@@ -1009,6 +1073,16 @@ impl Broker {
         Ok((&s.cfg, q))
     }
 
+    /// 10030 for a filling policy MT5 would refuse, when the broker checks it.
+    fn check_filling(&self, cfg: &SymbolConfig, req: &TradeRequest) -> Result<(), u32> {
+        if self.cfg.check_filling
+            && !filling_allowed(self.cfg.execution, cfg.filling_modes, req.kind, req.filling)
+        {
+            return Err(retcode::INVALID_FILL);
+        }
+        Ok(())
+    }
+
     fn check_volume(cfg: &SymbolConfig, volume: Decimal) -> Result<(), u32> {
         if volume < cfg.volume_min || volume > cfg.volume_max || !on_grid(volume, cfg.volume_step) {
             return Err(retcode::INVALID_VOLUME);
@@ -1075,6 +1149,9 @@ impl Broker {
             Ok((c, q)) => (c.clone(), q),
             Err(code) => return TradeResult::code(code),
         };
+        if let Err(code) = self.check_filling(&cfg, req) {
+            return TradeResult::code(code);
+        }
         if let Err(code) = Self::check_volume(&cfg, req.volume) {
             return TradeResult::code(code);
         }
@@ -1102,7 +1179,7 @@ impl Broker {
             Side::Buy => q.ask + slip,
             Side::Sell => q.bid - slip,
         };
-        if self.cfg.execution == Execution::Instant
+        if self.cfg.execution.requotes()
             && let Some(asked) = req.price
             && (price - asked).abs() > cfg.point() * Decimal::from(req.deviation_points)
         {
@@ -1284,6 +1361,9 @@ impl Broker {
             Ok((c, q)) => (c.clone(), q),
             Err(code) => return TradeResult::code(code),
         };
+        if let Err(code) = self.check_filling(&cfg, req) {
+            return TradeResult::code(code);
+        }
         if let Err(code) = Self::check_volume(&cfg, req.volume) {
             return TradeResult::code(code);
         }

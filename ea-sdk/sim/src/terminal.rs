@@ -24,7 +24,9 @@ use tradecast_protocol::ea::{
     State, StateAnswer, TickValue, Timeframe,
 };
 
-use crate::broker::{Broker, TradeAction, TradeRequest, TradeResult};
+use crate::broker::{
+    Broker, Filling, SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC, TradeAction, TradeRequest, TradeResult,
+};
 use crate::link::{LinkClient, LinkError, wall_ms};
 use crate::retcode;
 
@@ -728,6 +730,7 @@ impl Terminal {
             position: None,
             order: None,
             expiration_ms: o.expiration_ms,
+            filling: self.filling(&o.symbol, o.kind),
         };
         self.latency().await;
         let result = self.send(&req);
@@ -887,7 +890,29 @@ impl Terminal {
             // MT5 wants the position's ticket, which is not its identifier after a netting
             // reversal or a re-opening swap rollover (`TcClosePosition`).
             position: Some(self.position_ticket(p.position_id).unwrap_or(p.position_id)),
+            filling: self.filling(&p.symbol, kind),
             ..TradeRequest::market(&p.symbol, kind, volume.unwrap_or(p.volume))
+        }
+    }
+
+    /// `TcFilling`: the filling policy for an order of `kind`, from the symbol's
+    /// `SYMBOL_TRADE_EXEMODE` and `SYMBOL_FILLING_MODE`. Limit orders: RETURN. Market and stop
+    /// orders: FOK if allowed, else IOC if allowed, else FOK under instant or request execution
+    /// (always allowed there), else RETURN (exchange execution, or a symbol with no flag).
+    fn filling(&self, symbol: &str, kind: ea::OrderKind) -> Filling {
+        if matches!(kind, ea::OrderKind::BuyLimit | ea::OrderKind::SellLimit) {
+            return Filling::Return;
+        }
+        let b = lock(&self.broker);
+        let modes = b.symbol(symbol).map(|s| s.filling_modes).unwrap_or(0);
+        if modes & SYMBOL_FILLING_FOK != 0 {
+            Filling::Fok
+        } else if modes & SYMBOL_FILLING_IOC != 0 {
+            Filling::Ioc
+        } else if b.config().execution.requotes() {
+            Filling::Fok
+        } else {
+            Filling::Return
         }
     }
 

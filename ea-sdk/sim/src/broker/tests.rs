@@ -593,3 +593,53 @@ fn a_position_named_by_its_old_ticket_answers_10036() {
     check(&mut b, NETTING, sell("0.30"), retcode::DONE);
     assert_eq!(b.position_ticket(NETTING, id), Some(id));
 }
+
+#[test]
+fn a_filling_the_execution_mode_does_not_allow_answers_10030() {
+    use Execution::{Exchange, Instant, Market, Request};
+    use Filling::{Fok, Ioc, Return};
+    const BOTH: u32 = SYMBOL_FILLING_FOK | SYMBOL_FILLING_IOC;
+    // (execution, flags, kind, filling, allowed)
+    let cases = [
+        (Instant, 0, OrderKind::Buy, Fok, true),
+        (Instant, 0, OrderKind::Buy, Return, false),
+        (Request, 0, OrderKind::Sell, Return, false),
+        (Instant, SYMBOL_FILLING_IOC, OrderKind::Buy, Ioc, true),
+        (Market, BOTH, OrderKind::Buy, Return, false),
+        (Market, SYMBOL_FILLING_IOC, OrderKind::Buy, Fok, false),
+        (Market, SYMBOL_FILLING_IOC, OrderKind::Buy, Ioc, true),
+        (Market, 0, OrderKind::Buy, Return, true),
+        (Market, BOTH, OrderKind::BuyStop, Return, false),
+        (Market, BOTH, OrderKind::SellStop, Fok, true),
+        (Instant, 0, OrderKind::BuyStop, Fok, true),
+        (Market, BOTH, OrderKind::BuyLimit, Return, true),
+        (Instant, 0, OrderKind::SellLimit, Fok, false),
+        (Exchange, BOTH, OrderKind::Buy, Return, true),
+    ];
+    for (execution, modes, kind, filling, allowed) in cases {
+        assert_eq!(
+            filling_allowed(execution, modes, kind, filling),
+            allowed,
+            "{execution:?} {modes} {kind:?} {filling:?}"
+        );
+    }
+    let mut b = broker_with(BrokerConfig {
+        execution: Market,
+        check_filling: true,
+        ..BrokerConfig::default()
+    });
+    check(&mut b, HEDGING, TradeRequest { filling: Return, ..buy("0.10") }, retcode::INVALID_FILL);
+    check(&mut b, HEDGING, TradeRequest { filling: Ioc, ..buy("0.10") }, retcode::DONE);
+    let stop = TradeRequest {
+        action: TradeAction::Pending,
+        kind: OrderKind::BuyStop,
+        price: Some(d("1.07500")),
+        filling: Return,
+        ..buy("0.10")
+    };
+    check(&mut b, HEDGING, stop.clone(), retcode::INVALID_FILL);
+    check(&mut b, HEDGING, TradeRequest { filling: Fok, ..stop }, retcode::PLACED);
+    // Off (the default): any filling goes.
+    let mut b = broker();
+    check(&mut b, HEDGING, TradeRequest { filling: Return, ..buy("0.10") }, retcode::DONE);
+}

@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use rust_decimal::Decimal;
 use tradecast_protocol::ea::{self, Command, MarginMode, Order, OrderKind, Outcome};
-use tradecast_sim::broker::{AccountConfig, Broker, BrokerConfig, SymbolConfig, TradeRequest};
+use tradecast_sim::broker::{
+    AccountConfig, Broker, BrokerConfig, Execution, SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC,
+    SymbolConfig, TradeRequest,
+};
 use tradecast_sim::retcode;
 use tradecast_sim::terminal::{Faults, SharedBroker, Terminal, TerminalConfig, lock};
 
@@ -169,4 +172,41 @@ async fn modify_and_the_floor_close_work_after_a_reopening_swap_rollover() {
     let breach =
         r.node.lock().hellos.iter().rev().find_map(|h| h.floor_breach.clone()).expect("reported");
     assert_eq!((breach.n_closed, breach.n_failed), (1, 0));
+}
+
+// 4. Filling mode by execution mode.
+
+#[tokio::test]
+async fn the_filling_follows_the_execution_mode_and_the_symbols_flags() {
+    // (execution, SYMBOL_FILLING_MODE): market orders, a buy stop and a close must all pass.
+    for (execution, modes) in [
+        (Execution::Instant, 0),
+        (Execution::Request, 0),
+        (Execution::Instant, SYMBOL_FILLING_IOC),
+        (Execution::Market, SYMBOL_FILLING_FOK),
+        (Execution::Market, SYMBOL_FILLING_IOC),
+        (Execution::Market, SYMBOL_FILLING_FOK | SYMBOL_FILLING_IOC),
+        (Execution::Market, 0),
+        (Execution::Exchange, 0),
+    ] {
+        let cfg = BrokerConfig { execution, check_filling: true, ..BrokerConfig::default() };
+        let sym = SymbolConfig { filling_modes: modes, ..SymbolConfig::forex("EURUSD", 5) };
+        let mut r = rig_with(cfg, MarginMode::Hedging, &[sym], |_| {}).await;
+        let (buy, _) = r.node.add_order(market(OrderKind::Buy, "0.10"));
+        let mut stop = market(OrderKind::BuyStop, "0.10");
+        stop.price = Some(d("1.07500"));
+        let (stop, _) = r.node.add_order(stop);
+        let mut limit = market(OrderKind::SellLimit, "0.10");
+        limit.price = Some(d("1.07500"));
+        let (limit, _) = r.node.add_order(limit);
+        r.steps(2).await;
+        for id in [&buy, &stop, &limit] {
+            let a = r.last_ack(id);
+            assert_eq!(a.outcome, Outcome::Done, "{execution:?} {modes}: {a:?}");
+        }
+        let cid = r.close(r.positions()[0].position_id);
+        r.steps(2).await;
+        let a = r.last_ack(&cid);
+        assert_eq!((a.outcome, a.retcode), (Outcome::Done, retcode::DONE), "{execution:?} {modes}");
+    }
 }
