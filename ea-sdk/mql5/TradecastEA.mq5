@@ -221,6 +221,7 @@ bool TcCall(const string path, const string body, CTcJson *&answer)
       PrintFormat("Tradecast: unreadable answer from %s", path);
       return false;
      }
+   g_link.MarkContact();   // only a signed, readable 200 shows the node alive
    return true;
   }
 

@@ -85,8 +85,11 @@ public:
       return StringSubstr(h, 0, 24);
      }
 
-   //--- GetTickCount64() of the last signed answer: the node's silence is measured from it.
+   //--- GetTickCount64() of the last signed 200 answer: the node's silence is measured from it.
+   //--- A signed refusal (401, 413, 500, ...) proves a process holds the key, not that the node
+   //--- is doing its job, so it does not count (TcCall calls MarkContact on a 200 only).
    ulong             LastContactTick(void) { return m_lastContactTick; }
+   void              MarkContact(void) { m_lastContactTick = GetTickCount64(); }
 
    //--- POSTs `body` to `path` (e.g. "/ea/v1/poll"). Returns TC_LINK_OK with `status` and
    //--- `answer` only when the answer is signed with our secret over status, nonce and body.
@@ -142,7 +145,6 @@ public:
          PrintFormat("Tradecast: answer ignored: wrong signature (status %d) from %s", code, path);
          return TC_LINK_BAD_SIGNATURE;
         }
-      m_lastContactTick = GetTickCount64();
       status = code;
       answer = TcFromUtf8(raw);
       return TC_LINK_OK;

@@ -68,8 +68,8 @@ pub struct TerminalConfig {
     pub ea_version: String,
     /// The terminal build reported at hello.
     pub terminal_build: u32,
-    /// The node is "silent" after this long without a signed answer: the EA then enforces the
-    /// equity floor on its own.
+    /// The node is "silent" after this long without a signed 200 answer (a refusal does not
+    /// count): the EA then enforces the equity floor on its own.
     pub floor_silence_ms: i64,
     /// Overrides the node's poll wait (0 in `--speed max` replays so a bar is not held up).
     pub poll_wait_override_ms: Option<u32>,
@@ -314,7 +314,9 @@ impl Terminal {
         let timeout = self.timeout();
         let r = self.link.call(call, req, timeout).await;
         match &r {
-            Ok(_) | Err(LinkError::Refused { .. }) | Err(LinkError::Body(_)) => {
+            // Only a signed 200 shows the node alive and doing its job (`TcCall`): a refusal
+            // (401, 413, 500, …) must not hold off the EA's own equity floor.
+            Ok(_) => {
                 self.mem.last_contact_wall_ms = wall_ms();
             }
             Err(LinkError::Unsigned(_)) | Err(LinkError::BadSignature(_)) => {

@@ -210,3 +210,32 @@ async fn the_filling_follows_the_execution_mode_and_the_symbols_flags() {
         assert_eq!((a.outcome, a.retcode), (Outcome::Done, retcode::DONE), "{execution:?} {modes}");
     }
 }
+
+// 7. Only a successful answer means the node is alive.
+
+#[tokio::test]
+async fn a_node_that_refuses_everything_counts_as_silent_for_the_floor() {
+    for status in [401, 413, 500] {
+        let mut r = rig_with(BrokerConfig::default(), MarginMode::Hedging, &[], |c| {
+            c.floor_silence_ms = 300;
+        })
+        .await;
+        r.node.lock().equity_floor = Some(d("9950"));
+        r.node.add_order(market(OrderKind::Buy, "1.00"));
+        r.steps(2).await;
+        assert_eq!(r.t.equity_floor(), Some(d("9950")));
+        lock(&r.b)
+            .set_quote("EURUSD", d("1.07100"), d("1.07110"), MONDAY_10 + 1_000)
+            .expect("quote");
+        // Signed refusals from now on: they prove a process holds the key, not that the node
+        // is doing its job.
+        r.node.lock().broken.refuse_all = Some(status);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !r.positions().is_empty() && std::time::Instant::now() < deadline {
+            let _ = r.t.step().await;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(r.positions().is_empty(), "{status}: the EA never enforced the floor");
+        assert_eq!(r.t.stats().floor_breaches, 1);
+    }
+}

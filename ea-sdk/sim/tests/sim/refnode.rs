@@ -31,6 +31,8 @@ pub struct Broken {
     pub unsigned_answers: bool,
     /// Answer acks with a signed 503 without recording them (a node that cannot commit).
     pub drop_acks: bool,
+    /// Answer every call with this status (signed problem+json): a node that refuses all.
+    pub refuse_all: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +259,9 @@ async fn process(
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(status) = s.broken.refuse_all {
+            return problem(status, "refused", None);
+        }
         if !s.broken.skip_auth {
             let rh = RequestHeaders {
                 key: h(link_auth::HEADER_KEY),
