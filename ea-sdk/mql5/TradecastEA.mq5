@@ -27,6 +27,11 @@
 #define TC_MAX_BARS      1000
 #define TC_MAX_DEALS     500
 #define TC_MAX_REMEMBERED_DEALS 5000
+//--- Characters of symbol specs in a hello, and in one state push: a spec is written while the
+//--- specs so far are under the budget; the other symbols' specs follow in the next state
+//--- pushes, so hundreds of Market Watch symbols never make a body over the node's 256 KiB.
+#define TC_HELLO_SPEC_BYTES (160 * 1024)
+#define TC_STATE_SPEC_BYTES (128 * 1024)
 
 //--- Inputs: the node's address and this install's key, the magic, and the allow-list.
 input string InpNodeUrl           = "http://127.0.0.1:7341"; // Node URL (EA link, 127.0.0.1 only)
@@ -50,7 +55,8 @@ string   g_subSym[];
 string   g_subTf[];
 long     g_barsFrom[];
 long     g_barsPushed[];
-string   g_specReq[];
+string   g_specReq[];      // specs for the next state pushes: asked for, or past the hello's budget
+int      g_specWritten = 0; // how many of them the last state body carried
 string   g_bfSym[];
 string   g_bfTf[];
 long     g_bfFrom[];
@@ -279,7 +285,30 @@ void TcWriteSpec(CTcJsonWriter &w, const string symbol)
    w.EndObject();
   }
 
-//--- hello: account, margin mode, offset, Market Watch symbols (allow-list) with specs.
+//--- Whether a symbol has a position or a pending order on the account (its spec goes first).
+bool TcHeld(const string symbol)
+  {
+   for(int i = PositionsTotal() - 1; i >= 0; i--)
+      if(PositionGetTicket(i) != 0 && PositionGetString(POSITION_SYMBOL) == symbol)
+         return true;
+   for(int i = OrdersTotal() - 1; i >= 0; i--)
+      if(OrderGetTicket(i) != 0 && OrderGetString(ORDER_SYMBOL) == symbol)
+         return true;
+   return false;
+  }
+
+//--- Queues a symbol for the specs of the next state pushes (once).
+void TcQueueSpec(const string symbol)
+  {
+   for(int i = 0; i < ArraySize(g_specReq); i++)
+      if(g_specReq[i] == symbol)
+         return;
+   TcPushString(g_specReq, symbol);
+  }
+
+//--- hello: account, margin mode, offset, Market Watch symbols (allow-list) with specs: the
+//--- symbols with positions or pending orders first, then Market Watch order, within
+//--- TC_HELLO_SPEC_BYTES; the rest are queued for the state pushes (TcStateBody).
 bool TcHello()
   {
    g_tcOffset = TcServerUtcOffset();
@@ -298,12 +327,19 @@ bool TcHello()
    w.KInt("terminal_time_ms", TcNowUtcMs());
    w.Key("symbols");
    w.BeginArray();
-   for(int i = 0; i < SymbolsTotal(true); i++)
-     {
-      string s = SymbolName(i, true);
-      if(TcAllowed(s))
-         TcWriteSpec(w, s);
-     }
+   string rest[];
+   int specStart = w.Length();
+   for(int pass = 0; pass < 2; pass++)
+      for(int i = 0; i < SymbolsTotal(true); i++)
+        {
+         string s = SymbolName(i, true);
+         if(!TcAllowed(s) || TcHeld(s) != (pass == 0))
+            continue;
+         if(w.Length() - specStart < TC_HELLO_SPEC_BYTES)
+            TcWriteSpec(w, s);
+         else
+            TcPushString(rest, s);
+        }
    w.EndArray();
    if(g_breach)
      {
@@ -321,6 +357,8 @@ bool TcHello()
    if(!TcCall("/ea/v1/hello", w.Text(), a))
       return false;
    g_breach = false;
+   for(int i = 0; i < ArraySize(rest); i++)
+      TcQueueSpec(rest[i]);
    g_session = a.Str("session_id");
    g_pollWait = (int)a.Long("poll_wait_ms", InpPollWaitMs);
    g_hasFloor = !a.IsNull("equity_floor");
@@ -592,7 +630,7 @@ void TcExecuteCommand(CTcJson *c)
       CTcJson *syms = c.Get("symbols");
       for(int i = 0; syms != NULL && i < syms.Size(); i++)
          if(TcAllowed(syms.At(i).str))
-            TcPushString(g_specReq, syms.At(i).str);
+            TcQueueSpec(syms.At(i).str);
       return;
      }
    if(type == "backfill")
@@ -698,8 +736,13 @@ string TcStateBody(const bool withTime)
    w.EndArray();
    w.Key("specs");
    w.BeginArray();
-   for(int i = 0; i < ArraySize(g_specReq); i++)
+   int specStart = w.Length();
+   g_specWritten = 0;
+   for(int i = 0; i < ArraySize(g_specReq) && w.Length() - specStart < TC_STATE_SPEC_BYTES; i++)
+     {
       TcWriteSpec(w, g_specReq[i]);
+      g_specWritten++;
+     }
    w.EndArray();
    w.EndObject();
    return w.Text();
@@ -722,7 +765,8 @@ void TcPushState(const bool force)
    delete a;
    g_lastState = fingerprint;
    g_lastStateTick = GetTickCount64();
-   ArrayResize(g_specReq, 0);
+   if(g_specWritten > 0)   // the specs sent leave the queue; the rest go in the next push
+      ArrayRemove(g_specReq, 0, g_specWritten);
   }
 
 bool TcDealPushed(const ulong ticket)

@@ -114,6 +114,27 @@ impl SymbolConfig {
     }
 }
 
+/// A Market Watch of `n` symbols as brokers show it (issue 23: 250 to 400 is common), each a
+/// USD-quoted CFD-like symbol named `Qnn_USD.nnn` whose sessions are set day by day with a daily
+/// break (ten windows a week), so its spec is as long as a real one.
+pub fn market_watch(n: usize) -> Vec<SymbolConfig> {
+    let day = 86_400;
+    let sessions: Vec<Session> = (1..=5)
+        .flat_map(|d| {
+            [
+                Session { from_week_s: d * day + 300, to_week_s: d * day + 79_200 },
+                Session { from_week_s: d * day + 82_800, to_week_s: d * day + 86_100 },
+            ]
+        })
+        .collect();
+    (0..n)
+        .map(|i| SymbolConfig {
+            sessions: sessions.clone(),
+            ..SymbolConfig::forex(&format!("Q{:02}USD.{i:03}", i % 100), 5)
+        })
+        .collect()
+}
+
 /// Forex hours in the UTC week: Sunday 21:00 to Friday 22:00 (Saturday closed).
 pub fn forex_week() -> Vec<Session> {
     vec![Session { from_week_s: 21 * 3_600, to_week_s: 5 * 86_400 + 22 * 3_600 }]

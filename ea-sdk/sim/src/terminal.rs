@@ -44,6 +44,13 @@ pub fn lock(b: &SharedBroker) -> MutexGuard<'_, Broker> {
 const DEALS_PER_PUSH: usize = 500;
 /// Most bars pushed in one call.
 const BARS_PER_PUSH: usize = 1_000;
+/// Bytes of symbol specs a hello carries at most (`TC_HELLO_SPEC_BYTES`): past it the other
+/// symbols' specs follow in the state pushes, so a Market Watch of hundreds of symbols never
+/// makes a hello over the node's 256 KiB body limit (a spec is written while the specs so far
+/// are under the budget, so one spec may go past it).
+pub const HELLO_SPEC_BYTES: usize = 160 * 1024;
+/// Bytes of symbol specs one state push carries at most (`TC_STATE_SPEC_BYTES`), the same way.
+pub const STATE_SPEC_BYTES: usize = 128 * 1024;
 /// A day, in ms: how far back the look-up reads the deals history.
 const LOOKUP_HISTORY_MS: i64 = 86_400_000;
 
@@ -194,7 +201,9 @@ struct LinkSession {
 struct Memory {
     session: Option<LinkSession>,
     equity_floor: Option<Decimal>,
-    spec_requests: BTreeSet<String>,
+    /// Specs to send in the next state pushes, in order: those the node asked for and those
+    /// past the hello's budget.
+    spec_requests: Vec<String>,
     backfills: Vec<(String, Timeframe, i64, i64)>,
     floor_breach: Option<FloorBreach>,
     last_contact_wall_ms: i64,
@@ -368,18 +377,40 @@ impl Terminal {
         Ok(())
     }
 
-    /// Introduces the account (and reports a floor breach the EA handled alone).
+    /// Introduces the account (and reports a floor breach the EA handled alone). The symbols
+    /// with positions or pending orders come first; specs past [`HELLO_SPEC_BYTES`] follow in
+    /// the state pushes.
     pub async fn hello(&mut self) -> Result<(), LinkError> {
-        let hello = {
+        let (hello, rest) = {
             let b = lock(&self.broker);
             let info =
                 b.account_info(self.cfg.login).map_err(|e| LinkError::Transport(e.to_string()))?;
-            let names: Vec<String> = b
+            let held: BTreeSet<String> = b
+                .positions(self.cfg.login)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.symbol)
+                .chain(b.orders(self.cfg.login).unwrap_or_default().into_iter().map(|o| o.symbol))
+                .collect();
+            let mut names: Vec<String> = b
                 .symbol_names()
                 .into_iter()
                 .filter(|s| self.cfg.symbols.is_empty() || self.cfg.symbols.contains(s))
                 .collect();
-            Hello {
+            names.sort_by_key(|s| !held.contains(s));
+            let mut specs = Vec::new();
+            let mut rest = Vec::new();
+            let mut used = 0;
+            for name in names {
+                let Some(spec) = b.symbol_spec(&name, &info.currency) else { continue };
+                if used < HELLO_SPEC_BYTES {
+                    used += ea::encode(&spec).len() + 1;
+                    specs.push(spec);
+                } else {
+                    rest.push(name);
+                }
+            }
+            let hello = Hello {
                 login: self.cfg.login,
                 server: b.config().server.clone(),
                 company: b.config().company.clone(),
@@ -390,13 +421,19 @@ impl Terminal {
                 ea_version: self.cfg.ea_version.clone(),
                 server_utc_offset_s: b.config().server_utc_offset_s,
                 terminal_time_ms: b.time_ms(),
-                symbols: names.iter().filter_map(|s| b.symbol_spec(s, &info.currency)).collect(),
+                symbols: specs,
                 floor_breach: self.mem.floor_breach.clone(),
-            }
+            };
+            (hello, rest)
         };
         let a: HelloAnswer = self.call(Call::Hello, &hello).await?;
         self.stats.hellos += 1;
         self.mem.floor_breach = None;
+        for name in rest {
+            if !self.mem.spec_requests.contains(&name) {
+                self.mem.spec_requests.push(name);
+            }
+        }
         self.mem.equity_floor = a.equity_floor;
         let mut bars_from = BTreeMap::new();
         for s in &a.subscriptions {
@@ -487,7 +524,8 @@ impl Terminal {
         Ok(())
     }
 
-    fn state_body(&self, session_id: &str) -> Result<State, LinkError> {
+    /// The state body, and how many entries of the spec queue it took in.
+    fn state_body(&self, session_id: &str) -> Result<(State, usize), LinkError> {
         let b = lock(&self.broker);
         let login = self.cfg.login;
         let info = b.account_info(login).map_err(|e| LinkError::Transport(e.to_string()))?;
@@ -508,13 +546,20 @@ impl Terminal {
                 })
             })
             .collect();
-        let specs = self
-            .mem
-            .spec_requests
-            .iter()
-            .filter_map(|s| b.symbol_spec(s, &info.currency))
-            .collect();
-        Ok(State {
+        let mut specs = Vec::new();
+        let mut used = 0;
+        let mut consumed = 0;
+        for name in &self.mem.spec_requests {
+            if used >= STATE_SPEC_BYTES {
+                break;
+            }
+            consumed += 1;
+            if let Some(spec) = b.symbol_spec(name, &info.currency) {
+                used += ea::encode(&spec).len() + 1;
+                specs.push(spec);
+            }
+        }
+        let state = State {
             session_id: session_id.to_owned(),
             terminal_time_ms: b.time_ms(),
             balance: info.balance,
@@ -526,13 +571,14 @@ impl Terminal {
             pending,
             tick_values,
             specs,
-        })
+        };
+        Ok((state, consumed))
     }
 
     /// Pushes the state when it changed, when `force`d, or every 5 s.
     async fn push_state(&mut self, force: bool) -> Result<(), LinkError> {
         let Some(id) = self.mem.session.as_ref().map(|s| s.id.clone()) else { return Ok(()) };
-        let state = self.state_body(&id)?;
+        let (state, consumed) = self.state_body(&id)?;
         let fingerprint = ea::encode(&State { terminal_time_ms: 0, ..state.clone() });
         let stale = wall_ms() - self.mem.last_state_wall_ms > 5_000;
         if !force && !stale && fingerprint == self.mem.last_state && state.specs.is_empty() {
@@ -541,7 +587,8 @@ impl Terminal {
         let _: StateAnswer = self.call(Call::State, &state).await?;
         self.mem.last_state = fingerprint;
         self.mem.last_state_wall_ms = wall_ms();
-        self.mem.spec_requests.clear();
+        // The specs sent leave the queue; the rest go in the next push.
+        self.mem.spec_requests.drain(..consumed.min(self.mem.spec_requests.len()));
         Ok(())
     }
 
@@ -841,7 +888,11 @@ impl Terminal {
                 self.ack(ack).await
             }
             Command::RequestSpec { symbols } => {
-                self.mem.spec_requests.extend(symbols);
+                for name in symbols {
+                    if !self.mem.spec_requests.contains(&name) {
+                        self.mem.spec_requests.push(name);
+                    }
+                }
                 Ok(())
             }
             Command::Backfill { symbol, timeframe, from_ms, to_ms } => {

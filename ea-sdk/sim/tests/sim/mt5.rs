@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use tradecast_protocol::ea::{self, Command, MarginMode, Order, OrderKind, Outcome};
 use tradecast_sim::broker::{
     AccountConfig, Broker, BrokerConfig, Execution, SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC,
-    SymbolConfig, TradeRequest,
+    SymbolConfig, TradeRequest, market_watch,
 };
 use tradecast_sim::retcode;
 use tradecast_sim::terminal::{Faults, SharedBroker, Terminal, TerminalConfig, lock};
@@ -238,4 +238,47 @@ async fn a_node_that_refuses_everything_counts_as_silent_for_the_floor() {
         assert!(r.positions().is_empty(), "{status}: the EA never enforced the floor");
         assert_eq!(r.t.stats().floor_breaches, 1);
     }
+}
+
+// 2. A hello within the node's body limit.
+
+#[tokio::test]
+async fn a_market_watch_of_400_symbols_connects_and_every_spec_reaches_the_node() {
+    let watch = market_watch(400);
+    let full: usize = {
+        let mut b = Broker::new(BrokerConfig::default());
+        for s in &watch {
+            b.add_symbol(s.clone());
+        }
+        watch
+            .iter()
+            .filter_map(|s| b.symbol_spec(&s.symbol, "USD"))
+            .map(|x| ea::encode(&x).len())
+            .sum()
+    };
+    assert!(full > ea::MAX_BODY_BYTES, "the specs alone are {full} bytes: not a real test");
+    let mut r = rig_with(BrokerConfig::default(), MarginMode::Hedging, &watch, |_| {}).await;
+    r.steps(3).await;
+    {
+        let s = r.node.lock();
+        assert_eq!(s.hellos.len(), 1, "connected at the first hello");
+        let in_hello = s.hellos[0].symbols.len();
+        assert!(in_hello > 0 && in_hello < 401, "{in_hello}");
+        assert!(ea::encode(&s.hellos[0]).len() < ea::MAX_BODY_BYTES);
+    }
+    // The rest follow in the state pushes; the node has every one after a few cycles.
+    let known = |r: &Rig| {
+        let s = r.node.lock();
+        let mut names: std::collections::BTreeSet<String> =
+            s.hellos[0].symbols.iter().map(|x| x.symbol.clone()).collect();
+        names.extend(s.specs_seen.iter().cloned());
+        names.len()
+    };
+    for _ in 0..5 {
+        if known(&r) == 401 {
+            break;
+        }
+        r.steps(1).await;
+    }
+    assert_eq!(known(&r), 401, "every Market Watch symbol's spec reached the node");
 }

@@ -70,6 +70,8 @@ pub struct NodeState {
     pub reconcile: bool,
     /// Bars received, duplicates included.
     pub bars_received: usize,
+    /// The symbols whose specs came in state pushes.
+    pub specs_seen: std::collections::BTreeSet<String>,
 }
 
 /// A running reference node.
@@ -116,6 +118,7 @@ impl RefNode {
             polls: 0,
             reconcile: true,
             bars_received: 0,
+            specs_seen: Default::default(),
         }));
         let app = Router::new()
             .route("/ea/v1/{call}", axum::routing::post(handle))
@@ -422,6 +425,7 @@ async fn process(
                     }
                 }
             }
+            s.specs_seen.extend(st.specs.iter().map(|x| x.symbol.clone()));
             s.last_state = Some(st);
             ok(&StateAnswer { ok: true, out_of_line: Vec::new() })
         }
