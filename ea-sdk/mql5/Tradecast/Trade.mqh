@@ -104,17 +104,32 @@ void TcFoundClear(TcFound &f)
    f.symbol = "";
   }
 
-//--- The last day's deals (HistorySelect) with this magic, newest first.
+//--- The last day's deals (HistorySelect) with this magic: the newest that opened or reversed a
+//--- position (DEAL_ENTRY_IN / INOUT), else the newest of any entry. An SL/TP or stop-out close
+//--- carries the position's magic too; acking it would report the close's price as the fill.
 bool TcLookupDeals(const ulong magic, TcFound &f)
   {
    datetime now = TimeTradeServer();
    if(!HistorySelect(now - 86400, now + 3600))
       return false;
+   ulong best = 0;
    for(int i = HistoryDealsTotal() - 1; i >= 0; i--)
      {
       ulong t = HistoryDealGetTicket(i);
       if(t == 0 || (ulong)HistoryDealGetInteger(t, DEAL_MAGIC) != magic)
          continue;
+      long entry = HistoryDealGetInteger(t, DEAL_ENTRY);
+      if(entry == DEAL_ENTRY_IN || entry == DEAL_ENTRY_INOUT)
+        {
+         best = t;
+         break;
+        }
+      if(best == 0)
+         best = t;
+     }
+   if(best != 0)
+     {
+      ulong t = best;
       f.found = true;
       f.deal_ticket = t;
       f.order_ticket = (ulong)HistoryDealGetInteger(t, DEAL_ORDER);

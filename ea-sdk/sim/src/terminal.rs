@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use tradecast_protocol::ea::{
-    self, Ack, AckAnswer, Bars, BarsAnswer, Call, CloseAllScope, Command, Deals, DealsAnswer,
-    FloorBreach, Hello, HelloAnswer, LinkBar, MarginMode, Order, Outcome, Poll, PollAnswer, Side,
-    State, StateAnswer, TickValue, Timeframe,
+    self, Ack, AckAnswer, Bars, BarsAnswer, Call, CloseAllScope, Command, DealEntry, Deals,
+    DealsAnswer, FloorBreach, Hello, HelloAnswer, LinkBar, MarginMode, Order, Outcome, Poll,
+    PollAnswer, Side, State, StateAnswer, TickValue, Timeframe,
 };
 
 use crate::broker::{
@@ -615,20 +615,26 @@ impl Terminal {
         let login = self.cfg.login;
         let netting =
             b.account_info(login).map(|i| i.margin_mode == MarginMode::Netting).unwrap_or(false);
+        // `TcLookupDeals`: the newest deal with the magic that opened or reversed a position
+        // (entry in/inout) — an SL/TP close carries the position's magic too, and its price is
+        // not the fill's — else the newest with the magic.
         let by_deals = || {
-            b.deals(login, b.time_ms() - LOOKUP_HISTORY_MS, i64::MAX)
+            let deals: Vec<_> = b
+                .deals(login, b.time_ms() - LOOKUP_HISTORY_MS, i64::MAX)
                 .unwrap_or_default()
                 .into_iter()
-                .rev()
-                .find(|d| d.magic == magic)
-                .map(|d| Found {
-                    order_ticket: Some(d.order_ticket),
-                    deal_ticket: Some(d.deal_ticket),
-                    position_id: Some(d.position_id),
-                    price: Some(d.price),
-                    volume: Some(d.volume),
-                    time_ms: Some(d.time_ms),
-                })
+                .filter(|d| d.magic == magic)
+                .collect();
+            let opening =
+                deals.iter().rev().find(|d| matches!(d.entry, DealEntry::In | DealEntry::Inout));
+            opening.or(deals.last()).cloned().map(|d| Found {
+                order_ticket: Some(d.order_ticket),
+                deal_ticket: Some(d.deal_ticket),
+                position_id: Some(d.position_id),
+                price: Some(d.price),
+                volume: Some(d.volume),
+                time_ms: Some(d.time_ms),
+            })
         };
         if netting && let Some(f) = by_deals() {
             return Some(f);

@@ -282,3 +282,37 @@ async fn a_market_watch_of_400_symbols_connects_and_every_spec_reaches_the_node(
     }
     assert_eq!(known(&r), 401, "every Market Watch symbol's spec reached the node");
 }
+
+// 9. The look-up acks with the opening deal, not an SL/TP close.
+
+#[tokio::test]
+async fn a_reoffer_after_a_lost_ack_and_a_stop_loss_is_acked_with_the_fill() {
+    let mut r = rig(BrokerConfig::default(), MarginMode::Hedging).await;
+    r.node.lock().reconcile = false;
+    r.node.lock().broken.drop_acks = true;
+    let mut o = market(OrderKind::Buy, "0.10");
+    o.sl = Some(d("1.07000"));
+    let (id, _) = r.node.add_order(o);
+    for _ in 0..2 {
+        let _ = r.t.step().await; // the fill happens, the ack is refused
+    }
+    assert_eq!(r.positions().len(), 1);
+    let fill = lock(&r.b).deals(LOGIN, 0, i64::MAX).expect("account")[0].clone();
+    // The stop loss closes it before the ack gets through (the closing deal keeps the magic).
+    let bar = tradecast_protocol::bars::Bar {
+        time_unix_ms: MONDAY_10 + 3_600_000,
+        open: d("1.07200"),
+        high: d("1.07250"),
+        low: d("1.06900"),
+        close: d("1.06950"),
+    };
+    lock(&r.b).on_bar("EURUSD", &bar, 10, 3_600).expect("bar");
+    assert!(r.positions().is_empty());
+    r.node.lock().broken.drop_acks = false;
+    r.t.faults().crash();
+    r.steps(2).await;
+    let a = r.last_ack(&id);
+    assert!(a.found_by_lookup, "{a:?}");
+    assert_eq!((a.deal_ticket, a.price), (Some(fill.deal_ticket), Some(d("1.07210"))), "{a:?}");
+    assert_eq!(fill.price, d("1.07210"));
+}
