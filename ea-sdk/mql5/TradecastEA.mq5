@@ -969,11 +969,23 @@ void TcEnforceFloorIfNodeSilent()
    g_session = "";
   }
 
+//--- Whether the terminal is connected to the trade server and logged in: before that, at
+//--- terminal start, ACCOUNT_LOGIN reads 0 and tick values read 0, so no hello is sent.
+bool g_warnedNotReady = false;
+bool TcTerminalReady()
+  {
+   bool ready = TerminalInfoInteger(TERMINAL_CONNECTED) != 0 && AccountInfoInteger(ACCOUNT_LOGIN) != 0;
+   if(!ready && !g_warnedNotReady)
+      Print("Tradecast: waiting for the terminal to connect to the trade server and log in");
+   g_warnedNotReady = !ready;
+   return ready;
+  }
+
 //--- One cycle of the timer: floor, hello if needed, pushes, one long-poll and what it brought.
 void TcCycle()
   {
    TcEnforceFloorIfNodeSilent();
-   if(g_session == "" && !TcHello())
+   if(g_session == "" && (!TcTerminalReady() || !TcHello()))
       return;
    TcPushBars();
    TcPushDeals();

@@ -233,9 +233,19 @@ ulong TcSelectPosition(const ulong position_id)
    return 0;
   }
 
-//--- A market close of one position, named by its identifier (all of it when volume is 0).
-bool TcClosePosition(const ulong position_id, const double volume, const ulong magic,
-                     const string comment, const uint deviation, MqlTradeResult &res)
+//--- How many times a close is sent when the dealer requotes.
+#define TC_CLOSE_ATTEMPTS 3
+
+//--- 10004 requote, 10020 prices changed, 10021 no quotes: worth sending again at once.
+bool TcIsRequote(const uint retcode)
+  {
+   return retcode == TRADE_RETCODE_REQUOTE || retcode == TRADE_RETCODE_PRICE_CHANGED
+          || retcode == TRADE_RETCODE_PRICE_OFF;
+  }
+
+//--- One close request at the current bid/ask.
+bool TcClosePositionOnce(const ulong position_id, const double volume, const ulong magic,
+                         const string comment, const uint deviation, MqlTradeResult &res)
   {
    ZeroMemory(res);
    ulong ticket = TcSelectPosition(position_id);
@@ -259,6 +269,24 @@ bool TcClosePosition(const ulong position_id, const double volume, const ulong m
    req.comment = comment;
    req.type_filling = TcFilling(symbol, req.type);
    return TcOrderSend(req, res);
+  }
+
+//--- A market close of one position, named by its identifier (all of it when volume is 0).
+//--- A requote is not a decision: the close is sent again at the current price, at most
+//--- TC_CLOSE_ATTEMPTS times in all.
+bool TcClosePosition(const ulong position_id, const double volume, const ulong magic,
+                     const string comment, const uint deviation, MqlTradeResult &res)
+  {
+   bool ok = false;
+   for(int attempt = 0; attempt < TC_CLOSE_ATTEMPTS; attempt++)
+     {
+      if(attempt > 0)
+         Sleep(100);   // let the terminal take in the new price
+      ok = TcClosePositionOnce(position_id, volume, magic, comment, deviation, res);
+      if(!TcIsRequote(res.retcode))
+         break;
+     }
+   return ok;
   }
 
 //--- CloseAll: positions and pending orders whose magic's high 32 bits are input_magic, or

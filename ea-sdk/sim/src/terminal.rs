@@ -51,6 +51,8 @@ const BARS_PER_PUSH: usize = 1_000;
 pub const HELLO_SPEC_BYTES: usize = 160 * 1024;
 /// Bytes of symbol specs one state push carries at most (`TC_STATE_SPEC_BYTES`), the same way.
 pub const STATE_SPEC_BYTES: usize = 128 * 1024;
+/// How many times a close is sent when the dealer requotes (`TC_CLOSE_ATTEMPTS`).
+pub const CLOSE_ATTEMPTS: u32 = 3;
 /// A day, in ms: how far back the look-up reads the deals history.
 const LOOKUP_HISTORY_MS: i64 = 86_400_000;
 
@@ -115,6 +117,7 @@ struct FaultState {
     timeouts_after_fill: VecDeque<bool>,
     partial: VecDeque<Decimal>,
     crash: bool,
+    disconnected: bool,
 }
 
 /// Fault controls, cloneable and shared with the test that drives a terminal.
@@ -156,6 +159,18 @@ impl Faults {
     /// The next market send fills only `fraction` of its volume (10010).
     pub fn partial_fill(&self, fraction: Decimal) {
         self.state().partial.push_back(fraction);
+    }
+
+    /// Disconnects (or connects) the terminal from the trade server, as at a terminal's start
+    /// before it has logged in: `TERMINAL_CONNECTED` is false, `ACCOUNT_LOGIN` reads 0 and
+    /// tick values read 0.
+    pub fn set_disconnected(&self, disconnected: bool) {
+        self.state().disconnected = disconnected;
+    }
+
+    /// Whether the terminal is disconnected from the trade server.
+    pub fn is_disconnected(&self) -> bool {
+        self.state().disconnected
     }
 
     /// Crashes the terminal: at its next step it restarts with no memory (the broker's state,
@@ -355,6 +370,11 @@ impl Terminal {
             return Ok(());
         }
         if self.mem.session.is_none() {
+            // `TcTerminalReady`: no hello before the terminal is connected and logged in (it
+            // would carry login 0 and zero tick values).
+            if self.faults.is_disconnected() {
+                return Ok(());
+            }
             self.hello().await?;
         }
         self.push_bars().await?;
@@ -410,8 +430,15 @@ impl Terminal {
                     rest.push(name);
                 }
             }
+            // Before the terminal has logged in, MT5 reports login 0 and zero tick values.
+            if self.faults.is_disconnected() {
+                for spec in &mut specs {
+                    spec.tick_value_profit = Decimal::ZERO;
+                    spec.tick_value_loss = Decimal::ZERO;
+                }
+            }
             let hello = Hello {
-                login: self.cfg.login,
+                login: if self.faults.is_disconnected() { 0 } else { self.cfg.login },
                 server: b.config().server.clone(),
                 company: b.config().company.clone(),
                 currency: info.currency.clone(),
@@ -815,7 +842,7 @@ impl Terminal {
                     Some(p) => {
                         let req = self.close_request(&p, volume, magic, &order_id);
                         self.latency().await;
-                        self.send(&req)
+                        self.send_close(&req)
                     }
                 };
                 let ack = self.settle(&order_id, magic, result);
@@ -975,6 +1002,20 @@ impl Terminal {
         }
     }
 
+    /// `TcClosePosition`'s retries: a close answered with a requote (10004), "prices changed"
+    /// (10020) or "no quotes" (10021) is sent again at the current price, at most
+    /// [`CLOSE_ATTEMPTS`] times in all. A requoted close is not a decision, so it is not final.
+    fn send_close(&mut self, req: &TradeRequest) -> Option<TradeResult> {
+        let mut r = self.send(req);
+        for _ in 1..CLOSE_ATTEMPTS {
+            match &r {
+                Some(res) if is_requote(res.retcode) => r = self.send(req),
+                _ => break,
+            }
+        }
+        r
+    }
+
     /// `TcSelectPosition`: the open position whose `POSITION_IDENTIFIER` is `position_id`,
     /// found by walking the positions (`PositionGetTicket(i)`), and its `POSITION_TICKET`.
     fn position_ticket(&self, position_id: u64) -> Option<u64> {
@@ -999,7 +1040,7 @@ impl Terminal {
         let mut first_failure: Option<u32> = None;
         for p in positions.iter().filter(|p| ours(p.magic)) {
             let req = self.close_request(p, None, magic, order_id);
-            let r = self.send(&req);
+            let r = self.send_close(&req);
             let code = r.map(|r| r.retcode).unwrap_or(0);
             if !retcode::is_success(code) {
                 first_failure.get_or_insert(code);
@@ -1062,7 +1103,7 @@ impl Terminal {
         let (mut n_closed, mut n_failed) = (0u32, 0u32);
         for p in &ours {
             let req = self.close_request(p, None, magic, "equity-floor");
-            match self.send(&req) {
+            match self.send_close(&req) {
                 Some(r) if retcode::is_success(r.retcode) => n_closed += 1,
                 _ => n_failed += 1,
             }
@@ -1115,4 +1156,9 @@ fn found_ack(session_id: String, order_id: &str, f: Found) -> Ack {
         volume: f.volume,
         time_ms: f.time_ms,
     }
+}
+
+/// 10004 requote, 10020 prices changed, 10021 no quotes: worth sending again at once.
+fn is_requote(code: u32) -> bool {
+    matches!(code, retcode::REQUOTE | retcode::PRICE_CHANGED | retcode::PRICE_OFF)
 }

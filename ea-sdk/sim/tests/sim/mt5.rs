@@ -316,3 +316,48 @@ async fn a_reoffer_after_a_lost_ack_and_a_stop_loss_is_acked_with_the_fill() {
     assert_eq!((a.deal_ticket, a.price), (Some(fill.deal_ticket), Some(d("1.07210"))), "{a:?}");
     assert_eq!(fill.price, d("1.07210"));
 }
+
+// 10. No hello before the terminal is connected and logged in.
+
+#[tokio::test]
+async fn a_terminal_that_starts_disconnected_says_hello_only_once_logged_in() {
+    let mut r = rig(BrokerConfig::default(), MarginMode::Hedging).await;
+    r.t.faults().set_disconnected(true);
+    r.steps(3).await;
+    assert!(r.node.lock().hellos.is_empty(), "a hello before login: {:?}", r.node.lock().hellos);
+    r.t.faults().set_disconnected(false);
+    r.steps(2).await;
+    let s = r.node.lock();
+    assert_eq!(s.hellos.len(), 1);
+    assert_eq!(s.hellos[0].login, LOGIN);
+    assert!(s.hellos[0].symbols.iter().all(|x| x.tick_value_loss > Decimal::ZERO));
+}
+
+// 8. A requoted close is sent again.
+
+#[tokio::test]
+async fn a_requoted_close_is_sent_again_at_the_new_price() {
+    let mut r = rig(BrokerConfig::default(), MarginMode::Hedging).await;
+    r.node.add_order(market(OrderKind::Buy, "0.10"));
+    r.steps(2).await;
+    let id = r.positions()[0].position_id;
+    // The dealer requotes the close twice (a fast market), then fills it.
+    r.t.faults().requote_next(2);
+    let cid = r.close(id);
+    r.steps(2).await;
+    let a = r.last_ack(&cid);
+    assert_eq!((a.outcome, a.retcode), (Outcome::Done, retcode::DONE), "{a:?}");
+    assert!(r.positions().is_empty());
+    // The equity floor's own closes too.
+    r.node.lock().equity_floor = Some(d("9990"));
+    r.node.add_order(market(OrderKind::Buy, "1.00"));
+    r.steps(2).await;
+    lock(&r.b).set_quote("EURUSD", d("1.07100"), d("1.07110"), MONDAY_10 + 1_000).expect("quote");
+    let mut cfg = r.t.config().clone();
+    cfg.floor_silence_ms = 0;
+    let mut t2 = Terminal::new(cfg, r.b.clone(), Faults::default()).expect("terminal");
+    t2.step().await.expect("hello");
+    t2.faults().requote_next(2);
+    t2.step().await.expect("enforce");
+    assert!(r.positions().is_empty(), "the floor close was requoted and given up");
+}
