@@ -27,6 +27,15 @@
 #define TC_MAX_BARS      1000
 #define TC_MAX_DEALS     500
 #define TC_MAX_REMEMBERED_DEALS 5000
+//--- After a failed hello the next waits 1 s, doubling to 30 s, jittered (TcBackoffMs).
+#define TC_RETRY_FIRST_MS 1000
+#define TC_RETRY_MAX_MS   30000
+//--- A hello nothing answered (the node not running or being restarted) is tried again at the
+//--- next tick: it costs the node nothing and TcJournal says it once a minute. Error 4014 (the
+//--- URL not allowed) is no answer too, but will not change by itself: it backs off.
+//--- After equity-floor closes that failed (10018 all weekend, ...): 5 s doubling to 5 min.
+#define TC_FLOOR_RETRY_FIRST_MS 5000
+#define TC_FLOOR_RETRY_MAX_MS   300000
 //--- Characters of symbol specs in a hello, and in one state push: a spec is written while the
 //--- specs so far are under the budget; the other symbols' specs follow in the next state
 //--- pushes, so hundreds of Market Watch symbols never make a body over the node's 256 KiB.
@@ -72,6 +81,12 @@ double   g_breachEquity = 0;
 double   g_breachFloor = 0;
 int      g_breachClosed = 0;
 int      g_breachFailed = 0;
+//--- Backoff: failed hellos and failed floor attempts in a row, and when the next may go.
+int      g_helloFailures = 0;
+bool     g_lastCallNoAnswer = false;   // the last call got no answer at all (node down)
+ulong    g_helloNextTick = 0;
+int      g_floorFailures = 0;
+ulong    g_floorNextTick = 0;
 
 //+------------------------------------------------------------------+
 //| Small helpers                                                     |
@@ -79,6 +94,19 @@ int      g_breachFailed = 0;
 int TcAccountDigits() { return (int)AccountInfoInteger(ACCOUNT_CURRENCY_DIGITS); }
 long TcNowUtcMs() { return TcUtcMs(TimeTradeServer()); }
 int TcTimeoutMs() { return g_pollWait + 2000; }
+
+//--- `first` doubled per earlier failure, at most `max`, jittered to between half and all of it
+//--- so that terminals restarted together do not retry in step.
+ulong TcBackoffMs(const int failures, const ulong first, const ulong max)
+  {
+   ulong full = first;
+   for(int i = 1; i < failures && full < max; i++)
+      full *= 2;
+   if(full > max)
+      full = max;
+   ulong half = full / 2;
+   return half + (ulong)MathRand() % (half + 1);
+  }
 
 //--- Whether a symbol is in the inputs' allow-list (empty list: every Market Watch symbol).
 bool TcAllowed(const string symbol)
@@ -201,7 +229,9 @@ bool TcCall(const string path, const string body, CTcJson *&answer)
    answer = NULL;
    int status = 0;
    string text = "";
-   if(g_link.Post(path, body, TcTimeoutMs(), status, text) != TC_LINK_OK)
+   int link = g_link.Post(path, body, TcTimeoutMs(), status, text);
+   g_lastCallNoAnswer = (link == TC_LINK_NO_ANSWER && g_link.LastError() != 4014);
+   if(link != TC_LINK_OK)
       return false;
    if(status != 200)
      {
@@ -216,9 +246,9 @@ bool TcCall(const string path, const string body, CTcJson *&answer)
          g_session = "";
         }
       else if(status == 401)
-         PrintFormat("Tradecast: the node refused %s: 401 %s. Check the key id and secret, and that this PC's clock is right (within 30 s).", path, code);
+         TcJournal("refused-401", StringFormat("the node refused %s: 401 %s. Check the key id and secret, and that this PC's clock is right (within 30 s).", path, code));
       else
-         PrintFormat("Tradecast: the node refused %s: %d %s %s", path, status, code, field);
+         TcJournal(StringFormat("refused-%d", status), StringFormat("the node refused %s: %d %s %s", path, status, code, field));
       return false;
      }
    answer = TcJsonParse(text);
@@ -938,6 +968,13 @@ void TcEnforceFloorIfNodeSilent()
       return;
    double equity = AccountInfoDouble(ACCOUNT_EQUITY);
    if(equity >= g_floor)
+     {
+      g_floorFailures = 0;
+      g_floorNextTick = 0;
+      return;
+     }
+   // After closes that failed, the next attempt waits (not every cycle, not all weekend).
+   if(GetTickCount64() < g_floorNextTick)
       return;
    int closed = 0, failed = 0;
    ulong magic = TcMagic(InpMagic, 0);
@@ -954,8 +991,18 @@ void TcEnforceFloorIfNodeSilent()
      }
    if(closed + failed == 0)
       return;
-   PrintFormat("Tradecast: equity %.2f below the floor %.2f while the node is silent: closed %d of Tradecast's positions, %d failed",
-               equity, g_floor, closed, failed);
+   if(failed > 0)
+     {
+      g_floorFailures++;
+      g_floorNextTick = GetTickCount64() + TcBackoffMs(g_floorFailures, TC_FLOOR_RETRY_FIRST_MS, TC_FLOOR_RETRY_MAX_MS);
+     }
+   else
+     {
+      g_floorFailures = 0;
+      g_floorNextTick = 0;
+     }
+   TcJournal("floor", StringFormat("equity %.2f below the floor %.2f while the node is silent: closed %d of Tradecast's positions, %d failed",
+                                   equity, g_floor, closed, failed));
    if(!g_breach)
      {
       g_breachTime = TcNowUtcMs();
@@ -985,8 +1032,24 @@ bool TcTerminalReady()
 void TcCycle()
   {
    TcEnforceFloorIfNodeSilent();
-   if(g_session == "" && (!TcTerminalReady() || !TcHello()))
-      return;
+   if(g_session == "")
+     {
+      // After a failed hello, wait out the backoff: the hello is not rebuilt and re-sent
+      // every 100 ms tick.
+      if(GetTickCount64() < g_helloNextTick || !TcTerminalReady())
+         return;
+      if(!TcHello())
+        {
+         if(!g_lastCallNoAnswer)
+           {
+            g_helloFailures++;
+            g_helloNextTick = GetTickCount64() + TcBackoffMs(g_helloFailures, TC_RETRY_FIRST_MS, TC_RETRY_MAX_MS);
+           }
+         return;
+        }
+      g_helloFailures = 0;
+      g_helloNextTick = 0;
+     }
    TcPushBars();
    TcPushDeals();
    TcPushState(false);

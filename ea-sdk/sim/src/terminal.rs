@@ -51,6 +51,21 @@ const BARS_PER_PUSH: usize = 1_000;
 pub const HELLO_SPEC_BYTES: usize = 160 * 1024;
 /// Bytes of symbol specs one state push carries at most (`TC_STATE_SPEC_BYTES`), the same way.
 pub const STATE_SPEC_BYTES: usize = 128 * 1024;
+/// The first wait after a failed hello (`TC_RETRY_FIRST_MS`); it doubles at each failure.
+pub const RETRY_FIRST_MS: i64 = 1_000;
+/// The longest wait between hellos the node refused (`TC_RETRY_MAX_MS`). A hello nothing
+/// answered (the node not running, or being restarted) is tried again at the next cycle: it
+/// costs the node nothing, the journal says it once a minute, and a restarted node is found
+/// again at once.
+pub const RETRY_MAX_MS: i64 = 30_000;
+/// The first wait after equity-floor closes that failed (`TC_FLOOR_RETRY_FIRST_MS`).
+pub const FLOOR_RETRY_FIRST_MS: i64 = 5_000;
+/// The longest wait between equity-floor attempts (`TC_FLOOR_RETRY_MAX_MS`): a market closed
+/// for the weekend is tried every 5 minutes, not every cycle.
+pub const FLOOR_RETRY_MAX_MS: i64 = 300_000;
+/// One journal line per kind of failure at most this often (`TC_JOURNAL_EVERY_MS`); the next
+/// line says how many were left out.
+pub const JOURNAL_EVERY_MS: i64 = 60_000;
 /// How many times a close is sent when the dealer requotes (`TC_CLOSE_ATTEMPTS`).
 pub const CLOSE_ATTEMPTS: u32 = 3;
 /// A day, in ms: how far back the look-up reads the deals history.
@@ -199,6 +214,10 @@ pub struct TerminalStats {
     pub restarts: u32,
     /// Floor breaches the EA handled on its own.
     pub floor_breaches: u32,
+    /// Hellos sent (answered or not).
+    pub hello_attempts: u32,
+    /// Lines the EA printed to the journal about link failures (after rate limiting).
+    pub journal_lines: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +245,30 @@ struct Memory {
     last_state: Vec<u8>,
     last_state_wall_ms: i64,
     last_poll_idle: bool,
+    /// Failed hellos in a row, and the wall time before which no hello is sent.
+    hello_failures: u32,
+    hello_next_wall_ms: i64,
+    /// Floor attempts with failed closes in a row, and the wall time before the next.
+    floor_failures: u32,
+    floor_next_wall_ms: i64,
+    /// Per kind of journal line: when it was last printed, and how many were left out since.
+    journal: BTreeMap<String, (i64, u32)>,
+    /// The jitter's xorshift state (`MathRand` in the EA).
+    jitter: u64,
+}
+
+/// `TcBackoffMs`: `first` doubled per earlier failure, at most `max`, then jittered to between
+/// half and all of it so that many terminals do not retry in step.
+fn backoff_ms(failures: u32, first: i64, max: i64, rng: &mut u64) -> i64 {
+    let full = first.saturating_mul(1i64 << failures.saturating_sub(1).min(20)).min(max);
+    // xorshift64
+    let mut x = (*rng).max(1);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *rng = x;
+    let half = full / 2;
+    half + (x % (half.max(1) as u64 + 1)) as i64
 }
 
 /// What the look-up found for a magic.
@@ -258,14 +301,8 @@ impl Terminal {
         faults: Faults,
     ) -> Result<Terminal, LinkError> {
         let link = LinkClient::new(&cfg.node_url, &cfg.key_id, &cfg.secret)?;
-        Ok(Terminal {
-            cfg,
-            broker,
-            link,
-            faults,
-            mem: Memory::default(),
-            stats: TerminalStats::default(),
-        })
+        let mem = Memory { jitter: cfg.login, ..Memory::default() };
+        Ok(Terminal { cfg, broker, link, faults, mem, stats: TerminalStats::default() })
     }
 
     /// The fault controls.
@@ -328,6 +365,21 @@ impl Terminal {
         lock(&self.broker).time_ms()
     }
 
+    /// `TcJournal`: prints a link failure to the journal, one line per `kind` a minute at most;
+    /// the next line printed says how many like it were left out.
+    fn journal(&mut self, kind: &str, message: &str) {
+        let now = wall_ms();
+        let entry = self.mem.journal.entry(kind.to_owned()).or_insert((i64::MIN / 2, 0));
+        if now - entry.0 < JOURNAL_EVERY_MS {
+            entry.1 += 1;
+            return;
+        }
+        let left_out = std::mem::take(&mut entry.1);
+        entry.0 = now;
+        self.stats.journal_lines += 1;
+        tracing::warn!(target: "tradecast_sim::journal", left_out, "{message}");
+    }
+
     /// One signed call; a 409 `hello-required` drops the session, an unsigned or wrongly signed
     /// answer is counted and ignored.
     async fn call<Req: serde::Serialize, Ans: serde::de::DeserializeOwned>(
@@ -343,11 +395,21 @@ impl Terminal {
             Ok(_) => {
                 self.mem.last_contact_wall_ms = wall_ms();
             }
-            Err(LinkError::Unsigned(_)) | Err(LinkError::BadSignature(_)) => {
+            Err(e @ (LinkError::Unsigned(_) | LinkError::BadSignature(_))) => {
                 self.stats.ignored_answers += 1;
-                tracing::warn!(target: "tradecast_sim::link", ?call, "answer ignored: missing or wrong signature");
+                let msg = format!("answer ignored from {call:?}: {e}");
+                self.journal("signature", &msg);
             }
-            Err(_) => {}
+            Err(e) if e.problem_code() == Some(ea::PROBLEM_HELLO_REQUIRED) => {}
+            Err(e) => {
+                let kind = match e {
+                    LinkError::Transport(_) => "no-answer".to_owned(),
+                    LinkError::Refused { status, .. } => format!("refused-{status}"),
+                    _ => "body".to_owned(),
+                };
+                let msg = format!("{call:?}: {e}");
+                self.journal(&kind, &msg);
+            }
         }
         if let Err(e) = &r
             && e.problem_code() == Some(ea::PROBLEM_HELLO_REQUIRED)
@@ -361,7 +423,7 @@ impl Terminal {
     /// one poll and everything it brought.
     pub async fn step(&mut self) -> Result<(), LinkError> {
         if std::mem::take(&mut self.faults.state().crash) {
-            self.mem = Memory::default();
+            self.mem = Memory { jitter: self.cfg.login ^ wall_ms() as u64, ..Memory::default() };
             self.link = LinkClient::new(&self.cfg.node_url, &self.cfg.key_id, &self.cfg.secret)?;
             self.stats.restarts += 1;
         }
@@ -375,7 +437,26 @@ impl Terminal {
             if self.faults.is_disconnected() {
                 return Ok(());
             }
-            self.hello().await?;
+            // `TcCycle`: after a failed hello, wait (1 s doubling to 30 s, jittered) before the
+            // next; the hello is not rebuilt and re-sent every timer tick.
+            if wall_ms() < self.mem.hello_next_wall_ms {
+                return Ok(());
+            }
+            if let Err(e) = self.hello().await {
+                if !matches!(e, LinkError::Transport(_)) {
+                    self.mem.hello_failures += 1;
+                    let wait = backoff_ms(
+                        self.mem.hello_failures,
+                        RETRY_FIRST_MS,
+                        RETRY_MAX_MS,
+                        &mut self.mem.jitter,
+                    );
+                    self.mem.hello_next_wall_ms = wall_ms() + wait;
+                }
+                return Err(e);
+            }
+            self.mem.hello_failures = 0;
+            self.mem.hello_next_wall_ms = 0;
         }
         self.push_bars().await?;
         self.push_deals().await?;
@@ -453,6 +534,7 @@ impl Terminal {
             };
             (hello, rest)
         };
+        self.stats.hello_attempts += 1;
         let a: HelloAnswer = self.call(Call::Hello, &hello).await?;
         self.stats.hellos += 1;
         self.mem.floor_breach = None;
@@ -1097,6 +1179,13 @@ impl Terminal {
             .filter(|p| ea::is_tradecast_magic(p.magic, self.cfg.input_magic))
             .collect();
         if equity >= floor || ours.is_empty() {
+            self.mem.floor_failures = 0;
+            self.mem.floor_next_wall_ms = 0;
+            return;
+        }
+        // After closes that failed (10018 all weekend, …) the next attempt waits: 5 s doubling
+        // to 5 min, jittered; not every cycle.
+        if wall_ms() < self.mem.floor_next_wall_ms {
             return;
         }
         let magic = ea::magic(self.cfg.input_magic, 0);
@@ -1109,6 +1198,19 @@ impl Terminal {
             }
         }
         tracing::warn!(target: "tradecast_sim::floor", %equity, %floor, n_closed, n_failed, "equity below the floor while the node is silent: closed Tradecast's positions");
+        if n_failed > 0 {
+            self.mem.floor_failures += 1;
+            let wait = backoff_ms(
+                self.mem.floor_failures,
+                FLOOR_RETRY_FIRST_MS,
+                FLOOR_RETRY_MAX_MS,
+                &mut self.mem.jitter,
+            );
+            self.mem.floor_next_wall_ms = wall_ms() + wait;
+        } else {
+            self.mem.floor_failures = 0;
+            self.mem.floor_next_wall_ms = 0;
+        }
         self.stats.floor_breaches += 1;
         let prev = self.mem.floor_breach.take();
         self.mem.floor_breach = Some(FloorBreach {

@@ -361,3 +361,56 @@ async fn a_requoted_close_is_sent_again_at_the_new_price() {
     t2.step().await.expect("enforce");
     assert!(r.positions().is_empty(), "the floor close was requoted and given up");
 }
+
+// 3. Backoff with jitter, and a journal that does not flood.
+
+#[tokio::test]
+async fn a_refused_hello_backs_off_and_the_journal_stays_short() {
+    let mut r = rig(BrokerConfig::default(), MarginMode::Hedging).await;
+    r.node.lock().broken.refuse_all = Some(413);
+    // About 1.5 s of 100 ms timer cycles.
+    let start = std::time::Instant::now();
+    let mut cycles = 0;
+    while start.elapsed() < std::time::Duration::from_millis(1_500) {
+        let _ = r.t.step().await;
+        cycles += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(cycles >= 10, "{cycles}");
+    let st = r.t.stats();
+    // 1 s, then 2 s (each jittered to at least half): at most 3 hellos in 1.5 s.
+    assert!(st.hello_attempts <= 3, "{} hellos in {cycles} cycles", st.hello_attempts);
+    assert!(st.journal_lines <= 1, "{} journal lines in {cycles} cycles", st.journal_lines);
+    // The node comes back: the EA connects at its next try, within the backoff.
+    r.node.lock().broken.refuse_all = None;
+    let start = std::time::Instant::now();
+    while r.t.session_id().is_none() && start.elapsed() < std::time::Duration::from_secs(5) {
+        let _ = r.t.step().await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(r.t.session_id().is_some(), "never reconnected");
+}
+
+#[tokio::test]
+async fn floor_closes_refused_all_weekend_are_not_sent_every_cycle() {
+    let mut r = rig_with(BrokerConfig::default(), MarginMode::Hedging, &[], |c| {
+        c.floor_silence_ms = 0;
+    })
+    .await;
+    r.node.lock().equity_floor = Some(d("9950"));
+    r.node.add_order(market(OrderKind::Buy, "1.00"));
+    r.steps(2).await;
+    // Saturday, price down, node gone: every close answers 10018.
+    lock(&r.b)
+        .set_quote("EURUSD", d("1.07100"), d("1.07110"), MONDAY_10 + 5 * DAY_MS)
+        .expect("quote");
+    r.t.faults().set_silent(true);
+    let sends = r.t.stats().sends;
+    for _ in 0..20 {
+        let _ = r.t.step().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(r.positions().len(), 1, "the market is closed");
+    let tries = r.t.stats().sends - sends;
+    assert!(tries <= 1, "{tries} closes sent in 20 cycles");
+}
