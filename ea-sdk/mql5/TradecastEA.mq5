@@ -341,7 +341,7 @@ void TcQueueSpec(const string symbol)
 //--- TC_HELLO_SPEC_BYTES; the rest are queued for the state pushes (TcStateBody).
 bool TcHello()
   {
-   g_tcOffset = TcServerUtcOffset();
+   TcNoteOffset();
    CTcJsonWriter w;
    int ad = TcAccountDigits();
    w.BeginObject();
@@ -1031,6 +1031,7 @@ bool TcTerminalReady()
 //--- One cycle of the timer: floor, hello if needed, pushes, one long-poll and what it brought.
 void TcCycle()
   {
+   TcNoteOffset();   // a daylight-saving switch is seen within a cycle, not at the next hello
    TcEnforceFloorIfNodeSilent();
    if(g_session == "")
      {
@@ -1108,7 +1109,7 @@ int OnInit()
    if(!TcSelfTest())
       return INIT_FAILED;
    MathSrand((int)GetTickCount());
-   g_tcOffset = TcServerUtcOffset();
+   TcNoteOffset();
    g_pollWait = InpPollWaitMs;
    g_link.Init(InpNodeUrl, InpKeyId, InpSecret);
    if(!EventSetMillisecondTimer(TC_TIMER_MS))

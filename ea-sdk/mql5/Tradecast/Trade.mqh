@@ -11,8 +11,12 @@
 #ifndef TC_TRADE_MQH
 #define TC_TRADE_MQH
 
-//--- Broker server time minus UTC, seconds (set at OnInit and before every hello).
+//--- Broker server time minus UTC, seconds, now (read every cycle by TcNoteOffset).
 int g_tcOffset = 0;
+//--- Every offset the EA has seen and the server time it was first seen at, oldest first: a
+//--- broker's daylight-saving switch changes it, and times before the switch keep the old one.
+datetime g_offFrom[];
+int      g_offVal[];
 
 //--- TimeTradeServer() - TimeGMT(), rounded to the quarter hour (brokers use whole offsets;
 //--- the two clocks are read a few ms apart).
@@ -22,12 +26,51 @@ int TcServerUtcOffset()
    return (int)(MathRound(diff / 900.0) * 900);
   }
 
-//--- Server time (seconds) to unix ms UTC.
-long TcUtcMs(const datetime server_time) { return ((long)server_time - g_tcOffset) * 1000; }
+//--- Reads the offset (every timer cycle) and remembers a change with the server time it was
+//--- seen at. A change is seen within one cycle; brokers switch while the market is closed.
+void TcNoteOffset()
+  {
+   int o = TcServerUtcOffset();
+   int n = ArraySize(g_offVal);
+   if(n == 0 || g_offVal[n - 1] != o)
+     {
+      if(n > 0)
+         PrintFormat("Tradecast: the server's UTC offset changed from %d s to %d s (daylight saving); times from now on use the new one",
+                     g_offVal[n - 1], o);
+      ArrayResize(g_offFrom, n + 1);
+      ArrayResize(g_offVal, n + 1);
+      g_offFrom[n] = TimeTradeServer();
+      g_offVal[n] = o;
+     }
+   g_tcOffset = o;
+  }
+
+//--- The offset in force at a server time: the newest seen at or before it. Times before the
+//--- EA's start get the first offset seen (MT5 keeps no history of the server's offsets).
+int TcOffsetAt(const datetime server_time)
+  {
+   int n = ArraySize(g_offVal);
+   if(n == 0)
+      return g_tcOffset;
+   for(int i = n - 1; i >= 0; i--)
+      if(g_offFrom[i] <= server_time)
+         return g_offVal[i];
+   return g_offVal[0];
+  }
+
+//--- Server time (seconds) to unix ms UTC, with the offset in force then.
+long TcUtcMs(const datetime server_time) { return ((long)server_time - TcOffsetAt(server_time)) * 1000; }
 //--- Server time in ms (the *_TIME_MSC properties) to unix ms UTC.
-long TcUtcMsFromMsc(const long server_msc) { return server_msc - (long)g_tcOffset * 1000; }
-//--- Unix ms UTC to server time (seconds).
-datetime TcServerTime(const long utc_ms) { return (datetime)(utc_ms / 1000 + g_tcOffset); }
+long TcUtcMsFromMsc(const long server_msc)
+  {
+   return server_msc - (long)TcOffsetAt((datetime)(server_msc / 1000)) * 1000;
+  }
+//--- Unix ms UTC to server time (seconds), with the offset in force then.
+datetime TcServerTime(const long utc_ms)
+  {
+   datetime guess = (datetime)(utc_ms / 1000 + g_tcOffset);
+   return (datetime)(utc_ms / 1000 + TcOffsetAt(guess));
+  }
 
 ulong TcMagic(const uint input_magic, const uint order_no)
   {

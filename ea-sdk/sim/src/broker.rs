@@ -217,6 +217,10 @@ pub struct BrokerConfig {
     pub slippage_points: u32,
     /// Server time minus UTC, seconds (the server day, hence rollover, follows it).
     pub server_utc_offset_s: i32,
+    /// A daylight-saving change of the server's clock: from `.0` (unix ms UTC) on, server time
+    /// minus UTC is `.1` seconds (e.g. 7200 → 10800 when New York springs forward). None: the
+    /// offset never changes.
+    pub dst_change: Option<(i64, i32)>,
     /// The trade server's name.
     pub server: String,
     /// The broker's name.
@@ -242,6 +246,7 @@ impl Default for BrokerConfig {
             server: "Tradecast-Sim".to_owned(),
             company: "Tradecast Simulated Broker".to_owned(),
             stop_out_level_pct: Decimal::from(50),
+            dst_change: None,
             new_ticket_on_reversal: false,
             reopen_on_rollover: false,
             check_filling: false,
@@ -621,6 +626,15 @@ impl Broker {
         self.accounts.keys().copied().collect()
     }
 
+    /// Server time minus UTC at `time_ms` (UTC), seconds: what `TimeTradeServer() - TimeGMT()`
+    /// reads then, with the configured daylight-saving change.
+    pub fn server_utc_offset_at(&self, time_ms: i64) -> i32 {
+        match self.cfg.dst_change {
+            Some((at_ms, offset)) if time_ms >= at_ms => offset,
+            _ => self.cfg.server_utc_offset_s,
+        }
+    }
+
     /// The market clock: the replay time, UTC.
     pub fn time_ms(&self) -> i64 {
         self.time_ms
@@ -649,7 +663,8 @@ impl Broker {
     }
 
     fn server_day(&self, time_ms: i64) -> i64 {
-        (time_ms.div_euclid(1_000) + i64::from(self.cfg.server_utc_offset_s)).div_euclid(DAY_S)
+        (time_ms.div_euclid(1_000) + i64::from(self.server_utc_offset_at(time_ms)))
+            .div_euclid(DAY_S)
     }
 
     /// Moves the clock (never backwards) and books swap at each server-day change.
@@ -993,7 +1008,7 @@ impl Broker {
             return None;
         }
         let offset_ms = if timeframe == Timeframe::D1 {
-            i64::from(self.cfg.server_utc_offset_s) * 1_000
+            i64::from(self.server_utc_offset_at(self.time_ms)) * 1_000
         } else {
             0
         };

@@ -255,6 +255,9 @@ struct Memory {
     journal: BTreeMap<String, (i64, u32)>,
     /// The jitter's xorshift state (`MathRand` in the EA).
     jitter: u64,
+    /// The server's UTC offsets the EA has seen, each with the server time (ms) it was first
+    /// seen at, oldest first (`g_offFrom`, `g_offVal`).
+    offsets: Vec<(i64, i32)>,
 }
 
 /// `TcBackoffMs`: `first` doubled per earlier failure, at most `max`, then jittered to between
@@ -365,6 +368,34 @@ impl Terminal {
         lock(&self.broker).time_ms()
     }
 
+    /// `TcNoteOffset`, every cycle: reads `TimeTradeServer() - TimeGMT()` and remembers a change
+    /// (a broker's daylight-saving switch) with the server time it was seen at.
+    fn note_offset(&mut self) {
+        let b = lock(&self.broker);
+        let now = b.time_ms();
+        let offset = b.server_utc_offset_at(now);
+        drop(b);
+        if self.mem.offsets.last().is_none_or(|(_, o)| *o != offset) {
+            self.mem.offsets.push((now + i64::from(offset) * 1_000, offset));
+        }
+    }
+
+    /// `TcUtcMs`: a time MT5 shows in server time (a bar's, a deal's), converted to UTC with the
+    /// offset the EA knew for that server time. MT5 shows `utc` as `utc` + the offset then.
+    fn ea_utc(&self, b: &Broker, utc_ms: i64) -> i64 {
+        let server = utc_ms + i64::from(b.server_utc_offset_at(utc_ms)) * 1_000;
+        let offset = self
+            .mem
+            .offsets
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= server)
+            .or(self.mem.offsets.first())
+            .map(|(_, o)| *o)
+            .unwrap_or_else(|| b.server_utc_offset_at(utc_ms));
+        server - i64::from(offset) * 1_000
+    }
+
     /// `TcJournal`: prints a link failure to the journal, one line per `kind` a minute at most;
     /// the next line printed says how many like it were left out.
     fn journal(&mut self, kind: &str, message: &str) {
@@ -427,6 +458,7 @@ impl Terminal {
             self.link = LinkClient::new(&self.cfg.node_url, &self.cfg.key_id, &self.cfg.secret)?;
             self.stats.restarts += 1;
         }
+        self.note_offset();
         self.enforce_floor_if_node_silent();
         if self.faults.is_silent() {
             return Ok(());
@@ -527,7 +559,7 @@ impl Terminal {
                 margin_mode: info.margin_mode,
                 terminal_build: self.cfg.terminal_build,
                 ea_version: self.cfg.ea_version.clone(),
-                server_utc_offset_s: b.config().server_utc_offset_s,
+                server_utc_offset_s: b.server_utc_offset_at(b.time_ms()),
                 terminal_time_ms: b.time_ms(),
                 symbols: specs,
                 floor_breach: self.mem.floor_breach.clone(),
@@ -584,14 +616,14 @@ impl Terminal {
             let backfills = std::mem::take(&mut self.mem.backfills);
             for (sym, tf, from, to) in backfills {
                 for bar in b.bars(&sym, tf, from, to).unwrap_or_default() {
-                    bars.push(link_bar(&sym, tf, &bar));
+                    bars.push(link_bar(&sym, tf, &bar, self.ea_utc(&b, bar.time_unix_ms)));
                 }
             }
             for ((sym, tf), from) in &s.bars_from {
                 let last = pushed.get(&(sym.clone(), *tf)).copied().unwrap_or(i64::MIN);
                 for bar in b.bars(sym, *tf, *from, i64::MAX).unwrap_or_default() {
                     if bar.time_unix_ms > last && bars.len() < BARS_PER_PUSH {
-                        bars.push(link_bar(sym, *tf, &bar));
+                        bars.push(link_bar(sym, *tf, &bar, self.ea_utc(&b, bar.time_unix_ms)));
                         pushed.insert((sym.clone(), *tf), bar.time_unix_ms);
                     }
                 }
@@ -613,13 +645,16 @@ impl Terminal {
 
     async fn push_deals(&mut self) -> Result<(), LinkError> {
         let Some(s) = self.mem.session.clone() else { return Ok(()) };
-        let deals: Vec<_> = lock(&self.broker)
-            .deals(self.cfg.login, s.deals_from_ms, i64::MAX)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|d| !s.deals_pushed.contains(&d.deal_ticket))
-            .take(DEALS_PER_PUSH)
-            .collect();
+        let deals: Vec<_> = {
+            let b = lock(&self.broker);
+            b.deals(self.cfg.login, s.deals_from_ms, i64::MAX)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|d| !s.deals_pushed.contains(&d.deal_ticket))
+                .take(DEALS_PER_PUSH)
+                .map(|d| ea::Deal { time_ms: self.ea_utc(&b, d.time_ms), ..d })
+                .collect()
+        };
         if deals.is_empty() {
             return Ok(());
         }
@@ -1229,11 +1264,16 @@ fn empty_poll() -> PollAnswer {
     PollAnswer { orders: Vec::new(), commands: Vec::new(), equity_floor: None }
 }
 
-fn link_bar(symbol: &str, timeframe: Timeframe, bar: &tradecast_protocol::bars::Bar) -> LinkBar {
+fn link_bar(
+    symbol: &str,
+    timeframe: Timeframe,
+    bar: &tradecast_protocol::bars::Bar,
+    time_ms: i64,
+) -> LinkBar {
     LinkBar {
         symbol: symbol.to_owned(),
         timeframe,
-        time_ms: bar.time_unix_ms,
+        time_ms,
         open: bar.open,
         high: bar.high,
         low: bar.low,

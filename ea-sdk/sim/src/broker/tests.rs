@@ -643,3 +643,22 @@ fn a_filling_the_execution_mode_does_not_allow_answers_10030() {
     let mut b = broker();
     check(&mut b, HEDGING, TradeRequest { filling: Return, ..buy("0.10") }, retcode::DONE);
 }
+
+#[test]
+fn a_dst_change_moves_the_server_offset_and_the_rollover() {
+    let change = MONDAY_10 + 4 * HOUR;
+    let mut b = broker_with(BrokerConfig {
+        server_utc_offset_s: 7_200,
+        dst_change: Some((change, 10_800)),
+        ..BrokerConfig::default()
+    });
+    assert_eq!(b.server_utc_offset_at(change - 1), 7_200);
+    assert_eq!(b.server_utc_offset_at(change), 10_800);
+    // A long (swap -5 a lot) held across server midnight: 21:00 UTC is midnight at UTC+3.
+    check(&mut b, HEDGING, buy("1.00"), retcode::DONE);
+    let at = |h: i64| MONDAY_10 - 10 * HOUR + h * HOUR; // Monday 00:00 UTC + h hours
+    b.set_quote("EURUSD", d("1.07200"), d("1.07210"), at(20) + HOUR / 2).expect("quote");
+    assert_eq!(b.positions(HEDGING).expect("account")[0].swap, d("0"));
+    b.set_quote("EURUSD", d("1.07200"), d("1.07210"), at(21) + HOUR / 2).expect("quote");
+    assert_eq!(b.positions(HEDGING).expect("account")[0].swap, d("-5"));
+}

@@ -414,3 +414,45 @@ async fn floor_closes_refused_all_weekend_are_not_sent_every_cycle() {
     let tries = r.t.stats().sends - sends;
     assert!(tries <= 1, "{tries} closes sent in 20 cycles");
 }
+
+// 6. The server's UTC offset is read every cycle: bars and deals across a DST change.
+
+#[tokio::test]
+async fn bars_and_deals_across_a_server_dst_change_keep_their_utc_times() {
+    const H: i64 = 3_600_000;
+    let change = MONDAY_10 + 5 * H + H / 2;
+    let cfg = BrokerConfig {
+        server_utc_offset_s: 7_200,
+        dst_change: Some((change, 10_800)),
+        ..BrokerConfig::default()
+    };
+    let mut r = rig(cfg, MarginMode::Hedging).await;
+    r.node.lock().subscriptions =
+        vec![ea::BarSubscription { symbol: "EURUSD".into(), timeframe: ea::Timeframe::H1 }];
+    r.steps(1).await;
+    assert_eq!(r.node.lock().hellos[0].server_utc_offset_s, 7_200);
+    let mut truth = Vec::new();
+    for i in 1..=10 {
+        let t = MONDAY_10 + i * H;
+        let bar = tradecast_protocol::bars::Bar {
+            time_unix_ms: t,
+            open: d("1.07200"),
+            high: d("1.07250"),
+            low: d("1.07150"),
+            close: d("1.07200"),
+        };
+        lock(&r.b).on_bar("EURUSD", &bar, 10, 3_600).expect("bar");
+        truth.push(t);
+        if i == 8 {
+            r.node.add_order(market(OrderKind::Buy, "0.10"));
+        }
+        r.steps(2).await;
+    }
+    let s = r.node.lock();
+    let got: Vec<i64> = s.bars.keys().map(|k| k.2).collect();
+    assert_eq!(got, truth, "bar times at the node (shifted by the DST change?)");
+    let fill = lock(&r.b).deals(LOGIN, 0, i64::MAX).expect("account")[0].clone();
+    assert!(fill.time_ms > change);
+    let at_node = s.deals.get(&fill.deal_ticket).expect("the deal reached the node");
+    assert_eq!(at_node.time_ms, fill.time_ms, "the deal's time at the node");
+}
