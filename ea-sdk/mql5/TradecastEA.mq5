@@ -13,7 +13,7 @@
 //| own when the node is silent.                                      |
 //+------------------------------------------------------------------+
 #property copyright "Tradecast"
-#property version   "1.00"
+#property version   "1.10"
 #property strict
 #property description "Tradecast EA link: executes what the Tradecast node decides."
 
@@ -22,11 +22,25 @@
 #include "Tradecast/Link.mqh"
 #include "Tradecast/Trade.mqh"
 
-#define TC_EA_VERSION    "1.0.0"
+#define TC_EA_VERSION    "1.1.0"
 #define TC_TIMER_MS      100
 #define TC_MAX_BARS      1000
 #define TC_MAX_DEALS     500
 #define TC_MAX_REMEMBERED_DEALS 5000
+//--- After a failed hello the next waits 1 s, doubling to 30 s, jittered (TcBackoffMs).
+#define TC_RETRY_FIRST_MS 1000
+#define TC_RETRY_MAX_MS   30000
+//--- A hello nothing answered (the node not running or being restarted) is tried again at the
+//--- next tick: it costs the node nothing and TcJournal says it once a minute. Error 4014 (the
+//--- URL not allowed) is no answer too, but will not change by itself: it backs off.
+//--- After equity-floor closes that failed (10018 all weekend, ...): 5 s doubling to 5 min.
+#define TC_FLOOR_RETRY_FIRST_MS 5000
+#define TC_FLOOR_RETRY_MAX_MS   300000
+//--- Characters of symbol specs in a hello, and in one state push: a spec is written while the
+//--- specs so far are under the budget; the other symbols' specs follow in the next state
+//--- pushes, so hundreds of Market Watch symbols never make a body over the node's 256 KiB.
+#define TC_HELLO_SPEC_BYTES (160 * 1024)
+#define TC_STATE_SPEC_BYTES (128 * 1024)
 
 //--- Inputs: the node's address and this install's key, the magic, and the allow-list.
 input string InpNodeUrl           = "http://127.0.0.1:7341"; // Node URL (EA link, 127.0.0.1 only)
@@ -50,7 +64,8 @@ string   g_subSym[];
 string   g_subTf[];
 long     g_barsFrom[];
 long     g_barsPushed[];
-string   g_specReq[];
+string   g_specReq[];      // specs for the next state pushes: asked for, or past the hello's budget
+int      g_specWritten = 0; // how many of them the last state body carried
 string   g_bfSym[];
 string   g_bfTf[];
 long     g_bfFrom[];
@@ -66,6 +81,12 @@ double   g_breachEquity = 0;
 double   g_breachFloor = 0;
 int      g_breachClosed = 0;
 int      g_breachFailed = 0;
+//--- Backoff: failed hellos and failed floor attempts in a row, and when the next may go.
+int      g_helloFailures = 0;
+bool     g_lastCallNoAnswer = false;   // the last call got no answer at all (node down)
+ulong    g_helloNextTick = 0;
+int      g_floorFailures = 0;
+ulong    g_floorNextTick = 0;
 
 //+------------------------------------------------------------------+
 //| Small helpers                                                     |
@@ -73,6 +94,19 @@ int      g_breachFailed = 0;
 int TcAccountDigits() { return (int)AccountInfoInteger(ACCOUNT_CURRENCY_DIGITS); }
 long TcNowUtcMs() { return TcUtcMs(TimeTradeServer()); }
 int TcTimeoutMs() { return g_pollWait + 2000; }
+
+//--- `first` doubled per earlier failure, at most `max`, jittered to between half and all of it
+//--- so that terminals restarted together do not retry in step.
+ulong TcBackoffMs(const int failures, const ulong first, const ulong max)
+  {
+   ulong full = first;
+   for(int i = 1; i < failures && full < max; i++)
+      full *= 2;
+   if(full > max)
+      full = max;
+   ulong half = full / 2;
+   return half + (ulong)MathRand() % (half + 1);
+  }
 
 //--- Whether a symbol is in the inputs' allow-list (empty list: every Market Watch symbol).
 bool TcAllowed(const string symbol)
@@ -195,7 +229,9 @@ bool TcCall(const string path, const string body, CTcJson *&answer)
    answer = NULL;
    int status = 0;
    string text = "";
-   if(g_link.Post(path, body, TcTimeoutMs(), status, text) != TC_LINK_OK)
+   int link = g_link.Post(path, body, TcTimeoutMs(), status, text);
+   g_lastCallNoAnswer = (link == TC_LINK_NO_ANSWER && g_link.LastError() != 4014);
+   if(link != TC_LINK_OK)
       return false;
    if(status != 200)
      {
@@ -210,9 +246,9 @@ bool TcCall(const string path, const string body, CTcJson *&answer)
          g_session = "";
         }
       else if(status == 401)
-         PrintFormat("Tradecast: the node refused %s: 401 %s. Check the key id and secret, and that this PC's clock is right (within 30 s).", path, code);
+         TcJournal("refused-401", StringFormat("the node refused %s: 401 %s. Check the key id and secret, and that this PC's clock is right (within 30 s).", path, code));
       else
-         PrintFormat("Tradecast: the node refused %s: %d %s %s", path, status, code, field);
+         TcJournal(StringFormat("refused-%d", status), StringFormat("the node refused %s: %d %s %s", path, status, code, field));
       return false;
      }
    answer = TcJsonParse(text);
@@ -221,6 +257,7 @@ bool TcCall(const string path, const string body, CTcJson *&answer)
       PrintFormat("Tradecast: unreadable answer from %s", path);
       return false;
      }
+   g_link.MarkContact();   // only a signed, readable 200 shows the node alive
    return true;
   }
 
@@ -278,10 +315,33 @@ void TcWriteSpec(CTcJsonWriter &w, const string symbol)
    w.EndObject();
   }
 
-//--- hello: account, margin mode, offset, Market Watch symbols (allow-list) with specs.
+//--- Whether a symbol has a position or a pending order on the account (its spec goes first).
+bool TcHeld(const string symbol)
+  {
+   for(int i = PositionsTotal() - 1; i >= 0; i--)
+      if(PositionGetTicket(i) != 0 && PositionGetString(POSITION_SYMBOL) == symbol)
+         return true;
+   for(int i = OrdersTotal() - 1; i >= 0; i--)
+      if(OrderGetTicket(i) != 0 && OrderGetString(ORDER_SYMBOL) == symbol)
+         return true;
+   return false;
+  }
+
+//--- Queues a symbol for the specs of the next state pushes (once).
+void TcQueueSpec(const string symbol)
+  {
+   for(int i = 0; i < ArraySize(g_specReq); i++)
+      if(g_specReq[i] == symbol)
+         return;
+   TcPushString(g_specReq, symbol);
+  }
+
+//--- hello: account, margin mode, offset, Market Watch symbols (allow-list) with specs: the
+//--- symbols with positions or pending orders first, then Market Watch order, within
+//--- TC_HELLO_SPEC_BYTES; the rest are queued for the state pushes (TcStateBody).
 bool TcHello()
   {
-   g_tcOffset = TcServerUtcOffset();
+   TcNoteOffset();
    CTcJsonWriter w;
    int ad = TcAccountDigits();
    w.BeginObject();
@@ -297,12 +357,19 @@ bool TcHello()
    w.KInt("terminal_time_ms", TcNowUtcMs());
    w.Key("symbols");
    w.BeginArray();
-   for(int i = 0; i < SymbolsTotal(true); i++)
-     {
-      string s = SymbolName(i, true);
-      if(TcAllowed(s))
-         TcWriteSpec(w, s);
-     }
+   string rest[];
+   int specStart = w.Length();
+   for(int pass = 0; pass < 2; pass++)
+      for(int i = 0; i < SymbolsTotal(true); i++)
+        {
+         string s = SymbolName(i, true);
+         if(!TcAllowed(s) || TcHeld(s) != (pass == 0))
+            continue;
+         if(w.Length() - specStart < TC_HELLO_SPEC_BYTES)
+            TcWriteSpec(w, s);
+         else
+            TcPushString(rest, s);
+        }
    w.EndArray();
    if(g_breach)
      {
@@ -320,6 +387,8 @@ bool TcHello()
    if(!TcCall("/ea/v1/hello", w.Text(), a))
       return false;
    g_breach = false;
+   for(int i = 0; i < ArraySize(rest); i++)
+      TcQueueSpec(rest[i]);
    g_session = a.Str("session_id");
    g_pollWait = (int)a.Long("poll_wait_ms", InpPollWaitMs);
    g_hasFloor = !a.IsNull("equity_floor");
@@ -465,7 +534,6 @@ void TcExecuteOrder(CTcJson *o)
    req.magic = magic;
    req.comment = TcComment(id);
    req.deviation = o.IsNull("max_slippage_points") ? InpMaxSlippagePoints : (uint)o.Long("max_slippage_points");
-   req.type_filling = TcFilling(symbol);
    if(kind == "buy" || kind == "sell")
      {
       req.action = TRADE_ACTION_DEAL;
@@ -485,7 +553,6 @@ void TcExecuteOrder(CTcJson *o)
          return;
         }
       req.price = NormalizeDouble(o.Dec("price"), digits);
-      req.type_filling = ORDER_FILLING_RETURN;
       if(!o.IsNull("expiration_ms"))
         {
          req.type_time = ORDER_TIME_SPECIFIED;
@@ -494,6 +561,7 @@ void TcExecuteOrder(CTcJson *o)
       else
          req.type_time = ORDER_TIME_GTC;
      }
+   req.type_filling = TcFilling(symbol, req.type);
    TcOrderSend(req, res);
    TcSettle(id, magic, res, symbol);
   }
@@ -502,7 +570,7 @@ void TcExecuteOrder(CTcJson *o)
 bool TcLevelsAre(const ulong position_id, const ulong order_ticket, const double sl, const double tp, const int digits)
   {
    double eps = MathPow(10, -digits) / 2;
-   if(position_id > 0 && PositionSelectByTicket(position_id))
+   if(position_id > 0 && TcSelectPosition(position_id) != 0)
       return MathAbs(PositionGetDouble(POSITION_SL) - sl) < eps && MathAbs(PositionGetDouble(POSITION_TP) - tp) < eps;
    if(order_ticket > 0 && OrderSelect(order_ticket))
       return MathAbs(OrderGetDouble(ORDER_SL) - sl) < eps && MathAbs(OrderGetDouble(ORDER_TP) - tp) < eps;
@@ -541,11 +609,12 @@ void TcExecuteCommand(CTcJson *c)
       ZeroMemory(req);
       ZeroMemory(res);
       string symbol = "";
-      if(position > 0 && PositionSelectByTicket(position))
+      ulong positionTicket = TcSelectPosition(position);
+      if(positionTicket != 0)
         {
          symbol = PositionGetString(POSITION_SYMBOL);
          req.action = TRADE_ACTION_SLTP;
-         req.position = position;
+         req.position = positionTicket;   // the ticket, not the identifier (TcSelectPosition)
         }
       else if(ticket > 0 && OrderSelect(ticket))
         {
@@ -591,7 +660,7 @@ void TcExecuteCommand(CTcJson *c)
       CTcJson *syms = c.Get("symbols");
       for(int i = 0; syms != NULL && i < syms.Size(); i++)
          if(TcAllowed(syms.At(i).str))
-            TcPushString(g_specReq, syms.At(i).str);
+            TcQueueSpec(syms.At(i).str);
       return;
      }
    if(type == "backfill")
@@ -697,8 +766,13 @@ string TcStateBody(const bool withTime)
    w.EndArray();
    w.Key("specs");
    w.BeginArray();
-   for(int i = 0; i < ArraySize(g_specReq); i++)
+   int specStart = w.Length();
+   g_specWritten = 0;
+   for(int i = 0; i < ArraySize(g_specReq) && w.Length() - specStart < TC_STATE_SPEC_BYTES; i++)
+     {
       TcWriteSpec(w, g_specReq[i]);
+      g_specWritten++;
+     }
    w.EndArray();
    w.EndObject();
    return w.Text();
@@ -721,7 +795,8 @@ void TcPushState(const bool force)
    delete a;
    g_lastState = fingerprint;
    g_lastStateTick = GetTickCount64();
-   ArrayResize(g_specReq, 0);
+   if(g_specWritten > 0)   // the specs sent leave the queue; the rest go in the next push
+      ArrayRemove(g_specReq, 0, g_specWritten);
   }
 
 bool TcDealPushed(const ulong ticket)
@@ -893,6 +968,13 @@ void TcEnforceFloorIfNodeSilent()
       return;
    double equity = AccountInfoDouble(ACCOUNT_EQUITY);
    if(equity >= g_floor)
+     {
+      g_floorFailures = 0;
+      g_floorNextTick = 0;
+      return;
+     }
+   // After closes that failed, the next attempt waits (not every cycle, not all weekend).
+   if(GetTickCount64() < g_floorNextTick)
       return;
    int closed = 0, failed = 0;
    ulong magic = TcMagic(InpMagic, 0);
@@ -909,8 +991,18 @@ void TcEnforceFloorIfNodeSilent()
      }
    if(closed + failed == 0)
       return;
-   PrintFormat("Tradecast: equity %.2f below the floor %.2f while the node is silent: closed %d of Tradecast's positions, %d failed",
-               equity, g_floor, closed, failed);
+   if(failed > 0)
+     {
+      g_floorFailures++;
+      g_floorNextTick = GetTickCount64() + TcBackoffMs(g_floorFailures, TC_FLOOR_RETRY_FIRST_MS, TC_FLOOR_RETRY_MAX_MS);
+     }
+   else
+     {
+      g_floorFailures = 0;
+      g_floorNextTick = 0;
+     }
+   TcJournal("floor", StringFormat("equity %.2f below the floor %.2f while the node is silent: closed %d of Tradecast's positions, %d failed",
+                                   equity, g_floor, closed, failed));
    if(!g_breach)
      {
       g_breachTime = TcNowUtcMs();
@@ -924,12 +1016,41 @@ void TcEnforceFloorIfNodeSilent()
    g_session = "";
   }
 
+//--- Whether the terminal is connected to the trade server and logged in: before that, at
+//--- terminal start, ACCOUNT_LOGIN reads 0 and tick values read 0, so no hello is sent.
+bool g_warnedNotReady = false;
+bool TcTerminalReady()
+  {
+   bool ready = TerminalInfoInteger(TERMINAL_CONNECTED) != 0 && AccountInfoInteger(ACCOUNT_LOGIN) != 0;
+   if(!ready && !g_warnedNotReady)
+      Print("Tradecast: waiting for the terminal to connect to the trade server and log in");
+   g_warnedNotReady = !ready;
+   return ready;
+  }
+
 //--- One cycle of the timer: floor, hello if needed, pushes, one long-poll and what it brought.
 void TcCycle()
   {
+   TcNoteOffset();   // a daylight-saving switch is seen within a cycle, not at the next hello
    TcEnforceFloorIfNodeSilent();
-   if(g_session == "" && !TcHello())
-      return;
+   if(g_session == "")
+     {
+      // After a failed hello, wait out the backoff: the hello is not rebuilt and re-sent
+      // every 100 ms tick.
+      if(GetTickCount64() < g_helloNextTick || !TcTerminalReady())
+         return;
+      if(!TcHello())
+        {
+         if(!g_lastCallNoAnswer)
+           {
+            g_helloFailures++;
+            g_helloNextTick = GetTickCount64() + TcBackoffMs(g_helloFailures, TC_RETRY_FIRST_MS, TC_RETRY_MAX_MS);
+           }
+         return;
+        }
+      g_helloFailures = 0;
+      g_helloNextTick = 0;
+     }
    TcPushBars();
    TcPushDeals();
    TcPushState(false);
@@ -988,7 +1109,7 @@ int OnInit()
    if(!TcSelfTest())
       return INIT_FAILED;
    MathSrand((int)GetTickCount());
-   g_tcOffset = TcServerUtcOffset();
+   TcNoteOffset();
    g_pollWait = InpPollWaitMs;
    g_link.Init(InpNodeUrl, InpKeyId, InpSecret);
    if(!EventSetMillisecondTimer(TC_TIMER_MS))

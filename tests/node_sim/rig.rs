@@ -113,6 +113,10 @@ impl Rig {
         for _ in 0..max_steps {
             match self.terminal.step().await {
                 Ok(()) if self.terminal.caught_up() || self.faults.is_silent() => break,
+                // Waiting out the hello's backoff after a failure: a timer tick of the EA.
+                Ok(()) if self.terminal.session_id().is_none() => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 Ok(()) => {}
                 Err(_) => {
                     errors += 1;

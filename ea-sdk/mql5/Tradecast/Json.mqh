@@ -392,6 +392,8 @@ public:
          Dec(v, digits);
      }
    string            Text(void) { return m_out; }
+   //--- Characters written so far (the bodies are ASCII but for symbol names and comments).
+   int               Length(void) { return StringLen(m_out); }
   };
 //+------------------------------------------------------------------+
 #endif // TC_JSON_MQH

@@ -12,6 +12,43 @@
 
 #include "Crypto.mqh"
 
+//--- One journal line per kind of failure at most this often; the next says how many were left out.
+#define TC_JOURNAL_EVERY_MS 60000
+
+string g_tcJournalKind[];
+ulong  g_tcJournalTick[];
+int    g_tcJournalLeftOut[];
+
+//--- Prints a failure to the Experts journal, one line per `kind` a minute at most: a node that
+//--- refuses every call, or is down, would otherwise print ~10 lines a second.
+void TcJournal(const string kind, const string message)
+  {
+   ulong now = GetTickCount64();
+   int n = ArraySize(g_tcJournalKind);
+   int i = 0;
+   while(i < n && g_tcJournalKind[i] != kind)
+      i++;
+   if(i == n)
+     {
+      ArrayResize(g_tcJournalKind, n + 1);
+      ArrayResize(g_tcJournalTick, n + 1);
+      ArrayResize(g_tcJournalLeftOut, n + 1);
+      g_tcJournalKind[n] = kind;
+      g_tcJournalLeftOut[n] = 0;
+     }
+   else if(now - g_tcJournalTick[i] < TC_JOURNAL_EVERY_MS)
+     {
+      g_tcJournalLeftOut[i]++;
+      return;
+     }
+   g_tcJournalTick[i] = now;
+   if(g_tcJournalLeftOut[i] > 0)
+      PrintFormat("Tradecast: %s (and %d more like it in the last minute)", message, g_tcJournalLeftOut[i]);
+   else
+      PrintFormat("Tradecast: %s", message);
+   g_tcJournalLeftOut[i] = 0;
+  }
+
 #define TC_LINK_OK            0   // a signed answer (any status)
 #define TC_LINK_NO_ANSWER     1   // WebRequest failed or timed out
 #define TC_LINK_BAD_SIGNATURE 2   // answer unsigned or wrongly signed: ignored
@@ -24,7 +61,7 @@ private:
    string            m_secret;
    ulong             m_counter;
    ulong             m_lastContactTick;
-   bool              m_warnedUrl;
+   int               m_lastError;
 
    //--- The signature header of an answer ("Name: value\r\n" lines; names are case-insensitive).
    string            AnswerSignature(const string headers)
@@ -53,7 +90,10 @@ private:
      }
 
 public:
-                     CTcLink(void) { m_counter = 0; m_lastContactTick = 0; m_warnedUrl = false; }
+                     CTcLink(void) { m_counter = 0; m_lastContactTick = 0; m_lastError = 0; }
+
+   //--- GetLastError() of the last WebRequest that got no answer (0 after an answer).
+   int               LastError(void) { return m_lastError; }
 
    void              Init(const string base, const string key, const string secret)
      {
@@ -85,8 +125,11 @@ public:
       return StringSubstr(h, 0, 24);
      }
 
-   //--- GetTickCount64() of the last signed answer: the node's silence is measured from it.
+   //--- GetTickCount64() of the last signed 200 answer: the node's silence is measured from it.
+   //--- A signed refusal (401, 413, 500, ...) proves a process holds the key, not that the node
+   //--- is doing its job, so it does not count (TcCall calls MarkContact on a 200 only).
    ulong             LastContactTick(void) { return m_lastContactTick; }
+   void              MarkContact(void) { m_lastContactTick = GetTickCount64(); }
 
    //--- POSTs `body` to `path` (e.g. "/ea/v1/poll"). Returns TC_LINK_OK with `status` and
    //--- `answer` only when the answer is signed with our secret over status, nonce and body.
@@ -116,15 +159,14 @@ public:
       if(code == -1)
         {
          int err = GetLastError();
-         if(err == 4014 && !m_warnedUrl)
-           {
-            PrintFormat("Tradecast: WebRequest is not allowed for %s. Add it under Tools > Options > Expert Advisors > \"Allow WebRequest for listed URL\".", m_base);
-            m_warnedUrl = true;
-           }
+         m_lastError = err;
+         if(err == 4014)
+            TcJournal("4014", StringFormat("WebRequest is not allowed for %s. Add it under Tools > Options > Expert Advisors > \"Allow WebRequest for listed URL\".", m_base));
          else
-            PrintFormat("Tradecast: no answer from the node at %s%s (error %d)", m_base, path, err);
+            TcJournal("no-answer", StringFormat("no answer from the node at %s%s (error %d)", m_base, path, err));
          return TC_LINK_NO_ANSWER;
         }
+      m_lastError = 0;
       int rn = ArraySize(result);
       uchar raw[];
       ArrayResize(raw, rn);
@@ -133,16 +175,15 @@ public:
       string given = AnswerSignature(resultHeaders);
       if(given == "")
         {
-         PrintFormat("Tradecast: answer ignored: no signature (status %d) from %s", code, path);
+         TcJournal("signature", StringFormat("answer ignored: no signature (status %d) from %s", code, path));
          return TC_LINK_BAD_SIGNATURE;
         }
       string expected = TcSignResponse(m_secret, code, nonce, raw);
       if(!TcConstantTimeEquals(expected, given))
         {
-         PrintFormat("Tradecast: answer ignored: wrong signature (status %d) from %s", code, path);
+         TcJournal("signature", StringFormat("answer ignored: wrong signature (status %d) from %s", code, path));
          return TC_LINK_BAD_SIGNATURE;
         }
-      m_lastContactTick = GetTickCount64();
       status = code;
       answer = TcFromUtf8(raw);
       return TC_LINK_OK;

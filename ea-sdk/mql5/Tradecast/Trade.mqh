@@ -11,8 +11,12 @@
 #ifndef TC_TRADE_MQH
 #define TC_TRADE_MQH
 
-//--- Broker server time minus UTC, seconds (set at OnInit and before every hello).
+//--- Broker server time minus UTC, seconds, now (read every cycle by TcNoteOffset).
 int g_tcOffset = 0;
+//--- Every offset the EA has seen and the server time it was first seen at, oldest first: a
+//--- broker's daylight-saving switch changes it, and times before the switch keep the old one.
+datetime g_offFrom[];
+int      g_offVal[];
 
 //--- TimeTradeServer() - TimeGMT(), rounded to the quarter hour (brokers use whole offsets;
 //--- the two clocks are read a few ms apart).
@@ -22,12 +26,51 @@ int TcServerUtcOffset()
    return (int)(MathRound(diff / 900.0) * 900);
   }
 
-//--- Server time (seconds) to unix ms UTC.
-long TcUtcMs(const datetime server_time) { return ((long)server_time - g_tcOffset) * 1000; }
+//--- Reads the offset (every timer cycle) and remembers a change with the server time it was
+//--- seen at. A change is seen within one cycle; brokers switch while the market is closed.
+void TcNoteOffset()
+  {
+   int o = TcServerUtcOffset();
+   int n = ArraySize(g_offVal);
+   if(n == 0 || g_offVal[n - 1] != o)
+     {
+      if(n > 0)
+         PrintFormat("Tradecast: the server's UTC offset changed from %d s to %d s (daylight saving); times from now on use the new one",
+                     g_offVal[n - 1], o);
+      ArrayResize(g_offFrom, n + 1);
+      ArrayResize(g_offVal, n + 1);
+      g_offFrom[n] = TimeTradeServer();
+      g_offVal[n] = o;
+     }
+   g_tcOffset = o;
+  }
+
+//--- The offset in force at a server time: the newest seen at or before it. Times before the
+//--- EA's start get the first offset seen (MT5 keeps no history of the server's offsets).
+int TcOffsetAt(const datetime server_time)
+  {
+   int n = ArraySize(g_offVal);
+   if(n == 0)
+      return g_tcOffset;
+   for(int i = n - 1; i >= 0; i--)
+      if(g_offFrom[i] <= server_time)
+         return g_offVal[i];
+   return g_offVal[0];
+  }
+
+//--- Server time (seconds) to unix ms UTC, with the offset in force then.
+long TcUtcMs(const datetime server_time) { return ((long)server_time - TcOffsetAt(server_time)) * 1000; }
 //--- Server time in ms (the *_TIME_MSC properties) to unix ms UTC.
-long TcUtcMsFromMsc(const long server_msc) { return server_msc - (long)g_tcOffset * 1000; }
-//--- Unix ms UTC to server time (seconds).
-datetime TcServerTime(const long utc_ms) { return (datetime)(utc_ms / 1000 + g_tcOffset); }
+long TcUtcMsFromMsc(const long server_msc)
+  {
+   return server_msc - (long)TcOffsetAt((datetime)(server_msc / 1000)) * 1000;
+  }
+//--- Unix ms UTC to server time (seconds), with the offset in force then.
+datetime TcServerTime(const long utc_ms)
+  {
+   datetime guess = (datetime)(utc_ms / 1000 + g_tcOffset);
+   return (datetime)(utc_ms / 1000 + TcOffsetAt(guess));
+  }
 
 ulong TcMagic(const uint input_magic, const uint order_no)
   {
@@ -58,14 +101,24 @@ int TcVolumeDigits(const string symbol)
 
 int TcDigits(const string symbol) { return (int)SymbolInfoInteger(symbol, SYMBOL_DIGITS); }
 
-//--- The filling mode the symbol allows (FOK, else IOC, else RETURN).
-ENUM_ORDER_TYPE_FILLING TcFilling(const string symbol)
+//--- The filling policy MT5 accepts for an order of `type` on `symbol`, from its execution mode
+//--- (SYMBOL_TRADE_EXEMODE) and filling flags (SYMBOL_FILLING_MODE); anything else is refused
+//--- with 10030. Limit orders: RETURN (always allowed). Market and stop orders (a stop becomes a
+//--- market order when it triggers): FOK if flagged, else IOC if flagged, else FOK under
+//--- instant or request execution (always allowed there, RETURN never is), else RETURN
+//--- (exchange execution, or a market-execution symbol that sets no flag).
+ENUM_ORDER_TYPE_FILLING TcFilling(const string symbol, const ENUM_ORDER_TYPE type)
   {
+   if(type == ORDER_TYPE_BUY_LIMIT || type == ORDER_TYPE_SELL_LIMIT)
+      return ORDER_FILLING_RETURN;
    long modes = SymbolInfoInteger(symbol, SYMBOL_FILLING_MODE);
    if((modes & SYMBOL_FILLING_FOK) != 0)
       return ORDER_FILLING_FOK;
    if((modes & SYMBOL_FILLING_IOC) != 0)
       return ORDER_FILLING_IOC;
+   ENUM_SYMBOL_TRADE_EXECUTION exe = (ENUM_SYMBOL_TRADE_EXECUTION)SymbolInfoInteger(symbol, SYMBOL_TRADE_EXEMODE);
+   if(exe == SYMBOL_TRADE_EXECUTION_INSTANT || exe == SYMBOL_TRADE_EXECUTION_REQUEST)
+      return ORDER_FILLING_FOK;
    return ORDER_FILLING_RETURN;
   }
 
@@ -94,17 +147,32 @@ void TcFoundClear(TcFound &f)
    f.symbol = "";
   }
 
-//--- The last day's deals (HistorySelect) with this magic, newest first.
+//--- The last day's deals (HistorySelect) with this magic: the newest that opened or reversed a
+//--- position (DEAL_ENTRY_IN / INOUT), else the newest of any entry. An SL/TP or stop-out close
+//--- carries the position's magic too; acking it would report the close's price as the fill.
 bool TcLookupDeals(const ulong magic, TcFound &f)
   {
    datetime now = TimeTradeServer();
    if(!HistorySelect(now - 86400, now + 3600))
       return false;
+   ulong best = 0;
    for(int i = HistoryDealsTotal() - 1; i >= 0; i--)
      {
       ulong t = HistoryDealGetTicket(i);
       if(t == 0 || (ulong)HistoryDealGetInteger(t, DEAL_MAGIC) != magic)
          continue;
+      long entry = HistoryDealGetInteger(t, DEAL_ENTRY);
+      if(entry == DEAL_ENTRY_IN || entry == DEAL_ENTRY_INOUT)
+        {
+         best = t;
+         break;
+        }
+      if(best == 0)
+         best = t;
+     }
+   if(best != 0)
+     {
+      ulong t = best;
       f.found = true;
       f.deal_ticket = t;
       f.order_ticket = (ulong)HistoryDealGetInteger(t, DEAL_ORDER);
@@ -191,12 +259,40 @@ ulong TcDealPosition(const ulong deal)
    return (ulong)HistoryDealGetInteger(deal, DEAL_POSITION_ID);
   }
 
-//--- A market close of one position (all of it when volume is 0).
-bool TcClosePosition(const ulong position_id, const double volume, const ulong magic,
-                     const string comment, const uint deviation, MqlTradeResult &res)
+//--- Selects the open position whose POSITION_IDENTIFIER is `position_id` (what the link
+//--- carries) and returns its POSITION_TICKET, 0 when none is open. The two differ after a
+//--- netting reversal and at brokers that roll swap by re-opening positions, and MT5 wants the
+//--- ticket: PositionSelectByTicket(identifier) and req.position = identifier are refused (10036).
+ulong TcSelectPosition(const ulong position_id)
+  {
+   if(position_id == 0)
+      return 0;
+   for(int i = PositionsTotal() - 1; i >= 0; i--)
+     {
+      ulong t = PositionGetTicket(i);   // selects it
+      if(t != 0 && (ulong)PositionGetInteger(POSITION_IDENTIFIER) == position_id)
+         return t;
+     }
+   return 0;
+  }
+
+//--- How many times a close is sent when the dealer requotes.
+#define TC_CLOSE_ATTEMPTS 3
+
+//--- 10004 requote, 10020 prices changed, 10021 no quotes: worth sending again at once.
+bool TcIsRequote(const uint retcode)
+  {
+   return retcode == TRADE_RETCODE_REQUOTE || retcode == TRADE_RETCODE_PRICE_CHANGED
+          || retcode == TRADE_RETCODE_PRICE_OFF;
+  }
+
+//--- One close request at the current bid/ask.
+bool TcClosePositionOnce(const ulong position_id, const double volume, const ulong magic,
+                         const string comment, const uint deviation, MqlTradeResult &res)
   {
    ZeroMemory(res);
-   if(!PositionSelectByTicket(position_id))
+   ulong ticket = TcSelectPosition(position_id);
+   if(ticket == 0)
      {
       res.retcode = TRADE_RETCODE_POSITION_CLOSED;
       return false;
@@ -206,7 +302,7 @@ bool TcClosePosition(const ulong position_id, const double volume, const ulong m
    string symbol = PositionGetString(POSITION_SYMBOL);
    bool isBuy = PositionGetInteger(POSITION_TYPE) == POSITION_TYPE_BUY;
    req.action = TRADE_ACTION_DEAL;
-   req.position = position_id;
+   req.position = ticket;
    req.symbol = symbol;
    req.volume = (volume > 0) ? volume : PositionGetDouble(POSITION_VOLUME);
    req.type = isBuy ? ORDER_TYPE_SELL : ORDER_TYPE_BUY;
@@ -214,8 +310,26 @@ bool TcClosePosition(const ulong position_id, const double volume, const ulong m
    req.deviation = deviation;
    req.magic = magic;
    req.comment = comment;
-   req.type_filling = TcFilling(symbol);
+   req.type_filling = TcFilling(symbol, req.type);
    return TcOrderSend(req, res);
+  }
+
+//--- A market close of one position, named by its identifier (all of it when volume is 0).
+//--- A requote is not a decision: the close is sent again at the current price, at most
+//--- TC_CLOSE_ATTEMPTS times in all.
+bool TcClosePosition(const ulong position_id, const double volume, const ulong magic,
+                     const string comment, const uint deviation, MqlTradeResult &res)
+  {
+   bool ok = false;
+   for(int attempt = 0; attempt < TC_CLOSE_ATTEMPTS; attempt++)
+     {
+      if(attempt > 0)
+         Sleep(100);   // let the terminal take in the new price
+      ok = TcClosePositionOnce(position_id, volume, magic, comment, deviation, res);
+      if(!TcIsRequote(res.retcode))
+         break;
+     }
+   return ok;
   }
 
 //--- CloseAll: positions and pending orders whose magic's high 32 bits are input_magic, or

@@ -76,6 +76,8 @@ pub struct SymbolConfig {
     pub swap_long_per_lot: Decimal,
     /// Swap per lot per rollover for a short, account currency.
     pub swap_short_per_lot: Decimal,
+    /// `SYMBOL_FILLING_MODE`: [`SYMBOL_FILLING_FOK`] | [`SYMBOL_FILLING_IOC`] flags.
+    pub filling_modes: u32,
 }
 
 impl SymbolConfig {
@@ -102,6 +104,7 @@ impl SymbolConfig {
             commission_per_lot: Decimal::ZERO,
             swap_long_per_lot: Decimal::ZERO,
             swap_short_per_lot: Decimal::ZERO,
+            filling_modes: SYMBOL_FILLING_FOK | SYMBOL_FILLING_IOC,
         }
     }
 
@@ -111,12 +114,33 @@ impl SymbolConfig {
     }
 }
 
+/// A Market Watch of `n` symbols as brokers show it (issue 23: 250 to 400 is common), each a
+/// USD-quoted CFD-like symbol named `Qnn_USD.nnn` whose sessions are set day by day with a daily
+/// break (ten windows a week), so its spec is as long as a real one.
+pub fn market_watch(n: usize) -> Vec<SymbolConfig> {
+    let day = 86_400;
+    let sessions: Vec<Session> = (1..=5)
+        .flat_map(|d| {
+            [
+                Session { from_week_s: d * day + 300, to_week_s: d * day + 79_200 },
+                Session { from_week_s: d * day + 82_800, to_week_s: d * day + 86_100 },
+            ]
+        })
+        .collect();
+    (0..n)
+        .map(|i| SymbolConfig {
+            sessions: sessions.clone(),
+            ..SymbolConfig::forex(&format!("Q{:02}USD.{i:03}", i % 100), 5)
+        })
+        .collect()
+}
+
 /// Forex hours in the UTC week: Sunday 21:00 to Friday 22:00 (Saturday closed).
 pub fn forex_week() -> Vec<Session> {
     vec![Session { from_week_s: 21 * 3_600, to_week_s: 5 * 86_400 + 22 * 3_600 }]
 }
 
-/// How market orders execute.
+/// How market orders execute (MT5 `SYMBOL_TRADE_EXEMODE`; here one mode for every symbol).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Execution {
     /// Market execution: fills at the current price whatever the deviation.
@@ -125,17 +149,78 @@ pub enum Execution {
     /// Instant execution: requotes (10004) when the fill would be beyond the deviation from the
     /// request's price.
     Instant,
+    /// Request execution: like instant here (the dealer requotes beyond the deviation).
+    Request,
+    /// Exchange execution: fills at the current price whatever the deviation.
+    Exchange,
+}
+
+impl Execution {
+    /// Whether the dealer compares the fill with the request's price (and requotes).
+    pub fn requotes(self) -> bool {
+        matches!(self, Execution::Instant | Execution::Request)
+    }
+}
+
+/// `SYMBOL_FILLING_FOK`: fill-or-kill allowed.
+pub const SYMBOL_FILLING_FOK: u32 = 1;
+/// `SYMBOL_FILLING_IOC`: immediate-or-cancel allowed.
+pub const SYMBOL_FILLING_IOC: u32 = 2;
+
+/// A request's filling policy (MT5 `ORDER_FILLING_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Filling {
+    /// `ORDER_FILLING_FOK`.
+    #[default]
+    Fok,
+    /// `ORDER_FILLING_IOC`.
+    Ioc,
+    /// `ORDER_FILLING_RETURN`.
+    Return,
+}
+
+/// Whether MT5 accepts `filling` for an order of `kind` on a symbol with execution mode
+/// `execution` and `SYMBOL_FILLING_MODE` flags `modes`. Market and stop orders (a stop becomes
+/// a market order when it triggers): FOK when its flag is set, and always under instant or
+/// request execution; IOC when its flag is set; RETURN only under exchange execution or when
+/// the symbol sets no flag (outside instant and request execution). Limit orders: RETURN always,
+/// FOK and IOC by their flags.
+pub fn filling_allowed(
+    execution: Execution,
+    modes: u32,
+    kind: OrderKind,
+    filling: Filling,
+) -> bool {
+    let fok = modes & SYMBOL_FILLING_FOK != 0;
+    let ioc = modes & SYMBOL_FILLING_IOC != 0;
+    let limit = matches!(kind, OrderKind::BuyLimit | OrderKind::SellLimit);
+    match filling {
+        Filling::Fok => fok || (!limit && execution.requotes()),
+        Filling::Ioc => ioc,
+        Filling::Return => {
+            limit
+                || execution == Execution::Exchange
+                || (modes & (SYMBOL_FILLING_FOK | SYMBOL_FILLING_IOC) == 0 && !execution.requotes())
+        }
+    }
 }
 
 /// The broker's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerConfig {
-    /// Market or instant execution.
+    /// Market, instant, request or exchange execution (every symbol's `SYMBOL_TRADE_EXEMODE`).
     pub execution: Execution,
+    /// Refuse a filling policy the execution mode and the symbol's `filling_modes` do not allow
+    /// with 10030, as MT5 does ([`filling_allowed`]). Off: any filling is taken.
+    pub check_filling: bool,
     /// Adverse slippage on every market fill, in points.
     pub slippage_points: u32,
     /// Server time minus UTC, seconds (the server day, hence rollover, follows it).
     pub server_utc_offset_s: i32,
+    /// A daylight-saving change of the server's clock: from `.0` (unix ms UTC) on, server time
+    /// minus UTC is `.1` seconds (e.g. 7200 → 10800 when New York springs forward). None: the
+    /// offset never changes.
+    pub dst_change: Option<(i64, i32)>,
     /// The trade server's name.
     pub server: String,
     /// The broker's name.
@@ -143,6 +228,13 @@ pub struct BrokerConfig {
     /// Stop-out level: margin level (equity ÷ margin, percent) below which positions are closed,
     /// the most losing first. Zero disables it.
     pub stop_out_level_pct: Decimal,
+    /// A netting reversal gives the position a new ticket (`POSITION_TICKET`, the reversing
+    /// order's) while its identifier (`POSITION_IDENTIFIER`) stays, as MT5 does. Off: the
+    /// ticket stays the identifier.
+    pub new_ticket_on_reversal: bool,
+    /// Swap is rolled over by closing and re-opening every position at the rollover: each gets
+    /// a new ticket, its identifier stays (brokers that do this exist).
+    pub reopen_on_rollover: bool,
 }
 
 impl Default for BrokerConfig {
@@ -154,6 +246,10 @@ impl Default for BrokerConfig {
             server: "Tradecast-Sim".to_owned(),
             company: "Tradecast Simulated Broker".to_owned(),
             stop_out_level_pct: Decimal::from(50),
+            dst_change: None,
+            new_ticket_on_reversal: false,
+            reopen_on_rollover: false,
+            check_filling: false,
         }
     }
 }
@@ -228,6 +324,8 @@ pub struct TradeRequest {
     pub order: Option<u64>,
     /// A pending order's expiry, UTC.
     pub expiration_ms: Option<i64>,
+    /// The filling policy (`type_filling`).
+    pub filling: Filling,
 }
 
 impl TradeRequest {
@@ -247,6 +345,7 @@ impl TradeRequest {
             position: None,
             order: None,
             expiration_ms: None,
+            filling: Filling::Fok,
         }
     }
 }
@@ -289,8 +388,12 @@ impl TradeResult {
 /// An open position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenPosition {
-    /// Identifier (the opening order's ticket).
+    /// Identifier (`POSITION_IDENTIFIER`: the opening order's ticket, for life).
     pub position_id: u64,
+    /// Ticket (`POSITION_TICKET`): what `PositionSelectByTicket` and a request's `position`
+    /// name. The identifier at first; a new one after a reversal or a re-opening rollover when
+    /// the broker's options say so.
+    pub ticket: u64,
     /// Symbol.
     pub symbol: String,
     /// Side.
@@ -523,6 +626,15 @@ impl Broker {
         self.accounts.keys().copied().collect()
     }
 
+    /// Server time minus UTC at `time_ms` (UTC), seconds: what `TimeTradeServer() - TimeGMT()`
+    /// reads then, with the configured daylight-saving change.
+    pub fn server_utc_offset_at(&self, time_ms: i64) -> i32 {
+        match self.cfg.dst_change {
+            Some((at_ms, offset)) if time_ms >= at_ms => offset,
+            _ => self.cfg.server_utc_offset_s,
+        }
+    }
+
     /// The market clock: the replay time, UTC.
     pub fn time_ms(&self) -> i64 {
         self.time_ms
@@ -551,7 +663,8 @@ impl Broker {
     }
 
     fn server_day(&self, time_ms: i64) -> i64 {
-        (time_ms.div_euclid(1_000) + i64::from(self.cfg.server_utc_offset_s)).div_euclid(DAY_S)
+        (time_ms.div_euclid(1_000) + i64::from(self.server_utc_offset_at(time_ms)))
+            .div_euclid(DAY_S)
     }
 
     /// Moves the clock (never backwards) and books swap at each server-day change.
@@ -576,6 +689,16 @@ impl Broker {
                         p.swap += money(per_lot * p.volume * mult);
                     }
                 }
+            }
+            if self.cfg.reopen_on_rollover {
+                let mut next = self.next_order;
+                for acc in self.accounts.values_mut() {
+                    for p in acc.positions.values_mut() {
+                        p.ticket = next;
+                        next += 1;
+                    }
+                }
+                self.next_order = next;
             }
         }
         self.time_ms = time_ms;
@@ -823,6 +946,12 @@ impl Broker {
             .collect())
     }
 
+    /// The ticket (`POSITION_TICKET`) of the open position with identifier `position_id`
+    /// (`POSITION_IDENTIFIER`), if it is open.
+    pub fn position_ticket(&self, login: u64, position_id: u64) -> Option<u64> {
+        self.accounts.get(&login)?.positions.get(&position_id).map(|p| p.ticket)
+    }
+
     /// The pending orders as the EA reports them.
     pub fn orders(&self, login: u64) -> Result<Vec<ea::PendingOrder>, BrokerError> {
         let acc = self.account(login)?;
@@ -879,7 +1008,7 @@ impl Broker {
             return None;
         }
         let offset_ms = if timeframe == Timeframe::D1 {
-            i64::from(self.cfg.server_utc_offset_s) * 1_000
+            i64::from(self.server_utc_offset_at(self.time_ms)) * 1_000
         } else {
             0
         };
@@ -980,6 +1109,16 @@ impl Broker {
         Ok((&s.cfg, q))
     }
 
+    /// 10030 for a filling policy MT5 would refuse, when the broker checks it.
+    fn check_filling(&self, cfg: &SymbolConfig, req: &TradeRequest) -> Result<(), u32> {
+        if self.cfg.check_filling
+            && !filling_allowed(self.cfg.execution, cfg.filling_modes, req.kind, req.filling)
+        {
+            return Err(retcode::INVALID_FILL);
+        }
+        Ok(())
+    }
+
     fn check_volume(cfg: &SymbolConfig, volume: Decimal) -> Result<(), u32> {
         if volume < cfg.volume_min || volume > cfg.volume_max || !on_grid(volume, cfg.volume_step) {
             return Err(retcode::INVALID_VOLUME);
@@ -1028,7 +1167,7 @@ impl Broker {
         }
         // Which position this deal reduces, if any.
         let target = match (mode, req.position) {
-            (_, Some(id)) => match acc.positions.get(&id) {
+            (_, Some(ticket)) => match acc.positions.values().find(|p| p.ticket == ticket) {
                 None => return TradeResult::code(retcode::POSITION_CLOSED),
                 Some(p) if p.side == side || p.symbol != req.symbol => {
                     return TradeResult::code(retcode::INVALID);
@@ -1046,6 +1185,9 @@ impl Broker {
             Ok((c, q)) => (c.clone(), q),
             Err(code) => return TradeResult::code(code),
         };
+        if let Err(code) = self.check_filling(&cfg, req) {
+            return TradeResult::code(code);
+        }
         if let Err(code) = Self::check_volume(&cfg, req.volume) {
             return TradeResult::code(code);
         }
@@ -1073,7 +1215,7 @@ impl Broker {
             Side::Buy => q.ask + slip,
             Side::Sell => q.bid - slip,
         };
-        if self.cfg.execution == Execution::Instant
+        if self.cfg.execution.requotes()
             && let Some(asked) = req.price
             && (price - asked).abs() > cfg.point() * Decimal::from(req.deviation_points)
         {
@@ -1173,6 +1315,7 @@ impl Broker {
         };
         let new_position = |id: u64, volume: Decimal| OpenPosition {
             position_id: id,
+            ticket: id,
             symbol: f.symbol.clone(),
             side: f.side,
             volume,
@@ -1225,6 +1368,8 @@ impl Broker {
                     deal.entry = DealEntry::Inout;
                     let mut reversed = new_position(p.position_id, f.volume - p.volume);
                     reversed.open_time_ms = p.open_time_ms;
+                    reversed.ticket =
+                        if self.cfg.new_ticket_on_reversal { f.order } else { p.ticket };
                     update = Some(reversed);
                 }
             }
@@ -1252,6 +1397,9 @@ impl Broker {
             Ok((c, q)) => (c.clone(), q),
             Err(code) => return TradeResult::code(code),
         };
+        if let Err(code) = self.check_filling(&cfg, req) {
+            return TradeResult::code(code);
+        }
         if let Err(code) = Self::check_volume(&cfg, req.volume) {
             return TradeResult::code(code);
         }
@@ -1306,7 +1454,11 @@ impl Broker {
     fn sltp(&mut self, login: u64, req: &TradeRequest) -> TradeResult {
         let Some(p) = req
             .position
-            .and_then(|id| self.accounts.get(&login).and_then(|a| a.positions.get(&id)))
+            .and_then(|ticket| {
+                self.accounts
+                    .get(&login)
+                    .and_then(|a| a.positions.values().find(|p| p.ticket == ticket))
+            })
             .cloned()
         else {
             return TradeResult::code(retcode::POSITION_CLOSED);

@@ -19,12 +19,14 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use tradecast_protocol::ea::{
-    self, Ack, AckAnswer, Bars, BarsAnswer, Call, CloseAllScope, Command, Deals, DealsAnswer,
-    FloorBreach, Hello, HelloAnswer, LinkBar, MarginMode, Order, Outcome, Poll, PollAnswer, Side,
-    State, StateAnswer, TickValue, Timeframe,
+    self, Ack, AckAnswer, Bars, BarsAnswer, Call, CloseAllScope, Command, DealEntry, Deals,
+    DealsAnswer, FloorBreach, Hello, HelloAnswer, LinkBar, MarginMode, Order, Outcome, Poll,
+    PollAnswer, Side, State, StateAnswer, TickValue, Timeframe,
 };
 
-use crate::broker::{Broker, TradeAction, TradeRequest, TradeResult};
+use crate::broker::{
+    Broker, Filling, SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC, TradeAction, TradeRequest, TradeResult,
+};
 use crate::link::{LinkClient, LinkError, wall_ms};
 use crate::retcode;
 
@@ -42,6 +44,30 @@ pub fn lock(b: &SharedBroker) -> MutexGuard<'_, Broker> {
 const DEALS_PER_PUSH: usize = 500;
 /// Most bars pushed in one call.
 const BARS_PER_PUSH: usize = 1_000;
+/// Bytes of symbol specs a hello carries at most (`TC_HELLO_SPEC_BYTES`): past it the other
+/// symbols' specs follow in the state pushes, so a Market Watch of hundreds of symbols never
+/// makes a hello over the node's 256 KiB body limit (a spec is written while the specs so far
+/// are under the budget, so one spec may go past it).
+pub const HELLO_SPEC_BYTES: usize = 160 * 1024;
+/// Bytes of symbol specs one state push carries at most (`TC_STATE_SPEC_BYTES`), the same way.
+pub const STATE_SPEC_BYTES: usize = 128 * 1024;
+/// The first wait after a failed hello (`TC_RETRY_FIRST_MS`); it doubles at each failure.
+pub const RETRY_FIRST_MS: i64 = 1_000;
+/// The longest wait between hellos the node refused (`TC_RETRY_MAX_MS`). A hello nothing
+/// answered (the node not running, or being restarted) is tried again at the next cycle: it
+/// costs the node nothing, the journal says it once a minute, and a restarted node is found
+/// again at once.
+pub const RETRY_MAX_MS: i64 = 30_000;
+/// The first wait after equity-floor closes that failed (`TC_FLOOR_RETRY_FIRST_MS`).
+pub const FLOOR_RETRY_FIRST_MS: i64 = 5_000;
+/// The longest wait between equity-floor attempts (`TC_FLOOR_RETRY_MAX_MS`): a market closed
+/// for the weekend is tried every 5 minutes, not every cycle.
+pub const FLOOR_RETRY_MAX_MS: i64 = 300_000;
+/// One journal line per kind of failure at most this often (`TC_JOURNAL_EVERY_MS`); the next
+/// line says how many were left out.
+pub const JOURNAL_EVERY_MS: i64 = 60_000;
+/// How many times a close is sent when the dealer requotes (`TC_CLOSE_ATTEMPTS`).
+pub const CLOSE_ATTEMPTS: u32 = 3;
 /// A day, in ms: how far back the look-up reads the deals history.
 const LOOKUP_HISTORY_MS: i64 = 86_400_000;
 
@@ -66,8 +92,8 @@ pub struct TerminalConfig {
     pub ea_version: String,
     /// The terminal build reported at hello.
     pub terminal_build: u32,
-    /// The node is "silent" after this long without a signed answer: the EA then enforces the
-    /// equity floor on its own.
+    /// The node is "silent" after this long without a signed 200 answer (a refusal does not
+    /// count): the EA then enforces the equity floor on its own.
     pub floor_silence_ms: i64,
     /// Overrides the node's poll wait (0 in `--speed max` replays so a bar is not held up).
     pub poll_wait_override_ms: Option<u32>,
@@ -106,6 +132,7 @@ struct FaultState {
     timeouts_after_fill: VecDeque<bool>,
     partial: VecDeque<Decimal>,
     crash: bool,
+    disconnected: bool,
 }
 
 /// Fault controls, cloneable and shared with the test that drives a terminal.
@@ -149,6 +176,18 @@ impl Faults {
         self.state().partial.push_back(fraction);
     }
 
+    /// Disconnects (or connects) the terminal from the trade server, as at a terminal's start
+    /// before it has logged in: `TERMINAL_CONNECTED` is false, `ACCOUNT_LOGIN` reads 0 and
+    /// tick values read 0.
+    pub fn set_disconnected(&self, disconnected: bool) {
+        self.state().disconnected = disconnected;
+    }
+
+    /// Whether the terminal is disconnected from the trade server.
+    pub fn is_disconnected(&self) -> bool {
+        self.state().disconnected
+    }
+
     /// Crashes the terminal: at its next step it restarts with no memory (the broker's state,
     /// positions and history, is kept).
     pub fn crash(&self) {
@@ -175,6 +214,10 @@ pub struct TerminalStats {
     pub restarts: u32,
     /// Floor breaches the EA handled on its own.
     pub floor_breaches: u32,
+    /// Hellos sent (answered or not).
+    pub hello_attempts: u32,
+    /// Lines the EA printed to the journal about link failures (after rate limiting).
+    pub journal_lines: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -192,7 +235,9 @@ struct LinkSession {
 struct Memory {
     session: Option<LinkSession>,
     equity_floor: Option<Decimal>,
-    spec_requests: BTreeSet<String>,
+    /// Specs to send in the next state pushes, in order: those the node asked for and those
+    /// past the hello's budget.
+    spec_requests: Vec<String>,
     backfills: Vec<(String, Timeframe, i64, i64)>,
     floor_breach: Option<FloorBreach>,
     last_contact_wall_ms: i64,
@@ -200,6 +245,33 @@ struct Memory {
     last_state: Vec<u8>,
     last_state_wall_ms: i64,
     last_poll_idle: bool,
+    /// Failed hellos in a row, and the wall time before which no hello is sent.
+    hello_failures: u32,
+    hello_next_wall_ms: i64,
+    /// Floor attempts with failed closes in a row, and the wall time before the next.
+    floor_failures: u32,
+    floor_next_wall_ms: i64,
+    /// Per kind of journal line: when it was last printed, and how many were left out since.
+    journal: BTreeMap<String, (i64, u32)>,
+    /// The jitter's xorshift state (`MathRand` in the EA).
+    jitter: u64,
+    /// The server's UTC offsets the EA has seen, each with the server time (ms) it was first
+    /// seen at, oldest first (`g_offFrom`, `g_offVal`).
+    offsets: Vec<(i64, i32)>,
+}
+
+/// `TcBackoffMs`: `first` doubled per earlier failure, at most `max`, then jittered to between
+/// half and all of it so that many terminals do not retry in step.
+fn backoff_ms(failures: u32, first: i64, max: i64, rng: &mut u64) -> i64 {
+    let full = first.saturating_mul(1i64 << failures.saturating_sub(1).min(20)).min(max);
+    // xorshift64
+    let mut x = (*rng).max(1);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *rng = x;
+    let half = full / 2;
+    half + (x % (half.max(1) as u64 + 1)) as i64
 }
 
 /// What the look-up found for a magic.
@@ -232,14 +304,8 @@ impl Terminal {
         faults: Faults,
     ) -> Result<Terminal, LinkError> {
         let link = LinkClient::new(&cfg.node_url, &cfg.key_id, &cfg.secret)?;
-        Ok(Terminal {
-            cfg,
-            broker,
-            link,
-            faults,
-            mem: Memory::default(),
-            stats: TerminalStats::default(),
-        })
+        let mem = Memory { jitter: cfg.login, ..Memory::default() };
+        Ok(Terminal { cfg, broker, link, faults, mem, stats: TerminalStats::default() })
     }
 
     /// The fault controls.
@@ -302,6 +368,49 @@ impl Terminal {
         lock(&self.broker).time_ms()
     }
 
+    /// `TcNoteOffset`, every cycle: reads `TimeTradeServer() - TimeGMT()` and remembers a change
+    /// (a broker's daylight-saving switch) with the server time it was seen at.
+    fn note_offset(&mut self) {
+        let b = lock(&self.broker);
+        let now = b.time_ms();
+        let offset = b.server_utc_offset_at(now);
+        drop(b);
+        if self.mem.offsets.last().is_none_or(|(_, o)| *o != offset) {
+            self.mem.offsets.push((now + i64::from(offset) * 1_000, offset));
+        }
+    }
+
+    /// `TcUtcMs`: a time MT5 shows in server time (a bar's, a deal's), converted to UTC with the
+    /// offset the EA knew for that server time. MT5 shows `utc` as `utc` + the offset then.
+    fn ea_utc(&self, b: &Broker, utc_ms: i64) -> i64 {
+        let server = utc_ms + i64::from(b.server_utc_offset_at(utc_ms)) * 1_000;
+        let offset = self
+            .mem
+            .offsets
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= server)
+            .or(self.mem.offsets.first())
+            .map(|(_, o)| *o)
+            .unwrap_or_else(|| b.server_utc_offset_at(utc_ms));
+        server - i64::from(offset) * 1_000
+    }
+
+    /// `TcJournal`: prints a link failure to the journal, one line per `kind` a minute at most;
+    /// the next line printed says how many like it were left out.
+    fn journal(&mut self, kind: &str, message: &str) {
+        let now = wall_ms();
+        let entry = self.mem.journal.entry(kind.to_owned()).or_insert((i64::MIN / 2, 0));
+        if now - entry.0 < JOURNAL_EVERY_MS {
+            entry.1 += 1;
+            return;
+        }
+        let left_out = std::mem::take(&mut entry.1);
+        entry.0 = now;
+        self.stats.journal_lines += 1;
+        tracing::warn!(target: "tradecast_sim::journal", left_out, "{message}");
+    }
+
     /// One signed call; a 409 `hello-required` drops the session, an unsigned or wrongly signed
     /// answer is counted and ignored.
     async fn call<Req: serde::Serialize, Ans: serde::de::DeserializeOwned>(
@@ -312,14 +421,26 @@ impl Terminal {
         let timeout = self.timeout();
         let r = self.link.call(call, req, timeout).await;
         match &r {
-            Ok(_) | Err(LinkError::Refused { .. }) | Err(LinkError::Body(_)) => {
+            // Only a signed 200 shows the node alive and doing its job (`TcCall`): a refusal
+            // (401, 413, 500, …) must not hold off the EA's own equity floor.
+            Ok(_) => {
                 self.mem.last_contact_wall_ms = wall_ms();
             }
-            Err(LinkError::Unsigned(_)) | Err(LinkError::BadSignature(_)) => {
+            Err(e @ (LinkError::Unsigned(_) | LinkError::BadSignature(_))) => {
                 self.stats.ignored_answers += 1;
-                tracing::warn!(target: "tradecast_sim::link", ?call, "answer ignored: missing or wrong signature");
+                let msg = format!("answer ignored from {call:?}: {e}");
+                self.journal("signature", &msg);
             }
-            Err(_) => {}
+            Err(e) if e.problem_code() == Some(ea::PROBLEM_HELLO_REQUIRED) => {}
+            Err(e) => {
+                let kind = match e {
+                    LinkError::Transport(_) => "no-answer".to_owned(),
+                    LinkError::Refused { status, .. } => format!("refused-{status}"),
+                    _ => "body".to_owned(),
+                };
+                let msg = format!("{call:?}: {e}");
+                self.journal(&kind, &msg);
+            }
         }
         if let Err(e) = &r
             && e.problem_code() == Some(ea::PROBLEM_HELLO_REQUIRED)
@@ -333,16 +454,41 @@ impl Terminal {
     /// one poll and everything it brought.
     pub async fn step(&mut self) -> Result<(), LinkError> {
         if std::mem::take(&mut self.faults.state().crash) {
-            self.mem = Memory::default();
+            self.mem = Memory { jitter: self.cfg.login ^ wall_ms() as u64, ..Memory::default() };
             self.link = LinkClient::new(&self.cfg.node_url, &self.cfg.key_id, &self.cfg.secret)?;
             self.stats.restarts += 1;
         }
+        self.note_offset();
         self.enforce_floor_if_node_silent();
         if self.faults.is_silent() {
             return Ok(());
         }
         if self.mem.session.is_none() {
-            self.hello().await?;
+            // `TcTerminalReady`: no hello before the terminal is connected and logged in (it
+            // would carry login 0 and zero tick values).
+            if self.faults.is_disconnected() {
+                return Ok(());
+            }
+            // `TcCycle`: after a failed hello, wait (1 s doubling to 30 s, jittered) before the
+            // next; the hello is not rebuilt and re-sent every timer tick.
+            if wall_ms() < self.mem.hello_next_wall_ms {
+                return Ok(());
+            }
+            if let Err(e) = self.hello().await {
+                if !matches!(e, LinkError::Transport(_)) {
+                    self.mem.hello_failures += 1;
+                    let wait = backoff_ms(
+                        self.mem.hello_failures,
+                        RETRY_FIRST_MS,
+                        RETRY_MAX_MS,
+                        &mut self.mem.jitter,
+                    );
+                    self.mem.hello_next_wall_ms = wall_ms() + wait;
+                }
+                return Err(e);
+            }
+            self.mem.hello_failures = 0;
+            self.mem.hello_next_wall_ms = 0;
         }
         self.push_bars().await?;
         self.push_deals().await?;
@@ -364,19 +510,48 @@ impl Terminal {
         Ok(())
     }
 
-    /// Introduces the account (and reports a floor breach the EA handled alone).
+    /// Introduces the account (and reports a floor breach the EA handled alone). The symbols
+    /// with positions or pending orders come first; specs past [`HELLO_SPEC_BYTES`] follow in
+    /// the state pushes.
     pub async fn hello(&mut self) -> Result<(), LinkError> {
-        let hello = {
+        let (hello, rest) = {
             let b = lock(&self.broker);
             let info =
                 b.account_info(self.cfg.login).map_err(|e| LinkError::Transport(e.to_string()))?;
-            let names: Vec<String> = b
+            let held: BTreeSet<String> = b
+                .positions(self.cfg.login)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.symbol)
+                .chain(b.orders(self.cfg.login).unwrap_or_default().into_iter().map(|o| o.symbol))
+                .collect();
+            let mut names: Vec<String> = b
                 .symbol_names()
                 .into_iter()
                 .filter(|s| self.cfg.symbols.is_empty() || self.cfg.symbols.contains(s))
                 .collect();
-            Hello {
-                login: self.cfg.login,
+            names.sort_by_key(|s| !held.contains(s));
+            let mut specs = Vec::new();
+            let mut rest = Vec::new();
+            let mut used = 0;
+            for name in names {
+                let Some(spec) = b.symbol_spec(&name, &info.currency) else { continue };
+                if used < HELLO_SPEC_BYTES {
+                    used += ea::encode(&spec).len() + 1;
+                    specs.push(spec);
+                } else {
+                    rest.push(name);
+                }
+            }
+            // Before the terminal has logged in, MT5 reports login 0 and zero tick values.
+            if self.faults.is_disconnected() {
+                for spec in &mut specs {
+                    spec.tick_value_profit = Decimal::ZERO;
+                    spec.tick_value_loss = Decimal::ZERO;
+                }
+            }
+            let hello = Hello {
+                login: if self.faults.is_disconnected() { 0 } else { self.cfg.login },
                 server: b.config().server.clone(),
                 company: b.config().company.clone(),
                 currency: info.currency.clone(),
@@ -384,15 +559,22 @@ impl Terminal {
                 margin_mode: info.margin_mode,
                 terminal_build: self.cfg.terminal_build,
                 ea_version: self.cfg.ea_version.clone(),
-                server_utc_offset_s: b.config().server_utc_offset_s,
+                server_utc_offset_s: b.server_utc_offset_at(b.time_ms()),
                 terminal_time_ms: b.time_ms(),
-                symbols: names.iter().filter_map(|s| b.symbol_spec(s, &info.currency)).collect(),
+                symbols: specs,
                 floor_breach: self.mem.floor_breach.clone(),
-            }
+            };
+            (hello, rest)
         };
+        self.stats.hello_attempts += 1;
         let a: HelloAnswer = self.call(Call::Hello, &hello).await?;
         self.stats.hellos += 1;
         self.mem.floor_breach = None;
+        for name in rest {
+            if !self.mem.spec_requests.contains(&name) {
+                self.mem.spec_requests.push(name);
+            }
+        }
         self.mem.equity_floor = a.equity_floor;
         let mut bars_from = BTreeMap::new();
         for s in &a.subscriptions {
@@ -434,14 +616,14 @@ impl Terminal {
             let backfills = std::mem::take(&mut self.mem.backfills);
             for (sym, tf, from, to) in backfills {
                 for bar in b.bars(&sym, tf, from, to).unwrap_or_default() {
-                    bars.push(link_bar(&sym, tf, &bar));
+                    bars.push(link_bar(&sym, tf, &bar, self.ea_utc(&b, bar.time_unix_ms)));
                 }
             }
             for ((sym, tf), from) in &s.bars_from {
                 let last = pushed.get(&(sym.clone(), *tf)).copied().unwrap_or(i64::MIN);
                 for bar in b.bars(sym, *tf, *from, i64::MAX).unwrap_or_default() {
                     if bar.time_unix_ms > last && bars.len() < BARS_PER_PUSH {
-                        bars.push(link_bar(sym, *tf, &bar));
+                        bars.push(link_bar(sym, *tf, &bar, self.ea_utc(&b, bar.time_unix_ms)));
                         pushed.insert((sym.clone(), *tf), bar.time_unix_ms);
                     }
                 }
@@ -463,13 +645,16 @@ impl Terminal {
 
     async fn push_deals(&mut self) -> Result<(), LinkError> {
         let Some(s) = self.mem.session.clone() else { return Ok(()) };
-        let deals: Vec<_> = lock(&self.broker)
-            .deals(self.cfg.login, s.deals_from_ms, i64::MAX)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|d| !s.deals_pushed.contains(&d.deal_ticket))
-            .take(DEALS_PER_PUSH)
-            .collect();
+        let deals: Vec<_> = {
+            let b = lock(&self.broker);
+            b.deals(self.cfg.login, s.deals_from_ms, i64::MAX)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|d| !s.deals_pushed.contains(&d.deal_ticket))
+                .take(DEALS_PER_PUSH)
+                .map(|d| ea::Deal { time_ms: self.ea_utc(&b, d.time_ms), ..d })
+                .collect()
+        };
         if deals.is_empty() {
             return Ok(());
         }
@@ -483,7 +668,8 @@ impl Terminal {
         Ok(())
     }
 
-    fn state_body(&self, session_id: &str) -> Result<State, LinkError> {
+    /// The state body, and how many entries of the spec queue it took in.
+    fn state_body(&self, session_id: &str) -> Result<(State, usize), LinkError> {
         let b = lock(&self.broker);
         let login = self.cfg.login;
         let info = b.account_info(login).map_err(|e| LinkError::Transport(e.to_string()))?;
@@ -504,13 +690,20 @@ impl Terminal {
                 })
             })
             .collect();
-        let specs = self
-            .mem
-            .spec_requests
-            .iter()
-            .filter_map(|s| b.symbol_spec(s, &info.currency))
-            .collect();
-        Ok(State {
+        let mut specs = Vec::new();
+        let mut used = 0;
+        let mut consumed = 0;
+        for name in &self.mem.spec_requests {
+            if used >= STATE_SPEC_BYTES {
+                break;
+            }
+            consumed += 1;
+            if let Some(spec) = b.symbol_spec(name, &info.currency) {
+                used += ea::encode(&spec).len() + 1;
+                specs.push(spec);
+            }
+        }
+        let state = State {
             session_id: session_id.to_owned(),
             terminal_time_ms: b.time_ms(),
             balance: info.balance,
@@ -522,13 +715,14 @@ impl Terminal {
             pending,
             tick_values,
             specs,
-        })
+        };
+        Ok((state, consumed))
     }
 
     /// Pushes the state when it changed, when `force`d, or every 5 s.
     async fn push_state(&mut self, force: bool) -> Result<(), LinkError> {
         let Some(id) = self.mem.session.as_ref().map(|s| s.id.clone()) else { return Ok(()) };
-        let state = self.state_body(&id)?;
+        let (state, consumed) = self.state_body(&id)?;
         let fingerprint = ea::encode(&State { terminal_time_ms: 0, ..state.clone() });
         let stale = wall_ms() - self.mem.last_state_wall_ms > 5_000;
         if !force && !stale && fingerprint == self.mem.last_state && state.specs.is_empty() {
@@ -537,7 +731,8 @@ impl Terminal {
         let _: StateAnswer = self.call(Call::State, &state).await?;
         self.mem.last_state = fingerprint;
         self.mem.last_state_wall_ms = wall_ms();
-        self.mem.spec_requests.clear();
+        // The specs sent leave the queue; the rest go in the next push.
+        self.mem.spec_requests.drain(..consumed.min(self.mem.spec_requests.len()));
         Ok(())
     }
 
@@ -564,20 +759,26 @@ impl Terminal {
         let login = self.cfg.login;
         let netting =
             b.account_info(login).map(|i| i.margin_mode == MarginMode::Netting).unwrap_or(false);
+        // `TcLookupDeals`: the newest deal with the magic that opened or reversed a position
+        // (entry in/inout) — an SL/TP close carries the position's magic too, and its price is
+        // not the fill's — else the newest with the magic.
         let by_deals = || {
-            b.deals(login, b.time_ms() - LOOKUP_HISTORY_MS, i64::MAX)
+            let deals: Vec<_> = b
+                .deals(login, b.time_ms() - LOOKUP_HISTORY_MS, i64::MAX)
                 .unwrap_or_default()
                 .into_iter()
-                .rev()
-                .find(|d| d.magic == magic)
-                .map(|d| Found {
-                    order_ticket: Some(d.order_ticket),
-                    deal_ticket: Some(d.deal_ticket),
-                    position_id: Some(d.position_id),
-                    price: Some(d.price),
-                    volume: Some(d.volume),
-                    time_ms: Some(d.time_ms),
-                })
+                .filter(|d| d.magic == magic)
+                .collect();
+            let opening =
+                deals.iter().rev().find(|d| matches!(d.entry, DealEntry::In | DealEntry::Inout));
+            opening.or(deals.last()).cloned().map(|d| Found {
+                order_ticket: Some(d.order_ticket),
+                deal_ticket: Some(d.deal_ticket),
+                position_id: Some(d.position_id),
+                price: Some(d.price),
+                volume: Some(d.volume),
+                time_ms: Some(d.time_ms),
+            })
         };
         if netting && let Some(f) = by_deals() {
             return Some(f);
@@ -728,6 +929,7 @@ impl Terminal {
             position: None,
             order: None,
             expiration_ms: o.expiration_ms,
+            filling: self.filling(&o.symbol, o.kind),
         };
         self.latency().await;
         let result = self.send(&req);
@@ -757,7 +959,7 @@ impl Terminal {
                     Some(p) => {
                         let req = self.close_request(&p, volume, magic, &order_id);
                         self.latency().await;
-                        self.send(&req)
+                        self.send_close(&req)
                     }
                 };
                 let ack = self.settle(&order_id, magic, result);
@@ -803,7 +1005,7 @@ impl Terminal {
                             tp,
                             magic,
                             comment: ea::order_comment(&order_id),
-                            position: position_id,
+                            position: position_id.map(|id| self.position_ticket(id).unwrap_or(id)),
                             order: order_ticket,
                             ..TradeRequest::market(&symbol, ea::OrderKind::Buy, Decimal::ZERO)
                         };
@@ -836,7 +1038,11 @@ impl Terminal {
                 self.ack(ack).await
             }
             Command::RequestSpec { symbols } => {
-                self.mem.spec_requests.extend(symbols);
+                for name in symbols {
+                    if !self.mem.spec_requests.contains(&name) {
+                        self.mem.spec_requests.push(name);
+                    }
+                }
                 Ok(())
             }
             Command::Backfill { symbol, timeframe, from_ms, to_ms } => {
@@ -884,9 +1090,53 @@ impl Terminal {
             deviation_points: self.cfg.max_slippage_points,
             magic,
             comment: ea::order_comment(order_id),
-            position: Some(p.position_id),
+            // MT5 wants the position's ticket, which is not its identifier after a netting
+            // reversal or a re-opening swap rollover (`TcClosePosition`).
+            position: Some(self.position_ticket(p.position_id).unwrap_or(p.position_id)),
+            filling: self.filling(&p.symbol, kind),
             ..TradeRequest::market(&p.symbol, kind, volume.unwrap_or(p.volume))
         }
+    }
+
+    /// `TcFilling`: the filling policy for an order of `kind`, from the symbol's
+    /// `SYMBOL_TRADE_EXEMODE` and `SYMBOL_FILLING_MODE`. Limit orders: RETURN. Market and stop
+    /// orders: FOK if allowed, else IOC if allowed, else FOK under instant or request execution
+    /// (always allowed there), else RETURN (exchange execution, or a symbol with no flag).
+    fn filling(&self, symbol: &str, kind: ea::OrderKind) -> Filling {
+        if matches!(kind, ea::OrderKind::BuyLimit | ea::OrderKind::SellLimit) {
+            return Filling::Return;
+        }
+        let b = lock(&self.broker);
+        let modes = b.symbol(symbol).map(|s| s.filling_modes).unwrap_or(0);
+        if modes & SYMBOL_FILLING_FOK != 0 {
+            Filling::Fok
+        } else if modes & SYMBOL_FILLING_IOC != 0 {
+            Filling::Ioc
+        } else if b.config().execution.requotes() {
+            Filling::Fok
+        } else {
+            Filling::Return
+        }
+    }
+
+    /// `TcClosePosition`'s retries: a close answered with a requote (10004), "prices changed"
+    /// (10020) or "no quotes" (10021) is sent again at the current price, at most
+    /// [`CLOSE_ATTEMPTS`] times in all. A requoted close is not a decision, so it is not final.
+    fn send_close(&mut self, req: &TradeRequest) -> Option<TradeResult> {
+        let mut r = self.send(req);
+        for _ in 1..CLOSE_ATTEMPTS {
+            match &r {
+                Some(res) if is_requote(res.retcode) => r = self.send(req),
+                _ => break,
+            }
+        }
+        r
+    }
+
+    /// `TcSelectPosition`: the open position whose `POSITION_IDENTIFIER` is `position_id`,
+    /// found by walking the positions (`PositionGetTicket(i)`), and its `POSITION_TICKET`.
+    fn position_ticket(&self, position_id: u64) -> Option<u64> {
+        lock(&self.broker).position_ticket(self.cfg.login, position_id)
     }
 
     /// Closes the positions and deletes the pending orders with Tradecast's magic (or all with
@@ -907,7 +1157,7 @@ impl Terminal {
         let mut first_failure: Option<u32> = None;
         for p in positions.iter().filter(|p| ours(p.magic)) {
             let req = self.close_request(p, None, magic, order_id);
-            let r = self.send(&req);
+            let r = self.send_close(&req);
             let code = r.map(|r| r.retcode).unwrap_or(0);
             if !retcode::is_success(code) {
                 first_failure.get_or_insert(code);
@@ -964,18 +1214,38 @@ impl Terminal {
             .filter(|p| ea::is_tradecast_magic(p.magic, self.cfg.input_magic))
             .collect();
         if equity >= floor || ours.is_empty() {
+            self.mem.floor_failures = 0;
+            self.mem.floor_next_wall_ms = 0;
+            return;
+        }
+        // After closes that failed (10018 all weekend, …) the next attempt waits: 5 s doubling
+        // to 5 min, jittered; not every cycle.
+        if wall_ms() < self.mem.floor_next_wall_ms {
             return;
         }
         let magic = ea::magic(self.cfg.input_magic, 0);
         let (mut n_closed, mut n_failed) = (0u32, 0u32);
         for p in &ours {
             let req = self.close_request(p, None, magic, "equity-floor");
-            match self.send(&req) {
+            match self.send_close(&req) {
                 Some(r) if retcode::is_success(r.retcode) => n_closed += 1,
                 _ => n_failed += 1,
             }
         }
         tracing::warn!(target: "tradecast_sim::floor", %equity, %floor, n_closed, n_failed, "equity below the floor while the node is silent: closed Tradecast's positions");
+        if n_failed > 0 {
+            self.mem.floor_failures += 1;
+            let wait = backoff_ms(
+                self.mem.floor_failures,
+                FLOOR_RETRY_FIRST_MS,
+                FLOOR_RETRY_MAX_MS,
+                &mut self.mem.jitter,
+            );
+            self.mem.floor_next_wall_ms = wall_ms() + wait;
+        } else {
+            self.mem.floor_failures = 0;
+            self.mem.floor_next_wall_ms = 0;
+        }
         self.stats.floor_breaches += 1;
         let prev = self.mem.floor_breach.take();
         self.mem.floor_breach = Some(FloorBreach {
@@ -994,11 +1264,16 @@ fn empty_poll() -> PollAnswer {
     PollAnswer { orders: Vec::new(), commands: Vec::new(), equity_floor: None }
 }
 
-fn link_bar(symbol: &str, timeframe: Timeframe, bar: &tradecast_protocol::bars::Bar) -> LinkBar {
+fn link_bar(
+    symbol: &str,
+    timeframe: Timeframe,
+    bar: &tradecast_protocol::bars::Bar,
+    time_ms: i64,
+) -> LinkBar {
     LinkBar {
         symbol: symbol.to_owned(),
         timeframe,
-        time_ms: bar.time_unix_ms,
+        time_ms,
         open: bar.open,
         high: bar.high,
         low: bar.low,
@@ -1023,4 +1298,9 @@ fn found_ack(session_id: String, order_id: &str, f: Found) -> Ack {
         volume: f.volume,
         time_ms: f.time_ms,
     }
+}
+
+/// 10004 requote, 10020 prices changed, 10021 no quotes: worth sending again at once.
+fn is_requote(code: u32) -> bool {
+    matches!(code, retcode::REQUOTE | retcode::PRICE_CHANGED | retcode::PRICE_OFF)
 }

@@ -557,3 +557,108 @@ fn bar_queries_with_hostile_cursors_do_not_panic() {
     assert_eq!(b.bars("EURUSD", Timeframe::H1, i64::MIN, i64::MAX).map(|v| v.len()), Some(1));
     assert_eq!(b.bars("EURUSD", Timeframe::H1, i64::MAX, i64::MIN), Some(Vec::new()));
 }
+
+#[test]
+fn a_position_named_by_its_old_ticket_answers_10036() {
+    let cfg = BrokerConfig {
+        new_ticket_on_reversal: true,
+        reopen_on_rollover: true,
+        ..BrokerConfig::default()
+    };
+    let mut b = broker_with(cfg);
+    let id = check(&mut b, NETTING, buy("0.10"), retcode::DONE).position_id;
+    assert_eq!(b.position_ticket(NETTING, id), Some(id));
+    // A netting reversal: the identifier stays, the ticket is the reversing order's.
+    let rev = check(&mut b, NETTING, sell("0.30"), retcode::DONE);
+    assert_eq!(rev.position_id, id);
+    assert_eq!(b.position_ticket(NETTING, id), Some(rev.order));
+    let by_id = TradeRequest { position: Some(id), ..buy("0.20") };
+    check(&mut b, NETTING, by_id, retcode::POSITION_CLOSED);
+    // A rollover that re-opens: a new ticket again.
+    b.set_quote("EURUSD", d("1.07200"), d("1.07210"), MONDAY_10 + 24 * HOUR).expect("symbol");
+    let ticket = b.position_ticket(NETTING, id).expect("open");
+    assert_ne!(ticket, rev.order);
+    let by_old = TradeRequest { position: Some(rev.order), sl: Some(d("1.08000")), ..buy("0.20") };
+    check(
+        &mut b,
+        NETTING,
+        TradeRequest { action: TradeAction::Sltp, ..by_old },
+        retcode::POSITION_CLOSED,
+    );
+    check(&mut b, NETTING, TradeRequest { position: Some(ticket), ..buy("0.20") }, retcode::DONE);
+    assert!(b.positions(NETTING).expect("account").is_empty());
+    // Off (the default): the ticket is the identifier for life.
+    let mut b = broker();
+    let id = check(&mut b, NETTING, buy("0.10"), retcode::DONE).position_id;
+    check(&mut b, NETTING, sell("0.30"), retcode::DONE);
+    assert_eq!(b.position_ticket(NETTING, id), Some(id));
+}
+
+#[test]
+fn a_filling_the_execution_mode_does_not_allow_answers_10030() {
+    use Execution::{Exchange, Instant, Market, Request};
+    use Filling::{Fok, Ioc, Return};
+    const BOTH: u32 = SYMBOL_FILLING_FOK | SYMBOL_FILLING_IOC;
+    // (execution, flags, kind, filling, allowed)
+    let cases = [
+        (Instant, 0, OrderKind::Buy, Fok, true),
+        (Instant, 0, OrderKind::Buy, Return, false),
+        (Request, 0, OrderKind::Sell, Return, false),
+        (Instant, SYMBOL_FILLING_IOC, OrderKind::Buy, Ioc, true),
+        (Market, BOTH, OrderKind::Buy, Return, false),
+        (Market, SYMBOL_FILLING_IOC, OrderKind::Buy, Fok, false),
+        (Market, SYMBOL_FILLING_IOC, OrderKind::Buy, Ioc, true),
+        (Market, 0, OrderKind::Buy, Return, true),
+        (Market, BOTH, OrderKind::BuyStop, Return, false),
+        (Market, BOTH, OrderKind::SellStop, Fok, true),
+        (Instant, 0, OrderKind::BuyStop, Fok, true),
+        (Market, BOTH, OrderKind::BuyLimit, Return, true),
+        (Instant, 0, OrderKind::SellLimit, Fok, false),
+        (Exchange, BOTH, OrderKind::Buy, Return, true),
+    ];
+    for (execution, modes, kind, filling, allowed) in cases {
+        assert_eq!(
+            filling_allowed(execution, modes, kind, filling),
+            allowed,
+            "{execution:?} {modes} {kind:?} {filling:?}"
+        );
+    }
+    let mut b = broker_with(BrokerConfig {
+        execution: Market,
+        check_filling: true,
+        ..BrokerConfig::default()
+    });
+    check(&mut b, HEDGING, TradeRequest { filling: Return, ..buy("0.10") }, retcode::INVALID_FILL);
+    check(&mut b, HEDGING, TradeRequest { filling: Ioc, ..buy("0.10") }, retcode::DONE);
+    let stop = TradeRequest {
+        action: TradeAction::Pending,
+        kind: OrderKind::BuyStop,
+        price: Some(d("1.07500")),
+        filling: Return,
+        ..buy("0.10")
+    };
+    check(&mut b, HEDGING, stop.clone(), retcode::INVALID_FILL);
+    check(&mut b, HEDGING, TradeRequest { filling: Fok, ..stop }, retcode::PLACED);
+    // Off (the default): any filling goes.
+    let mut b = broker();
+    check(&mut b, HEDGING, TradeRequest { filling: Return, ..buy("0.10") }, retcode::DONE);
+}
+
+#[test]
+fn a_dst_change_moves_the_server_offset_and_the_rollover() {
+    let change = MONDAY_10 + 4 * HOUR;
+    let mut b = broker_with(BrokerConfig {
+        server_utc_offset_s: 7_200,
+        dst_change: Some((change, 10_800)),
+        ..BrokerConfig::default()
+    });
+    assert_eq!(b.server_utc_offset_at(change - 1), 7_200);
+    assert_eq!(b.server_utc_offset_at(change), 10_800);
+    // A long (swap -5 a lot) held across server midnight: 21:00 UTC is midnight at UTC+3.
+    check(&mut b, HEDGING, buy("1.00"), retcode::DONE);
+    let at = |h: i64| MONDAY_10 - 10 * HOUR + h * HOUR; // Monday 00:00 UTC + h hours
+    b.set_quote("EURUSD", d("1.07200"), d("1.07210"), at(20) + HOUR / 2).expect("quote");
+    assert_eq!(b.positions(HEDGING).expect("account")[0].swap, d("0"));
+    b.set_quote("EURUSD", d("1.07200"), d("1.07210"), at(21) + HOUR / 2).expect("quote");
+    assert_eq!(b.positions(HEDGING).expect("account")[0].swap, d("-5"));
+}

@@ -4,6 +4,7 @@
 
 mod conformance;
 mod messages;
+mod mt5;
 mod refnode;
 mod terminal;
 mod vectors;

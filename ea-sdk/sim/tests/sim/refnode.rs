@@ -31,6 +31,8 @@ pub struct Broken {
     pub unsigned_answers: bool,
     /// Answer acks with a signed 503 without recording them (a node that cannot commit).
     pub drop_acks: bool,
+    /// Answer every call with this status (signed problem+json): a node that refuses all.
+    pub refuse_all: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +70,8 @@ pub struct NodeState {
     pub reconcile: bool,
     /// Bars received, duplicates included.
     pub bars_received: usize,
+    /// The symbols whose specs came in state pushes.
+    pub specs_seen: std::collections::BTreeSet<String>,
 }
 
 /// A running reference node.
@@ -114,6 +118,7 @@ impl RefNode {
             polls: 0,
             reconcile: true,
             bars_received: 0,
+            specs_seen: Default::default(),
         }));
         let app = Router::new()
             .route("/ea/v1/{call}", axum::routing::post(handle))
@@ -257,6 +262,9 @@ async fn process(
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(status) = s.broken.refuse_all {
+            return problem(status, "refused", None);
+        }
         if !s.broken.skip_auth {
             let rh = RequestHeaders {
                 key: h(link_auth::HEADER_KEY),
@@ -417,6 +425,7 @@ async fn process(
                     }
                 }
             }
+            s.specs_seen.extend(st.specs.iter().map(|x| x.symbol.clone()));
             s.last_state = Some(st);
             ok(&StateAnswer { ok: true, out_of_line: Vec::new() })
         }

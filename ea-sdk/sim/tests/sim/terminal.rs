@@ -285,11 +285,13 @@ async fn answers_with_a_wrong_signature_are_ignored() {
     ] {
         let (node, b, mut t) = setup(broken, MarginMode::Hedging).await;
         node.add_order(market(OrderKind::Buy, "0.10"));
-        for _ in 0..3 {
-            assert!(t.step().await.is_err());
+        // The first hello's answer is ignored; the next cycles wait out the hello's backoff.
+        assert!(t.step().await.is_err());
+        for _ in 0..2 {
+            let _ = t.step().await;
         }
         assert!(t.session_id().is_none());
-        assert!(t.stats().ignored_answers >= 3);
+        assert!(t.stats().ignored_answers >= 1);
         assert!(
             lock(&b).positions(LOGIN).expect("account").is_empty(),
             "nothing traded on a forged answer"

@@ -232,6 +232,31 @@ fn the_eas_self_test_uses_the_shared_vectors() {
     }
 }
 
+/// Issue 23, item 5: some builds' `CryptEncode` refuse zero-length data, so `TcSha256` answers
+/// an empty input (every empty body, and the self-test's) with the known digest before calling
+/// it. The constant in Crypto.mqh must be SHA-256 of nothing.
+#[test]
+fn the_eas_sha256_answers_an_empty_input_with_the_known_digest() {
+    let src = std::fs::read_to_string(
+        vectors_dir().join("..").join("mql5").join("Tradecast").join("Crypto.mqh"),
+    )
+    .expect("Crypto.mqh");
+    let decl = src.find("TC_SHA256_EMPTY[32] = {").expect("Crypto.mqh defines TC_SHA256_EMPTY");
+    let body = &src[decl..];
+    let list = &body[body.find('{').expect("{") + 1..body.find('}').expect("}")];
+    let bytes: Vec<u8> = list
+        .split(',')
+        .map(|b| u8::from_str_radix(b.trim().trim_start_matches("0x"), 16).expect("a hex byte"))
+        .collect();
+    assert_eq!(bytes, sha256(b""), "TC_SHA256_EMPTY is not SHA-256 of the empty input");
+    let f = src.find("bool TcSha256(").expect("TcSha256");
+    let f = &src[f..];
+    let guard = f.find("ArraySize(data) == 0").expect("TcSha256 checks for an empty input");
+    let crypt = f.find("CryptEncode(").expect("TcSha256 calls CryptEncode");
+    assert!(guard < crypt, "the empty-input answer must come before CryptEncode");
+    assert!(f[guard..crypt].contains("TC_SHA256_EMPTY"), "the empty input gets the constant");
+}
+
 /// Every MQL5 function the README's rule table names is defined in the EA's sources, so the
 /// table cannot point a reviewer at something that is not there.
 #[test]
