@@ -38,6 +38,7 @@ impl Node {
         mem.market_ms = mem.market_ms.max(market_ms);
         let view = self.store.read()?;
         let row: Option<AccountRow> = view.get_json(store::ACCOUNTS, "accounts", account)?;
+        let policy = self.policy_of(&view)?;
         let mut rows: Vec<OrderRow> = view.orders(account)?;
         drop(view);
         if let Some(acc) = &row
@@ -123,7 +124,7 @@ impl Node {
                 Ok(())
             })?;
         }
-        let floor = row.as_ref().and_then(|r| self.floor(r));
+        let floor = row.as_ref().and_then(|r| self.floor(r, &policy));
         let mut all = trade_cmds;
         all.append(&mut commands);
         Ok(PollAnswer { orders, commands: all, equity_floor: floor })
