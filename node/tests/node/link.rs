@@ -804,3 +804,30 @@ fn a_weekend_is_no_gap_in_the_bars() {
     );
     assert!(gap_in_session(&[], friday_22, sunday_22, h1), "without sessions every gap counts");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_without_a_session_gets_409_hello_required() {
+    let mut link = Link::start().await;
+    let t = now();
+    for body in [
+        format!(r#"{{"wait_ms":0,"terminal_time_ms":{t}}}"#),
+        format!(r#"{{"session_id":null,"wait_ms":0,"terminal_time_ms":{t}}}"#),
+        format!(r#"{{"session_id":"","wait_ms":0,"terminal_time_ms":{t}}}"#),
+        format!(r#"{{"session_id":"s_gone","wait_ms":0,"terminal_time_ms":{t}}}"#),
+    ] {
+        let (status, answer, signed) = link.raw(Call::Poll, body.clone().into_bytes()).await;
+        assert_eq!(
+            (status, problem_code(&answer).as_str()),
+            (409, "hello-required"),
+            "{body}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        assert!(signed);
+    }
+    // A poll missing another field is still a malformed body.
+    let (status, answer, _) = link
+        .raw(Call::Poll, format!(r#"{{"session_id":"x","terminal_time_ms":{t}}}"#).into_bytes())
+        .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
+    link.shutdown.trigger();
+}
