@@ -506,3 +506,65 @@ fn the_upgrade_to_schema_2_keeps_the_day_start_and_the_stricter_drawdown_cap() {
     assert_eq!(upgraded_cap(None, "12.5", "20"), "12.5");
     assert_eq!(upgraded_cap(None, "25", "20"), "20");
 }
+
+fn hello_for_close_all() -> tradecast_protocol::ea::Hello {
+    use tradecast_protocol::ea;
+    ea::Hello {
+        login: 5012345,
+        server: "Demo-Server".into(),
+        company: "Demo".into(),
+        currency: "USD".into(),
+        leverage: 100,
+        margin_mode: ea::MarginMode::Hedging,
+        terminal_build: 1,
+        ea_version: "test".into(),
+        server_utc_offset_s: 0,
+        terminal_time_ms: 1_700_042_400_000,
+        symbols: Vec::new(),
+        floor_breach: None,
+    }
+}
+
+/// The close-all's order and its signed `CloseAll` command: both or neither.
+fn close_all_counts(store: &Store) -> (usize, usize) {
+    use tradecast_node::runtime::{OrderAction, OrderRow};
+    let view = store.read().expect("read");
+    let orders: Vec<OrderRow> = view.orders(ACCOUNT).expect("orders");
+    let n_orders =
+        orders.iter().filter(|o| matches!(o.action, OrderAction::CloseAll { .. })).count();
+    (n_orders, view.outbox(StreamId::COMMANDS).expect("commands").len())
+}
+
+#[test]
+fn close_all_commits_its_order_and_its_signed_command_in_one_transaction() {
+    let setup = || {
+        let backend = CrashBackend::default();
+        let store = Store::open_backend(backend.clone()).expect("store");
+        tradecast_node::runtime::init_store(&store).expect("init");
+        let node = tradecast_node::runtime::Node::new(store, Default::default(), 0).expect("node");
+        node.hello(hello_for_close_all(), 0).expect("hello");
+        (backend, node)
+    };
+    let (probe, node) = setup();
+    let w0 = probe.state.lock().expect("lock").writes;
+    node.close_all(ACCOUNT, "test").expect("close all");
+    let n = probe.state.lock().expect("lock").writes - w0;
+    let mut n_failed = 0;
+    for k in 0..n {
+        let (backend, node) = setup();
+        let w0 = backend.state.lock().expect("lock").writes;
+        backend.state.lock().expect("lock").fail_writes_after = Some(w0 + k);
+        if node.close_all(ACCOUNT, "test").is_err() {
+            n_failed += 1;
+        }
+        drop(node);
+        let [durable, _] = backend.images();
+        let store = Store::open_backend(CrashBackend::with_image(durable)).expect("reopen");
+        let (orders, commands) = close_all_counts(&store);
+        assert_eq!(
+            orders, commands,
+            "a failure after {k} writes: {orders} close-all orders, {commands} commands"
+        );
+    }
+    assert!(n_failed > 0, "the injected failures were hit");
+}
