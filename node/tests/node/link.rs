@@ -831,3 +831,26 @@ async fn a_poll_without_a_session_gets_409_hello_required() {
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
     link.shutdown.trigger();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_for_an_order_the_node_does_not_have_gets_404_unknown_order() {
+    let mut link = Link::start().await;
+    let h = link.hello(now()).await;
+    let ack = ea::Ack {
+        session_id: h.session_id.clone(),
+        order_id: "NOSUCHORDER0".into(),
+        outcome: ea::Outcome::Done,
+        retcode: 10_009,
+        message: "done".into(),
+        found_by_lookup: false,
+        order_ticket: None,
+        deal_ticket: None,
+        position_id: None,
+        price: None,
+        volume: None,
+        time_ms: None,
+    };
+    let (status, body, signed) = link.raw(Call::Ack, ea::encode(&ack)).await;
+    assert_eq!((status, problem_code(&body).as_str(), signed), (404, "unknown-order", true));
+    link.shutdown.trigger();
+}
