@@ -221,23 +221,26 @@ struct SettingsView {
     subscriptions: Vec<String>,
     mode: &'static str,
     self_trade: bool,
+    /// The drawdown cap in force: the policy's `risk.drawdown_lock_pct` (kept under this name
+    /// for the API's clients).
     drawdown_max_pct: Decimal,
     risk_pct: Decimal,
     ea_magic: u32,
 }
 
-async fn settings(State(api): State<Api>) -> Json<SettingsView> {
+async fn settings(State(api): State<Api>) -> Result<Json<SettingsView>, ApiError> {
     let s = api.node.settings();
-    Json(SettingsView {
+    let policy = api.node.policy()?;
+    Ok(Json(SettingsView {
         poll_wait_ms: s.poll_wait_ms,
         link_down_after_ms: s.link_down_after_ms,
         subscriptions: s.subscriptions.iter().map(|(a, t)| format!("{a}:{}", t.name())).collect(),
         mode: if s.provider { "provider" } else { "subscriber" },
         self_trade: s.self_trade,
-        drawdown_max_pct: s.drawdown_max_pct,
+        drawdown_max_pct: policy.risk.drawdown_lock_pct,
         risk_pct: s.risk_pct,
         ea_magic: s.ea_magic,
-    })
+    }))
 }
 
 async fn ea_keys(State(api): State<Api>) -> Json<Vec<String>> {

@@ -95,9 +95,6 @@ pub struct RunArgs {
     /// Long-poll wait the EA is told to use, ms.
     #[arg(long, env = "TRADECAST_POLL_WAIT_MS")]
     pub poll_wait_ms: Option<u32>,
-    /// Drawdown cap, percent below peak equity.
-    #[arg(long, env = "TRADECAST_DRAWDOWN_MAX_PCT")]
-    pub drawdown_max_pct: Option<Decimal>,
     /// Daily loss limit, percent below the equity at the start of the broker's day.
     #[arg(long, env = "TRADECAST_DAILY_LOSS_MAX_PCT")]
     pub daily_loss_max_pct: Option<Decimal>,
@@ -161,9 +158,6 @@ pub fn resolve(args: &RunArgs) -> Result<Config, CommandError> {
     }
     if let Some(w) = args.poll_wait_ms {
         c.poll_wait_ms = w;
-    }
-    if let Some(d) = args.drawdown_max_pct {
-        c.drawdown_max_pct = d;
     }
     if let Some(d) = args.daily_loss_max_pct {
         c.daily_loss_max_pct = Some(d);

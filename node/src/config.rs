@@ -3,7 +3,7 @@
 //! reads both, see [`crate::cli`]). Parsed once at start into [`crate::runtime::Settings`].
 //!
 //! Safe defaults: both listeners on 127.0.0.1, subscriber mode, no self-trading, a 20 %
-//! drawdown cap. A listener on a non-loopback address is refused: the EA link and the local API
+//! drawdown cap (the policy's `risk.drawdown_lock_pct`). A listener on a non-loopback address is refused: the EA link and the local API
 //! are for this machine only (reach them from elsewhere through an SSH tunnel).
 
 use std::net::SocketAddr;
@@ -62,8 +62,12 @@ pub struct Config {
     pub link_down_after_s: u32,
     /// Bar subscriptions, `SYMBOL:TIMEFRAME`. Default `["EURUSD:H1"]`.
     pub subscriptions: Vec<String>,
-    /// Drawdown cap: percent below peak equity. Default 20.
-    pub drawdown_max_pct: Decimal,
+    /// No longer a setting: the drawdown cap is the policy's `risk.drawdown_lock_pct` (the
+    /// guard closes everything and the EA keeps the floor at it). Read once, when a store of
+    /// schema 1 is upgraded: the stricter of this (default 20) and the policy's value becomes
+    /// the policy's. Omitted from new files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drawdown_max_pct: Option<Decimal>,
     /// Daily loss limit: percent below the equity at the start of the broker's server day.
     /// Default none.
     pub daily_loss_max_pct: Option<Decimal>,
@@ -91,7 +95,7 @@ impl Default for Config {
             poll_wait_ms: ea::DEFAULT_POLL_WAIT_MS,
             link_down_after_s: 10,
             subscriptions: vec!["EURUSD:H1".to_owned()],
-            drawdown_max_pct: Decimal::from(20),
+            drawdown_max_pct: None,
             daily_loss_max_pct: None,
             risk_pct: Decimal::ONE,
             ea_magic: 20_260_101,
@@ -162,7 +166,7 @@ impl Config {
                 });
             }
         }
-        if self.drawdown_max_pct <= Decimal::ZERO || self.drawdown_max_pct >= Decimal::ONE_HUNDRED {
+        if self.drawdown_max_pct.is_some_and(|d| d <= Decimal::ZERO || d >= Decimal::ONE_HUNDRED) {
             return Err(ConfigError::Invalid {
                 field: "drawdown_max_pct",
                 message: "must be between 0 and 100".into(),
@@ -206,7 +210,7 @@ impl Config {
             subscriptions,
             provider: self.mode == Mode::Provider,
             self_trade: self.self_trade,
-            drawdown_max_pct: self.drawdown_max_pct,
+            upgrade_drawdown_max_pct: self.drawdown_max_pct.unwrap_or(Decimal::from(20)),
             daily_loss_max_pct: self.daily_loss_max_pct,
             risk_pct: self.risk_pct,
             ea_magic: self.ea_magic,

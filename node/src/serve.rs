@@ -184,6 +184,9 @@ pub async fn start(
 ) -> Result<Running, RunError> {
     let mut settings = config.settings()?;
     settings.calendar = crate::config::load_calendar(data)?;
+    if let Some(old) = config.drawdown_max_pct {
+        tracing::warn!(target: "tradecast::guard", drawdown_max_pct = %old, "drawdown_max_pct in config.toml is no longer a setting (read once, when the store was upgraded): the drawdown cap is the policy's risk.drawdown_lock_pct; remove the key");
+    }
     let store = Store::open(&data.join(store::FILE_NAME))?;
     let node = Node::new(store, settings, wall_ms())?;
     let token = api_token(data)?;

@@ -371,12 +371,20 @@ pub struct HelloAnswer {
 /// flight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Poll {
-    /// The session id from [`HelloAnswer::session_id`].
+    /// The session id from [`HelloAnswer::session_id`]. Absent or `null` before a hello, read
+    /// as no session: the node answers 409 `hello-required` (never 400: a poll before hello is
+    /// the EA link's documented way to learn it must say hello).
+    #[serde(default, deserialize_with = "no_session_as_empty")]
     pub session_id: String,
     /// How long the node may hold the poll.
     pub wait_ms: u32,
     /// The terminal's clock now, UTC: the market clock.
     pub terminal_time_ms: i64,
+}
+
+/// A session id that may be absent or `null`: no session, the empty id.
+fn no_session_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The answer to [`Poll`]: orders and commands due now (both may be empty).

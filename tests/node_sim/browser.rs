@@ -450,7 +450,8 @@ async fn slow_browser_approves_a_pending_signal_and_sees_the_position() {
 async fn slow_browser_shows_the_drawdown_lock_live_and_the_trader_unlocks() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A 1 % cap, auto mode: a 3-lot position trips it within a few bars.
-    let node = TestNode::start(dir.path(), |c| c.drawdown_max_pct = Decimal::ONE).await;
+    let node =
+        TestNode::start(dir.path(), |c| c.policy.risk.drawdown_lock_pct = Decimal::ONE).await;
     let mut rig = Rig::new(&node.ea_url(), &node.key_id, &node.secret, 800);
     for _ in 0..30 {
         rig.replay.advance().expect("advance");

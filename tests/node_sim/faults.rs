@@ -161,7 +161,7 @@ async fn a_silent_ea_shows_the_link_down_and_expired_signals_never_reach_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drawdown_guard_flattens_the_book_within_one_poll_and_locks_auto_mode() {
-    let mut s = scene(|c| c.drawdown_max_pct = Decimal::ONE, 10_000).await;
+    let mut s = scene(|c| c.policy.risk.drawdown_lock_pct = Decimal::ONE, 10_000).await;
     let _ = s.buy("3.00", None).await;
     s.steps(2).await;
     assert_eq!(s.rig.open_positions().len(), 1);
@@ -198,20 +198,20 @@ async fn the_drawdown_guard_flattens_the_book_within_one_poll_and_locks_auto_mod
             })),
         )
         .await;
-    // Locked auto mode approves nothing by rule: the signal waits for the trader.
+    // The guard's cap is the policy's drawdown rule: below it a new signal is skipped by that
+    // rule (it does not wait for the trader: no position is taken at the cap in any mode).
     assert!(v["order_id"].is_null(), "{v}");
     let id = v["signal"]["id"].as_str().expect("signal id").to_owned();
     let approvals = node.approvals().expect("approvals");
     let a = approvals.iter().find(|a| a.pending.signal_id.to_hex() == id).expect("its approval");
-    assert!(a.pending.decided().is_none(), "waits for the trader under the lock: {a:?}");
+    let decided = a.pending.decided().expect("decided by rule");
+    assert_eq!(decided.decision, tradecast_protocol::Decision::Rejected, "{a:?}");
+    assert!(decided.reason.contains("the drawdown lock is at 1 %"), "{a:?}");
     let log = node.copy_log().expect("copy log");
     let entry = log.iter().find(|e| e.signal_id.to_hex() == id).expect("its copy-log entry");
     assert!(
-        entry
-            .steps
-            .iter()
-            .any(|s| s.rule == tradecast_node::policy::Rule::Drawdown && s.detail.contains("lock")),
-        "the drawdown step says the guard locked auto mode: {entry:?}"
+        entry.steps.iter().any(|s| s.rule == tradecast_node::policy::Rule::Drawdown),
+        "the drawdown step refused it: {entry:?}"
     );
     // Until the trader unlocks it.
     let (status, _) = s.node.api(reqwest::Method::POST, "/api/v1/unlock", None).await;
@@ -222,7 +222,7 @@ async fn the_drawdown_guard_flattens_the_book_within_one_poll_and_locks_auto_mod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_node_gone_the_ea_keeps_the_floor_on_its_own() {
-    let mut s = scene(|c| c.drawdown_max_pct = Decimal::ONE, 300).await;
+    let mut s = scene(|c| c.policy.risk.drawdown_lock_pct = Decimal::ONE, 300).await;
     let _ = s.buy("3.00", None).await;
     s.steps(3).await;
     assert_eq!(s.rig.open_positions().len(), 1);

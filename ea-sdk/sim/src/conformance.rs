@@ -3,7 +3,8 @@
 //! own test suite calls it against a fresh node with a fresh EA key.
 //!
 //! Checks, in order (each named in the [`Report`]):
-//! - `hello-required`: a poll without a session gets 409 with problem code `hello-required`;
+//! - `hello-required`: a poll with an unknown session, or with none (no `session_id`), gets 409
+//!   with problem code `hello-required`;
 //! - `auth-valid`: a correct hello gets 200 and a decodable [`HelloAnswer`];
 //! - `auth-stale`, `auth-future`, `auth-replayed`, `auth-unknown-key`, `auth-wrong-secret`,
 //!   `auth-unsigned`, `auth-malformed-nonce`, `auth-malformed-timestamp`,
@@ -396,17 +397,29 @@ impl Suite {
             wait_ms: 0,
             terminal_time_ms: self.market_ms(),
         };
-        let outcome = match self.signed(Call::Poll, &ea::encode(&p)).await {
-            Err(e) => fail(e),
-            Ok(a) => match Self::expect_problem(&a, 409) {
-                CheckOutcome::Passed => match ea::decode::<Problem>(&a.body) {
-                    Ok(pr) if pr.code == ea::PROBLEM_HELLO_REQUIRED => CheckOutcome::Passed,
-                    Ok(pr) => fail(format!("problem code {:?}, expected hello-required", pr.code)),
-                    Err(e) => fail(e.to_string()),
+        // An unknown session, and a poll that carries none (an EA before its first hello).
+        let no_session =
+            format!(r#"{{"wait_ms":0,"terminal_time_ms":{}}}"#, self.market_ms()).into_bytes();
+        let mut outcome = CheckOutcome::Passed;
+        for body in [ea::encode(&p), no_session] {
+            let this = match self.signed(Call::Poll, &body).await {
+                Err(e) => fail(e),
+                Ok(a) => match Self::expect_problem(&a, 409) {
+                    CheckOutcome::Passed => match ea::decode::<Problem>(&a.body) {
+                        Ok(pr) if pr.code == ea::PROBLEM_HELLO_REQUIRED => CheckOutcome::Passed,
+                        Ok(pr) => {
+                            fail(format!("problem code {:?}, expected hello-required", pr.code))
+                        }
+                        Err(e) => fail(e.to_string()),
+                    },
+                    other => other,
                 },
-                other => other,
-            },
-        };
+            };
+            if this != CheckOutcome::Passed {
+                outcome = this;
+                break;
+            }
+        }
         self.report.push("hello-required", outcome);
     }
 

@@ -244,6 +244,8 @@ struct Memory {
     hidden_from_lookup: HashSet<u64>,
     last_state: Vec<u8>,
     last_state_wall_ms: i64,
+    /// The broker's server day (days since the epoch in server time) of the last state push.
+    last_state_day: Option<i64>,
     last_poll_idle: bool,
     /// Failed hellos in a row, and the wall time before which no hello is sent.
     hello_failures: u32,
@@ -719,18 +721,32 @@ impl Terminal {
         Ok((state, consumed))
     }
 
-    /// Pushes the state when it changed, when `force`d, or every 5 s.
+    /// Pushes the state when it changed, when `force`d, every 5 s, or on the first step of a
+    /// new server day (the node's daily loss rules start the day from its first state: with a
+    /// replay's clock a day passes in far less than 5 s).
     async fn push_state(&mut self, force: bool) -> Result<(), LinkError> {
         let Some(id) = self.mem.session.as_ref().map(|s| s.id.clone()) else { return Ok(()) };
         let (state, consumed) = self.state_body(&id)?;
+        // The server day at the terminal's time, with the offset in force then (a broker's DST
+        // change moves it).
+        let offset_ms =
+            i64::from(lock(&self.broker).server_utc_offset_at(state.terminal_time_ms)) * 1_000;
+        let day = state.terminal_time_ms.saturating_add(offset_ms).div_euclid(86_400_000);
         let fingerprint = ea::encode(&State { terminal_time_ms: 0, ..state.clone() });
         let stale = wall_ms() - self.mem.last_state_wall_ms > 5_000;
-        if !force && !stale && fingerprint == self.mem.last_state && state.specs.is_empty() {
+        let new_day = self.mem.last_state_day != Some(day);
+        if !force
+            && !stale
+            && !new_day
+            && fingerprint == self.mem.last_state
+            && state.specs.is_empty()
+        {
             return Ok(());
         }
         let _: StateAnswer = self.call(Call::State, &state).await?;
         self.mem.last_state = fingerprint;
         self.mem.last_state_wall_ms = wall_ms();
+        self.mem.last_state_day = Some(day);
         // The specs sent leave the queue; the rest go in the next push.
         self.mem.spec_requests.drain(..consumed.min(self.mem.spec_requests.len()));
         Ok(())

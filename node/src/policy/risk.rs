@@ -53,22 +53,37 @@ pub struct DayStart {
 
 impl DayStart {
     /// The day start to keep after a state push at `now_ms` with `equity`: `current` if it is
-    /// today's (server day), else a new one with this equity. The node calls it on every state
-    /// push and stores the result; after a restart mid-day the first equity seen that day stands
-    /// in for the day's opening equity (losses before it are not counted).
+    /// today's (server day, [`DayStart::is_day_of`]), else a new one with this equity. The node
+    /// calls it on every state push (the drawdown guard) and stores the result; after a restart
+    /// mid-day the first equity seen that day stands in for the day's opening equity (losses
+    /// before it are not counted).
     pub fn roll(
         current: Option<DayStart>,
         now_ms: i64,
         server_utc_offset_s: i32,
         equity: Decimal,
     ) -> DayStart {
-        let today = server_day_start_ms(now_ms, server_utc_offset_s);
         match current {
-            Some(c) if c.day_start_ms == today => c,
-            _ => DayStart { day_start_ms: today, equity },
+            Some(c) if c.is_day_of(now_ms, server_utc_offset_s) => c,
+            _ => {
+                DayStart { day_start_ms: server_day_start_ms(now_ms, server_utc_offset_s), equity }
+            }
         }
     }
+
+    /// Whether this is the start of the server day containing `now_ms`. A change of the
+    /// broker's UTC offset (daylight saving time) moves server midnight by an hour or two, not
+    /// by a day: a start within [`DST_SLACK_MS`] of today's is today's, so a DST change keeps
+    /// the day's losses counted instead of starting the day again.
+    pub fn is_day_of(&self, now_ms: i64, server_utc_offset_s: i32) -> bool {
+        let today = server_day_start_ms(now_ms, server_utc_offset_s);
+        self.day_start_ms.saturating_sub(today).saturating_abs() < DST_SLACK_MS
+    }
 }
+
+/// How far server midnight may move when the broker changes its UTC offset and still be the
+/// same server day (offsets differ by at most a few hours; days by 24).
+pub const DST_SLACK_MS: i64 = 6 * 3_600_000;
 
 /// The account figures the gates read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +144,14 @@ fn pct_of(x: Decimal, pct: Decimal) -> Option<Decimal> {
     x.checked_mul(pct)?.checked_div(Decimal::ONE_HUNDRED)
 }
 
+/// The equity floor of the drawdown rule: `drawdown_lock_pct` below `peak` (rounded to cents),
+/// the level the EA keeps on its own when the node goes silent. [`check_drawdown`] closes the
+/// gate at this floor.
+pub fn drawdown_floor(settings: &RiskSettings, peak: Decimal) -> Option<Decimal> {
+    let keep = Decimal::ONE_HUNDRED.checked_sub(settings.drawdown_lock_pct)?;
+    pct_of(peak, keep).map(|d| d.round_dp(2))
+}
+
 /// The drawdown lock: no new position while equity is `drawdown_lock_pct` or more below its
 /// peak, in any approval mode. (The guard's own lock suspends auto mode instead: see
 /// [`super::approval`]; it is not a gate here.)
@@ -157,9 +180,8 @@ pub fn check_daily_loss(settings: &RiskSettings, account: &AccountRisk) -> Resul
     if pct.is_none() && settings.daily_loss_limit_money.is_none() {
         return Ok(());
     }
-    let today = server_day_start_ms(account.now_ms, account.server_utc_offset_s);
     let start = match account.day_start {
-        Some(s) if s.day_start_ms == today => s,
+        Some(s) if s.is_day_of(account.now_ms, account.server_utc_offset_s) => s,
         _ => return Err(RiskStop::DayStartUnknown),
     };
     let loss = start.equity.checked_sub(account.equity).ok_or(RiskStop::Overflow)?;
@@ -253,6 +275,61 @@ mod tests {
             DayStart::roll(Some(first), DAY + 22 * H, 7_200, d("9000")),
             DayStart { day_start_ms: DAY + 22 * H, equity: d("9000") }
         );
+    }
+
+    #[test]
+    fn the_day_start_survives_a_dst_change_and_rolls_at_the_new_midnight() {
+        // Server time UTC+3 (EEST) until the offset becomes UTC+2 (EET) mid-day: still the
+        // same server day, the day's start (and its losses) kept.
+        let summer = DayStart::roll(None, DAY + 5 * H, 10_800, d("10000"));
+        assert_eq!(summer.day_start_ms, DAY - 3 * H);
+        assert_eq!(DayStart::roll(Some(summer), DAY + 6 * H, 7_200, d("9000")), summer);
+        assert!(summer.is_day_of(DAY + 6 * H, 7_200));
+        // The next server midnight is 22:00 UTC under the new offset, not 21:00.
+        assert_eq!(
+            DayStart::roll(Some(summer), DAY + 21 * H + 30 * 60_000, 7_200, d("9000")),
+            summer
+        );
+        assert_eq!(
+            DayStart::roll(Some(summer), DAY + 22 * H, 7_200, d("9000")),
+            DayStart { day_start_ms: DAY + 22 * H, equity: d("9000") }
+        );
+        // And the other way (EET to EEST): the day is kept too.
+        let winter = DayStart::roll(None, DAY + 5 * H, 7_200, d("10000"));
+        assert_eq!(DayStart::roll(Some(winter), DAY + 6 * H, 10_800, d("9000")), winter);
+        assert!(!winter.is_day_of(DAY + 21 * H, 10_800), "21:00 UTC is midnight at UTC+3");
+    }
+
+    #[test]
+    fn the_day_start_rolls_over_a_weekend() {
+        // Friday 2026-11-27 10:00 UTC at UTC+2, then Monday 2026-11-30 01:00 UTC.
+        let friday = DayStart::roll(None, DAY + 2 * 24 * H + 10 * H, 7_200, d("10000"));
+        let monday = DAY + 5 * 24 * H + H;
+        assert!(!friday.is_day_of(monday, 7_200));
+        let rolled = DayStart::roll(Some(friday), monday, 7_200, d("9500"));
+        assert_eq!(rolled, DayStart { day_start_ms: DAY + 5 * 24 * H - 2 * H, equity: d("9500") });
+        // Friday's start is refused by the daily loss rule on Monday (no state yet).
+        let s = RiskSettings::default();
+        let a = AccountRisk {
+            equity: d("9500"),
+            peak_equity: d("10000"),
+            day_start: Some(friday),
+            now_ms: monday,
+            server_utc_offset_s: 7_200,
+        };
+        assert_eq!(check_daily_loss(&s, &a), Err(RiskStop::DayStartUnknown));
+        assert_eq!(check_daily_loss(&s, &AccountRisk { day_start: Some(rolled), ..a }), Ok(()));
+    }
+
+    #[test]
+    fn the_floor_is_where_the_drawdown_rule_closes() {
+        let s = RiskSettings::default();
+        let floor = drawdown_floor(&s, d("10000")).expect("floor");
+        assert_eq!(floor, d("8000"));
+        let at = AccountRisk { peak_equity: d("10000"), ..account("8000", None) };
+        assert!(check_drawdown(&s, &at).is_err());
+        let above = AccountRisk { equity: d("8000.01"), ..at };
+        assert_eq!(check_drawdown(&s, &above), Ok(()));
     }
 
     fn account(equity: &str, day_start_equity: Option<&str>) -> AccountRisk {

@@ -21,96 +21,87 @@ impl Node {
         let account = self.session_account(&inner, &a.session_id)?;
         let mem_market = inner.accounts.get(&account).map(|m| m.market_ms).unwrap_or(0);
         let device = self.identity.device_id();
-        self.store
-            .write(|tx| {
-                let mut o: OrderRow = tx
-                    .order(&account, &a.order_id)?
-                    .ok_or(StoreError::Row { table: "orders", message: String::new() })
-                    .map_err(|_| StoreError::Row {
-                        table: "orders",
-                        message: format!("no order {}", a.order_id),
-                    })?;
-                let proves_fill = a.outcome == Outcome::Done && o.state == OrderState::Expired;
-                if o.state.is_final() && !proves_fill {
-                    // A repeated ack (the answer to the first was lost): already committed.
-                    return Ok(());
+        self.store.write(|tx| {
+            // An order the node does not have is the EA's mistake (404), told apart by type,
+            // not by words; a row that does not decode stays a store failure (500).
+            let Some(mut o) = tx.order::<OrderRow>(&account, &a.order_id)? else {
+                return Ok(Err(NodeError::UnknownOrder(a.order_id.clone())));
+            };
+            let proves_fill = a.outcome == Outcome::Done && o.state == OrderState::Expired;
+            if o.state.is_final() && !proves_fill {
+                // A repeated ack (the answer to the first was lost): already committed.
+                return Ok(Ok(()));
+            }
+            let acc: Option<AccountRow> = tx.get_json(store::ACCOUNTS, "accounts", &account)?;
+            let market = acc.as_ref().map(|r| r.market_ms).unwrap_or(0).max(mem_market);
+            o.retcode = Some(a.retcode);
+            o.message = a.message.clone();
+            o.explained = explain_retcode(a.retcode).to_owned();
+            o.ack = Some(AckFacts {
+                found_by_lookup: a.found_by_lookup,
+                order_ticket: a.order_ticket,
+                deal_ticket: a.deal_ticket,
+                position_id: a.position_id,
+                price: a.price,
+                volume: a.volume,
+                time_ms: a.time_ms,
+            });
+            match a.outcome {
+                Outcome::Done => {
+                    o.state = OrderState::Acked;
+                    o.settled_by = "ack".into();
+                    o.filled_at_ms = Some(now_ms);
+                    self.record_fill(tx, &account, &o, device, now_ms)?;
                 }
-                let acc: Option<AccountRow> = tx.get_json(store::ACCOUNTS, "accounts", &account)?;
-                let market = acc.as_ref().map(|r| r.market_ms).unwrap_or(0).max(mem_market);
-                o.retcode = Some(a.retcode);
-                o.message = a.message.clone();
-                o.explained = explain_retcode(a.retcode).to_owned();
-                o.ack = Some(AckFacts {
-                    found_by_lookup: a.found_by_lookup,
-                    order_ticket: a.order_ticket,
-                    deal_ticket: a.deal_ticket,
-                    position_id: a.position_id,
-                    price: a.price,
-                    volume: a.volume,
-                    time_ms: a.time_ms,
-                });
-                match a.outcome {
-                    Outcome::Done => {
-                        o.state = OrderState::Acked;
-                        o.settled_by = "ack".into();
-                        o.filled_at_ms = Some(now_ms);
-                        self.record_fill(tx, &account, &o, device, now_ms)?;
-                    }
-                    Outcome::Rejected
-                        if a.retcode == 10018
-                            && matches!(
-                                o.action,
-                                OrderAction::Close { .. } | OrderAction::CloseAll { .. }
-                            ) =>
-                    {
-                        o.state = OrderState::Due;
-                        let sessions = match (&o.action, &acc) {
-                            (OrderAction::Close { symbol, .. }, Some(acc)) => acc
-                                .symbols
-                                .iter()
-                                .find(|sp| sp.symbol == *symbol)
-                                .map(|sp| sp.sessions.clone())
-                                .unwrap_or_default(),
-                            _ => Vec::new(),
-                        };
-                        o.not_before_ms = Some(next_open(&sessions, market));
-                        o.explained =
-                            "the market is closed: the close is sent again when it opens".into();
-                    }
-                    Outcome::Rejected
-                        if matches!(a.retcode, 10004 | 10020 | 10021)
-                            && matches!(o.action, OrderAction::Open(_))
-                            && o.n_requotes < REQUOTE_RETRIES =>
-                    {
-                        // The price moved before the fill: nothing was opened, send it again
-                        // (the signal's expiry still bounds it).
-                        o.n_requotes += 1;
-                        o.state = OrderState::Due;
-                        o.explained = format!(
-                            "{}: sent again ({} of {REQUOTE_RETRIES})",
-                            explain_retcode(a.retcode),
-                            o.n_requotes
-                        );
-                    }
-                    Outcome::Rejected => {
-                        o.state = OrderState::Rejected;
-                        o.settled_by = "ack".into();
-                    }
-                    Outcome::Unknown => {
-                        o.state = OrderState::Unknown;
-                    }
+                Outcome::Rejected
+                    if a.retcode == 10018
+                        && matches!(
+                            o.action,
+                            OrderAction::Close { .. } | OrderAction::CloseAll { .. }
+                        ) =>
+                {
+                    o.state = OrderState::Due;
+                    let sessions = match (&o.action, &acc) {
+                        (OrderAction::Close { symbol, .. }, Some(acc)) => acc
+                            .symbols
+                            .iter()
+                            .find(|sp| sp.symbol == *symbol)
+                            .map(|sp| sp.sessions.clone())
+                            .unwrap_or_default(),
+                        _ => Vec::new(),
+                    };
+                    o.not_before_ms = Some(next_open(&sessions, market));
+                    o.explained =
+                        "the market is closed: the close is sent again when it opens".into();
                 }
-                tx.put_order(&account, &o.order_id, &o)?;
-                tracing::info!(target: "tradecast::orders", %account, order_id = %o.order_id,
+                Outcome::Rejected
+                    if matches!(a.retcode, 10004 | 10020 | 10021)
+                        && matches!(o.action, OrderAction::Open(_))
+                        && o.n_requotes < REQUOTE_RETRIES =>
+                {
+                    // The price moved before the fill: nothing was opened, send it again
+                    // (the signal's expiry still bounds it).
+                    o.n_requotes += 1;
+                    o.state = OrderState::Due;
+                    o.explained = format!(
+                        "{}: sent again ({} of {REQUOTE_RETRIES})",
+                        explain_retcode(a.retcode),
+                        o.n_requotes
+                    );
+                }
+                Outcome::Rejected => {
+                    o.state = OrderState::Rejected;
+                    o.settled_by = "ack".into();
+                }
+                Outcome::Unknown => {
+                    o.state = OrderState::Unknown;
+                }
+            }
+            tx.put_order(&account, &o.order_id, &o)?;
+            tracing::info!(target: "tradecast::orders", %account, order_id = %o.order_id,
                 retcode = a.retcode, state = ?o.state, "ack committed");
-                Ok(())
-            })
-            .map_err(|e| match e {
-                StoreError::Row { table: "orders", message } if message.starts_with("no order") => {
-                    NodeError::UnknownOrder(a.order_id.clone())
-                }
-                e => NodeError::Store(e),
-            })?;
+            Ok(Ok(()))
+        })??;
         drop(inner);
         self.wake();
         Ok(AckAnswer { ok: true })

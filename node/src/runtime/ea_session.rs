@@ -80,7 +80,7 @@ impl Node {
         let subs = self.settings.subscriptions.clone();
         let device = self.identity.device_id();
         let identity = &self.identity;
-        let (row, deals_from, bars_from) = self.store.write(|tx| {
+        let (row, deals_from, bars_from, policy) = self.store.write(|tx| {
             let prev: Option<AccountRow> = tx.get_json(store::ACCOUNTS, "accounts", &account)?;
             let mut row = prev.unwrap_or(AccountRow {
                 account: account.clone(),
@@ -102,8 +102,7 @@ impl Node {
                 last_snapshot: String::new(),
                 next_order_no: 1,
                 market_ms: 0,
-                day: 0,
-                day_start_equity: None,
+                day_start: None,
                 tick_values: BTreeMap::new(),
                 pending_orders: Vec::new(),
             });
@@ -169,7 +168,8 @@ impl Node {
                 });
             }
             tx.put_json(store::ACCOUNTS, "accounts", &account, &row)?;
-            Ok((row, deals_from, bars_from))
+            let policy = self.policy_in(tx)?;
+            Ok((row, deals_from, bars_from, policy))
         })?;
         let _ = device;
         // The newest sessions of an account stay valid (an EA's hello does not cut off a poll
@@ -198,7 +198,7 @@ impl Node {
                 .iter()
                 .map(|(s, t)| ea::BarSubscription { symbol: s.clone(), timeframe: *t })
                 .collect(),
-            equity_floor: self.floor(&row),
+            equity_floor: self.floor(&row, &policy),
             deals_from_ms: deals_from,
             bars_from,
         })

@@ -5,16 +5,18 @@ use rust_decimal::Decimal;
 use tradecast_protocol::ea::{CloseAllScope, State};
 use tradecast_protocol::{Body, StreamId};
 
+use crate::policy::PolicySettings;
+use crate::policy::risk::{self, AccountRisk, DayStart, RiskSettings, RiskStop};
 use crate::store::{self, StoreError};
 
 use super::rows::{AccountRow, OrderAction};
 use super::{Node, NodeError, new_order_id};
 
 impl Node {
-    pub(super) fn floor(&self, row: &AccountRow) -> Option<Decimal> {
-        let peak = row.peak_equity?;
-        let keep = Decimal::ONE_HUNDRED.checked_sub(self.settings.drawdown_max_pct)?;
-        peak.checked_mul(keep)?.checked_div(Decimal::ONE_HUNDRED).map(|d| d.round_dp(2))
+    /// The equity floor the EA keeps on its own: the policy's drawdown rule
+    /// ([`risk::drawdown_floor`]) below the account's peak.
+    pub(super) fn floor(&self, row: &AccountRow, policy: &PolicySettings) -> Option<Decimal> {
+        risk::drawdown_floor(&policy.risk, row.peak_equity?)
     }
 
     /// Unlocks auto mode after the guard locked it.
@@ -37,8 +39,11 @@ impl Node {
 
     /// The drawdown guard and the daily loss limit on a state push (called by
     /// [`Node::state`](super::Node::state) in its transaction): the peak follows equity while
-    /// unlocked, the daily base moves with the broker's server day, and a trip locks auto mode,
-    /// queues a close-all and signs a `CloseAll` command. The lock reason when this push
+    /// unlocked, the day start rolls at the broker's server midnight on the market clock
+    /// ([`DayStart::roll`], stored in the account row), and the policy's rules decide
+    /// ([`risk::check_drawdown`] with the policy's `risk.drawdown_lock_pct`,
+    /// [`risk::check_daily_loss`] with the guard's `daily_loss_max_pct`). A trip locks auto
+    /// mode, queues a close-all and signs a `CloseAll` command. The lock reason when this push
     /// tripped it.
     pub(super) fn guard_in(
         &self,
@@ -52,40 +57,42 @@ impl Node {
         if !acc.locked {
             acc.peak_equity = Some(acc.peak_equity.map_or(s.equity, |p| p.max(s.equity)));
         }
-        // The daily loss limit, on the broker's server day.
-        let offset_ms = i64::from(acc.server_utc_offset_s) * 1_000;
-        let day = market.saturating_add(offset_ms).div_euclid(86_400_000);
-        if acc.day != day || acc.day_start_equity.is_none() {
-            acc.day = day;
-            acc.day_start_equity = Some(s.equity);
-        }
+        let day_start = DayStart::roll(acc.day_start, market, acc.server_utc_offset_s, s.equity);
+        acc.day_start = Some(day_start);
+        let policy = self.policy_in(tx)?;
+        let figures = AccountRisk {
+            equity: s.equity,
+            peak_equity: acc.peak_equity.unwrap_or(s.equity),
+            day_start: Some(day_start),
+            now_ms: market,
+            server_utc_offset_s: acc.server_utc_offset_s,
+        };
         let mut trip = None;
-        if let Some(floor) = self.floor(acc)
-            && s.equity < floor
+        match risk::check_drawdown(&policy.risk, &figures) {
+            Ok(()) => {}
+            Err(stop @ RiskStop::Drawdown { .. }) => trip = Some(format!("drawdown guard: {stop}")),
+            Err(other) => {
+                tracing::warn!(target: "tradecast::guard", %account, reason = %other, "drawdown guard: no verdict")
+            }
+        }
+        if trip.is_none()
+            && let Some(pct) = self.settings.daily_loss_max_pct
         {
-            trip = Some(format!(
-                "drawdown guard: equity {} fell below {} ({} % below the peak {})",
-                s.equity,
-                floor,
-                self.settings.drawdown_max_pct,
-                acc.peak_equity.unwrap_or_default()
-            ));
-        } else if let (Some(pct), Some(start)) =
-            (self.settings.daily_loss_max_pct, acc.day_start_equity)
-            && let Some(limit) = Decimal::ONE_HUNDRED
-                .checked_sub(pct)
-                .and_then(|k| start.checked_mul(k))
-                .and_then(|v| v.checked_div(Decimal::ONE_HUNDRED))
-            && s.equity < limit
-        {
-            trip = Some(format!(
-                "daily loss limit: equity {} fell below {} ({} % below {} at the start of \
-             the broker's day)",
-                s.equity,
-                limit.round_dp(2),
-                pct,
-                start
-            ));
+            // The guard's own daily limit (it closes everything), measured by the policy's rule.
+            let daily = RiskSettings {
+                daily_loss_limit_pct: pct,
+                daily_loss_limit_money: None,
+                ..policy.risk.clone()
+            };
+            match risk::check_daily_loss(&daily, &figures) {
+                Ok(()) => {}
+                Err(stop @ RiskStop::DailyLoss { .. }) => {
+                    trip = Some(format!("daily loss limit: {stop} (the guard's {pct} %)"))
+                }
+                Err(other) => {
+                    tracing::warn!(target: "tradecast::guard", %account, reason = %other, "daily loss limit: no verdict")
+                }
+            }
         }
         if let Some(reason) = trip
             && !acc.locked

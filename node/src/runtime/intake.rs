@@ -18,7 +18,7 @@ use super::{AccountMem, Node, NodeError, new_order_id};
 use crate::clock::wall_ms;
 
 /// The settings key of the trader's saved policy (JSON).
-const POLICY_KEY: &str = "policy";
+pub(super) const POLICY_KEY: &str = "policy";
 
 /// One leg of a plan as the EA's order (what [`policy::OrderPlan::ea_order`] does, for a leg
 /// already in hand).
@@ -159,10 +159,8 @@ impl Node {
         let equity = acc.equity.unwrap_or_default();
         let tick_values: Vec<ea::TickValue> =
             acc.tick_values.values().map(|(_, tv)| tv.clone()).collect();
-        let day_start = acc.day_start_equity.map(|e| policy::risk::DayStart {
-            day_start_ms: policy::risk::server_day_start_ms(market, acc.server_utc_offset_s),
-            equity: e,
-        });
+        // The stored day start as it is: yesterday's is stale and the daily loss rule says so.
+        let day_start = acc.day_start;
         let input = policy::EvaluationInput {
             signal,
             provider_lots,
@@ -333,11 +331,14 @@ impl Node {
 
     /// The policy in force.
     pub fn policy(&self) -> Result<PolicySettings, NodeError> {
-        let text = self.store.read()?.setting(POLICY_KEY)?;
-        match text {
-            Some(t) => serde_json::from_str(&t).map_err(|e| {
-                NodeError::Store(StoreError::Row { table: "settings", message: e.to_string() })
-            }),
+        Ok(self.policy_of(&self.store.read()?)?)
+    }
+
+    /// The policy in force as a read view sees it.
+    pub(super) fn policy_of(&self, view: &store::View) -> Result<PolicySettings, StoreError> {
+        match view.setting(POLICY_KEY)? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Row { table: "settings", message: e.to_string() }),
             None => Ok(self.settings.policy.clone()),
         }
     }

@@ -75,9 +75,11 @@ pub struct Settings {
     pub provider: bool,
     /// Also execute the signals this node makes.
     pub self_trade: bool,
-    /// The drawdown cap: percent below peak equity.
-    pub drawdown_max_pct: Decimal,
-    /// The optional daily loss limit: percent below the equity at the start of the broker's
+    /// The guard's drawdown cap of schema 1 (`drawdown_max_pct` in `config.toml`, else 20),
+    /// merged once into the policy's `risk.drawdown_lock_pct` when the store was upgraded from
+    /// it (the stricter wins): since schema 2 the policy's rule is the only drawdown setting.
+    pub upgrade_drawdown_max_pct: Decimal,
+    /// The guard's optional daily loss limit: percent below the equity at the start of the broker's
     /// server day.
     pub daily_loss_max_pct: Option<Decimal>,
     /// Percent of equity risked per trade when the node sizes an order.
@@ -98,7 +100,7 @@ impl Default for Settings {
             subscriptions: vec![("EURUSD".to_owned(), ea::Timeframe::H1)],
             provider: false,
             self_trade: false,
-            drawdown_max_pct: Decimal::from(20),
+            upgrade_drawdown_max_pct: Decimal::from(20),
             daily_loss_max_pct: None,
             risk_pct: Decimal::ONE,
             ea_magic: 20_260_101,
@@ -214,6 +216,7 @@ impl Node {
     /// stamped earlier are refused (the nonce cache is memory only).
     pub fn new(store: Store, settings: Settings, start_ms: i64) -> Result<Arc<Node>, NodeError> {
         let (identity, secrets) = load(&store)?;
+        merge_drawdown_cap(&store, &settings)?;
         let (work, _) = tokio::sync::watch::channel(0);
         Ok(Arc::new(Node {
             store,
@@ -328,6 +331,34 @@ impl Node {
             s.poll_in_flight = false;
         }
     }
+}
+
+/// After the upgrade to schema 2: the guard's old drawdown cap and the policy's drawdown lock
+/// become one setting, the policy's `risk.drawdown_lock_pct`, with the stricter (lower) value of
+/// the two, so a trader's cap never silently loosens. Saved as the trader's policy when it
+/// changes; runs once (the upgrade's mark is removed in the same transaction).
+fn merge_drawdown_cap(store: &Store, settings: &Settings) -> Result<(), NodeError> {
+    store.write(|tx| {
+        if tx.setting(crate::store::DRAWDOWN_MERGE_PENDING)?.is_none() {
+            return Ok(());
+        }
+        let mut policy: PolicySettings = match tx.setting(intake::POLICY_KEY)? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Row { table: "settings", message: e.to_string() })?,
+            None => settings.policy.clone(),
+        };
+        let old_cap = settings.upgrade_drawdown_max_pct;
+        if old_cap < policy.risk.drawdown_lock_pct {
+            tracing::warn!(target: "tradecast::guard", old_cap = %old_cap, policy = %policy.risk.drawdown_lock_pct, "the guard's drawdown cap was stricter than the policy's drawdown lock: the policy's is now {old_cap} %");
+            policy.risk.drawdown_lock_pct = old_cap;
+            let text = serde_json::to_string(&policy)
+                .map_err(|e| StoreError::Row { table: "settings", message: e.to_string() })?;
+            tx.set_setting(intake::POLICY_KEY, &text)?;
+        }
+        tx.remove_setting(crate::store::DRAWDOWN_MERGE_PENDING)?;
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// 12 characters of Crockford base32 from 60 random bits.

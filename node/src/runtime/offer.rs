@@ -38,6 +38,7 @@ impl Node {
         mem.market_ms = mem.market_ms.max(market_ms);
         let view = self.store.read()?;
         let row: Option<AccountRow> = view.get_json(store::ACCOUNTS, "accounts", account)?;
+        let policy = self.policy_of(&view)?;
         let mut rows: Vec<OrderRow> = view.orders(account)?;
         drop(view);
         if let Some(acc) = &row
@@ -123,7 +124,7 @@ impl Node {
                 Ok(())
             })?;
         }
-        let floor = row.as_ref().and_then(|r| self.floor(r));
+        let floor = row.as_ref().and_then(|r| self.floor(r, &policy));
         let mut all = trade_cmds;
         all.append(&mut commands);
         Ok(PollAnswer { orders, commands: all, equity_floor: floor })
@@ -192,23 +193,32 @@ impl Node {
     }
 
     /// The trader's (or the guard's) close-all: Tradecast's magic only.
+    /// The order and its signed `CloseAll` command commit in one transaction: both or neither.
     pub fn close_all(&self, account: &str, reason: &str) -> Result<OrderRow, NodeError> {
-        let row = self.queue(
-            account,
-            |_, _| OrderAction::CloseAll { scope: CloseAllScope::Tradecast },
-            None,
-            None,
-        )?;
-        let market = self.market_ms(account)?;
-        let cmd = tradecast_protocol::Command::CloseAll {
-            symbol: None,
-            reason: reason.to_owned(),
-            at_ms: market,
-        };
-        let _inner = self.lock();
-        self.store.write(|tx| {
-            tx.append_record(&self.identity, StreamId::COMMANDS, &Body::Command(cmd), wall_ms())
+        let order_id = new_order_id()?;
+        let inner = self.lock();
+        let mem = inner.accounts.get(account).map(|m| m.market_ms).unwrap_or(0);
+        let row = self.store.write(|tx| {
+            let row = self.queue_in(
+                tx,
+                account,
+                &order_id,
+                |_, _| OrderAction::CloseAll { scope: CloseAllScope::Tradecast },
+                None,
+                None,
+            )?;
+            let stored = tx.get_json::<AccountRow>(store::ACCOUNTS, "accounts", account)?;
+            let market = stored.map(|a| a.market_ms).unwrap_or(0).max(mem);
+            let cmd = tradecast_protocol::Command::CloseAll {
+                symbol: None,
+                reason: reason.to_owned(),
+                at_ms: market,
+            };
+            tx.append_record(&self.identity, StreamId::COMMANDS, &Body::Command(cmd), wall_ms())?;
+            Ok(row)
         })?;
+        drop(inner);
+        self.wake();
         Ok(row)
     }
 }

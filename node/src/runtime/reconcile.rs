@@ -90,8 +90,8 @@ impl Node {
                 if let Some(p) = a.peak_equity {
                     a.peak_equity = p.checked_add(deal.profit).or(Some(p));
                 }
-                if let Some(d) = a.day_start_equity {
-                    a.day_start_equity = d.checked_add(deal.profit).or(Some(d));
+                if let Some(d) = a.day_start.as_mut() {
+                    d.equity = d.equity.checked_add(deal.profit).unwrap_or(d.equity);
                 }
                 tx.put_json(store::ACCOUNTS, "accounts", account, a)?;
             }

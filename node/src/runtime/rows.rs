@@ -10,6 +10,7 @@ use tradecast_protocol::SignalId;
 use tradecast_protocol::ea::{self, CloseAllScope};
 
 use crate::policy::approval::PendingApproval;
+use crate::policy::risk::DayStart;
 
 /// An account as the EA introduced it, and the guard's memory.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,12 +54,12 @@ pub struct AccountRow {
     /// The terminal's clock at the last call (market clock).
     #[serde(default)]
     pub market_ms: i64,
-    /// The broker's server day (days since the epoch in server time) of `day_start_equity`.
+    /// The start of the broker's server day and the equity then (the first state push of the
+    /// day), rolled by the guard on every state push ([`DayStart::roll`]): the daily loss
+    /// rules' base. Schema 1 stored it as `day` (days since the epoch in server time) and
+    /// `day_start_equity`; the upgrade to schema 2 converts them.
     #[serde(default)]
-    pub day: i64,
-    /// Equity at the first state of the broker's server day (the daily loss limit's base).
-    #[serde(default)]
-    pub day_start_equity: Option<Decimal>,
+    pub day_start: Option<DayStart>,
     /// The broker's current tick values by broker symbol, with the market time the EA reported
     /// them (state pushes: symbols with a position or order, and the specs the node asks for).
     /// Risk-% sizing uses these over the hello spec's, which go stale on cross pairs.

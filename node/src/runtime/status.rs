@@ -148,6 +148,7 @@ impl Node {
     pub fn status(&self, now_ms: i64) -> Result<Status, NodeError> {
         let last = self.lock().last_seen_ms;
         let view = self.store.read()?;
+        let policy = self.policy_of(&view)?;
         let mut accounts = Vec::new();
         for a in view.all_json::<AccountRow>(store::ACCOUNTS, "accounts")? {
             let pos: Vec<PositionRow> = view.positions(&a.account)?;
@@ -157,7 +158,7 @@ impl Node {
                 balance: a.balance,
                 equity: a.equity,
                 peak_equity: a.peak_equity,
-                equity_floor: self.floor(&a),
+                equity_floor: self.floor(&a, &policy),
                 locked: a.locked,
                 lock_reason: a.lock_reason.clone(),
                 n_open_positions: pos.iter().filter(|p| p.open).count(),

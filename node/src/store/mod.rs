@@ -35,7 +35,7 @@ use tradecast_protocol::{
 };
 
 /// The schema this node writes.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// The store's file name in the data dir.
 pub const FILE_NAME: &str = "node.redb";
@@ -164,10 +164,59 @@ from_redb!(
 /// A schema upgrade step: runs inside the opening transaction.
 pub type Upgrade = fn(&WriteTransaction) -> Result<(), StoreError>;
 
-/// The upgrade steps, oldest first: `UPGRADES[i]` turns version `i + 1` into `i + 2`. Version 1
-/// is the first schema, so there is none yet; the mechanism is tested with synthetic steps
-/// ([`Store::open_db_with_upgrades`]).
-pub const UPGRADES: &[Upgrade] = &[];
+/// The upgrade steps, oldest first: `UPGRADES[i]` turns version `i + 1` into `i + 2`. The
+/// mechanism is also tested with synthetic steps ([`Store::open_db_with_upgrades`]).
+pub const UPGRADES: &[Upgrade] = &[upgrade_1_to_2];
+
+/// The setting that marks a drawdown cap still to merge (written by the upgrade to schema 2,
+/// removed by the node's start, which knows the old cap from `config.toml`).
+pub const DRAWDOWN_MERGE_PENDING: &str = "upgrade.drawdown_merge_pending";
+
+/// Schema 1 → 2: an account's day start becomes one `day_start` ([`crate::policy::risk::DayStart`]:
+/// the server day's start in unix ms and the equity then) instead of `day` (days since the epoch
+/// in server time) and `day_start_equity`; and the guard's drawdown cap (`drawdown_max_pct` in
+/// `config.toml`) is to be merged into the policy's `risk.drawdown_lock_pct`, the stricter
+/// winning, when the node next starts ([`DRAWDOWN_MERGE_PENDING`]).
+pub fn upgrade_1_to_2(tx: &WriteTransaction) -> Result<(), StoreError> {
+    let mut rows = Vec::new();
+    {
+        let t = tx.open_table(ACCOUNTS)?;
+        for e in t.iter()? {
+            let (k, v) = e?;
+            let row: serde_json::Value = from_row("accounts", v.value())?;
+            rows.push((k.value().to_owned(), row));
+        }
+    }
+    let mut t = tx.open_table(ACCOUNTS)?;
+    for (key, mut row) in rows {
+        let Some(obj) = row.as_object_mut() else {
+            return Err(StoreError::Row {
+                table: "accounts",
+                message: format!("{key}: not an object"),
+            });
+        };
+        let day = obj.remove("day").and_then(|d| d.as_i64());
+        let equity = obj.remove("day_start_equity").filter(|e| !e.is_null());
+        let offset_s = obj.get("server_utc_offset_s").and_then(|o| o.as_i64()).unwrap_or(0);
+        let day_start = match (day, equity) {
+            (Some(day), Some(equity)) => {
+                let ms = day
+                    .checked_mul(86_400_000)
+                    .and_then(|d| d.checked_sub(offset_s.checked_mul(1_000)?))
+                    .ok_or_else(|| StoreError::Row {
+                        table: "accounts",
+                        message: format!("{key}: day {day} is out of range"),
+                    })?;
+                serde_json::json!({ "day_start_ms": ms, "equity": equity })
+            }
+            _ => serde_json::Value::Null,
+        };
+        obj.insert("day_start".into(), day_start);
+        t.insert(key.as_str(), to_row("accounts", &row)?.as_slice())?;
+    }
+    tx.open_table(SETTINGS)?.insert(DRAWDOWN_MERGE_PENDING, "true")?;
+    Ok(())
+}
 
 /// The node's redb store.
 #[derive(Debug)]
@@ -389,6 +438,11 @@ impl Tx<'_> {
     pub fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         self.tx.open_table(SETTINGS)?.insert(key, value)?;
         Ok(())
+    }
+
+    /// Removes a setting; whether it was there.
+    pub fn remove_setting(&mut self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.tx.open_table(SETTINGS)?.remove(key)?.is_some())
     }
 
     /// Stores an EA key's sealed secret.

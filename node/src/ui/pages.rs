@@ -878,12 +878,12 @@ pub fn settings(node: &Node, csrf: &str, notice: Option<SettingsNotice>) -> Mark
                         div { (field("daily_loss_limit_pct", "Daily loss limit (%)", &p.risk.daily_loss_limit_pct.to_string(), "Broker's server day; 0: off")) }
                         div { (field("daily_loss_limit_money", "Daily loss limit (money)", &opt(p.risk.daily_loss_limit_money), "Blank: none")) }
                     }
-                    (field("drawdown_lock_pct", "Drawdown lock (% below peak equity)", &p.risk.drawdown_lock_pct.to_string(), "No new position while equity is this far below its peak"))
+                    (field("drawdown_lock_pct", "Drawdown cap (% below peak equity)", &p.risk.drawdown_lock_pct.to_string(), "At it: no new position, the guard closes everything Tradecast opened and locks auto mode"))
                     @let guard = node.settings();
                     div.guard {
-                        div { strong { "Drawdown guard: " } (guard.drawdown_max_pct) " % below the peak"
+                        div { strong { "Drawdown guard: " } (p.risk.drawdown_lock_pct) " % below the peak"
                             @if let Some(d) = guard.daily_loss_max_pct { ", daily loss " (d) " %" } }
-                        div.hint { "Below it the node closes everything Tradecast opened and locks auto mode until you unlock it; the EA keeps the floor on its own if the node goes silent. Set by drawdown_max_pct and daily_loss_max_pct in config.toml (read at start)." }
+                        div.hint { "At the drawdown cap above the node closes everything Tradecast opened and locks auto mode until you unlock it; the EA keeps the floor on its own if the node goes silent. The guard's daily loss is daily_loss_max_pct in config.toml (read at start)." }
                     }
                 }
                 section {

@@ -21,6 +21,8 @@ struct Link {
     client: reqwest::Client,
     n: u64,
     prefix: String,
+    /// The broker's UTC offset the next hello reports.
+    offset_s: i32,
     _dir: std::sync::Arc<tempfile::TempDir>,
 }
 
@@ -53,6 +55,7 @@ impl Link {
             client: reqwest::Client::new(),
             n: 0,
             prefix: "a".into(),
+            offset_s: 0,
             _dir: std::sync::Arc::new(dir),
         }
     }
@@ -67,6 +70,7 @@ impl Link {
             client: reqwest::Client::new(),
             n: 0,
             prefix: prefix.into(),
+            offset_s: self.offset_s,
             _dir: self._dir.clone(),
         }
     }
@@ -161,7 +165,7 @@ impl Link {
             margin_mode: MarginMode::Hedging,
             terminal_build: 1,
             ea_version: "test".into(),
-            server_utc_offset_s: 0,
+            server_utc_offset_s: self.offset_s,
             terminal_time_ms,
             symbols: vec![spec],
             floor_breach: None,
@@ -586,6 +590,161 @@ async fn the_daily_loss_limit_counts_from_the_start_of_the_brokers_day() {
     link.shutdown.trigger();
 }
 
+const H: i64 = 3_600_000;
+const D: i64 = 24 * H;
+
+fn eurusd_signal(
+    node: &tradecast_node::runtime::Node,
+    bar_close: i64,
+) -> tradecast_protocol::Signal {
+    let id = tradecast_node::keys::random_bytes::<16>().expect("rng");
+    tradecast_protocol::Signal {
+        id: tradecast_protocol::SignalId(*id),
+        provider: node.device_id(),
+        strategy_id: "test".into(),
+        strategy_version: 1,
+        symbol: "EURUSD".into(),
+        timeframe: tradecast_protocol::Timeframe::H1,
+        side: tradecast_protocol::Side::Buy,
+        entry_kind: tradecast_protocol::EntryKind::Market,
+        entry: Decimal::new(107_000, 5),
+        stop: Decimal::new(106_000, 5),
+        tp1: Decimal::new(109_000, 5),
+        tp2: None,
+        bar_time_ms: bar_close - H,
+        expires_at_ms: bar_close + H,
+        leg: 1,
+        indicators: Vec::new(),
+        rr: Decimal::TWO,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_loss_rule_refuses_yesterdays_day_start_and_uses_the_new_days() {
+    let mut link = Link::start().await;
+    // Wednesday 2023-11-15 10:00 UTC, server time UTC+0.
+    let wed = 1_700_042_400_000;
+    let h = link.hello(wed).await;
+    let node = link.running.node.clone();
+    let account = node.pick_account(None).expect("account");
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, wed, 10_000, 10_000, vec![])).await;
+    // Thursday: the terminal's clock moved on, no state push yet this server day.
+    let thu = wed + D;
+    link.poll(&h.session_id, 0, thu).await;
+    let row = node.submit_signal(&account, eurusd_signal(&node, thu), true, None).expect("signal");
+    assert!(
+        row.skipped.contains("start of the broker's server day is not known yet"),
+        "yesterday's day start is not today's: {row:?}"
+    );
+    // The first push of Thursday is the new day's start: 10 % below Wednesday's, no loss today.
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, thu, 9_000, 9_000, vec![])).await;
+    let row = node.submit_signal(&account, eurusd_signal(&node, thu), true, None).expect("signal");
+    assert!(!row.skipped.contains("daily"), "measured from Thursday's start: {row:?}");
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, thu + 60_000, 9_000, 8_550, vec![])).await;
+    let row = node
+        .submit_signal(&account, eurusd_signal(&node, thu + 60_000), true, None)
+        .expect("signal");
+    assert!(
+        row.skipped.contains("today's loss 450 reached the daily limit 450 (equity 9000"),
+        "5 % below Thursday's start: {row:?}"
+    );
+    link.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_closes_at_the_policys_drawdown_cap() {
+    let mut link = Link::start().await;
+    let t = 1_700_042_400_000;
+    let h = link.hello(t).await;
+    let node = link.running.node.clone();
+    let mut policy = node.policy().expect("policy");
+    policy.risk.drawdown_lock_pct = Decimal::ONE;
+    node.set_policy(&policy).expect("save");
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, t, 10_000, 10_000, vec![])).await;
+    let p = link.poll(&h.session_id, 0, t).await;
+    assert_eq!(p.equity_floor, Some(Decimal::from(9_900)), "the EA keeps the policy's floor");
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, t + 60_000, 10_000, 9_900, vec![])).await;
+    let a = &node.status(now()).expect("status").accounts[0];
+    assert!(a.locked && a.lock_reason.starts_with("drawdown guard"), "{a:?}");
+    assert_eq!(a.equity_floor, Some(Decimal::from(9_900)));
+    let p = link.poll(&h.session_id, 0, t + 61_000).await;
+    assert!(matches!(&p.commands[..], [ea::Command::CloseAll { .. }]), "{p:?}");
+    link.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guards_day_survives_a_dst_change_and_rolls_at_the_new_server_midnight() {
+    let mut link = Link::start_with(|c| c.daily_loss_max_pct = Some(Decimal::TWO)).await;
+    let node = link.running.node.clone();
+    let locked = |node: &tradecast_node::runtime::Node| {
+        node.status(now()).expect("status").accounts[0].locked
+    };
+    // Sunday 2023-10-29 (the EU's end of summer time): the broker's server time goes from
+    // UTC+3 to UTC+2. 05:00 UTC is 08:00 server time before the change.
+    let sun = 1_698_555_600_000;
+    link.offset_s = 10_800;
+    let h = link.hello(sun).await;
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, sun, 10_000, 10_000, vec![])).await;
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, sun + H, 10_000, 9_850, vec![])).await;
+    // The EA says hello again with the new offset: the same server day, its losses still count.
+    link.offset_s = 7_200;
+    let h = link.hello(sun + 2 * H).await;
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, sun + 2 * H, 10_000, 9_850, vec![])).await;
+    assert!(!locked(&node), "1.5 % down");
+    // 21:30 UTC is 23:30 at UTC+2: still Sunday on the server (it would be Monday at UTC+3).
+    let _: ea::StateAnswer = link
+        .call(Call::State, &state(&h.session_id, sun + 16 * H + 1_800_000, 10_000, 9_850, vec![]))
+        .await;
+    assert!(!locked(&node), "still 1.5 % down");
+    // Server midnight at UTC+2 is 22:00 UTC: Monday starts from its first equity.
+    let mon = sun + 17 * H;
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, mon, 10_000, 9_700, vec![])).await;
+    assert!(!locked(&node), "3 % below Sunday's start, but a new day");
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, mon + 60_000, 10_000, 9_500, vec![])).await;
+    let a = &node.status(now()).expect("status").accounts[0];
+    assert!(a.locked && a.lock_reason.starts_with("daily loss limit"), "{a:?}");
+    link.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guards_day_after_a_weekend_starts_on_monday() {
+    let mut link = Link::start_with(|c| c.daily_loss_max_pct = Some(Decimal::TWO)).await;
+    let node = link.running.node.clone();
+    let locked = |node: &tradecast_node::runtime::Node| {
+        node.status(now()).expect("status").accounts[0].locked
+    };
+    // Friday 2023-11-17 20:00 UTC at UTC+2 (22:00 server), then Monday 2023-11-20 00:30 UTC.
+    link.offset_s = 7_200;
+    let fri = 1_700_251_200_000;
+    let h = link.hello(fri).await;
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, fri, 10_000, 10_000, vec![])).await;
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, fri + H, 10_000, 9_850, vec![])).await;
+    let mon = fri + 2 * D + 4 * H + 1_800_000;
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, mon, 10_000, 9_700, vec![])).await;
+    assert!(!locked(&node), "3 % below Friday's start: Monday is a new day");
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, mon + 60_000, 10_000, 9_600, vec![])).await;
+    assert!(!locked(&node), "1.03 % below Monday's start");
+    let _: ea::StateAnswer =
+        link.call(Call::State, &state(&h.session_id, mon + 120_000, 10_000, 9_500, vec![])).await;
+    let a = &node.status(now()).expect("status").accounts[0];
+    assert!(a.locked && a.lock_reason.contains("9700 at the server day's start"), "{a:?}");
+    link.shutdown.trigger();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_refused_on_a_weekend_is_sent_again_when_the_session_opens() {
     let mut link = Link::start().await;
@@ -644,4 +803,54 @@ fn a_weekend_is_no_gap_in_the_bars() {
         "Sunday night's bars missing"
     );
     assert!(gap_in_session(&[], friday_22, sunday_22, h1), "without sessions every gap counts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_without_a_session_gets_409_hello_required() {
+    let mut link = Link::start().await;
+    let t = now();
+    for body in [
+        format!(r#"{{"wait_ms":0,"terminal_time_ms":{t}}}"#),
+        format!(r#"{{"session_id":null,"wait_ms":0,"terminal_time_ms":{t}}}"#),
+        format!(r#"{{"session_id":"","wait_ms":0,"terminal_time_ms":{t}}}"#),
+        format!(r#"{{"session_id":"s_gone","wait_ms":0,"terminal_time_ms":{t}}}"#),
+    ] {
+        let (status, answer, signed) = link.raw(Call::Poll, body.clone().into_bytes()).await;
+        assert_eq!(
+            (status, problem_code(&answer).as_str()),
+            (409, "hello-required"),
+            "{body}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        assert!(signed);
+    }
+    // A poll missing another field is still a malformed body.
+    let (status, answer, _) = link
+        .raw(Call::Poll, format!(r#"{{"session_id":"x","terminal_time_ms":{t}}}"#).into_bytes())
+        .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
+    link.shutdown.trigger();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_for_an_order_the_node_does_not_have_gets_404_unknown_order() {
+    let mut link = Link::start().await;
+    let h = link.hello(now()).await;
+    let ack = ea::Ack {
+        session_id: h.session_id.clone(),
+        order_id: "NOSUCHORDER0".into(),
+        outcome: ea::Outcome::Done,
+        retcode: 10_009,
+        message: "done".into(),
+        found_by_lookup: false,
+        order_ticket: None,
+        deal_ticket: None,
+        position_id: None,
+        price: None,
+        volume: None,
+        time_ms: None,
+    };
+    let (status, body, signed) = link.raw(Call::Ack, ea::encode(&ack)).await;
+    assert_eq!((status, problem_code(&body).as_str(), signed), (404, "unknown-order", true));
+    link.shutdown.trigger();
 }

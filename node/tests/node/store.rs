@@ -426,3 +426,145 @@ fn the_inbox_watermark_and_a_resend_from_the_mark() {
     assert_eq!(from3, vec![3, 4, 5]);
     assert!(view.outbox_from(StreamId::SIGNALS, 1).expect("other stream").is_empty());
 }
+
+/// A data dir's store as schema 1 wrote it: an account whose day start is `day` (days since the
+/// epoch in server time) and `day_start_equity`, and the trader's saved policy, if any, with
+/// `drawdown_lock_pct`.
+fn schema_1_store(path: &std::path::Path, saved_lock: Option<&str>) {
+    const ACCOUNTS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("accounts");
+    let store = Store::open_db_with_upgrades(Database::create(path).expect("create"), &[], 1)
+        .expect("a schema 1 file");
+    tradecast_node::runtime::init_store(&store).expect("init");
+    // 2023-11-15 at UTC+2: day 19676 in server time started 2023-11-14 22:00 UTC.
+    let row = serde_json::json!({
+        "account": ACCOUNT, "login": 5012345, "server": "Demo-Server", "company": "Demo",
+        "currency": "USD", "margin_mode": "hedging", "server_utc_offset_s": 7200,
+        "symbols": [], "peak_equity": "10000", "locked": false, "lock_reason": "",
+        "balance": "10000", "equity": "9850", "margin": null, "free_margin": null,
+        "last_point": null, "last_snapshot": "", "next_order_no": 3, "market_ms": 1700042400000_i64,
+        "day": 19676, "day_start_equity": "10000", "tick_values": {}, "pending_orders": []
+    });
+    let tx = store.db().begin_write().expect("tx");
+    tx.open_table(ACCOUNTS)
+        .expect("accounts")
+        .insert(ACCOUNT, serde_json::to_vec(&row).expect("json").as_slice())
+        .expect("insert");
+    tx.commit().expect("commit");
+    if let Some(lock) = saved_lock {
+        let mut p = tradecast_node::policy::PolicySettings::default();
+        p.risk.drawdown_lock_pct = lock.parse().expect("pct");
+        let text = serde_json::to_string(&p).expect("json");
+        store.write(|tx| tx.set_setting("policy", &text)).expect("save");
+    }
+}
+
+/// Opens a schema 1 store as this node does with the old guard cap (`drawdown_max_pct` in
+/// `config.toml`); the drawdown cap in force afterwards.
+fn upgraded_cap(saved_lock: Option<&str>, old_cap: &str, config_lock: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(tradecast_node::store::FILE_NAME);
+    schema_1_store(&path, saved_lock);
+    let store = Store::open(&path).expect("upgrade");
+    assert_eq!(store.schema_version().expect("version"), 2);
+    let mut settings = tradecast_node::runtime::Settings {
+        upgrade_drawdown_max_pct: old_cap.parse().expect("pct"),
+        ..Default::default()
+    };
+    settings.policy.risk.drawdown_lock_pct = config_lock.parse().expect("pct");
+    let node = tradecast_node::runtime::Node::new(store, settings, 0).expect("node");
+    let lock = node.policy().expect("policy").risk.drawdown_lock_pct.to_string();
+    // The account's day start survived as one `DayStart`.
+    let acc = node.account(ACCOUNT).expect("read").expect("account");
+    assert_eq!(
+        acc.day_start,
+        Some(tradecast_node::policy::risk::DayStart {
+            day_start_ms: 1_699_999_200_000,
+            equity: rust_decimal::Decimal::from(10_000),
+        }),
+    );
+    assert_eq!(acc.next_order_no, 3);
+    drop(node);
+    // Merged once: a later start with a looser old cap changes nothing.
+    let store = Store::open(&path).expect("reopen");
+    let mut settings = tradecast_node::runtime::Settings {
+        upgrade_drawdown_max_pct: rust_decimal::Decimal::from(99),
+        ..Default::default()
+    };
+    settings.policy.risk.drawdown_lock_pct = config_lock.parse().expect("pct");
+    let node = tradecast_node::runtime::Node::new(store, settings, 0).expect("node");
+    assert_eq!(node.policy().expect("policy").risk.drawdown_lock_pct.to_string(), lock);
+    lock
+}
+
+#[test]
+fn the_upgrade_to_schema_2_keeps_the_day_start_and_the_stricter_drawdown_cap() {
+    // The trader's saved lock was looser than the guard's cap: the guard's wins.
+    assert_eq!(upgraded_cap(Some("30"), "15", "20"), "15");
+    // The saved lock was stricter: it stays.
+    assert_eq!(upgraded_cap(Some("10"), "20", "20"), "10");
+    // No saved policy: the configured one, with the guard's cap when that is stricter (saved).
+    assert_eq!(upgraded_cap(None, "12.5", "20"), "12.5");
+    assert_eq!(upgraded_cap(None, "25", "20"), "20");
+}
+
+fn hello_for_close_all() -> tradecast_protocol::ea::Hello {
+    use tradecast_protocol::ea;
+    ea::Hello {
+        login: 5012345,
+        server: "Demo-Server".into(),
+        company: "Demo".into(),
+        currency: "USD".into(),
+        leverage: 100,
+        margin_mode: ea::MarginMode::Hedging,
+        terminal_build: 1,
+        ea_version: "test".into(),
+        server_utc_offset_s: 0,
+        terminal_time_ms: 1_700_042_400_000,
+        symbols: Vec::new(),
+        floor_breach: None,
+    }
+}
+
+/// The close-all's order and its signed `CloseAll` command: both or neither.
+fn close_all_counts(store: &Store) -> (usize, usize) {
+    use tradecast_node::runtime::{OrderAction, OrderRow};
+    let view = store.read().expect("read");
+    let orders: Vec<OrderRow> = view.orders(ACCOUNT).expect("orders");
+    let n_orders =
+        orders.iter().filter(|o| matches!(o.action, OrderAction::CloseAll { .. })).count();
+    (n_orders, view.outbox(StreamId::COMMANDS).expect("commands").len())
+}
+
+#[test]
+fn close_all_commits_its_order_and_its_signed_command_in_one_transaction() {
+    let setup = || {
+        let backend = CrashBackend::default();
+        let store = Store::open_backend(backend.clone()).expect("store");
+        tradecast_node::runtime::init_store(&store).expect("init");
+        let node = tradecast_node::runtime::Node::new(store, Default::default(), 0).expect("node");
+        node.hello(hello_for_close_all(), 0).expect("hello");
+        (backend, node)
+    };
+    let (probe, node) = setup();
+    let w0 = probe.state.lock().expect("lock").writes;
+    node.close_all(ACCOUNT, "test").expect("close all");
+    let n = probe.state.lock().expect("lock").writes - w0;
+    let mut n_failed = 0;
+    for k in 0..n {
+        let (backend, node) = setup();
+        let w0 = backend.state.lock().expect("lock").writes;
+        backend.state.lock().expect("lock").fail_writes_after = Some(w0 + k);
+        if node.close_all(ACCOUNT, "test").is_err() {
+            n_failed += 1;
+        }
+        drop(node);
+        let [durable, _] = backend.images();
+        let store = Store::open_backend(CrashBackend::with_image(durable)).expect("reopen");
+        let (orders, commands) = close_all_counts(&store);
+        assert_eq!(
+            orders, commands,
+            "a failure after {k} writes: {orders} close-all orders, {commands} commands"
+        );
+    }
+    assert!(n_failed > 0, "the injected failures were hit");
+}
