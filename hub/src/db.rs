@@ -28,7 +28,7 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The schema is older than this binary.
     #[error(
-        "database schema at version {found:?}, this hub needs {expected}; run `tradecast-hub migrate`"
+        "database schema at version {found:?} with migrations missing, this hub needs every one up to {expected}; run `tradecast-hub migrate`"
     )]
     NotMigrated {
         /// Highest applied migration.
@@ -119,24 +119,33 @@ impl Db {
     /// The highest applied migration (`None`: none yet) and the highest embedded one.
     pub async fn migration_versions(&self) -> Result<(Option<i64>, i64), DbError> {
         let expected = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await
-                .or_else(|e| match &e {
-                    // No migrations table at all: nothing applied yet.
-                    sqlx::Error::Database(d) if d.message().contains("_sqlx_migrations") => {
-                        Ok(None)
-                    }
-                    _ => Err(e),
-                })?;
+        let found = self.applied_migrations().await?.into_iter().max();
         Ok((found, expected))
     }
 
-    /// The database answers and every embedded migration is applied.
+    /// The versions of the migrations applied successfully, ascending (empty: none yet).
+    async fn applied_migrations(&self) -> Result<Vec<i64>, DbError> {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&self.pool)
+            .await
+            .or_else(|e| match &e {
+                // No migrations table at all: nothing applied yet.
+                sqlx::Error::Database(d) if d.message().contains("_sqlx_migrations") => {
+                    Ok(Vec::new())
+                }
+                _ => Err(DbError::from(e)),
+            })
+    }
+
+    /// The database answers and every embedded migration is applied — each one, not only the
+    /// highest: migrations are numbered per issue, so a lower number can arrive after a higher
+    /// one (0006 after 0050).
     pub async fn ready(&self) -> Result<(), DbError> {
-        let (found, expected) = self.migration_versions().await?;
-        if found.unwrap_or(0) < expected {
+        let applied = self.applied_migrations().await?;
+        let missing = self.migrator().iter().any(|m| !applied.contains(&m.version));
+        if missing {
+            let expected = self.migrator().iter().map(|m| m.version).max().unwrap_or(0);
+            let found = applied.iter().copied().max();
             return Err(DbError::NotMigrated { found, expected });
         }
         Ok(())

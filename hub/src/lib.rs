@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod devices;
+pub mod entitlements;
 pub mod error;
 pub mod feed;
 pub mod http;
@@ -148,6 +149,7 @@ pub async fn build_state(
         metrics: telemetry::metrics_handle(),
         quic_peers: quic::Peers::default(),
         feed_bell: feed::FeedBell::default(),
+        entitlement_changes: entitlements::Changes::default(),
         started_at_ms,
     })))
 }

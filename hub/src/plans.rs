@@ -1,7 +1,6 @@
-//! Plans and entitlements (minimal until billing): a provider offers plans (price in minor units
-//! with an ISO 4217 currency code, never a float); an admin grants a plan to an account, which
-//! entitles that account's devices to the provider's signals. Fan-out reads [`entitled`] rules
-//! in SQL (see `signals`).
+//! Plans: what a provider offers (price in minor units with an ISO 4217 currency code, never a
+//! float; a period; the features it gives). Granting a plan to an account is an entitlement
+//! (`crate::entitlements`), which entitles that account's devices to the provider's signals.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -31,6 +30,39 @@ pub struct Plan {
     pub created_at_ms: i64,
     /// Set when withdrawn.
     pub archived_at_ms: Option<i64>,
+    /// What the plan gives besides the signals (names from [`FEATURES`]), sorted.
+    pub features: Vec<String>,
+}
+
+/// The features a plan can give: receiving signals, copying them automatically, the Telegram
+/// bot, the Mini App, analytics. Carried to the node in a hub-signed `FeatureGrant`.
+pub const FEATURES: [&str; 5] = ["signals", "auto_copy", "telegram", "mini_app", "analytics"];
+
+/// The features of a plan created without a list (what every plan gave before the list).
+pub const DEFAULT_FEATURES: [&str; 2] = ["auto_copy", "signals"];
+
+/// Validates, sorts and de-duplicates a feature list.
+pub fn normalise_features(list: &[String]) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::with_capacity(list.len());
+    for f in list {
+        if !FEATURES.contains(&f.as_str()) {
+            return Err(ApiError::Validation(format!(
+                "`features`: {f:?} is not one of {}",
+                FEATURES.join(", ")
+            )));
+        }
+        out.push(f.clone());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn features_from_sql(text: &str) -> Vec<String> {
+    let mut list: Vec<String> =
+        text.split(',').filter(|f| !f.is_empty()).map(str::to_string).collect();
+    list.sort();
+    list
 }
 
 /// A new plan.
@@ -48,42 +80,14 @@ pub struct NewPlan {
     pub currency: String,
     /// 1-3660 days.
     pub period_days: i64,
-}
-
-/// An account's entitlement to a plan.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Entitlement {
-    /// Entitlement id.
-    pub id: String,
-    /// Entitled account.
-    pub user_id: String,
-    /// Plan.
-    pub plan_id: String,
-    /// Admin who granted it.
-    pub granted_by: String,
-    /// Valid from, unix ms.
-    pub starts_at_ms: i64,
-    /// Valid until (open-ended when absent), unix ms.
-    pub expires_at_ms: Option<i64>,
-    /// Set when revoked.
-    pub revoked_at_ms: Option<i64>,
-}
-
-/// A grant.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Grant {
-    /// Account to entitle.
-    pub user_id: String,
-    /// Plan.
-    pub plan_id: String,
-    /// Until when (open-ended when absent), unix ms.
+    /// Features (from `signals`, `auto_copy`, `telegram`, `mini_app`, `analytics`); default
+    /// `signals` and `auto_copy`.
     #[serde(default)]
-    pub expires_at_ms: Option<i64>,
+    pub features: Option<Vec<String>>,
 }
 
-const PLAN_COLUMNS: &str =
-    "id, provider_user_id, name, price_minor, currency, period_days, created_at_ms, archived_at_ms";
+const PLAN_COLUMNS: &str = "id, provider_user_id, name, price_minor, currency, period_days, created_at_ms, archived_at_ms, \
+     features";
 
 fn plan_from_row(r: &sqlx::any::AnyRow) -> Result<Plan, DbError> {
     Ok(Plan {
@@ -95,6 +99,7 @@ fn plan_from_row(r: &sqlx::any::AnyRow) -> Result<Plan, DbError> {
         period_days: r.try_get(5)?,
         created_at_ms: r.try_get(6)?,
         archived_at_ms: r.try_get(7)?,
+        features: features_from_sql(&r.try_get::<String, _>(8)?),
     })
 }
 
@@ -135,6 +140,10 @@ pub async fn create(
     if !(1..=3660).contains(&new.period_days) {
         return Err(ApiError::Validation("`period_days` must be 1-3660".into()));
     }
+    let features = match &new.features {
+        Some(list) => normalise_features(list)?,
+        None => DEFAULT_FEATURES.iter().map(|f| f.to_string()).collect(),
+    };
     let provider_user = accounts::user_by_id(db, &provider)
         .await?
         .ok_or_else(|| ApiError::Validation("`provider_user_id` is not an account".into()))?;
@@ -150,10 +159,11 @@ pub async fn create(
         period_days: new.period_days,
         created_at_ms: now_ms,
         archived_at_ms: None,
+        features,
     };
     let mut tx = db.begin_write().await?;
     sqlx::query(crate::sql!(
-        "INSERT INTO plans ({PLAN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)"
+        "INSERT INTO plans ({PLAN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8)"
     ))
     .bind(&plan.id)
     .bind(&plan.provider_user_id)
@@ -162,10 +172,11 @@ pub async fn create(
     .bind(&plan.currency)
     .bind(plan.period_days)
     .bind(now_ms)
+    .bind(plan.features.join(","))
     .execute(&mut *tx)
     .await
     .map_err(DbError::from)?;
-    let detail = serde_json::json!({ "provider": plan.provider_user_id, "price_minor": plan.price_minor, "currency": plan.currency });
+    let detail = serde_json::json!({ "provider": plan.provider_user_id, "price_minor": plan.price_minor, "currency": plan.currency, "features": plan.features });
     audit::append(
         &mut tx,
         db.backend(),
@@ -249,149 +260,4 @@ pub async fn has_active_plan(db: &Db, provider_user_id: &str) -> Result<bool, Db
     .fetch_one(db.pool())
     .await?;
     Ok(n > 0)
-}
-
-const ENT_COLUMNS: &str =
-    "id, user_id, plan_id, granted_by, starts_at_ms, expires_at_ms, revoked_at_ms";
-
-fn ent_from_row(r: &sqlx::any::AnyRow) -> Result<Entitlement, DbError> {
-    Ok(Entitlement {
-        id: r.try_get(0)?,
-        user_id: r.try_get(1)?,
-        plan_id: r.try_get(2)?,
-        granted_by: r.try_get(3)?,
-        starts_at_ms: r.try_get(4)?,
-        expires_at_ms: r.try_get(5)?,
-        revoked_at_ms: r.try_get(6)?,
-    })
-}
-
-/// Grants a plan to an account (admins).
-pub async fn grant(
-    db: &Db,
-    now_ms: i64,
-    actor: &str,
-    g: &Grant,
-    request_id: &str,
-) -> Result<Entitlement, ApiError> {
-    if accounts::user_by_id(db, &g.user_id).await?.is_none() {
-        return Err(ApiError::Validation("`user_id` is not an account".into()));
-    }
-    let plan: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT archived_at_ms FROM plans WHERE id = $1")
-            .bind(&g.plan_id)
-            .fetch_optional(db.pool())
-            .await
-            .map_err(DbError::from)?;
-    match plan {
-        None => return Err(ApiError::Validation("`plan_id` is not a plan".into())),
-        Some(Some(_)) => return Err(ApiError::Validation("`plan_id` is archived".into())),
-        Some(None) => {}
-    }
-    if g.expires_at_ms.is_some_and(|e| e <= now_ms) {
-        return Err(ApiError::Validation("`expires_at_ms` is in the past".into()));
-    }
-    let e = Entitlement {
-        id: ids::new_id(),
-        user_id: g.user_id.clone(),
-        plan_id: g.plan_id.clone(),
-        granted_by: actor.to_string(),
-        starts_at_ms: now_ms,
-        expires_at_ms: g.expires_at_ms,
-        revoked_at_ms: None,
-    };
-    let mut tx = db.begin_write().await?;
-    sqlx::query(crate::sql!("INSERT INTO entitlements ({ENT_COLUMNS}, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, NULL, $5)"))
-        .bind(&e.id)
-        .bind(&e.user_id)
-        .bind(&e.plan_id)
-        .bind(&e.granted_by)
-        .bind(now_ms)
-        .bind(e.expires_at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::from)?;
-    let detail = serde_json::json!({ "user_id": e.user_id, "plan_id": e.plan_id, "expires_at_ms": e.expires_at_ms });
-    audit::append(
-        &mut tx,
-        db.backend(),
-        now_ms,
-        &Entry { actor, action: "entitlement.grant", subject: &e.id, detail, request_id },
-    )
-    .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    Ok(e)
-}
-
-/// Entitlements of one account, or all.
-pub async fn entitlements(db: &Db, user_id: Option<&str>) -> Result<Vec<Entitlement>, DbError> {
-    let rows = sqlx::query(crate::sql!(
-        "SELECT {ENT_COLUMNS} FROM entitlements WHERE ($1 = '' OR user_id = $1) ORDER BY created_at_ms, id"
-    ))
-    .bind(user_id.unwrap_or(""))
-    .fetch_all(db.pool())
-    .await?;
-    rows.iter().map(ent_from_row).collect()
-}
-
-/// Revokes an entitlement (admins).
-pub async fn revoke(
-    db: &Db,
-    now_ms: i64,
-    actor: &str,
-    id: &str,
-    request_id: &str,
-) -> Result<(), ApiError> {
-    let mut tx = db.begin_write().await?;
-    let n = sqlx::query(
-        "UPDATE entitlements SET revoked_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
-    )
-    .bind(now_ms)
-    .bind(id)
-    .execute(&mut *tx)
-    .await
-    .map_err(DbError::from)?
-    .rows_affected();
-    if n == 0 {
-        return Err(ApiError::NotFound(format!("no active entitlement {id}")));
-    }
-    audit::append(
-        &mut tx,
-        db.backend(),
-        now_ms,
-        &Entry {
-            actor,
-            action: "entitlement.revoke",
-            subject: id,
-            detail: serde_json::json!({}),
-            request_id,
-        },
-    )
-    .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    Ok(())
-}
-
-/// SQL condition (on aliases `d` devices, `u` users, `e` entitlements, `p` plans) that a device
-/// may receive a provider's signals at time `$2`: device active, account enabled, entitlement
-/// started, not expired, not revoked. Shared by fan-out and the entitlement check.
-pub const ENTITLED_SQL: &str = "d.revoked_at_ms IS NULL AND u.disabled_at_ms IS NULL \
-     AND e.revoked_at_ms IS NULL AND e.starts_at_ms <= $2 \
-     AND (e.expires_at_ms IS NULL OR e.expires_at_ms > $2)";
-
-/// Devices entitled to `provider_user_id`'s signals at `now_ms`.
-pub async fn entitled(
-    db: &Db,
-    provider_user_id: &str,
-    now_ms: i64,
-) -> Result<Vec<String>, DbError> {
-    Ok(sqlx::query_scalar(crate::sql!(
-        "SELECT DISTINCT d.id FROM devices d JOIN users u ON u.id = d.user_id \
-         JOIN entitlements e ON e.user_id = d.user_id JOIN plans p ON p.id = e.plan_id \
-         WHERE p.provider_user_id = $1 AND {ENTITLED_SQL} ORDER BY d.id"
-    ))
-    .bind(provider_user_id)
-    .bind(now_ms)
-    .fetch_all(db.pool())
-    .await?)
 }

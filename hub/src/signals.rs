@@ -24,7 +24,7 @@ use crate::db::{Db, DbError, is_unique_violation};
 use crate::devices;
 use crate::error::ApiError;
 use crate::feed;
-use crate::plans;
+use crate::{entitlements, plans};
 
 /// The JSON body of `POST /api/v1/signals` (and of approvals): one encoded record.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -378,7 +378,7 @@ async fn queue_in(
          SELECT DISTINCT $3, d.id, $2 FROM devices d JOIN users u ON u.id = d.user_id \
          JOIN entitlements e ON e.user_id = d.user_id JOIN plans p ON p.id = e.plan_id \
          WHERE p.provider_user_id = $1 AND d.user_id <> $1 AND {}",
-        plans::ENTITLED_SQL
+        entitlements::entitled_sql()
     ))
     .bind(provider_user_id)
     .bind(now_ms)
@@ -547,11 +547,12 @@ pub async fn list_ids(
     let sql = match role {
         Role::Owner | Role::Admin => "SELECT id FROM signals WHERE $1 <> '' OR $2 = $2 ORDER BY received_at_ms DESC, id LIMIT $3".to_string(),
         Role::Provider => "SELECT id FROM signals WHERE provider_user_id = $1 AND $2 = $2 ORDER BY received_at_ms DESC, id LIMIT $3".to_string(),
-        Role::Subscriber => "SELECT s.id FROM signals s WHERE s.provider_user_id IN (SELECT p.provider_user_id FROM plans p \
-             JOIN entitlements e ON e.plan_id = p.id WHERE e.user_id = $1 AND e.revoked_at_ms IS NULL \
-             AND e.starts_at_ms <= $2 AND (e.expires_at_ms IS NULL OR e.expires_at_ms > $2)) \
-             ORDER BY s.received_at_ms DESC, s.id LIMIT $3"
-            .to_string(),
+        Role::Subscriber => format!(
+            "SELECT s.id FROM signals s WHERE s.provider_user_id IN (SELECT p.provider_user_id \
+             FROM plans p JOIN entitlements e ON e.plan_id = p.id WHERE e.user_id = $1 AND {}) \
+             ORDER BY s.received_at_ms DESC, s.id LIMIT $3",
+            entitlements::active_sql(2)
+        ),
     };
     Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(user_id)
@@ -587,19 +588,7 @@ pub async fn visible_to(
     Ok(match role {
         Role::Owner | Role::Admin => true,
         Role::Provider => provider == user_id,
-        Role::Subscriber => {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM plans p JOIN entitlements e ON e.plan_id = p.id \
-                 WHERE p.provider_user_id = $1 AND e.user_id = $2 AND e.revoked_at_ms IS NULL \
-                 AND e.starts_at_ms <= $3 AND (e.expires_at_ms IS NULL OR e.expires_at_ms > $3)",
-            )
-            .bind(&provider)
-            .bind(user_id)
-            .bind(now_ms)
-            .fetch_one(db.pool())
-            .await?;
-            n > 0
-        }
+        Role::Subscriber => entitlements::is_entitled(db, user_id, &provider, now_ms).await?,
     })
 }
 

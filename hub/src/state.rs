@@ -33,6 +33,8 @@ pub struct Inner {
     pub metrics: PrometheusHandle,
     /// Live QUIC connections by device (a revocation closes them).
     pub quic_peers: crate::quic::Peers,
+    /// Committed entitlement grants and ends (the registry and FeatureGrant issuer follow it).
+    pub entitlement_changes: crate::entitlements::Changes,
     /// Wakes the sync sessions of devices whose feed grew.
     pub feed_bell: crate::feed::FeedBell,
     /// When this instance's state was built (its start), unix ms.

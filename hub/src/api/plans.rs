@@ -8,8 +8,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{Admin, Authed, Json, Path, Query, Require};
+use crate::entitlements::{self, EndReason, Ending, Entitlement, Grant};
 use crate::error::{ApiError, Problem};
-use crate::plans::{self, Entitlement, Grant, NewPlan, Plan};
+use crate::plans::{self, NewPlan, Plan};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -111,8 +112,15 @@ async fn grant(
     Require(actor, ..): Admin,
     Json(req): Json<Grant>,
 ) -> Result<(StatusCode, axum::Json<Entitlement>), ApiError> {
-    let e =
-        plans::grant(&state.db, state.now_ms(), &actor.user_id, &req, &actor.request_id).await?;
+    let e = entitlements::grant_by_admin(
+        &state.db,
+        &state.entitlement_changes,
+        state.now_ms(),
+        &actor.user_id,
+        &req,
+        &actor.request_id,
+    )
+    .await?;
     Ok((StatusCode::CREATED, axum::Json(e)))
 }
 
@@ -126,7 +134,7 @@ async fn list_entitlements(
     Query(f): Query<EntitlementFilter>,
 ) -> Result<axum::Json<Vec<Entitlement>>, ApiError> {
     let scope = if authed.role.is_admin() { f.user_id } else { Some(authed.user_id.clone()) };
-    Ok(axum::Json(plans::entitlements(&state.db, scope.as_deref()).await?))
+    Ok(axum::Json(entitlements::history(&state.db, scope.as_deref()).await?))
 }
 
 /// Revoke an entitlement (admins).
@@ -140,6 +148,15 @@ async fn revoke_entitlement(
     Require(actor, ..): Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    plans::revoke(&state.db, state.now_ms(), &actor.user_id, &id, &actor.request_id).await?;
+    let ending = Ending { id: &id, at_ms: None, reason: EndReason::Revoked };
+    entitlements::end(
+        &state.db,
+        &state.entitlement_changes,
+        state.now_ms(),
+        &actor.user_id,
+        &ending,
+        &actor.request_id,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

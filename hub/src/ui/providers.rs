@@ -1,5 +1,5 @@
 //! `/providers`: plans and prices with the accounts entitled to each (`plans::list`,
-//! `plans::entitlements`), the provider accounts, and the quarantine list (streams quarantined
+//! `entitlements::history`), the provider accounts, and the quarantine list (streams quarantined
 //! after an equivocation, `quic::store::quarantined`) with release for owners
 //! (`quic::store::release`, what `POST /api/v1/sync/quarantines/{author}/{stream}/release`
 //! does, audited `sync.release`). `/providers/{id}`: one provider's plans and latest signals,
@@ -19,6 +19,7 @@ use super::layout::{self, Frame, Notice};
 use super::session::{Console, csrf_ok};
 use crate::accounts::{self, Role};
 use crate::api::extract::RequestId;
+use crate::entitlements;
 use crate::error::ApiError;
 use crate::plans::{self, Plan};
 use crate::quic::store;
@@ -37,7 +38,7 @@ fn price(p: &Plan) -> String {
 
 fn plans_table(
     plans: &[Plan],
-    ents: &[plans::Entitlement],
+    ents: &[entitlements::Entitlement],
     now: i64,
     with_provider: &dyn Fn(&str) -> Markup,
 ) -> Markup {
@@ -72,7 +73,7 @@ pub async fn show(
 ) -> Result<Response, PageError> {
     let now = state.now_ms();
     let all_plans = plans::list(&state.db, None, true).await?;
-    let ents = plans::entitlements(&state.db, None).await?;
+    let ents = entitlements::history(&state.db, None).await?;
     let users = accounts::list_users(&state.db, 10_000, 0).await?;
     let providers: Vec<_> = users.iter().filter(|u| u.role == Role::Provider).collect();
     let email =
@@ -154,7 +155,7 @@ pub async fn provider(
         .ok_or_else(|| PageError(ApiError::NotFound(format!("no provider {id}"))))?;
     let now = state.now_ms();
     let own_plans = plans::list(&state.db, Some(&user.id), true).await?;
-    let ents = plans::entitlements(&state.db, None).await?;
+    let ents = entitlements::history(&state.db, None).await?;
     let ids =
         crate::signals::list_ids(&state.db, &user.id, Role::Provider, now, SIGNALS_SHOWN).await?;
     let mut signals = Vec::with_capacity(ids.len());

@@ -1,5 +1,5 @@
 //! `/subscribers`: accounts found by e-mail, and one page per account: the account (role,
-//! status), the plans it holds (entitlements, through `plans::entitlements`), its devices with
+//! status), the plans it holds (entitlements, through `entitlements::history`), its devices with
 //! their link health (connected to this instance now, feed marks, last heard from), and the
 //! signals queued for its devices with what each device did (`quic::store::received_by_account`,
 //! the rows `GET /api/v1/signals/{id}/outcomes` gives per signal).
@@ -8,7 +8,7 @@
 //! through the function the JSON API calls, so each is audited the same way: disable / enable
 //! the account (`accounts::set_disabled`), revoke a device (`api::devices::revoke_device`: the
 //! device is refused and its QUIC connections here closed), grant a plan, or extend one by
-//! granting it again with a later end (`plans::grant`), revoke an entitlement (`plans::revoke`).
+//! granting it again with a later end (`entitlements::grant`), revoke an entitlement (`entitlements::end`).
 //! After an action the page is shown again (303) with a fixed notice.
 
 use axum::Form;
@@ -24,8 +24,9 @@ use super::layout::{self, Frame, Notice};
 use super::session::{Console, Signed, csrf_ok};
 use crate::accounts::{self, User};
 use crate::api::extract::RequestId;
+use crate::entitlements::{self, Grant};
 use crate::error::ApiError;
-use crate::plans::{self, Grant};
+use crate::plans;
 use crate::state::AppState;
 
 /// Accounts a search shows at most.
@@ -110,7 +111,7 @@ pub async fn show(
     let now = state.now_ms();
     let all_plans = plans::list(&state.db, None, true).await?;
     let plan_of = |pid: &str| all_plans.iter().find(|p| p.id == pid);
-    let ents = plans::entitlements(&state.db, Some(&user.id)).await?;
+    let ents = entitlements::history(&state.db, Some(&user.id)).await?;
     let devices = crate::devices::list(&state.db, Some(&user.id)).await?;
     let mut health = Vec::with_capacity(devices.len());
     for d in &devices {
@@ -341,7 +342,15 @@ pub async fn grant(
         plan_id: form.plan_id.clone().unwrap_or_default(),
         expires_at_ms: days.map(|d| now + d * DAY_MS),
     };
-    plans::grant(&state.db, now, &signed.user.id, &g, &request_id).await?;
+    entitlements::grant_by_admin(
+        &state.db,
+        &state.entitlement_changes,
+        now,
+        &signed.user.id,
+        &g,
+        &request_id,
+    )
+    .await?;
     Ok(back(&id, "granted"))
 }
 
@@ -355,10 +364,20 @@ pub async fn revoke_entitlement(
     Form(form): Form<ActionForm>,
 ) -> Result<Response, PageError> {
     checked(&signed, &headers, &form)?;
-    let owned = plans::entitlements(&state.db, Some(&id)).await?.iter().any(|e| e.id == ent);
+    let owned = entitlements::history(&state.db, Some(&id)).await?.iter().any(|e| e.id == ent);
     if !owned {
         return Err(PageError(ApiError::NotFound(format!("no entitlement {ent} of account {id}"))));
     }
-    plans::revoke(&state.db, state.now_ms(), &signed.user.id, &ent, &request_id).await?;
+    let ending =
+        entitlements::Ending { id: &ent, at_ms: None, reason: entitlements::EndReason::Revoked };
+    entitlements::end(
+        &state.db,
+        &state.entitlement_changes,
+        state.now_ms(),
+        &signed.user.id,
+        &ending,
+        &request_id,
+    )
+    .await?;
     Ok(back(&id, "ent-revoked"))
 }

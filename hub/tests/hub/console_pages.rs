@@ -284,7 +284,7 @@ async fn console_subscriber_pages_and_actions(b: Backend) {
 
 /// The id of `user_id`'s first entitlement.
 async fn plans_of(hub: &TestHub, user_id: &str) -> String {
-    tradecast_hub::plans::entitlements(&hub.db, Some(user_id)).await.unwrap()[0].id.clone()
+    tradecast_hub::entitlements::history(&hub.db, Some(user_id)).await.unwrap()[0].id.clone()
 }
 
 async fn console_operations_page(b: Backend) {

@@ -17,6 +17,7 @@ mod console;
 mod console_pages;
 mod devices;
 mod edge;
+mod entitlements;
 mod plans;
 mod quic;
 mod ratelimit;

@@ -111,10 +111,13 @@ async fn ingest_dedupe_and_fanout(b: Backend) {
     let feed = tradecast_hub::feed::items(&hub.db, &dev1, 1, 100).await.unwrap();
     assert_eq!(feed.len(), 3);
     assert_eq!(feed[2].record, c);
-    let entitled =
-        tradecast_hub::plans::entitled(&hub.db, &kit.session.user_id, hub.clock.now_ms())
-            .await
-            .unwrap();
+    let entitled = tradecast_hub::entitlements::entitled_devices(
+        &hub.db,
+        &kit.session.user_id,
+        hub.clock.now_ms(),
+    )
+    .await
+    .unwrap();
     assert_eq!(entitled, vec![dev1.clone()]);
     hub.clock.advance_ms(5_000);
     let m = hub.get("/metrics", None).await;
