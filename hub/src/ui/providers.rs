@@ -48,7 +48,7 @@ fn plans_table(
             tbody {
                 @for p in plans {
                     @let of_plan: Vec<_> = ents.iter().filter(|e| e.plan_id == p.id).collect();
-                    @let active = of_plan.iter().filter(|e| e.revoked_at_ms.is_none() && e.starts_at_ms <= now && e.expires_at_ms.is_none_or(|x| x > now)).count();
+                    @let active = of_plan.iter().filter(|e| e.active_at(now)).count();
                     tr {
                         td { (p.name) }
                         td { (with_provider(&p.provider_user_id)) }

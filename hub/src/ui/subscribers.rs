@@ -152,20 +152,22 @@ pub async fn show(
             thead { tr { th { "Plan" } th { "Price" } th { "Granted by" } th { "From (UTC)" } th { "Until (UTC)" } th { "State" } th {} } }
             tbody {
                 @for e in &ents {
-                    @let active = e.revoked_at_ms.is_none() && e.starts_at_ms <= now && e.expires_at_ms.is_none_or(|x| x > now);
+                    @let active = e.active_at(now);
+                    @let ended = e.ends_at_ms().is_some_and(|end| end <= now);
                     tr {
                         td { (plan_of(&e.plan_id).map_or(e.plan_id.as_str(), |p| p.name.as_str())) }
                         td.nowrap { (plan_of(&e.plan_id).map(|p| format!("{} / {} d", fmt::money(p.price_minor, &p.currency), p.period_days)).unwrap_or_default()) }
                         td { (fmt::short(&e.granted_by)) }
                         td.nowrap { (fmt::when(Some(e.starts_at_ms))) }
-                        td.nowrap { @if e.expires_at_ms.is_some() { (fmt::when(e.expires_at_ms)) } @else { "no end" } }
+                        td.nowrap { @if e.ends_at_ms().is_some() { (fmt::when(e.ends_at_ms())) } @else { "no end" } }
                         td {
-                            @if e.revoked_at_ms.is_some() { span.tag.bad { "revoked" } }
-                            @else if active { span.tag.ok { "active" } }
-                            @else { span.tag.warn { "ended" } }
+                            @if let (true, Some(reason)) = (ended, e.end_reason) { span.tag.bad { (reason.as_str().replace('_', " ")) } }
+                            @else if active { span.tag.ok { "active" } @if let Some(reason) = e.end_reason { " " span.tag.warn { "ends: " (reason.as_str().replace('_', " ")) } } }
+                            @else if ended { span.tag.warn { "ended" } }
+                            @else { span.tag.warn { "starts later" } }
                         }
                         td {
-                            @if e.revoked_at_ms.is_none() {
+                            @if !ended {
                                 form.inline method="post" action=(format!("{base}/entitlements/{}/revoke", e.id)) { (csrf_field(&signed)) button.link type="submit" { "Revoke" } }
                             }
                         }
