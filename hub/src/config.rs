@@ -139,6 +139,51 @@ pub struct Config {
     pub public_url: Option<PublicUrl>,
     /// The owner's console (`[console]`).
     pub console: ConsoleConfig,
+    /// Several instances on one PostgreSQL (`[cluster]`).
+    pub cluster: ClusterConfig,
+}
+
+/// How instances sharing one PostgreSQL tell each other what they committed.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// `postgres` (LISTEN/NOTIFY on the hub's database), `nats` (JetStream at `nats_url`) or
+    /// `none`. Default: `postgres` on a PostgreSQL store, `none` on SQLite (one instance).
+    pub bus: Option<BusKind>,
+    /// `nats://host:4222` when `bus = "nats"`.
+    pub nats_url: Option<RedactedUrl>,
+    /// The JetStream stream (and, lowercased, its subject prefix); the instances of one
+    /// deployment use the same. Default `TRADECAST_CLUSTER`.
+    pub nats_stream: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { bus: None, nats_url: None, nats_stream: "TRADECAST_CLUSTER".into() }
+    }
+}
+
+/// The cluster bus backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusKind {
+    /// No bus: a single instance.
+    None,
+    /// PostgreSQL LISTEN/NOTIFY.
+    Postgres,
+    /// NATS JetStream.
+    Nats,
+}
+
+impl BusKind {
+    /// The configuration's text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusKind::None => "none",
+            BusKind::Postgres => "postgres",
+            BusKind::Nats => "nats",
+        }
+    }
 }
 
 /// The owner's console.
@@ -361,6 +406,7 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             public_url: None,
             console: ConsoleConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -505,6 +551,31 @@ impl Config {
             && url.scheme() != "redis"
         {
             return bad("redis_url", "must start with redis://");
+        }
+        let postgres = self
+            .database_url
+            .as_ref()
+            .is_some_and(|u| matches!(u.scheme(), "postgres" | "postgresql"));
+        match self.cluster.bus {
+            Some(BusKind::Postgres) if !postgres => {
+                return bad("cluster.bus", "`postgres` needs a PostgreSQL `database_url`");
+            }
+            Some(BusKind::Nats) if self.cluster.nats_url.is_none() => {
+                return bad("cluster.nats_url", "is required when cluster.bus = \"nats\"");
+            }
+            _ => {}
+        }
+        if let Some(url) = &self.cluster.nats_url
+            && !matches!(url.scheme(), "nats" | "tls")
+        {
+            return bad("cluster.nats_url", "must start with nats:// or tls://");
+        }
+        let stream = &self.cluster.nats_stream;
+        if stream.is_empty()
+            || stream.len() > 64
+            || !stream.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return bad("cluster.nats_stream", "must be 1-64 letters, digits, `_` or `-`");
         }
         if self.database_max_connections == 0 || self.database_max_connections > 512 {
             return bad("database_max_connections", "must be between 1 and 512");

@@ -18,7 +18,9 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use tokio::sync::broadcast;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc};
 
 use crate::accounts;
 use crate::audit::{self, Entry};
@@ -215,24 +217,44 @@ impl ChangeKind {
 
 /// The in-process stream of committed [`Change`]s. A receiver that lags re-reads
 /// [`events_since`] from the last `seq` it saw: the table is the source of truth.
+///
+/// Changes committed by this instance are also queued (by `seq`) for the cluster bus, which
+/// tells the other instances; they re-read the table and re-broadcast ([`Changes::publish_remote`]).
 #[derive(Debug, Clone)]
-pub struct Changes(broadcast::Sender<Change>);
+pub struct Changes {
+    all: broadcast::Sender<Change>,
+    local: mpsc::UnboundedSender<i64>,
+    local_rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<i64>>>>,
+}
 
 impl Default for Changes {
     fn default() -> Self {
-        Changes(broadcast::channel(1024).0)
+        let (local, rx) = mpsc::unbounded_channel();
+        Changes { all: broadcast::channel(1024).0, local, local_rx: Arc::new(Mutex::new(Some(rx))) }
     }
 }
 
 impl Changes {
-    /// A receiver of the changes committed from now on.
+    /// A receiver of the changes committed from now on (by any instance).
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.0.subscribe()
+        self.all.subscribe()
     }
 
+    /// A change committed here.
     fn publish(&self, change: Change) {
         // No receiver is not an error: the events table keeps every change.
-        let _ = self.0.send(change);
+        let _ = self.local.send(change.seq);
+        let _ = self.all.send(change);
+    }
+
+    /// A change another instance committed (read back from the events table).
+    pub fn publish_remote(&self, change: Change) {
+        let _ = self.all.send(change);
+    }
+
+    /// The `seq`s of the changes committed here, for the cluster bus (once).
+    pub fn take_local(&self) -> Option<mpsc::UnboundedReceiver<i64>> {
+        self.local_rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
     }
 }
 

@@ -134,6 +134,20 @@ impl FeedBell {
         });
     }
 
+    /// Rings the connected sessions whose feed holds items they have not acknowledged (one
+    /// query): what another instance's cluster message asks for.
+    pub async fn ring_unacked(&self, db: &Db) {
+        match sqlx::query_scalar::<_, String>(
+            "SELECT device_id FROM device_feeds WHERE tip > acked",
+        )
+        .fetch_all(db.pool())
+        .await
+        {
+            Ok(devices) => self.ring(&devices),
+            Err(e) => tracing::warn!(error = %e, "feed tip check failed"),
+        }
+    }
+
     /// [`ack`], group-committed: the acks that sessions queue while one transaction commits
     /// are committed together in the next (one fsync for all of them, not one per device, so a
     /// signal fanned out to thousands of devices is not acknowledged at one commit per

@@ -15,6 +15,7 @@ pub mod approvals;
 pub mod audit;
 pub mod backup;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod devices;
@@ -69,6 +70,9 @@ pub enum StartError {
     /// The QUIC endpoint could not start.
     #[error(transparent)]
     Quic(#[from] quic::QuicError),
+    /// The cluster bus did not connect.
+    #[error("{0}")]
+    Cluster(#[from] cluster::BusError),
 }
 
 /// The database URL the config selects: `database_url`, or SQLite in the data dir.
@@ -138,6 +142,7 @@ pub async fn build_state(
     let jwt = JwtKeys::new(&secrets);
     let hub_identity = hub_identity(&secrets);
     let started_at_ms = clock.now_ms();
+    let cluster = cluster::Cluster::connect(&config, &db).await?;
     Ok(AppState(Arc::new(Inner {
         config,
         db,
@@ -150,6 +155,7 @@ pub async fn build_state(
         quic_peers: quic::Peers::default(),
         feed_bell: feed::FeedBell::default(),
         entitlement_changes: entitlements::Changes::default(),
+        cluster,
         started_at_ms,
     })))
 }
@@ -166,6 +172,7 @@ pub struct Started {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     janitor: tokio::task::JoinHandle<()>,
+    cluster_tasks: Vec<tokio::task::JoinHandle<()>>,
     quic: Option<quic::QuicHub>,
     /// SQLite: the data's lock, held shared while the hub runs (restore refuses meanwhile).
     _lock: Option<backup::DataLock>,
@@ -178,6 +185,9 @@ impl Started {
             let _ = tx.send(());
         }
         self.janitor.abort();
+        for t in &self.cluster_tasks {
+            t.abort();
+        }
         if let Some(q) = self.quic.take() {
             q.stop().await;
         }
@@ -220,6 +230,7 @@ pub async fn start_with(
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let state = build_state(config, secrets, db, clock).await?;
+    let cluster_tasks = cluster::spawn(&state);
     let quic = start_quic(&state, addr)?;
     let quic_addr = quic.addr;
     let app = api::app(state.clone(), addr);
@@ -253,6 +264,7 @@ pub async fn start_with(
         shutdown: Some(tx),
         task,
         janitor,
+        cluster_tasks,
         quic: Some(quic),
         _lock: lock,
     })

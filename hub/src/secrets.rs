@@ -128,6 +128,7 @@ fn read_file(name: &str, path: &Path) -> Result<SecretString, SecretError> {
 }
 
 /// The parsed secrets the hub runs with. `Debug` shows only key ids.
+#[derive(Clone)]
 pub struct HubSecrets {
     /// (kid, Ed25519 seed); the first signs new tokens.
     pub jwt_keys: JwtKeyList,

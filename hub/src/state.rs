@@ -33,6 +33,8 @@ pub struct Inner {
     pub metrics: PrometheusHandle,
     /// Live QUIC connections by device (a revocation closes them).
     pub quic_peers: crate::quic::Peers,
+    /// This instance's id and cluster bus (what it commits, the other instances learn at once).
+    pub cluster: crate::cluster::Cluster,
     /// Committed entitlement grants and ends (the registry and FeatureGrant issuer follow it).
     pub entitlement_changes: crate::entitlements::Changes,
     /// Wakes the sync sessions of devices whose feed grew.

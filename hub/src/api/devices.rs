@@ -167,6 +167,8 @@ pub(crate) async fn revoke_device(
             "device revoked",
         );
     }
+    // And on the other instances.
+    state.cluster.publish(crate::cluster::Event::DeviceRevoked { device: d.id.clone() }).await;
     Ok(d)
 }
 

@@ -115,6 +115,7 @@ async fn ingest(
         }
     })?;
     let (bytes, record) = signals::decode_record(&posted)?;
+    let (source, seq) = (record.header().author.to_text(), record.header().seq);
     let rules = IngestRules {
         max_age_ms: i64::try_from(state.config.signals.max_age_ms).unwrap_or(60_000),
     };
@@ -127,7 +128,11 @@ async fn ingest(
         bell: &state.feed_bell,
     };
     match signals::ingest(&ctx, &provider, bytes, record).await? {
-        Ingested::Created(s) => Ok((StatusCode::CREATED, axum::Json(s))),
+        Ingested::Created(s) => {
+            // The sessions on the other instances learn of it now, not at their tip check.
+            state.cluster.publish(crate::cluster::Event::Feed { source, seq }).await;
+            Ok((StatusCode::CREATED, axum::Json(s)))
+        }
         Ingested::Duplicate(s) => Ok((StatusCode::OK, axum::Json(s))),
     }
 }

@@ -169,6 +169,9 @@ async fn set_disabled(
         &actor.request_id,
     )
     .await?;
+    if disabled {
+        crate::cluster::account_disabled(state, id).await;
+    }
     Ok(axum::Json(user))
 }
 

@@ -245,6 +245,12 @@ async fn flush(
     };
     let done = store::commit_batch(&state.db, &state.hub_identity, rules, batch).await?;
     state.feed_bell.ring(&done.touched);
+    if !done.touched.is_empty()
+        && let Some((last, _)) = batch.last()
+    {
+        let (source, seq) = (last.header().author.to_text(), last.header().seq);
+        state.cluster.publish(crate::cluster::Event::Feed { source, seq }).await;
+    }
     for (record, _) in batch.drain(..) {
         let h = record.header();
         session.handle(now_ms(state), HubEvent::Committed { stream: h.stream, seq: h.seq });

@@ -274,6 +274,9 @@ async fn set_disabled(
 ) -> Result<Response, PageError> {
     accounts::set_disabled(&state.db, state.now_ms(), &signed.user, id, disabled, request_id)
         .await?;
+    if disabled {
+        crate::cluster::account_disabled(state, id).await;
+    }
     Ok(back(id, if disabled { "disabled" } else { "enabled" }))
 }
 

@@ -35,7 +35,7 @@ async fn emails(db: &Db) -> Vec<String> {
 async fn backup_and_restore_round_trip(b: Backend) {
     let mut hub = TestHub::start(b).await;
     let config = hub.state().config.clone();
-    let url = hub._test_db.url.clone();
+    let url = hub.db_url.clone();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("hub-backup.sqlite3");
 

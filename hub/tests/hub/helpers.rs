@@ -129,8 +129,11 @@ pub struct TestHub {
     pub started: Option<tradecast_hub::Started>,
     pub clock: Clock,
     pub db: Db,
-    // Dropped last: the database outlives the hub.
-    pub _test_db: TestDb,
+    /// The database's URL and the secrets: what another instance of this hub shares.
+    pub db_url: String,
+    pub secrets: HubSecrets,
+    // Dropped last: the database outlives the hub (`None` on a second instance).
+    pub _test_db: Option<TestDb>,
 }
 
 impl TestHub {
@@ -146,21 +149,42 @@ impl TestHub {
         config.validate().expect("test config is valid");
         let db = tradecast_hub::open_db(&config).await.unwrap();
         let clock = Clock::default();
-        let started = tradecast_hub::start_with(
-            config,
-            HubSecrets::generate_ephemeral(),
-            db.clone(),
-            clock.clone(),
-        )
-        .await
-        .unwrap();
+        let secrets = HubSecrets::generate_ephemeral();
+        let started = tradecast_hub::start_with(config, secrets.clone(), db.clone(), clock.clone())
+            .await
+            .unwrap();
         TestHub {
             addr: started.addr,
             http: reqwest::Client::new(),
             started: Some(started),
             clock,
             db,
-            _test_db: test_db,
+            db_url: test_db.url.clone(),
+            secrets,
+            _test_db: Some(test_db),
+        }
+    }
+
+    /// Another instance of this hub: the same database and secrets (so the same hub identity,
+    /// which nodes pin), its own ports, memory and cluster id. Stop it before the first.
+    pub async fn start_instance(&self, tweak: impl FnOnce(&mut Config)) -> TestHub {
+        let mut config = test_config(&self.db_url);
+        tweak(&mut config);
+        config.validate().expect("test config is valid");
+        let db = tradecast_hub::open_db(&config).await.unwrap();
+        let started =
+            tradecast_hub::start_with(config, self.secrets.clone(), db.clone(), self.clock.clone())
+                .await
+                .unwrap();
+        TestHub {
+            addr: started.addr,
+            http: reqwest::Client::new(),
+            started: Some(started),
+            clock: self.clock.clone(),
+            db,
+            db_url: self.db_url.clone(),
+            secrets: self.secrets.clone(),
+            _test_db: None,
         }
     }
 

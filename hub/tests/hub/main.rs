@@ -13,6 +13,7 @@ mod audit;
 mod auth;
 mod backup;
 mod binary;
+mod cluster;
 mod console;
 mod console_pages;
 mod devices;
