@@ -44,7 +44,9 @@ pub enum Stored {
     Duplicate(StoredApproval),
 }
 
-fn decision_str(d: Decision) -> &'static str {
+/// A decision's text in SQL (`signal_approvals.decision`, `signal_outcomes.decision`): the
+/// stable snake-case names every query and page of the hub reads.
+pub(crate) fn decision_str(d: Decision) -> &'static str {
     match d {
         Decision::Approved => "approved",
         Decision::Rejected => "rejected",

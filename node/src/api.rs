@@ -454,6 +454,7 @@ struct RecordsQuery {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExportedRecord {
     pub seq: u64,
+    /// The record's kind in snake case (`signal`, `position_snapshot`, …).
     pub kind: String,
     pub created_at_ms: i64,
     pub sealed: bool,
@@ -495,7 +496,7 @@ async fn records(
             let h = r.header();
             ExportedRecord {
                 seq: h.seq,
-                kind: format!("{:?}", h.kind),
+                kind: crate::display::kind_name(h.kind).to_owned(),
                 created_at_ms: h.created_at_ms,
                 sealed: h.sealed,
                 record: hex::encode(r.encode()),

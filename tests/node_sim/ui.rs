@@ -529,7 +529,7 @@ async fn the_records_export_verifies_against_the_status_key() {
         r.verify(&key).expect("signed by this node");
         assert_eq!(r.header().seq, i as u64 + 1);
         assert_eq!(row["seq"], i as u64 + 1);
-        assert_eq!(row["kind"], "Signal");
+        assert_eq!(row["kind"], "signal");
         assert_eq!(r.header().prev_hash, prev);
         prev = r.header_hash();
     }

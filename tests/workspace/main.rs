@@ -128,6 +128,41 @@ fn every_module_opens_with_a_doc_comment() {
     assert!(missing.is_empty(), "modules without a `//!` doc comment: {missing:?}");
 }
 
+/// The sync connection's wire constants (the hello's magic, version and answers, the QUIC close
+/// codes) are defined once, in the protocol crate: the hub and the node only re-export them, so
+/// the two ends can never disagree on a value or its integer type.
+#[test]
+fn wire_constants_are_defined_once_in_the_protocol() {
+    let mut files = Vec::new();
+    for dir in ["hub", "node"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    let defined = [
+        "const PROTOCOL_VERSION",
+        "const HELLO_MAGIC",
+        "const HELLO_ACCEPTED",
+        "const HELLO_UPGRADE",
+        "mod close_code",
+    ];
+    let twice: Vec<String> = files
+        .iter()
+        .flat_map(|p| {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            defined
+                .iter()
+                .filter(|d| text.contains(*d))
+                .map(|d| format!("{}: {d}", p.display()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(twice.is_empty(), "wire constants defined outside the protocol crate: {twice:?}");
+    let wire = std::fs::read_to_string(root().join("protocol/src/session/wire.rs"))
+        .expect("protocol/src/session/wire.rs");
+    for d in defined {
+        assert!(wire.contains(d), "protocol/src/session/wire.rs defines no `{d}`");
+    }
+}
+
 /// The top-level modules of `node/src` a source file refers to through `crate::…` paths (in
 /// `use` declarations and in code; comments are skipped).
 fn crate_refs(text: &str) -> Vec<String> {

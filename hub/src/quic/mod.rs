@@ -35,16 +35,14 @@ use tradecast_protocol::DeviceId;
 
 use crate::state::AppState;
 
-/// The sync protocol version this hub speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The hello's constants and the QUIC close codes, defined once in the protocol crate for the
+/// hub and the node.
+pub use tradecast_protocol::session::wire::{
+    HELLO_ACCEPTED, HELLO_MAGIC, HELLO_UPGRADE, PROTOCOL_VERSION, close_code,
+};
+
 /// The oldest node protocol version this hub accepts.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
-/// First bytes of the hello, before the version.
-pub const HELLO_MAGIC: &[u8; 3] = b"TCH";
-/// Hello answer: accepted, followed by the hub's version (u16 BE).
-pub const HELLO_ACCEPTED: u8 = 0;
-/// Hello answer: the node must upgrade, followed by the minimum version (u16 BE).
-pub const HELLO_UPGRADE: u8 = 1;
 /// Upper bound of one session frame on the stream (the protocol's own bound).
 pub const MAX_FRAME_LEN: usize = tradecast_protocol::session::wire::MAX_FRAME_LEN;
 /// How long a node has to complete the handshake and say hello.
@@ -52,22 +50,6 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections held at once by one device (a second node run on the same data dir, a
 /// reconnect racing the old connection's close); more are refused.
 const MAX_CONNECTIONS_PER_DEVICE: usize = 4;
-
-/// QUIC application close codes.
-pub mod close_code {
-    /// The hub is shutting down.
-    pub const SHUTDOWN: u32 = 0;
-    /// The device is not enrolled, or revoked.
-    pub const DEVICE_REFUSED: u32 = 0x10;
-    /// The node's protocol version is too old.
-    pub const UPGRADE_REQUIRED: u32 = 0x11;
-    /// The hello was malformed or late.
-    pub const BAD_HELLO: u32 = 0x12;
-    /// Too many connections for one device.
-    pub const TOO_MANY: u32 = 0x13;
-    /// The sync session closed (dead peer, protocol violation); the node reconnects.
-    pub const SESSION_CLOSED: u32 = 0x14;
-}
 
 /// Why the endpoint could not start.
 #[derive(Debug, thiserror::Error)]

@@ -281,7 +281,7 @@ async fn outcome(tx: &mut crate::feed::Tx, record: &Record, now_ms: i64) -> Resu
     let device = record.header().author.to_text();
     let (signal_id, decision, decided_at, retcode, price, volume, filled_at) = match record.body() {
         Ok(Body::Approval(a)) => {
-            let decision = format!("{:?}", a.decision).to_lowercase();
+            let decision = crate::approvals::decision_str(a.decision).to_owned();
             (a.signal_id, Some(decision), Some(a.decided_at_ms), None, None, None, None)
         }
         Ok(Body::Execution(e)) => (

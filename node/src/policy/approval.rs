@@ -269,6 +269,8 @@ impl PendingApproval {
 
     /// A decision by the trader or a remote request. `policy_now` is the policy's outcome for
     /// this signal re-evaluated at `now_ms`; an approval needs it to be `Accept`.
+    // The `expect` at the end reads back the state set on the line before it: it cannot fail.
+    #[allow(clippy::expect_used)]
     pub fn decide(
         &mut self,
         request: &DecisionRequest,

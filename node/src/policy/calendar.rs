@@ -128,6 +128,8 @@ fn parse_date(text: &str) -> Option<Date> {
 
 impl HolidayCalendar {
     /// The default calendar ([`default_calendar_toml`]).
+    // The text is compiled in, not input: that it parses is checked by a unit test.
+    #[allow(clippy::expect_used)]
     pub fn default_calendar() -> HolidayCalendar {
         // The embedded file is checked by a unit test; failing to parse it is a build defect.
         HolidayCalendar::parse(default_calendar_toml()).expect("the embedded calendar parses")

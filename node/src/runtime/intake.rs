@@ -297,11 +297,12 @@ impl Node {
                 Some((_, m)) => *m,
                 None => self.account_market_in(tx, &arow.account, mem)?,
             };
-            let outcome = evaluation.as_ref().map(|(e, _)| e.outcome.clone()).unwrap_or(
-                policy::Outcome::Skip(policy::SkipReason::Settings(policy::SettingsError::Toml(
-                    "no account".into(),
-                ))),
-            );
+            let outcome =
+                evaluation.as_ref().map(|(e, _)| e.outcome.clone()).unwrap_or_else(|| {
+                    policy::Outcome::Skip(policy::SkipReason::UnknownAccount {
+                        account: arow.account.clone(),
+                    })
+                });
             let decided = arow.pending.decide(request, &outcome, &policy.approval, market).cloned();
             let newly = was_waiting && arow.pending.decided().is_some();
             if newly {

@@ -31,6 +31,8 @@ pub mod provider;
 pub mod reconcile;
 pub mod rows;
 pub mod status;
+#[cfg(test)]
+pub(crate) mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -8,6 +8,25 @@ use rust_decimal::Decimal;
 use tradecast_protocol::ea::{self, State};
 
 use super::rows::AccountRow;
+/// Why a deal happened in the stable snake-case spelling of the EA link (`"sl"`, `"stop_out"`):
+/// the reason of a signed `Close` record, never a `Debug` text that a rename would change.
+pub fn deal_reason_name(reason: ea::DealReason) -> &'static str {
+    use ea::DealReason::*;
+    match reason {
+        Client => "client",
+        Mobile => "mobile",
+        Web => "web",
+        Expert => "expert",
+        Sl => "sl",
+        Tp => "tp",
+        StopOut => "stop_out",
+        Rollover => "rollover",
+        Vmargin => "vmargin",
+        Split => "split",
+        Other => "other",
+    }
+}
+
 /// A close refused with 10018 (market closed) is offered again after this much market time.
 const MARKET_CLOSED_RETRY_MS: i64 = 60_000;
 
@@ -148,5 +167,21 @@ pub(super) fn domain_side(s: ea::Side) -> tradecast_protocol::Side {
     match s {
         ea::Side::Buy => tradecast_protocol::Side::Buy,
         ea::Side::Sell => tradecast_protocol::Side::Sell,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Close` record's reason is the EA link's own spelling of the deal reason.
+    #[test]
+    fn deal_reasons_are_named_as_the_ea_link_spells_them() {
+        use ea::DealReason::*;
+        for r in [Client, Mobile, Web, Expert, Sl, Tp, StopOut, Rollover, Vmargin, Split, Other] {
+            let wire = serde_json::to_value(r).expect("serializes");
+            assert_eq!(Some(deal_reason_name(r)), wire.as_str(), "{r:?}");
+        }
+        assert_eq!(deal_reason_name(StopOut), "stop_out");
     }
 }

@@ -176,7 +176,7 @@ impl Node {
                         signal_id,
                         fraction,
                         price: Some(deal.price),
-                        reason: format!("{:?}", deal.reason).to_lowercase(),
+                        reason: super::mt5::deal_reason_name(deal.reason).to_owned(),
                         at_ms: deal.time_ms,
                     };
                     tx.append_record(&self.identity, StreamId::SIGNALS, &Body::Close(c), now_ms)?;

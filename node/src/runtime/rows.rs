@@ -94,6 +94,18 @@ pub enum OrderState {
 }
 
 impl OrderState {
+    /// The state's stable snake-case name (the same as its serde name in the store).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Due => "due",
+            OrderState::Sent => "sent",
+            OrderState::Acked => "acked",
+            OrderState::Rejected => "rejected",
+            OrderState::Unknown => "unknown",
+            OrderState::Expired => "expired",
+        }
+    }
+
     /// Whether the order is settled for good.
     pub fn is_final(self) -> bool {
         matches!(self, OrderState::Acked | OrderState::Rejected | OrderState::Expired)

@@ -82,9 +82,9 @@ pub(crate) fn from_connection_error(e: quinn::ConnectionError) -> ConnectError {
     match e {
         quinn::ConnectionError::ApplicationClosed(c) => {
             let reason = String::from_utf8_lossy(&c.reason).into_owned();
-            match c.error_code.into_inner() {
-                close_code::DEVICE_REFUSED => ConnectError::Refused(reason),
-                close_code::UPGRADE_REQUIRED => ConnectError::UpgradeRequired { min: None },
+            match u32::try_from(c.error_code.into_inner()) {
+                Ok(close_code::DEVICE_REFUSED) => ConnectError::Refused(reason),
+                Ok(close_code::UPGRADE_REQUIRED) => ConnectError::UpgradeRequired { min: None },
                 _ => ConnectError::Closed(reason),
             }
         }

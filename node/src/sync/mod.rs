@@ -27,28 +27,10 @@ pub use crate::store::hub_pin::{HubPin, PinError, hub_pin, move_hub, pinned_hub_
 
 use crate::store::StoreError;
 
-/// The sync protocol version this node speaks in its hello.
-pub const PROTOCOL_VERSION: u16 = 1;
-/// First bytes of the hello, before the version.
-pub const HELLO_MAGIC: &[u8; 3] = b"TCH";
-/// Hello answer: accepted, followed by the hub's version (u16 BE).
-pub const HELLO_ACCEPTED: u8 = 0;
-/// Hello answer: this node must upgrade, followed by the minimum version (u16 BE).
-pub const HELLO_UPGRADE: u8 = 1;
-
-/// QUIC application close codes the hub uses (mirrors `tradecast_hub::quic::close_code`).
-pub mod close_code {
-    /// The hub is shutting down.
-    pub const SHUTDOWN: u64 = 0;
-    /// The device is not enrolled, or revoked.
-    pub const DEVICE_REFUSED: u64 = 0x10;
-    /// The node's protocol version is too old.
-    pub const UPGRADE_REQUIRED: u64 = 0x11;
-    /// The hello was malformed or late.
-    pub const BAD_HELLO: u64 = 0x12;
-    /// Too many connections for one device.
-    pub const TOO_MANY: u64 = 0x13;
-}
+/// The hello's constants and the QUIC close codes, defined once in the protocol crate.
+pub use tradecast_protocol::session::wire::{
+    HELLO_ACCEPTED, HELLO_MAGIC, HELLO_UPGRADE, PROTOCOL_VERSION, close_code,
+};
 
 /// Why `providers` failed.
 #[derive(Debug, thiserror::Error)]

@@ -29,6 +29,8 @@
 
 mod pages;
 pub mod setup;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -356,32 +358,63 @@ fn html(markup: maud::Markup) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], markup.into_string()).into_response()
 }
 
+/// A rendered page with `status`, or, when the store could not be read, 500 and the page that
+/// says so ([`pages::store_failure`]); the cause is logged here, once.
+fn page(status: StatusCode, rendered: pages::PageResult) -> Response {
+    match rendered {
+        Ok(markup) => (status, html(markup)).into_response(),
+        Err(e) => {
+            tracing::error!(target: "tradecast::ui", error = %e, "page not rendered: the store failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, html(pages::store_failure())).into_response()
+        }
+    }
+}
+
 fn session_of(req: &axum::http::Extensions) -> Session {
     req.get::<Session>().cloned().unwrap_or(Session { csrf: String::new(), key: String::new() })
 }
 
 async fn dashboard(State(ui): State<Ui>, req: Request) -> Response {
     let s = session_of(req.extensions());
-    html(pages::dashboard(&ui.node, &s.csrf, None))
+    page(StatusCode::OK, pages::dashboard(&ui.node, &s.csrf, None))
 }
 
 async fn copy_log(State(ui): State<Ui>, req: Request) -> Response {
     let s = session_of(req.extensions());
-    html(pages::copy_log(&ui.node, &s.csrf))
+    page(StatusCode::OK, pages::copy_log(&ui.node, &s.csrf))
 }
 
 async fn history(State(ui): State<Ui>, req: Request) -> Response {
     let s = session_of(req.extensions());
-    html(pages::history(&ui.node, &s.csrf))
+    page(StatusCode::OK, pages::history(&ui.node, &s.csrf))
 }
 
 async fn settings(State(ui): State<Ui>, req: Request) -> Response {
     let s = session_of(req.extensions());
-    html(pages::settings(&ui.node, &s.csrf, None))
+    page(StatusCode::OK, pages::settings(&ui.node, &s.csrf, None))
 }
 
 async fn equity_json(State(ui): State<Ui>) -> Response {
-    axum::Json(pages::equity_series(&ui.node)).into_response()
+    match pages::equity_series(&ui.node) {
+        Ok(series) => axum::Json(series).into_response(),
+        Err(e) => {
+            // 500 problem+json like the API's; the cause is logged here, once.
+            tracing::error!(target: "tradecast::ui", error = %e, "equity series not read: the store failed");
+            let body = serde_json::json!({
+                "type": "urn:tradecast:problem:internal",
+                "title": "internal",
+                "status": 500,
+                "detail": "the node could not read its store; see the node's log",
+                "code": "internal",
+            });
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "application/problem+json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// A decision from the dashboard.
@@ -414,7 +447,7 @@ async fn decide(
         Err(e) => Err(e.to_string()),
     };
     let status = if notice.is_ok() { StatusCode::OK } else { StatusCode::CONFLICT };
-    (status, html(pages::dashboard(&ui.node, &session.csrf, Some(notice)))).into_response()
+    page(status, pages::dashboard(&ui.node, &session.csrf, Some(notice)))
 }
 
 async fn approve(
@@ -477,8 +510,10 @@ async fn save_settings(
     let status = if result.is_ok() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let notice =
         result.map(|_| "Saved: the next signal is evaluated under these settings.".to_owned());
-    let page = pages::settings(&ui.node, &session.csrf, Some(pages::SettingsNotice::Saved(notice)));
-    (status, html(page)).into_response()
+    page(
+        status,
+        pages::settings(&ui.node, &session.csrf, Some(pages::SettingsNotice::Saved(notice))),
+    )
 }
 
 /// A form that carries only the CSRF token.
@@ -500,7 +535,7 @@ async fn create_ea_key(State(ui): State<Ui>, Checked(session): Checked) -> Respo
             ))
         }
     };
-    html(pages::settings(&ui.node, &session.csrf, Some(notice)))
+    page(StatusCode::OK, pages::settings(&ui.node, &session.csrf, Some(notice)))
 }
 
 async fn revoke_ea_key(
@@ -522,8 +557,10 @@ async fn revoke_ea_key(
             )
         }
     };
-    let page = pages::settings(&ui.node, &session.csrf, Some(pages::SettingsNotice::Saved(notice)));
-    (status, html(page)).into_response()
+    page(
+        status,
+        pages::settings(&ui.node, &session.csrf, Some(pages::SettingsNotice::Saved(notice))),
+    )
 }
 
 async fn unlock(State(ui): State<Ui>, Checked(session): Checked) -> Response {
@@ -549,7 +586,7 @@ fn account_action(
     let notice =
         ui.node.pick_account(None).and_then(|a| act(&ui.node, &a)).map_err(|e| e.to_string());
     let status = if notice.is_ok() { StatusCode::OK } else { StatusCode::CONFLICT };
-    (status, html(pages::dashboard(&ui.node, &session.csrf, Some(notice)))).into_response()
+    page(status, pages::dashboard(&ui.node, &session.csrf, Some(notice)))
 }
 
 async fn logout(State(ui): State<Ui>, Checked(session): Checked) -> Response {

@@ -25,6 +25,35 @@ pub const MAX_FRAME_LEN: usize = 1 << 20;
 pub const MAX_BATCH_RECORDS: usize = 256;
 const CHECK_LEN: usize = 8;
 
+/// The sync protocol version the node says in its hello and the hub answers with (u16,
+/// big-endian after [`HELLO_MAGIC`]).
+pub const PROTOCOL_VERSION: u16 = 1;
+/// First bytes of the hello the node sends on the first bidirectional stream, before its
+/// version.
+pub const HELLO_MAGIC: &[u8; 3] = b"TCH";
+/// Hello answer: accepted, followed by the hub's version (u16 BE).
+pub const HELLO_ACCEPTED: u8 = 0;
+/// Hello answer: the node must upgrade, followed by the minimum version the hub accepts (u16 BE).
+pub const HELLO_UPGRADE: u8 = 1;
+
+/// QUIC application close codes of the sync connection, one definition for both ends. They are
+/// `u32` so that a QUIC `VarInt` is made from one without a fallible conversion (`VarInt::from`);
+/// a received code (a `u64`) is compared through `u64::from`.
+pub mod close_code {
+    /// The hub is shutting down.
+    pub const SHUTDOWN: u32 = 0;
+    /// The device is not enrolled, or revoked.
+    pub const DEVICE_REFUSED: u32 = 0x10;
+    /// The node's protocol version is too old.
+    pub const UPGRADE_REQUIRED: u32 = 0x11;
+    /// The hello was malformed or late.
+    pub const BAD_HELLO: u32 = 0x12;
+    /// Too many connections for one device.
+    pub const TOO_MANY: u32 = 0x13;
+    /// The sync session closed (dead peer, protocol violation); the node reconnects.
+    pub const SESSION_CLOSED: u32 = 0x14;
+}
+
 /// The highest contiguous committed `seq` of one stream and its header hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamMark {
