@@ -11,6 +11,7 @@ mod node_cli;
 mod store;
 mod strategy;
 mod sync;
+mod upgrade;
 
 use std::path::PathBuf;
 
