@@ -111,7 +111,7 @@ pub fn write_schema_2_fixture(dir: &Path) {
     node.store()
         .write(|tx| {
             tx.set_setting("hub.addr", "127.0.0.1:7443")?;
-            tx.set_setting("hub.identity_key", &hub.identity_key().to_hex())?;
+            tx.set_setting("hub.identity_key", &hex::encode(hub.identity_key().to_bytes()))?;
             tx.set_setting("hub.device_id", &hub.device_id().to_text())
         })
         .expect("pin");
@@ -128,10 +128,14 @@ pub fn write_schema_2_fixture(dir: &Path) {
     let by = Decider::Trader { user: "alice".into(), channel: Channel::Ui };
     let approve =
         DecisionRequest { verdict: Verdict::Approve, by: by.clone(), reason: "fixture".into() };
+    // Without quotes the policy has already refused it (an `Approval` decided by the policy);
+    // otherwise the trader decides.
     if node.decide(&signal.id.to_hex(), &approve).is_err() {
         let reject = DecisionRequest { verdict: Verdict::Reject, by, reason: "fixture".into() };
-        node.decide(&signal.id.to_hex(), &reject).expect("a rejection is always taken");
+        let _ = node.decide(&signal.id.to_hex(), &reject);
     }
+    let shared = node.store().read().expect("read").outbox(StreamId::SHARED).expect("outbox");
+    assert!(!shared.is_empty(), "the approval is signed into the shared stream");
     let mut own = feed_signal(&provider);
     own.id = SignalId([0x6b; 16]);
     own.provider = node.device_id();
