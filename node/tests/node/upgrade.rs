@@ -120,6 +120,7 @@ pub fn write_schema_2_fixture(dir: &Path) {
         sealing: provider.sealing_public_key(),
         label: "provider pc".into(),
         at_ms: T,
+        account_fingerprint: None,
     });
     node.receive_feed(1, &relayed(&provider, StreamId::DEVICE, 1, &keys)).expect("keys");
     let signal = feed_signal(&provider);
@@ -146,6 +147,7 @@ pub fn write_schema_2_fixture(dir: &Path) {
         sealing: me.sealing_public_key(),
         label: "trader pc".into(),
         at_ms: T,
+        account_fingerprint: None,
     });
     node.store()
         .write(|tx| tx.append_record(&me, StreamId::DEVICE, &own_keys, T).map(|_| ()))
