@@ -5,6 +5,7 @@
 mod backtest;
 mod cli;
 mod feed;
+mod hub_requests;
 mod indicators;
 mod link;
 mod node_cli;

@@ -1,19 +1,17 @@
 //! The store upgrade of protocol v2 (schema 2 → 3), from a store written by the node before it:
-//! `node/tests/fixtures/schema2/node.redb`, written by [`write_schema_2_fixture`] on the commit
-//! that added it (store schema 2, record version 1), then never rewritten. Regenerating it with a
-//! later node would defeat its purpose; the function stays as the record of how it was made.
+//! `node/tests/fixtures/schema2/node.redb` (store schema 2, record version 1: an account, a
+//! pinned provider and hub, a relayed signal refused by the policy with its signed `Approval`,
+//! the node's own signal and its `DeviceKeys`). It was written by `write_schema_2_fixture` in
+//! this file at commit 9eb9e08 (`TRADECAST_WRITE_SCHEMA2_FIXTURE=1 cargo nextest run -p
+//! tradecast-node the_schema_2_fixture` on that commit) and is never rewritten: a later node
+//! would write a later schema.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rust_decimal::Decimal;
-use tradecast_node::policy::approval::{Channel, Decider, DecisionRequest, Verdict};
 use tradecast_node::runtime::{Node, Settings};
 use tradecast_node::store::Store;
-use tradecast_protocol::ea;
-use tradecast_protocol::{
-    Body, ChainHash, DeviceKeys, EntryKind, HeaderFields, Identity, Record, Side, Signal, SignalId,
-    StreamId, Timeframe,
-};
+use tradecast_protocol::{Body, EntryKind, Identity, Side, Signal, SignalId, StreamId, Timeframe};
 
 /// Wednesday 2023-11-15 10:00 UTC, server time UTC+0.
 const T: i64 = 1_700_042_400_000;
@@ -55,114 +53,108 @@ pub fn feed_signal(author: &Identity) -> Signal {
     }
 }
 
-fn hello() -> ea::Hello {
-    let spec = ea::SymbolSpec {
-        symbol: "EURUSD".into(),
-        digits: 5,
-        point: Decimal::new(1, 5),
-        tick_size: Decimal::new(1, 5),
-        tick_value_profit: Decimal::ONE,
-        tick_value_loss: Decimal::ONE,
-        contract_size: Decimal::from(100_000),
-        volume_min: Decimal::new(1, 2),
-        volume_max: Decimal::from(100),
-        volume_step: Decimal::new(1, 2),
-        stops_level: 0,
-        freeze_level: 0,
-        trade_mode: ea::TradeMode::Full,
-        currency_base: "EUR".into(),
-        currency_profit: "USD".into(),
-        currency_margin: "EUR".into(),
-        sessions: Vec::new(),
-    };
-    ea::Hello {
-        login: 42,
-        server: "Test-Server".into(),
-        company: "Test".into(),
-        currency: "USD".into(),
-        leverage: 100,
-        margin_mode: ea::MarginMode::Hedging,
-        terminal_build: 1,
-        ea_version: "test".into(),
-        server_utc_offset_s: 0,
-        terminal_time_ms: T,
-        symbols: vec![spec],
-        floor_breach: None,
-    }
-}
-
-fn relayed(author: &Identity, stream: StreamId, seq: u64, body: &Body) -> Record {
-    let fields = HeaderFields { stream, seq, prev_hash: ChainHash::GENESIS, created_at_ms: T };
-    Record::sign(author, fields, body)
-}
-
-/// Writes the fixture into `dir` (a data dir: `node.redb` and nothing else is kept): an
-/// account, a pinned provider and hub, a relayed signal decided by the trader (its `Approval`
-/// record in the shared outbox and its row in `approvals`), the node's own signal, device keys.
-pub fn write_schema_2_fixture(dir: &Path) {
-    let data = tempfile::tempdir().expect("tempdir");
-    tradecast_node::serve::init(data.path()).expect("init");
-    let path = data.path().join(tradecast_node::store::FILE_NAME);
-    let store = Store::open(&path).expect("open");
-    let node = Node::new(store, Settings::default(), T).expect("node");
-    node.hello(hello(), T).expect("hello");
-    let account = node.pick_account(None).expect("account");
-    let (provider, hub) = (provider(), hub());
-    node.store()
-        .write(|tx| {
-            tx.set_setting("hub.addr", "127.0.0.1:7443")?;
-            tx.set_setting("hub.identity_key", &hex::encode(hub.identity_key().to_bytes()))?;
-            tx.set_setting("hub.device_id", &hub.device_id().to_text())
-        })
-        .expect("pin");
-    let keys = Body::DeviceKeys(DeviceKeys {
-        identity: provider.identity_key(),
-        sealing: provider.sealing_public_key(),
-        label: "provider pc".into(),
-        at_ms: T,
-        account_fingerprint: None,
-    });
-    node.receive_feed(1, &relayed(&provider, StreamId::DEVICE, 1, &keys)).expect("keys");
-    let signal = feed_signal(&provider);
-    let record = relayed(&provider, StreamId::SIGNALS, 1, &Body::Signal(signal.clone()));
-    node.receive_feed(2, &record).expect("signal");
-    let by = Decider::Trader { user: "alice".into(), channel: Channel::Ui };
-    let approve =
-        DecisionRequest { verdict: Verdict::Approve, by: by.clone(), reason: "fixture".into() };
-    // Without quotes the policy has already refused it (an `Approval` decided by the policy);
-    // otherwise the trader decides.
-    if node.decide(&signal.id.to_hex(), &approve).is_err() {
-        let reject = DecisionRequest { verdict: Verdict::Reject, by, reason: "fixture".into() };
-        let _ = node.decide(&signal.id.to_hex(), &reject);
-    }
-    let shared = node.store().read().expect("read").outbox(StreamId::SHARED).expect("outbox");
-    assert!(!shared.is_empty(), "the approval is signed into the shared stream");
-    let mut own = feed_signal(&provider);
-    own.id = SignalId([0x6b; 16]);
-    own.provider = node.device_id();
-    node.submit_signal(&account, own, false, None).expect("own signal");
-    let me = node.store().read().expect("read").identity().expect("identity").expect("init ran");
-    let own_keys = Body::DeviceKeys(DeviceKeys {
-        identity: me.identity_key(),
-        sealing: me.sealing_public_key(),
-        label: "trader pc".into(),
-        at_ms: T,
-        account_fingerprint: None,
-    });
-    node.store()
-        .write(|tx| tx.append_record(&me, StreamId::DEVICE, &own_keys, T).map(|_| ()))
-        .expect("device keys");
-    drop(node);
-    std::fs::create_dir_all(dir).expect("fixture dir");
-    std::fs::copy(&path, dir.join(tradecast_node::store::FILE_NAME)).expect("copy");
+/// A copy of the fixture's data dir to open (the committed file is never written).
+fn fixture_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let from = fixture_dir().join(tradecast_node::store::FILE_NAME);
+    let len = std::fs::metadata(&from).expect("the fixture exists").len();
+    assert!(len < 200 * 1024, "the fixture stays small ({len} bytes)");
+    std::fs::copy(&from, dir.path().join(tradecast_node::store::FILE_NAME)).expect("copy");
+    dir
 }
 
 #[test]
-fn the_schema_2_fixture_can_be_written_again_on_its_commit() {
-    if std::env::var_os("TRADECAST_WRITE_SCHEMA2_FIXTURE").is_some() {
-        write_schema_2_fixture(&fixture_dir());
+fn a_schema_2_store_from_the_previous_node_upgrades_to_3_and_reads_back_whole() {
+    let dir = fixture_copy();
+    let path = dir.path().join(tradecast_node::store::FILE_NAME);
+    {
+        use redb::{ReadableDatabase, TableDefinition};
+        let db = redb::Database::open(&path).expect("redb");
+        let read = db.begin_read().expect("read");
+        let meta = read.open_table(TableDefinition::<&str, u64>::new("meta")).expect("meta");
+        let version = meta.get("schema_version").expect("get").expect("a version").value();
+        assert_eq!(version, 2, "the fixture is schema 2");
+        assert!(
+            read.open_table(TableDefinition::<&str, &[u8]>::new("hub_requests")).is_err(),
+            "schema 2 has no hub_requests table"
+        );
     }
-    let path = fixture_dir().join(tradecast_node::store::FILE_NAME);
-    let len = std::fs::metadata(&path).expect("the fixture exists").len();
-    assert!(len < 200 * 1024, "the fixture stays small ({len} bytes)");
+    let store = Store::open(&path).expect("upgrade");
+    assert_eq!(store.schema_version().expect("version"), 3);
+    assert_eq!(tradecast_node::store::SCHEMA_VERSION, 3);
+    let view = store.read().expect("read");
+    let me = view.identity().expect("identity").expect("init ran");
+    // The outbox: every record keeps verifying under its version-1 header; the approval and the
+    // device keys decode with their old layout.
+    let shared = view.outbox(StreamId::SHARED).expect("shared");
+    assert!(!shared.is_empty(), "the fixture holds a signed approval");
+    tradecast_protocol::verify_chain(&shared, &me.identity_key(), StreamId::SHARED)
+        .expect("the v1 chain verifies");
+    for r in &shared {
+        assert_eq!(r.header().version, 1);
+        let Ok(Body::Approval(a)) = r.body() else { panic!("an approval: {r:?}") };
+        assert_eq!(a.signal_id, feed_signal(&provider()).id);
+        assert_eq!(a.lots, None, "a v1 approval has no lots");
+        assert!(!matches!(a.decided_by, tradecast_protocol::DecidedBy::Remote { .. }));
+    }
+    let device = view.outbox(StreamId::DEVICE).expect("device");
+    assert_eq!(device.len(), 1);
+    let Ok(Body::DeviceKeys(keys)) = device[0].body() else { panic!("device keys") };
+    assert_eq!((keys.label.as_str(), keys.account_fingerprint), ("trader pc", None));
+    let signals = view.outbox(StreamId::SIGNALS).expect("signals");
+    assert_eq!(signals.len(), 1);
+    signals[0].verify(&me.identity_key()).expect("own signal verifies");
+    // The feed as committed: the provider's keys and signal, pinned.
+    let feed = view.feed_from(1).expect("feed");
+    assert_eq!(feed.len(), 2);
+    assert_eq!(view.inbox_watermark().expect("watermark"), 2);
+    assert_eq!(view.authors().expect("authors")[0].key, provider().identity_key());
+    // The schema-3 tables exist, empty.
+    assert!(view.hub_requests().expect("requests").is_empty());
+    assert!(view.feature_grants().expect("grants").is_empty());
+    assert!(view.hub_refusals().expect("refusals").is_empty());
+    drop(view);
+
+    // The node starts on it: account, signals and the approval row (JSON without `lots`).
+    let node = Node::new(store, Settings::default(), T).expect("node");
+    let account = node.pick_account(None).expect("the account");
+    assert_eq!(account, "42@Test-Server");
+    assert_eq!(node.signals().expect("signals").len(), 2);
+    let approvals = node.approvals().expect("approvals");
+    assert_eq!(approvals.len(), 1);
+    let decided = approvals[0].pending.decided().expect("decided");
+    assert_eq!(decided.lots, None);
+    assert_eq!(Ok(Body::Approval(decided.clone())), shared[shared.len() - 1].body());
+    assert_eq!(
+        tradecast_node::store::hub_pin::hub_pin(node.store()).expect("pin").expect("pinned").key,
+        hub().identity_key()
+    );
+    assert!(!node.publishing().expect("publish"), "publishing is off after the upgrade");
+    // New records chain on after the v1 ones, in version 2.
+    let point = Body::EquityPoint(tradecast_protocol::EquityPoint {
+        device: me.device_id(),
+        at_ms: T,
+        balance: Decimal::from(100),
+        equity: Decimal::from(100),
+    });
+    node.record_history(&point).expect("history");
+    let pending = tradecast_protocol::Pending {
+        signal_id: feed_signal(&provider()).id,
+        device: me.device_id(),
+        expires_at_ms: T + H,
+        min_lots: Decimal::new(1, 2),
+        max_lots: Decimal::ONE,
+        risk_preview: None,
+        blocking: vec![],
+        at_ms: T,
+    };
+    node.record_pending(&pending).expect("pending");
+    let shared = node.store().read().expect("read").outbox(StreamId::SHARED).expect("shared");
+    tradecast_protocol::verify_chain(&shared, &me.identity_key(), StreamId::SHARED)
+        .expect("a v2 record chains after v1 ones");
+    assert_eq!(shared.last().expect("last").header().version, 2);
+    drop(node);
+    // Reopening is a no-op.
+    let store = Store::open(&path).expect("reopen");
+    assert_eq!(store.schema_version().expect("version"), 3);
 }
