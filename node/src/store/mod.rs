@@ -11,9 +11,9 @@
 //! this device, by request id), `feature_grants` (its plan's grants, by grant id) and
 //! `hub_refusals` (hub-signed feed items refused, by feed seq, with the reason).
 //!
-//! The code is split by table group: [`account`] (orders, executions, positions, deals, bars,
-//! equity, cursors), [`sync`] (outbox, feed, receipts, authors), [`hub_requests`] (the schema-3
-//! tables), [`upgrade`] (the steps) and [`hub_pin`] (the enrolled hub in `settings`).
+//! The code is split by table group: `account` (orders, executions, positions, deals, bars,
+//! equity, cursors), `sync` (outbox, feed, receipts, authors), `hub_requests` (the schema-3
+//! tables), `upgrade` (the steps) and [`hub_pin`] (the enrolled hub in `settings`).
 //!
 //! Every write goes through [`Store::write`], one redb transaction committed with
 //! `Durability::Immediate` (fsync) before the closure's result is handed back: a caller that

@@ -9,7 +9,7 @@ use super::{
 };
 
 /// The upgrade steps, oldest first: `UPGRADES[i]` turns version `i + 1` into `i + 2`. The
-/// mechanism is also tested with synthetic steps ([`Store::open_db_with_upgrades`]).
+/// mechanism is also tested with synthetic steps ([`super::Store::open_db_with_upgrades`]).
 pub const UPGRADES: &[Upgrade] = &[upgrade_1_to_2, upgrade_2_to_3];
 
 /// The setting that marks a drawdown cap still to merge (written by the upgrade to schema 2,

@@ -60,7 +60,7 @@ impl Channel {
 /// A trader's remote decision on a pending signal, turned into a request by the hub and signed
 /// with the hub's identity key. The node checks it against the pinned hub key, that `device` is
 /// itself and that `expires_at_ms` has not passed
-/// ([`verify_hub_request`](crate::record::verify_hub_request)), then decides under its policy.
+/// ([`verify_hub_request`](crate::hub_request::verify_hub_request)), then decides under its policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalRequest {
     pub request_id: RequestId,

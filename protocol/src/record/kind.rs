@@ -154,7 +154,7 @@ impl Kind {
     /// | `PositionSnapshot` | device | `PRIVATE` |
     /// | `TradeClosed`, `EquityPoint`, `BalanceOperation`, `Summary` | device | `PRIVATE`, or `PUBLISHED` when the trader opted in |
     /// | `Heartbeat`, `DeviceKeys` | device | `DEVICE` |
-    /// | `Command` | device or the hub | `COMMANDS` |
+    /// | `Command` | device (the trader's node; the hub signs none today) | `COMMANDS` |
     /// | `Receipt` | hub | `RECEIPTS` |
     /// | `ApprovalRequest`, `FeatureGrant` | hub | `HUB_REQUESTS` |
     pub fn streams(self) -> &'static [StreamId] {
