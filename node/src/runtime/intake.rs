@@ -320,6 +320,8 @@ impl Node {
                 });
                 self.settle_in(tx, &mut arow, &ev, now_ms)?;
             }
+            // The approval as signed: with the lots `settle_in` filled in.
+            let decided = decided.map(|a| arow.pending.decided().cloned().unwrap_or(a));
             Ok(decided.map_err(NodeError::Decision))
         })?;
         drop(inner);
