@@ -125,6 +125,7 @@ fn keys_record(id: &Identity, label: &str, now: i64) -> Record {
         sealing: id.sealing_public_key(),
         label: label.into(),
         at_ms: now,
+        account_fingerprint: None,
     };
     let f = HeaderFields {
         stream: StreamId::DEVICE,

@@ -66,6 +66,7 @@ fn keys_record(id: &Identity, label: &str, now: i64) -> String {
         sealing: id.sealing_public_key(),
         label: label.into(),
         at_ms: now,
+        account_fingerprint: None,
     };
     let f = HeaderFields {
         stream: StreamId::DEVICE,

@@ -14,8 +14,12 @@
 //!   (public Ed25519, [`IdentityKey::from_bytes`]).
 //! - Domain types ([`domain`]): [`Signal`], [`Modify`], [`Close`], [`Approval`], [`Execution`],
 //!   [`PositionSnapshot`], [`TradeClosed`], [`EquityPoint`], [`Heartbeat`], [`DeviceKeys`],
-//!   [`Command`] (`CloseAll`, `Modify`, `Close`), all serde (JSON: snake_case, decimal strings,
-//!   unix ms) and postcard.
+//!   [`Command`] (`CloseAll`, `Modify`, `Close`); since record version 2 [`ApprovalRequest`],
+//!   [`RequestAnswer`], [`Pending`], [`FeatureGrant`] (hub requests and the node's answers),
+//!   [`BalanceOperation`], [`Summary`] (published history) and [`account_fingerprint`]; all
+//!   serde (JSON: snake_case, decimal strings, unix ms) and postcard.
+//! - Hub requests ([`hub_request`]): [`verify_hub_request(&record, &hub_key, me, now_ms)`](verify_hub_request)
+//!   checks a hub-signed `ApprovalRequest` / `FeatureGrant` for one device.
 //! - Records ([`record`]):
 //!   [`Record::sign(&identity, HeaderFields { stream, seq, prev_hash, created_at_ms }, &Body::Signal(signal))`](Record::sign),
 //!   [`Record::sign_sealed`] for private streams (with a [`StreamKey`] and an RNG),
@@ -35,7 +39,7 @@
 //!   quarantine, close. [`session::Backoff`] spaces reconnects with jitter from a handed RNG.
 //! - The simulator ([`sim`]): `sim::run(SimOptions::for_seed(n))` checks the properties of
 //!   protocol.md for one seed; the `tradecast-syncsim` binary runs ranges (`--seeds A..B`).
-//! - Test vectors ([`vectors`], `tests/vectors/v1.json`) and the fuzz targets' bodies
+//! - Test vectors ([`vectors`], `tests/vectors/v1.json` and `v2.json`) and the fuzz targets' bodies
 //!   ([`fuzzing`]).
 //!
 //! ```
@@ -80,6 +84,7 @@ pub mod domain;
 pub mod ea;
 pub mod fuzzing;
 pub mod hash;
+pub mod hub_request;
 pub mod identity;
 pub mod link_auth;
 pub mod receipt;
@@ -92,16 +97,20 @@ pub mod vectors;
 
 pub use chain::{ChainError, ChainTip, verify_chain};
 pub use domain::{
-    Approval, Close, Command, DecidedBy, Decision, DeviceKeys, EntryKind, EquityPoint, Execution,
-    Heartbeat, IndicatorValue, Modify, Position, PositionSnapshot, Side, Signal, SignalId,
-    Timeframe, TradeClosed,
+    AccountFingerprint, AnswerOutcome, Approval, ApprovalRequest, BalanceKind, BalanceOperation,
+    Channel, Close, Command, DecidedBy, Decision, DeviceKeys, EntryKind, EquityPoint, Execution,
+    Feature, FeatureGrant, GrantId, Heartbeat, IndicatorValue, Modify, Pending, Position,
+    PositionSnapshot, RefusalReason, RemoteDecision, RequestAnswer, RequestId, RiskPreview, Side,
+    Signal, SignalId, Summary, Timeframe, TradeClosed, account_fingerprint,
 };
 pub use hash::ChainHash;
+pub use hub_request::{HubRequest, HubRequestError, verify_hub_request};
 pub use identity::{
     DeviceId, DeviceIdParseError, Identity, IdentityKey, KeyError, SealingPublicKey, Signature,
 };
 pub use receipt::{Receipt, ReceiptFields};
 pub use record::{
-    Body, BodyError, DecodeError, Header, HeaderFields, Kind, Record, StreamId, VerifyError,
+    Body, BodyError, DecodeError, EncodeError, Header, HeaderFields, Kind, Record, Signer,
+    StreamId, VerifyError,
 };
 pub use seal::{OpenError, StreamKey};

@@ -147,6 +147,9 @@ async fn manual_mode_waits_for_the_trader_and_the_approved_signal_fills() {
         .collect();
     assert_eq!(approved.len(), 1, "one approval record");
     assert_eq!(approved[0].decision, Decision::Approved);
+    // It carries the lots actually chosen (record version 2), as the API's answer did.
+    assert_eq!(approved[0].lots, Some(open[0].volume));
+    assert_eq!(a["lots"], "0.10", "{a}");
     assert!(shared.iter().all(|r| r.verify(&node.identity_key()).is_ok()), "signed by the node");
 
     // A second decision is refused.

@@ -27,6 +27,7 @@ fn approval_record(
         consent_version: 3,
         reason: String::new(),
         decided_at_ms: now_ms,
+        lots: None,
     };
     let fields = HeaderFields {
         stream: StreamId::SHARED,

@@ -89,6 +89,7 @@ async fn enrolment_and_management(b: Backend) {
             sealing: again.sealing_public_key(),
             label: "forged".into(),
             at_ms: now,
+            account_fingerprint: None,
         };
         let fields = crate::helpers::fields(1, now);
         // Signed by another identity than the one announced.

@@ -384,6 +384,7 @@ pub fn keys_record(identity: &Identity, label: &str, now_ms: i64) -> String {
         sealing: identity.sealing_public_key(),
         label: label.to_string(),
         at_ms: now_ms,
+        account_fingerprint: None,
     };
     let fields = HeaderFields {
         stream: StreamId::DEVICE,

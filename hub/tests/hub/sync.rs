@@ -123,6 +123,7 @@ async fn sync_outcomes_for_the_provider_and_quarantine_alarms_for_the_owner(back
         consent_version: 1,
         reason: "auto".into(),
         decided_at_ms: now,
+        lots: None,
     });
     let r1 = shared(&node, 1, ChainHash::GENESIS, approval, now);
     let execution = Body::Execution(Execution {

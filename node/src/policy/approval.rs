@@ -134,6 +134,7 @@ impl fmt::Display for Refused {
                 match decided_by {
                     DecidedBy::Policy => "rule",
                     DecidedBy::Trader(user) => user.as_str(),
+                    DecidedBy::Remote { .. } => "a remote request",
                 },
                 fmt_utc(*decided_at_ms)
             ),
@@ -239,6 +240,8 @@ impl PendingApproval {
             consent_version: settings.consent_version,
             reason,
             decided_at_ms: now_ms,
+            // The lots are the intake's to fill in when it sizes an approved plan.
+            lots: None,
         }
     }
 

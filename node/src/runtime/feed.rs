@@ -3,7 +3,10 @@
 
 use rust_decimal::Decimal;
 use tradecast_protocol::ea;
-use tradecast_protocol::{Body, DeviceId, SignalId, StreamId};
+use tradecast_protocol::{
+    Body, DeviceId, FeatureGrant, GrantId, HubRequest, HubRequestError, Kind, RequestId, SignalId,
+    StreamId, verify_hub_request,
+};
 
 use crate::policy;
 use crate::policy::copy_log::CopyLogEntry;
@@ -26,8 +29,48 @@ pub enum FeedOutcome {
     Followed { signal_id: SignalId, lines: Vec<String> },
     /// The hub's receipt for one of this node's records, verified and kept.
     Receipt { stream: StreamId, seq: u64 },
+    /// A hub-signed approval request for this device, verified and stored (acting on it is the
+    /// remote-approval issue's).
+    Request { request_id: RequestId },
+    /// A hub-signed feature grant for this device, verified and stored (or superseding an
+    /// older issue of the same id).
+    Grant { grant_id: GrantId },
+    /// A hub-signed item refused (kept in the feed and in `hub_refusals`, acknowledged like
+    /// every committed item, never acted on), and why.
+    Refused(FeedRefusal),
     /// Kept in the feed only, and why.
     Ignored(String),
+}
+
+/// Why a hub-signed feed item was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FeedRefusal {
+    /// This node has no pinned hub key to check it against (not enrolled).
+    #[error("no pinned hub key to verify a hub request against")]
+    NoHubPinned,
+    /// The record fails [`verify_hub_request`].
+    #[error(transparent)]
+    Hub(#[from] HubRequestError),
+}
+
+impl FeedRefusal {
+    /// A stable code for the store and the logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FeedRefusal::NoHubPinned => "no_hub_pinned",
+            FeedRefusal::Hub(e) => match e {
+                HubRequestError::WrongKind(_) => "wrong_kind",
+                HubRequestError::WrongStream(_) => "wrong_stream",
+                HubRequestError::WrongSigner { .. } => "wrong_signer",
+                HubRequestError::BadSignature(_) => "bad_signature",
+                HubRequestError::Decode(_) => "decode",
+                HubRequestError::WrongDevice { .. } => "wrong_device",
+                HubRequestError::Expired { .. } => "expired",
+                _ => "other",
+            },
+        }
+    }
 }
 
 impl Node {
@@ -73,6 +116,12 @@ impl Node {
         now_ms: i64,
     ) -> Result<FeedOutcome, StoreError> {
         let author = record.header().author;
+        let header = record.header();
+        if matches!(header.kind, Kind::ApprovalRequest | Kind::FeatureGrant)
+            || header.stream == StreamId::HUB_REQUESTS
+        {
+            return self.hub_request_in(tx, seq, record, now_ms);
+        }
         let body = match record.body() {
             Ok(b) => b,
             Err(e) => return Ok(FeedOutcome::Ignored(format!("body does not open: {e}"))),
@@ -187,6 +236,100 @@ impl Node {
                 Ok(FeedOutcome::Ignored(format!("nothing to do with a {:?} record", other.kind())))
             }
         }
+    }
+
+    /// A hub-signed item (a request or a grant, or anything claiming the hub's stream): checked
+    /// with [`verify_hub_request`] against the pinned hub key, for this device, at `now_ms`
+    /// (wall clock). Accepted items are stored, de-duplicated by id (a grant replaces an older
+    /// issue of its id); a refused one is recorded in `hub_refusals` with its reason and
+    /// logged as an alarm. Either way the item stays committed in the feed and is acknowledged,
+    /// the same policy as a receipt that does not match: a forged item never stops the feed,
+    /// and the hub cannot make the node act on it.
+    fn hub_request_in(
+        &self,
+        tx: &mut store::Tx<'_>,
+        seq: u64,
+        record: &tradecast_protocol::Record,
+        now_ms: i64,
+    ) -> Result<FeedOutcome, StoreError> {
+        let me = self.identity.device_id();
+        let verified = match crate::store::hub_pin::pinned_hub_key(tx)? {
+            None => Err(FeedRefusal::NoHubPinned),
+            Some(key) => verify_hub_request(record, &key, me, now_ms).map_err(FeedRefusal::from),
+        };
+        let request = match verified {
+            Ok(r) => r,
+            Err(refusal) => {
+                let header = record.header();
+                tracing::error!(target: "tradecast::feed", seq, kind = header.kind.name(),
+                    author = %header.author.fmt_short(), code = refusal.code(), reason = %refusal,
+                    "ALARM: a hub request refused");
+                tx.put_hub_refusal(&store::HubRefusalRow {
+                    feed_seq: seq,
+                    kind: header.kind.name().to_owned(),
+                    author: header.author.to_text(),
+                    header_hash: record.header_hash().to_hex(),
+                    code: refusal.code().to_owned(),
+                    reason: refusal.to_string(),
+                    at_ms: now_ms,
+                })?;
+                return Ok(FeedOutcome::Refused(refusal));
+            }
+        };
+        match request {
+            HubRequest::Approval(request) => {
+                let request_id = request.request_id;
+                if tx.hub_request(&request_id)?.is_some() {
+                    return Ok(FeedOutcome::Ignored(format!("request {request_id} already held")));
+                }
+                tracing::info!(target: "tradecast::feed", seq, request_id = %request_id,
+                    signal_id = %request.signal_id, channel = request.channel.as_str(),
+                    "hub approval request stored");
+                tx.put_hub_request(&store::StoredRequest {
+                    request,
+                    feed_seq: seq,
+                    received_at_ms: now_ms,
+                    answered: None,
+                })?;
+                Ok(FeedOutcome::Request { request_id })
+            }
+            HubRequest::Grant(grant) => {
+                let grant_id = grant.grant_id;
+                if let Some(held) = tx.feature_grant(&grant_id)?
+                    && held.grant.issued_at_ms >= grant.issued_at_ms
+                {
+                    return Ok(FeedOutcome::Ignored(format!(
+                        "grant {grant_id} issued at {} is not newer than the one held",
+                        grant.issued_at_ms
+                    )));
+                }
+                tracing::info!(target: "tradecast::feed", seq, grant_id = %grant_id,
+                    plan = %grant.plan_id, "feature grant stored");
+                tx.put_feature_grant(&store::StoredGrant {
+                    grant,
+                    feed_seq: seq,
+                    received_at_ms: now_ms,
+                })?;
+                Ok(FeedOutcome::Grant { grant_id })
+            }
+            _ => Ok(FeedOutcome::Ignored("a hub request of a kind this node does not know".into())),
+        }
+    }
+
+    /// The hub's approval requests still to act on (not answered, not expired at the wall
+    /// clock), oldest first.
+    pub fn pending_requests(&self) -> Result<Vec<store::StoredRequest>, NodeError> {
+        Ok(self.store.read()?.pending_requests(wall_ms())?)
+    }
+
+    /// The feature grants in force at `now_ms` (wall clock, unix ms).
+    pub fn feature_grants_at(&self, now_ms: i64) -> Result<Vec<FeatureGrant>, NodeError> {
+        Ok(self.store.read()?.feature_grants_at(now_ms)?)
+    }
+
+    /// The hub-signed feed items this node refused, in feed order.
+    pub fn hub_refusals(&self) -> Result<Vec<store::HubRefusalRow>, NodeError> {
+        Ok(self.store.read()?.hub_refusals()?)
     }
 
     /// Applies a provider's `Modify` or `Close` to this node's copies of its signal (positions

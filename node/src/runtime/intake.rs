@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 use tradecast_protocol::ea;
-use tradecast_protocol::{Body, StreamId};
+use tradecast_protocol::{Body, Pending, Record, RequestAnswer, StreamId};
 
-use crate::policy::approval::{DecisionRequest, PendingApproval};
+use crate::policy::approval::{ApprovalState, DecisionRequest, PendingApproval};
 use crate::policy::copy_log::CopyLogEntry;
 use crate::policy::{self, PolicySettings};
 use crate::store::{self, StoreError};
@@ -195,7 +195,15 @@ impl Node {
     ) -> Result<(), StoreError> {
         let hex = arow.pending.signal_id.to_hex();
         if let Some(a) = arow.pending.decided() {
-            let a = a.clone();
+            let mut a = a.clone();
+            // The lots actually chosen: the plan's total when it is approved and queued.
+            if a.decision == tradecast_protocol::Decision::Approved
+                && a.lots.is_none()
+                && let policy::Outcome::Accept(plan) = &evaluation.outcome
+            {
+                a.lots = Some(plan.volume);
+                arow.pending.state = ApprovalState::Decided(a.clone());
+            }
             tx.append_record(&self.identity, StreamId::SHARED, &Body::Approval(a.clone()), now_ms)?;
             tracing::info!(target: "tradecast::policy", account = %arow.account, signal_id = %hex, decision = ?a.decision, reason = %a.reason, "approval");
             if a.decision == tradecast_protocol::Decision::Approved
@@ -313,6 +321,8 @@ impl Node {
                 });
                 self.settle_in(tx, &mut arow, &ev, now_ms)?;
             }
+            // The approval as signed: with the lots `settle_in` filled in.
+            let decided = decided.map(|a| arow.pending.decided().cloned().unwrap_or(a));
             Ok(decided.map_err(NodeError::Decision))
         })?;
         drop(inner);
@@ -354,6 +364,35 @@ impl Node {
         Ok(())
     }
 
+    /// Whether the trader publishes its account history (closed trades, equity points, balance
+    /// operations, summaries) unsealed on the published stream; off by default, when they stay
+    /// sealed in the private stream.
+    pub fn publishing(&self) -> Result<bool, NodeError> {
+        Ok(self.store.read()?.setting(store::PUBLISH_SETTING)?.as_deref() == Some("true"))
+    }
+
+    /// Turns publishing on or off for the history recorded from now on (records already signed
+    /// stay where they are).
+    pub fn set_publish(&self, on: bool) -> Result<(), NodeError> {
+        let _inner = self.lock();
+        self.store.write(|tx| {
+            if on {
+                tx.set_setting(store::PUBLISH_SETTING, "true")
+            } else {
+                tx.remove_setting(store::PUBLISH_SETTING).map(|_| ())
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Signs one piece of account history (`TradeClosed`, `EquityPoint`, `BalanceOperation`,
+    /// `Summary`) where [`Node::publishing`] puts it: published unsealed, or sealed in the
+    /// private stream. Any other kind is refused.
+    pub fn record_history(&self, body: &Body) -> Result<Record, NodeError> {
+        let _inner = self.lock();
+        Ok(self.store.write(|tx| tx.append_history(&self.identity, body, wall_ms()))?)
+    }
+
     /// The copy log, oldest first.
     pub fn copy_log(&self) -> Result<Vec<CopyLogEntry>, NodeError> {
         Ok(self.store.read()?.all_json(store::COPY_LOG, "copy_log")?)
@@ -381,5 +420,46 @@ impl Node {
         drop(inner);
         self.wake();
         Ok(row)
+    }
+    /// Signs a [`Pending`] (what Telegram and the Mini App show before a press) into the shared
+    /// stream. Its `device` must be this node. Written only while remote approval is on: the
+    /// caller (the remote-approval issue) decides when.
+    pub fn record_pending(&self, pending: &Pending) -> Result<Record, NodeError> {
+        if pending.device != self.identity.device_id() {
+            return Err(NodeError::Refused("a pending signal of another device".into()));
+        }
+        let _inner = self.lock();
+        let body = Body::Pending(pending.clone());
+        Ok(self
+            .store
+            .write(|tx| tx.append_record(&self.identity, StreamId::SHARED, &body, wall_ms()))?)
+    }
+
+    /// Signs this node's [`RequestAnswer`] to a hub request into the shared stream and marks
+    /// the stored request answered, in one transaction; the request must be one this node
+    /// holds ([`Node::pending_requests`]) and not answered yet.
+    pub fn record_request_answer(&self, answer: &RequestAnswer) -> Result<Record, NodeError> {
+        if answer.device != self.identity.device_id() {
+            return Err(NodeError::Refused("an answer in another device's name".into()));
+        }
+        let _inner = self.lock();
+        let body = Body::RequestAnswer(answer.clone());
+        self.store.write(|tx| {
+            let Some(mut held) = tx.hub_request(&answer.request_id)? else {
+                return Ok(Err(NodeError::Refused(format!(
+                    "no hub request {} on this node",
+                    answer.request_id
+                ))));
+            };
+            if held.answered.is_some() || held.request.signal_id != answer.signal_id {
+                return Ok(Err(NodeError::Refused(format!(
+                    "hub request {} is already answered or names another signal",
+                    answer.request_id
+                ))));
+            }
+            held.answered = Some(answer.outcome);
+            tx.put_hub_request(&held)?;
+            Ok(Ok(tx.append_record(&self.identity, StreamId::SHARED, &body, wall_ms())?))
+        })?
     }
 }

@@ -54,7 +54,7 @@ use crate::strategy::Engine;
 /// The wall clock, re-exported for the callers of `runtime::wall_ms` (it lives in [`crate::clock`]).
 pub use crate::clock::wall_ms;
 pub use ack::REQUOTE_RETRIES;
-pub use feed::FeedOutcome;
+pub use feed::{FeedOutcome, FeedRefusal};
 pub use mt5::{explain_retcode, gap_in_session, next_open};
 pub use rows::{
     AccountRow, AckFacts, ApprovalRow, OrderAction, OrderRow, OrderState, PositionRow, SignalRow,

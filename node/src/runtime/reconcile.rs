@@ -161,12 +161,8 @@ impl Node {
                     commission: deal.commission,
                     swap: deal.swap,
                 };
-                tx.append_record(
-                    &self.identity,
-                    StreamId::PRIVATE,
-                    &Body::TradeClosed(tc),
-                    now_ms,
-                )?;
+                // Sealed in the private stream, or published when the trader opted in.
+                tx.append_history(&self.identity, &Body::TradeClosed(tc), now_ms)?;
                 tracing::info!(target: "tradecast::reconcile", %account, position_id = p.position_id,
                     reason = ?deal.reason, volume = %closed, "position closed");
                 if p.own_signal
@@ -377,12 +373,7 @@ impl Node {
                 let ep =
                     EquityPoint { device, at_ms: market, balance: s.balance, equity: s.equity };
                 tx.put_equity(&account, market, &ep)?;
-                tx.append_record(
-                    &self.identity,
-                    StreamId::PRIVATE,
-                    &Body::EquityPoint(ep),
-                    now_ms,
-                )?;
+                tx.append_history(&self.identity, &Body::EquityPoint(ep), now_ms)?;
                 acc.last_point = Some((market, s.equity));
             }
             acc.balance = Some(s.balance);

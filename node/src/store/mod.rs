@@ -5,8 +5,15 @@
 //! sealed), `accounts`, `signals`, `orders` (with their state machine), `executions`,
 //! `positions`, `deals`, `equity`, `bars`, `outbox` (the signed, chained records for the hub,
 //! keyed by stream and `seq`), `cursors` (deals, bars, the inbox watermark, order numbers),
-//! `copy_log` (every policy evaluation with its steps, in time order) and `approvals` (each
-//! signal's approval: waiting or decided).
+//! `copy_log` (every policy evaluation with its steps, in time order), `approvals` (each
+//! signal's approval: waiting or decided), `feed` (the downstream records as committed),
+//! `receipts`, `authors`, and since schema 3 `hub_requests` (the hub's approval requests for
+//! this device, by request id), `feature_grants` (its plan's grants, by grant id) and
+//! `hub_refusals` (hub-signed feed items refused, by feed seq, with the reason).
+//!
+//! The code is split by table group: `account` (orders, executions, positions, deals, bars,
+//! equity, cursors), `sync` (outbox, feed, receipts, authors), `hub_requests` (the schema-3
+//! tables), `upgrade` (the steps) and [`hub_pin`] (the enrolled hub in `settings`).
 //!
 //! Every write goes through [`Store::write`], one redb transaction committed with
 //! `Durability::Immediate` (fsync) before the closure's result is handed back: a caller that
@@ -20,22 +27,28 @@
 //!
 //! This module owns no network and no clock; times are arguments.
 
+mod account;
 pub mod hub_pin;
+mod hub_requests;
+mod sync;
+mod upgrade;
+
+pub use hub_requests::{HubRefusalRow, StoredGrant, StoredRequest};
+pub use sync::PUBLISH_SETTING;
+pub use upgrade::{DRAWDOWN_MERGE_PENDING, UPGRADES, upgrade_1_to_2, upgrade_2_to_3};
 
 use std::path::Path;
 
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    StorageBackend, TableDefinition, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, StorageBackend,
+    TableDefinition, WriteTransaction,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tradecast_protocol::{
-    Body, ChainHash, DeviceId, HeaderFields, Identity, Record, StreamId, StreamKey,
-};
+use tradecast_protocol::Identity;
 
 /// The schema this node writes.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// The store's file name in the data dir.
 pub const FILE_NAME: &str = "node.redb";
@@ -79,6 +92,16 @@ pub(crate) const RECEIPTS: TableDefinition<'static, (u32, u64), &[u8]> =
     TableDefinition::new("receipts");
 /// Authors whose feed records this node accepts: device id (text) → JSON [`PinnedAuthor`].
 pub(crate) const AUTHORS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("authors");
+/// The hub's approval requests for this device: request id (hex) → JSON [`StoredRequest`].
+pub(crate) const HUB_REQUESTS: TableDefinition<'static, &str, &[u8]> =
+    TableDefinition::new("hub_requests");
+/// The feature grants of this device's plan: grant id (hex) → JSON [`StoredGrant`] (the grant
+/// issued last under that id).
+pub(crate) const FEATURE_GRANTS: TableDefinition<'static, &str, &[u8]> =
+    TableDefinition::new("feature_grants");
+/// Hub-signed feed items this node refused: feed seq → JSON [`HubRefusalRow`].
+pub(crate) const HUB_REFUSALS: TableDefinition<'static, u64, &[u8]> =
+    TableDefinition::new("hub_refusals");
 
 const KEY_SCHEMA: &str = "schema_version";
 /// Cursors of the device rather than of an account live under this account key.
@@ -141,6 +164,13 @@ pub enum StoreError {
     /// A sealed value does not open (wrong identity or tampering).
     #[error("a sealed value in the store does not open")]
     Unseal,
+    /// Only account history (closed trades, equity points, balance operations, summaries) goes
+    /// through [`Tx::append_history`].
+    #[error("a {kind} record is not account history")]
+    NotHistory {
+        /// The record kind's name.
+        kind: &'static str,
+    },
 }
 
 macro_rules! from_redb {
@@ -163,60 +193,6 @@ from_redb!(
 
 /// A schema upgrade step: runs inside the opening transaction.
 pub type Upgrade = fn(&WriteTransaction) -> Result<(), StoreError>;
-
-/// The upgrade steps, oldest first: `UPGRADES[i]` turns version `i + 1` into `i + 2`. The
-/// mechanism is also tested with synthetic steps ([`Store::open_db_with_upgrades`]).
-pub const UPGRADES: &[Upgrade] = &[upgrade_1_to_2];
-
-/// The setting that marks a drawdown cap still to merge (written by the upgrade to schema 2,
-/// removed by the node's start, which knows the old cap from `config.toml`).
-pub const DRAWDOWN_MERGE_PENDING: &str = "upgrade.drawdown_merge_pending";
-
-/// Schema 1 → 2: an account's day start becomes one `day_start` ([`crate::policy::risk::DayStart`]:
-/// the server day's start in unix ms and the equity then) instead of `day` (days since the epoch
-/// in server time) and `day_start_equity`; and the guard's drawdown cap (`drawdown_max_pct` in
-/// `config.toml`) is to be merged into the policy's `risk.drawdown_lock_pct`, the stricter
-/// winning, when the node next starts ([`DRAWDOWN_MERGE_PENDING`]).
-pub fn upgrade_1_to_2(tx: &WriteTransaction) -> Result<(), StoreError> {
-    let mut rows = Vec::new();
-    {
-        let t = tx.open_table(ACCOUNTS)?;
-        for e in t.iter()? {
-            let (k, v) = e?;
-            let row: serde_json::Value = from_row("accounts", v.value())?;
-            rows.push((k.value().to_owned(), row));
-        }
-    }
-    let mut t = tx.open_table(ACCOUNTS)?;
-    for (key, mut row) in rows {
-        let Some(obj) = row.as_object_mut() else {
-            return Err(StoreError::Row {
-                table: "accounts",
-                message: format!("{key}: not an object"),
-            });
-        };
-        let day = obj.remove("day").and_then(|d| d.as_i64());
-        let equity = obj.remove("day_start_equity").filter(|e| !e.is_null());
-        let offset_s = obj.get("server_utc_offset_s").and_then(|o| o.as_i64()).unwrap_or(0);
-        let day_start = match (day, equity) {
-            (Some(day), Some(equity)) => {
-                let ms = day
-                    .checked_mul(86_400_000)
-                    .and_then(|d| d.checked_sub(offset_s.checked_mul(1_000)?))
-                    .ok_or_else(|| StoreError::Row {
-                        table: "accounts",
-                        message: format!("{key}: day {day} is out of range"),
-                    })?;
-                serde_json::json!({ "day_start_ms": ms, "equity": equity })
-            }
-            _ => serde_json::Value::Null,
-        };
-        obj.insert("day_start".into(), day_start);
-        t.insert(key.as_str(), to_row("accounts", &row)?.as_slice())?;
-    }
-    tx.open_table(SETTINGS)?.insert(DRAWDOWN_MERGE_PENDING, "true")?;
-    Ok(())
-}
 
 /// The node's redb store.
 #[derive(Debug)]
@@ -342,6 +318,9 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(FEED)?;
     tx.open_table(AUTHORS)?;
     tx.open_table(RECEIPTS)?;
+    tx.open_table(HUB_REQUESTS)?;
+    tx.open_table(FEATURE_GRANTS)?;
+    tx.open_table(HUB_REFUSALS)?;
     Ok(())
 }
 
@@ -355,23 +334,6 @@ fn identity_from_bytes(bytes: &[u8]) -> Option<Identity> {
     let seed: [u8; 32] = bytes.get(..32)?.try_into().ok()?;
     let x: [u8; 32] = bytes.get(32..64)?.try_into().ok()?;
     Some(Identity::from_secret_bytes(&seed, &x))
-}
-
-/// The tip of one outbox stream: `(seq, header hash)` of its last record.
-fn stream_tip(
-    table: &impl ReadableTable<(u32, u64), &'static [u8]>,
-    stream: StreamId,
-) -> Result<(u64, ChainHash), StoreError> {
-    let last = table.range((stream.0, 0)..=(stream.0, u64::MAX))?.next_back();
-    match last {
-        None => Ok((0, ChainHash::GENESIS)),
-        Some(entry) => {
-            let (k, v) = entry?;
-            let record = Record::decode(v.value())
-                .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })?;
-            Ok((k.value().1, record.header_hash()))
-        }
-    }
 }
 
 impl Tx<'_> {
@@ -455,236 +417,6 @@ impl Tx<'_> {
     pub fn remove_ea_key(&mut self, key_id: &str) -> Result<bool, StoreError> {
         Ok(self.tx.open_table(EA_KEYS)?.remove(key_id)?.is_some())
     }
-
-    /// An order row.
-    pub fn order<T: DeserializeOwned>(
-        &self,
-        account: &str,
-        order_id: &str,
-    ) -> Result<Option<T>, StoreError> {
-        let t = self.tx.open_table(ORDERS)?;
-        let v = t.get((account, order_id))?;
-        v.map(|v| from_row("orders", v.value())).transpose()
-    }
-
-    /// Writes an order row.
-    pub fn put_order<T: Serialize>(
-        &mut self,
-        account: &str,
-        order_id: &str,
-        row: &T,
-    ) -> Result<(), StoreError> {
-        let bytes = to_row("orders", row)?;
-        self.tx.open_table(ORDERS)?.insert((account, order_id), bytes.as_slice())?;
-        Ok(())
-    }
-
-    /// Every order row of an account.
-    pub fn orders<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
-        let t = self.tx.open_table(ORDERS)?;
-        collect_range(t.range((account, "")..(account, "\u{10FFFF}"))?, "orders")
-    }
-
-    /// Writes an execution row, keyed by order id.
-    pub fn put_execution<T: Serialize>(
-        &mut self,
-        account: &str,
-        order_id: &str,
-        row: &T,
-    ) -> Result<(), StoreError> {
-        let bytes = to_row("executions", row)?;
-        self.tx.open_table(EXECUTIONS)?.insert((account, order_id), bytes.as_slice())?;
-        Ok(())
-    }
-
-    /// A position row.
-    pub fn position<T: DeserializeOwned>(
-        &self,
-        account: &str,
-        position_id: u64,
-    ) -> Result<Option<T>, StoreError> {
-        let t = self.tx.open_table(POSITIONS)?;
-        let v = t.get((account, position_id))?;
-        v.map(|v| from_row("positions", v.value())).transpose()
-    }
-
-    /// Writes a position row.
-    pub fn put_position<T: Serialize>(
-        &mut self,
-        account: &str,
-        position_id: u64,
-        row: &T,
-    ) -> Result<(), StoreError> {
-        let bytes = to_row("positions", row)?;
-        self.tx.open_table(POSITIONS)?.insert((account, position_id), bytes.as_slice())?;
-        Ok(())
-    }
-
-    /// Every position row of an account.
-    pub fn positions<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
-        let t = self.tx.open_table(POSITIONS)?;
-        collect_range(t.range((account, 0)..=(account, u64::MAX))?, "positions")
-    }
-
-    /// Whether a deal is known (deduplication by deal ticket).
-    pub fn has_deal(&self, account: &str, ticket: u64) -> Result<bool, StoreError> {
-        Ok(self.tx.open_table(DEALS)?.get((account, ticket))?.is_some())
-    }
-
-    /// Stores a deal.
-    pub fn put_deal<T: Serialize>(
-        &mut self,
-        account: &str,
-        ticket: u64,
-        row: &T,
-    ) -> Result<(), StoreError> {
-        let bytes = to_row("deals", row)?;
-        self.tx.open_table(DEALS)?.insert((account, ticket), bytes.as_slice())?;
-        Ok(())
-    }
-
-    /// Every deal of an account, by ticket.
-    pub fn deals<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
-        let t = self.tx.open_table(DEALS)?;
-        collect_range(t.range((account, 0)..=(account, u64::MAX))?, "deals")
-    }
-
-    /// Whether a bar is known (deduplication by symbol, timeframe, time).
-    pub fn has_bar(&self, account: &str, series: &str, time_ms: i64) -> Result<bool, StoreError> {
-        Ok(self.tx.open_table(BARS)?.get((account, series, time_ms))?.is_some())
-    }
-
-    /// Stores a bar of `series` (`EURUSD:H1`) for an account.
-    pub fn put_bar<T: Serialize>(
-        &mut self,
-        account: &str,
-        series: &str,
-        time_ms: i64,
-        row: &T,
-    ) -> Result<(), StoreError> {
-        let bytes = to_row("bars", row)?;
-        self.tx.open_table(BARS)?.insert((account, series, time_ms), bytes.as_slice())?;
-        Ok(())
-    }
-
-    /// The stored bars of `series` for an account, oldest first: `(open time, row)`.
-    pub fn bars<T: DeserializeOwned>(
-        &self,
-        account: &str,
-        series: &str,
-    ) -> Result<Vec<(i64, T)>, StoreError> {
-        let t = self.tx.open_table(BARS)?;
-        let mut out = Vec::new();
-        for e in t.range((account, series, i64::MIN)..=(account, series, i64::MAX))? {
-            let (k, v) = e?;
-            out.push((k.value().2, from_row("bars", v.value())?));
-        }
-        Ok(out)
-    }
-
-    /// Appends an equity point.
-    pub fn put_equity<T: Serialize>(
-        &mut self,
-        account: &str,
-        at_ms: i64,
-        row: &T,
-    ) -> Result<(), StoreError> {
-        let bytes = to_row("equity", row)?;
-        self.tx.open_table(EQUITY)?.insert((account, at_ms), bytes.as_slice())?;
-        Ok(())
-    }
-
-    /// A cursor (deals, bars per series, the inbox watermark, the order-number counter).
-    pub fn cursor(&self, account: &str, name: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.tx.open_table(CURSORS)?.get((account, name))?.map(|v| v.value()))
-    }
-
-    /// Sets a cursor.
-    pub fn set_cursor(&mut self, account: &str, name: &str, value: i64) -> Result<(), StoreError> {
-        self.tx.open_table(CURSORS)?.insert((account, name), value)?;
-        Ok(())
-    }
-
-    /// The inbox watermark: the highest downstream `seq` committed (the sync client acks it
-    /// to the hub only after this commit).
-    pub fn set_inbox_watermark(&mut self, seq: u64) -> Result<(), StoreError> {
-        let v = i64::try_from(seq).unwrap_or(i64::MAX);
-        self.set_cursor(DEVICE_KEY, INBOX_CURSOR, v)
-    }
-
-    /// The inbox watermark (0 before any downstream record).
-    pub fn inbox_watermark(&self) -> Result<u64, StoreError> {
-        let v = self.cursor(DEVICE_KEY, INBOX_CURSOR)?.unwrap_or(0);
-        Ok(u64::try_from(v).unwrap_or(0))
-    }
-
-    /// Stores feed item `seq` (the record unchanged) and moves the inbox watermark to it.
-    pub fn put_feed(&mut self, seq: u64, record: &Record) -> Result<(), StoreError> {
-        self.tx.open_table(FEED)?.insert(seq, record.encode().as_slice())?;
-        self.set_inbox_watermark(seq)
-    }
-
-    /// This node's outbox record at (`stream`, `seq`).
-    pub fn outbox_record(&self, stream: StreamId, seq: u64) -> Result<Option<Record>, StoreError> {
-        let t = self.tx.open_table(OUTBOX)?;
-        let v = t.get((stream.0, seq))?;
-        v.map(|v| {
-            Record::decode(v.value())
-                .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })
-        })
-        .transpose()
-    }
-
-    /// Keeps the hub's receipt for this node's record (`stream`, `seq`).
-    pub fn put_receipt(&mut self, receipt: &tradecast_protocol::Receipt) -> Result<(), StoreError> {
-        let bytes = to_row("receipts", receipt)?;
-        let key = (receipt.fields.stream.0, receipt.fields.seq);
-        self.tx.open_table(RECEIPTS)?.insert(key, bytes.as_slice())?;
-        Ok(())
-    }
-
-    /// A pinned author, if any.
-    pub fn author(&self, device: &DeviceId) -> Result<Option<PinnedAuthor>, StoreError> {
-        self.get_json(AUTHORS, "authors", &device.to_text())
-    }
-
-    /// Pins (or updates) an author.
-    pub fn put_author(&mut self, author: &PinnedAuthor) -> Result<(), StoreError> {
-        self.put_json(AUTHORS, "authors", &author.key.device_id().to_text(), author)
-    }
-
-    /// Every pinned author.
-    pub fn authors(&self) -> Result<Vec<PinnedAuthor>, StoreError> {
-        self.all_json(AUTHORS, "authors")
-    }
-
-    /// Signs `body` as the next record of `stream` (seq = tip + 1, prev_hash = tip's header
-    /// hash) and appends it to the outbox in this transaction. On the private stream the body
-    /// is sealed (XChaCha20-Poly1305 under the device's own stream key).
-    pub fn append_record(
-        &mut self,
-        identity: &Identity,
-        stream: StreamId,
-        body: &Body,
-        created_at_ms: i64,
-    ) -> Result<Record, StoreError> {
-        let mut t = self.tx.open_table(OUTBOX)?;
-        let (seq, prev_hash) = stream_tip(&t, stream)?;
-        let seq = seq + 1;
-        let fields = HeaderFields { stream, seq, prev_hash, created_at_ms };
-        let record = if stream == StreamId::PRIVATE {
-            // What the trader shares with nobody is sealed to the trader's own devices.
-            let seed =
-                crate::keys::random_bytes::<32>().map_err(|e| StoreError::Random(e.to_string()))?;
-            let mut rng = <chacha20::ChaCha20Rng as rand_core::SeedableRng>::from_seed(*seed);
-            let key = StreamKey::derive(identity, &identity.device_id(), stream);
-            Record::sign_sealed(identity, fields, body, &key, &mut rng)
-        } else {
-            Record::sign(identity, fields, body)
-        };
-        t.insert((stream.0, seq), record.encode().as_slice())?;
-        Ok(record)
-    }
 }
 
 fn collect_range<K: redb::Key + 'static, T: DeserializeOwned>(
@@ -760,150 +492,5 @@ impl View {
             out.push(from_row(name, v.value())?);
         }
         Ok(out)
-    }
-
-    /// Every order row of an account.
-    pub fn orders<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
-        let t = self.tx.open_table(ORDERS)?;
-        collect_range(t.range((account, "")..(account, "\u{10FFFF}"))?, "orders")
-    }
-
-    /// Every execution row of an account.
-    pub fn executions<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
-        let t = self.tx.open_table(EXECUTIONS)?;
-        collect_range(t.range((account, "")..(account, "\u{10FFFF}"))?, "executions")
-    }
-
-    /// Every position row of an account.
-    pub fn positions<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
-        let t = self.tx.open_table(POSITIONS)?;
-        collect_range(t.range((account, 0)..=(account, u64::MAX))?, "positions")
-    }
-
-    /// Every deal of an account, by ticket.
-    pub fn deals<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
-        let t = self.tx.open_table(DEALS)?;
-        collect_range(t.range((account, 0)..=(account, u64::MAX))?, "deals")
-    }
-
-    /// Every equity point of an account, oldest first.
-    pub fn equity<T: DeserializeOwned>(&self, account: &str) -> Result<Vec<T>, StoreError> {
-        let t = self.tx.open_table(EQUITY)?;
-        collect_range(t.range((account, i64::MIN)..=(account, i64::MAX))?, "equity")
-    }
-
-    /// A cursor.
-    pub fn cursor(&self, account: &str, name: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.tx.open_table(CURSORS)?.get((account, name))?.map(|v| v.value()))
-    }
-
-    /// Number of bars stored.
-    pub fn n_bars(&self) -> Result<u64, StoreError> {
-        Ok(self.tx.open_table(BARS)?.len()?)
-    }
-
-    /// The inbox watermark (0 before any downstream record).
-    pub fn inbox_watermark(&self) -> Result<u64, StoreError> {
-        let v = self.cursor(DEVICE_KEY, INBOX_CURSOR)?.unwrap_or(0);
-        Ok(u64::try_from(v).unwrap_or(0))
-    }
-
-    /// The outbox records of a stream from `seq` on (a resend from the hub's mark).
-    pub fn outbox_from(&self, stream: StreamId, seq: u64) -> Result<Vec<Record>, StoreError> {
-        self.outbox_page(stream, seq, usize::MAX)
-    }
-
-    /// Every pinned author.
-    pub fn authors(&self) -> Result<Vec<PinnedAuthor>, StoreError> {
-        let t = self.tx.open_table(AUTHORS)?;
-        let mut out = Vec::new();
-        for e in t.iter()? {
-            let (_, v) = e?;
-            out.push(from_row("authors", v.value())?);
-        }
-        Ok(out)
-    }
-
-    /// The hub's receipts this node holds for its records of `stream`, in `seq` order.
-    pub fn receipts(
-        &self,
-        stream: StreamId,
-    ) -> Result<Vec<tradecast_protocol::Receipt>, StoreError> {
-        let t = self.tx.open_table(RECEIPTS)?;
-        let mut out = Vec::new();
-        for e in t.range((stream.0, 0)..=(stream.0, u64::MAX))? {
-            let (_, v) = e?;
-            out.push(from_row("receipts", v.value())?);
-        }
-        Ok(out)
-    }
-
-    /// (seq, header hash) of the last `n` committed feed items, in `seq` order.
-    pub fn feed_recent(&self, n: usize) -> Result<Vec<(u64, ChainHash)>, StoreError> {
-        let t = self.tx.open_table(FEED)?;
-        let mut out = Vec::new();
-        for e in t.iter()?.rev().take(n) {
-            let (k, v) = e?;
-            let record = Record::decode(v.value())
-                .map_err(|e| StoreError::Row { table: "feed", message: e.to_string() })?;
-            out.push((k.value(), record.header_hash()));
-        }
-        out.reverse();
-        Ok(out)
-    }
-
-    /// The committed feed items from `seq` on, in order.
-    pub fn feed_from(&self, seq: u64) -> Result<Vec<(u64, Record)>, StoreError> {
-        let t = self.tx.open_table(FEED)?;
-        let mut out = Vec::new();
-        for e in t.range(seq..)? {
-            let (k, v) = e?;
-            let record = Record::decode(v.value())
-                .map_err(|e| StoreError::Row { table: "feed", message: e.to_string() })?;
-            out.push((k.value(), record));
-        }
-        Ok(out)
-    }
-
-    /// At most `limit` outbox records of a stream from `seq` on, in `seq` order.
-    pub fn outbox_page(
-        &self,
-        stream: StreamId,
-        seq: u64,
-        limit: usize,
-    ) -> Result<Vec<Record>, StoreError> {
-        let t = self.tx.open_table(OUTBOX)?;
-        let mut out = Vec::new();
-        for e in t.range((stream.0, seq)..=(stream.0, u64::MAX))?.take(limit) {
-            let (_, v) = e?;
-            out.push(
-                Record::decode(v.value())
-                    .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })?,
-            );
-        }
-        Ok(out)
-    }
-
-    /// The last `seq` this node signed on a stream (0 before the first record).
-    pub fn outbox_tip(&self, stream: StreamId) -> Result<u64, StoreError> {
-        Ok(stream_tip(&self.tx.open_table(OUTBOX)?, stream)?.0)
-    }
-
-    /// How many of the hub's receipts this node holds for its records of `stream`, and the
-    /// highest `seq` they cover (0 without any).
-    pub fn receipts_held(&self, stream: StreamId) -> Result<(u64, u64), StoreError> {
-        let t = self.tx.open_table(RECEIPTS)?;
-        let (mut n, mut last) = (0, 0);
-        for e in t.range((stream.0, 0)..=(stream.0, u64::MAX))? {
-            let (k, _) = e?;
-            n += 1;
-            last = k.value().1;
-        }
-        Ok((n, last))
-    }
-
-    /// The outbox records of a stream, in `seq` order.
-    pub fn outbox(&self, stream: StreamId) -> Result<Vec<Record>, StoreError> {
-        self.outbox_page(stream, 0, usize::MAX)
     }
 }

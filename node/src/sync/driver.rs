@@ -10,7 +10,7 @@
 //! - **Downstream**: the session starts from the store's inbox watermark, the hashes of the last
 //!   committed feed items and the pinned author keys; each `CommitFeed` (a record the session
 //!   verified against its author's pinned key, or a self-signed `DeviceKeys` pinning one) goes
-//!   to the [`FeedSink`] — the node's runtime commits the item with everything it causes in one
+//!   to the [`SyncHost`] (`receive_feed`) — the node's runtime commits the item with everything it causes in one
 //!   durable write — and only then is `FeedCommitted` reported, so the hub's ack follows the
 //!   commit. A sink failure ends the session unacknowledged; the hub resends.
 //! - **Refusals**: a hub that refuses the device (not enrolled, revoked) or asks for an upgrade

@@ -83,6 +83,7 @@ fn device_keys_record(store: &Store, label: &str, now_ms: i64) -> Result<Record,
         sealing: identity.sealing_public_key(),
         label: label.to_string(),
         at_ms: now_ms,
+        account_fingerprint: None,
     };
     Ok(store.write(|tx| {
         tx.append_record(&identity, StreamId::DEVICE, &Body::DeviceKeys(keys), now_ms)

@@ -28,6 +28,7 @@ fn keys(author: &Identity, label: &str) -> Record {
         sealing: author.sealing_public_key(),
         label: label.into(),
         at_ms: 1_000,
+        account_fingerprint: None,
     });
     record(author, StreamId::DEVICE, 1, &body)
 }

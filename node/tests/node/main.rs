@@ -5,12 +5,14 @@
 mod backtest;
 mod cli;
 mod feed;
+mod hub_requests;
 mod indicators;
 mod link;
 mod node_cli;
 mod store;
 mod strategy;
 mod sync;
+mod upgrade;
 
 use std::path::PathBuf;
 

@@ -465,7 +465,7 @@ fn upgraded_cap(saved_lock: Option<&str>, old_cap: &str, config_lock: &str) -> S
     let path = dir.path().join(tradecast_node::store::FILE_NAME);
     schema_1_store(&path, saved_lock);
     let store = Store::open(&path).expect("upgrade");
-    assert_eq!(store.schema_version().expect("version"), 2);
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
     let mut settings = tradecast_node::runtime::Settings {
         upgrade_drawdown_max_pct: old_cap.parse().expect("pct"),
         ..Default::default()

@@ -25,6 +25,19 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         let record = hex::decode(r["record"].as_str().unwrap()).unwrap();
         out.push(("record_decode", format!("vector-record-{i}"), record));
     }
+    // Every record of the v2 vectors: each kind of version 2 and the changed ones.
+    let v2: serde_json::Value = serde_json::from_str(include_str!("../vectors/v2.json")).unwrap();
+    let mut hub_requests = Vec::new();
+    for chain in v2["chains"].as_array().unwrap() {
+        for r in chain["records"].as_array().unwrap() {
+            let record = hex::decode(r["record"].as_str().unwrap()).unwrap();
+            let name = format!("v2-{}-{}", r["kind_name"].as_str().unwrap(), r["seq"]);
+            if chain["stream"] == StreamId::HUB_REQUESTS.0 {
+                hub_requests.push(record.clone());
+            }
+            out.push(("record_decode", name, record));
+        }
+    }
     // A sealed record, and the frames a session carries.
     let node = vector_identity(0);
     let key = StreamKey::derive(&node, &node.device_id(), StreamId::PRIVATE);
@@ -95,6 +108,15 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     session.extend(chunk(3, &ping));
     out.push(("session_receive", "records-acks-feed".into(), session));
     out.push(("session_receive", "records-resealed".into(), chunk(2, &records)));
+    // The hub's requests arriving in the node's feed.
+    let hub_feed = wire::encode(&Message::Feed {
+        items: hub_requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, record)| FeedItemWire { seq: i as u64 + 1, record })
+            .collect(),
+    });
+    out.push(("session_receive", "feed-hub-requests".into(), chunk(1, &hub_feed)));
     out.push(("record_decode", "records-frame".into(), records));
     out
 }

@@ -95,6 +95,12 @@ fn every_body_type_round_trips_through_json() {
             B::DeviceKeys(v) => check(v),
             B::Receipt(v) => check(v),
             B::Command(v) => check(v),
+            B::ApprovalRequest(v) => check(v),
+            B::RequestAnswer(v) => check(v),
+            B::Pending(v) => check(v),
+            B::FeatureGrant(v) => check(v),
+            B::BalanceOperation(v) => check(v),
+            B::Summary(v) => check(v),
             other => panic!("a body kind without a JSON check: {:?}", other.kind()),
         }
     }

@@ -3,12 +3,15 @@
 
 mod chain;
 mod fuzz_corpus;
+mod hub_requests;
 mod identity;
 mod json;
 mod proptests;
+mod proptests_v2;
 mod records;
 mod seal;
 mod session;
 mod sim;
 mod support;
 mod vectors;
+mod vectors_v2;

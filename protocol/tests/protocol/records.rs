@@ -99,7 +99,10 @@ fn decode_errors_are_typed() {
         v[i] = b;
         v
     };
-    check(&with(0, 2), DecodeError::UnknownVersion(2));
+    check(&with(0, 3), DecodeError::UnknownVersion(3));
+    check(&with(0, 0), DecodeError::UnknownVersion(0));
+    // A version-2 header behind a version-1 frame byte.
+    check(&with(0, 1), DecodeError::FrameMismatch);
     check(&with(1, 0), DecodeError::UnknownKind(0));
     check(&with(1, 99), DecodeError::UnknownKind(99));
     check(&with(1, Kind::Modify as u8), DecodeError::FrameMismatch);
@@ -175,6 +178,7 @@ pub fn every_body(author: &tradecast_protocol::Identity) -> Vec<Body> {
             consent_version: 2,
             reason: String::new(),
             decided_at_ms: 3,
+            lots: None,
         }),
         Body::Execution(Execution {
             order_id: 42,
@@ -237,6 +241,7 @@ pub fn every_body(author: &tradecast_protocol::Identity) -> Vec<Body> {
             sealing: author.sealing_public_key(),
             label: "office".into(),
             at_ms: 10,
+            account_fingerprint: None,
         }),
         Body::Receipt(Receipt::sign(&hub, &first, 11)),
         Body::Command(Command::CloseAll {
@@ -246,6 +251,66 @@ pub fn every_body(author: &tradecast_protocol::Identity) -> Vec<Body> {
         }),
         Body::Command(Command::Modify(modify)),
         Body::Command(Command::Close(close)),
+        // Record version 2.
+        Body::ApprovalRequest(tradecast_protocol::ApprovalRequest {
+            request_id: tradecast_protocol::RequestId([4; 16]),
+            signal_id: sid,
+            device,
+            decision: tradecast_protocol::RemoteDecision::Rejected,
+            lots: None,
+            expires_at_ms: 13,
+            channel: tradecast_protocol::Channel::Telegram,
+            telegram_user_id: Some(-5),
+            requested_at_ms: 12,
+        }),
+        Body::RequestAnswer(tradecast_protocol::RequestAnswer {
+            request_id: tradecast_protocol::RequestId([4; 16]),
+            signal_id: sid,
+            device,
+            outcome: tradecast_protocol::AnswerOutcome::Refused(
+                tradecast_protocol::RefusalReason::MarketClosed,
+            ),
+            at_ms: 14,
+        }),
+        Body::Pending(tradecast_protocol::Pending {
+            signal_id: sid,
+            device,
+            expires_at_ms: 20,
+            min_lots: dec("0.01"),
+            max_lots: dec("1.5"),
+            risk_preview: None,
+            blocking: vec!["daily_loss".into()],
+            at_ms: 15,
+        }),
+        Body::FeatureGrant(tradecast_protocol::FeatureGrant {
+            grant_id: tradecast_protocol::GrantId([5; 16]),
+            device,
+            plan_id: "free".into(),
+            features: vec![tradecast_protocol::Feature::Signals],
+            valid_from_ms: 0,
+            valid_until_ms: None,
+            issued_at_ms: 16,
+        }),
+        Body::BalanceOperation(tradecast_protocol::BalanceOperation {
+            device,
+            deal: 7,
+            kind: tradecast_protocol::BalanceKind::Withdrawal,
+            amount: dec("-250.00"),
+            currency: "EUR".into(),
+            at_ms: 17,
+            comment: "payout".into(),
+        }),
+        Body::Summary(tradecast_protocol::Summary {
+            device,
+            day: "2025-11-24".into(),
+            at_ms: 18,
+            balance: dec("9750.00"),
+            equity: dec("9801.10"),
+            open_positions: 2,
+            floating_pnl: dec("51.10"),
+            day_pnl: dec("-12.40"),
+            currency: None,
+        }),
     ]
 }
 

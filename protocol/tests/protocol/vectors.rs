@@ -1,4 +1,5 @@
-//! The v1 test vectors: the file matches its generator, and every value in it is re-derived
+//! The v1 test vectors (the compatibility vectors: this crate writes version 2 and still reads
+//! and verifies every v1 record): the file matches its generator, and every value in it is re-derived
 //! from the keys with the primitive crates alone (ed25519-dalek, x25519-dalek, sha2, blake3,
 //! hkdf, chacha20poly1305), the way another implementation would, written from the JSON and
 //! protocol.md — not by calling this crate's encoders.
@@ -15,11 +16,11 @@ fn vectors() -> Value {
     serde_json::from_str(FILE).expect("v1.json is JSON")
 }
 
-fn bytes(v: &Value) -> Vec<u8> {
+pub(crate) fn bytes(v: &Value) -> Vec<u8> {
     hex::decode(v.as_str().expect("hex string")).expect("lowercase hex")
 }
 
-fn arr<const N: usize>(v: &Value) -> [u8; N] {
+pub(crate) fn arr<const N: usize>(v: &Value) -> [u8; N] {
     bytes(v).try_into().expect("length")
 }
 
@@ -28,7 +29,7 @@ fn the_file_is_what_the_generator_prints() {
     assert_eq!(
         FILE,
         tradecast_protocol::vectors::generate_text(),
-        "regenerate: cargo run -p tradecast-protocol --bin tradecast-vectors > protocol/tests/vectors/v1.json"
+        "regenerate: cargo run -p tradecast-protocol --bin tradecast-vectors -- v1 > protocol/tests/vectors/v1.json"
     );
 }
 
@@ -73,7 +74,7 @@ fn identities_re_derive_from_their_secrets() {
     }
 }
 
-fn varint(out: &mut Vec<u8>, mut value: u64) {
+pub(crate) fn varint(out: &mut Vec<u8>, mut value: u64) {
     loop {
         let b = (value & 0x7f) as u8;
         value >>= 7;
@@ -85,7 +86,7 @@ fn varint(out: &mut Vec<u8>, mut value: u64) {
     }
 }
 
-fn read_varint(bytes: &[u8], pos: &mut usize) -> u64 {
+pub(crate) fn read_varint(bytes: &[u8], pos: &mut usize) -> u64 {
     let mut value = 0u64;
     let mut shift = 0;
     loop {

@@ -1,10 +1,16 @@
-//! The test vectors of the v1 wire format (`protocol/tests/vectors/v1.json`), generated from
-//! fixed keys so any other implementation can check itself against them.
+//! The test vectors of the wire format, generated from fixed keys so any other implementation
+//! can check itself against them: `protocol/tests/vectors/v1.json` (record version 1, kept as
+//! the compatibility vectors: this crate still reads and verifies every record in it) and
+//! `v2.json` ([`v2`]: every kind in the version-2 layout, the hub-signed requests, the account
+//! fingerprint).
 //!
 //! Regenerate with
-//! `cargo run -p tradecast-protocol --bin tradecast-vectors > protocol/tests/vectors/v1.json`;
-//! the crate's tests fail if the file and this generator disagree, and re-derive every value in
-//! the file from its keys with the primitive crates alone. Pure: fixed inputs, no I/O.
+//! `cargo run -p tradecast-protocol --bin tradecast-vectors -- v1 > protocol/tests/vectors/v1.json`
+//! (and `v2`); the crate's tests fail if a file and its generator disagree, and re-derive every
+//! value in the files from their keys with the primitive crates alone. Pure: fixed inputs, no
+//! I/O.
+
+pub mod v2;
 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -19,7 +25,7 @@ use crate::record::{
 };
 use crate::seal::{self, STREAM_KEY_SALT, StreamKey};
 
-fn derived(label: &str) -> [u8; 32] {
+pub(crate) fn derived(label: &str) -> [u8; 32] {
     *blake3::hash(format!("tradecast/vectors/v1/{label}").as_bytes()).as_bytes()
 }
 
@@ -28,31 +34,18 @@ pub fn vector_identity(i: u32) -> Identity {
     Identity::from_secret_bytes(&derived(&format!("ed25519/{i}")), &derived(&format!("x25519/{i}")))
 }
 
-fn dec(mantissa: i64, scale: u32) -> Decimal {
+pub(crate) fn dec(mantissa: i64, scale: u32) -> Decimal {
     Decimal::new(mantissa, scale)
 }
 
-/// The whole vector file as JSON.
-pub fn generate() -> Value {
-    let identities: Vec<Identity> = (0..3).map(vector_identity).collect();
-    let identity_json: Vec<Value> = identities
-        .iter()
-        .map(|id| {
-            let secrets = id.to_secret_bytes();
-            json!({
-                "ed25519_seed": hex::encode(*secrets.ed25519_seed),
-                "ed25519_public": hex::encode(id.identity_key().to_bytes()),
-                "x25519_secret": hex::encode(*secrets.x25519_secret),
-                "x25519_public": hex::encode(id.sealing_public_key().0),
-                "device_id_hex": id.device_id().to_hex(),
-                "device_id_text": id.device_id().to_text(),
-            })
-        })
-        .collect();
+/// The signal id of the vectors.
+pub(crate) fn vector_signal_id() -> SignalId {
+    SignalId(derived("signal/1")[..16].try_into().unwrap_or([0; 16]))
+}
 
-    let author = &identities[0];
-    let signal_id = SignalId(derived("signal/1")[..16].try_into().unwrap_or([0; 16]));
-    let bodies = [
+/// The provider's signal, modification and close of the vectors.
+pub(crate) fn provider_bodies(author: &Identity, signal_id: SignalId) -> Vec<Body> {
+    vec![
         Body::Signal(Signal {
             id: signal_id,
             provider: author.device_id(),
@@ -87,7 +80,35 @@ pub fn generate() -> Value {
             reason: "tp1".into(),
             at_ms: 1_764_002_700_000,
         }),
-    ];
+    ]
+}
+
+/// The identities' keys and ids as JSON.
+pub(crate) fn identities_json(identities: &[Identity]) -> Vec<Value> {
+    identities
+        .iter()
+        .map(|id| {
+            let secrets = id.to_secret_bytes();
+            json!({
+                "ed25519_seed": hex::encode(*secrets.ed25519_seed),
+                "ed25519_public": hex::encode(id.identity_key().to_bytes()),
+                "x25519_secret": hex::encode(*secrets.x25519_secret),
+                "x25519_public": hex::encode(id.sealing_public_key().0),
+                "device_id_hex": id.device_id().to_hex(),
+                "device_id_text": id.device_id().to_text(),
+            })
+        })
+        .collect()
+}
+
+/// The whole v1 vector file as JSON.
+pub fn generate() -> Value {
+    let identities: Vec<Identity> = (0..3).map(vector_identity).collect();
+    let identity_json = identities_json(&identities);
+
+    let author = &identities[0];
+    let signal_id = vector_signal_id();
+    let bodies = provider_bodies(author, signal_id);
     let mut prev = ChainHash::GENESIS;
     let mut records_json = Vec::new();
     let mut records = Vec::new();
@@ -99,7 +120,8 @@ pub fn generate() -> Value {
             prev_hash: prev,
             created_at_ms: 1_764_000_000_500 + i as i64 * 900_000,
         };
-        let record = Record::sign(author, fields, body);
+        // Version 1 can carry these bodies: signing cannot fail.
+        let Ok(record) = Record::sign_versioned(author, 1, fields, body) else { continue };
         records_json.push(json!({
             "kind": record.header().kind as u8,
             "stream": StreamId::SIGNALS.0,
@@ -169,7 +191,7 @@ pub fn generate() -> Value {
             let key = StreamKey::derive(owner, &owner.device_id(), stream);
             let mut nonce = [0u8; seal::NONCE_LEN];
             nonce.copy_from_slice(&derived(&format!("nonce/{i}"))[..seal::NONCE_LEN]);
-            let plaintext = body.encode();
+            let plaintext = body.encode_for(1).unwrap_or_default();
             let sealed =
                 seal::seal_with_nonce(&key, &owner.device_id(), stream, seq, &plaintext, &nonce);
             json!({
@@ -213,9 +235,13 @@ pub fn generate() -> Value {
     })
 }
 
-/// The file's text: pretty JSON and a final newline.
+/// The v1 file's text: pretty JSON and a final newline.
 pub fn generate_text() -> String {
-    let mut text = serde_json::to_string_pretty(&generate()).unwrap_or_default();
+    pretty(&generate())
+}
+
+pub(crate) fn pretty(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
     text.push('\n');
     text
 }

@@ -16,6 +16,24 @@
 //! covers the header and the header commits to the body, anyone with the author's public key can
 //! verify a record, and the hub can verify and chain a sealed record it cannot read.
 //!
+//! # Versions
+//!
+//! The header's `version` says which body layouts the record uses. This crate writes
+//! [`VERSION`] 2 and reads 1 and 2: a version-1 `Approval` (no `lots`, no
+//! `DecidedBy::Remote`) and `DeviceKeys` (no `account_fingerprint`) decode with their old layout
+//! ([`crate::domain::v1`]) into today's types; the kinds added in version 2 are refused under
+//! version 1 ([`DecodeError::KindNotInVersion`]). Old records keep verifying because the
+//! signature covers the stored header bytes, version byte included. The signature domain tag
+//! stays `tradecast/record/v1`: it names the signing scheme (tag ‖ header), which did not
+//! change, and the version byte inside the signed header already separates the layouts.
+//!
+//! # Streams and kinds
+//!
+//! [`Kind::streams`] is the table of which kind may appear on which well-known stream, and
+//! [`Kind::signer`] who signs it (a device, or the hub); [`Kind::allowed_on`] is the check the
+//! hub applies to what it accepts and the node to what it receives. Records themselves carry any
+//! (kind, stream) pair: the table is policy, not encoding.
+//!
 //! Decoding never panics: every length is checked against [`MAX_HEADER_LEN`]/[`MAX_BODY_LEN`]
 //! before anything is allocated, and every way bytes can be wrong is a [`DecodeError`] variant.
 //! A header must be canonical (re-encoding it gives the same bytes), so one record has one
@@ -24,17 +42,21 @@
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::v1::{ApprovalV1, DecidedByV1, DeviceKeysV1};
 use crate::domain::{
-    Approval, Close, Command, DeviceKeys, EquityPoint, Execution, Heartbeat, Modify,
-    PositionSnapshot, Signal, TradeClosed,
+    Approval, ApprovalRequest, BalanceOperation, Close, Command, DecidedBy, DeviceKeys,
+    EquityPoint, Execution, FeatureGrant, Heartbeat, Modify, Pending, PositionSnapshot,
+    RequestAnswer, Signal, Summary, TradeClosed,
 };
 use crate::hash::ChainHash;
 use crate::identity::{DeviceId, Identity, IdentityKey, Signature};
 use crate::receipt::Receipt;
 use crate::seal::{self, OpenError, StreamKey};
 
-/// The encoding version this crate writes and the only one it reads.
-pub const VERSION: u8 = 1;
+/// The encoding version this crate writes.
+pub const VERSION: u8 = 2;
+/// The oldest encoding version this crate reads (see "Versions" above).
+pub const MIN_VERSION: u8 = 1;
 /// Domain tag of record signatures.
 pub const RECORD_DOMAIN: &[u8] = b"tradecast/record/v1";
 /// Upper bound of an encoded header (the largest possible is 112 bytes).
@@ -46,67 +68,9 @@ pub const MAX_RECORD_LEN: usize = 2 + 5 + MAX_HEADER_LEN + 64 + 5 + MAX_BODY_LEN
 /// Length of an Ed25519 signature.
 const SIGNATURE_LEN: usize = 64;
 
-/// A stream of one author: `seq` counts from 1 per (author, stream) with no gaps.
-///
-/// The well-known streams are constants; other values are valid (future streams) and carried
-/// unchanged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct StreamId(pub u32);
+mod kind;
 
-impl StreamId {
-    /// A provider's public track record: signals, modifications, closes.
-    pub const SIGNALS: StreamId = StreamId(1);
-    /// A subscriber's approvals and the executions the hub needs (billing, statistics).
-    pub const SHARED: StreamId = StreamId(2);
-    /// Sealed to the trader's own devices: positions, equity, own executions, closed trades.
-    pub const PRIVATE: StreamId = StreamId(3);
-    /// Device keys and heartbeats.
-    pub const DEVICE: StreamId = StreamId(4);
-    /// Commands (close all, modify, close) issued by the trader's devices or the hub.
-    pub const COMMANDS: StreamId = StreamId(5);
-    /// Receipts issued by the hub.
-    pub const RECEIPTS: StreamId = StreamId(6);
-}
-
-/// The kind tag: which domain type the body carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-#[non_exhaustive]
-pub enum Kind {
-    Signal = 1,
-    Modify = 2,
-    Close = 3,
-    Approval = 4,
-    Execution = 5,
-    PositionSnapshot = 6,
-    TradeClosed = 7,
-    EquityPoint = 8,
-    Heartbeat = 9,
-    DeviceKeys = 10,
-    Receipt = 11,
-    Command = 12,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 12] = [
-        Kind::Signal,
-        Kind::Modify,
-        Kind::Close,
-        Kind::Approval,
-        Kind::Execution,
-        Kind::PositionSnapshot,
-        Kind::TradeClosed,
-        Kind::EquityPoint,
-        Kind::Heartbeat,
-        Kind::DeviceKeys,
-        Kind::Receipt,
-        Kind::Command,
-    ];
-
-    pub fn from_u8(tag: u8) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| *k as u8 == tag)
-    }
-}
+pub use kind::{Kind, Signer, StreamId};
 
 /// A record header: what the signature covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,10 +133,13 @@ impl Header {
         if !rest.is_empty() {
             return Err(DecodeError::TrailingBytes(rest.len()));
         }
-        if wire.version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&wire.version) {
             return Err(DecodeError::UnknownVersion(wire.version));
         }
         let kind = Kind::from_u8(wire.kind).ok_or(DecodeError::UnknownKind(wire.kind))?;
+        if kind.since_version() > wire.version {
+            return Err(DecodeError::KindNotInVersion { kind: wire.kind, version: wire.version });
+        }
         let header = Header {
             version: wire.version,
             kind,
@@ -221,6 +188,12 @@ pub enum Body {
     DeviceKeys(DeviceKeys),
     Receipt(Receipt),
     Command(Command),
+    ApprovalRequest(ApprovalRequest),
+    RequestAnswer(RequestAnswer),
+    Pending(Pending),
+    FeatureGrant(FeatureGrant),
+    BalanceOperation(BalanceOperation),
+    Summary(Summary),
 }
 
 fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
@@ -252,10 +225,74 @@ impl Body {
             Body::DeviceKeys(_) => Kind::DeviceKeys,
             Body::Receipt(_) => Kind::Receipt,
             Body::Command(_) => Kind::Command,
+            Body::ApprovalRequest(_) => Kind::ApprovalRequest,
+            Body::RequestAnswer(_) => Kind::RequestAnswer,
+            Body::Pending(_) => Kind::Pending,
+            Body::FeatureGrant(_) => Kind::FeatureGrant,
+            Body::BalanceOperation(_) => Kind::BalanceOperation,
+            Body::Summary(_) => Kind::Summary,
         }
     }
 
-    /// The postcard bytes of the domain value (no kind tag: the header carries it).
+    /// The postcard bytes in the layout of record `version`; refuses what that version cannot
+    /// carry (a kind added later, a field or variant a version-1 layout lacks) rather than
+    /// dropping it.
+    pub fn encode_for(&self, version: u8) -> Result<Vec<u8>, EncodeError> {
+        if !(MIN_VERSION..=VERSION).contains(&version) {
+            return Err(EncodeError::UnknownVersion(version));
+        }
+        let kind = self.kind();
+        if kind.since_version() > version {
+            return Err(EncodeError::NotInVersion { what: "this record kind", version });
+        }
+        if version >= 2 {
+            return Ok(self.encode());
+        }
+        match self {
+            Body::Approval(a) => {
+                if a.lots.is_some() {
+                    return Err(EncodeError::NotInVersion { what: "an approval's lots", version });
+                }
+                let decided_by = match &a.decided_by {
+                    DecidedBy::Policy => DecidedByV1::Policy,
+                    DecidedBy::Trader(user) => DecidedByV1::Trader(user.clone()),
+                    DecidedBy::Remote { .. } => {
+                        return Err(EncodeError::NotInVersion {
+                            what: "a remote decision",
+                            version,
+                        });
+                    }
+                };
+                Ok(to_vec(&ApprovalV1 {
+                    signal_id: a.signal_id,
+                    device: a.device,
+                    decision: a.decision,
+                    decided_by,
+                    consent_version: a.consent_version,
+                    reason: a.reason.clone(),
+                    decided_at_ms: a.decided_at_ms,
+                }))
+            }
+            Body::DeviceKeys(k) => {
+                if k.account_fingerprint.is_some() {
+                    return Err(EncodeError::NotInVersion {
+                        what: "an account fingerprint",
+                        version,
+                    });
+                }
+                Ok(to_vec(&DeviceKeysV1 {
+                    identity: k.identity,
+                    sealing: k.sealing,
+                    label: k.label.clone(),
+                    at_ms: k.at_ms,
+                }))
+            }
+            _ => Ok(self.encode()),
+        }
+    }
+
+    /// The postcard bytes of the domain value in the current layout ([`VERSION`]; no kind tag:
+    /// the header carries it).
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Body::Signal(v) => to_vec(v),
@@ -270,11 +307,30 @@ impl Body {
             Body::DeviceKeys(v) => to_vec(v),
             Body::Receipt(v) => to_vec(v),
             Body::Command(v) => to_vec(v),
+            Body::ApprovalRequest(v) => to_vec(v),
+            Body::RequestAnswer(v) => to_vec(v),
+            Body::Pending(v) => to_vec(v),
+            Body::FeatureGrant(v) => to_vec(v),
+            Body::BalanceOperation(v) => to_vec(v),
+            Body::Summary(v) => to_vec(v),
         }
     }
 
-    /// Decodes the body bytes of a record of `kind`.
+    /// Decodes the body bytes of a record of `kind` in the current layout ([`VERSION`]).
     pub fn decode(kind: Kind, bytes: &[u8]) -> Result<Body, DecodeError> {
+        Body::decode_versioned(VERSION, kind, bytes)
+    }
+
+    /// Decodes the body bytes of a record of `kind` written under record `version`: a
+    /// version-1 `Approval` or `DeviceKeys` in its old layout, a kind newer than `version`
+    /// refused.
+    pub fn decode_versioned(version: u8, kind: Kind, bytes: &[u8]) -> Result<Body, DecodeError> {
+        if !(MIN_VERSION..=VERSION).contains(&version) {
+            return Err(DecodeError::UnknownVersion(version));
+        }
+        if kind.since_version() > version {
+            return Err(DecodeError::KindNotInVersion { kind: kind as u8, version });
+        }
         if bytes.len() > MAX_BODY_LEN {
             return Err(DecodeError::Oversized {
                 what: "body",
@@ -286,17 +342,41 @@ impl Body {
             Kind::Signal => Body::Signal(from_exact(bytes)?),
             Kind::Modify => Body::Modify(from_exact(bytes)?),
             Kind::Close => Body::Close(from_exact(bytes)?),
+            Kind::Approval if version == 1 => {
+                Body::Approval(from_exact::<ApprovalV1>(bytes)?.into())
+            }
             Kind::Approval => Body::Approval(from_exact(bytes)?),
             Kind::Execution => Body::Execution(from_exact(bytes)?),
             Kind::PositionSnapshot => Body::PositionSnapshot(from_exact(bytes)?),
             Kind::TradeClosed => Body::TradeClosed(from_exact(bytes)?),
             Kind::EquityPoint => Body::EquityPoint(from_exact(bytes)?),
             Kind::Heartbeat => Body::Heartbeat(from_exact(bytes)?),
+            Kind::DeviceKeys if version == 1 => {
+                Body::DeviceKeys(from_exact::<DeviceKeysV1>(bytes)?.into())
+            }
             Kind::DeviceKeys => Body::DeviceKeys(from_exact(bytes)?),
             Kind::Receipt => Body::Receipt(from_exact(bytes)?),
             Kind::Command => Body::Command(from_exact(bytes)?),
+            Kind::ApprovalRequest => Body::ApprovalRequest(from_exact(bytes)?),
+            Kind::RequestAnswer => Body::RequestAnswer(from_exact(bytes)?),
+            Kind::Pending => Body::Pending(from_exact(bytes)?),
+            Kind::FeatureGrant => Body::FeatureGrant(from_exact(bytes)?),
+            Kind::BalanceOperation => Body::BalanceOperation(from_exact(bytes)?),
+            Kind::Summary => Body::Summary(from_exact(bytes)?),
         })
     }
+}
+
+/// Why a body cannot be written in the layout of a record version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// Not a version this crate knows.
+    #[error("unknown encoding version {0}")]
+    UnknownVersion(u8),
+    /// The version's layout has no place for this value.
+    #[error("record version {version} cannot carry {what}")]
+    NotInVersion { what: &'static str, version: u8 },
 }
 
 /// Every way record bytes can be wrong.
@@ -306,6 +386,10 @@ pub enum DecodeError {
     /// The version byte is not one this crate reads.
     #[error("unknown encoding version {0}")]
     UnknownVersion(u8),
+    /// The kind was added after the record's version (e.g. an `ApprovalRequest` under
+    /// version 1).
+    #[error("record kind {kind} does not exist in record version {version}")]
+    KindNotInVersion { kind: u8, version: u8 },
     /// The kind tag is not a known body type.
     #[error("unknown record kind {0}")]
     UnknownKind(u8),
@@ -406,7 +490,19 @@ impl Record {
     /// Signs a public-stream record whose body is `body`.
     pub fn sign(identity: &Identity, fields: HeaderFields, body: &Body) -> Record {
         let bytes = body.encode();
-        Record::sign_carried(identity, fields, body.kind(), false, bytes)
+        Record::sign_carried(identity, VERSION, fields, body.kind(), false, bytes)
+    }
+
+    /// Signs a public-stream record in the layout of an older record `version` (test vectors,
+    /// compatibility tests); refuses a body that version cannot carry.
+    pub fn sign_versioned(
+        identity: &Identity,
+        version: u8,
+        fields: HeaderFields,
+        body: &Body,
+    ) -> Result<Record, EncodeError> {
+        let bytes = body.encode_for(version)?;
+        Ok(Record::sign_carried(identity, version, fields, body.kind(), false, bytes))
     }
 
     /// Signs a private-stream record: the body is sealed under `key` with a fresh nonce from
@@ -421,18 +517,19 @@ impl Record {
         let plain = zeroize::Zeroizing::new(body.encode());
         let carried =
             seal::seal(key, &identity.device_id(), fields.stream, fields.seq, &plain, rng);
-        Record::sign_carried(identity, fields, body.kind(), true, carried)
+        Record::sign_carried(identity, VERSION, fields, body.kind(), true, carried)
     }
 
     fn sign_carried(
         identity: &Identity,
+        version: u8,
         fields: HeaderFields,
         kind: Kind,
         sealed: bool,
         body: Vec<u8>,
     ) -> Record {
         let header = Header {
-            version: VERSION,
+            version,
             kind,
             author: identity.device_id(),
             stream: fields.stream,
@@ -499,7 +596,7 @@ impl Record {
         if self.header.sealed {
             return Err(DecodeError::Sealed);
         }
-        Body::decode(self.header.kind, &self.body)
+        Body::decode_versioned(self.header.version, self.header.kind, &self.body)
     }
 
     /// Opens and decodes the body of a private-stream record (also accepts an unsealed one).
@@ -509,7 +606,7 @@ impl Record {
         }
         let plain =
             seal::open(key, &self.header.author, self.header.stream, self.header.seq, &self.body)?;
-        Ok(Body::decode(self.header.kind, &plain)?)
+        Ok(Body::decode_versioned(self.header.version, self.header.kind, &plain)?)
     }
 
     /// The record's bytes (see the module documentation for the layout).
@@ -548,7 +645,7 @@ impl Record {
     pub fn decode_prefix(bytes: &[u8]) -> Result<(Record, usize), DecodeError> {
         let mut reader = Reader { bytes, pos: 0 };
         let version = reader.byte()?;
-        if version != VERSION {
+        if !(MIN_VERSION..=VERSION).contains(&version) {
             return Err(DecodeError::UnknownVersion(version));
         }
         let kind_tag = reader.byte()?;

@@ -8,7 +8,28 @@
 //! checksummed text form, ids and keys in lowercase hex.
 //!
 //! Application idempotency keys: a signal by its [`SignalId`], an execution by (signal, device),
-//! an EA order by its `order_id`. No I/O here.
+//! an EA order by its `order_id`; a hub request by its [`RequestId`], a feature grant by its
+//! [`GrantId`]. No I/O here.
+//!
+//! Record version 2 added the hub-signed requests and grants and the node's answers
+//! ([`requests`]), the published account history ([`published`]), the lots actually chosen and
+//! [`DecidedBy::Remote`] in [`Approval`], and the [`AccountFingerprint`] in [`DeviceKeys`]. The
+//! version-1 layouts of the two changed types are kept in [`v1`] so records written before still
+//! decode.
+
+mod fingerprint;
+mod ids;
+pub mod published;
+pub mod requests;
+pub mod v1;
+
+pub use fingerprint::{ACCOUNT_FINGERPRINT_CONTEXT, AccountFingerprint, account_fingerprint};
+pub use ids::{GrantId, RequestId};
+pub use published::{BalanceKind, BalanceOperation, Summary};
+pub use requests::{
+    AnswerOutcome, ApprovalRequest, Channel, Feature, FeatureGrant, Pending, RefusalReason,
+    RemoteDecision, RequestAnswer, RiskPreview,
+};
 
 use core::fmt;
 
@@ -184,6 +205,12 @@ pub enum DecidedBy {
     Policy,
     /// A person, by account/user id.
     Trader(String),
+    /// A hub-signed [`ApprovalRequest`] (Telegram, Mini App, web) that the node honoured within
+    /// its policy. Record version 2 only.
+    Remote {
+        /// The request it answers.
+        request_id: RequestId,
+    },
 }
 
 /// A subscriber's approval (or rejection) of a signal.
@@ -197,6 +224,11 @@ pub struct Approval {
     pub consent_version: u32,
     pub reason: String,
     pub decided_at_ms: i64,
+    /// The lots actually chosen (by the policy's sizing or the trader's request); `None` for a
+    /// rejection, an expiry, or an approval recorded under record version 1. Absent in stored
+    /// JSON written before version 2, which reads as `None`.
+    #[serde(default)]
+    pub lots: Option<Decimal>,
 }
 
 /// The terminal's answer to an order (EA ack), keyed by (signal, device) and by `order_id`.
@@ -286,6 +318,12 @@ pub struct DeviceKeys {
     /// A human label ("office PC").
     pub label: String,
     pub at_ms: i64,
+    /// The trading account this device runs on, as [`account_fingerprint`] of the broker server
+    /// and login under the key the hub handed out at enrolment: lets the hub see two devices on
+    /// one account without learning the login. `None` before the EA's first hello, and for
+    /// records of version 1.
+    #[serde(default)]
+    pub account_fingerprint: Option<AccountFingerprint>,
 }
 
 /// Commands a trader (through the hub or the local API) gives a node.

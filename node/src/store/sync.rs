@@ -1,0 +1,245 @@
+//! What travels to and from the hub: the outbox (this node's signed, chained records), the
+//! downstream feed as committed with its inbox watermark, the hub's receipts, and the pinned feed
+//! authors.
+
+use redb::ReadableTable;
+use tradecast_protocol::{
+    Body, ChainHash, DeviceId, HeaderFields, Identity, Record, StreamId, StreamKey,
+};
+
+use super::{
+    AUTHORS, DEVICE_KEY, FEED, INBOX_CURSOR, OUTBOX, PinnedAuthor, RECEIPTS, StoreError, Tx, View,
+    from_row, to_row,
+};
+
+/// The tip of one outbox stream: `(seq, header hash)` of its last record.
+fn stream_tip(
+    table: &impl ReadableTable<(u32, u64), &'static [u8]>,
+    stream: StreamId,
+) -> Result<(u64, ChainHash), StoreError> {
+    let last = table.range((stream.0, 0)..=(stream.0, u64::MAX))?.next_back();
+    match last {
+        None => Ok((0, ChainHash::GENESIS)),
+        Some(entry) => {
+            let (k, v) = entry?;
+            let record = Record::decode(v.value())
+                .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })?;
+            Ok((k.value().1, record.header_hash()))
+        }
+    }
+}
+
+/// The store setting that turns publishing on (`"true"`); absent or anything else is off, the
+/// default: the trader's history stays sealed in the private stream.
+pub const PUBLISH_SETTING: &str = "publish";
+
+impl Tx<'_> {
+    /// Whether the trader opted in to publishing ([`PUBLISH_SETTING`]).
+    pub fn publishing(&self) -> Result<bool, StoreError> {
+        Ok(self.setting(PUBLISH_SETTING)?.as_deref() == Some("true"))
+    }
+
+    /// Appends account history (`TradeClosed`, `EquityPoint`, `BalanceOperation`, `Summary`):
+    /// unsealed on [`StreamId::PUBLISHED`] when the trader opted in, else sealed on
+    /// [`StreamId::PRIVATE`] as before. Any other kind is [`StoreError::NotHistory`].
+    pub fn append_history(
+        &mut self,
+        identity: &Identity,
+        body: &Body,
+        created_at_ms: i64,
+    ) -> Result<Record, StoreError> {
+        let kind = body.kind();
+        if !kind.allowed_on(StreamId::PUBLISHED) {
+            return Err(StoreError::NotHistory { kind: kind.name() });
+        }
+        let stream = if self.publishing()? { StreamId::PUBLISHED } else { StreamId::PRIVATE };
+        self.append_record(identity, stream, body, created_at_ms)
+    }
+    /// The inbox watermark: the highest downstream `seq` committed (the sync client acks it
+    /// to the hub only after this commit).
+    pub fn set_inbox_watermark(&mut self, seq: u64) -> Result<(), StoreError> {
+        let v = i64::try_from(seq).unwrap_or(i64::MAX);
+        self.set_cursor(DEVICE_KEY, INBOX_CURSOR, v)
+    }
+
+    /// The inbox watermark (0 before any downstream record).
+    pub fn inbox_watermark(&self) -> Result<u64, StoreError> {
+        let v = self.cursor(DEVICE_KEY, INBOX_CURSOR)?.unwrap_or(0);
+        Ok(u64::try_from(v).unwrap_or(0))
+    }
+
+    /// Stores feed item `seq` (the record unchanged) and moves the inbox watermark to it.
+    pub fn put_feed(&mut self, seq: u64, record: &Record) -> Result<(), StoreError> {
+        self.tx.open_table(FEED)?.insert(seq, record.encode().as_slice())?;
+        self.set_inbox_watermark(seq)
+    }
+
+    /// This node's outbox record at (`stream`, `seq`).
+    pub fn outbox_record(&self, stream: StreamId, seq: u64) -> Result<Option<Record>, StoreError> {
+        let t = self.tx.open_table(OUTBOX)?;
+        let v = t.get((stream.0, seq))?;
+        v.map(|v| {
+            Record::decode(v.value())
+                .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })
+        })
+        .transpose()
+    }
+
+    /// Keeps the hub's receipt for this node's record (`stream`, `seq`).
+    pub fn put_receipt(&mut self, receipt: &tradecast_protocol::Receipt) -> Result<(), StoreError> {
+        let bytes = to_row("receipts", receipt)?;
+        let key = (receipt.fields.stream.0, receipt.fields.seq);
+        self.tx.open_table(RECEIPTS)?.insert(key, bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// A pinned author, if any.
+    pub fn author(&self, device: &DeviceId) -> Result<Option<PinnedAuthor>, StoreError> {
+        self.get_json(AUTHORS, "authors", &device.to_text())
+    }
+
+    /// Pins (or updates) an author.
+    pub fn put_author(&mut self, author: &PinnedAuthor) -> Result<(), StoreError> {
+        self.put_json(AUTHORS, "authors", &author.key.device_id().to_text(), author)
+    }
+
+    /// Every pinned author.
+    pub fn authors(&self) -> Result<Vec<PinnedAuthor>, StoreError> {
+        self.all_json(AUTHORS, "authors")
+    }
+
+    /// Signs `body` as the next record of `stream` (seq = tip + 1, prev_hash = tip's header
+    /// hash) and appends it to the outbox in this transaction. On the private stream the body
+    /// is sealed (XChaCha20-Poly1305 under the device's own stream key).
+    pub fn append_record(
+        &mut self,
+        identity: &Identity,
+        stream: StreamId,
+        body: &Body,
+        created_at_ms: i64,
+    ) -> Result<Record, StoreError> {
+        let mut t = self.tx.open_table(OUTBOX)?;
+        let (seq, prev_hash) = stream_tip(&t, stream)?;
+        let seq = seq + 1;
+        let fields = HeaderFields { stream, seq, prev_hash, created_at_ms };
+        let record = if stream.is_sealed() {
+            // What the trader shares with nobody is sealed to the trader's own devices.
+            let seed =
+                crate::keys::random_bytes::<32>().map_err(|e| StoreError::Random(e.to_string()))?;
+            let mut rng = <chacha20::ChaCha20Rng as rand_core::SeedableRng>::from_seed(*seed);
+            let key = StreamKey::derive(identity, &identity.device_id(), stream);
+            Record::sign_sealed(identity, fields, body, &key, &mut rng)
+        } else {
+            Record::sign(identity, fields, body)
+        };
+        t.insert((stream.0, seq), record.encode().as_slice())?;
+        Ok(record)
+    }
+}
+
+impl View {
+    /// The inbox watermark (0 before any downstream record).
+    pub fn inbox_watermark(&self) -> Result<u64, StoreError> {
+        let v = self.cursor(DEVICE_KEY, INBOX_CURSOR)?.unwrap_or(0);
+        Ok(u64::try_from(v).unwrap_or(0))
+    }
+
+    /// The outbox records of a stream from `seq` on (a resend from the hub's mark).
+    pub fn outbox_from(&self, stream: StreamId, seq: u64) -> Result<Vec<Record>, StoreError> {
+        self.outbox_page(stream, seq, usize::MAX)
+    }
+
+    /// Every pinned author.
+    pub fn authors(&self) -> Result<Vec<PinnedAuthor>, StoreError> {
+        let t = self.tx.open_table(AUTHORS)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            let (_, v) = e?;
+            out.push(from_row("authors", v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The hub's receipts this node holds for its records of `stream`, in `seq` order.
+    pub fn receipts(
+        &self,
+        stream: StreamId,
+    ) -> Result<Vec<tradecast_protocol::Receipt>, StoreError> {
+        let t = self.tx.open_table(RECEIPTS)?;
+        let mut out = Vec::new();
+        for e in t.range((stream.0, 0)..=(stream.0, u64::MAX))? {
+            let (_, v) = e?;
+            out.push(from_row("receipts", v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// (seq, header hash) of the last `n` committed feed items, in `seq` order.
+    pub fn feed_recent(&self, n: usize) -> Result<Vec<(u64, ChainHash)>, StoreError> {
+        let t = self.tx.open_table(FEED)?;
+        let mut out = Vec::new();
+        for e in t.iter()?.rev().take(n) {
+            let (k, v) = e?;
+            let record = Record::decode(v.value())
+                .map_err(|e| StoreError::Row { table: "feed", message: e.to_string() })?;
+            out.push((k.value(), record.header_hash()));
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The committed feed items from `seq` on, in order.
+    pub fn feed_from(&self, seq: u64) -> Result<Vec<(u64, Record)>, StoreError> {
+        let t = self.tx.open_table(FEED)?;
+        let mut out = Vec::new();
+        for e in t.range(seq..)? {
+            let (k, v) = e?;
+            let record = Record::decode(v.value())
+                .map_err(|e| StoreError::Row { table: "feed", message: e.to_string() })?;
+            out.push((k.value(), record));
+        }
+        Ok(out)
+    }
+
+    /// At most `limit` outbox records of a stream from `seq` on, in `seq` order.
+    pub fn outbox_page(
+        &self,
+        stream: StreamId,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let t = self.tx.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for e in t.range((stream.0, seq)..=(stream.0, u64::MAX))?.take(limit) {
+            let (_, v) = e?;
+            out.push(
+                Record::decode(v.value())
+                    .map_err(|e| StoreError::Row { table: "outbox", message: e.to_string() })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The last `seq` this node signed on a stream (0 before the first record).
+    pub fn outbox_tip(&self, stream: StreamId) -> Result<u64, StoreError> {
+        Ok(stream_tip(&self.tx.open_table(OUTBOX)?, stream)?.0)
+    }
+
+    /// How many of the hub's receipts this node holds for its records of `stream`, and the
+    /// highest `seq` they cover (0 without any).
+    pub fn receipts_held(&self, stream: StreamId) -> Result<(u64, u64), StoreError> {
+        let t = self.tx.open_table(RECEIPTS)?;
+        let (mut n, mut last) = (0, 0);
+        for e in t.range((stream.0, 0)..=(stream.0, u64::MAX))? {
+            let (k, _) = e?;
+            n += 1;
+            last = k.value().1;
+        }
+        Ok((n, last))
+    }
+
+    /// The outbox records of a stream, in `seq` order.
+    pub fn outbox(&self, stream: StreamId) -> Result<Vec<Record>, StoreError> {
+        self.outbox_page(stream, 0, usize::MAX)
+    }
+}
