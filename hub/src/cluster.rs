@@ -318,10 +318,12 @@ impl Cluster {
                 Arc::new(nats_connect(url.expose(), &config.cluster.nats_stream, tx).await?)
             }
         };
+        // An unmigrated store has no events yet (the hub starts and says it is not ready).
         let newest: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM entitlement_events")
                 .fetch_one(db.pool())
-                .await?;
+                .await
+                .unwrap_or(0);
         cluster.entitlements_seen.store(newest, Ordering::Release);
         cluster.bus = Some(bus);
         cluster.incoming = Arc::new(Mutex::new(Some(rx)));

@@ -122,9 +122,10 @@ pub async fn enrol(
     now_ms: i64,
     code: &str,
     keys_record: &[u8],
-    hub_key: &IdentityKey,
+    hub: &tradecast_protocol::Identity,
     request_id: &str,
 ) -> Result<Enrolled, ApiError> {
+    let hub_key = hub.identity_key();
     let code = normalise_code(code).ok_or(ApiError::InvalidEnrolmentCode)?;
     let record = Record::decode(keys_record).map_err(|e| ApiError::InvalidRecord(e.to_string()))?;
     let header = *record.header();
@@ -202,6 +203,8 @@ pub async fn enrol(
         request_id,
     };
     audit::append(&mut tx, db.backend(), now_ms, &entry).await?;
+    // The plans the account holds, signed for this device: its feed starts with them.
+    crate::features::issue_for_device(&mut tx, hub, &user_id, &device.id, now_ms).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(Enrolled {
         device,

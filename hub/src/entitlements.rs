@@ -27,6 +27,7 @@ use crate::audit::{self, Entry};
 use crate::db::{Db, DbError};
 use crate::error::ApiError;
 use crate::ids;
+use crate::state::AppState;
 
 /// Who granted an entitlement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -241,7 +242,7 @@ impl Changes {
     }
 
     /// A change committed here.
-    fn publish(&self, change: Change) {
+    pub(crate) fn publish(&self, change: Change) {
         // No receiver is not an error: the events table keeps every change.
         let _ = self.local.send(change.seq);
         let _ = self.all.send(change);
@@ -301,8 +302,7 @@ pub fn entitled_sql() -> String {
 
 /// Grants a plan to an account from the admin API or the console ([`Source::Admin`], now).
 pub async fn grant_by_admin(
-    db: &Db,
-    changes: &Changes,
+    state: &AppState,
     now_ms: i64,
     actor: &str,
     g: &Grant,
@@ -316,19 +316,21 @@ pub async fn grant_by_admin(
         starts_at_ms: None,
         expires_at_ms: g.expires_at_ms,
     };
-    grant(db, changes, now_ms, actor, &new, request_id).await
+    grant(state, now_ms, actor, &new, request_id).await
 }
 
-/// Opens a new interval: validates the account and the plan, writes the entitlement, its change
-/// event and an audit entry in one transaction, then broadcasts the change.
+/// Opens a new interval: validates the account and the plan; writes the entitlement, its change
+/// event, the FeatureGrant of each of the account's devices ([`crate::features`]) and an audit
+/// entry in one transaction; then rings those devices' sessions, broadcasts the change and tells
+/// the other instances.
 pub async fn grant(
-    db: &Db,
-    changes: &Changes,
+    state: &AppState,
     now_ms: i64,
     actor: &str,
     new: &NewEntitlement<'_>,
     request_id: &str,
 ) -> Result<Entitlement, ApiError> {
+    let db = &state.db;
     if accounts::user_by_id(db, new.user_id).await?.is_none() {
         return Err(ApiError::Validation("`user_id` is not an account".into()));
     }
@@ -384,6 +386,8 @@ pub async fn grant(
     let change =
         record_event(&mut tx, &e, &provider_user_id, ChangeKind::Granted, e.expires_at_ms, now_ms)
             .await?;
+    let touched =
+        crate::features::issue_for_entitlement(&mut tx, &state.hub_identity, &e, now_ms).await?;
     let detail = serde_json::json!({
         "user_id": e.user_id, "plan_id": e.plan_id, "source": e.source.as_str(),
         "starts_at_ms": e.starts_at_ms, "expires_at_ms": e.expires_at_ms,
@@ -396,7 +400,7 @@ pub async fn grant(
     )
     .await?;
     tx.commit().await.map_err(DbError::from)?;
-    changes.publish(change);
+    after_commit(state, change, &touched).await;
     Ok(e)
 }
 
@@ -416,13 +420,13 @@ pub struct Ending<'a> {
 /// before that instant is not changed (`NotFound` "no active entitlement" when it has ended
 /// already). Returns the entitlement as it is afterwards.
 pub async fn end(
-    db: &Db,
-    changes: &Changes,
+    state: &AppState,
     now_ms: i64,
     actor: &str,
     ending: &Ending<'_>,
     request_id: &str,
 ) -> Result<Entitlement, ApiError> {
+    let db = &state.db;
     let Ending { id, at_ms, reason } = *ending;
     let end_at = at_ms.unwrap_or(now_ms).max(now_ms);
     let mut tx = db.begin_write().await?;
@@ -469,6 +473,9 @@ pub async fn end(
         now_ms,
     )
     .await?;
+    let touched =
+        crate::features::issue_for_entitlement(&mut tx, &state.hub_identity, &after, now_ms)
+            .await?;
     let action =
         if reason == EndReason::Revoked { "entitlement.revoke" } else { "entitlement.end" };
     let detail = serde_json::json!({ "reason": reason.as_str(), "ends_at_ms": end_at });
@@ -480,8 +487,20 @@ pub async fn end(
     )
     .await?;
     tx.commit().await.map_err(DbError::from)?;
-    changes.publish(change);
+    after_commit(state, change, &touched).await;
     Ok(after)
+}
+
+/// After a grant's or an end's commit: the devices' sessions send the new FeatureGrant now, the
+/// change is broadcast, the other instances hear of both.
+async fn after_commit(state: &AppState, change: Change, issued: &crate::features::Issued) {
+    state.feed_bell.ring(&issued.devices);
+    if !issued.devices.is_empty() {
+        let source = state.hub_identity.device_id().to_text();
+        let seq = issued.last_seq;
+        state.cluster.publish(crate::cluster::Event::Feed { source, seq }).await;
+    }
+    state.entitlement_changes.publish(change);
 }
 
 async fn record_event(
@@ -518,6 +537,25 @@ async fn record_event(
         ends_at_ms,
         at_ms: now_ms,
     })
+}
+
+/// The account's intervals that are not over at `now_ms` (in force, or starting later), inside
+/// `tx`: what a newly enrolled device is granted.
+pub async fn not_over_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    now_ms: i64,
+) -> Result<Vec<Entitlement>, DbError> {
+    let rows = sqlx::query(crate::sql!(
+        "SELECT {ENT_COLUMNS} FROM entitlements WHERE user_id = $1 \
+         AND (expires_at_ms IS NULL OR expires_at_ms > $2) \
+         AND (revoked_at_ms IS NULL OR revoked_at_ms > $2) ORDER BY starts_at_ms, id"
+    ))
+    .bind(user_id)
+    .bind(now_ms)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter().map(ent_from_row).collect()
 }
 
 /// One entitlement by id.

@@ -21,6 +21,7 @@ pub mod db;
 pub mod devices;
 pub mod entitlements;
 pub mod error;
+pub mod features;
 pub mod feed;
 pub mod http;
 pub mod ids;

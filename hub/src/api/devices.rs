@@ -86,7 +86,7 @@ async fn enrol(
         state.now_ms(),
         &req.code,
         &bytes,
-        &state.hub_identity.identity_key(),
+        &state.hub_identity,
         &request_id,
     )
     .await?;

@@ -113,8 +113,7 @@ async fn grant(
     Json(req): Json<Grant>,
 ) -> Result<(StatusCode, axum::Json<Entitlement>), ApiError> {
     let e = entitlements::grant_by_admin(
-        &state.db,
-        &state.entitlement_changes,
+        &state,
         state.now_ms(),
         &actor.user_id,
         &req,
@@ -149,14 +148,6 @@ async fn revoke_entitlement(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let ending = Ending { id: &id, at_ms: None, reason: EndReason::Revoked };
-    entitlements::end(
-        &state.db,
-        &state.entitlement_changes,
-        state.now_ms(),
-        &actor.user_id,
-        &ending,
-        &actor.request_id,
-    )
-    .await?;
+    entitlements::end(&state, state.now_ms(), &actor.user_id, &ending, &actor.request_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

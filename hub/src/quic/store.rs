@@ -193,7 +193,16 @@ pub async fn commit_batch(
                 }
             }
         } else {
-            if h.stream == StreamId::SHARED && !h.sealed {
+            // A kind on a stream the protocol's table does not allow it on (or a kind only the
+            // hub signs) stays in the author's chain, as every committed record does, and is
+            // never acted on or relayed.
+            let misfiled =
+                !h.kind.allowed_on(h.stream) || h.kind.signer() == tradecast_protocol::Signer::Hub;
+            if misfiled {
+                metrics::counter!("tradecast_sync_records_misfiled_total").increment(1);
+                tracing::warn!(author = %h.author.fmt_short(), stream = h.stream.0, seq = h.seq,
+                    kind = h.kind.name(), "record kind not allowed on its stream: kept, not used");
+            } else if h.stream == StreamId::SHARED && !h.sealed {
                 outcome(&mut tx, record, *received_at_ms).await?;
             }
             match tips.iter_mut().find(|t| t.0 == author && t.1 == h.stream) {

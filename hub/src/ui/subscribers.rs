@@ -347,15 +347,7 @@ pub async fn grant(
         plan_id: form.plan_id.clone().unwrap_or_default(),
         expires_at_ms: days.map(|d| now + d * DAY_MS),
     };
-    entitlements::grant_by_admin(
-        &state.db,
-        &state.entitlement_changes,
-        now,
-        &signed.user.id,
-        &g,
-        &request_id,
-    )
-    .await?;
+    entitlements::grant_by_admin(&state, now, &signed.user.id, &g, &request_id).await?;
     Ok(back(&id, "granted"))
 }
 
@@ -375,14 +367,6 @@ pub async fn revoke_entitlement(
     }
     let ending =
         entitlements::Ending { id: &ent, at_ms: None, reason: entitlements::EndReason::Revoked };
-    entitlements::end(
-        &state.db,
-        &state.entitlement_changes,
-        state.now_ms(),
-        &signed.user.id,
-        &ending,
-        &request_id,
-    )
-    .await?;
+    entitlements::end(&state, state.now_ms(), &signed.user.id, &ending, &request_id).await?;
     Ok(back(&id, "ent-revoked"))
 }

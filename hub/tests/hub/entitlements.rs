@@ -11,7 +11,12 @@ use tradecast_hub::error::ApiError;
 use crate::helpers::{Backend, TestDb, TestHub};
 use crate::on_both;
 
-on_both!(intervals_ends_and_as_of_queries, plan_features, migration_0006_keeps_old_rows);
+on_both!(
+    intervals_ends_and_as_of_queries,
+    plan_features,
+    migration_0006_keeps_old_rows,
+    feature_grants_reach_every_device_signed_by_the_hub
+);
 
 const HOUR: i64 = 3_600_000;
 
@@ -45,9 +50,7 @@ async fn intervals_ends_and_as_of_queries(b: Backend) {
         starts_at_ms: Some(t0 - 10 * HOUR), // a start in the past means now
         expires_at_ms: Some(t0 + 720 * HOUR),
     };
-    let e = entitlements::grant(&hub.db, &state.entitlement_changes, t0, "billing", &new, "r1")
-        .await
-        .unwrap();
+    let e = entitlements::grant(state, t0, "billing", &new, "r1").await.unwrap();
     assert_eq!(e.starts_at_ms, t0, "an interval never starts in the past");
     assert_eq!(e.source, Source::Stripe);
     let found = entitlements::by_external_ref(&hub.db, Source::Stripe, "sub_123").await.unwrap();
@@ -80,10 +83,7 @@ async fn intervals_ends_and_as_of_queries(b: Backend) {
         expires_at_ms: Some(t0 + 1440 * HOUR),
         ..new.clone()
     };
-    let e2 =
-        entitlements::grant(&hub.db, &state.entitlement_changes, t0, "billing", &renewal, "r2")
-            .await
-            .unwrap();
+    let e2 = entitlements::grant(state, t0, "billing", &renewal, "r2").await.unwrap();
     assert_eq!(e2.starts_at_ms, t0 + 720 * HOUR, "a future start is kept");
     assert!(
         entitlements::is_entitled(&hub.db, &sub.user_id, &provider.user_id, t0 + 1000 * HOUR)
@@ -96,10 +96,7 @@ async fn intervals_ends_and_as_of_queries(b: Backend) {
     hub.clock.advance_ms(2 * HOUR);
     let now = hub.clock.now_ms();
     let ending = Ending { id: &e.id, at_ms: Some(t0 - HOUR), reason: EndReason::Refunded };
-    let ended =
-        entitlements::end(&hub.db, &state.entitlement_changes, now, "billing", &ending, "r3")
-            .await
-            .unwrap();
+    let ended = entitlements::end(state, now, "billing", &ending, "r3").await.unwrap();
     assert_eq!(ended.revoked_at_ms, Some(now));
     assert_eq!(ended.end_reason, Some(EndReason::Refunded));
     assert_eq!(ended.ends_at_ms(), Some(now));
@@ -116,23 +113,17 @@ async fn intervals_ends_and_as_of_queries(b: Backend) {
     assert_eq!((change.kind, change.ends_at_ms), (ChangeKind::Ended, Some(now)));
 
     // Ending an interval that has ended is not found (nothing is rewritten).
-    let again =
-        entitlements::end(&hub.db, &state.entitlement_changes, now, "x", &ending, "r4").await;
+    let again = entitlements::end(state, now, "x", &ending, "r4").await;
     assert!(matches!(again, Err(ApiError::NotFound(_))), "{again:?}");
 
     // A cancellation at period end moves the renewal's end earlier, to a future instant, once:
     // a later request for a later end does not move it back.
     let at_period_end = t0 + 1200 * HOUR;
     let cancel = Ending { id: &e2.id, at_ms: Some(at_period_end), reason: EndReason::Cancelled };
-    let c = entitlements::end(&hub.db, &state.entitlement_changes, now, "billing", &cancel, "r5")
-        .await
-        .unwrap();
+    let c = entitlements::end(state, now, "billing", &cancel, "r5").await.unwrap();
     assert_eq!(c.ends_at_ms(), Some(at_period_end));
     let later = Ending { id: &e2.id, at_ms: Some(t0 + 1300 * HOUR), reason: EndReason::Cancelled };
-    let unchanged =
-        entitlements::end(&hub.db, &state.entitlement_changes, now, "billing", &later, "r6")
-            .await
-            .unwrap();
+    let unchanged = entitlements::end(state, now, "billing", &later, "r6").await.unwrap();
     assert_eq!(unchanged.ends_at_ms(), Some(at_period_end), "an end never moves later");
     assert!(
         entitlements::is_entitled(&hub.db, &sub.user_id, &provider.user_id, at_period_end - 1)
@@ -290,4 +281,110 @@ async fn migration_0006_keeps_old_rows(b: Backend) {
         ]
     );
     db.close().await;
+}
+
+/// The hub-signed FeatureGrants in `device`'s feed, verified as the node verifies them.
+async fn grants_in_feed(hub: &TestHub, device: &str) -> Vec<tradecast_protocol::FeatureGrant> {
+    let me = tradecast_protocol::DeviceId::parse(device).unwrap();
+    let hub_key = hub.state().hub_identity.identity_key();
+    let items = tradecast_hub::feed::items(&hub.db, device, 1, 1000).await.unwrap();
+    items
+        .iter()
+        .filter(|i| i.record.header().kind == tradecast_protocol::Kind::FeatureGrant)
+        .map(|i| {
+            match tradecast_protocol::verify_hub_request(
+                &i.record,
+                &hub_key,
+                me,
+                hub.clock.now_ms(),
+            ) {
+                Ok(tradecast_protocol::HubRequest::Grant(g)) => g,
+                other => panic!("a grant the node would refuse: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+async fn feature_grants_reach_every_device_signed_by_the_hub(b: Backend) {
+    use tradecast_protocol::Feature;
+    let hub = TestHub::start(b).await;
+    let owner = hub.owner().await;
+    let provider = hub.user(&owner, "provider").await;
+    let sub = hub.user(&owner, "subscriber").await;
+    let (_k1, laptop) = hub.enrol(&sub, "laptop").await;
+    assert!(grants_in_feed(&hub, &laptop).await.is_empty(), "no plan, no grant");
+    let plan = hub
+        .post(
+            "/api/v1/plans",
+            Some(&provider.token),
+            json!({ "name": "Pro", "price_minor": 100, "currency": "EUR", "period_days": 30,
+                    "features": ["signals", "telegram"] }),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t0 = hub.clock.now_ms();
+    let e = hub
+        .post(
+            "/api/v1/entitlements",
+            Some(&owner.token),
+            json!({ "user_id": sub.user_id, "plan_id": plan, "expires_at_ms": t0 + 30 * 24 * HOUR }),
+        )
+        .await
+        .ok(201)
+        .clone();
+    let e_id = e["id"].as_str().unwrap().to_string();
+
+    // The grant is in the laptop's feed, signed by the hub, for this device, with the plan's
+    // features and the entitlement's interval.
+    let grants = grants_in_feed(&hub, &laptop).await;
+    assert_eq!(grants.len(), 1);
+    let g = &grants[0];
+    assert_eq!(g.grant_id.to_hex(), e_id);
+    assert_eq!(g.device.to_text(), laptop);
+    assert_eq!(g.plan_id, plan);
+    assert_eq!(g.features, [Feature::Signals, Feature::Telegram]);
+    assert_eq!(
+        (g.valid_from_ms, g.valid_until_ms),
+        (e["starts_at_ms"].as_i64().unwrap(), Some(t0 + 30 * 24 * HOUR))
+    );
+    assert!(g.in_force_at(hub.clock.now_ms()));
+
+    // A device enrolled later starts its feed with the account's grants.
+    let (_k2, phone) = hub.enrol(&sub, "phone").await;
+    let phone_grants = grants_in_feed(&hub, &phone).await;
+    assert_eq!(phone_grants.len(), 1);
+    assert_eq!(phone_grants[0].grant_id.to_hex(), e_id);
+
+    // Revoked: both devices get the same grant id again, ended now (not earlier).
+    hub.post(&format!("/api/v1/entitlements/{e_id}/revoke"), Some(&owner.token), json!({}))
+        .await
+        .ok(204);
+    for device in [&laptop, &phone] {
+        let grants = grants_in_feed(&hub, device).await;
+        let last = grants.last().unwrap();
+        assert_eq!(last.grant_id.to_hex(), e_id);
+        let until = last.valid_until_ms.expect("an end");
+        assert!(until >= t0 && until <= hub.clock.now_ms(), "{until}");
+        assert!(!last.in_force_at(hub.clock.now_ms()));
+        assert!(last.issued_at_ms >= grants[0].issued_at_ms);
+    }
+    // Each grant is a record of the hub's own chain (one chain, in order, for every device).
+    let hub_id = hub.state().hub_identity.device_id();
+    let mut seqs: Vec<u64> = Vec::new();
+    for device in [&laptop, &phone] {
+        for i in tradecast_hub::feed::items(&hub.db, device, 1, 1000).await.unwrap() {
+            let h = i.record.header();
+            if h.kind == tradecast_protocol::Kind::FeatureGrant {
+                assert_eq!(h.author, hub_id);
+                assert_eq!(h.stream, tradecast_protocol::StreamId::HUB_REQUESTS);
+                seqs.push(h.seq);
+            }
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, [1, 2, 3, 4], "one hub chain, no gaps");
+    hub.stop().await;
 }
