@@ -192,6 +192,9 @@ pub struct Report {
     /// The figures of the hub console's overview as the owner sees them after signing in with
     /// the browser's form (`fig-…` element id without the prefix → value).
     pub console: BTreeMap<String, i64>,
+    /// Each subscriber's plan features in force at the end, as its node holds them: hub-signed
+    /// FeatureGrants the node verified against its pinned hub key (name → feature names).
+    pub plans: Vec<(String, Vec<String>)>,
 }
 
 /// A running node of the demo: a process of its own (`tradecast node run`), seen only through
@@ -1440,6 +1443,15 @@ async fn replay(
         hub_links.push((n.name.clone(), n.status().await?.sync.hub_connected));
     }
     let console = hub.console_overview(DEMO_OWNER.0, DEMO_OWNER.1).await?;
+    let mut plans = Vec::new();
+    for n in &subs {
+        let grants: Vec<tradecast_protocol::FeatureGrant> = n.get("/api/v1/feature-grants").await?;
+        let mut features: Vec<String> =
+            grants.iter().flat_map(|g| g.features.iter().map(|f| f.as_str().to_string())).collect();
+        features.sort();
+        features.dedup();
+        plans.push((n.name.clone(), features));
+    }
     let report = Report {
         bars,
         signals,
@@ -1455,6 +1467,7 @@ async fn replay(
         settle_timeouts,
         unreceipted,
         console,
+        plans,
     };
     print_summary(&report, out);
     let nodes = std::iter::once(provider).chain(subs).collect();
@@ -1523,6 +1536,18 @@ fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {
             SETTLE_LIMIT.as_secs()
         ));
     }
+    out(&format!(
+        "plans as each subscriber's node holds them (hub-signed grants, verified against the pinned hub key): {}",
+        r.plans
+            .iter()
+            .map(|(name, f)| if f.is_empty() {
+                format!("{name} none")
+            } else {
+                format!("{name} {}", f.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
     if r.unreceipted.is_empty() {
         out("every node holds the hub's signed receipt covering every record it signed");
     } else {

@@ -132,6 +132,7 @@ fn api_router(node: Arc<Node>, token: Zeroizing<String>) -> Router {
         .route("/api/v1/signals/{id}/approve", post(approve))
         .route("/api/v1/signals/{id}/reject", post(reject))
         .route("/api/v1/approvals", get(approvals))
+        .route("/api/v1/feature-grants", get(feature_grants))
         .route("/api/v1/copy-log", get(copy_log))
         .route("/api/v1/policy", get(policy).put(set_policy))
         .route("/api/v1/records/{stream}", get(records))
@@ -441,6 +442,12 @@ async fn reject(
 
 async fn approvals(State(api): State<Api>) -> Result<Response, ApiError> {
     Ok(Json(api.node.approvals()?).into_response())
+}
+
+/// The plan features in force now, as the hub signed them (each grant verified against the
+/// pinned hub key when it arrived).
+async fn feature_grants(State(api): State<Api>) -> Result<Response, ApiError> {
+    Ok(Json(api.node.feature_grants_at(crate::clock::wall_ms())?).into_response())
 }
 
 /// `?from=SEQ&limit=N` of the records export.

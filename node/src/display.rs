@@ -51,22 +51,8 @@ pub fn decision_name(decision: Decision) -> &'static str {
 
 /// A record kind in snake case (`"position_snapshot"`), as the records export names it.
 pub fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Signal => "signal",
-        Kind::Modify => "modify",
-        Kind::Close => "close",
-        Kind::Approval => "approval",
-        Kind::Execution => "execution",
-        Kind::PositionSnapshot => "position_snapshot",
-        Kind::TradeClosed => "trade_closed",
-        Kind::EquityPoint => "equity_point",
-        Kind::Heartbeat => "heartbeat",
-        Kind::DeviceKeys => "device_keys",
-        Kind::Receipt => "receipt",
-        Kind::Command => "command",
-        // `Kind` is non-exhaustive: a kind added to the protocol reads as this until named here.
-        _ => "unnamed",
-    }
+    // One spelling for every record kind, the protocol's own.
+    kind.name()
 }
 
 #[cfg(test)]

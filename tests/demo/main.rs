@@ -92,6 +92,11 @@ fn check(report: &Report, lines: &[String]) {
     // they wrote (device keys, signals, approvals and executions, private records).
     assert!(report.chains_verified >= 9, "{} chains", report.chains_verified);
     assert!(lines.iter().any(|l| l.starts_with("Summary")), "{lines:#?}");
+    // Each subscriber's node holds its plan as the hub signed it (the demo's plan's features).
+    assert_eq!(report.plans.len(), 2, "{:?}", report.plans);
+    for (name, features) in &report.plans {
+        assert_eq!(features, &["auto_copy", "signals"], "{name}");
+    }
     // Every node's health shows its hub link up.
     assert!(report.hub_links.iter().all(|(_, up)| *up == Some(true)), "{:?}", report.hub_links);
     // The provider holds the hub's verified receipt for every record of its track record.

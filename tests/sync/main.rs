@@ -567,3 +567,100 @@ async fn sync_a_hub_with_a_webpki_certificate_is_checked_by_chain_and_name() {
     assert_eq!(hub_rows(&hub, &node).await, 4);
     sync.stop().await.unwrap();
 }
+
+/// A plan granted to the node's account reaches the node's runtime over real QUIC as a
+/// hub-signed FeatureGrant, verified against the pinned hub key and stored; revoking the
+/// entitlement re-issues the same grant ended, and the node stops holding the features.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_a_granted_plan_reaches_the_node_as_a_hub_signed_feature_grant() {
+    use tradecast_protocol::Feature;
+    let hub = Hub::start().await;
+    let (dir, _) = node_dir();
+    enrol_by_cli(&dir, &hub).await;
+    let store = open_store(&dir);
+    let pin = tradecast_node::sync::hub_pin(&store).unwrap().unwrap();
+    let node = tradecast_node::runtime::Node::new(store, Default::default(), now_ms()).unwrap();
+    let config = SyncConfig { backoff_base_ms: 50, backoff_max_ms: 500, ..Default::default() };
+    let identity = node.store().read().unwrap().identity().unwrap().unwrap();
+    let sync = driver::spawn(node.clone(), identity, pin.key, hub.started.quic_addr, config);
+
+    // The owner's account (the node's) gets a provider's plan with signals and analytics.
+    let state = &hub.started.state;
+    let owner_id: String = sqlx::query_scalar("SELECT id FROM users WHERE role = 'owner'")
+        .fetch_one(state.db.pool())
+        .await
+        .unwrap();
+    let provider = tradecast_hub::accounts::create_user(
+        &state.db,
+        &state.config.auth,
+        now_ms(),
+        &tradecast_hub::accounts::NewUser {
+            email: "provider@example.com",
+            password: "provider password 123",
+            role: tradecast_hub::accounts::Role::Provider,
+            display_name: "Provider",
+        },
+        "t",
+        "t",
+    )
+    .await
+    .unwrap();
+    let plan = tradecast_hub::plans::create(
+        &state.db,
+        now_ms(),
+        &provider.id,
+        tradecast_hub::accounts::Role::Provider,
+        &tradecast_hub::plans::NewPlan {
+            provider_user_id: None,
+            name: "Pro".into(),
+            price_minor: 100,
+            currency: "EUR".into(),
+            period_days: 30,
+            features: Some(vec!["signals".into(), "analytics".into()]),
+        },
+        "t",
+    )
+    .await
+    .unwrap();
+    let grant = tradecast_hub::entitlements::Grant {
+        user_id: owner_id.clone(),
+        plan_id: plan.id.clone(),
+        expires_at_ms: None,
+    };
+    let e = tradecast_hub::entitlements::grant_by_admin(state, now_ms(), &owner_id, &grant, "t")
+        .await
+        .unwrap();
+
+    let held = |node: &tradecast_node::runtime::Node| {
+        node.feature_grants_at(now_ms())
+            .unwrap()
+            .into_iter()
+            .flat_map(|g| g.features)
+            .collect::<Vec<_>>()
+    };
+    let start = Instant::now();
+    while held(&node).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no grant reached the node");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(held(&node), [Feature::Analytics, Feature::Signals]);
+    let grants = node.feature_grants_at(now_ms()).unwrap();
+    assert_eq!(grants[0].grant_id.to_hex(), e.id);
+    assert!(node.hub_refusals().unwrap().is_empty());
+
+    // Revoked at the hub: the node learns it at once and holds nothing.
+    let ending = tradecast_hub::entitlements::Ending {
+        id: &e.id,
+        at_ms: None,
+        reason: tradecast_hub::entitlements::EndReason::Revoked,
+    };
+    tradecast_hub::entitlements::end(state, now_ms(), &owner_id, &ending, "t").await.unwrap();
+    let start = Instant::now();
+    while !held(&node).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20), "the end never reached the node");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(node.hub_refusals().unwrap().is_empty());
+    sync.stop().await.unwrap();
+    hub.started.stop().await.unwrap();
+}

@@ -82,15 +82,16 @@ async fn ingest_dedupe_and_fanout(b: Backend) {
             .await
             .unwrap();
     assert_eq!(queued, vec![dev1.clone()]);
-    // The device's feed: the provider's self-signed keys first (pinned on first sight), then
-    // the signal, both unchanged.
+    // The device's feed: the hub-signed grant of its plan (issued with the entitlement), then
+    // the provider's self-signed keys (pinned on first sight), then the signal, unchanged.
     let feed = tradecast_hub::feed::items(&hub.db, &dev1, 1, 100).await.unwrap();
-    assert_eq!(feed.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(feed.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(matches!(feed[0].record.body().unwrap(), Body::FeatureGrant(_)));
     assert!(
-        matches!(feed[0].record.body().unwrap(), Body::DeviceKeys(k) if k.identity == kit.identity.identity_key())
+        matches!(feed[1].record.body().unwrap(), Body::DeviceKeys(k) if k.identity == kit.identity.identity_key())
     );
-    assert_eq!(feed[1].record, record);
-    assert_eq!(tradecast_hub::feed::marks(&hub.db, &dev1).await.unwrap(), (2, 0));
+    assert_eq!(feed[2].record, record);
+    assert_eq!(tradecast_hub::feed::marks(&hub.db, &dev1).await.unwrap(), (3, 0));
     // The provider's close of that signal, arriving over sync, follows it to the same device
     // (no second copy of the keys); a close of an unknown signal stays in the chain only.
     let close = |signal_id, seq| {
@@ -109,8 +110,8 @@ async fn ingest_dedupe_and_fanout(b: Backend) {
     let stray = close(tradecast_protocol::SignalId([9; 16]), 3);
     tradecast_hub::quic::store::commit(&hub.db, hub_id, &stray, hub.clock.now_ms()).await.unwrap();
     let feed = tradecast_hub::feed::items(&hub.db, &dev1, 1, 100).await.unwrap();
-    assert_eq!(feed.len(), 3);
-    assert_eq!(feed[2].record, c);
+    assert_eq!(feed.len(), 4);
+    assert_eq!(feed[3].record, c);
     let entitled = tradecast_hub::entitlements::entitled_devices(
         &hub.db,
         &kit.session.user_id,
@@ -126,8 +127,8 @@ async fn ingest_dedupe_and_fanout(b: Backend) {
     assert!(m.text.contains("tradecast_signals_ingested_total 1"), "{}", m.text);
     // The node's ack marks the signal delivered (the queue gauge drops).
     let acked_at = hub.clock.now_ms();
-    tradecast_hub::feed::ack(&hub.db, &dev1, 2, acked_at).await.unwrap();
-    assert_eq!(tradecast_hub::feed::marks(&hub.db, &dev1).await.unwrap(), (3, 2));
+    tradecast_hub::feed::ack(&hub.db, &dev1, 3, acked_at).await.unwrap();
+    assert_eq!(tradecast_hub::feed::marks(&hub.db, &dev1).await.unwrap(), (4, 3));
     let delivered: Option<i64> = sqlx::query_scalar(
         "SELECT delivered_at_ms FROM fanout_queue WHERE signal_id = $1 AND device_id = $2",
     )

@@ -140,7 +140,8 @@ async fn sync_outcomes_for_the_provider_and_quarantine_alarms_for_the_owner(back
     let db = &hub.state().db;
     store::commit(db, &hub.state().hub_identity, &r1, now).await.unwrap();
     store::commit(db, &hub.state().hub_identity, &r2, now + 6).await.unwrap();
-    tradecast_hub::feed::ack(db, &dev, 2, now + 7).await.unwrap();
+    // The feed: the plan's grant, the provider's keys, the signal.
+    tradecast_hub::feed::ack(db, &dev, 3, now + 7).await.unwrap();
     let o = hub.get(&path, Some(&kit.session.token)).await;
     let row = &o.ok(200)[0];
     assert_eq!(row["decision"], "approved");

@@ -1,6 +1,7 @@
 //! The dashboard: balance, equity and margin, the drawdown guard's lock, the signals waiting
 //! for the trader (approve, reject, a countdown on the market clock), the open positions with
-//! their floating P&L, and the equity chart's series (`/ui/equity.json`).
+//! their floating P&L, the plan features the hub granted (hub-signed, verified against the pinned
+//! key), and the equity chart's series (`/ui/equity.json`).
 
 use maud::html;
 use rust_decimal::Decimal;
@@ -30,6 +31,8 @@ pub fn dashboard(node: &Node, csrf: &str, notice: Option<Result<String, String>>
     let signals = node.signals()?;
     let waiting: Vec<_> =
         node.approvals()?.into_iter().filter(|a| a.pending.decided().is_none()).collect();
+    // What the trader's plans give, as the hub signed it (verified against the pinned key).
+    let grants = node.feature_grants_at(crate::clock::wall_ms())?;
     let body = html! {
         (notice_banner(&notice))
         @if let Some(a) = acc.filter(|a| a.locked) {
@@ -111,6 +114,24 @@ pub fn dashboard(node: &Node, csrf: &str, notice: Option<Result<String, String>>
                             td { (p.tp.map(|v| v.to_string()).unwrap_or_else(|| "—".into())) }
                             td.mute { (fmt_utc(p.open_time_ms)) }
                             td class=(signed_class(p.profit)) { (money(Some(p.profit), currency)) }
+                        }
+                    }
+                }
+            }
+        }
+        section #plan {
+            h2 { "Your plan" }
+            @if grants.is_empty() {
+                div.empty { "No plan in force: signals from providers reach you once the hub grants one." }
+            } @else {
+                table {
+                    tr { th { "Plan" } th { "Gives" } th { "Since (UTC)" } th { "Until (UTC)" } }
+                    @for g in &grants {
+                        tr {
+                            td.mute { (g.plan_id.get(..8).unwrap_or(&g.plan_id)) }
+                            td { (g.features.iter().map(|f| f.as_str().replace('_', "-")).collect::<Vec<_>>().join(", ")) }
+                            td.mute { (fmt_utc(g.valid_from_ms)) }
+                            td.mute { @match g.valid_until_ms { Some(t) => (fmt_utc(t)), None => "no end" } }
                         }
                     }
                 }
