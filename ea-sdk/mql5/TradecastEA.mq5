@@ -1095,7 +1095,15 @@ bool TcTerminalReady()
 //--- One cycle of the timer: floor, hello if needed, pushes, one long-poll and what it brought.
 void TcCycle()
   {
+   int offsetBefore = g_tcOffset;
    TcNoteOffset();   // a daylight-saving switch is seen within a cycle, not at the next hello
+   if(g_tcOffset != offsetBefore && g_session != "")
+     {
+      // The node keeps the offset of the hello for its server day (the daily loss rules):
+      // introduce the account again with the new one.
+      Print("Tradecast: the server's UTC offset changed: introducing the account again");
+      g_session = "";
+     }
    TcEnforceFloorIfNodeSilent();
    TcExpireOwn();
    if(g_session == "")

@@ -411,6 +411,11 @@ impl Terminal {
         let offset = b.server_utc_offset_at(now);
         drop(b);
         if self.mem.offsets.last().is_none_or(|(_, o)| *o != offset) {
+            // A switch while introduced: say hello again, so that the node's server day (its
+            // daily loss rules) follows the new offset too (`TcCycle`).
+            if !self.mem.offsets.is_empty() {
+                self.mem.session = None;
+            }
             self.mem.offsets.push((now + i64::from(offset) * 1_000, offset));
         }
     }
