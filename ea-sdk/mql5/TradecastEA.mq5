@@ -13,7 +13,7 @@
 //| own when the node is silent.                                      |
 //+------------------------------------------------------------------+
 #property copyright "Tradecast"
-#property version   "1.10"
+#property version   "1.11"
 #property strict
 #property description "Tradecast EA link: executes what the Tradecast node decides."
 
@@ -22,7 +22,7 @@
 #include "Tradecast/Link.mqh"
 #include "Tradecast/Trade.mqh"
 
-#define TC_EA_VERSION    "1.1.0"
+#define TC_EA_VERSION    "1.1.1"
 #define TC_TIMER_MS      100
 #define TC_MAX_BARS      1000
 #define TC_MAX_DEALS     500
