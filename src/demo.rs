@@ -50,6 +50,8 @@ use tradecast_sim::feed::{Feed, SpreadModel};
 use tradecast_sim::replay::{Replay, Speed};
 use tradecast_sim::terminal::{Faults, SharedBroker, Terminal, TerminalConfig, lock};
 
+pub mod realistic;
+
 /// The bundled sample: EURUSD H1 (provenance in `testdata/README.md`).
 pub const EURUSD_H1: &[u8] = include_bytes!("../testdata/EURUSD-H1.csv");
 /// Bar-seconds per wall second of the default pace: the whole sample in about a minute.
@@ -78,6 +80,9 @@ pub struct Options {
     pub data: Option<PathBuf>,
     /// Faults to inject (the end-to-end tests; `--lossy` on the command line).
     pub faults: FaultPlan,
+    /// The simulated broker and terminals behave like real MT5 ones in every way issue 23
+    /// modelled ([`realistic`]; `--realistic-terminal`): the same decisions and fills.
+    pub realistic_terminal: bool,
     /// The `tradecast` executable whose hidden `hub` and `node` commands run the hub and the
     /// nodes, each in a process of its own (normally this very program).
     pub program: PathBuf,
@@ -91,6 +96,7 @@ impl Default for Options {
             exit_when_done: false,
             data: None,
             faults: FaultPlan::default(),
+            realistic_terminal: false,
             program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tradecast")),
         }
     }
@@ -1230,16 +1236,37 @@ async fn replay(
     }
     let mut subs = nodes;
 
+    let text = std::str::from_utf8(EURUSD_H1)?;
+    let n_lines = opts.bars.map_or(usize::MAX, |b| b.saturating_add(1));
+    let head: Vec<&str> = text.lines().take(n_lines).collect();
     // One broker, one price stream, one terminal per node.
-    let mut broker = Broker::new(BrokerConfig::default());
-    broker.add_symbol(SymbolConfig::forex("EURUSD", 5));
-    for login in std::iter::once(provider.login).chain(subs.iter().map(|s| s.login)) {
+    let mut broker = match opts.realistic_terminal {
+        true => {
+            let bars = tradecast_protocol::bars::parse_bars(head.join("\n").as_bytes())
+                .map_err(|e| anyhow!("{e}"))?;
+            let mut b = Broker::new(realistic::broker_config(&bars));
+            for s in realistic::symbols() {
+                b.add_symbol(s);
+            }
+            b
+        }
+        false => {
+            let mut b = Broker::new(BrokerConfig::default());
+            b.add_symbol(SymbolConfig::forex("EURUSD", 5));
+            b
+        }
+    };
+    for node in std::iter::once(&provider).chain(subs.iter()) {
+        let margin_mode = match opts.realistic_terminal {
+            true => realistic::margin_mode(&node.name),
+            false => MarginMode::Hedging,
+        };
         broker
             .open_account(AccountConfig {
-                login,
+                login: node.login,
                 currency: "USD".into(),
                 leverage: 100,
-                margin_mode: MarginMode::Hedging,
+                margin_mode,
                 balance: Decimal::from(BALANCE),
             })
             .map_err(|e| anyhow!("{e:?}"))?;
@@ -1259,9 +1286,9 @@ async fn replay(
             Terminal::new(tc, broker.clone(), Faults::default()).map_err(|e| anyhow!("{e:?}"))?,
         );
     }
-    let text = std::str::from_utf8(EURUSD_H1)?;
-    let n_lines = opts.bars.map_or(usize::MAX, |b| b.saturating_add(1));
-    let head: Vec<&str> = text.lines().take(n_lines).collect();
+    if opts.realistic_terminal {
+        realistic::start_disconnected(&mut terminals).await?;
+    }
     let spread = SpreadModel { base_points: 10, ..SpreadModel::default() };
     let feed = Feed::from_file(
         "EURUSD",
@@ -1295,6 +1322,12 @@ async fn replay(
         }
     ));
 
+    if opts.realistic_terminal {
+        out(&format!(
+            "(realistic terminal: tickets that change, filling and expiration modes checked, a dealer that requotes closes, a server DST change mid-replay, terminals that start disconnected, alice on netting, {} more Market Watch symbols)",
+            realistic::MARKET_WATCH
+        ));
+    }
     if let Some(p) = &proxy {
         out(&format!(
             "(every node reaches the hub's QUIC endpoint through a lossy proxy on {})",

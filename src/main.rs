@@ -49,6 +49,13 @@ enum Command {
         /// duplicates 3 % and delays up to 20 ms of the datagrams: the results stay the same.
         #[arg(long)]
         lossy: bool,
+        /// Make the simulated broker and terminals behave like real MT5 ones: tickets that
+        /// change on reversal and swap roll-over, filling and expiration modes checked, a dealer
+        /// that requotes closes, a server DST change mid-replay, terminals that start
+        /// disconnected, a netting account, 400 Market Watch symbols. The same decisions and
+        /// fills come out.
+        #[arg(long)]
+        realistic_terminal: bool,
     },
     /// The hub's command line (`tradecast-hub`), as the demo runs its hub process.
     #[command(hide = true, disable_help_flag = true, disable_version_flag = true)]
@@ -73,7 +80,7 @@ fn main() -> ExitCode {
     if let Some(pid) = cli.die_with_parent {
         procs::die_with_parent(pid);
     }
-    let (speed, bars, exit_when_done, data, lossy) = match cli.command {
+    let (speed, bars, exit_when_done, data, lossy, realistic) = match cli.command {
         // The hub and the node install their own logging.
         Command::Hub { args } => {
             return tradecast_hub::cli::main_from(
@@ -94,8 +101,8 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Demo { speed, bars, exit_when_done, data, lossy } => {
-            (speed, bars, exit_when_done, data, lossy)
+        Command::Demo { speed, bars, exit_when_done, data, lossy, realistic_terminal } => {
+            (speed, bars, exit_when_done, data, lossy, realistic_terminal)
         }
     };
     tracing_subscriber::fmt()
@@ -104,7 +111,7 @@ fn main() -> ExitCode {
         ))
         .with_writer(std::io::stderr)
         .init();
-    match demo_main(speed, bars, exit_when_done, data, lossy) {
+    match demo_main(speed, bars, exit_when_done, data, lossy, realistic) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tradecast: {e:#}");
@@ -123,13 +130,22 @@ fn demo_main(
     exit_when_done: bool,
     data: Option<PathBuf>,
     lossy: bool,
+    realistic_terminal: bool,
 ) -> anyhow::Result<()> {
     let speed: Speed = speed.parse().map_err(|e: String| anyhow::anyhow!(e))?;
     let faults = demo::FaultPlan {
         lossy: lossy.then(tradecast::lossy::Faults::default),
         ..Default::default()
     };
-    let opts = Options { speed, bars, exit_when_done, data, faults, ..Options::default() };
+    let opts = Options {
+        speed,
+        bars,
+        exit_when_done,
+        data,
+        faults,
+        realistic_terminal,
+        ..Options::default()
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         // Before anything is started: from here on SIGINT, SIGTERM and SIGHUP stop the demo

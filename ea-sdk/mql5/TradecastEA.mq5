@@ -13,7 +13,7 @@
 //| own when the node is silent.                                      |
 //+------------------------------------------------------------------+
 #property copyright "Tradecast"
-#property version   "1.10"
+#property version   "1.11"
 #property strict
 #property description "Tradecast EA link: executes what the Tradecast node decides."
 
@@ -22,7 +22,7 @@
 #include "Tradecast/Link.mqh"
 #include "Tradecast/Trade.mqh"
 
-#define TC_EA_VERSION    "1.1.0"
+#define TC_EA_VERSION    "1.1.1"
 #define TC_TIMER_MS      100
 #define TC_MAX_BARS      1000
 #define TC_MAX_DEALS     500
@@ -504,6 +504,53 @@ void TcSettle(const string order_id, const ulong magic, MqlTradeResult &res, con
       TcAck(order_id, TC_OUTCOME_UNKNOWN, res.retcode, res.comment, false, 0, 0, 0, 0, 0, 0, symbol);
   }
 
+//--- Pending orders placed with a longer lifetime than the node asked for (the symbol has no
+//--- SPECIFIED expiration): their ticket and the node's expiry (UTC ms). Lost on a restart: the
+//--- broker's DAY or SPECIFIED_DAY lifetime still ends them that day.
+ulong    g_expTicket[];
+long     g_expAt[];
+
+void TcRememberExpiry(const ulong ticket, const long utc_ms)
+  {
+   int n = ArraySize(g_expTicket);
+   ArrayResize(g_expTicket, n + 1);
+   ArrayResize(g_expAt, n + 1);
+   g_expTicket[n] = ticket;
+   g_expAt[n] = utc_ms;
+  }
+
+//--- Every cycle: removes those orders once the node's expiry has passed. One gone already
+//--- (filled, expired, deleted by hand) is forgotten; a refused removal (market closed) is tried
+//--- again TC_EXPIRE_RETRY_MS later, not every cycle.
+#define TC_EXPIRE_RETRY_MS 60000
+void TcExpireOwn()
+  {
+   long now = TcNowUtcMs();
+   for(int i = ArraySize(g_expTicket) - 1; i >= 0; i--)
+     {
+      bool gone = !OrderSelect(g_expTicket[i]);
+      if(!gone && now < g_expAt[i])
+         continue;
+      if(!gone)
+        {
+         MqlTradeRequest req;
+         MqlTradeResult res;
+         ZeroMemory(req);
+         req.action = TRADE_ACTION_REMOVE;
+         req.order = g_expTicket[i];
+         TcOrderSend(req, res);
+         gone = TcClassify(res.retcode) == TC_OUTCOME_DONE || res.retcode == TRADE_RETCODE_INVALID_ORDER;
+         if(!gone)
+           {
+            g_expAt[i] = now + TC_EXPIRE_RETRY_MS;
+            continue;
+           }
+        }
+      ArrayRemove(g_expTicket, i, 1);
+      ArrayRemove(g_expAt, i, 1);
+     }
+  }
+
 //--- An order from the poll: look up, then send.
 void TcExecuteOrder(CTcJson *o)
   {
@@ -526,6 +573,7 @@ void TcExecuteOrder(CTcJson *o)
    int digits = TcDigits(symbol);
    MqlTradeRequest req;
    MqlTradeResult res;
+   bool outlives = false;
    ZeroMemory(req);
    req.symbol = symbol;
    req.volume = o.Dec("volume");
@@ -553,16 +601,15 @@ void TcExecuteOrder(CTcJson *o)
          return;
         }
       req.price = NormalizeDouble(o.Dec("price"), digits);
-      if(!o.IsNull("expiration_ms"))
-        {
-         req.type_time = ORDER_TIME_SPECIFIED;
-         req.expiration = TcServerTime(o.Long("expiration_ms"));
-        }
-      else
-         req.type_time = ORDER_TIME_GTC;
+      datetime expiry = o.IsNull("expiration_ms") ? 0 : TcServerTime(o.Long("expiration_ms"));
+      req.type_time = TcTypeTime(symbol, expiry, outlives);
+      if(req.type_time == ORDER_TIME_SPECIFIED || req.type_time == ORDER_TIME_SPECIFIED_DAY)
+         req.expiration = expiry;
      }
    req.type_filling = TcFilling(symbol, req.type);
    TcOrderSend(req, res);
+   if(outlives && res.retcode == TRADE_RETCODE_PLACED)
+      TcRememberExpiry(res.order, o.Long("expiration_ms"));
    TcSettle(id, magic, res, symbol);
   }
 
@@ -976,7 +1023,7 @@ void TcEnforceFloorIfNodeSilent()
    // After closes that failed, the next attempt waits (not every cycle, not all weekend).
    if(GetTickCount64() < g_floorNextTick)
       return;
-   int closed = 0, failed = 0;
+   int closed = 0, removed = 0, failed = 0;
    ulong magic = TcMagic(InpMagic, 0);
    for(int i = PositionsTotal() - 1; i >= 0; i--)
      {
@@ -989,7 +1036,24 @@ void TcEnforceFloorIfNodeSilent()
       else
          failed++;
      }
-   if(closed + failed == 0)
+   //--- Tradecast's pending orders go too: one left would open a position after the floor.
+   for(int i = OrdersTotal() - 1; i >= 0; i--)
+     {
+      ulong t = OrderGetTicket(i);
+      if(t == 0 || !TcIsOurs((ulong)OrderGetInteger(ORDER_MAGIC), InpMagic))
+         continue;
+      MqlTradeRequest req;
+      MqlTradeResult res;
+      ZeroMemory(req);
+      req.action = TRADE_ACTION_REMOVE;
+      req.order = t;
+      TcOrderSend(req, res);
+      if(TcClassify(res.retcode) == TC_OUTCOME_DONE)
+         removed++;
+      else
+         failed++;
+     }
+   if(closed + removed + failed == 0)
       return;
    if(failed > 0)
      {
@@ -1001,8 +1065,8 @@ void TcEnforceFloorIfNodeSilent()
       g_floorFailures = 0;
       g_floorNextTick = 0;
      }
-   TcJournal("floor", StringFormat("equity %.2f below the floor %.2f while the node is silent: closed %d of Tradecast's positions, %d failed",
-                                   equity, g_floor, closed, failed));
+   TcJournal("floor", StringFormat("equity %.2f below the floor %.2f while the node is silent: closed %d of Tradecast's positions, deleted %d of its pending orders, %d failed",
+                                   equity, g_floor, closed, removed, failed));
    if(!g_breach)
      {
       g_breachTime = TcNowUtcMs();
@@ -1031,8 +1095,17 @@ bool TcTerminalReady()
 //--- One cycle of the timer: floor, hello if needed, pushes, one long-poll and what it brought.
 void TcCycle()
   {
+   int offsetBefore = g_tcOffset;
    TcNoteOffset();   // a daylight-saving switch is seen within a cycle, not at the next hello
+   if(g_tcOffset != offsetBefore && g_session != "")
+     {
+      // The node keeps the offset of the hello for its server day (the daily loss rules):
+      // introduce the account again with the new one.
+      Print("Tradecast: the server's UTC offset changed: introducing the account again");
+      g_session = "";
+     }
    TcEnforceFloorIfNodeSilent();
+   TcExpireOwn();
    if(g_session == "")
      {
       // After a failed hello, wait out the backoff: the hello is not rebuilt and re-sent
@@ -1102,6 +1175,18 @@ int OnInit()
    if(StringLen(InpKeyId) == 0 || StringLen(InpSecret) == 0)
      {
       Print("Tradecast: set the key id and the secret in the inputs (tradecast-node ea-key new)");
+      return INIT_PARAMETERS_INCORRECT;
+     }
+   //--- TcCheckInputs: magic 0 is the magic of hand trades and of EAs that set none (Tradecast's
+   //--- positions could not be told apart); negative periods make no sense.
+   if(InpMagic == 0)
+     {
+      Print("Tradecast: InpMagic must not be 0: give this install its own number");
+      return INIT_PARAMETERS_INCORRECT;
+     }
+   if(InpFloorSilenceSec < 0 || InpStateEverySec <= 0 || InpPollWaitMs < 0 || InpPollWaitMs > 30000)
+     {
+      Print("Tradecast: InpFloorSilenceSec must be 0 or more, InpStateEverySec 1 or more, InpPollWaitMs 0 to 30000");
       return INIT_PARAMETERS_INCORRECT;
      }
    if(StringFind(InpNodeUrl, "http://127.0.0.1") != 0 && StringFind(InpNodeUrl, "http://localhost") != 0)

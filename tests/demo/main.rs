@@ -17,6 +17,14 @@ async fn run(bars: Option<usize>) -> (Report, Vec<String>) {
 }
 
 async fn run_with(bars: Option<usize>, faults: FaultPlan) -> (Report, Vec<String>) {
+    run_opts(bars, faults, false).await
+}
+
+async fn run_opts(
+    bars: Option<usize>,
+    faults: FaultPlan,
+    realistic_terminal: bool,
+) -> (Report, Vec<String>) {
     let mut lines = Vec::new();
     let opts = Options {
         speed: Speed::Max,
@@ -24,6 +32,7 @@ async fn run_with(bars: Option<usize>, faults: FaultPlan) -> (Report, Vec<String
         exit_when_done: true,
         data: None,
         faults,
+        realistic_terminal,
         program: env!("CARGO_BIN_EXE_tradecast").into(),
     };
     let never_stopped = std::future::pending();
@@ -192,4 +201,23 @@ async fn slow_demo_faults_lose_nothing_and_duplicate_nothing() {
     assert!(faulty.unsynced.is_empty(), "{:?}", faulty.unsynced);
     let lossy = faulty.lossy.expect("the proxy ran");
     assert!(lossy.dropped > 0 && lossy.duplicated > 0, "{lossy:?}");
+}
+
+/// Issue 23, "done when": the demo with the realistic-terminal options on (`--realistic-terminal`:
+/// tickets that change on reversal and roll-over, filling and expiration modes checked, a dealer
+/// that requotes closes, a server DST change mid-replay, terminals that start disconnected, alice
+/// on netting, 400 more Market Watch symbols) gives the same signals, decisions and fills, each
+/// once, and the same P&L.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_demo_realistic_terminal_gives_the_same_decisions_and_fills() {
+    let bars = Some(1_300);
+    let (plain, _) = run(bars).await;
+    let (real, lines) = run_opts(bars, FaultPlan::default(), true).await;
+    check(&real, &lines);
+    assert!(lines.iter().any(|l| l.starts_with("(realistic terminal:")), "{lines:#?}");
+    assert_eq!(outcomes(&real), outcomes(&plain));
+    let pnl = |r: &Report| {
+        r.subscribers.iter().map(|t| (t.name.clone(), t.pnl, t.pnl_r)).collect::<Vec<_>>()
+    };
+    assert_eq!(pnl(&real), pnl(&plain));
 }

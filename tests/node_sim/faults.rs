@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use tradecast_node::config::Config;
-use tradecast_node::runtime::{OrderRow, OrderState};
-use tradecast_sim::terminal::lock;
+use tradecast_node::runtime::{OrderAction, OrderRow, OrderState};
+use tradecast_protocol::ea;
+use tradecast_sim::terminal::{CLOSE_ATTEMPTS, lock};
 
 use crate::TestNode;
 use crate::rig::Rig;
@@ -99,6 +100,51 @@ async fn a_long_requote_storm_is_refused_in_words() {
     assert_eq!((o.state, o.retcode), (OrderState::Rejected, Some(10004)), "{o:?}");
     assert!(o.explained.contains("requote"), "{}", o.explained);
     assert!(s.rig.entries_by_order_no().is_empty());
+}
+
+/// Issue 23, item 8: a dealer that requotes every one of the EA's attempts to close. The node
+/// used to take the EA's `rejected 10004` as final and the position stayed open; now the close
+/// stays due, is not offered again before its backoff (on the market clock: not in this bar),
+/// and the next offer closes the position, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_the_dealer_requotes_stays_due_and_the_position_ends_closed() {
+    let mut s = scene(|_| {}, 10_000).await;
+    let id = s.buy("0.10", None).await;
+    s.steps(3).await;
+    let pid = s.order(&id).ack.and_then(|a| a.position_id).expect("filled");
+    lock(&s.rig.broker).config_mut().requote_closes = CLOSE_ATTEMPTS;
+    let close = s
+        .node
+        .running
+        .node
+        .queue(
+            &s.account(),
+            |_, _| OrderAction::Close { position_id: pid, symbol: "EURUSD".into(), volume: None },
+            None,
+            None,
+        )
+        .expect("queue");
+    s.steps(5).await;
+    let c = s.order(&close.order_id);
+    assert_eq!(
+        (c.state, c.retcode, c.n_requotes, c.n_offers),
+        (OrderState::Due, Some(10_004), 1, 1),
+        "{c:?}"
+    );
+    assert!(c.explained.contains("sent again"), "{}", c.explained);
+    let open = |s: &Scene| lock(&s.rig.broker).positions(crate::rig::LOGIN).expect("account").len();
+    assert_eq!(open(&s), 1, "the requoted close left the position open");
+    s.bars(1).await;
+    let c = s.order(&close.order_id);
+    assert_eq!((c.state, c.n_offers), (OrderState::Acked, 2), "{c:?}");
+    assert_eq!(open(&s), 0, "closed");
+    let outs = lock(&s.rig.broker)
+        .deals(crate::rig::LOGIN, i64::MIN, i64::MAX)
+        .expect("deals")
+        .into_iter()
+        .filter(|d| d.entry == ea::DealEntry::Out)
+        .count();
+    assert_eq!(outs, 1, "closed once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

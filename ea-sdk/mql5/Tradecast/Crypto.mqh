@@ -176,11 +176,15 @@ bool TcSelfTest()
    uchar ok[];
    TcUtf8("{\"ok\":true}", ok);
    string s3 = TcSignResponse("tcs_9f8e7d6c5b4a3921", 200, "abcdefghijklmnop", ok);
+   //--- A key longer than the 64-byte block (79 characters): HMAC hashes it first.
+   string s4 = TcSignRequest("A-very-long-secret-with-symbols!#$%&()*+,./:;<=>?@[]^{|}~ and spaces 0123456789",
+                             "POST", "/ea/v1/state", "1731000000456", "long_key_self_test_0123456789", ok);
    bool good = s1 == "0d150b1eab8eeb4bc9e9a40b4a28a8a9a9fcf9c117718e743a28a33bea4861d6"
                && s2 == "2fefcc366a21fd14084f1ba8962cb7517e6e4caa765885489c31810640a06ba3"
-               && s3 == "f22924b76faa8f620ce6dd4950dacbbb8878730b5bd9675b812f2beef938ace0";
+               && s3 == "f22924b76faa8f620ce6dd4950dacbbb8878730b5bd9675b812f2beef938ace0"
+               && s4 == "4ace7b17fecba07eac00373c1763bf9a60a15fcd5156802bc88c85ed8fe80b14";
    if(!good)
-      PrintFormat("Tradecast: HMAC self-test FAILED (%s / %s / %s)", s1, s2, s3);
+      PrintFormat("Tradecast: HMAC self-test FAILED (%s / %s / %s / %s)", s1, s2, s3, s4);
    return good;
   }
 //+------------------------------------------------------------------+

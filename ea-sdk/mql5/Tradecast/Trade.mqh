@@ -122,6 +122,32 @@ ENUM_ORDER_TYPE_FILLING TcFilling(const string symbol, const ENUM_ORDER_TYPE typ
    return ORDER_FILLING_RETURN;
   }
 
+//--- The lifetime of a pending order (req.type_time) from the symbol's SYMBOL_EXPIRATION_MODE
+//--- flags (a mode it does not flag is refused with 10022) and the node's expiry (server time,
+//--- 0 = none). With an expiry: SPECIFIED if allowed (exactly the node's), else SPECIFIED_DAY
+//--- (the end of that day), else DAY (the end of today), else GTC; `outlives` is then true and
+//--- the EA removes the order at the node's expiry itself (TcExpireOwn). Without one: GTC, else
+//--- DAY. A symbol that flags nothing gets SPECIFIED/GTC and the server's answer.
+ENUM_ORDER_TYPE_TIME TcTypeTime(const string symbol, const datetime expiration, bool &outlives)
+  {
+   long modes = SymbolInfoInteger(symbol, SYMBOL_EXPIRATION_MODE);
+   outlives = false;
+   if(expiration == 0)
+     {
+      if((modes & SYMBOL_EXPIRATION_GTC) == 0 && (modes & SYMBOL_EXPIRATION_DAY) != 0)
+         return ORDER_TIME_DAY;
+      return ORDER_TIME_GTC;
+     }
+   if((modes & SYMBOL_EXPIRATION_SPECIFIED) != 0 || modes == 0)
+      return ORDER_TIME_SPECIFIED;
+   outlives = true;
+   if((modes & SYMBOL_EXPIRATION_SPECIFIED_DAY) != 0)
+      return ORDER_TIME_SPECIFIED_DAY;
+   if((modes & SYMBOL_EXPIRATION_DAY) != 0)
+      return ORDER_TIME_DAY;
+   return ORDER_TIME_GTC;
+  }
+
 //--- What the look-up found.
 struct TcFound
   {
@@ -147,13 +173,18 @@ void TcFoundClear(TcFound &f)
    f.symbol = "";
   }
 
-//--- The last day's deals (HistorySelect) with this magic: the newest that opened or reversed a
+//--- How far back the look-up reads the deals: on a netting account an order merged into a
+//--- position is found only by its deal, and an order offered again after a long outage may be
+//--- days old (a day was not enough: such an order was sent twice).
+#define TC_LOOKUP_HISTORY_DAYS 30
+
+//--- The last TC_LOOKUP_HISTORY_DAYS days' deals (HistorySelect) with this magic: the newest that opened or reversed a
 //--- position (DEAL_ENTRY_IN / INOUT), else the newest of any entry. An SL/TP or stop-out close
 //--- carries the position's magic too; acking it would report the close's price as the fill.
 bool TcLookupDeals(const ulong magic, TcFound &f)
   {
    datetime now = TimeTradeServer();
-   if(!HistorySelect(now - 86400, now + 3600))
+   if(!HistorySelect(now - TC_LOOKUP_HISTORY_DAYS * 86400, now + 3600))
       return false;
    ulong best = 0;
    for(int i = HistoryDealsTotal() - 1; i >= 0; i--)

@@ -38,6 +38,12 @@ use tradecast_protocol::trade::{self, BarRange, ExitReason};
 
 use crate::retcode;
 
+mod expiration;
+pub use expiration::{
+    SYMBOL_EXPIRATION_ALL, SYMBOL_EXPIRATION_DAY, SYMBOL_EXPIRATION_GTC,
+    SYMBOL_EXPIRATION_SPECIFIED, SYMBOL_EXPIRATION_SPECIFIED_DAY, TypeTime, end_of_server_day,
+};
+
 /// Seconds in a day.
 const DAY_S: i64 = 86_400;
 
@@ -78,6 +84,10 @@ pub struct SymbolConfig {
     pub swap_short_per_lot: Decimal,
     /// `SYMBOL_FILLING_MODE`: [`SYMBOL_FILLING_FOK`] | [`SYMBOL_FILLING_IOC`] flags.
     pub filling_modes: u32,
+    /// `SYMBOL_EXPIRATION_MODE`: [`SYMBOL_EXPIRATION_GTC`] | `_DAY` | `_SPECIFIED` |
+    /// `_SPECIFIED_DAY` flags: the pending-order lifetimes the broker accepts when
+    /// [`BrokerConfig::check_expiration`] is on (10022 otherwise).
+    pub expiration_modes: u32,
 }
 
 impl SymbolConfig {
@@ -105,6 +115,7 @@ impl SymbolConfig {
             swap_long_per_lot: Decimal::ZERO,
             swap_short_per_lot: Decimal::ZERO,
             filling_modes: SYMBOL_FILLING_FOK | SYMBOL_FILLING_IOC,
+            expiration_modes: SYMBOL_EXPIRATION_ALL,
         }
     }
 
@@ -235,6 +246,13 @@ pub struct BrokerConfig {
     /// Swap is rolled over by closing and re-opening every position at the rollover: each gets
     /// a new ticket, its identifier stays (brokers that do this exist).
     pub reopen_on_rollover: bool,
+    /// Refuse a pending order whose `type_time` the symbol's `expiration_modes` do not allow
+    /// with 10022 (invalid expiration), as MT5 does. Off: any lifetime is taken.
+    pub check_expiration: bool,
+    /// The dealer requotes (10004) the first `requote_closes` requests to close each position
+    /// (a deal naming the position) before it fills one: a fast market at a dealing-desk
+    /// broker. 0: closes are never requoted.
+    pub requote_closes: u32,
 }
 
 impl Default for BrokerConfig {
@@ -250,6 +268,8 @@ impl Default for BrokerConfig {
             new_ticket_on_reversal: false,
             reopen_on_rollover: false,
             check_filling: false,
+            check_expiration: false,
+            requote_closes: 0,
         }
     }
 }
@@ -322,7 +342,10 @@ pub struct TradeRequest {
     pub position: Option<u64>,
     /// The pending order to modify or remove.
     pub order: Option<u64>,
-    /// A pending order's expiry, UTC.
+    /// A pending order's lifetime (`type_time`).
+    pub type_time: TypeTime,
+    /// A pending order's expiry, UTC (`expiration`: the time for [`TypeTime::Specified`], the
+    /// day for [`TypeTime::SpecifiedDay`], ignored otherwise).
     pub expiration_ms: Option<i64>,
     /// The filling policy (`type_filling`).
     pub filling: Filling,
@@ -344,6 +367,7 @@ impl TradeRequest {
             comment: String::new(),
             position: None,
             order: None,
+            type_time: TypeTime::Gtc,
             expiration_ms: None,
             filling: Filling::Fok,
         }
@@ -535,6 +559,9 @@ pub struct Broker {
     time_ms: i64,
     next_order: u64,
     next_deal: u64,
+    /// Close requests requoted so far per (login, position identifier)
+    /// ([`BrokerConfig::requote_closes`]).
+    close_requotes: BTreeMap<(u64, u64), u32>,
 }
 
 fn money(d: Decimal) -> Decimal {
@@ -578,12 +605,18 @@ impl Broker {
             time_ms: 0,
             next_order: 1_000_001,
             next_deal: 5_000_001,
+            close_requotes: BTreeMap::new(),
         }
     }
 
     /// The settings.
     pub fn config(&self) -> &BrokerConfig {
         &self.cfg
+    }
+
+    /// The settings, to change mid-run (a test turning a real-MT5 behaviour on).
+    pub fn config_mut(&mut self) -> &mut BrokerConfig {
+        &mut self.cfg
     }
 
     /// Adds (or replaces the configuration of) a symbol.
@@ -721,6 +754,11 @@ impl Broker {
             s.quote = Some(Quote { bid, ask, time_ms });
         }
         let mut events = Vec::new();
+        // Pending orders of the symbol whose expiry has come go (the server expires them on
+        // time, not at the next bar).
+        for login in self.logins() {
+            self.expire_orders(login, symbol, self.time_ms, &mut events);
+        }
         self.stop_out(&mut events);
         Ok(())
     }
@@ -1203,6 +1241,17 @@ impl Broker {
                 return TradeResult::code(retcode::FROZEN);
             }
         }
+        // A dealer that requotes closes: the first `requote_closes` requests to close each
+        // position are answered 10004.
+        if let Some(p) = target.as_ref().filter(|_| reducing && req.position.is_some())
+            && self.cfg.requote_closes > 0
+        {
+            let n = self.close_requotes.entry((login, p.position_id)).or_insert(0);
+            if *n < self.cfg.requote_closes {
+                *n += 1;
+                return TradeResult::code(retcode::REQUOTE);
+            }
+        }
         let reference = match side {
             Side::Buy => q.bid,
             Side::Sell => q.ask,
@@ -1418,9 +1467,16 @@ impl Broker {
         if let Err(code) = Self::check_stops(&cfg, kind_side(req.kind), price, req.sl, req.tp) {
             return TradeResult::code(code);
         }
-        if req.expiration_ms.is_some_and(|e| e <= self.time_ms) {
+        let Ok(expires) = expiration::effective_expiration(
+            req.type_time,
+            req.expiration_ms,
+            cfg.expiration_modes,
+            self.cfg.check_expiration,
+            self.time_ms,
+            self.server_utc_offset_at(self.time_ms),
+        ) else {
             return TradeResult::code(retcode::INVALID_EXPIRATION);
-        }
+        };
         let ticket = self.take_order_ticket();
         let time_ms = self.time_ms;
         if let Some(acc) = self.accounts.get_mut(&login) {
@@ -1435,7 +1491,7 @@ impl Broker {
                     sl: req.sl,
                     tp: req.tp,
                     time_setup_ms: time_ms,
-                    expiration_ms: req.expiration_ms,
+                    expiration_ms: expires,
                     magic: req.magic,
                     comment: req.comment.chars().take(31).collect(),
                 },

@@ -47,6 +47,9 @@ pub enum LinkError {
     /// A signed 200 whose body does not decode.
     #[error("answer body: {0}")]
     Body(#[from] BodyError),
+    /// The EA's inputs are refused at start (`OnInit` answers `INIT_PARAMETERS_INCORRECT`).
+    #[error("the EA's inputs are refused: {0}")]
+    Inputs(String),
 }
 
 impl LinkError {

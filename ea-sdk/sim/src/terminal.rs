@@ -25,7 +25,9 @@ use tradecast_protocol::ea::{
 };
 
 use crate::broker::{
-    Broker, Filling, SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC, TradeAction, TradeRequest, TradeResult,
+    Broker, Filling, SYMBOL_EXPIRATION_DAY, SYMBOL_EXPIRATION_GTC, SYMBOL_EXPIRATION_SPECIFIED,
+    SYMBOL_EXPIRATION_SPECIFIED_DAY, SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC, TradeAction,
+    TradeRequest, TradeResult, TypeTime,
 };
 use crate::link::{LinkClient, LinkError, wall_ms};
 use crate::retcode;
@@ -68,8 +70,17 @@ pub const FLOOR_RETRY_MAX_MS: i64 = 300_000;
 pub const JOURNAL_EVERY_MS: i64 = 60_000;
 /// How many times a close is sent when the dealer requotes (`TC_CLOSE_ATTEMPTS`).
 pub const CLOSE_ATTEMPTS: u32 = 3;
-/// A day, in ms: how far back the look-up reads the deals history.
-const LOOKUP_HISTORY_MS: i64 = 86_400_000;
+/// How far back the look-up reads the deals history (`TC_LOOKUP_HISTORY_DAYS`, 30 days): on a
+/// netting account an order merged into a position is found only by its deal, and an order
+/// offered again after a long outage (an EA stopped over a holiday) may be days old; a day was
+/// not enough and such an order was sent twice.
+pub const LOOKUP_HISTORY_MS: i64 = 30 * 86_400_000;
+/// After a failed removal of an expired pending order, the next try waits this long (server
+/// time, `TC_EXPIRE_RETRY_S`): a market closed at the expiry is not asked every cycle.
+pub const EXPIRE_RETRY_MS: i64 = 60_000;
+
+/// The longest poll wait the EA's input takes (the node holds a poll at most 30 s).
+pub const POLL_WAIT_MAX_MS: u32 = 30_000;
 
 /// A terminal's settings: the EA's inputs plus the account it runs on.
 #[derive(Debug, Clone)]
@@ -104,6 +115,22 @@ pub struct TerminalConfig {
 }
 
 impl TerminalConfig {
+    /// `OnInit`'s check of the inputs: a magic of 0 (the magic of hand trades and of EAs that
+    /// set none: Tradecast's positions could not be told apart) and negative periods are
+    /// refused, as `INIT_PARAMETERS_INCORRECT`.
+    pub fn check_inputs(&self) -> Result<(), String> {
+        if self.input_magic == 0 {
+            return Err("InpMagic must not be 0".into());
+        }
+        if self.floor_silence_ms < 0 {
+            return Err("InpFloorSilenceSec must not be negative".into());
+        }
+        if self.poll_wait_override_ms.is_some_and(|w| w > POLL_WAIT_MAX_MS) {
+            return Err(format!("InpPollWaitMs must be 0 to {POLL_WAIT_MAX_MS}"));
+        }
+        Ok(())
+    }
+
     /// Defaults for everything but the link credentials and the login: magic 20260101,
     /// 10 points of deviation, every symbol, 10 s of silence before the floor acts.
     pub fn new(node_url: &str, key_id: &str, secret: &str, login: u64) -> TerminalConfig {
@@ -260,6 +287,11 @@ struct Memory {
     /// The server's UTC offsets the EA has seen, each with the server time (ms) it was first
     /// seen at, oldest first (`g_offFrom`, `g_offVal`).
     offsets: Vec<(i64, i32)>,
+    /// Pending orders placed with a lifetime longer than the node asked for (the symbol does
+    /// not allow `SPECIFIED`): (order ticket, the node's expiry, UTC ms), removed by the EA then
+    /// (`g_expTicket`, `g_expAt`). Lost on a restart: the broker's DAY or SPECIFIED_DAY
+    /// lifetime still ends them that day.
+    own_expiries: Vec<(u64, i64)>,
 }
 
 /// `TcBackoffMs`: `first` doubled per earlier failure, at most `max`, then jittered to between
@@ -305,6 +337,7 @@ impl Terminal {
         broker: SharedBroker,
         faults: Faults,
     ) -> Result<Terminal, LinkError> {
+        cfg.check_inputs().map_err(LinkError::Inputs)?;
         let link = LinkClient::new(&cfg.node_url, &cfg.key_id, &cfg.secret)?;
         let mem = Memory { jitter: cfg.login, ..Memory::default() };
         Ok(Terminal { cfg, broker, link, faults, mem, stats: TerminalStats::default() })
@@ -378,6 +411,11 @@ impl Terminal {
         let offset = b.server_utc_offset_at(now);
         drop(b);
         if self.mem.offsets.last().is_none_or(|(_, o)| *o != offset) {
+            // A switch while introduced: say hello again, so that the node's server day (its
+            // daily loss rules) follows the new offset too (`TcCycle`).
+            if !self.mem.offsets.is_empty() {
+                self.mem.session = None;
+            }
             self.mem.offsets.push((now + i64::from(offset) * 1_000, offset));
         }
     }
@@ -462,6 +500,7 @@ impl Terminal {
         }
         self.note_offset();
         self.enforce_floor_if_node_silent();
+        self.expire_own_orders();
         if self.faults.is_silent() {
             return Ok(());
         }
@@ -931,6 +970,11 @@ impl Terminal {
             let ack = found_ack(self.session_id_owned(), &o.order_id, f);
             return self.ack(ack).await;
         }
+        let (type_time, expiration_ms) = if o.kind.is_market() {
+            (TypeTime::Gtc, None)
+        } else {
+            self.type_time(&o.symbol, o.expiration_ms)
+        };
         let req = TradeRequest {
             action: if o.kind.is_market() { TradeAction::Deal } else { TradeAction::Pending },
             symbol: o.symbol.clone(),
@@ -944,11 +988,20 @@ impl Terminal {
             comment: ea::order_comment(&o.order_id),
             position: None,
             order: None,
-            expiration_ms: o.expiration_ms,
+            type_time,
+            expiration_ms,
             filling: self.filling(&o.symbol, o.kind),
         };
         self.latency().await;
         let result = self.send(&req);
+        // A lifetime longer than asked (no SPECIFIED on this symbol): the EA removes the order
+        // at the node's expiry itself.
+        if let (Some(r), Some(wanted)) = (&result, o.expiration_ms)
+            && r.retcode == retcode::PLACED
+            && type_time != TypeTime::Specified
+        {
+            self.mem.own_expiries.push((r.order, wanted));
+        }
         let ack = self.settle(&o.order_id, magic, result);
         self.ack(ack).await
     }
@@ -1135,6 +1188,62 @@ impl Terminal {
         }
     }
 
+    /// `TcTypeTime`: the lifetime of a pending order from the symbol's `SYMBOL_EXPIRATION_MODE`
+    /// (MT5 refuses a mode it does not flag with 10022) and the node's expiry, if any. With an
+    /// expiry: SPECIFIED if allowed (exactly the node's), else SPECIFIED_DAY (the end of that
+    /// server day), else DAY (the end of today), else GTC; the EA removes an order that would
+    /// outlive the node's expiry itself ([`Terminal::expire_own_orders`]). Without one: GTC,
+    /// else DAY. A symbol that flags nothing gets the old choice and the server's answer.
+    fn type_time(&self, symbol: &str, expiration_ms: Option<i64>) -> (TypeTime, Option<i64>) {
+        let modes = lock(&self.broker).symbol(symbol).map(|s| s.expiration_modes).unwrap_or(0);
+        let has = |flag: u32| modes & flag != 0;
+        let t = match expiration_ms {
+            None if !has(SYMBOL_EXPIRATION_GTC) && has(SYMBOL_EXPIRATION_DAY) => TypeTime::Day,
+            None => TypeTime::Gtc,
+            Some(_) if has(SYMBOL_EXPIRATION_SPECIFIED) || modes == 0 => TypeTime::Specified,
+            Some(_) if has(SYMBOL_EXPIRATION_SPECIFIED_DAY) => TypeTime::SpecifiedDay,
+            Some(_) if has(SYMBOL_EXPIRATION_DAY) => TypeTime::Day,
+            Some(_) => TypeTime::Gtc,
+        };
+        (t, expiration_ms)
+    }
+
+    /// `TcExpireOwn`, every cycle: removes the pending orders the EA placed with a longer
+    /// lifetime than the node asked for once the node's expiry has passed. An order gone
+    /// already (filled, expired, removed by hand) is forgotten; a removal refused (the market
+    /// closed) is tried again [`EXPIRE_RETRY_MS`] later.
+    fn expire_own_orders(&mut self) {
+        if self.mem.own_expiries.is_empty() {
+            return;
+        }
+        let now = self.market_ms();
+        let login = self.cfg.login;
+        let mut keep = Vec::new();
+        for (ticket, at) in std::mem::take(&mut self.mem.own_expiries) {
+            let order = lock(&self.broker)
+                .orders(login)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|o| o.order_ticket == ticket);
+            let Some(o) = order else { continue };
+            if now < at {
+                keep.push((ticket, at));
+                continue;
+            }
+            let req = TradeRequest {
+                action: TradeAction::Remove,
+                order: Some(ticket),
+                magic: o.magic,
+                ..TradeRequest::market(&o.symbol, o.kind, o.volume)
+            };
+            let code = self.send(&req).map(|r| r.retcode).unwrap_or(0);
+            if !retcode::is_success(code) && code != retcode::INVALID_ORDER {
+                keep.push((ticket, now + EXPIRE_RETRY_MS));
+            }
+        }
+        self.mem.own_expiries = keep;
+    }
+
     /// `TcClosePosition`'s retries: a close answered with a requote (10004), "prices changed"
     /// (10020) or "no quotes" (10021) is sent again at the current price, at most
     /// [`CLOSE_ATTEMPTS`] times in all. A requoted close is not a decision, so it is not final.
@@ -1220,16 +1329,25 @@ impl Terminal {
         if wall_ms() - self.mem.last_contact_wall_ms < self.cfg.floor_silence_ms {
             return;
         }
-        let (equity, positions) = {
+        let (equity, positions, orders) = {
             let b = lock(&self.broker);
             let Ok(info) = b.account_info(self.cfg.login) else { return };
-            (info.equity, b.positions(self.cfg.login).unwrap_or_default())
+            (
+                info.equity,
+                b.positions(self.cfg.login).unwrap_or_default(),
+                b.orders(self.cfg.login).unwrap_or_default(),
+            )
         };
         let ours: Vec<_> = positions
             .into_iter()
             .filter(|p| ea::is_tradecast_magic(p.magic, self.cfg.input_magic))
             .collect();
-        if equity >= floor || ours.is_empty() {
+        // Tradecast's pending orders go too: one left would open a position after the floor.
+        let our_orders: Vec<_> = orders
+            .into_iter()
+            .filter(|o| ea::is_tradecast_magic(o.magic, self.cfg.input_magic))
+            .collect();
+        if equity >= floor || (ours.is_empty() && our_orders.is_empty()) {
             self.mem.floor_failures = 0;
             self.mem.floor_next_wall_ms = 0;
             return;
@@ -1240,7 +1358,7 @@ impl Terminal {
             return;
         }
         let magic = ea::magic(self.cfg.input_magic, 0);
-        let (mut n_closed, mut n_failed) = (0u32, 0u32);
+        let (mut n_closed, mut n_removed, mut n_failed) = (0u32, 0u32, 0u32);
         for p in &ours {
             let req = self.close_request(p, None, magic, "equity-floor");
             match self.send_close(&req) {
@@ -1248,7 +1366,19 @@ impl Terminal {
                 _ => n_failed += 1,
             }
         }
-        tracing::warn!(target: "tradecast_sim::floor", %equity, %floor, n_closed, n_failed, "equity below the floor while the node is silent: closed Tradecast's positions");
+        for o in &our_orders {
+            let req = TradeRequest {
+                action: TradeAction::Remove,
+                order: Some(o.order_ticket),
+                magic,
+                ..TradeRequest::market(&o.symbol, o.kind, o.volume)
+            };
+            match self.send(&req) {
+                Some(r) if retcode::is_success(r.retcode) => n_removed += 1,
+                _ => n_failed += 1,
+            }
+        }
+        tracing::warn!(target: "tradecast_sim::floor", %equity, %floor, n_closed, n_removed, n_failed, "equity below the floor while the node is silent: closed Tradecast's positions and deleted its pending orders");
         if n_failed > 0 {
             self.mem.floor_failures += 1;
             let wait = backoff_ms(

@@ -1,5 +1,6 @@
-//! The EA's ack of an order: its state (requotes sent again, a 10018 close retried at the next
-//! open) and, for a fill, the position row and the `Execution` record; committed before the answer.
+//! The EA's ack of an order: its state (requoted opens sent again, requoted closes kept due with
+//! a backoff, a 10018 close retried at the next open) and, for a fill, the position row and the
+//! `Execution` record; committed before the answer.
 
 use rust_decimal::Decimal;
 use tradecast_protocol::ea::{self, Ack, AckAnswer, Outcome};
@@ -13,6 +14,25 @@ use super::{Node, NodeError};
 
 /// How often an order refused by a requote (10004, 10020, 10021) is sent again.
 pub const REQUOTE_RETRIES: u32 = 3;
+
+/// The first wait (market clock) before a close the dealer requoted (10004, 10020, 10021) is
+/// offered again; it doubles with each requote of that close, up to [`CLOSE_REQUOTE_MAX_MS`].
+pub const CLOSE_REQUOTE_FIRST_MS: i64 = 1_000;
+/// The longest wait between the offers of a requoted close: a requote is not a decision, so a
+/// close (or close-all) is never given up on, but a dealer requoting for minutes is asked once a
+/// minute, not in a tight loop.
+pub const CLOSE_REQUOTE_MAX_MS: i64 = 60_000;
+
+/// 10004 requote, 10020 prices changed, 10021 off quotes: the price moved, nothing was done.
+pub fn is_requote(retcode: u32) -> bool {
+    matches!(retcode, 10004 | 10020 | 10021)
+}
+
+/// The wait before the `n`th re-offer (1-based) of a requoted close: 1 s, 2 s, 4 s … 60 s.
+pub fn close_requote_backoff_ms(n: u32) -> i64 {
+    let doublings = n.saturating_sub(1).min(16);
+    CLOSE_REQUOTE_FIRST_MS.saturating_mul(1i64 << doublings).min(CLOSE_REQUOTE_MAX_MS)
+}
 
 impl Node {
     /// How an order ended; committed before the answer.
@@ -75,7 +95,30 @@ impl Node {
                         "the market is closed: the close is sent again when it opens".into();
                 }
                 Outcome::Rejected
-                    if matches!(a.retcode, 10004 | 10020 | 10021)
+                    if is_requote(a.retcode)
+                        && matches!(
+                            o.action,
+                            OrderAction::Close { .. } | OrderAction::CloseAll { .. }
+                        ) =>
+                {
+                    // The EA sent the close again itself and the dealer still requoted: the
+                    // position is open and the decision to close stands. It stays due and is
+                    // offered again after a backoff on the market clock (never given up; a
+                    // close done in the meantime is found by the EA's look-up, a position
+                    // closed by SL/TP answers 10036 and settles it).
+                    o.n_requotes = o.n_requotes.saturating_add(1);
+                    o.state = OrderState::Due;
+                    let wait = close_requote_backoff_ms(o.n_requotes);
+                    o.not_before_ms = Some(market.saturating_add(wait));
+                    o.explained = format!(
+                        "{}: the close is sent again in {} s (requote {})",
+                        explain_retcode(a.retcode),
+                        wait / 1_000,
+                        o.n_requotes
+                    );
+                }
+                Outcome::Rejected
+                    if is_requote(a.retcode)
                         && matches!(o.action, OrderAction::Open(_))
                         && o.n_requotes < REQUOTE_RETRIES =>
                 {

@@ -53,7 +53,10 @@ use crate::strategy::Engine;
 
 /// The wall clock, re-exported for the callers of `runtime::wall_ms` (it lives in [`crate::clock`]).
 pub use crate::clock::wall_ms;
-pub use ack::REQUOTE_RETRIES;
+pub use ack::{
+    CLOSE_REQUOTE_FIRST_MS, CLOSE_REQUOTE_MAX_MS, REQUOTE_RETRIES, close_requote_backoff_ms,
+    is_requote,
+};
 pub use feed::{FeedOutcome, FeedRefusal};
 pub use mt5::{explain_retcode, gap_in_session, next_open};
 pub use rows::{

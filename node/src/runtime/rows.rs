@@ -153,7 +153,7 @@ pub struct OrderRow {
     /// Market clock: never sent after this.
     #[serde(default)]
     pub expires_at_ms: Option<i64>,
-    /// Market clock: not offered before this (a close refused with 10018).
+    /// Market clock: not offered before this (a close refused with 10018, or requoted).
     #[serde(default)]
     pub not_before_ms: Option<i64>,
     #[serde(default)]
@@ -175,7 +175,8 @@ pub struct OrderRow {
     /// `ack` or `reconciliation`.
     #[serde(default)]
     pub settled_by: String,
-    /// Requotes so far (the order is sent again up to [`REQUOTE_RETRIES`] times).
+    /// Requotes so far: an open is sent again up to [`super::REQUOTE_RETRIES`] times, a close
+    /// (or close-all) every time, after [`super::close_requote_backoff_ms`].
     #[serde(default)]
     pub n_requotes: u32,
     /// Wall clock when the EA's fill ack was committed (the UI's order → fill time).

@@ -220,8 +220,11 @@ fn pending_orders_prices_expiry_and_trigger() {
     check(&mut b, HEDGING, pending(OrderKind::Buy, "1.07000"), retcode::INVALID);
     let bad_sl = TradeRequest { sl: Some(d("1.06995")), ..pending(OrderKind::BuyLimit, "1.07000") };
     check(&mut b, HEDGING, bad_sl, retcode::INVALID_STOPS);
-    let past =
-        TradeRequest { expiration_ms: Some(MONDAY_10), ..pending(OrderKind::BuyLimit, "1.07000") };
+    let past = TradeRequest {
+        type_time: TypeTime::Specified,
+        expiration_ms: Some(MONDAY_10),
+        ..pending(OrderKind::BuyLimit, "1.07000")
+    };
     check(&mut b, HEDGING, past, retcode::INVALID_EXPIRATION);
     let limit = TradeRequest {
         sl: Some(d("1.06900")),
@@ -231,6 +234,7 @@ fn pending_orders_prices_expiry_and_trigger() {
     };
     let placed = check(&mut b, HEDGING, limit, retcode::PLACED);
     let expiring = TradeRequest {
+        type_time: TypeTime::Specified,
         expiration_ms: Some(MONDAY_10 + 2 * HOUR),
         ..pending(OrderKind::SellLimit, "1.08000")
     };
@@ -661,4 +665,44 @@ fn a_dst_change_moves_the_server_offset_and_the_rollover() {
     assert_eq!(b.positions(HEDGING).expect("account")[0].swap, d("0"));
     b.set_quote("EURUSD", d("1.07200"), d("1.07210"), at(21) + HOUR / 2).expect("quote");
     assert_eq!(b.positions(HEDGING).expect("account")[0].swap, d("-5"));
+}
+
+#[test]
+fn a_dealer_that_requotes_closes_answers_10004_then_fills() {
+    let mut b = broker_with(BrokerConfig { requote_closes: 2, ..BrokerConfig::default() });
+    let open = check(&mut b, HEDGING, buy("0.10"), retcode::DONE);
+    let close = TradeRequest { position: Some(open.position_id), ..sell("0.10") };
+    check(&mut b, HEDGING, close.clone(), retcode::REQUOTE);
+    check(&mut b, HEDGING, close.clone(), retcode::REQUOTE);
+    assert_eq!(b.positions(HEDGING).expect("account").len(), 1, "a requote closes nothing");
+    check(&mut b, HEDGING, close, retcode::DONE);
+    assert!(b.positions(HEDGING).expect("account").is_empty());
+    // Opening is never requoted by this option.
+    check(&mut b, HEDGING, buy("0.10"), retcode::DONE);
+}
+
+#[test]
+fn a_lifetime_the_symbol_does_not_allow_answers_10022() {
+    let mut b = broker_with(BrokerConfig { check_expiration: true, ..BrokerConfig::default() });
+    b.add_symbol(SymbolConfig {
+        expiration_modes: SYMBOL_EXPIRATION_GTC | SYMBOL_EXPIRATION_DAY,
+        ..SymbolConfig::forex("EURUSD", 5)
+    });
+    let limit = |type_time, expiration_ms| TradeRequest {
+        action: TradeAction::Pending,
+        kind: OrderKind::BuyLimit,
+        price: Some(d("1.07000")),
+        type_time,
+        expiration_ms,
+        ..buy("0.10")
+    };
+    let later = Some(MONDAY_10 + 2 * HOUR);
+    check(&mut b, HEDGING, limit(TypeTime::Specified, later), retcode::INVALID_EXPIRATION);
+    check(&mut b, HEDGING, limit(TypeTime::SpecifiedDay, later), retcode::INVALID_EXPIRATION);
+    let day = check(&mut b, HEDGING, limit(TypeTime::Day, None), retcode::PLACED);
+    check(&mut b, HEDGING, limit(TypeTime::Gtc, None), retcode::PLACED);
+    // DAY expires at the end of the server day (UTC+2: 22:00 UTC).
+    let orders = b.orders(HEDGING).expect("account");
+    let o = orders.iter().find(|o| o.order_ticket == day.order).expect("placed");
+    assert_eq!(o.expiration_ms, Some(MONDAY_10 + 12 * HOUR));
 }

@@ -16,6 +16,9 @@ use tradecast_sim::terminal::{Faults, SharedBroker, Terminal, TerminalConfig, lo
 
 use crate::refnode::{Broken, RefNode};
 
+mod expiry;
+mod smaller;
+
 const KEY: &str = "ea-key-mt5";
 const SECRET: &str = "tcs_mt5_Secret_abcdef";
 const LOGIN: u64 = 6_000_001;

@@ -396,14 +396,18 @@ async fn process(
                 d.resolved |= settled;
             }
             for (c, done) in s.commands.iter_mut() {
-                let id = match c {
-                    Command::Close { order_id, .. }
-                    | Command::Modify { order_id, .. }
-                    | Command::CloseAll { order_id, .. } => Some(order_id.as_str()),
-                    _ => None,
+                let (id, close) = match c {
+                    Command::Close { order_id, .. } | Command::CloseAll { order_id, .. } => {
+                        (Some(order_id.as_str()), true)
+                    }
+                    Command::Modify { order_id, .. } => (Some(order_id.as_str()), false),
+                    _ => (None, false),
                 };
-                // A close refused with 10018 stays due.
-                if id == Some(ack.order_id.as_str()) && settled && ack.retcode != 10_018 {
+                // A close refused with 10018, or requoted (10004, 10020, 10021), stays due (the
+                // real node also waits before offering it again).
+                let stays = ack.retcode == 10_018
+                    || (close && matches!(ack.retcode, 10_004 | 10_020 | 10_021));
+                if id == Some(ack.order_id.as_str()) && settled && !stays {
                     *done = true;
                 }
             }
