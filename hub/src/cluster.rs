@@ -273,6 +273,10 @@ pub struct Cluster {
     bus: Option<Arc<dyn Bus>>,
     /// What the bus's listener received, until [`spawn`] takes it.
     incoming: Arc<Mutex<Option<mpsc::Receiver<Received>>>>,
+    /// Messages to send: [`Cluster::publish`] queues, one task sends (never on a caller's path).
+    outgoing: Option<mpsc::Sender<Message>>,
+    /// The queue's other end, until [`spawn`] starts the sender.
+    outgoing_rx: Arc<Mutex<Option<mpsc::Receiver<Message>>>>,
     /// The newest `entitlement_events.seq` broadcast here.
     entitlements_seen: Arc<AtomicI64>,
 }
@@ -284,6 +288,8 @@ impl Cluster {
             instance: crate::ids::random_hex(8),
             bus: None,
             incoming: Arc::new(Mutex::new(None)),
+            outgoing: None,
+            outgoing_rx: Arc::new(Mutex::new(None)),
             entitlements_seen: Arc::new(AtomicI64::new(0)),
         }
     }
@@ -325,8 +331,11 @@ impl Cluster {
                 .await
                 .unwrap_or(0);
         cluster.entitlements_seen.store(newest, Ordering::Release);
+        let (out_tx, out_rx) = mpsc::channel(OUTGOING_QUEUE);
         cluster.bus = Some(bus);
         cluster.incoming = Arc::new(Mutex::new(Some(rx)));
+        cluster.outgoing = Some(out_tx);
+        cluster.outgoing_rx = Arc::new(Mutex::new(Some(out_rx)));
         tracing::info!(bus = kind.as_str(), instance = %cluster.instance, "cluster bus connected");
         Ok(cluster)
     }
@@ -341,11 +350,26 @@ impl Cluster {
         self.bus.as_ref().map(|b| b.kind())
     }
 
-    /// Tells the other instances; a failure is logged, never returned (the store is the truth,
-    /// the others catch up by their own checks).
-    pub async fn publish(&self, event: Event) {
-        let Some(bus) = &self.bus else { return };
+    /// Tells the other instances, without waiting: the message is queued for this instance's
+    /// sender task, so no request or sync session waits on the bus. A full queue or a failed
+    /// send is logged and counted, never returned (the store is the truth, the others catch up
+    /// by their own checks).
+    pub fn publish(&self, event: Event) {
+        let Some(outgoing) = &self.outgoing else { return };
         let message = Message { origin: self.instance.clone(), event };
+        if let Err(e) = outgoing.try_send(message) {
+            metrics::counter!("tradecast_cluster_publish_failed_total").increment(1);
+            tracing::warn!(error = %e, "cluster message not queued");
+        }
+    }
+}
+
+/// Messages queued for the bus at most (a bus that stalls this long loses latency, not data).
+const OUTGOING_QUEUE: usize = 4096;
+
+/// Sends the queued messages one after the other (their order is kept).
+async fn send_queued(bus: Arc<dyn Bus>, mut rx: mpsc::Receiver<Message>) {
+    while let Some(message) = rx.recv().await {
         if let Err(e) = bus.publish(&message).await {
             metrics::counter!("tradecast_cluster_publish_failed_total").increment(1);
             tracing::warn!(error = %e, event = ?message.event, "cluster publish failed");
@@ -361,6 +385,11 @@ pub fn spawn(state: &crate::state::AppState) -> Vec<tokio::task::JoinHandle<()>>
         state.cluster.incoming.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     if let Some(rx) = incoming {
         tasks.push(tokio::spawn(apply(state.clone(), rx)));
+    }
+    let outgoing =
+        state.cluster.outgoing_rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    if let (Some(bus), Some(rx)) = (state.cluster.bus.clone(), outgoing) {
+        tasks.push(tokio::spawn(send_queued(bus, rx)));
     }
     tasks
 }
@@ -383,25 +412,31 @@ async fn apply(state: crate::state::AppState, mut rx: mpsc::Receiver<Received>) 
 async fn apply_one(state: &crate::state::AppState, event: Event) {
     match event {
         Event::Feed { .. } => state.feed_bell.ring_unacked(&state.db).await,
-        Event::DeviceRevoked { device } => {
-            if let Ok(device) = tradecast_protocol::DeviceId::parse(&device) {
-                state.quic_peers.close_device(
-                    &device,
-                    crate::quic::close_code::DEVICE_REFUSED,
-                    "device revoked",
-                );
-            }
-        }
+        Event::DeviceRevoked { device } => close_device(state, &device, "device revoked"),
         Event::AccountDisabled { user_id } => close_account(state, &user_id).await,
         Event::Entitlements { .. } => rebroadcast_entitlements(state).await,
     }
+}
+
+/// Closes this instance's connections of `device` (text form), refused for `reason`.
+fn close_device(state: &crate::state::AppState, device: &str, reason: &str) {
+    if let Ok(device) = tradecast_protocol::DeviceId::parse(device) {
+        state.quic_peers.close_device(&device, crate::quic::close_code::DEVICE_REFUSED, reason);
+    }
+}
+
+/// A device was revoked here: closes its connections on this instance now (not at their next
+/// check) and tells the others.
+pub fn device_revoked(state: &crate::state::AppState, device: &str) {
+    close_device(state, device, "device revoked");
+    state.cluster.publish(Event::DeviceRevoked { device: device.to_string() });
 }
 
 /// An account was disabled here: closes its devices' connections on this instance and tells
 /// the others.
 pub async fn account_disabled(state: &crate::state::AppState, user_id: &str) {
     close_account(state, user_id).await;
-    state.cluster.publish(Event::AccountDisabled { user_id: user_id.to_string() }).await;
+    state.cluster.publish(Event::AccountDisabled { user_id: user_id.to_string() });
 }
 
 /// Closes the connections this instance holds for `user_id`'s devices.
@@ -418,13 +453,7 @@ pub async fn close_account(state: &crate::state::AppState, user_id: &str) {
         }
     };
     for d in devices {
-        if let Ok(device) = tradecast_protocol::DeviceId::parse(&d) {
-            state.quic_peers.close_device(
-                &device,
-                crate::quic::close_code::DEVICE_REFUSED,
-                "account disabled",
-            );
-        }
+        close_device(state, &d, "account disabled");
     }
 }
 
@@ -452,6 +481,6 @@ async fn forward_entitlements(state: crate::state::AppState) {
     let Some(mut local) = state.entitlement_changes.take_local() else { return };
     while let Some(seq) = local.recv().await {
         state.cluster.entitlements_seen.fetch_max(seq, Ordering::AcqRel);
-        state.cluster.publish(Event::Entitlements { seq }).await;
+        state.cluster.publish(Event::Entitlements { seq });
     }
 }

@@ -400,7 +400,7 @@ pub async fn grant(
     )
     .await?;
     tx.commit().await.map_err(DbError::from)?;
-    after_commit(state, change, &touched).await;
+    after_commit(state, change, &touched);
     Ok(e)
 }
 
@@ -487,18 +487,18 @@ pub async fn end(
     )
     .await?;
     tx.commit().await.map_err(DbError::from)?;
-    after_commit(state, change, &touched).await;
+    after_commit(state, change, &touched);
     Ok(after)
 }
 
 /// After a grant's or an end's commit: the devices' sessions send the new FeatureGrant now, the
 /// change is broadcast, the other instances hear of both.
-async fn after_commit(state: &AppState, change: Change, issued: &crate::features::Issued) {
+fn after_commit(state: &AppState, change: Change, issued: &crate::features::Issued) {
     state.feed_bell.ring(&issued.devices);
     if !issued.devices.is_empty() {
         let source = state.hub_identity.device_id().to_text();
         let seq = issued.last_seq;
-        state.cluster.publish(crate::cluster::Event::Feed { source, seq }).await;
+        state.cluster.publish(crate::cluster::Event::Feed { source, seq });
     }
     state.entitlement_changes.publish(change);
 }
@@ -642,12 +642,8 @@ pub async fn features_at(db: &Db, user_id: &str, at_ms: i64) -> Result<Vec<Strin
     .bind(at_ms)
     .fetch_all(db.pool())
     .await?;
-    let mut features: Vec<String> = lists
-        .iter()
-        .flat_map(|l| l.split(','))
-        .filter(|f| !f.is_empty())
-        .map(str::to_string)
-        .collect();
+    let mut features: Vec<String> =
+        lists.iter().flat_map(|l| crate::plans::features_from_sql(l)).collect();
     features.sort();
     features.dedup();
     Ok(features)

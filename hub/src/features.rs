@@ -18,14 +18,10 @@ use crate::db::DbError;
 use crate::entitlements::Entitlement;
 use crate::feed::{self, Tx};
 
-/// Every plan feature, by its wire name.
-const ALL: [Feature; 5] =
-    [Feature::Signals, Feature::AutoCopy, Feature::Telegram, Feature::MiniApp, Feature::Analytics];
-
 /// The protocol's feature of a plan's feature name (`None` for a name the protocol does not
-/// know; plans only store names from [`crate::plans::FEATURES`]).
+/// know; plans only store names it knows, checked at creation).
 pub fn feature(name: &str) -> Option<Feature> {
-    ALL.into_iter().find(|f| f.as_str() == name)
+    Feature::ALL.into_iter().find(|f| f.as_str() == name)
 }
 
 /// A grant that could not be issued.
@@ -95,7 +91,7 @@ async fn plan_features(tx: &mut Tx, plan_id: &str) -> Result<Vec<String>, IssueE
         .bind(plan_id)
         .fetch_one(&mut **tx)
         .await?;
-    Ok(text.split(',').filter(|f| !f.is_empty()).map(str::to_string).collect())
+    Ok(crate::plans::features_from_sql(&text))
 }
 
 /// What an issue appended: the devices whose feed grew, and the hub chain's last `seq`.
@@ -151,7 +147,10 @@ mod tests {
 
     #[test]
     fn every_plan_feature_name_is_a_protocol_feature() {
-        for name in crate::plans::FEATURES {
+        for f in Feature::ALL {
+            assert_eq!(feature(f.as_str()), Some(f));
+        }
+        for name in crate::plans::DEFAULT_FEATURES {
             assert_eq!(feature(name).map(Feature::as_str), Some(name));
         }
         assert_eq!(feature("teleport"), None);

@@ -10,6 +10,7 @@ use crate::audit::{self, Entry};
 use crate::db::{Db, DbError};
 use crate::error::ApiError;
 use crate::ids;
+use tradecast_protocol::Feature;
 
 /// A plan a provider offers.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -30,13 +31,10 @@ pub struct Plan {
     pub created_at_ms: i64,
     /// Set when withdrawn.
     pub archived_at_ms: Option<i64>,
-    /// What the plan gives besides the signals (names from [`FEATURES`]), sorted.
+    /// What the plan gives (the protocol's `Feature` names, as carried to the node in a
+    /// hub-signed `FeatureGrant`), sorted.
     pub features: Vec<String>,
 }
-
-/// The features a plan can give: receiving signals, copying them automatically, the Telegram
-/// bot, the Mini App, analytics. Carried to the node in a hub-signed `FeatureGrant`.
-pub const FEATURES: [&str; 5] = ["signals", "auto_copy", "telegram", "mini_app", "analytics"];
 
 /// The features of a plan created without a list (what every plan gave before the list).
 pub const DEFAULT_FEATURES: [&str; 2] = ["auto_copy", "signals"];
@@ -45,10 +43,11 @@ pub const DEFAULT_FEATURES: [&str; 2] = ["auto_copy", "signals"];
 pub fn normalise_features(list: &[String]) -> Result<Vec<String>, ApiError> {
     let mut out = Vec::with_capacity(list.len());
     for f in list {
-        if !FEATURES.contains(&f.as_str()) {
+        if crate::features::feature(f).is_none() {
+            let names: Vec<&str> = Feature::ALL.iter().map(|f| f.as_str()).collect();
             return Err(ApiError::Validation(format!(
                 "`features`: {f:?} is not one of {}",
-                FEATURES.join(", ")
+                names.join(", ")
             )));
         }
         out.push(f.clone());
@@ -58,7 +57,8 @@ pub fn normalise_features(list: &[String]) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-fn features_from_sql(text: &str) -> Vec<String> {
+/// A plan's `features` column (a comma-separated list) as names, sorted.
+pub(crate) fn features_from_sql(text: &str) -> Vec<String> {
     let mut list: Vec<String> =
         text.split(',').filter(|f| !f.is_empty()).map(str::to_string).collect();
     list.sort();

@@ -159,16 +159,8 @@ pub(crate) async fn revoke_device(
     request_id: &str,
 ) -> Result<Device, ApiError> {
     let d = devices::revoke(&state.db, state.now_ms(), id, actor, is_admin, request_id).await?;
-    // Its open QUIC connections end now, not at their next check.
-    if let Ok(device) = tradecast_protocol::DeviceId::parse(&d.id) {
-        state.quic_peers.close_device(
-            &device,
-            crate::quic::close_code::DEVICE_REFUSED,
-            "device revoked",
-        );
-    }
-    // And on the other instances.
-    state.cluster.publish(crate::cluster::Event::DeviceRevoked { device: d.id.clone() }).await;
+    // Its open QUIC connections end now, here and on the other instances.
+    crate::cluster::device_revoked(state, &d.id);
     Ok(d)
 }
 

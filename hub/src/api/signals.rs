@@ -130,7 +130,7 @@ async fn ingest(
     match signals::ingest(&ctx, &provider, bytes, record).await? {
         Ingested::Created(s) => {
             // The sessions on the other instances learn of it now, not at their tip check.
-            state.cluster.publish(crate::cluster::Event::Feed { source, seq }).await;
+            state.cluster.publish(crate::cluster::Event::Feed { source, seq });
             Ok((StatusCode::CREATED, axum::Json(s)))
         }
         Ingested::Duplicate(s) => Ok((StatusCode::OK, axum::Json(s))),

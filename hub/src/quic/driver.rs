@@ -249,7 +249,7 @@ async fn flush(
         && let Some((last, _)) = batch.last()
     {
         let (source, seq) = (last.header().author.to_text(), last.header().seq);
-        state.cluster.publish(crate::cluster::Event::Feed { source, seq }).await;
+        state.cluster.publish(crate::cluster::Event::Feed { source, seq });
     }
     for (record, _) in batch.drain(..) {
         let h = record.header();

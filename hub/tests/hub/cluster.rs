@@ -10,7 +10,7 @@ use tradecast_hub::entitlements::ChangeKind;
 use tradecast_hub::quic::{self, close_code};
 
 use crate::helpers::{Backend, TestHub};
-use crate::quic::{connect, hello_streams, hub_key, wait_until};
+use crate::quic::{closed_with, connect, hello_streams, hub_key, wait_until};
 
 fn nats_url() -> String {
     std::env::var("TRADECAST_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
@@ -36,17 +36,6 @@ async fn cluster_postgres_bus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_nats_bus() {
     two_instances(BusKind::Nats).await;
-}
-
-/// The application close the connection ended with, within 5 s.
-async fn closed_with(conn: &quinn::Connection) -> (u64, String) {
-    match tokio::time::timeout(Duration::from_secs(5), conn.closed()).await {
-        Ok(quinn::ConnectionError::ApplicationClosed(c)) => {
-            (c.error_code.into_inner(), String::from_utf8_lossy(&c.reason).into_owned())
-        }
-        Ok(other) => panic!("expected an application close, got {other}"),
-        Err(_) => panic!("instance A did not close the connection within 5 s"),
-    }
 }
 
 async fn two_instances(bus: BusKind) {

@@ -54,7 +54,7 @@ async fn hello(conn: &quinn::Connection, version: u16) -> Result<(u8, u16), Stri
 }
 
 /// The application close code and reason the connection ended with.
-async fn closed_with(conn: &quinn::Connection) -> (u64, String) {
+pub(crate) async fn closed_with(conn: &quinn::Connection) -> (u64, String) {
     let reason = tokio::time::timeout(Duration::from_secs(5), conn.closed())
         .await
         .expect("the hub closes the connection within 5 s");
