@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
 use tradecast_node::config::Config;
-use tradecast_node::runtime::{OrderAction, OrderState, explain_retcode};
+use tradecast_node::runtime::{OrderAction, OrderRow, OrderState, explain_retcode};
 use tradecast_node::serve::{self, Running, tokio_util_shutdown::Shutdown};
 use tradecast_protocol::ea::{self, Call, Hello, HelloAnswer, MarginMode, Poll, PollAnswer};
 use tradecast_protocol::link_auth;
@@ -185,6 +185,41 @@ impl Link {
     }
 }
 
+/// An EA ack of `order_id` that reports nothing found (no ticket, price, volume or time).
+fn bare_ack(
+    session: &str,
+    order_id: &str,
+    outcome: ea::Outcome,
+    retcode: u32,
+    message: &str,
+) -> ea::Ack {
+    ea::Ack {
+        session_id: session.to_owned(),
+        order_id: order_id.to_owned(),
+        outcome,
+        retcode,
+        message: message.to_owned(),
+        found_by_lookup: false,
+        order_ticket: None,
+        deal_ticket: None,
+        position_id: None,
+        price: None,
+        volume: None,
+        time_ms: None,
+    }
+}
+
+/// Queues `action` for the node's only account, as the runtime does for a signal or a command.
+fn queue(node: &tradecast_node::runtime::Node, action: OrderAction) -> OrderRow {
+    let account = node.pick_account(None).expect("account");
+    node.queue(&account, move |_, _| action, None, None).expect("queue")
+}
+
+/// Queues a close of position `position_id` on EURUSD.
+fn queue_close(node: &tradecast_node::runtime::Node, position_id: u64) -> OrderRow {
+    queue(node, OrderAction::Close { position_id, symbol: "EURUSD".into(), volume: None })
+}
+
 fn problem_code(body: &[u8]) -> String {
     ea::decode::<ea::Problem>(body).map(|p| p.code).unwrap_or_default()
 }
@@ -213,15 +248,7 @@ async fn one_poll_in_flight_per_session_and_a_new_order_wakes_the_poll() {
     assert_eq!((status, problem_code(&body).as_str(), signed), (409, "poll-in-flight", true));
     // … and an order queued meanwhile answers the held poll at once.
     let node = link.running.node.clone();
-    let account = node.pick_account(None).expect("account");
-    let row = node
-        .queue(
-            &account,
-            |_, _| OrderAction::Close { position_id: 7, symbol: "EURUSD".into(), volume: None },
-            None,
-            None,
-        )
-        .expect("queue");
+    let row = queue_close(&node, 7);
     let (answer, elapsed) = held.await.expect("poll task");
     assert!(elapsed < Duration::from_millis(1_500), "woken after {elapsed:?}");
     assert!(
@@ -265,33 +292,13 @@ async fn a_close_refused_with_10018_waits_for_the_market() {
     let t0 = 1_700_000_000_000;
     let h = link.hello(t0).await;
     let node = link.running.node.clone();
-    let account = node.pick_account(None).expect("account");
-    let row = node
-        .queue(
-            &account,
-            |_, _| OrderAction::Close { position_id: 9, symbol: "EURUSD".into(), volume: None },
-            None,
-            None,
-        )
-        .expect("queue");
+    let row = queue_close(&node, 9);
     let a = link.poll(&h.session_id, 0, t0).await;
     assert_eq!(a.commands.len(), 1);
-    let ack = ea::Ack {
-        session_id: h.session_id.clone(),
-        order_id: row.order_id.clone(),
-        outcome: ea::Outcome::Rejected,
-        retcode: 10_018,
-        message: "Market closed".into(),
-        found_by_lookup: false,
-        order_ticket: None,
-        deal_ticket: None,
-        position_id: None,
-        price: None,
-        volume: None,
-        time_ms: None,
-    };
+    let ack =
+        bare_ack(&h.session_id, &row.order_id, ea::Outcome::Rejected, 10_018, "Market closed");
     let _: ea::AckAnswer = link.call(Call::Ack, &ack).await;
-    let o = node.orders(&account).expect("orders").remove(0);
+    let o = node.orders(&row.account).expect("orders").remove(0);
     assert_eq!(o.state, OrderState::Due, "a close refused with 10018 stays due");
     assert!(o.explained.contains("market is closed"), "{}", o.explained);
     // Not offered while the market clock has not moved on …
@@ -757,32 +764,12 @@ async fn a_close_refused_on_a_weekend_is_sent_again_when_the_session_opens() {
     let h = link.hello_sessions(saturday, week.clone()).await;
     assert_eq!(tradecast_node::runtime::next_open(&week, saturday), sunday_open);
     let node = link.running.node.clone();
-    let account = node.pick_account(None).expect("account");
-    let row = node
-        .queue(
-            &account,
-            |_, _| OrderAction::Close { position_id: 3, symbol: "EURUSD".into(), volume: None },
-            None,
-            None,
-        )
-        .expect("queue");
+    let row = queue_close(&node, 3);
     assert_eq!(link.poll(&h.session_id, 0, saturday).await.commands.len(), 1);
-    let ack = ea::Ack {
-        session_id: h.session_id.clone(),
-        order_id: row.order_id.clone(),
-        outcome: ea::Outcome::Rejected,
-        retcode: 10_018,
-        message: "Market closed".into(),
-        found_by_lookup: false,
-        order_ticket: None,
-        deal_ticket: None,
-        position_id: None,
-        price: None,
-        volume: None,
-        time_ms: None,
-    };
+    let ack =
+        bare_ack(&h.session_id, &row.order_id, ea::Outcome::Rejected, 10_018, "Market closed");
     let _: ea::AckAnswer = link.call(Call::Ack, &ack).await;
-    let o = node.orders(&account).expect("orders").remove(0);
+    let o = node.orders(&row.account).expect("orders").remove(0);
     assert_eq!((o.state, o.not_before_ms), (OrderState::Due, Some(sunday_open)));
     assert!(link.poll(&h.session_id, 0, saturday + 3_600_000).await.commands.is_empty());
     assert!(link.poll(&h.session_id, 0, sunday_open - 1_000).await.commands.is_empty());
@@ -838,20 +825,7 @@ async fn a_poll_without_a_session_gets_409_hello_required() {
 async fn an_ack_for_an_order_the_node_does_not_have_gets_404_unknown_order() {
     let mut link = Link::start().await;
     let h = link.hello(now()).await;
-    let ack = ea::Ack {
-        session_id: h.session_id.clone(),
-        order_id: "NOSUCHORDER0".into(),
-        outcome: ea::Outcome::Done,
-        retcode: 10_009,
-        message: "done".into(),
-        found_by_lookup: false,
-        order_ticket: None,
-        deal_ticket: None,
-        position_id: None,
-        price: None,
-        volume: None,
-        time_ms: None,
-    };
+    let ack = bare_ack(&h.session_id, "NOSUCHORDER0", ea::Outcome::Done, 10_009, "done");
     let (status, body, signed) = link.raw(Call::Ack, ea::encode(&ack)).await;
     assert_eq!((status, problem_code(&body).as_str(), signed), (404, "unknown-order", true));
     link.shutdown.trigger();

@@ -9,24 +9,7 @@ use tradecast_node::runtime::{
 };
 use tradecast_protocol::ea::{self, Call, CloseAllScope};
 
-use super::Link;
-
-fn ack(session: &str, order_id: &str, outcome: ea::Outcome, retcode: u32) -> ea::Ack {
-    ea::Ack {
-        session_id: session.to_owned(),
-        order_id: order_id.to_owned(),
-        outcome,
-        retcode,
-        message: String::new(),
-        found_by_lookup: false,
-        order_ticket: None,
-        deal_ticket: None,
-        position_id: None,
-        price: None,
-        volume: None,
-        time_ms: None,
-    }
-}
+use super::{Link, bare_ack, queue, queue_close};
 
 #[test]
 fn the_backoff_doubles_to_a_minute() {
@@ -42,15 +25,7 @@ async fn a_requoted_close_stays_due_and_is_offered_again_after_a_backoff() {
     let t0 = 1_700_049_600_000;
     let h = link.hello(t0).await;
     let node = link.running.node.clone();
-    let account = node.pick_account(None).expect("account");
-    let row = node
-        .queue(
-            &account,
-            |_, _| OrderAction::Close { position_id: 3, symbol: "EURUSD".into(), volume: None },
-            None,
-            None,
-        )
-        .expect("queue");
+    let row = queue_close(&node, 3);
     let mut market = t0;
     let mut offers = 0;
     // Three requoted answers in a row, each of the three requote codes.
@@ -59,9 +34,12 @@ async fn a_requoted_close_stays_due_and_is_offered_again_after_a_backoff() {
         assert_eq!(a.commands.len(), 1, "offer {i}: {a:?}");
         offers += 1;
         let _: ea::AckAnswer = link
-            .call(Call::Ack, &ack(&h.session_id, &row.order_id, ea::Outcome::Rejected, code))
+            .call(
+                Call::Ack,
+                &bare_ack(&h.session_id, &row.order_id, ea::Outcome::Rejected, code, ""),
+            )
             .await;
-        let o = node.orders(&account).expect("orders").remove(0);
+        let o = node.orders(&row.account).expect("orders").remove(0);
         let wait = close_requote_backoff_ms(i as u32 + 1);
         assert_eq!(o.state, OrderState::Due, "a requoted close is not final: {o:?}");
         assert_eq!(o.not_before_ms, Some(market + wait), "{o:?}");
@@ -74,11 +52,11 @@ async fn a_requoted_close_stays_due_and_is_offered_again_after_a_backoff() {
     let a = link.poll(&h.session_id, 0, market).await;
     assert_eq!(a.commands.len(), 1);
     offers += 1;
-    let mut done = ack(&h.session_id, &row.order_id, ea::Outcome::Done, 10_009);
+    let mut done = bare_ack(&h.session_id, &row.order_id, ea::Outcome::Done, 10_009, "");
     done.deal_ticket = Some(77);
     done.position_id = Some(3);
     let _: ea::AckAnswer = link.call(Call::Ack, &done).await;
-    let o = node.orders(&account).expect("orders").remove(0);
+    let o = node.orders(&row.account).expect("orders").remove(0);
     assert_eq!((o.state, o.n_requotes, o.n_offers), (OrderState::Acked, 3, offers), "{o:?}");
     // Done: never offered again, however much later.
     for later in [market, market + 61_000, market + 3_600_000] {
@@ -86,9 +64,9 @@ async fn a_requoted_close_stays_due_and_is_offered_again_after_a_backoff() {
     }
     // A repeated requote ack (the answer to the first was lost) does not reopen it.
     let _: ea::AckAnswer = link
-        .call(Call::Ack, &ack(&h.session_id, &row.order_id, ea::Outcome::Rejected, 10_004))
+        .call(Call::Ack, &bare_ack(&h.session_id, &row.order_id, ea::Outcome::Rejected, 10_004, ""))
         .await;
-    assert_eq!(node.orders(&account).expect("orders").remove(0).state, OrderState::Acked);
+    assert_eq!(node.orders(&row.account).expect("orders").remove(0).state, OrderState::Acked);
     link.shutdown.trigger();
 }
 
@@ -98,24 +76,19 @@ async fn a_requoted_close_all_stays_due_with_the_wait_capped_at_a_minute() {
     let t0 = 1_700_049_600_000;
     let h = link.hello(t0).await;
     let node = link.running.node.clone();
-    let account = node.pick_account(None).expect("account");
-    let row = node
-        .queue(
-            &account,
-            |_, _| OrderAction::CloseAll { scope: CloseAllScope::Tradecast },
-            None,
-            None,
-        )
-        .expect("queue");
+    let row = queue(&node, OrderAction::CloseAll { scope: CloseAllScope::Tradecast });
     let mut market = t0;
     // Ten requotes in a row: still due, the wait capped at a minute.
     for i in 1..=10u32 {
         let a = link.poll(&h.session_id, 0, market).await;
         assert_eq!(a.commands.len(), 1, "offer {i}");
         let _: ea::AckAnswer = link
-            .call(Call::Ack, &ack(&h.session_id, &row.order_id, ea::Outcome::Rejected, 10_021))
+            .call(
+                Call::Ack,
+                &bare_ack(&h.session_id, &row.order_id, ea::Outcome::Rejected, 10_021, ""),
+            )
             .await;
-        let o = node.orders(&account).expect("orders").remove(0);
+        let o = node.orders(&row.account).expect("orders").remove(0);
         assert_eq!(o.state, OrderState::Due, "{o:?}");
         let wait = o.not_before_ms.expect("a backoff") - market;
         assert_eq!(wait, close_requote_backoff_ms(i));
@@ -125,8 +98,8 @@ async fn a_requoted_close_all_stays_due_with_the_wait_capped_at_a_minute() {
     // Another rejection (not a requote) is final, as before.
     assert_eq!(link.poll(&h.session_id, 0, market).await.commands.len(), 1);
     let _: ea::AckAnswer = link
-        .call(Call::Ack, &ack(&h.session_id, &row.order_id, ea::Outcome::Rejected, 10_006))
+        .call(Call::Ack, &bare_ack(&h.session_id, &row.order_id, ea::Outcome::Rejected, 10_006, ""))
         .await;
-    assert_eq!(node.orders(&account).expect("orders").remove(0).state, OrderState::Rejected);
+    assert_eq!(node.orders(&row.account).expect("orders").remove(0).state, OrderState::Rejected);
     link.shutdown.trigger();
 }
