@@ -187,36 +187,43 @@ fn sealed_bodies_re_derive_open_and_seal_again() {
     let sealed = v["sealed"].as_array().unwrap();
     assert!(!sealed.is_empty());
     for s in sealed {
-        let author = bytes(&s["author_device_id_hex"]);
-        let stream = s["stream"].as_u64().unwrap() as u32;
-        let seq = s["seq"].as_u64().unwrap();
-        let salt = bytes(&s["hkdf_salt"]);
-        assert_eq!(salt, b"tradecast/stream-key/v1");
-        let mut info = b"tradecast/stream/v1".to_vec();
-        info.extend_from_slice(&author);
-        info.extend_from_slice(&stream.to_be_bytes());
-        assert_eq!(bytes(&s["hkdf_info"]), info);
-        let hk = hkdf::Hkdf::<Sha256>::new(Some(&salt), &bytes(&s["x25519_secret"]));
-        let mut key = [0u8; 32];
-        hk.expand(&info, &mut key).unwrap();
-        assert_eq!(bytes(&s["stream_key"]), key);
-        let mut aad = author.clone();
-        varint(&mut aad, u64::from(stream));
-        varint(&mut aad, seq);
-        assert_eq!(bytes(&s["aad"]), aad);
-        let cipher = XChaCha20Poly1305::new((&key).into());
-        let nonce = XNonce::from(arr::<24>(&s["nonce"]));
-        let ciphertext = bytes(&s["ciphertext"]);
-        let plaintext =
-            cipher.decrypt(&nonce, Payload { msg: &ciphertext, aad: &aad }).expect("opens");
-        assert_eq!(bytes(&s["plaintext"]), plaintext);
-        let again = cipher.encrypt(&nonce, Payload { msg: &plaintext, aad: &aad }).unwrap();
-        assert_eq!(again, ciphertext);
-        // The plaintext is the body of its kind, and a changed AAD does not open.
-        let kind = tradecast_protocol::Kind::from_u8(s["kind"].as_u64().unwrap() as u8).unwrap();
-        tradecast_protocol::Body::decode(kind, &plaintext).unwrap();
-        let mut wrong = aad.clone();
-        *wrong.last_mut().unwrap() ^= 1;
-        assert!(cipher.decrypt(&nonce, Payload { msg: &ciphertext, aad: &wrong }).is_err());
+        check_sealed_vector(s);
     }
+}
+
+/// Re-derives one sealed-body vector from its inputs (HKDF stream key, AAD), opens it, seals it
+/// again to the same bytes, refuses a changed AAD and decodes the plaintext as its kind; returns
+/// the kind. Shared by the v1 and v2 vector files.
+pub(crate) fn check_sealed_vector(s: &Value) -> tradecast_protocol::Kind {
+    let author = bytes(&s["author_device_id_hex"]);
+    let stream = s["stream"].as_u64().unwrap() as u32;
+    let seq = s["seq"].as_u64().unwrap();
+    let salt = bytes(&s["hkdf_salt"]);
+    assert_eq!(salt, b"tradecast/stream-key/v1");
+    let mut info = b"tradecast/stream/v1".to_vec();
+    info.extend_from_slice(&author);
+    info.extend_from_slice(&stream.to_be_bytes());
+    assert_eq!(bytes(&s["hkdf_info"]), info);
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(&salt), &bytes(&s["x25519_secret"]));
+    let mut key = [0u8; 32];
+    hk.expand(&info, &mut key).unwrap();
+    assert_eq!(bytes(&s["stream_key"]), key);
+    let mut aad = author.clone();
+    varint(&mut aad, u64::from(stream));
+    varint(&mut aad, seq);
+    assert_eq!(bytes(&s["aad"]), aad);
+    let cipher = XChaCha20Poly1305::new((&key).into());
+    let nonce = XNonce::from(arr::<24>(&s["nonce"]));
+    let ciphertext = bytes(&s["ciphertext"]);
+    let plaintext = cipher.decrypt(&nonce, Payload { msg: &ciphertext, aad: &aad }).expect("opens");
+    assert_eq!(bytes(&s["plaintext"]), plaintext);
+    let again = cipher.encrypt(&nonce, Payload { msg: &plaintext, aad: &aad }).unwrap();
+    assert_eq!(again, ciphertext);
+    // The plaintext is the body of its kind, and a changed AAD does not open.
+    let kind = tradecast_protocol::Kind::from_u8(s["kind"].as_u64().unwrap() as u8).unwrap();
+    tradecast_protocol::Body::decode(kind, &plaintext).unwrap();
+    let mut wrong = aad.clone();
+    *wrong.last_mut().unwrap() ^= 1;
+    assert!(cipher.decrypt(&nonce, Payload { msg: &ciphertext, aad: &wrong }).is_err());
+    kind
 }
