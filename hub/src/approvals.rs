@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use tradecast_protocol::{Body, Decision, Kind, Record};
+use tradecast_protocol::{Body, Kind, Record};
 
 use crate::accounts::Role;
 use crate::audit::{self, Entry};
@@ -42,16 +42,6 @@ pub enum Stored {
     Created(StoredApproval),
     /// Identical record already stored (200).
     Duplicate(StoredApproval),
-}
-
-/// A decision's text in SQL (`signal_approvals.decision`, `signal_outcomes.decision`): the
-/// stable snake-case names every query and page of the hub reads.
-pub(crate) fn decision_str(d: Decision) -> &'static str {
-    match d {
-        Decision::Approved => "approved",
-        Decision::Rejected => "rejected",
-        Decision::Expired => "expired",
-    }
 }
 
 const COLUMNS: &str = "signal_id, device_id, user_id, decision, consent_version, decided_at_ms, received_at_ms, record, record_hash";
@@ -141,7 +131,7 @@ pub async fn store(
         signal_id: signal_id.clone(),
         device_id: device.id.clone(),
         user_id: user_id.to_string(),
-        decision: decision_str(approval.decision).to_string(),
+        decision: approval.decision.as_str().to_string(),
         consent_version: i64::from(approval.consent_version),
         decided_at_ms: approval.decided_at_ms,
         received_at_ms: now_ms,

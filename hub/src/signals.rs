@@ -192,13 +192,6 @@ fn check_signal(signal: &Signal, record: &Record) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn side_str(side: Side) -> &'static str {
-    match side {
-        Side::Buy => "buy",
-        Side::Sell => "sell",
-    }
-}
-
 fn answer(
     hub: &Identity,
     record: &Record,
@@ -347,7 +340,7 @@ async fn insert_signal(
     .bind(record.encode())
     .bind(record.header_hash().to_hex())
     .bind(&signal.symbol)
-    .bind(side_str(signal.side))
+    .bind(signal.side.as_str())
     .bind(signal.entry.to_string())
     .bind(signal.stop.to_string())
     .bind(signal.tp1.to_string())
@@ -394,7 +387,7 @@ async fn queue_in(
     };
     let detail = serde_json::json!({
         "author": header.author.to_text(), "seq": header.seq, "symbol": signal.symbol,
-        "side": side_str(signal.side), "record_hash": record.header_hash().to_hex(),
+        "side": signal.side.as_str(), "record_hash": record.header_hash().to_hex(),
         "n_devices_queued": n_queued,
     });
     let entry = Entry {

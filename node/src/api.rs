@@ -503,7 +503,7 @@ async fn records(
             let h = r.header();
             ExportedRecord {
                 seq: h.seq,
-                kind: crate::display::kind_name(h.kind).to_owned(),
+                kind: h.kind.name().to_owned(),
                 created_at_ms: h.created_at_ms,
                 sealed: h.sealed,
                 record: hex::encode(r.encode()),

@@ -290,7 +290,7 @@ async fn outcome(tx: &mut crate::feed::Tx, record: &Record, now_ms: i64) -> Resu
     let device = record.header().author.to_text();
     let (signal_id, decision, decided_at, retcode, price, volume, filled_at) = match record.body() {
         Ok(Body::Approval(a)) => {
-            let decision = crate::approvals::decision_str(a.decision).to_owned();
+            let decision = a.decision.as_str().to_owned();
             (a.signal_id, Some(decision), Some(a.decided_at_ms), None, None, None, None)
         }
         Ok(Body::Execution(e)) => (

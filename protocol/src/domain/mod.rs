@@ -111,12 +111,39 @@ pub enum Timeframe {
     MN1,
 }
 
+impl Timeframe {
+    /// MT5's name (`"H1"`): the wire's (serde) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Timeframe::M1 => "M1",
+            Timeframe::M5 => "M5",
+            Timeframe::M15 => "M15",
+            Timeframe::M30 => "M30",
+            Timeframe::H1 => "H1",
+            Timeframe::H4 => "H4",
+            Timeframe::D1 => "D1",
+            Timeframe::W1 => "W1",
+            Timeframe::MN1 => "MN1",
+        }
+    }
+}
+
 /// Direction of a trade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     Buy,
     Sell,
+}
+
+impl Side {
+    /// `"buy"` or `"sell"`: the wire's (serde) spelling, for SQL and pages too.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
 }
 
 /// How a signal enters: at market, or as a pending limit / stop order at `entry`.
@@ -195,6 +222,18 @@ pub enum Decision {
     Rejected,
     /// Nobody decided before the signal expired.
     Expired,
+}
+
+impl Decision {
+    /// `"approved"`, `"rejected"` or `"expired"`: the wire's (serde) spelling, for SQL and
+    /// pages too.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approved => "approved",
+            Decision::Rejected => "rejected",
+            Decision::Expired => "expired",
+        }
+    }
 }
 
 /// Who decided.

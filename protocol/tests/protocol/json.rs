@@ -105,3 +105,25 @@ fn every_body_type_round_trips_through_json() {
         }
     }
 }
+
+/// The names used in SQL, pages and exports are the wire's (serde) spellings, and every record
+/// kind has its own.
+#[test]
+fn enum_names_are_the_wire_spellings() {
+    use tradecast_protocol::{Decision, Kind, Side, Timeframe};
+    let json = |v: serde_json::Value| v.as_str().map(str::to_owned).expect("a string");
+    for side in [Side::Buy, Side::Sell] {
+        assert_eq!(side.as_str(), json(serde_json::json!(side)));
+    }
+    for d in [Decision::Approved, Decision::Rejected, Decision::Expired] {
+        assert_eq!(d.as_str(), json(serde_json::json!(d)));
+    }
+    use Timeframe::*;
+    for tf in [M1, M5, M15, M30, H1, H4, D1, W1, MN1] {
+        assert_eq!(tf.as_str(), json(serde_json::json!(tf)));
+    }
+    let names: std::collections::BTreeSet<_> = Kind::ALL.into_iter().map(Kind::name).collect();
+    assert_eq!(names.len(), Kind::ALL.len());
+    assert!(!names.contains("unnamed"));
+    assert_eq!(Kind::PositionSnapshot.name(), "position_snapshot");
+}

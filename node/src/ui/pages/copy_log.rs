@@ -4,7 +4,6 @@
 use maud::html;
 
 use super::{PageResult, layout};
-use crate::display::decision_name;
 use crate::policy::fmt_utc;
 use crate::runtime::Node;
 
@@ -42,7 +41,7 @@ pub fn copy_log(node: &Node, csrf: &str) -> PageResult {
                                     }
                                 }
                             }
-                            td { @if let Some(d) = decided { (decision_name(d.decision)) ": " span.mute { (d.reason) } } @else { span.warn { "waiting" } } }
+                            td { @if let Some(d) = decided { (d.decision.as_str()) ": " span.mute { (d.reason) } } @else { span.warn { "waiting" } } }
                             td {
                                 @for o in &sent {
                                     div { (o.state.as_str()) @if let Some(rc) = o.retcode { " · " (rc) " " span.mute { (o.explained) } } }

@@ -9,7 +9,6 @@ use serde::Serialize;
 use tradecast_protocol::ea;
 
 use super::{PageResult, age, layout, money, notice_banner, signed_class};
-use crate::display::{side_name, timeframe_name};
 use crate::policy::fmt_utc;
 use crate::runtime::{AccountRow, Node, NodeError};
 
@@ -67,8 +66,8 @@ pub fn dashboard(node: &Node, csrf: &str, notice: Option<Result<String, String>>
                         tr id={ "pending-" (hex) } {
                             td {
                                 @if let Some(s) = sig {
-                                    strong { (s.signal.symbol) " " (side_name(s.signal.side)) } " "
-                                    span.mute { (timeframe_name(s.signal.timeframe)) " · entry " (s.signal.entry) " · SL " (s.signal.stop) " · TP " (s.signal.tp1) }
+                                    strong { (s.signal.symbol) " " (s.signal.side.as_str()) } " "
+                                    span.mute { (s.signal.timeframe.as_str()) " · entry " (s.signal.entry) " · SL " (s.signal.stop) " · TP " (s.signal.tp1) }
                                 } @else { (hex) }
                             }
                             td { (w.line) }
