@@ -141,6 +141,50 @@ pub struct Config {
     pub console: ConsoleConfig,
     /// Several instances on one PostgreSQL (`[cluster]`).
     pub cluster: ClusterConfig,
+    /// Stripe (`[stripe]`): on when the `stripe_secret_key` secret is set.
+    pub stripe: StripeConfig,
+    /// Plans, subscriptions and dunning (`[billing]`).
+    pub billing: BillingConfig,
+}
+
+/// Where the hub reaches Stripe.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StripeConfig {
+    /// Stripe's API base URL. Default `https://api.stripe.com`; tests and the demo point it at
+    /// the stand-in (`tradecast-standins`).
+    pub api_base_url: String,
+}
+
+impl Default for StripeConfig {
+    fn default() -> Self {
+        StripeConfig { api_base_url: "https://api.stripe.com".into() }
+    }
+}
+
+/// Plans, subscriptions and dunning.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// How long a subscription whose renewal failed keeps its entitlements (`past_due`) before
+    /// it expires. Default 7 days.
+    pub grace_period_days: u32,
+    /// The hub's account currency (ISO 4217), in which revenue and commissions are reported.
+    /// Default `USD`.
+    pub currency: String,
+    /// One Telegram Star in the account currency (a decimal, e.g. `0.013`): the one rate
+    /// billing, affiliates and the console use to report Stars. Default `0.013`.
+    pub xtr_rate: rust_decimal::Decimal,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            grace_period_days: 7,
+            currency: "USD".into(),
+            xtr_rate: rust_decimal::Decimal::new(13, 3),
+        }
+    }
 }
 
 /// How instances sharing one PostgreSQL tell each other what they committed.
@@ -407,6 +451,8 @@ impl Default for Config {
             public_url: None,
             console: ConsoleConfig::default(),
             cluster: ClusterConfig::default(),
+            stripe: StripeConfig::default(),
+            billing: BillingConfig::default(),
         }
     }
 }
@@ -576,6 +622,21 @@ impl Config {
             || !stream.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
             return bad("cluster.nats_stream", "must be 1-64 letters, digits, `_` or `-`");
+        }
+        if !(self.stripe.api_base_url.starts_with("https://")
+            || self.stripe.api_base_url.starts_with("http://"))
+        {
+            return bad("stripe.api_base_url", "must start with https:// or http://");
+        }
+        if self.billing.grace_period_days > 60 {
+            return bad("billing.grace_period_days", "must be at most 60");
+        }
+        let cur = &self.billing.currency;
+        if cur.len() != 3 || !cur.bytes().all(|b| b.is_ascii_uppercase()) || cur == "XTR" {
+            return bad("billing.currency", "must be an ISO 4217 code such as USD (not XTR)");
+        }
+        if self.billing.xtr_rate <= rust_decimal::Decimal::ZERO {
+            return bad("billing.xtr_rate", "must be a positive decimal");
         }
         if self.database_max_connections == 0 || self.database_max_connections > 512 {
             return bad("database_max_connections", "must be between 1 and 512");

@@ -14,6 +14,7 @@ pub mod apikeys;
 pub mod approvals;
 pub mod audit;
 pub mod backup;
+pub mod billing;
 pub mod cli;
 pub mod cluster;
 pub mod config;

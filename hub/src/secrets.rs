@@ -21,6 +21,19 @@ pub const HUB_IDENTITY_KEY: &str = "hub_identity_key";
 
 const ALL: &[&str] = &[JWT_SIGNING_KEYS, API_KEY_WRAPPING_KEY, HUB_IDENTITY_KEY];
 
+/// Stripe's secret API key (`sk_live_…`/`sk_test_…`): Stripe is off without it.
+pub const STRIPE_SECRET_KEY: &str = "stripe_secret_key";
+/// The Stripe webhook endpoint's signing secret (the whole `whsec_…` string).
+pub const STRIPE_WEBHOOK_SECRET: &str = "stripe_webhook_secret";
+/// The Telegram bot's token: Telegram is off without it.
+pub const TELEGRAM_BOT_TOKEN: &str = "telegram_bot_token";
+/// The secret token Telegram sends in `X-Telegram-Bot-Api-Secret-Token` to the webhook.
+pub const TELEGRAM_WEBHOOK_SECRET: &str = "telegram_webhook_secret";
+
+/// Integrations' secrets: optional and never generated (absent means that integration is off).
+const OPTIONAL: &[&str] =
+    &[STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET];
+
 /// Why secrets could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -136,6 +149,66 @@ pub struct HubSecrets {
     pub api_key_wrapping_key: Zeroizing<[u8; 32]>,
     /// The hub's Ed25519 identity seed.
     pub hub_identity_key: Zeroizing<[u8; 32]>,
+    /// The outside services' secrets, each optional.
+    pub integrations: IntegrationSecrets,
+}
+
+/// The outside services' secrets. Each is optional and never generated: absent means that
+/// integration is off (logged once at start). `Debug` says only which are set.
+#[derive(Clone, Default)]
+pub struct IntegrationSecrets {
+    /// [`STRIPE_SECRET_KEY`].
+    pub stripe_secret_key: Option<SecretString>,
+    /// [`STRIPE_WEBHOOK_SECRET`].
+    pub stripe_webhook_secret: Option<SecretString>,
+    /// [`TELEGRAM_BOT_TOKEN`].
+    pub telegram_bot_token: Option<SecretString>,
+    /// [`TELEGRAM_WEBHOOK_SECRET`].
+    pub telegram_webhook_secret: Option<SecretString>,
+}
+
+impl std::fmt::Debug for IntegrationSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |s: &Option<SecretString>| if s.is_some() { "set" } else { "absent" };
+        f.debug_struct("IntegrationSecrets")
+            .field("stripe_secret_key", &set(&self.stripe_secret_key))
+            .field("stripe_webhook_secret", &set(&self.stripe_webhook_secret))
+            .field("telegram_bot_token", &set(&self.telegram_bot_token))
+            .field("telegram_webhook_secret", &set(&self.telegram_webhook_secret))
+            .finish()
+    }
+}
+
+impl IntegrationSecrets {
+    /// Reads each optional secret from `providers` (first that has it wins); an empty value
+    /// counts as absent. Logs once which integrations are off.
+    pub fn load(providers: &[Box<dyn SecretProvider>]) -> Result<IntegrationSecrets, SecretError> {
+        let mut found: HashMap<&str, SecretString> = HashMap::new();
+        for name in OPTIONAL {
+            for p in providers {
+                if let Some(v) = p.get(name)?
+                    && !v.expose_secret().trim().is_empty()
+                {
+                    tracing::info!(secret = name, source = %p.describe(), "secret loaded");
+                    found.insert(*name, v);
+                    break;
+                }
+            }
+        }
+        let out = IntegrationSecrets {
+            stripe_secret_key: found.remove(STRIPE_SECRET_KEY),
+            stripe_webhook_secret: found.remove(STRIPE_WEBHOOK_SECRET),
+            telegram_bot_token: found.remove(TELEGRAM_BOT_TOKEN),
+            telegram_webhook_secret: found.remove(TELEGRAM_WEBHOOK_SECRET),
+        };
+        if out.stripe_secret_key.is_none() {
+            tracing::info!("stripe is off: no `stripe_secret_key` secret (plans sell by Stars or by hand)");
+        }
+        if out.telegram_bot_token.is_none() {
+            tracing::info!("telegram is off: no `telegram_bot_token` secret");
+        }
+        Ok(out)
+    }
 }
 
 impl std::fmt::Debug for HubSecrets {
@@ -145,6 +218,7 @@ impl std::fmt::Debug for HubSecrets {
             .field("jwt_kids", &kids)
             .field("api_key_wrapping_key", &"[redacted]")
             .field("hub_identity_key", &"[redacted]")
+            .field("integrations", &self.integrations)
             .finish()
     }
 }
@@ -185,6 +259,7 @@ impl HubSecrets {
                 HUB_IDENTITY_KEY,
                 values[HUB_IDENTITY_KEY].expose_secret(),
             )?,
+            integrations: IntegrationSecrets::load(providers)?,
         };
         let mut weak = Vec::new();
         for (kid, k) in &secrets.jwt_keys {
@@ -220,6 +295,7 @@ impl HubSecrets {
             jwt_keys: vec![(crate::ids::random_hex(4), k())],
             api_key_wrapping_key: k(),
             hub_identity_key: k(),
+            integrations: IntegrationSecrets::default(),
         }
     }
 }
