@@ -384,7 +384,7 @@ async fn setup_fanout(
             price_minor: 1000,
             currency: "USD".into(),
             period_days: 30,
-            features: None,
+            ..Default::default()
         },
         "bench",
     )

@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::accounts;
 use crate::audit::{self, Entry};
 use crate::db::{Db, DbError};
 use crate::error::ApiError;
@@ -330,13 +329,59 @@ pub async fn grant(
     new: &NewEntitlement<'_>,
     request_id: &str,
 ) -> Result<Entitlement, ApiError> {
+    let mut tx = state.db.begin_write().await?;
+    let (e, applied) = grant_in(&mut tx, state, now_ms, actor, new, request_id).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    applied.after_commit(state);
+    Ok(e)
+}
+
+/// What a committed grant or end still has to announce: call [`Applied::after_commit`] once the
+/// transaction that [`grant_in`] or [`end_in`] wrote into has committed.
+#[derive(Debug)]
+#[must_use = "call after_commit once the transaction has committed"]
+pub struct Applied {
+    change: Change,
+    issued: crate::features::Issued,
+}
+
+impl Applied {
+    /// The devices' sessions send the new FeatureGrant now, the change is broadcast, the other
+    /// instances hear of both.
+    pub fn after_commit(self, state: &AppState) {
+        let Applied { change, issued } = self;
+        state.feed_bell.ring(&issued.devices);
+        if !issued.devices.is_empty() {
+            let source = state.hub_identity.device_id().to_text();
+            let seq = issued.last_seq;
+            state.cluster.publish(crate::cluster::Event::Feed { source, seq });
+        }
+        state.entitlement_changes.publish(change);
+    }
+}
+
+/// [`grant`] inside the caller's write transaction (billing applies a payment, its event id and
+/// the entitlements it grants in one): the caller commits, then calls [`Applied::after_commit`].
+pub async fn grant_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    state: &AppState,
+    now_ms: i64,
+    actor: &str,
+    new: &NewEntitlement<'_>,
+    request_id: &str,
+) -> Result<(Entitlement, Applied), ApiError> {
     let db = &state.db;
-    if accounts::user_by_id(db, new.user_id).await?.is_none() {
+    let account: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
+        .bind(new.user_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(DbError::from)?;
+    if account.is_none() {
         return Err(ApiError::Validation("`user_id` is not an account".into()));
     }
     let plan = sqlx::query("SELECT archived_at_ms, provider_user_id FROM plans WHERE id = $1")
         .bind(new.plan_id)
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut **tx)
         .await
         .map_err(DbError::from)?;
     let Some(plan) = plan else {
@@ -344,7 +389,9 @@ pub async fn grant(
     };
     let archived: Option<i64> = plan.try_get(0).map_err(DbError::from)?;
     let provider_user_id: String = plan.try_get(1).map_err(DbError::from)?;
-    if archived.is_some() {
+    // A plan archived after it was sold still renews for those who pay for it: only new
+    // hand-made grants are refused.
+    if archived.is_some() && new.source == Source::Admin {
         return Err(ApiError::Validation("`plan_id` is archived".into()));
     }
     let starts_at_ms = new.starts_at_ms.unwrap_or(now_ms).max(now_ms);
@@ -366,7 +413,6 @@ pub async fn grant(
         external_ref: new.external_ref.map(str::to_string),
         end_reason: None,
     };
-    let mut tx = db.begin_write().await?;
     sqlx::query(crate::sql!(
         "INSERT INTO entitlements ({ENT_COLUMNS}, created_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, NULL, $9)"
@@ -380,28 +426,27 @@ pub async fn grant(
     .bind(e.source.as_str())
     .bind(e.external_ref.as_deref())
     .bind(now_ms)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(DbError::from)?;
     let change =
-        record_event(&mut tx, &e, &provider_user_id, ChangeKind::Granted, e.expires_at_ms, now_ms)
+        record_event(tx, &e, &provider_user_id, ChangeKind::Granted, e.expires_at_ms, now_ms)
             .await?;
-    let touched =
-        crate::features::issue_for_entitlement(&mut tx, &state.hub_identity, &e, now_ms).await?;
+    let issued =
+        crate::features::issue_for_entitlement(tx, &state.hub_identity, &e, now_ms).await?;
     let detail = serde_json::json!({
         "user_id": e.user_id, "plan_id": e.plan_id, "source": e.source.as_str(),
-        "starts_at_ms": e.starts_at_ms, "expires_at_ms": e.expires_at_ms,
+        "external_ref": e.external_ref, "starts_at_ms": e.starts_at_ms,
+        "expires_at_ms": e.expires_at_ms,
     });
     audit::append(
-        &mut tx,
+        tx,
         db.backend(),
         now_ms,
         &Entry { actor, action: "entitlement.grant", subject: &e.id, detail, request_id },
     )
     .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    after_commit(state, change, &touched);
-    Ok(e)
+    Ok((e, Applied { change, issued }))
 }
 
 /// Which entitlement [`end`] ends, when and why.
@@ -426,16 +471,34 @@ pub async fn end(
     ending: &Ending<'_>,
     request_id: &str,
 ) -> Result<Entitlement, ApiError> {
+    let mut tx = state.db.begin_write().await?;
+    let (after, applied) = end_in(&mut tx, state, now_ms, actor, ending, request_id).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    if let Some(applied) = applied {
+        applied.after_commit(state);
+    }
+    Ok(after)
+}
+
+/// [`end`] inside the caller's write transaction; `None` when nothing moved (the entitlement
+/// already ends by then). The caller commits, then calls [`Applied::after_commit`].
+pub async fn end_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    state: &AppState,
+    now_ms: i64,
+    actor: &str,
+    ending: &Ending<'_>,
+    request_id: &str,
+) -> Result<(Entitlement, Option<Applied>), ApiError> {
     let db = &state.db;
     let Ending { id, at_ms, reason } = *ending;
     let end_at = at_ms.unwrap_or(now_ms).max(now_ms);
-    let mut tx = db.begin_write().await?;
     let row = sqlx::query(crate::sql!(
         "SELECT {ENT_COLUMNS} FROM entitlements WHERE id = $1{}",
         if db.backend() == crate::db::Backend::Postgres { " FOR UPDATE" } else { "" }
     ))
     .bind(id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await
     .map_err(DbError::from)?;
     let Some(row) = row else {
@@ -447,13 +510,13 @@ pub async fn end(
     }
     if before.ends_at_ms().is_some_and(|end| end <= end_at) {
         // Already ends by then: nothing moves (an end never moves later).
-        return Ok(before);
+        return Ok((before, None));
     }
     sqlx::query("UPDATE entitlements SET revoked_at_ms = $1, end_reason = $2 WHERE id = $3")
         .bind(end_at)
         .bind(reason.as_str())
         .bind(id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(DbError::from)?;
     let after =
@@ -461,46 +524,25 @@ pub async fn end(
     let provider_user_id: String =
         sqlx::query_scalar("SELECT provider_user_id FROM plans WHERE id = $1")
             .bind(&after.plan_id)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await
             .map_err(DbError::from)?;
-    let change = record_event(
-        &mut tx,
-        &after,
-        &provider_user_id,
-        ChangeKind::Ended,
-        after.ends_at_ms(),
-        now_ms,
-    )
-    .await?;
-    let touched =
-        crate::features::issue_for_entitlement(&mut tx, &state.hub_identity, &after, now_ms)
+    let change =
+        record_event(tx, &after, &provider_user_id, ChangeKind::Ended, after.ends_at_ms(), now_ms)
             .await?;
+    let issued =
+        crate::features::issue_for_entitlement(tx, &state.hub_identity, &after, now_ms).await?;
     let action =
         if reason == EndReason::Revoked { "entitlement.revoke" } else { "entitlement.end" };
     let detail = serde_json::json!({ "reason": reason.as_str(), "ends_at_ms": end_at });
     audit::append(
-        &mut tx,
+        tx,
         db.backend(),
         now_ms,
         &Entry { actor, action, subject: id, detail, request_id },
     )
     .await?;
-    tx.commit().await.map_err(DbError::from)?;
-    after_commit(state, change, &touched);
-    Ok(after)
-}
-
-/// After a grant's or an end's commit: the devices' sessions send the new FeatureGrant now, the
-/// change is broadcast, the other instances hear of both.
-fn after_commit(state: &AppState, change: Change, issued: &crate::features::Issued) {
-    state.feed_bell.ring(&issued.devices);
-    if !issued.devices.is_empty() {
-        let source = state.hub_identity.device_id().to_text();
-        let seq = issued.last_seq;
-        state.cluster.publish(crate::cluster::Event::Feed { source, seq });
-    }
-    state.entitlement_changes.publish(change);
+    Ok((after, Some(Applied { change, issued })))
 }
 
 async fn record_event(

@@ -29,6 +29,9 @@ pub struct Problem {
     /// Seconds to wait before retrying (rate limits, throttled logins, locks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_s: Option<u64>,
+    /// The plans that would grant what was refused (`plan-required`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plans: Option<Vec<String>>,
 }
 
 /// Every error the API answers with. Each variant maps to one status and one problem kind.
@@ -143,6 +146,23 @@ pub enum ApiError {
     /// A dependency (database, Redis) is not available.
     #[error("service unavailable")]
     Unavailable,
+    /// The account's plan does not include this feature; `plans` would.
+    #[error("your plan does not include `{feature}`")]
+    PlanRequired {
+        /// The feature (`auto_copy`, `telegram`, `mini_app`, `analytics`, `signals`).
+        feature: String,
+        /// Ids of the plans on offer that include it.
+        plans: Vec<String>,
+    },
+    /// A webhook's signature is missing, malformed, wrong or stale.
+    #[error("invalid signature: {0}")]
+    InvalidSignature(String),
+    /// An integration this needs is off on this hub (its secret is not set).
+    #[error("{0} is not configured on this hub")]
+    NotConfigured(&'static str),
+    /// An outside service (Stripe, Telegram) failed or refused; the cause is logged.
+    #[error("{0} did not answer as expected; retry later")]
+    Upstream(&'static str),
     /// A bug or an infrastructure failure; the cause is logged, never sent.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -174,7 +194,12 @@ impl ApiError {
             Conflict(_) | SignalConflict(_) | ApprovalConflict => StatusCode::CONFLICT,
             RateLimited { .. } | LoginThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             AccountLocked { .. } => StatusCode::LOCKED,
-            Timeout | Unavailable | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Timeout | Unavailable | Overloaded | NotConfigured(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            PlanRequired { .. } => StatusCode::PAYMENT_REQUIRED,
+            InvalidSignature(_) => StatusCode::BAD_REQUEST,
+            Upstream(_) => StatusCode::BAD_GATEWAY,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -214,6 +239,10 @@ impl ApiError {
             Timeout => "timeout",
             Unavailable => "unavailable",
             Overloaded => "overloaded",
+            PlanRequired { .. } => "plan-required",
+            InvalidSignature(_) => "invalid-signature",
+            NotConfigured(_) => "not-configured",
+            Upstream(_) => "upstream-error",
             Internal(_) => "internal",
         }
     }
@@ -248,6 +277,10 @@ impl ApiError {
             status: status.as_u16(),
             detail,
             retry_after_s: self.retry_after_s(),
+            plans: match self {
+                ApiError::PlanRequired { plans, .. } => Some(plans.clone()),
+                _ => None,
+            },
         }
     }
 }

@@ -34,7 +34,24 @@ pub struct Plan {
     /// What the plan gives (the protocol's `Feature` names, as carried to the node in a
     /// hub-signed `FeatureGrant`), sorted.
     pub features: Vec<String>,
+    /// Days of free use before the first charge (0: none).
+    pub trial_days: i64,
+    /// Devices an account may enrol under this plan (`None`: no limit).
+    pub device_limit: Option<i64>,
+    /// What the plan is, in the provider's words (plain text, at most 500 characters).
+    pub description: String,
 }
+
+impl Plan {
+    /// Whether the plan is sold for Telegram Stars (priced in `XTR`, whole stars) rather than
+    /// through Stripe.
+    pub fn is_stars(&self) -> bool {
+        self.currency == STARS
+    }
+}
+
+/// The currency code of Telegram Stars (whole stars, no minor unit).
+pub const STARS: &str = "XTR";
 
 /// The features of a plan created without a list (what every plan gave before the list).
 pub const DEFAULT_FEATURES: [&str; 2] = ["auto_copy", "signals"];
@@ -66,7 +83,7 @@ pub(crate) fn features_from_sql(text: &str) -> Vec<String> {
 }
 
 /// A new plan.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPlan {
     /// Provider account; defaults to the caller (required when an admin creates it).
@@ -84,10 +101,19 @@ pub struct NewPlan {
     /// `signals` and `auto_copy`.
     #[serde(default)]
     pub features: Option<Vec<String>>,
+    /// Free days before the first charge, 0-90 (default 0).
+    #[serde(default)]
+    pub trial_days: Option<i64>,
+    /// Most devices an account enrols under this plan, 1-100 (default: no limit).
+    #[serde(default)]
+    pub device_limit: Option<i64>,
+    /// Plain text, at most 500 characters.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 const PLAN_COLUMNS: &str = "id, provider_user_id, name, price_minor, currency, period_days, created_at_ms, archived_at_ms, \
-     features";
+     features, trial_days, device_limit, description";
 
 fn plan_from_row(r: &sqlx::any::AnyRow) -> Result<Plan, DbError> {
     Ok(Plan {
@@ -100,6 +126,9 @@ fn plan_from_row(r: &sqlx::any::AnyRow) -> Result<Plan, DbError> {
         created_at_ms: r.try_get(6)?,
         archived_at_ms: r.try_get(7)?,
         features: features_from_sql(&r.try_get::<String, _>(8)?),
+        trial_days: r.try_get(9)?,
+        device_limit: r.try_get(10)?,
+        description: r.try_get(11)?,
     })
 }
 
@@ -135,7 +164,25 @@ pub async fn create(
         return Err(ApiError::Validation("`price_minor` must be 0 or more".into()));
     }
     if new.currency.len() != 3 || !new.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(ApiError::Validation("`currency` must be an ISO 4217 code like USD".into()));
+        return Err(ApiError::Validation(
+            "`currency` must be an ISO 4217 code like USD, or XTR for Telegram Stars".into(),
+        ));
+    }
+    let trial_days = new.trial_days.unwrap_or(0);
+    if !(0..=90).contains(&trial_days) {
+        return Err(ApiError::Validation("`trial_days` must be 0-90".into()));
+    }
+    if new.device_limit.is_some_and(|n| !(1..=100).contains(&n)) {
+        return Err(ApiError::Validation("`device_limit` must be 1-100".into()));
+    }
+    let description = new.description.as_deref().unwrap_or("").trim().to_string();
+    if description.chars().count() > 500 {
+        return Err(ApiError::Validation("`description` must be at most 500 characters".into()));
+    }
+    if new.currency == STARS && new.period_days != 30 && new.price_minor > 0 {
+        return Err(ApiError::Validation(
+            "a plan sold for Telegram Stars renews every 30 days: `period_days` must be 30".into(),
+        ));
     }
     if !(1..=3660).contains(&new.period_days) {
         return Err(ApiError::Validation("`period_days` must be 1-3660".into()));
@@ -160,10 +207,14 @@ pub async fn create(
         created_at_ms: now_ms,
         archived_at_ms: None,
         features,
+        trial_days,
+        device_limit: new.device_limit,
+        description,
     };
     let mut tx = db.begin_write().await?;
     sqlx::query(crate::sql!(
-        "INSERT INTO plans ({PLAN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8)"
+        "INSERT INTO plans ({PLAN_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11)"
     ))
     .bind(&plan.id)
     .bind(&plan.provider_user_id)
@@ -173,6 +224,9 @@ pub async fn create(
     .bind(plan.period_days)
     .bind(now_ms)
     .bind(plan.features.join(","))
+    .bind(plan.trial_days)
+    .bind(plan.device_limit)
+    .bind(&plan.description)
     .execute(&mut *tx)
     .await
     .map_err(DbError::from)?;
@@ -249,6 +303,15 @@ pub async fn archive(
     .await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(Plan { archived_at_ms: Some(now_ms), ..plan })
+}
+
+/// The plan with this id (archived too).
+pub async fn by_id(db: &Db, id: &str) -> Result<Option<Plan>, DbError> {
+    let row = sqlx::query(crate::sql!("SELECT {PLAN_COLUMNS} FROM plans WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(plan_from_row).transpose()
 }
 
 /// Whether `provider_user_id` has at least one plan on offer (the condition to publish).

@@ -617,6 +617,7 @@ async fn sync_a_granted_plan_reaches_the_node_as_a_hub_signed_feature_grant() {
             currency: "EUR".into(),
             period_days: 30,
             features: Some(vec!["signals".into(), "analytics".into()]),
+            ..Default::default()
         },
         "t",
     )

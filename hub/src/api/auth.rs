@@ -72,6 +72,17 @@ pub struct Jwks {
     pub keys: Vec<Jwk>,
 }
 
+/// A new login's tokens for `user`: an access token and a fresh refresh-token family.
+pub(crate) async fn new_login(state: &AppState, user: &User) -> Result<TokenResponse, ApiError> {
+    let now = state.now_ms();
+    let mut tx = state.db.begin_write().await?;
+    let refresh =
+        accounts::issue_refresh(&mut tx, &state.config.auth, now, &user.id, &crate::ids::new_id())
+            .await?;
+    tx.commit().await.map_err(crate::db::DbError::from)?;
+    tokens(state, user, refresh)
+}
+
 fn tokens(
     state: &AppState,
     user: &User,
@@ -123,12 +134,7 @@ async fn login(
         &request_id,
     )
     .await?;
-    let mut tx = state.db.begin_write().await?;
-    let refresh =
-        accounts::issue_refresh(&mut tx, &state.config.auth, now, &user.id, &crate::ids::new_id())
-            .await?;
-    tx.commit().await.map_err(crate::db::DbError::from)?;
-    Ok(axum::Json(tokens(&state, &user, refresh)?))
+    Ok(axum::Json(new_login(&state, &user).await?))
 }
 
 /// Exchange a refresh token for new tokens. The presented token is consumed; presenting it again

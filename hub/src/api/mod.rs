@@ -67,6 +67,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(signals::router(state))
         .merge(approvals::router())
         .merge(sync::router())
+        .merge(crate::billing::api::router())
         .split_for_parts()
 }
 

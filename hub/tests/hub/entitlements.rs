@@ -233,7 +233,7 @@ async fn plan_features(b: Backend) {
 }
 
 /// A database migrated to 0005 with plans, a live and a revoked entitlement, then migrated to
-/// the end: the old rows read as admin grants of signals and auto-copy, with their events.
+/// the end: the old rows read as admin grants (of every feature, since 0010), with their events.
 async fn migration_0006_keeps_old_rows(b: Backend) {
     let test_db = TestDb::new(b).await;
     let db = tradecast_hub::db::Db::connect(&test_db.url, 2).await.unwrap();
@@ -268,7 +268,12 @@ async fn migration_0006_keeps_old_rows(b: Backend) {
     assert!(history.iter().all(|e| e.source == Source::Admin && e.external_ref.is_none()));
     assert_eq!(history[1].ends_at_ms(), Some(30));
     assert!(entitlements::is_entitled(&db, "s", "p", 25).await.unwrap());
-    assert_eq!(entitlements::features_at(&db, "s", 25).await.unwrap(), ["auto_copy", "signals"]);
+    // 0010 (billing) gives the plans granted by hand every feature: nobody loses automatic
+    // copying when features start to be sold separately.
+    assert_eq!(
+        entitlements::features_at(&db, "s", 25).await.unwrap(),
+        ["analytics", "auto_copy", "mini_app", "signals", "telegram"]
+    );
     let events = entitlements::events_since(&db, 0, 10).await.unwrap();
     let kinds: Vec<_> =
         events.iter().map(|c| (c.entitlement_id.as_str(), c.kind, c.ends_at_ms)).collect();
