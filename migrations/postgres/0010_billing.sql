@@ -86,3 +86,11 @@ CREATE TABLE billing_events (
     received_at_ms BIGINT NOT NULL,
     PRIMARY KEY (door, event_id)
 );
+
+-- Device links (`/device-link?…&sig=…`) already used: each opens a page once. Rows older than the
+-- links' 5-minute validity are pruned.
+CREATE TABLE device_links_used (
+    sig_hash TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    used_at_ms BIGINT NOT NULL
+);

@@ -80,6 +80,7 @@
 
 pub mod bars;
 pub mod chain;
+pub mod device_link;
 pub mod domain;
 pub mod ea;
 pub mod fuzzing;
