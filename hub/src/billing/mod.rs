@@ -6,3 +6,4 @@
 //! Outside services are events, never truth: a webhook is verified, stored by its id in the
 //! transaction that applies it (a duplicate is a no-op), and used as a trigger to re-read the
 //! state from the service, so duplicated, reordered and missed events converge.
+pub mod stripe;
