@@ -9,3 +9,5 @@
 
 pub mod api;
 pub mod ledger;
+pub mod stripe;
+pub mod stripe_door;
