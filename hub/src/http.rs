@@ -83,7 +83,9 @@ async fn shed(
     req: Request,
     next: Next,
 ) -> Response {
-    if matches!(req.uri().path(), "/health" | "/ready" | "/metrics") {
+    if matches!(req.uri().path(), "/health" | "/ready" | "/metrics")
+        || crate::billing::api::is_webhook(req.uri().path())
+    {
         return next.run(req).await;
     }
     match in_flight.try_acquire_owned() {
@@ -110,7 +112,7 @@ async fn record_metrics(req: Request, next: Next) -> Response {
 }
 
 async fn per_ip_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.uri().path().starts_with("/api/") {
+    if req.uri().path().starts_with("/api/") && !crate::billing::api::is_webhook(req.uri().path()) {
         let (parts, body) = req.into_parts();
         let ip = crate::api::extract::client_ip(&parts);
         if let Err(e) = crate::api::extract::enforce(

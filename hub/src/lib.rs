@@ -75,6 +75,9 @@ pub enum StartError {
     /// The cluster bus did not connect.
     #[error("{0}")]
     Cluster(#[from] cluster::BusError),
+    /// The Stripe client could not be built from `[stripe]` and its secret.
+    #[error("stripe: {0}")]
+    Stripe(#[from] billing::stripe::StripeError),
 }
 
 /// The database URL the config selects: `database_url`, or SQLite in the data dir.
@@ -145,6 +148,7 @@ pub async fn build_state(
     let hub_identity = hub_identity(&secrets);
     let started_at_ms = clock.now_ms();
     let cluster = cluster::Cluster::connect(&config, &db).await?;
+    let billing = billing::Billing::new(&config, &secrets.integrations)?;
     Ok(AppState(Arc::new(Inner {
         config,
         db,
@@ -158,6 +162,7 @@ pub async fn build_state(
         feed_bell: feed::FeedBell::default(),
         entitlement_changes: entitlements::Changes::default(),
         cluster,
+        billing,
         started_at_ms,
     })))
 }
@@ -250,6 +255,11 @@ pub async fn start_with(
             }
             if let Err(e) = ui::session::prune(&janitor_state.db, janitor_state.now_ms()).await {
                 tracing::warn!(error = %e, "pruning expired console sessions failed");
+            }
+            if let Err(e) =
+                ui::account::prune_links(&janitor_state.db, janitor_state.now_ms()).await
+            {
+                tracing::warn!(error = %e, "pruning used device links failed");
             }
         }
     });

@@ -39,6 +39,8 @@ pub struct Inner {
     pub entitlement_changes: crate::entitlements::Changes,
     /// Wakes the sync sessions of devices whose feed grew.
     pub feed_bell: crate::feed::FeedBell,
+    /// Billing's doors (Stripe; Telegram Stars with the bot).
+    pub billing: crate::billing::Billing,
     /// When this instance's state was built (its start), unix ms.
     pub started_at_ms: i64,
 }

@@ -18,10 +18,27 @@ use crate::plans::{self, Plan};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
+    use super::stripe_door;
+    let hooks = OpenApiRouter::new()
+        .routes(routes!(stripe_door::webhook))
+        .layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
     OpenApiRouter::new()
+        .merge(hooks)
         .routes(routes!(signup))
         .routes(routes!(catalog))
         .routes(routes!(my_billing))
+        .routes(routes!(stripe_door::checkout_route))
+        .routes(routes!(stripe_door::portal_route))
+}
+
+/// The body limit of the outside services' webhooks (system.md: 256 KiB).
+pub const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
+
+/// Whether `path` is an outside service's webhook: exempt from the per-IP limit and from
+/// `http.max_in_flight` (Stripe and Telegram retry a refused delivery for hours; a burst of them
+/// from one address is normal).
+pub fn is_webhook(path: &str) -> bool {
+    matches!(path, super::stripe_door::WEBHOOK_PATH | "/api/v1/telegram/webhook")
 }
 
 /// A new subscriber account.

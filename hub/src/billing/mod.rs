@@ -11,3 +11,21 @@ pub mod api;
 pub mod ledger;
 pub mod stripe;
 pub mod stripe_door;
+
+/// Billing's share of the hub's state: the doors as configured.
+#[derive(Debug, Clone, Default)]
+pub struct Billing {
+    /// Stripe (off without `stripe_secret_key`; its webhook check without
+    /// `stripe_webhook_secret`).
+    pub stripe: stripe_door::StripeDoor,
+}
+
+impl Billing {
+    /// The doors for `config` and the integration secrets.
+    pub fn new(
+        config: &crate::config::Config,
+        secrets: &crate::secrets::IntegrationSecrets,
+    ) -> Result<Billing, stripe::StripeError> {
+        Ok(Billing { stripe: stripe_door::StripeDoor::new(config, secrets)? })
+    }
+}

@@ -114,7 +114,13 @@ pub async fn customer_for(state: &AppState, account_id: &str) -> Result<String, 
     let user = crate::accounts::user_by_id(db, account_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no account {account_id}")))?;
-    let id = state.billing.stripe.client()?.create_customer(account_id, &user.email).await.map_err(upstream)?;
+    let id = state
+        .billing
+        .stripe
+        .client()?
+        .create_customer(account_id, &user.email)
+        .await
+        .map_err(upstream)?;
     // Two requests racing create one customer at Stripe (the idempotency key is the account's)
     // and one row here.
     sqlx::query(
@@ -212,12 +218,11 @@ pub async fn checkout(
     let base = base_url(state)?;
     let customer = customer_for(state, account_id).await?;
     let price_id = price_for(state, &plan).await?;
-    let referral: Option<String> =
-        sqlx::query_scalar("SELECT signup_ref FROM users WHERE id = $1")
-            .bind(account_id)
-            .fetch_one(state.db.pool())
-            .await
-            .map_err(DbError::from)?;
+    let referral: Option<String> = sqlx::query_scalar("SELECT signup_ref FROM users WHERE id = $1")
+        .bind(account_id)
+        .fetch_one(state.db.pool())
+        .await
+        .map_err(DbError::from)?;
     // One session per (account, plan) per minute: a double click reuses it.
     let idempotency_key = format!("checkout:{account_id}:{}:{}", plan.id, now / 60_000);
     let success_url = format!("{base}/billing/return?session_id={{CHECKOUT_SESSION_ID}}");
@@ -233,7 +238,8 @@ pub async fn checkout(
         referral: referral.as_deref(),
         idempotency_key: &idempotency_key,
     };
-    let session = state.billing.stripe.client()?.create_checkout_session(&req).await.map_err(upstream)?;
+    let session =
+        state.billing.stripe.client()?.create_checkout_session(&req).await.map_err(upstream)?;
     metrics::counter!("tradecast_billing_checkouts_total").increment(1);
     Ok(session.url)
 }
@@ -292,7 +298,7 @@ pub async fn sync_customer(
     let inv: Vec<ObservedInvoice> = invoices
         .iter()
         .filter(|i| i.subscription.as_deref().is_none_or(|s| known.contains(s)))
-        .map(observe_invoice)
+        .filter_map(observe_invoice)
         .collect();
     ledger::apply(state, event, account_id, Door::Stripe, &observed, &inv, request_id).await
 }
@@ -330,7 +336,12 @@ async fn observe(
         .iter()
         .filter(|i| i.status == InvoiceStatus::Paid && i.amount_paid > 0)
         .max_by_key(|i| i.created_ms);
-    let status = match s.status {
+    let status = match &s.status {
+        SubscriptionStatus::Other(text) => {
+            // A status this hub does not know: the ledger keeps what it had, never a guess.
+            tracing::warn!(subscription = %s.id, status = %text, "unknown stripe status: left as it was");
+            return Ok(None);
+        }
         SubscriptionStatus::Trialing => ObservedStatus::Trialing,
         SubscriptionStatus::Active => ObservedStatus::Active,
         SubscriptionStatus::PastDue => ObservedStatus::PastDue,
@@ -359,15 +370,19 @@ async fn observe(
     }))
 }
 
-fn observe_invoice(i: &stripe::Invoice) -> ObservedInvoice {
-    let status = match i.status {
+fn observe_invoice(i: &stripe::Invoice) -> Option<ObservedInvoice> {
+    let status = match &i.status {
+        InvoiceStatus::Other(text) => {
+            tracing::warn!(invoice = %i.id, status = %text, "unknown stripe invoice status: left out");
+            return None;
+        }
         InvoiceStatus::Draft => "draft",
         InvoiceStatus::Open => "open",
         InvoiceStatus::Paid => "paid",
         InvoiceStatus::Uncollectible => "uncollectible",
         InvoiceStatus::Void => "void",
     };
-    ObservedInvoice {
+    Some(ObservedInvoice {
         external_id: i.id.clone(),
         subscription_external_id: i.subscription.clone(),
         status: status.into(),
@@ -381,7 +396,7 @@ fn observe_invoice(i: &stripe::Invoice) -> ObservedInvoice {
         hosted_url: i.hosted_invoice_url.clone(),
         created_ms: i.created_ms,
         paid_at_ms: i.paid_at_ms,
-    }
+    })
 }
 
 /// The account behind a Stripe customer id.
@@ -406,7 +421,10 @@ pub struct WebhookAnswer {
 /// with the customer's state re-read from Stripe. 200 for applied, duplicate and ignored events
 /// (unknown types included); 400 `invalid-signature`; 413 over 256 KiB; 502 when Stripe could not
 /// be re-read (Stripe retries the event).
-#[utoipa::path(post, path = "/api/v1/billing/stripe/webhook", tag = "billing", responses(
+#[utoipa::path(post, path = "/api/v1/billing/stripe/webhook", tag = "billing",
+    request_body(content = String, content_type = "application/json", description = "Stripe's event, verified byte for byte"),
+    params(("Stripe-Signature" = String, Header, description = "t=<unix s>,v1=<hex HMAC-SHA256>[,v1=…]")),
+    responses(
     (status = 200, body = WebhookAnswer),
     (status = 400, description = "invalid-signature", body = Problem, content_type = "application/problem+json"),
     (status = 413, description = "payload-too-large", body = Problem, content_type = "application/problem+json"),
@@ -437,7 +455,18 @@ pub(crate) async fn webhook(
         Ok((StatusCode::OK, axum::Json(WebhookAnswer { outcome: outcome.into() })))
     };
     let Ok(event) = stripe::signature::parse_event(&body) else {
-        tracing::info!("stripe webhook: signed but unparseable event: ignored");
+        // Signed, so Stripe's, but not an event this hub can read: remembered by its id when it
+        // has one (a replay reads as a duplicate), answered 200 so Stripe does not retry it.
+        tracing::info!("stripe webhook: signed event the hub cannot read: ignored");
+        let id = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned));
+        if let Some(id) = id.filter(|i| !i.is_empty() && i.len() <= 255) {
+            let key = EventKey { door: Door::Stripe, event_id: &id, kind: "unreadable" };
+            if !remember(&state, &key).await? {
+                return answer("duplicate");
+            }
+        }
         return answer("ignored");
     };
     let followed = ["customer.subscription.", "invoice.", "checkout.session.", "charge."]

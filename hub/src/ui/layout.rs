@@ -35,6 +35,7 @@ pub struct NavItem {
 }
 
 const ADMINS: &[Role] = &[Role::Owner, Role::Admin];
+const EVERYONE: &[Role] = &[Role::Owner, Role::Admin, Role::Provider, Role::Subscriber];
 
 /// The navigation, in order.
 pub static NAV: &[NavItem] = &[
@@ -44,6 +45,7 @@ pub static NAV: &[NavItem] = &[
     NavItem { href: "/operations", label: "Operations", roles: ADMINS },
     NavItem { href: "/audit", label: "Audit", roles: ADMINS },
     NavItem { href: "/api/v1/docs", label: "API", roles: ADMINS },
+    NavItem { href: "/account", label: "Your account", roles: EVERYONE },
 ];
 
 /// A console page: who it is for, its title, the navigation entry it belongs to, a notice.

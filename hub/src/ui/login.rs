@@ -3,8 +3,9 @@
 //! per-email throttle and lock, under the `rate_limits.login_per_ip` bucket the API's login
 //! uses), `POST /logout` (CSRF-checked; deletes the session).
 //!
-//! A wrong e-mail and a wrong password read the same. Only an owner or admin gets a session: a
-//! provider or subscriber whose password is right is told the console is not for them (403).
+//! A wrong e-mail and a wrong password read the same. Every enabled account gets a session: an
+//! owner or admin lands on the console, a provider or subscriber on its account page
+//! (`/account`); the console's pages still refuse them (403).
 
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
@@ -25,8 +26,8 @@ pub fn page(status: StatusCode, notice: Option<&str>, email: &str, next: Option<
     let notice = notice.map(|n| Notice::Err(n.to_string()));
     let body = html! {
         section.narrow {
-            h1 { "Sign in to the console" }
-            p.mute { "The hub's console is for its owners and admins." }
+            h1 { "Sign in" }
+            p.mute { "Subscribers and providers reach their account; owners and admins the console." }
             form method="post" action="/login" {
                 label for="email" { "E-mail" }
                 input #email type="email" name="email" value=(email) autocomplete="username" required autofocus;
@@ -37,6 +38,7 @@ pub fn page(status: StatusCode, notice: Option<&str>, email: &str, next: Option<
                 }
                 button.primary type="submit" { "Sign in" }
             }
+            p { "No account yet? " a href="/signup" { "Sign up" } }
         }
     };
     (status, layout::html(layout::bare("Sign in", notice.as_ref(), body))).into_response()
@@ -50,6 +52,7 @@ pub fn not_for_you(signed: &Signed) -> Response {
             h1 { "The console is for owners and admins" }
             p { "You are signed in as " strong { (signed.user.email) } " (" (signed.user.role.as_str()) ")." }
             p.mute { "Ask an owner of this hub if you need access." }
+            p { a href="/account" { "Your account" } }
             form method="post" action="/logout" {
                 input type="hidden" name="csrf" value=(signed.csrf);
                 button type="submit" { "Sign out" }
@@ -86,6 +89,7 @@ pub async fn form(
 ) -> Result<Response, PageError> {
     match session::lookup(&state, &headers).await? {
         Lookup::Live(s) if s.user.role.is_admin() => Ok(Redirect::to("/").into_response()),
+        Lookup::Live(_) => Ok(Redirect::to("/account").into_response()),
         _ => Ok(page(StatusCode::OK, None, "", None)),
     }
 }
@@ -171,19 +175,15 @@ pub async fn login(
         }
         Err(e) => return Err(PageError(e)),
     };
-    if !user.role.is_admin() {
-        let body = html! {
-            section.narrow {
-                h1 { "The console is for owners and admins" }
-                p { "Your password is right, but " strong { (user.email) } " is a " (user.role.as_str()) " account." }
-                p.mute { "Ask an owner of this hub if you need access." }
-            }
-        };
-        let page = layout::bare("Not for this account", None, body);
-        return Ok((StatusCode::FORBIDDEN, layout::html(page)).into_response());
-    }
+    // A provider or subscriber lands on its account page (or the account page it came from).
+    let landing = if user.role.is_admin() {
+        next.unwrap_or("/")
+    } else {
+        next.filter(|n| n.starts_with("/account") || n.starts_with("/billing"))
+            .unwrap_or("/account")
+    };
     let cookie = session::open(&state, &user.id).await?;
-    let mut resp = Redirect::to(next.unwrap_or("/")).into_response();
+    let mut resp = Redirect::to(landing).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(resp)
 }

@@ -22,6 +22,7 @@
 //! The JSON API is not behind these checks: it authenticates by bearer token or HMAC, never by
 //! cookie.
 
+pub mod account;
 pub mod assets;
 pub mod audit;
 pub mod fmt;
@@ -73,6 +74,13 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
             "/subscribers/{id}/entitlements/{entitlement}/revoke",
             post(subscribers::revoke_entitlement),
         )
+        .route("/account", get(account::show))
+        .route("/account/checkout", post(account::checkout))
+        .route("/account/portal", post(account::portal))
+        .route("/account/enrolment-code", post(account::enrolment_code))
+        .route("/billing/return", get(account::billing_return))
+        .route("/signup", get(account::signup_form).post(account::signup))
+        .route("/device-link", get(account::device_link))
         .route("/login", get(login::form).post(login::login))
         .route("/logout", post(login::logout))
         .route("/assets/{*path}", get(assets::serve))

@@ -222,3 +222,46 @@ impl FromRequestParts<AppState> for Console {
         Ok(console)
     }
 }
+
+/// A request of any signed-in account (the subscriber's pages: `/account`, the billing return).
+/// Refused as [`Console`] refuses, except for the role.
+#[derive(Debug, Clone)]
+pub struct Member(pub Signed);
+
+impl FromRequestParts<AppState> for Member {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        if let Some(m) = parts.extensions.get::<Member>() {
+            return Ok(m.clone());
+        }
+        let next = super::login::next_of(&parts.uri);
+        let signed = match lookup(state, &parts.headers).await {
+            Ok(Lookup::Live(s)) => s,
+            Ok(Lookup::Absent) => {
+                let reading = matches!(parts.method, Method::GET | Method::HEAD);
+                let status = if reading { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+                return Err(super::login::page(status, None, "", next.as_deref()));
+            }
+            Ok(Lookup::Ended) => {
+                let mut resp = super::login::page(
+                    StatusCode::UNAUTHORIZED,
+                    Some("Your session has ended; sign in again."),
+                    "",
+                    next.as_deref(),
+                );
+                resp.headers_mut().insert(header::SET_COOKIE, clear_cookie(state));
+                return Err(resp);
+            }
+            Err(e) => return Err(PageError::from(e).into_response()),
+        };
+        let key = format!("acct:{}", signed.user.id);
+        if let Err(e) =
+            crate::api::extract::enforce(state, &key, state.config.rate_limits.per_account).await
+        {
+            return Err(PageError(e).into_response());
+        }
+        let member = Member(signed);
+        parts.extensions.insert(member.clone());
+        Ok(member)
+    }
+}

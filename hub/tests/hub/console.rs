@@ -90,7 +90,7 @@ fn figure(r: &Resp, id: &str) -> i64 {
 }
 
 pub(crate) fn is_login_page(r: &Resp) -> bool {
-    r.text.contains("Sign in to the console") && r.text.contains("action=\"/login\"")
+    r.text.contains("<h1>Sign in</h1>") && r.text.contains("action=\"/login\"")
 }
 
 async fn console_login_and_overview(b: Backend) {
@@ -254,14 +254,21 @@ async fn console_refuses_other_roles_at_once(b: Backend) {
     let hub = TestHub::start_with(b, |c| c.rate_limits.login_per_ip.burst = 100).await;
     let owner = hub.owner().await;
 
-    // A subscriber and a provider with the right password: told the console is not theirs.
+    // A subscriber and a provider with the right password: signed in to their account page,
+    // and told the console is not theirs.
     for role in ["subscriber", "provider"] {
         let who = hub.user(&owner, role).await;
         let (r, cookie) = sign_in(&hub, &who.email, &who.password).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+        assert_eq!(r.headers.get("location").unwrap(), "/account");
+        let cookie = cookie.expect("a session for the account page");
+        let r = page(&hub, "GET", "/", Some(&cookie), &[], None).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
         assert!(r.text.contains("The console is for owners and admins"), "{}", r.text);
         assert!(!r.text.contains("fig-"), "no figures for a {role}");
-        assert_eq!(cookie, None);
+        let r = page(&hub, "GET", "/account", Some(&cookie), &[], None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(r.text.contains("Your account") && r.text.contains(&who.email));
     }
 
     // An admin is in; demoted in the store, refused on the very next request.

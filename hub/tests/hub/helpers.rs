@@ -104,6 +104,21 @@ impl Drop for TestDb {
     }
 }
 
+/// A loopback port free now (for a hub whose `public_url` must be known before it starts).
+/// Chosen below the kernel's ephemeral range (32768+), so no socket another test opens on port 0
+/// can take it between this check and the hub's bind.
+pub fn free_port() -> u16 {
+    loop {
+        let bytes = tradecast_hub::ids::random_bytes(2);
+        let port = 20_000 + u16::from_le_bytes([bytes[0], bytes[1]]) % 10_000;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Config for tests: port 0, cheap password hashing, the given database.
 pub fn test_config(db_url: &str) -> Config {
     let mut c = Config {
@@ -142,6 +157,15 @@ impl TestHub {
     }
 
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestHub {
+        Self::start_with_secrets(backend, tweak, |_| {}).await
+    }
+
+    /// A hub whose config and secrets (the integrations' among them) the test sets.
+    pub async fn start_with_secrets(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Config),
+        tweak_secrets: impl FnOnce(&mut HubSecrets),
+    ) -> TestHub {
         init_logs();
         let test_db = TestDb::new(backend).await;
         let mut config = test_config(&test_db.url);
@@ -149,7 +173,8 @@ impl TestHub {
         config.validate().expect("test config is valid");
         let db = tradecast_hub::open_db(&config).await.unwrap();
         let clock = Clock::default();
-        let secrets = HubSecrets::generate_ephemeral();
+        let mut secrets = HubSecrets::generate_ephemeral();
+        tweak_secrets(&mut secrets);
         let started = tradecast_hub::start_with(config, secrets.clone(), db.clone(), clock.clone())
             .await
             .unwrap();

@@ -13,6 +13,7 @@ mod audit;
 mod auth;
 mod backup;
 mod billing;
+mod billing_flow;
 mod binary;
 mod cluster;
 mod console;

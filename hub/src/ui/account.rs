@@ -1,0 +1,540 @@
+//! The subscriber's own pages: sign-up, the account page (plan and its state, invoices, plans on
+//! offer, devices and enrolment codes), the way back from Stripe, and the device link a node
+//! opens to reach them without a hub password.
+//!
+//! | route | |
+//! | --- | --- |
+//! | `GET /signup` (`ref`), `POST /signup` | a subscriber account, signed in at once |
+//! | `GET /account` | the account page of any signed-in account |
+//! | `POST /account/checkout` (`plan_id`) | 303 to Stripe Checkout |
+//! | `POST /account/portal` | 303 to the Stripe Customer Portal |
+//! | `POST /account/enrolment-code` | a new single-use device enrolment code, shown once |
+//! | `GET /billing/return` (`session_id`) | back from Checkout: the customer re-read from Stripe, 303 to `/account` |
+//! | `GET /device-link` (`device`, `action`, `ts`, `sig`) | a node's signed link: signs its account in and opens checkout, portal or the Telegram link |
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use tradecast_protocol::device_link::{self, Action};
+
+use super::PageError;
+use super::fmt;
+use super::layout::{self, Frame, Notice};
+use super::session::{self, Member, Signed, csrf_ok};
+use crate::api::extract::{ClientIp, RequestId, enforce};
+use crate::billing::{api as billing_api, ledger, stripe_door};
+use crate::db::DbError;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `?checkout=`, `?done=` notices.
+#[derive(Debug, Default, Deserialize)]
+pub struct AccountQuery {
+    checkout: Option<String>,
+}
+
+/// `GET /account`.
+pub async fn show(
+    State(state): State<AppState>,
+    Member(signed): Member,
+    Query(q): Query<AccountQuery>,
+) -> Result<Response, PageError> {
+    let notice = match q.checkout.as_deref() {
+        Some("done") => Some(Notice::Ok("Thank you: your payment went through.".into())),
+        Some("cancelled") => {
+            Some(Notice::Err("Checkout was cancelled: nothing was charged.".into()))
+        }
+        _ => None,
+    };
+    Ok(layout::html(render(&state, &signed, notice.as_ref()).await?))
+}
+
+async fn render(
+    state: &AppState,
+    signed: &Signed,
+    notice: Option<&Notice>,
+) -> Result<Markup, PageError> {
+    let me = &signed.user;
+    let now = state.now_ms();
+    let subs = ledger::subscriptions_of(&state.db, &me.id).await?;
+    let invoices = ledger::invoices_of(&state.db, &me.id).await?;
+    let held = crate::entitlements::active_at(&state.db, &me.id, now).await?;
+    let offers = billing_api::offers(state).await?;
+    let plan_name = |id: &str| {
+        offers
+            .iter()
+            .find(|o| o.plan.id == id)
+            .map_or_else(|| id.to_string(), |o| o.plan.name.clone())
+    };
+    let has_customer: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT stripe_customer_id FROM billing_customers WHERE account_id = $1",
+    )
+    .bind(&me.id)
+    .fetch_optional(state.db.pool())
+    .await
+    .map_err(DbError::from)?;
+    let stripe_on = state.billing.stripe.is_on();
+    let devices = crate::devices::list(&state.db, Some(&me.id)).await?;
+    let body = html! {
+        section #plan {
+            h2 { "Your plan" }
+            @if subs.is_empty() && held.is_empty() {
+                p { "You have no plan yet: choose one below." }
+            }
+            @if !subs.is_empty() {
+                table #subscriptions {
+                    thead { tr { th { "Plan" } th { "Paid by" } th { "State" } th { "Renews or ends (UTC)" } } }
+                    tbody {
+                        @for s in &subs {
+                            tr {
+                                td { (plan_name(&s.plan_id)) }
+                                td { (match s.door { ledger::Door::Stripe => "card (Stripe)", ledger::Door::TelegramStars => "Telegram Stars" }) }
+                                td { span class=(format!("tag {}", tag_of(s.status))) { (s.status.describe()) } }
+                                td.nowrap { (renewal(s)) }
+                            }
+                        }
+                    }
+                }
+            }
+            @let by_hand: Vec<_> = held.iter().filter(|e| e.source == crate::entitlements::Source::Admin).collect();
+            @if !by_hand.is_empty() {
+                p.mute { "Granted by the hub: "
+                    @for (i, e) in by_hand.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        (plan_name(&e.plan_id)) " (until " (e.ends_at_ms().map_or("no end".to_string(), |t| fmt::when(Some(t)))) ")"
+                    }
+                }
+            }
+            @if stripe_on && matches!(has_customer, Some(Some(_))) {
+                form method="post" action="/account/portal" {
+                    input type="hidden" name="csrf" value=(signed.csrf);
+                    button type="submit" { "Manage card, plan or cancellation" }
+                }
+            }
+        }
+        section #offers {
+            h2 { "Plans on offer" }
+            @if offers.is_empty() { p.mute { "No plan is on offer yet." } }
+            @for o in &offers {
+                article.offer {
+                    h3 { (o.plan.name) " · " span.mute { "by " (o.provider_name) } }
+                    p { strong { (fmt::money(o.plan.price_minor, &o.plan.currency)) } " every " (o.plan.period_days) " days"
+                        @if o.plan.trial_days > 0 { " · " (o.plan.trial_days) " days free" } }
+                    @if !o.plan.description.is_empty() { p { (o.plan.description) } }
+                    p.mute { "Includes: " (o.plan.features.join(", ")) }
+                    @if o.door == ledger::Door::TelegramStars {
+                        p.mute { "Paid with Telegram Stars, in the hub's Telegram bot." }
+                    } @else if o.plan.price_minor == 0 {
+                        p.mute { "Free: ask the hub's owner to grant it." }
+                    } @else if stripe_on {
+                        form method="post" action="/account/checkout" {
+                            input type="hidden" name="csrf" value=(signed.csrf);
+                            input type="hidden" name="plan_id" value=(o.plan.id);
+                            button.primary type="submit" { "Subscribe by card" }
+                        }
+                    } @else {
+                        p.mute { "Card payments are not set up on this hub yet." }
+                    }
+                }
+            }
+        }
+        section #invoices {
+            h2 { "Invoices" }
+            table {
+                thead { tr { th { "Issued (UTC)" } th { "Period" } th { "Amount" } th { "Paid" } th { "Refunded" } th { "State" } th {} } }
+                tbody {
+                    @for i in &invoices {
+                        tr {
+                            td.nowrap { (fmt::when(Some(i.created_at_ms))) }
+                            td.nowrap { (fmt::when(Some(i.period_start_ms))) " – " (fmt::when(Some(i.period_end_ms))) }
+                            td { (fmt::money(i.amount_due_minor, &i.currency)) }
+                            td { (fmt::money(i.amount_paid_minor, &i.currency)) }
+                            td { (fmt::money(i.amount_refunded_minor, &i.currency)) }
+                            td { (i.status) }
+                            td { @if let Some(u) = &i.hosted_url { a href=(u) rel="noopener noreferrer" { "View" } } }
+                        }
+                    }
+                    @if invoices.is_empty() { (fmt::none_row(7, "No invoice yet.")) }
+                }
+            }
+        }
+        section #devices {
+            h2 { "Your devices" }
+            table {
+                thead { tr { th { "Name" } th { "Device" } th { "Enrolled (UTC)" } th { "State" } } }
+                tbody {
+                    @for d in &devices {
+                        tr {
+                            td { (d.name) }
+                            td { (fmt::short(&d.id)) }
+                            td.nowrap { (fmt::when(Some(d.enrolled_at_ms))) }
+                            td { @if d.revoked_at_ms.is_some() { span.tag.bad { "revoked" } } @else { span.tag.ok { "active" } } }
+                        }
+                    }
+                    @if devices.is_empty() { (fmt::none_row(4, "No device yet: make an enrolment code and enter it in the Tradecast app.")) }
+                }
+            }
+            form method="post" action="/account/enrolment-code" {
+                input type="hidden" name="csrf" value=(signed.csrf);
+                button type="submit" { "New enrolment code" }
+            }
+        }
+    };
+    let frame = Frame { signed, title: "Your account", active: "/account", notice };
+    Ok(layout::page(&frame, body))
+}
+
+fn tag_of(s: ledger::Status) -> &'static str {
+    match s {
+        ledger::Status::Active | ledger::Status::Trialing => "ok",
+        ledger::Status::PastDue | ledger::Status::Canceled | ledger::Status::Incomplete => "warn",
+        ledger::Status::Expired | ledger::Status::Refunded => "bad",
+    }
+}
+
+fn renewal(s: &ledger::Subscription) -> String {
+    match s.status {
+        ledger::Status::Active | ledger::Status::Trialing => {
+            format!("renews {}", fmt::when(Some(s.current_period_end_ms)))
+        }
+        ledger::Status::Canceled => format!("ends {}", fmt::when(Some(s.current_period_end_ms))),
+        ledger::Status::PastDue => format!("access until {}", fmt::when(Some(s.covered_until_ms))),
+        ledger::Status::Expired | ledger::Status::Refunded => {
+            format!("ended {}", fmt::when(s.ended_at_ms.or(Some(s.covered_until_ms))))
+        }
+        ledger::Status::Incomplete => "—".into(),
+    }
+}
+
+/// A form with the CSRF token and, for checkout, a plan.
+#[derive(Debug, Default, Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    #[serde(default)]
+    plan_id: Option<String>,
+}
+
+async fn refused(state: &AppState, signed: &Signed, e: ApiError) -> Result<Response, PageError> {
+    if e.status().is_server_error()
+        && !matches!(e, ApiError::NotConfigured(_) | ApiError::Upstream(_))
+    {
+        return Err(PageError(e));
+    }
+    let notice = Notice::Err(e.to_string());
+    let page = render(state, signed, Some(&notice)).await?;
+    Ok((e.status(), layout::html(page)).into_response())
+}
+
+/// `POST /account/checkout`: 303 to Stripe Checkout for the plan.
+pub async fn checkout(
+    State(state): State<AppState>,
+    Member(signed): Member,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    if !csrf_ok(&signed, &headers, form.csrf.as_deref()) {
+        return Err(PageError::csrf());
+    }
+    let plan = form.plan_id.unwrap_or_default();
+    match stripe_door::checkout(&state, &signed.user.id, &plan).await {
+        Ok(url) => Ok(Redirect::to(&url).into_response()),
+        Err(e) => refused(&state, &signed, e).await,
+    }
+}
+
+/// `POST /account/portal`: 303 to the Stripe Customer Portal.
+pub async fn portal(
+    State(state): State<AppState>,
+    Member(signed): Member,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    if !csrf_ok(&signed, &headers, form.csrf.as_deref()) {
+        return Err(PageError::csrf());
+    }
+    match stripe_door::portal(&state, &signed.user.id).await {
+        Ok(url) => Ok(Redirect::to(&url).into_response()),
+        Err(e) => refused(&state, &signed, e).await,
+    }
+}
+
+/// `POST /account/enrolment-code`: the account page with a new code shown once.
+pub async fn enrolment_code(
+    State(state): State<AppState>,
+    Member(signed): Member,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    if !csrf_ok(&signed, &headers, form.csrf.as_deref()) {
+        return Err(PageError::csrf());
+    }
+    let code = crate::devices::create_code(
+        &state.db,
+        state.now_ms(),
+        state.config.devices.enrolment_code_ttl_s,
+        &signed.user.id,
+        &request_id,
+    )
+    .await?;
+    let notice = Notice::Ok(format!(
+        "Enrolment code {} — enter it in the Tradecast app before {} (UTC). It works once.",
+        code.code,
+        fmt::when(Some(code.expires_at_ms))
+    ));
+    Ok(layout::html(render(&state, &signed, Some(&notice)).await?))
+}
+
+/// `GET /billing/return`: back from Stripe Checkout. The customer is re-read from Stripe now
+/// (the webhook may come later), then 303 to the account page.
+pub async fn billing_return(
+    State(state): State<AppState>,
+    Member(signed): Member,
+    RequestId(request_id): RequestId,
+) -> Result<Response, PageError> {
+    let customer: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT stripe_customer_id FROM billing_customers WHERE account_id = $1",
+    )
+    .bind(&signed.user.id)
+    .fetch_optional(state.db.pool())
+    .await
+    .map_err(DbError::from)?;
+    if let Some(Some(customer)) = customer
+        && let Err(e) =
+            stripe_door::sync_customer(&state, &signed.user.id, &customer, None, &request_id).await
+    {
+        // The webhook or the nightly reconciliation will bring it: the page says so.
+        tracing::warn!(error = %e, "billing return: customer not re-read");
+        let notice = Notice::Err(
+            "Your payment is being confirmed; this page will show it within a minute.".into(),
+        );
+        return Ok(layout::html(render(&state, &signed, Some(&notice)).await?));
+    }
+    Ok(Redirect::to("/account?checkout=done").into_response())
+}
+
+/// `?ref=` of a sign-up link.
+#[derive(Debug, Default, Deserialize)]
+pub struct SignupQuery {
+    #[serde(default, rename = "ref")]
+    referral: Option<String>,
+}
+
+fn signup_page(
+    status: StatusCode,
+    notice: Option<&str>,
+    email: &str,
+    referral: Option<&str>,
+) -> Response {
+    let notice = notice.map(|n| Notice::Err(n.to_string()));
+    let body = html! {
+        section.narrow {
+            h1 { "Create your account" }
+            p.mute { "Subscribe to a provider's signals and copy them to your MetaTrader 5." }
+            form method="post" action="/signup" {
+                label for="email" { "E-mail" }
+                input #email type="email" name="email" value=(email) autocomplete="username" required autofocus;
+                label for="password" { "Password (12 characters or more)" }
+                input #password type="password" name="password" autocomplete="new-password" minlength="12" required;
+                label for="display_name" { "Your name (optional)" }
+                input #display_name type="text" name="display_name" maxlength="100";
+                @if let Some(r) = referral { input type="hidden" name="ref" value=(r); }
+                button.primary type="submit" { "Create account" }
+            }
+            p { "Have an account? " a href="/login" { "Sign in" } }
+        }
+    };
+    (status, layout::html(layout::bare("Sign up", notice.as_ref(), body))).into_response()
+}
+
+/// `GET /signup`.
+pub async fn signup_form(Query(q): Query<SignupQuery>) -> Response {
+    let referral = q.referral.filter(|r| billing_api::valid_referral(r));
+    signup_page(StatusCode::OK, None, "", referral.as_deref())
+}
+
+/// The sign-up form's fields.
+#[derive(Default, Deserialize)]
+pub struct SignupForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default, rename = "ref")]
+    referral: Option<String>,
+}
+
+impl std::fmt::Debug for SignupForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignupForm")
+            .field("email", &self.email)
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
+/// `POST /signup`: the account, a session, 303 to `/account`.
+pub async fn signup(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    RequestId(request_id): RequestId,
+    form: Result<Form<SignupForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    let referral = form.referral.as_deref().filter(|r| billing_api::valid_referral(r));
+    let again = |status, words: &str| signup_page(status, Some(words), &form.email, referral);
+    if let Err(e) =
+        enforce(&state, &format!("login:{ip}"), state.config.rate_limits.login_per_ip).await
+    {
+        let ApiError::RateLimited { retry_after_s } = e else { return Err(PageError(e)) };
+        return Ok(again(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many attempts from your address; wait {retry_after_s} s."),
+        ));
+    }
+    let created = billing_api::create_subscriber(
+        &state,
+        &form.email,
+        &form.password,
+        &form.display_name,
+        referral,
+        &request_id,
+    )
+    .await;
+    let user = match created {
+        Ok(u) => u,
+        Err(ApiError::Conflict(_)) => {
+            return Ok(again(
+                StatusCode::CONFLICT,
+                "An account with this e-mail exists: sign in instead.",
+            ));
+        }
+        Err(ApiError::Validation(words)) => {
+            return Ok(again(StatusCode::UNPROCESSABLE_ENTITY, &words));
+        }
+        Err(e) => return Err(PageError(e)),
+    };
+    let cookie = session::open(&state, &user.id).await?;
+    let mut resp = Redirect::to("/account").into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(resp)
+}
+
+/// A device link's query.
+#[derive(Debug, Default, Deserialize)]
+pub struct LinkQuery {
+    #[serde(default)]
+    device: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    ts: i64,
+    #[serde(default)]
+    sig: String,
+}
+
+/// `GET /device-link`: a node's signed link (system.md). The device must be enrolled and not
+/// revoked, its account enabled, the signature its identity key's, `ts` within 5 minutes, the
+/// link not used before. The account is signed in (a session cookie, so the way back from
+/// Stripe finds it) and the action opened.
+pub async fn device_link(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    query: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, PageError> {
+    let bad = |title: &str, words: &str| layout::error_page(StatusCode::UNAUTHORIZED, title, words);
+    let Ok(Query(q)) = query else {
+        return Ok(bad("This link is not valid", "Open it again from the Tradecast app."));
+    };
+    let Ok(device_id) = tradecast_protocol::DeviceId::parse(&q.device) else {
+        return Ok(bad("This link is not valid", "Open it again from the Tradecast app."));
+    };
+    let (device, key) = match crate::devices::active_device(&state.db, &device_id).await {
+        Ok(found) => found,
+        Err(ApiError::DeviceRefused(_) | ApiError::NotFound(_)) => {
+            return Ok(bad("This device is not enrolled", "Enrol the app again, then retry."));
+        }
+        Err(e) => return Err(PageError(e)),
+    };
+    let now = state.now_ms();
+    let action = match device_link::verify(&key, &q.action, q.ts, &q.sig, now) {
+        Ok(a) => a,
+        Err(device_link::LinkError::Expired) => {
+            return Ok(bad(
+                "This link has expired",
+                "Links from the app work for 5 minutes: open it again.",
+            ));
+        }
+        Err(_) => {
+            return Ok(bad("This link is not valid", "Open it again from the Tradecast app."));
+        }
+    };
+    let used = sqlx::query(
+        "INSERT INTO device_links_used (sig_hash, device_id, used_at_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(crate::ids::sha256_hex(q.sig.as_bytes()))
+    .bind(&device.id)
+    .bind(now)
+    .execute(state.db.pool())
+    .await
+    .map_err(DbError::from)?;
+    if used.rows_affected() == 0 {
+        return Ok(layout::error_page(
+            StatusCode::GONE,
+            "This link was used already",
+            "Each link from the app opens once: open it again from the app.",
+        ));
+    }
+    let Some(user) = crate::accounts::user_by_id(&state.db, &device.user_id).await? else {
+        return Ok(bad("This device is not enrolled", "Enrol the app again, then retry."));
+    };
+    if user.disabled_at_ms.is_some() {
+        return Err(PageError(ApiError::AccountDisabled));
+    }
+    let entry = crate::audit::Entry {
+        actor: &user.id,
+        action: "device.link",
+        subject: &device.id,
+        detail: serde_json::json!({ "action": action.as_text() }),
+        request_id: &request_id,
+    };
+    crate::audit::record(&state.db, now, &entry).await?;
+    let cookie = session::open(&state, &user.id).await?;
+    let target = match &action {
+        Action::Checkout(plan) => match stripe_door::checkout(&state, &user.id, plan).await {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::info!(error = %e, "device link checkout refused");
+                format!("/account?{}", fmt::query(&[("checkout", "refused")]))
+            }
+        },
+        Action::Portal => stripe_door::portal(&state, &user.id).await.unwrap_or_else(|e| {
+            tracing::info!(error = %e, "device link portal refused");
+            "/account".into()
+        }),
+        Action::TelegramLink => "/account".into(),
+    };
+    let mut resp = Redirect::to(&target).into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(resp)
+}
+
+/// Drops used device links older than their validity (the janitor calls it).
+pub async fn prune_links(db: &crate::db::Db, now_ms: i64) -> Result<u64, DbError> {
+    let cutoff = now_ms - 2 * device_link::VALID_MS;
+    Ok(sqlx::query("DELETE FROM device_links_used WHERE used_at_ms < $1")
+        .bind(cutoff)
+        .execute(db.pool())
+        .await?
+        .rows_affected())
+}

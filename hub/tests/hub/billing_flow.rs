@@ -1,0 +1,345 @@
+//! Billing through the hub's own pages and webhook, against the Stripe stand-in: a subscriber
+//! signs up, subscribes by card in the stand-in's Checkout (driven as a browser drives it),
+//! renews, fails a renewal, recovers, cancels at period end in the portal and is refunded — the
+//! ledger and the entitlements (what the fan-out reads) checked at each step — and the webhook
+//! answers every bad delivery as system.md fixes it.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tradecast_hub::billing::ledger::{self, Status};
+use tradecast_hub::billing::stripe::{StripeClient, signature};
+use tradecast_hub::entitlements;
+use tradecast_standins::stripe::{StripeStandin, StripeStandinConfig};
+
+use crate::console::{csrf_of, form_body, page};
+use crate::helpers::{Backend, TestHub, free_port};
+use crate::on_both;
+
+on_both!(card_subscription_lifecycle_through_the_stand_in, stripe_webhook_answers);
+
+const DAY_MS: i64 = 86_400_000;
+const WEBHOOK: &str = "/api/v1/billing/stripe/webhook";
+
+async fn stripe_hub(b: Backend, per_ip_burst: u32) -> (TestHub, StripeStandin) {
+    let sb = StripeStandin::start(StripeStandinConfig::default()).await.unwrap();
+    let port = free_port();
+    let (api, key, whsec) =
+        (sb.base_url().to_string(), sb.secret_key().to_string(), sb.webhook_secret().to_string());
+    let hub = TestHub::start_with_secrets(
+        b,
+        |c| {
+            c.listen = ([127, 0, 0, 1], port).into();
+            c.public_url = Some(
+                tradecast_hub::config::PublicUrl::parse(&format!("http://127.0.0.1:{port}"))
+                    .unwrap(),
+            );
+            c.stripe.api_base_url = api;
+            c.rate_limits.per_ip.burst = per_ip_burst;
+            c.rate_limits.login_per_ip.burst = 50;
+        },
+        |s| {
+            s.integrations.stripe_secret_key = Some(key.into());
+            s.integrations.stripe_webhook_secret = Some(whsec.into());
+        },
+    )
+    .await;
+    sb.set_webhook_url(hub.url(WEBHOOK));
+    (hub, sb)
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers().get("location").unwrap().to_str().unwrap().to_string()
+}
+
+/// Re-reads are triggered by the stand-in's webhooks: wait until every event was delivered.
+async fn settle(sb: &StripeStandin) {
+    assert!(sb.settle(Duration::from_secs(20)).await, "webhooks not delivered in time");
+    let failed: Vec<_> = sb.deliveries().into_iter().filter(|d| !d.ok).collect();
+    assert!(failed.is_empty(), "the hub refused deliveries: {failed:?}");
+}
+
+async fn status_of(hub: &TestHub, account: &str) -> ledger::Subscription {
+    let subs = ledger::subscriptions_of(&hub.db, account).await.unwrap();
+    assert_eq!(subs.len(), 1, "{subs:?}");
+    subs.into_iter().next().unwrap()
+}
+
+async fn card_subscription_lifecycle_through_the_stand_in(b: Backend) {
+    let (hub, sb) = stripe_hub(b, 1000).await;
+    let owner = hub.owner().await;
+    let provider = hub.user(&owner, "provider").await;
+    let plan = hub
+        .post(
+            "/api/v1/plans",
+            Some(&provider.token),
+            json!({ "name": "Gold", "price_minor": 4900, "currency": "USD", "period_days": 30 }),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Sign up on the hub's page: signed in at once, on the account page.
+    let form = [("email", "alice@example.com"), ("password", "alice password 123")];
+    let r = page(&hub, "POST", "/signup", None, &[], Some(&form)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let account = page(&hub, "GET", "/account", Some(&cookie), &[], None).await;
+    assert_eq!(account.status, StatusCode::OK);
+    assert!(
+        account.text.contains("You have no plan yet") && account.text.contains("Subscribe by card")
+    );
+    let csrf = csrf_of(&account);
+    let alice: String = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind("alice@example.com")
+        .fetch_one(hub.db.pool())
+        .await
+        .unwrap();
+    assert!(
+        !entitlements::is_entitled(&hub.db, &alice, &provider.user_id, hub.clock.now_ms())
+            .await
+            .unwrap()
+    );
+
+    // Subscribe by card: the hub sends the browser to Checkout, the card is typed there, Stripe
+    // sends it back to the hub, which re-reads the customer at once.
+    let form = [("csrf", csrf.as_str()), ("plan_id", plan.as_str())];
+    let r = page(&hub, "POST", "/account/checkout", Some(&cookie), &[], Some(&form)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let checkout_url = r.headers.get("location").unwrap().to_str().unwrap().to_string();
+    assert!(checkout_url.starts_with(sb.base_url()), "{checkout_url}");
+    let web = browser();
+    let form_page = web.get(&checkout_url).send().await.unwrap();
+    assert_eq!(form_page.status(), StatusCode::OK);
+    assert!(form_page.text().await.unwrap().contains("alice@example.com"));
+    let declined = web
+        .post(&checkout_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("card_number", "4000000000000002"), ("exp", "12/34"), ("cvc", "123")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declined.status(), StatusCode::OK, "a declined card shows the form again");
+    assert!(declined.text().await.unwrap().contains("declined"));
+    let paid = web
+        .post(&checkout_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("card_number", "4242 4242 4242 4242"),
+            ("exp", "12/34"),
+            ("cvc", "123"),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(paid.status(), StatusCode::SEE_OTHER);
+    let back = location(&paid);
+    assert!(back.starts_with(&hub.url("/billing/return?session_id=cs_")), "{back}");
+    let r = web.get(&back).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/account?checkout=done");
+    let s = status_of(&hub, &alice).await;
+    assert_eq!(s.status, Status::Active);
+    let subscribed_at = hub.clock.now_ms();
+    assert!(
+        entitlements::is_entitled(&hub.db, &alice, &provider.user_id, hub.clock.now_ms())
+            .await
+            .unwrap()
+    );
+    let account = page(&hub, "GET", "/account?checkout=done", Some(&cookie), &[], None).await;
+    assert!(account.text.contains("your payment went through") && account.text.contains("renews"));
+    assert!(account.text.contains("49.00 USD"));
+    settle(&sb).await;
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM billing_events WHERE door = 'stripe'")
+            .fetch_one(hub.db.pool())
+            .await
+            .unwrap();
+    assert!(stored >= 3, "checkout, subscription and invoice events stored: {stored}");
+
+    // A renewal a month later: a second paid invoice, covered for the new period.
+    let month = Duration::from_secs(31 * 86_400);
+    // (Stripe's test clock moves; webhooks are signed with the wall clock, as Stripe signs them,
+    // so the hub's clock stays: the times below are the stand-in's.)
+    let first_end = s.current_period_end_ms;
+    sb.advance_clock(month);
+    settle(&sb).await;
+    let s = status_of(&hub, &alice).await;
+    assert_eq!(s.status, Status::Active);
+    assert!(s.current_period_end_ms > first_end + 25 * DAY_MS, "{s:?}");
+    let invoices = ledger::invoices_of(&hub.db, &alice).await.unwrap();
+    assert_eq!(invoices.iter().filter(|i| i.status == "paid").count(), 2, "{invoices:?}");
+    assert!(
+        entitlements::is_entitled(
+            &hub.db,
+            &alice,
+            &provider.user_id,
+            s.current_period_end_ms - DAY_MS
+        )
+        .await
+        .unwrap()
+    );
+
+    // The card starts failing: the next renewal leaves it past due, entitled through the grace
+    // period (7 days) only.
+    let customer: String = sqlx::query_scalar(
+        "SELECT stripe_customer_id FROM billing_customers WHERE account_id = $1",
+    )
+    .bind(&alice)
+    .fetch_one(hub.db.pool())
+    .await
+    .unwrap();
+    sb.update_card(&customer, "4000000000000341").unwrap();
+    sb.advance_clock(month);
+    settle(&sb).await;
+    let s = status_of(&hub, &alice).await;
+    assert_eq!(s.status, Status::PastDue, "{s:?}");
+    let since = s.past_due_since_ms.expect("when the renewal failed");
+    assert_eq!(s.covered_until_ms, since + 7 * DAY_MS, "the grace period");
+    assert!(
+        entitlements::is_entitled(&hub.db, &alice, &provider.user_id, since + DAY_MS)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !entitlements::is_entitled(&hub.db, &alice, &provider.user_id, s.covered_until_ms)
+            .await
+            .unwrap()
+    );
+
+    // A working card pays the open invoice: active again to the period's end.
+    sb.update_card(&customer, "4242424242424242").unwrap();
+    settle(&sb).await;
+    let s = status_of(&hub, &alice).await;
+    assert_eq!(s.status, Status::Active, "{s:?}");
+    assert!(
+        entitlements::is_entitled(&hub.db, &alice, &provider.user_id, s.current_period_end_ms - 1)
+            .await
+            .unwrap()
+    );
+
+    // Cancel at period end in the portal: covered exactly to it.
+    let account = page(&hub, "GET", "/account", Some(&cookie), &[], None).await;
+    assert!(account.text.contains("Manage card, plan or cancellation"));
+    let form = [("csrf", csrf.as_str())];
+    let r = page(&hub, "POST", "/account/portal", Some(&cookie), &[], Some(&form)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let portal_url = r.headers.get("location").unwrap().to_str().unwrap().to_string();
+    let portal = web.get(&portal_url).send().await.unwrap().text().await.unwrap();
+    assert!(portal.contains("Cancel at period end"), "{portal}");
+    let cancel_action = format!("{portal_url}/cancel");
+    let r = web
+        .post(&cancel_action)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("subscription", s.external_id.as_str()), ("on", "true")]))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success() || r.status().is_redirection(), "{}", r.status());
+    settle(&sb).await;
+    let s = status_of(&hub, &alice).await;
+    assert_eq!(s.status, Status::Canceled, "{s:?}");
+    assert_eq!(s.covered_until_ms, s.current_period_end_ms);
+    assert!(
+        !entitlements::is_entitled(&hub.db, &alice, &provider.user_id, s.current_period_end_ms)
+            .await
+            .unwrap()
+    );
+
+    // Refunded (the owner refunds the last invoice and ends it now): access ends now; the
+    // paid past keeps its entitlements.
+    let client = StripeClient::new(sb.base_url(), &sb.secret_key().to_string().into()).unwrap();
+    let last = ledger::invoices_of(&hub.db, &alice)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.status == "paid")
+        .unwrap();
+    client.refund_invoice(&last.external_id, "refund-test").await.unwrap();
+    client.cancel_subscription_now(&s.external_id, "cancel-test").await.unwrap();
+    settle(&sb).await;
+    let s = status_of(&hub, &alice).await;
+    assert_eq!(s.status, Status::Refunded, "{s:?}");
+    let now = hub.clock.now_ms();
+    assert!(
+        !entitlements::is_entitled(&hub.db, &alice, &provider.user_id, now + 1000).await.unwrap()
+    );
+    assert!(
+        entitlements::is_entitled(&hub.db, &alice, &provider.user_id, subscribed_at).await.unwrap()
+    );
+    let revenue = ledger::revenue(&hub.db).await.unwrap();
+    assert_eq!(revenue, vec![("USD".to_string(), 3 * 4900 - last.amount_paid_minor)]);
+    sb.shutdown().await;
+    hub.stop().await;
+}
+
+async fn stripe_webhook_answers(b: Backend) {
+    let (hub, sb) = stripe_hub(b, 5).await;
+    let secret = sb.webhook_secret().to_string();
+    let post = |body: Vec<u8>, sig: Option<String>| {
+        let mut r =
+            hub.http.post(hub.url(WEBHOOK)).header("content-type", "application/json").body(body);
+        if let Some(s) = sig {
+            r = r.header("stripe-signature", s);
+        }
+        async move { crate::helpers::Resp::from(r.send().await.unwrap()).await }
+    };
+    let now_s = hub.clock.now_ms() / 1000;
+    let sign = |secret: &str, t: i64, body: &[u8]| {
+        format!("t={t},v1={}", signature::sign(secret, t, body))
+    };
+    let event = |id: &str| {
+        json!({
+            "id": id, "object": "event", "type": "balance.available", "created": now_s,
+            "data": { "object": { "object": "balance" } }, "livemode": false,
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let body = event("evt_unknown_type");
+    // Missing, malformed, wrong and stale signatures: 400 invalid-signature.
+    post(body.clone(), None).await.problem(400, "invalid-signature");
+    post(body.clone(), Some("t=abc".into())).await.problem(400, "invalid-signature");
+    post(body.clone(), Some(sign("whsec_wrong", now_s, &body)))
+        .await
+        .problem(400, "invalid-signature");
+    post(body.clone(), Some(sign(&secret, now_s - 301, &body)))
+        .await
+        .problem(400, "invalid-signature");
+    // Several v1 values, one of them right: accepted; a type the hub does not follow: 200.
+    let good = sign(&secret, now_s, &body);
+    let v1 = good.split("v1=").nth(1).unwrap();
+    let header = format!("t={now_s},v1={},v1={v1}", "0".repeat(64));
+    let r = post(body.clone(), Some(header)).await;
+    assert_eq!(r.ok(200)["outcome"], "ignored");
+    // The same event again: a duplicate, still 200.
+    let r = post(body.clone(), Some(good.clone())).await;
+    assert_eq!(r.ok(200)["outcome"], "duplicate");
+    // Over 256 KiB: 413.
+    let big = vec![b' '; 300 * 1024];
+    post(big.clone(), Some(sign(&secret, now_s, &big))).await.problem(413, "payload-too-large");
+    // A burst of 200 from one address (the per-IP bucket here holds 5): never 429.
+    for i in 0..200 {
+        let body = event(&format!("evt_burst_{i}"));
+        let sig = sign(&secret, now_s, &body);
+        let r = post(body, Some(sig)).await;
+        assert_eq!(r.status, StatusCode::OK, "delivery {i}: {}", r.text);
+    }
+    // An ordinary API route from the same address is limited as before.
+    let mut limited = false;
+    for _ in 0..20 {
+        limited |=
+            hub.get("/api/v1/billing/plans", None).await.status == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(limited, "the per-IP bucket still applies elsewhere");
+    sb.shutdown().await;
+    hub.stop().await;
+}
