@@ -55,7 +55,9 @@ pub struct InvalidSchedule {
 impl Schedule {
     fn check(&self) -> Result<(), &'static str> {
         match *self {
-            Schedule::Every(d) if d < Duration::from_millis(1) => Err("an interval of at least 1 ms"),
+            Schedule::Every(d) if d < Duration::from_millis(1) => {
+                Err("an interval of at least 1 ms")
+            }
             Schedule::Every(d) if d > Duration::from_secs(366 * 86_400) => {
                 Err("an interval of at most a year")
             }
@@ -276,12 +278,13 @@ pub async fn try_lease(
 }
 
 async fn renew(db: &Db, name: &str, owner: &str, until_ms: i64) -> Result<bool, DbError> {
-    let done = sqlx::query("UPDATE jobs SET lease_until_ms = $1 WHERE name = $2 AND lease_owner = $3")
-        .bind(until_ms)
-        .bind(name)
-        .bind(owner)
-        .execute(db.pool())
-        .await?;
+    let done =
+        sqlx::query("UPDATE jobs SET lease_until_ms = $1 WHERE name = $2 AND lease_owner = $3")
+            .bind(until_ms)
+            .bind(name)
+            .bind(owner)
+            .execute(db.pool())
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -425,7 +428,9 @@ async fn run_one(state: &AppState, j: &Registered, owner: &str, due_ms: i64, lea
     let outcome = if result.is_ok() { "ok" } else { "failed" };
     metrics::counter!(RUNS, "job" => j.name.clone(), "outcome" => outcome).increment(1);
     match &result {
-        Ok(summary) => tracing::info!(target: "tradecast_hub::jobs", job = %j.name, %summary, "job finished"),
+        Ok(summary) => {
+            tracing::info!(target: "tradecast_hub::jobs", job = %j.name, %summary, "job finished")
+        }
         Err(error) => {
             metrics::counter!(FAILURES, "job" => j.name.clone()).increment(1);
             tracing::warn!(target: "tradecast_hub::jobs", job = %j.name, %error, "job failed")
@@ -433,8 +438,12 @@ async fn run_one(state: &AppState, j: &Registered, owner: &str, due_ms: i64, lea
     }
     match record(&state.db, &j.name, owner, next, now, &result).await {
         Ok(true) => {}
-        Ok(false) => tracing::warn!(target: "tradecast_hub::jobs", job = %j.name, "job finished after its lease was taken over: outcome not recorded"),
-        Err(e) => tracing::error!(target: "tradecast_hub::jobs", job = %j.name, error = %e, "recording a job's outcome failed"),
+        Ok(false) => {
+            tracing::warn!(target: "tradecast_hub::jobs", job = %j.name, "job finished after its lease was taken over: outcome not recorded")
+        }
+        Err(e) => {
+            tracing::error!(target: "tradecast_hub::jobs", job = %j.name, error = %e, "recording a job's outcome failed")
+        }
     }
 }
 

@@ -244,7 +244,10 @@ pub struct Extensions {
 impl std::fmt::Debug for Extensions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let channels: Vec<_> = self.deliverers.iter().map(|(c, _)| *c).collect();
-        f.debug_struct("Extensions").field("deliverers", &channels).field("jobs", &self.jobs).finish()
+        f.debug_struct("Extensions")
+            .field("deliverers", &channels)
+            .field("jobs", &self.jobs)
+            .finish()
     }
 }
 

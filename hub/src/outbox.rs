@@ -235,9 +235,9 @@ pub trait Deliver: Send + Sync + 'static {
 /// capped, then jittered into its upper half.
 pub fn backoff(config: &OutboxConfig, attempt: i64) -> Duration {
     let exp = u32::try_from(attempt.clamp(1, 40) - 1).unwrap_or(0);
-    let full = config.backoff_base_ms.saturating_mul(1u64 << exp.min(40)).min(config.backoff_cap_ms);
-    let jitter_bytes: [u8; 8] =
-        crate::ids::random_bytes(8).try_into().unwrap_or([0u8; 8]);
+    let full =
+        config.backoff_base_ms.saturating_mul(1u64 << exp.min(40)).min(config.backoff_cap_ms);
+    let jitter_bytes: [u8; 8] = crate::ids::random_bytes(8).try_into().unwrap_or([0u8; 8]);
     let half = full / 2;
     let jitter = if half == 0 { 0 } else { u64::from_le_bytes(jitter_bytes) % (half + 1) };
     Duration::from_millis(full - half + jitter)
@@ -268,11 +268,12 @@ fn nz(n: u32) -> NonZeroU32 {
 
 /// One cell every `60 s / per_min`, no burst.
 fn spaced(per_min: u32) -> Quota {
-    let period = Duration::from_millis(60_000 / u64::from(per_min.max(1))).max(Duration::from_millis(1));
+    let period =
+        Duration::from_millis(60_000 / u64::from(per_min.max(1))).max(Duration::from_millis(1));
     Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
 }
 
-impl<C: GovClock> Limits<C> {
+impl<C: GovClock + Clone> Limits<C> {
     /// `channel`'s limits from `config`, on `clock`.
     pub fn new(channel: Channel, config: &OutboxConfig, clock: C) -> Limits<C> {
         match channel {
@@ -308,9 +309,9 @@ impl<C: GovClock> Limits<C> {
         let Some(route) = route else { return Ok(()) };
         let limiter = if route.starts_with('-') { &self.per_group } else { &self.per_chat };
         match limiter {
-            Some(l) => l
-                .check_key(&route.to_string())
-                .map_err(|n| n.wait_time_from(self.clock.now())),
+            Some(l) => {
+                l.check_key(&route.to_string()).map_err(|n| n.wait_time_from(self.clock.now()))
+            }
             None => Ok(()),
         }
     }
@@ -414,7 +415,12 @@ pub async fn finish(
                 Outcome::Retry(e) => e.clone(),
                 _ => "the service kept asking to retry later".to_string(),
             };
-            ("dead", msg.not_before_ms, Some(format!("{e} (after {attempts} attempts)")), Finished::Dead)
+            (
+                "dead",
+                msg.not_before_ms,
+                Some(format!("{e} (after {attempts} attempts)")),
+                Finished::Dead,
+            )
         }
         Outcome::RetryAfter(d) => {
             let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
@@ -563,8 +569,11 @@ async fn dead_letter_action(
         )));
     }
     let attempts: i64 = row.try_get(3).map_err(DbError::from)?;
-    let (next, action, new_attempts) =
-        if retry { ("queued", "outbox.retry", 0) } else { ("discarded", "outbox.discard", attempts) };
+    let (next, action, new_attempts) = if retry {
+        ("queued", "outbox.retry", 0)
+    } else {
+        ("discarded", "outbox.discard", attempts)
+    };
     sqlx::query(
         "UPDATE outbox SET state = $1, attempts = $2, not_before_ms = $3, updated_at_ms = $3, \
          lease_owner = NULL, lease_until_ms = NULL WHERE id = $4 AND state = 'dead'",
@@ -627,7 +636,8 @@ impl Runner {
                 continue;
             }
             seen.push(channel);
-            let limits = Arc::new(Limits::new(channel, &state.config.outbox, DefaultClock::default()));
+            let limits =
+                Arc::new(Limits::new(channel, &state.config.outbox, DefaultClock::default()));
             let lp = ChannelLoop {
                 state: state.clone(),
                 channel,
@@ -854,7 +864,8 @@ mod tests {
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {
-        let c = OutboxConfig { backoff_base_ms: 1000, backoff_cap_ms: 10_000, ..Default::default() };
+        let c =
+            OutboxConfig { backoff_base_ms: 1000, backoff_cap_ms: 10_000, ..Default::default() };
         for _ in 0..50 {
             let b1 = backoff(&c, 1).as_millis();
             assert!((500..=1000).contains(&b1), "{b1}");

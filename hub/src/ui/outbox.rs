@@ -170,11 +170,18 @@ pub async fn show(
         }
     };
     let notice = match q.done.as_deref() {
-        Some("retried") => Some(Notice::Ok("Queued again: the runner sends it at its next poll.".into())),
+        Some("retried") => {
+            Some(Notice::Ok("Queued again: the runner sends it at its next poll.".into()))
+        }
         Some("discarded") => Some(Notice::Ok("Dead letter discarded.".into())),
         _ => None,
     };
-    let frame = Frame { signed: &signed, title: "Outbox and jobs", active: "/outbox", notice: notice.as_ref() };
+    let frame = Frame {
+        signed: &signed,
+        title: "Outbox and jobs",
+        active: "/outbox",
+        notice: notice.as_ref(),
+    };
     Ok(layout::html(layout::page(&frame, body)))
 }
 

@@ -122,7 +122,7 @@ struct HttpDeliverer {
 }
 
 impl HttpDeliverer {
-    fn new(url: &str, by: &str) -> Arc<dyn Deliver> {
+    fn shared(url: &str, by: &str) -> Arc<dyn Deliver> {
         Arc::new(HttpDeliverer {
             http: reqwest::Client::new(),
             url: url.into(),
@@ -135,7 +135,8 @@ impl HttpDeliverer {
 impl Deliver for HttpDeliverer {
     fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let body = json!({ "id": msg.id, "route": msg.route, "payload": msg.payload, "by": self.by });
+            let body =
+                json!({ "id": msg.id, "route": msg.route, "payload": msg.payload, "by": self.by });
             let r = match self.http.post(&self.url).json(&body).send().await {
                 Ok(r) => r,
                 Err(e) => return Outcome::Retry(e.to_string()),
@@ -213,8 +214,10 @@ async fn outbox_enqueue_is_transactional_and_deduplicated(b: Backend) {
     let hub = TestHub::start_with(b, fast).await;
     let service = Service::default();
     let url = service.start().await;
-    let runner =
-        Runner::start(hub.state().clone(), vec![(Channel::Telegram, HttpDeliverer::new(&url, "a"))]);
+    let runner = Runner::start(
+        hub.state().clone(),
+        vec![(Channel::Telegram, HttpDeliverer::shared(&url, "a"))],
+    );
 
     // Rolled back: no row, nothing sent.
     let payload = json!({ "text": "rolled back", "n": 0 });
@@ -228,8 +231,9 @@ async fn outbox_enqueue_is_transactional_and_deduplicated(b: Backend) {
 
     // The same dedupe key twice (even in two transactions): one row.
     let payload = json!({ "text": "once", "n": 1 });
-    let msg = NewMessage { dedupe_key: Some("reminder:sub_1:2026-12"), ..telegram(Some("7"), &payload) };
-    let first = enqueue_all(hub.state(), &[msg.clone()]).await[0].clone().expect("new");
+    let msg =
+        NewMessage { dedupe_key: Some("reminder:sub_1:2026-12"), ..telegram(Some("7"), &payload) };
+    let first = enqueue_all(hub.state(), std::slice::from_ref(&msg)).await[0].clone().expect("new");
     assert_eq!(enqueue_all(hub.state(), &[msg.clone(), msg]).await, vec![None, None]);
     let rows = outbox::list(&hub.db, None, 100).await.unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -259,7 +263,7 @@ async fn outbox_runner_delivers_in_order_with_retries(b: Backend) {
     let payloads: Vec<(String, Value)> = (0..15)
         .map(|i| (["100", "200", "-300"][i % 3].to_string(), json!({ "text": "hi", "n": i })))
         .collect();
-    let msgs: Vec<NewMessage> =
+    let msgs: Vec<NewMessage<'_>> =
         payloads.iter().map(|(r, p)| telegram(Some(r.as_str()), p)).collect();
     let ordered: Vec<String> = enqueue_all(&state, &msgs).await.into_iter().flatten().collect();
     // A transient failure, then the next message of its chat; the service's retry-after; a
@@ -296,7 +300,7 @@ async fn outbox_runner_delivers_in_order_with_retries(b: Backend) {
     };
 
     let runner =
-        Runner::start(state.clone(), vec![(Channel::Telegram, HttpDeliverer::new(&url, "a"))]);
+        Runner::start(state.clone(), vec![(Channel::Telegram, HttpDeliverer::shared(&url, "a"))]);
     let mut telegram_ids = ordered.clone();
     telegram_ids.extend([retry, after_retry, retry_after, fail, busy].map(String::clone));
     wait_for("every Telegram message sent or dead", || all_final(&hub, &telegram_ids)).await;
@@ -344,7 +348,8 @@ async fn outbox_runner_delivers_in_order_with_retries(b: Backend) {
 
     // Retried from the console's function: queued again and sent.
     let p_fail_once = json!({ "script": "fail_once", "n": 1 });
-    let once = enqueue_all(&state, &[telegram(Some("700"), &p_fail_once)]).await[0].clone().unwrap();
+    let once =
+        enqueue_all(&state, &[telegram(Some("700"), &p_fail_once)]).await[0].clone().unwrap();
     wait_for("a dead letter", || async { state_of(&hub, &once).await.state == "dead" }).await;
     outbox::retry(&state, &once, "system", "test").await.unwrap();
     wait_for("the retried letter", || async { state_of(&hub, &once).await.state == "sent" }).await;
@@ -389,7 +394,7 @@ async fn outbox_crashed_delivery_is_redelivered_and_counted(b: Backend) {
     // A second runner takes it over once the lease expired: delivered again, counted; nothing
     // lost.
     let runner =
-        Runner::start(state.clone(), vec![(Channel::Telegram, HttpDeliverer::new(&url, "b"))]);
+        Runner::start(state.clone(), vec![(Channel::Telegram, HttpDeliverer::shared(&url, "b"))]);
     let ids = [first.clone(), second.clone()];
     wait_for("both messages", || all_final(&hub, &ids)).await;
     let redone = service.of(&first);
@@ -404,7 +409,9 @@ async fn outbox_crashed_delivery_is_redelivered_and_counted(b: Backend) {
     assert!(service.of(&second)[0].at > redone[1].at);
     let metrics = hub.state().metrics.render();
     assert!(
-        metrics.lines().any(|l| l.starts_with("tradecast_outbox_redelivered_total{channel=\"telegram\"}")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tradecast_outbox_redelivered_total{channel=\"telegram\"}")),
         "{metrics}"
     );
     runner.stop().await;
@@ -417,10 +424,12 @@ async fn outbox_two_instances_share_500_messages_on_postgres() {
     let b = a.start_instance(fast).await;
     let service = Service::default();
     let url = service.start().await;
-    let ra = Runner::start(a.state().clone(), vec![(Channel::Stripe, HttpDeliverer::new(&url, "a"))]);
-    let rb = Runner::start(b.state().clone(), vec![(Channel::Stripe, HttpDeliverer::new(&url, "b"))]);
+    let ra =
+        Runner::start(a.state().clone(), vec![(Channel::Stripe, HttpDeliverer::shared(&url, "a"))]);
+    let rb =
+        Runner::start(b.state().clone(), vec![(Channel::Stripe, HttpDeliverer::shared(&url, "b"))]);
     let payloads: Vec<Value> = (0..500).map(|n| json!({ "n": n })).collect();
-    let msgs: Vec<NewMessage> = payloads
+    let msgs: Vec<NewMessage<'_>> = payloads
         .iter()
         .map(|p| NewMessage {
             channel: Channel::Stripe,
@@ -480,16 +489,21 @@ async fn jobs_run_once_across_instances_on_postgres() {
     let a = TestHub::start_with(Backend::Postgres, fast).await;
     let b = a.start_instance(fast).await;
     let hour = Schedule::Every(Duration::from_secs(3600));
-    let (once, taken, failing) =
-        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (once, taken, failing) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     // A lease left by a scheduler that crashed an hour before it expires.
     let now = a.clock.now_ms();
     jobs::upsert(&a.db, "takeover", &hour, now).await.unwrap();
-    sqlx::query("UPDATE jobs SET lease_owner = 'crashed/0000', lease_until_ms = $1 WHERE name = 'takeover'")
-        .bind(now + 3_600_000)
-        .execute(a.db.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE jobs SET lease_owner = 'crashed/0000', lease_until_ms = $1 WHERE name = 'takeover'",
+    )
+    .bind(now + 3_600_000)
+    .execute(a.db.pool())
+    .await
+    .unwrap();
     let scheduler = |hub: &TestHub| {
         let mut s = Scheduler::new();
         s.register("once", hour, Arc::new(Counting { runs: once.clone(), fail: false })).unwrap();
@@ -502,10 +516,11 @@ async fn jobs_run_once_across_instances_on_postgres() {
     let (sa, sb) = (scheduler(&a), scheduler(&b));
     let status = |name: &'static str| {
         let db = a.db.clone();
-        async move { jobs::list(&db).await.unwrap().into_iter().find(|j| j.name == name).unwrap() }
+        async move { jobs::list(&db).await.unwrap().into_iter().find(|j| j.name == name) }
     };
     wait_for("the due jobs", || async {
-        status("once").await.runs == 1 && status("failing").await.runs == 1
+        status("once").await.is_some_and(|j| j.runs == 1)
+            && status("failing").await.is_some_and(|j| j.runs == 1)
     })
     .await;
     // Many polls of both schedulers later: still once each; the crashed lease still holds.
@@ -513,20 +528,21 @@ async fn jobs_run_once_across_instances_on_postgres() {
     assert_eq!(once.load(Ordering::SeqCst), 1);
     assert_eq!(failing.load(Ordering::SeqCst), 1);
     assert_eq!(taken.load(Ordering::SeqCst), 0);
-    let j = status("once").await;
+    let j = status("once").await.unwrap();
     assert_eq!((j.last_outcome.as_deref(), j.last_summary.as_deref()), (Some("ok"), Some("run 1")));
     assert!(j.lease_owner.is_none() && j.next_run_at_ms >= now + 3_600_000, "{j:?}");
-    let f = status("failing").await;
+    let f = status("failing").await.unwrap();
     assert_eq!((f.last_outcome.as_deref(), f.failures), (Some("failed"), 1));
     assert_eq!(f.last_summary.as_deref(), Some("boom 1"));
     assert!(f.next_run_at_ms >= now + 3_600_000, "a failure waits for its next due time: {f:?}");
 
     // The crashed lease expires: one of the schedulers takes the job over, once.
     a.clock.advance_ms(3_600_000 + 1000);
-    wait_for("the takeover", || async { status("takeover").await.runs == 1 }).await;
+    wait_for("the takeover", || async { status("takeover").await.is_some_and(|j| j.runs == 1) })
+        .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(taken.load(Ordering::SeqCst), 1);
-    let t = status("takeover").await;
+    let t = status("takeover").await.unwrap();
     assert!(t.lease_owner.is_none() && t.last_outcome.as_deref() == Some("ok"), "{t:?}");
     assert!(
         [sa.owner(), sb.owner()].iter().all(|o| !o.starts_with("crashed")),
@@ -554,7 +570,7 @@ async fn outbox_console_page_retries_and_discards(b: Backend) {
     let state = hub.state().clone();
     let owner = hub.owner().await;
     let runner =
-        Runner::start(state.clone(), vec![(Channel::Telegram, HttpDeliverer::new(&url, "a"))]);
+        Runner::start(state.clone(), vec![(Channel::Telegram, HttpDeliverer::shared(&url, "a"))]);
     let p1 = json!({ "script": "fail_once", "text": "<script>alert(1)</script>", "n": 1 });
     let p2 = json!({ "script": "fail", "n": 2 });
     let p_stripe = json!({ "n": 3 });
@@ -594,7 +610,11 @@ async fn outbox_console_page_retries_and_discards(b: Backend) {
     assert!(queued.contains("stripe.cancel") && queued.contains("stripe_event:evt_9"));
     assert!(r.text.contains("<table id=\"jobs\""));
     let ops = page(&hub, "GET", "/operations", Some(&cookie), &[], None).await;
-    assert!(ops.text.contains("href=\"/outbox\"") && ops.text.contains("2 dead letter(s)"), "{}", ops.text);
+    assert!(
+        ops.text.contains("href=\"/outbox\"") && ops.text.contains("2 dead letter(s)"),
+        "{}",
+        ops.text
+    );
 
     // Retry without the CSRF token: refused, nothing done.
     let origin = format!("http://{}", hub.addr);
