@@ -7,8 +7,9 @@
 //!   RETURNING …`: on PostgreSQL the inner select is `FOR UPDATE SKIP LOCKED`, so instances
 //!   sharing the database never claim the same row; on SQLite (one writer) the statement is
 //!   atomic by itself. A claimed row is `sending`, leased to this runner until
-//!   `now + outbox.lease_ms`. A row of a route (a Telegram chat) is claimed only when it is its
-//!   route's oldest unsent row: a route's messages go in order, one in flight at a time.
+//!   `now + outbox.lease_ms`. A row of a route (a Telegram chat) is claimed only when no older
+//!   row of its route is in flight, due, or waiting for a retry: a route's messages go in order,
+//!   one in flight at a time (a message scheduled for later, never tried, holds up nothing).
 //! - **Crashes.** A row whose lease expired while `sending` (its runner died mid-delivery) is
 //!   claimed again and counted (`redelivered`, `tradecast_outbox_redelivered_total`): the only
 //!   repeats the outbox makes, at most the messages that were in flight.
@@ -359,7 +360,8 @@ pub async fn claim(
              OR (o.state = 'sending' AND o.lease_until_ms <= $3)) \
            AND (o.route IS NULL OR NOT EXISTS (SELECT 1 FROM outbox p \
              WHERE p.channel = o.channel AND p.route = o.route \
-             AND p.state IN ('queued', 'sending') AND p.seq < o.seq)) \
+             AND p.seq < o.seq AND (p.state = 'sending' OR (p.state = 'queued' \
+               AND (p.attempts > 0 OR p.not_before_ms <= $3))))) \
            ORDER BY o.seq LIMIT $5{lock}) \
          RETURNING {COLS}"
     ))

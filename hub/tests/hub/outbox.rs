@@ -229,6 +229,12 @@ async fn outbox_enqueue_is_transactional_and_deduplicated(b: Backend) {
     tx.rollback().await.unwrap();
     assert!(outbox::get(&hub.db, &id).await.unwrap().is_none());
 
+    // A reminder scheduled for tomorrow in the same chat holds nothing up.
+    let later = json!({ "text": "tomorrow", "n": 9 });
+    let tomorrow = hub.clock.now_ms() + 86_400_000;
+    let scheduled = NewMessage { not_before_ms: Some(tomorrow), ..telegram(Some("7"), &later) };
+    let scheduled = enqueue_all(hub.state(), &[scheduled]).await[0].clone().expect("new");
+
     // The same dedupe key twice (even in two transactions): one row.
     let payload = json!({ "text": "once", "n": 1 });
     let msg =
@@ -236,9 +242,10 @@ async fn outbox_enqueue_is_transactional_and_deduplicated(b: Backend) {
     let first = enqueue_all(hub.state(), std::slice::from_ref(&msg)).await[0].clone().expect("new");
     assert_eq!(enqueue_all(hub.state(), &[msg.clone(), msg]).await, vec![None, None]);
     let rows = outbox::list(&hub.db, None, 100).await.unwrap();
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!(rows[0].id, first);
-    assert_eq!(rows[0].cause.as_deref(), Some("test"));
+    let ids: Vec<&str> = rows.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids.len(), 2, "{rows:?}");
+    assert!(ids.contains(&first.as_str()) && ids.contains(&scheduled.as_str()));
+    assert_eq!(state_of(&hub, &first).await.cause.as_deref(), Some("test"));
 
     wait_for("the message", || async { state_of(&hub, &first).await.state == "sent" }).await;
     // Give the runner a few more polls: the rolled-back message never appears.
@@ -249,6 +256,12 @@ async fn outbox_enqueue_is_transactional_and_deduplicated(b: Backend) {
     let sent = state_of(&hub, &first).await;
     assert_eq!((sent.attempts, sent.redelivered), (1, 0));
     assert!(sent.sent_at_ms.is_some());
+    let waiting = state_of(&hub, &scheduled).await;
+    assert_eq!((waiting.state.as_str(), waiting.attempts), ("queued", 0));
+    // Its time comes: sent.
+    hub.clock.advance_ms(86_400_000);
+    wait_for("the reminder", || async { state_of(&hub, &scheduled).await.state == "sent" }).await;
+    assert_eq!(service.arrivals().len(), 2);
     runner.stop().await;
     hub.stop().await;
 }
@@ -594,6 +607,18 @@ async fn outbox_console_page_retries_and_discards(b: Backend) {
     let (dead1, dead2) = (ids[0].clone().unwrap(), ids[1].clone().unwrap());
     let dead = [dead1.clone(), dead2.clone()];
     wait_for("two dead letters", || all_final(&hub, &dead)).await;
+
+    // For owners and admins only.
+    let admin = hub.user(&owner, "admin").await;
+    let admin_cookie = console_cookie(&hub, &admin.email, &admin.password).await;
+    let r = page(&hub, "GET", "/outbox", Some(&admin_cookie), &[], None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let role_path = format!("/api/v1/users/{}/role", admin.user_id);
+    hub.send("PUT", &role_path, Some(&owner.token), Some(json!({ "role": "subscriber" })))
+        .await
+        .ok(200);
+    let r = page(&hub, "GET", "/outbox", Some(&admin_cookie), &[], None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
 
     let cookie = console_cookie(&hub, &owner.email, &owner.password).await;
     let r = page(&hub, "GET", "/outbox", Some(&cookie), &[], None).await;
