@@ -186,6 +186,11 @@ impl Scheduler {
 
     /// Starts polling for due jobs on `state` (nothing when no job is registered).
     pub fn start(self, state: AppState) -> SchedulerHandle {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            metrics::describe_counter!(RUNS, "Background job runs, per job and outcome");
+            metrics::describe_counter!(FAILURES, "Background job runs that failed, per job");
+        });
         let owner = format!("{}/{}", state.cluster.instance(), crate::ids::random_hex(4));
         let (stop, stopped) = watch::channel(false);
         let task = (!self.jobs.is_empty()).then(|| {

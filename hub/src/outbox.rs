@@ -624,10 +624,26 @@ pub struct RunnerHandle {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Describes the outbox's metrics to the recorder (once per process).
+fn describe_metrics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        metrics::describe_counter!(SENT, "Outbox messages sent, per channel");
+        metrics::describe_counter!(RETRIED, "Outbox deliveries to be tried again, per channel");
+        metrics::describe_counter!(DEAD, "Outbox messages that became dead letters, per channel");
+        metrics::describe_counter!(
+            REDELIVERED,
+            "Outbox messages delivered again after their lease expired in flight (possible repeats)"
+        );
+        metrics::describe_gauge!(QUEUED, "Outbox messages queued or sending, per channel");
+    });
+}
+
 impl Runner {
     /// Starts a runner on `state` with a deliverer per channel it sends (a channel without one
     /// — its integration off — keeps its rows queued). Always keeps the queued gauge current.
     pub fn start(state: AppState, deliverers: Vec<(Channel, Arc<dyn Deliver>)>) -> RunnerHandle {
+        describe_metrics();
         let owner = format!("{}/{}", state.cluster.instance(), crate::ids::random_hex(4));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
