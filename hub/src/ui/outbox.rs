@@ -61,9 +61,9 @@ fn messages(id: &str, list: &[Message], signed: Option<&Signed>, empty: &str) ->
             tbody {
                 @for m in list {
                     tr {
-                        td { (fmt::short(&m.id)) }
+                        td.nowrap { (fmt::short(&m.id)) }
                         td { (m.channel.as_str()) }
-                        td { code { (m.kind) } }
+                        td.nowrap { code { (m.kind) } }
                         td { (m.route.as_deref().unwrap_or("—")) }
                         td { (m.cause.as_deref().unwrap_or("—")) }
                         td.num {

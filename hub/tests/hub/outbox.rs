@@ -634,6 +634,9 @@ async fn outbox_console_page_retries_and_discards(b: Backend) {
     let queued = &r.text[r.text.find("<table id=\"queued\"").unwrap()..];
     assert!(queued.contains("stripe.cancel") && queued.contains("stripe_event:evt_9"));
     assert!(r.text.contains("<table id=\"jobs\""));
+    if let Some(dir) = std::env::var_os("TRADECAST_CONSOLE_SHOTS") {
+        std::fs::write(std::path::Path::new(&dir).join("outbox.html"), &r.text).unwrap();
+    }
     let ops = page(&hub, "GET", "/operations", Some(&cookie), &[], None).await;
     assert!(
         ops.text.contains("href=\"/outbox\"") && ops.text.contains("2 dead letter(s)"),
