@@ -202,9 +202,7 @@ impl IntegrationSecrets {
             telegram_webhook_secret: found.remove(TELEGRAM_WEBHOOK_SECRET),
         };
         if out.stripe_secret_key.is_none() {
-            tracing::info!(
-                "stripe is off: no `stripe_secret_key` secret (plans sell by Stars or by hand)"
-            );
+            tracing::info!("stripe is off: no `stripe_secret_key` secret (plans sell by Stars or by hand)");
         }
         if out.telegram_bot_token.is_none() {
             tracing::info!("telegram is off: no `telegram_bot_token` secret");
