@@ -145,6 +145,62 @@ pub struct Config {
     pub stripe: StripeConfig,
     /// Plans, subscriptions and dunning (`[billing]`).
     pub billing: BillingConfig,
+    /// The outbox runner and the job scheduler (`[outbox]`).
+    pub outbox: OutboxConfig,
+}
+
+/// The outbox runner and the job scheduler: polling, leases, retries and each outside
+/// service's limits. The limits are per hub instance (in-process token buckets): N instances
+/// may send up to N times these rates.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// How often an idle channel looks for due messages, ms. Default 1000.
+    pub poll_interval_ms: u64,
+    /// How long a claimed message is leased to the instance sending it, ms; a message whose
+    /// lease expired unsent is claimed again and counted as redelivered. Default 60 000.
+    pub lease_ms: u64,
+    /// Messages one channel claims at a time (and sends concurrently), 1-1000. Default 32.
+    pub batch: u32,
+    /// Attempts after which a message that keeps failing is a dead letter. Default 10.
+    pub max_attempts: u32,
+    /// Backoff of the first retry, ms; doubles per attempt, with jitter. Default 2000.
+    pub backoff_base_ms: u64,
+    /// Longest backoff, ms. Default 3 600 000 (1 h).
+    pub backoff_cap_ms: u64,
+    /// Telegram: messages per second overall. Default 30.
+    pub telegram_per_s: u32,
+    /// Telegram: messages per minute to one private chat. Default 60 (1/s).
+    pub telegram_per_chat_per_min: u32,
+    /// Telegram: messages per minute to one group or channel (a chat id starting with `-`).
+    /// Default 20.
+    pub telegram_per_group_per_min: u32,
+    /// Stripe: requests per second. Default 25.
+    pub stripe_per_s: u32,
+    /// How often the job scheduler looks for due jobs, ms. Default 5000.
+    pub jobs_poll_interval_ms: u64,
+    /// How long a running job's lease lasts, ms; renewed while it runs, taken over by another
+    /// instance once expired (its instance died). Default 300 000.
+    pub jobs_lease_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            poll_interval_ms: 1000,
+            lease_ms: 60_000,
+            batch: 32,
+            max_attempts: 10,
+            backoff_base_ms: 2000,
+            backoff_cap_ms: 3_600_000,
+            telegram_per_s: 30,
+            telegram_per_chat_per_min: 60,
+            telegram_per_group_per_min: 20,
+            stripe_per_s: 25,
+            jobs_poll_interval_ms: 5000,
+            jobs_lease_ms: 300_000,
+        }
+    }
 }
 
 /// Where the hub reaches Stripe.
@@ -453,6 +509,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             stripe: StripeConfig::default(),
             billing: BillingConfig::default(),
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -637,6 +694,38 @@ impl Config {
         }
         if self.billing.xtr_rate <= rust_decimal::Decimal::ZERO {
             return bad("billing.xtr_rate", "must be a positive decimal");
+        }
+        let o = &self.outbox;
+        if !(10..=60_000).contains(&o.poll_interval_ms) {
+            return bad("outbox.poll_interval_ms", "must be between 10 and 60000");
+        }
+        if !(100..=86_400_000).contains(&o.lease_ms) {
+            return bad("outbox.lease_ms", "must be between 100 and 86400000");
+        }
+        if !(1..=1000).contains(&o.batch) {
+            return bad("outbox.batch", "must be between 1 and 1000");
+        }
+        if !(1..=1000).contains(&o.max_attempts) {
+            return bad("outbox.max_attempts", "must be between 1 and 1000");
+        }
+        if o.backoff_base_ms == 0 || o.backoff_cap_ms < o.backoff_base_ms {
+            return bad("outbox.backoff_cap_ms", "must be at least backoff_base_ms (> 0)");
+        }
+        for (field, v) in [
+            ("outbox.telegram_per_s", o.telegram_per_s),
+            ("outbox.telegram_per_chat_per_min", o.telegram_per_chat_per_min),
+            ("outbox.telegram_per_group_per_min", o.telegram_per_group_per_min),
+            ("outbox.stripe_per_s", o.stripe_per_s),
+        ] {
+            if !(1..=100_000).contains(&v) {
+                return bad(field, "must be between 1 and 100000");
+            }
+        }
+        if !(10..=3_600_000).contains(&o.jobs_poll_interval_ms) {
+            return bad("outbox.jobs_poll_interval_ms", "must be between 10 and 3600000");
+        }
+        if !(100..=86_400_000).contains(&o.jobs_lease_ms) {
+            return bad("outbox.jobs_lease_ms", "must be between 100 and 86400000");
         }
         if self.database_max_connections == 0 || self.database_max_connections > 512 {
             return bad("database_max_connections", "must be between 1 and 512");

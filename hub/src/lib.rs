@@ -7,6 +7,10 @@
 //! [`run`] is what `tradecast-hub serve` calls. [`quic`] is the nodes' QUIC endpoint, started
 //! beside the HTTP listener. [`ui`] is the owner's console: server-rendered pages on the HTTP
 //! listener, with a cookie session of hub accounts. [`backup`] is `backup` and `restore`.
+//! [`outbox`] sends what the hub owes outside services (rows committed with their cause, a
+//! runner with per-service limits, retries and dead letters); [`jobs`] runs background jobs once
+//! per due time across instances. Both start with the hub ([`Extensions`] gives them their
+//! deliverers and jobs) and stop with it.
 
 pub mod accounts;
 pub mod api;
@@ -26,6 +30,8 @@ pub mod features;
 pub mod feed;
 pub mod http;
 pub mod ids;
+pub mod jobs;
+pub mod outbox;
 pub mod plans;
 pub mod quic;
 pub mod ratelimit;
@@ -164,6 +170,7 @@ pub async fn build_state(
         cluster,
         billing,
         started_at_ms,
+        outbox_bell: tokio::sync::Notify::new(),
     })))
 }
 
@@ -181,6 +188,8 @@ pub struct Started {
     janitor: tokio::task::JoinHandle<()>,
     cluster_tasks: Vec<tokio::task::JoinHandle<()>>,
     quic: Option<quic::QuicHub>,
+    runner: Option<outbox::RunnerHandle>,
+    scheduler: Option<jobs::SchedulerHandle>,
     /// SQLite: the data's lock, held shared while the hub runs (restore refuses meanwhile).
     _lock: Option<backup::DataLock>,
 }
@@ -192,6 +201,12 @@ impl Started {
             let _ = tx.send(());
         }
         self.janitor.abort();
+        if let Some(r) = self.runner.take() {
+            r.stop().await;
+        }
+        if let Some(s) = self.scheduler.take() {
+            s.stop().await;
+        }
         for t in &self.cluster_tasks {
             t.abort();
         }
@@ -221,12 +236,43 @@ pub async fn start(config: Config, secrets: HubSecrets) -> Result<Started, Start
     start_with(config, secrets, db, Clock::default()).await
 }
 
+/// What the integrations add to a hub at its start: the outbox's deliverers (a channel
+/// without one keeps its messages queued) and the background jobs. The default adds nothing.
+#[derive(Default)]
+pub struct Extensions {
+    /// One deliverer per channel the hub sends (Telegram, Stripe).
+    pub deliverers: Vec<(outbox::Channel, Arc<dyn outbox::Deliver>)>,
+    /// The jobs this instance runs (once per due time across instances).
+    pub jobs: jobs::Scheduler,
+}
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let channels: Vec<_> = self.deliverers.iter().map(|(c, _)| *c).collect();
+        f.debug_struct("Extensions")
+            .field("deliverers", &channels)
+            .field("jobs", &self.jobs)
+            .finish()
+    }
+}
+
 /// [`start`] on an already opened, migrated database and a given clock.
 pub async fn start_with(
     config: Config,
     secrets: HubSecrets,
     db: Db,
     clock: Clock,
+) -> Result<Started, StartError> {
+    start_with_extensions(config, secrets, db, clock, Extensions::default()).await
+}
+
+/// [`start_with`] plus the outbox's deliverers and the background jobs of `ext`.
+pub async fn start_with_extensions(
+    config: Config,
+    secrets: HubSecrets,
+    db: Db,
+    clock: Clock,
+    ext: Extensions,
 ) -> Result<Started, StartError> {
     let lock = match backup::sqlite_path(&database_url(&config)?) {
         Some(path) => {
@@ -263,6 +309,8 @@ pub async fn start_with(
             }
         }
     });
+    let runner = outbox::Runner::start(state.clone(), ext.deliverers);
+    let scheduler = ext.jobs.start(state.clone());
     tracing::info!(%addr, backend = ?state.db.backend(), mode = ?state.config.mode, "hub listening");
     tracing::info!(
         %quic_addr,
@@ -278,6 +326,8 @@ pub async fn start_with(
         janitor,
         cluster_tasks,
         quic: Some(quic),
+        runner: Some(runner),
+        scheduler: Some(scheduler),
         _lock: lock,
     })
 }

@@ -43,6 +43,8 @@ pub struct Inner {
     pub billing: crate::billing::Billing,
     /// When this instance's state was built (its start), unix ms.
     pub started_at_ms: i64,
+    /// Wakes this instance's outbox runner (`outbox::wake`, after committing an enqueue).
+    pub outbox_bell: tokio::sync::Notify,
 }
 
 /// Cheap, cloneable handle on [`Inner`].

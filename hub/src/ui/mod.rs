@@ -4,7 +4,7 @@
 //! notice area, footer), the cookie [`session`] of hub accounts, the [`login`] pages, the error
 //! view ([`PageError`]) and the console's [`overview`] at `/`. One module per page, each a view
 //! of the API's domain functions: [`subscribers`], [`providers`] (and plans), [`operations`],
-//! [`audit`]; [`fmt`] shows times and money.
+//! [`outbox`] (and jobs), [`audit`]; [`fmt`] shows times and money.
 //!
 //! Safety, on every route of [`router`]:
 //! - the `Host` header must be `public_url`'s host or a loopback name with the served port
@@ -29,6 +29,7 @@ pub mod fmt;
 pub mod layout;
 pub mod login;
 pub mod operations;
+pub mod outbox;
 pub mod overview;
 pub mod providers;
 pub mod session;
@@ -61,6 +62,9 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
         .route("/", get(overview::show))
         .route("/audit", get(audit::show))
         .route("/operations", get(operations::show))
+        .route("/outbox", get(outbox::show))
+        .route("/outbox/{id}/retry", post(outbox::retry))
+        .route("/outbox/{id}/discard", post(outbox::discard))
         .route("/providers", get(providers::show))
         .route("/providers/{id}", get(providers::provider))
         .route("/providers/quarantine/release", post(providers::release))

@@ -1,8 +1,8 @@
 //! `/operations`: the hub instance answering this page: its version and uptime, the database
 //! backend with its migration version (applied and embedded, `Db::migration_versions`, what
 //! `/ready` checks), and the QUIC sessions connected to this instance (`quic::Peers`, what
-//! `/metrics` counts) with their device and account. The outbox and the jobs arrive with
-//! billing, which builds them; the page says so.
+//! `/metrics` counts) with their device and account, and a summary of the outbox and the jobs
+//! (messages waiting and dead letters, jobs and their failures) linking to `/outbox`.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -45,6 +45,17 @@ pub async fn show(
         sessions.push((text, device, owner));
     }
     sessions.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut waiting = 0;
+    let mut dead = 0;
+    for (_, st, n) in crate::outbox::counts(&state.db).await? {
+        match st.as_str() {
+            "queued" | "sending" => waiting += n,
+            "dead" => dead += n,
+            _ => {}
+        }
+    }
+    let jobs = crate::jobs::list(&state.db).await?;
+    let failing = jobs.iter().filter(|j| j.last_outcome.as_deref() == Some("failed")).count();
     let backend = match state.db.backend() {
         Backend::Sqlite => "SQLite",
         Backend::Postgres => "PostgreSQL",
@@ -84,7 +95,13 @@ pub async fn show(
         }
         p.mute { "Other hub instances hold their own sessions; each instance's page shows its own." }
         h2 { "Outbox and jobs" }
-        p.mute #jobs { "Not built yet: the outbox and the job runner arrive with billing (issue 21 waits for it)." }
+        p #jobs {
+            (waiting) " message(s) waiting to be sent, "
+            @if dead > 0 { span.tag.bad { (dead) " dead letter(s)" } } @else { "no dead letter" }
+            "; " (jobs.len()) " job(s)"
+            @if failing > 0 { ", " span.tag.bad { (failing) " failed at their last run" } }
+            ". " a href="/outbox" { "Outbox and jobs" }
+        }
     };
     let frame = Frame { signed: &signed, title: "Operations", active: "/operations", notice: None };
     Ok(layout::html(layout::page(&frame, body)))

@@ -299,7 +299,7 @@ async fn console_operations_page(b: Backend) {
     let (applied, embedded) = hub.db.migration_versions().await.unwrap();
     assert_eq!(applied, Some(embedded));
     assert!(r.text.contains(&format!("applied {embedded:04}, this binary's {embedded:04}")));
-    assert!(r.text.contains("up to date") && r.text.contains("arrive with billing"));
+    assert!(r.text.contains("up to date") && r.text.contains("href=\"/outbox\""));
     assert!(rows(&r, "sessions")[0].contains("No node is connected"));
 
     // A subscriber's node connects over QUIC: listed here and on its account's page.

@@ -21,6 +21,7 @@ mod console_pages;
 mod devices;
 mod edge;
 mod entitlements;
+mod outbox;
 mod plans;
 mod quic;
 mod ratelimit;
