@@ -12,6 +12,7 @@ mod approvals;
 mod audit;
 mod auth;
 mod backup;
+mod billing_stripe;
 mod binary;
 mod cluster;
 mod console;

@@ -229,6 +229,7 @@ pub struct Refund {
 pub struct StripeClient {
     client: Client,
     api_base_url: String,
+    page: i64,
 }
 
 impl fmt::Debug for StripeClient {
@@ -392,7 +393,14 @@ impl StripeClient {
             .build()
             // The builder's messages name the header, never its value.
             .map_err(StripeError::from)?;
-        Ok(StripeClient { client, api_base_url: base })
+        Ok(StripeClient { client, api_base_url: base, page: PAGE })
+    }
+
+    /// The page size of the list calls (default and maximum 100); small pages in tests prove
+    /// that every page is read.
+    pub fn with_page_size(mut self, n: i64) -> Self {
+        self.page = n.clamp(1, PAGE);
+        self
     }
 
     /// The Stripe Price of a hub plan, created once (Product + recurring Price, lookup_key
@@ -524,7 +532,7 @@ impl StripeClient {
         let all: Vec<stripe_shared::Subscription> = ListSubscription::new()
             .customer(customer)
             .status(ListSubscriptionStatus::All)
-            .limit(PAGE)
+            .limit(self.page)
             .paginate()
             .stream(&self.client)
             .try_collect()
@@ -536,7 +544,7 @@ impl StripeClient {
     pub async fn invoices_of(&self, customer: &str) -> Result<Vec<Invoice>, StripeError> {
         let all: Vec<stripe_shared::Invoice> = ListInvoice::new()
             .customer(customer)
-            .limit(PAGE)
+            .limit(self.page)
             .expand(vec!["data.payments".to_owned()])
             .paginate()
             .stream(&self.client)
@@ -556,7 +564,7 @@ impl StripeClient {
     async fn refunded_of(&self, payment_intent: &str) -> Result<i64, StripeError> {
         let refunds: Vec<stripe_shared::Refund> = ListRefund::new()
             .payment_intent(payment_intent)
-            .limit(PAGE)
+            .limit(self.page)
             .paginate()
             .stream(&self.client)
             .try_collect()
