@@ -444,7 +444,7 @@ impl StripeClient {
             .product_data(product)
             .recurring(recurring)
             .lookup_key(lookup_key)
-            .transfer_lookup_key(found.data.first().is_some())
+            .transfer_lookup_key(!found.data.is_empty())
             .metadata(meta)
             .customize()
             .request_strategy(idem(&key)?)
