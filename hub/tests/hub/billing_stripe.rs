@@ -138,6 +138,17 @@ async fn stripe_client_journey_against_the_standin() {
         .await
         .unwrap();
     assert_ne!(weekly, price);
+    // A changed plan price is a new Price that takes the lookup key over; changed back (within
+    // Stripe's 24 h of idempotency keys) it is another new one, not an idempotency conflict.
+    let dearer = stripe.ensure_price(&PlanPrice { amount_minor: 3900, ..plan }).await.unwrap();
+    assert_ne!(dearer, price);
+    assert_eq!(
+        stripe.ensure_price(&PlanPrice { amount_minor: 3900, ..plan }).await.unwrap(),
+        dearer
+    );
+    let back = stripe.ensure_price(&plan).await.unwrap();
+    assert!(back != dearer && back != price);
+    assert_eq!(stripe.ensure_price(&plan).await.unwrap(), back);
 
     // A customer per account (idempotent by the account id).
     let cus = stripe.create_customer("acc_1", "trader@example.com").await.unwrap();

@@ -23,7 +23,9 @@ use futures::TryStreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
 use stripe_billing::invoice::{ListInvoice, RetrieveInvoice};
-use stripe_billing::subscription::{CancelSubscription, ListSubscription, ListSubscriptionStatus};
+use stripe_billing::subscription::{
+    CancelSubscription, ListSubscription, ListSubscriptionStatus, RetrieveSubscription,
+};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
 };
@@ -435,9 +437,17 @@ impl StripeClient {
         product.metadata = Some(meta.clone());
         let mut recurring = CreatePriceRecurring::new(interval);
         recurring.interval_count = Some(count);
+        // The key names what is created and what it replaces: the same plan price asked for
+        // again (a retry, another instance) is one Price; a price changed back and forth is not
+        // an idempotency conflict.
+        let replacing = found.data.first().map(|p| p.id.to_string());
         let key = format!(
-            "tc_price_{}_{}_{}_{}",
-            plan.plan_id, plan.amount_minor, plan.currency, plan.period_days
+            "tc_price_{}_{}_{}_{}_{}",
+            plan.plan_id,
+            plan.amount_minor,
+            plan.currency,
+            plan.period_days,
+            replacing.as_deref().unwrap_or("new")
         );
         let price = CreatePrice::new(currency)
             .unit_amount(plan.amount_minor)
@@ -589,11 +599,15 @@ impl StripeClient {
             .await;
         match r {
             Ok(_) => Ok(()),
-            // Already canceled (a retry after a lost answer, another instance): done.
-            Err(::stripe::StripeError::Stripe(e, 400))
-                if e.message.as_deref().is_some_and(|m| m.contains("canceled subscription")) =>
-            {
-                Ok(())
+            // Refused: fine if it is already canceled (a retry after a lost answer, another
+            // instance, the customer in the portal); the subscription says so itself.
+            Err(::stripe::StripeError::Stripe(e, status)) if (400..500).contains(&status) => {
+                let s = RetrieveSubscription::new(subscription).send(&self.client).await?;
+                if s.status == stripe_shared::SubscriptionStatus::Canceled {
+                    Ok(())
+                } else {
+                    Err(::stripe::StripeError::Stripe(e, status).into())
+                }
             }
             Err(e) => Err(e.into()),
         }
