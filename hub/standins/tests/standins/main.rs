@@ -574,6 +574,22 @@ async fn checkout_page_declines_and_completes() {
     // A completed session's page is no longer a form.
     let page = api.http.get(url).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("no longer active"));
+    // An open session expires after 24 h on the clock.
+    let s2 = api
+        .ok_post(
+            "/v1/checkout/sessions",
+            &[
+                ("mode", "subscription"),
+                ("line_items[0][price]", &price),
+                ("success_url", "https://hub.example/"),
+            ],
+        )
+        .await;
+    sb.advance_clock(Duration::from_secs(DAY + 1));
+    let id2 = s2["id"].as_str().unwrap();
+    assert_eq!(api.ok_get(&format!("/v1/checkout/sessions/{id2}")).await["status"], "expired");
+    assert!(sb.complete_checkout(id2, "4242424242424242").is_err());
+    assert_eq!(types(&sb).last().map(String::as_str), Some("checkout.session.expired"));
     sb.shutdown().await;
 }
 
