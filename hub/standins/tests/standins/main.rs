@@ -662,6 +662,17 @@ async fn a_500_is_retried_with_backoff() {
     api.ok_post("/v1/customers", &[("email", "s@example.com")]).await;
     assert!(sb.settle(Duration::from_secs(10)).await);
     assert_eq!(sb.deliveries().len(), 3 + 4);
+    // A connection failure is retried the same way.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    sb.set_webhook_url(dead);
+    api.ok_post("/v1/customers", &[("email", "t@example.com")]).await;
+    assert!(sb.settle(Duration::from_secs(10)).await);
+    let d = sb.deliveries();
+    assert_eq!(d.len(), 3 + 4 + 4);
+    assert!(d[7..].iter().all(|x| x.status.is_none() && !x.ok), "{d:?}");
+    assert_eq!(d[7..].iter().map(|x| x.attempt).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     sb.shutdown().await;
 }
 
