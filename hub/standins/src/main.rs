@@ -25,7 +25,7 @@ enum Service {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:12111")]
         listen: SocketAddr,
-        /// Where to POST webhooks, e.g. http://127.0.0.1:8080/api/v1/billing/stripe/webhook.
+        /// Where to POST webhooks, e.g. http://127.0.0.1:7480/api/v1/billing/stripe/webhook.
         #[arg(long)]
         webhook_url: Option<String>,
         /// The secret key to accept (default: a fresh sk_test_…).
@@ -35,6 +35,22 @@ enum Service {
         #[arg(long, env = "STANDIN_STRIPE_WEBHOOK_SECRET")]
         webhook_secret: Option<String>,
     },
+}
+
+/// Ctrl-C, or SIGTERM on Unix (a service manager's stop; a background job ignores SIGINT).
+async fn stopped() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
 }
 
 #[tokio::main]
@@ -59,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
                 "webhook_url={}",
                 webhook_url.as_deref().unwrap_or("(none: events are recorded only)")
             );
-            tokio::signal::ctrl_c().await?;
+            stopped().await?;
             sb.shutdown().await;
         }
     }

@@ -14,6 +14,7 @@ mod auth;
 mod backup;
 mod billing;
 mod billing_flow;
+mod billing_stripe;
 mod binary;
 mod cluster;
 mod console;

@@ -23,7 +23,9 @@ use futures::TryStreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
 use stripe_billing::invoice::{ListInvoice, RetrieveInvoice};
-use stripe_billing::subscription::{CancelSubscription, ListSubscription, ListSubscriptionStatus};
+use stripe_billing::subscription::{
+    CancelSubscription, ListSubscription, ListSubscriptionStatus, RetrieveSubscription,
+};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
 };
@@ -229,6 +231,7 @@ pub struct Refund {
 pub struct StripeClient {
     client: Client,
     api_base_url: String,
+    page: i64,
 }
 
 impl fmt::Debug for StripeClient {
@@ -392,7 +395,14 @@ impl StripeClient {
             .build()
             // The builder's messages name the header, never its value.
             .map_err(StripeError::from)?;
-        Ok(StripeClient { client, api_base_url: base })
+        Ok(StripeClient { client, api_base_url: base, page: PAGE })
+    }
+
+    /// The page size of the list calls (default and maximum 100); small pages in tests prove
+    /// that every page is read.
+    pub fn with_page_size(mut self, n: i64) -> Self {
+        self.page = n.clamp(1, PAGE);
+        self
     }
 
     /// The Stripe Price of a hub plan, created once (Product + recurring Price, lookup_key
@@ -427,16 +437,24 @@ impl StripeClient {
         product.metadata = Some(meta.clone());
         let mut recurring = CreatePriceRecurring::new(interval);
         recurring.interval_count = Some(count);
+        // The key names what is created and what it replaces: the same plan price asked for
+        // again (a retry, another instance) is one Price; a price changed back and forth is not
+        // an idempotency conflict.
+        let replacing = found.data.first().map(|p| p.id.to_string());
         let key = format!(
-            "tc_price_{}_{}_{}_{}",
-            plan.plan_id, plan.amount_minor, plan.currency, plan.period_days
+            "tc_price_{}_{}_{}_{}_{}",
+            plan.plan_id,
+            plan.amount_minor,
+            plan.currency,
+            plan.period_days,
+            replacing.as_deref().unwrap_or("new")
         );
         let price = CreatePrice::new(currency)
             .unit_amount(plan.amount_minor)
             .product_data(product)
             .recurring(recurring)
             .lookup_key(lookup_key)
-            .transfer_lookup_key(found.data.first().is_some())
+            .transfer_lookup_key(!found.data.is_empty())
             .metadata(meta)
             .customize()
             .request_strategy(idem(&key)?)
@@ -524,7 +542,7 @@ impl StripeClient {
         let all: Vec<stripe_shared::Subscription> = ListSubscription::new()
             .customer(customer)
             .status(ListSubscriptionStatus::All)
-            .limit(PAGE)
+            .limit(self.page)
             .paginate()
             .stream(&self.client)
             .try_collect()
@@ -536,7 +554,7 @@ impl StripeClient {
     pub async fn invoices_of(&self, customer: &str) -> Result<Vec<Invoice>, StripeError> {
         let all: Vec<stripe_shared::Invoice> = ListInvoice::new()
             .customer(customer)
-            .limit(PAGE)
+            .limit(self.page)
             .expand(vec!["data.payments".to_owned()])
             .paginate()
             .stream(&self.client)
@@ -556,7 +574,7 @@ impl StripeClient {
     async fn refunded_of(&self, payment_intent: &str) -> Result<i64, StripeError> {
         let refunds: Vec<stripe_shared::Refund> = ListRefund::new()
             .payment_intent(payment_intent)
-            .limit(PAGE)
+            .limit(self.page)
             .paginate()
             .stream(&self.client)
             .try_collect()
@@ -581,11 +599,15 @@ impl StripeClient {
             .await;
         match r {
             Ok(_) => Ok(()),
-            // Already canceled (a retry after a lost answer, another instance): done.
-            Err(::stripe::StripeError::Stripe(e, 400))
-                if e.message.as_deref().is_some_and(|m| m.contains("canceled subscription")) =>
-            {
-                Ok(())
+            // Refused: fine if it is already canceled (a retry after a lost answer, another
+            // instance, the customer in the portal); the subscription says so itself.
+            Err(::stripe::StripeError::Stripe(e, status)) if (400..500).contains(&status) => {
+                let s = RetrieveSubscription::new(subscription).send(&self.client).await?;
+                if s.status == stripe_shared::SubscriptionStatus::Canceled {
+                    Ok(())
+                } else {
+                    Err(::stripe::StripeError::Stripe(e, status).into())
+                }
             }
             Err(e) => Err(e.into()),
         }

@@ -183,10 +183,10 @@ pub(crate) async fn handle(
         Ok(v) => (StatusCode::OK, v),
         Err(e) => (e.status, e.body(&request_id)),
     };
-    if let Some(k) = key {
-        if !status.is_server_error() {
-            acct.idempotency.insert(k, (fingerprint, status.as_u16(), body.clone()));
-        }
+    if let Some(k) = key
+        && !status.is_server_error()
+    {
+        acct.idempotency.insert(k, (fingerprint, status.as_u16(), body.clone()));
     }
     let events = std::mem::take(&mut acct.pending);
     drop(acct);
@@ -376,14 +376,14 @@ fn route(a: &mut Account, method: &Method, path: &str, raw: &[u8]) -> ApiResult 
             )?;
             let id = a.id("cus");
             let email = p.str("email")?;
-            if let Some(e) = &email {
-                if !e.contains('@') || e.len() > 512 {
-                    return Err(ApiError::invalid_code(
-                        "email_invalid",
-                        format!("Invalid email address: {e}"),
-                        "email",
-                    ));
-                }
+            if let Some(e) = &email
+                && (!e.contains('@') || e.len() > 512)
+            {
+                return Err(ApiError::invalid_code(
+                    "email_invalid",
+                    format!("Invalid email address: {e}"),
+                    "email",
+                ));
             }
             let c = Customer {
                 id,
@@ -450,10 +450,10 @@ fn route(a: &mut Account, method: &Method, path: &str, raw: &[u8]) -> ApiResult 
             if a.customer(&customer).is_none() {
                 return Err(ApiError::no_such("customer", &customer, "customer"));
             }
-            if let Some(c) = p.str("configuration")? {
-                if c != "bpc_standin_default" {
-                    return Err(ApiError::no_such("configuration", &c, "configuration"));
-                }
+            if let Some(c) = p.str("configuration")?
+                && c != "bpc_standin_default"
+            {
+                return Err(ApiError::no_such("configuration", &c, "configuration"));
             }
             let s = PortalSession {
                 id: a.id("bps"),
@@ -496,13 +496,13 @@ fn route(a: &mut Account, method: &Method, path: &str, raw: &[u8]) -> ApiResult 
                 "trialing",
                 "unpaid",
             ];
-            if let Some(s) = &status {
-                if !STATUSES.contains(&s.as_str()) {
-                    return Err(ApiError::invalid(
-                        format!("Invalid status: must be one of {}", STATUSES.join(", ")),
-                        Some("status"),
-                    ));
-                }
+            if let Some(s) = &status
+                && !STATUSES.contains(&s.as_str())
+            {
+                return Err(ApiError::invalid(
+                    format!("Invalid status: must be one of {}", STATUSES.join(", ")),
+                    Some("status"),
+                ));
             }
             let items = a
                 .subscriptions
@@ -601,15 +601,15 @@ fn route(a: &mut Account, method: &Method, path: &str, raw: &[u8]) -> ApiResult 
                 (None, None) => return Err(ApiError::invalid_code("parameter_missing", "One of the following params should be provided for this request: charge or payment_intent.".into(), "charge")),
             };
             let reason = p.str("reason")?;
-            if let Some(r) = &reason {
-                if !["duplicate", "fraudulent", "requested_by_customer"].contains(&r.as_str()) {
-                    return Err(ApiError::invalid(
-                        format!(
-                            "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer ({r})"
-                        ),
-                        Some("reason"),
-                    ));
-                }
+            if let Some(r) = &reason
+                && !["duplicate", "fraudulent", "requested_by_customer"].contains(&r.as_str())
+            {
+                return Err(ApiError::invalid(
+                    format!(
+                        "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer ({r})"
+                    ),
+                    Some("reason"),
+                ));
             }
             let id = a.refund(&charge, p.int("amount")?, p.map("metadata")?, reason).map_err(
                 |(code, m)| match code {
@@ -805,22 +805,22 @@ fn create_session(a: &mut Account, p: &Params) -> ApiResult {
             Some("mode"),
         ));
     }
-    if let Some(ui) = p.str("ui_mode")? {
-        if ui != "hosted" {
-            return Err(ApiError::invalid(
-                "The stand-in models the hosted Checkout page only.".into(),
-                Some("ui_mode"),
-            ));
-        }
+    if let Some(ui) = p.str("ui_mode")?
+        && ui != "hosted"
+    {
+        return Err(ApiError::invalid(
+            "The stand-in models the hosted Checkout page only.".into(),
+            Some("ui_mode"),
+        ));
     }
     let success_url = p.req("success_url")?;
     for (name, u) in
         [("success_url", Some(&success_url)), ("cancel_url", p.str("cancel_url")?.as_ref())]
     {
-        if let Some(u) = u {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(ApiError::invalid_code("url_invalid", "Not a valid URL".into(), name));
-            }
+        if let Some(u) = u
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(ApiError::invalid_code("url_invalid", "Not a valid URL".into(), name));
         }
     }
     let customer = p.str("customer")?;
@@ -864,13 +864,13 @@ fn create_session(a: &mut Account, p: &Params) -> ApiResult {
         ));
     }
     let trial = p.int("subscription_data.trial_period_days")?;
-    if let Some(d) = trial {
-        if !(1..=730).contains(&d) {
-            return Err(ApiError::invalid(
-                "The trial period must be at least 1 day and at most 730 days.".into(),
-                Some("subscription_data[trial_period_days]"),
-            ));
-        }
+    if let Some(d) = trial
+        && !(1..=730).contains(&d)
+    {
+        return Err(ApiError::invalid(
+            "The trial period must be at least 1 day and at most 730 days.".into(),
+            Some("subscription_data[trial_period_days]"),
+        ));
     }
     let expires_at = p.int("expires_at")?.unwrap_or(a.now + 24 * 3600);
     let s = CheckoutSession {

@@ -835,6 +835,22 @@ impl Account {
             self.due(&sub);
         }
         self.now = self.now.max(until);
+        // Open Checkout Sessions past their expires_at (24 h by default) expire.
+        let expired: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|s| s.status == SessionStatus::Open && s.expires_at <= self.now)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in expired {
+            if let Some(s) = self.sessions.iter_mut().find(|s| s.id == id) {
+                s.status = SessionStatus::Expired;
+            }
+            if let Some(s) = self.sessions.iter().find(|s| s.id == id) {
+                let o = self.session_json(s);
+                self.emit("checkout.session.expired", o, None);
+            }
+        }
     }
 
     /// What falls due on one subscription now.
