@@ -98,11 +98,11 @@ fn form_body(pairs: &[(&str, &str)]) -> String {
 }
 
 trait FormExt {
-    fn form(self, pairs: &[(&str, &str)]) -> Self;
+    fn form_fields(self, pairs: &[(&str, &str)]) -> Self;
 }
 
 impl FormExt for reqwest::RequestBuilder {
-    fn form(self, pairs: &[(&str, &str)]) -> Self {
+    fn form_fields(self, pairs: &[(&str, &str)]) -> Self {
         self.header(CONTENT_TYPE, "application/x-www-form-urlencoded").body(form_body(pairs))
     }
 }
@@ -225,7 +225,7 @@ async fn approving_in_the_ui_needs_the_csrf_token_and_opens_the_position() {
         .post(&approve)
         .header(COOKIE, &cookie)
         .header(ORIGIN, format!("http://{}", s.node.running.api_addr))
-        .form(&[("csrf", csrf.as_str())])
+        .form_fields(&[("csrf", csrf.as_str())])
         .send()
         .await
         .expect("post");
@@ -283,10 +283,10 @@ async fn the_settings_form_saves_the_lot_mode_and_history_renders() {
         ("copy_tp", "on"),
     ];
     // Without the token: refused, nothing saved.
-    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form(&form).send().await;
+    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form_fields(&form).send().await;
     assert_eq!(r.expect("post").status(), 403);
     form.push(("csrf", csrf.as_str()));
-    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form(&form).send().await;
+    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form_fields(&form).send().await;
     let r = r.expect("post");
     assert_eq!(r.status(), 200);
     assert!(r.text().await.expect("body").contains("Saved"));
@@ -297,7 +297,7 @@ async fn the_settings_form_saves_the_lot_mode_and_history_renders() {
     // An invalid value is refused with the policy's words and changes nothing.
     let bad: Vec<_> =
         form.iter().map(|(k, v)| if *k == "lot_value" { (*k, "0") } else { (*k, *v) }).collect();
-    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form(&bad).send().await;
+    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form_fields(&bad).send().await;
     let r = r.expect("post");
     assert_eq!(r.status(), 422);
     assert!(r.text().await.expect("body").contains("must be above 0"));
@@ -357,7 +357,7 @@ async fn the_settings_page_edits_symbols_and_switches_and_leaves_unsent_fields_a
         ("copy_partial_closes", "off"),
         ("daily_loss_limit_money", "250"),
     ];
-    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form(&form).send().await;
+    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form_fields(&form).send().await;
     let r = r.expect("post");
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     let p = s.node.running.node.policy().expect("policy");
@@ -382,7 +382,7 @@ async fn the_settings_page_edits_symbols_and_switches_and_leaves_unsent_fields_a
     assert!(page.contains("GER40 = DE40.cash"), "the map shows as saved");
     // A malformed map line is refused with its line number, nothing saved.
     let bad = [("csrf", csrf.as_str()), ("symbol_map", "EURUSD EURUSD.m")];
-    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form(&bad).send().await;
+    let r = s.http.post(s.url("/settings")).header(COOKIE, &cookie).form_fields(&bad).send().await;
     let r = r.expect("post");
     assert_eq!(r.status(), 422);
     assert!(r.text().await.expect("body").contains("symbol map, line 1"));
@@ -400,7 +400,7 @@ async fn an_ea_key_made_in_the_ui_shows_its_secret_once_and_a_revoked_key_is_ref
         .http
         .post(s.url("/ui/ea-keys"))
         .header(COOKIE, &cookie)
-        .form(&[("csrf", csrf.as_str())])
+        .form_fields(&[("csrf", csrf.as_str())])
         .send()
         .await
         .expect("post");
@@ -430,7 +430,7 @@ async fn an_ea_key_made_in_the_ui_shows_its_secret_once_and_a_revoked_key_is_ref
         .http
         .post(s.url(&path))
         .header(COOKIE, &cookie)
-        .form(&[("csrf", csrf.as_str())])
+        .form_fields(&[("csrf", csrf.as_str())])
         .send()
         .await
         .expect("post");
@@ -485,7 +485,7 @@ async fn a_ui_session_survives_a_node_restart_and_ends_at_sign_out() {
     let r = http
         .post(url("/ui/logout"))
         .header(COOKIE, &cookie)
-        .form(&[("csrf", csrf.as_str())])
+        .form_fields(&[("csrf", csrf.as_str())])
         .send()
         .await
         .expect("logout");
