@@ -233,7 +233,7 @@ impl Started {
 /// Opens the database, builds the state and serves on `config.listen`.
 pub async fn start(config: Config, secrets: HubSecrets) -> Result<Started, StartError> {
     let db = open_db(&config).await?;
-    start_with(config, secrets, db, Clock::default()).await
+    start_with_extensions(config, secrets, db, Clock::default(), Extensions::production()).await
 }
 
 /// What the integrations add to a hub at its start: the outbox's deliverers (a channel
@@ -244,6 +244,16 @@ pub struct Extensions {
     pub deliverers: Vec<(outbox::Channel, Arc<dyn outbox::Deliver>)>,
     /// The jobs this instance runs (once per due time across instances).
     pub jobs: jobs::Scheduler,
+}
+
+impl Extensions {
+    /// What a served hub runs: billing's nightly reconciliation with Stripe (a no-op while
+    /// Stripe is off).
+    pub fn production() -> Extensions {
+        let mut ext = Extensions::default();
+        billing::register_jobs(&mut ext.jobs);
+        ext
+    }
 }
 
 impl std::fmt::Debug for Extensions {

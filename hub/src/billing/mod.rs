@@ -29,3 +29,45 @@ impl Billing {
         Ok(Billing { stripe: stripe_door::StripeDoor::new(config, secrets)? })
     }
 }
+
+/// The nightly reconciliation: every Stripe customer re-read and the ledger converged on what
+/// Stripe says; the differences it had to correct are its summary (the console's jobs table).
+#[derive(Debug, Default)]
+pub struct StripeReconcile;
+
+impl crate::jobs::Job for StripeReconcile {
+    fn run<'a>(
+        &'a self,
+        state: &'a crate::state::AppState,
+    ) -> futures::future::BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            if !state.billing.stripe.is_on() {
+                return Ok("skipped: Stripe is off".into());
+            }
+            let r = stripe_door::reconcile_all(state).await.map_err(|e| e.to_string())?;
+            if r.changed > 0 {
+                tracing::warn!(
+                    changed = r.changed,
+                    granted = r.granted,
+                    ended = r.ended,
+                    "stripe reconciliation corrected the ledger"
+                );
+            }
+            let summary = format!(
+                "{} customers re-read: {} subscriptions corrected ({} intervals opened, {} ended), {} not reachable",
+                r.customers, r.changed, r.granted, r.ended, r.failed
+            );
+            if r.failed > 0 { Err(summary) } else { Ok(summary) }
+        })
+    }
+}
+
+/// Registers billing's jobs: the nightly Stripe reconciliation at 03:17 UTC.
+pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {
+    let daily = crate::jobs::Schedule::DailyAt { hour: 3, minute: 17 };
+    if let Err(e) =
+        jobs.register("billing.stripe_reconcile", daily, std::sync::Arc::new(StripeReconcile))
+    {
+        tracing::error!(error = %e, "billing jobs not registered");
+    }
+}
