@@ -17,7 +17,11 @@ use crate::console::{csrf_of, form_body, page};
 use crate::helpers::{Backend, TestHub, free_port};
 use crate::on_both;
 
-on_both!(card_subscription_lifecycle_through_the_stand_in, stripe_webhook_answers);
+on_both!(
+    card_subscription_lifecycle_through_the_stand_in,
+    stripe_webhook_answers,
+    missed_events_converge_at_the_nightly_reconciliation
+);
 
 const DAY_MS: i64 = 86_400_000;
 const WEBHOOK: &str = "/api/v1/billing/stripe/webhook";
@@ -340,6 +344,54 @@ async fn stripe_webhook_answers(b: Backend) {
             hub.get("/api/v1/billing/plans", None).await.status == StatusCode::TOO_MANY_REQUESTS;
     }
     assert!(limited, "the per-IP bucket still applies elsewhere");
+    sb.shutdown().await;
+    hub.stop().await;
+}
+
+/// Missed webhooks (Stripe gave up, or the hub was down for days): the ledger is behind until
+/// the next event of that customer or the nightly reconciliation, which re-reads everyone.
+async fn missed_events_converge_at_the_nightly_reconciliation(b: Backend) {
+    use tradecast_hub::jobs::Job;
+    let (hub, sb) = stripe_hub(b, 1000).await;
+    let owner = hub.owner().await;
+    let provider = hub.user(&owner, "provider").await;
+    let alice = hub.user(&owner, "subscriber").await;
+    let plan = hub
+        .post(
+            "/api/v1/plans",
+            Some(&provider.token),
+            json!({ "name": "Gold", "price_minor": 4900, "currency": "USD", "period_days": 30 }),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r =
+        hub.post("/api/v1/billing/checkout", Some(&alice.token), json!({ "plan_id": plan })).await;
+    let url = r.ok(201)["url"].as_str().unwrap().to_string();
+    // Every webhook from now on is lost.
+    sb.set_delivery(tradecast_standins::stripe::Delivery { drop: true, ..Default::default() });
+    let session = url.rsplit('/').next().unwrap();
+    sb.complete_checkout(session, "4242424242424242").unwrap();
+    assert!(!sb.dropped().is_empty());
+    assert!(ledger::subscriptions_of(&hub.db, &alice.user_id).await.unwrap().is_empty());
+    // The same checkout again is refused only once the ledger knows: the reconciliation.
+    let summary = tradecast_hub::billing::StripeReconcile.run(hub.state()).await.unwrap();
+    assert!(summary.starts_with("1 customers re-read: 1 subscriptions corrected"), "{summary}");
+    let s = status_of(&hub, &alice.user_id).await;
+    assert_eq!(s.status, Status::Active);
+    assert!(
+        entitlements::is_entitled(&hub.db, &alice.user_id, &provider.user_id, hub.clock.now_ms())
+            .await
+            .unwrap()
+    );
+    // Nothing left to correct the second time; a second checkout of the same plan is refused.
+    let again = tradecast_hub::billing::StripeReconcile.run(hub.state()).await.unwrap();
+    assert!(again.contains(": 0 subscriptions corrected"), "{again}");
+    hub.post("/api/v1/billing/checkout", Some(&alice.token), json!({ "plan_id": plan }))
+        .await
+        .problem(409, "conflict");
     sb.shutdown().await;
     hub.stop().await;
 }
