@@ -201,6 +201,12 @@ pub struct Report {
     /// Each subscriber's plan features in force at the end, as its node holds them: hub-signed
     /// FeatureGrants the node verified against its pinned hub key (name → feature names).
     pub plans: Vec<(String, Vec<String>)>,
+    /// The hub's subscriptions at the end: (subscriber, how paid, state, renewal unix ms).
+    pub subscriptions: Vec<(String, String, String, i64)>,
+    /// Money taken, by currency, in minor units (paid minus refunded).
+    pub revenue: Vec<(String, i64)>,
+    /// Stripe's webhooks to the hub: (accepted, refused) delivery attempts.
+    pub stripe_webhooks: (usize, usize),
 }
 
 /// A running node of the demo: a process of its own (`tradecast node run`), seen only through
@@ -330,6 +336,8 @@ impl Snapshot {
 /// also reads (to wait for it and to check its chains), and an owner session.
 struct DemoHub {
     proc: Option<Proc>,
+    /// The Stripe stand-in the hub sells through (in this process; it outlives hub restarts).
+    stripe: tradecast_standins::stripe::StripeStandin,
     config_file: PathBuf,
     addr: SocketAddr,
     quic_addr: SocketAddr,
@@ -370,13 +378,27 @@ impl DemoHub {
         let config_file = dir.join("hub.toml");
         let data = toml::Value::String(dir.display().to_string());
         // Demo accounts on a throwaway hub: light password hashing keeps the start quick.
+        // Stripe: the stand-in, with its keys in the hub's secrets directory as an operator
+        // would deploy real ones.
+        let stripe = tradecast_standins::stripe::StripeStandin::start(Default::default())
+            .await
+            .context("start the Stripe stand-in")?;
+        let integrations = dir.join("integrations");
+        std::fs::create_dir_all(&integrations)?;
+        std::fs::write(integrations.join("stripe_secret_key"), stripe.secret_key())?;
+        std::fs::write(integrations.join("stripe_webhook_secret"), stripe.webhook_secret())?;
+        let secrets_dir = toml::Value::String(integrations.display().to_string());
+        let stripe_api = toml::Value::String(stripe.base_url().to_string());
         std::fs::write(
             &config_file,
             format!(
-                "listen = \"{addr}\"\ndata_dir = {data}\n\n\
-                 [auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n"
+                "listen = \"{addr}\"\ndata_dir = {data}\npublic_url = \"http://{addr}\"\n\
+                 secrets_dir = {secrets_dir}\n\n\
+                 [auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n\
+                 [stripe]\napi_base_url = {stripe_api}\n"
             ),
         )?;
+        stripe.set_webhook_url(format!("http://{addr}/api/v1/billing/stripe/webhook"));
         let config = tradecast_hub::config::Config::load(
             Some(&config_file),
             std::iter::empty(),
@@ -402,6 +424,7 @@ impl DemoHub {
             tradecast_hub::hub_identity(&tradecast_hub::load_secrets(&config, std::iter::empty())?);
         let mut hub = DemoHub {
             proc: Some(proc),
+            stripe,
             config_file,
             addr,
             quic_addr,
@@ -524,6 +547,89 @@ impl DemoHub {
             .await?;
         let id = created["id"].as_str().ok_or_else(|| anyhow!("no user id"))?.to_owned();
         Ok((id, self.login(&email, &password).await?))
+    }
+
+    /// A trader's way in, as a browser takes it: sign up on the hub's page, subscribe to
+    /// `plan_id` by card (the hub sends the browser to Stripe's Checkout, here the stand-in's,
+    /// the card is typed there, Stripe sends it back to the hub), then sign in to the API for
+    /// the node's enrolment. Returns (user id, access token).
+    async fn sign_up_and_subscribe(
+        &self,
+        name: &str,
+        plan_id: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let email = format!("{name}@demo.invalid");
+        let password = format!("{name} demo password");
+        let browser =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        let form = |pairs: &[(&str, &str)]| -> anyhow::Result<String> {
+            let mut u = reqwest::Url::parse("http://form.invalid/")?;
+            u.query_pairs_mut().extend_pairs(pairs);
+            Ok(u.query().unwrap_or_default().to_owned())
+        };
+        let post = |url: String, body: String, cookie: Option<String>| {
+            let mut r = browser
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body);
+            if let Some(c) = cookie {
+                r = r.header(reqwest::header::COOKIE, c);
+            }
+            r.send()
+        };
+        let location = |r: &reqwest::Response| -> anyhow::Result<String> {
+            r.headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("no redirect: {}", r.status()))
+        };
+        let signed_up = post(
+            self.url("/signup"),
+            form(&[("email", &email), ("password", &password), ("display_name", name)])?,
+            None,
+        )
+        .await?;
+        let cookie = signed_up
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("sign-up gave no session: {}", signed_up.status()))?;
+        let page = browser
+            .get(self.url("/account"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await?
+            .text()
+            .await?;
+        let at = page.find("name=\"csrf\" value=\"").ok_or_else(|| anyhow!("no form"))? + 19;
+        let csrf = page[at..].split('"').next().unwrap_or_default().to_owned();
+        let to_checkout = post(
+            self.url("/account/checkout"),
+            form(&[("csrf", &csrf), ("plan_id", plan_id)])?,
+            Some(cookie.clone()),
+        )
+        .await?;
+        let checkout = location(&to_checkout)?;
+        browser.get(&checkout).send().await?.error_for_status()?;
+        let paid = post(
+            checkout.clone(),
+            form(&[("card_number", "4242 4242 4242 4242"), ("exp", "12 / 34"), ("cvc", "123")])?,
+            None,
+        )
+        .await?;
+        let back = location(&paid).context("the card was not accepted")?;
+        let done = browser.get(&back).header(reqwest::header::COOKIE, &cookie).send().await?;
+        if location(&done)? != "/account?checkout=done" {
+            bail!("{name}'s checkout did not complete");
+        }
+        let token = self.login(&email, &password).await?;
+        let me: Value =
+            self.http.get(self.url("/api/v1/me")).bearer_auth(&token).send().await?.json().await?;
+        let id = me["id"].as_str().ok_or_else(|| anyhow!("no user id"))?.to_owned();
+        Ok((id, token))
     }
 
     async fn enrolment_code(&self, token: &str) -> anyhow::Result<String> {
@@ -1212,13 +1318,25 @@ async fn replay(
         ),
     ];
     for (name, login, policy, extra) in subscribers {
-        let (user_id, token) = hub.user(name, "subscriber").await?;
-        hub.call(
-            "/api/v1/entitlements",
-            &hub.owner_token,
-            json!({ "user_id": user_id, "plan_id": plan_id }),
-        )
-        .await?;
+        // alice pays by card through Stripe Checkout; bob's plan is granted by the owner (his
+        // Telegram Stars door arrives with the Telegram bot).
+        let token = if name == "alice" {
+            let (_, token) = hub.sign_up_and_subscribe(name, &plan_id).await?;
+            out(&format!(
+                "alice signed up on the hub's page and subscribed to \"Fib-RSI EURUSD\" (49.00 USD / 30 days) by card in Stripe Checkout (the stand-in at {}): her plan is active",
+                hub.stripe.base_url()
+            ));
+            token
+        } else {
+            let (user_id, token) = hub.user(name, "subscriber").await?;
+            hub.call(
+                "/api/v1/entitlements",
+                &hub.owner_token,
+                json!({ "user_id": user_id, "plan_id": plan_id }),
+            )
+            .await?;
+            token
+        };
         let (node, key) = start_node(
             program,
             root,
@@ -1485,6 +1603,28 @@ async fn replay(
         features.dedup();
         plans.push((n.name.clone(), features));
     }
+    let mut subscriptions = Vec::new();
+    for (name, _, _, _) in subscribers {
+        let email = format!("{name}@demo.invalid");
+        let found = tradecast_hub::accounts::search_users(&hub.db, &email, 1, 0).await?;
+        let Some(id) = found.into_iter().find(|u| u.email == email).map(|u| u.id) else {
+            continue;
+        };
+        for s in tradecast_hub::billing::ledger::subscriptions_of(&hub.db, &id).await? {
+            let door = s.door.as_str().to_owned();
+            subscriptions.push((
+                name.to_owned(),
+                door,
+                s.status.as_str().to_owned(),
+                s.current_period_end_ms,
+            ));
+        }
+    }
+    let revenue = tradecast_hub::billing::ledger::revenue(&hub.db).await?;
+    hub.stripe.settle(SETTLE_LIMIT).await;
+    let deliveries = hub.stripe.deliveries();
+    let accepted = deliveries.iter().filter(|d| d.ok).count();
+    let stripe_webhooks = (accepted, deliveries.len() - accepted);
     let report = Report {
         bars,
         signals,
@@ -1501,6 +1641,9 @@ async fn replay(
         unreceipted,
         console,
         plans,
+        subscriptions,
+        revenue,
+        stripe_webhooks,
     };
     print_summary(&report, out);
     let nodes = std::iter::once(provider).chain(subs).collect();
@@ -1591,6 +1734,27 @@ fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {
     } else {
         out(&format!("not yet at the hub: {}", r.unsynced.join("; ")));
     }
+    let subs: Vec<String> = r
+        .subscriptions
+        .iter()
+        .map(|(name, door, status, renews)| {
+            let day = jiff::Timestamp::from_millisecond(*renews)
+                .map_or_else(|_| "?".to_owned(), |t| t.strftime("%Y-%m-%d").to_string());
+            format!("{name} by {door}, {status}, renews {day}")
+        })
+        .collect();
+    let paid: Vec<String> = r
+        .revenue
+        .iter()
+        .map(|(cur, minor)| format!("{}.{:02} {cur}", minor / 100, minor % 100))
+        .collect();
+    out(&format!(
+        "billing: subscriptions {}; revenue {}; Stripe webhooks {} accepted, {} refused",
+        if subs.is_empty() { "none".to_owned() } else { subs.join("; ") },
+        if paid.is_empty() { "none".to_owned() } else { paid.join(", ") },
+        r.stripe_webhooks.0,
+        r.stripe_webhooks.1,
+    ));
     let fig = |k: &str| r.console.get(k).map_or("?".to_owned(), i64::to_string);
     out(&format!(
         "hub console (the owner, signed in): {} subscriber and {} provider accounts, {} devices, {} signals today, {} plan(s)",

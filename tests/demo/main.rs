@@ -106,6 +106,21 @@ fn check(report: &Report, lines: &[String]) {
     for (name, features) in &report.plans {
         assert_eq!(features, &["auto_copy", "signals"], "{name}");
     }
+    // alice paid by card through the Stripe stand-in's Checkout, driven as a browser: one active
+    // Stripe subscription, 49.00 USD taken, every webhook accepted.
+    let subs: Vec<_> = report
+        .subscriptions
+        .iter()
+        .map(|(n, d, s, _)| (n.as_str(), d.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(subs, [("alice", "stripe", "active")], "{:?}", report.subscriptions);
+    assert_eq!(report.revenue, [("USD".to_string(), 4900)]);
+    assert!(
+        report.stripe_webhooks.0 >= 3 && report.stripe_webhooks.1 == 0,
+        "{:?}",
+        report.stripe_webhooks
+    );
+    assert!(lines.iter().any(|l| l.starts_with("alice signed up on the hub's page")), "{lines:#?}");
     // Every node's health shows its hub link up.
     assert!(report.hub_links.iter().all(|(_, up)| *up == Some(true)), "{:?}", report.hub_links);
     // The provider holds the hub's verified receipt for every record of its track record.

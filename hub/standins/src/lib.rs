@@ -1,9 +1,11 @@
-#![recursion_limit = "256"]
 //! `tradecast-standins`: strict local stand-ins for the outside services the hub calls, for
 //! tests and the demo. [`stripe`] is Stripe's API, Checkout and Portal pages, test clock and
 //! webhooks. (A `telegram` module for the Bot API belongs beside it.)
 //!
 //! This crate never depends on the hub: the hub has it as a dev-dependency, the demo as a
 //! dependency.
+
+// serde_json's json! of whole Stripe objects nests deeper than the default limit.
+#![recursion_limit = "256"]
 
 pub mod stripe;
