@@ -727,6 +727,15 @@ async fn cover(
     Ok(moves)
 }
 
+/// One subscription by our id.
+pub async fn subscription(db: &crate::db::Db, id: &str) -> Result<Option<Subscription>, DbError> {
+    let row = sqlx::query(crate::sql!("SELECT {SUB_COLUMNS} FROM subscriptions WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.as_ref().map(sub_from_row).transpose()
+}
+
 /// An account's subscriptions, newest first.
 pub async fn subscriptions_of(
     db: &crate::db::Db,

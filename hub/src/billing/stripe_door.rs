@@ -579,3 +579,89 @@ pub struct Reconciled {
     /// Customers Stripe did not answer for.
     pub failed: usize,
 }
+
+/// Refunds a card subscription (an owner's or admin's decision): its latest paid invoice is
+/// refunded in full and the subscription cancelled now at Stripe (both with idempotency keys, so
+/// a repeated click changes nothing), then the customer is re-read: the ledger says `refunded`
+/// and the entitlement ends now — never earlier, so a device keeps the `Close` of what it holds.
+pub async fn refund(
+    state: &AppState,
+    actor: &str,
+    subscription_id: &str,
+    request_id: &str,
+) -> Result<ledger::Subscription, ApiError> {
+    let sub = ledger::subscription(&state.db, subscription_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no subscription {subscription_id}")))?;
+    if sub.door != Door::Stripe {
+        return Err(ApiError::Validation(
+            "only card subscriptions are refunded here (Stars: in the Telegram bot)".into(),
+        ));
+    }
+    if matches!(sub.status, ledger::Status::Refunded) {
+        return Ok(sub);
+    }
+    let client = state.billing.stripe.client()?;
+    let customer: Option<String> = sqlx::query_scalar(
+        "SELECT stripe_customer_id FROM billing_customers WHERE account_id = $1",
+    )
+    .bind(&sub.account_id)
+    .fetch_optional(state.db.pool())
+    .await
+    .map_err(DbError::from)?
+    .flatten();
+    let Some(customer) = customer else {
+        return Err(ApiError::NotFound("the subscriber has no Stripe customer".into()));
+    };
+    let last_paid = ledger::invoices_of(&state.db, &sub.account_id).await?.into_iter().find(|i| {
+        i.subscription_id.as_deref() == Some(sub.id.as_str())
+            && i.status == "paid"
+            && i.amount_paid_minor > i.amount_refunded_minor
+    });
+    let mut refunded_minor = 0;
+    if let Some(inv) = &last_paid {
+        let r = client
+            .refund_invoice(&inv.external_id, &format!("refund:{}", inv.external_id))
+            .await
+            .map_err(upstream)?;
+        refunded_minor = r.amount;
+    }
+    client
+        .cancel_subscription_now(&sub.external_id, &format!("cancel:{}", sub.external_id))
+        .await
+        .map_err(upstream)?;
+    let entry = crate::audit::Entry {
+        actor,
+        action: "billing.refund",
+        subject: &sub.id,
+        detail: serde_json::json!({
+            "external_id": sub.external_id,
+            "invoice": last_paid.as_ref().map(|i| i.external_id.clone()),
+            "amount_minor": refunded_minor,
+        }),
+        request_id,
+    };
+    crate::audit::record(&state.db, state.now_ms(), &entry).await?;
+    sync_customer(state, &sub.account_id, &customer, None, request_id).await?;
+    ledger::subscription(&state.db, subscription_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no subscription {subscription_id}")))
+}
+
+/// Refund a card subscription and end it now (owners and admins).
+#[utoipa::path(post, path = "/api/v1/billing/subscriptions/{id}/refund", tag = "billing", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The subscription (the ledger's id)")),
+    responses(
+    (status = 200, body = ledger::Subscription),
+    (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
+    (status = 404, description = "no such subscription", body = Problem, content_type = "application/problem+json"),
+    (status = 422, description = "not a card subscription", body = Problem, content_type = "application/problem+json"),
+    (status = 502, description = "upstream-error", body = Problem, content_type = "application/problem+json"),
+))]
+pub(crate) async fn refund_route(
+    State(state): State<AppState>,
+    crate::api::extract::Require(actor, ..): crate::api::extract::Admin,
+    crate::api::extract::Path(id): crate::api::extract::Path<String>,
+) -> Result<axum::Json<ledger::Subscription>, ApiError> {
+    Ok(axum::Json(refund(&state, &actor.user_id, &id, &actor.request_id).await?))
+}

@@ -73,6 +73,7 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
         .route("/subscribers/{id}/disable", post(subscribers::disable))
         .route("/subscribers/{id}/enable", post(subscribers::enable))
         .route("/subscribers/{id}/grant", post(subscribers::grant))
+        .route("/subscribers/{id}/subscriptions/{subscription}/refund", post(subscribers::refund))
         .route("/subscribers/{id}/devices/{device}/revoke", post(subscribers::revoke_device))
         .route(
             "/subscribers/{id}/entitlements/{entitlement}/revoke",

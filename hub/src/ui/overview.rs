@@ -31,6 +31,10 @@ pub struct Figures {
     pub plans_active: i64,
     /// Fan-out entries not yet acknowledged by their device.
     pub fanout_queued: i64,
+    /// Subscriptions paying now (trialing, active, past due in grace, cancelled to period end).
+    pub subscriptions_live: i64,
+    /// Money taken, by currency, minor units (paid minus refunded, every invoice).
+    pub revenue: Vec<(String, i64)>,
 }
 
 /// The roles, as the overview lists them.
@@ -45,6 +49,13 @@ pub async fn figures(state: &AppState, now_ms: i64) -> Result<Figures, DbError> 
     let gauges = crate::devices::gauges(&state.db, now_ms).await?;
     let day_start = now_ms - now_ms.rem_euclid(DAY_MS);
     let plans = crate::plans::list(&state.db, None, false).await?;
+    let subscriptions_live: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM subscriptions WHERE covered_until_ms > $1 \
+         AND status IN ('trialing', 'active', 'past_due', 'canceled')",
+    )
+    .bind(now_ms)
+    .fetch_one(state.db.pool())
+    .await?;
     Ok(Figures {
         accounts,
         devices_active: gauges.devices_active,
@@ -52,6 +63,8 @@ pub async fn figures(state: &AppState, now_ms: i64) -> Result<Figures, DbError> 
         signals_today: crate::signals::count_received_since(&state.db, day_start).await?,
         plans_active: i64::try_from(plans.len()).unwrap_or(i64::MAX),
         fanout_queued: gauges.fanout_queued,
+        subscriptions_live,
+        revenue: crate::billing::ledger::revenue(&state.db).await?,
     })
 }
 
@@ -94,6 +107,17 @@ pub async fn show(
             (card("devices-connected", "Connected", f.devices_connected, "live QUIC sessions on this hub instance"))
             (card("fanout-queued", "Fan-out queued", f.fanout_queued, "deliveries to devices not yet acknowledged"))
             (card("plans-active", "Plans", f.plans_active, "offered, not archived"))
+        }
+        h2 { "Billing" }
+        div.cards {
+            (card("subscriptions-live", "Subscriptions", f.subscriptions_live, "paid up or in their grace period"))
+            @for (currency, minor) in &f.revenue {
+                div.card {
+                    div.k { "Revenue " (currency) }
+                    span.v id=(format!("fig-revenue-{}", currency.to_ascii_lowercase())) { (super::fmt::money(*minor, currency)) }
+                    div.hint { "paid minus refunded, all time" }
+                }
+            }
         }
     };
     let frame = Frame { signed: &signed, title: "Overview", active: "/", notice: None };

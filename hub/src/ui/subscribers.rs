@@ -89,6 +89,7 @@ fn done_notice(done: Option<&str>) -> Option<Notice> {
         "revoked" => "Device revoked: it is refused from now on and its connections here closed.",
         "granted" => "Plan granted.",
         "ent-revoked" => "Entitlement revoked.",
+        "refunded" => "Refunded and ended now at Stripe; the ledger shows it.",
         _ => return None,
     };
     Some(Notice::Ok(text.into()))
@@ -126,6 +127,8 @@ pub async fn show(
         devices.iter().find(|d| d.id == did).map(|d| d.name.clone()).unwrap_or_default()
     };
     let base = format!("/subscribers/{}", user.id);
+    let subs = crate::billing::ledger::subscriptions_of(&state.db, &user.id).await?;
+    let invoices = crate::billing::ledger::invoices_of(&state.db, &user.id).await?;
     let offered: Vec<_> = all_plans.iter().filter(|p| p.archived_at_ms.is_none()).collect();
     let body = html! {
         section {
@@ -137,7 +140,6 @@ pub async fn show(
                 dt { "Since (UTC)" } dd { (fmt::when(Some(user.created_at_ms))) }
                 @if let Some(at) = user.disabled_at_ms { dt { "Disabled (UTC)" } dd { (fmt::when(Some(at))) } }
                 dt { "Telegram" } dd.mute { "not linked (Telegram links arrive with the Telegram issue)" }
-                dt { "Invoices" } dd.mute { "none (billing arrives with the billing issue)" }
             }
             div.actions {
                 @if user.disabled_at_ms.is_some() {
@@ -145,6 +147,45 @@ pub async fn show(
                 } @else {
                     form method="post" action=(format!("{base}/disable")) { (csrf_field(&signed)) button.danger type="submit" { "Disable the account" } }
                 }
+            }
+        }
+        h2 { "Subscriptions" }
+        table #subscriptions {
+            thead { tr { th { "Plan" } th { "Paid by" } th { "State" } th { "Period end (UTC)" } th { "Access until (UTC)" } th { "Processor id" } th {} } }
+            tbody {
+                @for sub in &subs {
+                    tr {
+                        td { (plan_of(&sub.plan_id).map_or(sub.plan_id.as_str(), |p| p.name.as_str())) }
+                        td { (sub.door.as_str()) }
+                        td { (sub.status.describe()) }
+                        td.nowrap { (fmt::when(Some(sub.current_period_end_ms))) }
+                        td.nowrap { (fmt::when(Some(sub.covered_until_ms))) }
+                        td { code { (sub.external_id) } }
+                        td {
+                            @if sub.door == crate::billing::ledger::Door::Stripe && !matches!(sub.status, crate::billing::ledger::Status::Refunded | crate::billing::ledger::Status::Expired) {
+                                form.inline method="post" action=(format!("{base}/subscriptions/{}/refund", sub.id)) { (csrf_field(&signed)) button.link.danger type="submit" { "Refund and end now" } }
+                            }
+                        }
+                    }
+                }
+                @if subs.is_empty() { (fmt::none_row(7, "No paid subscription.")) }
+            }
+        }
+        h2 { "Invoices" }
+        table #invoices {
+            thead { tr { th { "Issued (UTC)" } th { "Amount" } th { "Paid" } th { "Refunded" } th { "State" } th { "Processor id" } } }
+            tbody {
+                @for i in &invoices {
+                    tr {
+                        td.nowrap { (fmt::when(Some(i.created_at_ms))) }
+                        td { (fmt::money(i.amount_due_minor, &i.currency)) }
+                        td { (fmt::money(i.amount_paid_minor, &i.currency)) }
+                        td { (fmt::money(i.amount_refunded_minor, &i.currency)) }
+                        td { (i.status) }
+                        td { code { (i.external_id) } }
+                    }
+                }
+                @if invoices.is_empty() { (fmt::none_row(6, "No invoice.")) }
             }
         }
         h2 { "Plans held" }
@@ -349,6 +390,29 @@ pub async fn grant(
     };
     entitlements::grant_by_admin(&state, now, &signed.user.id, &g, &request_id).await?;
     Ok(back(&id, "granted"))
+}
+
+/// `POST /subscribers/{id}/subscriptions/{subscription}/refund`: as `POST
+/// /api/v1/billing/subscriptions/{id}/refund` (audited `billing.refund`).
+pub async fn refund(
+    State(state): State<AppState>,
+    Console(signed): Console,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    Path((id, sub)): Path<(String, String)>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, PageError> {
+    checked(&signed, &headers, &form)?;
+    let owned = crate::billing::ledger::subscription(&state.db, &sub)
+        .await?
+        .is_some_and(|s| s.account_id == id);
+    if !owned {
+        return Err(PageError(ApiError::NotFound(format!(
+            "no subscription {sub} of account {id}"
+        ))));
+    }
+    crate::billing::stripe_door::refund(&state, &signed.user.id, &sub, &request_id).await?;
+    Ok(back(&id, "refunded"))
 }
 
 /// `POST /subscribers/{id}/entitlements/{entitlement}/revoke`.

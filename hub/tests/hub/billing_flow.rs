@@ -20,7 +20,8 @@ use crate::on_both;
 on_both!(
     card_subscription_lifecycle_through_the_stand_in,
     stripe_webhook_answers,
-    missed_events_converge_at_the_nightly_reconciliation
+    missed_events_converge_at_the_nightly_reconciliation,
+    console_shows_billing_and_refunds
 );
 
 const DAY_MS: i64 = 86_400_000;
@@ -392,6 +393,76 @@ async fn missed_events_converge_at_the_nightly_reconciliation(b: Backend) {
     hub.post("/api/v1/billing/checkout", Some(&alice.token), json!({ "plan_id": plan }))
         .await
         .problem(409, "conflict");
+    sb.shutdown().await;
+    hub.stop().await;
+}
+
+/// The owner sees subscriptions, invoices and revenue in the console and refunds from there;
+/// the API's refund is for owners and admins only.
+async fn console_shows_billing_and_refunds(b: Backend) {
+    let (hub, sb) = stripe_hub(b, 1000).await;
+    let owner = hub.owner().await;
+    let provider = hub.user(&owner, "provider").await;
+    let alice = hub.user(&owner, "subscriber").await;
+    let plan = hub
+        .post(
+            "/api/v1/plans",
+            Some(&provider.token),
+            json!({ "name": "Gold", "price_minor": 4900, "currency": "USD", "period_days": 30 }),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = hub
+        .post("/api/v1/billing/checkout", Some(&alice.token), json!({ "plan_id": plan }))
+        .await
+        .ok(201)["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sb.complete_checkout(url.rsplit('/').next().unwrap(), "4242424242424242").unwrap();
+    settle(&sb).await;
+    let s = status_of(&hub, &alice.user_id).await;
+    assert_eq!(s.status, Status::Active);
+
+    let cookie = crate::console::console_cookie(&hub, &owner.email, &owner.password).await;
+    let overview = page(&hub, "GET", "/", Some(&cookie), &[], None).await;
+    assert!(overview.text.contains("id=\"fig-subscriptions-live\">1<"), "{}", overview.text);
+    assert!(overview.text.contains("id=\"fig-revenue-usd\">49.00 USD<"), "{}", overview.text);
+    let path = format!("/subscribers/{}", alice.user_id);
+    let r = page(&hub, "GET", &path, Some(&cookie), &[], None).await;
+    assert!(r.text.contains("Refund and end now") && r.text.contains(&s.external_id), "{}", r.text);
+    let csrf = csrf_of(&r);
+
+    // Not for a subscriber through the API.
+    let api = format!("/api/v1/billing/subscriptions/{}/refund", s.id);
+    hub.post(&api, Some(&alice.token), json!({})).await.problem(403, "forbidden");
+    // The owner refunds from the console: refunded at Stripe, the ledger follows, audited.
+    let action = format!("{path}/subscriptions/{}/refund", s.id);
+    let r = page(&hub, "POST", &action, Some(&cookie), &[], Some(&[("csrf", csrf.as_str())])).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let s = status_of(&hub, &alice.user_id).await;
+    assert_eq!(s.status, Status::Refunded, "{s:?}");
+    assert!(
+        !entitlements::is_entitled(
+            &hub.db,
+            &alice.user_id,
+            &provider.user_id,
+            hub.clock.now_ms() + 1
+        )
+        .await
+        .unwrap()
+    );
+    let audit = hub.get("/api/v1/audit?action=billing.refund", Some(&owner.token)).await;
+    assert_eq!(audit.ok(200).as_array().map(Vec::len), Some(1), "{}", audit.body);
+    // Again through the API: already refunded, nothing moves.
+    let again = hub.post(&api, Some(&owner.token), json!({})).await;
+    assert_eq!(again.ok(200)["status"], "refunded");
+    let overview = page(&hub, "GET", "/", Some(&cookie), &[], None).await;
+    assert!(overview.text.contains("id=\"fig-subscriptions-live\">0<"));
+    assert!(overview.text.contains("id=\"fig-revenue-usd\">0.00 USD<"), "{}", overview.text);
     sb.shutdown().await;
     hub.stop().await;
 }
