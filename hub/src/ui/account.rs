@@ -77,6 +77,12 @@ async fn render(
     .await
     .map_err(DbError::from)?;
     let stripe_on = state.billing.stripe.is_on();
+    let held_plans: Vec<&str> = subs
+        .iter()
+        .filter(|s| s.covered_until_ms > now)
+        .map(|s| s.plan_id.as_str())
+        .chain(held.iter().map(|e| e.plan_id.as_str()))
+        .collect();
     let devices = crate::devices::list(&state.db, Some(&me.id)).await?;
     let body = html! {
         section #plan {
@@ -124,8 +130,10 @@ async fn render(
                     p { strong { (fmt::money(o.plan.price_minor, &o.plan.currency)) } " every " (o.plan.period_days) " days"
                         @if o.plan.trial_days > 0 { " · " (o.plan.trial_days) " days free" } }
                     @if !o.plan.description.is_empty() { p { (o.plan.description) } }
-                    p.mute { "Includes: " (o.plan.features.join(", ")) }
-                    @if o.door == ledger::Door::TelegramStars {
+                    p.mute { "Includes: " (o.plan.features.iter().map(|f| feature_words(f)).collect::<Vec<_>>().join(", ")) }
+                    @if held_plans.contains(&o.plan.id.as_str()) {
+                        p { span.tag.ok { "your plan" } }
+                    } @else if o.door == ledger::Door::TelegramStars {
                         p.mute { "Paid with Telegram Stars, in the hub's Telegram bot." }
                     } @else if o.plan.price_minor == 0 {
                         p.mute { "Free: ask the hub's owner to grant it." }
@@ -185,6 +193,18 @@ async fn render(
     };
     let frame = Frame { signed, title: "Your account", active: "/account", notice };
     Ok(layout::page(&frame, body))
+}
+
+/// A plan feature in a subscriber's words.
+pub fn feature_words(feature: &str) -> &str {
+    match feature {
+        "signals" => "the provider's signals",
+        "auto_copy" => "automatic copying",
+        "telegram" => "Telegram alerts",
+        "mini_app" => "the Telegram Mini App",
+        "analytics" => "analytics",
+        other => other,
+    }
 }
 
 fn tag_of(s: ledger::Status) -> &'static str {
