@@ -187,33 +187,7 @@ impl FromRequestParts<AppState> for Console {
         if let Some(c) = parts.extensions.get::<Console>() {
             return Ok(c.clone());
         }
-        let next = super::login::next_of(&parts.uri);
-        let signed = match lookup(state, &parts.headers).await {
-            Ok(Lookup::Live(s)) => s,
-            Ok(Lookup::Absent) => {
-                // A page asked for: the login form in its place. An action: refused.
-                let reading = matches!(parts.method, Method::GET | Method::HEAD);
-                let status = if reading { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
-                return Err(super::login::page(status, None, "", next.as_deref()));
-            }
-            Ok(Lookup::Ended) => {
-                let mut resp = super::login::page(
-                    StatusCode::UNAUTHORIZED,
-                    Some("Your session has ended; sign in again."),
-                    "",
-                    next.as_deref(),
-                );
-                resp.headers_mut().insert(header::SET_COOKIE, clear_cookie(state));
-                return Err(resp);
-            }
-            Err(e) => return Err(PageError::from(e).into_response()),
-        };
-        let key = format!("acct:{}", signed.user.id);
-        if let Err(e) =
-            crate::api::extract::enforce(state, &key, state.config.rate_limits.per_account).await
-        {
-            return Err(PageError(e).into_response());
-        }
+        let signed = signed_in(parts, state).await?;
         if !signed.user.role.is_admin() {
             return Err(super::login::not_for_you(&signed));
         }
@@ -221,6 +195,39 @@ impl FromRequestParts<AppState> for Console {
         parts.extensions.insert(console.clone());
         Ok(console)
     }
+}
+
+/// The live session of a request, refused as a page: no session → the login page (200 for a
+/// page, 401 for an action; it comes back here after login); an ended session → the login page
+/// saying so (401) and the cookie removed; over `rate_limits.per_account` → 429.
+async fn signed_in(parts: &Parts, state: &AppState) -> Result<Signed, Response> {
+    let next = super::login::next_of(&parts.uri);
+    let signed = match lookup(state, &parts.headers).await {
+        Ok(Lookup::Live(s)) => s,
+        Ok(Lookup::Absent) => {
+            let reading = matches!(parts.method, Method::GET | Method::HEAD);
+            let status = if reading { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+            return Err(super::login::page(status, None, "", next.as_deref()));
+        }
+        Ok(Lookup::Ended) => {
+            let mut resp = super::login::page(
+                StatusCode::UNAUTHORIZED,
+                Some("Your session has ended; sign in again."),
+                "",
+                next.as_deref(),
+            );
+            resp.headers_mut().insert(header::SET_COOKIE, clear_cookie(state));
+            return Err(resp);
+        }
+        Err(e) => return Err(PageError::from(e).into_response()),
+    };
+    let key = format!("acct:{}", signed.user.id);
+    if let Err(e) =
+        crate::api::extract::enforce(state, &key, state.config.rate_limits.per_account).await
+    {
+        return Err(PageError(e).into_response());
+    }
+    Ok(signed)
 }
 
 /// A request of any signed-in account (the subscriber's pages: `/account`, the billing return).
@@ -234,33 +241,7 @@ impl FromRequestParts<AppState> for Member {
         if let Some(m) = parts.extensions.get::<Member>() {
             return Ok(m.clone());
         }
-        let next = super::login::next_of(&parts.uri);
-        let signed = match lookup(state, &parts.headers).await {
-            Ok(Lookup::Live(s)) => s,
-            Ok(Lookup::Absent) => {
-                let reading = matches!(parts.method, Method::GET | Method::HEAD);
-                let status = if reading { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
-                return Err(super::login::page(status, None, "", next.as_deref()));
-            }
-            Ok(Lookup::Ended) => {
-                let mut resp = super::login::page(
-                    StatusCode::UNAUTHORIZED,
-                    Some("Your session has ended; sign in again."),
-                    "",
-                    next.as_deref(),
-                );
-                resp.headers_mut().insert(header::SET_COOKIE, clear_cookie(state));
-                return Err(resp);
-            }
-            Err(e) => return Err(PageError::from(e).into_response()),
-        };
-        let key = format!("acct:{}", signed.user.id);
-        if let Err(e) =
-            crate::api::extract::enforce(state, &key, state.config.rate_limits.per_account).await
-        {
-            return Err(PageError(e).into_response());
-        }
-        let member = Member(signed);
+        let member = Member(signed_in(parts, state).await?);
         parts.extensions.insert(member.clone());
         Ok(member)
     }

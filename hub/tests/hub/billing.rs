@@ -102,17 +102,7 @@ async fn world(b: Backend) -> World {
     let owner = hub.owner().await;
     let provider = hub.user(&owner, "provider").await;
     let sub = hub.user(&owner, "subscriber").await;
-    let plan = hub
-        .post(
-            "/api/v1/plans",
-            Some(&provider.token),
-            json!({ "name": "Gold", "price_minor": 4900, "currency": "USD", "period_days": 30 }),
-        )
-        .await
-        .ok(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let plan = hub.plan(&provider, "Gold", "USD").await;
     World { hub, account: sub.user_id.clone(), provider: provider.user_id.clone(), plan }
 }
 

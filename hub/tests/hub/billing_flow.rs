@@ -79,17 +79,7 @@ async fn card_subscription_lifecycle_through_the_stand_in(b: Backend) {
     let (hub, sb) = stripe_hub(b, 1000).await;
     let owner = hub.owner().await;
     let provider = hub.user(&owner, "provider").await;
-    let plan = hub
-        .post(
-            "/api/v1/plans",
-            Some(&provider.token),
-            json!({ "name": "Gold", "price_minor": 4900, "currency": "USD", "period_days": 30 }),
-        )
-        .await
-        .ok(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let plan = hub.plan(&provider, "Gold", "USD").await;
 
     // Sign up on the hub's page: signed in at once, on the account page.
     let form = [("email", "alice@example.com"), ("password", "alice password 123")];
@@ -357,17 +347,7 @@ async fn missed_events_converge_at_the_nightly_reconciliation(b: Backend) {
     let owner = hub.owner().await;
     let provider = hub.user(&owner, "provider").await;
     let alice = hub.user(&owner, "subscriber").await;
-    let plan = hub
-        .post(
-            "/api/v1/plans",
-            Some(&provider.token),
-            json!({ "name": "Gold", "price_minor": 4900, "currency": "USD", "period_days": 30 }),
-        )
-        .await
-        .ok(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let plan = hub.plan(&provider, "Gold", "USD").await;
     let r =
         hub.post("/api/v1/billing/checkout", Some(&alice.token), json!({ "plan_id": plan })).await;
     let url = r.ok(201)["url"].as_str().unwrap().to_string();
@@ -404,17 +384,7 @@ async fn console_shows_billing_and_refunds(b: Backend) {
     let owner = hub.owner().await;
     let provider = hub.user(&owner, "provider").await;
     let alice = hub.user(&owner, "subscriber").await;
-    let plan = hub
-        .post(
-            "/api/v1/plans",
-            Some(&provider.token),
-            json!({ "name": "Gold", "price_minor": 4900, "currency": "USD", "period_days": 30 }),
-        )
-        .await
-        .ok(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let plan = hub.plan(&provider, "Gold", "USD").await;
     let url = hub
         .post("/api/v1/billing/checkout", Some(&alice.token), json!({ "plan_id": plan }))
         .await

@@ -310,6 +310,14 @@ impl TestHub {
         self.login(&email, &password).await
     }
 
+    /// A plan `who` (a provider) offers: `name`, 49.00 `currency` every 30 days; its id.
+    pub async fn plan(&self, who: &Session, name: &str, currency: &str) -> String {
+        let body =
+            json!({ "name": name, "price_minor": 4900, "currency": currency, "period_days": 30 });
+        let r = self.post("/api/v1/plans", Some(&who.token), body).await;
+        r.ok(201)["id"].as_str().unwrap().to_string()
+    }
+
     /// Enrols a fresh node identity for `who`; returns the identity and the device id (text).
     pub async fn enrol(&self, who: &Session, label: &str) -> (Identity, String) {
         let identity = new_identity();
