@@ -19,8 +19,11 @@ use axum::{Form, Router};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
+use super::pages::PageResult;
 use super::{Session, Ui, asset, csrf_ok, html, plain, session_of};
 use crate::clock::wall_ms;
+use crate::runtime::NodeError;
+use crate::store::hub_pin::PinError;
 
 /// Store setting: `standalone` once the trader chose to run without a hub (enrolment pins the
 /// hub itself, [`crate::store::hub_pin`]).
@@ -58,8 +61,9 @@ pub(super) fn next_allowed(next: &str) -> bool {
     matches!(next, "/" | "/setup" | "/ui/start")
 }
 
-fn setting(ui: &Ui, key: &str) -> Option<String> {
-    ui.node.store().read().ok().and_then(|v| v.setting(key).ok().flatten())
+/// A setting; a store that cannot be read is an error (the page says so), never "not set".
+fn setting(ui: &Ui, key: &str) -> Result<Option<String>, NodeError> {
+    Ok(ui.node.store().read()?.setting(key)?)
 }
 
 fn set_setting(ui: &Ui, key: &str, value: &str) -> Result<(), String> {
@@ -70,8 +74,10 @@ fn set_setting(ui: &Ui, key: &str, value: &str) -> Result<(), String> {
 }
 
 async fn start(State(ui): State<Ui>) -> Response {
-    let to = if setting(&ui, SETUP_DONE).is_some() { "/" } else { "/setup" };
-    Redirect::to(to).into_response()
+    match setting(&ui, SETUP_DONE) {
+        Ok(done) => Redirect::to(if done.is_some() { "/" } else { "/setup" }).into_response(),
+        Err(e) => super::page(StatusCode::OK, Err(e)),
+    }
 }
 
 /// What the page shows besides the stored state: a notice and, once, a new EA key.
@@ -83,21 +89,29 @@ struct Shown {
 
 async fn page(State(ui): State<Ui>, req: Request) -> Response {
     let s = session_of(req.extensions());
-    html(render(&ui, &s.csrf, Shown::default()))
+    super::page(StatusCode::OK, render(&ui, &s.csrf, Shown::default()))
 }
 
-fn render(ui: &Ui, csrf: &str, shown: Shown) -> Markup {
+fn render(ui: &Ui, csrf: &str, shown: Shown) -> PageResult {
     let node = &ui.node;
-    let hub = crate::store::hub_pin::hub_pin(node.store()).ok().flatten();
-    let standalone = setting(ui, SETUP_HUB).as_deref() == Some("standalone");
-    let ea_url = setting(ui, crate::store::EA_URL_SETTING).unwrap_or_else(|| {
+    let hub = match crate::store::hub_pin::hub_pin(node.store()) {
+        Ok(pin) => pin,
+        Err(PinError::Store(e)) => return Err(e.into()),
+        Err(PinError::Damaged(why)) => {
+            // Shown as not enrolled: enrolling again is the way out, and the log says why.
+            tracing::warn!(target: "tradecast::ui", %why, "setup: the pinned hub is damaged");
+            None
+        }
+    };
+    let standalone = setting(ui, SETUP_HUB)?.as_deref() == Some("standalone");
+    let ea_url = setting(ui, crate::store::EA_URL_SETTING)?.unwrap_or_else(|| {
         format!("http://{}", std::net::SocketAddr::from(([127, 0, 0, 1], 7341)))
     });
     let keys = node.ea_key_ids();
     let link_up = node.link_up(wall_ms());
     let hub_done = hub.is_some() || standalone;
     let key_done = !keys.is_empty();
-    html! {
+    Ok(html! {
         (DOCTYPE)
         html lang="en" {
             head {
@@ -203,7 +217,7 @@ fn render(ui: &Ui, csrf: &str, shown: Shown) -> Markup {
                 }
             }
         }
-    }
+    })
 }
 
 /// Step 4's number, ticked once the EA is connected; `oob` when it rides along the status
@@ -250,7 +264,7 @@ fn forbidden() -> Response {
 }
 
 fn answer(ui: &Ui, csrf: &str, status: StatusCode, shown: Shown) -> Response {
-    (status, html(render(ui, csrf, shown))).into_response()
+    super::page(status, render(ui, csrf, shown))
 }
 
 async fn enrol(
