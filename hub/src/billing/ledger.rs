@@ -670,7 +670,7 @@ async fn cover(
 ) -> Result<Moves, ApiError> {
     let source = sub.door.source();
     let rows = sqlx::query(
-        "SELECT id, starts_at_ms, expires_at_ms, revoked_at_ms FROM entitlements \
+        "SELECT id, starts_at_ms, expires_at_ms, revoked_at_ms, plan_id FROM entitlements \
          WHERE source = $1 AND external_ref = $2 AND user_id = $3 \
          AND (expires_at_ms IS NULL OR expires_at_ms > $4) \
          AND (revoked_at_ms IS NULL OR revoked_at_ms > $4) ORDER BY starts_at_ms, id",
@@ -690,12 +690,22 @@ async fn cover(
         let starts: i64 = r.try_get(1).map_err(DbError::from)?;
         let expires: Option<i64> = r.try_get(2).map_err(DbError::from)?;
         let revoked: Option<i64> = r.try_get(3).map_err(DbError::from)?;
+        let plan_id: String = r.try_get(4).map_err(DbError::from)?;
         let ends = match (expires, revoked) {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) | (None, Some(a)) => a,
             (None, None) => i64::MAX,
         };
-        if ends > target {
+        if plan_id != sub.plan_id {
+            // The subscription moved to another plan (a change in the portal): the old plan's
+            // interval ends now, the new plan's starts now (below).
+            let ending = Ending { id: &id, at_ms: Some(now), reason: EndReason::Cancelled };
+            let (_, a) = entitlements::end_in(tx, state, now, actor, &ending, request_id).await?;
+            if let Some(a) = a {
+                moves.ended += 1;
+                moves.applied.push(a);
+            }
+        } else if ends > target {
             // Reaches past what is paid for: end it at the target (an interval that has not
             // started yet ends now, which leaves it empty).
             let at = if starts >= target { now } else { target };

@@ -258,6 +258,15 @@ pub async fn portal(state: &AppState, account_id: &str) -> Result<String, ApiErr
     let Some(Some(customer)) = known else {
         return Err(ApiError::NotFound("you have no card subscription yet".into()));
     };
+    // The portal offers a change to any card plan on offer: each needs its Stripe Price.
+    for plan in plans::list(&state.db, None, false).await? {
+        if !plan.is_stars()
+            && plan.price_minor > 0
+            && let Err(e) = price_for(state, &plan).await
+        {
+            tracing::warn!(plan = %plan.id, error = %e, "plan not offered in the portal");
+        }
+    }
     let url = state
         .billing
         .stripe

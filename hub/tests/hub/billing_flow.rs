@@ -21,7 +21,8 @@ on_both!(
     card_subscription_lifecycle_through_the_stand_in,
     stripe_webhook_answers,
     missed_events_converge_at_the_nightly_reconciliation,
-    console_shows_billing_and_refunds
+    console_shows_billing_and_refunds,
+    upgrade_in_the_portal_and_a_trial
 );
 
 const DAY_MS: i64 = 86_400_000;
@@ -433,6 +434,115 @@ async fn console_shows_billing_and_refunds(b: Backend) {
     let overview = page(&hub, "GET", "/", Some(&cookie), &[], None).await;
     assert!(overview.text.contains("id=\"fig-subscriptions-live\">0<"));
     assert!(overview.text.contains("id=\"fig-revenue-usd\">0.00 USD<"), "{}", overview.text);
+    sb.shutdown().await;
+    hub.stop().await;
+}
+
+/// A plan change in the portal (with proration at Stripe): the subscription now names the new
+/// plan, the old plan's interval ends now and the new plan's starts now; a trial plan starts
+/// trialing, covered to the trial's end, nothing charged.
+async fn upgrade_in_the_portal_and_a_trial(b: Backend) {
+    let (hub, sb) = stripe_hub(b, 1000).await;
+    let owner = hub.owner().await;
+    let provider = hub.user(&owner, "provider").await;
+    let alice = hub.user(&owner, "subscriber").await;
+    let gold = hub.plan(&provider, "Gold", "USD").await;
+    let platinum = hub
+        .post(
+            "/api/v1/plans",
+            Some(&provider.token),
+            json!({ "name": "Platinum", "price_minor": 7900, "currency": "USD", "period_days": 30,
+                    "features": ["signals", "auto_copy", "analytics"] }),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = hub
+        .post("/api/v1/billing/checkout", Some(&alice.token), json!({ "plan_id": gold }))
+        .await
+        .ok(201)["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sb.complete_checkout(url.rsplit('/').next().unwrap(), "4242424242424242").unwrap();
+    settle(&sb).await;
+    let s = status_of(&hub, &alice.user_id).await;
+    assert_eq!((s.status, s.plan_id.as_str()), (Status::Active, gold.as_str()));
+
+    // The portal offers Platinum (its Stripe Price made when the portal opens); switch to it.
+    let portal = hub.post("/api/v1/billing/portal", Some(&alice.token), json!({})).await;
+    let portal_url = portal.ok(201)["url"].as_str().unwrap().to_string();
+    let web = browser();
+    let page_text = web.get(&portal_url).send().await.unwrap().text().await.unwrap();
+    let price: String = sqlx::query_scalar("SELECT stripe_price_id FROM plans WHERE id = $1")
+        .bind(&platinum)
+        .fetch_one(hub.db.pool())
+        .await
+        .unwrap();
+    assert!(page_text.contains(&price), "{page_text}");
+    let r = web
+        .post(format!("{portal_url}/switch"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[("subscription", s.external_id.as_str()), ("price", price.as_str())]))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success() || r.status().is_redirection(), "{}", r.status());
+    settle(&sb).await;
+    let s = status_of(&hub, &alice.user_id).await;
+    assert_eq!((s.status, s.plan_id.as_str()), (Status::Active, platinum.as_str()), "{s:?}");
+    let now = hub.clock.now_ms();
+    let held: Vec<String> = entitlements::active_at(&hub.db, &alice.user_id, now + 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.plan_id)
+        .collect();
+    assert_eq!(held, std::slice::from_ref(&platinum), "only the new plan is held from now");
+    let features = entitlements::features_at(&hub.db, &alice.user_id, now + 1).await.unwrap();
+    assert!(features.contains(&"analytics".to_string()), "{features:?}");
+    let invoices = ledger::invoices_of(&hub.db, &alice.user_id).await.unwrap();
+    assert!(invoices.len() >= 2, "the proration is invoiced: {invoices:?}");
+
+    // A trial plan: trialing, covered to the trial's end, no money taken.
+    let bob = hub.user(&owner, "subscriber").await;
+    let trial = hub
+        .post(
+            "/api/v1/plans",
+            Some(&provider.token),
+            json!({ "name": "Try", "price_minor": 1900, "currency": "USD", "period_days": 30, "trial_days": 7 }),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = hub
+        .post("/api/v1/billing/checkout", Some(&bob.token), json!({ "plan_id": trial }))
+        .await
+        .ok(201)["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sb.complete_checkout(url.rsplit('/').next().unwrap(), "4242424242424242").unwrap();
+    settle(&sb).await;
+    let s = status_of(&hub, &bob.user_id).await;
+    assert_eq!(s.status, Status::Trialing, "{s:?}");
+    let trial_end = s.trial_end_ms.expect("a trial end");
+    assert!(
+        entitlements::is_entitled(&hub.db, &bob.user_id, &provider.user_id, trial_end - 1)
+            .await
+            .unwrap()
+    );
+    let paid: i64 = ledger::invoices_of(&hub.db, &bob.user_id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.amount_paid_minor)
+        .sum();
+    assert_eq!(paid, 0, "nothing charged during the trial");
     sb.shutdown().await;
     hub.stop().await;
 }
