@@ -30,11 +30,14 @@ use crate::state::AppState;
 pub const WEBHOOK_PATH: &str = "/api/v1/billing/stripe/webhook";
 
 /// Stripe as this hub is configured to reach it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct StripeDoor {
     client: Option<StripeClient>,
     webhook_secret: Option<secrecy::SecretString>,
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Re-reads in flight on PostgreSQL, each holding a pooled connection for its advisory lock
+    /// and using one more: bounded to a quarter of the pool so the rest of the hub keeps some.
+    pg_syncs: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for StripeDoor {
@@ -43,6 +46,17 @@ impl std::fmt::Debug for StripeDoor {
             .field("api", &self.client.is_some())
             .field("webhook", &self.webhook_secret.is_some())
             .finish()
+    }
+}
+
+impl Default for StripeDoor {
+    fn default() -> Self {
+        StripeDoor {
+            client: None,
+            webhook_secret: None,
+            locks: Arc::default(),
+            pg_syncs: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
     }
 }
 
@@ -57,10 +71,12 @@ impl StripeDoor {
             Some(key) => Some(StripeClient::new(&config.stripe.api_base_url, key)?),
             None => None,
         };
+        let pool = usize::try_from(config.database_max_connections).unwrap_or(8);
         Ok(StripeDoor {
             client,
             webhook_secret: secrets.stripe_webhook_secret.clone(),
             locks: Arc::default(),
+            pg_syncs: Arc::new(tokio::sync::Semaphore::new((pool / 4).max(1))),
         })
     }
 
@@ -287,9 +303,51 @@ pub async fn sync_customer(
     request_id: &str,
 ) -> Result<ledger::Outcome, ApiError> {
     let door = &state.billing.stripe;
-    let client = door.client()?;
+    door.client()?;
     let lock = door.lock_for(customer);
     let _held = lock.lock().await;
+    // Across instances on PostgreSQL: a session advisory lock per customer, so a re-read taken
+    // earlier is never applied after a later one (it is released with its connection, a crash
+    // included). SQLite is one instance: the in-process lock above is the whole story.
+    if state.db.backend() == crate::db::Backend::Postgres {
+        let _permit = door.pg_syncs.acquire().await.map_err(|_| ApiError::Unavailable)?;
+        let mut conn = state.db.pool().acquire().await.map_err(DbError::from)?;
+        let key = advisory_key(customer);
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await
+            .map_err(DbError::from)?;
+        let result = reread_and_apply(state, account_id, customer, event, request_id).await;
+        let unlocked =
+            sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *conn).await;
+        if let Err(e) = unlocked {
+            // The connection goes back to the pool holding the lock: close it instead.
+            tracing::warn!(error = %e, "advisory unlock failed: closing the connection");
+            conn.detach();
+        }
+        return result;
+    }
+    reread_and_apply(state, account_id, customer, event, request_id).await
+}
+
+/// The advisory-lock key of a Stripe customer (the first 8 bytes of its SHA-256).
+fn advisory_key(customer: &str) -> i64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("tradecast/stripe-customer:{customer}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
+async fn reread_and_apply(
+    state: &AppState,
+    account_id: &str,
+    customer: &str,
+    event: Option<EventKey<'_>>,
+    request_id: &str,
+) -> Result<ledger::Outcome, ApiError> {
+    let client = state.billing.stripe.client()?;
     let subs = client.subscriptions_of(customer).await.map_err(upstream)?;
     let invoices = client.invoices_of(customer).await.map_err(upstream)?;
     let mut observed = Vec::with_capacity(subs.len());

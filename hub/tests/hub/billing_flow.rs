@@ -546,3 +546,79 @@ async fn upgrade_in_the_portal_and_a_trial(b: Backend) {
     sb.shutdown().await;
     hub.stop().await;
 }
+
+/// Two instances on one PostgreSQL, a burst of webhooks for one customer spread over both: every
+/// one applied (the per-customer advisory lock serialises the re-reads; the pool is not
+/// exhausted), the ledger right at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_apply_one_customers_webhooks_in_turn() {
+    let (hub, sb) = stripe_hub(Backend::Postgres, 1000).await;
+    let (api, public) = (sb.base_url().to_string(), hub.state().config.public_url.clone());
+    let other = hub
+        .start_instance(|c| {
+            c.stripe.api_base_url = api;
+            c.public_url = public;
+        })
+        .await;
+    let owner = hub.owner().await;
+    let provider = hub.user(&owner, "provider").await;
+    let alice = hub.user(&owner, "subscriber").await;
+    let plan = hub.plan(&provider, "Gold", "USD").await;
+    let url = hub
+        .post("/api/v1/billing/checkout", Some(&alice.token), json!({ "plan_id": plan }))
+        .await
+        .ok(201)["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sb.complete_checkout(url.rsplit('/').next().unwrap(), "4242424242424242").unwrap();
+    settle(&sb).await;
+    let customer: String = sqlx::query_scalar(
+        "SELECT stripe_customer_id FROM billing_customers WHERE account_id = $1",
+    )
+    .bind(&alice.user_id)
+    .fetch_one(hub.db.pool())
+    .await
+    .unwrap();
+    let secret = sb.webhook_secret().to_string();
+    let now_s = hub.clock.now_ms() / 1000;
+    let mut sends = Vec::new();
+    for i in 0..40 {
+        let target = if i % 2 == 0 { &hub } else { &other };
+        let body = json!({
+            "id": format!("evt_burst_{i}"), "object": "event", "type": "customer.subscription.updated",
+            "created": now_s, "livemode": false,
+            "data": { "object": { "id": "sub_x", "object": "subscription", "customer": customer } },
+        })
+        .to_string();
+        let sig = format!("t={now_s},v1={}", signature::sign(&secret, now_s, body.as_bytes()));
+        sends.push(
+            target
+                .http
+                .post(target.url(WEBHOOK))
+                .header("content-type", "application/json")
+                .header("stripe-signature", sig)
+                .body(body)
+                .send(),
+        );
+    }
+    for r in futures::future::join_all(sends).await {
+        let r = r.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["outcome"], "applied");
+    }
+    let s = status_of(&hub, &alice.user_id).await;
+    assert_eq!(s.status, Status::Active);
+    let burst: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM billing_events WHERE event_id LIKE 'evt_burst_%'")
+            .fetch_one(hub.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(burst, 40);
+    let live = entitlements::active_at(&hub.db, &alice.user_id, hub.clock.now_ms()).await.unwrap();
+    assert_eq!(live.len(), 1, "one interval, not one per re-read: {live:?}");
+    other.started.unwrap().stop().await.unwrap();
+    sb.shutdown().await;
+    hub.stop().await;
+}
