@@ -6,7 +6,8 @@
 //! naming those customers, signed with the stand-in's secret as Stripe signs them) to the hub's
 //! webhook over loopback HTTP with C concurrent senders. Each one is a re-read of the customer's
 //! subscriptions and invoices from the stand-in plus one ledger transaction. Then the same M
-//! events again (duplicates), and the nightly reconciliation over the N customers.
+//! events again (duplicates), the same re-reads called from the bench without the hub (what a
+//! webhook costs before the database), and the nightly reconciliation over the N customers.
 //!
 //! Prints webhooks/s, p50 and p99 latency for both passes, the reconciliation's customers/s, and
 //! `RESULT <name> <value> <unit>` lines at the end.
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tradecast_hub::accounts::{self, NewUser, Role};
+use tradecast_hub::billing::stripe::StripeClient;
 use tradecast_hub::billing::stripe_door;
 use tradecast_hub::config::{Config, PublicUrl, RedactedUrl};
 use tradecast_hub::db::Db;
@@ -140,8 +142,7 @@ async fn start(db_url: &str) -> Bench {
     let mut secrets = HubSecrets::generate_ephemeral();
     secrets.integrations.stripe_secret_key = Some(sb.secret_key().to_string().into());
     secrets.integrations.stripe_webhook_secret = Some(sb.webhook_secret().to_string().into());
-    let started =
-        tradecast_hub::start_with(config, secrets, db, Clock::default()).await.unwrap();
+    let started = tradecast_hub::start_with(config, secrets, db, Clock::default()).await.unwrap();
     let base = format!("http://{}", started.addr);
     Bench { started, sb, base }
 }
@@ -270,15 +271,62 @@ async fn load(
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let elapsed = started.elapsed();
+    figures(all, started.elapsed())
+}
+
+/// The re-read alone, as the hub does it for one event (subscriptions, invoices with their
+/// payments, refunds of each payment), `events` times over the customers with `concurrency`
+/// callers: what a webhook costs before the database.
+async fn reread(
+    sb: &StripeStandin,
+    customers: &[String],
+    events: usize,
+    concurrency: usize,
+) -> Figures {
+    let client = StripeClient::new(sb.base_url(), &sb.secret_key().to_string().into()).unwrap();
+    let customers: Arc<Vec<String>> = Arc::new(customers.to_vec());
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, customers, next) = (client.clone(), customers.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= events {
+                    return lat;
+                }
+                let c = &customers[i % customers.len()];
+                let t = Instant::now();
+                let subs = client.subscriptions_of(c).await.unwrap();
+                let invoices = client.invoices_of(c).await.unwrap();
+                assert!(!subs.is_empty() && !invoices.is_empty(), "customer {c}");
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    figures(all, started.elapsed())
+}
+
+fn figures(mut all: Vec<Duration>, elapsed: Duration) -> Figures {
     all.sort();
     let pct =
         |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
-    Figures { per_s: all.len() as f64 / elapsed.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99) }
+    Figures {
+        per_s: all.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
 }
 
 struct Row {
     backend: &'static str,
+    reread: Figures,
     first_reconcile_per_s: f64,
     applied: Figures,
     duplicates: Figures,
@@ -311,6 +359,11 @@ async fn run(backend: &'static str, db_url: &str, a: &Args) -> Row {
     let measured = Arc::new(bodies(&templates, a.events, "run"));
     let applied = load(&b.base, &secret, measured.clone(), a.concurrency, "applied").await;
     let duplicates = load(&b.base, &secret, measured, a.concurrency, "duplicate").await;
+    let customers: Vec<String> = templates
+        .iter()
+        .filter_map(|e| e["data"]["object"]["customer"].as_str().map(str::to_owned))
+        .collect();
+    let reread = reread(&b.sb, &customers, a.events, a.concurrency).await;
     let reconcile_per_s = reconcile(&state, a.customers).await;
     // The ledger agrees with the stand-in: every subscriber active, every event stored once.
     let active: i64 =
@@ -328,7 +381,7 @@ async fn run(backend: &'static str, db_url: &str, a: &Args) -> Row {
     assert_eq!(stored as usize, a.events + 100.min(a.events), "each event stored once");
     b.started.stop().await.unwrap();
     b.sb.shutdown().await;
-    Row { backend, first_reconcile_per_s: first, applied, duplicates, reconcile_per_s }
+    Row { backend, reread, first_reconcile_per_s: first, applied, duplicates, reconcile_per_s }
 }
 
 #[tokio::main]
@@ -366,7 +419,7 @@ async fn main() {
         }
     }
     println!(
-        "{:<10} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>14} {:>14}",
+        "{:<10} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>14} {:>14}",
         "backend",
         "applied/s",
         "p50 ms",
@@ -374,12 +427,15 @@ async fn main() {
         "dup/s",
         "p50 ms",
         "p99 ms",
+        "re-read/s",
+        "p50 ms",
+        "p99 ms",
         "1st recon c/s",
         "reconcile c/s"
     );
     for r in &rows {
         println!(
-            "{:<10} {:>10.0} {:>9.2} {:>9.2} {:>10.0} {:>9.2} {:>9.2} {:>14.0} {:>14.0}",
+            "{:<10} {:>10.0} {:>9.2} {:>9.2} {:>10.0} {:>9.2} {:>9.2} {:>10.0} {:>9.2} {:>9.2} {:>14.0} {:>14.0}",
             r.backend,
             r.applied.per_s,
             r.applied.p50_ms,
@@ -387,6 +443,9 @@ async fn main() {
             r.duplicates.per_s,
             r.duplicates.p50_ms,
             r.duplicates.p99_ms,
+            r.reread.per_s,
+            r.reread.p50_ms,
+            r.reread.p99_ms,
             r.first_reconcile_per_s,
             r.reconcile_per_s
         );
@@ -398,6 +457,7 @@ async fn main() {
         println!("RESULT billing_webhook_p99_{b} {:.2} ms", r.applied.p99_ms);
         println!("RESULT billing_duplicates_{b} {:.0} per_s", r.duplicates.per_s);
         println!("RESULT billing_duplicate_p99_{b} {:.2} ms", r.duplicates.p99_ms);
+        println!("RESULT billing_reread_{b} {:.0} per_s", r.reread.per_s);
         println!("RESULT billing_reconcile_{b} {:.0} per_s", r.reconcile_per_s);
     }
 }
