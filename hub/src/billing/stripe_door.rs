@@ -544,6 +544,11 @@ pub(crate) async fn webhook(
         _ => None,
     };
     let key = EventKey { door: Door::Stripe, event_id: &event.id, kind: &event.event_type };
+    // A delivery seen before answers at once, without a re-read (the transaction that applies a
+    // new one checks again: two copies racing here are still applied once).
+    if seen(&state, &key).await? {
+        return answer("duplicate");
+    }
     let (Some(account), Some(customer)) = (account, event.customer.as_deref()) else {
         // Not ours to follow: remembered so a replay is recognised, and answered 200.
         let fresh = remember(&state, &key).await?;
@@ -554,6 +559,17 @@ pub(crate) async fn webhook(
     }
     let out = sync_customer(&state, &account, customer, Some(key), &request_id).await?;
     answer(if out.duplicate { "duplicate" } else { "applied" })
+}
+
+async fn seen(state: &AppState, key: &EventKey<'_>) -> Result<bool, ApiError> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM billing_events WHERE door = $1 AND event_id = $2")
+            .bind(key.door.as_str())
+            .bind(key.event_id)
+            .fetch_one(state.db.pool())
+            .await
+            .map_err(DbError::from)?;
+    Ok(n > 0)
 }
 
 async fn remember(state: &AppState, key: &EventKey<'_>) -> Result<bool, ApiError> {
