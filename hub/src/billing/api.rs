@@ -29,6 +29,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(my_billing))
         .routes(routes!(stripe_door::checkout_route))
         .routes(routes!(stripe_door::portal_route))
+        .routes(routes!(super::device_api::device_billing))
 }
 
 /// The body limit of the outside services' webhooks (system.md: 256 KiB).
