@@ -104,6 +104,11 @@ async fn a_device_reads_its_plan_with_its_own_key(b: Backend) {
     let (id2, dev2) = hub.enrol(&other, "phone").await;
     let v2 = signed_get(&hub, &id2, &dev2, now).await.ok(200).clone();
     assert_eq!(v2["subscriptions"], json!([]));
+    // Documented: the route, its answer's schema, its 401 and 403.
+    let doc = hub.get("/api/v1/openapi.json", None).await.ok(200).clone();
+    let op = &doc["paths"]["/api/v1/devices/{id}/billing"]["get"];
+    assert!(op["responses"]["401"].is_object() && op["responses"]["403"].is_object(), "{op}");
+    assert!(doc["components"]["schemas"]["DeviceBilling"].is_object());
     hub.stop().await;
 }
 
