@@ -512,7 +512,7 @@ mod tests {
         let without = grant(vec![Feature::Signals], now - 10, None);
         let ended = grant(vec![Feature::AutoCopy], now - 10, Some(now));
         let future = grant(vec![Feature::AutoCopy], now + 1, None);
-        assert_eq!(PlanGate::for_hub_signal(&[with.clone()], now), PlanGate::AutoCopy);
+        assert_eq!(PlanGate::for_hub_signal(std::slice::from_ref(&with), now), PlanGate::AutoCopy);
         assert_eq!(PlanGate::for_hub_signal(&[without.clone(), with], now), PlanGate::AutoCopy);
         for grants in [vec![], vec![without], vec![ended], vec![future]] {
             let gate = PlanGate::for_hub_signal(&grants, now);

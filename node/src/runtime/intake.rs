@@ -140,6 +140,7 @@ impl Node {
 
     /// Evaluates `signal` for `account` now (market clock) and writes the copy-log entry; `None`
     /// when the account is unknown.
+    #[allow(clippy::too_many_arguments)]
     fn evaluate_in(
         &self,
         tx: &mut store::Tx<'_>,

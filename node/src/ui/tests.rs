@@ -34,7 +34,7 @@ fn every_page_is_an_error_when_the_store_fails() {
     assert!(is_store_failure(pages::dashboard(&node, "t", None)));
     assert!(is_store_failure(pages::copy_log(&node, "t")));
     assert!(is_store_failure(pages::history(&node, "t")));
-    assert!(is_store_failure(pages::settings(&node, "t", None)));
+    assert!(is_store_failure(pages::settings(&node, "t", None, &pages::PlanView::NotEnrolled)));
     assert!(is_store_failure(pages::equity_series(&node)));
     assert!(is_store_failure(pages::fill_times_ms(&node, 20)));
 }
