@@ -100,7 +100,7 @@ async fn fake_hub(node: Arc<Node>) -> (SocketAddr, tokio::task::JoinHandle<()>) 
     let app = axum::Router::new().route(
         "/api/v1/devices/{id}/billing",
         axum::routing::get(move |Path(id): Path<String>, headers: HeaderMap| {
-            let (key, device, base) = (key.clone(), device.clone(), base.clone());
+            let (key, device, base) = (key, device.clone(), base.clone());
             async move {
                 let path = format!("/api/v1/devices/{id}/billing");
                 let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
