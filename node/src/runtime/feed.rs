@@ -191,13 +191,20 @@ impl Node {
                     None
                 };
                 let row = match (skip, account) {
-                    (None, Some(account)) => {
-                        self.take_in(tx, account, signal, "hub", true, None, mem, now_ms)?
-                    }
+                    (None, Some(account)) => self.take_in(
+                        tx,
+                        account,
+                        signal,
+                        super::intake::HUB_SOURCE,
+                        true,
+                        None,
+                        mem,
+                        now_ms,
+                    )?,
                     (why, _) => {
                         let row = SignalRow {
                             signal,
-                            source: "hub".into(),
+                            source: super::intake::HUB_SOURCE.into(),
                             order_id: None,
                             skipped: why.unwrap_or_default(),
                         };
