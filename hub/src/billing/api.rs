@@ -24,12 +24,12 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
     OpenApiRouter::new()
         .merge(hooks)
+        .routes(routes!(super::device_api::device_billing))
         .routes(routes!(signup))
         .routes(routes!(catalog))
         .routes(routes!(my_billing))
         .routes(routes!(stripe_door::checkout_route))
         .routes(routes!(stripe_door::portal_route))
-        .routes(routes!(super::device_api::device_billing))
 }
 
 /// The body limit of the outside services' webhooks (system.md: 256 KiB).
