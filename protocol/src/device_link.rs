@@ -7,6 +7,13 @@
 //! and that the link was not used before (single use), then acts for the device's account.
 //!
 //! Actions: `checkout:<plan id>`, `portal`, `telegram-link`.
+//!
+//! The same key also authenticates a node's reads of its own hub routes (its plan:
+//! `GET /api/v1/devices/{device}/billing`) without a hub password: [`sign_request`] makes the
+//! `Authorization: Tradecast-Device ts=<unix ms>,sig=<base64url>` header over
+//! `"{METHOD}\n{path}\n{ts}"` under [`REQUEST_DOMAIN`], and [`verify_request`] checks it within
+//! [`VALID_MS`]. Such a header is not single-use: a replay within the window reads the same
+//! answer again, which is acceptable for a read-only route (use it for nothing else).
 
 use data_encoding::BASE64URL_NOPAD;
 
@@ -118,9 +125,135 @@ pub fn verify(
     Ok(parsed)
 }
 
+/// The domain tag of a device-signed HTTP request (not a link's).
+pub const REQUEST_DOMAIN: &[u8] = b"tradecast/device-request/v1\n";
+
+/// The `Authorization` scheme of a device-signed request.
+pub const AUTH_SCHEME: &str = "Tradecast-Device";
+
+/// Why a device-signed request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestAuthError {
+    /// No `Authorization: Tradecast-Device ts=…,sig=…` header, or one that does not parse.
+    #[error("missing or malformed Tradecast-Device authorization")]
+    Malformed,
+    /// The signature is not base64url of 64 bytes, or does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// `ts` is more than five minutes away from the hub's clock.
+    #[error("the signature is stale")]
+    Expired,
+}
+
+fn request_message(method: &str, path: &str, ts_ms: i64) -> Vec<u8> {
+    format!("{}\n{path}\n{ts_ms}", method.to_ascii_uppercase()).into_bytes()
+}
+
+/// The `Authorization` header value for `method path` (the path alone, no query) at `ts_ms`:
+/// `Tradecast-Device ts=<ts_ms>,sig=<base64url Ed25519>`.
+pub fn sign_request(identity: &Identity, method: &str, path: &str, ts_ms: i64) -> String {
+    let sig = identity.sign(REQUEST_DOMAIN, &request_message(method, path, ts_ms));
+    format!("{AUTH_SCHEME} ts={ts_ms},sig={}", BASE64URL_NOPAD.encode(&sig.0))
+}
+
+/// Checks an `Authorization` header of `method path` against the device's enrolled `key` at the
+/// hub's `now_ms`. A replay within [`VALID_MS`] passes: only for read-only routes.
+pub fn verify_request(
+    key: &IdentityKey,
+    method: &str,
+    path: &str,
+    header: &str,
+    now_ms: i64,
+) -> Result<(), RequestAuthError> {
+    let params = header
+        .trim()
+        .strip_prefix(AUTH_SCHEME)
+        .and_then(|rest| rest.strip_prefix(' '))
+        .ok_or(RequestAuthError::Malformed)?;
+    let (mut ts, mut sig) = (None, None);
+    for part in params.split(',') {
+        match part.trim().split_once('=') {
+            Some(("ts", v)) if ts.is_none() => ts = Some(v),
+            Some(("sig", v)) if sig.is_none() => sig = Some(v),
+            _ => return Err(RequestAuthError::Malformed),
+        }
+    }
+    let (Some(ts), Some(sig)) = (ts, sig) else { return Err(RequestAuthError::Malformed) };
+    let ts_ms: i64 = ts.parse().map_err(|_| RequestAuthError::Malformed)?;
+    let bytes =
+        BASE64URL_NOPAD.decode(sig.as_bytes()).map_err(|_| RequestAuthError::BadSignature)?;
+    let sig: [u8; 64] = bytes.try_into().map_err(|_| RequestAuthError::BadSignature)?;
+    if !key.verify(REQUEST_DOMAIN, &request_message(method, path, ts_ms), &Signature(sig)) {
+        return Err(RequestAuthError::BadSignature);
+    }
+    if now_ms.saturating_sub(ts_ms).saturating_abs() > VALID_MS {
+        return Err(RequestAuthError::Expired);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_request_verifies_only_for_its_method_path_key_and_time() {
+        let id = Identity::generate(&mut rand::rng());
+        let key = id.identity_key();
+        let path = format!("/api/v1/devices/{}/billing", id.device_id().to_text());
+        let h = sign_request(&id, "GET", &path, 5_000_000);
+        assert!(h.starts_with("Tradecast-Device ts=5000000,sig="));
+        assert_eq!(verify_request(&key, "GET", &path, &h, 5_000_000 + VALID_MS), Ok(()));
+        assert_eq!(verify_request(&key, "get", &path, &h, 5_000_000), Ok(()));
+        assert_eq!(
+            verify_request(&key, "POST", &path, &h, 5_000_000),
+            Err(RequestAuthError::BadSignature)
+        );
+        assert_eq!(
+            verify_request(&key, "GET", "/api/v1/devices/x/billing", &h, 5_000_000),
+            Err(RequestAuthError::BadSignature)
+        );
+        let other = Identity::generate(&mut rand::rng()).identity_key();
+        assert_eq!(
+            verify_request(&other, "GET", &path, &h, 5_000_000),
+            Err(RequestAuthError::BadSignature)
+        );
+        assert_eq!(
+            verify_request(&key, "GET", &path, &h, 5_000_000 + VALID_MS + 1),
+            Err(RequestAuthError::Expired)
+        );
+        // A link's signature is not a request's (domain tags differ).
+        let link = query(&id, &Action::Portal, 5_000_000);
+        let link_sig = link.rsplit_once("sig=").map(|(_, s)| s).unwrap_or_default();
+        let forged = format!("Tradecast-Device ts=5000000,sig={link_sig}");
+        assert_eq!(
+            verify_request(&key, "GET", &path, &forged, 5_000_000),
+            Err(RequestAuthError::BadSignature)
+        );
+        let ts_changed = h.replace("ts=5000000", "ts=5000001");
+        assert_eq!(
+            verify_request(&key, "GET", &path, &ts_changed, 5_000_000),
+            Err(RequestAuthError::BadSignature)
+        );
+        for bad in [
+            "",
+            "Bearer x",
+            "Tradecast-Device",
+            "Tradecast-Device ts=1",
+            "Tradecast-Device ts=x,sig=AA",
+            "Tradecast-Device ts=1,sig=AA,ts=2",
+        ] {
+            assert_eq!(
+                verify_request(&key, "GET", &path, bad, 5_000_000),
+                Err(RequestAuthError::Malformed),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            verify_request(&key, "GET", &path, "Tradecast-Device ts=1,sig=!!", 5_000_000),
+            Err(RequestAuthError::BadSignature)
+        );
+    }
 
     fn parts(q: &str) -> std::collections::HashMap<String, String> {
         q.split('&')

@@ -19,6 +19,8 @@ use tradecast_node::sync::driver::{self, SyncConfig, SyncError};
 use tradecast_node::sync::enrol::{self, EnrolError};
 use tradecast_protocol::{Body, Heartbeat, Identity, StreamId};
 
+mod plan;
+
 struct Hub {
     started: Started,
     http: reqwest::Client,

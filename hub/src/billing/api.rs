@@ -24,6 +24,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
     OpenApiRouter::new()
         .merge(hooks)
+        .routes(routes!(super::device_api::device_billing))
         .routes(routes!(signup))
         .routes(routes!(catalog))
         .routes(routes!(my_billing))

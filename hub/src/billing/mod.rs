@@ -8,6 +8,7 @@
 //! state from the service, so duplicated, reordered and missed events converge.
 
 pub mod api;
+pub mod device_api;
 pub mod ledger;
 pub mod stripe;
 pub mod stripe_door;

@@ -13,6 +13,7 @@ mod audit;
 mod auth;
 mod backup;
 mod billing;
+mod billing_device;
 mod billing_flow;
 mod billing_stripe;
 mod binary;

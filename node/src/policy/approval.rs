@@ -2,8 +2,9 @@
 //! [`Approval`] value that the node signs into a record elsewhere.
 //!
 //! - A signal the policy skipped is rejected by rule at once, the skip line as the reason.
-//! - Auto mode (with consent to the terms, `consent_version` ≥ 1, and the drawdown guard not
-//!   locked: [`Evaluation::auto_suspended`]): an accepted signal is approved by rule at once.
+//! - Auto mode (with consent to the terms, `consent_version` ≥ 1, the drawdown guard not
+//!   locked, and for a signal from the hub a plan that includes `auto_copy` ([`PlanGate`]):
+//!   [`Evaluation::auto_suspended`]): an accepted signal is approved by rule at once.
 //! - Manual mode (or auto mode without consent or under the guard's lock): the signal waits for
 //!   the trader until its expiry on the market clock; [`PendingApproval::expire`] records
 //!   `Expired` once that has passed. A signal the policy found expired is recorded `Expired`.
@@ -21,7 +22,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use tradecast_protocol::{Approval, DecidedBy, Decision, DeviceId, SignalId};
+use tradecast_protocol::{
+    Approval, DecidedBy, Decision, DeviceId, Feature, FeatureGrant, SignalId,
+};
 
 use super::{Evaluation, Outcome, SkipReason, fmt_utc};
 
@@ -53,6 +56,39 @@ impl ApprovalSettings {
     /// Whether accepted signals are approved by rule now.
     pub fn auto_in_force(&self) -> bool {
         self.mode == ApprovalMode::Auto && self.consent_version >= 1
+    }
+}
+
+/// What the UI says when the hub's plan keeps signals waiting for the trader.
+pub const NO_AUTO_COPY: &str =
+    "Your plan does not include automatic copying: signals wait for your approval";
+
+/// Whether the trader's plan lets auto mode approve a signal (issue 16, item 7): the hub sends
+/// the plan's features as hub-signed `FeatureGrant`s, and a signal from the hub is approved by
+/// rule only while a grant in force includes `auto_copy`; otherwise it waits for the trader,
+/// whatever the approval mode says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlanGate {
+    /// The signal did not come from the hub (made or given locally): no plan applies.
+    #[default]
+    NotApplicable,
+    /// A grant in force includes `auto_copy`.
+    AutoCopy,
+    /// No grant in force includes `auto_copy`: the trader decides.
+    ManualOnly,
+}
+
+impl PlanGate {
+    /// The gate of a signal from the hub, given the verified grants and the wall clock.
+    pub fn for_hub_signal(grants: &[FeatureGrant], now_ms: i64) -> PlanGate {
+        let granted =
+            grants.iter().any(|g| g.in_force_at(now_ms) && g.features.contains(&Feature::AutoCopy));
+        if granted { PlanGate::AutoCopy } else { PlanGate::ManualOnly }
+    }
+
+    /// Whether auto mode may approve under this gate.
+    pub fn allows_auto(self) -> bool {
+        self != PlanGate::ManualOnly
     }
 }
 
@@ -455,6 +491,35 @@ mod tests {
         let e = Evaluation { outcome: accept(), steps: vec![], auto_suspended: true };
         let p = PendingApproval::start(SignalId([1; 16]), device(), EXPIRES, &e, &auto(), NOW);
         assert_eq!(p.state, ApprovalState::Waiting);
+    }
+
+    fn grant(features: Vec<Feature>, from: i64, until: Option<i64>) -> FeatureGrant {
+        FeatureGrant {
+            grant_id: tradecast_protocol::GrantId([7; 16]),
+            device: device(),
+            plan_id: "plan_gold".into(),
+            features,
+            valid_from_ms: from,
+            valid_until_ms: until,
+            issued_at_ms: from,
+        }
+    }
+
+    #[test]
+    fn a_hub_signal_without_auto_copy_in_force_waits_for_the_trader() {
+        let now = 1_000_000;
+        let with = grant(vec![Feature::Signals, Feature::AutoCopy], now - 10, None);
+        let without = grant(vec![Feature::Signals], now - 10, None);
+        let ended = grant(vec![Feature::AutoCopy], now - 10, Some(now));
+        let future = grant(vec![Feature::AutoCopy], now + 1, None);
+        assert_eq!(PlanGate::for_hub_signal(std::slice::from_ref(&with), now), PlanGate::AutoCopy);
+        assert_eq!(PlanGate::for_hub_signal(&[without.clone(), with], now), PlanGate::AutoCopy);
+        for grants in [vec![], vec![without], vec![ended], vec![future]] {
+            let gate = PlanGate::for_hub_signal(&grants, now);
+            assert_eq!(gate, PlanGate::ManualOnly, "{grants:?}");
+            assert!(!gate.allows_auto());
+        }
+        assert!(PlanGate::NotApplicable.allows_auto() && PlanGate::AutoCopy.allows_auto());
     }
 
     #[test]

@@ -81,7 +81,8 @@ impl Recorder {
 
 /// Evaluates one signal (see the module doc for the steps).
 pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evaluation {
-    let mut rec = Recorder { steps: Vec::new(), auto_suspended: input.guard_locked };
+    let suspended = input.guard_locked || !input.plan.allows_auto();
+    let mut rec = Recorder { steps: Vec::new(), auto_suspended: suspended };
     let signal = input.signal;
 
     if let Err(e) = settings.validate() {
@@ -92,7 +93,11 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
     if !settings.copying {
         return rec.fail(Rule::Copying, SkipReason::CopyingOff);
     }
-    rec.pass(Rule::Copying, "on");
+    if input.plan.allows_auto() {
+        rec.pass(Rule::Copying, "on");
+    } else {
+        rec.pass(Rule::Copying, format!("on; {}", super::approval::NO_AUTO_COPY.to_lowercase()));
+    }
 
     let canonical = signal.symbol.as_str();
     let mapped =
@@ -404,9 +409,5 @@ pub fn evaluate(settings: &PolicySettings, input: &EvaluationInput<'_>) -> Evalu
         reversed,
         lot_mode,
     };
-    Evaluation {
-        outcome: Outcome::Accept(plan),
-        steps: rec.steps,
-        auto_suspended: input.guard_locked,
-    }
+    Evaluation { outcome: Outcome::Accept(plan), steps: rec.steps, auto_suspended: suspended }
 }

@@ -31,7 +31,9 @@
 //! # The steps, in order (the first that fails is the skip)
 //!
 //! 1. `settings`: the settings are consistent ([`PolicySettings::validate`]).
-//! 2. `copying`: copying is switched on.
+//! 2. `copying`: copying is switched on. When the signal came from the hub and no plan in force
+//!    includes `auto_copy` ([`approval::PlanGate`]) the step says so and
+//!    [`Evaluation::auto_suspended`] makes the signal wait for the trader even in auto mode.
 //! 3. `symbol`: exclude list, include list, per-symbol switch, then the mapped name (explicit
 //!    map, else prefix + name + suffix) must be in the broker's Market Watch.
 //! 4. `trade_mode`: the broker allows this direction on the symbol (not disabled, close-only,
@@ -162,6 +164,9 @@ pub struct EvaluationInput<'a> {
     pub peak_equity: Decimal,
     /// The drawdown guard has locked auto mode: accepted signals wait for the trader.
     pub guard_locked: bool,
+    /// What the trader's plan allows (a signal from the hub without `auto_copy` in force waits
+    /// for the trader).
+    pub plan: approval::PlanGate,
     /// The equity recorded at the start of the current server day.
     pub day_start: Option<DayStart>,
     /// Tradecast's exposure by broker symbol: one entry per open position (magic is
@@ -449,7 +454,8 @@ pub enum Outcome {
 pub struct Evaluation {
     pub outcome: Outcome,
     pub steps: Vec<Step>,
-    /// The drawdown guard has locked auto mode: even in auto mode the trader decides.
+    /// The drawdown guard has locked auto mode, or the plan does not include `auto_copy`
+    /// ([`approval::PlanGate::ManualOnly`]): even in auto mode the trader decides.
     pub auto_suspended: bool,
 }
 

@@ -1,6 +1,7 @@
 //! The downstream feed (issue 9): records relayed by the hub, committed with what they cause
 //! (provider keys pinned, signals taken in, modifications and closes followed, receipts kept).
 
+use crate::policy::approval::PlanGate;
 use rust_decimal::Decimal;
 use tradecast_protocol::ea;
 use tradecast_protocol::{
@@ -190,13 +191,20 @@ impl Node {
                     None
                 };
                 let row = match (skip, account) {
-                    (None, Some(account)) => {
-                        self.take_in(tx, account, signal, "hub", true, None, mem, now_ms)?
-                    }
+                    (None, Some(account)) => self.take_in(
+                        tx,
+                        account,
+                        signal,
+                        super::intake::HUB_SOURCE,
+                        true,
+                        None,
+                        mem,
+                        now_ms,
+                    )?,
                     (why, _) => {
                         let row = SignalRow {
                             signal,
-                            source: "hub".into(),
+                            source: super::intake::HUB_SOURCE.into(),
                             order_id: None,
                             skipped: why.unwrap_or_default(),
                         };
@@ -325,6 +333,16 @@ impl Node {
     /// The feature grants in force at `now_ms` (wall clock, unix ms).
     pub fn feature_grants_at(&self, now_ms: i64) -> Result<Vec<FeatureGrant>, NodeError> {
         Ok(self.store.read()?.feature_grants_at(now_ms)?)
+    }
+
+    /// What the trader's plan allows a signal from the hub at `now_ms` (wall clock):
+    /// [`PlanGate::NotApplicable`] while this node is not enrolled with a hub.
+    pub fn plan_gate_at(&self, now_ms: i64) -> Result<PlanGate, NodeError> {
+        let view = self.store.read()?;
+        if view.setting(crate::store::hub_pin::SETTING_HUB_ADDR)?.is_none() {
+            return Ok(PlanGate::NotApplicable);
+        }
+        Ok(PlanGate::for_hub_signal(&view.feature_grants_at(now_ms)?, now_ms))
     }
 
     /// The hub-signed feed items this node refused, in feed order.

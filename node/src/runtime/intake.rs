@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use tradecast_protocol::ea;
 use tradecast_protocol::{Body, Pending, Record, RequestAnswer, StreamId};
 
-use crate::policy::approval::{ApprovalState, DecisionRequest, PendingApproval};
+use crate::policy::approval::{ApprovalState, DecisionRequest, PendingApproval, PlanGate};
 use crate::policy::copy_log::CopyLogEntry;
 use crate::policy::{self, PolicySettings};
 use crate::store::{self, StoreError};
@@ -36,6 +36,19 @@ fn leg_order(plan: &policy::OrderPlan, leg: policy::PlannedLeg, id: &str, no: u3
         expiration_ms: (!plan.kind.is_market()).then_some(plan.expires_at_ms),
     }
 }
+
+/// The plan gate of a signal from `source` (`hub`: the verified grants in force at the wall
+/// clock `now_ms` decide; anything else is local and no plan applies).
+fn plan_gate_in(tx: &store::Tx<'_>, source: &str, now_ms: i64) -> Result<PlanGate, StoreError> {
+    if source == HUB_SOURCE {
+        Ok(PlanGate::for_hub_signal(&tx.feature_grants_at(now_ms)?, now_ms))
+    } else {
+        Ok(PlanGate::NotApplicable)
+    }
+}
+
+/// The `source` of a signal taken in from the hub's feed.
+pub(super) const HUB_SOURCE: &str = "hub";
 
 impl Node {
     /// Signs and appends a signal; when `execute`, the copy policy evaluates it on the account
@@ -81,7 +94,8 @@ impl Node {
         tx.put_json(store::SIGNALS, "signals", &signal.id.to_hex(), &row)?;
         if execute {
             let policy = self.policy_in(tx)?;
-            match self.evaluate_in(tx, account, &signal, volume, &policy, mem)? {
+            let plan = plan_gate_in(tx, source, now_ms)?;
+            match self.evaluate_in(tx, account, &signal, volume, &policy, plan, mem)? {
                 None => row.skipped = format!("skipped: no account {account}"),
                 Some((evaluation, market)) => {
                     let pending = PendingApproval::start(
@@ -126,6 +140,7 @@ impl Node {
 
     /// Evaluates `signal` for `account` now (market clock) and writes the copy-log entry; `None`
     /// when the account is unknown.
+    #[allow(clippy::too_many_arguments)]
     fn evaluate_in(
         &self,
         tx: &mut store::Tx<'_>,
@@ -133,6 +148,7 @@ impl Node {
         signal: &tradecast_protocol::Signal,
         provider_lots: Option<Decimal>,
         settings: &PolicySettings,
+        plan: PlanGate,
         mem: Option<&AccountMem>,
     ) -> Result<Option<(policy::Evaluation, i64)>, StoreError> {
         let Some(acc) = tx.get_json::<AccountRow>(store::ACCOUNTS, "accounts", account)? else {
@@ -171,6 +187,7 @@ impl Node {
             equity,
             peak_equity: acc.peak_equity.unwrap_or(equity),
             guard_locked: acc.locked,
+            plan,
             day_start,
             open_symbols: &open_symbols,
             now_ms: market,
@@ -290,12 +307,14 @@ impl Node {
             let mem = inner.accounts.get(&arow.account);
             let was_waiting = arow.pending.decided().is_none();
             let evaluation = if was_waiting {
+                let plan = plan_gate_in(tx, &srow.source, now_ms)?;
                 self.evaluate_in(
                     tx,
                     &arow.account.clone(),
                     &srow.signal,
                     arow.provider_lots,
                     &policy,
+                    plan,
                     mem,
                 )?
             } else {

@@ -246,6 +246,11 @@ impl Node {
         self.identity.device_id()
     }
 
+    /// The device's identity (signs device links and device-authenticated hub reads).
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     /// The device's public identity key (to verify its records).
     pub fn identity_key(&self) -> tradecast_protocol::IdentityKey {
         self.identity.identity_key()

@@ -49,6 +49,17 @@ pub struct HubRefusalRow {
 }
 
 impl Tx<'_> {
+    /// The grants in force at `now_ms` (wall clock), read inside a write transaction (the copy
+    /// policy's plan gate).
+    pub fn feature_grants_at(&self, now_ms: i64) -> Result<Vec<FeatureGrant>, StoreError> {
+        Ok(self
+            .all_json::<StoredGrant>(FEATURE_GRANTS, "feature_grants")?
+            .into_iter()
+            .map(|g| g.grant)
+            .filter(|g| g.in_force_at(now_ms))
+            .collect())
+    }
+
     /// A stored request, by id.
     pub fn hub_request(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError> {
         self.get_json(HUB_REQUESTS, "hub_requests", &id.to_hex())

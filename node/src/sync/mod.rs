@@ -16,7 +16,11 @@
 //! - [`driver`]: the session driver (outbox upstream with acks after the hub's SQL commit,
 //!   reconnect with backoff and jitter, the session's heartbeats). The downstream feed is not
 //!   driven yet.
+//! - [`billing`]: the trader's plan read from the hub (`GET /api/v1/devices/{id}/billing`, signed
+//!   with the identity key) for the settings page, and the device links to the hub's billing
+//!   pages.
 
+pub mod billing;
 pub mod client;
 pub mod driver;
 pub mod enrol;

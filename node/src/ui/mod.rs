@@ -6,7 +6,8 @@
 //! Pages: `/` (dashboard: balance/equity/margin, health, pending signals with approve/reject and
 //! a countdown on the market clock, open positions with floating P&L, the equity and drawdown
 //! chart), `/copy-log`, `/history` (closed trades, per-symbol stats, daily/weekly/monthly P&L),
-//! `/settings` (the whole copy policy, EA keys, the hub connection), `/setup` (first-run setup,
+//! `/settings` (the trader's plan read from the hub, the whole copy policy, EA keys, the hub
+//! connection), `/setup` (first-run setup,
 //! [`setup`]). `/ui/events` is a server-sent-event stream (`refresh` on every change the node
 //! commits, and every few seconds); the page's `<main>` and health header re-render through htmx
 //! (not on the settings form). Actions (POST, CSRF-checked): approve/reject, unlock, close-all,
@@ -156,6 +157,7 @@ impl Ui {
             .route("/ui/logout", post(logout))
             .route("/ui/unlock", post(unlock))
             .route("/ui/close-all", post(close_all))
+            .route("/ui/plan/link", post(plan_link))
             .route("/ui/events", get(events))
             .route("/ui/equity.json", get(equity_json))
             .route("/ui/signals/{id}/approve", post(approve))
@@ -272,7 +274,11 @@ pub fn host_ok(host: &str, addr: SocketAddr) -> bool {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    // A page may widen `form-action` to the hub's origin (the settings page's plan buttons);
+    // every other response gets the strict policy.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // `same-origin`, not `no-referrer`: under `no-referrer` WebKit (the desktop app's webview)
@@ -391,7 +397,78 @@ async fn history(State(ui): State<Ui>, req: Request) -> Response {
 
 async fn settings(State(ui): State<Ui>, req: Request) -> Response {
     let s = session_of(req.extensions());
-    page(StatusCode::OK, pages::settings(&ui.node, &s.csrf, None))
+    settings_page(&ui, &s.csrf, None, StatusCode::OK).await
+}
+
+/// The trader's plan, read from the hub now (5 s at most).
+async fn plan_view(node: &Node) -> pages::PlanView {
+    use crate::sync::billing::{self, BillingError};
+    match billing::read_plan(node, crate::clock::wall_ms()).await {
+        Ok(b) => pages::PlanView::Read(Box::new(b)),
+        Err(BillingError::NotEnrolled) => pages::PlanView::NotEnrolled,
+        Err(e) => {
+            tracing::info!(target: "tradecast::ui", error = %e, "the plan was not read from the hub");
+            pages::PlanView::Unreachable(e.to_string())
+        }
+    }
+}
+
+/// The CSP of the settings page: the strict one, with `form-action` widened to the hub's origin
+/// (a plan button's POST answers 303 to the hub, and `form-action` governs that redirect).
+fn settings_csp(node: &Node) -> Option<HeaderValue> {
+    let base = crate::sync::billing::hub_base(node).ok()??;
+    let origin = crate::sync::billing::origin(&base)?;
+    let csp = CSP.replace("form-action 'self'", &format!("form-action 'self' {origin}"));
+    HeaderValue::from_str(&csp).ok()
+}
+
+/// The settings page with the plan read from the hub.
+async fn settings_page(
+    ui: &Ui,
+    csrf: &str,
+    notice: Option<pages::SettingsNotice>,
+    status: StatusCode,
+) -> Response {
+    let plan = plan_view(&ui.node).await;
+    let mut resp = page(status, pages::settings(&ui.node, csrf, notice, &plan));
+    if let Some(csp) = settings_csp(&ui.node) {
+        resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    resp
+}
+
+/// A plan button's form.
+#[derive(Debug, Default, Deserialize)]
+struct PlanLinkForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    #[serde(default)]
+    action: String,
+}
+
+/// `POST /ui/plan/link`: a device link for the action (`checkout:<plan>`, `portal`,
+/// `telegram-link`) signed now, answered as 303 to the hub.
+async fn plan_link(
+    State(ui): State<Ui>,
+    axum::Extension(session): axum::Extension<Session>,
+    headers: HeaderMap,
+    form: Result<Form<PlanLinkForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let form = form.map(|f| f.0).unwrap_or_default();
+    if !csrf_ok(&session, &headers, form.csrf.as_deref()) {
+        return csrf_refused();
+    }
+    let Ok(action) = tradecast_protocol::device_link::Action::parse(&form.action) else {
+        return plain(StatusCode::UNPROCESSABLE_ENTITY, "unknown plan action");
+    };
+    match crate::sync::billing::link(&ui.node, &action, crate::clock::wall_ms()) {
+        Ok(Some(url)) => Redirect::to(&url).into_response(),
+        Ok(None) => plain(StatusCode::CONFLICT, "this node is not enrolled with a hub"),
+        Err(e) => {
+            tracing::error!(target: "tradecast::ui", error = %e, "device link not made: the store failed");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "the node could not read its store")
+        }
+    }
 }
 
 async fn equity_json(State(ui): State<Ui>) -> Response {
@@ -510,10 +587,7 @@ async fn save_settings(
     let status = if result.is_ok() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let notice =
         result.map(|_| "Saved: the next signal is evaluated under these settings.".to_owned());
-    page(
-        status,
-        pages::settings(&ui.node, &session.csrf, Some(pages::SettingsNotice::Saved(notice))),
-    )
+    settings_page(&ui, &session.csrf, Some(pages::SettingsNotice::Saved(notice)), status).await
 }
 
 /// A form that carries only the CSRF token.
@@ -535,7 +609,7 @@ async fn create_ea_key(State(ui): State<Ui>, Checked(session): Checked) -> Respo
             ))
         }
     };
-    page(StatusCode::OK, pages::settings(&ui.node, &session.csrf, Some(notice)))
+    settings_page(&ui, &session.csrf, Some(notice), StatusCode::OK).await
 }
 
 async fn revoke_ea_key(
@@ -557,10 +631,7 @@ async fn revoke_ea_key(
             )
         }
     };
-    page(
-        status,
-        pages::settings(&ui.node, &session.csrf, Some(pages::SettingsNotice::Saved(notice))),
-    )
+    settings_page(&ui, &session.csrf, Some(pages::SettingsNotice::Saved(notice)), status).await
 }
 
 async fn unlock(State(ui): State<Ui>, Checked(session): Checked) -> Response {

@@ -78,6 +78,7 @@ struct Scenario {
     equity: Decimal,
     peak_equity: Decimal,
     guard_locked: bool,
+    plan: super::approval::PlanGate,
     day_start: Option<DayStart>,
     open_symbols: Vec<String>,
     now_ms: i64,
@@ -101,6 +102,7 @@ fn base() -> Scenario {
         equity: d("10000"),
         peak_equity: d("10000"),
         guard_locked: false,
+        plan: super::approval::PlanGate::NotApplicable,
         day_start: Some(DayStart {
             day_start_ms: risk::server_day_start_ms(NOW, 7_200),
             equity: d("10000"),
@@ -124,6 +126,7 @@ impl Scenario {
             equity: self.equity,
             peak_equity: self.peak_equity,
             guard_locked: self.guard_locked,
+            plan: self.plan,
             day_start: self.day_start,
             open_symbols: &self.open_symbols,
             now_ms: self.now_ms,

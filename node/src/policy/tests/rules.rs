@@ -196,6 +196,43 @@ fn signal_issue_time_is_the_bar_close() {
 }
 
 #[test]
+fn a_plan_without_auto_copy_keeps_auto_mode_waiting_for_the_trader() {
+    use super::approval::{
+        ApprovalMode, ApprovalSettings, ApprovalState, NO_AUTO_COPY, PendingApproval, PlanGate,
+    };
+    let auto =
+        ApprovalSettings { mode: ApprovalMode::Auto, consent_version: 1, ..Default::default() };
+    let start = |e: &Evaluation| PendingApproval::start(e_id(), s_device(), NOW + H, e, &auto, NOW);
+    // A signal from the hub, no grant in force with `auto_copy`: accepted, but it waits.
+    let mut s = base();
+    s.plan = PlanGate::ManualOnly;
+    let e = s.run();
+    assert!(matches!(e.outcome, Outcome::Accept(_)));
+    assert!(e.auto_suspended);
+    assert_eq!(
+        e.steps.iter().find(|st| st.rule == Rule::Copying).map(|st| st.detail.clone()),
+        Some(format!("on; {}", NO_AUTO_COPY.to_lowercase()))
+    );
+    assert_eq!(start(&e).state, ApprovalState::Waiting);
+    // With `auto_copy` granted, or for a local signal, auto mode approves by rule.
+    for plan in [PlanGate::AutoCopy, PlanGate::NotApplicable] {
+        let mut s = base();
+        s.plan = plan;
+        let e = s.run();
+        assert!(!e.auto_suspended, "{plan:?}");
+        assert!(start(&e).decided().is_some(), "{plan:?}");
+    }
+}
+
+fn e_id() -> tradecast_protocol::SignalId {
+    tradecast_protocol::SignalId([3; 16])
+}
+
+fn s_device() -> tradecast_protocol::DeviceId {
+    signal().provider
+}
+
+#[test]
 fn account_risk_gates() {
     // The guard's lock does not skip: it suspends auto mode (the approval waits for the trader).
     let mut s = base();

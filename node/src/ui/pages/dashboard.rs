@@ -32,6 +32,7 @@ pub fn dashboard(node: &Node, csrf: &str, notice: Option<Result<String, String>>
         node.approvals()?.into_iter().filter(|a| a.pending.decided().is_none()).collect();
     // What the trader's plans give, as the hub signed it (verified against the pinned key).
     let grants = node.feature_grants_at(crate::clock::wall_ms())?;
+    let gate = node.plan_gate_at(crate::clock::wall_ms())?;
     let body = html! {
         (notice_banner(&notice))
         @if let Some(a) = acc.filter(|a| a.locked) {
@@ -120,6 +121,9 @@ pub fn dashboard(node: &Node, csrf: &str, notice: Option<Result<String, String>>
         }
         section #plan {
             h2 { "Your plan" }
+            @if gate == crate::policy::approval::PlanGate::ManualOnly {
+                div.banner.warn id="no-auto-copy" { (crate::policy::approval::NO_AUTO_COPY) "." }
+            }
             @if grants.is_empty() {
                 div.empty { "No plan in force: signals from providers reach you once the hub grants one." }
             } @else {

@@ -23,7 +23,7 @@ use crate::runtime::{Node, NodeError};
 pub use copy_log::copy_log;
 pub use dashboard::{dashboard, equity_series};
 pub use history::history;
-pub use settings::{SettingsNotice, settings};
+pub use settings::{PlanView, SettingsNotice, settings};
 pub use settings_form::SettingsForm;
 
 /// What a page handler gets: the page, or why the store could not give what it shows.

@@ -1,4 +1,5 @@
-//! The settings page: the whole copy policy as a form (posted back as a
+//! The settings page: the trader's plan as the hub tells it (with the buttons that open the
+//! hub's billing pages through a device link), the whole copy policy as a form (posted back as a
 //! [`super::SettingsForm`]), the per-symbol table, the drawdown guard, the EA keys and the hub
 //! connection.
 
@@ -8,9 +9,22 @@ use rust_decimal::Decimal;
 use super::{PageResult, layout_with, notice_banner};
 use crate::orders::Split;
 use crate::policy::PolicySettings;
-use crate::policy::approval::ApprovalMode;
+use crate::policy::approval::{ApprovalMode, NO_AUTO_COPY, PlanGate};
+use crate::policy::fmt_utc;
 use crate::policy::sizing::LotMode;
 use crate::runtime::{Node, NodeError};
+use crate::sync::billing::HubBilling;
+
+/// What the settings page knows of the trader's plan, read from the hub as the page loads.
+#[derive(Debug, Clone)]
+pub enum PlanView {
+    /// Not enrolled with a hub: no plan applies.
+    NotEnrolled,
+    /// The hub's answer.
+    Read(Box<HubBilling>),
+    /// The hub could not be asked (why, in words): the page shows the grants held instead.
+    Unreachable(String),
+}
 
 /// A checkbox that posts `off` when unticked (the hidden field before it).
 fn check(name: &str, checked: bool, words: &str) -> Markup {
@@ -88,8 +102,15 @@ pub enum SettingsNotice {
 }
 
 /// The settings page.
-pub fn settings(node: &Node, csrf: &str, notice: Option<SettingsNotice>) -> PageResult {
+pub fn settings(
+    node: &Node,
+    csrf: &str,
+    notice: Option<SettingsNotice>,
+    plan: &PlanView,
+) -> PageResult {
     let p = node.policy()?;
+    let gate = node.plan_gate_at(crate::clock::wall_ms())?;
+    let plan_section = plan_view(node, csrf, plan, gate)?;
     let (lot_mode, lot_value, per_balance) = match &p.lot {
         LotMode::Fixed { lots } => ("fixed", lots.to_string(), String::new()),
         LotMode::Multiplier { factor } => ("multiplier", factor.to_string(), String::new()),
@@ -111,6 +132,7 @@ pub fn settings(node: &Node, csrf: &str, notice: Option<SettingsNotice>) -> Page
             Some(SettingsNotice::Saved(n)) => (notice_banner(&Some(n.clone()))),
             _ => {},
         }
+        (plan_section)
         form method="post" action="/settings" hx-post="/settings" hx-target="#main" hx-select="#main" hx-swap="outerHTML" {
             input type="hidden" name="csrf" value=(csrf);
             div.grid3 {
@@ -122,6 +144,7 @@ pub fn settings(node: &Node, csrf: &str, notice: Option<SettingsNotice>) -> Page
                         option value="manual" selected[p.approval.mode == ApprovalMode::Manual] { "Manual: I approve each signal" }
                         option value="auto" selected[p.approval.mode == ApprovalMode::Auto] { "Automatic: the rules approve" }
                     }
+                    @if gate == PlanGate::ManualOnly { div.hint.warn id="no-auto-copy-hint" { (NO_AUTO_COPY) "." } }
                     (check("consent", p.approval.consent_version >= 1, "I accept the terms for automatic execution (auto mode needs this)"))
                     (check("remote_approval", p.approval.remote_approval, "Honour approvals from Telegram and the Mini App (only within these rules)"))
                     h2.sub { "Market and timing" }
@@ -270,6 +293,101 @@ pub fn settings(node: &Node, csrf: &str, notice: Option<SettingsNotice>) -> Page
         }
     };
     layout_with(node, csrf, "Settings", false, body)
+}
+
+/// A button that opens the hub's page for `action` through a fresh device link (a POST on the
+/// node: the link is signed when clicked and never sits in the page).
+fn link_button(csrf: &str, action: &str, words: &str, id: &str) -> Markup {
+    html! {
+        form.inline method="post" action="/ui/plan/link" {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="action" value=(action);
+            button type="submit" id=(id) { (words) }
+        }
+    }
+}
+
+/// The plan section: the hub's answer (plan, state, date, buttons), or why it is missing and the
+/// grants held; the plan gate's words when auto-copy is not included.
+fn plan_view(node: &Node, csrf: &str, plan: &PlanView, gate: PlanGate) -> PageResult {
+    let grants = node.feature_grants_at(crate::clock::wall_ms())?;
+    Ok(html! {
+        section id="plan" {
+            h2 { "Your plan" }
+            @if gate == PlanGate::ManualOnly {
+                div.banner.warn id="no-auto-copy" { (NO_AUTO_COPY) "." }
+            }
+            @match plan {
+                PlanView::NotEnrolled => {
+                    p.mute { "Not enrolled with a hub: no plan applies to what this node is given locally." }
+                },
+                PlanView::Unreachable(why) => {
+                    div.banner.err id="plan-unreachable" { "The hub could not be asked for your plan: " (why) }
+                    @if grants.is_empty() {
+                        div.empty { "No plan in force that the hub has granted." }
+                    } @else {
+                        p.mute { "What the hub last granted (hub-signed):" }
+                        table {
+                            tr { th { "Plan" } th { "Gives" } th { "Until (UTC)" } }
+                            @for g in &grants {
+                                tr {
+                                    td.mute { (g.plan_id.get(..8).unwrap_or(&g.plan_id)) }
+                                    td { (g.features.iter().map(|f| f.as_str().replace('_', "-")).collect::<Vec<_>>().join(", ")) }
+                                    td.mute { @match g.valid_until_ms { Some(t) => (fmt_utc(t)), None => "no end" } }
+                                }
+                            }
+                        }
+                    }
+                },
+                PlanView::Read(b) => {
+                    @if b.subscriptions.is_empty() {
+                        div.empty id="no-subscription" { "No subscription yet." }
+                    } @else {
+                        table id="subscriptions" {
+                            tr { th { "Plan" } th { "State" } th { "Date (UTC)" } }
+                            @for s in &b.subscriptions {
+                                @let (label, at) = s.date_words();
+                                tr {
+                                    td { (if s.plan_name.is_empty() { s.plan_id.as_str() } else { s.plan_name.as_str() }) }
+                                    td { (s.status_words) }
+                                    td { (label) " " (fmt_utc(at)) }
+                                }
+                            }
+                        }
+                    }
+                    p {
+                        @if b.stripe && b.card_subscribed() {
+                            (link_button(csrf, "portal", "Manage card, plan or cancellation", "plan-portal")) " "
+                        }
+                        (link_button(csrf, "telegram-link", "Link Telegram", "plan-telegram"))
+                        span.mute { " opens your account on the hub (invoices, devices, Telegram once the hub has it)" }
+                    }
+                    @if !b.offers.is_empty() {
+                        h2.sub { "Plans on offer" }
+                        table id="offers" {
+                            tr { th { "Plan" } th { "Price" } th { "Gives" } th {} }
+                            @for o in &b.offers {
+                                tr {
+                                    td { (o.name) @if !o.provider_name.is_empty() { div.hint { (o.provider_name) } } }
+                                    td { (o.price_words()) @if o.trial_days > 0 { div.hint { (o.trial_days) " days free" } } }
+                                    td { (o.features.join(", ").replace('_', "-")) }
+                                    td.right {
+                                        @if o.door == "stripe" && b.stripe {
+                                            (link_button(csrf, &format!("checkout:{}", o.id), "Subscribe", &format!("subscribe-{}", o.id)))
+                                        } @else if o.door == "stripe" {
+                                            span.mute { "card payments are not open on this hub" }
+                                        } @else {
+                                            span.mute { "paid with Telegram Stars in the hub's bot" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    })
 }
 
 /// The hub block of the settings page: enrolled or not, the pinned key, the link.
