@@ -164,7 +164,7 @@ pub fn verify_request(
     path: &str,
     header: &str,
     now_ms: i64,
-) -> Result<(), RequestAuthError> {
+) -> Result<i64, RequestAuthError> {
     let params = header
         .trim()
         .strip_prefix(AUTH_SCHEME)
@@ -189,12 +189,59 @@ pub fn verify_request(
     if now_ms.saturating_sub(ts_ms).saturating_abs() > VALID_MS {
         return Err(RequestAuthError::Expired);
     }
-    Ok(())
+    Ok(ts_ms)
+}
+
+/// The domain tag of the hub's signature over its answer to a device-signed request.
+pub const ANSWER_DOMAIN: &[u8] = b"tradecast/device-answer/v1\n";
+
+/// The header carrying that signature (base64url Ed25519 by the hub's identity key).
+pub const ANSWER_HEADER: &str = "x-tradecast-hub-signature";
+
+fn answer_message(path: &str, request_ts_ms: i64, body: &[u8]) -> Vec<u8> {
+    let mut m = format!("{path}\n{request_ts_ms}\n").into_bytes();
+    m.extend_from_slice(body);
+    m
+}
+
+/// The hub's signature over `body`, its answer to the device's request of `path` signed at
+/// `request_ts_ms`: the node checks it against the hub key it pinned at enrolment, so an answer
+/// (and the `public_url` in it, the base of its device links) cannot come from anyone else, nor
+/// be an old answer replayed.
+pub fn sign_answer(hub: &Identity, path: &str, request_ts_ms: i64, body: &[u8]) -> String {
+    BASE64URL_NOPAD.encode(&hub.sign(ANSWER_DOMAIN, &answer_message(path, request_ts_ms, body)).0)
+}
+
+/// Whether `sig` is the pinned hub's signature over `body` for the request of `path` at
+/// `request_ts_ms`.
+pub fn verify_answer(
+    hub: &IdentityKey,
+    path: &str,
+    request_ts_ms: i64,
+    body: &[u8],
+    sig: &str,
+) -> bool {
+    let Ok(bytes) = BASE64URL_NOPAD.decode(sig.trim().as_bytes()) else { return false };
+    let Ok(sig) = <[u8; 64]>::try_from(bytes) else { return false };
+    hub.verify(ANSWER_DOMAIN, &answer_message(path, request_ts_ms, body), &Signature(sig))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_verifies_only_with_its_hub_request_and_body() {
+        let hub = Identity::generate(&mut rand::rng());
+        let other = Identity::generate(&mut rand::rng());
+        let sig = sign_answer(&hub, "/p", 7, b"{}");
+        assert!(verify_answer(&hub.identity_key(), "/p", 7, b"{}", &sig));
+        assert!(!verify_answer(&other.identity_key(), "/p", 7, b"{}", &sig));
+        assert!(!verify_answer(&hub.identity_key(), "/q", 7, b"{}", &sig));
+        assert!(!verify_answer(&hub.identity_key(), "/p", 8, b"{}", &sig));
+        assert!(!verify_answer(&hub.identity_key(), "/p", 7, b"{ }", &sig));
+        assert!(!verify_answer(&hub.identity_key(), "/p", 7, b"{}", "not base64"));
+    }
 
     #[test]
     fn a_signed_request_verifies_only_for_its_method_path_key_and_time() {
@@ -203,8 +250,8 @@ mod tests {
         let path = format!("/api/v1/devices/{}/billing", id.device_id().to_text());
         let h = sign_request(&id, "GET", &path, 5_000_000);
         assert!(h.starts_with("Tradecast-Device ts=5000000,sig="));
-        assert_eq!(verify_request(&key, "GET", &path, &h, 5_000_000 + VALID_MS), Ok(()));
-        assert_eq!(verify_request(&key, "get", &path, &h, 5_000_000), Ok(()));
+        assert_eq!(verify_request(&key, "GET", &path, &h, 5_000_000 + VALID_MS), Ok(5_000_000));
+        assert_eq!(verify_request(&key, "get", &path, &h, 5_000_000), Ok(5_000_000));
         assert_eq!(
             verify_request(&key, "POST", &path, &h, 5_000_000),
             Err(RequestAuthError::BadSignature)

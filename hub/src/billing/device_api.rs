@@ -10,6 +10,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
 use serde::Serialize;
 use tradecast_protocol::device_link::{self, RequestAuthError};
 use tradecast_protocol::{DeviceId, IdentityKey};
@@ -80,7 +81,7 @@ fn unauthenticated(e: RequestAuthError) -> ApiError {
         ("Authorization" = String, Header, description = "Tradecast-Device ts=<unix ms>,sig=<base64url>"),
     ),
     responses(
-        (status = 200, body = DeviceBilling),
+        (status = 200, body = DeviceBilling, headers(("X-Tradecast-Hub-Signature" = String, description = "base64url Ed25519 by the hub's identity key over the domain-tagged \"{path}\\n{request ts}\\n{body}\""))),
         (status = 401, description = "unauthenticated: missing, bad or stale device signature, or an unknown device", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "device-refused: the device is revoked", body = Problem, content_type = "application/problem+json"),
 ))]
@@ -88,7 +89,7 @@ pub(crate) async fn device_billing(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<axum::Json<DeviceBilling>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let device_id =
         DeviceId::parse(&id).map_err(|_| ApiError::Unauthenticated("not a device id".into()))?;
     let auth = headers
@@ -101,7 +102,8 @@ pub(crate) async fn device_billing(
     let key = IdentityKey::from_hex(&device.identity_key)
         .map_err(|e| DbError::Corrupt(format!("device {} key: {e}", device.id)))?;
     // The signature first: a revoked device is told so only when it proves it holds the key.
-    device_link::verify_request(&key, "GET", &billing_path(&device_id), auth, state.now_ms())
+    let path = billing_path(&device_id);
+    let request_ts = device_link::verify_request(&key, "GET", &path, auth, state.now_ms())
         .map_err(unauthenticated)?;
     if device.revoked_at_ms.is_some() {
         return Err(ApiError::DeviceRefused(format!(
@@ -125,11 +127,23 @@ pub(crate) async fn device_billing(
             covered_until_ms: s.covered_until_ms,
         });
     }
-    Ok(axum::Json(DeviceBilling {
+    let answer = DeviceBilling {
         device: device.id,
         subscriptions,
         offers: offers(&state).await?,
         stripe: state.billing.stripe.is_on(),
         public_url: state.config.public_url.as_ref().map(|u| u.as_str().to_string()),
-    }))
+    };
+    // Signed by the hub's identity key, which the node pinned at enrolment: the node trusts the
+    // plan and the `public_url` it signs its device links under only from this hub.
+    let body = serde_json::to_vec(&answer).map_err(ApiError::internal)?;
+    let sig = device_link::sign_answer(&state.hub_identity, &path, request_ts, &body);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::HeaderName::from_static(device_link::ANSWER_HEADER), sig),
+        ],
+        body,
+    )
+        .into_response())
 }

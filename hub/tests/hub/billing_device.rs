@@ -51,8 +51,27 @@ async fn a_device_reads_its_plan_with_its_own_key(b: Backend) {
     let (identity, device) = hub.enrol(&trader, "laptop").await;
     let now = hub.clock.now_ms();
 
-    // Before any subscription: none, the offer, Stripe off (no secret), the public URL.
-    let v = signed_get(&hub, &identity, &device, now).await.ok(200).clone();
+    // Before any subscription: none, the offer, Stripe off (no secret), the public URL — the
+    // answer signed by the hub's identity key over this request's path and time.
+    let r = signed_get(&hub, &identity, &device, now).await;
+    let sig = r.headers[tradecast_protocol::device_link::ANSWER_HEADER].to_str().unwrap();
+    let hub_key = hub.state().hub_identity.identity_key();
+    let body = r.text.as_bytes();
+    assert!(tradecast_protocol::device_link::verify_answer(
+        &hub_key,
+        &path(&device),
+        now,
+        body,
+        sig
+    ));
+    assert!(!tradecast_protocol::device_link::verify_answer(
+        &hub_key,
+        &path(&device),
+        now - 1,
+        body,
+        sig
+    ));
+    let v = r.ok(200).clone();
     assert_eq!(v["device"], device.as_str());
     assert_eq!(v["subscriptions"], json!([]));
     assert_eq!(v["stripe"], false);

@@ -150,6 +150,10 @@ pub enum BillingError {
     /// The answer is not the documented JSON.
     #[error("the hub's answer is not a plan: {0}")]
     BadAnswer(String),
+    /// The answer is not signed by the hub key pinned at enrolment (another server answered,
+    /// or something on the way changed it): nothing of it is used.
+    #[error("the answer from {base} is not signed by the pinned hub key: ignored")]
+    Unsigned { base: String },
 }
 
 /// `http://{addr}` for a pinned `HOST:PORT` (an `http://` or `https://` prefix kept as given).
@@ -174,6 +178,9 @@ pub fn hub_base(node: &Node) -> Result<Option<String>, StoreError> {
 
 /// The billing read at `base` for this node, signed at `now_ms`.
 pub async fn fetch(node: &Node, base: &str, now_ms: i64) -> Result<HubBilling, BillingError> {
+    let pinned = crate::store::hub_pin::hub_pin(node.store())
+        .map_err(|e| BillingError::BadAnswer(e.to_string()))?
+        .ok_or(BillingError::NotEnrolled)?;
     let path = format!("/api/v1/devices/{}/billing", node.device_id().to_text());
     let auth = device_link::sign_request(node.identity(), "GET", &path, now_ms);
     let unreachable = |e: reqwest::Error| BillingError::Unreachable {
@@ -192,6 +199,11 @@ pub async fn fetch(node: &Node, base: &str, now_ms: i64) -> Result<HubBilling, B
         .await
         .map_err(unreachable)?;
     let status = resp.status().as_u16();
+    let hub_sig = resp
+        .headers()
+        .get(device_link::ANSWER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     if resp.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
         return Err(BillingError::BadAnswer("the answer is too large".into()));
     }
@@ -207,6 +219,11 @@ pub async fn fetch(node: &Node, base: &str, now_ms: i64) -> Result<HubBilling, B
             })
             .unwrap_or_else(|| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into());
         return Err(BillingError::Refused { status, detail });
+    }
+    let signed = hub_sig
+        .is_some_and(|sig| device_link::verify_answer(&pinned.key, &path, now_ms, &bytes, &sig));
+    if !signed {
+        return Err(BillingError::Unsigned { base: base.to_string() });
     }
     let answer: HubBilling =
         serde_json::from_slice(&bytes).map_err(|e| BillingError::BadAnswer(e.to_string()))?;

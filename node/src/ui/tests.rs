@@ -87,6 +87,11 @@ async fn a_store_failure_is_served_as_a_failure_not_an_empty_page() {
 
 /// A stand-in for the hub's billing read (the node may not depend on the hub): it checks the
 /// device signature the documented way and answers the documented JSON.
+/// The identity of the stand-in hub below (its key is what the tests pin).
+fn fake_hub_identity() -> tradecast_protocol::Identity {
+    tradecast_protocol::Identity::from_secret_bytes(&[5; 32], &[6; 32])
+}
+
 async fn fake_hub(node: Arc<Node>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     use axum::extract::Path;
     use axum::http::{HeaderMap, StatusCode};
@@ -105,15 +110,14 @@ async fn fake_hub(node: Arc<Node>) -> (SocketAddr, tokio::task::JoinHandle<()>) 
                 let path = format!("/api/v1/devices/{id}/billing");
                 let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
                 let now = crate::clock::wall_ms();
-                if id != device
-                    || tradecast_protocol::device_link::verify_request(&key, "GET", &path, auth, now)
-                        .is_err()
-                {
+                let verified =
+                    tradecast_protocol::device_link::verify_request(&key, "GET", &path, auth, now);
+                let (true, Ok(request_ts)) = (id == device, verified) else {
                     let body = serde_json::json!({ "type": "urn:tradecast:problem:unauthenticated",
                         "title": "unauthenticated", "status": 401, "detail": "device signature refused" });
                     return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-                }
-                axum::Json(serde_json::json!({
+                };
+                let answer = serde_json::json!({
                     "device": device,
                     "subscriptions": [{
                         "plan_id": "plan_gold", "plan_name": "Gold", "status": "active",
@@ -133,8 +137,23 @@ async fn fake_hub(node: Arc<Node>) -> (SocketAddr, tokio::task::JoinHandle<()>) 
                     ],
                     "stripe": true,
                     "public_url": base,
-                }))
-                .into_response()
+                });
+                // Signed as the hub signs, by the key the test pins for this hub.
+                let body = serde_json::to_vec(&answer).expect("json");
+                let sig = tradecast_protocol::device_link::sign_answer(
+                    &fake_hub_identity(),
+                    &path,
+                    request_ts,
+                    &body,
+                );
+                (
+                    [
+                        ("content-type", "application/json".to_owned()),
+                        (tradecast_protocol::device_link::ANSWER_HEADER, sig),
+                    ],
+                    body,
+                )
+                    .into_response()
             }
         }),
     );
@@ -161,8 +180,7 @@ fn query_parts(url: &str) -> std::collections::HashMap<String, String> {
 async fn the_settings_page_shows_the_plan_and_mints_device_links_per_click() {
     let node = in_memory_node();
     let (hub_addr, hub) = fake_hub(node.clone()).await;
-    let hub_key =
-        tradecast_protocol::Identity::from_secret_bytes(&[5; 32], &[6; 32]).identity_key();
+    let hub_key = fake_hub_identity().identity_key();
     node.store()
         .write(|tx| {
             tx.set_setting(crate::store::hub_pin::SETTING_HUB_ADDR, &hub_addr.to_string())?;
@@ -269,6 +287,33 @@ async fn the_settings_page_shows_the_plan_and_mints_device_links_per_click() {
     assert_eq!(r.status(), 403);
     let r = post(vec![("csrf", csrf.clone()), ("action", "delete".into())]).await.expect("post");
     assert_eq!(r.status(), 422);
+
+    // Pinned to another hub key: the same answer is not this hub's, and nothing of it shows.
+    let other = tradecast_protocol::Identity::from_secret_bytes(&[7; 32], &[8; 32]);
+    node.store()
+        .write(|tx| {
+            tx.set_setting(
+                crate::store::hub_pin::SETTING_HUB_KEY,
+                &hex::encode(other.identity_key().to_bytes()),
+            )
+        })
+        .expect("re-pin");
+    let body = client
+        .get(format!("http://{addr}/settings"))
+        .header(reqwest::header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("settings")
+        .text()
+        .await
+        .expect("body");
+    assert!(body.contains("not signed by the pinned hub key"), "{body}");
+    assert!(!body.contains("<td>Gold</td><td>active</td>"), "{body}");
+    node.store()
+        .write(|tx| {
+            tx.set_setting(crate::store::hub_pin::SETTING_HUB_KEY, &hex::encode(hub_key.to_bytes()))
+        })
+        .expect("pin again");
 
     // The hub goes away: the page says so and still renders.
     hub.abort();
