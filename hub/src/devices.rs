@@ -116,6 +116,44 @@ pub struct Enrolled {
     pub quic_tls_name: Option<String>,
 }
 
+/// The plan's device limit: an account whose plans in force all cap their devices may hold up to
+/// the largest cap of them active; a plan without a cap, or no plan yet, sets none. Refused
+/// before the code is used, so the trader revokes a device and enrols with the same code.
+async fn device_limit_ok(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    user_id: &str,
+    now_ms: i64,
+) -> Result<(), ApiError> {
+    let limits: Vec<Option<i64>> = sqlx::query_scalar(crate::sql!(
+        "SELECT p.device_limit FROM entitlements e JOIN plans p ON p.id = e.plan_id \
+         WHERE e.user_id = $1 AND {}",
+        crate::entitlements::active_sql(2)
+    ))
+    .bind(user_id)
+    .bind(now_ms)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    let Some(cap) =
+        limits.iter().copied().collect::<Option<Vec<i64>>>().and_then(|l| l.into_iter().max())
+    else {
+        return Ok(());
+    };
+    let active: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM devices WHERE user_id = $1 AND revoked_at_ms IS NULL",
+    )
+    .bind(user_id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    if active >= cap {
+        return Err(ApiError::Conflict(format!(
+            "your plan allows {cap} device(s) and {active} are enrolled: revoke one on your account page, then enrol with the same code"
+        )));
+    }
+    Ok(())
+}
+
 /// Enrols the node whose self-signed `DeviceKeys` record is `keys_record`, consuming `code`.
 pub async fn enrol(
     db: &Db,
@@ -160,6 +198,7 @@ pub async fn enrol(
     if used.is_some() || expires <= now_ms {
         return Err(ApiError::InvalidEnrolmentCode);
     }
+    device_limit_ok(&mut tx, &user_id, now_ms).await?;
     let device = Device {
         id: device_id.to_text(),
         user_id: user_id.clone(),

@@ -47,6 +47,11 @@ pub async fn show(
         Some("cancelled") => {
             Some(Notice::Err("Checkout was cancelled: nothing was charged.".into()))
         }
+        Some("refused") => Some(Notice::Err(
+            "That plan cannot be bought from here now: you may hold it already, or card payments \
+             are off."
+                .into(),
+        )),
         _ => None,
     };
     Ok(layout::html(render(&state, &signed, notice.as_ref()).await?))

@@ -17,7 +17,8 @@ on_both!(
     catalog_lists_plans_with_their_door,
     ledger_lifecycle_moves_entitlements_forward_only,
     duplicate_and_reordered_events_converge,
-    refund_ends_coverage_now_and_keeps_the_past
+    refund_ends_coverage_now_and_keeps_the_past,
+    device_limit_holds_at_enrolment
 );
 
 const DAY: i64 = 86_400_000;
@@ -346,4 +347,46 @@ async fn refund_ends_coverage_now_and_keeps_the_past(b: Backend) {
     let revenue = ledger::revenue(&w.hub.db).await.unwrap();
     assert_eq!(revenue, vec![("USD".to_string(), 0)]);
     w.hub.stop().await;
+}
+
+/// A plan's device limit holds at enrolment: the code is not used by a refused enrolment, so
+/// the trader revokes a device and enrols with the same code.
+async fn device_limit_holds_at_enrolment(b: Backend) {
+    use crate::helpers::{keys_record, new_identity};
+    let hub = TestHub::start(b).await;
+    let owner = hub.owner().await;
+    let provider = hub.user(&owner, "provider").await;
+    let trader = hub.user(&owner, "subscriber").await;
+    let body = json!({ "name": "Solo", "price_minor": 900, "currency": "USD", "period_days": 30, "device_limit": 1 });
+    let plan = hub.post("/api/v1/plans", Some(&provider.token), body).await.ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    hub.post(
+        "/api/v1/entitlements",
+        Some(&owner.token),
+        json!({ "user_id": trader.user_id, "plan_id": plan }),
+    )
+    .await
+    .ok(201);
+    let (_first, first_id) = hub.enrol(&trader, "laptop").await;
+    let code = hub.post("/api/v1/devices/enrolment-codes", Some(&trader.token), json!({})).await;
+    let code = code.ok(201)["code"].as_str().unwrap().to_string();
+    let second = new_identity();
+    let enrol = |code: String| {
+        let record = keys_record(&second, "vps", hub.clock.now_ms());
+        hub.post("/api/v1/devices/enrol", None, json!({ "code": code, "keys_record": record }))
+    };
+    let refused = enrol(code.clone()).await;
+    refused.problem(409, "conflict");
+    assert!(
+        refused.body["detail"].as_str().unwrap().contains("allows 1 device"),
+        "{}",
+        refused.body
+    );
+    hub.post(&format!("/api/v1/devices/{first_id}/revoke"), Some(&trader.token), json!({}))
+        .await
+        .ok(200);
+    enrol(code).await.ok(201);
+    hub.stop().await;
 }
