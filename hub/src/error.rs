@@ -194,9 +194,10 @@ impl ApiError {
             Conflict(_) | SignalConflict(_) | ApprovalConflict => StatusCode::CONFLICT,
             RateLimited { .. } | LoginThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             AccountLocked { .. } => StatusCode::LOCKED,
-            Timeout | Unavailable | Overloaded | NotConfigured(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Timeout | Unavailable | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            // The hub's own state (its configuration) refuses this, not a failure: a client
+            // retrying gets the same answer until the owner turns the integration on.
+            NotConfigured(_) => StatusCode::CONFLICT,
             PlanRequired { .. } => StatusCode::PAYMENT_REQUIRED,
             InvalidSignature(_) => StatusCode::BAD_REQUEST,
             Upstream(_) => StatusCode::BAD_GATEWAY,

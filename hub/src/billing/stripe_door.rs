@@ -496,7 +496,7 @@ pub struct WebhookAnswer {
     (status = 400, description = "invalid-signature", body = Problem, content_type = "application/problem+json"),
     (status = 413, description = "payload-too-large", body = Problem, content_type = "application/problem+json"),
     (status = 502, description = "upstream-error: Stripe could not be re-read", body = Problem, content_type = "application/problem+json"),
-    (status = 503, description = "not-configured", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "not-configured: no stripe_webhook_secret", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn webhook(
     State(state): State<AppState>,
@@ -594,7 +594,7 @@ async fn remember(state: &AppState, key: &EventKey<'_>) -> Result<bool, ApiError
     (status = 409, description = "already subscribed", body = Problem, content_type = "application/problem+json"),
     (status = 422, description = "a Stars or free plan", body = Problem, content_type = "application/problem+json"),
     (status = 502, description = "upstream-error", body = Problem, content_type = "application/problem+json"),
-    (status = 503, description = "not-configured: Stripe is off", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "not-configured: Stripe or public_url is off", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn checkout_route(
     State(state): State<AppState>,
@@ -610,7 +610,7 @@ pub(crate) async fn checkout_route(
     (status = 201, body = Redirect),
     (status = 404, description = "no card subscription yet", body = Problem, content_type = "application/problem+json"),
     (status = 502, description = "upstream-error", body = Problem, content_type = "application/problem+json"),
-    (status = 503, description = "not-configured: Stripe is off", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "not-configured: Stripe or public_url is off", body = Problem, content_type = "application/problem+json"),
 ))]
 pub(crate) async fn portal_route(
     State(state): State<AppState>,
