@@ -113,18 +113,25 @@ fn base_url(state: &AppState) -> Result<String, ApiError> {
         .ok_or(ApiError::NotConfigured("public_url (Stripe needs it to send buyers back)"))
 }
 
-/// The Stripe customer of `account_id`, created at Stripe (with our account id in its metadata)
-/// and remembered the first time.
-pub async fn customer_for(state: &AppState, account_id: &str) -> Result<String, ApiError> {
-    let db = &state.db;
-    let known: Option<Option<String>> = sqlx::query_scalar(
+/// The Stripe customer this hub knows for `account_id` (none before its first checkout).
+pub async fn known_customer(
+    db: &crate::db::Db,
+    account_id: &str,
+) -> Result<Option<String>, DbError> {
+    let id: Option<Option<String>> = sqlx::query_scalar(
         "SELECT stripe_customer_id FROM billing_customers WHERE account_id = $1",
     )
     .bind(account_id)
     .fetch_optional(db.pool())
-    .await
-    .map_err(DbError::from)?;
-    if let Some(Some(id)) = known {
+    .await?;
+    Ok(id.flatten())
+}
+
+/// The Stripe customer of `account_id`, created at Stripe (with our account id in its metadata)
+/// and remembered the first time.
+pub async fn customer_for(state: &AppState, account_id: &str) -> Result<String, ApiError> {
+    let db = &state.db;
+    if let Some(id) = known_customer(db, account_id).await? {
         return Ok(id);
     }
     let user = crate::accounts::user_by_id(db, account_id)
@@ -150,14 +157,7 @@ pub async fn customer_for(state: &AppState, account_id: &str) -> Result<String, 
     .execute(db.pool())
     .await
     .map_err(DbError::from)?;
-    let stored: Option<String> = sqlx::query_scalar(
-        "SELECT stripe_customer_id FROM billing_customers WHERE account_id = $1",
-    )
-    .bind(account_id)
-    .fetch_one(db.pool())
-    .await
-    .map_err(DbError::from)?;
-    Ok(stored.unwrap_or(id))
+    Ok(known_customer(db, account_id).await?.unwrap_or(id))
 }
 
 /// The Stripe Price of `plan`, made once and remembered on the plan.
@@ -264,14 +264,7 @@ pub async fn checkout(
 /// period end): the URL of Stripe's page.
 pub async fn portal(state: &AppState, account_id: &str) -> Result<String, ApiError> {
     let base = base_url(state)?;
-    let known: Option<Option<String>> = sqlx::query_scalar(
-        "SELECT stripe_customer_id FROM billing_customers WHERE account_id = $1",
-    )
-    .bind(account_id)
-    .fetch_optional(state.db.pool())
-    .await
-    .map_err(DbError::from)?;
-    let Some(Some(customer)) = known else {
+    let Some(customer) = known_customer(&state.db, account_id).await? else {
         return Err(ApiError::NotFound("you have no card subscription yet".into()));
     };
     // The portal offers a change to any card plan on offer: each needs its Stripe Price.
@@ -685,15 +678,7 @@ pub async fn refund(
         return Ok(sub);
     }
     let client = state.billing.stripe.client()?;
-    let customer: Option<String> = sqlx::query_scalar(
-        "SELECT stripe_customer_id FROM billing_customers WHERE account_id = $1",
-    )
-    .bind(&sub.account_id)
-    .fetch_optional(state.db.pool())
-    .await
-    .map_err(DbError::from)?
-    .flatten();
-    let Some(customer) = customer else {
+    let Some(customer) = known_customer(&state.db, &sub.account_id).await? else {
         return Err(ApiError::NotFound("the subscriber has no Stripe customer".into()));
     };
     let last_paid = ledger::invoices_of(&state.db, &sub.account_id).await?.into_iter().find(|i| {

@@ -74,13 +74,7 @@ async fn render(
             .find(|o| o.plan.id == id)
             .map_or_else(|| id.to_string(), |o| o.plan.name.clone())
     };
-    let has_customer: Option<Option<String>> = sqlx::query_scalar(
-        "SELECT stripe_customer_id FROM billing_customers WHERE account_id = $1",
-    )
-    .bind(&me.id)
-    .fetch_optional(state.db.pool())
-    .await
-    .map_err(DbError::from)?;
+    let has_customer = stripe_door::known_customer(&state.db, &me.id).await?.is_some();
     let stripe_on = state.billing.stripe.is_on();
     let held_plans: Vec<&str> = subs
         .iter()
@@ -119,7 +113,7 @@ async fn render(
                     }
                 }
             }
-            @if stripe_on && matches!(has_customer, Some(Some(_))) {
+            @if stripe_on && has_customer {
                 form method="post" action="/account/portal" {
                     input type="hidden" name="csrf" value=(signed.csrf);
                     button type="submit" { "Manage card, plan or cancellation" }
@@ -243,6 +237,19 @@ pub struct ActionForm {
     plan_id: Option<String>,
 }
 
+/// The action form of a signed-in POST, refused (403) without the session's CSRF token.
+fn checked(
+    signed: &Signed,
+    headers: &HeaderMap,
+    form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
+) -> Result<ActionForm, PageError> {
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    if !csrf_ok(signed, headers, form.csrf.as_deref()) {
+        return Err(PageError::csrf());
+    }
+    Ok(form)
+}
+
 async fn refused(state: &AppState, signed: &Signed, e: ApiError) -> Result<Response, PageError> {
     if e.status().is_server_error()
         && !matches!(e, ApiError::NotConfigured(_) | ApiError::Upstream(_))
@@ -261,10 +268,7 @@ pub async fn checkout(
     headers: HeaderMap,
     form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let form = form.map(|Form(f)| f).unwrap_or_default();
-    if !csrf_ok(&signed, &headers, form.csrf.as_deref()) {
-        return Err(PageError::csrf());
-    }
+    let form = checked(&signed, &headers, form)?;
     let plan = form.plan_id.unwrap_or_default();
     match stripe_door::checkout(&state, &signed.user.id, &plan).await {
         Ok(url) => Ok(Redirect::to(&url).into_response()),
@@ -279,10 +283,7 @@ pub async fn portal(
     headers: HeaderMap,
     form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let form = form.map(|Form(f)| f).unwrap_or_default();
-    if !csrf_ok(&signed, &headers, form.csrf.as_deref()) {
-        return Err(PageError::csrf());
-    }
+    checked(&signed, &headers, form)?;
     match stripe_door::portal(&state, &signed.user.id).await {
         Ok(url) => Ok(Redirect::to(&url).into_response()),
         Err(e) => refused(&state, &signed, e).await,
@@ -297,10 +298,7 @@ pub async fn enrolment_code(
     headers: HeaderMap,
     form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let form = form.map(|Form(f)| f).unwrap_or_default();
-    if !csrf_ok(&signed, &headers, form.csrf.as_deref()) {
-        return Err(PageError::csrf());
-    }
+    checked(&signed, &headers, form)?;
     let code = crate::devices::create_code(
         &state.db,
         state.now_ms(),
@@ -324,14 +322,7 @@ pub async fn billing_return(
     Member(signed): Member,
     RequestId(request_id): RequestId,
 ) -> Result<Response, PageError> {
-    let customer: Option<Option<String>> = sqlx::query_scalar(
-        "SELECT stripe_customer_id FROM billing_customers WHERE account_id = $1",
-    )
-    .bind(&signed.user.id)
-    .fetch_optional(state.db.pool())
-    .await
-    .map_err(DbError::from)?;
-    if let Some(Some(customer)) = customer
+    if let Some(customer) = stripe_door::known_customer(&state.db, &signed.user.id).await?
         && let Err(e) =
             stripe_door::sync_customer(&state, &signed.user.id, &customer, None, &request_id).await
     {
