@@ -491,13 +491,10 @@ impl DemoHub {
     ) -> anyhow::Result<BTreeMap<String, i64>> {
         let browser =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-        // application/x-www-form-urlencoded, encoded by the URL parser's query serializer.
-        let mut form = reqwest::Url::parse("http://form.invalid/")?;
-        form.query_pairs_mut().append_pair("email", email).append_pair("password", password);
         let r = browser
             .post(self.url("/login"))
             .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form.query().unwrap_or_default().to_owned())
+            .body(form_body(&[("email", email), ("password", password)])?)
             .send()
             .await?;
         let cookie = r
@@ -562,11 +559,6 @@ impl DemoHub {
         let password = format!("{name} demo password");
         let browser =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-        let form = |pairs: &[(&str, &str)]| -> anyhow::Result<String> {
-            let mut u = reqwest::Url::parse("http://form.invalid/")?;
-            u.query_pairs_mut().extend_pairs(pairs);
-            Ok(u.query().unwrap_or_default().to_owned())
-        };
         let post = |url: String, body: String, cookie: Option<String>| {
             let mut r = browser
                 .post(url)
@@ -586,7 +578,7 @@ impl DemoHub {
         };
         let signed_up = post(
             self.url("/signup"),
-            form(&[("email", &email), ("password", &password), ("display_name", name)])?,
+            form_body(&[("email", &email), ("password", &password), ("display_name", name)])?,
             None,
         )
         .await?;
@@ -608,7 +600,7 @@ impl DemoHub {
         let csrf = page[at..].split('"').next().unwrap_or_default().to_owned();
         let to_checkout = post(
             self.url("/account/checkout"),
-            form(&[("csrf", &csrf), ("plan_id", plan_id)])?,
+            form_body(&[("csrf", &csrf), ("plan_id", plan_id)])?,
             Some(cookie.clone()),
         )
         .await?;
@@ -616,7 +608,11 @@ impl DemoHub {
         browser.get(&checkout).send().await?.error_for_status()?;
         let paid = post(
             checkout.clone(),
-            form(&[("card_number", "4242 4242 4242 4242"), ("exp", "12 / 34"), ("cvc", "123")])?,
+            form_body(&[
+                ("card_number", "4242 4242 4242 4242"),
+                ("exp", "12 / 34"),
+                ("cvc", "123"),
+            ])?,
             None,
         )
         .await?;
@@ -636,6 +632,14 @@ impl DemoHub {
         let body = self.call("/api/v1/devices/enrolment-codes", token, json!({})).await?;
         body["code"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no code: {body}"))
     }
+}
+
+/// `application/x-www-form-urlencoded`, as a browser posts a form (encoded by the URL parser's
+/// query serializer).
+fn form_body(pairs: &[(&str, &str)]) -> anyhow::Result<String> {
+    let mut u = reqwest::Url::parse("http://form.invalid/")?;
+    u.query_pairs_mut().extend_pairs(pairs);
+    Ok(u.query().unwrap_or_default().to_owned())
 }
 
 /// A node's config: loopback on the given ports, the EA told not to hold its polls (lockstep).
