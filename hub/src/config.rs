@@ -143,6 +143,9 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Stripe (`[stripe]`): on when the `stripe_secret_key` secret is set.
     pub stripe: StripeConfig,
+    /// The Telegram bot (`[telegram]`): on when `mode` is not `off` and the
+    /// `telegram_bot_token` secret is set.
+    pub telegram: TelegramConfig,
     /// Plans, subscriptions and dunning (`[billing]`).
     pub billing: BillingConfig,
     /// The outbox runner and the job scheduler (`[outbox]`).
@@ -215,6 +218,48 @@ pub struct StripeConfig {
 impl Default for StripeConfig {
     fn default() -> Self {
         StripeConfig { api_base_url: "https://api.stripe.com".into() }
+    }
+}
+
+/// How the bot receives Telegram's updates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TelegramMode {
+    /// No bot (default).
+    #[default]
+    Off,
+    /// Telegram POSTs updates to `{public_url}/api/v1/telegram/webhook` (needs `public_url`
+    /// and the `telegram_webhook_secret` secret); the hub calls `setWebhook` at start.
+    Webhook,
+    /// The hub long-polls `getUpdates` (no public HTTPS address needed); with several
+    /// instances exactly one polls at a time.
+    Polling,
+}
+
+/// Where and how the hub reaches the Telegram Bot API.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramConfig {
+    /// `off` (default), `webhook` or `polling`.
+    pub mode: TelegramMode,
+    /// The Bot API's base URL; the client calls `{api_base_url}/bot{token}/{method}`. Default
+    /// `https://api.telegram.org`; tests and the demo point it at the stand-in.
+    pub api_base_url: String,
+    /// The bot's username without `@` (for `t.me/<bot>?start=…` links). Default: asked of
+    /// Telegram (`getMe`) at start.
+    pub bot_username: Option<String>,
+    /// How long a link code (`/start <code>`) stays valid, seconds. Default 900 (15 minutes).
+    pub link_code_ttl_s: u64,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        TelegramConfig {
+            mode: TelegramMode::Off,
+            api_base_url: "https://api.telegram.org".into(),
+            bot_username: None,
+            link_code_ttl_s: 900,
+        }
     }
 }
 
@@ -508,6 +553,7 @@ impl Default for Config {
             console: ConsoleConfig::default(),
             cluster: ClusterConfig::default(),
             stripe: StripeConfig::default(),
+            telegram: TelegramConfig::default(),
             billing: BillingConfig::default(),
             outbox: OutboxConfig::default(),
         }
@@ -684,6 +730,25 @@ impl Config {
             || self.stripe.api_base_url.starts_with("http://"))
         {
             return bad("stripe.api_base_url", "must start with https:// or http://");
+        }
+        let t = &self.telegram;
+        if !(t.api_base_url.starts_with("https://") || t.api_base_url.starts_with("http://")) {
+            return bad("telegram.api_base_url", "must start with https:// or http://");
+        }
+        let username_ok = |n: &str| {
+            (5..=32).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        };
+        if t.bot_username.as_deref().is_some_and(|n| !username_ok(n)) {
+            return bad("telegram.bot_username", "must be 5-32 letters, digits or `_` (no `@`)");
+        }
+        if !(60..=86_400).contains(&t.link_code_ttl_s) {
+            return bad("telegram.link_code_ttl_s", "must be between 60 and 86400");
+        }
+        if t.mode == TelegramMode::Webhook && self.public_url.is_none() {
+            return bad(
+                "telegram.mode",
+                "`webhook` needs `public_url` (Telegram must reach the hub); use `polling` without one",
+            );
         }
         if self.billing.grace_period_days > 60 {
             return bad("billing.grace_period_days", "must be at most 60");
@@ -940,6 +1005,17 @@ mod tests {
         check_err("[quic_tls]\ncert_file = \"c.pem\"\n", &[], "key_file");
         assert!(load(&tls("hub.example.com"), &[]).is_ok());
         check_err("colour = 1\n", &[], "colour");
+        check_err("[telegram]\nmode = \"webhook\"\n", &[], "telegram.mode");
+        check_err("[telegram]\nmode = \"carrier-pigeon\"\n", &[], "telegram");
+        check_err("[telegram]\nbot_username = \"@tradecast_bot\"\n", &[], "telegram.bot_username");
+        check_err("[telegram]\napi_base_url = \"ftp://x\"\n", &[], "telegram.api_base_url");
+        let tg = load(
+            "public_url = \"https://hub.example.com\"\n[telegram]\nmode = \"webhook\"\nbot_username = \"tradecast_bot\"\n",
+            &[("TRADECAST_HUB_TELEGRAM__LINK_CODE_TTL_S", "600")],
+        )
+        .unwrap();
+        assert_eq!(tg.telegram.mode, TelegramMode::Webhook);
+        assert_eq!(tg.telegram.link_code_ttl_s, 600);
         check_err("", &[("TRADECAST_HUB_HTTP__BODY_LIMIT_BYTES", "big")], "http.body_limit_bytes");
         check_err("[http]\nrequest_timeout_ms = 5\n", &[], "`http.request_timeout_ms`");
         check_err("[rate_limits.per_ip]\nburst = 0\nper_minute = 1\n", &[], "`rate_limits.per_ip`");

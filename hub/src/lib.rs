@@ -38,6 +38,7 @@ pub mod ratelimit;
 pub mod secrets;
 pub mod signals;
 pub mod state;
+pub mod telegram;
 pub mod telemetry;
 pub mod tokens;
 pub mod ui;
@@ -155,6 +156,8 @@ pub async fn build_state(
     let started_at_ms = clock.now_ms();
     let cluster = cluster::Cluster::connect(&config, &db).await?;
     let billing = billing::Billing::new(&config, &secrets.integrations)?;
+    let telegram = telegram::Telegram::new(&config, &secrets.integrations)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(AppState(Arc::new(Inner {
         config,
         db,
@@ -169,6 +172,7 @@ pub async fn build_state(
         entitlement_changes: entitlements::Changes::default(),
         cluster,
         billing,
+        telegram,
         started_at_ms,
         outbox_bell: tokio::sync::Notify::new(),
     })))
@@ -187,6 +191,7 @@ pub struct Started {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     janitor: tokio::task::JoinHandle<()>,
     cluster_tasks: Vec<tokio::task::JoinHandle<()>>,
+    telegram_tasks: Vec<tokio::task::JoinHandle<()>>,
     quic: Option<quic::QuicHub>,
     runner: Option<outbox::RunnerHandle>,
     scheduler: Option<jobs::SchedulerHandle>,
@@ -207,7 +212,7 @@ impl Started {
         if let Some(s) = self.scheduler.take() {
             s.stop().await;
         }
-        for t in &self.cluster_tasks {
+        for t in self.cluster_tasks.iter().chain(&self.telegram_tasks) {
             t.abort();
         }
         if let Some(q) = self.quic.take() {
@@ -252,6 +257,7 @@ impl Extensions {
     pub fn production() -> Extensions {
         let mut ext = Extensions::default();
         billing::register_jobs(&mut ext.jobs);
+        telegram::register_jobs(&mut ext.jobs);
         ext
     }
 }
@@ -317,9 +323,21 @@ pub async fn start_with_extensions(
             {
                 tracing::warn!(error = %e, "pruning used device links failed");
             }
+            if let Err(e) = telegram::prune(&janitor_state.db, janitor_state.now_ms()).await {
+                tracing::warn!(error = %e, "pruning Telegram link codes and updates failed");
+            }
         }
     });
-    let runner = outbox::Runner::start(state.clone(), ext.deliverers);
+    let mut deliverers = ext.deliverers;
+    // The bot sends its own outbox rows (unless the caller brought a Telegram deliverer).
+    if let Some(bot) = state.telegram.bot()
+        && !deliverers.iter().any(|(c, _)| *c == outbox::Channel::Telegram)
+    {
+        let d = telegram::bot::Deliverer::new(bot.clone(), state.clone());
+        deliverers.push((outbox::Channel::Telegram, Arc::new(d)));
+    }
+    let runner = outbox::Runner::start(state.clone(), deliverers);
+    let telegram_tasks = telegram::start(&state);
     let scheduler = ext.jobs.start(state.clone());
     tracing::info!(%addr, backend = ?state.db.backend(), mode = ?state.config.mode, "hub listening");
     tracing::info!(
@@ -335,6 +353,7 @@ pub async fn start_with_extensions(
         task,
         janitor,
         cluster_tasks,
+        telegram_tasks,
         quic: Some(quic),
         runner: Some(runner),
         scheduler: Some(scheduler),

@@ -41,6 +41,8 @@ pub struct Inner {
     pub feed_bell: crate::feed::FeedBell,
     /// Billing's doors (Stripe; Telegram Stars with the bot).
     pub billing: crate::billing::Billing,
+    /// The Telegram bot (off without its token).
+    pub telegram: crate::telegram::Telegram,
     /// When this instance's state was built (its start), unix ms.
     pub started_at_ms: i64,
     /// Wakes this instance's outbox runner (`outbox::wake`, after committing an enqueue).

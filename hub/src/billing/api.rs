@@ -40,7 +40,7 @@ pub const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
 /// `http.max_in_flight` (Stripe and Telegram retry a refused delivery for hours; a burst of them
 /// from one address is normal).
 pub fn is_webhook(path: &str) -> bool {
-    matches!(path, super::stripe_door::WEBHOOK_PATH | "/api/v1/telegram/webhook")
+    matches!(path, super::stripe_door::WEBHOOK_PATH | crate::telegram::api::WEBHOOK_PATH)
 }
 
 /// A new subscriber account.

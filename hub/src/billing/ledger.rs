@@ -429,9 +429,46 @@ pub async fn apply(
             )));
         }
         let (status, covered_until) = assess(o, now, grace_ms);
+        let before: Option<(String, i64)> = sqlx::query_as(
+            "SELECT status, current_period_end_ms FROM subscriptions WHERE door = $1 AND external_id = $2",
+        )
+        .bind(door.as_str())
+        .bind(&o.external_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(DbError::from)?;
+        let before = before.and_then(|(s, end)| Status::parse(&s).map(|s| (s, end)));
         let (sub, changed) =
             upsert_subscription(&mut tx, door, o, status, covered_until, now).await?;
         if changed {
+            // The subscriber hears of it in Telegram (when linked, at their level), sent once
+            // this transaction commits.
+            let plan: Option<String> = sqlx::query_scalar("SELECT name FROM plans WHERE id = $1")
+                .bind(&sub.plan_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(DbError::from)?;
+            let account_url =
+                state.config.public_url.as_ref().map(|u| format!("{}/account", u.as_str()));
+            if let Some(text) = crate::telegram::notify::billing_message(
+                before,
+                &sub,
+                plan.as_deref().unwrap_or(&sub.plan_id),
+                account_url.as_deref(),
+            ) {
+                let dedupe = format!(
+                    "tg:billing:{}:{}:{}",
+                    sub.id,
+                    sub.status.as_str(),
+                    sub.current_period_end_ms
+                );
+                let cause = format!("subscription:{}", sub.id);
+                let event = crate::telegram::notify::Event::Billing;
+                crate::telegram::notify::tell_in(
+                    &mut tx, account_id, event, text, &dedupe, &cause, now,
+                )
+                .await?;
+            }
             out.changed.push(sub.id.clone());
             let detail = serde_json::json!({
                 "door": door.as_str(), "external_id": sub.external_id, "plan_id": sub.plan_id,

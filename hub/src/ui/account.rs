@@ -9,6 +9,8 @@
 //! | `POST /account/checkout` (`plan_id`) | 303 to Stripe Checkout |
 //! | `POST /account/portal` | 303 to the Stripe Customer Portal |
 //! | `POST /account/enrolment-code` | a new single-use device enrolment code, shown once |
+//! | `POST /account/telegram-link` | 303 to a one-time `t.me/<bot>?start=<code>` link |
+//! | `POST /account/telegram-unlink` | ends the account's Telegram link |
 //! | `GET /billing/return` (`session_id`) | back from Checkout: the customer re-read from Stripe, 303 to `/account` |
 //! | `GET /device-link` (`device`, `action`, `ts`, `sig`) | a node's signed link: signs its account in and opens checkout, portal or the Telegram link |
 
@@ -83,6 +85,8 @@ async fn render(
         .chain(held.iter().map(|e| e.plan_id.as_str()))
         .collect();
     let devices = crate::devices::list(&state.db, Some(&me.id)).await?;
+    let telegram = crate::telegram::link::of_user(&state.db, &me.id).await?;
+    let telegram_on = state.telegram.is_on();
     let body = html! {
         section #plan {
             h2 { "Your plan" }
@@ -187,6 +191,31 @@ async fn render(
             form method="post" action="/account/enrolment-code" {
                 input type="hidden" name="csrf" value=(signed.csrf);
                 button type="submit" { "New enrolment code" }
+            }
+        }
+        section #telegram {
+            h2 { "Telegram" }
+            @if let Some(t) = &telegram {
+                p {
+                    "Linked to "
+                    b { @if let Some(u) = &t.username { "@" (u) } @else { (t.first_name) } }
+                    " since " (fmt::when(Some(t.linked_at_ms))) " (UTC)."
+                    @if t.blocked_at_ms.is_some() { " " span.tag.warn { "the bot is blocked in Telegram" } }
+                }
+                p.mute { "Choose your notifications with /settings in the bot." }
+                form method="post" action="/account/telegram-unlink" {
+                    input type="hidden" name="csrf" value=(signed.csrf);
+                    button type="submit" { "Unlink Telegram" }
+                }
+            } @else if telegram_on {
+                p { "Get your alerts in Telegram and ask the bot for your plan and devices." }
+                form method="post" action="/account/telegram-link" {
+                    input type="hidden" name="csrf" value=(signed.csrf);
+                    button.primary type="submit" { "Link Telegram" }
+                }
+                p.mute { "Opens the bot in Telegram with a one-time link (valid " (state.config.telegram.link_code_ttl_s / 60) " minutes): press Start there." }
+            } @else {
+                p.mute { "Telegram is not set up on this hub." }
             }
         }
     };
@@ -312,6 +341,50 @@ pub async fn enrolment_code(
         code.code,
         fmt::when(Some(code.expires_at_ms))
     ));
+    Ok(layout::html(render(&state, &signed, Some(&notice)).await?))
+}
+
+/// A one-time Telegram deep link for `user_id`, when the bot runs and knows its name.
+pub async fn telegram_link_url(state: &AppState, user_id: &str) -> Result<String, ApiError> {
+    let name = state.telegram.username();
+    if !state.telegram.is_on() || name.is_empty() {
+        return Err(ApiError::NotConfigured("Telegram (telegram.mode and telegram_bot_token)"));
+    }
+    let ttl_ms = i64::try_from(state.config.telegram.link_code_ttl_s).unwrap_or(900) * 1000;
+    let code =
+        crate::telegram::link::new_code(&state.db, user_id, &name, state.now_ms(), ttl_ms).await?;
+    Ok(code.url)
+}
+
+/// `POST /account/telegram-link`: 303 to a one-time `t.me/<bot>?start=<code>` link.
+pub async fn telegram_link(
+    State(state): State<AppState>,
+    Member(signed): Member,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    checked(&signed, &headers, form)?;
+    match telegram_link_url(&state, &signed.user.id).await {
+        Ok(url) => Ok(Redirect::to(&url).into_response()),
+        Err(e) => refused(&state, &signed, e).await,
+    }
+}
+
+/// `POST /account/telegram-unlink`: the account's Telegram link ended; the bot says so in the
+/// chat.
+pub async fn telegram_unlink(
+    State(state): State<AppState>,
+    Member(signed): Member,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    checked(&signed, &headers, form)?;
+    let notice = match crate::telegram::unlink_account(&state, &signed.user.id, &request_id).await?
+    {
+        true => Notice::Ok("Telegram unlinked: the bot sends this account nothing more.".into()),
+        false => Notice::Err("This account was not linked to Telegram.".into()),
+    };
     Ok(layout::html(render(&state, &signed, Some(&notice)).await?))
 }
 
@@ -538,7 +611,10 @@ pub async fn device_link(
             tracing::info!(error = %e, "device link portal refused");
             "/account".into()
         }),
-        Action::TelegramLink => "/account".into(),
+        Action::TelegramLink => telegram_link_url(&state, &user.id).await.unwrap_or_else(|e| {
+            tracing::info!(error = %e, "device link to Telegram refused");
+            "/account#telegram".into()
+        }),
     };
     let mut resp = Redirect::to(&target).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cookie);

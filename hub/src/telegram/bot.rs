@@ -1,0 +1,211 @@
+//! The Bot API client (frankenstein's async reqwest client at `{api_base_url}/bot{token}`) and
+//! the outbox's Telegram deliverer.
+//!
+//! Messages are stored in the outbox as `{"method": "sendMessage", "params": {…}}`, built from
+//! frankenstein's typed parameters (so a malformed message cannot be enqueued) and sent through
+//! its generic `request`. The token is part of the URL only: frankenstein strips URLs from its
+//! HTTP errors, and nothing here formats the client.
+
+use std::time::Duration;
+
+use frankenstein::AsyncTelegramApi;
+use frankenstein::client_reqwest::Bot as Client;
+use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::outbox::{Deliver, Message, Outcome};
+use crate::state::AppState;
+
+/// A Bot API call that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// Telegram answered with an error (`error_code`, `description`, `retry_after` on 429).
+    #[error("telegram {code}: {description}")]
+    Api {
+        /// Telegram's `error_code` (400, 403, 429, …).
+        code: u64,
+        /// Telegram's `description`.
+        description: String,
+        /// Seconds to wait (429).
+        retry_after: Option<u16>,
+    },
+    /// Telegram could not be reached, or its answer could not be read.
+    #[error("telegram unreachable: {0}")]
+    Transport(String),
+}
+
+impl CallError {
+    fn from_frankenstein(e: frankenstein::Error) -> CallError {
+        match e {
+            frankenstein::Error::Api(r) => CallError::Api {
+                code: r.error_code,
+                description: r.description,
+                retry_after: r.parameters.and_then(|p| p.retry_after),
+            },
+            // Display of the remaining variants carries no URL (frankenstein strips it).
+            other => CallError::Transport(other.to_string()),
+        }
+    }
+}
+
+/// The bot's client.
+#[derive(Clone)]
+pub struct Bot {
+    client: Client,
+}
+
+impl std::fmt::Debug for Bot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bot([redacted])")
+    }
+}
+
+/// How long one call may take: a long poll's `timeout` plus this margin.
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// `getUpdates`' long-poll timeout, seconds.
+pub const POLL_TIMEOUT_S: u32 = 25;
+
+impl Bot {
+    /// A client calling `{api_base_url}/bot{token}/{method}`.
+    pub fn new(api_base_url: &str, token: &SecretString) -> Result<Bot, CallError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(CALL_TIMEOUT + Duration::from_secs(u64::from(POLL_TIMEOUT_S)))
+            .build()
+            .map_err(|e| CallError::Transport(e.without_url().to_string()))?;
+        let url = format!("{}/bot{}", api_base_url.trim_end_matches('/'), token.expose_secret());
+        Ok(Bot { client: Client::builder().api_url(url).client(http).build() })
+    }
+
+    /// Calls `method` with `params` and returns its `result`.
+    pub async fn call(&self, method: &str, params: &Value) -> Result<Value, CallError> {
+        let answer: frankenstein::response::MethodResponse<Value> = self
+            .client
+            .request(method, Some(params.clone()))
+            .await
+            .map_err(CallError::from_frankenstein)?;
+        Ok(answer.result)
+    }
+
+    /// Calls `method` with typed parameters.
+    pub async fn call_typed<P: Serialize>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<Value, CallError> {
+        let params = serde_json::to_value(params)
+            .map_err(|e| CallError::Transport(format!("encoding {method}: {e}")))?;
+        self.call(method, &params).await
+    }
+}
+
+/// An outbox payload: the method and its parameters.
+pub fn payload<P: Serialize>(method: &str, params: &P) -> Value {
+    // Serialising frankenstein's parameter structs into a Value cannot fail (no maps with
+    // non-string keys, no custom serializers that error).
+    serde_json::json!({ "method": method, "params": serde_json::to_value(params).unwrap_or(Value::Null) })
+}
+
+/// Sends the outbox's Telegram rows.
+pub struct Deliverer {
+    bot: Bot,
+    state: AppState,
+}
+
+impl Deliverer {
+    /// A deliverer sending through `bot`, recording blocked users in the hub's database.
+    pub fn new(bot: Bot, state: AppState) -> Deliverer {
+        Deliverer { bot, state }
+    }
+}
+
+/// What a failed call means for the outbox.
+pub fn outcome_of(e: &CallError) -> Outcome {
+    match e {
+        CallError::Api { code: 429, retry_after, .. } => {
+            Outcome::RetryAfter(Duration::from_secs(u64::from(retry_after.unwrap_or(1).max(1))))
+        }
+        // Editing a message into what it already says: the goal is reached.
+        CallError::Api { code: 400, description, .. }
+            if description.contains("message is not modified") =>
+        {
+            Outcome::Sent
+        }
+        CallError::Api { code, description, .. } if (500..600).contains(code) => {
+            Outcome::Retry(format!("telegram {code}: {description}"))
+        }
+        CallError::Api { code, description, .. } => {
+            Outcome::Fail(format!("telegram {code}: {description}"))
+        }
+        CallError::Transport(t) => Outcome::Retry(t.clone()),
+    }
+}
+
+impl Deliver for Deliverer {
+    fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let payload = &msg.payload;
+            let (Some(method), Some(params)) =
+                (payload.get("method").and_then(Value::as_str), payload.get("params"))
+            else {
+                return Outcome::Fail("the stored payload has no method or params".into());
+            };
+            match self.bot.call(method, params).await {
+                Ok(_) => Outcome::Sent,
+                Err(e) => {
+                    if let (CallError::Api { code: 403, .. }, Some(chat)) = (&e, &msg.route) {
+                        let now = self.state.now_ms();
+                        if let Err(db) = super::link::mark_blocked(&self.state.db, chat, now).await
+                        {
+                            tracing::warn!(error = %db, "recording a blocked Telegram chat failed");
+                        }
+                    }
+                    outcome_of(&e)
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u64, description: &str, retry_after: Option<u16>) -> CallError {
+        CallError::Api { code, description: description.into(), retry_after }
+    }
+
+    #[test]
+    fn telegram_answers_map_to_outbox_outcomes() {
+        assert_eq!(
+            outcome_of(&api(429, "Too Many Requests: retry after 7", Some(7))),
+            Outcome::RetryAfter(Duration::from_secs(7))
+        );
+        assert_eq!(
+            outcome_of(&api(429, "Too Many Requests", None)),
+            Outcome::RetryAfter(Duration::from_secs(1))
+        );
+        assert_eq!(
+            outcome_of(&api(400, "Bad Request: message is not modified: x", None)),
+            Outcome::Sent
+        );
+        assert!(matches!(
+            outcome_of(&api(403, "Forbidden: bot was blocked by the user", None)),
+            Outcome::Fail(_)
+        ));
+        assert!(matches!(
+            outcome_of(&api(400, "Bad Request: chat not found", None)),
+            Outcome::Fail(_)
+        ));
+        assert!(matches!(outcome_of(&api(502, "Bad Gateway", None)), Outcome::Retry(_)));
+        assert!(matches!(outcome_of(&CallError::Transport("timed out".into())), Outcome::Retry(_)));
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug() {
+        let bot = Bot::new("http://127.0.0.1:9", &SecretString::from("123:SECRET")).unwrap();
+        assert!(!format!("{bot:?}").contains("SECRET"));
+    }
+}

@@ -1,0 +1,429 @@
+//! The Telegram bot inside the hub, without the Bot API: the webhook's answers to every bad
+//! delivery, linking through the account page and `/start <code>`, commands and buttons per
+//! role, HTML escaping, and the alerts a new signal and a failed payment queue. What the bot
+//! would send is read from the outbox (the stand-in tests cover sending it).
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tradecast_hub::outbox;
+use tradecast_hub::telegram::{self, notify};
+
+use crate::console::{csrf_of, page};
+use crate::helpers::{Backend, Session, TestHub, free_port, post_signal, provider_kit, signal};
+use crate::on_both;
+
+on_both!(
+    webhook_answers,
+    linking_commands_and_roles,
+    settings_buttons_and_presses_by_others,
+    new_signal_alerts_follow_plan_and_levels
+);
+
+const HOOK: &str = "/api/v1/telegram/webhook";
+const SECRET: &str = "hook-secret_123";
+const BOT: &str = "tradecast_test_bot";
+
+/// A hub with the bot on (webhook mode) whose Bot API is a closed port: what it would send
+/// stays in the outbox for the test to read.
+async fn bot_hub(b: Backend) -> TestHub {
+    let port = free_port();
+    let api = format!("http://127.0.0.1:{}", free_port());
+    TestHub::start_with_secrets(
+        b,
+        |c| {
+            c.listen = ([127, 0, 0, 1], port).into();
+            c.public_url = Some(
+                tradecast_hub::config::PublicUrl::parse(&format!("http://127.0.0.1:{port}"))
+                    .unwrap(),
+            );
+            c.telegram.mode = tradecast_hub::config::TelegramMode::Webhook;
+            c.telegram.api_base_url = api;
+            c.telegram.bot_username = Some(BOT.into());
+            c.rate_limits.login_per_ip.burst = 50;
+        },
+        |s| {
+            s.integrations.telegram_bot_token = Some("123456:TEST-token".to_string().into());
+            s.integrations.telegram_webhook_secret = Some(SECRET.to_string().into());
+        },
+    )
+    .await
+}
+
+async fn deliver(hub: &TestHub, secret: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+    let mut r = hub.http.post(hub.url(HOOK)).header("content-type", "application/json").body(body);
+    if let Some(s) = secret {
+        r = r.header("X-Telegram-Bot-Api-Secret-Token", s);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+static NEXT_UPDATE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1000);
+
+fn next_id() -> i64 {
+    NEXT_UPDATE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+fn user(id: i64, name: &str) -> Value {
+    json!({ "id": id, "is_bot": false, "first_name": name, "username": format!("u{id}") })
+}
+
+/// A text message from Telegram user `from` in chat `chat` (private when equal).
+fn text_update(from: i64, chat: i64, text: &str) -> Value {
+    let chat_obj = if chat == from {
+        json!({ "id": chat, "type": "private", "first_name": "T" })
+    } else {
+        json!({ "id": chat, "type": "group", "title": "Traders" })
+    };
+    let mut msg = json!({
+        "message_id": next_id(), "date": 1_800_000_000, "chat": chat_obj,
+        "from": user(from, "T"), "text": text,
+    });
+    if text.starts_with('/') {
+        let len = text.split_whitespace().next().unwrap().encode_utf16().count();
+        msg["entities"] = json!([{ "type": "bot_command", "offset": 0, "length": len }]);
+    }
+    json!({ "update_id": next_id(), "message": msg })
+}
+
+async fn say(hub: &TestHub, from: i64, chat: i64, text: &str) -> Value {
+    let (status, body) =
+        deliver(hub, Some(SECRET), text_update(from, chat, text).to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Every queued Telegram call to `chat` (`None`: any), oldest first: (method, params).
+async fn calls(hub: &TestHub, chat: Option<i64>) -> Vec<(String, Value)> {
+    let mut all = outbox::list(&hub.db, None, 1000).await.unwrap();
+    all.sort_by_key(|m| m.seq);
+    all.into_iter()
+        .filter(|m| m.channel == outbox::Channel::Telegram)
+        .filter(|m| chat.is_none_or(|c| m.route.as_deref() == Some(c.to_string().as_str())))
+        .map(|m| {
+            let method = m.payload["method"].as_str().unwrap().to_string();
+            (method, m.payload["params"].clone())
+        })
+        .collect()
+}
+
+/// The text of the last message queued to `chat`.
+async fn last_text(hub: &TestHub, chat: i64) -> String {
+    calls(hub, Some(chat))
+        .await
+        .into_iter()
+        .rev()
+        .find(|(m, _)| m == "sendMessage")
+        .map(|(_, p)| p["text"].as_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// Signs `who` in on the account page; the cookie and a CSRF token.
+async fn account_session(hub: &TestHub, who: &Session) -> (String, String) {
+    let form = [("email", who.email.as_str()), ("password", who.password.as_str())];
+    let r = page(hub, "POST", "/login", None, &[], Some(&form)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let account = page(hub, "GET", "/account", Some(&cookie), &[], None).await;
+    assert_eq!(account.status, StatusCode::OK);
+    let csrf = csrf_of(&account);
+    (cookie, csrf)
+}
+
+/// A one-time link from the account page; its code.
+async fn link_code(hub: &TestHub, who: &Session) -> String {
+    let (cookie, csrf) = account_session(hub, who).await;
+    let account = page(hub, "GET", "/account", Some(&cookie), &[], None).await;
+    assert!(account.text.contains("Link Telegram"), "{}", account.text);
+    let form = [("csrf", csrf.as_str())];
+    let r = page(hub, "POST", "/account/telegram-link", Some(&cookie), &[], Some(&form)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let to = r.headers.get("location").unwrap().to_str().unwrap();
+    let code = to.strip_prefix(&format!("https://t.me/{BOT}?start=")).expect(to);
+    assert!(
+        code.len() <= 64
+            && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    );
+    code.to_string()
+}
+
+async fn webhook_answers(b: Backend) {
+    let hub = bot_hub(b).await;
+    let update = text_update(7, 7, "/help").to_string().into_bytes();
+    // No secret, a wrong one, the right one with a different length: 401, nothing processed.
+    for secret in [None, Some("wrong"), Some("hook-secret_1234")] {
+        let (status, body) = deliver(&hub, secret, update.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["type"].as_str().unwrap().rsplit(':').next(), Some("unauthenticated"));
+    }
+    let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM telegram_updates")
+        .fetch_one(hub.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(seen, 0);
+    assert!(calls(&hub, None).await.is_empty());
+    // Malformed JSON: 400; JSON that is not an update: 422; over 256 KiB: 413.
+    let (status, body) = deliver(&hub, Some(SECRET), b"{\"update_id\": 1,".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["type"].as_str().unwrap().ends_with("malformed-json"));
+    let (status, _) = deliver(&hub, Some(SECRET), b"{\"message\": {}}".to_vec()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let big = format!("{{\"update_id\": 5, \"pad\": \"{}\"}}", "x".repeat(1 << 20));
+    let (status, _) = deliver(&hub, Some(SECRET), big.into_bytes()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Applied once; the same update again is a duplicate and queues nothing more.
+    let (status, body) = deliver(&hub, Some(SECRET), update.clone()).await;
+    assert_eq!((status, body["outcome"].as_str()), (StatusCode::OK, Some("applied")));
+    let (status, body) = deliver(&hub, Some(SECRET), update.clone()).await;
+    assert_eq!((status, body["outcome"].as_str()), (StatusCode::OK, Some("duplicate")));
+    let sent = calls(&hub, Some(7)).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].1["text"].as_str().unwrap().contains("/start"));
+    // An update kind the bot does not follow: recorded, answered 200.
+    let poll = json!({ "update_id": next_id(), "poll": { "id": "1" } }).to_string();
+    let (status, body) = deliver(&hub, Some(SECRET), poll.into_bytes()).await;
+    assert_eq!((status, body["outcome"].as_str()), (StatusCode::OK, Some("ignored")));
+    hub.stop().await;
+}
+
+async fn linking_commands_and_roles(b: Backend) {
+    let hub = bot_hub(b).await;
+    let owner = hub.owner().await;
+    let alice = hub.user(&owner, "subscriber").await;
+    // Alice's display name carries HTML's special characters.
+    sqlx::query("UPDATE users SET display_name = $1 WHERE id = $2")
+        .bind("Alice <&> Co")
+        .bind(&alice.user_id)
+        .execute(hub.db.pool())
+        .await
+        .unwrap();
+
+    // Unlinked: /start explains how to link, account commands are refused.
+    say(&hub, 501, 501, "/start").await;
+    assert!(last_text(&hub, 501).await.contains("Link Telegram"));
+    say(&hub, 501, 501, "/status").await;
+    assert!(last_text(&hub, 501).await.contains("Link your Tradecast account first"));
+
+    // The account page's link, redeemed by /start <code>.
+    let code = link_code(&hub, &alice).await;
+    say(&hub, 501, 501, &format!("/start {code}")).await;
+    let text = last_text(&hub, 501).await;
+    assert!(text.contains("Linked to <b>Alice &lt;&amp;&gt; Co</b>"), "{text}");
+    let menu = calls(&hub, Some(501)).await;
+    let (_, set) = menu.iter().find(|(m, _)| m == "setMyCommands").expect("menu set");
+    let names: Vec<&str> = set["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["command"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"status") && !names.contains(&"stats"), "{names:?}");
+    assert_eq!(set["scope"]["type"], "chat");
+    assert_eq!(set["scope"]["chat_id"], 501);
+    // The code works once; another Telegram user cannot reuse it.
+    say(&hub, 502, 502, &format!("/start {code}")).await;
+    assert!(last_text(&hub, 502).await.contains("used already"));
+    say(&hub, 503, 503, "/start not-a-code").await;
+    assert!(last_text(&hub, 503).await.contains("not valid"));
+    let linked = telegram::link::of_user(&hub.db, &alice.user_id).await.unwrap().unwrap();
+    assert_eq!((linked.telegram_user_id, linked.chat_id), (501, 501));
+
+    // Commands for a subscriber; owner-only ones refused; account matters never in a group.
+    say(&hub, 501, 501, "/status").await;
+    let status = last_text(&hub, 501).await;
+    assert!(status.contains("Alice &lt;&amp;&gt; Co") && status.contains("Devices"), "{status}");
+    say(&hub, 501, 501, "/plan").await;
+    assert!(last_text(&hub, 501).await.contains("none"));
+    say(&hub, 501, 501, "/pnl week").await;
+    assert!(last_text(&hub, 501).await.contains("Tradecast app"));
+    say(&hub, 501, 501, "/stats").await;
+    assert!(last_text(&hub, 501).await.contains("owner"));
+    say(&hub, 501, -900, "/status").await;
+    let group = last_text(&hub, -900).await;
+    assert!(group.contains("private chat") && !group.contains("Devices"), "{group}");
+    say(&hub, 501, -900, "/status@other_bot").await;
+    assert_eq!(calls(&hub, Some(-900)).await.len(), 1, "a command for another bot is ignored");
+
+    // The owner, linked, gets the owner's commands.
+    let code = link_code(&hub, &owner).await;
+    say(&hub, 600, 600, &format!("/start {code}")).await;
+    say(&hub, 600, 600, "/stats").await;
+    let stats = last_text(&hub, 600).await;
+    assert!(stats.contains("subscribers: 1") && stats.contains("Linked to Telegram: 2"), "{stats}");
+    say(&hub, 600, 600, "/health").await;
+    assert!(last_text(&hub, 600).await.contains("Database: ok"));
+
+    // The account page shows the link and ends it; the chat is told.
+    let (cookie, csrf) = account_session(&hub, &alice).await;
+    let account = page(&hub, "GET", "/account", Some(&cookie), &[], None).await;
+    assert!(account.text.contains("@u501"), "{}", account.text);
+    let form = [("csrf", csrf.as_str())];
+    let r = page(&hub, "POST", "/account/telegram-unlink", Some(&cookie), &[], Some(&form)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text.contains("Telegram unlinked"));
+    assert!(last_text(&hub, 501).await.contains("Unlinked"));
+    assert!(telegram::link::of_user(&hub.db, &alice.user_id).await.unwrap().is_none());
+    say(&hub, 501, 501, "/status").await;
+    assert!(last_text(&hub, 501).await.contains("Link your Tradecast account first"));
+    // Every queued message parses as Telegram's HTML would: no raw `<`/`&` from a value.
+    for (method, p) in calls(&hub, None).await {
+        if let Some(t) = p["text"].as_str()
+            && method == "sendMessage"
+        {
+            assert!(!t.contains("<&>"), "unescaped: {t}");
+        }
+    }
+    hub.stop().await;
+}
+
+fn press(from: i64, chat: i64, message_id: i64, data: &str) -> Value {
+    json!({
+        "update_id": next_id(),
+        "callback_query": {
+            "id": format!("cb{}", next_id()), "from": user(from, "P"), "chat_instance": "ci",
+            "data": data,
+            "message": {
+                "message_id": message_id, "date": 1_800_000_000,
+                "chat": { "id": chat, "type": "private", "first_name": "T" }, "text": "Notifications",
+            },
+        }
+    })
+}
+
+async fn settings_buttons_and_presses_by_others(b: Backend) {
+    let hub = bot_hub(b).await;
+    let owner = hub.owner().await;
+    let bob = hub.user(&owner, "subscriber").await;
+    let code = link_code(&hub, &bob).await;
+    say(&hub, 701, 701, &format!("/start {code}")).await;
+    say(&hub, 701, 701, "/settings").await;
+    let (_, settings) =
+        calls(&hub, Some(701)).await.into_iter().rev().find(|(m, _)| m == "sendMessage").unwrap();
+    let rows = settings["reply_markup"]["inline_keyboard"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "a subscriber sees signals and billing, not the owner's alarms");
+    for b in rows.iter().flat_map(|r| r.as_array().unwrap()) {
+        assert!(b["callback_data"].as_str().unwrap().len() <= 64);
+    }
+    assert!(rows[0][0]["text"].as_str().unwrap().starts_with("✓ "));
+
+    // Bob turns new-signal alerts off: stored, the press answered, the message redrawn.
+    let (status, _) =
+        deliver(&hub, Some(SECRET), press(701, 701, 44, "n:signal:off").to_string().into_bytes())
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    let levels = notify::levels(&hub.db, &bob.user_id).await.unwrap();
+    assert!(levels.contains(&(notify::Event::Signal, notify::Level::Off)));
+    let all = calls(&hub, None).await;
+    let answer = all.iter().rev().find(|(m, _)| m == "answerCallbackQuery").unwrap();
+    assert!(answer.1["text"].as_str().unwrap().contains("off"));
+    let edit = all.iter().rev().find(|(m, _)| m == "editMessageText").unwrap();
+    assert_eq!(edit.1["message_id"], 44);
+    assert!(edit.1["text"].as_str().unwrap().contains("New signals: off"));
+
+    // An unlinked user pressing, and a linked one pressing another's buttons: refused.
+    deliver(&hub, Some(SECRET), press(999, 701, 44, "n:signal:on").to_string().into_bytes()).await;
+    let answer = calls(&hub, None)
+        .await
+        .into_iter()
+        .rev()
+        .find(|(m, _)| m == "answerCallbackQuery")
+        .unwrap();
+    assert_eq!(answer.1["show_alert"], true);
+    assert!(answer.1["text"].as_str().unwrap().contains("Link"));
+    let carol = hub.user(&owner, "subscriber").await;
+    let code = link_code(&hub, &carol).await;
+    say(&hub, 702, 702, &format!("/start {code}")).await;
+    deliver(&hub, Some(SECRET), press(702, 701, 44, "n:signal:on").to_string().into_bytes()).await;
+    let answer = calls(&hub, None)
+        .await
+        .into_iter()
+        .rev()
+        .find(|(m, _)| m == "answerCallbackQuery")
+        .unwrap();
+    assert!(answer.1["text"].as_str().unwrap().contains("not yours"));
+    // A forged button: answered, nothing changed.
+    deliver(&hub, Some(SECRET), press(701, 701, 44, "n:alarm:on").to_string().into_bytes()).await;
+    deliver(&hub, Some(SECRET), press(701, 701, 44, "x").to_string().into_bytes()).await;
+    let levels = notify::levels(&hub.db, &bob.user_id).await.unwrap();
+    assert!(levels.contains(&(notify::Event::Signal, notify::Level::Off)));
+    hub.stop().await;
+}
+
+async fn new_signal_alerts_follow_plan_and_levels(b: Backend) {
+    let hub = bot_hub(b).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    // A plan with Telegram alerts, granted to dave; erin's plan lacks them.
+    let with_tg = hub
+        .post(
+            "/api/v1/plans",
+            Some(&kit.session.token),
+            json!({ "name": "Gold + Telegram", "price_minor": 5900, "currency": "USD",
+                    "period_days": 30, "features": ["signals", "telegram"] }),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dave = hub.user(&owner, "subscriber").await;
+    let erin = hub.user(&owner, "subscriber").await;
+    for (who, plan) in [(&dave, &with_tg), (&erin, &kit.plan_id)] {
+        hub.post(
+            "/api/v1/entitlements",
+            Some(&owner.token),
+            json!({ "user_id": who.user_id, "plan_id": plan }),
+        )
+        .await
+        .ok(201);
+    }
+    for (who, tg) in [(&dave, 801), (&erin, 802)] {
+        let code = link_code(&hub, who).await;
+        say(&hub, tg, tg, &format!("/start {code}")).await;
+    }
+    // The alerts start from the first pass: nothing before it is announced.
+    notify::signal_alerts(hub.state()).await.unwrap();
+    // The provider's name carries HTML's special characters.
+    sqlx::query("UPDATE users SET display_name = $1 WHERE id = $2")
+        .bind("Fib & <Co>")
+        .bind(&kit.session.user_id)
+        .execute(hub.db.pool())
+        .await
+        .unwrap();
+    let mut s = signal(&kit.identity, hub.clock.now_ms());
+    s.symbol = "XAUUSD".into();
+    let (_, r) = post_signal(&hub, &kit, &s, 1).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let (read, queued) = notify::signal_alerts(hub.state()).await.unwrap();
+    assert_eq!((read, queued), (1, 1), "dave only: erin's plan has no Telegram alerts");
+    let text = last_text(&hub, 801).await;
+    assert!(
+        text.contains("BUY XAUUSD</b> from Fib &amp; &lt;Co&gt;") && text.contains("1.09128"),
+        "{text}"
+    );
+    // A second pass finds nothing new; a repeated pass after a crash queues nothing twice.
+    assert_eq!(notify::signal_alerts(hub.state()).await.unwrap(), (0, 0));
+
+    // Dave silences signals: the next alert comes without sound; off: none.
+    let mut tx = hub.db.begin_write().await.unwrap();
+    notify::set_level_in(&mut tx, &dave.user_id, notify::Event::Signal, notify::Level::Silent, 0)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let s = signal(&kit.identity, hub.clock.now_ms());
+    post_signal(&hub, &kit, &s, 2).await.1.ok(201);
+    assert_eq!(notify::signal_alerts(hub.state()).await.unwrap(), (1, 1));
+    let last = calls(&hub, Some(801)).await.pop().unwrap();
+    assert_eq!(last.1["disable_notification"], true);
+    let mut tx = hub.db.begin_write().await.unwrap();
+    notify::set_level_in(&mut tx, &dave.user_id, notify::Event::Signal, notify::Level::Off, 0)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let s = signal(&kit.identity, hub.clock.now_ms());
+    post_signal(&hub, &kit, &s, 3).await.1.ok(201);
+    assert_eq!(notify::signal_alerts(hub.state()).await.unwrap(), (1, 0));
+    hub.stop().await;
+}
