@@ -51,7 +51,8 @@ impl Api {
         Api { http: reqwest::Client::new(), url: format!("{}/bot{}", tg.base_url(), tg.token()) }
     }
     async fn call(&self, method: &str, params: Value) -> (u16, Value) {
-        let r = self.http.post(format!("{}/{method}", self.url)).json(&params).send().await.unwrap();
+        let r =
+            self.http.post(format!("{}/{method}", self.url)).json(&params).send().await.unwrap();
         (r.status().as_u16(), r.json().await.unwrap())
     }
     async fn ok(&self, method: &str, params: Value) -> Value {
@@ -106,8 +107,13 @@ async fn send_message_is_validated_like_telegram() {
     let send = |chat: Value, text: Value| json!({"chat_id": chat, "text": text});
     api.fails("sendMessage", json!({"text": "x"}), 400, "Bad Request: chat_id is empty").await;
     api.fails("sendMessage", send(json!(42), json!("x")), 400, "Bad Request: chat not found").await;
-    api.fails("sendMessage", send(json!("@nobody"), json!("x")), 400, "Bad Request: chat not found")
-        .await;
+    api.fails(
+        "sendMessage",
+        send(json!("@nobody"), json!("x")),
+        400,
+        "Bad Request: chat not found",
+    )
+    .await;
     // Alice never wrote to the bot.
     api.fails(
         "sendMessage",
@@ -119,8 +125,13 @@ async fn send_message_is_validated_like_telegram() {
     tg.user_says(ALICE, "/start").unwrap();
     api.fails("sendMessage", json!({"chat_id": ALICE}), 400, "Bad Request: message text is empty")
         .await;
-    api.fails("sendMessage", send(json!(ALICE), json!(" \n ")), 400, "Bad Request: message text is empty")
-        .await;
+    api.fails(
+        "sendMessage",
+        send(json!(ALICE), json!(" \n ")),
+        400,
+        "Bad Request: message text is empty",
+    )
+    .await;
     api.fails(
         "sendMessage",
         send(json!(ALICE), json!("a".repeat(4097))),
@@ -130,21 +141,31 @@ async fn send_message_is_validated_like_telegram() {
     .await;
     // 4096 characters after entity parsing: the tags do not count, multi-byte characters once.
     let long = format!("<b>{}</b>", "é".repeat(4096));
-    let m = api
-        .ok("sendMessage", json!({"chat_id": ALICE, "text": long, "parse_mode": "HTML"}))
-        .await;
+    let m =
+        api.ok("sendMessage", json!({"chat_id": ALICE, "text": long, "parse_mode": "HTML"})).await;
     assert_eq!(m["entities"], json!([{"type":"bold","offset":0,"length":4096}]));
     // The channel by @username, a user by a numeric string (as a form sends it).
     let m = api.ok("sendMessage", send(json!("@gold_signals"), json!("gold"))).await;
     assert_eq!(m["chat"]["id"], CHANNEL);
     assert_eq!(m["sender_chat"]["id"], CHANNEL);
     api.ok("sendMessage", send(json!(GROUP.to_string()), json!("hi group"))).await;
-    api.fails("sendMessage", json!({"chat_id": ALICE, "text": "x", "parse_mode": "HTML5"}), 400, "Bad Request: unsupported parse_mode").await;
+    api.fails(
+        "sendMessage",
+        json!({"chat_id": ALICE, "text": "x", "parse_mode": "HTML5"}),
+        400,
+        "Bad Request: unsupported parse_mode",
+    )
+    .await;
     // Blocked.
     tg.block(ALICE).unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    api.fails("sendMessage", send(json!(ALICE), json!("x")), 403, "Forbidden: bot was blocked by the user")
-        .await;
+    api.fails(
+        "sendMessage",
+        send(json!(ALICE), json!("x")),
+        403,
+        "Forbidden: bot was blocked by the user",
+    )
+    .await;
     tg.user_says(ALICE, "hello again").unwrap();
     api.ok("sendMessage", send(json!(ALICE), json!("welcome back"))).await;
     let texts: Vec<_> = tg.messages_to(ALICE).into_iter().filter_map(|m| m.text).collect();
@@ -161,7 +182,12 @@ async fn parameters_arrive_as_form_query_or_multipart() {
     let r = api
         .http
         .post(format!("{}/sendMessage", api.url))
-        .form(&[("chat_id", ALICE.to_string()), ("text", "<i>form</i>".into()), ("parse_mode", "HTML".into()), ("reply_markup", markup.clone())])
+        .form(&[
+            ("chat_id", ALICE.to_string()),
+            ("text", "<i>form</i>".into()),
+            ("parse_mode", "HTML".into()),
+            ("reply_markup", markup.clone()),
+        ])
         .send()
         .await
         .unwrap();
@@ -215,7 +241,8 @@ async fn inline_keyboards_are_checked() {
         "Bad Request: can't parse reply keyboard markup JSON object",
     )
     .await;
-    let m = api.ok("sendMessage", with(json!({"text": "A", "callback_data": "é".repeat(32)}))).await;
+    let m =
+        api.ok("sendMessage", with(json!({"text": "A", "callback_data": "é".repeat(32)}))).await;
     assert_eq!(m["reply_markup"]["inline_keyboard"][0][0]["text"], "A");
     assert_eq!(tg.sends().len(), 1, "only the accepted send is recorded");
 }
@@ -227,25 +254,51 @@ async fn html_table() {
     tg.user_says(ALICE, "/start").unwrap();
     let api = Api::new(&tg);
     let good: &[(&str, &str, Value)] = &[
-        ("<b>XAUUSD</b> &lt;buy&gt;", "XAUUSD <buy>", json!([{"type":"bold","offset":0,"length":6}])),
+        (
+            "<b>XAUUSD</b> &lt;buy&gt;",
+            "XAUUSD <buy>",
+            json!([{"type":"bold","offset":0,"length":6}]),
+        ),
         ("Bob &amp; Co &quot;x&quot; &#8364;&#x20AC;", "Bob & Co \"x\" €€", json!(null)),
-        ("<strong>s</strong><em>e</em><ins>i</ins><strike>k</strike><del>d</del>", "seikd", json!([
+        (
+            "<strong>s</strong><em>e</em><ins>i</ins><strike>k</strike><del>d</del>",
+            "seikd",
+            json!([
             {"type":"bold","offset":0,"length":1},{"type":"italic","offset":1,"length":1},
             {"type":"underline","offset":2,"length":1},{"type":"strikethrough","offset":3,"length":1},
-            {"type":"strikethrough","offset":4,"length":1}])),
-        ("<a href=\"https://hub.example/t?a=1&amp;b=2\">record</a>", "record", json!([
-            {"type":"text_link","offset":0,"length":6,"url":"https://hub.example/t?a=1&b=2"}])),
-        ("<tg-spoiler>s</tg-spoiler><code>c</code>", "sc", json!([
-            {"type":"spoiler","offset":0,"length":1},{"type":"code","offset":1,"length":1}])),
-        ("<pre><code class=\"language-rust\">let x;</code></pre>", "let x;", json!([
-            {"type":"pre","offset":0,"length":6,"language":"rust"}])),
-        ("<blockquote expandable>q</blockquote><tg-emoji emoji-id=\"5368324170671202286\">👍</tg-emoji>", "q👍", json!([
+            {"type":"strikethrough","offset":4,"length":1}]),
+        ),
+        (
+            "<a href=\"https://hub.example/t?a=1&amp;b=2\">record</a>",
+            "record",
+            json!([
+            {"type":"text_link","offset":0,"length":6,"url":"https://hub.example/t?a=1&b=2"}]),
+        ),
+        (
+            "<tg-spoiler>s</tg-spoiler><code>c</code>",
+            "sc",
+            json!([
+            {"type":"spoiler","offset":0,"length":1},{"type":"code","offset":1,"length":1}]),
+        ),
+        (
+            "<pre><code class=\"language-rust\">let x;</code></pre>",
+            "let x;",
+            json!([
+            {"type":"pre","offset":0,"length":6,"language":"rust"}]),
+        ),
+        (
+            "<blockquote expandable>q</blockquote><tg-emoji emoji-id=\"5368324170671202286\">👍</tg-emoji>",
+            "q👍",
+            json!([
             {"type":"expandable_blockquote","offset":0,"length":1},
-            {"type":"custom_emoji","offset":1,"length":2,"custom_emoji_id":"5368324170671202286"}])),
+            {"type":"custom_emoji","offset":1,"length":2,"custom_emoji_id":"5368324170671202286"}]),
+        ),
         ("1 > 0", "1 > 0", json!(null)),
     ];
     for (input, text, entities) in good {
-        let m = api.ok("sendMessage", json!({"chat_id": ALICE, "text": input, "parse_mode": "HTML"})).await;
+        let m = api
+            .ok("sendMessage", json!({"chat_id": ALICE, "text": input, "parse_mode": "HTML"}))
+            .await;
         assert_eq!(m["text"], *text, "{input}");
         assert_eq!(m["entities"], *entities, "{input}");
     }
@@ -256,7 +309,10 @@ async fn html_table() {
         ("<div>x</div>", "Unsupported start tag \"div\" at byte offset 0"),
         ("<b>open", "Can't find end tag corresponding to start tag \"b\""),
         ("close</b>", "Unexpected end tag at byte offset 5"),
-        ("<b><i>x</b></i>", "Unmatched end tag at byte offset 7, expected \"</i>\", found \"</b>\""),
+        (
+            "<b><i>x</b></i>",
+            "Unmatched end tag at byte offset 7, expected \"</i>\", found \"</b>\"",
+        ),
         ("<span>x</span>", "Tag \"span\" must have class \"tg-spoiler\" at byte offset 0"),
         ("<a href=\"x", "Unclosed start tag at byte offset 0"),
     ];
@@ -280,9 +336,17 @@ async fn edits_and_deletes() {
     tg.user_says(ALICE, "/start").unwrap();
     let api = Api::new(&tg);
     let kb = json!({"inline_keyboard": [[{"text": "Approve", "callback_data": "a:1"}]]});
-    let m = api.ok("sendMessage", json!({"chat_id": ALICE, "text": "Signal", "reply_markup": kb})).await;
+    let m = api
+        .ok("sendMessage", json!({"chat_id": ALICE, "text": "Signal", "reply_markup": kb}))
+        .await;
     let id = m["message_id"].as_i64().unwrap();
-    api.fails("editMessageText", json!({"chat_id": ALICE, "message_id": 999, "text": "y"}), 400, "Bad Request: message to edit not found").await;
+    api.fails(
+        "editMessageText",
+        json!({"chat_id": ALICE, "message_id": 999, "text": "y"}),
+        400,
+        "Bad Request: message to edit not found",
+    )
+    .await;
     api.fails(
         "editMessageText",
         json!({"chat_id": ALICE, "message_id": id, "text": "Signal", "reply_markup": kb}),
@@ -295,12 +359,34 @@ async fn edits_and_deletes() {
     assert!(e["edit_date"].as_u64().is_some());
     assert!(e.get("reply_markup").is_none(), "an edit without markup removes it");
     api.fails("editMessageReplyMarkup", json!({"chat_id": ALICE, "message_id": id}), 400, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message").await;
-    api.ok("editMessageReplyMarkup", json!({"chat_id": ALICE, "message_id": id, "reply_markup": kb})).await;
+    api.ok(
+        "editMessageReplyMarkup",
+        json!({"chat_id": ALICE, "message_id": id, "reply_markup": kb}),
+    )
+    .await;
     // The user's own message is not the bot's to edit.
-    api.fails("editMessageText", json!({"chat_id": ALICE, "message_id": 1, "text": "z"}), 400, "Bad Request: message can't be edited").await;
+    api.fails(
+        "editMessageText",
+        json!({"chat_id": ALICE, "message_id": 1, "text": "z"}),
+        400,
+        "Bad Request: message can't be edited",
+    )
+    .await;
     assert_eq!(api.ok("deleteMessage", json!({"chat_id": ALICE, "message_id": id})).await, true);
-    api.fails("deleteMessage", json!({"chat_id": ALICE, "message_id": id}), 400, "Bad Request: message to delete not found").await;
-    api.fails("editMessageText", json!({"chat_id": ALICE, "message_id": id, "text": "late"}), 400, "Bad Request: message to edit not found").await;
+    api.fails(
+        "deleteMessage",
+        json!({"chat_id": ALICE, "message_id": id}),
+        400,
+        "Bad Request: message to delete not found",
+    )
+    .await;
+    api.fails(
+        "editMessageText",
+        json!({"chat_id": ALICE, "message_id": id, "text": "late"}),
+        400,
+        "Bad Request: message to edit not found",
+    )
+    .await;
     let logged = &tg.messages_to(ALICE)[0];
     assert!(logged.deleted);
     assert_eq!(logged.edits.len(), 2);
@@ -318,7 +404,10 @@ async fn a_burst_to_one_chat_gets_429_with_retry_after() {
     let (s, v) = api.call("sendMessage", msg.clone()).await;
     assert_eq!(
         (s, v),
-        (429, json!({"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}}))
+        (
+            429,
+            json!({"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}})
+        )
     );
     assert_eq!((tg.n_too_many(), tg.n_too_many_to(ALICE)), (1, 1));
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -408,9 +497,27 @@ async fn webhook_delivery_with_secret_and_retries() {
     let tg = default_standin().await;
     let api = Api::new(&tg);
     let (rx, url) = receiver().await;
-    api.fails("setWebhook", json!({"url": url, "secret_token": "bad secret!"}), 400, "Bad Request: secret token contains unallowed characters").await;
-    api.fails("setWebhook", json!({"url": url, "secret_token": "a".repeat(257)}), 400, "Bad Request: secret token contains unallowed characters").await;
-    api.fails("setWebhook", json!({"url": "ftp://x"}), 400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook").await;
+    api.fails(
+        "setWebhook",
+        json!({"url": url, "secret_token": "bad secret!"}),
+        400,
+        "Bad Request: secret token contains unallowed characters",
+    )
+    .await;
+    api.fails(
+        "setWebhook",
+        json!({"url": url, "secret_token": "a".repeat(257)}),
+        400,
+        "Bad Request: secret token contains unallowed characters",
+    )
+    .await;
+    api.fails(
+        "setWebhook",
+        json!({"url": "ftp://x"}),
+        400,
+        "Bad Request: bad webhook: An HTTPS URL must be provided for webhook",
+    )
+    .await;
     assert_eq!(
         api.ok("setWebhook", json!({"url": url, "secret_token": "s3cr3t_-X", "allowed_updates": ["message", "callback_query"], "drop_pending_updates": true})).await,
         true
@@ -429,8 +536,12 @@ async fn webhook_delivery_with_secret_and_retries() {
     let m = &got[0].1["message"];
     assert_eq!(m["text"], "/start abc");
     assert_eq!(m["entities"], json!([{"type":"bot_command","offset":0,"length":6}]));
-    assert_eq!(m["chat"], json!({"id": ALICE, "type": "private", "first_name": "Alice", "username": "alice"}));
-    let d: Vec<(u32, Option<u16>)> = tg.deliveries().iter().map(|d| (d.attempt, d.status)).collect();
+    assert_eq!(
+        m["chat"],
+        json!({"id": ALICE, "type": "private", "first_name": "Alice", "username": "alice"})
+    );
+    let d: Vec<(u32, Option<u16>)> =
+        tg.deliveries().iter().map(|d| (d.attempt, d.status)).collect();
     assert_eq!(d, vec![(1, Some(500)), (2, Some(500)), (3, Some(200)), (1, Some(200))]);
     let info = api.ok("getWebhookInfo", json!({})).await;
     assert_eq!(info["url"], url);
@@ -490,13 +601,21 @@ async fn get_updates_long_polls_and_offset_confirms() {
     api.ok("getUpdates", json!({"offset": id + 5})).await;
     let first = {
         let api = api.clone();
-        tokio::spawn(async move { api.call("getUpdates", json!({"timeout": 10, "offset": id + 5})).await })
+        tokio::spawn(async move {
+            api.call("getUpdates", json!({"timeout": 10, "offset": id + 5})).await
+        })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = api.call("getUpdates", json!({"timeout": 0, "offset": id + 5})).await;
     assert_eq!(second.0, 200);
     let (s, v) = first.await.unwrap();
-    assert_eq!((s, v["description"].as_str().unwrap()), (409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"));
+    assert_eq!(
+        (s, v["description"].as_str().unwrap()),
+        (
+            409,
+            "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+        )
+    );
 }
 
 #[tokio::test]
@@ -504,10 +623,18 @@ async fn a_button_press_round_trip() {
     let tg = default_standin().await;
     let api = Api::new(&tg);
     let kb = json!({"inline_keyboard": [[{"text": "Approve", "callback_data": "A:7f3a"}, {"text": "Reject", "callback_data": "R:7f3a"}]]});
-    let m = api.ok("sendMessage", json!({"chat_id": GROUP, "text": "XAUUSD buy 0.10", "reply_markup": kb})).await;
+    let m = api
+        .ok("sendMessage", json!({"chat_id": GROUP, "text": "XAUUSD buy 0.10", "reply_markup": kb}))
+        .await;
     let id = i32::try_from(m["message_id"].as_i64().unwrap()).unwrap();
-    assert_eq!(tg.press(BOB, GROUP, id, "X:nope"), Err(WorldError::NoSuchButton(id, "X:nope".into())));
-    assert_eq!(tg.press(BOB, GROUP, id + 1, "A:7f3a"), Err(WorldError::UnknownMessage(GROUP, id + 1)));
+    assert_eq!(
+        tg.press(BOB, GROUP, id, "X:nope"),
+        Err(WorldError::NoSuchButton(id, "X:nope".into()))
+    );
+    assert_eq!(
+        tg.press(BOB, GROUP, id + 1, "A:7f3a"),
+        Err(WorldError::UnknownMessage(GROUP, id + 1))
+    );
     tg.user(1003, "Mallory", None).unwrap();
     assert_eq!(tg.press(1003, GROUP, id, "A:7f3a"), Err(WorldError::NotMember(1003, GROUP)));
     let qid = tg.press(BOB, GROUP, id, "A:7f3a").unwrap();
@@ -519,15 +646,35 @@ async fn a_button_press_round_trip() {
     assert_eq!(q["message"]["message_id"], id);
     assert_eq!(q["message"]["chat"]["id"], GROUP);
     assert!(q["chat_instance"].is_string());
-    api.fails("answerCallbackQuery", json!({"callback_query_id": "123"}), 400, "Bad Request: query is too old and response timeout expired or query ID is invalid").await;
-    api.ok("answerCallbackQuery", json!({"callback_query_id": qid, "text": "Sent to your node"})).await;
-    api.fails("answerCallbackQuery", json!({"callback_query_id": qid}), 400, "Bad Request: query is too old and response timeout expired or query ID is invalid").await;
+    api.fails(
+        "answerCallbackQuery",
+        json!({"callback_query_id": "123"}),
+        400,
+        "Bad Request: query is too old and response timeout expired or query ID is invalid",
+    )
+    .await;
+    api.ok("answerCallbackQuery", json!({"callback_query_id": qid, "text": "Sent to your node"}))
+        .await;
+    api.fails(
+        "answerCallbackQuery",
+        json!({"callback_query_id": qid}),
+        400,
+        "Bad Request: query is too old and response timeout expired or query ID is invalid",
+    )
+    .await;
     api.ok("editMessageText", json!({"chat_id": GROUP, "message_id": id, "text": "XAUUSD buy 0.10: approved by Bob &amp; Co", "parse_mode": "HTML"})).await;
     let answered = tg.answered_callbacks();
     assert_eq!(answered.len(), 1);
-    assert_eq!((answered[0].user_id, answered[0].data.as_str(), answered[0].text.as_deref()), (BOB, "A:7f3a", Some("Sent to your node")));
+    assert_eq!(
+        (answered[0].user_id, answered[0].data.as_str(), answered[0].text.as_deref()),
+        (BOB, "A:7f3a", Some("Sent to your node"))
+    );
     let found = tg
-        .wait_for_message(GROUP, |m| m.text.as_deref().is_some_and(|t| t.ends_with("Bob & Co")), Duration::from_secs(1))
+        .wait_for_message(
+            GROUP,
+            |m| m.text.as_deref().is_some_and(|t| t.ends_with("Bob & Co")),
+            Duration::from_secs(1),
+        )
         .await;
     assert!(found.is_some());
 }
@@ -553,7 +700,10 @@ async fn stars_payment_round_trip() {
     let bad = [
         (json!({"currency": "USD"}), "Bad Request: CURRENCY_INVALID"),
         (json!({"provider_token": "tok"}), "Bad Request: PROVIDER_TOKEN_INVALID"),
-        (json!({"prices": [{"label": "a", "amount": 1}, {"label": "b", "amount": 2}]}), "Bad Request: STARS_INVOICE_INVALID"),
+        (
+            json!({"prices": [{"label": "a", "amount": 1}, {"label": "b", "amount": 2}]}),
+            "Bad Request: STARS_INVOICE_INVALID",
+        ),
         (json!({"prices": [{"label": "a", "amount": 0}]}), "Bad Request: STARS_INVOICE_INVALID"),
         (json!({"payload": "p".repeat(129)}), "Bad Request: INVOICE_PAYLOAD_INVALID"),
         (json!({"payload": ""}), "Bad Request: INVOICE_PAYLOAD_INVALID"),
@@ -573,10 +723,21 @@ async fn stars_payment_round_trip() {
     let bot = |ok: bool| {
         let api = api.clone();
         tokio::spawn(async move {
-            let u = api.ok("getUpdates", json!({"timeout": 5, "allowed_updates": ["message", "pre_checkout_query"]})).await;
+            let u = api
+                .ok(
+                    "getUpdates",
+                    json!({"timeout": 5, "allowed_updates": ["message", "pre_checkout_query"]}),
+                )
+                .await;
             let q = u[0]["pre_checkout_query"].clone();
             let id = u[0]["update_id"].as_i64().unwrap();
-            api.fails("answerPreCheckoutQuery", json!({"pre_checkout_query_id": q["id"], "ok": false}), 400, "Bad Request: ERROR_MESSAGE_EMPTY").await;
+            api.fails(
+                "answerPreCheckoutQuery",
+                json!({"pre_checkout_query_id": q["id"], "ok": false}),
+                400,
+                "Bad Request: ERROR_MESSAGE_EMPTY",
+            )
+            .await;
             let mut answer = json!({"pre_checkout_query_id": q["id"], "ok": ok});
             if !ok {
                 answer["error_message"] = json!("This plan is no longer sold");
@@ -589,7 +750,10 @@ async fn stars_payment_round_trip() {
     let answering = bot(true);
     let paid = tg.pay(ALICE, &link).await.unwrap();
     let q = answering.await.unwrap();
-    assert_eq!((q["currency"].as_str(), q["total_amount"].as_u64(), q["invoice_payload"].as_str()), (Some("XTR"), Some(250), Some("plan:pro:acct-9")));
+    assert_eq!(
+        (q["currency"].as_str(), q["total_amount"].as_u64(), q["invoice_payload"].as_str()),
+        (Some("XTR"), Some(250), Some("plan:pro:acct-9"))
+    );
     let PayOutcome::Paid(payment) = paid else { panic!("{paid:?}") };
     let u = api.ok("getUpdates", json!({})).await;
     let sp = &u[0]["message"]["successful_payment"];
@@ -605,14 +769,23 @@ async fn stars_payment_round_trip() {
 
     // Refund once.
     let refund = json!({"user_id": ALICE, "telegram_payment_charge_id": payment.charge_id});
-    api.fails("refundStarPayment", json!({"user_id": ALICE, "telegram_payment_charge_id": "nope"}), 400, "Bad Request: CHARGE_ID_INVALID").await;
+    api.fails(
+        "refundStarPayment",
+        json!({"user_id": ALICE, "telegram_payment_charge_id": "nope"}),
+        400,
+        "Bad Request: CHARGE_ID_INVALID",
+    )
+    .await;
     assert_eq!(api.ok("refundStarPayment", refund.clone()).await, true);
     api.fails("refundStarPayment", refund, 400, "Bad Request: CHARGE_ALREADY_REFUNDED").await;
     assert!(tg.payments()[0].refunded);
 
     // Declined by the bot: no payment, no successful_payment.
     let answering = bot(false);
-    assert_eq!(tg.pay(BOB, &link).await.unwrap(), PayOutcome::Declined("This plan is no longer sold".into()));
+    assert_eq!(
+        tg.pay(BOB, &link).await.unwrap(),
+        PayOutcome::Declined("This plan is no longer sold".into())
+    );
     answering.await.unwrap();
     assert_eq!(api.ok("getUpdates", json!({"timeout": 0})).await, json!([]));
 
@@ -621,9 +794,18 @@ async fn stars_payment_round_trip() {
     let u = api.ok("getUpdates", json!({})).await;
     assert_eq!(u.as_array().unwrap().len(), 1, "{u}");
     let qid = u[0]["pre_checkout_query"]["id"].clone();
-    api.fails("answerPreCheckoutQuery", json!({"pre_checkout_query_id": qid, "ok": true}), 400, "Bad Request: query is too old and response timeout expired or query ID is invalid").await;
+    api.fails(
+        "answerPreCheckoutQuery",
+        json!({"pre_checkout_query_id": qid, "ok": true}),
+        400,
+        "Bad Request: query is too old and response timeout expired or query ID is invalid",
+    )
+    .await;
     assert_eq!(tg.payments().len(), 1);
-    assert_eq!(tg.pay(BOB, "https://t.me/$nope").await, Err(WorldError::UnknownInvoice("https://t.me/$nope".into())));
+    assert_eq!(
+        tg.pay(BOB, "https://t.me/$nope").await,
+        Err(WorldError::UnknownInvoice("https://t.me/$nope".into()))
+    );
 }
 
 #[tokio::test]
@@ -634,17 +816,43 @@ async fn commands_per_scope() {
     api.ok("setMyCommands", json!({"commands": cmds})).await;
     api.ok("setMyCommands", json!({"commands": [{"command": "stats", "description": "Owner stats"}], "scope": {"type": "chat", "chat_id": ALICE}})).await;
     api.ok("setMyCommands", json!({"commands": [{"command": "signals", "description": "Recent"}], "scope": {"type": "all_group_chats"}, "language_code": "de"})).await;
-    for (cmd, err) in [("Status", "BOT_COMMAND_INVALID"), ("", "BOT_COMMAND_INVALID"), (&"a".repeat(33), "BOT_COMMAND_INVALID"), ("ok", "BOT_COMMAND_DESCRIPTION_INVALID")] {
+    for (cmd, err) in [
+        ("Status", "BOT_COMMAND_INVALID"),
+        ("", "BOT_COMMAND_INVALID"),
+        (&"a".repeat(33), "BOT_COMMAND_INVALID"),
+        ("ok", "BOT_COMMAND_DESCRIPTION_INVALID"),
+    ] {
         let desc = if cmd == "ok" { "" } else { "d" };
-        api.fails("setMyCommands", json!({"commands": [{"command": cmd, "description": desc}]}), 400, &format!("Bad Request: {err}")).await;
+        api.fails(
+            "setMyCommands",
+            json!({"commands": [{"command": cmd, "description": desc}]}),
+            400,
+            &format!("Bad Request: {err}"),
+        )
+        .await;
     }
-    api.fails("setMyCommands", json!({"commands": cmds, "scope": {"type": "chat", "chat_id": 4242}}), 400, "Bad Request: chat not found").await;
+    api.fails(
+        "setMyCommands",
+        json!({"commands": cmds, "scope": {"type": "chat", "chat_id": 4242}}),
+        400,
+        "Bad Request: chat not found",
+    )
+    .await;
     assert_eq!(api.ok("getMyCommands", json!({})).await, cmds);
-    assert_eq!(api.ok("getMyCommands", json!({"scope": {"type": "chat", "chat_id": ALICE}})).await[0]["command"], "stats");
-    assert_eq!(api.ok("getMyCommands", json!({"scope": {"type": "all_group_chats"}})).await, json!([]));
+    assert_eq!(
+        api.ok("getMyCommands", json!({"scope": {"type": "chat", "chat_id": ALICE}})).await[0]["command"],
+        "stats"
+    );
+    assert_eq!(
+        api.ok("getMyCommands", json!({"scope": {"type": "all_group_chats"}})).await,
+        json!([])
+    );
     assert_eq!(tg.commands("all_group_chats|de")[0]["command"], "signals");
     api.ok("deleteMyCommands", json!({"scope": {"type": "chat", "chat_id": ALICE}})).await;
-    assert_eq!(api.ok("getMyCommands", json!({"scope": {"type": "chat", "chat_id": ALICE}})).await, json!([]));
+    assert_eq!(
+        api.ok("getMyCommands", json!({"scope": {"type": "chat", "chat_id": ALICE}})).await,
+        json!([])
+    );
     assert_eq!(tg.commands("default|").len(), 2);
 }
 
@@ -674,18 +882,35 @@ async fn photos_by_upload_url_or_file_id() {
     let r = upload(png(800, 450), "<b>XAUUSD</b> setup".into()).await.unwrap();
     let v: Value = r.json().await.unwrap();
     let m = &v["result"];
-    assert_eq!((m["photo"][0]["width"].as_u64(), m["photo"][0]["height"].as_u64()), (Some(800), Some(450)), "{v}");
+    assert_eq!(
+        (m["photo"][0]["width"].as_u64(), m["photo"][0]["height"].as_u64()),
+        (Some(800), Some(450)),
+        "{v}"
+    );
     assert_eq!(m["caption"], "XAUUSD setup");
     assert_eq!(m["caption_entities"], json!([{"type":"bold","offset":0,"length":6}]));
     let file_id = m["photo"][0]["file_id"].as_str().unwrap().to_owned();
-    let v: Value = upload(b"not an image".to_vec(), String::new()).await.unwrap().json().await.unwrap();
+    let v: Value =
+        upload(b"not an image".to_vec(), String::new()).await.unwrap().json().await.unwrap();
     assert_eq!(v["description"], "Bad Request: IMAGE_PROCESS_FAILED");
     let v: Value = upload(png(1, 1), "x".repeat(1025)).await.unwrap().json().await.unwrap();
     assert_eq!(v["description"], "Bad Request: message caption is too long");
     api.ok("sendPhoto", json!({"chat_id": ALICE, "photo": file_id})).await;
     api.ok("sendPhoto", json!({"chat_id": ALICE, "photo": "https://hub.example/chart.png"})).await;
-    api.fails("sendPhoto", json!({"chat_id": ALICE, "photo": "AgACAgIAAxkunknown"}), 400, "Bad Request: wrong file identifier/HTTP URL specified").await;
-    api.fails("sendPhoto", json!({"chat_id": ALICE}), 400, "Bad Request: there is no photo in the request").await;
+    api.fails(
+        "sendPhoto",
+        json!({"chat_id": ALICE, "photo": "AgACAgIAAxkunknown"}),
+        400,
+        "Bad Request: wrong file identifier/HTTP URL specified",
+    )
+    .await;
+    api.fails(
+        "sendPhoto",
+        json!({"chat_id": ALICE}),
+        400,
+        "Bad Request: there is no photo in the request",
+    )
+    .await;
     let photos = tg.messages_to(ALICE);
     assert_eq!(photos.len(), 3);
     assert!(photos.iter().all(|m| m.photo.is_some()));
@@ -706,9 +931,21 @@ async fn chats_and_members() {
     assert_eq!(member(BOB).await["status"], "kicked");
     tg.set_member(GROUP, BOB, MemberStatus::Administrator).unwrap();
     assert_eq!(member(BOB).await["can_delete_messages"], true);
-    api.fails("getChatMember", json!({"chat_id": GROUP, "user_id": 9}), 400, "Bad Request: user not found").await;
+    api.fails(
+        "getChatMember",
+        json!({"chat_id": GROUP, "user_id": 9}),
+        400,
+        "Bad Request: user not found",
+    )
+    .await;
     api.ok("sendChatAction", json!({"chat_id": GROUP, "action": "typing"})).await;
-    api.fails("sendChatAction", json!({"chat_id": GROUP, "action": "dancing"}), 400, "Bad Request: wrong parameter action in request").await;
+    api.fails(
+        "sendChatAction",
+        json!({"chat_id": GROUP, "action": "dancing"}),
+        400,
+        "Bad Request: wrong parameter action in request",
+    )
+    .await;
     assert_eq!(tg.user_says_in(ALICE, CHANNEL, "hi"), Err(WorldError::NotMember(ALICE, CHANNEL)));
     tg.user_says_in(ALICE, GROUP, "/signals@tradecast_test_bot now").unwrap();
     let u = api.ok("getUpdates", json!({})).await;
@@ -763,14 +1000,26 @@ async fn frankenstein_parses_every_answer() {
     assert_eq!(sent.text.as_deref(), Some("XAUUSD buy"));
     let id = sent.message_id;
     let edited = bot
-        .edit_message_text(&EditMessageTextParams::builder().chat_id(ALICE).message_id(id).text("XAUUSD buy: pending").build())
+        .edit_message_text(
+            &EditMessageTextParams::builder()
+                .chat_id(ALICE)
+                .message_id(id)
+                .text("XAUUSD buy: pending")
+                .build(),
+        )
         .await
         .unwrap();
     assert!(matches!(edited.result, frankenstein::response::MessageOrBool::Message(_)));
     let ReplyMarkup::InlineKeyboardMarkup(ikb) = kb else { unreachable!() };
-    bot.edit_message_reply_markup(&EditMessageReplyMarkupParams::builder().chat_id(ALICE).message_id(id).reply_markup(ikb).build())
-        .await
-        .unwrap();
+    bot.edit_message_reply_markup(
+        &EditMessageReplyMarkupParams::builder()
+            .chat_id(ALICE)
+            .message_id(id)
+            .reply_markup(ikb)
+            .build(),
+    )
+    .await
+    .unwrap();
     tg.press(ALICE, ALICE, id, "A:1").unwrap();
     let link = bot
         .create_invoice_link(
@@ -803,18 +1052,30 @@ async fn frankenstein_parses_every_answer() {
             match u.content {
                 UpdateContent::CallbackQuery(q) => {
                     assert_eq!(q.data.as_deref(), Some("A:1"));
-                    bot.answer_callback_query(&AnswerCallbackQueryParams::builder().callback_query_id(q.id.clone()).text("ok").build())
-                        .await
-                        .unwrap();
+                    bot.answer_callback_query(
+                        &AnswerCallbackQueryParams::builder()
+                            .callback_query_id(q.id.clone())
+                            .text("ok")
+                            .build(),
+                    )
+                    .await
+                    .unwrap();
                     callback = Some(q);
                 }
                 UpdateContent::PreCheckoutQuery(q) => {
                     assert_eq!((q.currency.as_str(), q.total_amount), ("XTR", 100));
-                    bot.answer_pre_checkout_query(&AnswerPreCheckoutQueryParams::builder().pre_checkout_query_id(q.id).ok(true).build())
-                        .await
-                        .unwrap();
+                    bot.answer_pre_checkout_query(
+                        &AnswerPreCheckoutQueryParams::builder()
+                            .pre_checkout_query_id(q.id)
+                            .ok(true)
+                            .build(),
+                    )
+                    .await
+                    .unwrap();
                 }
-                UpdateContent::Message(m) if m.successful_payment.is_some() => paid = m.successful_payment,
+                UpdateContent::Message(m) if m.successful_payment.is_some() => {
+                    paid = m.successful_payment
+                }
                 UpdateContent::Message(m) => assert_eq!(m.text.as_deref(), Some("/start")),
                 other => panic!("unexpected {other:?}"),
             }
@@ -824,14 +1085,31 @@ async fn frankenstein_parses_every_answer() {
     let paid = paid.expect("successful_payment");
     assert!(paid.subscription_expiration_date.is_some());
     assert!(matches!(payer.await.unwrap(), Ok(PayOutcome::Paid(_))));
-    bot.refund_star_payment(&RefundStarPaymentParams::builder().user_id(ALICE as u64).telegram_payment_charge_id(paid.telegram_payment_charge_id).build())
-        .await
-        .unwrap();
+    bot.refund_star_payment(
+        &RefundStarPaymentParams::builder()
+            .user_id(ALICE as u64)
+            .telegram_payment_charge_id(paid.telegram_payment_charge_id)
+            .build(),
+    )
+    .await
+    .unwrap();
 
-    let cmds = vec![BotCommand { command: "status".into(), description: "Status".into(), is_ephemeral: None }];
+    let cmds = vec![BotCommand {
+        command: "status".into(),
+        description: "Status".into(),
+        is_ephemeral: None,
+    }];
     let scope = BotCommandScope::Chat(BotCommandScopeChat { chat_id: ALICE.into() });
-    bot.set_my_commands(&SetMyCommandsParams::builder().commands(cmds.clone()).scope(scope.clone()).build()).await.unwrap();
-    let got = bot.get_my_commands(&GetMyCommandsParams::builder().scope(scope.clone()).build()).await.unwrap().result;
+    bot.set_my_commands(
+        &SetMyCommandsParams::builder().commands(cmds.clone()).scope(scope.clone()).build(),
+    )
+    .await
+    .unwrap();
+    let got = bot
+        .get_my_commands(&GetMyCommandsParams::builder().scope(scope.clone()).build())
+        .await
+        .unwrap()
+        .result;
     assert_eq!(got, cmds);
     bot.delete_my_commands(&DeleteMyCommandsParams::builder().scope(scope).build()).await.unwrap();
 
@@ -853,13 +1131,25 @@ async fn frankenstein_parses_every_answer() {
 
     let chat = bot.get_chat(&GetChatParams::builder().chat_id(GROUP).build()).await.unwrap().result;
     assert_eq!(chat.title.as_deref(), Some("Signals"));
-    let member = bot.get_chat_member(&GetChatMemberParams::builder().chat_id(GROUP).user_id(BOB as u64).build()).await.unwrap().result;
+    let member = bot
+        .get_chat_member(&GetChatMemberParams::builder().chat_id(GROUP).user_id(BOB as u64).build())
+        .await
+        .unwrap()
+        .result;
     assert!(matches!(member, ChatMember::Member(_)));
-    bot.send_chat_action(&SendChatActionParams::builder().chat_id(ALICE).action(ChatAction::Typing).build()).await.unwrap();
-    bot.delete_message(&DeleteMessageParams::builder().chat_id(ALICE).message_id(id).build()).await.unwrap();
+    bot.send_chat_action(
+        &SendChatActionParams::builder().chat_id(ALICE).action(ChatAction::Typing).build(),
+    )
+    .await
+    .unwrap();
+    bot.delete_message(&DeleteMessageParams::builder().chat_id(ALICE).message_id(id).build())
+        .await
+        .unwrap();
 
     let (rx, url) = receiver().await;
-    bot.set_webhook(&SetWebhookParams::builder().url(url.clone()).secret_token("abc").build()).await.unwrap();
+    bot.set_webhook(&SetWebhookParams::builder().url(url.clone()).secret_token("abc").build())
+        .await
+        .unwrap();
     let info = bot.get_webhook_info().await.unwrap().result;
     assert_eq!(info.url, url);
     tg.user_says(ALICE, "via webhook").unwrap();
@@ -882,7 +1172,9 @@ async fn frankenstein_parses_every_answer() {
     }
     let bad = SendMessageParams::builder().chat_id(4242).text("a").build();
     match bot.send_message(&bad).await {
-        Err(frankenstein::Error::Api(e)) => assert_eq!(e.description, "Bad Request: chat not found"),
+        Err(frankenstein::Error::Api(e)) => {
+            assert_eq!(e.description, "Bad Request: chat not found")
+        }
         other => panic!("{other:?}"),
     }
 }
