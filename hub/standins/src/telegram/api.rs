@@ -15,8 +15,8 @@ use super::Shared;
 use super::html;
 use super::params::{self, Params};
 use super::world::{
-    AnsweredCallback, Call, ChatKind, ChatMessage, Edit, Invoice, MemberStatus, Webhook, World,
-    random_token, unix_now,
+    AnsweredCallback, Call, ChatMessage, Edit, Invoice, MemberStatus, Webhook, World, random_token,
+    unix_now,
 };
 
 /// An error in the Bot API's shape.
@@ -205,28 +205,33 @@ fn writable(w: &World, id: i64) -> Result<(), ApiError> {
 /// Text with its `parse_mode` or `entities`: (plain text, entities, parse_mode).
 fn formatted(
     p: &Params,
-    field: &str,
     entities_field: &str,
     raw: &str,
 ) -> Result<(String, Vec<Value>, Option<String>), ApiError> {
     let mode = p.str("parse_mode")?.filter(|m| !m.is_empty());
     match mode.as_deref() {
         None => {
-            let entities = match p.json(entities_field, "message entities")? {
+            let entities = match p.json(entities_field, "entities JSON object")? {
                 None => Vec::new(),
                 Some(Value::Array(a)) => a,
-                Some(_) => {
-                    return Err(ApiError::bad(&format!(
-                        "field \"{entities_field}\" must be an Array"
-                    )));
-                }
+                Some(_) => return Err(ApiError::bad("can't parse entities JSON object")),
             };
+            let len = raw.encode_utf16().count();
+            for e in &entities {
+                let (Some(_), Some(offset), Some(length)) =
+                    (e["type"].as_str(), e["offset"].as_u64(), e["length"].as_u64())
+                else {
+                    return Err(ApiError::bad("can't parse MessageEntity"));
+                };
+                if usize::try_from(offset.saturating_add(length)).map_or(true, |end| end > len) {
+                    return Err(ApiError::bad("entity beyond the end of the text"));
+                }
+            }
             Ok((raw.to_owned(), entities, None))
         }
         Some(m) if m.eq_ignore_ascii_case("html") => {
             let parsed = html::parse(raw)
                 .map_err(|e| ApiError::bad(&format!("can't parse entities: {e}")))?;
-            let _ = field;
             Ok((parsed.text, parsed.entities, Some(m.to_owned())))
         }
         Some(_) => Err(ApiError::bad("unsupported parse_mode")),
@@ -236,7 +241,7 @@ fn formatted(
 /// The message text after entity parsing, 1–4096 characters.
 fn message_text(p: &Params) -> Result<(String, Vec<Value>, Option<String>), ApiError> {
     let raw = p.str("text")?.unwrap_or_default();
-    let (text, entities, mode) = formatted(p, "text", "entities", &raw)?;
+    let (text, entities, mode) = formatted(p, "entities", &raw)?;
     if text.trim().is_empty() {
         return Err(ApiError::bad("message text is empty"));
     }
@@ -422,7 +427,7 @@ fn send_photo(shared: &Shared, w: &mut World, p: &Params) -> Result<Value, ApiEr
         (None, None) => return Err(ApiError::bad("there is no photo in the request")),
     };
     let raw = p.str("caption")?.unwrap_or_default();
-    let (caption, entities, parse_mode) = formatted(p, "caption", "caption_entities", &raw)?;
+    let (caption, entities, parse_mode) = formatted(p, "caption_entities", &raw)?;
     if caption.chars().count() > 1024 {
         return Err(ApiError::bad("message caption is too long"));
     }
@@ -982,8 +987,5 @@ fn send_chat_action(w: &World, p: &Params) -> Result<Value, ApiError> {
         return Err(ApiError::bad("wrong parameter action in request"));
     }
     writable(w, chat)?;
-    if w.chat_kind(chat) == Some(ChatKind::Channel) {
-        return Ok(json!(true));
-    }
     Ok(json!(true))
 }

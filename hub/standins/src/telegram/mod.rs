@@ -755,7 +755,11 @@ async fn deliver_loop(shared: Arc<Shared>) {
             if !still_set {
                 break false;
             }
-            tokio::time::sleep(shared.retry_base * 2u32.saturating_pow(attempt - 1)).await;
+            let pause = shared
+                .retry_base
+                .checked_mul(2u32.saturating_pow(attempt - 1))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::time::sleep(pause).await;
             attempt += 1;
         };
         if done {

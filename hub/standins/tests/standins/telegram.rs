@@ -328,6 +328,27 @@ async fn html_table() {
     // Without parse_mode the same text is taken literally.
     let m = api.ok("sendMessage", json!({"chat_id": ALICE, "text": "EURUSD < 1.1 & <b>"})).await;
     assert_eq!(m["text"], "EURUSD < 1.1 & <b>");
+    // Or with explicit entities, which must lie inside the text (UTF-16 units).
+    let bold =
+        |offset: u32, length: u32| json!([{"type": "bold", "offset": offset, "length": length}]);
+    let m = api
+        .ok("sendMessage", json!({"chat_id": ALICE, "text": "😀 up", "entities": bold(3, 2)}))
+        .await;
+    assert_eq!(m["entities"], bold(3, 2));
+    api.fails(
+        "sendMessage",
+        json!({"chat_id": ALICE, "text": "😀 up", "entities": bold(3, 3)}),
+        400,
+        "Bad Request: entity beyond the end of the text",
+    )
+    .await;
+    api.fails(
+        "sendMessage",
+        json!({"chat_id": ALICE, "text": "up", "entities": "[{"}),
+        400,
+        "Bad Request: can't parse entities JSON object",
+    )
+    .await;
 }
 
 #[tokio::test]
