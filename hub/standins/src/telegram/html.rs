@@ -394,4 +394,23 @@ mod tests {
         check("<span>x</span>", Err("Tag \"span\" must have class"));
         check("<b", Err("Unclosed start tag"));
     }
+
+    /// Every prefix of tricky inputs parses or fails, never panics (byte offsets stay on
+    /// character boundaries).
+    #[test]
+    fn prefixes_never_panic() {
+        let inputs = [
+            "<a href=\"https://x/é?a=1&amp;b\">é😀</a> &#x1F600; <pre><code class=\"language-é\">x</code></pre>",
+            "<tg-emoji emoji-id='1'>😀</tg-emoji><blockquote expandable>q</blockquote>&#0;&#xD800;&#99999999;",
+            "</ > < b><b x=y z>é</b>&amp",
+        ];
+        for input in inputs {
+            for (end, _) in input.char_indices() {
+                let _ = parse(&input[..end]);
+            }
+            let _ = parse(input);
+        }
+        assert!(parse("&#0;").is_err(), "NUL is refused");
+        assert!(parse("&#xD800;").is_err(), "a surrogate is not a character");
+    }
 }

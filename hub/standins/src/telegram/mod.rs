@@ -446,7 +446,7 @@ impl TelegramStandin {
             let id = format!("{}{}", user, rand::random::<u32>());
             let q = json!({
                 "id": id, "from": w.user_json(user), "message": message,
-                "chat_instance": format!("{}", (chat.unsigned_abs() ^ 0x5bd1_e995) * 31),
+                "chat_instance": format!("{}", (chat.unsigned_abs() ^ 0x5bd1_e995).wrapping_mul(31)),
                 "data": callback_data,
             });
             w.callbacks.insert(

@@ -204,3 +204,40 @@ impl Params {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &str = "--XyZ\r\nContent-Disposition: form-data; name=\"chat_id\"\r\n\r\n42\r\n--XyZ\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"c.png\"\r\nContent-Type: image/png\r\n\r\n\x01\x02\r\n--XyZ--\r\n";
+
+    #[test]
+    fn multipart_parts_and_files() {
+        let p = read(None, Some("multipart/form-data; boundary=XyZ"), BODY.as_bytes()).unwrap();
+        assert_eq!(p.int("chat_id").unwrap(), Some(42));
+        let f = p.file("photo").unwrap();
+        assert_eq!((f.file_name.as_str(), f.data.as_slice()), ("c.png", &[1u8, 2][..]));
+    }
+
+    /// Every truncation of a multipart body is an error or a parse, never a panic.
+    #[test]
+    fn truncated_multipart_never_panics() {
+        let ct = Some("multipart/form-data; boundary=XyZ");
+        for end in 0..BODY.len() {
+            let _ = read(None, ct, &BODY.as_bytes()[..end]);
+        }
+        assert!(read(None, ct, &BODY.as_bytes()[..BODY.len() - 12]).is_err());
+        assert!(read(None, Some("multipart/form-data"), BODY.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn typed_values_from_strings() {
+        let p = read(Some("a=1&b=true&c=%7B%22k%22%3A1%7D&d=x"), None, b"").unwrap();
+        assert_eq!(p.int("a").unwrap(), Some(1));
+        assert_eq!(p.bool("b").unwrap(), Some(true));
+        assert_eq!(p.json("c", "c").unwrap(), Some(serde_json::json!({"k": 1})));
+        assert!(p.int("d").is_err());
+        assert!(p.bool("d").is_err());
+        assert_eq!(p.str("missing").unwrap(), None);
+    }
+}
