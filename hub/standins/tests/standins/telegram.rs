@@ -1158,6 +1158,37 @@ async fn frankenstein_parses_every_answer() {
         .unwrap()
         .result;
     assert!(matches!(member, ChatMember::Member(_)));
+    for (status, want) in [
+        (MemberStatus::Creator, "creator"),
+        (MemberStatus::Administrator, "administrator"),
+        (MemberStatus::Left, "left"),
+        (MemberStatus::Kicked, "kicked"),
+    ] {
+        tg.set_member(GROUP, BOB, status).unwrap();
+        let m = bot
+            .get_chat_member(
+                &GetChatMemberParams::builder().chat_id(GROUP).user_id(BOB as u64).build(),
+            )
+            .await
+            .unwrap()
+            .result;
+        let got = match m {
+            ChatMember::Creator(_) => "creator",
+            ChatMember::Administrator(_) => "administrator",
+            ChatMember::Left(_) => "left",
+            ChatMember::Kicked(_) => "kicked",
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(got, want);
+    }
+    let post = bot
+        .send_message(
+            &SendMessageParams::builder().chat_id("@gold_signals".to_owned()).text("gold").build(),
+        )
+        .await
+        .unwrap()
+        .result;
+    assert_eq!(post.sender_chat.map(|c| c.id), Some(CHANNEL));
     bot.send_chat_action(
         &SendChatActionParams::builder().chat_id(ALICE).action(ChatAction::Typing).build(),
     )
@@ -1173,6 +1204,7 @@ async fn frankenstein_parses_every_answer() {
         .unwrap();
     let info = bot.get_webhook_info().await.unwrap().result;
     assert_eq!(info.url, url);
+    assert_eq!(info.last_error_message, None);
     tg.user_says(ALICE, "via webhook").unwrap();
     assert!(tg.settle(Duration::from_secs(5)).await);
     let body = rx.got.lock().unwrap()[0].1.clone();
