@@ -162,13 +162,14 @@ fn entity(input: &str, at: usize) -> Result<(char, usize), HtmlError> {
 fn start_tag(input: &str, at: usize, utf16: usize) -> Result<(Open, usize), HtmlError> {
     let bytes = input.as_bytes();
     let mut i = at + 1;
-    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'-') {
+    // As Telegram: the name runs to a space or `>`; a bare `<` has an empty name.
+    while i < bytes.len() && !bytes[i].is_ascii_whitespace() && bytes[i] != b'>' {
         i += 1;
     }
-    let tag = input[at + 1..i].to_ascii_lowercase();
-    if tag.is_empty() {
-        return Err(HtmlError(format!("Unescaped \"<\" at byte offset {at}")));
+    if i == bytes.len() {
+        return Err(HtmlError(format!("Unclosed start tag at byte offset {at}")));
     }
+    let tag = input[at + 1..i].to_ascii_lowercase();
     if !TAGS.contains(&tag.as_str()) {
         return Err(HtmlError(format!("Unsupported start tag \"{tag}\" at byte offset {at}")));
     }
@@ -193,7 +194,7 @@ fn start_tag(input: &str, at: usize, utf16: usize) -> Result<(Open, usize), Html
         }
         if i == name_start {
             return Err(HtmlError(format!(
-                "Expected equal sign in declaration of an attribute of the tag \"{tag}\" at byte offset {at}"
+                "Expected equal sign in declaration of attribute of the tag \"{tag}\" at byte offset {at}"
             )));
         }
         let name = input[name_start..i].to_ascii_lowercase();
@@ -219,9 +220,17 @@ fn start_tag(input: &str, at: usize, utf16: usize) -> Result<(Open, usize), Html
                 v
             }
             Some(_) => {
+                // A name token: letters, digits, periods, hyphens.
                 let s = i;
-                while i < bytes.len() && !bytes[i].is_ascii_whitespace() && bytes[i] != b'>' {
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.' || bytes[i] == b'-')
+                {
                     i += 1;
+                }
+                if i < bytes.len() && !bytes[i].is_ascii_whitespace() && bytes[i] != b'>' {
+                    return Err(HtmlError(format!(
+                        "Unexpected end of name token at byte offset {s}"
+                    )));
                 }
                 &input[s..i]
             }
@@ -384,7 +393,13 @@ mod tests {
             )),
         );
         check("a > b", Ok(("a > b", json!([]))));
-        check("a < b", Err("Unescaped \"<\""));
+        check("a < b", Err("Unsupported start tag \"\" at byte offset 2"));
+        check("<b/>x</b>", Err("Unsupported start tag \"b/\""));
+        check("<a href=x/y>l</a>", Err("Unexpected end of name token at byte offset 8"));
+        check(
+            "<a href=https>l</a>",
+            Ok(("l", json!([{"type":"text_link","offset":0,"length":1,"url":"https"}]))),
+        );
         check("AT&T", Err("Unescaped \"&\""));
         check("&nbsp;", Err("Unsupported HTML entity"));
         check("<div>x</div>", Err("Unsupported start tag \"div\""));

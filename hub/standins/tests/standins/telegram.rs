@@ -294,6 +294,12 @@ async fn html_table() {
             {"type":"custom_emoji","offset":1,"length":2,"custom_emoji_id":"5368324170671202286"}]),
         ),
         ("1 > 0", "1 > 0", json!(null)),
+        (
+            "<B>x</b >y<b >z</B>",
+            "xyz",
+            json!([
+            {"type":"bold","offset":0,"length":1},{"type":"bold","offset":2,"length":1}]),
+        ),
     ];
     for (input, text, entities) in good {
         let m = api
@@ -303,7 +309,7 @@ async fn html_table() {
         assert_eq!(m["entities"], *entities, "{input}");
     }
     let bad: &[(&str, &str)] = &[
-        ("EURUSD < 1.1", "Unescaped \"<\" at byte offset 7"),
+        ("EURUSD < 1.1", "Unsupported start tag \"\" at byte offset 7"),
         ("AT&T", "Unescaped \"&\" at byte offset 2"),
         ("&nbsp;", "Unsupported HTML entity \"&nbsp;\" at byte offset 0"),
         ("<div>x</div>", "Unsupported start tag \"div\" at byte offset 0"),
