@@ -360,10 +360,30 @@ fn limited(shared: &Shared, w: &mut World, chat: i64) -> Result<(), ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Messages
 
+/// `reply_parameters` (or the older `reply_to_message_id`) must name a message of the chat,
+/// unless `allow_sending_without_reply`.
+fn reply_target(w: &World, chat: i64, p: &Params) -> Result<(), ApiError> {
+    let (id, lenient) = match p.json("reply_parameters", "reply parameters JSON object")? {
+        Some(r) => {
+            let id = r["message_id"]
+                .as_i64()
+                .ok_or_else(|| ApiError::bad("can't parse reply parameters JSON object"))?;
+            (id, r["allow_sending_without_reply"].as_bool().unwrap_or(false))
+        }
+        None => match p.int("reply_to_message_id")? {
+            Some(id) => (id, p.bool("allow_sending_without_reply")?.unwrap_or(false)),
+            None => return Ok(()),
+        },
+    };
+    let found = i32::try_from(id).ok().and_then(|id| w.message(chat, id)).is_some();
+    if found || lenient { Ok(()) } else { Err(ApiError::bad("message to be replied not found")) }
+}
+
 fn send_message(shared: &Shared, w: &mut World, p: &Params) -> Result<Value, ApiError> {
     let chat = chat_id(w, p)?;
     let (text, entities, parse_mode) = message_text(p)?;
     let markup = reply_markup(p)?;
+    reply_target(w, chat, p)?;
     writable(w, chat)?;
     limited(shared, w, chat)?;
     let m = ChatMessage {
@@ -432,6 +452,7 @@ fn send_photo(shared: &Shared, w: &mut World, p: &Params) -> Result<Value, ApiEr
         return Err(ApiError::bad("message caption is too long"));
     }
     let markup = reply_markup(p)?;
+    reply_target(w, chat, p)?;
     writable(w, chat)?;
     limited(shared, w, chat)?;
     let file_id = format!("AgACAgIAAxk{}", random_token(40));

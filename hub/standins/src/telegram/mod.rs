@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 pub use world::{
     AnsweredCallback, Call, ChatKind, ChatMessage, Delivered, Edit, Invoice, MemberStatus,
-    PayOutcome, Payment, Send, WorldError,
+    PayOutcome, Payment, Sent, WorldError,
 };
 use world::{ChatRec, PendingCallback, PreCheckout, UserRec, World, random_token, unix_now};
 
@@ -600,7 +600,7 @@ impl TelegramStandin {
     }
 
     /// Every accepted send (sendMessage, sendPhoto) with its instant.
-    pub fn sends(&self) -> Vec<Send> {
+    pub fn sends(&self) -> Vec<Sent> {
         self.shared.lock().sends.clone()
     }
 

@@ -168,7 +168,7 @@ pub struct Call {
 
 /// One accepted send (sendMessage, sendPhoto), for the rate limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Send {
+pub struct Sent {
     /// The chat it went to.
     pub chat_id: i64,
     /// When it was accepted.
@@ -294,8 +294,8 @@ pub(crate) struct World {
     pub last_error: Option<(u64, String)>,
     pub deliveries: Vec<Delivered>,
     pub calls: Vec<Call>,
-    pub sends: Vec<Send>,
-    pub recent: VecDeque<Send>,
+    pub sends: Vec<Sent>,
+    pub recent: VecDeque<Sent>,
     pub too_many: Vec<(i64, Instant)>,
     pub callbacks: BTreeMap<String, PendingCallback>,
     pub answered: Vec<AnsweredCallback>,
@@ -539,7 +539,7 @@ impl World {
                 return Err(secs.max(1));
             }
         }
-        let s = Send { chat_id, at: now };
+        let s = Sent { chat_id, at: now };
         self.recent.push_back(s);
         self.sends.push(s);
         Ok(())
@@ -547,7 +547,7 @@ impl World {
 }
 
 /// The most sends (to `chat_id`, or to any chat) inside any window of length `window`.
-pub(crate) fn max_in_window(sends: &[Send], chat_id: Option<i64>, window: Duration) -> usize {
+pub(crate) fn max_in_window(sends: &[Sent], chat_id: Option<i64>, window: Duration) -> usize {
     let at: Vec<Instant> =
         sends.iter().filter(|s| chat_id.is_none_or(|c| s.chat_id == c)).map(|s| s.at).collect();
     let mut best = 0;

@@ -151,6 +151,13 @@ async fn send_message_is_validated_like_telegram() {
     api.ok("sendMessage", send(json!(GROUP.to_string()), json!("hi group"))).await;
     api.fails(
         "sendMessage",
+        json!({"chat_id": GROUP, "text": "re", "reply_parameters": {"message_id": 99}}),
+        400,
+        "Bad Request: message to be replied not found",
+    )
+    .await;
+    api.fails(
+        "sendMessage",
         json!({"chat_id": ALICE, "text": "x", "parse_mode": "HTML5"}),
         400,
         "Bad Request: unsupported parse_mode",
