@@ -83,6 +83,9 @@ fn ok(result: Value) -> Response {
     axum::Json(json!({"ok": true, "result": result})).into_response()
 }
 
+/// The most calls the log keeps.
+pub const CALLS_MAX: usize = 200_000;
+
 /// Compares two secrets without an early exit on the first differing byte.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -129,7 +132,14 @@ pub(crate) async fn handle(
         Err(e) => (e.status, Some(e.description.clone())),
     };
     tracing::debug!(target: "tradecast_standins::telegram", method = %method, status, "call");
-    shared.lock().calls.push(Call { method, params, status, description, at: Instant::now() });
+    {
+        let mut w = shared.lock();
+        // The log is bounded: past the cap the oldest tenth goes.
+        if w.calls.len() >= CALLS_MAX {
+            w.calls.drain(..CALLS_MAX / 10);
+        }
+        w.calls.push(Call { method, params, status, description, at: Instant::now() });
+    }
     shared.changed.notify_waiters();
     match result {
         Ok(v) => ok(v),

@@ -555,7 +555,7 @@ impl TelegramStandin {
     // -----------------------------------------------------------------------------------------
     // The log
 
-    /// Every API call, in order (the token is not in it).
+    /// Every API call, in order (the token is not in it; the last [`api::CALLS_MAX`] at most).
     pub fn calls(&self) -> Vec<Call> {
         self.shared.lock().calls.clone()
     }
