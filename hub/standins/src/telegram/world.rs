@@ -515,9 +515,12 @@ impl World {
                 if hits.len() < limit {
                     return None;
                 }
-                // The send whose expiry brings the count under the limit.
-                let k = hits.len() - limit;
-                Some((hits[k] + w).saturating_duration_since(now))
+                // The send whose expiry brings the count under the limit (a limit of 0 refuses
+                // every send).
+                match hits.get(hits.len() - limit) {
+                    Some(at) => Some((*at + w).saturating_duration_since(now)),
+                    None => Some(w),
+                }
             };
             let checks = if chat_id < 0 {
                 [
