@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
 use tradecast_standins::stripe::{StripeStandin, StripeStandinConfig};
+use tradecast_standins::telegram::{TelegramStandin, TelegramStandinConfig};
 
 /// Strict local stand-ins for the services the Tradecast hub calls (tests and the demo).
 #[derive(Debug, Parser)]
@@ -33,6 +34,28 @@ enum Service {
         secret_key: Option<String>,
         /// The webhook signing secret (default: a fresh whsec_…).
         #[arg(long, env = "STANDIN_STRIPE_WEBHOOK_SECRET")]
+        webhook_secret: Option<String>,
+    },
+    /// Telegram: the Bot API the hub calls, with a simulated world behind it.
+    ///
+    /// Prints its base URL, bot token and username; point the hub at it with
+    /// `[telegram] api_base_url` and `bot_username` and the secret `telegram_bot_token`. Without
+    /// `--webhook-url` it waits for the hub's setWebhook (or getUpdates).
+    Telegram {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:12112")]
+        listen: SocketAddr,
+        /// The bot token to accept (default: a fresh `<digits>:<secret>`).
+        #[arg(long, env = "STANDIN_TELEGRAM_BOT_TOKEN")]
+        token: Option<String>,
+        /// The bot's username.
+        #[arg(long, default_value = "tradecast_test_bot")]
+        bot_username: String,
+        /// Where to POST updates, e.g. http://127.0.0.1:7480/api/v1/telegram/webhook.
+        #[arg(long)]
+        webhook_url: Option<String>,
+        /// The `X-Telegram-Bot-Api-Secret-Token` to send with them.
+        #[arg(long, env = "STANDIN_TELEGRAM_WEBHOOK_SECRET")]
         webhook_secret: Option<String>,
     },
 }
@@ -77,6 +100,27 @@ async fn main() -> anyhow::Result<()> {
             );
             stopped().await?;
             sb.shutdown().await;
+        }
+        Service::Telegram { listen, token, bot_username, webhook_url, webhook_secret } => {
+            let tg = TelegramStandin::start(TelegramStandinConfig {
+                listen,
+                token,
+                bot_username,
+                ..Default::default()
+            })
+            .await?;
+            if let Some(url) = &webhook_url {
+                tg.set_webhook(url.clone(), webhook_secret);
+            }
+            println!("base_url={}", tg.base_url());
+            println!("token={}", tg.token());
+            println!("bot_username={}", tg.bot_username());
+            println!(
+                "webhook_url={}",
+                webhook_url.as_deref().unwrap_or("(none: waits for setWebhook or getUpdates)")
+            );
+            stopped().await?;
+            tg.shutdown().await;
         }
     }
     Ok(())

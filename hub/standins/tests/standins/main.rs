@@ -1,5 +1,8 @@
 //! The Stripe stand-in over real HTTP: its strictness, its test clock, its pages and its
-//! webhooks (signatures checked by an independent HMAC computation).
+//! webhooks (signatures checked by an independent HMAC computation); the Telegram stand-in in
+//! [`telegram`].
+
+mod telegram;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
