@@ -31,4 +31,5 @@ mod schemathesis;
 mod signals;
 mod sync;
 mod telegram;
+mod telegram_bot;
 mod users;

@@ -1,0 +1,215 @@
+//! The bot end to end against the strict Bot API stand-in (`tradecast-standins`): the hub sets
+//! its webhook and menu at start, a user links from the account page and `/start <code>`, uses
+//! commands and `/settings` buttons, Telegram's duplicate deliveries change nothing, a blocked
+//! user is recorded, and polling mode (one poller across instances) gets the same answers.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tradecast_hub::config::TelegramMode;
+use tradecast_hub::telegram::{self, notify};
+use tradecast_standins::telegram::{TelegramStandin, TelegramStandinConfig};
+
+use crate::console::{csrf_of, page};
+use crate::helpers::{Backend, Session, TestHub, free_port};
+use crate::on_both;
+
+on_both!(webhook_bot_end_to_end, polling_bot_and_its_single_poller);
+
+const SECRET: &str = "tg-hook-secret";
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn hub_with_bot(b: Backend, sb: &TelegramStandin, mode: TelegramMode) -> TestHub {
+    let port = free_port();
+    let (api, token) = (sb.base_url().to_string(), sb.token().to_string());
+    TestHub::start_with_secrets(
+        b,
+        |c| {
+            c.listen = ([127, 0, 0, 1], port).into();
+            c.public_url = Some(
+                tradecast_hub::config::PublicUrl::parse(&format!("http://127.0.0.1:{port}"))
+                    .unwrap(),
+            );
+            c.telegram.mode = mode;
+            c.telegram.api_base_url = api;
+            c.rate_limits.login_per_ip.burst = 50;
+            c.outbox.poll_interval_ms = 50;
+        },
+        |s| {
+            s.integrations.telegram_bot_token = Some(token.into());
+            s.integrations.telegram_webhook_secret = Some(SECRET.to_string().into());
+        },
+    )
+    .await
+}
+
+/// The account page's Telegram link for `who`; its `start` code.
+async fn link_code(hub: &TestHub, who: &Session, bot: &str) -> String {
+    let form = [("email", who.email.as_str()), ("password", who.password.as_str())];
+    let r = page(hub, "POST", "/login", None, &[], Some(&form)).await;
+    let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    // The username is learnt from getMe at start: wait for it.
+    for _ in 0..100 {
+        if !hub.state().telegram.username().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let account = page(hub, "GET", "/account", Some(&cookie), &[], None).await;
+    let csrf = csrf_of(&account);
+    let form = [("csrf", csrf.as_str())];
+    let r = page(hub, "POST", "/account/telegram-link", Some(&cookie), &[], Some(&form)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let to = r.headers.get("location").unwrap().to_str().unwrap();
+    to.strip_prefix(&format!("https://t.me/{bot}?start=")).expect(to).to_string()
+}
+
+async fn reply(
+    sb: &TelegramStandin,
+    chat: i64,
+    needle: &str,
+) -> tradecast_standins::telegram::ChatMessage {
+    let n = needle.to_string();
+    sb.wait_for_message(chat, move |m| m.text.as_deref().is_some_and(|t| t.contains(&n)), WAIT)
+        .await
+        .unwrap_or_else(|| {
+            panic!("no message containing {needle:?} in {chat}: {:#?}", sb.messages_to(chat))
+        })
+}
+
+async fn webhook_bot_end_to_end(b: Backend) {
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let hub = hub_with_bot(b, &sb, TelegramMode::Webhook).await;
+    let owner = hub.owner().await;
+    let alice = hub.user(&owner, "subscriber").await;
+    sb.user(501, "Alice", Some("alice")).unwrap();
+
+    // At start the hub set its webhook (so this update reaches it) and the default menu.
+    sb.user_says(501, "/start").unwrap();
+    reply(&sb, 501, "Welcome to Tradecast").await;
+    let menu: Vec<String> = sb
+        .commands("default|")
+        .iter()
+        .map(|c| c["command"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(menu, ["start", "help"]);
+
+    // Linked from the account page; the chat's menu becomes a subscriber's.
+    let code = link_code(&hub, &alice, sb.bot_username()).await;
+    sb.user_says(501, &format!("/start {code}")).unwrap();
+    reply(&sb, 501, "Linked to").await;
+    for _ in 0..100 {
+        if !sb.commands("chat:501|").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let chat_menu: Vec<String> = sb
+        .commands("chat:501|")
+        .iter()
+        .map(|c| c["command"].as_str().unwrap().to_string())
+        .collect();
+    assert!(chat_menu.contains(&"status".to_string()) && !chat_menu.contains(&"stats".to_string()));
+
+    // Telegram delivering every update twice: answered once.
+    sb.set_duplicate(true);
+    sb.user_says(501, "/plan").unwrap();
+    reply(&sb, 501, "Plan: none").await;
+    assert!(sb.settle(WAIT).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let plans = sb
+        .messages_to(501)
+        .iter()
+        .filter(|m| m.text.as_deref().unwrap_or("").starts_with("Plan: none"))
+        .count();
+    assert_eq!(plans, 1, "{:#?}", sb.messages_to(501));
+    sb.set_duplicate(false);
+
+    // /settings, then a press: answered, the message redrawn, the level stored.
+    sb.user_says(501, "/settings").unwrap();
+    let settings = reply(&sb, 501, "Notifications").await;
+    sb.press(501, 501, settings.message_id, "n:signal:silent").unwrap();
+    for _ in 0..200 {
+        if !sb.answered_callbacks().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answered = sb.answered_callbacks();
+    assert_eq!(answered.len(), 1);
+    assert!(answered[0].text.as_deref().unwrap().contains("silent"));
+    let redrawn = sb
+        .wait_for_message(501, |m| m.message_id == settings.message_id && !m.edits.is_empty(), WAIT)
+        .await
+        .expect("settings redrawn");
+    assert!(redrawn.text.unwrap().contains("New signals: silent"));
+    let levels = notify::levels(&hub.db, &alice.user_id).await.unwrap();
+    assert!(levels.contains(&(notify::Event::Signal, notify::Level::Silent)));
+
+    // Alice blocks the bot: the next message is refused (403), recorded, and not retried.
+    sb.block(501).unwrap();
+    let mut tx = hub.db.begin_write().await.unwrap();
+    let told = notify::tell_in(
+        &mut tx,
+        &alice.user_id,
+        notify::Event::Billing,
+        "renewed".into(),
+        "t1",
+        "test",
+        hub.clock.now_ms(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(told);
+    tradecast_hub::outbox::wake(hub.state());
+    let mut blocked = None;
+    for _ in 0..200 {
+        blocked =
+            telegram::link::of_user(&hub.db, &alice.user_id).await.unwrap().unwrap().blocked_at_ms;
+        if blocked.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(blocked.is_some(), "the 403 was recorded");
+    let dead = tradecast_hub::outbox::list(&hub.db, Some("dead"), 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].last_error.as_deref().unwrap().contains("403"));
+    // Every message the hub sent passed the stand-in's HTML parser and limits.
+    assert_eq!(sb.n_too_many(), 0);
+    hub.stop().await;
+    sb.shutdown().await;
+}
+
+async fn polling_bot_and_its_single_poller(b: Backend) {
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let hub = hub_with_bot(b, &sb, TelegramMode::Polling).await;
+    sb.user(601, "Pat", None).unwrap();
+    sb.user_says(601, "/help").unwrap();
+    reply(&sb, 601, "Tradecast bot").await;
+    sb.user_says(601, "hello").unwrap();
+    reply(&sb, 601, "I answer commands").await;
+    // One poller: this instance holds the lease, another is refused until it lapses.
+    let state = hub.state();
+    let mine: String = sqlx::query_scalar("SELECT owner FROM telegram_poller WHERE id = 1")
+        .fetch_one(hub.db.pool())
+        .await
+        .unwrap();
+    assert!(telegram::poll_lease(state, &mine).await.unwrap(), "the holder renews");
+    assert!(!telegram::poll_lease(state, "another-instance").await.unwrap());
+    // Past the lease's minute (the hub's own poller, renewing only between long polls, may
+    // race for it once more: then it lapses again).
+    let mut taken = false;
+    for _ in 0..3 {
+        hub.clock.advance_ms(61_000);
+        if telegram::poll_lease(state, "another-instance").await.unwrap() {
+            taken = true;
+            break;
+        }
+    }
+    assert!(taken, "a lapsed lease is taken over");
+    hub.stop().await;
+    sb.shutdown().await;
+}
