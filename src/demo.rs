@@ -67,6 +67,19 @@ const AUTO_SUBSCRIBERS: [&str; 1] = ["alice"];
 /// Longest a bar may take to settle across all parties before the demo says so.
 const SETTLE_LIMIT: Duration = Duration::from_secs(20);
 
+/// alice's Telegram user id in the stand-in.
+const ALICE_TELEGRAM: i64 = 424_242;
+
+/// A bot message on one narration line.
+fn one_line(text: &str) -> String {
+    let joined: String =
+        text.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join(" / ");
+    match joined.char_indices().nth(150) {
+        Some((i, _)) => format!("{}…", &joined[..i]),
+        None => joined,
+    }
+}
+
 /// How to run the demo.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -207,6 +220,10 @@ pub struct Report {
     pub revenue: Vec<(String, i64)>,
     /// Stripe's webhooks to the hub: (accepted, refused) delivery attempts.
     pub stripe_webhooks: (usize, usize),
+    /// What the Telegram bot sent alice (texts, oldest first).
+    pub telegram_to_alice: Vec<String>,
+    /// Bot API calls the stand-in refused for flood limits (429).
+    pub telegram_429: usize,
 }
 
 /// A running node of the demo: a process of its own (`tradecast node run`), seen only through
@@ -338,6 +355,8 @@ struct DemoHub {
     proc: Option<Proc>,
     /// The Stripe stand-in the hub sells through (in this process; it outlives hub restarts).
     stripe: tradecast_standins::stripe::StripeStandin,
+    /// The Telegram Bot API stand-in the hub's bot talks to (and the demo's Telegram users).
+    telegram: tradecast_standins::telegram::TelegramStandin,
     config_file: PathBuf,
     addr: SocketAddr,
     quic_addr: SocketAddr,
@@ -387,6 +406,17 @@ impl DemoHub {
         std::fs::create_dir_all(&integrations)?;
         std::fs::write(integrations.join("stripe_secret_key"), stripe.secret_key())?;
         std::fs::write(integrations.join("stripe_webhook_secret"), stripe.webhook_secret())?;
+        // Telegram: the Bot API stand-in, the bot's token and webhook secret as secrets; the
+        // hub sets its webhook at start.
+        let telegram = tradecast_standins::telegram::TelegramStandin::start(Default::default())
+            .await
+            .context("start the Telegram stand-in")?;
+        std::fs::write(integrations.join("telegram_bot_token"), telegram.token())?;
+        std::fs::write(
+            integrations.join("telegram_webhook_secret"),
+            tradecast_hub::ids::random_hex(16),
+        )?;
+        let telegram_api = toml::Value::String(telegram.base_url().to_string());
         let secrets_dir = toml::Value::String(integrations.display().to_string());
         let stripe_api = toml::Value::String(stripe.base_url().to_string());
         std::fs::write(
@@ -395,7 +425,8 @@ impl DemoHub {
                 "listen = \"{addr}\"\ndata_dir = {data}\npublic_url = \"http://{addr}\"\n\
                  secrets_dir = {secrets_dir}\n\n\
                  [auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n\
-                 [stripe]\napi_base_url = {stripe_api}\n"
+                 [stripe]\napi_base_url = {stripe_api}\n\n\
+                 [telegram]\nmode = \"webhook\"\napi_base_url = {telegram_api}\n"
             ),
         )?;
         stripe.set_webhook_url(format!("http://{addr}/api/v1/billing/stripe/webhook"));
@@ -425,6 +456,7 @@ impl DemoHub {
         let mut hub = DemoHub {
             proc: Some(proc),
             stripe,
+            telegram,
             config_file,
             addr,
             quic_addr,
@@ -626,6 +658,72 @@ impl DemoHub {
             self.http.get(self.url("/api/v1/me")).bearer_auth(&token).send().await?.json().await?;
         let id = me["id"].as_str().ok_or_else(|| anyhow!("no user id"))?.to_owned();
         Ok((id, token))
+    }
+
+    /// `name` links Telegram as a user does: the account page's "Link Telegram" gives a one-time
+    /// `t.me/<bot>?start=<code>` link, the user opens it and presses Start (`/start <code>`).
+    /// Returns the link (without its code) once the bot has answered.
+    async fn link_telegram(&self, name: &str, tg_user: i64) -> anyhow::Result<String> {
+        let (email, password) = (format!("{name}@demo.invalid"), format!("{name} demo password"));
+        let browser =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        let login = browser
+            .post(self.url("/login"))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_body(&[("email", &email), ("password", &password)])?)
+            .send()
+            .await?;
+        let cookie = login
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("{name} could not sign in: {}", login.status()))?;
+        // The hub learns its bot's username from Telegram (getMe) just after it starts.
+        let mut csrf = String::new();
+        for _ in 0..100 {
+            let page = browser
+                .get(self.url("/account"))
+                .header(reqwest::header::COOKIE, &cookie)
+                .send()
+                .await?
+                .text()
+                .await?;
+            let at = page.find("name=\"csrf\" value=\"").ok_or_else(|| anyhow!("no form"))? + 19;
+            csrf = page[at..].split('"').next().unwrap_or_default().to_owned();
+            if page.contains("Link Telegram") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let r = browser
+            .post(self.url("/account/telegram-link"))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(reqwest::header::COOKIE, &cookie)
+            .body(form_body(&[("csrf", &csrf)])?)
+            .send()
+            .await?;
+        let link = r
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no Telegram link: {}", r.status()))?;
+        let (base, code) =
+            link.split_once("?start=").ok_or_else(|| anyhow!("not a deep link: {link}"))?;
+        let t = &self.telegram;
+        let display = format!("{}{}", name[..1].to_uppercase(), &name[1..]);
+        t.user(tg_user, &display, Some(&format!("{name}_trades")))
+            .map_err(|e| anyhow!("telegram user: {e}"))?;
+        t.user_says(tg_user, &format!("/start {code}")).map_err(|e| anyhow!("{e}"))?;
+        let linked = |m: &tradecast_standins::telegram::ChatMessage| {
+            m.text.as_deref().is_some_and(|t| t.contains("Linked to"))
+        };
+        t.wait_for_message(tg_user, linked, SETTLE_LIMIT)
+            .await
+            .ok_or_else(|| anyhow!("the bot did not confirm {name}'s link"))?;
+        Ok(format!("{base}?start=…"))
     }
 
     async fn enrolment_code(&self, token: &str) -> anyhow::Result<String> {
@@ -1012,6 +1110,16 @@ async fn narrate(
         }
         let _ = n;
     }
+    // What the bot sends alice, as she sees it in Telegram.
+    for m in hub.telegram.messages_to(ALICE_TELEGRAM) {
+        if let (Some(text), None) = (&m.text, m.from_user) {
+            narrator.once(
+                format!("tg:{}", m.message_id),
+                format!("{pad}telegram  bot → alice: {}", one_line(text)),
+                out,
+            );
+        }
+    }
     Ok(())
 }
 
@@ -1282,7 +1390,8 @@ async fn replay(
         .call(
             "/api/v1/plans",
             &provider_token,
-            json!({ "name": "Fib-RSI EURUSD", "price_minor": 4900, "currency": "USD", "period_days": 30 }),
+            json!({ "name": "Fib-RSI EURUSD", "price_minor": 4900, "currency": "USD", "period_days": 30,
+                    "features": ["signals", "auto_copy", "telegram"] }),
         )
         .await?;
     let plan_id = plan["id"].as_str().ok_or_else(|| anyhow!("no plan id"))?.to_owned();
@@ -1329,6 +1438,13 @@ async fn replay(
             out(&format!(
                 "alice signed up on the hub's page and subscribed to \"Fib-RSI EURUSD\" (49.00 USD / 30 days) by card in Stripe Checkout (the stand-in at {}): her plan is active",
                 hub.stripe.base_url()
+            ));
+            let link = hub.link_telegram(name, ALICE_TELEGRAM).await?;
+            hub.telegram
+                .user_says(ALICE_TELEGRAM, "/status")
+                .map_err(|e| anyhow!("telegram: {e}"))?;
+            out(&format!(
+                "alice linked Telegram from her account page ({link}, one-time) and asked the bot /status: it answers in her private chat"
             ));
             token
         } else {
@@ -1629,6 +1745,29 @@ async fn replay(
     let deliveries = hub.stripe.deliveries();
     let accepted = deliveries.iter().filter(|d| d.ok).count();
     let stripe_webhooks = (accepted, deliveries.len() - accepted);
+    // The bot's new-signal alerts run every 2 s on the hub: wait for one per signal.
+    let alerts = |t: &tradecast_standins::telegram::TelegramStandin| {
+        t.messages_to(ALICE_TELEGRAM)
+            .iter()
+            .filter(|m| {
+                m.from_user.is_none()
+                    && m.text.as_deref().is_some_and(|t| t.contains("from provider"))
+            })
+            .count()
+    };
+    let deadline = std::time::Instant::now() + SETTLE_LIMIT;
+    while alerts(&hub.telegram) < signals.len() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    narrate(&mut narrator, &hub, &provider, &subs, market, out).await?;
+    let telegram_to_alice: Vec<String> = hub
+        .telegram
+        .messages_to(ALICE_TELEGRAM)
+        .into_iter()
+        .filter(|m| m.from_user.is_none())
+        .filter_map(|m| m.text)
+        .collect();
+    let telegram_429 = hub.telegram.n_too_many();
     let report = Report {
         bars,
         signals,
@@ -1648,6 +1787,8 @@ async fn replay(
         subscriptions,
         revenue,
         stripe_webhooks,
+        telegram_to_alice,
+        telegram_429,
     };
     print_summary(&report, out);
     let nodes = std::iter::once(provider).chain(subs).collect();
@@ -1758,6 +1899,13 @@ fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {
         if paid.is_empty() { "none".to_owned() } else { paid.join(", ") },
         r.stripe_webhooks.0,
         r.stripe_webhooks.1,
+    ));
+    let alerts = r.telegram_to_alice.iter().filter(|t| t.contains("from provider")).count();
+    out(&format!(
+        "telegram: alice linked; the bot sent her {} messages ({} new-signal alerts), {} refused for flood limits",
+        r.telegram_to_alice.len(),
+        alerts,
+        r.telegram_429
     ));
     let fig = |k: &str| r.console.get(k).map_or("?".to_owned(), i64::to_string);
     out(&format!(

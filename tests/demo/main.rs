@@ -104,7 +104,7 @@ fn check(report: &Report, lines: &[String]) {
     // Each subscriber's node holds its plan as the hub signed it (the demo's plan's features).
     assert_eq!(report.plans.len(), 2, "{:?}", report.plans);
     for (name, features) in &report.plans {
-        assert_eq!(features, &["auto_copy", "signals"], "{name}");
+        assert_eq!(features, &["auto_copy", "signals", "telegram"], "{name}");
     }
     // alice paid by card through the Stripe stand-in's Checkout, driven as a browser: one active
     // Stripe subscription, 49.00 USD taken, every webhook accepted.
@@ -121,6 +121,15 @@ fn check(report: &Report, lines: &[String]) {
         report.stripe_webhooks
     );
     assert!(lines.iter().any(|l| l.starts_with("alice signed up on the hub's page")), "{lines:#?}");
+    // alice linked Telegram from her account page: the bot confirmed, answered /status, and
+    // alerted her to every signal (her plan has Telegram alerts), within the flood limits.
+    let tg = &report.telegram_to_alice;
+    assert!(tg.iter().any(|t| t.starts_with("✅ Linked to alice")), "{tg:#?}");
+    assert!(tg.iter().any(|t| t.contains("Devices (1)") || t.contains("Devices (0)")), "{tg:#?}");
+    let alerts = tg.iter().filter(|t| t.contains("from provider")).count();
+    assert_eq!(alerts, report.signals.len(), "{tg:#?}");
+    assert_eq!(report.telegram_429, 0);
+    assert!(lines.iter().any(|l| l.contains("telegram  bot → alice: 📈")), "{lines:#?}");
     // Every node's health shows its hub link up.
     assert!(report.hub_links.iter().all(|(_, up)| *up == Some(true)), "{:?}", report.hub_links);
     // The provider holds the hub's verified receipt for every record of its track record.

@@ -516,7 +516,7 @@ async fn signals(state: &AppState, l: &Linked) -> Result<String, DbError> {
             super::fmt_minute(at),
             esc(&side.to_uppercase()),
             esc(&symbol),
-            esc(&entry),
+            esc(&super::price(&entry)),
             outcome
         ));
     }

@@ -147,6 +147,15 @@ pub async fn prune(db: &crate::db::Db, now_ms: i64) -> Result<u64, crate::db::Db
     Ok(codes + updates)
 }
 
+/// A stored decimal price without its trailing zeros (`1.09128000` → `1.09128`); text that is
+/// not a decimal is shown as it is.
+pub fn price(stored: &str) -> String {
+    stored
+        .parse::<rust_decimal::Decimal>()
+        .map(|d| d.normalize().to_string())
+        .unwrap_or_else(|_| stored.to_owned())
+}
+
 /// `YYYY-MM-DD` (UTC) of a unix-ms instant.
 pub fn fmt_day(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
@@ -313,5 +322,16 @@ async fn poll(state: &AppState, bot: &bot::Bot) {
                 wait = (wait * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn prices_lose_their_trailing_zeros_only() {
+        assert_eq!(super::price("1.09128000"), "1.09128");
+        assert_eq!(super::price("2400.50"), "2400.5");
+        assert_eq!(super::price("150"), "150");
+        assert_eq!(super::price("n/a"), "n/a");
     }
 }

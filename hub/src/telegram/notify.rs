@@ -302,9 +302,9 @@ pub async fn signal_alerts(state: &AppState) -> Result<(usize, usize), DbError> 
                 side = esc(&side.to_uppercase()),
                 symbol = esc(&symbol),
                 provider = esc(&provider_name),
-                entry = esc(&entry),
-                stop = esc(&stop),
-                tp1 = esc(&tp1),
+                entry = esc(&super::price(&entry)),
+                stop = esc(&super::price(&stop)),
+                tp1 = esc(&super::price(&tp1)),
             );
             let params = html(l.chat_id, text, level == Level::Silent);
             alerts.push((params, l.chat_id, format!("tg:signal:{id}:{}", l.user_id), id.clone()));
