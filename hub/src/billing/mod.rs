@@ -10,6 +10,7 @@
 pub mod api;
 pub mod device_api;
 pub mod ledger;
+pub mod stars_door;
 pub mod stripe;
 pub mod stripe_door;
 
@@ -63,11 +64,18 @@ impl crate::jobs::Job for StripeReconcile {
     }
 }
 
-/// Registers billing's jobs: the nightly Stripe reconciliation at 03:17 UTC.
+/// Registers billing's jobs: the nightly Stripe reconciliation at 03:17 UTC, and the hourly
+/// end of Stars subscriptions that were not renewed.
 pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {
     let daily = crate::jobs::Schedule::DailyAt { hour: 3, minute: 17 };
     if let Err(e) =
         jobs.register("billing.stripe_reconcile", daily, std::sync::Arc::new(StripeReconcile))
+    {
+        tracing::error!(error = %e, "billing jobs not registered");
+    }
+    let hourly = crate::jobs::Schedule::Every(std::time::Duration::from_secs(3600));
+    if let Err(e) =
+        jobs.register("billing.stars_expiry", hourly, std::sync::Arc::new(stars_door::StarsExpiry))
     {
         tracing::error!(error = %e, "billing jobs not registered");
     }

@@ -9,6 +9,7 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use frankenstein::payments::PreCheckoutQuery;
 use frankenstein::types::{CallbackQuery, Message};
 use serde::Serialize;
 use serde_json::Value;
@@ -82,7 +83,31 @@ pub async fn apply(
         "message" => {
             let msg: Message = serde_json::from_value(update["message"].clone())
                 .map_err(|e| ApiError::InvalidBody(format!("message: {e}")))?;
-            Some(commands::decide_message(state, &msg).await?)
+            match &msg.successful_payment {
+                // A Stars payment: into the ledger first (idempotent by its charge id), then
+                // the update is recorded below; a crash between the two only repeats a no-op.
+                Some(p) => {
+                    let applied =
+                        crate::billing::stars_door::apply_payment(state, p, request_id).await?;
+                    let text = match applied {
+                        Some(_) => {
+                            "⭐ Payment received, thank you: your plan is active. /plan shows it."
+                        }
+                        None => "This payment is not for a plan of this hub.",
+                    };
+                    let chat = msg.chat.id;
+                    Some(Step::Reply(vec![(chat, super::notify::html(chat, text.into(), false))]))
+                }
+                None => Some(commands::decide_message(state, &msg).await?),
+            }
+        }
+        "pre_checkout_query" => {
+            let q: PreCheckoutQuery = serde_json::from_value(update["pre_checkout_query"].clone())
+                .map_err(|e| ApiError::InvalidBody(format!("pre_checkout_query: {e}")))?;
+            let answer = crate::billing::stars_door::check(state, &q).await?;
+            Some(Step::PreCheckout {
+                params: crate::billing::stars_door::answer_params(&q.id, &answer),
+            })
         }
         "callback_query" => {
             let q: CallbackQuery = serde_json::from_value(update["callback_query"].clone())

@@ -172,6 +172,11 @@ pub enum Step {
         /// The message with the buttons.
         message_id: i32,
     },
+    /// Answer a Stars `pre_checkout_query` (take the payment, or say why not).
+    PreCheckout {
+        /// `answerPreCheckoutQuery`'s parameters.
+        params: frankenstein::methods::AnswerPreCheckoutQueryParams,
+    },
     /// Answer a press with a short text (refused or stale buttons).
     Answer {
         /// The press.
@@ -747,6 +752,18 @@ pub async fn apply_in(
                 &edit,
                 Some(linked.chat_id),
                 &send(1),
+                &cause,
+                now_ms,
+            )
+            .await?;
+        }
+        Step::PreCheckout { params } => {
+            notify::enqueue_call(
+                tx,
+                "answerPreCheckoutQuery",
+                &params,
+                None,
+                &send(0),
                 &cause,
                 now_ms,
             )

@@ -10,6 +10,7 @@
 //! | `POST /account/portal` | 303 to the Stripe Customer Portal |
 //! | `POST /account/enrolment-code` | a new single-use device enrolment code, shown once |
 //! | `POST /account/telegram-link` | 303 to a one-time `t.me/<bot>?start=<code>` link |
+//! | `POST /account/stars` (`plan_id`) | 303 to a Telegram Stars invoice link (a 30-day subscription) |
 //! | `POST /account/telegram-unlink` | ends the account's Telegram link |
 //! | `GET /billing/return` (`session_id`) | back from Checkout: the customer re-read from Stripe, 303 to `/account` |
 //! | `GET /device-link` (`device`, `action`, `ts`, `sig`) | a node's signed link: signs its account in and opens checkout, portal or the Telegram link |
@@ -136,8 +137,15 @@ async fn render(
                     p.mute { "Includes: " (o.plan.features.iter().map(|f| feature_words(f)).collect::<Vec<_>>().join(", ")) }
                     @if held_plans.contains(&o.plan.id.as_str()) {
                         p { span.tag.ok { "your plan" } }
+                    } @else if o.door == ledger::Door::TelegramStars && telegram_on {
+                        form method="post" action="/account/stars" {
+                            input type="hidden" name="csrf" value=(signed.csrf);
+                            input type="hidden" name="plan_id" value=(o.plan.id);
+                            button.primary type="submit" { "Pay with Telegram Stars" }
+                        }
+                        p.mute { "Opens the invoice in Telegram; Telegram renews it every 30 days until you cancel there." }
                     } @else if o.door == ledger::Door::TelegramStars {
-                        p.mute { "Paid with Telegram Stars, in the hub's Telegram bot." }
+                        p.mute { "Sold for Telegram Stars: the hub's Telegram bot is not set up yet." }
                     } @else if o.plan.price_minor == 0 {
                         p.mute { "Free: ask the hub's owner to grant it." }
                     } @else if stripe_on {
@@ -365,6 +373,21 @@ pub async fn telegram_link(
 ) -> Result<Response, PageError> {
     checked(&signed, &headers, form)?;
     match telegram_link_url(&state, &signed.user.id).await {
+        Ok(url) => Ok(Redirect::to(&url).into_response()),
+        Err(e) => refused(&state, &signed, e).await,
+    }
+}
+
+/// `POST /account/stars` (`plan_id`): 303 to a Telegram Stars invoice link for the plan.
+pub async fn stars(
+    State(state): State<AppState>,
+    Member(signed): Member,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let form = checked(&signed, &headers, form)?;
+    let plan = form.plan_id.unwrap_or_default();
+    match crate::billing::stars_door::invoice_link(&state, &signed.user.id, &plan).await {
         Ok(url) => Ok(Redirect::to(&url).into_response()),
         Err(e) => refused(&state, &signed, e).await,
     }

@@ -84,6 +84,7 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
         .route("/account/portal", post(account::portal))
         .route("/account/enrolment-code", post(account::enrolment_code))
         .route("/account/telegram-link", post(account::telegram_link))
+        .route("/account/stars", post(account::stars))
         .route("/account/telegram-unlink", post(account::telegram_unlink))
         .route("/billing/return", get(account::billing_return))
         .route("/signup", get(account::signup_form).post(account::signup))

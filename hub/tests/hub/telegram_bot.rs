@@ -14,7 +14,11 @@ use crate::console::{csrf_of, page};
 use crate::helpers::{Backend, Session, TestHub, free_port};
 use crate::on_both;
 
-on_both!(webhook_bot_end_to_end, polling_bot_and_its_single_poller);
+on_both!(
+    webhook_bot_end_to_end,
+    polling_bot_and_its_single_poller,
+    stars_subscription_through_the_stand_in
+);
 
 const SECRET: &str = "tg-hook-secret";
 const WAIT: Duration = Duration::from_secs(15);
@@ -210,6 +214,107 @@ async fn polling_bot_and_its_single_poller(b: Backend) {
         }
     }
     assert!(taken, "a lapsed lease is taken over");
+    hub.stop().await;
+    sb.shutdown().await;
+}
+
+/// The account page's Stars button for `plan`: the invoice link it redirects to.
+async fn stars_link(hub: &TestHub, who: &Session, plan: &str) -> String {
+    let form = [("email", who.email.as_str()), ("password", who.password.as_str())];
+    let r = page(hub, "POST", "/login", None, &[], Some(&form)).await;
+    let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let account = page(hub, "GET", "/account", Some(&cookie), &[], None).await;
+    assert!(account.text.contains("Pay with Telegram Stars"), "{}", account.text);
+    let csrf = csrf_of(&account);
+    let form = [("csrf", csrf.as_str()), ("plan_id", plan)];
+    let r = page(hub, "POST", "/account/stars", Some(&cookie), &[], Some(&form)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    r.headers.get("location").unwrap().to_str().unwrap().to_string()
+}
+
+async fn stars_subscription_through_the_stand_in(b: Backend) {
+    use tradecast_hub::billing::{ledger, stars_door};
+    use tradecast_standins::telegram::PayOutcome;
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let hub = hub_with_bot(b, &sb, TelegramMode::Webhook).await;
+    let owner = hub.owner().await;
+    let provider = hub.user(&owner, "provider").await;
+    let plan = |name: &str| {
+        serde_json::json!({ "name": name, "price_minor": 250, "currency": "XTR", "period_days": 30,
+                            "features": ["signals", "telegram"] })
+    };
+    let gold =
+        hub.post("/api/v1/plans", Some(&provider.token), plan("Gold Stars")).await.ok(201)["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let old =
+        hub.post("/api/v1/plans", Some(&provider.token), plan("Old Stars")).await.ok(201)["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let alice = hub.user(&owner, "subscriber").await;
+    sb.user(901, "Alice", Some("alice")).unwrap();
+    sb.user_says(901, "/start").unwrap();
+    reply(&sb, 901, "Welcome").await;
+
+    // A plan archived after its invoice was made: the pre-checkout is refused, nothing paid.
+    let stale = stars_link(&hub, &alice, &old).await;
+    hub.post(&format!("/api/v1/plans/{old}/archive"), Some(&provider.token), serde_json::json!({}))
+        .await
+        .ok(200);
+    match sb.pay(901, &stale).await.unwrap() {
+        PayOutcome::Declined(why) => assert!(why.contains("Not sold now"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // The account page's button → Telegram's invoice → paid: one ledger subscription, one
+    // invoice in XTR, the provider's signals entitled, the payer thanked.
+    let link = stars_link(&hub, &alice, &gold).await;
+    assert!(link.starts_with("https://t.me/$"), "{link}");
+    let invoice = sb.invoices().into_iter().last().unwrap();
+    assert_eq!((invoice.amount, invoice.subscription_period), (250, Some(2_592_000)));
+    assert!(matches!(sb.pay(901, &link).await.unwrap(), PayOutcome::Paid(_)));
+    reply(&sb, 901, "Payment received").await;
+    let subs = ledger::subscriptions_of(&hub.db, &alice.user_id).await.unwrap();
+    assert_eq!(subs.len(), 1, "{subs:?}");
+    assert_eq!(
+        (subs[0].door, subs[0].status),
+        (ledger::Door::TelegramStars, ledger::Status::Active)
+    );
+    assert_eq!(subs[0].plan_id, gold);
+    let invoices = ledger::invoices_of(&hub.db, &alice.user_id).await.unwrap();
+    assert_eq!(invoices.len(), 1);
+    assert_eq!((invoices[0].currency.as_str(), invoices[0].amount_paid_minor), ("XTR", 250));
+    let now = hub.clock.now_ms();
+    assert!(
+        tradecast_hub::entitlements::is_entitled(&hub.db, &alice.user_id, &provider.user_id, now)
+            .await
+            .unwrap()
+    );
+    // Telegram redelivering the payment's update changes nothing.
+    assert!(sb.settle(WAIT).await);
+    assert_eq!(ledger::invoices_of(&hub.db, &alice.user_id).await.unwrap().len(), 1);
+
+    // No renewal came: past the period (and the renewal slack) the hourly job ends it.
+    assert_eq!(stars_door::expire(hub.state()).await.unwrap(), 0, "not yet");
+    hub.clock.advance_ms(31 * 86_400_000);
+    assert_eq!(stars_door::expire(hub.state()).await.unwrap(), 1);
+    let s = ledger::subscriptions_of(&hub.db, &alice.user_id).await.unwrap().remove(0);
+    assert_eq!(s.status, ledger::Status::Expired);
+    let later = hub.clock.now_ms();
+    assert!(
+        !tradecast_hub::entitlements::is_entitled(
+            &hub.db,
+            &alice.user_id,
+            &provider.user_id,
+            later
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(stars_door::expire(hub.state()).await.unwrap(), 0, "once");
     hub.stop().await;
     sb.shutdown().await;
 }

@@ -1,0 +1,281 @@
+//! The Telegram Stars door: a plan priced in `XTR` is sold through a Stars invoice link
+//! (`createInvoiceLink`, a 30-day subscription), its `pre_checkout_query` is checked against the
+//! catalog and answered within Telegram's 10 seconds, and each `successful_payment` (the first
+//! and every renewal) becomes rows of the one ledger, keyed by its `telegram_payment_charge_id`
+//! (a redelivered update is a no-op). Telegram offers no subscription state to re-read: a Stars
+//! subscription whose paid period ran out without a renewal is ended by [`StarsExpiry`].
+
+use frankenstein::methods::{AnswerPreCheckoutQueryParams, CreateInvoiceLinkParams};
+use frankenstein::payments::{LabeledPrice, PreCheckoutQuery, SuccessfulPayment};
+
+use super::ledger::{self, Door, EventKey, Observed, ObservedInvoice, ObservedStatus};
+use crate::db::DbError;
+use crate::error::ApiError;
+use crate::plans::{self, Plan};
+use crate::state::AppState;
+
+/// Telegram's one subscription period for Stars: 30 days, in seconds.
+pub const SUBSCRIPTION_PERIOD_S: u32 = 2_592_000;
+
+/// The invoice payload: which account buys which plan (`tc1:<account>:<plan>`, ≤ 128 bytes).
+pub fn payload(account_id: &str, plan_id: &str) -> String {
+    format!("tc1:{account_id}:{plan_id}")
+}
+
+/// The account and plan of a payload this hub made.
+pub fn parse_payload(p: &str) -> Option<(&str, &str)> {
+    let rest = p.strip_prefix("tc1:")?;
+    let (account, plan) = rest.split_once(':')?;
+    (!account.is_empty() && !plan.is_empty() && !plan.contains(':')).then_some((account, plan))
+}
+
+/// The subscription's id at the door: one per account and plan.
+pub fn external_id(account_id: &str, plan_id: &str) -> String {
+    format!("stars:{account_id}:{plan_id}")
+}
+
+/// A Stars invoice link for `account_id` to buy `plan_id` (created at Telegram now).
+pub async fn invoice_link(
+    state: &AppState,
+    account_id: &str,
+    plan_id: &str,
+) -> Result<String, ApiError> {
+    let Some(bot) = state.telegram.bot() else {
+        return Err(ApiError::NotConfigured("Telegram Stars (the Telegram bot)"));
+    };
+    let plan = sellable(state, plan_id).await?;
+    let title: String = plan.name.chars().take(32).collect();
+    let description = if plan.description.is_empty() {
+        format!("{} — every 30 days, renewed by Telegram until you cancel", plan.name)
+    } else {
+        plan.description.clone()
+    };
+    let description: String = description.chars().take(255).collect();
+    let amount = u32::try_from(plan.price_minor)
+        .map_err(|_| ApiError::Validation("the plan's price does not fit Telegram Stars".into()))?;
+    let params = CreateInvoiceLinkParams::builder()
+        .title(title.clone())
+        .description(description)
+        .payload(payload(account_id, plan_id))
+        .currency(plans::STARS)
+        .prices(vec![LabeledPrice::builder().label(title).amount(amount).build()])
+        .subscription_period(SUBSCRIPTION_PERIOD_S)
+        .build();
+    let link = bot.call_typed("createInvoiceLink", &params).await.map_err(|e| {
+        tracing::warn!(error = %e, "telegram: createInvoiceLink failed");
+        ApiError::Upstream("Telegram")
+    })?;
+    link.as_str().map(str::to_owned).ok_or(ApiError::Upstream("Telegram"))
+}
+
+/// A plan that may be bought with Stars now.
+async fn sellable(state: &AppState, plan_id: &str) -> Result<Plan, ApiError> {
+    let plan = plans::by_id(&state.db, plan_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("plan {plan_id}")))?;
+    if plan.archived_at_ms.is_some() {
+        return Err(ApiError::Conflict("this plan is no longer sold".into()));
+    }
+    if !plan.is_stars() || plan.price_minor <= 0 {
+        return Err(ApiError::Conflict("this plan is not sold for Telegram Stars".into()));
+    }
+    Ok(plan)
+}
+
+/// The answer to a `pre_checkout_query`: `Ok(())` to take the payment, or the reason shown to
+/// the payer.
+pub async fn check(state: &AppState, q: &PreCheckoutQuery) -> Result<Result<(), String>, ApiError> {
+    let Some((account, plan_id)) = parse_payload(&q.invoice_payload) else {
+        return Ok(Err("This invoice is not from this shop.".into()));
+    };
+    let user = crate::accounts::user_by_id(&state.db, account).await?;
+    if user.is_none_or(|u| u.disabled_at_ms.is_some()) {
+        return Ok(Err("This Tradecast account cannot buy plans now.".into()));
+    }
+    let plan = match sellable(state, plan_id).await {
+        Ok(p) => p,
+        Err(e) if e.status().is_server_error() => return Err(e),
+        Err(e) => return Ok(Err(format!("Not sold now: {e}."))),
+    };
+    if q.currency != plans::STARS || i64::from(q.total_amount) != plan.price_minor {
+        return Ok(Err("The price has changed: open the plan again.".into()));
+    }
+    Ok(Ok(()))
+}
+
+/// `answerPreCheckoutQuery`'s parameters for `answer`.
+pub fn answer_params(query_id: &str, answer: &Result<(), String>) -> AnswerPreCheckoutQueryParams {
+    match answer {
+        Ok(()) => {
+            AnswerPreCheckoutQueryParams::builder().pre_checkout_query_id(query_id).ok(true).build()
+        }
+        Err(why) => AnswerPreCheckoutQueryParams::builder()
+            .pre_checkout_query_id(query_id)
+            .ok(false)
+            .error_message(why.clone())
+            .build(),
+    }
+}
+
+/// Applies a `successful_payment` to the ledger (idempotent by its charge id). `None` when the
+/// payment is not one of this hub's invoices (recorded by the caller, nothing else).
+pub async fn apply_payment(
+    state: &AppState,
+    p: &SuccessfulPayment,
+    request_id: &str,
+) -> Result<Option<ledger::Outcome>, ApiError> {
+    let Some((account, plan_id)) = parse_payload(&p.invoice_payload) else { return Ok(None) };
+    let Some(plan) = plans::by_id(&state.db, plan_id).await? else { return Ok(None) };
+    if crate::accounts::user_by_id(&state.db, account).await?.is_none()
+        || p.currency != plans::STARS
+    {
+        return Ok(None);
+    }
+    let now = state.now_ms();
+    let ext = external_id(account, plan_id);
+    // The period paid: from the previous one's end when this renews it, else from now.
+    let previous = ledger::subscriptions_of(&state.db, account)
+        .await?
+        .into_iter()
+        .find(|s| s.door == Door::TelegramStars && s.external_id == ext);
+    let start = previous
+        .as_ref()
+        .filter(|s| s.current_period_end_ms > now && p.is_first_recurring != Some(true))
+        .map_or(now, |s| s.current_period_end_ms);
+    let end = p
+        .subscription_expiration_date
+        .and_then(|s| i64::try_from(s).ok())
+        .map(|s| s * 1000)
+        .filter(|e| *e > start)
+        .unwrap_or(start + plan.period_days * 86_400_000);
+    let observed = Observed {
+        external_id: ext.clone(),
+        account_id: account.to_owned(),
+        plan_id: plan_id.to_owned(),
+        status: ObservedStatus::Active,
+        period_start_ms: start,
+        period_end_ms: end,
+        cancel_at_period_end: p.is_recurring == Some(false),
+        trial_end_ms: None,
+        ended_at_ms: None,
+        unpaid_since_ms: None,
+        refunded: false,
+        referral: None,
+        created_ms: previous.as_ref().map_or(now, |s| s.created_at_ms),
+    };
+    let amount = i64::from(p.total_amount);
+    let invoice = ObservedInvoice {
+        external_id: p.telegram_payment_charge_id.clone(),
+        subscription_external_id: Some(ext),
+        status: "paid".into(),
+        amount_due_minor: amount,
+        amount_paid_minor: amount,
+        amount_refunded_minor: 0,
+        currency: plans::STARS.into(),
+        period_start_ms: start,
+        period_end_ms: end,
+        billing_reason: Some(
+            if previous.is_some() { "subscription_cycle" } else { "subscription_create" }.into(),
+        ),
+        hosted_url: None,
+        created_ms: now,
+        paid_at_ms: Some(now),
+    };
+    let key = EventKey {
+        door: Door::TelegramStars,
+        event_id: &p.telegram_payment_charge_id,
+        kind: "successful_payment",
+    };
+    let out = ledger::apply(
+        state,
+        Some(key),
+        account,
+        Door::TelegramStars,
+        &[observed],
+        &[invoice],
+        request_id,
+    )
+    .await?;
+    Ok(Some(out))
+}
+
+/// The daily pass that ends Stars subscriptions whose paid period (and grace) ran out without
+/// a renewal payment: Telegram has no subscription state to re-read, so the ledger converges on
+/// "no payment came".
+#[derive(Debug, Default)]
+pub struct StarsExpiry;
+
+impl crate::jobs::Job for StarsExpiry {
+    fn run<'a>(
+        &'a self,
+        state: &'a AppState,
+    ) -> futures::future::BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let n = expire(state).await.map_err(|e| e.to_string())?;
+            Ok(format!("{n} Stars subscriptions ended without a renewal"))
+        })
+    }
+}
+
+/// Ends every Stars subscription whose coverage is over; how many.
+pub async fn expire(state: &AppState) -> Result<usize, ApiError> {
+    let now = state.now_ms();
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT id FROM subscriptions WHERE door = 'telegram_stars' \
+         AND status IN ('active', 'canceled', 'past_due', 'trialing') AND covered_until_ms <= $1",
+    )
+    .bind(now)
+    .fetch_all(state.db.pool())
+    .await
+    .map_err(DbError::from)?;
+    let mut n = 0;
+    for (id,) in rows {
+        let Some(s) = ledger::subscription(&state.db, &id).await? else { continue };
+        let observed = Observed {
+            external_id: s.external_id.clone(),
+            account_id: s.account_id.clone(),
+            plan_id: s.plan_id.clone(),
+            status: ObservedStatus::Ended,
+            period_start_ms: s.current_period_start_ms,
+            period_end_ms: s.current_period_end_ms,
+            cancel_at_period_end: s.cancel_at_period_end,
+            trial_end_ms: s.trial_end_ms,
+            ended_at_ms: Some(s.covered_until_ms),
+            unpaid_since_ms: None,
+            refunded: false,
+            referral: s.referral.clone(),
+            created_ms: s.created_at_ms,
+        };
+        let run = format!("stars-expiry:{id}:{}", s.current_period_end_ms);
+        let key = EventKey { door: Door::TelegramStars, event_id: &run, kind: "expiry" };
+        let out = ledger::apply(
+            state,
+            Some(key),
+            &s.account_id,
+            Door::TelegramStars,
+            &[observed],
+            &[],
+            "job",
+        )
+        .await?;
+        n += usize::from(!out.changed.is_empty());
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_and_fit_telegram() {
+        let account = "0123456789abcdef0123456789abcdef";
+        let plan = "fedcba9876543210fedcba9876543210";
+        let p = payload(account, plan);
+        assert!(p.len() <= 128);
+        assert_eq!(parse_payload(&p), Some((account, plan)));
+        assert_eq!(parse_payload("tc1::x"), None);
+        assert_eq!(parse_payload("tc2:a:b"), None);
+        assert_eq!(parse_payload("tc1:a:b:c"), None);
+    }
+}
