@@ -69,6 +69,8 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(20);
 
 /// alice's Telegram user id in the stand-in.
 const ALICE_TELEGRAM: i64 = 424_242;
+/// bob's.
+const BOB_TELEGRAM: i64 = 434_343;
 
 /// A bot message on one narration line.
 fn one_line(text: &str) -> String {
@@ -724,6 +726,80 @@ impl DemoHub {
             .await
             .ok_or_else(|| anyhow!("the bot did not confirm {name}'s link"))?;
         Ok(format!("{base}?start=…"))
+    }
+
+    /// `name` signs up on the hub's page, opens the bot in Telegram, presses "Pay with Telegram
+    /// Stars" for `plan_id` on the account page and pays the invoice in Telegram. Returns the
+    /// account's API token once the ledger holds the subscription.
+    async fn sign_up_and_pay_stars(
+        &self,
+        name: &str,
+        plan_id: &str,
+        tg_user: i64,
+    ) -> anyhow::Result<String> {
+        let email = format!("{name}@demo.invalid");
+        let password = format!("{name} demo password");
+        let browser =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        let form = |url: String, body: String, cookie: Option<&str>| {
+            let mut r = browser
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body);
+            if let Some(c) = cookie {
+                r = r.header(reqwest::header::COOKIE, c);
+            }
+            r.send()
+        };
+        let signed_up = form(
+            self.url("/signup"),
+            form_body(&[("email", &email), ("password", &password), ("display_name", name)])?,
+            None,
+        )
+        .await?;
+        let cookie = signed_up
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("sign-up gave no session: {}", signed_up.status()))?;
+        let page = browser
+            .get(self.url("/account"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await?
+            .text()
+            .await?;
+        let at = page.find("name=\"csrf\" value=\"").ok_or_else(|| anyhow!("no form"))? + 19;
+        let csrf = page[at..].split('"').next().unwrap_or_default().to_owned();
+        let r = form(
+            self.url("/account/stars"),
+            form_body(&[("csrf", &csrf), ("plan_id", plan_id)])?,
+            Some(&cookie),
+        )
+        .await?;
+        let invoice = r
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no Stars invoice: {}", r.status()))?;
+        let t = &self.telegram;
+        let display = format!("{}{}", name[..1].to_uppercase(), &name[1..]);
+        t.user(tg_user, &display, Some(&format!("{name}_trades"))).map_err(|e| anyhow!("{e}"))?;
+        t.user_says(tg_user, "/start").map_err(|e| anyhow!("{e}"))?;
+        match t.pay(tg_user, &invoice).await.map_err(|e| anyhow!("{e}"))? {
+            tradecast_standins::telegram::PayOutcome::Paid(_) => {}
+            other => bail!("{name}'s Stars payment did not go through: {other:?}"),
+        }
+        let thanked = |m: &tradecast_standins::telegram::ChatMessage| {
+            m.text.as_deref().is_some_and(|t| t.contains("Payment received"))
+        };
+        t.wait_for_message(tg_user, thanked, SETTLE_LIMIT)
+            .await
+            .ok_or_else(|| anyhow!("the bot did not confirm {name}'s payment"))?;
+        self.login(&email, &password).await
     }
 
     async fn enrolment_code(&self, token: &str) -> anyhow::Result<String> {
@@ -1395,6 +1471,16 @@ async fn replay(
         )
         .await?;
     let plan_id = plan["id"].as_str().ok_or_else(|| anyhow!("no plan id"))?.to_owned();
+    // The same signals sold for Telegram Stars: 250 ⭐ every 30 days.
+    let stars_plan = hub
+        .call(
+            "/api/v1/plans",
+            &provider_token,
+            json!({ "name": "Fib-RSI EURUSD ⭐", "price_minor": 250, "currency": "XTR", "period_days": 30,
+                    "features": ["signals", "auto_copy", "telegram"] }),
+        )
+        .await?;
+    let stars_plan_id = stars_plan["id"].as_str().ok_or_else(|| anyhow!("no plan id"))?.to_owned();
     let _ = provider_id;
 
     let mut nodes = Vec::new();
@@ -1431,8 +1517,7 @@ async fn replay(
         ),
     ];
     for (name, login, policy, extra) in subscribers {
-        // alice pays by card through Stripe Checkout; bob's plan is granted by the owner (his
-        // Telegram Stars door arrives with the Telegram bot).
+        // alice pays by card through Stripe Checkout; bob pays with Telegram Stars.
         let token = if name == "alice" {
             let (_, token) = hub.sign_up_and_subscribe(name, &plan_id).await?;
             out(&format!(
@@ -1448,13 +1533,10 @@ async fn replay(
             ));
             token
         } else {
-            let (user_id, token) = hub.user(name, "subscriber").await?;
-            hub.call(
-                "/api/v1/entitlements",
-                &hub.owner_token,
-                json!({ "user_id": user_id, "plan_id": plan_id }),
-            )
-            .await?;
+            let token = hub.sign_up_and_pay_stars(name, &stars_plan_id, BOB_TELEGRAM).await?;
+            out(
+                "bob signed up on the hub's page, pressed \"Pay with Telegram Stars\" and paid the invoice in Telegram (250 ⭐ / 30 days, the Bot API stand-in): his plan is active",
+            );
             token
         };
         let (node, key) = start_node(
@@ -1891,7 +1973,10 @@ fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {
     let paid: Vec<String> = r
         .revenue
         .iter()
-        .map(|(cur, minor)| format!("{}.{:02} {cur}", minor / 100, minor % 100))
+        .map(|(cur, minor)| match cur.as_str() {
+            "XTR" => format!("{minor} XTR (Telegram Stars)"),
+            _ => format!("{}.{:02} {cur}", minor / 100, minor % 100),
+        })
         .collect();
     out(&format!(
         "billing: subscriptions {}; revenue {}; Stripe webhooks {} accepted, {} refused",

@@ -20,7 +20,8 @@
 //!   `/outbox` page retries or discards, audited).
 //! - **Limits.** Per channel and per hub instance (in-process token buckets, [`Limits`]):
 //!   Telegram 30/s overall, one message per second to a private chat, 20 per minute to a group
-//!   (a chat id starting with `-`); Stripe 25/s. One channel's loop never waits on another's.
+//!   (a chat id starting with `-`), each route's spacing 10 % wider than its rate for network
+//!   jitter; Stripe 25/s. One channel's loop never waits on another's.
 //! - **Integrations off.** A channel without a deliverer has no loop: its rows stay queued.
 
 use std::collections::HashMap;
@@ -267,10 +268,16 @@ fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
 
-/// One cell every `60 s / per_min`, no burst.
+/// The margin added to a route's spacing: the turn is taken when a send starts, the service
+/// counts it when it arrives, and two sends' network times differ (a 1.000 s spacing can
+/// arrive 0.98 s apart and be refused with a 429).
+const ROUTE_MARGIN_PERCENT: u64 = 10;
+
+/// One cell every `60 s / per_min` plus [`ROUTE_MARGIN_PERCENT`], no burst.
 fn spaced(per_min: u32) -> Quota {
-    let period =
-        Duration::from_millis(60_000 / u64::from(per_min.max(1))).max(Duration::from_millis(1));
+    let exact = 60_000 / u64::from(per_min.max(1));
+    let period = Duration::from_millis(exact + exact * ROUTE_MARGIN_PERCENT / 100)
+        .max(Duration::from_millis(1));
     Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
 }
 
@@ -841,19 +848,20 @@ mod tests {
     fn telegram_chats_get_one_message_per_second_and_groups_twenty_per_minute() {
         let clock = FakeRelativeClock::default();
         let l = Limits::new(Channel::Telegram, &OutboxConfig::default(), clock.clone());
+        // One per second and 10 % (the margin for network jitter).
         assert_eq!(turns(&l, "42"), Ok(()));
-        assert_eq!(turns(&l, "42"), Err(Duration::from_secs(1)));
+        assert_eq!(turns(&l, "42"), Err(Duration::from_millis(1100)));
         // Another chat has its own turn.
         assert_eq!(turns(&l, "43"), Ok(()));
         clock.advance(Duration::from_millis(600));
-        assert_eq!(turns(&l, "42"), Err(Duration::from_millis(400)));
-        clock.advance(Duration::from_millis(400));
+        assert_eq!(turns(&l, "42"), Err(Duration::from_millis(500)));
+        clock.advance(Duration::from_millis(500));
         assert_eq!(turns(&l, "42"), Ok(()));
-        // A group: one every 3 s (20 per minute).
+        // A group: one every 3.3 s (20 per minute, with the margin).
         assert_eq!(turns(&l, "-100123"), Ok(()));
         clock.advance(Duration::from_secs(1));
-        assert_eq!(turns(&l, "-100123"), Err(Duration::from_secs(2)));
-        clock.advance(Duration::from_secs(2));
+        assert_eq!(turns(&l, "-100123"), Err(Duration::from_millis(2300)));
+        clock.advance(Duration::from_millis(2300));
         assert_eq!(turns(&l, "-100123"), Ok(()));
         // No route: no per-route limit.
         assert_eq!(l.route(None), Ok(()));

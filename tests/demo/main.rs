@@ -106,15 +106,21 @@ fn check(report: &Report, lines: &[String]) {
     for (name, features) in &report.plans {
         assert_eq!(features, &["auto_copy", "signals", "telegram"], "{name}");
     }
-    // alice paid by card through the Stripe stand-in's Checkout, driven as a browser: one active
-    // Stripe subscription, 49.00 USD taken, every webhook accepted.
+    // alice paid by card through the Stripe stand-in's Checkout, driven as a browser (49.00 USD,
+    // every webhook accepted); bob with Telegram Stars through the Bot API stand-in (250 XTR).
     let subs: Vec<_> = report
         .subscriptions
         .iter()
         .map(|(n, d, s, _)| (n.as_str(), d.as_str(), s.as_str()))
         .collect();
-    assert_eq!(subs, [("alice", "stripe", "active")], "{:?}", report.subscriptions);
-    assert_eq!(report.revenue, [("USD".to_string(), 4900)]);
+    assert_eq!(
+        subs,
+        [("alice", "stripe", "active"), ("bob", "telegram_stars", "active")],
+        "{:?}",
+        report.subscriptions
+    );
+    assert_eq!(report.revenue, [("USD".to_string(), 4900), ("XTR".to_string(), 250)]);
+    assert!(lines.iter().any(|l| l.starts_with("bob signed up on the hub's page")), "{lines:#?}");
     assert!(
         report.stripe_webhooks.0 >= 3 && report.stripe_webhooks.1 == 0,
         "{:?}",
