@@ -825,11 +825,12 @@ mod tests {
             (Event::Signal, Level::Silent),
             (Event::Billing, Level::On),
             (Event::Alarm, Level::Off),
+            (Event::News, Level::On),
         ];
         let kb = settings_keyboard(&levels, Role::Subscriber);
-        assert_eq!(kb.inline_keyboard.len(), 2);
+        assert_eq!(kb.inline_keyboard.len(), 3);
         let owner = settings_keyboard(&levels, Role::Owner);
-        assert_eq!(owner.inline_keyboard.len(), 3);
+        assert_eq!(owner.inline_keyboard.len(), 4);
         let first = &owner.inline_keyboard[0];
         assert!(first[1].text.starts_with("✓ ") && !first[0].text.starts_with("✓ "));
         for b in owner.inline_keyboard.iter().flatten() {

@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod bot;
+pub mod broadcast;
 pub mod commands;
 pub mod html;
 pub mod link;

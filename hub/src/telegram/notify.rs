@@ -23,11 +23,13 @@ pub enum Event {
     Billing,
     /// The owner's alarms: dead letters, failed jobs (owners and admins only).
     Alarm,
+    /// The owner's broadcasts: news, offers, guides (the marketing opt-out).
+    News,
 }
 
 impl Event {
     /// Every event, in the order `/settings` shows them.
-    pub const ALL: [Event; 3] = [Event::Signal, Event::Billing, Event::Alarm];
+    pub const ALL: [Event; 4] = [Event::Signal, Event::Billing, Event::Alarm, Event::News];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
@@ -35,6 +37,7 @@ impl Event {
             Event::Signal => "signal",
             Event::Billing => "billing",
             Event::Alarm => "alarm",
+            Event::News => "news",
         }
     }
 
@@ -49,6 +52,7 @@ impl Event {
             Event::Signal => "New signals",
             Event::Billing => "Plan and payments",
             Event::Alarm => "Hub alarms",
+            Event::News => "News and offers",
         }
     }
 
@@ -56,7 +60,7 @@ impl Event {
     pub fn for_role(self, role: crate::accounts::Role) -> bool {
         match self {
             Event::Alarm => role.is_admin(),
-            Event::Signal | Event::Billing => true,
+            Event::Signal | Event::Billing | Event::News => true,
         }
     }
 }
@@ -189,7 +193,7 @@ pub fn html(chat_id: i64, text: String, silent: bool) -> frankenstein::methods::
 }
 
 /// The level of `event` for `linked`, and whether they may get it at all (role; not blocked).
-fn level_of(linked: &Linked, levels: &[(Event, Level)], event: Event) -> Level {
+pub fn level_of(linked: &Linked, levels: &[(Event, Level)], event: Event) -> Level {
     if !event.for_role(linked.role) || linked.blocked_at_ms.is_some() {
         return Level::Off;
     }

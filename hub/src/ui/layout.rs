@@ -44,6 +44,7 @@ pub static NAV: &[NavItem] = &[
     NavItem { href: "/providers", label: "Providers and plans", roles: ADMINS },
     NavItem { href: "/operations", label: "Operations", roles: ADMINS },
     NavItem { href: "/outbox", label: "Outbox", roles: ADMINS },
+    NavItem { href: "/broadcasts", label: "Broadcasts", roles: ADMINS },
     NavItem { href: "/audit", label: "Audit", roles: ADMINS },
     NavItem { href: "/api/v1/docs", label: "API", roles: ADMINS },
     NavItem { href: "/account", label: "Your account", roles: EVERYONE },

@@ -4,7 +4,8 @@
 //! notice area, footer), the cookie [`session`] of hub accounts, the [`login`] pages, the error
 //! view ([`PageError`]) and the console's [`overview`] at `/`. One module per page, each a view
 //! of the API's domain functions: [`subscribers`], [`providers`] (and plans), [`operations`],
-//! [`outbox`] (and jobs), [`audit`]; [`fmt`] shows times and money.
+//! [`outbox`] (and jobs), [`broadcasts`] (Telegram), [`audit`], the subscriber's [`account`];
+//! [`fmt`] shows times and money.
 //!
 //! Safety, on every route of [`router`]:
 //! - the `Host` header must be `public_url`'s host or a loopback name with the served port
@@ -25,6 +26,7 @@
 pub mod account;
 pub mod assets;
 pub mod audit;
+pub mod broadcasts;
 pub mod fmt;
 pub mod layout;
 pub mod login;
@@ -63,6 +65,8 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
         .route("/audit", get(audit::show))
         .route("/operations", get(operations::show))
         .route("/outbox", get(outbox::show))
+        .route("/broadcasts", get(broadcasts::show).post(broadcasts::send))
+        .route("/b/{token}", get(broadcasts::click))
         .route("/outbox/{id}/retry", post(outbox::retry))
         .route("/outbox/{id}/discard", post(outbox::discard))
         .route("/providers", get(providers::show))

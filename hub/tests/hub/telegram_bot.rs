@@ -17,7 +17,8 @@ use crate::on_both;
 on_both!(
     webhook_bot_end_to_end,
     polling_bot_and_its_single_poller,
-    stars_subscription_through_the_stand_in
+    stars_subscription_through_the_stand_in,
+    broadcast_to_a_segment_each_once_within_the_limits
 );
 
 const SECRET: &str = "tg-hook-secret";
@@ -315,6 +316,180 @@ async fn stars_subscription_through_the_stand_in(b: Backend) {
         .unwrap()
     );
     assert_eq!(stars_door::expire(hub.state()).await.unwrap(), 0, "once");
+    hub.stop().await;
+    sb.shutdown().await;
+}
+
+/// `n` subscriber accounts linked to Telegram users `base + i` who opened the bot (a fixture:
+/// the links are written as `/start <code>` writes them).
+async fn linked_crowd(hub: &TestHub, sb: &TelegramStandin, n: i64, base: i64) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let tg = base + i;
+        let new = tradecast_hub::accounts::NewUser {
+            email: &format!("crowd{tg}@example.com"),
+            password: "crowd password 123",
+            role: tradecast_hub::accounts::Role::Subscriber,
+            display_name: "",
+        };
+        let user = tradecast_hub::accounts::create_user(
+            &hub.db,
+            &hub.state().config.auth,
+            hub.clock.now_ms(),
+            &new,
+            "test",
+            "test",
+        )
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO telegram_links (user_id, telegram_user_id, chat_id, username, first_name, linked_at_ms) \
+             VALUES ($1, $2, $2, NULL, 'Crowd', 0)",
+        )
+        .bind(&user.id)
+        .bind(tg)
+        .execute(hub.db.pool())
+        .await
+        .unwrap();
+        sb.user(tg, "Crowd", None).unwrap();
+        ids.push(user.id);
+    }
+    ids
+}
+
+async fn broadcast_to_a_segment_each_once_within_the_limits(b: Backend) {
+    use tradecast_hub::telegram::broadcast::{self, NewBroadcast, Segment};
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let hub = hub_with_bot(b, &sb, TelegramMode::Webhook).await;
+    let owner = hub.owner().await;
+    let n = 40;
+    let ids = linked_crowd(&hub, &sb, n, 10_000).await;
+    // Each opens the chat (the bot answers them: part of the traffic the limits cover).
+    for i in 0..n {
+        sb.user_says(10_000 + i, "/help").unwrap();
+    }
+    // One opted out of news, one blocked the bot.
+    let mut tx = hub.db.begin_write().await.unwrap();
+    notify::set_level_in(&mut tx, &ids[0], notify::Event::News, notify::Level::Off, 0)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for i in 0..n {
+        reply(&sb, 10_000 + i, "Tradecast bot").await;
+    }
+    sb.block(10_001).unwrap();
+
+    let b1 = NewBroadcast {
+        segment: Segment::All,
+        body: "New guide: <how to> size & risk".into(),
+        cta: Some(("Read it".into(), "https://example.com/guide?a=1".into())),
+    };
+    let (id, recipients) = broadcast::send(hub.state(), &owner.user_id, &b1, "test").await.unwrap();
+    assert_eq!(recipients, usize::try_from(n).unwrap() - 1, "the opted-out account is left out");
+    let sent_to = |chat: i64| {
+        sb.messages_to(chat)
+            .into_iter()
+            .filter(|m| {
+                m.from_user.is_none()
+                    && m.text.as_deref() == Some("New guide: <how to> size & risk")
+            })
+            .count()
+    };
+    for _ in 0..400 {
+        let dead = tradecast_hub::outbox::list(&hub.db, Some("dead"), 10).await.unwrap().len();
+        if (2..n).all(|i| sent_to(10_000 + i) == 1) && dead == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..n {
+        let want = usize::from(i >= 2);
+        assert_eq!(sent_to(10_000 + i), want, "user {i}");
+    }
+    // Never above Telegram's limits, no 429 drawn.
+    assert!(sb.max_rate_observed(None, Duration::from_secs(1)) <= 30);
+    for i in 0..n {
+        assert!(sb.max_rate_observed(Some(10_000 + i), Duration::from_secs(1)) <= 1);
+    }
+    let refused: Vec<(i64, usize)> = (0..n)
+        .map(|i| (10_000 + i, sb.n_too_many_to(10_000 + i)))
+        .filter(|(_, k)| *k > 0)
+        .collect();
+    assert_eq!(sb.n_too_many(), 0, "429s per chat: {refused:?}");
+
+    // The button counts one click per recipient and redirects.
+    let msg = sb.messages_to(10_005).into_iter().find(|m| m.reply_markup.is_some()).unwrap();
+    let url =
+        msg.reply_markup.unwrap()["inline_keyboard"][0][0]["url"].as_str().unwrap().to_string();
+    let path = url.split_once("/b/").map(|(_, t)| format!("/b/{t}")).unwrap();
+    for _ in 0..2 {
+        let r = page(&hub, "GET", &path, None, &[], None).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        assert_eq!(r.headers.get("location").unwrap(), "https://example.com/guide?a=1");
+    }
+    assert_eq!(
+        page(&hub, "GET", "/b/00000000000000000000000000000000", None, &[], None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let list = broadcast::list(hub.state(), 10).await.unwrap();
+    let s = list.iter().find(|s| s.id == id).unwrap();
+    assert_eq!((s.recipients, s.delivered, s.failed, s.clicks), (n - 1, n - 2, 1, 1));
+
+    // A plan's holders only.
+    let provider = hub.user(&owner, "provider").await;
+    let plan = hub.plan(&provider, "Gold", "USD").await;
+    for id in &ids[2..5] {
+        hub.post(
+            "/api/v1/entitlements",
+            Some(&owner.token),
+            serde_json::json!({ "user_id": id, "plan_id": plan }),
+        )
+        .await
+        .ok(201);
+    }
+    let b2 = NewBroadcast {
+        segment: Segment::Plan(plan),
+        body: "Gold members: webinar at 18:00".into(),
+        cta: None,
+    };
+    let (_, recipients) = broadcast::send(hub.state(), &owner.user_id, &b2, "test").await.unwrap();
+    assert_eq!(recipients, 3);
+
+    // The console page shows both with their counts; bad input is refused with a reason.
+    let form = [("email", owner.email.as_str()), ("password", owner.password.as_str())];
+    let r = page(&hub, "POST", "/login", None, &[], Some(&form)).await;
+    let cookie = r
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let console = page(&hub, "GET", "/broadcasts", Some(&cookie), &[], None).await;
+    assert_eq!(console.status, StatusCode::OK);
+    assert!(
+        console.text.contains("Gold members: webinar") && console.text.contains("Read it"),
+        "{}",
+        console.text
+    );
+    let csrf = csrf_of(&console);
+    let bad = [
+        ("csrf", csrf.as_str()),
+        ("segment", "all"),
+        ("body", "x"),
+        ("cta_label", "Go"),
+        ("cta_url", "javascript:alert(1)"),
+    ];
+    let r = page(&hub, "POST", "/broadcasts", Some(&cookie), &[], Some(&bad)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text.contains("http(s) URL"), "{}", r.text);
+    let ok = [("csrf", csrf.as_str()), ("segment", "trial"), ("body", "Trial tips")];
+    let r = page(&hub, "POST", "/broadcasts", Some(&cookie), &[], Some(&ok)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers.get("location").unwrap(), "/broadcasts?sent=0");
     hub.stop().await;
     sb.shutdown().await;
 }
