@@ -68,6 +68,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(approvals::router())
         .merge(sync::router())
         .merge(crate::billing::api::router())
+        .merge(crate::public::api::router())
         .split_for_parts()
 }
 
