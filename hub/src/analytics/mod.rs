@@ -331,9 +331,6 @@ mod tests {
         };
         assert_eq!(curve_points(&[], 100, 50), "0,50");
         // 0 → 2 → 1 → -2: from the top (2) to the bottom (-2) of a 50-high box.
-        assert_eq!(
-            curve_points(&[t("2"), t("-1"), t("-3")], 300, 40),
-            "0,20 100,0 200,10 300,40"
-        );
+        assert_eq!(curve_points(&[t("2"), t("-1"), t("-3")], 300, 40), "0,20 100,0 200,10 300,40");
     }
 }

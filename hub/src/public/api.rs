@@ -241,11 +241,13 @@ async fn record(
     Path(hash): Path<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound(format!("no published record {hash}"));
-    let well_formed = hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let well_formed =
+        hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     if !well_formed {
         return Err(not_found());
     }
-    let delay_ms = i64::try_from(state.config.public.delay_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let delay_ms =
+        i64::try_from(state.config.public.delay_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let cutoff = analytics::cutoff_ms(state.now_ms(), delay_ms);
     let (item, provider) = store::record_by_hash(&state.db, &state.hub_identity, &hash)
         .await?

@@ -73,10 +73,8 @@ pub async fn track_record(
         }
         chains.push(analytics::published_chain(key, committed, posted, cutoff_ms));
     }
-    let records: Vec<Vec<tradecast_protocol::Record>> = chains
-        .iter()
-        .map(|c| c.items.iter().map(|i| i.record.clone()).collect())
-        .collect();
+    let records: Vec<Vec<tradecast_protocol::Record>> =
+        chains.iter().map(|c| c.items.iter().map(|i| i.record.clone()).collect()).collect();
     let figures = analytics::figures(analytics::outcomes(records.iter().map(Vec::as_slice)))
         .map_err(ApiError::internal)?;
     Ok(TrackRecord {

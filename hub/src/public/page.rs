@@ -27,8 +27,14 @@ const CURVE_H: u32 = 160;
 const FORMULAS: &[(&str, &str)] = &[
     ("Risk", "|entry − stop| of the signal as signed (a later stop move does not change it)."),
     ("Move of a close", "close price − entry for a buy, entry − close price for a sell."),
-    ("R of a signal", "Σ portion × move / risk over its closes, where a close of fraction f takes f of what remains; rounded to 6 places. A signal counts once nothing remains; a close without a price leaves it unpriced (counted, not scored)."),
-    ("Pips", "move / pip: 0.01 for a six-letter pair quoted in JPY, 0.0001 for other six-letter pairs, n/a otherwise."),
+    (
+        "R of a signal",
+        "Σ portion × move / risk over its closes, where a close of fraction f takes f of what remains; rounded to 6 places. A signal counts once nothing remains; a close without a price leaves it unpriced (counted, not scored).",
+    ),
+    (
+        "Pips",
+        "move / pip: 0.01 for a six-letter pair quoted in JPY, 0.0001 for other six-letter pairs, n/a otherwise.",
+    ),
     ("Win, loss, breakeven", "R > 0, R < 0, R = 0."),
     ("Win rate", "wins / trades (4 places)."),
     ("Expectancy", "Σ R / trades (6 places)."),

@@ -5,9 +5,7 @@
 
 use sqlx::Row;
 use tradecast_protocol::receipt::ReceiptFields;
-use tradecast_protocol::{
-    DeviceId, Identity, IdentityKey, Receipt, Record, Signature, StreamId,
-};
+use tradecast_protocol::{DeviceId, Identity, IdentityKey, Receipt, Record, Signature, StreamId};
 
 use crate::analytics::StoredItem;
 use crate::db::{Db, DbError};

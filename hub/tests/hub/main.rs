@@ -30,4 +30,5 @@ mod ratelimit;
 mod schemathesis;
 mod signals;
 mod sync;
+mod track_record;
 mod users;
