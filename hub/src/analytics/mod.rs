@@ -78,8 +78,7 @@ pub fn published_chain(
     let total = by_seq.len() as u64;
     let mut items = Vec::new();
     let mut gap_at_seq = None;
-    let mut next = 1u64;
-    for (seq, item) in by_seq {
+    for (next, (seq, item)) in (1u64..).zip(by_seq) {
         if seq != next {
             gap_at_seq = Some(next);
             break;
@@ -88,7 +87,6 @@ pub fn published_chain(
             break;
         }
         items.push(item);
-        next += 1;
     }
     let n_withheld = total - items.len() as u64;
     PublishedChain { author_key, items, gap_at_seq, n_withheld }

@@ -271,6 +271,16 @@ async fn track_record_page_api_export_and_delay(backend: Backend) {
         .unwrap();
     assert_eq!(again.status(), 304);
 
+    // The JSON routes are in the OpenAPI document.
+    let doc = hub.get("/api/v1/openapi.json", None).await;
+    for p in [
+        "/public/v1/providers/{id}",
+        "/public/v1/providers/{id}/export",
+        "/public/v1/records/{hash}",
+    ] {
+        assert!(doc.ok(200)["paths"].get(p).is_some(), "{p} missing from the OpenAPI document");
+    }
+
     // Unknown providers, and accounts that are not providers: 404 problems.
     hub.get("/public/v1/providers/nobody", None).await.problem(404, "not-found");
     hub.get(&format!("/public/v1/providers/{}", owner.user_id), None)
