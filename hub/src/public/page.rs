@@ -85,9 +85,14 @@ fn curve(trades: &[track::TradeOutcome]) -> Markup {
 pub fn render(t: &ProviderTrack, base: &str) -> Markup {
     let f = &t.figures;
     let export = format!("{base}{}", t.export_url);
-    let title = format!("{} — track record", t.display_name);
+    // An account created without a name shows its id.
+    let name = match t.display_name.trim() {
+        "" => format!("Provider {}", t.provider),
+        n => n.to_string(),
+    };
+    let title = format!("{name} — track record");
     let body = html! {
-        h1 { (t.display_name) }
+        h1 { (name) }
         p {
             "The public record of this provider's signed signals, in R multiples (risk = |entry − stop|). "
             "Delayed by " (t.delay_s / 60) " min: nothing the hub received after "

@@ -261,6 +261,18 @@ async fn track_record_page_api_export_and_delay(backend: Backend) {
     );
     assert!(page.text.contains("tradecast-verify track.json --hub-key"));
     assert!(page.text.contains("<polyline"));
+    assert!(page.text.contains("<h1>"), "the provider's name heads the page");
+    // `TRACK_SCREENSHOT=DIR`: Chromium saves the page for a person to look at.
+    if let Some(dir) = std::env::var_os("TRACK_SCREENSHOT") {
+        let file = std::path::Path::new(&dir).join(format!("track-record-{backend:?}.png"));
+        let status = std::process::Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,2400"])
+            .arg(format!("--screenshot={}", file.display()))
+            .arg(hub.url(&format!("/p/{pid}")))
+            .status()
+            .unwrap();
+        assert!(status.success(), "chromium: {status}");
+    }
     let etag = page.headers["etag"].to_str().unwrap().to_string();
     let again = hub
         .http
