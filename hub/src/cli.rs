@@ -1,5 +1,5 @@
 //! The command line: `serve`, `migrate`, `admin create-owner`, `audit verify`, `backup`,
-//! `restore`. Parses flags,
+//! `restore`, `verify` (a track-record export, offline: the protocol crate's verifier). Parses flags,
 //! loads the configuration (file ← environment ← flags), installs logging, runs the command.
 
 use std::io::BufRead;
@@ -72,6 +72,16 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Verify a provider's track-record export offline (the same checks and output as
+    /// `tradecast-verify`): every signature, seq, previous hash and receipt, then every figure
+    /// recomputed from the records. Exit 0 when all is equal, 1 naming the first difference.
+    Verify {
+        /// The export file (`GET /public/v1/providers/{id}/export`).
+        file: PathBuf,
+        /// Pin the hub's identity key (hex) instead of trusting the export's.
+        #[arg(long, value_name = "HEX")]
+        hub_key: Option<String>,
+    },
     /// SQLite: replace the database with a backup (stop the hub first; the current file is
     /// kept aside). PostgreSQL: print the `pg_restore` command to use.
     Restore {
@@ -115,6 +125,9 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let cli = Cli::parse_from(args);
+    if let Command::Verify { file, hub_key } = &cli.command {
+        return verify_export(file, hub_key.as_deref());
+    }
     let mut overrides = Overrides {
         data_dir: cli.common.data_dir.clone(),
         database_url: cli.common.database_url.clone(),
@@ -149,6 +162,35 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// Larger export files are refused before they are read whole.
+const MAX_EXPORT_BYTES: u64 = 512 * 1024 * 1024;
+
+/// `verify FILE [--hub-key HEX]`: offline, no configuration or database.
+fn verify_export(file: &std::path::Path, hub_key: Option<&str>) -> ExitCode {
+    use std::io::Read as _;
+    let pin = match hub_key.map(tradecast_protocol::IdentityKey::from_hex).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("tradecast-hub verify: --hub-key: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_EXPORT_BYTES + 1).read_to_end(&mut bytes));
+    if let Err(e) = read {
+        eprintln!("tradecast-hub verify: {}: {e}", file.display());
+        return ExitCode::from(2);
+    }
+    if bytes.len() as u64 > MAX_EXPORT_BYTES {
+        eprintln!("tradecast-hub verify: {}: larger than {MAX_EXPORT_BYTES} bytes", file.display());
+        return ExitCode::from(2);
+    }
+    let report = tradecast_protocol::track::verifier_report(&bytes, pin.as_ref());
+    print!("{}", report.text);
+    if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
@@ -193,6 +235,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> 
                 }
             }
         }
+        Command::Verify { file, hub_key } => return Ok(verify_export(&file, hub_key.as_deref())),
         Command::Backup { out } => println!("{}", crate::backup::backup(&config, &out).await?),
         Command::Restore { from } => {
             println!("{}", crate::backup::restore(&config, &from).await?);

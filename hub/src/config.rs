@@ -150,6 +150,24 @@ pub struct Config {
     pub billing: BillingConfig,
     /// The outbox runner and the job scheduler (`[outbox]`).
     pub outbox: OutboxConfig,
+    /// The public track-record pages, their JSON API and export (`[public]`).
+    pub public: PublicConfig,
+}
+
+/// What the public track record shows, and when.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicConfig {
+    /// The publication delay, s: nothing the hub received less than this long ago appears on a
+    /// provider's public page, in its JSON API or its export, so nothing public hands out a paid
+    /// signal before its subscribers had it. 60 s to 30 days; default 3600 (1 h).
+    pub delay_s: u64,
+}
+
+impl Default for PublicConfig {
+    fn default() -> Self {
+        PublicConfig { delay_s: 3600 }
+    }
 }
 
 /// The outbox runner and the job scheduler: polling, leases, retries and each outside
@@ -556,6 +574,7 @@ impl Default for Config {
             telegram: TelegramConfig::default(),
             billing: BillingConfig::default(),
             outbox: OutboxConfig::default(),
+            public: PublicConfig::default(),
         }
     }
 }
@@ -860,6 +879,9 @@ impl Config {
         if !(30..=86_400).contains(&self.devices.enrolment_code_ttl_s) {
             return bad("devices.enrolment_code_ttl_s", "must be between 30 and 86400");
         }
+        if !(60..=30 * 86_400).contains(&self.public.delay_s) {
+            return bad("public.delay_s", "must be between 60 and 2592000");
+        }
         if !(60..=30 * 86_400).contains(&self.console.session_ttl_s) {
             return bad("console.session_ttl_s", "must be between 60 and 2592000");
         }
@@ -1031,6 +1053,18 @@ mod tests {
         check_err("public_url = \"https://\"\n", &[], "public_url");
         check_err("public_url = \"https://a@hub.example.com\"\n", &[], "public_url");
         check_err("[console]\nsession_ttl_s = 5\n", &[], "`console.session_ttl_s`");
+    }
+
+    #[test]
+    fn public_delay_defaults_to_an_hour_and_is_bounded() {
+        assert_eq!(load("", &[]).unwrap().public.delay_s, 3600);
+        let c = load("[public]\ndelay_s = 900\n", &[]).unwrap();
+        assert_eq!(c.public.delay_s, 900);
+        let c = load("", &[("TRADECAST_HUB_PUBLIC__DELAY_S", "7200")]).unwrap();
+        assert_eq!(c.public.delay_s, 7200);
+        check_err("[public]\ndelay_s = 0\n", &[], "`public.delay_s`");
+        check_err("[public]\ndelay_s = 2592001\n", &[], "`public.delay_s`");
+        check_err("[public]\ndelay = 60\n", &[], "delay");
     }
 
     #[test]

@@ -10,9 +10,12 @@
 //! [`outbox`] sends what the hub owes outside services (rows committed with their cause, a
 //! runner with per-service limits, retries and dead letters); [`jobs`] runs background jobs once
 //! per due time across instances. Both start with the hub ([`Extensions`] gives them their
-//! deliverers and jobs) and stop with it.
+//! deliverers and jobs) and stop with it. [`public`] is the provider's public track record
+//! (`/p/{provider}`, `/public/v1/…`, delayed by `public.delay_s`), computed by [`analytics`]
+//! with the protocol crate's `track` functions, which `tradecast-hub verify` runs offline.
 
 pub mod accounts;
+pub mod analytics;
 pub mod api;
 pub mod apikeys;
 pub mod approvals;
@@ -33,6 +36,7 @@ pub mod ids;
 pub mod jobs;
 pub mod outbox;
 pub mod plans;
+pub mod public;
 pub mod quic;
 pub mod ratelimit;
 pub mod secrets;

@@ -39,6 +39,10 @@
 //!   quarantine, close. [`session::Backoff`] spaces reconnects with jitter from a handed RNG.
 //! - The simulator ([`sim`]): `sim::run(SimOptions::for_seed(n))` checks the properties of
 //!   protocol.md for one seed; the `tradecast-syncsim` binary runs ranges (`--seeds A..B`).
+//! - The public track record ([`track`]): [`track::outcomes`] of a provider's signals chain in
+//!   R multiples, [`track::figures`] (win rate, expectancy, profit factor, drawdown, streaks, per
+//!   symbol and month), the export file ([`track::TrackExport`]) and [`track::verify_export`],
+//!   which the `tradecast-verify` binary and `tradecast-hub verify` run.
 //! - Test vectors ([`vectors`], `tests/vectors/v1.json` and `v2.json`) and the fuzz targets' bodies
 //!   ([`fuzzing`]).
 //!
@@ -93,6 +97,7 @@ pub mod record;
 pub mod seal;
 pub mod session;
 pub mod sim;
+pub mod track;
 pub mod trade;
 pub mod vectors;
 

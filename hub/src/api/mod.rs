@@ -69,6 +69,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(sync::router())
         .merge(crate::billing::api::router())
         .merge(crate::telegram::api::router())
+        .merge(crate::public::api::router())
         .split_for_parts()
 }
 

@@ -95,6 +95,7 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
         .route("/device-link", get(account::device_link))
         .route("/login", get(login::form).post(login::login))
         .route("/logout", post(login::logout))
+        .route("/p/{provider}", get(crate::public::page::show))
         .route("/assets/{*path}", get(assets::serve))
         .route_layer(axum::extract::DefaultBodyLimit::max(state.config.http.body_limit_bytes))
         .route_layer(middleware::from_fn(same_site_only))

@@ -30,6 +30,7 @@ fn bus_config(bus: BusKind, stream: &str) -> impl Fn(&mut Config) + Clone {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_postgres_bus() {
+    // Boxed: the future holds two hubs' configs (clippy::large_futures).
     Box::pin(two_instances(BusKind::Postgres)).await;
 }
 

@@ -32,4 +32,5 @@ mod signals;
 mod sync;
 mod telegram;
 mod telegram_bot;
+mod track_record;
 mod users;

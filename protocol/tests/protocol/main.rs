@@ -13,5 +13,6 @@ mod seal;
 mod session;
 mod sim;
 mod support;
+mod track_verify;
 mod vectors;
 mod vectors_v2;

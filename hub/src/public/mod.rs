@@ -1,0 +1,144 @@
+//! The public track record (issue 18, first slice: the signal-level record in R multiples): no
+//! login, delayed by `public.delay_s`, cacheable.
+//!
+//! - `GET /p/{provider}` ([`page`]): the headline figures, the cumulative-R curve, the monthly
+//!   and per-symbol tables, the delayed list of signals each linking to its signed record, the
+//!   formulas, and how to verify it all offline.
+//! - `GET /public/v1/providers/{id}` (the same figures as JSON), `…/{id}/export` (the chain,
+//!   the receipts, the keys and the figures in one file that `tradecast-verify` checks) and
+//!   `GET /public/v1/records/{hash}` (one signed record with its receipt) ([`api`]).
+//!
+//! Every view is built from one [`TrackRecord`] ([`track_record`]): the provider's signals
+//! chains as the hub holds them (`store`), cut at the delay ([`crate::analytics`]), with the
+//! figures of `tradecast_protocol::track`. Nothing the hub received after the cutoff appears in
+//! any of them. Answers carry `Cache-Control: public` and a strong `ETag` of their bytes
+//! ([`cached`]); the cutoff moves once a minute, so a page is the same bytes for a minute.
+
+pub mod api;
+pub mod page;
+pub mod store;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tradecast_protocol::track::{
+    EXPORT_FORMAT, ExportedChain, ExportedRecord, TrackExport, TrackFigures,
+};
+use tradecast_protocol::{Identity, IdentityKey};
+
+use crate::analytics::{self, PublishedChain};
+use crate::db::Db;
+use crate::error::ApiError;
+
+/// How long a shared cache may keep a public answer, s.
+pub const MAX_AGE_S: u64 = 60;
+
+/// A provider's published track record at one cutoff.
+#[derive(Debug, Clone)]
+pub struct TrackRecord {
+    /// The provider.
+    pub provider: store::Provider,
+    /// The hub's identity key (signs every receipt).
+    pub hub_key: IdentityKey,
+    /// `cutoff_ms + delay_ms`.
+    pub generated_at_ms: i64,
+    /// `public.delay_s` in ms.
+    pub delay_ms: i64,
+    /// Nothing received after this instant is included.
+    pub cutoff_ms: i64,
+    /// One published chain per device of the provider.
+    pub chains: Vec<PublishedChain>,
+    /// The figures of those chains.
+    pub figures: TrackFigures,
+}
+
+/// The published track record of `provider_id` as of `now_ms`; 404 `not-found` for an account
+/// that is not an enabled provider.
+pub async fn track_record(
+    db: &Db,
+    hub: &Identity,
+    provider_id: &str,
+    now_ms: i64,
+    delay_s: u64,
+) -> Result<TrackRecord, ApiError> {
+    let provider = store::provider(db, provider_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no provider {provider_id}")))?;
+    let delay_ms = i64::try_from(delay_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let cutoff_ms = analytics::cutoff_ms(now_ms, delay_ms);
+    let mut chains = Vec::new();
+    for key in store::device_keys(db, &provider.id).await? {
+        let (committed, posted) = store::chain_records(db, hub, &key.device_id()).await?;
+        if committed.is_empty() && posted.is_empty() {
+            continue;
+        }
+        chains.push(analytics::published_chain(key, committed, posted, cutoff_ms));
+    }
+    let records: Vec<Vec<tradecast_protocol::Record>> =
+        chains.iter().map(|c| c.items.iter().map(|i| i.record.clone()).collect()).collect();
+    let figures = analytics::figures(analytics::outcomes(records.iter().map(Vec::as_slice)))
+        .map_err(ApiError::internal)?;
+    Ok(TrackRecord {
+        provider,
+        hub_key: hub.identity_key(),
+        generated_at_ms: cutoff_ms.saturating_add(delay_ms),
+        delay_ms,
+        cutoff_ms,
+        chains,
+        figures,
+    })
+}
+
+impl TrackRecord {
+    /// The export file's content.
+    pub fn export(&self) -> TrackExport {
+        TrackExport {
+            format: EXPORT_FORMAT.to_string(),
+            provider: self.provider.id.clone(),
+            hub_key: self.hub_key,
+            generated_at_ms: self.generated_at_ms,
+            delay_ms: self.delay_ms,
+            cutoff_ms: self.cutoff_ms,
+            chains: self
+                .chains
+                .iter()
+                .map(|c| ExportedChain {
+                    author_key: c.author_key,
+                    records: c
+                        .items
+                        .iter()
+                        .map(|i| ExportedRecord {
+                            record: data_encoding::BASE64.encode(&i.record.encode()),
+                            receipt: i.receipt,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            figures: self.figures.clone(),
+        }
+    }
+}
+
+/// `body` with `Content-Type`, `Cache-Control: public, max-age=60` and a strong `ETag` of its
+/// bytes; `304 Not Modified` when the request's `If-None-Match` names that tag.
+pub fn cached(request: &HeaderMap, content_type: &'static str, body: Vec<u8>) -> Response {
+    let tag = format!("\"{}\"", &crate::ids::sha256_hex(&body)[..32]);
+    let matches = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let mut resp =
+        if matches { StatusCode::NOT_MODIFIED.into_response() } else { body.into_response() };
+    let h = resp.headers_mut();
+    if !matches {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_str(&format!("public, max-age={MAX_AGE_S}"))
+            .unwrap_or(HeaderValue::from_static("public")),
+    );
+    resp
+}

@@ -1,0 +1,167 @@
+//! The SQL of the public track record: the provider, its devices and keys, and the records of
+//! their signals chains from both doors (the sync store `sync_records` with the receipt
+//! signature it stored, and the signals API's `signals`, whose receipt the hub signs again: an
+//! Ed25519 signature over the same fields is the same bytes the API answered).
+
+use sqlx::Row;
+use tradecast_protocol::receipt::ReceiptFields;
+use tradecast_protocol::{DeviceId, Identity, IdentityKey, Receipt, Record, Signature, StreamId};
+
+use crate::analytics::StoredItem;
+use crate::db::{Db, DbError};
+
+/// A provider whose record is public.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    /// The account id.
+    pub id: String,
+    /// The name it shows.
+    pub display_name: String,
+}
+
+/// An enabled provider account by id.
+pub async fn provider(db: &Db, id: &str) -> Result<Option<Provider>, DbError> {
+    let row = sqlx::query(
+        "SELECT id, display_name FROM users WHERE id = $1 AND role = 'provider' AND disabled_at_ms IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| Ok(Provider { id: r.try_get(0)?, display_name: r.try_get(1)? })).transpose()
+}
+
+/// The identity keys of every device the provider ever enrolled (a revoked device's chain is
+/// still its record), oldest first.
+pub async fn device_keys(db: &Db, user_id: &str) -> Result<Vec<IdentityKey>, DbError> {
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT identity_key FROM devices WHERE user_id = $1 ORDER BY enrolled_at_ms, id",
+    )
+    .bind(user_id)
+    .fetch_all(db.pool())
+    .await?;
+    keys.iter()
+        .map(|k| IdentityKey::from_hex(k).map_err(|e| DbError::Corrupt(format!("device key: {e}"))))
+        .collect()
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> DbError {
+    DbError::Corrupt(format!("{what}: {e}"))
+}
+
+fn decode(bytes: &[u8]) -> Result<Record, DbError> {
+    Record::decode(bytes).map_err(|e| corrupt("stored record", e))
+}
+
+fn signature(hex_text: &str) -> Result<Signature, DbError> {
+    let mut out = [0u8; 64];
+    hex::decode_to_slice(hex_text, &mut out).map_err(|e| corrupt("receipt signature", e))?;
+    Ok(Signature(out))
+}
+
+fn committed_item(
+    hub: &Identity,
+    bytes: &[u8],
+    received_at_ms: i64,
+    receipt_hex: &str,
+) -> Result<StoredItem, DbError> {
+    let record = decode(bytes)?;
+    let header = *record.header();
+    let fields = ReceiptFields {
+        hub: hub.device_id(),
+        header_hash: record.header_hash(),
+        author: header.author,
+        stream: header.stream,
+        seq: header.seq,
+        received_at_ms,
+    };
+    let receipt = Receipt { fields, signature: signature(receipt_hex)? };
+    Ok(StoredItem { seq: header.seq, record, received_at_ms, receipt })
+}
+
+fn posted_item(hub: &Identity, bytes: &[u8], received_at_ms: i64) -> Result<StoredItem, DbError> {
+    let record = decode(bytes)?;
+    let receipt = Receipt::sign(hub, &record, received_at_ms);
+    Ok(StoredItem { seq: record.header().seq, record, received_at_ms, receipt })
+}
+
+/// `author`'s signals-chain records: (committed by sync, posted to the signals API), each in
+/// `seq` order.
+pub async fn chain_records(
+    db: &Db,
+    hub: &Identity,
+    author: &DeviceId,
+) -> Result<(Vec<StoredItem>, Vec<StoredItem>), DbError> {
+    let stream = i64::from(StreamId::SIGNALS.0);
+    let rows = sqlx::query(
+        "SELECT record, received_at_ms, receipt_signature FROM sync_records \
+         WHERE author = $1 AND stream = $2 ORDER BY seq",
+    )
+    .bind(author.to_text())
+    .bind(stream)
+    .fetch_all(db.pool())
+    .await?;
+    let committed = rows
+        .iter()
+        .map(|r| {
+            let bytes: Vec<u8> = r.try_get(0)?;
+            let received: i64 = r.try_get(1)?;
+            let sig: String = r.try_get(2)?;
+            committed_item(hub, &bytes, received, &sig)
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+    let rows = sqlx::query(
+        "SELECT record, received_at_ms FROM signals WHERE author = $1 AND stream = $2 ORDER BY seq",
+    )
+    .bind(author.to_text())
+    .bind(stream)
+    .fetch_all(db.pool())
+    .await?;
+    let posted = rows
+        .iter()
+        .map(|r| {
+            let bytes: Vec<u8> = r.try_get(0)?;
+            let received: i64 = r.try_get(1)?;
+            posted_item(hub, &bytes, received)
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+    Ok((committed, posted))
+}
+
+/// The signals-chain record with header hash `hash` (hex) of a provider's device, with the
+/// provider's account id.
+pub async fn record_by_hash(
+    db: &Db,
+    hub: &Identity,
+    hash: &str,
+) -> Result<Option<(StoredItem, String)>, DbError> {
+    let stream = i64::from(StreamId::SIGNALS.0);
+    let row = sqlx::query(
+        "SELECT r.record, r.received_at_ms, r.receipt_signature, d.user_id FROM sync_records r \
+         JOIN devices d ON d.id = r.author JOIN users u ON u.id = d.user_id \
+         WHERE r.header_hash = $1 AND r.stream = $2 AND u.role = 'provider' AND u.disabled_at_ms IS NULL",
+    )
+    .bind(hash)
+    .bind(stream)
+    .fetch_optional(db.pool())
+    .await?;
+    if let Some(r) = row {
+        let bytes: Vec<u8> = r.try_get(0)?;
+        let sig: String = r.try_get(2)?;
+        let item = committed_item(hub, &bytes, r.try_get(1)?, &sig)?;
+        return Ok(Some((item, r.try_get(3)?)));
+    }
+    let row = sqlx::query(
+        "SELECT s.record, s.received_at_ms, s.provider_user_id FROM signals s \
+         JOIN users u ON u.id = s.provider_user_id \
+         WHERE s.record_hash = $1 AND s.stream = $2 AND u.role = 'provider' AND u.disabled_at_ms IS NULL",
+    )
+    .bind(hash)
+    .bind(stream)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| {
+        let bytes: Vec<u8> = r.try_get(0)?;
+        Ok((posted_item(hub, &bytes, r.try_get(1)?)?, r.try_get(2)?))
+    })
+    .transpose()
+}
