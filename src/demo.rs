@@ -584,78 +584,67 @@ impl DemoHub {
     /// `plan_id` by card (the hub sends the browser to Stripe's Checkout, here the stand-in's,
     /// the card is typed there, Stripe sends it back to the hub), then sign in to the API for
     /// the node's enrolment. Returns (user id, access token).
-    async fn sign_up_and_subscribe(
-        &self,
-        name: &str,
-        plan_id: &str,
-    ) -> anyhow::Result<(String, String)> {
+    /// `name` signs up on the hub's `/signup` page (`sign_up`) or signs in at `/login`, as a
+    /// browser does: a client that does not follow redirects, the session cookie, and the
+    /// account page's CSRF token.
+    async fn browser_session(&self, name: &str, sign_up: bool) -> anyhow::Result<Browser> {
         let email = format!("{name}@demo.invalid");
         let password = format!("{name} demo password");
-        let browser =
+        let client =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-        let post = |url: String, body: String, cookie: Option<String>| {
-            let mut r = browser
-                .post(url)
-                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(body);
-            if let Some(c) = cookie {
-                r = r.header(reqwest::header::COOKIE, c);
-            }
-            r.send()
+        let mut b = Browser { client, cookie: String::new(), csrf: String::new() };
+        let (path, fields) = if sign_up {
+            (
+                "/signup",
+                vec![("email", email.as_str()), ("password", &password), ("display_name", name)],
+            )
+        } else {
+            ("/login", vec![("email", email.as_str()), ("password", &password)])
         };
-        let location = |r: &reqwest::Response| -> anyhow::Result<String> {
-            r.headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-                .ok_or_else(|| anyhow!("no redirect: {}", r.status()))
-        };
-        let signed_up = post(
-            self.url("/signup"),
-            form_body(&[("email", &email), ("password", &password), ("display_name", name)])?,
-            None,
-        )
-        .await?;
-        let cookie = signed_up
+        let r = b.post(self.url(path), form_body(&fields)?).await?;
+        b.cookie = r
             .headers()
             .get(reqwest::header::SET_COOKIE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .map(str::to_owned)
-            .ok_or_else(|| anyhow!("sign-up gave no session: {}", signed_up.status()))?;
-        let page = browser
-            .get(self.url("/account"))
-            .header(reqwest::header::COOKIE, &cookie)
-            .send()
-            .await?
-            .text()
+            .ok_or_else(|| anyhow!("{name} got no session at {path}: {}", r.status()))?;
+        b.csrf = b.csrf_of(&self.url("/account")).await?.0;
+        Ok(b)
+    }
+
+    async fn sign_up_and_subscribe(
+        &self,
+        name: &str,
+        plan_id: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let b = self.browser_session(name, true).await?;
+        let to_checkout = b
+            .post(
+                self.url("/account/checkout"),
+                form_body(&[("csrf", &b.csrf), ("plan_id", plan_id)])?,
+            )
             .await?;
-        let at = page.find("name=\"csrf\" value=\"").ok_or_else(|| anyhow!("no form"))? + 19;
-        let csrf = page[at..].split('"').next().unwrap_or_default().to_owned();
-        let to_checkout = post(
-            self.url("/account/checkout"),
-            form_body(&[("csrf", &csrf), ("plan_id", plan_id)])?,
-            Some(cookie.clone()),
-        )
-        .await?;
         let checkout = location(&to_checkout)?;
-        browser.get(&checkout).send().await?.error_for_status()?;
-        let paid = post(
-            checkout.clone(),
-            form_body(&[
+        b.client.get(&checkout).send().await?.error_for_status()?;
+        let paid = b
+            .client
+            .post(&checkout)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_body(&[
                 ("card_number", "4242 4242 4242 4242"),
                 ("exp", "12 / 34"),
                 ("cvc", "123"),
-            ])?,
-            None,
-        )
-        .await?;
+            ])?)
+            .send()
+            .await?;
         let back = location(&paid).context("the card was not accepted")?;
-        let done = browser.get(&back).header(reqwest::header::COOKIE, &cookie).send().await?;
+        let done = b.client.get(&back).header(reqwest::header::COOKIE, &b.cookie).send().await?;
         if location(&done)? != "/account?checkout=done" {
             bail!("{name}'s checkout did not complete");
         }
-        let token = self.login(&email, &password).await?;
+        let token =
+            self.login(&format!("{name}@demo.invalid"), &format!("{name} demo password")).await?;
         let me: Value =
             self.http.get(self.url("/api/v1/me")).bearer_auth(&token).send().await?.json().await?;
         let id = me["id"].as_str().ok_or_else(|| anyhow!("no user id"))?.to_owned();
@@ -666,146 +655,127 @@ impl DemoHub {
     /// `t.me/<bot>?start=<code>` link, the user opens it and presses Start (`/start <code>`).
     /// Returns the link (without its code) once the bot has answered.
     async fn link_telegram(&self, name: &str, tg_user: i64) -> anyhow::Result<String> {
-        let (email, password) = (format!("{name}@demo.invalid"), format!("{name} demo password"));
-        let browser =
-            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-        let login = browser
-            .post(self.url("/login"))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form_body(&[("email", &email), ("password", &password)])?)
-            .send()
-            .await?;
-        let cookie = login
-            .headers()
-            .get(reqwest::header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("{name} could not sign in: {}", login.status()))?;
+        let mut b = self.browser_session(name, false).await?;
         // The hub learns its bot's username from Telegram (getMe) just after it starts.
-        let mut csrf = String::new();
         for _ in 0..100 {
-            let page = browser
-                .get(self.url("/account"))
-                .header(reqwest::header::COOKIE, &cookie)
-                .send()
-                .await?
-                .text()
-                .await?;
-            let at = page.find("name=\"csrf\" value=\"").ok_or_else(|| anyhow!("no form"))? + 19;
-            csrf = page[at..].split('"').next().unwrap_or_default().to_owned();
+            let (csrf, page) = b.csrf_of(&self.url("/account")).await?;
+            b.csrf = csrf;
             if page.contains("Link Telegram") {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let r = browser
-            .post(self.url("/account/telegram-link"))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(reqwest::header::COOKIE, &cookie)
-            .body(form_body(&[("csrf", &csrf)])?)
-            .send()
-            .await?;
-        let link = r
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("no Telegram link: {}", r.status()))?;
+        let r =
+            b.post(self.url("/account/telegram-link"), form_body(&[("csrf", &b.csrf)])?).await?;
+        let link = location(&r).context("no Telegram link")?;
         let (base, code) =
             link.split_once("?start=").ok_or_else(|| anyhow!("not a deep link: {link}"))?;
+        self.telegram_user(name, tg_user)?;
         let t = &self.telegram;
-        let display = format!("{}{}", name[..1].to_uppercase(), &name[1..]);
-        t.user(tg_user, &display, Some(&format!("{name}_trades")))
-            .map_err(|e| anyhow!("telegram user: {e}"))?;
         t.user_says(tg_user, &format!("/start {code}")).map_err(|e| anyhow!("{e}"))?;
-        let linked = |m: &tradecast_standins::telegram::ChatMessage| {
-            m.text.as_deref().is_some_and(|t| t.contains("Linked to"))
-        };
-        t.wait_for_message(tg_user, linked, SETTLE_LIMIT)
-            .await
-            .ok_or_else(|| anyhow!("the bot did not confirm {name}'s link"))?;
+        self.bot_said(name, tg_user, "Linked to").await?;
         Ok(format!("{base}?start=…"))
     }
 
     /// `name` signs up on the hub's page, opens the bot in Telegram, presses "Pay with Telegram
     /// Stars" for `plan_id` on the account page and pays the invoice in Telegram. Returns the
-    /// account's API token once the ledger holds the subscription.
+    /// account's API token once the bot has thanked them (the ledger holds the subscription).
     async fn sign_up_and_pay_stars(
         &self,
         name: &str,
         plan_id: &str,
         tg_user: i64,
     ) -> anyhow::Result<String> {
-        let email = format!("{name}@demo.invalid");
-        let password = format!("{name} demo password");
-        let browser =
-            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-        let form = |url: String, body: String, cookie: Option<&str>| {
-            let mut r = browser
-                .post(url)
-                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(body);
-            if let Some(c) = cookie {
-                r = r.header(reqwest::header::COOKIE, c);
-            }
-            r.send()
-        };
-        let signed_up = form(
-            self.url("/signup"),
-            form_body(&[("email", &email), ("password", &password), ("display_name", name)])?,
-            None,
-        )
-        .await?;
-        let cookie = signed_up
-            .headers()
-            .get(reqwest::header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("sign-up gave no session: {}", signed_up.status()))?;
-        let page = browser
-            .get(self.url("/account"))
-            .header(reqwest::header::COOKIE, &cookie)
-            .send()
-            .await?
-            .text()
+        let b = self.browser_session(name, true).await?;
+        let r = b
+            .post(
+                self.url("/account/stars"),
+                form_body(&[("csrf", &b.csrf), ("plan_id", plan_id)])?,
+            )
             .await?;
-        let at = page.find("name=\"csrf\" value=\"").ok_or_else(|| anyhow!("no form"))? + 19;
-        let csrf = page[at..].split('"').next().unwrap_or_default().to_owned();
-        let r = form(
-            self.url("/account/stars"),
-            form_body(&[("csrf", &csrf), ("plan_id", plan_id)])?,
-            Some(&cookie),
-        )
-        .await?;
-        let invoice = r
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("no Stars invoice: {}", r.status()))?;
+        let invoice = location(&r).context("no Stars invoice")?;
+        self.telegram_user(name, tg_user)?;
         let t = &self.telegram;
-        let display = format!("{}{}", name[..1].to_uppercase(), &name[1..]);
-        t.user(tg_user, &display, Some(&format!("{name}_trades"))).map_err(|e| anyhow!("{e}"))?;
         t.user_says(tg_user, "/start").map_err(|e| anyhow!("{e}"))?;
         match t.pay(tg_user, &invoice).await.map_err(|e| anyhow!("{e}"))? {
             tradecast_standins::telegram::PayOutcome::Paid(_) => {}
             other => bail!("{name}'s Stars payment did not go through: {other:?}"),
         }
-        let thanked = |m: &tradecast_standins::telegram::ChatMessage| {
-            m.text.as_deref().is_some_and(|t| t.contains("Payment received"))
+        self.bot_said(name, tg_user, "Payment received").await?;
+        self.login(&format!("{name}@demo.invalid"), &format!("{name} demo password")).await
+    }
+
+    /// `name`'s Telegram user in the stand-in (`@<name>_trades`).
+    fn telegram_user(&self, name: &str, tg_user: i64) -> anyhow::Result<()> {
+        let display = format!("{}{}", name[..1].to_uppercase(), &name[1..]);
+        self.telegram
+            .user(tg_user, &display, Some(&format!("{name}_trades")))
+            .map_err(|e| anyhow!("telegram user: {e}"))
+    }
+
+    /// Waits for the bot to say something containing `needle` in `name`'s chat.
+    async fn bot_said(&self, name: &str, tg_user: i64, needle: &str) -> anyhow::Result<()> {
+        let said = |m: &tradecast_standins::telegram::ChatMessage| {
+            m.from_user.is_none() && m.text.as_deref().is_some_and(|t| t.contains(needle))
         };
-        t.wait_for_message(tg_user, thanked, SETTLE_LIMIT)
+        self.telegram
+            .wait_for_message(tg_user, said, SETTLE_LIMIT)
             .await
-            .ok_or_else(|| anyhow!("the bot did not confirm {name}'s payment"))?;
-        self.login(&email, &password).await
+            .map(|_| ())
+            .ok_or_else(|| anyhow!("the bot did not tell {name} {needle:?}"))
     }
 
     async fn enrolment_code(&self, token: &str) -> anyhow::Result<String> {
         let body = self.call("/api/v1/devices/enrolment-codes", token, json!({})).await?;
         body["code"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no code: {body}"))
     }
+}
+
+/// A demo user's browser on the hub's pages: no redirects followed, the session cookie, the
+/// latest CSRF token.
+struct Browser {
+    client: reqwest::Client,
+    cookie: String,
+    csrf: String,
+}
+
+impl Browser {
+    /// POSTs a form with the session cookie (if any).
+    async fn post(&self, url: String, body: String) -> reqwest::Result<reqwest::Response> {
+        let mut r = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body);
+        if !self.cookie.is_empty() {
+            r = r.header(reqwest::header::COOKIE, &self.cookie);
+        }
+        r.send().await
+    }
+
+    /// The page at `url` and its form's CSRF token.
+    async fn csrf_of(&self, url: &str) -> anyhow::Result<(String, String)> {
+        let page = self
+            .client
+            .get(url)
+            .header(reqwest::header::COOKIE, &self.cookie)
+            .send()
+            .await?
+            .text()
+            .await?;
+        let at = page.find("name=\"csrf\" value=\"").ok_or_else(|| anyhow!("no form"))? + 19;
+        let csrf = page[at..].split('"').next().unwrap_or_default().to_owned();
+        Ok((csrf, page))
+    }
+}
+
+/// A redirect's target.
+fn location(r: &reqwest::Response) -> anyhow::Result<String> {
+    r.headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no redirect: {}", r.status()))
 }
 
 /// `application/x-www-form-urlencoded`, as a browser posts a form (encoded by the URL parser's
