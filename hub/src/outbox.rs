@@ -411,6 +411,28 @@ pub enum Finished {
     LeaseLost,
 }
 
+/// Extends a claim's lease to `new_until` if it is still the claim that set `claimed_until`
+/// (no other claim took the message over); whether it was.
+pub async fn renew(
+    db: &Db,
+    msg: &Message,
+    owner: &str,
+    claimed_until: i64,
+    new_until: i64,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE outbox SET lease_until_ms = $1 \
+         WHERE id = $2 AND state = 'sending' AND lease_owner = $3 AND lease_until_ms = $4",
+    )
+    .bind(new_until)
+    .bind(&msg.id)
+    .bind(owner)
+    .bind(claimed_until)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Records `outcome` of delivering `msg` (claimed by `owner`).
 pub async fn finish(
     db: &Db,
@@ -831,6 +853,31 @@ impl Delivery {
             match self.limits.route(msg.route.as_deref()) {
                 Ok(()) => break,
                 Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+        // A long wait for turns (a backlog at the service's pace) may have eaten the lease:
+        // renew it, fenced on the claim's expiry, or — when another claim took the message
+        // over meanwhile — leave the send to that claim (the only repeat the outbox would
+        // otherwise make without any crash).
+        let now = self.state.now_ms();
+        let lease_ms = i64::try_from(cfg.lease_ms).unwrap_or(i64::MAX);
+        if let Some(until) = msg.lease_until_ms
+            && until.saturating_sub(now) < lease_ms - lease_ms / 20
+        {
+            match renew(&self.state.db, &msg, &self.owner, until, now.saturating_add(lease_ms))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!(target: "tradecast_hub::outbox", id = %msg.id, "lease taken over while waiting for a turn: not sent by this claim");
+                    self.done.notify_one();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(target: "tradecast_hub::outbox", id = %msg.id, error = %e, "renewing an outbox lease failed: not sent now");
+                    self.done.notify_one();
+                    return;
+                }
             }
         }
         // Give up on an attempt that outlives most of its lease (another runner would take

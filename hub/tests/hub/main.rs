@@ -32,5 +32,6 @@ mod signals;
 mod sync;
 mod telegram;
 mod telegram_bot;
+mod telegram_crash;
 mod track_record;
 mod users;

@@ -169,17 +169,19 @@ async fn webhook_bot_end_to_end(b: Backend) {
     tx.commit().await.unwrap();
     assert!(told);
     tradecast_hub::outbox::wake(hub.state());
+    // The deliverer marks the link blocked, then the outbox records the dead letter.
     let mut blocked = None;
+    let mut dead = Vec::new();
     for _ in 0..200 {
         blocked =
             telegram::link::of_user(&hub.db, &alice.user_id).await.unwrap().unwrap().blocked_at_ms;
-        if blocked.is_some() {
+        dead = tradecast_hub::outbox::list(&hub.db, Some("dead"), 10).await.unwrap();
+        if blocked.is_some() && !dead.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(blocked.is_some(), "the 403 was recorded");
-    let dead = tradecast_hub::outbox::list(&hub.db, Some("dead"), 10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert!(dead[0].last_error.as_deref().unwrap().contains("403"));
     // Every message the hub sent passed the stand-in's HTML parser and limits.
