@@ -122,6 +122,7 @@ pub fn answer_params(query_id: &str, answer: &Result<(), String>) -> AnswerPreCh
 pub async fn apply_payment(
     state: &AppState,
     p: &SuccessfulPayment,
+    payer: i64,
     request_id: &str,
 ) -> Result<Option<ledger::Outcome>, ApiError> {
     let Some((account, plan_id)) = parse_payload(&p.invoice_payload) else { return Ok(None) };
@@ -181,6 +182,21 @@ pub async fn apply_payment(
         created_ms: now,
         paid_at_ms: Some(now),
     };
+    // Who paid, for a refund (idempotent: the charge id is the key).
+    sqlx::query(
+        "INSERT INTO stars_payments (charge_id, account_id, subscription_external_id, \
+         telegram_user_id, amount, paid_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (charge_id) DO NOTHING",
+    )
+    .bind(&p.telegram_payment_charge_id)
+    .bind(account)
+    .bind(external_id(account, plan_id))
+    .bind(payer)
+    .bind(amount)
+    .bind(now)
+    .execute(state.db.pool())
+    .await
+    .map_err(DbError::from)?;
     let key = EventKey {
         door: Door::TelegramStars,
         event_id: &p.telegram_payment_charge_id,
@@ -197,6 +213,115 @@ pub async fn apply_payment(
     )
     .await?;
     Ok(Some(out))
+}
+
+/// Refunds a Stars subscription's latest payment (`refundStarPayment`) and ends it now: the
+/// ledger records the refund and the entitlement ends now (never earlier). A subscription
+/// already refunded is answered as it is.
+pub async fn refund(
+    state: &AppState,
+    actor: &str,
+    sub: &ledger::Subscription,
+    request_id: &str,
+) -> Result<ledger::Subscription, ApiError> {
+    if sub.status == ledger::Status::Refunded {
+        return Ok(sub.clone());
+    }
+    let Some(bot) = state.telegram.bot() else {
+        return Err(ApiError::NotConfigured("Telegram Stars refunds (the Telegram bot)"));
+    };
+    let last: Option<(String, i64, i64)> = sqlx::query_as(
+        "SELECT charge_id, telegram_user_id, amount FROM stars_payments \
+         WHERE subscription_external_id = $1 AND refunded_at_ms IS NULL \
+         ORDER BY paid_at_ms DESC, charge_id LIMIT 1",
+    )
+    .bind(&sub.external_id)
+    .fetch_optional(state.db.pool())
+    .await
+    .map_err(DbError::from)?;
+    let now = state.now_ms();
+    let mut refunded = 0;
+    if let Some((charge, user, amount)) = &last {
+        let params = serde_json::json!({ "user_id": user, "telegram_payment_charge_id": charge });
+        match bot.call("refundStarPayment", &params).await {
+            Ok(_) => {}
+            // Refunded before (by an earlier attempt whose answer was lost): go on.
+            Err(crate::telegram::bot::CallError::Api { description, .. })
+                if description.contains("CHARGE_ALREADY_REFUNDED") => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "telegram: refundStarPayment failed");
+                return Err(ApiError::Upstream("Telegram"));
+            }
+        }
+        sqlx::query("UPDATE stars_payments SET refunded_at_ms = $1 WHERE charge_id = $2")
+            .bind(now)
+            .bind(charge)
+            .execute(state.db.pool())
+            .await
+            .map_err(DbError::from)?;
+        refunded = *amount;
+    }
+    let observed = Observed {
+        external_id: sub.external_id.clone(),
+        account_id: sub.account_id.clone(),
+        plan_id: sub.plan_id.clone(),
+        status: ObservedStatus::Ended,
+        period_start_ms: sub.current_period_start_ms,
+        period_end_ms: sub.current_period_end_ms,
+        cancel_at_period_end: true,
+        trial_end_ms: sub.trial_end_ms,
+        ended_at_ms: Some(now),
+        unpaid_since_ms: None,
+        refunded: true,
+        referral: sub.referral.clone(),
+        created_ms: sub.created_at_ms,
+    };
+    let invoices: Vec<ObservedInvoice> = match &last {
+        Some((charge, _, amount)) => ledger::invoices_of(&state.db, &sub.account_id)
+            .await?
+            .into_iter()
+            .filter(|i| &i.external_id == charge)
+            .map(|i| ObservedInvoice {
+                external_id: i.external_id,
+                subscription_external_id: Some(sub.external_id.clone()),
+                status: i.status,
+                amount_due_minor: i.amount_due_minor,
+                amount_paid_minor: i.amount_paid_minor,
+                amount_refunded_minor: *amount,
+                currency: i.currency,
+                period_start_ms: i.period_start_ms,
+                period_end_ms: i.period_end_ms,
+                billing_reason: i.billing_reason,
+                hosted_url: i.hosted_url,
+                created_ms: i.created_at_ms,
+                paid_at_ms: i.paid_at_ms,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let event = format!("refund:{}", sub.id);
+    let key = EventKey { door: Door::TelegramStars, event_id: &event, kind: "refund" };
+    ledger::apply(
+        state,
+        Some(key),
+        &sub.account_id,
+        Door::TelegramStars,
+        &[observed],
+        &invoices,
+        request_id,
+    )
+    .await?;
+    let entry = crate::audit::Entry {
+        actor,
+        action: "billing.refund",
+        subject: &sub.id,
+        detail: serde_json::json!({ "door": "telegram_stars", "charge": last.as_ref().map(|l| l.0.clone()), "amount_xtr": refunded }),
+        request_id,
+    };
+    crate::audit::record(&state.db, now, &entry).await?;
+    ledger::subscription(&state.db, &sub.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no subscription {}", sub.id)))
 }
 
 /// The daily pass that ends Stars subscriptions whose paid period (and grace) ran out without

@@ -669,10 +669,8 @@ pub async fn refund(
     let sub = ledger::subscription(&state.db, subscription_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no subscription {subscription_id}")))?;
-    if sub.door != Door::Stripe {
-        return Err(ApiError::Validation(
-            "only card subscriptions are refunded here (Stars: in the Telegram bot)".into(),
-        ));
+    if sub.door == Door::TelegramStars {
+        return super::stars_door::refund(state, actor, &sub, request_id).await;
     }
     if matches!(sub.status, ledger::Status::Refunded) {
         return Ok(sub);

@@ -87,8 +87,11 @@ pub async fn apply(
                 // A Stars payment: into the ledger first (idempotent by its charge id), then
                 // the update is recorded below; a crash between the two only repeats a no-op.
                 Some(p) => {
+                    let payer =
+                        msg.from.as_ref().and_then(|u| i64::try_from(u.id).ok()).unwrap_or(0);
                     let applied =
-                        crate::billing::stars_door::apply_payment(state, p, request_id).await?;
+                        crate::billing::stars_door::apply_payment(state, p, payer, request_id)
+                            .await?;
                     let text = match applied {
                         Some(_) => {
                             "⭐ Payment received, thank you: your plan is active. /plan shows it."

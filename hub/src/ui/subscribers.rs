@@ -89,7 +89,9 @@ fn done_notice(done: Option<&str>) -> Option<Notice> {
         "revoked" => "Device revoked: it is refused from now on and its connections here closed.",
         "granted" => "Plan granted.",
         "ent-revoked" => "Entitlement revoked.",
-        "refunded" => "Refunded and ended now at Stripe; the ledger shows it.",
+        "refunded" => {
+            "Refunded and ended now at its processor (Stripe or Telegram Stars); the ledger shows it."
+        }
         _ => return None,
     };
     Some(Notice::Ok(text.into()))

@@ -318,6 +318,42 @@ async fn stars_subscription_through_the_stand_in(b: Backend) {
         .unwrap()
     );
     assert_eq!(stars_door::expire(hub.state()).await.unwrap(), 0, "once");
+
+    // bob pays, then the owner refunds him: Telegram refunds the charge, the ledger says
+    // refunded with the Stars given back, the entitlement ends now; a second refund changes
+    // nothing.
+    let owner = hub.login(&owner.email, &owner.password).await;
+    let bob = hub.user(&owner, "subscriber").await;
+    sb.user(902, "Bob", None).unwrap();
+    sb.user_says(902, "/start").unwrap();
+    let link = stars_link(&hub, &bob, &gold).await;
+    assert!(matches!(sb.pay(902, &link).await.unwrap(), PayOutcome::Paid(_)));
+    reply(&sb, 902, "Payment received").await;
+    let s = ledger::subscriptions_of(&hub.db, &bob.user_id).await.unwrap().remove(0);
+    for _ in 0..2 {
+        let r = hub
+            .post(
+                &format!("/api/v1/billing/subscriptions/{}/refund", s.id),
+                Some(&owner.token),
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(r.ok(200)["status"], "refunded", "{}", r.body);
+    }
+    assert!(sb.payments().iter().any(|p| p.user_id == 902 && p.refunded), "{:?}", sb.payments());
+    let inv = ledger::invoices_of(&hub.db, &bob.user_id).await.unwrap().remove(0);
+    assert_eq!((inv.amount_paid_minor, inv.amount_refunded_minor), (250, 250));
+    let now = hub.clock.now_ms();
+    assert!(
+        !tradecast_hub::entitlements::is_entitled(
+            &hub.db,
+            &bob.user_id,
+            &provider.user_id,
+            now + 1
+        )
+        .await
+        .unwrap()
+    );
     hub.stop().await;
     sb.shutdown().await;
 }
