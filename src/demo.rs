@@ -523,32 +523,34 @@ impl DemoHub {
         email: &str,
         password: &str,
     ) -> anyhow::Result<BTreeMap<String, i64>> {
-        let browser =
-            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-        let r = browser
-            .post(self.url("/login"))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form_body(&[("email", email), ("password", password)])?)
-            .send()
-            .await?;
-        let cookie = r
-            .headers()
-            .get_all(reqwest::header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("tc_hub_session="))
-            .and_then(|v| v.split(';').next())
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("the console refused the owner's sign-in ({})", r.status()))?;
-        let page = browser
+        let b = self.browser_session(email, password, None).await?;
+        let page = b
+            .client
             .get(self.url("/"))
-            .header(reqwest::header::COOKIE, cookie)
+            .header(reqwest::header::COOKIE, &b.cookie)
             .send()
             .await?
             .error_for_status()?
             .text()
             .await?;
         Ok(console_figures(&page))
+    }
+
+    /// The owner broadcasts `text` with a button to every linked account from the console's
+    /// Broadcasts page, as in a browser; how many accounts it was queued for.
+    async fn broadcast(&self, text: &str, button: (&str, &str)) -> anyhow::Result<String> {
+        let mut b = self.browser_session(DEMO_OWNER.0, DEMO_OWNER.1, None).await?;
+        b.csrf = b.csrf_of(&self.url("/broadcasts")).await?.0;
+        let form = [
+            ("csrf", b.csrf.as_str()),
+            ("segment", "all"),
+            ("body", text),
+            ("cta_label", button.0),
+            ("cta_url", button.1),
+        ];
+        let r = b.post(self.url("/broadcasts"), form_body(&form)?).await?;
+        let to = location(&r).context("the broadcast was refused")?;
+        Ok(to.rsplit('=').next().unwrap_or("?").to_owned())
     }
 
     async fn login(&self, email: &str, password: &str) -> anyhow::Result<String> {
@@ -567,8 +569,7 @@ impl DemoHub {
 
     /// Creates an account with `role` and returns (user id, access token).
     async fn user(&self, name: &str, role: &str) -> anyhow::Result<(String, String)> {
-        let email = format!("{name}@demo.invalid");
-        let password = format!("{name} demo password");
+        let (email, password) = demo_credentials(name);
         let created = self
             .call(
                 "/api/v1/users",
@@ -580,45 +581,49 @@ impl DemoHub {
         Ok((id, self.login(&email, &password).await?))
     }
 
-    /// A trader's way in, as a browser takes it: sign up on the hub's page, subscribe to
-    /// `plan_id` by card (the hub sends the browser to Stripe's Checkout, here the stand-in's,
-    /// the card is typed there, Stripe sends it back to the hub), then sign in to the API for
-    /// the node's enrolment. Returns (user id, access token).
-    /// `name` signs up on the hub's `/signup` page (`sign_up`) or signs in at `/login`, as a
-    /// browser does: a client that does not follow redirects, the session cookie, and the
-    /// account page's CSRF token.
-    async fn browser_session(&self, name: &str, sign_up: bool) -> anyhow::Result<Browser> {
-        let email = format!("{name}@demo.invalid");
-        let password = format!("{name} demo password");
+    /// An account signs up on the hub's `/signup` page (`sign_up_as`: its name) or signs in at
+    /// `/login`, as a browser does: a client that does not follow redirects, the session
+    /// cookie, and the account page's CSRF token.
+    async fn browser_session(
+        &self,
+        email: &str,
+        password: &str,
+        sign_up_as: Option<&str>,
+    ) -> anyhow::Result<Browser> {
         let client =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
         let mut b = Browser { client, cookie: String::new(), csrf: String::new() };
-        let (path, fields) = if sign_up {
-            (
-                "/signup",
-                vec![("email", email.as_str()), ("password", &password), ("display_name", name)],
-            )
-        } else {
-            ("/login", vec![("email", email.as_str()), ("password", &password)])
+        let (path, fields) = match sign_up_as {
+            Some(name) => {
+                ("/signup", vec![("email", email), ("password", password), ("display_name", name)])
+            }
+            None => ("/login", vec![("email", email), ("password", password)]),
         };
         let r = b.post(self.url(path), form_body(&fields)?).await?;
         b.cookie = r
             .headers()
-            .get(reqwest::header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("tc_hub_session="))
             .and_then(|v| v.split(';').next())
             .map(str::to_owned)
-            .ok_or_else(|| anyhow!("{name} got no session at {path}: {}", r.status()))?;
+            .ok_or_else(|| anyhow!("{email} got no session at {path}: {}", r.status()))?;
         b.csrf = b.csrf_of(&self.url("/account")).await?.0;
         Ok(b)
     }
 
+    /// A trader's way in, as a browser takes it: sign up on the hub's page, subscribe to
+    /// `plan_id` by card (the hub sends the browser to Stripe's Checkout, here the stand-in's,
+    /// the card is typed there, Stripe sends it back to the hub), then sign in to the API for
+    /// the node's enrolment. Returns (user id, access token).
     async fn sign_up_and_subscribe(
         &self,
         name: &str,
         plan_id: &str,
     ) -> anyhow::Result<(String, String)> {
-        let b = self.browser_session(name, true).await?;
+        let (email, password) = demo_credentials(name);
+        let b = self.browser_session(&email, &password, Some(name)).await?;
         let to_checkout = b
             .post(
                 self.url("/account/checkout"),
@@ -643,8 +648,7 @@ impl DemoHub {
         if location(&done)? != "/account?checkout=done" {
             bail!("{name}'s checkout did not complete");
         }
-        let token =
-            self.login(&format!("{name}@demo.invalid"), &format!("{name} demo password")).await?;
+        let token = self.login(&email, &password).await?;
         let me: Value =
             self.http.get(self.url("/api/v1/me")).bearer_auth(&token).send().await?.json().await?;
         let id = me["id"].as_str().ok_or_else(|| anyhow!("no user id"))?.to_owned();
@@ -655,7 +659,8 @@ impl DemoHub {
     /// `t.me/<bot>?start=<code>` link, the user opens it and presses Start (`/start <code>`).
     /// Returns the link (without its code) once the bot has answered.
     async fn link_telegram(&self, name: &str, tg_user: i64) -> anyhow::Result<String> {
-        let mut b = self.browser_session(name, false).await?;
+        let (email, password) = demo_credentials(name);
+        let mut b = self.browser_session(&email, &password, None).await?;
         // The hub learns its bot's username from Telegram (getMe) just after it starts.
         for _ in 0..100 {
             let (csrf, page) = b.csrf_of(&self.url("/account")).await?;
@@ -686,7 +691,8 @@ impl DemoHub {
         plan_id: &str,
         tg_user: i64,
     ) -> anyhow::Result<String> {
-        let b = self.browser_session(name, true).await?;
+        let (email, password) = demo_credentials(name);
+        let b = self.browser_session(&email, &password, Some(name)).await?;
         let r = b
             .post(
                 self.url("/account/stars"),
@@ -702,7 +708,7 @@ impl DemoHub {
             other => bail!("{name}'s Stars payment did not go through: {other:?}"),
         }
         self.bot_said(name, tg_user, "Payment received").await?;
-        self.login(&format!("{name}@demo.invalid"), &format!("{name} demo password")).await
+        self.login(&email, &password).await
     }
 
     /// `name`'s Telegram user in the stand-in (`@<name>_trades`).
@@ -729,6 +735,11 @@ impl DemoHub {
         let body = self.call("/api/v1/devices/enrolment-codes", token, json!({})).await?;
         body["code"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no code: {body}"))
     }
+}
+
+/// A demo user's e-mail and password.
+fn demo_credentials(name: &str) -> (String, String) {
+    (format!("{name}@demo.invalid"), format!("{name} demo password"))
 }
 
 /// A demo user's browser on the hub's pages: no redirects followed, the session cookie, the
@@ -1451,7 +1462,6 @@ async fn replay(
         )
         .await?;
     let stars_plan_id = stars_plan["id"].as_str().ok_or_else(|| anyhow!("no plan id"))?.to_owned();
-    let _ = provider_id;
 
     let mut nodes = Vec::new();
     let mut keys = Vec::new();
@@ -1797,6 +1807,17 @@ async fn replay(
     let deliveries = hub.stripe.deliveries();
     let accepted = deliveries.iter().filter(|d| d.ok).count();
     let stripe_webhooks = (accepted, deliveries.len() - accepted);
+    // The owner's weekly note, from the console's Broadcasts page to every linked account.
+    let sent = hub
+        .broadcast(
+            "This week on Fib-RSI EURUSD: the replay is over. Your app kept every decision within your own rules.",
+            ("See the track record", &hub.url(&format!("/p/{provider_id}"))),
+        )
+        .await?;
+    hub.bot_said("alice", ALICE_TELEGRAM, "This week on Fib-RSI").await?;
+    out(&format!(
+        "the owner broadcast a note with a button from the console's Broadcasts page: queued for {sent} linked account(s)"
+    ));
     // The bot's new-signal alerts run every 2 s on the hub: wait for one per signal.
     let alerts = |t: &tradecast_standins::telegram::TelegramStandin| {
         t.messages_to(ALICE_TELEGRAM)

@@ -136,6 +136,9 @@ fn check(report: &Report, lines: &[String]) {
     assert_eq!(alerts, report.signals.len(), "{tg:#?}");
     assert_eq!(report.telegram_429, 0);
     assert!(lines.iter().any(|l| l.contains("telegram  bot → alice: 📈")), "{lines:#?}");
+    // The owner's broadcast from the console reached her, once.
+    assert_eq!(tg.iter().filter(|t| t.starts_with("This week on Fib-RSI")).count(), 1, "{tg:#?}");
+    assert!(lines.iter().any(|l| l.starts_with("the owner broadcast a note")), "{lines:#?}");
     // Every node's health shows its hub link up.
     assert!(report.hub_links.iter().all(|(_, up)| *up == Some(true)), "{:?}", report.hub_links);
     // The provider holds the hub's verified receipt for every record of its track record.
