@@ -35,6 +35,7 @@ pub mod outbox;
 pub mod plans;
 pub mod quic;
 pub mod ratelimit;
+pub mod scrape;
 pub mod secrets;
 pub mod signals;
 pub mod state;
