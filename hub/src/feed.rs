@@ -408,35 +408,51 @@ pub async fn items(
 /// to it as delivered. Sessions use [`FeedBell::ack`], which commits many acks at once.
 pub async fn ack(db: &Db, device: &str, seq: u64, now_ms: i64) -> Result<(), DbError> {
     let mut tx = db.begin_write().await?;
-    ack_in(&mut tx, device, seq, now_ms).await?;
+    let delivered = ack_in(&mut tx, device, seq, now_ms).await?;
     tx.commit().await?;
+    observe_delivered(now_ms, &delivered);
     Ok(())
+}
+
+/// Records the delivery time of signals newly acknowledged (after their commit: a group that
+/// failed and was retried ack by ack is observed once).
+fn observe_delivered(now_ms: i64, enqueued_at_ms: &[i64]) {
+    for at in enqueued_at_ms {
+        let seconds = now_ms.saturating_sub(*at).max(0) as f64 / 1000.0;
+        metrics::histogram!(crate::scrape::FANOUT_DELIVERY).record(seconds);
+    }
 }
 
 async fn ack_all(db: &Db, group: &[PendingAck]) -> Result<(), DbError> {
     let mut tx = db.begin_write().await?;
+    let mut delivered = Vec::with_capacity(group.len());
     for p in group {
-        ack_in(&mut tx, &p.device, p.seq, p.now_ms).await?;
+        delivered.push((p.now_ms, ack_in(&mut tx, &p.device, p.seq, p.now_ms).await?));
     }
     tx.commit().await?;
+    for (now_ms, at) in &delivered {
+        observe_delivered(*now_ms, at);
+    }
     Ok(())
 }
 
-async fn ack_in(tx: &mut Tx, device: &str, seq: u64, now_ms: i64) -> Result<(), DbError> {
+/// Returns the fan-out times (`enqueued_at_ms`) of the signals this ack delivered first.
+async fn ack_in(tx: &mut Tx, device: &str, seq: u64, now_ms: i64) -> Result<Vec<i64>, DbError> {
     let seq = i64::try_from(seq).unwrap_or(i64::MAX);
     // The signals between the previous mark and `seq`, found by the keys (feed_items by device
     // and seq, fanout_queue by signal and device): never a scan of every pending delivery,
     // which made each ack cost O(devices) when one signal was pending for thousands.
-    sqlx::query(
+    let delivered: Vec<i64> = sqlx::query_scalar(
         "UPDATE fanout_queue SET delivered_at_ms = COALESCE(delivered_at_ms, $3) \
-         WHERE device_id = $1 AND signal_id IN (SELECT signal_id FROM feed_items \
-         WHERE device_id = $1 AND seq <= $2 AND signal_id IS NOT NULL \
-         AND seq > (SELECT acked FROM device_feeds WHERE device_id = $1))",
+         WHERE device_id = $1 AND delivered_at_ms IS NULL AND signal_id IN (SELECT signal_id \
+         FROM feed_items WHERE device_id = $1 AND seq <= $2 AND signal_id IS NOT NULL \
+         AND seq > (SELECT acked FROM device_feeds WHERE device_id = $1)) \
+         RETURNING enqueued_at_ms",
     )
     .bind(device)
     .bind(seq)
     .bind(now_ms)
-    .execute(&mut **tx)
+    .fetch_all(&mut **tx)
     .await?;
     sqlx::query(
         "UPDATE device_feeds SET acked = $2, acked_at_ms = $3 WHERE device_id = $1 AND acked < $2",
@@ -446,7 +462,7 @@ async fn ack_in(tx: &mut Tx, device: &str, seq: u64, now_ms: i64) -> Result<(), 
     .bind(now_ms)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(delivered)
 }
 
 #[cfg(test)]

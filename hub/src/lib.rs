@@ -39,6 +39,7 @@ pub mod plans;
 pub mod public;
 pub mod quic;
 pub mod ratelimit;
+pub mod scrape;
 pub mod secrets;
 pub mod signals;
 pub mod state;

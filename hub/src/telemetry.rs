@@ -40,6 +40,15 @@ pub fn metrics_handle() -> PrometheusHandle {
                     Matcher::Full(HTTP_DURATION.into()),
                     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(crate::scrape::FANOUT_DELIVERY.into()),
+                        &[
+                            0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                            300.0, 3600.0,
+                        ],
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -69,6 +78,7 @@ fn describe() {
     metrics::describe_gauge!(FANOUT_QUEUED, "Undelivered fan-out entries");
     metrics::describe_counter!(RATE_LIMIT_ERRORS, "Rate-limit backend failures");
     metrics::gauge!(DEVICES_CONNECTED).set(0.0);
+    crate::scrape::describe();
 }
 
 /// Installs the global `tracing` subscriber for the binary (`RUST_LOG` filters, default info).

@@ -48,7 +48,8 @@ async fn ready(State(state): State<AppState>) -> Result<axum::Json<Status>, ApiE
     }
 }
 
-/// Prometheus metrics: requests and latency per route, signals ingested, devices, fan-out lag.
+/// Prometheus metrics: requests and latency per route, signals ingested, devices, fan-out lag,
+/// and the business gauges of [`crate::scrape`] (refreshed here, at scrape time).
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics_text(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let now = state.now_ms();
@@ -58,6 +59,8 @@ async fn metrics_text(State(state): State<AppState>) -> Result<impl IntoResponse
         .set(state.quic_peers.connected().len() as f64);
     metrics::gauge!(crate::telemetry::FANOUT_QUEUED).set(gauges.fanout_queued as f64);
     metrics::gauge!(crate::telemetry::FANOUT_LAG).set(gauges.fanout_lag_ms as f64 / 1000.0);
+    let billing = &state.config.billing;
+    crate::scrape::refresh(&state.db, &billing.currency, billing.xtr_rate).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()))
 }
 

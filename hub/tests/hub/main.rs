@@ -23,6 +23,7 @@ mod console_pages;
 mod devices;
 mod edge;
 mod entitlements;
+mod metrics;
 mod outbox;
 mod plans;
 mod quic;
