@@ -20,6 +20,7 @@ mod binary;
 mod cluster;
 mod console;
 mod console_pages;
+mod dashboards;
 mod devices;
 mod edge;
 mod entitlements;
