@@ -161,7 +161,8 @@ async fn sync_the_settings_page_shows_the_hub_plan_and_opens_device_links() {
     assert!(link.starts_with(&format!("http://{}/device-link?device=", hub.http_addr())), "{link}");
     let opened = http.get(&link).send().await.unwrap();
     assert_eq!(opened.status(), 303, "the hub accepts the node's link");
-    assert_eq!(opened.headers()[LOCATION], "/account");
+    // This hub runs no Telegram bot: the account page's Telegram section says so.
+    assert_eq!(opened.headers()[LOCATION], "/account#telegram");
     assert!(opened.headers().contains_key(SET_COOKIE), "the hub signs the account in");
     let again = http.get(&link).send().await.unwrap();
     assert_eq!(again.status(), 410, "a link opens once");
