@@ -189,9 +189,9 @@ async fn send_to(
     request_id: &str,
 ) -> Result<(String, usize), ApiError> {
     let mut recipients = Vec::new();
+    let stored = notify::levels_for(&state.db, Event::News).await?;
     for l in members(state, &b.segment).await? {
-        let levels = notify::levels(&state.db, &l.user_id).await?;
-        let level = notify::level_of(&l, &levels, Event::News);
+        let level = notify::level_in(&l, &stored, Event::News);
         if level != Level::Off {
             recipients.push((l, level));
         }

@@ -231,7 +231,7 @@ pub async fn decide_message(state: &AppState, msg: &Message) -> Result<Step, DbE
         }
         return Ok(Step::Nothing);
     };
-    let linked = linked(state, tg_user).await?;
+    let linked = link::of_telegram_user(&state.db, tg_user).await?;
     let role = linked.as_ref().map(|l| l.role);
     if !cmd.allowed(role) {
         let text = match role {
@@ -306,7 +306,7 @@ pub async fn decide_callback(state: &AppState, q: &CallbackQuery) -> Result<Step
         alert,
     };
     let Ok(tg_user) = i64::try_from(q.from.id) else { return Ok(answer("Not for you.", true)) };
-    let Some(l) = linked(state, tg_user).await? else {
+    let Some(l) = link::of_telegram_user(&state.db, tg_user).await? else {
         return Ok(answer("Link your Tradecast account first: send /start to this bot.", true));
     };
     let message = match &q.message {
@@ -342,19 +342,6 @@ pub async fn decide_callback(state: &AppState, q: &CallbackQuery) -> Result<Step
         callback_id,
         message_id: message.message_id,
     })
-}
-
-async fn linked(state: &AppState, tg_user: i64) -> Result<Option<Linked>, DbError> {
-    let mut conn = state.db.pool().acquire().await?;
-    let sql = "SELECT l.user_id FROM telegram_links l JOIN users u ON u.id = l.user_id \
-               WHERE l.telegram_user_id = $1 AND u.disabled_at_ms IS NULL";
-    let user: Option<String> =
-        sqlx::query_scalar(sql).bind(tg_user).fetch_optional(&mut *conn).await?;
-    drop(conn);
-    match user {
-        Some(u) => link::of_user(&state.db, &u).await,
-        None => Ok(None),
-    }
 }
 
 fn account_url(u: &crate::config::PublicUrl) -> String {

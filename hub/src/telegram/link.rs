@@ -238,6 +238,13 @@ pub async fn linked_in(
     row.as_ref().map(from_row).transpose()
 }
 
+/// The account a Telegram user is linked to (an enabled one).
+pub async fn of_telegram_user(db: &Db, telegram_user_id: i64) -> Result<Option<Linked>, DbError> {
+    let sql = crate::sql!("{LINKED} WHERE l.telegram_user_id = $1 AND u.disabled_at_ms IS NULL");
+    let row = sqlx::query(sql).bind(telegram_user_id).fetch_optional(db.pool()).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
 /// The Telegram link of an account, if it has one.
 pub async fn of_user(db: &Db, user_id: &str) -> Result<Option<Linked>, DbError> {
     let sql = crate::sql!("{LINKED} WHERE l.user_id = $1");

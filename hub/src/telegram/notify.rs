@@ -113,6 +113,36 @@ pub async fn levels(db: &Db, user_id: &str) -> Result<Vec<(Event, Level)>, DbErr
     Ok(out)
 }
 
+/// Every account's stored level of `event`, in one query (an account without a row has the
+/// default, `on`: see [`level_in`]).
+pub async fn levels_for(
+    db: &Db,
+    event: Event,
+) -> Result<std::collections::HashMap<String, Level>, DbError> {
+    let rows = sqlx::query("SELECT user_id, level FROM telegram_prefs WHERE event = $1")
+        .bind(event.as_str())
+        .fetch_all(db.pool())
+        .await?;
+    let mut out = std::collections::HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let (user, level): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+        if let Some(level) = Level::parse(&level) {
+            out.insert(user, level);
+        }
+    }
+    Ok(out)
+}
+
+/// `linked`'s level of `event` from [`levels_for`]'s map (role and blocked mark applied).
+pub fn level_in(
+    linked: &Linked,
+    stored: &std::collections::HashMap<String, Level>,
+    event: Event,
+) -> Level {
+    let level = stored.get(&linked.user_id).copied().unwrap_or(Level::On);
+    level_of(linked, &[(event, level)], event)
+}
+
 /// Sets one level, inside the caller's transaction.
 pub async fn set_level_in(
     tx: &mut Transaction<'static, Any>,
@@ -278,6 +308,15 @@ pub async fn signal_alerts(state: &AppState) -> Result<(usize, usize), DbError> 
     .fetch_all(db.pool())
     .await?;
     let linked = link::all(db).await?;
+    // Read once per pass, not per signal and account: the levels and who has the feature.
+    let stored = levels_for(db, Event::Signal).await?;
+    let mut with_feature = std::collections::HashMap::new();
+    for l in &linked {
+        if level_in(l, &stored, Event::Signal) != Level::Off {
+            let features = crate::entitlements::features_at(db, &l.user_id, now).await?;
+            with_feature.insert(l.user_id.clone(), features.iter().any(|f| f == "telegram"));
+        }
+    }
     let mut alerts = Vec::new();
     let mut last = None;
     for r in &rows {
@@ -288,19 +327,12 @@ pub async fn signal_alerts(state: &AppState) -> Result<(usize, usize), DbError> 
             (r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?, r.try_get(7)?);
         let received: i64 = r.try_get(8)?;
         for l in &linked {
-            let entitled = crate::entitlements::is_entitled(db, &l.user_id, &provider, received)
-                .await?
-                && crate::entitlements::features_at(db, &l.user_id, now)
-                    .await?
-                    .iter()
-                    .any(|f| f == "telegram");
-            if !entitled {
+            if with_feature.get(&l.user_id) != Some(&true)
+                || !crate::entitlements::is_entitled(db, &l.user_id, &provider, received).await?
+            {
                 continue;
             }
-            let level = level_of(l, &levels(db, &l.user_id).await?, Event::Signal);
-            if level == Level::Off {
-                continue;
-            }
+            let level = level_in(l, &stored, Event::Signal);
             let text = format!(
                 "📈 <b>{side} {symbol}</b> from {provider}\nEntry <code>{entry}</code> · stop <code>{stop}</code> · target <code>{tp1}</code>\nYour Tradecast app decides within your own rules.",
                 side = esc(&side.to_uppercase()),
