@@ -287,6 +287,19 @@ fn checked(
     Ok(form)
 }
 
+/// 303 to where an action leads (Checkout, the Portal, Telegram), or the account page saying
+/// why it was refused.
+async fn go_to(
+    state: &AppState,
+    signed: &Signed,
+    to: Result<String, ApiError>,
+) -> Result<Response, PageError> {
+    match to {
+        Ok(url) => Ok(Redirect::to(&url).into_response()),
+        Err(e) => refused(state, signed, e).await,
+    }
+}
+
 async fn refused(state: &AppState, signed: &Signed, e: ApiError) -> Result<Response, PageError> {
     if e.status().is_server_error()
         && !matches!(e, ApiError::NotConfigured(_) | ApiError::Upstream(_))
@@ -307,10 +320,7 @@ pub async fn checkout(
 ) -> Result<Response, PageError> {
     let form = checked(&signed, &headers, form)?;
     let plan = form.plan_id.unwrap_or_default();
-    match stripe_door::checkout(&state, &signed.user.id, &plan).await {
-        Ok(url) => Ok(Redirect::to(&url).into_response()),
-        Err(e) => refused(&state, &signed, e).await,
-    }
+    go_to(&state, &signed, stripe_door::checkout(&state, &signed.user.id, &plan).await).await
 }
 
 /// `POST /account/portal`: 303 to the Stripe Customer Portal.
@@ -321,10 +331,7 @@ pub async fn portal(
     form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
     checked(&signed, &headers, form)?;
-    match stripe_door::portal(&state, &signed.user.id).await {
-        Ok(url) => Ok(Redirect::to(&url).into_response()),
-        Err(e) => refused(&state, &signed, e).await,
-    }
+    go_to(&state, &signed, stripe_door::portal(&state, &signed.user.id).await).await
 }
 
 /// `POST /account/enrolment-code`: the account page with a new code shown once.
@@ -372,10 +379,7 @@ pub async fn telegram_link(
     form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
     checked(&signed, &headers, form)?;
-    match telegram_link_url(&state, &signed.user.id).await {
-        Ok(url) => Ok(Redirect::to(&url).into_response()),
-        Err(e) => refused(&state, &signed, e).await,
-    }
+    go_to(&state, &signed, telegram_link_url(&state, &signed.user.id).await).await
 }
 
 /// `POST /account/stars` (`plan_id`): 303 to a Telegram Stars invoice link for the plan.
@@ -387,10 +391,12 @@ pub async fn stars(
 ) -> Result<Response, PageError> {
     let form = checked(&signed, &headers, form)?;
     let plan = form.plan_id.unwrap_or_default();
-    match crate::billing::stars_door::invoice_link(&state, &signed.user.id, &plan).await {
-        Ok(url) => Ok(Redirect::to(&url).into_response()),
-        Err(e) => refused(&state, &signed, e).await,
-    }
+    go_to(
+        &state,
+        &signed,
+        crate::billing::stars_door::invoice_link(&state, &signed.user.id, &plan).await,
+    )
+    .await
 }
 
 /// `POST /account/telegram-unlink`: the account's Telegram link ended; the bot says so in the
