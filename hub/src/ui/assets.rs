@@ -33,6 +33,11 @@ pub static ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../assets/console.css"),
     },
     Asset {
+        path: "console.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../assets/console.js"),
+    },
+    Asset {
         path: "vendor/htmx.min.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../../assets/vendor/htmx.min.js"),

@@ -47,6 +47,7 @@ pub static NAV: &[NavItem] = &[
     NavItem { href: "/broadcasts", label: "Broadcasts", roles: ADMINS },
     NavItem { href: "/audit", label: "Audit", roles: ADMINS },
     NavItem { href: "/api/v1/docs", label: "API", roles: ADMINS },
+    NavItem { href: "/provider", label: "Your signals", roles: &[Role::Provider] },
     NavItem { href: "/account", label: "Your account", roles: EVERYONE },
 ];
 

@@ -71,6 +71,8 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
         .route("/outbox/{id}/discard", post(outbox::discard))
         .route("/providers", get(providers::show))
         .route("/providers/{id}", get(providers::provider))
+        .route("/provider", get(providers::own))
+        .route("/events/overview", get(overview::live))
         .route("/providers/quarantine/release", post(providers::release))
         .route("/subscribers", get(subscribers::search))
         .route("/subscribers/{id}", get(subscribers::show))

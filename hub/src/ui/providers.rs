@@ -4,7 +4,11 @@
 //! (`quic::store::release`, what `POST /api/v1/sync/quarantines/{author}/{stream}/release`
 //! does, audited `sync.release`). `/providers/{id}`: one provider's plans and latest signals,
 //! each with its per-device outcomes (`quic::store::outcomes`, what
-//! `GET /api/v1/signals/{id}/outcomes` answers).
+//! `GET /api/v1/signals/{id}/outcomes` answers), and what the provider's plans took in.
+//!
+//! A provider sees their own part at `/provider` (the same page, for the signed-in provider:
+//! plans, subscribers entitled, revenue, signals and outcomes, links to the public record);
+//! subscribers' devices show there by a short id only, never by the name their owner gave them.
 
 use axum::Form;
 use axum::extract::{Path, State};
@@ -16,7 +20,7 @@ use serde::Deserialize;
 use super::PageError;
 use super::fmt;
 use super::layout::{self, Frame, Notice};
-use super::session::{Console, csrf_ok};
+use super::session::{Console, Member, Signed, csrf_ok};
 use crate::accounts::{self, Role};
 use crate::api::extract::RequestId;
 use crate::entitlements;
@@ -143,19 +147,79 @@ pub struct DoneQuery {
     done: Option<String>,
 }
 
-/// `GET /providers/{id}`.
+/// `GET /providers/{id}` (owners and admins).
 pub async fn provider(
     State(state): State<AppState>,
     Console(signed): Console,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let user = accounts::user_by_id(&state.db, &id)
+    provider_page(&state, &signed, &id, "/providers").await
+}
+
+/// `GET /provider`: the signed-in provider's own page (owners and admins are sent to
+/// `/providers`; subscribers are refused, 403).
+pub async fn own(
+    State(state): State<AppState>,
+    Member(signed): Member,
+) -> Result<Response, PageError> {
+    match signed.user.role {
+        Role::Provider => {
+            let id = signed.user.id.clone();
+            provider_page(&state, &signed, &id, "/provider").await
+        }
+        Role::Owner | Role::Admin => {
+            Ok((StatusCode::SEE_OTHER, [(header::LOCATION, "/providers")]).into_response())
+        }
+        Role::Subscriber => Err(PageError(ApiError::Forbidden(
+            "this page is for signal providers; your plan and devices are on /account".into(),
+        ))),
+    }
+}
+
+/// What a provider's plans took in, by currency: paid minus refunded over the paid invoices of
+/// subscriptions to those plans (minor units).
+async fn revenue_of(
+    db: &crate::db::Db,
+    provider_user_id: &str,
+) -> Result<Vec<(String, i64)>, crate::db::DbError> {
+    use sqlx::Row;
+    let rows = sqlx::query(
+        "SELECT i.currency, CAST(SUM(i.amount_paid_minor - i.amount_refunded_minor) AS BIGINT) \
+         FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id \
+         JOIN plans p ON p.id = s.plan_id \
+         WHERE i.status = 'paid' AND p.provider_user_id = $1 \
+         GROUP BY i.currency ORDER BY i.currency",
+    )
+    .bind(provider_user_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(crate::db::DbError::from)
+}
+
+async fn provider_page(
+    state: &AppState,
+    signed: &Signed,
+    id: &str,
+    active: &'static str,
+) -> Result<Response, PageError> {
+    let user = accounts::user_by_id(&state.db, id)
         .await?
         .filter(|u| u.role == Role::Provider)
         .ok_or_else(|| PageError(ApiError::NotFound(format!("no provider {id}"))))?;
+    // Subscribers' device names are their own: the console shows them, a provider does not.
+    let names_shown = signed.user.role.is_admin();
     let now = state.now_ms();
     let own_plans = plans::list(&state.db, Some(&user.id), true).await?;
     let ents = entitlements::history(&state.db, None).await?;
+    let revenue = revenue_of(&state.db, &user.id).await?;
+    let entitled_now: std::collections::BTreeSet<&str> = ents
+        .iter()
+        .filter(|e| e.active_at(now) && own_plans.iter().any(|p| p.id == e.plan_id))
+        .map(|e| e.user_id.as_str())
+        .collect();
     let ids =
         crate::signals::list_ids(&state.db, &user.id, Role::Provider, now, SIGNALS_SHOWN).await?;
     let mut signals = Vec::with_capacity(ids.len());
@@ -167,7 +231,8 @@ pub async fn provider(
             signals.push((stored, outcomes));
         }
     }
-    let devices = crate::devices::list(&state.db, None).await?;
+    let devices =
+        if names_shown { crate::devices::list(&state.db, None).await? } else { Vec::new() };
     let device_name =
         |did: &str| devices.iter().find(|d| d.id == did).map_or(String::new(), |d| d.name.clone());
     let field = |v: &serde_json::Value, k: &str| {
@@ -175,6 +240,25 @@ pub async fn provider(
     };
     let me = user.email.clone();
     let body = html! {
+        div.cards {
+            div.card { div.k { "Subscribers entitled now" } span.v #fig-entitled { (entitled_now.len()) } div.hint { "accounts with an active plan of this provider" } }
+            div.card {
+                div.k { "Revenue" }
+                span.v #fig-revenue {
+                    @if revenue.is_empty() { "—" }
+                    @for (i, (cur, minor)) in revenue.iter().enumerate() {
+                        @if i > 0 { br; }
+                        (fmt::money(*minor, cur))
+                    }
+                }
+                div.hint { "paid invoices of this provider's plans, net of refunds" }
+            }
+            div.card {
+                div.k { "Public track record" }
+                span.v { a href=(format!("/p/{}", user.id)) { "/p/…" } }
+                div.hint { a href=(format!("/public/v1/providers/{}/export", user.id)) { "export for tradecast-verify" } }
+            }
+        }
         h2 { "Plans" }
         (plans_table(&own_plans, &ents, now, &|_| html! { (me) }))
         h2 { "Latest signals" }
@@ -202,7 +286,7 @@ pub async fn provider(
                                         tbody {
                                             @for o in outs {
                                                 tr {
-                                                    td { (device_name(&o.device_id)) " " (fmt::short(&o.device_id)) }
+                                                    td { @if names_shown { (device_name(&o.device_id)) " " } (fmt::short(&o.device_id)) }
                                                     td.nowrap { (fmt::when(Some(o.queued_at_ms))) }
                                                     td.nowrap { (fmt::when(o.delivered_at_ms)) }
                                                     td { (o.decision.as_deref().unwrap_or("—")) }
@@ -221,8 +305,12 @@ pub async fn provider(
             }
         }
     };
-    let title = format!("Provider {}", user.email);
-    let frame = Frame { signed: &signed, title: &title, active: "/providers", notice: None };
+    let title = if active == "/provider" {
+        "Your signals and subscribers".to_string()
+    } else {
+        format!("Provider {}", user.email)
+    };
+    let frame = Frame { signed, title: &title, active, notice: None };
     Ok(layout::html(layout::page(&frame, body)))
 }
 

@@ -129,6 +129,22 @@ pub async fn lookup(state: &AppState, headers: &HeaderMap) -> Result<Lookup, DbE
     }
 }
 
+/// Whether `signed`'s session is still live and its account still an enabled owner or admin
+/// (what a long-lived stream checks as it goes: a sign-out, expiry, demotion or disabling ends it).
+pub async fn still_console(state: &AppState, signed: &Signed) -> Result<bool, DbError> {
+    let expires: Option<i64> =
+        sqlx::query_scalar("SELECT expires_at_ms FROM console_sessions WHERE token_hash = $1")
+            .bind(&signed.token_hash)
+            .fetch_optional(state.db.pool())
+            .await?;
+    if expires.is_none_or(|e| e <= state.now_ms()) {
+        return Ok(false);
+    }
+    Ok(accounts::user_by_id(&state.db, &signed.user.id)
+        .await?
+        .is_some_and(|u| u.role.is_admin() && u.disabled_at_ms.is_none()))
+}
+
 async fn close(db: &Db, token_hash: &str) -> Result<(), DbError> {
     sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")
         .bind(token_hash)

@@ -402,6 +402,12 @@ async fn console_shows_billing_and_refunds(b: Backend) {
     let overview = page(&hub, "GET", "/", Some(&cookie), &[], None).await;
     assert!(overview.text.contains("id=\"fig-subscriptions-live\">1<"), "{}", overview.text);
     assert!(overview.text.contains("id=\"fig-revenue-usd\">49.00 USD<"), "{}", overview.text);
+    // The business at a glance: one active subscription worth 49 USD a month, new this month.
+    for fig in
+        ["id=\"fig-mrr\">49.00 USD<", "id=\"fig-new-month\">1<", "id=\"fig-status-active\">1<"]
+    {
+        assert!(overview.text.contains(fig), "{fig}: {}", overview.text);
+    }
     let path = format!("/subscribers/{}", alice.user_id);
     let r = page(&hub, "GET", &path, Some(&cookie), &[], None).await;
     assert!(r.text.contains("Refund and end now") && r.text.contains(&s.external_id), "{}", r.text);
@@ -434,6 +440,11 @@ async fn console_shows_billing_and_refunds(b: Backend) {
     let overview = page(&hub, "GET", "/", Some(&cookie), &[], None).await;
     assert!(overview.text.contains("id=\"fig-subscriptions-live\">0<"));
     assert!(overview.text.contains("id=\"fig-revenue-usd\">0.00 USD<"), "{}", overview.text);
+    for fig in
+        ["id=\"fig-mrr\">0.00 USD<", "id=\"fig-churned-month\">1<", "id=\"fig-status-refunded\">1<"]
+    {
+        assert!(overview.text.contains(fig), "{fig}: {}", overview.text);
+    }
     sb.shutdown().await;
     hub.stop().await;
 }

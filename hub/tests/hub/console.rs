@@ -165,6 +165,50 @@ async fn console_login_and_overview(b: Backend) {
     ] {
         assert_eq!(figure(&r, id), n, "{id}");
     }
+    // A healthy hub raises no alarm; today's signal reached no device (none entitled).
+    assert!(r.text.contains("Nothing needs you."), "{}", r.text);
+    assert!(r.text.contains("id=\"fig-fanout-delivered\">0 / 0<"), "{}", r.text);
+    assert!(r.text.contains("id=\"fig-fanout-p99\">—<"), "{}", r.text);
+    assert!(
+        r.text.contains("data-live=\"/events/overview\"")
+            && r.text.contains("/assets/console.js?v=")
+    );
+    // A quarantined stream is an alarm, with the page that shows it; the live stream sends the
+    // figures at once (then again when they change).
+    tradecast_hub::quic::store::quarantine(
+        &hub.db,
+        &kit.identity.device_id(),
+        tradecast_protocol::StreamId::SIGNALS,
+        now,
+    )
+    .await
+    .unwrap();
+    let r = page(&hub, "GET", "/", Some(&cookie), &[], None).await;
+    assert_eq!(figure(&r, "alarm-quarantined"), 1, "{}", r.text);
+    assert!(r.text.contains("href=\"/providers#quarantine\""), "{}", r.text);
+    let mut live = reqwest::Client::new()
+        .get(hub.url("/events/overview"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    assert_eq!(live.headers()["content-type"], "text/event-stream");
+    let mut first = String::new();
+    while !first.contains("\n\n") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), live.chunk())
+            .await
+            .expect("the first event at once")
+            .unwrap()
+            .expect("the stream is open");
+        first.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(first.starts_with("event: figures\n"), "{first}");
+    assert!(first.contains("id=\"fig-alarm-quarantined\">1<"), "{first}");
+    assert!(!first.contains("\ndata: \n") && !first.contains("<script"), "{first}");
+    let anonymous = page(&hub, "GET", "/events/overview", None, &[], None).await;
+    assert!(is_login_page(&anonymous), "no stream without a session");
+
     // The navigation and the CSRF token htmx sends.
     assert!(r.text.contains("<a href=\"/\" class=\"on\">Overview</a>"), "{}", r.text);
     let csrf = csrf_of(&r);
@@ -184,6 +228,12 @@ async fn console_login_and_overview(b: Backend) {
     let r = page(&hub, "GET", "/", Some(&cookie), &[], None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(is_login_page(&r) && r.text.contains("Your session has ended"), "{}", r.text);
+    // ... and the live stream it had opened (checked every 5 s).
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(_chunk) = live.chunk().await.unwrap() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the live stream ends with the session");
     // After login, a local `next` is honoured; another site's is not.
     for (next, location) in
         [("/?tab=1", "/?tab=1"), ("//evil.example.com/", "/"), ("https://evil.example.com/", "/")]

@@ -362,6 +362,28 @@ async fn console_providers_and_plans(b: Backend) {
     assert!(signals[0].contains("<td class=\"num\">1</td>"), "queued for one device: {signals:?}");
     assert!(r.text.contains("Per device") && r.text.contains("desk"), "{}", r.text);
 
+    // The provider's own part: the same figures, subscribers' device names withheld.
+    let pc = console_cookie(&hub, &kit.session.email, &kit.session.password).await;
+    let r = page(&hub, "GET", "/provider", Some(&pc), &[], None).await;
+    keep("provider-own", &r);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(
+        r.text.contains("Your signals and subscribers") && r.text.contains("href=\"/provider\"")
+    );
+    assert!(r.text.contains("id=\"fig-entitled\">1<"), "{}", r.text);
+    let signals = rows(&r, "signals");
+    assert!(signals[0].contains("EURUSD") && signals[0].contains("<td class=\"num\">1</td>"));
+    assert!(r.text.contains("Per device") && !r.text.contains("desk"), "{}", r.text);
+    assert!(r.text.contains(&format!("/p/{}", kit.session.user_id)));
+    let r = page(&hub, "GET", &provider_page, Some(&pc), &[], None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "the console's own page stays the console's");
+    let r = page(&hub, "GET", "/provider", Some(&cookie), &[], None).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers["location"], "/providers");
+    let sc = console_cookie(&hub, &sub.email, &sub.password).await;
+    let r = page(&hub, "GET", "/provider", Some(&sc), &[], None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+
     // The quarantine list, released by an owner only, with the token, audited.
     let author = kit.identity.device_id();
     tradecast_hub::quic::store::quarantine(
