@@ -146,7 +146,13 @@ where
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init_tracing(config.log_format);
+    let _tracing = match crate::telemetry::init_tracing(config.log_format, &config.telemetry) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("tradecast-hub: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -152,6 +152,22 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// The public track-record pages, their JSON API and export (`[public]`).
     pub public: PublicConfig,
+    /// Traces to an OpenTelemetry collector (`[telemetry]`; needs the `otel` build feature).
+    pub telemetry: TelemetryConfig,
+}
+
+/// Where the hub sends its traces (OTLP over HTTP, protobuf): every HTTP request is a server
+/// span (a `traceparent` header continues the caller's trace), with the spans inside it.
+/// Needs a hub built with `--features otel`; a hub built without it refuses to start with
+/// `otlp_traces_url` set rather than drop the traces silently.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP traces URL, e.g. `http://127.0.0.1:4318/v1/traces` (an
+    /// OpenTelemetry Collector, Jaeger, Tempo). Default: none (no traces).
+    pub otlp_traces_url: Option<String>,
+    /// `service.name` of the spans. Default `tradecast-hub`.
+    pub service_name: Option<String>,
 }
 
 /// What the public track record shows, and when.
@@ -575,6 +591,7 @@ impl Default for Config {
             billing: BillingConfig::default(),
             outbox: OutboxConfig::default(),
             public: PublicConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -714,6 +731,14 @@ impl Config {
             && !matches!(url.scheme(), "postgres" | "postgresql" | "sqlite")
         {
             return bad("database_url", "must start with postgres://, postgresql:// or sqlite:");
+        }
+        if let Some(url) = &self.telemetry.otlp_traces_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return bad("telemetry.otlp_traces_url", "must be an http:// or https:// URL");
+        }
+        if self.telemetry.service_name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            return bad("telemetry.service_name", "must not be empty");
         }
         if let Some(url) = &self.redis_url
             && url.scheme() != "redis"

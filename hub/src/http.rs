@@ -47,15 +47,30 @@ pub fn edge(router: Router<AppState>, state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {
-                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                    let id =
+                        req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    let span = tracing::info_span!(
+                        "request",
+                        request_id = %id,
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        otel.name = %format!("{} {}", req.method(), req.uri().path()),
+                        otel.kind = "server",
+                        http.response.status_code = tracing::field::Empty,
+                    );
+                    #[cfg(feature = "otel")]
+                    crate::telemetry::otel::continue_trace(&span, req.headers());
+                    span
                 })
                 .on_request(())
-                .on_response(
-                    |res: &Response, latency: Duration, _: &tracing::Span| {
-                        tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_millis() as u64, "request done");
-                    },
-                ),
+                .on_response(|res: &Response, latency: Duration, span: &tracing::Span| {
+                    span.record("http.response.status_code", res.status().as_u16());
+                    tracing::info!(
+                        status = res.status().as_u16(),
+                        latency_ms = latency.as_millis() as u64,
+                        "request done"
+                    );
+                }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
         .with_state(state)

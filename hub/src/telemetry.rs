@@ -81,21 +81,135 @@ fn describe() {
     crate::scrape::describe();
 }
 
-/// Installs the global `tracing` subscriber for the binary (`RUST_LOG` filters, default info).
-pub fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+/// What keeps the tracing pipeline alive: dropping it flushes and stops the trace exporter
+/// (hold it for the process's life).
+#[derive(Default)]
+pub struct TracingGuard {
+    #[cfg(feature = "otel")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl std::fmt::Debug for TracingGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracingGuard").finish_non_exhaustive()
+    }
+}
+
+impl Drop for TracingGuard {
+    fn drop(&mut self) {
+        #[cfg(feature = "otel")]
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("tradecast-hub: traces not all sent at exit: {e}");
+        }
+    }
+}
+
+/// Installs the global `tracing` subscriber for the binary (`RUST_LOG` filters, default info):
+/// log lines to stderr, and with `telemetry.otlp_traces_url` (a hub built with the `otel`
+/// feature) the spans to that OpenTelemetry collector. Fails only when traces are asked for and
+/// cannot be sent (no `otel` feature, an exporter that cannot be built).
+pub fn init_tracing(
+    format: LogFormat,
+    telemetry: &crate::config::TelemetryConfig,
+) -> Result<TracingGuard, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer, Registry};
+    type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .flatten_event(true)
-            .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt: Boxed = match format {
+        LogFormat::Json => {
+            fmt.json().with_current_span(true).with_span_list(false).flatten_event(true).boxed()
+        }
+        LogFormat::Pretty => fmt.boxed(),
     };
-    if result.is_err() {
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    let mut layers: Vec<Boxed> = vec![fmt];
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    let mut guard = TracingGuard::default();
+    if let Some(url) = &telemetry.otlp_traces_url {
+        #[cfg(feature = "otel")]
+        {
+            let name = telemetry.service_name.as_deref().unwrap_or("tradecast-hub");
+            let (layer, provider) = otel::layer(url, name)?;
+            layers.push(layer);
+            guard.provider = Some(provider);
+        }
+        #[cfg(not(feature = "otel"))]
+        {
+            return Err(format!(
+                "telemetry.otlp_traces_url is set ({url}) but this hub was built without the \
+                 `otel` feature: build it with `cargo build --release -p tradecast-hub \
+                 --features otel`, or remove the setting"
+            ));
+        }
+    }
+    if tracing_subscriber::registry().with(layers.with_filter(filter)).try_init().is_err() {
         tracing::debug!("a tracing subscriber was already installed");
+    }
+    Ok(guard)
+}
+
+/// The OpenTelemetry side (feature `otel`): the exporter, the layer, and the request span's
+/// parent from the caller's `traceparent`.
+#[cfg(feature = "otel")]
+pub mod otel {
+    use opentelemetry::propagation::{Extractor, TextMapPropagator};
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_subscriber::{Layer, Registry};
+
+    /// The layer that turns spans into OpenTelemetry spans sent to `url` (OTLP/HTTP, protobuf,
+    /// batched on the SDK's own thread), and the provider to shut down at exit.
+    pub fn layer(
+        url: &str,
+        service_name: &str,
+    ) -> Result<(Box<dyn Layer<Registry> + Send + Sync>, SdkTracerProvider), String> {
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(url)
+            .build()
+            .map_err(|e| format!("telemetry.otlp_traces_url: cannot build the exporter: {e}"))?;
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name(service_name.to_string())
+            .with_attribute(opentelemetry::KeyValue::new(
+                "service.version",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build();
+        let tracer = provider.tracer("tradecast-hub");
+        let layer = tracing_opentelemetry::layer().with_tracer(tracer).boxed();
+        Ok((layer, provider))
+    }
+
+    struct Headers<'a>(&'a axum::http::HeaderMap);
+
+    impl Extractor for Headers<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(axum::http::HeaderName::as_str).collect()
+        }
+    }
+
+    /// Makes `span` continue the W3C trace context (`traceparent`, `tracestate`) of `headers`,
+    /// when they carry a valid one.
+    pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+        use opentelemetry::trace::TraceContextExt as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let cx = TraceContextPropagator::new().extract(&Headers(headers));
+        if cx.span().span_context().is_valid() {
+            let _ = span.set_parent(cx);
+        }
     }
 }

@@ -144,6 +144,11 @@ fn config_errors_name_the_field() {
         ("TRADECAST_HUB_LISTEN", "everywhere", "listen"),
         ("TRADECAST_HUB_COLOUR", "blue", "colour"),
         ("TRADECAST_HUB_AUTH__LOGIN_LOCK_FAILURES", "1", "auth.login_lock_failures"),
+        (
+            "TRADECAST_HUB_TELEMETRY__OTLP_TRACES_URL",
+            "ftp://collector",
+            "telemetry.otlp_traces_url",
+        ),
     ] {
         let mut c = hub_cmd(home.path());
         c.arg("serve").env(var, value);
@@ -158,6 +163,20 @@ fn config_errors_name_the_field() {
     let (code, out) = run(c, None);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("rate_limits.per_ip.burst"), "{out}");
+}
+
+/// Traces asked for from a hub built without the `otel` feature: refused at start, saying how
+/// to build one that sends them (never silently dropped).
+#[cfg(not(feature = "otel"))]
+#[test]
+fn traces_without_the_otel_feature_are_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = hub_cmd(home.path());
+    c.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("TRADECAST_HUB_TELEMETRY__OTLP_TRACES_URL", "http://127.0.0.1:4318/v1/traces");
+    let (code, out) = run(c, None);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("without the `otel` feature") && out.contains("--features otel"), "{out}");
 }
 
 on_both!(cli_migrate_create_owner_and_verify, secrets_never_reach_the_logs);
