@@ -131,6 +131,7 @@ pub async fn show(
     let base = format!("/subscribers/{}", user.id);
     let subs = crate::billing::ledger::subscriptions_of(&state.db, &user.id).await?;
     let invoices = crate::billing::ledger::invoices_of(&state.db, &user.id).await?;
+    let telegram = crate::telegram::link::of_user(&state.db, &user.id).await?;
     let offered: Vec<_> = all_plans.iter().filter(|p| p.archived_at_ms.is_none()).collect();
     let body = html! {
         section {
@@ -141,7 +142,15 @@ pub async fn show(
                 dt { "Role and status" } dd #status { (role_and_status(&user)) }
                 dt { "Since (UTC)" } dd { (fmt::when(Some(user.created_at_ms))) }
                 @if let Some(at) = user.disabled_at_ms { dt { "Disabled (UTC)" } dd { (fmt::when(Some(at))) } }
-                dt { "Telegram" } dd.mute { "not linked (Telegram links arrive with the Telegram issue)" }
+                dt { "Telegram" }
+                @match &telegram {
+                    Some(t) => dd #telegram {
+                        @if let Some(u) = &t.username { "@" (u) } @else { (t.first_name) }
+                        " · linked " (fmt::when(Some(t.linked_at_ms)))
+                        @if let Some(at) = t.blocked_at_ms { " · " span.tag.bad { "blocked the bot " (fmt::when(Some(at))) } }
+                    },
+                    None => dd.mute #telegram { "not linked" },
+                }
             }
             div.actions {
                 @if user.disabled_at_ms.is_some() {

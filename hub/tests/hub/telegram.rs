@@ -245,6 +245,11 @@ async fn linking_commands_and_roles(b: Backend) {
     assert!(last_text(&hub, 503).await.contains("not valid"));
     let linked = telegram::link::of_user(&hub.db, &alice.user_id).await.unwrap().unwrap();
     assert_eq!((linked.telegram_user_id, linked.chat_id), (501, 501));
+    // The console's subscriber page shows the link.
+    let cookie = crate::console::console_cookie(&hub, &owner.email, &owner.password).await;
+    let path = format!("/subscribers/{}", alice.user_id);
+    let r = crate::console::page(&hub, "GET", &path, Some(&cookie), &[], None).await;
+    assert!(r.text.contains("<dd id=\"telegram\">@u501 · linked "), "{}", r.text);
 
     // Commands for a subscriber; owner-only ones refused; account matters never in a group.
     say(&hub, 501, 501, "/status").await;
