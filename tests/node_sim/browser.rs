@@ -33,7 +33,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// (`DELETE /session/{id}`: chromedriver closes the browser), then chromedriver is stopped, then
 /// whatever process of that browser is still there after a while is killed: killing
 /// chromedriver alone would orphan the browser.
-struct Driver {
+pub(crate) struct Driver {
     chromedriver: Child,
     addr: SocketAddr,
     base: String,
@@ -58,7 +58,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    async fn start() -> Driver {
+    pub(crate) async fn start() -> Driver {
         let addr = free_addr();
         let profile = tempfile::Builder::new()
             .prefix("tradecast-browser-test-")
@@ -107,7 +107,7 @@ impl Driver {
     }
 
     /// Ends the session, stops chromedriver and checks that no process of the browser is left.
-    fn quit(mut self) {
+    pub(crate) fn quit(mut self) {
         let left = self.end();
         assert!(left.is_empty(), "browser processes left after the session ended: {left:#?}");
     }
@@ -156,11 +156,11 @@ impl Driver {
         self.session.as_deref().expect("a session")
     }
 
-    async fn go(&self, url: &str) {
+    pub(crate) async fn go(&self, url: &str) {
         self.cmd(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
     }
 
-    async fn js(&self, script: &str) -> Value {
+    pub(crate) async fn js(&self, script: &str) -> Value {
         self.cmd(
             reqwest::Method::POST,
             "/execute/sync",
@@ -169,7 +169,7 @@ impl Driver {
         .await
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let e = self
             .cmd(
                 reqwest::Method::POST,
@@ -183,7 +183,7 @@ impl Driver {
 
     /// Saves a PNG screenshot of the whole page under `test-artifacts/` (the window grown to
     /// the page's height for the shot); its path.
-    async fn screenshot(&self, name: &str) -> PathBuf {
+    pub(crate) async fn screenshot(&self, name: &str) -> PathBuf {
         let height = self
             .js("return document.documentElement.scrollHeight")
             .await
@@ -205,7 +205,7 @@ impl Driver {
     }
 
     /// The browser console's messages so far.
-    async fn console(&self) -> Vec<String> {
+    pub(crate) async fn console(&self) -> Vec<String> {
         let url = format!("{}/session/{}/se/log", self.base, self.session());
         let v: Value = self
             .http
@@ -224,7 +224,7 @@ impl Driver {
     }
 
     /// Waits until `script` returns true (bounded).
-    async fn until(&self, script: &str) -> bool {
+    pub(crate) async fn until(&self, script: &str) -> bool {
         for _ in 0..50 {
             if self.js(script).await == json!(true) {
                 return true;

@@ -14,7 +14,9 @@ fn now_ms() -> i64 {
 }
 
 /// A hub on loopback with an owner; its HTTP client, the owner's token.
-async fn hub(dir: &std::path::Path) -> (tradecast_hub::Started, reqwest::Client, String) {
+pub(crate) async fn hub(
+    dir: &std::path::Path,
+) -> (tradecast_hub::Started, reqwest::Client, String) {
     let mut config = tradecast_hub::config::Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: Some(dir.to_owned()),

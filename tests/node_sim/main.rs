@@ -4,6 +4,7 @@
 
 mod browser;
 mod conformance;
+mod console_browser;
 mod crash;
 mod faults;
 mod hub_ui;
