@@ -16,6 +16,7 @@
 pub mod api;
 pub mod bot;
 pub mod broadcast;
+pub mod channels;
 pub mod commands;
 pub mod html;
 pub mod link;

@@ -195,6 +195,21 @@ pub async fn enqueue_call<P: serde::Serialize>(
     cause: &str,
     now_ms: i64,
 ) -> Result<bool, DbError> {
+    enqueue_call_at(tx, method, params, chat_id, dedupe, cause, now_ms, None).await
+}
+
+/// [`enqueue_call`], not sent before `not_before_ms` (a delayed channel post).
+#[allow(clippy::too_many_arguments)]
+pub async fn enqueue_call_at<P: serde::Serialize>(
+    tx: &mut Transaction<'static, Any>,
+    method: &str,
+    params: &P,
+    chat_id: Option<i64>,
+    dedupe: &str,
+    cause: &str,
+    now_ms: i64,
+    not_before_ms: Option<i64>,
+) -> Result<bool, DbError> {
     let payload = super::bot::payload(method, params);
     let route = chat_id.map(|c| c.to_string());
     let msg = NewMessage {
@@ -204,7 +219,7 @@ pub async fn enqueue_call<P: serde::Serialize>(
         payload: &payload,
         dedupe_key: Some(dedupe),
         cause: Some(cause),
-        not_before_ms: None,
+        not_before_ms,
     };
     Ok(outbox::enqueue(tx, &msg, now_ms).await?.is_some())
 }
@@ -317,6 +332,10 @@ pub async fn signal_alerts(state: &AppState) -> Result<(usize, usize), DbError> 
             with_feature.insert(l.user_id.clone(), features.iter().any(|f| f == "telegram"));
         }
     }
+    let channels = super::channels::enabled(db).await?;
+    let base =
+        state.config.public_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_owned());
+    let mut posts = Vec::new();
     let mut alerts = Vec::new();
     let mut last = None;
     for r in &rows {
@@ -326,6 +345,22 @@ pub async fn signal_alerts(state: &AppState) -> Result<(usize, usize), DbError> 
         let (symbol, side, entry, stop, tp1): (String, String, String, String, String) =
             (r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?, r.try_get(7)?);
         let received: i64 = r.try_get(8)?;
+        for c in channels.iter().filter(|c| c.matches(&provider, &symbol)) {
+            let post = super::channels::Post {
+                side: &side,
+                symbol: &symbol,
+                provider_name: &provider_name,
+                entry: &entry,
+                stop: &stop,
+                tp1: &tp1,
+                received_at_ms: received,
+                delay_s: c.delay_s,
+                record_url: base.as_ref().map(|b| format!("{b}/p/{provider}")),
+            };
+            let params = html(c.chat_id, post.text(), false);
+            let due = received.saturating_add(c.delay_s.saturating_mul(1000));
+            posts.push((params, c.chat_id, format!("tg:channel:{}:{id}", c.id), id.clone(), due));
+        }
         for l in &linked {
             if with_feature.get(&l.user_id) != Some(&true)
                 || !crate::entitlements::is_entitled(db, &l.user_id, &provider, received).await?
@@ -351,6 +386,15 @@ pub async fn signal_alerts(state: &AppState) -> Result<(usize, usize), DbError> 
     let mut tx = db.begin_write().await?;
     for (params, chat, dedupe, id) in &alerts {
         if enqueue_send(&mut tx, params, *chat, dedupe, &format!("signal:{id}"), now).await? {
+            sent += 1;
+        }
+    }
+    for (params, chat, dedupe, id, due) in &posts {
+        let cause = format!("signal:{id}");
+        let at = (*due > now).then_some(*due);
+        if enqueue_call_at(&mut tx, "sendMessage", params, Some(*chat), dedupe, &cause, now, at)
+            .await?
+        {
             sent += 1;
         }
     }

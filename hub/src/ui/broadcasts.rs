@@ -1,5 +1,6 @@
 //! `/broadcasts`: the owner's Telegram broadcasts — a text, an optional button, a segment —
-//! and each one's recipients, deliveries, failures and clicks. `/b/<token>` is a broadcast
+//! and each one's recipients, deliveries, failures and clicks; and the signal channels
+//! ([`crate::telegram::channels`]: add, turn on or off, delete). `/b/<token>` is a broadcast
 //! button's link: it counts the click once and redirects. For owners and admins.
 
 use axum::Form;
@@ -17,11 +18,30 @@ use crate::api::extract::RequestId;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::telegram::broadcast::{self, NewBroadcast, Segment};
+use crate::telegram::channels::{self, NewChannel};
 
-/// `?sent=N` after a broadcast.
+/// `?sent=N` after a broadcast, `?channel=added|on|off|deleted` after a channel change.
 #[derive(Debug, Default, Deserialize)]
 pub struct SentQuery {
     sent: Option<usize>,
+    channel: Option<String>,
+}
+
+/// The channel form.
+#[derive(Debug, Default, Deserialize)]
+pub struct ChannelForm {
+    csrf: Option<String>,
+    chat_id: Option<String>,
+    title: Option<String>,
+    provider: Option<String>,
+    symbols: Option<String>,
+    delay_min: Option<String>,
+}
+
+/// A channel action's form (the token only).
+#[derive(Debug, Default, Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
 }
 
 /// The broadcast form.
@@ -41,6 +61,12 @@ async fn render(
 ) -> Result<Response, PageError> {
     let list = broadcast::list(state, 50).await?;
     let plans = crate::plans::list(&state.db, None, false).await?;
+    let chans = channels::list(&state.db).await?;
+    let users = crate::accounts::list_users(&state.db, 10_000, 0).await?;
+    let providers: Vec<_> =
+        users.iter().filter(|u| u.role == crate::accounts::Role::Provider).collect();
+    let name_of =
+        |id: &str| users.iter().find(|u| u.id == id).map_or(id.to_owned(), |u| u.email.clone());
     let on = state.telegram.is_on();
     let body = html! {
         p.mute {
@@ -85,6 +111,56 @@ async fn render(
                 @if list.is_empty() { (fmt::none_row(7, "No broadcast yet.")) }
             }
         }
+        h2 #channels { "Signal channels" }
+        p.mute {
+            "Channels or groups that get signals as they arrive, or later: a channel for one "
+            "provider or some symbols (XAUUSD to a gold channel), a free channel an hour behind. "
+            "Add the bot to the channel as an administrator, then its chat id here (a negative "
+            "number such as -1001234567890). Each post links to the provider's public track record "
+            "when the hub has a public_url."
+        }
+        table #channel-list {
+            thead { tr {
+                th { "Name" } th { "Chat" } th { "Provider" } th { "Symbols" } th { "Delay" }
+                th { "State" } th {}
+            } }
+            tbody {
+                @for c in &chans {
+                    tr {
+                        td { (c.title) }
+                        td { code { (c.chat_id) } }
+                        td { @match &c.provider_user_id { Some(p) => (name_of(p)), None => span.mute { "every provider" } } }
+                        td { @if c.symbols.is_empty() { span.mute { "every symbol" } } @else { (c.symbols.join(", ")) } }
+                        td.nowrap { @if c.delay_s == 0 { "none" } @else { (channels::delay_words(c.delay_s)) } }
+                        td { @if c.enabled { span.tag.ok { "on" } } @else { span.tag { "off" } } }
+                        td.nowrap {
+                            form.inline method="post" action=(format!("/broadcasts/channels/{}/{}", c.id, if c.enabled { "off" } else { "on" })) {
+                                input type="hidden" name="csrf" value=(signed.csrf);
+                                button.link type="submit" { @if c.enabled { "Turn off" } @else { "Turn on" } }
+                            }
+                            " "
+                            form.inline method="post" action=(format!("/broadcasts/channels/{}/delete", c.id)) {
+                                input type="hidden" name="csrf" value=(signed.csrf);
+                                button.link type="submit" { "Delete" }
+                            }
+                        }
+                    }
+                }
+                @if chans.is_empty() { (fmt::none_row(7, "No channel.")) }
+            }
+        }
+        form #channel method="post" action="/broadcasts/channels" {
+            input type="hidden" name="csrf" value=(signed.csrf);
+            label { "Name " input type="text" name="title" maxlength="100" required placeholder="Gold signals"; }
+            label { "Chat id " input type="text" name="chat_id" required placeholder="-1001234567890"; }
+            label { "Provider " select name="provider" {
+                option value="" { "every provider" }
+                @for p in &providers { option value=(p.id) { (p.email) } }
+            } }
+            label { "Symbols (optional) " input type="text" name="symbols" placeholder="XAUUSD, XAGUSD"; }
+            label { "Delay, minutes " input type="number" name="delay_min" min="0" max="10080" value="0"; }
+            button.primary type="submit" { "Add the channel" }
+        }
     };
     let frame = Frame { signed, title: "Broadcasts", active: "/broadcasts", notice };
     Ok(layout::html(layout::page(&frame, body)))
@@ -96,7 +172,15 @@ pub async fn show(
     Console(signed): Console,
     Query(q): Query<SentQuery>,
 ) -> Result<Response, PageError> {
-    let notice = q.sent.map(|n| Notice::Ok(format!("Queued for {n} account(s).")));
+    let notice = q.sent.map(|n| Notice::Ok(format!("Queued for {n} account(s)."))).or_else(|| {
+        q.channel.as_deref().and_then(|c| match c {
+            "added" => Some(Notice::Ok("Channel added: new signals go to it.".into())),
+            "on" => Some(Notice::Ok("Channel on.".into())),
+            "off" => Some(Notice::Ok("Channel off: new signals no longer go to it.".into())),
+            "deleted" => Some(Notice::Ok("Channel deleted.".into())),
+            _ => None,
+        })
+    });
     render(&state, &signed, notice.as_ref()).await
 }
 
@@ -133,6 +217,65 @@ pub async fn send(
         }
         Err(e) => render(&state, &signed, Some(&refuse(e))).await,
     }
+}
+
+/// `POST /broadcasts/channels`: adds a signal channel.
+pub async fn add_channel(
+    State(state): State<AppState>,
+    Console(signed): Console,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    Form(form): Form<ChannelForm>,
+) -> Result<Response, PageError> {
+    if !csrf_ok(&signed, &headers, form.csrf.as_deref()) {
+        return Err(PageError::csrf());
+    }
+    let delay = form.delay_min.as_deref().map(str::trim).filter(|d| !d.is_empty()).unwrap_or("0");
+    let Some(delay_s) = delay.parse::<i64>().ok().and_then(|m| m.checked_mul(60)) else {
+        let n = Notice::Err("the delay is a whole number of minutes".into());
+        return render(&state, &signed, Some(&n)).await;
+    };
+    let new = NewChannel {
+        chat_id: form.chat_id.unwrap_or_default(),
+        title: form.title.unwrap_or_default(),
+        provider_user_id: form.provider.unwrap_or_default(),
+        symbols: form.symbols.unwrap_or_default(),
+        delay_s,
+    };
+    match channels::create(&state, &signed.user.id, &new, &request_id).await {
+        Ok(_) => {
+            Ok((StatusCode::SEE_OTHER, [(header::LOCATION, "/broadcasts?channel=added#channels")])
+                .into_response())
+        }
+        Err(e) if e.status().is_server_error() => Err(PageError(e)),
+        Err(e) => render(&state, &signed, Some(&Notice::Err(e.to_string()))).await,
+    }
+}
+
+/// `POST /broadcasts/channels/{id}/{on|off|delete}`.
+pub async fn channel_action(
+    State(state): State<AppState>,
+    Console(signed): Console,
+    RequestId(request_id): RequestId,
+    Path((id, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    if !csrf_ok(&signed, &headers, form.csrf.as_deref()) {
+        return Err(PageError::csrf());
+    }
+    let actor = &signed.user.id;
+    let (done, outcome) = match action.as_str() {
+        "on" => ("on", channels::set_enabled(&state, actor, &id, true, &request_id).await),
+        "off" => ("off", channels::set_enabled(&state, actor, &id, false, &request_id).await),
+        "delete" => ("deleted", channels::delete(&state, actor, &id, &request_id).await),
+        _ => return Err(PageError(ApiError::NotFound(format!("no action {action}")))),
+    };
+    if !outcome.map_err(PageError)? {
+        return Err(PageError(ApiError::NotFound(format!("no channel {id}"))));
+    }
+    let to = format!("/broadcasts?channel={done}#channels");
+    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response())
 }
 
 /// `GET /b/{token}`: a broadcast button's click.

@@ -67,6 +67,8 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
         .route("/outbox", get(outbox::show))
         .route("/broadcasts", get(broadcasts::show).post(broadcasts::send))
         .route("/b/{token}", get(broadcasts::click))
+        .route("/broadcasts/channels", post(broadcasts::add_channel))
+        .route("/broadcasts/channels/{id}/{action}", post(broadcasts::channel_action))
         .route("/outbox/{id}/retry", post(outbox::retry))
         .route("/outbox/{id}/discard", post(outbox::discard))
         .route("/providers", get(providers::show))

@@ -16,7 +16,8 @@ on_both!(
     webhook_answers,
     linking_commands_and_roles,
     settings_buttons_and_presses_by_others,
-    new_signal_alerts_follow_plan_and_levels
+    new_signal_alerts_follow_plan_and_levels,
+    signal_channels_route_by_provider_and_symbol_with_delays
 );
 
 const HOOK: &str = "/api/v1/telegram/webhook";
@@ -450,5 +451,121 @@ async fn new_signal_alerts_follow_plan_and_levels(b: Backend) {
     let s = signal(&kit.identity, hub.clock.now_ms());
     post_signal(&hub, &kit, &s, 3).await.1.ok(201);
     assert_eq!(notify::signal_alerts(hub.state()).await.unwrap(), (1, 0));
+    hub.stop().await;
+}
+
+/// The outbox rows queued to `chat`: (not before, text).
+async fn channel_posts(hub: &TestHub, chat: i64) -> Vec<(i64, String)> {
+    let mut all = outbox::list(&hub.db, None, 1000).await.unwrap();
+    all.sort_by_key(|m| m.seq);
+    all.into_iter()
+        .filter(|m| m.route.as_deref() == Some(chat.to_string().as_str()))
+        .map(|m| (m.not_before_ms, m.payload["params"]["text"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+async fn signal_channels_route_by_provider_and_symbol_with_delays(b: Backend) {
+    let hub = bot_hub(b).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    let other = hub.user(&owner, "provider").await;
+    let cookie = crate::console::console_cookie(&hub, &owner.email, &owner.password).await;
+    let r = page(&hub, "GET", "/broadcasts", Some(&cookie), &[], None).await;
+    assert!(r.text.contains("Signal channels") && r.text.contains("No channel."), "{}", r.text);
+    let csrf = csrf_of(&r);
+    let origin = format!("http://{}", hub.addr);
+    let same = [("origin", origin.as_str())];
+    let add = |title: &'static str,
+               chat: &'static str,
+               provider: String,
+               symbols: &'static str,
+               delay: &'static str| {
+        let csrf = csrf.clone();
+        let cookie = cookie.clone();
+        let hub = &hub;
+        async move {
+            let form = [
+                ("csrf", csrf.as_str()),
+                ("title", title),
+                ("chat_id", chat),
+                ("provider", provider.as_str()),
+                ("symbols", symbols),
+                ("delay_min", delay),
+            ];
+            page(hub, "POST", "/broadcasts/channels", Some(&cookie), &same, Some(&form)).await
+        }
+    };
+    // Refused with the reason, nothing stored: a private chat's id, a bad symbol.
+    let r = add("Mine", "12345", String::new(), "", "0").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text.contains("negative number"), "{}", r.text);
+    let r = add("Bad", "-1001", String::new(), "EUR/USD", "0").await;
+    assert!(r.text.contains("is not a symbol"), "{}", r.text);
+    // A gold channel (every provider), a free channel an hour late, one for the other provider.
+    for (title, chat, provider, symbols, delay) in [
+        ("Gold", "-1001", String::new(), "xauusd", "0"),
+        ("Free", "-1002", String::new(), "", "60"),
+        ("Other", "-1003", other.user_id.clone(), "", "0"),
+    ] {
+        let r = add(title, chat, provider, symbols, delay).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    }
+    let r = page(&hub, "GET", "/broadcasts?channel=added", Some(&cookie), &[], None).await;
+    assert!(r.text.contains("Channel added"), "{}", r.text);
+    assert!(r.text.contains("<code>-1002</code>") && r.text.contains("1 h"), "{}", r.text);
+    let audit = hub.get("/api/v1/audit?action=telegram.channel.create", Some(&owner.token)).await;
+    assert_eq!(audit.ok(200).as_array().map(Vec::len), Some(3));
+
+    notify::signal_alerts(hub.state()).await.unwrap();
+    let mut gold = signal(&kit.identity, hub.clock.now_ms());
+    gold.symbol = "XAUUSD".into();
+    post_signal(&hub, &kit, &gold, 1).await.1.ok(201);
+    let received = hub.clock.now_ms();
+    assert_eq!(notify::signal_alerts(hub.state()).await.unwrap(), (1, 2), "gold and free");
+    let g = channel_posts(&hub, -1001).await;
+    assert_eq!(g.len(), 1);
+    assert!(g[0].0 <= hub.clock.now_ms(), "the gold channel at once");
+    assert!(g[0].1.contains("BUY XAUUSD") && !g[0].1.contains("Posted"), "{}", g[0].1);
+    let record = format!("/p/{}\">Track record", kit.session.user_id);
+    assert!(g[0].1.contains(&record), "{}", g[0].1);
+    let f = channel_posts(&hub, -1002).await;
+    assert_eq!(f.len(), 1);
+    assert!(f[0].0 >= received + 3_600_000 - 5_000, "an hour late: {} vs {received}", f[0].0);
+    assert!(f[0].1.contains("Posted 1 h after subscribers received it"), "{}", f[0].1);
+    assert!(channel_posts(&hub, -1003).await.is_empty(), "another provider's channel");
+
+    // EURUSD: the free channel only; a repeated pass queues nothing twice.
+    post_signal(&hub, &kit, &signal(&kit.identity, hub.clock.now_ms()), 2).await.1.ok(201);
+    assert_eq!(notify::signal_alerts(hub.state()).await.unwrap(), (1, 1));
+    assert_eq!(notify::signal_alerts(hub.state()).await.unwrap(), (0, 0));
+    assert_eq!(channel_posts(&hub, -1001).await.len(), 1);
+    assert_eq!(channel_posts(&hub, -1002).await.len(), 2);
+
+    // Turned off, then deleted: no new post; audited.
+    let free_id = tradecast_hub::telegram::channels::list(&hub.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.chat_id == -1002)
+        .unwrap()
+        .id;
+    let form = [("csrf", csrf.as_str())];
+    let off = format!("/broadcasts/channels/{free_id}/off");
+    let r = page(&hub, "POST", &off, Some(&cookie), &same, Some(&[])).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "no CSRF token: {}", r.text);
+    let r = page(&hub, "POST", &off, Some(&cookie), &same, Some(&form)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    post_signal(&hub, &kit, &signal(&kit.identity, hub.clock.now_ms()), 3).await.1.ok(201);
+    assert_eq!(notify::signal_alerts(hub.state()).await.unwrap(), (1, 0));
+    let del = format!("/broadcasts/channels/{free_id}/delete");
+    let r = page(&hub, "POST", &del, Some(&cookie), &same, Some(&form)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let r = page(&hub, "POST", &del, Some(&cookie), &same, Some(&form)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    for action in ["telegram.channel.disable", "telegram.channel.delete"] {
+        let a = hub.get(&format!("/api/v1/audit?action={action}"), Some(&owner.token)).await;
+        assert_eq!(a.ok(200).as_array().map(Vec::len), Some(1), "{action}");
+    }
+    assert_eq!(channel_posts(&hub, -1002).await.len(), 2, "queued posts stay");
     hub.stop().await;
 }
