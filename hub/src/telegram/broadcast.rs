@@ -97,7 +97,7 @@ pub struct Summary {
 }
 
 /// The accounts of `segment` now (linked, enabled; not yet filtered by their levels).
-async fn members(state: &AppState, segment: &Segment) -> Result<Vec<Linked>, DbError> {
+pub(crate) async fn members(state: &AppState, segment: &Segment) -> Result<Vec<Linked>, DbError> {
     let linked = link::all(&state.db).await?;
     let now = state.now_ms();
     let statuses = |sql: &'static str| async move {

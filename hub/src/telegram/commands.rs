@@ -42,6 +42,8 @@ pub enum Command {
     Plan,
     /// `/settings`: notification levels.
     Settings,
+    /// `/guides`: the owner's guides, one button each.
+    Guides,
     /// `/unlink`.
     Unlink,
     /// `/stats` (owner, admin).
@@ -52,7 +54,7 @@ pub enum Command {
 
 impl Command {
     /// Every command, in `/help`'s order.
-    pub const ALL: [Command; 11] = [
+    pub const ALL: [Command; 12] = [
         Command::Start,
         Command::Help,
         Command::Status,
@@ -61,6 +63,7 @@ impl Command {
         Command::Pnl,
         Command::Plan,
         Command::Settings,
+        Command::Guides,
         Command::Unlink,
         Command::Stats,
         Command::Health,
@@ -77,6 +80,7 @@ impl Command {
             Command::Pnl => "pnl",
             Command::Plan => "plan",
             Command::Settings => "settings",
+            Command::Guides => "guides",
             Command::Unlink => "unlink",
             Command::Stats => "stats",
             Command::Health => "health",
@@ -94,6 +98,7 @@ impl Command {
             Command::Pnl => "Your profit and loss (day, week, month)",
             Command::Plan => "Your plan and its renewal",
             Command::Settings => "Which notifications you get",
+            Command::Guides => "Guides: getting started, using Tradecast",
             Command::Unlink => "Unlink this Telegram account",
             Command::Stats => "The hub's figures (owner)",
             Command::Health => "The hub's health (owner)",
@@ -176,6 +181,13 @@ pub enum Step {
     PreCheckout {
         /// `answerPreCheckoutQuery`'s parameters.
         params: frankenstein::methods::AnswerPreCheckoutQueryParams,
+    },
+    /// Answer a press and send messages (a guide's button).
+    Show {
+        /// The press.
+        callback_id: String,
+        /// (chat, message).
+        messages: Vec<(i64, SendMessageParams)>,
     },
     /// Answer a press with a short text (refused or stale buttons).
     Answer {
@@ -290,6 +302,10 @@ pub async fn decide_message(state: &AppState, msg: &Message) -> Result<Step, DbE
             let levels = notify::levels(&state.db, &l.user_id).await?;
             Step::Reply(vec![(chat_id, settings_message(chat_id, &l, &levels))])
         }
+        (Command::Guides, Some(_)) => {
+            let guides = super::guides::list(&state.db).await?;
+            Step::Reply(vec![(chat_id, super::guides::menu(chat_id, &guides))])
+        }
         (Command::Stats, Some(_)) => reply(chat_id, stats(state).await?),
         (Command::Health, Some(_)) => reply(chat_id, health(state).await?),
         // `allowed` refused every other unlinked command above.
@@ -313,6 +329,19 @@ pub async fn decide_callback(state: &AppState, q: &CallbackQuery) -> Result<Step
         Some(MaybeInaccessibleMessage::Message(m)) => m,
         _ => return Ok(answer("That message is too old: send /settings again.", false)),
     };
+    // A guide's button: the guide, in the chat of the one who pressed.
+    if let Some(id) = q.data.as_deref().and_then(|d| d.strip_prefix("g:")) {
+        if message.chat.id != l.chat_id {
+            return Ok(answer("Ask me for /guides in a private chat.", false));
+        }
+        return Ok(match super::guides::get(&state.db, id).await? {
+            Some(g) => Step::Show {
+                callback_id,
+                messages: vec![(l.chat_id, super::guides::message(l.chat_id, &g))],
+            },
+            None => answer("That guide is gone: send /guides again.", false),
+        });
+    }
     // A settings keyboard belongs to the private chat of the user it was made for.
     if message.chat.id != l.chat_id {
         return Ok(answer("These buttons are not yours.", true));
@@ -755,6 +784,23 @@ pub async fn apply_in(
                 now_ms,
             )
             .await?;
+        }
+        Step::Show { callback_id, messages } => {
+            let answer =
+                AnswerCallbackQueryParams::builder().callback_query_id(callback_id).build();
+            notify::enqueue_call(
+                tx,
+                "answerCallbackQuery",
+                &answer,
+                None,
+                &send(0),
+                &cause,
+                now_ms,
+            )
+            .await?;
+            for (n, (chat, m)) in messages.iter().enumerate() {
+                notify::enqueue_send(tx, m, *chat, &send(n + 1), &cause, now_ms).await?;
+            }
         }
         Step::Answer { callback_id, text, alert } => {
             let answer = AnswerCallbackQueryParams::builder()

@@ -18,6 +18,7 @@ pub mod bot;
 pub mod broadcast;
 pub mod channels;
 pub mod commands;
+pub mod guides;
 pub mod html;
 pub mod link;
 pub mod notify;
@@ -172,11 +173,16 @@ pub fn fmt_minute(ms: i64) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Registers the bot's jobs: new-signal alerts every 2 seconds.
+/// Registers the bot's jobs: new-signal alerts (and channel posts) every 2 seconds, scheduled
+/// tips every minute.
 pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {
     let every = crate::jobs::Schedule::Every(Duration::from_secs(2));
     if let Err(e) = jobs.register("telegram.signal_alerts", every, Arc::new(notify::SignalAlerts)) {
         tracing::error!(error = %e, "telegram jobs not registered");
+    }
+    let minute = crate::jobs::Schedule::Every(Duration::from_secs(60));
+    if let Err(e) = jobs.register("telegram.tips", minute, Arc::new(guides::TipSender)) {
+        tracing::error!(error = %e, "telegram tips not registered");
     }
 }
 

@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::telegram::broadcast::{self, NewBroadcast, Segment};
 use crate::telegram::channels::{self, NewChannel};
+use crate::telegram::guides;
 
 /// `?sent=N` after a broadcast, `?channel=added|on|off|deleted` after a channel change.
 #[derive(Debug, Default, Deserialize)]
@@ -36,6 +37,25 @@ pub struct ChannelForm {
     provider: Option<String>,
     symbols: Option<String>,
     delay_min: Option<String>,
+}
+
+/// The guide form.
+#[derive(Debug, Default, Deserialize)]
+pub struct GuideForm {
+    csrf: Option<String>,
+    title: Option<String>,
+    body: Option<String>,
+    position: Option<String>,
+}
+
+/// The tip form.
+#[derive(Debug, Default, Deserialize)]
+pub struct TipForm {
+    csrf: Option<String>,
+    body: Option<String>,
+    schedule: Option<String>,
+    time_zone: Option<String>,
+    segment: Option<String>,
 }
 
 /// A channel action's form (the token only).
@@ -62,6 +82,8 @@ async fn render(
     let list = broadcast::list(state, 50).await?;
     let plans = crate::plans::list(&state.db, None, false).await?;
     let chans = channels::list(&state.db).await?;
+    let guide_list = guides::list(&state.db).await?;
+    let tip_list = guides::tips(&state.db).await?;
     let users = crate::accounts::list_users(&state.db, 10_000, 0).await?;
     let providers: Vec<_> =
         users.iter().filter(|u| u.role == crate::accounts::Role::Provider).collect();
@@ -161,6 +183,71 @@ async fn render(
             label { "Delay, minutes " input type="number" name="delay_min" min="0" max="10080" value="0"; }
             button.primary type="submit" { "Add the channel" }
         }
+        h2 #guides { "Guides" }
+        p.mute { "What /guides lists, one button per guide (by position, then title); a press sends the guide. Plain text." }
+        table #guide-list {
+            thead { tr { th.num { "Position" } th { "Title" } th { "Text" } th {} } }
+            tbody {
+                @for g in &guide_list {
+                    tr {
+                        td.num { (g.position) }
+                        td { (g.title) }
+                        td { (g.body.chars().take(120).collect::<String>()) }
+                        td { form.inline method="post" action=(format!("/broadcasts/guides/{}/delete", g.id)) {
+                            input type="hidden" name="csrf" value=(signed.csrf);
+                            button.link type="submit" { "Delete" }
+                        } }
+                    }
+                }
+                @if guide_list.is_empty() { (fmt::none_row(4, "No guide.")) }
+            }
+        }
+        form #guide method="post" action="/broadcasts/guides" {
+            input type="hidden" name="csrf" value=(signed.csrf);
+            label { "Title " input type="text" name="title" maxlength="60" required placeholder="Connect MetaTrader 5"; }
+            label { "Text " textarea name="body" rows="4" cols="60" maxlength="3500" required {} }
+            label { "Position " input type="number" name="position" value="0"; }
+            button.primary type="submit" { "Add the guide" }
+        }
+        h2 #tips { "Scheduled tips" }
+        p.mute {
+            "A text sent to a segment on a schedule in your time zone: daily 09:00, weekdays 08:30 or "
+            "weekly mon 18:00. Each due time once; a tip missed while the hub was down is sent once when it is back."
+        }
+        table #tip-list {
+            thead { tr { th { "Text" } th { "Schedule" } th { "To" } th { "Next (UTC)" } th { "Last sent (UTC)" } th.num { "Messages" } th {} } }
+            tbody {
+                @for t in &tip_list {
+                    tr {
+                        td { (t.body.chars().take(100).collect::<String>()) }
+                        td.nowrap { (t.schedule) " " span.mute { (t.time_zone) } }
+                        td { (t.segment) }
+                        td.nowrap { @if t.enabled { (fmt::when(Some(t.next_run_at_ms))) } @else { span.tag.bad { "stopped" } } }
+                        td.nowrap { (fmt::when(t.last_sent_at_ms)) }
+                        td.num { (t.sent) }
+                        td { form.inline method="post" action=(format!("/broadcasts/tips/{}/delete", t.id)) {
+                            input type="hidden" name="csrf" value=(signed.csrf);
+                            button.link type="submit" { "Delete" }
+                        } }
+                    }
+                }
+                @if tip_list.is_empty() { (fmt::none_row(7, "No tip.")) }
+            }
+        }
+        form #tip method="post" action="/broadcasts/tips" {
+            input type="hidden" name="csrf" value=(signed.csrf);
+            label { "Text " textarea name="body" rows="3" cols="60" maxlength="3500" required {} }
+            label { "Schedule " input type="text" name="schedule" required placeholder="weekdays 08:30"; }
+            label { "Time zone " input type="text" name="time_zone" required value="UTC" placeholder="Europe/London"; }
+            label { "To " select name="segment" {
+                option value="all" { "every linked account" }
+                option value="active" { "paying subscribers" }
+                option value="trial" { "subscribers in a free trial" }
+                option value="expired" { "former subscribers (no plan now)" }
+                @for p in &plans { option value=(format!("plan:{}", p.id)) { "holders of " (p.name) } }
+            } }
+            button.primary type="submit" { "Schedule the tip" }
+        }
     };
     let frame = Frame { signed, title: "Broadcasts", active: "/broadcasts", notice };
     Ok(layout::html(layout::page(&frame, body)))
@@ -178,6 +265,9 @@ pub async fn show(
             "on" => Some(Notice::Ok("Channel on.".into())),
             "off" => Some(Notice::Ok("Channel off: new signals no longer go to it.".into())),
             "deleted" => Some(Notice::Ok("Channel deleted.".into())),
+            "guide" => Some(Notice::Ok("Guide added: /guides lists it.".into())),
+            "tip" => Some(Notice::Ok("Tip scheduled.".into())),
+            "removed" => Some(Notice::Ok("Deleted.".into())),
             _ => None,
         })
     });
@@ -275,6 +365,86 @@ pub async fn channel_action(
         return Err(PageError(ApiError::NotFound(format!("no channel {id}"))));
     }
     let to = format!("/broadcasts?channel={done}#channels");
+    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response())
+}
+
+/// `POST /broadcasts/guides`: adds a guide.
+pub async fn add_guide(
+    State(state): State<AppState>,
+    Console(signed): Console,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    Form(form): Form<GuideForm>,
+) -> Result<Response, PageError> {
+    if !csrf_ok(&signed, &headers, form.csrf.as_deref()) {
+        return Err(PageError::csrf());
+    }
+    let pos = form.position.as_deref().map(str::trim).filter(|p| !p.is_empty()).unwrap_or("0");
+    let Ok(position) = pos.parse::<i64>() else {
+        let n = Notice::Err("the position is a whole number".into());
+        return render(&state, &signed, Some(&n)).await;
+    };
+    let (title, body) = (form.title.unwrap_or_default(), form.body.unwrap_or_default());
+    match guides::add(&state, &signed.user.id, &title, &body, position, &request_id).await {
+        Ok(_) => {
+            Ok((StatusCode::SEE_OTHER, [(header::LOCATION, "/broadcasts?channel=guide#guides")])
+                .into_response())
+        }
+        Err(e) if e.status().is_server_error() => Err(PageError(e)),
+        Err(e) => render(&state, &signed, Some(&Notice::Err(e.to_string()))).await,
+    }
+}
+
+/// `POST /broadcasts/tips`: schedules a tip.
+pub async fn add_tip(
+    State(state): State<AppState>,
+    Console(signed): Console,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    Form(form): Form<TipForm>,
+) -> Result<Response, PageError> {
+    if !csrf_ok(&signed, &headers, form.csrf.as_deref()) {
+        return Err(PageError::csrf());
+    }
+    let added = guides::add_tip(
+        &state,
+        &signed.user.id,
+        &form.body.unwrap_or_default(),
+        &form.schedule.unwrap_or_default(),
+        &form.time_zone.unwrap_or_default(),
+        &form.segment.unwrap_or_default(),
+        &request_id,
+    )
+    .await;
+    match added {
+        Ok(_) => Ok((StatusCode::SEE_OTHER, [(header::LOCATION, "/broadcasts?channel=tip#tips")])
+            .into_response()),
+        Err(e) if e.status().is_server_error() => Err(PageError(e)),
+        Err(e) => render(&state, &signed, Some(&Notice::Err(e.to_string()))).await,
+    }
+}
+
+/// `POST /broadcasts/{guides|tips}/{id}/delete`.
+pub async fn delete_content(
+    State(state): State<AppState>,
+    Console(signed): Console,
+    RequestId(request_id): RequestId,
+    Path((kind, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    if !csrf_ok(&signed, &headers, form.csrf.as_deref()) {
+        return Err(PageError::csrf());
+    }
+    let done = match kind.as_str() {
+        "guides" => guides::delete(&state, &signed.user.id, &id, &request_id).await,
+        "tips" => guides::delete_tip(&state, &signed.user.id, &id, &request_id).await,
+        _ => return Err(PageError(ApiError::NotFound(format!("no {kind}")))),
+    };
+    if !done.map_err(PageError)? {
+        return Err(PageError(ApiError::NotFound(format!("no such item {id}"))));
+    }
+    let to = format!("/broadcasts?channel=removed#{kind}");
     Ok((StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response())
 }
 

@@ -17,7 +17,8 @@ on_both!(
     linking_commands_and_roles,
     settings_buttons_and_presses_by_others,
     new_signal_alerts_follow_plan_and_levels,
-    signal_channels_route_by_provider_and_symbol_with_delays
+    signal_channels_route_by_provider_and_symbol_with_delays,
+    guides_and_scheduled_tips
 );
 
 const HOOK: &str = "/api/v1/telegram/webhook";
@@ -567,5 +568,129 @@ async fn signal_channels_route_by_provider_and_symbol_with_delays(b: Backend) {
         assert_eq!(a.ok(200).as_array().map(Vec::len), Some(1), "{action}");
     }
     assert_eq!(channel_posts(&hub, -1002).await.len(), 2, "queued posts stay");
+    hub.stop().await;
+}
+
+async fn guides_and_scheduled_tips(b: Backend) {
+    use tradecast_hub::telegram::guides;
+    let hub = bot_hub(b).await;
+    let owner = hub.owner().await;
+    let cookie = crate::console::console_cookie(&hub, &owner.email, &owner.password).await;
+    let r = page(&hub, "GET", "/broadcasts", Some(&cookie), &[], None).await;
+    assert!(r.text.contains("No guide.") && r.text.contains("No tip."), "{}", r.text);
+    let csrf = csrf_of(&r);
+    let origin = format!("http://{}", hub.addr);
+    let same = [("origin", origin.as_str())];
+    let post = |path: &'static str, fields: Vec<(&'static str, String)>| {
+        let mut form: Vec<(&str, String)> = vec![("csrf", csrf.clone())];
+        form.extend(fields);
+        let cookie = cookie.clone();
+        let hub = &hub;
+        async move {
+            let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            page(hub, "POST", path, Some(&cookie), &same, Some(&pairs)).await
+        }
+    };
+    // Guides: refused without a title; two added, listed by position.
+    let r = post("/broadcasts/guides", vec![("title", " ".into()), ("body", "x".into())]).await;
+    assert!(r.text.contains("title must be 1-60"), "{}", r.text);
+    for (title, body, pos) in
+        [("Risk <rules>", "Your node & its caps.", "2"), ("Connect MT5", "Install the EA.", "1")]
+    {
+        let fields = vec![("title", title.into()), ("body", body.into()), ("position", pos.into())];
+        assert_eq!(post("/broadcasts/guides", fields).await.status, StatusCode::SEE_OTHER);
+    }
+    let all = guides::list(&hub.db).await.unwrap();
+    assert_eq!(
+        all.iter().map(|g| g.title.as_str()).collect::<Vec<_>>(),
+        ["Connect MT5", "Risk <rules>"]
+    );
+
+    // A linked subscriber asks for /guides and presses one.
+    let sub = hub.user(&owner, "subscriber").await;
+    let code = link_code(&hub, &sub).await;
+    say(&hub, 901, 901, &format!("/start {code}")).await;
+    say(&hub, 901, 901, "/guides").await;
+    let (_, menu) =
+        calls(&hub, Some(901)).await.into_iter().rev().find(|(m, _)| m == "sendMessage").unwrap();
+    let rows = menu["reply_markup"]["inline_keyboard"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1][0]["text"], "Risk <rules>");
+    let data = rows[1][0]["callback_data"].as_str().unwrap().to_string();
+    assert!(data.starts_with("g:") && data.len() <= 64, "{data}");
+    let (status, _) =
+        deliver(&hub, Some(SECRET), press(901, 901, 5, &data).to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = last_text(&hub, 901).await;
+    assert!(
+        text.contains("<b>Risk &lt;rules&gt;</b>") && text.contains("Your node &amp; its caps."),
+        "{text}"
+    );
+    assert!(calls(&hub, None).await.iter().any(|(m, _)| m == "answerCallbackQuery"));
+    // An unlinked user gets no guides.
+    say(&hub, 902, 902, "/guides").await;
+    assert!(last_text(&hub, 902).await.contains("Link your Tradecast account first"));
+
+    // A tip every weekday at 08:30 New York time, to every linked account.
+    let bad = vec![
+        ("body", "Tip".into()),
+        ("schedule", "hourly".into()),
+        ("time_zone", "UTC".into()),
+        ("segment", "all".into()),
+    ];
+    assert!(post("/broadcasts/tips", bad).await.text.contains("weekdays 08:30"));
+    let bad = vec![
+        ("body", "Tip".into()),
+        ("schedule", "daily 09:00".into()),
+        ("time_zone", "Mars/Base".into()),
+        ("segment", "all".into()),
+    ];
+    assert!(post("/broadcasts/tips", bad).await.text.contains("is not a time zone"));
+    let tip = vec![
+        ("body", "Check your drawdown cap & lot size.".into()),
+        ("schedule", "weekdays 08:30".into()),
+        ("time_zone", "America/New_York".into()),
+        ("segment", "all".into()),
+    ];
+    assert_eq!(post("/broadcasts/tips", tip).await.status, StatusCode::SEE_OTHER);
+    let t = guides::tips(&hub.db).await.unwrap().remove(0);
+    let now = hub.clock.now_ms();
+    assert!(t.next_run_at_ms > now && t.next_run_at_ms <= now + 4 * 86_400_000, "{t:?}");
+    // Not due yet: nothing. Due (the clock moved past it, a day missed too): sent once.
+    assert_eq!(guides::send_due(hub.state()).await.unwrap(), (0, 0));
+    let due = t.next_run_at_ms;
+    hub.clock.advance_ms(due - now + 86_400_000 + 60_000);
+    assert_eq!(guides::send_due(hub.state()).await.unwrap(), (1, 1), "the one linked account");
+    let text = last_text(&hub, 901).await;
+    assert_eq!(text, "Check your drawdown cap &amp; lot size.");
+    assert_eq!(guides::send_due(hub.state()).await.unwrap(), (0, 0), "once per due time");
+    let t2 = guides::tips(&hub.db).await.unwrap().remove(0);
+    assert!(t2.next_run_at_ms > hub.clock.now_ms() && t2.sent == 1, "{t2:?}");
+    // The next one: 08:30 on a weekday, New York's own clock (whatever its offset that day).
+    let at = jiff::Timestamp::from_millisecond(t2.next_run_at_ms).unwrap();
+    let local = jiff::tz::TimeZone::get("America/New_York").unwrap().to_datetime(at);
+    assert_eq!((local.hour(), local.minute()), (8, 30), "{at}");
+    assert!(!matches!(
+        local.weekday(),
+        jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday
+    ));
+
+    // Deleted from the console (signed in again: a day went by), audited.
+    let cookie = crate::console::console_cookie(&hub, &owner.email, &owner.password).await;
+    let r = page(&hub, "GET", "/broadcasts", Some(&cookie), &[], None).await;
+    assert!(r.text.contains("weekdays 08:30") && r.text.contains("America/New_York"));
+    let csrf = csrf_of(&r);
+    let del = format!("/broadcasts/tips/{}/delete", t.id);
+    let r = page(&hub, "POST", &del, Some(&cookie), &same, Some(&[("csrf", csrf.as_str())])).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert!(guides::tips(&hub.db).await.unwrap().is_empty());
+    for action in ["telegram.guide.create", "telegram.tip.create", "telegram.tip.delete"] {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = $1")
+            .bind(action)
+            .fetch_one(hub.db.pool())
+            .await
+            .unwrap();
+        assert!(n >= 1, "{action}");
+    }
     hub.stop().await;
 }
