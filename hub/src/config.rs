@@ -187,8 +187,9 @@ impl Default for PublicConfig {
 }
 
 /// The outbox runner and the job scheduler: polling, leases, retries and each outside
-/// service's limits. The limits are per hub instance (in-process token buckets): N instances
-/// may send up to N times these rates.
+/// service's limits. The limits are per hub instance (in-process token buckets), except
+/// Telegram's overall rate, which is also one bucket in Redis shared by every instance when
+/// `redis_url` is set.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {

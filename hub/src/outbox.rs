@@ -841,7 +841,47 @@ struct Delivery {
     done: Arc<Notify>,
 }
 
+/// The Redis key of a channel's overall rate shared by every hub instance.
+pub fn shared_key(channel: Channel) -> String {
+    format!("outbox:{}:overall", channel.as_str())
+}
+
+/// Telegram's overall rate as one bucket for every instance (no burst, the same margin as the
+/// per-instance limiter): `telegram_per_s` × 60 / 1.1 a minute.
+pub fn shared_rule(config: &OutboxConfig) -> crate::config::BucketConfig {
+    let per_minute =
+        u64::from(config.telegram_per_s.max(1)) * 60 * 100 / (100 + ROUTE_MARGIN_PERCENT);
+    crate::config::BucketConfig {
+        burst: 1,
+        per_minute: u32::try_from(per_minute.max(1)).unwrap_or(u32::MAX),
+    }
+}
+
 impl Delivery {
+    /// With `redis_url` set (several instances), Telegram's overall rate is also one bucket in
+    /// Redis shared by every instance: wait for its turn too. A Redis failure falls back to this
+    /// instance's own limit (logged, counted in `tradecast_rate_limit_backend_errors_total`).
+    async fn shared_turn(&self, channel: Channel) {
+        if channel != Channel::Telegram || self.state.config.redis_url.is_none() {
+            return;
+        }
+        let (key, rule) = (shared_key(channel), shared_rule(&self.state.config.outbox));
+        loop {
+            let now = self.state.now_ms();
+            match self.state.limiter.check(&key, rule, now).await {
+                Ok(crate::ratelimit::Decision::Allowed) => return,
+                Ok(crate::ratelimit::Decision::Limited { retry_after_ms }) => {
+                    tokio::time::sleep(Duration::from_millis(retry_after_ms.max(1))).await;
+                }
+                Err(e) => {
+                    metrics::counter!(crate::telemetry::RATE_LIMIT_ERRORS).increment(1);
+                    tracing::warn!(target: "tradecast_hub::outbox", error = %e, "the shared Telegram rate is unavailable: this instance's own limit applies");
+                    return;
+                }
+            }
+        }
+    }
+
     async fn run(self, msg: Message) {
         let cfg = &self.state.config.outbox;
         // The overall turn first, then the route's, then the send at once: both are taken when
@@ -850,6 +890,7 @@ impl Delivery {
         // costs one overall turn, once: only this message takes its route's turns.
         loop {
             wait_turn(|| self.limits.overall()).await;
+            self.shared_turn(msg.channel).await;
             match self.limits.route(msg.route.as_deref()) {
                 Ok(()) => break,
                 Err(wait) => tokio::time::sleep(wait).await,

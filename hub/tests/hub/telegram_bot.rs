@@ -25,11 +25,21 @@ const SECRET: &str = "tg-hook-secret";
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn hub_with_bot(b: Backend, sb: &TelegramStandin, mode: TelegramMode) -> TestHub {
+    hub_with_bot_and(b, sb, mode, |_| {}).await
+}
+
+async fn hub_with_bot_and(
+    b: Backend,
+    sb: &TelegramStandin,
+    mode: TelegramMode,
+    tweak: impl FnOnce(&mut tradecast_hub::config::Config),
+) -> TestHub {
     let port = free_port();
     let (api, token) = (sb.base_url().to_string(), sb.token().to_string());
     TestHub::start_with_secrets(
         b,
         |c| {
+            tweak(c);
             c.listen = ([127, 0, 0, 1], port).into();
             c.public_url = Some(
                 tradecast_hub::config::PublicUrl::parse(&format!("http://127.0.0.1:{port}"))
@@ -530,4 +540,72 @@ async fn broadcast_to_a_segment_each_once_within_the_limits(b: Backend) {
     assert_eq!(r.headers.get("location").unwrap(), "/broadcasts?sent=0");
     hub.stop().await;
     sb.shutdown().await;
+}
+
+/// Two hub instances on one PostgreSQL and one Redis send one backlog of replies between them
+/// (each claims its share of the outbox) and together never exceed Telegram's overall rate: the
+/// 30/s budget is one bucket in Redis, not 30/s per instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_telegram_rate_through_redis() {
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let prefix = format!("tc-test-{}:", tradecast_hub::ids::random_hex(6));
+    let redis = tradecast_hub::config::RedactedUrl::new(crate::helpers::redis_url());
+    let (r1, p1) = (redis.clone(), prefix.clone());
+    let hub = hub_with_bot_and(Backend::Postgres, &sb, TelegramMode::Webhook, move |c| {
+        c.redis_url = Some(r1);
+        c.redis_key_prefix = p1;
+    })
+    .await;
+    let (api, public) = (sb.base_url().to_string(), hub.state().config.public_url.clone());
+    let other = hub
+        .start_instance(|c| {
+            c.telegram.mode = TelegramMode::Webhook;
+            c.telegram.api_base_url = api;
+            c.public_url = public;
+            c.outbox.poll_interval_ms = 50;
+            c.redis_url = Some(redis);
+            c.redis_key_prefix = prefix;
+        })
+        .await;
+    // Which instances hold messages in flight, sampled while the backlog drains.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let pool = hub.db.pool().clone();
+    let sampler = tokio::spawn(async move {
+        let mut seen = std::collections::BTreeSet::new();
+        while !*stop_rx.borrow() {
+            let owners: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT lease_owner FROM outbox WHERE state = 'sending' AND lease_owner IS NOT NULL",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            seen.extend(owners);
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = stop_rx.changed() => {}
+            }
+        }
+        seen
+    });
+    // 90 people write to the bot at once: 90 replies to send.
+    let n: i64 = 90;
+    for i in 0..n {
+        sb.user(20_000 + i, "T", None).unwrap();
+        sb.user_says(20_000 + i, "hello").unwrap();
+    }
+    for i in 0..n {
+        reply(&sb, 20_000 + i, "I answer commands").await;
+    }
+    stop_tx.send(true).unwrap();
+    let owners = sampler.await.unwrap();
+    assert_eq!(owners.len(), 2, "both instances sent their share: {owners:?}");
+    for i in 0..n {
+        let replies = sb.messages_to(20_000 + i).into_iter().filter(|m| m.from_user.is_none());
+        assert_eq!(replies.count(), 1, "user {i}: one reply");
+    }
+    let max = sb.max_rate_observed(None, Duration::from_secs(1));
+    assert!(max <= 30, "at most 30 in any second across both instances: {max}");
+    assert_eq!(sb.n_too_many(), 0, "no 429");
+    other.stop().await;
+    hub.stop().await;
 }
