@@ -64,13 +64,21 @@ impl crate::jobs::Job for StripeReconcile {
     }
 }
 
-/// Registers billing's jobs: the nightly Stripe reconciliation at 03:17 UTC, and the hourly
-/// end of Stars subscriptions that were not renewed.
+/// Registers billing's jobs: the nightly Stripe reconciliation at 03:17 UTC, the Stars one at
+/// 03:41 UTC, and the hourly end of Stars subscriptions that were not renewed.
 pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {
     let daily = crate::jobs::Schedule::DailyAt { hour: 3, minute: 17 };
     if let Err(e) =
         jobs.register("billing.stripe_reconcile", daily, std::sync::Arc::new(StripeReconcile))
     {
+        tracing::error!(error = %e, "billing jobs not registered");
+    }
+    let nightly = crate::jobs::Schedule::DailyAt { hour: 3, minute: 41 };
+    if let Err(e) = jobs.register(
+        "billing.stars_reconcile",
+        nightly,
+        std::sync::Arc::new(stars_door::StarsReconcile),
+    ) {
         tracing::error!(error = %e, "billing jobs not registered");
     }
     let hourly = crate::jobs::Schedule::Every(std::time::Duration::from_secs(3600));

@@ -4,6 +4,13 @@
 //! and every renewal) becomes rows of the one ledger, keyed by its `telegram_payment_charge_id`
 //! (a redelivered update is a no-op). Telegram offers no subscription state to re-read: a Stars
 //! subscription whose paid period ran out without a renewal is ended by [`StarsExpiry`].
+//!
+//! **Reconciliation** ([`reconcile`], the nightly `billing.stars_reconcile` job): the bot's own
+//! Star transactions (`getStarTransactions`, paged) are compared with the ledger. A payment the
+//! hub never heard of (its update lost) is applied as if it had arrived, dated when it was paid;
+//! a refund made outside the hub ends that subscription as a refund from the console would; a
+//! transaction that is not ours (another payload) is counted and left alone. Differences found
+//! are audited (`billing.stars_reconcile`) and the job's summary says them.
 
 use frankenstein::methods::{AnswerPreCheckoutQueryParams, CreateInvoiceLinkParams};
 use frankenstein::payments::{LabeledPrice, PreCheckoutQuery, SuccessfulPayment};
@@ -125,6 +132,18 @@ pub async fn apply_payment(
     payer: i64,
     request_id: &str,
 ) -> Result<Option<ledger::Outcome>, ApiError> {
+    apply_payment_at(state, p, payer, state.now_ms(), request_id).await
+}
+
+/// [`apply_payment`] for a payment made at `paid_at_ms` (a reconciled one: the invoice and the
+/// period are dated when it was paid, not when the hub learnt of it).
+pub async fn apply_payment_at(
+    state: &AppState,
+    p: &SuccessfulPayment,
+    payer: i64,
+    paid_at_ms: i64,
+    request_id: &str,
+) -> Result<Option<ledger::Outcome>, ApiError> {
     let Some((account, plan_id)) = parse_payload(&p.invoice_payload) else { return Ok(None) };
     let Some(plan) = plans::by_id(&state.db, plan_id).await? else { return Ok(None) };
     if crate::accounts::user_by_id(&state.db, account).await?.is_none()
@@ -132,7 +151,7 @@ pub async fn apply_payment(
     {
         return Ok(None);
     }
-    let now = state.now_ms();
+    let now = paid_at_ms;
     let ext = external_id(account, plan_id);
     // The period paid: from the previous one's end when this renews it, else from now.
     let previous = ledger::subscriptions_of(&state.db, account)
@@ -322,6 +341,189 @@ pub async fn refund(
     ledger::subscription(&state.db, &sub.id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no subscription {}", sub.id)))
+}
+
+/// What one reconciliation found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Transactions read.
+    pub seen: usize,
+    /// Payments the ledger lacked, now applied.
+    pub recovered: usize,
+    /// Refunds made outside the hub, now in the ledger.
+    pub refunds: usize,
+    /// Transactions of the bot that are not this hub's (another payload) or that it cannot
+    /// place (a refund of a payment it never had): left alone.
+    pub foreign: usize,
+}
+
+impl Reconciled {
+    /// One line for the job's summary.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} Star transactions read: {} payments recovered, {} outside refunds applied, {} not ours",
+            self.seen, self.recovered, self.refunds, self.foreign
+        )
+    }
+}
+
+/// Pages through the bot's Star transactions (100 at a time, at most 100,000) and brings the
+/// ledger in line: see the module's documentation.
+pub async fn reconcile(state: &AppState) -> Result<Reconciled, ApiError> {
+    use frankenstein::payments::{StarTransactions, TransactionPartner};
+    let Some(bot) = state.telegram.bot().cloned() else {
+        return Err(ApiError::NotConfigured("Telegram Stars (the Telegram bot)"));
+    };
+    let mut out = Reconciled::default();
+    let mut offset = 0u32;
+    let request_id = format!("stars-reconcile:{}", state.now_ms());
+    loop {
+        let params = serde_json::json!({ "offset": offset, "limit": 100 });
+        let page = bot.call("getStarTransactions", &params).await.map_err(|e| {
+            tracing::warn!(error = %e, "telegram: getStarTransactions failed");
+            ApiError::Upstream("Telegram")
+        })?;
+        let page: StarTransactions = serde_json::from_value(page).map_err(|e| {
+            tracing::warn!(error = %e, "telegram: getStarTransactions answered an unexpected shape");
+            ApiError::Upstream("Telegram")
+        })?;
+        let n = page.transactions.len();
+        for t in page.transactions {
+            out.seen += 1;
+            match (&t.source, &t.receiver) {
+                (Some(TransactionPartner::User(u)), _) => {
+                    let Some(payload) =
+                        u.invoice_payload.as_deref().filter(|p| parse_payload(p).is_some())
+                    else {
+                        out.foreign += 1;
+                        continue;
+                    };
+                    let known: Option<String> = sqlx::query_scalar(
+                        "SELECT charge_id FROM stars_payments WHERE charge_id = $1",
+                    )
+                    .bind(&t.id)
+                    .fetch_optional(state.db.pool())
+                    .await
+                    .map_err(DbError::from)?;
+                    if known.is_some() {
+                        continue;
+                    }
+                    let Ok(payer) = i64::try_from(u.user.id) else {
+                        out.foreign += 1;
+                        continue;
+                    };
+                    let sp = SuccessfulPayment {
+                        currency: plans::STARS.into(),
+                        total_amount: t.amount,
+                        invoice_payload: payload.to_owned(),
+                        subscription_expiration_date: u
+                            .subscription_period
+                            .map(|p| t.date.saturating_add(u64::from(p))),
+                        is_recurring: u.subscription_period.map(|_| true),
+                        is_first_recurring: None,
+                        shipping_option_id: None,
+                        order_info: None,
+                        telegram_payment_charge_id: t.id.clone(),
+                        provider_payment_charge_id: String::new(),
+                    };
+                    let paid_at = i64::try_from(t.date).unwrap_or(0).saturating_mul(1000);
+                    match apply_payment_at(state, &sp, payer, paid_at, &request_id).await? {
+                        Some(_) => out.recovered += 1,
+                        None => out.foreign += 1,
+                    }
+                }
+                (None, Some(TransactionPartner::User(_))) => {
+                    // A refund carries the refunded payment's id.
+                    let row: Option<(String, Option<i64>)> = sqlx::query_as(
+                        "SELECT subscription_external_id, refunded_at_ms FROM stars_payments \
+                         WHERE charge_id = $1",
+                    )
+                    .bind(&t.id)
+                    .fetch_optional(state.db.pool())
+                    .await
+                    .map_err(DbError::from)?;
+                    let Some((ext, None)) = row else {
+                        if row.is_none() {
+                            out.foreign += 1;
+                        }
+                        continue;
+                    };
+                    let sub: Option<String> = sqlx::query_scalar(
+                        "SELECT id FROM subscriptions WHERE door = 'telegram_stars' AND external_id = $1",
+                    )
+                    .bind(&ext)
+                    .fetch_optional(state.db.pool())
+                    .await
+                    .map_err(DbError::from)?;
+                    let Some(sub) = sub else {
+                        out.foreign += 1;
+                        continue;
+                    };
+                    let Some(sub) = ledger::subscription(&state.db, &sub).await? else { continue };
+                    let latest: Option<String> = sqlx::query_scalar(
+                        "SELECT charge_id FROM stars_payments \
+                         WHERE subscription_external_id = $1 AND refunded_at_ms IS NULL \
+                         ORDER BY paid_at_ms DESC, charge_id LIMIT 1",
+                    )
+                    .bind(&ext)
+                    .fetch_optional(state.db.pool())
+                    .await
+                    .map_err(DbError::from)?;
+                    // The current period's payment refunded: `refund` asks Telegram again (it
+                    // answers "already refunded") and ends the subscription exactly as a console
+                    // refund does. An earlier period's: recorded, the current period stands
+                    // (`refund` would refund the latest payment, which nobody refunded).
+                    if latest.as_deref() == Some(t.id.as_str()) {
+                        refund(state, "system", &sub, &request_id).await?;
+                    }
+                    sqlx::query("UPDATE stars_payments SET refunded_at_ms = COALESCE(refunded_at_ms, $1) WHERE charge_id = $2")
+                        .bind(state.now_ms())
+                        .bind(&t.id)
+                        .execute(state.db.pool())
+                        .await
+                        .map_err(DbError::from)?;
+                    out.refunds += 1;
+                }
+                _ => out.foreign += 1,
+            }
+        }
+        if n < 100 || offset >= 100_000 {
+            break;
+        }
+        offset += 100;
+    }
+    if out.recovered + out.refunds > 0 {
+        let entry = crate::audit::Entry {
+            actor: "system",
+            action: "billing.stars_reconcile",
+            subject: "telegram_stars",
+            detail: serde_json::json!({
+                "seen": out.seen, "recovered": out.recovered, "refunds": out.refunds,
+                "foreign": out.foreign,
+            }),
+            request_id: &request_id,
+        };
+        crate::audit::record(&state.db, state.now_ms(), &entry).await?;
+    }
+    Ok(out)
+}
+
+/// The nightly [`reconcile`] (skipped while the bot is off).
+#[derive(Debug, Default)]
+pub struct StarsReconcile;
+
+impl crate::jobs::Job for StarsReconcile {
+    fn run<'a>(
+        &'a self,
+        state: &'a AppState,
+    ) -> futures::future::BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            if state.telegram.bot().is_none() {
+                return Ok("skipped: Telegram is off".into());
+            }
+            reconcile(state).await.map(|r| r.summary()).map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// The daily pass that ends Stars subscriptions whose paid period (and grace) ran out without

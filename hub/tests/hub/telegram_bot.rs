@@ -18,7 +18,8 @@ on_both!(
     webhook_bot_end_to_end,
     polling_bot_and_its_single_poller,
     stars_subscription_through_the_stand_in,
-    broadcast_to_a_segment_each_once_within_the_limits
+    broadcast_to_a_segment_each_once_within_the_limits,
+    stars_reconciliation_recovers_a_lost_payment_and_an_outside_refund
 );
 
 const SECRET: &str = "tg-hook-secret";
@@ -607,5 +608,103 @@ async fn two_instances_share_the_telegram_rate_through_redis() {
     assert!(max <= 30, "at most 30 in any second across both instances: {max}");
     assert_eq!(sb.n_too_many(), 0, "no 429");
     other.stop().await;
+    hub.stop().await;
+}
+
+/// The nightly Stars reconciliation: a payment whose update never reached the hub is applied
+/// from `getStarTransactions` (dated when paid, once however often it runs), and a refund made
+/// outside the hub (another tool calling `refundStarPayment`) ends the subscription.
+async fn stars_reconciliation_recovers_a_lost_payment_and_an_outside_refund(b: Backend) {
+    use tradecast_hub::billing::{ledger, stars_door};
+    use tradecast_standins::telegram::PayOutcome;
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let hub = hub_with_bot(b, &sb, TelegramMode::Webhook).await;
+    let owner = hub.owner().await;
+    let provider = hub.user(&owner, "provider").await;
+    let gold = hub
+        .post(
+            "/api/v1/plans",
+            Some(&provider.token),
+            serde_json::json!({ "name": "Gold Stars", "price_minor": 250, "currency": "XTR",
+                                "period_days": 30, "features": ["signals"] }),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let alice = hub.user(&owner, "subscriber").await;
+    sb.user(905, "Alice", Some("alice5")).unwrap();
+    sb.user_says(905, "/start").unwrap();
+    reply(&sb, 905, "Welcome").await;
+    let empty = stars_door::reconcile(hub.state()).await.unwrap();
+    assert_eq!(empty, stars_door::Reconciled::default(), "nothing to reconcile yet");
+
+    // Paid, but the update is lost: the ledger knows nothing.
+    sb.lose_payment_updates(true);
+    let link = stars_link(&hub, &alice, &gold).await;
+    let PayOutcome::Paid(payment) = sb.pay(905, &link).await.unwrap() else { panic!("not paid") };
+    assert!(sb.settle(WAIT).await);
+    assert!(ledger::subscriptions_of(&hub.db, &alice.user_id).await.unwrap().is_empty());
+
+    // The reconciliation finds it: one active subscription, its invoice dated when paid, the
+    // provider's signals entitled; a second run changes nothing.
+    let r = stars_door::reconcile(hub.state()).await.unwrap();
+    assert_eq!((r.seen, r.recovered, r.refunds, r.foreign), (1, 1, 0, 0), "{r:?}");
+    let subs = ledger::subscriptions_of(&hub.db, &alice.user_id).await.unwrap();
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0].status, ledger::Status::Active);
+    let invoices = ledger::invoices_of(&hub.db, &alice.user_id).await.unwrap();
+    assert_eq!(invoices.len(), 1);
+    assert_eq!(invoices[0].external_id, payment.charge_id);
+    assert_eq!(invoices[0].amount_paid_minor, 250);
+    let paid_ms = i64::try_from(payment.date).unwrap() * 1000;
+    assert_eq!(invoices[0].paid_at_ms, Some(paid_ms), "dated when paid");
+    let now = hub.clock.now_ms();
+    assert!(
+        tradecast_hub::entitlements::is_entitled(&hub.db, &alice.user_id, &provider.user_id, now)
+            .await
+            .unwrap()
+    );
+    let again = stars_door::reconcile(hub.state()).await.unwrap();
+    assert_eq!((again.seen, again.recovered, again.refunds), (1, 0, 0));
+    assert_eq!(ledger::invoices_of(&hub.db, &alice.user_id).await.unwrap().len(), 1);
+
+    // Refunded with another tool: the next run ends the subscription as a refund.
+    let url = format!("{}/bot{}/refundStarPayment", sb.base_url(), sb.token());
+    let refunded: serde_json::Value = reqwest::Client::new()
+        .post(url)
+        .json(
+            &serde_json::json!({ "user_id": 905, "telegram_payment_charge_id": payment.charge_id }),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refunded["ok"], true, "{refunded}");
+    let r = stars_door::reconcile(hub.state()).await.unwrap();
+    assert_eq!((r.seen, r.recovered, r.refunds), (2, 0, 1), "{r:?}");
+    let s = ledger::subscriptions_of(&hub.db, &alice.user_id).await.unwrap().remove(0);
+    assert_eq!(s.status, ledger::Status::Refunded);
+    let inv = ledger::invoices_of(&hub.db, &alice.user_id).await.unwrap().remove(0);
+    assert_eq!(inv.amount_refunded_minor, 250);
+    let later = hub.clock.now_ms() + 1;
+    assert!(
+        !tradecast_hub::entitlements::is_entitled(
+            &hub.db,
+            &alice.user_id,
+            &provider.user_id,
+            later
+        )
+        .await
+        .unwrap()
+    );
+    let r = stars_door::reconcile(hub.state()).await.unwrap();
+    assert_eq!((r.recovered, r.refunds), (0, 0), "nothing twice");
+    let audit = hub.get("/api/v1/audit?action=billing.stars_reconcile", Some(&owner.token)).await;
+    assert_eq!(audit.ok(200).as_array().map(Vec::len), Some(2));
+    sb.shutdown().await;
     hub.stop().await;
 }

@@ -165,6 +165,7 @@ fn dispatch(shared: &Shared, w: &mut World, method: &str, p: &Params) -> Result<
         "createinvoicelink" => create_invoice_link(w, p),
         "answerprecheckoutquery" => answer_pre_checkout_query(w, p),
         "refundstarpayment" => refund_star_payment(w, p),
+        "getstartransactions" => get_star_transactions(w, p),
         "getchat" => get_chat(w, p),
         "getchatmember" => get_chat_member(w, p),
         "sendchataction" => send_chat_action(w, p),
@@ -943,9 +944,55 @@ fn refund_star_payment(w: &mut World, p: &Params) -> Result<Value, ApiError> {
         Some(x) if x.refunded => Err(ApiError::bad("CHARGE_ALREADY_REFUNDED")),
         Some(x) => {
             x.refunded = true;
+            x.refunded_date = Some(unix_now());
             Ok(json!(true))
         }
     }
+}
+
+/// `getStarTransactions`: the bot's Star transactions in chronological order — each payment
+/// from a user (`source`: a `user` partner with `invoice_payment`, its payload and
+/// subscription period), and each refund (`receiver`: that user, the payment's id) — from
+/// `offset`, at most `limit` (1-100, default 100).
+fn get_star_transactions(w: &World, p: &Params) -> Result<Value, ApiError> {
+    let offset = match p.int("offset")? {
+        None => 0,
+        Some(o) if o >= 0 => usize::try_from(o).unwrap_or(usize::MAX),
+        Some(_) => return Err(ApiError::bad("offset must be non-negative")),
+    };
+    let limit = match p.int("limit")? {
+        None => 100,
+        Some(l) if (1..=100).contains(&l) => usize::try_from(l).unwrap_or(100),
+        Some(_) => return Err(ApiError::bad("limit must be between 1 and 100")),
+    };
+    let mut all: Vec<(u64, u8, Value)> = Vec::new();
+    for x in &w.payments {
+        let partner = |with_period: bool| {
+            let mut v = json!({
+                "type": "user", "transaction_type": "invoice_payment",
+                "user": w.user_json(x.user_id), "invoice_payload": x.payload,
+            });
+            if let (true, Some(period)) = (with_period, x.subscription_period) {
+                v["subscription_period"] = json!(period);
+            }
+            v
+        };
+        all.push((
+            x.date,
+            0,
+            json!({ "id": x.charge_id, "amount": x.amount, "date": x.date, "source": partner(true) }),
+        ));
+        if let Some(at) = x.refunded_date {
+            all.push((
+                at,
+                1,
+                json!({ "id": x.charge_id, "amount": x.amount, "date": at, "receiver": partner(false) }),
+            ));
+        }
+    }
+    all.sort_by_key(|(date, order, _)| (*date, *order));
+    let page: Vec<Value> = all.into_iter().skip(offset).take(limit).map(|(_, _, v)| v).collect();
+    Ok(json!({ "transactions": page }))
 }
 
 // ---------------------------------------------------------------------------------------------

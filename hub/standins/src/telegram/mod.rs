@@ -250,6 +250,12 @@ impl TelegramStandin {
         self.shared.lock().duplicate = on;
     }
 
+    /// Payments still happen, but their `successful_payment` updates are never delivered (as if
+    /// lost): only `getStarTransactions` shows them.
+    pub fn lose_payment_updates(&self, on: bool) {
+        self.shared.lock().lose_payment_updates = on;
+    }
+
     /// Sets the webhook as `setWebhook` would (the bin's `--webhook-url`).
     pub fn set_webhook(&self, url: impl Into<String>, secret: Option<String>) {
         self.shared.act(|w| {
@@ -511,7 +517,10 @@ impl TelegramStandin {
                     amount: invoice.amount,
                     payload: invoice.payload.clone(),
                     subscription_expiration_date: invoice.subscription_period.map(|p| now + p),
+                    subscription_period: invoice.subscription_period,
+                    date: now,
                     refunded: false,
+                    refunded_date: None,
                 };
                 let mut sp = json!({
                     "currency": "XTR", "total_amount": payment.amount,
@@ -545,7 +554,9 @@ impl TelegramStandin {
                 };
                 let v = w.message_json(&m);
                 w.messages.push(m);
-                w.push_update("message", v);
+                if !w.lose_payment_updates {
+                    w.push_update("message", v);
+                }
                 w.payments.push(payment.clone());
                 PayOutcome::Paid(payment)
             })),

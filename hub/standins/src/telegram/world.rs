@@ -220,8 +220,14 @@ pub struct Payment {
     pub payload: String,
     /// Unix seconds, for a subscription.
     pub subscription_expiration_date: Option<u64>,
+    /// The subscription's period, seconds (`Some(2592000)`), for a subscription.
+    pub subscription_period: Option<u64>,
+    /// When paid, unix seconds.
+    pub date: u64,
     /// Refunded by `refundStarPayment`.
     pub refunded: bool,
+    /// When refunded, unix seconds.
+    pub refunded_date: Option<u64>,
 }
 
 /// How a simulated payment ended.
@@ -291,6 +297,9 @@ pub(crate) struct World {
     pub webhook: Option<Webhook>,
     pub allowed_updates: Option<Vec<String>>,
     pub duplicate: bool,
+    /// `successful_payment` updates are recorded but never delivered (a lost update, for the
+    /// bot's reconciliation against `getStarTransactions`).
+    pub lose_payment_updates: bool,
     pub last_error: Option<(u64, String)>,
     pub deliveries: Vec<Delivered>,
     pub calls: Vec<Call>,
@@ -341,6 +350,7 @@ impl World {
             webhook: None,
             allowed_updates: None,
             duplicate: false,
+            lose_payment_updates: false,
             last_error: None,
             deliveries: Vec::new(),
             calls: Vec::new(),
