@@ -272,12 +272,31 @@ pub async fn refund(
                 return Err(ApiError::Upstream("Telegram"));
             }
         }
+        // No renewal after a refund: Telegram is told to cancel the subscription, through the
+        // outbox (retried until it answers; a dead letter shows on the Outbox page), in the
+        // transaction that records the refund.
+        let mut tx = state.db.begin_write().await?;
         sqlx::query("UPDATE stars_payments SET refunded_at_ms = $1 WHERE charge_id = $2")
             .bind(now)
             .bind(charge)
-            .execute(state.db.pool())
+            .execute(&mut *tx)
             .await
             .map_err(DbError::from)?;
+        let cancel = serde_json::json!({
+            "user_id": user, "telegram_payment_charge_id": charge, "is_canceled": true,
+        });
+        crate::telegram::notify::enqueue_call(
+            &mut tx,
+            "editUserStarSubscription",
+            &cancel,
+            None,
+            &format!("tg:stars-cancel:{charge}"),
+            &format!("refund:{}", sub.id),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(DbError::from)?;
+        crate::outbox::wake(state);
         refunded = *amount;
     }
     let observed = Observed {

@@ -352,6 +352,16 @@ async fn stars_subscription_through_the_stand_in(b: Backend) {
         assert_eq!(r.ok(200)["status"], "refunded", "{}", r.body);
     }
     assert!(sb.payments().iter().any(|p| p.user_id == 902 && p.refunded), "{:?}", sb.payments());
+    // ... and its renewals cancelled at Telegram (through the outbox), once.
+    for _ in 0..200 {
+        if sb.payments().iter().any(|p| p.user_id == 902 && p.subscription_canceled) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sb.payments().iter().any(|p| p.user_id == 902 && p.subscription_canceled));
+    let cancels = sb.calls().iter().filter(|c| c.method == "editUserStarSubscription").count();
+    assert_eq!(cancels, 1);
     let inv = ledger::invoices_of(&hub.db, &bob.user_id).await.unwrap().remove(0);
     assert_eq!((inv.amount_paid_minor, inv.amount_refunded_minor), (250, 250));
     let now = hub.clock.now_ms();

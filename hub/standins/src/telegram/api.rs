@@ -166,6 +166,7 @@ fn dispatch(shared: &Shared, w: &mut World, method: &str, p: &Params) -> Result<
         "answerprecheckoutquery" => answer_pre_checkout_query(w, p),
         "refundstarpayment" => refund_star_payment(w, p),
         "getstartransactions" => get_star_transactions(w, p),
+        "edituserstarsubscription" => edit_user_star_subscription(w, p),
         "getchat" => get_chat(w, p),
         "getchatmember" => get_chat_member(w, p),
         "sendchataction" => send_chat_action(w, p),
@@ -947,6 +948,26 @@ fn refund_star_payment(w: &mut World, p: &Params) -> Result<Value, ApiError> {
             x.refunded_date = Some(unix_now());
             Ok(json!(true))
         }
+    }
+}
+
+/// `editUserStarSubscription`: cancels (`is_canceled` true) or restores a user's subscription
+/// paid by `telegram_payment_charge_id`; the charge must be that user's and a subscription's.
+fn edit_user_star_subscription(w: &mut World, p: &Params) -> Result<Value, ApiError> {
+    let user = int_required(p, "user_id")?;
+    let charge = p
+        .str("telegram_payment_charge_id")?
+        .ok_or_else(|| ApiError::missing("telegram_payment_charge_id"))?;
+    let canceled = p.bool("is_canceled")?.ok_or_else(|| ApiError::missing("is_canceled"))?;
+    if !w.users.contains_key(&user) {
+        return Err(ApiError::bad("user not found"));
+    }
+    match w.payments.iter_mut().find(|x| x.charge_id == charge && x.user_id == user) {
+        Some(x) if x.subscription_period.is_some() => {
+            x.subscription_canceled = canceled;
+            Ok(json!(true))
+        }
+        _ => Err(ApiError::bad("CHARGE_ID_INVALID")),
     }
 }
 

@@ -521,6 +521,7 @@ impl TelegramStandin {
                     date: now,
                     refunded: false,
                     refunded_date: None,
+                    subscription_canceled: false,
                 };
                 let mut sp = json!({
                     "currency": "XTR", "total_amount": payment.amount,

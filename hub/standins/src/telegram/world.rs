@@ -228,6 +228,8 @@ pub struct Payment {
     pub refunded: bool,
     /// When refunded, unix seconds.
     pub refunded_date: Option<u64>,
+    /// A subscription's renewals cancelled by `editUserStarSubscription` (`is_canceled`).
+    pub subscription_canceled: bool,
 }
 
 /// How a simulated payment ended.
