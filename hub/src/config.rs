@@ -311,6 +311,9 @@ pub struct BillingConfig {
     /// One Telegram Star in the account currency (a decimal, e.g. `0.013`): the one rate
     /// billing, affiliates and the console use to report Stars. Default `0.013`.
     pub xtr_rate: rust_decimal::Decimal,
+    /// Days before a paid period or trial ends that its holder is reminded on Telegram (0: no
+    /// reminders). Default 3.
+    pub reminder_days: u32,
 }
 
 impl Default for BillingConfig {
@@ -319,6 +322,7 @@ impl Default for BillingConfig {
             grace_period_days: 7,
             currency: "USD".into(),
             xtr_rate: rust_decimal::Decimal::new(13, 3),
+            reminder_days: 3,
         }
     }
 }
@@ -794,6 +798,9 @@ impl Config {
                 "telegram.mode",
                 "`webhook` needs `public_url` (Telegram must reach the hub); use `polling` without one",
             );
+        }
+        if self.billing.reminder_days > 30 {
+            return bad("billing.reminder_days", "must be at most 30");
         }
         if self.billing.grace_period_days > 60 {
             return bad("billing.grace_period_days", "must be at most 60");

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod device_api;
 pub mod ledger;
+pub mod reminders;
 pub mod stars_door;
 pub mod stripe;
 pub mod stripe_door;
@@ -65,7 +66,8 @@ impl crate::jobs::Job for StripeReconcile {
 }
 
 /// Registers billing's jobs: the nightly Stripe reconciliation at 03:17 UTC, the Stars one at
-/// 03:41 UTC, and the hourly end of Stars subscriptions that were not renewed.
+/// 03:41 UTC, the hourly renewal reminders, and the hourly end of Stars subscriptions that were
+/// not renewed.
 pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {
     let daily = crate::jobs::Schedule::DailyAt { hour: 3, minute: 17 };
     if let Err(e) =
@@ -82,6 +84,13 @@ pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {
         tracing::error!(error = %e, "billing jobs not registered");
     }
     let hourly = crate::jobs::Schedule::Every(std::time::Duration::from_secs(3600));
+    if let Err(e) = jobs.register(
+        "billing.renewal_reminders",
+        hourly,
+        std::sync::Arc::new(reminders::RenewalReminders),
+    ) {
+        tracing::error!(error = %e, "billing jobs not registered");
+    }
     if let Err(e) =
         jobs.register("billing.stars_expiry", hourly, std::sync::Arc::new(stars_door::StarsExpiry))
     {

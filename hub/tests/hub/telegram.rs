@@ -18,7 +18,8 @@ on_both!(
     settings_buttons_and_presses_by_others,
     new_signal_alerts_follow_plan_and_levels,
     signal_channels_route_by_provider_and_symbol_with_delays,
-    guides_and_scheduled_tips
+    guides_and_scheduled_tips,
+    renewal_reminders_once_per_period
 );
 
 const HOOK: &str = "/api/v1/telegram/webhook";
@@ -692,5 +693,74 @@ async fn guides_and_scheduled_tips(b: Backend) {
             .unwrap();
         assert!(n >= 1, "{action}");
     }
+    hub.stop().await;
+}
+
+async fn renewal_reminders_once_per_period(b: Backend) {
+    use tradecast_hub::billing::{ledger, reminders};
+    let hub = bot_hub(b).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    let day = 86_400_000;
+    let now = hub.clock.now_ms();
+    // dave renews in 2 days, erin's cancelled plan ends in 2 days, frank's in 10 (not yet).
+    let mut people = Vec::new();
+    for (tg, end, cancel) in [(811, 2 * day, false), (812, 2 * day, true), (813, 10 * day, false)] {
+        let who = hub.user(&owner, "subscriber").await;
+        let code = link_code(&hub, &who).await;
+        say(&hub, tg, tg, &format!("/start {code}")).await;
+        let observed = ledger::Observed {
+            external_id: format!("sub_{tg}"),
+            account_id: who.user_id.clone(),
+            plan_id: kit.plan_id.clone(),
+            status: ledger::ObservedStatus::Active,
+            period_start_ms: now - 28 * day,
+            period_end_ms: now + end,
+            cancel_at_period_end: cancel,
+            trial_end_ms: None,
+            ended_at_ms: None,
+            unpaid_since_ms: None,
+            refunded: false,
+            referral: None,
+            created_ms: now - 28 * day,
+        };
+        ledger::apply(hub.state(), None, &who.user_id, ledger::Door::Stripe, &[observed], &[], "t")
+            .await
+            .unwrap();
+        people.push((tg, who));
+    }
+    let before: Vec<usize> = {
+        let mut v = Vec::new();
+        for (tg, _) in &people {
+            v.push(calls(&hub, Some(*tg)).await.len());
+        }
+        v
+    };
+    assert_eq!(reminders::remind(hub.state()).await.unwrap(), 2);
+    let dave = last_text(&hub, 811).await;
+    assert!(dave.contains("<b>Gold</b> renews") && dave.contains("49.00 USD"), "{dave}");
+    assert!(dave.contains("/account"), "a link to manage it: {dave}");
+    let erin = last_text(&hub, 812).await;
+    assert!(
+        erin.contains("<b>Gold</b> ends") && erin.contains("Renew from your account page"),
+        "{erin}"
+    );
+    assert_eq!(calls(&hub, Some(813)).await.len(), before[2], "frank: not yet");
+    // Once per period, however often the job runs.
+    assert_eq!(reminders::remind(hub.state()).await.unwrap(), 0);
+    // Billing news turned off: no reminder for the next period.
+    let mut tx = hub.db.begin_write().await.unwrap();
+    notify::set_level_in(
+        &mut tx,
+        &people[2].1.user_id,
+        notify::Event::Billing,
+        notify::Level::Off,
+        0,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    hub.clock.advance_ms(8 * day);
+    assert_eq!(reminders::remind(hub.state()).await.unwrap(), 0, "frank turned billing news off");
     hub.stop().await;
 }
