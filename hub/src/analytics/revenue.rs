@@ -400,6 +400,12 @@ impl Month {
         }
     }
 
+    /// Months ahead.
+    pub fn plus(self, n: u32) -> Month {
+        let idx = i64::from(self.year) * 12 + i64::from(self.month - 1) + i64::from(n);
+        Month { year: (idx.div_euclid(12)) as i16, month: (idx.rem_euclid(12) + 1) as i8 }
+    }
+
     /// Months back.
     pub fn minus(self, n: u32) -> Month {
         let idx = i64::from(self.year) * 12 + i64::from(self.month - 1) - i64::from(n);
