@@ -350,7 +350,7 @@ fn currency_block(cur: &str, c: &CurrencyFigures) -> Markup {
     let last = c.months.last();
     let key = cur.to_ascii_lowercase();
     html! {
-        h2 { "Revenue in " (cur) }
+        h2 { "MRR in " (cur) }
         div.cards {
             (tile(&format!("fig-mrr-{key}"), "MRR", &format!("{} {cur}", money(c.mrr_now)), "now, normalised to 30 days"))
             (tile(&format!("fig-arr-{key}"), "ARR", &format!("{} {cur}", money(c.mrr_now * Decimal::from(12))), "MRR × 12"))
@@ -366,7 +366,6 @@ fn currency_block(cur: &str, c: &CurrencyFigures) -> Markup {
                 th { "Month" } th.num { "MRR" } th.num { "New" } th.num { "Expansion" } th.num { "Reactivation" }
                 th.num { "Contraction" } th.num { "Churn" } th.num { "Net new" } th.num { "Customers" }
                 th.num { "Logo churn" } th.num { "Revenue churn" } th.num { "ARPA" } th.num { "LTV" }
-                th.num { "Gross" } th.num { "Refunds" } th.num { "Affiliates" } th.num { "Net" }
             } }
             tbody {
                 @for m in &c.months {
@@ -384,6 +383,20 @@ fn currency_block(cur: &str, c: &CurrencyFigures) -> Markup {
                         td.num { (pct(m.revenue_churn())) }
                         td.num { (m.arpa().map_or_else(|| "—".into(), money)) }
                         td.num { (m.ltv().map_or_else(|| "undefined".into(), money)) }
+                    }
+                }
+            }
+        }
+        h2 { "Gross and net revenue in " (cur) }
+        table #(format!("money-{key}")) {
+            thead { tr {
+                th { "Month" } th.num { "Gross (paid invoices)" } th.num { "Refunds" }
+                th.num { "Affiliate commissions" } th.num { "Net" }
+            } }
+            tbody {
+                @for m in &c.months {
+                    tr data-money=(m.month) {
+                        td.nowrap { (m.month) }
                         td.num { (money(m.gross)) }
                         td.num { (money(m.refunds)) }
                         td.num { (money(m.affiliate)) }

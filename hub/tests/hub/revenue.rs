@@ -213,8 +213,20 @@ async fn revenue_page_on_a_year_of_subscriptions(b: Backend) {
     let admin_cookie = console_cookie(&hub, &admin.email, &admin.password).await;
     let r = page(&hub, "GET", &path, Some(&cookie), &[], None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    if let Some(dir) = std::env::var_os("TRADECAST_CONSOLE_SHOTS") {
-        std::fs::write(std::path::Path::new(&dir).join("revenue.html"), &r.text).unwrap();
+    // `REVENUE_SCREENSHOT=DIR`: the page saved with its assets pointing at this hub, and
+    // Chromium's screenshot of it (the page needs a session cookie; the file does not).
+    if let Some(dir) = std::env::var_os("REVENUE_SCREENSHOT") {
+        let dir = std::path::Path::new(&dir);
+        let html = dir.join(format!("revenue-{b:?}.html"));
+        let text = r.text.replace("\"/assets/", &format!("\"{}", hub.url("/assets/")));
+        std::fs::write(&html, text).unwrap();
+        let status = std::process::Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,2200"])
+            .arg(format!("--screenshot={}", dir.join(format!("revenue-{b:?}.png")).display()))
+            .arg(format!("file://{}", html.display()))
+            .status()
+            .unwrap();
+        assert!(status.success(), "chromium: {status}");
     }
     assert!(r.text.contains("<a href=\"/revenue\" class=\"on\">Revenue</a>"), "{}", r.text);
     assert!(
@@ -231,6 +243,12 @@ async fn revenue_page_on_a_year_of_subscriptions(b: Backend) {
         assert!(m6.contains(&format!("<td class=\"num\">{cell}</td>")), "{cell}: {m6}");
     }
     assert!(row(month(5)).contains("<td class=\"num\">308.76</td>"));
+    let gross = r.text.find(&format!("data-money=\"{}\"", month(6).label())).unwrap();
+    assert!(r.text[gross..].starts_with(&format!(
+        "data-money=\"{}\"><td class=\"nowrap\">{}</td><td class=\"num\">345.00</td>",
+        month(6).label(),
+        month(6).label()
+    )));
     assert!(r.text.contains("id=\"mrr-chart\""));
     assert!(r.text.contains("count neither as new nor as churn"));
     let r = page(&hub, "GET", &path, Some(&admin_cookie), &[], None).await;
