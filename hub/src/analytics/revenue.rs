@@ -718,6 +718,7 @@ pub async fn load(db: &Db, account_currency: &str, xtr_rate: Decimal) -> Result<
                 .unwrap_or_default(),
         });
     }
+    let by_id: HashMap<&str, &SubHistory> = subs.iter().map(|s| (s.id.as_str(), s)).collect();
     let mut invoices = Vec::new();
     for r in sqlx::query(
         "SELECT subscription_id, door, currency, amount_paid_minor, amount_refunded_minor, \
@@ -734,8 +735,8 @@ pub async fn load(db: &Db, account_currency: &str, xtr_rate: Decimal) -> Result<
         let period_start: i64 = r.try_get(7)?;
         // The plan billed: the subscription's plan at the period's start, else its plan now.
         let plan_id = sub_id.as_ref().and_then(|id| {
-            subs.iter()
-                .find(|s| &s.id == id)
+            by_id
+                .get(id.as_str())
                 .and_then(|s| {
                     s.intervals
                         .iter()
