@@ -70,6 +70,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(crate::billing::api::router())
         .merge(crate::telegram::api::router())
         .merge(crate::public::api::router())
+        .merge(crate::ui::revenue::api_router())
         .split_for_parts()
 }
 

@@ -42,6 +42,7 @@ pub static NAV: &[NavItem] = &[
     NavItem { href: "/", label: "Overview", roles: ADMINS },
     NavItem { href: "/subscribers", label: "Subscribers", roles: ADMINS },
     NavItem { href: "/providers", label: "Providers and plans", roles: ADMINS },
+    NavItem { href: "/revenue", label: "Revenue", roles: ADMINS },
     NavItem { href: "/operations", label: "Operations", roles: ADMINS },
     NavItem { href: "/outbox", label: "Outbox", roles: ADMINS },
     NavItem { href: "/broadcasts", label: "Broadcasts", roles: ADMINS },

@@ -4,7 +4,7 @@
 //! notice area, footer), the cookie [`session`] of hub accounts, the [`login`] pages, the error
 //! view ([`PageError`]) and the console's [`overview`] at `/`. One module per page, each a view
 //! of the API's domain functions: [`subscribers`], [`providers`] (and plans), [`operations`],
-//! [`outbox`] (and jobs), [`broadcasts`] (Telegram), [`audit`], the subscriber's [`account`];
+//! [`outbox`] (and jobs), [`broadcasts`] (Telegram), [`revenue`], [`audit`], the subscriber's [`account`];
 //! [`fmt`] shows times and money.
 //!
 //! Safety, on every route of [`router`]:
@@ -34,6 +34,7 @@ pub mod operations;
 pub mod outbox;
 pub mod overview;
 pub mod providers;
+pub mod revenue;
 pub mod session;
 pub mod subscribers;
 
@@ -74,6 +75,7 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
         .route("/broadcasts/{kind}/{id}/delete", post(broadcasts::delete_content))
         .route("/outbox/{id}/retry", post(outbox::retry))
         .route("/outbox/{id}/discard", post(outbox::discard))
+        .route("/revenue", get(revenue::show))
         .route("/providers", get(providers::show))
         .route("/providers/{id}", get(providers::provider))
         .route("/provider", get(providers::own))

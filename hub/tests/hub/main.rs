@@ -29,6 +29,7 @@ mod outbox;
 mod plans;
 mod quic;
 mod ratelimit;
+mod revenue;
 mod schemathesis;
 mod signals;
 mod sync;
