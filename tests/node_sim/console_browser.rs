@@ -51,6 +51,7 @@ async fn slow_console_overview_shows_an_alarm_live() {
     for (path, marker) in [
         ("/providers", "quarantine"),
         ("/subscribers", "subscribers"),
+        ("/revenue", "revenue"),
         ("/operations", "sessions"),
         ("/outbox", "jobs"),
         ("/audit", "audit"),
