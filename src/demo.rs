@@ -213,6 +213,8 @@ pub struct Report {
     /// The figures of the hub console's overview as the owner sees them after signing in with
     /// the browser's form (`fig-…` element id without the prefix → value).
     pub console: BTreeMap<String, i64>,
+    /// The overview's MRR as shown (`52.25 USD`), if it showed one.
+    pub console_mrr: Option<String>,
     /// Each subscriber's plan features in force at the end, as its node holds them: hub-signed
     /// FeatureGrants the node verified against its pinned hub key (name → feature names).
     pub plans: Vec<(String, Vec<String>)>,
@@ -522,7 +524,7 @@ impl DemoHub {
         &self,
         email: &str,
         password: &str,
-    ) -> anyhow::Result<BTreeMap<String, i64>> {
+    ) -> anyhow::Result<(BTreeMap<String, i64>, Option<String>)> {
         let b = self.browser_session(email, password, None).await?;
         let page = b
             .client
@@ -533,7 +535,11 @@ impl DemoHub {
             .error_for_status()?
             .text()
             .await?;
-        Ok(console_figures(&page))
+        let mrr = page
+            .split_once("id=\"fig-mrr\">")
+            .and_then(|(_, rest)| rest.split_once('<'))
+            .map(|(v, _)| v.trim().to_owned());
+        Ok((console_figures(&page), mrr))
     }
 
     /// The owner broadcasts `text` with a button to every linked account from the console's
@@ -1775,7 +1781,7 @@ async fn replay(
     for n in &all {
         hub_links.push((n.name.clone(), n.status().await?.sync.hub_connected));
     }
-    let console = hub.console_overview(DEMO_OWNER.0, DEMO_OWNER.1).await?;
+    let (console, console_mrr) = hub.console_overview(DEMO_OWNER.0, DEMO_OWNER.1).await?;
     let mut plans = Vec::new();
     for n in &subs {
         let grants: Vec<tradecast_protocol::FeatureGrant> = n.get("/api/v1/feature-grants").await?;
@@ -1856,6 +1862,7 @@ async fn replay(
         settle_timeouts,
         unreceipted,
         console,
+        console_mrr,
         plans,
         subscriptions,
         revenue,
@@ -1991,5 +1998,15 @@ fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {
         fig("devices-active"),
         fig("signals-today"),
         fig("plans-active"),
+    ));
+    let alarms: i64 =
+        r.console.iter().filter(|(k, _)| k.starts_with("alarm-")).map(|(_, v)| *v).sum();
+    out(&format!(
+        "hub console overview: MRR {}, {} live subscription(s) ({} active), {} new this month, {} alarm(s); revenue by month at /revenue",
+        r.console_mrr.as_deref().unwrap_or("?"),
+        fig("subscriptions-live"),
+        fig("status-active"),
+        fig("new-month"),
+        alarms,
     ));
 }

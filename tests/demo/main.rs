@@ -159,6 +159,10 @@ fn check(report: &Report, lines: &[String]) {
     assert!(
         lines.iter().any(|l| l.starts_with("hub console (the owner, signed in): 2 subscriber"))
     );
+    // Alice by card and bob by Stars: two live subscriptions and their MRR on the overview.
+    assert_eq!(fig("subscriptions-live"), Some(2), "{:?}", report.console);
+    assert!(report.console_mrr.as_deref().is_some_and(|m| m.ends_with(" USD") && m != "0.00 USD"));
+    assert!(lines.iter().any(|l| l.starts_with("hub console overview: MRR ")), "{lines:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
