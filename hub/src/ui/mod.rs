@@ -98,6 +98,7 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
         .route("/p/{provider}", get(crate::public::page::show))
         .route("/assets/{*path}", get(assets::serve))
         .route_layer(axum::extract::DefaultBodyLimit::max(state.config.http.body_limit_bytes))
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::affiliates::track_ref))
         .route_layer(middleware::from_fn(same_site_only))
         .route_layer(middleware::from_fn(move |req, next| host_guard(hosts.clone(), req, next)))
         .route_layer(middleware::from_fn(security_headers))

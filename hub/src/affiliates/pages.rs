@@ -1,0 +1,1 @@
+//! The affiliates' pages: `/affiliate` (an account's own) and `/affiliates` (the console).
