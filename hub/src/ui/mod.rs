@@ -46,6 +46,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::affiliates::pages as affiliates;
 use crate::config::{PublicUrl, split_authority};
 use crate::db::DbError;
 use crate::error::ApiError;
@@ -84,6 +85,16 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
             post(subscribers::revoke_entitlement),
         )
         .route("/account", get(account::show))
+        .route("/affiliate", get(affiliates::mine))
+        .route("/affiliate/join", post(affiliates::join))
+        .route("/affiliate/codes", post(affiliates::add_code))
+        .route("/affiliates", get(affiliates::console))
+        .route("/affiliates/settings", post(affiliates::save_settings))
+        .route("/affiliates/payouts", post(affiliates::run_payout))
+        .route("/affiliates/payouts/{run}/paid", post(affiliates::mark_paid))
+        .route("/affiliates/payouts/{run}/csv", get(affiliates::csv))
+        .route("/affiliates/holds/{id}/{verb}", post(affiliates::decide_hold))
+        .route("/affiliates/{id}/{verb}", post(affiliates::decide))
         .route("/account/checkout", post(account::checkout))
         .route("/account/portal", post(account::portal))
         .route("/account/enrolment-code", post(account::enrolment_code))

@@ -9,6 +9,7 @@ use tradecast_hub::billing::ledger::{
     self, Door, EventKey, Observed, ObservedInvoice, ObservedStatus,
 };
 
+use crate::console::{console_cookie, csrf_of, page};
 use crate::helpers::{Backend, Session, TestHub};
 use crate::on_both;
 
@@ -21,6 +22,7 @@ on_both!(
     self_referral_rules_hold_and_spare,
     burst_and_refund_rate_hold_and_spare,
     programme_api_is_for_the_owner,
+    pages_for_the_affiliate_and_the_owner,
 );
 
 const DAY: i64 = 86_400_000;
@@ -816,5 +818,70 @@ async fn programme_api_is_for_the_owner(b: Backend) {
     // The owner's list shows both affiliates.
     let list = w.hub.get("/api/v1/affiliates", Some(&w.owner.token)).await;
     assert_eq!(list.ok(200).as_array().unwrap().len(), 2);
+    w.hub.stop().await;
+}
+
+async fn pages_for_the_affiliate_and_the_owner(b: Backend) {
+    let w = world(b, percent(2000, None)).await;
+    let alice = referred(&w).await;
+    pay(&w, &Pay::card(&alice, "sub_p", &w.gold, "in_p", 4900)).await;
+    // The affiliate's page: its code, figures and the pending commission.
+    let cookie = console_cookie(&w.hub, &w.aff.email, &w.aff.password).await;
+    let r = page(&w.hub, "GET", "/affiliate", Some(&cookie), &[], None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains(&format!("/signup?ref={}", w.code)));
+    assert!(r.text.contains("id=\"fig-signups\">1<"), "{}", r.text);
+    assert!(r.text.contains("id=\"fig-conversions\">1<"));
+    assert!(r.text.contains("9.80 USD") && r.text.contains("pending"));
+    // A code added from the page (the CSRF token required).
+    let csrf = csrf_of(&r);
+    let no =
+        page(&w.hub, "POST", "/affiliate/codes", Some(&cookie), &[], Some(&[("code", "nope")]))
+            .await;
+    assert_eq!(no.status, 403);
+    let form = [("csrf", csrf.as_str()), ("code", "alice-friends")];
+    let r = page(&w.hub, "POST", "/affiliate/codes", Some(&cookie), &[], Some(&form)).await;
+    assert_eq!(r.status, 303);
+    // The console: a subscriber is refused; the owner sees the affiliate and saves the programme.
+    let r = page(&w.hub, "GET", "/affiliates", Some(&cookie), &[], None).await;
+    assert_eq!(r.status, 403);
+    let owner = console_cookie(&w.hub, &w.owner.email, &w.owner.password).await;
+    let r = page(&w.hub, "GET", "/affiliates", Some(&owner), &[], None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text.contains(&w.aff.email) && r.text.contains("alice-friends"));
+    let csrf = csrf_of(&r);
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("s.*.kind", "percent"),
+        ("s.*.percent_bp", "3000"),
+        ("s.*.months", ""),
+        ("s.*.fixed_minor", "0"),
+        ("s.*.fixed_currency", ""),
+        ("tiers", ""),
+        ("thresholds", "USD:500"),
+        ("window_days", "30"),
+        ("holding_days", "14"),
+        ("refund_rate_bp", "3000"),
+        ("refund_min_invoices", "5"),
+        ("burst_signups", "5"),
+        ("burst_minutes", "60"),
+    ];
+    let r = page(&w.hub, "POST", "/affiliates/settings", Some(&owner), &[], Some(&form)).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let s = store::settings(w.hub.state()).await.unwrap();
+    assert_eq!((s.window_days, s.holding_days, s.approval_required), (30, 14, false));
+    assert_eq!(s.schemes[0].percent_bp, 3000);
+    // A payout run from the page, its CSV.
+    w.hub.clock.advance_ms(31 * DAY);
+    store::mature(w.hub.state()).await.unwrap();
+    let owner = console_cookie(&w.hub, &w.owner.email, &w.owner.password).await;
+    let r = page(&w.hub, "GET", "/affiliates", Some(&owner), &[], None).await;
+    let csrf = csrf_of(&r);
+    let form = [("csrf", csrf.as_str()), ("run_id", "page-run")];
+    let r = page(&w.hub, "POST", "/affiliates/payouts", Some(&owner), &[], Some(&form)).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let r = page(&w.hub, "GET", "/affiliates/payouts/page-run/csv", Some(&owner), &[], None).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text.contains(&format!("{},9.80,USD,page-run-", w.aff.email)), "{}", r.text);
     w.hub.stop().await;
 }
