@@ -23,6 +23,7 @@ on_both!(
     burst_and_refund_rate_hold_and_spare,
     programme_api_is_for_the_owner,
     pages_for_the_affiliate_and_the_owner,
+    telegram_start_ref_attributes_at_first_payment,
 );
 
 const DAY: i64 = 86_400_000;
@@ -884,4 +885,95 @@ async fn pages_for_the_affiliate_and_the_owner(b: Backend) {
     assert_eq!(r.status, 200);
     assert!(r.text.contains(&format!("{},9.80,USD,page-run-", w.aff.email)), "{}", r.text);
     w.hub.stop().await;
+}
+
+async fn telegram_start_ref_attributes_at_first_payment(b: Backend) {
+    use tradecast_standins::telegram::{TelegramStandin, TelegramStandinConfig};
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let hub =
+        crate::telegram_bot::hub_with_bot(b, &sb, tradecast_hub::config::TelegramMode::Webhook)
+            .await;
+    let owner = hub.owner().await;
+    let provider = hub.user(&owner, "provider").await;
+    let gold = hub.plan(&provider, "Gold", "USD").await;
+    settings(&hub, &owner, percent(2000, None)).await;
+    let aff = hub.user(&owner, "subscriber").await;
+    let a = store::join(hub.state(), &aff.user_id, None, "t").await.unwrap();
+    let a = store::decide_affiliate(hub.state(), &owner.user_id, &a.id, true, "t").await.unwrap();
+    let code = a.codes[0].clone();
+    // Bob opens t.me/<bot>?start=ref_<code>: the usual welcome, the touch kept.
+    sb.user(601, "Bob", Some("bob")).unwrap();
+    sb.user_says(601, &format!("/start ref_{code}")).unwrap();
+    crate::telegram_bot::reply(&sb, 601, "Welcome to Tradecast").await;
+    let touch: (String,) =
+        sqlx::query_as("SELECT code FROM affiliate_telegram_touches WHERE telegram_user_id = 601")
+            .fetch_one(hub.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(touch.0, code);
+    // An unknown code: the welcome too, nothing kept.
+    sb.user(602, "Eve", None).unwrap();
+    sb.user_says(602, "/start ref_nosuch").unwrap();
+    crate::telegram_bot::reply(&sb, 602, "Welcome to Tradecast").await;
+    let none: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM affiliate_telegram_touches WHERE telegram_user_id = 602",
+    )
+    .fetch_one(hub.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(none, 0);
+    // Bob's account links that Telegram user, then pays: attributed (telegram) and commissioned.
+    let bob = hub.user(&owner, "subscriber").await;
+    let link = crate::telegram_bot::link_code(&hub, &bob, sb.bot_username()).await;
+    sb.user_says(601, &format!("/start {link}")).unwrap();
+    crate::telegram_bot::reply(&sb, 601, "Linked to").await;
+    let now = hub.clock.now_ms();
+    let o = Observed {
+        external_id: "sub_tg".into(),
+        account_id: bob.user_id.clone(),
+        plan_id: gold.clone(),
+        status: ObservedStatus::Active,
+        period_start_ms: now,
+        period_end_ms: now + 30 * DAY,
+        cancel_at_period_end: false,
+        trial_end_ms: None,
+        ended_at_ms: None,
+        unpaid_since_ms: None,
+        refunded: false,
+        referral: None,
+        created_ms: now,
+    };
+    let inv = ObservedInvoice {
+        external_id: "in_tg".into(),
+        subscription_external_id: Some("sub_tg".into()),
+        status: "paid".into(),
+        amount_due_minor: 4900,
+        amount_paid_minor: 4900,
+        amount_refunded_minor: 0,
+        currency: "USD".into(),
+        period_start_ms: now,
+        period_end_ms: now + 30 * DAY,
+        billing_reason: Some("subscription_create".into()),
+        hosted_url: None,
+        created_ms: now,
+        paid_at_ms: Some(now),
+    };
+    let key = EventKey { door: Door::Stripe, event_id: "evt_tg", kind: "test" };
+    ledger::apply(hub.state(), Some(key), &bob.user_id, Door::Stripe, &[o], &[inv], "t")
+        .await
+        .unwrap();
+    let r: (String, String) =
+        sqlx::query_as("SELECT code, channel FROM affiliate_referrals WHERE account_id = $1")
+            .bind(&bob.user_id)
+            .fetch_one(hub.db.pool())
+            .await
+            .unwrap();
+    assert_eq!(r, (code, "telegram".into()));
+    let st = store::statement(hub.state(), &a.id).await.unwrap();
+    assert_eq!(st.clicks, 1);
+    assert_eq!(
+        (st.entries.len(), st.entries[0].amount_minor, st.entries[0].status.as_str()),
+        (1, 980, "pending")
+    );
+    hub.stop().await;
 }

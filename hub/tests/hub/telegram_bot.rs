@@ -24,7 +24,7 @@ on_both!(
 const SECRET: &str = "tg-hook-secret";
 const WAIT: Duration = Duration::from_secs(15);
 
-async fn hub_with_bot(b: Backend, sb: &TelegramStandin, mode: TelegramMode) -> TestHub {
+pub(crate) async fn hub_with_bot(b: Backend, sb: &TelegramStandin, mode: TelegramMode) -> TestHub {
     let port = free_port();
     let (api, token) = (sb.base_url().to_string(), sb.token().to_string());
     TestHub::start_with_secrets(
@@ -49,7 +49,7 @@ async fn hub_with_bot(b: Backend, sb: &TelegramStandin, mode: TelegramMode) -> T
 }
 
 /// The account page's Telegram link for `who`; its `start` code.
-async fn link_code(hub: &TestHub, who: &Session, bot: &str) -> String {
+pub(crate) async fn link_code(hub: &TestHub, who: &Session, bot: &str) -> String {
     let form = [("email", who.email.as_str()), ("password", who.password.as_str())];
     let r = page(hub, "POST", "/login", None, &[], Some(&form)).await;
     let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap();
@@ -70,7 +70,7 @@ async fn link_code(hub: &TestHub, who: &Session, bot: &str) -> String {
     to.strip_prefix(&format!("https://t.me/{bot}?start=")).expect(to).to_string()
 }
 
-async fn reply(
+pub(crate) async fn reply(
     sb: &TelegramStandin,
     chat: i64,
     needle: &str,
