@@ -64,6 +64,19 @@ fn base_url(state: &AppState) -> String {
         .unwrap_or_default()
 }
 
+/// A QR code of `text` as an SVG `data:` URI (an `<img>` the CSP allows: `img-src 'self' data:`).
+pub fn qr_data_uri(text: &str) -> Option<String> {
+    use qrcode::render::svg;
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    let image = code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(144, 144)
+        .dark_color(svg::Color("#000000"))
+        .light_color(svg::Color("#ffffff"))
+        .build();
+    Some(format!("data:image/svg+xml;base64,{}", data_encoding::BASE64.encode(image.as_bytes())))
+}
+
 fn rate_line(s: &Settings) -> Markup {
     html! {
         @for r in &s.schemes {
@@ -126,13 +139,18 @@ async fn render_mine(
             section #links {
                 h2 { "Your links" }
                 table {
-                    thead { tr { th { "Code" } th { "Web link" } th { "Telegram" } } }
+                    thead { tr { th { "Code" } th { "Web link" } th { "Telegram" } th { "QR code (web link)" } } }
                     tbody {
                         @for c in &st.affiliate.codes {
+                            @let web = format!("{base}/signup?ref={c}");
                             tr {
                                 td { code { (c) } }
-                                td { code { (base) "/signup?ref=" (c) } }
+                                td { code { (web) } }
                                 td { @if let Some(b) = &bot { code { "https://t.me/" (b) "?start=ref_" (c) } } @else { span.mute { "no bot" } } }
+                                td { @match (base.is_empty(), qr_data_uri(&web)) {
+                                    (false, Some(uri)) => { img.qr src=(uri) width="144" height="144" alt=(format!("QR code of {web}")); }
+                                    _ => { span.mute { "needs the hub's public_url" } }
+                                } }
                             }
                         }
                     }
@@ -679,6 +697,15 @@ pub async fn csv(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_qr_code_is_an_svg_data_uri() {
+        let uri = qr_data_uri("https://hub.example.com/signup?ref=abc").unwrap();
+        let b64 = uri.strip_prefix("data:image/svg+xml;base64,").unwrap();
+        let svg = String::from_utf8(data_encoding::BASE64.decode(b64.as_bytes()).unwrap()).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("<path"), "{svg}");
+        assert!(!svg.contains("style="), "no inline style (CSP)");
+    }
 
     #[test]
     fn the_settings_form_reads_schemes_tiers_and_thresholds() {
