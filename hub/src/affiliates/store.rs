@@ -645,9 +645,9 @@ pub async fn attribute(
     Ok(out)
 }
 
-/// At sign-up: the web cookie's touch if any (the first touch), else the request's `ref`
-/// (touched now), else the Telegram touch of nobody yet. Failures are logged, never fail the
-/// sign-up.
+/// At sign-up: the web cookie's touch (the first touch), else — no cookie, or its touch out of
+/// the window or its code not live — the request's `ref` (touched now). Failures are logged,
+/// never fail the sign-up.
 pub async fn attribute_signup(
     state: &AppState,
     account_id: &str,
@@ -656,19 +656,20 @@ pub async fn attribute_signup(
     ip: std::net::IpAddr,
 ) {
     let ip_hash = super::ip_hash(state, ip);
-    let (code, at, channel) = match (cookie, code) {
-        (Some((c, at)), _) => (c, at, Channel::Web),
-        (None, Some(c)) => (c.to_string(), state.now_ms(), Channel::Signup),
-        (None, None) => {
-            // No code: still keep the address, for the burst and self-referral checks of a
-            // referral attributed later (Telegram, checkout) — nothing to do without a code.
-            return;
+    let now = state.now_ms();
+    let touches = cookie
+        .map(|(c, at)| (c, at, Channel::Web))
+        .into_iter()
+        .chain(code.map(|c| (c.to_string(), now, Channel::Signup)));
+    for (code, at, channel) in touches {
+        match attribute(state, account_id, &code, at, channel, Some(&ip_hash)).await {
+            Ok(Ok(_)) | Ok(Err(NotAttributed::Already)) => return,
+            Ok(Err(why)) => tracing::info!(?why, "sign-up referral not attributed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "sign-up referral not stored");
+                return;
+            }
         }
-    };
-    match attribute(state, account_id, &code, at, channel, Some(&ip_hash)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(why)) => tracing::info!(?why, "sign-up referral not attributed"),
-        Err(e) => tracing::warn!(error = %e, "sign-up referral not stored"),
     }
 }
 

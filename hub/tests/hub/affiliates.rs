@@ -506,6 +506,9 @@ async fn web_links_first_touch_wins_and_the_window_expires(b: Backend) {
     w.hub.clock.advance_ms(61 * DAY);
     assert_eq!(signup_form(&w, "erin@example.com", "", Some(&cookie)).await, 303);
     assert_eq!(referral_of(&w, "erin@example.com").await, None);
+    // Fay's cookie is as old, but her form carries the second code (touched now): that one.
+    assert_eq!(signup_form(&w, "fay@example.com", &second, Some(&cookie)).await, 303);
+    assert_eq!(referral_of(&w, "fay@example.com").await, Some((second.clone(), "signup".into())));
     // Attributed once: a later touch does not move an account.
     let carol: String =
         sqlx::query_scalar("SELECT id FROM users WHERE email = 'carol@example.com'")
