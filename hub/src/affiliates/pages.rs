@@ -338,7 +338,7 @@ async fn render_console(
                 tbody {
                     @for l in &affiliates {
                         tr {
-                            td { (l.email) }
+                            td { a href=(format!("/affiliates/{}", l.affiliate.id)) { (l.email) } }
                             td { span class=(format!("tag {}", tag_of(&l.affiliate.status))) { (l.affiliate.status) } }
                             td { @for c in &l.affiliate.codes { code { (c) } " " } }
                             td.num { (l.signups) }
@@ -467,6 +467,53 @@ pub async fn console(
     Query(q): Query<Done>,
 ) -> Result<Response, PageError> {
     render_console(&state, &signed, notice_of(&q).as_ref()).await
+}
+
+/// `GET /affiliates/{id}`: one affiliate's statement (owners and admins).
+pub async fn statement(
+    State(state): State<AppState>,
+    Console(signed): Console,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let st = store::statement(&state, &id).await?;
+    let email = crate::accounts::user_by_id(&state.db, &st.affiliate.account_id)
+        .await?
+        .map(|u| u.email)
+        .unwrap_or_default();
+    let body = html! {
+        p { a href="/affiliates" { "← Affiliates" } }
+        div.cards {
+            div.card { div.k { "Clicks" } span.v #fig-clicks { (st.clicks) } }
+            div.card { div.k { "Sign-ups" } span.v #fig-signups { (st.signups) } }
+            div.card { div.k { "Conversions" } span.v #fig-conversions { (st.conversions) } }
+        }
+        section #balances {
+            h2 { "Balances" }
+            table {
+                thead { tr { th { "Currency" } th.num { "Pending" } th.num { "Payable" } th.num { "Paid" } th.num { "Held" } } }
+                tbody {
+                    @for b in &st.balances {
+                        tr {
+                            td { (b.currency) }
+                            td.num { (fmt::money(b.pending_minor, &b.currency)) }
+                            td.num { (fmt::money(b.payable_minor, &b.currency)) }
+                            td.num { (fmt::money(b.paid_minor, &b.currency)) }
+                            td.num { (fmt::money(b.held_minor, &b.currency)) }
+                        }
+                    }
+                    @if st.balances.is_empty() { (fmt::none_row(5, "No commission yet.")) }
+                }
+            }
+        }
+        section #statement {
+            h2 { "Statement" }
+            p.mute { "Telegram Stars at " (st.xtr_rate) " " (st.account_currency) " per Star (billing.xtr_rate)." }
+            (entries_table(&st.entries))
+        }
+    };
+    let title = format!("Affiliate {email}");
+    let frame = Frame { signed: &signed, title: &title, active: "/affiliates", notice: None };
+    Ok(layout::html(layout::page(&frame, body)))
 }
 
 fn owner_only(signed: &Signed) -> Result<(), AffiliateError> {

@@ -94,6 +94,7 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
         .route("/affiliates/payouts/{run}/paid", post(affiliates::mark_paid))
         .route("/affiliates/payouts/{run}/csv", get(affiliates::csv))
         .route("/affiliates/holds/{id}/{verb}", post(affiliates::decide_hold))
+        .route("/affiliates/{id}", get(affiliates::statement))
         .route("/affiliates/{id}/{verb}", post(affiliates::decide))
         .route("/account/checkout", post(account::checkout))
         .route("/account/portal", post(account::portal))

@@ -853,6 +853,12 @@ async fn pages_for_the_affiliate_and_the_owner(b: Backend) {
     let r = page(&w.hub, "GET", "/affiliates", Some(&owner), &[], None).await;
     assert_eq!(r.status, 200);
     assert!(r.text.contains(&w.aff.email) && r.text.contains("alice-friends"));
+    let one =
+        page(&w.hub, "GET", &format!("/affiliates/{}", w.aff_id), Some(&owner), &[], None).await;
+    assert_eq!(one.status, 200);
+    assert!(one.text.contains("9.80 USD") && one.text.contains("id=\"fig-conversions\">1<"));
+    let none = page(&w.hub, "GET", "/affiliates/nosuch", Some(&owner), &[], None).await;
+    assert_eq!(none.status, 404);
     let csrf = csrf_of(&r);
     let form = [
         ("csrf", csrf.as_str()),
