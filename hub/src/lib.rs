@@ -15,6 +15,7 @@
 //! with the protocol crate's `track` functions, which `tradecast-hub verify` runs offline.
 
 pub mod accounts;
+pub mod affiliates;
 pub mod analytics;
 pub mod api;
 pub mod apikeys;
@@ -263,6 +264,7 @@ impl Extensions {
         let mut ext = Extensions::default();
         billing::register_jobs(&mut ext.jobs);
         telegram::register_jobs(&mut ext.jobs);
+        affiliates::register_jobs(&mut ext.jobs);
         ext
     }
 }

@@ -147,6 +147,8 @@ async fn signup(
         &request_id,
     )
     .await?;
+    let referral = req.referral.as_deref();
+    crate::affiliates::store::attribute_signup(&state, &user.id, None, referral, ip).await;
     let tokens = crate::api::auth::new_login(&state, &user).await?;
     Ok((StatusCode::CREATED, axum::Json(SignupResponse { user, tokens })))
 }

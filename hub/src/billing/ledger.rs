@@ -510,7 +510,26 @@ pub async fn apply(
             .map_err(DbError::from)?,
             None => None,
         };
-        upsert_invoice(&mut tx, door, account_id, sub_id.as_deref(), inv, now).await?;
+        let (invoice_id, before) =
+            upsert_invoice(&mut tx, door, account_id, sub_id.as_deref(), inv, now).await?;
+        // Affiliates: a commission for an invoice newly paid, its reversal for a refund.
+        if inv.status == "paid" && before.as_ref().is_none_or(|(s, _)| s != "paid") {
+            crate::affiliates::on_invoice_paid(&mut tx, state, now, &invoice_id, request_id)
+                .await?;
+        }
+        if inv.amount_refunded_minor > before.map_or(0, |(_, r)| r) {
+            let refunded = inv.amount_refunded_minor;
+            crate::affiliates::on_refund(
+                &mut tx,
+                state,
+                now,
+                &invoice_id,
+                refunded,
+                "refund",
+                request_id,
+            )
+            .await?;
+        }
     }
     tx.commit().await.map_err(DbError::from)?;
     for a in applied {
@@ -630,13 +649,24 @@ async fn upsert_invoice(
     subscription_id: Option<&str>,
     inv: &ObservedInvoice,
     now: i64,
-) -> Result<(), ApiError> {
+) -> Result<(String, Option<(String, i64)>), ApiError> {
     let status = match inv.status.as_str() {
         s @ ("draft" | "open" | "paid" | "uncollectible" | "void") => s,
         other => {
             return Err(ApiError::Validation(format!("invoice status {other:?} is not known")));
         }
     };
+    // What it was (id, status, refunded), for the affiliates' hook.
+    let before: Option<(String, String, i64)> = sqlx::query_as(
+        "SELECT id, status, amount_refunded_minor FROM invoices \
+         WHERE door = $1 AND external_id = $2 AND account_id = $3",
+    )
+    .bind(door.as_str())
+    .bind(&inv.external_id)
+    .bind(account_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
     let updated = sqlx::query(
         "UPDATE invoices SET status = $1, amount_due_minor = $2, amount_paid_minor = $3, \
          amount_refunded_minor = $4, paid_at_ms = $5, hosted_url = $6, subscription_id = $7, \
@@ -656,14 +686,17 @@ async fn upsert_invoice(
     .execute(&mut **tx)
     .await
     .map_err(DbError::from)?;
-    if updated.rows_affected() > 0 {
-        return Ok(());
+    if updated.rows_affected() > 0
+        && let Some((id, status, refunded)) = before
+    {
+        return Ok((id, Some((status, refunded))));
     }
+    let id = crate::ids::new_id();
     sqlx::query(crate::sql!(
         "INSERT INTO invoices ({INV_COLUMNS}, updated_at_ms) VALUES \
          ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     ))
-    .bind(crate::ids::new_id())
+    .bind(&id)
     .bind(account_id)
     .bind(subscription_id)
     .bind(door.as_str())
@@ -683,7 +716,7 @@ async fn upsert_invoice(
     .execute(&mut **tx)
     .await
     .map_err(DbError::from)?;
-    Ok(())
+    Ok((id, None))
 }
 
 #[derive(Default)]

@@ -234,11 +234,16 @@ pub async fn checkout(
     let base = base_url(state)?;
     let customer = customer_for(state, account_id).await?;
     let price_id = price_for(state, &plan).await?;
-    let referral: Option<String> = sqlx::query_scalar("SELECT signup_ref FROM users WHERE id = $1")
-        .bind(account_id)
-        .fetch_one(state.db.pool())
-        .await
-        .map_err(DbError::from)?;
+    // The affiliate the account is attributed to (its first touch), else the code it signed up
+    // with: Checkout carries it as metadata `ref` (a payment can attribute an account).
+    let referral: Option<String> = sqlx::query_scalar(
+        "SELECT COALESCE((SELECT code FROM affiliate_referrals WHERE account_id = $1), \
+         signup_ref) FROM users WHERE id = $1",
+    )
+    .bind(account_id)
+    .fetch_one(state.db.pool())
+    .await
+    .map_err(DbError::from)?;
     // One session per (account, plan) per minute: a double click reuses it.
     let idempotency_key = format!("checkout:{account_id}:{}:{}", plan.id, now / 60_000);
     let success_url = format!("{base}/billing/return?session_id={{CHECKOUT_SESSION_ID}}");

@@ -200,6 +200,21 @@ pub enum Step {
     },
 }
 
+/// `/start`'s welcome for an unlinked user.
+fn welcome(state: &AppState) -> String {
+    format!(
+        "Welcome to <b>Tradecast</b>: signals from your provider, decided by your own app within your own rules.\n\n\
+         To get your alerts here, link your account: open your account page{} and press <b>Link Telegram</b>, \
+         or in the Tradecast app go to Settings → Plan → Link Telegram. Send /help for the commands.",
+        account_hint(state)
+    )
+}
+
+/// `/start`'s answer in a linked chat.
+fn linked_text(l: &Linked) -> String {
+    format!("This chat is linked to <b>{}</b>. Send /help for the commands.", esc(&l.name))
+}
+
 /// The text of a message's leading command and its argument, if it starts with one.
 fn command_of(msg: &Message) -> Option<(&str, &str)> {
     let text = msg.text.as_deref()?.trim();
@@ -267,6 +282,18 @@ pub async fn decide_message(state: &AppState, msg: &Message) -> Result<Step, DbE
         ));
     }
     Ok(match (cmd, linked) {
+        // An affiliate's link (`t.me/<bot>?start=ref_<code>`): the touch is kept for the account
+        // this Telegram user links, then the usual welcome.
+        (Command::Start, l) if arg.starts_with("ref_") => {
+            let code = arg.trim_start_matches("ref_");
+            if let Err(e) = crate::affiliates::store::telegram_touch(state, tg_user, code).await {
+                tracing::warn!(error = %e, "affiliate Telegram touch not stored");
+            }
+            match l {
+                None => reply(chat_id, welcome(state)),
+                Some(l) => reply(chat_id, linked_text(&l)),
+            }
+        }
         (Command::Start, None) if !arg.is_empty() && is_private(msg) => Step::Link {
             code: arg.to_owned(),
             telegram_user_id: tg_user,
@@ -274,19 +301,8 @@ pub async fn decide_message(state: &AppState, msg: &Message) -> Result<Step, DbE
             username: from.username.clone(),
             first_name: from.first_name.clone(),
         },
-        (Command::Start, None) => reply(
-            chat_id,
-            format!(
-                "Welcome to <b>Tradecast</b>: signals from your provider, decided by your own app within your own rules.\n\n\
-                 To get your alerts here, link your account: open your account page{} and press <b>Link Telegram</b>, \
-                 or in the Tradecast app go to Settings → Plan → Link Telegram. Send /help for the commands.",
-                account_hint(state)
-            ),
-        ),
-        (Command::Start, Some(l)) => reply(
-            chat_id,
-            format!("This chat is linked to <b>{}</b>. Send /help for the commands.", esc(&l.name)),
-        ),
+        (Command::Start, None) => reply(chat_id, welcome(state)),
+        (Command::Start, Some(l)) => reply(chat_id, linked_text(&l)),
         (Command::Help, l) => reply(chat_id, help(l.as_ref().map(|l| l.role))),
         (Command::Unlink, Some(l)) => Step::Unlink(l),
         (Command::Status, Some(l)) => reply(chat_id, status(state, &l).await?),

@@ -505,6 +505,7 @@ pub async fn signup(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     RequestId(request_id): RequestId,
+    headers: axum::http::HeaderMap,
     form: Result<Form<SignupForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
     let form = form.map(|Form(f)| f).unwrap_or_default();
@@ -541,6 +542,9 @@ pub async fn signup(
         }
         Err(e) => return Err(PageError(e)),
     };
+    // The affiliate link's cookie (the first touch) before the form's `ref`.
+    let touch = crate::affiliates::ref_cookie(&headers);
+    crate::affiliates::store::attribute_signup(&state, &user.id, touch, referral, ip).await;
     let cookie = session::open(&state, &user.id).await?;
     let mut resp = Redirect::to("/account").into_response();
     resp.headers_mut().insert(header::SET_COOKIE, cookie);

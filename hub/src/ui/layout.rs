@@ -35,6 +35,8 @@ pub struct NavItem {
 }
 
 const ADMINS: &[Role] = &[Role::Owner, Role::Admin];
+/// Providers and subscribers (the console's people see the affiliates from `/affiliates`).
+const MEMBERS: &[Role] = &[Role::Provider, Role::Subscriber];
 const EVERYONE: &[Role] = &[Role::Owner, Role::Admin, Role::Provider, Role::Subscriber];
 
 /// The navigation, in order.
@@ -46,10 +48,12 @@ pub static NAV: &[NavItem] = &[
     NavItem { href: "/operations", label: "Operations", roles: ADMINS },
     NavItem { href: "/outbox", label: "Outbox", roles: ADMINS },
     NavItem { href: "/broadcasts", label: "Broadcasts", roles: ADMINS },
+    NavItem { href: "/affiliates", label: "Affiliates", roles: ADMINS },
     NavItem { href: "/audit", label: "Audit", roles: ADMINS },
     NavItem { href: "/api/v1/docs", label: "API", roles: ADMINS },
     NavItem { href: "/provider", label: "Your signals", roles: &[Role::Provider] },
     NavItem { href: "/account", label: "Your account", roles: EVERYONE },
+    NavItem { href: "/affiliate", label: "Refer and earn", roles: MEMBERS },
 ];
 
 /// A console page: who it is for, its title, the navigation entry it belongs to, a notice.

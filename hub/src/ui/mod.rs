@@ -47,6 +47,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::affiliates::pages as affiliates;
 use crate::config::{PublicUrl, split_authority};
 use crate::db::DbError;
 use crate::error::ApiError;
@@ -93,6 +94,17 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
             post(subscribers::revoke_entitlement),
         )
         .route("/account", get(account::show))
+        .route("/affiliate", get(affiliates::mine))
+        .route("/affiliate/join", post(affiliates::join))
+        .route("/affiliate/codes", post(affiliates::add_code))
+        .route("/affiliates", get(affiliates::console))
+        .route("/affiliates/settings", post(affiliates::save_settings))
+        .route("/affiliates/payouts", post(affiliates::run_payout))
+        .route("/affiliates/payouts/{run}/paid", post(affiliates::mark_paid))
+        .route("/affiliates/payouts/{run}/csv", get(affiliates::csv))
+        .route("/affiliates/holds/{id}/{verb}", post(affiliates::decide_hold))
+        .route("/affiliates/{id}", get(affiliates::statement))
+        .route("/affiliates/{id}/{verb}", post(affiliates::decide))
         .route("/account/checkout", post(account::checkout))
         .route("/account/portal", post(account::portal))
         .route("/account/enrolment-code", post(account::enrolment_code))
@@ -107,6 +119,7 @@ pub fn router(state: &AppState, served: SocketAddr) -> Router<AppState> {
         .route("/p/{provider}", get(crate::public::page::show))
         .route("/assets/{*path}", get(assets::serve))
         .route_layer(axum::extract::DefaultBodyLimit::max(state.config.http.body_limit_bytes))
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::affiliates::track_ref))
         .route_layer(middleware::from_fn(same_site_only))
         .route_layer(middleware::from_fn(move |req, next| host_guard(hosts.clone(), req, next)))
         .route_layer(middleware::from_fn(security_headers))

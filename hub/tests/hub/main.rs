@@ -8,6 +8,7 @@
 
 mod helpers;
 
+mod affiliates;
 mod approvals;
 mod audit;
 mod auth;

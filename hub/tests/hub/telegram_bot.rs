@@ -25,7 +25,7 @@ on_both!(
 const SECRET: &str = "tg-hook-secret";
 const WAIT: Duration = Duration::from_secs(15);
 
-async fn hub_with_bot(b: Backend, sb: &TelegramStandin, mode: TelegramMode) -> TestHub {
+pub(crate) async fn hub_with_bot(b: Backend, sb: &TelegramStandin, mode: TelegramMode) -> TestHub {
     hub_with_bot_and(b, sb, mode, |_| {}).await
 }
 
@@ -60,7 +60,7 @@ async fn hub_with_bot_and(
 }
 
 /// The account page's Telegram link for `who`; its `start` code.
-async fn link_code(hub: &TestHub, who: &Session, bot: &str) -> String {
+pub(crate) async fn link_code(hub: &TestHub, who: &Session, bot: &str) -> String {
     let form = [("email", who.email.as_str()), ("password", who.password.as_str())];
     let r = page(hub, "POST", "/login", None, &[], Some(&form)).await;
     let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap();
@@ -81,7 +81,7 @@ async fn link_code(hub: &TestHub, who: &Session, bot: &str) -> String {
     to.strip_prefix(&format!("https://t.me/{bot}?start=")).expect(to).to_string()
 }
 
-async fn reply(
+pub(crate) async fn reply(
     sb: &TelegramStandin,
     chat: i64,
     needle: &str,
