@@ -646,6 +646,38 @@ pub fn compute(
 
 /// Reads the ledger's rows once: plans, subscriptions with their plan intervals (the
 /// entitlements the ledger granted for each, by door and processor id), paid invoices.
+/// The affiliate commissions booked on the ledger's invoices, as costs against net revenue:
+/// every entry the hub owes or paid (pending, held for review, payable, paid) and the reversals
+/// of them (negative); a commission rejected or cancelled (refunded before it was paid) was
+/// never owed. Each is dated when it was booked and carries its invoice's door and plan.
+pub async fn commissions(db: &Db) -> Result<Vec<Commission>, DbError> {
+    let rows = sqlx::query(
+        "SELECT i.door, s.plan_id, c.currency, c.amount_minor, c.created_at_ms \
+         FROM affiliate_commissions c JOIN invoices i ON i.id = c.invoice_id \
+         LEFT JOIN subscriptions s ON s.id = i.subscription_id \
+         WHERE c.status IN ('pending', 'held', 'payable', 'paid') ORDER BY c.created_at_ms, c.id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let door: String = r.try_get(0)?;
+        let door = match Door::parse(&door) {
+            Some(Door::Stripe) => RevenueDoor::Stripe,
+            Some(Door::TelegramStars) => RevenueDoor::Stars,
+            None => return Err(DbError::Corrupt(format!("invoice door {door:?}"))),
+        };
+        out.push(Commission {
+            door,
+            plan_id: r.try_get(1)?,
+            currency: r.try_get(2)?,
+            amount_minor: r.try_get(3)?,
+            at_ms: r.try_get(4)?,
+        });
+    }
+    Ok(out)
+}
+
 pub async fn load(db: &Db, account_currency: &str, xtr_rate: Decimal) -> Result<Ledger, DbError> {
     let mut plans = HashMap::new();
     for r in sqlx::query("SELECT id, name, price_minor, currency, period_days FROM plans")

@@ -17,8 +17,7 @@ use super::PageError;
 use super::layout::{self, Frame};
 use super::session::Console;
 use crate::analytics::revenue::{
-    self, Commission, CurrencyFigures, DEFINITIONS, Filter, Month, MonthFigures, Report,
-    RevenueDoor,
+    self, CurrencyFigures, DEFINITIONS, Filter, Month, MonthFigures, Report, RevenueDoor,
 };
 use crate::api::extract::Admin;
 use crate::error::{ApiError, Problem};
@@ -74,9 +73,9 @@ fn read_query(q: &RevenueQuery, now_ms: i64) -> Result<Asked, ApiError> {
 async fn report(state: &AppState, asked: &Asked) -> Result<(Report, revenue::Ledger), ApiError> {
     let billing = &state.config.billing;
     let ledger = revenue::load(&state.db, &billing.currency, billing.xtr_rate).await?;
-    let commissions: &[Commission] = &[];
+    let commissions = revenue::commissions(&state.db).await?;
     let now = state.now_ms();
-    let r = revenue::compute(&ledger, asked.from, asked.to, now, &asked.filter, commissions);
+    let r = revenue::compute(&ledger, asked.from, asked.to, now, &asked.filter, &commissions);
     Ok((r, ledger))
 }
 

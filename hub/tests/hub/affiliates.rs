@@ -583,6 +583,19 @@ async fn stars_and_card_in_one_statement(b: Backend) {
         ]
     );
     assert_eq!(balance(&w).await, (1045, 0, 0, 0));
+    // The console's revenue figures count them as a cost: net = gross − refunds − 10.45.
+    let r = w.hub.get("/api/v1/console/revenue", Some(&w.owner.token)).await;
+    let body = r.ok(200);
+    let usd = body["currencies"].as_array().unwrap().iter().find(|c| c["currency"] == "USD");
+    let months = usd.expect("USD figures")["months"].as_array().unwrap().clone();
+    let sum = |k: &str| -> rust_decimal::Decimal {
+        months
+            .iter()
+            .map(|m| m[k].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("affiliate"), rust_decimal::Decimal::new(1045, 2), "{months:?}");
+    assert_eq!(sum("net"), sum("gross") - sum("refunds") - rust_decimal::Decimal::new(1045, 2));
     w.hub.stop().await;
 }
 
