@@ -215,6 +215,8 @@ pub struct Report {
     pub console: BTreeMap<String, i64>,
     /// The overview's MRR as shown (`52.25 USD`), if it showed one.
     pub console_mrr: Option<String>,
+    /// The referrer's pending commission after alice's payment, minor units of USD.
+    pub affiliate_pending: Option<i64>,
     /// Each subscriber's plan features in force at the end, as its node holds them: hub-signed
     /// FeatureGrants the node verified against its pinned hub key (name → feature names).
     pub plans: Vec<(String, Vec<String>)>,
@@ -587,6 +589,65 @@ impl DemoHub {
         Ok((id, self.login(&email, &password).await?))
     }
 
+    /// The owner runs a referral programme (20 % of each payment for 12 months, affiliates
+    /// approved by the owner); `name` joins it and is approved. Returns (name's token, code).
+    async fn affiliate_programme(&self, name: &str) -> anyhow::Result<(String, String)> {
+        let settings = json!({
+            "approval_required": true, "window_days": 60, "holding_days": 30,
+            "refund_rate_bp": 5000, "refund_min_invoices": 20, "burst_signups": 50,
+            "burst_minutes": 60, "tiers": [],
+            "schemes": [{ "plan_id": "*", "kind": "percent", "percent_bp": 2000, "months": 12 }],
+            "thresholds": [{ "currency": "USD", "min_minor": 5000 }],
+        });
+        let r = self
+            .http
+            .put(self.url("/api/v1/affiliates/settings"))
+            .bearer_auth(&self.owner_token)
+            .json(&settings)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("affiliate settings refused: {}", r.text().await.unwrap_or_default());
+        }
+        let (_, token) = self.user(name, "subscriber").await?;
+        let joined = self.call("/api/v1/affiliates/me", &token, json!({})).await?;
+        let id = joined["affiliate"]["id"]
+            .as_str()
+            .or_else(|| joined["id"].as_str())
+            .ok_or_else(|| anyhow!("no affiliate id: {joined}"))?
+            .to_owned();
+        let decided = self
+            .call(
+                &format!("/api/v1/affiliates/{id}/decision"),
+                &self.owner_token,
+                json!({ "approve": true }),
+            )
+            .await?;
+        let code = decided["codes"][0]
+            .as_str()
+            .ok_or_else(|| anyhow!("no affiliate code: {decided}"))?
+            .to_owned();
+        Ok((token, code))
+    }
+
+    /// `token`'s affiliate balance pending in `currency`, minor units.
+    async fn affiliate_pending(&self, token: &str, currency: &str) -> anyhow::Result<i64> {
+        let me: Value = self
+            .http
+            .get(self.url("/api/v1/affiliates/me"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(me["balances"]
+            .as_array()
+            .and_then(|b| b.iter().find(|x| x["currency"] == currency))
+            .and_then(|x| x["pending_minor"].as_i64())
+            .unwrap_or(0))
+    }
+
     /// An account signs up on the hub's `/signup` page (`sign_up_as`: its name) or signs in at
     /// `/login`, as a browser does: a client that does not follow redirects, the session
     /// cookie, and the account page's CSRF token.
@@ -596,15 +657,49 @@ impl DemoHub {
         password: &str,
         sign_up_as: Option<&str>,
     ) -> anyhow::Result<Browser> {
-        let client =
-            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        self.browser_session_via(email, password, sign_up_as, None).await
+    }
+
+    /// [`Self::browser_session`], the sign-up reached through a referrer's link
+    /// (`/signup?ref=<code>`: the hub counts the click and sets its `tc_ref` cookie, which the
+    /// browser sends back with the form).
+    async fn browser_session_via(
+        &self,
+        email: &str,
+        password: &str,
+        sign_up_as: Option<&str>,
+        referral: Option<&str>,
+    ) -> anyhow::Result<Browser> {
+        let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if referral.is_some() {
+            // A referred visitor's browser is on their own machine: another loopback address
+            // here (the hub holds a commission when the sign-up comes from the address the
+            // referrer applied from: a self-referral).
+            builder = builder.local_address(std::net::IpAddr::from([127, 0, 0, 2]));
+        }
+        let client = builder.build()?;
         let mut b = Browser { client, cookie: String::new(), csrf: String::new() };
-        let (path, fields) = match sign_up_as {
+        if let Some(code) = referral {
+            let r = b.client.get(self.url(&format!("/signup?ref={code}"))).send().await?;
+            b.cookie = r
+                .headers()
+                .get_all(reqwest::header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find(|v| v.starts_with("tc_ref="))
+                .and_then(|v| v.split(';').next())
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("the referral link set no cookie: {}", r.status()))?;
+        }
+        let (path, mut fields) = match sign_up_as {
             Some(name) => {
                 ("/signup", vec![("email", email), ("password", password), ("display_name", name)])
             }
             None => ("/login", vec![("email", email), ("password", password)]),
         };
+        if let Some(code) = referral {
+            fields.push(("ref", code));
+        }
         let r = b.post(self.url(path), form_body(&fields)?).await?;
         b.cookie = r
             .headers()
@@ -627,9 +722,10 @@ impl DemoHub {
         &self,
         name: &str,
         plan_id: &str,
+        referral: Option<&str>,
     ) -> anyhow::Result<(String, String)> {
         let (email, password) = demo_credentials(name);
-        let b = self.browser_session(&email, &password, Some(name)).await?;
+        let b = self.browser_session_via(&email, &password, Some(name), referral).await?;
         let to_checkout = b
             .post(
                 self.url("/account/checkout"),
@@ -1502,13 +1598,26 @@ async fn replay(
             "[policy]\nlot = { mode = \"fixed\", lots = \"0.10\" }\n[policy.approval]\nmode = \"manual\"\n",
         ),
     ];
+    // A referrer brings alice: the owner's programme pays 20 % of her payments.
+    let (rita_token, rita_code) = hub.affiliate_programme("rita").await?;
+    out(&format!(
+        "rita joined the owner's referral programme (20 % of each payment for 12 months) and was approved: her link is {}/signup?ref={rita_code}",
+        hub.url("")
+    ));
+    let mut affiliate_pending = None;
     for (name, login, policy, extra) in subscribers {
         // alice pays by card through Stripe Checkout; bob pays with Telegram Stars.
         let token = if name == "alice" {
-            let (_, token) = hub.sign_up_and_subscribe(name, &plan_id).await?;
+            let (_, token) = hub.sign_up_and_subscribe(name, &plan_id, Some(&rita_code)).await?;
             out(&format!(
-                "alice signed up on the hub's page and subscribed to \"Fib-RSI EURUSD\" (49.00 USD / 30 days) by card in Stripe Checkout (the stand-in at {}): her plan is active",
+                "alice followed rita's link, signed up on the hub's page and subscribed to \"Fib-RSI EURUSD\" (49.00 USD / 30 days) by card in Stripe Checkout (the stand-in at {}): her plan is active",
                 hub.stripe.base_url()
+            ));
+            let pending = hub.affiliate_pending(&rita_token, "USD").await?;
+            affiliate_pending = Some(pending);
+            out(&format!(
+                "rita's affiliate page (/affiliate) shows {} pending for alice's payment (20 % of 49.00 USD), payable after the 30-day holding period",
+                tradecast_hub::ui::fmt::money(pending, "USD")
             ));
             let link = hub.link_telegram(name, ALICE_TELEGRAM).await?;
             hub.telegram
@@ -1863,6 +1972,7 @@ async fn replay(
         unreceipted,
         console,
         console_mrr,
+        affiliate_pending,
         plans,
         subscriptions,
         revenue,

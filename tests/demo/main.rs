@@ -126,7 +126,12 @@ fn check(report: &Report, lines: &[String]) {
         "{:?}",
         report.stripe_webhooks
     );
-    assert!(lines.iter().any(|l| l.starts_with("alice signed up on the hub's page")), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("alice followed rita's link, signed up on the hub's page")),
+        "{lines:#?}"
+    );
     // alice linked Telegram from her account page: the bot confirmed, answered /status, and
     // alerted her to every signal (her plan has Telegram alerts), within the flood limits.
     let tg = &report.telegram_to_alice;
@@ -154,15 +159,27 @@ fn check(report: &Report, lines: &[String]) {
     let fig = |k: &str| report.console.get(k).copied();
     assert_eq!(fig("accounts-owner"), Some(1), "{:?}", report.console);
     assert_eq!(fig("accounts-provider"), Some(1), "{:?}", report.console);
-    assert_eq!(fig("accounts-subscriber"), Some(2), "{:?}", report.console);
+    assert_eq!(
+        fig("accounts-subscriber"),
+        Some(3),
+        "alice, bob and rita the referrer: {:?}",
+        report.console
+    );
     assert_eq!(fig("devices-active"), Some(3), "{:?}", report.console);
     assert!(
-        lines.iter().any(|l| l.starts_with("hub console (the owner, signed in): 2 subscriber"))
+        lines.iter().any(|l| l.starts_with("hub console (the owner, signed in): 3 subscriber"))
     );
     // Alice by card and bob by Stars: two live subscriptions and their MRR on the overview.
     assert_eq!(fig("subscriptions-live"), Some(2), "{:?}", report.console);
     assert!(report.console_mrr.as_deref().is_some_and(|m| m.ends_with(" USD") && m != "0.00 USD"));
     assert!(lines.iter().any(|l| l.starts_with("hub console overview: MRR ")), "{lines:#?}");
+    // rita's referral link brought alice: 20 % of her 49.00 USD is pending on rita's page.
+    assert_eq!(report.affiliate_pending, Some(980), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("rita's affiliate page (/affiliate) shows 9.80 USD pending"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
