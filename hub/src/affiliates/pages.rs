@@ -161,33 +161,40 @@ async fn render_mine(
                     button type="submit" { "Add" }
                 }
             }
-            section #balances {
-                h2 { "Balances" }
-                table {
-                    thead { tr { th { "Currency" } th.num { "Pending" } th.num { "Payable" } th.num { "Paid" } th.num { "Held for review" } } }
-                    tbody {
-                        @for b in &st.balances {
-                            tr {
-                                td { (b.currency) }
-                                td.num { (fmt::money(b.pending_minor, &b.currency)) }
-                                td.num { (fmt::money(b.payable_minor, &b.currency)) }
-                                td.num { (fmt::money(b.paid_minor, &b.currency)) }
-                                td.num { (fmt::money(b.held_minor, &b.currency)) }
-                            }
-                        }
-                        @if st.balances.is_empty() { (fmt::none_row(5, "No commission yet.")) }
-                    }
-                }
-            }
-            section #statement {
-                h2 { "Statement" }
-                p.mute { "Telegram Stars convert at " (st.xtr_rate) " " (st.account_currency) " per Star (billing.xtr_rate). Rounding: half to even, once, to a whole minor unit." }
-                (entries_table(&st.entries))
-            }
+            (balances_and_statement(st))
         }
     };
     let frame = Frame { signed, title: "Affiliate", active: "/affiliate", notice };
     Ok(layout::html(layout::page(&frame, body)))
+}
+
+/// An affiliate's balances per currency and statement (their own page and the console's).
+fn balances_and_statement(st: &store::Statement) -> Markup {
+    html! {
+        section #balances {
+            h2 { "Balances" }
+            table {
+                thead { tr { th { "Currency" } th.num { "Pending" } th.num { "Payable" } th.num { "Paid" } th.num { "Held for review" } } }
+                tbody {
+                    @for b in &st.balances {
+                        tr {
+                            td { (b.currency) }
+                            td.num { (fmt::money(b.pending_minor, &b.currency)) }
+                            td.num { (fmt::money(b.payable_minor, &b.currency)) }
+                            td.num { (fmt::money(b.paid_minor, &b.currency)) }
+                            td.num { (fmt::money(b.held_minor, &b.currency)) }
+                        }
+                    }
+                    @if st.balances.is_empty() { (fmt::none_row(5, "No commission yet.")) }
+                }
+            }
+        }
+        section #statement {
+            h2 { "Statement" }
+            p.mute { "Telegram Stars convert at " (st.xtr_rate) " " (st.account_currency) " per Star (billing.xtr_rate). Rounding: half to even, once, to a whole minor unit." }
+            (entries_table(&st.entries))
+        }
+    }
 }
 
 fn entries_table(entries: &[store::Entry]) -> Markup {
@@ -487,29 +494,7 @@ pub async fn statement(
             div.card { div.k { "Sign-ups" } span.v #fig-signups { (st.signups) } }
             div.card { div.k { "Conversions" } span.v #fig-conversions { (st.conversions) } }
         }
-        section #balances {
-            h2 { "Balances" }
-            table {
-                thead { tr { th { "Currency" } th.num { "Pending" } th.num { "Payable" } th.num { "Paid" } th.num { "Held" } } }
-                tbody {
-                    @for b in &st.balances {
-                        tr {
-                            td { (b.currency) }
-                            td.num { (fmt::money(b.pending_minor, &b.currency)) }
-                            td.num { (fmt::money(b.payable_minor, &b.currency)) }
-                            td.num { (fmt::money(b.paid_minor, &b.currency)) }
-                            td.num { (fmt::money(b.held_minor, &b.currency)) }
-                        }
-                    }
-                    @if st.balances.is_empty() { (fmt::none_row(5, "No commission yet.")) }
-                }
-            }
-        }
-        section #statement {
-            h2 { "Statement" }
-            p.mute { "Telegram Stars at " (st.xtr_rate) " " (st.account_currency) " per Star (billing.xtr_rate)." }
-            (entries_table(&st.entries))
-        }
+        (balances_and_statement(&st))
     };
     let title = format!("Affiliate {email}");
     let frame = Frame { signed: &signed, title: &title, active: "/affiliates", notice: None };

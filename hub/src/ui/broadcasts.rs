@@ -309,6 +309,21 @@ pub async fn send(
     }
 }
 
+/// After a form's action: 303 to `to` when it worked; the page again with the reason when the
+/// input was refused; the error page when the hub failed.
+async fn done_or_refused<T>(
+    state: &AppState,
+    signed: &super::session::Signed,
+    outcome: Result<T, ApiError>,
+    to: &str,
+) -> Result<Response, PageError> {
+    match outcome {
+        Ok(_) => Ok((StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response()),
+        Err(e) if e.status().is_server_error() => Err(PageError(e)),
+        Err(e) => render(state, signed, Some(&Notice::Err(e.to_string()))).await,
+    }
+}
+
 /// `POST /broadcasts/channels`: adds a signal channel.
 pub async fn add_channel(
     State(state): State<AppState>,
@@ -332,14 +347,8 @@ pub async fn add_channel(
         symbols: form.symbols.unwrap_or_default(),
         delay_s,
     };
-    match channels::create(&state, &signed.user.id, &new, &request_id).await {
-        Ok(_) => {
-            Ok((StatusCode::SEE_OTHER, [(header::LOCATION, "/broadcasts?channel=added#channels")])
-                .into_response())
-        }
-        Err(e) if e.status().is_server_error() => Err(PageError(e)),
-        Err(e) => render(&state, &signed, Some(&Notice::Err(e.to_string()))).await,
-    }
+    let added = channels::create(&state, &signed.user.id, &new, &request_id).await;
+    done_or_refused(&state, &signed, added, "/broadcasts?channel=added#channels").await
 }
 
 /// `POST /broadcasts/channels/{id}/{on|off|delete}`.
@@ -385,14 +394,8 @@ pub async fn add_guide(
         return render(&state, &signed, Some(&n)).await;
     };
     let (title, body) = (form.title.unwrap_or_default(), form.body.unwrap_or_default());
-    match guides::add(&state, &signed.user.id, &title, &body, position, &request_id).await {
-        Ok(_) => {
-            Ok((StatusCode::SEE_OTHER, [(header::LOCATION, "/broadcasts?channel=guide#guides")])
-                .into_response())
-        }
-        Err(e) if e.status().is_server_error() => Err(PageError(e)),
-        Err(e) => render(&state, &signed, Some(&Notice::Err(e.to_string()))).await,
-    }
+    let added = guides::add(&state, &signed.user.id, &title, &body, position, &request_id).await;
+    done_or_refused(&state, &signed, added, "/broadcasts?channel=guide#guides").await
 }
 
 /// `POST /broadcasts/tips`: schedules a tip.
@@ -416,12 +419,7 @@ pub async fn add_tip(
         &request_id,
     )
     .await;
-    match added {
-        Ok(_) => Ok((StatusCode::SEE_OTHER, [(header::LOCATION, "/broadcasts?channel=tip#tips")])
-            .into_response()),
-        Err(e) if e.status().is_server_error() => Err(PageError(e)),
-        Err(e) => render(&state, &signed, Some(&Notice::Err(e.to_string()))).await,
-    }
+    done_or_refused(&state, &signed, added, "/broadcasts?channel=tip#tips").await
 }
 
 /// `POST /broadcasts/{guides|tips}/{id}/delete`.
