@@ -4,7 +4,7 @@
 //! node's ack), active plans and the undelivered fan-out, subscriptions by state, MRR (the
 //! `/metrics` definition, [`crate::scrape::mrr`]), new and churned this month, money taken, and
 //! the alarms that want a person (quarantined streams, payments failing, dead or overdue outbox
-//! messages, failing jobs), each read through the same domain function the API, `/metrics` or
+//! messages, affiliate commissions held for review, failing jobs), each read through the same domain function the API, `/metrics` or
 //! the account rules use.
 //!
 //! The figures stay live: `GET /events/overview` (server-sent events, the same session) sends
@@ -189,6 +189,13 @@ pub async fn alarms(state: &AppState, now_ms: i64) -> Result<Vec<Alarm>, DbError
             .await?,
             what: "outbox messages due more than 5 minutes ago and not sent",
             href: "/outbox",
+        },
+        Alarm {
+            id: "held-commissions",
+            n: count(db, "SELECT COUNT(*) FROM affiliate_commissions WHERE status = 'held'", &[])
+                .await?,
+            what: "affiliate commissions held for review (self-referral, bursts, refund rate)",
+            href: "/affiliates#holds",
         },
         Alarm {
             id: "jobs-failed",

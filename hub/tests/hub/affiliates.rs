@@ -623,6 +623,11 @@ async fn self_referral_rules_hold_and_spare(b: Backend) {
         .unwrap();
     pay(&w, &Pay::card(&w.aff.user_id, "s_self", &w.gold, "i_self", 4900)).await;
     assert_eq!(holds_of(&w).await, vec!["self-referral: the affiliate's own account"]);
+    // The console's overview raises it as an alarm, linking to the held items.
+    let cookie = crate::console::console_cookie(&w.hub, &w.owner.email, &w.owner.password).await;
+    let r = crate::console::page(&w.hub, "GET", "/", Some(&cookie), &[], None).await;
+    assert!(r.text.contains("id=\"fig-alarm-held-commissions\">1<"), "{}", r.text);
+    assert!(r.text.contains("href=\"/affiliates#holds\""), "{}", r.text);
     // Spared: another account.
     let clean = referred(&w).await;
     pay(&w, &Pay::card(&clean, "s_clean", &w.gold, "i_clean", 4900)).await;
