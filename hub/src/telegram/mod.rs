@@ -13,6 +13,7 @@
 //! Off unless `telegram.mode` is `webhook` or `polling` and the `telegram_bot_token` secret is
 //! set (webhook mode also needs `telegram_webhook_secret`); the hub says so once at start.
 
+pub mod alarms;
 pub mod api;
 pub mod bot;
 pub mod broadcast;
@@ -174,7 +175,7 @@ pub fn fmt_minute(ms: i64) -> String {
 }
 
 /// Registers the bot's jobs: new-signal alerts (and channel posts) every 2 seconds, scheduled
-/// tips every minute.
+/// tips and the hub's alarms every minute.
 pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {
     let every = crate::jobs::Schedule::Every(Duration::from_secs(2));
     if let Err(e) = jobs.register("telegram.signal_alerts", every, Arc::new(notify::SignalAlerts)) {
@@ -183,6 +184,9 @@ pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {
     let minute = crate::jobs::Schedule::Every(Duration::from_secs(60));
     if let Err(e) = jobs.register("telegram.tips", minute, Arc::new(guides::TipSender)) {
         tracing::error!(error = %e, "telegram tips not registered");
+    }
+    if let Err(e) = jobs.register("telegram.alarms", minute, Arc::new(alarms::AlarmNotices)) {
+        tracing::error!(error = %e, "telegram alarms not registered");
     }
 }
 

@@ -19,7 +19,8 @@ on_both!(
     new_signal_alerts_follow_plan_and_levels,
     signal_channels_route_by_provider_and_symbol_with_delays,
     guides_and_scheduled_tips,
-    renewal_reminders_once_per_period
+    renewal_reminders_once_per_period,
+    hub_alarms_reach_linked_owners_when_raised_and_cleared
 );
 
 const HOOK: &str = "/api/v1/telegram/webhook";
@@ -762,5 +763,38 @@ async fn renewal_reminders_once_per_period(b: Backend) {
     tx.commit().await.unwrap();
     hub.clock.advance_ms(8 * day);
     assert_eq!(reminders::remind(hub.state()).await.unwrap(), 0, "frank turned billing news off");
+    hub.stop().await;
+}
+
+async fn hub_alarms_reach_linked_owners_when_raised_and_cleared(b: Backend) {
+    use tradecast_hub::telegram::alarms;
+    let hub = bot_hub(b).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    let sub = hub.user(&owner, "subscriber").await;
+    for (who, tg) in [(&owner, 951), (&sub, 952)] {
+        let code = link_code(&hub, who).await;
+        say(&hub, tg, tg, &format!("/start {code}")).await;
+    }
+    assert_eq!(alarms::tell(hub.state()).await.unwrap(), (0, 0), "a healthy hub: nothing");
+    let before = calls(&hub, Some(952)).await.len();
+    let author = kit.identity.device_id();
+    tradecast_hub::quic::store::quarantine(
+        &hub.db,
+        &author,
+        tradecast_protocol::StreamId::SIGNALS,
+        hub.clock.now_ms(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(alarms::tell(hub.state()).await.unwrap(), (1, 1), "the owner only");
+    let text = last_text(&hub, 951).await;
+    assert!(text.contains("Hub alarms") && text.contains("<b>1</b> streams quarantined"), "{text}");
+    assert!(text.contains("/providers#quarantine"), "{text}");
+    assert_eq!(calls(&hub, Some(952)).await.len(), before, "a subscriber gets no hub alarm");
+    assert_eq!(alarms::tell(hub.state()).await.unwrap(), (0, 0), "told once");
+    sqlx::query("DELETE FROM sync_quarantine").execute(hub.db.pool()).await.unwrap();
+    assert_eq!(alarms::tell(hub.state()).await.unwrap(), (0, 1));
+    assert!(last_text(&hub, 951).await.contains("cleared: quarantined"));
     hub.stop().await;
 }
