@@ -54,11 +54,7 @@ pub fn changes(
 pub async fn tell(state: &AppState) -> Result<(usize, usize), DbError> {
     let now = state.now_ms();
     let current = crate::ui::overview::alarms(state, now).await?;
-    let stored: Option<String> =
-        sqlx::query_scalar("SELECT value FROM telegram_state WHERE key = $1")
-            .bind(TOLD)
-            .fetch_optional(state.db.pool())
-            .await?;
+    let stored = super::state_get(&state.db, TOLD).await?;
     let before: BTreeMap<String, i64> =
         stored.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
     let (raised, cleared) = changes(&before, &current);
@@ -100,14 +96,7 @@ pub async fn tell(state: &AppState) -> Result<(usize, usize), DbError> {
             queued += 1;
         }
     }
-    sqlx::query(
-        "INSERT INTO telegram_state (key, value) VALUES ($1, $2) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(TOLD)
-    .bind(&told_text)
-    .execute(&mut *tx)
-    .await?;
+    super::state_set_in(&mut tx, TOLD, &told_text).await?;
     tx.commit().await?;
     if queued > 0 {
         crate::outbox::wake(state);

@@ -174,6 +174,34 @@ pub fn fmt_minute(ms: i64) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// A value the bot keeps in `telegram_state` (a job's cursor, what it last told).
+pub async fn state_get(
+    db: &crate::db::Db,
+    key: &str,
+) -> Result<Option<String>, crate::db::DbError> {
+    Ok(sqlx::query_scalar("SELECT value FROM telegram_state WHERE key = $1")
+        .bind(key)
+        .fetch_optional(db.pool())
+        .await?)
+}
+
+/// Sets a `telegram_state` value in `tx` (with the change it records).
+pub async fn state_set_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    key: &str,
+    value: &str,
+) -> Result<(), crate::db::DbError> {
+    sqlx::query(
+        "INSERT INTO telegram_state (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Registers the bot's jobs: new-signal alerts (and channel posts) every 2 seconds, scheduled
 /// tips and the hub's alarms every minute.
 pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {

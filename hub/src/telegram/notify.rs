@@ -301,11 +301,7 @@ impl crate::jobs::Job for SignalAlerts {
 pub async fn signal_alerts(state: &AppState) -> Result<(usize, usize), DbError> {
     let db = &state.db;
     let now = state.now_ms();
-    let cursor: Option<String> =
-        sqlx::query_scalar("SELECT value FROM telegram_state WHERE key = $1")
-            .bind(CURSOR)
-            .fetch_optional(db.pool())
-            .await?;
+    let cursor = super::state_get(db, CURSOR).await?;
     // A hub that turns Telegram on does not alert its whole history: it starts from now.
     let (after_ms, after_id) = match cursor.as_deref().and_then(|c| c.split_once('/')) {
         Some((ms, id)) => (ms.parse::<i64>().unwrap_or(now), id.to_owned()),
@@ -399,14 +395,7 @@ pub async fn signal_alerts(state: &AppState) -> Result<(usize, usize), DbError> 
         }
     }
     let cursor = last.unwrap_or_else(|| format!("{after_ms}/{after_id}"));
-    sqlx::query(
-        "INSERT INTO telegram_state (key, value) VALUES ($1, $2) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(CURSOR)
-    .bind(&cursor)
-    .execute(&mut *tx)
-    .await?;
+    super::state_set_in(&mut tx, CURSOR, &cursor).await?;
     tx.commit().await?;
     if sent > 0 {
         outbox::wake(state);
