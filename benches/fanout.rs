@@ -672,15 +672,15 @@ async fn drive_subscriber(
                 match action {
                     NodeAction::Send(frame) => write_frame(&mut send, &frame).await?,
                     NodeAction::SetTimer { at_ms } => timer = Some(at_ms),
-                    NodeAction::CommitFeed(item) => {
+                    NodeAction::CommitFeed { source, item } => {
                         let is_signal = item.record.header().kind == Kind::Signal;
                         if is_signal {
                             let ns = u64::try_from(marks.epoch.elapsed().as_nanos()).unwrap_or(0);
                             marks.signal_received[ix].store(ns + 1, Ordering::Relaxed);
                         }
                         store.commit(ix as u32, item.seq, item.record.encode()).await?;
-                        let _ = session
-                            .handle(session_now(), NodeEvent::FeedCommitted { seq: item.seq });
+                        let committed = NodeEvent::FeedCommitted { source, seq: item.seq };
+                        let _ = session.handle(session_now(), committed);
                         signal_committed |= is_signal;
                     }
                     NodeAction::Close(reason) => return Err(format!("session closed: {reason}")),
@@ -825,11 +825,9 @@ async fn fanout(a: &Args) {
                 identity: sub.identity_key(),
                 hub: hub_key,
                 streams: vec![],
-                feed_committed: 0,
-                feed_recent: vec![],
+                sources: vec![],
                 authors: vec![],
                 restored: false,
-                feed_quarantined: false,
             };
             let (store, marks, addr) = (store.clone(), marks.clone(), hub.quic);
             set.spawn(async move {

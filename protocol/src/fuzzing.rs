@@ -70,8 +70,8 @@ fn drain(node: &mut NodeSession<SignatureCheck>, hub: &mut HubSession<SignatureC
             moved = true;
             match action {
                 NodeAction::Send(bytes) => hub.handle(now, HubEvent::BytesReceived(&bytes)),
-                NodeAction::CommitFeed(item) => {
-                    let _ = node.handle(now, NodeEvent::FeedCommitted { seq: item.seq });
+                NodeAction::CommitFeed { source, item } => {
+                    let _ = node.handle(now, NodeEvent::FeedCommitted { source, seq: item.seq });
                 }
                 _ => {}
             }
@@ -135,11 +135,9 @@ pub fn session_receive(data: &[u8]) {
                 tip_hash: first.header_hash(),
                 unacked: vec![first],
             }],
-            feed_committed: 0,
-            feed_recent: vec![],
+            sources: vec![],
             authors: vec![],
             restored: false,
-            feed_quarantined: false,
         },
         SignatureCheck,
     );
@@ -149,9 +147,11 @@ pub fn session_receive(data: &[u8]) {
             hub: hub_id.identity_key(),
             peer: node_id.identity_key(),
             streams: vec![],
-            feed_acked: 0,
-            feed_tip: 0,
-            feed_unacked: vec![],
+            sources: vec![crate::session::SourceStart {
+                source: crate::session::Source::Inbox,
+                acked: 0,
+                tip: 0,
+            }],
         },
         SignatureCheck,
         0,

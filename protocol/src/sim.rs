@@ -10,7 +10,10 @@
 //!
 //! 1. every record the node appended is committed at the hub exactly once, in order, and the
 //!    stored chain verifies with the node's key;
-//! 2. the same for the downstream feed at the node;
+//! 2. downstream, per source (the provider's relay log, shared, where some entries are for other
+//!    devices; the device's inbox): the node commits exactly the entries meant for it, each once,
+//!    in log order, every one the hub's, and never one meant for another device — whatever the
+//!    hub's batched cursor writes lost in a crash;
 //! 3. every injected equivocation raised its alarm at once, and no alarm was raised otherwise;
 //! 4. every corrupted or tampered frame was refused (a violation closed the session, or the
 //!    record was dropped as a harmless duplicate/gap) and nothing tampered was ever committed;
@@ -38,8 +41,9 @@ use crate::record::{Body, HeaderFields, Record, StreamId, VerifyError};
 use crate::seal::StreamKey;
 use crate::session::wire::{self, FeedItemWire, Message};
 use crate::session::{
-    Alarm, Backoff, CloseReason, FeedItem, HubAction, HubEvent, HubSession, HubSetup, LocalStream,
-    NodeAction, NodeEvent, NodeSession, NodeSetup, RecordCheck, SessionConfig, StoredStream,
+    Alarm, Backoff, CloseReason, FeedItem, HubAction, HubEvent, HubSession, HubSetup, LocalSource,
+    LocalStream, LogEntry, NodeAction, NodeEvent, NodeSession, NodeSetup, RecordCheck,
+    SessionConfig, Source, SourceStart, StoredStream,
 };
 
 /// A property broken on purpose, to see its checker fire.
@@ -62,10 +66,14 @@ pub enum Sabotage {
     IgnoreCorruption,
     /// The simulation panics midway.
     Panic,
+    /// The hub's driver never hands over one entry meant for the device (a skipped item).
+    HubSkipsItem,
+    /// After a crash the hub's relay log holds another record at a seq the node already has.
+    HubRenumbers,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 8] = [
+    pub const ALL: [Sabotage; 10] = [
         Sabotage::HubCommitsTwice,
         Sabotage::HubLosesCommit,
         Sabotage::NodeReordersFeed,
@@ -74,6 +82,8 @@ impl Sabotage {
         Sabotage::HubStoresTampered,
         Sabotage::IgnoreCorruption,
         Sabotage::Panic,
+        Sabotage::HubSkipsItem,
+        Sabotage::HubRenumbers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +96,8 @@ impl Sabotage {
             Sabotage::HubStoresTampered => "hub-stores-tampered",
             Sabotage::IgnoreCorruption => "ignore-corruption",
             Sabotage::Panic => "panic",
+            Sabotage::HubSkipsItem => "hub-skips-item",
+            Sabotage::HubRenumbers => "hub-renumbers",
         }
     }
 
@@ -119,6 +131,8 @@ pub struct SimReport {
     pub sim_time_ms: i64,
     pub records_committed: u64,
     pub feed_committed: u64,
+    /// Downstream entries meant for the device (the rest of the shared log is for others).
+    pub feed_meant: u64,
     pub frames_sent: u64,
     pub connections: u64,
     pub crashes: u64,
@@ -297,9 +311,10 @@ enum Ev {
     Deliver { to: Side2, conn: u64, bytes: Vec<u8>, tamper: Tamper },
     Timer { side: Side2, conn: u64, at: i64 },
     HubCommitDone { epoch: u64, conn: u64, record: Record },
-    NodeFeedCommitDone { epoch: u64, conn: u64, item: FeedItem },
+    NodeFeedCommitDone { epoch: u64, conn: u64, source: Source, item: FeedItem },
     Append { stream: StreamId },
-    FeedAppend,
+    FeedAppend { source: Source },
+    FlushCursors { epoch: u64 },
     Crash { side: Side2, restore: bool },
     Restart { side: Side2 },
     Connect,
@@ -315,15 +330,41 @@ struct NodeStore {
     streams: BTreeMap<StreamId, BTreeMap<u64, Record>>,
     /// The tip each stream continues from (differs from the last record after adopting).
     tips: BTreeMap<StreamId, (u64, ChainHash)>,
-    feed: Vec<Record>,
-    feed_quarantined: bool,
+    /// Committed items per source, in `seq` order.
+    feeds: BTreeMap<Source, Vec<(u64, Record)>>,
+    quarantined_sources: BTreeSet<Source>,
 }
 
 struct HubStore {
     streams: BTreeMap<StreamId, Vec<Record>>,
     quarantined: BTreeSet<StreamId>,
-    feed: Vec<Record>,
-    feed_acked: u64,
+    /// Each source's log (index = seq - 1): the record and whether it is meant for the device.
+    logs: BTreeMap<Source, Vec<(Record, bool)>>,
+    /// Cursors as persisted; `cursor_batch` holds acks not yet written (lost in a crash).
+    cursors: BTreeMap<Source, u64>,
+    cursor_batch: BTreeMap<Source, u64>,
+    flush_scheduled: bool,
+}
+
+/// The provider's relay log and the device's inbox, the two sources of every run.
+fn sim_sources() -> [Source; 2] {
+    [Source::Relay(identities()[PROVIDER].device_id()), Source::Inbox]
+}
+
+/// Who writes the records of a source (the hub writes the inbox).
+fn source_author(source: Source) -> usize {
+    match source {
+        Source::Relay(_) => PROVIDER,
+        Source::Inbox => HUB,
+    }
+}
+
+/// The stream a source's records are chained on.
+fn source_stream(source: Source) -> StreamId {
+    match source {
+        Source::Relay(_) => StreamId::SIGNALS,
+        Source::Inbox => StreamId::HUB_REQUESTS,
+    }
 }
 
 struct World {
@@ -370,6 +411,8 @@ struct World {
     // plan
     appends_left: BTreeMap<StreamId, u64>,
     feed_left: u64,
+    /// The relay entry the sabotaged driver skips.
+    skipped: Option<u64>,
     // expectations and findings
     expected_alarms: u64,
     alarms_seen: u64,
@@ -436,18 +479,21 @@ impl World {
             ns: NodeStore {
                 streams: BTreeMap::new(),
                 tips: BTreeMap::new(),
-                feed: Vec::new(),
-                feed_quarantined: false,
+                feeds: BTreeMap::new(),
+                quarantined_sources: BTreeSet::new(),
             },
             hs: HubStore {
                 streams: BTreeMap::new(),
                 quarantined: BTreeSet::new(),
-                feed: Vec::new(),
-                feed_acked: 0,
+                logs: sim_sources().into_iter().map(|s| (s, Vec::new())).collect(),
+                cursors: BTreeMap::new(),
+                cursor_batch: BTreeMap::new(),
+                flush_scheduled: false,
             },
             backups: Vec::new(),
             appends_left: BTreeMap::new(),
             feed_left: 0,
+            skipped: None,
             expected_alarms: 0,
             alarms_seen: 0,
             sabotage_fired: false,
@@ -502,9 +548,11 @@ impl World {
             }
         }
         self.feed_left = feed;
-        for _ in 0..feed {
+        for i in 0..feed {
             let at = self.below(span as u64) as i64;
-            self.schedule(at, Ev::FeedAppend);
+            // Two of three entries go to the shared relay log, the rest to the inbox.
+            let source = sim_sources()[usize::from(i % 3 == 2)];
+            self.schedule(at, Ev::FeedAppend { source });
         }
         self.schedule(0, Ev::Connect);
         self.connect_scheduled = true;
@@ -583,33 +631,45 @@ impl World {
                     self.hub_handle(ev, Tamper::None);
                 }
             }
-            Ev::NodeFeedCommitDone { epoch, conn, item } => {
+            Ev::NodeFeedCommitDone { epoch, conn, source, item } => {
                 if epoch != self.node_epoch {
                     return;
                 }
                 self.node_inflight -= 1;
                 let seq = item.seq;
-                self.node_store_feed(item);
+                self.node_store_feed(source, item);
                 if conn == self.conn && self.node.is_some() {
-                    self.node_handle(NodeEvent::FeedCommitted { seq }, Tamper::None);
+                    self.node_handle(NodeEvent::FeedCommitted { source, seq }, Tamper::None);
                 }
             }
             Ev::Append { stream } => self.append(stream),
-            Ev::FeedAppend => {
+            Ev::FeedAppend { source } => {
                 if !self.hub_up {
                     let at = self.now + 100 + self.below(500) as i64;
-                    self.schedule(at, Ev::FeedAppend);
+                    self.schedule(at, Ev::FeedAppend { source });
                     return;
                 }
-                let seq = self.hs.feed.len() as u64 + 1;
-                let prev = self.hs.feed.last().map_or(ChainHash::GENESIS, Record::header_hash);
-                let record = sim_record(PROVIDER, StreamId::SIGNALS, seq, prev, 0);
-                self.hs.feed.push(record.clone());
+                let log = self.hs.logs.entry(source).or_default();
+                let seq = log.len() as u64 + 1;
+                let prev = log.last().map_or(ChainHash::GENESIS, |(r, _)| r.header_hash());
+                let record = sim_record(source_author(source), source_stream(source), seq, prev, 0);
+                // Entries of the shared log are for this device only in part (others' plans).
+                let mine = source == Source::Inbox || seq == 1 || self.below(3) != 0;
+                self.hs.logs.entry(source).or_default().push((record.clone(), mine));
                 self.feed_left -= 1;
-                self.log(|| format!("hub feed append {seq}"));
+                self.log(|| format!("hub log {source} append {seq} (for the device: {mine})"));
                 if self.hub.is_some() {
-                    let item = Box::new(FeedItem { seq, record });
-                    self.hub_handle(HubEvent::FeedAppended(item), Tamper::None);
+                    let entry = self.handed(source, seq).then(|| LogEntry::new(seq, &record));
+                    self.hub_handle(HubEvent::SourceGrew { source, seq, entry }, Tamper::None);
+                }
+            }
+            Ev::FlushCursors { epoch } => {
+                if epoch == self.hub_epoch {
+                    self.hs.flush_scheduled = false;
+                    for (source, seq) in std::mem::take(&mut self.hs.cursor_batch) {
+                        let c = self.hs.cursors.entry(source).or_default();
+                        *c = (*c).max(seq);
+                    }
                 }
             }
             Ev::Crash { side, restore } => self.crash(side, restore),
@@ -682,6 +742,12 @@ impl World {
                 self.hub_up = false;
                 self.hub_epoch += 1;
                 self.hub_inflight = 0;
+                // Cursor writes are batched: what was not flushed is lost.
+                self.hs.cursor_batch.clear();
+                self.hs.flush_scheduled = false;
+                if self.opt.sabotage == Some(Sabotage::HubRenumbers) {
+                    self.renumber_relay();
+                }
             }
         }
         let at = self.now + 100 + self.below(3_000) as i64;
@@ -754,8 +820,17 @@ impl World {
                     .unwrap_or_default(),
             })
             .collect();
-        let feed_recent =
-            self.ns.feed.iter().enumerate().map(|(i, r)| (i as u64 + 1, r.header_hash())).collect();
+        let sources = self
+            .ns
+            .feeds
+            .iter()
+            .map(|(source, items)| LocalSource {
+                source: *source,
+                committed: items.last().map_or(0, |(seq, _)| *seq),
+                recent: items.iter().map(|(seq, r)| (*seq, r.header_hash())).collect(),
+                quarantined: self.ns.quarantined_sources.contains(source),
+            })
+            .collect();
         let restored =
             self.node_restored && self.opt.sabotage != Some(Sabotage::NodeAppendsBeforeTips);
         let node = NodeSession::new(
@@ -764,11 +839,9 @@ impl World {
                 identity: node_key,
                 hub: hub_key,
                 streams,
-                feed_committed: self.ns.feed.len() as u64,
-                feed_recent,
+                sources,
                 authors: vec![ids[PROVIDER].identity_key()],
                 restored,
-                feed_quarantined: self.ns.feed_quarantined,
             },
             MemoCheck,
         );
@@ -783,24 +856,19 @@ impl World {
                 quarantined: self.hs.quarantined.contains(stream),
             })
             .collect();
-        let feed_unacked = self
+        let sources = self
             .hs
-            .feed
+            .logs
             .iter()
-            .enumerate()
-            .skip(self.hs.feed_acked as usize)
-            .map(|(i, r)| FeedItem { seq: i as u64 + 1, record: r.clone() })
+            .map(|(source, log)| SourceStart {
+                source: *source,
+                acked: self.hs.cursors.get(source).copied().unwrap_or(0),
+                tip: log.len() as u64,
+            })
             .collect();
         let hub = HubSession::new(
             self.cfg,
-            HubSetup {
-                hub: hub_key,
-                peer: node_key,
-                streams: stored,
-                feed_acked: self.hs.feed_acked,
-                feed_tip: self.hs.feed.len() as u64,
-                feed_unacked,
-            },
+            HubSetup { hub: hub_key, peer: node_key, streams: stored, sources },
             MemoCheck,
             self.now,
         );
@@ -850,7 +918,7 @@ impl World {
                 let i = self.below(records.len() as u64) as usize;
                 &mut records[i]
             }
-            Message::Feed { items } if !items.is_empty() => {
+            Message::Feed { items, .. } if !items.is_empty() => {
                 let i = self.below(items.len() as u64) as usize;
                 &mut items[i].record
             }
@@ -926,14 +994,13 @@ impl World {
                         Ev::Timer { side: Side2::Node, conn: self.conn, at: at_ms },
                     );
                 }
-                NodeAction::CommitFeed(item) => {
+                NodeAction::CommitFeed { source, item } => {
                     self.node_inflight += 1;
                     // A store commits in order: completions are FIFO.
                     let at = (self.now + 1 + self.below(30) as i64).max(self.node_commit_tail);
                     self.node_commit_tail = at;
-                    let ev =
-                        Ev::NodeFeedCommitDone { epoch: self.node_epoch, conn: self.conn, item };
-                    self.schedule(at, ev);
+                    let (epoch, conn) = (self.node_epoch, self.conn);
+                    self.schedule(at, Ev::NodeFeedCommitDone { epoch, conn, source, item });
                 }
                 NodeAction::AdoptTip { stream, seq, header_hash } => {
                     self.log(|| format!("node adopts tip {stream:?} {seq}"));
@@ -954,7 +1021,9 @@ impl World {
                     self.node_restored = false;
                     self.backoff.reset();
                 }
-                NodeAction::QuarantineFeed => self.ns.feed_quarantined = true,
+                NodeAction::QuarantineSource(source) => {
+                    self.ns.quarantined_sources.insert(source);
+                }
                 NodeAction::Acked { .. } | NodeAction::KeyPinned(_) => {}
                 NodeAction::LoadRecords { stream, from_seq } => {
                     let records: Vec<Record> = self
@@ -985,22 +1054,44 @@ impl World {
         self.check_tamper_outcome(Side2::Node, tamper);
     }
 
-    fn node_store_feed(&mut self, item: FeedItem) {
-        let tip = self.ns.feed.len() as u64;
-        if self.opt.sabotage == Some(Sabotage::NodeReordersFeed) && item.seq == tip + 1 && tip >= 1
-        {
-            self.sabotage_fired = true;
-            self.ns.feed.insert(tip as usize - 1, item.record);
-            return;
+    fn node_store_feed(&mut self, source: Source, item: FeedItem) {
+        let hash = item.record.header_hash();
+        // Only entries of the hub's log meant for this device, as the hub holds them.
+        let entry = self.hs.logs.get(&source).and_then(|l| l.get(item.seq as usize - 1));
+        match entry {
+            Some((r, true)) if r.header_hash() == hash => {}
+            Some((_, false)) => {
+                self.fail(format!("node committed {source} {} meant for another device", item.seq));
+                return;
+            }
+            _ => {
+                self.fail(format!("node committed {source} {} that is not the hub's", item.seq));
+                return;
+            }
         }
-        if item.seq == tip + 1 {
-            self.ns.feed.push(item.record);
-        } else if item.seq <= tip {
-            if self.ns.feed[item.seq as usize - 1].header_hash() != item.record.header_hash() {
-                self.fail(format!("node store: conflicting feed item at {}", item.seq));
+        let reorder = self.opt.sabotage == Some(Sabotage::NodeReordersFeed);
+        let items = self.ns.feeds.entry(source).or_default();
+        let last = items.last().map_or(0, |(seq, _)| *seq);
+        if item.seq > last {
+            if reorder && !items.is_empty() {
+                self.sabotage_fired = true;
+                let at = items.len() - 1;
+                items.insert(at, (item.seq, item.record));
+            } else {
+                items.push((item.seq, item.record));
             }
         } else {
-            self.fail(format!("node store: feed commit out of order ({} after {tip})", item.seq));
+            match items.iter().find(|(seq, _)| *seq == item.seq) {
+                Some((_, r)) if r.header_hash() == hash => {}
+                _ => self.fail(format!(
+                    "node store: {source} item {} committed out of order or twice (after {last})",
+                    item.seq
+                )),
+            }
+        }
+        let in_order = self.ns.feeds[&source].windows(2).all(|w| w[0].0 < w[1].0);
+        if !in_order {
+            self.fail(format!("node store: {source} items out of order"));
         }
     }
 
@@ -1033,22 +1124,51 @@ impl World {
                     let ev = Ev::HubCommitDone { epoch: self.hub_epoch, conn: self.conn, record };
                     self.schedule(at, ev);
                 }
-                HubAction::FeedAcked { seq } => self.hs.feed_acked = self.hs.feed_acked.max(seq),
-                HubAction::LoadFeed { from_seq } => {
-                    let items: Vec<FeedItem> = self
-                        .hs
-                        .feed
-                        .iter()
-                        .enumerate()
-                        .skip(from_seq.saturating_sub(1) as usize)
-                        .map(|(i, r)| FeedItem { seq: i as u64 + 1, record: r.clone() })
-                        .collect();
+                HubAction::CursorAcked { source, seq } => {
+                    let c = self.hs.cursor_batch.entry(source).or_default();
+                    *c = (*c).max(seq);
+                    if !self.hs.flush_scheduled {
+                        self.hs.flush_scheduled = true;
+                        let at = self.now + 1 + self.below(50) as i64;
+                        self.schedule(at, Ev::FlushCursors { epoch: self.hub_epoch });
+                    }
+                }
+                HubAction::LoadSource { source, after, max } => {
+                    // One page: up to `max` entries for the device, and at most a few dozen
+                    // entries looked at, so catch-up goes through several pages.
+                    let page = 1 + self.below(24);
+                    let tip = self.hs.logs.get(&source).map_or(0, |l| l.len() as u64);
+                    let mut entries = Vec::new();
+                    let mut scanned_to = after;
+                    while scanned_to < tip && scanned_to < after + page && entries.len() < max {
+                        scanned_to += 1;
+                        if self.handed(source, scanned_to) {
+                            let record = &self.hs.logs[&source][scanned_to as usize - 1].0;
+                            entries.push(LogEntry::new(scanned_to, record));
+                        }
+                    }
                     if let Some(hub) = self.hub.as_mut() {
-                        hub.handle(self.now, HubEvent::FeedLoaded(items));
+                        let ev = HubEvent::SourceLoaded { source, after, entries, scanned_to };
+                        hub.handle(self.now, ev);
                     }
                 }
                 HubAction::Quarantine { stream, .. } => {
                     self.hs.quarantined.insert(stream);
+                }
+                HubAction::CheckStored { record } => {
+                    let h = *record.header();
+                    let stored =
+                        self.hs.streams.get(&h.stream).and_then(|v| v.get(h.seq as usize - 1));
+                    if let Some(known) = stored.map(Record::header_hash)
+                        && known != record.header_hash()
+                        && let Some(hub) = self.hub.as_mut()
+                    {
+                        let (stream, seq, offered) = (h.stream, h.seq, record.header_hash());
+                        hub.handle(
+                            self.now,
+                            HubEvent::StoredDiffers { stream, seq, known, offered },
+                        );
+                    }
                 }
                 HubAction::Alarm(alarm) => {
                     if self.opt.sabotage == Some(Sabotage::HideEquivocationAlarm)
@@ -1074,6 +1194,41 @@ impl World {
             }
         }
         self.check_tamper_outcome(Side2::Hub, tamper);
+    }
+
+    /// Whether the hub's driver hands entry `seq` of `source` to the device: meant for it, and
+    /// not the one the sabotaged driver skips.
+    fn handed(&mut self, source: Source, seq: u64) -> bool {
+        let mine = self
+            .hs
+            .logs
+            .get(&source)
+            .and_then(|l| l.get(seq as usize - 1))
+            .is_some_and(|(_, mine)| *mine);
+        if mine
+            && self.opt.sabotage == Some(Sabotage::HubSkipsItem)
+            && matches!(source, Source::Relay(_))
+            && seq >= 2
+            && *self.skipped.get_or_insert(seq) == seq
+        {
+            self.sabotage_fired = true;
+            return false;
+        }
+        mine
+    }
+
+    /// The sabotaged hub comes back with another record at the last relay entry the node holds.
+    fn renumber_relay(&mut self) {
+        let source = sim_sources()[0];
+        let Some(&(seq, _)) = self.ns.feeds.get(&source).and_then(|items| items.last()) else {
+            return;
+        };
+        let Some(log) = self.hs.logs.get_mut(&source) else { return };
+        let i = seq as usize - 1;
+        let prev = if i == 0 { ChainHash::GENESIS } else { log[i - 1].0.header_hash() };
+        log[i].0 = sim_record(PROVIDER, StreamId::SIGNALS, seq, prev, 30_000 + seq as u32);
+        self.sabotage_fired = true;
+        self.log(|| format!("sabotage: the hub re-numbers {source} at {seq}"));
     }
 
     /// Whether `record` is one the node really appended (at any time).
@@ -1165,35 +1320,46 @@ impl World {
     }
 
     fn inject_feed_equivocation(&mut self) {
-        let committed = self.ns.feed.len() as u64;
         let open = self.node.as_ref().is_some_and(NodeSession::is_open);
-        if !open || committed == 0 || self.ns.feed_quarantined {
+        let held: Vec<Source> = self
+            .ns
+            .feeds
+            .iter()
+            .filter(|(s, items)| !items.is_empty() && !self.ns.quarantined_sources.contains(*s))
+            .map(|(s, _)| *s)
+            .collect();
+        if !open || held.is_empty() {
             if self.now < CHAOS_MS {
                 let at = self.now + 500;
                 self.schedule(at, Ev::InjectFeedEquivocation);
             }
             return;
         }
-        let seq = 1 + self.below(committed);
-        let prev = if seq == 1 {
-            ChainHash::GENESIS
-        } else {
-            self.ns.feed[seq as usize - 2].header_hash()
-        };
-        let alt = sim_record(PROVIDER, StreamId::SIGNALS, seq, prev, 20_000 + seq as u32);
+        let source = held[self.below(held.len() as u64) as usize];
+        let n = self.ns.feeds[&source].len() as u64;
+        let i = self.below(n) as usize;
+        let items = &self.ns.feeds[&source];
+        let seq = items[i].0;
+        let prev_seq = if i == 0 { 0 } else { items[i - 1].0 };
+        let log = &self.hs.logs[&source];
+        let prev =
+            if seq == 1 { ChainHash::GENESIS } else { log[seq as usize - 2].0.header_hash() };
+        let author = source_author(source);
+        let alt = sim_record(author, source_stream(source), seq, prev, 20_000 + seq as u32);
         self.report.equivocations_injected += 1;
         self.expected_alarms += 1;
-        self.log(|| format!("inject feed equivocation at {seq}"));
+        self.log(|| format!("inject feed equivocation at {source} {seq}"));
         let frame = wire::encode(&Message::Feed {
-            items: vec![FeedItemWire { seq, record: alt.encode() }],
+            source,
+            items: vec![FeedItemWire { seq, prev_seq, record: alt.encode() }],
         });
         let before = self.alarms_seen;
         self.node_handle(NodeEvent::BytesReceived(&frame), Tamper::Equivocation);
         if self.alarms_seen == before && self.failure.is_none() {
-            self.fail(format!("feed equivocation at {seq} was not detected"));
+            self.fail(format!("feed equivocation at {source} {seq} was not detected"));
         }
-        if self.failure.is_none() && !self.ns.feed_quarantined {
-            self.fail(format!("feed equivocation at {seq} did not quarantine the feed"));
+        if self.failure.is_none() && !self.ns.quarantined_sources.contains(&source) {
+            self.fail(format!("feed equivocation at {source} {seq} did not quarantine it"));
         }
     }
 
@@ -1244,7 +1410,11 @@ impl World {
                 return false;
             }
         }
-        self.ns.feed_quarantined || self.ns.feed.len() == self.hs.feed.len()
+        self.hs.logs.iter().all(|(source, log)| {
+            let meant = log.iter().filter(|(_, mine)| *mine).count();
+            self.ns.quarantined_sources.contains(source)
+                || self.ns.feeds.get(source).map_or(0, Vec::len) == meant
+        })
     }
 
     fn final_checks(&mut self) {
@@ -1297,19 +1467,37 @@ impl World {
                 }
             }
         }
-        let provider_key = ids[PROVIDER].identity_key();
-        if let Err(e) = memo_verify_chain(&self.ns.feed, &provider_key, StreamId::SIGNALS) {
-            self.fail(format!("node's feed does not verify: {e}"));
-            return;
+        let mut committed = 0;
+        for (source, log) in &self.hs.logs {
+            let meant: Vec<(u64, ChainHash)> = log
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, mine))| *mine)
+                .map(|(i, (r, _))| (i as u64 + 1, r.header_hash()))
+                .collect();
+            let held = self.ns.feeds.get(source).cloned().unwrap_or_default();
+            let key = ids[source_author(*source)].identity_key();
+            for (seq, record) in &held {
+                if let Err(e) = MemoCheck.verify(record, &key) {
+                    self.fail(format!("node's {source} item {seq} does not verify: {e}"));
+                    return;
+                }
+            }
+            let held: Vec<(u64, ChainHash)> =
+                held.iter().map(|(seq, r)| (*seq, r.header_hash())).collect();
+            let quarantined = self.ns.quarantined_sources.contains(source);
+            let n = held.len();
+            if n > meant.len() || held[..] != meant[..n] || (!quarantined && n != meant.len()) {
+                self.fail(format!(
+                    "node's {source} ({n} items) is not the hub's entries for it ({})",
+                    meant.len()
+                ));
+                return;
+            }
+            committed += n as u64;
+            self.report.feed_meant += meant.len() as u64;
         }
-        let n = self.ns.feed.len();
-        if self.ns.feed[..] != self.hs.feed[..n]
-            || (!self.ns.feed_quarantined && n != self.hs.feed.len())
-        {
-            self.fail(format!("node's feed ({n}) is not the hub's ({})", self.hs.feed.len()));
-            return;
-        }
-        self.report.feed_committed = n as u64;
+        self.report.feed_committed = committed;
         self.report.sim_time_ms = self.now;
     }
 }

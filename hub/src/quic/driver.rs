@@ -7,19 +7,21 @@
 //! cancel-safe). A record is acknowledged only after its row is committed: `Committed` is
 //! reported after the SQL insert returns.
 //!
-//! Downstream: the session starts from the device's feed marks ([`crate::feed`]) and asks for
-//! items with `LoadFeed` ([`FEED_LOAD_BATCH`] at a time); items appended while it runs are found
-//! when the device's [`crate::feed::FeedBell`] rings (rung after the appending transaction
-//! commits) or by a tip check every [`FEED_POLL`] (another hub instance may have appended), and
-//! handed over as `FeedAppended` in `seq` order (the tip check is one query per hub for all
-//! sessions, [`crate::feed::FeedBell::watch_tips`]). `FeedAcked` moves the device's mark in SQL,
+//! Downstream (protocol version 2): the device's feed ([`crate::feed`]) is its
+//! [`Source::Inbox`]; the session starts from its cursor (`device_feeds.acked`) and asks for
+//! pages with `LoadSource` (at most the window); items appended while it runs are found when the
+//! device's [`crate::feed::FeedBell`] rings (rung after the appending transaction commits) or by
+//! a tip check every [`FEED_POLL`] (another hub instance may have appended), and handed over as
+//! `SourceGrew` in `seq` order (the tip check is one query per hub for all sessions,
+//! [`crate::feed::FeedBell::watch_tips`]). `CursorAcked` moves the device's cursor in SQL,
 //! group-committed with other sessions' acks ([`crate::feed::FeedBell::ack`]).
 
 use std::time::Duration;
 
 use tradecast_protocol::IdentityKey;
 use tradecast_protocol::session::{
-    HubAction, HubEvent, HubSession, HubSetup, SessionConfig, SignatureCheck,
+    HubAction, HubEvent, HubSession, HubSetup, LogEntry, SessionConfig, SignatureCheck, Source,
+    SourceStart,
 };
 
 use super::{MAX_FRAME_LEN, close_code, store};
@@ -27,7 +29,7 @@ use crate::state::AppState;
 
 /// Frames read ahead of the session.
 const READ_AHEAD: usize = 16;
-/// Feed items read per `LoadFeed` or tip check.
+/// Feed items read per tip check (a `LoadSource` page is at most the session's window).
 pub const FEED_LOAD_BATCH: usize = 256;
 /// How often a session checks its device's feed tip without a bell.
 pub const FEED_POLL: Duration = Duration::from_secs(2);
@@ -99,9 +101,7 @@ pub async fn run(
         hub: state.hub_identity.identity_key(),
         peer,
         streams,
-        feed_acked,
-        feed_tip,
-        feed_unacked: Vec::new(),
+        sources: vec![SourceStart { source: Source::Inbox, acked: feed_acked, tip: feed_tip }],
     };
     let mut session = HubSession::new(cfg, setup, SignatureCheck, now_ms(state));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, DriverError>>(READ_AHEAD);
@@ -154,7 +154,9 @@ async fn feed_appended(
                 )));
             }
             feed.tip = item.seq;
-            session.handle(now_ms(state), HubEvent::FeedAppended(Box::new(item)));
+            let entry = Some(LogEntry::new(item.seq, &item.record));
+            let grew = HubEvent::SourceGrew { source: Source::Inbox, seq: item.seq, entry };
+            session.handle(now_ms(state), grew);
         }
         if n < FEED_LOAD_BATCH {
             return Ok(());
@@ -191,14 +193,33 @@ async fn drive(
                 HubAction::Send(frame) => write_frame(send, &frame).await?,
                 HubAction::SetTimer { at_ms } => timer = Some(at_ms),
                 HubAction::Commit { .. } => {}
-                HubAction::FeedAcked { seq } => {
+                HubAction::CursorAcked { source: Source::Inbox, seq } => {
                     state.feed_bell.ack(&state.db, &feed.device, seq, now_ms(state)).await?;
                 }
-                HubAction::LoadFeed { from_seq } => {
-                    let items =
-                        crate::feed::items(&state.db, &feed.device, from_seq, FEED_LOAD_BATCH)
-                            .await?;
-                    session.handle(now_ms(state), HubEvent::FeedLoaded(items));
+                // Relay logs are not served by this hub yet: the session never follows one.
+                HubAction::CursorAcked { source: Source::Relay(_), .. } => {}
+                HubAction::LoadSource { source, after, max } => {
+                    let entries = match source {
+                        Source::Inbox => {
+                            crate::feed::items(&state.db, &feed.device, after + 1, max).await?
+                        }
+                        Source::Relay(_) => Vec::new(),
+                    };
+                    let scanned_to = entries.last().map_or(after, |item| item.seq);
+                    let entries =
+                        entries.iter().map(|item| LogEntry::new(item.seq, &item.record)).collect();
+                    let loaded = HubEvent::SourceLoaded { source, after, entries, scanned_to };
+                    session.handle(now_ms(state), loaded);
+                }
+                HubAction::CheckStored { record } => {
+                    let offered = record.header_hash();
+                    if let Some(known) = store::stored_hash(&state.db, &record).await?
+                        && known != offered
+                    {
+                        let (stream, seq) = (record.header().stream, record.header().seq);
+                        let differs = HubEvent::StoredDiffers { stream, seq, known, offered };
+                        session.handle(now_ms(state), differs);
+                    }
                 }
                 HubAction::Quarantine { author, stream } => {
                     store::quarantine(&state.db, &author, stream, now_ms(state)).await?;

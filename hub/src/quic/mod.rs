@@ -42,7 +42,7 @@ pub use tradecast_protocol::session::wire::{
 };
 
 /// The oldest node protocol version this hub accepts.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 /// Upper bound of one session frame on the stream (the protocol's own bound).
 pub const MAX_FRAME_LEN: usize = tradecast_protocol::session::wire::MAX_FRAME_LEN;
 /// How long a node has to complete the handshake and say hello.

@@ -97,6 +97,22 @@ pub async fn load_streams(
     Ok(out)
 }
 
+/// The header hash stored for (author, stream, seq), if any: the store's side of a resend older
+/// than the session remembers ([`tradecast_protocol::session::HubAction::CheckStored`]).
+pub async fn stored_hash(db: &Db, record: &Record) -> Result<Option<ChainHash>, StoreError> {
+    let h = record.header();
+    let stored: Option<String> = sqlx::query_scalar(
+        "SELECT header_hash FROM sync_records WHERE author = $1 AND stream = $2 AND seq = $3",
+    )
+    .bind(h.author.to_text())
+    .bind(i64::from(h.stream.0))
+    .bind(i64_of(h.seq))
+    .fetch_optional(db.pool())
+    .await
+    .map_err(DbError::from)?;
+    stored.map(|hex| hash_from_hex(&hex)).transpose()
+}
+
 /// Commits one verified record (idempotently) with the hub's receipt; returns the receipt.
 /// Signals are judged with the default freshness (tests, tools).
 pub async fn commit(

@@ -4,6 +4,7 @@
 use crate::policy::approval::PlanGate;
 use rust_decimal::Decimal;
 use tradecast_protocol::ea;
+use tradecast_protocol::session::Source;
 use tradecast_protocol::{
     Body, DeviceId, FeatureGrant, GrantId, HubRequest, HubRequestError, Kind, RequestId, SignalId,
     StreamId, verify_hub_request,
@@ -87,6 +88,18 @@ impl Node {
         seq: u64,
         record: &tradecast_protocol::Record,
     ) -> Result<FeedOutcome, NodeError> {
+        self.receive_from(Source::Inbox, seq, record)
+    }
+
+    /// [`Node::receive_feed`] for an item of any downstream source: the device's inbox, or a
+    /// provider's relay log (its own cursor and table; hub-signed requests and receipts travel
+    /// only in the inbox, so a relay log's copy of one is kept and ignored).
+    pub fn receive_from(
+        &self,
+        source: Source,
+        seq: u64,
+        record: &tradecast_protocol::Record,
+    ) -> Result<FeedOutcome, NodeError> {
         let inner = self.lock();
         let account = inner.accounts.keys().min().cloned();
         let stored_account = match &account {
@@ -96,10 +109,19 @@ impl Node {
         let mem = stored_account.as_ref().and_then(|a| inner.accounts.get(a));
         let now_ms = wall_ms();
         let outcome = self.store.write(|tx| {
-            if seq <= tx.inbox_watermark()? {
-                return Ok(FeedOutcome::Ignored(format!("feed item {seq} already committed")));
+            if seq <= tx.source_cursor(source)? {
+                return Ok(FeedOutcome::Ignored(format!("{source} item {seq} already committed")));
             }
-            tx.put_feed(seq, record)?;
+            tx.put_source_item(source, seq, record)?;
+            let inbox_only = matches!(
+                record.header().kind,
+                Kind::ApprovalRequest | Kind::FeatureGrant | Kind::Receipt
+            ) || record.header().stream == StreamId::HUB_REQUESTS;
+            if source != Source::Inbox && inbox_only {
+                return Ok(FeedOutcome::Ignored(format!(
+                    "{source} item {seq}: hub requests and receipts travel in the inbox only"
+                )));
+            }
             self.feed_item_in(tx, seq, record, stored_account.as_deref(), mem, now_ms)
         })?;
         drop(inner);

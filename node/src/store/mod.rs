@@ -34,7 +34,7 @@ mod sync;
 mod upgrade;
 
 pub use hub_requests::{HubRefusalRow, StoredGrant, StoredRequest};
-pub use sync::PUBLISH_SETTING;
+pub use sync::{HeldSource, PUBLISH_SETTING};
 pub use upgrade::{DRAWDOWN_MERGE_PENDING, UPGRADES, upgrade_1_to_2, upgrade_2_to_3};
 
 use std::path::Path;
@@ -87,6 +87,10 @@ pub(crate) const APPROVALS: TableDefinition<'static, &str, &[u8]> =
 /// The downstream feed as committed: feed `seq` → the record's bytes, unchanged (the inbox
 /// watermark is its highest key).
 pub(crate) const FEED: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("feed");
+/// Items of the providers' relay logs (protocol v2 sources other than the inbox): (source text,
+/// seq) → the record's bytes, unchanged; each source's cursor is `cursors["", source text]`.
+pub(crate) const RELAY: TableDefinition<'static, (&str, u64), &[u8]> =
+    TableDefinition::new("relay");
 /// The hub's receipts for this node's own records: (stream, seq) → the receipt (JSON).
 pub(crate) const RECEIPTS: TableDefinition<'static, (u32, u64), &[u8]> =
     TableDefinition::new("receipts");
@@ -316,6 +320,7 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(COPY_LOG)?;
     tx.open_table(APPROVALS)?;
     tx.open_table(FEED)?;
+    tx.open_table(RELAY)?;
     tx.open_table(AUTHORS)?;
     tx.open_table(RECEIPTS)?;
     tx.open_table(HUB_REQUESTS)?;

@@ -7,10 +7,25 @@ use tradecast_protocol::{
     Body, ChainHash, DeviceId, HeaderFields, Identity, Record, StreamId, StreamKey,
 };
 
+use tradecast_protocol::session::Source;
+
 use super::{
-    AUTHORS, DEVICE_KEY, FEED, INBOX_CURSOR, OUTBOX, PinnedAuthor, RECEIPTS, StoreError, Tx, View,
-    from_row, to_row,
+    AUTHORS, CURSORS, DEVICE_KEY, FEED, INBOX_CURSOR, OUTBOX, PinnedAuthor, RECEIPTS, RELAY,
+    StoreError, Tx, View, from_row, to_row,
 };
+
+/// What the node holds of one downstream source: its cursor and the header hashes of its last
+/// items (for the session's duplicate and equivocation checks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldSource {
+    pub source: Source,
+    pub committed: u64,
+    pub recent: Vec<(u64, ChainHash)>,
+}
+
+fn decode_item(table: &'static str, bytes: &[u8]) -> Result<Record, StoreError> {
+    Record::decode(bytes).map_err(|e| StoreError::Row { table, message: e.to_string() })
+}
 
 /// The tip of one outbox stream: `(seq, header hash)` of its last record.
 fn stream_tip(
@@ -72,6 +87,35 @@ impl Tx<'_> {
     pub fn put_feed(&mut self, seq: u64, record: &Record) -> Result<(), StoreError> {
         self.tx.open_table(FEED)?.insert(seq, record.encode().as_slice())?;
         self.set_inbox_watermark(seq)
+    }
+
+    /// The committed cursor of `source` (0 before its first item).
+    pub fn source_cursor(&self, source: Source) -> Result<u64, StoreError> {
+        let v = match source {
+            Source::Inbox => self.cursor(DEVICE_KEY, INBOX_CURSOR)?,
+            Source::Relay(_) => self.cursor(DEVICE_KEY, &source.to_text())?,
+        };
+        Ok(u64::try_from(v.unwrap_or(0)).unwrap_or(0))
+    }
+
+    /// Stores item `seq` of `source` (the record unchanged) and moves its cursor to it: the
+    /// inbox is the feed table, a relay log its own.
+    pub fn put_source_item(
+        &mut self,
+        source: Source,
+        seq: u64,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        match source {
+            Source::Inbox => self.put_feed(seq, record),
+            Source::Relay(_) => {
+                let key = source.to_text();
+                self.tx
+                    .open_table(RELAY)?
+                    .insert((key.as_str(), seq), record.encode().as_slice())?;
+                self.set_cursor(DEVICE_KEY, &key, i64::try_from(seq).unwrap_or(i64::MAX))
+            }
+        }
     }
 
     /// This node's outbox record at (`stream`, `seq`).
@@ -185,6 +229,45 @@ impl View {
             out.push((k.value(), record.header_hash()));
         }
         out.reverse();
+        Ok(out)
+    }
+
+    /// Every source this node holds items of, with its cursor and its last `n` item hashes
+    /// (the inbox first, then the relay logs by their text form).
+    pub fn held_sources(&self, n: usize) -> Result<Vec<HeldSource>, StoreError> {
+        let mut out = vec![HeldSource {
+            source: Source::Inbox,
+            committed: self.inbox_watermark()?,
+            recent: self.feed_recent(n)?,
+        }];
+        let cursors = self.tx.open_table(CURSORS)?;
+        let relay = self.tx.open_table(RELAY)?;
+        for e in cursors.range((DEVICE_KEY, "relay:")..(DEVICE_KEY, "relay;"))? {
+            let (k, v) = e?;
+            let key = k.value().1.to_string();
+            let Some(source) = Source::from_text(&key) else { continue };
+            let committed = u64::try_from(v.value()).unwrap_or(0);
+            let mut recent = Vec::new();
+            for item in relay.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))?.rev().take(n) {
+                let (k, v) = item?;
+                recent.push((k.value().1, decode_item("relay", v.value())?.header_hash()));
+            }
+            recent.reverse();
+            out.push(HeldSource { source, committed, recent });
+        }
+        Ok(out)
+    }
+
+    /// The committed items of `source` from `seq` on, in order.
+    pub fn source_items(&self, source: Source, seq: u64) -> Result<Vec<(u64, Record)>, StoreError> {
+        let Source::Relay(_) = source else { return self.feed_from(seq) };
+        let key = source.to_text();
+        let t = self.tx.open_table(RELAY)?;
+        let mut out = Vec::new();
+        for e in t.range((key.as_str(), seq)..=(key.as_str(), u64::MAX))? {
+            let (k, v) = e?;
+            out.push((k.value().1, decode_item("relay", v.value())?));
+        }
         Ok(out)
     }
 

@@ -26,8 +26,8 @@ use std::time::Duration;
 use redb::ReadableDatabase;
 use tokio::sync::{Notify, watch};
 use tradecast_protocol::session::{
-    Backoff, LocalStream, NodeAction, NodeEvent, NodeSession, NodeSetup, SessionConfig,
-    SignatureCheck,
+    Backoff, LocalSource, LocalStream, NodeAction, NodeEvent, NodeSession, NodeSetup,
+    SessionConfig, SignatureCheck, Source,
 };
 use tradecast_protocol::{Identity, IdentityKey, Record, StreamId};
 
@@ -48,8 +48,8 @@ const STREAMS: [StreamId; 5] =
 pub trait SyncHost: Send + Sync + 'static {
     /// The store whose outbox goes upstream.
     fn store(&self) -> &Store;
-    /// Durably commits feed item `seq` (and what it causes) before returning.
-    fn commit_feed(&self, seq: u64, record: &Record) -> Result<(), String>;
+    /// Durably commits item `seq` of `source` (and what it causes) before returning.
+    fn commit_feed(&self, source: Source, seq: u64, record: &Record) -> Result<(), String>;
 }
 
 /// A bare store keeps the items (and the watermark) without acting on them.
@@ -58,10 +58,10 @@ impl SyncHost for Store {
         self
     }
 
-    fn commit_feed(&self, seq: u64, record: &Record) -> Result<(), String> {
+    fn commit_feed(&self, source: Source, seq: u64, record: &Record) -> Result<(), String> {
         self.write(|tx| {
-            if seq > tx.inbox_watermark()? {
-                tx.put_feed(seq, record)?;
+            if seq > tx.source_cursor(source)? {
+                tx.put_source_item(source, seq, record)?;
             }
             Ok(())
         })
@@ -75,10 +75,11 @@ impl SyncHost for crate::runtime::Node {
         crate::runtime::Node::store(self)
     }
 
-    fn commit_feed(&self, seq: u64, record: &Record) -> Result<(), String> {
-        match self.receive_feed(seq, record) {
+    fn commit_feed(&self, source: Source, seq: u64, record: &Record) -> Result<(), String> {
+        match self.receive_from(source, seq, record) {
             Ok(outcome) => {
-                tracing::info!(target: "tradecast::feed", seq, ?outcome, "feed item committed");
+                let source = source.to_text();
+                tracing::info!(target: "tradecast::feed", source, seq, ?outcome, "feed item committed");
                 Ok(())
             }
             Err(e) => Err(e.to_string()),
@@ -351,11 +352,18 @@ fn setup(ctx: &Ctx) -> Result<(NodeSetup, BTreeMap<StreamId, u64>), StoreError> 
         identity: ctx.identity.identity_key(),
         hub: ctx.hub_key,
         streams,
-        feed_committed: view.inbox_watermark()?,
-        feed_recent: view.feed_recent(FEED_RECENT)?,
+        sources: view
+            .held_sources(FEED_RECENT)?
+            .into_iter()
+            .map(|h| LocalSource {
+                source: h.source,
+                committed: h.committed,
+                recent: h.recent,
+                quarantined: false,
+            })
+            .collect(),
         authors: view.authors()?.into_iter().map(|a| a.key).collect(),
         restored: false,
-        feed_quarantined: false,
     };
     Ok((setup, tips))
 }
@@ -439,15 +447,15 @@ async fn drive(
             match action {
                 NodeAction::Send(frame) => write_frame(send, &frame).await?,
                 NodeAction::SetTimer { at_ms } => timer = Some(at_ms),
-                NodeAction::CommitFeed(item) => {
+                NodeAction::CommitFeed { source, item } => {
                     let host = ctx.host.clone();
                     let seq = item.seq;
                     let record = item.record;
-                    tokio::task::spawn_blocking(move || host.commit_feed(seq, &record))
+                    tokio::task::spawn_blocking(move || host.commit_feed(source, seq, &record))
                         .await
                         .map_err(|e| SessionEnd::Feed(e.to_string()))?
                         .map_err(SessionEnd::Feed)?;
-                    let _ = session.handle(now_ms(), NodeEvent::FeedCommitted { seq });
+                    let _ = session.handle(now_ms(), NodeEvent::FeedCommitted { source, seq });
                 }
                 NodeAction::AdoptTip { stream, seq, .. } => {
                     tracing::warn!(
@@ -483,7 +491,13 @@ async fn drive(
                 NodeAction::KeyPinned(key) => {
                     tracing::info!(device = %key.device_id().fmt_short(), "author key pinned");
                 }
-                NodeAction::QuarantineFeed => tracing::error!("the hub equivocated on the feed"),
+                NodeAction::QuarantineSource(source) => {
+                    let source = source.to_text();
+                    tracing::error!(
+                        source,
+                        "the hub equivocated on a source: quarantined for this session"
+                    );
+                }
                 NodeAction::Alarm(alarm) => tracing::warn!(?alarm, "sync alarm"),
                 NodeAction::Close(reason) => return Err(SessionEnd::Closed(reason.to_string())),
             }

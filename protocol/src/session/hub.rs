@@ -1,11 +1,19 @@
 //! The hub's side of a session: upstream receiver of one node's records, downstream sender of
-//! that node's feed. Sans-IO: events in, actions out (see the parent module).
+//! the sources that node follows. Sans-IO: events in, actions out (see the parent module).
+//!
+//! Per source the session keeps the node's cursor (`acked`), how far into the log it has
+//! looked for this device (`scanned`: every entry up to it was either handed over or is not
+//! for this device), and at most `window` items handed over but not acknowledged, each with the
+//! `prev_seq` the node checks. Live entries arrive as [`HubEvent::SourceGrew`] (the driver says
+//! whether this device may see it); a session that fell behind — a page of catch-up still
+//! outstanding, its window full, or an entry it never heard of — asks the driver for the next
+//! page with [`HubAction::LoadSource`] instead, so a slow node costs a bounded amount of memory.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::node::cfg_clamped;
-use super::wire::{self, FeedItemWire, Message, RefusedReason, StreamMark};
-use super::{Alarm, CloseReason, FeedItem, Recent, RecordCheck, SessionConfig, Violation};
+use super::wire::{self, FeedItemWire, Message, RefusedReason, Source, SourceCursor, StreamMark};
+use super::{Alarm, CloseReason, LogEntry, Recent, RecordCheck, SessionConfig, Violation};
 use crate::hash::ChainHash;
 use crate::identity::{DeviceId, IdentityKey};
 use crate::record::{Record, StreamId};
@@ -19,10 +27,19 @@ pub enum HubEvent<'a> {
     TimerFired,
     /// The driver durably committed the records of `stream` up to `seq` (in order).
     Committed { stream: StreamId, seq: u64 },
-    /// The driver durably appended an item to this device's feed.
-    FeedAppended(Box<FeedItem>),
-    /// Feed items the session asked for with [`HubAction::LoadFeed`], in `seq` order.
-    FeedLoaded(Vec<FeedItem>),
+    /// The driver committed entry `seq` of `source`; `entry` is `Some` when this device may
+    /// see it, `None` when it is for others (it only moves the known tip).
+    SourceGrew { source: Source, seq: u64, entry: Option<LogEntry> },
+    /// The page asked for with [`HubAction::LoadSource`]: the entries this device may see in
+    /// `(after, scanned_to]`, in `seq` order (`scanned_to` is the last entry the driver
+    /// looked at, seen or not; no progress means the log ends at `after`).
+    SourceLoaded { source: Source, after: u64, entries: Vec<LogEntry>, scanned_to: u64 },
+    /// The device may now see a source it did not follow when the session began (a grant):
+    /// its stored cursor and the source's tip.
+    SourceAdded(SourceStart),
+    /// The answer to [`HubAction::CheckStored`] when the store holds another record at that
+    /// `seq` (header hash `known`): the node equivocated below the remembered hashes.
+    StoredDiffers { stream: StreamId, seq: u64, known: ChainHash, offered: ChainHash },
 }
 
 /// What the driver must do.
@@ -36,11 +53,17 @@ pub enum HubAction {
     /// report [`HubEvent::Committed`]. Committing a record already stored with the same header
     /// hash must succeed without a second copy.
     Commit { record: Record, received_at_ms: i64 },
-    /// The node has durably committed its feed up to `seq` (persist it).
-    FeedAcked { seq: u64 },
-    /// Load this device's feed items from `from_seq` to the tip and report them with
-    /// [`HubEvent::FeedLoaded`].
-    LoadFeed { from_seq: u64 },
+    /// The node has durably committed `source` up to `seq` (persist the cursor; batching is
+    /// fine: after a crash a lagging cursor only means items sent again, which the node drops).
+    CursorAcked { source: Source, seq: u64 },
+    /// Read the entries of `source` after `after` that this device may see, at most `max` of
+    /// them (stop early at a page boundary if you like), and report them with
+    /// [`HubEvent::SourceLoaded`].
+    LoadSource { source: Source, after: u64, max: usize },
+    /// A validly signed record of the node at a `seq` older than the hashes the session
+    /// remembers (already acknowledged): compare it with the stored record's header hash and
+    /// answer [`HubEvent::StoredDiffers`] when they differ (nothing when they match).
+    CheckStored { record: Record },
     /// Persist: this stream is quarantined until a person decides.
     Quarantine { author: DeviceId, stream: StreamId },
     /// Raise an alarm to a person.
@@ -68,10 +91,18 @@ pub struct HubSetup {
     /// The node's key, as authenticated by the transport.
     pub peer: IdentityKey,
     pub streams: Vec<StoredStream>,
-    /// The node's feed: last acknowledged `seq`, the tip, and the items above the ack.
-    pub feed_acked: u64,
-    pub feed_tip: u64,
-    pub feed_unacked: Vec<FeedItem>,
+    /// Every source this device may receive from, with its stored cursor.
+    pub sources: Vec<SourceStart>,
+}
+
+/// A source a device follows, as the hub's store knows it when the session begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceStart {
+    pub source: Source,
+    /// The device's cursor as persisted (it may lag the node's after a crash).
+    pub acked: u64,
+    /// The source's last committed `seq`.
+    pub tip: u64,
 }
 
 #[derive(Debug)]
@@ -85,14 +116,55 @@ struct Inbound {
 }
 
 #[derive(Debug)]
-struct FeedOut {
+struct SourceOut {
+    /// The node's committed cursor.
     acked: u64,
+    /// The cursor as persisted (no `CursorAcked` at or below it).
+    persisted: u64,
+    /// Every entry up to here was handed over (held or acked) or is not for this device.
+    scanned: u64,
+    /// The highest `seq` known to be in the log.
     tip: u64,
-    held: BTreeMap<u64, FeedItem>,
+    /// The `seq` of the last item handed over: the next item's `prev_seq`.
+    last_given: u64,
+    /// Items handed over and not acknowledged: seq → (prev_seq, encoded record).
+    held: BTreeMap<u64, (u64, std::sync::Arc<[u8]>)>,
+    /// Send held items from here.
     next: u64,
     sent_max: u64,
     last_progress: i64,
     loading: bool,
+}
+
+impl SourceOut {
+    fn new(start: SourceStart) -> SourceOut {
+        SourceOut {
+            acked: start.acked,
+            persisted: start.acked,
+            scanned: start.acked,
+            tip: start.tip.max(start.acked),
+            last_given: start.acked,
+            held: BTreeMap::new(),
+            next: start.acked + 1,
+            sent_max: start.acked,
+            last_progress: 0,
+            loading: false,
+        }
+    }
+
+    /// Takes entry `seq` into the view (held when the device may see it).
+    fn take(&mut self, seq: u64, entry: Option<LogEntry>) {
+        if let Some(entry) = entry {
+            self.held.insert(seq, (self.last_given, entry.record));
+            self.last_given = seq;
+        }
+        self.scanned = seq;
+        self.tip = self.tip.max(seq);
+    }
+
+    fn in_flight(&self) -> bool {
+        self.sent_max > self.acked
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -111,7 +183,7 @@ pub struct HubSession<C: RecordCheck> {
     check: C,
     phase: Phase,
     streams: BTreeMap<StreamId, Inbound>,
-    feed: FeedOut,
+    sources: BTreeMap<Source, SourceOut>,
     last_rx: i64,
     last_tx: i64,
     ping_nonce: u64,
@@ -146,11 +218,14 @@ impl<C: RecordCheck> HubSession<C> {
                 )
             })
             .collect();
-        let held = setup
-            .feed_unacked
+        let sources = setup
+            .sources
             .into_iter()
-            .filter(|i| i.seq > setup.feed_acked)
-            .map(|i| (i.seq, i))
+            .map(|start| {
+                let mut out = SourceOut::new(start);
+                out.last_progress = now;
+                (start.source, out)
+            })
             .collect();
         let mut session = HubSession {
             cfg,
@@ -160,15 +235,7 @@ impl<C: RecordCheck> HubSession<C> {
             check,
             phase: Phase::AwaitHello,
             streams,
-            feed: FeedOut {
-                acked: setup.feed_acked,
-                tip: setup.feed_tip.max(setup.feed_acked),
-                held,
-                next: setup.feed_acked + 1,
-                sent_max: setup.feed_acked,
-                last_progress: now,
-                loading: false,
-            },
+            sources,
             last_rx: now,
             last_tx: now,
             ping_nonce: 0,
@@ -216,21 +283,63 @@ impl<C: RecordCheck> HubSession<C> {
                     }
                 }
             }
-            HubEvent::FeedAppended(item) => {
-                if item.seq == self.feed.tip + 1 {
-                    self.feed.tip = item.seq;
-                    self.feed.held.insert(item.seq, *item);
-                    self.pump_feed(now);
+            HubEvent::SourceGrew { source, seq, entry } => {
+                let open = self.phase == Phase::Open;
+                let window = self.cfg.window;
+                if let Some(out) = self.sources.get_mut(&source) {
+                    // Taken live only when it continues the view at once, with room in the
+                    // window; otherwise the next page of catch-up reads it from the store.
+                    let room = (out.held.len() as u64) < window || entry.is_none();
+                    if open && !out.loading && seq == out.scanned + 1 && room {
+                        out.take(seq, entry);
+                    } else {
+                        out.tip = out.tip.max(seq);
+                    }
+                    self.pump_source(now, source);
                 }
             }
-            HubEvent::FeedLoaded(items) => {
-                for item in items {
-                    if item.seq > self.feed.acked && item.seq <= self.feed.tip {
-                        self.feed.held.insert(item.seq, item);
+            HubEvent::SourceLoaded { source, after, entries, scanned_to } => {
+                if let Some(out) = self.sources.get_mut(&source)
+                    && out.loading
+                {
+                    out.loading = false;
+                    if after == out.scanned {
+                        let progress = scanned_to > after;
+                        for entry in entries {
+                            if entry.seq > out.scanned && entry.seq <= scanned_to {
+                                out.take(entry.seq, Some(entry));
+                            }
+                        }
+                        if progress {
+                            out.scanned = out.scanned.max(scanned_to);
+                            out.tip = out.tip.max(scanned_to);
+                        } else {
+                            // The store ends here: what we thought was the tip is not (yet)
+                            // readable; the next SourceGrew moves it again.
+                            out.tip = out.scanned;
+                        }
                     }
+                    self.pump_source(now, source);
                 }
-                self.feed.loading = false;
-                self.pump_feed(now);
+            }
+            HubEvent::StoredDiffers { stream, seq, known, offered } => {
+                let quarantined = self.streams.get(&stream).is_none_or(|s| s.quarantined);
+                if !quarantined {
+                    self.quarantine(now, stream, seq, RefusedReason::Equivocation);
+                    let author = self.peer_device;
+                    let alarm = Alarm::Equivocation { author, stream, seq, known, offered };
+                    self.out.push_back(HubAction::Alarm(alarm));
+                }
+            }
+            HubEvent::SourceAdded(start) => {
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    self.sources.entry(start.source)
+                {
+                    let mut out = SourceOut::new(start);
+                    out.last_progress = now;
+                    slot.insert(out);
+                    self.pump_source(now, start.source);
+                }
             }
         }
         self.arm_timer(now);
@@ -238,40 +347,49 @@ impl<C: RecordCheck> HubSession<C> {
 
     fn on_message(&mut self, now: i64, message: Message) {
         match message {
-            Message::Hello { device, identity, feed_mark, .. } => {
-                self.on_hello(now, device, identity, feed_mark);
+            Message::Hello { device, identity, cursors } => {
+                self.on_hello(now, device, identity, cursors);
             }
             Message::Records { records } => {
                 if self.phase == Phase::Open {
                     self.on_records(now, records);
                 }
             }
-            Message::FeedAck { seq } => {
+            Message::FeedAck { source, seq } => {
                 if self.phase != Phase::Open {
                     return;
                 }
-                if seq > self.feed.sent_max.max(self.feed.acked) {
-                    self.close(CloseReason::Violation(Violation::OutOfRange));
-                    return;
+                let Some(out) = self.sources.get_mut(&source) else {
+                    return self.close(CloseReason::Violation(Violation::OutOfRange));
+                };
+                // Only a seq this session sent (or the cursor itself) can be acknowledged.
+                let sent = seq <= out.sent_max && (seq == out.acked || out.held.contains_key(&seq));
+                if seq > out.acked && !sent {
+                    return self.close(CloseReason::Violation(Violation::OutOfRange));
                 }
-                if seq > self.feed.acked {
-                    self.feed.acked = seq;
-                    self.feed.held.retain(|s, _| *s > seq);
-                    self.feed.last_progress = now;
-                    if self.feed.next <= seq {
-                        self.feed.next = seq + 1;
+                if seq > out.acked {
+                    out.acked = seq;
+                    out.held.retain(|s, _| *s > seq);
+                    out.last_progress = now;
+                    if out.next <= seq {
+                        out.next = seq + 1;
                     }
-                    self.out.push_back(HubAction::FeedAcked { seq });
+                    if seq > out.persisted {
+                        out.persisted = seq;
+                        self.out.push_back(HubAction::CursorAcked { source, seq });
+                    }
                 }
-                self.pump_feed(now);
+                self.pump_source(now, source);
             }
-            Message::FeedResend { from_seq } => {
-                let from = from_seq.max(self.feed.acked + 1);
-                if from < self.feed.next {
-                    self.feed.next = from;
-                    self.feed.last_progress = now;
+            Message::FeedResend { source, from_seq } => {
+                if let Some(out) = self.sources.get_mut(&source) {
+                    let from = from_seq.max(out.acked + 1);
+                    if from < out.next {
+                        out.next = from;
+                        out.last_progress = now;
+                    }
+                    self.pump_source(now, source);
                 }
-                self.pump_feed(now);
             }
             Message::Ping { nonce } => self.send(now, &Message::Pong { nonce }),
             Message::Pong { .. } => {}
@@ -283,7 +401,13 @@ impl<C: RecordCheck> HubSession<C> {
         }
     }
 
-    fn on_hello(&mut self, now: i64, device: DeviceId, identity: IdentityKey, feed_mark: u64) {
+    fn on_hello(
+        &mut self,
+        now: i64,
+        device: DeviceId,
+        identity: IdentityKey,
+        cursors: Vec<SourceCursor>,
+    ) {
         if identity != self.peer || device != self.peer_device {
             self.close(CloseReason::Violation(Violation::WrongPeer));
             return;
@@ -304,28 +428,39 @@ impl<C: RecordCheck> HubSession<C> {
         if !first {
             return;
         }
-        if feed_mark > self.feed.tip {
-            self.out.push_back(HubAction::Alarm(Alarm::FeedMarkBeyondTip {
-                mark: feed_mark,
-                tip: self.feed.tip,
-            }));
-            self.close(CloseReason::Violation(Violation::OutOfRange));
-            return;
+        let cursors: BTreeMap<Source, u64> =
+            cursors.into_iter().map(|c| (c.source, c.seq)).collect();
+        for (source, out) in self.sources.iter_mut() {
+            // The node's word wins: lower after a restore from a backup (send again what it
+            // lost), higher when the hub's persisted cursor lagged behind a crash.
+            let mark = cursors.get(source).copied().unwrap_or(0);
+            if mark > out.tip {
+                self.out.push_back(HubAction::Alarm(Alarm::FeedMarkBeyondTip {
+                    source: *source,
+                    mark,
+                    tip: out.tip,
+                }));
+                self.phase = Phase::Closed;
+                self.out.push_back(HubAction::Close(CloseReason::Violation(Violation::OutOfRange)));
+                return;
+            }
+            if mark > out.persisted {
+                out.persisted = mark;
+                self.out.push_back(HubAction::CursorAcked { source: *source, seq: mark });
+            }
+            out.acked = mark;
+            out.scanned = mark;
+            out.last_given = mark;
+            out.held.clear();
+            out.loading = false;
+            out.next = mark + 1;
+            out.sent_max = mark;
+            out.last_progress = now;
         }
-        if feed_mark < self.feed.acked {
-            // The node was restored from a backup: send again what it lost.
-            self.feed.acked = feed_mark;
-            self.feed.loading = true;
-            self.out.push_back(HubAction::LoadFeed { from_seq: feed_mark + 1 });
-        } else if feed_mark > self.feed.acked {
-            self.feed.acked = feed_mark;
-            self.feed.held.retain(|s, _| *s > feed_mark);
-            self.out.push_back(HubAction::FeedAcked { seq: feed_mark });
+        let sources: Vec<Source> = self.sources.keys().copied().collect();
+        for source in sources {
+            self.pump_source(now, source);
         }
-        self.feed.next = self.feed.acked + 1;
-        self.feed.sent_max = self.feed.acked;
-        self.feed.last_progress = now;
-        self.pump_feed(now);
     }
 
     fn on_records(&mut self, now: i64, records: Vec<Vec<u8>>) {
@@ -399,8 +534,13 @@ impl<C: RecordCheck> HubSession<C> {
                         continue;
                     }
                     None => {
-                        // Older than the remembered hashes: the store's unique (author,
-                        // stream, seq) constraint is the last line; treat as a duplicate.
+                        // Older than the remembered hashes: acknowledged (the mark covers
+                        // it), and checked against the store, whose answer can still raise
+                        // equivocation.
+                        if let Err(e) = self.check.verify(&record, &self.peer) {
+                            return self.close(CloseReason::Violation(Violation::Signature(e)));
+                        }
+                        self.out.push_back(HubAction::CheckStored { record });
                         ack.insert(header.stream);
                         continue;
                     }
@@ -462,13 +602,18 @@ impl<C: RecordCheck> HubSession<C> {
     }
 
     fn on_timer(&mut self, now: i64) {
-        if self.phase == Phase::Open
-            && self.feed.sent_max > self.feed.acked
-            && now >= self.feed.last_progress + self.cfg.retransmit_ms
-        {
-            self.feed.next = self.feed.acked + 1;
-            self.feed.last_progress = now;
-            self.pump_feed(now);
+        if self.phase == Phase::Open {
+            let mut due = Vec::new();
+            for (source, out) in self.sources.iter_mut() {
+                if out.in_flight() && now >= out.last_progress + self.cfg.retransmit_ms {
+                    out.next = out.acked + 1;
+                    out.last_progress = now;
+                    due.push(*source);
+                }
+            }
+            for source in due {
+                self.pump_source(now, source);
+            }
         }
         if now >= self.last_rx + self.cfg.dead_after_ms {
             self.close(CloseReason::DeadPeer);
@@ -481,38 +626,40 @@ impl<C: RecordCheck> HubSession<C> {
         }
     }
 
-    fn pump_feed(&mut self, now: i64) {
-        if self.phase != Phase::Open || self.feed.loading {
+    /// Sends the held items from `next`, batched, and asks for the next page of catch-up when
+    /// the window has room and the view is behind the tip.
+    fn pump_source(&mut self, now: i64, source: Source) {
+        if self.phase != Phase::Open {
             return;
         }
+        let Some(out) = self.sources.get_mut(&source) else { return };
         let mut frames: Vec<Message> = Vec::new();
         let mut batch: Vec<FeedItemWire> = Vec::new();
         let mut batch_bytes = 0usize;
-        while self.feed.next <= self.feed.tip && self.feed.next <= self.feed.acked + self.cfg.window
-        {
-            let Some(item) = self.feed.held.get(&self.feed.next) else {
-                self.feed.loading = true;
-                self.out.push_back(HubAction::LoadFeed { from_seq: self.feed.next });
-                break;
-            };
-            let bytes = item.record.encode();
+        for (seq, (prev_seq, bytes)) in out.held.range(out.next..) {
             if !batch.is_empty()
                 && (batch.len() >= self.cfg.batch_records
                     || batch_bytes + bytes.len() > self.cfg.batch_bytes)
             {
-                frames.push(Message::Feed { items: std::mem::take(&mut batch) });
+                frames.push(Message::Feed { source, items: std::mem::take(&mut batch) });
                 batch_bytes = 0;
             }
             batch_bytes += bytes.len();
-            batch.push(FeedItemWire { seq: item.seq, record: bytes });
-            if self.feed.sent_max <= self.feed.acked {
-                self.feed.last_progress = now;
+            batch.push(FeedItemWire { seq: *seq, prev_seq: *prev_seq, record: bytes.to_vec() });
+            if out.sent_max <= out.acked {
+                out.last_progress = now;
             }
-            self.feed.sent_max = self.feed.sent_max.max(self.feed.next);
-            self.feed.next += 1;
+            out.sent_max = out.sent_max.max(*seq);
+            out.next = seq + 1;
         }
         if !batch.is_empty() {
-            frames.push(Message::Feed { items: batch });
+            frames.push(Message::Feed { source, items: batch });
+        }
+        let room = self.cfg.window.saturating_sub(out.held.len() as u64);
+        if !out.loading && out.scanned < out.tip && room > 0 {
+            out.loading = true;
+            let (after, max) = (out.scanned, usize::try_from(room).unwrap_or(usize::MAX));
+            self.out.push_back(HubAction::LoadSource { source, after, max });
         }
         for frame in frames {
             self.send(now, &frame);
@@ -536,8 +683,10 @@ impl<C: RecordCheck> HubSession<C> {
         let mut at = self.last_rx + self.cfg.dead_after_ms;
         if self.phase == Phase::Open {
             at = at.min(self.last_tx + self.cfg.heartbeat_ms);
-            if self.feed.sent_max > self.feed.acked {
-                at = at.min(self.feed.last_progress + self.cfg.retransmit_ms);
+            for out in self.sources.values() {
+                if out.in_flight() {
+                    at = at.min(out.last_progress + self.cfg.retransmit_ms);
+                }
             }
         }
         let at = at.max(now + 1);

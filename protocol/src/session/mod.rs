@@ -10,10 +10,17 @@
 //!   from there. Same `seq` and header hash below the mark: a duplicate, acked and dropped. Same
 //!   `seq`, different header hash (validly signed): equivocation — refused, alarmed, and the
 //!   stream quarantined until a person decides. A gap asks for a resend from the mark.
-//! - **Downstream** (hub feed → node): the hub's per-device feed has its own `seq`; the
-//!   [`HubSession`] sends it, the [`NodeSession`] verifies each record against its pinned author
-//!   keys, asks the driver to commit it ([`NodeAction::CommitFeed`]) and acknowledges after
-//!   [`NodeEvent::FeedCommitted`]; the hub resends what is unacknowledged.
+//! - **Downstream** (version 2, protocol.md "Downstream, version 2"): every record a node
+//!   receives belongs to a [`Source`] — a provider's relay log shared by all its subscribers, or
+//!   the device's own inbox — with a `seq` the hub assigned when it committed the entry. The
+//!   node's `Hello` carries its cursor per source; the [`HubSession`] sends the entries this
+//!   device may see from there (`Feed{source, items}`, each item naming the `prev_seq` of the
+//!   previous item this device was sent, so holes left by entries for others are not loss), the
+//!   [`NodeSession`] verifies each record against its pinned author keys, asks the driver to
+//!   commit it ([`NodeAction::CommitFeed`]) and acknowledges `(source, seq)` after
+//!   [`NodeEvent::FeedCommitted`]; the hub resends what is unacknowledged. The hub's driver
+//!   hands live entries to every session already encoded ([`LogEntry`]: one encoding shared by
+//!   all sessions) and reads the store only for catch-up ([`HubAction::LoadSource`]), in pages.
 //!
 //! Both sides: a window bounds unacknowledged records, records are batched per frame,
 //! go-back-N retransmission after a timeout covers lost frames, heartbeats detect a dead peer,
@@ -29,8 +36,11 @@ mod hub;
 mod node;
 pub mod wire;
 
-pub use hub::{HubAction, HubEvent, HubSession, HubSetup, StoredStream};
-pub use node::{AppendError, LocalStream, NodeAction, NodeEvent, NodeSession, NodeSetup};
+pub use hub::{HubAction, HubEvent, HubSession, HubSetup, SourceStart, StoredStream};
+pub use node::{
+    AppendError, LocalSource, LocalStream, NodeAction, NodeEvent, NodeSession, NodeSetup,
+};
+pub use wire::{Source, SourceCursor};
 
 use crate::hash::ChainHash;
 use crate::identity::{DeviceId, IdentityKey};
@@ -40,7 +50,8 @@ use wire::{FrameError, RefusedReason};
 /// Limits and timers of a session. Times in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionConfig {
-    /// Records sent but not acknowledged, per stream (and for the feed). Default 64.
+    /// Records sent but not acknowledged, per stream (and per source downstream; the hub holds
+    /// at most this many items of a source per session). Default 64.
     pub window: u64,
     /// Records per frame. Default 32, at most [`wire::MAX_BATCH_RECORDS`].
     pub batch_records: usize,
@@ -73,11 +84,26 @@ impl Default for SessionConfig {
     }
 }
 
-/// One downstream feed item: the feed `seq` and the record it carries.
+/// One downstream item as the node receives it: its `seq` in its source and the record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedItem {
     pub seq: u64,
     pub record: Record,
+}
+
+/// One entry of a source as the hub holds it: its `seq` and the record's encoding, shared (a
+/// live entry is encoded once and the same bytes go to every session).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub seq: u64,
+    pub record: std::sync::Arc<[u8]>,
+}
+
+impl LogEntry {
+    /// The entry at `seq` carrying `record`.
+    pub fn new(seq: u64, record: &Record) -> LogEntry {
+        LogEntry { seq, record: record.encode().into() }
+    }
 }
 
 /// Something a person must look at. Raised once per occurrence.
@@ -94,16 +120,20 @@ pub enum Alarm {
     },
     /// (hub) A validly signed record at the next `seq` whose `prev_hash` is not the tip's.
     BrokenChain { author: DeviceId, stream: StreamId, seq: u64 },
-    /// (node) The hub sent two different records under one feed `seq`; the feed is quarantined.
-    FeedEquivocation { seq: u64, known: ChainHash, offered: ChainHash },
+    /// (node) The hub sent two different records under one `(source, seq)`; the source is
+    /// quarantined.
+    FeedEquivocation { source: Source, seq: u64, known: ChainHash, offered: ChainHash },
+    /// (node) The hub sent an item whose `prev_seq` skips over an item this node holds: the
+    /// hub's view of the source changed (re-numbered); the source is quarantined.
+    FeedInconsistent { source: Source, seq: u64, prev_seq: u64, held: u64 },
     /// (node) The hub refused a record; the stream is quarantined on the hub.
     Refused { stream: StreamId, seq: u64, reason: RefusedReason },
     /// (node) The hub's committed record at its mark differs from ours.
     Forked { stream: StreamId, seq: u64 },
     /// (node) The hub holds more of a stream than this node, which was not restored.
     HubAhead { stream: StreamId, local_seq: u64, hub_seq: u64 },
-    /// (hub) The node claims a feed mark beyond the feed.
-    FeedMarkBeyondTip { mark: u64, tip: u64 },
+    /// (hub) The node claims a cursor beyond the source's tip.
+    FeedMarkBeyondTip { source: Source, mark: u64, tip: u64 },
 }
 
 /// Why a peer's bytes ended the session.
@@ -119,7 +149,8 @@ pub enum Violation {
     /// The peer's Hello/Welcome names another key than the authenticated/pinned one.
     #[error("peer identity is not the expected one")]
     WrongPeer,
-    /// A node sent a record of another author.
+    /// A node sent a record of another author, or a relay log carried a record of another
+    /// author than its provider.
     #[error("record of another author")]
     WrongAuthor,
     /// A feed record of an author whose key the node has not pinned.

@@ -1,9 +1,16 @@
-//! The node's side of a session: upstream sender of its outbox, downstream receiver of its
-//! feed. Sans-IO: events in, actions out (see the parent module).
+//! The node's side of a session: upstream sender of its outbox, downstream receiver of the
+//! sources it follows. Sans-IO: events in, actions out (see the parent module).
+//!
+//! Per source the node holds its committed cursor and the header hashes of recent items. An
+//! item is taken when its `prev_seq` is exactly what the node holds last (holes are entries for
+//! others); a `prev_seq` beyond it is loss (ask again from the cursor); one below it means the
+//! hub's view of the source changed, and two records under one `(source, seq)` are the hub
+//! equivocating: both quarantine the source and raise an alarm. A relay log carries only its
+//! provider's records.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::wire::{self, FeedItemWire, Message, StreamMark};
+use super::wire::{self, FeedItemWire, Message, Source, SourceCursor, StreamMark};
 use super::{Alarm, CloseReason, FeedItem, Recent, RecordCheck, SessionConfig, Violation};
 use crate::hash::ChainHash;
 use crate::identity::{DeviceId, IdentityKey};
@@ -22,8 +29,8 @@ pub enum NodeEvent<'a> {
     RecordAppended(Record),
     /// Records the session asked for with [`NodeAction::LoadRecords`], in `seq` order.
     RecordsLoaded(Vec<Record>),
-    /// The driver durably committed feed items up to `seq`.
-    FeedCommitted { seq: u64 },
+    /// The driver durably committed the items of `source` up to `seq`.
+    FeedCommitted { source: Source, seq: u64 },
 }
 
 /// What the driver must do.
@@ -33,8 +40,8 @@ pub enum NodeAction {
     Send(Vec<u8>),
     /// Call back with `TimerFired` at this instant (replaces earlier timers).
     SetTimer { at_ms: i64 },
-    /// Durably commit this feed item, then report [`NodeEvent::FeedCommitted`].
-    CommitFeed(FeedItem),
+    /// Durably commit this item of `source`, then report [`NodeEvent::FeedCommitted`].
+    CommitFeed { source: Source, item: FeedItem },
     /// A restored node learns its stream tip from the hub: append after it, and drop local
     /// records above the common prefix (they never reached the hub and are superseded).
     AdoptTip { stream: StreamId, seq: u64, header_hash: ChainHash },
@@ -47,8 +54,8 @@ pub enum NodeAction {
     LoadRecords { stream: StreamId, from_seq: u64 },
     /// A key pinned on first sight from a self-signed `DeviceKeys` feed record.
     KeyPinned(IdentityKey),
-    /// Persist: the feed is quarantined (the hub sent two records under one feed `seq`).
-    QuarantineFeed,
+    /// Persist: `source` is quarantined (the hub equivocated on it or re-numbered it).
+    QuarantineSource(Source),
     /// Raise an alarm to a person.
     Alarm(Alarm),
     /// Close the connection; the session is over (reconnect with a new one after a backoff).
@@ -88,16 +95,25 @@ pub struct NodeSetup {
     /// The hub's key, pinned at enrolment.
     pub hub: IdentityKey,
     pub streams: Vec<LocalStream>,
-    /// Highest committed feed `seq`, and recent (seq, header hash) of committed feed items.
-    pub feed_committed: u64,
-    pub feed_recent: Vec<(u64, ChainHash)>,
+    /// What the node holds of every source it has received from.
+    pub sources: Vec<LocalSource>,
     /// Authors whose feed records this node accepts (pinned provider keys).
     pub authors: Vec<IdentityKey>,
     /// The node was restored from a backup: no append before the hub's tips are known.
     pub restored: bool,
-    /// The feed was quarantined after the hub equivocated ([`NodeAction::QuarantineFeed`]):
-    /// nothing more is committed from it until a person decides.
-    pub feed_quarantined: bool,
+}
+
+/// What the node durably holds of one source when a session starts.
+#[derive(Debug, Clone)]
+pub struct LocalSource {
+    pub source: Source,
+    /// Highest committed `seq`.
+    pub committed: u64,
+    /// (seq, header hash) of recent committed items, including `committed`'s.
+    pub recent: Vec<(u64, ChainHash)>,
+    /// Quarantined ([`NodeAction::QuarantineSource`]): nothing more is committed from it until
+    /// a person decides.
+    pub quarantined: bool,
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -139,7 +155,7 @@ pub struct NodeSession<C: RecordCheck> {
     check: C,
     phase: Phase,
     streams: BTreeMap<StreamId, Up>,
-    feed: FeedIn,
+    sources: BTreeMap<Source, FeedIn>,
     authors: BTreeMap<DeviceId, IdentityKey>,
     restored: bool,
     tips_known: bool,
@@ -182,13 +198,20 @@ impl<C: RecordCheck> NodeSession<C> {
             check,
             phase: Phase::Idle,
             streams,
-            feed: FeedIn {
-                committed: setup.feed_committed,
-                pending: setup.feed_committed,
-                recent: Recent::new(cfg.recent_hashes, setup.feed_recent),
-                resend_asked_at: None,
-                quarantined: setup.feed_quarantined,
-            },
+            sources: setup
+                .sources
+                .into_iter()
+                .map(|s| {
+                    let feed = FeedIn {
+                        committed: s.committed,
+                        pending: s.committed,
+                        recent: Recent::new(cfg.recent_hashes, s.recent),
+                        resend_asked_at: None,
+                        quarantined: s.quarantined,
+                    };
+                    (s.source, feed)
+                })
+                .collect(),
             authors,
             restored: setup.restored,
             tips_known: !setup.restored,
@@ -259,10 +282,13 @@ impl<C: RecordCheck> NodeSession<C> {
                 }
                 self.pump(now);
             }
-            NodeEvent::FeedCommitted { seq } => {
-                if seq > self.feed.committed && seq <= self.feed.pending {
-                    self.feed.committed = seq;
-                    self.send(now, &Message::FeedAck { seq });
+            NodeEvent::FeedCommitted { source, seq } => {
+                if let Some(feed) = self.sources.get_mut(&source)
+                    && seq > feed.committed
+                    && seq <= feed.pending
+                {
+                    feed.committed = seq;
+                    self.send(now, &Message::FeedAck { source, seq });
                 }
             }
         }
@@ -301,13 +327,18 @@ impl<C: RecordCheck> NodeSession<C> {
     }
 
     fn send_hello(&mut self, now: i64) {
-        let feed_mark_hash = self.feed.recent.get(self.feed.committed).unwrap_or_default();
-        let hello = Message::Hello {
-            device: self.me,
-            identity: self.identity,
-            feed_mark: self.feed.committed,
-            feed_mark_hash,
-        };
+        let cursors = self
+            .sources
+            .iter()
+            .filter(|(_, feed)| feed.committed > 0)
+            .take(wire::MAX_SOURCES)
+            .map(|(source, feed)| SourceCursor {
+                source: *source,
+                seq: feed.committed,
+                header_hash: feed.recent.get(feed.committed).unwrap_or_default(),
+            })
+            .collect();
+        let hello = Message::Hello { device: self.me, identity: self.identity, cursors };
         self.send(now, &hello);
         self.phase = Phase::Hello { sent_at: now };
     }
@@ -334,7 +365,7 @@ impl<C: RecordCheck> NodeSession<C> {
                     self.out.push_back(NodeAction::Alarm(Alarm::Refused { stream, seq, reason }));
                 }
             }
-            Message::Feed { items } => self.on_feed(now, items),
+            Message::Feed { source, items } => self.on_feed(now, source, items),
             Message::Ping { nonce } => self.send(now, &Message::Pong { nonce }),
             Message::Pong { .. } => {}
             Message::Hello { .. }
@@ -456,8 +487,18 @@ impl<C: RecordCheck> NodeSession<C> {
         self.pump(now);
     }
 
-    fn on_feed(&mut self, now: i64, items: Vec<FeedItemWire>) {
-        if self.phase != Phase::Open || self.feed.quarantined {
+    fn on_feed(&mut self, now: i64, source: Source, items: Vec<FeedItemWire>) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        let feed = self.sources.entry(source).or_insert_with(|| FeedIn {
+            committed: 0,
+            pending: 0,
+            recent: Recent::new(self.cfg.recent_hashes, []),
+            resend_asked_at: None,
+            quarantined: false,
+        });
+        if feed.quarantined {
             return;
         }
         for item in items {
@@ -468,17 +509,24 @@ impl<C: RecordCheck> NodeSession<C> {
                     return;
                 }
             };
-            if item.seq == 0 {
+            if item.seq == 0 || item.prev_seq >= item.seq {
                 self.close(CloseReason::Violation(Violation::OutOfRange));
                 return;
             }
+            if let Source::Relay(provider) = source
+                && record.header().author != provider
+            {
+                self.close(CloseReason::Violation(Violation::WrongAuthor));
+                return;
+            }
             let hash = record.header_hash();
-            if item.seq <= self.feed.pending {
-                match self.feed.recent.get(item.seq) {
+            let Some(feed) = self.sources.get_mut(&source) else { return };
+            if item.seq <= feed.pending {
+                match feed.recent.get(item.seq) {
                     Some(known) if known == hash => {
-                        if item.seq <= self.feed.committed {
-                            let seq = self.feed.committed;
-                            self.send(now, &Message::FeedAck { seq });
+                        if item.seq <= feed.committed {
+                            let seq = feed.committed;
+                            self.send(now, &Message::FeedAck { source, seq });
                         }
                         continue;
                     }
@@ -486,37 +534,57 @@ impl<C: RecordCheck> NodeSession<C> {
                         if !self.verify_feed_record(&record) {
                             return;
                         }
-                        self.feed.quarantined = true;
-                        self.out.push_back(NodeAction::QuarantineFeed);
-                        self.out.push_back(NodeAction::Alarm(Alarm::FeedEquivocation {
-                            seq: item.seq,
-                            known,
-                            offered: hash,
-                        }));
+                        let alarm =
+                            Alarm::FeedEquivocation { source, seq: item.seq, known, offered: hash };
+                        self.quarantine_source(source, alarm);
                         return;
                     }
                     // Older than what we remember: already committed long ago.
                     None => continue,
                 }
             }
-            if item.seq > self.feed.pending + 1 {
+            if item.prev_seq > feed.pending {
                 let asked_recently =
-                    self.feed.resend_asked_at.is_some_and(|at| now < at + self.cfg.retransmit_ms);
+                    feed.resend_asked_at.is_some_and(|at| now < at + self.cfg.retransmit_ms);
                 if !asked_recently {
-                    self.feed.resend_asked_at = Some(now);
-                    let from_seq = self.feed.pending + 1;
-                    self.send(now, &Message::FeedResend { from_seq });
+                    feed.resend_asked_at = Some(now);
+                    let from_seq = feed.pending + 1;
+                    self.send(now, &Message::FeedResend { source, from_seq });
                 }
+                return;
+            }
+            if item.prev_seq < feed.pending {
+                let held = feed.pending;
+                if !self.verify_feed_record(&record) {
+                    return;
+                }
+                let alarm = Alarm::FeedInconsistent {
+                    source,
+                    seq: item.seq,
+                    prev_seq: item.prev_seq,
+                    held,
+                };
+                self.quarantine_source(source, alarm);
                 return;
             }
             if !self.verify_feed_record(&record) {
                 return;
             }
-            self.feed.pending = item.seq;
-            self.feed.resend_asked_at = None;
-            self.feed.recent.insert(item.seq, hash);
-            self.out.push_back(NodeAction::CommitFeed(FeedItem { seq: item.seq, record }));
+            let Some(feed) = self.sources.get_mut(&source) else { return };
+            feed.pending = item.seq;
+            feed.resend_asked_at = None;
+            feed.recent.insert(item.seq, hash);
+            let item = FeedItem { seq: item.seq, record };
+            self.out.push_back(NodeAction::CommitFeed { source, item });
         }
+    }
+
+    fn quarantine_source(&mut self, source: Source, alarm: Alarm) {
+        if let Some(feed) = self.sources.get_mut(&source) {
+            feed.quarantined = true;
+        }
+        self.out.push_back(NodeAction::QuarantineSource(source));
+        self.out.push_back(NodeAction::Alarm(alarm));
     }
 
     /// Verifies a feed record against the pinned key of its author, pinning a self-signed

@@ -1,7 +1,7 @@
 //! The session's messages and their frames.
 //!
 //! ```text
-//! frame = version:u8 (=1) ‖ postcard(Message) ‖ check:[u8;8]
+//! frame = version:u8 (=2) ‖ postcard(Message) ‖ check:[u8;8]
 //! check = BLAKE3(version ‖ postcard(Message))[..8]
 //! ```
 //!
@@ -17,17 +17,20 @@ use crate::hash::ChainHash;
 use crate::identity::{DeviceId, IdentityKey};
 use crate::record::{DecodeError, StreamId};
 
-/// Version byte of session frames.
-pub const SESSION_VERSION: u8 = 1;
+/// Version byte of session frames (2: downstream by source, protocol.md "Downstream, version 2").
+pub const SESSION_VERSION: u8 = 2;
 /// Upper bound of one frame.
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 /// Upper bound of records (or feed items) in one message.
 pub const MAX_BATCH_RECORDS: usize = 256;
+/// Upper bound of source cursors in one `Hello` (a device follows at most this many providers).
+pub const MAX_SOURCES: usize = 4096;
 const CHECK_LEN: usize = 8;
 
 /// The sync protocol version the node says in its hello and the hub answers with (u16,
-/// big-endian after [`HELLO_MAGIC`]).
-pub const PROTOCOL_VERSION: u16 = 1;
+/// big-endian after [`HELLO_MAGIC`]). Version 2: shared source logs and per-source cursors; a
+/// version 1 node is answered [`HELLO_UPGRADE`].
+pub const PROTOCOL_VERSION: u16 = 2;
 /// First bytes of the hello the node sends on the first bidirectional stream, before its
 /// version.
 pub const HELLO_MAGIC: &[u8; 3] = b"TCH";
@@ -74,11 +77,61 @@ pub enum RefusedReason {
     Quarantined,
 }
 
-/// One item of a device's downstream feed: the hub's feed `seq` and a record (any author's,
-/// relayed unchanged), encoded.
+/// Where a downstream record comes from (protocol.md, "Downstream, version 2"). Every source has
+/// its own `seq`, assigned by the hub when it commits the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Source {
+    /// A provider device's relay log, shared by all its subscribers: its `DeviceKeys` record
+    /// first, then its signals, modifications and closes, unchanged. Every record in it is
+    /// authored by that device.
+    Relay(DeviceId),
+    /// The receiving device's own inbox: the hub's receipts for its records, hub-signed requests
+    /// and grants for it, and whatever the hub relays to this device alone.
+    Inbox,
+}
+
+impl Source {
+    /// A stable text form (`inbox`, `relay:<device>`), for stores and logs.
+    pub fn to_text(&self) -> String {
+        match self {
+            Source::Inbox => "inbox".to_string(),
+            Source::Relay(device) => format!("relay:{}", device.to_text()),
+        }
+    }
+
+    /// Parses [`Source::to_text`]'s form.
+    pub fn from_text(text: &str) -> Option<Source> {
+        if text == "inbox" {
+            return Some(Source::Inbox);
+        }
+        let device = text.strip_prefix("relay:")?;
+        DeviceId::parse(device).ok().map(Source::Relay)
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+/// The node's committed position in one source: the last `seq` it holds and that item's header
+/// hash (the genesis hash at 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCursor {
+    pub source: Source,
+    pub seq: u64,
+    pub header_hash: ChainHash,
+}
+
+/// One item of a source as sent to one device: its `seq` in the source, the `seq` of the
+/// previous item *this device* was sent from that source (0 for none: items it may not see
+/// leave holes, and the node still detects loss), and the record (any author's, relayed
+/// unchanged), encoded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedItemWire {
     pub seq: u64,
+    pub prev_seq: u64,
     pub record: Vec<u8>,
 }
 
@@ -86,12 +139,12 @@ pub struct FeedItemWire {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Message {
-    /// node → hub, first on every connection: who I am and my committed feed mark.
+    /// node → hub, first on every connection: who I am and my committed cursor in every
+    /// source I hold items of.
     Hello {
         device: DeviceId,
         identity: IdentityKey,
-        feed_mark: u64,
-        feed_mark_hash: ChainHash,
+        cursors: Vec<SourceCursor>,
     },
     /// hub → node: who the hub is and its committed marks of every stream of this node.
     Welcome {
@@ -119,16 +172,19 @@ pub enum Message {
         seq: u64,
         reason: RefusedReason,
     },
-    /// hub → node: a batch of feed items.
+    /// hub → node: a batch of items of one source, in `seq` order.
     Feed {
+        source: Source,
         items: Vec<FeedItemWire>,
     },
-    /// node → hub: feed items up to `seq` are durably committed.
+    /// node → hub: the items of `source` up to `seq` are durably committed.
     FeedAck {
+        source: Source,
         seq: u64,
     },
-    /// node → hub: a gap in the feed; send again from `from_seq`.
+    /// node → hub: a gap in `source`; send again from `from_seq`.
     FeedResend {
+        source: Source,
         from_seq: u64,
     },
     /// Heartbeat, either way.
@@ -212,8 +268,11 @@ pub fn decode(frame: &[u8]) -> Result<Message, FrameError> {
         Message::Records { records } if records.len() > MAX_BATCH_RECORDS => {
             Err(FrameError::BatchTooLarge(records.len()))
         }
-        Message::Feed { items } if items.len() > MAX_BATCH_RECORDS => {
+        Message::Feed { items, .. } if items.len() > MAX_BATCH_RECORDS => {
             Err(FrameError::BatchTooLarge(items.len()))
+        }
+        Message::Hello { cursors, .. } if cursors.len() > MAX_SOURCES => {
+            Err(FrameError::BatchTooLarge(cursors.len()))
         }
         Message::Welcome { marks, .. } if marks.len() > MAX_BATCH_RECORDS => {
             Err(FrameError::BatchTooLarge(marks.len()))

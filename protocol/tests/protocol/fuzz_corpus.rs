@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use tradecast_protocol::session::Source;
 use tradecast_protocol::session::wire::{self, FeedItemWire, Message};
 use tradecast_protocol::vectors::vector_identity;
 use tradecast_protocol::{
@@ -95,10 +96,11 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         wire::encode(&Message::Records { records: vec![first.encode(), second.encode()] });
     let provider_record = hex::decode(vectors["records"][0]["record"].as_str().unwrap()).unwrap();
     let feed = wire::encode(&Message::Feed {
-        items: vec![FeedItemWire { seq: 1, record: provider_record }],
+        source: Source::Inbox,
+        items: vec![FeedItemWire { seq: 1, prev_seq: 0, record: provider_record.clone() }],
     });
     let ack = wire::encode(&Message::Ack { stream: StreamId::DEVICE, seq: 1 });
-    let feed_ack = wire::encode(&Message::FeedAck { seq: 1 });
+    let feed_ack = wire::encode(&Message::FeedAck { source: Source::Inbox, seq: 1 });
     let ping = wire::encode(&Message::Ping { nonce: 3 });
     let mut session = Vec::new();
     session.extend(chunk(0, &records));
@@ -110,13 +112,43 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     out.push(("session_receive", "records-resealed".into(), chunk(2, &records)));
     // The hub's requests arriving in the node's feed.
     let hub_feed = wire::encode(&Message::Feed {
+        source: Source::Inbox,
         items: hub_requests
             .into_iter()
             .enumerate()
-            .map(|(i, record)| FeedItemWire { seq: i as u64 + 1, record })
+            .map(|(i, record)| FeedItemWire { seq: i as u64 + 1, prev_seq: i as u64, record })
             .collect(),
     });
     out.push(("session_receive", "feed-hub-requests".into(), chunk(1, &hub_feed)));
+    // Version 2: a provider's shared log with a hole (entry 2 was for others), and a hello with
+    // cursors per source.
+    let relay = Source::Relay(vector_identity(1).device_id());
+    let relay_feed = wire::encode(&Message::Feed {
+        source: relay,
+        items: vec![
+            FeedItemWire { seq: 1, prev_seq: 0, record: provider_record.clone() },
+            FeedItemWire { seq: 3, prev_seq: 1, record: provider_record.clone() },
+        ],
+    });
+    let hello = wire::encode(&Message::Hello {
+        device: node.device_id(),
+        identity: node.identity_key(),
+        cursors: vec![
+            tradecast_protocol::session::SourceCursor {
+                source: relay,
+                seq: 1,
+                header_hash: tradecast_protocol::ChainHash::GENESIS,
+            },
+            tradecast_protocol::session::SourceCursor {
+                source: Source::Inbox,
+                seq: 0,
+                header_hash: tradecast_protocol::ChainHash::GENESIS,
+            },
+        ],
+    });
+    let mut v2 = chunk(1, &relay_feed);
+    v2.extend(chunk(0, &hello));
+    out.push(("session_receive", "feed-relay-holes-hello-cursors".into(), v2));
     out.push(("record_decode", "records-frame".into(), records));
     out
 }
