@@ -256,8 +256,10 @@ pub fn status(args: &StatusArgs, out: &mut dyn Write) -> Result<(), CommandError
 pub struct EnrolArgs {
     #[command(flatten)]
     pub data: DataArg,
-    /// The hub, `HOST:PORT` (its HTTP API; QUIC on the same port over UDP).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The hub, `HOST:PORT` (its HTTP API; QUIC on the same port over UDP). A hub run as several
+    /// instances: every address, comma-separated; the node syncs with the first that answers
+    /// and moves to the next when it stops answering.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT…]")]
     pub hub: String,
     /// The enrolment code the hub showed (`XXXXX-XXXXX`).
     #[arg(long)]

@@ -233,14 +233,19 @@ async fn start_sync(
         tracing::info!(target: "tradecast::node", "not enrolled with a hub: running standalone");
         return Ok(None);
     };
-    let addr = tokio::net::lookup_host(&pin.addr)
-        .await
-        .map_err(io(format!("resolve the hub address {}", pin.addr)))?
-        .next()
-        .ok_or_else(|| RunError::Io {
-            what: format!("resolve the hub address {}", pin.addr),
-            source: std::io::Error::other("no address"),
-        })?;
+    // Every instance of the hub, in the pinned order (one address for most hubs).
+    let mut addrs = Vec::new();
+    for text in pin.addrs() {
+        let addr = tokio::net::lookup_host(&text)
+            .await
+            .map_err(io(format!("resolve the hub address {text}")))?
+            .next()
+            .ok_or_else(|| RunError::Io {
+                what: format!("resolve the hub address {text}"),
+                source: std::io::Error::other("no address"),
+            })?;
+        addrs.push(addr);
+    }
     let identity =
         node.store().read()?.identity()?.ok_or(crate::store::StoreError::NotInitialized)?;
     let host: Arc<dyn crate::sync::driver::SyncHost> = node.clone();
@@ -253,7 +258,7 @@ async fn start_sync(
         sync_config.tls =
             Some(tradecast_quic::HubTrust::WebPki { server_name, roots: Arc::new(roots) });
     }
-    let sync = crate::sync::driver::spawn(host, identity, pin.key, addr, sync_config);
+    let sync = crate::sync::driver::spawn_failover(host, identity, pin.key, addrs, sync_config);
     tracing::info!(target: "tradecast::node", hub = %pin.addr, "syncing with the hub over QUIC");
     // The UI's health and settings show whether the session is up.
     node.set_hub_link(sync.connected());

@@ -19,6 +19,7 @@ use tradecast_node::sync::driver::{self, SyncConfig, SyncError};
 use tradecast_node::sync::enrol::{self, EnrolError};
 use tradecast_protocol::{Body, Heartbeat, Identity, StreamId};
 
+mod failover;
 mod plan;
 
 struct Hub {

@@ -17,13 +17,27 @@ pub(crate) const SETTING_HUB_TLS_NAME: &str = "hub.quic_tls_name";
 /// The hub this node enrolled with: where it is and the key it must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubPin {
-    /// `HOST:PORT` of the hub (HTTP over TCP, QUIC over UDP on the same port by default).
+    /// `HOST:PORT` of the hub (HTTP over TCP, QUIC over UDP on the same port by default); a
+    /// hub deployed as several instances is a comma-separated list, tried in order
+    /// ([`HubPin::addrs`]).
     pub addr: String,
     /// The hub's Ed25519 identity key.
     pub key: IdentityKey,
     /// The DNS name of the hub's WebPKI certificate for QUIC, if it has one; otherwise its
     /// self-signed certificate must carry `key`.
     pub tls_name: Option<String>,
+}
+
+impl HubPin {
+    /// Every address of the hub, in the order the sync client tries them.
+    pub fn addrs(&self) -> Vec<String> {
+        split_addrs(&self.addr)
+    }
+}
+
+/// `HOST:PORT[,HOST:PORT…]` as a list (blanks around commas ignored, empty entries dropped).
+pub fn split_addrs(list: &str) -> Vec<String> {
+    list.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect()
 }
 
 /// Why the pin could not be read.

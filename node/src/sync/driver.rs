@@ -100,6 +100,9 @@ pub enum SyncError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// No address to reach the hub at.
+    #[error("no hub address to connect to")]
+    NoHubAddress,
 }
 
 /// Why one session ended (logged; the client reconnects).
@@ -191,6 +194,21 @@ pub fn spawn(
     addr: SocketAddr,
     config: SyncConfig,
 ) -> SyncHandle {
+    spawn_failover(host, identity, hub_key, vec![addr], config)
+}
+
+/// [`spawn`] for a hub run as several instances (one key, one database): the client connects
+/// to the first address that answers, comes back to the one it last synced with after a
+/// session ends, and moves on to the next when a connection fails; it waits its backoff only
+/// after a whole round failed. Nothing is lost moving: the new instance's `Welcome` carries
+/// the committed marks and the hello the node's cursors.
+pub fn spawn_failover(
+    host: Arc<dyn SyncHost>,
+    identity: Identity,
+    hub_key: IdentityKey,
+    addrs: Vec<SocketAddr>,
+    config: SyncConfig,
+) -> SyncHandle {
     let (acked_tx, acked) = watch::channel(BTreeMap::new());
     let (connected_tx, connected) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(false);
@@ -199,7 +217,7 @@ pub fn spawn(
         host,
         identity,
         hub_key,
-        addr,
+        addrs,
         config,
         acked: acked_tx,
         connected: connected_tx,
@@ -220,7 +238,8 @@ struct Ctx {
     host: Arc<dyn SyncHost>,
     identity: Identity,
     hub_key: IdentityKey,
-    addr: SocketAddr,
+    /// The hub's instances, tried in turn (never empty: `run` ends at once otherwise).
+    addrs: Vec<SocketAddr>,
     config: SyncConfig,
     acked: watch::Sender<BTreeMap<StreamId, u64>>,
     connected: watch::Sender<bool>,
@@ -240,19 +259,27 @@ fn jitter_rng() -> impl rand_core::Rng {
 async fn run(mut ctx: Ctx) -> Result<(), SyncError> {
     let mut backoff = Backoff::new(ctx.config.backoff_base_ms, ctx.config.backoff_max_ms);
     let mut rng = jitter_rng();
+    if ctx.addrs.is_empty() {
+        return Err(SyncError::NoHubAddress);
+    }
+    // The instance to try next, and how many failed in a row (a whole round: back off).
+    let (mut at, mut failed) = (0usize, 0usize);
     loop {
         if *ctx.stop.borrow() {
             return Ok(());
         }
+        let addr = ctx.addrs[at % ctx.addrs.len()];
         let trust = ctx.config.tls.clone().unwrap_or(tradecast_quic::HubTrust::Pinned(ctx.hub_key));
         let connect =
-            client::connect_trusting(&ctx.identity, &trust, ctx.addr, super::PROTOCOL_VERSION);
+            client::connect_trusting(&ctx.identity, &trust, addr, super::PROTOCOL_VERSION);
         let conn = tokio::select! {
             c = connect => c,
             _ = ctx.stop.changed() => return Ok(()),
         };
         match conn {
             Ok(hub) => {
+                failed = 0;
+                tracing::info!(target: "tradecast::sync", %addr, "connected to the hub");
                 let (conn, send, recv, _endpoint) = hub.into_parts();
                 ctx.connected.send_replace(true);
                 let end = session(&mut ctx, send, recv, &mut backoff).await;
@@ -279,7 +306,15 @@ async fn run(mut ctx: Ctx) -> Result<(), SyncError> {
             Err(e @ (ConnectError::Refused(_) | ConnectError::UpgradeRequired { .. })) => {
                 return Err(SyncError::Refused(e));
             }
-            Err(e) => tracing::info!(error = %e, "cannot reach the hub; retrying"),
+            Err(e) => {
+                tracing::info!(error = %e, %addr, "cannot reach the hub; retrying");
+                failed += 1;
+                at += 1;
+                if failed % ctx.addrs.len() != 0 {
+                    // Another instance is left to try in this round: at once.
+                    continue;
+                }
+            }
         }
         let delay = Duration::from_millis(backoff.next_delay_ms(&mut rng));
         tokio::select! {

@@ -98,7 +98,9 @@ fn base_url(hub: &str) -> String {
     }
 }
 
-/// Enrols this node with the hub at `hub` (`HOST:PORT`) using `code`, and pins the hub's key.
+/// Enrols this node with the hub at `hub` (`HOST:PORT`, or a comma-separated list of the
+/// instances of one hub: the first is asked, all are pinned with its key) using `code`, and
+/// pins the hub's key.
 pub async fn enrol(
     store: &Store,
     hub: &str,
@@ -113,6 +115,8 @@ pub async fn enrol(
         // which the hub refuses as already enrolled): refuse here.
         return Err(EnrolError::OtherHub(pin.key.device_id().to_text()));
     }
+    let addrs = crate::store::hub_pin::split_addrs(hub);
+    let hub = addrs.first().map(String::as_str).unwrap_or(hub);
     let record = device_keys_record(store, label, now_ms)?;
     let device_id = record.header().author;
     let unreachable = |e: reqwest::Error| EnrolError::Unreachable {
@@ -168,7 +172,7 @@ pub async fn enrol(
     {
         return Err(EnrolError::BadAnswer(format!("`{name}` is not a DNS name")));
     }
-    let hub_addr = hub.to_string();
+    let hub_addr = if addrs.is_empty() { hub.to_string() } else { addrs.join(",") };
     store.write(|tx| {
         tx.set_setting(SETTING_HUB_ADDR, &hub_addr)?;
         tx.set_setting(SETTING_HUB_KEY, &hex::encode(key.to_bytes()))?;
