@@ -130,16 +130,22 @@ async fn sync_a_node_moves_to_the_other_hub_instance_and_misses_nothing() {
         vec![a.quic_addr, b.quic_addr],
         config,
     );
+    // The DEVICE stream holds the node's keys record (seq 1), then its heartbeats.
+    let tip = |store: &tradecast_node::store::Store| {
+        store.read().unwrap().outbox_tip(StreamId::DEVICE).unwrap()
+    };
     append_heartbeats(&store, 20);
     sync.appended();
-    wait_acked(&sync, StreamId::DEVICE, 20, Duration::from_secs(60)).await;
+    wait_acked(&sync, StreamId::DEVICE, tip(&store), Duration::from_secs(60)).await;
     assert!(a.state.quic_peers.is_connected(&me), "synced with the first instance");
 
     // The first instance stops; the node moves to the second and goes on appending.
     a.stop().await.unwrap();
     append_heartbeats(&store, 25);
     sync.appended();
-    wait_acked(&sync, StreamId::DEVICE, 45, Duration::from_secs(60)).await;
+    let last = tip(&store);
+    assert_eq!(last, 46);
+    wait_acked(&sync, StreamId::DEVICE, last, Duration::from_secs(60)).await;
     wait_until("the node's session at the second instance", || {
         b.state.quic_peers.is_connected(&me)
     })
@@ -147,7 +153,7 @@ async fn sync_a_node_moves_to_the_other_hub_instance_and_misses_nothing() {
     let rows =
         tradecast_hub::quic::store::records(&b.state.db, &me, StreamId::DEVICE).await.unwrap();
     let seqs: Vec<u64> = rows.iter().map(|r| r.header().seq).collect();
-    assert_eq!(seqs, (1..=45).collect::<Vec<u64>>(), "every record once, in order");
+    assert_eq!(seqs, (1..=last).collect::<Vec<u64>>(), "every record once, in order");
     sync.stop().await.unwrap();
     b.stop().await.unwrap();
 }
