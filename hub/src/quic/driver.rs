@@ -27,8 +27,8 @@ use tradecast_protocol::session::{
 use super::{MAX_FRAME_LEN, close_code, store};
 use crate::state::AppState;
 
-/// Frames read ahead of the session.
-const READ_AHEAD: usize = 16;
+/// Frames read ahead of the session (each up to 1 MiB: this bounds what one connection holds).
+const READ_AHEAD: usize = 4;
 /// Feed items read per tip check (a `LoadSource` page is at most the session's window).
 pub const FEED_LOAD_BATCH: usize = 256;
 /// How often a session checks its device's feed tip without a bell.

@@ -240,12 +240,26 @@ impl ClientCertVerifier for AnyIdentityClient {
     }
 }
 
+/// Bytes a peer may have in flight towards us on one stream, and on one connection: a little
+/// over one session frame (`wire::MAX_FRAME_LEN`, 1 MiB) — what a slow or hostile peer can make
+/// the other side buffer is bounded by this, not by quinn's defaults (1.25 MB per stream, an
+/// unbounded connection window, 10 MB of send buffer).
+const STREAM_WINDOW: u32 = 1_310_720;
+const CONNECTION_WINDOW: u32 = 2 * 1_310_720;
+
+/// Both ends' transport. One heartbeat: the sync session's own ping (`SessionConfig::heartbeat_ms`,
+/// 5 s when nothing else was sent, dead after 20 s of silence) keeps a connection busy, so QUIC
+/// keep-alives would only double an idle connection's packets; the idle timeout (30 s) is the
+/// transport's backstop behind the session's.
 fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(quinn::VarInt::from_u32(30_000).into()));
-    t.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    t.keep_alive_interval(None);
     t.max_concurrent_bidi_streams(4u32.into());
     t.max_concurrent_uni_streams(0u32.into());
+    t.stream_receive_window(STREAM_WINDOW.into());
+    t.receive_window(CONNECTION_WINDOW.into());
+    t.send_window(u64::from(CONNECTION_WINDOW));
     Arc::new(t)
 }
 
