@@ -12,6 +12,7 @@ use frankenstein::methods::{
 use frankenstein::types::{
     BotCommand, BotCommandScope, BotCommandScopeChat, CallbackQuery, ChatType,
     InlineKeyboardButton, InlineKeyboardMarkup, MaybeInaccessibleMessage, Message, ReplyMarkup,
+    WebAppInfo,
 };
 use sqlx::{Any, Row, Transaction};
 
@@ -235,6 +236,30 @@ fn reply(chat_id: i64, text: String) -> Step {
     Step::Reply(vec![(chat_id, notify::html(chat_id, text, false))])
 }
 
+/// The Mini App's address, `{public_url}/miniapp`, when `public_url` is https (Telegram opens
+/// Web Apps from https addresses only).
+pub fn miniapp_url(state: &AppState) -> Option<String> {
+    let u = state.config.public_url.as_ref().filter(|u| u.is_https())?;
+    Some(format!("{}/miniapp", u.as_str()))
+}
+
+/// `/start`'s answer: in a private chat of a hub served over https, with a button that opens
+/// the Mini App.
+fn start_reply(state: &AppState, msg: &Message, text: String) -> Step {
+    let chat_id = msg.chat.id;
+    let mut m = notify::html(chat_id, text, false);
+    if let Some(url) = miniapp_url(state).filter(|_| is_private(msg)) {
+        let button = InlineKeyboardButton::builder()
+            .text("Open Tradecast")
+            .web_app(WebAppInfo::builder().url(url).build())
+            .build();
+        m.reply_markup = Some(ReplyMarkup::InlineKeyboardMarkup(
+            InlineKeyboardMarkup::builder().inline_keyboard(vec![vec![button]]).build(),
+        ));
+    }
+    Step::Reply(vec![(chat_id, m)])
+}
+
 /// Decides what a message means (reads only).
 pub async fn decide_message(state: &AppState, msg: &Message) -> Result<Step, DbError> {
     let Some(from) = msg.from.as_deref() else { return Ok(Step::Nothing) };
@@ -290,8 +315,8 @@ pub async fn decide_message(state: &AppState, msg: &Message) -> Result<Step, DbE
                 tracing::warn!(error = %e, "affiliate Telegram touch not stored");
             }
             match l {
-                None => reply(chat_id, welcome(state)),
-                Some(l) => reply(chat_id, linked_text(&l)),
+                None => start_reply(state, msg, welcome(state)),
+                Some(l) => start_reply(state, msg, linked_text(&l)),
             }
         }
         (Command::Start, None) if !arg.is_empty() && is_private(msg) => Step::Link {
@@ -301,8 +326,8 @@ pub async fn decide_message(state: &AppState, msg: &Message) -> Result<Step, DbE
             username: from.username.clone(),
             first_name: from.first_name.clone(),
         },
-        (Command::Start, None) => reply(chat_id, welcome(state)),
-        (Command::Start, Some(l)) => reply(chat_id, linked_text(&l)),
+        (Command::Start, None) => start_reply(state, msg, welcome(state)),
+        (Command::Start, Some(l)) => start_reply(state, msg, linked_text(&l)),
         (Command::Help, l) => reply(chat_id, help(l.as_ref().map(|l| l.role))),
         (Command::Unlink, Some(l)) => Step::Unlink(l),
         (Command::Status, Some(l)) => reply(chat_id, status(state, &l).await?),

@@ -305,10 +305,11 @@ async fn miniapp_session_ends_24_hours_after_auth_date(b: Backend) {
     let s = exchange(&hub, Some(&format!("tma {data}"))).await.ok(201).clone();
     assert_eq!(s["expires_at_ms"].as_i64().unwrap(), auth_s * 1000 + 86_400_000);
     let token = s["token"].as_str().unwrap();
-    hub.clock.advance_ms(23 * 3_600_000 - 1_000);
+    // (The test clock runs on from real time: a minute's margin either side.)
+    hub.clock.advance_ms(23 * 3_600_000 - 60_000);
     let v = mini(&hub, "GET", "/miniapp/app/plan", Some(token), None, None).await;
     assert_eq!(v.status, StatusCode::OK, "{}", v.text);
-    hub.clock.advance_ms(1_000);
+    hub.clock.advance_ms(60_000);
     mini(&hub, "GET", "/miniapp/app/plan", Some(token), None, None)
         .await
         .problem(401, "invalid-token");
@@ -420,4 +421,43 @@ async fn miniapp_pages_may_be_framed_by_telegram_web_only(b: Backend) {
     let script = hub.http.get(hub.url("/assets/vendor/telegram-web-app.js")).send().await.unwrap();
     assert_eq!(script.status(), StatusCode::OK);
     assert!(script.text().await.unwrap().contains("window.Telegram.WebApp"));
+}
+
+on_both!(miniapp_button_on_start_when_the_hub_is_served_over_https);
+
+/// `/start` offers the Mini App (a `web_app` button, which the stand-in accepts for https only)
+/// when `public_url` is https; over plain http it does not.
+async fn miniapp_button_on_start_when_the_hub_is_served_over_https(b: Backend) {
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let (api, token) = (sb.base_url().to_string(), sb.token().to_string());
+    // Polling: Telegram needs no way in to a hub whose https address is not real here.
+    let hub = TestHub::start_with_secrets(
+        b,
+        |c| {
+            c.public_url =
+                Some(tradecast_hub::config::PublicUrl::parse("https://hub.example.test").unwrap());
+            c.telegram.mode = TelegramMode::Polling;
+            c.telegram.api_base_url = api;
+            c.outbox.poll_interval_ms = 50;
+        },
+        |s| s.integrations.telegram_bot_token = Some(token.into()),
+    )
+    .await;
+    sb.user(701, "Bob", Some("bob")).unwrap();
+    sb.user_says(701, "/start").unwrap();
+    let m = reply(&sb, 701, "Welcome to Tradecast").await;
+    let markup = m.reply_markup.expect("a keyboard");
+    let button = &markup["inline_keyboard"][0][0];
+    assert_eq!(button["web_app"]["url"], "https://hub.example.test/miniapp", "{markup}");
+    assert_eq!(button["text"], "Open Tradecast");
+    hub.stop().await;
+
+    // Over http: the welcome alone.
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let hub = hub_with_miniapp(b, &sb).await;
+    sb.user(702, "Carol", None).unwrap();
+    sb.user_says(702, "/start").unwrap();
+    let m = reply(&sb, 702, "Welcome to Tradecast").await;
+    assert!(m.reply_markup.is_none(), "{:?}", m.reply_markup);
+    hub.stop().await;
 }
