@@ -24,7 +24,8 @@ on_both!(
     miniapp_views_by_bearer_only_with_csrf_on_actions,
     miniapp_session_ends_24_hours_after_auth_date,
     miniapp_stars_upgrade_then_the_plan_view_shows_it,
-    miniapp_is_off_without_telegram
+    miniapp_is_off_without_telegram,
+    miniapp_accepts_what_the_stand_in_hands_a_web_app
 );
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -459,5 +460,33 @@ async fn miniapp_button_on_start_when_the_hub_is_served_over_https(b: Backend) {
     sb.user_says(702, "/start").unwrap();
     let m = reply(&sb, 702, "Welcome to Tradecast").await;
     assert!(m.reply_markup.is_none(), "{:?}", m.reply_markup);
+    hub.stop().await;
+}
+
+/// The Telegram stand-in's own initData (its Ed25519 key configured as the hub's) opens a
+/// session; the same string under Telegram's production key (the default) does not.
+async fn miniapp_accepts_what_the_stand_in_hands_a_web_app(b: Backend) {
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let hub = hub_with_miniapp(b, &sb).await;
+    sb.user(703, "Dana / D", Some("dana")).unwrap();
+    let now_s = hub.clock.now_ms() / 1000;
+    let data = sb.web_app_init_data(703, now_s, Some("approve_x")).unwrap();
+    // Our key is not the stand-in's: its signature is refused.
+    exchange(&hub, Some(&format!("tma {data}"))).await.problem(401, "invalid-init-data");
+    hub.stop().await;
+    let port = free_port();
+    let hub = TestHub::start_with_secrets(
+        b,
+        |c| {
+            c.listen = ([127, 0, 0, 1], port).into();
+            c.telegram.mode = TelegramMode::Polling;
+            c.telegram.api_base_url = sb.base_url().to_string();
+            c.telegram.miniapp_public_key = Some(sb.web_app_public_key());
+        },
+        |s| s.integrations.telegram_bot_token = Some(sb.token().to_string().into()),
+    )
+    .await;
+    let s = exchange(&hub, Some(&format!("tma {data}"))).await.ok(201).clone();
+    assert_eq!((s["telegram_user_id"].as_i64(), s["linked"].as_bool()), (Some(703), Some(false)));
     hub.stop().await;
 }
