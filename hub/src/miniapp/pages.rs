@@ -292,13 +292,17 @@ async fn analytics(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
     Ok(html! {
         h1 { "Analytics" }
         section.card #outcomes {
-            h2 { "Your last " (recent.len()) " signals" }
-            div.figures {
-                div { b { (filled) } span.hint { "filled" } }
-                div { b { (decided) } span.hint { "not taken" } }
-                div { b { (absent) } span.hint { "not on your devices" } }
+            h2 { "Your recent signals" }
+            @if recent.is_empty() {
+                p.hint { "No signals yet." }
+            } @else {
+                div.figures {
+                    div { b { (filled) } span.hint { "filled" } }
+                    div { b { (decided) } span.hint { "not taken" } }
+                    div { b { (absent) } span.hint { "not on your devices" } }
+                }
+                p.hint { "The last " (recent.len()) ", from the outcomes your devices signed and sent to the hub." }
             }
-            p.hint { "From the outcomes your devices signed and sent to the hub." }
         }
         section.card #records {
             h2 { "Provider's public record" }
