@@ -15,7 +15,7 @@
 //!   token in `hx-headers`: **Plan & payment**, **Approvals**, **Analytics**; actions (Stars
 //!   invoice, Stripe checkout, portal) are POSTs carrying the session's CSRF token.
 //!
-//! Every route here answers with [`CSP`] (the console's policy, except that
+//! Every page route ([`router`]) answers with [`CSP`] (the console's policy, except that
 //! `https://web.telegram.org` may frame these pages) and without `X-Frame-Options`. The
 //! console's cookie checks do not apply: nothing here reads a cookie. With Telegram off (no bot
 //! token or `telegram.mode = off`) every route answers 404.

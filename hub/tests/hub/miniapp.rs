@@ -490,3 +490,31 @@ async fn miniapp_accepts_what_the_stand_in_hands_a_web_app(b: Backend) {
     assert_eq!((s["telegram_user_id"].as_i64(), s["linked"].as_bool()), (Some(703), Some(false)));
     hub.stop().await;
 }
+
+on_both!(miniapp_session_route_is_under_the_per_ip_limit);
+
+/// The exchange is an ordinary `/api` route: the per-IP bucket applies (429 `rate-limited`).
+async fn miniapp_session_route_is_under_the_per_ip_limit(b: Backend) {
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let (api, token) = (sb.base_url().to_string(), sb.token().to_string());
+    let hub = TestHub::start_with_secrets(
+        b,
+        |c| {
+            c.telegram.mode = TelegramMode::Polling;
+            c.telegram.api_base_url = api;
+            c.telegram.miniapp_public_key =
+                Some(hex::encode(signing_key().verifying_key().to_bytes()));
+            c.rate_limits.per_ip = tradecast_hub::config::BucketConfig { burst: 3, per_minute: 1 };
+        },
+        |s| s.integrations.telegram_bot_token = Some(token.into()),
+    )
+    .await;
+    let data = init_data(sb.token(), 609, hub.clock.now_ms() / 1000, Some(&signing_key()));
+    for _ in 0..3 {
+        exchange(&hub, Some(&format!("tma {data}"))).await.ok(201);
+    }
+    let r = exchange(&hub, Some(&format!("tma {data}"))).await;
+    r.problem(429, "rate-limited");
+    assert!(r.headers.contains_key("retry-after"));
+    hub.stop().await;
+}
