@@ -87,14 +87,20 @@
     }).then(function (res) {
       if (!res.ok) { throw new Error(res.body.detail || 'refused'); }
       if (res.body.kind === 'invoice') {
-        tg.openInvoice(res.body.url, function (status) {
-          if (status === 'paid') { show('plan', false); }
-        });
+        try {
+          tg.openInvoice(res.body.url, function (status) {
+            if (status === 'paid') { show('plan', false); }
+          });
+        } catch (e) {
+          // A client too old for invoices (before 6.1): the link opens the invoice in Telegram.
+          tg.openLink(res.body.url);
+        }
       } else {
         tg.openLink(res.body.url);
       }
     }).catch(function (e) {
-      tg.showAlert ? tg.showAlert(String(e.message || e)) : say(String(e.message || e), true);
+      var words = String(e.message || e);
+      try { tg.showAlert(words); } catch (unsupported) { say(words, true); }
     }).finally(function () {
       button.disabled = false;
       tg.MainButton.hideProgress();
