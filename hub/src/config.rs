@@ -285,6 +285,9 @@ pub struct TelegramConfig {
     pub bot_username: Option<String>,
     /// How long a link code (`/start <code>`) stays valid, seconds. Default 900 (15 minutes).
     pub link_code_ttl_s: u64,
+    /// The Ed25519 public key (64 hex digits) the Mini App's initData `signature` is checked
+    /// against. Default: Telegram's production key (tests set their own).
+    pub miniapp_public_key: Option<String>,
 }
 
 impl Default for TelegramConfig {
@@ -294,6 +297,7 @@ impl Default for TelegramConfig {
             api_base_url: "https://api.telegram.org".into(),
             bot_username: None,
             link_code_ttl_s: 900,
+            miniapp_public_key: None,
         }
     }
 }
@@ -792,6 +796,11 @@ impl Config {
         }
         if !(60..=86_400).contains(&t.link_code_ttl_s) {
             return bad("telegram.link_code_ttl_s", "must be between 60 and 86400");
+        }
+        if t.miniapp_public_key.is_some()
+            && crate::miniapp::init_data::public_key(t.miniapp_public_key.as_deref()).is_err()
+        {
+            return bad("telegram.miniapp_public_key", "must be an Ed25519 key of 64 hex digits");
         }
         if t.mode == TelegramMode::Webhook && self.public_url.is_none() {
             return bad(

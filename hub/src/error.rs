@@ -59,6 +59,12 @@ pub enum ApiError {
     /// No credentials were presented.
     #[error("{0}")]
     Unauthenticated(String),
+    /// A required header is absent (the Mini App's `Authorization: tma <initData>`).
+    #[error("missing header: {0}")]
+    MissingHeader(&'static str),
+    /// The Mini App's initData failed validation (hash, signature, freshness, shape).
+    #[error("{0}")]
+    InvalidInitData(String),
     /// The bearer token is malformed, wrongly signed or from an unknown key.
     #[error("invalid access token")]
     InvalidToken,
@@ -184,8 +190,9 @@ impl ApiError {
             }
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Unauthenticated(_) | InvalidToken | TokenExpired | InvalidCredentials
-            | InvalidRefreshToken | LinkAuth(_) | InvalidEnrolmentCode => StatusCode::UNAUTHORIZED,
+            Unauthenticated(_) | MissingHeader(_) | InvalidInitData(_) | InvalidToken
+            | TokenExpired | InvalidCredentials | InvalidRefreshToken | LinkAuth(_)
+            | InvalidEnrolmentCode => StatusCode::UNAUTHORIZED,
             Forbidden(_) | AccountDisabled | NoActivePlan | DeviceRefused(_) => {
                 StatusCode::FORBIDDEN
             }
@@ -216,6 +223,8 @@ impl ApiError {
             PayloadTooLarge(_) => "payload-too-large",
             InvalidParameter(_) => "invalid-parameter",
             Unauthenticated(_) => "unauthenticated",
+            MissingHeader(_) => "missing-header",
+            InvalidInitData(_) => "invalid-init-data",
             InvalidToken => "invalid-token",
             TokenExpired => "token-expired",
             InvalidCredentials => "invalid-credentials",

@@ -35,6 +35,7 @@ pub mod feed;
 pub mod http;
 pub mod ids;
 pub mod jobs;
+pub mod miniapp;
 pub mod outbox;
 pub mod plans;
 pub mod public;
@@ -329,6 +330,10 @@ pub async fn start_with_extensions(
                 ui::account::prune_links(&janitor_state.db, janitor_state.now_ms()).await
             {
                 tracing::warn!(error = %e, "pruning used device links failed");
+            }
+            if let Err(e) = miniapp::session::prune(&janitor_state.db, janitor_state.now_ms()).await
+            {
+                tracing::warn!(error = %e, "pruning ended Mini App sessions failed");
             }
             if let Err(e) = telegram::prune(&janitor_state.db, janitor_state.now_ms()).await {
                 tracing::warn!(error = %e, "pruning Telegram link codes and updates failed");

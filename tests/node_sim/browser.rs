@@ -184,17 +184,29 @@ impl Driver {
     /// Saves a PNG screenshot of the whole page under `test-artifacts/` (the window grown to
     /// the page's height for the shot); its path.
     pub(crate) async fn screenshot(&self, name: &str) -> PathBuf {
-        let height = self
+        self.screenshot_sized(name, 1366, 1000).await
+    }
+
+    /// The window's size from now on (a phone's: 390 × 844).
+    pub(crate) async fn resize(&self, width: i64, height: i64) {
+        let rect = Some(json!({"width": width, "height": height}));
+        self.cmd(reqwest::Method::POST, "/window/rect", rect).await;
+    }
+
+    /// [`Driver::screenshot`] of a window `width` wide, at least `height` high, that size again
+    /// after the shot.
+    pub(crate) async fn screenshot_sized(&self, name: &str, width: i64, height: i64) -> PathBuf {
+        let full = self
             .js("return document.documentElement.scrollHeight")
             .await
             .as_i64()
-            .unwrap_or(1000)
-            .clamp(1000, 4000);
-        let rect = |h: i64| Some(json!({"width": 1366, "height": h}));
-        self.cmd(reqwest::Method::POST, "/window/rect", rect(height + 90)).await;
+            .unwrap_or(height)
+            .clamp(height, 4000);
+        let rect = |h: i64| Some(json!({"width": width, "height": h}));
+        self.cmd(reqwest::Method::POST, "/window/rect", rect(full + 90)).await;
         self.js("window.scrollTo(0, 0); return true;").await;
         let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
-        self.cmd(reqwest::Method::POST, "/window/rect", rect(1000)).await;
+        self.cmd(reqwest::Method::POST, "/window/rect", rect(height)).await;
         let png = base64(v.as_str().expect("base64"));
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");

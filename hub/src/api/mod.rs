@@ -70,6 +70,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(crate::billing::api::router())
         .merge(crate::affiliates::api::router())
         .merge(crate::telegram::api::router())
+        .merge(crate::miniapp::api::router())
         .merge(crate::public::api::router())
         .merge(crate::ui::revenue::api_router())
         .split_for_parts()
@@ -97,6 +98,7 @@ pub fn app(state: AppState, served: std::net::SocketAddr) -> Router {
                 async move { axum::response::Html(docs) }
             }),
         )
-        .merge(crate::ui::router(&state, served));
+        .merge(crate::ui::router(&state, served))
+        .merge(crate::miniapp::router(&state));
     crate::http::edge(api, state)
 }

@@ -12,6 +12,7 @@ use frankenstein::methods::{
 use frankenstein::types::{
     BotCommand, BotCommandScope, BotCommandScopeChat, CallbackQuery, ChatType,
     InlineKeyboardButton, InlineKeyboardMarkup, MaybeInaccessibleMessage, Message, ReplyMarkup,
+    WebAppInfo,
 };
 use sqlx::{Any, Row, Transaction};
 
@@ -235,6 +236,30 @@ fn reply(chat_id: i64, text: String) -> Step {
     Step::Reply(vec![(chat_id, notify::html(chat_id, text, false))])
 }
 
+/// The Mini App's address, `{public_url}/miniapp`, when `public_url` is https (Telegram opens
+/// Web Apps from https addresses only).
+pub fn miniapp_url(state: &AppState) -> Option<String> {
+    let u = state.config.public_url.as_ref().filter(|u| u.is_https())?;
+    Some(format!("{}/miniapp", u.as_str()))
+}
+
+/// `/start`'s answer: in a private chat of a hub served over https, with a button that opens
+/// the Mini App.
+fn start_reply(state: &AppState, msg: &Message, text: String) -> Step {
+    let chat_id = msg.chat.id;
+    let mut m = notify::html(chat_id, text, false);
+    if let Some(url) = miniapp_url(state).filter(|_| is_private(msg)) {
+        let button = InlineKeyboardButton::builder()
+            .text("Open Tradecast")
+            .web_app(WebAppInfo::builder().url(url).build())
+            .build();
+        m.reply_markup = Some(ReplyMarkup::InlineKeyboardMarkup(
+            InlineKeyboardMarkup::builder().inline_keyboard(vec![vec![button]]).build(),
+        ));
+    }
+    Step::Reply(vec![(chat_id, m)])
+}
+
 /// Decides what a message means (reads only).
 pub async fn decide_message(state: &AppState, msg: &Message) -> Result<Step, DbError> {
     let Some(from) = msg.from.as_deref() else { return Ok(Step::Nothing) };
@@ -290,8 +315,8 @@ pub async fn decide_message(state: &AppState, msg: &Message) -> Result<Step, DbE
                 tracing::warn!(error = %e, "affiliate Telegram touch not stored");
             }
             match l {
-                None => reply(chat_id, welcome(state)),
-                Some(l) => reply(chat_id, linked_text(&l)),
+                None => start_reply(state, msg, welcome(state)),
+                Some(l) => start_reply(state, msg, linked_text(&l)),
             }
         }
         (Command::Start, None) if !arg.is_empty() && is_private(msg) => Step::Link {
@@ -301,8 +326,8 @@ pub async fn decide_message(state: &AppState, msg: &Message) -> Result<Step, DbE
             username: from.username.clone(),
             first_name: from.first_name.clone(),
         },
-        (Command::Start, None) => reply(chat_id, welcome(state)),
-        (Command::Start, Some(l)) => reply(chat_id, linked_text(&l)),
+        (Command::Start, None) => start_reply(state, msg, welcome(state)),
+        (Command::Start, Some(l)) => start_reply(state, msg, linked_text(&l)),
         (Command::Help, l) => reply(chat_id, help(l.as_ref().map(|l| l.role))),
         (Command::Unlink, Some(l)) => Step::Unlink(l),
         (Command::Status, Some(l)) => reply(chat_id, status(state, &l).await?),
@@ -517,54 +542,130 @@ async fn plan(state: &AppState, l: &Linked) -> Result<String, DbError> {
 }
 
 async fn signals(state: &AppState, l: &Linked) -> Result<String, DbError> {
-    let now = state.now_ms();
-    let sql = match l.role {
-        Role::Owner | Role::Admin => "SELECT s.id, s.symbol, s.side, s.entry, s.received_at_ms FROM signals s \
-             WHERE $1 = $1 AND $2 = $2 ORDER BY s.received_at_ms DESC, s.id DESC LIMIT 5"
-            .to_owned(),
-        Role::Provider => "SELECT s.id, s.symbol, s.side, s.entry, s.received_at_ms FROM signals s \
-             WHERE s.provider_user_id = $1 AND $2 = $2 ORDER BY s.received_at_ms DESC, s.id DESC LIMIT 5"
-            .to_owned(),
-        Role::Subscriber => format!(
-            "SELECT s.id, s.symbol, s.side, s.entry, s.received_at_ms FROM signals s \
-             WHERE s.provider_user_id IN (SELECT p.provider_user_id FROM entitlements e \
-               JOIN plans p ON p.id = e.plan_id WHERE e.user_id = $1 AND {}) \
-             ORDER BY s.received_at_ms DESC, s.id DESC LIMIT 5",
-            crate::entitlements::active_sql(2)
-        ),
-    };
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&l.user_id)
-        .bind(now)
-        .fetch_all(state.db.pool())
-        .await?;
-    if rows.is_empty() {
+    let recent = recent_signals(state, &l.user_id, l.role, 5).await?;
+    if recent.is_empty() {
         return Ok("No signals yet.".into());
     }
     let mut out = String::from("<b>Recent signals</b>\n");
-    for r in &rows {
-        let id: String = r.try_get(0)?;
-        let (symbol, side, entry): (String, String, String) =
-            (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
-        let at: i64 = r.try_get(4)?;
-        let outcome = outcome_of(state, &id, &l.user_id).await?;
+    for s in &recent {
+        let outcome = if s.outcomes.is_empty() {
+            "not on your devices".to_string()
+        } else {
+            s.outcomes.iter().map(|o| esc(&o.words())).collect::<Vec<_>>().join("; ")
+        };
         out.push_str(&format!(
             "• {} {} {} at <code>{}</code> — {}\n",
-            super::fmt_minute(at),
-            esc(&side.to_uppercase()),
-            esc(&symbol),
-            esc(&super::price(&entry)),
+            super::fmt_minute(s.received_at_ms),
+            esc(&s.side.to_uppercase()),
+            esc(&s.symbol),
+            esc(&super::price(&s.entry)),
             outcome
         ));
     }
     Ok(out)
 }
 
+/// One recent signal the account can see, and what its devices did with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentSignal {
+    /// Signal id.
+    pub id: String,
+    /// Symbol.
+    pub symbol: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    /// Entry price as stored (exact decimal text).
+    pub entry: String,
+    /// When the hub received it, unix ms.
+    pub received_at_ms: i64,
+    /// One per device of the account that reported on it (its signed outcome).
+    pub outcomes: Vec<DeviceOutcome>,
+}
+
+/// What one device did with a signal, from its signed outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceOutcome {
+    /// Filled: volume (lots) and price, exact decimal text.
+    Filled {
+        /// Lots.
+        volume: String,
+        /// Price.
+        price: String,
+    },
+    /// Decided without a fill (`rejected`, `expired`, …).
+    Decided(String),
+    /// Received, nothing decided yet.
+    Received,
+}
+
+impl DeviceOutcome {
+    /// In words (plain text: escape it for HTML).
+    pub fn words(&self) -> String {
+        match self {
+            DeviceOutcome::Filled { volume, price } => format!("filled {volume} lots at {price}"),
+            DeviceOutcome::Decided(d) => d.clone(),
+            DeviceOutcome::Received => "received".into(),
+        }
+    }
+}
+
+/// The `limit` latest signals `user_id` (with `role`) can see — all for the hub's people, their
+/// own for a provider, their plans' providers' for a subscriber — with their devices' outcomes.
+/// The bot's `/signals` and the Mini App show these.
+pub async fn recent_signals(
+    state: &AppState,
+    user_id: &str,
+    role: Role,
+    limit: i64,
+) -> Result<Vec<RecentSignal>, DbError> {
+    let now = state.now_ms();
+    let sql = match role {
+        Role::Owner | Role::Admin => "SELECT s.id, s.symbol, s.side, s.entry, s.received_at_ms FROM signals s \
+             WHERE $1 = $1 AND $2 = $2 ORDER BY s.received_at_ms DESC, s.id DESC LIMIT $3"
+            .to_owned(),
+        Role::Provider => "SELECT s.id, s.symbol, s.side, s.entry, s.received_at_ms FROM signals s \
+             WHERE s.provider_user_id = $1 AND $2 = $2 ORDER BY s.received_at_ms DESC, s.id DESC LIMIT $3"
+            .to_owned(),
+        Role::Subscriber => format!(
+            "SELECT s.id, s.symbol, s.side, s.entry, s.received_at_ms FROM signals s \
+             WHERE s.provider_user_id IN (SELECT p.provider_user_id FROM entitlements e \
+               JOIN plans p ON p.id = e.plan_id WHERE e.user_id = $1 AND {}) \
+             ORDER BY s.received_at_ms DESC, s.id DESC LIMIT $3",
+            crate::entitlements::active_sql(2)
+        ),
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(user_id)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(state.db.pool())
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id: String = r.try_get(0)?;
+        let outcomes = outcomes_of(state, &id, user_id).await?;
+        out.push(RecentSignal {
+            symbol: r.try_get(1)?,
+            side: r.try_get(2)?,
+            entry: r.try_get(3)?,
+            received_at_ms: r.try_get(4)?,
+            id,
+            outcomes,
+        });
+    }
+    Ok(out)
+}
+
 /// What the user's devices did with a signal, from their signed outcomes.
-async fn outcome_of(state: &AppState, signal_id: &str, user_id: &str) -> Result<String, DbError> {
+async fn outcomes_of(
+    state: &AppState,
+    signal_id: &str,
+    user_id: &str,
+) -> Result<Vec<DeviceOutcome>, DbError> {
     let rows = sqlx::query(
         "SELECT o.decision, o.fill_price, o.fill_volume FROM signal_outcomes o \
-         JOIN devices d ON d.id = o.device_id WHERE o.signal_id = $1 AND d.user_id = $2",
+         JOIN devices d ON d.id = o.device_id WHERE o.signal_id = $1 AND d.user_id = $2 \
+         ORDER BY o.device_id",
     )
     .bind(signal_id)
     .bind(user_id)
@@ -576,12 +677,12 @@ async fn outcome_of(state: &AppState, signal_id: &str, user_id: &str) -> Result<
         let price: Option<String> = r.try_get(1)?;
         let volume: Option<String> = r.try_get(2)?;
         parts.push(match (price, volume, decision) {
-            (Some(p), Some(v), _) => format!("filled {} lots at {}", esc(&v), esc(&p)),
-            (_, _, Some(d)) => esc(&d),
-            _ => "received".into(),
+            (Some(price), Some(volume), _) => DeviceOutcome::Filled { volume, price },
+            (_, _, Some(d)) => DeviceOutcome::Decided(d),
+            _ => DeviceOutcome::Received,
         });
     }
-    Ok(if parts.is_empty() { "not on your devices".into() } else { parts.join("; ") })
+    Ok(parts)
 }
 
 async fn stats(state: &AppState) -> Result<String, DbError> {

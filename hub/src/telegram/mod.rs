@@ -44,6 +44,8 @@ pub struct Telegram {
     mode: TelegramMode,
     webhook_secret: Option<SecretString>,
     username: Arc<RwLock<Option<String>>>,
+    /// The bot token, when the bot runs (the Mini App checks initData with it).
+    token: Option<SecretString>,
 }
 
 impl Telegram {
@@ -59,6 +61,7 @@ impl Telegram {
                 mode: TelegramMode::Off,
                 webhook_secret: webhook_secret.clone(),
                 username: Arc::default(),
+                token: None,
             }
         };
         let Some(token) = token else {
@@ -79,6 +82,7 @@ impl Telegram {
             mode: t.mode,
             webhook_secret,
             username: Arc::new(RwLock::new(t.bot_username.clone())),
+            token: Some(token.clone()),
         })
     }
 
@@ -90,6 +94,11 @@ impl Telegram {
     /// The client, when the bot runs.
     pub fn bot(&self) -> Option<&bot::Bot> {
         self.bot.as_ref()
+    }
+
+    /// The bot token, when the bot runs (never logged: `SecretString`).
+    pub fn token(&self) -> Option<&SecretString> {
+        self.token.as_ref()
     }
 
     /// The webhook's secret token, when set.

@@ -243,7 +243,7 @@ pub fn feature_words(feature: &str) -> &str {
     }
 }
 
-fn tag_of(s: ledger::Status) -> &'static str {
+pub(crate) fn tag_of(s: ledger::Status) -> &'static str {
     match s {
         ledger::Status::Active | ledger::Status::Trialing => "ok",
         ledger::Status::PastDue | ledger::Status::Canceled | ledger::Status::Incomplete => "warn",
@@ -251,7 +251,7 @@ fn tag_of(s: ledger::Status) -> &'static str {
     }
 }
 
-fn renewal(s: &ledger::Subscription) -> String {
+pub(crate) fn renewal(s: &ledger::Subscription) -> String {
     match s.status {
         ledger::Status::Active | ledger::Status::Trialing => {
             format!("renews {}", fmt::when(Some(s.current_period_end_ms)))

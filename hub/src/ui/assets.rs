@@ -1,6 +1,6 @@
 //! The console's static files, embedded in the binary (`include_bytes!`): its stylesheet and the
-//! vendored libraries of `hub/assets/vendor/` (htmx, uPlot) with their licence files, served
-//! under `/assets/`.
+//! vendored libraries of `hub/assets/vendor/` (htmx, uPlot, and for the Mini App Telegram's
+//! WebApp script) with their licence files, served under `/assets/`.
 //!
 //! Each file's strong `ETag` is a prefix of its SHA-256; pages link it as `/assets/<path>?v=<tag>`
 //! ([`url`]), and such a request is cacheable for a year (`immutable`): a new binary with other
@@ -38,6 +38,16 @@ pub static ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../assets/console.js"),
     },
     Asset {
+        path: "miniapp.css",
+        content_type: "text/css; charset=utf-8",
+        bytes: include_bytes!("../../assets/miniapp.css"),
+    },
+    Asset {
+        path: "miniapp.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../assets/miniapp.js"),
+    },
+    Asset {
         path: "vendor/htmx.min.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../../assets/vendor/htmx.min.js"),
@@ -61,6 +71,18 @@ pub static ASSETS: &[Asset] = &[
         path: "vendor/uPlot.LICENSE",
         content_type: "text/plain; charset=utf-8",
         bytes: include_bytes!("../../assets/vendor/uPlot.LICENSE"),
+    },
+    // Telegram's WebApp script, from the npm package `@twa-dev/sdk` 8.0.2 (MIT,
+    // `src/telegram-web-apps.js`, unmodified): only the hub's Mini App serves it.
+    Asset {
+        path: "vendor/telegram-web-app.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../assets/vendor/telegram-web-app.js"),
+    },
+    Asset {
+        path: "vendor/telegram-web-app.LICENSE",
+        content_type: "text/plain; charset=utf-8",
+        bytes: include_bytes!("../../assets/vendor/telegram-web-app.LICENSE"),
     },
 ];
 
@@ -122,7 +144,7 @@ mod tests {
 
     #[test]
     fn every_vendored_library_ships_with_its_licence() {
-        for lib in ["htmx", "uPlot"] {
+        for lib in ["htmx", "uPlot", "telegram-web-app"] {
             let code = ASSETS
                 .iter()
                 .any(|a| a.path.starts_with(&format!("vendor/{lib}.")) && a.path.ends_with(".js"));
@@ -136,7 +158,9 @@ mod tests {
     fn vendored_files_are_the_nodes_copies() {
         // Read from the source tree, not through the node crate: the hub never depends on it.
         let node = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../node/assets");
-        for a in ASSETS.iter().filter(|a| a.path.starts_with("vendor/")) {
+        // Telegram's script is the hub's alone (the node has no Mini App).
+        let shared = |a: &&Asset| a.path.starts_with("vendor/") && !a.path.contains("telegram");
+        for a in ASSETS.iter().filter(shared) {
             let theirs = std::fs::read(node.join(a.path)).unwrap();
             assert!(theirs == a.bytes, "{} differs from the node's copy", a.path);
         }

@@ -26,6 +26,7 @@ mod devices;
 mod edge;
 mod entitlements;
 mod metrics;
+mod miniapp;
 mod outbox;
 mod plans;
 mod quic;

@@ -345,6 +345,16 @@ fn button(b: &Value) -> Result<(), ApiError> {
             Some(u) if valid_url(u) || u.starts_with("tg://") => Ok(()),
             _ => Err(ApiError::bad("BUTTON_URL_INVALID")),
         },
+        // Telegram opens Web Apps from https addresses only.
+        ["web_app"] => match obj["web_app"].get("url").and_then(Value::as_str) {
+            Some(u) if u.starts_with("https://") && valid_url(u) => Ok(()),
+            Some(u) => Err(ApiError::bad(&format!(
+                "inline keyboard button Web App URL '{u}' is invalid: Only HTTPS links are allowed"
+            ))),
+            None => Err(ApiError::bad(
+                "can't parse inline keyboard button: WebAppInfo must be an Object with a String url",
+            )),
+        },
         [_] => Ok(()),
         _ => Err(ApiError::bad(
             "can't parse inline keyboard button: exactly one of the optional fields must be used",
@@ -1087,4 +1097,22 @@ fn send_chat_action(w: &World, p: &Params) -> Result<Value, ApiError> {
     }
     writable(w, chat)?;
     Ok(json!(true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_app_buttons_need_an_https_url() {
+        let b = |v: Value| button(&v).map_err(|e| e.description);
+        assert!(
+            b(json!({"text": "Open", "web_app": {"url": "https://hub.example.com/miniapp"}}))
+                .is_ok()
+        );
+        let http = b(json!({"text": "Open", "web_app": {"url": "http://hub.example.com/miniapp"}}));
+        assert!(http.unwrap_err().contains("Only HTTPS links are allowed"));
+        assert!(b(json!({"text": "Open", "web_app": {}})).is_err());
+        assert!(b(json!({"text": "Open", "web_app": "https://x.y"})).is_err());
+    }
 }

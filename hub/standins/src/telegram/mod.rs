@@ -240,6 +240,76 @@ impl TelegramStandin {
         self.shared.lock().bot_id
     }
 
+    /// The stand-in's Ed25519 key for Mini App data (Telegram's third-party validation key
+    /// stands in for it): derived from the bot token, so it is the same for every stand-in of
+    /// one bot and never Telegram's.
+    fn web_app_key(&self) -> ed25519_dalek::SigningKey {
+        use sha2::Digest;
+        let seed = sha2::Sha256::digest(format!("tradecast-standin/web-app/{}", self.token()));
+        ed25519_dalek::SigningKey::from_bytes(&seed.into())
+    }
+
+    /// The public half of the key that signs [`TelegramStandin::web_app_init_data`], 64 hex
+    /// digits (the hub's `telegram.miniapp_public_key` against this stand-in).
+    pub fn web_app_public_key(&self) -> String {
+        hex::encode(self.web_app_key().verifying_key().to_bytes())
+    }
+
+    /// What Telegram hands a Mini App that `user` opens from this bot: the raw initData query
+    /// string as a client receives it (`Telegram.WebApp.initData`), percent-encoded, with
+    /// `auth_date` = `auth_date_s`, the user as JSON the way Telegram writes it (slashes
+    /// escaped), `start_param` when given, the Ed25519 `signature` (over
+    /// `"{bot_id}:WebAppData\n"` and the sorted fields but `hash` and `signature`) and the
+    /// `hash` (HMAC-SHA256 under HMAC-SHA256("WebAppData", token), over the sorted fields but
+    /// `hash`), last.
+    pub fn web_app_init_data(
+        &self,
+        user: i64,
+        auth_date_s: i64,
+        start_param: Option<&str>,
+    ) -> Result<String, WorldError> {
+        use ed25519_dalek::Signer;
+        use hmac::{KeyInit, Mac};
+        let (first_name, username) = {
+            let w = self.shared.lock();
+            let u = w.users.get(&user).ok_or(WorldError::UnknownUser(user))?;
+            (u.first_name.clone(), u.username.clone())
+        };
+        let mut who = serde_json::json!({ "id": user, "first_name": first_name, "language_code": "en",
+                                          "allows_write_to_pm": true });
+        if let Some(u) = username {
+            who["username"] = serde_json::Value::String(u);
+        }
+        let mut fields = vec![
+            ("query_id".to_string(), format!("AAH{user}standin")),
+            ("user".to_string(), who.to_string().replace('/', "\\/")),
+            ("auth_date".to_string(), auth_date_s.to_string()),
+            ("chat_type".to_string(), "private".to_string()),
+            ("chat_instance".to_string(), format!("-{user}00")),
+        ];
+        if let Some(p) = start_param {
+            fields.push(("start_param".to_string(), p.to_string()));
+        }
+        let check = |fields: &[(String, String)]| {
+            let mut sorted: Vec<&(String, String)> = fields.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            sorted.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n")
+        };
+        let bot_id = self.token().split(':').next().unwrap_or_default().to_string();
+        let message = format!("{bot_id}:WebAppData\n{}", check(&fields));
+        let signature = self.web_app_key().sign(message.as_bytes()).to_bytes();
+        fields.push(("signature".into(), data_encoding::BASE64URL_NOPAD.encode(&signature)));
+        let mac = |key: &[u8], data: &[u8]| {
+            let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+            m.update(data);
+            m.finalize().into_bytes()
+        };
+        let secret = mac(b"WebAppData", self.token().as_bytes());
+        fields.push(("hash".into(), hex::encode(mac(&secret, check(&fields).as_bytes()))));
+        Ok(form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish())
+    }
+
     /// Changes the flood limits from now on.
     pub fn set_limits(&self, limits: Limits) {
         *self.shared.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;

@@ -1,0 +1,141 @@
+// The Tradecast Mini App: exchanges Telegram's initData for a session, then loads the views
+// with htmx (the bearer token in the body's hx-headers, never a cookie), follows Telegram's
+// theme, and drives the BackButton (back to the previous view) and the MainButton (the view's
+// main action: the element marked data-main).
+(function () {
+  'use strict';
+  var tg = window.Telegram && window.Telegram.WebApp;
+  var view = document.getElementById('view');
+  var tabs = document.getElementById('tabs');
+  var token = null;
+  var trail = [];
+  var mainTarget = null;
+
+  function say(text, isError) {
+    var p = document.createElement('p');
+    p.id = 'status';
+    p.className = isError ? 'notice error' : 'hint';
+    p.textContent = text;
+    view.replaceChildren(p);
+  }
+
+  function scheme() {
+    document.documentElement.classList.toggle('dark', tg.colorScheme === 'dark');
+  }
+
+  if (!tg || !tg.initData) {
+    say('Open this page from the Tradecast bot in Telegram: it needs Telegram to sign you in.', true);
+    return;
+  }
+  tg.ready();
+  tg.expand();
+  scheme();
+  tg.onEvent('themeChanged', scheme);
+
+  function csrf() {
+    var v = view.querySelector('[data-csrf]');
+    return v ? v.getAttribute('data-csrf') : '';
+  }
+
+  function show(name, remember) {
+    if (remember !== false && trail[trail.length - 1] !== name) {
+      trail.push(name);
+    }
+    Array.prototype.forEach.call(tabs.querySelectorAll('.tab'), function (t) {
+      t.classList.toggle('on', t.getAttribute('data-view') === name);
+    });
+    if (trail.length > 1) { tg.BackButton.show(); } else { tg.BackButton.hide(); }
+    htmx.ajax('GET', '/miniapp/app/' + name, { target: '#view', swap: 'innerHTML' });
+  }
+
+  tg.BackButton.onClick(function () {
+    if (trail.length > 1) {
+      trail.pop();
+      show(trail[trail.length - 1], false);
+    }
+  });
+
+  tg.MainButton.onClick(function () {
+    if (mainTarget) { mainTarget.click(); }
+  });
+
+  function mainButton() {
+    mainTarget = view.querySelector('[data-main]');
+    if (mainTarget) {
+      tg.MainButton.setParams({ text: mainTarget.getAttribute('data-main'), is_visible: true, is_active: true });
+    } else {
+      tg.MainButton.hide();
+    }
+  }
+
+  function act(button) {
+    var action = button.getAttribute('data-action');
+    if (action === 'open-link') {
+      tg.openLink(new URL(button.getAttribute('data-url'), location.href).href);
+      return;
+    }
+    var body = new URLSearchParams();
+    if (button.hasAttribute('data-plan')) { body.set('plan_id', button.getAttribute('data-plan')); }
+    button.disabled = true;
+    tg.MainButton.showProgress(false);
+    fetch('/miniapp/app/' + action, {
+      method: 'POST',
+      headers: { 'Authorization': 'Bearer ' + token, 'X-CSRF-Token': csrf() },
+      body: body
+    }).then(function (r) {
+      return r.json().then(function (b) { return { ok: r.ok, body: b }; });
+    }).then(function (res) {
+      if (!res.ok) { throw new Error(res.body.detail || 'refused'); }
+      if (res.body.kind === 'invoice') {
+        try {
+          tg.openInvoice(res.body.url, function (status) {
+            if (status === 'paid') { show('plan', false); }
+          });
+        } catch (e) {
+          // A client too old for invoices (before 6.1): the link opens the invoice in Telegram.
+          tg.openLink(res.body.url);
+        }
+      } else {
+        tg.openLink(res.body.url);
+      }
+    }).catch(function (e) {
+      var words = String(e.message || e);
+      try { tg.showAlert(words); } catch (unsupported) { say(words, true); }
+    }).finally(function () {
+      button.disabled = false;
+      tg.MainButton.hideProgress();
+    });
+  }
+
+  document.addEventListener('click', function (ev) {
+    var tab = ev.target.closest('.tab');
+    if (tab) { show(tab.getAttribute('data-view')); return; }
+    var button = ev.target.closest('[data-action]');
+    if (button && !button.disabled) { act(button); }
+  });
+
+  document.body.addEventListener('htmx:afterSwap', mainButton);
+  document.body.addEventListener('htmx:responseError', function (ev) {
+    var status = ev.detail.xhr.status;
+    say(status === 401
+      ? 'Your session has ended: close the app and open it again from the bot.'
+      : 'The hub could not answer (' + status + '): try again.', true);
+    tg.MainButton.hide();
+  });
+
+  fetch(document.body.getAttribute('data-session-url'), {
+    method: 'POST',
+    headers: { 'Authorization': 'tma ' + tg.initData }
+  }).then(function (r) {
+    return r.json().then(function (b) { return { ok: r.ok, body: b }; });
+  }).then(function (res) {
+    if (!res.ok) { throw new Error(res.body.detail || 'refused'); }
+    token = res.body.token;
+    document.body.setAttribute('hx-headers', JSON.stringify({ 'Authorization': 'Bearer ' + token }));
+    tabs.hidden = false;
+    var start = tg.initDataUnsafe && tg.initDataUnsafe.start_param;
+    show(start && start.indexOf('approve_') === 0 ? 'approvals' : 'plan');
+  }).catch(function (e) {
+    say('Telegram did not sign this session in (' + (e.message || e) + '): open the app again from the bot.', true);
+  });
+})();

@@ -1,0 +1,389 @@
+//! The Mini App's pages.
+//!
+//! | route | |
+//! | --- | --- |
+//! | `GET /miniapp` | the entry page: Telegram's script, htmx, `miniapp.js` (no session needed) |
+//! | `GET /miniapp/app/{plan,approvals,analytics}` | a view (HTML fragment), bearer session |
+//! | `POST /miniapp/app/stars` (`plan_id`) | `{kind: "invoice", url}`: a Stars invoice link for `Telegram.WebApp.openInvoice` |
+//! | `POST /miniapp/app/checkout` (`plan_id`) | `{kind: "link", url}`: Stripe Checkout, opened outside with `openLink` |
+//! | `POST /miniapp/app/portal` | `{kind: "link", url}`: the Stripe Customer Portal |
+//!
+//! The actions need the session's CSRF token in `X-CSRF-Token` (the views carry it in
+//! `data-csrf`); a missing or wrong one is 403 `forbidden`. The views reuse the account page's
+//! billing functions ([`crate::billing`], [`crate::ui::account`]) and the bot's recent signals
+//! ([`crate::telegram::commands::recent_signals`]); nothing here decides a signal: that arrives
+//! with remote approvals.
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::session::{Mini, Session, csrf_ok};
+use crate::accounts::Role;
+use crate::billing::{api as billing_api, ledger, stripe_door};
+use crate::db::DbError;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::telegram::commands::{DeviceOutcome, recent_signals};
+use crate::telegram::link::Linked;
+use crate::ui::{account, assets, fmt, layout};
+
+/// `GET /miniapp`: the entry page. Its script reads `Telegram.WebApp.initData`, exchanges it at
+/// `POST /api/v1/miniapp/session`, then loads the first view.
+pub async fn entry(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if !state.telegram.is_on() {
+        return Err(super::off());
+    }
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1, viewport-fit=cover";
+                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"historyEnabled":false}"#;
+                meta name="color-scheme" content="light dark";
+                title { "Tradecast" }
+                link rel="stylesheet" href=(assets::url("miniapp.css"));
+                // Telegram's script first (it reads the launch parameters), then htmx and ours.
+                script src=(assets::url("vendor/telegram-web-app.js")) {}
+                script src=(assets::url("vendor/htmx.min.js")) defer {}
+                script src=(assets::url("miniapp.js")) defer {}
+            }
+            body data-session-url=(super::api::SESSION_PATH) {
+                nav #tabs hidden {
+                    button.tab type="button" data-view="plan" { "Plan" }
+                    button.tab type="button" data-view="approvals" { "Approvals" }
+                    button.tab type="button" data-view="analytics" { "Analytics" }
+                }
+                main #view aria-live="polite" {
+                    p #status.hint { "Opening…" }
+                    noscript { p { "The Tradecast Mini App needs JavaScript." } }
+                }
+                footer.hint {
+                    "Tradecast hub " (env!("CARGO_PKG_VERSION")) " · includes Telegram's WebApp script ("
+                    a href=(assets::url("vendor/telegram-web-app.LICENSE")) { "licence" } ") and htmx ("
+                    a href=(assets::url("vendor/htmx.LICENSE")) { "licence" } ")"
+                }
+            }
+        }
+    };
+    Ok(layout::html(markup))
+}
+
+/// `GET /miniapp/app/{view}`: one view as an HTML fragment for `#view`.
+pub async fn view(
+    State(state): State<AppState>,
+    Session(mini): Session,
+    Path(view): Path<String>,
+) -> Result<Response, ApiError> {
+    let body = match (view.as_str(), &mini.linked) {
+        ("plan" | "approvals" | "analytics", None) => unlinked(&state),
+        ("plan", Some(l)) => plan(&state, l).await?,
+        ("approvals", Some(l)) => approvals(&state, l).await?,
+        ("analytics", Some(l)) => analytics(&state, l).await?,
+        _ => return Err(ApiError::NotFound(format!("no Mini App view `{view}`"))),
+    };
+    let fragment = html! {
+        section.view data-view=(view) data-csrf=(mini.csrf) { (body) }
+    };
+    Ok(layout::html(fragment))
+}
+
+fn unlinked(state: &AppState) -> Markup {
+    let url = super::api::link_url(state);
+    html! {
+        h1 { "Link your account" }
+        p { "This Telegram account is not linked to a Tradecast account yet." }
+        p.hint { "Sign in on the hub's account page and press " b { "Link Telegram" } ", then press Start in this bot's chat. Come back here afterwards." }
+        button.primary type="button" data-action="open-link" data-url=(url) data-main="Link my account" { "Open the account page" }
+    }
+}
+
+fn status_tag(s: ledger::Status) -> Markup {
+    html! { span class=(format!("tag {}", account::tag_of(s))) { (s.describe()) } }
+}
+
+async fn plan(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
+    let now = state.now_ms();
+    let subs = ledger::subscriptions_of(&state.db, &l.user_id).await?;
+    let invoices = ledger::invoices_of(&state.db, &l.user_id).await?;
+    let held = crate::entitlements::active_at(&state.db, &l.user_id, now).await?;
+    let offers = billing_api::offers(state).await?;
+    let plan_name = |id: &str| {
+        offers
+            .iter()
+            .find(|o| o.plan.id == id)
+            .map_or_else(|| id.to_string(), |o| o.plan.name.clone())
+    };
+    let stripe_on = state.billing.stripe.is_on();
+    let has_customer = stripe_door::known_customer(&state.db, &l.user_id).await?.is_some();
+    let held_plans: Vec<&str> = subs
+        .iter()
+        .filter(|s| s.covered_until_ms > now)
+        .map(|s| s.plan_id.as_str())
+        .chain(held.iter().map(|e| e.plan_id.as_str()))
+        .collect();
+    // The main button pays for the first plan on offer the trader does not hold.
+    let mut main_given = false;
+    let mut main = |label: String| -> Option<String> {
+        if main_given {
+            None
+        } else {
+            main_given = true;
+            Some(label)
+        }
+    };
+    let by_hand: Vec<_> =
+        held.iter().filter(|e| e.source == crate::entitlements::Source::Admin).collect();
+    Ok(html! {
+        h1 { "Plan & payment" }
+        section.card #plan {
+            h2 { "Your plan" }
+            @if subs.is_empty() && held.is_empty() {
+                p { "You have no plan yet: choose one below." }
+            }
+            @for s in &subs {
+                div.row {
+                    div {
+                        b { (plan_name(&s.plan_id)) }
+                        div.hint { (match s.door { ledger::Door::Stripe => "card (Stripe)", ledger::Door::TelegramStars => "Telegram Stars" }) " · " (account::renewal(s)) " UTC" }
+                    }
+                    (status_tag(s.status))
+                }
+            }
+            @if !by_hand.is_empty() {
+                p.hint { "Granted by the hub: "
+                    @for (i, e) in by_hand.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        (plan_name(&e.plan_id)) " (until " (e.ends_at_ms().map_or("no end".to_string(), |t| fmt::when(Some(t)))) ")"
+                    }
+                }
+            }
+            @if stripe_on && has_customer {
+                button type="button" data-action="portal" { "Manage card, plan or cancellation" }
+                p.hint { "Opens Stripe's page in your browser." }
+            }
+        }
+        section.card #offers {
+            h2 { "Plans on offer" }
+            @if offers.is_empty() { p.hint { "No plan is on offer yet." } }
+            @for o in &offers {
+                article.offer {
+                    div.row {
+                        b { (o.plan.name) }
+                        span { (fmt::money(o.plan.price_minor, &o.plan.currency)) " / " (o.plan.period_days) " days" }
+                    }
+                    div.hint { "by " (o.provider_name)
+                        @if o.plan.trial_days > 0 { " · " (o.plan.trial_days) " days free" } }
+                    div.hint { "Includes: " (o.plan.features.iter().map(|f| account::feature_words(f)).collect::<Vec<_>>().join(", ")) }
+                    @if held_plans.contains(&o.plan.id.as_str()) {
+                        p { span.tag.ok { "your plan" } }
+                    } @else if o.door == ledger::Door::TelegramStars {
+                        button.primary type="button" data-action="stars" data-plan=(o.plan.id)
+                            data-main=[main(format!("Pay {} with Stars", o.plan.name))] { "Pay with Telegram Stars" }
+                    } @else if o.plan.price_minor == 0 {
+                        p.hint { "Free: ask the hub's owner to grant it." }
+                    } @else if stripe_on {
+                        button.primary type="button" data-action="checkout" data-plan=(o.plan.id)
+                            data-main=[main(format!("Subscribe to {} by card", o.plan.name))] { "Subscribe by card" }
+                        p.hint { "Card payment opens in your browser." }
+                    } @else {
+                        p.hint { "Card payments are not set up on this hub yet." }
+                    }
+                }
+            }
+        }
+        section.card #invoices {
+            h2 { "Invoices" }
+            @if invoices.is_empty() { p.hint { "No invoice yet." } }
+            @for i in &invoices {
+                div.row {
+                    div {
+                        (fmt::money(i.amount_due_minor, &i.currency))
+                        div.hint { (fmt::when(Some(i.created_at_ms))) " UTC"
+                            @if i.amount_refunded_minor > 0 { " · refunded " (fmt::money(i.amount_refunded_minor, &i.currency)) } }
+                    }
+                    span.tag { (i.status) }
+                }
+            }
+        }
+    })
+}
+
+async fn approvals(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
+    let devices = crate::devices::list(&state.db, Some(&l.user_id)).await?;
+    let recent = recent_signals(state, &l.user_id, l.role, 20).await?;
+    Ok(html! {
+        h1 { "Approvals" }
+        p.notice {
+            "Deciding a signal from here arrives with remote approvals. Today your Tradecast app \
+             decides each signal on your own computer, within your own rules; this page shows \
+             what your devices did."
+        }
+        section.card #devices {
+            h2 { "Your devices" }
+            @if devices.is_empty() { p.hint { "No device yet: enrol the Tradecast app from your account page." } }
+            @for d in &devices {
+                div.row {
+                    div { b { (d.name) } div.hint { "enrolled " (fmt::when(Some(d.enrolled_at_ms))) " UTC" } }
+                    @if d.revoked_at_ms.is_some() { span.tag.bad { "revoked" } } @else { span.tag.ok { "active" } }
+                }
+            }
+        }
+        section.card #signals {
+            h2 { "Recent signals" }
+            @if recent.is_empty() { p.hint { "No signals yet." } }
+            @for s in &recent {
+                div.row {
+                    div {
+                        b { (s.side.to_uppercase()) " " (s.symbol) } " at " code { (crate::telegram::price(&s.entry)) }
+                        div.hint { (fmt::when(Some(s.received_at_ms))) " UTC" }
+                    }
+                    span.outcome {
+                        @if s.outcomes.is_empty() { span.hint { "not on your devices" } }
+                        @for (i, o) in s.outcomes.iter().enumerate() {
+                            @if i > 0 { "; " }
+                            (o.words())
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The providers whose public record the account can follow: its own (a provider), or those of
+/// the plans it holds now.
+async fn providers_of(state: &AppState, l: &Linked) -> Result<Vec<(String, String)>, DbError> {
+    if l.role == Role::Provider {
+        return Ok(vec![(l.user_id.clone(), l.name.clone())]);
+    }
+    let sql = crate::sql!(
+        "SELECT DISTINCT u.id, COALESCE(NULLIF(u.display_name, ''), u.id) FROM entitlements e \
+         JOIN plans p ON p.id = e.plan_id JOIN users u ON u.id = p.provider_user_id \
+         WHERE e.user_id = $1 AND u.role = 'provider' AND {} ORDER BY 2",
+        crate::entitlements::active_sql(2)
+    );
+    let rows =
+        sqlx::query(sql).bind(&l.user_id).bind(state.now_ms()).fetch_all(state.db.pool()).await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}
+
+async fn analytics(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
+    let recent = recent_signals(state, &l.user_id, l.role, 50).await?;
+    let filled = recent
+        .iter()
+        .filter(|s| s.outcomes.iter().any(|o| matches!(o, DeviceOutcome::Filled { .. })))
+        .count();
+    let decided = recent
+        .iter()
+        .filter(|s| {
+            !s.outcomes.is_empty()
+                && s.outcomes.iter().all(|o| !matches!(o, DeviceOutcome::Filled { .. }))
+        })
+        .count();
+    let absent = recent.iter().filter(|s| s.outcomes.is_empty()).count();
+    let providers = providers_of(state, l).await?;
+    let base = state.config.public_url.as_ref().map(|u| u.as_str().to_string()).unwrap_or_default();
+    Ok(html! {
+        h1 { "Analytics" }
+        section.card #outcomes {
+            h2 { "Your recent signals" }
+            @if recent.is_empty() {
+                p.hint { "No signals yet." }
+            } @else {
+                div.figures {
+                    div { b { (filled) } span.hint { "filled" } }
+                    div { b { (decided) } span.hint { "not taken" } }
+                    div { b { (absent) } span.hint { "not on your devices" } }
+                }
+                p.hint { "The last " (recent.len()) ", from the outcomes your devices signed and sent to the hub." }
+            }
+        }
+        section.card #records {
+            h2 { "Provider's public record" }
+            @if providers.is_empty() { p.hint { "Hold a plan to follow its provider's record here." } }
+            @for (id, name) in &providers {
+                div.row {
+                    b { (name) }
+                    button type="button" data-action="open-link" data-url=(format!("{base}/p/{id}")) { "Open record" }
+                }
+            }
+        }
+        p.notice {
+            "Your equity, drawdown and profit and loss stay on your own computer: the hub never \
+             sees your trading account's figures. The Tradecast app shows them (Overview)."
+        }
+    })
+}
+
+/// The form of an action.
+#[derive(Debug, Default, Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    plan_id: String,
+}
+
+/// Where an action leads: a Stars invoice for `openInvoice`, or a page for `openLink`.
+#[derive(Debug, Serialize)]
+pub struct Opened {
+    /// `invoice` or `link`.
+    pub kind: &'static str,
+    /// The URL.
+    pub url: String,
+}
+
+/// The linked account of a POST that carries the session's CSRF token.
+fn checked<'a>(mini: &'a Mini, headers: &HeaderMap) -> Result<&'a Linked, ApiError> {
+    if !csrf_ok(mini, headers) {
+        return Err(ApiError::Forbidden(
+            "the action's security token (X-CSRF-Token) is missing or wrong; reopen the app".into(),
+        ));
+    }
+    mini.linked.as_ref().ok_or_else(|| {
+        ApiError::Forbidden("link this Telegram account to a Tradecast account first".into())
+    })
+}
+
+fn opened(kind: &'static str, url: String) -> Response {
+    (StatusCode::OK, axum::Json(Opened { kind, url })).into_response()
+}
+
+/// `POST /miniapp/app/stars`: a Telegram Stars invoice link for the plan.
+pub async fn stars(
+    State(state): State<AppState>,
+    Session(mini): Session,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, ApiError> {
+    let l = checked(&mini, &headers)?;
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    let url = crate::billing::stars_door::invoice_link(&state, &l.user_id, &form.plan_id).await?;
+    Ok(opened("invoice", url))
+}
+
+/// `POST /miniapp/app/checkout`: Stripe Checkout for the plan (opened outside Telegram).
+pub async fn checkout(
+    State(state): State<AppState>,
+    Session(mini): Session,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, ApiError> {
+    let l = checked(&mini, &headers)?;
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    Ok(opened("link", stripe_door::checkout(&state, &l.user_id, &form.plan_id).await?))
+}
+
+/// `POST /miniapp/app/portal`: the Stripe Customer Portal (opened outside Telegram).
+pub async fn portal(
+    State(state): State<AppState>,
+    Session(mini): Session,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let l = checked(&mini, &headers)?;
+    Ok(opened("link", stripe_door::portal(&state, &l.user_id).await?))
+}
