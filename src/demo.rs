@@ -423,6 +423,8 @@ impl DemoHub {
             tradecast_hub::ids::random_hex(16),
         )?;
         let telegram_api = toml::Value::String(telegram.base_url().to_string());
+        // The key Telegram signs Mini App launch data with (the stand-in's own in the demo).
+        let miniapp_key = telegram.web_app_public_key();
         let secrets_dir = toml::Value::String(integrations.display().to_string());
         let stripe_api = toml::Value::String(stripe.base_url().to_string());
         std::fs::write(
@@ -432,7 +434,8 @@ impl DemoHub {
                  secrets_dir = {secrets_dir}\n\n\
                  [auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n\
                  [stripe]\napi_base_url = {stripe_api}\n\n\
-                 [telegram]\nmode = \"webhook\"\napi_base_url = {telegram_api}\n"
+                 [telegram]\nmode = \"webhook\"\napi_base_url = {telegram_api}\n\
+                 miniapp_public_key = \"{miniapp_key}\"\n"
             ),
         )?;
         stripe.set_webhook_url(format!("http://{addr}/api/v1/billing/stripe/webhook"));
@@ -782,6 +785,51 @@ impl DemoHub {
         t.user_says(tg_user, &format!("/start {code}")).map_err(|e| anyhow!("{e}"))?;
         self.bot_said(name, tg_user, "Linked to").await?;
         Ok(format!("{base}?start=…"))
+    }
+
+    /// The Telegram user `tg_user` opens the bot's Mini App: the page exchanges Telegram's
+    /// signed launch data for a session (`POST /api/v1/miniapp/session`, `Authorization: tma
+    /// …`) and loads the plan view with it, as Telegram's client does. Returns the plan line the
+    /// trader sees (the plan's name, its door and renewal).
+    async fn open_miniapp(&self, tg_user: i64) -> anyhow::Result<String> {
+        let now_s = i64::try_from(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
+        )?;
+        let init = self
+            .telegram
+            .web_app_init_data(tg_user, now_s, None)
+            .map_err(|e| anyhow!("telegram: {e}"))?;
+        let r = self
+            .http
+            .post(self.url("/api/v1/miniapp/session"))
+            .header("Authorization", format!("tma {init}"))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().as_u16() == 201, "Mini App session: {}", r.status());
+        let session: serde_json::Value = r.json().await?;
+        anyhow::ensure!(session["linked"] == true, "the Telegram user is not linked: {session}");
+        let token = session["token"].as_str().ok_or_else(|| anyhow!("no session token"))?;
+        let page = self
+            .http
+            .get(self.url("/miniapp/app/plan"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        // The first plan row: `<b>name</b><div class="hint">door · renewal UTC</div>`.
+        let name = page
+            .split_once("<b>")
+            .and_then(|(_, rest)| rest.split_once("</b>"))
+            .map(|(name, _)| name.to_string())
+            .ok_or_else(|| anyhow!("the Mini App's plan view shows no plan"))?;
+        let hint = page
+            .split_once("<div class=\"hint\">")
+            .and_then(|(_, rest)| rest.split_once("</div>"))
+            .map(|(hint, _)| hint.replace("&amp;", "&"))
+            .unwrap_or_default();
+        Ok(format!("{name} — {hint}"))
     }
 
     /// `name` signs up on the hub's page, opens the bot in Telegram, presses "Pay with Telegram
@@ -1625,6 +1673,11 @@ async fn replay(
                 .map_err(|e| anyhow!("telegram: {e}"))?;
             out(&format!(
                 "alice linked Telegram from her account page ({link}, one-time) and asked the bot /status: it answers in her private chat"
+            ));
+            let plan_line = hub.open_miniapp(ALICE_TELEGRAM).await?;
+            out(&format!(
+                "alice opened the bot's Mini App ({}): Telegram's signed launch data became her session, and Plan & payment shows {plan_line}",
+                hub.url("/miniapp")
             ));
             token
         } else {

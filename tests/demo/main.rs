@@ -180,6 +180,13 @@ fn check(report: &Report, lines: &[String]) {
             .iter()
             .any(|l| l.starts_with("rita's affiliate page (/affiliate) shows 9.80 USD pending"))
     );
+    // alice opened the Mini App from Telegram: her signed launch data became a session and its
+    // plan view shows her card subscription.
+    assert!(
+        lines.iter().any(|l| l.starts_with("alice opened the bot's Mini App")
+            && l.contains("Fib-RSI EURUSD — card (Stripe)")),
+        "{lines:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
