@@ -24,7 +24,7 @@ use sqlx::Row;
 
 use super::session::{Mini, Session, csrf_ok};
 use crate::accounts::Role;
-use crate::billing::{api as billing_api, ledger, stripe_door};
+use crate::billing::{ledger, stripe_door};
 use crate::db::DbError;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -109,24 +109,10 @@ fn status_tag(s: ledger::Status) -> Markup {
 
 async fn plan(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
     let now = state.now_ms();
-    let subs = ledger::subscriptions_of(&state.db, &l.user_id).await?;
-    let invoices = ledger::invoices_of(&state.db, &l.user_id).await?;
-    let held = crate::entitlements::active_at(&state.db, &l.user_id, now).await?;
-    let offers = billing_api::offers(state).await?;
-    let plan_name = |id: &str| {
-        offers
-            .iter()
-            .find(|o| o.plan.id == id)
-            .map_or_else(|| id.to_string(), |o| o.plan.name.clone())
-    };
-    let stripe_on = state.billing.stripe.is_on();
-    let has_customer = stripe_door::known_customer(&state.db, &l.user_id).await?.is_some();
-    let held_plans: Vec<&str> = subs
-        .iter()
-        .filter(|s| s.covered_until_ms > now)
-        .map(|s| s.plan_id.as_str())
-        .chain(held.iter().map(|e| e.plan_id.as_str()))
-        .collect();
+    let account::PlanData { subs, invoices, held, offers, has_customer, stripe_on } =
+        account::PlanData::load(state, &l.user_id, now).await?;
+    let plan_name = |id: &str| account::plan_name(&offers, id);
+    let held_plans = account::held_plans(&subs, &held, now);
     // The main button pays for the first plan on offer the trader does not hold.
     let mut main_given = false;
     let mut main = |label: String| -> Option<String> {

@@ -60,6 +60,50 @@ pub async fn show(
     Ok(layout::html(render(&state, &signed, notice.as_ref()).await?))
 }
 
+/// What the trader's plan pages show (the account page here and the Mini App's plan view): their
+/// subscriptions, invoices, the entitlements in force, the plans on offer, whether Stripe is on
+/// and knows them as a customer.
+pub(crate) struct PlanData {
+    pub subs: Vec<ledger::Subscription>,
+    pub invoices: Vec<ledger::Invoice>,
+    pub held: Vec<crate::entitlements::Entitlement>,
+    pub offers: Vec<billing_api::Offer>,
+    pub has_customer: bool,
+    pub stripe_on: bool,
+}
+
+impl PlanData {
+    /// `user_id`'s plan data at `now`.
+    pub async fn load(state: &AppState, user_id: &str, now: i64) -> Result<PlanData, ApiError> {
+        Ok(PlanData {
+            subs: ledger::subscriptions_of(&state.db, user_id).await?,
+            invoices: ledger::invoices_of(&state.db, user_id).await?,
+            held: crate::entitlements::active_at(&state.db, user_id, now).await?,
+            offers: billing_api::offers(state).await?,
+            has_customer: stripe_door::known_customer(&state.db, user_id).await?.is_some(),
+            stripe_on: state.billing.stripe.is_on(),
+        })
+    }
+}
+
+/// A plan's name from the offers (its id when it is no longer on offer).
+pub(crate) fn plan_name(offers: &[billing_api::Offer], id: &str) -> String {
+    offers.iter().find(|o| o.plan.id == id).map_or_else(|| id.to_string(), |o| o.plan.name.clone())
+}
+
+/// The plans the trader holds at `now`: paid and covered, or granted.
+pub(crate) fn held_plans<'a>(
+    subs: &'a [ledger::Subscription],
+    held: &'a [crate::entitlements::Entitlement],
+    now: i64,
+) -> Vec<&'a str> {
+    subs.iter()
+        .filter(|s| s.covered_until_ms > now)
+        .map(|s| s.plan_id.as_str())
+        .chain(held.iter().map(|e| e.plan_id.as_str()))
+        .collect()
+}
+
 async fn render(
     state: &AppState,
     signed: &Signed,
@@ -67,24 +111,10 @@ async fn render(
 ) -> Result<Markup, PageError> {
     let me = &signed.user;
     let now = state.now_ms();
-    let subs = ledger::subscriptions_of(&state.db, &me.id).await?;
-    let invoices = ledger::invoices_of(&state.db, &me.id).await?;
-    let held = crate::entitlements::active_at(&state.db, &me.id, now).await?;
-    let offers = billing_api::offers(state).await?;
-    let plan_name = |id: &str| {
-        offers
-            .iter()
-            .find(|o| o.plan.id == id)
-            .map_or_else(|| id.to_string(), |o| o.plan.name.clone())
-    };
-    let has_customer = stripe_door::known_customer(&state.db, &me.id).await?.is_some();
-    let stripe_on = state.billing.stripe.is_on();
-    let held_plans: Vec<&str> = subs
-        .iter()
-        .filter(|s| s.covered_until_ms > now)
-        .map(|s| s.plan_id.as_str())
-        .chain(held.iter().map(|e| e.plan_id.as_str()))
-        .collect();
+    let PlanData { subs, invoices, held, offers, has_customer, stripe_on } =
+        PlanData::load(state, &me.id, now).await?;
+    let plan_name = |id: &str| plan_name(&offers, id);
+    let held_plans = held_plans(&subs, &held, now);
     let devices = crate::devices::list(&state.db, Some(&me.id)).await?;
     let telegram = crate::telegram::link::of_user(&state.db, &me.id).await?;
     let telegram_on = state.telegram.is_on();
