@@ -22,7 +22,7 @@ use tradecast_protocol::link_auth::{self, AuthError, RequestHeaders};
 use zeroize::Zeroizing;
 
 use crate::clock::wall_ms;
-use crate::runtime::{Node, NodeError};
+use crate::runtime::Node;
 
 /// The link's router (no listener: [`serve`] binds one; tests may `oneshot` it).
 pub fn router(node: Arc<Node>) -> Router {
@@ -63,28 +63,6 @@ impl Answer {
 
 fn auth_problem(e: &AuthError) -> Problem {
     Problem::new(401, e.code(), "unauthorized", e.to_string())
-}
-
-fn node_problem(e: &NodeError) -> Problem {
-    match e {
-        NodeError::HelloRequired(_) => {
-            Problem::new(409, ea::PROBLEM_HELLO_REQUIRED, "hello required", e.to_string())
-        }
-        NodeError::PollInFlight => {
-            Problem::new(409, "poll-in-flight", "poll in flight", e.to_string())
-        }
-        NodeError::UnknownOrder(_) => {
-            Problem::new(404, "unknown-order", "unknown order", e.to_string())
-        }
-        NodeError::Refused(_)
-        | NodeError::UnknownSignal(_)
-        | NodeError::Decision(_)
-        | NodeError::Policy(_) => Problem::new(422, "refused", "refused", e.to_string()),
-        NodeError::Store(_) | NodeError::Key(_) => {
-            tracing::error!(target: "tradecast::link", error = %e, "link call failed");
-            Problem::new(500, "internal", "internal error", "the node could not commit this; retry")
-        }
-    }
 }
 
 async fn handle(State(node): State<Arc<Node>>, req: Request) -> Response {
@@ -184,5 +162,5 @@ async fn answer(
             Err(e) => return Answer::problem(Problem::from_body_error(&e)),
         },
     };
-    result.unwrap_or_else(|e| Answer::problem(node_problem(&e)))
+    result.unwrap_or_else(|e| Answer::problem(e.link_problem()))
 }
