@@ -312,6 +312,60 @@ fn ack_table() {
     }
 }
 
+/// Found by the seeded simulation (seed 101 of `tradecast node-sim`): a provider's close filled
+/// in part (10010) was acked as done, and the rest of the position stayed open for good.
+#[test]
+fn a_close_filled_in_part_is_followed_by_a_close_of_the_rest() {
+    let core = Core::new();
+    let row = core.queue(Action::Close, None);
+    assert_eq!(core.poll().commands.len(), 1);
+    let half = Some(Fill { position_id: 900, volume: d("0.50") });
+    let a = core.ack(&row.order_id, Outcome::Done, 10_010, half);
+    core.node.handle_ack(core.now(), a).expect("ack");
+    assert_eq!(core.order(&row.order_id).state, OrderState::Acked);
+    let next = core.poll();
+    match next.commands.as_slice() {
+        [ea::Command::Close { order_id, position_id: 900, volume: None, .. }] => {
+            assert_ne!(order_id, &row.order_id, "the rest is a new order (a new magic)");
+        }
+        other => panic!("want a close of the rest of position 900, got {other:?}"),
+    }
+    // The close of the rest done in full: nothing more.
+    let rest =
+        core.node.orders(&core.account).expect("orders").into_iter().max_by_key(|o| o.order_no);
+    let rest = rest.expect("the close of the rest");
+    let a = core.ack(&rest.order_id, Outcome::Done, 10_009, half);
+    core.node.handle_ack(core.now(), a).expect("ack");
+    assert!(core.poll().commands.is_empty());
+
+    // A partial close of 0.80 lots filled 0.30: the rest closes 0.50.
+    let part = core
+        .node
+        .queue(
+            &core.account,
+            |_, _| OrderAction::Close {
+                position_id: 901,
+                symbol: "EURUSD".into(),
+                volume: Some(d("0.80")),
+            },
+            None,
+            None,
+        )
+        .expect("queue");
+    assert_eq!(core.poll().commands.len(), 1);
+    let a = core.ack(
+        &part.order_id,
+        Outcome::Done,
+        10_010,
+        Some(Fill { position_id: 901, volume: d("0.30") }),
+    );
+    core.node.handle_ack(core.now(), a).expect("ack");
+    match core.poll().commands.as_slice() {
+        [ea::Command::Close { position_id: 901, volume: Some(v), .. }] => assert_eq!(*v, d("0.50")),
+        other => panic!("want a close of the remaining 0.50 lots, got {other:?}"),
+    }
+}
+
 #[test]
 fn a_repeated_ack_commits_nothing_twice_and_a_fill_proves_an_expired_order() {
     let mut core = Core::new();
