@@ -13,25 +13,29 @@
 //! Each property has a sabotage switch ([`Sabotage`]) that breaks the world on purpose, so a
 //! test proves its checker fires. `tradecast node-sim --seeds A..B` runs a range.
 
+mod disk;
+mod link;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use rust_decimal::Decimal;
-use tradecast_node::clock::{ManualClock, MarketMs, Now, SeededIds, WallMs};
+use tradecast_node::clock::{ManualClock, SeededIds};
 use tradecast_node::policy::PolicySettings;
-use tradecast_node::runtime::{self, CoreEvent, Node, OrderAction, OrderState, Settings};
+use tradecast_node::runtime::{self, Node, OrderAction, OrderState, Settings};
 use tradecast_node::store::Store;
 use tradecast_protocol::bars::Bar;
-use tradecast_protocol::ea::{self, Call, Command, DealEntry, MarginMode, OrderKind, Timeframe};
+use tradecast_protocol::ea::{self, DealEntry, MarginMode, OrderKind, Timeframe};
 use tradecast_protocol::{
     Body, ChainHash, DeviceKeys, EntryKind, HeaderFields, Identity, IndicatorValue, Record, Side,
     Signal, SignalId, StreamId,
 };
 use tradecast_sim::broker::{AccountConfig, Broker, BrokerConfig, SymbolConfig, TradeRequest};
-use tradecast_sim::link::{LinkError, Transport, refused_or_body};
 use tradecast_sim::terminal::{Faults, SharedBroker, Terminal, TerminalConfig, lock};
+
+pub use disk::SimDisk;
+pub use link::SimLink;
+use link::{LinkState, run_now};
 
 /// The simulated account.
 pub const LOGIN: u64 = 8_000_001;
@@ -228,250 +232,6 @@ impl Rng {
 
     fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The disk: redb's pages in memory, with what was synced kept apart from what was written.
-
-#[derive(Debug, Default)]
-struct DiskState {
-    live: Vec<u8>,
-    durable: Vec<u8>,
-    unsynced: Vec<(u64, Vec<u8>)>,
-    unsynced_len: Option<u64>,
-    dead: bool,
-}
-
-/// A redb backend in memory that loses, at a crash, every write not yet synced: a restart finds
-/// only what the node's transactions committed durably.
-#[derive(Debug, Clone, Default)]
-pub struct SimDisk(Arc<Mutex<DiskState>>);
-
-impl SimDisk {
-    fn state(&self) -> MutexGuard<'_, DiskState> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The process dies: nothing written from now on reaches the disk.
-    pub fn crash(&self) {
-        self.state().dead = true;
-    }
-
-    /// The machine comes back: the disk holds what was synced.
-    pub fn reboot(&self) {
-        let mut s = self.state();
-        s.live = s.durable.clone();
-        s.unsynced.clear();
-        s.unsynced_len = None;
-        s.dead = false;
-    }
-}
-
-fn out_of_range() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "read past the end of the disk")
-}
-
-impl redb::StorageBackend for SimDisk {
-    fn len(&self) -> Result<u64, std::io::Error> {
-        Ok(self.state().live.len() as u64)
-    }
-
-    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
-        let s = self.state();
-        let start = usize::try_from(offset).map_err(|_| out_of_range())?;
-        let end = start.checked_add(out.len()).ok_or_else(out_of_range)?;
-        let src = s.live.get(start..end).ok_or_else(out_of_range)?;
-        out.copy_from_slice(src);
-        Ok(())
-    }
-
-    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
-        let mut s = self.state();
-        if s.dead {
-            return Ok(());
-        }
-        let n = usize::try_from(len).map_err(|_| out_of_range())?;
-        s.live.resize(n, 0);
-        s.unsynced_len = Some(len);
-        Ok(())
-    }
-
-    fn sync_data(&self) -> Result<(), std::io::Error> {
-        let mut s = self.state();
-        if s.dead {
-            return Ok(());
-        }
-        let s = &mut *s;
-        if let Some(len) = s.unsynced_len.take() {
-            s.durable.resize(usize::try_from(len).map_err(|_| out_of_range())?, 0);
-        }
-        for (offset, data) in s.unsynced.drain(..) {
-            let start = usize::try_from(offset).map_err(|_| out_of_range())?;
-            let end = start + data.len();
-            if s.durable.len() < end {
-                s.durable.resize(end, 0);
-            }
-            s.durable[start..end].copy_from_slice(&data);
-        }
-        Ok(())
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
-        let mut s = self.state();
-        if s.dead {
-            return Ok(());
-        }
-        let start = usize::try_from(offset).map_err(|_| out_of_range())?;
-        let end = start.checked_add(data.len()).ok_or_else(out_of_range)?;
-        if s.live.len() < end {
-            s.live.resize(end, 0);
-        }
-        s.live[start..end].copy_from_slice(data);
-        s.unsynced.push((offset, data.to_vec()));
-        Ok(())
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The link: the terminal's calls handed to the node's core in this process.
-
-#[derive(Debug, Default)]
-struct LinkState {
-    node: Option<Arc<Node>>,
-    /// Crash the node after it committed the next call (its answer is lost) …
-    crash_after_next_call: bool,
-    /// … or before it handles the next call.
-    crash_before_next_call: bool,
-    /// The next deals push is sent with the previous one's deals again.
-    duplicate_next_deals: bool,
-    /// The next deals push is sent in reverse order.
-    reorder_next_deals: bool,
-    previous_deals: Vec<ea::Deal>,
-    sabotage: Option<Sabotage>,
-    /// Polls the node answered.
-    polls_answered: u64,
-    /// A guard trip not yet checked: the polls answered when it was seen, and whether send
-    /// faults were armed then.
-    trip: Option<(u64, bool)>,
-    trips: u64,
-    crashed: bool,
-    faults: Faults,
-}
-
-/// The terminal's transport in the simulation: each call handed to the node's core at once, on
-/// the simulated wall clock, with the link's faults applied.
-#[derive(Debug, Clone)]
-pub struct SimLink {
-    state: Arc<Mutex<LinkState>>,
-    clock: ManualClock,
-}
-
-impl SimLink {
-    fn state(&self) -> MutexGuard<'_, LinkState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn dispatch(&self, call: Call, body: Vec<u8>) -> Result<Vec<u8>, LinkError> {
-        let mut st = self.state();
-        let Some(node) = st.node.clone() else {
-            return Err(LinkError::Transport("the node is not running".into()));
-        };
-        if std::mem::take(&mut st.crash_before_next_call) {
-            st.node = None;
-            st.crashed = true;
-            return Err(LinkError::Transport("the node died".into()));
-        }
-        let mut body = body;
-        match call {
-            Call::Deals => {
-                if let Ok(mut d) = ea::decode::<ea::Deals>(&body) {
-                    let original = d.deals.clone();
-                    if std::mem::take(&mut st.duplicate_next_deals) {
-                        d.deals.extend(st.previous_deals.iter().cloned());
-                        d.deals.extend(original.iter().cloned());
-                    }
-                    if std::mem::take(&mut st.reorder_next_deals) {
-                        d.deals.reverse();
-                    }
-                    st.previous_deals = original;
-                    body = ea::encode(&d);
-                }
-            }
-            Call::State if st.sabotage == Some(Sabotage::SkewEquity) => {
-                if let Ok(mut s) = ea::decode::<ea::State>(&body) {
-                    s.equity += Decimal::ONE;
-                    body = ea::encode(&s);
-                }
-            }
-            _ => {}
-        }
-        let now = Now { wall_ms: WallMs(self.clock_ms()), market_ms: MarketMs(0) };
-        let answer = node.handle_call(now, call, &body);
-        while let Some(event) = node.poll_event() {
-            if let CoreEvent::GuardTripped { .. } = event {
-                st.trips += 1;
-                if st.trip.is_none() {
-                    st.trip = Some((st.polls_answered, st.faults.pending_send_faults() > 0));
-                }
-            }
-        }
-        if std::mem::take(&mut st.crash_after_next_call) {
-            st.node = None;
-            st.crashed = true;
-            return Err(LinkError::Transport("the node died before it answered".into()));
-        }
-        let mut out = refused_or_body(answer.status, answer.body)?;
-        if call == Call::Poll {
-            st.polls_answered += 1;
-            let drop_close = st.sabotage == Some(Sabotage::DropCloses);
-            let drop_all = st.sabotage == Some(Sabotage::DropCloseAll);
-            if (drop_close || drop_all)
-                && let Ok(mut a) = ea::decode::<ea::PollAnswer>(&out)
-            {
-                a.commands.retain(|c| match c {
-                    Command::Close { .. } => !drop_close,
-                    Command::CloseAll { .. } => !drop_all,
-                    _ => true,
-                });
-                out = ea::encode(&a);
-            }
-        }
-        Ok(out)
-    }
-
-    fn clock_ms(&self) -> i64 {
-        use tradecast_node::clock::Clock;
-        self.clock.wall_ms()
-    }
-}
-
-impl Transport for SimLink {
-    fn call_bytes(
-        &mut self,
-        call: Call,
-        body: Vec<u8>,
-        _timeout: Duration,
-    ) -> impl Future<Output = Result<Vec<u8>, LinkError>> + Send {
-        std::future::ready(self.dispatch(call, body))
-    }
-
-    fn wall_ms(&self) -> i64 {
-        self.clock_ms()
-    }
-
-    fn restart(&mut self) -> Result<(), LinkError> {
-        Ok(())
-    }
-}
-
-/// Runs a future that never waits (a terminal step over [`SimLink`]) to its end.
-fn run_now<F: Future>(f: F) -> Option<F::Output> {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => Some(v),
-        std::task::Poll::Pending => None,
     }
 }
 
