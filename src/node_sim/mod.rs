@@ -239,7 +239,8 @@ impl Rng {
 // The world.
 
 /// The copy policy of the simulation: auto mode, the provider's lot as sent, no reward/risk or
-/// price-move limits, a 15 % drawdown lock (gaps through the stops trip it).
+/// price-move limits, a 15 % drawdown lock (gaps through the stops trip it), a daily loss limit
+/// of 60 %.
 fn sim_policy() -> PolicySettings {
     use tradecast_node::policy::{approval::ApprovalMode, sizing::LotMode};
     let mut p = PolicySettings::default();
@@ -252,6 +253,9 @@ fn sim_policy() -> PolicySettings {
     p.risk.max_open_positions = 10;
     p.risk.max_open_per_symbol = 10;
     p.risk.drawdown_lock_pct = Decimal::from(15);
+    // A run is hours of one server day: the default daily loss limit would skip every signal
+    // after the first bad gap.
+    p.risk.daily_loss_limit_pct = Decimal::from(60);
     p
 }
 
@@ -485,9 +489,22 @@ impl World {
     }
 
     fn provider_close(&mut self) -> Result<(), String> {
-        let open: Vec<SignalId> =
+        let Some(node) = self.node() else { return Ok(()) };
+        // Mostly a signal with a position open here (wide stops would otherwise pile up to
+        // the policy's position limit), sometimes any signal not closed yet.
+        let held: BTreeSet<SignalId> = node
+            .positions(&account_name())
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|p| p.open)
+            .filter_map(|p| p.signal_id)
+            .collect();
+        let mut open: Vec<SignalId> =
             self.signals.iter().filter(|s| !self.closed.contains_key(s)).copied().collect();
-        if open.is_empty() || self.node().is_none() {
+        if self.rng.chance(80) && open.iter().any(|s| held.contains(s)) {
+            open.retain(|s| held.contains(s));
+        }
+        if open.is_empty() {
             return Ok(());
         }
         let id = open[self.rng.below(open.len() as u64) as usize];
@@ -541,7 +558,9 @@ impl World {
     }
 
     fn arm_send_fault(&mut self) {
-        if self.link.state().trip.is_some() {
+        // One armed at a time, as a broker has them: faults piled up while nothing was sent
+        // would hit one close after another (halving a position below the volume step).
+        if self.link.state().trip.is_some() || self.faults.pending_send_faults() > 0 {
             return;
         }
         match self.rng.below(5) {

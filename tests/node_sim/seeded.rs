@@ -32,6 +32,16 @@ fn the_ci_seed_set_passes_and_exercises_every_fault() {
     assert!(totals.send_faults >= 50, "{totals}");
 }
 
+/// The slow suite's longer run: 200 more seeds (a few minutes in a debug build).
+#[test]
+fn slow_seeded_simulation_two_hundred_more_seeds() {
+    let opts = Options::default();
+    let failed: Vec<String> = (CI_SEEDS.end..CI_SEEDS.end + 200)
+        .filter_map(|seed| node_sim::run_seed(seed, &opts).err().map(|v| v.to_string()))
+        .collect();
+    assert!(failed.is_empty(), "{} seed(s) failed:\n{}", failed.len(), failed.join("\n"));
+}
+
 #[test]
 fn a_seed_replays_to_the_same_figures() {
     let opts = Options { steps: 120, sabotage: None };
