@@ -5,6 +5,10 @@
 //! driver ([`super`]'s long-poll, [`crate::link`]'s HTTP) and the simulation
 //! (`tradecast::node_sim`) call the same functions.
 //!
+//! Of a [`Now`], the core reads `wall_ms` (record stamps, the re-offer delay, created and
+//! filled times); the market clock it uses is the terminal time each EA body carries (expiry,
+//! backoffs, equity minutes, the guard's server day), so `market_ms` is the caller's note of it.
+//!
 //! The core files of `runtime/` (this one, `ack`, `offer`, `reconcile`, `guard`, `bars`,
 //! `ea_session`, `provider`, `status`, `rows`, `mt5`) import no tokio and read no clock; a
 //! workspace test (`tests/workspace`) checks it.
