@@ -481,7 +481,7 @@ impl World {
         if node.account(&account).map_err(|e| e.to_string())?.is_none() {
             return Ok(());
         }
-        node.submit_signal(&account, signal, true, Some(volume))
+        node.handle_submitted_signal(&account, signal, true, Some(volume))
             .map_err(|e| format!("submit: {e}"))?;
         self.signals.push(SignalId(id));
         self.report.signals += 1;

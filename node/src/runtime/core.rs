@@ -150,6 +150,28 @@ impl Node {
         self.bars(b, now.wall_ms.0)
     }
 
+    /// A trader's (or a relayed) decision on a waiting signal ([`Node::decide`], in the
+    /// signal-intake module, which still reads the wall clock itself: the fan-out work owns it).
+    pub fn handle_decision(
+        &self,
+        signal_hex: &str,
+        request: &crate::policy::approval::DecisionRequest,
+    ) -> Result<tradecast_protocol::Approval, NodeError> {
+        self.decide(signal_hex, request)
+    }
+
+    /// A signal handed in through the local API ([`Node::submit_signal`], in the signal-intake
+    /// module, which still reads the wall clock itself).
+    pub fn handle_submitted_signal(
+        &self,
+        account: &str,
+        signal: tradecast_protocol::Signal,
+        execute: bool,
+        volume: Option<rust_decimal::Decimal>,
+    ) -> Result<super::SignalRow, NodeError> {
+        self.submit_signal(account, signal, execute, volume)
+    }
+
     /// One authenticated EA call by its path's [`Call`] and JSON body, answered without
     /// waiting (a poll answers at once): the link's dispatch, for a driver that has already
     /// checked the request's signature, stamp and nonce.
