@@ -11,8 +11,11 @@
 //! minutes, signals).
 //!
 //! It owns no socket; [`crate::link`] and [`crate::api`] are the edges. This file is the driver:
-//! the [`Node`] with its lock and in-memory state, the long-poll, and the ids drawn from the OS
-//! RNG. One `impl Node` per responsibility lives in the submodules: [`rows`] (the row schema),
+//! the [`Node`] with its lock and in-memory state, the long-poll (a tokio watch), the hub link's
+//! flag, and the injected wall clock and id source ([`Node::with_sources`]). [`core`] is the
+//! sans-IO face of the EA link (`handle_*(now, input) -> answer`, [`Node::poll_event`]); it and
+//! the files below but [`intake`] and [`feed`] import no tokio and read no clock. One
+//! `impl Node` per responsibility lives in the submodules: [`rows`] (the row schema),
 //! [`mt5`] (retcodes, trading sessions, tick values), [`ea_session`] (EA keys, nonces, hello),
 //! [`offer`] (what the long-poll offers, queueing orders), [`ack`], [`reconcile`] (`deals` and
 //! `state` pushes), [`guard`] (drawdown guard, daily loss), [`bars`], [`provider`] (provider
