@@ -4,8 +4,10 @@
 //! One handler does it all, in this order, so that nothing is processed for a refused request:
 //! read the body (over 256 KiB: 413), authenticate (headers, freshness ±30 s and not before the
 //! node's start, the key, the HMAC in constant time, then the nonce: 401), decode the body (400
-//! naming the field, `trailing-nul`), then the call ([`crate::runtime::Node`]: 409
-//! `hello-required`, `poll-in-flight`). Every answer to a request whose key is known is signed
+//! naming the field, `trailing-nul`), then the call (409 `hello-required`, `poll-in-flight`):
+//! the poll by the driver's long-poll ([`crate::runtime::Node::poll`]), every other call by the
+//! node's sans-IO core ([`crate::runtime::Node::handle_call`]) on a blocking thread, since it
+//! commits with fsync before it answers. Every answer to a request whose key is known is signed
 //! over status, request nonce and body. Errors are RFC 9457 problem+json ([`ea::Problem`]).
 
 use std::net::SocketAddr;
@@ -22,7 +24,7 @@ use tradecast_protocol::link_auth::{self, AuthError, RequestHeaders};
 use zeroize::Zeroizing;
 
 use crate::clock::wall_ms;
-use crate::runtime::{Node, NodeError};
+use crate::runtime::Node;
 
 /// The link's router (no listener: [`serve`] binds one; tests may `oneshot` it).
 pub fn router(node: Arc<Node>) -> Router {
@@ -63,28 +65,6 @@ impl Answer {
 
 fn auth_problem(e: &AuthError) -> Problem {
     Problem::new(401, e.code(), "unauthorized", e.to_string())
-}
-
-fn node_problem(e: &NodeError) -> Problem {
-    match e {
-        NodeError::HelloRequired(_) => {
-            Problem::new(409, ea::PROBLEM_HELLO_REQUIRED, "hello required", e.to_string())
-        }
-        NodeError::PollInFlight => {
-            Problem::new(409, "poll-in-flight", "poll in flight", e.to_string())
-        }
-        NodeError::UnknownOrder(_) => {
-            Problem::new(404, "unknown-order", "unknown order", e.to_string())
-        }
-        NodeError::Refused(_)
-        | NodeError::UnknownSignal(_)
-        | NodeError::Decision(_)
-        | NodeError::Policy(_) => Problem::new(422, "refused", "refused", e.to_string()),
-        NodeError::Store(_) | NodeError::Key(_) => {
-            tracing::error!(target: "tradecast::link", error = %e, "link call failed");
-            Problem::new(500, "internal", "internal error", "the node could not commit this; retry")
-        }
-    }
 }
 
 async fn handle(State(node): State<Arc<Node>>, req: Request) -> Response {
@@ -158,31 +138,33 @@ async fn answer(
     if method != Method::POST {
         return Answer::problem(Problem::new(405, "method", "POST only", method.to_string()));
     }
-    let result = match call {
-        Call::Hello => match ea::decode(&bytes) {
-            Ok(b) => node.hello(b, now).map(|a| Answer::ok(&a)),
-            Err(e) => return Answer::problem(Problem::from_body_error(&e)),
+    if call == Call::Poll {
+        // The long-poll waits on the async side (the driver's watch); what it commits is small.
+        return match ea::decode(&bytes) {
+            Ok(b) => match node.poll(b).await {
+                Ok(a) => Answer::ok(&a),
+                Err(e) => Answer::problem(e.link_problem()),
+            },
+            Err(e) => Answer::problem(Problem::from_body_error(&e)),
+        };
+    }
+    // Every other call is the core's, committed with fsync: off the async workers.
+    let core = Arc::clone(node);
+    let now = crate::clock::Now::wall(now);
+    match tokio::task::spawn_blocking(move || core.handle_call(now, call, &bytes)).await {
+        Ok(a) => Answer {
+            status: StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body: a.body,
+            problem: a.problem,
         },
-        Call::Poll => match ea::decode(&bytes) {
-            Ok(b) => node.poll(b).await.map(|a| Answer::ok(&a)),
-            Err(e) => return Answer::problem(Problem::from_body_error(&e)),
-        },
-        Call::Ack => match ea::decode(&bytes) {
-            Ok(b) => node.ack(b, now).map(|a| Answer::ok(&a)),
-            Err(e) => return Answer::problem(Problem::from_body_error(&e)),
-        },
-        Call::State => match ea::decode(&bytes) {
-            Ok(b) => node.state(b, now).map(|a| Answer::ok(&a)),
-            Err(e) => return Answer::problem(Problem::from_body_error(&e)),
-        },
-        Call::Deals => match ea::decode(&bytes) {
-            Ok(b) => node.deals(b, now).map(|a| Answer::ok(&a)),
-            Err(e) => return Answer::problem(Problem::from_body_error(&e)),
-        },
-        Call::Bars => match ea::decode(&bytes) {
-            Ok(b) => node.bars(b, now).map(|a| Answer::ok(&a)),
-            Err(e) => return Answer::problem(Problem::from_body_error(&e)),
-        },
-    };
-    result.unwrap_or_else(|e| Answer::problem(node_problem(&e)))
+        Err(e) => {
+            tracing::error!(target: "tradecast::link", error = %e, "link call did not finish");
+            Answer::problem(Problem::new(
+                500,
+                "internal",
+                "internal error",
+                "the node could not commit this; retry",
+            ))
+        }
+    }
 }

@@ -13,6 +13,7 @@ mod policy;
 mod replay;
 mod rig;
 mod rules;
+mod seeded;
 mod ui;
 
 use std::net::SocketAddr;

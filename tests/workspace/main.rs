@@ -270,3 +270,71 @@ fn crate_refs_reads_paths_and_groups() {
                 // crate::ui in a comment\nlet x = crate::clock::wall_ms(); $crate::nope";
     assert_eq!(crate_refs(text), ["store", "keys", "policy", "clock"]);
 }
+
+/// The node's core files (ARCHITECTURE.md, "The node's core is sans-IO"): what the EA link's
+/// state machine is made of. The driver (`runtime/mod.rs`: the lock, the long-poll) and the
+/// feed and intake modules are not among them.
+const NODE_CORE_FILES: &[&str] = &[
+    "core",
+    "ack",
+    "offer",
+    "reconcile",
+    "guard",
+    "bars",
+    "ea_session",
+    "provider",
+    "status",
+    "rows",
+    "mt5",
+];
+
+/// The code of a Rust file without its comment lines.
+fn code_lines(text: &str) -> String {
+    text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+}
+
+/// A bare call of `name()` (not a method of an injected source: `self.clock.wall_ms()`).
+fn calls_bare(code: &str, name: &str) -> bool {
+    let pat = format!("{name}()");
+    code.match_indices(&pat).any(|(i, _)| {
+        let before = code[..i].chars().next_back();
+        !matches!(before, Some('.') | Some('_')) && !before.is_some_and(char::is_alphanumeric)
+    })
+}
+
+#[test]
+fn the_node_core_imports_no_tokio_and_reads_no_clock() {
+    for name in NODE_CORE_FILES {
+        let path = root().join(format!("node/src/runtime/{name}.rs"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let code = code_lines(&text);
+        for forbidden in [
+            "tokio",
+            "SystemTime",
+            "Instant::now",
+            "getrandom",
+            "random_bytes",
+            "OsRng",
+            "thread_rng",
+            "clock::wall_ms",
+            "std::thread::sleep",
+        ] {
+            assert!(!code.contains(forbidden), "node/src/runtime/{name}.rs uses {forbidden}");
+        }
+        for bare in ["wall_ms", "new_order_id", "new_session_id"] {
+            assert!(
+                !calls_bare(&code, bare),
+                "node/src/runtime/{name}.rs calls {bare}() instead of the node's injected source"
+            );
+        }
+    }
+}
+
+#[test]
+fn calls_bare_tells_a_clock_read_from_an_injected_one() {
+    assert!(calls_bare("let t = wall_ms();", "wall_ms"));
+    assert!(!calls_bare("let t = self.clock.wall_ms();", "wall_ms"));
+    assert!(!calls_bare("let t = self.new_order_id()?;", "new_order_id"));
+    assert!(calls_bare("let id = new_order_id()?;", "new_order_id"));
+}

@@ -4,7 +4,8 @@
 //! - [`broker`]: the pure broker model (symbols, one price stream, accounts, retcodes).
 //! - [`feed`]: the price stream: bars from any file the protocol's bar reader takes, or a seeded
 //!   generator, with a spread model.
-//! - [`link`]: the signed HTTP client of the EA link (both signatures).
+//! - [`link`]: the signed HTTP client of the EA link (both signatures), and the [`link::Transport`]
+//!   a terminal speaks over (that client, or an in-process one on a simulated clock).
 //! - [`terminal`]: one terminal (one account) speaking the link as the MQL5 EA does, with fault
 //!   controls (crash and restart, silence, forced retcodes, requotes, timeouts, partial fills).
 //! - [`replay`]: feeds bars into the broker and runs terminals, at `--speed max` in lockstep.

@@ -188,6 +188,17 @@ impl LinkClient {
         timeout: Duration,
     ) -> Result<Ans, LinkError> {
         let body = ea::encode(req);
+        let answer = self.call_bytes(call, body, timeout).await?;
+        Ok(ea::decode(&answer)?)
+    }
+
+    /// [`LinkClient::call`] on encoded bodies: the signed 200 answer's body.
+    pub async fn call_bytes(
+        &self,
+        call: Call,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, LinkError> {
         let a = self.send_raw(call.path(), &body, timeout, &Tamper::default()).await?;
         if !a.signed {
             return Err(LinkError::Unsigned(a.status));
@@ -195,12 +206,55 @@ impl LinkClient {
         if !a.signature_ok {
             return Err(LinkError::BadSignature(a.status));
         }
-        if a.status != 200 {
-            return Err(LinkError::Refused {
-                status: a.status,
-                problem: ea::decode(&a.body).ok().map(Box::new),
-            });
-        }
-        Ok(ea::decode(&a.body)?)
+        refused_or_body(a.status, a.body)
+    }
+}
+
+/// A signed answer: its body when the status is 200, else the refusal with its problem.
+pub fn refused_or_body(status: u16, body: Vec<u8>) -> Result<Vec<u8>, LinkError> {
+    if status != 200 {
+        return Err(LinkError::Refused { status, problem: ea::decode(&body).ok().map(Box::new) });
+    }
+    Ok(body)
+}
+
+/// What a [`crate::terminal::Terminal`]'s EA speaks the link over, and the clock it reads
+/// (`TimeGMT()`): the real HTTP link ([`LinkClient`], the OS clock), or a transport that hands
+/// the call to a node in the same process on a simulated clock (`tradecast::node_sim`), where
+/// every call completes at once and a terminal's step needs no runtime.
+pub trait Transport: Send {
+    /// One call with an encoded request: the signed 200 answer's body, or why there is none.
+    fn call_bytes(
+        &mut self,
+        call: Call,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, LinkError>> + Send;
+
+    /// The wall clock as the EA reads it, unix ms.
+    fn wall_ms(&self) -> i64;
+
+    /// A new connection after the terminal restarted (the EA's memory is gone).
+    fn restart(&mut self) -> Result<(), LinkError>;
+}
+
+impl Transport for LinkClient {
+    fn call_bytes(
+        &mut self,
+        call: Call,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, LinkError>> + Send {
+        LinkClient::call_bytes(self, call, body, timeout)
+    }
+
+    fn wall_ms(&self) -> i64 {
+        wall_ms()
+    }
+
+    fn restart(&mut self) -> Result<(), LinkError> {
+        let secret = String::from_utf8_lossy(&self.secret).into_owned();
+        *self = LinkClient::new(&self.base, &self.key_id, &secret)?;
+        Ok(())
     }
 }

@@ -29,7 +29,7 @@ use crate::broker::{
     SYMBOL_EXPIRATION_SPECIFIED_DAY, SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC, TradeAction,
     TradeRequest, TradeResult, TypeTime,
 };
-use crate::link::{LinkClient, LinkError, wall_ms};
+use crate::link::{LinkClient, LinkError, Transport};
 use crate::retcode;
 
 /// The broker every terminal of a simulation shares (one price stream). Never held across an
@@ -220,6 +220,13 @@ impl Faults {
     pub fn crash(&self) {
         self.state().crash = true;
     }
+
+    /// How many send faults are armed and not yet used (forced retcodes, requotes, timeouts
+    /// after a fill, partial fills).
+    pub fn pending_send_faults(&self) -> usize {
+        let s = self.state();
+        s.forced.len() + s.requotes as usize + s.timeouts_after_fill.len() + s.partial.len()
+    }
 }
 
 /// What the terminal did, for tests and the CLI's summary.
@@ -319,28 +326,55 @@ struct Found {
     time_ms: Option<i64>,
 }
 
-/// One simulated terminal with its EA.
+/// One simulated terminal with its EA, speaking the link over `L` (the real HTTP link by
+/// default; see [`Transport`]).
 #[derive(Debug)]
-pub struct Terminal {
+pub struct Terminal<L = LinkClient> {
     cfg: TerminalConfig,
     broker: SharedBroker,
-    link: LinkClient,
+    link: L,
     faults: Faults,
     mem: Memory,
     stats: TerminalStats,
 }
 
-impl Terminal {
+impl Terminal<LinkClient> {
     /// A terminal on `broker`'s account `cfg.login`, not yet introduced to the node.
     pub fn new(
         cfg: TerminalConfig,
         broker: SharedBroker,
         faults: Faults,
     ) -> Result<Terminal, LinkError> {
-        cfg.check_inputs().map_err(LinkError::Inputs)?;
         let link = LinkClient::new(&cfg.node_url, &cfg.key_id, &cfg.secret)?;
+        Terminal::with_transport(cfg, broker, faults, link)
+    }
+}
+
+impl<L: Transport> Terminal<L> {
+    /// A terminal speaking the link over `link` (`cfg.node_url` is not used).
+    pub fn with_transport(
+        cfg: TerminalConfig,
+        broker: SharedBroker,
+        faults: Faults,
+        link: L,
+    ) -> Result<Terminal<L>, LinkError> {
+        cfg.check_inputs().map_err(LinkError::Inputs)?;
         let mem = Memory { jitter: cfg.login, ..Memory::default() };
         Ok(Terminal { cfg, broker, link, faults, mem, stats: TerminalStats::default() })
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &L {
+        &self.link
+    }
+
+    /// The transport, to change (a simulation's faults on the link).
+    pub fn transport_mut(&mut self) -> &mut L {
+        &mut self.link
+    }
+
+    fn wall_ms(&self) -> i64 {
+        self.link.wall_ms()
     }
 
     /// The fault controls.
@@ -439,7 +473,7 @@ impl Terminal {
     /// `TcJournal`: prints a link failure to the journal, one line per `kind` a minute at most;
     /// the next line printed says how many like it were left out.
     fn journal(&mut self, kind: &str, message: &str) {
-        let now = wall_ms();
+        let now = self.wall_ms();
         let entry = self.mem.journal.entry(kind.to_owned()).or_insert((i64::MIN / 2, 0));
         if now - entry.0 < JOURNAL_EVERY_MS {
             entry.1 += 1;
@@ -459,12 +493,15 @@ impl Terminal {
         req: &Req,
     ) -> Result<Ans, LinkError> {
         let timeout = self.timeout();
-        let r = self.link.call(call, req, timeout).await;
+        let r = match self.link.call_bytes(call, ea::encode(req), timeout).await {
+            Ok(body) => ea::decode(&body).map_err(LinkError::from),
+            Err(e) => Err(e),
+        };
         match &r {
             // Only a signed 200 shows the node alive and doing its job (`TcCall`): a refusal
             // (401, 413, 500, …) must not hold off the EA's own equity floor.
             Ok(_) => {
-                self.mem.last_contact_wall_ms = wall_ms();
+                self.mem.last_contact_wall_ms = self.wall_ms();
             }
             Err(e @ (LinkError::Unsigned(_) | LinkError::BadSignature(_))) => {
                 self.stats.ignored_answers += 1;
@@ -494,8 +531,9 @@ impl Terminal {
     /// one poll and everything it brought.
     pub async fn step(&mut self) -> Result<(), LinkError> {
         if std::mem::take(&mut self.faults.state().crash) {
-            self.mem = Memory { jitter: self.cfg.login ^ wall_ms() as u64, ..Memory::default() };
-            self.link = LinkClient::new(&self.cfg.node_url, &self.cfg.key_id, &self.cfg.secret)?;
+            self.mem =
+                Memory { jitter: self.cfg.login ^ self.wall_ms() as u64, ..Memory::default() };
+            self.link.restart()?;
             self.stats.restarts += 1;
         }
         self.note_offset();
@@ -512,7 +550,7 @@ impl Terminal {
             }
             // `TcCycle`: after a failed hello, wait (1 s doubling to 30 s, jittered) before the
             // next; the hello is not rebuilt and re-sent every timer tick.
-            if wall_ms() < self.mem.hello_next_wall_ms {
+            if self.wall_ms() < self.mem.hello_next_wall_ms {
                 return Ok(());
             }
             if let Err(e) = self.hello().await {
@@ -524,7 +562,7 @@ impl Terminal {
                         RETRY_MAX_MS,
                         &mut self.mem.jitter,
                     );
-                    self.mem.hello_next_wall_ms = wall_ms() + wait;
+                    self.mem.hello_next_wall_ms = self.wall_ms() + wait;
                 }
                 return Err(e);
             }
@@ -772,7 +810,7 @@ impl Terminal {
             i64::from(lock(&self.broker).server_utc_offset_at(state.terminal_time_ms)) * 1_000;
         let day = state.terminal_time_ms.saturating_add(offset_ms).div_euclid(86_400_000);
         let fingerprint = ea::encode(&State { terminal_time_ms: 0, ..state.clone() });
-        let stale = wall_ms() - self.mem.last_state_wall_ms > 5_000;
+        let stale = self.wall_ms() - self.mem.last_state_wall_ms > 5_000;
         let new_day = self.mem.last_state_day != Some(day);
         if !force
             && !stale
@@ -784,7 +822,7 @@ impl Terminal {
         }
         let _: StateAnswer = self.call(Call::State, &state).await?;
         self.mem.last_state = fingerprint;
-        self.mem.last_state_wall_ms = wall_ms();
+        self.mem.last_state_wall_ms = self.wall_ms();
         self.mem.last_state_day = Some(day);
         // The specs sent leave the queue; the rest go in the next push.
         self.mem.spec_requests.drain(..consumed.min(self.mem.spec_requests.len()));
@@ -1326,7 +1364,7 @@ impl Terminal {
     /// below the floor, close Tradecast's positions and remember it for the next hello.
     fn enforce_floor_if_node_silent(&mut self) {
         let Some(floor) = self.mem.equity_floor else { return };
-        if wall_ms() - self.mem.last_contact_wall_ms < self.cfg.floor_silence_ms {
+        if self.wall_ms() - self.mem.last_contact_wall_ms < self.cfg.floor_silence_ms {
             return;
         }
         let (equity, positions, orders) = {
@@ -1354,7 +1392,7 @@ impl Terminal {
         }
         // After closes that failed (10018 all weekend, …) the next attempt waits: 5 s doubling
         // to 5 min, jittered; not every cycle.
-        if wall_ms() < self.mem.floor_next_wall_ms {
+        if self.wall_ms() < self.mem.floor_next_wall_ms {
             return;
         }
         let magic = ea::magic(self.cfg.input_magic, 0);
@@ -1387,7 +1425,7 @@ impl Terminal {
                 FLOOR_RETRY_MAX_MS,
                 &mut self.mem.jitter,
             );
-            self.mem.floor_next_wall_ms = wall_ms() + wait;
+            self.mem.floor_next_wall_ms = self.wall_ms() + wait;
         } else {
             self.mem.floor_failures = 0;
             self.mem.floor_next_wall_ms = 0;

@@ -1,6 +1,7 @@
 //! The EA's ack of an order: its state (requoted opens sent again, requoted closes kept due with
-//! a backoff, a 10018 close retried at the next open) and, for a fill, the position row and the
-//! `Execution` record; committed before the answer.
+//! a backoff, a 10018 close retried at the next open, a close filled in part followed by a close
+//! of the rest) and, for a fill, the position row and the `Execution` record; committed before
+//! the answer.
 
 use rust_decimal::Decimal;
 use tradecast_protocol::ea::{self, Ack, AckAnswer, Outcome};
@@ -26,6 +27,31 @@ pub const CLOSE_REQUOTE_MAX_MS: i64 = 60_000;
 /// 10004 requote, 10020 prices changed, 10021 off quotes: the price moved, nothing was done.
 pub fn is_requote(retcode: u32) -> bool {
     matches!(retcode, 10004 | 10020 | 10021)
+}
+
+/// 10010: only part of the request was done.
+const DONE_PARTIAL: u32 = 10_010;
+
+/// What is left to do after a close (or close-all) filled in part with `filled` lots: the same
+/// close for the rest; `None` for an open, or a partial close whose filled volume is unknown.
+fn rest_of_close(action: &OrderAction, filled: Option<Decimal>) -> Option<OrderAction> {
+    match action {
+        OrderAction::Close { position_id, symbol, volume: None } => Some(OrderAction::Close {
+            position_id: *position_id,
+            symbol: symbol.clone(),
+            volume: None,
+        }),
+        OrderAction::Close { position_id, symbol, volume: Some(v) } => {
+            let rest = *v - filled?;
+            (rest > Decimal::ZERO).then(|| OrderAction::Close {
+                position_id: *position_id,
+                symbol: symbol.clone(),
+                volume: Some(rest),
+            })
+        }
+        OrderAction::CloseAll { scope } => Some(OrderAction::CloseAll { scope: *scope }),
+        OrderAction::Open(_) | OrderAction::Modify { .. } => None,
+    }
 }
 
 /// The wait before the `n`th re-offer (1-based) of a requoted close: 1 s, 2 s, 4 s … 60 s.
@@ -72,6 +98,29 @@ impl Node {
                     o.settled_by = "ack".into();
                     o.filled_at_ms = Some(now_ms);
                     self.record_fill(tx, &account, &o, device, now_ms)?;
+                    if a.retcode == DONE_PARTIAL
+                        && let Some(rest) = rest_of_close(&o.action, a.volume)
+                    {
+                        // A close the dealer filled in part: the decision was to close, so the
+                        // rest is a new order (a new magic: the EA's look-up finds the part
+                        // already done under the old one and would ack it again).
+                        let order_id = self.new_order_id().map_err(|e| StoreError::Row {
+                            table: "orders",
+                            message: e.to_string(),
+                        })?;
+                        let next = self.queue_in(
+                            tx,
+                            &account,
+                            &order_id,
+                            move |_, _| rest,
+                            o.signal_id,
+                            None,
+                        )?;
+                        o.explained = format!(
+                            "only part of the close was filled: the rest is closed by order {}",
+                            next.order_id
+                        );
+                    }
                 }
                 Outcome::Rejected
                     if a.retcode == 10018

@@ -12,7 +12,7 @@ use crate::store;
 
 use super::bars::series_name;
 use super::rows::AccountRow;
-use super::{Inner, Node, NodeError, Session, new_session_id};
+use super::{Inner, Node, NodeError, Session};
 
 /// How many bars before the terminal's clock a new subscription starts (engine warm-up).
 const WARMUP_BARS: i64 = 300;
@@ -75,7 +75,7 @@ impl Node {
     /// The EA introduces the account: a new session (the previous one of this account ends).
     pub fn hello(&self, h: Hello, now_ms: i64) -> Result<HelloAnswer, NodeError> {
         let account = format!("{}@{}", h.login, h.server);
-        let session_id = new_session_id()?;
+        let session_id = self.new_session_id()?;
         let mut inner = self.lock();
         let subs = self.settings.subscriptions.clone();
         let device = self.identity.device_id();

@@ -10,7 +10,7 @@ use crate::policy::risk::{self, AccountRisk, DayStart, RiskSettings, RiskStop};
 use crate::store::{self, StoreError};
 
 use super::rows::{AccountRow, OrderAction};
-use super::{Node, NodeError, new_order_id};
+use super::{Node, NodeError};
 
 impl Node {
     /// The equity floor the EA keeps on its own: the policy's drawdown rule
@@ -99,7 +99,8 @@ impl Node {
         {
             acc.locked = true;
             acc.lock_reason = reason;
-            let order_id = new_order_id()
+            let order_id = self
+                .new_order_id()
                 .map_err(|e| StoreError::Row { table: "orders", message: e.to_string() })?;
             tx.put_json(store::ACCOUNTS, "accounts", account, &*acc)?;
             self.queue_in(

@@ -11,8 +11,11 @@
 //! minutes, signals).
 //!
 //! It owns no socket; [`crate::link`] and [`crate::api`] are the edges. This file is the driver:
-//! the [`Node`] with its lock and in-memory state, the long-poll, and the ids drawn from the OS
-//! RNG. One `impl Node` per responsibility lives in the submodules: [`rows`] (the row schema),
+//! the [`Node`] with its lock and in-memory state, the long-poll (a tokio watch), the hub link's
+//! flag, and the injected wall clock and id source ([`Node::with_sources`]). [`core`] is the
+//! sans-IO face of the EA link (`handle_*(now, input) -> answer`, [`Node::poll_event`]); it and
+//! the files below but [`intake`] and [`feed`] import no tokio and read no clock. One
+//! `impl Node` per responsibility lives in the submodules: [`rows`] (the row schema),
 //! [`mt5`] (retcodes, trading sessions, tick values), [`ea_session`] (EA keys, nonces, hello),
 //! [`offer`] (what the long-poll offers, queueing orders), [`ack`], [`reconcile`] (`deals` and
 //! `state` pushes), [`guard`] (drawdown guard, daily loss), [`bars`], [`provider`] (provider
@@ -21,6 +24,7 @@
 
 pub mod ack;
 pub mod bars;
+pub mod core;
 pub mod ea_session;
 pub mod feed;
 pub mod guard;
@@ -53,10 +57,12 @@ use crate::strategy::Engine;
 
 /// The wall clock, re-exported for the callers of `runtime::wall_ms` (it lives in [`crate::clock`]).
 pub use crate::clock::wall_ms;
+use crate::clock::{Clock, IdSource, OsIds, SystemClock};
 pub use ack::{
     CLOSE_REQUOTE_FIRST_MS, CLOSE_REQUOTE_MAX_MS, REQUOTE_RETRIES, close_requote_backoff_ms,
     is_requote,
 };
+pub use core::CoreEvent;
 pub use feed::{FeedOutcome, FeedRefusal};
 pub use mt5::{explain_retcode, gap_in_session, next_open};
 pub use rows::{
@@ -191,6 +197,13 @@ pub struct Node {
     settings: Settings,
     start_ms: i64,
     inner: Mutex<Inner>,
+    /// The wall clock where a call does not pass it ([`crate::clock::SystemClock`] when serving).
+    clock: Box<dyn Clock>,
+    /// Order, session and signal ids ([`crate::clock::OsIds`] when serving).
+    ids: Mutex<Box<dyn IdSource>>,
+    /// What the driver must do, from the core's changes ([`Node::poll_event`]); its own lock,
+    /// taken after (never while waiting for) the state's.
+    events: Mutex<core::Events>,
     work: tokio::sync::watch::Sender<u64>,
     /// The sync driver's connected flag, once one runs ([`Node::set_hub_link`]).
     hub_link: std::sync::OnceLock<tokio::sync::watch::Receiver<bool>>,
@@ -220,6 +233,18 @@ impl Node {
     /// A node over an initialized store. `start_ms` is the wall clock at start: EA requests
     /// stamped earlier are refused (the nonce cache is memory only).
     pub fn new(store: Store, settings: Settings, start_ms: i64) -> Result<Arc<Node>, NodeError> {
+        Node::with_sources(store, settings, start_ms, Box::new(SystemClock), Box::new(OsIds))
+    }
+
+    /// A node whose wall clock and ids come from `clock` and `ids` (a simulation: a
+    /// [`crate::clock::ManualClock`] and [`crate::clock::SeededIds`]).
+    pub fn with_sources(
+        store: Store,
+        settings: Settings,
+        start_ms: i64,
+        clock: Box<dyn Clock>,
+        ids: Box<dyn IdSource>,
+    ) -> Result<Arc<Node>, NodeError> {
         let (identity, secrets) = load(&store)?;
         merge_drawdown_cap(&store, &settings)?;
         let (work, _) = tokio::sync::watch::channel(0);
@@ -236,6 +261,9 @@ impl Node {
                 accounts: HashMap::new(),
                 last_seen_ms: None,
             }),
+            clock,
+            ids: Mutex::new(ids),
+            events: Mutex::new(core::Events::default()),
             work,
             hub_link: std::sync::OnceLock::new(),
         }))
@@ -296,8 +324,21 @@ impl Node {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Wakes the waiting polls and the UI: something they should see was committed. Also noted
+    /// for [`Node::poll_event`].
     fn wake(&self) {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).wake = true;
         self.work.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Hands the node the hub session's connected flag (the sync driver's), for status and UI.
+    pub fn set_hub_link(&self, connected: tokio::sync::watch::Receiver<bool>) {
+        let _ = self.hub_link.set(connected);
+    }
+
+    /// Whether the hub session is connected; `None` when no sync driver runs in this process.
+    pub fn hub_connected(&self) -> Option<bool> {
+        self.hub_link.get().map(|rx| *rx.borrow())
     }
 
     /// The long-poll: answers as soon as something is due, or after `wait_ms` (at most
@@ -322,7 +363,8 @@ impl Node {
         let mut rx = self.work.subscribe();
         loop {
             rx.borrow_and_update();
-            let answer = self.take_due(&account, &p.session_id, p.terminal_time_ms, wall_ms())?;
+            let answer =
+                self.take_due(&account, &p.session_id, p.terminal_time_ms, self.clock.wall_ms())?;
             if !answer.orders.is_empty()
                 || !answer.commands.is_empty()
                 || tokio::time::Instant::now() >= deadline
@@ -371,17 +413,44 @@ fn merge_drawdown_cap(store: &Store, settings: &Settings) -> Result<(), NodeErro
     Ok(())
 }
 
-/// 12 characters of Crockford base32 from 60 random bits.
+/// 12 characters of Crockford base32 from 60 random bits of the OS CSPRNG: the order ids of
+/// the signal-intake and feed modules ([`intake`], [`feed`]), which the fan-out work owns. The
+/// core's own orders take theirs from the node's [`IdSource`] ([`Node::new_order_id`]).
 fn new_order_id() -> Result<String, keys::KeyError> {
+    order_id_from(&mut OsIds)
+}
+
+fn order_id_from(ids: &mut dyn IdSource) -> Result<String, keys::KeyError> {
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let b = keys::random_bytes::<8>()?;
+    let mut b = Zeroizing::new([0u8; 8]);
+    ids.fill(&mut b[..])?;
     let n = u64::from_le_bytes(*b);
     Ok((0..12).map(|i| char::from(ALPHABET[((n >> (i * 5)) & 31) as usize])).collect())
 }
 
-fn new_session_id() -> Result<String, keys::KeyError> {
-    let b = keys::random_bytes::<12>()?;
-    Ok(format!("s_{}", hex::encode(&b[..])))
+impl Node {
+    /// A fresh order id from the node's [`IdSource`].
+    fn new_order_id(&self) -> Result<String, keys::KeyError> {
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        order_id_from(ids.as_mut())
+    }
+
+    /// A fresh session id (`s_` and 24 hex digits) from the node's [`IdSource`].
+    fn new_session_id(&self) -> Result<String, keys::KeyError> {
+        let mut b = Zeroizing::new([0u8; 12]);
+        self.random(&mut b[..])?;
+        Ok(format!("s_{}", hex::encode(&b[..])))
+    }
+
+    /// Fresh bytes from the node's [`IdSource`].
+    fn random(&self, out: &mut [u8]) -> Result<(), keys::KeyError> {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner()).fill(out)
+    }
+
+    /// The wall clock the node was built with.
+    pub fn wall_ms(&self) -> i64 {
+        self.clock.wall_ms()
+    }
 }
 
 /// Clears a session's poll-in-flight flag when the poll ends (answered, failed or dropped).

@@ -8,8 +8,7 @@ use crate::store::{self, StoreError};
 
 use super::mt5::request_stale_specs;
 use super::rows::{AccountRow, OrderAction, OrderRow, OrderState};
-use super::{Node, NodeError, new_order_id};
-use crate::clock::wall_ms;
+use super::{Node, NodeError};
 
 /// An order offered in a session and not acked is offered again after this (wall clock): an ack
 /// lost on the way is harmless, the EA's look-up finds what it did.
@@ -139,7 +138,7 @@ impl Node {
         signal_id: Option<SignalId>,
         expires_at_ms: Option<i64>,
     ) -> Result<OrderRow, NodeError> {
-        let order_id = new_order_id()?;
+        let order_id = self.new_order_id()?;
         let _inner = self.lock();
         let row = self
             .store
@@ -173,7 +172,7 @@ impl Node {
             action: action(order_id, order_no),
             signal_id,
             state: OrderState::Due,
-            created_at_ms: wall_ms(),
+            created_at_ms: self.clock.wall_ms(),
             expires_at_ms,
             not_before_ms: None,
             sent_session: None,
@@ -195,7 +194,7 @@ impl Node {
     /// The trader's (or the guard's) close-all: Tradecast's magic only.
     /// The order and its signed `CloseAll` command commit in one transaction: both or neither.
     pub fn close_all(&self, account: &str, reason: &str) -> Result<OrderRow, NodeError> {
-        let order_id = new_order_id()?;
+        let order_id = self.new_order_id()?;
         let inner = self.lock();
         let mem = inner.accounts.get(account).map(|m| m.market_ms).unwrap_or(0);
         let row = self.store.write(|tx| {
@@ -214,7 +213,12 @@ impl Node {
                 reason: reason.to_owned(),
                 at_ms: market,
             };
-            tx.append_record(&self.identity, StreamId::COMMANDS, &Body::Command(cmd), wall_ms())?;
+            tx.append_record(
+                &self.identity,
+                StreamId::COMMANDS,
+                &Body::Command(cmd),
+                self.clock.wall_ms(),
+            )?;
             Ok(row)
         })?;
         drop(inner);

@@ -4,7 +4,6 @@
 use tradecast_protocol::ea;
 use tradecast_protocol::{EntryKind, SignalId};
 
-use crate::keys;
 use crate::store::{self, StoreError};
 use crate::strategy::{Engine, Params};
 
@@ -71,10 +70,11 @@ impl Node {
                 return Ok(());
             }
         };
-        let id_bytes = keys::random_bytes::<16>()
+        let mut id_bytes = [0u8; 16];
+        self.random(&mut id_bytes)
             .map_err(|e| StoreError::Row { table: "signals", message: e.to_string() })?;
         let signal = tradecast_protocol::Signal {
-            id: SignalId(*id_bytes),
+            id: SignalId(id_bytes),
             provider: self.identity.device_id(),
             strategy_id: crate::strategy::STRATEGY_ID.to_owned(),
             strategy_version: 1,

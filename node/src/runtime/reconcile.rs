@@ -390,6 +390,7 @@ impl Node {
         })?;
         drop(inner);
         if let Some(reason) = breached {
+            self.note_guard_trip(&account, &reason);
             tracing::error!(target: "tradecast::guard", %account, %reason, "GUARD TRIPPED: closing everything Tradecast opened, auto mode locked");
             self.wake();
         }

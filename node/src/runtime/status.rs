@@ -71,16 +71,6 @@ pub struct AccountStatus {
 }
 
 impl Node {
-    /// Hands the node the hub session's connected flag (the sync driver's), for status and UI.
-    pub fn set_hub_link(&self, connected: tokio::sync::watch::Receiver<bool>) {
-        let _ = self.hub_link.set(connected);
-    }
-
-    /// Whether the hub session is connected; `None` when no sync driver runs in this process.
-    pub fn hub_connected(&self) -> Option<bool> {
-        self.hub_link.get().map(|rx| *rx.borrow())
-    }
-
     /// An account row.
     pub fn account(&self, account: &str) -> Result<Option<AccountRow>, NodeError> {
         Ok(self.store.read()?.get_json(store::ACCOUNTS, "accounts", account)?)

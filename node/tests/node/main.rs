@@ -4,6 +4,7 @@
 
 mod backtest;
 mod cli;
+mod core_tables;
 mod feed;
 mod hub_requests;
 mod indicators;
