@@ -32,6 +32,19 @@ fn the_ci_seed_set_passes_and_exercises_every_fault() {
     assert!(totals.send_faults >= 50, "{totals}");
 }
 
+/// Seeds the simulation found failing, kept as regressions: a copy whose open order was already
+/// with the EA when the provider closed the signal filled afterwards and stayed open with no
+/// close order (seeds 1153, 1929, 7918; the node now closes such a late fill at once).
+#[test]
+fn the_seeds_where_a_copy_filled_after_the_providers_close_stay_flat() {
+    let opts = Options::default();
+    for seed in [1153, 1929, 7918] {
+        if let Err(v) = node_sim::run_seed(seed, &opts) {
+            panic!("{v}\n  rerun: cargo run --release -- node-sim --seeds {seed}..{}", seed + 1);
+        }
+    }
+}
+
 /// The slow suite's longer run: 200 more seeds (a few minutes in a debug build).
 #[test]
 fn slow_seeded_simulation_two_hundred_more_seeds() {

@@ -10,7 +10,9 @@ use tradecast_protocol::{Body, DeviceId, Execution, StreamId};
 use crate::store::{self, StoreError};
 
 use super::mt5::{explain_retcode, next_open};
-use super::rows::{AccountRow, AckFacts, OrderAction, OrderRow, OrderState, PositionRow};
+use super::rows::{
+    AccountRow, AckFacts, OrderAction, OrderRow, OrderState, PositionRow, SignalRow,
+};
 use super::{Node, NodeError};
 
 /// How often an order refused by a requote (10004, 10020, 10021) is sent again.
@@ -199,6 +201,55 @@ impl Node {
         Ok(AckAnswer { ok: true })
     }
 
+    /// A copy that filled after its provider had closed the signal in full (the open order was
+    /// already with the EA when the close arrived): its close is queued at once, with a copy-log
+    /// line, so no position outlives the provider's.
+    fn close_if_provider_closed(
+        &self,
+        tx: &mut store::Tx<'_>,
+        account: &str,
+        pos: &PositionRow,
+    ) -> Result<(), StoreError> {
+        let Some(signal_id) = pos.signal_id else { return Ok(()) };
+        if pos.own_signal {
+            return Ok(());
+        }
+        let hex = signal_id.to_hex();
+        let Some(srow) = tx.get_json::<SignalRow>(store::SIGNALS, "signals", &hex)? else {
+            return Ok(());
+        };
+        let Some(closed_at_ms) = srow.provider_closed_at_ms else { return Ok(()) };
+        let order_id = self
+            .new_order_id()
+            .map_err(|e| StoreError::Row { table: "orders", message: e.to_string() })?;
+        let (position_id, symbol) = (pos.position_id, pos.symbol.clone());
+        self.queue_in(
+            tx,
+            account,
+            &order_id,
+            move |_, _| OrderAction::Close { position_id, symbol, volume: None },
+            Some(signal_id),
+            None,
+        )?;
+        let line = format!(
+            "followed: the provider had closed before this copy filled → closing {} #{position_id} ({} lots)",
+            pos.symbol, pos.volume
+        );
+        tracing::info!(target: "tradecast::policy", %account, signal_id = %hex, closed_at_ms,
+            line = %line, "copy log");
+        let entry = crate::policy::copy_log::CopyLogEntry {
+            at_ms: closed_at_ms.max(pos.open_time_ms),
+            signal_id,
+            canonical_symbol: srow.signal.symbol.clone(),
+            accepted: true,
+            failed_rule: None,
+            line,
+            steps: Vec::new(),
+        };
+        let key = format!("{:020}:{hex}:late-fill:{position_id}", pos.open_time_ms.max(0));
+        tx.put_json(store::COPY_LOG, "copy_log", &key, &entry)
+    }
+
     /// A filled open order: the position row and the execution record.
     pub(super) fn record_fill(
         &self,
@@ -231,6 +282,7 @@ impl Node {
                 own_signal: self.settings.provider && o.signal_id.is_some(),
             };
             tx.put_position(account, pid, &row)?;
+            self.close_if_provider_closed(tx, account, &row)?;
         }
         if let Some(signal_id) = o.signal_id {
             let e = Execution {

@@ -229,6 +229,7 @@ impl Node {
                             source: super::intake::HUB_SOURCE.into(),
                             order_id: None,
                             skipped: why.unwrap_or_default(),
+                            provider_closed_at_ms: None,
                         };
                         tx.put_json(store::SIGNALS, "signals", &hex, &row)?;
                         row
@@ -405,6 +406,13 @@ impl Node {
         legs.sort_by_key(|o| o.order_no);
         let mut lines = Vec::new();
         let full_close = matches!(body, Body::Close(c) if c.fraction >= Decimal::ONE);
+        if full_close && srow.provider_closed_at_ms.is_none() {
+            // An order of the signal already offered to the EA may still fill: its position is
+            // closed as soon as the fill is recorded (`record_fill`).
+            let mut closed = srow.clone();
+            closed.provider_closed_at_ms = Some(now_ms);
+            tx.put_json(store::SIGNALS, "signals", &hex, &closed)?;
+        }
         if full_close {
             for o in &legs {
                 if o.state == OrderState::Due {

@@ -90,6 +90,7 @@ impl Node {
             source: source.to_owned(),
             order_id: None,
             skipped: String::new(),
+            provider_closed_at_ms: None,
         };
         tx.put_json(store::SIGNALS, "signals", &signal.id.to_hex(), &row)?;
         if execute {

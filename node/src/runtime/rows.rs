@@ -225,6 +225,10 @@ pub struct SignalRow {
     /// Why no order was made, if none.
     #[serde(default)]
     pub skipped: String,
+    /// When the provider closed the signal in full (wall ms): an order of it still in flight
+    /// then (sent, its end unknown) that fills later is closed at once.
+    #[serde(default)]
+    pub provider_closed_at_ms: Option<i64>,
 }
 
 /// A signal's approval on this node, with what re-evaluating it needs.

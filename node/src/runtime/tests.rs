@@ -62,7 +62,13 @@ fn a_decision_for_an_account_without_a_row_is_refused_as_an_unknown_account() {
         },
         line: "waiting".into(),
     };
-    let srow = SignalRow { signal, source: "api".into(), order_id: None, skipped: String::new() };
+    let srow = SignalRow {
+        signal,
+        source: "api".into(),
+        order_id: None,
+        skipped: String::new(),
+        provider_closed_at_ms: None,
+    };
     node.store()
         .write(|tx| {
             tx.put_json(store::SIGNALS, "signals", &hex, &srow)?;
