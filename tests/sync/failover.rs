@@ -10,7 +10,9 @@ use tradecast_hub::config::{BusKind, Config, RedactedUrl};
 use tradecast_node::sync::driver::{self, SyncConfig};
 use tradecast_protocol::StreamId;
 
-use super::{append_heartbeats, identity, node_dir, now_ms, open_store, wait_acked, wait_until};
+use super::{
+    append_heartbeats, identity, node_dir, now_ms, open_store, owner_token, wait_acked, wait_until,
+};
 
 fn pg_admin_url() -> String {
     std::env::var("TRADECAST_TEST_PG")
@@ -76,31 +78,11 @@ async fn sync_a_node_moves_to_the_other_hub_instance_and_misses_nothing() {
     let b = tradecast_hub::start(instance_config(&db, dir_b.path()), secrets).await.unwrap();
 
     // The owner makes an enrolment code at A.
-    let (email, password) = ("owner@example.com", "owner password 123");
-    let new = tradecast_hub::accounts::NewUser {
-        email,
-        password,
-        role: tradecast_hub::accounts::Role::Owner,
-        display_name: "Owner",
-    };
-    let state = &a.state;
-    tradecast_hub::accounts::create_user(&state.db, &state.config.auth, now_ms(), &new, "t", "t")
-        .await
-        .unwrap();
     let http = reqwest::Client::new();
-    let login: Value = http
-        .post(format!("http://{}/api/v1/auth/login", a.addr))
-        .json(&json!({ "email": email, "password": password }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().expect("logged in");
+    let token = owner_token(&a, &http).await;
     let code: Value = http
         .post(format!("http://{}/api/v1/devices/enrolment-codes", a.addr))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .json(&json!({}))
         .send()
         .await

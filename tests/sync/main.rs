@@ -29,6 +29,31 @@ struct Hub {
     _dir: tempfile::TempDir,
 }
 
+/// Creates the hub's owner and signs in at `hub`'s HTTP API; returns the bearer token.
+async fn owner_token(hub: &Started, http: &reqwest::Client) -> String {
+    let (email, password) = ("owner@example.com", "owner password 123");
+    let new = tradecast_hub::accounts::NewUser {
+        email,
+        password,
+        role: tradecast_hub::accounts::Role::Owner,
+        display_name: "Owner",
+    };
+    let state = &hub.state;
+    tradecast_hub::accounts::create_user(&state.db, &state.config.auth, now_ms(), &new, "t", "t")
+        .await
+        .unwrap();
+    let login: Value = http
+        .post(format!("http://{}/api/v1/auth/login", hub.addr))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["access_token"].as_str().expect("logged in").to_string()
+}
+
 fn now_ms() -> i64 {
     i64::try_from(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
@@ -73,36 +98,8 @@ impl Hub {
         let dir = tempfile::tempdir().unwrap();
         let started =
             start_hub_with(dir.path(), "127.0.0.1:0".parse().unwrap(), None, quic_tls).await;
-        let email = "owner@example.com";
-        let password = "owner password 123";
-        let state = &started.state;
-        let new = tradecast_hub::accounts::NewUser {
-            email,
-            password,
-            role: tradecast_hub::accounts::Role::Owner,
-            display_name: "Owner",
-        };
-        tradecast_hub::accounts::create_user(
-            &state.db,
-            &state.config.auth,
-            now_ms(),
-            &new,
-            "t",
-            "t",
-        )
-        .await
-        .unwrap();
         let http = reqwest::Client::new();
-        let login: Value = http
-            .post(format!("http://{}/api/v1/auth/login", started.addr))
-            .json(&json!({ "email": email, "password": password }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = login["access_token"].as_str().expect("logged in").to_string();
+        let token = owner_token(&started, &http).await;
         Hub { started, http, token, _dir: dir }
     }
 
