@@ -404,6 +404,33 @@ pub async fn items(
         .collect()
 }
 
+/// [`items`] as the sync session sends them: each record's stored bytes, not decoded and
+/// encoded again (the node decodes and verifies every record itself).
+pub async fn entries(
+    db: &Db,
+    device: &str,
+    from_seq: u64,
+    max: usize,
+) -> Result<Vec<tradecast_protocol::session::LogEntry>, DbError> {
+    let rows = sqlx::query(
+        "SELECT i.seq, r.record FROM feed_items i JOIN feed_records r ON r.header_hash = i.header_hash \
+         WHERE i.device_id = $1 AND i.seq >= $2 ORDER BY i.seq LIMIT $3",
+    )
+    .bind(device)
+    .bind(i64::try_from(from_seq).unwrap_or(i64::MAX))
+    .bind(i64::try_from(max).unwrap_or(i64::MAX))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let seq: i64 = row.try_get(0)?;
+            let bytes: Vec<u8> = row.try_get(1)?;
+            let seq = u64::try_from(seq).unwrap_or(0);
+            Ok(tradecast_protocol::session::LogEntry { seq, record: bytes.into() })
+        })
+        .collect()
+}
+
 /// The node committed its feed up to `seq`: move the mark (never back) and mark the signals up
 /// to it as delivered. Sessions use [`FeedBell::ack`], which commits many acks at once.
 pub async fn ack(db: &Db, device: &str, seq: u64, now_ms: i64) -> Result<(), DbError> {

@@ -20,8 +20,7 @@ use std::time::Duration;
 
 use tradecast_protocol::IdentityKey;
 use tradecast_protocol::session::{
-    HubAction, HubEvent, HubSession, HubSetup, LogEntry, SessionConfig, SignatureCheck, Source,
-    SourceStart,
+    HubAction, HubEvent, HubSession, HubSetup, SessionConfig, SignatureCheck, Source, SourceStart,
 };
 
 use super::{MAX_FRAME_LEN, close_code, store};
@@ -143,7 +142,7 @@ async fn feed_appended(
 ) -> Result<(), DriverError> {
     loop {
         let items =
-            crate::feed::items(&state.db, &feed.device, feed.tip + 1, FEED_LOAD_BATCH).await?;
+            crate::feed::entries(&state.db, &feed.device, feed.tip + 1, FEED_LOAD_BATCH).await?;
         let n = items.len();
         for item in items {
             if item.seq != feed.tip + 1 {
@@ -154,8 +153,8 @@ async fn feed_appended(
                 )));
             }
             feed.tip = item.seq;
-            let entry = Some(LogEntry::new(item.seq, &item.record));
-            let grew = HubEvent::SourceGrew { source: Source::Inbox, seq: item.seq, entry };
+            let seq = item.seq;
+            let grew = HubEvent::SourceGrew { source: Source::Inbox, seq, entry: Some(item) };
             session.handle(now_ms(state), grew);
         }
         if n < FEED_LOAD_BATCH {
@@ -201,13 +200,11 @@ async fn drive(
                 HubAction::LoadSource { source, after, max } => {
                     let entries = match source {
                         Source::Inbox => {
-                            crate::feed::items(&state.db, &feed.device, after + 1, max).await?
+                            crate::feed::entries(&state.db, &feed.device, after + 1, max).await?
                         }
                         Source::Relay(_) => Vec::new(),
                     };
                     let scanned_to = entries.last().map_or(after, |item| item.seq);
-                    let entries =
-                        entries.iter().map(|item| LogEntry::new(item.seq, &item.record)).collect();
                     let loaded = HubEvent::SourceLoaded { source, after, entries, scanned_to };
                     session.handle(now_ms(state), loaded);
                 }
