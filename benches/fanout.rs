@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p tradecast --bench fanout -- [--subscribers N] [--backend sqlite|postgres]
 //! [--records R] [--only fanout|upstream|all] [--wave W] [--per-endpoint E] [--timeout-s S]
-//! [--client-rcvbuf BYTES]`
+//! [--client-rcvbuf BYTES] [--signals K]`
 //!
 //! - **The hub** runs in a child process: this very binary re-executed with `--hub-child`, which
 //!   calls `tradecast_hub::start` (SQLite in a temporary data dir, or a fresh PostgreSQL database
@@ -19,11 +19,14 @@
 //!   protocol's `NodeSession` on the session stream exactly as `node/src/sync/driver.rs` does
 //!   (length-prefixed frames, one `CommitFeed` at a time, committed durably before
 //!   `FeedCommitted`, which sends the `FeedAck`). The simulated subscribers share one
-//!   group-committing store: one redb file, each transaction committing every feed item queued
-//!   by any subscriber at that moment (durability `Immediate`: one fsync per group). Then the
-//!   provider's signal is posted to the signals API (HMAC) and the bench measures the time until
-//!   every subscriber has committed and acked it (the subscriber's side: when its `FeedAck` is
-//!   written; the hub's side: `device_feeds.acked` and `acked_at_ms`).
+//!   group-committing stores: one redb file per 100 subscribers, each transaction committing
+//!   every feed item queued by any of them at that moment (durability `Immediate`: one fsync per
+//!   group). Then a warm-up signal and `--signals` more (default 20) are posted to the signals
+//!   API (HMAC), one after the other, and the bench measures, from the hub's commit
+//!   (`relay_log.committed_at_ms`), when each subscriber received the signal and when it wrote
+//!   its `FeedAck` after its durable commit, pooled over devices and per signal (p50/p90/p99/max),
+//!   post → 201, and when the batched cursor writer had persisted every ack (`relay_cursors`).
+//!   It ends with `RESULT <name> <value> <unit>` lines.
 //! - **Upstream**: a real node data dir (`tradecast_node::serve::init`), enrolled over HTTP, its
 //!   outbox holding R heartbeat records, synced by `tradecast_node::sync::driver::spawn`; the
 //!   time until the hub has committed (SQL) and acknowledged all of them.
@@ -66,6 +69,7 @@ struct Args {
     per_endpoint: usize,
     timeout_s: u64,
     client_rcvbuf: usize,
+    signals: usize,
 }
 
 fn args() -> Args {
@@ -78,6 +82,7 @@ fn args() -> Args {
         per_endpoint: 1000,
         timeout_s: 300,
         client_rcvbuf: 4 << 20,
+        signals: 20,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -94,6 +99,7 @@ fn args() -> Args {
             }
             "--timeout-s" => a.timeout_s = next.parse().expect("--timeout-s S"),
             "--client-rcvbuf" => a.client_rcvbuf = next.parse().expect("--client-rcvbuf BYTES"),
+            "--signals" => a.signals = next.parse::<usize>().expect("--signals K").max(1),
             _ => {
                 i += 1;
                 continue;
@@ -524,6 +530,9 @@ fn signal(provider: &Identity, now: i64) -> Signal {
 // ---------------------------------------------------------------------------------------------
 // The shared group-committing store of the simulated subscribers.
 
+/// Simulated subscribers sharing one store file (one group-committing thread each).
+const SUBSCRIBERS_PER_STORE: usize = 100;
+
 const FEED: redb::TableDefinition<'static, (u32, u64), &[u8]> = redb::TableDefinition::new("feed");
 
 struct CommitReq {
@@ -784,7 +793,10 @@ async fn fanout(a: &Args) {
         mib(rss0)
     );
 
-    let store = GroupStore::open(&dir.path().join("subscribers.redb"));
+    // The simulated subscribers' stores: one group-committing redb file per 100 subscribers.
+    let stores: Vec<GroupStore> = (0..n.div_ceil(SUBSCRIBERS_PER_STORE))
+        .map(|i| GroupStore::open(&dir.path().join(format!("subscribers-{i}.redb"))))
+        .collect();
     let marks = Arc::new(Marks {
         epoch: Instant::now(),
         signal_acked: (0..n).map(|_| AtomicU64::new(0)).collect(),
@@ -829,7 +841,8 @@ async fn fanout(a: &Args) {
                 authors: vec![],
                 restored: false,
             };
-            let (store, marks, addr) = (store.clone(), marks.clone(), hub.quic);
+            let store = stores[ix / SUBSCRIBERS_PER_STORE].clone();
+            let (marks, addr) = (marks.clone(), hub.quic);
             set.spawn(async move {
                 let t = Instant::now();
                 let (conn, send, recv) = connect_one(&endpoint, cfg, addr).await?;
@@ -915,143 +928,212 @@ async fn fanout(a: &Args) {
         (c1 - c0) * 100.0 / idle_s
     );
 
-    // The signal.
-    let now = now_ms();
-    let sig = signal(&provider.identity, now);
-    let fields = HeaderFields {
-        stream: StreamId::SIGNALS,
-        seq: 1,
-        prev_hash: ChainHash::GENESIS,
-        created_at_ms: now,
-    };
-    let (_, body) = client::signal_body(&provider.identity, fields, &sig);
-    let nonce = tradecast_hub::ids::random_hex(16);
-    let headers = client::auth_headers(
-        &provider.key_id,
-        &provider.secret,
-        client::SIGNALS_PATH,
-        &body,
-        now_ms(),
-        &nonce,
-    );
+    // The signals: a warm-up, then `--signals` measured ones, one after the other (each waits
+    // until every live subscriber has committed and acked the previous one).
     let http = reqwest::Client::new();
-    let mut req = http
-        .post(format!("http://{}{}", hub.http, client::SIGNALS_PATH))
-        .header("content-type", "application/json")
-        .body(body);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
+    let mut prev_hash = ChainHash::GENESIS;
+    let mut e2e_ms: Vec<f64> = Vec::new();
+    let mut recv_ms: Vec<f64> = Vec::new();
+    let mut hub_share_ms: Vec<f64> = Vec::new();
+    let mut last_ack_ms: Vec<f64> = Vec::new();
+    let mut post_201_ms: Vec<f64> = Vec::new();
+    let mut cursor_ms: Vec<f64> = Vec::new();
+    let mut incomplete = 0usize;
     let cpu_f0 = cpu_s(pid);
     let bench_f0 = cpu_s(std::process::id());
-    let post_wall_ms = now_ms();
-    let t_post = marks.epoch.elapsed();
-    let t0 = Instant::now();
-    let resp = req.send().await.unwrap();
-    let post_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let status = resp.status();
-    let answer: serde_json::Value = resp.json().await.unwrap_or_default();
-    assert_eq!(status.as_u16(), 201, "signal refused: {answer}");
-    println!(
-        "signal posted (signals API, HMAC): 201 in {post_ms:.1} ms, queued for {} devices (stored, queued, appended to every feed and audited in one transaction)",
-        answer["n_devices_queued"]
-    );
-
-    // Wait for every subscriber's ack, hub side (SQL) and subscriber side.
-    let deadline = Instant::now() + Duration::from_secs(a.timeout_s);
-    let mut hub_all_ms = None;
-    let mut last_print = Instant::now();
-    let mut hub_acked: i64 = 0;
-    while Instant::now() < deadline {
-        hub_acked =
-            sqlx::query_scalar("SELECT COUNT(*) FROM device_feeds WHERE tip > 0 AND acked >= tip")
-                .fetch_one(db.pool())
-                .await
-                .unwrap();
-        // Sessions that ended before acking the signal never will (counted below).
-        let alive = connected.saturating_sub(marks.failures.load(Ordering::Relaxed));
-        if hub_acked as usize >= alive {
-            hub_all_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
-            break;
+    let epoch_wall_ms = now_ms() as f64 - marks.epoch.elapsed().as_secs_f64() * 1000.0;
+    let wall_of = |ns_plus_one: u64| epoch_wall_ms + (ns_plus_one - 1) as f64 / 1e6;
+    for round in 0..=a.signals {
+        for m in marks.signal_acked.iter().chain(&marks.signal_received) {
+            m.store(0, Ordering::Relaxed);
         }
-        if last_print.elapsed() > Duration::from_secs(10) {
-            last_print = Instant::now();
+        marks.acked_count.store(0, Ordering::Relaxed);
+        let now = now_ms();
+        let sig = signal(&provider.identity, now);
+        let fields = HeaderFields {
+            stream: StreamId::SIGNALS,
+            seq: round as u64 + 1,
+            prev_hash,
+            created_at_ms: now,
+        };
+        let (record, body) = client::signal_body(&provider.identity, fields, &sig);
+        prev_hash = record.header_hash();
+        let nonce = tradecast_hub::ids::random_hex(16);
+        let headers = client::auth_headers(
+            &provider.key_id,
+            &provider.secret,
+            client::SIGNALS_PATH,
+            &body,
+            now_ms(),
+            &nonce,
+        );
+        let mut req = http
+            .post(format!("http://{}{}", hub.http, client::SIGNALS_PATH))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let t0 = Instant::now();
+        let resp = req.send().await.unwrap();
+        let post_ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let status = resp.status();
+        let answer: serde_json::Value = resp.json().await.unwrap_or_default();
+        assert_eq!(status.as_u16(), 201, "signal refused: {answer}");
+        // Every live subscriber's ack (subscriber side), then the hub's commit instant.
+        let deadline = Instant::now() + Duration::from_secs(a.timeout_s);
+        let alive = || connected.saturating_sub(marks.failures.load(Ordering::Relaxed));
+        while marks.acked_count.load(Ordering::Relaxed) < alive() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let acked = marks.acked_count.load(Ordering::Relaxed);
+        if acked < alive() {
+            incomplete += 1;
             println!(
-                "  … {:.0} s: {hub_acked} acked at the hub, {} at the subscribers",
-                t0.elapsed().as_secs_f64(),
-                marks.acked_count.load(Ordering::Relaxed)
+                "  signal {round}: NOT complete after {} s: {acked}/{} acked",
+                a.timeout_s,
+                alive()
             );
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        let signal_id = sig.id.to_hex();
+        let committed_at: i64 = sqlx::query_scalar(
+            "SELECT committed_at_ms FROM relay_log WHERE signal_id = $1 AND kind = 'signal'",
+        )
+        .bind(&signal_id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        let committed_at = committed_at as f64;
+        let received: Vec<f64> = marks
+            .signal_received
+            .iter()
+            .map(|m| m.load(Ordering::Relaxed))
+            .filter(|v| *v > 0)
+            .map(|v| wall_of(v) - committed_at)
+            .collect();
+        let acks: Vec<f64> = marks
+            .signal_acked
+            .iter()
+            .map(|m| m.load(Ordering::Relaxed))
+            .filter(|v| *v > 0)
+            .map(|v| wall_of(v) - committed_at)
+            .collect();
+        // The cursors: the writer persists the acks in batches (<= 50 ms or 1,000).
+        let relay_seq: i64 = sqlx::query_scalar(
+            "SELECT seq FROM relay_log WHERE signal_id = $1 AND kind = 'signal'",
+        )
+        .bind(&signal_id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        let t_cursor = Instant::now();
+        let mut persisted_at: Option<i64> = None;
+        while t_cursor.elapsed() < Duration::from_secs(30) {
+            let row: (i64, Option<i64>) = sqlx::query_as(
+                "SELECT COUNT(*), MAX(acked_at_ms) FROM relay_cursors WHERE seq >= $1",
+            )
+            .bind(relay_seq)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            if row.0 as usize >= acked {
+                persisted_at = row.1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if round == 0 {
+            println!(
+                "warm-up signal: 201 in {post_ms:.1} ms, for {} devices; every subscriber acked {:.1} ms after the hub's commit",
+                answer["n_devices_queued"],
+                acks.iter().copied().fold(0.0, f64::max)
+            );
+            continue;
+        }
+        post_201_ms.push(post_ms);
+        hub_share_ms.push(received.iter().copied().fold(0.0, f64::max));
+        last_ack_ms.push(acks.iter().copied().fold(0.0, f64::max));
+        if let Some(at) = persisted_at {
+            cursor_ms.push(at as f64 - committed_at);
+        }
+        recv_ms.extend(received);
+        e2e_ms.extend(acks);
     }
     let cpu_f1 = cpu_s(pid);
     let bench_f1 = cpu_s(std::process::id());
     let (rss2, hwm2) = rss_kib(pid);
-    let since_post = |v: &[AtomicU64]| -> Vec<f64> {
-        v.iter()
-            .filter_map(|m| {
-                let v = m.load(Ordering::Relaxed);
-                (v > 0).then(|| {
-                    (Duration::from_nanos(v - 1).saturating_sub(t_post)).as_secs_f64() * 1000.0
-                })
-            })
-            .collect()
+    let k = a.signals as f64;
+    let pooled = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        (pct(v, 0.5), pct(v, 0.9), pct(v, 0.99), v.last().copied().unwrap_or(f64::NAN))
     };
-    let mut received_ms = since_post(&marks.signal_received);
-    let mut sub_ms: Vec<f64> = marks
-        .signal_acked
-        .iter()
-        .filter_map(|m| {
-            let v = m.load(Ordering::Relaxed);
-            (v > 0).then(|| {
-                (Duration::from_nanos(v - 1).saturating_sub(t_post)).as_secs_f64() * 1000.0
-            })
-        })
-        .collect();
-    let hub_at: Vec<i64> = sqlx::query_scalar(
-        "SELECT acked_at_ms FROM device_feeds WHERE tip > 0 AND acked >= tip AND acked_at_ms IS NOT NULL",
-    )
-    .fetch_all(db.pool())
-    .await
-    .unwrap();
-    let mut hub_ms: Vec<f64> = hub_at.iter().map(|at| (at - post_wall_ms) as f64).collect();
+    let (e50, e90, e99, emax) = pooled(&mut e2e_ms);
+    let (r50, r90, r99, rmax) = pooled(&mut recv_ms);
+    let (h50, h90, h99, hmax) = pooled(&mut hub_share_ms);
+    let (l50, _, l99, lmax) = pooled(&mut last_ack_ms);
+    let (p50, _, p99, _) = pooled(&mut post_201_ms);
+    let (c50, _, c99, _) = pooled(&mut cursor_ms);
+    println!(
+        "fan-out of {} signals to {connected} connected subscribers ({incomplete} incomplete), from the hub's commit (relay_log.committed_at_ms, ms clock):",
+        a.signals
+    );
+    println!(
+        "  per device, signal received (Feed frame decoded and verified): p50 {r50:.1} p90 {r90:.1} p99 {r99:.1} max {rmax:.1} ms (n = {})",
+        recv_ms.len()
+    );
+    println!(
+        "  per device, durable commit and FeedAck written (end to end): p50 {e50:.1} p90 {e90:.1} p99 {e99:.1} max {emax:.1} ms (n = {})",
+        e2e_ms.len()
+    );
+    println!(
+        "  per signal, until the last device received it (the hub's share, an upper bound: it includes the subscribers' decode on the same cores): p50 {h50:.1} p90 {h90:.1} p99 {h99:.1} max {hmax:.1} ms"
+    );
+    println!(
+        "  per signal, until the last device acked: p50 {l50:.1} p99 {l99:.1} max {lmax:.1} ms"
+    );
+    println!(
+        "  per signal, post -> 201 (commit, broadcast, outcome rows): p50 {p50:.1} p99 {p99:.1} ms"
+    );
+    println!(
+        "  per signal, until every cursor was persisted (batched writer): p50 {c50:.1} p99 {c99:.1} ms"
+    );
     let delivered: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM fanout_queue WHERE delivered_at_ms IS NOT NULL")
             .fetch_one(db.pool())
             .await
             .unwrap();
-    match hub_all_ms {
-        Some(ms) => println!(
-            "fan-out: {hub_acked} of {connected} connected subscribers committed and acked (hub: device_feeds.acked) {ms:.0} ms after the post began"
-        ),
-        None => println!(
-            "fan-out: NOT complete after {} s: {hub_acked}/{connected} acked at the hub",
-            a.timeout_s
-        ),
-    }
     println!(
-        "  per subscriber, signal received (Feed frame decoded and verified): {}",
-        summary(&mut received_ms)
+        "  fanout_queue rows delivered: {delivered}; subscriber stores: {} files of <= {SUBSCRIBERS_PER_STORE} subscribers, {} group commits (largest {} items)",
+        stores.len(),
+        stores.iter().map(|s| s.commits.load(Ordering::Relaxed)).sum::<u64>(),
+        stores.iter().map(|s| s.max_group.load(Ordering::Relaxed)).max().unwrap_or(0)
     );
     println!(
-        "  per subscriber, FeedAck written after its durable commit (bench clock): {}",
-        summary(&mut sub_ms)
-    );
-    println!("  per device, hub's acked_at_ms minus the post (ms clock): {}", summary(&mut hub_ms));
-    println!(
-        "  fanout_queue rows delivered: {delivered}; subscriber store: {} group commits (largest {} items), shared by all simulated subscribers",
-        store.commits.load(Ordering::Relaxed),
-        store.max_group.load(Ordering::Relaxed)
-    );
-    println!(
-        "hub during fan-out: {:.2} CPU s ({:.3} ms per subscriber), RSS {:.1} MiB (peak {:.1} MiB; {:.1} KiB per connection over idle)",
+        "hub during fan-out: {:.2} CPU s ({:.1} ms per signal, {:.3} ms per delivery), RSS {:.1} MiB (peak {:.1} MiB; {:.1} KiB per connection over idle)",
         cpu_f1 - cpu_f0,
-        (cpu_f1 - cpu_f0) * 1000.0 / connected.max(1) as f64,
+        (cpu_f1 - cpu_f0) * 1000.0 / (k + 1.0),
+        (cpu_f1 - cpu_f0) * 1000.0 / ((k + 1.0) * connected.max(1) as f64),
         mib(rss2),
         mib(hwm2),
         (rss2.saturating_sub(rss0)) as f64 / connected.max(1) as f64
     );
-    println!("bench process during fan-out: {:.2} CPU s", bench_f1 - bench_f0);
+    println!(
+        "bench process (simulated subscribers) during fan-out: {:.2} CPU s",
+        bench_f1 - bench_f0
+    );
+    println!("RESULT fanout_subscribers {connected} count");
+    println!("RESULT fanout_p50 {e50:.1} ms");
+    println!("RESULT fanout_p99 {e99:.1} ms");
+    println!("RESULT fanout_max {emax:.1} ms");
+    println!("RESULT fanout_received_p99 {r99:.1} ms");
+    println!("RESULT fanout_hub_p99 {h99:.1} ms");
+    println!("RESULT fanout_post_201_p50 {p50:.1} ms");
+    println!("RESULT fanout_cursor_persisted_p99 {c99:.1} ms");
+    println!("RESULT fanout_hub_cpu_per_signal {:.1} ms", (cpu_f1 - cpu_f0) * 1000.0 / (k + 1.0));
+    println!(
+        "RESULT hub_rss_per_connection {:.1} KiB",
+        (rss1.saturating_sub(rss0)) as f64 / connected.max(1) as f64
+    );
     let failures = marks.failures.load(Ordering::Relaxed);
     if failures > 0 {
         println!("subscriber sessions that ended before acking: {failures}");

@@ -1090,6 +1090,14 @@ async fn marks(
         let (tip, _) = tradecast_hub::feed::marks(db, &s.device.to_text()).await?;
         out.push(tip);
         out.push(st.sync.inbox_watermark);
+        // The providers' relay logs: the last entry this subscriber may see, and its cursor.
+        for (log, seen) in tradecast_hub::relay::visible_tips(db, &s.device.to_text()).await? {
+            let source = tradecast_protocol::session::Source::Relay(log).to_text();
+            let held =
+                st.sync.relays.iter().find(|r| r.source == source).map_or(0, |r| r.committed);
+            out.push(seen);
+            out.push(held);
+        }
     }
     Ok(out)
 }

@@ -3,8 +3,9 @@
 //! The store is the truth; the bus only says *where to look*. An instance that commits a feed
 //! entry, revokes a device, disables an account or changes an entitlement publishes a small
 //! [`Event`] (never per ack, never per upstream record); every instance listens and applies it
-//! to what it holds in memory: it rings the sessions whose feed grew (one query, as the tip
-//! check does), closes a revoked device's connections, re-reads the entitlement events after
+//! to what it holds in memory: it tells the sessions following a provider that its relay log
+//! grew (`(source, seq)`), rings the sessions whose inbox grew (one query, as the tip check
+//! does), closes a revoked device's connections, re-reads the entitlement events after
 //! the last one it saw and re-broadcasts them locally. A lost message costs latency only: the
 //! feed tip check still runs every 2 s, and a listener that reconnects catches up from the
 //! store.
@@ -36,6 +37,17 @@ pub enum Event {
         /// The author whose record was relayed (device id, text form).
         source: String,
         /// Its `seq` in the author's stream.
+        seq: u64,
+    },
+    /// A provider device's relay log grew to `seq` (protocol v2's `(source, seq)`): the
+    /// receivers tell their sessions following that provider, which read the entry from the
+    /// store.
+    Relay {
+        /// The provider's account (the registry is keyed by it).
+        provider_user_id: String,
+        /// The log, as `relay:<device>`.
+        source: String,
+        /// Its new tip.
         seq: u64,
     },
     /// A device was revoked: every instance closes its connections now.
@@ -178,6 +190,7 @@ impl NatsBus {
     fn subject(&self, event: &Event) -> String {
         let class = match event {
             Event::Feed { .. } => "feed",
+            Event::Relay { .. } => "relay",
             Event::DeviceRevoked { .. } | Event::AccountDisabled { .. } => "control",
             Event::Entitlements { .. } => "entitlements",
         };
@@ -403,6 +416,7 @@ async fn apply(state: crate::state::AppState, mut rx: mpsc::Receiver<Received>) 
             Received::Message(m) => apply_one(&state, m.event).await,
             Received::Gap => {
                 state.feed_bell.ring_unacked(&state.db).await;
+                state.relay.refresh_all();
                 rebroadcast_entitlements(&state).await;
             }
         }
@@ -412,6 +426,14 @@ async fn apply(state: crate::state::AppState, mut rx: mpsc::Receiver<Received>) 
 async fn apply_one(state: &crate::state::AppState, event: Event) {
     match event {
         Event::Feed { .. } => state.feed_bell.ring_unacked(&state.db).await,
+        Event::Relay { provider_user_id, source, seq } => {
+            match tradecast_protocol::session::Source::from_text(&source) {
+                Some(tradecast_protocol::session::Source::Relay(device)) => {
+                    state.relay.tip(&provider_user_id, device, seq);
+                }
+                _ => tracing::warn!(source, "cluster relay message for no relay log"),
+            }
+        }
         Event::DeviceRevoked { device } => close_device(state, &device, "device revoked"),
         Event::AccountDisabled { user_id } => close_account(state, &user_id).await,
         Event::Entitlements { .. } => rebroadcast_entitlements(state).await,

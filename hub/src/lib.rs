@@ -41,6 +41,7 @@ pub mod plans;
 pub mod public;
 pub mod quic;
 pub mod ratelimit;
+pub mod relay;
 pub mod scrape;
 pub mod secrets;
 pub mod signals;
@@ -165,7 +166,9 @@ pub async fn build_state(
     let billing = billing::Billing::new(&config, &secrets.integrations)?;
     let telegram = telegram::Telegram::new(&config, &secrets.integrations)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let relay_cursors = relay::CursorWriter::start(db.clone());
     Ok(AppState(Arc::new(Inner {
+        relay_cursors,
         config,
         db,
         jwt,
@@ -176,6 +179,7 @@ pub async fn build_state(
         metrics: telemetry::metrics_handle(),
         quic_peers: quic::Peers::default(),
         feed_bell: feed::FeedBell::default(),
+        relay: relay::Registry::default(),
         entitlement_changes: entitlements::Changes::default(),
         cluster,
         billing,
@@ -225,6 +229,7 @@ impl Started {
         if let Some(q) = self.quic.take() {
             q.stop().await;
         }
+        self.state.relay_cursors.flush().await;
         let result = match (&mut self.task).await {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
@@ -307,7 +312,18 @@ pub async fn start_with_extensions(
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let state = build_state(config, secrets, db, clock).await?;
-    let cluster_tasks = cluster::spawn(&state);
+    let mut cluster_tasks = cluster::spawn(&state);
+    cluster_tasks.push(relay::spawn_refresher(&state));
+    cluster_tasks.push(relay::spawn_tip_watch(&state, relay::TIP_WATCH));
+    // The outcome rows a crash left out, written in the background.
+    let sweep = state.clone();
+    cluster_tasks.push(tokio::spawn(async move {
+        match relay::write_missing_expected(&sweep.db, sweep.now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(n, "wrote the outcome rows of signals relayed before a crash"),
+            Err(e) => tracing::warn!(error = %e, "writing missing outcome rows failed"),
+        }
+    }));
     let quic = start_quic(&state, addr)?;
     let quic_addr = quic.addr;
     let app = api::app(state.clone(), addr);

@@ -23,8 +23,8 @@ use crate::audit::{self, Entry};
 use crate::db::{Db, DbError, is_unique_violation};
 use crate::devices;
 use crate::error::ApiError;
-use crate::feed;
 use crate::{entitlements, plans};
+use crate::{feed, relay};
 
 /// The JSON body of `POST /api/v1/signals` (and of approvals): one encoded record.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -236,8 +236,8 @@ pub struct Ingest<'a> {
     pub now_ms: i64,
     /// For the audit entry.
     pub request_id: &'a str,
-    /// Rung for the devices whose feed grew.
-    pub bell: &'a feed::FeedBell,
+    /// The instance (its relay registry and cluster bus: the accepted signal is broadcast).
+    pub state: &'a crate::state::AppState,
 }
 
 /// Checks, deduplicates, stores, queues and audits one signal posted by `provider_user_id`.
@@ -309,11 +309,19 @@ pub async fn ingest(
             header.seq
         )));
     }
-    let (n_queued, touched) =
+    let appended =
         queue_in(&mut tx, db.backend(), &provider.id, &record, &signal, now_ms, request_id).await?;
     tx.commit().await.map_err(DbError::from)?;
     metrics::counter!(crate::telemetry::SIGNALS_INGESTED).increment(1);
-    ctx.bell.ring(&touched);
+    // The live broadcast first; then the provider's outcome rows (off the fan-out's path).
+    let mut n_queued = 0;
+    for expected in relay::after_commit(ctx.state, &appended) {
+        match expected.write(db, now_ms).await {
+            Ok(n) => n_queued = n,
+            Err(e) => tracing::warn!(error = %e, signal = %signal_id,
+                "writing the signal's outcome rows failed (the next start writes them)"),
+        }
+    }
     Ok(Ingested::Created(answer(hub, &record, &bytes, &signal, &provider.id, now_ms, n_queued)))
 }
 
@@ -353,8 +361,8 @@ async fn insert_signal(
     Ok(inserted > 0)
 }
 
-/// Queues a stored signal for every entitled device of its provider, appends it to their feeds
-/// and audits it, inside `tx`. Returns how many devices and which (ring them after the commit).
+/// Appends a stored signal to its provider device's relay log and audits it, inside `tx` (no
+/// row per subscriber). Returns what was appended (broadcast it after the commit).
 async fn queue_in(
     tx: &mut feed::Tx,
     backend: crate::db::Backend,
@@ -363,32 +371,23 @@ async fn queue_in(
     signal: &Signal,
     now_ms: i64,
     request_id: &str,
-) -> Result<(i64, Vec<String>), DbError> {
+) -> Result<Vec<relay::Appended>, DbError> {
     let header = record.header();
     let signal_id = signal.id.to_hex();
-    let queued = sqlx::query(crate::sql!(
-        "INSERT INTO fanout_queue (signal_id, device_id, enqueued_at_ms) \
-         SELECT DISTINCT $3, d.id, $2 FROM devices d JOIN users u ON u.id = d.user_id \
-         JOIN entitlements e ON e.user_id = d.user_id JOIN plans p ON p.id = e.plan_id \
-         WHERE p.provider_user_id = $1 AND d.user_id <> $1 AND {}",
-        entitlements::entitled_sql()
-    ))
-    .bind(provider_user_id)
-    .bind(now_ms)
-    .bind(&signal_id)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    let n_queued = i64::try_from(queued).unwrap_or(i64::MAX);
-    let touched = if queued > 0 {
-        feed::append_for_signal(tx, &signal_id, record, now_ms).await?
-    } else {
-        Vec::new()
-    };
+    let appended = relay::append_in(
+        tx,
+        provider_user_id,
+        record,
+        Some(&signal_id),
+        relay::View::EntitledAt(now_ms),
+        now_ms,
+    )
+    .await?;
+    let relay_seq = appended.last().map_or(0, |a| a.entry.seq);
     let detail = serde_json::json!({
         "author": header.author.to_text(), "seq": header.seq, "symbol": signal.symbol,
         "side": signal.side.as_str(), "record_hash": record.header_hash().to_hex(),
-        "n_devices_queued": n_queued,
+        "relay_seq": relay_seq,
     });
     let entry = Entry {
         actor: provider_user_id,
@@ -398,15 +397,19 @@ async fn queue_in(
         request_id,
     };
     audit::append(tx, backend, now_ms, &entry).await?;
-    Ok((n_queued, touched))
+    Ok(appended)
 }
 
 /// What became of a provider's record that arrived over sync (it is in the author's chain
 /// either way: the chain is the track record).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Relay {
-    /// Appended to these devices' feeds (ring them after the commit).
-    Relayed(Vec<String>),
+    /// Appended to its provider device's relay log (broadcast after the commit with
+    /// [`relay::after_commit`]).
+    Relayed(Vec<relay::Appended>),
+    /// Appended to these devices' inboxes (a modification or close of a signal accepted
+    /// before the relay log existed, which travels where its signal did; ring them).
+    Inboxes(Vec<String>),
     /// Not relayed, and why (logged and counted).
     NotRelayed(String),
 }
@@ -476,25 +479,36 @@ pub async fn accept_synced(
                 return no("a signal with this id (or at this seq) is already stored");
             }
             let request_id = format!("sync:{author}:{}", header.seq);
-            let (_, touched) =
+            let appended =
                 queue_in(tx, backend, &user_id, record, &signal, now_ms, &request_id).await?;
             metrics::counter!(crate::telemetry::SIGNALS_INGESTED).increment(1);
-            Ok(Relay::Relayed(touched))
+            Ok(Relay::Relayed(appended))
         }
         Body::Modify(Modify { signal_id, .. }) | Body::Close(Close { signal_id, .. }) => {
             let signal_id = signal_id.to_hex();
-            let signal_author: Option<String> =
-                sqlx::query_scalar("SELECT author FROM signals WHERE id = $1")
-                    .bind(&signal_id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            match signal_author {
-                Some(a) if a == author => Ok(Relay::Relayed(
-                    feed::append_for_signal(tx, &signal_id, record, now_ms).await?,
-                )),
-                Some(_) => no("the signal belongs to another author"),
-                None => no("no such signal (it was never relayed)"),
+            let row = sqlx::query(
+                "SELECT author, provider_user_id, received_at_ms FROM signals WHERE id = $1",
+            )
+            .bind(&signal_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(row) = row else { return no("no such signal (it was never relayed)") };
+            let signal_author: String = row.try_get(0)?;
+            if signal_author != author {
+                return no("the signal belongs to another author");
             }
+            if !relay::carries_signal(tx, &signal_id).await? {
+                return Ok(Relay::Inboxes(
+                    feed::append_for_signal(tx, &signal_id, record, now_ms).await?,
+                ));
+            }
+            let provider: String = row.try_get(1)?;
+            let accepted_at_ms: i64 = row.try_get(2)?;
+            // Seen by exactly the devices that saw the signal, entitled then or not now.
+            let view = relay::View::EntitledAt(accepted_at_ms);
+            Ok(Relay::Relayed(
+                relay::append_in(tx, &provider, record, Some(&signal_id), view, now_ms).await?,
+            ))
         }
         _ => no("not a signal, modification or close"),
     }

@@ -37,8 +37,12 @@ pub struct Inner {
     pub cluster: crate::cluster::Cluster,
     /// Committed entitlement grants and ends (the registry and FeatureGrant issuer follow it).
     pub entitlement_changes: crate::entitlements::Changes,
-    /// Wakes the sync sessions of devices whose feed grew.
+    /// Wakes the sync sessions of devices whose feed (inbox) grew.
     pub feed_bell: crate::feed::FeedBell,
+    /// The sync sessions by the providers whose relay logs they follow (live broadcast).
+    pub relay: crate::relay::Registry,
+    /// Writes the nodes' relay cursors in batches.
+    pub relay_cursors: crate::relay::CursorWriter,
     /// Billing's doors (Stripe; Telegram Stars with the bot).
     pub billing: crate::billing::Billing,
     /// The Telegram bot (off without its token).

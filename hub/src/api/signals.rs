@@ -115,7 +115,6 @@ async fn ingest(
         }
     })?;
     let (bytes, record) = signals::decode_record(&posted)?;
-    let (source, seq) = (record.header().author.to_text(), record.header().seq);
     let rules = IngestRules {
         max_age_ms: i64::try_from(state.config.signals.max_age_ms).unwrap_or(60_000),
     };
@@ -125,14 +124,11 @@ async fn ingest(
         rules,
         now_ms: now,
         request_id,
-        bell: &state.feed_bell,
+        state,
     };
     match signals::ingest(&ctx, &provider, bytes, record).await? {
-        Ingested::Created(s) => {
-            // The sessions on the other instances learn of it now, not at their tip check.
-            state.cluster.publish(crate::cluster::Event::Feed { source, seq });
-            Ok((StatusCode::CREATED, axum::Json(s)))
-        }
+        // `ingest` broadcast it to this instance's sessions and told the others.
+        Ingested::Created(s) => Ok((StatusCode::CREATED, axum::Json(s))),
         Ingested::Duplicate(s) => Ok((StatusCode::OK, axum::Json(s))),
     }
 }

@@ -7,7 +7,14 @@
 //! cancel-safe). A record is acknowledged only after its row is committed: `Committed` is
 //! reported after the SQL insert returns.
 //!
-//! Downstream (protocol version 2): the device's feed ([`crate::feed`]) is its
+//! Downstream (protocol version 2): every provider device whose plan the device's account ever
+//! held is a [`Source::Relay`] ([`crate::relay`]): live entries come from the instance's relay
+//! registry (the same bytes for every session, filtered here by [`crate::relay::Viewer::sees`]),
+//! catch-up pages from [`crate::relay::load`] with the same rule, and the node's acks go to the
+//! batched cursor writer ([`crate::relay::CursorWriter`]) without waiting. An entitlement change
+//! of the account reloads what it follows (a grant adds sources mid-session).
+//!
+//! The device's feed ([`crate::feed`]) is its
 //! [`Source::Inbox`]; the session starts from its cursor (`device_feeds.acked`) and asks for
 //! pages with `LoadSource` (at most the window); items appended while it runs are found when the
 //! device's [`crate::feed::FeedBell`] rings (rung after the appending transaction commits) or by
@@ -16,12 +23,13 @@
 //! [`crate::feed::FeedBell::watch_tips`]). `CursorAcked` moves the device's cursor in SQL,
 //! group-committed with other sessions' acks ([`crate::feed::FeedBell::ack`]).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use tradecast_protocol::IdentityKey;
 use tradecast_protocol::session::{
     HubAction, HubEvent, HubSession, HubSetup, SessionConfig, SignatureCheck, Source, SourceStart,
 };
+use tradecast_protocol::{DeviceId, IdentityKey};
 
 use super::{MAX_FRAME_LEN, close_code, store};
 use crate::state::AppState;
@@ -96,12 +104,10 @@ pub async fn run(
     state.feed_bell.watch_tips(&state.db, FEED_POLL);
     let streams = store::load_streams(&state.db, &device, cfg.recent_hashes).await?;
     let (feed_tip, feed_acked) = crate::feed::marks(&state.db, &device_text).await?;
-    let setup = HubSetup {
-        hub: state.hub_identity.identity_key(),
-        peer,
-        streams,
-        sources: vec![SourceStart { source: Source::Inbox, acked: feed_acked, tip: feed_tip }],
-    };
+    let mut relays = Relays::join(state, &device_text).await?;
+    let mut sources = vec![SourceStart { source: Source::Inbox, acked: feed_acked, tip: feed_tip }];
+    sources.extend(relays.starts());
+    let setup = HubSetup { hub: state.hub_identity.identity_key(), peer, streams, sources };
     let mut session = HubSession::new(cfg, setup, SignatureCheck, now_ms(state));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, DriverError>>(READ_AHEAD);
     let reader = tokio::spawn(async move {
@@ -121,10 +127,161 @@ pub async fn run(
         let _ = recv.read_to_end(0).await;
     });
     let mut feed = FeedCursor { device: device_text.clone(), tip: feed_tip, bell: bell.clone() };
-    let result = drive(state, conn, &mut session, &mut send, &mut rx, &mut feed).await;
+    let result = drive(state, conn, &mut session, &mut send, &mut rx, &mut feed, &mut relays).await;
     reader.abort();
     state.feed_bell.release(&device_text, bell);
     result
+}
+
+/// The relay logs a session follows: its place in the registry, the account's standing towards
+/// each provider, and the cursors as handed to the writer.
+struct Relays {
+    device: String,
+    user_id: String,
+    membership: crate::relay::Membership,
+    /// Provider account → the device's standing.
+    viewers: HashMap<String, crate::relay::Viewer>,
+    /// Followed log → (its provider, the cursor as last handed to the writer).
+    logs: HashMap<DeviceId, (String, u64)>,
+    /// The sources the session was set up with (their tips re-read after joining).
+    initial: Vec<SourceStart>,
+}
+
+impl Relays {
+    /// Reads what `device` follows and joins the registry. Entries committed between the read
+    /// and the join are covered by reading the tips again after joining.
+    async fn join(state: &AppState, device: &str) -> Result<Relays, DriverError> {
+        let user_id: String = sqlx::query_scalar("SELECT user_id FROM devices WHERE id = $1")
+            .bind(device)
+            .fetch_optional(state.db.pool())
+            .await
+            .map_err(crate::db::DbError::from)?
+            .ok_or_else(|| DriverError::Stream(format!("no device {device}")))?;
+        let following = crate::relay::following(&state.db, &user_id, device).await?;
+        let membership = state.relay.join(&user_id, following.viewers.keys().cloned());
+        let mut relays = Relays {
+            device: device.to_string(),
+            user_id,
+            membership,
+            viewers: following.viewers,
+            logs: HashMap::new(),
+            initial: Vec::new(),
+        };
+        for (log, provider, cursor, tip) in following.logs {
+            let tip = tip.max(crate::relay::tip(&state.db, &log).await?);
+            relays.logs.insert(log, (provider, cursor));
+            relays.initial.push(SourceStart { source: Source::Relay(log), acked: cursor, tip });
+        }
+        Ok(relays)
+    }
+
+    fn starts(&mut self) -> Vec<SourceStart> {
+        std::mem::take(&mut self.initial)
+    }
+
+    /// Starts following `log` of `provider` mid-session (a grant, a provider's new device).
+    async fn add(
+        &mut self,
+        state: &AppState,
+        session: &mut HubSession<SignatureCheck>,
+        log: DeviceId,
+        provider: &str,
+        tip: u64,
+    ) -> Result<(), DriverError> {
+        if self.logs.contains_key(&log) || !self.viewers.contains_key(provider) {
+            return Ok(());
+        }
+        let cursor = crate::relay::cursor(&state.db, &self.device, &log).await?;
+        let tip = tip.max(crate::relay::tip(&state.db, &log).await?);
+        self.logs.insert(log, (provider.to_string(), cursor));
+        let start = SourceStart { source: Source::Relay(log), acked: cursor.min(tip), tip };
+        session.handle(now_ms(state), HubEvent::SourceAdded(start));
+        Ok(())
+    }
+
+    /// Re-reads the account's standing and the logs it follows (an entitlement changed, or
+    /// messages were dropped): new logs are added, known ones get their tip.
+    async fn reload(
+        &mut self,
+        state: &AppState,
+        session: &mut HubSession<SignatureCheck>,
+    ) -> Result<(), DriverError> {
+        let following = crate::relay::following(&state.db, &self.user_id, &self.device).await?;
+        self.membership.follow(following.viewers.keys().cloned());
+        self.viewers = following.viewers;
+        for (log, provider, _, tip) in following.logs {
+            if self.logs.contains_key(&log) {
+                let source = Source::Relay(log);
+                session.handle(now_ms(state), HubEvent::SourceTip { source, tip });
+            } else {
+                self.add(state, session, log, &provider, tip).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one message of the registry.
+    async fn on_message(
+        &mut self,
+        state: &AppState,
+        session: &mut HubSession<SignatureCheck>,
+        msg: crate::relay::RelayMsg,
+    ) -> Result<(), DriverError> {
+        use crate::relay::RelayMsg;
+        match msg {
+            RelayMsg::Entry(a) => {
+                let log = a.provider_device;
+                if !self.logs.contains_key(&log) {
+                    return self.add(state, session, log, &a.provider_user_id, a.entry.seq).await;
+                }
+                let seen = self.viewers.get(&a.provider_user_id).is_some_and(|v| v.sees(a.view));
+                let (source, seq) = (Source::Relay(log), a.entry.seq);
+                let entry = seen.then(|| a.entry.clone());
+                session.handle(now_ms(state), HubEvent::SourceGrew { source, seq, entry });
+            }
+            RelayMsg::Tip { provider_user_id, provider_device, tip } => {
+                if self.logs.contains_key(&provider_device) {
+                    let source = Source::Relay(provider_device);
+                    session.handle(now_ms(state), HubEvent::SourceTip { source, tip });
+                } else {
+                    self.add(state, session, provider_device, &provider_user_id, tip).await?;
+                }
+            }
+            RelayMsg::Refresh => self.reload(state, session).await?,
+        }
+        Ok(())
+    }
+
+    /// A page of catch-up of `log`, filtered by the account's standing.
+    async fn load(
+        &self,
+        state: &AppState,
+        log: DeviceId,
+        after: u64,
+        max: usize,
+    ) -> Result<(Vec<tradecast_protocol::session::LogEntry>, u64), DriverError> {
+        let viewer = self
+            .logs
+            .get(&log)
+            .and_then(|(provider, _)| self.viewers.get(provider))
+            .cloned()
+            .unwrap_or_default();
+        Ok(crate::relay::load(&state.db, &log, after, max, &viewer).await?)
+    }
+
+    /// The node committed `log` up to `seq`: hand the move to the batched writer.
+    fn acked(&mut self, state: &AppState, log: DeviceId, seq: u64) {
+        let Some((_, persisted)) = self.logs.get_mut(&log) else { return };
+        let from = *persisted;
+        *persisted = (*persisted).max(seq);
+        state.relay_cursors.push(crate::relay::CursorMove {
+            device: self.device.clone(),
+            provider_device: log.to_text(),
+            from,
+            to: seq,
+            at_ms: now_ms(state),
+        });
+    }
 }
 
 /// The driver's view of the device's feed: the tip handed to the session so far.
@@ -170,6 +327,7 @@ async fn drive(
     send: &mut quinn::SendStream,
     rx: &mut tokio::sync::mpsc::Receiver<Result<Vec<u8>, DriverError>>,
     feed: &mut FeedCursor,
+    relays: &mut Relays,
 ) -> Result<(), DriverError> {
     let mut timer: Option<i64> = None;
     let mut batch: Vec<(tradecast_protocol::Record, i64)> = Vec::new();
@@ -195,16 +353,20 @@ async fn drive(
                 HubAction::CursorAcked { source: Source::Inbox, seq } => {
                     state.feed_bell.ack(&state.db, &feed.device, seq, now_ms(state)).await?;
                 }
-                // Relay logs are not served by this hub yet: the session never follows one.
-                HubAction::CursorAcked { source: Source::Relay(_), .. } => {}
+                HubAction::CursorAcked { source: Source::Relay(log), seq } => {
+                    relays.acked(state, log, seq);
+                }
                 HubAction::LoadSource { source, after, max } => {
-                    let entries = match source {
+                    let (entries, scanned_to) = match source {
                         Source::Inbox => {
-                            crate::feed::entries(&state.db, &feed.device, after + 1, max).await?
+                            let entries =
+                                crate::feed::entries(&state.db, &feed.device, after + 1, max)
+                                    .await?;
+                            let scanned_to = entries.last().map_or(after, |item| item.seq);
+                            (entries, scanned_to)
                         }
-                        Source::Relay(_) => Vec::new(),
+                        Source::Relay(log) => relays.load(state, log, after, max).await?,
                     };
-                    let scanned_to = entries.last().map_or(after, |item| item.seq);
                     let loaded = HubEvent::SourceLoaded { source, after, entries, scanned_to };
                     session.handle(now_ms(state), loaded);
                 }
@@ -245,6 +407,11 @@ async fn drive(
                 session.handle(now_ms(state), HubEvent::TimerFired);
             }
             () = feed.bell.notified() => feed_appended(state, session, feed).await?,
+            msg = relays.membership.rx.recv() => match msg {
+                Some(msg) => relays.on_message(state, session, msg).await?,
+                None => return Err(DriverError::Stream("relay registry closed".into())),
+            },
+            () = relays.membership.lagged.notified() => relays.reload(state, session).await?,
         }
     }
 }
@@ -268,6 +435,9 @@ async fn flush(
     {
         let (source, seq) = (last.header().author.to_text(), last.header().seq);
         state.cluster.publish(crate::cluster::Event::Feed { source, seq });
+    }
+    for expected in crate::relay::after_commit(state, &done.relayed) {
+        expected.spawn(state);
     }
     for (record, _) in batch.drain(..) {
         let h = record.header();

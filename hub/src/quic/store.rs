@@ -131,8 +131,10 @@ pub async fn commit(
 pub struct Committed {
     /// The hub's receipts, in the batch's order.
     pub receipts: Vec<Receipt>,
-    /// Devices whose feed grew (ring them).
+    /// Devices whose feed (inbox) grew (ring them).
     pub touched: Vec<String>,
+    /// What was appended to relay logs (broadcast it: [`crate::relay::after_commit`]).
+    pub relayed: Vec<crate::relay::Appended>,
 }
 
 /// Commits verified records in one transaction (one fsync), each idempotently; returns their
@@ -147,7 +149,11 @@ pub async fn commit_batch(
     records: &[(Record, i64)],
 ) -> Result<Committed, StoreError> {
     let mut tx = db.begin_write().await?;
-    let mut done = Committed { receipts: Vec::with_capacity(records.len()), touched: Vec::new() };
+    let mut done = Committed {
+        receipts: Vec::with_capacity(records.len()),
+        touched: Vec::new(),
+        relayed: Vec::new(),
+    };
     // Per (author, stream) outside the signals stream: the last record this batch committed,
     // whose receipt goes back to the author (see below).
     let mut tips: Vec<(String, StreamId, Receipt, i64)> = Vec::new();
@@ -198,7 +204,8 @@ pub async fn commit_batch(
             match signals::accept_synced(&mut tx, db.backend(), rules, record, *received_at_ms)
                 .await?
             {
-                Relay::Relayed(devices) => done.touched.extend(devices),
+                Relay::Relayed(appended) => done.relayed.extend(appended),
+                Relay::Inboxes(devices) => done.touched.extend(devices),
                 Relay::NotRelayed(why) => {
                     metrics::counter!(crate::telemetry::SIGNALS_REJECTED, "kind" => "sync")
                         .increment(1);

@@ -125,11 +125,21 @@ async fn slow_every_dashboard_panel_returns_data_from_a_real_prometheus() {
 
     // Activity over several scrapes: signals fanned out to the device and acked (the delivery
     // histogram), webhook answers (the hub has no webhook secrets: 409s), the job ticking.
+    let log = tradecast_protocol::DeviceId::parse(&kit.device_id).unwrap();
+    let mut acked = 0;
     for seq in 1..=4u64 {
         let s = signal(&kit.identity, hub.clock.now_ms());
         post_signal(&hub, &kit, &s, seq).await.1.ok(201);
-        let (tip, _) = tradecast_hub::feed::marks(&hub.db, &device).await.unwrap();
-        tradecast_hub::feed::ack(&hub.db, &device, tip, hub.clock.now_ms() + 40).await.unwrap();
+        let tip = tradecast_hub::relay::tip(&hub.db, &log).await.unwrap();
+        let ack = tradecast_hub::relay::CursorMove {
+            device: device.clone(),
+            provider_device: kit.device_id.clone(),
+            from: acked,
+            to: tip,
+            at_ms: hub.clock.now_ms() + 40,
+        };
+        tradecast_hub::relay::write_batch(&hub.db, &[ack]).await.unwrap();
+        acked = tip;
         for path in ["/api/v1/telegram/webhook", "/api/v1/billing/stripe/webhook"] {
             hub.post_raw(path, "application/json", b"{}".to_vec()).await;
         }

@@ -31,6 +31,7 @@ mod outbox;
 mod plans;
 mod quic;
 mod ratelimit;
+mod relay_crash;
 mod revenue;
 mod schemathesis;
 mod signals;

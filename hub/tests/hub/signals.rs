@@ -2,6 +2,7 @@
 //! exact status and problem type, dedupe, fan-out queueing to entitled devices only, receipts.
 
 use serde_json::json;
+use tradecast_hub::relay;
 use tradecast_protocol::{Body, IdentityKey, Receipt, Record};
 
 use crate::helpers::{
@@ -21,7 +22,7 @@ async fn ingest_dedupe_and_fanout(b: Backend) {
     let (_, dev2) = hub.enrol(&sub, "vps").await;
     hub.post(&format!("/api/v1/devices/{dev2}/revoke"), Some(&sub.token), json!({})).await.ok(200);
     let outsider = hub.user(&owner, "subscriber").await;
-    hub.enrol(&outsider, "pc").await;
+    let (_, outsider_dev) = hub.enrol(&outsider, "pc").await;
     hub.post(
         "/api/v1/entitlements",
         Some(&owner.token),
@@ -82,18 +83,37 @@ async fn ingest_dedupe_and_fanout(b: Backend) {
             .await
             .unwrap();
     assert_eq!(queued, vec![dev1.clone()]);
-    // The device's feed: the hub-signed grant of its plan (issued with the entitlement), then
-    // the provider's self-signed keys (pinned on first sight), then the signal, unchanged.
-    let feed = tradecast_hub::feed::items(&hub.db, &dev1, 1, 100).await.unwrap();
-    assert_eq!(feed.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert!(matches!(feed[0].record.body().unwrap(), Body::FeatureGrant(_)));
-    assert!(
-        matches!(feed[1].record.body().unwrap(), Body::DeviceKeys(k) if k.identity == kit.identity.identity_key())
+    // The device's inbox holds the hub-signed grant of its plan (issued with the entitlement)
+    // only: the signal is in the provider device's relay log, after the provider's self-signed
+    // keys (pinned on first sight), unchanged, once for every subscriber.
+    let inbox = tradecast_hub::feed::items(&hub.db, &dev1, 1, 100).await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    assert!(matches!(inbox[0].record.body().unwrap(), Body::FeatureGrant(_)));
+    let following = relay::following(&hub.db, &sub.user_id, &dev1).await.unwrap();
+    assert_eq!(following.logs.len(), 1, "{following:?}");
+    let (log, provider, cursor, tip) = following.logs[0].clone();
+    assert_eq!(
+        (log.to_text(), provider.as_str(), cursor, tip),
+        (kit.device_id.clone(), kit.session.user_id.as_str(), 0, 2)
     );
-    assert_eq!(feed[2].record, record);
-    assert_eq!(tradecast_hub::feed::marks(&hub.db, &dev1).await.unwrap(), (3, 0));
-    // The provider's close of that signal, arriving over sync, follows it to the same device
-    // (no second copy of the keys); a close of an unknown signal stays in the chain only.
+    let viewer = following.viewers[&provider].clone();
+    let (entries, scanned) = relay::load(&hub.db, &log, 0, 100, &viewer).await.unwrap();
+    assert_eq!(scanned, 2);
+    assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+    let keys = Record::decode(&entries[0].record).unwrap();
+    assert!(
+        matches!(keys.body().unwrap(), Body::DeviceKeys(k) if k.identity == kit.identity.identity_key())
+    );
+    assert_eq!(&*entries[1].record, &record.encode()[..]);
+    // The outsider follows no log; one who subscribes after the signal sees the keys only.
+    let f = relay::following(&hub.db, &outsider.user_id, &outsider_dev).await.unwrap();
+    assert!(f.logs.is_empty() && f.viewers.is_empty());
+    let late = relay::Viewer { enrolled_at_ms: 0, intervals: vec![(hub.clock.now_ms() + 1, None)] };
+    let (seen, scanned) = relay::load(&hub.db, &log, 0, 100, &late).await.unwrap();
+    assert_eq!((seen.iter().map(|e| e.seq).collect::<Vec<_>>(), scanned), (vec![1], 2));
+    // The provider's close of that signal, arriving over sync, follows it in the same log, to
+    // the devices that saw the signal (no second copy of the keys); a close of an unknown
+    // signal stays in the chain only.
     let close = |signal_id, seq| {
         let body = Body::Close(tradecast_protocol::Close {
             signal_id,
@@ -109,9 +129,14 @@ async fn ingest_dedupe_and_fanout(b: Backend) {
     tradecast_hub::quic::store::commit(&hub.db, hub_id, &c, hub.clock.now_ms()).await.unwrap();
     let stray = close(tradecast_protocol::SignalId([9; 16]), 3);
     tradecast_hub::quic::store::commit(&hub.db, hub_id, &stray, hub.clock.now_ms()).await.unwrap();
-    let feed = tradecast_hub::feed::items(&hub.db, &dev1, 1, 100).await.unwrap();
-    assert_eq!(feed.len(), 4);
-    assert_eq!(feed[3].record, c);
+    let (entries, _) = relay::load(&hub.db, &log, 2, 100, &viewer).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(&*entries[0].record, &c.encode()[..]);
+    assert_eq!(
+        relay::load(&hub.db, &log, 0, 100, &late).await.unwrap().1,
+        3,
+        "the close is not the late subscriber's"
+    );
     let entitled = tradecast_hub::entitlements::entitled_devices(
         &hub.db,
         &kit.session.user_id,
@@ -125,10 +150,19 @@ async fn ingest_dedupe_and_fanout(b: Backend) {
     assert!(m.text.contains("tradecast_fanout_queued 1"), "{}", m.text);
     assert!(m.text.contains("tradecast_fanout_lag_seconds 5"), "{}", m.text);
     assert!(m.text.contains("tradecast_signals_ingested_total 1"), "{}", m.text);
-    // The node's ack marks the signal delivered (the queue gauge drops).
+    // The node's ack (through the batched cursor writer) marks the signal delivered (the
+    // queue gauge drops); an older ack never moves the cursor back.
     let acked_at = hub.clock.now_ms();
-    tradecast_hub::feed::ack(&hub.db, &dev1, 3, acked_at).await.unwrap();
-    assert_eq!(tradecast_hub::feed::marks(&hub.db, &dev1).await.unwrap(), (4, 3));
+    let ack = |from, to, at_ms| relay::CursorMove {
+        device: dev1.clone(),
+        provider_device: log.to_text(),
+        from,
+        to,
+        at_ms,
+    };
+    relay::write_batch(&hub.db, &[ack(0, 3, acked_at)]).await.unwrap();
+    relay::write_batch(&hub.db, &[ack(0, 1, acked_at + 9)]).await.unwrap();
+    assert_eq!(relay::cursor(&hub.db, &dev1, &log).await.unwrap(), 3);
     let delivered: Option<i64> = sqlx::query_scalar(
         "SELECT delivered_at_ms FROM fanout_queue WHERE signal_id = $1 AND device_id = $2",
     )

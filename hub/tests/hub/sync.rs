@@ -140,8 +140,17 @@ async fn sync_outcomes_for_the_provider_and_quarantine_alarms_for_the_owner(back
     let db = &hub.state().db;
     store::commit(db, &hub.state().hub_identity, &r1, now).await.unwrap();
     store::commit(db, &hub.state().hub_identity, &r2, now + 6).await.unwrap();
-    // The feed: the plan's grant, the provider's keys, the signal.
-    tradecast_hub::feed::ack(db, &dev, 3, now + 7).await.unwrap();
+    // The node acks the provider's relay log (its keys, the signal) through the cursor writer.
+    let log = tradecast_protocol::DeviceId::parse(&kit.device_id).unwrap();
+    assert_eq!(tradecast_hub::relay::tip(db, &log).await.unwrap(), 2);
+    let ack = tradecast_hub::relay::CursorMove {
+        device: dev.clone(),
+        provider_device: kit.device_id.clone(),
+        from: 0,
+        to: 2,
+        at_ms: now + 7,
+    };
+    tradecast_hub::relay::write_batch(db, &[ack]).await.unwrap();
     let o = hub.get(&path, Some(&kit.session.token)).await;
     let row = &o.ok(200)[0];
     assert_eq!(row["decision"], "approved");

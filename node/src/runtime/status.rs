@@ -37,8 +37,20 @@ pub struct SyncStatus {
     pub hub_connected: Option<bool>,
     /// The last feed item committed (the hub's feed for this device).
     pub inbox_watermark: u64,
+    /// The providers' relay logs this node follows: the last `seq` committed of each.
+    #[serde(default)]
+    pub relays: Vec<RelayStatus>,
     /// Per stream this node writes: the last `seq` signed and the hub receipts held.
     pub streams: Vec<StreamStatus>,
+}
+
+/// One relay log in [`SyncStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayStatus {
+    /// `relay:<provider device>`.
+    pub source: String,
+    /// The last item committed.
+    pub committed: u64,
 }
 
 /// One stream in [`SyncStatus`].
@@ -178,6 +190,12 @@ impl Node {
             identity_key: hex::encode(self.identity.identity_key().to_bytes()),
             hub_connected: self.hub_connected(),
             inbox_watermark: view.inbox_watermark()?,
+            relays: view
+                .held_sources(0)?
+                .into_iter()
+                .filter(|h| h.source != tradecast_protocol::session::Source::Inbox)
+                .map(|h| RelayStatus { source: h.source.to_text(), committed: h.committed })
+                .collect(),
             streams,
         };
         Ok(Status {

@@ -34,6 +34,10 @@ pub enum HubEvent<'a> {
     /// `(after, scanned_to]`, in `seq` order (`scanned_to` is the last entry the driver
     /// looked at, seen or not; no progress means the log ends at `after`).
     SourceLoaded { source: Source, after: u64, entries: Vec<LogEntry>, scanned_to: u64 },
+    /// The log of `source` holds entries up to `tip` that the driver did not hand over live
+    /// (another hub instance appended them, or live entries were dropped for a full queue):
+    /// the session reads them with [`HubAction::LoadSource`] pages.
+    SourceTip { source: Source, tip: u64 },
     /// The device may now see a source it did not follow when the session began (a grant):
     /// its stored cursor and the source's tip.
     SourceAdded(SourceStart),
@@ -329,6 +333,14 @@ impl<C: RecordCheck> HubSession<C> {
                     let author = self.peer_device;
                     let alarm = Alarm::Equivocation { author, stream, seq, known, offered };
                     self.out.push_back(HubAction::Alarm(alarm));
+                }
+            }
+            HubEvent::SourceTip { source, tip } => {
+                if let Some(out) = self.sources.get_mut(&source)
+                    && tip > out.tip
+                {
+                    out.tip = tip;
+                    self.pump_source(now, source);
                 }
             }
             HubEvent::SourceAdded(start) => {

@@ -434,6 +434,26 @@ fn a_shared_log_reaches_the_node_with_holes_for_others_and_cursors_per_source() 
 }
 
 #[test]
+fn a_tip_the_driver_did_not_hand_over_is_read_from_the_store() {
+    // Another instance appended 1..=6 (or the live messages were dropped): the driver only
+    // learns the tip; the session reads pages and the node gets every entry for it once.
+    let mine = |seq: u64| seq != 2;
+    let mut d = Downstream::new(SessionConfig::default(), 0, 0, 6);
+    d.node.handle(0, NodeEvent::Connected).unwrap();
+    d.settle(&mine);
+    d.hub.handle(0, HubEvent::SourceTip { source: d.provider, tip: 6 });
+    let (commits, cursors, _) = d.settle(&mine);
+    assert_eq!(commits, vec![1, 3, 4, 5, 6]);
+    assert_eq!(cursors.last(), Some(&6));
+    // An older tip, or one of a source the session does not follow, changes nothing.
+    d.hub.handle(0, HubEvent::SourceTip { source: d.provider, tip: 3 });
+    d.hub.handle(0, HubEvent::SourceTip { source: Source::Relay(identity(9).device_id()), tip: 9 });
+    let (commits, _, actions) = d.settle(&mine);
+    assert!(commits.is_empty());
+    assert!(!actions.iter().any(|a| matches!(a, HubAction::LoadSource { .. })), "{actions:?}");
+}
+
+#[test]
 fn catch_up_reads_pages_within_the_window_and_a_lagging_hub_cursor_takes_the_nodes() {
     let mine = |seq: u64| seq != 4;
     let cfg = SessionConfig { window: 2, ..SessionConfig::default() };
