@@ -10,7 +10,13 @@ use crate::helpers::{
 };
 use crate::on_both;
 
-on_both!(ingest_dedupe_and_fanout, ingest_refusals, hmac_refusals, provider_conditions);
+on_both!(
+    ingest_dedupe_and_fanout,
+    ingest_refusals,
+    hmac_refusals,
+    provider_conditions,
+    a_signal_queued_before_the_relay_log_is_closed_through_the_inbox
+);
 
 async fn ingest_dedupe_and_fanout(b: Backend) {
     let hub = TestHub::start(b).await;
@@ -475,5 +481,92 @@ async fn provider_conditions(b: Backend) {
     let k = IdentityKey::from_hex(&hex::encode(hub.state().hub_identity.identity_key().to_bytes()))
         .unwrap();
     assert_eq!(k.device_id(), hub.state().hub_identity.device_id());
+    hub.stop().await;
+}
+
+/// A signal accepted before migration 0007 sits in its subscribers' inboxes (`feed_items`,
+/// `fanout_queue`, as the hub wrote it then); the provider's later `Close` of it follows it
+/// there, not into the relay log, so a node that has not acknowledged it yet gets both in order.
+async fn a_signal_queued_before_the_relay_log_is_closed_through_the_inbox(b: Backend) {
+    let hub = TestHub::start(b).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    let sub = hub.user(&owner, "subscriber").await;
+    let (_, dev1) = hub.enrol(&sub, "pc").await;
+    hub.post(
+        "/api/v1/entitlements",
+        Some(&owner.token),
+        json!({ "user_id": sub.user_id, "plan_id": kit.plan_id }),
+    )
+    .await
+    .ok(201);
+    // The hub of yesterday: the signal stored, queued for the device and appended to its feed
+    // (the provider's keys first) in one transaction.
+    let now = hub.clock.now_ms();
+    let s = signal(&kit.identity, now);
+    let record = Record::sign(&kit.identity, fields(1, now), &Body::Signal(s.clone()));
+    let mut tx = hub.db.begin_write().await.unwrap();
+    sqlx::query(
+        "INSERT INTO signals (id, provider_user_id, author, stream, seq, record, record_hash, symbol, \
+         side, entry, stop, tp1, created_at_ms, expires_at_ms, received_at_ms) \
+         VALUES ($1, $2, $3, 1, 1, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11)",
+    )
+    .bind(s.id.to_hex())
+    .bind(&kit.session.user_id)
+    .bind(&kit.device_id)
+    .bind(record.encode())
+    .bind(record.header_hash().to_hex())
+    .bind(&s.symbol)
+    .bind(s.side.as_str())
+    .bind(s.entry.to_string())
+    .bind(s.stop.to_string())
+    .bind(s.tp1.to_string())
+    .bind(now)
+    .bind(s.expires_at_ms)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO fanout_queue (signal_id, device_id, enqueued_at_ms) VALUES ($1, $2, $3)",
+    )
+    .bind(s.id.to_hex())
+    .bind(&dev1)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let touched = tradecast_hub::feed::append_for_signal(&mut tx, &s.id.to_hex(), &record, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(touched, vec![dev1.clone()]);
+    let before = tradecast_hub::feed::items(&hub.db, &dev1, 1, 100).await.unwrap();
+    assert_eq!(before.len(), 3, "the grant, the provider's keys, the signal");
+
+    // Today's hub receives the provider's close over sync: it follows the signal into the inbox.
+    let close = Record::sign(
+        &kit.identity,
+        fields(2, hub.clock.now_ms()),
+        &Body::Close(tradecast_protocol::Close {
+            signal_id: s.id,
+            fraction: rust_decimal::Decimal::ONE,
+            price: None,
+            reason: "provider closed".into(),
+            at_ms: hub.clock.now_ms(),
+        }),
+    );
+    let hub_id = &hub.state().hub_identity;
+    tradecast_hub::quic::store::commit(&hub.db, hub_id, &close, hub.clock.now_ms()).await.unwrap();
+    let after = tradecast_hub::feed::items(&hub.db, &dev1, 1, 100).await.unwrap();
+    assert_eq!(after.len(), 4);
+    assert_eq!((&after[2].record, &after[3].record), (&record, &close));
+    let log = tradecast_protocol::DeviceId::parse(&kit.device_id).unwrap();
+    assert_eq!(relay::tip(&hub.db, &log).await.unwrap(), 0, "nothing of it in the relay log");
+    // A signal accepted now takes the relay log (the keys first), not the inbox.
+    hub.clock.advance_ms(10);
+    let s2 = signal(&kit.identity, hub.clock.now_ms());
+    post_signal(&hub, &kit, &s2, 3).await.1.ok(201);
+    assert_eq!(relay::tip(&hub.db, &log).await.unwrap(), 2);
+    assert_eq!(tradecast_hub::feed::items(&hub.db, &dev1, 1, 100).await.unwrap().len(), 4);
     hub.stop().await;
 }
