@@ -293,6 +293,11 @@ pub struct ProvidersArgs {
     /// someone else.
     #[arg(long, value_name = "DEVICE_ID")]
     pub trust: Option<String>,
+    /// Release a quarantined source (`relay:<device id>` or `inbox`, as listed): the hub sent
+    /// two different records at one position of it. Release it only once the hub's operator
+    /// has explained and fixed it; its items are taken again from the next session.
+    #[arg(long, value_name = "SOURCE")]
+    pub release_source: Option<String>,
 }
 
 /// Lists the pinned provider keys (and trusts one with `--trust`). The node must be stopped
@@ -318,7 +323,16 @@ pub fn providers_command(
         }
         writeln!(out, "trusted {}", id.to_text())?;
     }
-    let authors = store.read()?.authors()?;
+    if let Some(text) = &args.release_source {
+        let source = tradecast_protocol::session::Source::from_text(text.trim())
+            .ok_or_else(|| ProvidersError::BadSource(text.clone()))?;
+        if !store.write(|tx| tx.release_source(source))? {
+            return Err(ProvidersError::NotQuarantined(text.clone()));
+        }
+        writeln!(out, "released {}", source.to_text())?;
+    }
+    let view = store.read()?;
+    let authors = view.authors()?;
     if authors.is_empty() {
         writeln!(out, "no provider key pinned yet (the first one arrives with its first signal)")?;
     }
@@ -331,6 +345,13 @@ pub fn providers_command(
             a.label,
             a.pinned_at_seq
         )?;
+    }
+    for h in view.held_sources(0)? {
+        let state = match h.quarantined_at_ms {
+            Some(at) => format!("QUARANTINED since {at} (release with --release-source)"),
+            None => "ok".to_string(),
+        };
+        writeln!(out, "source {}  item {}  {state}", h.source.to_text(), h.committed)?;
     }
     Ok(())
 }

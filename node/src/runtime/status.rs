@@ -51,6 +51,9 @@ pub struct RelayStatus {
     pub source: String,
     /// The last item committed.
     pub committed: u64,
+    /// Since when it is quarantined (the hub equivocated on it), unix ms.
+    #[serde(default)]
+    pub quarantined_at_ms: Option<i64>,
 }
 
 /// One stream in [`SyncStatus`].
@@ -194,7 +197,11 @@ impl Node {
                 .held_sources(0)?
                 .into_iter()
                 .filter(|h| h.source != tradecast_protocol::session::Source::Inbox)
-                .map(|h| RelayStatus { source: h.source.to_text(), committed: h.committed })
+                .map(|h| RelayStatus {
+                    source: h.source.to_text(),
+                    committed: h.committed,
+                    quarantined_at_ms: h.quarantined_at_ms,
+                })
                 .collect(),
             streams,
         };

@@ -21,6 +21,14 @@ pub struct HeldSource {
     pub source: Source,
     pub committed: u64,
     pub recent: Vec<(u64, ChainHash)>,
+    /// When the source was quarantined (the hub equivocated on it), unix ms: nothing more is
+    /// committed from it until a person releases it.
+    pub quarantined_at_ms: Option<i64>,
+}
+
+/// The cursor-table key that marks `source` quarantined (its value: since when, unix ms).
+fn quarantine_key(source: Source) -> String {
+    format!("quarantine:{}", source.to_text())
 }
 
 fn decode_item(table: &'static str, bytes: &[u8]) -> Result<Record, StoreError> {
@@ -87,6 +95,21 @@ impl Tx<'_> {
     pub fn put_feed(&mut self, seq: u64, record: &Record) -> Result<(), StoreError> {
         self.tx.open_table(FEED)?.insert(seq, record.encode().as_slice())?;
         self.set_inbox_watermark(seq)
+    }
+
+    /// Quarantines `source` (the hub equivocated on it, or renumbered it): it stays so across
+    /// restarts until a person releases it (`tradecast-node providers --release-source`).
+    pub fn quarantine_source(&mut self, source: Source, at_ms: i64) -> Result<(), StoreError> {
+        if self.cursor(DEVICE_KEY, &quarantine_key(source))?.is_none() {
+            self.set_cursor(DEVICE_KEY, &quarantine_key(source), at_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Lifts `source`'s quarantine; `false` when it was not quarantined.
+    pub fn release_source(&mut self, source: Source) -> Result<bool, StoreError> {
+        let key = quarantine_key(source);
+        Ok(self.tx.open_table(CURSORS)?.remove((DEVICE_KEY, key.as_str()))?.is_some())
     }
 
     /// The committed cursor of `source` (0 before its first item).
@@ -239,6 +262,7 @@ impl View {
             source: Source::Inbox,
             committed: self.inbox_watermark()?,
             recent: self.feed_recent(n)?,
+            quarantined_at_ms: self.cursor(DEVICE_KEY, &quarantine_key(Source::Inbox))?,
         }];
         let cursors = self.tx.open_table(CURSORS)?;
         let relay = self.tx.open_table(RELAY)?;
@@ -253,7 +277,8 @@ impl View {
                 recent.push((k.value().1, decode_item("relay", v.value())?.header_hash()));
             }
             recent.reverse();
-            out.push(HeldSource { source, committed, recent });
+            let quarantined_at_ms = self.cursor(DEVICE_KEY, &quarantine_key(source))?;
+            out.push(HeldSource { source, committed, recent, quarantined_at_ms });
         }
         Ok(out)
     }

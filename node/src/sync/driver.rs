@@ -394,7 +394,7 @@ fn setup(ctx: &Ctx) -> Result<(NodeSetup, BTreeMap<StreamId, u64>), StoreError> 
                 source: h.source,
                 committed: h.committed,
                 recent: h.recent,
-                quarantined: false,
+                quarantined: h.quarantined_at_ms.is_some(),
             })
             .collect(),
         authors: view.authors()?.into_iter().map(|a| a.key).collect(),
@@ -527,10 +527,12 @@ async fn drive(
                     tracing::info!(device = %key.device_id().fmt_short(), "author key pinned");
                 }
                 NodeAction::QuarantineSource(source) => {
+                    ctx.host.store().write(|tx| tx.quarantine_source(source, now_ms()))?;
                     let source = source.to_text();
                     tracing::error!(
                         source,
-                        "the hub equivocated on a source: quarantined for this session"
+                        "ALARM: the hub equivocated on a source: quarantined until you release it \
+                         (tradecast-node providers --release-source SOURCE)"
                     );
                 }
                 NodeAction::Alarm(alarm) => tracing::warn!(?alarm, "sync alarm"),

@@ -46,6 +46,10 @@ pub enum ProvidersError {
     BadId(String),
     #[error("no pinned provider key {0}")]
     Unknown(String),
+    #[error("`{0}` is not a source (`inbox` or `relay:<device id>`)")]
+    BadSource(String),
+    #[error("{0} is not quarantined")]
+    NotQuarantined(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

@@ -152,3 +152,58 @@ fn run_takes_env_over_the_config_logs_json_and_never_a_secret() {
     }
     assert!(log.contains("request refused"), "the forged request is logged (without secrets)");
 }
+
+#[test]
+fn a_quarantined_relay_log_stays_so_across_restarts_until_released_from_the_cli() {
+    use tradecast_protocol::session::Source;
+    let dir = tempfile::tempdir().expect("tempdir");
+    init(dir.path());
+    let provider = tradecast_protocol::Identity::from_secret_bytes(&[7; 32], &[8; 32]);
+    let source = Source::Relay(provider.device_id());
+    let keys = tradecast_protocol::Record::sign(
+        &provider,
+        tradecast_protocol::HeaderFields {
+            stream: tradecast_protocol::StreamId::DEVICE,
+            seq: 1,
+            prev_hash: tradecast_protocol::ChainHash::GENESIS,
+            created_at_ms: 1_000,
+        },
+        &tradecast_protocol::Body::DeviceKeys(tradecast_protocol::DeviceKeys {
+            identity: provider.identity_key(),
+            sealing: provider.sealing_public_key(),
+            label: "provider".into(),
+            at_ms: 1_000,
+            account_fingerprint: None,
+        }),
+    );
+    {
+        // What the sync driver does on the session's QuarantineSource (the hub equivocated).
+        let path = dir.path().join(tradecast_node::store::FILE_NAME);
+        let store = tradecast_node::store::Store::open(&path).expect("store");
+        store
+            .write(|tx| {
+                tx.put_source_item(source, 4, &keys)?;
+                tx.quarantine_source(source, 1_000)?;
+                tx.quarantine_source(source, 2_000) // the first instant stays
+            })
+            .expect("quarantined");
+        let held = store.read().expect("view").held_sources(0).expect("sources");
+        let relay = held.iter().find(|h| h.source == source).expect("the relay log is held");
+        assert_eq!((relay.committed, relay.quarantined_at_ms), (4, Some(1_000)));
+        assert_eq!(held[0].quarantined_at_ms, None, "the inbox is not");
+    }
+    let data = dir.path().to_str().expect("path");
+    let text = stdout(&node(&["providers", "--data", data]));
+    assert!(
+        text.contains(&format!("source {}  item 4  QUARANTINED since 1000", source.to_text())),
+        "{text}"
+    );
+    let bad = node(&["providers", "--data", data, "--release-source", "relay:nope"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a source"));
+    let text = stdout(&node(&["providers", "--data", data, "--release-source", &source.to_text()]));
+    assert!(text.contains(&format!("released {}", source.to_text())), "{text}");
+    assert!(text.contains(&format!("source {}  item 4  ok", source.to_text())), "{text}");
+    let again = node(&["providers", "--data", data, "--release-source", &source.to_text()]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not quarantined"));
+}
