@@ -1,6 +1,6 @@
 //! `/subscribers`: accounts found by e-mail, and one page per account: the account (role,
 //! status), the plans it holds (entitlements, through `entitlements::history`), its devices with
-//! their link health (connected to this instance now, feed marks, last heard from), and the
+//! their link health (connected to this instance now, inbox marks and relay log cursors, last heard from), and the
 //! signals queued for its devices with what each device did (`quic::store::received_by_account`,
 //! the rows `GET /api/v1/signals/{id}/outcomes` gives per signal).
 //!
@@ -120,7 +120,11 @@ pub async fn show(
     for d in &devices {
         let connected = tradecast_protocol::DeviceId::parse(&d.id)
             .is_ok_and(|dev| state.quic_peers.is_connected(&dev));
-        health.push((connected, crate::feed::link_health(&state.db, &d.id).await?));
+        let mut logs = Vec::new();
+        for (log, seen) in crate::relay::visible_tips(&state.db, &d.id).await? {
+            logs.push((log.to_text(), crate::relay::cursor(&state.db, &d.id, &log).await?, seen));
+        }
+        health.push((connected, crate::feed::link_health(&state.db, &d.id).await?, logs));
     }
     let received = crate::quic::store::received_by_account(&state.db, &user.id, RECEIVED_LIMIT)
         .await
@@ -243,9 +247,9 @@ pub async fn show(
         p.mute { "Extending grants the plan again with a later end; the earlier entitlement stays in the history." }
         h2 { "Devices" }
         table #devices {
-            thead { tr { th { "Name" } th { "Device" } th { "Enrolled (UTC)" } th { "Link" } th { "Feed (acked / tip)" } th { "Last heard (UTC)" } th {} } }
+            thead { tr { th { "Name" } th { "Device" } th { "Enrolled (UTC)" } th { "Link" } th { "Inbox (acked / tip)" } th { "Providers' relay logs (acked / last for it)" } th { "Last heard (UTC)" } th {} } }
             tbody {
-                @for (d, (connected, h)) in devices.iter().zip(&health) {
+                @for (d, (connected, h, logs)) in devices.iter().zip(&health) {
                     tr {
                         td { (d.name) }
                         td { (fmt::short(&d.id)) }
@@ -256,6 +260,12 @@ pub async fn show(
                             @else { span.tag { "not connected here" } }
                         }
                         td.num { (h.acked) " / " (h.tip) @if h.tip > h.acked { " " span.tag.warn { (h.tip - h.acked) " pending" } } }
+                        td.num {
+                            @for (log, acked, seen) in logs {
+                                div { span.mute { (fmt::short(log)) " " } (acked) " / " (seen) @if seen > acked { " " span.tag.warn { "behind" } } }
+                            }
+                            @if logs.is_empty() { "—" }
+                        }
                         td.nowrap { (fmt::when(h.last_ack_ms.max(h.last_record_ms))) }
                         td {
                             @if d.revoked_at_ms.is_none() {
@@ -264,7 +274,7 @@ pub async fn show(
                         }
                     }
                 }
-                @if devices.is_empty() { (fmt::none_row(7, "No device enrolled.")) }
+                @if devices.is_empty() { (fmt::none_row(8, "No device enrolled.")) }
             }
         }
         h2 { "Signals received" }

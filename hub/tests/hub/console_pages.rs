@@ -202,6 +202,10 @@ async fn console_subscriber_pages_and_actions(b: Backend) {
         ents[0].contains("Gold") && ents[0].contains("49.00 USD") && ents[0].contains("active"),
         "{ents:?}"
     );
+    // The device follows the provider's relay log: nothing acked yet of its 2 entries (the
+    // provider's keys and the signal).
+    let dev_rows = rows(&r, "devices");
+    assert!(dev_rows[0].contains("0 / 2") && dev_rows[0].contains("behind"), "{dev_rows:?}");
     let received = rows(&r, "received");
     assert_eq!(received.len(), 1, "{}", r.text);
     assert!(
