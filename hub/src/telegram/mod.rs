@@ -15,6 +15,7 @@
 
 pub mod alarms;
 pub mod api;
+pub mod approve;
 pub mod bot;
 pub mod broadcast;
 pub mod channels;

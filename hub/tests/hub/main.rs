@@ -31,6 +31,7 @@ mod outbox;
 mod plans;
 mod quic;
 mod ratelimit;
+mod remote_approvals;
 mod revenue;
 mod schemathesis;
 mod signals;
