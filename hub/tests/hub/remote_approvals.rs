@@ -331,6 +331,51 @@ async fn telegram_button_approves_through_the_node(b: Backend) {
     assert!(texts[2].starts_with("Too late"), "{texts:?}");
     assert_eq!(inbox_requests(&hub, &node_id).await.len(), 1);
 
+    // A third signal the trader decides in the app itself: the message is closed (its id was
+    // learnt from sendMessage's answer), and a press on it afterwards sends nothing.
+    let s3 = signal(&kit.identity, hub.clock.now_ms());
+    post_signal(&hub, &kit, &s3, 3).await.1.ok(201);
+    stream.commit(&hub, pending(&node, s3.id, hub.clock.now_ms(), 10 * 60_000)).await;
+    let mut third = None;
+    for _ in 0..300 {
+        third = posts(&sb).into_iter().find(|m| m.message_id != late.message_id);
+        let known: Option<i64> = sqlx::query_scalar(
+            "SELECT message_id FROM telegram_approval_posts WHERE signal_id = $1",
+        )
+        .bind(s3.id.to_hex())
+        .fetch_one(hub.db.pool())
+        .await
+        .unwrap();
+        if third.is_some() && known.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let third = third.expect("the third signal's message");
+    let reject3 = button(&third, "Reject");
+    stream
+        .commit(
+            &hub,
+            Body::Approval(Approval {
+                signal_id: s3.id,
+                device: node.device_id(),
+                decision: Decision::Rejected,
+                decided_by: DecidedBy::Trader("alice".into()),
+                consent_version: 3,
+                reason: String::new(),
+                decided_at_ms: hub.clock.now_ms(),
+                lots: None,
+            }),
+        )
+        .await;
+    let closed = message_with(&sb, 501, "Decided in your app: rejected").await;
+    assert_eq!(closed.message_id, third.message_id);
+    assert!(closed.callback_data().is_empty());
+    forged_press(&hub, 900_002, 501, 501, third.message_id, &reject3).await;
+    let refused = answer_payloads(&hub).await;
+    assert!(refused.last().unwrap().contains("Already decided"), "{refused:?}");
+    assert_eq!(inbox_requests(&hub, &node_id).await.len(), 1);
+
     // Every answered press was within Telegram's limits, and the stand-in found no bad call.
     let bad: Vec<_> = sb
         .calls()
