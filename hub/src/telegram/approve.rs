@@ -13,7 +13,8 @@
 //!   the device's inbox when the update commits. The message loses its buttons and says what was
 //!   sent; when the node's signed `RequestAnswer` arrives ([`answered_in`]) it says what the node
 //!   did (applied, or refused with the reason). A decision the node took by itself (its app, its
-//!   rules) closes the message too ([`decided_elsewhere_in`]).
+//!   rules) closes the message too ([`decided_elsewhere_in`]), and so does the deadline passing
+//!   unpressed (the job `telegram.approval_expiry`, [`ExpiryCloser`]).
 //! - A press by anyone but the linked trader, after the expiry, or on a message already decided
 //!   (a second press, or two buttons at once) is refused politely and changes nothing: the
 //!   message's row is claimed with `pressed_at_ms IS NULL` in the update's transaction.
@@ -603,6 +604,66 @@ pub async fn decided_elsewhere_in(
     let text = format!("{text}\n\n☑️ Decided in your app: <b>{}</b>.", esc(decision));
     let key = format!("{POST_KEY}{post_id}:elsewhere");
     enqueue_edit(tx, chat_id, message_id, text, &key, &format!("decided:{signal_id}"), now_ms).await
+}
+
+/// The job that closes approval messages nobody pressed before their deadline: the buttons go
+/// and the message says time is up (what the node does then is its own rules': a signal
+/// waiting for a manual decision expires).
+#[derive(Debug, Default)]
+pub struct ExpiryCloser;
+
+impl crate::jobs::Job for ExpiryCloser {
+    fn run<'a>(
+        &'a self,
+        state: &'a AppState,
+    ) -> futures::future::BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            let n = close_expired(state).await.map_err(|e| e.to_string())?;
+            Ok(format!("{n} approval messages closed at their deadline"))
+        })
+    }
+}
+
+/// One pass of [`ExpiryCloser`]: how many messages it closed (at most 200 a pass).
+pub async fn close_expired(state: &AppState) -> Result<usize, DbError> {
+    let now = state.now_ms();
+    let due: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM telegram_approval_posts WHERE pressed_at_ms IS NULL AND expires_at_ms <= $1 \
+         ORDER BY expires_at_ms, id LIMIT 200",
+    )
+    .bind(now)
+    .fetch_all(state.db.pool())
+    .await?;
+    let mut closed = 0;
+    for id in due {
+        let mut tx = state.db.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE telegram_approval_posts SET pressed_at_ms = $1, outcome = 'expired' \
+             WHERE id = $2 AND pressed_at_ms IS NULL RETURNING chat_id, message_id, text, expires_at_ms",
+        )
+        .bind(now)
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(r) = r else { continue };
+        let (chat_id, message_id, text, expires): (i64, Option<i64>, String, i64) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        if let Some(message_id) = message_id {
+            let text = format!(
+                "{text}\n\n⌛ Time is up ({} UTC): nothing was sent; your app's own rules apply.",
+                super::fmt_minute(expires)
+            );
+            let key = format!("{POST_KEY}{id}:expired");
+            enqueue_edit(&mut tx, chat_id, message_id, text, &key, &format!("expired:{id}"), now)
+                .await?;
+        }
+        tx.commit().await?;
+        closed += 1;
+    }
+    if closed > 0 {
+        crate::outbox::wake(state);
+    }
+    Ok(closed)
 }
 
 #[cfg(test)]
