@@ -298,7 +298,7 @@ fn pending_card(c: &PendingCard, now: i64, main: bool) -> Markup {
     let waiting = r.decided_at_ms.is_none() && r.expires_at_ms > now;
     let lots_id = format!("lots-{key}");
     html! {
-        article.card.pending id=(format!("p-{key}")) data-signal=(r.signal_id) {
+        article.pending id=(format!("p-{key}")) data-signal=(r.signal_id) {
             div.row {
                 div {
                     b { (c.side.to_uppercase()) " " (c.symbol) } " at " code { (crate::telegram::price(&c.entry)) }
@@ -308,8 +308,14 @@ fn pending_card(c: &PendingCard, now: i64, main: bool) -> Markup {
                     span.tag.warn data-expires=(r.expires_at_ms) { (countdown(r.expires_at_ms - now)) }
                 } @else if let Some(d) = &c.decision {
                     span.tag.ok { (d) }
+                } @else if r.outcome.as_deref() == Some("applied") {
+                    span.tag.ok { "applied" }
+                } @else if r.outcome.is_some() {
+                    span.tag.bad { "refused" }
+                } @else if r.expires_at_ms <= now {
+                    span.tag { "expired" }
                 } @else {
-                    span.tag { "closed" }
+                    span.tag { "decided" }
                 }
             }
             div { "Lots your rules allow: " b { (r.min_lots.normalize()) " – " (r.max_lots.normalize()) } }
@@ -324,13 +330,9 @@ fn pending_card(c: &PendingCard, now: i64, main: bool) -> Markup {
                 p.answer { (answer_words(q)) }
             }
             @if waiting && open_request.is_none() {
-                div.actions {
-                    button.primary type="button" data-action="decide" data-signal=(r.signal_id) data-device=(r.device_id)
-                        data-decision="approved" data-main=[main.then(|| format!("Approve {} {}", c.side.to_uppercase(), c.symbol))] {
-                        @if let Some(p) = &r.preview { "Approve " (p.lots.normalize()) " lots" } @else { "Approve" }
-                    }
-                    button type="button" data-action="decide" data-signal=(r.signal_id) data-device=(r.device_id)
-                        data-decision="rejected" { "Reject" }
+                button.primary type="button" data-action="decide" data-signal=(r.signal_id) data-device=(r.device_id)
+                    data-decision="approved" data-main=[main.then(|| format!("Approve {} {}", c.side.to_uppercase(), c.symbol))] {
+                    @if let Some(p) = &r.preview { "Approve " (p.lots.normalize()) " lots" } @else { "Approve" }
                 }
                 div.actions {
                     label for=(lots_id) { "Another size" }
@@ -338,6 +340,10 @@ fn pending_card(c: &PendingCard, now: i64, main: bool) -> Markup {
                         min=(r.min_lots.normalize()) max=(r.max_lots.normalize()) value=(r.min_lots.normalize());
                     button type="button" data-action="decide" data-signal=(r.signal_id) data-device=(r.device_id)
                         data-decision="approved" data-lots-from=(lots_id) { "Approve this size" }
+                }
+                div.actions {
+                    button type="button" data-action="decide" data-signal=(r.signal_id) data-device=(r.device_id)
+                        data-decision="rejected" { "Reject" }
                 }
             }
         }
