@@ -320,7 +320,7 @@ fn pending_card(c: &PendingCard, now: i64, main: bool) -> Markup {
             }
             div { "Lots your rules allow: " b { (r.min_lots.normalize()) " – " (r.max_lots.normalize()) } }
             @if let Some(p) = &r.preview {
-                div.hint { "Risk at " (p.lots.normalize()) " lots: " (p.risk_money.round_dp(2)) " " (p.currency) " (" (p.risk_percent.round_dp(2).normalize()) " % of equity)" }
+                div.hint { "Risk at " (p.lots.normalize()) " lots: " (format!("{:.2}", p.risk_money.round_dp(2))) " " (p.currency) " (" (p.risk_percent.round_dp(2).normalize()) " % of equity)" }
             }
             @if !r.blocking.is_empty() {
                 p.notice { "Your app would refuse it now: "

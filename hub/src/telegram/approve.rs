@@ -162,7 +162,7 @@ fn post_text(s: &SignalInfo, row: &PendingRow) -> String {
         out.push_str(&format!(
             "Risk at {} lots: {} {} ({} % of equity)\n",
             esc(&p.lots.normalize().to_string()),
-            esc(&p.risk_money.round_dp(2).to_string()),
+            esc(&format!("{:.2}", p.risk_money.round_dp(2))),
             esc(&p.currency),
             esc(&p.risk_percent.round_dp(2).normalize().to_string()),
         ));
@@ -698,6 +698,43 @@ mod tests {
         for p in presets(d("0.03"), d("1.7"), None) {
             assert!(p >= d("0.03") && p <= d("1.7"));
         }
+    }
+
+    #[test]
+    fn the_post_escapes_every_dynamic_value() {
+        let info = SignalInfo {
+            symbol: "XAU<USD>".into(),
+            side: "buy".into(),
+            entry: "1.5&".into(),
+            stop: "1".into(),
+            tp1: "2".into(),
+            device_name: "Bob & <Co>".into(),
+        };
+        let row = PendingRow {
+            signal_id: "00".repeat(16),
+            device_id: "d".into(),
+            user_id: "u".into(),
+            expires_at_ms: 0,
+            min_lots: Decimal::from_str("0.01").unwrap(),
+            max_lots: Decimal::from_str("0.50").unwrap(),
+            preview: Some(tradecast_protocol::RiskPreview {
+                lots: Decimal::from_str("0.10").unwrap(),
+                risk_money: Decimal::from_str("12.5").unwrap(),
+                risk_percent: Decimal::from_str("1.25").unwrap(),
+                currency: "U<SD".into(),
+            }),
+            blocking: vec!["<script>".into(), "daily_loss".into()],
+            at_ms: 0,
+            outcome: None,
+            decided_at_ms: None,
+        };
+        let text = post_text(&info, &row);
+        for raw in ["XAU<USD>", "Bob & <Co>", "U<SD", "<script>"] {
+            assert!(!text.contains(raw), "{raw} unescaped in {text}");
+        }
+        assert!(text.contains("XAU&lt;USD&gt;") && text.contains("Bob &amp; &lt;Co&gt;"));
+        assert!(text.contains("<code>1.5&amp;</code>"), "{text}");
+        assert!(text.contains("the daily loss limit") && text.contains("Risk at 0.1 lots: 12.50"));
     }
 
     #[test]
