@@ -383,11 +383,13 @@ async fn telegram_button_approves_through_the_node(b: Backend) {
     assert!(refused.last().unwrap().contains("Already decided"), "{refused:?}");
     assert_eq!(inbox_requests(&hub, &node_id).await.len(), 1);
 
-    // Every answered press was within Telegram's limits, and the stand-in found no bad call.
+    // The stand-in found no bad call (the forged presses' answers aside: their ids are unknown
+    // to it).
     let bad: Vec<_> = sb
         .calls()
         .into_iter()
-        .filter(|c| c.status != 200 && c.method != "answerCallbackQuery")
+        // (A 429 is Telegram's flood answer, retried by the outbox after `retry_after`.)
+        .filter(|c| ![200, 429].contains(&c.status) && c.method != "answerCallbackQuery")
         .collect();
     assert!(bad.is_empty(), "{bad:#?}");
     let audit = hub.get("/api/v1/audit?action=approval.request", Some(&owner.token)).await;
