@@ -308,7 +308,7 @@ pub async fn request(
 ) -> Result<ApprovalRequest, ApiError> {
     let now_ms = state.now_ms();
     let mut tx = state.db.begin_write().await?;
-    let req = request_in(
+    let (req, seq) = request_in(
         &mut tx,
         state.db.backend(),
         &state.hub_identity,
@@ -319,12 +319,21 @@ pub async fn request(
     )
     .await?;
     tx.commit().await.map_err(DbError::from)?;
-    state.feed_bell.ring(std::slice::from_ref(&req.device_id));
+    after_commit(state, &req.device_id, seq);
     Ok(req)
 }
 
+/// Once a request's transaction committed: the device's session (on this instance) sends it
+/// now, and the other instances hear of the hub chain's new entry (`seq`) and wake theirs.
+pub fn after_commit(state: &AppState, device_id: &str, seq: u64) {
+    state.feed_bell.ring(&[device_id.to_owned()]);
+    let source = state.hub_identity.device_id().to_text();
+    state.cluster.publish(crate::cluster::Event::Feed { source, seq });
+}
+
 /// [`request`] inside the caller's write transaction (a Telegram press records its update in
-/// the same one); the caller rings the device after committing.
+/// the same one): the request and the signed record's `seq` in the hub's chain; the caller calls
+/// [`after_commit`] once it committed.
 pub async fn request_in(
     tx: &mut Tx,
     backend: Backend,
@@ -333,7 +342,7 @@ pub async fn request_in(
     asker: &Asker<'_>,
     new: &NewApprovalRequest,
     request_id: &str,
-) -> Result<ApprovalRequest, ApiError> {
+) -> Result<(ApprovalRequest, u64), ApiError> {
     let decision = RemoteDecision::ALL
         .into_iter()
         .find(|d| d.as_str() == new.decision)
@@ -496,7 +505,7 @@ pub async fn request_in(
         },
     )
     .await?;
-    Ok(req)
+    Ok((req, record.header().seq))
 }
 
 const REQUEST_COLUMNS: &str = "id, signal_id, device_id, decision, channel, requested_by, \

@@ -159,8 +159,10 @@ pub async fn apply(
             if queued {
                 crate::outbox::wake(state);
             }
-            // A press made a hub-signed request: wake the device's sync session.
-            state.feed_bell.ring(&rung);
+            // A press made a hub-signed request: wake the device's sync session (any instance).
+            for (device, seq) in &rung {
+                crate::approvals::after_commit(state, device, *seq);
+            }
             Outcome::Applied
         }
         None => {

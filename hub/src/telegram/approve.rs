@@ -403,7 +403,8 @@ pub async fn decide_press(
 
 /// Applies a press inside the update's transaction: claims the message (a second press finds
 /// it claimed), signs and queues the request for the node, answers the press and edits the
-/// message. Returns the device to ring once the transaction commits, if a request was made.
+/// message. Returns the device and the request's `seq` in the hub's chain once the transaction
+/// commits ([`approvals::after_commit`]), if a request was made.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply_press_in(
     tx: &mut Tx,
@@ -414,7 +415,7 @@ pub async fn apply_press_in(
     cause: &str,
     now_ms: i64,
     request_id: &str,
-) -> Result<Option<String>, DbError> {
+) -> Result<Option<(String, u64)>, DbError> {
     let Press { callback_id, button: b, chat_id, message_id, presser } = press;
     let answer = |text: String, alert: bool| {
         AnswerCallbackQueryParams::builder()
@@ -449,7 +450,7 @@ pub async fn apply_press_in(
     let asker = Asker { user_id: &b.user_id, telegram_user_id: Some(b.telegram_user_id) };
     let asked = ask_words(&b.decision, b.lots.as_deref());
     match approvals::request_in(tx, backend, hub, now_ms, &asker, &new, request_id).await {
-        Ok(req) => {
+        Ok((req, seq)) => {
             sqlx::query("UPDATE telegram_approval_posts SET request_id = $1 WHERE id = $2")
                 .bind(&req.id)
                 .bind(&b.post_id)
@@ -468,7 +469,7 @@ pub async fn apply_press_in(
             enqueue_edit(tx, chat_id, i64::from(message_id), text, keys.1, cause, now_ms).await?;
             metrics::counter!("tradecast_telegram_approval_presses_total", "outcome" => "sent")
                 .increment(1);
-            Ok(Some(req.device_id))
+            Ok(Some((req.device_id, seq)))
         }
         // The database failed: the update's transaction is dropped (Telegram delivers again).
         Err(crate::error::ApiError::Internal(e)) => Err(match e.downcast::<DbError>() {

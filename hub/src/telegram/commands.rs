@@ -799,8 +799,8 @@ pub fn set_commands(chat_id: i64, role: Option<Role>) -> SetMyCommandsParams {
 }
 
 /// Does `step`'s writes and enqueues its messages in `tx`. `update_id` makes the dedupe keys.
-/// Returns how many calls it queued and the devices whose inbox grew (ring them after the
-/// commit).
+/// Returns how many calls it queued and the (device, hub chain seq) of each request it signed
+/// into a device's inbox (announce them after the commit: [`crate::approvals::after_commit`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn apply_in(
     tx: &mut Transaction<'static, Any>,
@@ -810,7 +810,7 @@ pub async fn apply_in(
     update_id: i64,
     now_ms: i64,
     request_id: &str,
-) -> Result<(usize, Vec<String>), DbError> {
+) -> Result<(usize, Vec<(String, u64)>), DbError> {
     let cause = format!("telegram_update:{update_id}");
     let mut rung = Vec::new();
     let key = |n: usize| format!("tg:u{update_id}:{n}");
