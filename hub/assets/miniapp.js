@@ -42,8 +42,9 @@
       trail.push(name);
     }
     Array.prototype.forEach.call(tabs.querySelectorAll('.tab'), function (t) {
-      t.classList.toggle('on', t.getAttribute('data-view') === name);
+      t.classList.toggle('on', t.getAttribute('data-view') === name.split('?')[0]);
     });
+    current = name;
     if (trail.length > 1) { tg.BackButton.show(); } else { tg.BackButton.hide(); }
     htmx.ajax('GET', '/miniapp/app/' + name, { target: '#view', swap: 'innerHTML' });
   }
@@ -68,14 +69,31 @@
     }
   }
 
+  // The view currently shown (with its query, e.g. one signal opened from a notification).
+  var current = null;
+
   function act(button) {
     var action = button.getAttribute('data-action');
     if (action === 'open-link') {
       tg.openLink(new URL(button.getAttribute('data-url'), location.href).href);
       return;
     }
+    if (action === 'view') {
+      show(button.getAttribute('data-view'));
+      return;
+    }
     var body = new URLSearchParams();
     if (button.hasAttribute('data-plan')) { body.set('plan_id', button.getAttribute('data-plan')); }
+    if (action === 'decide') {
+      body.set('signal_id', button.getAttribute('data-signal'));
+      body.set('device_id', button.getAttribute('data-device'));
+      body.set('decision', button.getAttribute('data-decision'));
+      var from = button.getAttribute('data-lots-from');
+      if (from) {
+        var input = document.getElementById(from);
+        body.set('lots', input ? input.value : '');
+      }
+    }
     button.disabled = true;
     tg.MainButton.showProgress(false);
     fetch('/miniapp/app/' + action, {
@@ -86,7 +104,11 @@
       return r.json().then(function (b) { return { ok: r.ok, body: b }; });
     }).then(function (res) {
       if (!res.ok) { throw new Error(res.body.detail || 'refused'); }
-      if (res.body.kind === 'invoice') {
+      if (res.body.kind === 'decided') {
+        // The node's answer is shown by the view, which refreshes itself until it arrives.
+        try { tg.HapticFeedback.notificationOccurred('success'); } catch (unsupported) { /* old client */ }
+        show(current, false);
+      } else if (res.body.kind === 'invoice') {
         try {
           tg.openInvoice(res.body.url, function (status) {
             if (status === 'paid') { show('plan', false); }
@@ -115,6 +137,17 @@
   });
 
   document.body.addEventListener('htmx:afterSwap', mainButton);
+
+  // Countdowns to a pending signal's expiry (the server's clock gave the first value).
+  setInterval(function () {
+    Array.prototype.forEach.call(view.querySelectorAll('[data-expires]'), function (el) {
+      var left = Math.floor((Number(el.getAttribute('data-expires')) - Date.now()) / 1000);
+      el.textContent = left <= 0 ? 'time is up'
+        : left < 60 ? left + ' s left'
+        : left < 3600 ? Math.floor(left / 60) + ' min ' + (left % 60) + ' s left'
+        : Math.floor(left / 3600) + ' h ' + Math.floor((left % 3600) / 60) + ' min left';
+    });
+  }, 1000);
   document.body.addEventListener('htmx:responseError', function (ev) {
     var status = ev.detail.xhr.status;
     say(status === 401
@@ -134,7 +167,8 @@
     document.body.setAttribute('hx-headers', JSON.stringify({ 'Authorization': 'Bearer ' + token }));
     tabs.hidden = false;
     var start = tg.initDataUnsafe && tg.initDataUnsafe.start_param;
-    show(start && start.indexOf('approve_') === 0 ? 'approvals' : 'plan');
+    var one = start && /^approve_[0-9a-f]{32}$/.test(start) ? start.slice(8) : null;
+    show(one ? 'approvals?signal=' + one : 'plan');
   }).catch(function (e) {
     say('Telegram did not sign this session in (' + (e.message || e) + '): open the app again from the bot.', true);
   });

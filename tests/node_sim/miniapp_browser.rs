@@ -6,7 +6,8 @@
 //! records what the page asks of Telegram (main button, back button, invoice). The trader sees
 //! their plan, pays a plan in Telegram Stars (the invoice paid in the stand-in, then Telegram's
 //! `invoice_closed` event), sees it on the plan view, and opens the approvals and analytics
-//! views, in a light and a dark theme. Screenshots: `test-artifacts/ui-miniapp-*.png`.
+//! views, in a light and a dark theme, and approves a pending signal of their node at another
+//! size, seeing the node's signed answer arrive. Screenshots: `test-artifacts/ui-miniapp-*.png`.
 
 use std::time::Duration;
 
@@ -280,6 +281,55 @@ async fn slow_miniapp_plan_payment_approvals_analytics_at_phone_size_light_and_d
         b.screenshot_sized(&format!("miniapp-{view}-dark"), 390, 844).await;
     }
 
+    // Remote approval: the trader's node (a real identity enrolled on this hub) signs a Pending
+    // for a provider's signal; the Approvals view lists it with its range, risk and countdown;
+    // the trader approves another size; the view waits for the node's signed answer (it polls)
+    // and shows it.
+    let pending = pending_signal(
+        &http,
+        &base,
+        &state,
+        &provider,
+        &login("trader@example.com", "a password 12345").await,
+    )
+    .await;
+    b.click(".tab[data-view=\"plan\"]").await;
+    b.click(".tab[data-view=\"approvals\"]").await;
+    assert!(
+        b.until("return !!document.querySelector('#view [data-action=\"decide\"]')").await,
+        "the pending signal: {}",
+        b.js("return document.querySelector('#view').innerHTML").await
+    );
+    let view = b.js("return document.querySelector('#view').textContent").await;
+    let view = view.as_str().unwrap_or_default().to_owned();
+    for needle in ["Waiting for you", "0.01 – 0.5", "12.50 USD (1.25 % of equity)", " s left"] {
+        assert!(view.contains(needle), "{needle}: {view}");
+    }
+    assert!(
+        b.until("return window.__tg.some(function (e) { return e[0] === 'web_app_setup_main_button' && /Approve BUY EURUSD/.test(e[1].text); })").await,
+        "the main button approves: {}",
+        b.js("return JSON.stringify(window.__tg)").await
+    );
+    b.screenshot_sized("miniapp-approvals-pending-dark", 390, 844).await;
+    let input = format!("lots-{}-{}", pending.signal_hex, pending.device);
+    b.js(&format!("document.getElementById('{input}').value = '0.2'; return true;")).await;
+    b.click("[data-lots-from]").await;
+    assert!(
+        b.until("return document.querySelector('#view').textContent.indexOf('Waiting for its answer') >= 0").await,
+        "sent: {}",
+        b.js("return document.querySelector('#view').textContent").await
+    );
+    let request = pending.answer(&state).await;
+    assert_eq!(request.lots.as_deref(), Some("0.2"));
+    assert_eq!(request.channel, "mini_app");
+    assert_eq!(request.telegram_user_id, Some(TG_USER));
+    assert!(
+        b.until("return document.querySelector('#view').textContent.indexOf('Applied: your app did it (approve 0.2 lots)') >= 0").await,
+        "the node's answer shown: {}",
+        b.js("return document.querySelector('#view').textContent").await
+    );
+    b.screenshot_sized("miniapp-approvals-applied-dark", 390, 844).await;
+
     // Nothing refused by the CSP, no script error.
     let errors: Vec<String> = b
         .console()
@@ -290,4 +340,225 @@ async fn slow_miniapp_plan_payment_approvals_analytics_at_phone_size_light_and_d
     assert!(errors.is_empty(), "{errors:#?}");
     b.quit();
     started.stop().await.expect("stop");
+}
+
+/// A signal waiting for the trader on their node, as the hub holds it.
+struct PendingSignal {
+    node: tradecast_protocol::Identity,
+    device: String,
+    signal_hex: String,
+    signal: tradecast_protocol::SignalId,
+}
+
+fn identity() -> tradecast_protocol::Identity {
+    let seed: [u8; 32] = tradecast_hub::ids::random_bytes(32).try_into().expect("32");
+    let x: [u8; 32] = tradecast_hub::ids::random_bytes(32).try_into().expect("32");
+    tradecast_protocol::Identity::from_secret_bytes(&seed, &x)
+}
+
+/// Enrols a fresh node identity for the account of `token`; its device id (text).
+async fn enrol(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    node: &tradecast_protocol::Identity,
+) -> String {
+    use tradecast_protocol::{Body, ChainHash, DeviceKeys, HeaderFields, Record, StreamId};
+    let code = api(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/devices/enrolment-codes"),
+        Some(token),
+        json!({}),
+    )
+    .await;
+    let keys = DeviceKeys {
+        identity: node.identity_key(),
+        sealing: node.sealing_public_key(),
+        label: "trader's pc".into(),
+        at_ms: now_ms(),
+        account_fingerprint: None,
+    };
+    let fields = HeaderFields {
+        stream: StreamId::DEVICE,
+        seq: 1,
+        prev_hash: ChainHash::GENESIS,
+        created_at_ms: now_ms(),
+    };
+    let record = b64(&Record::sign(node, fields, &Body::DeviceKeys(keys)).encode());
+    let r = api(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/devices/enrol"),
+        None,
+        json!({ "code": code["code"], "keys_record": record }),
+    )
+    .await;
+    r["device"]["id"].as_str().expect("device id").to_owned()
+}
+
+/// The provider posts a signal (its node enrolled, an API key); the trader's node signs a
+/// `Pending` for it, committed as the sync session commits it.
+async fn pending_signal(
+    http: &reqwest::Client,
+    base: &str,
+    state: &tradecast_hub::state::AppState,
+    provider_token: &str,
+    trader_token: &str,
+) -> PendingSignal {
+    use tradecast_protocol::{
+        Body, ChainHash, EntryKind, HeaderFields, Pending, Record, RiskPreview, Side, Signal,
+        SignalId, StreamId, Timeframe,
+    };
+    let provider = identity();
+    enrol(http, base, provider_token, &provider).await;
+    let key = api(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/api-keys"),
+        Some(provider_token),
+        json!({ "label": "script" }),
+    )
+    .await;
+    let (key_id, secret) = (
+        key["id"].as_str().expect("key").to_owned(),
+        key["secret"].as_str().expect("secret").to_owned(),
+    );
+    let now = now_ms();
+    let d = |s: &str| s.parse::<rust_decimal::Decimal>().expect("decimal");
+    let signal = Signal {
+        id: SignalId(tradecast_hub::ids::random_bytes(16).try_into().expect("16")),
+        provider: provider.device_id(),
+        strategy_id: "fib-rsi".into(),
+        strategy_version: 1,
+        symbol: "EURUSD".into(),
+        timeframe: Timeframe::H1,
+        side: Side::Buy,
+        entry_kind: EntryKind::Market,
+        entry: d("1.09128"),
+        stop: d("1.08900"),
+        tp1: d("1.09500"),
+        tp2: None,
+        bar_time_ms: now - 3_600_000,
+        expires_at_ms: now + 600_000,
+        leg: 1,
+        indicators: vec![],
+        rr: d("1.63"),
+    };
+    let fields = HeaderFields {
+        stream: StreamId::SIGNALS,
+        seq: 1,
+        prev_hash: ChainHash::GENESIS,
+        created_at_ms: now,
+    };
+    let (_, body) = tradecast_hub::signals::client::signal_body(&provider, fields, &signal);
+    let path = tradecast_hub::signals::client::SIGNALS_PATH;
+    let nonce = tradecast_hub::ids::random_hex(16);
+    let mut r = http
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(body.clone());
+    for (k, v) in
+        tradecast_hub::signals::client::auth_headers(&key_id, &secret, path, &body, now, &nonce)
+    {
+        r = r.header(k, v);
+    }
+    let r = r.send().await.expect("signal");
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap_or_default());
+
+    let node = identity();
+    let device = enrol(http, base, trader_token, &node).await;
+    let p = Pending {
+        signal_id: signal.id,
+        device: node.device_id(),
+        expires_at_ms: now + 600_000,
+        min_lots: d("0.01"),
+        max_lots: d("0.50"),
+        risk_preview: Some(RiskPreview {
+            lots: d("0.10"),
+            risk_money: d("12.50"),
+            risk_percent: d("1.25"),
+            currency: "USD".into(),
+        }),
+        blocking: vec![],
+        at_ms: now,
+    };
+    let fields = HeaderFields {
+        stream: StreamId::SHARED,
+        seq: 1,
+        prev_hash: ChainHash::GENESIS,
+        created_at_ms: now,
+    };
+    let record = Record::sign(&node, fields, &Body::Pending(p));
+    tradecast_hub::quic::store::commit(&state.db, &state.hub_identity, &record, now)
+        .await
+        .expect("commit");
+    PendingSignal { signal_hex: signal.id.to_hex(), signal: signal.id, device, node }
+}
+
+impl PendingSignal {
+    /// The trader's node answers the request the hub put in its inbox: applied.
+    async fn answer(
+        &self,
+        state: &tradecast_hub::state::AppState,
+    ) -> tradecast_hub::approvals::ApprovalRequest {
+        use tradecast_protocol::{
+            AnswerOutcome, Body, HeaderFields, Record, RequestAnswer, StreamId,
+        };
+        let items =
+            tradecast_hub::feed::items(&state.db, &self.device, 1, 100).await.expect("inbox");
+        let request = items
+            .iter()
+            .find_map(|i| match i.record.body() {
+                Ok(Body::ApprovalRequest(r)) => Some(r),
+                _ => None,
+            })
+            .expect("a hub-signed request in the node's inbox");
+        let stored =
+            tradecast_hub::approvals::request_by_id(&state.db, &request.request_id.to_hex())
+                .await
+                .expect("db")
+                .expect("stored");
+        let now = now_ms();
+        let held = tradecast_hub::quic::store::records(
+            &state.db,
+            &self.node.device_id(),
+            StreamId::SHARED,
+        )
+        .await
+        .expect("records");
+        let prev = held.last().expect("the Pending").header_hash();
+        let fields =
+            HeaderFields { stream: StreamId::SHARED, seq: 2, prev_hash: prev, created_at_ms: now };
+        let body = Body::RequestAnswer(RequestAnswer {
+            request_id: request.request_id,
+            signal_id: self.signal,
+            device: self.node.device_id(),
+            outcome: AnswerOutcome::Applied,
+            at_ms: now,
+        });
+        let record = Record::sign(&self.node, fields, &body);
+        tradecast_hub::quic::store::commit(&state.db, &state.hub_identity, &record, now)
+            .await
+            .expect("commit");
+        stored
+    }
+}
+
+/// Standard base64 with padding (what the enrolment API takes).
+fn b64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

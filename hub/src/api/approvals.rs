@@ -73,12 +73,15 @@ async fn list_approvals(
     ))
 }
 
-/// Store a remote decision for one of the caller's devices; the node decides within its own
-/// policy and answers with its own signed approval.
+/// Send a remote decision to one of the caller's devices: the hub signs it as an
+/// `ApprovalRequest` record and appends it to the device's inbox. The node decides within its
+/// own policy and answers with its signed `RequestAnswer` (and `Approval`), which consumes the
+/// request. `lots` must lie within the lot range of the node's `Pending` for the signal.
 #[utoipa::path(post, path = "/api/v1/approval-requests", tag = "approvals", request_body = NewApprovalRequest, security(("bearer" = [])), responses(
     (status = 201, body = ApprovalRequest),
     (status = 403, description = "device-refused", body = Problem, content_type = "application/problem+json"),
     (status = 404, description = "not-found", body = Problem, content_type = "application/problem+json"),
+    (status = 409, description = "conflict: the pending signal's decision time has passed", body = Problem, content_type = "application/problem+json"),
     (status = 422, description = "validation", body = Problem, content_type = "application/problem+json"),
 ))]
 async fn post_request(
@@ -86,8 +89,7 @@ async fn post_request(
     authed: Authed,
     Json(req): Json<NewApprovalRequest>,
 ) -> Result<(StatusCode, axum::Json<ApprovalRequest>), ApiError> {
-    let r =
-        approvals::request(&state.db, state.now_ms(), &authed.user_id, &req, &authed.request_id)
-            .await?;
+    let asker = approvals::Asker { user_id: &authed.user_id, telegram_user_id: None };
+    let r = approvals::request(&state, &asker, &req, &authed.request_id).await?;
     Ok((StatusCode::CREATED, axum::Json(r)))
 }

@@ -53,6 +53,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/miniapp/app/stars", post(pages::stars))
         .route("/miniapp/app/checkout", post(pages::checkout))
         .route("/miniapp/app/portal", post(pages::portal))
+        .route("/miniapp/app/decide", post(pages::decide))
         .route_layer(axum::extract::DefaultBodyLimit::max(state.config.http.body_limit_bytes))
         .route_layer(middleware::from_fn(security_headers))
 }

@@ -7,15 +7,20 @@
 //! | `POST /miniapp/app/stars` (`plan_id`) | `{kind: "invoice", url}`: a Stars invoice link for `Telegram.WebApp.openInvoice` |
 //! | `POST /miniapp/app/checkout` (`plan_id`) | `{kind: "link", url}`: Stripe Checkout, opened outside with `openLink` |
 //! | `POST /miniapp/app/portal` | `{kind: "link", url}`: the Stripe Customer Portal |
+//! | `POST /miniapp/app/decide` (`signal_id`, `device_id`, `decision`, `lots`?) | 201 `{kind: "decided", request}`: a remote decision sent to the node, as the bot's buttons do |
+//! | `GET /miniapp/app/approvals?signal=<id>` | the Approvals view on one signal (`startapp=approve_<id>`) |
 //!
 //! The actions need the session's CSRF token in `X-CSRF-Token` (the views carry it in
 //! `data-csrf`); a missing or wrong one is 403 `forbidden`. The views reuse the account page's
 //! billing functions ([`crate::billing`], [`crate::ui::account`]) and the bot's recent signals
-//! ([`crate::telegram::commands::recent_signals`]); nothing here decides a signal: that arrives
-//! with remote approvals.
+//! ([`crate::telegram::commands::recent_signals`]). The Approvals view lists the pending signals
+//! the trader's nodes signed (`Pending`: lot range, risk preview, blocking rules, expiry) and
+//! sends a decision through [`crate::approvals::request`]; nothing here decides a signal: the
+//! node does, within its own rules, and its signed answer is shown when it arrives (the view
+//! refreshes itself while an answer is awaited).
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
@@ -24,6 +29,8 @@ use sqlx::Row;
 
 use super::session::{Mini, Session, csrf_ok};
 use crate::accounts::Role;
+use crate::api::extract::RequestId;
+use crate::approvals;
 use crate::billing::{ledger, stripe_door};
 use crate::db::DbError;
 use crate::error::ApiError;
@@ -74,16 +81,25 @@ pub async fn entry(State(state): State<AppState>) -> Result<Response, ApiError> 
     Ok(layout::html(markup))
 }
 
+/// The views' query: `?signal=<id>` opens one pending signal (`startapp=approve_<id>`).
+#[derive(Debug, Default, Deserialize)]
+pub struct ViewQuery {
+    #[serde(default)]
+    signal: Option<String>,
+}
+
 /// `GET /miniapp/app/{view}`: one view as an HTML fragment for `#view`.
 pub async fn view(
     State(state): State<AppState>,
     Session(mini): Session,
     Path(view): Path<String>,
+    Query(query): Query<ViewQuery>,
 ) -> Result<Response, ApiError> {
+    let only = query.signal.filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()));
     let body = match (view.as_str(), &mini.linked) {
         ("plan" | "approvals" | "analytics", None) => unlinked(&state),
         ("plan", Some(l)) => plan(&state, l).await?,
-        ("approvals", Some(l)) => approvals(&state, l).await?,
+        ("approvals", Some(l)) => approvals(&state, l, only.as_deref()).await?,
         ("analytics", Some(l)) => analytics(&state, l).await?,
         _ => return Err(ApiError::NotFound(format!("no Mini App view `{view}`"))),
     };
@@ -200,44 +216,199 @@ async fn plan(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
     })
 }
 
-async fn approvals(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
+/// A pending signal as the Approvals view shows it.
+struct PendingCard {
+    row: approvals::PendingRow,
+    symbol: String,
+    side: String,
+    entry: String,
+    stop: String,
+    tp1: String,
+    device_name: String,
+    /// The latest request for it, if any.
+    request: Option<approvals::ApprovalRequest>,
+    /// What the device decided (its signed approval), if it did.
+    decision: Option<String>,
+}
+
+async fn pending_cards(state: &AppState, l: &Linked) -> Result<Vec<PendingCard>, ApiError> {
+    let rows = approvals::pending_of_user(&state.db, &l.user_id, 50).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let r = sqlx::query(
+            "SELECT s.symbol, s.side, s.entry, s.stop, s.tp1, d.name, o.decision FROM signals s \
+             JOIN devices d ON d.id = $2 LEFT JOIN signal_outcomes o \
+             ON o.signal_id = s.id AND o.device_id = d.id WHERE s.id = $1",
+        )
+        .bind(&row.signal_id)
+        .bind(&row.device_id)
+        .fetch_optional(state.db.pool())
+        .await
+        .map_err(DbError::from)?;
+        let Some(r) = r else { continue };
+        let request = approvals::last_request(&state.db, &row.signal_id, &row.device_id).await?;
+        let get = |i: usize| r.try_get::<String, _>(i).map_err(DbError::from);
+        out.push(PendingCard {
+            symbol: get(0)?,
+            side: get(1)?,
+            entry: get(2)?,
+            stop: get(3)?,
+            tp1: get(4)?,
+            device_name: get(5)?,
+            decision: r.try_get(6).map_err(DbError::from)?,
+            request,
+            row,
+        });
+    }
+    Ok(out)
+}
+
+/// "in 4 min 10 s" / "passed".
+fn countdown(ms: i64) -> String {
+    if ms <= 0 {
+        return "time is up".into();
+    }
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s} s left"),
+        60..3600 => format!("{} min {} s left", s / 60, s % 60),
+        _ => format!("{} h {} min left", s / 3600, (s % 3600) / 60),
+    }
+}
+
+fn answer_words(req: &approvals::ApprovalRequest) -> String {
+    let asked = crate::telegram::approve::ask_words(&req.decision, req.lots.as_deref());
+    match req.outcome.as_deref() {
+        None => format!("Sent to your app: {asked}. Waiting for its answer…"),
+        Some("applied") => format!("Applied: your app did it ({asked})."),
+        Some(reason) => {
+            let words = tradecast_protocol::RefusalReason::parse(reason)
+                .map(crate::telegram::approve::refusal_words)
+                .unwrap_or(reason);
+            format!("Refused by your app ({asked}): {words}.")
+        }
+    }
+}
+
+fn pending_card(c: &PendingCard, now: i64, main: bool) -> Markup {
+    let r = &c.row;
+    let key = format!("{}-{}", r.signal_id, r.device_id);
+    let open_request =
+        c.request.as_ref().filter(|q| q.outcome.is_none() && q.consumed_at_ms.is_none());
+    let waiting = r.decided_at_ms.is_none() && r.expires_at_ms > now;
+    let lots_id = format!("lots-{key}");
+    html! {
+        article.pending id=(format!("p-{key}")) data-signal=(r.signal_id) {
+            div.row {
+                div {
+                    b { (c.side.to_uppercase()) " " (c.symbol) } " at " code { (crate::telegram::price(&c.entry)) }
+                    div.hint { "SL " (crate::telegram::price(&c.stop)) " · TP " (crate::telegram::price(&c.tp1)) " · " (c.device_name) }
+                }
+                @if waiting {
+                    span.tag.warn data-expires=(r.expires_at_ms) { (countdown(r.expires_at_ms - now)) }
+                } @else if let Some(d) = &c.decision {
+                    span.tag.ok { (d) }
+                } @else if r.outcome.as_deref() == Some("applied") {
+                    span.tag.ok { "applied" }
+                } @else if r.outcome.is_some() {
+                    span.tag.bad { "refused" }
+                } @else if r.expires_at_ms <= now {
+                    span.tag { "expired" }
+                } @else {
+                    span.tag { "decided" }
+                }
+            }
+            div { "Lots your rules allow: " b { (r.min_lots.normalize()) " – " (r.max_lots.normalize()) } }
+            @if let Some(p) = &r.preview {
+                div.hint { "Risk at " (p.lots.normalize()) " lots: " (format!("{:.2}", p.risk_money.round_dp(2))) " " (p.currency) " (" (p.risk_percent.round_dp(2).normalize()) " % of equity)" }
+            }
+            @if !r.blocking.is_empty() {
+                p.notice { "Your app would refuse it now: "
+                    (r.blocking.iter().map(|b| crate::telegram::approve::blocking_words(b)).collect::<Vec<_>>().join(", ")) }
+            }
+            @if let Some(q) = &c.request {
+                p.answer { (answer_words(q)) }
+            }
+            @if waiting && open_request.is_none() {
+                button.primary type="button" data-action="decide" data-signal=(r.signal_id) data-device=(r.device_id)
+                    data-decision="approved" data-main=[main.then(|| format!("Approve {} {}", c.side.to_uppercase(), c.symbol))] {
+                    @if let Some(p) = &r.preview { "Approve " (p.lots.normalize()) " lots" } @else { "Approve" }
+                }
+                div.actions {
+                    label for=(lots_id) { "Another size" }
+                    input id=(lots_id) type="number" inputmode="decimal" step="any"
+                        min=(r.min_lots.normalize()) max=(r.max_lots.normalize()) value=(r.min_lots.normalize());
+                    button type="button" data-action="decide" data-signal=(r.signal_id) data-device=(r.device_id)
+                        data-decision="approved" data-lots-from=(lots_id) { "Approve this size" }
+                }
+                div.actions {
+                    button type="button" data-action="decide" data-signal=(r.signal_id) data-device=(r.device_id)
+                        data-decision="rejected" { "Reject" }
+                }
+            }
+        }
+    }
+}
+
+async fn approvals(
+    state: &AppState,
+    l: &Linked,
+    only_signal: Option<&str>,
+) -> Result<Markup, ApiError> {
+    let now = state.now_ms();
+    let mut cards = pending_cards(state, l).await?;
+    if let Some(s) = only_signal {
+        cards.retain(|c| c.row.signal_id == s);
+    }
+    let (waiting, done): (Vec<&PendingCard>, Vec<&PendingCard>) =
+        cards.iter().partition(|c| c.row.decided_at_ms.is_none() && c.row.expires_at_ms > now);
+    let awaiting_answer = cards.iter().any(|c| {
+        c.request.as_ref().is_some_and(|q| q.outcome.is_none() && q.consumed_at_ms.is_none())
+            && c.row.expires_at_ms > now - 60_000
+    });
+    let refresh = match only_signal {
+        Some(s) => format!("/miniapp/app/approvals?signal={s}"),
+        None => "/miniapp/app/approvals".to_string(),
+    };
+    // Refreshed while an answer is awaited (every 2 s), else while nothing is open to type in
+    // (every 20 s, for new pending signals).
+    let every = if awaiting_answer {
+        Some("every 2s")
+    } else if waiting.is_empty() {
+        Some("every 20s")
+    } else {
+        None
+    };
     let devices = crate::devices::list(&state.db, Some(&l.user_id)).await?;
-    let recent = recent_signals(state, &l.user_id, l.role, 20).await?;
     Ok(html! {
         h1 { "Approvals" }
-        p.notice {
-            "Deciding a signal from here arrives with remote approvals. Today your Tradecast app \
-             decides each signal on your own computer, within your own rules; this page shows \
-             what your devices did."
+        @if let Some(trigger) = every {
+            div hidden hx-get=(refresh) hx-trigger=(trigger) hx-target="#view" hx-swap="innerHTML" {}
         }
-        section.card #devices {
-            h2 { "Your devices" }
-            @if devices.is_empty() { p.hint { "No device yet: enrol the Tradecast app from your account page." } }
-            @for d in &devices {
-                div.row {
-                    div { b { (d.name) } div.hint { "enrolled " (fmt::when(Some(d.enrolled_at_ms))) " UTC" } }
-                    @if d.revoked_at_ms.is_some() { span.tag.bad { "revoked" } } @else { span.tag.ok { "active" } }
+        section.card #pending {
+            h2 { "Waiting for you" }
+            @if waiting.is_empty() {
+                p.hint { "Nothing is waiting. With remote approval on in your Tradecast app (Settings → Approval), \
+                          each signal your rules do not approve by themselves appears here and in the bot's chat." }
+            }
+            @for (i, c) in waiting.iter().enumerate() {
+                (pending_card(c, now, i == 0))
+            }
+            @if only_signal.is_some() {
+                button type="button" data-action="view" data-view="approvals" { "All pending signals" }
+            }
+        }
+        @if !done.is_empty() {
+            section.card #decided {
+                h2 { "Decided" }
+                @for c in done.iter().take(10) {
+                    (pending_card(c, now, false))
                 }
             }
         }
-        section.card #signals {
-            h2 { "Recent signals" }
-            @if recent.is_empty() { p.hint { "No signals yet." } }
-            @for s in &recent {
-                div.row {
-                    div {
-                        b { (s.side.to_uppercase()) " " (s.symbol) } " at " code { (crate::telegram::price(&s.entry)) }
-                        div.hint { (fmt::when(Some(s.received_at_ms))) " UTC" }
-                    }
-                    span.outcome {
-                        @if s.outcomes.is_empty() { span.hint { "not on your devices" } }
-                        @for (i, o) in s.outcomes.iter().enumerate() {
-                            @if i > 0 { "; " }
-                            (o.words())
-                        }
-                    }
-                }
-            }
+        p.hint { "Your Tradecast app decides every signal within its own rules: a decision from here is a request it may refuse (and says why)." }
+        @if devices.iter().all(|d| d.revoked_at_ms.is_some()) {
+            p.hint { "No device yet: enrol the Tradecast app from your account page." }
         }
     })
 }
@@ -372,4 +543,54 @@ pub async fn portal(
 ) -> Result<Response, ApiError> {
     let l = checked(&mini, &headers)?;
     Ok(opened("link", stripe_door::portal(&state, &l.user_id).await?))
+}
+
+/// The form of a decision.
+#[derive(Debug, Default, Deserialize)]
+pub struct DecideForm {
+    #[serde(default)]
+    signal_id: String,
+    #[serde(default)]
+    device_id: String,
+    #[serde(default)]
+    decision: String,
+    /// Empty: the node's own size.
+    #[serde(default)]
+    lots: String,
+}
+
+/// What a decision sent.
+#[derive(Debug, Serialize)]
+pub struct Decided {
+    /// `decided`.
+    pub kind: &'static str,
+    /// The request sent to the node.
+    pub request: approvals::ApprovalRequest,
+}
+
+/// `POST /miniapp/app/decide` (`signal_id`, `device_id`, `decision`, optional `lots`): sends the
+/// decision to the device as a hub-signed request (channel `mini_app`), exactly like the bot's
+/// button. 201 with the request; the view shows the node's answer when it arrives.
+pub async fn decide(
+    State(state): State<AppState>,
+    Session(mini): Session,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    form: Result<Form<DecideForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, ApiError> {
+    let l = checked(&mini, &headers)?;
+    let form = form.map(|Form(f)| f).map_err(|e| ApiError::InvalidBody(e.body_text()))?;
+    let lots = Some(form.lots.trim().to_owned()).filter(|s| !s.is_empty());
+    let new = approvals::NewApprovalRequest {
+        signal_id: form.signal_id,
+        device_id: form.device_id,
+        decision: form.decision,
+        channel: "mini_app".into(),
+        lots,
+        expires_at_ms: None,
+    };
+    let asker =
+        approvals::Asker { user_id: &l.user_id, telegram_user_id: Some(mini.telegram_user_id) };
+    let request = approvals::request(&state, &asker, &new, &request_id).await?;
+    Ok((StatusCode::CREATED, axum::Json(Decided { kind: "decided", request })).into_response())
 }

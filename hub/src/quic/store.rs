@@ -227,6 +227,7 @@ pub async fn commit_batch(
                     kind = h.kind.name(), "record kind not allowed on its stream: kept, not used");
             } else if h.stream == StreamId::SHARED && !h.sealed {
                 outcome(&mut tx, record, *received_at_ms).await?;
+                crate::approvals::on_synced(&mut tx, record, *received_at_ms).await?;
             }
             match tips.iter_mut().find(|t| t.0 == author && t.1 == h.stream) {
                 Some(t) => (t.2, t.3) = (receipt, *received_at_ms),

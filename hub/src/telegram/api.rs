@@ -145,11 +145,23 @@ pub async fn apply(
     let outcome = match step {
         Some(step) => {
             let queued = !matches!(step, Step::Nothing);
-            commands::apply_in(&mut tx, state.db.backend(), step, update_id, now, request_id)
-                .await?;
+            let (_, rung) = commands::apply_in(
+                &mut tx,
+                state.db.backend(),
+                &state.hub_identity,
+                step,
+                update_id,
+                now,
+                request_id,
+            )
+            .await?;
             tx.commit().await.map_err(DbError::from)?;
             if queued {
                 crate::outbox::wake(state);
+            }
+            // A press made a hub-signed request: wake the device's sync session (any instance).
+            for (device, seq) in &rung {
+                crate::approvals::after_commit(state, device, *seq);
             }
             Outcome::Applied
         }

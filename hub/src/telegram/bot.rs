@@ -153,7 +153,20 @@ impl Deliver for Deliverer {
                 return Outcome::Fail("the stored payload has no method or params".into());
             };
             match self.bot.call(method, params).await {
-                Ok(_) => Outcome::Sent,
+                Ok(result) => {
+                    // An approval message: its id, to edit it with the node's answer.
+                    let post = msg
+                        .dedupe_key
+                        .as_deref()
+                        .and_then(|k| k.strip_prefix(super::approve::POST_KEY));
+                    let id = result.get("message_id").and_then(Value::as_i64);
+                    if let (Some(post), Some(id)) = (post.filter(|p| !p.contains(':')), id)
+                        && let Err(e) = super::approve::posted(&self.state.db, post, id).await
+                    {
+                        tracing::warn!(error = %e, "recording an approval message's id failed");
+                    }
+                    Outcome::Sent
+                }
                 Err(e) => {
                     if let (CallError::Api { code: 403, .. }, Some(chat)) = (&e, &msg.route) {
                         let now = self.state.now_ms();

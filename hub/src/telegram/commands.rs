@@ -190,6 +190,8 @@ pub enum Step {
         /// (chat, message).
         messages: Vec<(i64, SendMessageParams)>,
     },
+    /// A press of an approval button that passed the checks ([`super::approve`]).
+    Press(Box<super::approve::Press>),
     /// Answer a press with a short text (refused or stale buttons).
     Answer {
         /// The press.
@@ -363,7 +365,24 @@ pub async fn decide_callback(state: &AppState, q: &CallbackQuery) -> Result<Step
         alert,
     };
     let Ok(tg_user) = i64::try_from(q.from.id) else { return Ok(answer("Not for you.", true)) };
-    let Some(l) = link::of_telegram_user(&state.db, tg_user).await? else {
+    let linked = link::of_telegram_user(&state.db, tg_user).await?;
+    // An approval button: checked against the row the hub keeps (who may press, expiry, once).
+    if let Some((decision, id)) = q.data.as_deref().and_then(super::approve::parse_data) {
+        let Some(MaybeInaccessibleMessage::Message(m)) = &q.message else {
+            return Ok(answer("That message is too old to act on.", false));
+        };
+        return super::approve::decide_press(
+            state,
+            q,
+            linked.as_ref(),
+            m.chat.id,
+            m.message_id,
+            decision,
+            id,
+        )
+        .await;
+    }
+    let Some(l) = linked else {
         return Ok(answer("Link your Tradecast account first: send /start to this bot.", true));
     };
     let message = match &q.message {
@@ -780,15 +799,20 @@ pub fn set_commands(chat_id: i64, role: Option<Role>) -> SetMyCommandsParams {
 }
 
 /// Does `step`'s writes and enqueues its messages in `tx`. `update_id` makes the dedupe keys.
+/// Returns how many calls it queued and the (device, hub chain seq) of each request it signed
+/// into a device's inbox (announce them after the commit: [`crate::approvals::after_commit`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn apply_in(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
+    hub: &tradecast_protocol::Identity,
     step: Step,
     update_id: i64,
     now_ms: i64,
     request_id: &str,
-) -> Result<usize, DbError> {
+) -> Result<(usize, Vec<(String, u64)>), DbError> {
     let cause = format!("telegram_update:{update_id}");
+    let mut rung = Vec::new();
     let key = |n: usize| format!("tg:u{update_id}:{n}");
     let mut sent = 0;
     let mut send = |n: usize| {
@@ -919,6 +943,17 @@ pub async fn apply_in(
                 notify::enqueue_send(tx, m, *chat, &send(n + 1), &cause, now_ms).await?;
             }
         }
+        Step::Press(press) => {
+            let (k0, k1) = (send(0), send(1));
+            let keys = (k0.as_str(), k1.as_str());
+            if let Some(device) = super::approve::apply_press_in(
+                tx, backend, hub, *press, keys, &cause, now_ms, request_id,
+            )
+            .await?
+            {
+                rung.push(device);
+            }
+        }
         Step::Answer { callback_id, text, alert } => {
             let answer = AnswerCallbackQueryParams::builder()
                 .callback_query_id(callback_id)
@@ -937,7 +972,7 @@ pub async fn apply_in(
             .await?;
         }
     }
-    Ok(sent)
+    Ok((sent, rung))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 
 pub mod alarms;
 pub mod api;
+pub mod approve;
 pub mod bot;
 pub mod broadcast;
 pub mod channels;
@@ -212,7 +213,8 @@ pub async fn state_set_in(
 }
 
 /// Registers the bot's jobs: new-signal alerts (and channel posts) every 2 seconds, scheduled
-/// tips and the hub's alarms every minute.
+/// tips and the hub's alarms every minute, closing approval messages whose deadline passed
+/// every 30 seconds.
 pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {
     let every = crate::jobs::Schedule::Every(Duration::from_secs(2));
     if let Err(e) = jobs.register("telegram.signal_alerts", every, Arc::new(notify::SignalAlerts)) {
@@ -224,6 +226,12 @@ pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {
     }
     if let Err(e) = jobs.register("telegram.alarms", minute, Arc::new(alarms::AlarmNotices)) {
         tracing::error!(error = %e, "telegram alarms not registered");
+    }
+    let half_minute = crate::jobs::Schedule::Every(Duration::from_secs(30));
+    if let Err(e) =
+        jobs.register("telegram.approval_expiry", half_minute, Arc::new(approve::ExpiryCloser))
+    {
+        tracing::error!(error = %e, "telegram approval expiry not registered");
     }
 }
 

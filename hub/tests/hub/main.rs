@@ -32,6 +32,7 @@ mod plans;
 mod quic;
 mod ratelimit;
 mod relay_crash;
+mod remote_approvals;
 mod revenue;
 mod schemathesis;
 mod signals;
