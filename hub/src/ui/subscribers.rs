@@ -247,7 +247,7 @@ pub async fn show(
         p.mute { "Extending grants the plan again with a later end; the earlier entitlement stays in the history." }
         h2 { "Devices" }
         table #devices {
-            thead { tr { th { "Name" } th { "Device" } th { "Enrolled (UTC)" } th { "Link" } th { "Inbox (acked / tip)" } th { "Providers' relay logs (acked / last for it)" } th { "Last heard (UTC)" } th {} } }
+            thead { tr { th { "Name" } th { "Device" } th { "Enrolled (UTC)" } th { "Link" } th { "Inbox (acked / tip)" } th title="Each provider device's relay log this device follows: what its node acknowledged, and the last entry it may see" { "Relay logs (acked / last)" } th { "Last heard (UTC)" } th {} } }
             tbody {
                 @for (d, (connected, h, logs)) in devices.iter().zip(&health) {
                     tr {
