@@ -124,7 +124,7 @@ impl Node {
                     self.settle_in(tx, &mut arow, &evaluation, now_ms)?;
                     // Waiting for the trader with remote approval on: the hub is told, in this
                     // same write (once per signal: the intake runs once per signal id).
-                    self.pending_in(tx, source, &arow, &evaluation, &policy, now_ms)?;
+                    self.pending_in(tx, source, &arow, &evaluation, &policy, market, now_ms)?;
                     row =
                         tx.get_json(store::SIGNALS, "signals", &signal.id.to_hex())?.unwrap_or(row);
                     if let policy::Outcome::Skip(_) = &evaluation.outcome {

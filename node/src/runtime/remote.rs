@@ -102,7 +102,9 @@ pub fn plan_with_lots(
 impl Node {
     /// After a hub signal's intake: when it waits for the trader, remote approval is on and
     /// this node is enrolled, signs its [`Pending`] into the shared stream (once per signal: the
-    /// intake runs once per signal id). Returns whether it did.
+    /// intake runs once per signal id). `market_ms` is the account's market clock the intake
+    /// evaluated at, `now_ms` the wall clock. Returns whether it did.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn pending_in(
         &self,
         tx: &mut store::Tx<'_>,
@@ -110,6 +112,7 @@ impl Node {
         arow: &ApprovalRow,
         evaluation: &policy::Evaluation,
         settings: &PolicySettings,
+        market_ms: i64,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         if source != HUB_SOURCE
@@ -144,7 +147,11 @@ impl Node {
         let pending = Pending {
             signal_id: arow.pending.signal_id,
             device: self.identity.device_id(),
-            expires_at_ms: arow.pending.expires_at_ms,
+            // The deadline on the wall clock the hub and its buttons keep: the time the signal
+            // has left on the market clock, from now (the same instant live, where the terminal's
+            // clock is UTC; still right when the market clock is a replay's).
+            expires_at_ms: now_ms
+                .saturating_add(arow.pending.expires_at_ms.saturating_sub(market_ms).max(0)),
             min_lots,
             max_lots,
             risk_preview,

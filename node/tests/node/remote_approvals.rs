@@ -301,7 +301,9 @@ fn a_waiting_signal_is_announced_and_a_hub_request_approves_it_within_the_lot_ra
     let p = &pendings[0];
     assert_eq!((p.signal_id, p.device), (SignalId([1; 16]), s.node.device_id()));
     assert_eq!((p.min_lots, p.max_lots), (d("0.01"), d("0.10")));
-    assert_eq!(p.expires_at_ms, T0 + 2 * HOUR);
+    // The deadline on the wall clock: the two hours the signal has left on the market clock.
+    let left = p.expires_at_ms - p.at_ms;
+    assert_eq!(left, 2 * HOUR, "{p:?}");
     assert!(p.blocking.is_empty(), "{p:?}");
     let preview = p.risk_preview.as_ref().expect("a preview with equity and tick value");
     assert_eq!(preview.lots, d("0.10"));
