@@ -364,6 +364,18 @@ fn a_waiting_signal_is_announced_and_a_hub_request_approves_it_within_the_lot_ra
     ));
     assert_eq!(s.answers().len(), 3);
     assert_eq!(s.queued(1), vec![d("0.05")]);
+    // The hub resends the approving request at its feed seq (its acknowledgement was lost):
+    // committed already with its answer, so nothing is decided or signed again.
+    let view = s.node.store().read().expect("view");
+    let held = view.hub_requests().expect("held");
+    drop(view);
+    let seq =
+        held.iter().find(|r| r.request.request_id == RequestId([11; 16])).expect("held").feed_seq;
+    let body = Body::ApprovalRequest(held[0].request.clone());
+    let again = s.node.receive_feed(seq, &record(&s.hub, StreamId::HUB_REQUESTS, seq, &body));
+    assert!(matches!(again, Ok(FeedOutcome::Ignored(_))), "{again:?}");
+    assert_eq!((s.answers().len(), s.approvals().len()), (3, 1));
+    assert_eq!(s.queued(1), vec![d("0.05")]);
 }
 
 #[test]
