@@ -462,3 +462,27 @@ fn a_forged_request_is_never_answered() {
     assert!(s.queued(6).is_empty());
     assert_eq!(s.node.hub_refusals().expect("refusals")[0].code, "wrong_signer");
 }
+
+#[test]
+fn an_approval_a_risk_rule_now_refuses_is_refused_as_risk() {
+    let mut s = Scene::new(true);
+    // Two signals on EURUSD wait; the trader's rules allow one position per symbol.
+    s.signal(7, T0 + 2 * HOUR);
+    s.signal(8, T0 + 2 * HOUR);
+    assert_eq!(s.pendings().len(), 2, "each waiting signal announced once");
+    assert_eq!(s.request(None, 70, 7, RemoteDecision::Approved, None), applied(70));
+    assert_eq!(s.queued(7), vec![d("0.10")], "the policy's own size");
+    // The second is evaluated again at the press: the first's order now holds EURUSD.
+    assert_eq!(
+        s.request(None, 80, 8, RemoteDecision::Approved, None),
+        refused(80, RefusalReason::Risk)
+    );
+    assert!(s.queued(8).is_empty());
+    let log = s.copy_log();
+    assert!(
+        log.iter().any(|l| l.starts_with("refused remote approval via telegram (risk)")),
+        "{log:?}"
+    );
+    // A rejection of it is still honoured.
+    assert_eq!(s.request(None, 81, 8, RemoteDecision::Rejected, None), applied(81));
+}
