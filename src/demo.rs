@@ -864,9 +864,11 @@ impl DemoHub {
     /// `name`'s Telegram user in the stand-in (`@<name>_trades`).
     fn telegram_user(&self, name: &str, tg_user: i64) -> anyhow::Result<()> {
         let display = format!("{}{}", name[..1].to_uppercase(), &name[1..]);
-        self.telegram
-            .user(tg_user, &display, Some(&format!("{name}_trades")))
-            .map_err(|e| anyhow!("telegram user: {e}"))
+        match self.telegram.user(tg_user, &display, Some(&format!("{name}_trades"))) {
+            // Already in the stand-in's world (bob paid with Stars before he links).
+            Ok(()) | Err(tradecast_standins::telegram::WorldError::Taken(_)) => Ok(()),
+            Err(e) => Err(anyhow!("telegram user: {e}")),
+        }
     }
 
     /// Waits for the bot to say something containing `needle` in `name`'s chat.
@@ -1338,9 +1340,15 @@ async fn narrate(
     Ok(())
 }
 
-/// The manual subscriber's scripted clicks: approves every other waiting signal through its
-/// local API (as the UI's button does) and leaves the others to expire.
-async fn click(node: &DemoNode, clicked: &mut BTreeSet<String>) -> anyhow::Result<()> {
+/// The manual subscriber's scripted clicks: approves every other waiting signal — the first one
+/// by pressing the Telegram bot's button ([`approve_by_telegram`]), the others through its local
+/// API (as the UI's button does) — and leaves the others to expire.
+async fn click(
+    hub: &DemoHub,
+    node: &DemoNode,
+    clicked: &mut BTreeSet<String>,
+    out: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
     for a in node.approvals().await? {
         let hex = a.pending.signal_id.to_hex();
         if a.pending.decided().is_some() || clicked.contains(&hex) {
@@ -1350,6 +1358,10 @@ async fn click(node: &DemoNode, clicked: &mut BTreeSet<String>) -> anyhow::Resul
         clicked.insert(hex.clone());
         if n % 2 == 1 {
             continue; // left to expire
+        }
+        if n == 0 {
+            approve_by_telegram(hub, node, &hex, out).await?;
+            continue;
         }
         let url = format!("http://{}/api/v1/signals/{hex}/approve", node.api_addr);
         let r = node
@@ -1363,6 +1375,87 @@ async fn click(node: &DemoNode, clicked: &mut BTreeSet<String>) -> anyhow::Resul
             tracing::warn!(target: "tradecast::demo", status = %r.status(), "approval refused");
         }
     }
+    Ok(())
+}
+
+/// bob (remote approval on) approves signal `hex` from Telegram as a user does: his node's
+/// signed `Pending` made the hub's bot post it with Approve / Reject buttons in his private
+/// chat; he presses Approve; the hub signs an `ApprovalRequest` into his device's inbox, his node
+/// decides it under its own policy and answers, and the bot edits the message with the outcome.
+/// Prints the bot's message and the outcome.
+async fn approve_by_telegram(
+    hub: &DemoHub,
+    node: &DemoNode,
+    hex: &str,
+    out: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let t = &hub.telegram;
+    let waiting = |m: &tradecast_standins::telegram::ChatMessage| {
+        m.from_user.is_none()
+            && !m.callback_data().is_empty()
+            && m.text.as_deref().is_some_and(|t| t.contains("Signal waiting for your decision"))
+    };
+    let post = t
+        .wait_for_message(BOB_TELEGRAM, waiting, SETTLE_LIMIT)
+        .await
+        .ok_or_else(|| anyhow!("the bot posted no approval message to bob"))?;
+    let text = post.text.clone().unwrap_or_default();
+    out(&format!("telegram  bot → bob: {}", one_line(&text)));
+    let rows = post.reply_markup.as_ref().and_then(|k| k["inline_keyboard"].as_array());
+    let approve = rows
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_array())
+        .flatten()
+        .find(|b| b["text"].as_str().is_some_and(|l| l.starts_with("✅ Approve")))
+        .and_then(|b| b["callback_data"].as_str())
+        .ok_or_else(|| anyhow!("no Approve button on the bot's message: {text}"))?
+        .to_owned();
+    t.press(BOB_TELEGRAM, BOB_TELEGRAM, post.message_id, &approve)
+        .map_err(|e| anyhow!("telegram press: {e}"))?;
+    out(
+        "bob pressed ✅ Approve on the bot's message: the hub signed the request into his device's inbox",
+    );
+    // His node decides under its own rules and signs the approval and its answer.
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    let approval = loop {
+        let row = node.approvals().await?.into_iter().find(|a| a.pending.signal_id.to_hex() == hex);
+        if let Some(a) = row.and_then(|r| r.pending.decided().cloned()) {
+            break a;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "bob's node did not decide signal {hex}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let edited = t
+        .wait_for_message(
+            BOB_TELEGRAM,
+            |m| {
+                m.message_id == post.message_id
+                    && m.text
+                        .as_deref()
+                        .is_some_and(|t| t.contains("Applied") || t.contains("Refused"))
+            },
+            SETTLE_LIMIT,
+        )
+        .await
+        .and_then(|m| m.text)
+        .unwrap_or_default();
+    // The outcome's line of the edited message (the node's signed answer, in the bot's words).
+    let edited = edited
+        .lines()
+        .find(|l| l.contains("Applied") || l.contains("Refused"))
+        .unwrap_or("(the bot has not edited it yet)");
+    out(&format!(
+        "bob's node {} signal {} by remote request via telegram ({} lots, within its own rules); the bot's message now says: {}",
+        match approval.decision {
+            Decision::Approved => "approved",
+            Decision::Rejected => "rejected",
+            Decision::Expired => "let expire",
+        },
+        &hex[..8],
+        approval.lots.map_or("no".into(), |l| l.normalize().to_string()),
+        one_line(edited)
+    ));
     Ok(())
 }
 
@@ -1650,8 +1743,8 @@ async fn replay(
         (
             "bob",
             9_000_003u64,
-            "manual approvals, 0.10 lots fixed",
-            "[policy]\nlot = { mode = \"fixed\", lots = \"0.10\" }\n[policy.approval]\nmode = \"manual\"\n",
+            "manual approvals (remote approval on), 0.10 lots fixed",
+            "[policy]\nlot = { mode = \"fixed\", lots = \"0.10\" }\n[policy.approval]\nmode = \"manual\"\nremote_approval = true\n",
         ),
     ];
     // A referrer brings alice: the owner's programme pays 20 % of her payments.
@@ -1693,6 +1786,11 @@ async fn replay(
             out(
                 "bob signed up on the hub's page, pressed \"Pay with Telegram Stars\" and paid the invoice in Telegram (250 ⭐ / 30 days, the Bot API stand-in): his plan is active",
             );
+            // Linked, so his node's pending signals reach him with buttons (remote approval).
+            let link = hub.link_telegram(name, BOB_TELEGRAM).await?;
+            out(&format!(
+                "bob linked Telegram from his account page ({link}, one-time): his node's waiting signals come to his chat with Approve / Reject buttons"
+            ));
             token
         };
         let (node, key) = start_node(
@@ -1824,7 +1922,7 @@ async fn replay(
         if narrated.as_ref() != Some(&moved) {
             if let Some(bob) = subs.iter().find(|s| s.name == "bob") {
                 let before = clicked.len();
-                click(bob, &mut clicked).await?;
+                click(&hub, bob, &mut clicked, out).await?;
                 if clicked.len() != before {
                     moved = settle(&hub, &provider, &subs, &mut terminals, &mut settle_timeouts)
                         .await?;

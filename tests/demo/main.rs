@@ -144,6 +144,22 @@ fn check(report: &Report, lines: &[String]) {
     // The owner's broadcast from the console reached her, once.
     assert_eq!(tg.iter().filter(|t| t.starts_with("This week on Fib-RSI")).count(), 1, "{tg:#?}");
     assert!(lines.iter().any(|l| l.starts_with("the owner broadcast a note")), "{lines:#?}");
+    // bob (remote approval on) approved his first waiting signal from the bot's button: his
+    // node's Pending reached the hub, the press became a hub-signed request, his node decided it
+    // under its own rules, and the bot's message says it was applied.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("telegram  bot → bob: 🔔 Signal waiting for your decision")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("bob pressed ✅ Approve")), "{lines:#?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("bob's node approved signal")
+            && l.contains("by remote request via telegram (0.1 lots")
+            && l.contains("Applied")),
+        "{lines:#?}"
+    );
     // Every node's health shows its hub link up.
     assert!(report.hub_links.iter().all(|(_, up)| *up == Some(true)), "{:?}", report.hub_links);
     // The provider holds the hub's verified receipt for every record of its track record.

@@ -273,9 +273,11 @@ fn crate_refs_reads_paths_and_groups() {
 
 /// The node's core files (ARCHITECTURE.md, "The node's core is sans-IO"): what the EA link's
 /// state machine is made of. The driver (`runtime/mod.rs`: the lock, the long-poll) and the
-/// feed and intake modules are not among them.
+/// feed and intake modules are not among them. `remote` (remote approvals) takes its clocks
+/// as arguments; the order ids of an approval are drawn by the intake's `settle_in` it calls.
 const NODE_CORE_FILES: &[&str] = &[
     "core",
+    "remote",
     "ack",
     "offer",
     "reconcile",

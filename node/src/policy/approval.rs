@@ -15,9 +15,10 @@
 //!   it is refused with that reason (a rejection is always accepted).
 //! - A decision after expiry, or a second decision, is refused with a message the trader reads.
 //!
-//! `tradecast_protocol::DecidedBy` knows only `Policy` and `Trader(user)`: a remote request by
-//! a trader is recorded as `Trader(user)` with the channel in the reason ("remote request via
-//! telegram: …"), a local one with "in the UI" or "through the local API".
+//! A decision made here is recorded as `Trader(user)` with the channel in the reason ("in the
+//! UI", "through the local API", "by remote request via telegram"); the node's remote-approval
+//! glue (`runtime::remote`) then signs a remote one as `DecidedBy::Remote { request_id }`, the
+//! hub request it answers.
 
 use std::fmt;
 

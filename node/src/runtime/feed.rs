@@ -6,8 +6,8 @@ use rust_decimal::Decimal;
 use tradecast_protocol::ea;
 use tradecast_protocol::session::Source;
 use tradecast_protocol::{
-    Body, DeviceId, FeatureGrant, GrantId, HubRequest, HubRequestError, Kind, RequestId, SignalId,
-    StreamId, verify_hub_request,
+    AnswerOutcome, Body, DeviceId, FeatureGrant, GrantId, HubRequest, HubRequestError, Kind,
+    RequestId, SignalId, StreamId, verify_hub_request,
 };
 
 use crate::policy;
@@ -31,9 +31,9 @@ pub enum FeedOutcome {
     Followed { signal_id: SignalId, lines: Vec<String> },
     /// The hub's receipt for one of this node's records, verified and kept.
     Receipt { stream: StreamId, seq: u64 },
-    /// A hub-signed approval request for this device, verified and stored (acting on it is the
-    /// remote-approval issue's).
-    Request { request_id: RequestId },
+    /// A hub-signed approval request for this device, verified, stored, decided under the
+    /// policy and answered (the signed `RequestAnswer`'s outcome), in the same write.
+    Request { request_id: RequestId, answer: AnswerOutcome },
     /// A hub-signed feature grant for this device, verified and stored (or superseding an
     /// older issue of the same id).
     Grant { grant_id: GrantId },
@@ -143,7 +143,7 @@ impl Node {
         if matches!(header.kind, Kind::ApprovalRequest | Kind::FeatureGrant)
             || header.stream == StreamId::HUB_REQUESTS
         {
-            return self.hub_request_in(tx, seq, record, now_ms);
+            return self.hub_request_in(tx, seq, record, account, mem, now_ms);
         }
         let body = match record.body() {
             Ok(b) => b,
@@ -281,6 +281,8 @@ impl Node {
         tx: &mut store::Tx<'_>,
         seq: u64,
         record: &tradecast_protocol::Record,
+        account: Option<&str>,
+        mem: Option<&AccountMem>,
         now_ms: i64,
     ) -> Result<FeedOutcome, StoreError> {
         let me = self.identity.device_id();
@@ -316,13 +318,17 @@ impl Node {
                 tracing::info!(target: "tradecast::feed", seq, request_id = %request_id,
                     signal_id = %request.signal_id, channel = request.channel.as_str(),
                     "hub approval request stored");
-                tx.put_hub_request(&store::StoredRequest {
+                let mut held = store::StoredRequest {
                     request,
                     feed_seq: seq,
                     received_at_ms: now_ms,
                     answered: None,
-                })?;
-                Ok(FeedOutcome::Request { request_id })
+                };
+                tx.put_hub_request(&held)?;
+                // Decided and answered in this same write (super::remote): a crash before the
+                // commit redoes the item whole, after it finds the request answered.
+                let answer = self.answer_request_in(tx, &mut held, account, mem, now_ms)?;
+                Ok(FeedOutcome::Request { request_id, answer })
             }
             HubRequest::Grant(grant) => {
                 let grant_id = grant.grant_id;

@@ -39,7 +39,11 @@ fn leg_order(plan: &policy::OrderPlan, leg: policy::PlannedLeg, id: &str, no: u3
 
 /// The plan gate of a signal from `source` (`hub`: the verified grants in force at the wall
 /// clock `now_ms` decide; anything else is local and no plan applies).
-fn plan_gate_in(tx: &store::Tx<'_>, source: &str, now_ms: i64) -> Result<PlanGate, StoreError> {
+pub(super) fn plan_gate_in(
+    tx: &store::Tx<'_>,
+    source: &str,
+    now_ms: i64,
+) -> Result<PlanGate, StoreError> {
     if source == HUB_SOURCE {
         Ok(PlanGate::for_hub_signal(&tx.feature_grants_at(now_ms)?, now_ms))
     } else {
@@ -118,6 +122,9 @@ impl Node {
                     }
                     tracing::info!(target: "tradecast::policy", %account, signal_id = %signal.id.to_hex(), line = %arow.line, "copy log");
                     self.settle_in(tx, &mut arow, &evaluation, now_ms)?;
+                    // Waiting for the trader with remote approval on: the hub is told, in this
+                    // same write (once per signal: the intake runs once per signal id).
+                    self.pending_in(tx, source, &arow, &evaluation, &policy, market, now_ms)?;
                     row =
                         tx.get_json(store::SIGNALS, "signals", &signal.id.to_hex())?.unwrap_or(row);
                     if let policy::Outcome::Skip(_) = &evaluation.outcome {
@@ -142,7 +149,7 @@ impl Node {
     /// Evaluates `signal` for `account` now (market clock) and writes the copy-log entry; `None`
     /// when the account is unknown.
     #[allow(clippy::too_many_arguments)]
-    fn evaluate_in(
+    pub(super) fn evaluate_in(
         &self,
         tx: &mut store::Tx<'_>,
         account: &str,
@@ -204,7 +211,7 @@ impl Node {
 
     /// After an approval step: a new decision is signed into the outbox (shared stream); an
     /// approval queues the plan's orders. Stores the approval row.
-    fn settle_in(
+    pub(super) fn settle_in(
         &self,
         tx: &mut store::Tx<'_>,
         arow: &mut ApprovalRow,
@@ -443,7 +450,7 @@ impl Node {
     }
     /// Signs a [`Pending`] (what Telegram and the Mini App show before a press) into the shared
     /// stream. Its `device` must be this node. Written only while remote approval is on: the
-    /// caller (the remote-approval issue) decides when.
+    /// intake signs one itself for a hub signal that waits ([`super::remote`]); this is for tools.
     pub fn record_pending(&self, pending: &Pending) -> Result<Record, NodeError> {
         if pending.device != self.identity.device_id() {
             return Err(NodeError::Refused("a pending signal of another device".into()));

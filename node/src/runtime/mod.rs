@@ -33,6 +33,7 @@ pub mod mt5;
 pub mod offer;
 pub mod provider;
 pub mod reconcile;
+pub mod remote;
 pub mod rows;
 pub mod status;
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub struct StoredRequest {
     pub feed_seq: u64,
     /// Wall clock when it was committed, unix ms.
     pub received_at_ms: i64,
-    /// What this node answered, once it has (the remote-approval issue writes it).
+    /// What this node answered, once it has (set in the write that commits the request: `runtime::remote`).
     #[serde(default)]
     pub answered: Option<AnswerOutcome>,
 }

@@ -81,16 +81,34 @@ fn a_genuine_request_is_stored_once_and_answered_once() {
     let (_dir, node) = node(Some(&hub));
     let me = node.device_id();
     let later = now_ms() + 3_600_000;
+    // Stored and answered in the same write: no signal [7; 16] waits here, so `not_pending`
+    // (the decisions themselves: tests/node/remote_approvals.rs).
     let out = node.receive_feed(1, &signed(&hub, 1, &request(me, 1, later))).expect("feed");
-    assert_eq!(out, FeedOutcome::Request { request_id: RequestId([1; 16]) });
-    // The same request again (the hub's chain sent it twice): held once.
+    let refused = AnswerOutcome::Refused(RefusalReason::NotPending);
+    assert_eq!(out, FeedOutcome::Request { request_id: RequestId([1; 16]), answer: refused });
+    // The same request again (the hub's chain sent it twice): held once, answered once.
     let out = node.receive_feed(2, &signed(&hub, 2, &request(me, 1, later))).expect("feed");
     assert!(matches!(out, FeedOutcome::Ignored(_)), "{out:?}");
-    let pending = node.pending_requests().expect("pending");
-    assert_eq!(pending.len(), 1);
-    assert_eq!((pending[0].feed_seq, pending[0].answered), (1, None));
-    // The node answers it on the shared stream; then it is no longer pending, and a second
-    // answer is refused.
+    let view = node.store().read().expect("read");
+    let held = view.hub_requests().expect("all");
+    assert_eq!(held.len(), 1);
+    assert_eq!((held[0].feed_seq, held[0].answered), (1, Some(refused)));
+    let answers: Vec<Record> = view
+        .outbox(StreamId::SHARED)
+        .expect("outbox")
+        .into_iter()
+        .filter(|r| matches!(r.body(), Ok(Body::RequestAnswer(_))))
+        .collect();
+    drop(view);
+    assert_eq!(answers.len(), 1);
+    let Ok(Body::RequestAnswer(sent)) = answers[0].body() else { panic!("an answer") };
+    assert_eq!(
+        (sent.request_id, sent.signal_id, sent.device),
+        (RequestId([1; 16]), SignalId([7; 16]), me)
+    );
+    assert_eq!(sent.outcome, refused);
+    assert!(node.pending_requests().expect("pending").is_empty());
+    // A tool's answer on top is refused: the request is answered already, or unknown.
     let answer = RequestAnswer {
         request_id: RequestId([1; 16]),
         signal_id: SignalId([7; 16]),
@@ -98,10 +116,6 @@ fn a_genuine_request_is_stored_once_and_answered_once() {
         outcome: AnswerOutcome::Refused(RefusalReason::RemoteOff),
         at_ms: now_ms(),
     };
-    let record = node.record_request_answer(&answer).expect("answer");
-    assert_eq!(record.header().stream, StreamId::SHARED);
-    assert_eq!(record.body(), Ok(Body::RequestAnswer(answer.clone())));
-    assert!(node.pending_requests().expect("pending").is_empty());
     assert!(node.record_request_answer(&answer).is_err(), "answered once");
     let unknown = RequestAnswer { request_id: RequestId([2; 16]), ..answer };
     assert!(node.record_request_answer(&unknown).is_err(), "no such request");

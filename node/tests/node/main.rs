@@ -10,6 +10,7 @@ mod hub_requests;
 mod indicators;
 mod link;
 mod node_cli;
+mod remote_approvals;
 mod store;
 mod strategy;
 mod sync;
