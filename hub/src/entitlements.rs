@@ -131,15 +131,21 @@ pub struct Entitlement {
 impl Entitlement {
     /// The end of the interval (exclusive), `None` while open-ended.
     pub fn ends_at_ms(&self) -> Option<i64> {
-        match (self.expires_at_ms, self.revoked_at_ms) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        interval_end(self.expires_at_ms, self.revoked_at_ms)
     }
 
     /// Whether it is in force at `at_ms`.
     pub fn active_at(&self, at_ms: i64) -> bool {
         self.starts_at_ms <= at_ms && self.ends_at_ms().is_none_or(|end| end > at_ms)
+    }
+}
+
+/// An interval's end (exclusive) from its scheduled end and its early end, `None` while
+/// open-ended: the earlier of the two.
+pub fn interval_end(expires_at_ms: Option<i64>, revoked_at_ms: Option<i64>) -> Option<i64> {
+    match (expires_at_ms, revoked_at_ms) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -32,7 +32,8 @@ use crate::db::{Db, DbError};
 /// A write transaction of the hub's store.
 pub type Tx = Transaction<'static, Any>;
 
-fn kind_str(kind: Kind) -> String {
+/// A record kind's stored text form (`signal`, `devicekeys`, …).
+pub(crate) fn kind_str(kind: Kind) -> String {
     format!("{kind:?}").to_lowercase()
 }
 
@@ -187,6 +188,17 @@ impl FeedBell {
 
 /// Stores `record` for relay, once by header hash; returns the hash (hex).
 async fn store_record(tx: &mut Tx, record: &Record, now_ms: i64) -> Result<String, DbError> {
+    store_encoded(tx, record, &record.encode(), now_ms).await
+}
+
+/// [`store_record`] with the record's encoding already made (`bytes`, encoded once by the
+/// caller, which relays the same bytes).
+pub(crate) async fn store_encoded(
+    tx: &mut Tx,
+    record: &Record,
+    bytes: &[u8],
+    now_ms: i64,
+) -> Result<String, DbError> {
     let hash = record.header_hash().to_hex();
     sqlx::query(
         "INSERT INTO feed_records (header_hash, author, kind, record, stored_at_ms) \
@@ -195,7 +207,7 @@ async fn store_record(tx: &mut Tx, record: &Record, now_ms: i64) -> Result<Strin
     .bind(&hash)
     .bind(record.header().author.to_text())
     .bind(kind_str(record.header().kind))
-    .bind(record.encode())
+    .bind(bytes)
     .bind(now_ms)
     .execute(&mut **tx)
     .await?;
@@ -443,7 +455,7 @@ pub async fn ack(db: &Db, device: &str, seq: u64, now_ms: i64) -> Result<(), DbE
 
 /// Records the delivery time of signals newly acknowledged (after their commit: a group that
 /// failed and was retried ack by ack is observed once).
-fn observe_delivered(now_ms: i64, enqueued_at_ms: &[i64]) {
+pub(crate) fn observe_delivered(now_ms: i64, enqueued_at_ms: &[i64]) {
     for at in enqueued_at_ms {
         let seconds = now_ms.saturating_sub(*at).max(0) as f64 / 1000.0;
         metrics::histogram!(crate::scrape::FANOUT_DELIVERY).record(seconds);

@@ -94,10 +94,6 @@ pub struct Appended {
     pub new_signal: Option<String>,
 }
 
-fn kind_str(kind: Kind) -> String {
-    format!("{kind:?}").to_lowercase()
-}
-
 /// Appends `record` (authored by `provider_device`, about signal `signal_id`, visible by
 /// `view`) to that device's relay log inside `tx`, with the device's `DeviceKeys` record first
 /// when the log is new. Returns what was appended, in order (broadcast it after the commit).
@@ -156,18 +152,7 @@ async fn append_one(
     now_ms: i64,
 ) -> Result<LogEntry, DbError> {
     let bytes = record.encode();
-    let hash = record.header_hash().to_hex();
-    sqlx::query(
-        "INSERT INTO feed_records (header_hash, author, kind, record, stored_at_ms) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (header_hash) DO NOTHING",
-    )
-    .bind(&hash)
-    .bind(record.header().author.to_text())
-    .bind(kind_str(record.header().kind))
-    .bind(&bytes)
-    .bind(now_ms)
-    .execute(&mut **tx)
-    .await?;
+    let hash = crate::feed::store_encoded(tx, record, &bytes, now_ms).await?;
     // The row lock orders appends to one log across connections and hub instances.
     let seq: i64 = sqlx::query_scalar(
         "UPDATE relay_tips SET tip = tip + 1 WHERE provider_device = $1 RETURNING tip",
@@ -186,7 +171,7 @@ async fn append_one(
     .bind(device)
     .bind(seq)
     .bind(&hash)
-    .bind(kind_str(record.header().kind))
+    .bind(crate::feed::kind_str(record.header().kind))
     .bind(signal_id)
     .bind(visible_at_ms)
     .bind(now_ms)
@@ -308,10 +293,7 @@ pub async fn following(db: &Db, user_id: &str, device: &str) -> Result<Following
         let start: i64 = row.try_get(1)?;
         let expires: Option<i64> = row.try_get(2)?;
         let revoked: Option<i64> = row.try_get(3)?;
-        let end = match (expires, revoked) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let end = crate::entitlements::interval_end(expires, revoked);
         viewers
             .entry(provider)
             .or_insert_with(|| Viewer { enrolled_at_ms, intervals: Vec::new() })
@@ -826,8 +808,7 @@ pub async fn write_batch(db: &Db, batch: &[CursorMove]) -> Result<(), DbError> {
     }
     tx.commit().await?;
     for (at, enqueued) in delivered_at {
-        let seconds = at.saturating_sub(enqueued).max(0) as f64 / 1000.0;
-        metrics::histogram!(crate::scrape::FANOUT_DELIVERY).record(seconds);
+        crate::feed::observe_delivered(at, &[enqueued]);
     }
     Ok(())
 }
