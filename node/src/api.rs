@@ -135,6 +135,7 @@ fn api_router(node: Arc<Node>, token: Zeroizing<String>) -> Router {
         .route("/api/v1/feature-grants", get(feature_grants))
         .route("/api/v1/copy-log", get(copy_log))
         .route("/api/v1/policy", get(policy).put(set_policy))
+        .route("/api/v1/publishing", get(publishing).put(set_publishing))
         .route("/api/v1/records/{stream}", get(records))
         .layer(middleware::from_fn_with_state(api.clone(), auth))
         .with_state(api)
@@ -519,6 +520,26 @@ async fn copy_log(State(api): State<Api>) -> Result<Response, ApiError> {
 
 async fn policy(State(api): State<Api>) -> Result<Response, ApiError> {
     Ok(Json(api.node.policy()?).into_response())
+}
+
+/// What the trader consented to publish, per data kind.
+async fn publishing(State(api): State<Api>) -> Result<Response, ApiError> {
+    Ok(Json(api.node.publish_consent()?).into_response())
+}
+
+/// Sets the consent (`{"closed_trades": bool, "equity": bool, "balance_operations": bool,
+/// "daily_summary": bool}`; a field left out is off) for the history recorded from now on.
+async fn set_publishing(
+    State(api): State<Api>,
+    body: Result<Json<crate::store::PublishConsent>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(consent) = body.map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid-body",
+        detail: e.body_text(),
+    })?;
+    api.node.set_publish_consent(consent)?;
+    Ok(Json(api.node.publish_consent()?).into_response())
 }
 
 async fn set_policy(

@@ -72,6 +72,10 @@ pub enum Command {
     /// The provider keys this node pinned from its feed; `--trust ID` trusts a new one (a second
     /// provider key is not acted on until you do). Run it with the node stopped.
     Providers(crate::commands::ProvidersArgs),
+    /// What of the account's history the running node publishes to the hub (closed trades,
+    /// equity, balance operations, daily summaries; all off by default): shows it, or changes it
+    /// with `--on`/`--off`.
+    Publish(crate::commands::PublishArgs),
 }
 
 /// `tradecast-node backtest`.
@@ -246,6 +250,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Cli
         }
         Command::Enrol(args) => Ok(crate::commands::enrol_command(&args, out)?),
         Command::Providers(args) => Ok(crate::commands::providers_command(&args, out)?),
+        Command::Publish(args) => Ok(crate::commands::publish(&args, out)?),
     }
 }
 

@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 
 use crate::config::{Config, LogFormat, Mode};
 use crate::serve::{self, RunError};
-use crate::store::Store;
+use crate::store::{PublishConsent, Store};
 use crate::sync::ProvidersError;
 use crate::sync::enrol::{EnrolError, enrol};
 
@@ -196,13 +196,31 @@ pub fn run(args: &RunArgs) -> Result<(), CommandError> {
 
 /// A GET to the local API with the data dir's token; the body.
 pub fn api_get(data: &Path, addr: SocketAddr, path: &str) -> Result<String, CommandError> {
+    api_call(data, addr, "GET", path, None)
+}
+
+/// A request to the local API with the data dir's token (and a JSON body); the answer's body
+/// when it is a 200, else the status and body as the error.
+pub fn api_call(
+    data: &Path,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Result<String, CommandError> {
     let token = serve::api_token(data)?;
     let err = |m: String| CommandError::Api { addr, message: m };
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
         .map_err(|e| err(format!("not running? {e}")))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| err(e.to_string()))?;
+    let body = json.unwrap_or("");
+    let content = if json.is_some() {
+        format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len())
+    } else {
+        String::new()
+    };
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n{content}Connection: close\r\n\r\n{body}",
         token.as_str()
     );
     s.write_all(req.as_bytes()).map_err(|e| err(e.to_string()))?;
@@ -216,6 +234,63 @@ pub fn api_get(data: &Path, addr: SocketAddr, path: &str) -> Result<String, Comm
     }
     // Chunked bodies are not expected from the API (axum sends a length for JSON).
     Ok(body.to_owned())
+}
+
+/// `tradecast-node publish`: what of the account's history the running node publishes.
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub data: DataArg,
+    /// The running node's API address, when `run` was told another than the config's.
+    #[arg(long, env = "TRADECAST_API_LISTEN", value_name = "ADDR")]
+    pub api_listen: Option<SocketAddr>,
+    /// Publish these, comma-separated: `closed-trades`, `equity`, `balance-operations`,
+    /// `daily-summary`, or `all`.
+    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    pub on: Vec<String>,
+    /// Stop publishing these (same names; `all` for everything).
+    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    pub off: Vec<String>,
+}
+
+/// Shows (and with `--on`/`--off` changes, through the running node's local API) what the node
+/// publishes unsealed to the hub: closed trades, the equity curve, balance operations, daily
+/// summaries. Everything is off until the trader turns it on; what is off is sealed for the
+/// trader's own devices. A change applies to the history recorded from then on.
+pub fn publish(args: &PublishArgs, out: &mut dyn Write) -> Result<(), CommandError> {
+    let config = Config::load(&args.data.data).map_err(RunError::from)?;
+    let addr = args.api_listen.unwrap_or(config.api_listen);
+    let bad = |message: String| CommandError::Api { addr, message };
+    let read = |body: &str| {
+        serde_json::from_str::<PublishConsent>(body)
+            .map_err(|e| bad(format!("unexpected answer: {e}")))
+    };
+    let mut consent = read(&api_get(&args.data.data, addr, "/api/v1/publishing")?)?;
+    if !args.on.is_empty() || !args.off.is_empty() {
+        for (names, on) in [(&args.on, true), (&args.off, false)] {
+            for name in names.iter().map(|n| n.trim()) {
+                if name == "all" {
+                    consent = if on { PublishConsent::ALL } else { PublishConsent::default() };
+                } else if !consent.set(name, on) {
+                    return Err(bad(format!(
+                        "`{name}` is not a data kind (closed-trades, equity, balance-operations, daily-summary, all)"
+                    )));
+                }
+            }
+        }
+        let json = serde_json::to_string(&consent).map_err(|e| bad(e.to_string()))?;
+        consent =
+            read(&api_call(&args.data.data, addr, "PUT", "/api/v1/publishing", Some(&json))?)?;
+    }
+    for (name, _, on) in consent.kinds() {
+        let state = if on {
+            "published (unsealed, public after the hub's delay)"
+        } else {
+            "private (sealed)"
+        };
+        writeln!(out, "{name:<19} {state}")?;
+    }
+    Ok(())
 }
 
 /// `status`.

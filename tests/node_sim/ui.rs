@@ -308,6 +308,46 @@ async fn the_settings_form_saves_the_lot_mode_and_history_renders() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publishing_form_sets_consent_per_data_kind() {
+    let s = scene().await;
+    let cookie = s.login().await;
+    let (status, _, body) = s.page(&cookie, "/settings").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("id=\"publishing\"") && body.contains("stays sealed"), "{body}");
+    assert!(!body.contains("name=\"equity\" value=\"on\" checked"), "off by default: {body}");
+    let csrf = csrf_of(&body);
+    // Unticked boxes post their hidden `off` only; ticked ones `off` then `on`.
+    let mut form = vec![
+        ("closed-trades", "off"),
+        ("closed-trades", "on"),
+        ("equity", "off"),
+        ("equity", "on"),
+        ("balance-operations", "off"),
+        ("daily-summary", "off"),
+    ];
+    let r = s.http.post(s.url("/settings/publishing")).header(COOKIE, &cookie).form_fields(&form);
+    assert_eq!(r.send().await.expect("post").status(), 403, "no token, nothing saved");
+    assert!(!s.node.running.node.publish_consent().expect("consent").any());
+    form.push(("csrf", csrf.as_str()));
+    let r = s.http.post(s.url("/settings/publishing")).header(COOKIE, &cookie).form_fields(&form);
+    let r = r.send().await.expect("post");
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.expect("body");
+    assert!(body.contains("published from now on"), "{body}");
+    assert!(body.contains("name=\"equity\" value=\"on\" checked"), "{body}");
+    let consent = s.node.running.node.publish_consent().expect("consent");
+    assert_eq!(
+        consent,
+        tradecast_node::store::PublishConsent {
+            closed_trades: true,
+            equity: true,
+            balance_operations: false,
+            daily_summary: false
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_sends_refresh() {
     let s = scene().await;
     let cookie = s.login().await;

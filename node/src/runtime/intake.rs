@@ -391,29 +391,24 @@ impl Node {
         Ok(())
     }
 
-    /// Whether the trader publishes its account history (closed trades, equity points, balance
-    /// operations, summaries) unsealed on the published stream; off by default, when they stay
-    /// sealed in the private stream.
-    pub fn publishing(&self) -> Result<bool, NodeError> {
-        Ok(self.store.read()?.setting(store::PUBLISH_SETTING)?.as_deref() == Some("true"))
+    /// What the trader consented to publish unsealed on the published stream, per data kind
+    /// (closed trades, equity points, balance operations, daily summaries); all off by default,
+    /// when they stay sealed in the private stream.
+    pub fn publish_consent(&self) -> Result<store::PublishConsent, NodeError> {
+        Ok(self.store.read()?.publish_consent()?)
     }
 
-    /// Turns publishing on or off for the history recorded from now on (records already signed
-    /// stay where they are).
-    pub fn set_publish(&self, on: bool) -> Result<(), NodeError> {
+    /// Sets the consent for the history recorded from now on (records already signed stay
+    /// where they are).
+    pub fn set_publish_consent(&self, consent: store::PublishConsent) -> Result<(), NodeError> {
         let _inner = self.lock();
-        self.store.write(|tx| {
-            if on {
-                tx.set_setting(store::PUBLISH_SETTING, "true")
-            } else {
-                tx.remove_setting(store::PUBLISH_SETTING).map(|_| ())
-            }
-        })?;
+        self.store.write(|tx| tx.set_publish_consent(consent))?;
+        tracing::info!(target: "tradecast::publish", ?consent, "publishing consent changed");
         Ok(())
     }
 
     /// Signs one piece of account history (`TradeClosed`, `EquityPoint`, `BalanceOperation`,
-    /// `Summary`) where [`Node::publishing`] puts it: published unsealed, or sealed in the
+    /// `Summary`) where [`Node::publish_consent`] puts it: published unsealed, or sealed in the
     /// private stream. Any other kind is refused.
     pub fn record_history(&self, body: &Body) -> Result<Record, NodeError> {
         let _inner = self.lock();

@@ -8,8 +8,12 @@ use rust_decimal::Decimal;
 use tradecast_protocol::ea::{
     self, Deal, DealEntry, DealKind, Deals, DealsAnswer, State, StateAnswer,
 };
-use tradecast_protocol::{Body, EquityPoint, PositionSnapshot, StreamId, TradeClosed};
+use tradecast_protocol::{
+    BalanceKind, BalanceOperation, Body, EquityPoint, PositionSnapshot, StreamId, Summary,
+    TradeClosed,
+};
 
+use crate::policy::risk::DayStart;
 use crate::store::{self, StoreError};
 
 use super::mt5::{domain_side, merge_tick_values};
@@ -83,6 +87,20 @@ impl Node {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let device = self.identity.device_id();
+        if let Some(kind) = balance_kind(deal) {
+            // Account history: sealed in the private stream, or published with consent.
+            let acc: Option<AccountRow> = tx.get_json(store::ACCOUNTS, "accounts", account)?;
+            let op = BalanceOperation {
+                device,
+                deal: deal.deal_ticket,
+                kind,
+                amount: deal.profit,
+                currency: acc.map(|a| a.currency).unwrap_or_default(),
+                at_ms: deal.time_ms,
+                comment: deal.comment.clone(),
+            };
+            tx.append_history(&self.identity, &Body::BalanceOperation(op), now_ms)?;
+        }
         if deal.kind == DealKind::Balance {
             // A deposit or withdrawal moves the peak with it, so it is not a drawdown.
             let mut acc: Option<AccountRow> = tx.get_json(store::ACCOUNTS, "accounts", account)?;
@@ -356,6 +374,14 @@ impl Node {
                     now_ms,
                 )?;
             }
+            // The broker day that this push ends: its summary (account history).
+            if market > 0
+                && let Some(day) = acc.day_start
+                && !day.is_day_of(market, acc.server_utc_offset_s)
+            {
+                let summary = day_summary(device, &acc, day, &s, market);
+                tx.append_history(&self.identity, &Body::Summary(summary), now_ms)?;
+            }
             // Equity points (on the market clock: none before the terminal has one).
             let due = market > 0
                 && match acc.last_point {
@@ -395,5 +421,51 @@ impl Node {
             self.wake();
         }
         Ok(StateAnswer { ok: true, out_of_line })
+    }
+}
+
+/// The balance operation a deal is, if it is one: a balance deal is a deposit or a withdrawal by
+/// its sign; credits, bonuses and corrections are their own kinds. Charges and commission deals
+/// are costs of trading (they count as performance), and trades are not balance operations.
+fn balance_kind(deal: &Deal) -> Option<BalanceKind> {
+    match deal.kind {
+        DealKind::Balance if deal.profit < Decimal::ZERO => Some(BalanceKind::Withdrawal),
+        DealKind::Balance => Some(BalanceKind::Deposit),
+        DealKind::Credit => Some(BalanceKind::Credit),
+        DealKind::Bonus => Some(BalanceKind::Bonus),
+        DealKind::Correction => Some(BalanceKind::Correction),
+        DealKind::Buy
+        | DealKind::Sell
+        | DealKind::Charge
+        | DealKind::Commission
+        | DealKind::Other => None,
+    }
+}
+
+/// The summary of the broker day that began at `day` (its start and opening equity), written at
+/// the first state push `s` of a later day: the day's closing figures are that push's (the close
+/// of one day is the next one's open, so the days' P&L add up), `day_pnl` is its equity less the
+/// day's opening equity, which deposits and withdrawals during the day moved with them.
+fn day_summary(
+    device: tradecast_protocol::DeviceId,
+    acc: &AccountRow,
+    day: DayStart,
+    s: &State,
+    market: i64,
+) -> Summary {
+    let offset_ms = i64::from(acc.server_utc_offset_s) * 1_000;
+    let date = jiff::Timestamp::from_millisecond(day.day_start_ms.saturating_add(offset_ms))
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_default();
+    Summary {
+        device,
+        day: date,
+        at_ms: market,
+        balance: s.balance,
+        equity: s.equity,
+        open_positions: u32::try_from(s.positions.len()).unwrap_or(u32::MAX),
+        floating_pnl: s.equity.checked_sub(s.balance).unwrap_or_default(),
+        day_pnl: s.equity.checked_sub(day.equity).unwrap_or_default(),
+        currency: (!acc.currency.is_empty()).then(|| acc.currency.clone()),
     }
 }

@@ -42,6 +42,9 @@ pub struct SyncStatus {
     pub relays: Vec<RelayStatus>,
     /// Per stream this node writes: the last `seq` signed and the hub receipts held.
     pub streams: Vec<StreamStatus>,
+    /// What of the account's history is published unsealed (the rest is sealed).
+    #[serde(default)]
+    pub publishing: crate::store::PublishConsent,
 }
 
 /// One relay log in [`SyncStatus`].
@@ -193,6 +196,7 @@ impl Node {
             identity_key: hex::encode(self.identity.identity_key().to_bytes()),
             hub_connected: self.hub_connected(),
             inbox_watermark: view.inbox_watermark()?,
+            publishing: view.publish_consent().unwrap_or_default(),
             relays: view
                 .held_sources(0)?
                 .into_iter()

@@ -34,7 +34,7 @@ mod sync;
 mod upgrade;
 
 pub use hub_requests::{HubRefusalRow, StoredGrant, StoredRequest};
-pub use sync::{HeldSource, PUBLISH_SETTING};
+pub use sync::{HeldSource, PUBLISH_SETTING, PublishConsent};
 pub use upgrade::{DRAWDOWN_MERGE_PENDING, UPGRADES, upgrade_1_to_2, upgrade_2_to_3};
 
 use std::path::Path;

@@ -4,7 +4,7 @@
 
 use redb::ReadableTable;
 use tradecast_protocol::{
-    Body, ChainHash, DeviceId, HeaderFields, Identity, Record, StreamId, StreamKey,
+    Body, ChainHash, DeviceId, HeaderFields, Identity, Kind, Record, StreamId, StreamKey,
 };
 
 use tradecast_protocol::session::Source;
@@ -52,19 +52,108 @@ fn stream_tip(
     }
 }
 
-/// The store setting that turns publishing on (`"true"`); absent or anything else is off, the
-/// default: the trader's history stays sealed in the private stream.
+/// The store setting that holds the trader's [`PublishConsent`] (JSON). Absent means nothing is
+/// published, the default: the trader's history stays sealed in the private stream. Schema 3
+/// stores before per-kind consent wrote `"true"` here for "publish everything", which still reads
+/// so.
 pub const PUBLISH_SETTING: &str = "publish";
 
+/// Which pieces of the trader's account history go unsealed to the hub on
+/// [`StreamId::PUBLISHED`] (for the public track record and the trader's own analytics), each
+/// off by default. What is not consented to is sealed in [`StreamId::PRIVATE`], which only the
+/// trader's own devices can open. A change applies to history recorded from then on: records
+/// already signed stay where they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishConsent {
+    /// `TradeClosed`: every closed (or partly closed) position with its prices and P&L.
+    pub closed_trades: bool,
+    /// `EquityPoint`: the balance and equity curve.
+    pub equity: bool,
+    /// `BalanceOperation`: deposits, withdrawals, credits, bonuses and corrections.
+    pub balance_operations: bool,
+    /// `Summary`: the account at the end of each broker day.
+    pub daily_summary: bool,
+}
+
+impl PublishConsent {
+    /// Everything published.
+    pub const ALL: PublishConsent = PublishConsent {
+        closed_trades: true,
+        equity: true,
+        balance_operations: true,
+        daily_summary: true,
+    };
+
+    /// Each data kind: its name on the command line and in the API, the record kind, and
+    /// whether this consent covers it.
+    pub fn kinds(&self) -> [(&'static str, Kind, bool); 4] {
+        [
+            ("closed-trades", Kind::TradeClosed, self.closed_trades),
+            ("equity", Kind::EquityPoint, self.equity),
+            ("balance-operations", Kind::BalanceOperation, self.balance_operations),
+            ("daily-summary", Kind::Summary, self.daily_summary),
+        ]
+    }
+
+    /// Whether records of `kind` are published.
+    pub fn covers(&self, kind: Kind) -> bool {
+        self.kinds().iter().any(|(_, k, on)| *k == kind && *on)
+    }
+
+    /// Whether anything is published.
+    pub fn any(&self) -> bool {
+        self.kinds().iter().any(|(_, _, on)| *on)
+    }
+
+    /// Sets the data kind named `name` (as in [`PublishConsent::kinds`]); false for a name that
+    /// is not one.
+    pub fn set(&mut self, name: &str, on: bool) -> bool {
+        let field = match name {
+            "closed-trades" => &mut self.closed_trades,
+            "equity" => &mut self.equity,
+            "balance-operations" => &mut self.balance_operations,
+            "daily-summary" => &mut self.daily_summary,
+            _ => return false,
+        };
+        *field = on;
+        true
+    }
+
+    /// The stored setting's text read back: absent is nothing, the old `"true"` everything;
+    /// text that is neither JSON of this shape nor `"true"` is an error (never read as consent).
+    pub fn from_setting(text: Option<&str>) -> Result<PublishConsent, StoreError> {
+        match text {
+            None => Ok(PublishConsent::default()),
+            Some("true") => Ok(PublishConsent::ALL),
+            Some(t) => serde_json::from_str(t).map_err(|e| StoreError::Row {
+                table: "settings",
+                message: format!("publish consent: {e}"),
+            }),
+        }
+    }
+}
+
 impl Tx<'_> {
-    /// Whether the trader opted in to publishing ([`PUBLISH_SETTING`]).
-    pub fn publishing(&self) -> Result<bool, StoreError> {
-        Ok(self.setting(PUBLISH_SETTING)?.as_deref() == Some("true"))
+    /// What the trader consented to publish ([`PUBLISH_SETTING`]).
+    pub fn publish_consent(&self) -> Result<PublishConsent, StoreError> {
+        PublishConsent::from_setting(self.setting(PUBLISH_SETTING)?.as_deref())
+    }
+
+    /// Stores the trader's consent (nothing consented removes the setting).
+    pub fn set_publish_consent(&mut self, consent: PublishConsent) -> Result<(), StoreError> {
+        if !consent.any() {
+            return self.remove_setting(PUBLISH_SETTING).map(|_| ());
+        }
+        let text = serde_json::to_string(&consent)
+            .map_err(|e| StoreError::Row { table: "settings", message: e.to_string() })?;
+        self.set_setting(PUBLISH_SETTING, &text)
     }
 
     /// Appends account history (`TradeClosed`, `EquityPoint`, `BalanceOperation`, `Summary`):
-    /// unsealed on [`StreamId::PUBLISHED`] when the trader opted in, else sealed on
-    /// [`StreamId::PRIVATE`] as before. Any other kind is [`StoreError::NotHistory`].
+    /// unsealed on [`StreamId::PUBLISHED`] when the trader consented to that kind
+    /// ([`PublishConsent`]), else sealed on [`StreamId::PRIVATE`]. Any other kind is
+    /// [`StoreError::NotHistory`].
     pub fn append_history(
         &mut self,
         identity: &Identity,
@@ -75,7 +164,9 @@ impl Tx<'_> {
         if !kind.allowed_on(StreamId::PUBLISHED) {
             return Err(StoreError::NotHistory { kind: kind.name() });
         }
-        let stream = if self.publishing()? { StreamId::PUBLISHED } else { StreamId::PRIVATE };
+        // A setting that does not read (written by a newer version, damaged) publishes nothing.
+        let consent = self.publish_consent().unwrap_or_default();
+        let stream = if consent.covers(kind) { StreamId::PUBLISHED } else { StreamId::PRIVATE };
         self.append_record(identity, stream, body, created_at_ms)
     }
     /// The inbox watermark: the highest downstream `seq` committed (the sync client acks it
@@ -205,6 +296,11 @@ impl Tx<'_> {
 }
 
 impl View {
+    /// What the trader consented to publish ([`PUBLISH_SETTING`]).
+    pub fn publish_consent(&self) -> Result<PublishConsent, StoreError> {
+        PublishConsent::from_setting(self.setting(PUBLISH_SETTING)?.as_deref())
+    }
+
     /// The inbox watermark (0 before any downstream record).
     pub fn inbox_watermark(&self) -> Result<u64, StoreError> {
         let v = self.cursor(DEVICE_KEY, INBOX_CURSOR)?.unwrap_or(0);

@@ -152,6 +152,7 @@ impl Ui {
             .route("/copy-log", get(copy_log))
             .route("/history", get(history))
             .route("/settings", get(settings).post(save_settings))
+            .route("/settings/publishing", post(save_publishing))
             .route("/ui/ea-keys", post(create_ea_key))
             .route("/ui/ea-keys/{id}/revoke", post(revoke_ea_key))
             .route("/ui/logout", post(logout))
@@ -587,6 +588,35 @@ async fn save_settings(
     let status = if result.is_ok() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
     let notice =
         result.map(|_| "Saved: the next signal is evaluated under these settings.".to_owned());
+    settings_page(&ui, &session.csrf, Some(pages::SettingsNotice::Saved(notice)), status).await
+}
+
+/// The Publishing form: one `on`/`off` field per data kind (the last value of a name wins, so
+/// an unticked box's hidden `off` reads as off); a kind the form does not name is off.
+async fn save_publishing(
+    State(ui): State<Ui>,
+    axum::Extension(session): axum::Extension<Session>,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let pairs = form.map(|f| f.0).unwrap_or_default();
+    let csrf = pairs.iter().rev().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str());
+    if !csrf_ok(&session, &headers, csrf) {
+        return csrf_refused();
+    }
+    let mut consent = crate::store::PublishConsent::default();
+    for (name, value) in &pairs {
+        consent.set(name, value == "on");
+    }
+    let result = ui.node.set_publish_consent(consent).map_err(|e| e.to_string());
+    let status = if result.is_ok() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let notice = result.map(|_| {
+        if consent.any() {
+            "Saved: what you ticked is published from now on; the rest stays sealed.".to_owned()
+        } else {
+            "Saved: nothing is published; your history stays sealed.".to_owned()
+        }
+    });
     settings_page(&ui, &session.csrf, Some(pages::SettingsNotice::Saved(notice)), status).await
 }
 

@@ -6,7 +6,7 @@
 //! account history on the published stream only when the trader opted in.
 
 use tradecast_node::runtime::{FeedOutcome, FeedRefusal, Node, Settings};
-use tradecast_node::store::Store;
+use tradecast_node::store::{PublishConsent, Store};
 use tradecast_protocol::{
     AnswerOutcome, ApprovalRequest, Body, ChainHash, Channel, EquityPoint, Feature, FeatureGrant,
     GrantId, HeaderFields, HubRequestError, Identity, Record, RefusalReason, RemoteDecision,
@@ -231,17 +231,41 @@ fn history_is_published_only_when_the_trader_opted_in() {
             equity: "101.50".parse().expect("dec"),
         })
     };
-    assert!(!node.publishing().expect("setting"), "off by default");
+    assert_eq!(
+        node.publish_consent().expect("setting"),
+        PublishConsent::default(),
+        "off by default"
+    );
     let private = node.record_history(&point(1)).expect("history");
     assert_eq!(private.header().stream, StreamId::PRIVATE);
     assert!(private.header().sealed, "sealed to the trader's devices");
-    node.set_publish(true).expect("publish");
-    let public = node.record_history(&point(2)).expect("history");
+    // Consent is per data kind: closed trades published do not publish the equity curve.
+    node.set_publish_consent(PublishConsent { closed_trades: true, ..Default::default() })
+        .expect("publish");
+    assert_eq!(node.record_history(&point(2)).expect("history").header().stream, StreamId::PRIVATE);
+    node.set_publish_consent(PublishConsent { equity: true, ..Default::default() })
+        .expect("publish");
+    let public = node.record_history(&point(3)).expect("history");
     assert_eq!(public.header().stream, StreamId::PUBLISHED);
     assert!(!public.header().sealed);
-    assert_eq!(public.body(), Ok(point(2)), "anyone can read it");
-    node.set_publish(false).expect("unpublish");
-    assert_eq!(node.record_history(&point(3)).expect("history").header().stream, StreamId::PRIVATE);
+    assert_eq!(public.body(), Ok(point(3)), "anyone can read it");
+    node.set_publish_consent(PublishConsent::default()).expect("unpublish");
+    assert_eq!(node.record_history(&point(4)).expect("history").header().stream, StreamId::PRIVATE);
+    // A store from before per-kind consent said "true" for everything: it still does.
+    node.store()
+        .write(|tx| tx.set_setting(tradecast_node::store::PUBLISH_SETTING, "true"))
+        .expect("old setting");
+    assert_eq!(node.publish_consent().expect("consent"), PublishConsent::ALL);
+    assert_eq!(
+        node.record_history(&point(5)).expect("history").header().stream,
+        StreamId::PUBLISHED
+    );
+    // A setting that does not read publishes nothing (and the status says so, not an error).
+    node.store()
+        .write(|tx| tx.set_setting(tradecast_node::store::PUBLISH_SETTING, "{\"equity\": 1}"))
+        .expect("damaged setting");
+    assert!(node.publish_consent().is_err(), "a damaged setting is not read as consent");
+    assert_eq!(node.record_history(&point(6)).expect("history").header().stream, StreamId::PRIVATE);
     // Only history goes there.
     let hb = Body::Heartbeat(tradecast_protocol::Heartbeat {
         device: me,

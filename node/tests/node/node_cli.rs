@@ -138,6 +138,28 @@ fn run_takes_env_over_the_config_logs_json_and_never_a_secret() {
         .expect("status");
     let text = stdout(&st);
     assert!(text.contains("device") && text.contains("EA link"), "{text}");
+    // `publish`: everything private until the trader says otherwise, per data kind.
+    let publish = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tradecast-node"))
+            .args(["publish", "--data", &data])
+            .args(args)
+            .env("TRADECAST_API_LISTEN", by_env.to_string())
+            .output()
+            .expect("publish")
+    };
+    let text = stdout(&publish(&[]));
+    assert_eq!(text.matches("private (sealed)").count(), 4, "{text}");
+    let text = stdout(&publish(&["--on", "closed-trades,equity", "--off", "daily-summary"]));
+    assert!(text.contains("closed-trades       published"), "{text}");
+    assert!(text.contains("equity              published"), "{text}");
+    assert!(text.contains("balance-operations  private"), "{text}");
+    let bad = publish(&["--on", "positions"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("`positions` is not a data kind"));
+    let text = stdout(&publish(&[]));
+    assert_eq!(text.matches("published").count(), 2, "the refused change changed nothing: {text}");
+    let text = stdout(&publish(&["--off", "all"]));
+    assert_eq!(text.matches("private (sealed)").count(), 4, "{text}");
     let _ = child.kill();
     let _ = child.wait();
     let log = std::fs::read_to_string(&log_path).expect("log");

@@ -129,7 +129,7 @@ fn a_schema_2_store_from_the_previous_node_upgrades_to_3_and_reads_back_whole() 
         tradecast_node::store::hub_pin::hub_pin(node.store()).expect("pin").expect("pinned").key,
         hub().identity_key()
     );
-    assert!(!node.publishing().expect("publish"), "publishing is off after the upgrade");
+    assert!(!node.publish_consent().expect("publish").any(), "publishing is off after the upgrade");
     // New records chain on after the v1 ones, in version 2.
     let point = Body::EquityPoint(tradecast_protocol::EquityPoint {
         device: me.device_id(),

@@ -13,6 +13,7 @@ use crate::policy::approval::{ApprovalMode, NO_AUTO_COPY, PlanGate};
 use crate::policy::fmt_utc;
 use crate::policy::sizing::LotMode;
 use crate::runtime::{Node, NodeError};
+use crate::store::PublishConsent;
 use crate::sync::billing::HubBilling;
 
 /// What the settings page knows of the trader's plan, read from the hub as the page loads.
@@ -127,6 +128,7 @@ pub fn settings(
         .unwrap_or_else(|e| format!("# the policy cannot be written as TOML: {e}"));
     let keys = node.ea_key_ids();
     let hub = hub_view(node);
+    let publishing = node.publish_consent()?;
     let body = html! {
         @match &notice {
             Some(SettingsNotice::Saved(n)) => (notice_banner(&Some(n.clone()))),
@@ -284,6 +286,7 @@ pub fn settings(
                 h2 { "Hub connection" }
                 (hub)
             }
+            (publishing_view(csrf, &publishing))
         }
         section {
             details {
@@ -293,6 +296,30 @@ pub fn settings(
         }
     };
     layout_with(node, csrf, "Settings", false, body)
+}
+
+/// What of the account's history goes to the hub unsealed: one box per data kind, all off until
+/// the trader ticks them.
+fn publishing_view(csrf: &str, consent: &PublishConsent) -> Markup {
+    let words = |name: &str| match name {
+        "closed-trades" => "Closed trades (symbol, size, prices, P&L)",
+        "equity" => "Equity and balance curve",
+        "balance-operations" => "Deposits, withdrawals, credits and bonuses",
+        _ => "Daily summary (balance, equity, day's P&L)",
+    };
+    html! {
+        section id="publishing" {
+            h2 { "Publishing" }
+            p.mute { "What you tick is sent to the hub unsealed and shown on your public track record (after the hub's delay), so anyone can check your results. What you leave unticked stays sealed: only your own devices can read it. A change applies to what happens from now on." }
+            form method="post" action="/settings/publishing" hx-post="/settings/publishing" hx-target="#main" hx-select="#main" hx-swap="outerHTML" {
+                input type="hidden" name="csrf" value=(csrf);
+                @for (name, _, on) in consent.kinds() {
+                    div { (check(name, on, words(name))) }
+                }
+                p { button type="submit" id="save-publishing" { "Save publishing" } }
+            }
+        }
+    }
 }
 
 /// A button that opens the hub's page for `action` through a fresh device link (a POST on the
