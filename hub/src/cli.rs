@@ -202,7 +202,7 @@ fn verify_export(file: &std::path::Path, hub_key: Option<&str>) -> ExitCode {
 async fn dispatch(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { .. } => {
-            crate::run(config, std::env::vars(), shutdown_signal()).await?;
+            Box::pin(crate::run(config, std::env::vars(), shutdown_signal())).await?;
         }
         Command::Migrate => {
             let db = crate::open_db(&config).await?;

@@ -288,6 +288,9 @@ pub struct TelegramConfig {
     /// The Ed25519 public key (64 hex digits) the Mini App's initData `signature` is checked
     /// against. Default: Telegram's production key (tests set their own).
     pub miniapp_public_key: Option<String>,
+    /// How long a trader's node must be offline (no sync session) before the bot tells them,
+    /// seconds. Default 600 (10 minutes); between 60 and 86400.
+    pub offline_after_s: u64,
 }
 
 impl Default for TelegramConfig {
@@ -298,6 +301,7 @@ impl Default for TelegramConfig {
             bot_username: None,
             link_code_ttl_s: 900,
             miniapp_public_key: None,
+            offline_after_s: 600,
         }
     }
 }
@@ -796,6 +800,9 @@ impl Config {
         }
         if !(60..=86_400).contains(&t.link_code_ttl_s) {
             return bad("telegram.link_code_ttl_s", "must be between 60 and 86400");
+        }
+        if !(60..=86_400).contains(&t.offline_after_s) {
+            return bad("telegram.offline_after_s", "must be between 60 and 86400");
         }
         if t.miniapp_public_key.is_some()
             && crate::miniapp::init_data::public_key(t.miniapp_public_key.as_deref()).is_err()

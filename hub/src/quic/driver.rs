@@ -127,9 +127,21 @@ pub async fn run(
         let _ = recv.read_to_end(0).await;
     });
     let mut feed = FeedCursor { device: device_text.clone(), tip: feed_tip, bell: bell.clone() };
+    let started_ms = now_ms(state);
+    // Boxed: the session's own future stays small.
+    let started =
+        Box::pin(crate::telegram::account::session_started(&state.db, &device_text, started_ms));
+    if let Err(e) = started.await {
+        tracing::warn!(device = %device.fmt_short(), error = %e, "presence not recorded");
+    }
     let result = drive(state, conn, &mut session, &mut send, &mut rx, &mut feed, &mut relays).await;
     reader.abort();
     state.feed_bell.release(&device_text, bell);
+    let ended =
+        crate::telegram::account::session_ended(&state.db, &device_text, started_ms, now_ms(state));
+    if let Err(e) = ended.await {
+        tracing::warn!(device = %device.fmt_short(), error = %e, "presence not recorded");
+    }
     result
 }
 

@@ -228,6 +228,9 @@ pub async fn commit_batch(
             } else if h.stream == StreamId::SHARED && !h.sealed {
                 outcome(&mut tx, record, *received_at_ms).await?;
                 crate::approvals::on_synced(&mut tx, record, *received_at_ms).await?;
+                crate::telegram::account::on_synced(&mut tx, record, *received_at_ms).await?;
+            } else if matches!(h.stream, StreamId::PUBLISHED | StreamId::COMMANDS) && !h.sealed {
+                crate::telegram::account::on_synced(&mut tx, record, *received_at_ms).await?;
             }
             match tips.iter_mut().find(|t| t.0 == author && t.1 == h.stream) {
                 Some(t) => (t.2, t.3) = (receipt, *received_at_ms),

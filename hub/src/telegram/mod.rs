@@ -13,6 +13,7 @@
 //! Off unless `telegram.mode` is `webhook` or `polling` and the `telegram_bot_token` secret is
 //! set (webhook mode also needs `telegram_webhook_secret`); the hub says so once at start.
 
+pub mod account;
 pub mod alarms;
 pub mod api;
 pub mod approve;
@@ -213,8 +214,8 @@ pub async fn state_set_in(
 }
 
 /// Registers the bot's jobs: new-signal alerts (and channel posts) every 2 seconds, scheduled
-/// tips and the hub's alarms every minute, closing approval messages whose deadline passed
-/// every 30 seconds.
+/// tips, the hub's alarms and nodes gone offline every minute, closing approval messages whose
+/// deadline passed every 30 seconds.
 pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {
     let every = crate::jobs::Schedule::Every(Duration::from_secs(2));
     if let Err(e) = jobs.register("telegram.signal_alerts", every, Arc::new(notify::SignalAlerts)) {
@@ -232,6 +233,10 @@ pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {
         jobs.register("telegram.approval_expiry", half_minute, Arc::new(approve::ExpiryCloser))
     {
         tracing::error!(error = %e, "telegram approval expiry not registered");
+    }
+    if let Err(e) = jobs.register("telegram.device_health", minute, Arc::new(account::DeviceHealth))
+    {
+        tracing::error!(error = %e, "telegram device health not registered");
     }
 }
 

@@ -25,11 +25,17 @@ pub enum Event {
     Alarm,
     /// The owner's broadcasts: news, offers, guides (the marketing opt-out).
     News,
+    /// Their own account: copies filled or refused, signals skipped by their rules, positions
+    /// closed with P&L (when they publish closed trades), close-alls ([`super::account`]).
+    Trades,
+    /// Their node offline and back, and the risk guard closing everything.
+    Health,
 }
 
 impl Event {
     /// Every event, in the order `/settings` shows them.
-    pub const ALL: [Event; 4] = [Event::Signal, Event::Billing, Event::Alarm, Event::News];
+    pub const ALL: [Event; 6] =
+        [Event::Signal, Event::Trades, Event::Health, Event::Billing, Event::Alarm, Event::News];
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
@@ -38,6 +44,8 @@ impl Event {
             Event::Billing => "billing",
             Event::Alarm => "alarm",
             Event::News => "news",
+            Event::Trades => "trades",
+            Event::Health => "health",
         }
     }
 
@@ -53,6 +61,8 @@ impl Event {
             Event::Billing => "Plan and payments",
             Event::Alarm => "Hub alarms",
             Event::News => "News and offers",
+            Event::Trades => "Fills, skips and closes",
+            Event::Health => "Node offline, risk guard",
         }
     }
 
@@ -60,7 +70,7 @@ impl Event {
     pub fn for_role(self, role: crate::accounts::Role) -> bool {
         match self {
             Event::Alarm => role.is_admin(),
-            Event::Signal | Event::Billing | Event::News => true,
+            Event::Signal | Event::Billing | Event::News | Event::Trades | Event::Health => true,
         }
     }
 }

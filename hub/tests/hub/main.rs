@@ -8,6 +8,7 @@
 
 mod helpers;
 
+mod account_events;
 mod affiliates;
 mod approvals;
 mod audit;

@@ -329,8 +329,8 @@ async fn settings_buttons_and_presses_by_others(b: Backend) {
     let rows = settings["reply_markup"]["inline_keyboard"].as_array().unwrap();
     assert_eq!(
         rows.len(),
-        3,
-        "a subscriber sees signals, billing and news, not the owner's alarms"
+        5,
+        "a subscriber sees signals, their trades, node health, billing and news, not the owner's alarms"
     );
     for b in rows.iter().flat_map(|r| r.as_array().unwrap()) {
         assert!(b["callback_data"].as_str().unwrap().len() <= 64);
@@ -350,6 +350,12 @@ async fn settings_buttons_and_presses_by_others(b: Backend) {
     let edit = all.iter().rev().find(|(m, _)| m == "editMessageText").unwrap();
     assert_eq!(edit.1["message_id"], 44);
     assert!(edit.1["text"].as_str().unwrap().contains("New signals: off"));
+    // The account's own events have levels too: fills, skips and closes silent.
+    deliver(&hub, Some(SECRET), press(701, 701, 44, "n:trades:silent").to_string().into_bytes())
+        .await;
+    let levels = notify::levels(&hub.db, &bob.user_id).await.unwrap();
+    assert!(levels.contains(&(notify::Event::Trades, notify::Level::Silent)), "{levels:?}");
+    assert!(levels.contains(&(notify::Event::Health, notify::Level::On)), "{levels:?}");
 
     // An unlinked user pressing, and a linked one pressing another's buttons: refused.
     deliver(&hub, Some(SECRET), press(999, 701, 44, "n:signal:on").to_string().into_bytes()).await;

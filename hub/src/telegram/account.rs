@@ -1,0 +1,317 @@
+//! What happens on a trader's own account, told to their private chat as it reaches the hub:
+//! a copy filled or refused by the broker, a signal the node skipped (with its reason), a
+//! position closed with its P&L, everything closed by the drawdown guard or the daily loss
+//! limit (or by the trader), and the node going offline and coming back.
+//!
+//! Only what the hub may read is told. Fills, refusals and skips come from the node's `SHARED`
+//! stream (executions and approvals the hub keeps for billing and copy statistics), close-alls
+//! from its `COMMANDS` stream; a closed position's P&L only from the `PUBLISHED` stream, i.e.
+//! when the trader ticked "closed trades" on the node's Settings → Publishing (otherwise it is
+//! sealed and the hub cannot see it: the bot says so once, in `/help`). Never in a group.
+//!
+//! Each message is an outbox row in the transaction that commits the record (so a record
+//! synced twice, or a crash before the commit, tells nothing twice or lost), deduplicated by the
+//! record's header hash. Records the node signed more than [`STALE_MS`] before they reached the
+//! hub (a node that was offline for a day, then syncs its backlog) are not told one by one: the
+//! node's history page has them.
+//!
+//! Presence: every QUIC session start and end is stored per device (`device_presence`,
+//! migration 0026); the `telegram.device_health` job tells a linked trader once when a node has
+//! been offline for `telegram.offline_after_s` (default 10 minutes), and once when it is back.
+
+use sqlx::{Any, Row, Transaction};
+use tradecast_protocol::{Body, Command, DecidedBy, Decision, Kind, Record, StreamId};
+
+use super::html::esc;
+use super::notify::{self, Event};
+use crate::db::{Db, DbError};
+
+/// Records signed longer than this before they reached the hub are not told (a backlog).
+pub const STALE_MS: i64 = 3_600_000;
+
+/// MT5's "request completed" and "done partially": a fill.
+const DONE: [u32; 2] = [10_009, 10_010];
+
+/// What a synced record tells its trader, if anything: `(event, text)`.
+async fn message_for(
+    tx: &mut Transaction<'static, Any>,
+    record: &Record,
+) -> Result<Option<(Event, String)>, DbError> {
+    let h = record.header();
+    let Ok(body) = record.body() else { return Ok(None) };
+    let device_name = device_name(tx, &h.author.to_text()).await?;
+    let on = |text: String| format!("{text}\n<i>{}</i>", esc(&device_name));
+    Ok(match (h.stream, body) {
+        (StreamId::SHARED, Body::Execution(e)) if e.device == h.author => {
+            let what = signal_words(tx, &e.signal_id.to_hex()).await?;
+            if DONE.contains(&e.retcode) {
+                let price = e.fill_price.map(|p| format!(" at {p}")).unwrap_or_default();
+                Some((Event::Trades, on(format!("✅ Filled: {what}, {} lots{price}", e.volume))))
+            } else {
+                Some((
+                    Event::Trades,
+                    on(format!(
+                        "⚠️ Not filled: {what}: the broker answered {} (retcode). Nothing is open.",
+                        e.retcode
+                    )),
+                ))
+            }
+        }
+        (StreamId::SHARED, Body::Approval(a))
+            if a.device == h.author
+                && a.decision == Decision::Rejected
+                && a.decided_by == DecidedBy::Policy =>
+        {
+            let what = signal_words(tx, &a.signal_id.to_hex()).await?;
+            Some((
+                Event::Trades,
+                on(format!("⏭ Skipped by your rules: {what}: {}", esc(&a.reason))),
+            ))
+        }
+        (StreamId::PUBLISHED, Body::TradeClosed(t)) if t.device == h.author => {
+            let net = t.profit + t.commission + t.swap;
+            let mark = if net.is_sign_negative() && !net.is_zero() { "🔻" } else { "🔺" };
+            Some((
+                Event::Trades,
+                on(format!(
+                    "{mark} Closed: {} {} {} lots, {} → {}: <b>{}</b> (profit {}, commission {}, swap {})",
+                    esc(&t.symbol),
+                    side_word(t.side),
+                    t.volume,
+                    t.open_price,
+                    t.close_price,
+                    signed(net),
+                    t.profit,
+                    t.commission,
+                    t.swap
+                )),
+            ))
+        }
+        (StreamId::COMMANDS, Body::Command(Command::CloseAll { symbol, reason, .. })) => {
+            let scope = symbol.map(|s| format!(" on {}", esc(&s))).unwrap_or_default();
+            let guard = reason.starts_with("drawdown guard") || reason.starts_with("daily loss");
+            let (event, head) = if guard {
+                (Event::Health, "🛑 Everything closed by your risk guard")
+            } else {
+                (Event::Trades, "Close all")
+            };
+            let tail = if guard {
+                "\nAuto-copy stays paused until you unlock it on the node."
+            } else {
+                ""
+            };
+            Some((event, on(format!("{head}{scope}: {}{tail}", esc(&reason)))))
+        }
+        _ => None,
+    })
+}
+
+/// Tells the record's trader about it (see the module doc), inside the sync commit's `tx`.
+pub async fn on_synced(
+    tx: &mut Transaction<'static, Any>,
+    record: &Record,
+    received_at_ms: i64,
+) -> Result<(), DbError> {
+    let h = record.header();
+    let interesting = matches!(
+        (h.stream, h.kind),
+        (StreamId::SHARED, Kind::Execution | Kind::Approval)
+            | (StreamId::PUBLISHED, Kind::TradeClosed)
+            | (StreamId::COMMANDS, Kind::Command)
+    );
+    if !interesting || h.sealed || received_at_ms.saturating_sub(h.created_at_ms) > STALE_MS {
+        return Ok(());
+    }
+    let user: Option<String> = sqlx::query_scalar("SELECT user_id FROM devices WHERE id = $1")
+        .bind(h.author.to_text())
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(user_id) = user else { return Ok(()) };
+    if let Some((event, text)) = message_for(tx, record).await? {
+        let dedupe = format!("account:{}", record.header_hash().to_hex());
+        notify::tell_in(tx, &user_id, event, text, &dedupe, "account event", received_at_ms)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn device_name(tx: &mut Transaction<'static, Any>, device: &str) -> Result<String, DbError> {
+    let name: Option<String> = sqlx::query_scalar("SELECT name FROM devices WHERE id = $1")
+        .bind(device)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(name.unwrap_or_else(|| device.to_owned()))
+}
+
+/// "EURUSD buy (Fib-RSI provider name)" of a signal the hub holds, or its id.
+async fn signal_words(tx: &mut Transaction<'static, Any>, id: &str) -> Result<String, DbError> {
+    let row = sqlx::query("SELECT symbol, side FROM signals WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match row {
+        Some(r) => {
+            let (symbol, side): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            format!("{} {}", esc(&symbol), esc(&side))
+        }
+        None => format!("signal {}", &id[..id.len().min(12)]),
+    })
+}
+
+fn side_word(side: tradecast_protocol::Side) -> &'static str {
+    match side {
+        tradecast_protocol::Side::Buy => "buy",
+        tradecast_protocol::Side::Sell => "sell",
+    }
+}
+
+/// A money amount with its sign always shown.
+fn signed(x: rust_decimal::Decimal) -> String {
+    if x.is_sign_negative() && !x.is_zero() { x.to_string() } else { format!("+{x}") }
+}
+
+/// Marks `device` online: a sync session started at `at_ms`. After an outage its trader was
+/// told about, queues the "back online" message.
+pub async fn session_started(db: &Db, device: &str, at_ms: i64) -> Result<(), DbError> {
+    let mut tx = db.begin_write().await?;
+    let told: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT told_offline_at_ms FROM device_presence WHERE device_id = $1 AND online = 0",
+    )
+    .bind(device)
+    .fetch_optional(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO device_presence (device_id, online, since_ms, told_offline_at_ms) \
+         VALUES ($1, 1, $2, NULL) ON CONFLICT (device_id) DO UPDATE SET online = 1, \
+         since_ms = excluded.since_ms, told_offline_at_ms = NULL",
+    )
+    .bind(device)
+    .bind(at_ms)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(Some(told_at)) = told {
+        let user: Option<String> = sqlx::query_scalar("SELECT user_id FROM devices WHERE id = $1")
+            .bind(device)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(user_id) = user {
+            let name = device_name(&mut tx, device).await?;
+            let text = format!("🟢 {} is back online and syncing.", esc(&name));
+            let dedupe = format!("presence:{device}:back:{told_at}");
+            notify::tell_in(
+                &mut tx,
+                &user_id,
+                Event::Health,
+                text,
+                &dedupe,
+                "device health",
+                at_ms,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Marks `device` offline at `at_ms`: its session that started at `started_ms` ended. A session
+/// that started later (the node moved to another instance first) keeps it online.
+pub async fn session_ended(
+    db: &Db,
+    device: &str,
+    started_ms: i64,
+    at_ms: i64,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE device_presence SET online = 0, since_ms = $3, told_offline_at_ms = NULL \
+         WHERE device_id = $1 AND online = 1 AND since_ms = $2",
+    )
+    .bind(device)
+    .bind(started_ms)
+    .bind(at_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// One pass of the `telegram.device_health` job: every device offline for at least
+/// `offline_after_ms` whose trader was not told yet is told once. Returns how many were told.
+pub async fn tell_offline(db: &Db, now_ms: i64, offline_after_ms: i64) -> Result<usize, DbError> {
+    let rows = sqlx::query(
+        "SELECT p.device_id, p.since_ms, d.user_id FROM device_presence p \
+         JOIN devices d ON d.id = p.device_id \
+         WHERE p.online = 0 AND p.told_offline_at_ms IS NULL AND p.since_ms <= $1 \
+         AND d.revoked_at_ms IS NULL",
+    )
+    .bind(now_ms.saturating_sub(offline_after_ms))
+    .fetch_all(db.pool())
+    .await?;
+    let mut told = 0;
+    for r in &rows {
+        let (device, since, user_id): (String, i64, String) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        let mut tx = db.begin_write().await?;
+        // Marked in the same transaction as the message: told once even if two instances run
+        // the job at the same moment (the second's UPDATE matches nothing).
+        let marked = sqlx::query(
+            "UPDATE device_presence SET told_offline_at_ms = $2 \
+             WHERE device_id = $1 AND online = 0 AND told_offline_at_ms IS NULL AND since_ms = $3",
+        )
+        .bind(&device)
+        .bind(now_ms)
+        .bind(since)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked == 1 {
+            let name = device_name(&mut tx, &device).await?;
+            let minutes = (now_ms - since) / 60_000;
+            let text = format!(
+                "🔴 {} has been offline for {minutes} min: signals are not copied to it while it is. \
+                 Check that the app (or the VPS daemon) is running and online.",
+                esc(&name)
+            );
+            let dedupe = format!("presence:{device}:offline:{since}");
+            if notify::tell_in(
+                &mut tx,
+                &user_id,
+                Event::Health,
+                text,
+                &dedupe,
+                "device health",
+                now_ms,
+            )
+            .await?
+            {
+                told += 1;
+            }
+        }
+        tx.commit().await?;
+    }
+    Ok(told)
+}
+
+/// The job that tells traders of nodes gone offline (see [`tell_offline`]), after
+/// `telegram.offline_after_s`.
+#[derive(Debug, Default)]
+pub struct DeviceHealth;
+
+impl crate::jobs::Job for DeviceHealth {
+    fn run<'a>(
+        &'a self,
+        state: &'a crate::state::AppState,
+    ) -> futures::future::BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            if !state.telegram.is_on() {
+                return Ok("skipped: Telegram is off".into());
+            }
+            let after_ms =
+                i64::try_from(state.config.telegram.offline_after_s.saturating_mul(1000))
+                    .unwrap_or(i64::MAX);
+            let told = tell_offline(&state.db, state.now_ms(), after_ms)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(format!("{told} offline node(s) told"))
+        })
+    }
+}
