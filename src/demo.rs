@@ -230,6 +230,23 @@ pub struct Report {
     pub telegram_to_alice: Vec<String>,
     /// Bot API calls the stand-in refused for flood limits (429).
     pub telegram_429: usize,
+    /// The provider's public track record: its page, and the offline verifier's run over the
+    /// export a stranger downloads once the public delay has passed the whole run (after the
+    /// summary: `None` only if the demo was stopped before).
+    pub public_record: Option<PublicRecord>,
+}
+
+/// The public track record as a stranger meets it at the end of the demo.
+#[derive(Debug, Clone)]
+pub struct PublicRecord {
+    /// `/p/{provider}` on the demo's hub.
+    pub page: String,
+    /// The export's address.
+    pub export: String,
+    /// Records in the export.
+    pub records: usize,
+    /// The verifier's report (`tradecast-verify`'s output) and verdict.
+    pub verifier: tradecast_protocol::track::VerifierReport,
 }
 
 /// A running node of the demo: a process of its own (`tradecast node run`), seen only through
@@ -292,6 +309,25 @@ impl DemoNode {
 
     async fn status(&self) -> anyhow::Result<Status> {
         self.get("/api/v1/status").await
+    }
+
+    /// What the trader ticks on the node's Settings → Publishing (the same `PUT` the page and
+    /// `tradecast-node publish` make).
+    async fn set_publishing(
+        &self,
+        consent: tradecast_node::store::PublishConsent,
+    ) -> anyhow::Result<()> {
+        let url = format!("http://{}/api/v1/publishing", self.api_addr);
+        let r = self.http.put(&url).bearer_auth(&self.api_token).json(&consent).send().await?;
+        let status = r.status();
+        if !status.is_success() {
+            bail!(
+                "{}'s node answered {status} to PUT /api/v1/publishing: {}",
+                self.name,
+                r.text().await?
+            );
+        }
+        Ok(())
     }
 
     async fn signals(&self) -> anyhow::Result<Vec<SignalRow>> {
@@ -435,7 +471,8 @@ impl DemoHub {
                  [auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n\
                  [stripe]\napi_base_url = {stripe_api}\n\n\
                  [telegram]\nmode = \"webhook\"\napi_base_url = {telegram_api}\n\
-                 miniapp_public_key = \"{miniapp_key}\"\n"
+                 miniapp_public_key = \"{miniapp_key}\"\n\n\
+                 [public]\ndelay_s = {PUBLIC_DELAY_S}\n"
             ),
         )?;
         stripe.set_webhook_url(format!("http://{addr}/api/v1/billing/stripe/webhook"));
@@ -525,6 +562,37 @@ impl DemoHub {
 
     /// Signs in to the hub's console as a browser does (the login form, the session cookie) and
     /// reads the overview's figures: what the owner sees at `/`.
+    /// The provider's public export once the hub's public delay has passed `after_ms` (so it
+    /// holds the whole run), run through the offline verifier with the hub's key pinned, as a
+    /// stranger would run `tradecast-verify export.json --hub-key KEY`.
+    async fn public_record(
+        &self,
+        provider_id: &str,
+        after_ms: i64,
+        out: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<PublicRecord> {
+        let export = self.url(&format!("/public/v1/providers/{provider_id}/export"));
+        out(&format!(
+            "waiting for the hub's public delay ({PUBLIC_DELAY_S} s) to pass the run's last record, so the public track record holds the whole run"
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(PUBLIC_DELAY_S * 2 + 30);
+        let bytes = loop {
+            let bytes = self.http.get(&export).send().await?.error_for_status()?.bytes().await?;
+            let parsed = tradecast_protocol::track::parse_export(&bytes)
+                .map_err(|e| anyhow!("the hub's export does not parse: {e}"))?;
+            if parsed.cutoff_ms >= after_ms || std::time::Instant::now() > deadline {
+                break bytes;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        };
+        let parsed = tradecast_protocol::track::parse_export(&bytes)
+            .map_err(|e| anyhow!("the hub's export does not parse: {e}"))?;
+        let records = parsed.chains.iter().map(|c| c.records.len()).sum();
+        let verifier =
+            tradecast_protocol::track::verifier_report(&bytes, Some(&self.identity.identity_key()));
+        Ok(PublicRecord { page: self.url(&format!("/p/{provider_id}")), export, records, verifier })
+    }
+
     async fn console_overview(
         &self,
         email: &str,
@@ -1733,6 +1801,10 @@ async fn replay(
     )
     .await?;
     keys.push(key);
+    provider.set_publishing(tradecast_node::store::PublishConsent::ALL).await?;
+    out(
+        "the provider ticked Settings → Publishing on its node: its closed trades, equity curve, balance operations and daily summaries go to the hub unsealed, for the money figures of its public track record (the subscribers publish nothing: theirs stay sealed)",
+    );
     let subscribers = [
         (
             "alice",
@@ -2115,7 +2187,8 @@ async fn replay(
         .filter_map(|m| m.text)
         .collect();
     let telegram_429 = hub.telegram.n_too_many();
-    let report = Report {
+    let run_ended_ms = wall_ms();
+    let mut report = Report {
         bars,
         signals,
         subscribers: totals_v,
@@ -2138,11 +2211,19 @@ async fn replay(
         stripe_webhooks,
         telegram_to_alice,
         telegram_429,
+        public_record: None,
     };
     print_summary(&report, out);
+    let public = hub.public_record(&provider_id, run_ended_ms, out).await?;
+    print_public_record(&public, out);
+    report.public_record = Some(public);
     let nodes = std::iter::once(provider).chain(subs).collect();
     Ok((report, Parties { nodes, hub, _proxy: proxy }))
 }
+
+/// The demo hub's public delay (the shortest the hub allows): the public track record shows
+/// what the hub received more than this long ago.
+const PUBLIC_DELAY_S: u64 = 60;
 
 /// The hub owner's account on the demo's throwaway hub: e-mail and password.
 const DEMO_OWNER: (&str, &str) = ("owner@demo.invalid", "demo owner password");
@@ -2253,10 +2334,16 @@ fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {
         r.stripe_webhooks.1,
     ));
     let alerts = r.telegram_to_alice.iter().filter(|t| t.contains("from provider")).count();
+    let account = r
+        .telegram_to_alice
+        .iter()
+        .filter(|t| ["Filled", "Not filled", "Skipped", "Closed:"].iter().any(|w| t.contains(w)))
+        .count();
     out(&format!(
-        "telegram: alice linked; the bot sent her {} messages ({} new-signal alerts), {} refused for flood limits",
+        "telegram: alice linked; the bot sent her {} messages ({} new-signal alerts, {} about her own fills, skips and closes), {} refused for flood limits",
         r.telegram_to_alice.len(),
         alerts,
+        account,
         r.telegram_429
     ));
     let fig = |k: &str| r.console.get(k).map_or("?".to_owned(), i64::to_string);
@@ -2278,4 +2365,16 @@ fn print_summary(r: &Report, out: &mut dyn FnMut(&str)) {
         fig("new-month"),
         alarms,
     ));
+}
+
+/// The public track record's lines: the page, the export, and the verifier's output on it.
+fn print_public_record(p: &PublicRecord, out: &mut dyn FnMut(&str)) {
+    out(&format!(
+        "public track record: {} (no login; the export a stranger downloads: {}, {} records)",
+        p.page, p.export, p.records
+    ));
+    out("verifier (tradecast-verify on that export, the hub's key pinned, offline):");
+    for line in p.verifier.text.lines() {
+        out(&format!("  {line}"));
+    }
 }

@@ -140,6 +140,13 @@ fn check(report: &Report, lines: &[String]) {
     let alerts = tg.iter().filter(|t| t.contains("from provider")).count();
     assert_eq!(alerts, report.signals.len(), "{tg:#?}");
     assert_eq!(report.telegram_429, 0);
+    // Her own account's events reach her chat too: a fill per copy her node filled.
+    let fills = tg.iter().filter(|t| t.contains("✅ Filled: EURUSD")).count();
+    assert!(
+        fills >= 1 && fills <= alice.filled,
+        "{fills} fill messages, {} fills: {tg:#?}",
+        alice.filled
+    );
     assert!(lines.iter().any(|l| l.contains("telegram  bot → alice: 📈")), "{lines:#?}");
     // The owner's broadcast from the console reached her, once.
     assert_eq!(tg.iter().filter(|t| t.starts_with("This week on Fib-RSI")).count(), 1, "{tg:#?}");
@@ -171,6 +178,22 @@ fn check(report: &Report, lines: &[String]) {
     assert!(report.unreceipted.is_empty(), "{:?}", report.unreceipted);
     // Every bar settled: no party stuck, no link waiting out a timeout.
     assert_eq!(report.settle_timeouts, 0, "{lines:#?}");
+    // The public track record holds the whole run once the delay has passed, and the offline
+    // verifier checks every record and recomputes every figure from them, equal to the page's.
+    let public = report.public_record.as_ref().expect("the public record after the summary");
+    assert!(public.verifier.ok, "{}", public.verifier.text);
+    assert!(
+        public.records >= report.provider_records,
+        "{} of {}",
+        public.records,
+        report.provider_records
+    );
+    assert!(public.verifier.text.lines().last().is_some_and(|l| l.starts_with("OK: ")));
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("  OK: ")),
+        "the summary ends with the verdict: {lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("the provider ticked Settings → Publishing")));
     // The owner signs in to the hub's console and sees the demo's accounts and devices.
     let fig = |k: &str| report.console.get(k).copied();
     assert_eq!(fig("accounts-owner"), Some(1), "{:?}", report.console);
