@@ -1397,7 +1397,9 @@ async fn narrate(
     }
     // What the bot sends alice, as she sees it in Telegram.
     for m in hub.telegram.messages_to(ALICE_TELEGRAM) {
-        if let (Some(text), None) = (&m.text, m.from_user) {
+        // A picture's caption is its text (the new-signal alerts carry the setup's chart).
+        let picture = m.caption.as_ref().map(|c| format!("[chart] {c}"));
+        if let (Some(text), None) = (m.text.as_ref().or(picture.as_ref()), m.from_user) {
             narrator.once(
                 format!("tg:{}", m.message_id),
                 format!("{pad}telegram  bot → alice: {}", one_line(text)),
@@ -2170,7 +2172,10 @@ async fn replay(
             .iter()
             .filter(|m| {
                 m.from_user.is_none()
-                    && m.text.as_deref().is_some_and(|t| t.contains("from provider"))
+                    && m.text
+                        .as_deref()
+                        .or(m.caption.as_deref())
+                        .is_some_and(|t| t.contains("from provider"))
             })
             .count()
     };
@@ -2184,7 +2189,7 @@ async fn replay(
         .messages_to(ALICE_TELEGRAM)
         .into_iter()
         .filter(|m| m.from_user.is_none())
-        .filter_map(|m| m.text)
+        .filter_map(|m| m.text.or(m.caption))
         .collect();
     let telegram_429 = hub.telegram.n_too_many();
     let run_ended_ms = wall_ms();
