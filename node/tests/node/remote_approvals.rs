@@ -486,3 +486,35 @@ fn an_approval_a_risk_rule_now_refuses_is_refused_as_risk() {
     // A rejection of it is still honoured.
     assert_eq!(s.request(None, 81, 8, RemoteDecision::Rejected, None), applied(81));
 }
+
+#[test]
+fn a_press_that_arrives_when_the_market_has_closed_is_refused_as_market_closed() {
+    let mut s = Scene::new(true);
+    let mut policy = s.node.policy().expect("policy");
+    // A signal valid over the weekend, so only the market's hours stand in the way.
+    policy.max_signal_age_s = 7 * 24 * 3_600;
+    s.node.set_policy(&policy).expect("policy");
+    s.signal(6, T0 + 130 * HOUR);
+    assert_eq!(s.pendings().len(), 1, "announced while the market is open");
+    // Saturday 2026-03-07 12:00 UTC: the FX market is closed (Friday 17:00 New York to Sunday).
+    let saturday = T0 + 72 * HOUR;
+    s.state(saturday);
+    s.quote(saturday, "1.10000");
+    assert_eq!(
+        s.request(None, 60, 6, RemoteDecision::Approved, None),
+        refused(60, RefusalReason::MarketClosed)
+    );
+    assert!(s.queued(6).is_empty(), "nothing queued for a closed market");
+    let answers = s.answers();
+    assert_eq!(
+        answers.last().map(|a| &a.outcome),
+        Some(&AnswerOutcome::Refused(RefusalReason::MarketClosed))
+    );
+    assert!(s.node.approvals().expect("rows")[0].pending.decided().is_none(), "it still waits");
+    // Monday, the market open again: the same trader's next press applies.
+    let monday = T0 + 117 * HOUR;
+    s.state(monday);
+    s.quote(monday, "1.10000");
+    assert_eq!(s.request(None, 61, 6, RemoteDecision::Approved, None), applied(61));
+    assert_eq!(s.queued(6), vec![d("0.10")]);
+}
