@@ -386,8 +386,51 @@ impl Node {
         settings.validate()?;
         let text = serde_json::to_string(settings)
             .map_err(|e| NodeError::Refused(format!("policy settings: {e}")))?;
-        let _inner = self.lock();
-        self.store.write(|tx| tx.set_setting(POLICY_KEY, &text))?;
+        let inner = self.lock();
+        self.store.write(|tx| {
+            let was_remote = self.policy_in(tx)?.approval.remote_approval;
+            tx.set_setting(POLICY_KEY, &text)?;
+            if settings.approval.remote_approval && !was_remote {
+                self.announce_waiting_in(tx, settings, &inner.accounts, wall_ms())?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Remote approval just turned on: every hub signal already waiting for the trader is
+    /// announced now (its `Pending`, re-evaluated under `settings`), as if it had arrived after.
+    fn announce_waiting_in(
+        &self,
+        tx: &mut store::Tx<'_>,
+        settings: &PolicySettings,
+        accounts: &std::collections::HashMap<String, AccountMem>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let waiting: Vec<ApprovalRow> = tx.all_json(store::APPROVALS, "approvals")?;
+        for arow in waiting.into_iter().filter(|a| a.pending.decided().is_none()) {
+            let id = arow.pending.signal_id.to_hex();
+            let Some(row) = tx.get_json::<SignalRow>(store::SIGNALS, "signals", &id)? else {
+                continue;
+            };
+            if row.source != HUB_SOURCE {
+                continue;
+            }
+            let plan = plan_gate_in(tx, &row.source, now_ms)?;
+            let mem = accounts.get(&arow.account);
+            let evaluated = self.evaluate_in(
+                tx,
+                &arow.account,
+                &row.signal,
+                arow.provider_lots,
+                settings,
+                plan,
+                mem,
+            )?;
+            if let Some((evaluation, market)) = evaluated {
+                self.pending_in(tx, &row.source, &arow, &evaluation, settings, market, now_ms)?;
+            }
+        }
         Ok(())
     }
 

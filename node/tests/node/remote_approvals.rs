@@ -518,3 +518,22 @@ fn a_press_that_arrives_when_the_market_has_closed_is_refused_as_market_closed()
     assert_eq!(s.request(None, 61, 6, RemoteDecision::Approved, None), applied(61));
     assert_eq!(s.queued(6), vec![d("0.10")]);
 }
+
+#[test]
+fn turning_remote_approval_on_announces_the_signals_already_waiting() {
+    let mut s = Scene::new(false);
+    s.signal(7, T0 + 3 * HOUR);
+    assert!(s.pendings().is_empty(), "remote approval off: the hub is told nothing");
+    let mut policy = s.node.policy().expect("policy");
+    policy.approval.remote_approval = true;
+    s.node.set_policy(&policy).expect("policy");
+    let p = s.pendings();
+    assert_eq!(p.len(), 1, "the signal already waiting is announced when it is turned on");
+    assert_eq!(p[0].signal_id, SignalId([7; 16]));
+    assert_eq!((p[0].min_lots, p[0].max_lots), (d("0.01"), d("0.10")));
+    // Saving the policy again (still on) announces nothing twice; the press then applies.
+    s.node.set_policy(&policy).expect("policy");
+    assert_eq!(s.pendings().len(), 1);
+    assert_eq!(s.request(None, 70, 7, RemoteDecision::Approved, None), applied(70));
+    assert_eq!(s.queued(7), vec![d("0.10")]);
+}
