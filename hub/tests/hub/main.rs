@@ -18,6 +18,7 @@ mod billing_device;
 mod billing_flow;
 mod billing_stripe;
 mod binary;
+mod charts;
 mod cluster;
 mod console;
 mod console_pages;
