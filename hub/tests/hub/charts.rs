@@ -151,6 +151,17 @@ async fn charts_badge_and_widget_are_public_after_the_delay(backend: Backend) {
         assert!(page.text.contains(needle), "{needle} not on the page");
     }
 
+    // In the OpenAPI document.
+    let doc = hub.get("/api/v1/openapi.json", None).await;
+    for p in [
+        "/public/v1/providers/{id}/equity.png",
+        "/public/v1/signals/{id}/setup.png",
+        "/public/v1/providers/{id}/badge.svg",
+        "/public/v1/providers/{id}/widget",
+    ] {
+        assert!(doc.ok(200)["paths"].get(p).is_some(), "{p} missing from the OpenAPI document");
+    }
+
     // Unknown providers: 404 on every route.
     for route in ["equity.png", "badge.svg", "widget"] {
         hub.get(&format!("/public/v1/providers/nobody/{route}"), None)
