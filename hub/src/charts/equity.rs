@@ -129,8 +129,8 @@ pub fn equity_png(
     }
     c.text(LEFT as f32 + 6.0, DD_TOP as f32 + 16.0, 14.0, pal.bad, Align::Left, "Drawdown");
     c.text(LEFT as f32 - 8.0, DD_TOP as f32 + 5.0, 14.0, pal.muted, Align::Right, "0");
-    let floor = format!("-{max_dd}");
-    let floor = if max_dd.is_zero() { "0".to_string() } else { floor };
+    // The panel's floor: the max drawdown, or −1 when there was none (the scale's floor).
+    let floor = format!("-{}", if max_dd.is_zero() { Decimal::ONE } else { max_dd });
     c.text(LEFT as f32 - 8.0, DD_BOTTOM as f32 + 5.0, 14.0, pal.muted, Align::Right, &floor);
     // Time labels under the drawdown: first, middle, last.
     let span = i128::from(t_last) - i128::from(t_first);
@@ -181,7 +181,7 @@ mod tests {
         let pts = series(&["0", "1.5", "0.5", "-1", "2", "3.25", "2.25", "4"]);
         for theme in [Theme::Light, Theme::Dark] {
             let png = equity_png("Provider — cumulative R", "R", &pts, theme).unwrap();
-            std::fs::write(format!("/tmp/tc-equity-{theme:?}.png"), &png).unwrap();
+            super::super::testing::dump(&format!("tc-equity-{theme:?}.png"), &png);
             let (w, h, rgb) = decode(&png);
             assert_eq!((w, h), (WIDTH, HEIGHT));
             let pal = theme.palette();

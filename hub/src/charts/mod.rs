@@ -353,6 +353,13 @@ impl Scale {
 pub(crate) mod testing {
     //! Reading back what was drawn.
 
+    /// Writes `bytes` as `name` into `$CHARTS_DUMP_DIR` when it is set, to look at the pictures.
+    pub fn dump(name: &str, bytes: &[u8]) {
+        if let Some(dir) = std::env::var_os("CHARTS_DUMP_DIR") {
+            std::fs::write(std::path::Path::new(&dir).join(name), bytes).unwrap();
+        }
+    }
+
     /// (width, height, RGB bytes) of a PNG, checking its signature and IHDR.
     pub fn decode(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
         assert_eq!(&png_bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");

@@ -453,7 +453,7 @@ pub(crate) mod tests {
         let setup = Setup { signal: &sig, modifies: &modifies, closes: &closes };
         for theme in [Theme::Light, Theme::Dark] {
             let png = setup_png(&setup, theme).unwrap();
-            std::fs::write(format!("/tmp/tc-setup-{theme:?}.png"), &png).unwrap();
+            super::super::testing::dump(&format!("tc-setup-{theme:?}.png"), &png);
             let (w, h, rgb) = decode(&png);
             assert_eq!((w, h), (WIDTH, HEIGHT));
             let pal = theme.palette();

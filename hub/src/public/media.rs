@@ -173,12 +173,18 @@ pub fn badge(t: &ProviderTrack) -> String {
         tradecast_protocol::track::show(f.expectancy_r)
     );
     let line2 = format!("max drawdown {} R · track {} days", f.max_drawdown_r, inputs.track_days);
+    // About what fits beside the score at 16 px bold.
+    let short_name = if name.chars().count() > 28 {
+        name.chars().take(27).collect::<String>() + "…"
+    } else {
+        name.clone()
+    };
     html! {
         svg xmlns="http://www.w3.org/2000/svg" width=(BADGE_W) height=(BADGE_H) viewBox=(view)
             role="img" aria-label=(label) font-family=(font) {
             title { (label) }
             rect x="0.5" y="0.5" width=(BADGE_W - 1) height=(BADGE_H - 1) rx="8" fill="#ffffff" stroke="#d1d5db" {}
-            text x="16" y="30" font-size="16" font-weight="bold" fill="#111827" { (name.chars().take(28).collect::<String>()) }
+            text x="16" y="30" font-size="16" font-weight="bold" fill="#111827" { (short_name) }
             text x="16" y="58" font-size="13" fill="#374151" { (line1) }
             text x="16" y="78" font-size="13" fill="#374151" { (line2) }
             text x="16" y="110" font-size="12" fill="#16a34a" { "✓ verified by Tradecast" }

@@ -107,7 +107,13 @@ async fn charts_badge_and_widget_are_public_after_the_delay(backend: Backend) {
     let equity = png_with_etag(&hub, &format!("/public/v1/providers/{pid}/equity.png")).await;
     assert_ne!(equity, empty, "one closed trade: a curve, not the empty picture");
 
-    // The badge: the verified figures and the trust score.
+    // The badge: the verified figures and the trust score, the name escaped.
+    sqlx::query("UPDATE users SET display_name = $1 WHERE id = $2")
+        .bind("Fib & <Co>")
+        .bind(&pid)
+        .execute(hub.db.pool())
+        .await
+        .unwrap();
     let badge = hub.get(&format!("/public/v1/providers/{pid}/badge.svg"), None).await;
     assert_eq!(badge.status, 200, "{}", badge.text);
     assert_eq!(badge.headers["content-type"], "image/svg+xml");
@@ -116,9 +122,19 @@ async fn charts_badge_and_widget_are_public_after_the_delay(backend: Backend) {
         "1 trades · expectancy 2 R",
         "max drawdown 0 R · track 0 days",
         "verified by Tradecast",
+        ">Fib &amp; &lt;Co&gt;</text>",
         "trust score",
     ] {
         assert!(badge.text.contains(needle), "{needle} not in {}", badge.text);
+    }
+    // Set CHARTS_DUMP_DIR to look at what the routes answer.
+    if let Some(dir) = std::env::var_os("CHARTS_DUMP_DIR") {
+        let dir = std::path::Path::new(&dir);
+        std::fs::write(dir.join("route-badge.svg"), &badge.text).unwrap();
+        std::fs::write(dir.join("route-setup.png"), &light).unwrap();
+        std::fs::write(dir.join("route-setup-dark.png"), &dark).unwrap();
+        std::fs::write(dir.join("route-equity.png"), &equity).unwrap();
+        std::fs::write(dir.join("route-equity-empty.png"), &empty).unwrap();
     }
     // One trade, no drawdown, one positive month, a chain without a gap, 0 days:
     // (0 + 25 + 25 + 15) / 90 → 72.
