@@ -187,12 +187,19 @@ pub fn photo_payload(message: &frankenstein::methods::SendMessageParams, signal_
 pub struct Deliverer {
     bot: Bot,
     state: AppState,
+    /// The last setup rendered: (signal id, rendered at ms, PNG). A new signal's alerts to
+    /// every linked subscriber are queued together, so they share one rendering.
+    last_setup: std::sync::Mutex<Option<(String, i64, Vec<u8>)>>,
 }
+
+/// How long a rendered setup is reused for the same signal's alerts, ms (a `Modify` or `Close`
+/// arriving later shows from then on).
+const SETUP_REUSE_MS: i64 = 60_000;
 
 impl Deliverer {
     /// A deliverer sending through `bot`, recording blocked users in the hub's database.
     pub fn new(bot: Bot, state: AppState) -> Deliverer {
-        Deliverer { bot, state }
+        Deliverer { bot, state, last_setup: std::sync::Mutex::new(None) }
     }
 }
 
@@ -229,10 +236,30 @@ impl Deliverer {
         signal: &str,
     ) -> Result<Value, CallError> {
         let state = &self.state;
-        let theme = crate::charts::Theme::Light;
-        match crate::public::media::signal_setup_png(&state.db, &state.hub_identity, signal, theme)
-            .await
-        {
+        let now = state.now_ms();
+        let reused = self.last_setup.lock().ok().and_then(|last| {
+            last.as_ref()
+                .filter(|(id, at, _)| id == signal && now.saturating_sub(*at) < SETUP_REUSE_MS)
+                .map(|(_, _, png)| png.clone())
+        });
+        let rendered = match reused {
+            Some(png) => Ok(Some(png)),
+            None => {
+                let theme = crate::charts::Theme::Light;
+                let r = crate::public::media::signal_setup_png(
+                    &state.db,
+                    &state.hub_identity,
+                    signal,
+                    theme,
+                )
+                .await;
+                if let (Ok(Some(png)), Ok(mut last)) = (&r, self.last_setup.lock()) {
+                    *last = Some((signal.to_string(), now, png.clone()));
+                }
+                r
+            }
+        };
+        match rendered {
             Ok(Some(png)) if method == "sendPhoto" => self.bot.send_photo(params, png).await,
             other => {
                 if let Err(e) = other {

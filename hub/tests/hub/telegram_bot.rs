@@ -740,32 +740,37 @@ async fn a_new_signal_alert_is_a_photo_of_its_setup(b: Backend) {
         .as_str()
         .unwrap()
         .to_string();
-    let dave = hub.user(&owner, "subscriber").await;
-    hub.post(
-        "/api/v1/entitlements",
-        Some(&owner.token),
-        serde_json::json!({ "user_id": dave.user_id, "plan_id": plan }),
-    )
-    .await
-    .ok(201);
-    sb.user(811, "Dave", Some("dave")).unwrap();
-    let code = link_code(&hub, &dave, sb.bot_username()).await;
-    sb.user_says(811, &format!("/start {code}")).unwrap();
-    reply(&sb, 811, "Linked to").await;
+    // Two subscribers: the second alert reuses the first one's rendering.
+    for (tg, name) in [(811, "Dave"), (812, "Fay")] {
+        let who = hub.user(&owner, "subscriber").await;
+        hub.post(
+            "/api/v1/entitlements",
+            Some(&owner.token),
+            serde_json::json!({ "user_id": who.user_id, "plan_id": plan }),
+        )
+        .await
+        .ok(201);
+        sb.user(tg, name, None).unwrap();
+        let code = link_code(&hub, &who, sb.bot_username()).await;
+        sb.user_says(tg, &format!("/start {code}")).unwrap();
+        reply(&sb, tg, "Linked to").await;
+    }
     notify::signal_alerts(hub.state()).await.unwrap();
 
     let s = signal(&kit.identity, hub.clock.now_ms());
     post_signal(&hub, &kit, &s, 1).await.1.ok(201);
-    assert_eq!(notify::signal_alerts(hub.state()).await.unwrap(), (1, 1));
-    let photo = sb
-        .wait_for_message(811, |m| m.photo.is_some(), WAIT)
-        .await
-        .unwrap_or_else(|| panic!("no photo: {:#?}", sb.messages_to(811)));
-    let size = &photo.photo.as_ref().unwrap()[0];
-    assert_eq!((size["width"].as_u64(), size["height"].as_u64()), (Some(800), Some(450)));
-    let caption = photo.caption.as_deref().unwrap();
-    assert!(caption.contains("BUY EURUSD") && caption.contains("1.09128"), "{caption}");
-    assert!(photo.entities.iter().any(|e| e["type"] == "bold"), "the caption's HTML parsed");
+    assert_eq!(notify::signal_alerts(hub.state()).await.unwrap(), (1, 2));
+    for chat in [811, 812] {
+        let photo = sb
+            .wait_for_message(chat, |m| m.photo.is_some(), WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no photo: {:#?}", sb.messages_to(chat)));
+        let size = &photo.photo.as_ref().unwrap()[0];
+        assert_eq!((size["width"].as_u64(), size["height"].as_u64()), (Some(800), Some(450)));
+        let caption = photo.caption.as_deref().unwrap();
+        assert!(caption.contains("BUY EURUSD") && caption.contains("1.09128"), "{caption}");
+        assert!(photo.entities.iter().any(|e| e["type"] == "bold"), "the caption's HTML parsed");
+    }
 
     // A row whose signal the hub cannot draw: its text arrives instead of a picture.
     let text = notify::html(811, "📈 <b>fallback</b> text".into(), false);
