@@ -23,6 +23,7 @@ pub mod approvals;
 pub mod audit;
 pub mod backup;
 pub mod billing;
+pub mod charts;
 pub mod cli;
 pub mod cluster;
 pub mod config;

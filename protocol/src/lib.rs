@@ -99,6 +99,7 @@ pub mod session;
 pub mod sim;
 pub mod track;
 pub mod trade;
+pub mod trust;
 pub mod vectors;
 
 pub use chain::{ChainError, ChainTip, verify_chain};

@@ -17,7 +17,9 @@
 //! the trader's nodes signed (`Pending`: lot range, risk preview, blocking rules, expiry) and
 //! sends a decision through [`crate::approvals::request`]; nothing here decides a signal: the
 //! node does, within its own rules, and its signed answer is shown when it arrives (the view
-//! refreshes itself while an answer is awaited).
+//! refreshes itself while an answer is awaited). Each waiting signal shows its setup picture
+//! ([`crate::charts::setup`]), inline as a `data:` PNG rendered for this user's pending signals
+//! only (no public delay applies to a signal the user's own device waits on).
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
@@ -290,7 +292,7 @@ fn answer_words(req: &approvals::ApprovalRequest) -> String {
     }
 }
 
-fn pending_card(c: &PendingCard, now: i64, main: bool) -> Markup {
+fn pending_card(c: &PendingCard, now: i64, main: bool, setup: Option<&str>) -> Markup {
     let r = &c.row;
     let key = format!("{}-{}", r.signal_id, r.device_id);
     let open_request =
@@ -317,6 +319,10 @@ fn pending_card(c: &PendingCard, now: i64, main: bool) -> Markup {
                 } @else {
                     span.tag { "decided" }
                 }
+            }
+            @if let Some(uri) = setup {
+                img.setup src=(uri) width=(crate::charts::WIDTH) height=(crate::charts::HEIGHT)
+                    alt=(format!("The setup of {} {}: entry, stop and targets", c.side.to_uppercase(), c.symbol));
             }
             div { "Lots your rules allow: " b { (r.min_lots.normalize()) " – " (r.max_lots.normalize()) } }
             @if let Some(p) = &r.preview {
@@ -350,6 +356,9 @@ fn pending_card(c: &PendingCard, now: i64, main: bool) -> Markup {
     }
 }
 
+/// Waiting signals shown with their setup picture (the first ones).
+const SETUPS_SHOWN: usize = 10;
+
 async fn approvals(
     state: &AppState,
     l: &Linked,
@@ -379,6 +388,24 @@ async fn approvals(
     } else {
         None
     };
+    // Each waiting signal's setup, inline (`data:`: the view is fetched with the bearer session,
+    // which an `<img>` request could not carry), rendered now: these are signals this user's
+    // devices wait on, so no public delay applies.
+    let mut setups = std::collections::HashMap::new();
+    for c in waiting.iter().take(SETUPS_SHOWN) {
+        let id = &c.row.signal_id;
+        let theme = crate::charts::Theme::Light;
+        match crate::public::media::signal_setup_png(&state.db, &state.hub_identity, id, theme)
+            .await
+        {
+            Ok(Some(png)) => {
+                let uri = format!("data:image/png;base64,{}", data_encoding::BASE64.encode(&png));
+                setups.insert(id.clone(), uri);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "rendering a pending signal's setup failed"),
+        }
+    }
     let devices = crate::devices::list(&state.db, Some(&l.user_id)).await?;
     Ok(html! {
         h1 { "Approvals" }
@@ -392,7 +419,7 @@ async fn approvals(
                           each signal your rules do not approve by themselves appears here and in the bot's chat." }
             }
             @for (i, c) in waiting.iter().enumerate() {
-                (pending_card(c, now, i == 0))
+                (pending_card(c, now, i == 0, setups.get(&c.row.signal_id).map(String::as_str)))
             }
             @if only_signal.is_some() {
                 button type="button" data-action="view" data-view="approvals" { "All pending signals" }
@@ -402,7 +429,7 @@ async fn approvals(
             section.card #decided {
                 h2 { "Decided" }
                 @for c in done.iter().take(10) {
-                    (pending_card(c, now, false))
+                    (pending_card(c, now, false, None))
                 }
             }
         }

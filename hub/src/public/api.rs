@@ -23,6 +23,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(provider_figures))
         .routes(routes!(provider_export))
         .routes(routes!(record))
+        .merge(super::media::router())
 }
 
 /// One published author device's chain, as counted.

@@ -15,6 +15,7 @@
 //! ([`cached`]); the cutoff moves once a minute, so a page is the same bytes for a minute.
 
 pub mod api;
+pub mod media;
 pub mod page;
 pub mod store;
 

@@ -146,6 +146,7 @@ pub fn render(t: &ProviderTrack, base: &str) -> Markup {
                 }
             }
         }
+        (super::media::page_section(t, base))
         h2 { "How each figure is computed" }
         dl #formulas {
             @for (name, text) in FORMULAS { dt { (name) } dd { (text) } }

@@ -54,6 +54,10 @@ impl CallError {
 #[derive(Clone)]
 pub struct Bot {
     client: Client,
+    /// The same HTTP client and `{api_base_url}/bot{token}`, for uploads (`sendPhoto` with the
+    /// PNG's bytes as multipart/form-data, which frankenstein only takes from a file path).
+    http: reqwest::Client,
+    url: SecretString,
 }
 
 impl std::fmt::Debug for Bot {
@@ -76,7 +80,55 @@ impl Bot {
             .build()
             .map_err(|e| CallError::Transport(e.without_url().to_string()))?;
         let url = format!("{}/bot{}", api_base_url.trim_end_matches('/'), token.expose_secret());
-        Ok(Bot { client: Client::builder().api_url(url).client(http).build() })
+        Ok(Bot {
+            client: Client::builder().api_url(url.clone()).client(http.clone()).build(),
+            http,
+            url: SecretString::from(url),
+        })
+    }
+
+    /// `sendPhoto` with `png` uploaded as the `photo` part and `params` (chat_id, caption, …) as
+    /// the other parts, as Telegram takes a file: multipart/form-data.
+    pub async fn send_photo(&self, params: &Value, png: Vec<u8>) -> Result<Value, CallError> {
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(map) = params.as_object() {
+            for (k, v) in map {
+                form = match v {
+                    Value::String(s) => form.text(k.clone(), s.clone()),
+                    other => form.text(k.clone(), other.to_string()),
+                };
+            }
+        }
+        let part = reqwest::multipart::Part::bytes(png)
+            .file_name("setup.png")
+            .mime_str("image/png")
+            .map_err(|e| CallError::Transport(e.without_url().to_string()))?;
+        form = form.part("photo", part);
+        let url = format!("{}/sendPhoto", self.url.expose_secret());
+        let resp = self
+            .http
+            .post(url)
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| CallError::Transport(e.without_url().to_string()))?;
+        let answer: Value =
+            resp.json().await.map_err(|e| CallError::Transport(e.without_url().to_string()))?;
+        if answer.get("ok").and_then(Value::as_bool) == Some(true) {
+            return Ok(answer.get("result").cloned().unwrap_or(Value::Null));
+        }
+        Err(CallError::Api {
+            code: answer.get("error_code").and_then(Value::as_u64).unwrap_or(0),
+            description: answer
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("no description")
+                .to_string(),
+            retry_after: answer
+                .pointer("/parameters/retry_after")
+                .and_then(Value::as_u64)
+                .and_then(|s| u16::try_from(s).ok()),
+        })
     }
 
     /// Calls `method` with `params` and returns its `result`.
@@ -108,16 +160,46 @@ pub fn payload<P: Serialize>(method: &str, params: &P) -> Value {
     serde_json::json!({ "method": method, "params": serde_json::to_value(params).unwrap_or(Value::Null) })
 }
 
+/// An outbox payload for a message with the setup picture of `signal_id`: `sendPhoto` with
+/// `message`'s text as the caption (cut to Telegram's 1,024 characters) and its buttons, the
+/// PNG rendered at send time from the signal id (no picture bytes in SQL), and `message`
+/// itself as the fallback sent when the picture cannot be rendered.
+pub fn photo_payload(message: &frankenstein::methods::SendMessageParams, signal_id: &str) -> Value {
+    let fallback = payload("sendMessage", message);
+    let mut params = serde_json::json!({
+        "chat_id": fallback["params"]["chat_id"],
+        "caption": super::html::fit_caption(&message.text),
+    });
+    for key in ["parse_mode", "disable_notification", "reply_markup"] {
+        if let Some(v) = fallback["params"].get(key) {
+            params[key] = v.clone();
+        }
+    }
+    serde_json::json!({
+        "method": "sendPhoto",
+        "params": params,
+        "setup_of": signal_id,
+        "fallback": fallback,
+    })
+}
+
 /// Sends the outbox's Telegram rows.
 pub struct Deliverer {
     bot: Bot,
     state: AppState,
+    /// The last setup rendered: (signal id, rendered at ms, PNG). A new signal's alerts to
+    /// every linked subscriber are queued together, so they share one rendering.
+    last_setup: std::sync::Mutex<Option<(String, i64, Vec<u8>)>>,
 }
+
+/// How long a rendered setup is reused for the same signal's alerts, ms (a `Modify` or `Close`
+/// arriving later shows from then on).
+const SETUP_REUSE_MS: i64 = 60_000;
 
 impl Deliverer {
     /// A deliverer sending through `bot`, recording blocked users in the hub's database.
     pub fn new(bot: Bot, state: AppState) -> Deliverer {
-        Deliverer { bot, state }
+        Deliverer { bot, state, last_setup: std::sync::Mutex::new(None) }
     }
 }
 
@@ -143,6 +225,63 @@ pub fn outcome_of(e: &CallError) -> Outcome {
     }
 }
 
+impl Deliverer {
+    /// A `sendPhoto` of a signal's setup, rendered now; the stored fallback (`sendMessage`)
+    /// when the picture cannot be rendered (an unknown signal, a drawing fault).
+    async fn send_setup(
+        &self,
+        payload: &Value,
+        method: &str,
+        params: &Value,
+        signal: &str,
+    ) -> Result<Value, CallError> {
+        let state = &self.state;
+        let now = state.now_ms();
+        let reused = self.last_setup.lock().ok().and_then(|last| {
+            last.as_ref()
+                .filter(|(id, at, _)| id == signal && now.saturating_sub(*at) < SETUP_REUSE_MS)
+                .map(|(_, _, png)| png.clone())
+        });
+        let rendered = match reused {
+            Some(png) => Ok(Some(png)),
+            None => {
+                let theme = crate::charts::Theme::Light;
+                let r = crate::public::media::signal_setup_png(
+                    &state.db,
+                    &state.hub_identity,
+                    signal,
+                    theme,
+                )
+                .await;
+                if let (Ok(Some(png)), Ok(mut last)) = (&r, self.last_setup.lock()) {
+                    *last = Some((signal.to_string(), now, png.clone()));
+                }
+                r
+            }
+        };
+        match rendered {
+            Ok(Some(png)) if method == "sendPhoto" => self.bot.send_photo(params, png).await,
+            other => {
+                if let Err(e) = other {
+                    tracing::warn!(error = %e, "rendering a signal's setup failed: sending the text");
+                }
+                let fallback = payload.get("fallback");
+                match (
+                    fallback.and_then(|f| f.get("method")).and_then(Value::as_str),
+                    fallback.and_then(|f| f.get("params")),
+                ) {
+                    (Some(m), Some(p)) => self.bot.call(m, p).await,
+                    _ => Err(CallError::Api {
+                        code: 400,
+                        description: "the stored photo has no fallback".into(),
+                        retry_after: None,
+                    }),
+                }
+            }
+        }
+    }
+}
+
 impl Deliver for Deliverer {
     fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
@@ -152,7 +291,11 @@ impl Deliver for Deliverer {
             else {
                 return Outcome::Fail("the stored payload has no method or params".into());
             };
-            match self.bot.call(method, params).await {
+            let sent = match payload.get("setup_of").and_then(Value::as_str) {
+                Some(signal) => self.send_setup(payload, method, params, signal).await,
+                None => self.bot.call(method, params).await,
+            };
+            match sent {
                 Ok(result) => {
                     // An approval message: its id, to edit it with the node's answer.
                     let post = msg

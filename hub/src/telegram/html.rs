@@ -21,17 +21,29 @@ pub fn esc(text: &str) -> String {
 /// The longest message text Telegram takes, in characters after entity parsing.
 pub const MAX_TEXT_CHARS: usize = 4096;
 
+/// The longest photo caption Telegram takes, in characters after entity parsing.
+pub const MAX_CAPTION_CHARS: usize = 1024;
+
 /// `text` cut to fit a message, on a line boundary where one is near, with a note that it was
 /// cut. `text` is HTML already escaped; a cut never splits an entity or a tag (it cuts at a
 /// line end; tags here never span lines).
 pub fn fit(text: &str) -> String {
+    fit_to(text, MAX_TEXT_CHARS)
+}
+
+/// [`fit`] for a photo's caption ([`MAX_CAPTION_CHARS`]).
+pub fn fit_caption(text: &str) -> String {
+    fit_to(text, MAX_CAPTION_CHARS)
+}
+
+fn fit_to(text: &str, max: usize) -> String {
     // Escaped entities count as one character once parsed, so the raw length over-counts:
     // cutting the raw text at the limit is always safe.
-    if text.chars().count() <= MAX_TEXT_CHARS {
+    if text.chars().count() <= max {
         return text.to_owned();
     }
     let note = "\n…";
-    let budget = MAX_TEXT_CHARS - note.chars().count();
+    let budget = max - note.chars().count();
     let head: String = text.chars().take(budget).collect();
     let cut = head.rfind('\n').unwrap_or(head.len());
     format!("{}{note}", &head[..cut])
@@ -57,5 +69,7 @@ mod tests {
         assert!(cut.ends_with("\n…"));
         assert!(cut.trim_end_matches("\n…").lines().all(|l| l == line));
         assert_eq!(fit("short"), "short");
+        let caption = fit_caption(&text);
+        assert!(caption.chars().count() <= MAX_CAPTION_CHARS && caption.ends_with("\n…"));
     }
 }

@@ -4,7 +4,10 @@
 //!
 //! New signals reach Telegram through [`SignalAlerts`], a job that follows the `signals` table
 //! from a stored cursor (not the accepting transaction, which stays O(1)): each alert is an
-//! outbox row with a dedupe key, so a run repeated after a crash sends nothing twice.
+//! outbox row with a dedupe key, so a run repeated after a crash sends nothing twice. An alert
+//! is a `sendPhoto` of the signal's setup (`crate::charts::setup`) with the text as its caption:
+//! the row stores the signal id, and the picture is rendered when it is sent (falling back to
+//! the text alone if it cannot be).
 
 use sqlx::{Any, Row, Transaction};
 
@@ -221,12 +224,27 @@ pub async fn enqueue_call_at<P: serde::Serialize>(
     not_before_ms: Option<i64>,
 ) -> Result<bool, DbError> {
     let payload = super::bot::payload(method, params);
+    enqueue_payload(tx, method, &payload, chat_id, dedupe, cause, now_ms, not_before_ms).await
+}
+
+/// Enqueues a payload built already (e.g. [`super::bot::photo_payload`]) in `tx`.
+#[allow(clippy::too_many_arguments)]
+pub async fn enqueue_payload(
+    tx: &mut Transaction<'static, Any>,
+    method: &str,
+    payload: &serde_json::Value,
+    chat_id: Option<i64>,
+    dedupe: &str,
+    cause: &str,
+    now_ms: i64,
+    not_before_ms: Option<i64>,
+) -> Result<bool, DbError> {
     let route = chat_id.map(|c| c.to_string());
     let msg = NewMessage {
         channel: Channel::Telegram,
         kind: &format!("telegram.{method}"),
         route: route.as_deref(),
-        payload: &payload,
+        payload,
         dedupe_key: Some(dedupe),
         cause: Some(cause),
         not_before_ms,
@@ -391,7 +409,13 @@ pub async fn signal_alerts(state: &AppState) -> Result<(usize, usize), DbError> 
     let mut sent = 0;
     let mut tx = db.begin_write().await?;
     for (params, chat, dedupe, id) in &alerts {
-        if enqueue_send(&mut tx, params, *chat, dedupe, &format!("signal:{id}"), now).await? {
+        // The setup picture with the text as its caption, rendered when sent (the text alone
+        // if it cannot be).
+        let payload = super::bot::photo_payload(params, id);
+        let cause = format!("signal:{id}");
+        if enqueue_payload(&mut tx, "sendPhoto", &payload, Some(*chat), dedupe, &cause, now, None)
+            .await?
+        {
             sent += 1;
         }
     }

@@ -19,6 +19,7 @@ mod billing_device;
 mod billing_flow;
 mod billing_stripe;
 mod binary;
+mod charts;
 mod cluster;
 mod console;
 mod console_pages;

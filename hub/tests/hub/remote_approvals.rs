@@ -425,6 +425,14 @@ async fn miniapp_approves_with_another_size(b: Backend) {
     {
         assert!(view.text.contains(needle), "{needle}: {}", view.text);
     }
+    // The setup's picture, inline: the signal is not public yet (inside the delay), but this
+    // user's device waits on it.
+    let img = view.text.split("<img class=\"setup\" src=\"data:image/png;base64,").nth(1);
+    let b64 = img.and_then(|t| t.split('"').next()).expect("the setup picture");
+    let png = data_encoding::BASE64.decode(b64.as_bytes()).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let public = format!("/public/v1/signals/{}/setup.png", s.id.to_hex());
+    hub.get(&public, None).await.problem(404, "not-found");
     let csrf = csrf_in(&view);
     let form = |lots: &str| {
         format!(

@@ -433,11 +433,20 @@ async fn new_signal_alerts_follow_plan_and_levels(b: Backend) {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let (read, queued) = notify::signal_alerts(hub.state()).await.unwrap();
     assert_eq!((read, queued), (1, 1), "dave only: erin's plan has no Telegram alerts");
-    let text = last_text(&hub, 801).await;
+    // The alert is the setup's picture with the text as its caption: the row names the
+    // signal (the PNG is rendered when sent) and keeps the text as its fallback.
+    let rows = outbox::list(&hub.db, None, 1000).await.unwrap();
+    let alert = rows.iter().find(|m| m.route.as_deref() == Some("801")).unwrap();
+    assert_eq!(alert.payload["method"], "sendPhoto");
+    assert_eq!(alert.payload["setup_of"], s.id.to_hex());
+    assert_eq!(alert.payload["fallback"]["method"], "sendMessage");
+    let text = alert.payload["params"]["caption"].as_str().unwrap();
     assert!(
         text.contains("BUY XAUUSD</b> from Fib &amp; &lt;Co&gt;") && text.contains("1.09128"),
         "{text}"
     );
+    assert_eq!(alert.payload["fallback"]["params"]["text"], text);
+    assert_eq!(alert.payload["params"]["parse_mode"], "HTML");
     // A second pass finds nothing new; a repeated pass after a crash queues nothing twice.
     assert_eq!(notify::signal_alerts(hub.state()).await.unwrap(), (0, 0));
 

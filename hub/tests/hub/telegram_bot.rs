@@ -11,7 +11,7 @@ use tradecast_hub::telegram::{self, notify};
 use tradecast_standins::telegram::{TelegramStandin, TelegramStandinConfig};
 
 use crate::console::{csrf_of, page};
-use crate::helpers::{Backend, Session, TestHub, free_port};
+use crate::helpers::{Backend, Session, TestHub, free_port, post_signal, provider_kit, signal};
 use crate::on_both;
 
 on_both!(
@@ -19,7 +19,8 @@ on_both!(
     polling_bot_and_its_single_poller,
     stars_subscription_through_the_stand_in,
     broadcast_to_a_segment_each_once_within_the_limits,
-    stars_reconciliation_recovers_a_lost_payment_and_an_outside_refund
+    stars_reconciliation_recovers_a_lost_payment_and_an_outside_refund,
+    a_new_signal_alert_is_a_photo_of_its_setup
 );
 
 const SECRET: &str = "tg-hook-secret";
@@ -716,5 +717,81 @@ async fn stars_reconciliation_recovers_a_lost_payment_and_an_outside_refund(b: B
     let audit = hub.get("/api/v1/audit?action=billing.stars_reconcile", Some(&owner.token)).await;
     assert_eq!(audit.ok(200).as_array().map(Vec::len), Some(2));
     sb.shutdown().await;
+    hub.stop().await;
+}
+
+/// The new-signal alert through the stand-in: a `sendPhoto` upload of the setup (a PNG of
+/// 800 × 450, checked by the stand-in as Telegram checks it) with the alert's text as caption;
+/// an alert whose picture cannot be rendered arrives as the text alone.
+async fn a_new_signal_alert_is_a_photo_of_its_setup(b: Backend) {
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let hub = hub_with_bot(b, &sb, TelegramMode::Webhook).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    let plan = hub
+        .post(
+            "/api/v1/plans",
+            Some(&kit.session.token),
+            serde_json::json!({ "name": "Gold + Telegram", "price_minor": 5900, "currency": "USD",
+                    "period_days": 30, "features": ["signals", "telegram"] }),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Two subscribers: the second alert reuses the first one's rendering.
+    for (tg, name) in [(811, "Dave"), (812, "Fay")] {
+        let who = hub.user(&owner, "subscriber").await;
+        hub.post(
+            "/api/v1/entitlements",
+            Some(&owner.token),
+            serde_json::json!({ "user_id": who.user_id, "plan_id": plan }),
+        )
+        .await
+        .ok(201);
+        sb.user(tg, name, None).unwrap();
+        let code = link_code(&hub, &who, sb.bot_username()).await;
+        sb.user_says(tg, &format!("/start {code}")).unwrap();
+        reply(&sb, tg, "Linked to").await;
+    }
+    notify::signal_alerts(hub.state()).await.unwrap();
+
+    let s = signal(&kit.identity, hub.clock.now_ms());
+    post_signal(&hub, &kit, &s, 1).await.1.ok(201);
+    assert_eq!(notify::signal_alerts(hub.state()).await.unwrap(), (1, 2));
+    for chat in [811, 812] {
+        let photo = sb
+            .wait_for_message(chat, |m| m.photo.is_some(), WAIT)
+            .await
+            .unwrap_or_else(|| panic!("no photo: {:#?}", sb.messages_to(chat)));
+        let size = &photo.photo.as_ref().unwrap()[0];
+        assert_eq!((size["width"].as_u64(), size["height"].as_u64()), (Some(800), Some(450)));
+        let caption = photo.caption.as_deref().unwrap();
+        assert!(caption.contains("BUY EURUSD") && caption.contains("1.09128"), "{caption}");
+        assert!(photo.entities.iter().any(|e| e["type"] == "bold"), "the caption's HTML parsed");
+    }
+
+    // A row whose signal the hub cannot draw: its text arrives instead of a picture.
+    let text = notify::html(811, "📈 <b>fallback</b> text".into(), false);
+    let payload = telegram::bot::photo_payload(&text, &"00".repeat(16));
+    let mut tx = hub.db.begin_write().await.unwrap();
+    let now = hub.clock.now_ms();
+    notify::enqueue_payload(
+        &mut tx,
+        "sendPhoto",
+        &payload,
+        Some(811),
+        "t:fallback",
+        "test",
+        now,
+        None,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    tradecast_hub::outbox::wake(hub.state());
+    let m = reply(&sb, 811, "fallback text").await;
+    assert!(m.photo.is_none());
     hub.stop().await;
 }

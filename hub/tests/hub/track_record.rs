@@ -25,11 +25,11 @@ fn d(s: &str) -> Decimal {
 }
 
 /// The provider's node: its chain's tip, and how records reach the hub.
-struct Node<'a> {
-    hub: &'a TestHub,
-    kit: &'a ProviderKit,
-    seq: u64,
-    prev: ChainHash,
+pub(crate) struct Node<'a> {
+    pub(crate) hub: &'a TestHub,
+    pub(crate) kit: &'a ProviderKit,
+    pub(crate) seq: u64,
+    pub(crate) prev: ChainHash,
 }
 
 impl Node<'_> {
@@ -47,7 +47,7 @@ impl Node<'_> {
     }
 
     /// A signal through the signals API (HMAC-signed POST).
-    async fn post_signal(&mut self, signal: &Signal) -> Record {
+    pub(crate) async fn post_signal(&mut self, signal: &Signal) -> Record {
         let record = self.sign(&Body::Signal(signal.clone()));
         let body = serde_json::to_vec(
             &serde_json::json!({ "record": crate::helpers::b64(&record.encode()) }),
@@ -61,7 +61,7 @@ impl Node<'_> {
     }
 
     /// A modification or close through the sync store (what the QUIC session commits).
-    async fn sync(&mut self, body: Body) -> Record {
+    pub(crate) async fn sync(&mut self, body: Body) -> Record {
         let record = self.sign(&body);
         let state = self.hub.state();
         store::commit(&state.db, &state.hub_identity, &record, self.hub.clock.now_ms())
@@ -70,7 +70,7 @@ impl Node<'_> {
         record
     }
 
-    async fn close(&mut self, id: SignalId, fraction: &str, price: &str) -> Record {
+    pub(crate) async fn close(&mut self, id: SignalId, fraction: &str, price: &str) -> Record {
         let body = Body::Close(Close {
             signal_id: id,
             fraction: d(fraction),
@@ -82,7 +82,13 @@ impl Node<'_> {
     }
 }
 
-fn new_signal(kit: &ProviderKit, now: i64, symbol: &str, side: Side, prices: [&str; 3]) -> Signal {
+pub(crate) fn new_signal(
+    kit: &ProviderKit,
+    now: i64,
+    symbol: &str,
+    side: Side,
+    prices: [&str; 3],
+) -> Signal {
     Signal {
         id: SignalId(tradecast_hub::ids::random_bytes(16).try_into().unwrap()),
         provider: kit.identity.device_id(),
