@@ -92,10 +92,19 @@ impl Node {
             bar_time_ms: sig.time_unix_ms,
             expires_at_ms: expires,
             leg: 1,
-            indicators: vec![tradecast_protocol::IndicatorValue {
-                name: "rsi".into(),
-                value: crate::orders::decimal_8("rsi", sig.rsi).unwrap_or_default(),
-            }],
+            // RSI at the signal bar, and the leg's swing high and low: the Fib levels anyone
+            // can redraw from the signed record (the hub's setup chart does).
+            indicators: [
+                ("rsi", sig.rsi),
+                ("swing_high", sig.swing_high_price),
+                ("swing_low", sig.swing_low_price),
+            ]
+            .into_iter()
+            .filter_map(|(name, v)| {
+                let value = crate::orders::decimal_8(name, v).ok()?;
+                Some(tradecast_protocol::IndicatorValue { name: name.into(), value })
+            })
+            .collect(),
             rr: crate::orders::decimal_8("rr", sig.rr).unwrap_or_default(),
         };
         tracing::info!(target: "tradecast::strategy", %account, series, bar_time_ms = sig.time_unix_ms, side = ?sig.side, "signal");
