@@ -114,6 +114,8 @@ impl TrackRecord {
                 })
                 .collect(),
             figures: self.figures.clone(),
+            published: vec![],
+            money: vec![],
         }
     }
 }
