@@ -98,6 +98,7 @@ pub mod seal;
 pub mod session;
 pub mod sim;
 pub mod track;
+pub mod track_money;
 pub mod trade;
 pub mod trust;
 pub mod vectors;

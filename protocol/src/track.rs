@@ -45,8 +45,12 @@
 //!
 //! One JSON file: the hub's key, per author device its key and its chain's records (base64 of
 //! `Record::encode`) each with the hub's [`Receipt`], the delay's cutoff, and the figures the hub
-//! published. [`verify_export`] checks every signature, `seq`, `prev_hash` and receipt,
-//! recomputes the figures and names the first difference. No I/O here.
+//! published. Since the money figures ([`crate::track_money`]) it also carries, per provider
+//! device that publishes its account history, that device's `StreamId::PUBLISHED` chain with
+//! the receipts (`published`) and the money figures the hub showed (`money`, same order); both
+//! default to empty, so an export written before still parses. [`verify_export`] checks every
+//! signature, `seq`, `prev_hash` and receipt of both kinds of chain, recomputes all the figures
+//! and names the first difference. No I/O here.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -58,6 +62,7 @@ use crate::domain::{Close, Side, Signal, SignalId};
 use crate::identity::{DeviceId, IdentityKey};
 use crate::receipt::Receipt;
 use crate::record::{Body, Record, StreamId};
+use crate::track_money::{self, MoneyFigures};
 
 /// Decimal places of a trade's R and of every R figure.
 pub const R_DP: u32 = 6;
@@ -524,6 +529,12 @@ pub struct TrackExport {
     pub chains: Vec<ExportedChain>,
     /// The figures the hub publishes.
     pub figures: TrackFigures,
+    /// One published-stream chain per provider device that publishes its account history.
+    #[serde(default)]
+    pub published: Vec<ExportedChain>,
+    /// The money figures of each published chain, in the same order.
+    #[serde(default)]
+    pub money: Vec<MoneyFigures>,
 }
 
 /// Where a figure differs.
@@ -611,6 +622,9 @@ pub enum ExportError {
         /// The export's cutoff.
         cutoff_ms: i64,
     },
+    /// Something wrong in a published-stream chain (the money figures' records).
+    #[error("published stream: {0}")]
+    Published(Box<ExportError>),
     /// The figures cannot be recomputed.
     #[error("figures: {0}")]
     Track(#[from] TrackError),
@@ -626,6 +640,8 @@ pub struct Verified {
     pub export: TrackExport,
     /// The figures recomputed from its records.
     pub recomputed: TrackFigures,
+    /// The money figures recomputed from its published chains.
+    pub money: Vec<MoneyFigures>,
     /// Records checked.
     pub n_records: usize,
 }
@@ -640,25 +656,32 @@ pub fn parse_export(bytes: &[u8]) -> Result<TrackExport, ExportError> {
     Ok(export)
 }
 
-/// Checks every chain and receipt of `export` (against `pinned_hub_key` if given, else the
-/// export's own hub key) and recomputes the figures from its records. Does not compare them.
-pub fn check_records(
-    export: &TrackExport,
-    pinned_hub_key: Option<&IdentityKey>,
-) -> Result<(TrackFigures, usize), ExportError> {
-    if pinned_hub_key.is_some_and(|k| *k != export.hub_key) {
-        return Err(ExportError::HubKey);
-    }
-    let mut authors: Vec<DeviceId> = Vec::new();
-    let mut chains: Vec<Vec<Record>> = Vec::with_capacity(export.chains.len());
-    let mut n_records = 0;
-    for (ci, chain) in export.chains.iter().enumerate() {
+/// What [`check_records`] recomputes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recomputed {
+    /// The R figures of the signals chains.
+    pub figures: TrackFigures,
+    /// The money figures of each published chain, in the export's order.
+    pub money: Vec<MoneyFigures>,
+    /// Records checked (both kinds of chain).
+    pub n_records: usize,
+}
+
+/// Checks `chains` as `stream` chains of distinct authors, every record's receipt against
+/// `hub_key` and the cutoff; the decoded records per chain.
+fn check_chains(
+    chains: &[ExportedChain],
+    stream: StreamId,
+    hub_key: &IdentityKey,
+    cutoff_ms: i64,
+) -> Result<Vec<(DeviceId, Vec<Record>)>, ExportError> {
+    let mut out: Vec<(DeviceId, Vec<Record>)> = Vec::with_capacity(chains.len());
+    for (ci, chain) in chains.iter().enumerate() {
         let author = chain.author_key.device_id();
-        if authors.contains(&author) {
+        if out.iter().any(|(a, _)| *a == author) {
             return Err(ExportError::DuplicateChain { chain: ci, author });
         }
-        authors.push(author);
-        let mut tip = ChainTip::genesis(author, StreamId::SIGNALS);
+        let mut tip = ChainTip::genesis(author, stream);
         let mut records = Vec::with_capacity(chain.records.len());
         for (index, item) in chain.records.iter().enumerate() {
             let bad = |reason: String| ExportError::Record { chain: ci, author, index, reason };
@@ -676,27 +699,49 @@ pub fn check_records(
             let receipt_bad =
                 |reason: String| ExportError::Receipt { chain: ci, author, seq, reason };
             item.receipt
-                .verify(&export.hub_key)
+                .verify(hub_key)
                 .map_err(|e| receipt_bad(format!("does not verify with the hub key: {e}")))?;
             if !item.receipt.covers(&record) {
                 return Err(receipt_bad("is for another record".into()));
             }
-            if item.receipt.fields.received_at_ms > export.cutoff_ms {
+            if item.receipt.fields.received_at_ms > cutoff_ms {
                 return Err(ExportError::NotDelayed {
                     chain: ci,
                     author,
                     seq,
                     received_at_ms: item.receipt.fields.received_at_ms,
-                    cutoff_ms: export.cutoff_ms,
+                    cutoff_ms,
                 });
             }
             records.push(record);
         }
-        n_records += records.len();
-        chains.push(records);
+        out.push((author, records));
     }
-    let recomputed = figures(outcomes(chains.iter().map(Vec::as_slice)))?;
-    Ok((recomputed, n_records))
+    Ok(out)
+}
+
+/// Checks every chain and receipt of `export` (against `pinned_hub_key` if given, else the
+/// export's own hub key), the signals chains and the published chains alike, and recomputes
+/// the figures from their records. Does not compare them.
+pub fn check_records(
+    export: &TrackExport,
+    pinned_hub_key: Option<&IdentityKey>,
+) -> Result<Recomputed, ExportError> {
+    if pinned_hub_key.is_some_and(|k| *k != export.hub_key) {
+        return Err(ExportError::HubKey);
+    }
+    let signals =
+        check_chains(&export.chains, StreamId::SIGNALS, &export.hub_key, export.cutoff_ms)?;
+    let published =
+        check_chains(&export.published, StreamId::PUBLISHED, &export.hub_key, export.cutoff_ms)
+            .map_err(|e| ExportError::Published(Box::new(e)))?;
+    let n_records = signals.iter().chain(&published).map(|(_, r)| r.len()).sum();
+    let figures = figures(outcomes(signals.iter().map(|(_, r)| r.as_slice())))?;
+    let money = published
+        .iter()
+        .map(|(author, records)| track_money::money_figures(*author, records))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Recomputed { figures, money, n_records })
 }
 
 /// The first figure that differs between `exported` and `recomputed` (numbers compared as
@@ -708,6 +753,17 @@ pub fn first_difference(
     let a = serde_json::to_value(exported).unwrap_or_default();
     let b = serde_json::to_value(recomputed).unwrap_or_default();
     diff_values("figures", &a, &b)
+}
+
+/// The first money figure that differs (path `money[i].…`), compared like
+/// [`first_difference`].
+pub fn first_money_difference(
+    exported: &[MoneyFigures],
+    recomputed: &[MoneyFigures],
+) -> Option<FigureDifference> {
+    let a = serde_json::to_value(exported).unwrap_or_default();
+    let b = serde_json::to_value(recomputed).unwrap_or_default();
+    diff_values("money", &a, &b)
 }
 
 fn same_scalar(a: &serde_json::Value, b: &serde_json::Value) -> bool {
@@ -770,11 +826,13 @@ pub fn verify_export(
     pinned_hub_key: Option<&IdentityKey>,
 ) -> Result<Verified, ExportError> {
     let export = parse_export(bytes)?;
-    let (recomputed, n_records) = check_records(&export, pinned_hub_key)?;
-    if let Some(d) = first_difference(&export.figures, &recomputed) {
+    let Recomputed { figures, money, n_records } = check_records(&export, pinned_hub_key)?;
+    if let Some(d) = first_difference(&export.figures, &figures)
+        .or_else(|| first_money_difference(&export.money, &money))
+    {
         return Err(ExportError::Figure(d));
     }
-    Ok(Verified { export, recomputed, n_records })
+    Ok(Verified { export, recomputed: figures, money, n_records })
 }
 
 /// A figure as shown on the page and by the verifier: a decimal, or `n/a`.
@@ -844,10 +902,11 @@ pub fn verifier_report(bytes: &[u8], pinned_hub_key: Option<&IdentityKey>) -> Ve
         export.cutoff_ms,
         export.delay_ms
     );
-    let (recomputed, n_records) = match check_records(&export, pinned_hub_key) {
-        Ok(r) => r,
-        Err(e) => return fail(text, &e),
-    };
+    let Recomputed { figures: recomputed, money, n_records } =
+        match check_records(&export, pinned_hub_key) {
+            Ok(r) => r,
+            Err(e) => return fail(text, &e),
+        };
     let _ = writeln!(
         text,
         "{n_records} records: every signature, seq, previous hash and receipt checks"
@@ -862,12 +921,30 @@ pub fn verifier_report(bytes: &[u8], pinned_hub_key: Option<&IdentityKey>) -> Ve
     if let Some(d) = first_difference(&export.figures, &recomputed) {
         return fail(text, &ExportError::Figure(d));
     }
+    for (i, mine) in money.iter().enumerate() {
+        let _ = writeln!(
+            text,
+            "money of device {} (published stream; {}):",
+            mine.author,
+            mine.kinds.describe()
+        );
+        let theirs = export.money.get(i).map(track_money::headline).unwrap_or_default();
+        for (j, (label, value)) in track_money::headline(mine).into_iter().enumerate() {
+            let exported = theirs.get(j).map_or("(missing)", |(_, v)| v.as_str());
+            let mark = if exported == value { "" } else { "  <- differs" };
+            let _ = writeln!(text, "  {label:<40} {exported:>16} {value:>16}{mark}");
+        }
+    }
+    if let Some(d) = first_money_difference(&export.money, &money) {
+        return fail(text, &ExportError::Figure(d));
+    }
     let _ = writeln!(
         text,
-        "OK: {} trades, {} monthly and {} per-symbol rows, every figure equal to the records",
+        "OK: {} trades, {} monthly and {} per-symbol rows, {} published account(s), every figure equal to the records",
         recomputed.n_trades,
         recomputed.by_month.len(),
-        recomputed.by_symbol.len()
+        recomputed.by_symbol.len(),
+        money.len()
     );
     VerifierReport { text, ok: true }
 }
@@ -1137,18 +1214,124 @@ mod tests {
             generated_at_ms: T0 + 30 * DAY,
             delay_ms: HOUR,
             cutoff_ms: T0 + 30 * DAY - HOUR,
-            chains: vec![ExportedChain {
-                author_key: who.identity_key(),
-                records: records
-                    .iter()
-                    .map(|r| ExportedRecord {
-                        record: data_encoding::BASE64.encode(&r.encode()),
-                        receipt: Receipt::sign(hub, r, r.header().created_at_ms + 5),
-                    })
-                    .collect(),
-            }],
+            chains: vec![exported(who, hub, records)],
             figures: f,
+            published: vec![],
+            money: vec![],
         }
+    }
+
+    fn exported(who: &Identity, hub: &Identity, records: &[Record]) -> ExportedChain {
+        ExportedChain {
+            author_key: who.identity_key(),
+            records: records
+                .iter()
+                .map(|r| ExportedRecord {
+                    record: data_encoding::BASE64.encode(&r.encode()),
+                    receipt: Receipt::sign(hub, r, r.header().created_at_ms + 5),
+                })
+                .collect(),
+        }
+    }
+
+    /// The sample export with `who`'s published stream: a deposit of 1000, equity 1000, one
+    /// trade of +50 − 1 commission, equity 1049 a day later.
+    fn sample_with_money() -> (Identity, Identity, Vec<Record>, TrackExport) {
+        use crate::domain::BalanceKind;
+        use crate::track_money::tests::{Ev as M, published};
+        let (who, hub, records) = sample();
+        let mut export = export_of(&who, &hub, &records);
+        let money = published(
+            &who,
+            &[
+                M::Op(1, BalanceKind::Deposit, "1000", T0),
+                M::Eq(T0 + HOUR, "1000", "1000"),
+                M::Trade(5, "EURUSD", T0 + HOUR, T0 + 2 * HOUR, "50", "-1", "0"),
+                M::Eq(T0 + DAY, "1049", "1049"),
+            ],
+        );
+        export.published = vec![exported(&who, &hub, &money)];
+        export.money = vec![track_money::money_figures(who.device_id(), &money).unwrap()];
+        (who, hub, money, export)
+    }
+
+    #[test]
+    fn an_export_with_a_published_stream_verifies_and_tampering_is_named() {
+        let (_, _, money, honest) = sample_with_money();
+        let v = verify(&honest).unwrap();
+        assert_eq!(v.n_records, 10);
+        assert_eq!(v.money, honest.money);
+        assert_eq!(v.money[0].twr_pct, Some(d("4.9")));
+        assert_eq!(v.money[0].net_of_trades, d("49"));
+        let report = verifier_report(&serde_json::to_vec(&honest).unwrap(), None);
+        assert!(report.ok, "{}", report.text);
+        assert!(report.text.contains("1 published account(s)"), "{}", report.text);
+        assert!(
+            report.text.contains(
+                "publishes closed trades, equity points and balance operations; not daily summaries"
+            ),
+            "{}",
+            report.text
+        );
+
+        let check = |export: TrackExport, expect: &str| {
+            let e = verify(&export).unwrap_err().to_string();
+            assert!(e.contains(expect), "{e:?} should contain {expect:?}");
+        };
+        // A flipped byte in a published record breaks its signature.
+        let mut flipped = honest.clone();
+        let mut bytes = money[2].encode();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        flipped.published[0].records[2].record = data_encoding::BASE64.encode(&bytes);
+        check(flipped, "published stream: chain 0");
+        // A dropped published record.
+        let mut dropped = honest.clone();
+        dropped.published[0].records.remove(1);
+        check(dropped, "published stream: chain 0");
+        let mut dropped = honest.clone();
+        dropped.published[0].records.remove(1);
+        check(dropped, "expected seq 2, got 3");
+        // A receipt of the published stream from another hub key.
+        let mut other = honest.clone();
+        let stranger = Identity::from_secret_bytes(&[11; 32], &[12; 32]);
+        other.published[0].records[3].receipt = Receipt::sign(&stranger, &money[3], T0);
+        check(other, "published stream: chain 0 (author");
+        // A signals chain passed off as the published one: wrong stream.
+        let mut wrong = honest.clone();
+        wrong.published[0] = wrong.chains[0].clone();
+        check(wrong, "published stream: chain 0");
+        // Changed money figures.
+        let mut figure = honest.clone();
+        figure.money[0].twr_pct = Some(d("9"));
+        check(figure, "money[0].twr_pct: the export says 9, the records give 4.9");
+        let mut dd = honest.clone();
+        dd.money[0].max_drawdown = d("1");
+        check(dd, "money[0].max_drawdown: the export says 1, the records give 0");
+        let mut gone = honest.clone();
+        gone.money.clear();
+        check(gone, "money (length): the export says 0, the records give 1");
+        let report = verifier_report(
+            &serde_json::to_vec(&{
+                let mut e = honest.clone();
+                e.money[0].win_rate = Some(d("0.5"));
+                e
+            })
+            .unwrap(),
+            None,
+        );
+        assert!(!report.ok && report.text.contains("<- differs"), "{}", report.text);
+    }
+
+    #[test]
+    fn an_export_written_before_the_money_figures_still_verifies() {
+        let (who, hub, records) = sample();
+        let export = export_of(&who, &hub, &records);
+        let mut value = serde_json::to_value(&export).unwrap();
+        let object = value.as_object_mut().unwrap();
+        assert!(object.remove("published").is_some() && object.remove("money").is_some());
+        let v = verify_export(&serde_json::to_vec(&value).unwrap(), None).unwrap();
+        assert!(v.money.is_empty() && v.export.published.is_empty());
     }
 
     fn sample() -> (Identity, Identity, Vec<Record>) {

@@ -1,7 +1,8 @@
 //! Analytics of a provider's public track record: pure functions, no I/O, no clock.
 //!
-//! The figures themselves are `tradecast_protocol::track` ([`outcomes`], [`figures`]): the
-//! offline verifier (`tradecast-verify`, protocol crate only) recomputes them with the same
+//! The figures themselves are `tradecast_protocol::track` ([`outcomes`], [`figures`]) and, for
+//! a published stream, `tradecast_protocol::track_money` ([`money_figures`]): the offline
+//! verifier (`tradecast-verify`, protocol crate only) recomputes them with the same
 //! code, so the page and the verifier cannot disagree by implementation. This module holds what
 //! only the hub needs around them: which stored records are published ([`published_chain`]: the
 //! contiguous prefix of a chain received before the delay's cutoff), the cutoff itself
@@ -15,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use rust_decimal::Decimal;
 use tradecast_protocol::track::TradeOutcome;
 pub use tradecast_protocol::track::{TrackFigures, figures, outcomes};
+pub use tradecast_protocol::track_money::{MoneyFigures, money_figures};
 use tradecast_protocol::{Body, DeviceId, IdentityKey, Receipt, Record, Side, SignalId};
 
 /// The cutoff moves in steps of this many ms, so a page, its JSON and its export stay the same
@@ -61,7 +63,8 @@ impl PublishedChain {
     }
 }
 
-/// Merges the records of one author's signals chain from the sync store (`committed`, which
+/// Merges the records of one author's chain (its signals chain; or its published stream, with
+/// `posted` empty) from the sync store (`committed`, which
 /// wins on a conflicting `seq`) and from the signals API (`posted`), and keeps the contiguous
 /// prefix from `seq` 1 of records received at or before `cutoff_ms`.
 pub fn published_chain(
@@ -170,11 +173,28 @@ pub fn curve_points(trades: &[TradeOutcome], width: u32, height: u32) -> String 
         cum = cum.checked_add(t.r).unwrap_or(cum);
         values.push(cum);
     }
+    series_points(&values, width, height)
+}
+
+/// `values` as SVG `points` in a `width` × `height` box: x by index, y scaled between their
+/// lowest and highest values, one decimal place (the equity and drawdown curves of the money
+/// section; the cumulative-R curve).
+pub fn series_points(values: &[Decimal], width: u32, height: u32) -> String {
     let lo = values.iter().copied().min().unwrap_or_default();
     let hi = values.iter().copied().max().unwrap_or_default();
+    series_points_in(values, (lo, hi), width, height)
+}
+
+/// [`series_points`] scaled between `lo` and `hi` (so two series share one scale).
+pub fn series_points_in(
+    values: &[Decimal],
+    (lo, hi): (Decimal, Decimal),
+    width: u32,
+    height: u32,
+) -> String {
     let span = if hi > lo { hi - lo } else { Decimal::ONE };
     let (w, h) = (Decimal::from(width), Decimal::from(height));
-    let steps = Decimal::from((values.len() - 1).max(1) as u64);
+    let steps = Decimal::from(values.len().saturating_sub(1).max(1) as u64);
     values
         .iter()
         .enumerate()
@@ -332,5 +352,11 @@ mod tests {
         assert_eq!(curve_points(&[], 100, 50), "0,50");
         // 0 → 2 → 1 → -2: from the top (2) to the bottom (-2) of a 50-high box.
         assert_eq!(curve_points(&[t("2"), t("-1"), t("-3")], 300, 40), "0,20 100,0 200,10 300,40");
+        // A money series: 1000 → 1100 → 1045 between its own lowest and highest values.
+        assert_eq!(
+            series_points(&[d("1000"), d("1100"), d("1045")], 100, 100),
+            "0,100 50,0 100,55"
+        );
+        assert_eq!(series_points(&[], 100, 100), "");
     }
 }

@@ -41,6 +41,18 @@ pub struct ChainSummary {
     pub gap_at_seq: Option<u64>,
 }
 
+impl ChainSummary {
+    fn of(c: &analytics::PublishedChain) -> ChainSummary {
+        ChainSummary {
+            author: c.author().to_text(),
+            author_key: hex::encode(c.author_key.to_bytes()),
+            n_published: c.items.len() as u64,
+            n_withheld: c.n_withheld,
+            gap_at_seq: c.gap_at_seq,
+        }
+    }
+}
+
 /// One published signal.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublishedSignal {
@@ -97,6 +109,14 @@ pub struct ProviderTrack {
     pub chains: Vec<ChainSummary>,
     /// The latest published signals (at most 200), newest first.
     pub signals: Vec<PublishedSignal>,
+    /// Per device that publishes its account history: the money figures from its published
+    /// stream (basis `published-stream-money`; formulas in the hub's README and on the page),
+    /// decimal strings, `null` where a ratio has no denominator. Empty when nothing is
+    /// published.
+    #[schema(value_type = Vec<Object>)]
+    pub money: Vec<tradecast_protocol::track_money::MoneyFigures>,
+    /// The published streams' chains.
+    pub published_chains: Vec<ChainSummary>,
     /// The export file.
     pub export_url: String,
 }
@@ -167,18 +187,10 @@ impl ProviderTrack {
             cutoff_ms: t.cutoff_ms,
             hub_key: hex::encode(t.hub_key.to_bytes()),
             figures: t.figures.clone(),
-            chains: t
-                .chains
-                .iter()
-                .map(|c| ChainSummary {
-                    author: c.author().to_text(),
-                    author_key: hex::encode(c.author_key.to_bytes()),
-                    n_published: c.items.len() as u64,
-                    n_withheld: c.n_withheld,
-                    gap_at_seq: c.gap_at_seq,
-                })
-                .collect(),
+            chains: t.chains.iter().map(ChainSummary::of).collect(),
             signals,
+            money: t.money.clone(),
+            published_chains: t.published.iter().map(ChainSummary::of).collect(),
             export_url: format!("/public/v1/providers/{}/export", t.provider.id),
         }
     }
@@ -190,7 +202,8 @@ fn json<T: Serialize>(request: &HeaderMap, value: &T) -> Result<Response, ApiErr
 }
 
 /// A provider's published figures (signal-level, in R multiples), chains and latest signals,
-/// delayed by `public.delay_s`. No authentication; `Cache-Control: public` with an `ETag`.
+/// and the money figures of each device that publishes its account history, delayed by
+/// `public.delay_s`. No authentication; `Cache-Control: public` with an `ETag`.
 #[utoipa::path(get, path = "/public/v1/providers/{id}", tag = "public",
     params(("id" = String, Path, description = "the provider's account id")), responses(
     (status = 200, body = ProviderTrack),

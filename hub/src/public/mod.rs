@@ -10,7 +10,10 @@
 //!
 //! Every view is built from one [`TrackRecord`] ([`track_record`]): the provider's signals
 //! chains as the hub holds them (`store`), cut at the delay ([`crate::analytics`]), with the
-//! figures of `tradecast_protocol::track`. Nothing the hub received after the cutoff appears in
+//! figures of `tradecast_protocol::track`; and beside them, for each device that publishes its
+//! account history, its published stream (`StreamId::PUBLISHED`, the same delay and prefix
+//! rule) with the money figures of `tradecast_protocol::track_money`, each figure labelled
+//! with its basis (R from the signals chain, money from the published stream). Nothing the hub received after the cutoff appears in
 //! any of them. Answers carry `Cache-Control: public` and a strong `ETag` of their bytes
 //! ([`cached`]); the cutoff moves once a minute, so a page is the same bytes for a minute.
 
@@ -24,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use tradecast_protocol::track::{
     EXPORT_FORMAT, ExportedChain, ExportedRecord, TrackExport, TrackFigures,
 };
+use tradecast_protocol::track_money::MoneyFigures;
 use tradecast_protocol::{Identity, IdentityKey};
 
 use crate::analytics::{self, PublishedChain};
@@ -50,6 +54,11 @@ pub struct TrackRecord {
     pub chains: Vec<PublishedChain>,
     /// The figures of those chains.
     pub figures: TrackFigures,
+    /// One published-stream chain per device that publishes its account history (cut at the
+    /// same cutoff; devices with nothing published left out).
+    pub published: Vec<PublishedChain>,
+    /// The money figures of each published chain, in the same order.
+    pub money: Vec<MoneyFigures>,
 }
 
 /// The published track record of `provider_id` as of `now_ms`; 404 `not-found` for an account
@@ -67,13 +76,27 @@ pub async fn track_record(
     let delay_ms = i64::try_from(delay_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let cutoff_ms = analytics::cutoff_ms(now_ms, delay_ms);
     let mut chains = Vec::new();
+    let mut published = Vec::new();
     for key in store::device_keys(db, &provider.id).await? {
         let (committed, posted) = store::chain_records(db, hub, &key.device_id()).await?;
-        if committed.is_empty() && posted.is_empty() {
-            continue;
+        if !(committed.is_empty() && posted.is_empty()) {
+            chains.push(analytics::published_chain(key, committed, posted, cutoff_ms));
         }
-        chains.push(analytics::published_chain(key, committed, posted, cutoff_ms));
+        let stream = store::published_records(db, hub, &key.device_id()).await?;
+        let chain = analytics::published_chain(key, stream, Vec::new(), cutoff_ms);
+        if !chain.items.is_empty() {
+            published.push(chain);
+        }
     }
+    let money = published
+        .iter()
+        .map(|c| {
+            let records: Vec<tradecast_protocol::Record> =
+                c.items.iter().map(|i| i.record.clone()).collect();
+            analytics::money_figures(c.author(), &records)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::internal)?;
     let records: Vec<Vec<tradecast_protocol::Record>> =
         chains.iter().map(|c| c.items.iter().map(|i| i.record.clone()).collect()).collect();
     let figures = analytics::figures(analytics::outcomes(records.iter().map(Vec::as_slice)))
@@ -86,6 +109,8 @@ pub async fn track_record(
         cutoff_ms,
         chains,
         figures,
+        published,
+        money,
     })
 }
 
@@ -99,23 +124,26 @@ impl TrackRecord {
             generated_at_ms: self.generated_at_ms,
             delay_ms: self.delay_ms,
             cutoff_ms: self.cutoff_ms,
-            chains: self
-                .chains
-                .iter()
-                .map(|c| ExportedChain {
-                    author_key: c.author_key,
-                    records: c
-                        .items
-                        .iter()
-                        .map(|i| ExportedRecord {
-                            record: data_encoding::BASE64.encode(&i.record.encode()),
-                            receipt: i.receipt,
-                        })
-                        .collect(),
-                })
-                .collect(),
+            chains: self.chains.iter().map(exported_chain).collect(),
             figures: self.figures.clone(),
+            published: self.published.iter().map(exported_chain).collect(),
+            money: self.money.clone(),
         }
+    }
+}
+
+/// One published chain as the export carries it.
+fn exported_chain(c: &PublishedChain) -> ExportedChain {
+    ExportedChain {
+        author_key: c.author_key,
+        records: c
+            .items
+            .iter()
+            .map(|i| ExportedRecord {
+                record: data_encoding::BASE64.encode(&i.record.encode()),
+                receipt: i.receipt,
+            })
+            .collect(),
     }
 }
 

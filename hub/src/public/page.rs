@@ -3,12 +3,22 @@
 //! cumulative-R curve (inline SVG: no script, which the CSP would refuse inline anyway), the
 //! monthly and per-symbol tables, the delayed signals each linking to its signed record, every
 //! formula, and the commands to verify it offline.
+//!
+//! Then "Money (published by the provider)", per device that publishes its account history:
+//! which data kinds it publishes, the headline money figures, the equity and balance curves and
+//! the drawdown below them (inline SVG like the R curve), the cash flows, the monthly table, the
+//! weekday × hour heatmap (a table shaded by CSS classes: the CSP refuses inline styles) and
+//! the per-symbol table; a provider that publishes nothing gets one sentence saying so. Every
+//! figure names its basis: R from the signals chain, money from the published stream.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use maud::{Markup, html};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive as _;
 use tradecast_protocol::track::{self, GroupFigures};
+use tradecast_protocol::track_money::{self, MoneyFigures, WEEKDAYS};
 
 use super::api::{ProviderTrack, SIGNALS_LISTED};
 use super::cached;
@@ -46,6 +56,183 @@ const FORMULAS: &[(&str, &str)] = &[
     ("Holding time", "mean of close − open, where open and close are the records' created_at_ms."),
     ("Months", "by the closing time, UTC."),
 ];
+
+/// The money formulas, as the page states them (`tradecast_protocol::track_money`'s module docs
+/// are the reference; the hub README repeats them).
+const MONEY_FORMULAS: &[(&str, &str)] = &[
+    (
+        "Basis",
+        "only the records the provider's node signed into its opt-in published stream: closed trades, equity points, balance operations, daily summaries; never its private records. A ticket (deal) published twice counts once.",
+    ),
+    ("Net of a trade", "profit + commission + swap."),
+    (
+        "Cash flows",
+        "every balance operation (deposit, withdrawal, credit, bonus, correction): never performance. A flow at time t is part of every equity point at t or later.",
+    ),
+    (
+        "Sub-period return",
+        "r = E_i / (E_{i−1} + flows between) − 1 between consecutive equity points: every deposit and withdrawal splits the curve; the flow joins the capital at the start of its interval. A start capital ≤ 0 makes every return n/a.",
+    ),
+    (
+        "Time-weighted return",
+        "Π (1 + r) − 1, in %; the monthly return is the same over the sub-periods ending in the month (UTC).",
+    ),
+    (
+        "Net profit, absolute gain",
+        "last equity − first equity − cash flows between; in % of (first equity + deposits between).",
+    ),
+    (
+        "Drawdown",
+        "running peak of equity − equity, the peak moved by every cash flow (a withdrawal is no loss, a deposit does not hide a drawdown); in % of that peak. Max: the largest (money and % separately); current: at the last point.",
+    ),
+    (
+        "Daily returns",
+        "from the last equity point of each UTC day that has one: D_k / (D_{k−1} + flows between) − 1.",
+    ),
+    (
+        "Sharpe, Sortino, Calmar",
+        "risk-free rate 0, at least 2 daily returns: Sharpe = mean / sample standard deviation × √252; Sortino = mean / √(Σ min(d, 0)² / n) × √252; Calmar = mean × 252 / max drawdown %. n/a without a denominator.",
+    ),
+    (
+        "Trade statistics",
+        "as for R above, on net money: win rate, profit factor (Σ wins / |Σ losses|), expectancy (Σ net / trades), average win and loss, best, worst, streaks, trades per week, holding time (the trade's open and close times); weekday, hour and month by the closing time, UTC.",
+    ),
+];
+
+/// The heatmap's CSS class of a cell: `heat-pos-1`…`4` or `heat-neg-1`…`4` by |net| against
+/// the largest |net| of any cell (quarters), `heat-0` for a net of zero.
+fn heat_class(net: Decimal, max_abs: Decimal) -> String {
+    if net.is_zero() || max_abs.is_zero() {
+        return "heat-0".into();
+    }
+    let quarters = net.abs().checked_mul(Decimal::from(4)).and_then(|x| x.checked_div(max_abs));
+    let level = quarters.and_then(|q| q.ceil().to_u8()).unwrap_or(4).clamp(1, 4);
+    let sign = if net > Decimal::ZERO { "pos" } else { "neg" };
+    format!("heat-{sign}-{level}")
+}
+
+fn heatmap(m: &MoneyFigures) -> Markup {
+    let max_abs = m.heatmap.iter().map(|c| c.net.abs()).max().unwrap_or_default();
+    html! {
+        table.heatmap {
+            caption { "Closed trades by weekday and hour of the close (UTC): count, shaded by net (green profit, red loss)" }
+            thead { tr { th { "" } @for h in 0..24u8 { th.num { (format!("{h:02}")) } } } }
+            tbody {
+                @for (wd, name) in WEEKDAYS.iter().enumerate() {
+                    tr {
+                        th { (name) }
+                        @for h in 0..24u8 {
+                            @match m.heatmap.iter().find(|c| usize::from(c.weekday) == wd && c.hour == h) {
+                                Some(c) => td class=(heat_class(c.net, max_abs))
+                                    title=(format!("{name} {h:02}:00 UTC: {} trade(s), net {}", c.n_trades, c.net)) { (c.n_trades) },
+                                None => td {},
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn money_curves(m: &MoneyFigures) -> Markup {
+    let equity: Vec<Decimal> = m.curve.iter().map(|p| p.equity).collect();
+    let balance: Vec<Decimal> = m.curve.iter().map(|p| p.balance).collect();
+    let lo = equity.iter().chain(&balance).copied().min().unwrap_or_default();
+    let hi = equity.iter().chain(&balance).copied().max().unwrap_or_default();
+    let drawdown: Vec<Decimal> = m.curve.iter().map(|p| -p.drawdown).collect();
+    // No drawdown at all: the flat line sits at the top (0), not at the bottom.
+    let dd_lo = drawdown.iter().copied().min().unwrap_or_default().min(-Decimal::ONE);
+    let view = format!("-4 -4 {} {}", CURVE_W + 8, CURVE_H + 8);
+    let dd_h = CURVE_H / 2;
+    let dd_view = format!("-4 -4 {} {}", CURVE_W + 8, dd_h + 8);
+    html! {
+        svg.equity viewBox=(view) width=(CURVE_W) height=(CURVE_H) role="img"
+            aria-label="Equity (blue) and balance (grey) at each published equity point" xmlns="http://www.w3.org/2000/svg" {
+            title { "Equity (blue) and balance (grey) at each published equity point" }
+            polyline fill="none" stroke="#94a3b8" stroke-width="1.5" points=(analytics::series_points_in(&balance, (lo, hi), CURVE_W, CURVE_H)) {}
+            polyline fill="none" stroke="#2563eb" stroke-width="2" points=(analytics::series_points_in(&equity, (lo, hi), CURVE_W, CURVE_H)) {}
+        }
+        svg.drawdown viewBox=(dd_view) width=(CURVE_W) height=(dd_h) role="img"
+            aria-label="Drawdown of equity below its flow-adjusted peak" xmlns="http://www.w3.org/2000/svg" {
+            title { "Drawdown of equity below its flow-adjusted peak" }
+            polyline fill="none" stroke="#dc2626" stroke-width="1.5" points=(analytics::series_points_in(&drawdown, (dd_lo, Decimal::ZERO), CURVE_W, dd_h)) {}
+        }
+        p.note { "Equity from " (fmt::when(m.curve.first().map(|p| p.at_ms))) " to " (fmt::when(m.curve.last().map(|p| p.at_ms))) " UTC, "
+            (m.curve.len()) " points; max drawdown " (m.max_drawdown) " (" (track::show(m.max_drawdown_pct)) " %)." }
+    }
+}
+
+fn money_section(i: usize, m: &MoneyFigures) -> Markup {
+    let cur = m.currency.clone().unwrap_or_default();
+    html! {
+        section.money id=(format!("money-{i}")) {
+            h3 { "Account of device " code { (m.author) } @if !cur.is_empty() { " (" (cur) ")" } }
+            p.kinds { "This provider " (m.kinds.describe()) "." }
+            table.money-headline {
+                caption { "Money figures — basis: the published stream" }
+                tbody {
+                    @for (label, value) in track_money::headline(m) {
+                        tr { th { (label) } td.num { (value) } }
+                    }
+                }
+            }
+            @if m.curve.is_empty() {
+                p { "No equity points published: no equity curve, drawdown or returns." }
+            } @else {
+                h4 { "Equity and drawdown" }
+                (money_curves(m))
+            }
+            @if !m.cash_flows.is_empty() {
+                h4 { "Cash flows (never performance)" }
+                table.cash-flows {
+                    thead { tr { th { "At (UTC)" } th { "Kind" } th.num { "Amount" } th.num { "Σ so far" } } }
+                    tbody { @for c in &m.cash_flows { tr {
+                        td.nowrap { (fmt::when(Some(c.at_ms))) } td { (c.kind.as_str()) } td.num { (c.amount) } td.num { (c.cumulative) }
+                    } } }
+                }
+            }
+            @if !m.by_month.is_empty() {
+                h4 { "By month (UTC)" }
+                table.money-months {
+                    thead { tr { th { "Month" } th.num { "Trades" } th.num { "Net" } th.num { "Win rate" } th.num { "Return %" } } }
+                    tbody { @for g in &m.by_month { tr {
+                        td { (g.key) } td.num { (g.n_trades) } td.num { (g.net) } td.num { (track::show(g.win_rate)) } td.num { (track::show(g.return_pct)) }
+                    } } }
+                }
+            }
+            @if m.heatmap.is_empty() {
+                p { "No closed trades published: no trade statistics or heatmap." }
+            } @else {
+                h4 { "When trades close" }
+                (heatmap(m))
+                h4 { "By symbol" }
+                table.money-symbols {
+                    thead { tr { th { "Symbol" } th.num { "Trades" } th.num { "Wins" } th.num { "Losses" } th.num { "Net" } th.num { "Win rate" } } }
+                    tbody { @for g in &m.by_symbol { tr {
+                        td { (g.key) } td.num { (g.n_trades) } td.num { (g.n_wins) } td.num { (g.n_losses) } td.num { (g.net) } td.num { (track::show(g.win_rate)) }
+                    } } }
+                }
+            }
+        }
+    }
+}
+
+/// The "Money (published by the provider)" section.
+fn money(t: &ProviderTrack) -> Markup {
+    html! {
+        h2 #money { "Money (published by the provider)" }
+        p {
+            "Basis: the account history the provider's node signed into its opt-in published stream "
+            "(closed trades, equity points, balance operations), never its private records and never "
+            "the signals chain; the R figures above are from the signals chain. Delayed like the rest."
+        }
+        @if t.money.is_empty() {
+            p #money-none { "This provider publishes no account history (no closed trades, equity or balance operations): there are no money figures, only the R record above." }
+        }
+        @for (i, m) in t.money.iter().enumerate() { (money_section(i, m)) }
+    }
+}
 
 fn group_table(id: &str, first: &str, groups: &[GroupFigures]) -> Markup {
     html! {
@@ -101,6 +288,7 @@ pub fn render(t: &ProviderTrack, base: &str) -> Markup {
         }
         h2 { "Headline" }
         table #headline {
+            caption { "R figures — basis: the signals chain" }
             tbody {
                 @for (label, value) in track::headline(f) {
                     tr { th { (label) } td.num { (value) } }
@@ -113,6 +301,7 @@ pub fn render(t: &ProviderTrack, base: &str) -> Markup {
         (group_table("months", "Month", &f.by_month))
         h2 { "By symbol" }
         (group_table("symbols", "Symbol", &f.by_symbol))
+        (money(t))
         h2 { "Signals (delayed, latest " (SIGNALS_LISTED) ")" }
         table #signals {
             thead { tr { th { "Received (UTC)" } th { "Symbol" } th { "Side" } th.num { "Entry" } th.num { "Stop" } th.num { "Target 1" } th.num { "R" } th { "Signed record" } } }
@@ -148,8 +337,13 @@ pub fn render(t: &ProviderTrack, base: &str) -> Markup {
         }
         (super::media::page_section(t, base))
         h2 { "How each figure is computed" }
+        h3 { "R, from the signals chain" }
         dl #formulas {
             @for (name, text) in FORMULAS { dt { (name) } dd { (text) } }
+        }
+        h3 { "Money, from the published stream" }
+        dl #money-formulas {
+            @for (name, text) in MONEY_FORMULAS { dt { (name) } dd { (text) } }
         }
         h2 { "Verify it yourself" }
         p {

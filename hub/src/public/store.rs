@@ -1,7 +1,8 @@
-//! The SQL of the public track record: the provider, its devices and keys, and the records of
+//! The SQL of the public track record: the provider, its devices and keys, the records of
 //! their signals chains from both doors (the sync store `sync_records` with the receipt
 //! signature it stored, and the signals API's `signals`, whose receipt the hub signs again: an
-//! Ed25519 signature over the same fields is the same bytes the API answered).
+//! Ed25519 signature over the same fields is the same bytes the API answered), and the records
+//! of their published streams (`StreamId::PUBLISHED`, which only the sync store receives).
 
 use sqlx::Row;
 use tradecast_protocol::receipt::ReceiptFields;
@@ -84,6 +85,41 @@ fn posted_item(hub: &Identity, bytes: &[u8], received_at_ms: i64) -> Result<Stor
     Ok(StoredItem { seq: record.header().seq, record, received_at_ms, receipt })
 }
 
+/// `author`'s records of `stream` committed by the sync store, in `seq` order.
+async fn committed_records(
+    db: &Db,
+    hub: &Identity,
+    author: &DeviceId,
+    stream: StreamId,
+) -> Result<Vec<StoredItem>, DbError> {
+    let rows = sqlx::query(
+        "SELECT record, received_at_ms, receipt_signature FROM sync_records \
+         WHERE author = $1 AND stream = $2 ORDER BY seq",
+    )
+    .bind(author.to_text())
+    .bind(i64::from(stream.0))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let bytes: Vec<u8> = r.try_get(0)?;
+            let received: i64 = r.try_get(1)?;
+            let sig: String = r.try_get(2)?;
+            committed_item(hub, &bytes, received, &sig)
+        })
+        .collect()
+}
+
+/// `author`'s published-stream records (`StreamId::PUBLISHED`, sync store only), in `seq`
+/// order.
+pub async fn published_records(
+    db: &Db,
+    hub: &Identity,
+    author: &DeviceId,
+) -> Result<Vec<StoredItem>, DbError> {
+    committed_records(db, hub, author, StreamId::PUBLISHED).await
+}
+
 /// `author`'s signals-chain records: (committed by sync, posted to the signals API), each in
 /// `seq` order.
 pub async fn chain_records(
@@ -92,23 +128,7 @@ pub async fn chain_records(
     author: &DeviceId,
 ) -> Result<(Vec<StoredItem>, Vec<StoredItem>), DbError> {
     let stream = i64::from(StreamId::SIGNALS.0);
-    let rows = sqlx::query(
-        "SELECT record, received_at_ms, receipt_signature FROM sync_records \
-         WHERE author = $1 AND stream = $2 ORDER BY seq",
-    )
-    .bind(author.to_text())
-    .bind(stream)
-    .fetch_all(db.pool())
-    .await?;
-    let committed = rows
-        .iter()
-        .map(|r| {
-            let bytes: Vec<u8> = r.try_get(0)?;
-            let received: i64 = r.try_get(1)?;
-            let sig: String = r.try_get(2)?;
-            committed_item(hub, &bytes, received, &sig)
-        })
-        .collect::<Result<Vec<_>, DbError>>()?;
+    let committed = committed_records(db, hub, author, StreamId::SIGNALS).await?;
     let rows = sqlx::query(
         "SELECT record, received_at_ms FROM signals WHERE author = $1 AND stream = $2 ORDER BY seq",
     )

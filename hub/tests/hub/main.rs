@@ -42,5 +42,6 @@ mod sync;
 mod telegram;
 mod telegram_bot;
 mod telegram_crash;
+mod track_money;
 mod track_record;
 mod users;

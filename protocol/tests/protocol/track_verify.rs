@@ -85,6 +85,8 @@ fn export() -> TrackExport {
                 .collect(),
         }],
         figures: figures(outcomes([records.as_slice()])).unwrap(),
+        published: vec![],
+        money: vec![],
     }
 }
 
