@@ -147,7 +147,8 @@ fn check(report: &Report, lines: &[String]) {
         "{fills} fill messages, {} fills: {tg:#?}",
         alice.filled
     );
-    assert!(lines.iter().any(|l| l.contains("telegram  bot → alice: 📈")), "{lines:#?}");
+    // The new-signal alerts are pictures of the setup, their text the caption.
+    assert!(lines.iter().any(|l| l.contains("telegram  bot → alice: [chart] 📈")), "{lines:#?}");
     // The owner's broadcast from the console reached her, once.
     assert_eq!(tg.iter().filter(|t| t.starts_with("This week on Fib-RSI")).count(), 1, "{tg:#?}");
     assert!(lines.iter().any(|l| l.starts_with("the owner broadcast a note")), "{lines:#?}");

@@ -16,6 +16,8 @@ use nix::unistd::Pid;
 
 /// Longest the demo may take to start its hub and nodes (a debug build on a busy machine).
 const START_LIMIT: Duration = Duration::from_secs(60);
+/// The longest the demo waits for its public track record after the replay.
+const PUBLIC_RECORD_LIMIT: Duration = Duration::from_secs(150);
 /// Longest the demo, its children and its cleaner may take to be gone after the signal.
 const END_LIMIT: Duration = Duration::from_secs(30);
 
@@ -231,7 +233,9 @@ fn demo_sigterm_mid_replay_stops_every_child_and_removes_the_data() {
 #[test]
 fn demo_sighup_after_the_replay_stops_every_child_and_removes_the_data() {
     let mut demo = Demo::start(&["--bars", "30", "--speed", "max"]);
-    demo.wait_for("keep serving their pages", START_LIMIT);
+    // The replay, then the wait for the hub's public delay (60 s, at most 120 s) before the
+    // verifier's run on the public export ends the summary.
+    demo.wait_for("keep serving their pages", START_LIMIT + PUBLIC_RECORD_LIMIT);
     let children = demo.children();
     demo.signal(Signal::SIGHUP);
     let status = demo.exit_status();

@@ -65,7 +65,10 @@ async fn message_for(
             let what = signal_words(tx, &a.signal_id.to_hex()).await?;
             Some((
                 Event::Trades,
-                on(format!("⏭ Skipped by your rules: {what}: {}", esc(&a.reason))),
+                on(format!(
+                    "⏭ Skipped by your rules: {what}: {}",
+                    esc(a.reason.strip_prefix("skipped: ").unwrap_or(&a.reason))
+                )),
             ))
         }
         (StreamId::PUBLISHED, Body::TradeClosed(t)) if t.device == h.author => {
