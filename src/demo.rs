@@ -101,6 +101,10 @@ pub struct Options {
     /// The `tradecast` executable whose hidden `hub` and `node` commands run the hub and the
     /// nodes, each in a process of its own (normally this very program).
     pub program: PathBuf,
+    /// After the summary, wait for the hub's public delay and run the offline verifier on the
+    /// provider's public export (60–120 s more; on by default; tests that compare several runs
+    /// leave it to the one that checks it).
+    pub public_record: bool,
 }
 
 impl Default for Options {
@@ -113,6 +117,7 @@ impl Default for Options {
             faults: FaultPlan::default(),
             realistic_terminal: false,
             program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tradecast")),
+            public_record: true,
         }
     }
 }
@@ -576,6 +581,13 @@ impl DemoHub {
             "waiting for the hub's public delay ({PUBLIC_DELAY_S} s) to pass the run's last record, so the public track record holds the whole run"
         ));
         let deadline = std::time::Instant::now() + Duration::from_secs(PUBLIC_DELAY_S * 2 + 30);
+        // The cutoff is `now − delay` rounded down to a minute: it passes `after_ms` at the
+        // first whole minute after `after_ms + delay`. Sleep until then; ask again every 2 s.
+        let minute = 60_000;
+        let delay_ms = i64::try_from(PUBLIC_DELAY_S * 1000).unwrap_or(i64::MAX);
+        let passes_at = (after_ms + delay_ms).div_euclid(minute) * minute + minute;
+        let wait_ms = u64::try_from(passes_at - wall_ms()).unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
         let bytes = loop {
             let bytes = self.http.get(&export).send().await?.error_for_status()?.bytes().await?;
             let parsed = tradecast_protocol::track::parse_export(&bytes)
@@ -2219,9 +2231,11 @@ async fn replay(
         public_record: None,
     };
     print_summary(&report, out);
-    let public = hub.public_record(&provider_id, run_ended_ms, out).await?;
-    print_public_record(&public, out);
-    report.public_record = Some(public);
+    if opts.public_record {
+        let public = hub.public_record(&provider_id, run_ended_ms, out).await?;
+        print_public_record(&public, out);
+        report.public_record = Some(public);
+    }
     let nodes = std::iter::once(provider).chain(subs).collect();
     Ok((report, Parties { nodes, hub, _proxy: proxy }))
 }

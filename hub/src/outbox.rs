@@ -231,6 +231,15 @@ pub trait Deliver: Send + Sync + 'static {
     /// Delivers `msg` once. It should answer within `outbox.lease_ms` (else the runner gives
     /// up on this attempt and retries it).
     fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome>;
+
+    /// Slow work a delivery needs before it sends (rendering a picture), done before the rate
+    /// turns are taken so that the turns are taken when the send really starts: a turn taken
+    /// before a second of rendering would let the route's next message arrive right after this
+    /// one. The default does nothing.
+    fn prepare<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, ()> {
+        let _ = msg;
+        Box::pin(async {})
+    }
 }
 
 /// The backoff before retry number `attempt` (1 for the first retry): `base · 2^(attempt-1)`,
@@ -884,6 +893,7 @@ impl Delivery {
 
     async fn run(self, msg: Message) {
         let cfg = &self.state.config.outbox;
+        self.deliverer.prepare(&msg).await;
         // The overall turn first, then the route's, then the send at once: both are taken when
         // the send starts (a route turn taken before a long wait for the overall one would let
         // the route's next message follow this one too closely). A route that is not ready

@@ -187,9 +187,10 @@ pub fn photo_payload(message: &frankenstein::methods::SendMessageParams, signal_
 pub struct Deliverer {
     bot: Bot,
     state: AppState,
-    /// The last setup rendered: (signal id, rendered at ms, PNG). A new signal's alerts to
-    /// every linked subscriber are queued together, so they share one rendering.
-    last_setup: std::sync::Mutex<Option<(String, i64, Vec<u8>)>>,
+    /// Setups rendered in the last [`SETUP_REUSE_MS`]: signal id → (rendered at ms, PNG). A new
+    /// signal's alerts to every linked subscriber are queued together, so they share one
+    /// rendering, made in [`Deliver::prepare`] before the send's rate turns are taken.
+    setups: std::sync::Mutex<std::collections::HashMap<String, (i64, Vec<u8>)>>,
 }
 
 /// How long a rendered setup is reused for the same signal's alerts, ms (a `Modify` or `Close`
@@ -199,7 +200,7 @@ const SETUP_REUSE_MS: i64 = 60_000;
 impl Deliverer {
     /// A deliverer sending through `bot`, recording blocked users in the hub's database.
     pub fn new(bot: Bot, state: AppState) -> Deliverer {
-        Deliverer { bot, state, last_setup: std::sync::Mutex::new(None) }
+        Deliverer { bot, state, setups: std::sync::Mutex::new(std::collections::HashMap::new()) }
     }
 }
 
@@ -226,8 +227,32 @@ pub fn outcome_of(e: &CallError) -> Outcome {
 }
 
 impl Deliverer {
-    /// A `sendPhoto` of a signal's setup, rendered now; the stored fallback (`sendMessage`)
-    /// when the picture cannot be rendered (an unknown signal, a drawing fault).
+    /// The setup PNG of `signal`: rendered in the last [`SETUP_REUSE_MS`], or now (and kept).
+    async fn setup(&self, signal: &str) -> Result<Option<Vec<u8>>, crate::error::ApiError> {
+        let state = &self.state;
+        let now = state.now_ms();
+        let reused = self.setups.lock().ok().and_then(|held| {
+            held.get(signal)
+                .filter(|(at, _)| now.saturating_sub(*at) < SETUP_REUSE_MS)
+                .map(|(_, png)| png.clone())
+        });
+        if let Some(png) = reused {
+            return Ok(Some(png));
+        }
+        let theme = crate::charts::Theme::Light;
+        let r =
+            crate::public::media::signal_setup_png(&state.db, &state.hub_identity, signal, theme)
+                .await;
+        if let (Ok(Some(png)), Ok(mut held)) = (&r, self.setups.lock()) {
+            held.retain(|_, (at, _)| now.saturating_sub(*at) < SETUP_REUSE_MS);
+            held.insert(signal.to_string(), (now, png.clone()));
+        }
+        r
+    }
+
+    /// A `sendPhoto` of a signal's setup (rendered in [`Deliver::prepare`], or now); the stored
+    /// fallback (`sendMessage`) when the picture cannot be rendered (an unknown signal, a
+    /// drawing fault).
     async fn send_setup(
         &self,
         payload: &Value,
@@ -235,30 +260,7 @@ impl Deliverer {
         params: &Value,
         signal: &str,
     ) -> Result<Value, CallError> {
-        let state = &self.state;
-        let now = state.now_ms();
-        let reused = self.last_setup.lock().ok().and_then(|last| {
-            last.as_ref()
-                .filter(|(id, at, _)| id == signal && now.saturating_sub(*at) < SETUP_REUSE_MS)
-                .map(|(_, _, png)| png.clone())
-        });
-        let rendered = match reused {
-            Some(png) => Ok(Some(png)),
-            None => {
-                let theme = crate::charts::Theme::Light;
-                let r = crate::public::media::signal_setup_png(
-                    &state.db,
-                    &state.hub_identity,
-                    signal,
-                    theme,
-                )
-                .await;
-                if let (Ok(Some(png)), Ok(mut last)) = (&r, self.last_setup.lock()) {
-                    *last = Some((signal.to_string(), now, png.clone()));
-                }
-                r
-            }
-        };
+        let rendered = self.setup(signal).await;
         match rendered {
             Ok(Some(png)) if method == "sendPhoto" => self.bot.send_photo(params, png).await,
             other => {
@@ -283,6 +285,15 @@ impl Deliverer {
 }
 
 impl Deliver for Deliverer {
+    fn prepare<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some(signal) = msg.payload.get("setup_of").and_then(Value::as_str) {
+                // Kept for the send; a failure is met again (and answered) by the send.
+                let _ = self.setup(signal).await;
+            }
+        })
+    }
+
     fn deliver<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let payload = &msg.payload;
