@@ -36,11 +36,11 @@ const DONE: [u32; 2] = [10_009, 10_010];
 async fn message_for(
     tx: &mut Transaction<'static, Any>,
     record: &Record,
+    device_name: &str,
 ) -> Result<Option<(Event, String)>, DbError> {
     let h = record.header();
     let Ok(body) = record.body() else { return Ok(None) };
-    let device_name = device_name(tx, &h.author.to_text()).await?;
-    let on = |text: String| format!("{text}\n<i>{}</i>", esc(&device_name));
+    let on = |text: String| format!("{text}\n<i>{}</i>", esc(device_name));
     Ok(match (h.stream, body) {
         (StreamId::SHARED, Body::Execution(e)) if e.device == h.author => {
             let what = signal_words(tx, &e.signal_id.to_hex()).await?;
@@ -125,12 +125,14 @@ pub async fn on_synced(
     if !interesting || h.sealed || received_at_ms.saturating_sub(h.created_at_ms) > STALE_MS {
         return Ok(());
     }
-    let user: Option<String> = sqlx::query_scalar("SELECT user_id FROM devices WHERE id = $1")
+    // One read of the device on the sync commit's path: its account and its name.
+    let device = sqlx::query("SELECT user_id, name FROM devices WHERE id = $1")
         .bind(h.author.to_text())
         .fetch_optional(&mut **tx)
         .await?;
-    let Some(user_id) = user else { return Ok(()) };
-    if let Some((event, text)) = message_for(tx, record).await? {
+    let Some(device) = device else { return Ok(()) };
+    let (user_id, name): (String, String) = (device.try_get(0)?, device.try_get(1)?);
+    if let Some((event, text)) = message_for(tx, record, &name).await? {
         let dedupe = format!("account:{}", record.header_hash().to_hex());
         notify::tell_in(tx, &user_id, event, text, &dedupe, "account event", received_at_ms)
             .await?;
