@@ -1155,46 +1155,60 @@ fn progress(statuses: &[Status]) -> Vec<u64> {
         .collect()
 }
 
-/// Where the records stand: the provider's signals-stream tip at home and at the hub, and each
-/// subscriber's committed feed against the hub's tip for it. `statuses`: provider first.
-async fn marks(
+/// What the hub holds, read while the nodes are asked for their statuses ([`marks`] pairs the
+/// two): the provider's signals-stream tip, and per subscriber its feed's tip and, for each
+/// provider relay log, the last entry it may see.
+struct HubMarks {
+    at_hub: u64,
+    subs: Vec<(u64, Vec<(tradecast_protocol::DeviceId, u64)>)>,
+}
+
+async fn hub_marks(
     hub: &DemoHub,
     provider: &DemoNode,
     subs: &[DemoNode],
-    statuses: &[Status],
-) -> anyhow::Result<Vec<u64>> {
+) -> anyhow::Result<HubMarks> {
     let db = &hub.db;
-    let home = statuses.first().map_or(0, |s| tip(s, StreamId::SIGNALS));
     let at_hub =
         tradecast_hub::quic::store::committed(db, &provider.device, StreamId::SIGNALS).await?;
-    let mut out = vec![home, at_hub];
-    for (s, st) in subs.iter().zip(statuses.iter().skip(1)) {
-        let (tip, _) = tradecast_hub::feed::marks(db, &s.device.to_text()).await?;
-        out.push(tip);
+    let mut out = HubMarks { at_hub, subs: Vec::new() };
+    for s in subs {
+        let device = s.device.to_text();
+        let (tip, _) = tradecast_hub::feed::marks(db, &device).await?;
+        out.subs.push((tip, tradecast_hub::relay::visible_tips(db, &device).await?));
+    }
+    Ok(out)
+}
+
+/// Where the records stand: the provider's signals-stream tip at home and at the hub, and each
+/// subscriber's committed feed against the hub's tip for it, in pairs. `statuses`: provider
+/// first.
+fn marks(at: &HubMarks, statuses: &[Status]) -> Vec<u64> {
+    let home = statuses.first().map_or(0, |s| tip(s, StreamId::SIGNALS));
+    let mut out = vec![home, at.at_hub];
+    for ((feed_tip, logs), st) in at.subs.iter().zip(statuses.iter().skip(1)) {
+        out.push(*feed_tip);
         out.push(st.sync.inbox_watermark);
         // The providers' relay logs: the last entry this subscriber may see, and its cursor.
-        for (log, seen) in tradecast_hub::relay::visible_tips(db, &s.device.to_text()).await? {
-            let source = tradecast_protocol::session::Source::Relay(log).to_text();
+        for (log, seen) in logs {
+            let source = tradecast_protocol::session::Source::Relay(*log).to_text();
             let held =
                 st.sync.relays.iter().find(|r| r.source == source).map_or(0, |r| r.committed);
-            out.push(seen);
+            out.push(*seen);
             out.push(held);
         }
     }
-    Ok(out)
+    out
 }
 
 fn settled(m: &[u64]) -> bool {
     m.chunks(2).all(|pair| pair.first() == pair.get(1))
 }
 
-/// Every node's status, provider first.
+/// Every node's status, provider first (asked of all of them at once).
 async fn statuses(provider: &DemoNode, subs: &[DemoNode]) -> anyhow::Result<Vec<Status>> {
-    let mut out = vec![provider.status().await?];
-    for s in subs {
-        out.push(s.status().await?);
-    }
-    Ok(out)
+    let all = std::iter::once(provider).chain(subs).map(DemoNode::status);
+    futures::future::try_join_all(all).await
 }
 
 /// Runs rounds of terminal steps until every party has taken in everything and nothing moves;
@@ -1213,14 +1227,19 @@ async fn settle(
         // Subscribers' terminals first: each subscriber holds the bar's quote before the
         // provider's node closes the bar and signs a signal, so a signal is always judged on the
         // price of its own bar (the provider's terminal is the first).
-        for t in terminals.iter_mut().rev() {
-            catch_up(t).await;
+        // (The subscribers' terminals side by side: each steps its own node.)
+        if let Some((first, rest)) = terminals.split_first_mut() {
+            futures::future::join_all(rest.iter_mut().map(catch_up)).await;
+            catch_up(first).await;
         }
-        let st = statuses(provider, subs).await?;
         // With the hub down the nodes work offline: only the terminals are waited for.
-        let mut m = match hub.up() {
-            true => marks(hub, provider, subs, &st).await?,
-            false => Vec::new(),
+        let (st, mut m) = if hub.up() {
+            let (st, at) = tokio::join!(statuses(provider, subs), hub_marks(hub, provider, subs));
+            let st = st?;
+            let m = marks(&at?, &st);
+            (st, m)
+        } else {
+            (statuses(provider, subs).await?, Vec::new())
         };
         let done = settled(&m);
         m.extend(progress(&st));

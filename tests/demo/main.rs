@@ -224,8 +224,10 @@ fn check(report: &Report, lines: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn demo_signals_reach_every_subscriber_and_fill_once() {
     // The first 1,300 bars hold the sample's first five signals.
-    let (report, lines) = run_opts(Some(1_300), FaultPlan::default(), false, true).await;
+    let (report, lines) = run_opts(Some(PLAIN_BARS), FaultPlan::default(), false, true).await;
     check(&report, &lines);
+    insta::assert_snapshot!("plain_outcomes", outcomes(&report));
+    insta::assert_snapshot!("plain_pnl", pnl(&report));
     assert!(report.public_record.is_some(), "this run checks the public record");
     assert!(report.signals.len() >= 4, "{} signals", report.signals.len());
     let first = &report.signals[0].signal;
@@ -243,26 +245,36 @@ async fn slow_demo_whole_sample() {
     assert_eq!(report.bars, 5_000);
 }
 
-/// The decisions and fills of a run, for comparing runs: per signal and subscriber, the
+/// The decisions and fills of a run, one line per signal and subscriber: the signal's bar, the
 /// decision and the filled volumes (prices may differ by nothing: one broker, one price stream,
-/// lockstep).
-type Outcome = (i64, String, Option<Decision>, Vec<(Decimal, Decimal)>);
-
-fn outcomes(r: &Report) -> Vec<Outcome> {
-    r.signals
-        .iter()
-        .flat_map(|s| {
-            s.subscribers.iter().map(move |(name, o)| {
-                (
-                    s.signal.bar_time_ms,
-                    name.clone(),
-                    o.decision,
-                    o.fills.iter().map(|f| (f.0, f.1)).collect(),
-                )
-            })
-        })
-        .collect()
+/// lockstep). Runs of the same bars give the same lines whatever the pace, the faults or the
+/// terminal's realism.
+fn outcomes(r: &Report) -> String {
+    let mut out = String::new();
+    for s in &r.signals {
+        for (name, o) in &s.subscribers {
+            let fills: Vec<String> = o.fills.iter().map(|f| format!("{} @ {}", f.1, f.0)).collect();
+            let decision = o.decision.map_or_else(|| "none".to_owned(), |d| format!("{d:?}"));
+            out.push_str(&format!(
+                "{} {name:<5} {decision:<8} [{}]\n",
+                s.signal.bar_time_ms,
+                fills.join(", ")
+            ));
+        }
+    }
+    out
 }
+
+/// Each subscriber's P&L at the end of a run (money and R).
+fn pnl(r: &Report) -> String {
+    r.subscribers.iter().map(|t| format!("{:<5} {} ({} R)\n", t.name, t.pnl, t.pnl_r)).collect()
+}
+
+/// The first 1,300 bars' outcome, as [`demo_signals_reach_every_subscriber_and_fill_once`]
+/// records it in `snapshots/` (a plain run): the slow runs with faults or a realistic terminal
+/// are compared with it instead of running the plain demo again beside them. A change to the
+/// strategy or the policies changes it: `cargo insta review` (or `INSTA_UPDATE=always`).
+const PLAIN_BARS: usize = 1_300;
 
 /// Faults between the parties change nothing: the hub's process killed (SIGKILL) for a day of
 /// bars mid-run between two signals (the nodes trade offline, sign into their outboxes, and
@@ -273,8 +285,7 @@ fn outcomes(r: &Report) -> Vec<Outcome> {
 /// same decisions, same fills, each once, every chain intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_demo_faults_lose_nothing_and_duplicate_nothing() {
-    let bars = Some(1_300);
-    let (clean, _) = run(bars).await;
+    let bars = Some(PLAIN_BARS);
     let faults = FaultPlan {
         lossy: Some(tradecast::lossy::Faults {
             drop_pct: 10,
@@ -291,7 +302,7 @@ async fn slow_demo_faults_lose_nothing_and_duplicate_nothing() {
     assert!(lines.iter().any(|l| l.contains("hub killed (SIGKILL)")), "{lines:#?}");
     assert!(lines.iter().any(|l| l.contains("hub back")), "{lines:#?}");
     assert!(lines.iter().any(|l| l.contains("alice's node killed (SIGKILL) and started again")));
-    assert_eq!(outcomes(&faulty), outcomes(&clean));
+    insta::assert_snapshot!("plain_outcomes", outcomes(&faulty));
     assert!(faulty.unsynced.is_empty(), "{:?}", faulty.unsynced);
     let lossy = faulty.lossy.expect("the proxy ran");
     assert!(lossy.dropped > 0 && lossy.duplicated > 0, "{lossy:?}");
@@ -304,16 +315,11 @@ async fn slow_demo_faults_lose_nothing_and_duplicate_nothing() {
 /// once, and the same P&L.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_demo_realistic_terminal_gives_the_same_decisions_and_fills() {
-    let bars = Some(1_300);
-    let (plain, _) = run(bars).await;
-    let (real, lines) = run_opts(bars, FaultPlan::default(), true, false).await;
+    let (real, lines) = run_opts(Some(PLAIN_BARS), FaultPlan::default(), true, false).await;
     check(&real, &lines);
     assert!(lines.iter().any(|l| l.starts_with("(realistic terminal:")), "{lines:#?}");
-    assert_eq!(outcomes(&real), outcomes(&plain));
-    let pnl = |r: &Report| {
-        r.subscribers.iter().map(|t| (t.name.clone(), t.pnl, t.pnl_r)).collect::<Vec<_>>()
-    };
-    assert_eq!(pnl(&real), pnl(&plain));
+    insta::assert_snapshot!("plain_outcomes", outcomes(&real));
+    insta::assert_snapshot!("plain_pnl", pnl(&real));
 }
 
 /// The public track record holds the whole run once the delay has passed, and the offline
