@@ -14,6 +14,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use zeroize::Zeroizing;
 
@@ -210,11 +211,37 @@ pub async fn start(
     let s2 = shutdown.clone();
     let t2 =
         tokio::spawn(crate::api::serve(api, node.clone(), token, async move { s2.wait().await }));
-    let mut tasks = vec![t1, t2];
+    let s3 = shutdown.clone();
+    let watched = node.clone();
+    let t3 = tokio::spawn(async move {
+        watch_ea_link(watched, async move { s3.wait().await }).await;
+        Ok(())
+    });
+    let mut tasks = vec![t1, t2, t3];
     if let Some(t) = start_sync(&node, config.hub_ca_file.as_deref(), shutdown.clone()).await? {
         tasks.push(t);
     }
     Ok(Running { ea_addr, api_addr, node, tasks, data: data.to_owned() })
+}
+
+/// Watches the EA link until `stop` resolves, signing its changes for the hub
+/// ([`Node::report_ea_link`]): the first look after the link's silence limit (an EA that
+/// reconnects within it after the node's start was never down), then every 5 s.
+async fn watch_ea_link(node: Arc<Node>, stop: impl std::future::Future<Output = ()>) {
+    let first = Duration::from_millis(node.settings().link_down_after_ms.max(0).unsigned_abs());
+    let every = Duration::from_secs(5);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => {
+                if let Err(e) = node.report_ea_link(wall_ms()) {
+                    tracing::warn!(target: "tradecast::node", error = %e, "EA link state not signed");
+                }
+            }
+        }
+    }
 }
 
 /// Starts the QUIC sync client when the node enrolled with a hub (the pinned hub in the store);

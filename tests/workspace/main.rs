@@ -284,6 +284,7 @@ const NODE_CORE_FILES: &[&str] = &[
     "guard",
     "bars",
     "ea_session",
+    "ea_health",
     "provider",
     "status",
     "rows",

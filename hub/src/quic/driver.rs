@@ -134,8 +134,11 @@ pub async fn run(
     if let Err(e) = started.await {
         tracing::warn!(device = %device.fmt_short(), error = %e, "presence not recorded");
     }
+    let toucher =
+        crate::telegram::account::spawn_touch(state.clone(), device_text.clone(), started_ms);
     let result = drive(state, conn, &mut session, &mut send, &mut rx, &mut feed, &mut relays).await;
     reader.abort();
+    toucher.abort();
     state.feed_bell.release(&device_text, bell);
     let ended =
         crate::telegram::account::session_ended(&state.db, &device_text, started_ms, now_ms(state));

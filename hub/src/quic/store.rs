@@ -9,7 +9,7 @@
 
 use sqlx::Row;
 use tradecast_protocol::session::StoredStream;
-use tradecast_protocol::{Body, ChainHash, DeviceId, Identity, Receipt, Record, StreamId};
+use tradecast_protocol::{Body, ChainHash, DeviceId, Identity, Kind, Receipt, Record, StreamId};
 
 use crate::db::{Db, DbError};
 use crate::signals::{self, IngestRules, Relay};
@@ -231,6 +231,8 @@ pub async fn commit_batch(
                 crate::telegram::account::on_synced(&mut tx, record, *received_at_ms).await?;
             } else if matches!(h.stream, StreamId::PUBLISHED | StreamId::COMMANDS) && !h.sealed {
                 crate::telegram::account::on_synced(&mut tx, record, *received_at_ms).await?;
+            } else if h.stream == StreamId::DEVICE && h.kind == Kind::Heartbeat {
+                crate::telegram::account::on_heartbeat(&mut tx, record, *received_at_ms).await?;
             }
             match tips.iter_mut().find(|t| t.0 == author && t.1 == h.stream) {
                 Some(t) => (t.2, t.3) = (receipt, *received_at_ms),

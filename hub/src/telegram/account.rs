@@ -18,9 +18,17 @@
 //! Presence: every QUIC session start and end is stored per device (`device_presence`,
 //! migration 0026); the `telegram.device_health` job tells a linked trader once when a node has
 //! been offline for `telegram.offline_after_s` (default 10 minutes), and once when it is back.
+//! The instance holding a session touches its row every minute ([`touch`]); a row not touched for
+//! [`SESSION_STALE_MS`] (its hub process was killed, so the session's end was never written)
+//! reads as offline since it was last seen.
+//!
+//! The EA link: the node signs a `Heartbeat` into its `DEVICE` stream when MetaTrader's Expert
+//! Advisor stops polling it and when it is back ([`on_heartbeat`], migration 0027); the same job
+//! tells the trader once when the EA has been silent for `telegram.offline_after_s` while the
+//! node itself is online (signals arrive but cannot be executed), and once when it is back.
 
 use sqlx::{Any, Row, Transaction};
-use tradecast_protocol::{Body, Command, DecidedBy, Decision, Kind, Record, StreamId};
+use tradecast_protocol::{Body, Command, DecidedBy, Decision, Heartbeat, Kind, Record, StreamId};
 
 use super::html::esc;
 use super::notify::{self, Event};
@@ -28,6 +36,12 @@ use crate::db::{Db, DbError};
 
 /// Records signed longer than this before they reached the hub are not told (a backlog).
 pub const STALE_MS: i64 = 3_600_000;
+
+/// How often the instance holding a session touches its presence row.
+pub const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// A session row not touched for this long is read as offline since it was last seen.
+pub const SESSION_STALE_MS: i64 = 3 * TOUCH_EVERY_MS;
 
 /// MT5's "request completed" and "done partially": a fill.
 const DONE: [u32; 2] = [10_009, 10_010];
@@ -186,9 +200,9 @@ pub async fn session_started(db: &Db, device: &str, at_ms: i64) -> Result<(), Db
     .fetch_optional(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO device_presence (device_id, online, since_ms, told_offline_at_ms) \
-         VALUES ($1, 1, $2, NULL) ON CONFLICT (device_id) DO UPDATE SET online = 1, \
-         since_ms = excluded.since_ms, told_offline_at_ms = NULL",
+        "INSERT INTO device_presence (device_id, online, since_ms, told_offline_at_ms, seen_at_ms) \
+         VALUES ($1, 1, $2, NULL, $2) ON CONFLICT (device_id) DO UPDATE SET online = 1, \
+         since_ms = excluded.since_ms, told_offline_at_ms = NULL, seen_at_ms = excluded.seen_at_ms",
     )
     .bind(device)
     .bind(at_ms)
@@ -239,9 +253,138 @@ pub async fn session_ended(
     Ok(())
 }
 
+/// The session of `device` that started at `started_ms` is alive at `now_ms` (every
+/// [`TOUCH_EVERY_MS`]). A row the job had read as stale (no touch for [`SESSION_STALE_MS`]: a
+/// stalled instance) is marked online again, with the "back online" message if its trader was
+/// told; a newer session of the device (on another instance) keeps the row.
+pub async fn touch(db: &Db, device: &str, started_ms: i64, now_ms: i64) -> Result<(), DbError> {
+    let touched = sqlx::query(
+        "UPDATE device_presence SET seen_at_ms = $3 \
+         WHERE device_id = $1 AND online = 1 AND since_ms = $2",
+    )
+    .bind(device)
+    .bind(started_ms)
+    .bind(now_ms)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    if touched == 0 {
+        let online: Option<i64> =
+            sqlx::query_scalar("SELECT online FROM device_presence WHERE device_id = $1")
+                .bind(device)
+                .fetch_optional(db.pool())
+                .await?;
+        if online != Some(1) {
+            session_started(db, device, started_ms).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Touches the presence row of `device`'s session every [`TOUCH_EVERY_MS`] until aborted.
+pub fn spawn_touch(
+    state: crate::state::AppState,
+    device: String,
+    started_ms: i64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let period = std::time::Duration::from_millis(TOUCH_EVERY_MS.unsigned_abs());
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tick.tick().await;
+            if let Err(e) = touch(&state.db, &device, started_ms, state.now_ms()).await {
+                tracing::warn!(device = %device, error = %e, "presence not touched");
+            }
+        }
+    })
+}
+
+/// A node's signed `Heartbeat` (its EA link up or down), inside the sync commit's `tx`: the
+/// device's EA state changes only when the link did, and an EA back after its trader was told
+/// it was silent queues the "back" message (unless the record is a backlog).
+pub async fn on_heartbeat(
+    tx: &mut Transaction<'static, Any>,
+    record: &Record,
+    received_at_ms: i64,
+) -> Result<(), DbError> {
+    let h = record.header();
+    if h.sealed || h.stream != StreamId::DEVICE || h.kind != Kind::Heartbeat {
+        return Ok(());
+    }
+    let Ok(Body::Heartbeat(Heartbeat { device, at_ms, ea_connected, .. })) = record.body() else {
+        return Ok(());
+    };
+    if device != h.author {
+        return Ok(());
+    }
+    let author = h.author.to_text();
+    // The node's clock, never later than the hub's receipt.
+    let at_ms = at_ms.min(received_at_ms);
+    let before = sqlx::query(
+        "SELECT ea_connected, told_ea_offline_at_ms FROM device_presence WHERE device_id = $1",
+    )
+    .bind(&author)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let (was, told): (Option<i64>, Option<i64>) = match &before {
+        Some(r) => (r.try_get(0)?, r.try_get(1)?),
+        None => (None, None),
+    };
+    let now = i64::from(ea_connected);
+    if was == Some(now) {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO device_presence (device_id, online, since_ms, seen_at_ms, ea_connected, \
+         ea_since_ms) VALUES ($1, 1, $2, $2, $3, $4) ON CONFLICT (device_id) DO UPDATE SET \
+         ea_connected = excluded.ea_connected, ea_since_ms = excluded.ea_since_ms, \
+         told_ea_offline_at_ms = NULL",
+    )
+    .bind(&author)
+    .bind(received_at_ms)
+    .bind(now)
+    .bind(at_ms)
+    .execute(&mut **tx)
+    .await?;
+    let fresh = received_at_ms.saturating_sub(h.created_at_ms) <= STALE_MS;
+    if let (true, Some(told_at), true) = (ea_connected, told, fresh) {
+        let device = sqlx::query("SELECT user_id, name FROM devices WHERE id = $1")
+            .bind(&author)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if let Some(d) = device {
+            let (user_id, name): (String, String) = (d.try_get(0)?, d.try_get(1)?);
+            let text = format!(
+                "🟢 MetaTrader's Expert Advisor is polling {} again: signals are executed.",
+                esc(&name)
+            );
+            let dedupe = format!("presence:{author}:ea-back:{told_at}");
+            notify::tell_in(
+                tx,
+                &user_id,
+                Event::Health,
+                text,
+                &dedupe,
+                "EA health",
+                received_at_ms,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// One pass of the `telegram.device_health` job: every device offline for at least
 /// `offline_after_ms` whose trader was not told yet is told once. Returns how many were told.
 pub async fn tell_offline(db: &Db, now_ms: i64, offline_after_ms: i64) -> Result<usize, DbError> {
+    // Sessions whose instance stopped touching them (killed): offline since last seen.
+    sqlx::query(
+        "UPDATE device_presence SET online = 0, since_ms = COALESCE(seen_at_ms, since_ms), \
+         told_offline_at_ms = NULL WHERE online = 1 AND COALESCE(seen_at_ms, since_ms) < $1",
+    )
+    .bind(now_ms.saturating_sub(SESSION_STALE_MS))
+    .execute(db.pool())
+    .await?;
     let rows = sqlx::query(
         "SELECT p.device_id, p.since_ms, d.user_id FROM device_presence p \
          JOIN devices d ON d.id = p.device_id \
@@ -296,6 +439,59 @@ pub async fn tell_offline(db: &Db, now_ms: i64, offline_after_ms: i64) -> Result
     Ok(told)
 }
 
+/// The EA half of the `telegram.device_health` job: every online device whose node reported its
+/// EA link down at least `offline_after_ms` ago, and whose trader was not told yet, is told once.
+/// (A node that is itself offline is told about by [`tell_offline`].) Returns how many.
+pub async fn tell_ea_offline(
+    db: &Db,
+    now_ms: i64,
+    offline_after_ms: i64,
+) -> Result<usize, DbError> {
+    let rows = sqlx::query(
+        "SELECT p.device_id, p.ea_since_ms, d.user_id FROM device_presence p \
+         JOIN devices d ON d.id = p.device_id \
+         WHERE p.online = 1 AND p.ea_connected = 0 AND p.told_ea_offline_at_ms IS NULL \
+         AND p.ea_since_ms <= $1 AND d.revoked_at_ms IS NULL",
+    )
+    .bind(now_ms.saturating_sub(offline_after_ms))
+    .fetch_all(db.pool())
+    .await?;
+    let mut told = 0;
+    for r in &rows {
+        let (device, since, user_id): (String, i64, String) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        let mut tx = db.begin_write().await?;
+        let marked = sqlx::query(
+            "UPDATE device_presence SET told_ea_offline_at_ms = $2 WHERE device_id = $1 \
+             AND ea_connected = 0 AND told_ea_offline_at_ms IS NULL AND ea_since_ms = $3",
+        )
+        .bind(&device)
+        .bind(now_ms)
+        .bind(since)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked == 1 {
+            let name = device_name(&mut tx, &device).await?;
+            let minutes = (now_ms - since) / 60_000;
+            let text = format!(
+                "🟠 MetaTrader's Expert Advisor has not polled {} for {minutes} min: signals reach \
+                 the node but cannot be executed. Check that MT5 is running and connected, \
+                 Algo Trading is on and the Tradecast EA is on its chart.",
+                esc(&name)
+            );
+            let dedupe = format!("presence:{device}:ea-offline:{since}");
+            if notify::tell_in(&mut tx, &user_id, Event::Health, text, &dedupe, "EA health", now_ms)
+                .await?
+            {
+                told += 1;
+            }
+        }
+        tx.commit().await?;
+    }
+    Ok(told)
+}
+
 /// The job that tells traders of nodes gone offline (see [`tell_offline`]), after
 /// `telegram.offline_after_s`.
 #[derive(Debug, Default)]
@@ -313,10 +509,10 @@ impl crate::jobs::Job for DeviceHealth {
             let after_ms =
                 i64::try_from(state.config.telegram.offline_after_s.saturating_mul(1000))
                     .unwrap_or(i64::MAX);
-            let told = tell_offline(&state.db, state.now_ms(), after_ms)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(format!("{told} offline node(s) told"))
+            let now = state.now_ms();
+            let told = tell_offline(&state.db, now, after_ms).await.map_err(|e| e.to_string())?;
+            let ea = tell_ea_offline(&state.db, now, after_ms).await.map_err(|e| e.to_string())?;
+            Ok(format!("{told} offline node(s) and {ea} silent EA(s) told"))
         })
     }
 }

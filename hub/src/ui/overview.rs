@@ -153,6 +153,10 @@ pub async fn fanout_today(db: &Db, now_ms: i64) -> Result<FanoutToday, DbError> 
     Ok(FanoutToday { queued, delivered, p99_ms })
 }
 
+/// A signal not delivered to a device connected for longer than this is fan-out lag (the target
+/// is 150 ms; a minute means something is stuck).
+pub const FANOUT_LAG_MS: i64 = 60_000;
+
 /// The alarms at `now_ms`, only those above zero.
 pub async fn alarms(state: &AppState, now_ms: i64) -> Result<Vec<Alarm>, DbError> {
     let db = &state.db;
@@ -196,6 +200,20 @@ pub async fn alarms(state: &AppState, now_ms: i64) -> Result<Vec<Alarm>, DbError
                 .await?,
             what: "affiliate commissions held for review (self-referral, bursts, refund rate)",
             href: "/affiliates#holds",
+        },
+        Alarm {
+            id: "fanout-lag",
+            n: count(
+                db,
+                "SELECT COUNT(DISTINCT f.device_id) FROM fanout_queue f \
+                 JOIN device_presence p ON p.device_id = f.device_id \
+                 WHERE f.delivered_at_ms IS NULL AND f.enqueued_at_ms < $1 \
+                 AND p.online = 1 AND p.since_ms < $1",
+                &[now_ms - FANOUT_LAG_MS],
+            )
+            .await?,
+            what: "connected subscriber devices a signal has not reached for over a minute (fan-out lag)",
+            href: "/operations",
         },
         Alarm {
             id: "jobs-failed",

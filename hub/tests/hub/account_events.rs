@@ -1,7 +1,8 @@
 //! What happens on a trader's account reaches their Telegram chat (issue 17, notifications): a
 //! fill and a broker's refusal, a signal skipped by the trader's rules, a closed trade's P&L —
 //! only when it is on the published stream, never when sealed —, the risk guard's close-all,
-//! and the node offline for `telegram.offline_after_s` and back. Records are committed through
+//! the node offline for `telegram.offline_after_s` and back (also when the hub process holding
+//! its session was killed), its EA silent as long and back, and fan-out lag as an owner's alarm. Records are committed through
 //! the sync store as a QUIC session commits them; messages go through the outbox to the strict
 //! Bot API stand-in.
 
@@ -9,8 +10,8 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use tradecast_protocol::{
-    Approval, Body, ChainHash, Command, DecidedBy, Decision, Execution, HeaderFields, Identity,
-    Record, Side, StreamId, TradeClosed,
+    Approval, Body, ChainHash, Command, DecidedBy, Decision, Execution, HeaderFields, Heartbeat,
+    Identity, Record, Side, StreamId, TradeClosed,
 };
 use tradecast_standins::telegram::{TelegramStandin, TelegramStandinConfig};
 
@@ -18,7 +19,13 @@ use crate::helpers::{Backend, TestHub, post_signal, provider_kit, signal};
 use crate::miniapp::{hub_with_miniapp, link};
 use crate::on_both;
 
-on_both!(account_events_reach_the_traders_chat, an_offline_node_is_told_once_and_back_once);
+on_both!(
+    account_events_reach_the_traders_chat,
+    an_offline_node_is_told_once_and_back_once,
+    a_killed_hubs_session_reads_offline_from_its_last_touch,
+    a_silent_ea_is_told_once_and_back_once,
+    fan_out_lag_to_a_connected_device_is_an_alarm
+);
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -173,7 +180,7 @@ async fn account_events_reach_the_traders_chat(b: Backend) {
 }
 
 async fn an_offline_node_is_told_once_and_back_once(b: Backend) {
-    use tradecast_hub::telegram::account::{session_ended, session_started, tell_offline};
+    use tradecast_hub::telegram::account::{session_ended, session_started, tell_offline, touch};
     let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.expect("stand-in");
     let hub = hub_with_miniapp(b, &sb).await;
     let owner = hub.owner().await;
@@ -185,6 +192,8 @@ async fn an_offline_node_is_told_once_and_back_once(b: Backend) {
     let t0 = clock.now_ms();
     session_started(&hub.db, &node_id, t0).await.expect("online");
     clock.advance_ms(3_600_000);
+    // (A live session's instance touches its row every minute.)
+    touch(&hub.db, &node_id, t0, clock.now_ms()).await.expect("touch");
     assert_eq!(tell_offline(&hub.db, clock.now_ms(), after).await.expect("job"), 0, "online");
     // The node moves to another instance: that session starts before the first one's end is
     // written; the late end does not mark it offline.
@@ -192,6 +201,7 @@ async fn an_offline_node_is_told_once_and_back_once(b: Backend) {
     session_started(&hub.db, &node_id, t1).await.expect("online");
     session_ended(&hub.db, &node_id, t0, t1 + 10).await.expect("stale end");
     clock.advance_ms(3_600_000);
+    touch(&hub.db, &node_id, t1, clock.now_ms()).await.expect("touch");
     assert_eq!(tell_offline(&hub.db, clock.now_ms(), after).await.expect("job"), 0);
     // It really goes: told once the threshold has passed, and only once.
     let gone = clock.now_ms();
@@ -211,11 +221,141 @@ async fn an_offline_node_is_told_once_and_back_once(b: Backend) {
     clock.advance_ms(60_000);
     session_ended(&hub.db, &node_id, back, clock.now_ms()).await.expect("off");
     clock.advance_ms(60_000);
-    session_started(&hub.db, &node_id, clock.now_ms()).await.expect("on");
+    let on = clock.now_ms();
+    session_started(&hub.db, &node_id, on).await.expect("on");
     clock.advance_ms(2 * after);
+    touch(&hub.db, &node_id, on, clock.now_ms()).await.expect("touch");
     assert_eq!(tell_offline(&hub.db, clock.now_ms(), after).await.expect("job"), 0);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let all = texts(&sb, 602);
     assert_eq!(all.iter().filter(|t| t.contains("offline for")).count(), 1, "{all:#?}");
     assert_eq!(all.iter().filter(|t| t.contains("back online")).count(), 1, "{all:#?}");
+}
+
+/// The hub process holding a session is killed: its end is never written, but the row stops
+/// being touched; the job reads it as offline since it was last seen (told after the threshold),
+/// and a session that turns out alive marks it back.
+async fn a_killed_hubs_session_reads_offline_from_its_last_touch(b: Backend) {
+    use tradecast_hub::telegram::account::{
+        SESSION_STALE_MS, session_started, tell_offline, touch,
+    };
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.expect("stand-in");
+    let hub = hub_with_miniapp(b, &sb).await;
+    let owner = hub.owner().await;
+    let carol = hub.user(&owner, "subscriber").await;
+    link(&hub, &sb, &carol, 603).await;
+    let (_node, node_id) = hub.enrol(&carol, "carol-vps").await;
+    let (after, clock) = (600_000, &hub.clock);
+    let t0 = clock.now_ms();
+    session_started(&hub.db, &node_id, t0).await.expect("online");
+    clock.advance_ms(60_000);
+    let seen = clock.now_ms();
+    touch(&hub.db, &node_id, t0, seen).await.expect("touch");
+    // Killed here. Within the stale limit it is still online; past it and the threshold, told.
+    clock.advance_ms(SESSION_STALE_MS - 1_000);
+    assert_eq!(tell_offline(&hub.db, clock.now_ms(), after).await.expect("job"), 0);
+    clock.advance_ms(after);
+    let at = clock.now_ms();
+    assert_eq!(tell_offline(&hub.db, at, after).await.expect("job"), 1);
+    assert_eq!(tell_offline(&hub.db, clock.now_ms(), after).await.expect("job"), 0, "once");
+    let off = wait_for(&sb, 603, "carol-vps has been offline").await;
+    let minutes = (at - seen) / 60_000;
+    assert!(off.contains(&format!("offline for {minutes} min")), "since last seen: {off}");
+    // The session was alive after all (a stalled instance): its touch marks it back.
+    touch(&hub.db, &node_id, t0, clock.now_ms()).await.expect("touch");
+    wait_for(&sb, 603, "carol-vps is back online").await;
+}
+
+/// The node signs a `Heartbeat` when its EA stops polling and when it is back: told once after
+/// `telegram.offline_after_s` while the node is online, once back; never while the node itself
+/// is offline (that has its own message).
+async fn a_silent_ea_is_told_once_and_back_once(b: Backend) {
+    use tradecast_hub::telegram::account::{session_ended, session_started, tell_ea_offline};
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.expect("stand-in");
+    let hub = hub_with_miniapp(b, &sb).await;
+    let owner = hub.owner().await;
+    let dave = hub.user(&owner, "subscriber").await;
+    link(&hub, &sb, &dave, 604).await;
+    let (node, node_id) = hub.enrol(&dave, "dave-desktop").await;
+    // The node's DEVICE stream as it syncs it: its keys first, then its heartbeats.
+    let mut n = Node { identity: &node, tips: Vec::new() };
+    let keys = tradecast_protocol::DeviceKeys {
+        identity: node.identity_key(),
+        sealing: node.sealing_public_key(),
+        label: "dave-desktop".into(),
+        at_ms: hub.clock.now_ms(),
+        account_fingerprint: None,
+    };
+    n.commit(&hub, StreamId::DEVICE, Body::DeviceKeys(keys)).await;
+    let (after, clock) = (600_000, &hub.clock);
+    let t0 = clock.now_ms();
+    session_started(&hub.db, &node_id, t0).await.expect("online");
+    let beat = |up: bool, at_ms: i64| {
+        Body::Heartbeat(Heartbeat {
+            device: node.device_id(),
+            at_ms,
+            ea_connected: up,
+            terminal_time_ms: None,
+        })
+    };
+    let down = clock.now_ms();
+    n.commit(&hub, StreamId::DEVICE, beat(false, down)).await;
+    assert_eq!(tell_ea_offline(&hub.db, down + after - 1, after).await.expect("job"), 0, "soon");
+    // The same state signed again (a restarted node) does not restart the count.
+    clock.advance_ms(after / 2);
+    n.commit(&hub, StreamId::DEVICE, beat(false, clock.now_ms())).await;
+    clock.advance_ms(after / 2);
+    assert_eq!(tell_ea_offline(&hub.db, clock.now_ms(), after).await.expect("job"), 1);
+    assert_eq!(tell_ea_offline(&hub.db, clock.now_ms(), after).await.expect("job"), 0, "once");
+    let told = wait_for(&sb, 604, "Expert Advisor has not polled dave-desktop").await;
+    assert!(told.contains("for 10 min") && told.contains("cannot be executed"), "{told}");
+    n.commit(&hub, StreamId::DEVICE, beat(true, clock.now_ms())).await;
+    wait_for(&sb, 604, "polling dave-desktop again").await;
+    // The EA goes silent while the node itself goes offline: only the node's message applies.
+    n.commit(&hub, StreamId::DEVICE, beat(false, clock.now_ms())).await;
+    session_ended(&hub.db, &node_id, t0, clock.now_ms()).await.expect("offline");
+    clock.advance_ms(2 * after);
+    assert_eq!(tell_ea_offline(&hub.db, clock.now_ms(), after).await.expect("job"), 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = texts(&sb, 604);
+    assert_eq!(all.iter().filter(|t| t.contains("has not polled")).count(), 1, "{all:#?}");
+    assert_eq!(all.iter().filter(|t| t.contains("polling dave-desktop again")).count(), 1);
+}
+
+/// A signal that has not reached a device connected for over a minute is the owner's
+/// `fanout-lag` alarm (the console's overview, and the Telegram alarms job); an offline device's
+/// backlog is not.
+async fn fan_out_lag_to_a_connected_device_is_an_alarm(b: Backend) {
+    use tradecast_hub::telegram::account::{session_ended, session_started, touch};
+    use tradecast_hub::ui::overview::{FANOUT_LAG_MS, alarms};
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.expect("stand-in");
+    let hub = hub_with_miniapp(b, &sb).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    let erin = hub.user(&owner, "subscriber").await;
+    let (_node, node_id) = hub.enrol(&erin, "erin-vps").await;
+    let lag = |alarms: &[tradecast_hub::ui::overview::Alarm]| {
+        alarms.iter().find(|a| a.id == "fanout-lag").map(|a| a.n)
+    };
+    let clock = &hub.clock;
+    let t0 = clock.now_ms();
+    session_started(&hub.db, &node_id, t0).await.expect("online");
+    // The subscriber's device is expected to receive the signal (its fan-out row).
+    hub.post(
+        "/api/v1/entitlements",
+        Some(&owner.token),
+        serde_json::json!({ "user_id": erin.user_id, "plan_id": kit.plan_id }),
+    )
+    .await
+    .ok(201);
+    let s = signal(&kit.identity, clock.now_ms());
+    assert_eq!(post_signal(&hub, &kit, &s, 1).await.1.ok(201)["n_devices_queued"], 1);
+    let state = hub.state();
+    assert_eq!(lag(&alarms(state, clock.now_ms()).await.expect("alarms")), None, "fresh");
+    clock.advance_ms(FANOUT_LAG_MS + 1_000);
+    touch(&hub.db, &node_id, t0, clock.now_ms()).await.expect("touch");
+    assert_eq!(lag(&alarms(state, clock.now_ms()).await.expect("alarms")), Some(1));
+    // Offline, its backlog waits for it: no alarm.
+    session_ended(&hub.db, &node_id, t0, clock.now_ms()).await.expect("offline");
+    assert_eq!(lag(&alarms(state, clock.now_ms()).await.expect("alarms")), None);
 }

@@ -173,10 +173,11 @@ async fn handlers_time_out(b: Backend) {
     // heavy one: 500 ms against a hash that takes seconds to verify.
     let hub = TestHub::start_with(b, |c| c.http.request_timeout_ms = 500).await;
     let owner = hub.owner().await;
-    // A hash at OWASP memory with 6 passes takes about three seconds to verify in a test build.
+    // A hash of 128 MiB with 10 passes takes over a second to verify (argon2 is built
+    // optimised in test builds too: Cargo.toml's profile).
     let mut heavy = hub.state().config.auth.clone();
-    heavy.argon2_memory_kib = 19_456;
-    heavy.argon2_iterations = 6;
+    heavy.argon2_memory_kib = 131_072;
+    heavy.argon2_iterations = 10;
     let hash = tradecast_hub::accounts::hash_password(&heavy, "heavy password 1").await.unwrap();
     sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
         .bind(hash)
@@ -198,10 +199,11 @@ async fn handlers_time_out(b: Backend) {
 async fn load_is_shed_beyond_max_in_flight(b: Backend) {
     let hub = TestHub::start_with(b, |c| c.http.max_in_flight = 1).await;
     let owner = hub.owner().await;
-    // A login at OWASP cost takes about a second in a test build: it holds the only slot.
+    // A login against a hash of 128 MiB with 6 passes takes about a second (argon2 is built
+    // optimised in test builds too): it holds the only slot.
     let mut heavy = hub.state().config.auth.clone();
-    heavy.argon2_memory_kib = 19_456;
-    heavy.argon2_iterations = 2;
+    heavy.argon2_memory_kib = 131_072;
+    heavy.argon2_iterations = 6;
     let hash = tradecast_hub::accounts::hash_password(&heavy, "heavy password 1").await.unwrap();
     sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
         .bind(hash)

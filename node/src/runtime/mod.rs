@@ -25,6 +25,7 @@
 pub mod ack;
 pub mod bars;
 pub mod core;
+pub mod ea_health;
 pub mod ea_session;
 pub mod feed;
 pub mod guard;
