@@ -33,7 +33,7 @@ fn report_equity(node: &tradecast_node::runtime::Node, market: MarketClock) -> R
         ea_version: "conformance trigger".into(),
         server_utc_offset_s: acc.server_utc_offset_s,
         terminal_time_ms: now,
-        symbols: acc.symbols.clone(),
+        symbols: node.symbol_specs(&account).map_err(|e| e.to_string())?,
         floor_breach: None,
     };
     let h = node.hello(hello, now).map_err(|e| e.to_string())?;

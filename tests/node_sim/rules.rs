@@ -454,8 +454,8 @@ async fn every_rule_skips_with_its_line_or_shapes_the_order_at_the_broker() {
 
     // trade mode: the broker makes EURUSD long-only; the node takes the new spec from the EA.
     s.broker_changes_symbol(|c| c.trade_mode = TradeMode::LongOnly).await;
-    let acc = s.node.running.node.account(&s.account()).expect("row").expect("acc");
-    let spec = acc.symbols.iter().find(|x| x.symbol == "EURUSD").expect("spec");
+    let specs = s.node.running.node.symbol_specs(&s.account()).expect("specs");
+    let spec = specs.iter().find(|x| x.symbol == "EURUSD").expect("spec");
     assert_eq!(spec.trade_mode, TradeMode::LongOnly, "the node took the new spec");
     s.policy(|_| {}).await;
     s.skipped(
@@ -554,8 +554,8 @@ async fn risk_percent_sizes_with_the_broker_s_current_tick_value_not_the_hello_o
     let mut s = scene(Broking { currency: "EUR".into(), ..Broking::default() }, 1).await;
     let account = s.account();
     let at_hello = {
-        let acc = s.node.running.node.account(&account).expect("row").expect("acc");
-        acc.symbols.iter().find(|x| x.symbol == "EURUSD").expect("spec").tick_value_loss
+        let specs = s.node.running.node.symbol_specs(&account).expect("specs");
+        specs.iter().find(|x| x.symbol == "EURUSD").expect("spec").tick_value_loss
     };
     for _ in 0..400 {
         s.rig.replay.advance().expect("advance");

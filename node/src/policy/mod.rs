@@ -152,7 +152,8 @@ pub struct EvaluationInput<'a> {
     pub signal: &'a Signal,
     /// The provider's own lot, when the feed carries it (the multiplier lot mode needs it).
     pub provider_lots: Option<Decimal>,
-    /// The broker's Market Watch: the specs from hello (and later `RequestSpec` answers).
+    /// The broker's specs from hello (and later `RequestSpec` answers): at least the one of the
+    /// signal's broker symbol, the only one looked up (the node passes just that one).
     pub specs: &'a [ea::SymbolSpec],
     /// Current tick values from the latest state push; they override the spec's for sizing.
     pub tick_values: &'a [ea::TickValue],

@@ -133,11 +133,9 @@ impl Node {
                 {
                     o.state = OrderState::Due;
                     let sessions = match (&o.action, &acc) {
-                        (OrderAction::Close { symbol, .. }, Some(acc)) => acc
-                            .symbols
-                            .iter()
-                            .find(|sp| sp.symbol == *symbol)
-                            .map(|sp| sp.sessions.clone())
+                        (OrderAction::Close { symbol, .. }, Some(_)) => tx
+                            .symbol_spec(&account, symbol)?
+                            .map(|sp| sp.sessions)
                             .unwrap_or_default(),
                         _ => Vec::new(),
                     };

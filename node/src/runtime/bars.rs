@@ -8,10 +8,8 @@ use serde::{Deserialize, Serialize};
 use tradecast_protocol::ea::{self, Bars, BarsAnswer};
 
 use crate::policy;
-use crate::store;
 
 use super::mt5::{gap_in_session, sessions_of};
-use super::rows::AccountRow;
 use super::{Node, NodeError};
 
 /// A stored bar.
@@ -51,10 +49,15 @@ impl Node {
         let mut new_cmds = Vec::new();
         let mut fresh: BTreeMap<String, Vec<ea::LinkBar>> = BTreeMap::new();
         let cursors = self.store.write(|tx| {
-            let symbols = tx
-                .get_json::<AccountRow>(store::ACCOUNTS, "accounts", &account)?
-                .map(|a| a.symbols)
-                .unwrap_or_default();
+            // The specs of the bars' symbols only (sessions, the point of a quote).
+            let mut symbols: Vec<ea::SymbolSpec> = Vec::new();
+            for bar in &bars {
+                if !symbols.iter().any(|s| s.symbol == bar.symbol)
+                    && let Some(spec) = tx.symbol_spec(&account, &bar.symbol)?
+                {
+                    symbols.push(spec);
+                }
+            }
             let mem = inner.accounts.entry(account.clone()).or_default();
             for bar in &bars {
                 let Some(tf_ms) = bar.timeframe.seconds().map(|s| s * 1_000) else { continue };

@@ -90,7 +90,6 @@ impl Node {
                 currency: String::new(),
                 margin_mode: h.margin_mode,
                 server_utc_offset_s: 0,
-                symbols: Vec::new(),
                 peak_equity: None,
                 locked: false,
                 lock_reason: String::new(),
@@ -110,7 +109,7 @@ impl Node {
             row.currency = h.currency.clone();
             row.margin_mode = h.margin_mode;
             row.server_utc_offset_s = h.server_utc_offset_s;
-            row.symbols = h.symbols.clone();
+            tx.replace_symbol_specs(&account, &h.symbols)?;
             row.market_ms = row.market_ms.max(h.terminal_time_ms);
             // The hello's specs carry the tick values of this moment.
             row.tick_values = h

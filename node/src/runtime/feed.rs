@@ -14,9 +14,7 @@ use crate::policy;
 use crate::policy::copy_log::CopyLogEntry;
 use crate::store::{self, StoreError};
 
-use super::rows::{
-    AccountRow, ApprovalRow, OrderAction, OrderRow, OrderState, PositionRow, SignalRow,
-};
+use super::rows::{ApprovalRow, OrderAction, OrderRow, OrderState, PositionRow, SignalRow};
 use super::{AccountMem, Node, NodeError, new_order_id};
 use crate::clock::wall_ms;
 
@@ -399,10 +397,6 @@ impl Node {
             return Ok(vec![format!("provider {what} of an unknown signal {hex}: nothing to do")]);
         };
         let policy = self.policy_in(tx)?;
-        let specs = tx
-            .get_json::<AccountRow>(store::ACCOUNTS, "accounts", account)?
-            .map(|a| a.symbols)
-            .unwrap_or_default();
         // Legs in the order they were queued: the first carries tp1, a second tp2.
         let mut legs: Vec<OrderRow> = tx
             .orders::<OrderRow>(account)?
@@ -442,7 +436,7 @@ impl Node {
             lines.push(format!("provider {what} of {}: no open copy here", srow.signal.symbol));
         }
         for pos in copies {
-            let Some(spec) = specs.iter().find(|s| s.symbol == pos.symbol) else {
+            let Some(spec) = tx.symbol_spec(account, &pos.symbol)? else {
                 lines.push(format!("not applied: no symbol spec for {}", pos.symbol));
                 continue;
             };

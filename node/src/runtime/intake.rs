@@ -185,10 +185,13 @@ impl Node {
             acc.tick_values.values().map(|(_, tv)| tv.clone()).collect();
         // The stored day start as it is: yesterday's is stale and the daily loss rule says so.
         let day_start = acc.day_start;
+        // The policy looks up the spec of the signal's broker symbol only: that one is read.
+        let broker = settings.symbols.broker_name(&signal.symbol);
+        let specs: Vec<ea::SymbolSpec> = tx.symbol_spec(account, &broker)?.into_iter().collect();
         let input = policy::EvaluationInput {
             signal,
             provider_lots,
-            specs: &acc.symbols,
+            specs: &specs,
             tick_values: &tick_values,
             quotes: &quotes,
             balance: acc.balance.unwrap_or_default(),

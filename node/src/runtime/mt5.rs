@@ -34,14 +34,11 @@ const MARKET_CLOSED_RETRY_MS: i64 = 60_000;
 /// for its spec again: tick values of cross pairs move with the rate.
 const TICK_VALUE_REFRESH_MS: i64 = 5 * 60 * 1_000;
 
-/// Takes the tick values and specs of a state push into the account row: a spec replaces the
-/// hello's (and is a current tick value), a tick value is kept with the market time it came.
+/// Takes the tick values of a state push into the account row: a spec's (the caller stores the
+/// spec itself, replacing the hello's) is a current tick value, a tick value is kept with the
+/// market time it came.
 pub(super) fn merge_tick_values(acc: &mut AccountRow, s: &State, market_ms: i64) {
     for spec in &s.specs {
-        match acc.symbols.iter_mut().find(|x| x.symbol == spec.symbol) {
-            Some(known) => *known = spec.clone(),
-            None => acc.symbols.push(spec.clone()),
-        }
         let tv = ea::TickValue {
             symbol: spec.symbol.clone(),
             tick_value_profit: spec.tick_value_profit,
@@ -61,9 +58,10 @@ pub(super) fn merge_tick_values(acc: &mut AccountRow, s: &State, market_ms: i64)
 /// ones it can trade) quoted in another currency than the account's (their tick value moves with
 /// a rate) whose tick value is missing or older than [`TICK_VALUE_REFRESH_MS`] on the market
 /// clock and not asked for within that time: their next state push carries the broker's current
-/// values.
+/// values. `specs` are the account's specs of (at least) the subscribed symbols.
 pub(super) fn request_stale_specs(
     acc: &AccountRow,
+    specs: &[ea::SymbolSpec],
     market_ms: i64,
     subscriptions: &[(String, ea::Timeframe)],
     asked_ms: &mut HashMap<String, i64>,
@@ -72,8 +70,7 @@ pub(super) fn request_stale_specs(
     let mut symbols: Vec<String> = Vec::new();
     for (sym, _) in subscriptions {
         // A symbol whose profit currency is the account's has a fixed tick value: no need.
-        let known =
-            acc.symbols.iter().any(|x| &x.symbol == sym && x.currency_profit != acc.currency);
+        let known = specs.iter().any(|x| &x.symbol == sym && x.currency_profit != acc.currency);
         let stale = acc.tick_values.get(sym).is_none_or(|(at, _)| old(*at));
         let asked = asked_ms.get(sym).is_some_and(|at| !old(*at));
         if known && stale && !asked && !symbols.contains(sym) {

@@ -39,10 +39,17 @@ impl Node {
         let row: Option<AccountRow> = view.get_json(store::ACCOUNTS, "accounts", account)?;
         let policy = self.policy_of(&view)?;
         let mut rows: Vec<OrderRow> = view.orders(account)?;
+        let mut specs = Vec::new();
+        if row.is_some() {
+            for (sym, _) in &self.settings.subscriptions {
+                specs.extend(view.symbol_spec(account, sym)?);
+            }
+        }
         drop(view);
         if let Some(acc) = &row
             && let Some(cmd) = request_stale_specs(
                 acc,
+                &specs,
                 mem.market_ms,
                 &self.settings.subscriptions,
                 &mut mem.spec_asked_ms,

@@ -216,6 +216,9 @@ impl Node {
             acc.market_ms = acc.market_ms.max(s.terminal_time_ms);
             let market = acc.market_ms;
             merge_tick_values(&mut acc, &s, market);
+            for spec in &s.specs {
+                tx.put_symbol_spec(&account, spec)?;
+            }
             acc.pending_orders =
                 s.pending.iter().filter(|o| self.is_ours(o.magic, &o.comment)).cloned().collect();
             let mut out = Vec::new();

@@ -125,9 +125,11 @@ impl Node {
         let acc = tx.get_json::<AccountRow>(store::ACCOUNTS, "accounts", &arow.account)?;
         let (min_lots, max_lots, risk_preview, blocking) = match &evaluation.outcome {
             policy::Outcome::Accept(plan) => {
-                let spec =
-                    acc.as_ref().and_then(|a| a.symbols.iter().find(|s| s.symbol == plan.symbol));
-                let (min, max) = lot_range(plan, spec, settings.lot_min);
+                let spec = match &acc {
+                    Some(_) => tx.symbol_spec(&arow.account, &plan.symbol)?,
+                    None => None,
+                };
+                let (min, max) = lot_range(plan, spec.as_ref(), settings.lot_min);
                 let preview = acc.as_ref().and_then(|a| {
                     let equity = a.equity.filter(|e| *e > Decimal::ZERO)?;
                     let pct = (plan.risk_money * Decimal::ONE_HUNDRED).checked_div(equity)?;
@@ -275,9 +277,9 @@ impl Node {
         if verdict == Verdict::Approve
             && let (Some(lots), policy::Outcome::Accept(plan)) = (req.lots, &evaluation.outcome)
         {
-            let acc = tx.get_json::<AccountRow>(store::ACCOUNTS, "accounts", &acc_name)?;
-            let spec =
-                acc.as_ref().and_then(|a| a.symbols.iter().find(|s| s.symbol == plan.symbol));
+            // The account exists: the evaluation above found it.
+            let spec = tx.symbol_spec(&acc_name, &plan.symbol)?;
+            let spec = spec.as_ref();
             match plan_with_lots(plan, lots, spec, settings.lot_min) {
                 Some(resized) => evaluation.outcome = policy::Outcome::Accept(resized),
                 None => {

@@ -12,7 +12,9 @@ use tradecast_protocol::ea::{self, CloseAllScope};
 use crate::policy::approval::PendingApproval;
 use crate::policy::risk::DayStart;
 
-/// An account as the EA introduced it, and the guard's memory.
+/// An account as the EA introduced it, and the guard's memory. Its symbol specs (the Market
+/// Watch) are rows of their own (`symbol_specs`, schema 4: [`crate::store::Tx::symbol_spec`]),
+/// not part of this row, which every EA push reads and rewrites.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountRow {
     /// `login@server`.
@@ -23,8 +25,6 @@ pub struct AccountRow {
     pub currency: String,
     pub margin_mode: ea::MarginMode,
     pub server_utc_offset_s: i32,
-    #[serde(default)]
-    pub symbols: Vec<ea::SymbolSpec>,
     /// Peak equity, adjusted for deposits and withdrawals.
     #[serde(default)]
     pub peak_equity: Option<Decimal>,

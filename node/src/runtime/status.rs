@@ -3,7 +3,7 @@
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use tradecast_protocol::ea::Deal;
+use tradecast_protocol::ea::{self, Deal};
 use tradecast_protocol::{EquityPoint, StreamId};
 
 use crate::store;
@@ -98,6 +98,17 @@ impl Node {
     pub fn market_ms(&self, account: &str) -> Result<i64, NodeError> {
         let mem = self.lock().accounts.get(account).map(|m| m.market_ms).unwrap_or(0);
         Ok(self.account(account)?.map(|a| a.market_ms).unwrap_or(0).max(mem))
+    }
+
+    /// An account's symbol specs (its Market Watch from hello and the `RequestSpec` answers),
+    /// by symbol.
+    pub fn symbol_specs(&self, account: &str) -> Result<Vec<ea::SymbolSpec>, NodeError> {
+        Ok(self.store.read()?.symbol_specs(account)?)
+    }
+
+    /// The symbols of an account's specs, by name.
+    pub fn symbol_names(&self, account: &str) -> Result<Vec<String>, NodeError> {
+        Ok(self.store.read()?.symbol_names(account)?)
     }
 
     /// Every account.

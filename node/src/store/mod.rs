@@ -9,11 +9,14 @@
 //! signal's approval: waiting or decided), `feed` (the downstream records as committed),
 //! `receipts`, `authors`, and since schema 3 `hub_requests` (the hub's approval requests for
 //! this device, by request id), `feature_grants` (its plan's grants, by grant id) and
-//! `hub_refusals` (hub-signed feed items refused, by feed seq, with the reason).
+//! `hub_refusals` (hub-signed feed items refused, by feed seq, with the reason), and since schema
+//! 4 `symbol_specs` (the broker's symbol specs, one row per account and symbol, out of the
+//! `accounts` row that every EA push rewrites).
 //!
 //! The code is split by table group: `account` (orders, executions, positions, deals, bars,
 //! equity, cursors), `sync` (outbox, feed, receipts, authors), `hub_requests` (the schema-3
-//! tables), `upgrade` (the steps) and [`hub_pin`] (the enrolled hub in `settings`).
+//! tables), `symbol_specs` (the schema-4 table), `upgrade` (the steps) and [`hub_pin`] (the
+//! enrolled hub in `settings`).
 //!
 //! Every write goes through [`Store::write`], one redb transaction committed with
 //! `Durability::Immediate` (fsync) before the closure's result is handed back: a caller that
@@ -30,12 +33,17 @@
 mod account;
 pub mod hub_pin;
 mod hub_requests;
+mod symbol_specs;
 mod sync;
 mod upgrade;
 
 pub use hub_requests::{HubRefusalRow, StoredGrant, StoredRequest};
 pub use sync::{HeldSource, PUBLISH_SETTING, PublishConsent};
-pub use upgrade::{DRAWDOWN_MERGE_PENDING, UPGRADES, upgrade_1_to_2, upgrade_2_to_3};
+pub use upgrade::{
+    DRAWDOWN_MERGE_PENDING, UPGRADES, upgrade_1_to_2, upgrade_2_to_3, upgrade_3_to_4,
+};
+
+use symbol_specs::SYMBOL_SPECS;
 
 use std::path::Path;
 
@@ -48,7 +56,7 @@ use serde::{Deserialize, Serialize};
 use tradecast_protocol::Identity;
 
 /// The schema this node writes.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// The store's file name in the data dir.
 pub const FILE_NAME: &str = "node.redb";
@@ -326,6 +334,7 @@ fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(HUB_REQUESTS)?;
     tx.open_table(FEATURE_GRANTS)?;
     tx.open_table(HUB_REFUSALS)?;
+    tx.open_table(SYMBOL_SPECS)?;
     Ok(())
 }
 

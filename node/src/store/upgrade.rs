@@ -3,6 +3,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::symbol_specs;
 use super::{
     ACCOUNTS, FEATURE_GRANTS, HUB_REFUSALS, HUB_REQUESTS, SETTINGS, StoreError, Upgrade, from_row,
     to_row,
@@ -10,7 +11,7 @@ use super::{
 
 /// The upgrade steps, oldest first: `UPGRADES[i]` turns version `i + 1` into `i + 2`. The
 /// mechanism is also tested with synthetic steps ([`super::Store::open_db_with_upgrades`]).
-pub const UPGRADES: &[Upgrade] = &[upgrade_1_to_2, upgrade_2_to_3];
+pub const UPGRADES: &[Upgrade] = &[upgrade_1_to_2, upgrade_2_to_3, upgrade_3_to_4];
 
 /// The setting that marks a drawdown cap still to merge (written by the upgrade to schema 2,
 /// removed by the node's start, which knows the old cap from `config.toml`).
@@ -71,5 +72,43 @@ pub fn upgrade_2_to_3(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(HUB_REQUESTS)?;
     tx.open_table(FEATURE_GRANTS)?;
     tx.open_table(HUB_REFUSALS)?;
+    Ok(())
+}
+
+/// Schema 3 → 4: the broker's symbol specs leave the account row. Every `accounts` row's
+/// `symbols` array (the Market Watch from hello and the `RequestSpec` answers) moves to the new
+/// `symbol_specs` table, one row per (account, symbol) keyed `"{account}\u{0}{symbol}"`, and the
+/// row is rewritten without it: the row every EA push reads and writes stays small. A row
+/// without `symbols` (or with `null`) has no specs; a spec that does not decode refuses the
+/// upgrade ([`StoreError::Row`]) as it would have refused the row.
+pub fn upgrade_3_to_4(tx: &WriteTransaction) -> Result<(), StoreError> {
+    let mut rows = Vec::new();
+    {
+        let t = tx.open_table(ACCOUNTS)?;
+        for e in t.iter()? {
+            let (k, v) = e?;
+            let row: serde_json::Value = from_row("accounts", v.value())?;
+            rows.push((k.value().to_owned(), row));
+        }
+    }
+    for (key, mut row) in rows {
+        let Some(obj) = row.as_object_mut() else {
+            return Err(StoreError::Row {
+                table: "accounts",
+                message: format!("{key}: not an object"),
+            });
+        };
+        let Some(symbols) = obj.remove("symbols") else { continue };
+        let specs: Vec<tradecast_protocol::ea::SymbolSpec> = if symbols.is_null() {
+            Vec::new()
+        } else {
+            serde_json::from_value(symbols).map_err(|e| StoreError::Row {
+                table: "accounts",
+                message: format!("{key}: symbols: {e}"),
+            })?
+        };
+        symbol_specs::replace_in(tx, &key, &specs)?;
+        tx.open_table(ACCOUNTS)?.insert(key.as_str(), to_row("accounts", &row)?.as_slice())?;
+    }
     Ok(())
 }

@@ -507,6 +507,89 @@ fn the_upgrade_to_schema_2_keeps_the_day_start_and_the_stricter_drawdown_cap() {
     assert_eq!(upgraded_cap(None, "25", "20"), "20");
 }
 
+/// A spec as a schema-3 account row held it (JSON).
+fn spec_json(symbol: &str) -> serde_json::Value {
+    serde_json::json!({
+        "symbol": symbol, "digits": 5, "point": "0.00001", "tick_size": "0.00001",
+        "tick_value_profit": "1", "tick_value_loss": "1", "contract_size": "100000",
+        "volume_min": "0.01", "volume_max": "100", "volume_step": "0.01", "stops_level": 0,
+        "freeze_level": 0, "trade_mode": "full", "currency_base": "EUR", "currency_profit": "USD",
+        "currency_margin": "EUR", "sessions": []
+    })
+}
+
+#[test]
+fn the_upgrade_to_schema_4_moves_the_specs_out_of_the_account_rows() {
+    const ACCOUNTS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("accounts");
+    const SPECS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("symbol_specs");
+    let other = "5012345@Demo-Server2";
+    // A schema-3 file as that node wrote it: no `symbol_specs` table, the specs in the rows.
+    let db = Database::builder()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .expect("db");
+    let tx = db.begin_write().expect("tx");
+    {
+        tx.open_table(META).expect("meta").insert("schema_version", 3).expect("insert");
+        let mut t = tx.open_table(ACCOUNTS).expect("accounts");
+        let row = |account: &str, symbols: serde_json::Value| {
+            serde_json::to_vec(&serde_json::json!({
+                "account": account, "login": 5012345, "server": "Demo-Server",
+                "company": "Demo", "currency": "USD", "margin_mode": "hedging",
+                "server_utc_offset_s": 0, "symbols": symbols, "peak_equity": "10000",
+                "next_order_no": 7, "market_ms": 1700042400000_i64, "tick_values": {},
+                "pending_orders": []
+            }))
+            .expect("json")
+        };
+        let mine = row(ACCOUNT, serde_json::json!([spec_json("EURUSD"), spec_json("GBPUSD")]));
+        t.insert(ACCOUNT, mine.as_slice()).expect("insert");
+        let theirs = row(other, serde_json::json!([spec_json("XAUUSD")]));
+        t.insert(other, theirs.as_slice()).expect("insert");
+    }
+    tx.commit().expect("commit");
+
+    let store = Store::open_db_with_upgrades(
+        db,
+        tradecast_node::store::UPGRADES,
+        tradecast_node::store::SCHEMA_VERSION,
+    )
+    .expect("upgrade");
+    assert_eq!(store.schema_version().expect("version"), 4);
+    let view = store.read().expect("read");
+    let names = |account: &str| -> Vec<String> {
+        view.symbol_specs(account).expect("specs").into_iter().map(|s| s.symbol).collect()
+    };
+    assert_eq!(names(ACCOUNT), ["EURUSD", "GBPUSD"]);
+    assert_eq!(names(other), ["XAUUSD"]);
+    let eurusd = view.symbol_spec(ACCOUNT, "EURUSD").expect("get").expect("moved");
+    assert_eq!(eurusd.volume_min, rust_decimal::Decimal::new(1, 2));
+    drop(view);
+    {
+        use redb::ReadableDatabase;
+        let read = store.db().begin_read().expect("read");
+        let t = read.open_table(ACCOUNTS).expect("accounts");
+        for account in [ACCOUNT, other] {
+            let bytes = t.get(account).expect("get").expect("row").value().to_vec();
+            let row: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+            assert!(row.get("symbols").is_none(), "{account}: the row keeps no specs");
+            assert_eq!(row["next_order_no"], 7, "{account}: the rest of the row stays");
+        }
+        let n = read.open_table(SPECS).expect("specs").iter().expect("iter").count();
+        assert_eq!(n, 3);
+    }
+    // The node reads the account as before.
+    tradecast_node::runtime::init_store(&store).expect("init");
+    let node = tradecast_node::runtime::Node::new(store, Default::default(), 0).expect("node");
+    let acc = node.account(ACCOUNT).expect("read").expect("account");
+    assert_eq!((acc.next_order_no, acc.currency.as_str()), (7, "USD"));
+    assert_eq!(node.symbol_names(ACCOUNT).expect("names"), ["EURUSD", "GBPUSD"]);
+
+    // A fresh store starts at schema 4 with the table there.
+    let fresh = Store::open_backend(redb::backends::InMemoryBackend::new()).expect("fresh");
+    assert_eq!(fresh.schema_version().expect("version"), 4);
+    assert!(fresh.read().expect("read").symbol_specs(ACCOUNT).expect("specs").is_empty());
+}
+
 fn hello_for_close_all() -> tradecast_protocol::ea::Hello {
     use tradecast_protocol::ea;
     ea::Hello {

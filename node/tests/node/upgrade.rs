@@ -80,8 +80,9 @@ fn a_schema_2_store_from_the_previous_node_upgrades_to_3_and_reads_back_whole() 
         );
     }
     let store = Store::open(&path).expect("upgrade");
-    assert_eq!(store.schema_version().expect("version"), 3);
-    assert_eq!(tradecast_node::store::SCHEMA_VERSION, 3);
+    // Through schema 3 to the current one (4: the symbol specs in their own table).
+    assert_eq!(store.schema_version().expect("version"), 4);
+    assert_eq!(tradecast_node::store::SCHEMA_VERSION, 4);
     let view = store.read().expect("read");
     let me = view.identity().expect("identity").expect("init ran");
     // The outbox: every record keeps verifying under its version-1 header; the approval and the
@@ -119,6 +120,8 @@ fn a_schema_2_store_from_the_previous_node_upgrades_to_3_and_reads_back_whole() 
     let node = Node::new(store, Settings::default(), T).expect("node");
     let account = node.pick_account(None).expect("the account");
     assert_eq!(account, "42@Test-Server");
+    // Schema 4: the row's Market Watch moved to `symbol_specs`.
+    assert_eq!(node.symbol_names(&account).expect("specs"), ["EURUSD"]);
     assert_eq!(node.signals().expect("signals").len(), 2);
     let approvals = node.approvals().expect("approvals");
     assert_eq!(approvals.len(), 1);
@@ -156,5 +159,5 @@ fn a_schema_2_store_from_the_previous_node_upgrades_to_3_and_reads_back_whole() 
     drop(node);
     // Reopening is a no-op.
     let store = Store::open(&path).expect("reopen");
-    assert_eq!(store.schema_version().expect("version"), 3);
+    assert_eq!(store.schema_version().expect("version"), 4);
 }

@@ -60,8 +60,10 @@ struct SymbolLine {
 /// policy names, and the broker's Market Watch read back through the prefix, suffix and map.
 fn symbol_lines(node: &Node, p: &PolicySettings) -> Result<Vec<SymbolLine>, NodeError> {
     let accounts = node.accounts()?;
-    let broker: Vec<String> =
-        accounts.iter().flat_map(|a| a.symbols.iter().map(|s| s.symbol.clone())).collect();
+    let mut broker: Vec<String> = Vec::new();
+    for a in &accounts {
+        broker.extend(node.symbol_names(&a.account)?);
+    }
     let mut names: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for s in node.signals()? {
         names.insert(s.signal.symbol);
