@@ -394,42 +394,60 @@ pub async fn tell_offline(db: &Db, now_ms: i64, offline_after_ms: i64) -> Result
     .bind(now_ms.saturating_sub(offline_after_ms))
     .fetch_all(db.pool())
     .await?;
+    let outage = Outage {
+        mark: "UPDATE device_presence SET told_offline_at_ms = $2 \
+               WHERE device_id = $1 AND online = 0 AND told_offline_at_ms IS NULL AND since_ms = $3",
+        dedupe: "offline",
+        what: "device health",
+        text: |name, minutes| {
+            format!(
+                "🔴 {name} has been offline for {minutes} min: signals are not copied to it while \
+                 it is. Check that the app (or the VPS daemon) is running and online."
+            )
+        },
+    };
+    tell_outages(db, &rows, now_ms, &outage).await
+}
+
+/// An outage the `telegram.device_health` job tells a trader about once.
+struct Outage {
+    /// Marks it told (`$1` device, `$2` now, `$3` since); matches nothing if it already was or
+    /// the outage ended.
+    mark: &'static str,
+    /// The outbox dedupe key's kind (`presence:{device}:{dedupe}:{since}`).
+    dedupe: &'static str,
+    /// The outbox row's cause.
+    what: &'static str,
+    /// The message, from the device's escaped name and the outage's minutes.
+    text: fn(&str, i64) -> String,
+}
+
+/// Tells each of `rows` (device, since, user) about its outage once; returns how many were told.
+async fn tell_outages(
+    db: &Db,
+    rows: &[sqlx::any::AnyRow],
+    now_ms: i64,
+    outage: &Outage,
+) -> Result<usize, DbError> {
     let mut told = 0;
-    for r in &rows {
+    for r in rows {
         let (device, since, user_id): (String, i64, String) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
         let mut tx = db.begin_write().await?;
         // Marked in the same transaction as the message: told once even if two instances run
         // the job at the same moment (the second's UPDATE matches nothing).
-        let marked = sqlx::query(
-            "UPDATE device_presence SET told_offline_at_ms = $2 \
-             WHERE device_id = $1 AND online = 0 AND told_offline_at_ms IS NULL AND since_ms = $3",
-        )
-        .bind(&device)
-        .bind(now_ms)
-        .bind(since)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if marked == 1 {
+        let marked = sqlx::query(outage.mark)
+            .bind(&device)
+            .bind(now_ms)
+            .bind(since)
+            .execute(&mut *tx)
+            .await?;
+        if marked.rows_affected() == 1 {
             let name = device_name(&mut tx, &device).await?;
-            let minutes = (now_ms - since) / 60_000;
-            let text = format!(
-                "🔴 {} has been offline for {minutes} min: signals are not copied to it while it is. \
-                 Check that the app (or the VPS daemon) is running and online.",
-                esc(&name)
-            );
-            let dedupe = format!("presence:{device}:offline:{since}");
-            if notify::tell_in(
-                &mut tx,
-                &user_id,
-                Event::Health,
-                text,
-                &dedupe,
-                "device health",
-                now_ms,
-            )
-            .await?
+            let text = (outage.text)(&esc(&name), (now_ms - since) / 60_000);
+            let dedupe = format!("presence:{device}:{}:{since}", outage.dedupe);
+            if notify::tell_in(&mut tx, &user_id, Event::Health, text, &dedupe, outage.what, now_ms)
+                .await?
             {
                 told += 1;
             }
@@ -456,40 +474,20 @@ pub async fn tell_ea_offline(
     .bind(now_ms.saturating_sub(offline_after_ms))
     .fetch_all(db.pool())
     .await?;
-    let mut told = 0;
-    for r in &rows {
-        let (device, since, user_id): (String, i64, String) =
-            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-        let mut tx = db.begin_write().await?;
-        let marked = sqlx::query(
-            "UPDATE device_presence SET told_ea_offline_at_ms = $2 WHERE device_id = $1 \
-             AND ea_connected = 0 AND told_ea_offline_at_ms IS NULL AND ea_since_ms = $3",
-        )
-        .bind(&device)
-        .bind(now_ms)
-        .bind(since)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if marked == 1 {
-            let name = device_name(&mut tx, &device).await?;
-            let minutes = (now_ms - since) / 60_000;
-            let text = format!(
-                "🟠 MetaTrader's Expert Advisor has not polled {} for {minutes} min: signals reach \
-                 the node but cannot be executed. Check that MT5 is running and connected, \
-                 Algo Trading is on and the Tradecast EA is on its chart.",
-                esc(&name)
-            );
-            let dedupe = format!("presence:{device}:ea-offline:{since}");
-            if notify::tell_in(&mut tx, &user_id, Event::Health, text, &dedupe, "EA health", now_ms)
-                .await?
-            {
-                told += 1;
-            }
-        }
-        tx.commit().await?;
-    }
-    Ok(told)
+    let outage = Outage {
+        mark: "UPDATE device_presence SET told_ea_offline_at_ms = $2 WHERE device_id = $1 \
+               AND ea_connected = 0 AND told_ea_offline_at_ms IS NULL AND ea_since_ms = $3",
+        dedupe: "ea-offline",
+        what: "EA health",
+        text: |name, minutes| {
+            format!(
+                "🟠 MetaTrader's Expert Advisor has not polled {name} for {minutes} min: signals \
+                 reach the node but cannot be executed. Check that MT5 is running and connected, \
+                 Algo Trading is on and the Tradecast EA is on its chart."
+            )
+        },
+    };
+    tell_outages(db, &rows, now_ms, &outage).await
 }
 
 /// The job that tells traders of nodes gone offline (see [`tell_offline`]), after
