@@ -13,7 +13,7 @@
 //| own when the node is silent.                                      |
 //+------------------------------------------------------------------+
 #property copyright "Tradecast"
-#property version   "1.11"
+#property version   "1.20"
 #property strict
 #property description "Tradecast EA link: executes what the Tradecast node decides."
 
@@ -22,7 +22,7 @@
 #include "Tradecast/Link.mqh"
 #include "Tradecast/Trade.mqh"
 
-#define TC_EA_VERSION    "1.1.1"
+#define TC_EA_VERSION    "1.2.0"
 #define TC_TIMER_MS      100
 #define TC_MAX_BARS      1000
 #define TC_MAX_DEALS     500
@@ -41,6 +41,10 @@
 //--- pushes, so hundreds of Market Watch symbols never make a body over the node's 256 KiB.
 #define TC_HELLO_SPEC_BYTES (160 * 1024)
 #define TC_STATE_SPEC_BYTES (128 * 1024)
+//--- A state is pushed at once when equity moved by this share of the equity last pushed (the
+//--- node's equity points sample the same 0.1 %); a smaller move (live profit) waits for
+//--- InpStateEverySec on the trade server's clock, so prices alone do not push every cycle.
+#define TC_STATE_EQUITY_MOVE 0.001
 
 //--- Inputs: the node's address and this install's key, the magic, and the allow-list.
 input string InpNodeUrl           = "http://127.0.0.1:7341"; // Node URL (EA link, 127.0.0.1 only)
@@ -71,8 +75,11 @@ string   g_bfTf[];
 long     g_bfFrom[];
 long     g_bfTo[];
 ulong    g_dealsPushed[];
-string   g_lastState = "";
-ulong    g_lastStateTick = 0;
+string   g_lastState = "";    // the last state pushed, without what moves with prices
+long     g_lastStateTime = 0; // TimeTradeServer() of the last push
+double   g_lastStateEquity = 0;
+long     g_lastStateDay = -1;  // its server day
+string   g_instance = "";      // this EA: hash of the terminal's data path and the chart id (TcInstance)
 bool     g_busy = false;
 //--- A floor breach handled alone, reported at the next hello.
 bool     g_breach = false;
@@ -245,6 +252,8 @@ bool TcCall(const string path, const string body, CTcJson *&answer)
          Print("Tradecast: hello required: introducing the account again");
          g_session = "";
         }
+      else if(status == 409 && code == "another-ea")
+         TcJournal("another-ea", "another Tradecast EA (another chart, or another terminal logged in to this account) is connected to the node: this one waits and says hello again once the other stops. Two EAs on one account would both execute every order: remove one");
       else if(status == 401)
          TcJournal("refused-401", StringFormat("the node refused %s: 401 %s. Check the key id and secret, and that this PC's clock is right (within 30 s).", path, code));
       else
@@ -353,6 +362,7 @@ bool TcHello()
    w.KStr("margin_mode", TcIsNetting() ? "netting" : "hedging");
    w.KInt("terminal_build", TerminalInfoInteger(TERMINAL_BUILD));
    w.KStr("ea_version", TC_EA_VERSION);
+   w.KStr("instance", g_instance);
    w.KInt("server_utc_offset_s", g_tcOffset);
    w.KInt("terminal_time_ms", TcNowUtcMs());
    w.Key("symbols");
@@ -727,17 +737,19 @@ void TcExecuteCommand(CTcJson *c)
   }
 
 //--- state: account figures, every position and pending order, tick values, requested specs.
-string TcStateBody(const bool withTime)
+//--- With full = false, the fingerprint TcPushState compares: without what moves with every price
+//--- (time, equity, margin, free margin, current prices, profit, tick values).
+string TcStateBody(const bool full)
   {
    int ad = TcAccountDigits();
    CTcJsonWriter w;
    w.BeginObject();
    w.KStr("session_id", g_session);
-   w.KInt("terminal_time_ms", withTime ? TcNowUtcMs() : 0);
+   w.KInt("terminal_time_ms", full ? TcNowUtcMs() : 0);
    w.KDec("balance", AccountInfoDouble(ACCOUNT_BALANCE), ad);
-   w.KDec("equity", AccountInfoDouble(ACCOUNT_EQUITY), ad);
-   w.KDec("margin", AccountInfoDouble(ACCOUNT_MARGIN), ad);
-   w.KDec("free_margin", AccountInfoDouble(ACCOUNT_MARGIN_FREE), ad);
+   w.KDec("equity", full ? AccountInfoDouble(ACCOUNT_EQUITY) : 0, ad);
+   w.KDec("margin", full ? AccountInfoDouble(ACCOUNT_MARGIN) : 0, ad);
+   w.KDec("free_margin", full ? AccountInfoDouble(ACCOUNT_MARGIN_FREE) : 0, ad);
    w.KDec("credit", AccountInfoDouble(ACCOUNT_CREDIT), ad);
    string traded[];
    w.Key("positions");
@@ -758,9 +770,9 @@ string TcStateBody(const bool withTime)
       w.KInt("open_time_ms", TcUtcMsFromMsc(PositionGetInteger(POSITION_TIME_MSC)));
       w.KDecOpt("sl", PositionGetDouble(POSITION_SL), d);
       w.KDecOpt("tp", PositionGetDouble(POSITION_TP), d);
-      w.KDec("price_current", PositionGetDouble(POSITION_PRICE_CURRENT), d);
+      w.KDec("price_current", full ? PositionGetDouble(POSITION_PRICE_CURRENT) : 0, d);
       w.KDec("swap", PositionGetDouble(POSITION_SWAP), ad);
-      w.KDec("profit", PositionGetDouble(POSITION_PROFIT), ad);
+      w.KDec("profit", full ? PositionGetDouble(POSITION_PROFIT) : 0, ad);
       w.KUInt("magic", (ulong)PositionGetInteger(POSITION_MAGIC));
       w.KStr("comment", PositionGetString(POSITION_COMMENT));
       w.EndObject();
@@ -796,7 +808,7 @@ string TcStateBody(const bool withTime)
    w.EndArray();
    w.Key("tick_values");
    w.BeginArray();
-   for(int i = 0; i < ArraySize(traded); i++)
+   for(int i = 0; full && i < ArraySize(traded); i++)
      {
       bool seen = false;
       for(int j = 0; j < i; j++)
@@ -830,8 +842,15 @@ void TcPushState(const bool force)
    if(g_session == "")
       return;
    string fingerprint = TcStateBody(false);
-   bool stale = GetTickCount64() - g_lastStateTick > (ulong)InpStateEverySec * 1000;
-   if(!force && !stale && fingerprint == g_lastState && ArraySize(g_specReq) == 0)
+   //--- On the trade server's clock (it runs between ticks and over weekends), either way: it
+   //--- jumps back an hour when the broker leaves summer time.
+   long now = (long)TimeTradeServer();
+   bool stale = MathAbs(now - g_lastStateTime) >= InpStateEverySec;
+   bool newDay = now / 86400 != g_lastStateDay;   // the node's daily loss rules start the day from it
+   double equity = AccountInfoDouble(ACCOUNT_EQUITY);
+   bool moved = g_lastStateEquity > 0 ? MathAbs(equity - g_lastStateEquity) >= g_lastStateEquity * TC_STATE_EQUITY_MOVE
+                                      : equity != g_lastStateEquity;
+   if(!force && !stale && !newDay && !moved && fingerprint == g_lastState && ArraySize(g_specReq) == 0)
       return;
    CTcJson *a;
    if(!TcCall("/ea/v1/state", TcStateBody(true), a))
@@ -841,7 +860,9 @@ void TcPushState(const bool force)
       PrintFormat("Tradecast: the node says: %s", ool.At(i).Str("reason"));
    delete a;
    g_lastState = fingerprint;
-   g_lastStateTick = GetTickCount64();
+   g_lastStateTime = now;
+   g_lastStateEquity = equity;
+   g_lastStateDay = now / 86400;
    if(g_specWritten > 0)   // the specs sent leave the queue; the rest go in the next push
       ArrayRemove(g_specReq, 0, g_specWritten);
   }
@@ -1162,6 +1183,17 @@ void TcCycle()
      }
   }
 
+//--- Which EA this is, sent at hello: the same for this chart of this terminal installation
+//--- across re-inits and restarts (the chart id "generally stays the same from session to
+//--- session"), another for an EA on another chart or terminal. The node refuses a second EA on
+//--- an account while the first polls (409 another-ea): both would execute every order.
+string TcInstance()
+  {
+   uchar bytes[];
+   TcUtf8(TerminalInfoString(TERMINAL_DATA_PATH) + "|" + IntegerToString(ChartID()), bytes);
+   return StringSubstr(TcSha256Hex(bytes), 0, 16);
+  }
+
 //+------------------------------------------------------------------+
 //| Events                                                            |
 //+------------------------------------------------------------------+
@@ -1196,13 +1228,14 @@ int OnInit()
    MathSrand((int)GetTickCount());
    TcNoteOffset();
    g_pollWait = InpPollWaitMs;
+   g_instance = TcInstance();
    g_link.Init(InpNodeUrl, InpKeyId, InpSecret);
    if(!EventSetMillisecondTimer(TC_TIMER_MS))
      {
       Print("Tradecast: cannot start the timer");
       return INIT_FAILED;
      }
-   PrintFormat("Tradecast EA %s: node %s, magic %u, server UTC offset %d s", TC_EA_VERSION, InpNodeUrl, InpMagic, g_tcOffset);
+   PrintFormat("Tradecast EA %s: node %s, magic %u, server UTC offset %d s, instance %s", TC_EA_VERSION, InpNodeUrl, InpMagic, g_tcOffset, g_instance);
    return INIT_SUCCEEDED;
   }
 

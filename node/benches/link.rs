@@ -91,6 +91,7 @@ fn hello(t: i64) -> ea::Hello {
             sessions: Vec::new(),
         }],
         floor_breach: None,
+        instance: None,
     }
 }
 

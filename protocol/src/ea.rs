@@ -328,6 +328,23 @@ pub struct Hello {
     /// floor while the node was silent; reported once, at the next hello.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor_breach: Option<FloorBreach>,
+    /// Which EA this is: the same for one chart of one terminal installation across re-inits
+    /// and restarts (the MQL5 EA hashes `TERMINAL_DATA_PATH` and `ChartID()`), another for an
+    /// EA on another chart or terminal. The node refuses a second instance on an account while
+    /// the first still polls ([`PROBLEM_ANOTHER_EA`]): two would both execute what it offers.
+    /// 1 to [`MAX_INSTANCE_LEN`] characters of `[A-Za-z0-9_-]`; absent from EAs before 1.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+/// The longest [`Hello::instance`].
+pub const MAX_INSTANCE_LEN: usize = 64;
+
+/// Whether `s` is a well-formed [`Hello::instance`].
+pub fn valid_instance(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_INSTANCE_LEN
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// What the EA did on its own when equity fell below the node's floor.
@@ -973,6 +990,10 @@ impl Problem {
 
 /// Problem code of a poll (or any call but hello) without a current session.
 pub const PROBLEM_HELLO_REQUIRED: &str = "hello-required";
+
+/// The problem code (409) of a hello from a second EA instance on an account whose first
+/// instance still polls ([`Hello::instance`]).
+pub const PROBLEM_ANOTHER_EA: &str = "another-ea";
 /// Problem code of a body ending in 0x00.
 pub const PROBLEM_TRAILING_NUL: &str = "trailing-nul";
 
@@ -1296,10 +1317,24 @@ mod tests {
             terminal_time_ms: 1_700_000_000_000,
             symbols: vec![spec()],
             floor_breach: None,
+            instance: None,
         };
         let bytes = encode(&h);
         assert!(!String::from_utf8_lossy(&bytes).contains("floor_breach"));
+        assert!(!String::from_utf8_lossy(&bytes).contains("instance"));
         assert_eq!(decode::<Hello>(&bytes).expect("hello"), h);
+        let h = Hello { instance: Some("3f9a0c1d2e4b5a67".into()), ..h };
+        assert_eq!(decode::<Hello>(&encode(&h)).expect("hello"), h);
+    }
+
+    #[test]
+    fn instances_are_short_plain_tokens() {
+        assert!(valid_instance("3f9a0c1d2e4b5a67"));
+        assert!(valid_instance("6000001-chart-1"));
+        assert!(valid_instance(&"a".repeat(MAX_INSTANCE_LEN)));
+        for bad in ["", "a b", "chart/1", "é", &"a".repeat(MAX_INSTANCE_LEN + 1)] {
+            assert!(!valid_instance(bad), "{bad:?}");
+        }
     }
 
     mod props {

@@ -35,6 +35,7 @@ fn report_equity(node: &tradecast_node::runtime::Node, market: MarketClock) -> R
         terminal_time_ms: now,
         symbols: node.symbol_specs(&account).map_err(|e| e.to_string())?,
         floor_breach: None,
+        instance: None,
     };
     let h = node.hello(hello, now).map_err(|e| e.to_string())?;
     let ten_k = rust_decimal::Decimal::from(10_000);

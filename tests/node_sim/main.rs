@@ -8,6 +8,7 @@ mod console_browser;
 mod crash;
 mod faults;
 mod hub_ui;
+mod instances;
 mod miniapp_browser;
 mod policy;
 mod replay;

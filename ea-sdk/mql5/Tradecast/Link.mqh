@@ -175,7 +175,12 @@ public:
       string given = AnswerSignature(resultHeaders);
       if(given == "")
         {
-         TcJournal("signature", StringFormat("answer ignored: no signature (status %d) from %s", code, path));
+         //--- The one unsigned answer a real node gives: a node cannot sign for a key it does not
+         //--- know. Only the journal line changes; nothing in an unsigned answer is acted on.
+         if(code == 401 && StringFind(TcFromUtf8(raw), "\"unknown-key\"") >= 0)
+            TcJournal("unknown-key", StringFormat("the node does not know the key id \"%s\" (an unsigned 401 unknown-key: a node cannot sign for a key it does not know). Check InpKeyId against the key id `ea-key new` printed for this node's data dir", m_key));
+         else
+            TcJournal("signature", StringFormat("answer ignored: no signature (status %d) from %s", code, path));
          return TC_LINK_BAD_SIGNATURE;
         }
       string expected = TcSignResponse(m_secret, code, nonce, raw);

@@ -293,6 +293,7 @@ impl Suite {
             terminal_time_ms: self.market_ms(),
             symbols: vec![self.spec()],
             floor_breach: None,
+            instance: None,
         }
     }
 

@@ -33,6 +33,14 @@ pub enum LinkError {
     /// The answer had no signature: ignored, it may come from whatever grabbed the port.
     #[error("unsigned answer (status {0}) ignored")]
     Unsigned(u16),
+    /// An unsigned 401 `unknown-key`: the node cannot sign for a key it does not know. Nothing
+    /// in it is acted on (it is unsigned); only the journal names the likely cause.
+    #[error(
+        "the node does not know the key id {0:?} (an unsigned 401 unknown-key: a node cannot \
+         sign for a key it does not know). Check InpKeyId against the key id `ea-key new` \
+         printed for this node's data dir"
+    )]
+    UnknownKey(String),
     /// The answer's signature is wrong: ignored.
     #[error("wrongly signed answer (status {0}) ignored")]
     BadSignature(u16),
@@ -201,6 +209,13 @@ impl LinkClient {
     ) -> Result<Vec<u8>, LinkError> {
         let a = self.send_raw(call.path(), &body, timeout, &Tamper::default()).await?;
         if !a.signed {
+            // `CTcLink::Post`: the one unsigned answer a real node gives, named in the journal.
+            let unknown_key = a.status == 401
+                && ea::decode::<Problem>(&a.body)
+                    .is_ok_and(|p| p.code == link_auth::AuthError::UnknownKey.code());
+            if unknown_key {
+                return Err(LinkError::UnknownKey(self.key_id.clone()));
+            }
             return Err(LinkError::Unsigned(a.status));
         }
         if !a.signature_ok {

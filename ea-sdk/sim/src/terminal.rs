@@ -81,6 +81,19 @@ pub const EXPIRE_RETRY_MS: i64 = 60_000;
 
 /// The longest poll wait the EA's input takes (the node holds a poll at most 30 s).
 pub const POLL_WAIT_MAX_MS: u32 = 30_000;
+/// A state whose positions, orders and balance did not change is pushed again after this long
+/// on the terminal's clock (`InpStateEverySec`, 5; MQL5 reads `TimeTradeServer()`, which runs
+/// with the PC's clock between ticks and over weekends, as the sim's broker clock does).
+pub const STATE_EVERY_MS: i64 = 5_000;
+/// A state is pushed at once when equity moved by this share of the equity last pushed
+/// (`TC_STATE_EQUITY_MOVE`, 0.1 %: the node's equity points sample the same move). Smaller
+/// moves wait for [`STATE_EVERY_MS`]: live profit alone no longer makes a push every cycle.
+pub const STATE_EQUITY_MOVE: Decimal = Decimal::from_parts(1, 0, 0, false, 3);
+/// The journal line of a hello refused because another EA polls the account (409
+/// `another-ea`).
+pub const ANOTHER_EA_LINE: &str = "another Tradecast EA (another chart, or another terminal \
+    logged in to this account) is connected to the node: this one waits and says hello again \
+    once the other stops. Two EAs on one account would both execute every order: remove one";
 
 /// A terminal's settings: the EA's inputs plus the account it runs on.
 #[derive(Debug, Clone)]
@@ -112,6 +125,11 @@ pub struct TerminalConfig {
     /// the broker): in a `Speed::Factor` replay the price moves meanwhile, so the fill is at the
     /// price current after it.
     pub send_latency_ms: u64,
+    /// Which EA this is, sent at hello (`TcInstance`: the MQL5 EA hashes the terminal's data
+    /// path and the chart's id, both stable across re-inits and restarts). A second terminal
+    /// config on the same account — another chart, another terminal — needs another one; a
+    /// terminal restarted from the same config keeps it.
+    pub instance: String,
 }
 
 impl TerminalConfig {
@@ -135,6 +153,7 @@ impl TerminalConfig {
     /// 10 points of deviation, every symbol, 10 s of silence before the floor acts.
     pub fn new(node_url: &str, key_id: &str, secret: &str, login: u64) -> TerminalConfig {
         TerminalConfig {
+            instance: format!("{login}-chart-1"),
             node_url: node_url.to_owned(),
             key_id: key_id.to_owned(),
             secret: secret.to_owned(),
@@ -252,7 +271,14 @@ pub struct TerminalStats {
     pub hello_attempts: u32,
     /// Lines the EA printed to the journal about link failures (after rate limiting).
     pub journal_lines: u32,
+    /// The last [`JOURNAL_KEPT`] of those lines.
+    pub journal: std::collections::VecDeque<String>,
+    /// State pushes the node answered.
+    pub state_pushes: u32,
 }
+
+/// How many journal lines [`TerminalStats::journal`] keeps.
+pub const JOURNAL_KEPT: usize = 64;
 
 #[derive(Debug, Clone)]
 struct LinkSession {
@@ -276,8 +302,11 @@ struct Memory {
     floor_breach: Option<FloorBreach>,
     last_contact_wall_ms: i64,
     hidden_from_lookup: HashSet<u64>,
+    /// The last state pushed without what moves with prices ([`state_fingerprint`]), its
+    /// terminal time and its equity.
     last_state: Vec<u8>,
-    last_state_wall_ms: i64,
+    last_state_time_ms: i64,
+    last_state_equity: Decimal,
     /// The broker's server day (days since the epoch in server time) of the last state push.
     last_state_day: Option<i64>,
     last_poll_idle: bool,
@@ -313,6 +342,29 @@ fn backoff_ms(failures: u32, first: i64, max: i64, rng: &mut u64) -> i64 {
     *rng = x;
     let half = full / 2;
     half + (x % (half.max(1) as u64 + 1)) as i64
+}
+
+/// `TcStateBody(false)`: the state without what moves with every price (terminal time, equity,
+/// margin, free margin, positions' current price and profit, tick values): it changes when a
+/// position or order opens, closes or changes, a swap is charged, or the balance changes.
+fn state_fingerprint(s: &State) -> State {
+    State {
+        terminal_time_ms: 0,
+        equity: Decimal::ZERO,
+        margin: Decimal::ZERO,
+        free_margin: Decimal::ZERO,
+        positions: s
+            .positions
+            .iter()
+            .map(|p| ea::Position {
+                price_current: Decimal::ZERO,
+                profit: Decimal::ZERO,
+                ..p.clone()
+            })
+            .collect(),
+        tick_values: Vec::new(),
+        ..s.clone()
+    }
 }
 
 /// What the look-up found for a magic.
@@ -482,6 +534,10 @@ impl<L: Transport> Terminal<L> {
         let left_out = std::mem::take(&mut entry.1);
         entry.0 = now;
         self.stats.journal_lines += 1;
+        if self.stats.journal.len() == JOURNAL_KEPT {
+            self.stats.journal.pop_front();
+        }
+        self.stats.journal.push_back(message.to_owned());
         tracing::warn!(target: "tradecast_sim::journal", left_out, "{message}");
     }
 
@@ -508,7 +564,15 @@ impl<L: Transport> Terminal<L> {
                 let msg = format!("answer ignored from {call:?}: {e}");
                 self.journal("signature", &msg);
             }
+            Err(e @ LinkError::UnknownKey(_)) => {
+                self.stats.ignored_answers += 1;
+                let msg = e.to_string();
+                self.journal("unknown-key", &msg);
+            }
             Err(e) if e.problem_code() == Some(ea::PROBLEM_HELLO_REQUIRED) => {}
+            Err(e) if e.problem_code() == Some(ea::PROBLEM_ANOTHER_EA) => {
+                self.journal("another-ea", ANOTHER_EA_LINE);
+            }
             Err(e) => {
                 let kind = match e {
                     LinkError::Transport(_) => "no-answer".to_owned(),
@@ -642,6 +706,7 @@ impl<L: Transport> Terminal<L> {
                 terminal_time_ms: b.time_ms(),
                 symbols: specs,
                 floor_breach: self.mem.floor_breach.clone(),
+                instance: Some(self.cfg.instance.clone()),
             };
             (hello, rest)
         };
@@ -798,9 +863,11 @@ impl<L: Transport> Terminal<L> {
         Ok((state, consumed))
     }
 
-    /// Pushes the state when it changed, when `force`d, every 5 s, or on the first step of a
-    /// new server day (the node's daily loss rules start the day from its first state: with a
-    /// replay's clock a day passes in far less than 5 s).
+    /// `TcPushState`: pushes the state when `force`d (after a trade), when its positions,
+    /// orders or balance changed, when equity moved by [`STATE_EQUITY_MOVE`] since the last
+    /// push, after [`STATE_EVERY_MS`] on the terminal's clock, or on the first cycle of a new
+    /// server day (the node's daily loss rules start the day from its first state). A price
+    /// change alone (profit, current prices, margin, tick values) waits for one of those.
     async fn push_state(&mut self, force: bool) -> Result<(), LinkError> {
         let Some(id) = self.mem.session.as_ref().map(|s| s.id.clone()) else { return Ok(()) };
         let (state, consumed) = self.state_body(&id)?;
@@ -809,20 +876,31 @@ impl<L: Transport> Terminal<L> {
         let offset_ms =
             i64::from(lock(&self.broker).server_utc_offset_at(state.terminal_time_ms)) * 1_000;
         let day = state.terminal_time_ms.saturating_add(offset_ms).div_euclid(86_400_000);
-        let fingerprint = ea::encode(&State { terminal_time_ms: 0, ..state.clone() });
-        let stale = self.wall_ms() - self.mem.last_state_wall_ms > 5_000;
+        let fingerprint = ea::encode(&state_fingerprint(&state));
+        // Either way: the server clock jumps back an hour at a DST change.
+        let stale = state.terminal_time_ms.abs_diff(self.mem.last_state_time_ms)
+            >= STATE_EVERY_MS.unsigned_abs();
         let new_day = self.mem.last_state_day != Some(day);
+        let last = self.mem.last_state_equity;
+        let moved = if last > Decimal::ZERO {
+            (state.equity - last).abs() >= last * STATE_EQUITY_MOVE
+        } else {
+            state.equity != last
+        };
         if !force
             && !stale
             && !new_day
+            && !moved
             && fingerprint == self.mem.last_state
             && state.specs.is_empty()
         {
             return Ok(());
         }
         let _: StateAnswer = self.call(Call::State, &state).await?;
+        self.stats.state_pushes += 1;
         self.mem.last_state = fingerprint;
-        self.mem.last_state_wall_ms = self.wall_ms();
+        self.mem.last_state_time_ms = state.terminal_time_ms;
+        self.mem.last_state_equity = state.equity;
         self.mem.last_state_day = Some(day);
         // The specs sent leave the queue; the rest go in the next push.
         self.mem.spec_requests.drain(..consumed.min(self.mem.spec_requests.len()));

@@ -74,6 +74,9 @@ impl NodeError {
             NodeError::HelloRequired(_) => {
                 Problem::new(409, ea::PROBLEM_HELLO_REQUIRED, "hello required", self.to_string())
             }
+            NodeError::AnotherEa { .. } => {
+                Problem::new(409, ea::PROBLEM_ANOTHER_EA, "another EA polls", self.to_string())
+            }
             NodeError::PollInFlight => {
                 Problem::new(409, "poll-in-flight", "poll in flight", self.to_string())
             }

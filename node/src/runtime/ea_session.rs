@@ -20,6 +20,9 @@ const WARMUP_BARS: i64 = 300;
 const DEALS_LOOKBACK_MS: i64 = 86_400_000;
 /// How many sessions of one account stay valid at once.
 const SESSIONS_PER_ACCOUNT: usize = 4;
+/// How long the trader's pages show a second EA refused on an account (it retries every 30 s
+/// at most while attached, so a stale notice goes soon after it is removed).
+pub const REFUSED_EA_SHOWN_MS: i64 = 120_000;
 
 impl Node {
     /// The secret of an EA key, if known.
@@ -73,10 +76,43 @@ impl Node {
     }
 
     /// The EA introduces the account: a new session (the previous one of this account ends).
+    ///
+    /// A hello naming an EA instance is refused ([`NodeError::AnotherEa`]) while a session of
+    /// another instance on the account still polls: a poll in flight, or one that ended less
+    /// than `link_down_after` ago. The same instance (the chart's EA re-initialised, its
+    /// terminal restarted) replaces its session as before; a second EA is admitted once the
+    /// first has stopped polling.
     pub fn hello(&self, h: Hello, now_ms: i64) -> Result<HelloAnswer, NodeError> {
         let account = format!("{}@{}", h.login, h.server);
+        if let Some(inst) = &h.instance
+            && !ea::valid_instance(inst)
+        {
+            return Err(NodeError::Refused(format!(
+                "instance must be 1 to {} characters of A-Z, a-z, 0-9, _ and -",
+                ea::MAX_INSTANCE_LEN
+            )));
+        }
         let session_id = self.new_session_id()?;
         let mut inner = self.lock();
+        if let Some(inst) = &h.instance
+            && let Some(polling) = self.other_instance_polling(&inner, &account, inst, now_ms)
+        {
+            let first = inner
+                .accounts
+                .get(&account)
+                .and_then(|m| m.refused_ea.as_ref())
+                .is_none_or(|(i, at)| i != inst || now_ms - at > REFUSED_EA_SHOWN_MS);
+            inner.accounts.entry(account.clone()).or_default().refused_ea =
+                Some((inst.clone(), now_ms));
+            drop(inner);
+            if first {
+                tracing::warn!(
+                    target: "tradecast::link", %account, refused = %inst, %polling,
+                    "a second EA on one account refused: it would execute the same orders"
+                );
+            }
+            return Err(NodeError::AnotherEa { account, polling });
+        }
         let subs = self.settings.subscriptions.clone();
         let device = self.identity.device_id();
         let identity = &self.identity;
@@ -182,7 +218,12 @@ impl Node {
         }
         inner.sessions.insert(
             session_id.clone(),
-            Session { account: account.clone(), poll_in_flight: false },
+            Session {
+                account: account.clone(),
+                poll_in_flight: false,
+                instance: h.instance.clone(),
+                last_poll_ms: now_ms,
+            },
         );
         inner.accounts.entry(account.clone()).or_default();
         drop(inner);
@@ -201,6 +242,31 @@ impl Node {
             deals_from_ms: deals_from,
             bars_from,
         })
+    }
+
+    /// Another EA instance whose session on `account` still polls, if any (see [`Node::hello`]).
+    fn other_instance_polling(
+        &self,
+        inner: &Inner,
+        account: &str,
+        instance: &str,
+        now_ms: i64,
+    ) -> Option<String> {
+        let live = inner.current.get(account)?;
+        live.iter().filter_map(|id| inner.sessions.get(id)).find_map(|s| {
+            let other = s.instance.as_deref().filter(|i| *i != instance)?;
+            let polling = s.poll_in_flight
+                || now_ms.saturating_sub(s.last_poll_ms) < self.settings.link_down_after_ms;
+            polling.then(|| other.to_owned())
+        })
+    }
+
+    /// The last second EA refused on `account`, if within the last [`REFUSED_EA_SHOWN_MS`]:
+    /// its instance and when.
+    pub fn refused_ea(&self, account: &str, now_ms: i64) -> Option<(String, i64)> {
+        let inner = self.lock();
+        let (inst, at) = inner.accounts.get(account)?.refused_ea.clone()?;
+        (now_ms - at <= REFUSED_EA_SHOWN_MS).then_some((inst, at))
     }
 
     pub(super) fn session_account(

@@ -155,6 +155,19 @@ pub enum NodeError {
     /// Policy settings that do not validate (422).
     #[error(transparent)]
     Policy(#[from] policy::SettingsError),
+    /// A hello from a second EA instance while the account's first still polls (409
+    /// `another-ea`): two EAs would both execute every order the node offers.
+    #[error(
+        "account {account} already has a Tradecast EA attached (instance {polling}, polling \
+         now): two EAs on one account would both execute every order. Remove this one, or the \
+         other (another chart or another terminal on this account)"
+    )]
+    AnotherEa {
+        /// The account.
+        account: String,
+        /// The instance that polls.
+        polling: String,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -164,6 +177,10 @@ pub enum NodeError {
 struct Session {
     account: String,
     poll_in_flight: bool,
+    /// The EA instance that said hello (`None` from EAs before 1.2).
+    instance: Option<String>,
+    /// The wall clock when its hello was answered or its last poll ended.
+    last_poll_ms: i64,
 }
 
 #[derive(Default)]
@@ -180,6 +197,9 @@ struct AccountMem {
     quotes: BTreeMap<String, (i64, crate::orders::Quote)>,
     /// When (market clock) the node last asked the EA for a symbol's spec.
     spec_asked_ms: HashMap<String, i64>,
+    /// The last hello refused because another EA instance polls this account: the refused
+    /// instance and when (wall clock).
+    refused_ea: Option<(String, i64)>,
 }
 
 struct Inner {
@@ -381,8 +401,10 @@ impl Node {
     }
 
     fn poll_done(&self, session_id: &str) {
+        let now = self.clock.wall_ms();
         if let Some(s) = self.lock().sessions.get_mut(session_id) {
             s.poll_in_flight = false;
+            s.last_poll_ms = now;
         }
     }
 }

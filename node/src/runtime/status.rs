@@ -86,6 +86,10 @@ pub struct AccountStatus {
     pub lock_reason: String,
     pub n_open_positions: usize,
     pub n_open_orders: usize,
+    /// When a second EA on this account was last refused (another chart or terminal: it would
+    /// execute the same orders), within the last two minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_ea_refused_at_ms: Option<i64>,
 }
 
 impl Node {
@@ -182,6 +186,7 @@ impl Node {
                 lock_reason: a.lock_reason.clone(),
                 n_open_positions: pos.iter().filter(|p| p.open).count(),
                 n_open_orders: ord.iter().filter(|o| !o.state.is_final()).count(),
+                second_ea_refused_at_ms: self.refused_ea(&a.account, now_ms).map(|(_, at)| at),
             });
         }
         // An outbox stream holds seq 1..=tip and is never pruned: its tip is its length, read

@@ -96,6 +96,7 @@ impl Core {
             terminal_time_ms: self.market,
             symbols: vec![spec()],
             floor_breach: None,
+            instance: None,
         };
         let a = self.node.handle_hello(self.now(), h).expect("hello");
         self.session = a.session_id;

@@ -172,6 +172,7 @@ impl Link {
             terminal_time_ms,
             symbols: vec![spec],
             floor_breach: None,
+            instance: None,
         };
         self.call(Call::Hello, &h).await
     }

@@ -112,6 +112,7 @@ impl Scene {
                     terminal_time_ms: T0,
                     symbols: vec![spec()],
                     floor_breach: None,
+                    instance: None,
                 },
             )
             .expect("hello");

@@ -605,6 +605,7 @@ fn hello_for_close_all() -> tradecast_protocol::ea::Hello {
         terminal_time_ms: 1_700_042_400_000,
         symbols: Vec::new(),
         floor_breach: None,
+        instance: None,
     }
 }
 

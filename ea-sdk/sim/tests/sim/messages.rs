@@ -154,6 +154,7 @@ fn examples() -> Vec<Example> {
                     n_closed: 2,
                     n_failed: 0,
                 }),
+                instance: Some("3f9a0c1d2e4b5a67".into()),
             }),
             c::<Hello>,
         ),

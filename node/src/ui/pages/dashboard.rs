@@ -33,6 +33,7 @@ pub fn dashboard(node: &Node, csrf: &str, notice: Option<Result<String, String>>
     // What the trader's plans give, as the hub signed it (verified against the pinned key).
     let grants = node.feature_grants_at(crate::clock::wall_ms())?;
     let gate = node.plan_gate_at(crate::clock::wall_ms())?;
+    let now = crate::clock::wall_ms();
     let body = html! {
         (notice_banner(&notice))
         @if let Some(a) = acc.filter(|a| a.locked) {
@@ -44,6 +45,16 @@ pub fn dashboard(node: &Node, csrf: &str, notice: Option<Result<String, String>>
                 form.inline method="post" action="/ui/unlock" hx-post="/ui/unlock" hx-target="#main" hx-select="#main" hx-swap="outerHTML" hx-confirm="Unlock auto mode? Signals the rules accept will be executed again without asking you." {
                     input type="hidden" name="csrf" value=(csrf);
                     button type="submit" id="unlock" { "Unlock auto mode" }
+                }
+            }
+        }
+        @if let Some((instance, at)) = acc.and_then(|a| node.refused_ea(&a.account, now)) {
+            div.banner.lock id="second-ea" {
+                div {
+                    strong { "A second Tradecast EA on this account was refused. " }
+                    "EA " code { (instance) } " (another chart or another terminal logged in to this account) tried to connect "
+                    (age(now, at)) " while this account's EA is polling. Two EAs would both execute every order: remove the one you do not use. "
+                    "It is let in once the first stops."
                 }
             }
         }

@@ -1,12 +1,14 @@
 //! The "Smaller:" items of issue 23 that the EA fixed, each against the logic before its fix:
 //! the look-up reads 30 days of deals (an order merged into a netting position more than a day
 //! ago was sent twice), the equity floor deletes Tradecast's pending orders too (one left would
-//! open a position after the floor), and a magic of 0 or a negative silence is refused at start.
+//! open a position after the floor), a magic of 0 or a negative silence is refused at start, and
+//! a price change alone no longer pushes a state at every cycle.
 
+use rust_decimal::Decimal;
 use tradecast_protocol::ea::{self, DealEntry, MarginMode, Order, OrderKind, Outcome};
 use tradecast_sim::broker::BrokerConfig;
 use tradecast_sim::link::LinkError;
-use tradecast_sim::terminal::{Faults, Terminal, TerminalConfig, lock};
+use tradecast_sim::terminal::{Faults, STATE_EVERY_MS, Terminal, TerminalConfig, lock};
 
 use super::{DAY_MS, KEY, LOGIN, MONDAY_10, SECRET, d, market, rig};
 
@@ -74,4 +76,59 @@ fn a_magic_of_zero_or_a_negative_silence_is_refused_at_start() {
     tc.floor_silence_ms = -1;
     let e = Terminal::new(tc, b, Faults::default()).expect_err("negative silence");
     assert!(matches!(e, LinkError::Inputs(_)), "{e}");
+}
+
+/// State pushes follow what changed, not every price: before, the fingerprint held live profit,
+/// current prices and equity, so a held position pushed a state at nearly every cycle (here
+/// 19 pushes in 20 cycles). Now a push goes when positions, orders or the balance change, when
+/// equity moved 0.1 % since the last push (the node's equity points sample the same move), and
+/// otherwise every 5 s on the terminal's clock.
+#[tokio::test]
+async fn a_price_change_alone_does_not_push_a_state_every_cycle() {
+    let mut r = rig(BrokerConfig::default(), MarginMode::Hedging).await;
+    r.node.add_order(market(OrderKind::Buy, "1.00"));
+    r.steps(2).await;
+    assert_eq!(r.positions().len(), 1);
+    let pushed = r.t.stats().state_pushes;
+    assert!(pushed >= 1, "the fill is pushed at once");
+    // 20 cycles, each after a one-point tick, 100 ms apart: $1 moves on $10,000 of equity.
+    let mut t = MONDAY_10;
+    for i in 0..20 {
+        t += 100;
+        let bid = d("1.07200") + Decimal::new(i % 2, 5);
+        lock(&r.b).set_quote("EURUSD", bid, bid + d("0.00010"), t).expect("quote");
+        r.t.step().await.expect("step");
+    }
+    assert_eq!(r.t.stats().state_pushes, pushed, "no push for prices alone within 5 s");
+    // 5 s on the terminal's clock: the state goes again, with the profit of now.
+    t += STATE_EVERY_MS;
+    lock(&r.b).set_quote("EURUSD", d("1.07201"), d("1.07211"), t).expect("quote");
+    r.t.step().await.expect("step");
+    assert_eq!(r.t.stats().state_pushes, pushed + 1);
+    let equity = |r: &super::Rig| r.node.lock().last_state.as_ref().map(|s| s.equity);
+    assert_eq!(equity(&r), Some(lock(&r.b).account_info(LOGIN).expect("account").equity));
+    // Equity moves 0.1 % (20 points on a lot: $20 of $10,000) within a second: pushed at once,
+    // so the node's drawdown guard sees it without waiting for the period.
+    t += 500;
+    lock(&r.b).set_quote("EURUSD", d("1.07181"), d("1.07191"), t).expect("quote");
+    r.t.step().await.expect("step");
+    assert_eq!(r.t.stats().state_pushes, pushed + 2);
+    assert_eq!(equity(&r), Some(lock(&r.b).account_info(LOGIN).expect("account").equity));
+    // A change of the book (a stop loss set) goes at once whatever the prices did.
+    let position_id = r.positions()[0].position_id;
+    let (order_id, order_no) = r.node.next_ids();
+    r.node.add_command(ea::Command::Modify {
+        order_id,
+        order_no,
+        position_id: Some(position_id),
+        order_ticket: None,
+        sl: Some(d("1.06000")),
+        tp: None,
+    });
+    t += 100;
+    lock(&r.b).set_quote("EURUSD", d("1.07181"), d("1.07191"), t).expect("quote");
+    r.steps(1).await;
+    assert!(r.t.stats().state_pushes >= pushed + 3);
+    let sl = r.node.lock().last_state.as_ref().and_then(|s| s.positions.first().and_then(|p| p.sl));
+    assert_eq!(sl, Some(d("1.06000")));
 }
