@@ -48,6 +48,25 @@ async fn a_second_ea_on_one_account_waits_until_the_first_stops() {
     let (status, v) = node.api(reqwest::Method::GET, "/api/v1/status", None).await;
     assert_eq!(status, 200, "{v}");
     assert!(v["accounts"][0]["second_ea_refused_at_ms"].as_i64().is_some(), "{v}");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = tradecast_node::ui::login_url(node.running.api_addr, &node.token);
+    let r = http.get(login).send().await.expect("login");
+    let cookie = r.headers()[reqwest::header::SET_COOKIE].to_str().expect("cookie");
+    let cookie = cookie.split(';').next().expect("pair").to_owned();
+    let page = http
+        .get(node.api_url("/"))
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .expect("dashboard")
+        .text()
+        .await
+        .expect("body");
+    assert!(page.contains("A second Tradecast EA on this account was refused"), "{page}");
+    assert!(page.contains(&format!("{}-chart-2", rig.terminal.config().login)), "{page}");
 
     // The first keeps working meanwhile; the second keeps being refused (at its backoff's pace,
     // not every cycle) while the first polls.
