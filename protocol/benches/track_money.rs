@@ -111,6 +111,7 @@ fn main() {
                 receipt: Receipt::sign(&hub, r, r.header().created_at_ms + 5),
             })
             .collect(),
+        gap_at_seq: None,
     };
     let cutoff = T0 + TRADES as i64 * 5 * MINUTE + 3_600_000;
     let export = TrackExport {
@@ -124,6 +125,7 @@ fn main() {
         figures: figures(outcomes(std::iter::empty::<&[Record]>())).expect("figures"),
         published: vec![chain],
         money: vec![money],
+        trust: None,
     };
     let bytes = serde_json::to_vec(&export).expect("json");
     let t = Instant::now();

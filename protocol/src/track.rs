@@ -63,6 +63,7 @@ use crate::identity::{DeviceId, IdentityKey};
 use crate::receipt::Receipt;
 use crate::record::{Body, Record, StreamId};
 use crate::track_money::{self, MoneyFigures};
+use crate::trust::TrustScore;
 
 /// Decimal places of a trade's R and of every R figure.
 pub const R_DP: u32 = 6;
@@ -508,6 +509,12 @@ pub struct ExportedChain {
     pub author_key: IdentityKey,
     /// Its records, in `seq` order.
     pub records: Vec<ExportedRecord>,
+    /// The first missing `seq` when the hub holds records after a hole in this chain (nothing
+    /// after a hole can be verified, so nothing after it is exported): then the records end
+    /// just before it. The hub's word — records it holds but cannot publish are not in the
+    /// file — and the trust score's chain continuity counts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap_at_seq: Option<u64>,
 }
 
 /// The export file of a provider's public track record.
@@ -535,6 +542,10 @@ pub struct TrackExport {
     /// The money figures of each published chain, in the same order.
     #[serde(default)]
     pub money: Vec<MoneyFigures>,
+    /// The trust score the page shows, with its components ([`crate::trust`]); absent from
+    /// exports written before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustScore>,
 }
 
 /// Where a figure differs.
@@ -642,6 +653,8 @@ pub struct Verified {
     pub recomputed: TrackFigures,
     /// The money figures recomputed from its published chains.
     pub money: Vec<MoneyFigures>,
+    /// The trust score recomputed from the figures, the declared gaps and the cutoff.
+    pub trust: TrustScore,
     /// Records checked.
     pub n_records: usize,
 }
@@ -663,6 +676,8 @@ pub struct Recomputed {
     pub figures: TrackFigures,
     /// The money figures of each published chain, in the export's order.
     pub money: Vec<MoneyFigures>,
+    /// The trust score of the signals chains' figures.
+    pub trust: TrustScore,
     /// Records checked (both kinds of chain).
     pub n_records: usize,
 }
@@ -715,6 +730,19 @@ fn check_chains(
             }
             records.push(record);
         }
+        if let Some(gap) = chain.gap_at_seq
+            && gap != records.len() as u64 + 1
+        {
+            return Err(ExportError::Record {
+                chain: ci,
+                author,
+                index: records.len(),
+                reason: format!(
+                    "the export declares a gap at seq {gap}, but its records end at seq {}",
+                    records.len()
+                ),
+            });
+        }
         out.push((author, records));
     }
     Ok(out)
@@ -741,7 +769,9 @@ pub fn check_records(
         .iter()
         .map(|(author, records)| track_money::money_figures(*author, records))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Recomputed { figures, money, n_records })
+    let gaps: Vec<Option<u64>> = export.chains.iter().map(|c| c.gap_at_seq).collect();
+    let trust = crate::trust::score(&crate::trust::inputs(&figures, &gaps, export.cutoff_ms));
+    Ok(Recomputed { figures, money, trust, n_records })
 }
 
 /// The first figure that differs between `exported` and `recomputed` (numbers compared as
@@ -764,6 +794,17 @@ pub fn first_money_difference(
     let a = serde_json::to_value(exported).unwrap_or_default();
     let b = serde_json::to_value(recomputed).unwrap_or_default();
     diff_values("money", &a, &b)
+}
+
+/// Whether the export's trust score differs from the recomputed one (path `trust.…`); an
+/// export without one has nothing to compare.
+pub fn trust_difference(
+    exported: Option<&TrustScore>,
+    recomputed: &TrustScore,
+) -> Option<FigureDifference> {
+    let a = serde_json::to_value(exported?).unwrap_or_default();
+    let b = serde_json::to_value(recomputed).unwrap_or_default();
+    diff_values("trust", &a, &b)
 }
 
 fn same_scalar(a: &serde_json::Value, b: &serde_json::Value) -> bool {
@@ -826,13 +867,14 @@ pub fn verify_export(
     pinned_hub_key: Option<&IdentityKey>,
 ) -> Result<Verified, ExportError> {
     let export = parse_export(bytes)?;
-    let Recomputed { figures, money, n_records } = check_records(&export, pinned_hub_key)?;
+    let Recomputed { figures, money, trust, n_records } = check_records(&export, pinned_hub_key)?;
     if let Some(d) = first_difference(&export.figures, &figures)
         .or_else(|| first_money_difference(&export.money, &money))
+        .or_else(|| trust_difference(export.trust.as_ref(), &trust))
     {
         return Err(ExportError::Figure(d));
     }
-    Ok(Verified { export, recomputed: figures, money, n_records })
+    Ok(Verified { export, recomputed: figures, money, trust, n_records })
 }
 
 /// A figure as shown on the page and by the verifier: a decimal, or `n/a`.
@@ -902,7 +944,7 @@ pub fn verifier_report(bytes: &[u8], pinned_hub_key: Option<&IdentityKey>) -> Ve
         export.cutoff_ms,
         export.delay_ms
     );
-    let Recomputed { figures: recomputed, money, n_records } =
+    let Recomputed { figures: recomputed, money, trust, n_records } =
         match check_records(&export, pinned_hub_key) {
             Ok(r) => r,
             Err(e) => return fail(text, &e),
@@ -936,6 +978,19 @@ pub fn verifier_report(bytes: &[u8], pinned_hub_key: Option<&IdentityKey>) -> Ve
         }
     }
     if let Some(d) = first_money_difference(&export.money, &money) {
+        return fail(text, &ExportError::Figure(d));
+    }
+    let theirs =
+        export.trust.as_ref().map_or_else(|| "(not in file)".into(), |t| t.score.to_string());
+    let same = export.trust.as_ref().is_none_or(|t| t.score == trust.score);
+    let mark = if same { "" } else { "  <- differs" };
+    let _ = writeln!(text, "{:<28} {theirs:>16} {:>16}{mark}", "trust score (of 100)", trust.score);
+    for c in &trust.components {
+        let value = c.value.map_or_else(|| "n/a".to_string(), |v| v.to_string());
+        let label = format!("{} (weight {})", c.name, c.weight);
+        let _ = writeln!(text, "  {label:<43} {value:>16}");
+    }
+    if let Some(d) = trust_difference(export.trust.as_ref(), &trust) {
         return fail(text, &ExportError::Figure(d));
     }
     let _ = writeln!(
@@ -1218,6 +1273,7 @@ mod tests {
             figures: f,
             published: vec![],
             money: vec![],
+            trust: None,
         }
     }
 
@@ -1231,6 +1287,7 @@ mod tests {
                     receipt: Receipt::sign(hub, r, r.header().created_at_ms + 5),
                 })
                 .collect(),
+            gap_at_seq: None,
         }
     }
 
@@ -1253,6 +1310,61 @@ mod tests {
         export.published = vec![exported(&who, &hub, &money)];
         export.money = vec![track_money::money_figures(who.device_id(), &money).unwrap()];
         (who, hub, money, export)
+    }
+
+    #[test]
+    fn the_trust_score_in_an_export_is_recomputed_and_a_changed_one_is_named() {
+        let (who, hub, records) = sample();
+        let mut honest = export_of(&who, &hub, &records);
+        let want =
+            crate::trust::score(&crate::trust::inputs(&honest.figures, &[None], honest.cutoff_ms));
+        honest.trust = Some(want.clone());
+        let v = verify(&honest).unwrap();
+        assert_eq!(v.trust, want);
+        let report = verifier_report(&serde_json::to_vec(&honest).unwrap(), None);
+        assert!(report.ok, "{}", report.text);
+        let line = "trust score (of 100)";
+        assert!(
+            report
+                .text
+                .lines()
+                .any(|l| l.starts_with(line) && l.matches(&want.score.to_string()).count() == 2),
+            "{}",
+            report.text
+        );
+        assert!(report.text.contains("chain continuity (weight 15)"), "{}", report.text);
+
+        // The page's score changed in the file: named, exit 1.
+        let mut changed = honest.clone();
+        if let Some(t) = changed.trust.as_mut() {
+            t.score = t.score.wrapping_add(7) % 101;
+        }
+        let err = verify(&changed).unwrap_err();
+        assert!(err.to_string().starts_with("trust.score: the export says"), "{err}");
+        let report = verifier_report(&serde_json::to_vec(&changed).unwrap(), None);
+        assert!(!report.ok && report.text.contains("<- differs"), "{}", report.text);
+
+        // A declared gap lowers chain continuity, and must sit right after the last record.
+        let mut gapped = honest.clone();
+        gapped.chains[0].gap_at_seq = Some(records.len() as u64 + 1);
+        let err = verify(&gapped).unwrap_err();
+        assert!(err.to_string().starts_with("trust."), "the score the file says had no gap: {err}");
+        let recomputed = crate::trust::score(&crate::trust::inputs(
+            &gapped.figures,
+            &[Some(records.len() as u64 + 1)],
+            gapped.cutoff_ms,
+        ));
+        gapped.trust = Some(recomputed);
+        assert!(verify(&gapped).is_ok());
+        gapped.chains[0].gap_at_seq = Some(2);
+        let err = verify(&gapped).unwrap_err();
+        assert!(err.to_string().contains("declares a gap at seq 2"), "{err}");
+
+        // An export from before the score: nothing to compare, the score is still printed.
+        let mut old = honest;
+        old.trust = None;
+        let report = verifier_report(&serde_json::to_vec(&old).unwrap(), None);
+        assert!(report.ok && report.text.contains("(not in file)"), "{}", report.text);
     }
 
     #[test]

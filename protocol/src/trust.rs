@@ -18,6 +18,8 @@
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
+use crate::track::TrackFigures;
+
 /// Days after which a track record counts as full length.
 pub const FULL_LENGTH_DAYS: i64 = 365;
 /// The drawdown (in R) that scores 0.
@@ -70,6 +72,26 @@ pub struct TrustScore {
     pub score: u8,
     /// Each component.
     pub components: Vec<Component>,
+}
+
+/// The inputs of a published record: its figures, the gap of each published signals chain
+/// (`None`: none; the first missing `seq`, as the hub declares it in the export) and the cutoff.
+/// The hub's page and the offline verifier both call this, so the score in an export can be
+/// recomputed from its records.
+pub fn inputs(figures: &TrackFigures, gaps: &[Option<u64>], cutoff_ms: i64) -> TrustInputs {
+    let first = figures.trades.iter().map(|t| t.opened_at_ms).min();
+    let track_days = first.map_or(0, |f| cutoff_ms.saturating_sub(f).max(0) / 86_400_000);
+    TrustInputs {
+        n_trades: figures.n_trades,
+        track_days,
+        max_drawdown_r: figures.max_drawdown_r,
+        months_positive: figures.by_month.iter().filter(|m| m.total_r > Decimal::ZERO).count()
+            as u64,
+        months_total: figures.by_month.len() as u64,
+        chains_continuous: gaps.iter().filter(|g| g.is_none()).count() as u64,
+        chains_total: gaps.len() as u64,
+        copy_fidelity: None,
+    }
 }
 
 fn share(num: Decimal, den: Decimal) -> Decimal {

@@ -117,6 +117,10 @@ pub struct ProviderTrack {
     pub money: Vec<tradecast_protocol::track_money::MoneyFigures>,
     /// The published streams' chains.
     pub published_chains: Vec<ChainSummary>,
+    /// The trust score with its components (formula in the hub's README and on the page; the
+    /// export carries the same, and the verifier recomputes it).
+    #[schema(value_type = Object)]
+    pub trust: tradecast_protocol::trust::TrustScore,
     /// The export file.
     pub export_url: String,
 }
@@ -191,6 +195,7 @@ impl ProviderTrack {
             signals,
             money: t.money.clone(),
             published_chains: t.published.iter().map(ChainSummary::of).collect(),
+            trust: t.trust(),
             export_url: format!("/public/v1/providers/{}/export", t.provider.id),
         }
     }

@@ -21,9 +21,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use maud::{Markup, PreEscaped, html};
-use rust_decimal::Decimal;
 use serde::Deserialize;
-use tradecast_protocol::track::TrackFigures;
 use tradecast_protocol::trust::{self, TrustInputs, TrustScore};
 use tradecast_protocol::{Body, Close, DeviceId, Identity, Modify, Record, Signal, SignalId};
 use utoipa_axum::router::OpenApiRouter;
@@ -132,28 +130,9 @@ pub async fn signal_setup_png(
     }
 }
 
-/// The trust score's inputs from a published record.
-pub fn trust_inputs(figures: &TrackFigures, gaps: &[Option<u64>], cutoff_ms: i64) -> TrustInputs {
-    let first = figures.trades.iter().map(|t| t.opened_at_ms).min();
-    let track_days = first.map_or(0, |f| cutoff_ms.saturating_sub(f).max(0) / 86_400_000);
-    TrustInputs {
-        n_trades: figures.n_trades,
-        track_days,
-        max_drawdown_r: figures.max_drawdown_r,
-        months_positive: figures.by_month.iter().filter(|m| m.total_r > Decimal::ZERO).count()
-            as u64,
-        months_total: figures.by_month.len() as u64,
-        chains_continuous: gaps.iter().filter(|g| g.is_none()).count() as u64,
-        chains_total: gaps.len() as u64,
-        copy_fidelity: None,
-    }
-}
-
 fn score_of(t: &ProviderTrack) -> (TrustInputs, TrustScore) {
     let gaps: Vec<Option<u64>> = t.chains.iter().map(|c| c.gap_at_seq).collect();
-    let inputs = trust_inputs(&t.figures, &gaps, t.cutoff_ms);
-    let score = trust::score(&inputs);
-    (inputs, score)
+    (trust::inputs(&t.figures, &gaps, t.cutoff_ms), t.trust.clone())
 }
 
 /// The badge as SVG text.

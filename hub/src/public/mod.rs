@@ -28,6 +28,7 @@ use tradecast_protocol::track::{
     EXPORT_FORMAT, ExportedChain, ExportedRecord, TrackExport, TrackFigures,
 };
 use tradecast_protocol::track_money::MoneyFigures;
+use tradecast_protocol::trust::{self, TrustScore};
 use tradecast_protocol::{Identity, IdentityKey};
 
 use crate::analytics::{self, PublishedChain};
@@ -128,7 +129,15 @@ impl TrackRecord {
             figures: self.figures.clone(),
             published: self.published.iter().map(exported_chain).collect(),
             money: self.money.clone(),
+            trust: Some(self.trust()),
         }
+    }
+
+    /// The trust score the page, the badge and the export show ([`trust::inputs`]: the figures,
+    /// each signals chain's gap and the cutoff, so the verifier recomputes it from the file).
+    pub fn trust(&self) -> TrustScore {
+        let gaps: Vec<Option<u64>> = self.chains.iter().map(|c| c.gap_at_seq).collect();
+        trust::score(&trust::inputs(&self.figures, &gaps, self.cutoff_ms))
     }
 }
 
@@ -144,6 +153,7 @@ fn exported_chain(c: &PublishedChain) -> ExportedChain {
                 receipt: i.receipt,
             })
             .collect(),
+        gap_at_seq: c.gap_at_seq,
     }
 }
 

@@ -318,6 +318,17 @@ async fn track_record_page_api_export_and_delay(backend: Backend) {
     let (code, out) = hub_verify(&bytes);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("OK: 3 trades"), "{out}");
+    // The trust score travels in the export as the JSON API and the page show it, and the
+    // verifier recomputes it from the records.
+    let trust = serde_json::to_value(&verified.trust).unwrap();
+    assert_eq!(j["trust"], trust, "the API's score is the recomputed one");
+    let in_file: TrackExport = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(in_file.trust.as_ref(), Some(&verified.trust));
+    let score = verified.trust.score.to_string();
+    assert!(
+        out.lines().any(|l| l.starts_with("trust score") && l.matches(score.as_str()).count() == 2),
+        "{out}"
+    );
 
     // Tampering fails, naming what.
     let parsed: TrackExport = serde_json::from_slice(&bytes).unwrap();

@@ -83,10 +83,12 @@ fn export() -> TrackExport {
                     receipt: Receipt::sign(&hub, r, r.header().created_at_ms + 1),
                 })
                 .collect(),
+            gap_at_seq: None,
         }],
         figures: figures(outcomes([records.as_slice()])).unwrap(),
         published: vec![],
         money: vec![],
+        trust: None,
     }
 }
 
