@@ -684,6 +684,13 @@ pub struct Recomputed {
 
 /// Checks `chains` as `stream` chains of distinct authors, every record's receipt against
 /// `hub_key` and the cutoff; the decoded records per chain.
+///
+/// Two passes with the same outcome as checking record by record: the structure (base64, the
+/// record's encoding, `seq` and `prev_hash` links, the receipt naming the record, the cutoff)
+/// in file order up to its first error, then the two Ed25519 signatures of every record before
+/// that point on every core ([`verify_signatures`]). The error reported is the one a
+/// record-by-record check meets first: a bad signature before the structural error, else that
+/// error.
 fn check_chains(
     chains: &[ExportedChain],
     stream: StreamId,
@@ -691,49 +698,71 @@ fn check_chains(
     cutoff_ms: i64,
 ) -> Result<Vec<(DeviceId, Vec<Record>)>, ExportError> {
     let mut out: Vec<(DeviceId, Vec<Record>)> = Vec::with_capacity(chains.len());
-    for (ci, chain) in chains.iter().enumerate() {
+    // The first structural error. The records decoded before it (those in `out`) are the ones
+    // a record-by-record check would have verified the signatures of before meeting it.
+    let mut structural: Option<ExportError> = None;
+    'chains: for (ci, chain) in chains.iter().enumerate() {
         let author = chain.author_key.device_id();
         if out.iter().any(|(a, _)| *a == author) {
-            return Err(ExportError::DuplicateChain { chain: ci, author });
+            structural = Some(ExportError::DuplicateChain { chain: ci, author });
+            break;
         }
         let mut tip = ChainTip::genesis(author, stream);
         let mut records = Vec::with_capacity(chain.records.len());
         for (index, item) in chain.records.iter().enumerate() {
             let bad = |reason: String| ExportError::Record { chain: ci, author, index, reason };
-            let bytes = data_encoding::BASE64
+            let record = match data_encoding::BASE64
                 .decode(item.record.as_bytes())
-                .map_err(|e| bad(format!("not base64: {e}")))?;
-            let record = Record::decode(&bytes).map_err(|e| bad(format!("not a record: {e}")))?;
-            tip = tip.extend(&record, &chain.author_key).map_err(|error| ExportError::Chain {
-                chain: ci,
-                author,
-                index,
-                error,
-            })?;
+                .map_err(|e| bad(format!("not base64: {e}")))
+                .and_then(|b| Record::decode(&b).map_err(|e| bad(format!("not a record: {e}"))))
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    structural = Some(e);
+                    out.push((author, records));
+                    break 'chains;
+                }
+            };
+            tip = match tip.check_link(&record) {
+                Ok(t) => t,
+                Err(error) => {
+                    let e = ExportError::Chain { chain: ci, author, index, error };
+                    structural = Some(e);
+                    out.push((author, records));
+                    break 'chains;
+                }
+            };
             let seq = record.header().seq;
-            let receipt_bad =
-                |reason: String| ExportError::Receipt { chain: ci, author, seq, reason };
-            item.receipt
-                .verify(hub_key)
-                .map_err(|e| receipt_bad(format!("does not verify with the hub key: {e}")))?;
-            if !item.receipt.covers(&record) {
-                return Err(receipt_bad("is for another record".into()));
-            }
-            if item.receipt.fields.received_at_ms > cutoff_ms {
-                return Err(ExportError::NotDelayed {
+            // Past this point a record-by-record check has verified this record's signatures.
+            let after = if !item.receipt.covers(&record) {
+                Some(ExportError::Receipt {
+                    chain: ci,
+                    author,
+                    seq,
+                    reason: "is for another record".into(),
+                })
+            } else if item.receipt.fields.received_at_ms > cutoff_ms {
+                Some(ExportError::NotDelayed {
                     chain: ci,
                     author,
                     seq,
                     received_at_ms: item.receipt.fields.received_at_ms,
                     cutoff_ms,
-                });
-            }
+                })
+            } else {
+                None
+            };
             records.push(record);
+            if let Some(e) = after {
+                structural = Some(e);
+                out.push((author, records));
+                break 'chains;
+            }
         }
         if let Some(gap) = chain.gap_at_seq
             && gap != records.len() as u64 + 1
         {
-            return Err(ExportError::Record {
+            let e = ExportError::Record {
                 chain: ci,
                 author,
                 index: records.len(),
@@ -741,11 +770,75 @@ fn check_chains(
                     "the export declares a gap at seq {gap}, but its records end at seq {}",
                     records.len()
                 ),
-            });
+            };
+            structural = Some(e);
+            out.push((author, records));
+            break;
         }
         out.push((author, records));
     }
-    Ok(out)
+    verify_signatures(chains, &out, hub_key)?;
+    match structural {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// The Ed25519 checks of [`check_chains`]: each record against its author's key and its receipt
+/// against the hub's, spread over the machine's cores (scoped threads, no pool); the first
+/// failure in file order.
+fn verify_signatures(
+    chains: &[ExportedChain],
+    decoded: &[(DeviceId, Vec<Record>)],
+    hub_key: &IdentityKey,
+) -> Result<(), ExportError> {
+    // (chain, index) of every decoded record, in file order.
+    let jobs: Vec<(usize, usize)> = decoded
+        .iter()
+        .enumerate()
+        .flat_map(|(ci, (_, records))| (0..records.len()).map(move |i| (ci, i)))
+        .collect();
+    let check = |&(ci, index): &(usize, usize)| -> Result<(), ExportError> {
+        let (author, records) = &decoded[ci];
+        let (record, chain) = (&records[index], &chains[ci]);
+        let seq = record.header().seq;
+        record.verify(&chain.author_key).map_err(|error| ExportError::Chain {
+            chain: ci,
+            author: *author,
+            index,
+            error: ChainError::Verify { seq, error },
+        })?;
+        chain.records[index].receipt.verify(hub_key).map_err(|e| ExportError::Receipt {
+            chain: ci,
+            author: *author,
+            seq,
+            reason: format!("does not verify with the hub key: {e}"),
+        })
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
+    if threads < 2 || jobs.len() < 64 {
+        return jobs.iter().try_for_each(check);
+    }
+    let per = jobs.len().div_ceil(threads);
+    // Each part's first failure; parts are in file order, so the first one found wins.
+    let firsts: Vec<Option<ExportError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().try_for_each(check).err()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Some(ExportError::Parse("a signature check stopped unexpectedly".into()))
+                })
+            })
+            .collect()
+    });
+    match firsts.into_iter().flatten().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Checks every chain and receipt of `export` (against `pinned_hub_key` if given, else the
@@ -1310,6 +1403,57 @@ mod tests {
         export.published = vec![exported(&who, &hub, &money)];
         export.money = vec![track_money::money_figures(who.device_id(), &money).unwrap()];
         (who, hub, money, export)
+    }
+
+    #[test]
+    fn the_signatures_checked_on_every_core_fail_at_the_first_record_in_file_order() {
+        // 60 trades: 120 records, enough for the parallel signature pass.
+        let who = provider();
+        let hub = Identity::from_secret_bytes(&[9; 32], &[10; 32]);
+        let other_hub = Identity::from_secret_bytes(&[11; 32], &[12; 32]);
+        let events: Vec<Ev> =
+            (0..60u8).flat_map(|i| trade(i, T0 + i64::from(i) * 2 * HOUR, "1.1100")).collect();
+        let records = chain(&who, &events);
+        let honest = export_of(&who, &hub, &records);
+        assert_eq!(verify(&honest).unwrap().n_records, 120);
+        // A receipt by another hub (a signature failure) at index `i`.
+        let foreign = |e: &mut TrackExport, i: usize| {
+            let r = &records[i];
+            e.chains[0].records[i].receipt = Receipt::sign(&other_hub, r, r.header().created_at_ms);
+        };
+        // Another record's receipt (a structural failure) at index `i`.
+        let misfiled = |e: &mut TrackExport, i: usize| {
+            e.chains[0].records[i].receipt = e.chains[0].records[i - 1].receipt;
+        };
+        let seq_of = |err: ExportError| match err {
+            ExportError::Receipt { seq, reason, .. } => (seq, reason),
+            other => panic!("{other}"),
+        };
+        // Signature failures at 9 and 100: the earlier one, whichever core checked it.
+        let mut e = honest.clone();
+        foreign(&mut e, 100);
+        foreign(&mut e, 9);
+        let (seq, reason) = seq_of(verify(&e).unwrap_err());
+        assert_eq!(seq, 10, "{reason}");
+        assert!(reason.starts_with("does not verify with the hub key"), "{reason}");
+        // A signature failure before a structural one: the signature's.
+        let mut e = honest.clone();
+        foreign(&mut e, 79);
+        misfiled(&mut e, 89);
+        assert_eq!(seq_of(verify(&e).unwrap_err()).0, 80);
+        // A structural failure before a signature failure: the structural one.
+        let mut e = honest.clone();
+        misfiled(&mut e, 89);
+        foreign(&mut e, 110);
+        let (seq, reason) = seq_of(verify(&e).unwrap_err());
+        assert_eq!((seq, reason.as_str()), (90, "is for another record"));
+        // The same record's signature is checked before its receipt's fields.
+        let mut e = honest;
+        foreign(&mut e, 89);
+        let mut wrong = e.chains[0].records[88].receipt;
+        wrong.signature = e.chains[0].records[89].receipt.signature;
+        e.chains[0].records[89].receipt = wrong;
+        assert!(seq_of(verify(&e).unwrap_err()).1.starts_with("does not verify"));
     }
 
     #[test]
