@@ -665,3 +665,61 @@ async fn sync_a_granted_plan_reaches_the_node_as_a_hub_signed_feature_grant() {
     sync.stop().await.unwrap();
     hub.started.stop().await.unwrap();
 }
+
+/// The account history a trader consented to publish goes upstream on the published stream and
+/// reaches the hub unsealed (the public track record's money figures are computed from it);
+/// what they did not consent to stays on the sealed private stream. Before this test the sync
+/// driver sent five streams and left the published one on the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_published_history_reaches_the_hub_and_the_rest_stays_sealed() {
+    use tradecast_node::store::PublishConsent;
+    use tradecast_protocol::EquityPoint;
+    let hub = Hub::start().await;
+    let (dir, _) = node_dir();
+    enrol_by_cli(&dir, &hub).await;
+    let store = Arc::new(open_store(&dir));
+    let node = identity(&store);
+    let pin = tradecast_node::sync::hub_pin(&store).unwrap().unwrap();
+    let config = SyncConfig { backoff_base_ms: 50, backoff_max_ms: 500, ..Default::default() };
+    let sync =
+        driver::spawn(store.clone(), identity(&store), pin.key, hub.started.quic_addr, config);
+    let point = |i: i64| {
+        Body::EquityPoint(EquityPoint {
+            device: node.device_id(),
+            at_ms: 1_767_225_600_000 + i * 60_000,
+            balance: "10000".parse().unwrap(),
+            equity: format!("{}", 10_000 + i).parse().unwrap(),
+        })
+    };
+    store
+        .write(|tx| {
+            // Three points without consent, then equity consented and three more.
+            for i in 0..3 {
+                tx.append_history(&node, &point(i), now_ms())?;
+            }
+            tx.set_publish_consent(PublishConsent { equity: true, ..PublishConsent::default() })?;
+            for i in 3..6 {
+                tx.append_history(&node, &point(i), now_ms())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    sync.appended();
+    wait_acked(&sync, StreamId::PUBLISHED, 3, Duration::from_secs(20)).await;
+    wait_acked(&sync, StreamId::PRIVATE, 3, Duration::from_secs(20)).await;
+    let db = &hub.started.state.db;
+    let published = tradecast_hub::quic::store::records(db, &node.device_id(), StreamId::PUBLISHED)
+        .await
+        .unwrap();
+    let bodies: Vec<Body> = published.iter().map(|r| r.body().expect("unsealed")).collect();
+    assert_eq!(bodies, (3..6).map(point).collect::<Vec<_>>());
+    tradecast_protocol::verify_chain(&published, &node.identity_key(), StreamId::PUBLISHED)
+        .expect("the published chain is intact at the hub");
+    let private = tradecast_hub::quic::store::records(db, &node.device_id(), StreamId::PRIVATE)
+        .await
+        .unwrap();
+    assert_eq!(private.len(), 3);
+    assert!(private.iter().all(|r| r.body().is_err()), "the unconsented points stay sealed");
+    sync.stop().await.unwrap();
+    hub.started.stop().await.unwrap();
+}

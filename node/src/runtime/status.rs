@@ -192,13 +192,7 @@ impl Node {
         // An outbox stream holds seq 1..=tip and is never pruned: its tip is its length, read
         // without decoding every record (status is polled).
         let (mut streams, mut outbox_len) = (Vec::new(), 0);
-        for stream in [
-            StreamId::SIGNALS,
-            StreamId::SHARED,
-            StreamId::PRIVATE,
-            StreamId::DEVICE,
-            StreamId::COMMANDS,
-        ] {
+        for stream in store::AUTHORED_STREAMS {
             let tip = view.outbox_tip(stream)?;
             if stream != StreamId::DEVICE {
                 outbox_len += tip;

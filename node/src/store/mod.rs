@@ -38,7 +38,7 @@ mod sync;
 mod upgrade;
 
 pub use hub_requests::{HubRefusalRow, StoredGrant, StoredRequest};
-pub use sync::{HeldSource, PUBLISH_SETTING, PublishConsent};
+pub use sync::{AUTHORED_STREAMS, HeldSource, PUBLISH_SETTING, PublishConsent};
 pub use upgrade::{
     DRAWDOWN_MERGE_PENDING, UPGRADES, upgrade_1_to_2, upgrade_2_to_3, upgrade_3_to_4,
 };

@@ -14,6 +14,17 @@ use super::{
     StoreError, Tx, View, from_row, to_row,
 };
 
+/// The streams a node authors and syncs upstream, in this order (the published stream holds
+/// only what the trader consented to publish: [`Tx::append_history`]).
+pub const AUTHORED_STREAMS: [StreamId; 6] = [
+    StreamId::SIGNALS,
+    StreamId::SHARED,
+    StreamId::PRIVATE,
+    StreamId::DEVICE,
+    StreamId::COMMANDS,
+    StreamId::PUBLISHED,
+];
+
 /// What the node holds of one downstream source: its cursor and the header hashes of its last
 /// items (for the session's duplicate and equivocation checks).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,8 +41,7 @@ const READ_AHEAD: usize = 16;
 /// Largest frame accepted from the hub.
 const MAX_FRAME_LEN: usize = tradecast_protocol::session::wire::MAX_FRAME_LEN;
 /// The streams a node authors.
-const STREAMS: [StreamId; 5] =
-    [StreamId::SIGNALS, StreamId::SHARED, StreamId::PRIVATE, StreamId::DEVICE, StreamId::COMMANDS];
+const STREAMS: [StreamId; 6] = crate::store::AUTHORED_STREAMS;
 
 /// What the driver syncs: a store's outbox, and where committed feed items go.
 pub trait SyncHost: Send + Sync + 'static {
