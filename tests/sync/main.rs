@@ -296,6 +296,20 @@ async fn sync_only_the_pinned_hub_and_only_enrolled_nodes() {
 }
 
 /// Appends `n` heartbeats to the node's DEVICE stream in one durable transaction.
+/// A node enrolled with `hub` by the CLI and its sync driver running (fast backoff): its data
+/// dir (kept while it lives), store, identity and driver.
+async fn synced_node(hub: &Hub) -> (tempfile::TempDir, Arc<Store>, Identity, driver::SyncHandle) {
+    let (dir, _) = node_dir();
+    enrol_by_cli(&dir, hub).await;
+    let store = Arc::new(open_store(&dir));
+    let node = identity(&store);
+    let pin = tradecast_node::sync::hub_pin(&store).unwrap().unwrap();
+    let config = SyncConfig { backoff_base_ms: 50, backoff_max_ms: 500, ..Default::default() };
+    let sync =
+        driver::spawn(store.clone(), identity(&store), pin.key, hub.started.quic_addr, config);
+    (dir, store, node, sync)
+}
+
 fn append_heartbeats(store: &Store, n: usize) {
     let me = identity(store);
     store
@@ -334,14 +348,7 @@ async fn hub_rows(hub: &Hub, node: &Identity) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_upstream_commits_every_record_once_across_a_hub_restart() {
     let hub = Hub::start().await;
-    let (dir, _) = node_dir();
-    enrol_by_cli(&dir, &hub).await;
-    let store = Arc::new(open_store(&dir));
-    let node = identity(&store);
-    let pin = tradecast_node::sync::hub_pin(&store).unwrap().unwrap();
-    let config = SyncConfig { backoff_base_ms: 50, backoff_max_ms: 500, ..Default::default() };
-    let sync =
-        driver::spawn(store.clone(), identity(&store), pin.key, hub.started.quic_addr, config);
+    let (_dir, store, node, sync) = synced_node(&hub).await;
 
     // The DeviceKeys record (seq 1) and 30 heartbeats reach the hub's SQL store, acked.
     append_heartbeats(&store, 30);
@@ -675,14 +682,7 @@ async fn sync_published_history_reaches_the_hub_and_the_rest_stays_sealed() {
     use tradecast_node::store::PublishConsent;
     use tradecast_protocol::EquityPoint;
     let hub = Hub::start().await;
-    let (dir, _) = node_dir();
-    enrol_by_cli(&dir, &hub).await;
-    let store = Arc::new(open_store(&dir));
-    let node = identity(&store);
-    let pin = tradecast_node::sync::hub_pin(&store).unwrap().unwrap();
-    let config = SyncConfig { backoff_base_ms: 50, backoff_max_ms: 500, ..Default::default() };
-    let sync =
-        driver::spawn(store.clone(), identity(&store), pin.key, hub.started.quic_addr, config);
+    let (_dir, store, node, sync) = synced_node(&hub).await;
     let point = |i: i64| {
         Body::EquityPoint(EquityPoint {
             device: node.device_id(),
