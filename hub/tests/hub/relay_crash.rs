@@ -241,7 +241,9 @@ async fn slow_relay_a_hub_killed_mid_fan_out_loses_nothing_and_delivers_nothing_
         format!(
             "listen = \"127.0.0.1:{port}\"\ndata_dir = {data}\ndatabase_url = \"{url}\"\n\n\
              [auth]\nargon2_memory_kib = 1024\nargon2_iterations = 1\n\n\
-             [rate_limits.login_per_ip]\nburst = 1000\nper_minute = 6000\n",
+             [rate_limits.login_per_ip]\nburst = 1000\nper_minute = 6000\n\n\
+             [rate_limits.per_ip]\nburst = 100000\nper_minute = 600000\n\n\
+             [rate_limits.per_account]\nburst = 100000\nper_minute = 600000\n",
             data = toml::Value::String(dir.path().display().to_string()),
             url = db.url,
         ),
