@@ -187,6 +187,7 @@ pub async fn build_state(
         telegram,
         started_at_ms,
         outbox_bell: tokio::sync::Notify::new(),
+        public_cache: Default::default(),
     })))
 }
 

@@ -51,6 +51,8 @@ pub struct Inner {
     pub started_at_ms: i64,
     /// Wakes this instance's outbox runner (`outbox::wake`, after committing an enqueue).
     pub outbox_bell: tokio::sync::Notify,
+    /// The public track record's views, computed once per cutoff.
+    pub public_cache: crate::public::cache::PublicCache,
 }
 
 /// Cheap, cloneable handle on [`Inner`].

@@ -152,17 +152,6 @@ pub struct PublicRecord {
     pub receipt: tradecast_protocol::Receipt,
 }
 
-async fn load(state: &AppState, id: &str) -> Result<TrackRecord, ApiError> {
-    super::track_record(
-        &state.db,
-        &state.hub_identity,
-        id,
-        state.now_ms(),
-        state.config.public.delay_s,
-    )
-    .await
-}
-
 impl ProviderTrack {
     /// The JSON view of a [`TrackRecord`].
     pub fn of(t: &TrackRecord) -> ProviderTrack {
@@ -220,8 +209,10 @@ async fn provider_figures(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let t = load(&state, &id).await?;
-    json(&headers, &ProviderTrack::of(&t))
+    super::view(&state, &headers, &id, "json", "application/json", |t| {
+        serde_json::to_vec(&ProviderTrack::of(t)).map_err(ApiError::internal)
+    })
+    .await
 }
 
 /// The provider's published chains, the hub's receipts, the keys and the figures in one file,
@@ -237,9 +228,11 @@ async fn provider_export(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let t = load(&state, &id).await?;
-    let mut resp = json(&headers, &t.export())?;
-    let name = format!("attachment; filename=\"tradecast-track-{}.json\"", t.provider.id);
+    let mut resp = super::view(&state, &headers, &id, "export", "application/json", |t| {
+        serde_json::to_vec(&t.export()).map_err(ApiError::internal)
+    })
+    .await?;
+    let name = format!("attachment; filename=\"tradecast-track-{id}.json\"");
     if let Ok(v) = HeaderValue::from_str(&name) {
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }

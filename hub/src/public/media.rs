@@ -28,7 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::api::ProviderTrack;
-use super::{TrackRecord, cached, store};
+use super::{TrackRecord, store};
 use crate::api::extract::{Path, Query};
 use crate::charts::{self, Theme};
 use crate::db::{Db, DbError};
@@ -56,17 +56,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 pub struct ThemeQuery {
     /// `dark` for a dark background; anything else is light.
     pub theme: Option<String>,
-}
-
-async fn load(state: &AppState, id: &str) -> Result<TrackRecord, ApiError> {
-    super::track_record(
-        &state.db,
-        &state.hub_identity,
-        id,
-        state.now_ms(),
-        state.config.public.delay_s,
-    )
-    .await
 }
 
 /// The name a provider shows (its id when it has none).
@@ -241,11 +230,12 @@ async fn equity_png(
     Path(id): Path<String>,
     Query(q): Query<ThemeQuery>,
 ) -> Result<Response, ApiError> {
-    let t = load(&state, &id).await?;
-    let name = name_of(&t.provider.id, &t.provider.display_name);
-    let png = charts::equity::cumulative_r_png(&name, &t.figures, Theme::parse(q.theme.as_deref()))
-        .map_err(ApiError::internal)?;
-    Ok(cached(&headers, "image/png", png))
+    let theme = Theme::parse(q.theme.as_deref());
+    super::view(&state, &headers, &id, &format!("equity.png {theme:?}"), "image/png", |t| {
+        let name = name_of(&t.provider.id, &t.provider.display_name);
+        charts::equity::cumulative_r_png(&name, &t.figures, theme).map_err(ApiError::internal)
+    })
+    .await
 }
 
 /// One published signal's setup as PNG: only once the signal is public (after the delay).
@@ -270,12 +260,18 @@ async fn setup_png(
             .await
             .map_err(DbError::from)?;
     let provider = provider.ok_or_else(not_found)?;
-    let t = load(&state, &provider).await.map_err(|_| not_found())?;
-    let found =
-        t.chains.iter().find_map(|c| setup_in(c.items.iter().map(|i| &i.record), signal_id));
-    let s = found.ok_or_else(not_found)?;
-    let png = render_setup(&s, Theme::parse(q.theme.as_deref()))?;
-    Ok(cached(&headers, "image/png", png))
+    let theme = Theme::parse(q.theme.as_deref());
+    let view = format!("setup.png {} {theme:?}", signal_id.to_hex());
+    super::view(&state, &headers, &provider, &view, "image/png", |t| {
+        let found =
+            t.chains.iter().find_map(|c| setup_in(c.items.iter().map(|i| &i.record), signal_id));
+        render_setup(&found.ok_or_else(not_found)?, theme)
+    })
+    .await
+    .map_err(|e| match e {
+        e @ ApiError::Internal(_) => e,
+        _ => not_found(),
+    })
 }
 
 /// The trust badge as SVG (name, trades, expectancy R, max drawdown R, track length, trust
@@ -291,8 +287,10 @@ async fn badge_svg(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let t = load(&state, &id).await?;
-    Ok(cached(&headers, "image/svg+xml", badge(&ProviderTrack::of(&t)).into_bytes()))
+    super::view(&state, &headers, &id, "badge.svg", "image/svg+xml", |t| {
+        Ok(badge(&ProviderTrack::of(t)).into_bytes())
+    })
+    .await
 }
 
 /// The embeddable widget: the badge linking to the provider's page, framable by any site.
@@ -307,10 +305,21 @@ async fn widget(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let t = load(&state, &id).await?;
+    let mut resp = super::view(&state, &headers, &id, "widget", "text/html; charset=utf-8", |t| {
+        Ok(widget_html(t).into_string().into_bytes())
+    })
+    .await?;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(WIDGET_CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    Ok(resp)
+}
+
+/// The widget's page: the badge linking to the provider's page.
+fn widget_html(t: &TrackRecord) -> Markup {
     let name = name_of(&t.provider.id, &t.provider.display_name);
     let id = &t.provider.id;
-    let body = html! {
+    html! {
         (PreEscaped("<!DOCTYPE html>"))
         html lang="en" {
             head {
@@ -324,10 +333,5 @@ async fn widget(
                 }
             }
         }
-    };
-    let mut resp = cached(&headers, "text/html; charset=utf-8", body.into_string().into_bytes());
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(WIDGET_CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    Ok(resp)
+    }
 }

@@ -18,6 +18,7 @@
 //! ([`cached`]); the cutoff moves once a minute, so a page is the same bytes for a minute.
 
 pub mod api;
+pub mod cache;
 pub mod media;
 pub mod page;
 pub mod store;
@@ -31,9 +32,13 @@ use tradecast_protocol::track_money::MoneyFigures;
 use tradecast_protocol::trust::{self, TrustScore};
 use tradecast_protocol::{Identity, IdentityKey};
 
+use std::sync::Arc;
+
 use crate::analytics::{self, PublishedChain};
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::state::AppState;
+use cache::Rendered;
 
 /// How long a shared cache may keep a public answer, s.
 pub const MAX_AGE_S: u64 = 60;
@@ -160,18 +165,26 @@ fn exported_chain(c: &PublishedChain) -> ExportedChain {
 /// `body` with `Content-Type`, `Cache-Control: public, max-age=60` and a strong `ETag` of its
 /// bytes; `304 Not Modified` when the request's `If-None-Match` names that tag.
 pub fn cached(request: &HeaderMap, content_type: &'static str, body: Vec<u8>) -> Response {
-    let tag = format!("\"{}\"", &crate::ids::sha256_hex(&body)[..32]);
+    respond(request, content_type, &Rendered::new(body))
+}
+
+/// [`cached`] for a view rendered (and tagged) once.
+pub fn respond(request: &HeaderMap, content_type: &'static str, view: &Rendered) -> Response {
+    let tag = view.etag.as_str();
     let matches = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
-    let mut resp =
-        if matches { StatusCode::NOT_MODIFIED.into_response() } else { body.into_response() };
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        view.body.clone().into_response()
+    };
     let h = resp.headers_mut();
     if !matches {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
-    if let Ok(v) = HeaderValue::from_str(&tag) {
+    if let Ok(v) = HeaderValue::from_str(tag) {
         h.insert(header::ETAG, v);
     }
     h.insert(
@@ -180,4 +193,50 @@ pub fn cached(request: &HeaderMap, content_type: &'static str, body: Vec<u8>) ->
             .unwrap_or(HeaderValue::from_static("public")),
     );
     resp
+}
+
+/// The public views' cutoff now: (cutoff, delay), ms.
+pub fn cutoff_now(state: &AppState) -> (i64, i64) {
+    let delay_ms =
+        i64::try_from(state.config.public.delay_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    (analytics::cutoff_ms(state.now_ms(), delay_ms), delay_ms)
+}
+
+/// `provider_id`'s track record at the current cutoff, built once per cutoff ([`cache`]).
+pub async fn current(state: &AppState, provider_id: &str) -> Result<Arc<TrackRecord>, ApiError> {
+    let now = state.now_ms();
+    let (cutoff, _) = cutoff_now(state);
+    state
+        .public_cache
+        .track(provider_id, cutoff, || {
+            track_record(
+                &state.db,
+                &state.hub_identity,
+                provider_id,
+                now,
+                state.config.public.delay_s,
+            )
+        })
+        .await
+}
+
+/// `provider_id`'s `view` at the current cutoff, rendered once per cutoff from its track record
+/// by `render` ([`cache`]), answered like [`cached`].
+pub async fn view(
+    state: &AppState,
+    request: &HeaderMap,
+    provider_id: &str,
+    view: &str,
+    content_type: &'static str,
+    render: impl FnOnce(&TrackRecord) -> Result<Vec<u8>, ApiError>,
+) -> Result<Response, ApiError> {
+    let (cutoff, _) = cutoff_now(state);
+    let rendered = state
+        .public_cache
+        .view(provider_id, view, cutoff, || async {
+            let t = current(state, provider_id).await?;
+            render(&t)
+        })
+        .await?;
+    Ok(respond(request, content_type, &rendered))
 }

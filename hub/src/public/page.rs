@@ -21,7 +21,6 @@ use tradecast_protocol::track::{self, GroupFigures};
 use tradecast_protocol::track_money::{self, MoneyFigures, WEEKDAYS};
 
 use super::api::{ProviderTrack, SIGNALS_LISTED};
-use super::cached;
 use crate::analytics;
 use crate::state::AppState;
 use crate::ui::PageError;
@@ -368,14 +367,6 @@ pub async fn show(
     headers: HeaderMap,
     Path(provider): Path<String>,
 ) -> Result<Response, PageError> {
-    let t = super::track_record(
-        &state.db,
-        &state.hub_identity,
-        &provider,
-        state.now_ms(),
-        state.config.public.delay_s,
-    )
-    .await?;
     let base = match &state.config.public_url {
         Some(u) => u.as_str().to_string(),
         None => {
@@ -383,6 +374,9 @@ pub async fn show(
             format!("http://{host}")
         }
     };
-    let html = render(&ProviderTrack::of(&t), &base).into_string();
-    Ok(cached(&headers, "text/html; charset=utf-8", html.into_bytes()))
+    let view = format!("page {base}");
+    Ok(super::view(&state, &headers, &provider, &view, "text/html; charset=utf-8", |t| {
+        Ok(render(&ProviderTrack::of(t), &base).into_string().into_bytes())
+    })
+    .await?)
 }

@@ -114,6 +114,8 @@ async fn charts_badge_and_widget_are_public_after_the_delay(backend: Backend) {
         .execute(hub.db.pool())
         .await
         .unwrap();
+    // The public views are built once per cutoff (a minute): the new name shows at the next.
+    hub.clock.advance_ms(60_000);
     let badge = hub.get(&format!("/public/v1/providers/{pid}/badge.svg"), None).await;
     assert_eq!(badge.status, 200, "{}", badge.text);
     assert_eq!(badge.headers["content-type"], "image/svg+xml");
