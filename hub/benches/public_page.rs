@@ -5,7 +5,8 @@
 //! asks `/p/{provider}` from this process over loopback at a fixed rate (open loop: each
 //! request's latency counts from when it was due, so a slow answer cannot hide the ones queued
 //! behind it). Prints the first view after a cutoff (the record built and the page rendered),
-//! then p50, p99 and max under the rate, for the page and for the JSON API.
+//! then p50, p99 and max under the rate, for the page and for the JSON API (at most 64 requests
+//! in flight: the JSON carries every trade, tens of MB at 100,000).
 //!
 //! `cargo bench -p tradecast-hub --bench public_page -- [--trades N] [--rate R] [--seconds S]
 //! [--backend sqlite|postgres|both]`. PostgreSQL from `TRADECAST_TEST_PG`.
@@ -114,9 +115,15 @@ struct Figures {
     errors: usize,
 }
 
+/// At most this many requests in flight (each reads its whole answer): a later one waits for a
+/// place, its wait counted in its latency.
+const IN_FLIGHT: usize = 64;
+
 /// `rate` requests a second of `url` for `seconds`, open loop.
 async fn load(url: &str, rate: u32, seconds: u64) -> Figures {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client");
+    let http =
+        reqwest::Client::builder().pool_max_idle_per_host(IN_FLIGHT).build().expect("client");
+    let places = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let n = rate as u64 * seconds;
     let every = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let start = tokio::time::Instant::now();
@@ -124,8 +131,9 @@ async fn load(url: &str, rate: u32, seconds: u64) -> Figures {
     for i in 0..n {
         let due = start + every.mul_f64(i as f64);
         tokio::time::sleep_until(due).await;
-        let (http, url) = (http.clone(), url.to_owned());
+        let (http, url, places) = (http.clone(), url.to_owned(), places.clone());
         tasks.push(tokio::spawn(async move {
+            let _place = places.acquire_owned().await;
             let ok = match http.get(&url).send().await {
                 Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
                 Err(_) => false,
@@ -215,8 +223,13 @@ async fn main() {
         let first_ms = t.elapsed().as_secs_f64() * 1000.0;
         assert!(body.contains(&format!("{}", a.trades)), "the page shows the trades");
         let t = Instant::now();
-        let _ = http.get(&json).send().await.expect("json").bytes().await;
+        let json_bytes = http.get(&json).send().await.expect("json").bytes().await.map(|b| b.len());
         let json_first_ms = t.elapsed().as_secs_f64() * 1000.0;
+        println!(
+            "{backend}: the page is {} KiB, the JSON {} KiB",
+            body.len() / 1024,
+            json_bytes.unwrap_or(0) / 1024
+        );
         let (rss_before, _) = rss_kib(hub.child.id());
         let p = load(&page, a.rate, a.seconds).await;
         let j = load(&json, a.rate, a.seconds).await;

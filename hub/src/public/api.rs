@@ -239,8 +239,9 @@ async fn provider_export(
     Ok(resp)
 }
 
-/// One published record of a provider's signals chain by its header hash, with the hub's
-/// receipt. A record received after the cutoff is not found yet.
+/// One published record of a provider — its signals chain, or the account history its devices
+/// publish — by its header hash, with the hub's receipt. A record received after the cutoff is
+/// not found yet.
 #[utoipa::path(get, path = "/public/v1/records/{hash}", tag = "public",
     params(("hash" = String, Path, description = "the record's header hash, 64 hex digits")), responses(
     (status = 200, body = PublicRecord),
@@ -266,11 +267,16 @@ async fn record(
         .filter(|(i, _)| i.received_at_ms <= cutoff)
         .ok_or_else(not_found)?;
     let header = item.record.header();
-    // The signals chain carries signals, modifications and closes; anything else shows as null.
+    // The signals chain carries signals, modifications and closes; the published stream closed
+    // trades, equity points, balance operations and daily summaries; anything else is null.
     let body = match item.record.body() {
         Ok(Body::Signal(s)) => serde_json::to_value(s).ok(),
         Ok(Body::Modify(m)) => serde_json::to_value(m).ok(),
         Ok(Body::Close(c)) => serde_json::to_value(c).ok(),
+        Ok(Body::TradeClosed(t)) => serde_json::to_value(t).ok(),
+        Ok(Body::EquityPoint(e)) => serde_json::to_value(e).ok(),
+        Ok(Body::BalanceOperation(b)) => serde_json::to_value(b).ok(),
+        Ok(Body::Summary(s)) => serde_json::to_value(s).ok(),
         _ => None,
     }
     .unwrap_or(serde_json::Value::Null);

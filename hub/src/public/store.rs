@@ -158,10 +158,11 @@ pub async fn record_by_hash(
     let row = sqlx::query(
         "SELECT r.record, r.received_at_ms, r.receipt_signature, d.user_id FROM sync_records r \
          JOIN devices d ON d.id = r.author JOIN users u ON u.id = d.user_id \
-         WHERE r.header_hash = $1 AND r.stream = $2 AND u.role = 'provider' AND u.disabled_at_ms IS NULL",
+         WHERE r.header_hash = $1 AND r.stream IN ($2, $3) AND u.role = 'provider' AND u.disabled_at_ms IS NULL",
     )
     .bind(hash)
     .bind(stream)
+    .bind(i64::from(StreamId::PUBLISHED.0))
     .fetch_optional(db.pool())
     .await?;
     if let Some(r) = row {

@@ -234,6 +234,14 @@ async fn money_figures_page_api_export_and_delay(backend: Backend) {
     let (code, out) = hub_verify(&bytes);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("1 published account(s)"), "{out}");
+    // Each published record is served by its hash with its receipt, like a signal.
+    let first = &published[0];
+    let one = hub.get(&format!("/public/v1/records/{}", first.header_hash().to_hex()), None).await;
+    let one = one.ok(200);
+    assert_eq!(one["seq"], 1);
+    assert_eq!(one["kind"], first.header().kind.name());
+    assert!(!one["body"].is_null(), "{one}");
+    assert_eq!(one["provider"], pid.as_str());
 
     // Tampering fails, naming what.
     let parsed: TrackExport = serde_json::from_slice(&bytes).unwrap();
