@@ -17,6 +17,9 @@ use crate::state::AppState;
 
 /// Signals listed by the JSON API and the page.
 pub const SIGNALS_LISTED: usize = 200;
+/// How many closed trades `GET /public/v1/providers/{id}` lists in `figures.trades` (the
+/// latest; every trade is in the export): a record of 100,000 trades made a 30 MB answer.
+pub const TRADES_LISTED: usize = 1_000;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -123,6 +126,10 @@ pub struct ProviderTrack {
     pub trust: tradecast_protocol::trust::TrustScore,
     /// The export file.
     pub export_url: String,
+    /// Closed trades left out of `figures.trades` (it lists the latest 1,000; every trade is in
+    /// the export, and every figure counts them all).
+    #[serde(default)]
+    pub trades_not_listed: u64,
 }
 
 /// A published signed record with the hub's receipt.
@@ -186,6 +193,7 @@ impl ProviderTrack {
             published_chains: t.published.iter().map(ChainSummary::of).collect(),
             trust: t.trust(),
             export_url: format!("/public/v1/providers/{}/export", t.provider.id),
+            trades_not_listed: 0,
         }
     }
 }
@@ -210,7 +218,11 @@ async fn provider_figures(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     super::view(&state, &headers, &id, "json", "application/json", |t| {
-        serde_json::to_vec(&ProviderTrack::of(t)).map_err(ApiError::internal)
+        let mut answer = ProviderTrack::of(t);
+        let n = answer.figures.trades.len();
+        answer.figures.trades.drain(..n.saturating_sub(TRADES_LISTED));
+        answer.trades_not_listed = n.saturating_sub(TRADES_LISTED) as u64;
+        serde_json::to_vec(&answer).map_err(ApiError::internal)
     })
     .await
 }

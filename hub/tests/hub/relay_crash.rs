@@ -29,17 +29,29 @@ on_both!(slow_relay_a_hub_killed_mid_fan_out_loses_nothing_and_delivers_nothing_
 const BIN: &str = env!("CARGO_BIN_EXE_tradecast-hub");
 const SUBSCRIBERS: usize = 24;
 
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn")
-        .args(["--config".as_ref(), config.as_os_str(), "serve".as_ref()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+/// The hub's child process, killed when dropped: a failing test leaves no hub running.
+struct ChildHub(Child);
+
+impl Drop for ChildHub {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(config: &std::path::Path) -> ChildHub {
+    ChildHub(
+        Command::new(BIN)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .args(["--config".as_ref(), config.as_os_str(), "serve".as_ref()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 async fn wait_up(url: &str) {
@@ -336,8 +348,8 @@ async fn slow_relay_a_hub_killed_mid_fan_out_loses_nothing_and_delivers_nothing_
         assert!(Instant::now() < deadline, "nobody received the signal");
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     let answered = post.await.unwrap();
     let reached: usize = subs.iter().filter(|(_, h)| h.lock().unwrap().committed >= 2).count();
     let persisted: i64 = sqlx::query_scalar(
@@ -423,7 +435,7 @@ async fn slow_relay_a_hub_killed_mid_fan_out_loses_nothing_and_delivers_nothing_
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-    child.wait().unwrap();
+    let _ = Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status();
+    child.0.wait().unwrap();
     store.close().await;
 }
