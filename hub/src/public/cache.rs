@@ -2,8 +2,10 @@
 //! function of its records received up to the cutoff, and the cutoff moves once a minute
 //! ([`crate::analytics::cutoff_ms`]): so this instance builds a provider's [`TrackRecord`] once
 //! per cutoff and each view's bytes (the page, the JSON, the export, a picture, the badge) once
-//! per cutoff, however many visitors ask meanwhile. Concurrent first requests wait for the one
-//! computation (no stampede); a failure is not kept (the next request tries again).
+//! per cutoff, however many visitors ask meanwhile. When the cutoff moves, the first request
+//! builds the new one and the others are answered the previous cutoff's bytes meanwhile (one
+//! visitor a minute waits for a rebuild, not all of them); the very first requests wait for the
+//! one computation (no stampede); a failure is not kept (the next request tries again).
 //!
 //! Entries of an older cutoff are replaced at their next request; the map holds at most
 //! [`MAX_ENTRIES`] (beyond that, entries of past cutoffs are dropped, and if it is still full an
@@ -12,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
@@ -41,8 +44,50 @@ impl Rendered {
 pub const MAX_ENTRIES: usize = 4_096;
 
 type Cell<T> = Arc<OnceCell<Arc<T>>>;
-/// (provider, view) → (cutoff, the value once computed).
-type SlotMap<T> = HashMap<(String, String), (i64, Cell<T>)>;
+
+/// One (provider, view): the cell of its current cutoff, and the value of the cutoff before,
+/// answered while another request builds the new one.
+#[derive(Debug)]
+struct Entry<T> {
+    cutoff_ms: i64,
+    cell: Cell<T>,
+    previous: Option<Arc<T>>,
+    /// A request is building `cell`.
+    building: Arc<AtomicBool>,
+}
+
+impl<T> Entry<T> {
+    fn new(cutoff_ms: i64, previous: Option<Arc<T>>) -> Entry<T> {
+        Entry {
+            cutoff_ms,
+            cell: Arc::new(OnceCell::new()),
+            previous,
+            building: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// (provider, view) → its entry.
+type SlotMap<T> = HashMap<(String, String), Entry<T>>;
+
+/// What a request does.
+enum Plan<T> {
+    /// Answer this.
+    Ready(Arc<T>),
+    /// Build (or wait for) this cell.
+    Build(Cell<T>, Arc<AtomicBool>),
+    /// Compute without keeping (the map is full, or the clock is behind the entry's cutoff).
+    Direct,
+}
+
+/// Clears a building flag when the build ends, however it ends.
+struct Building(Arc<AtomicBool>);
+
+impl Drop for Building {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
 
 /// One map of (provider, view) → (cutoff, the value once computed).
 #[derive(Debug)]
@@ -61,24 +106,40 @@ impl<T> Slots<T> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The cell of `key` at `cutoff_ms` (a new one when the kept one is of another cutoff);
-    /// `None` when the map is full of the current cutoff's entries.
-    fn cell(&self, key: (String, String), cutoff_ms: i64) -> Option<Cell<T>> {
+    /// What a request for `key` at `cutoff_ms` does: the kept value; the value of the cutoff
+    /// before while another request builds this one; else build (the first) or wait (the
+    /// others) on this cutoff's cell.
+    fn plan(&self, key: (String, String), cutoff_ms: i64) -> Plan<T> {
         let mut map = self.lock();
-        if let Some((at, cell)) = map.get(&key)
-            && *at == cutoff_ms
-        {
-            return Some(Arc::clone(cell));
+        if let Some(e) = map.get_mut(&key) {
+            if e.cutoff_ms == cutoff_ms {
+                if let Some(v) = e.cell.get() {
+                    return Plan::Ready(Arc::clone(v));
+                }
+                if let Some(prev) = &e.previous
+                    && e.building.load(Ordering::Acquire)
+                {
+                    return Plan::Ready(Arc::clone(prev));
+                }
+                return Plan::Build(Arc::clone(&e.cell), Arc::clone(&e.building));
+            }
+            if e.cutoff_ms > cutoff_ms {
+                return Plan::Direct;
+            }
+            let previous = e.cell.get().cloned().or_else(|| e.previous.take());
+            *e = Entry::new(cutoff_ms, previous);
+            return Plan::Build(Arc::clone(&e.cell), Arc::clone(&e.building));
         }
-        if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
-            map.retain(|_, (at, _)| *at >= cutoff_ms);
+        if map.len() >= MAX_ENTRIES {
+            map.retain(|_, e| e.cutoff_ms >= cutoff_ms);
             if map.len() >= MAX_ENTRIES {
-                return None;
+                return Plan::Direct;
             }
         }
-        let cell: Cell<T> = Arc::new(OnceCell::new());
-        map.insert(key, (cutoff_ms, Arc::clone(&cell)));
-        Some(cell)
+        let e = Entry::new(cutoff_ms, None);
+        let plan = Plan::Build(Arc::clone(&e.cell), Arc::clone(&e.building));
+        map.insert(key, e);
+        plan
     }
 
     async fn get<F, Fut>(
@@ -91,11 +152,14 @@ impl<T> Slots<T> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
-        match self.cell(key, cutoff_ms) {
-            Some(cell) => {
+        match self.plan(key, cutoff_ms) {
+            Plan::Ready(v) => Ok(v),
+            Plan::Build(cell, building) => {
+                building.store(true, Ordering::Release);
+                let _building = Building(building);
                 cell.get_or_try_init(|| async { make().await.map(Arc::new) }).await.cloned()
             }
-            None => make().await.map(Arc::new),
+            Plan::Direct => make().await.map(Arc::new),
         }
     }
 
@@ -181,6 +245,48 @@ mod tests {
         assert!(fail.is_err());
         let ok = cache.view("p3", "json", 120_000, || render(made.clone(), "d")).await;
         assert_eq!(ok.map(|r| r.body.to_vec()).ok(), Some(b"d".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn while_one_request_rebuilds_the_others_get_the_previous_cutoffs_bytes() {
+        let cache = Arc::new(PublicCache::default());
+        let _ = cache.view("p", "page", 60_000, || async { Ok(b"old".to_vec()) }).await;
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let builder = {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move {
+                cache
+                    .view("p", "page", 120_000, || async move {
+                        let _ = wait.await;
+                        Ok(b"new".to_vec())
+                    })
+                    .await
+                    .map(|r| r.body.to_vec())
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let meanwhile = cache
+            .view("p", "page", 120_000, || async { Ok(b"never built twice".to_vec()) })
+            .await
+            .map(|r| r.body.to_vec());
+        assert_eq!(meanwhile.ok(), Some(b"old".to_vec()), "answered at once, the previous bytes");
+        let _ = go.send(());
+        assert_eq!(builder.await.ok().and_then(Result::ok), Some(b"new".to_vec()));
+        let after = cache
+            .view("p", "page", 120_000, || async { Ok(b"never built twice".to_vec()) })
+            .await
+            .map(|r| r.body.to_vec());
+        assert_eq!(after.ok(), Some(b"new".to_vec()));
+        // A failed rebuild is not kept: the next request builds again.
+        let failed = cache
+            .view("p", "page", 180_000, || async { Err(ApiError::NotFound("gone".into())) })
+            .await;
+        assert!(failed.is_err());
+        let again = cache
+            .view("p", "page", 180_000, || async { Ok(b"newer".to_vec()) })
+            .await
+            .map(|r| r.body.to_vec());
+        assert_eq!(again.ok(), Some(b"newer".to_vec()));
     }
 
     #[tokio::test]
