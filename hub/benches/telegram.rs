@@ -21,6 +21,10 @@ use tradecast_hub::secrets::HubSecrets;
 use tradecast_hub::telegram::broadcast::{self, NewBroadcast, Segment};
 use tradecast_standins::telegram::{Limits, TelegramStandin, TelegramStandinConfig};
 
+#[allow(dead_code)]
+mod common;
+use common::{drop_pg, pg_database};
+
 const BASE: i64 = 1_000_000;
 const TEXT: &str = "Weekly outlook: the week's levels & events";
 
@@ -54,20 +58,6 @@ fn args() -> Args {
     }
     assert!(a.users > 0 && a.per_s > 0, "N and R must be > 0");
     a
-}
-
-async fn pg_database() -> (String, String) {
-    use sqlx::Connection;
-    let admin = std::env::var("TRADECAST_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let name = format!("tc_hub_bench_{}", tradecast_hub::ids::random_hex(6));
-    let mut c = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
-    (format!("{base}/{name}"), name)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -180,14 +170,7 @@ async fn main() {
     started.stop().await.unwrap();
     sb.shutdown().await;
     if let Some(name) = pg {
-        use sqlx::Connection;
-        let admin = std::env::var("TRADECAST_TEST_PG")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-            .execute(&mut c)
-            .await
-            .unwrap();
+        drop_pg(&name).await;
     }
     println!("RESULT telegram_broadcast_commit_{} {} ms", a.backend, commit.as_millis());
     println!("RESULT telegram_broadcast_messages_per_s_{} {rate:.1} msg/s", a.backend);
