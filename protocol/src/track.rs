@@ -701,87 +701,94 @@ fn check_chains(
     // The first structural error. The records decoded before it (those in `out`) are the ones
     // a record-by-record check would have verified the signatures of before meeting it.
     let mut structural: Option<ExportError> = None;
-    'chains: for (ci, chain) in chains.iter().enumerate() {
+    for (ci, chain) in chains.iter().enumerate() {
         let author = chain.author_key.device_id();
         if out.iter().any(|(a, _)| *a == author) {
             structural = Some(ExportError::DuplicateChain { chain: ci, author });
             break;
         }
-        let mut tip = ChainTip::genesis(author, stream);
-        let mut records = Vec::with_capacity(chain.records.len());
-        for (index, item) in chain.records.iter().enumerate() {
-            let bad = |reason: String| ExportError::Record { chain: ci, author, index, reason };
-            let record = match data_encoding::BASE64
-                .decode(item.record.as_bytes())
-                .map_err(|e| bad(format!("not base64: {e}")))
-                .and_then(|b| Record::decode(&b).map_err(|e| bad(format!("not a record: {e}"))))
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    structural = Some(e);
-                    out.push((author, records));
-                    break 'chains;
-                }
-            };
-            tip = match tip.check_link(&record) {
-                Ok(t) => t,
-                Err(error) => {
-                    let e = ExportError::Chain { chain: ci, author, index, error };
-                    structural = Some(e);
-                    out.push((author, records));
-                    break 'chains;
-                }
-            };
-            let seq = record.header().seq;
-            // Past this point a record-by-record check has verified this record's signatures.
-            let after = if !item.receipt.covers(&record) {
-                Some(ExportError::Receipt {
-                    chain: ci,
-                    author,
-                    seq,
-                    reason: "is for another record".into(),
-                })
-            } else if item.receipt.fields.received_at_ms > cutoff_ms {
-                Some(ExportError::NotDelayed {
-                    chain: ci,
-                    author,
-                    seq,
-                    received_at_ms: item.receipt.fields.received_at_ms,
-                    cutoff_ms,
-                })
-            } else {
-                None
-            };
-            records.push(record);
-            if let Some(e) = after {
-                structural = Some(e);
-                out.push((author, records));
-                break 'chains;
-            }
-        }
-        if let Some(gap) = chain.gap_at_seq
-            && gap != records.len() as u64 + 1
-        {
-            let e = ExportError::Record {
-                chain: ci,
-                author,
-                index: records.len(),
-                reason: format!(
-                    "the export declares a gap at seq {gap}, but its records end at seq {}",
-                    records.len()
-                ),
-            };
-            structural = Some(e);
-            out.push((author, records));
+        let (records, error) = chain_structure(ci, chain, stream, cutoff_ms);
+        out.push((author, records));
+        if error.is_some() {
+            structural = error;
             break;
         }
-        out.push((author, records));
     }
     verify_signatures(chains, &out, hub_key)?;
     match structural {
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// One chain's structure in `seq` order ([`check_chains`]): its records decoded up to the first
+/// structural error, and that error. A record whose receipt names another record, or that the
+/// hub received after the cutoff, is among the records (a record-by-record check verifies its
+/// signatures before those); one that does not decode or link is not.
+fn chain_structure(
+    ci: usize,
+    chain: &ExportedChain,
+    stream: StreamId,
+    cutoff_ms: i64,
+) -> (Vec<Record>, Option<ExportError>) {
+    let author = chain.author_key.device_id();
+    let mut tip = ChainTip::genesis(author, stream);
+    let mut records = Vec::with_capacity(chain.records.len());
+    for (index, item) in chain.records.iter().enumerate() {
+        let bad = |reason: String| ExportError::Record { chain: ci, author, index, reason };
+        let decoded = data_encoding::BASE64
+            .decode(item.record.as_bytes())
+            .map_err(|e| bad(format!("not base64: {e}")))
+            .and_then(|b| Record::decode(&b).map_err(|e| bad(format!("not a record: {e}"))));
+        let record = match decoded {
+            Ok(r) => r,
+            Err(e) => return (records, Some(e)),
+        };
+        tip = match tip.check_link(&record) {
+            Ok(t) => t,
+            Err(error) => {
+                return (records, Some(ExportError::Chain { chain: ci, author, index, error }));
+            }
+        };
+        let seq = record.header().seq;
+        let after = if !item.receipt.covers(&record) {
+            Some(ExportError::Receipt {
+                chain: ci,
+                author,
+                seq,
+                reason: "is for another record".into(),
+            })
+        } else if item.receipt.fields.received_at_ms > cutoff_ms {
+            Some(ExportError::NotDelayed {
+                chain: ci,
+                author,
+                seq,
+                received_at_ms: item.receipt.fields.received_at_ms,
+                cutoff_ms,
+            })
+        } else {
+            None
+        };
+        records.push(record);
+        if after.is_some() {
+            return (records, after);
+        }
+    }
+    if let Some(gap) = chain.gap_at_seq
+        && gap != records.len() as u64 + 1
+    {
+        let e = ExportError::Record {
+            chain: ci,
+            author,
+            index: records.len(),
+            reason: format!(
+                "the export declares a gap at seq {gap}, but its records end at seq {}",
+                records.len()
+            ),
+        };
+        return (records, Some(e));
+    }
+    (records, None)
 }
 
 /// The Ed25519 checks of [`check_chains`]: each record against its author's key and its receipt
