@@ -271,9 +271,7 @@ async fn record(
     if !well_formed {
         return Err(not_found());
     }
-    let delay_ms =
-        i64::try_from(state.config.public.delay_s.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let cutoff = analytics::cutoff_ms(state.now_ms(), delay_ms);
+    let cutoff = super::cutoff_at(state.now_ms(), state.config.public.delay_s);
     let (item, provider) = store::record_by_hash(&state.db, &state.hub_identity, &hash)
         .await?
         .filter(|(i, _)| i.received_at_ms <= cutoff)

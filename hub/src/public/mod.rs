@@ -80,7 +80,7 @@ pub async fn track_record(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no provider {provider_id}")))?;
     let delay_ms = i64::try_from(delay_s.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let cutoff_ms = analytics::cutoff_ms(now_ms, delay_ms);
+    let cutoff_ms = cutoff_at(now_ms, delay_s);
     let mut chains = Vec::new();
     let mut published = Vec::new();
     for key in store::device_keys(db, &provider.id).await? {
@@ -195,33 +195,31 @@ pub fn respond(request: &HeaderMap, content_type: &'static str, view: &Rendered)
     resp
 }
 
-/// The public views' cutoff now: (cutoff, delay), ms.
-pub fn cutoff_now(state: &AppState) -> (i64, i64) {
-    let delay_ms =
-        i64::try_from(state.config.public.delay_s.saturating_mul(1000)).unwrap_or(i64::MAX);
-    (analytics::cutoff_ms(state.now_ms(), delay_ms), delay_ms)
+/// The cutoff of the public views at `now_ms` under `delay_s`: nothing the hub received after
+/// it is public.
+pub fn cutoff_at(now_ms: i64, delay_s: u64) -> i64 {
+    let delay_ms = i64::try_from(delay_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    analytics::cutoff_ms(now_ms, delay_ms)
 }
 
-/// `provider_id`'s track record at the current cutoff, built once per cutoff ([`cache`]).
-pub async fn current(state: &AppState, provider_id: &str) -> Result<Arc<TrackRecord>, ApiError> {
-    let now = state.now_ms();
-    let (cutoff, _) = cutoff_now(state);
+/// `provider_id`'s track record at `now_ms`'s cutoff, built once per cutoff ([`cache`]).
+async fn current(
+    state: &AppState,
+    provider_id: &str,
+    now_ms: i64,
+) -> Result<Arc<TrackRecord>, ApiError> {
+    let delay_s = state.config.public.delay_s;
     state
         .public_cache
-        .track(provider_id, cutoff, || {
-            track_record(
-                &state.db,
-                &state.hub_identity,
-                provider_id,
-                now,
-                state.config.public.delay_s,
-            )
+        .track(provider_id, cutoff_at(now_ms, delay_s), || {
+            track_record(&state.db, &state.hub_identity, provider_id, now_ms, delay_s)
         })
         .await
 }
 
 /// `provider_id`'s `view` at the current cutoff, rendered once per cutoff from its track record
-/// by `render` ([`cache`]), answered like [`cached`].
+/// by `render` ([`cache`]), answered like [`cached`]. The clock is read once: the view and the
+/// record it is rendered from are of the same cutoff.
 pub async fn view(
     state: &AppState,
     request: &HeaderMap,
@@ -230,11 +228,12 @@ pub async fn view(
     content_type: &'static str,
     render: impl FnOnce(&TrackRecord) -> Result<Vec<u8>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let (cutoff, _) = cutoff_now(state);
+    let now_ms = state.now_ms();
+    let cutoff = cutoff_at(now_ms, state.config.public.delay_s);
     let rendered = state
         .public_cache
         .view(provider_id, view, cutoff, || async {
-            let t = current(state, provider_id).await?;
+            let t = current(state, provider_id, now_ms).await?;
             render(&t)
         })
         .await?;
