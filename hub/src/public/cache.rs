@@ -155,8 +155,12 @@ impl<T> Slots<T> {
         match self.plan(key, cutoff_ms) {
             Plan::Ready(v) => Ok(v),
             Plan::Build(cell, building) => {
-                building.store(true, Ordering::Release);
-                let _building = Building(building);
+                // Only the request that raised the flag lowers it: a waiter that goes away (its
+                // visitor left) must not clear it while the builder still works.
+                let raised = building
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+                let _building = raised.then(|| Building(building));
                 cell.get_or_try_init(|| async { make().await.map(Arc::new) }).await.cloned()
             }
             Plan::Direct => make().await.map(Arc::new),
