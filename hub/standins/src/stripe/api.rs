@@ -638,13 +638,61 @@ fn route(a: &mut Account, method: &Method, path: &str, raw: &[u8]) -> ApiResult 
                 .collect();
             page("/v1/refunds", items, &p, "refund")
         }
+        ("GET", ["charges"]) => {
+            let p = Params::parse(
+                raw,
+                &allowed(&["customer", "payment_intent", "transfer_group"], true),
+            )?;
+            let expand = expansions(&p, &["data.balance_transaction"])?;
+            let customer = p.str("customer")?;
+            let pi = p.str("payment_intent")?;
+            let items = a
+                .charges
+                .iter()
+                .filter(|c| customer.as_ref().is_none_or(|x| c.customer == *x))
+                .filter(|c| pi.as_ref().is_none_or(|x| c.payment_intent == *x))
+                .map(|c| (c.id.clone(), a.charge_json_expanded(c, !expand.is_empty())))
+                .collect();
+            page("/v1/charges", items, &p, "charge")
+        }
         ("GET", ["charges", id]) => {
-            Params::parse(raw, &allowed(&[], false))?;
+            let p = Params::parse(raw, &allowed(&[], false))?;
+            let expand = expansions(&p, &["balance_transaction"])?;
             a.charges
                 .iter()
                 .find(|c| c.id == *id)
-                .map(|c| a.charge_json(c))
+                .map(|c| a.charge_json_expanded(c, !expand.is_empty()))
                 .ok_or_else(|| ApiError::no_such("charge", id, "id"))
+        }
+        ("GET", ["disputes"]) => {
+            let p = Params::parse(raw, &allowed(&["charge", "payment_intent"], true))?;
+            expansions(&p, &[])?;
+            let charge = p.str("charge")?;
+            let pi = p.str("payment_intent")?;
+            let items = a
+                .disputes
+                .iter()
+                .filter(|d| charge.as_ref().is_none_or(|x| d.charge == *x))
+                .filter(|d| pi.as_ref().is_none_or(|x| d.payment_intent == *x))
+                .map(|d| (d.id.clone(), a.dispute_json(d)))
+                .collect();
+            page("/v1/disputes", items, &p, "dispute")
+        }
+        ("GET", ["disputes", id]) => {
+            let p = Params::parse(raw, &allowed(&[], false))?;
+            expansions(&p, &[])?;
+            a.disputes
+                .iter()
+                .find(|d| d.id == *id)
+                .map(|d| a.dispute_json(d))
+                .ok_or_else(|| ApiError::no_such("dispute", id, "dispute"))
+        }
+        ("GET", ["balance_transactions", id]) => {
+            let p = Params::parse(raw, &allowed(&[], false))?;
+            expansions(&p, &[])?;
+            a.balance_transaction(id)
+                .map(|t| a.balance_transaction_json(t))
+                .ok_or_else(|| ApiError::no_such("balance_transaction", id, "id"))
         }
         _ => Err(ApiError {
             status: StatusCode::NOT_FOUND,

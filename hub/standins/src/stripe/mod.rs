@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use model::{Account, CardKind};
+use model::{Account, CardDetails};
 
 /// How the stand-in starts.
 #[derive(Debug, Clone)]
@@ -254,19 +254,26 @@ impl StripeStandin {
     /// What the Checkout page's form does with a card number: the subscription, its invoice and
     /// payment, the events; returns the success URL with `{CHECKOUT_SESSION_ID}` replaced.
     pub fn complete_checkout(&self, session_id: &str, card: &str) -> Result<String, CheckoutError> {
-        let kind = CardKind::of(card).map_err(CheckoutError)?;
-        let last4 = last4(card);
-        self.shared
-            .act(|a| a.complete_checkout(session_id, kind, last4, None))
-            .map_err(CheckoutError)
+        let card = CardDetails::of(card).map_err(CheckoutError)?;
+        self.shared.act(|a| a.complete_checkout(session_id, card, None)).map_err(CheckoutError)
     }
 
     /// What the portal's "update card" does: a new default card, and a past_due subscription's
     /// open invoice paid with it.
     pub fn update_card(&self, customer: &str, card: &str) -> Result<(), CheckoutError> {
-        let kind = CardKind::of(card).map_err(CheckoutError)?;
-        let last4 = last4(card);
-        self.shared.act(|a| a.update_card(customer, kind, last4)).map_err(CheckoutError)
+        let card = CardDetails::of(card).map_err(CheckoutError)?;
+        self.shared.act(|a| a.update_card(customer, card)).map_err(CheckoutError)
+    }
+
+    /// The card network decides a dispute (by its id `du_…` or its charge's `ch_…`): what
+    /// submitting Stripe's `winning_evidence` / `losing_evidence` does in test mode. Returns the
+    /// dispute's id.
+    pub fn close_dispute(
+        &self,
+        dispute_or_charge: &str,
+        won: bool,
+    ) -> Result<String, CheckoutError> {
+        self.shared.act(|a| a.close_dispute(dispute_or_charge, won)).map_err(CheckoutError)
     }
 
     /// Every event made so far, in order (whole Stripe event objects).
@@ -320,9 +327,4 @@ impl Drop for StripeStandin {
             let _ = s.send(());
         }
     }
-}
-
-pub(crate) fn last4(card: &str) -> String {
-    let digits: String = card.chars().filter(char::is_ascii_digit).collect();
-    digits.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect()
 }

@@ -17,8 +17,12 @@ const DAY: i64 = 86_400;
 /// A test card's behaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CardKind {
-    /// `4242424242424242`: every charge succeeds.
+    /// `4242424242424242` (Visa), `5555555555554444` (Mastercard), `4000056655665556` (Visa
+    /// debit): every charge succeeds.
     Succeeds,
+    /// `4000000000000259`: every charge succeeds, then the cardholder disputes it at once
+    /// (`fraudulent`, `needs_response`); [`Account::close_dispute`] decides it.
+    Disputed,
     /// `4000000000000341`: attaches to the customer, every charge fails.
     ChargesFail,
     /// `4000000000000002`: declined at checkout.
@@ -30,7 +34,8 @@ impl CardKind {
     pub fn of(number: &str) -> Result<CardKind, String> {
         let n: String = number.chars().filter(|c| !c.is_whitespace()).collect();
         match n.as_str() {
-            "4242424242424242" => Ok(CardKind::Succeeds),
+            "4242424242424242" | "5555555555554444" | "4000056655665556" => Ok(CardKind::Succeeds),
+            "4000000000000259" => Ok(CardKind::Disputed),
             "4000000000000341" => Ok(CardKind::ChargesFail),
             "4000000000000002" => Ok(CardKind::Declined),
             "" => Err("Your card number is incomplete.".into()),
@@ -38,6 +43,65 @@ impl CardKind {
             _ => Err("Your card was declined. Your request was in test mode, but used a non test card. For a list of valid test cards, visit: https://stripe.com/docs/testing.".into()),
         }
     }
+}
+
+/// A test card's brand, as Stripe names it.
+pub fn brand_of(number: &str) -> &'static str {
+    if number.trim_start().starts_with('5') { "mastercard" } else { "visa" }
+}
+
+/// A card's fingerprint: the same card number gives the same value on every customer of the
+/// account (as Stripe's does), different numbers different values.
+pub fn fingerprint_of(number: &str) -> String {
+    use sha2::Digest;
+    let n: String = number.chars().filter(|c| !c.is_whitespace()).collect();
+    let d = sha2::Sha256::digest(format!("tradecast-standin/card:{n}").as_bytes());
+    data_encoding::BASE32_NOPAD.encode(&d[..10]).chars().take(16).collect()
+}
+
+/// The processing fee Stripe's standard pricing takes of a card charge: 2.9 % (rounded half
+/// up to the minor unit) + 30 minor units.
+pub const FEE_PERCENT_BP: i64 = 290;
+/// The fixed part of the processing fee, minor units.
+pub const FEE_FIXED_MINOR: i64 = 30;
+/// The fee of a dispute (15.00 in the charge's currency), not returned when the dispute is won.
+pub const DISPUTE_FEE_MINOR: i64 = 1500;
+
+/// Stripe's processing fee of a charge of `amount` minor units.
+pub fn processing_fee(amount: i64) -> i64 {
+    (amount * FEE_PERCENT_BP + 5_000) / 10_000 + FEE_FIXED_MINOR
+}
+
+/// A card number as the Checkout form or the portal reads it.
+#[derive(Debug, Clone)]
+pub struct CardDetails {
+    pub kind: CardKind,
+    pub last4: String,
+    pub brand: &'static str,
+    pub fingerprint: String,
+}
+
+impl CardDetails {
+    /// The test card of a number (spaces allowed), or the decline message Stripe shows.
+    pub fn of(number: &str) -> Result<CardDetails, String> {
+        let kind = CardKind::of(number)?;
+        let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+        let last4 = digits[digits.len().saturating_sub(4)..].to_owned();
+        Ok(CardDetails {
+            kind,
+            last4,
+            brand: brand_of(&digits),
+            fingerprint: fingerprint_of(&digits),
+        })
+    }
+}
+
+/// A customer's card.
+#[derive(Debug, Clone)]
+pub struct Card {
+    /// `pm_…`.
+    pub pm: String,
+    pub details: CardDetails,
 }
 
 /// Stripe's text for a declined card.
@@ -74,7 +138,7 @@ pub struct Customer {
     pub name: Option<String>,
     pub metadata: Map<String, Value>,
     pub created: i64,
-    pub card: Option<(String, CardKind, String)>, // (pm id, kind, last4)
+    pub card: Option<Card>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +254,43 @@ pub struct Charge {
     pub succeeded: bool,
     pub payment_method: String,
     pub last4: String,
+    pub brand: &'static str,
+    pub fingerprint: String,
+    /// `txn_…` of a succeeded charge.
+    pub balance_transaction: Option<String>,
+    pub created: i64,
+}
+
+/// A movement of the account's balance (a charge and its fee, a dispute's withdrawal and fee,
+/// a won dispute's reinstatement).
+#[derive(Debug, Clone)]
+pub struct BalanceTransaction {
+    pub id: String,
+    pub amount: i64,
+    pub fee: i64,
+    pub currency: String,
+    /// `charge`, `adjustment`.
+    pub kind: &'static str,
+    /// `charge`, `dispute`, `dispute_reversal`.
+    pub reporting_category: &'static str,
+    pub description: String,
+    /// `ch_…` or `du_…`.
+    pub source: String,
+    pub created: i64,
+}
+
+/// A dispute (chargeback) of a charge.
+#[derive(Debug, Clone)]
+pub struct Dispute {
+    pub id: String,
+    pub charge: String,
+    pub payment_intent: String,
+    pub amount: i64,
+    pub currency: String,
+    /// `needs_response`, `won`, `lost`.
+    pub status: String,
+    pub reason: String,
+    pub balance_transactions: Vec<String>,
     pub created: i64,
 }
 
@@ -222,6 +323,8 @@ pub struct Account {
     pub invoices: Vec<Invoice>,
     pub charges: Vec<Charge>,
     pub refunds: Vec<Refund>,
+    pub balance_transactions: Vec<BalanceTransaction>,
+    pub disputes: Vec<Dispute>,
     pub events: Vec<Event>,
     /// Events made by the action in progress, handed to the deliverer when it ends.
     pub pending: Vec<Event>,
@@ -321,7 +424,7 @@ impl Account {
             "currency": null, "default_source": null, "delinquent": false, "description": null,
             "discount": null, "email": c.email, "invoice_prefix": c.id.trim_start_matches("cus_").to_ascii_uppercase(),
             "invoice_settings": {"custom_fields": null,
-                "default_payment_method": c.card.as_ref().map(|(pm, _, _)| pm.clone()),
+                "default_payment_method": c.card.as_ref().map(|k| k.pm.clone()),
                 "footer": null, "rendering_options": null},
             "livemode": false, "metadata": meta(&c.metadata), "name": c.name, "phone": null,
             "preferred_locales": [], "shipping": null, "tax_exempt": "none", "test_clock": null,
@@ -378,7 +481,7 @@ impl Account {
         });
         let currency = price.map(|p| p.currency.clone()).unwrap_or_else(|| "usd".into());
         let default_pm =
-            self.customer(&s.customer).and_then(|c| c.card.as_ref().map(|(pm, _, _)| pm.clone()));
+            self.customer(&s.customer).and_then(|c| c.card.as_ref().map(|k| k.pm.clone()));
         json!({
             "id": s.id, "object": "subscription", "application": null,
             "application_fee_percent": null,
@@ -497,15 +600,83 @@ impl Account {
         v
     }
 
+    /// A charge with its balance transaction expanded (`expand[]=balance_transaction`) or as
+    /// its id.
+    pub fn charge_json_expanded(&self, c: &Charge, expand: bool) -> Value {
+        let mut v = self.charge_json(c);
+        v["balance_transaction"] = match (&c.balance_transaction, expand) {
+            (Some(t), true) => self
+                .balance_transaction(t)
+                .map(|t| self.balance_transaction_json(t))
+                .unwrap_or(Value::Null),
+            (Some(t), false) => Value::String(t.clone()),
+            (None, _) => Value::Null,
+        };
+        v
+    }
+
+    pub fn balance_transaction(&self, id: &str) -> Option<&BalanceTransaction> {
+        self.balance_transactions.iter().find(|t| t.id == id)
+    }
+
+    pub fn balance_transaction_json(&self, t: &BalanceTransaction) -> Value {
+        let fee_details: Vec<Value> = if t.fee == 0 {
+            Vec::new()
+        } else {
+            vec![json!({"amount": t.fee, "application": null, "currency": t.currency,
+                "description": if t.reporting_category == "dispute" { "Dispute fee" } else { "Stripe processing fees" },
+                "type": "stripe_fee"})]
+        };
+        json!({
+            "id": t.id, "object": "balance_transaction", "amount": t.amount,
+            "available_on": t.created + 2 * DAY, "balance_type": "payments", "created": t.created,
+            "currency": t.currency, "description": t.description, "exchange_rate": null,
+            "fee": t.fee, "fee_details": fee_details, "net": t.amount - t.fee,
+            "reporting_category": t.reporting_category, "source": t.source,
+            "status": "pending", "type": t.kind,
+        })
+    }
+
+    pub fn dispute_json(&self, d: &Dispute) -> Value {
+        let txns: Vec<Value> = d
+            .balance_transactions
+            .iter()
+            .filter_map(|t| self.balance_transaction(t))
+            .map(|t| self.balance_transaction_json(t))
+            .collect();
+        let open = d.status == "needs_response";
+        json!({
+            "id": d.id, "object": "dispute", "amount": d.amount, "balance_transactions": txns,
+            "charge": d.charge, "created": d.created, "currency": d.currency,
+            "enhanced_eligibility_types": [],
+            "evidence": {"access_activity_log": null, "billing_address": null, "cancellation_policy": null,
+                "cancellation_policy_disclosure": null, "cancellation_rebuttal": null,
+                "customer_communication": null, "customer_email_address": null, "customer_name": null,
+                "customer_purchase_ip": null, "customer_signature": null, "duplicate_charge_documentation": null,
+                "duplicate_charge_explanation": null, "duplicate_charge_id": null,
+                "enhanced_evidence": {}, "product_description": null, "receipt": null,
+                "refund_policy": null, "refund_policy_disclosure": null, "refund_refusal_explanation": null,
+                "service_date": null, "service_documentation": null, "shipping_address": null,
+                "shipping_carrier": null, "shipping_date": null, "shipping_documentation": null,
+                "shipping_tracking_number": null, "uncategorized_file": null, "uncategorized_text": null},
+            "evidence_details": {"due_by": d.created + 7 * DAY, "enhanced_eligibility": {},
+                "has_evidence": false, "past_due": false, "submission_count": 0},
+            "is_charge_refundable": false, "livemode": false, "metadata": {},
+            "network_reason_code": "10.4", "payment_intent": d.payment_intent,
+            "payment_method_details": {"type": "card", "card": {"brand": "visa", "case_type": "chargeback", "network": "visa", "network_reason_code": "10.4"}},
+            "reason": d.reason, "status": if open { "needs_response" } else { d.status.as_str() },
+        })
+    }
+
     pub fn charge_json(&self, c: &Charge) -> Value {
         json!({
             "id": c.id, "object": "charge", "amount": c.amount, "amount_captured": if c.succeeded { c.amount } else { 0 },
             "amount_refunded": c.amount_refunded, "application": null, "application_fee": null,
-            "application_fee_amount": null, "balance_transaction": null,
+            "application_fee_amount": null, "balance_transaction": c.balance_transaction,
             "billing_details": {"address": null, "email": null, "name": null, "phone": null, "tax_id": null},
             "calculated_statement_descriptor": "TRADECAST", "captured": c.succeeded,
             "created": c.created, "currency": c.currency, "customer": c.customer,
-            "description": "Subscription update", "disputed": false, "failure_balance_transaction": null,
+            "description": "Subscription update", "disputed": self.disputes.iter().any(|d| d.charge == c.id), "failure_balance_transaction": null,
             "failure_code": if c.succeeded { None } else { Some("card_declined") },
             "failure_message": if c.succeeded { None } else { Some(DECLINED) },
             "fraud_details": {}, "livemode": false, "metadata": {}, "on_behalf_of": null,
@@ -514,7 +685,7 @@ impl Account {
                         "risk_level": "normal", "seller_message": if c.succeeded { "Payment complete." } else { "The bank did not return any further details with this decline." },
                         "type": if c.succeeded { "authorized" } else { "issuer_declined" }},
             "paid": c.succeeded, "payment_intent": c.payment_intent, "payment_method": c.payment_method,
-            "payment_method_details": {"type": "card", "card": {"brand": "visa", "last4": c.last4,
+            "payment_method_details": {"type": "card", "card": {"brand": c.brand, "last4": c.last4, "fingerprint": c.fingerprint,
                 "exp_month": 12, "exp_year": 2034, "funding": "credit", "country": "US"}},
             "receipt_email": null, "receipt_number": null, "receipt_url": null,
             "refunded": c.amount_refunded >= c.amount && c.amount > 0,
@@ -570,8 +741,9 @@ impl Account {
 
     // ---- what Stripe does ----
 
-    /// Charges a customer's card; records the PaymentIntent's charge. `Ok(payment_intent)`
-    /// when it succeeded.
+    /// Charges a customer's card; records the PaymentIntent's charge, and for a succeeded one
+    /// its balance transaction (amount, Stripe's fee) and, with the disputing test card, the
+    /// dispute that follows. `Ok(payment_intent)` when it succeeded.
     fn charge(
         &mut self,
         customer: &str,
@@ -579,16 +751,30 @@ impl Account {
         currency: &str,
         invoice: &str,
     ) -> Result<String, String> {
-        let Some((pm, kind, last4)) = self.customer(customer).and_then(|c| c.card.clone()) else {
+        let Some(card) = self.customer(customer).and_then(|c| c.card.clone()) else {
             return Err(
                 "The customer has no attached payment source or default payment method.".into()
             );
         };
-        let succeeded = kind == CardKind::Succeeds;
+        let succeeded = matches!(card.details.kind, CardKind::Succeeds | CardKind::Disputed);
         let pi = self.id("pi");
         let ch = self.id("ch");
+        let txn = succeeded.then(|| self.id("txn"));
+        if let Some(txn) = &txn {
+            self.balance_transactions.push(BalanceTransaction {
+                id: txn.clone(),
+                amount,
+                fee: processing_fee(amount),
+                currency: currency.to_owned(),
+                kind: "charge",
+                reporting_category: "charge",
+                description: format!("Payment for invoice {invoice}"),
+                source: ch.clone(),
+                created: self.now,
+            });
+        }
         self.charges.push(Charge {
-            id: ch,
+            id: ch.clone(),
             payment_intent: pi.clone(),
             customer: customer.to_owned(),
             invoice: Some(invoice.to_owned()),
@@ -596,11 +782,94 @@ impl Account {
             amount_refunded: 0,
             currency: currency.to_owned(),
             succeeded,
-            payment_method: pm,
-            last4,
+            payment_method: card.pm.clone(),
+            last4: card.details.last4.clone(),
+            brand: card.details.brand,
+            fingerprint: card.details.fingerprint.clone(),
+            balance_transaction: txn,
             created: self.now,
         });
+        if card.details.kind == CardKind::Disputed {
+            self.open_dispute(&ch);
+        }
         if succeeded { Ok(pi) } else { Err(DECLINED.into()) }
+    }
+
+    /// The cardholder disputes a charge in full (`fraudulent`): the amount and the dispute fee
+    /// leave the balance at once; `charge.dispute.created` and `charge.dispute.funds_withdrawn`.
+    fn open_dispute(&mut self, charge: &str) {
+        let Some(c) = self.charges.iter().find(|c| c.id == charge).cloned() else { return };
+        let du = self.id("du");
+        let txn = self.id("txn");
+        self.balance_transactions.push(BalanceTransaction {
+            id: txn.clone(),
+            amount: -c.amount,
+            fee: DISPUTE_FEE_MINOR,
+            currency: c.currency.clone(),
+            kind: "adjustment",
+            reporting_category: "dispute",
+            description: format!("Chargeback withdrawal for {charge}"),
+            source: du.clone(),
+            created: self.now,
+        });
+        self.disputes.push(Dispute {
+            id: du.clone(),
+            charge: charge.to_owned(),
+            payment_intent: c.payment_intent.clone(),
+            amount: c.amount,
+            currency: c.currency.clone(),
+            status: "needs_response".into(),
+            reason: "fraudulent".into(),
+            balance_transactions: vec![txn],
+            created: self.now,
+        });
+        if let Some(d) = self.disputes.iter().find(|d| d.id == du) {
+            let o = self.dispute_json(d);
+            self.emit("charge.dispute.created", o.clone(), None);
+            self.emit("charge.dispute.funds_withdrawn", o, None);
+        }
+    }
+
+    /// Decides a dispute (by its id or its charge's): won reinstates the amount (the fee is
+    /// kept), lost leaves it withdrawn; `charge.dispute.closed` (and
+    /// `charge.dispute.funds_reinstated` when won).
+    pub fn close_dispute(&mut self, dispute_or_charge: &str, won: bool) -> Result<String, String> {
+        let d = self
+            .disputes
+            .iter()
+            .find(|d| d.id == dispute_or_charge || d.charge == dispute_or_charge)
+            .cloned()
+            .ok_or_else(|| format!("No such dispute: '{dispute_or_charge}'"))?;
+        if d.status != "needs_response" {
+            return Err(format!("This dispute is already closed ({}).", d.status));
+        }
+        let txn = won.then(|| self.id("txn"));
+        if let Some(txn) = &txn {
+            self.balance_transactions.push(BalanceTransaction {
+                id: txn.clone(),
+                amount: d.amount,
+                fee: 0,
+                currency: d.currency.clone(),
+                kind: "adjustment",
+                reporting_category: "dispute_reversal",
+                description: format!("Chargeback reversal for {}", d.charge),
+                source: d.id.clone(),
+                created: self.now,
+            });
+        }
+        let previous = json!({"status": d.status});
+        if let Some(dm) = self.disputes.iter_mut().find(|x| x.id == d.id) {
+            dm.status = if won { "won" } else { "lost" }.into();
+            dm.balance_transactions.extend(txn);
+        }
+        if let Some(dm) = self.disputes.iter().find(|x| x.id == d.id) {
+            let o = self.dispute_json(dm);
+            if won {
+                self.emit("charge.dispute.funds_reinstated", o.clone(), None);
+            }
+            self.emit("charge.dispute.closed", o, Some(previous));
+        }
+        Ok(d.id)
     }
 
     /// A finalized invoice for one line, charged at once. Returns its id and whether it is paid.
@@ -702,8 +971,7 @@ impl Account {
     pub fn complete_checkout(
         &mut self,
         session: &str,
-        kind: CardKind,
-        last4: String,
+        card: CardDetails,
         email: Option<String>,
     ) -> Result<String, String> {
         let Some(s) = self.sessions.iter().find(|s| s.id == session).cloned() else {
@@ -712,6 +980,7 @@ impl Account {
         if s.status != SessionStatus::Open {
             return Err("This Checkout Session is no longer active.".into());
         }
+        let kind = card.kind;
         if kind == CardKind::Declined || (kind == CardKind::ChargesFail && s.trial_days.is_none()) {
             return Err(DECLINED.into());
         }
@@ -734,7 +1003,7 @@ impl Account {
         };
         let pm = self.id("pm");
         if let Some(c) = self.customers.iter_mut().find(|c| c.id == customer) {
-            c.card = Some((pm, kind, last4));
+            c.card = Some(Card { pm, details: card });
         }
         let now = self.now;
         let sub_id = self.id("sub");
@@ -1023,18 +1292,13 @@ impl Account {
     }
 
     /// A new card for a customer; pays the open invoice of a past_due subscription (recovery).
-    pub fn update_card(
-        &mut self,
-        customer: &str,
-        kind: CardKind,
-        last4: String,
-    ) -> Result<(), String> {
-        if kind == CardKind::Declined {
+    pub fn update_card(&mut self, customer: &str, card: CardDetails) -> Result<(), String> {
+        if card.kind == CardKind::Declined {
             return Err(DECLINED.into());
         }
         let pm = self.id("pm");
         let c = self.customers.iter_mut().find(|c| c.id == customer).ok_or("No such customer")?;
-        c.card = Some((pm, kind, last4));
+        c.card = Some(Card { pm, details: card });
         let o = self.customer(customer).map(|c| self.customer_json(c)).unwrap_or(Value::Null);
         self.emit("customer.updated", o, None);
         let owed: Vec<(String, String)> = self

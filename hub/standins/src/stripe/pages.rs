@@ -8,8 +8,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use super::model::{Account, CardKind, SessionStatus};
-use super::{Shared, last4};
+use super::Shared;
+use super::model::{Account, CardDetails, SessionStatus};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -114,8 +114,8 @@ pub struct CardForm {
 }
 
 /// Stripe's checks of the expiry and CVC fields, at the clock's `now`.
-fn card_fields(f: &CardForm, now_s: i64) -> Result<(CardKind, String), String> {
-    let kind = CardKind::of(&f.card_number)?;
+fn card_fields(f: &CardForm, now_s: i64) -> Result<CardDetails, String> {
+    let card = CardDetails::of(&f.card_number)?;
     let exp: String = f.exp.chars().filter(|c| c.is_ascii_digit()).collect();
     if exp.len() != 4 && exp.len() != 6 {
         return Err("Your card's expiration date is incomplete.".into());
@@ -138,7 +138,7 @@ fn card_fields(f: &CardForm, now_s: i64) -> Result<(CardKind, String), String> {
     if !(3..=4).contains(&cvc.len()) || !cvc.bytes().all(|b| b.is_ascii_digit()) {
         return Err("Your card's security code is incomplete.".into());
     }
-    Ok((kind, last4(&f.card_number)))
+    Ok(card)
 }
 
 /// `POST /checkout/{id}`: completes the session and redirects to its success URL, or shows the
@@ -150,7 +150,7 @@ pub async fn checkout_submit(
 ) -> Response {
     let now = shared.lock().now;
     let result = match card_fields(&f, now) {
-        Ok((kind, l4)) => shared.act(|a| a.complete_checkout(&id, kind, l4, None)),
+        Ok(card) => shared.act(|a| a.complete_checkout(&id, card, None)),
         Err(e) => Err(e),
     };
     match result {
@@ -221,7 +221,7 @@ fn portal(a: &Account, id: &str, error: Option<&str>) -> Response {
     }
     let card = a
         .customer(&ps.customer)
-        .and_then(|c| c.card.as_ref().map(|(_, _, l4)| format!("Card ending {l4}")))
+        .and_then(|c| c.card.as_ref().map(|k| format!("Card ending {}", k.details.last4)))
         .unwrap_or_else(|| "No card".into());
     body.push_str(&format!(
         "<h2>Payment method</h2><p>{}</p><form method=\"post\" action=\"/portal/{}/card\">\
@@ -294,7 +294,7 @@ pub async fn portal_action(
                 cvc: f.cvc.clone(),
             };
             match card_fields(&card, now) {
-                Ok((kind, l4)) => shared.act(|a| a.update_card(&customer, kind, l4)),
+                Ok(card) => shared.act(|a| a.update_card(&customer, card)),
                 Err(e) => Err(e),
             }
         }
