@@ -158,14 +158,18 @@ pub async fn track_ref(
     resp
 }
 
-/// Registers the affiliates' job: hourly, pending commissions past their holding period become
-/// payable.
+/// Registers the affiliates' jobs, hourly: pending commissions past their holding period become
+/// payable; the scheduled payout run starts when its day has come.
 pub fn register_jobs(jobs: &mut crate::jobs::Scheduler) {
-    let hourly = crate::jobs::Schedule::Every(std::time::Duration::from_secs(3600));
+    let hourly = || crate::jobs::Schedule::Every(std::time::Duration::from_secs(3600));
     if let Err(e) =
-        jobs.register("affiliates.mature", hourly, std::sync::Arc::new(store::MatureJob))
+        jobs.register("affiliates.mature", hourly(), std::sync::Arc::new(store::MatureJob))
     {
         tracing::error!(error = %e, "affiliates job not registered");
+    }
+    let job = std::sync::Arc::new(store::PayoutScheduleJob);
+    if let Err(e) = jobs.register("affiliates.payout_schedule", hourly(), job) {
+        tracing::error!(error = %e, "affiliates payout schedule job not registered");
     }
 }
 

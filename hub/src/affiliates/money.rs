@@ -17,8 +17,8 @@ use rust_decimal::{Decimal, RoundingStrategy};
 /// One programme's commission scheme for a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scheme {
-    /// `bp` basis points of each paid invoice, for `months` 30-day months from the referral's
-    /// first payment (`None`: for life).
+    /// `bp` basis points of each paid invoice, for `months` calendar months (UTC) from the
+    /// referral's first payment (`None`: for life).
     Percent {
         /// Basis points (100 = 1 %).
         bp: i64,
@@ -62,8 +62,17 @@ pub struct PaidInvoice<'a> {
     pub first: bool,
 }
 
-/// 30 days, the month of "recurring for N months".
-pub const MONTH_MS: i64 = 30 * 86_400_000;
+/// `ms` plus `months` calendar months in UTC, the day of month kept or clamped to the month's
+/// last day (as a processor renews: Jan 31 → Feb 28 → Mar 31 is counted from the first date);
+/// the end of "recurring for N months". Saturates at the end of representable time.
+pub fn months_after(ms: i64, months: i64) -> i64 {
+    let utc = jiff::tz::Offset::UTC;
+    let moved = jiff::Timestamp::from_millisecond(ms).ok().and_then(|t| {
+        let span = jiff::Span::new().try_months(months).ok()?;
+        utc.to_timestamp(utc.to_datetime(t).checked_add(span).ok()?).ok()
+    });
+    moved.map_or(i64::MAX, |t| t.as_millisecond())
+}
 
 /// The rate of a percent scheme for an affiliate with `paying` paying referrals: the highest
 /// tier reached (tiers: `(min_paying, bp)`), else `base_bp`.
@@ -107,7 +116,7 @@ pub fn commission(
         }),
         Scheme::Percent { months, .. } => {
             if let Some(m) = months {
-                let until = inv.first_paid_at_ms.saturating_add(m.saturating_mul(MONTH_MS));
+                let until = months_after(inv.first_paid_at_ms, *m);
                 if inv.paid_at_ms >= until {
                     return None;
                 }
@@ -184,18 +193,43 @@ mod tests {
         assert_eq!(percent_of(3, 5000), Some(2), "1.5 rounds to the even 2");
     }
 
+    /// 2026-01-31 00:00 UTC.
+    const JAN31: i64 = 1_769_817_600_000;
+
+    #[test]
+    fn months_are_calendar_months() {
+        let date = |ms: i64| {
+            jiff::tz::Offset::UTC.to_datetime(jiff::Timestamp::from_millisecond(ms).unwrap()).date()
+        };
+        assert_eq!(date(JAN31).to_string(), "2026-01-31");
+        assert_eq!(date(months_after(JAN31, 1)).to_string(), "2026-02-28");
+        assert_eq!(date(months_after(JAN31, 2)).to_string(), "2026-03-31");
+        assert_eq!(date(months_after(JAN31, 12)).to_string(), "2027-01-31");
+        assert_eq!(months_after(i64::MAX - 1, 1), i64::MAX);
+    }
+
     #[test]
     fn recurring_months_end_and_life_does_not() {
         let s = Scheme::Percent { bp: 2000, months: Some(12) };
-        let inside = paid(4900, "USD", 11 * MONTH_MS, 0);
+        // Monthly renewals from Jan 31: the 12th payment (Dec 31) is inside, the 13th (Jan 31
+        // a year on) outside — 30-day months would have ended on 2027-01-26.
+        let inside = paid(4900, "USD", months_after(JAN31, 11), JAN31);
         let c = commission(&s, 2000, &inside, "USD", Decimal::new(13, 3)).unwrap();
         assert_eq!((c.amount_minor, c.currency.as_str(), c.rate_bp), (980, "USD", Some(2000)));
-        let outside = paid(4900, "USD", 12 * MONTH_MS, 0);
+        let last_day = paid(4900, "USD", months_after(JAN31, 12) - 1, JAN31);
+        assert!(commission(&s, 2000, &last_day, "USD", Decimal::ONE).is_some());
+        let outside = paid(4900, "USD", months_after(JAN31, 12), JAN31);
         assert_eq!(commission(&s, 2000, &outside, "USD", Decimal::ONE), None);
         let life = Scheme::Percent { bp: 2000, months: None };
         assert!(
-            commission(&life, 2000, &paid(4900, "USD", 100 * MONTH_MS, 0), "USD", Decimal::ONE)
-                .is_some()
+            commission(
+                &life,
+                2000,
+                &paid(4900, "USD", months_after(JAN31, 100), JAN31),
+                "USD",
+                Decimal::ONE
+            )
+            .is_some()
         );
     }
 

@@ -453,6 +453,14 @@ async fn render_console(
                 label { input type="checkbox" name="approval_required" value="1" checked[s.approval_required]; " New affiliates wait for approval" }
                 label { "Tiers (paying referrals:basis points, comma-separated) " input type="text" name="tiers" value=(tiers) placeholder="3:2500, 10:3000"; }
                 label { "Payout thresholds (currency:minor units) " input type="text" name="thresholds" value=(thresholds) placeholder="USD:5000"; }
+                label { "Payout runs "
+                    select name="payout_schedule" {
+                        option value="manual" selected[s.payout_schedule == "manual"] { "started by the owner" }
+                        option value="weekly" selected[s.payout_schedule == "weekly"] { "weekly" }
+                        option value="monthly" selected[s.payout_schedule == "monthly"] { "monthly" }
+                    }
+                }
+                label { "…on day (weekly: 1 Monday – 7 Sunday; monthly: 1–28), 00:00 UTC " input type="number" name="payout_day" min="1" max="28" value=(s.payout_day); }
                 label { "Attribution window (days) " input type="number" name="window_days" min="1" max="3650" value=(s.window_days); }
                 label { "Holding period (days, the refund window) " input type="number" name="holding_days" min="0" max="3650" value=(s.holding_days); }
                 label { "Hold above this refund rate (basis points) " input type="number" name="refund_rate_bp" min="0" max="10000" value=(s.refund_rate_bp); }
@@ -588,6 +596,10 @@ pub fn settings_of_form(fields: &[(String, String)]) -> Result<Settings, Affilia
         thresholds: parse_pairs(get("thresholds").unwrap_or(""), "thresholds", |k, v| {
             Some(Threshold { currency: k.to_uppercase(), min_minor: v })
         })?,
+        payout_schedule: get("payout_schedule").unwrap_or("manual").to_string(),
+        payout_day: get("payout_day")
+            .filter(|v| !v.is_empty())
+            .map_or(Ok(1), |_| num("payout_day"))?,
     })
 }
 
@@ -764,9 +776,12 @@ mod tests {
             f("refund_min_invoices", "5"),
             f("burst_signups", "5"),
             f("burst_minutes", "60"),
+            f("payout_schedule", "weekly"),
+            f("payout_day", "5"),
         ];
         let s = settings_of_form(&fields).unwrap();
         assert!(s.validate().is_ok());
+        assert_eq!((s.payout_schedule.as_str(), s.payout_day), ("weekly", 5));
         assert_eq!(s.schemes.len(), 2);
         assert_eq!(s.schemes[0].months, Some(12));
         assert_eq!(s.schemes[1].fixed_currency.as_deref(), Some("EUR"));

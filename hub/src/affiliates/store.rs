@@ -29,7 +29,7 @@ pub struct SchemeRow {
     /// Percent schemes: basis points (2000 = 20 %).
     #[serde(default)]
     pub percent_bp: i64,
-    /// Percent schemes: 30-day months from the first payment; absent: for life.
+    /// Percent schemes: calendar months (UTC) from the first payment; absent: for life.
     #[serde(default)]
     pub months: Option<i64>,
     /// Fixed schemes: minor units.
@@ -97,6 +97,21 @@ pub struct Settings {
     pub tiers: Vec<Tier>,
     /// Payout thresholds by currency.
     pub thresholds: Vec<Threshold>,
+    /// When payout runs start by themselves: `manual` (never), `weekly`, `monthly`.
+    #[serde(default = "manual")]
+    pub payout_schedule: String,
+    /// The day of a scheduled run: ISO weekday 1 (Monday)–7 for `weekly`, day of month 1–28
+    /// for `monthly` (00:00 UTC).
+    #[serde(default = "first_day")]
+    pub payout_day: i64,
+}
+
+fn manual() -> String {
+    "manual".into()
+}
+
+fn first_day() -> i64 {
+    1
 }
 
 fn valid_currency(c: &str) -> bool {
@@ -156,6 +171,14 @@ impl Settings {
                 return bad("a threshold needs an ISO 4217 currency and min_minor ≥ 0");
             }
         }
+        match self.payout_schedule.as_str() {
+            "manual" => {}
+            "weekly" if (1..=7).contains(&self.payout_day) => {}
+            "monthly" if (1..=28).contains(&self.payout_day) => {}
+            "weekly" => return bad("a weekly payout day is 1 (Monday) to 7 (Sunday)"),
+            "monthly" => return bad("a monthly payout day is 1 to 28"),
+            _ => return bad("payout_schedule is `manual`, `weekly` or `monthly`"),
+        }
         Ok(())
     }
 }
@@ -164,7 +187,8 @@ impl Settings {
 pub async fn settings_in(c: &mut AnyConnection) -> Result<Settings> {
     let r = sqlx::query(
         "SELECT approval_required, window_days, holding_days, refund_rate_bp, \
-         refund_min_invoices, burst_signups, burst_minutes FROM affiliate_settings WHERE id = 1",
+         refund_min_invoices, burst_signups, burst_minutes, payout_schedule, payout_day \
+         FROM affiliate_settings WHERE id = 1",
     )
     .fetch_one(&mut *c)
     .await?;
@@ -211,6 +235,8 @@ pub async fn settings_in(c: &mut AnyConnection) -> Result<Settings> {
         schemes,
         tiers,
         thresholds,
+        payout_schedule: r.try_get(7)?,
+        payout_day: r.try_get(8)?,
     })
 }
 
@@ -243,10 +269,21 @@ pub async fn save_settings(
     s.validate()?;
     let now = state.now_ms();
     let mut tx = state.db.begin_write().await?;
+    // A changed schedule counts from now: no run for a day before it was set.
+    sqlx::query(
+        "UPDATE affiliate_settings SET payout_schedule_set_at_ms = $1 WHERE id = 1 \
+         AND (payout_schedule <> $2 OR payout_day <> $3)",
+    )
+    .bind(now)
+    .bind(&s.payout_schedule)
+    .bind(s.payout_day)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query(
         "UPDATE affiliate_settings SET approval_required = $1, window_days = $2, \
          holding_days = $3, refund_rate_bp = $4, refund_min_invoices = $5, burst_signups = $6, \
-         burst_minutes = $7, updated_at_ms = $8 WHERE id = 1",
+         burst_minutes = $7, updated_at_ms = $8, payout_schedule = $9, payout_day = $10 \
+         WHERE id = 1",
     )
     .bind(i64::from(s.approval_required))
     .bind(s.window_days)
@@ -256,6 +293,8 @@ pub async fn save_settings(
     .bind(s.burst_signups)
     .bind(s.burst_minutes)
     .bind(now)
+    .bind(&s.payout_schedule)
+    .bind(s.payout_day)
     .execute(&mut *tx)
     .await?;
     for table in ["affiliate_schemes", "affiliate_tiers", "affiliate_thresholds"] {
@@ -842,7 +881,7 @@ async fn referral_for(
 }
 
 /// The fraud signals for a commission of `affiliate_id` on `account_id` (each one a reason to
-/// hold it). No payment fingerprint exists in the ledger yet: that rule has nothing to compare.
+/// hold it).
 async fn fraud_reasons(
     tx: &mut Tx,
     s: &Settings,
@@ -881,6 +920,20 @@ async fn fraud_reasons(
     .await?;
     if aff_account != account_id && ((a.is_some() && a == b) || touched_as_affiliate > 0) {
         reasons.push("self-referral: the same Telegram user".to_string());
+    }
+    // The same card paid for the referred account and for the affiliate's own (the processor's
+    // card fingerprint: the same card number gives the same value on every customer).
+    let same_card: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM invoices r JOIN invoices a \
+         ON a.payment_fingerprint = r.payment_fingerprint \
+         WHERE r.account_id = $1 AND a.account_id = $2 AND r.payment_fingerprint IS NOT NULL",
+    )
+    .bind(account_id)
+    .bind(&aff_account)
+    .fetch_one(&mut **tx)
+    .await?;
+    if aff_account != account_id && same_card > 0 {
+        reasons.push("self-referral: paid with the affiliate's card".to_string());
     }
     if let Some(ip) = signup_ip_hash {
         if aff_ip.as_deref() == Some(ip) {
@@ -1151,11 +1204,14 @@ pub async fn on_chargeback(
     Ok(())
 }
 
-/// Pending entries past their holding period become payable; how many.
+/// Pending entries past their holding period become payable; how many. A commission whose
+/// invoice has an undecided dispute waits for the decision (lost: reversed; won: it matures).
 pub async fn mature(state: &AppState) -> Result<u64> {
     let r = sqlx::query(
         "UPDATE affiliate_commissions SET status = 'payable', updated_at_ms = $1 \
-         WHERE status = 'pending' AND available_at_ms <= $1",
+         WHERE status = 'pending' AND available_at_ms <= $1 AND NOT EXISTS \
+         (SELECT 1 FROM invoices i WHERE i.id = affiliate_commissions.invoice_id \
+         AND i.dispute_open <> 0)",
     )
     .bind(state.now_ms())
     .execute(state.db.pool())
@@ -1175,6 +1231,84 @@ impl crate::jobs::Job for MatureJob {
         Box::pin(async move {
             let n = mature(state).await.map_err(|e| e.to_string())?;
             Ok(format!("{n} commission entries became payable"))
+        })
+    }
+}
+
+/// The latest scheduled payout day at or before `now_ms` (UTC), for a `weekly` (ISO weekday
+/// `day`) or `monthly` (day of month `day`) schedule; `None` for `manual` or a bad day.
+pub fn scheduled_day(schedule: &str, day: i64, now_ms: i64) -> Option<jiff::civil::Date> {
+    let now = jiff::Timestamp::from_millisecond(now_ms).ok()?;
+    let today = jiff::tz::Offset::UTC.to_datetime(now).date();
+    match schedule {
+        "weekly" if (1..=7).contains(&day) => {
+            let back = (i64::from(today.weekday().to_monday_one_offset()) - day).rem_euclid(7);
+            today.checked_sub(jiff::Span::new().days(back)).ok()
+        }
+        "monthly" if (1..=28).contains(&day) => {
+            let d = i8::try_from(day).ok()?;
+            let this_month = today.with().day(d).build().ok()?;
+            if this_month <= today {
+                Some(this_month)
+            } else {
+                this_month.checked_sub(jiff::Span::new().months(1)).ok()
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Starts the scheduled payout run that is due, if any: the latest scheduled day (00:00 UTC)
+/// not before the schedule was set, when something is payable; its id `scheduled-YYYY-MM-DD`
+/// makes it once (another instance, a restart, the next hour answer the same run).
+pub async fn run_scheduled(state: &AppState, request_id: &str) -> Result<Option<PayoutRun>> {
+    let (schedule, day, set_at): (String, i64, i64) = sqlx::query_as(
+        "SELECT payout_schedule, payout_day, payout_schedule_set_at_ms FROM affiliate_settings \
+         WHERE id = 1",
+    )
+    .fetch_one(state.db.pool())
+    .await?;
+    let Some(due) = scheduled_day(&schedule, day, state.now_ms()) else { return Ok(None) };
+    let due_ms = jiff::tz::Offset::UTC
+        .to_timestamp(due.to_datetime(jiff::civil::Time::midnight()))
+        .map_err(|e| AffiliateError::Validation(e.to_string()))?
+        .as_millisecond();
+    if due_ms < set_at {
+        return Ok(None);
+    }
+    let run_id = format!("scheduled-{due}");
+    let mut c = state.db.pool().acquire().await?;
+    if run_in(&mut c, &run_id).await?.is_some() {
+        return Ok(None);
+    }
+    let payable: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM affiliate_commissions WHERE status = 'payable' \
+         AND payout_run_id IS NULL",
+    )
+    .fetch_one(&mut *c)
+    .await?;
+    drop(c);
+    if payable == 0 {
+        return Ok(None);
+    }
+    run_payout(state, "schedule", &run_id, request_id).await.map(Some)
+}
+
+/// The job that runs [`run_scheduled`].
+#[derive(Debug, Default)]
+pub struct PayoutScheduleJob;
+
+impl crate::jobs::Job for PayoutScheduleJob {
+    fn run<'a>(
+        &'a self,
+        state: &'a AppState,
+    ) -> futures::future::BoxFuture<'a, std::result::Result<String, String>> {
+        Box::pin(async move {
+            let request_id = format!("job-payout-{}", crate::ids::new_id());
+            match run_scheduled(state, &request_id).await.map_err(|e| e.to_string())? {
+                Some(r) => Ok(format!("payout run {} started: {} payouts", r.id, r.payouts.len())),
+                None => Ok("no scheduled payout run due".into()),
+            }
         })
     }
 }
@@ -1796,8 +1930,15 @@ mod tests {
             }],
             tiers: vec![Tier { min_paying: 3, percent_bp: 2500 }],
             thresholds: vec![Threshold { currency: "USD".into(), min_minor: 5000 }],
+            payout_schedule: "monthly".into(),
+            payout_day: 28,
         };
         assert!(ok.validate().is_ok());
+        for (schedule, day) in [("monthly", 29), ("weekly", 8), ("weekly", 0), ("daily", 1)] {
+            let mut bad = ok.clone();
+            (bad.payout_schedule, bad.payout_day) = (schedule.into(), day);
+            assert!(bad.validate().is_err(), "{schedule} {day}");
+        }
         let mut bad = ok.clone();
         bad.schemes.push(bad.schemes[0].clone());
         assert!(bad.validate().is_err(), "two schemes for one plan");
@@ -1810,5 +1951,20 @@ mod tests {
         let mut bad = ok;
         bad.thresholds[0].currency = "usd".into();
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn scheduled_days_are_the_latest_on_or_before_now() {
+        let ms = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+        let day = |s: &str, d: i64, now: &str| scheduled_day(s, d, ms(now)).map(|x| x.to_string());
+        // 2026-12-07 is a Monday.
+        assert_eq!(day("weekly", 1, "2026-12-07T00:00:00Z").as_deref(), Some("2026-12-07"));
+        assert_eq!(day("weekly", 5, "2026-12-07T09:00:00Z").as_deref(), Some("2026-12-04"));
+        assert_eq!(day("weekly", 7, "2026-12-07T09:00:00Z").as_deref(), Some("2026-12-06"));
+        assert_eq!(day("monthly", 7, "2026-12-07T09:00:00Z").as_deref(), Some("2026-12-07"));
+        assert_eq!(day("monthly", 8, "2026-12-07T09:00:00Z").as_deref(), Some("2026-11-08"));
+        assert_eq!(day("monthly", 28, "2027-01-03T00:00:00Z").as_deref(), Some("2026-12-28"));
+        assert_eq!(day("manual", 1, "2026-12-07T09:00:00Z"), None);
+        assert_eq!(day("monthly", 29, "2026-12-07T09:00:00Z"), None);
     }
 }

@@ -29,10 +29,13 @@
 //!   *LTV* = ARPA / revenue churn, undefined when revenue churn is 0.
 //! - *Cohorts*: customers by the month of their first MRR; each later month's end, how many of
 //!   them still have MRR and how much.
-//! - *Gross revenue* = paid invoices by payment date; *refunds* reverse revenue in the month the
-//!   ledger recorded them (an invoice's refunded amount, dated by its last update); *net* =
-//!   gross − refunds − affiliate commissions ([`Commission`], an input). The ledger records no
-//!   processor fees: none are subtracted.
+//! - *Gross revenue* = paid invoices by payment date; *refunds* and *chargebacks* (disputes
+//!   lost) reverse revenue in the month the ledger recorded them (dated by the invoice's last
+//!   update); *processor fees* (Stripe's processing and dispute fees, from its balance
+//!   transactions) count in the month of the payment, in the currency Stripe settled them in;
+//!   *net* = gross − refunds − chargebacks − processor fees − affiliate commissions
+//!   ([`Commission`], an input). Telegram Stars carry no fee in the ledger: `billing.xtr_rate`
+//!   is already what a Star brings.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -81,9 +84,13 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     ),
     (
         "Gross and net",
-        "Gross = paid invoices, by payment date. Refunds reverse revenue in the month the ledger \
-         recorded them. Net = gross − refunds − affiliate commissions. The ledger records no \
-         processor fees, so none are subtracted.",
+        "Gross = paid invoices, by payment date. Refunds and chargebacks (disputes lost) reverse \
+         revenue in the month the ledger recorded them. Processor fees are what Stripe took \
+         (processing fees, and the fee of every dispute, won or lost), from its balance \
+         transactions, counted in the month of the payment and in the currency Stripe settled \
+         them in. Net = gross − refunds − chargebacks − processor fees − affiliate commissions. \
+         Telegram Stars carry no fee here: billing.xtr_rate is already what a Star brings once \
+         withdrawn.",
     ),
     (
         "Currencies",
@@ -205,6 +212,12 @@ pub struct PaidInvoice {
     pub paid_at_ms: i64,
     /// When the refund was recorded (if any).
     pub refunded_at_ms: Option<i64>,
+    /// Lost to disputes (chargebacks), minor units; recorded at `refunded_at_ms`.
+    pub disputed_minor: i64,
+    /// What the processor took (processing and dispute fees), minor units of `fee_currency`.
+    pub fee_minor: i64,
+    /// The fees' currency (the processor's settlement currency), when any was read.
+    pub fee_currency: Option<String>,
 }
 
 /// An affiliate commission owed on a payment: the input from the affiliates module (none by
@@ -280,6 +293,10 @@ pub struct MonthFigures {
     pub gross: Decimal,
     /// Refunds recorded.
     pub refunds: Decimal,
+    /// Chargebacks: disputes lost.
+    pub chargebacks: Decimal,
+    /// Processor fees.
+    pub fees: Decimal,
     /// Affiliate commissions.
     pub affiliate: Decimal,
 }
@@ -316,9 +333,9 @@ impl MonthFigures {
         ratio(self.arpa()?, churn)
     }
 
-    /// Gross − refunds − affiliate commissions.
+    /// Gross − refunds − chargebacks − processor fees − affiliate commissions.
     pub fn net(&self) -> Decimal {
-        self.gross - self.refunds - self.affiliate
+        self.gross - self.refunds - self.chargebacks - self.fees - self.affiliate
     }
 }
 
@@ -508,6 +525,16 @@ impl Ledger {
     }
 }
 
+/// One month's money in one currency, as it is summed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Money {
+    gross: Decimal,
+    refunds: Decimal,
+    chargebacks: Decimal,
+    fees: Decimal,
+    affiliate: Decimal,
+}
+
 /// The figures for the months `from..=to` (the last one up to `now_ms`), filtered, with the
 /// affiliate commissions to subtract (`&[]`: none).
 pub fn compute(
@@ -542,23 +569,38 @@ pub fn compute(
         filter.door.is_none_or(|d| d == door)
             && filter.plan.as_ref().is_none_or(|p| plan.as_ref() == Some(p))
     };
-    let mut money: BTreeMap<(String, usize), (Decimal, Decimal, Decimal)> = BTreeMap::new();
+    let mut money: BTreeMap<(String, usize), Money> = BTreeMap::new();
     let month_index =
         |t: i64| months.iter().position(|m| m.start_ms() <= t && t < m.next().start_ms());
     for inv in ledger.invoices.iter().filter(|i| in_filter(i.door, &i.plan_id)) {
         if let (Some(k), Some((cur, v))) =
             (month_index(inv.paid_at_ms), ledger.major(inv.paid_minor, &inv.currency))
         {
-            money.entry((cur.clone(), k)).or_default().0 += v;
+            money.entry((cur.clone(), k)).or_default().gross += v;
             currencies.insert(cur);
         }
+        let given_back = month_index(inv.refunded_at_ms.unwrap_or(inv.paid_at_ms));
         if inv.refunded_minor > 0
+            && let (Some(k), Some((cur, v))) =
+                (given_back, ledger.major(inv.refunded_minor, &inv.currency))
+        {
+            money.entry((cur.clone(), k)).or_default().refunds += v;
+            currencies.insert(cur);
+        }
+        if inv.disputed_minor > 0
+            && let (Some(k), Some((cur, v))) =
+                (given_back, ledger.major(inv.disputed_minor, &inv.currency))
+        {
+            money.entry((cur.clone(), k)).or_default().chargebacks += v;
+            currencies.insert(cur);
+        }
+        if inv.fee_minor != 0
             && let (Some(k), Some((cur, v))) = (
-                month_index(inv.refunded_at_ms.unwrap_or(inv.paid_at_ms)),
-                ledger.major(inv.refunded_minor, &inv.currency),
+                month_index(inv.paid_at_ms),
+                ledger.major(inv.fee_minor, inv.fee_currency.as_deref().unwrap_or(&inv.currency)),
             )
         {
-            money.entry((cur.clone(), k)).or_default().1 += v;
+            money.entry((cur.clone(), k)).or_default().fees += v;
             currencies.insert(cur);
         }
     }
@@ -566,7 +608,7 @@ pub fn compute(
         if let (Some(k), Some((cur, v))) =
             (month_index(c.at_ms), ledger.major(c.amount_minor, &c.currency))
         {
-            money.entry((cur.clone(), k)).or_default().2 += v;
+            money.entry((cur.clone(), k)).or_default().affiliate += v;
             currencies.insert(cur);
         }
     }
@@ -605,8 +647,9 @@ pub fn compute(
                     _ => {}
                 }
             }
-            let (g, rf, af) = money.get(&(cur.clone(), k)).copied().unwrap_or_default();
-            (r.gross, r.refunds, r.affiliate) = (g, rf, af);
+            let m = money.get(&(cur.clone(), k)).copied().unwrap_or_default();
+            (r.gross, r.refunds, r.chargebacks, r.fees, r.affiliate) =
+                (m.gross, m.refunds, m.chargebacks, m.fees, m.affiliate);
             rows.push(r);
         }
         // Cohorts: customers by the month of their first MRR, within the range.
@@ -754,8 +797,8 @@ pub async fn load(db: &Db, account_currency: &str, xtr_rate: Decimal) -> Result<
     let mut invoices = Vec::new();
     for r in sqlx::query(
         "SELECT subscription_id, door, currency, amount_paid_minor, amount_refunded_minor, \
-         paid_at_ms, updated_at_ms, period_start_ms FROM invoices \
-         WHERE status = 'paid' AND paid_at_ms IS NOT NULL",
+         paid_at_ms, updated_at_ms, period_start_ms, amount_disputed_minor, fee_minor, \
+         fee_currency FROM invoices WHERE status = 'paid' AND paid_at_ms IS NOT NULL",
     )
     .fetch_all(db.pool())
     .await?
@@ -778,6 +821,7 @@ pub async fn load(db: &Db, account_currency: &str, xtr_rate: Decimal) -> Result<
                 .or_else(|| plan_of_sub.get(id).cloned())
         });
         let refunded: i64 = r.try_get(4)?;
+        let disputed: i64 = r.try_get(8)?;
         invoices.push(PaidInvoice {
             door: RevenueDoor::of(door),
             plan_id,
@@ -785,7 +829,10 @@ pub async fn load(db: &Db, account_currency: &str, xtr_rate: Decimal) -> Result<
             paid_minor: r.try_get(3)?,
             refunded_minor: refunded,
             paid_at_ms: r.try_get::<Option<i64>, _>(5)?.unwrap_or_default(),
-            refunded_at_ms: (refunded > 0).then(|| r.try_get(6)).transpose()?,
+            refunded_at_ms: (refunded > 0 || disputed > 0).then(|| r.try_get(6)).transpose()?,
+            disputed_minor: disputed,
+            fee_minor: r.try_get(9)?,
+            fee_currency: r.try_get(10)?,
         });
     }
     Ok(Ledger { account_currency: account_currency.to_owned(), xtr_rate, plans, subs, invoices })
@@ -851,6 +898,9 @@ mod tests {
             refunded_minor: refund.map_or(0, |r| r.0),
             paid_at_ms: at_ms,
             refunded_at_ms: refund.map(|r| r.1),
+            disputed_minor: 0,
+            fee_minor: 0,
+            fee_currency: None,
         }
     }
 
@@ -928,6 +978,49 @@ mod tests {
             f,
             commissions,
         )
+    }
+
+    #[test]
+    fn processor_fees_and_chargebacks_come_off_net() {
+        // One 30.00 USD card payment in January (Stripe's fee 2.9 % + 0.30 = 1.17), disputed
+        // and lost in February (30.00 back to the cardholder, dispute fee 15.00): the fees
+        // count with the payment, the chargeback when it was recorded.
+        let mut l = ledger();
+        l.invoices = vec![PaidInvoice {
+            disputed_minor: 3000,
+            fee_minor: 117 + 1500,
+            fee_currency: Some("USD".into()),
+            refunded_at_ms: Some(at(2, 12)),
+            ..paid(RevenueDoor::Stripe, "USD", 3000, at(1, 10), None)
+        }];
+        let jan_to_feb = |f: &Filter| {
+            compute(
+                &l,
+                Month { year: 2026, month: 1 },
+                Month { year: 2026, month: 2 },
+                at(2, 28),
+                f,
+                &[],
+            )
+        };
+        let r = jan_to_feb(&Filter::default());
+        let m = &r.currencies["USD"].months;
+        assert_eq!(
+            (m[0].gross, m[0].fees, m[0].chargebacks, m[0].net()),
+            (d("30"), d("16.17"), d("0"), d("13.83"))
+        );
+        assert_eq!(
+            (m[1].gross, m[1].fees, m[1].chargebacks, m[1].refunds, m[1].net()),
+            (d("0"), d("0"), d("30"), d("0"), d("-30"))
+        );
+        // Only Stars: no fee, no chargeback.
+        let stars = jan_to_feb(&Filter { door: Some(RevenueDoor::Stars), plan: None });
+        assert!(
+            stars.currencies["USD"]
+                .months
+                .iter()
+                .all(|x| x.fees.is_zero() && x.chargebacks.is_zero())
+        );
     }
 
     #[test]

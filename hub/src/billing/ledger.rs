@@ -192,6 +192,24 @@ pub struct ObservedInvoice {
     pub created_ms: i64,
     /// Paid.
     pub paid_at_ms: Option<i64>,
+    /// What the processor took and gave back (Stripe's balance transactions and disputes;
+    /// nothing for Telegram Stars).
+    pub processor: ProcessorFacts,
+}
+
+/// What a payment processor reports of an invoice's payments beyond the invoice itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessorFacts {
+    /// Processing and dispute fees, minor units of `fee_currency`.
+    pub fee_minor: i64,
+    /// ISO 4217 (upper case) of `fee_minor`: the processor's settlement currency.
+    pub fee_currency: Option<String>,
+    /// Lost to disputes (chargebacks), minor units of the invoice's currency.
+    pub amount_disputed_minor: i64,
+    /// A dispute of a payment is undecided.
+    pub dispute_open: bool,
+    /// The processor's fingerprint of the paying card.
+    pub payment_fingerprint: Option<String>,
 }
 
 /// A renewal is charged shortly after the period ends; until the processor says how it went, an
@@ -512,20 +530,25 @@ pub async fn apply(
         };
         let (invoice_id, before) =
             upsert_invoice(&mut tx, door, account_id, sub_id.as_deref(), inv, now).await?;
-        // Affiliates: a commission for an invoice newly paid, its reversal for a refund.
+        // Affiliates: a commission for an invoice newly paid, its reversal for a refund or a
+        // lost dispute (both counted in one total, so neither is reversed twice).
         if inv.status == "paid" && before.as_ref().is_none_or(|(s, _)| s != "paid") {
             crate::affiliates::on_invoice_paid(&mut tx, state, now, &invoice_id, request_id)
                 .await?;
         }
-        if inv.amount_refunded_minor > before.map_or(0, |(_, r)| r) {
-            let refunded = inv.amount_refunded_minor;
+        let given_back =
+            inv.amount_refunded_minor.saturating_add(inv.processor.amount_disputed_minor);
+        let before_back = before.map_or(0, |(_, r)| r);
+        if given_back > before_back {
+            let reason =
+                if inv.processor.amount_disputed_minor > 0 { "chargeback" } else { "refund" };
             crate::affiliates::on_refund(
                 &mut tx,
                 state,
                 now,
                 &invoice_id,
-                refunded,
-                "refund",
+                given_back,
+                reason,
                 request_id,
             )
             .await?;
@@ -656,9 +679,9 @@ async fn upsert_invoice(
             return Err(ApiError::Validation(format!("invoice status {other:?} is not known")));
         }
     };
-    // What it was (id, status, refunded), for the affiliates' hook.
+    // What it was (id, status, refunded and lost to disputes), for the affiliates' hook.
     let before: Option<(String, String, i64)> = sqlx::query_as(
-        "SELECT id, status, amount_refunded_minor FROM invoices \
+        "SELECT id, status, amount_refunded_minor + amount_disputed_minor FROM invoices \
          WHERE door = $1 AND external_id = $2 AND account_id = $3",
     )
     .bind(door.as_str())
@@ -689,6 +712,7 @@ async fn upsert_invoice(
     if updated.rows_affected() > 0
         && let Some((id, status, refunded)) = before
     {
+        processor_facts(tx, &id, &inv.processor).await?;
         return Ok((id, Some((status, refunded))));
     }
     let id = crate::ids::new_id();
@@ -716,7 +740,26 @@ async fn upsert_invoice(
     .execute(&mut **tx)
     .await
     .map_err(DbError::from)?;
+    processor_facts(tx, &id, &inv.processor).await?;
     Ok((id, None))
+}
+
+/// Stores what the processor took and gave back of invoice `id` (as it reports it now).
+async fn processor_facts(tx: &mut Tx, id: &str, p: &ProcessorFacts) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE invoices SET fee_minor = $1, fee_currency = $2, amount_disputed_minor = $3, \
+         dispute_open = $4, payment_fingerprint = COALESCE($5, payment_fingerprint) WHERE id = $6",
+    )
+    .bind(p.fee_minor)
+    .bind(p.fee_currency.as_deref())
+    .bind(p.amount_disputed_minor)
+    .bind(i64::from(p.dispute_open))
+    .bind(p.payment_fingerprint.as_deref())
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    Ok(())
 }
 
 #[derive(Default)]
@@ -857,10 +900,11 @@ pub async fn invoices_of(db: &crate::db::Db, account_id: &str) -> Result<Vec<Inv
     rows.iter().map(inv_from_row).collect()
 }
 
-/// Money taken, by currency: paid minus refunded over every invoice (the console's revenue).
+/// Money taken, by currency: paid minus refunded and charged back (disputes lost) over every
+/// invoice (the console's revenue).
 pub async fn revenue(db: &crate::db::Db) -> Result<Vec<(String, i64)>, DbError> {
     let rows = sqlx::query(
-        "SELECT currency, CAST(SUM(amount_paid_minor - amount_refunded_minor) AS BIGINT) \
+        "SELECT currency, CAST(SUM(amount_paid_minor - amount_refunded_minor - amount_disputed_minor) AS BIGINT) \
          FROM invoices \
          WHERE status = 'paid' GROUP BY currency ORDER BY currency",
     )

@@ -200,6 +200,7 @@ pub async fn apply_payment_at(
         hosted_url: None,
         created_ms: now,
         paid_at_ms: Some(now),
+        processor: Default::default(),
     };
     // Who paid, for a refund (idempotent: the charge id is the key).
     sqlx::query(
@@ -333,6 +334,7 @@ pub async fn refund(
                 hosted_url: i.hosted_url,
                 created_ms: i.created_at_ms,
                 paid_at_ms: i.paid_at_ms,
+                processor: Default::default(),
             })
             .collect(),
         None => Vec::new(),

@@ -346,8 +346,33 @@ async fn reread_and_apply(
     request_id: &str,
 ) -> Result<ledger::Outcome, ApiError> {
     let client = state.billing.stripe.client()?;
-    let subs = client.subscriptions_of(customer).await.map_err(upstream)?;
+    let mut subs = client.subscriptions_of(customer).await.map_err(upstream)?;
     let invoices = client.invoices_of(customer).await.map_err(upstream)?;
+    // A dispute lost on a subscription's payment is money taken back like a refund: the
+    // subscription ends now (cancelled at Stripe, so it is not charged again) and its
+    // entitlements with it. Idempotent per dispute; the cancellation's own event re-reads.
+    let mut cancelled = false;
+    for s in subs.iter().filter(|s| {
+        !matches!(s.status, SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired)
+    }) {
+        let lost = invoices
+            .iter()
+            .filter(|i| i.subscription.as_deref() == Some(s.id.as_str()))
+            .flat_map(|i| i.disputes.iter())
+            .find(|d| d.state == stripe::DisputeState::Lost);
+        if let Some(d) = lost {
+            tracing::info!(subscription = %s.id, dispute = %d.id,
+                "stripe dispute lost: cancelling the subscription");
+            client
+                .cancel_subscription_now(&s.id, &format!("tc-dispute-cancel-{}", d.id))
+                .await
+                .map_err(upstream)?;
+            cancelled = true;
+        }
+    }
+    if cancelled {
+        subs = client.subscriptions_of(customer).await.map_err(upstream)?;
+    }
     let mut observed = Vec::with_capacity(subs.len());
     for s in &subs {
         match observe(state, account_id, s, &invoices).await? {
@@ -417,7 +442,7 @@ async fn observe(
         | SubscriptionStatus::Paused => ObservedStatus::Ended,
     };
     let refunded = status == ObservedStatus::Ended
-        && latest_paid.is_some_and(|i| i.amount_refunded >= i.amount_paid);
+        && latest_paid.is_some_and(|i| i.amount_refunded + lost_to_disputes(i) >= i.amount_paid);
     Ok(Some(Observed {
         external_id: s.id.clone(),
         account_id: account_id.to_string(),
@@ -461,7 +486,21 @@ fn observe_invoice(i: &stripe::Invoice) -> Option<ObservedInvoice> {
         hosted_url: i.hosted_invoice_url.clone(),
         created_ms: i.created_ms,
         paid_at_ms: i.paid_at_ms,
+        processor: ledger::ProcessorFacts {
+            fee_minor: i.fees,
+            fee_currency: i.fees_currency.clone(),
+            amount_disputed_minor: lost_to_disputes(i),
+            dispute_open: i.disputes.iter().any(|d| d.state == stripe::DisputeState::Open),
+            payment_fingerprint: i.card_fingerprint.clone(),
+        },
     })
+}
+
+/// What an invoice lost to decided disputes (chargebacks), at most what was paid.
+fn lost_to_disputes(i: &stripe::Invoice) -> i64 {
+    let lost: i64 =
+        i.disputes.iter().filter(|d| d.state == stripe::DisputeState::Lost).map(|d| d.amount).sum();
+    lost.min(i.amount_paid)
 }
 
 /// The account behind a Stripe customer id.
@@ -537,7 +576,15 @@ pub(crate) async fn webhook(
     let followed = ["customer.subscription.", "invoice.", "checkout.session.", "charge."]
         .iter()
         .any(|p| event.event_type.starts_with(p));
-    let account = match &event.customer {
+    // A dispute names its charge, not the customer: the charge says whose it is.
+    let customer = match (&event.customer, &event.charge, &state.billing.stripe.client) {
+        (Some(c), _, _) => Some(c.clone()),
+        (None, Some(charge), Some(client)) if followed && event.object_type == "dispute" => {
+            client.customer_of_charge(charge).await.map_err(upstream)?
+        }
+        _ => None,
+    };
+    let account = match &customer {
         Some(c) if followed => account_of_customer(&state, c).await?,
         _ => None,
     };
@@ -547,7 +594,7 @@ pub(crate) async fn webhook(
     if seen(&state, &key).await? {
         return answer("duplicate");
     }
-    let (Some(account), Some(customer)) = (account, event.customer.as_deref()) else {
+    let (Some(account), Some(customer)) = (account, customer.as_deref()) else {
         // Not ours to follow: remembered so a replay is recognised, and answered 200.
         let fresh = remember(&state, &key).await?;
         return answer(if fresh { "ignored" } else { "duplicate" });

@@ -364,7 +364,7 @@ pub fn figures_html(f: &Figures) -> Markup {
                 div.card {
                     div.k { "Revenue " (currency) }
                     span.v id=(format!("fig-revenue-{}", currency.to_ascii_lowercase())) { (super::fmt::money(*minor, currency)) }
-                    div.hint { "paid minus refunded, all time" }
+                    div.hint { "paid minus refunded and charged back, all time" }
                 }
             }
         }

@@ -184,7 +184,7 @@ async fn revenue_of(
 ) -> Result<Vec<(String, i64)>, crate::db::DbError> {
     use sqlx::Row;
     let rows = sqlx::query(
-        "SELECT i.currency, CAST(SUM(i.amount_paid_minor - i.amount_refunded_minor) AS BIGINT) \
+        "SELECT i.currency, CAST(SUM(i.amount_paid_minor - i.amount_refunded_minor - i.amount_disputed_minor) AS BIGINT) \
          FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id \
          JOIN plans p ON p.id = s.plan_id \
          WHERE i.status = 'paid' AND p.provider_user_id = $1 \

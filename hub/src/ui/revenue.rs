@@ -147,9 +147,13 @@ pub struct MonthJson {
     pub gross: String,
     /// Refunds recorded.
     pub refunds: String,
+    /// Chargebacks: disputes lost.
+    pub chargebacks: String,
+    /// Processor fees (processing and dispute fees).
+    pub processor_fees: String,
     /// Affiliate commissions.
     pub affiliate: String,
-    /// gross − refunds − affiliate.
+    /// gross − refunds − chargebacks − processor fees − affiliate.
     pub net: String,
 }
 
@@ -223,6 +227,8 @@ fn month_json(m: &MonthFigures) -> MonthJson {
         ltv: m.ltv().map(money),
         gross: money(m.gross),
         refunds: money(m.refunds),
+        chargebacks: money(m.chargebacks),
+        processor_fees: money(m.fees),
         affiliate: money(m.affiliate),
         net: money(m.net()),
     }
@@ -390,6 +396,7 @@ fn currency_block(cur: &str, c: &CurrencyFigures) -> Markup {
         table #(format!("money-{key}")) {
             thead { tr {
                 th { "Month" } th.num { "Gross (paid invoices)" } th.num { "Refunds" }
+                th.num { "Chargebacks" } th.num { "Processor fees" }
                 th.num { "Affiliate commissions" } th.num { "Net" }
             } }
             tbody {
@@ -398,6 +405,8 @@ fn currency_block(cur: &str, c: &CurrencyFigures) -> Markup {
                         td.nowrap { (m.month) }
                         td.num { (money(m.gross)) }
                         td.num { (money(m.refunds)) }
+                        td.num { (money(m.chargebacks)) }
+                        td.num { (money(m.fees)) }
                         td.num { (money(m.affiliate)) }
                         td.num { (money(m.net())) }
                     }

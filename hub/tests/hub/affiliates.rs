@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use tradecast_hub::affiliates::store::{self, Channel, NotAttributed};
 use tradecast_hub::billing::ledger::{
-    self, Door, EventKey, Observed, ObservedInvoice, ObservedStatus,
+    self, Door, EventKey, Observed, ObservedInvoice, ObservedStatus, ProcessorFacts,
 };
 
 use crate::console::{console_cookie, csrf_of, page};
@@ -24,6 +24,9 @@ on_both!(
     programme_api_is_for_the_owner,
     pages_for_the_affiliate_and_the_owner,
     telegram_start_ref_attributes_at_first_payment,
+    disputes_wait_then_a_lost_one_reverses_through_the_ledger,
+    the_affiliates_own_card_holds_and_another_spares,
+    scheduled_payout_runs_start_once_on_their_day,
 );
 
 const DAY: i64 = 86_400_000;
@@ -118,11 +121,22 @@ struct Pay<'a> {
     refunded: i64,
     currency: &'a str,
     door: Door,
+    processor: ProcessorFacts,
 }
 
 impl<'a> Pay<'a> {
     fn card(account: &'a str, sub: &'a str, plan: &'a str, invoice: &'a str, paid: i64) -> Pay<'a> {
-        Pay { account, sub, plan, invoice, paid, refunded: 0, currency: "USD", door: Door::Stripe }
+        Pay {
+            account,
+            sub,
+            plan,
+            invoice,
+            paid,
+            refunded: 0,
+            currency: "USD",
+            door: Door::Stripe,
+            processor: ProcessorFacts::default(),
+        }
     }
 }
 
@@ -158,8 +172,12 @@ async fn pay(w: &World, p: &Pay<'_>) {
         hosted_url: None,
         created_ms: now,
         paid_at_ms: Some(now),
+        processor: p.processor.clone(),
     };
-    let event = format!("evt_{}_{}_{}", p.invoice, p.refunded, now);
+    let event = format!(
+        "evt_{}_{}_{}_{}_{}",
+        p.invoice, p.refunded, p.processor.amount_disputed_minor, p.processor.dispute_open, now
+    );
     let key = EventKey { door: p.door, event_id: &event, kind: "test" };
     ledger::apply(w.hub.state(), Some(key), p.account, p.door, &[o], &[inv], "t").await.unwrap();
 }
@@ -203,15 +221,28 @@ async fn a_year_of_renewals_with_an_upgrade_then_a_payout(b: Backend) {
     let alice = referred(&w).await;
     let mut expected = Vec::new();
     // Months 0-5 on Gold (49.00), an upgrade with its proration (25.00) at month 6, then
-    // Platinum (99.00) for months 6-11; month 12 is outside the 12 recurring months.
+    // Platinum (99.00) for months 6-11, renewed on the same day of each calendar month; month
+    // 12 is outside the 12 recurring months.
+    let mut start = 0;
     for m in 0..13i64 {
         if m > 0 {
-            w.hub.clock.advance_ms(30 * DAY);
+            // The first payment's instant plus m calendar months (the wall clock runs on: the
+            // payment is at or just after it, so month 12 is never inside).
+            let due = tradecast_hub::affiliates::money::months_after(start, m);
+            w.hub.clock.advance_ms(due - w.hub.clock.now_ms());
         }
         let inv = format!("in_{m}");
         if m < 6 {
             pay(&w, &Pay::card(&alice, "sub_a", &w.gold, &inv, 4900)).await;
             expected.push(row("commission", "pending", 980, 4900));
+            if m == 0 {
+                start = sqlx::query_scalar(
+                    "SELECT paid_at_ms FROM invoices WHERE external_id = 'in_0'",
+                )
+                .fetch_one(w.hub.db.pool())
+                .await
+                .unwrap();
+            }
         } else {
             if m == 6 {
                 pay(&w, &Pay::card(&alice, "sub_a", &w.platinum, "in_up", 2500)).await;
@@ -227,7 +258,9 @@ async fn a_year_of_renewals_with_an_upgrade_then_a_payout(b: Backend) {
     // The same event again, and the same invoice observed again: nothing more.
     pay(&w, &Pay::card(&alice, "sub_a", &w.platinum, "in_11", 9900)).await;
     assert_eq!(entries(&w).await.len(), 13);
-    // Matured: everything paid 30 days or more ago is payable (month 11 paid at day 330).
+    // Matured: everything paid 30 days or more ago is payable (month 11 was paid a calendar
+    // month ago — 28 days when it was February: three days more cover it).
+    w.hub.clock.advance_ms(3 * DAY);
     let n = store::mature(w.hub.state()).await.unwrap();
     assert_eq!(n, 13);
     for e in &mut expected {
@@ -984,6 +1017,7 @@ async fn telegram_start_ref_attributes_at_first_payment(b: Backend) {
         hosted_url: None,
         created_ms: now,
         paid_at_ms: Some(now),
+        processor: Default::default(),
     };
     let key = EventKey { door: Door::Stripe, event_id: "evt_tg", kind: "test" };
     ledger::apply(hub.state(), Some(key), &bob.user_id, Door::Stripe, &[o], &[inv], "t")
@@ -1003,4 +1037,152 @@ async fn telegram_start_ref_attributes_at_first_payment(b: Backend) {
         (1, 980, "pending")
     );
     hub.stop().await;
+}
+
+/// A disputed payment's commission waits while the dispute is open (past its holding period
+/// too); a dispute won lets it mature, a dispute lost (a chargeback) cancels it — both as the
+/// processor reports them through the ledger.
+async fn disputes_wait_then_a_lost_one_reverses_through_the_ledger(b: Backend) {
+    let w = world(b, percent(2000, None)).await;
+    let st = w.hub.state();
+    let open = ProcessorFacts {
+        fee_minor: 172 + 1500,
+        fee_currency: Some("USD".into()),
+        dispute_open: true,
+        ..ProcessorFacts::default()
+    };
+    let won_acc = referred(&w).await;
+    let lost_acc = referred(&w).await;
+    for (acc, sub, inv) in [(&won_acc, "s_won", "i_won"), (&lost_acc, "s_lost", "i_lost")] {
+        let p = Pay { processor: open.clone(), ..Pay::card(acc, sub, &w.gold, inv, 4900) };
+        pay(&w, &p).await;
+    }
+    assert_eq!(entries(&w).await, vec![row("commission", "pending", 980, 4900); 2]);
+    let fees: (i64, Option<String>, i64) = sqlx::query_as(
+        "SELECT fee_minor, fee_currency, dispute_open FROM invoices WHERE external_id = 'i_won'",
+    )
+    .fetch_one(w.hub.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(fees, (1672, Some("USD".into()), 1));
+    w.hub.clock.advance_ms(31 * DAY);
+    assert_eq!(store::mature(st).await.unwrap(), 0, "open disputes hold both past 30 days");
+    // Won: the dispute closes, the payment stays; lost: 49.00 back to the cardholder.
+    let won = Pay {
+        processor: ProcessorFacts { dispute_open: false, ..open.clone() },
+        ..Pay::card(&won_acc, "s_won", &w.gold, "i_won", 4900)
+    };
+    pay(&w, &won).await;
+    let lost = ProcessorFacts { dispute_open: false, amount_disputed_minor: 4900, ..open.clone() };
+    let lost = Pay { processor: lost, ..Pay::card(&lost_acc, "s_lost", &w.gold, "i_lost", 4900) };
+    pay(&w, &lost).await;
+    pay(&w, &lost).await;
+    assert_eq!(store::mature(st).await.unwrap(), 1);
+    assert_eq!(
+        entries(&w).await,
+        vec![row("commission", "payable", 980, 4900), row("commission", "cancelled", 980, 4900)]
+    );
+    let audit: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'affiliate.cancel' AND detail LIKE '%chargeback%'",
+    )
+    .fetch_one(w.hub.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(audit, 1, "the cancellation says why, once");
+    let disputed: i64 = sqlx::query_scalar(
+        "SELECT amount_disputed_minor FROM invoices WHERE external_id = 'i_lost'",
+    )
+    .fetch_one(w.hub.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(disputed, 4900);
+}
+
+/// The processor's card fingerprint: the referred account paid with the card the affiliate
+/// paid their own plan with — held; a different card — spared.
+async fn the_affiliates_own_card_holds_and_another_spares(b: Backend) {
+    let w = world(b, percent(2000, None)).await;
+    let card = |f: &str| ProcessorFacts {
+        payment_fingerprint: Some(f.into()),
+        ..ProcessorFacts::default()
+    };
+    // The affiliate pays their own subscription (nobody referred them: no commission).
+    let own = Pay {
+        processor: card("fpAFFILIATE01"),
+        ..Pay::card(&w.aff.user_id, "s_own", &w.gold, "i_own", 4900)
+    };
+    pay(&w, &own).await;
+    assert!(entries(&w).await.is_empty());
+    let same = referred(&w).await;
+    let p = Pay {
+        processor: card("fpAFFILIATE01"),
+        ..Pay::card(&same, "s_same", &w.gold, "i_same", 4900)
+    };
+    pay(&w, &p).await;
+    assert_eq!(holds_of(&w).await, vec!["self-referral: paid with the affiliate's card"]);
+    let other = referred(&w).await;
+    let p = Pay {
+        processor: card("fpSOMEONEELSE"),
+        ..Pay::card(&other, "s_other", &w.gold, "i_other", 4900)
+    };
+    pay(&w, &p).await;
+    let no_card = referred(&w).await;
+    pay(&w, &Pay::card(&no_card, "s_none", &w.gold, "i_none", 4900)).await;
+    assert_eq!(holds_of(&w).await.len(), 1, "another card and no card are spared");
+    assert_eq!(
+        entries(&w).await,
+        vec![
+            row("commission", "held", 980, 4900),
+            row("commission", "pending", 980, 4900),
+            row("commission", "pending", 980, 4900),
+        ]
+    );
+}
+
+/// A weekly schedule starts the run of the latest scheduled day once, only when something is
+/// payable, and never for a day before the schedule was set.
+async fn scheduled_payout_runs_start_once_on_their_day(b: Backend) {
+    let mut w = world(b, percent(2000, None)).await;
+    let st = &w.hub.state().clone();
+    let acc = referred(&w).await;
+    pay(&w, &Pay::card(&acc, "s1", &w.gold, "i1", 30_000)).await;
+    w.hub.clock.advance_ms(31 * DAY);
+    assert_eq!(store::mature(st).await.unwrap(), 1);
+    // Manual: nothing starts by itself.
+    assert!(store::run_scheduled(st, "t").await.unwrap().is_none());
+    // Weekly on today's weekday, set now (after today's 00:00): the first run is next week's.
+    relog(&mut w).await;
+    let weekday = {
+        let now = jiff::Timestamp::from_millisecond(w.hub.clock.now_ms()).unwrap();
+        i64::from(jiff::tz::Offset::UTC.to_datetime(now).weekday().to_monday_one_offset())
+    };
+    let mut s =
+        w.hub.get("/api/v1/affiliates/settings", Some(&w.owner.token)).await.ok(200).clone();
+    s["payout_schedule"] = json!("weekly");
+    s["payout_day"] = json!(weekday);
+    w.hub
+        .send("PUT", "/api/v1/affiliates/settings", Some(&w.owner.token), Some(s.clone()))
+        .await
+        .ok(200);
+    assert!(store::run_scheduled(st, "t").await.unwrap().is_none(), "set after today's 00:00");
+    w.hub.clock.advance_ms(7 * DAY);
+    let run = store::run_scheduled(st, "t").await.unwrap().expect("a run a week later");
+    assert!(run.id.starts_with("scheduled-20"), "{}", run.id);
+    assert_eq!((run.created_by.as_str(), run.payouts.len()), ("schedule", 1));
+    assert_eq!(run.payouts[0].amount_minor, 6000);
+    // The same day again (the next hour, another instance): the same run, not a second one.
+    w.hub.clock.advance_ms(3_600_000);
+    assert!(store::run_scheduled(st, "t").await.unwrap().is_none());
+    assert_eq!(store::payout_runs(st).await.unwrap().len(), 1);
+    // Nothing payable on the next scheduled day: no empty run.
+    w.hub.clock.advance_ms(7 * DAY);
+    assert!(store::run_scheduled(st, "t").await.unwrap().is_none());
+    // Saving the same schedule again does not move its start.
+    relog(&mut w).await;
+    w.hub.send("PUT", "/api/v1/affiliates/settings", Some(&w.owner.token), Some(s)).await.ok(200);
+    let acc2 = referred(&w).await;
+    pay(&w, &Pay::card(&acc2, "s2", &w.gold, "i2", 30_000)).await;
+    w.hub.clock.advance_ms(31 * DAY);
+    store::mature(st).await.unwrap();
+    assert!(store::run_scheduled(st, "t").await.unwrap().is_some());
 }

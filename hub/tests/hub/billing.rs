@@ -146,6 +146,7 @@ fn invoice(id: &str, status: &str, start: i64, end: i64) -> ObservedInvoice {
         hosted_url: None,
         created_ms: start,
         paid_at_ms: (status == "paid").then_some(start),
+        processor: Default::default(),
     }
 }
 

@@ -22,7 +22,8 @@ on_both!(
     stripe_webhook_answers,
     missed_events_converge_at_the_nightly_reconciliation,
     console_shows_billing_and_refunds,
-    upgrade_in_the_portal_and_a_trial
+    upgrade_in_the_portal_and_a_trial,
+    a_lost_dispute_ends_the_plan_and_fees_reach_the_revenue_page
 );
 
 const DAY_MS: i64 = 86_400_000;
@@ -630,6 +631,95 @@ async fn two_instances_apply_one_customers_webhooks_in_turn() {
     let live = entitlements::active_at(&hub.db, &alice.user_id, hub.clock.now_ms()).await.unwrap();
     assert_eq!(live.len(), 1, "one interval, not one per re-read: {live:?}");
     other.started.unwrap().stop().await.unwrap();
+    sb.shutdown().await;
+    hub.stop().await;
+}
+
+/// A card payment disputed by the cardholder, through the hub's webhook: the dispute's events
+/// name only the charge (the hub asks Stripe whose it is), the invoice carries Stripe's fees
+/// (processing 2.9 % + 0.30 and the 15.00 dispute fee) and the open dispute; lost, the hub
+/// cancels the subscription at Stripe, the plan ends like a refund, and the revenue figures
+/// show the chargeback and the fees.
+async fn a_lost_dispute_ends_the_plan_and_fees_reach_the_revenue_page(b: Backend) {
+    let (hub, sb) = stripe_hub(b, 1000).await;
+    let owner = hub.owner().await;
+    let provider = hub.user(&owner, "provider").await;
+    let alice = hub.user(&owner, "subscriber").await;
+    let plan = hub.plan(&provider, "Gold", "USD").await;
+    let url = hub
+        .post("/api/v1/billing/checkout", Some(&alice.token), json!({ "plan_id": plan }))
+        .await
+        .ok(201)["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sb.complete_checkout(url.rsplit('/').next().unwrap(), "4000000000000259").unwrap();
+    settle(&sb).await;
+    let s = status_of(&hub, &alice.user_id).await;
+    assert_eq!(s.status, Status::Active, "paid: the dispute is not decided yet");
+    let facts = || async {
+        sqlx::query_as::<_, (i64, i64, Option<String>, i64, i64, Option<String>)>(
+            "SELECT amount_paid_minor, fee_minor, fee_currency, amount_disputed_minor, \
+             dispute_open, payment_fingerprint FROM invoices WHERE account_id = $1",
+        )
+        .bind(&alice.user_id)
+        .fetch_one(hub.db.pool())
+        .await
+        .unwrap()
+    };
+    // 49.00: 2.9 % = 1.421 → 1.42, + 0.30 = 1.72; the dispute fee 15.00.
+    let (paid, fee, cur, disputed, open, fp) = facts().await;
+    assert_eq!((paid, fee, cur.as_deref(), disputed, open), (4900, 172 + 1500, Some("USD"), 0, 1));
+    assert!(fp.is_some_and(|f| !f.is_empty()));
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT kind FROM billing_events WHERE door = 'stripe' AND kind LIKE 'charge.dispute.%'",
+    )
+    .fetch_all(hub.db.pool())
+    .await
+    .unwrap();
+    assert!(stored.contains(&"charge.dispute.created".to_string()), "{stored:?}");
+
+    // The card network decides for the cardholder.
+    let charge = sb
+        .events()
+        .iter()
+        .find(|e| e["type"] == "charge.dispute.created")
+        .and_then(|e| e["data"]["object"]["charge"].as_str().map(str::to_owned))
+        .unwrap();
+    sb.close_dispute(&charge, false).unwrap();
+    settle(&sb).await;
+    let (_, fee, _, disputed, open, _) = facts().await;
+    assert_eq!((fee, disputed, open), (1672, 4900, 0));
+    let s = status_of(&hub, &alice.user_id).await;
+    assert_eq!(s.status, Status::Refunded, "{s:?}");
+    let cancelled =
+        sb.events().iter().filter(|e| e["type"] == "customer.subscription.deleted").count();
+    assert_eq!(cancelled, 1, "cancelled at Stripe once");
+    assert!(
+        !entitlements::is_entitled(
+            &hub.db,
+            &alice.user_id,
+            &provider.user_id,
+            hub.clock.now_ms() + 1
+        )
+        .await
+        .unwrap()
+    );
+    // The revenue: gross 49.00, chargeback 49.00, processor fees 16.72, net −16.72.
+    let r = hub.get("/api/v1/console/revenue", Some(&owner.token)).await.ok(200).clone();
+    let usd = r["currencies"].as_array().unwrap().iter().find(|c| c["currency"] == "USD").unwrap();
+    let months = usd["months"].as_array().unwrap();
+    let m = months.iter().find(|m| m["gross"] != "0.00").unwrap_or_else(|| panic!("{usd}"));
+    assert_eq!(
+        (&m["gross"], &m["chargebacks"], &m["processor_fees"], &m["refunds"], &m["net"]),
+        (&json!("49.00"), &json!("49.00"), &json!("16.72"), &json!("0.00"), &json!("-16.72")),
+        "{m}"
+    );
+    let cookie = crate::console::console_cookie(&hub, &owner.email, &owner.password).await;
+    let r = page(&hub, "GET", "/revenue", Some(&cookie), &[], None).await;
+    assert!(r.text.contains("Chargebacks") && r.text.contains("Processor fees"), "{}", r.text);
+    let overview = page(&hub, "GET", "/", Some(&cookie), &[], None).await;
+    assert!(overview.text.contains("id=\"fig-revenue-usd\">0.00 USD<"), "{}", overview.text);
     sb.shutdown().await;
     hub.stop().await;
 }

@@ -13,7 +13,8 @@ use axum::routing::{get, post};
 use secrecy::SecretString;
 use tradecast_hub::billing::stripe::signature::{self, EventRef};
 use tradecast_hub::billing::stripe::{
-    CheckoutRequest, InvoiceStatus, PlanPrice, StripeClient, StripeError, SubscriptionStatus,
+    CheckoutRequest, DisputeState, InvoiceStatus, PlanPrice, StripeClient, StripeError,
+    SubscriptionStatus,
 };
 use tradecast_standins::stripe::{StripeStandin, StripeStandinConfig};
 
@@ -315,5 +316,121 @@ async fn a_forged_or_replayed_webhook_is_refused() {
     assert!(hooks.verified.lock().unwrap().is_empty());
     assert_eq!(*hooks.refused.lock().unwrap(), vec![signature::SignatureError::Mismatch; 2]);
     assert!(sb.deliveries().iter().all(|d| d.status == Some(400)));
+    sb.shutdown().await;
+}
+
+/// What Stripe took and gave back, read by the client as the ledger needs it: every paying
+/// charge's processing fee (its balance transaction), the card's fingerprint (one card, one
+/// value across customers), and a disputed payment's dispute with its fee — open, then lost.
+#[tokio::test]
+async fn fees_card_fingerprints_and_disputes_against_the_standin() {
+    let (hooks, site) = site().await;
+    let sb = StripeStandin::start(StripeStandinConfig {
+        webhook_url: Some(format!("{site}/hook")),
+        retry_base: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    *hooks.secret.lock().unwrap() = sb.webhook_secret().to_owned();
+    let key = SecretString::from(sb.secret_key().to_owned());
+    let stripe = StripeClient::new(sb.base_url(), &key).unwrap();
+    let plan = PlanPrice {
+        plan_id: "gold",
+        name: "Gold",
+        amount_minor: 2900,
+        currency: "USD",
+        period_days: 30,
+    };
+    let price = stripe.ensure_price(&plan).await.unwrap();
+    let mut paid = Vec::new();
+    for (n, card) in
+        ["4242424242424242", "4242 4242 4242 4242", "5555555555554444", "4000000000000259"]
+            .iter()
+            .enumerate()
+    {
+        let account = format!("acc_{n}");
+        let cus = stripe.create_customer(&account, "t@example.com").await.unwrap();
+        let req = CheckoutRequest {
+            customer: &cus,
+            price_id: &price,
+            trial_days: None,
+            success_url: &format!("{site}/success"),
+            cancel_url: &format!("{site}/cancel"),
+            account_id: &account,
+            plan_id: "gold",
+            referral: None,
+            idempotency_key: &format!("checkout-{account}"),
+        };
+        let session = stripe.create_checkout_session(&req).await.unwrap();
+        pay_in_browser(&session.url, card).await;
+        let inv = stripe.invoices_of(&cus).await.unwrap();
+        assert_eq!(inv.len(), 1);
+        paid.push((cus, inv.into_iter().next().unwrap()));
+    }
+    // Stripe's standard pricing, by hand: 2.9 % of 29.00 = 0.841 → 0.84, + 0.30 = 1.14.
+    for (_, i) in &paid[..3] {
+        assert_eq!((i.fees, i.fees_currency.as_deref()), (114, Some("USD")), "{i:?}");
+        assert!(i.disputes.is_empty());
+    }
+    let fp: Vec<&str> = paid.iter().map(|(_, i)| i.card_fingerprint.as_deref().unwrap()).collect();
+    assert_eq!(fp[0], fp[1], "one card number, one fingerprint on two customers");
+    assert_ne!(fp[0], fp[2], "another card, another fingerprint");
+    // The disputing card: paid, then disputed in full at once (15.00 dispute fee).
+    let (cus, i) = &paid[3];
+    assert_eq!(i.status, InvoiceStatus::Paid);
+    assert_eq!((i.fees, i.disputes.len()), (114 + 1500, 1));
+    let d = &i.disputes[0];
+    assert_eq!((d.amount, d.state), (2900, DisputeState::Open));
+    assert!(
+        sb.close_dispute(&d.id, true).is_ok() && sb.close_dispute(&d.id, false).is_err(),
+        "closed once"
+    );
+    let again = stripe.invoices_of(cus).await.unwrap();
+    assert_eq!(again[0].disputes[0].state, DisputeState::Won);
+    assert_eq!(again[0].fees, 114 + 1500, "a won dispute's fee is not returned");
+
+    // Another disputed customer whose dispute is lost.
+    let cus5 = stripe.create_customer("acc_5", "t@example.com").await.unwrap();
+    let req = CheckoutRequest {
+        customer: &cus5,
+        price_id: &price,
+        trial_days: None,
+        success_url: &format!("{site}/success"),
+        cancel_url: &format!("{site}/cancel"),
+        account_id: "acc_5",
+        plan_id: "gold",
+        referral: None,
+        idempotency_key: "checkout-acc_5",
+    };
+    let session = stripe.create_checkout_session(&req).await.unwrap();
+    pay_in_browser(&session.url, "4000000000000259").await;
+    let charge = sb
+        .events()
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "charge.dispute.created")
+        .and_then(|e| e["data"]["object"]["charge"].as_str().map(str::to_owned))
+        .unwrap();
+    sb.close_dispute(&charge, false).unwrap();
+    let lost = stripe.invoices_of(&cus5).await.unwrap();
+    assert_eq!(lost[0].disputes[0].state, DisputeState::Lost);
+    assert_eq!(stripe.customer_of_charge(&charge).await.unwrap().as_deref(), Some(cus5.as_str()));
+
+    // The dispute's events name the charge, not the customer.
+    assert!(sb.settle(Duration::from_secs(10)).await);
+    let got = hooks.verified.lock().unwrap().clone();
+    let dispute_events: Vec<&EventRef> =
+        got.iter().filter(|e| e.event_type.starts_with("charge.dispute.")).collect();
+    let types: Vec<&str> = dispute_events.iter().map(|e| e.event_type.as_str()).collect();
+    for t in [
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
+        "charge.dispute.closed",
+    ] {
+        assert!(types.contains(&t), "{t} in {types:?}");
+    }
+    assert!(dispute_events.iter().all(|e| e.customer.is_none() && e.charge.is_some()));
     sb.shutdown().await;
 }

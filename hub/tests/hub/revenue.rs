@@ -70,6 +70,7 @@ fn invoice(k: usize, n: usize, amount: i64, start: i64, end: i64) -> ObservedInv
         hosted_url: None,
         created_ms: start,
         paid_at_ms: Some(start),
+        processor: Default::default(),
     }
 }
 

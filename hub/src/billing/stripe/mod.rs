@@ -29,7 +29,9 @@ use stripe_billing::subscription::{
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
 };
+use stripe_core::charge::ListCharge;
 use stripe_core::customer::CreateCustomer;
+use stripe_core::dispute::ListDispute;
 use stripe_core::refund::{CreateRefund, ListRefund};
 use stripe_product::price::{
     CreatePrice, CreatePriceProductData, CreatePriceRecurring, CreatePriceRecurringInterval,
@@ -215,6 +217,67 @@ pub struct Invoice {
     pub hosted_invoice_url: Option<String>,
     /// The PaymentIntents that paid it (`pi_…`), from its invoice payments.
     pub payment_intents: Vec<String>,
+    /// What Stripe took of its payments: processing fees and dispute fees, from their balance
+    /// transactions (in the balance's currency, `fees_currency`).
+    pub fees: i64,
+    /// ISO 4217, upper case: the currency of `fees` (Stripe's settlement currency); `None`
+    /// when no balance transaction was read.
+    pub fees_currency: Option<String>,
+    /// The paying card's fingerprint (the same card gives the same value on every customer).
+    pub card_fingerprint: Option<String>,
+    /// The disputes (chargebacks) of its payments.
+    pub disputes: Vec<Dispute>,
+}
+
+/// Where a dispute stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisputeState {
+    /// Still to be decided (needs response, under review, warnings).
+    Open,
+    /// Decided for the merchant: the amount came back (the fee did not).
+    Won,
+    /// Decided for the cardholder: the amount is gone.
+    Lost,
+}
+
+/// A dispute of an invoice's payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispute {
+    /// `du_…`.
+    pub id: String,
+    /// Disputed, minor units of the invoice's currency.
+    pub amount: i64,
+    pub state: DisputeState,
+    /// When the cardholder opened it (unix ms).
+    pub created_ms: i64,
+}
+
+/// What Stripe reports of the payments behind an invoice.
+#[derive(Debug, Default)]
+struct PaymentFacts {
+    refunded: i64,
+    fees: i64,
+    fees_currency: Option<String>,
+    card_fingerprint: Option<String>,
+    disputes: Vec<Dispute>,
+}
+
+impl PaymentFacts {
+    /// Adds a balance transaction's fee. Every balance transaction of one Stripe account is in
+    /// its settlement currency; a fee in another currency is left out and said so.
+    fn add_fee(&mut self, fee: i64, currency: &Currency) {
+        let currency = upper(currency);
+        match &self.fees_currency {
+            Some(c) if *c != currency => {
+                tracing::warn!(fee_currency = %currency, kept = %c,
+                    "stripe fee in a second settlement currency: left out of the ledger's fees");
+            }
+            _ => {
+                self.fees = self.fees.saturating_add(fee);
+                self.fees_currency = Some(currency);
+            }
+        }
+    }
 }
 
 /// A refund.
@@ -342,7 +405,7 @@ fn payment_intents_of(inv: &stripe_shared::Invoice) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn flat_invoice(inv: stripe_shared::Invoice, amount_refunded: i64) -> Result<Invoice, StripeError> {
+fn flat_invoice(inv: stripe_shared::Invoice, facts: PaymentFacts) -> Result<Invoice, StripeError> {
     let payment_intents = payment_intents_of(&inv);
     let id = inv
         .id
@@ -367,7 +430,7 @@ fn flat_invoice(inv: stripe_shared::Invoice, amount_refunded: i64) -> Result<Inv
         status: invoice_status_of(inv.status.as_ref()),
         amount_due: inv.amount_due,
         amount_paid: inv.amount_paid,
-        amount_refunded,
+        amount_refunded: facts.refunded,
         currency: upper(&inv.currency),
         created_ms: ms(inv.created),
         paid_at_ms: inv.status_transitions.paid_at.map(ms),
@@ -377,7 +440,22 @@ fn flat_invoice(inv: stripe_shared::Invoice, amount_refunded: i64) -> Result<Inv
         attempt_count: i64::try_from(inv.attempt_count).unwrap_or(i64::MAX),
         hosted_invoice_url: inv.hosted_invoice_url.clone(),
         payment_intents,
+        fees: facts.fees,
+        fees_currency: facts.fees_currency,
+        card_fingerprint: facts.card_fingerprint,
+        disputes: facts.disputes,
     })
+}
+
+fn dispute_state(status: &stripe_shared::DisputeStatus) -> DisputeState {
+    use stripe_shared::DisputeStatus as S;
+    match status {
+        S::Won | S::WarningClosed | S::Prevented => DisputeState::Won,
+        S::Lost => DisputeState::Lost,
+        // Needs response, under review, warnings, and a status this version does not know:
+        // undecided, so nothing is reversed on a guess.
+        _ => DisputeState::Open,
+    }
 }
 
 impl StripeClient {
@@ -562,13 +640,64 @@ impl StripeClient {
             .await?;
         let mut out = Vec::with_capacity(all.len());
         for inv in all {
-            let mut refunded = 0;
+            let mut facts = PaymentFacts::default();
             for pi in payment_intents_of(&inv) {
-                refunded += self.refunded_of(&pi).await?;
+                facts.refunded += self.refunded_of(&pi).await?;
+                self.charges_of(&pi, &mut facts).await?;
             }
-            out.push(flat_invoice(inv, refunded)?);
+            out.push(flat_invoice(inv, facts)?);
         }
         Ok(out)
+    }
+
+    /// The succeeded charges of a PaymentIntent (their fees and card) and its disputes.
+    async fn charges_of(
+        &self,
+        payment_intent: &str,
+        facts: &mut PaymentFacts,
+    ) -> Result<(), StripeError> {
+        let charges: Vec<stripe_shared::Charge> = ListCharge::new()
+            .payment_intent(payment_intent)
+            .limit(self.page)
+            .expand(vec!["data.balance_transaction".to_owned()])
+            .paginate()
+            .stream(&self.client)
+            .try_collect()
+            .await?;
+        for c in charges.iter().filter(|c| c.status == stripe_shared::ChargeStatus::Succeeded) {
+            if let Some(::stripe_types::Expandable::Object(t)) = &c.balance_transaction {
+                facts.add_fee(t.fee, &t.currency);
+            }
+            let card = c.payment_method_details.as_ref().and_then(|d| d.card.as_ref());
+            if let Some(f) = card.and_then(|c| c.fingerprint.clone()) {
+                facts.card_fingerprint = Some(f);
+            }
+        }
+        let disputes: Vec<stripe_shared::Dispute> = ListDispute::new()
+            .payment_intent(payment_intent)
+            .limit(self.page)
+            .paginate()
+            .stream(&self.client)
+            .try_collect()
+            .await?;
+        for d in disputes {
+            for t in &d.balance_transactions {
+                facts.add_fee(t.fee, &t.currency);
+            }
+            facts.disputes.push(Dispute {
+                id: d.id.to_string(),
+                amount: d.amount,
+                state: dispute_state(&d.status),
+                created_ms: ms(d.created),
+            });
+        }
+        Ok(())
+    }
+
+    /// The customer a charge was made to (a dispute's event names only the charge).
+    pub async fn customer_of_charge(&self, charge: &str) -> Result<Option<String>, StripeError> {
+        let c = stripe_core::charge::RetrieveCharge::new(charge).send(&self.client).await?;
+        Ok(c.customer.as_ref().map(|c| c.id().to_string()))
     }
 
     async fn refunded_of(&self, payment_intent: &str) -> Result<i64, StripeError> {

@@ -111,6 +111,9 @@ pub struct EventRef {
     /// `data.object.customer` (a string or an expanded object's id), or `data.object.id` when
     /// the object is a customer.
     pub customer: Option<String>,
+    /// `data.object.charge` of an object that names its charge but not its customer (a
+    /// dispute): the customer is the charge's.
+    pub charge: Option<String>,
 }
 
 /// Why an event body could not be read.
@@ -138,6 +141,8 @@ struct RawObject {
     object: String,
     #[serde(default)]
     customer: Option<serde_json::Value>,
+    #[serde(default)]
+    charge: Option<serde_json::Value>,
 }
 
 /// Reads an event's id, type, time, object and customer; tolerant of unknown types and fields.
@@ -154,8 +159,16 @@ pub fn parse_event(body: &[u8]) -> Result<EventRef, EventError> {
             _ => None,
         }
     };
+    let charge = match raw.data.object.charge {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Object(o)) => {
+            o.get("id").and_then(|v| v.as_str()).map(str::to_owned)
+        }
+        _ => None,
+    };
     Ok(EventRef {
         id: raw.id,
+        charge,
         event_type: raw.event_type,
         created_s: raw.created,
         object_type: raw.data.object.object,
@@ -282,8 +295,14 @@ mod tests {
                 object_type: "subscription".into(),
                 object_id: "sub_1".into(),
                 customer: Some("cus_1".into()),
+                charge: None,
             }
         );
+        let e = parse_event(
+            br#"{"id":"evt_3","type":"charge.dispute.created","created":1,"data":{"object":{"id":"du_1","object":"dispute","charge":"ch_7"}}}"#,
+        )
+        .unwrap();
+        assert_eq!((e.customer, e.charge.as_deref()), (None, Some("ch_7")));
         let e = parse_event(
             br#"{"id":"evt_2","type":"customer.created","created":1,"data":{"object":{"id":"cus_9","object":"customer"}}}"#,
         )
