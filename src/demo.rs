@@ -222,6 +222,9 @@ pub struct Report {
     pub console_mrr: Option<String>,
     /// The referrer's pending commission after alice's payment, minor units of USD.
     pub affiliate_pending: Option<i64>,
+    /// This month's USD revenue after alice's payment as the owner's revenue page shows it:
+    /// gross, processor fees, affiliate commissions, net.
+    pub revenue_month: Option<[String; 4]>,
     /// Each subscriber's plan features in force at the end, as its node holds them: hub-signed
     /// FeatureGrants the node verified against its pinned hub key (name → feature names).
     pub plans: Vec<(String, Vec<String>)>,
@@ -729,6 +732,30 @@ impl DemoHub {
             .and_then(|b| b.iter().find(|x| x["currency"] == currency))
             .and_then(|x| x["pending_minor"].as_i64())
             .unwrap_or(0))
+    }
+
+    /// This month's revenue in `currency` as the owner's `/revenue` page shows it (the same
+    /// figures as `GET /api/v1/console/revenue`): gross, processor fees, affiliate commissions
+    /// and net, two decimals.
+    async fn revenue_this_month(&self, currency: &str) -> anyhow::Result<[String; 4]> {
+        let token = self.login(DEMO_OWNER.0, DEMO_OWNER.1).await?;
+        let r: Value = self
+            .http
+            .get(self.url("/api/v1/console/revenue"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let month = r["currencies"]
+            .as_array()
+            .and_then(|c| c.iter().find(|x| x["currency"] == currency))
+            .and_then(|c| c["months"].as_array())
+            .and_then(|m| m.last())
+            .ok_or_else(|| anyhow!("no {currency} revenue this month: {r}"))?;
+        let field = |k: &str| month[k].as_str().unwrap_or("?").to_owned();
+        Ok([field("gross"), field("processor_fees"), field("affiliate"), field("net")])
     }
 
     /// An account signs up on the hub's `/signup` page (`sign_up_as`: its name) or signs in at
@@ -1859,6 +1886,7 @@ async fn replay(
         hub.url("")
     ));
     let mut affiliate_pending = None;
+    let mut revenue_month = None;
     for (name, login, policy, extra) in subscribers {
         // alice pays by card through Stripe Checkout; bob pays with Telegram Stars.
         let token = if name == "alice" {
@@ -1872,6 +1900,11 @@ async fn replay(
             out(&format!(
                 "rita's affiliate page (/affiliate) shows {} pending for alice's payment (20 % of 49.00 USD), payable after the 30-day holding period",
                 tradecast_hub::ui::fmt::money(pending, "USD")
+            ));
+            let [gross, fees, affiliate, net] = hub.revenue_this_month("USD").await?;
+            revenue_month = Some([gross.clone(), fees.clone(), affiliate.clone(), net.clone()]);
+            out(&format!(
+                "the owner's revenue page (/revenue) this month: gross {gross} USD − Stripe's fees {fees} (read from its balance transactions) − affiliate commissions {affiliate} = net {net} USD"
             ));
             let link = hub.link_telegram(name, ALICE_TELEGRAM).await?;
             hub.telegram
@@ -2241,6 +2274,7 @@ async fn replay(
         console,
         console_mrr,
         affiliate_pending,
+        revenue_month,
         plans,
         subscriptions,
         revenue,

@@ -207,6 +207,9 @@ fn check(report: &Report, lines: &[String]) {
     assert!(lines.iter().any(|l| l.starts_with("hub console overview: MRR ")), "{lines:#?}");
     // rita's referral link brought alice: 20 % of her 49.00 USD is pending on rita's page.
     assert_eq!(report.affiliate_pending, Some(980), "{lines:#?}");
+    // 49.00: Stripe's fee 2.9 % (1.421 → 1.42) + 0.30 = 1.72; rita's 20 % = 9.80.
+    let month = ["49.00", "1.72", "9.80", "37.48"].map(str::to_owned);
+    assert_eq!(report.revenue_month, Some(month), "{lines:#?}");
     assert!(
         lines
             .iter()
