@@ -210,7 +210,7 @@ impl Node {
                 tx.sign_account_fingerprint(identity, h.login, &h.server, now_ms)?;
             if fingerprinted.is_some() {
                 tracing::info!(target: "tradecast::sync",
-                    "the EA's trading account changed: its fingerprint is signed for the hub");
+                    "a new trading account on the EA link: its fingerprint is signed for the hub");
             }
             let policy = self.policy_in(tx)?;
             Ok((row, deals_from, bars_from, policy))
