@@ -14,7 +14,7 @@ use tradecast_node::store::hub_pin;
 use tradecast_protocol::AccountFingerprint;
 use tradecast_protocol::ea::{self, MarginMode};
 
-use super::{Hub, enrol_by_cli, node_dir, now_ms};
+use super::{Hub, enrol_by_cli, node_dir, now_ms, open_store};
 
 fn hello(node: &Node, login: u64, server: &str) {
     let h = ea::Hello {
@@ -109,7 +109,7 @@ async fn sync_a_node_enrolled_before_the_key_reads_it_at_start() {
     let key = *hub.started.state.secrets.account_fingerprint_key();
     // As a node enrolled before the enrolment answer carried the key.
     {
-        let store = super::open_store(&dir);
+        let store = open_store(&dir);
         store.write(|tx| tx.remove_setting(hub_pin::SETTING_HUB_FINGERPRINT_KEY)).unwrap();
         assert!(!hub_pin::has_fingerprint_key(&store).unwrap());
     }
@@ -139,5 +139,39 @@ async fn sync_a_node_enrolled_before_the_key_reads_it_at_start() {
 
     shutdown.trigger();
     running.join().await.unwrap();
+    hub.started.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_a_fingerprint_key_not_signed_by_the_pinned_hub_is_not_kept() {
+    let hub = Hub::start().await;
+    let (dir, _) = node_dir();
+    enrol_by_cli(&dir, &hub).await;
+    let store = open_store(&dir);
+    store.write(|tx| tx.remove_setting(hub_pin::SETTING_HUB_FINGERPRINT_KEY)).unwrap();
+    // Another hub (another identity) that knows this device, at the pinned address: it answers
+    // with its own key, signed by itself.
+    let impostor = Hub::start().await;
+    {
+        // A copy of this node's identity enrols there.
+        let twin_dir = tempfile::tempdir().unwrap();
+        let twin = open_store(&twin_dir);
+        let me = store.read().unwrap().identity().unwrap().unwrap();
+        twin.write(|tx| tx.put_identity(&me)).unwrap();
+        let code = impostor.code().await;
+        tradecast_node::sync::enrol::enrol(&twin, &impostor.http_addr(), &code, "twin", now_ms())
+            .await
+            .unwrap();
+    }
+    hub_pin::move_hub(&store, &impostor.http_addr()).unwrap();
+    let node = Node::new(store, tradecast_node::runtime::Settings::default(), now_ms()).unwrap();
+    let e = tradecast_node::sync::enrol::fetch_fingerprint_key(&node, now_ms()).await.unwrap_err();
+    assert!(e.to_string().contains("not signed by the pinned hub key"), "{e}");
+    assert!(!hub_pin::has_fingerprint_key(node.store()).unwrap());
+    // Back at the pinned hub: kept.
+    hub_pin::move_hub(node.store(), &hub.http_addr()).unwrap();
+    tradecast_node::sync::enrol::fetch_fingerprint_key(&node, now_ms()).await.unwrap();
+    assert!(hub_pin::has_fingerprint_key(node.store()).unwrap());
+    impostor.started.stop().await.unwrap();
     hub.started.stop().await.unwrap();
 }
