@@ -1,11 +1,17 @@
 //! The device registry: enrolment codes (short, single-use, expiring, stored hashed) created by
 //! an account; enrolment of a node with its self-signed `DeviceKeys` record, answered with the
-//! hub's identity key for the node to pin; list, rename, revoke. A revoked device is refused
-//! by every later check ([`active_device`]).
+//! hub's identity key for the node to pin and the deployment's account-fingerprint key; list,
+//! rename, revoke. A revoked device is refused by every later check ([`active_device`]).
+//!
+//! Account fingerprints: a node signs the keyed hash of its EA's broker server and login into a
+//! later `DeviceKeys` record of its DEVICE stream; the sync commit keeps the latest one whose keys
+//! are the device's enrolled ones on the device's row ([`record_account_fingerprint`]), and
+//! [`accounts_share_trading_account`] tells whether two hub accounts trade one MT5 account. The
+//! `DeviceKeys` relayed to followers stays the enrolment record (`feed::keys_record`).
 
 use serde::Serialize;
 use sqlx::Row;
-use tradecast_protocol::{Body, DeviceId, IdentityKey, Kind, Record};
+use tradecast_protocol::{Body, DeviceId, DeviceKeys, IdentityKey, Kind, Record};
 
 use crate::audit::{self, Entry};
 use crate::db::{Db, DbError, is_unique_violation};
@@ -114,6 +120,10 @@ pub struct Enrolled {
     /// must verify it for (instead of pinning the identity certificate).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quic_tls_name: Option<String>,
+    /// The deployment's account-fingerprint key, 64 hex digits: the node hashes its EA's
+    /// broker server and login under it into its `DeviceKeys` (one key per hub, so two devices
+    /// on one trading account sign the same fingerprint).
+    pub account_fingerprint_key: String,
 }
 
 /// The plan's device limit: an account whose plans in force all cap their devices may hold up to
@@ -154,13 +164,15 @@ async fn device_limit_ok(
     Ok(())
 }
 
-/// Enrols the node whose self-signed `DeviceKeys` record is `keys_record`, consuming `code`.
+/// Enrols the node whose self-signed `DeviceKeys` record is `keys_record`, consuming `code`;
+/// the answer carries `fingerprint_key` (the deployment's account-fingerprint key).
 pub async fn enrol(
     db: &Db,
     now_ms: i64,
     code: &str,
     keys_record: &[u8],
     hub: &tradecast_protocol::Identity,
+    fingerprint_key: &[u8; 32],
     request_id: &str,
 ) -> Result<Enrolled, ApiError> {
     let hub_key = hub.identity_key();
@@ -209,7 +221,7 @@ pub async fn enrol(
         revoked_at_ms: None,
     };
     let inserted = sqlx::query(
-        "INSERT INTO devices (id, user_id, name, identity_key, sealing_key, enrolled_at_ms, keys_record) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO devices (id, user_id, name, identity_key, sealing_key, enrolled_at_ms, keys_record, account_fingerprint, account_fingerprint_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&device.id)
     .bind(&device.user_id)
@@ -219,6 +231,9 @@ pub async fn enrol(
     .bind(now_ms)
     // Relayed to subscribers before this device's first record in their feeds.
     .bind(record.encode())
+    // A node signs its first record before it knows the fingerprint key: normally `None`.
+    .bind(keys.account_fingerprint.map(|f| f.to_hex()))
+    .bind(keys.account_fingerprint.map(|_| keys.at_ms))
     .execute(&mut *tx)
     .await;
     match inserted {
@@ -250,6 +265,7 @@ pub async fn enrol(
         hub_identity_key: hex::encode(hub_key.to_bytes()),
         hub_device_id: hub_key.device_id().to_text(),
         quic_tls_name: None,
+        account_fingerprint_key: hex::encode(fingerprint_key),
     })
 }
 
@@ -382,6 +398,88 @@ pub async fn revoke(
     audit::append(&mut tx, db.backend(), now_ms, &entry).await?;
     tx.commit().await.map_err(DbError::from)?;
     Ok(Device { revoked_at_ms: Some(now_ms), ..device })
+}
+
+/// What the sync commit did with a `DeviceKeys` record of a device's own DEVICE stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FingerprintUpdate {
+    /// Its keys are the enrolled ones and it carries a fingerprint: now on the device's row.
+    Stored,
+    /// Its keys are the enrolled ones, without a fingerprint (the enrolment record itself, or
+    /// a node that knows no fingerprint key yet): nothing changes.
+    NoFingerprint,
+    /// Its identity or sealing key is not the device's enrolled one (or the device is not
+    /// enrolled): kept in the chain, never used.
+    ForeignKeys,
+}
+
+/// Keeps the account fingerprint of `keys`, a `DeviceKeys` record that `author` signed on its
+/// DEVICE stream, on the device's row, when its identity and sealing keys are the ones the
+/// device enrolled with; called by the sync commit in its transaction, in chain order, so the
+/// row holds the fingerprint of the latest such record. `account_fingerprint_at_ms` is the
+/// record's `at_ms`: when the node saw that account (its clock).
+pub async fn record_account_fingerprint(
+    tx: &mut crate::feed::Tx,
+    author: &DeviceId,
+    keys: &DeviceKeys,
+) -> Result<FingerprintUpdate, DbError> {
+    let enrolled = sqlx::query("SELECT identity_key, sealing_key FROM devices WHERE id = $1")
+        .bind(author.to_text())
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = enrolled else { return Ok(FingerprintUpdate::ForeignKeys) };
+    let identity: String = row.try_get(0)?;
+    let sealing: String = row.try_get(1)?;
+    if identity != hex::encode(keys.identity.to_bytes()) || sealing != hex::encode(keys.sealing.0) {
+        return Ok(FingerprintUpdate::ForeignKeys);
+    }
+    let Some(fingerprint) = keys.account_fingerprint else {
+        return Ok(FingerprintUpdate::NoFingerprint);
+    };
+    sqlx::query(
+        "UPDATE devices SET account_fingerprint = $1, account_fingerprint_at_ms = $2 WHERE id = $3",
+    )
+    .bind(fingerprint.to_hex())
+    .bind(keys.at_ms)
+    .bind(author.to_text())
+    .execute(&mut **tx)
+    .await?;
+    Ok(FingerprintUpdate::Stored)
+}
+
+/// The account fingerprint (64 hex digits) on device `id`'s row and when its node signed it,
+/// if it has one.
+pub async fn account_fingerprint(db: &Db, id: &str) -> Result<Option<(String, i64)>, DbError> {
+    let row = sqlx::query(
+        "SELECT account_fingerprint, account_fingerprint_at_ms FROM devices WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let fingerprint: Option<String> = row.try_get(0)?;
+    let at_ms: Option<i64> = row.try_get(1)?;
+    Ok(fingerprint.map(|f| (f, at_ms.unwrap_or(0))))
+}
+
+/// Whether hub accounts (user ids) `account_a` and `account_b` trade one MT5 account: some
+/// unrevoked device of each carries the same account fingerprint (the latest its node signed).
+/// For `account_a == account_b` it says whether the account has a fingerprinted device.
+pub async fn accounts_share_trading_account(
+    tx: &mut crate::feed::Tx,
+    account_a: &str,
+    account_b: &str,
+) -> Result<bool, DbError> {
+    let shared: Option<String> = sqlx::query_scalar(
+        "SELECT a.id FROM devices a JOIN devices b ON b.account_fingerprint = a.account_fingerprint \
+         WHERE a.user_id = $1 AND b.user_id = $2 AND a.account_fingerprint IS NOT NULL \
+         AND a.revoked_at_ms IS NULL AND b.revoked_at_ms IS NULL LIMIT 1",
+    )
+    .bind(account_a)
+    .bind(account_b)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(shared.is_some())
 }
 
 /// Figures for `/metrics`.

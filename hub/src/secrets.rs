@@ -286,6 +286,23 @@ impl HubSecrets {
         Ok(secrets)
     }
 
+    /// The deployment's account-fingerprint key: the 32-byte key every node of this hub hashes
+    /// its trading account under (protocol `AccountFingerprint`), handed out at enrolment and on
+    /// `GET /api/v1/devices/{id}/account-fingerprint-key`. Derived from the identity seed under
+    /// its own domain tag (SHA-256, as the hub's X25519 half is), so every instance of one hub
+    /// (they share the seed: nodes pin one key) hands out the same key without storing one, and
+    /// the key reveals nothing of the seed. Not a secret to the devices, but kept out of logs
+    /// like one: with it, anyone could test guessed logins against a device's fingerprint.
+    pub fn account_fingerprint_key(&self) -> Zeroizing<[u8; 32]> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"tradecast/hub/account-fingerprint-key/v1");
+        h.update(&self.hub_identity_key[..]);
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&h.finalize());
+        key
+    }
+
     /// Random secrets in memory (tests and tools that need no persistence).
     pub fn generate_ephemeral() -> HubSecrets {
         let k = || {
@@ -477,5 +494,17 @@ mod tests {
         let kids: Vec<_> = s.jwt_keys.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(kids, ["new", "old"]);
         assert_eq!(hex::encode(*s.hub_identity_key), id);
+    }
+
+    #[test]
+    fn the_account_fingerprint_key_follows_the_identity_seed_alone() {
+        let a = HubSecrets::generate_ephemeral();
+        // Another instance of the same hub: other secrets, the same identity seed.
+        let mut b = HubSecrets::generate_ephemeral();
+        b.hub_identity_key = a.hub_identity_key.clone();
+        assert_eq!(*a.account_fingerprint_key(), *b.account_fingerprint_key());
+        assert_ne!(*a.account_fingerprint_key(), *a.hub_identity_key);
+        let other = HubSecrets::generate_ephemeral();
+        assert_ne!(*a.account_fingerprint_key(), *other.account_fingerprint_key());
     }
 }

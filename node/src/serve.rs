@@ -298,9 +298,12 @@ async fn start_sync(
             nudge.notify_one();
         }
     });
+    // A node enrolled before the hub handed out its account-fingerprint key reads it once.
+    let fingerprint_key = tokio::spawn(crate::sync::enrol::learn_fingerprint_key(node.clone()));
     Ok(Some(tokio::spawn(async move {
         shutdown.wait().await;
         forward.abort();
+        fingerprint_key.abort();
         if let Err(e) = sync.stop().await {
             tracing::error!(target: "tradecast::node", error = %e, "the hub refused this node");
         }

@@ -20,6 +20,7 @@ use tradecast_node::sync::enrol::{self, EnrolError};
 use tradecast_protocol::{Body, Heartbeat, Identity, StreamId};
 
 mod failover;
+mod fingerprint;
 mod plan;
 
 struct Hub {

@@ -1,9 +1,13 @@
-//! `/api/v1/devices`: enrolment codes, enrolment by a node, list, rename, revoke, and the
-//! remote approval requests waiting for a device.
+//! `/api/v1/devices`: enrolment codes, enrolment by a node, list, rename, revoke, the remote
+//! approval requests waiting for a device, and the deployment's account-fingerprint key for a
+//! node enrolled before the enrolment answer carried it (device-signed, like the billing read).
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use serde::Deserialize;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use tradecast_protocol::device_link;
+use tradecast_protocol::{DeviceId, IdentityKey};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -23,6 +27,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rename))
         .routes(routes!(revoke))
         .routes(routes!(pending_requests))
+        .routes(routes!(account_fingerprint_key))
 }
 
 /// Enrolment by a node.
@@ -87,6 +92,7 @@ async fn enrol(
         &req.code,
         &bytes,
         &state.hub_identity,
+        &state.secrets.account_fingerprint_key(),
         &request_id,
     )
     .await?;
@@ -176,4 +182,82 @@ async fn pending_requests(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Vec<ApprovalRequest>>, ApiError> {
     Ok(axum::Json(approvals::pending_requests(&state.db, &authed.user_id, &id).await?))
+}
+
+/// The deployment's account-fingerprint key, as a node reads it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FingerprintKey {
+    /// The device (text form) the answer is for.
+    pub device: String,
+    /// 64 hex digits: the key the node hashes its EA's broker server and login under.
+    pub account_fingerprint_key: String,
+}
+
+/// The path a node signs for `device`.
+pub fn fingerprint_key_path(device: &DeviceId) -> String {
+    format!("/api/v1/devices/{}/account-fingerprint-key", device.to_text())
+}
+
+/// The deployment's account-fingerprint key for an enrolled device, authenticated by its
+/// identity key (no hub password): what the enrolment answer carries, for nodes enrolled before
+/// it did.
+///
+/// `Authorization: Tradecast-Device ts=<unix ms>,sig=<base64url Ed25519 over the domain-tagged
+/// "GET\n{path}\n{ts}">`, valid for 5 minutes either side of the hub's clock. Read-only: a replay
+/// within the window reads the same answer. The answer is signed by the hub's identity key.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/account-fingerprint-key", tag = "devices",
+    params(
+        ("id" = String, Path, description = "device id, text form"),
+        ("Authorization" = String, Header, description = "Tradecast-Device ts=<unix ms>,sig=<base64url>"),
+    ),
+    responses(
+        (status = 200, body = FingerprintKey, headers(("X-Tradecast-Hub-Signature" = String, description = "base64url Ed25519 by the hub's identity key over the domain-tagged \"{path}\\n{request ts}\\n{body}\""))),
+        (status = 401, description = "unauthenticated: missing, bad or stale device signature, or an unknown device", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "device-refused: the device is revoked", body = Problem, content_type = "application/problem+json"),
+))]
+async fn account_fingerprint_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    let unauthenticated = |e: device_link::RequestAuthError| {
+        ApiError::Unauthenticated(format!("device signature refused: {e}"))
+    };
+    let device_id =
+        DeviceId::parse(&id).map_err(|_| ApiError::Unauthenticated("not a device id".into()))?;
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| unauthenticated(device_link::RequestAuthError::Malformed))?;
+    let device = devices::by_id(&state.db, &device_id.to_text())
+        .await?
+        .ok_or_else(|| ApiError::Unauthenticated("unknown device".into()))?;
+    let key = IdentityKey::from_hex(&device.identity_key)
+        .map_err(|e| crate::db::DbError::Corrupt(format!("device {} key: {e}", device.id)))?;
+    // The signature first: a revoked device is told so only when it proves it holds the key.
+    let path = fingerprint_key_path(&device_id);
+    let request_ts = device_link::verify_request(&key, "GET", &path, auth, state.now_ms())
+        .map_err(unauthenticated)?;
+    if device.revoked_at_ms.is_some() {
+        return Err(ApiError::DeviceRefused(format!(
+            "device {} is revoked",
+            device_id.fmt_short()
+        )));
+    }
+    let answer = FingerprintKey {
+        device: device.id,
+        account_fingerprint_key: hex::encode(*state.secrets.account_fingerprint_key()),
+    };
+    // Signed by the key the node pinned: a key from anyone else would split its fingerprints
+    // from every other device's.
+    let body = serde_json::to_vec(&answer).map_err(ApiError::internal)?;
+    let sig = device_link::sign_answer(&state.hub_identity, &path, request_ts, &body);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::HeaderName::from_static(device_link::ANSWER_HEADER), sig),
+        ],
+        body,
+    )
+        .into_response())
 }

@@ -233,6 +233,8 @@ pub async fn commit_batch(
                 crate::telegram::account::on_synced(&mut tx, record, *received_at_ms).await?;
             } else if h.stream == StreamId::DEVICE && h.kind == Kind::Heartbeat {
                 crate::telegram::account::on_heartbeat(&mut tx, record, *received_at_ms).await?;
+            } else if h.stream == StreamId::DEVICE && h.kind == Kind::DeviceKeys && !h.sealed {
+                device_keys(&mut tx, record).await?;
             }
             match tips.iter_mut().find(|t| t.0 == author && t.1 == h.stream) {
                 Some(t) => (t.2, t.3) = (receipt, *received_at_ms),
@@ -256,6 +258,35 @@ pub async fn commit_batch(
     }
     tx.commit().await?;
     Ok(done)
+}
+
+/// A `DeviceKeys` record of a device's own DEVICE stream: its account fingerprint goes on the
+/// device's row when its keys are the enrolled ones ([`crate::devices::record_account_fingerprint`]).
+/// One announcing other keys stays in the chain, unused (the hub has no key rotation): logged and
+/// counted, like a misfiled kind. Neither changes the `DeviceKeys` relayed to followers, which is
+/// the enrolment record ([`crate::feed::keys_record`]).
+async fn device_keys(tx: &mut crate::feed::Tx, record: &Record) -> Result<(), StoreError> {
+    let h = record.header();
+    let keys = match record.body() {
+        Ok(Body::DeviceKeys(keys)) => keys,
+        // The session verified the signature, not the body: a body that does not decode is the
+        // author's own problem, kept in its chain like any committed record.
+        _ => {
+            metrics::counter!("tradecast_sync_device_keys_unused_total", "why" => "body")
+                .increment(1);
+            tracing::warn!(author = %h.author.fmt_short(), seq = h.seq,
+                "DeviceKeys record whose body does not decode: kept, not used");
+            return Ok(());
+        }
+    };
+    let update = crate::devices::record_account_fingerprint(tx, &h.author, &keys).await?;
+    if update == crate::devices::FingerprintUpdate::ForeignKeys {
+        metrics::counter!("tradecast_sync_device_keys_unused_total", "why" => "foreign_keys")
+            .increment(1);
+        tracing::warn!(author = %h.author.fmt_short(), seq = h.seq,
+            "DeviceKeys record with keys other than the enrolled ones: kept, not used");
+    }
+    Ok(())
 }
 
 /// Signs `body` as the next record of the hub's own `stream` and stores it with the others

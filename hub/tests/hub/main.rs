@@ -9,6 +9,7 @@
 mod helpers;
 
 mod account_events;
+mod account_fingerprint;
 mod affiliates;
 mod approvals;
 mod audit;

@@ -1,5 +1,7 @@
 //! EA sessions: the EA keys and the nonce cache behind the link's authentication, and `hello`
-//! (the account row, its cursors and a new session; the oldest beyond the bound end).
+//! (the account row, its cursors and a new session; the oldest beyond the bound end; a
+//! `DeviceKeys` record with the account's fingerprint when the latest one names another
+//! account, in the hello's write).
 
 use std::collections::BTreeMap;
 
@@ -203,6 +205,13 @@ impl Node {
                 });
             }
             tx.put_json(store::ACCOUNTS, "accounts", &account, &row)?;
+            // The hub learns which trading account this device runs on, as a keyed hash only.
+            let fingerprinted =
+                tx.sign_account_fingerprint(identity, h.login, &h.server, now_ms)?;
+            if fingerprinted.is_some() {
+                tracing::info!(target: "tradecast::sync",
+                    "a new trading account on the EA link: its fingerprint is signed for the hub");
+            }
             let policy = self.policy_in(tx)?;
             Ok((row, deals_from, bars_from, policy))
         })?;
@@ -242,6 +251,33 @@ impl Node {
             deals_from_ms: deals_from,
             bars_from,
         })
+    }
+
+    /// Keeps the hub's account-fingerprint key (read from the hub by a node enrolled before the
+    /// enrolment answer carried it) and, in the same write, signs the fingerprint of the account
+    /// of the EA session heard from last, if any, as its hello would have: an EA that said hello
+    /// before the key arrived is fingerprinted without waiting for its next hello. Whether a
+    /// `DeviceKeys` record was appended.
+    pub fn learn_fingerprint_key(&self, key: &[u8; 32], now_ms: i64) -> Result<bool, NodeError> {
+        let account = {
+            let inner = self.lock();
+            inner.sessions.values().max_by_key(|s| s.last_poll_ms).map(|s| s.account.clone())
+        };
+        let identity = &self.identity;
+        let appended = self.store.write(|tx| {
+            store::hub_pin::set_fingerprint_key(tx, key)?;
+            let Some(account) = &account else { return Ok(false) };
+            let Some(row) = tx.get_json::<AccountRow>(store::ACCOUNTS, "accounts", account)? else {
+                return Ok(false);
+            };
+            Ok(tx.sign_account_fingerprint(identity, row.login, &row.server, now_ms)?.is_some())
+        })?;
+        if appended {
+            tracing::info!(target: "tradecast::sync",
+                "the EA's trading account is fingerprinted for the hub");
+            self.wake();
+        }
+        Ok(appended)
     }
 
     /// Another EA instance whose session on `account` still polls, if any (see [`Node::hello`]).

@@ -2,6 +2,10 @@
 //! identity key (the only key the QUIC client accepts and receipts must verify against) and,
 //! when it has one, its WebPKI name. Enrolment writes it ([`crate::sync::enrol`]); the sync
 //! client, the feed's receipt check, the UI and `serve` read it.
+//!
+//! Beside it, the deployment's account-fingerprint key the hub hands out (at enrolment, or read
+//! later by a node enrolled before: [`crate::sync::enrol::fetch_fingerprint_key`]): the key the
+//! EA's hello hashes the trading account under ([`super::device_keys`]).
 
 use tradecast_protocol::IdentityKey;
 
@@ -13,6 +17,32 @@ pub(crate) const SETTING_HUB_KEY: &str = "hub.identity_key";
 pub(crate) const SETTING_HUB_DEVICE_ID: &str = "hub.device_id";
 /// The DNS name of the hub's WebPKI certificate, when it has one (told at enrolment).
 pub(crate) const SETTING_HUB_TLS_NAME: &str = "hub.quic_tls_name";
+/// The hub's account-fingerprint key, 64 hex digits (absent until the hub told it).
+pub const SETTING_HUB_FINGERPRINT_KEY: &str = "hub.account_fingerprint_key";
+
+/// A fingerprint key as stored and as the hub sends it: 64 hex digits.
+pub fn parse_fingerprint_key(text: &str) -> Option<[u8; 32]> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(text, &mut key).ok()?;
+    Some(key)
+}
+
+/// The hub's account-fingerprint key, read inside a write transaction (`None`: not told yet,
+/// or a damaged setting, which the next read from the hub replaces).
+pub fn fingerprint_key_in(tx: &Tx<'_>) -> Result<Option<[u8; 32]>, StoreError> {
+    Ok(tx.setting(SETTING_HUB_FINGERPRINT_KEY)?.as_deref().and_then(parse_fingerprint_key))
+}
+
+/// Keeps the hub's account-fingerprint key.
+pub fn set_fingerprint_key(tx: &mut Tx<'_>, key: &[u8; 32]) -> Result<(), StoreError> {
+    tx.set_setting(SETTING_HUB_FINGERPRINT_KEY, &hex::encode(key))
+}
+
+/// Whether this node holds the hub's account-fingerprint key.
+pub fn has_fingerprint_key(store: &Store) -> Result<bool, StoreError> {
+    let text = store.read()?.setting(SETTING_HUB_FINGERPRINT_KEY)?;
+    Ok(text.as_deref().and_then(parse_fingerprint_key).is_some())
+}
 
 /// The hub this node enrolled with: where it is and the key it must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,8 +15,9 @@
 //!
 //! The code is split by table group: `account` (orders, executions, positions, deals, bars,
 //! equity, cursors), `sync` (outbox, feed, receipts, authors), `hub_requests` (the schema-3
-//! tables), `symbol_specs` (the schema-4 table), `upgrade` (the steps) and [`hub_pin`] (the
-//! enrolled hub in `settings`).
+//! tables), `symbol_specs` (the schema-4 table), `upgrade` (the steps), [`hub_pin`] (the
+//! enrolled hub and its account-fingerprint key in `settings`) and `device_keys` (this device's
+//! `DeviceKeys` records in the outbox, a new one when the EA's account changes).
 //!
 //! Every write goes through [`Store::write`], one redb transaction committed with
 //! `Durability::Immediate` (fsync) before the closure's result is handed back: a caller that
@@ -31,6 +32,7 @@
 //! This module owns no network and no clock; times are arguments.
 
 mod account;
+mod device_keys;
 pub mod hub_pin;
 mod hub_requests;
 mod symbol_specs;

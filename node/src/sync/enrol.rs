@@ -1,5 +1,9 @@
 //! Enrolment with a hub: the node's `DeviceKeys` record and a one-time code go to the hub's
-//! `POST /api/v1/devices/enrol`; the hub's identity key in the answer is pinned in the store.
+//! `POST /api/v1/devices/enrol`; the hub's identity key in the answer is pinned in the store,
+//! with the deployment's account-fingerprint key the answer carries (a hub before that key
+//! sends none). A node enrolled before it reads the key once at start
+//! ([`learn_fingerprint_key`]: `GET /api/v1/devices/{id}/account-fingerprint-key`, signed with
+//! the identity key like the billing read, the answer checked against the pinned hub key).
 //!
 //! The answer must name this very device (the id derived from our key) and carry a well-formed
 //! hub key whose device id matches the one it states; otherwise nothing is pinned. The request
@@ -7,10 +11,13 @@
 //! single-use and short-lived, and the keys record is public by design); an `https://` prefix
 //! on `--hub` is used as given.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tradecast_protocol::device_link;
 use tradecast_protocol::{Body, DeviceId, DeviceKeys, IdentityKey, Kind, Record, StreamId};
 
+use crate::runtime::{Node, NodeError};
 use crate::store::hub_pin::{
     HubPin, SETTING_HUB_ADDR, SETTING_HUB_DEVICE_ID, SETTING_HUB_KEY, SETTING_HUB_TLS_NAME,
 };
@@ -43,6 +50,12 @@ pub enum EnrolError {
     /// The store already holds a hub pin.
     #[error("this node is already enrolled with a hub ({0}); use a new data dir")]
     OtherHub(String),
+    /// The fingerprint key was asked for without a pinned hub.
+    #[error("this node is not enrolled with a hub")]
+    NotEnrolled,
+    /// The node could not keep what the hub answered.
+    #[error(transparent)]
+    Node(#[from] NodeError),
 }
 
 /// What enrolment did.
@@ -64,6 +77,9 @@ struct Answer {
     /// Set when the hub's QUIC endpoint has a WebPKI certificate for this DNS name.
     #[serde(default)]
     quic_tls_name: Option<String>,
+    /// The deployment's account-fingerprint key (64 hex; absent from a hub before it).
+    #[serde(default)]
+    account_fingerprint_key: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -172,6 +188,14 @@ pub async fn enrol(
     {
         return Err(EnrolError::BadAnswer(format!("`{name}` is not a DNS name")));
     }
+    let fingerprint_key = match answer.account_fingerprint_key.as_deref() {
+        None => None,
+        Some(text) => {
+            Some(crate::store::hub_pin::parse_fingerprint_key(text).ok_or_else(|| {
+                EnrolError::BadAnswer("the account fingerprint key is not 64 hex digits".into())
+            })?)
+        }
+    };
     let hub_addr = if addrs.is_empty() { hub.to_string() } else { addrs.join(",") };
     store.write(|tx| {
         tx.set_setting(SETTING_HUB_ADDR, &hub_addr)?;
@@ -179,7 +203,122 @@ pub async fn enrol(
         if let Some(name) = &tls_name {
             tx.set_setting(SETTING_HUB_TLS_NAME, name)?;
         }
+        if let Some(k) = &fingerprint_key {
+            crate::store::hub_pin::set_fingerprint_key(tx, k)?;
+        }
         tx.set_setting(SETTING_HUB_DEVICE_ID, &hub_device_id.to_text())
     })?;
     Ok(Enrolment { device_id, hub: HubPin { addr: hub_addr, key, tls_name }, hub_device_id })
+}
+
+/// How long a read of the fingerprint key may take.
+const FINGERPRINT_KEY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(serde::Deserialize)]
+struct FingerprintKeyAnswer {
+    device: String,
+    account_fingerprint_key: String,
+}
+
+/// Reads the deployment's account-fingerprint key from the pinned hub (its HTTP base:
+/// [`crate::sync::billing::hub_base`]) with a request signed by this node's identity key at
+/// `now_ms`, checks the answer is signed by the pinned hub key and names this device, and hands
+/// the key to the node ([`Node::learn_fingerprint_key`]: kept in the store, the current EA's
+/// account fingerprinted). Whether that appended a `DeviceKeys` record.
+pub async fn fetch_fingerprint_key(node: &Node, now_ms: i64) -> Result<bool, EnrolError> {
+    let pinned = crate::store::hub_pin::hub_pin(node.store())
+        .map_err(|e| EnrolError::BadAnswer(e.to_string()))?
+        .ok_or(EnrolError::NotEnrolled)?;
+    let base = crate::sync::billing::hub_base(node)?.ok_or(EnrolError::NotEnrolled)?;
+    let path = format!("/api/v1/devices/{}/account-fingerprint-key", node.device_id().to_text());
+    let auth = device_link::sign_request(node.identity(), "GET", &path, now_ms);
+    let unreachable =
+        |e: reqwest::Error| EnrolError::Unreachable { addr: base.clone(), message: e.to_string() };
+    let client = reqwest::Client::builder()
+        .timeout(FINGERPRINT_KEY_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(unreachable)?;
+    let resp = client
+        .get(format!("{}{path}", base.trim_end_matches('/')))
+        .header(reqwest::header::AUTHORIZATION, auth)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = resp.status().as_u16();
+    let hub_sig = resp
+        .headers()
+        .get(device_link::ANSWER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if resp.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+        return Err(EnrolError::BadAnswer("the answer is too large".into()));
+    }
+    let bytes = resp.bytes().await.map_err(unreachable)?;
+    if bytes.len() > MAX_ANSWER {
+        return Err(EnrolError::BadAnswer("the answer is too large".into()));
+    }
+    if status != 200 {
+        let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| {
+                v.get("detail").or(v.get("title")).and_then(|d| d.as_str()).map(String::from)
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into());
+        return Err(EnrolError::Refused { status, detail });
+    }
+    // A key from anyone but the pinned hub would split this device's fingerprints from those
+    // of every other device of the deployment.
+    let signed = hub_sig
+        .is_some_and(|sig| device_link::verify_answer(&pinned.key, &path, now_ms, &bytes, &sig));
+    if !signed {
+        return Err(EnrolError::BadAnswer("the answer is not signed by the pinned hub key".into()));
+    }
+    let answer: FingerprintKeyAnswer =
+        serde_json::from_slice(&bytes).map_err(|e| EnrolError::BadAnswer(e.to_string()))?;
+    if answer.device != node.device_id().to_text() {
+        return Err(EnrolError::BadAnswer("the answer names another device".into()));
+    }
+    let key = crate::store::hub_pin::parse_fingerprint_key(&answer.account_fingerprint_key)
+        .ok_or_else(|| {
+            EnrolError::BadAnswer("the account fingerprint key is not 64 hex digits".into())
+        })?;
+    Ok(node.learn_fingerprint_key(&key, now_ms)?)
+}
+
+/// First wait between reads of the fingerprint key; doubled after each failure up to
+/// [`FINGERPRINT_KEY_RETRY_MAX`].
+const FINGERPRINT_KEY_RETRY: Duration = Duration::from_secs(5);
+const FINGERPRINT_KEY_RETRY_MAX: Duration = Duration::from_secs(3_600);
+
+/// Until this enrolled node holds the hub's account-fingerprint key, reads it
+/// ([`fetch_fingerprint_key`]), retrying with backoff (5 s doubling to an hour: a hub down, or
+/// one before the route, answers later); returns at once when the key is known. `serve` runs it
+/// beside the sync client and ends it with the node.
+pub async fn learn_fingerprint_key(node: Arc<Node>) {
+    let mut wait = FINGERPRINT_KEY_RETRY;
+    loop {
+        match crate::store::hub_pin::has_fingerprint_key(node.store()) {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(target: "tradecast::sync", error = %e,
+                    "the account fingerprint key could not be looked up in the store");
+                return;
+            }
+        }
+        match fetch_fingerprint_key(&node, crate::clock::wall_ms()).await {
+            Ok(_) => {
+                tracing::info!(target: "tradecast::sync",
+                    "the hub's account fingerprint key is kept");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(target: "tradecast::sync", error = %e, retry_s = wait.as_secs(),
+                    "the hub's account fingerprint key could not be read");
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(FINGERPRINT_KEY_RETRY_MAX);
+    }
 }

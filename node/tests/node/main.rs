@@ -1,7 +1,9 @@
 //! The node's integration tests, one binary (link time): the strategy on real and generated
 //! data, the indicators against TA-Lib, the order builder, the backtest and its command line;
-//! the store (crashes, upgrades), the runtime (orders, reconciliation, guard) and the EA link.
+//! the store (crashes, upgrades), the runtime (orders, reconciliation, guard, the account
+//! fingerprint an EA's hello signs) and the EA link.
 
+mod account_fingerprint;
 mod backtest;
 mod cli;
 mod core_tables;
