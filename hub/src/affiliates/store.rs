@@ -935,6 +935,13 @@ async fn fraud_reasons(
     if aff_account != account_id && same_card > 0 {
         reasons.push("self-referral: paid with the affiliate's card".to_string());
     }
+    // A device of the referred account trades the MT5 account a device of the affiliate's
+    // trades (the account fingerprint the nodes sign in their `DeviceKeys`).
+    if aff_account != account_id
+        && crate::devices::accounts_share_trading_account(tx, &aff_account, account_id).await?
+    {
+        reasons.push("self-referral: the same trading account as the affiliate".to_string());
+    }
     if let Some(ip) = signup_ip_hash {
         if aff_ip.as_deref() == Some(ip) {
             reasons.push("self-referral: signed up from the affiliate's address".to_string());
