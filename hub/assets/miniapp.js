@@ -130,13 +130,18 @@
   }
 
   document.addEventListener('click', function (ev) {
-    var tab = ev.target.closest('.tab');
-    if (tab) { show(tab.getAttribute('data-view')); return; }
+    var tab = ev.target.closest('.tab, [data-view-link]');
+    if (tab) { show(tab.getAttribute('data-view') || tab.getAttribute('data-view-link')); return; }
     var button = ev.target.closest('[data-action]');
     if (button && !button.disabled) { act(button); }
   });
 
   document.body.addEventListener('htmx:afterSwap', mainButton);
+  // A view the trader's plan does not include answers 402 with words and the plans that do:
+  // shown like any view.
+  document.body.addEventListener('htmx:beforeSwap', function (ev) {
+    if (ev.detail.xhr.status === 402) { ev.detail.shouldSwap = true; ev.detail.isError = false; }
+  });
 
   // Countdowns to a pending signal's expiry (the server's clock gave the first value).
   setInterval(function () {

@@ -697,6 +697,26 @@ pub async fn features_at(db: &Db, user_id: &str, at_ms: i64) -> Result<Vec<Strin
     Ok(features)
 }
 
+/// Refuses with 402 `plan-required` unless `user_id` holds `feature` at `at_ms` through a plan
+/// in force; the refusal names the plans on offer (not archived) that include it.
+pub async fn require_feature(
+    db: &Db,
+    user_id: &str,
+    feature: &str,
+    at_ms: i64,
+) -> Result<(), crate::error::ApiError> {
+    if features_at(db, user_id, at_ms).await?.iter().any(|f| f == feature) {
+        return Ok(());
+    }
+    let plans = crate::plans::list(db, None, false)
+        .await?
+        .into_iter()
+        .filter(|p| p.features.iter().any(|f| f == feature))
+        .map(|p| p.id)
+        .collect();
+    Err(crate::error::ApiError::PlanRequired { feature: feature.to_string(), plans })
+}
+
 /// Devices entitled to `provider_user_id`'s signals at `at_ms`.
 pub async fn entitled_devices(
     db: &Db,

@@ -252,6 +252,12 @@ async fn slow_miniapp_plan_payment_approvals_analytics_at_phone_size_light_and_d
     b.screenshot_sized("miniapp-approvals-light", 390, 844).await;
     b.click(".tab[data-view=\"analytics\"]").await;
     assert!(b.until("return !!document.querySelector('#view [data-view=\"analytics\"]')").await);
+    // Her plan has no analytics: the view says so (402) and shows the plans that include it.
+    assert!(
+        b.until("return !!document.querySelector('#view [data-plan-required=\"analytics\"]')")
+            .await,
+        "the analytics view names what her plan lacks"
+    );
     b.screenshot_sized("miniapp-analytics-light", 390, 844).await;
     b.js("window.Telegram.WebView.receiveEvent('back_button_pressed'); return true;").await;
     assert!(

@@ -98,6 +98,32 @@ pub async fn view(
     Query(query): Query<ViewQuery>,
 ) -> Result<Response, ApiError> {
     let only = query.signal.filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+    // What each view needs of the trader's plan: the plan view is open to every linked account
+    // (it is where a plan is bought).
+    let needs: &[&str] = match view.as_str() {
+        "approvals" => &["mini_app"],
+        "analytics" => &["mini_app", "analytics"],
+        _ => &[],
+    };
+    if let Some(l) = &mini.linked {
+        for feature in needs {
+            let refused = crate::entitlements::require_feature(
+                &state.db,
+                &l.user_id,
+                feature,
+                state.now_ms(),
+            )
+            .await;
+            if let Err(ApiError::PlanRequired { feature, plans }) = refused {
+                let body = plan_required(&state, &feature, &plans).await?;
+                let fragment = html! {
+                    section.view data-view=(view) data-csrf=(mini.csrf) data-plan-required=(feature) { (body) }
+                };
+                return Ok((StatusCode::PAYMENT_REQUIRED, layout::html(fragment)).into_response());
+            }
+            refused?;
+        }
+    }
     let body = match (view.as_str(), &mini.linked) {
         ("plan" | "approvals" | "analytics", None) => unlinked(&state),
         ("plan", Some(l)) => plan(&state, l).await?,
@@ -109,6 +135,31 @@ pub async fn view(
         section.view data-view=(view) data-csrf=(mini.csrf) { (body) }
     };
     Ok(layout::html(fragment))
+}
+
+/// What a view shows when the trader's plan lacks `feature` (answered 402 `plan-required`):
+/// in words, with the plans on offer that include it and a button to the plan view.
+async fn plan_required(
+    state: &AppState,
+    feature: &str,
+    plans: &[String],
+) -> Result<Markup, ApiError> {
+    let offers = crate::plans::list(&state.db, None, false).await?;
+    let names: Vec<String> = offers
+        .iter()
+        .filter(|p| plans.contains(&p.id))
+        .map(|p| format!("{} ({})", p.name, fmt::money(p.price_minor, &p.currency)))
+        .collect();
+    Ok(html! {
+        h1 { "Not in your plan" }
+        p { "Your plan does not include " b { (account::feature_words(feature)) } "." }
+        @if names.is_empty() {
+            p.hint { "No plan on offer includes it yet." }
+        } @else {
+            p { "Plans that include it: " (names.join(", ")) "." }
+            button.primary type="button" data-view-link="plan" { "See the plans" }
+        }
+    })
 }
 
 fn unlinked(state: &AppState) -> Markup {
@@ -606,6 +657,7 @@ pub async fn decide(
     form: Result<Form<DecideForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ApiError> {
     let l = checked(&mini, &headers)?;
+    crate::entitlements::require_feature(&state.db, &l.user_id, "mini_app", state.now_ms()).await?;
     let form = form.map(|Form(f)| f).map_err(|e| ApiError::InvalidBody(e.body_text()))?;
     let lots = Some(form.lots.trim().to_owned()).filter(|s| !s.is_empty());
     let new = approvals::NewApprovalRequest {

@@ -154,6 +154,33 @@ pub(crate) fn csrf_in(view: &Resp) -> String {
     view.text[at..at + 64].to_string()
 }
 
+/// A provider's plan "Everything" (49.00 USD / 30 days) with `features`; its id.
+pub(crate) async fn features_plan(
+    hub: &TestHub,
+    owner: &crate::helpers::Session,
+    features: &[&str],
+) -> String {
+    let provider = hub.user(owner, "provider").await;
+    let name = if features.contains(&"analytics") { "Everything" } else { "App only" };
+    let body = serde_json::json!({ "name": name, "price_minor": 4900, "currency": "USD",
+                                   "period_days": 30, "features": features });
+    hub.post("/api/v1/plans", Some(&provider.token), body).await.ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The owner grants `plan_id` to `user_id` by hand.
+pub(crate) async fn grant(
+    hub: &TestHub,
+    owner: &crate::helpers::Session,
+    user_id: &str,
+    plan_id: &str,
+) {
+    let body = serde_json::json!({ "user_id": user_id, "plan_id": plan_id });
+    hub.post("/api/v1/entitlements", Some(&owner.token), body).await.ok(201);
+}
+
 /// Links stand-in user `tg` to `who` through the account page and `/start <code>`.
 pub(crate) async fn link(
     hub: &TestHub,
@@ -271,6 +298,32 @@ async fn miniapp_views_by_bearer_only_with_csrf_on_actions(b: Backend) {
         .problem(401, "invalid-token");
     mini(&hub, "GET", "/miniapp/app/nope", Some(token), None, None).await.problem(404, "not-found");
 
+    // Without a plan: the plan view answers; approvals and analytics say what is missing (402,
+    // the plans on offer that include it); the decision route refuses as a problem.
+    let offered = features_plan(&hub, &owner, &["signals", "mini_app", "analytics"]).await;
+    for (view, feature) in [("approvals", "mini_app"), ("analytics", "mini_app")] {
+        let v = mini(&hub, "GET", &format!("/miniapp/app/{view}"), Some(token), None, None).await;
+        assert_eq!(v.status, StatusCode::PAYMENT_REQUIRED, "{view}: {}", v.text);
+        assert!(v.text.contains(&format!("data-plan-required=\"{feature}\"")), "{}", v.text);
+        assert!(
+            v.text.contains("Not in your plan") && v.text.contains("Everything (49.00 USD)"),
+            "{}",
+            v.text
+        );
+    }
+    let csrf = csrf_in(&mini(&hub, "GET", "/miniapp/app/plan", Some(token), None, None).await);
+    let body = format!("signal_id={}&device_id=x&decision=approved", "ab".repeat(16));
+    let r = mini(&hub, "POST", "/miniapp/app/decide", Some(token), Some(&csrf), Some(&body)).await;
+    r.problem(402, "plan-required");
+    assert_eq!(r.body["plans"], serde_json::json!([offered.clone()]), "{}", r.body);
+    // With a plan of the Mini App but not analytics: the analytics view names what is missing.
+    let app_only = features_plan(&hub, &owner, &["signals", "mini_app"]).await;
+    grant(&hub, &owner, &alice.user_id, &app_only).await;
+    let v = mini(&hub, "GET", "/miniapp/app/analytics", Some(token), None, None).await;
+    assert_eq!(v.status, StatusCode::PAYMENT_REQUIRED, "{}", v.text);
+    assert!(v.text.contains("data-plan-required=\"analytics\""), "{}", v.text);
+    grant(&hub, &owner, &alice.user_id, &offered).await;
+
     // Every view answers with the bearer.
     for view in ["plan", "approvals", "analytics"] {
         let v = mini(&hub, "GET", &format!("/miniapp/app/{view}"), Some(token), None, None).await;
@@ -334,7 +387,7 @@ async fn miniapp_stars_upgrade_then_the_plan_view_shows_it(b: Backend) {
     let owner = hub.owner().await;
     let provider = hub.user(&owner, "provider").await;
     let body = serde_json::json!({ "name": "Gold Stars", "price_minor": 250, "currency": "XTR",
-                                   "period_days": 30, "features": ["signals", "mini_app"] });
+                                   "period_days": 30, "features": ["signals", "mini_app", "analytics"] });
     let gold = hub.post("/api/v1/plans", Some(&provider.token), body).await.ok(201)["id"]
         .as_str()
         .unwrap()

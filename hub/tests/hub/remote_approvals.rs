@@ -408,6 +408,9 @@ async fn miniapp_approves_with_another_size(b: Backend) {
     let kit = provider_kit(&hub, &owner).await;
     let alice = hub.user(&owner, "subscriber").await;
     link(&hub, &sb, &alice, 601).await;
+    // Her plan includes the Mini App.
+    let app = crate::miniapp::features_plan(&hub, &owner, &["signals", "mini_app"]).await;
+    crate::miniapp::grant(&hub, &owner, &alice.user_id, &app).await;
     let (node, node_id) = hub.enrol(&alice, "alice-pc").await;
     let mut stream = NodeStream::new(&node);
     let s = signal(&kit.identity, hub.clock.now_ms());
