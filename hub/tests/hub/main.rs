@@ -16,6 +16,7 @@ mod audit;
 mod auth;
 mod backup;
 mod billing;
+mod billing_crash;
 mod billing_device;
 mod billing_flow;
 mod billing_stripe;
