@@ -2,6 +2,7 @@
 //! sim, so these tests live in the root package): the sim's conformance suite against a real
 //! node, with a trigger that makes the node create orders and a close-all through its local API.
 
+mod billing_browser;
 mod browser;
 mod conformance;
 mod console_browser;

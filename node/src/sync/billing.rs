@@ -130,6 +130,11 @@ impl HubBilling {
     pub fn card_subscribed(&self) -> bool {
         self.subscriptions.iter().any(|s| s.door == "stripe" && s.is_current())
     }
+
+    /// Whether a current subscription is on `plan_id` (its offer needs no Subscribe button).
+    pub fn holds(&self, plan_id: &str) -> bool {
+        self.subscriptions.iter().any(|s| s.plan_id == plan_id && s.is_current())
+    }
 }
 
 /// Why the plan could not be read.
@@ -250,15 +255,6 @@ pub fn valid_base(url: &str) -> bool {
         && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]/_".contains(&b))
 }
 
-/// The origin (`scheme://host[:port]`) of a valid base.
-pub fn origin(base: &str) -> Option<String> {
-    if !valid_base(base) {
-        return None;
-    }
-    let (scheme, rest) = base.split_once("://")?;
-    Some(format!("{scheme}://{}", rest.split('/').next().unwrap_or_default()))
-}
-
 /// Reads the plan: through the stored `public_url` (falling back to the pinned address when
 /// that cannot be reached), remembering the `public_url` the hub answers.
 pub async fn read_plan(node: &Node, now_ms: i64) -> Result<HubBilling, BillingError> {
@@ -290,7 +286,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bases_and_origins() {
+    fn bases() {
         assert_eq!(http_base("127.0.0.1:7400"), "http://127.0.0.1:7400");
         assert_eq!(http_base("https://hub.example.com/"), "https://hub.example.com");
         assert!(valid_base("https://hub.example.com"));
@@ -298,8 +294,6 @@ mod tests {
         for bad in ["ftp://x", "https://", "https://a b", "https://u@h", "https://h?x", "h:1"] {
             assert!(!valid_base(bad), "{bad}");
         }
-        assert_eq!(origin("https://hub.example.com/x").as_deref(), Some("https://hub.example.com"));
-        assert_eq!(origin("javascript:alert(1)"), None);
     }
 
     #[test]

@@ -275,11 +275,7 @@ pub fn host_ok(host: &str, addr: SocketAddr) -> bool {
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    // A page may widen `form-action` to the hub's origin (the settings page's plan buttons);
-    // every other response gets the strict policy.
-    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    }
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // `same-origin`, not `no-referrer`: under `no-referrer` WebKit (the desktop app's webview)
@@ -414,15 +410,6 @@ async fn plan_view(node: &Node) -> pages::PlanView {
     }
 }
 
-/// The CSP of the settings page: the strict one, with `form-action` widened to the hub's origin
-/// (a plan button's POST answers 303 to the hub, and `form-action` governs that redirect).
-fn settings_csp(node: &Node) -> Option<HeaderValue> {
-    let base = crate::sync::billing::hub_base(node).ok()??;
-    let origin = crate::sync::billing::origin(&base)?;
-    let csp = CSP.replace("form-action 'self'", &format!("form-action 'self' {origin}"));
-    HeaderValue::from_str(&csp).ok()
-}
-
 /// The settings page with the plan read from the hub.
 async fn settings_page(
     ui: &Ui,
@@ -431,11 +418,7 @@ async fn settings_page(
     status: StatusCode,
 ) -> Response {
     let plan = plan_view(&ui.node).await;
-    let mut resp = page(status, pages::settings(&ui.node, csrf, notice, &plan));
-    if let Some(csp) = settings_csp(&ui.node) {
-        resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
-    }
-    resp
+    page(status, pages::settings(&ui.node, csrf, notice, &plan))
 }
 
 /// A plan button's form.
@@ -448,7 +431,7 @@ struct PlanLinkForm {
 }
 
 /// `POST /ui/plan/link`: a device link for the action (`checkout:<plan>`, `portal`,
-/// `telegram-link`) signed now, answered as 303 to the hub.
+/// `telegram-link`) signed now, answered with [`opening_page`].
 async fn plan_link(
     State(ui): State<Ui>,
     axum::Extension(session): axum::Extension<Session>,
@@ -463,13 +446,39 @@ async fn plan_link(
         return plain(StatusCode::UNPROCESSABLE_ENTITY, "unknown plan action");
     };
     match crate::sync::billing::link(&ui.node, &action, crate::clock::wall_ms()) {
-        Ok(Some(url)) => Redirect::to(&url).into_response(),
+        Ok(Some(url)) => opening_page(&url),
         Ok(None) => plain(StatusCode::CONFLICT, "this node is not enrolled with a hub"),
         Err(e) => {
             tracing::error!(target: "tradecast::ui", error = %e, "device link not made: the store failed");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "the node could not read its store")
         }
     }
+}
+
+/// What a plan button's POST answers: a page that opens `url` (the hub's device link) at once
+/// with a meta refresh, and the link itself to press if it does not. Not a 303 to the hub:
+/// `form-action` governs every redirect of a form's submission, and the hub sends the browser on
+/// to the payment processor's pages (Checkout, the Portal), whose origins no policy of this node
+/// can list — a browser blocks the chain. A refresh is a navigation of its own, outside it.
+fn opening_page(url: &str) -> Response {
+    let markup = maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content=(format!("0;url={url}"));
+                title { "Opening the hub…" }
+                link rel="stylesheet" href="/assets/app.css";
+            }
+            body {
+                main {
+                    p { "Opening your account on the hub…" }
+                    p { a #continue href=(url) { "Continue to the hub" } }
+                }
+            }
+        }
+    };
+    (StatusCode::OK, html(markup)).into_response()
 }
 
 async fn equity_json(State(ui): State<Ui>) -> Response {

@@ -401,7 +401,9 @@ fn plan_view(node: &Node, csrf: &str, plan: &PlanView, gate: PlanGate) -> PageRe
                                     td { (o.price_words()) @if o.trial_days > 0 { div.hint { (o.trial_days) " days free" } } }
                                     td { (o.features.join(", ").replace('_', "-")) }
                                     td.right {
-                                        @if o.door == "stripe" && b.stripe {
+                                        @if b.holds(&o.id) {
+                                            span.mute id=(format!("held-{}", o.id)) { "your plan" }
+                                        } @else if o.door == "stripe" && b.stripe {
                                             (link_button(csrf, &format!("checkout:{}", o.id), "Subscribe", &format!("subscribe-{}", o.id)))
                                         } @else if o.door == "stripe" {
                                             span.mute { "card payments are not open on this hub" }
