@@ -5,7 +5,6 @@
 //! on the hub's account page and then on the node's settings page. Screenshots go to
 //! `test-artifacts/ui-billing-*.png`.
 
-
 use tradecast_node::config::Config;
 use tradecast_node::serve::{self, tokio_util_shutdown::Shutdown};
 use tradecast_standins::stripe::{StripeStandin, StripeStandinConfig};

@@ -524,6 +524,7 @@ async fn analytics(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
     let absent = recent.iter().filter(|s| s.outcomes.is_empty()).count();
     let providers = providers_of(state, l).await?;
     let base = state.config.public_url.as_ref().map(|u| u.as_str().to_string()).unwrap_or_default();
+    let own = own_money(state, &l.user_id).await?;
     Ok(html! {
         h1 { "Analytics" }
         section.card #outcomes {
@@ -549,11 +550,43 @@ async fn analytics(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
                 }
             }
         }
-        p.notice {
-            "Your equity, drawdown and profit and loss stay on your own computer: the hub never \
-             sees your trading account's figures. The Tradecast app shows them (Overview)."
+        section.card #own {
+            h2 { "Your account" }
+            @if own.is_empty() {
+                p.hint #own-none {
+                    "Your equity, drawdown and profit and loss stay on your own computer unless you \
+                     publish them: tick what to publish under Settings → Publishing in the Tradecast \
+                     app (it becomes part of your public track record), and your figures appear here."
+                }
+            }
+            @for (i, m) in own.iter().enumerate() {
+                (crate::public::page::money_section(i, m, "Your node"))
+            }
         }
     })
+}
+
+/// The trader's own money figures: each of their devices' published stream (what they chose to
+/// publish, signed by their node), through the track-record engine the public page uses; no
+/// publication delay (it is their own account). Devices that publish nothing are left out.
+async fn own_money(
+    state: &AppState,
+    user_id: &str,
+) -> Result<Vec<crate::analytics::MoneyFigures>, ApiError> {
+    let mut out = Vec::new();
+    for key in crate::public::store::device_keys(&state.db, user_id).await? {
+        let author = key.device_id();
+        let items =
+            crate::public::store::published_records(&state.db, &state.hub_identity, &author)
+                .await?;
+        if items.is_empty() {
+            continue;
+        }
+        let records: Vec<tradecast_protocol::Record> =
+            items.into_iter().map(|i| i.record).collect();
+        out.push(crate::analytics::money_figures(author, &records).map_err(ApiError::internal)?);
+    }
+    Ok(out)
 }
 
 /// The form of an action.

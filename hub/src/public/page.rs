@@ -162,12 +162,15 @@ fn money_curves(m: &MoneyFigures) -> Markup {
     }
 }
 
-fn money_section(i: usize, m: &MoneyFigures) -> Markup {
+/// One published account's money figures (`subject` names who publishes it: "This provider",
+/// "Your node"): headline, equity and drawdown, cash flows, months, heatmap, symbols. The public
+/// page and the trader's own analytics in the Mini App show the same section.
+pub(crate) fn money_section(i: usize, m: &MoneyFigures, subject: &str) -> Markup {
     let cur = m.currency.clone().unwrap_or_default();
     html! {
         section.money id=(format!("money-{i}")) {
             h3 { "Account of device " code { (m.author) } @if !cur.is_empty() { " (" (cur) ")" } }
-            p.kinds { "This provider " (m.kinds.describe()) "." }
+            p.kinds { (subject) " " (m.kinds.describe()) "." }
             table.money-headline {
                 caption { "Money figures — basis: the published stream" }
                 tbody {
@@ -229,7 +232,7 @@ fn money(t: &ProviderTrack) -> Markup {
         @if t.money.is_empty() {
             p #money-none { "This provider publishes no account history (no closed trades, equity or balance operations): there are no money figures, only the R record above." }
         }
-        @for (i, m) in t.money.iter().enumerate() { (money_section(i, m)) }
+        @for (i, m) in t.money.iter().enumerate() { (money_section(i, m, "This provider")) }
     }
 }
 

@@ -25,7 +25,8 @@ on_both!(
     miniapp_session_ends_24_hours_after_auth_date,
     miniapp_stars_upgrade_then_the_plan_view_shows_it,
     miniapp_is_off_without_telegram,
-    miniapp_accepts_what_the_stand_in_hands_a_web_app
+    miniapp_accepts_what_the_stand_in_hands_a_web_app,
+    miniapp_analytics_shows_what_the_traders_node_publishes
 );
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -575,4 +576,60 @@ async fn miniapp_session_route_is_under_the_per_ip_limit(b: Backend) {
     r.problem(429, "rate-limited");
     assert!(r.headers.contains_key("retry-after"));
     hub.stop().await;
+}
+
+/// The trader's own figures in the Mini App: nothing published — the view says how to publish;
+/// then their node publishes a deposit, equity points and a closed trade — the view shows the
+/// same money section the public page computes, without the public delay.
+async fn miniapp_analytics_shows_what_the_traders_node_publishes(b: Backend) {
+    use tradecast_protocol::{BalanceKind, ChainHash};
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let hub = hub_with_miniapp(b, &sb).await;
+    let owner = hub.owner().await;
+    let alice = hub.user(&owner, "subscriber").await;
+    link(&hub, &sb, &alice, 605).await;
+    let everything = features_plan(&hub, &owner, &["signals", "mini_app", "analytics"]).await;
+    grant(&hub, &owner, &alice.user_id, &everything).await;
+    let (node, _) = hub.enrol(&alice, "alice-pc").await;
+    let s = session(&hub, &sb, 605).await;
+    let token = s["token"].as_str().unwrap();
+    let view = mini(&hub, "GET", "/miniapp/app/analytics", Some(token), None, None).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.text);
+    assert!(
+        view.text.contains("id=\"own-none\"") && view.text.contains("Publishing"),
+        "{}",
+        view.text
+    );
+
+    let mut published = crate::track_money::Publisher {
+        hub: &hub,
+        identity: &node,
+        seq: 0,
+        prev: ChainHash::GENESIS,
+        records: vec![],
+    };
+    published.balance(1, BalanceKind::Deposit, "1000").await;
+    published.equity("1000", "1000").await;
+    hub.clock.advance_ms(86_400_000);
+    published.trade(9, "50", "-1").await;
+    published.equity("1049", "1049").await;
+    let expected =
+        tradecast_protocol::track_money::money_figures(node.device_id(), &published.records)
+            .unwrap();
+    // A day later: the app opened again (a new session).
+    let s = session(&hub, &sb, 605).await;
+    let token = s["token"].as_str().unwrap();
+    let view = mini(&hub, "GET", "/miniapp/app/analytics", Some(token), None, None).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.text);
+    assert!(!view.text.contains("id=\"own-none\""), "{}", view.text);
+    assert!(view.text.contains("Your node publishes"), "{}", view.text);
+    for (label, value) in tradecast_protocol::track_money::headline(&expected) {
+        let row = format!(
+            "<th>{label}</th><td class=\"num\">{}</td>",
+            maud::html! { (value) }.into_string()
+        );
+        assert!(view.text.contains(&row), "{row}: {}", view.text);
+    }
+    assert!(view.text.contains("class=\"equity\""), "the equity curve: {}", view.text);
+    assert!(view.text.contains("<td>EURUSD</td>"), "by symbol: {}", view.text);
 }

@@ -16,7 +16,7 @@ use tradecast_protocol::{
     StreamId, TradeClosed,
 };
 
-use crate::helpers::{Backend, ProviderKit, TestHub, provider_kit};
+use crate::helpers::{Backend, TestHub, provider_kit};
 use crate::on_both;
 
 on_both!(money_figures_page_api_export_and_delay);
@@ -28,13 +28,13 @@ fn d(s: &str) -> Decimal {
     s.parse().unwrap()
 }
 
-/// The provider's node publishing its account history.
-struct Publisher<'a> {
-    hub: &'a TestHub,
-    kit: &'a ProviderKit,
-    seq: u64,
-    prev: ChainHash,
-    records: Vec<Record>,
+/// A node publishing its account history (a provider's, or a trader's in the Mini App test).
+pub(crate) struct Publisher<'a> {
+    pub(crate) hub: &'a TestHub,
+    pub(crate) identity: &'a tradecast_protocol::Identity,
+    pub(crate) seq: u64,
+    pub(crate) prev: ChainHash,
+    pub(crate) records: Vec<Record>,
 }
 
 impl Publisher<'_> {
@@ -48,16 +48,16 @@ impl Publisher<'_> {
             prev_hash: self.prev,
             created_at_ms: now,
         };
-        let record = Record::sign(&self.kit.identity, fields, &body);
+        let record = Record::sign(self.identity, fields, &body);
         self.prev = record.header_hash();
         let state = self.hub.state();
         store::commit(&state.db, &state.hub_identity, &record, now).await.unwrap();
         self.records.push(record);
     }
 
-    async fn equity(&mut self, balance: &str, equity: &str) {
+    pub(crate) async fn equity(&mut self, balance: &str, equity: &str) {
         let body = Body::EquityPoint(EquityPoint {
-            device: self.kit.identity.device_id(),
+            device: self.identity.device_id(),
             at_ms: self.hub.clock.now_ms(),
             balance: d(balance),
             equity: d(equity),
@@ -65,9 +65,9 @@ impl Publisher<'_> {
         self.publish(body).await;
     }
 
-    async fn balance(&mut self, deal: u64, kind: BalanceKind, amount: &str) {
+    pub(crate) async fn balance(&mut self, deal: u64, kind: BalanceKind, amount: &str) {
         let body = Body::BalanceOperation(BalanceOperation {
-            device: self.kit.identity.device_id(),
+            device: self.identity.device_id(),
             deal,
             kind,
             amount: d(amount),
@@ -78,11 +78,11 @@ impl Publisher<'_> {
         self.publish(body).await;
     }
 
-    async fn trade(&mut self, ticket: u64, profit: &str, commission: &str) {
+    pub(crate) async fn trade(&mut self, ticket: u64, profit: &str, commission: &str) {
         let now = self.hub.clock.now_ms();
         let body = Body::TradeClosed(TradeClosed {
             signal_id: None,
-            device: self.kit.identity.device_id(),
+            device: self.identity.device_id(),
             ticket,
             symbol: "EURUSD".into(),
             side: Side::Buy,
@@ -130,8 +130,13 @@ async fn money_figures_page_api_export_and_delay(backend: Backend) {
 
     // Day 0: a deposit of 1000, equity 1000. Day 1: a trade of +50 − 1 commission (sent twice:
     // one ticket), equity 1049 (+4.9 %). Day 2: 200 withdrawn, equity 849 (0 %: no loss).
-    let mut node =
-        Publisher { hub: &hub, kit: &kit, seq: 0, prev: ChainHash::GENESIS, records: vec![] };
+    let mut node = Publisher {
+        hub: &hub,
+        identity: &kit.identity,
+        seq: 0,
+        prev: ChainHash::GENESIS,
+        records: vec![],
+    };
     node.balance(1, BalanceKind::Deposit, "1000").await;
     node.equity("1000", "1000").await;
     hub.clock.advance_ms(DAY);
