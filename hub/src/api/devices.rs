@@ -3,11 +3,9 @@
 //! node enrolled before the enrolment answer carried it (device-signed, like the billing read).
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use tradecast_protocol::device_link;
-use tradecast_protocol::{DeviceId, IdentityKey};
+use tradecast_protocol::DeviceId;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -220,44 +218,14 @@ async fn account_fingerprint_key(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
-    let unauthenticated = |e: device_link::RequestAuthError| {
-        ApiError::Unauthenticated(format!("device signature refused: {e}"))
-    };
-    let device_id =
-        DeviceId::parse(&id).map_err(|_| ApiError::Unauthenticated("not a device id".into()))?;
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| unauthenticated(device_link::RequestAuthError::Malformed))?;
-    let device = devices::by_id(&state.db, &device_id.to_text())
-        .await?
-        .ok_or_else(|| ApiError::Unauthenticated("unknown device".into()))?;
-    let key = IdentityKey::from_hex(&device.identity_key)
-        .map_err(|e| crate::db::DbError::Corrupt(format!("device {} key: {e}", device.id)))?;
-    // The signature first: a revoked device is told so only when it proves it holds the key.
-    let path = fingerprint_key_path(&device_id);
-    let request_ts = device_link::verify_request(&key, "GET", &path, auth, state.now_ms())
-        .map_err(unauthenticated)?;
-    if device.revoked_at_ms.is_some() {
-        return Err(ApiError::DeviceRefused(format!(
-            "device {} is revoked",
-            device_id.fmt_short()
-        )));
-    }
+    let (device, path, request_ts) =
+        crate::billing::device_api::device_read(&state, &id, &headers, fingerprint_key_path)
+            .await?;
     let answer = FingerprintKey {
         device: device.id,
         account_fingerprint_key: hex::encode(*state.secrets.account_fingerprint_key()),
     };
     // Signed by the key the node pinned: a key from anyone else would split its fingerprints
     // from every other device's.
-    let body = serde_json::to_vec(&answer).map_err(ApiError::internal)?;
-    let sig = device_link::sign_answer(&state.hub_identity, &path, request_ts, &body);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json".to_string()),
-            (header::HeaderName::from_static(device_link::ANSWER_HEADER), sig),
-        ],
-        body,
-    )
-        .into_response())
+    crate::billing::device_api::signed_answer(&state, &path, request_ts, &answer)
 }

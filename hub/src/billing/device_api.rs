@@ -70,6 +70,59 @@ fn unauthenticated(e: RequestAuthError) -> ApiError {
     ApiError::Unauthenticated(format!("device signature refused: {e}"))
 }
 
+/// A device-signed read of `path_of(device)` by the device `id`: the device (known, its
+/// signature over `GET\n{path}\n{ts}` fresh and valid — checked before revocation, so a revoked
+/// device is told so only when it proves it holds the key, and not revoked), the path and the
+/// request's `ts` for [`signed_answer`]. 401 `unauthenticated` / 403 `device-refused`.
+pub(crate) async fn device_read(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    path_of: fn(&DeviceId) -> String,
+) -> Result<(crate::devices::Device, String, i64), ApiError> {
+    let device_id =
+        DeviceId::parse(id).map_err(|_| ApiError::Unauthenticated("not a device id".into()))?;
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| unauthenticated(RequestAuthError::Malformed))?;
+    let device = crate::devices::by_id(&state.db, &device_id.to_text())
+        .await?
+        .ok_or_else(|| ApiError::Unauthenticated("unknown device".into()))?;
+    let key = IdentityKey::from_hex(&device.identity_key)
+        .map_err(|e| DbError::Corrupt(format!("device {} key: {e}", device.id)))?;
+    let path = path_of(&device_id);
+    let request_ts = device_link::verify_request(&key, "GET", &path, auth, state.now_ms())
+        .map_err(unauthenticated)?;
+    if device.revoked_at_ms.is_some() {
+        return Err(ApiError::DeviceRefused(format!(
+            "device {} is revoked",
+            device_id.fmt_short()
+        )));
+    }
+    Ok((device, path, request_ts))
+}
+
+/// `answer` as JSON, signed by the hub's identity key (which the node pinned at enrolment) over
+/// the path, the request's `ts` and the body, in `X-Tradecast-Hub-Signature`.
+pub(crate) fn signed_answer(
+    state: &AppState,
+    path: &str,
+    request_ts: i64,
+    answer: &impl Serialize,
+) -> Result<axum::response::Response, ApiError> {
+    let body = serde_json::to_vec(answer).map_err(ApiError::internal)?;
+    let sig = device_link::sign_answer(&state.hub_identity, path, request_ts, &body);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::HeaderName::from_static(device_link::ANSWER_HEADER), sig),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 /// A device's own billing, authenticated by its identity key (no hub password).
 ///
 /// `Authorization: Tradecast-Device ts=<unix ms>,sig=<base64url Ed25519 over the domain-tagged
@@ -90,27 +143,7 @@ pub(crate) async fn device_billing(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
-    let device_id =
-        DeviceId::parse(&id).map_err(|_| ApiError::Unauthenticated("not a device id".into()))?;
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| unauthenticated(RequestAuthError::Malformed))?;
-    let device = crate::devices::by_id(&state.db, &device_id.to_text())
-        .await?
-        .ok_or_else(|| ApiError::Unauthenticated("unknown device".into()))?;
-    let key = IdentityKey::from_hex(&device.identity_key)
-        .map_err(|e| DbError::Corrupt(format!("device {} key: {e}", device.id)))?;
-    // The signature first: a revoked device is told so only when it proves it holds the key.
-    let path = billing_path(&device_id);
-    let request_ts = device_link::verify_request(&key, "GET", &path, auth, state.now_ms())
-        .map_err(unauthenticated)?;
-    if device.revoked_at_ms.is_some() {
-        return Err(ApiError::DeviceRefused(format!(
-            "device {} is revoked",
-            device_id.fmt_short()
-        )));
-    }
+    let (device, path, request_ts) = device_read(&state, &id, &headers, billing_path).await?;
     let mut subscriptions = Vec::new();
     for s in ledger::subscriptions_of(&state.db, &device.user_id).await? {
         let plan_name =
@@ -136,14 +169,5 @@ pub(crate) async fn device_billing(
     };
     // Signed by the hub's identity key, which the node pinned at enrolment: the node trusts the
     // plan and the `public_url` it signs its device links under only from this hub.
-    let body = serde_json::to_vec(&answer).map_err(ApiError::internal)?;
-    let sig = device_link::sign_answer(&state.hub_identity, &path, request_ts, &body);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json".to_string()),
-            (header::HeaderName::from_static(device_link::ANSWER_HEADER), sig),
-        ],
-        body,
-    )
-        .into_response())
+    signed_answer(&state, &path, request_ts, &answer)
 }

@@ -181,19 +181,27 @@ pub fn hub_base(node: &Node) -> Result<Option<String>, StoreError> {
     }))
 }
 
-/// The billing read at `base` for this node, signed at `now_ms`.
-pub async fn fetch(node: &Node, base: &str, now_ms: i64) -> Result<HubBilling, BillingError> {
+/// A device-signed `GET {base}{path}` to the hub (`device_link::sign_request` at `now_ms`),
+/// answered 200 with a body of at most 256 KiB signed by the pinned hub key for that path
+/// (`device_link::verify_answer`): the answer's bytes. The billing read and the enrolment's
+/// fingerprint-key read both go through it.
+pub async fn device_get(
+    node: &Node,
+    base: &str,
+    path: &str,
+    timeout: Duration,
+    now_ms: i64,
+) -> Result<Vec<u8>, BillingError> {
     let pinned = crate::store::hub_pin::hub_pin(node.store())
         .map_err(|e| BillingError::BadAnswer(e.to_string()))?
         .ok_or(BillingError::NotEnrolled)?;
-    let path = format!("/api/v1/devices/{}/billing", node.device_id().to_text());
-    let auth = device_link::sign_request(node.identity(), "GET", &path, now_ms);
+    let auth = device_link::sign_request(node.identity(), "GET", path, now_ms);
     let unreachable = |e: reqwest::Error| BillingError::Unreachable {
         base: base.to_string(),
         message: e.to_string(),
     };
     let client = reqwest::Client::builder()
-        .timeout(TIMEOUT)
+        .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(unreachable)?;
@@ -226,10 +234,17 @@ pub async fn fetch(node: &Node, base: &str, now_ms: i64) -> Result<HubBilling, B
         return Err(BillingError::Refused { status, detail });
     }
     let signed = hub_sig
-        .is_some_and(|sig| device_link::verify_answer(&pinned.key, &path, now_ms, &bytes, &sig));
+        .is_some_and(|sig| device_link::verify_answer(&pinned.key, path, now_ms, &bytes, &sig));
     if !signed {
         return Err(BillingError::Unsigned { base: base.to_string() });
     }
+    Ok(bytes.to_vec())
+}
+
+/// The billing read at `base` for this node, signed at `now_ms`.
+pub async fn fetch(node: &Node, base: &str, now_ms: i64) -> Result<HubBilling, BillingError> {
+    let path = format!("/api/v1/devices/{}/billing", node.device_id().to_text());
+    let bytes = device_get(node, base, &path, TIMEOUT, now_ms).await?;
     let answer: HubBilling =
         serde_json::from_slice(&bytes).map_err(|e| BillingError::BadAnswer(e.to_string()))?;
     if answer.device != node.device_id().to_text() {

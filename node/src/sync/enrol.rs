@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tradecast_protocol::device_link;
 use tradecast_protocol::{Body, DeviceId, DeviceKeys, IdentityKey, Kind, Record, StreamId};
 
 use crate::runtime::{Node, NodeError};
@@ -226,54 +225,25 @@ struct FingerprintKeyAnswer {
 /// the key to the node ([`Node::learn_fingerprint_key`]: kept in the store, the current EA's
 /// account fingerprinted). Whether that appended a `DeviceKeys` record.
 pub async fn fetch_fingerprint_key(node: &Node, now_ms: i64) -> Result<bool, EnrolError> {
-    let pinned = crate::store::hub_pin::hub_pin(node.store())
-        .map_err(|e| EnrolError::BadAnswer(e.to_string()))?
-        .ok_or(EnrolError::NotEnrolled)?;
     let base = crate::sync::billing::hub_base(node)?.ok_or(EnrolError::NotEnrolled)?;
     let path = format!("/api/v1/devices/{}/account-fingerprint-key", node.device_id().to_text());
-    let auth = device_link::sign_request(node.identity(), "GET", &path, now_ms);
-    let unreachable =
-        |e: reqwest::Error| EnrolError::Unreachable { addr: base.clone(), message: e.to_string() };
-    let client = reqwest::Client::builder()
-        .timeout(FINGERPRINT_KEY_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(unreachable)?;
-    let resp = client
-        .get(format!("{}{path}", base.trim_end_matches('/')))
-        .header(reqwest::header::AUTHORIZATION, auth)
-        .send()
-        .await
-        .map_err(unreachable)?;
-    let status = resp.status().as_u16();
-    let hub_sig = resp
-        .headers()
-        .get(device_link::ANSWER_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if resp.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
-        return Err(EnrolError::BadAnswer("the answer is too large".into()));
-    }
-    let bytes = resp.bytes().await.map_err(unreachable)?;
-    if bytes.len() > MAX_ANSWER {
-        return Err(EnrolError::BadAnswer("the answer is too large".into()));
-    }
-    if status != 200 {
-        let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| {
-                v.get("detail").or(v.get("title")).and_then(|d| d.as_str()).map(String::from)
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into());
-        return Err(EnrolError::Refused { status, detail });
-    }
     // A key from anyone but the pinned hub would split this device's fingerprints from those
-    // of every other device of the deployment.
-    let signed = hub_sig
-        .is_some_and(|sig| device_link::verify_answer(&pinned.key, &path, now_ms, &bytes, &sig));
-    if !signed {
-        return Err(EnrolError::BadAnswer("the answer is not signed by the pinned hub key".into()));
-    }
+    // of every other device of the deployment: the answer must be the pinned hub's.
+    use crate::sync::billing::{BillingError, device_get};
+    let bytes = device_get(node, &base, &path, FINGERPRINT_KEY_TIMEOUT, now_ms).await.map_err(
+        |e| match e {
+            BillingError::Store(e) => EnrolError::Store(e),
+            BillingError::NotEnrolled => EnrolError::NotEnrolled,
+            BillingError::Unreachable { base, message } => {
+                EnrolError::Unreachable { addr: base, message }
+            }
+            BillingError::Refused { status, detail } => EnrolError::Refused { status, detail },
+            BillingError::BadAnswer(m) => EnrolError::BadAnswer(m),
+            BillingError::Unsigned { .. } => {
+                EnrolError::BadAnswer("the answer is not signed by the pinned hub key".into())
+            }
+        },
+    )?;
     let answer: FingerprintKeyAnswer =
         serde_json::from_slice(&bytes).map_err(|e| EnrolError::BadAnswer(e.to_string()))?;
     if answer.device != node.device_id().to_text() {
