@@ -171,10 +171,7 @@ async fn setup(state: &AppState, sb: &StripeStandin, customers: usize) -> Vec<St
         price_minor: 4900,
         currency: "USD".into(),
         period_days: 30,
-        features: None,
-        trial_days: None,
-        device_limit: None,
-        description: None,
+        ..Default::default()
     };
     let plan = plans::create(db, now, &provider.id, Role::Provider, &plan, "bench").await.unwrap();
     let mut accounts = Vec::with_capacity(customers);

@@ -1,6 +1,8 @@
-//! Plans: what a provider offers (price in minor units with an ISO 4217 currency code, never a
-//! float; a period; the features it gives). Granting a plan to an account is an entitlement
-//! (`crate::entitlements`), which entitles that account's devices to the provider's signals.
+//! The catalog: products and their plans. A product is what a provider sells (a name and a
+//! description); a plan is one way to buy it (price in minor units with an ISO 4217 currency
+//! code, never a float, or whole Telegram Stars; a period; trial days; the features it gives; a
+//! device limit). Granting a plan to an account is an entitlement (`crate::entitlements`), which
+//! entitles that account's devices to the provider's signals.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -40,6 +42,41 @@ pub struct Plan {
     pub device_limit: Option<i64>,
     /// What the plan is, in the provider's words (plain text, at most 500 characters).
     pub description: String,
+    /// The product it sells.
+    pub product_id: String,
+}
+
+/// A product: what a provider sells; its plans are the ways to buy it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Product {
+    /// Product id.
+    pub id: String,
+    /// The provider whose signals its plans grant.
+    pub provider_user_id: String,
+    /// Name shown to subscribers.
+    pub name: String,
+    /// What it is, in the provider's words (plain text, at most 500 characters).
+    pub description: String,
+    /// Creation time, unix ms.
+    pub created_at_ms: i64,
+    /// Set when withdrawn (its plans with it).
+    pub archived_at_ms: Option<i64>,
+    /// Its plans (archived ones only when asked).
+    pub plans: Vec<Plan>,
+}
+
+/// A new product.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    /// Provider account; defaults to the caller (required when an admin creates it).
+    #[serde(default)]
+    pub provider_user_id: Option<String>,
+    /// 1-100 characters.
+    pub name: String,
+    /// Plain text, at most 500 characters.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 impl Plan {
@@ -110,10 +147,14 @@ pub struct NewPlan {
     /// Plain text, at most 500 characters.
     #[serde(default)]
     pub description: Option<String>,
+    /// The product this plan sells (one of the provider's, on offer); default: a new product
+    /// with the plan's name and description.
+    #[serde(default)]
+    pub product_id: Option<String>,
 }
 
 const PLAN_COLUMNS: &str = "id, provider_user_id, name, price_minor, currency, period_days, created_at_ms, archived_at_ms, \
-     features, trial_days, device_limit, description";
+     features, trial_days, device_limit, description, COALESCE(product_id, id)";
 
 fn plan_from_row(r: &sqlx::any::AnyRow) -> Result<Plan, DbError> {
     Ok(Plan {
@@ -129,7 +170,212 @@ fn plan_from_row(r: &sqlx::any::AnyRow) -> Result<Plan, DbError> {
         trial_days: r.try_get(9)?,
         device_limit: r.try_get(10)?,
         description: r.try_get(11)?,
+        product_id: r.try_get(12)?,
     })
+}
+
+/// Who a catalog entry is for: a provider its own; an admin names the provider.
+fn provider_of(actor: &str, actor_role: Role, named: Option<&String>) -> Result<String, ApiError> {
+    match (named, actor_role) {
+        (Some(p), r) if r.is_admin() => Ok(p.clone()),
+        (None, Role::Provider) => Ok(actor.to_string()),
+        (Some(p), Role::Provider) if p == actor => Ok(p.clone()),
+        (_, Role::Provider) => {
+            Err(ApiError::Forbidden("a provider manages its own catalog only".into()))
+        }
+        (None, r) if r.is_admin() => {
+            Err(ApiError::Validation("`provider_user_id` is required".into()))
+        }
+        _ => Err(ApiError::Forbidden("this needs the provider, owner or admin role".into())),
+    }
+}
+
+/// A name (1-100 characters) and a description (at most 500), trimmed.
+fn name_and_description(
+    name: &str,
+    description: Option<&str>,
+) -> Result<(String, String), ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::Validation("`name` must be 1-100 characters".into()));
+    }
+    let description = description.unwrap_or("").trim().to_string();
+    if description.chars().count() > 500 {
+        return Err(ApiError::Validation("`description` must be at most 500 characters".into()));
+    }
+    Ok((name.to_string(), description))
+}
+
+/// The provider account `id`, which must be a provider.
+async fn provider_account(db: &Db, id: &str) -> Result<(), ApiError> {
+    let user = accounts::user_by_id(db, id)
+        .await?
+        .ok_or_else(|| ApiError::Validation("`provider_user_id` is not an account".into()))?;
+    if user.role != Role::Provider {
+        return Err(ApiError::Validation("`provider_user_id` is not a provider".into()));
+    }
+    Ok(())
+}
+
+async fn insert_product(
+    tx: &mut crate::feed::Tx,
+    db: &Db,
+    product: &Product,
+    actor: &str,
+    request_id: &str,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO products (id, provider_user_id, name, description, created_at_ms, \
+         archived_at_ms) VALUES ($1, $2, $3, $4, $5, NULL)",
+    )
+    .bind(&product.id)
+    .bind(&product.provider_user_id)
+    .bind(&product.name)
+    .bind(&product.description)
+    .bind(product.created_at_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::from)?;
+    let detail = serde_json::json!({ "provider": product.provider_user_id, "name": product.name });
+    audit::append(
+        tx,
+        db.backend(),
+        product.created_at_ms,
+        &Entry { actor, action: "product.create", subject: &product.id, detail, request_id },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates a product (no plan yet). A provider creates its own; an admin names the provider.
+pub async fn create_product(
+    db: &Db,
+    now_ms: i64,
+    actor: &str,
+    actor_role: Role,
+    new: &NewProduct,
+    request_id: &str,
+) -> Result<Product, ApiError> {
+    let provider = provider_of(actor, actor_role, new.provider_user_id.as_ref())?;
+    let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
+    provider_account(db, &provider).await?;
+    let product = Product {
+        id: ids::new_id(),
+        provider_user_id: provider,
+        name,
+        description,
+        created_at_ms: now_ms,
+        archived_at_ms: None,
+        plans: Vec::new(),
+    };
+    let mut tx = db.begin_write().await?;
+    insert_product(&mut tx, db, &product, actor, request_id).await?;
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(product)
+}
+
+/// Products, optionally of one provider, each with its plans (archived ones when asked).
+pub async fn products(
+    db: &Db,
+    provider: Option<&str>,
+    include_archived: bool,
+) -> Result<Vec<Product>, DbError> {
+    let rows = sqlx::query(
+        "SELECT id, provider_user_id, name, description, created_at_ms, archived_at_ms \
+         FROM products WHERE ($1 = '' OR provider_user_id = $1) \
+         AND ($2 = 1 OR archived_at_ms IS NULL) ORDER BY created_at_ms, id",
+    )
+    .bind(provider.unwrap_or(""))
+    .bind(i64::from(include_archived))
+    .fetch_all(db.pool())
+    .await?;
+    let all_plans = list(db, provider, include_archived).await?;
+    rows.iter()
+        .map(|r| {
+            let id: String = r.try_get(0)?;
+            let plans = all_plans.iter().filter(|p| p.product_id == id).cloned().collect();
+            Ok(Product {
+                id,
+                provider_user_id: r.try_get(1)?,
+                name: r.try_get(2)?,
+                description: r.try_get(3)?,
+                created_at_ms: r.try_get(4)?,
+                archived_at_ms: r.try_get(5)?,
+                plans,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(DbError::from)
+}
+
+/// The product with this id (archived too), without its plans.
+pub async fn product_by_id(db: &Db, id: &str) -> Result<Option<Product>, DbError> {
+    let row = sqlx::query(
+        "SELECT id, provider_user_id, name, description, created_at_ms, archived_at_ms \
+         FROM products WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| {
+        Ok(Product {
+            id: r.try_get(0)?,
+            provider_user_id: r.try_get(1)?,
+            name: r.try_get(2)?,
+            description: r.try_get(3)?,
+            created_at_ms: r.try_get(4)?,
+            archived_at_ms: r.try_get(5)?,
+            plans: Vec::new(),
+        })
+    })
+    .transpose()
+    .map_err(|e: sqlx::Error| DbError::from(e))
+}
+
+/// Withdraws a product and every plan of it still on offer (existing entitlements stay until
+/// they expire or are revoked), audited.
+pub async fn archive_product(
+    db: &Db,
+    now_ms: i64,
+    id: &str,
+    actor: &str,
+    actor_role: Role,
+    request_id: &str,
+) -> Result<Product, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no product {id}"));
+    let product = product_by_id(db, id).await?.ok_or_else(not_found)?;
+    if !(actor_role.is_admin() || product.provider_user_id == actor) {
+        return Err(not_found());
+    }
+    if product.archived_at_ms.is_none() {
+        let mut tx = db.begin_write().await?;
+        sqlx::query("UPDATE products SET archived_at_ms = $1 WHERE id = $2")
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(DbError::from)?;
+        let archived = sqlx::query(
+            "UPDATE plans SET archived_at_ms = $1 WHERE product_id = $2 AND archived_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(DbError::from)?;
+        let detail = serde_json::json!({ "plans_archived": archived.rows_affected() });
+        audit::append(
+            &mut tx,
+            db.backend(),
+            now_ms,
+            &Entry { actor, action: "product.archive", subject: id, detail, request_id },
+        )
+        .await?;
+        tx.commit().await.map_err(DbError::from)?;
+    }
+    let mut all = products(db, Some(&product.provider_user_id), true).await?;
+    all.retain(|p| p.id == id);
+    all.pop().ok_or_else(not_found)
 }
 
 /// Creates a plan. A provider creates its own; an admin names the provider.
@@ -141,25 +387,8 @@ pub async fn create(
     new: &NewPlan,
     request_id: &str,
 ) -> Result<Plan, ApiError> {
-    if !(actor_role.is_admin() || actor_role == Role::Provider) {
-        return Err(ApiError::Forbidden("this needs the provider, owner or admin role".into()));
-    }
-    let provider = match (&new.provider_user_id, actor_role) {
-        (Some(p), r) if r.is_admin() => p.clone(),
-        (None, Role::Provider) => actor.to_string(),
-        (Some(p), Role::Provider) if p == actor => p.clone(),
-        (_, Role::Provider) => {
-            return Err(ApiError::Forbidden("a provider creates plans for itself only".into()));
-        }
-        (None, _) => return Err(ApiError::Validation("`provider_user_id` is required".into())),
-        _ => {
-            return Err(ApiError::Forbidden("this needs the provider, owner or admin role".into()));
-        }
-    };
-    let name = new.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::Validation("`name` must be 1-100 characters".into()));
-    }
+    let provider = provider_of(actor, actor_role, new.provider_user_id.as_ref())?;
+    let (name, description) = name_and_description(&new.name, new.description.as_deref())?;
     if new.price_minor < 0 {
         return Err(ApiError::Validation("`price_minor` must be 0 or more".into()));
     }
@@ -175,10 +404,6 @@ pub async fn create(
     if new.device_limit.is_some_and(|n| !(1..=100).contains(&n)) {
         return Err(ApiError::Validation("`device_limit` must be 1-100".into()));
     }
-    let description = new.description.as_deref().unwrap_or("").trim().to_string();
-    if description.chars().count() > 500 {
-        return Err(ApiError::Validation("`description` must be at most 500 characters".into()));
-    }
     if new.currency == STARS && new.period_days != 30 && new.price_minor > 0 {
         return Err(ApiError::Validation(
             "a plan sold for Telegram Stars renews every 30 days: `period_days` must be 30".into(),
@@ -191,16 +416,37 @@ pub async fn create(
         Some(list) => normalise_features(list)?,
         None => DEFAULT_FEATURES.iter().map(|f| f.to_string()).collect(),
     };
-    let provider_user = accounts::user_by_id(db, &provider)
-        .await?
-        .ok_or_else(|| ApiError::Validation("`provider_user_id` is not an account".into()))?;
-    if provider_user.role != Role::Provider {
-        return Err(ApiError::Validation("`provider_user_id` is not a provider".into()));
-    }
+    provider_account(db, &provider).await?;
+    // The product it sells: one of the provider's on offer, or a new one named like the plan.
+    let (product_id, new_product) = match &new.product_id {
+        Some(pid) => {
+            let product = product_by_id(db, pid)
+                .await?
+                .filter(|p| p.provider_user_id == provider && p.archived_at_ms.is_none());
+            if product.is_none() {
+                return Err(ApiError::Validation(format!(
+                    "`product_id`: no product {pid} of this provider on offer"
+                )));
+            }
+            (pid.clone(), None)
+        }
+        None => {
+            let p = Product {
+                id: ids::new_id(),
+                provider_user_id: provider.clone(),
+                name: name.clone(),
+                description: description.clone(),
+                created_at_ms: now_ms,
+                archived_at_ms: None,
+                plans: Vec::new(),
+            };
+            (p.id.clone(), Some(p))
+        }
+    };
     let plan = Plan {
         id: ids::new_id(),
         provider_user_id: provider,
-        name: name.to_string(),
+        name,
         price_minor: new.price_minor,
         currency: new.currency.clone(),
         period_days: new.period_days,
@@ -210,12 +456,17 @@ pub async fn create(
         trial_days,
         device_limit: new.device_limit,
         description,
+        product_id,
     };
     let mut tx = db.begin_write().await?;
-    sqlx::query(crate::sql!(
-        "INSERT INTO plans ({PLAN_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11)"
-    ))
+    if let Some(p) = &new_product {
+        insert_product(&mut tx, db, p, actor, request_id).await?;
+    }
+    sqlx::query(
+        "INSERT INTO plans (id, provider_user_id, name, price_minor, currency, period_days, \
+         created_at_ms, archived_at_ms, features, trial_days, device_limit, description, \
+         product_id) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, $12)",
+    )
     .bind(&plan.id)
     .bind(&plan.provider_user_id)
     .bind(&plan.name)
@@ -227,10 +478,11 @@ pub async fn create(
     .bind(plan.trial_days)
     .bind(plan.device_limit)
     .bind(&plan.description)
+    .bind(&plan.product_id)
     .execute(&mut *tx)
     .await
     .map_err(DbError::from)?;
-    let detail = serde_json::json!({ "provider": plan.provider_user_id, "price_minor": plan.price_minor, "currency": plan.currency, "features": plan.features });
+    let detail = serde_json::json!({ "provider": plan.provider_user_id, "product": plan.product_id, "price_minor": plan.price_minor, "currency": plan.currency, "features": plan.features });
     audit::append(
         &mut tx,
         db.backend(),

@@ -1,4 +1,5 @@
-//! `/api/v1/plans` and `/api/v1/entitlements`: providers offer plans, admins grant them.
+//! `/api/v1/products`, `/api/v1/plans` and `/api/v1/entitlements`: providers offer products and
+//! the plans that sell them, admins grant plans.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,11 +11,13 @@ use utoipa_axum::routes;
 use super::extract::{Admin, Authed, Json, Path, Query, Require};
 use crate::entitlements::{self, EndReason, Ending, Entitlement, Grant};
 use crate::error::{ApiError, Problem};
-use crate::plans::{self, NewPlan, Plan};
+use crate::plans::{self, NewPlan, NewProduct, Plan, Product};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(create_product, list_products))
+        .routes(routes!(archive_product))
         .routes(routes!(create_plan, list_plans))
         .routes(routes!(archive_plan))
         .routes(routes!(grant, list_entitlements))
@@ -37,6 +40,73 @@ pub struct PlanFilter {
 pub struct EntitlementFilter {
     /// Admins: only this account.
     pub user_id: Option<String>,
+}
+
+/// Create a product (a provider for itself; an admin for a named provider). Its plans are
+/// created with `POST /api/v1/plans` and its `product_id`.
+#[utoipa::path(post, path = "/api/v1/products", tag = "plans", request_body = NewProduct, security(("bearer" = [])), responses(
+    (status = 201, body = Product),
+    (status = 403, description = "forbidden", body = Problem, content_type = "application/problem+json"),
+    (status = 422, description = "validation", body = Problem, content_type = "application/problem+json"),
+))]
+async fn create_product(
+    State(state): State<AppState>,
+    authed: Authed,
+    Json(req): Json<NewProduct>,
+) -> Result<(StatusCode, axum::Json<Product>), ApiError> {
+    let product = plans::create_product(
+        &state.db,
+        state.now_ms(),
+        &authed.user_id,
+        authed.role,
+        &req,
+        &authed.request_id,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(product)))
+}
+
+/// Products on offer, each with its plans.
+#[utoipa::path(get, path = "/api/v1/products", tag = "plans", params(PlanFilter), security(("bearer" = [])), responses(
+    (status = 200, body = Vec<Product>),
+))]
+async fn list_products(
+    State(state): State<AppState>,
+    _authed: Authed,
+    Query(f): Query<PlanFilter>,
+) -> Result<axum::Json<Vec<Product>>, ApiError> {
+    Ok(axum::Json(
+        plans::products(
+            &state.db,
+            f.provider_user_id.as_deref(),
+            f.include_archived.unwrap_or(false),
+        )
+        .await?,
+    ))
+}
+
+/// Withdraw a product and its plans (held plans stay until they end).
+#[utoipa::path(post, path = "/api/v1/products/{id}/archive", tag = "plans",
+    params(("id" = String, Path, description = "product id")), security(("bearer" = [])), responses(
+    (status = 200, body = Product),
+    (status = 404, description = "not-found", body = Problem, content_type = "application/problem+json"),
+))]
+async fn archive_product(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Product>, ApiError> {
+    Ok(axum::Json(
+        plans::archive_product(
+            &state.db,
+            state.now_ms(),
+            &id,
+            &authed.user_id,
+            authed.role,
+            &authed.request_id,
+        )
+        .await?,
+    ))
 }
 
 /// Create a plan (a provider for itself; an admin for a named provider).

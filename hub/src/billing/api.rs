@@ -163,6 +163,11 @@ pub struct Offer {
     pub provider_name: String,
     /// How it is paid: `stripe` (a card, through Stripe Checkout) or `telegram_stars`.
     pub door: ledger::Door,
+    /// The product the plan sells (its name and description; the plan's own when it is its
+    /// product's only plan).
+    pub product_name: String,
+    /// The product's description.
+    pub product_description: String,
 }
 
 /// The plans on offer, for anyone (names, prices, features, trial days).
@@ -174,7 +179,10 @@ pub async fn offers(state: &AppState) -> Result<Vec<Offer>, ApiError> {
             .map(|u| if u.display_name.is_empty() { u.email } else { u.display_name })
             .unwrap_or_default();
         let door = if plan.is_stars() { ledger::Door::TelegramStars } else { ledger::Door::Stripe };
-        out.push(Offer { plan, provider_name, door });
+        let product = plans::product_by_id(&state.db, &plan.product_id).await?;
+        let (product_name, product_description) =
+            product.map_or_else(|| (plan.name.clone(), String::new()), |p| (p.name, p.description));
+        out.push(Offer { plan, provider_name, door, product_name, product_description });
     }
     Ok(out)
 }

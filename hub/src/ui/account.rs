@@ -86,6 +86,33 @@ impl PlanData {
     }
 }
 
+/// The plans on offer grouped by the product they sell, in the order products first appear.
+pub(crate) struct ProductOffers<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub provider_name: &'a str,
+    pub offers: Vec<&'a billing_api::Offer>,
+}
+
+/// [`ProductOffers`] of `offers`.
+pub(crate) fn by_product(offers: &[billing_api::Offer]) -> Vec<ProductOffers<'_>> {
+    let mut out: Vec<ProductOffers<'_>> = Vec::new();
+    for o in offers {
+        match out.iter_mut().find(|g| g.id == o.plan.product_id) {
+            Some(g) => g.offers.push(o),
+            None => out.push(ProductOffers {
+                id: &o.plan.product_id,
+                name: &o.product_name,
+                description: &o.product_description,
+                provider_name: &o.provider_name,
+                offers: vec![o],
+            }),
+        }
+    }
+    out
+}
+
 /// A plan's name from the offers (its id when it is no longer on offer).
 pub(crate) fn plan_name(offers: &[billing_api::Offer], id: &str) -> String {
     offers.iter().find(|o| o.plan.id == id).map_or_else(|| id.to_string(), |o| o.plan.name.clone())
@@ -114,6 +141,7 @@ async fn render(
     let PlanData { subs, invoices, held, offers, has_customer, stripe_on } =
         PlanData::load(state, &me.id, now).await?;
     let plan_name = |id: &str| plan_name(&offers, id);
+    let products = by_product(&offers);
     let held_plans = held_plans(&subs, &held, now);
     let devices = crate::devices::list(&state.db, Some(&me.id)).await?;
     let telegram = crate::telegram::link::of_user(&state.db, &me.id).await?;
@@ -158,34 +186,40 @@ async fn render(
         section #offers {
             h2 { "Plans on offer" }
             @if offers.is_empty() { p.mute { "No plan is on offer yet." } }
-            @for o in &offers {
-                article.offer {
-                    h3 { (o.plan.name) " · " span.mute { "by " (o.provider_name) } }
-                    p { strong { (fmt::money(o.plan.price_minor, &o.plan.currency)) } " every " (o.plan.period_days) " days"
-                        @if o.plan.trial_days > 0 { " · " (o.plan.trial_days) " days free" } }
-                    @if !o.plan.description.is_empty() { p { (o.plan.description) } }
-                    p.mute { "Includes: " (o.plan.features.iter().map(|f| feature_words(f)).collect::<Vec<_>>().join(", ")) }
-                    @if held_plans.contains(&o.plan.id.as_str()) {
-                        p { span.tag.ok { "your plan" } }
-                    } @else if o.door == ledger::Door::TelegramStars && telegram_on {
-                        form method="post" action="/account/stars" {
-                            input type="hidden" name="csrf" value=(signed.csrf);
-                            input type="hidden" name="plan_id" value=(o.plan.id);
-                            button.primary type="submit" { "Pay with Telegram Stars" }
+            @for g in &products {
+                article.offer id=(format!("product-{}", g.id)) {
+                    h3 { (g.name) " · " span.mute { "by " (g.provider_name) } }
+                    @if !g.description.is_empty() { p { (g.description) } }
+                    @for o in &g.offers {
+                        div.plan-option id=(format!("plan-{}", o.plan.id)) {
+                            @if g.offers.len() > 1 || o.plan.name != g.name { h4 { (o.plan.name) } }
+                            p { strong { (fmt::money(o.plan.price_minor, &o.plan.currency)) } " every " (o.plan.period_days) " days"
+                                @if o.plan.trial_days > 0 { " · " (o.plan.trial_days) " days free" } }
+                            @if !o.plan.description.is_empty() && o.plan.description != g.description { p { (o.plan.description) } }
+                            p.mute { "Includes: " (o.plan.features.iter().map(|f| feature_words(f)).collect::<Vec<_>>().join(", ")) }
+                            @if held_plans.contains(&o.plan.id.as_str()) {
+                                p { span.tag.ok { "your plan" } }
+                            } @else if o.door == ledger::Door::TelegramStars && telegram_on {
+                                form method="post" action="/account/stars" {
+                                    input type="hidden" name="csrf" value=(signed.csrf);
+                                    input type="hidden" name="plan_id" value=(o.plan.id);
+                                    button.primary type="submit" { "Pay with Telegram Stars" }
+                                }
+                                p.mute { "Opens the invoice in Telegram; Telegram renews it every 30 days until you cancel there." }
+                            } @else if o.door == ledger::Door::TelegramStars {
+                                p.mute { "Sold for Telegram Stars: the hub's Telegram bot is not set up yet." }
+                            } @else if o.plan.price_minor == 0 {
+                                p.mute { "Free: ask the hub's owner to grant it." }
+                            } @else if stripe_on {
+                                form method="post" action="/account/checkout" {
+                                    input type="hidden" name="csrf" value=(signed.csrf);
+                                    input type="hidden" name="plan_id" value=(o.plan.id);
+                                    button.primary type="submit" { "Subscribe by card" }
+                                }
+                            } @else {
+                                p.mute { "Card payments are not set up on this hub yet." }
+                            }
                         }
-                        p.mute { "Opens the invoice in Telegram; Telegram renews it every 30 days until you cancel there." }
-                    } @else if o.door == ledger::Door::TelegramStars {
-                        p.mute { "Sold for Telegram Stars: the hub's Telegram bot is not set up yet." }
-                    } @else if o.plan.price_minor == 0 {
-                        p.mute { "Free: ask the hub's owner to grant it." }
-                    } @else if stripe_on {
-                        form method="post" action="/account/checkout" {
-                            input type="hidden" name="csrf" value=(signed.csrf);
-                            input type="hidden" name="plan_id" value=(o.plan.id);
-                            button.primary type="submit" { "Subscribe by card" }
-                        }
-                    } @else {
-                        p.mute { "Card payments are not set up on this hub yet." }
                     }
                 }
             }

@@ -96,9 +96,21 @@ pub struct PlanOffer {
     pub provider_name: String,
     /// `stripe` (a card) or `telegram_stars`.
     pub door: String,
+    /// The product the plan sells (hubs before products: absent).
+    #[serde(default)]
+    pub product_name: String,
 }
 
 impl PlanOffer {
+    /// "Product — plan" when the plan is one of a product's ways to buy it, else the plan's name.
+    pub fn title(&self) -> String {
+        if self.product_name.is_empty() || self.product_name == self.name {
+            self.name.clone()
+        } else {
+            format!("{} — {}", self.product_name, self.name)
+        }
+    }
+
     /// The price in words: "49.00 USD / 30 days", "250 XTR / 30 days".
     pub fn price_words(&self) -> String {
         let amount = if self.currency == "XTR" {
@@ -343,8 +355,12 @@ mod tests {
             features: vec![],
             provider_name: String::new(),
             door: "stripe".into(),
+            product_name: "Gold".into(),
         };
         assert_eq!(o.price_words(), "49.05 USD / 30 days");
+        assert_eq!(o.title(), "Gold", "a product's only plan named like it");
+        let yearly = PlanOffer { name: "Yearly".into(), ..o.clone() };
+        assert_eq!(yearly.title(), "Gold — Yearly");
         let stars = PlanOffer { price_minor: 250, currency: "XTR".into(), ..o };
         assert_eq!(stars.price_words(), "250 XTR / 30 days");
     }

@@ -397,7 +397,7 @@ fn plan_view(node: &Node, csrf: &str, plan: &PlanView, gate: PlanGate) -> PageRe
                             tr { th { "Plan" } th { "Price" } th { "Gives" } th {} }
                             @for o in &b.offers {
                                 tr {
-                                    td { (o.name) @if !o.provider_name.is_empty() { div.hint { (o.provider_name) } } }
+                                    td { (o.title()) @if !o.provider_name.is_empty() { div.hint { (o.provider_name) } } }
                                     td { (o.price_words()) @if o.trial_days > 0 { div.hint { (o.trial_days) " days free" } } }
                                     td { (o.features.join(", ").replace('_', "-")) }
                                     td.right {
