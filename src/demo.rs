@@ -1822,12 +1822,21 @@ async fn replay(
     };
     let via = proxy.as_ref().map(|p| p.addr);
     let (provider_id, provider_token) = hub.user("provider", "provider").await?;
+    // The provider's product, sold two ways: by card every 30 days, and for Telegram Stars.
+    let product = hub
+        .call(
+            "/api/v1/products",
+            &provider_token,
+            json!({ "name": "Fib-RSI EURUSD", "description": "Every Fib-RSI v1 signal on EURUSD H1, signed by the provider's node." }),
+        )
+        .await?;
+    let product_id = product["id"].as_str().ok_or_else(|| anyhow!("no product id"))?.to_owned();
     let plan = hub
         .call(
             "/api/v1/plans",
             &provider_token,
             json!({ "name": "Fib-RSI EURUSD", "price_minor": 4900, "currency": "USD", "period_days": 30,
-                    "features": ["signals", "auto_copy", "telegram"] }),
+                    "features": ["signals", "auto_copy", "telegram"], "product_id": product_id }),
         )
         .await?;
     let plan_id = plan["id"].as_str().ok_or_else(|| anyhow!("no plan id"))?.to_owned();
@@ -1837,10 +1846,13 @@ async fn replay(
             "/api/v1/plans",
             &provider_token,
             json!({ "name": "Fib-RSI EURUSD ⭐", "price_minor": 250, "currency": "XTR", "period_days": 30,
-                    "features": ["signals", "auto_copy", "telegram"] }),
+                    "features": ["signals", "auto_copy", "telegram"], "product_id": product_id }),
         )
         .await?;
     let stars_plan_id = stars_plan["id"].as_str().ok_or_else(|| anyhow!("no plan id"))?.to_owned();
+    out(
+        "the provider put its product \"Fib-RSI EURUSD\" on offer with two plans: 49.00 USD / 30 days by card, 250 ⭐ / 30 days in Telegram Stars (the hub's account page shows both under the product)",
+    );
 
     let mut nodes = Vec::new();
     let mut keys = Vec::new();
