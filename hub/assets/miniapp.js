@@ -84,6 +84,7 @@
     }
     var body = new URLSearchParams();
     if (button.hasAttribute('data-plan')) { body.set('plan_id', button.getAttribute('data-plan')); }
+    if (button.hasAttribute('data-kind')) { body.set('kind', button.getAttribute('data-kind')); }
     if (action === 'decide') {
       body.set('signal_id', button.getAttribute('data-signal'));
       body.set('device_id', button.getAttribute('data-device'));
@@ -117,6 +118,10 @@
           // A client too old for invoices (before 6.1): the link opens the invoice in Telegram.
           tg.openLink(res.body.url);
         }
+      } else if (res.body.kind === 'download') {
+        // Telegram downloads the file itself (Bot API 8.0); an older client opens the link.
+        var url = new URL(res.body.url, location.href).href;
+        try { tg.downloadFile({ url: url, file_name: res.body.file_name }); } catch (old) { tg.openLink(url); }
       } else {
         tg.openLink(res.body.url);
       }

@@ -21,6 +21,7 @@
 //! token or `telegram.mode = off`) every route answers 404.
 
 pub mod api;
+pub mod export;
 pub mod init_data;
 pub mod pages;
 pub mod session;
@@ -54,6 +55,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/miniapp/app/checkout", post(pages::checkout))
         .route("/miniapp/app/portal", post(pages::portal))
         .route("/miniapp/app/decide", post(pages::decide))
+        .route("/miniapp/app/export", post(export::export))
+        .route("/miniapp/download/{kind}", get(export::download))
         .route_layer(axum::extract::DefaultBodyLimit::max(state.config.http.body_limit_bytes))
         .route_layer(middleware::from_fn(security_headers))
 }

@@ -562,6 +562,12 @@ async fn analytics(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
             @for (i, m) in own.iter().enumerate() {
                 (crate::public::page::money_section(i, m, "Your node"))
             }
+            @if !own.is_empty() {
+                div.actions {
+                    button type="button" data-action="export" data-kind="csv" { "Download trades (CSV)" }
+                    button type="button" data-action="export" data-kind="png" { "Download equity (PNG)" }
+                }
+            }
         }
     })
 }
@@ -606,7 +612,7 @@ pub struct Opened {
 }
 
 /// The linked account of a POST that carries the session's CSRF token.
-fn checked<'a>(mini: &'a Mini, headers: &HeaderMap) -> Result<&'a Linked, ApiError> {
+pub(crate) fn checked<'a>(mini: &'a Mini, headers: &HeaderMap) -> Result<&'a Linked, ApiError> {
     if !csrf_ok(mini, headers) {
         return Err(ApiError::Forbidden(
             "the action's security token (X-CSRF-Token) is missing or wrong; reopen the app".into(),

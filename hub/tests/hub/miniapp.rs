@@ -632,4 +632,60 @@ async fn miniapp_analytics_shows_what_the_traders_node_publishes(b: Backend) {
     }
     assert!(view.text.contains("class=\"equity\""), "the equity curve: {}", view.text);
     assert!(view.text.contains("<td>EURUSD</td>"), "by symbol: {}", view.text);
+
+    // The downloads: a link Telegram fetches without the session (its own signature, 5 minutes).
+    let csrf = csrf_in(&view);
+    let export = |kind: &'static str| {
+        let csrf = csrf.clone();
+        let hub = &hub;
+        async move {
+            let r = mini(
+                hub,
+                "POST",
+                "/miniapp/app/export",
+                Some(token),
+                Some(&csrf),
+                Some(&format!("kind={kind}")),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            r.body["url"].as_str().unwrap().to_string()
+        }
+    };
+    let csv_url = export("csv").await;
+    let csv = hub.http.get(hub.url(&csv_url)).send().await.unwrap();
+    assert_eq!(csv.status(), 200);
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(
+        csv.headers()["content-disposition"].to_str().unwrap().contains("tradecast-trades.csv")
+    );
+    let text = csv.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "the header and the one trade: {text}");
+    assert!(lines[0].starts_with("device,ticket,symbol,side,volume,open_time_utc"), "{text}");
+    let row = format!("{},9,EURUSD,buy,0.1,", node.device_id().to_text());
+    assert!(lines[1].starts_with(&row) && lines[1].ends_with(",50,-1,0,49"), "{text}");
+    let png_url = export("png").await;
+    let png = hub.http.get(hub.url(&png_url)).send().await.unwrap();
+    assert_eq!(
+        (png.status().as_u16(), png.headers()["content-type"].to_str().unwrap()),
+        (200, "image/png")
+    );
+    assert_eq!(&png.bytes().await.unwrap()[..4], b"\x89PNG");
+    // A changed account or signature: refused; the link expires.
+    let forged = csv_url.replace(&format!("u={}", alice.user_id), "u=someone-else");
+    let r = hub.http.get(hub.url(&forged)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let mut bad = csv_url.clone();
+    let last = bad.pop().unwrap();
+    bad.push(if last == '0' { '1' } else { '0' });
+    assert_eq!(hub.http.get(hub.url(&bad)).send().await.unwrap().status(), 401);
+    hub.clock.advance_ms(5 * 60_000 + 1_000);
+    assert_eq!(hub.http.get(hub.url(&csv_url)).send().await.unwrap().status(), 401, "expired");
+    // Unknown kind: 422; without CSRF: 403.
+    let r =
+        mini(&hub, "POST", "/miniapp/app/export", Some(token), Some(&csrf), Some("kind=xls")).await;
+    r.problem(422, "validation");
+    let r = mini(&hub, "POST", "/miniapp/app/export", Some(token), None, Some("kind=csv")).await;
+    r.problem(403, "forbidden");
 }
