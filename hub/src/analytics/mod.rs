@@ -9,6 +9,7 @@
 //! ([`cutoff_ms`]), the rows of the page's signal list ([`signal_rows`]) and the cumulative-R
 //! curve as SVG points ([`curve_points`]).
 
+pub mod fidelity;
 pub mod revenue;
 
 use std::collections::{BTreeMap, HashMap};

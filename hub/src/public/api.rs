@@ -130,6 +130,10 @@ pub struct ProviderTrack {
     /// the export, and every figure counts them all).
     #[serde(default)]
     pub trades_not_listed: u64,
+    /// How subscribers' nodes copied the signals: deliveries, fills, declines, latency and
+    /// slippage, from their signed decisions and fills (delayed like the rest).
+    #[serde(default)]
+    pub copy_fidelity: crate::analytics::fidelity::CopyFidelity,
 }
 
 /// A published signed record with the hub's receipt.
@@ -194,6 +198,7 @@ impl ProviderTrack {
             trust: t.trust(),
             export_url: format!("/public/v1/providers/{}/export", t.provider.id),
             trades_not_listed: 0,
+            copy_fidelity: t.fidelity.clone(),
         }
     }
 }

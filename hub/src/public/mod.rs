@@ -65,6 +65,8 @@ pub struct TrackRecord {
     pub published: Vec<PublishedChain>,
     /// The money figures of each published chain, in the same order.
     pub money: Vec<MoneyFigures>,
+    /// How subscribers' nodes copied the signals (their signed decisions and fills).
+    pub fidelity: analytics::fidelity::CopyFidelity,
 }
 
 /// The published track record of `provider_id` as of `now_ms`; 404 `not-found` for an account
@@ -107,7 +109,10 @@ pub async fn track_record(
         chains.iter().map(|c| c.items.iter().map(|i| i.record.clone()).collect()).collect();
     let figures = analytics::figures(analytics::outcomes(records.iter().map(Vec::as_slice)))
         .map_err(ApiError::internal)?;
+    let fidelity =
+        analytics::fidelity::copy_fidelity(&store::deliveries(db, &provider.id, cutoff_ms).await?);
     Ok(TrackRecord {
+        fidelity,
         provider,
         hub_key: hub.identity_key(),
         generated_at_ms: cutoff_ms.saturating_add(delay_ms),

@@ -220,6 +220,42 @@ pub(crate) fn money_section(i: usize, m: &MoneyFigures, subject: &str) -> Markup
     }
 }
 
+/// The "Copy fidelity" section: how subscribers' nodes copied the signals.
+fn fidelity(f: &crate::analytics::fidelity::CopyFidelity) -> Markup {
+    let ms = |v: Option<i64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v} ms"));
+    let pips = |v: Option<Decimal>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v} pips"));
+    let rate = |v: Option<Decimal>| {
+        v.map_or_else(
+            || "n/a".to_string(),
+            |v| format!("{} %", (v * Decimal::from(100)).round_dp(1)),
+        )
+    };
+    html! {
+        h2 #fidelity { "Copy fidelity (from subscribers' signed records)" }
+        p {
+            "How the subscribers' nodes copied these signals, from what each node signed: its decision "
+            "and its fill. A delivery is one signal at one subscriber device; latency runs from the "
+            "hub's receipt of the signal to the fill; slippage is the fill against the signal's entry, "
+            "positive when worse for the trader. Delayed like the rest."
+        }
+        @if f.deliveries == 0 {
+            p #fidelity-none { "No signal has reached a subscriber yet." }
+        } @else {
+            table #fidelity-figures {
+                tbody {
+                    tr { th { "Deliveries" } td.num { (f.deliveries) } }
+                    tr { th { "Filled" } td.num { (f.filled) " (" (rate(f.fill_rate)) ")" } }
+                    tr { th { "Declined (by the trader, the rules, or expired)" } td.num { (f.declined) } }
+                    tr { th { "Approved, no fill reported" } td.num { (f.approved_unfilled) } }
+                    tr { th { "No answer yet" } td.num { (f.no_answer) } }
+                    tr { th { "Latency to fill, median / 90 %" } td.num { (ms(f.latency_ms_p50)) " / " (ms(f.latency_ms_p90)) } }
+                    tr { th { "Slippage, median / 90 % (" (f.slippage_n) " fills)" } td.num { (pips(f.slippage_pips_p50)) " / " (pips(f.slippage_pips_p90)) } }
+                }
+            }
+        }
+    }
+}
+
 /// The "Money (published by the provider)" section.
 fn money(t: &ProviderTrack) -> Markup {
     html! {
@@ -304,6 +340,7 @@ pub fn render(t: &ProviderTrack, base: &str) -> Markup {
         h2 { "By symbol" }
         (group_table("symbols", "Symbol", &f.by_symbol))
         (money(t))
+        (fidelity(&t.copy_fidelity))
         h2 { "Signals (delayed, latest " (SIGNALS_LISTED) ")" }
         table #signals {
             thead { tr { th { "Received (UTC)" } th { "Symbol" } th { "Side" } th.num { "Entry" } th.num { "Stop" } th.num { "Target 1" } th.num { "R" } th { "Signed record" } } }

@@ -186,3 +186,42 @@ pub async fn record_by_hash(
     })
     .transpose()
 }
+
+/// Every delivery of `provider_id`'s signals received before `cutoff_ms` to a subscriber device
+/// (not the provider's own), with what that device reported before the cutoff (its decision and
+/// fill, from its signed shared-stream records): the copy-fidelity rows.
+pub async fn deliveries(
+    db: &Db,
+    provider_id: &str,
+    cutoff_ms: i64,
+) -> Result<Vec<crate::analytics::fidelity::Delivery>, DbError> {
+    let rows = sqlx::query(
+        "SELECT s.symbol, s.side, s.entry, s.received_at_ms, o.decision, o.fill_price, \
+         o.filled_at_ms FROM fanout_queue q JOIN signals s ON s.id = q.signal_id \
+         JOIN devices d ON d.id = q.device_id \
+         LEFT JOIN signal_outcomes o ON o.signal_id = q.signal_id AND o.device_id = q.device_id \
+         AND o.updated_at_ms < $2 \
+         WHERE s.provider_user_id = $1 AND d.user_id <> $1 AND s.received_at_ms < $2 \
+         ORDER BY s.received_at_ms, q.signal_id, q.device_id",
+    )
+    .bind(provider_id)
+    .bind(cutoff_ms)
+    .fetch_all(db.pool())
+    .await?;
+    let decimal = |t: String| {
+        t.parse::<rust_decimal::Decimal>().map_err(|e| corrupt("a delivery's price", e))
+    };
+    rows.iter()
+        .map(|r| {
+            Ok(crate::analytics::fidelity::Delivery {
+                symbol: r.try_get(0)?,
+                side: r.try_get(1)?,
+                entry: decimal(r.try_get(2)?)?,
+                received_at_ms: r.try_get(3)?,
+                decision: r.try_get(4)?,
+                fill_price: r.try_get::<Option<String>, _>(5)?.map(decimal).transpose()?,
+                filled_at_ms: r.try_get(6)?,
+            })
+        })
+        .collect()
+}

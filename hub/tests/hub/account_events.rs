@@ -30,9 +30,9 @@ on_both!(
 const WAIT: Duration = Duration::from_secs(15);
 
 /// One node's streams, each signed in chain order.
-struct Node<'a> {
-    identity: &'a Identity,
-    tips: Vec<(StreamId, u64, ChainHash)>,
+pub(crate) struct Node<'a> {
+    pub(crate) identity: &'a Identity,
+    pub(crate) tips: Vec<(StreamId, u64, ChainHash)>,
 }
 
 impl Node<'_> {
@@ -51,7 +51,7 @@ impl Node<'_> {
         r
     }
 
-    async fn commit(&mut self, hub: &TestHub, stream: StreamId, body: Body) {
+    pub(crate) async fn commit(&mut self, hub: &TestHub, stream: StreamId, body: Body) {
         let now = hub.clock.now_ms();
         let r = self.sign(stream, &body, now);
         tradecast_hub::quic::store::commit(&hub.db, &hub.state().hub_identity, &r, now)

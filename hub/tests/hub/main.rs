@@ -25,6 +25,7 @@ mod charts;
 mod cluster;
 mod console;
 mod console_pages;
+mod copy_fidelity;
 mod dashboards;
 mod devices;
 mod edge;
