@@ -525,6 +525,14 @@ async fn analytics(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
     let providers = providers_of(state, l).await?;
     let base = state.config.public_url.as_ref().map(|u| u.as_str().to_string()).unwrap_or_default();
     let own = own_money(state, &l.user_id).await?;
+    let copied = crate::analytics::fidelity::copy_fidelity(
+        &crate::public::store::deliveries_to(
+            &state.db,
+            &l.user_id,
+            state.now_ms().saturating_add(1),
+        )
+        .await?,
+    );
     Ok(html! {
         h1 { "Analytics" }
         section.card #outcomes {
@@ -548,6 +556,17 @@ async fn analytics(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
                     b { (name) }
                     button type="button" data-action="open-link" data-url=(format!("{base}/p/{id}")) { "Open record" }
                 }
+            }
+        }
+        @if copied.deliveries > 0 {
+            section.card #copied {
+                h2 { "How your devices copied" }
+                div.figures {
+                    div { b { (copied.filled) "/" (copied.deliveries) } span.hint { "filled" } }
+                    div { b { (copied.latency_ms_p50.map_or_else(|| "n/a".to_string(), |v| format!("{v} ms"))) } span.hint { "median to fill" } }
+                    div { b { (copied.slippage_pips_p50.map_or_else(|| "n/a".to_string(), |v| format!("{v}"))) } span.hint { "median slippage, pips" } }
+                }
+                p.hint { "From what your devices signed: each decision and each fill, against the signal's entry and the hub's receipt of it (slippage: positive is worse for you)." }
             }
         }
         section.card #own {

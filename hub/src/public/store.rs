@@ -195,16 +195,36 @@ pub async fn deliveries(
     provider_id: &str,
     cutoff_ms: i64,
 ) -> Result<Vec<crate::analytics::fidelity::Delivery>, DbError> {
-    let rows = sqlx::query(
+    deliveries_where(db, "s.provider_user_id = $1 AND d.user_id <> $1", provider_id, cutoff_ms)
+        .await
+}
+
+/// Every delivery to `user_id`'s devices (any provider's signals) with what they reported, up
+/// to `until_ms`: a trader's own copy fidelity.
+pub async fn deliveries_to(
+    db: &Db,
+    user_id: &str,
+    until_ms: i64,
+) -> Result<Vec<crate::analytics::fidelity::Delivery>, DbError> {
+    deliveries_where(db, "d.user_id = $1", user_id, until_ms).await
+}
+
+async fn deliveries_where(
+    db: &Db,
+    filter: &'static str,
+    id: &str,
+    cutoff_ms: i64,
+) -> Result<Vec<crate::analytics::fidelity::Delivery>, DbError> {
+    let rows = sqlx::query(crate::sql!(
         "SELECT s.symbol, s.side, s.entry, s.received_at_ms, o.decision, o.fill_price, \
          o.filled_at_ms FROM fanout_queue q JOIN signals s ON s.id = q.signal_id \
          JOIN devices d ON d.id = q.device_id \
          LEFT JOIN signal_outcomes o ON o.signal_id = q.signal_id AND o.device_id = q.device_id \
          AND o.updated_at_ms < $2 \
-         WHERE s.provider_user_id = $1 AND d.user_id <> $1 AND s.received_at_ms < $2 \
-         ORDER BY s.received_at_ms, q.signal_id, q.device_id",
-    )
-    .bind(provider_id)
+         WHERE {filter} AND s.received_at_ms < $2 \
+         ORDER BY s.received_at_ms, q.signal_id, q.device_id"
+    ))
+    .bind(id)
     .bind(cutoff_ms)
     .fetch_all(db.pool())
     .await?;

@@ -98,3 +98,51 @@ async fn copy_fidelity_from_subscribers_signed_records(b: Backend) {
         page.text
     );
 }
+
+on_both!(a_traders_own_copy_fidelity_in_the_mini_app);
+
+/// The trader's side of the same figures: the Mini App's analytics counts what their own
+/// devices signed (no publication delay: it is their own record).
+async fn a_traders_own_copy_fidelity_in_the_mini_app(b: Backend) {
+    use tradecast_standins::telegram::{TelegramStandin, TelegramStandinConfig};
+    let sb = TelegramStandin::start(TelegramStandinConfig::default()).await.unwrap();
+    let hub = crate::miniapp::hub_with_miniapp(b, &sb).await;
+    let owner = hub.owner().await;
+    let kit = provider_kit(&hub, &owner).await;
+    let alice = hub.user(&owner, "subscriber").await;
+    crate::miniapp::link(&hub, &sb, &alice, 606).await;
+    crate::miniapp::grant(&hub, &owner, &alice.user_id, &kit.plan_id).await;
+    let app =
+        crate::miniapp::features_plan(&hub, &owner, &["signals", "mini_app", "analytics"]).await;
+    crate::miniapp::grant(&hub, &owner, &alice.user_id, &app).await;
+    let (device, _) = hub.enrol(&alice, "alice-pc").await;
+    let s = signal(&kit.identity, hub.clock.now_ms());
+    post_signal(&hub, &kit, &s, 1).await.1.ok(201);
+    let received: i64 = sqlx::query_scalar("SELECT received_at_ms FROM signals WHERE id = $1")
+        .bind(s.id.to_hex())
+        .fetch_one(hub.db.pool())
+        .await
+        .unwrap();
+    let mut node = Node { identity: &device, tips: Vec::new() };
+    let fill = Execution {
+        order_id: 1,
+        signal_id: s.id,
+        device: device.device_id(),
+        retcode: 10_009,
+        ticket: Some(1),
+        fill_price: Some("1.09138".parse().unwrap()),
+        volume: Decimal::new(10, 2),
+        at_ms: received + 320,
+    };
+    node.commit(&hub, StreamId::SHARED, Body::Execution(fill)).await;
+    let session = crate::miniapp::session(&hub, &sb, 606).await;
+    let token = session["token"].as_str().unwrap();
+    let view =
+        crate::miniapp::mini(&hub, "GET", "/miniapp/app/analytics", Some(token), None, None).await;
+    assert_eq!(view.status, 200, "{}", view.text);
+    let card = view.text.split("id=\"copied\"").nth(1).expect("the copy card");
+    assert!(
+        card.contains("<b>1/1</b>") && card.contains("320 ms") && card.contains("<b>1.0</b>"),
+        "{card}"
+    );
+}
