@@ -45,6 +45,7 @@
       t.classList.toggle('on', t.getAttribute('data-view') === name.split('?')[0]);
     });
     current = name;
+    if (name.indexOf('approvals') === 0) { refused = false; follow(); }
     if (trail.length > 1) { tg.BackButton.show(); } else { tg.BackButton.hide(); }
     htmx.ajax('GET', '/miniapp/app/' + name, { target: '#view', swap: 'innerHTML' });
   }
@@ -166,6 +167,48 @@
     tg.MainButton.hide();
   });
 
+  // The Approvals view changes live: the hub's event stream says when something it shows
+  // changed (a new signal waiting, the node's answer, an expiry). Read with fetch, which can
+  // carry the bearer token (EventSource cannot); reconnected after a break; after a refusal
+  // (no plan with the Mini App yet, an unlinked account) tried again when Approvals is opened.
+  var following = false;
+  var refused = false;
+  function follow() {
+    if (following || refused || !token) { return; }
+    following = true;
+    fetch('/miniapp/app/approvals/events', { headers: { 'Authorization': 'Bearer ' + token } })
+      .then(function (r) {
+        if (r.status >= 400 && r.status < 500) { refused = true; }
+        if (!r.ok || !r.body) { throw new Error('no stream (' + r.status + ')'); }
+        var reader = r.body.getReader();
+        var decoder = new TextDecoder();
+        var buffer = '';
+        function pump() {
+          return reader.read().then(function (chunk) {
+            if (chunk.done) { throw new Error('the stream ended'); }
+            buffer += decoder.decode(chunk.value, { stream: true });
+            var end;
+            while ((end = buffer.indexOf('\n\n')) >= 0) {
+              var event = buffer.slice(0, end);
+              buffer = buffer.slice(end + 2);
+              var typing = document.activeElement && document.activeElement.tagName === 'INPUT'
+                && view.contains(document.activeElement);
+              if (/^event: change$/m.test(event) && current && current.indexOf('approvals') === 0 && !typing) {
+                show(current, false);
+              }
+            }
+            return pump();
+          });
+        }
+        return pump();
+      })
+      .catch(function () { /* reconnected below unless refused */ })
+      .then(function () {
+        following = false;
+        if (!refused) { setTimeout(follow, 3000); }
+      });
+  }
+
   fetch(document.body.getAttribute('data-session-url'), {
     method: 'POST',
     headers: { 'Authorization': 'tma ' + tg.initData }
@@ -176,6 +219,7 @@
     token = res.body.token;
     document.body.setAttribute('hx-headers', JSON.stringify({ 'Authorization': 'Bearer ' + token }));
     tabs.hidden = false;
+    follow();
     var start = tg.initDataUnsafe && tg.initDataUnsafe.start_param;
     var one = start && /^approve_[0-9a-f]{32}$/.test(start) ? start.slice(8) : null;
     show(one ? 'approvals?signal=' + one : 'plan');

@@ -50,6 +50,7 @@ pub fn off() -> ApiError {
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/miniapp", get(pages::entry))
+        .route("/miniapp/app/approvals/events", get(pages::approval_events))
         .route("/miniapp/app/{view}", get(pages::view))
         .route("/miniapp/app/stars", post(pages::stars))
         .route("/miniapp/app/checkout", post(pages::checkout))

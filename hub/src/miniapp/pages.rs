@@ -284,6 +284,79 @@ struct PendingCard {
     decision: Option<String>,
 }
 
+/// How often the approvals stream looks for a change.
+pub const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What the Approvals view shows, as one string: a change of it is a change of the view (a new
+/// pending signal, a request sent, the node's answer, a decision, an expiry).
+async fn approvals_state(state: &AppState, l: &Linked) -> Result<String, ApiError> {
+    let now = state.now_ms();
+    let mut key = String::new();
+    for c in pending_cards(state, l).await? {
+        let r = &c.row;
+        let q = c.request.as_ref();
+        key.push_str(&format!(
+            "{} {} {:?} {:?} {} {:?} {:?} {:?} {:?}\n",
+            r.signal_id,
+            r.device_id,
+            r.outcome,
+            r.decided_at_ms,
+            r.expires_at_ms > now,
+            q.map(|q| &q.id),
+            q.and_then(|q| q.outcome.as_ref()),
+            q.and_then(|q| q.consumed_at_ms),
+            c.decision,
+        ));
+    }
+    Ok(key)
+}
+
+/// `GET /miniapp/app/approvals/events` (bearer, like the views): a stream of server-sent events,
+/// `change` whenever what the Approvals view shows changes (checked every [`LIVE_EVERY`]), so the
+/// app reloads the view at once instead of polling it. The stream ends when the session does
+/// (24 h after Telegram's `auth_date`). The app reads it with `fetch` (an `EventSource` cannot
+/// carry the bearer token).
+pub async fn approval_events(
+    State(state): State<AppState>,
+    Session(mini): Session,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let Some(linked) = mini.linked.clone() else {
+        return Err(ApiError::Validation("link your account first".into()));
+    };
+    crate::entitlements::require_feature(&state.db, &linked.user_id, "mini_app", state.now_ms())
+        .await?;
+    let first = approvals_state(&state, &linked).await?;
+    let ends_at_ms = mini.expires_at_ms;
+    let stream = futures::stream::unfold(
+        (state, linked, first, ends_at_ms),
+        |(state, linked, mut last, ends_at_ms)| async move {
+            loop {
+                tokio::time::sleep(LIVE_EVERY).await;
+                if state.now_ms() >= ends_at_ms {
+                    return None;
+                }
+                let now = match approvals_state(&state, &linked).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "mini app approvals stream: state unavailable");
+                        continue;
+                    }
+                };
+                if now != last {
+                    last = now;
+                    let event = Event::default().event("change").data("approvals");
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(event),
+                        (state, linked, last, ends_at_ms),
+                    ));
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
 async fn pending_cards(state: &AppState, l: &Linked) -> Result<Vec<PendingCard>, ApiError> {
     let rows = approvals::pending_of_user(&state.db, &l.user_id, 50).await?;
     let mut out = Vec::with_capacity(rows.len());
@@ -422,23 +495,6 @@ async fn approvals(
     }
     let (waiting, done): (Vec<&PendingCard>, Vec<&PendingCard>) =
         cards.iter().partition(|c| c.row.decided_at_ms.is_none() && c.row.expires_at_ms > now);
-    let awaiting_answer = cards.iter().any(|c| {
-        c.request.as_ref().is_some_and(|q| q.outcome.is_none() && q.consumed_at_ms.is_none())
-            && c.row.expires_at_ms > now - 60_000
-    });
-    let refresh = match only_signal {
-        Some(s) => format!("/miniapp/app/approvals?signal={s}"),
-        None => "/miniapp/app/approvals".to_string(),
-    };
-    // Refreshed while an answer is awaited (every 2 s), else while nothing is open to type in
-    // (every 20 s, for new pending signals).
-    let every = if awaiting_answer {
-        Some("every 2s")
-    } else if waiting.is_empty() {
-        Some("every 20s")
-    } else {
-        None
-    };
     // Each waiting signal's setup, inline (`data:`: the view is fetched with the bearer session,
     // which an `<img>` request could not carry), rendered now: these are signals this user's
     // devices wait on, so no public delay applies.
@@ -460,9 +516,6 @@ async fn approvals(
     let devices = crate::devices::list(&state.db, Some(&l.user_id)).await?;
     Ok(html! {
         h1 { "Approvals" }
-        @if let Some(trigger) = every {
-            div hidden hx-get=(refresh) hx-trigger=(trigger) hx-target="#view" hx-swap="innerHTML" {}
-        }
         section.card #pending {
             h2 { "Waiting for you" }
             @if waiting.is_empty() {

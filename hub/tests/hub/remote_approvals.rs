@@ -464,9 +464,18 @@ async fn miniapp_approves_with_another_size(b: Backend) {
     assert_eq!(requests[0].telegram_user_id, Some(601));
     let view = mini(&hub, "GET", &path, Some(token), None, None).await;
     assert!(view.text.contains("Waiting for its answer"), "{}", view.text);
-    assert!(view.text.contains("hx-trigger=\"every 2s\""), "{}", view.text);
+    // The app follows the view's changes live (server-sent events over the bearer session).
+    let mut events = hub
+        .http
+        .get(hub.url("/miniapp/app/approvals/events"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    assert!(events.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
 
-    // The node refuses it (the price moved): the view says so.
+    // The node refuses it (the price moved): the stream says the view changed, and it says so.
     stream
         .commit(
             &hub,
@@ -479,6 +488,18 @@ async fn miniapp_approves_with_another_size(b: Backend) {
             }),
         )
         .await;
+    let changed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let chunk = events.chunk().await.unwrap().expect("the stream stays open");
+            let text = String::from_utf8_lossy(&chunk).to_string();
+            if text.contains("event: change") {
+                break text;
+            }
+        }
+    })
+    .await
+    .expect("a change event within 10 s");
+    assert!(changed.contains("data: approvals"), "{changed}");
     let view = mini(&hub, "GET", &path, Some(token), None, None).await;
     assert!(
         view.text.contains("Refused by your app (approve 0.2 lots): the price moved"),
