@@ -631,8 +631,14 @@ async fn analytics(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
                      app (it becomes part of your public track record), and your figures appear here."
                 }
             }
-            @for (i, m) in own.iter().enumerate() {
+            @for (i, (m, periods)) in own.iter().enumerate() {
                 (crate::public::page::money_section(i, m, "Your node"))
+                @if !periods.days.is_empty() {
+                    h4 { "By day (UTC, latest " (PERIODS_SHOWN) ")" }
+                    (period_table("days", "Day", &periods.days))
+                    h4 { "By week (ISO)" }
+                    (period_table("weeks", "Week", &periods.weeks))
+                }
             }
             @if !own.is_empty() {
                 div.actions {
@@ -647,10 +653,77 @@ async fn analytics(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
 /// The trader's own money figures: each of their devices' published stream (what they chose to
 /// publish, signed by their node), through the track-record engine the public page uses; no
 /// publication delay (it is their own account). Devices that publish nothing are left out.
+/// Days (and weeks) listed in the trader's P&L by period.
+const PERIODS_SHOWN: usize = 14;
+
+/// One period's closed trades: its key, how many, their net (profit + commission + swap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeriodPnl {
+    /// `2026-12-07` or `2026-W49`.
+    pub key: String,
+    /// Trades closed in it.
+    pub n_trades: u64,
+    /// Their net.
+    pub net: rust_decimal::Decimal,
+}
+
+/// A device's closed trades by UTC day and by ISO week, latest first ([`PERIODS_SHOWN`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Periods {
+    /// By UTC day.
+    pub days: Vec<PeriodPnl>,
+    /// By ISO week.
+    pub weeks: Vec<PeriodPnl>,
+}
+
+/// [`Periods`] of the closed trades in `records` (a ticket published twice counts once, as in
+/// the track record).
+pub fn periods(records: &[tradecast_protocol::Record]) -> Periods {
+    let mut tickets = std::collections::BTreeMap::new();
+    for r in records {
+        if let Ok(tradecast_protocol::Body::TradeClosed(t)) = r.body() {
+            tickets.entry((t.device, t.ticket)).or_insert(t);
+        }
+    }
+    let mut days: std::collections::BTreeMap<String, PeriodPnl> = Default::default();
+    let mut weeks: std::collections::BTreeMap<String, PeriodPnl> = Default::default();
+    for t in tickets.values() {
+        let Ok(at) = jiff::Timestamp::from_millisecond(t.closed_at_ms) else { continue };
+        let date = jiff::tz::Offset::UTC.to_datetime(at).date();
+        let week = date.iso_week_date();
+        let net = t.profit + t.commission + t.swap;
+        for (map, key) in [
+            (&mut days, date.to_string()),
+            (&mut weeks, format!("{}-W{:02}", week.year(), week.week())),
+        ] {
+            let p = map.entry(key.clone()).or_insert(PeriodPnl {
+                key,
+                n_trades: 0,
+                net: Default::default(),
+            });
+            p.n_trades += 1;
+            p.net += net;
+        }
+    }
+    let latest = |m: std::collections::BTreeMap<String, PeriodPnl>| {
+        m.into_values().rev().take(PERIODS_SHOWN).collect()
+    };
+    Periods { days: latest(days), weeks: latest(weeks) }
+}
+
+fn period_table(id: &str, what: &str, rows: &[PeriodPnl]) -> Markup {
+    html! {
+        table id=(format!("pnl-{id}")) {
+            thead { tr { th { (what) } th.num { "Trades" } th.num { "Net" } } }
+            tbody { @for p in rows { tr { td { (p.key) } td.num { (p.n_trades) } td.num { (p.net) } } } }
+        }
+    }
+}
+
 async fn own_money(
     state: &AppState,
     user_id: &str,
-) -> Result<Vec<crate::analytics::MoneyFigures>, ApiError> {
+) -> Result<Vec<(crate::analytics::MoneyFigures, Periods)>, ApiError> {
     let mut out = Vec::new();
     for key in crate::public::store::device_keys(&state.db, user_id).await? {
         let author = key.device_id();
@@ -662,7 +735,9 @@ async fn own_money(
         }
         let records: Vec<tradecast_protocol::Record> =
             items.into_iter().map(|i| i.record).collect();
-        out.push(crate::analytics::money_figures(author, &records).map_err(ApiError::internal)?);
+        let figures =
+            crate::analytics::money_figures(author, &records).map_err(ApiError::internal)?;
+        out.push((figures, periods(&records)));
     }
     Ok(out)
 }

@@ -632,6 +632,25 @@ async fn miniapp_analytics_shows_what_the_traders_node_publishes(b: Backend) {
     }
     assert!(view.text.contains("class=\"equity\""), "the equity curve: {}", view.text);
     assert!(view.text.contains("<td>EURUSD</td>"), "by symbol: {}", view.text);
+    // By UTC day and ISO week: the one trade (ticket 9, net 50 − 1 = 49) once.
+    let days = view
+        .text
+        .split("id=\"pnl-days\"")
+        .nth(1)
+        .expect("by day")
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert!(days.contains("<td class=\"num\">1</td><td class=\"num\">49</td>"), "{days}");
+    let weeks = view
+        .text
+        .split("id=\"pnl-weeks\"")
+        .nth(1)
+        .expect("by week")
+        .split("</table>")
+        .next()
+        .unwrap();
+    assert!(weeks.contains("-W") && weeks.contains("<td class=\"num\">49</td>"), "{weeks}");
 
     // The downloads: a link Telegram fetches without the session (its own signature, 5 minutes).
     let csrf = csrf_in(&view);
