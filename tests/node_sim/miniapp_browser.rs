@@ -336,6 +336,31 @@ async fn slow_miniapp_plan_payment_approvals_analytics_at_phone_size_light_and_d
     );
     b.screenshot_sized("miniapp-approvals-applied-dark", 390, 844).await;
 
+    // Analytics with a plan that includes it, once the trader's node published its account:
+    // their equity, drawdown, figures and periods, in the app's dark theme.
+    let plan = json!({"name": "Everything", "price_minor": 0, "currency": "USD", "period_days": 30,
+                      "features": ["signals", "mini_app", "analytics"]});
+    let everything =
+        api(&http, reqwest::Method::POST, format!("{base}/api/v1/plans"), Some(&provider), plan)
+            .await;
+    let owner_token = login("owner@example.com", "owner password 123").await;
+    api(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/api/v1/entitlements"),
+        Some(&owner_token),
+        json!({"user_id": ids[1], "plan_id": everything["id"]}),
+    )
+    .await;
+    publish_account(&state, &pending.node).await;
+    b.click(".tab[data-view=\"analytics\"]").await;
+    assert!(
+        b.until("return !!document.querySelector('#view #own .money') && !!document.querySelector('#view #pnl-days')").await,
+        "the trader's own figures: {}",
+        b.js("return document.querySelector('#view').textContent").await
+    );
+    b.screenshot_sized("miniapp-analytics-own-dark", 390, 844).await;
+
     // Nothing refused by the CSP, no script error.
     let errors: Vec<String> = b
         .console()
@@ -346,6 +371,79 @@ async fn slow_miniapp_plan_payment_approvals_analytics_at_phone_size_light_and_d
     assert!(errors.is_empty(), "{errors:#?}");
     b.quit();
     started.stop().await.expect("stop");
+}
+
+/// The trader's node publishes its account: a deposit, equity points over three days and two
+/// closed trades, committed as its sync session commits them.
+async fn publish_account(
+    state: &tradecast_hub::state::AppState,
+    node: &tradecast_protocol::Identity,
+) {
+    use rust_decimal::Decimal;
+    use tradecast_protocol::{
+        BalanceKind, BalanceOperation, Body, ChainHash, EquityPoint, HeaderFields, Record, Side,
+        StreamId, TradeClosed,
+    };
+    let d = |s: &str| s.parse::<Decimal>().expect("decimal");
+    let day = 86_400_000;
+    let start = now_ms() - 3 * day;
+    let me = node.device_id();
+    let trade = |ticket, at: i64, profit: &str| {
+        Body::TradeClosed(TradeClosed {
+            signal_id: None,
+            device: me,
+            ticket,
+            symbol: "EURUSD".into(),
+            side: Side::Buy,
+            volume: d("0.10"),
+            open_price: d("1.0900"),
+            close_price: d("1.0950"),
+            opened_at_ms: at - 3_600_000,
+            closed_at_ms: at,
+            profit: d(profit),
+            commission: d("-0.70"),
+            swap: Decimal::ZERO,
+        })
+    };
+    let equity = |at: i64, value: &str| {
+        Body::EquityPoint(EquityPoint {
+            device: me,
+            at_ms: at,
+            balance: d(value),
+            equity: d(value),
+        })
+    };
+    let bodies = [
+        Body::BalanceOperation(BalanceOperation {
+            device: me,
+            deal: 1,
+            kind: BalanceKind::Deposit,
+            amount: d("1000"),
+            currency: "USD".into(),
+            at_ms: start,
+            comment: String::new(),
+        }),
+        equity(start, "1000"),
+        trade(11, start + day, "50"),
+        equity(start + day, "1049.30"),
+        trade(12, start + 2 * day, "-20"),
+        equity(start + 2 * day, "1028.60"),
+    ];
+    let mut prev = ChainHash::GENESIS;
+    for (i, body) in bodies.iter().enumerate() {
+        let seq = u64::try_from(i).expect("small") + 1;
+        let fields = HeaderFields {
+            stream: StreamId::PUBLISHED,
+            seq,
+            prev_hash: prev,
+            created_at_ms: now_ms(),
+        };
+        let record = Record::sign(node, fields, body);
+        prev = record.header_hash();
+        tradecast_hub::quic::store::commit(&state.db, &state.hub_identity, &record, now_ms())
+            .await
+            .expect("commit");
+    }
 }
 
 /// A signal waiting for the trader on their node, as the hub holds it.
