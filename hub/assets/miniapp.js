@@ -193,7 +193,12 @@
               buffer = buffer.slice(end + 2);
               var typing = document.activeElement && document.activeElement.tagName === 'INPUT'
                 && view.contains(document.activeElement);
-              if (/^event: change$/m.test(event) && current && current.indexOf('approvals') === 0 && !typing) {
+              // Reloaded only when the view shown is older than the state the hub announces.
+              var data = /^data: (.*)$/m.exec(event);
+              var shown = view.querySelector('[data-live-state]');
+              var stale = !shown || !data || shown.getAttribute('data-live-state') !== data[1];
+              if (/^event: change$/m.test(event) && current && current.indexOf('approvals') === 0
+                  && stale && !typing) {
                 show(current, false);
               }
             }

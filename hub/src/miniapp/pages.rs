@@ -287,12 +287,18 @@ struct PendingCard {
 /// How often the approvals stream looks for a change.
 pub const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// What the Approvals view shows, as one string: a change of it is a change of the view (a new
-/// pending signal, a request sent, the node's answer, a decision, an expiry).
+/// What the Approvals view shows, as a short hash: a change of it is a change of the view (a
+/// new pending signal, a request sent, the node's answer, a decision, an expiry). The view
+/// carries the hash it was rendered from (`data-live-state`) and the stream sends the new one, so
+/// the app reloads the view only when it is out of date.
 async fn approvals_state(state: &AppState, l: &Linked) -> Result<String, ApiError> {
-    let now = state.now_ms();
+    Ok(state_of_cards(&pending_cards(state, l).await?, state.now_ms()))
+}
+
+fn state_of_cards(cards: &[PendingCard], now: i64) -> String {
+    use sha2::Digest;
     let mut key = String::new();
-    for c in pending_cards(state, l).await? {
+    for c in cards {
         let r = &c.row;
         let q = c.request.as_ref();
         key.push_str(&format!(
@@ -308,7 +314,7 @@ async fn approvals_state(state: &AppState, l: &Linked) -> Result<String, ApiErro
             c.decision,
         ));
     }
-    Ok(key)
+    hex::encode(&sha2::Sha256::digest(key.as_bytes())[..12])
 }
 
 /// `GET /miniapp/app/approvals/events` (bearer, like the views): a stream of server-sent events,
@@ -344,8 +350,8 @@ pub async fn approval_events(
                     }
                 };
                 if now != last {
-                    last = now;
-                    let event = Event::default().event("change").data("approvals");
+                    last = now.clone();
+                    let event = Event::default().event("change").data(now);
                     return Some((
                         Ok::<_, std::convert::Infallible>(event),
                         (state, linked, last, ends_at_ms),
@@ -490,6 +496,7 @@ async fn approvals(
 ) -> Result<Markup, ApiError> {
     let now = state.now_ms();
     let mut cards = pending_cards(state, l).await?;
+    let live_state = state_of_cards(&cards, now);
     if let Some(s) = only_signal {
         cards.retain(|c| c.row.signal_id == s);
     }
@@ -515,7 +522,7 @@ async fn approvals(
     }
     let devices = crate::devices::list(&state.db, Some(&l.user_id)).await?;
     Ok(html! {
-        h1 { "Approvals" }
+        h1 data-live-state=(live_state) { "Approvals" }
         section.card #pending {
             h2 { "Waiting for you" }
             @if waiting.is_empty() {
