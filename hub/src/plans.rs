@@ -292,20 +292,27 @@ pub async fn products(
     let all_plans = list(db, provider, include_archived).await?;
     rows.iter()
         .map(|r| {
-            let id: String = r.try_get(0)?;
-            let plans = all_plans.iter().filter(|p| p.product_id == id).cloned().collect();
-            Ok(Product {
-                id,
-                provider_user_id: r.try_get(1)?,
-                name: r.try_get(2)?,
-                description: r.try_get(3)?,
-                created_at_ms: r.try_get(4)?,
-                archived_at_ms: r.try_get(5)?,
-                plans,
-            })
+            let mut product = product_from_row(r)?;
+            product.plans =
+                all_plans.iter().filter(|p| p.product_id == product.id).cloned().collect();
+            Ok(product)
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(DbError::from)
+}
+
+/// A `products` row (`id, provider_user_id, name, description, created_at_ms, archived_at_ms`),
+/// without its plans.
+fn product_from_row(r: &sqlx::any::AnyRow) -> Result<Product, sqlx::Error> {
+    Ok(Product {
+        id: r.try_get(0)?,
+        provider_user_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        description: r.try_get(3)?,
+        created_at_ms: r.try_get(4)?,
+        archived_at_ms: r.try_get(5)?,
+        plans: Vec::new(),
+    })
 }
 
 /// The product with this id (archived too), without its plans.
@@ -317,19 +324,7 @@ pub async fn product_by_id(db: &Db, id: &str) -> Result<Option<Product>, DbError
     .bind(id)
     .fetch_optional(db.pool())
     .await?;
-    row.map(|r| {
-        Ok(Product {
-            id: r.try_get(0)?,
-            provider_user_id: r.try_get(1)?,
-            name: r.try_get(2)?,
-            description: r.try_get(3)?,
-            created_at_ms: r.try_get(4)?,
-            archived_at_ms: r.try_get(5)?,
-            plans: Vec::new(),
-        })
-    })
-    .transpose()
-    .map_err(|e: sqlx::Error| DbError::from(e))
+    row.as_ref().map(product_from_row).transpose().map_err(DbError::from)
 }
 
 /// Withdraws a product and every plan of it still on offer (existing entitlements stay until

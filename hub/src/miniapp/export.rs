@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 use tradecast_protocol::{Body, Record, Side, TradeClosed};
 
 use super::session::Session;
+use crate::api::extract::{Path, Query};
 use crate::error::ApiError;
 use crate::state::AppState;
 
