@@ -500,11 +500,8 @@ async fn miniapp_approves_with_another_size(b: Backend) {
     .await
     .expect("a change event within 10 s");
     // The event names the view's new state; the view rendered now carries the same.
-    let announced = changed
-        .lines()
-        .find_map(|l| l.strip_prefix("data: "))
-        .expect("the new state")
-        .to_string();
+    let announced =
+        changed.lines().find_map(|l| l.strip_prefix("data: ")).expect("the new state").to_string();
     let view = mini(&hub, "GET", &path, Some(token), None, None).await;
     assert!(view.text.contains(&format!("data-live-state=\"{announced}\"")), "{}", view.text);
     assert!(
