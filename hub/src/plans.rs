@@ -315,6 +315,22 @@ fn product_from_row(r: &sqlx::any::AnyRow) -> Result<Product, sqlx::Error> {
     })
 }
 
+/// Every product (archived too) by id, without their plans: one read for a page of offers.
+pub async fn products_by_id(
+    db: &Db,
+) -> Result<std::collections::HashMap<String, Product>, DbError> {
+    let rows = sqlx::query(
+        "SELECT id, provider_user_id, name, description, created_at_ms, archived_at_ms \
+         FROM products",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| product_from_row(r).map(|p| (p.id.clone(), p)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(DbError::from)
+}
+
 /// The product with this id (archived too), without its plans.
 pub async fn product_by_id(db: &Db, id: &str) -> Result<Option<Product>, DbError> {
     let row = sqlx::query(

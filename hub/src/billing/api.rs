@@ -173,15 +173,17 @@ pub struct Offer {
 /// The plans on offer, for anyone (names, prices, features, trial days).
 pub async fn offers(state: &AppState) -> Result<Vec<Offer>, ApiError> {
     let mut out = Vec::new();
+    let products = plans::products_by_id(&state.db).await?;
     for plan in plans::list(&state.db, None, false).await? {
         let provider_name = accounts::user_by_id(&state.db, &plan.provider_user_id)
             .await?
             .map(|u| if u.display_name.is_empty() { u.email } else { u.display_name })
             .unwrap_or_default();
         let door = if plan.is_stars() { ledger::Door::TelegramStars } else { ledger::Door::Stripe };
-        let product = plans::product_by_id(&state.db, &plan.product_id).await?;
-        let (product_name, product_description) =
-            product.map_or_else(|| (plan.name.clone(), String::new()), |p| (p.name, p.description));
+        let (product_name, product_description) = products.get(&plan.product_id).map_or_else(
+            || (plan.name.clone(), String::new()),
+            |p| (p.name.clone(), p.description.clone()),
+        );
         out.push(Offer { plan, provider_name, door, product_name, product_description });
     }
     Ok(out)
