@@ -286,6 +286,21 @@ impl HubSecrets {
         Ok(secrets)
     }
 
+    /// HMAC-SHA256 keyed with the API-key wrapping secret over `label` (a domain tag ending in
+    /// `\0`) and `data`: the hub's keyed hashes (client addresses, download links) without
+    /// storing or revealing what they cover.
+    pub fn keyed_hash(&self, label: &[u8], data: &[u8]) -> [u8; 32] {
+        use hmac::{KeyInit, Mac};
+        let key: &[u8; 32] = &self.api_key_wrapping_key;
+        let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key) else {
+            // HMAC takes a key of any length: this cannot happen.
+            return [0; 32];
+        };
+        mac.update(label);
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
     /// The deployment's account-fingerprint key: the 32-byte key every node of this hub hashes
     /// its trading account under (protocol `AccountFingerprint`), handed out at enrolment and on
     /// `GET /api/v1/devices/{id}/account-fingerprint-key`. Derived from the identity seed under

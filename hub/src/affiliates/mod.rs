@@ -74,15 +74,9 @@ pub const REF_COOKIE: &str = "tc_ref";
 /// The keyed hash of a client address (no address is stored in clear): HMAC-SHA256 keyed with
 /// the hub's API-key wrapping secret over a label and the address, hex, 32 characters.
 pub fn ip_hash(state: &crate::state::AppState, ip: std::net::IpAddr) -> String {
-    use hmac::{KeyInit, Mac};
-    let key: &[u8; 32] = &state.secrets.api_key_wrapping_key;
-    let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key) else {
-        // HMAC takes a key of any length: this cannot happen.
-        return String::new();
-    };
-    mac.update(b"tradecast affiliates client address\0");
-    mac.update(ip.to_string().as_bytes());
-    let out = mac.finalize().into_bytes();
+    let out = state
+        .secrets
+        .keyed_hash(b"tradecast affiliates client address\0", ip.to_string().as_bytes());
     hex::encode(&out[..16])
 }
 

@@ -59,17 +59,10 @@ impl Kind {
     }
 }
 
-/// The link's signature (hex HMAC-SHA256).
+/// The link's signature (hex HMAC-SHA256 under the hub's keyed hash).
 fn signature(state: &AppState, kind: Kind, user_id: &str, expires_ms: i64) -> String {
-    use hmac::{KeyInit, Mac};
-    let key: &[u8; 32] = &state.secrets.api_key_wrapping_key;
-    let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key) else {
-        // HMAC takes a key of any length: this cannot happen.
-        return String::new();
-    };
-    mac.update(b"tradecast miniapp download\0");
-    mac.update(format!("{}\n{user_id}\n{expires_ms}", kind.as_str()).as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    let data = format!("{}\n{user_id}\n{expires_ms}", kind.as_str());
+    hex::encode(state.secrets.keyed_hash(b"tradecast miniapp download\0", data.as_bytes()))
 }
 
 /// The export action's form.
@@ -131,9 +124,8 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let kind = Kind::parse(&kind).ok_or_else(|| ApiError::NotFound(format!("no {kind}")))?;
     let expected = signature(&state, kind, &t.u, t.exp);
-    let genuine = !expected.is_empty()
-        && expected.len() == t.sig.len()
-        && bool::from(expected.as_bytes().ct_eq(t.sig.as_bytes()));
+    let genuine =
+        expected.len() == t.sig.len() && bool::from(expected.as_bytes().ct_eq(t.sig.as_bytes()));
     if !genuine {
         return Err(ApiError::Unauthenticated("not a download link of this hub".into()));
     }
@@ -157,34 +149,48 @@ pub async fn download(
         .into_response())
 }
 
-/// Every record the account's devices published, in each device's chain order.
-async fn published(state: &AppState, user_id: &str) -> Result<Vec<Record>, ApiError> {
+/// Each of the account's devices with the records it published, in chain order (devices that
+/// published nothing left out): what the Mini App's analytics and its downloads read.
+pub(crate) async fn published_by_device(
+    state: &AppState,
+    user_id: &str,
+) -> Result<Vec<(tradecast_protocol::DeviceId, Vec<Record>)>, ApiError> {
     let mut out = Vec::new();
     for key in crate::public::store::device_keys(&state.db, user_id).await? {
-        let items = crate::public::store::published_records(
-            &state.db,
-            &state.hub_identity,
-            &key.device_id(),
-        )
-        .await?;
-        out.extend(items.into_iter().map(|i| i.record));
+        let author = key.device_id();
+        let items =
+            crate::public::store::published_records(&state.db, &state.hub_identity, &author)
+                .await?;
+        if !items.is_empty() {
+            out.push((author, items.into_iter().map(|i| i.record).collect()));
+        }
     }
     Ok(out)
 }
 
-/// The closed trades, one row per device and ticket (a ticket published twice counts once, as
-/// in the track record), in closing order. A field a spreadsheet could read as a formula cannot
-/// occur: every field is a number, a time, an id or a broker's symbol, quoted when it holds a
-/// comma or a quote.
-pub fn trades_csv(records: &[Record]) -> String {
+/// Every record the account's devices published.
+async fn published(state: &AppState, user_id: &str) -> Result<Vec<Record>, ApiError> {
+    Ok(published_by_device(state, user_id).await?.into_iter().flat_map(|(_, r)| r).collect())
+}
+
+/// The closed trades in `records`, one per device and ticket (a ticket published twice counts
+/// once, as in the track record), in closing order.
+pub(crate) fn closed_trades(records: &[Record]) -> Vec<TradeClosed> {
     let mut trades: BTreeMap<(String, u64), TradeClosed> = BTreeMap::new();
     for r in records {
         if let Ok(Body::TradeClosed(t)) = r.body() {
             trades.entry((t.device.to_text(), t.ticket)).or_insert(t);
         }
     }
-    let mut rows: Vec<&TradeClosed> = trades.values().collect();
+    let mut rows: Vec<TradeClosed> = trades.into_values().collect();
     rows.sort_by_key(|t| (t.closed_at_ms, t.ticket));
+    rows
+}
+
+/// The closed trades as CSV, a row each ([`closed_trades`]). A field a spreadsheet could read
+/// as a formula cannot occur: every field is a number, a time, an id or a broker's symbol,
+/// quoted when it holds a comma or a quote.
+pub fn trades_csv(records: &[Record]) -> String {
     let when = |ms: i64| crate::ui::fmt::when(Some(ms));
     let quote = |s: &str| {
         let s = s.trim_start_matches(['=', '+', '-', '@']);
@@ -197,7 +203,7 @@ pub fn trades_csv(records: &[Record]) -> String {
     let mut out = String::from(
         "device,ticket,symbol,side,volume,open_time_utc,open_price,close_time_utc,close_price,profit,commission,swap,net\r\n",
     );
-    for t in rows {
+    for t in closed_trades(records) {
         let side = match t.side {
             Side::Buy => "buy",
             Side::Sell => "sell",

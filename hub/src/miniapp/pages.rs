@@ -686,15 +686,9 @@ pub struct Periods {
 /// [`Periods`] of the closed trades in `records` (a ticket published twice counts once, as in
 /// the track record).
 pub fn periods(records: &[tradecast_protocol::Record]) -> Periods {
-    let mut tickets = std::collections::BTreeMap::new();
-    for r in records {
-        if let Ok(tradecast_protocol::Body::TradeClosed(t)) = r.body() {
-            tickets.entry((t.device, t.ticket)).or_insert(t);
-        }
-    }
     let mut days: std::collections::BTreeMap<String, PeriodPnl> = Default::default();
     let mut weeks: std::collections::BTreeMap<String, PeriodPnl> = Default::default();
-    for t in tickets.values() {
+    for t in super::export::closed_trades(records) {
         let Ok(at) = jiff::Timestamp::from_millisecond(t.closed_at_ms) else { continue };
         let date = jiff::tz::Offset::UTC.to_datetime(at).date();
         let week = date.iso_week_date();
@@ -732,16 +726,7 @@ async fn own_money(
     user_id: &str,
 ) -> Result<Vec<(crate::analytics::MoneyFigures, Periods)>, ApiError> {
     let mut out = Vec::new();
-    for key in crate::public::store::device_keys(&state.db, user_id).await? {
-        let author = key.device_id();
-        let items =
-            crate::public::store::published_records(&state.db, &state.hub_identity, &author)
-                .await?;
-        if items.is_empty() {
-            continue;
-        }
-        let records: Vec<tradecast_protocol::Record> =
-            items.into_iter().map(|i| i.record).collect();
+    for (author, records) in super::export::published_by_device(state, user_id).await? {
         let figures =
             crate::analytics::money_figures(author, &records).map_err(ApiError::internal)?;
         out.push((figures, periods(&records)));
