@@ -16,6 +16,7 @@
 //! | `POST /api/v1/signals/{id}/approve`, `/reject` | the trader's decision (`{user?, reason?, via?}`; `via` makes it a remote request); 409 when refused (expired, already decided, remote disabled, outside the policy) |
 //! | `GET /api/v1/approvals`, `GET /api/v1/copy-log` | every signal's approval; every evaluation with its steps |
 //! | `GET /api/v1/policy`, `PUT /api/v1/policy` | the copy policy in force; save a new one (JSON, validated) |
+//! | `GET /api/v1/trades?format=csv\|json&from=YYYY-MM-DD&to=YYYY-MM-DD` | the account's closed trades as a file ([`crate::export`]): the Myfxbook CSV or Tradecast's JSON (the default), closes on those broker server days; 400 `invalid-date` / `invalid-format` |
 //! | `GET /api/v1/records/{stream}?from=SEQ&limit=N` | the records this node signed on a stream (1 signals, 2 shared, 3 private, 4 device, 5 commands), oldest first, each as its wire bytes in hex: verify them against `status.sync.identity_key`, or compare with the hub's copy |
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use tradecast_protocol::{EntryKind, Side, SignalId};
 use zeroize::Zeroizing;
 
 use crate::clock::wall_ms;
+use crate::export::{self, ExportError, ExportQuery, QueryError};
 use crate::keys;
 use crate::policy::PolicySettings;
 use crate::policy::approval::{Channel, Decider, DecisionRequest, Refused, Verdict};
@@ -137,6 +139,7 @@ fn api_router(node: Arc<Node>, token: Zeroizing<String>) -> Router {
         .route("/api/v1/policy", get(policy).put(set_policy))
         .route("/api/v1/publishing", get(publishing).put(set_publishing))
         .route("/api/v1/records/{stream}", get(records))
+        .route("/api/v1/trades", get(trades))
         .layer(middleware::from_fn_with_state(api.clone(), auth))
         .with_state(api)
 }
@@ -512,6 +515,33 @@ async fn records(
         })
         .collect();
     Ok(Json(out).into_response())
+}
+
+/// The account's closed trades as a file to download, the same file the History page offers.
+async fn trades(
+    State(api): State<Api>,
+    query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return Ok(QueryError::Malformed(e.body_text()).into_response()),
+    };
+    let (format, range) = match q.parse(None) {
+        Ok(r) => r,
+        Err(e) => return Ok(e.into_response()),
+    };
+    match export::download(&api.node, q.account.as_deref(), format, range, wall_ms()) {
+        Ok(file) => Ok(file.into_response()),
+        Err(ExportError::Node(e)) => Err(e.into()),
+        Err(e) => {
+            tracing::error!(target: "tradecast::api", error = %e, "trades not exported");
+            Err(ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "internal",
+                detail: "internal error".into(),
+            })
+        }
+    }
 }
 
 async fn copy_log(State(api): State<Api>) -> Result<Response, ApiError> {

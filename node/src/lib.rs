@@ -11,7 +11,8 @@
 //! reconciliation, drawdown guard, provider mode: one file per responsibility), [`link`] (the
 //! EA link server), [`api`] (the local API) and [`serve`] (init, start, run); [`policy`] (copy
 //! policy, market hours, sizing, approvals); [`sync`] (enrolment with the hub, the QUIC
-//! connection to it). The modules import each other without a circle (checked by the root
+//! connection to it); [`export`] (the trader's closed trades as the Myfxbook CSV journals
+//! import, or as JSON). The modules import each other without a circle (checked by the root
 //! package's `tests/workspace`).
 //!
 //! # The API other crates call
@@ -44,6 +45,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod display;
+pub mod export;
 pub mod keys;
 pub mod link;
 pub mod orders;

@@ -5,7 +5,8 @@
 //!
 //! Pages: `/` (dashboard: balance/equity/margin, health, pending signals with approve/reject and
 //! a countdown on the market clock, open positions with floating P&L, the equity and drawdown
-//! chart), `/copy-log`, `/history` (closed trades, per-symbol stats, daily/weekly/monthly P&L),
+//! chart), `/copy-log`, `/history` (closed trades, per-symbol stats, daily/weekly/monthly P&L;
+//! `/history/export.csv` and `/history/export.json` download the closed trades, [`crate::export`]),
 //! `/settings` (the trader's plan read from the hub, the whole copy policy, EA keys, the hub
 //! connection), `/setup` (first-run setup,
 //! [`setup`]). `/ui/events` is a server-sent-event stream (`refresh` on every change the node
@@ -49,6 +50,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::export::{ExportError, ExportQuery, Format, QueryError};
 use crate::policy::approval::{Channel, Decider, DecisionRequest, Verdict};
 use crate::runtime::Node;
 
@@ -151,6 +153,8 @@ impl Ui {
             .route("/", get(dashboard))
             .route("/copy-log", get(copy_log))
             .route("/history", get(history))
+            .route("/history/export.csv", get(export_csv))
+            .route("/history/export.json", get(export_json))
             .route("/settings", get(settings).post(save_settings))
             .route("/settings/publishing", post(save_publishing))
             .route("/ui/ea-keys", post(create_ea_key))
@@ -390,6 +394,48 @@ async fn copy_log(State(ui): State<Ui>, req: Request) -> Response {
 async fn history(State(ui): State<Ui>, req: Request) -> Response {
     let s = session_of(req.extensions());
     page(StatusCode::OK, pages::history(&ui.node, &s.csrf))
+}
+
+async fn export_csv(
+    State(ui): State<Ui>,
+    query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    export_file(&ui, Format::Csv, query)
+}
+
+async fn export_json(
+    State(ui): State<Ui>,
+    query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    export_file(&ui, Format::Json, query)
+}
+
+/// The History page's downloads ([`crate::export`]): a bad query is 400 problem+json, a store
+/// failure the store-failure page, never an empty file.
+fn export_file(
+    ui: &Ui,
+    format: Format,
+    query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return QueryError::Malformed(e.body_text()).into_response(),
+    };
+    let (format, range) = match q.parse(Some(format)) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let now = crate::clock::wall_ms();
+    match crate::export::download(&ui.node, q.account.as_deref(), format, range, now) {
+        Ok(file) => file.into_response(),
+        Err(ExportError::Node(crate::runtime::NodeError::Refused(words))) => {
+            plain(StatusCode::UNPROCESSABLE_ENTITY, &words)
+        }
+        Err(e) => {
+            tracing::error!(target: "tradecast::ui", error = %e, "trades not exported");
+            (StatusCode::INTERNAL_SERVER_ERROR, html(pages::store_failure())).into_response()
+        }
+    }
 }
 
 async fn settings(State(ui): State<Ui>, req: Request) -> Response {

@@ -78,6 +78,14 @@ async fn a_store_failure_is_served_as_a_failure_not_an_empty_page() {
         assert!(body.contains("The node could not read its store"), "{path}: {body}");
         assert!(!body.contains("No open position.") && !body.contains("<table"), "{path}: {body}");
     }
+    // The History page's downloads: the same page, never an empty file.
+    for path in ["/history/export.csv", "/history/export.json"] {
+        let resp = get(path).await.expect("download");
+        assert_eq!(resp.status(), 500, "{path}");
+        assert!(resp.headers().get(reqwest::header::CONTENT_DISPOSITION).is_none(), "{path}");
+        let body = resp.text().await.expect("body");
+        assert!(body.contains("The node could not read its store"), "{path}: {body}");
+    }
     let resp = get("/ui/equity.json").await.expect("equity");
     assert_eq!(resp.status(), 500);
     let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();

@@ -13,6 +13,7 @@ use tradecast_node::serve::{self, Running, tokio_util_shutdown::Shutdown};
 use tradecast_protocol::ea::{self, Call, Hello, HelloAnswer, MarginMode, Poll, PollAnswer};
 use tradecast_protocol::link_auth;
 
+mod export;
 mod publishing;
 mod requotes;
 

@@ -1,5 +1,6 @@
 //! The history: closed trades, per-symbol stats (win rate, profit factor, costs included), and
-//! P&L by day, week and month of the broker's server time.
+//! P&L by day, week and month of the broker's server time; the links to download the closed
+//! trades ([`crate::export`]).
 
 use std::collections::BTreeMap;
 
@@ -76,6 +77,27 @@ fn stats_row(name: &str, st: &SymbolStats, currency: &str, total: bool) -> Marku
     }
 }
 
+/// The downloads of the closed trades ([`crate::export`]), once an EA said hello.
+fn downloads(has_account: bool) -> Markup {
+    html! {
+        section id="export" {
+            h2 { "Export" }
+            @if has_account {
+                p {
+                    a #export-csv href="/history/export.csv" download { "Download for Myfxbook & journals (CSV)" }
+                    " · "
+                    a #export-json href="/history/export.json" download { "Download (JSON)" }
+                }
+                div.hint {
+                    "Every closed trade; import the CSV as \"Myfxbook\" in your journal. Times are the broker's server time (CSV) or UTC (JSON); no login or account number is in either file."
+                }
+            } @else {
+                div.empty { "Downloads appear once the EA has said hello." }
+            }
+        }
+    }
+}
+
 /// The history: closed trades, per-symbol stats, P&L by day, week and month of the broker's
 /// server time (the deal's UTC time plus the offset the EA reported at hello).
 pub fn history(node: &Node, csrf: &str) -> PageResult {
@@ -120,6 +142,7 @@ pub fn history(node: &Node, csrf: &str) -> PageResult {
         }
     };
     let body = html! {
+        (downloads(!accounts.is_empty()))
         section {
             h2 { "Per symbol" }
             @if by_symbol.is_empty() { div.empty { "No closed trade yet." } } @else {
