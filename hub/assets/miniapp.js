@@ -119,6 +119,11 @@
           // A client too old for invoices (before 6.1): the link opens the invoice in Telegram.
           tg.openLink(res.body.url);
         }
+      } else if (res.body.kind === 'share') {
+        // Telegram's share sheet, with the link (an address on this hub, made absolute).
+        var link = new URL(res.body.url, location.href).href;
+        tg.openTelegramLink('https://t.me/share/url?url=' + encodeURIComponent(link) +
+          '&text=' + encodeURIComponent('My trading record, verified by Tradecast'));
       } else if (res.body.kind === 'download') {
         // Telegram downloads the file itself (Bot API 8.0); an older client opens the link.
         var url = new URL(res.body.url, location.href).href;

@@ -45,6 +45,7 @@ pub mod ratelimit;
 pub mod relay;
 pub mod scrape;
 pub mod secrets;
+pub mod share;
 pub mod signals;
 pub mod state;
 pub mod telegram;

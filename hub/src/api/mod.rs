@@ -72,6 +72,7 @@ pub fn router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .merge(crate::telegram::api::router())
         .merge(crate::miniapp::api::router())
         .merge(crate::public::api::router())
+        .merge(crate::share::router())
         .merge(crate::ui::revenue::api_router())
         .split_for_parts()
 }

@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 use tradecast_protocol::{Body, Record, Side, TradeClosed};
 
 use super::session::Session;
-use crate::api::extract::{Path, Query};
+use crate::api::extract::{Path, Query, RequestId};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -105,6 +105,26 @@ pub async fn export(
         format!("/miniapp/download/{}?u={}&exp={expires}&sig={sig}", kind.as_str(), l.user_id);
     let answer = Download { kind: "download", url, file_name: kind.file_name() };
     Ok((StatusCode::OK, axum::Json(answer)).into_response())
+}
+
+/// `POST /miniapp/app/share`: a new redacted share link to the trader's published record
+/// ([`crate::share`]), which the app hands to Telegram's share sheet. Needs the plan's `mini_app`
+/// and `analytics` (402 otherwise).
+pub async fn share(
+    State(state): State<AppState>,
+    Session(mini): Session,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let l = super::pages::checked(&mini, &headers)?;
+    let now = state.now_ms();
+    for feature in ["mini_app", "analytics"] {
+        crate::entitlements::require_feature(&state.db, &l.user_id, feature, now).await?;
+    }
+    let new = crate::share::NewShareLink { label: Some("from Telegram".into()) };
+    let link = crate::share::create(&state, &l.user_id, &new, &request_id).await?;
+    let answer = serde_json::json!({ "kind": "share", "url": link.url });
+    Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
 }
 
 /// The download link's query.

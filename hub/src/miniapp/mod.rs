@@ -57,6 +57,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/miniapp/app/portal", post(pages::portal))
         .route("/miniapp/app/decide", post(pages::decide))
         .route("/miniapp/app/export", post(export::export))
+        .route("/miniapp/app/share", post(export::share))
         .route("/miniapp/download/{kind}", get(export::download))
         .route_layer(axum::extract::DefaultBodyLimit::max(state.config.http.body_limit_bytes))
         .route_layer(middleware::from_fn(security_headers))

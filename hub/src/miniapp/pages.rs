@@ -8,6 +8,7 @@
 //! | `POST /miniapp/app/checkout` (`plan_id`) | `{kind: "link", url}`: Stripe Checkout, opened outside with `openLink` |
 //! | `POST /miniapp/app/portal` | `{kind: "link", url}`: the Stripe Customer Portal |
 //! | `POST /miniapp/app/decide` (`signal_id`, `device_id`, `decision`, `lots`?) | 201 `{kind: "decided", request}`: a remote decision sent to the node, as the bot's buttons do |
+//! | `POST /miniapp/app/share` | 201 `{kind: "share", url}`: a new redacted share link ([`crate::share`]), for Telegram's share sheet |
 //! | `GET /miniapp/app/approvals?signal=<id>` | the Approvals view on one signal (`startapp=approve_<id>`) |
 //!
 //! The actions need the session's CSRF token in `X-CSRF-Token` (the views carry it in
@@ -651,6 +652,7 @@ async fn analytics(state: &AppState, l: &Linked) -> Result<Markup, ApiError> {
                 div.actions {
                     button type="button" data-action="export" data-kind="csv" { "Download trades (CSV)" }
                     button type="button" data-action="export" data-kind="png" { "Download equity (PNG)" }
+                    button type="button" data-action="share" { "Share a redacted link" }
                 }
             }
         }

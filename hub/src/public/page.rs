@@ -58,7 +58,7 @@ const FORMULAS: &[(&str, &str)] = &[
 
 /// The money formulas, as the page states them (`tradecast_protocol::track_money`'s module docs
 /// are the reference; the hub README repeats them).
-const MONEY_FORMULAS: &[(&str, &str)] = &[
+pub(crate) const MONEY_FORMULAS: &[(&str, &str)] = &[
     (
         "Basis",
         "only the records the provider's node signed into its opt-in published stream: closed trades, equity points, balance operations, daily summaries; never its private records. A ticket (deal) published twice counts once.",
@@ -166,10 +166,20 @@ fn money_curves(m: &MoneyFigures) -> Markup {
 /// "Your node"): headline, equity and drawdown, cash flows, months, heatmap, symbols. The public
 /// page and the trader's own analytics in the Mini App show the same section.
 pub(crate) fn money_section(i: usize, m: &MoneyFigures, subject: &str) -> Markup {
+    let heading = html! { "Account of device " code { (m.author) } };
+    money_section_headed(i, m, subject, heading)
+}
+
+/// [`money_section`] headed `account` instead of the device's id (a redacted share link).
+pub(crate) fn money_section_as(i: usize, m: &MoneyFigures, subject: &str, account: &str) -> Markup {
+    money_section_headed(i, m, subject, html! { (account) })
+}
+
+fn money_section_headed(i: usize, m: &MoneyFigures, subject: &str, heading: Markup) -> Markup {
     let cur = m.currency.clone().unwrap_or_default();
     html! {
         section.money id=(format!("money-{i}")) {
-            h3 { "Account of device " code { (m.author) } @if !cur.is_empty() { " (" (cur) ")" } }
+            h3 { (heading) @if !cur.is_empty() { " (" (cur) ")" } }
             p.kinds { (subject) " " (m.kinds.describe()) "." }
             table.money-headline {
                 caption { "Money figures — basis: the published stream" }

@@ -12,6 +12,7 @@
 //! | `POST /account/telegram-link` | 303 to a one-time `t.me/<bot>?start=<code>` link |
 //! | `POST /account/stars` (`plan_id`) | 303 to a Telegram Stars invoice link (a 30-day subscription) |
 //! | `POST /account/telegram-unlink` | ends the account's Telegram link |
+//! | `POST /account/share-links` (`label`), `POST /account/share-links/{id}/revoke` | redacted share links ([`crate::share`]) |
 //! | `GET /billing/return` (`session_id`) | back from Checkout: the customer re-read from Stripe, 303 to `/account` |
 //! | `GET /device-link` (`device`, `action`, `ts`, `sig`) | a node's signed link: signs its account in and opens checkout, portal or the Telegram link |
 
@@ -131,7 +132,8 @@ pub(crate) fn held_plans<'a>(
         .collect()
 }
 
-async fn render(
+/// The account page for `signed`, with `notice` on top.
+pub(crate) async fn render(
     state: &AppState,
     signed: &Signed,
     notice: Option<&Notice>,
@@ -146,6 +148,7 @@ async fn render(
     let devices = crate::devices::list(&state.db, Some(&me.id)).await?;
     let telegram = crate::telegram::link::of_user(&state.db, &me.id).await?;
     let telegram_on = state.telegram.is_on();
+    let share_links = crate::share::list(state, &me.id).await?;
     let body = html! {
         section #plan {
             h2 { "Your plan" }
@@ -290,6 +293,7 @@ async fn render(
                 p.mute { "Telegram is not set up on this hub." }
             }
         }
+        (crate::share::account_section(&share_links, &signed.csrf))
     };
     let frame = Frame { signed, title: "Your account", active: "/account", notice };
     Ok(layout::page(&frame, body))

@@ -40,6 +40,7 @@ mod relay_crash;
 mod remote_approvals;
 mod revenue;
 mod schemathesis;
+mod share_links;
 mod signals;
 mod sync;
 mod telegram;
