@@ -105,6 +105,26 @@ pub struct Options {
     /// provider's public export (60–120 s more; on by default; tests that compare several runs
     /// leave it to the one that checks it).
     pub public_record: bool,
+    /// Who plays bob in the Telegram Mini App when he approves a signal there: `None`, the
+    /// demo itself, over HTTP as the app's page does; the browser test hands Chromium.
+    pub miniapp_hand: Option<MiniAppHand>,
+}
+
+/// What a trader's hand does in the Mini App: given the address Telegram's client opens (the
+/// app's URL with the signed launch data in the fragment, `startapp=approve_<signal>`), approve
+/// the signal it shows at the size the trader's rules propose and wait for the node's answer;
+/// returns the answer's words as the app shows them.
+#[derive(Clone)]
+pub struct MiniAppHand(pub Arc<dyn Fn(String) -> MiniAppFuture + Send + Sync>);
+
+/// The future a [`MiniAppHand`] returns.
+pub type MiniAppFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<String>> + Send>>;
+
+impl std::fmt::Debug for MiniAppHand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MiniAppHand(..)")
+    }
 }
 
 impl Default for Options {
@@ -118,6 +138,7 @@ impl Default for Options {
             realistic_terminal: false,
             program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tradecast")),
             public_record: true,
+            miniapp_hand: None,
         }
     }
 }
@@ -520,6 +541,11 @@ impl DemoHub {
             owner_token: String::new(),
         };
         hub.owner_token = hub.login(DEMO_OWNER.0, DEMO_OWNER.1).await?;
+        // The owner registered the hub's Mini App with BotFather as the bot's Main Mini App
+        // (the links of the bot's approval messages open it).
+        hub.telegram
+            .set_main_mini_app(&hub.url("/miniapp"))
+            .map_err(|e| anyhow!("telegram: {e}"))?;
         Ok(hub)
     }
 
@@ -1469,12 +1495,14 @@ async fn narrate(
 }
 
 /// The manual subscriber's scripted clicks: approves every other waiting signal — the first one
-/// by pressing the Telegram bot's button ([`approve_by_telegram`]), the others through its local
+/// by pressing the Telegram bot's button ([`approve_by_telegram`]), the second in the Telegram
+/// Mini App opened from the bot's message ([`approve_in_miniapp`]), the others through its local
 /// API (as the UI's button does) — and leaves the others to expire.
 async fn click(
     hub: &DemoHub,
     node: &DemoNode,
     clicked: &mut BTreeSet<String>,
+    hand: Option<&MiniAppHand>,
     out: &mut dyn FnMut(&str),
 ) -> anyhow::Result<()> {
     for a in node.approvals().await? {
@@ -1489,6 +1517,10 @@ async fn click(
         }
         if n == 0 {
             approve_by_telegram(hub, node, &hex, out).await?;
+            continue;
+        }
+        if n == 2 {
+            approve_in_miniapp(hub, node, &hex, hand, out).await?;
             continue;
         }
         let url = format!("http://{}/api/v1/signals/{hex}/approve", node.api_addr);
@@ -1545,15 +1577,7 @@ async fn approve_by_telegram(
         "bob pressed ✅ Approve on the bot's message: the hub signed the request into his device's inbox",
     );
     // His node decides under its own rules and signs the approval and its answer.
-    let deadline = Instant::now() + SETTLE_LIMIT;
-    let approval = loop {
-        let row = node.approvals().await?.into_iter().find(|a| a.pending.signal_id.to_hex() == hex);
-        if let Some(a) = row.and_then(|r| r.pending.decided().cloned()) {
-            break a;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "bob's node did not decide signal {hex}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let approval = decided(node, hex).await?;
     let edited = t
         .wait_for_message(
             BOB_TELEGRAM,
@@ -1585,6 +1609,138 @@ async fn approve_by_telegram(
         one_line(edited)
     ));
     Ok(())
+}
+
+/// The node's signed decision on signal `hex`, once it has one.
+async fn decided(node: &DemoNode, hex: &str) -> anyhow::Result<tradecast_protocol::Approval> {
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    loop {
+        let row = node.approvals().await?.into_iter().find(|a| a.pending.signal_id.to_hex() == hex);
+        if let Some(a) = row.and_then(|r| r.pending.decided().cloned()) {
+            return Ok(a);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{}'s node did not decide signal {hex}",
+            node.name
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// bob approves signal `hex` in the Telegram Mini App: he taps "📱 Open in the app" on the bot's
+/// message about it; Telegram opens the hub's Mini App with its signed launch data
+/// (`startapp=approve_<signal>`); the app shows that signal and he approves it at the size his
+/// rules propose; the hub signs the request into his device's inbox exactly as for the bot's
+/// button, his node decides under its own rules, and the app shows the node's signed answer.
+/// `hand` plays him (Chromium in the browser test); without one the demo does what the app's
+/// page does, over HTTP.
+async fn approve_in_miniapp(
+    hub: &DemoHub,
+    node: &DemoNode,
+    hex: &str,
+    hand: Option<&MiniAppHand>,
+    out: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let t = &hub.telegram;
+    let start = format!("approve_{hex}");
+    let has_link = |m: &tradecast_standins::telegram::ChatMessage| {
+        m.from_user.is_none() && m.url_buttons().iter().any(|(_, u)| u.ends_with(&start))
+    };
+    let post = t
+        .wait_for_message(BOB_TELEGRAM, has_link, SETTLE_LIMIT)
+        .await
+        .ok_or_else(|| anyhow!("the bot's message on signal {hex} has no Mini App link"))?;
+    let (label, link) = post
+        .url_buttons()
+        .into_iter()
+        .find(|(_, u)| u.ends_with(&start))
+        .ok_or_else(|| anyhow!("no Mini App link"))?;
+    let theme = json!({"bg_color": "#ffffff", "text_color": "#000000", "hint_color": "#999999",
+                       "link_color": "#2481cc", "button_color": "#2481cc", "button_text_color": "#ffffff",
+                       "secondary_bg_color": "#efeff3"});
+    let launch =
+        t.open_mini_app_link(BOB_TELEGRAM, &link, &theme).map_err(|e| anyhow!("telegram: {e}"))?;
+    let shown = match hand {
+        Some(hand) => (hand.0)(launch).await.context("bob's hand in the Mini App")?,
+        None => miniapp_approve_over_http(hub, node, &launch, hex).await?,
+    };
+    let approval = decided(node, hex).await?;
+    out(&format!(
+        "bob tapped \"{label}\" on the bot's message ({link}): Telegram opened the Mini App on signal {}, he pressed Approve; his node {} it ({} lots, within its own rules) and the app shows: {}",
+        &hex[..8],
+        match approval.decision {
+            Decision::Approved => "approved",
+            Decision::Rejected => "rejected",
+            Decision::Expired => "let expire",
+        },
+        approval.lots.map_or("no".into(), |l| l.normalize().to_string()),
+        one_line(&shown)
+    ));
+    Ok(())
+}
+
+/// What the Mini App's page does when bob approves from it, over HTTP: exchanges the launch
+/// data for a session, loads the Approvals view on the signal, posts the main button's
+/// decision with the view's CSRF token, and reads the view until the node's answer shows.
+async fn miniapp_approve_over_http(
+    hub: &DemoHub,
+    node: &DemoNode,
+    launch: &str,
+    hex: &str,
+) -> anyhow::Result<String> {
+    let fragment = launch.split_once('#').map(|(_, f)| f).unwrap_or_default();
+    let fragment = reqwest::Url::parse(&format!("http://launch.invalid/?{fragment}"))?;
+    let init = fragment
+        .query_pairs()
+        .find(|(k, _)| k == "tgWebAppData")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| anyhow!("no launch data in {launch}"))?;
+    let r = hub
+        .http
+        .post(hub.url("/api/v1/miniapp/session"))
+        .header("Authorization", format!("tma {init}"))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().as_u16() == 201, "Mini App session: {}", r.status());
+    let session: Value = r.json().await?;
+    let token = session["token"].as_str().ok_or_else(|| anyhow!("no session token"))?.to_owned();
+    let view = |h: &DemoHub| {
+        h.http
+            .get(h.url(&format!("/miniapp/app/approvals?signal={hex}")))
+            .bearer_auth(&token)
+            .send()
+    };
+    let page = view(hub).await?.error_for_status()?.text().await?;
+    let attr = |page: &str, name: &str| {
+        page.split_once(&format!("{name}=\""))
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(v, _)| v.to_owned())
+    };
+    let csrf = attr(&page, "data-csrf").ok_or_else(|| anyhow!("the view has no CSRF token"))?;
+    let device = node.device.to_text();
+    let r = hub
+        .http
+        .post(hub.url("/miniapp/app/decide"))
+        .bearer_auth(&token)
+        .header("X-CSRF-Token", csrf)
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form_body(&[("signal_id", hex), ("device_id", &device), ("decision", "approved")])?)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().as_u16() == 201, "Mini App decision: {}", r.status());
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    loop {
+        let page = view(hub).await?.error_for_status()?.text().await?;
+        if let Some((_, rest)) = page.split_once("<p class=\"answer\">")
+            && let Some((answer, _)) = rest.split_once("</p>")
+            && (answer.contains("Applied") || answer.contains("Refused"))
+        {
+            return Ok(answer.replace("&amp;", "&"));
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the Mini App never showed the node's answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn totals(
@@ -1836,7 +1992,7 @@ async fn replay(
             "/api/v1/plans",
             &provider_token,
             json!({ "name": "Fib-RSI EURUSD", "price_minor": 4900, "currency": "USD", "period_days": 30,
-                    "features": ["signals", "auto_copy", "telegram"], "product_id": product_id }),
+                    "features": ["signals", "auto_copy", "telegram", "mini_app"], "product_id": product_id }),
         )
         .await?;
     let plan_id = plan["id"].as_str().ok_or_else(|| anyhow!("no plan id"))?.to_owned();
@@ -1846,7 +2002,7 @@ async fn replay(
             "/api/v1/plans",
             &provider_token,
             json!({ "name": "Fib-RSI EURUSD ⭐", "price_minor": 250, "currency": "XTR", "period_days": 30,
-                    "features": ["signals", "auto_copy", "telegram"], "product_id": product_id }),
+                    "features": ["signals", "auto_copy", "telegram", "mini_app"], "product_id": product_id }),
         )
         .await?;
     let stars_plan_id = stars_plan["id"].as_str().ok_or_else(|| anyhow!("no plan id"))?.to_owned();
@@ -2072,7 +2228,7 @@ async fn replay(
         if narrated.as_ref() != Some(&moved) {
             if let Some(bob) = subs.iter().find(|s| s.name == "bob") {
                 let before = clicked.len();
-                click(&hub, bob, &mut clicked, out).await?;
+                click(&hub, bob, &mut clicked, opts.miniapp_hand.as_ref(), out).await?;
                 if clicked.len() != before {
                     moved = settle(&hub, &provider, &subs, &mut terminals, &mut settle_timeouts)
                         .await?;

@@ -38,6 +38,7 @@ async fn run_opts(
         realistic_terminal,
         program: env!("CARGO_BIN_EXE_tradecast").into(),
         public_record,
+        miniapp_hand: None,
     };
     let never_stopped = std::future::pending();
     let report = demo::run(&opts, never_stopped, &mut |l: &str| lines.push(l.to_owned()))
@@ -108,7 +109,7 @@ fn check(report: &Report, lines: &[String]) {
     // Each subscriber's node holds its plan as the hub signed it (the demo's plan's features).
     assert_eq!(report.plans.len(), 2, "{:?}", report.plans);
     for (name, features) in &report.plans {
-        assert_eq!(features, &["auto_copy", "signals", "telegram"], "{name}");
+        assert_eq!(features, &["auto_copy", "mini_app", "signals", "telegram"], "{name}");
     }
     // alice paid by card through the Stripe stand-in's Checkout, driven as a browser (49.00 USD,
     // every webhook accepted); bob with Telegram Stars through the Bot API stand-in (250 XTR).
@@ -172,6 +173,17 @@ fn check(report: &Report, lines: &[String]) {
             && l.contains("Applied")),
         "{lines:#?}"
     );
+    // His second approved signal he approved in the Telegram Mini App, opened from the bot's
+    // message on it ("📱 Open in the app": `startapp=approve_<signal>`); his node decided it and
+    // the app shows its signed answer.
+    if waiting.len() >= 3 {
+        assert!(
+            lines.iter().any(|l| l.starts_with("bob tapped \"📱 Open in the app\"")
+                && l.contains("his node approved it (0.1 lots")
+                && l.contains("Applied")),
+            "{lines:#?}"
+        );
+    }
     // Every node's health shows its hub link up.
     assert!(report.hub_links.iter().all(|(_, up)| *up == Some(true)), "{:?}", report.hub_links);
     // The provider holds the hub's verified receipt for every record of its track record.

@@ -666,3 +666,103 @@ fn b64(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// Issue 19 end to end on the demo's own parties: bob (manual approvals, remote approval on)
+/// waits on the demo's third signal; he taps "📱 Open in the app" on the bot's message about it;
+/// Chromium at a phone's size opens what Telegram's client opens for that link (the stand-in's
+/// launch address: the Main Mini App with `startapp=approve_<signal>` in the signed launch
+/// data); the app shows that signal and he presses Telegram's main button (Approve); the hub
+/// signs the request into his device's inbox, his node (a process of its own) decides it within
+/// its own rules, its EA executes on the simulated terminal, and the demo's report has the
+/// fill. Screenshots: `test-artifacts/ui-miniapp-demo-*.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_miniapp_approval_is_executed_by_the_demo_node() {
+    use std::sync::{Arc, Mutex};
+    use tradecast::demo::{self, MiniAppFuture, MiniAppHand, Options};
+
+    let launched: Arc<Mutex<Vec<String>>> = Arc::default();
+    let hand = {
+        let launched = launched.clone();
+        MiniAppHand(Arc::new(move |launch: String| -> MiniAppFuture {
+            launched.lock().unwrap_or_else(|e| e.into_inner()).push(launch.clone());
+            Box::pin(approve_in_chromium(launch))
+        }))
+    };
+    let opts = Options {
+        speed: tradecast_sim::replay::Speed::Max,
+        bars: Some(1_300),
+        exit_when_done: true,
+        program: env!("CARGO_BIN_EXE_tradecast").into(),
+        public_record: false,
+        miniapp_hand: Some(hand),
+        ..Options::default()
+    };
+    let mut lines = Vec::new();
+    let report = demo::run(&opts, std::future::pending(), &mut |l: &str| lines.push(l.to_owned()))
+        .await
+        .expect("demo");
+    let launched = launched.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(launched.len(), 1, "bob opened the Mini App once: {lines:#?}");
+    assert!(launched[0].contains("/miniapp#tgWebAppData="), "{}", launched[0]);
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with("bob tapped \"📱 Open in the app\""))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert!(line.contains("his node approved it (0.1 lots"), "{line}");
+    assert!(line.contains("Applied: your app did it"), "{line}");
+    // The signal he approved in the app: his node's signed approval, and one fill at the broker.
+    let hex = line
+        .split("opened the Mini App on signal ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .expect("the signal's id in the line")
+        .to_owned();
+    let signal = report
+        .signals
+        .iter()
+        .find(|s| s.signal.id.to_hex().starts_with(&hex))
+        .unwrap_or_else(|| panic!("signal {hex} in the report"));
+    let bob = &signal.subscribers["bob"];
+    assert_eq!(bob.decision, Some(tradecast_protocol::Decision::Approved), "{bob:?}");
+    assert_eq!(bob.fills.len(), 1, "executed once: {bob:?}");
+    assert_eq!(bob.fills[0].1.normalize().to_string(), "0.1", "{bob:?}");
+    let bob_totals = report.subscribers.iter().find(|t| t.name == "bob").expect("bob");
+    assert!(bob_totals.entries_per_order.values().all(|n| *n == 1), "{bob_totals:?}");
+}
+
+/// bob's hand in Chromium: opens the launch address, sees the signal, approves it with
+/// Telegram's main button and waits for his node's signed answer in the view.
+async fn approve_in_chromium(launch: String) -> anyhow::Result<String> {
+    let b = Driver::start().await;
+    b.resize(390, 844).await;
+    b.go(&launch).await;
+    anyhow::ensure!(
+        b.until("return !!document.querySelector('#view [data-view=\"approvals\"] [data-main]')")
+            .await,
+        "the app did not open on the waiting signal: {}",
+        b.js("return document.body.innerText").await
+    );
+    let view = b.js("return document.querySelector('#view').textContent").await;
+    let view = view.as_str().unwrap_or_default().to_owned();
+    for needle in ["EURUSD", "Lots your rules allow:", " left"] {
+        anyhow::ensure!(view.contains(needle), "{needle:?} not in the view: {view}");
+    }
+    anyhow::ensure!(
+        b.until("return !!document.querySelector('#view img.setup')").await,
+        "the setup picture"
+    );
+    b.screenshot_sized("miniapp-demo-waiting", 390, 844).await;
+    // Telegram's main button, as the client fires it.
+    b.js("window.Telegram.WebView.receiveEvent('main_button_pressed'); return true;").await;
+    anyhow::ensure!(
+        b.until("return document.querySelector('#view').textContent.indexOf('Applied: your app did it') >= 0")
+            .await,
+        "the node's answer never showed: {}",
+        b.js("return document.querySelector('#view').textContent").await
+    );
+    b.screenshot_sized("miniapp-demo-applied", 390, 844).await;
+    let answer = b.js("return document.querySelector('#view .answer').textContent").await;
+    let answer = answer.as_str().unwrap_or_default().to_owned();
+    b.quit();
+    Ok(answer)
+}

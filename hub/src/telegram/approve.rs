@@ -247,6 +247,10 @@ pub async fn post_in(tx: &mut Tx, row: &PendingRow, now_ms: i64) -> Result<(), D
         rows[slot].push(button.build());
     }
     rows.retain(|r| !r.is_empty());
+    if let Some(link) = miniapp_link(tx, &row.signal_id).await? {
+        let open = InlineKeyboardButton::builder().text("📱 Open in the app").url(link).build();
+        rows.push(vec![open]);
+    }
     let mut m = notify::html(linked.chat_id, text, false);
     m.reply_markup = Some(ReplyMarkup::InlineKeyboardMarkup(
         InlineKeyboardMarkup::builder().inline_keyboard(rows).build(),
@@ -256,6 +260,16 @@ pub async fn post_in(tx: &mut Tx, row: &PendingRow, now_ms: i64) -> Result<(), D
         .await?;
     metrics::counter!("tradecast_telegram_approval_posts_total").increment(1);
     Ok(())
+}
+
+/// The link that opens the bot's Mini App on this signal (`https://t.me/<bot>?startapp=
+/// approve_<signal>`: Telegram opens the bot's Main Mini App with that start parameter), once
+/// the bot's username is known.
+async fn miniapp_link(tx: &mut Tx, signal_id: &str) -> Result<Option<String>, DbError> {
+    let name = super::state_get_in(tx, super::USERNAME_KEY).await?;
+    Ok(name
+        .filter(|n| !n.is_empty())
+        .map(|n| format!("https://t.me/{n}?startapp=approve_{signal_id}")))
 }
 
 /// The deliverer's hook: `sendMessage` of a post answered with its `message_id`.

@@ -185,6 +185,39 @@ pub fn fmt_minute(ms: i64) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// The `telegram_state` key of the bot's username, for messages written inside a transaction
+/// that has no [`AppState`] (an approval post's "Open in the app" link).
+pub const USERNAME_KEY: &str = "bot.username";
+
+/// Keeps the bot's username (configured or from `getMe`) in `telegram_state` for every
+/// instance's transactions; a failure only leaves the links out and is logged.
+async fn remember_username(state: &AppState) {
+    let name = state.telegram.username();
+    if name.is_empty() {
+        return;
+    }
+    let write = async {
+        let mut tx = state.db.begin_write().await?;
+        state_set_in(&mut tx, USERNAME_KEY, &name).await?;
+        tx.commit().await?;
+        Ok::<(), crate::db::DbError>(())
+    };
+    if let Err(e) = write.await {
+        tracing::warn!(error = %e, "keeping the bot's username failed");
+    }
+}
+
+/// A `telegram_state` value read in `tx`.
+pub async fn state_get_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    key: &str,
+) -> Result<Option<String>, crate::db::DbError> {
+    Ok(sqlx::query_scalar("SELECT value FROM telegram_state WHERE key = $1")
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await?)
+}
+
 /// A value the bot keeps in `telegram_state` (a job's cursor, what it last told).
 pub async fn state_get(
     db: &crate::db::Db,
@@ -283,6 +316,7 @@ async fn setup(state: &AppState, bot: &bot::Bot) {
     {
         state.telegram.set_username(name.to_owned());
     }
+    remember_username(state).await;
     let menu = json!({ "commands": commands::Command::menu(None) });
     call_until_done(bot, "setMyCommands", &menu).await;
     match state.telegram.mode {

@@ -185,10 +185,25 @@ async fn telegram_button_approves_through_the_node(b: Backend) {
     let s = signal(&kit.identity, hub.clock.now_ms());
     post_signal(&hub, &kit, &s, 1).await.1.ok(201);
 
+    // The bot learnt its username from getMe (its approval posts link to the Mini App).
+    let known = async {
+        loop {
+            let name =
+                tradecast_hub::telegram::state_get(&hub.db, tradecast_hub::telegram::USERNAME_KEY);
+            if name.await.unwrap().is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), known).await.expect("getMe");
     // The node's Pending, committed as sync commits it: the bot posts it with buttons.
     let now = hub.clock.now_ms();
     stream.commit(&hub, pending(&node, s.id, now, 10 * 60_000)).await;
     let post = message_with(&sb, 501, "Signal waiting for your decision").await;
+    // And a link that opens the bot's Mini App on this signal (`startapp=approve_<signal>`).
+    let link = format!("https://t.me/{}?startapp=approve_{}", sb.bot_username(), s.id.to_hex());
+    assert_eq!(post.url_buttons(), vec![("📱 Open in the app".to_owned(), link)]);
     let text = post.text.clone().unwrap();
     assert!(text.contains("Lots your rules allow: 0.01 – 0.5"), "{text}");
     assert!(text.contains("Risk at 0.1 lots: 12.50 USD (1.25 % of equity)"), "{text}");

@@ -310,6 +310,59 @@ impl TelegramStandin {
         Ok(form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish())
     }
 
+    /// Sets the bot's Main Mini App, as BotFather's "Bot Settings → Configure Mini App" does: the
+    /// address `t.me/<bot>?startapp=…` links open. Telegram takes https addresses only; the
+    /// stand-in also takes `http://` on a loopback address (a hub under test has no certificate).
+    pub fn set_main_mini_app(&self, url: &str) -> Result<(), WorldError> {
+        let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"];
+        let ok = url.starts_with("https://") || loopback.iter().any(|p| url.starts_with(p));
+        if !ok || url.contains(char::is_whitespace) || url.contains('#') {
+            return Err(WorldError::BadLink(url.to_owned()));
+        }
+        self.shared.act(|w| w.main_mini_app = Some(url.to_owned()));
+        Ok(())
+    }
+
+    /// `user` taps a link to this bot's Mini App (`https://t.me/<bot>?startapp=<param>`, the
+    /// form a message's url button carries): returns the address Telegram's client opens in its
+    /// web view — the Main Mini App's URL with the launch parameters in the fragment
+    /// (`tgWebAppData`: [`TelegramStandin::web_app_init_data`] signed now with `start_param`;
+    /// `tgWebAppVersion`, `tgWebAppPlatform`, `tgWebAppThemeParams` = `theme` as JSON,
+    /// `tgWebAppStartParam`). Refused as Telegram would not open it: another bot's link, a
+    /// `startapp` outside `[A-Za-z0-9_-]{1,512}`, a bot without a Mini App.
+    pub fn open_mini_app_link(
+        &self,
+        user: i64,
+        link: &str,
+        theme: &Value,
+    ) -> Result<String, WorldError> {
+        let bad = || WorldError::BadLink(link.to_owned());
+        let rest = link.strip_prefix("https://t.me/").ok_or_else(bad)?;
+        let (bot, query) = rest.split_once('?').ok_or_else(bad)?;
+        if !bot.eq_ignore_ascii_case(&self.bot_username) {
+            return Err(bad());
+        }
+        let param = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "startapp")
+            .map(|(_, v)| v.into_owned())
+            .ok_or_else(bad)?;
+        let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if param.is_empty() || param.len() > 512 || !param.chars().all(allowed) {
+            return Err(bad());
+        }
+        let app = self.shared.lock().main_mini_app.clone().ok_or(WorldError::NoMiniApp)?;
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        let init = self.web_app_init_data(user, now, Some(&param))?;
+        let fragment = form_urlencoded::Serializer::new(String::new())
+            .append_pair("tgWebAppData", &init)
+            .append_pair("tgWebAppVersion", "8.0")
+            .append_pair("tgWebAppPlatform", "android")
+            .append_pair("tgWebAppThemeParams", &theme.to_string())
+            .append_pair("tgWebAppStartParam", &param)
+            .finish();
+        Ok(format!("{app}#{fragment}"))
+    }
+
     /// Changes the flood limits from now on.
     pub fn set_limits(&self, limits: Limits) {
         *self.shared.limits.lock().unwrap_or_else(|e| e.into_inner()) = limits;

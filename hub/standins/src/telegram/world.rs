@@ -73,6 +73,12 @@ pub enum WorldError {
     /// An id is already taken by another user or chat.
     #[error("id {0} is already used")]
     Taken(i64),
+    /// A link Telegram would not open as this bot's Mini App (another bot, a bad `startapp`).
+    #[error("not a Mini App link of this bot: {0}")]
+    BadLink(String),
+    /// The bot has no Main Mini App (BotFather's "Configure Mini App" was not done).
+    #[error("the bot has no Mini App configured")]
+    NoMiniApp,
 }
 
 /// A simulated user.
@@ -139,6 +145,20 @@ pub struct ChatMessage {
 }
 
 impl ChatMessage {
+    /// Every `url` button of its inline keyboard, as (text, url).
+    pub fn url_buttons(&self) -> Vec<(String, String)> {
+        let rows = self.reply_markup.as_ref().and_then(|m| m["inline_keyboard"].as_array());
+        rows.into_iter()
+            .flatten()
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter_map(|b| {
+                let url = b["url"].as_str()?;
+                Some((b["text"].as_str().unwrap_or_default().to_owned(), url.to_owned()))
+            })
+            .collect()
+    }
+
     /// Every `callback_data` of its inline keyboard.
     pub fn callback_data(&self) -> Vec<String> {
         let rows = self.reply_markup.as_ref().and_then(|m| m["inline_keyboard"].as_array());
@@ -316,6 +336,8 @@ pub(crate) struct World {
     pub commands: BTreeMap<String, Vec<Value>>,
     pub files: Vec<String>,
     pub poll_generation: u64,
+    /// The bot's Main Mini App (BotFather's "Configure Mini App"), when set.
+    pub main_mini_app: Option<String>,
 }
 
 /// Unix seconds now.
@@ -367,6 +389,7 @@ impl World {
             commands: BTreeMap::new(),
             files: Vec::new(),
             poll_generation: 0,
+            main_mini_app: None,
         }
     }
 

@@ -1244,3 +1244,41 @@ async fn frankenstein_parses_every_answer() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A `t.me/<bot>?startapp=` link opens the bot's Main Mini App with the start parameter in the
+/// signed launch data, in the fragment as Telegram's clients hand it over; Telegram would not
+/// open another bot's link, a bad parameter, or a bot without a Mini App.
+#[tokio::test]
+async fn mini_app_links_open_the_main_mini_app_with_the_start_parameter() {
+    let tg = default_standin().await;
+    let link = format!("https://t.me/{}?startapp=approve_0123abcd", tg.bot_username());
+    let theme = json!({"bg_color": "#ffffff"});
+    assert_eq!(tg.open_mini_app_link(ALICE, &link, &theme), Err(WorldError::NoMiniApp));
+    assert!(tg.set_main_mini_app("http://hub.example.com/miniapp").is_err(), "https only");
+    tg.set_main_mini_app("http://127.0.0.1:8080/miniapp").unwrap();
+    let launch = tg.open_mini_app_link(ALICE, &link, &theme).unwrap();
+    let (app, fragment) = launch.split_once('#').unwrap();
+    assert_eq!(app, "http://127.0.0.1:8080/miniapp");
+    let params: std::collections::BTreeMap<String, String> =
+        form_urlencoded::parse(fragment.as_bytes()).into_owned().collect();
+    assert_eq!(params["tgWebAppStartParam"], "approve_0123abcd");
+    assert_eq!(params["tgWebAppThemeParams"], theme.to_string());
+    let init: std::collections::BTreeMap<String, String> =
+        form_urlencoded::parse(params["tgWebAppData"].as_bytes()).into_owned().collect();
+    assert_eq!(init["start_param"], "approve_0123abcd");
+    assert!(init["user"].contains("\"id\":1001"), "{}", init["user"]);
+    assert!(init.contains_key("hash") && init.contains_key("signature"));
+    for bad in [
+        "https://t.me/another_bot?startapp=approve_0123abcd".to_owned(),
+        format!("https://t.me/{}?startapp=approve%200123", tg.bot_username()),
+        format!("https://t.me/{}?startapp=", tg.bot_username()),
+        format!("https://t.me/{}?start=approve_0123abcd", tg.bot_username()),
+        format!("http://t.me/{}?startapp=approve_0123abcd", tg.bot_username()),
+    ] {
+        assert!(
+            matches!(tg.open_mini_app_link(ALICE, &bad, &theme), Err(WorldError::BadLink(_))),
+            "{bad}"
+        );
+    }
+    assert_eq!(tg.open_mini_app_link(77, &link, &theme), Err(WorldError::UnknownUser(77)));
+}
