@@ -228,7 +228,9 @@ pub fn trades_csv(records: &[Record]) -> String {
             Side::Buy => "buy",
             Side::Sell => "sell",
         };
-        let net = t.profit + t.commission + t.swap;
+        // Net of the trade; empty if the record's figures overflow (signed, but not trusted).
+        let net = t.profit.checked_add(t.commission).and_then(|n| n.checked_add(t.swap));
+        let net = net.map(|n| n.to_string()).unwrap_or_default();
         out.push_str(&format!(
             "{},{},{},{side},{},{},{},{},{},{},{},{},{net}\r\n",
             t.device.to_text(),

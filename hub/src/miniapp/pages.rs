@@ -694,7 +694,11 @@ pub fn periods(records: &[tradecast_protocol::Record]) -> Periods {
         let Ok(at) = jiff::Timestamp::from_millisecond(t.closed_at_ms) else { continue };
         let date = jiff::tz::Offset::UTC.to_datetime(at).date();
         let week = date.iso_week_date();
-        let net = t.profit + t.commission + t.swap;
+        // A trade whose figures overflow a decimal (signed, but not trusted) is left out.
+        let Some(net) = t.profit.checked_add(t.commission).and_then(|n| n.checked_add(t.swap))
+        else {
+            continue;
+        };
         for (map, key) in [
             (&mut days, date.to_string()),
             (&mut weeks, format!("{}-W{:02}", week.year(), week.week())),
@@ -704,8 +708,10 @@ pub fn periods(records: &[tradecast_protocol::Record]) -> Periods {
                 n_trades: 0,
                 net: Default::default(),
             });
-            p.n_trades += 1;
-            p.net += net;
+            if let Some(sum) = p.net.checked_add(net) {
+                p.n_trades += 1;
+                p.net = sum;
+            }
         }
     }
     let latest = |m: std::collections::BTreeMap<String, PeriodPnl>| {

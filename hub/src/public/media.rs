@@ -135,12 +135,19 @@ pub fn badge(t: &ProviderTrack) -> String {
         score.score, f.n_trades
     );
     let view = format!("0 0 {BADGE_W} {BADGE_H}");
+    // Two places on the badge (the page and the export carry the exact figures): the lines
+    // must fit beside the score.
+    let r2 = |d: rust_decimal::Decimal| {
+        d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+            .normalize()
+    };
     let line1 = format!(
         "{} trades · expectancy {} R",
         f.n_trades,
-        tradecast_protocol::track::show(f.expectancy_r)
+        f.expectancy_r.map_or_else(|| "n/a".to_owned(), |e| r2(e).to_string())
     );
-    let line2 = format!("max drawdown {} R · track {} days", f.max_drawdown_r, inputs.track_days);
+    let line2 =
+        format!("max drawdown {} R · track {} days", r2(f.max_drawdown_r), inputs.track_days);
     // About what fits beside the score at 16 px bold.
     let short_name = if name.chars().count() > 28 {
         name.chars().take(27).collect::<String>() + "…"
@@ -157,7 +164,7 @@ pub fn badge(t: &ProviderTrack) -> String {
             text x="16" y="78" font-size="13" fill="#374151" { (line2) }
             text x="16" y="110" font-size="12" fill="#16a34a" { "✓ verified by Tradecast" }
             text x=(BADGE_W - 18) y="64" font-size="34" font-weight="bold" text-anchor="end" fill="#2563eb" { (score.score) }
-            text x=(BADGE_W - 18) y="84" font-size="11" text-anchor="end" fill="#6b7280" { "trust score / 100" }
+            text x=(BADGE_W - 18) y="110" font-size="11" text-anchor="end" fill="#6b7280" { "trust score / 100" }
         }
     }
     .into_string()
