@@ -108,6 +108,9 @@ pub struct Options {
     /// Who plays bob in the Telegram Mini App when he approves a signal there: `None`, the
     /// demo itself, over HTTP as the app's page does; the browser test hands Chromium.
     pub miniapp_hand: Option<MiniAppHand>,
+    /// Who visits the public track record after the run (with `public_record`): `None`, the
+    /// demo reads it over HTTP; the browser test hands Chromium.
+    pub public_hand: Option<PublicHand>,
 }
 
 /// What a trader's hand does in the Mini App: given the address Telegram's client opens (the
@@ -115,11 +118,38 @@ pub struct Options {
 /// the signal it shows at the size the trader's rules propose and wait for the node's answer;
 /// returns the answer's words as the app shows them.
 #[derive(Clone)]
-pub struct MiniAppHand(pub Arc<dyn Fn(String) -> MiniAppFuture + Send + Sync>);
+pub struct MiniAppHand(pub Arc<dyn Fn(String) -> HandFuture + Send + Sync>);
 
-/// The future a [`MiniAppHand`] returns.
-pub type MiniAppFuture =
+/// The future a [`MiniAppHand`] or a [`PublicHand`] returns: what its user saw, in words.
+pub type HandFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<String>> + Send>>;
+
+/// A stranger's hand on the public track record, once the public delay has passed the run:
+/// given the addresses of [`PublicVisit`], opens them as a visitor does (the browser test hands
+/// Chromium) and says what they saw.
+#[derive(Clone)]
+pub struct PublicHand(pub Arc<dyn Fn(PublicVisit) -> HandFuture + Send + Sync>);
+
+impl std::fmt::Debug for PublicHand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PublicHand(..)")
+    }
+}
+
+/// The public addresses of the demo's run a stranger can open.
+#[derive(Debug, Clone)]
+pub struct PublicVisit {
+    /// The provider's public page, `/p/{provider}`.
+    pub page: String,
+    /// Its export (the file the verifier reads).
+    pub export: String,
+    /// The embeddable trust widget.
+    pub widget: String,
+    /// The provider's redacted share link of its own account.
+    pub share: String,
+    /// The hub's identity key (hex), to pin in the verifier.
+    pub hub_key: String,
+}
 
 impl std::fmt::Debug for MiniAppHand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,6 +169,7 @@ impl Default for Options {
             program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tradecast")),
             public_record: true,
             miniapp_hand: None,
+            public_hand: None,
         }
     }
 }
@@ -276,6 +307,10 @@ pub struct PublicRecord {
     pub records: usize,
     /// The verifier's report (`tradecast-verify`'s output) and verdict.
     pub verifier: tradecast_protocol::track::VerifierReport,
+    /// The provider's redacted share link and the accounts its page shows.
+    pub share: (String, usize),
+    /// What the stranger's hand saw ([`Options::public_hand`]), if one visited.
+    pub visited: Option<String>,
 }
 
 /// A running node of the demo: a process of its own (`tradecast node run`), seen only through
@@ -357,6 +392,13 @@ impl DemoNode {
             );
         }
         Ok(())
+    }
+
+    /// Its closed trades as the History page's download gives them (Myfxbook's CSV layout).
+    async fn trades_csv(&self) -> anyhow::Result<String> {
+        let url = format!("http://{}/api/v1/trades?format=csv", self.api_addr);
+        let r = self.http.get(url).bearer_auth(&self.api_token).send().await?;
+        Ok(r.error_for_status()?.text().await?)
     }
 
     async fn signals(&self) -> anyhow::Result<Vec<SignalRow>> {
@@ -602,7 +644,9 @@ impl DemoHub {
     async fn public_record(
         &self,
         provider_id: &str,
+        share: &str,
         after_ms: i64,
+        hand: Option<&PublicHand>,
         out: &mut dyn FnMut(&str),
     ) -> anyhow::Result<PublicRecord> {
         let export = self.url(&format!("/public/v1/providers/{provider_id}/export"));
@@ -631,7 +675,31 @@ impl DemoHub {
         let records = parsed.chains.iter().map(|c| c.records.len()).sum();
         let verifier =
             tradecast_protocol::track::verifier_report(&bytes, Some(&self.identity.identity_key()));
-        Ok(PublicRecord { page: self.url(&format!("/p/{provider_id}")), export, records, verifier })
+        // The redacted share link: its money sections, one per publishing account.
+        let shared = self.http.get(share).send().await?.error_for_status()?.text().await?;
+        let accounts = shared.matches("<section class=\"money\"").count();
+        let page = self.url(&format!("/p/{provider_id}"));
+        let visited = match hand {
+            Some(hand) => {
+                let visit = PublicVisit {
+                    page: page.clone(),
+                    export: export.clone(),
+                    widget: self.url(&format!("/public/v1/providers/{provider_id}/widget")),
+                    share: share.to_owned(),
+                    hub_key: hex::encode(self.identity.identity_key().to_bytes()),
+                };
+                Some((hand.0)(visit).await.context("the stranger's visit")?)
+            }
+            None => None,
+        };
+        Ok(PublicRecord {
+            page,
+            export,
+            records,
+            verifier,
+            share: (share.to_owned(), accounts),
+            visited,
+        })
     }
 
     async fn console_overview(
@@ -2033,6 +2101,13 @@ async fn replay(
     out(
         "the provider ticked Settings → Publishing on its node: its closed trades, equity curve, balance operations and daily summaries go to the hub unsealed, for the money figures of its public track record (the subscribers publish nothing: theirs stay sealed)",
     );
+    let share = hub
+        .call("/api/v1/share-links", &provider_token, json!({ "label": "for the demo" }))
+        .await?;
+    let share_link = share["url"].as_str().ok_or_else(|| anyhow!("no share link"))?.to_owned();
+    out(&format!(
+        "the provider made a redacted share link of its account (POST /api/v1/share-links; the account page's \"Share your record\" does the same): {share_link} (its money figures, delayed, with no name, device or ticket on it; revocable)"
+    ));
     let subscribers = [
         (
             "alice",
@@ -2452,8 +2527,18 @@ async fn replay(
         public_record: None,
     };
     print_summary(&report, out);
+    if let Some(bob) = subs.iter().find(|s| s.name == "bob") {
+        let csv = bob.trades_csv().await?;
+        let rows = csv.lines().count().saturating_sub(1);
+        let header = csv.lines().next().unwrap_or_default();
+        out(&format!(
+            "bob's node, History → \"Download for Myfxbook & journals (CSV)\": {rows} closed trade(s) under Myfxbook's header ({}…)",
+            header.split(',').take(4).collect::<Vec<_>>().join(",")
+        ));
+    }
     if opts.public_record {
-        let public = hub.public_record(&provider_id, run_ended_ms, out).await?;
+        let hand = opts.public_hand.as_ref();
+        let public = hub.public_record(&provider_id, &share_link, run_ended_ms, hand, out).await?;
         print_public_record(&public, out);
         report.public_record = Some(public);
     }
@@ -2613,6 +2698,13 @@ fn print_public_record(p: &PublicRecord, out: &mut dyn FnMut(&str)) {
         "public track record: {} (no login; the export a stranger downloads: {}, {} records)",
         p.page, p.export, p.records
     ));
+    out(&format!(
+        "redacted share link: {} shows {} published account(s) as \"Account 1\"…, no name",
+        p.share.0, p.share.1
+    ));
+    if let Some(seen) = &p.visited {
+        out(&format!("a stranger's browser: {}", one_line(seen)));
+    }
     out("verifier (tradecast-verify on that export, the hub's key pinned, offline):");
     for line in p.verifier.text.lines() {
         out(&format!("  {line}"));

@@ -39,6 +39,7 @@ async fn run_opts(
         program: env!("CARGO_BIN_EXE_tradecast").into(),
         public_record,
         miniapp_hand: None,
+        public_hand: None,
     };
     let never_stopped = std::future::pending();
     let report = demo::run(&opts, never_stopped, &mut |l: &str| lines.push(l.to_owned()))
@@ -184,6 +185,13 @@ fn check(report: &Report, lines: &[String]) {
             "{lines:#?}"
         );
     }
+    // bob's node hands his closed trades over for other trackers (Myfxbook's CSV layout).
+    assert!(
+        lines.iter().any(|l| l.starts_with("bob's node, History → \"Download for Myfxbook")
+            && l.contains("(Open Date,Close Date,Symbol,Action…)")),
+        "{lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("the provider made a redacted share link")));
     // Every node's health shows its hub link up.
     assert!(report.hub_links.iter().all(|(_, up)| *up == Some(true)), "{:?}", report.hub_links);
     // The provider holds the hub's verified receipt for every record of its track record.
@@ -348,6 +356,9 @@ fn check_public_record(report: &Report, lines: &[String], public: &demo::PublicR
         report.provider_records
     );
     assert!(public.verifier.text.lines().last().is_some_and(|l| l.starts_with("OK: ")));
+    // The provider's redacted share link shows its one publishing account.
+    assert_eq!(public.share.1, 1, "{lines:#?}");
+    assert!(lines.iter().any(|l| l.starts_with("redacted share link: ")));
     assert!(
         lines.last().is_some_and(|l| l.starts_with("  OK: ")),
         "the summary ends with the verdict: {lines:#?}"

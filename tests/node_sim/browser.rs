@@ -169,6 +169,16 @@ impl Driver {
         .await
     }
 
+    /// Runs the next commands in the page's `index`th frame (an `<iframe>`).
+    pub(crate) async fn frame(&self, index: u16) {
+        self.cmd(reqwest::Method::POST, "/frame", Some(json!({ "id": index }))).await;
+    }
+
+    /// Back to the top-level page after [`Driver::frame`].
+    pub(crate) async fn top_frame(&self) {
+        self.cmd(reqwest::Method::POST, "/frame", Some(json!({ "id": null }))).await;
+    }
+
     pub(crate) async fn click(&self, css: &str) {
         let e = self
             .cmd(

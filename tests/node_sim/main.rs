@@ -7,6 +7,7 @@ mod browser;
 mod conformance;
 mod console_browser;
 mod crash;
+mod demo_browser;
 mod faults;
 mod hub_ui;
 mod instances;
