@@ -10,8 +10,9 @@
 //! The URL is `/s/<id><tag>`: the link's random id (16 bytes, hex) and an HMAC of it under the
 //! hub's secret ([`crate::secrets::HubSecrets::keyed_hash`], 16 bytes, hex), so a guessed or
 //! altered token is refused before any query, and the hub can show the link again without
-//! keeping it. Revoking a link ends it at once (the page is checked against its row on every
-//! request, even when its bytes come from the cache); the hub keeps the row for the audit.
+//! keeping it. Revoking a link, or disabling its account, ends it at once (the page is checked
+//! against its row on every request, even when its bytes come from the cache); the hub keeps
+//! the row for the audit.
 //!
 //! | route | |
 //! | --- | --- |
@@ -220,11 +221,13 @@ pub async fn revoke(
     Ok(link)
 }
 
-/// The account an open link shows, or `None` (unknown, altered, revoked).
+/// The account an open link shows, or `None` (unknown, altered, revoked, or its account
+/// disabled by the owner of the hub).
 async fn owner_of(state: &AppState, token: &str) -> Result<Option<(String, String)>, DbError> {
     let Some(id) = id_of(state, token) else { return Ok(None) };
     let user: Option<String> = sqlx::query_scalar(
-        "SELECT user_id FROM share_links WHERE id = $1 AND revoked_at_ms IS NULL",
+        "SELECT s.user_id FROM share_links s JOIN users u ON u.id = s.user_id \
+         WHERE s.id = $1 AND s.revoked_at_ms IS NULL AND u.disabled_at_ms IS NULL",
     )
     .bind(&id)
     .fetch_optional(state.db.pool())

@@ -3,8 +3,8 @@
 //! an account and sees the money figures the track-record engine computes from the published
 //! records, delayed like every public view, and nothing that names the trader (name, e-mail,
 //! device id or name, key, ticket); an altered token, another account's revoke, a long label and
-//! too many open links are refused with typed errors; a revoked link stops opening at once, even
-//! when its page is in the cache.
+//! too many open links are refused with typed errors; a revoked link, or one of an account the
+//! hub's owner disabled, stops opening at once, even when its page is in the cache.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -127,6 +127,14 @@ async fn share_links_show_the_published_record_redacted_and_revoke_at_once(b: Ba
     assert!(gone.text.contains("revoked"), "{}", gone.text);
     let list = hub.get("/api/v1/share-links", Some(&alice.token)).await.ok(200).clone();
     assert!(list.as_array().unwrap().iter().any(|l| l["id"] == id && l["revoked_at_ms"].is_i64()));
+    // Her second link opens until the hub's owner disables her account.
+    let second = list.as_array().unwrap().iter().find(|l| l["id"] != id).unwrap().clone();
+    let second = second["url"].as_str().unwrap().to_owned();
+    assert_eq!(hub.get(&second, None).await.status, StatusCode::OK);
+    let owner = hub.login(&owner.email, &owner.password).await;
+    let path = format!("/api/v1/users/{}/disable", alice.user_id);
+    hub.post(&path, Some(&owner.token), json!({})).await.ok(200);
+    assert_eq!(hub.get(&second, None).await.status, StatusCode::NOT_FOUND);
     // Audited, both ways.
     let actions: Vec<String> =
         sqlx::query_scalar("SELECT action FROM audit_log WHERE subject = $1 ORDER BY seq")

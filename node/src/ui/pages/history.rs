@@ -6,18 +6,14 @@ use std::collections::BTreeMap;
 
 use maud::{Markup, html};
 use rust_decimal::Decimal;
-use tradecast_protocol::ea::{self, DealEntry};
 
 use super::{PageResult, layout, money, signed_class};
+use crate::export::ClosedTrade;
 use crate::policy::fmt_utc;
 use crate::runtime::Node;
 
-/// Profit of a closing deal, costs included.
-fn net(d: &ea::Deal) -> Decimal {
-    d.profit + d.commission + d.swap + d.fee
-}
-
-/// One symbol's closed deals, costs included.
+/// One symbol's closed trades, costs included (the opening deal's share too). Sums are checked:
+/// a trade whose figures would overflow them is not counted (no real account gets there).
 #[derive(Debug, Default, Clone, Copy)]
 struct SymbolStats {
     closes: u32,
@@ -28,26 +24,41 @@ struct SymbolStats {
 
 impl SymbolStats {
     fn add(&mut self, net: Decimal) {
-        self.closes += 1;
-        if net > Decimal::ZERO {
-            self.won += 1;
-            self.gross_profit += net;
+        let (profit, loss) = if net > Decimal::ZERO {
+            (self.gross_profit.checked_add(net), Some(self.gross_loss))
         } else {
-            self.gross_loss += net;
+            (Some(self.gross_profit), self.gross_loss.checked_add(net))
+        };
+        let (Some(profit), Some(loss)) = (profit, loss) else { return };
+        self.closes = self.closes.saturating_add(1);
+        if net > Decimal::ZERO {
+            self.won = self.won.saturating_add(1);
         }
+        (self.gross_profit, self.gross_loss) = (profit, loss);
     }
 
     fn merge(self, o: &SymbolStats) -> SymbolStats {
         SymbolStats {
-            closes: self.closes + o.closes,
-            won: self.won + o.won,
-            gross_profit: self.gross_profit + o.gross_profit,
-            gross_loss: self.gross_loss + o.gross_loss,
+            closes: self.closes.saturating_add(o.closes),
+            won: self.won.saturating_add(o.won),
+            gross_profit: self
+                .gross_profit
+                .checked_add(o.gross_profit)
+                .unwrap_or(self.gross_profit),
+            gross_loss: self.gross_loss.checked_add(o.gross_loss).unwrap_or(self.gross_loss),
         }
     }
 
     fn net(&self) -> Decimal {
-        self.gross_profit + self.gross_loss
+        self.gross_profit.checked_add(self.gross_loss).unwrap_or_default()
+    }
+}
+
+/// Adds `v` to `m[k]` (checked; an overflowing sum keeps its value).
+fn bump(m: &mut BTreeMap<String, Decimal>, k: String, v: Decimal) {
+    let e = m.entry(k).or_default();
+    if let Some(sum) = e.checked_add(v) {
+        *e = sum;
     }
 }
 
@@ -59,7 +70,9 @@ fn stats_row(name: &str, st: &SymbolStats, currency: &str, total: bool) -> Marku
     let pf = if st.gross_loss.is_zero() {
         if st.gross_profit > Decimal::ZERO { "∞".to_owned() } else { "—".to_owned() }
     } else {
-        (st.gross_profit / -st.gross_loss).round_dp(2).to_string()
+        st.gross_profit
+            .checked_div(-st.gross_loss)
+            .map_or_else(|| "—".to_owned(), |pf| pf.round_dp(2).to_string())
     };
     let average = st.net().checked_div(Decimal::from(st.closes.max(1))).unwrap_or_default();
     html! {
@@ -98,33 +111,35 @@ fn downloads(has_account: bool) -> Markup {
     }
 }
 
-/// The history: closed trades, per-symbol stats, P&L by day, week and month of the broker's
-/// server time (the deal's UTC time plus the offset the EA reported at hello).
+/// The history: closed trades (each closing deal paired with its opening, [`crate::export`]:
+/// costs of both sides, the same rows as the export), per-symbol stats, P&L by day, week and
+/// month of the broker's server time (the close's UTC time plus the offset the EA reported at
+/// hello).
 pub fn history(node: &Node, csrf: &str) -> PageResult {
     let accounts = node.accounts()?;
     let currency = accounts.first().map(|a| a.currency.clone()).unwrap_or_default();
-    let mut deals: Vec<ea::Deal> = Vec::new();
+    let mut trades: Vec<ClosedTrade> = Vec::new();
+    let mut left_out = 0usize;
     for a in &accounts {
-        deals.extend(
-            node.deal_list(&a.account)?.into_iter().filter(|d| {
-                matches!(d.entry, DealEntry::Out | DealEntry::OutBy | DealEntry::Inout)
-            }),
-        );
+        let book = crate::export::pair(&node.deal_list(&a.account)?, &BTreeMap::new());
+        left_out = left_out.saturating_add(book.n_left_out);
+        trades.extend(book.trades);
     }
+    trades.sort_by_key(|t| (t.close_time_ms, t.close_deal));
     let mut by_symbol: BTreeMap<String, SymbolStats> = BTreeMap::new();
     let mut by_day: BTreeMap<String, Decimal> = BTreeMap::new();
     let mut by_week: BTreeMap<String, Decimal> = BTreeMap::new();
     let mut by_month: BTreeMap<String, Decimal> = BTreeMap::new();
     let offset_ms = accounts.first().map(|a| i64::from(a.server_utc_offset_s) * 1_000).unwrap_or(0);
-    for d in &deals {
-        let p = net(d);
-        by_symbol.entry(d.symbol.clone()).or_default().add(p);
+    for t in &trades {
+        let Some(p) = t.net() else { continue };
+        by_symbol.entry(t.symbol.clone()).or_default().add(p);
         // The broker's server day, as MT5 shows it (the daily loss limit uses the same day).
-        let server_ms = d.time_ms.saturating_add(offset_ms);
+        let server_ms = t.close_time_ms.saturating_add(offset_ms);
         if let Ok(dt) = jiff::Timestamp::from_millisecond(server_ms) {
-            *by_day.entry(dt.strftime("%Y-%m-%d").to_string()).or_default() += p;
-            *by_week.entry(dt.strftime("%G-W%V").to_string()).or_default() += p;
-            *by_month.entry(dt.strftime("%Y-%m").to_string()).or_default() += p;
+            bump(&mut by_day, dt.strftime("%Y-%m-%d").to_string(), p);
+            bump(&mut by_week, dt.strftime("%G-W%V").to_string(), p);
+            bump(&mut by_month, dt.strftime("%Y-%m").to_string(), p);
         }
     }
     let period = |title: &str, m: &BTreeMap<String, Decimal>| {
@@ -162,18 +177,25 @@ pub fn history(node: &Node, csrf: &str) -> PageResult {
         }
         section {
             h2 { "Closed trades" }
-            @if deals.is_empty() { div.empty { "No closed trade yet." } } @else {
+            @if trades.is_empty() { div.empty { "No closed trade yet." } } @else {
                 table {
-                    tr { th { "Closed" } th { "Symbol" } th { "Lots" } th { "Price" } th { "Net P&L" } }
-                    @for d in deals.iter().rev().take(200) {
+                    tr { th { "Closed" } th { "Symbol" } th { "Side" } th { "Lots" } th { "Open → close" } th { "Net P&L" } }
+                    @for t in trades.iter().rev().take(200) {
                         tr {
-                            td.mute { (fmt_utc(d.time_ms)) }
-                            td { (d.symbol) }
-                            td { (d.volume) }
-                            td { (d.price) }
-                            td class=(signed_class(net(d))) { (money(Some(net(d)), &currency)) }
+                            td.mute { (fmt_utc(t.close_time_ms)) }
+                            td { (t.symbol) }
+                            td { (t.side.as_str()) }
+                            td { (t.lots) }
+                            td { (t.open_price) " → " (t.close_price) }
+                            td class=(signed_class(t.net().unwrap_or_default())) { (money(t.net(), &currency)) }
                         }
                     }
+                }
+            }
+            @if left_out > 0 {
+                div.hint #left-out {
+                    (left_out) " closing deal(s) are not counted: their position was opened before "
+                    "the node first read this account's deals, so their opening costs are unknown."
                 }
             }
         }

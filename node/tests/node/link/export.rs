@@ -91,6 +91,8 @@ async fn closed_trades_download_from_the_history_page_and_the_api() {
         trade(4, 502, (Buy, Out), ("0.20", "1.09100"), 1_470, ("-0.70", "-20.00")),
         // Still open: not a closed trade.
         trade(5, 503, (Buy, In), ("0.10", "1.09100"), 1_480, ("-0.35", "0.00")),
+        // A close whose opening the node never saw: left out of the file and of the page.
+        trade(6, 499, (Sell, Out), ("0.10", "1.08000"), 30, ("-0.35", "-5.00")),
     ];
     let push = ea::Deals { session_id: s.clone(), from_ms: 0, deals };
     let _: ea::DealsAnswer = link.call(Call::Deals, &push).await;
@@ -169,6 +171,13 @@ async fn closed_trades_download_from_the_history_page_and_the_api() {
     assert!(page.contains(csv_link), "{page}");
     assert!(page.contains(">Download for Myfxbook &amp; journals (CSV)</a>"), "{page}");
     assert!(page.contains(r#"href="/history/export.json" download>Download (JSON)</a>"#), "{page}");
+    // The page's trades are the file's: each close with its opening's costs (24.30 = 25.00 −
+    // 0.35 − 0.35; −21.40 = −20.00 − 0.70 − 0.70), the symbol's net 2.90; the close whose
+    // opening the node never saw is not counted, and the page says so.
+    for want in ["24.30 USD", "-21.40 USD", "2.90 USD", "1.08500 → 1.08750", "id=\"left-out\""] {
+        assert!(page.contains(want), "{want}: {page}");
+    }
+    assert!(!page.contains("-5.35 USD"), "{page}");
 
     let r = ui_get("/history/export.csv").await.expect("csv");
     assert_eq!(r.status(), 200);
