@@ -707,4 +707,18 @@ async fn miniapp_analytics_shows_what_the_traders_node_publishes(b: Backend) {
     r.problem(422, "validation");
     let r = mini(&hub, "POST", "/miniapp/app/export", Some(token), None, Some("kind=csv")).await;
     r.problem(403, "forbidden");
+
+    // "Share a redacted link": a new share link for Telegram's share sheet, which opens without
+    // an account and names nobody; without the CSRF token, refused.
+    let r = mini(&hub, "POST", "/miniapp/app/share", Some(token), Some(&csrf), Some("")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["kind"], "share");
+    let url = r.body["url"].as_str().unwrap().to_owned();
+    let path = url.find("/s/").map(|i| url[i..].to_owned()).expect("a share link");
+    let shared = hub.get(&path, None).await;
+    assert_eq!(shared.status, StatusCode::OK, "{}", shared.text);
+    assert!(shared.text.contains("id=\"redacted\""), "{}", shared.text);
+    assert!(!shared.text.contains(&node.device_id().to_text()), "{}", shared.text);
+    let r = mini(&hub, "POST", "/miniapp/app/share", Some(token), None, Some("")).await;
+    r.problem(403, "forbidden");
 }
