@@ -690,10 +690,15 @@ async fn upsert_invoice(
     .fetch_optional(&mut **tx)
     .await
     .map_err(DbError::from)?;
+    // The invoice and what the processor took and gave back of it (fees, disputes, the card's
+    // fingerprint, as it reports them now), in one statement.
+    let p = &inv.processor;
     let updated = sqlx::query(
         "UPDATE invoices SET status = $1, amount_due_minor = $2, amount_paid_minor = $3, \
          amount_refunded_minor = $4, paid_at_ms = $5, hosted_url = $6, subscription_id = $7, \
-         updated_at_ms = $8 WHERE door = $9 AND external_id = $10 AND account_id = $11",
+         updated_at_ms = $8, fee_minor = $12, fee_currency = $13, amount_disputed_minor = $14, \
+         dispute_open = $15, payment_fingerprint = COALESCE($16, payment_fingerprint) \
+         WHERE door = $9 AND external_id = $10 AND account_id = $11",
     )
     .bind(status)
     .bind(inv.amount_due_minor)
@@ -706,19 +711,25 @@ async fn upsert_invoice(
     .bind(door.as_str())
     .bind(&inv.external_id)
     .bind(account_id)
+    .bind(p.fee_minor)
+    .bind(p.fee_currency.as_deref())
+    .bind(p.amount_disputed_minor)
+    .bind(i64::from(p.dispute_open))
+    .bind(p.payment_fingerprint.as_deref())
     .execute(&mut **tx)
     .await
     .map_err(DbError::from)?;
     if updated.rows_affected() > 0
         && let Some((id, status, refunded)) = before
     {
-        processor_facts(tx, &id, &inv.processor).await?;
         return Ok((id, Some((status, refunded))));
     }
     let id = crate::ids::new_id();
     sqlx::query(crate::sql!(
-        "INSERT INTO invoices ({INV_COLUMNS}, updated_at_ms) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+        "INSERT INTO invoices ({INV_COLUMNS}, updated_at_ms, fee_minor, fee_currency, \
+         amount_disputed_minor, dispute_open, payment_fingerprint) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21, $22)"
     ))
     .bind(&id)
     .bind(account_id)
@@ -737,29 +748,15 @@ async fn upsert_invoice(
     .bind(inv.created_ms)
     .bind(inv.paid_at_ms)
     .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(DbError::from)?;
-    processor_facts(tx, &id, &inv.processor).await?;
-    Ok((id, None))
-}
-
-/// Stores what the processor took and gave back of invoice `id` (as it reports it now).
-async fn processor_facts(tx: &mut Tx, id: &str, p: &ProcessorFacts) -> Result<(), ApiError> {
-    sqlx::query(
-        "UPDATE invoices SET fee_minor = $1, fee_currency = $2, amount_disputed_minor = $3, \
-         dispute_open = $4, payment_fingerprint = COALESCE($5, payment_fingerprint) WHERE id = $6",
-    )
     .bind(p.fee_minor)
     .bind(p.fee_currency.as_deref())
     .bind(p.amount_disputed_minor)
     .bind(i64::from(p.dispute_open))
     .bind(p.payment_fingerprint.as_deref())
-    .bind(id)
     .execute(&mut **tx)
     .await
     .map_err(DbError::from)?;
-    Ok(())
+    Ok((id, None))
 }
 
 #[derive(Default)]
