@@ -1000,20 +1000,11 @@ impl DemoHub {
             .telegram
             .web_app_init_data(tg_user, now_s, None)
             .map_err(|e| anyhow!("telegram: {e}"))?;
-        let r = self
-            .http
-            .post(self.url("/api/v1/miniapp/session"))
-            .header("Authorization", format!("tma {init}"))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().as_u16() == 201, "Mini App session: {}", r.status());
-        let session: serde_json::Value = r.json().await?;
-        anyhow::ensure!(session["linked"] == true, "the Telegram user is not linked: {session}");
-        let token = session["token"].as_str().ok_or_else(|| anyhow!("no session token"))?;
+        let token = self.miniapp_session(&init).await?;
         let page = self
             .http
             .get(self.url("/miniapp/app/plan"))
-            .bearer_auth(token)
+            .bearer_auth(&token)
             .send()
             .await?
             .error_for_status()?
@@ -1031,6 +1022,22 @@ impl DemoHub {
             .map(|(hint, _)| hint.replace("&amp;", "&"))
             .unwrap_or_default();
         Ok(format!("{name} — {hint}"))
+    }
+
+    /// The Mini App's page exchanging Telegram's signed launch data (`init`) for a session of a
+    /// linked account: its bearer token.
+    async fn miniapp_session(&self, init: &str) -> anyhow::Result<String> {
+        let r = self
+            .http
+            .post(self.url("/api/v1/miniapp/session"))
+            .header("Authorization", format!("tma {init}"))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().as_u16() == 201, "Mini App session: {}", r.status());
+        let session: Value = r.json().await?;
+        anyhow::ensure!(session["linked"] == true, "the Telegram user is not linked: {session}");
+        let token = session["token"].as_str().ok_or_else(|| anyhow!("no session token"))?;
+        Ok(token.to_owned())
     }
 
     /// `name` signs up on the hub's page, opens the bot in Telegram, presses "Pay with Telegram
@@ -1764,15 +1771,7 @@ async fn miniapp_approve_over_http(
         .find(|(k, _)| k == "tgWebAppData")
         .map(|(_, v)| v.into_owned())
         .ok_or_else(|| anyhow!("no launch data in {launch}"))?;
-    let r = hub
-        .http
-        .post(hub.url("/api/v1/miniapp/session"))
-        .header("Authorization", format!("tma {init}"))
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().as_u16() == 201, "Mini App session: {}", r.status());
-    let session: Value = r.json().await?;
-    let token = session["token"].as_str().ok_or_else(|| anyhow!("no session token"))?.to_owned();
+    let token = hub.miniapp_session(&init).await?;
     let view = |h: &DemoHub| {
         h.http
             .get(h.url(&format!("/miniapp/app/approvals?signal={hex}")))

@@ -39,6 +39,7 @@ use crate::audit::{self, Entry};
 use crate::db::DbError;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
+use crate::ui::account::{ActionForm, checked};
 use crate::ui::{PageError, fmt, layout};
 
 /// The longest label a link may carry (the owner's own note; never shown on the page).
@@ -236,27 +237,19 @@ async fn owner_of(state: &AppState, token: &str) -> Result<Option<(String, Strin
 }
 
 /// The account's money figures as published up to `cutoff_ms`: one per device that published
-/// something, in enrolment order.
+/// something, in enrolment order (the public record's own functions).
 async fn figures(
     state: &AppState,
     user_id: &str,
     cutoff_ms: i64,
 ) -> Result<Vec<MoneyFigures>, ApiError> {
-    let mut out = Vec::new();
+    let mut chains = Vec::new();
     for key in crate::public::store::device_keys(&state.db, user_id).await? {
-        let author = key.device_id();
-        let stream =
-            crate::public::store::published_records(&state.db, &state.hub_identity, &author)
-                .await?;
-        let chain = crate::analytics::published_chain(key, stream, Vec::new(), cutoff_ms);
-        if chain.items.is_empty() {
-            continue;
-        }
-        let records: Vec<tradecast_protocol::Record> =
-            chain.items.into_iter().map(|i| i.record).collect();
-        out.push(crate::analytics::money_figures(author, &records).map_err(ApiError::internal)?);
+        let chain =
+            crate::public::published_chain(&state.db, &state.hub_identity, key, cutoff_ms).await?;
+        chains.extend(chain);
     }
-    Ok(out)
+    crate::public::money_of(&chains)
 }
 
 /// The page of a link: the money sections with the accounts numbered instead of named.
@@ -400,36 +393,15 @@ pub(crate) fn account_section(links: &[ShareLink], csrf: &str) -> Markup {
     }
 }
 
-/// The account page's share forms.
-#[derive(Debug, Default, Deserialize)]
-pub struct ShareForm {
-    #[serde(default)]
-    csrf: Option<String>,
-    #[serde(default)]
-    label: Option<String>,
-}
-
-fn checked_form(
-    signed: &crate::ui::session::Signed,
-    headers: &HeaderMap,
-    form: Result<axum::Form<ShareForm>, axum::extract::rejection::FormRejection>,
-) -> Result<ShareForm, PageError> {
-    let form = form.map(|axum::Form(f)| f).unwrap_or_default();
-    if !crate::ui::session::csrf_ok(signed, headers, form.csrf.as_deref()) {
-        return Err(PageError::csrf());
-    }
-    Ok(form)
-}
-
 /// `POST /account/share-links` (`label`): a new link, shown on the account page.
 pub async fn create_form(
     State(state): State<AppState>,
     crate::ui::session::Member(signed): crate::ui::session::Member,
     crate::api::extract::RequestId(request_id): crate::api::extract::RequestId,
     headers: HeaderMap,
-    form: Result<axum::Form<ShareForm>, axum::extract::rejection::FormRejection>,
+    form: Result<axum::Form<ActionForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let form = checked_form(&signed, &headers, form)?;
+    let form = checked(&signed, &headers, form)?;
     let new = NewShareLink { label: form.label };
     let notice = match create(&state, &signed.user.id, &new, &request_id).await {
         Ok(l) => layout::Notice::Ok(format!("New share link: {}", l.url)),
@@ -448,9 +420,9 @@ pub async fn revoke_form(
     crate::api::extract::RequestId(request_id): crate::api::extract::RequestId,
     headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
-    form: Result<axum::Form<ShareForm>, axum::extract::rejection::FormRejection>,
+    form: Result<axum::Form<ActionForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    checked_form(&signed, &headers, form)?;
+    checked(&signed, &headers, form)?;
     let link = revoke(&state, &signed.user.id, &id, &request_id).await?;
     let notice = layout::Notice::Ok(format!("Revoked: {} no longer opens.", link.url));
     Ok(layout::html(crate::ui::account::render(&state, &signed, Some(&notice)).await?))

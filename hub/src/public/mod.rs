@@ -35,7 +35,7 @@ use tradecast_protocol::{Identity, IdentityKey};
 use std::sync::Arc;
 
 use crate::analytics::{self, PublishedChain};
-use crate::db::Db;
+use crate::db::{Db, DbError};
 use crate::error::ApiError;
 use crate::state::AppState;
 use cache::Rendered;
@@ -90,21 +90,11 @@ pub async fn track_record(
         if !(committed.is_empty() && posted.is_empty()) {
             chains.push(analytics::published_chain(key, committed, posted, cutoff_ms));
         }
-        let stream = store::published_records(db, hub, &key.device_id()).await?;
-        let chain = analytics::published_chain(key, stream, Vec::new(), cutoff_ms);
-        if !chain.items.is_empty() {
+        if let Some(chain) = published_chain(db, hub, key, cutoff_ms).await? {
             published.push(chain);
         }
     }
-    let money = published
-        .iter()
-        .map(|c| {
-            let records: Vec<tradecast_protocol::Record> =
-                c.items.iter().map(|i| i.record.clone()).collect();
-            analytics::money_figures(c.author(), &records)
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::internal)?;
+    let money = money_of(&published)?;
     let records: Vec<Vec<tradecast_protocol::Record>> =
         chains.iter().map(|c| c.items.iter().map(|i| i.record.clone()).collect()).collect();
     let figures = analytics::figures(analytics::outcomes(records.iter().map(Vec::as_slice)))
@@ -123,6 +113,32 @@ pub async fn track_record(
         published,
         money,
     })
+}
+
+/// The published-stream chain of the device with `key`, cut at `cutoff_ms`; `None` when it
+/// published nothing up to then.
+pub async fn published_chain(
+    db: &Db,
+    hub: &Identity,
+    key: IdentityKey,
+    cutoff_ms: i64,
+) -> Result<Option<PublishedChain>, DbError> {
+    let stream = store::published_records(db, hub, &key.device_id()).await?;
+    let chain = analytics::published_chain(key, stream, Vec::new(), cutoff_ms);
+    Ok((!chain.items.is_empty()).then_some(chain))
+}
+
+/// The money figures of each published chain, in the same order.
+pub fn money_of(published: &[PublishedChain]) -> Result<Vec<MoneyFigures>, ApiError> {
+    published
+        .iter()
+        .map(|c| {
+            let records: Vec<tradecast_protocol::Record> =
+                c.items.iter().map(|i| i.record.clone()).collect();
+            analytics::money_figures(c.author(), &records)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::internal)
 }
 
 impl TrackRecord {

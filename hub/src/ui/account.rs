@@ -340,10 +340,13 @@ pub struct ActionForm {
     csrf: Option<String>,
     #[serde(default)]
     plan_id: Option<String>,
+    /// A share link's note ([`crate::share`]).
+    #[serde(default)]
+    pub(crate) label: Option<String>,
 }
 
 /// The action form of a signed-in POST, refused (403) without the session's CSRF token.
-fn checked(
+pub(crate) fn checked(
     signed: &Signed,
     headers: &HeaderMap,
     form: Result<Form<ActionForm>, axum::extract::rejection::FormRejection>,
